@@ -1,0 +1,72 @@
+"""Routes: which address each registered bureau's node listens on, and a channel to it.
+
+Channels are opened once per bureau and reused, so no TLS handshake sits on the
+query path. The channel only accepts a server holding that bureau's certificate,
+so a registered address cannot impersonate another bureau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from ncbsim import transport
+from ncbsim.config import check_address
+from ncbsim.errors import ConfigError, RoutingError
+from ncbsim.pki import TlsFiles
+from ncbsim.v1 import bureau_pb2_grpc
+
+log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class Route:
+    """A registered bureau node."""
+
+    bureau: str
+    address: str
+    channel: grpc.aio.Channel
+    stub: bureau_pb2_grpc.BureauStub
+
+
+class Router:
+    """Registered bureau nodes, keyed by bureau code."""
+
+    def __init__(self, tls: TlsFiles) -> None:
+        self._tls = tls
+        self._routes: dict[str, Route] = {}
+
+    async def register(self, bureau: str, address: str) -> bool:
+        """Record ``bureau``'s node address; True if the route is new or changed."""
+        try:
+            check_address(address)
+        except ConfigError as exc:
+            raise RoutingError(str(exc)) from exc
+        current = self._routes.get(bureau)
+        if current is not None and current.address == address:
+            return False
+        channel = transport.bureau_channel(address, self._tls, bureau)
+        self._routes[bureau] = Route(bureau, address, channel, bureau_pb2_grpc.BureauStub(channel))
+        if current is not None:
+            await current.channel.close()
+        log.info("route_registered", bureau=bureau, address=address)
+        return True
+
+    def get(self, bureau: str) -> Route:
+        """The route to ``bureau`` or RoutingError."""
+        try:
+            return self._routes[bureau]
+        except KeyError:
+            raise RoutingError(f"bureau {bureau} has no registered node") from None
+
+    def bureaus(self) -> list[str]:
+        """Registered bureau codes, sorted."""
+        return sorted(self._routes)
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for route in self._routes.values():
+            await route.channel.close()
+        self._routes.clear()

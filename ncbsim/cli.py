@@ -1,0 +1,234 @@
+"""The ``ncbsim`` command line: parse arguments, configure logging once, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from ncbsim import log as logsetup
+from ncbsim.config import log_level_from_env
+from ncbsim.errors import NcbsimError
+from ncbsim.pki import PkiDir
+
+DEFAULT_GATEWAY_LISTEN = "127.0.0.1:7600"
+
+
+def _codes(text: str) -> list[str]:
+    return [c.strip().upper() for c in text.split(",") if c.strip()]
+
+
+def _gateway_ready_file(directory: Path) -> Path:
+    return directory / "gateway" / "ready.json"
+
+
+def find_gateway(workdir: Path) -> str:
+    """The gateway address of the network in ``workdir`` (network.json, else the ready file)."""
+    for path, key in (
+        (workdir / "network.json", "gateway"),
+        (_gateway_ready_file(workdir), "address"),
+    ):
+        if path.exists():
+            return str(json.loads(path.read_text())[key])
+    raise NcbsimError(f"no running gateway found in {workdir}; start one with `ncbsim up`")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    from ncbsim import pki
+
+    directory = pki.init(args.dir, _codes(args.bureaus))
+    print(f"PKI for {', '.join(directory.bureaus())} written to {args.dir}")
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+    from ncbsim.config import GatewayConfig
+
+    config = GatewayConfig(
+        pki=PkiDir(args.dir),
+        listen=args.listen,
+        audit_path=args.audit or args.dir / "gateway" / "audit.sqlite",
+        ready_file=args.ready_file or _gateway_ready_file(args.dir),
+    )
+    asyncio.run(serve(config))
+    return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from ncbsim.config import NodeConfig
+    from node import datagen
+    from node.server import serve
+
+    db = args.db or args.dir / "bureaus" / args.bureau / "records.sqlite"
+    if not db.exists():
+        datagen.generate(db, args.bureau, seed=args.seed, documents=2000, persons=500, vehicles=500)
+    config = NodeConfig(
+        pki=PkiDir(args.dir),
+        bureau=args.bureau,
+        db_path=db,
+        gateway=args.gateway or find_gateway(args.dir),
+        listen=args.listen,
+        ready_file=args.ready_file,
+    )
+    asyncio.run(serve(config))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from ncbsim.serving import wait_for_shutdown
+    from simulations import scenario as scenarios
+    from simulations.network import Network
+
+    network = Network.start(
+        args.workdir,
+        scenarios.load(args.scenario),
+        detach=args.detach,
+        log_level=args.child_log_level,
+    )
+    for proc in network.procs:
+        name = proc.bureau or proc.role
+        print(f"{name:8} pid {proc.pid:<8} {proc.address:22} log {proc.log}")
+    print(f"network.json: {network.workdir / 'network.json'}")
+    if args.detach:
+        print(f"detached; stop it with: ncbsim down --workdir {args.workdir}")
+        return 0
+    print("running; press Ctrl-C to stop")
+    try:
+        asyncio.run(wait_for_shutdown())
+    finally:
+        network.stop()
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from simulations.network import Network
+
+    network = Network.load(args.workdir)
+    network.stop()
+    print(f"stopped {len(network.procs)} processes in {network.workdir}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from ncbsim.console import run_query
+
+    return asyncio.run(run_query(args, gateway=find_gateway(args.workdir)))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulations.simulate import run
+
+    report = run(
+        args.scenario,
+        workdir=args.workdir,
+        report_path=args.report,
+        log_level=args.child_log_level,
+    )
+    return 0 if report["passed"] else 1
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, readable table
+    parser = argparse.ArgumentParser(
+        prog="ncbsim",
+        description="Simulate an I-24/7 style police network: bureaus query each other's "
+        "records end-to-end encrypted through an untrusted gateway.",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=logsetup.LEVELS,
+        default=None,
+        help="log level (default: NCBSIM_LOG_LEVEL or info for servers, warning for tools)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pki = sub.add_parser("pki", help="create and manage the network's PKI")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True, metavar="ACTION")
+    init = pki_sub.add_parser("init", help="root CA, TLS certificates, E2E keys, directory")
+    init.add_argument("--dir", type=Path, required=True, help="directory to create")
+    init.add_argument("--bureaus", required=True, help="comma-separated codes, e.g. FR,DE,IT")
+    init.set_defaults(func=cmd_pki_init, server=False)
+
+    gw = sub.add_parser("gateway", help="run the gateway in the foreground")
+    gw.add_argument("--dir", type=Path, required=True, help="PKI directory (from pki init)")
+    gw.add_argument("--listen", default=DEFAULT_GATEWAY_LISTEN, help="host:port (port 0: any)")
+    gw.add_argument("--audit", type=Path, help="audit database (default DIR/gateway/audit.sqlite)")
+    gw.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
+    gw.set_defaults(func=cmd_gateway, server=True)
+
+    node = sub.add_parser("node", help="run one bureau's node in the foreground")
+    node.add_argument("--dir", type=Path, required=True, help="PKI directory (from pki init)")
+    node.add_argument("--bureau", required=True, type=str.upper, help="bureau code, e.g. FR")
+    node.add_argument("--gateway", help="gateway host:port (default: found in DIR)")
+    node.add_argument("--listen", default="127.0.0.1:0", help="host:port (port 0: any)")
+    node.add_argument("--db", type=Path, help="records (default DIR/bureaus/XX/records.sqlite)")
+    node.add_argument("--seed", type=int, default=1, help="seed if records must be generated")
+    node.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
+    node.set_defaults(func=cmd_node, server=True)
+
+    up = sub.add_parser("up", help="bring up a scenario's gateway and bureaus")
+    up.add_argument("scenario", help="scenario name (simulations/scenarios) or .toml path")
+    up.add_argument("--workdir", type=Path, required=True, help="PKI, data, logs and audit")
+    up.add_argument("--detach", action="store_true", help="return once the network serves")
+    up.set_defaults(func=cmd_up, server=False)
+
+    down = sub.add_parser("down", help="stop a detached network")
+    down.add_argument("--workdir", type=Path, required=True)
+    down.set_defaults(func=cmd_down, server=False)
+
+    query = sub.add_parser("query", help="query a running network as one bureau")
+    query.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    query.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="requester")
+    query.add_argument("--to", required=True, type=str.upper, help="bureau, list, or ALL")
+    query.add_argument("--fetch", action="store_true", help="run step 2 on every hit")
+    query.add_argument("--json", action="store_true", help="machine-readable output")
+    query.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
+    kinds = query.add_subparsers(dest="kind", required=True, metavar="KIND")
+    doc = kinds.add_parser("document", help="travel document by number and issuer (SLTD)")
+    doc.add_argument("--number", required=True)
+    doc.add_argument("--issuer", required=True, type=str.upper)
+    person = kinds.add_parser("person", help="person by name (fuzzy) and date of birth")
+    person.add_argument("--surname", required=True)
+    person.add_argument("--given-names", default="")
+    person.add_argument("--dob", required=True, help="YYYY-MM-DD")
+    vehicle = kinds.add_parser("vehicle", help="vehicle by VIN or plate")
+    vehicle.add_argument("--vin", default="")
+    vehicle.add_argument("--plate", default="")
+    fetch = kinds.add_parser("fetch", help="step 2: full record for a reference")
+    fetch.add_argument("--ref", required=True)
+    query.set_defaults(func=cmd_query, server=False)
+
+    sim = sub.add_parser("simulate", help="run a scenario end to end and check the results")
+    sim.add_argument("scenario", nargs="?", default="quickstart")
+    sim.add_argument("--workdir", type=Path, help="keep PKI, data, logs and audit here")
+    sim.add_argument("--report", type=Path, help="write a JSON report here")
+    sim.set_defaults(func=cmd_simulate, server=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ncbsim`` console script."""
+    args = build_parser().parse_args(argv)
+    role = args.command if args.server else ""
+    if role == "node":
+        role = f"node:{args.bureau}"
+    # Servers log at info by default; tools stay quiet but start their servers at info.
+    args.child_log_level = args.log_level or log_level_from_env("info")
+    args.log_level = args.log_level or log_level_from_env("info" if args.server else "warning")
+    logsetup.configure(args.log_level, role=role)
+    try:
+        result: int = args.func(args)
+    except NcbsimError as exc:
+        print(f"ncbsim: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result

@@ -1,0 +1,213 @@
+"""A bureau's query client: seal, send through the gateway, verify and open the answer.
+
+Used by ``ncbsim query``, the simulator and the tests. It holds one mTLS channel to
+the gateway for its whole life, and verifies every directory entry it uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from ncbsim import envelope, transport
+from ncbsim.directory import Directory
+from ncbsim.errors import DirectoryError, EnvelopeError
+from ncbsim.identity import Identity
+from ncbsim.peers import Peers
+from ncbsim.pki import PkiDir
+from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, query_pb2
+
+ALL = "ALL"
+
+
+class Outcome(StrEnum):
+    """How one bureau answered one query."""
+
+    HIT = "hit"
+    NO_HIT = "no_hit"
+    RECORD = "record"  # step 2: the full record came back
+    NOT_FOUND = "not_found"  # step 2: no such reference (or not releasable)
+    ERROR = "error"  # the bureau answered that the query was unusable
+    NO_ANSWER = "no_answer"  # unreachable, or no answer within the deadline
+    FAILED = "failed"  # refused, or the answer did not verify
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One bureau's answer to one query."""
+
+    bureau: str
+    outcome: Outcome
+    response: query_pb2.QueryResponse | None = None
+    detail: str = ""
+    latency_ms: float = 0.0
+    message_id: str = ""
+
+    @property
+    def matches(self) -> list[query_pb2.Match]:
+        """Step-1 matches (empty unless the outcome is a hit)."""
+        if self.response is None or not self.response.HasField("hits"):
+            return []
+        return list(self.response.hits.matches)
+
+
+@dataclass(slots=True)
+class BureauClient:
+    """Acts as bureau ``identity.bureau`` towards the gateway at ``gateway``."""
+
+    pki: PkiDir
+    identity: Identity
+    gateway: str
+    _channel: grpc.aio.Channel = field(init=False)
+    _stub: gateway_pb2_grpc.GatewayStub = field(init=False)
+    peers: Peers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._channel = transport.gateway_channel(self.gateway, self.pki.tls(self.identity.bureau))
+        self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
+        self.peers = Peers(Directory(self.pki.root_public_key()), self._stub)
+
+    @classmethod
+    def open(cls, pki: PkiDir, bureau: str, gateway: str) -> BureauClient:
+        """Load ``bureau``'s keys from ``pki`` and connect to ``gateway``."""
+        return cls(pki, Identity.load(pki, bureau, now_ms=int(time.time() * 1000)), gateway)
+
+    async def close(self) -> None:
+        """Close the channel to the gateway."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> BureauClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def routes(self, timeout: float = 5.0) -> list[str]:
+        """Bureaus the gateway can currently route to."""
+        reply = await self._stub.Routes(gateway_pb2.RoutesRequest(), timeout=timeout)
+        return list(reply.bureaus)
+
+    async def recipients(self, to: Sequence[str]) -> list[str]:
+        """Expand ``ALL`` to every bureau in the directory except ourselves."""
+        if list(to) == [ALL]:
+            codes = await self.peers.load_all()
+            return [c for c in codes if c != self.identity.bureau]
+        return list(dict.fromkeys(to))
+
+    def _seal(self, query: query_pb2.QueryRequest, recipient: str) -> envelope.SealedRequest:
+        key, public = envelope.new_response_key()
+        body = query_pb2.QueryRequest()
+        body.CopyFrom(query)
+        body.response_key = public
+        return envelope.seal_request(
+            body.SerializeToString(),
+            sender=self.identity,
+            recipient=self.peers.get(recipient),
+            response_key=key,
+        )
+
+    def _open(
+        self, sealed: envelope.SealedRequest, response: envelope.Envelope, latency_ms: float
+    ) -> Answer:
+        bureau = sealed.header.recipient
+        mid = sealed.header.message_hex
+        try:
+            opened = envelope.open_response(response, request=sealed, sender=self.peers.get(bureau))
+            body = query_pb2.QueryResponse.FromString(opened.plaintext)
+        except (EnvelopeError, DirectoryError, DecodeError):
+            return Answer(bureau, Outcome.FAILED, None, "response did not verify", latency_ms, mid)
+        which = body.WhichOneof("result")
+        if which == "hits":
+            outcome = Outcome.HIT if body.hits.matches else Outcome.NO_HIT
+        elif which == "record":
+            outcome = Outcome.RECORD
+        elif which == "not_found":
+            outcome = Outcome.NOT_FOUND
+        else:
+            outcome = Outcome.ERROR
+        detail = body.error.message if which == "error" else ""
+        return Answer(bureau, outcome, body, detail, latency_ms, mid)
+
+    async def query(
+        self, query: query_pb2.QueryRequest, to: str, *, timeout: float = 5.0
+    ) -> Answer:
+        """Send one query to one bureau through the gateway and open its answer."""
+        started = time.perf_counter()
+        try:
+            await self.peers.resolve([to])
+        except DirectoryError as exc:
+            return Answer(to, Outcome.FAILED, None, str(exc))
+        sealed = self._seal(query, to)
+        try:
+            response = await self._stub.Query(sealed.envelope, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            outcome = (
+                Outcome.NO_ANSWER
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                else Outcome.FAILED
+            )
+            latency = (time.perf_counter() - started) * 1000
+            return Answer(
+                to,
+                outcome,
+                None,
+                f"{code.name}: {exc.details()}",
+                latency,
+                sealed.header.message_hex,
+            )
+        return self._open(sealed, response, (time.perf_counter() - started) * 1000)
+
+    async def multi_query(
+        self, query: query_pb2.QueryRequest, to: Sequence[str], *, timeout: float = 5.0
+    ) -> list[Answer]:
+        """One query to several bureaus (or ``["ALL"]``), answered as one merged reply.
+
+        Every recipient is listed: hit, no-hit, no-answer or failed.
+        """
+        started = time.perf_counter()
+        recipients = await self.recipients(to)
+        try:
+            await self.peers.resolve(recipients)
+        except DirectoryError as exc:
+            return [Answer(r, Outcome.FAILED, None, str(exc)) for r in recipients]
+        sealed = {r: self._seal(query, r) for r in recipients}
+        request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
+        try:
+            reply = await self._stub.MultiQuery(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            detail = f"{exc.code().name}: {exc.details()}"
+            return [Answer(r, Outcome.FAILED, None, detail) for r in recipients]
+        latency = (time.perf_counter() - started) * 1000
+        answers: dict[str, Answer] = {}
+        for delivery in reply.deliveries:
+            if delivery.bureau not in sealed or delivery.bureau in answers:
+                continue
+            if delivery.status == gateway_pb2.DELIVERY_STATUS_DELIVERED:
+                answers[delivery.bureau] = self._open(
+                    sealed[delivery.bureau], delivery.response, latency
+                )
+            else:
+                outcome = (
+                    Outcome.NO_ANSWER
+                    if delivery.status == gateway_pb2.DELIVERY_STATUS_NO_ANSWER
+                    else Outcome.FAILED
+                )
+                answers[delivery.bureau] = Answer(
+                    delivery.bureau,
+                    outcome,
+                    None,
+                    delivery.detail,
+                    latency,
+                    sealed[delivery.bureau].header.message_hex,
+                )
+        # A bureau the gateway left out of its reply did not answer.
+        return [
+            answers.get(r, Answer(r, Outcome.NO_ANSWER, None, "missing from reply"))
+            for r in recipients
+        ]

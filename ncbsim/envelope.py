@@ -1,0 +1,320 @@
+"""Envelope recipes: seal and open end-to-end encrypted, signed messages.
+
+Node, gateway and clients call only these functions; the primitives live in
+:mod:`ncbsim._crypto`. The wire format is specified in docs/protocol.md.
+
+A request is sealed with HPKE to the recipient's directory X25519 key; its body
+carries a fresh ephemeral X25519 public key. The response is sealed to that
+ephemeral key with the request's message id bound into the HPKE ``info`` and the
+header's ``correlation_id``, so responses have forward secrecy and cannot be
+replayed against another request. Every envelope is signed by its sender with
+Ed25519 over the header and the sealed body.
+
+Every failure to open raises :class:`~ncbsim.errors.EnvelopeError`, which never
+says why.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from ncbsim import _crypto
+from ncbsim.directory import Peer
+from ncbsim.errors import DirectoryError, EnvelopeError
+from ncbsim.identity import Identity
+from ncbsim.v1 import envelope_pb2
+
+VERSION = 1
+MESSAGE_ID_LEN = 16
+REQUEST_INFO = b"ncbsim/v1 request"
+RESPONSE_INFO = b"ncbsim/v1 response"
+SIGNATURE_CONTEXT = b"ncbsim/v1 envelope\x00"
+DEFAULT_TTL_MS = 30_000
+MAX_TTL_MS = 24 * 3600 * 1000
+CLOCK_SKEW_MS = 30_000
+
+Envelope = envelope_pb2.Envelope
+Kind = envelope_pb2.MessageKind
+QUERY_REQUEST: int = envelope_pb2.MESSAGE_KIND_QUERY_REQUEST
+QUERY_RESPONSE: int = envelope_pb2.MESSAGE_KIND_QUERY_RESPONSE
+_RESPONSE_KIND = {QUERY_REQUEST: QUERY_RESPONSE}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The routing header, in clear. ``raw`` is the exact serialized form that is signed."""
+
+    version: int
+    message_id: bytes
+    sender: str
+    recipient: str
+    kind: int
+    issued_at_ms: int
+    expires_at_ms: int
+    correlation_id: bytes
+    sender_key_id: bytes
+    recipient_key_id: bytes
+    raw: bytes
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Header:
+        """Decode header bytes (not authenticated by this call)."""
+        try:
+            h = envelope_pb2.Header.FromString(raw)
+        except DecodeError:
+            raise EnvelopeError from None
+        return cls(
+            version=h.version,
+            message_id=h.message_id,
+            sender=h.sender,
+            recipient=h.recipient,
+            kind=h.kind,
+            issued_at_ms=h.issued_at_ms,
+            expires_at_ms=h.expires_at_ms,
+            correlation_id=h.correlation_id,
+            sender_key_id=h.sender_key_id,
+            recipient_key_id=h.recipient_key_id,
+            raw=raw,
+        )
+
+    @property
+    def message_hex(self) -> str:
+        """Message id as hex, for logs and audit."""
+        return self.message_id.hex()
+
+    @property
+    def correlation_hex(self) -> str:
+        """Correlation id as hex, for logs and audit."""
+        return self.correlation_id.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An envelope that passed every check: its authenticated header and plaintext."""
+
+    header: Header
+    plaintext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRequest:
+    """A sealed request and what the requester keeps to open the response."""
+
+    envelope: Envelope
+    header: Header
+    response_key: _crypto.X25519PrivateKey
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _signed_bytes(header: bytes, sealed: bytes) -> bytes:
+    return SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + sealed
+
+
+def new_response_key() -> tuple[_crypto.X25519PrivateKey, bytes]:
+    """A fresh ephemeral X25519 key pair for one request: (private, raw public)."""
+    key = _crypto.x25519_generate()
+    return key, _crypto.x25519_public_bytes(key)
+
+
+def unverified_header(envelope: Envelope) -> Header:
+    """The header of an envelope, for routing. Nothing about it is authenticated yet."""
+    return Header.parse(envelope.header)
+
+
+def _seal(
+    plaintext: bytes,
+    *,
+    sender: Identity,
+    recipient: str,
+    recipient_key: _crypto.X25519PublicKey,
+    kind: int,
+    info: bytes,
+    correlation_id: bytes,
+    ttl_ms: int,
+    now_ms: int | None,
+    message_id: bytes | None,
+) -> tuple[Envelope, Header]:
+    issued = _now_ms() if now_ms is None else now_ms
+    header = envelope_pb2.Header(
+        version=VERSION,
+        message_id=message_id or os.urandom(MESSAGE_ID_LEN),
+        sender=sender.bureau,
+        recipient=recipient,
+        kind=kind,  # type: ignore[arg-type]
+        issued_at_ms=issued,
+        expires_at_ms=issued + ttl_ms,
+        correlation_id=correlation_id,
+        sender_key_id=sender.signing_key_id,
+        recipient_key_id=_crypto.key_id(_crypto.x25519_public_bytes(recipient_key)),
+    ).SerializeToString()
+    sealed = _crypto.hpke_seal(recipient_key, info=info, aad=header, plaintext=plaintext)
+    signature = _crypto.ed25519_sign(sender.signing_key, _signed_bytes(header, sealed))
+    envelope = Envelope(header=header, sealed=sealed, signature=signature)
+    return envelope, Header.parse(header)
+
+
+def seal_request(
+    plaintext: bytes,
+    *,
+    sender: Identity,
+    recipient: Peer,
+    response_key: _crypto.X25519PrivateKey,
+    kind: int = QUERY_REQUEST,
+    ttl_ms: int = DEFAULT_TTL_MS,
+    now_ms: int | None = None,
+    message_id: bytes | None = None,
+    correlation_id: bytes | None = None,
+) -> SealedRequest:
+    """Seal a request body to ``recipient``'s directory key and sign it as ``sender``.
+
+    ``plaintext`` must already carry the public half of ``response_key``.
+    """
+    envelope, header = _seal(
+        plaintext,
+        sender=sender,
+        recipient=recipient.bureau,
+        recipient_key=recipient.encryption_key,
+        kind=kind,
+        info=REQUEST_INFO,
+        correlation_id=correlation_id or os.urandom(MESSAGE_ID_LEN),
+        ttl_ms=ttl_ms,
+        now_ms=now_ms,
+        message_id=message_id,
+    )
+    return SealedRequest(envelope=envelope, header=header, response_key=response_key)
+
+
+def seal_response(
+    plaintext: bytes,
+    *,
+    sender: Identity,
+    request: Header,
+    response_key: bytes,
+    ttl_ms: int = DEFAULT_TTL_MS,
+    now_ms: int | None = None,
+    message_id: bytes | None = None,
+) -> Envelope:
+    """Seal a response to the ephemeral key the request carried, bound to its message id."""
+    try:
+        key = _crypto.x25519_public_from_bytes(response_key)
+    except _crypto.CryptoFailure:
+        raise EnvelopeError from None
+    envelope, _ = _seal(
+        plaintext,
+        sender=sender,
+        recipient=request.sender,
+        recipient_key=key,
+        kind=_RESPONSE_KIND[request.kind],
+        info=RESPONSE_INFO + request.message_id,
+        correlation_id=request.message_id,
+        ttl_ms=ttl_ms,
+        now_ms=now_ms,
+        message_id=message_id,
+    )
+    return envelope
+
+
+def _check(
+    envelope: Envelope,
+    *,
+    recipient: str,
+    kind: int,
+    sender: Peer,
+    recipient_key_id: bytes,
+    now_ms: int,
+) -> Header:
+    header = Header.parse(envelope.header)
+    if (
+        header.version != VERSION
+        or header.recipient != recipient
+        or header.kind != kind
+        or header.sender != sender.bureau
+        or len(header.message_id) != MESSAGE_ID_LEN
+        or not header.issued_at_ms <= now_ms + CLOCK_SKEW_MS
+        or not now_ms < header.expires_at_ms
+        or header.expires_at_ms - header.issued_at_ms > MAX_TTL_MS
+        or header.sender_key_id != sender.signing_key_id
+        or header.recipient_key_id != recipient_key_id
+    ):
+        raise EnvelopeError
+    try:
+        _crypto.ed25519_verify(
+            sender.verify_key, _signed_bytes(envelope.header, envelope.sealed), envelope.signature
+        )
+    except _crypto.CryptoFailure:
+        raise EnvelopeError from None
+    return header
+
+
+def open_request(
+    envelope: Envelope,
+    *,
+    recipient: Identity,
+    senders: Callable[[str], Peer],
+    kind: int = QUERY_REQUEST,
+    now_ms: int | None = None,
+) -> Opened:
+    """Verify and decrypt a request addressed to ``recipient``.
+
+    ``senders`` resolves the header's sender to a verified directory peer.
+    """
+    try:
+        sender = senders(Header.parse(envelope.header).sender)
+    except DirectoryError:
+        raise EnvelopeError from None
+    header = _check(
+        envelope,
+        recipient=recipient.bureau,
+        kind=kind,
+        sender=sender,
+        recipient_key_id=recipient.encryption_key_id,
+        now_ms=_now_ms() if now_ms is None else now_ms,
+    )
+    try:
+        plaintext = _crypto.hpke_open(
+            recipient.encryption_key, info=REQUEST_INFO, aad=header.raw, sealed=envelope.sealed
+        )
+    except _crypto.CryptoFailure:
+        raise EnvelopeError from None
+    return Opened(header=header, plaintext=plaintext)
+
+
+def open_response(
+    envelope: Envelope,
+    *,
+    request: SealedRequest,
+    sender: Peer,
+    now_ms: int | None = None,
+) -> Opened:
+    """Verify and decrypt the response to ``request``, which must come from ``sender``."""
+    sent = request.header
+    if sender.bureau != sent.recipient:
+        raise EnvelopeError
+    header = _check(
+        envelope,
+        recipient=sent.sender,
+        kind=_RESPONSE_KIND[sent.kind],
+        sender=sender,
+        recipient_key_id=_crypto.key_id(_crypto.x25519_public_bytes(request.response_key)),
+        now_ms=_now_ms() if now_ms is None else now_ms,
+    )
+    if header.correlation_id != sent.message_id:
+        raise EnvelopeError
+    try:
+        plaintext = _crypto.hpke_open(
+            request.response_key,
+            info=RESPONSE_INFO + sent.message_id,
+            aad=header.raw,
+            sealed=envelope.sealed,
+        )
+    except _crypto.CryptoFailure:
+        raise EnvelopeError from None
+    return Opened(header=header, plaintext=plaintext)

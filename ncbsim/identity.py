@@ -1,0 +1,65 @@
+"""A bureau's own identity: its private E2E keys and the public entry that certifies them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ncbsim import _crypto
+from ncbsim.directory import Peer, verify_entry
+from ncbsim.errors import PkiError
+from ncbsim.pki import PkiDir
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Private E2E keys of one bureau. Never logged, never serialized off the machine."""
+
+    bureau: str
+    signing_key: _crypto.SigningKey
+    encryption_key: _crypto.X25519PrivateKey
+    signing_key_id: bytes
+    encryption_key_id: bytes
+
+    @classmethod
+    def from_keys(
+        cls, bureau: str, signing_key: _crypto.SigningKey, encryption_key: _crypto.X25519PrivateKey
+    ) -> Identity:
+        """Build an identity from key objects, deriving the key ids."""
+        return cls(
+            bureau=bureau,
+            signing_key=signing_key,
+            encryption_key=encryption_key,
+            signing_key_id=_crypto.key_id(bytes(signing_key.verify_key)),
+            encryption_key_id=_crypto.key_id(_crypto.x25519_public_bytes(encryption_key)),
+        )
+
+    @classmethod
+    def load(cls, pki: PkiDir, bureau: str, *, now_ms: int) -> Identity:
+        """Load ``bureau``'s keys and check they match its root-signed directory entry."""
+        folder = pki.party(bureau)
+        try:
+            signing = _crypto.signing_key_from_pem((folder / "signing.key").read_bytes())
+            encryption = _crypto.x25519_from_pem((folder / "encryption.key").read_bytes())
+            entry = pki.entry_path(bureau).read_bytes()
+        except (FileNotFoundError, _crypto.CryptoFailure, ValueError) as exc:
+            raise PkiError(f"cannot load the E2E keys of {bureau} from {folder}") from exc
+        identity = cls.from_keys(bureau, signing, encryption)
+        peer = verify_entry(pki.root_public_key(), entry, now_ms=now_ms)
+        if (peer.signing_key_id, peer.encryption_key_id) != (
+            identity.signing_key_id,
+            identity.encryption_key_id,
+        ):
+            raise PkiError(f"the keys of {bureau} do not match its directory entry")
+        return identity
+
+    def as_peer(self, not_after_ms: int = 2**62) -> Peer:
+        """This identity's public half, as others see it."""
+        return Peer(
+            bureau=self.bureau,
+            verify_key=self.signing_key.verify_key,
+            encryption_key=self.encryption_key.public_key(),
+            signing_key_id=self.signing_key_id,
+            encryption_key_id=self.encryption_key_id,
+            not_after_ms=not_after_ms,
+            serial=0,
+        )

@@ -1,0 +1,297 @@
+"""The simulated network's PKI: root CA, TLS certificates and E2E keys, and where they live.
+
+``ncbsim pki init --dir DIR --bureaus FR,DE`` writes::
+
+    DIR/ca.crt                       root certificate; every party pins it
+    DIR/ca.key                       root key (0600), signs certificates and directory entries
+    DIR/gateway/tls.{crt,key}        gateway: server and client auth, SAN gateway.ncbsim
+    DIR/operator/tls.{crt,key}       control plane (health checks, ncbsim up), SAN operator.ncbsim
+    DIR/bureaus/FR/tls.{crt,key}     bureau FR: SAN fr.bureau.ncbsim, CN FR
+    DIR/bureaus/FR/signing.key       FR's Ed25519 E2E signing key (0600)
+    DIR/bureaus/FR/encryption.key    FR's X25519 E2E encryption key (0600)
+    DIR/directory/FR.entry           FR's public E2E keys, signed by the root
+
+Private key files are written with mode 0600 inside 0700 directories.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ncbsim import _crypto
+from ncbsim.errors import PkiError
+from ncbsim.v1 import directory_pb2
+
+GATEWAY_NAME = "gateway.ncbsim"
+OPERATOR_NAME = "operator.ncbsim"
+BUREAU_SUFFIX = ".bureau.ncbsim"
+DIRECTORY_CONTEXT = b"ncbsim/v1 directory-entry\x00"
+CERT_VALIDITY = dt.timedelta(days=365)
+ENTRY_VALIDITY = dt.timedelta(days=365)
+
+_BUREAU_CODE = re.compile(r"^[A-Z]{2}$")
+
+
+def check_bureau_code(code: str) -> str:
+    """Return the code if it is two upper-case letters (ISO 3166-1 alpha-2 form)."""
+    if not _BUREAU_CODE.match(code):
+        raise PkiError(f"not a bureau code: {code!r}")
+    return code
+
+
+def bureau_dns_name(code: str) -> str:
+    """The DNS SAN that names bureau ``code`` in its TLS certificate."""
+    return check_bureau_code(code).lower() + BUREAU_SUFFIX
+
+
+def bureau_from_dns_name(name: str) -> str | None:
+    """Inverse of :func:`bureau_dns_name`; None if ``name`` does not name a bureau."""
+    if not name.endswith(BUREAU_SUFFIX):
+        return None
+    code = name[: -len(BUREAU_SUFFIX)].upper()
+    return code if _BUREAU_CODE.match(code) else None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A party's TLS certificate and key, as PEM bytes, plus the pinned root."""
+
+    root: bytes
+    cert: bytes
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PkiDir:
+    """Paths inside a PKI directory. Knows the layout; reads files on request."""
+
+    root: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "ca.key"
+
+    @property
+    def directory(self) -> Path:
+        return self.root / "directory"
+
+    def party(self, name: str) -> Path:
+        """Folder of 'gateway', 'operator' or a bureau code."""
+        if name in ("gateway", "operator"):
+            return self.root / name
+        return self.root / "bureaus" / check_bureau_code(name)
+
+    def entry_path(self, bureau: str) -> Path:
+        return self.directory / f"{check_bureau_code(bureau)}.entry"
+
+    def bureaus(self) -> list[str]:
+        """Bureau codes that have a directory entry, sorted."""
+        return sorted(p.stem for p in self.directory.glob("*.entry"))
+
+    def tls(self, name: str) -> TlsFiles:
+        """TLS material for 'gateway', 'operator' or a bureau code."""
+        folder = self.party(name)
+        try:
+            return TlsFiles(
+                root=self.ca_cert.read_bytes(),
+                cert=(folder / "tls.crt").read_bytes(),
+                key=(folder / "tls.key").read_bytes(),
+            )
+        except FileNotFoundError as exc:
+            raise PkiError(f"missing TLS material for {name} under {self.root}") from exc
+
+    def root_public_key(self) -> ec.EllipticCurvePublicKey:
+        """The pinned root's public key."""
+        try:
+            cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        except FileNotFoundError as exc:
+            raise PkiError(f"no root certificate at {self.ca_cert}") from exc
+        key = cert.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise PkiError("root certificate does not hold a P-256 key")
+        return key
+
+    def signed_entries(self, bureaus: list[str] | None = None) -> list[bytes]:
+        """Serialized SignedDirectoryEntry files, for every bureau or the named ones."""
+        codes = bureaus or self.bureaus()
+        return [self.entry_path(c).read_bytes() for c in codes if self.entry_path(c).exists()]
+
+
+def _write(path: Path, data: bytes, *, private: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o600 if private else 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600 if private else 0o644)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ncbsim"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _issue(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    common_name: str,
+    dns_name: str,
+    server: bool,
+    now: dt.datetime,
+) -> tuple[bytes, bytes]:
+    key = _crypto.ecdsa_generate()
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    sans: list[x509.GeneralName] = [x509.DNSName(dns_name)]
+    if server:
+        sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        _crypto.private_key_to_pem(key),
+    )
+
+
+def _root(now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = _crypto.ecdsa_generate()
+    name = _name("ncbsim root CA")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CERT_VALIDITY * 5)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def sign_entry(ca_key: ec.EllipticCurvePrivateKey, entry: directory_pb2.DirectoryEntry) -> bytes:
+    """Serialize ``entry`` and sign it with the root key; returns a SignedDirectoryEntry."""
+    body = entry.SerializeToString()
+    signature = _crypto.ecdsa_sign(ca_key, DIRECTORY_CONTEXT + body)
+    return directory_pb2.SignedDirectoryEntry(entry=body, signature=signature).SerializeToString()
+
+
+def _load_root(pki: PkiDir) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise PkiError("root key is not a P-256 key")
+    return key, x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+
+
+def add_bureau(pki: PkiDir, code: str, *, serial: int = 1) -> None:
+    """Issue TLS certificate, E2E keys and a root-signed directory entry for one bureau."""
+    check_bureau_code(code)
+    ca_key, ca_cert = _load_root(pki)
+    now = dt.datetime.now(dt.UTC)
+    folder = pki.party(code)
+    cert, key = _issue(
+        ca_key, ca_cert, common_name=code, dns_name=bureau_dns_name(code), server=True, now=now
+    )
+    _write(folder / "tls.crt", cert, private=False)
+    _write(folder / "tls.key", key, private=True)
+    signing = _crypto.ed25519_generate()
+    encryption = _crypto.x25519_generate()
+    _write(folder / "signing.key", _crypto.private_key_to_pem(signing), private=True)
+    _write(folder / "encryption.key", _crypto.private_key_to_pem(encryption), private=True)
+    entry = directory_pb2.DirectoryEntry(
+        version=1,
+        bureau=code,
+        signing_key=bytes(signing.verify_key),
+        encryption_key=_crypto.x25519_public_bytes(encryption),
+        not_before_ms=int((now - dt.timedelta(minutes=5)).timestamp() * 1000),
+        not_after_ms=int((now + ENTRY_VALIDITY).timestamp() * 1000),
+        serial=serial,
+    )
+    _write(pki.entry_path(code), sign_entry(ca_key, entry), private=False)
+
+
+def init(directory: Path, bureaus: list[str]) -> PkiDir:
+    """Create a complete PKI for a network of ``bureaus`` under ``directory``."""
+    for code in bureaus:
+        check_bureau_code(code)
+    if len(set(bureaus)) != len(bureaus):
+        raise PkiError("duplicate bureau codes")
+    pki = PkiDir(directory)
+    if pki.ca_key.exists():
+        raise PkiError(f"{directory} already holds a PKI; choose an empty directory")
+    now = dt.datetime.now(dt.UTC)
+    ca_key, ca_cert = _root(now)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write(pki.ca_key, _crypto.private_key_to_pem(ca_key), private=True)
+    _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
+    for name, dns in (("gateway", GATEWAY_NAME), ("operator", OPERATOR_NAME)):
+        cert, key = _issue(
+            ca_key, ca_cert, common_name=name, dns_name=dns, server=name == "gateway", now=now
+        )
+        _write(pki.party(name) / "tls.crt", cert, private=False)
+        _write(pki.party(name) / "tls.key", key, private=True)
+    for code in bureaus:
+        add_bureau(pki, code)
+    return pki

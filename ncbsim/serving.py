@@ -1,0 +1,89 @@
+"""What every ncbsim server shares: mTLS port, health and reflection, ready file, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ncbsim import transport
+from ncbsim.errors import ConfigError
+from ncbsim.pki import TlsFiles
+
+
+@dataclass(slots=True)
+class Served:
+    """A started server, its bound address and its health servicer."""
+
+    server: grpc.aio.Server
+    address: str
+    health: health.aio.HealthServicer
+
+    async def set_serving(self, serving: bool) -> None:
+        """Mark the whole server SERVING or NOT_SERVING in the health service."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await self.health.set("", status)
+
+
+async def start_server(
+    tls: TlsFiles, listen: str, service_names: Sequence[str], *, register: object
+) -> Served:
+    """Start an mTLS grpc.aio server with health and reflection on ``listen``.
+
+    ``register`` is called with the server to add the program's own servicers.
+    """
+    server = grpc.aio.server(options=transport.server_options())
+    if not callable(register):
+        raise TypeError("register must be callable")
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    host = listen.rpartition(":")[0]
+    try:
+        port = server.add_secure_port(listen, transport.server_credentials(tls))
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {listen}") from exc
+    await server.start()
+    return Served(server=server, address=f"{host}:{port}", health=health_servicer)
+
+
+async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, detail: str) -> NoReturn:
+    """End the RPC with ``code`` and a client-safe ``detail``; never returns."""
+    await context.abort(code, detail)
+    raise AssertionError("context.abort returned")  # pragma: no cover - grpc always raises
+
+
+def write_ready_file(path: Path | None, **fields: object) -> None:
+    """Atomically write a JSON ready file (pid, address, role...) for whoever started us."""
+    if path is None:
+        return
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), **fields}))
+    tmp.replace(path)
+
+
+async def wait_for_shutdown() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,83 @@
+"""mTLS for every hop: credentials, channels and who the authenticated peer is.
+
+Every server requires a client certificate signed by the pinned root. A peer is
+identified by the DNS SAN of its certificate: ``gateway.ncbsim``,
+``operator.ncbsim`` or ``xx.bureau.ncbsim`` for bureau XX.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from ncbsim.pki import GATEWAY_NAME, OPERATOR_NAME, TlsFiles, bureau_dns_name, bureau_from_dns_name
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.enable_retries", 0),
+]
+
+
+def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    """Server credentials that demand a client certificate from the pinned root."""
+    return grpc.ssl_server_credentials(
+        [(tls.key, tls.cert)], root_certificates=tls.root, require_client_auth=True
+    )
+
+
+def server_options() -> list[tuple[str, Any]]:
+    """Options shared by every ncbsim server."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def secure_channel(address: str, tls: TlsFiles, *, peer_name: str) -> grpc.aio.Channel:
+    """An asyncio mTLS channel to ``address`` that only accepts a server named ``peer_name``."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.root, private_key=tls.key, certificate_chain=tls.cert
+    )
+    options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", peer_name)]
+    return grpc.aio.secure_channel(address, credentials, options=options)
+
+
+def gateway_channel(address: str, tls: TlsFiles) -> grpc.aio.Channel:
+    """Channel to the gateway."""
+    return secure_channel(address, tls, peer_name=GATEWAY_NAME)
+
+
+def bureau_channel(address: str, tls: TlsFiles, bureau: str) -> grpc.aio.Channel:
+    """Channel to bureau ``bureau``'s node; the server must hold that bureau's certificate."""
+    return secure_channel(address, tls, peer_name=bureau_dns_name(bureau))
+
+
+def peer_names(context: grpc.aio.ServicerContext) -> list[str]:
+    """DNS SANs of the authenticated client certificate (empty if none)."""
+    auth = context.auth_context() or {}
+    return [v.decode("ascii", "replace") for v in auth.get("x509_subject_alternative_name", [])]
+
+
+def peer_bureau(context: grpc.aio.ServicerContext) -> str | None:
+    """The bureau code the mTLS client certificate names, or None."""
+    for name in peer_names(context):
+        code = bureau_from_dns_name(name)
+        if code is not None:
+            return code
+    return None
+
+
+def peer_is(context: grpc.aio.ServicerContext, name: str) -> bool:
+    """Whether the mTLS client certificate carries DNS SAN ``name``."""
+    return name in peer_names(context)
+
+
+def peer_is_operator(context: grpc.aio.ServicerContext) -> bool:
+    """Whether the caller holds the operator (control-plane) certificate."""
+    return peer_is(context, OPERATOR_NAME)

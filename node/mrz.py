@@ -1,0 +1,296 @@
+"""ICAO Doc 9303 machine-readable zones for passports (TD3: two lines of 44 characters).
+
+Check digits use the 7-3-1 weights over character values ``0``-``9`` = 0-9, ``A``-``Z`` =
+10-35 and the filler ``<`` = 0, taken modulo 10.
+
+A TD3 line 2 carries five check digits: document number, date of birth, date of expiry,
+personal number and a composite over all of these. The nationality and sex fields are not
+covered by any check digit, and, because values are summed modulo 10, replacing a character
+of an alphanumeric field by one whose value differs by a multiple of 10 (``0``/``A``/``K``/
+``U``/``<``, ``1``/``B``/``L``/``V``, ...) is not detected either. :func:`validate_td3`
+therefore also checks each field's format, the calendar dates, the sex code, and that both
+state codes are known ICAO codes.
+
+Names are transliterated to ``A``-``Z`` following the recommendations of Doc 9303 Part 3:
+national characters use the table there (``Ä`` → ``AE``, ``Ø`` → ``OE``, ``ß`` → ``SS``,
+``Þ`` → ``TH``...), other accented letters lose their accent, apostrophes are dropped, and
+spaces and hyphens become the filler ``<``. A name too long for its 39 positions is
+truncated as Part 4 describes: the given names are shortened from the last one backwards,
+each keeping at least its initial, and only then is the surname cut.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cache, lru_cache
+
+import pycountry
+
+__all__ = [
+    "TD3",
+    "MrzError",
+    "build_td3",
+    "check_digit",
+    "name_field",
+    "parse_td3",
+    "transliterate",
+    "validate_td3",
+]
+
+LINE_LENGTH = 44
+NAME_LENGTH = 39
+FILLER = "<"
+
+_VALUES: dict[str, int] = {str(d): d for d in range(10)}
+_VALUES.update({chr(ord("A") + i): 10 + i for i in range(26)})
+_VALUES[FILLER] = 0
+_WEIGHTS = (7, 3, 1) * 15
+
+# Doc 9303 Part 3, transliteration of Latin national characters that do not simply lose an
+# accent. Everything else is decomposed (NFKD) and stripped of combining marks.
+# fmt: off
+_LATIN_SPECIAL = {
+    "Ä": "AE", "Å": "AA", "Æ": "AE", "Ð": "D", "Đ": "D", "Ö": "OE", "Ø": "OE", "Œ": "OE",
+    "Ü": "UE", "ß": "SS", "ẞ": "SS", "Þ": "TH", "Ĳ": "IJ", "Ł": "L", "Ħ": "H", "ı": "I",
+    "Ŋ": "N", "Ə": "A", "ə": "A",
+}
+# fmt: on
+_DROPPED = frozenset("'’‘`´ʼ.")
+_NOT_MRZ = re.compile(r"[^A-Z<]")
+_CODE = re.compile(r"^[A-Z]{1,3}<{0,2}$")
+_ALNUM_FIELD = re.compile(r"^[A-Z0-9<]+$")
+_DIGITS = re.compile(r"^[0-9]{6}$")
+_SEXES = frozenset("MFX<")
+
+# Codes of Doc 9303 Part 3 that are not ISO 3166-1 alpha-3, plus the specimen state Utopia.
+# fmt: off
+_ICAO_SPECIAL_CODES = frozenset(
+    {
+        "D", "RKS", "UTO", "EUE", "GBD", "GBN", "GBO", "GBP", "GBS", "UNA", "UNK", "UNO",
+        "XBA", "XCC", "XCE", "XCO", "XEC", "XES", "XIM", "XMP", "XOM", "XPO", "XXA", "XXB",
+        "XXC", "XXX",
+    }
+)
+# fmt: on
+
+
+class MrzError(ValueError):
+    """An MRZ or an MRZ field that cannot be written or read."""
+
+
+@dataclass(frozen=True, slots=True)
+class TD3:
+    """The fields of a TD3 MRZ, as written in it (dates as ``YYMMDD``, no fillers)."""
+
+    document_code: str
+    issuing_state: str
+    surname: str
+    given_names: str
+    number: str
+    nationality: str
+    date_of_birth: str
+    sex: str
+    date_of_expiry: str
+    personal_number: str
+
+
+@cache
+def _known_codes() -> frozenset[str]:
+    return frozenset(str(c.alpha_3) for c in pycountry.countries) | _ICAO_SPECIAL_CODES
+
+
+def check_digit(data: str) -> str:
+    """The 9303 check digit (``0``-``9``) of ``data``, which holds only ``0-9``, ``A-Z``, ``<``."""
+    if len(data) > len(_WEIGHTS):
+        raise MrzError("field too long for a check digit")
+    try:
+        total = sum(map(int.__mul__, map(_VALUES.__getitem__, data), _WEIGHTS))
+    except KeyError as exc:
+        raise MrzError(f"character {exc.args[0]!r} cannot appear in an MRZ") from None
+    return str(total % 10)
+
+
+@lru_cache(maxsize=65536)
+def transliterate(text: str) -> str:
+    """``text`` in MRZ characters: upper case ``A``-``Z``, with ``<`` for spaces and hyphens."""
+    out: list[str] = []
+    for ch in text.strip():
+        if ch in _DROPPED:
+            continue
+        upper = ch.upper() if ch not in _LATIN_SPECIAL else ch
+        if upper in _LATIN_SPECIAL:
+            out.append(_LATIN_SPECIAL[upper])
+            continue
+        for base in unicodedata.normalize("NFKD", upper):
+            if "A" <= base <= "Z":
+                out.append(base)
+            elif not unicodedata.combining(base):
+                out.append(FILLER)
+    collapsed = re.sub("<+", FILLER, "".join(out)).strip(FILLER)
+    if _NOT_MRZ.search(collapsed):  # pragma: no cover - every character was mapped above
+        raise MrzError(f"cannot transliterate {text!r}")
+    return collapsed
+
+
+def name_field(surname: str, given_names: str, width: int = NAME_LENGTH) -> str:
+    """The MRZ name field: ``SURNAME<<GIVEN<NAMES``, padded or truncated to ``width``."""
+    primary = transliterate(surname)
+    if not primary:
+        raise MrzError("a surname is required")
+    secondary = [part for part in transliterate(given_names).split(FILLER) if part]
+    field = _join_name(primary, secondary)
+    # Shorten given names from the last one backwards, each keeping its initial.
+    for index in reversed(range(len(secondary))):
+        excess = len(field) - width
+        if excess <= 0:
+            break
+        keep = max(1, len(secondary[index]) - excess)
+        secondary[index] = secondary[index][:keep]
+        field = _join_name(primary, secondary)
+    if len(field) > width:
+        field = field[:width]
+    return field.ljust(width, FILLER)
+
+
+def _join_name(primary: str, secondary: list[str]) -> str:
+    return primary + FILLER * 2 + FILLER.join(secondary) if secondary else primary
+
+
+def _code_field(code: str) -> str:
+    code = code.strip().upper()
+    if not _CODE.match(code):
+        raise MrzError(f"{code!r} is not an ICAO state code")
+    return code.ljust(3, FILLER)
+
+
+def _date_field(value: date) -> str:
+    return value.strftime("%y%m%d")
+
+
+def _alnum_field(value: str, width: int, name: str) -> str:
+    value = value.strip().upper().replace(" ", "")
+    if len(value) > width or (value and not _ALNUM_FIELD.match(value)):
+        raise MrzError(f"{name} {value!r} does not fit {width} MRZ characters")
+    return value.ljust(width, FILLER)
+
+
+def build_td3(
+    *,
+    document_code: str = "P",
+    issuing_state: str,
+    surname: str,
+    given_names: str,
+    number: str,
+    nationality: str,
+    date_of_birth: date,
+    sex: str,
+    date_of_expiry: date,
+    personal_number: str = "",
+) -> tuple[str, str]:
+    """The two lines of a passport MRZ built from its fields, with all five check digits.
+
+    ``issuing_state`` and ``nationality`` are ICAO codes (``D`` for Germany). An empty
+    personal number gets the filler ``<`` as its check digit, as 9303 allows.
+    """
+    if not re.fullmatch(r"P[A-Z<]?", document_code):
+        raise MrzError(f"{document_code!r} is not a passport document code")
+    if sex not in _SEXES:
+        raise MrzError(f"{sex!r} is not an MRZ sex code")
+    line1 = (
+        document_code.ljust(2, FILLER)
+        + _code_field(issuing_state)
+        + name_field(surname, given_names)
+    )
+    number_field = _alnum_field(number, 9, "document number")
+    optional = _alnum_field(personal_number, 14, "personal number")
+    birth = _date_field(date_of_birth)
+    expiry = _date_field(date_of_expiry)
+    optional_check = FILLER if optional == FILLER * 14 else check_digit(optional)
+    part_number = number_field + check_digit(number_field)
+    part_birth = birth + check_digit(birth)
+    part_expiry = expiry + check_digit(expiry) + optional + optional_check
+    composite = check_digit(part_number + part_birth + part_expiry)
+    line2 = (
+        part_number
+        + _code_field(nationality)
+        + part_birth
+        + sex
+        + part_expiry
+        + composite
+    )
+    return line1, line2
+
+
+def _lines(mrz: str | Sequence[str]) -> tuple[str, str]:
+    lines = mrz.split() if isinstance(mrz, str) else list(mrz)
+    if len(lines) != 2 or any(len(line) != LINE_LENGTH for line in lines):
+        raise MrzError("a TD3 MRZ has two lines of 44 characters")
+    line1, line2 = lines
+    if any(ch not in _VALUES for ch in line1 + line2):
+        raise MrzError("an MRZ holds only 0-9, A-Z and <")
+    return line1, line2
+
+
+def parse_td3(mrz: str | Sequence[str]) -> TD3:
+    """Split a TD3 MRZ (two lines, or one string with the lines separated by whitespace).
+
+    Raises :class:`MrzError` if the MRZ is not two lines of 44 MRZ characters. Check digits
+    are not verified here; see :func:`validate_td3`.
+    """
+    line1, line2 = _lines(mrz)
+    surname, _, given = line1[5:].partition(FILLER * 2)
+    return TD3(
+        document_code=line1[0:2].rstrip(FILLER),
+        issuing_state=line1[2:5].rstrip(FILLER),
+        surname=surname.strip(FILLER).replace(FILLER, " "),
+        given_names=given.strip(FILLER).replace(FILLER, " "),
+        number=line2[0:9].rstrip(FILLER),
+        nationality=line2[10:13].rstrip(FILLER),
+        date_of_birth=line2[13:19],
+        sex=line2[20],
+        date_of_expiry=line2[21:27],
+        personal_number=line2[28:42].rstrip(FILLER),
+    )
+
+
+def _is_date(yymmdd: str) -> bool:
+    if not _DIGITS.match(yymmdd):
+        return False
+    try:
+        date(2000 + int(yymmdd[0:2]), int(yymmdd[2:4]), int(yymmdd[4:6]))
+    except ValueError:
+        return False
+    return True
+
+
+def validate_td3(mrz: str | Sequence[str]) -> bool:
+    """Whether ``mrz`` is a well-formed TD3 MRZ whose five check digits are all correct."""
+    try:
+        line1, line2 = _lines(mrz)
+    except MrzError:
+        return False
+    known = _known_codes()
+    optional, optional_check = line2[28:42], line2[42]
+    optional_ok = optional_check == check_digit(optional) or (
+        optional_check == FILLER and optional == FILLER * 14
+    )
+    return (
+        line1[0] == "P"
+        and (line1[1] == FILLER or line1[1].isalpha())
+        and line1[2:5].rstrip(FILLER) in known
+        and "A" <= line1[5] <= "Z"
+        and not any(ch.isdigit() for ch in line1[5:])
+        and line2[10:13].rstrip(FILLER) in known
+        and line2[20] in _SEXES
+        and _is_date(line2[13:19])
+        and _is_date(line2[21:27])
+        and line2[9] == check_digit(line2[0:9])
+        and line2[19] == check_digit(line2[13:19])
+        and line2[27] == check_digit(line2[21:27])
+        and optional_ok
+        and line2[43] == check_digit(line2[0:10] + line2[13:20] + line2[21:43])
+    )

@@ -1,0 +1,523 @@
+"""A bureau's records in SQLite, read through index-backed lookups.
+
+The store answers the two steps of a query: step 1 (``find_document``, ``find_person``,
+``find_vehicle``) returns opaque references with a score, step 2 (``fetch``) returns the
+full record behind a reference.
+
+This module holds the schema (:data:`TABLES_DDL`, :data:`INDEXES_DDL`); ``node.datagen``
+creates databases from it. Every lookup is backed by an index that covers the query, and
+each thread reads through its own read-only connection (``mode=ro`` and
+``PRAGMA query_only``), so a ``ThreadPoolExecutor`` can serve lookups concurrently. The
+database is in WAL mode, so readers never block each other or a writer.
+
+Names are matched fuzzily. Both sides are folded to a key (:func:`name_key`): accents
+stripped, upper case, punctuation and hyphens removed, and common transliteration variants
+merged (``MÜLLER``/``MUELLER``, ``MEYER``/``MAIER``, ``W``/``V``, doubled letters). Keys
+are compared with Jaro-Winkler similarity, trying the names as given, with surname and
+given names swapped, and as one sorted bag of name parts. The exact date of birth selects
+the candidates through an index.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+import threading
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, overload
+
+from ncbsim.countries import UnknownCountry, alpha2_of
+
+__all__ = [
+    "DOCUMENT_STATUSES",
+    "INDEXES_DDL",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "TABLES_DDL",
+    "Document",
+    "Kind",
+    "Match",
+    "Person",
+    "RecordStore",
+    "StoreClosedError",
+    "Vehicle",
+    "name_key",
+    "name_similarity",
+    "normalize_number",
+    "normalize_plate",
+]
+
+Kind = Literal["document", "person", "vehicle"]
+KINDS: tuple[Kind, ...] = ("document", "person", "vehicle")
+DOCUMENT_STATUSES = ("stolen", "lost", "revoked", "invalid", "stolen_blank")
+PERSON_FLAGS = ("wanted", "missing")
+SCHEMA_VERSION = 1
+
+TABLES_DDL = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE documents (
+    id             INTEGER PRIMARY KEY,
+    ref            TEXT NOT NULL,
+    number         TEXT NOT NULL,
+    issuer         TEXT NOT NULL,
+    doc_type       TEXT NOT NULL,
+    surname        TEXT,
+    given_names    TEXT,
+    nationality    TEXT,
+    date_of_birth  TEXT,
+    sex            TEXT,
+    date_of_expiry TEXT,
+    mrz            TEXT,
+    status         TEXT NOT NULL
+        CHECK (status IN ('stolen', 'lost', 'revoked', 'invalid', 'stolen_blank')),
+    reported_on    TEXT NOT NULL
+);
+CREATE TABLE persons (
+    id            INTEGER PRIMARY KEY,
+    ref           TEXT NOT NULL,
+    surname       TEXT NOT NULL,
+    given_names   TEXT NOT NULL,
+    date_of_birth TEXT NOT NULL,
+    nationality   TEXT NOT NULL,
+    sex           TEXT NOT NULL,
+    flag          TEXT NOT NULL CHECK (flag IN ('wanted', 'missing')),
+    summary       TEXT NOT NULL,
+    surname_key   TEXT NOT NULL,
+    given_key     TEXT NOT NULL
+);
+CREATE TABLE vehicles (
+    id                   INTEGER PRIMARY KEY,
+    ref                  TEXT NOT NULL,
+    vin                  TEXT NOT NULL,
+    plate                TEXT NOT NULL,
+    plate_key            TEXT NOT NULL,
+    make                 TEXT NOT NULL,
+    model                TEXT NOT NULL,
+    year                 INTEGER NOT NULL,
+    colour               TEXT NOT NULL,
+    registration_country TEXT NOT NULL,
+    status               TEXT NOT NULL,
+    reported_on          TEXT NOT NULL
+);
+"""
+"""Tables. ``id`` is internal (sampling); only ``ref`` ever leaves the store."""
+
+INDEXES_DDL = """
+CREATE UNIQUE INDEX documents_ref ON documents (ref);
+CREATE INDEX documents_number ON documents (number, issuer, ref);
+CREATE UNIQUE INDEX persons_ref ON persons (ref);
+CREATE INDEX persons_dob ON persons (date_of_birth, surname_key, given_key, ref);
+CREATE UNIQUE INDEX vehicles_ref ON vehicles (ref);
+CREATE INDEX vehicles_vin ON vehicles (vin, ref);
+CREATE INDEX vehicles_plate ON vehicles (plate_key, ref);
+"""
+"""Indexes, created after a bulk load. Each lookup's index covers its query."""
+
+_DOCUMENT_COLUMNS = (
+    "ref, number, issuer, doc_type, surname, given_names, nationality, date_of_birth, sex, "
+    "date_of_expiry, mrz, status, reported_on"
+)
+_PERSON_COLUMNS = "ref, surname, given_names, date_of_birth, nationality, sex, flag, summary"
+_VEHICLE_COLUMNS = (
+    "ref, vin, plate, make, model, year, colour, registration_country, status, reported_on"
+)
+_TABLES: dict[Kind, tuple[str, str]] = {
+    "document": ("documents", _DOCUMENT_COLUMNS),
+    "person": ("persons", _PERSON_COLUMNS),
+    "vehicle": ("vehicles", _VEHICLE_COLUMNS),
+}
+
+_LOOKUPS: dict[str, str] = {
+    "document": "SELECT ref FROM documents WHERE number = ? AND issuer = ?",
+    "person": (
+        "SELECT ref, surname_key, given_key FROM persons WHERE date_of_birth = ?"
+    ),
+    "vehicle_vin": "SELECT ref FROM vehicles WHERE vin = ?",
+    "vehicle_plate": "SELECT ref FROM vehicles WHERE plate_key = ?",
+    "fetch_document": f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE ref = ?",
+    "fetch_person": f"SELECT {_PERSON_COLUMNS} FROM persons WHERE ref = ?",
+    "fetch_vehicle": f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE ref = ?",
+}
+"""Every lookup the store runs, by name, so :meth:`RecordStore.query_plan` can explain it."""
+
+DEFAULT_THRESHOLD = 0.85
+MAX_CANDIDATES = 5
+
+
+class StoreClosedError(RuntimeError):
+    """The store was used after :meth:`RecordStore.close`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A hit: the opaque reference of a record, its kind and a score in [0, 1]."""
+
+    ref: str
+    kind: Kind
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A travel document in SLTD. A stolen blank booklet has no holder fields and no MRZ."""
+
+    ref: str
+    number: str
+    issuer: str
+    doc_type: str
+    surname: str | None
+    given_names: str | None
+    nationality: str | None
+    date_of_birth: str | None
+    sex: str | None
+    date_of_expiry: str | None
+    mrz: str | None
+    status: str
+    reported_on: str
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A person in the nominal data: wanted (summary = offence) or missing (circumstances)."""
+
+    ref: str
+    surname: str
+    given_names: str
+    date_of_birth: str
+    nationality: str
+    sex: str
+    flag: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vehicle:
+    """A stolen motor vehicle."""
+
+    ref: str
+    vin: str
+    plate: str
+    make: str
+    model: str
+    year: int
+    colour: str
+    registration_country: str
+    status: str
+    reported_on: str
+
+
+Record = Document | Person | Vehicle
+_RECORD_TYPES: dict[Kind, type[Document] | type[Person] | type[Vehicle]] = {
+    "document": Document,
+    "person": Person,
+    "vehicle": Vehicle,
+}
+
+# ---------------------------------------------------------------- normalisation
+
+_SEPARATORS = re.compile(r"[\s<\-./]+")
+
+
+def normalize_number(number: str) -> str:
+    """A document number as stored: upper case, without spaces, fillers or separators."""
+    return _SEPARATORS.sub("", number).upper()
+
+
+def normalize_plate(plate: str) -> str:
+    """A plate as indexed: upper case letters and digits only (``AB-123 CD`` → ``AB123CD``)."""
+    return "".join(ch for ch in plate.upper() if ch.isalnum())
+
+
+# fmt: off
+_FOLD = str.maketrans(
+    {"ß": "SS", "ẞ": "SS", "Æ": "AE", "æ": "AE", "Ø": "O", "ø": "O", "Œ": "OE", "œ": "OE",
+     "Þ": "TH", "þ": "TH", "Ð": "D", "ð": "D", "Đ": "D", "đ": "D", "Ł": "L", "ł": "L",
+     "ı": "I", "Ə": "A", "ə": "A", "Ħ": "H", "ħ": "H"}
+)
+# fmt: on
+_DROPPED = str.maketrans("", "", "'’‘`´ʼ")
+_NON_LETTERS = re.compile(r"[^A-Z]+")
+_VARIANTS = (
+    ("SCH", "SH"),
+    ("DZH", "J"),
+    ("DJ", "J"),
+    ("AE", "A"),
+    ("OE", "O"),
+    ("UE", "U"),
+    ("PH", "F"),
+    ("TH", "T"),
+    ("CK", "K"),
+    ("KH", "H"),
+    ("W", "V"),
+    ("Y", "I"),
+    ("EI", "AI"),
+)
+_DOUBLED = re.compile(r"(.)\1+")
+
+
+def name_key(name: str) -> str:
+    """The matching key of a name: folded name parts separated by single spaces.
+
+    ``name_key("Müller-Lüdenscheidt") == name_key("MUELLER LUEDENSCHEIDT")``.
+    """
+    decomposed = unicodedata.normalize("NFKD", name.translate(_FOLD).translate(_DROPPED))
+    ascii_upper = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).upper()
+    parts = []
+    for part in _NON_LETTERS.split(ascii_upper):
+        if not part:
+            continue
+        for old, new in _VARIANTS:
+            part = part.replace(old, new)
+        parts.append(_DOUBLED.sub(r"\1", part))
+    return " ".join(parts)
+
+
+def _jaro_winkler(a: str, b: str) -> float:
+    """Jaro-Winkler similarity of two strings (prefix scale 0.1, prefix up to 4)."""
+    if a == b:
+        return 1.0
+    len_a, len_b = len(a), len(b)
+    if not len_a or not len_b:
+        return 0.0
+    window = max(max(len_a, len_b) // 2 - 1, 0)
+    used = [False] * len_b
+    matched_a: list[str] = []
+    for i, ch in enumerate(a):
+        for j in range(max(0, i - window), min(i + window + 1, len_b)):
+            if not used[j] and b[j] == ch:
+                used[j] = True
+                matched_a.append(ch)
+                break
+    matches = len(matched_a)
+    if not matches:
+        return 0.0
+    matched_b = [b[j] for j in range(len_b) if used[j]]
+    transpositions = sum(x != y for x, y in zip(matched_a, matched_b, strict=True)) // 2
+    jaro = (matches / len_a + matches / len_b + (matches - transpositions) / matches) / 3
+    prefix = 0
+    for x, y in zip(a[:4], b[:4], strict=False):
+        if x != y:
+            break
+        prefix += 1
+    return jaro + prefix * 0.1 * (1 - jaro)
+
+
+def _given_similarity(query: list[str], candidate: list[str]) -> float:
+    whole = _jaro_winkler("".join(query), "".join(candidate))
+    if len(query) > 1 or len(candidate) > 1:
+        # One side gives only the first of several given names.
+        whole = max(whole, _jaro_winkler(query[0], candidate[0]) - 0.03)
+    return whole
+
+
+def _ordered(qs: list[str], qg: list[str], cs: list[str], cg: list[str]) -> float:
+    surname = _jaro_winkler("".join(qs), "".join(cs))
+    if not qg:
+        return 0.95 * surname
+    if not cg:
+        return 0.6 * surname
+    return 0.6 * surname + 0.4 * _given_similarity(qg, cg)
+
+
+def name_similarity(
+    query_surname_key: str, query_given_key: str, surname_key: str, given_key: str
+) -> float:
+    """How alike two names are, in [0, 1], from their :func:`name_key` keys.
+
+    The best of: surname and given names compared in place (weighted 0.6 and 0.4), the
+    same with the record's surname and given names swapped, and all name parts compared as
+    one sorted string. A query without given names scores its surname alone, times 0.95.
+    """
+    qs, qg = query_surname_key.split(), query_given_key.split()
+    cs, cg = surname_key.split(), given_key.split()
+    if not qs and not qg:
+        return 0.0
+    if not qs:
+        qs, qg = qg, []
+    best = max(_ordered(qs, qg, cs, cg), _ordered(qs, qg, cg, cs) if cg else 0.0)
+    if qg:
+        bag = _jaro_winkler("".join(sorted(qs + qg)), "".join(sorted(cs + cg)))
+        best = max(best, bag)
+    return round(best, 4)
+
+
+# ---------------------------------------------------------------- the store
+
+
+def _kind(kind: str) -> Kind:
+    for known in KINDS:
+        if kind == known:
+            return known
+    raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
+
+
+class RecordStore:
+    """Read-only, thread-safe lookups in one bureau's record database."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        if not self._path.is_file():
+            raise FileNotFoundError(f"no record database at {self._path}")
+        self._uri = self._path.resolve().as_uri() + "?mode=ro"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            self.close()
+            raise ValueError(f"{self._path} does not hold schema version {SCHEMA_VERSION}")
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreClosedError("the record store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                if self._closed:
+                    raise StoreClosedError("the record store is closed")
+                conn = sqlite3.connect(
+                    self._uri, uri=True, check_same_thread=False, cached_statements=64
+                )
+                conn.execute("PRAGMA query_only = ON")
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def find_document(self, number: str, issuer: str) -> list[Match]:
+        """Documents with this number from this issuer (alpha-2, alpha-3 or MRZ code).
+
+        The number is compared case-insensitively, ignoring spaces and fillers. An issuer
+        that names no country matches nothing.
+        """
+        try:
+            issuer_code = alpha2_of(issuer)
+        except UnknownCountry:
+            return []
+        rows = self._conn().execute(
+            _LOOKUPS["document"], (normalize_number(number), issuer_code)
+        ).fetchall()
+        return [Match(ref, "document", 1.0) for (ref,) in rows]
+
+    def find_person(
+        self,
+        surname: str,
+        given_names: str,
+        date_of_birth: str,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        limit: int = MAX_CANDIDATES,
+    ) -> list[Match]:
+        """Persons born on ``date_of_birth`` (``YYYY-MM-DD``) whose name is close enough.
+
+        Returns at most ``limit`` candidates scoring at least ``threshold``, best first.
+        """
+        query_surname, query_given = name_key(surname), name_key(given_names)
+        if not query_surname and not query_given:
+            return []
+        rows = self._conn().execute(_LOOKUPS["person"], (date_of_birth.strip(),)).fetchall()
+        scored = [
+            Match(ref, "person", score)
+            for ref, surname_key, given_key in rows
+            if (score := name_similarity(query_surname, query_given, surname_key, given_key))
+            >= threshold
+        ]
+        scored.sort(key=lambda m: (-m.score, m.ref))
+        return scored[:limit]
+
+    def find_vehicle(self, vin: str | None = None, plate: str | None = None) -> list[Match]:
+        """Vehicles with this VIN or this plate (plates compared without spaces or dashes).
+
+        Raises ``ValueError`` if neither is given.
+        """
+        vin_key = (vin or "").strip().upper().replace(" ", "")
+        plate_key = normalize_plate(plate or "")
+        if not vin_key and not plate_key:
+            raise ValueError("a vehicle lookup needs a VIN or a plate")
+        conn = self._conn()
+        refs: list[str] = []
+        if vin_key:
+            refs.extend(ref for (ref,) in conn.execute(_LOOKUPS["vehicle_vin"], (vin_key,)))
+        if plate_key:
+            refs.extend(ref for (ref,) in conn.execute(_LOOKUPS["vehicle_plate"], (plate_key,)))
+        return [Match(ref, "vehicle", 1.0) for ref in dict.fromkeys(refs)]
+
+    def fetch(self, ref: str) -> Document | Person | Vehicle | None:
+        """The full record behind ``ref``, or ``None`` if this store holds no such record."""
+        conn = self._conn()
+        ref = ref.strip()
+        for kind in KINDS:
+            row = conn.execute(_LOOKUPS[f"fetch_{kind}"], (ref,)).fetchone()
+            if row is not None:
+                return _RECORD_TYPES[kind](*row)
+        return None
+
+    @overload
+    def sample(self, kind: Literal["document"], n: int, rng: random.Random) -> list[Document]: ...
+    @overload
+    def sample(self, kind: Literal["person"], n: int, rng: random.Random) -> list[Person]: ...
+    @overload
+    def sample(self, kind: Literal["vehicle"], n: int, rng: random.Random) -> list[Vehicle]: ...
+    @overload
+    def sample(self, kind: str, n: int, rng: random.Random) -> list[Record]: ...
+
+    def sample(self, kind: str, n: int, rng: random.Random) -> list[Record]:
+        """Up to ``n`` distinct records of ``kind``, drawn with ``rng`` (reproducibly).
+
+        Raises ``ValueError`` for an unknown kind.
+        """
+        checked = _kind(kind)
+        table, columns = _TABLES[checked]
+        conn = self._conn()
+        (top,) = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
+        ids = rng.sample(range(1, top + 1), min(n, top))
+        record_type = _RECORD_TYPES[checked]
+        statement = f"SELECT {columns} FROM {table} WHERE id = ?"
+        records: list[Record] = []
+        for row_id in ids:
+            row = conn.execute(statement, (row_id,)).fetchone()
+            if row is not None:
+                records.append(record_type(*row))
+        return records
+
+    def counts(self) -> dict[str, int]:
+        """How many records of each kind the store holds."""
+        conn = self._conn()
+        return {
+            kind: int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            for kind, (table, _) in _TABLES.items()
+        }
+
+    def meta(self) -> dict[str, str]:
+        """What the generator recorded about this database (bureau, seed, schema version)."""
+        return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())
+
+    def query_plan(self, lookup: str) -> list[str]:
+        """SQLite's ``EXPLAIN QUERY PLAN`` details for a named lookup (see ``LOOKUPS``)."""
+        statement = _LOOKUPS[lookup]
+        params = (None,) * statement.count("?")
+        rows = self._conn().execute(f"EXPLAIN QUERY PLAN {statement}", params).fetchall()
+        return [str(row[-1]) for row in rows]
+
+    def close(self) -> None:
+        """Close every connection. Lookups after this raise :class:`StoreClosedError`."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+
+LOOKUPS: tuple[str, ...] = tuple(_LOOKUPS)
+"""Names accepted by :meth:`RecordStore.query_plan`."""

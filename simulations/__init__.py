@@ -1,0 +1,1 @@
+"""The simulator: scenarios, bringing networks of real processes up and down, and traffic."""

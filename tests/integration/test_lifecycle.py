@@ -1,0 +1,74 @@
+"""The user-facing lifecycle commands: up --detach / down, and simulate with a report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simulations.network import alive
+
+pytestmark = pytest.mark.integration
+
+SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
+
+
+def _ncbsim(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ncbsim", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_up_detach_then_down(tmp_path: Path) -> None:
+    """`up --detach` leaves every listed process running; `down` stops them all."""
+    workdir = tmp_path / "w"
+    up = _ncbsim("up", str(SMALL), "--workdir", str(workdir), "--detach")
+    pids: list[int] = []
+    try:
+        assert up.returncode == 0, up.stderr
+        manifest = json.loads((workdir / "network.json").read_text())
+        pids = [p["pid"] for p in manifest["processes"]]
+        roles = sorted((p["role"], p["bureau"]) for p in manifest["processes"])
+        assert roles == [("gateway", None)] + [("node", b) for b in ["DE", "FR", "IT", "NL"]]
+        assert all(alive(pid) for pid in pids)
+        assert all(p["address"].startswith("127.0.0.1:") for p in manifest["processes"])
+    finally:
+        down = _ncbsim("down", "--workdir", str(workdir))
+    assert down.returncode == 0, down.stderr
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in pids)
+    assert not (workdir / "network.json").exists()
+
+
+def test_simulate_passes_and_writes_the_report(tmp_path: Path) -> None:
+    """`simulate` exits 0 with every query answered, hits and no-hits, and the report keys."""
+    report_path = tmp_path / "report.json"
+    out = _ncbsim("simulate", str(SMALL), "--report", str(report_path), timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(report_path.read_text())
+    assert report["scenario"] == "small"
+    assert report["bureaus"] == ["FR", "DE", "IT", "NL"]
+    q = report["queries"]
+    assert set(q) == {"sent", "answered", "hit", "no_hit", "no_answer", "failed"}
+    assert q["answered"] == q["sent"] > 0
+    assert q["hit"] > 0
+    assert q["no_hit"] > 0
+    assert q["failed"] == q["no_answer"] == 0
+    assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    assert report["passed"] is True
+    assert all(c["passed"] for c in report["checks"])
+    assert {c["name"] for c in report["checks"]} >= {
+        "every query answered",
+        "gateway files hold no plaintext",
+        "multi-bureau replies list every bureau",
+    }

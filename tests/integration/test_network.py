@@ -1,0 +1,241 @@
+"""End to end: a gateway and four bureau nodes as separate processes, over mTLS on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.audit import read_all
+from ncbsim import envelope, transport
+from ncbsim.client import ALL, BureauClient, Outcome
+from ncbsim.identity import Identity
+from ncbsim.pki import PkiDir
+from ncbsim.v1 import bureau_pb2_grpc, gateway_pb2_grpc, query_pb2
+from node.store import RecordStore
+from simulations.network import Network, alive, audit_path, db_path, gateway_files
+
+pytestmark = pytest.mark.integration
+
+
+def _client(network: Network, bureau: str) -> BureauClient:
+    return BureauClient.open(PkiDir(network.workdir), bureau, network.gateway.address)
+
+
+def _document(network: Network, owner: str, seed: int = 1):  # type: ignore[no-untyped-def]
+    store = RecordStore(db_path(network.workdir, owner))
+    try:
+        return store.sample("document", 1, random.Random(seed))[0]
+    finally:
+        store.close()
+
+
+def _doc_query(number: str, issuer: str) -> query_pb2.QueryRequest:
+    return query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+
+
+async def _ask(network: Network, as_: str, query: query_pb2.QueryRequest, to: str):  # type: ignore[no-untyped-def]
+    async with _client(network, as_) as client:
+        return await client.query(query, to)
+
+
+def test_document_hit_then_step2_fetch(network: Network) -> None:
+    """A document DE holds is a hit for FR, and step 2 returns the full record."""
+    doc = _document(network, "DE")
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        async with _client(network, "FR") as client:
+            hit = await client.query(_doc_query(doc.number, "DE"), "DE")
+            fetch = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=hit.matches[0].ref))
+            return hit, await client.query(fetch, "DE")
+
+    hit, fetched = asyncio.run(scenario())
+    assert hit.outcome == Outcome.HIT
+    assert [m.ref for m in hit.matches] == [doc.ref]
+    assert fetched.outcome == Outcome.RECORD
+    record = fetched.response.record.document
+    assert (record.number, record.status, record.mrz) == (doc.number, doc.status, doc.mrz)
+
+
+def test_unknown_document_is_no_hit(network: Network) -> None:
+    """A number DE does not hold is answered as no-hit, not as an error."""
+    answer = asyncio.run(_ask(network, "FR", _doc_query("ZZ0000000", "DE"), "DE"))
+    assert answer.outcome == Outcome.NO_HIT
+
+
+def test_fetch_of_unknown_reference_is_not_found(network: Network) -> None:
+    """Step 2 for a reference the bureau never issued answers not-found."""
+    fetch = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref="NOSUCHREFERENCE00000"))
+    answer = asyncio.run(_ask(network, "IT", fetch, "NL"))
+    assert answer.outcome == Outcome.NOT_FOUND
+
+
+def test_multi_bureau_query_lists_every_bureau(network: Network) -> None:
+    """A query to ALL reports each other bureau: the owner hits, the rest do not."""
+    doc = _document(network, "IT", seed=3)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        async with _client(network, "FR") as client:
+            return await client.multi_query(_doc_query(doc.number, "IT"), [ALL])
+
+    answers = {a.bureau: a.outcome for a in asyncio.run(scenario())}
+    assert answers == {"DE": Outcome.NO_HIT, "IT": Outcome.HIT, "NL": Outcome.NO_HIT}
+
+
+def test_sender_spoofing_is_refused_and_audited(network: Network) -> None:
+    """FR, authenticated by its certificate, cannot send an envelope whose header says DE."""
+    pki = PkiDir(network.workdir)
+    now = int(time.time() * 1000)
+    fr = Identity.load(pki, "FR", now_ms=now)
+    forged = Identity.from_keys("DE", fr.signing_key, fr.encryption_key)  # claims to be DE
+    it = Identity.load(pki, "IT", now_ms=now).as_peer()
+    key, public = envelope.new_response_key()
+    body = _doc_query("X", "IT")
+    body.response_key = public
+    sealed = envelope.seal_request(
+        body.SerializeToString(), sender=forged, recipient=it, response_key=key
+    )
+
+    async def send() -> grpc.StatusCode:
+        channel = transport.gateway_channel(network.gateway.address, pki.tls("FR"))
+        try:
+            await gateway_pb2_grpc.GatewayStub(channel).Query(sealed.envelope, timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        finally:
+            await channel.close()
+        return grpc.StatusCode.OK
+
+    assert asyncio.run(send()) == grpc.StatusCode.PERMISSION_DENIED
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        rows = [
+            r
+            for r in read_all(audit_path(network.workdir))
+            if r.message_id == sealed.header.message_hex
+        ]
+        if rows:
+            break
+        time.sleep(0.05)
+    assert [(r.peer, r.sender, r.outcome, r.status) for r in rows] == [
+        ("FR", "DE", "refused", "PERMISSION_DENIED")
+    ]
+
+
+def test_node_refuses_callers_other_than_the_gateway(network: Network) -> None:
+    """A bureau certificate is not enough to call another bureau's node directly."""
+    pki = PkiDir(network.workdir)
+    node = network.node("DE")
+
+    async def call() -> grpc.StatusCode:
+        channel = transport.bureau_channel(node.address, pki.tls("FR"), "DE")
+        try:
+            await bureau_pb2_grpc.BureauStub(channel).Handle(envelope.Envelope(), timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        finally:
+            await channel.close()
+        return grpc.StatusCode.OK
+
+    assert asyncio.run(call()) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_every_server_reports_serving_on_the_health_service(network: Network) -> None:
+    """Gateway and nodes answer the standard gRPC health check over mTLS."""
+    pki = PkiDir(network.workdir)
+
+    async def check(address: str, name: str) -> int:
+        channel = transport.secure_channel(address, pki.tls("operator"), peer_name=name)
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+        finally:
+            await channel.close()
+        return int(reply.status)
+
+    assert asyncio.run(check(network.gateway.address, "gateway.ncbsim")) == 1
+    assert asyncio.run(check(network.node("NL").address, "nl.bureau.ncbsim")) == 1
+
+
+def test_canary_never_reaches_the_gateways_files(network: Network) -> None:
+    """A unique string inside a query is answered, yet appears nowhere in gateway logs or audit."""
+    canary = f"Canary{os.urandom(8).hex()}"
+    query = query_pb2.QueryRequest(
+        person=query_pb2.PersonQuery(surname=canary, given_names="Ann", date_of_birth="1970-01-01")
+    )
+    answer = asyncio.run(_ask(network, "NL", query, "FR"))
+    assert answer.outcome == Outcome.NO_HIT
+    time.sleep(0.3)  # let the audit writer flush its batch
+    files = [p for p in gateway_files(network.workdir).rglob("*") if p.is_file()]
+    assert any(p.name.startswith("audit.sqlite") for p in files)
+    assert any(p.name == "gateway.log" and p.stat().st_size > 0 for p in files)
+    for path in files:
+        assert canary.encode() not in path.read_bytes(), path
+    # The node that answered did see it (it decrypted the query), proving the canary was sent.
+    assert any(r.message_id == answer.message_id for r in read_all(audit_path(network.workdir)))
+
+
+def test_query_command_prints_json(network: Network) -> None:
+    """`ncbsim query ... --json --fetch` reports the hit and the fetched record."""
+    doc = _document(network, "NL", seed=5)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ncbsim",
+            "query",
+            "--workdir",
+            str(network.workdir),
+            "--as",
+            "DE",
+            "--to",
+            "NL",
+            "--fetch",
+            "--json",
+            "document",
+            "--number",
+            doc.number,
+            "--issuer",
+            "NL",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["answers"][0]["outcome"] == "hit"
+    assert data["fetched"][0]["record"]["document"]["number"] == doc.number
+
+
+def test_killed_bureau_is_no_answer_within_the_deadline(fresh_network: Network) -> None:
+    """With one node killed, a multi-bureau query still returns, listing it as no-answer."""
+    net = fresh_network
+    victim = net.node("NL")
+    os.kill(victim.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while alive(victim.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    doc = _document(net, "DE", seed=9)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        async with _client(net, "FR") as client:
+            started = time.perf_counter()
+            answers = await client.multi_query(_doc_query(doc.number, "DE"), [ALL], timeout=2)
+            return answers, time.perf_counter() - started
+
+    answers, elapsed = asyncio.run(scenario())
+    outcomes = {a.bureau: a.outcome for a in answers}
+    assert outcomes == {"DE": Outcome.HIT, "IT": Outcome.NO_HIT, "NL": Outcome.NO_ANSWER}
+    assert elapsed < 2.0
