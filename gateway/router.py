@@ -7,6 +7,8 @@ so a registered address cannot impersonate another bureau.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import grpc
@@ -31,12 +33,18 @@ class Route:
     stub: bureau_pb2_grpc.BureauStub
 
 
+async def _warm(channel: grpc.aio.Channel) -> None:
+    with contextlib.suppress(asyncio.TimeoutError, grpc.aio.UsageError):
+        await asyncio.wait_for(channel.channel_ready(), timeout=5)
+
+
 class Router:
     """Registered bureau nodes, keyed by bureau code."""
 
     def __init__(self, tls: TlsFiles) -> None:
         self._tls = tls
         self._routes: dict[str, Route] = {}
+        self._warming: set[asyncio.Task[None]] = set()
 
     async def register(self, bureau: str, address: str) -> bool:
         """Record ``bureau``'s node address; True if the route is new or changed."""
@@ -51,6 +59,10 @@ class Router:
         self._routes[bureau] = Route(bureau, address, channel, bureau_pb2_grpc.BureauStub(channel))
         if current is not None:
             await current.channel.close()
+        # Connect now, so the TLS handshake is not paid by the first query.
+        task = asyncio.create_task(_warm(channel))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
         log.info("route_registered", bureau=bureau, address=address)
         return True
 
@@ -67,6 +79,8 @@ class Router:
 
     async def close(self) -> None:
         """Close every channel."""
+        for task in self._warming:
+            task.cancel()
         for route in self._routes.values():
             await route.channel.close()
         self._routes.clear()

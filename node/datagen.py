@@ -18,7 +18,6 @@ generator, which say nothing about the record's kind or position.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import itertools
 import random
@@ -227,14 +226,14 @@ class _Names:
         female = sex == "F" or (sex == "X" and rng.random() < 0.5)
         surnames = pool.surnames_female if female else pool.surnames_male
         given = pool.given_female if female else pool.given_male
-        surname = rng.choice(surnames)
+        surname = _pick(rng, surnames)
         if pool.double_surnames and rng.random() < 0.6:
-            second = rng.choice(pool.surnames_male)
+            second = _pick(rng, pool.surnames_male)
             if second != surname:
                 surname = f"{surname} {second}"
-        first = rng.choice(given)
+        first = _pick(rng, given)
         if rng.random() < 0.25:
-            middle = rng.choice(given)
+            middle = _pick(rng, given)
             if middle != first:
                 return surname, f"{first} {middle}"
         return surname, first
@@ -243,8 +242,19 @@ class _Names:
 # ---------------------------------------------------------------- small helpers
 
 
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_BASE32_PAIRS = tuple(a + b for a in _BASE32 for b in _BASE32)  # 10 bits per entry
+
+
 def _token(rng: random.Random) -> str:
-    return base64.b32encode(rng.randbytes(13)).decode("ascii")[:20].lower()
+    """20 base32 characters carrying 100 random bits."""
+    bits = rng.getrandbits(100)
+    return "".join([_BASE32_PAIRS[(bits >> shift) & 1023] for shift in range(0, 100, 10)])
+
+
+def _pick(rng: random.Random, options: Sequence[_T]) -> _T:
+    """``rng.choice`` at a third of the cost (bias below 2**-40 for pools this small)."""
+    return options[int(rng.random() * len(options))]
 
 
 def _add_years(day: date, years: int) -> date:
@@ -255,12 +265,15 @@ def _add_years(day: date, years: int) -> date:
 
 
 def _between(rng: random.Random, first: date, last: date) -> date:
-    return date.fromordinal(rng.randint(first.toordinal(), max(first, last).toordinal()))
+    """A day from ``first`` to ``last``, both included (``first`` if ``last`` is earlier)."""
+    span = max(last.toordinal() - first.toordinal(), 0) + 1
+    return date.fromordinal(first.toordinal() + int(rng.random() * span))
 
 
 def _birth(rng: random.Random, on: date, youngest: float, oldest: float, mode: float) -> date:
-    age_days = int(rng.triangular(youngest, oldest, mode) * 365.25)
-    return on - timedelta(days=age_days + rng.randrange(365))
+    """A birthday for someone aged ``youngest`` to ``oldest`` (most often ``mode``) on ``on``."""
+    age_days = int(rng.triangular(youngest, oldest, mode) * 365.25 + rng.random() * 365)
+    return date.fromordinal(on.toordinal() - age_days)
 
 
 def _sex(rng: random.Random) -> str:
@@ -291,7 +304,13 @@ def _pattern(spec: str) -> list[Sequence[str]]:
 
 
 def _fill(rng: random.Random, pattern: list[Sequence[str]]) -> str:
-    return "".join([rng.choice(alphabet) for alphabet in pattern])
+    """A string drawn from ``pattern``, from one 96-bit draw split by mixed radix."""
+    draw = rng.getrandbits(96)
+    out: list[str] = []
+    for alphabet in pattern:
+        draw, index = divmod(draw, len(alphabet))
+        out.append(alphabet[index])
+    return "".join(out)
 
 
 # ---------------------------------------------------------------- documents

@@ -48,7 +48,10 @@ FILLER = "<"
 _VALUES: dict[str, int] = {str(d): d for d in range(10)}
 _VALUES.update({chr(ord("A") + i): 10 + i for i in range(26)})
 _VALUES[FILLER] = 0
-_WEIGHTS = (7, 3, 1) * 15
+_INVALID = 255
+# Byte translation table: an MRZ character's byte becomes its value, anything else 255.
+_VALUE_BYTES = bytes(_VALUES.get(chr(i), _INVALID) for i in range(256))
+_DIGIT_CHARS = "0123456789"
 
 # Doc 9303 Part 3, transliteration of Latin national characters that do not simply lose an
 # accent. Everything else is decomposed (NFKD) and stripped of combining marks.
@@ -65,6 +68,8 @@ _CODE = re.compile(r"^[A-Z]{1,3}<{0,2}$")
 _ALNUM_FIELD = re.compile(r"^[A-Z0-9<]+$")
 _DIGITS = re.compile(r"^[0-9]{6}$")
 _SEXES = frozenset("MFX<")
+_EMPTY_OPTIONAL = FILLER * 14
+_PASSPORT_CODES = frozenset({"P", "P<"} | {"P" + chr(c) for c in range(ord("A"), ord("Z") + 1)})
 
 # Codes of Doc 9303 Part 3 that are not ISO 3166-1 alpha-3, plus the specimen state Utopia.
 # fmt: off
@@ -105,13 +110,12 @@ def _known_codes() -> frozenset[str]:
 
 def check_digit(data: str) -> str:
     """The 9303 check digit (``0``-``9``) of ``data``, which holds only ``0-9``, ``A-Z``, ``<``."""
-    if len(data) > len(_WEIGHTS):
-        raise MrzError("field too long for a check digit")
-    try:
-        total = sum(map(int.__mul__, map(_VALUES.__getitem__, data), _WEIGHTS))
-    except KeyError as exc:
-        raise MrzError(f"character {exc.args[0]!r} cannot appear in an MRZ") from None
-    return str(total % 10)
+    values = data.encode("latin-1", "replace").translate(_VALUE_BYTES)
+    if _INVALID in values:
+        bad = next(ch for ch in data if ch not in _VALUES)
+        raise MrzError(f"character {bad!r} cannot appear in an MRZ")
+    total = 7 * sum(values[0::3]) + 3 * sum(values[1::3]) + sum(values[2::3])
+    return _DIGIT_CHARS[total % 10]
 
 
 @lru_cache(maxsize=65536)
@@ -136,6 +140,7 @@ def transliterate(text: str) -> str:
     return collapsed
 
 
+@lru_cache(maxsize=65536)
 def name_field(surname: str, given_names: str, width: int = NAME_LENGTH) -> str:
     """The MRZ name field: ``SURNAME<<GIVEN<NAMES``, padded or truncated to ``width``."""
     primary = transliterate(surname)
@@ -160,6 +165,7 @@ def _join_name(primary: str, secondary: list[str]) -> str:
     return primary + FILLER * 2 + FILLER.join(secondary) if secondary else primary
 
 
+@lru_cache(maxsize=1024)
 def _code_field(code: str) -> str:
     code = code.strip().upper()
     if not _CODE.match(code):
@@ -167,13 +173,18 @@ def _code_field(code: str) -> str:
     return code.ljust(3, FILLER)
 
 
-def _date_field(value: date) -> str:
-    return value.strftime("%y%m%d")
+@lru_cache(maxsize=65536)
+def _dated(value: date) -> str:
+    """``YYMMDD`` and its check digit."""
+    digits = f"{value.year % 100:02d}{value.month:02d}{value.day:02d}"
+    return digits + check_digit(digits)
 
 
 def _alnum_field(value: str, width: int, name: str) -> str:
+    if not value:
+        return FILLER * width
     value = value.strip().upper().replace(" ", "")
-    if len(value) > width or (value and not _ALNUM_FIELD.match(value)):
+    if len(value) > width or not _ALNUM_FIELD.match(value):
         raise MrzError(f"{name} {value!r} does not fit {width} MRZ characters")
     return value.ljust(width, FILLER)
 
@@ -196,7 +207,7 @@ def build_td3(
     ``issuing_state`` and ``nationality`` are ICAO codes (``D`` for Germany). An empty
     personal number gets the filler ``<`` as its check digit, as 9303 allows.
     """
-    if not re.fullmatch(r"P[A-Z<]?", document_code):
+    if document_code not in _PASSPORT_CODES:
         raise MrzError(f"{document_code!r} is not a passport document code")
     if sex not in _SEXES:
         raise MrzError(f"{sex!r} is not an MRZ sex code")
@@ -207,12 +218,10 @@ def build_td3(
     )
     number_field = _alnum_field(number, 9, "document number")
     optional = _alnum_field(personal_number, 14, "personal number")
-    birth = _date_field(date_of_birth)
-    expiry = _date_field(date_of_expiry)
-    optional_check = FILLER if optional == FILLER * 14 else check_digit(optional)
+    optional_check = FILLER if optional == _EMPTY_OPTIONAL else check_digit(optional)
     part_number = number_field + check_digit(number_field)
-    part_birth = birth + check_digit(birth)
-    part_expiry = expiry + check_digit(expiry) + optional + optional_check
+    part_birth = _dated(date_of_birth)
+    part_expiry = _dated(date_of_expiry) + optional + optional_check
     composite = check_digit(part_number + part_birth + part_expiry)
     line2 = (
         part_number
@@ -276,7 +285,7 @@ def validate_td3(mrz: str | Sequence[str]) -> bool:
     known = _known_codes()
     optional, optional_check = line2[28:42], line2[42]
     optional_ok = optional_check == check_digit(optional) or (
-        optional_check == FILLER and optional == FILLER * 14
+        optional_check == FILLER and optional == _EMPTY_OPTIONAL
     )
     return (
         line1[0] == "P"

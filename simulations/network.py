@@ -130,10 +130,17 @@ def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log_path: Path) -> d
 class Network:
     """A running network whose processes this object started."""
 
-    def __init__(self, workdir: Path, scenario: str, procs: list[Proc]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        scenario: str,
+        procs: list[Proc],
+        children: list[subprocess.Popen[bytes]] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.scenario = scenario
         self.procs = procs
+        self._children = children or []  # kept so we reap what we started
 
     @property
     def gateway(self) -> Proc:
@@ -211,8 +218,10 @@ class Network:
                 procs.append(Proc("node", code, node.pid, ninfo["address"], str(nlog)))
         except BaseException:
             _terminate([p.pid for p in started])
+            for child in started:
+                child.wait()
             raise
-        network = cls(workdir, scenario.name, procs)
+        network = cls(workdir, scenario.name, procs, [] if detach else started)
         network.write_manifest()
         log.info("network_up", workdir=str(workdir), processes=len(procs))
         return network
@@ -244,6 +253,9 @@ class Network:
         _terminate(nodes)
         gateways = [p.pid for p in self.procs if p.role == "gateway" and _ours(p.pid, self.workdir)]
         _terminate(gateways)
+        for child in self._children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=STOP_TIMEOUT_S)
         (self.workdir / MANIFEST).unlink(missing_ok=True)
         log.info("network_down", workdir=str(self.workdir))
 

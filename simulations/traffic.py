@@ -207,6 +207,8 @@ async def send(plan: list[Planned], pki: PkiDir, gateway: str, scenario: Scenari
         return Result(item, answers, fetched, latency)
 
     try:
+        # Warm up as a running bureau would be: directory verified, channel connected.
+        await asyncio.gather(*(c.peers.load_all() for c in clients.values()))
         return list(await asyncio.gather(*(one(p) for p in plan)))
     finally:
         for client in clients.values():

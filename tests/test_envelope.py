@@ -67,8 +67,13 @@ def _sign(seed: bytes, header: bytes, sealed: bytes) -> bytes:
     return key.sign(_signed_message(header, sealed))
 
 
-def _resign(env: envelope.Envelope, signer: Identity, *, header: bytes | None = None,
-            sealed: bytes | None = None) -> envelope.Envelope:  # fmt: skip
+def _resign(
+    env: envelope.Envelope,
+    signer: Identity,
+    *,
+    header: bytes | None = None,
+    sealed: bytes | None = None,
+) -> envelope.Envelope:
     header = env.header if header is None else header
     sealed = env.sealed if sealed is None else sealed
     signature = _sign(bytes(signer.signing_key), header, sealed)
@@ -177,18 +182,37 @@ def flow() -> Flow:
 
 @dataclass(frozen=True)
 class Leg:
-    """One direction of the flow: its envelope, who signed it, and how its receiver opens it."""
+    """One direction of the flow: envelope, signer, opener, and the HPKE key and info used."""
 
     envelope: envelope.Envelope
     signer: Identity
     open: Callable[[envelope.Envelope], envelope.Opened]
+    sealed_to: x25519.X25519PublicKey
+    info: bytes
+
+    def craft(self, header: bytes) -> envelope.Envelope:
+        """What a sender could build: ``header`` as AAD, sealed and signed correctly."""
+        sealed = _crypto.hpke_seal(self.sealed_to, info=self.info, aad=header, plaintext=b"hi")
+        return _resign(self.envelope, self.signer, header=header, sealed=sealed)
 
 
 @pytest.fixture(params=["request", "response"])
 def leg(request: pytest.FixtureRequest, flow: Flow) -> Leg:
     if request.param == "request":
-        return Leg(flow.sent.envelope, flow.fr, flow.open_request)
-    return Leg(flow.response, flow.de, flow.open_response)
+        return Leg(
+            flow.sent.envelope,
+            flow.fr,
+            flow.open_request,
+            flow.de.encryption_key.public_key(),
+            envelope.REQUEST_INFO,
+        )
+    return Leg(
+        flow.response,
+        flow.de,
+        flow.open_response,
+        flow.sent.response_key.public_key(),
+        envelope.RESPONSE_INFO + flow.sent.header.message_id,
+    )
 
 
 # ----------------------------------------------------------------------------- round trip
@@ -205,9 +229,12 @@ def test_request_and_response_round_trip(flow: Flow) -> None:
 
     query = query_pb2.QueryRequest.FromString(opened.plaintext)
     reply = envelope.seal_response(
-        RESPONSE_BODY, sender=flow.de, request=opened.header, response_key=query.response_key,
+        RESPONSE_BODY,
+        sender=flow.de,
+        request=opened.header,
+        response_key=query.response_key,
         now_ms=NOW + 2,
-    )  # fmt: skip
+    )
     answer = flow.open_response(envelope.Envelope.FromString(reply.SerializeToString()))
     assert answer.plaintext == RESPONSE_BODY
     assert (answer.header.sender, answer.header.recipient) == ("DE", "FR")
@@ -220,11 +247,14 @@ def test_seal_draws_fresh_ids_and_encapsulation(flow: Flow) -> None:
     body = _request_body(_crypto.x25519_public_bytes(flow.sent.response_key))
     first, second = (
         envelope.seal_request(
-            body, sender=flow.fr, recipient=flow.de.as_peer(),
-            response_key=flow.sent.response_key, now_ms=NOW,
+            body,
+            sender=flow.fr,
+            recipient=flow.de.as_peer(),
+            response_key=flow.sent.response_key,
+            now_ms=NOW,
         )
         for _ in range(2)
-    )  # fmt: skip
+    )
     assert len(first.header.message_id) == len(second.header.message_id) == 16
     assert first.header.message_id != second.header.message_id
     assert first.header.correlation_id != second.header.correlation_id
@@ -264,6 +294,21 @@ def test_header_field_flip_signed_by_attacker_rejected(leg: Leg, field: str) -> 
 def test_header_field_flip_signed_by_sender_rejected(leg: Leg, field: str) -> None:
     """Even the genuine sender cannot change a header field after sealing: it is the AAD."""
     env = _resign(leg.envelope, leg.signer, header=_flip_field(leg.envelope.header, field))
+    _assert_rejected(lambda: leg.open(env))
+
+
+CHECKED_FIELDS = ["version", "sender", "recipient", "kind", "sender_key_id", "recipient_key_id"]
+
+
+def test_crafted_envelope_with_unchanged_header_opens(leg: Leg) -> None:
+    """Control for the next test: a correctly sealed and signed copy of the header opens."""
+    assert leg.open(leg.craft(leg.envelope.header)).plaintext == b"hi"
+
+
+@pytest.mark.parametrize("field", CHECKED_FIELDS)
+def test_checked_field_wrong_under_valid_crypto_rejected(leg: Leg, field: str) -> None:
+    """A wrong version, party, kind or key id is rejected even when sealed and signed well."""
+    env = leg.craft(_flip_field(leg.envelope.header, field))
     _assert_rejected(lambda: leg.open(env))
 
 
@@ -349,7 +394,7 @@ def test_message_id_of_wrong_length_rejected(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_request(sent.envelope))
 
 
-# ----------------------------------------------------------------------------- wrong parties and keys
+# ------------------------------------------------------------------------ wrong parties and keys
 
 
 def test_wrong_recipient_identity_rejected(flow: Flow) -> None:
@@ -419,7 +464,7 @@ def test_bad_response_key_refused_when_sealing(flow: Flow) -> None:
     )
 
 
-# ----------------------------------------------------------------------------- replay and reflection
+# ------------------------------------------------------------------------- replay and reflection
 
 
 def test_response_to_another_request_rejected(flow: Flow) -> None:
@@ -450,6 +495,19 @@ def test_response_info_binds_request_id(flow: Flow) -> None:
     )
     env = _resign(flow.response, flow.de, header=raw, sealed=sealed)
     _assert_rejected(lambda: flow.open_response(env, request=other))
+
+
+def test_response_with_other_correlation_id_rejected(flow: Flow) -> None:
+    """A response sealed for the request but carrying another correlation id is rejected."""
+    header = _flip_field(flow.response.header, "correlation_id")
+    sealed = _crypto.hpke_seal(
+        flow.sent.response_key.public_key(),
+        info=envelope.RESPONSE_INFO + flow.sent.header.message_id,
+        aad=header,
+        plaintext=RESPONSE_BODY,
+    )
+    env = _resign(flow.response, flow.de, header=header, sealed=sealed)
+    _assert_rejected(lambda: flow.open_response(env))
 
 
 def test_request_reflected_as_response_rejected(flow: Flow) -> None:
@@ -527,9 +585,11 @@ def test_vector_request_opens_to_expected_plaintext() -> None:
     fr, de = _vector_identity("FR"), _vector_identity("DE")
     vector = VECTORS["request"]
     opened = envelope.open_request(
-        _vector_envelope("request"), recipient=de, senders=_senders(fr, de),
+        _vector_envelope("request"),
+        recipient=de,
+        senders=_senders(fr, de),
         now_ms=vector["now_ms"],
-    )  # fmt: skip
+    )
     assert opened.plaintext == bytes.fromhex(vector["plaintext"])
     query = query_pb2.QueryRequest.FromString(opened.plaintext)
     assert query.response_key.hex() == VECTORS["keys"]["response_key"]["x25519_public"]
@@ -540,9 +600,11 @@ def test_vector_response_opens_to_expected_plaintext() -> None:
     """The committed response opens with the fixed ephemeral key to the committed answer."""
     vector = VECTORS["response"]
     answer = envelope.open_response(
-        _vector_envelope("response"), request=_vector_request(),
-        sender=_vector_identity("DE").as_peer(), now_ms=vector["now_ms"],
-    )  # fmt: skip
+        _vector_envelope("response"),
+        request=_vector_request(),
+        sender=_vector_identity("DE").as_peer(),
+        now_ms=vector["now_ms"],
+    )
     assert answer.plaintext == bytes.fromhex(vector["plaintext"])
     matches = query_pb2.QueryResponse.FromString(answer.plaintext).hits.matches
     assert [(m.ref, m.kind, m.score) for m in matches] == [

@@ -89,7 +89,9 @@ def _fields(header: envelope.Header) -> dict[str, Any]:
     }
 
 
-def _message(env: envelope.Envelope, *, plaintext: bytes, info: bytes, now_ms: int) -> dict[str, Any]:
+def _message(
+    env: envelope.Envelope, *, plaintext: bytes, info: bytes, now_ms: int
+) -> dict[str, Any]:
     header = envelope.Header.parse(env.header)
     signed = (
         envelope.SIGNATURE_CONTEXT + len(env.header).to_bytes(4, "big") + env.header + env.sealed
@@ -152,9 +154,7 @@ def build() -> dict[str, Any]:
         message_id=RESPONSE_MESSAGE_ID,
     )
     response_now = RESPONSE_ISSUED_MS + 500
-    answer = envelope.open_response(
-        reply, request=sent, sender=de.as_peer(), now_ms=response_now
-    )
+    answer = envelope.open_response(reply, request=sent, sender=de.as_peer(), now_ms=response_now)
     assert answer.plaintext == response_body
 
     request = _message(
