@@ -6,6 +6,7 @@ the gateway for its whole life, and verifies every directory entry it uses.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,9 @@ class BureauClient:
             return [c for c in codes if c != self.identity.bureau]
         return list(dict.fromkeys(to))
 
-    def _seal(self, query: query_pb2.QueryRequest, recipient: str) -> envelope.SealedRequest:
+    def _seal(
+        self, query: query_pb2.QueryRequest, recipient: str, correlation_id: bytes | None = None
+    ) -> envelope.SealedRequest:
         key, public = envelope.new_response_key()
         body = query_pb2.QueryRequest()
         body.CopyFrom(query)
@@ -109,6 +112,7 @@ class BureauClient:
             sender=self.identity,
             recipient=self.peers.get(recipient),
             response_key=key,
+            correlation_id=correlation_id,
         )
 
     def _open(
@@ -176,7 +180,9 @@ class BureauClient:
             await self.peers.resolve(recipients)
         except DirectoryError as exc:
             return [Answer(r, Outcome.FAILED, None, str(exc)) for r in recipients]
-        sealed = {r: self._seal(query, r) for r in recipients}
+        # One correlation id ties together the envelopes of one multi-bureau query.
+        correlation = os.urandom(envelope.MESSAGE_ID_LEN)
+        sealed = {r: self._seal(query, r, correlation) for r in recipients}
         request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
         try:
             reply = await self._stub.MultiQuery(request, timeout=timeout)

@@ -84,6 +84,10 @@ class Directory:
             if peer is None or peer.not_after_ms <= now_ms:
                 peer = verify_entry(self._root, signed, now_ms=now_ms)
                 self._verified[signed] = peer
+            current = self._peers.get(peer.bureau)
+            if current is not None and current.serial > peer.serial:
+                # An older entry, still within its validity, never displaces a newer one.
+                continue
             self._peers[peer.bureau] = peer
             added.append(peer)
         return added

@@ -205,14 +205,15 @@ def seal_response(
     """Seal a response to the ephemeral key the request carried, bound to its message id."""
     try:
         key = _crypto.x25519_public_from_bytes(response_key)
-    except _crypto.CryptoFailure:
+        kind = _RESPONSE_KIND[request.kind]
+    except (_crypto.CryptoFailure, KeyError):
         raise EnvelopeError from None
     envelope, _ = _seal(
         plaintext,
         sender=sender,
         recipient=request.sender,
         recipient_key=key,
-        kind=_RESPONSE_KIND[request.kind],
+        kind=kind,
         info=RESPONSE_INFO + request.message_id,
         correlation_id=request.message_id,
         ttl_ms=ttl_ms,
@@ -296,7 +297,7 @@ def open_response(
 ) -> Opened:
     """Verify and decrypt the response to ``request``, which must come from ``sender``."""
     sent = request.header
-    if sender.bureau != sent.recipient:
+    if sender.bureau != sent.recipient or sent.kind not in _RESPONSE_KIND:
         raise EnvelopeError
     header = _check(
         envelope,

@@ -9,6 +9,7 @@ The tree::
     ├── ConfigError            invalid configuration or arguments                ValueError
     ├── IdentityError          the mTLS peer is not who the request claims to be
     ├── RoutingError           the recipient bureau is unknown or not registered
+    ├── NetworkError           a simulated network's process failed to start or stop
     └── QueryError             a decoded query is unusable (bad field values)  ValueError
 
 Expected failures are these classes. Anything else is a bug: servers log it and the
@@ -55,6 +56,10 @@ class RoutingError(NcbsimError):
     """The recipient bureau is unknown or has no registered node."""
 
 
+class NetworkError(NcbsimError):
+    """A process of a simulated network failed to start, or the work directory is in use."""
+
+
 class QueryError(NcbsimError, ValueError):
     """A decoded query carries unusable values."""
 
@@ -66,6 +71,7 @@ _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
     IdentityError: grpc.StatusCode.PERMISSION_DENIED,
     RoutingError: grpc.StatusCode.NOT_FOUND,
+    NetworkError: grpc.StatusCode.UNAVAILABLE,
     QueryError: grpc.StatusCode.INVALID_ARGUMENT,
 }
 

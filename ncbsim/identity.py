@@ -45,6 +45,8 @@ class Identity:
             raise PkiError(f"cannot load the E2E keys of {bureau} from {folder}") from exc
         identity = cls.from_keys(bureau, signing, encryption)
         peer = verify_entry(pki.root_public_key(), entry, now_ms=now_ms)
+        if peer.bureau != bureau:
+            raise PkiError(f"the directory entry filed for {bureau} names {peer.bureau}")
         if (peer.signing_key_id, peer.encryption_key_id) != (
             identity.signing_key_id,
             identity.encryption_key_id,

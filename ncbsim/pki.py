@@ -132,7 +132,11 @@ class PkiDir:
 
 
 def _write(path: Path, data: bytes, *, private: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        if path.parent.parent.name == "bureaus":
+            path.parent.parent.chmod(0o700)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     fd = os.open(path, flags, 0o600 if private else 0o644)
     try:
@@ -284,6 +288,7 @@ def init(directory: Path, bureaus: list[str]) -> PkiDir:
     now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = _root(now)
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)  # holds ca.key
     _write(pki.ca_key, _crypto.private_key_to_pem(ca_key), private=True)
     _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
     for name, dns in (("gateway", GATEWAY_NAME), ("operator", OPERATOR_NAME)):

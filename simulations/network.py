@@ -26,7 +26,7 @@ from pathlib import Path
 import structlog
 
 from ncbsim import pki
-from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.errors import ConfigError, NetworkError
 from node import datagen
 from simulations.scenario import Scenario
 
@@ -35,10 +35,6 @@ log = structlog.get_logger()
 MANIFEST = "network.json"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-
-
-class NetworkError(NcbsimError):
-    """A network process failed to start or the work directory is unusable."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,7 @@ def test_entry_signed_by_another_root_refused(network: pki.PkiDir, tmp_path: Pat
         ("not_after_ms", 2**62),
         ("serial", 2),
     ],
+    ids=["encryption-key", "signing-key", "bureau", "not-after", "serial"],
 )
 def test_field_changed_under_root_signature_refused(
     network: pki.PkiDir, field: str, value: object
@@ -157,6 +158,13 @@ def test_expired_entry_refused_by_directory(network: pki.PkiDir) -> None:
         ("bureau", "FRA"),
         ("signing_key", b"\x01" * 31),
         ("encryption_key", b"\x01" * 33),
+    ],
+    ids=[
+        "version-2",
+        "bureau-lowercase",
+        "bureau-3-letters",
+        "signing-key-31",
+        "encryption-key-33",
     ],
 )
 def test_root_signed_entry_with_unusable_content_refused(

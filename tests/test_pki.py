@@ -1,0 +1,155 @@
+"""PKI: private key files are private, certificates name their party and chain to the root."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ncbsim import pki
+from ncbsim.errors import PkiError
+
+BUREAUS = ["FR", "DE"]
+PRIVATE_FILES = {
+    "ca.key",
+    "gateway/tls.key",
+    "operator/tls.key",
+    *(
+        f"bureaus/{code}/{name}"
+        for code in BUREAUS
+        for name in ("tls.key", "signing.key", "encryption.key")
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
+    return pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
+
+
+def _cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    """Check the certificate's ECDSA signature with the issuer's public key."""
+    key = issuer.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    assert cert.signature_hash_algorithm is not None
+    key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+
+
+def _dns_names(cert: x509.Certificate) -> list[str]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.DNSName)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_every_private_key_file_is_0600(network: pki.PkiDir) -> None:
+    """ca.key, every tls.key, signing.key and encryption.key are written with mode 0600."""
+    found = {p.relative_to(network.root).as_posix() for p in network.root.rglob("*.key")}
+    assert found == PRIVATE_FILES
+    modes = {name: oct(_mode(network.root / name)) for name in sorted(found)}
+    assert modes == dict.fromkeys(sorted(found), oct(0o600))
+
+
+def test_private_keys_are_0600_under_permissive_umask(tmp_path: Path) -> None:
+    """Key files stay 0600 even when the process umask would allow everyone to read them."""
+    old = os.umask(0)
+    try:
+        network = pki.init(tmp_path / "pki", ["FR"])
+    finally:
+        os.umask(old)
+    keys = list(network.root.rglob("*.key"))
+    assert len(keys) == 6
+    assert {_mode(path) for path in keys} == {0o600}
+
+
+def test_bureau_certificate_names_the_bureau(network: pki.PkiDir) -> None:
+    """A bureau certificate has CN = code and DNS SAN xx.bureau.ncbsim, for client and server."""
+    for code in BUREAUS:
+        cert = _cert(network.party(code) / "tls.crt")
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        assert [a.value for a in cn] == [code]
+        assert _dns_names(cert) == [f"{code.lower()}.bureau.ncbsim"]
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert set(usages) == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
+        assert pki.bureau_from_dns_name(_dns_names(cert)[0]) == code
+
+
+@pytest.mark.parametrize(
+    ("party", "name", "server"),
+    [("gateway", "gateway.ncbsim", True), ("operator", "operator.ncbsim", False)],
+)
+def test_gateway_and_operator_certificates(
+    network: pki.PkiDir, party: str, name: str, server: bool
+) -> None:
+    """The gateway is named gateway.ncbsim (client and server); the operator is client only."""
+    cert = _cert(network.party(party) / "tls.crt")
+    assert _dns_names(cert) == [name]
+    usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    assert (ExtendedKeyUsageOID.SERVER_AUTH in usages) is server
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in usages
+
+
+@pytest.mark.parametrize("party", ["gateway", "operator", *BUREAUS])
+def test_certificate_chains_to_root(network: pki.PkiDir, party: str) -> None:
+    """Each certificate is signed by the root, is not a CA, and holds its tls.key's public key."""
+    root = _cert(network.ca_cert)
+    cert = _cert(network.party(party) / "tls.crt")
+    assert cert.issuer == root.subject
+    _verify_issued_by(cert, root)
+    _verify_issued_by(root, root)
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    key = serialization.load_pem_private_key(
+        (network.party(party) / "tls.key").read_bytes(), password=None
+    )
+    assert key.public_key() == cert.public_key()
+
+
+def test_certificate_does_not_chain_to_another_root(network: pki.PkiDir, tmp_path: Path) -> None:
+    """A bureau certificate fails verification against a different root."""
+    other = pki.init(tmp_path / "other", ["FR"])
+    with pytest.raises(InvalidSignature):
+        _verify_issued_by(_cert(network.party("FR") / "tls.crt"), _cert(other.ca_cert))
+
+
+def test_refuses_second_init_into_same_directory(tmp_path: Path) -> None:
+    """init refuses a directory that already holds a PKI and leaves the root key untouched."""
+    network = pki.init(tmp_path / "pki", ["FR"])
+    before = network.ca_key.read_bytes()
+    with pytest.raises(PkiError, match="already holds a PKI"):
+        pki.init(tmp_path / "pki", ["DE"])
+    assert network.ca_key.read_bytes() == before
+    assert network.bureaus() == ["FR"]
+
+
+@pytest.mark.parametrize(
+    "bureaus",
+    [["fr"], ["FRA"], ["F"], ["F1"], [""], ["../FR"], ["gateway"], ["FR", "DE", "FR"]],
+)
+def test_refuses_bad_bureau_codes(tmp_path: Path, bureaus: list[str]) -> None:
+    """init refuses codes that are not two upper-case letters, or repeated, writing nothing."""
+    with pytest.raises(PkiError):
+        pki.init(tmp_path / "pki", bureaus)
+    assert not (tmp_path / "pki").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["gateway.ncbsim", "operator.ncbsim", "fra.bureau.ncbsim", "fr.bureau.ncbsim.evil", "x"],
+)
+def test_non_bureau_dns_names_name_no_bureau(name: str) -> None:
+    """Only a xx.bureau.ncbsim name maps back to a bureau code."""
+    assert pki.bureau_from_dns_name(name) is None
