@@ -16,7 +16,7 @@ import structlog
 
 from ncbsim import transport
 from ncbsim.config import check_address
-from ncbsim.errors import ConfigError, RoutingError
+from ncbsim.errors import RoutingError
 from ncbsim.pki import TlsFiles
 from ncbsim.v1 import bureau_pb2_grpc
 
@@ -48,10 +48,7 @@ class Router:
 
     async def register(self, bureau: str, address: str) -> bool:
         """Record ``bureau``'s node address; True if the route is new or changed."""
-        try:
-            check_address(address)
-        except ConfigError as exc:
-            raise RoutingError(str(exc)) from exc
+        check_address(address)  # ConfigError: INVALID_ARGUMENT
         current = self._routes.get(bureau)
         if current is not None and current.address == address:
             return False

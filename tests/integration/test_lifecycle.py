@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.network import alive
+from simulations.network import Network, alive
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +73,33 @@ def test_simulate_passes_and_writes_the_report(tmp_path: Path) -> None:
         "gateway files hold no plaintext",
         "multi-bureau replies list every bureau",
     }
+
+
+def test_up_in_the_foreground_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    """`up` without --detach runs until SIGINT, then stops every process it started."""
+    workdir = tmp_path / "w"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ncbsim", "up", str(SMALL), "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        manifest = workdir / "network.json"
+        deadline = time.monotonic() + 60
+        while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        pids = [p["pid"] for p in json.loads(manifest.read_text())["processes"]]
+        assert all(alive(p) for p in pids)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if manifest.exists():  # `up` died without cleaning up: stop what it started
+            Network.load(workdir).stop()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert not any(alive(p) for p in pids)
+    assert not manifest.exists()

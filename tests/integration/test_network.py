@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -219,23 +220,77 @@ def test_query_command_prints_json(network: Network) -> None:
     assert data["fetched"][0]["record"]["document"]["number"] == doc.number
 
 
-def test_killed_bureau_is_no_answer_within_the_deadline(fresh_network: Network) -> None:
-    """With one node killed, a multi-bureau query still returns, listing it as no-answer."""
+def test_killed_and_hung_bureaus_are_no_answer_within_the_deadline(
+    fresh_network: Network,
+) -> None:
+    """One node killed, one frozen: a multi-bureau query still returns in time, listing both."""
     net = fresh_network
-    victim = net.node("NL")
-    os.kill(victim.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while alive(victim.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    doc = _document(net, "DE", seed=9)
+    killed, hung = net.node("NL"), net.node("IT")
+    os.kill(killed.pid, signal.SIGKILL)
+    os.kill(hung.pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        deadline = time.monotonic() + 5
+        while alive(killed.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        doc = _document(net, "DE", seed=9)
 
-    async def scenario():  # type: ignore[no-untyped-def]
-        async with _client(net, "FR") as client:
-            started = time.perf_counter()
-            answers = await client.multi_query(_doc_query(doc.number, "DE"), [ALL], timeout=2)
-            return answers, time.perf_counter() - started
+        async def scenario():  # type: ignore[no-untyped-def]
+            async with _client(net, "FR") as client:
+                await client.peers.load_all()
+                started = time.perf_counter()
+                answers = await client.multi_query(_doc_query(doc.number, "DE"), [ALL], timeout=2)
+                return answers, time.perf_counter() - started
 
-    answers, elapsed = asyncio.run(scenario())
+        answers, elapsed = asyncio.run(scenario())
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
     outcomes = {a.bureau: a.outcome for a in answers}
-    assert outcomes == {"DE": Outcome.HIT, "IT": Outcome.NO_HIT, "NL": Outcome.NO_ANSWER}
+    assert outcomes == {"DE": Outcome.HIT, "IT": Outcome.NO_ANSWER, "NL": Outcome.NO_ANSWER}
     assert elapsed < 2.0
+
+
+def test_logs_bind_message_ids_and_hold_no_key_material(network: Network) -> None:
+    """Gateway and node log JSON lines carrying the message id; no private key ever appears."""
+    answer = asyncio.run(_ask(network, "DE", _doc_query("ZZ1111111", "FR"), "FR"))
+    assert answer.outcome == Outcome.NO_HIT
+    logs = [Path(p.log) for p in network.procs]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for path in logs for line in path.read_text().splitlines()]
+        tagged = {
+            (e.get("role"), e["event"]) for e in lines if e.get("message_id") == answer.message_id
+        }
+        if {("gateway", "relayed"), ("node:FR", "answered")} <= tagged:
+            break
+        time.sleep(0.05)
+    assert {("gateway", "relayed"), ("node:FR", "answered")} <= tagged
+    assert all("correlation_id" in e for e in lines if e.get("message_id"))
+    key_texts = [
+        (network.workdir / "bureaus" / b / name).read_bytes().split(b"\n")[1]
+        for b in ("FR", "DE")
+        for name in ("signing.key", "encryption.key", "tls.key")
+    ]
+    for path in logs:
+        data = path.read_bytes()
+        assert b"PRIVATE KEY" not in data
+        assert not any(k in data for k in key_texts)
+
+
+def test_reflection_lists_the_services(network: Network) -> None:
+    """The gateway exposes server reflection, so grpcurl-style tools can discover it."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    pki = PkiDir(network.workdir)
+
+    async def list_services() -> set[str]:
+        channel = transport.gateway_channel(network.gateway.address, pki.tls("operator"))
+        try:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            async for reply in stub.ServerReflectionInfo(iter([request]), timeout=5):
+                return {s.name for s in reply.list_services_response.service}
+        finally:
+            await channel.close()
+        return set()
+
+    assert {"ncbsim.v1.Gateway", "grpc.health.v1.Health"} <= asyncio.run(list_services())
