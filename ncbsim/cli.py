@@ -188,21 +188,38 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     query.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
     query.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="requester")
     query.add_argument("--to", required=True, type=str.upper, help="bureau, list, or ALL")
-    query.add_argument("--fetch", action="store_true", help="run step 2 on every hit")
-    query.add_argument("--json", action="store_true", help="machine-readable output")
-    query.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
+    # Output options are accepted before or after KIND, as users type them either way.
+    output = argparse.ArgumentParser(add_help=False)
+    for target, suppress in ((query, False), (output, True)):
+        default: dict[str, object] = {"default": argparse.SUPPRESS} if suppress else {}
+        target.add_argument(
+            "--fetch", action="store_true", help="run step 2 on every hit", **default
+        )
+        target.add_argument(
+            "--json", action="store_true", help="machine-readable output", **default
+        )
+        target.add_argument(
+            "--timeout",
+            type=float,
+            help="deadline in seconds (default 5)",
+            **(default or {"default": 5.0}),
+        )
     kinds = query.add_subparsers(dest="kind", required=True, metavar="KIND")
-    doc = kinds.add_parser("document", help="travel document by number and issuer (SLTD)")
+    doc = kinds.add_parser(
+        "document", parents=[output], help="travel document by number and issuer (SLTD)"
+    )
     doc.add_argument("--number", required=True)
     doc.add_argument("--issuer", required=True, type=str.upper)
-    person = kinds.add_parser("person", help="person by name (fuzzy) and date of birth")
+    person = kinds.add_parser(
+        "person", parents=[output], help="person by name (fuzzy) and date of birth"
+    )
     person.add_argument("--surname", required=True)
     person.add_argument("--given-names", default="")
     person.add_argument("--dob", required=True, help="YYYY-MM-DD")
-    vehicle = kinds.add_parser("vehicle", help="vehicle by VIN or plate")
+    vehicle = kinds.add_parser("vehicle", parents=[output], help="vehicle by VIN or plate")
     vehicle.add_argument("--vin", default="")
     vehicle.add_argument("--plate", default="")
-    fetch = kinds.add_parser("fetch", help="step 2: full record for a reference")
+    fetch = kinds.add_parser("fetch", parents=[output], help="step 2: full record for a reference")
     fetch.add_argument("--ref", required=True)
     query.set_defaults(func=cmd_query, server=False)
 

@@ -60,6 +60,25 @@ def test_documented_query_form_parses() -> None:
     )
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_output_options_work_before_or_after_the_kind(where: str) -> None:
+    """`--json --fetch --timeout` may follow the record kind, as in the documented form."""
+    options = ["--json", "--fetch", "--timeout", "2"]
+    head = ["query", "--workdir", "w", "--as", "FR", "--to", "DE"]
+    kind = ["person", "--surname", "Voisin", "--dob", "2005-12-09"]
+    argv = [*head, *options, *kind] if where == "before" else [*head, *kind, *options]
+    args = build_parser().parse_args(argv)
+    assert (args.json, args.fetch, args.timeout) == (True, True, 2.0)
+
+
+def test_output_options_default_off() -> None:
+    """Without output options a query prints for humans, runs no step 2, waits 5 s."""
+    args = build_parser().parse_args(
+        ["query", "--workdir", "w", "--as", "FR", "--to", "DE", "fetch", "--ref", "R"]
+    )
+    assert (args.json, args.fetch, args.timeout) == (False, False, 5.0)
+
+
 def test_pki_init_from_the_console_script(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`python -m ncbsim pki init` writes a PKI with one directory entry per bureau."""
     out = subprocess.run(
