@@ -136,6 +136,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--fetch, --json and --timeout; without defaults they only override when given."""
+    parser.add_argument(
+        "--fetch",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="run step 2 on every hit",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="machine-readable output",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0 if defaults else argparse.SUPPRESS,
+        help="deadline in seconds (default 5)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, readable table
     parser = argparse.ArgumentParser(
         prog="ncbsim",
@@ -189,21 +211,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     query.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="requester")
     query.add_argument("--to", required=True, type=str.upper, help="bureau, list, or ALL")
     # Output options are accepted before or after KIND, as users type them either way.
+    _output_options(query, defaults=True)
     output = argparse.ArgumentParser(add_help=False)
-    for target, suppress in ((query, False), (output, True)):
-        default: dict[str, object] = {"default": argparse.SUPPRESS} if suppress else {}
-        target.add_argument(
-            "--fetch", action="store_true", help="run step 2 on every hit", **default
-        )
-        target.add_argument(
-            "--json", action="store_true", help="machine-readable output", **default
-        )
-        target.add_argument(
-            "--timeout",
-            type=float,
-            help="deadline in seconds (default 5)",
-            **(default or {"default": 5.0}),
-        )
+    _output_options(output, defaults=False)
     kinds = query.add_subparsers(dest="kind", required=True, metavar="KIND")
     doc = kinds.add_parser(
         "document", parents=[output], help="travel document by number and issuer (SLTD)"

@@ -58,11 +58,11 @@ _DIGIT_CHARS = "0123456789"
 # fmt: off
 _LATIN_SPECIAL = {
     "Ä": "AE", "Å": "AA", "Æ": "AE", "Ð": "D", "Đ": "D", "Ö": "OE", "Ø": "OE", "Œ": "OE",
-    "Ü": "UE", "ß": "SS", "ẞ": "SS", "Þ": "TH", "Ĳ": "IJ", "Ł": "L", "Ħ": "H", "ı": "I",
+    "Ü": "UE", "ß": "SS", "ẞ": "SS", "Þ": "TH", "Ĳ": "IJ", "Ł": "L", "Ħ": "H", "ı": "I",  # noqa: RUF001 - look-alike letters are the point
     "Ŋ": "N", "Ə": "A", "ə": "A",
 }
 # fmt: on
-_DROPPED = frozenset("'’‘`´ʼ.")
+_DROPPED = frozenset("'’‘`´ʼ.")  # noqa: RUF001 - look-alike letters are the point
 _NOT_MRZ = re.compile(r"[^A-Z<]")
 _CODE = re.compile(r"^[A-Z]{1,3}<{0,2}$")
 _ALNUM_FIELD = re.compile(r"^[A-Z0-9<]+$")
@@ -140,13 +140,17 @@ def transliterate(text: str) -> str:
     return collapsed
 
 
-@lru_cache(maxsize=65536)
+def _parts(name: str) -> list[str]:
+    """The transliterated parts of a name (each space-separated word is cached on its own)."""
+    return [part for word in name.split() for part in transliterate(word).split(FILLER) if part]
+
+
 def name_field(surname: str, given_names: str, width: int = NAME_LENGTH) -> str:
     """The MRZ name field: ``SURNAME<<GIVEN<NAMES``, padded or truncated to ``width``."""
-    primary = transliterate(surname)
+    primary = FILLER.join(_parts(surname))
     if not primary:
         raise MrzError("a surname is required")
-    secondary = [part for part in transliterate(given_names).split(FILLER) if part]
+    secondary = _parts(given_names)
     field = _join_name(primary, secondary)
     # Shorten given names from the last one backwards, each keeping its initial.
     for index in reversed(range(len(secondary))):
@@ -223,14 +227,7 @@ def build_td3(
     part_birth = _dated(date_of_birth)
     part_expiry = _dated(date_of_expiry) + optional + optional_check
     composite = check_digit(part_number + part_birth + part_expiry)
-    line2 = (
-        part_number
-        + _code_field(nationality)
-        + part_birth
-        + sex
-        + part_expiry
-        + composite
-    )
+    line2 = part_number + _code_field(nationality) + part_birth + sex + part_expiry + composite
     return line1, line2
 
 

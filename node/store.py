@@ -13,9 +13,9 @@ database is in WAL mode, so readers never block each other or a writer.
 Names are matched fuzzily. Both sides are folded to a key (:func:`name_key`): accents
 stripped, upper case, punctuation and hyphens removed, and common transliteration variants
 merged (``MÜLLER``/``MUELLER``, ``MEYER``/``MAIER``, ``W``/``V``, doubled letters). Keys
-are compared with Jaro-Winkler similarity, trying the names as given, with surname and
-given names swapped, and as one sorted bag of name parts. The exact date of birth selects
-the candidates through an index.
+are compared with the mean of Jaro-Winkler and Indel similarity (rapidfuzz), trying the
+names as given, with surname and given names swapped, and as one sorted bag of name parts.
+The exact date of birth selects the candidates through an index.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ import re
 import sqlite3
 import threading
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, overload
+
+from rapidfuzz.distance import Indel, JaroWinkler
 
 from ncbsim.countries import UnknownCountry, alpha2_of
 
@@ -135,9 +139,7 @@ _TABLES: dict[Kind, tuple[str, str]] = {
 
 _LOOKUPS: dict[str, str] = {
     "document": "SELECT ref FROM documents WHERE number = ? AND issuer = ?",
-    "person": (
-        "SELECT ref, surname_key, given_key FROM persons WHERE date_of_birth = ?"
-    ),
+    "person": "SELECT ref, surname_key, given_key FROM persons WHERE date_of_birth = ?",
     "vehicle_vin": "SELECT ref FROM vehicles WHERE vin = ?",
     "vehicle_plate": "SELECT ref FROM vehicles WHERE plate_key = ?",
     "fetch_document": f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE ref = ?",
@@ -238,10 +240,10 @@ def normalize_plate(plate: str) -> str:
 _FOLD = str.maketrans(
     {"ß": "SS", "ẞ": "SS", "Æ": "AE", "æ": "AE", "Ø": "O", "ø": "O", "Œ": "OE", "œ": "OE",
      "Þ": "TH", "þ": "TH", "Ð": "D", "ð": "D", "Đ": "D", "đ": "D", "Ł": "L", "ł": "L",
-     "ı": "I", "Ə": "A", "ə": "A", "Ħ": "H", "ħ": "H"}
+     "ı": "I", "Ə": "A", "ə": "A", "Ħ": "H", "ħ": "H"}  # noqa: RUF001 - look-alike letters are the point
 )
 # fmt: on
-_DROPPED = str.maketrans("", "", "'’‘`´ʼ")
+_DROPPED = str.maketrans("", "", "'’‘`´ʼ")  # noqa: RUF001 - look-alike letters are the point
 _NON_LETTERS = re.compile(r"[^A-Z]+")
 _VARIANTS = (
     ("SCH", "SH"),
@@ -266,63 +268,44 @@ def name_key(name: str) -> str:
 
     ``name_key("Müller-Lüdenscheidt") == name_key("MUELLER LUEDENSCHEIDT")``.
     """
-    decomposed = unicodedata.normalize("NFKD", name.translate(_FOLD).translate(_DROPPED))
+    return " ".join(filter(None, map(_word_key, name.split())))
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_key(word: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", word.translate(_FOLD).translate(_DROPPED))
     ascii_upper = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).upper()
-    parts = []
-    for part in _NON_LETTERS.split(ascii_upper):
-        if not part:
-            continue
-        for old, new in _VARIANTS:
-            part = part.replace(old, new)
-        parts.append(_DOUBLED.sub(r"\1", part))
-    return " ".join(parts)
+    return " ".join(_variant_key(part) for part in _NON_LETTERS.split(ascii_upper) if part)
 
 
-def _jaro_winkler(a: str, b: str) -> float:
-    """Jaro-Winkler similarity of two strings (prefix scale 0.1, prefix up to 4)."""
-    if a == b:
-        return 1.0
-    len_a, len_b = len(a), len(b)
-    if not len_a or not len_b:
-        return 0.0
-    window = max(max(len_a, len_b) // 2 - 1, 0)
-    used = [False] * len_b
-    matched_a: list[str] = []
-    for i, ch in enumerate(a):
-        for j in range(max(0, i - window), min(i + window + 1, len_b)):
-            if not used[j] and b[j] == ch:
-                used[j] = True
-                matched_a.append(ch)
-                break
-    matches = len(matched_a)
-    if not matches:
-        return 0.0
-    matched_b = [b[j] for j in range(len_b) if used[j]]
-    transpositions = sum(x != y for x, y in zip(matched_a, matched_b, strict=True)) // 2
-    jaro = (matches / len_a + matches / len_b + (matches - transpositions) / matches) / 3
-    prefix = 0
-    for x, y in zip(a[:4], b[:4], strict=False):
-        if x != y:
-            break
-        prefix += 1
-    return jaro + prefix * 0.1 * (1 - jaro)
+def _variant_key(part: str) -> str:
+    for old, new in _VARIANTS:
+        part = part.replace(old, new)
+    return _DOUBLED.sub(r"\1", part)
 
 
-def _given_similarity(query: list[str], candidate: list[str]) -> float:
-    whole = _jaro_winkler("".join(query), "".join(candidate))
-    if len(query) > 1 or len(candidate) > 1:
-        # One side gives only the first of several given names.
-        whole = max(whole, _jaro_winkler(query[0], candidate[0]) - 0.03)
-    return whole
+def _similarity(a: str, b: str) -> float:
+    """Mean of Jaro-Winkler (rewards a shared start) and Indel (penalises extra letters)."""
+    return (JaroWinkler.normalized_similarity(a, b) + Indel.normalized_similarity(a, b)) / 2
 
 
-def _ordered(qs: list[str], qg: list[str], cs: list[str], cg: list[str]) -> float:
-    surname = _jaro_winkler("".join(qs), "".join(cs))
+def _field_similarity(query: list[str], record: list[str]) -> float:
+    """Similarity of two multi-part names, allowing one side to omit parts (0.05 penalty)."""
+    whole = _similarity("".join(query), "".join(record))
+    if len(query) == len(record) or not query or not record:
+        return whole
+    shorter, longer = (query, record) if len(query) < len(record) else (record, query)
+    parts = sum(max(_similarity(p, q) for q in longer) for p in shorter) / len(shorter)
+    return max(whole, parts - 0.05)
+
+
+def _ordered(qs: list[str], qg: list[str], rs: list[str], rg: list[str]) -> float:
+    surname = _field_similarity(qs, rs)
     if not qg:
         return 0.95 * surname
-    if not cg:
+    if not rg:
         return 0.6 * surname
-    return 0.6 * surname + 0.4 * _given_similarity(qg, cg)
+    return 0.6 * surname + 0.4 * _field_similarity(qg, rg)
 
 
 def name_similarity(
@@ -332,18 +315,19 @@ def name_similarity(
 
     The best of: surname and given names compared in place (weighted 0.6 and 0.4), the
     same with the record's surname and given names swapped, and all name parts compared as
-    one sorted string. A query without given names scores its surname alone, times 0.95.
+    one sorted string. Each comparison averages Jaro-Winkler and Indel similarity, and lets
+    one side omit name parts (``GARCIA`` against ``GARCIA LOPEZ``) at a small cost. A query
+    without given names scores its surname alone, times 0.95.
     """
     qs, qg = query_surname_key.split(), query_given_key.split()
-    cs, cg = surname_key.split(), given_key.split()
-    if not qs and not qg:
-        return 0.0
+    rs, rg = surname_key.split(), given_key.split()
     if not qs:
         qs, qg = qg, []
-    best = max(_ordered(qs, qg, cs, cg), _ordered(qs, qg, cg, cs) if cg else 0.0)
+    if not qs or not (rs or rg):
+        return 0.0
+    best = max(_ordered(qs, qg, rs, rg), _ordered(qs, qg, rg, rs) if rg else 0.0)
     if qg:
-        bag = _jaro_winkler("".join(sorted(qs + qg)), "".join(sorted(cs + cg)))
-        best = max(best, bag)
+        best = max(best, _similarity("".join(sorted(qs + qg)), "".join(sorted(rs + rg))))
     return round(best, 4)
 
 
@@ -405,9 +389,11 @@ class RecordStore:
             issuer_code = alpha2_of(issuer)
         except UnknownCountry:
             return []
-        rows = self._conn().execute(
-            _LOOKUPS["document"], (normalize_number(number), issuer_code)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(_LOOKUPS["document"], (normalize_number(number), issuer_code))
+            .fetchall()
+        )
         return [Match(ref, "document", 1.0) for (ref,) in rows]
 
     def find_person(
@@ -470,9 +456,9 @@ class RecordStore:
     @overload
     def sample(self, kind: Literal["vehicle"], n: int, rng: random.Random) -> list[Vehicle]: ...
     @overload
-    def sample(self, kind: str, n: int, rng: random.Random) -> list[Record]: ...
+    def sample(self, kind: str, n: int, rng: random.Random) -> Sequence[Record]: ...
 
-    def sample(self, kind: str, n: int, rng: random.Random) -> list[Record]:
+    def sample(self, kind: str, n: int, rng: random.Random) -> Sequence[Record]:
         """Up to ``n`` distinct records of ``kind``, drawn with ``rng`` (reproducibly).
 
         Raises ``ValueError`` for an unknown kind.
