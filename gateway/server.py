@@ -137,11 +137,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         return header
 
     def _timeout(self, context: grpc.aio.ServicerContext, margin_ms: int) -> float:
+        """The caller's remaining deadline (capped), less time to send our reply back.
+
+        The margin is at least ``margin_ms`` and at least a tenth of the budget, so the
+        merged reply reaches the caller before its own deadline even on a busy machine.
+        """
         remaining = context.time_remaining()
         budget = self._config.default_deadline_ms / 1000
         if remaining is not None:
             budget = min(budget, remaining)
-        return max(budget - margin_ms / 1000, 0.001)
+        margin = max(margin_ms / 1000, budget / 10)
+        return max(budget - margin, 0.001)
 
     async def _forward(
         self, header: envelope.Header, request: envelope.Envelope, timeout: float

@@ -238,7 +238,7 @@ def test_killed_and_hung_bureaus_are_no_answer_within_the_deadline(
             async with _client(net, "FR") as client:
                 await client.peers.load_all()
                 started = time.perf_counter()
-                answers = await client.multi_query(_doc_query(doc.number, "DE"), [ALL], timeout=2)
+                answers = await client.multi_query(_doc_query(doc.number, "DE"), [ALL], timeout=3)
                 return answers, time.perf_counter() - started
 
         answers, elapsed = asyncio.run(scenario())
@@ -246,7 +246,7 @@ def test_killed_and_hung_bureaus_are_no_answer_within_the_deadline(
         os.kill(hung.pid, signal.SIGCONT)
     outcomes = {a.bureau: a.outcome for a in answers}
     assert outcomes == {"DE": Outcome.HIT, "IT": Outcome.NO_ANSWER, "NL": Outcome.NO_ANSWER}
-    assert elapsed < 2.0
+    assert elapsed < 3.0  # the merged reply beat the caller's deadline
 
 
 def test_logs_bind_message_ids_and_hold_no_key_material(network: Network) -> None:
