@@ -13,14 +13,13 @@ names per locale once; records then combine pool entries with ``random.Random``,
 what makes a million documents take seconds rather than hours. Cyrillic, Greek, Georgian,
 Armenian and Hangul names are romanised (ICAO 9303 for Russian Cyrillic, the national
 systems elsewhere; Chinese and Japanese come from Faker's romanised names), so every name
-can be written in an MRZ.
+can be written in an MRZ. Romanisation and the name pools live in :mod:`node._romanize`,
+the static tables (document-number and plate formats, makes and WMIs, offences) in
+:mod:`node._tables`.
 
 Every record gets an opaque reference: 20 base32 characters (100 bits) from the seeded
 generator, which say nothing about the record's kind or position.
 """
-
-# Romanisation tables hold Cyrillic, Greek and other letters that look like Latin ones.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 
@@ -32,7 +31,6 @@ import os
 import random
 import sqlite3
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -42,10 +40,20 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import TypeVar
 
-from faker import Faker
-
 from ncbsim.countries import INTERPOL_MEMBERS, Country, country
-from node.mrz import build_td3, transliterate
+from node._romanize import Names, romanize
+from node._tables import (
+    ADULT_CIRCUMSTANCES,
+    CHILD_CIRCUMSTANCES,
+    COLOUR_WEIGHTS,
+    DOC_TYPE_WEIGHTS,
+    MAKES,
+    OFFENCES,
+    STATUS_WEIGHTS,
+    number_pattern,
+    plate_pattern,
+)
+from node.mrz import build_td3
 from node.store import (
     DOCUMENT_STATUSES,
     INDEXES_DDL,
@@ -67,200 +75,6 @@ CHUNK = 50_000
 
 _T = TypeVar("_T")
 
-# ---------------------------------------------------------------- romanisation
-
-
-def _table(letters: str, latin: str) -> dict[str, str]:
-    """Map each of ``letters`` to the space-separated word at its place in ``latin``."""
-    return {
-        letter: "" if word == "-" else word
-        for letter, word in zip(letters, latin.split(), strict=True)
-    }
-
-
-_CYRILLIC = _table(
-    "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ",
-    "A B V G D E E ZH Z I I K L M N O P R S T U F KH TS CH SH SHCH IE Y - E IU IA",
-)
-# fmt: off
-_CYRILLIC_BY_LANGUAGE = {
-    "uk": {"Г": "H", "Ґ": "G", "Є": "IE", "І": "I", "Ї": "I", "И": "Y", "'": "", "ʼ": ""},
-    "bg": {"Й": "Y", "Х": "H", "Щ": "SHT", "Ъ": "A", "Ь": "Y", "Ю": "YU", "Я": "YA"},
-    "mk": {"Ѓ": "GJ", "Ѕ": "DZ", "Ј": "J", "Љ": "LJ", "Њ": "NJ", "Ќ": "KJ", "Џ": "DJ", "Х": "H",
-           "Ц": "C"},
-}
-# fmt: on
-_GREEK_DIGRAPHS = (("ΟΥ", "OU"), ("ΑΥ", "AV"), ("ΕΥ", "EV"), ("ΓΓ", "NG"), ("ΜΠ", "MP"))
-_GREEK = _table("ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩ", "A V G D E Z I TH I K L M N X O P R S T Y F CH PS O")
-_GEORGIAN = _table(
-    "აბგდევზთიკლმნოპჟრსტუფქღყშჩცძწჭხჯჰ",
-    "a b g d e v z t i k l m n o p zh r s t u p k gh q sh ch ts dz ts ch kh j h",
-)
-_ARMENIAN = _table(
-    "աբգդեզէըթժիլխծկհձղճմյնշոչպջռսվտրցւփքօֆ",
-    "a b g d e z e y t zh i l kh ts k h dz gh ch m y n sh o ch p j r s v t r ts v p k o f",
-)
-# Revised Romanization of Hangul jamo: initial consonants, vowels, final consonants.
-_HANGUL_INITIALS = tuple(
-    _table(
-        "ᄀᄁᄂᄃᄄᄅᄆᄇᄈᄉᄊᄋᄌᄍᄎᄏᄐᄑᄒ", "g kk n d tt r m b pp s ss - j jj ch k t p h"
-    ).values()
-)
-_HANGUL_MEDIALS = tuple(
-    _table(
-        "ᅡᅢᅣᅤᅥᅦᅧᅨᅩᅪᅫᅬᅭᅮᅯᅰᅱᅲᅳᅴᅵ",
-        "a ae ya yae eo e yeo ye o wa wae oe yo u wo we wi yu eu ui i",
-    ).values()
-)
-_HANGUL_FINALS = (
-    "",
-    *_table(
-        "ᆨᆩᆪᆫᆬᆭᆮᆯᆰᆱᆲᆳᆴᆵᆶᆷᆸᆹᆺᆻᆼᆽᆾᆿᇀᇁᇂ",
-        "k k k n n n t l k m l l l p l m p p t t ng t t k t p t",
-    ).values(),
-)
-# fmt: off
-_KOREAN_SURNAMES = {
-    "김": "Kim", "이": "Lee", "박": "Park", "최": "Choi", "정": "Jung", "강": "Kang", "조": "Cho",
-    "윤": "Yoon", "장": "Jang", "임": "Lim", "한": "Han", "오": "Oh", "서": "Seo", "신": "Shin",
-    "권": "Kwon", "황": "Hwang", "안": "Ahn", "송": "Song", "류": "Ryu", "유": "Yoo", "전": "Jeon",
-    "홍": "Hong", "고": "Ko", "문": "Moon", "양": "Yang", "손": "Son", "배": "Bae", "백": "Baek",
-    "허": "Heo", "노": "Noh", "심": "Shim", "하": "Ha", "곽": "Kwak", "성": "Sung", "차": "Cha",
-    "주": "Joo", "우": "Woo", "구": "Koo", "나": "Na", "민": "Min", "진": "Jin", "지": "Ji",
-    "엄": "Um", "채": "Chae", "원": "Won", "천": "Cheon", "방": "Bang", "공": "Kong", "현": "Hyun",
-    "남": "Nam", "석": "Seok", "선": "Sun", "설": "Seol", "길": "Gil", "연": "Yeon", "표": "Pyo",
-    "명": "Myung", "기": "Ki", "반": "Ban", "왕": "Wang", "금": "Keum", "옥": "Ok", "육": "Yook",
-    "인": "In", "맹": "Maeng", "제": "Je", "모": "Mo", "탁": "Tak", "국": "Kook", "여": "Yeo",
-    "은": "Eun", "편": "Pyun", "용": "Yong", "예": "Ye", "경": "Kyung", "봉": "Bong", "부": "Boo",
-    "황보": "Hwangbo", "남궁": "Namgung", "제갈": "Jegal", "선우": "Sunwoo", "독고": "Dokgo",
-}
-# fmt: on
-
-
-def _hangul(text: str) -> str:
-    out: list[str] = []
-    for ch in text:
-        code = ord(ch) - 0xAC00
-        if 0 <= code < 11172:
-            initial, rest = divmod(code, 588)
-            medial, final = divmod(rest, 28)
-            out.append(_HANGUL_INITIALS[initial] + _HANGUL_MEDIALS[medial] + _HANGUL_FINALS[final])
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _by_table(text: str, table: dict[str, str]) -> str:
-    return "".join(table.get(ch, ch) for ch in text)
-
-
-def romanize(text: str, locale: str) -> str:
-    """``text`` in Latin script, title-cased if it had to be romanised.
-
-    Cyrillic follows ICAO 9303 (Russian) or the national system (Ukrainian, Bulgarian,
-    Macedonian), Greek ELOT 743, Georgian and Armenian their national systems, and Hangul
-    the Revised Romanization, with the customary spelling of common surnames (Kim, Lee,
-    Park). Latin text is returned unchanged.
-    """
-    if all(ord(ch) < 0x370 for ch in text):
-        return text
-    language = locale.partition("_")[0]
-    if text in _KOREAN_SURNAMES:
-        return _KOREAN_SURNAMES[text]
-    upper = text.upper()
-    if any("\u0400" <= ch <= "\u04ff" for ch in text):
-        table = {**_CYRILLIC, **_CYRILLIC_BY_LANGUAGE.get(language, {})}
-        latin = _by_table(upper, table)
-    elif any("\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff" for ch in text):
-        plain = "".join(
-            ch for ch in unicodedata.normalize("NFD", upper) if not unicodedata.combining(ch)
-        )
-        for digraph, latin_pair in _GREEK_DIGRAPHS:
-            plain = plain.replace(digraph, latin_pair)
-        latin = _by_table(plain, _GREEK)
-    elif any("\u10a0" <= ch <= "\u10ff" for ch in text):
-        latin = _by_table(text, _GEORGIAN)
-    elif any("\u0530" <= ch <= "\u058f" for ch in text):
-        latin = _by_table(text.lower().replace("ու", "u").replace("և", "ev"), _ARMENIAN)
-    elif any("\uac00" <= ch <= "\ud7a3" for ch in text):
-        latin = _hangul(text)
-    else:
-        return text
-    return latin.lower().title()
-
-
-def _writable(name: str) -> bool:
-    """Whether every character of ``name`` has an MRZ transliteration."""
-    return bool(name.strip()) and all(ch in " -'’" or transliterate(ch) for ch in name)
-
-
-# ---------------------------------------------------------------- name pools
-
-
-@dataclass(frozen=True, slots=True)
-class _Pool:
-    surnames_male: tuple[str, ...]
-    surnames_female: tuple[str, ...]
-    given_male: tuple[str, ...]
-    given_female: tuple[str, ...]
-    double_surnames: bool
-
-
-def _draw(make: Callable[[], str], locale: str) -> tuple[str, ...]:
-    names = (romanize(make(), locale) for _ in range(POOL_DRAWS))
-    return tuple(dict.fromkeys(n for n in names if _writable(n)))
-
-
-def _build_pool(locale: str, seed_text: str) -> _Pool:
-    fake = Faker(locale)
-    fake.seed_instance(random.Random(seed_text).getrandbits(64))
-    if locale in ("ja_JP", "zh_CN", "zh_TW"):
-        surnames = _draw(fake.last_romanized_name, locale)
-        female_first = getattr(fake, "first_romanized_name_female", fake.first_romanized_name)
-        male_first = getattr(fake, "first_romanized_name_male", fake.first_romanized_name)
-        return _Pool(
-            surnames, surnames, _draw(male_first, locale), _draw(female_first, locale), False
-        )
-    return _Pool(
-        surnames_male=_draw(fake.last_name_male, locale),
-        surnames_female=_draw(fake.last_name_female, locale),
-        given_male=_draw(fake.first_name_male, locale),
-        given_female=_draw(fake.first_name_female, locale),
-        double_surnames=locale.startswith(("es_", "pt_")),
-    )
-
-
-class _Names:
-    """Name pools per locale, built on first use, each seeded from ``(bureau, seed, locale)``."""
-
-    def __init__(self, seed_text: str) -> None:
-        self._seed_text = seed_text
-        self._pools: dict[str, _Pool] = {}
-
-    def pool(self, locale: str) -> _Pool:
-        if locale not in self._pools:
-            self._pools[locale] = _build_pool(locale, f"{self._seed_text}:names:{locale}")
-        return self._pools[locale]
-
-    def draw(self, rng: random.Random, locale: str, sex: str) -> tuple[str, str]:
-        """A ``(surname, given names)`` pair for a person of ``sex`` from ``locale``."""
-        pool = self.pool(locale)
-        female = sex == "F" or (sex == "X" and rng.random() < 0.5)
-        surnames = pool.surnames_female if female else pool.surnames_male
-        given = pool.given_female if female else pool.given_male
-        surname = _pick(rng, surnames)
-        if pool.double_surnames and rng.random() < 0.6:
-            second = _pick(rng, pool.surnames_male)
-            if second != surname:
-                surname = f"{surname} {second}"
-        first = _pick(rng, given)
-        if rng.random() < 0.25:
-            middle = _pick(rng, given)
-            if middle != first:
-                return surname, f"{first} {middle}"
-        return surname, first
-
-
 # ---------------------------------------------------------------- small helpers
 
 
@@ -272,11 +86,6 @@ def _token(rng: random.Random) -> str:
     """20 base32 characters carrying 100 random bits."""
     bits = rng.getrandbits(100)
     return "".join([_BASE32_PAIRS[(bits >> shift) & 1023] for shift in range(0, 100, 10)])
-
-
-def _pick(rng: random.Random, options: Sequence[_T]) -> _T:
-    """``rng.choice`` at a third of the cost (bias below 2**-40 for pools this small)."""
-    return options[int(rng.random() * len(options))]
 
 
 _iso = lru_cache(maxsize=1 << 16)(date.isoformat)
@@ -317,17 +126,6 @@ def _weighted(choices: Sequence[tuple[_T, float]]) -> Callable[[random.Random], 
     return pick
 
 
-def _pattern(spec: str) -> list[Sequence[str]]:
-    """Per-position alphabets for a pattern: D digit, L letter, C consonant, A alphanumeric."""
-    alphabets = {
-        "D": "0123456789",
-        "L": "ABCDEFGHJKLMNPRSTUVWXYZ",
-        "C": "BCDFGHJKLMNPRSTVWXYZ",
-        "A": "0123456789ABCDEFGHJKLMNPRSTUVWXYZ",
-    }
-    return [alphabets.get(ch, ch) for ch in spec]
-
-
 def _fill(rng: random.Random, pattern: list[Sequence[str]]) -> str:
     """A string drawn from ``pattern``, from one 96-bit draw split by mixed radix."""
     draw = rng.getrandbits(96)
@@ -340,42 +138,21 @@ def _fill(rng: random.Random, pattern: list[Sequence[str]]) -> str:
 
 # ---------------------------------------------------------------- documents
 
-_STATUS = _weighted(
-    [("stolen", 0.45), ("lost", 0.39), ("revoked", 0.06), ("invalid", 0.04), ("stolen_blank", 0.06)]
-)
-_DOC_TYPE = _weighted([("P", 0.96), ("PD", 0.02), ("PS", 0.02)])
-_DOCUMENT_NUMBERS = {
-    "FR": "DDLLDDDDD",
-    "DE": "[CFGHJK]AAAAAAAA",
-    "GB": "DDDDDDDDD",
-    "US": "LDDDDDDDD",
-    "IT": "LLDDDDDDD",
-    "ES": "LLLDDDDDD",
-    "NL": "LLAAAAAAD",
-    "CH": "LDDDDDDDD",
-}
-_DEFAULT_DOCUMENT_NUMBER = "LLDDDDDDD"
-
-
-def _number_pattern(bureau: str) -> list[Sequence[str]]:
-    spec = _DOCUMENT_NUMBERS.get(bureau, _DEFAULT_DOCUMENT_NUMBER)
-    if spec.startswith("["):
-        head, _, rest = spec[1:].partition("]")
-        return [head, *_pattern(rest)]
-    return _pattern(spec)
+_STATUS = _weighted(STATUS_WEIGHTS)
+_DOC_TYPE = _weighted(DOC_TYPE_WEIGHTS)
 
 
 def _documents(
-    rng: random.Random, home: Country, names: _Names, count: int
+    rng: random.Random, home: Country, names: Names, count: int
 ) -> Iterator[tuple[str | None, ...]]:
-    number_pattern = _number_pattern(home.alpha2)
+    numbers = number_pattern(home.alpha2)
     seen: set[str] = set()
     issued_from = _add_years(AS_OF, -10)
     for _ in range(count):
         ref = _token(rng)
-        number = _fill(rng, number_pattern)
+        number = _fill(rng, numbers)
         while number in seen:
-            number = _fill(rng, number_pattern)
+            number = _fill(rng, numbers)
         seen.add(number)
         status = _STATUS(rng)
         doc_type = _DOC_TYPE(rng)
@@ -409,33 +186,9 @@ def _documents(
 
 # ---------------------------------------------------------------- persons
 
-_OFFENCES = (
-    "armed robbery", "murder", "attempted murder", "drug trafficking (cocaine)",
-    "drug trafficking (heroin)", "trafficking in human beings", "migrant smuggling",
-    "money laundering", "investment fraud", "online fraud", "ransomware extortion",
-    "firearms trafficking", "kidnapping", "rape", "sexual exploitation of children",
-    "terrorist financing", "membership of a criminal organisation", "aggravated burglary",
-    "vehicle theft ring", "counterfeiting currency", "trafficking in cultural property",
-    "environmental crime (illegal wildlife trade)", "corruption of a public official",
-    "escape from lawful custody", "forgery of travel documents",
-)  # fmt: skip
-_CHILD_CIRCUMSTANCES = (
-    "did not return home from school", "believed to have been taken abroad by a parent",
-    "last seen in a playground near home", "left a children's home without notice",
-    "possible victim of child trafficking", "last seen at a bus station",
-)  # fmt: skip
-_ADULT_CIRCUMSTANCES = (
-    "left home on foot and has not been seen since", "failed to return from a trip abroad",
-    "left a care home without notice", "last seen at a bus station",
-    "phone switched off since the day of disappearance", "disappeared after a night out",
-    "possible victim of human trafficking", "last seen at a border crossing",
-    "missing after leaving work", "suffers from a medical condition requiring treatment",
-    "last contact by text message", "left behind passport and bank cards",
-)  # fmt: skip
-
 
 def _persons(
-    rng: random.Random, home: Country, names: _Names, count: int
+    rng: random.Random, home: Country, names: Names, count: int
 ) -> Iterator[tuple[str, ...]]:
     foreigners = [code for code in INTERPOL_MEMBERS if code != home.alpha2]
     for _ in range(count):
@@ -448,10 +201,10 @@ def _persons(
         earliest = _add_years(born, 16) if wanted else born + timedelta(days=1)
         since = _between(rng, min(max(_add_years(AS_OF, -12), earliest), AS_OF), AS_OF)
         if wanted:
-            summary = f"Wanted for {rng.choice(_OFFENCES)}; arrest warrant of {since}."
+            summary = f"Wanted for {rng.choice(OFFENCES)}; arrest warrant of {since}."
         else:
             child = _add_years(born, 16) > since
-            circumstance = rng.choice(_CHILD_CIRCUMSTANCES if child else _ADULT_CIRCUMSTANCES)
+            circumstance = rng.choice(CHILD_CIRCUMSTANCES if child else ADULT_CIRCUMSTANCES)
             summary = f"Missing since {since}: {circumstance}."
         yield (ref, surname, given, born.isoformat(), nationality.alpha2, sex,
                "wanted" if wanted else "missing", summary, name_key(surname),
@@ -460,69 +213,12 @@ def _persons(
 
 # ---------------------------------------------------------------- vehicles
 
-# (make, WMIs, models, weight)
-_MAKES: tuple[tuple[str, tuple[str, ...], tuple[str, ...], float], ...] = (
-    ("Volkswagen", ("WVW", "WVG"), ("Golf", "Polo", "Passat", "Tiguan", "T-Roc"), 9),
-    ("Toyota", ("JTD", "JTE", "JTN", "SB1"), ("Corolla", "Yaris", "RAV4", "Land Cruiser"), 10),
-    ("BMW", ("WBA", "WBS"), ("3 Series", "5 Series", "X5", "X3"), 5),
-    ("Mercedes-Benz", ("WDD", "WDB", "W1K"), ("C-Class", "E-Class", "GLE", "Sprinter"), 5),
-    ("Audi", ("WAU",), ("A4", "A6", "Q5", "Q7"), 4),
-    ("Renault", ("VF1",), ("Clio", "Megane", "Captur", "Master"), 5),
-    ("Peugeot", ("VF3",), ("208", "308", "3008", "Partner"), 5),
-    ("Citroën", ("VF7",), ("C3", "C4", "Berlingo"), 3),
-    ("Fiat", ("ZFA",), ("Panda", "500", "Tipo", "Ducato"), 3),
-    ("Ford", ("WF0", "1FA", "1FT"), ("Focus", "Fiesta", "Transit", "F-150", "Mustang"), 7),
-    ("Chevrolet", ("1G1", "1GC"), ("Malibu", "Silverado", "Tahoe"), 3),
-    ("Honda", ("JHM", "SHH"), ("Civic", "CR-V", "Accord"), 4),
-    ("Nissan", ("JN1", "SJN"), ("Qashqai", "X-Trail", "Navara", "Patrol"), 4),
-    ("Hyundai", ("KMH", "TMA"), ("Tucson", "i30", "Santa Fe", "Elantra"), 4),
-    ("Kia", ("KNA", "U5Y"), ("Sportage", "Ceed", "Sorento", "Rio"), 3),
-    ("Škoda", ("TMB",), ("Octavia", "Fabia", "Superb", "Kodiaq"), 3),
-    ("Land Rover", ("SAL",), ("Range Rover", "Discovery", "Defender"), 2),
-    ("Lexus", ("JTH",), ("RX", "NX", "LX"), 1),
-    ("Porsche", ("WP0", "WP1"), ("911", "Cayenne", "Macan"), 1),
-    ("Tesla", ("5YJ", "LRW"), ("Model 3", "Model Y"), 1),
-    ("Mitsubishi", ("JMB", "MMB"), ("L200", "Outlander", "Pajero"), 2),
-    ("Dacia", ("UU1",), ("Sandero", "Duster", "Logan"), 2),
-    ("Volvo", ("YV1",), ("XC60", "XC90", "V60"), 2),
-)  # fmt: skip
-_MAKE = _weighted([((make, wmis, models), weight) for make, wmis, models, weight in _MAKES])
-_COLOUR = _weighted(
-    [("white", 25), ("black", 20), ("grey", 18), ("silver", 12), ("blue", 9), ("red", 7),
-     ("green", 3), ("brown", 2), ("beige", 2), ("yellow", 1), ("orange", 1)]
-)  # fmt: skip
-
-_PLATES: dict[str, str] = {
-    "FR": "LL-DDD-LL", "DE": "{B,M,HH,K,F,S,D,DO,E,L,H,N,DU,BO,KA,MA,WI} LL DDDD",
-    "GB": "LLDD LLL", "IT": "LLDDDLL", "ES": "DDDD CCC", "NL": "LL-DDD-L", "BE": "D-LLL-DDD",
-    "PL": "{WA,WB,KR,PO,GD,WR,LU,SZ} DDDDL", "PT": "LL-DD-LL", "AT": "{W,G,L,S,I,K} DDDDL",
-    "CH": "{ZH,BE,GE,VD,TI,AG,SG,LU,BS,VS} DDDDDD", "US": "DLLLDDD", "CA": "LLLL DDD",
-    "BR": "LLLDLDD", "AR": "LL DDD LL", "MX": "LLL-DDD-L", "RU": "{A,B,E,K,M,H,O,P,C,T,Y,X}"
-    "DDD{A,B,E,K,M,H,O,P,C,T,Y,X}{A,B,E,K,M,H,O,P,C,T,Y,X} {77,99,177,197,50,78}",
-    "UA": "{AA,KA,AX,BI,AI,BC} DDDD LL", "TR": "{01,06,07,16,34,35} LL DDD", "NG": "LLL DDD LL",
-    "IN": "{MH,DL,KA,TN,UP,GJ} DD LL DDDD", "ZA": "LL DD LL GP", "AU": "DLLL DDD",
-    "SE": "LLL DDL", "NO": "LL DDDDD", "DK": "LL DD DDD", "FI": "LLL-DDD", "IE": "DDD-D-DDDD",
-    "GR": "LLL-DDDD", "RO": "{B,CJ,TM,IS,CT} DD LLL", "CZ": "DLD DDDD", "HU": "LLL-DDD",
-}  # fmt: skip
-_DEFAULT_PLATE = "LLL DDD"
-
-
-def _plate_pattern(bureau: str) -> list[Sequence[str]]:
-    spec = _PLATES.get(bureau, _DEFAULT_PLATE)
-    pattern: list[Sequence[str]] = []
-    rest = spec
-    while rest:
-        if rest[0] == "{":
-            options, _, rest = rest[1:].partition("}")
-            pattern.append(options.split(","))
-        else:
-            pattern.extend(_pattern(rest[0]))
-            rest = rest[1:]
-    return pattern
+_MAKE = _weighted([((make, wmis, models), weight) for make, wmis, models, weight in MAKES])
+_COLOUR = _weighted(COLOUR_WEIGHTS)
 
 
 def _vehicles(rng: random.Random, home: Country, count: int) -> Iterator[tuple[object, ...]]:
-    plate_pattern = _plate_pattern(home.alpha2)
+    plates = plate_pattern(home.alpha2)
     seen_vins: set[str] = set()
     for _ in range(count):
         ref = _token(rng)
@@ -532,7 +228,7 @@ def _vehicles(rng: random.Random, home: Country, count: int) -> Iterator[tuple[o
         while vin in seen_vins:
             vin = make_vin(rng, rng.choice(wmis), year=year)
         seen_vins.add(vin)
-        plate = _fill(rng, plate_pattern)
+        plate = _fill(rng, plates)
         reported = _between(rng, max(date(year, 1, 1), _add_years(AS_OF, -8)), AS_OF)
         yield (ref, vin, plate, normalize_plate(plate), make, rng.choice(models), year,
                _COLOUR(rng), home.alpha2, "stolen", reported.isoformat())  # fmt: skip
@@ -573,8 +269,8 @@ _Row = tuple[object, ...]
 
 
 @cache
-def _names(seed_text: str) -> _Names:
-    return _Names(seed_text)
+def _names(seed_text: str, draws: int) -> Names:
+    return Names(seed_text, draws)
 
 
 def _chunk(kind: str, bureau: str, seed: int, index: int, count: int) -> list[_Row]:
@@ -584,9 +280,9 @@ def _chunk(kind: str, bureau: str, seed: int, index: int, count: int) -> list[_R
     rng = random.Random(f"{seed_text}:{kind}:{index}")
     rows: Iterator[_Row]
     if kind == "documents":
-        rows = _documents(rng, home, _names(seed_text), count)
+        rows = _documents(rng, home, _names(seed_text, POOL_DRAWS), count)
     elif kind == "persons":
-        rows = _persons(rng, home, _names(seed_text), count)
+        rows = _persons(rng, home, _names(seed_text, POOL_DRAWS), count)
     else:
         rows = _vehicles(rng, home, count)
     # Rows are acyclic tuples of strings: the cycle collector would only scan them in vain.
@@ -606,7 +302,7 @@ class _Unique:
         self._home = home
         self._numbers: set[object] = set()
         self._vins: set[object] = set()
-        self._number_pattern = _number_pattern(home.alpha2)
+        self._number_pattern = number_pattern(home.alpha2)
         self._rng = random.Random(f"{seed_text}:repeats")
 
     def documents(self, rows: list[_Row]) -> list[_Row]:
