@@ -209,9 +209,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                 )
                 log.info("relay_failed", recipient=header.recipient, status=code.name)
                 detail = (
-                    f"no answer from {header.recipient}"
-                    if outcome == "no_answer"
-                    else exc.details() or code.name
+                    f"no answer from {header.recipient}" if outcome == "no_answer" else code.name
                 )
                 await abort(context, code, detail)
             self._audit_record(
@@ -248,7 +246,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                     "MultiQuery",
                     peer or "",
                     item,
-                    None,
+                    _header_or_none(item),
                     outcome="refused",
                     status=code,
                     started=started,
@@ -282,6 +280,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                 outcome, delivery.status = "refused", gateway_pb2.DELIVERY_STATUS_REFUSED
             delivery.detail = code.name
         delivery.elapsed_ms = int((time.perf_counter() - started) * 1000)
+        with structlog.contextvars.bound_contextvars(
+            message_id=header.message_hex, correlation_id=header.correlation_hex
+        ):
+            log.debug("relayed", rpc="MultiQuery", recipient=header.recipient, outcome=outcome)
         self._audit_record(
             "MultiQuery",
             peer,

@@ -93,10 +93,10 @@ class BureauClient:
         reply = await self._stub.Routes(gateway_pb2.RoutesRequest(), timeout=timeout)
         return list(reply.bureaus)
 
-    async def recipients(self, to: Sequence[str]) -> list[str]:
+    async def recipients(self, to: Sequence[str], timeout: float = 5.0) -> list[str]:
         """Expand ``ALL`` to every bureau in the directory except ourselves."""
         if list(to) == [ALL]:
-            codes = await self.peers.load_all()
+            codes = await self.peers.load_all(timeout)
             return [c for c in codes if c != self.identity.bureau]
         return list(dict.fromkeys(to))
 
@@ -143,9 +143,11 @@ class BureauClient:
         """Send one query to one bureau through the gateway and open its answer."""
         started = time.perf_counter()
         try:
-            await self.peers.resolve([to])
+            await self.peers.resolve([to], timeout=timeout)
         except DirectoryError as exc:
             return Answer(to, Outcome.FAILED, None, str(exc))
+        except grpc.aio.AioRpcError as exc:
+            return Answer(to, Outcome.NO_ANSWER, None, f"gateway: {exc.code().name}")
         sealed = self._seal(query, to)
         try:
             response = await self._stub.Query(sealed.envelope, timeout=timeout)
@@ -175,11 +177,17 @@ class BureauClient:
         Every recipient is listed: hit, no-hit, no-answer or failed.
         """
         started = time.perf_counter()
-        recipients = await self.recipients(to)
         try:
-            await self.peers.resolve(recipients)
+            recipients = await self.recipients(to, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return [Answer(r, Outcome.NO_ANSWER, None, f"gateway: {exc.code().name}") for r in to]
+        try:
+            await self.peers.resolve(recipients, timeout=timeout)
         except DirectoryError as exc:
             return [Answer(r, Outcome.FAILED, None, str(exc)) for r in recipients]
+        except grpc.aio.AioRpcError as exc:
+            detail = f"gateway: {exc.code().name}"
+            return [Answer(r, Outcome.NO_ANSWER, None, detail) for r in recipients]
         # One correlation id ties together the envelopes of one multi-bureau query.
         correlation = os.urandom(envelope.MESSAGE_ID_LEN)
         sealed = {r: self._seal(query, r, correlation) for r in recipients}
@@ -187,8 +195,13 @@ class BureauClient:
         try:
             reply = await self._stub.MultiQuery(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            detail = f"{exc.code().name}: {exc.details()}"
-            return [Answer(r, Outcome.FAILED, None, detail) for r in recipients]
+            code = exc.code()
+            outcome = (
+                Outcome.NO_ANSWER
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                else Outcome.FAILED
+            )
+            return [Answer(r, outcome, None, f"{code.name}: {exc.details()}") for r in recipients]
         latency = (time.perf_counter() - started) * 1000
         answers: dict[str, Answer] = {}
         for delivery in reply.deliveries:

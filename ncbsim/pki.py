@@ -285,10 +285,13 @@ def init(directory: Path, bureaus: list[str]) -> PkiDir:
     pki = PkiDir(directory)
     if pki.ca_key.exists():
         raise PkiError(f"{directory} already holds a PKI; choose an empty directory")
+    if directory.exists() and any(directory.iterdir()):
+        raise PkiError(f"{directory} is not empty; choose a new or empty directory")
     now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = _root(now)
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)  # holds ca.key
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        directory.chmod(0o700)  # holds ca.key
     _write(pki.ca_key, _crypto.private_key_to_pem(ca_key), private=True)
     _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
     for name, dns in (("gateway", GATEWAY_NAME), ("operator", OPERATOR_NAME)):

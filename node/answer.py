@@ -55,7 +55,7 @@ def answer(store: RecordStore, request: query_pb2.QueryRequest) -> query_pb2.Que
     """Run one query against ``store``. Unusable queries get an error body, not an exception."""
     try:
         return _answer(store, request)
-    except QueryError as exc:
+    except ValueError as exc:  # QueryError, or the store refusing a value
         return query_pb2.QueryResponse(error=query_pb2.QueryError(message=str(exc)))
 
 

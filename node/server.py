@@ -60,7 +60,11 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             except (EnvelopeError, DirectoryError, DecodeError):
                 log.warning("envelope_rejected", sender=header.sender)
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
-            result = await asyncio.to_thread(answer, self._store, query)
+            try:
+                result = await asyncio.to_thread(answer, self._store, query)
+            except Exception:
+                log.exception("handle_failed", sender=header.sender)
+                await abort(context, grpc.StatusCode.INTERNAL, "internal error")
             try:
                 sealed = envelope.seal_response(
                     result.SerializeToString(),

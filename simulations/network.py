@@ -104,6 +104,8 @@ def _spawn(args: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen
         return subprocess.Popen(
             [sys.executable, "-m", "ncbsim", *args],
             stdin=subprocess.DEVNULL,
+            # Keep gRPC core's own (non-JSON) chatter out of the JSON logs.
+            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
             stdout=out,
             stderr=out,
             start_new_session=detach,

@@ -148,7 +148,10 @@ def check(results: list[Result], workdir: Path) -> list[Check]:
         )
     )
 
-    rows = read_all(audit_path(workdir))
+    sent_ids = {a.message_id for r in results for a in r.answers}
+    sent_ids |= {r.fetched.message_id for r in results if r.fetched is not None}
+    # A reused work directory keeps earlier runs' rows: count this run's envelopes only.
+    rows = [row for row in read_all(audit_path(workdir)) if row.message_id in sent_ids]
     delivered = sum(row.outcome == "delivered" for row in rows)
     checks.append(
         Check(

@@ -153,3 +153,13 @@ def test_refuses_bad_bureau_codes(tmp_path: Path, bureaus: list[str]) -> None:
 def test_non_bureau_dns_names_name_no_bureau(name: str) -> None:
     """Only a xx.bureau.ncbsim name maps back to a bureau code."""
     assert pki.bureau_from_dns_name(name) is None
+
+
+def test_init_refuses_a_non_empty_directory_without_touching_it(tmp_path: Path) -> None:
+    """pki init never writes into (or changes the mode of) a directory holding other files."""
+    (tmp_path / "theirs.txt").write_text("x")
+    mode = tmp_path.stat().st_mode
+    with pytest.raises(PkiError, match="not empty"):
+        pki.init(tmp_path, ["FR"])
+    assert tmp_path.stat().st_mode == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.txt"]

@@ -111,3 +111,9 @@ def test_store_path_is_a_real_sqlite_file(store: RecordStore, tmp_path: Path) ->
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_value_the_store_refuses_is_an_error_body(store: RecordStore) -> None:
+    """A plate that normalises to nothing is answered as an error, never an exception."""
+    response = answer(store, query_pb2.QueryRequest(vehicle=query_pb2.VehicleQuery(plate="-")))
+    assert response.WhichOneof("result") == "error"
