@@ -88,11 +88,6 @@ class BureauClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def routes(self, timeout: float = 5.0) -> list[str]:
-        """Bureaus the gateway can currently route to."""
-        reply = await self._stub.Routes(gateway_pb2.RoutesRequest(), timeout=timeout)
-        return list(reply.bureaus)
-
     async def recipients(self, to: Sequence[str], timeout: float = 5.0) -> list[str]:
         """Expand ``ALL`` to every bureau in the directory except ourselves."""
         if list(to) == [ALL]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from ncbsim.pki import GATEWAY_NAME, OPERATOR_NAME, TlsFiles, bureau_dns_name, bureau_from_dns_name
+from ncbsim.pki import GATEWAY_NAME, TlsFiles, bureau_dns_name, bureau_from_dns_name
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -76,8 +76,3 @@ def peer_bureau(context: grpc.aio.ServicerContext) -> str | None:
 def peer_is(context: grpc.aio.ServicerContext, name: str) -> bool:
     """Whether the mTLS client certificate carries DNS SAN ``name``."""
     return name in peer_names(context)
-
-
-def peer_is_operator(context: grpc.aio.ServicerContext) -> bool:
-    """Whether the caller holds the operator (control-plane) certificate."""
-    return peer_is(context, OPERATOR_NAME)
