@@ -3,22 +3,38 @@
 Every call is checked against the caller's mTLS identity: the header's sender must
 be the authenticated bureau. The gateway relays sealed envelopes untouched and
 records only their metadata.
+
+The relay path does no file system work, binds no logging context and writes no log
+line for an envelope that was delivered (the debug line is filtered out at ``info``);
+each envelope costs one header parse, the admission checks and one audit record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from gateway.audit import AuditLog, AuditRecord
 from gateway.router import Router
 from ncbsim import envelope, transport
 from ncbsim.config import GatewayConfig
-from ncbsim.errors import EnvelopeError, IdentityError, NcbsimError, RoutingError, status_for
-from ncbsim.pki import PkiDir
+from ncbsim.errors import (
+    EnvelopeError,
+    IdentityError,
+    NcbsimError,
+    PkiError,
+    RoutingError,
+    status_for,
+)
+from ncbsim.pki import PkiDir, check_bureau_code
 from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
 from ncbsim.v1 import directory_pb2, envelope_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -30,13 +46,22 @@ _NO_ANSWER = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.CANCELLED,
 }
+_KIND_NAMES = {
+    value.number: value.name.removeprefix("MESSAGE_KIND_").lower()
+    for value in envelope_pb2.MessageKind.DESCRIPTOR.values
+}
 
 
 def _kind_name(kind: int) -> str:
+    return _KIND_NAMES.get(kind) or f"unknown({kind})"
+
+
+def _is_code(value: str) -> bool:
     try:
-        return envelope_pb2.MessageKind.Name(kind).removeprefix("MESSAGE_KIND_").lower()
-    except ValueError:
-        return f"unknown({kind})"
+        check_bureau_code(value)
+    except PkiError:
+        return False
+    return True
 
 
 def _header_or_none(request: envelope.Envelope) -> envelope.Header | None:
@@ -47,12 +72,35 @@ def _header_or_none(request: envelope.Envelope) -> envelope.Header | None:
         return None
 
 
-class DirectoryFiles:
-    """Root-signed directory entries as the PKI wrote them, reloaded when files change."""
+_Stamp = tuple[tuple[str, int, int, int], ...]
 
-    def __init__(self, pki: PkiDir) -> None:
+
+class DirectoryFiles:
+    """Root-signed directory entries as the PKI wrote them, reloaded when files change.
+
+    Admission asks :meth:`known` about every envelope, so the folder is looked at no
+    more than once per ``refresh_s`` (one ``scandir`` and a ``stat`` per entry; files are
+    read only when one changed), and at once when asked about a bureau it does not hold,
+    so a bureau added while the gateway runs is routable straight away. A changed or
+    removed entry therefore takes effect within ``refresh_s``: that is the bound on how
+    long a revoked bureau can still be routed. Each file is keyed by (name, inode,
+    mtime_ns, size), so an entry replaced (``pki`` writes them with ``os.replace``) or
+    rewritten in place is seen even when its size is unchanged. :meth:`entries`, which
+    serves GetDirectory, always looks at the folder.
+    """
+
+    def __init__(
+        self,
+        pki: PkiDir,
+        *,
+        refresh_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pki = pki
-        self._stamp: tuple[int, int] | None = None
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._checked_at = float("-inf")
+        self._stamp: _Stamp | None = None
         self._entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
 
     def entries(self, bureaus: list[str]) -> list[directory_pb2.SignedDirectoryEntry]:
@@ -64,20 +112,48 @@ class DirectoryFiles:
 
     def known(self, bureau: str) -> bool:
         """Whether the PKI has a directory entry for ``bureau``."""
-        self._reload()
+        if self._clock() - self._checked_at >= self._refresh_s or bureau not in self._entries:
+            self._reload()
         return bureau in self._entries
 
     def _reload(self) -> None:
+        self._checked_at = self._clock()
         folder = self._pki.directory
-        stat = folder.stat()
-        stamp = (stat.st_mtime_ns, len(list(folder.glob("*.entry"))))
+        stamps: list[tuple[str, int, int, int]] = []
+        with os.scandir(folder) as listing:
+            for item in listing:
+                if not item.name.endswith(".entry"):
+                    continue
+                try:
+                    stat = item.stat()
+                except FileNotFoundError:  # removed since the listing
+                    continue
+                stamps.append((item.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        stamp = tuple(sorted(stamps))
         if stamp == self._stamp:
             return
-        self._entries = {
-            p.stem: directory_pb2.SignedDirectoryEntry.FromString(p.read_bytes())
-            for p in sorted(folder.glob("*.entry"))
-        }
+        entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
+        for name, *_ in stamp:
+            path = folder / name
+            try:
+                entries[Path(name).stem] = directory_pb2.SignedDirectoryEntry.FromString(
+                    path.read_bytes()
+                )
+            except (FileNotFoundError, DecodeError):
+                # Gone or not an entry: skip it. Bureaus verify every entry they use anyway.
+                log.warning("directory_entry_unreadable", file=name)
+        self._entries = entries
         self._stamp = stamp
+
+
+@dataclass(frozen=True, slots=True)
+class _Relayed:
+    """What became of one admitted envelope."""
+
+    response: envelope.Envelope | None
+    code: grpc.StatusCode
+    outcome: str  # "delivered", "no_answer" or "refused"
+    registered: bool
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
@@ -87,7 +163,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         self._config = config
         self._router = router
         self._audit = audit
-        self._directory = DirectoryFiles(config.pki)
+        self._directory = DirectoryFiles(config.pki, refresh_s=config.directory_refresh_ms / 1000)
 
     # ----------------------------------------------------------------- helpers
 
@@ -103,23 +179,33 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         started: float,
         response: envelope.Envelope | None = None,
     ) -> None:
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        parties: tuple[str, str, str, str, str, int, int] = ("", "", "", "", "", 0, 0)
+        if header is not None:
+            sender, recipient = header.sender, header.recipient
+            if outcome == "refused":  # maybe never admitted: copy only well-formed codes
+                sender = sender if _is_code(sender) else ""
+                recipient = recipient if _is_code(recipient) else ""
+            parties = (
+                header.message_hex,
+                header.correlation_hex,
+                sender,
+                recipient,
+                _kind_name(header.kind),
+                header.issued_at_ms,
+                header.expires_at_ms,
+            )
         self._audit.record(
             AuditRecord(
-                at_ms=int(time.time() * 1000),
-                rpc=rpc,
-                peer=peer,
-                message_id=header.message_hex if header else "",
-                correlation_id=header.correlation_hex if header else "",
-                sender=header.sender if header else "",
-                recipient=header.recipient if header else "",
-                kind=_kind_name(header.kind) if header else "",
-                issued_at_ms=header.issued_at_ms if header else 0,
-                expires_at_ms=header.expires_at_ms if header else 0,
-                request_bytes=request.ByteSize(),
-                response_bytes=response.ByteSize() if response is not None else 0,
-                outcome=outcome,
-                status=status.name,
-                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+                int(time.time() * 1000),
+                rpc,
+                peer,
+                *parties,
+                request.ByteSize(),
+                response.ByteSize() if response is not None else 0,
+                outcome,
+                status.name,
+                elapsed_ms,
             )
         )
 
@@ -128,9 +214,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         if peer is None:
             raise IdentityError("a bureau certificate is required")
         header = envelope.unverified_header(request)
-        if header.sender != peer:
+        if header.sender != peer:  # peer is a valid code, so this also bounds the sender
             raise IdentityError("header sender does not match the authenticated bureau")
-        if header.kind != envelope.QUERY_REQUEST:
+        if header.kind != envelope.QUERY_REQUEST or not _is_code(header.recipient):
             raise EnvelopeError
         if not self._directory.known(header.recipient):
             raise RoutingError(f"unknown bureau {header.recipient!r}")
@@ -149,12 +235,63 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         margin = max(margin_ms / 1000, budget / 10)
         return max(budget - margin, 0.001)
 
-    async def _forward(
-        self, header: envelope.Header, request: envelope.Envelope, timeout: float
-    ) -> envelope.Envelope:
-        route = self._router.get(header.recipient)
-        response: envelope.Envelope = await route.stub.Handle(request, timeout=timeout)
-        return response
+    async def _relay(
+        self,
+        rpc: str,
+        peer: str,
+        request: envelope.Envelope,
+        header: envelope.Header,
+        *,
+        timeout: float,
+        started: float,
+    ) -> _Relayed:
+        """Forward one admitted envelope to its recipient's node, audit it, classify it.
+
+        No route, a deadline, an unreachable or cancelled node are ``no_answer``; any
+        other status from the node is ``refused``. Query and MultiQuery both relay here.
+        """
+        response: envelope.Envelope | None = None
+        registered = True
+        try:
+            route = self._router.get(header.recipient)
+            response = await route.stub.Handle(request, timeout=timeout)
+            code, outcome = grpc.StatusCode.OK, "delivered"
+        except RoutingError:
+            registered = False
+            code, outcome = grpc.StatusCode.UNAVAILABLE, "no_answer"
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            outcome = "no_answer" if code in _NO_ANSWER else "refused"
+        self._audit_record(
+            rpc,
+            peer,
+            request,
+            header,
+            outcome=outcome,
+            status=code,
+            started=started,
+            response=response,
+        )
+        if response is None:
+            log.info(
+                "relay_failed",
+                rpc=rpc,
+                recipient=header.recipient,
+                status=code.name,
+                registered=registered,
+                message_id=header.message_hex,
+                correlation_id=header.correlation_hex,
+            )
+        else:
+            log.debug(
+                "relayed",
+                rpc=rpc,
+                sender=header.sender,
+                recipient=header.recipient,
+                message_id=header.message_hex,
+                correlation_id=header.correlation_hex,
+            )
+        return _Relayed(response, code, outcome, registered)
 
     # ----------------------------------------------------------------- RPCs
 
@@ -178,52 +315,23 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             )
             log.warning("refused", rpc="Query", peer=peer, status=code.name, reason=detail)
             await abort(context, code, detail)
-        with structlog.contextvars.bound_contextvars(
-            message_id=header.message_hex, correlation_id=header.correlation_hex
-        ):
-            try:
-                response = await self._forward(header, request, self._timeout(context, 20))
-            except RoutingError as exc:
-                code = grpc.StatusCode.UNAVAILABLE
-                self._audit_record(
-                    "Query",
-                    header.sender,
-                    request,
-                    header,
-                    outcome="no_answer",
-                    status=code,
-                    started=started,
-                )
-                await abort(context, code, str(exc))
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                outcome = "no_answer" if code in _NO_ANSWER else "refused"
-                self._audit_record(
-                    "Query",
-                    header.sender,
-                    request,
-                    header,
-                    outcome=outcome,
-                    status=code,
-                    started=started,
-                )
-                log.info("relay_failed", recipient=header.recipient, status=code.name)
-                detail = (
-                    f"no answer from {header.recipient}" if outcome == "no_answer" else code.name
-                )
-                await abort(context, code, detail)
-            self._audit_record(
-                "Query",
-                header.sender,
-                request,
-                header,
-                outcome="delivered",
-                status=grpc.StatusCode.OK,
-                started=started,
-                response=response,
-            )
-            log.debug("relayed", sender=header.sender, recipient=header.recipient)
-            return response
+        relayed = await self._relay(
+            "Query",
+            header.sender,
+            request,
+            header,
+            timeout=self._timeout(context, self._config.query_margin_ms),
+            started=started,
+        )
+        if relayed.response is None:
+            if not relayed.registered:
+                detail = f"bureau {header.recipient} has no registered node"
+            elif relayed.outcome == "no_answer":
+                detail = f"no answer from {header.recipient}"
+            else:
+                detail = relayed.code.name
+            await abort(context, relayed.code, detail)
+        return relayed.response
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
         self, request: gateway_pb2.MultiQueryRequest, context: grpc.aio.ServicerContext
@@ -263,37 +371,21 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         self, peer: str, request: envelope.Envelope, header: envelope.Header, timeout: float
     ) -> gateway_pb2.Delivery:
         started = time.perf_counter()
-        delivery = gateway_pb2.Delivery(bureau=header.recipient)
-        try:
-            delivery.response.CopyFrom(await self._forward(header, request, timeout))
-            delivery.status = gateway_pb2.DELIVERY_STATUS_DELIVERED
-            code, outcome = grpc.StatusCode.OK, "delivered"
-        except RoutingError:
-            code, outcome = grpc.StatusCode.UNAVAILABLE, "no_answer"
-            delivery.status = gateway_pb2.DELIVERY_STATUS_NO_ANSWER
-            delivery.detail = "not registered"
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code in _NO_ANSWER:
-                outcome, delivery.status = "no_answer", gateway_pb2.DELIVERY_STATUS_NO_ANSWER
-            else:
-                outcome, delivery.status = "refused", gateway_pb2.DELIVERY_STATUS_REFUSED
-            delivery.detail = code.name
-        delivery.elapsed_ms = int((time.perf_counter() - started) * 1000)
-        with structlog.contextvars.bound_contextvars(
-            message_id=header.message_hex, correlation_id=header.correlation_hex
-        ):
-            log.debug("relayed", rpc="MultiQuery", recipient=header.recipient, outcome=outcome)
-        self._audit_record(
-            "MultiQuery",
-            peer,
-            request,
-            header,
-            outcome=outcome,
-            status=code,
-            started=started,
-            response=delivery.response if delivery.HasField("response") else None,
+        relayed = await self._relay(
+            "MultiQuery", peer, request, header, timeout=timeout, started=started
         )
+        delivery = gateway_pb2.Delivery(
+            bureau=header.recipient, elapsed_ms=int((time.perf_counter() - started) * 1000)
+        )
+        if relayed.response is not None:
+            delivery.status = gateway_pb2.DELIVERY_STATUS_DELIVERED
+            delivery.response.CopyFrom(relayed.response)
+        elif relayed.outcome == "no_answer":
+            delivery.status = gateway_pb2.DELIVERY_STATUS_NO_ANSWER
+            delivery.detail = relayed.code.name if relayed.registered else "not registered"
+        else:
+            delivery.status = gateway_pb2.DELIVERY_STATUS_REFUSED
+            delivery.detail = relayed.code.name
         return delivery
 
     async def GetDirectory(  # noqa: N802 - gRPC method name

@@ -38,11 +38,20 @@ class GatewayConfig:
     ready_file: Path | None = None
     default_deadline_ms: int = 5_000
     fanout_margin_ms: int = 150
+    query_margin_ms: int = 20
+    """Time a single-bureau Query keeps back from the caller's deadline to send its reply."""
+    directory_refresh_ms: int = 250
+    """How often, at most, admission re-reads the directory folder. A changed or removed
+    entry takes effect within this time; a bureau not yet known is looked up at once."""
 
     def __post_init__(self) -> None:
         check_address(self.listen)
         if self.default_deadline_ms <= 0 or self.fanout_margin_ms < 0:
             raise ConfigError("deadlines must be positive")
+        if not 0 <= self.query_margin_ms < self.default_deadline_ms:
+            raise ConfigError("query_margin_ms must be at least 0 and below default_deadline_ms")
+        if self.directory_refresh_ms < 0:
+            raise ConfigError("directory_refresh_ms must not be negative")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -135,13 +135,14 @@ def _seal(
     sender: Identity,
     recipient: str,
     recipient_key: _crypto.X25519PublicKey,
+    recipient_key_id: bytes,
     kind: int,
     info: bytes,
     correlation_id: bytes,
     ttl_ms: int,
     now_ms: int | None,
     message_id: bytes | None,
-) -> tuple[Envelope, Header]:
+) -> Envelope:
     issued = _now_ms() if now_ms is None else now_ms
     header = envelope_pb2.Header(
         version=VERSION,
@@ -153,12 +154,11 @@ def _seal(
         expires_at_ms=issued + ttl_ms,
         correlation_id=correlation_id,
         sender_key_id=sender.signing_key_id,
-        recipient_key_id=_crypto.key_id(_crypto.x25519_public_bytes(recipient_key)),
+        recipient_key_id=recipient_key_id,
     ).SerializeToString()
     sealed = _crypto.hpke_seal(recipient_key, info=info, aad=header, plaintext=plaintext)
     signature = _crypto.ed25519_sign(sender.signing_key, _signed_bytes(header, sealed))
-    envelope = Envelope(header=header, sealed=sealed, signature=signature)
-    return envelope, Header.parse(header)
+    return Envelope(header=header, sealed=sealed, signature=signature)
 
 
 def seal_request(
@@ -177,11 +177,12 @@ def seal_request(
 
     ``plaintext`` must already carry the public half of ``response_key``.
     """
-    envelope, header = _seal(
+    envelope = _seal(
         plaintext,
         sender=sender,
         recipient=recipient.bureau,
         recipient_key=recipient.encryption_key,
+        recipient_key_id=recipient.encryption_key_id,
         kind=kind,
         info=REQUEST_INFO,
         correlation_id=correlation_id or os.urandom(MESSAGE_ID_LEN),
@@ -189,7 +190,9 @@ def seal_request(
         now_ms=now_ms,
         message_id=message_id,
     )
-    return SealedRequest(envelope=envelope, header=header, response_key=response_key)
+    return SealedRequest(
+        envelope=envelope, header=Header.parse(envelope.header), response_key=response_key
+    )
 
 
 def seal_response(
@@ -208,11 +211,12 @@ def seal_response(
         kind = _RESPONSE_KIND[request.kind]
     except (_crypto.CryptoFailure, KeyError):
         raise EnvelopeError from None
-    envelope, _ = _seal(
+    return _seal(
         plaintext,
         sender=sender,
         recipient=request.sender,
         recipient_key=key,
+        recipient_key_id=_crypto.key_id(response_key),
         kind=kind,
         info=RESPONSE_INFO + request.message_id,
         correlation_id=request.message_id,
@@ -220,19 +224,18 @@ def seal_response(
         now_ms=now_ms,
         message_id=message_id,
     )
-    return envelope
 
 
 def _check(
     envelope: Envelope,
+    header: Header,
     *,
     recipient: str,
     kind: int,
     sender: Peer,
     recipient_key_id: bytes,
     now_ms: int,
-) -> Header:
-    header = Header.parse(envelope.header)
+) -> None:
     if (
         header.version != VERSION
         or header.recipient != recipient
@@ -252,7 +255,6 @@ def _check(
         )
     except _crypto.CryptoFailure:
         raise EnvelopeError from None
-    return header
 
 
 def open_request(
@@ -262,17 +264,23 @@ def open_request(
     senders: Callable[[str], Peer],
     kind: int = QUERY_REQUEST,
     now_ms: int | None = None,
+    header: Header | None = None,
 ) -> Opened:
     """Verify and decrypt a request addressed to ``recipient``.
 
-    ``senders`` resolves the header's sender to a verified directory peer.
+    ``senders`` resolves the header's sender to a verified directory peer. ``header``
+    may pass on what :func:`unverified_header` returned for this envelope, to save
+    parsing it again; it is used only if its ``raw`` bytes are the envelope's header.
     """
+    if header is None or header.raw != envelope.header:
+        header = Header.parse(envelope.header)
     try:
-        sender = senders(Header.parse(envelope.header).sender)
+        sender = senders(header.sender)
     except DirectoryError:
         raise EnvelopeError from None
-    header = _check(
+    _check(
         envelope,
+        header,
         recipient=recipient.bureau,
         kind=kind,
         sender=sender,
@@ -281,7 +289,10 @@ def open_request(
     )
     try:
         plaintext = _crypto.hpke_open(
-            recipient.encryption_key, info=REQUEST_INFO, aad=header.raw, sealed=envelope.sealed
+            recipient.encryption_key,
+            info=REQUEST_INFO,
+            aad=envelope.header,
+            sealed=envelope.sealed,
         )
     except _crypto.CryptoFailure:
         raise EnvelopeError from None
@@ -299,8 +310,10 @@ def open_response(
     sent = request.header
     if sender.bureau != sent.recipient or sent.kind not in _RESPONSE_KIND:
         raise EnvelopeError
-    header = _check(
+    header = Header.parse(envelope.header)
+    _check(
         envelope,
+        header,
         recipient=sent.sender,
         kind=_RESPONSE_KIND[sent.kind],
         sender=sender,

@@ -131,19 +131,34 @@ class PkiDir:
         return [self.entry_path(c).read_bytes() for c in codes if self.entry_path(c).exists()]
 
 
-def _write(path: Path, data: bytes, *, private: bool) -> None:
+def _write(path: Path, data: bytes, *, private: bool, atomic: bool = False) -> None:
+    """Write ``data`` to ``path`` with mode 0600 (``private``) or 0644.
+
+    ``atomic`` writes a temporary file beside ``path`` and renames it over ``path``, so a
+    reader (the gateway serving directory entries) sees the old file or the new one,
+    never half of one.
+    """
     if not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.parent.chmod(0o700)
         if path.parent.parent.name == "bureaus":
             path.parent.parent.chmod(0o700)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(path, flags, 0o600 if private else 0o644)
+    mode = 0o600 if private else 0o644
+    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
-    finally:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
         os.close(fd)
-    os.chmod(path, 0o600 if private else 0o644)
+        if atomic:
+            target.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.chmod(target, mode)
+    if atomic:
+        os.replace(target, path)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -273,7 +288,7 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1) -> None:
         not_after_ms=int((now + ENTRY_VALIDITY).timestamp() * 1000),
         serial=serial,
     )
-    _write(pki.entry_path(code), sign_entry(ca_key, entry), private=False)
+    _write(pki.entry_path(code), sign_entry(ca_key, entry), private=False, atomic=True)
 
 
 def init(directory: Path, bureaus: list[str]) -> PkiDir:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 import structlog
@@ -31,7 +32,21 @@ log = structlog.get_logger()
 
 
 class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
-    """Bureau.Handle: open the request, answer it, seal the response."""
+    """Bureau.Handle: open the request, answer it, seal the response.
+
+    The record lookup runs on the event loop, not in a thread. Every query kind has a
+    small, bounded cost: document, vehicle and fetch are exact lookups in an index that
+    covers them (6 to 12 µs), and a person search reads the candidates born on one date
+    through an index and scores their names in Python at about 9 µs each (200,000
+    persons: 7 candidates a date on average, 29 at most, so 120 µs and 270 µs). Handing
+    the lookup to a thread costs more than that: about 70 µs of extra CPU in isolation,
+    and in the running node (2 cores, median of 5 alternating rounds) 1,260 µs of node
+    CPU a document query inline against 1,490 µs with ``asyncio.to_thread`` and 1,440 µs
+    with a dedicated single-worker executor; for person searches 1,530 µs against 1,740
+    and 1,780. Nor would a thread keep the loop free: name scoring holds the GIL, and it
+    ends well inside the 5 ms switch interval, so the loop would wait just as long. The
+    database is read-only and small enough to stay in the page cache.
+    """
 
     def __init__(self, identity: Identity, peers: Peers, store: RecordStore) -> None:
         self._identity = identity
@@ -48,40 +63,49 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             header = envelope.unverified_header(request)
         except EnvelopeError:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
-        with structlog.contextvars.bound_contextvars(
-            message_id=header.message_hex, correlation_id=header.correlation_hex
-        ):
-            try:
-                await self._peers.resolve([header.sender])
-                opened = envelope.open_request(
-                    request, recipient=self._identity, senders=self._peers.get
-                )
-                query = query_pb2.QueryRequest.FromString(opened.plaintext)
-            except (EnvelopeError, DirectoryError, DecodeError):
-                log.warning("envelope_rejected", sender=header.sender)
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
-            try:
-                result = await asyncio.to_thread(answer, self._store, query)
-            except Exception:
-                log.exception("handle_failed", sender=header.sender)
-                await abort(context, grpc.StatusCode.INTERNAL, "internal error")
-            try:
-                sealed = envelope.seal_response(
-                    result.SerializeToString(),
-                    sender=self._identity,
-                    request=opened.header,
-                    response_key=query.response_key,
-                )
-            except EnvelopeError:
-                log.warning("bad_response_key", sender=header.sender)
-                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
-            log.debug(
-                "answered",
-                sender=header.sender,
-                query=query.WhichOneof("query"),
-                result=result.WhichOneof("result"),
+        try:
+            if header.sender not in self._peers.directory:
+                # Rare: fetch the entry from the gateway, with the ids on its log lines.
+                with structlog.contextvars.bound_contextvars(
+                    message_id=header.message_hex, correlation_id=header.correlation_hex
+                ):
+                    await self._peers.resolve([header.sender])
+            opened = envelope.open_request(
+                request, recipient=self._identity, senders=self._peers.get, header=header
             )
-            return sealed
+            query = query_pb2.QueryRequest.FromString(opened.plaintext)
+        except (EnvelopeError, DirectoryError, DecodeError):
+            log.warning("envelope_rejected", sender=header.sender, **_ids(header))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+        try:
+            result = answer(self._store, query)
+        except Exception:
+            log.exception("handle_failed", sender=header.sender, **_ids(header))
+            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        try:
+            sealed = envelope.seal_response(
+                result.SerializeToString(),
+                sender=self._identity,
+                request=opened.header,
+                response_key=query.response_key,
+            )
+        except EnvelopeError:
+            log.warning("bad_response_key", sender=header.sender, **_ids(header))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+        log.debug(
+            "answered",
+            sender=header.sender,
+            query=query.WhichOneof("query"),
+            result=result.WhichOneof("result"),
+            message_id=header.message_hex,
+            correlation_id=header.correlation_hex,
+        )
+        return sealed
+
+
+def _ids(header: envelope.Header) -> dict[str, str]:
+    """The ids every log line about one envelope carries."""
+    return {"message_id": header.message_hex, "correlation_id": header.correlation_hex}
 
 
 async def _register_loop(
@@ -89,17 +113,35 @@ async def _register_loop(
     address: str,
     interval_s: float,
     registered: asyncio.Event,
+    *,
+    retry_s: float = 0.2,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Register with the gateway now and every ``interval_s`` seconds."""
+    """Register with the gateway now and every ``interval_s`` seconds.
+
+    While registering fails (the gateway is down or restarting), retry after
+    ``retry_s``, doubling the wait each time up to ``interval_s``. Only changes are
+    logged: the first failure after a success (or at start), and the first success after
+    failures.
+    """
+    delay = retry_s
+    failing = False
     while True:
         try:
             await gateway.Register(gateway_pb2.RegisterRequest(address=address), timeout=3)
-            if not registered.is_set():
-                log.info("registered", address=address)
-                registered.set()
         except grpc.aio.AioRpcError as exc:
-            log.warning("register_failed", code=exc.code().name)
-        await asyncio.sleep(interval_s if registered.is_set() else 0.2)
+            if not failing:
+                failing = True
+                log.warning("register_failed", code=exc.code().name, retry_s=delay)
+            await sleep(delay)
+            delay = min(delay * 2, interval_s)
+            continue
+        if failing or not registered.is_set():
+            log.info("registered", address=address)
+        failing = False
+        delay = retry_s
+        registered.set()
+        await sleep(interval_s)
 
 
 async def serve(config: NodeConfig) -> None:

@@ -394,6 +394,27 @@ def test_message_id_of_wrong_length_rejected(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_request(sent.envelope))
 
 
+def test_open_request_reuses_only_the_envelopes_own_header(flow: Flow) -> None:
+    """A header passed to open_request is used only if it is this envelope's, byte for byte."""
+    own = envelope.unverified_header(flow.sent.envelope)
+    senders = _senders(flow.fr, flow.de, flow.it)
+    opened = envelope.open_request(
+        flow.sent.envelope, recipient=flow.de, senders=senders, now_ms=NOW + 1, header=own
+    )
+    assert opened.header == own
+    other = _ask(flow.fr, flow.de)
+    opened = envelope.open_request(
+        flow.sent.envelope, recipient=flow.de, senders=senders, now_ms=NOW + 1, header=other.header
+    )
+    assert opened.header == own  # another envelope's header is parsed afresh, not trusted
+    tampered = _resign(flow.sent.envelope, flow.fr, header=_flip_byte(own.raw, 5))
+    _assert_rejected(
+        lambda: envelope.open_request(
+            tampered, recipient=flow.de, senders=senders, now_ms=NOW + 1, header=own
+        )
+    )
+
+
 # ------------------------------------------------------------------------ wrong parties and keys
 
 

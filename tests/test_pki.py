@@ -163,3 +163,15 @@ def test_init_refuses_a_non_empty_directory_without_touching_it(tmp_path: Path) 
         pki.init(tmp_path, ["FR"])
     assert tmp_path.stat().st_mode == mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.txt"]
+
+
+def test_directory_entry_is_replaced_atomically(tmp_path: Path) -> None:
+    """Reissuing an entry renames a complete new file over the old one and leaves no temp file."""
+    directory = pki.init(tmp_path / "pki", ["FR"])
+    path = directory.entry_path("FR")
+    before = path.stat().st_ino
+    pki.add_bureau(directory, "FR", serial=2)
+    assert path.stat().st_ino != before  # a new file took the name, not a rewrite in place
+    assert _mode(path) == 0o644
+    assert sorted(p.name for p in directory.directory.iterdir()) == ["FR.entry"]
+    assert directory.signed_entries() == [path.read_bytes()]

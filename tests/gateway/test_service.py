@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from gateway.audit import AuditLog, read_all
 from gateway.router import Router
-from gateway.server import GatewayService
+from gateway.server import DirectoryFiles, GatewayService
 from ncbsim import _crypto, envelope, pki, transport
 from ncbsim.config import GatewayConfig
 from ncbsim.directory import Directory
-from ncbsim.errors import DirectoryError
+from ncbsim.errors import ConfigError, DirectoryError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.serving import start_server
@@ -199,3 +201,199 @@ def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(tmp_path: Path) 
 
     assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
     assert len(errors) == 1
+
+
+# ----------------------------------------------------------------------------- admission limits
+
+
+@pytest.mark.parametrize("recipient", ["de", "DEU", "D", "X" * 100_000])
+def test_malformed_recipient_is_refused_and_kept_out_of_the_trail(
+    tmp_path: Path, recipient: str
+) -> None:
+    """A recipient that is not a bureau code is INVALID_ARGUMENT, and never copied to audit."""
+    sealed = _sealed(tmp_path, "FR", recipient)
+    code, detail = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    assert (code, detail) == (grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+    rows = read_all(tmp_path / "audit.sqlite")
+    assert [(r.sender, r.recipient, r.outcome) for r in rows] == [("FR", "", "refused")]
+
+
+def test_overlong_sender_is_refused_and_kept_out_of_the_trail(tmp_path: Path) -> None:
+    """A sender that is not the caller (here not even a code) is refused, and not audited."""
+    directory = pki.PkiDir(tmp_path / "pki")
+    pki.init(directory.root, ["FR", "DE", "IT"])
+    me = Identity.load(directory, "FR", now_ms=int(time.time() * 1000))
+    forged = Identity.from_keys("F" * 10_000, me.signing_key, me.encryption_key)
+    de = Identity.load(directory, "DE", now_ms=int(time.time() * 1000)).as_peer()
+    key, public = envelope.new_response_key()
+    body = query_pb2.QueryRequest(response_key=public)
+    sealed = envelope.seal_request(
+        body.SerializeToString(), sender=forged, recipient=de, response_key=key
+    )
+    code, _ = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    rows = read_all(tmp_path / "audit.sqlite")
+    assert [(r.peer, r.sender, r.recipient, r.outcome) for r in rows] == [
+        ("FR", "", "DE", "refused")
+    ]
+
+
+# ----------------------------------------------------------------------------- relay outcomes
+
+
+def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path) -> None:
+    """A registered node that does not answer is "no answer" in Query and NO_ANSWER in fan-out."""
+    directory = pki.PkiDir(tmp_path / "pki")
+    pki.init(directory.root, ["FR", "DE", "IT"])
+    query = _sealed(tmp_path, "FR", "DE")
+    multi = gateway_pb2.MultiQueryRequest(envelopes=[_sealed(tmp_path, "FR", "DE").envelope])
+    results: list[object] = []
+
+    async def main() -> None:
+        config = GatewayConfig(
+            pki=directory, audit_path=tmp_path / "audit.sqlite", default_deadline_ms=2_000
+        )
+        audit = AuditLog(config.audit_path)
+        router = Router(directory.tls("gateway"))
+        service = GatewayService(config, router, audit)
+        served = await start_server(
+            directory.tls("gateway"),
+            "127.0.0.1:0",
+            [],
+            register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(service, s),
+        )
+        as_de = transport.gateway_channel(served.address, directory.tls("DE"))
+        as_fr = transport.gateway_channel(served.address, directory.tls("FR"))
+        try:
+            # Port 1 on loopback: nothing listens, so every relay fails to connect.
+            register = gateway_pb2.RegisterRequest(address="127.0.0.1:1")
+            await gateway_pb2_grpc.GatewayStub(as_de).Register(register, timeout=5)
+            stub = gateway_pb2_grpc.GatewayStub(as_fr)
+            try:
+                await stub.Query(query.envelope, timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                results.append((exc.code(), exc.details()))
+            results.append(await stub.MultiQuery(multi, timeout=5))
+        finally:
+            await as_de.close()
+            await as_fr.close()
+            await served.server.stop(0)
+            await router.close()
+            audit.close()
+
+    asyncio.run(main())
+    assert results[0] == (grpc.StatusCode.UNAVAILABLE, "no answer from DE")
+    reply = results[1]
+    assert isinstance(reply, gateway_pb2.MultiQueryReply)
+    assert [(d.bureau, d.status, d.detail) for d in reply.deliveries] == [
+        ("DE", gateway_pb2.DELIVERY_STATUS_NO_ANSWER, "UNAVAILABLE")
+    ]
+    rows = read_all(tmp_path / "audit.sqlite")
+    assert [(r.rpc, r.recipient, r.outcome, r.status) for r in rows] == [
+        ("Query", "DE", "no_answer", "UNAVAILABLE"),
+        ("MultiQuery", "DE", "no_answer", "UNAVAILABLE"),
+    ]
+
+
+class _Deadline:
+    """The one ServicerContext method GatewayService._timeout reads."""
+
+    def __init__(self, remaining: float | None) -> None:
+        self._remaining = remaining
+
+    def time_remaining(self) -> float | None:
+        return self._remaining
+
+
+@pytest.mark.parametrize(
+    ("remaining", "margin_ms", "expected"),
+    [(None, 20, 4.5), (1.0, 20, 0.9), (0.1, 20, 0.08), (0.1, 50, 0.05), (None, 0, 4.5)],
+)
+def test_query_keeps_the_configured_margin(
+    tmp_path: Path, remaining: float | None, margin_ms: int, expected: float
+) -> None:
+    """Query relays with the caller's deadline less query_margin_ms (or a tenth, if larger)."""
+    config = GatewayConfig(
+        pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", query_margin_ms=margin_ms
+    )
+    service = GatewayService(config, Router(pki.TlsFiles(b"", b"", b"")), None)  # type: ignore[arg-type]
+    context: Any = _Deadline(remaining)
+    assert service._timeout(context, config.query_margin_ms) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"query_margin_ms": -1},
+        {"query_margin_ms": 5_000},
+        {"directory_refresh_ms": -1},
+    ],
+)
+def test_gateway_config_refuses_bad_margins(tmp_path: Path, fields: dict[str, int]) -> None:
+    """A negative margin, one that eats the whole deadline, or a negative refresh is refused."""
+    with pytest.raises(ConfigError):
+        GatewayConfig(pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", **fields)
+
+
+# ----------------------------------------------------------------------------- directory files
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _files(tmp_path: Path) -> tuple[pki.PkiDir, DirectoryFiles, _Clock]:
+    directory = pki.PkiDir(tmp_path / "pki")
+    pki.init(directory.root, ["FR", "DE"])
+    clock = _Clock()
+    return directory, DirectoryFiles(directory, refresh_s=0.25, clock=clock), clock
+
+
+def test_directory_files_see_a_new_bureau_at_once(tmp_path: Path) -> None:
+    """A bureau added while the gateway runs is known on the next envelope, not after a wait."""
+    directory, files, _ = _files(tmp_path)
+    assert files.known("FR")
+    assert not files.known("IT")
+    pki.add_bureau(directory, "IT")
+    assert files.known("IT")
+
+
+def test_directory_files_pick_up_an_entry_rewritten_in_place(tmp_path: Path) -> None:
+    """An entry rewritten in place (same inode, same size) is noticed and served anew."""
+    directory, files, _ = _files(tmp_path)
+    path = directory.entry_path("DE")
+    original = path.read_bytes()
+    assert files.entries(["DE"])[0].SerializeToString() == original
+    signed = directory_pb2.SignedDirectoryEntry.FromString(original)
+    signed.signature = bytes(b ^ 0xFF for b in signed.signature)  # same size, other bytes
+    changed = signed.SerializeToString()
+    assert len(changed) == len(original)
+    with path.open("r+b") as handle:  # in place: same inode
+        handle.write(changed)
+    # A later write: make sure the modification time moved, whatever the clock's granularity.
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1))
+    assert files.entries(["DE"])[0].SerializeToString() == changed
+
+
+def test_directory_files_drop_a_removed_entry_within_the_interval(tmp_path: Path) -> None:
+    """A removed entry stops being routable once refresh_s has passed, and not before."""
+    directory, files, clock = _files(tmp_path)
+    assert files.known("DE")
+    directory.entry_path("DE").unlink()
+    clock.now = 0.1
+    assert files.known("DE")  # within the interval: the cached answer
+    clock.now = 0.3
+    assert not files.known("DE")
+
+
+def test_directory_files_skip_an_undecodable_entry(tmp_path: Path) -> None:
+    """A file that is not a SignedDirectoryEntry is skipped; the other entries are served."""
+    directory, files, _ = _files(tmp_path)
+    (directory.directory / "ZZ.entry").write_bytes(b"\xff\xff\xff")
+    assert {e.SerializeToString() for e in files.entries([])} == {
+        directory.entry_path(c).read_bytes() for c in ("FR", "DE")
+    }
