@@ -16,7 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, transport
-from ncbsim.directory import Directory
+from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
@@ -57,6 +57,67 @@ class Answer:
         return list(self.response.hits.matches)
 
 
+def failure_outcome(code: grpc.StatusCode) -> Outcome:
+    """How a failed gateway call counts: unreachable or too slow is no answer, else failed."""
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Outcome.NO_ANSWER
+    return Outcome.FAILED
+
+
+def seal_query(
+    identity: Identity,
+    recipient: Peer,
+    query: query_pb2.QueryRequest,
+    correlation_id: bytes | None = None,
+) -> envelope.SealedRequest:
+    """Seal ``query`` to ``recipient`` as ``identity``, with a fresh response key.
+
+    Every call makes a new message id, so no two envelopes are alike. Pure and
+    synchronous: the asyncio client and the locust load users share it.
+    """
+    key, public = envelope.new_response_key()
+    body = query_pb2.QueryRequest()
+    body.CopyFrom(query)
+    body.response_key = public
+    return envelope.seal_request(
+        body.SerializeToString(),
+        sender=identity,
+        recipient=recipient,
+        response_key=key,
+        correlation_id=correlation_id,
+    )
+
+
+def open_answer(
+    sealed: envelope.SealedRequest,
+    response: envelope.Envelope,
+    sender: Peer,
+    latency_ms: float = 0.0,
+) -> Answer:
+    """Verify and open the response to ``sealed`` from ``sender``, and classify it.
+
+    A response that fails verification is :attr:`Outcome.FAILED`, never an answer.
+    """
+    bureau = sealed.header.recipient
+    mid = sealed.header.message_hex
+    try:
+        opened = envelope.open_response(response, request=sealed, sender=sender)
+        body = query_pb2.QueryResponse.FromString(opened.plaintext)
+    except (EnvelopeError, DecodeError):
+        return Answer(bureau, Outcome.FAILED, None, "response did not verify", latency_ms, mid)
+    which = body.WhichOneof("result")
+    if which == "hits":
+        outcome = Outcome.HIT if body.hits.matches else Outcome.NO_HIT
+    elif which == "record":
+        outcome = Outcome.RECORD
+    elif which == "not_found":
+        outcome = Outcome.NOT_FOUND
+    else:
+        outcome = Outcome.ERROR
+    detail = body.error.message if which == "error" else ""
+    return Answer(bureau, outcome, body, detail, latency_ms, mid)
+
+
 @dataclass(slots=True)
 class BureauClient:
     """Acts as bureau ``identity.bureau`` towards the gateway at ``gateway``."""
@@ -89,48 +150,18 @@ class BureauClient:
         await self.close()
 
     async def recipients(self, to: Sequence[str], timeout: float = 5.0) -> list[str]:
-        """Expand ``ALL`` to every bureau in the directory except ourselves."""
+        """Expand ``ALL`` to every connected bureau except ourselves.
+
+        Connected means the gateway routes to its node and its directory entry verifies.
+        Bureaus that only send (such as ``ncbsim load``'s requesters) have no node and
+        are left out, while a node that registered and then went down stays in and
+        shows as no answer.
+        """
         if list(to) == [ALL]:
-            codes = await self.peers.load_all(timeout)
-            return [c for c in codes if c != self.identity.bureau]
+            verified = set(await self.peers.load_all(timeout))
+            routes = await self._stub.Routes(gateway_pb2.RoutesRequest(), timeout=timeout)
+            return [c for c in routes.bureaus if c in verified and c != self.identity.bureau]
         return list(dict.fromkeys(to))
-
-    def _seal(
-        self, query: query_pb2.QueryRequest, recipient: str, correlation_id: bytes | None = None
-    ) -> envelope.SealedRequest:
-        key, public = envelope.new_response_key()
-        body = query_pb2.QueryRequest()
-        body.CopyFrom(query)
-        body.response_key = public
-        return envelope.seal_request(
-            body.SerializeToString(),
-            sender=self.identity,
-            recipient=self.peers.get(recipient),
-            response_key=key,
-            correlation_id=correlation_id,
-        )
-
-    def _open(
-        self, sealed: envelope.SealedRequest, response: envelope.Envelope, latency_ms: float
-    ) -> Answer:
-        bureau = sealed.header.recipient
-        mid = sealed.header.message_hex
-        try:
-            opened = envelope.open_response(response, request=sealed, sender=self.peers.get(bureau))
-            body = query_pb2.QueryResponse.FromString(opened.plaintext)
-        except (EnvelopeError, DirectoryError, DecodeError):
-            return Answer(bureau, Outcome.FAILED, None, "response did not verify", latency_ms, mid)
-        which = body.WhichOneof("result")
-        if which == "hits":
-            outcome = Outcome.HIT if body.hits.matches else Outcome.NO_HIT
-        elif which == "record":
-            outcome = Outcome.RECORD
-        elif which == "not_found":
-            outcome = Outcome.NOT_FOUND
-        else:
-            outcome = Outcome.ERROR
-        detail = body.error.message if which == "error" else ""
-        return Answer(bureau, outcome, body, detail, latency_ms, mid)
 
     async def query(
         self, query: query_pb2.QueryRequest, to: str, *, timeout: float = 5.0
@@ -143,26 +174,22 @@ class BureauClient:
             return Answer(to, Outcome.FAILED, None, str(exc))
         except grpc.aio.AioRpcError as exc:
             return Answer(to, Outcome.NO_ANSWER, None, f"gateway: {exc.code().name}")
-        sealed = self._seal(query, to)
+        sealed = seal_query(self.identity, self.peers.get(to), query)
         try:
             response = await self._stub.Query(sealed.envelope, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
-            outcome = (
-                Outcome.NO_ANSWER
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                else Outcome.FAILED
-            )
             latency = (time.perf_counter() - started) * 1000
             return Answer(
                 to,
-                outcome,
+                failure_outcome(code),
                 None,
                 f"{code.name}: {exc.details()}",
                 latency,
                 sealed.header.message_hex,
             )
-        return self._open(sealed, response, (time.perf_counter() - started) * 1000)
+        latency = (time.perf_counter() - started) * 1000
+        return open_answer(sealed, response, self.peers.get(to), latency)
 
     async def multi_query(
         self, query: query_pb2.QueryRequest, to: Sequence[str], *, timeout: float = 5.0
@@ -185,17 +212,15 @@ class BureauClient:
             return [Answer(r, Outcome.NO_ANSWER, None, detail) for r in recipients]
         # One correlation id ties together the envelopes of one multi-bureau query.
         correlation = os.urandom(envelope.MESSAGE_ID_LEN)
-        sealed = {r: self._seal(query, r, correlation) for r in recipients}
+        sealed = {
+            r: seal_query(self.identity, self.peers.get(r), query, correlation) for r in recipients
+        }
         request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
         try:
             reply = await self._stub.MultiQuery(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
-            outcome = (
-                Outcome.NO_ANSWER
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-                else Outcome.FAILED
-            )
+            outcome = failure_outcome(code)
             return [Answer(r, outcome, None, f"{code.name}: {exc.details()}") for r in recipients]
         latency = (time.perf_counter() - started) * 1000
         answers: dict[str, Answer] = {}
@@ -203,8 +228,11 @@ class BureauClient:
             if delivery.bureau not in sealed or delivery.bureau in answers:
                 continue
             if delivery.status == gateway_pb2.DELIVERY_STATUS_DELIVERED:
-                answers[delivery.bureau] = self._open(
-                    sealed[delivery.bureau], delivery.response, latency
+                answers[delivery.bureau] = open_answer(
+                    sealed[delivery.bureau],
+                    delivery.response,
+                    self.peers.get(delivery.bureau),
+                    latency,
                 )
             else:
                 outcome = (

@@ -58,13 +58,15 @@ def _document_query(number: str, issuer: str) -> query_pb2.QueryRequest:
     return query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
 
 
-class Planner:
-    """Draws queries from the scenario's seed and the bureaus' databases."""
+class Drawer:
+    """Draws realistic queries from the bureaus' databases: planted hits and true no-hits.
 
-    def __init__(self, scenario: Scenario, stores: dict[str, RecordStore]) -> None:
-        self.scenario = scenario
+    The simulator's planner and ``ncbsim load``'s query corpus both draw from it.
+    """
+
+    def __init__(self, stores: dict[str, RecordStore], rng: random.Random) -> None:
         self.stores = stores
-        self.rng = random.Random(scenario.seed)
+        self.rng = rng
 
     def _no_hit(self, target: str, query: query_pb2.QueryRequest) -> bool:
         response = oracle_answer(self.stores[target], query)
@@ -137,6 +139,14 @@ class Planner:
 
         query = self._until_no_hit(target, make_vehicle)
         return query, [query.vehicle.vin]
+
+
+class Planner(Drawer):
+    """Draws a scenario's whole query mix from its seed and the bureaus' databases."""
+
+    def __init__(self, scenario: Scenario, stores: dict[str, RecordStore]) -> None:
+        super().__init__(stores, random.Random(scenario.seed))
+        self.scenario = scenario
 
     def plan(self) -> list[Planned]:
         """The whole query mix, in sending order."""
