@@ -133,6 +133,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from load import runner
+
+    return runner.cli(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from load import bench
+
+    return bench.cli(args)
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -238,6 +250,18 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     sim.add_argument("--workdir", type=Path, help="keep PKI, data, logs and audit here")
     sim.add_argument("--report", type=Path, help="write a JSON report here")
     sim.set_defaults(func=cmd_simulate, server=False)
+
+    from load import bench, runner  # light modules: their heavy imports happen in cli()
+
+    load = sub.add_parser("load", help="locust load test of the query path, with SLO gates")
+    runner.add_arguments(load)
+    load.set_defaults(func=cmd_load, server=False)
+
+    bench_parser = sub.add_parser(
+        "bench", help="precise benchmark: encrypted query path against a plain gRPC relay"
+    )
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(func=cmd_bench, server=False)
     return parser
 
 

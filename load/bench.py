@@ -1,0 +1,525 @@
+"""``ncbsim bench``: the encrypted query path measured against a plain gRPC relay.
+
+Locust reports whole milliseconds and competes for the CPU, so this is a pure asyncio
+benchmark. In one run it measures two sides, each through two hops over mTLS:
+
+- **ncbsim**: bureau FR's :class:`~ncbsim.client.BureauClient` (in this process) sends
+  document checks through a real gateway to a real node for DE (separate processes):
+  sealing, signatures, the SQLite lookup and the gateway's audit are all on the path.
+- **floor**: a grpc.aio client in this process calls the relay of :mod:`load.floor`,
+  which forwards to the floor server, with envelopes of the same size and no work.
+
+Each round runs a sequential batch and a concurrent batch on each side, the sides in
+alternating order, after a warm-up of both. It also times the per-query crypto in
+process, to say how close to the floor the crypto alone lets ncbsim come. The figures
+and tables are made by :mod:`load.bench_report`; see docs/bench.md for how to read them.
+
+This module is imported while the CLI builds its parser: heavy imports stay inside
+functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from load.bench_report import Batch, render, summarize
+
+if TYPE_CHECKING:
+    import grpc
+
+    from load.floor import Fields, FloorProcesses
+    from ncbsim.client import BureauClient
+    from ncbsim.pki import PkiDir
+    from ncbsim.v1 import envelope_pb2, gateway_pb2_grpc, query_pb2
+    from simulations.network import Network
+
+REQUESTER = "FR"
+RESPONDER = "DE"
+CALL_TIMEOUT_S = 5.0
+QUERY_POOL = 1000  # distinct document checks, sent in turn
+CRYPTO_REPEATS = 5
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BenchConfig:
+    """How much to measure. The defaults take 70 to 90 seconds on 2 cores."""
+
+    rounds: int = 12
+    seq_calls: int = 300  # per side per round
+    c32_calls: int = 1200  # per side per round
+    concurrency: int = 32
+    warmup_calls: int = 200  # per side, sequential, before a concurrent warm-up batch
+    hit_ratio: float = 0.2
+    documents: int = 20_000  # records per bureau
+    crypto_iterations: int = 2000  # per operation and repeat
+
+    def __post_init__(self) -> None:
+        from ncbsim.errors import ConfigError
+
+        counts = (self.rounds, self.seq_calls, self.c32_calls, self.concurrency)
+        if min(counts) < 1 or self.warmup_calls < 1 or self.crypto_iterations < 1:
+            raise ConfigError("rounds, calls, concurrency and iterations must be at least 1")
+        if self.c32_calls < self.concurrency:
+            raise ConfigError("--c32-calls must be at least --concurrency")
+        if not 0 <= self.hit_ratio <= 1:
+            raise ConfigError("--hit-ratio must lie between 0 and 1")
+        if self.documents < 10:
+            raise ConfigError("--documents must be at least 10")
+
+
+QUICK = BenchConfig(
+    rounds=2,
+    seq_calls=40,
+    c32_calls=128,
+    warmup_calls=40,
+    documents=500,
+    crypto_iterations=200,
+)
+
+
+# ----------------------------------------------------------------------------- sides
+
+
+class Side(Protocol):
+    """One side of the benchmark: a name, the pids doing its work, and one call."""
+
+    name: str
+    pids: dict[str, int]
+
+    async def call(self) -> bool:
+        """Make one call; True if it succeeded."""
+        ...
+
+
+@dataclass(slots=True)
+class NcbsimSide:
+    """Document checks from FR to DE through the gateway, through the real client."""
+
+    client: BureauClient
+    queries: list[tuple[query_pb2.QueryRequest, str]]  # (query, the outcome it must get)
+    pids: dict[str, int]
+    name: str = "ncbsim"
+    outcomes: dict[str, int] = field(default_factory=dict)
+    _next: int = 0
+
+    async def call(self) -> bool:
+        """Send the next query; it succeeds if it hits exactly when it should."""
+        query, expected = self.queries[self._next % len(self.queries)]
+        self._next += 1
+        answer = await self.client.query(query, RESPONDER, timeout=CALL_TIMEOUT_S)
+        outcome = answer.outcome.value
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        return outcome == expected
+
+
+@dataclass(slots=True)
+class FloorSide:
+    """Canned envelopes through the floor relay to the floor server, on one channel."""
+
+    channel: grpc.aio.Channel
+    stub: gateway_pb2_grpc.GatewayStub
+    request: envelope_pb2.Envelope
+    pids: dict[str, int]
+    response: envelope_pb2.Envelope  # the first answer, to report its size
+    name: str = "floor"
+
+    @classmethod
+    async def connect(
+        cls, floor: FloorProcesses, pki: PkiDir, request: envelope_pb2.Envelope
+    ) -> FloorSide:
+        """Connect to the floor relay as FR and make a first call."""
+        from ncbsim import transport
+        from ncbsim.v1 import gateway_pb2_grpc
+
+        channel = transport.gateway_channel(floor.relay, pki.tls(REQUESTER))
+        try:
+            await channel.channel_ready()
+            stub = gateway_pb2_grpc.GatewayStub(channel)
+            response = await stub.Query(request, timeout=CALL_TIMEOUT_S)
+        except BaseException:
+            await channel.close()
+            raise
+        return cls(channel, stub, request, {"client": os.getpid(), **floor.pids}, response)
+
+    async def call(self) -> bool:
+        """Send the canned request; it succeeds if any envelope comes back."""
+        import grpc
+
+        try:
+            await self.stub.Query(self.request, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` and all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_batch(side: Side, mode: str, round_index: int, calls: int, workers: int) -> Batch:
+    """``calls`` calls on ``side`` from ``workers`` concurrent callers, each call timed."""
+    import asyncio
+
+    latencies: list[float] = []
+    failures = 0
+    todo = iter(range(calls))
+
+    async def worker() -> None:
+        nonlocal failures
+        for _ in todo:
+            started = time.perf_counter()
+            ok = await side.call()
+            latencies.append((time.perf_counter() - started) * 1000)
+            failures += not ok
+
+    cpu_before = {role: cpu_seconds(pid) for role, pid in side.pids.items()}
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    wall = time.perf_counter() - started
+    cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in side.pids.items()}
+    return Batch(side.name, mode, round_index, latencies, wall, failures, cpu)
+
+
+# ----------------------------------------------------------------------------- crypto
+
+
+def _per_op_us(operation: Callable[[], object], iterations: int) -> float:
+    """Median over a few repeats of the mean time of one call of ``operation``, in µs."""
+    samples = []
+    for _ in range(CRYPTO_REPEATS):
+        started = time.perf_counter()
+        for _ in range(iterations):
+            operation()
+        samples.append((time.perf_counter() - started) / iterations * 1e6)
+    return sorted(samples)[len(samples) // 2]
+
+
+def crypto_costs(request: envelope_pb2.Envelope, iterations: int) -> dict[str, float]:
+    """Time each primitive a query uses, in process, at the size of a real request (µs)."""
+    from ncbsim import _crypto, envelope
+
+    recipient = _crypto.x25519_generate()
+    public = recipient.public_key()
+    signer = _crypto.ed25519_generate()
+    header = request.header
+    plaintext = os.urandom(len(request.sealed) - 48)  # enc (32) and tag (16) are added
+    info = envelope.REQUEST_INFO
+    sealed = _crypto.hpke_seal(public, info=info, aad=header, plaintext=plaintext)
+    signed = envelope.SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + sealed
+    signature = _crypto.ed25519_sign(signer, signed)
+    operations: dict[str, Callable[[], object]] = {
+        "x25519_keygen": envelope.new_response_key,
+        "hpke_seal": lambda: _crypto.hpke_seal(public, info=info, aad=header, plaintext=plaintext),
+        "ed25519_sign": lambda: _crypto.ed25519_sign(signer, signed),
+        "ed25519_verify": lambda: _crypto.ed25519_verify(signer.verify_key, signed, signature),
+        "hpke_open": lambda: _crypto.hpke_open(recipient, info=info, aad=header, sealed=sealed),
+    }
+    return {name: _per_op_us(op, iterations) for name, op in operations.items()}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _queries(
+    network: Network, config: BenchConfig, seed: int
+) -> list[tuple[query_pb2.QueryRequest, str]]:
+    """A shuffled pool of document checks to DE, each with the outcome it must get.
+
+    A share ``hit_ratio`` asks for documents DE holds; the rest for numbers it cannot hold.
+    """
+    import random
+
+    from ncbsim.client import Outcome
+    from ncbsim.v1 import query_pb2
+    from node.store import RecordStore
+    from simulations.network import db_path
+
+    rng = random.Random(seed)
+    hits = round(QUERY_POOL * config.hit_ratio)
+    store = RecordStore(db_path(network.workdir, RESPONDER))
+    try:
+        held = store.sample("document", min(hits, QUERY_POOL), rng)
+    finally:
+        store.close()
+    pool: list[tuple[str, str, str]] = [
+        (held[i % len(held)].number, held[i % len(held)].issuer, Outcome.HIT.value)
+        for i in range(hits)
+    ]
+    # The generator never writes Q in a document number, so these are certain misses.
+    pool += [
+        (f"Q{rng.randrange(10**8):08d}", RESPONDER, Outcome.NO_HIT.value)
+        for _ in range(QUERY_POOL - hits)
+    ]
+    rng.shuffle(pool)
+    return [
+        (query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=n, issuer=i)), outcome)
+        for n, i, outcome in pool
+    ]
+
+
+async def _probe(
+    client: BureauClient, pki: PkiDir, queries: Sequence[tuple[query_pb2.QueryRequest, str]]
+) -> tuple[list[envelope_pb2.Envelope], list[envelope_pb2.Envelope]]:
+    """Send ``queries`` the way the client does, keeping the envelopes to learn their sizes."""
+    from ncbsim import transport
+    from ncbsim.client import open_answer, seal_query
+    from ncbsim.errors import NetworkError
+    from ncbsim.v1 import gateway_pb2_grpc
+
+    await client.peers.resolve([RESPONDER], timeout=CALL_TIMEOUT_S)
+    peer = client.peers.get(RESPONDER)
+    requests, responses = [], []
+    channel = transport.gateway_channel(client.gateway, pki.tls(REQUESTER))
+    try:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        for query, expected in queries:
+            sealed = seal_query(client.identity, peer, query)
+            response = await stub.Query(sealed.envelope, timeout=CALL_TIMEOUT_S)
+            answer = open_answer(sealed, response, peer)
+            if answer.outcome.value != expected:
+                raise NetworkError(f"warm-up query answered {answer.outcome.value}")
+            requests.append(sealed.envelope)
+            responses.append(response)
+    finally:
+        await channel.close()
+    return requests, responses
+
+
+def _mean_fields(envelopes: Sequence[envelope_pb2.Envelope]) -> Fields:
+    """The rounded mean length of each field over ``envelopes``."""
+    from load.floor import Fields
+
+    lengths = [Fields.of(e) for e in envelopes]
+    n = len(lengths)
+    return Fields(
+        round(sum(f.header for f in lengths) / n),
+        round(sum(f.sealed for f in lengths) / n),
+        round(sum(f.signature for f in lengths) / n),
+    )
+
+
+async def _warm(side: Side, config: BenchConfig) -> None:
+    await run_batch(side, "warm", -1, config.warmup_calls, 1)
+    await run_batch(side, "warm", -1, config.concurrency * 4, config.concurrency)
+
+
+async def _rounds(
+    sides: tuple[Side, Side], config: BenchConfig, progress: Callable[[str], None]
+) -> tuple[list[Batch], list[tuple[str, str]]]:
+    """Every round: on each side a sequential then a concurrent batch; the order alternates."""
+    batches: list[Batch] = []
+    orders: list[tuple[str, str]] = []
+    for index in range(config.rounds):
+        order = sides if index % 2 == 0 else (sides[1], sides[0])
+        orders.append((order[0].name, order[1].name))
+        for side in order:
+            progress(f"round {index + 1}/{config.rounds}: {side.name}")
+            batches.append(await run_batch(side, "seq", index, config.seq_calls, 1))
+            batches.append(
+                await run_batch(side, "c32", index, config.c32_calls, config.concurrency)
+            )
+    return batches, orders
+
+
+async def measure(
+    network: Network, config: BenchConfig, *, log_level: str, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Warm both sides, run the interleaved rounds and time the crypto; return the figures."""
+    from load.floor import FloorProcesses
+    from ncbsim.client import BureauClient
+    from ncbsim.errors import NetworkError
+    from ncbsim.pki import PkiDir
+
+    pki = PkiDir(network.workdir)
+    queries = _queries(network, config, seed=1)
+    client = BureauClient.open(pki, REQUESTER, network.gateway.address)
+    floor: FloorProcesses | None = None
+    floor_side: FloorSide | None = None
+    try:
+        progress("warming up ncbsim and measuring its envelopes")
+        requests, responses = await _probe(client, pki, queries[: config.warmup_calls])
+        pids = {"client": os.getpid(), "relay": network.gateway.pid}
+        ncbsim_side = NcbsimSide(client, queries, {**pids, "server": network.node(RESPONDER).pid})
+        await _warm(ncbsim_side, config)
+        if ncbsim_side.outcomes.keys() - {"hit", "no_hit"}:
+            raise NetworkError(f"ncbsim warm-up failed: {ncbsim_side.outcomes}")
+        ncbsim_side.outcomes.clear()
+
+        progress("starting and warming up the floor")
+        request_fields = _mean_fields(requests)
+        floor = await FloorProcesses.start(
+            pki, network.workdir / "floor", _mean_fields(responses), log_level=log_level
+        )
+        floor_side = await FloorSide.connect(floor, pki, request_fields.canned())
+        await _warm(floor_side, config)
+
+        batches, orders = await _rounds((ncbsim_side, floor_side), config, progress)
+    finally:
+        if floor_side is not None:
+            await floor_side.channel.close()
+        await client.close()
+        if floor is not None:
+            floor.stop()
+    progress("timing the crypto in process")
+    report = summarize(
+        batches, crypto_us=crypto_costs(requests[0], config.crypto_iterations), orders=orders
+    )
+    report["ncbsim"]["outcomes"] = dict(sorted(ncbsim_side.outcomes.items()))
+    report["payload"] = {
+        "ncbsim": {
+            "request_bytes": round(sum(e.ByteSize() for e in requests) / len(requests), 2),
+            "response_bytes": round(sum(e.ByteSize() for e in responses) / len(responses), 2),
+        },
+        "floor": {
+            "request_bytes": floor_side.request.ByteSize(),
+            "response_bytes": floor_side.response.ByteSize(),
+        },
+        "fields": {
+            "request": dataclasses.asdict(request_fields),
+            "response": dataclasses.asdict(_mean_fields(responses)),
+        },
+    }
+    return report
+
+
+def run(
+    config: BenchConfig,
+    *,
+    workdir: Path | None,
+    log_level: str = "info",
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Start a network of FR and DE, benchmark it against the floor, stop everything.
+
+    ``workdir`` is kept if given; otherwise a temporary one is made and removed.
+    """
+    import asyncio
+    import platform
+    import shutil
+    import tempfile
+
+    import grpc
+
+    from simulations.network import Network
+    from simulations.scenario import Records, Scenario
+
+    folder = workdir or Path(tempfile.mkdtemp(prefix="ncbsim-bench-"))
+    try:
+        progress("starting the network (gateway, FR and DE nodes)")
+        scenario = Scenario(
+            name="bench",
+            description="Document checks from FR to DE for ncbsim bench.",
+            bureaus=(REQUESTER, RESPONDER),
+            records=Records(documents=config.documents, persons=50, vehicles=50),
+        )
+        network = Network.start(folder, scenario, log_level=log_level)
+        try:
+            report = asyncio.run(measure(network, config, log_level=log_level, progress=progress))
+        finally:
+            network.stop()
+    finally:
+        if workdir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    report["parameters"] = {
+        **dataclasses.asdict(config),
+        "requester": REQUESTER,
+        "responder": RESPONDER,
+        "query": "document",
+    }
+    report["environment"] = {
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    return report
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ncbsim bench``."""
+    default = BenchConfig()
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few seconds of measuring (for tests; noisy)"
+    )
+    for name, help_text in (
+        ("rounds", "rounds, each side in turn"),
+        ("seq-calls", "sequential calls per side per round"),
+        ("c32-calls", "concurrent calls per side per round"),
+        ("concurrency", "callers in the concurrent batches"),
+        ("warmup-calls", "sequential warm-up calls per side"),
+        ("documents", "documents per bureau"),
+        ("crypto-iterations", "iterations per crypto operation and repeat"),
+    ):
+        value = getattr(default, name.replace("-", "_"))
+        parser.add_argument(
+            f"--{name}", type=int, default=None, help=f"{help_text} (default {value})"
+        )
+    parser.add_argument(
+        "--hit-ratio",
+        type=float,
+        default=None,
+        help=f"share of queries for documents DE holds (default {default.hit_ratio})",
+    )
+    parser.add_argument("--workdir", type=Path, help="keep the network's files here")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The preset (default or ``--quick``) with the options given on the command line."""
+    base = QUICK if args.quick else BenchConfig()
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(BenchConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return dataclasses.replace(base, **given)
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Run ``ncbsim bench``: 0 once measured (goals met or not), 1 if calls failed."""
+    import json
+    import signal
+    import sys
+
+    from rich.console import Console
+
+    config = config_from_args(args)
+    status = Console(stderr=True)
+    # SIGTERM stops the run as Ctrl-C does, so everything started is stopped and removed.
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        if args.json:
+            report = run(config, workdir=args.workdir, log_level=args.child_log_level)
+        else:
+            with status.status("ncbsim bench") as spinner:
+                report = run(
+                    config,
+                    workdir=args.workdir,
+                    log_level=args.child_log_level,
+                    progress=lambda text: spinner.update(f"ncbsim bench: {text}"),
+                )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report["parameters"]["quick"] = bool(args.quick)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        render(report, Console())
+    failed = report["ncbsim"]["seq"]["failures"] + report["ncbsim"]["c32"]["failures"]
+    failed += report["floor"]["seq"]["failures"] + report["floor"]["c32"]["failures"]
+    if failed:
+        print(f"ncbsim bench: {failed} calls failed; the figures are not valid", file=sys.stderr)
+        return 1
+    return 0

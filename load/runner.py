@@ -1,0 +1,384 @@
+"""``ncbsim load``: bring up (or find) a network, prepare the requesters, run locust headless.
+
+One command does the whole load test:
+
+1. Bring up the scenario's network in a work directory, or use the running one at
+   ``--target`` (a work directory of ``ncbsim up``).
+2. Issue keys for one requester bureau per user and draw the query corpus from
+   the nodes' records (:mod:`load.plan`), then wait until the gateway serves the
+   requesters' directory entries.
+3. Run locust headless on ``load/locustfile.py``: one process, or with
+   ``--workers N`` locust's distributed mode, a master and N workers on this machine.
+   Locust writes its CSV and HTML reports into ``--out``; its quitting hook prints
+   the SLO verdict and sets the exit code (:mod:`load.gate`).
+4. Stop the network if this command started it.
+
+The exit code is locust's: 0 when every objective was met, 1 on a breach; 2 when
+the run could not be made (bad options, a network that would not start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ncbsim.config import check_address
+from ncbsim.errors import ConfigError, NetworkError
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+_DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
+_GRACE_S = 60  # beyond the run time: spawning users, stopping them, writing reports
+_JOIN_WAIT_S = 60  # how long the master waits for its workers to connect
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``text`` such as ``20s``, ``2m``, ``1h30m`` or ``45`` (at least 1)."""
+    match = _DURATION.match(text)
+    if not match or not any(match.groups()):
+        raise ConfigError(f"--duration: expected a duration such as 20s, 2m or 1h30m, not {text!r}")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total < 1:
+        raise ConfigError("--duration must be at least 1s")
+    return total
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ncbsim load``."""
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        default="quickstart",
+        help="scenario to bring up (default quickstart); ignored with --target",
+    )
+    parser.add_argument("--users", type=int, default=10, help="simulated bureaus (default 10)")
+    parser.add_argument(
+        "--spawn-rate", type=float, default=5.0, help="users started per second (default 5)"
+    )
+    parser.add_argument("--duration", default="30s", help="run time, e.g. 20s or 2m (default 30s)")
+    parser.add_argument(
+        "--user-rate",
+        type=float,
+        default=10.0,
+        help="checks per second each user aims at; 0 sends back to back (default 10)",
+    )
+    parser.add_argument("--slo", type=Path, help="SLO thresholds (default: load/slo.toml)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run locust distributed: a master and N worker processes (default 0: one process)",
+    )
+    parser.add_argument(
+        "--target", type=Path, help="use the running network in this workdir of `ncbsim up`"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="bring the network up here (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="reports folder (default load-reports/YYYYmmdd-HHMMSS)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the query corpus")
+    spread = parser.add_argument_group(
+        "spreading workers over machines (see docs/load.md)",
+    )
+    spread.add_argument(
+        "--remote-workers",
+        type=int,
+        default=0,
+        help="also wait for N workers that other machines start with --join",
+    )
+    spread.add_argument(
+        "--master-bind",
+        default="127.0.0.1:0",
+        help="where the locust master listens for workers (default 127.0.0.1, any port)",
+    )
+    spread.add_argument(
+        "--join",
+        metavar="HOST:PORT",
+        help="start --workers N workers here for the master at HOST:PORT, and nothing else",
+    )
+    spread.add_argument("--plan", type=Path, help="with --join: the master's plan.json, copied")
+    spread.add_argument("--gateway", help="with --join: the gateway address as seen from here")
+    spread.add_argument("--pki", type=Path, help="with --join: the PKI folder as copied here")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _check(args: argparse.Namespace) -> int:
+    from load import slo
+
+    seconds = parse_duration(args.duration)
+    if args.users < 1:
+        raise ConfigError("--users must be at least 1")
+    if args.spawn_rate <= 0:
+        raise ConfigError("--spawn-rate must be positive")
+    if args.user_rate < 0:
+        raise ConfigError("--user-rate must be 0 or more")
+    if args.workers < 0 or args.remote_workers < 0:
+        raise ConfigError("--workers and --remote-workers must be 0 or more")
+    if args.join is None and (args.plan or args.gateway or args.pki):
+        raise ConfigError("--plan, --gateway and --pki go with --join")
+    check_address(args.master_bind)
+    slo.load(args.slo or slo.DEFAULT_SLO)  # a bad SLO file fails before anything starts
+    return seconds
+
+
+@contextlib.contextmanager
+def _network(args: argparse.Namespace) -> Iterator[tuple[Path, str, list[str]]]:
+    """(workdir, gateway address, node bureaus) of the network under test."""
+    from simulations import scenario as scenarios
+    from simulations.network import Network
+
+    if args.target is not None:
+        net = Network.load(args.target)
+        yield net.workdir, net.gateway.address, sorted(p.bureau for p in net.procs if p.bureau)
+        return
+    scenario = scenarios.load(args.scenario)
+    temporary = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="ncbsim-load-")) if temporary else args.workdir
+    print(f"bringing up {scenario.name} ({', '.join(scenario.bureaus)}) in {workdir}", flush=True)
+    net = Network.start(workdir, scenario, log_level=args.child_log_level)
+    ok = False
+    try:
+        yield net.workdir, net.gateway.address, sorted(scenario.bureaus)
+        ok = True
+    finally:
+        net.stop()
+        if temporary and ok:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif temporary:
+            print(f"network files kept for inspection in {workdir}", file=sys.stderr)
+
+
+def _await_directory(pki_dir: Path, gateway: str, requesters: list[str]) -> None:
+    """Wait until the gateway serves every requester's directory entry (at most 10 s)."""
+    import asyncio
+
+    from ncbsim.client import BureauClient
+    from ncbsim.pki import PkiDir
+
+    async def wait() -> None:
+        async with BureauClient.open(PkiDir(pki_dir), requesters[0], gateway) as client:
+            deadline = time.monotonic() + 10
+            while True:
+                served = set(await client.peers.load_all())
+                if served >= set(requesters):
+                    return
+                if time.monotonic() > deadline:
+                    raise NetworkError("the gateway does not serve the requesters' keys")
+                await asyncio.sleep(0.2)
+
+    asyncio.run(wait())
+
+
+def prepare(
+    workdir: Path, gateway: str, targets: list[str], args: argparse.Namespace, out: Path
+) -> Path:
+    """Issue the requesters' keys, draw the corpus, write ``out/plan.json``; return its path."""
+    from load.plan import LoadPlan, build_corpus, provision, requester_codes
+    from ncbsim.pki import PkiDir
+    from node.store import RecordStore
+    from simulations.network import db_path
+
+    requesters = requester_codes(targets, args.users)
+    new = provision(PkiDir(workdir), requesters)
+    if new:
+        print(f"issued keys for {len(new)} requester bureaus: {', '.join(new)}", flush=True)
+    _await_directory(workdir, gateway, requesters)
+    stores = {b: RecordStore(db_path(workdir, b)) for b in targets}
+    try:
+        corpus = build_corpus(stores, args.seed)
+    finally:
+        for store in stores.values():
+            store.close()
+    plan = LoadPlan(
+        gateway=gateway,
+        pki_dir=str(workdir),
+        targets=targets,
+        requesters=requesters,
+        corpus=corpus,
+        workers=max(args.workers + args.remote_workers, 1),
+    )
+    path = out / "plan.json"
+    plan.save(path)
+    return path
+
+
+def _locust(common: list[str], extra: list[str], log: Path | None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *common, *extra]
+    if log is None:
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
+
+def _master_address(args: argparse.Namespace) -> tuple[str, int]:
+    host, _, port = args.master_bind.rpartition(":")
+    return host, int(port) or _free_port()
+
+
+def run_locust(plan: Path, args: argparse.Namespace, seconds: int, out: Path) -> int:
+    """Run locust headless (distributed with workers); its exit code is the verdict."""
+    from load import slo
+
+    common = ["--plan", str(plan), "--user-rate", str(args.user_rate), "--loglevel", "WARNING"]
+    master = [
+        "--headless",
+        "--users",
+        str(args.users),
+        "--spawn-rate",
+        str(args.spawn_rate),
+        "--run-time",
+        f"{seconds}s",
+        "--stop-timeout",
+        "5",
+        "--only-summary",
+        "--slo",
+        str(args.slo or slo.DEFAULT_SLO),
+        "--verdict",
+        str(out / "verdict.json"),
+        "--csv",
+        str(out / "locust"),
+        "--html",
+        str(out / "report.html"),
+    ]
+    expected = args.workers + args.remote_workers
+    host, port = _master_address(args)
+    if expected:
+        master += [
+            "--master",
+            "--master-bind-host",
+            host,
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(expected),
+            "--expect-workers-max-wait",
+            str(_JOIN_WAIT_S),
+        ]
+    if args.remote_workers:
+        print(
+            f"waiting up to {_JOIN_WAIT_S}s for {args.remote_workers} remote workers; on each "
+            f"machine run: ncbsim load --join THIS_HOST:{port} --plan COPY_OF/{plan.name} "
+            "--workers N [--gateway ADDR] [--pki DIR]",
+            flush=True,
+        )
+    proc = _locust(common, master, None)
+    workers = []
+    try:
+        workers = _start_workers(common, args.workers, "127.0.0.1", port, out)
+        limit = seconds + args.users / args.spawn_rate + _JOIN_WAIT_S + _GRACE_S
+        try:
+            return proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            print(f"ncbsim: locust did not finish within {limit:.0f}s; stopped", file=sys.stderr)
+            return 2
+    finally:
+        _stop([proc, *workers])
+
+
+def _start_workers(
+    common: list[str], count: int, host: str, port: int, out: Path
+) -> list[subprocess.Popen[bytes]]:
+    workers = []
+    for i in range(count):
+        worker = ["--worker", "--master-host", host, "--master-port", str(port)]
+        workers.append(_locust(common, worker, out / f"worker-{i + 1}.log"))
+    return workers
+
+
+def join(args: argparse.Namespace, out: Path) -> int:
+    """``--join``: run this machine's share of workers for a master elsewhere."""
+    from load.plan import LoadPlan
+
+    if args.plan is None:
+        raise ConfigError("--join needs --plan: a copy of the master's plan.json")
+    host, _, port = args.join.rpartition(":")
+    check_address(args.join)
+    plan = LoadPlan.read(args.plan)
+    local = LoadPlan(
+        gateway=args.gateway or plan.gateway,
+        pki_dir=str((args.pki or Path(plan.pki_dir)).resolve()),
+        targets=plan.targets,
+        requesters=plan.requesters,
+        corpus=plan.corpus,
+        workers=plan.workers,
+        deadline_s=plan.deadline_s,
+    )
+    path = out / "plan.json"
+    local.save(path)
+    count = max(args.workers, 1)
+    print(f"joining {args.join} with {count} workers (logs in {out})", flush=True)
+    common = ["--plan", str(path), "--user-rate", str(args.user_rate), "--loglevel", "WARNING"]
+    workers = _start_workers(common, count, host, int(port), out)
+    try:
+        codes = [w.wait() for w in workers]
+    finally:
+        _stop(workers)
+    # A worker's own exit code says only whether it ran; the master judges the SLO.
+    return 0 if all(c == 0 for c in codes) else 2
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM, then SIGKILL after 10 s, each process we started that is still running."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cli(args: argparse.Namespace) -> int:
+    """Run ``ncbsim load``."""
+    seconds = _check(args)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out: Path = (args.out or Path("load-reports") / stamp).resolve()
+    if args.join:
+        out.mkdir(parents=True, exist_ok=True)
+        return join(args, out)
+    with _network(args) as (workdir, gateway, targets):
+        plan = prepare(workdir, gateway, targets, args, out)
+        total = args.workers + args.remote_workers
+        mode = f"distributed, {total} workers" if total else "one process"
+        print(
+            f"locust: {args.users} users at {args.user_rate:g} checks/s each, {seconds}s, "
+            f"{mode}, against {', '.join(targets)} via {gateway}",
+            flush=True,
+        )
+        code = run_locust(plan, args, seconds, out)
+    verdict = out / "verdict.json"
+    if verdict.exists():
+        data = json.loads(verdict.read_text())
+        overall = data["overall"]
+        print(
+            f"{overall['requests']} requests, {overall['failures']} failed, "
+            f"{overall['rps']:.1f}/s, p50 {overall['p50_ms']:g} ms, p99 {overall['p99_ms']:g} ms"
+            f" ({data['workers']} worker{'s' if data['workers'] != 1 else ''})"
+        )
+    print(f"reports: {out} (report.html, locust_stats.csv, verdict.json)")
+    print("SLO met" if code == 0 else f"SLO not met or run failed (exit {code})")
+    return code
