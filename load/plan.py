@@ -101,16 +101,18 @@ class LoadPlan:
             raise ConfigError(f"{path}: not a load plan: {exc}") from None
         if data.get("version") != PLAN_VERSION:
             raise ConfigError(f"{path}: load plan version {data.get('version')!r} unsupported")
-        corpus = {k: [Item(**i) for i in items] for k, items in data["corpus"].items()}
-        return cls(
-            gateway=data["gateway"],
-            pki_dir=data["pki_dir"],
-            targets=list(data["targets"]),
-            requesters=list(data["requesters"]),
-            corpus=corpus,
-            workers=int(data["workers"]),
-            deadline_s=float(data["deadline_s"]),
-        )
+        try:
+            return cls(
+                gateway=data["gateway"],
+                pki_dir=data["pki_dir"],
+                targets=list(data["targets"]),
+                requesters=list(data["requesters"]),
+                corpus={k: [Item(**i) for i in items] for k, items in data["corpus"].items()},
+                workers=int(data["workers"]),
+                deadline_s=float(data["deadline_s"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{path}: not a complete load plan ({exc!r})") from None
 
     def requester(self, local_index: int, worker_index: int) -> str:
         """The requester bureau of a process's ``local_index``-th user.

@@ -69,6 +69,9 @@ def test_plan_round_trips_and_refuses_what_is_not_a_plan(tmp_path: Path) -> None
     (tmp_path / "bad.json").write_text('{"version": 99}')
     with pytest.raises(ConfigError, match="version 99 unsupported"):
         LoadPlan.read(tmp_path / "bad.json")
+    (tmp_path / "partial.json").write_text('{"version": 1, "gateway": "127.0.0.1:1"}')
+    with pytest.raises(ConfigError, match="not a complete load plan"):
+        LoadPlan.read(tmp_path / "partial.json")
 
 
 def test_corpus_answers_are_what_the_owner_really_answers(stores: dict[str, RecordStore]) -> None:
