@@ -32,7 +32,7 @@ def _options(parser: Any) -> None:
         type=float,
         env_var="NCBSIM_LOAD_USER_RATE",
         default=10.0,
-        help="checks per second each user aims at (0: back to back)",
+        help="mean checks per second of each user, Poisson arrivals (0: back to back)",
     )
 
 

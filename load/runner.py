@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--user-rate",
         type=float,
         default=10.0,
-        help="checks per second each user aims at; 0 sends back to back (default 10)",
+        help="mean checks per second of each user, arriving at random; 0 sends back to back "
+        "(default 10)",
     )
     parser.add_argument("--slo", type=Path, help="SLO thresholds (default: load/slo.toml)")
     parser.add_argument(
