@@ -62,6 +62,8 @@ class NodeConfig:
     bureau: str
     db_path: Path
     gateway: str
+    audit_path: Path | None = None
+    """The node's audit log; None means ``audit.sqlite`` next to ``db_path``."""
     listen: str = "127.0.0.1:0"
     ready_file: Path | None = None
     register_interval_s: float = 5.0

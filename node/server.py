@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, transport
+from ncbsim.auditlog import ChainedLog
 from ncbsim.config import NodeConfig
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError
@@ -29,6 +32,54 @@ from node.answer import answer
 from node.store import RecordStore
 
 log = structlog.get_logger()
+
+AUDIT_COLUMNS = (
+    ("at_ms", "INTEGER"),
+    ("message_id", "TEXT"),
+    ("correlation_id", "TEXT"),
+    ("sender", "TEXT"),
+    ("recipient", "TEXT"),
+    ("kind", "TEXT"),
+    ("request_bytes", "INTEGER"),
+    ("response_bytes", "INTEGER"),
+    ("outcome", "TEXT"),
+    ("reason", "TEXT"),
+    ("status", "TEXT"),
+    ("elapsed_ms", "REAL"),
+)
+_KIND_NAMES = {envelope.QUERY_REQUEST: "query_request", envelope.QUERY_RESPONSE: "query_response"}
+
+
+class NodeAuditRecord(NamedTuple):
+    """One envelope the node handled: ids, sender, kind, sizes, outcome. Never content.
+
+    ``outcome`` is ``answered`` or ``refused``; ``reason`` says why in a coarse code:
+    ``not_gateway``, ``undecodable``, ``unverified``, ``bad_response_key`` or
+    ``internal`` (empty when answered). Ids and parties are empty when the envelope's
+    header did not parse.
+    """
+
+    at_ms: int
+    message_id: str
+    correlation_id: str
+    sender: str
+    recipient: str
+    kind: str
+    request_bytes: int
+    response_bytes: int
+    outcome: str
+    reason: str
+    status: str
+    elapsed_ms: float
+
+
+class NodeAuditLog(ChainedLog):
+    """A bureau's own append-only, hash-chained audit table (see ncbsim.auditlog)."""
+
+    def __init__(self, path: Path, *, batch_wait_s: float = 0.05) -> None:
+        super().__init__(
+            path, AUDIT_COLUMNS, indexes=(("sender", "at_ms"),), batch_wait_s=batch_wait_s
+        )
 
 
 class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
@@ -48,20 +99,58 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
     database is read-only and small enough to stay in the page cache.
     """
 
-    def __init__(self, identity: Identity, peers: Peers, store: RecordStore) -> None:
+    def __init__(
+        self, identity: Identity, peers: Peers, store: RecordStore, audit: ChainedLog
+    ) -> None:
         self._identity = identity
         self._peers = peers
         self._store = store
+        self._audit = audit
+
+    def _audited(  # noqa: PLR0917 - positional on purpose: called on every envelope
+        self,
+        request: envelope.Envelope,
+        header: envelope.Header | None,
+        started: float,
+        status: grpc.StatusCode,
+        reason: str = "",
+        response: envelope.Envelope | None = None,
+    ) -> None:
+        """Queue the audit row of one handled envelope (metadata only; returns at once)."""
+        ids: tuple[str, str, str, str, str] = ("", "", "", "", "")
+        if header is not None:
+            ids = (
+                header.message_hex,
+                header.correlation_hex,
+                header.sender,
+                header.recipient,
+                _KIND_NAMES.get(header.kind) or f"unknown({header.kind})",
+            )
+        self._audit.record(
+            NodeAuditRecord(
+                int(time.time() * 1000),
+                *ids,
+                request.ByteSize(),
+                response.ByteSize() if response is not None else 0,
+                "refused" if reason else "answered",
+                reason,
+                status.name,
+                round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
 
     async def Handle(  # noqa: N802 - gRPC method name
         self, request: envelope.Envelope, context: grpc.aio.ServicerContext
     ) -> envelope.Envelope:
+        started = time.perf_counter()
         if not transport.peer_is(context, GATEWAY_NAME):
             log.warning("refused_caller", reason="not the gateway")
+            self._audited(request, None, started, grpc.StatusCode.PERMISSION_DENIED, "not_gateway")
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only the gateway may call")
         try:
             header = envelope.unverified_header(request)
         except EnvelopeError:
+            self._audited(request, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         try:
             if header.sender not in self._peers.directory:
@@ -76,11 +165,13 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             query = query_pb2.QueryRequest.FromString(opened.plaintext)
         except (EnvelopeError, DirectoryError, DecodeError):
             log.warning("envelope_rejected", sender=header.sender, **_ids(header))
+            self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, "unverified")
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         try:
             result = answer(self._store, query)
         except Exception:
             log.exception("handle_failed", sender=header.sender, **_ids(header))
+            self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         try:
             sealed = envelope.seal_response(
@@ -91,6 +182,9 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             )
         except EnvelopeError:
             log.warning("bad_response_key", sender=header.sender, **_ids(header))
+            self._audited(
+                request, header, started, grpc.StatusCode.INVALID_ARGUMENT, "bad_response_key"
+            )
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         log.debug(
             "answered",
@@ -100,6 +194,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             message_id=header.message_hex,
             correlation_id=header.correlation_hex,
         )
+        self._audited(request, header, started, grpc.StatusCode.OK, response=sealed)
         return sealed
 
 
@@ -153,7 +248,8 @@ async def serve(config: NodeConfig) -> None:
     gateway_channel = transport.gateway_channel(config.gateway, tls)
     gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
     peers = Peers(Directory(config.pki.root_public_key()), gateway)
-    service = BureauService(identity, peers, store)
+    audit = NodeAuditLog(config.audit_path or config.db_path.with_name("audit.sqlite"))
+    service = BureauService(identity, peers, store, audit)
     served = await start_server(
         tls,
         config.listen,
@@ -161,7 +257,9 @@ async def serve(config: NodeConfig) -> None:
         register=lambda server: bureau_pb2_grpc.add_BureauServicer_to_server(service, server),
     )
     structlog.contextvars.bind_contextvars(bureau=config.bureau)
-    log.info("node_listening", address=served.address, records=store.counts())
+    log.info(
+        "node_listening", address=served.address, records=store.counts(), audit=str(audit.path)
+    )
     registered = asyncio.Event()
     register = asyncio.create_task(
         _register_loop(gateway, served.address, config.register_interval_s, registered)
@@ -184,3 +282,4 @@ async def serve(config: NodeConfig) -> None:
         await served.server.stop(grace=2)
         await gateway_channel.close()
         store.close()
+        audit.close()

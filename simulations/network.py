@@ -4,10 +4,11 @@ Everything lives in one work directory, which is also the PKI directory::
 
     WORKDIR/network.json                 every process: role, bureau, pid, address, log
     WORKDIR/ca.crt, ca.key, directory/   the PKI (see ncbsim.pki)
-    WORKDIR/gateway/audit.sqlite         the gateway's metadata-only audit trail
+    WORKDIR/gateway/audit.sqlite         the gateway's metadata-only, hash-chained audit trail
     WORKDIR/gateway/gateway.log          the gateway's JSON log
     WORKDIR/bureaus/FR/records.sqlite    FR's records
     WORKDIR/bureaus/FR/node.log          FR's node's JSON log
+    WORKDIR/bureaus/FR/audit.sqlite      FR's node's hash-chained audit trail
 """
 
 from __future__ import annotations

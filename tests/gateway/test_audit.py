@@ -6,7 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.audit import AuditLog, AuditRecord, read_all
+from gateway.audit import COLUMNS, AuditLog, AuditRecord, read_all
+from ncbsim.auditlog import verify
 
 
 def _record(i: int) -> AuditRecord:
@@ -48,12 +49,18 @@ def test_audit_record_has_no_field_for_content() -> None:
 
 
 def test_reopening_appends(tmp_path: Path) -> None:
-    """A restarted gateway appends to the existing trail instead of replacing it."""
+    """A restarted gateway appends to the existing trail, continuing its hash chain."""
     for batch in range(2):
         log = AuditLog(tmp_path / "audit.sqlite")
         log.record(_record(batch))
         log.close()
     assert len(read_all(tmp_path / "audit.sqlite")) == 2
+    assert verify(tmp_path / "audit.sqlite").describe().startswith("intact: 2 entries")
+
+
+def test_record_fields_are_the_table_columns() -> None:
+    """The record's fields are the chained table's columns, in order (they are hashed so)."""
+    assert AuditRecord._fields == tuple(name for name, _ in COLUMNS)
 
 
 def test_records_reach_disk_without_close(tmp_path: Path) -> None:
@@ -91,3 +98,4 @@ def test_no_record_is_lost_while_the_writer_is_busy(tmp_path: Path) -> None:
     log.close()
     ids = sorted(r.message_id for r in read_all(tmp_path / "audit.sqlite"))
     assert ids == sorted(f"{i:032x}" for i in range(8000))
+    assert verify(tmp_path / "audit.sqlite").intact

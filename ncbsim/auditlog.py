@@ -1,0 +1,490 @@
+"""Append-only, hash-chained audit logs in SQLite (WAL), shared by the gateway and the nodes.
+
+Every row of the ``audit`` table carries ``prev_hash`` and ``hash``, where::
+
+    hash = SHA-256(prev_hash || canonical(seq, field_1, ..., field_n))
+
+``canonical`` is the UTF-8 JSON array ``[seq, field_1, ..., field_n]`` in the table's
+column order, with no whitespace (``separators=(",", ":")``) and ASCII escapes
+(``ensure_ascii``). Fields are integers, floats (Python's shortest round-trip ``repr``)
+and strings, so the encoding is unambiguous. The first row's ``prev_hash`` is the
+genesis value ``SHA-256("ncbsim audit chain v1\\n" || JSON [table, [column names]])``,
+which binds the chain to its schema. Sequence numbers start at 1 and have no gaps.
+
+The hot path (:meth:`ChainedLog.record`) only appends to a deque. One writer thread
+drains it in batches, computes the chain (it owns the last hash and resumes from the
+last stored row on open), inserts the batch in one transaction, and then replaces the
+sidecar file ``PATH.head`` with the head ``{"seq": N, "hash": HEX}``. Triggers refuse
+UPDATE and DELETE; :func:`verify` still catches edits made around them.
+
+A hash chain has no secret: it shows that rows were changed, deleted, inserted or
+reordered *inside* the chain, but not that the newest rows were cut off (the head file
+catches that unless it is rewritten too), nor that someone rewrote the whole chain from
+some row onwards. See docs/audit.md.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ncbsim.errors import NcbsimError
+
+log = structlog.get_logger()
+
+TABLE = "audit"
+HASH_SIZE = 32
+_GENESIS_TAG = b"ncbsim audit chain v1\n"
+_CHAIN_COLUMNS = ("seq", "prev_hash", "hash")
+_REORDER_WINDOW = 1024
+"""How far from its position :func:`verify` looks for the seq a moved entry was written as."""
+
+Row = tuple[Any, ...]
+
+
+def genesis(columns: Sequence[str], table: str = TABLE) -> bytes:
+    """The first row's ``prev_hash`` for a table with these field columns."""
+    spec = json.dumps([table, list(columns)], separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(_GENESIS_TAG + spec.encode()).digest()
+
+
+def entry_hash(prev_hash: bytes, seq: int, fields: Sequence[object]) -> bytes:
+    """``SHA-256(prev_hash || canonical JSON [seq, *fields])``."""
+    body = json.dumps([seq, *fields], separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(prev_hash + body.encode()).digest()
+
+
+def head_path(path: Path) -> Path:
+    """The sidecar file that holds the newest ``(seq, hash)`` the writer committed."""
+    return path.with_name(path.name + ".head")
+
+
+def _schema(columns: Sequence[tuple[str, str]], indexes: Sequence[Sequence[str]]) -> str:
+    cols = ",\n    ".join(f"{name} {sqltype} NOT NULL" for name, sqltype in columns)
+    script = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    {cols},
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+    for index in indexes:
+        script += (
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_{'_'.join(index)} "
+            f"ON {TABLE} ({', '.join(index)});\n"
+        )
+    return script
+
+
+def _field_columns(conn: sqlite3.Connection) -> list[str]:
+    """The table's field columns (without seq and the chain), or raise if it is not a log."""
+    names = [row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")]
+    if not set(_CHAIN_COLUMNS) <= set(names):
+        raise NcbsimError("not a hash-chained audit log (no audit table with seq and hashes)")
+    return [n for n in names if n not in _CHAIN_COLUMNS]
+
+
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise NcbsimError(f"no audit log at {path}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise NcbsimError(f"{path} is not an SQLite audit log: {exc}") from None
+    return conn
+
+
+class ChainedLog:
+    """An append-only, hash-chained table fed by a single writer thread, one batch at a time.
+
+    ``columns`` are ``(name, SQL type)`` pairs (INTEGER, REAL or TEXT); each recorded row
+    is a tuple of values in that order. ``record`` returns at once: deque.append and
+    popleft are atomic, so the callers and the writer share no lock. The writer is woken
+    once per batch, then sleeps ``batch_wait_s`` so the batch can fill. :meth:`close`
+    writes everything recorded before it was called.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        columns: Sequence[tuple[str, str]],
+        *,
+        indexes: Sequence[Sequence[str]] = (),
+        batch_wait_s: float = 0.05,
+    ) -> None:
+        self.path = path
+        self.columns = tuple(name for name, _ in columns)
+        # SQLite stores an int given to a REAL column as a float; hash what it will read back.
+        self._real = tuple(i for i, (_, t) in enumerate(columns) if t.upper() == "REAL")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            with conn:
+                conn.executescript(_schema(columns, indexes))
+            try:
+                found = _field_columns(conn)
+            except NcbsimError:
+                raise NcbsimError(
+                    f"{path} holds an audit table without a hash chain (written before chained "
+                    "audit logs); move it aside or use a new work directory"
+                ) from None
+            if tuple(found) != self.columns:
+                raise NcbsimError(f"{path} holds an audit log with other columns: {found}")
+            last = conn.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1")
+            row = last.fetchone()
+        finally:
+            conn.close()
+        self._seq: int = row[0] if row else 0
+        self._hash: bytes = row[1] if row else genesis(self.columns)
+        self._insert = (
+            f"INSERT INTO {TABLE} (seq, {', '.join(self.columns)}, prev_hash, hash) "
+            f"VALUES ({', '.join('?' for _ in range(len(self.columns) + 3))})"
+        )
+        self._pending: collections.deque[Row] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._batch_wait_s = batch_wait_s
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def record(self, row: Row) -> None:
+        """Queue one row; returns at once."""
+        self._pending.append(row)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def close(self) -> None:
+        """Write everything recorded so far, then stop the writer."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _drain(self) -> list[Row]:
+        pending = self._pending
+        return [pending.popleft() for _ in range(len(pending))]
+
+    def _chain(self, batch: list[Row]) -> tuple[list[Row], int, bytes]:
+        """The rows to insert, with seq and hashes, and the new head."""
+        seq, prev = self._seq, self._hash
+        real = self._real
+        out = []
+        for entry in batch:
+            fields: Sequence[object] = entry
+            if real:
+                values = list(entry)
+                for i in real:
+                    values[i] = float(values[i])
+                fields = values
+            seq += 1
+            digest = entry_hash(prev, seq, fields)
+            out.append((seq, *fields, prev, digest))
+            prev = digest
+        return out, seq, prev
+
+    def _write_head(self) -> None:
+        head = head_path(self.path)
+        tmp = head.with_name(head.name + ".tmp")
+        tmp.write_text(json.dumps({"seq": self._seq, "hash": self._hash.hex()}))
+        os.replace(tmp, head)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, check_same_thread=True, timeout=10)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        while True:
+            self._wake.wait()
+            # Clear before draining: a record appended after the drain sets it again.
+            self._wake.clear()
+            if not self._stop.is_set():
+                self._stop.wait(self._batch_wait_s)  # let the batch fill
+            stopping = self._stop.is_set()
+            batch = self._drain()
+            if batch:
+                rows, seq, digest = self._chain(batch)
+                try:
+                    with conn:
+                        conn.executemany(self._insert, rows)
+                    self._seq, self._hash = seq, digest
+                    self._write_head()
+                except (sqlite3.Error, OSError) as exc:
+                    log.error("audit_write_failed", error=str(exc), lost=len(batch))
+            if stopping:
+                break
+        conn.close()
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The result of :func:`verify`: intact, or the first bad entry and what happened to it."""
+
+    entries: int
+    head_seq: int
+    head_hash: bytes
+    bad_seq: int | None = None
+    damage: str | None = None  # changed, deleted, inserted, reordered, truncated, unreadable
+    detail: str = ""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def intact(self) -> bool:
+        return self.bad_seq is None
+
+    def describe(self) -> str:
+        """One line for people: ``intact: ...`` or ``entry seq=K: DAMAGE: detail``."""
+        if self.intact:
+            head = f"seq={self.head_seq} {self.head_hash.hex()[:16]}"
+            return f"intact: {self.entries} entries, head {head}"
+        return f"entry seq={self.bad_seq}: {self.damage}: {self.detail}"
+
+
+def _hash_exists(conn: sqlite3.Connection, digest: bytes) -> bool:
+    found = conn.execute(f"SELECT 1 FROM {TABLE} WHERE hash = ? LIMIT 1", (digest,)).fetchone()
+    return found is not None
+
+
+def _written_as(row: Row, lo: int) -> int | None:
+    """The seq (other than its own) under which this row's hash verifies, if one is near."""
+    seq: int = row[0]
+    fields, prev, digest = row[1:-2], row[-2], row[-1]
+    for distance in range(1, _REORDER_WINDOW + 1):
+        for candidate in (seq - distance, seq + distance):
+            if candidate >= lo and entry_hash(prev, candidate, fields) == digest:
+                return candidate
+    return None
+
+
+def _diagnose(  # noqa: PLR0911 - one return per kind of damage
+    conn: sqlite3.Connection,
+    row: Row,
+    nxt: Row | None,
+    *,
+    expected_seq: int,
+    expected_prev: bytes,
+    before_prev: bytes | None,
+) -> tuple[int, str, str]:
+    """Why ``row`` breaks the chain: (seq of the first bad entry, damage, detail).
+
+    ``expected_prev`` is the hash of the last good entry, ``before_prev`` that entry's
+    own ``prev_hash`` (None at the start).
+    """
+    seq, fields, prev, digest = row[0], row[1:-2], row[-2], row[-1]
+    self_ok = entry_hash(prev, seq, fields) == digest
+    next_skips = nxt is not None and nxt[-2] == expected_prev
+    if self_ok and seq > expected_seq and prev != expected_prev:
+        missing = f"seq={expected_seq}" + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
+        detail = f"entries {missing} are missing (the chain jumps to seq={seq})"
+        return expected_seq, "deleted", detail
+    if not self_ok:
+        original = _written_as(row, 1)
+        if original is not None:
+            if before_prev is not None and prev == before_prev:
+                return (
+                    seq - 1,
+                    "inserted",
+                    (
+                        f"this entry is not in the chain: entry seq={seq}, written as "
+                        f"seq={original}, links past it"
+                    ),
+                )
+            if prev == expected_prev or _hash_exists(conn, prev) or original == 1:
+                return seq, "reordered", f"this entry was written as seq={original}"
+            return (
+                seq,
+                "deleted",
+                (
+                    f"this entry was written as seq={original}: an earlier entry is missing "
+                    "and later ones were renumbered"
+                ),
+            )
+        if next_skips:
+            return seq, "inserted", "this entry is not in the chain: the next entry links past it"
+        if prev != expected_prev:  # a changed entry keeps its link; this one never had it
+            return seq, "inserted", f"this entry does not link to entry seq={seq - 1}"
+        return seq, "changed", "its stored fields no longer match its hash"
+    # The row's own hash is right, but it does not link to the entry before it.
+    if next_skips:
+        return seq, "inserted", "this entry is not in the chain: the next entry links past it"
+    if seq > 1 and not _hash_exists(conn, prev):
+        return (
+            seq - 1,
+            "changed",
+            (f"its hash was recomputed, but entry seq={seq} still links to the original"),
+        )
+    return seq, "inserted", "this entry links to a different previous entry"
+
+
+def _iter_rows(conn: sqlite3.Connection, columns: Sequence[str]) -> Iterator[Row]:
+    sql = f"SELECT seq, {', '.join(columns)}, prev_hash, hash FROM {TABLE} ORDER BY seq"
+    cursor: Iterator[Row] = conn.execute(sql)
+    return cursor
+
+
+def _read_head(path: Path) -> tuple[int, bytes] | None:
+    try:
+        data = json.loads(head_path(path).read_text())
+        return int(data["seq"]), bytes.fromhex(data["hash"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        return -1, b""
+
+
+def _check_head(conn: sqlite3.Connection, path: Path, last_seq: int) -> tuple[int, str] | None:
+    """Compare the log's end with the head file: (bad seq, detail) if they disagree."""
+    head = _read_head(path)
+    if head is None:
+        return None
+    head_seq, head_hash = head
+    if head_seq < 0:
+        return last_seq + 1, f"the head file {head_path(path).name} is unreadable"
+    if head_seq > last_seq:
+        return last_seq + 1, (
+            f"the log ends at seq={last_seq} but its head file records seq={head_seq}: "
+            "the newest entries were cut off"
+        )
+    stored = conn.execute(f"SELECT hash FROM {TABLE} WHERE seq = ?", (head_seq,)).fetchone()
+    if head_seq > 0 and (stored is None or stored[0] != head_hash):
+        return head_seq, "its hash is not the one the head file recorded (chain rewritten)"
+    return None
+
+
+def verify(path: Path) -> Verdict:
+    """Walk the log in seq order and report the first bad entry, if any.
+
+    Raises :class:`NcbsimError` if ``path`` is not a hash-chained audit log at all.
+    """
+    conn = _connect_ro(path)
+    try:
+        try:
+            columns = _field_columns(conn)
+        except sqlite3.DatabaseError as exc:
+            raise NcbsimError(f"{path} is not an SQLite audit log: {exc}") from None
+        triggers = {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        }
+        warnings = tuple(
+            f"trigger {name} is missing: the table accepts edits"
+            for name in (f"{TABLE}_no_update", f"{TABLE}_no_delete")
+            if name not in triggers
+        )
+        expected_prev, expected_seq, count = genesis(columns), 1, 0
+        before_prev: bytes | None = None
+
+        def verdict(bad: int | None = None, damage: str | None = None, detail: str = "") -> Verdict:
+            return Verdict(count, expected_seq - 1, expected_prev, bad, damage, detail, warnings)
+
+        rows = _iter_rows(conn, columns)
+        try:
+            row = next(rows, None)
+            while row is not None:
+                nxt = next(rows, None)
+                seq, fields, prev, digest = row[0], row[1:-2], row[-2], row[-1]
+                if (
+                    seq != expected_seq
+                    or prev != expected_prev
+                    or entry_hash(prev, seq, fields) != digest
+                ):
+                    return verdict(
+                        *_diagnose(
+                            conn,
+                            row,
+                            nxt,
+                            expected_seq=expected_seq,
+                            expected_prev=expected_prev,
+                            before_prev=before_prev,
+                        )
+                    )
+                count += 1
+                before_prev, expected_prev, expected_seq = prev, digest, seq + 1
+                row = nxt
+        except sqlite3.DatabaseError as exc:
+            return verdict(expected_seq, "unreadable", str(exc))
+        mismatch = _check_head(conn, path, expected_seq - 1)
+        if mismatch is not None:
+            bad, detail = mismatch
+            return verdict(bad, "deleted" if bad == expected_seq else "changed", detail)
+        return verdict()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Filters for :func:`search`; empty or None means any."""
+
+    sender: str = ""
+    recipient: str = ""
+    kind: str = ""
+    """Exact kind (``query_request``) or its prefix up to an underscore (``query``)."""
+    message_id: str = ""
+    since_ms: int | None = None
+    until_ms: int | None = None
+    limit: int | None = None
+
+
+def search(path: Path, query: Query) -> tuple[list[str], list[Row]]:
+    """The column names and the matching rows (seq, fields, hash hex), oldest first."""
+    conn = _connect_ro(path)
+    try:
+        try:
+            columns = _field_columns(conn)
+        except sqlite3.DatabaseError as exc:
+            raise NcbsimError(f"{path} is not an SQLite audit log: {exc}") from None
+        where: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("sender", query.sender),
+            ("recipient", query.recipient),
+            ("message_id", query.message_id.lower()),
+        ):
+            if value:
+                if column not in columns:
+                    raise NcbsimError(f"this audit log has no {column} column")
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.kind:
+            where.append("(kind = ? OR substr(kind, 1, ?) = ?)")
+            params += [query.kind, len(query.kind) + 1, query.kind + "_"]
+        if query.since_ms is not None:
+            where.append("at_ms >= ?")
+            params.append(query.since_ms)
+        if query.until_ms is not None:
+            where.append("at_ms < ?")
+            params.append(query.until_ms)
+        sql = f"SELECT seq, {', '.join(columns)}, hash FROM {TABLE}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        if query.limit is not None:
+            sql += " LIMIT ?"
+            params.append(query.limit)
+        with contextlib.closing(conn.execute(sql, params)) as cursor:
+            rows = [(*r[:-1], r[-1].hex()) for r in cursor]
+    except sqlite3.DatabaseError as exc:
+        raise NcbsimError(f"cannot search {path}: {exc}") from None
+    finally:
+        conn.close()
+    return ["seq", *columns, "hash"], rows
