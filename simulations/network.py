@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -94,7 +95,12 @@ def prepare(workdir: Path, scenario: Scenario) -> pki.PkiDir:
         if not db_path(workdir, b).exists()
     ]
     if todo:
-        with ProcessPoolExecutor(max_workers=min(len(todo), os.cpu_count() or 1)) as pool:
+        # Spawn, never fork: the caller may have gRPC threads running (a test process, a
+        # client), and a child forked while one is inside gRPC can hang or crash.
+        with ProcessPoolExecutor(
+            max_workers=min(len(todo), os.cpu_count() or 1),
+            mp_context=multiprocessing.get_context("spawn"),
+        ) as pool:
             list(pool.map(_generate, todo))
     return directory
 
