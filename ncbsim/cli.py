@@ -74,6 +74,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         db_path=db,
         gateway=args.gateway or find_gateway(args.dir),
         audit_path=args.audit or db.with_name("audit.sqlite"),
+        replay_path=args.replay_db or db.with_name("replay.sqlite"),
+        clock_skew_ms=args.clock_skew_ms,
         listen=args.listen,
         ready_file=args.ready_file,
     )
@@ -288,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     node.add_argument("--listen", default="127.0.0.1:0", help="host:port (port 0: any)")
     node.add_argument("--db", type=Path, help="records (default DIR/bureaus/XX/records.sqlite)")
     node.add_argument("--audit", type=Path, help="audit log (default: audit.sqlite next to --db)")
+    node.add_argument(
+        "--replay-db", type=Path, help="replay cache (default: replay.sqlite next to --db)"
+    )
+    node.add_argument(
+        "--clock-skew-ms",
+        type=int,
+        default=30_000,
+        help="how far ahead a sender's clock may be, in ms (default 30000)",
+    )
     node.add_argument("--seed", type=int, default=1, help="seed if records must be generated")
     node.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
     node.set_defaults(func=cmd_node, server=True)

@@ -13,6 +13,9 @@ from ncbsim.errors import ConfigError
 from ncbsim.log import LEVELS
 from ncbsim.pki import PkiDir, check_bureau_code
 
+MAX_CLOCK_SKEW_MS = 3_600_000
+"""The largest clock-skew tolerance a node accepts (one hour)."""
+
 
 def check_address(address: str) -> None:
     host, sep, port = address.rpartition(":")
@@ -67,6 +70,10 @@ class NodeConfig:
     listen: str = "127.0.0.1:0"
     ready_file: Path | None = None
     register_interval_s: float = 5.0
+    replay_path: Path | None = None
+    """The node's replay cache; None means ``replay.sqlite`` next to ``db_path``."""
+    clock_skew_ms: int = 30_000
+    """How far ahead of this node's clock a sender's ``issued_at_ms`` may be."""
 
     def __post_init__(self) -> None:
         check_bureau_code(self.bureau)
@@ -74,3 +81,5 @@ class NodeConfig:
         check_address(self.gateway)
         if self.register_interval_s <= 0:
             raise ConfigError("register_interval_s must be positive")
+        if not 0 <= self.clock_skew_ms <= MAX_CLOCK_SKEW_MS:
+            raise ConfigError(f"clock_skew_ms must be between 0 and {MAX_CLOCK_SKEW_MS}")

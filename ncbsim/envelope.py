@@ -235,6 +235,7 @@ def _check(
     sender: Peer,
     recipient_key_id: bytes,
     now_ms: int,
+    clock_skew_ms: int = CLOCK_SKEW_MS,
 ) -> None:
     if (
         header.version != VERSION
@@ -242,7 +243,7 @@ def _check(
         or header.kind != kind
         or header.sender != sender.bureau
         or len(header.message_id) != MESSAGE_ID_LEN
-        or not header.issued_at_ms <= now_ms + CLOCK_SKEW_MS
+        or not header.issued_at_ms <= now_ms + clock_skew_ms
         or not now_ms < header.expires_at_ms
         or header.expires_at_ms - header.issued_at_ms > MAX_TTL_MS
         or header.sender_key_id != sender.signing_key_id
@@ -265,12 +266,15 @@ def open_request(
     kind: int = QUERY_REQUEST,
     now_ms: int | None = None,
     header: Header | None = None,
+    clock_skew_ms: int = CLOCK_SKEW_MS,
 ) -> Opened:
     """Verify and decrypt a request addressed to ``recipient``.
 
     ``senders`` resolves the header's sender to a verified directory peer. ``header``
     may pass on what :func:`unverified_header` returned for this envelope, to save
     parsing it again; it is used only if its ``raw`` bytes are the envelope's header.
+    ``clock_skew_ms`` is how far ahead of ``now_ms`` the sender's clock may be
+    (``issued_at_ms``); expiry gets no allowance.
     """
     if header is None or header.raw != envelope.header:
         header = Header.parse(envelope.header)
@@ -286,6 +290,7 @@ def open_request(
         sender=sender,
         recipient_key_id=recipient.encryption_key_id,
         now_ms=_now_ms() if now_ms is None else now_ms,
+        clock_skew_ms=clock_skew_ms,
     )
     try:
         plaintext = _crypto.hpke_open(

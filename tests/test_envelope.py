@@ -567,6 +567,34 @@ def test_issued_too_far_in_future_rejected(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_request(ahead.envelope, now_ms=NOW))
 
 
+@pytest.mark.parametrize("skew_ms", [0, 5_000, 120_000])
+def test_configured_clock_skew_bounds_issued_at(flow: Flow, skew_ms: int) -> None:
+    """With clock_skew_ms set, issued_at_ms may lead by exactly that much, not 1 ms more."""
+    senders = _senders(flow.fr, flow.de)
+
+    def open_at_now(sent: envelope.SealedRequest) -> envelope.Opened:
+        return envelope.open_request(
+            sent.envelope, recipient=flow.de, senders=senders, now_ms=NOW, clock_skew_ms=skew_ms
+        )
+
+    assert open_at_now(_ask(flow.fr, flow.de, now_ms=NOW + skew_ms)).plaintext
+    _assert_rejected(lambda: open_at_now(_ask(flow.fr, flow.de, now_ms=NOW + skew_ms + 1)))
+
+
+def test_configured_clock_skew_gives_no_allowance_on_expiry(flow: Flow) -> None:
+    """A larger clock_skew_ms does not extend validity: expired is still refused."""
+    expires = flow.sent.header.expires_at_ms
+    _assert_rejected(
+        lambda: envelope.open_request(
+            flow.sent.envelope,
+            recipient=flow.de,
+            senders=_senders(flow.fr, flow.de),
+            now_ms=expires,
+            clock_skew_ms=3_600_000,
+        )
+    )
+
+
 def test_lifetime_above_max_ttl_rejected(flow: Flow) -> None:
     """A lifetime of MAX_TTL_MS is accepted and one millisecond more is rejected."""
     sent = _ask(flow.fr, flow.de, ttl_ms=envelope.MAX_TTL_MS)
