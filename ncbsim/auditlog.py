@@ -111,6 +111,19 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _open_log(path: Path) -> tuple[sqlite3.Connection, list[str]]:
+    """A read-only connection to the log at ``path`` and its field columns."""
+    conn = _connect_ro(path)
+    try:
+        return conn, _field_columns(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise NcbsimError(f"{path} is not an SQLite audit log: {exc}") from None
+    except NcbsimError:
+        conn.close()
+        raise
+
+
 class ChainedLog:
     """An append-only, hash-chained table fed by a single writer thread, one batch at a time.
 
@@ -373,12 +386,8 @@ def verify(path: Path) -> Verdict:
 
     Raises :class:`NcbsimError` if ``path`` is not a hash-chained audit log at all.
     """
-    conn = _connect_ro(path)
+    conn, columns = _open_log(path)
     try:
-        try:
-            columns = _field_columns(conn)
-        except sqlite3.DatabaseError as exc:
-            raise NcbsimError(f"{path} is not an SQLite audit log: {exc}") from None
         triggers = {
             r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         }
@@ -447,12 +456,8 @@ class Query:
 
 def search(path: Path, query: Query) -> tuple[list[str], list[Row]]:
     """The column names and the matching rows (seq, fields, hash hex), oldest first."""
-    conn = _connect_ro(path)
+    conn, columns = _open_log(path)
     try:
-        try:
-            columns = _field_columns(conn)
-        except sqlite3.DatabaseError as exc:
-            raise NcbsimError(f"{path} is not an SQLite audit log: {exc}") from None
         where: list[str] = []
         params: list[object] = []
         for column, value in (
