@@ -69,11 +69,15 @@ def seal_query(
     recipient: Peer,
     query: query_pb2.QueryRequest,
     correlation_id: bytes | None = None,
+    *,
+    ttl_ms: int = envelope.DEFAULT_TTL_MS,
+    now_ms: int | None = None,
 ) -> envelope.SealedRequest:
     """Seal ``query`` to ``recipient`` as ``identity``, with a fresh response key.
 
     Every call makes a new message id, so no two envelopes are alike. Pure and
-    synchronous: the asyncio client and the locust load users share it.
+    synchronous: the asyncio client and the locust load users share it. ``ttl_ms``
+    and ``now_ms`` set the envelope's lifetime and issue time (tests use them).
     """
     key, public = envelope.new_response_key()
     body = query_pb2.QueryRequest()
@@ -85,6 +89,8 @@ def seal_query(
         recipient=recipient,
         response_key=key,
         correlation_id=correlation_id,
+        ttl_ms=ttl_ms,
+        now_ms=now_ms,
     )
 
 

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from ncbsim import auditlog, envelope
-from ncbsim.client import BureauClient, Outcome, open_answer
+from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import query_pb2
 from simulations.network import Network, alive, db_path
@@ -32,18 +32,7 @@ def _client(network: Network) -> BureauClient:
 async def _seal(client: BureauClient, *, now_ms: int | None = None) -> envelope.SealedRequest:
     """FR's query to DE with a 2-minute lifetime, so it outlives a restart of DE's node."""
     await client.peers.resolve(["DE"])
-    key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest()
-    body.CopyFrom(QUERY)
-    body.response_key = public
-    return envelope.seal_request(
-        body.SerializeToString(),
-        sender=client.identity,
-        recipient=client.peers.get("DE"),
-        response_key=key,
-        ttl_ms=120_000,
-        now_ms=now_ms,
-    )
+    return seal_query(client.identity, client.peers.get("DE"), QUERY, ttl_ms=120_000, now_ms=now_ms)
 
 
 async def _send(network: Network, request: envelope.Envelope) -> grpc.StatusCode:
