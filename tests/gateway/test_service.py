@@ -7,10 +7,11 @@ needed because every call below is refused before it would be relayed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,26 @@ from ncbsim.v1 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 Call = Callable[[gateway_pb2_grpc.GatewayStub], Awaitable[object]]
 
 
+@contextlib.asynccontextmanager
+async def _gateway(directory: pki.PkiDir, config: GatewayConfig) -> AsyncIterator[str]:
+    """An in-process gateway on a real mTLS loopback socket; yields its address."""
+    audit = AuditLog(config.audit_path)
+    router = Router(directory.tls("gateway"))
+    service = GatewayService(config, router, audit)
+    served = await start_server(
+        directory.tls("gateway"),
+        "127.0.0.1:0",
+        [],
+        register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(service, s),
+    )
+    try:
+        yield served.address
+    finally:
+        await served.server.stop(0)
+        await router.close()
+        audit.close()
+
+
 def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]:
     """Start a gateway, make one call as ``caller``, return its status and detail."""
     directory = pki.PkiDir(tmp_path / "pki")
@@ -40,25 +61,14 @@ def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]
 
     async def main() -> tuple[grpc.StatusCode, str]:
         config = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite")
-        audit = AuditLog(config.audit_path)
-        router = Router(directory.tls("gateway"))
-        service = GatewayService(config, router, audit)
-        served = await start_server(
-            directory.tls("gateway"),
-            "127.0.0.1:0",
-            [],
-            register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(service, s),
-        )
-        channel = transport.gateway_channel(served.address, directory.tls(caller))
-        try:
-            await call(gateway_pb2_grpc.GatewayStub(channel))
-        except grpc.aio.AioRpcError as exc:
-            return exc.code(), exc.details() or ""
-        finally:
-            await channel.close()
-            await served.server.stop(0)
-            await router.close()
-            audit.close()
+        async with _gateway(directory, config) as address:
+            channel = transport.gateway_channel(address, directory.tls(caller))
+            try:
+                await call(gateway_pb2_grpc.GatewayStub(channel))
+            except grpc.aio.AioRpcError as exc:
+                return exc.code(), exc.details() or ""
+            finally:
+                await channel.close()
         return grpc.StatusCode.OK, ""
 
     return asyncio.run(main())
@@ -253,33 +263,22 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
         config = GatewayConfig(
             pki=directory, audit_path=tmp_path / "audit.sqlite", default_deadline_ms=2_000
         )
-        audit = AuditLog(config.audit_path)
-        router = Router(directory.tls("gateway"))
-        service = GatewayService(config, router, audit)
-        served = await start_server(
-            directory.tls("gateway"),
-            "127.0.0.1:0",
-            [],
-            register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(service, s),
-        )
-        as_de = transport.gateway_channel(served.address, directory.tls("DE"))
-        as_fr = transport.gateway_channel(served.address, directory.tls("FR"))
-        try:
-            # Port 1 on loopback: nothing listens, so every relay fails to connect.
-            register = gateway_pb2.RegisterRequest(address="127.0.0.1:1")
-            await gateway_pb2_grpc.GatewayStub(as_de).Register(register, timeout=5)
-            stub = gateway_pb2_grpc.GatewayStub(as_fr)
+        async with _gateway(directory, config) as address:
+            as_de = transport.gateway_channel(address, directory.tls("DE"))
+            as_fr = transport.gateway_channel(address, directory.tls("FR"))
             try:
-                await stub.Query(query.envelope, timeout=5)
-            except grpc.aio.AioRpcError as exc:
-                results.append((exc.code(), exc.details()))
-            results.append(await stub.MultiQuery(multi, timeout=5))
-        finally:
-            await as_de.close()
-            await as_fr.close()
-            await served.server.stop(0)
-            await router.close()
-            audit.close()
+                # Port 1 on loopback: nothing listens, so every relay fails to connect.
+                register = gateway_pb2.RegisterRequest(address="127.0.0.1:1")
+                await gateway_pb2_grpc.GatewayStub(as_de).Register(register, timeout=5)
+                stub = gateway_pb2_grpc.GatewayStub(as_fr)
+                try:
+                    await stub.Query(query.envelope, timeout=5)
+                except grpc.aio.AioRpcError as exc:
+                    results.append((exc.code(), exc.details()))
+                results.append(await stub.MultiQuery(multi, timeout=5))
+            finally:
+                await as_de.close()
+                await as_fr.close()
 
     asyncio.run(main())
     assert results[0] == (grpc.StatusCode.UNAVAILABLE, "no answer from DE")
