@@ -247,7 +247,9 @@ def _queries(
     hits = round(QUERY_POOL * config.hit_ratio)
     store = RecordStore(db_path(network.workdir, RESPONDER))
     try:
-        held = store.sample("document", min(hits, QUERY_POOL), rng)
+        # Only open records: a restricted one is rightly a no-hit for the requester.
+        sampled = store.sample("document", min(hits, QUERY_POOL), rng)
+        held = [d for d in sampled if not store.control(d.ref).restricted]
     finally:
         store.close()
     pool: list[tuple[str, str, str]] = [

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2
+from ncbsim.v1 import query_pb2, records_pb2
 
 _STYLE = {
     Outcome.HIT: "bold green",
@@ -23,6 +23,22 @@ _STYLE = {
     Outcome.ERROR: "bold red",
     Outcome.FAILED: "bold red",
 }
+
+
+_HANDLING_NOTES = {
+    "H0": "may be used in criminal proceedings",
+    "H1": "not for criminal proceedings without the owner's permission",
+    "H2": "not to be disseminated without the owner's permission",
+    "H3": "other restrictions: ask the owner before further use",
+}
+
+
+def handling_code(code: int) -> str:
+    """``H0`` to ``H3`` for a wire HandlingCode, ``""`` when the owner attached none."""
+    if code == records_pb2.HANDLING_CODE_UNSPECIFIED:
+        return ""
+    name = records_pb2.HandlingCode.Name(code) if code in records_pb2.HandlingCode.values() else ""
+    return name.removeprefix("HANDLING_CODE_")
 
 
 def build_query(args: argparse.Namespace) -> query_pb2.QueryRequest:
@@ -55,10 +71,26 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
     if answer.detail:
         data["detail"] = answer.detail
     if answer.matches:
-        data["matches"] = [{"ref": m.ref, "score": round(m.score, 3)} for m in answer.matches]
+        data["matches"] = [_match_dict(m) for m in answer.matches]
     if answer.response is not None and answer.response.HasField("record"):
-        data["record"] = MessageToDict(answer.response.record, preserving_proto_field_name=True)
+        record = answer.response.record
+        data["record"] = MessageToDict(record, preserving_proto_field_name=True)
+        data["record"].pop("handling", None)
+        if code := handling_code(record.handling):
+            data["handling"] = code
     return data
+
+
+def _match_dict(match: query_pb2.Match) -> dict[str, Any]:
+    data: dict[str, Any] = {"ref": match.ref, "score": round(match.score, 3)}
+    if code := handling_code(match.handling):
+        data["handling"] = code
+    return data
+
+
+def _with_handling(ref: str, handling: int) -> str:
+    code = handling_code(handling)
+    return f"{ref} [{code}]" if code else ref
 
 
 async def run_query(args: argparse.Namespace, *, gateway: str) -> int:
@@ -101,7 +133,8 @@ def _print_human(args: argparse.Namespace, answers: list[Answer], fetched: list[
     for column in ("bureau", "answer", "references", "ms"):
         table.add_column(column, justify="right" if column == "ms" else "left")
     for answer in answers:
-        refs = ", ".join(m.ref for m in answer.matches) or answer.detail
+        refs = ", ".join(_with_handling(m.ref, m.handling) for m in answer.matches)
+        refs = refs or answer.detail
         table.add_row(
             answer.bureau,
             f"[{_STYLE[answer.outcome]}]{answer.outcome.value.replace('_', '-')}[/]",
@@ -112,7 +145,13 @@ def _print_human(args: argparse.Namespace, answers: list[Answer], fetched: list[
     for answer in fetched:
         console.print(f"\n[bold]step 2[/] from {answer.bureau}: {answer.outcome.value}")
         if answer.response is not None and answer.response.HasField("record"):
-            record = MessageToDict(answer.response.record, preserving_proto_field_name=True)
+            released = answer.response.record
+            if code := handling_code(released.handling):
+                console.print(
+                    f"  [bold yellow]handling {code}[/]: {_HANDLING_NOTES[code]}", highlight=False
+                )
+            record = MessageToDict(released, preserving_proto_field_name=True)
+            record.pop("handling", None)
             for kind, fields in record.items():
                 console.print(f"  [bold]{kind}[/]")
                 for key, value in fields.items():

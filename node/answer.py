@@ -2,16 +2,33 @@
 
 Step 1 (document, person, vehicle) returns hit or no-hit and opaque references, as
 Prüm does; step 2 (fetch) returns the full record for a reference.
+
+Data-owner control (see docs/protocol.md, "Data-owner control"): each record may carry
+an allow-list or a deny-list of bureaus, a handling code (H0 to H3) and a notify flag
+(:class:`node.store.Control`, read from the store at every query). A record the
+requester may not see does not exist for it: step 1 leaves it out of the matches
+before the candidate limit is applied (the answer is exactly the one the store would
+give without the record), and step 2 answers NotFound, the same bytes as for a
+reference never issued, after the same lookups. Released matches and records carry
+their handling code. Every hit by another bureau on a notify-flagged record, withheld
+or not, is passed to ``on_hit`` as a :class:`node.hits.HitEvent`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import time
+from collections.abc import Callable
+
+import structlog
 
 from ncbsim.errors import QueryError
 from ncbsim.v1 import query_pb2, records_pb2
-from node.store import Document, Match, Person, RecordStore, Vehicle
+from node.hits import HitEvent
+from node.store import MAX_CANDIDATES, Control, Document, Match, Person, RecordStore, Vehicle
+
+log = structlog.get_logger()
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_FIELD = 64
@@ -32,61 +49,159 @@ def _field(value: str, name: str, *, required: bool = True) -> str:
     return value
 
 
-def _hits(matches: list[Match]) -> query_pb2.QueryResponse:
-    return query_pb2.QueryResponse(
-        hits=query_pb2.Hits(
-            matches=[
-                query_pb2.Match(ref=m.ref, kind=_KINDS[m.kind], score=m.score) for m in matches
-            ]
-        )
-    )
+# Wire values of the handling codes: H0..H3 are 1..4; 0 (UNSPECIFIED) means none attached.
+_HANDLING = {
+    None: records_pb2.HANDLING_CODE_UNSPECIFIED,
+    0: records_pb2.HANDLING_CODE_H0,
+    1: records_pb2.HANDLING_CODE_H1,
+    2: records_pb2.HANDLING_CODE_H2,
+    3: records_pb2.HANDLING_CODE_H3,
+}
+
+OnHit = Callable[[HitEvent], None]
 
 
-def _record(record: Document | Person | Vehicle) -> query_pb2.Record:
+def _record(record: Document | Person | Vehicle, control: Control) -> query_pb2.Record:
     fields = dataclasses.asdict(record)
+    handling = _HANDLING[control.handling]
     if isinstance(record, Document):
-        return query_pb2.Record(document=records_pb2.TravelDocument(**fields))
+        return query_pb2.Record(document=records_pb2.TravelDocument(**fields), handling=handling)
     if isinstance(record, Person):
-        return query_pb2.Record(person=records_pb2.Person(**fields))
-    return query_pb2.Record(vehicle=records_pb2.Vehicle(**fields))
+        return query_pb2.Record(person=records_pb2.Person(**fields), handling=handling)
+    return query_pb2.Record(vehicle=records_pb2.Vehicle(**fields), handling=handling)
 
 
-def answer(store: RecordStore, request: query_pb2.QueryRequest) -> query_pb2.QueryResponse:
-    """Run one query against ``store``. Unusable queries get an error body, not an exception."""
+def _kind_of(record: Document | Person | Vehicle) -> str:
+    if isinstance(record, Document):
+        return "document"
+    return "person" if isinstance(record, Person) else "vehicle"
+
+
+@dataclasses.dataclass(slots=True)
+class _Context:
+    """Who asks, and where hits on flagged records go."""
+
+    store: RecordStore
+    requester: str | None
+    message_id: str
+    on_hit: OnHit | None
+    clock: Callable[[], float]
+    owner: str = ""
+
+    def notify(
+        self, control: Control, ref: str, record_kind: str, query_kind: str, outcome: str
+    ) -> None:
+        if (
+            self.on_hit is None
+            or not control.notify
+            or self.requester is None
+            or self.requester == self.owner
+        ):
+            return
+        event = HitEvent(
+            at_ms=int(self.clock() * 1000),
+            requester=self.requester,
+            ref=ref,
+            record_kind=record_kind,
+            query_kind=query_kind,
+            outcome=outcome,
+            message_id=self.message_id,
+        )
+        try:
+            self.on_hit(event)
+        except Exception:
+            # The requester must not learn of the notification, even from a failure.
+            log.exception("hit_notification_failed", ref=ref, message_id=self.message_id)
+
+    def hits(
+        self, matches: list[Match], query_kind: str, limit: int | None = None
+    ) -> query_pb2.QueryResponse:
+        released: list[query_pb2.Match] = []
+        for m in matches:
+            control = self.store.control(m.ref)
+            if not control.visible_to(self.requester, self.owner):
+                self.notify(control, m.ref, m.kind, query_kind, "withheld")
+                continue
+            if limit is not None and len(released) >= limit:
+                break
+            self.notify(control, m.ref, m.kind, query_kind, "hit")
+            released.append(
+                query_pb2.Match(
+                    ref=m.ref,
+                    kind=_KINDS[m.kind],
+                    score=m.score,
+                    handling=_HANDLING[control.handling],
+                )
+            )
+        return query_pb2.QueryResponse(hits=query_pb2.Hits(matches=released))
+
+    def fetch(self, ref: str) -> query_pb2.QueryResponse:
+        # The same lookups whatever the outcome: the control, then every table.
+        control = self.store.control(ref)
+        record = self.store.fetch_full(ref)
+        if record is None:
+            return query_pb2.QueryResponse(not_found=query_pb2.NotFound())
+        if not control.visible_to(self.requester, self.owner):
+            self.notify(control, ref, _kind_of(record), "fetch", "withheld")
+            # Indistinguishable from a reference never issued: the very same body.
+            return query_pb2.QueryResponse(not_found=query_pb2.NotFound())
+        self.notify(control, ref, _kind_of(record), "fetch", "released")
+        return query_pb2.QueryResponse(record=_record(record, control))
+
+
+def answer(
+    store: RecordStore,
+    request: query_pb2.QueryRequest,
+    *,
+    requester: str | None = None,
+    message_id: str = "",
+    on_hit: OnHit | None = None,
+    clock: Callable[[], float] = time.time,
+) -> query_pb2.QueryResponse:
+    """Run one query against ``store`` for ``requester``. Unusable queries get an error body.
+
+    ``requester`` is the authenticated sender bureau (alpha-2). It sees the records its
+    owner lets it see; the owner itself sees all of them. ``None`` (nobody
+    authenticated) sees only unrestricted records. ``on_hit`` is called for every hit
+    by another bureau on a notify-flagged record, with ``message_id`` (hex) and the
+    time from ``clock``; it must return at once (the node passes ``HitLog.record``).
+    """
+    context = _Context(store, requester, message_id, on_hit, clock)
     try:
-        return _answer(store, request)
+        context.owner = store.bureau
+        return _answer(context, request)
     except ValueError as exc:  # QueryError, or the store refusing a value
         return query_pb2.QueryResponse(error=query_pb2.QueryError(message=str(exc)))
 
 
-def _answer(store: RecordStore, request: query_pb2.QueryRequest) -> query_pb2.QueryResponse:
+def _answer(context: _Context, request: query_pb2.QueryRequest) -> query_pb2.QueryResponse:
+    store = context.store
     which = request.WhichOneof("query")
     if which == "document":
         doc = request.document
-        return _hits(
-            store.find_document(_field(doc.number, "number"), _field(doc.issuer, "issuer"))
+        return context.hits(
+            store.find_document(_field(doc.number, "number"), _field(doc.issuer, "issuer")),
+            "document",
         )
     if which == "person":
         person = request.person
         dob = _field(person.date_of_birth, "date_of_birth")
         if not _DATE.match(dob):
             raise QueryError("date_of_birth must be YYYY-MM-DD")
-        return _hits(
-            store.find_person(
-                _field(person.surname, "surname"),
-                _field(person.given_names, "given_names", required=False),
-                dob,
-            )
+        # Every candidate over the threshold: withheld ones must not take a place.
+        candidates = store.find_person(
+            _field(person.surname, "surname"),
+            _field(person.given_names, "given_names", required=False),
+            dob,
+            limit=None,
         )
+        return context.hits(candidates, "person", MAX_CANDIDATES)
     if which == "vehicle":
         vin = _field(request.vehicle.vin, "vin", required=False)
         plate = _field(request.vehicle.plate, "plate", required=False)
         if not vin and not plate:
             raise QueryError("a vehicle query needs a vin or a plate")
-        return _hits(store.find_vehicle(vin=vin or None, plate=plate or None))
+        return context.hits(store.find_vehicle(vin=vin or None, plate=plate or None), "vehicle")
     if which == "fetch":
-        record = store.fetch(_field(request.fetch.ref, "ref"))
-        if record is None:
-            return query_pb2.QueryResponse(not_found=query_pb2.NotFound())
-        return query_pb2.QueryResponse(record=_record(record))
+        return context.fetch(_field(request.fetch.ref, "ref"))
     raise QueryError("the query names no record kind")

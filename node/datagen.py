@@ -19,6 +19,13 @@ the static tables (document-number and plate formats, makes and WMIs, offences) 
 
 Every record gets an opaque reference: 20 base32 characters (100 bits) from the seeded
 generator, which say nothing about the record's kind or position.
+
+A minority of records carry data-owner controls (the ``controls`` table of
+:mod:`node.store`): about 1.5 % a deny-list and 1.5 % an allow-list of bureaus, drawn
+from frequent partners so that simulated networks meet them, and about 7 % more a
+handling code or a notify flag only. They come from a generator of their own per chunk
+(``"{bureau}:{seed}:{kind}:{chunk}:controls"``), so the records themselves are the same
+as before controls existed.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from node._tables import (
 )
 from node.mrz import build_td3
 from node.store import (
+    CONTROLS_DDL,
     DOCUMENT_STATUSES,
     INDEXES_DDL,
     SCHEMA_VERSION,
@@ -344,6 +352,41 @@ class _Unique:
 
 _INSERTS = {"documents": _INSERT_DOCUMENT, "persons": _INSERT_PERSON, "vehicles": _INSERT_VEHICLE}
 
+# ---------------------------------------------------------------- data-owner controls
+
+_INSERT_CONTROL = (
+    "INSERT INTO controls (ref, access, bureaus, handling, notify) VALUES (?, ?, ?, ?, ?)"
+)
+_PARTNERS = ("BR", "CN", "DE", "ES", "FR", "GB", "IT", "NG", "NL", "RU", "TR", "US")
+"""Bureaus named on generated allow- and deny-lists: frequent partners in scenarios."""
+DENY_SHARE = 0.015
+ALLOW_SHARE = 0.015
+OTHER_CONTROL_SHARE = 0.07
+"""Shares of records with a deny-list, an allow-list, and a handling code or notify only."""
+
+
+def _controls(kind: str, bureau: str, seed: int, index: int, refs: Sequence[object]) -> list[_Row]:
+    """Controls rows for chunk ``index`` of ``kind``, from a generator of their own."""
+    rng = random.Random(f"{bureau}:{seed}:{kind}:{index}:controls")
+    partners = [code for code in _PARTNERS if code != bureau]
+    out: list[_Row] = []
+    restricted = DENY_SHARE + ALLOW_SHARE
+    for ref in refs:
+        draw = rng.random()
+        if draw >= restricted + OTHER_CONTROL_SHARE:
+            continue
+        access, bureaus = "open", ""
+        if draw < restricted:
+            access = "deny" if draw < DENY_SHARE else "allow"
+            k = rng.randint(1, 3) if access == "deny" else rng.randint(1, 4)
+            bureaus = ",".join(sorted(rng.sample(partners, k)))
+        handling = rng.choice((None, None, 0, 1, 2, 2, 3))
+        notify = 1 if rng.random() < 0.4 else 0
+        if access == "open" and handling is None and not notify:
+            notify = 1  # a control row always controls something
+        out.append((ref, access, bureaus, handling, notify))
+    return out
+
 
 def _chunks(
     jobs: list[tuple[str, int, int]], bureau: str, seed: int, workers: int
@@ -401,7 +444,7 @@ def generate(
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA cache_size = -262144")
         conn.execute("PRAGMA temp_store = MEMORY")
-        conn.executescript(TABLES_DDL)
+        conn.executescript(TABLES_DDL + CONTROLS_DDL)
         conn.execute("BEGIN")
         meta = {
             "schema_version": str(SCHEMA_VERSION),
@@ -413,13 +456,17 @@ def generate(
             "vehicles": str(vehicles),
         }
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
-        for (kind, _, _), rows in zip(jobs, _chunks(jobs, home.alpha2, seed, workers), strict=True):
+        for (kind, index, _), rows in zip(
+            jobs, _chunks(jobs, home.alpha2, seed, workers), strict=True
+        ):
             if kind == "documents":
                 unique.documents(rows)
                 statuses.update(str(row[11]) for row in rows)
             elif kind == "vehicles":
                 unique.vehicles(rows)
             conn.executemany(_INSERTS[kind], rows)
+            refs = [row[0] for row in rows]
+            conn.executemany(_INSERT_CONTROL, _controls(kind, home.alpha2, seed, index, refs))
         for statement in INDEXES_DDL.split(";"):
             if statement.strip():
                 conn.execute(statement)

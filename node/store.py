@@ -16,6 +16,13 @@ merged (``MÜLLER``/``MUELLER``, ``MEYER``/``MAIER``, ``W``/``V``, doubled lette
 are compared with the mean of Jaro-Winkler and Indel similarity (rapidfuzz), trying the
 names as given, with surname and given names swapped, and as one sorted bag of name parts.
 The exact date of birth selects the candidates through an index.
+
+Data-owner control lives in the ``controls`` table, one row per record the owner has
+restricted, given a handling code or flagged for hit notification (most records have
+none). :meth:`RecordStore.control` reads it at query time, so a change written by
+another process (``ncbsim record restrict``, :mod:`node.admin`) applies to the next
+query of a running node. A database made before the table existed reads as "no
+controls"; the writer creates the table when it first needs it.
 """
 
 from __future__ import annotations
@@ -36,11 +43,17 @@ from rapidfuzz.distance import Indel, JaroWinkler
 from ncbsim.countries import UnknownCountry, alpha2_of
 
 __all__ = [
+    "ACCESS_MODES",
+    "CONTROLS_DDL",
     "DOCUMENT_STATUSES",
+    "HANDLING_CODES",
     "INDEXES_DDL",
     "KINDS",
+    "NO_CONTROL",
     "SCHEMA_VERSION",
     "TABLES_DDL",
+    "Access",
+    "Control",
     "Document",
     "Kind",
     "Match",
@@ -110,7 +123,8 @@ CREATE TABLE vehicles (
     reported_on          TEXT NOT NULL
 );
 """
-"""Tables. ``id`` is internal (sampling); only ``ref`` ever leaves the store."""
+"""Tables. ``id`` is internal (sampling); only ``ref`` ever leaves the store. The
+controls table (:data:`CONTROLS_DDL`) is created with them."""
 
 INDEXES_DDL = """
 CREATE UNIQUE INDEX documents_ref ON documents (ref);
@@ -122,6 +136,20 @@ CREATE INDEX vehicles_vin ON vehicles (vin, ref);
 CREATE INDEX vehicles_plate ON vehicles (plate_key, ref);
 """
 """Indexes, created after a bulk load. Each lookup's index covers its query."""
+
+CONTROLS_DDL = """
+CREATE TABLE IF NOT EXISTS controls (
+    id       INTEGER PRIMARY KEY,
+    ref      TEXT NOT NULL,
+    access   TEXT NOT NULL CHECK (access IN ('open', 'allow', 'deny')),
+    bureaus  TEXT NOT NULL,
+    handling INTEGER CHECK (handling BETWEEN 0 AND 3),
+    notify   INTEGER NOT NULL CHECK (notify IN (0, 1))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS controls_ref ON controls (ref);
+"""
+"""The controls table and its index: created with the other tables, and by the writer
+(``ncbsim record restrict``) in a database made before they existed."""
 
 _DOCUMENT_COLUMNS = (
     "ref, number, issuer, doc_type, surname, given_names, nationality, date_of_birth, sex, "
@@ -145,6 +173,7 @@ _LOOKUPS: dict[str, str] = {
     "fetch_document": f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE ref = ?",
     "fetch_person": f"SELECT {_PERSON_COLUMNS} FROM persons WHERE ref = ?",
     "fetch_vehicle": f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE ref = ?",
+    "control": "SELECT access, bureaus, handling, notify FROM controls WHERE ref = ?",
 }
 """Every lookup the store runs, by name, so :meth:`RecordStore.query_plan` can explain it."""
 
@@ -215,6 +244,63 @@ class Vehicle:
 
 
 Record = Document | Person | Vehicle
+
+Access = Literal["open", "allow", "deny"]
+ACCESS_MODES: tuple[Access, ...] = ("open", "allow", "deny")
+HANDLING_CODES = ("H0", "H1", "H2", "H3")
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """The owner's control of one record.
+
+    ``access`` is ``open`` (every bureau), ``allow`` (only ``bureaus``) or ``deny``
+    (every bureau but ``bureaus``); the owner always sees its own records.
+    ``handling`` is 0 to 3 (H0 to H3) or ``None`` when the owner attached no code.
+    ``notify``: the owner wants a hit notification whenever another bureau hits it.
+    """
+
+    access: Access = "open"
+    bureaus: frozenset[str] = frozenset()
+    handling: int | None = None
+    notify: bool = False
+
+    @property
+    def restricted(self) -> bool:
+        """Whether some bureau other than the owner may not see the record."""
+        return self.access != "open"
+
+    def visible_to(self, requester: str | None, owner: str) -> bool:
+        """Whether ``requester`` may see the record (hit at step 1, record at step 2).
+
+        ``None`` is a caller nobody authenticated: it sees only open records.
+        """
+        if requester is not None and requester == owner:
+            return True
+        if self.access == "open":
+            return True
+        if requester is None:
+            return False
+        if self.access == "allow":
+            return requester in self.bureaus
+        return requester not in self.bureaus
+
+    def bureaus_text(self) -> str:
+        """The bureau list as stored: sorted codes separated by commas."""
+        return ",".join(sorted(self.bureaus))
+
+
+NO_CONTROL = Control()
+"""What a record without a controls row gets: open, no handling code, no notification."""
+
+
+def _access(value: str) -> Access:
+    for known in ACCESS_MODES:
+        if value == known:
+            return known
+    raise ValueError(f"unknown access mode {value!r}")
+
+
 _RECORD_TYPES: dict[Kind, type[Document] | type[Person] | type[Vehicle]] = {
     "document": Document,
     "person": Person,
@@ -353,6 +439,7 @@ class RecordStore:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
+        self._bureau: str | None = None
         row = self._conn().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None or int(row[0]) != SCHEMA_VERSION:
             self.close()
@@ -403,11 +490,12 @@ class RecordStore:
         date_of_birth: str,
         *,
         threshold: float = DEFAULT_THRESHOLD,
-        limit: int = MAX_CANDIDATES,
+        limit: int | None = MAX_CANDIDATES,
     ) -> list[Match]:
         """Persons born on ``date_of_birth`` (``YYYY-MM-DD``) whose name is close enough.
 
-        Returns at most ``limit`` candidates scoring at least ``threshold``, best first.
+        Returns at most ``limit`` candidates (``None``: all) scoring at least
+        ``threshold``, best first.
         """
         query_surname, query_given = name_key(surname), name_key(given_names)
         if not query_surname and not query_given:
@@ -420,7 +508,7 @@ class RecordStore:
             >= threshold
         ]
         scored.sort(key=lambda m: (-m.score, m.ref))
-        return scored[:limit]
+        return scored if limit is None else scored[:limit]
 
     def find_vehicle(self, vin: str | None = None, plate: str | None = None) -> list[Match]:
         """Vehicles with this VIN or this plate (plates compared without spaces or dashes).
@@ -438,6 +526,52 @@ class RecordStore:
         if plate_key:
             refs.extend(ref for (ref,) in conn.execute(_LOOKUPS["vehicle_plate"], (plate_key,)))
         return [Match(ref, "vehicle", 1.0) for ref in dict.fromkeys(refs)]
+
+    @property
+    def bureau(self) -> str:
+        """The owning bureau (alpha-2), as the generator recorded it."""
+        owner = self._bureau
+        if owner is None:
+            row = self._conn().execute("SELECT value FROM meta WHERE key = 'bureau'").fetchone()
+            owner = self._bureau = str(row[0]) if row else ""
+        return owner
+
+    def control(self, ref: str) -> Control:
+        """The owner's control of ``ref`` (:data:`NO_CONTROL` if it has none), read now.
+
+        Read at every call, so a change another process commits applies at once. Any
+        database error other than a missing ``controls`` table (an older database)
+        propagates: a node must not release a record whose control it cannot read.
+        """
+        try:
+            row = self._conn().execute(_LOOKUPS["control"], (ref.strip(),)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table: controls" in str(exc):
+                return NO_CONTROL
+            raise
+        if row is None:
+            return NO_CONTROL
+        access, bureaus, handling, notify = row
+        return Control(
+            _access(access),
+            frozenset(code for code in bureaus.split(",") if code),
+            None if handling is None else int(handling),
+            bool(notify),
+        )
+
+    def fetch_full(self, ref: str) -> Document | Person | Vehicle | None:
+        """Like :meth:`fetch`, but always runs the lookup of every kind.
+
+        A step 2 answer then costs the same whether the reference exists or not.
+        """
+        conn = self._conn()
+        ref = ref.strip()
+        found: Document | Person | Vehicle | None = None
+        for kind in KINDS:
+            row = conn.execute(_LOOKUPS[f"fetch_{kind}"], (ref,)).fetchone()
+            if row is not None and found is None:
+                found = _RECORD_TYPES[kind](*row)
+        return found
 
     def fetch(self, ref: str) -> Document | Person | Vehicle | None:
         """The full record behind ``ref``, or ``None`` if this store holds no such record."""

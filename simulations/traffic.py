@@ -69,7 +69,8 @@ class Drawer:
         self.rng = rng
 
     def _no_hit(self, target: str, query: query_pb2.QueryRequest) -> bool:
-        response = oracle_answer(self.stores[target], query)
+        # Asked as the owner, who sees every record: a true no-hit for any requester.
+        response = oracle_answer(self.stores[target], query, requester=target)
         return response.HasField("hits") and not response.hits.matches
 
     def _until_no_hit(
@@ -82,8 +83,15 @@ class Drawer:
         raise RuntimeError(f"could not draw a no-hit query for {target}")
 
     def planted(self, kind: str, target: str) -> tuple[query_pb2.QueryRequest, str, list[str]]:
-        """A query for a record ``target`` really holds: (query, ref, plaintext probes)."""
-        record = self.stores[target].sample(kind, 1, self.rng)[0]
+        """A query for a record ``target`` really holds: (query, ref, plaintext probes).
+
+        The record is one every bureau may see: a restricted record is, rightly, a
+        no-hit for the bureaus it is withheld from, so it is never planted.
+        """
+        store = self.stores[target]
+        record = store.sample(kind, 1, self.rng)[0]
+        while store.control(record.ref).restricted:
+            record = store.sample(kind, 1, self.rng)[0]
         if isinstance(record, Document):
             return _document_query(record.number, record.issuer), record.ref, [record.number]
         if isinstance(record, Person):

@@ -72,24 +72,28 @@ class Hits(_message.Message):
     def __init__(self, matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("ref", "kind", "score")
+    __slots__ = ("ref", "kind", "score", "handling")
     REF_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    HANDLING_FIELD_NUMBER: _ClassVar[int]
     ref: str
     kind: _records_pb2.RecordKind
     score: float
-    def __init__(self, ref: _Optional[str] = ..., kind: _Optional[_Union[_records_pb2.RecordKind, str]] = ..., score: _Optional[float] = ...) -> None: ...
+    handling: _records_pb2.HandlingCode
+    def __init__(self, ref: _Optional[str] = ..., kind: _Optional[_Union[_records_pb2.RecordKind, str]] = ..., score: _Optional[float] = ..., handling: _Optional[_Union[_records_pb2.HandlingCode, str]] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("document", "person", "vehicle")
+    __slots__ = ("document", "person", "vehicle", "handling")
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     PERSON_FIELD_NUMBER: _ClassVar[int]
     VEHICLE_FIELD_NUMBER: _ClassVar[int]
+    HANDLING_FIELD_NUMBER: _ClassVar[int]
     document: _records_pb2.TravelDocument
     person: _records_pb2.Person
     vehicle: _records_pb2.Vehicle
-    def __init__(self, document: _Optional[_Union[_records_pb2.TravelDocument, _Mapping]] = ..., person: _Optional[_Union[_records_pb2.Person, _Mapping]] = ..., vehicle: _Optional[_Union[_records_pb2.Vehicle, _Mapping]] = ...) -> None: ...
+    handling: _records_pb2.HandlingCode
+    def __init__(self, document: _Optional[_Union[_records_pb2.TravelDocument, _Mapping]] = ..., person: _Optional[_Union[_records_pb2.Person, _Mapping]] = ..., vehicle: _Optional[_Union[_records_pb2.Vehicle, _Mapping]] = ..., handling: _Optional[_Union[_records_pb2.HandlingCode, str]] = ...) -> None: ...
 
 class NotFound(_message.Message):
     __slots__ = ()

@@ -11,10 +11,23 @@ class RecordKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RECORD_KIND_DOCUMENT: _ClassVar[RecordKind]
     RECORD_KIND_PERSON: _ClassVar[RecordKind]
     RECORD_KIND_VEHICLE: _ClassVar[RecordKind]
+
+class HandlingCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HANDLING_CODE_UNSPECIFIED: _ClassVar[HandlingCode]
+    HANDLING_CODE_H0: _ClassVar[HandlingCode]
+    HANDLING_CODE_H1: _ClassVar[HandlingCode]
+    HANDLING_CODE_H2: _ClassVar[HandlingCode]
+    HANDLING_CODE_H3: _ClassVar[HandlingCode]
 RECORD_KIND_UNSPECIFIED: RecordKind
 RECORD_KIND_DOCUMENT: RecordKind
 RECORD_KIND_PERSON: RecordKind
 RECORD_KIND_VEHICLE: RecordKind
+HANDLING_CODE_UNSPECIFIED: HandlingCode
+HANDLING_CODE_H0: HandlingCode
+HANDLING_CODE_H1: HandlingCode
+HANDLING_CODE_H2: HandlingCode
+HANDLING_CODE_H3: HandlingCode
 
 class TravelDocument(_message.Message):
     __slots__ = ("ref", "number", "issuer", "doc_type", "surname", "given_names", "nationality", "date_of_birth", "sex", "date_of_expiry", "mrz", "status", "reported_on")

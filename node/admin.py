@@ -1,0 +1,316 @@
+"""The owner's side of data-owner control: ``ncbsim record restrict`` and ``ncbsim hits``.
+
+``record restrict`` writes a record's control (allow- or deny-list, handling code, notify
+flag) into the bureau's own record database, ``WORKDIR/bureaus/XX/records.sqlite``. It
+is a separate writer on the WAL database the node reads, and the node reads controls at
+every query, so the change applies to the next query of a running node, with no restart.
+
+``hits`` lists the bureau's hit notifications (``WORKDIR/bureaus/XX/hits.sqlite``, see
+:mod:`node.hits`).
+
+:func:`add_parsers` registers both commands on the ``ncbsim`` subparsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, alpha2_of
+from ncbsim.errors import NcbsimError
+from node.hits import HitEvent, read_hits
+from node.store import CONTROLS_DDL, HANDLING_CODES, NO_CONTROL, Access, Control
+
+__all__ = [
+    "ControlChange",
+    "add_parsers",
+    "bureau_dir",
+    "cmd_hits",
+    "cmd_record_restrict",
+    "describe",
+    "hits_path",
+    "list_hits",
+    "read_control",
+    "records_path",
+    "restrict",
+]
+
+
+def bureau_dir(workdir: Path, bureau: str) -> Path:
+    """A bureau's files in a work directory of ``ncbsim up``."""
+    return Path(workdir) / "bureaus" / bureau.upper()
+
+
+def records_path(workdir: Path, bureau: str) -> Path:
+    """The bureau's record database."""
+    return bureau_dir(workdir, bureau) / "records.sqlite"
+
+
+def hits_path(workdir: Path, bureau: str) -> Path:
+    """The bureau's hit notifications (written by its node)."""
+    return bureau_dir(workdir, bureau) / "hits.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlChange:
+    """What to change in a record's control; ``None`` leaves that part as it is.
+
+    ``access`` with ``bureaus``: ``allow`` (only those bureaus), ``deny`` (all but
+    those) or ``open`` (everyone; ``bureaus`` must be empty). ``handling``: 0 to 3,
+    or -1 to remove the code.
+    """
+
+    access: Access | None = None
+    bureaus: frozenset[str] = frozenset()
+    handling: int | None = None
+    notify: bool | None = None
+
+
+def _bureau_codes(text: str, owner: str) -> frozenset[str]:
+    codes: set[str] = set()
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            code = alpha2_of(part.strip())
+        except UnknownCountry:
+            raise NcbsimError(f"{part.strip()!r} is not a country code") from None
+        if code not in INTERPOL_MEMBERS:
+            raise NcbsimError(f"{code} is not an INTERPOL member")
+        if code == owner:
+            raise NcbsimError(f"{owner} owns the record and always sees it; do not list it")
+        codes.add(code)
+    return frozenset(codes)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise NcbsimError(f"no record database at {path}")
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def _record_exists(conn: sqlite3.Connection, ref: str) -> bool:
+    return any(
+        conn.execute(f"SELECT 1 FROM {table} WHERE ref = ?", (ref,)).fetchone()
+        for table in ("documents", "persons", "vehicles")
+    )
+
+
+def _current(conn: sqlite3.Connection, ref: str) -> Control:
+    row = conn.execute(
+        "SELECT access, bureaus, handling, notify FROM controls WHERE ref = ?", (ref,)
+    ).fetchone()
+    if row is None:
+        return NO_CONTROL
+    access, bureaus, handling, notify = row
+    checked: Access = "allow" if access == "allow" else "deny" if access == "deny" else "open"
+    return Control(
+        checked,
+        frozenset(c for c in str(bureaus).split(",") if c),
+        None if handling is None else int(handling),
+        bool(notify),
+    )
+
+
+def read_control(path: Path, ref: str) -> Control:
+    """The control of ``ref`` in the record database at ``path`` (read-only)."""
+    with contextlib.closing(_connect(path)) as conn:
+        if _controls_missing(conn):
+            return NO_CONTROL
+        return _current(conn, ref.strip())
+
+
+def _controls_missing(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='controls'"
+        ).fetchone()
+        is None
+    )
+
+
+def restrict(path: Path, ref: str, change: ControlChange) -> Control:
+    """Apply ``change`` to the control of ``ref`` in the database at ``path``; the result.
+
+    Raises NcbsimError if the database holds no record ``ref``. One short write
+    transaction: a node reading the database sees the old control or the new one.
+    """
+    ref = ref.strip()
+    with contextlib.closing(_connect(path)) as conn:
+        if _controls_missing(conn):
+            conn.executescript(CONTROLS_DDL)  # a database made before controls existed
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not _record_exists(conn, ref):
+                raise NcbsimError(f"{path.parent.name} holds no record {ref!r}")
+            old = _current(conn, ref)
+            access = old.access if change.access is None else change.access
+            bureaus = old.bureaus if change.access is None else change.bureaus
+            if change.handling is None:
+                handling = old.handling
+            else:
+                handling = None if change.handling < 0 else change.handling
+            notify = old.notify if change.notify is None else change.notify
+            new = Control(access, bureaus, handling, notify)
+            if new == NO_CONTROL:
+                conn.execute("DELETE FROM controls WHERE ref = ?", (ref,))
+            else:
+                conn.execute(
+                    "INSERT INTO controls (ref, access, bureaus, handling, notify) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ref) DO UPDATE SET "
+                    "access = excluded.access, bureaus = excluded.bureaus, "
+                    "handling = excluded.handling, notify = excluded.notify",
+                    (ref, new.access, new.bureaus_text(), new.handling, int(new.notify)),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return new
+
+
+def _handling(text: str) -> int:
+    code = text.strip().upper()
+    if code in {"NONE", "-"}:
+        return -1
+    if code not in HANDLING_CODES:
+        raise NcbsimError(f"--handling must be one of {', '.join(HANDLING_CODES)} or none")
+    return HANDLING_CODES.index(code)
+
+
+def describe(control: Control) -> dict[str, object]:
+    """A control as plain JSON-ready data."""
+    return {
+        "access": control.access,
+        "bureaus": sorted(control.bureaus),
+        "handling": "" if control.handling is None else HANDLING_CODES[control.handling],
+        "notify": control.notify,
+    }
+
+
+def cmd_record_restrict(args: argparse.Namespace) -> int:
+    """``ncbsim record restrict``: change a record's control, print the result."""
+    owner = str(args.as_bureau).upper()
+    access: Access | None = None
+    bureaus: frozenset[str] = frozenset()
+    if args.allow is not None:
+        access, bureaus = "allow", _bureau_codes(args.allow, owner)
+    elif args.deny is not None:
+        access, bureaus = "deny", _bureau_codes(args.deny, owner)
+        if not bureaus:
+            raise NcbsimError("--deny needs at least one bureau (use --open to lift a restriction)")
+    elif args.open:
+        access = "open"
+    change = ControlChange(
+        access=access,
+        bureaus=bureaus,
+        handling=None if args.handling is None else _handling(args.handling),
+        notify=args.notify,
+    )
+    control = restrict(records_path(args.workdir, owner), args.ref, change)
+    data = {"bureau": owner, "ref": args.ref.strip(), **describe(control)}
+    if args.json:
+        print(json.dumps(data))
+    else:
+        who = {
+            "open": "every bureau",
+            "allow": "only " + ", ".join(sorted(control.bureaus)),
+            "deny": "every bureau except " + ", ".join(sorted(control.bureaus)),
+        }[control.access]
+        print(f"{owner} record {data['ref']}: visible to {who}")
+        print(f"  handling code: {data['handling'] or 'none'}")
+        print(f"  notify on hit: {'yes' if control.notify else 'no'}")
+    return 0
+
+
+def _time(at_ms: int) -> str:
+    moment = datetime.fromtimestamp(at_ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def list_hits(
+    workdir: Path, bureau: str, *, ref: str = "", requester: str = "", limit: int | None = None
+) -> list[HitEvent]:
+    """The hit notifications of ``bureau``'s node in ``workdir``, oldest first."""
+    return read_hits(hits_path(workdir, bureau), ref=ref, requester=requester, limit=limit)
+
+
+def cmd_hits(args: argparse.Namespace) -> int:
+    """``ncbsim hits``: the bureau's hit notifications, oldest first."""
+    if args.limit is not None and args.limit <= 0:
+        raise NcbsimError("--limit must be positive")
+    events = list_hits(
+        args.workdir,
+        str(args.as_bureau).upper(),
+        ref=args.ref or "",
+        requester=args.requester or "",
+        limit=args.limit,
+    )
+    if args.json:
+        for event in events:
+            print(json.dumps(asdict(event)))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    for column in ("time (UTC)", "requester", "ref", "record", "query", "outcome", "message_id"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(
+            _time(e.at_ms),
+            e.requester,
+            e.ref,
+            e.record_kind,
+            e.query_kind,
+            e.outcome,
+            e.message_id[:12],
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"{len(events)} hit notifications")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``hits`` and ``record restrict`` on the ``ncbsim`` subparsers."""
+    hits = sub.add_parser("hits", help="list hit notifications on a bureau's flagged records")
+    hits.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    hits.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
+    hits.add_argument("--ref", help="only hits on this reference")
+    hits.add_argument("--requester", type=str.upper, help="only hits by this bureau")
+    hits.add_argument("--limit", type=int, help="at most this many (oldest first)")
+    hits.add_argument("--json", action="store_true", help="one JSON object per line")
+    hits.set_defaults(func=cmd_hits, server=False)
+
+    record = sub.add_parser("record", help="the owner's control of its records")
+    actions = record.add_subparsers(dest="record_command", required=True, metavar="ACTION")
+    rs = actions.add_parser(
+        "restrict",
+        help="set who may see a record, its handling code and hit notification",
+        description="Options not given leave that part of the control unchanged. "
+        "Takes effect on the next query of a running node.",
+    )
+    rs.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    rs.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
+    rs.add_argument("--ref", required=True, help="the record's reference")
+    who = rs.add_mutually_exclusive_group()
+    who.add_argument("--allow", metavar="CODES", help="only these bureaus may see it (DE,NL)")
+    who.add_argument("--deny", metavar="CODES", help="every bureau but these may see it (RU)")
+    who.add_argument("--open", action="store_true", help="every bureau may see it")
+    rs.add_argument("--handling", metavar="CODE", help="H0, H1, H2, H3, or none")
+    rs.add_argument(
+        "--notify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="record a hit notification when another bureau hits it",
+    )
+    rs.add_argument("--json", action="store_true", help="print the result as JSON")
+    rs.set_defaults(func=cmd_record_restrict, server=False)
