@@ -490,6 +490,10 @@ def search(path: Path, query: Query) -> tuple[list[str], list[Row]]:
             rows = [(*r[:-1], r[-1].hex()) for r in cursor]
     except sqlite3.DatabaseError as exc:
         raise NcbsimError(f"cannot search {path}: {exc}") from None
+    except OverflowError:  # a time or limit beyond SQLite's 64-bit integers
+        raise NcbsimError("a time or --limit is out of range") from None
+    except UnicodeEncodeError:  # a lone surrogate from a badly encoded argument
+        raise NcbsimError("a filter is not valid text") from None
     finally:
         conn.close()
     return ["seq", *columns, "hash"], rows

@@ -30,7 +30,7 @@ _TRANSLITERATION.update(zip("JKLMN", range(1, 6), strict=True))
 _TRANSLITERATION.update({"P": 7, "R": 9})
 _TRANSLITERATION.update(zip("STUVWXYZ", range(2, 10), strict=True))
 _WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
-_SHAPE = re.compile(r"^[0-9A-HJ-NPR-Z]{17}$")
+_SHAPE = re.compile(r"[0-9A-HJ-NPR-Z]{17}")  # used with fullmatch: no trailing newline
 
 # Model-year codes repeat every 30 years: 1980 = A ... 2000 = Y, 2001 = 1 ... 2009 = 9,
 # 2010 = A again. I, O, Q, U, Z and 0 are never used.
@@ -45,7 +45,7 @@ def check_digit(vin: str) -> str:
     if ``vin`` is not 17 VIN characters.
     """
     vin = vin.upper()
-    if not _SHAPE.match(vin):
+    if not _SHAPE.fullmatch(vin):
         raise ValueError(f"{vin!r} is not 17 VIN characters")
     total = sum(map(int.__mul__, map(_TRANSLITERATION.__getitem__, vin), _WEIGHTS))
     remainder = total % 11
@@ -55,7 +55,7 @@ def check_digit(vin: str) -> str:
 def is_valid(vin: str) -> bool:
     """Whether ``vin`` is 17 VIN characters whose position 9 holds the right check digit."""
     vin = vin.strip().upper()
-    return bool(_SHAPE.match(vin)) and vin[CHECK_POSITION] == check_digit(vin)
+    return bool(_SHAPE.fullmatch(vin)) and vin[CHECK_POSITION] == check_digit(vin)
 
 
 def model_year_code(year: int) -> str:

@@ -90,5 +90,9 @@ def load(name_or_path: str) -> Scenario:
             records=Records(**data.get("records", {})),
             traffic=Traffic(**data.get("traffic", {})),
         )
-    except (KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, tomllib.TOMLDecodeError) as exc:
+        # ValueError/OverflowError: a seed such as "x", nan or inf. ConfigError is itself
+        # a ValueError, so a field's own validation message passes through unchanged.
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"invalid scenario {path}: {exc}") from exc

@@ -272,6 +272,11 @@ def test_untampered_and_resigned_envelopes_open(leg: Leg) -> None:
 # ----------------------------------------------------------------------------- tampering
 
 
+@pytest.mark.attack(
+    "flip one bit of a header field, keeping the original signature",
+    adversary="network attacker",
+    expect="EnvelopeError (opaque), for every field, request and response",
+)
 @pytest.mark.parametrize("field", HEADER_FIELDS)
 def test_header_field_flip_rejected(leg: Leg, field: str) -> None:
     """Flipping one bit of any header field under the original signature is rejected."""
@@ -282,6 +287,11 @@ def test_header_field_flip_rejected(leg: Leg, field: str) -> None:
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "change a header field and re-sign with a key not in the directory",
+    adversary="network attacker",
+    expect="EnvelopeError (opaque)",
+)
 @pytest.mark.parametrize("field", HEADER_FIELDS)
 def test_header_field_flip_signed_by_attacker_rejected(leg: Leg, field: str) -> None:
     """A header with one field changed and re-signed by a key not in the directory is rejected."""
@@ -290,6 +300,11 @@ def test_header_field_flip_signed_by_attacker_rejected(leg: Leg, field: str) -> 
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "change a header field after sealing and re-sign with the sender's own key",
+    adversary="leaked key",
+    expect="EnvelopeError: the header is the HPKE AAD, so decryption fails",
+)
 @pytest.mark.parametrize("field", HEADER_FIELDS)
 def test_header_field_flip_signed_by_sender_rejected(leg: Leg, field: str) -> None:
     """Even the genuine sender cannot change a header field after sealing: it is the AAD."""
@@ -305,6 +320,11 @@ def test_crafted_envelope_with_unchanged_header_opens(leg: Leg) -> None:
     assert leg.open(leg.craft(leg.envelope.header)).plaintext == b"hi"
 
 
+@pytest.mark.attack(
+    "a wrong version, party, kind or key id under a valid seal and signature",
+    adversary="rogue bureau",
+    expect="EnvelopeError (opaque)",
+)
 @pytest.mark.parametrize("field", CHECKED_FIELDS)
 def test_checked_field_wrong_under_valid_crypto_rejected(leg: Leg, field: str) -> None:
     """A wrong version, party, kind or key id is rejected even when sealed and signed well."""
@@ -312,6 +332,11 @@ def test_checked_field_wrong_under_valid_crypto_rejected(leg: Leg, field: str) -
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "flip the low bit of any byte of the raw header",
+    adversary="network attacker",
+    expect="EnvelopeError (opaque) for every byte",
+)
 def test_header_any_bit_flip_rejected(leg: Leg) -> None:
     """Flipping the low bit of any byte of the raw header bytes is rejected."""
     raw = leg.envelope.header
@@ -324,6 +349,11 @@ def test_header_any_bit_flip_rejected(leg: Leg) -> None:
         _assert_rejected(lambda env=env: leg.open(env))
 
 
+@pytest.mark.attack(
+    "flip a bit of the sealed body (first, middle, last byte)",
+    adversary="network attacker",
+    expect="EnvelopeError (opaque)",
+)
 @pytest.mark.parametrize("position", POSITIONS)
 def test_sealed_bit_flip_rejected(leg: Leg, position: str) -> None:
     """Flipping a bit of the sealed body (first, middle, last byte) is rejected."""
@@ -336,6 +366,11 @@ def test_sealed_bit_flip_rejected(leg: Leg, position: str) -> None:
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "flip a bit of the sealed body and re-sign with the sender's key",
+    adversary="leaked key",
+    expect="EnvelopeError: HPKE open fails",
+)
 @pytest.mark.parametrize("position", POSITIONS)
 def test_sealed_bit_flip_signed_by_sender_rejected(leg: Leg, position: str) -> None:
     """A flipped sealed byte re-signed by the genuine sender still fails HPKE open."""
@@ -344,6 +379,11 @@ def test_sealed_bit_flip_signed_by_sender_rejected(leg: Leg, position: str) -> N
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "flip a bit of the signature (first, middle, last byte)",
+    adversary="network attacker",
+    expect="EnvelopeError (opaque)",
+)
 @pytest.mark.parametrize("position", POSITIONS)
 def test_signature_bit_flip_rejected(leg: Leg, position: str) -> None:
     """Flipping a bit of the signature (first, middle, last byte) is rejected."""
@@ -356,6 +396,11 @@ def test_signature_bit_flip_rejected(leg: Leg, position: str) -> None:
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "truncate or extend the signature (0, 63, 65 bytes)",
+    adversary="network attacker",
+    expect="EnvelopeError (opaque)",
+)
 @pytest.mark.parametrize("length", [0, 63, 65])
 def test_signature_of_wrong_length_rejected(leg: Leg, length: int) -> None:
     """A signature that is not exactly 64 bytes is rejected."""
@@ -366,12 +411,22 @@ def test_signature_of_wrong_length_rejected(leg: Leg, length: int) -> None:
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "a validly signed sealed body shorter than enc plus tag",
+    adversary="rogue bureau",
+    expect="EnvelopeError (opaque)",
+)
 def test_sealed_shorter_than_enc_and_tag_rejected(leg: Leg) -> None:
     """A sealed body shorter than enc (32) plus tag (16), validly signed, is rejected."""
     env = _resign(leg.envelope, leg.signer, sealed=leg.envelope.sealed[:47])
     _assert_rejected(lambda: leg.open(env))
 
 
+@pytest.mark.attack(
+    "header bytes that are not a protobuf Header (bad varint, truncated, bad UTF-8)",
+    adversary="any caller",
+    expect="EnvelopeError (opaque)",
+)
 @pytest.mark.parametrize(
     "header",
     [b"\xff", b"\x0a\x05ab", b"\x1a\x02\xff\xfe"],
@@ -383,11 +438,21 @@ def test_undecodable_header_rejected(flow: Flow, header: bytes) -> None:
     _assert_rejected(lambda: flow.open_request(env))
 
 
+@pytest.mark.attack(
+    "an empty envelope",
+    adversary="any caller",
+    expect="EnvelopeError (opaque)",
+)
 def test_empty_envelope_rejected(flow: Flow) -> None:
     """An empty envelope is rejected."""
     _assert_rejected(lambda: flow.open_request(envelope.Envelope()))
 
 
+@pytest.mark.attack(
+    "a request whose message id is not 16 bytes",
+    adversary="rogue bureau",
+    expect="EnvelopeError (opaque)",
+)
 def test_message_id_of_wrong_length_rejected(flow: Flow) -> None:
     """A request whose message id is not 16 bytes is rejected."""
     sent = _ask(flow.fr, flow.de, message_id=b"\x01" * 15)
@@ -418,6 +483,11 @@ def test_open_request_reuses_only_the_envelopes_own_header(flow: Flow) -> None:
 # ------------------------------------------------------------------------ wrong parties and keys
 
 
+@pytest.mark.attack(
+    "deliver a request for DE to IT (wrong recipient)",
+    adversary="malicious gateway",
+    expect="EnvelopeError (opaque)",
+)
 def test_wrong_recipient_identity_rejected(flow: Flow) -> None:
     """A request for DE cannot be opened by IT."""
     senders = _senders(flow.fr, flow.de, flow.it)
@@ -428,6 +498,11 @@ def test_wrong_recipient_identity_rejected(flow: Flow) -> None:
     )
 
 
+@pytest.mark.attack(
+    "open a request with DE's name but another X25519 private key",
+    adversary="network attacker",
+    expect="EnvelopeError (opaque)",
+)
 def test_wrong_private_key_rejected(flow: Flow) -> None:
     """DE's name with a different X25519 private key cannot open the request."""
     impostor = Identity.from_keys("DE", flow.de.signing_key, _crypto.x25519_generate())
@@ -439,12 +514,22 @@ def test_wrong_private_key_rejected(flow: Flow) -> None:
     )
 
 
+@pytest.mark.attack(
+    "open a response without the request's ephemeral key",
+    adversary="malicious gateway",
+    expect="EnvelopeError (opaque)",
+)
 def test_wrong_response_key_rejected(flow: Flow) -> None:
     """The response cannot be opened with another ephemeral key."""
     other = replace(flow.sent, response_key=_crypto.x25519_generate())
     _assert_rejected(lambda: flow.open_response(flow.response, request=other))
 
 
+@pytest.mark.attack(
+    "a third bureau seals and signs an answer in DE's place",
+    adversary="rogue bureau",
+    expect="EnvelopeError (opaque)",
+)
 def test_response_from_another_bureau_rejected(flow: Flow) -> None:
     """A response sealed and signed by IT is refused whether FR expects DE or IT."""
     forged = _answer(flow.it, flow.sent)
@@ -456,6 +541,11 @@ def test_response_from_another_bureau_rejected(flow: Flow) -> None:
     )
 
 
+@pytest.mark.attack(
+    "a bureau claims another bureau's sealed request as its own",
+    adversary="rogue bureau",
+    expect="EnvelopeError: the sender is bound in as AAD",
+)
 def test_request_reattributed_by_another_bureau_rejected(flow: Flow) -> None:
     """IT cannot claim FR's sealed request as its own: the sender is bound in as AAD."""
     header = envelope_pb2.Header.FromString(flow.sent.envelope.header)
@@ -464,6 +554,11 @@ def test_request_reattributed_by_another_bureau_rejected(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_request(env))
 
 
+@pytest.mark.attack(
+    "a request from a bureau the directory does not know",
+    adversary="any caller",
+    expect="EnvelopeError (opaque)",
+)
 def test_unknown_sender_rejected(flow: Flow) -> None:
     """A request from a bureau the directory does not know is rejected."""
     empty = Directory(ec.generate_private_key(ec.SECP256R1()).public_key())
@@ -488,12 +583,22 @@ def test_bad_response_key_refused_when_sealing(flow: Flow) -> None:
 # ------------------------------------------------------------------------- replay and reflection
 
 
+@pytest.mark.attack(
+    "replay a response against a different request",
+    adversary="replayer",
+    expect="EnvelopeError (opaque)",
+)
 def test_response_to_another_request_rejected(flow: Flow) -> None:
     """A response replayed against a different request is rejected."""
     other = _ask(flow.fr, flow.de)
     _assert_rejected(lambda: flow.open_response(flow.response, request=other))
 
 
+@pytest.mark.attack(
+    "replay a response onto a request that reused its response key",
+    adversary="replayer",
+    expect="EnvelopeError: the correlation id binds the response",
+)
 def test_response_replayed_onto_request_sharing_its_key_rejected(flow: Flow) -> None:
     """Even if two requests reused one response key, the correlation id binds the response."""
     other = _ask(flow.fr, flow.de)
@@ -501,6 +606,11 @@ def test_response_replayed_onto_request_sharing_its_key_rejected(flow: Flow) -> 
     _assert_rejected(lambda: flow.open_response(flow.response, request=other))
 
 
+@pytest.mark.attack(
+    "relabel a response sealed for one request with another request's id",
+    adversary="leaked key",
+    expect="EnvelopeError: the HPKE info binds the request id",
+)
 def test_response_info_binds_request_id(flow: Flow) -> None:
     """A response sealed for one request id but labelled with another fails HPKE open."""
     other = replace(_ask(flow.fr, flow.de), response_key=flow.sent.response_key)
@@ -517,6 +627,11 @@ def test_response_info_binds_request_id(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_response(env, request=other))
 
 
+@pytest.mark.attack(
+    "a response sealed for the request but carrying another correlation id",
+    adversary="leaked key",
+    expect="EnvelopeError (opaque)",
+)
 def test_response_with_other_correlation_id_rejected(flow: Flow) -> None:
     """A response sealed for the request but carrying another correlation id is rejected."""
     header = _flip_field(flow.response.header, "correlation_id")
@@ -530,6 +645,11 @@ def test_response_with_other_correlation_id_rejected(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_response(env))
 
 
+@pytest.mark.attack(
+    "reflect the requester's own request back as the response",
+    adversary="malicious gateway",
+    expect="EnvelopeError (opaque)",
+)
 def test_request_reflected_as_response_rejected(flow: Flow) -> None:
     """FR's own request sent back to it as the response is rejected."""
     _assert_rejected(lambda: flow.open_response(flow.sent.envelope))
@@ -540,6 +660,11 @@ def test_request_reflected_as_response_rejected(flow: Flow) -> None:
     )
 
 
+@pytest.mark.attack(
+    "deliver a response to its requester as a request",
+    adversary="malicious gateway",
+    expect="EnvelopeError (opaque)",
+)
 def test_response_presented_as_request_rejected(flow: Flow) -> None:
     """DE's response cannot be delivered to FR as a request."""
     _assert_rejected(
@@ -552,6 +677,11 @@ def test_response_presented_as_request_rejected(flow: Flow) -> None:
 # ----------------------------------------------------------------------------- time
 
 
+@pytest.mark.attack(
+    "replay an envelope at or after expires_at_ms",
+    adversary="replayer",
+    expect="EnvelopeError from the first expired millisecond",
+)
 def test_expired_envelope_rejected(flow: Flow) -> None:
     """An envelope is accepted until the millisecond before expires_at_ms, then rejected."""
     expires = flow.sent.header.expires_at_ms
@@ -559,6 +689,11 @@ def test_expired_envelope_rejected(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_request(flow.sent.envelope, now_ms=expires))
 
 
+@pytest.mark.attack(
+    "a pre-dated envelope issued beyond the clock skew, to replay later",
+    adversary="replayer",
+    expect="EnvelopeError one millisecond past the skew",
+)
 def test_issued_too_far_in_future_rejected(flow: Flow) -> None:
     """issued_at_ms may lead the receiver's clock by CLOCK_SKEW_MS, not one millisecond more."""
     sent = _ask(flow.fr, flow.de, now_ms=NOW + envelope.CLOCK_SKEW_MS)
@@ -567,6 +702,11 @@ def test_issued_too_far_in_future_rejected(flow: Flow) -> None:
     _assert_rejected(lambda: flow.open_request(ahead.envelope, now_ms=NOW))
 
 
+@pytest.mark.attack(
+    "a pre-dated envelope against a node's configured clock skew",
+    adversary="replayer",
+    expect="EnvelopeError one millisecond past the configured skew",
+)
 @pytest.mark.parametrize("skew_ms", [0, 5_000, 120_000])
 def test_configured_clock_skew_bounds_issued_at(flow: Flow, skew_ms: int) -> None:
     """With clock_skew_ms set, issued_at_ms may lead by exactly that much, not 1 ms more."""
@@ -581,6 +721,11 @@ def test_configured_clock_skew_bounds_issued_at(flow: Flow, skew_ms: int) -> Non
     _assert_rejected(lambda: open_at_now(_ask(flow.fr, flow.de, now_ms=NOW + skew_ms + 1)))
 
 
+@pytest.mark.attack(
+    "replay an expired envelope to a node with a large clock skew",
+    adversary="replayer",
+    expect="EnvelopeError: expiry gets no allowance",
+)
 def test_configured_clock_skew_gives_no_allowance_on_expiry(flow: Flow) -> None:
     """A larger clock_skew_ms does not extend validity: expired is still refused."""
     expires = flow.sent.header.expires_at_ms
@@ -595,6 +740,11 @@ def test_configured_clock_skew_gives_no_allowance_on_expiry(flow: Flow) -> None:
     )
 
 
+@pytest.mark.attack(
+    "an envelope whose lifetime exceeds MAX_TTL_MS, to widen the replay window",
+    adversary="replayer",
+    expect="EnvelopeError one millisecond past MAX_TTL_MS",
+)
 def test_lifetime_above_max_ttl_rejected(flow: Flow) -> None:
     """A lifetime of MAX_TTL_MS is accepted and one millisecond more is rejected."""
     sent = _ask(flow.fr, flow.de, ttl_ms=envelope.MAX_TTL_MS)

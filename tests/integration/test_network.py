@@ -92,6 +92,11 @@ def test_multi_bureau_query_lists_every_bureau(network: Network) -> None:
     assert answers == {"DE": Outcome.NO_HIT, "IT": Outcome.HIT, "NL": Outcome.NO_HIT}
 
 
+@pytest.mark.attack(
+    "a bureau sends an envelope whose header names another bureau as sender",
+    adversary="rogue bureau",
+    expect="PERMISSION_DENIED + gateway audit row (refused)",
+)
 def test_sender_spoofing_is_refused_and_audited(network: Network) -> None:
     """FR, authenticated by its certificate, cannot send an envelope whose header says DE."""
     pki = PkiDir(network.workdir)
@@ -132,6 +137,11 @@ def test_sender_spoofing_is_refused_and_audited(network: Network) -> None:
     ]
 
 
+@pytest.mark.attack(
+    "a bureau's certificate calls another bureau's node directly",
+    adversary="rogue bureau",
+    expect="PERMISSION_DENIED",
+)
 def test_node_refuses_callers_other_than_the_gateway(network: Network) -> None:
     """A bureau certificate is not enough to call another bureau's node directly."""
     pki = PkiDir(network.workdir)

@@ -125,6 +125,11 @@ def _refusals(audit: Path, message_id: str, expected: int) -> list[dict[str, obj
         time.sleep(0.05)
 
 
+@pytest.mark.attack(
+    "resend a genuine envelope through the gateway, also after the node restarts",
+    adversary="replayer",
+    expect="ALREADY_EXISTS + node audit reason replay",
+)
 def test_an_envelope_is_answered_once_even_across_a_node_restart(
     fresh_network: Network,
 ) -> None:
@@ -160,6 +165,11 @@ def test_an_envelope_is_answered_once_even_across_a_node_restart(
     assert all(r["sender"] == "FR" for r in rows)
 
 
+@pytest.mark.attack(
+    "send an expired or a pre-dated (beyond the skew) envelope",
+    adversary="replayer",
+    expect="INVALID_ARGUMENT + node audit reason unverified",
+)
 @pytest.mark.parametrize(
     ("label", "offset_ms"),
     [("expired", -10 * 60_000), ("from the future", envelope.CLOCK_SKEW_MS + 60_000)],

@@ -21,6 +21,11 @@ def cache(tmp_path: Path) -> ReplayCache:
     return ReplayCache(tmp_path / "replay.sqlite", clock_skew_ms=SKEW)
 
 
+@pytest.mark.attack(
+    "resend an already accepted (sender, message id)",
+    adversary="replayer",
+    expect="the replay cache says not first time",
+)
 def test_new_id_is_first_time_and_repeat_is_not(cache: ReplayCache) -> None:
     """The first call with an id says True; every later call with it says False."""
     mid = os.urandom(16)
@@ -30,6 +35,11 @@ def test_new_id_is_first_time_and_repeat_is_not(cache: ReplayCache) -> None:
     assert cache.first_time(os.urandom(16), "FR", EXPIRES, now_ms=NOW) is True
 
 
+@pytest.mark.attack(
+    "spend another bureau's message id to pre-empt its envelope",
+    adversary="rogue bureau",
+    expect="the pair is scoped to the signed sender: still first time",
+)
 def test_same_id_from_another_sender_is_a_different_message(cache: ReplayCache) -> None:
     """The key is (sender, message_id): one bureau cannot spend another's message id."""
     mid = os.urandom(16)
@@ -76,6 +86,11 @@ def test_first_time_prunes_in_bounded_batches_at_most_once_an_interval(tmp_path:
     assert counts == [8 - 3 + 1, 8 - 6 + 2, 8 - 7 + 3, 8 - 7 + 4]
 
 
+@pytest.mark.attack(
+    "replay an envelope after the node's replay cache was closed and reopened",
+    adversary="replayer",
+    expect="still refused: the cache is durable",
+)
 def test_cache_survives_close_and_reopen(tmp_path: Path) -> None:
     """A restarted node (same file) still refuses an id it accepted before."""
     path = tmp_path / "bureaus" / "DE" / "replay.sqlite"
@@ -144,6 +159,11 @@ def test_a_locked_database_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
     assert not cache.first_time(mid, "FR", EXPIRES, now_ms=NOW)
 
 
+@pytest.mark.attack(
+    "race two copies of one envelope through two connections",
+    adversary="replayer",
+    expect="exactly one is first",
+)
 def test_two_connections_agree_on_who_saw_it_first(tmp_path: Path) -> None:
     """Two caches on one file (two processes of one bureau): exactly one says True."""
     path = tmp_path / "replay.sqlite"

@@ -1,0 +1,425 @@
+"""Fuzzing the live RPC handlers: a real gateway and four real nodes over mTLS on loopback.
+
+Raw bytes go through generic gRPC methods (no serializer), so the servers' own
+deserializers see exactly what a hostile peer could send. Every call must come back
+within its deadline with a status from the expected set; never UNKNOWN or INTERNAL,
+which would mean an exception escaped a handler. The last test checks that every
+process is still alive, still answers a normal query correctly, and logged no
+traceback.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ncbsim import _crypto, envelope
+from ncbsim.client import open_answer, seal_query
+from ncbsim.directory import Directory, Peer
+from ncbsim.identity import Identity
+from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
+from ncbsim.v1 import envelope_pb2, gateway_pb2, query_pb2
+from node.store import RecordStore
+from simulations.network import Network, alive, db_path
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 5.0
+GATEWAY = "/ncbsim.v1.Gateway/"
+HANDLE = "/ncbsim.v1.Bureau/Handle"
+Code = grpc.StatusCode
+
+REFUSALS = {
+    Code.INVALID_ARGUMENT,
+    Code.NOT_FOUND,
+    Code.PERMISSION_DENIED,
+    Code.FAILED_PRECONDITION,
+    Code.RESOURCE_EXHAUSTED,
+    Code.ALREADY_EXISTS,
+}
+EXPECTED = {Code.OK, *REFUSALS}
+"""Every call ends in one of these. UNAVAILABLE and DEADLINE_EXCEEDED are not in it: no
+route is missing and no node is down during the run, so either would mean a hung or
+crashed handler. UNKNOWN and INTERNAL would mean an exception escaped a handler."""
+
+SEEN: Counter[tuple[str, str]] = Counter()
+"""(method, status) of every call, printed by the last test as a record of coverage."""
+
+
+@dataclass(frozen=True)
+class Wire:
+    """Raw channels into the running network, and the key material to seal real envelopes."""
+
+    gateway_as_fr: grpc.Channel
+    gateway_as_nl: grpc.Channel
+    node_de_as_gateway: grpc.Channel
+    fr: Identity
+    de: Peer
+    network: Network
+
+
+def _channel(address: str, tls: TlsFiles, peer_name: str) -> grpc.Channel:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls.root, private_key=tls.key, certificate_chain=tls.cert
+    )
+    return grpc.secure_channel(
+        address, credentials, options=[("grpc.ssl_target_name_override", peer_name)]
+    )
+
+
+@pytest.fixture(scope="module")
+def wire(network: Network) -> Iterator[Wire]:
+    pki = PkiDir(network.workdir)
+    now = int(time.time() * 1000)
+    channels = (
+        _channel(network.gateway.address, pki.tls("FR"), GATEWAY_NAME),
+        _channel(network.gateway.address, pki.tls("NL"), GATEWAY_NAME),
+        _channel(network.node("DE").address, pki.tls("gateway"), bureau_dns_name("DE")),
+    )
+    try:
+        yield Wire(
+            *channels,
+            fr=Identity.load(pki, "FR", now_ms=now),
+            de=Directory.from_pki(pki).get("DE"),
+            network=network,
+        )
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def _call(channel: grpc.Channel, method: str, payload: bytes) -> tuple[Code, bytes | None]:
+    """Send ``payload`` as is; the status and the raw response. Asserts the expected set."""
+    rpc = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    try:
+        response: bytes = rpc(payload, timeout=DEADLINE_S)
+        code, result = Code.OK, response
+    except grpc.RpcError as exc:
+        code, result = exc.code(), None  # type: ignore[attr-defined]
+    SEEN[method.rsplit("/", 1)[-1], code.name] += 1
+    assert code in EXPECTED, f"{method} answered {code.name} to {payload[:64].hex()}"
+    return code, result
+
+
+def _seal(wire: Wire, body: query_pb2.QueryRequest) -> envelope.SealedRequest:
+    return seal_query(wire.fr, wire.de, body)
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` with bit flips, truncated, extended, spliced, or replaced by random bytes."""
+    how = draw(st.sampled_from(["flip", "truncate", "extend", "splice", "replace"]))
+    if how == "flip":
+        buf = bytearray(data)
+        for index in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=4)):
+            buf[index] ^= 1 << draw(st.integers(0, 7))
+        return bytes(buf)
+    if how == "truncate":
+        return data[: draw(st.integers(0, len(data) - 1))]
+    if how == "extend":
+        return data + draw(st.binary(min_size=1, max_size=64))
+    if how == "splice":
+        at = draw(st.integers(0, len(data)))
+        return data[:at] + draw(st.binary(max_size=16)) + data[at + draw(st.integers(0, 8)) :]
+    return draw(st.binary(max_size=512))
+
+
+@st.composite
+def _mutated_envelope(draw: st.DrawFn, wire_bytes: bytes) -> bytes:
+    """A valid envelope's wire bytes, mutated as a whole or in one of its three fields."""
+    original = envelope.Envelope.FromString(wire_bytes)
+    part = draw(st.sampled_from(["wire", "header", "sealed", "signature"]))
+    if part == "wire":
+        return draw(_mutated(wire_bytes))
+    fields = {"header": original.header, "sealed": original.sealed, "signature": original.signature}
+    fields[part] = draw(_mutated(fields[part]))
+    return envelope.Envelope(**fields).SerializeToString()
+
+
+TEXT = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=string.ascii_uppercase + string.digits, max_size=12),
+    st.sampled_from(["", "DE", "1980-02-03", "2020-02-30", "X" * 65]),
+    st.text(min_size=2000, max_size=5000),
+)
+QUERIES = st.one_of(
+    st.builds(
+        query_pb2.QueryRequest,
+        document=st.builds(query_pb2.DocumentQuery, number=TEXT, issuer=TEXT),
+    ),
+    st.builds(
+        query_pb2.QueryRequest,
+        person=st.builds(query_pb2.PersonQuery, surname=TEXT, given_names=TEXT, date_of_birth=TEXT),
+    ),
+    st.builds(
+        query_pb2.QueryRequest, vehicle=st.builds(query_pb2.VehicleQuery, vin=TEXT, plate=TEXT)
+    ),
+    st.builds(query_pb2.QueryRequest, fetch=st.builds(query_pb2.FetchQuery, ref=TEXT)),
+    st.just(query_pb2.QueryRequest()),  # no query at all
+)
+
+NOW_MS = int(time.time() * 1000)
+HEADERS = st.builds(
+    envelope_pb2.Header,
+    version=st.sampled_from([0, 1, 1, 1, 2]),
+    message_id=st.one_of(st.binary(min_size=16, max_size=16), st.binary(max_size=20)),
+    sender=st.sampled_from(["FR", "FR", "FR", "DE", "", "fr"]),
+    recipient=st.sampled_from(["DE", "DE", "DE", "IT", "NL", "FR", "ZZ", "", "de"]),
+    kind=st.sampled_from([1, 1, 1, 0, 2, 7]),
+    issued_at_ms=st.integers(NOW_MS - 120_000, NOW_MS + 120_000),
+    expires_at_ms=st.integers(NOW_MS, NOW_MS + 600_000),
+    correlation_id=st.binary(max_size=16),
+    sender_key_id=st.binary(min_size=8, max_size=8),
+    recipient_key_id=st.binary(min_size=8, max_size=8),
+)
+"""Headers that look valid. ``issued``/``expires`` are drawn around the module's import
+time; whether one is still valid when sent does not matter, only the status set does."""
+
+
+# ----------------------------------------------------------------------------- gateway
+
+
+@pytest.mark.attack(
+    "random bytes to every Gateway RPC, as an authenticated bureau",
+    adversary="rogue bureau",
+    expect="INVALID_ARGUMENT (undecodable) or a refusal; never INTERNAL/UNKNOWN; no crash",
+)
+@settings(max_examples=120)
+@given(
+    st.sampled_from(["Query", "MultiQuery", "GetDirectory", "Routes"]),
+    st.binary(max_size=2048),
+)
+def test_gateway_rpcs_survive_random_bytes(wire: Wire, method: str, payload: bytes) -> None:
+    """Any bytes get an expected status; an undecodable request is INVALID_ARGUMENT."""
+    code, _ = _call(wire.gateway_as_fr, GATEWAY + method, payload)
+    undecodable = {
+        "Query": envelope.Envelope,
+        "MultiQuery": gateway_pb2.MultiQueryRequest,
+        "GetDirectory": gateway_pb2.DirectoryRequest,
+        "Routes": gateway_pb2.RoutesRequest,
+    }[method]
+    try:
+        undecodable.FromString(payload)
+    except DecodeError:
+        assert code == Code.INVALID_ARGUMENT
+
+
+@pytest.mark.attack(
+    "mutated valid envelopes to Gateway Query and MultiQuery",
+    adversary="rogue bureau",
+    expect="INVALID_ARGUMENT/PERMISSION_DENIED/NOT_FOUND, or relayed and refused by the node",
+)
+@settings(max_examples=80)
+@given(st.data())
+def test_gateway_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> None:
+    """A mutated envelope is refused or relayed; MultiQuery reports every delivery."""
+    query = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
+    raw = data.draw(_mutated_envelope(_seal(wire, query).envelope.SerializeToString()))
+    if data.draw(st.booleans()):
+        _call(wire.gateway_as_fr, GATEWAY + "Query", raw)
+        return
+    multi = b"\x0a" + _varint(len(raw)) + raw  # MultiQueryRequest.envelopes[0], by hand
+    code, reply = _call(wire.gateway_as_fr, GATEWAY + "MultiQuery", multi)
+    if code == Code.OK:
+        assert reply is not None
+        for delivery in gateway_pb2.MultiQueryReply.FromString(reply).deliveries:
+            assert delivery.status != gateway_pb2.DELIVERY_STATUS_NO_ANSWER, delivery.detail
+            if delivery.status == gateway_pb2.DELIVERY_STATUS_REFUSED:
+                assert Code[delivery.detail] in REFUSALS
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.attack(
+    "properly sealed and signed queries with random field values",
+    adversary="rogue bureau",
+    expect="OK with a verifiable QueryResponse (hits, record, not_found or error)",
+)
+@settings(max_examples=60)
+@given(QUERIES)
+def test_sealed_random_queries_are_answered(wire: Wire, query: query_pb2.QueryRequest) -> None:
+    """Through the gateway, DE answers any well-sealed query; the answer verifies and opens."""
+    sealed = _seal(wire, query)
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    assert code == Code.OK
+    assert raw is not None
+    answer = open_answer(sealed, envelope.Envelope.FromString(raw), wire.de)
+    assert answer.response is not None, answer.detail
+    assert answer.response.WhichOneof("result") in ("hits", "record", "not_found", "error")
+
+
+@pytest.mark.attack(
+    "properly sealed and signed envelopes whose body is random bytes",
+    adversary="rogue bureau",
+    expect="INVALID_ARGUMENT (envelope rejected), never INTERNAL",
+)
+@settings(max_examples=40)
+@given(st.binary(max_size=600))
+def test_sealed_random_bodies_are_refused(wire: Wire, body: bytes) -> None:
+    """A verified envelope whose body is no usable QueryRequest is refused, not crashed on."""
+    key, _ = envelope.new_response_key()
+    sealed = envelope.seal_request(body, sender=wire.fr, recipient=wire.de, response_key=key)
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    try:
+        request = query_pb2.QueryRequest.FromString(body)
+        usable = len(request.response_key) == 32
+    except DecodeError:
+        usable = False
+    assert code == (Code.OK if usable else Code.INVALID_ARGUMENT)
+    assert (raw is not None) == usable
+
+
+@pytest.mark.attack(
+    "valid-looking random headers, sealed to DE and signed with FR's real key",
+    adversary="rogue bureau",
+    expect="PERMISSION_DENIED/NOT_FOUND/INVALID_ARGUMENT at the gateway, or a node refusal",
+)
+@settings(max_examples=60)
+@given(HEADERS, QUERIES)
+def test_signed_random_headers_get_expected_statuses(
+    wire: Wire, header: envelope_pb2.Header, query: query_pb2.QueryRequest
+) -> None:
+    """Sealed and signed with real keys, a header with random fields is checked, not crashed on."""
+    _, public = envelope.new_response_key()
+    body = query_pb2.QueryRequest()
+    body.CopyFrom(query)
+    body.response_key = public
+    raw = header.SerializeToString()
+    sealed = _crypto.hpke_seal(
+        wire.de.encryption_key,
+        info=envelope.REQUEST_INFO,
+        aad=raw,
+        plaintext=body.SerializeToString(),
+    )
+    signature = _crypto.ed25519_sign(
+        wire.fr.signing_key,
+        envelope.SIGNATURE_CONTEXT + len(raw).to_bytes(4, "big") + raw + sealed,
+    )
+    env = envelope.Envelope(header=raw, sealed=sealed, signature=signature)
+    code, _ = _call(wire.gateway_as_fr, GATEWAY + "Query", env.SerializeToString())
+    if header.sender != "FR":
+        assert code == Code.PERMISSION_DENIED
+
+
+# ----------------------------------------------------------------------------- node
+
+
+@pytest.mark.attack(
+    "random bytes to a node's Bureau/Handle with the gateway's certificate",
+    adversary="malicious gateway",
+    expect="INVALID_ARGUMENT (envelope rejected), never INTERNAL/UNKNOWN; node stays up",
+)
+@settings(max_examples=100)
+@given(st.binary(max_size=2048))
+def test_node_handle_survives_random_bytes(wire: Wire, payload: bytes) -> None:
+    """Random bytes from the gateway are refused as INVALID_ARGUMENT."""
+    code, _ = _call(wire.node_de_as_gateway, HANDLE, payload)
+    assert code == Code.INVALID_ARGUMENT
+
+
+@pytest.mark.attack(
+    "mutated valid envelopes to a node's Bureau/Handle with the gateway's certificate",
+    adversary="malicious gateway",
+    expect="INVALID_ARGUMENT, or OK/ALREADY_EXISTS only when the three fields are intact",
+)
+@settings(max_examples=80)
+@given(st.data())
+def test_node_handle_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> None:
+    """A node answers a mutated envelope only if header, sealed and signature are intact."""
+    query = query_pb2.QueryRequest(vehicle=query_pb2.VehicleQuery(plate="AB-123-CD"))
+    sealed = _seal(wire, query)
+    raw = data.draw(_mutated_envelope(sealed.envelope.SerializeToString()))
+    code, _ = _call(wire.node_de_as_gateway, HANDLE, raw)
+    try:
+        received = envelope.Envelope.FromString(raw)
+    except DecodeError:
+        assert code == Code.INVALID_ARGUMENT
+        return
+    intact = (received.header, received.sealed, received.signature) == (
+        sealed.envelope.header,
+        sealed.envelope.sealed,
+        sealed.envelope.signature,
+    )
+    assert code == (Code.OK if intact else Code.INVALID_ARGUMENT)
+
+
+# ----------------------------------------------------------------------------- register
+
+
+@pytest.mark.attack(
+    "random Register requests from an authenticated bureau",
+    adversary="rogue bureau",
+    expect="INVALID_ARGUMENT for undecodable requests or bad addresses; the route is re-registered",
+)
+@settings(max_examples=60)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            gateway_pb2.RegisterRequest,
+            address=st.one_of(
+                st.text(max_size=60),
+                st.sampled_from(
+                    [
+                        *("", ":", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "a:-1"),
+                        *("127.0.0.1:1", "[::1]:1", "\x00:1", "a b:1", "[:1", "é:1"),
+                        *("unix:/nonexistent:1", "dns:///localhost:1", "ipv4:127.0.0.1:1"),
+                    ]
+                ),
+            ),
+        ).map(lambda r: r.SerializeToString()),
+    )
+)
+def test_register_survives_random_requests(wire: Wire, payload: bytes) -> None:
+    """Register answers OK or INVALID_ARGUMENT; the test restores NL's route afterwards."""
+    code, _ = _call(wire.gateway_as_nl, GATEWAY + "Register", payload)
+    assert code in (Code.OK, Code.INVALID_ARGUMENT)
+
+
+def test_network_survives_the_fuzzing(wire: Wire) -> None:
+    """Afterwards every process lives, queries are answered correctly, no log has a traceback."""
+    net = wire.network
+    register = gateway_pb2.RegisterRequest(address=net.node("NL").address).SerializeToString()
+    assert _call(wire.gateway_as_nl, GATEWAY + "Register", register)[0] == Code.OK
+    assert all(alive(proc.pid) for proc in net.procs), net.procs
+
+    store = RecordStore(db_path(net.workdir, "DE"))
+    try:
+        doc = store.sample("document", 1, random.Random(4))[0]
+    finally:
+        store.close()
+    sealed = _seal(
+        wire,
+        query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
+    )
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    assert code == Code.OK
+    assert raw is not None
+    answer = open_answer(sealed, envelope.Envelope.FromString(raw), wire.de)
+    assert [m.ref for m in answer.matches] == [doc.ref]
+
+    for proc in net.procs:
+        text = Path(proc.log).read_text(errors="replace")
+        assert "Traceback" not in text, f"{proc.role} {proc.bureau or ''} logged a traceback"
+    print(sorted(SEEN.items()))  # the statuses seen, shown with -s
