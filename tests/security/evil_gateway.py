@@ -1,0 +1,668 @@
+"""A compromised gateway: the network's real gateway program, misbehaving on purpose.
+
+It is the real :class:`gateway.server.GatewayService`, started the way ``ncbsim gateway``
+starts it, with the gateway's own mTLS certificate from the PKI directory: the nodes
+and bureaus talk to it exactly as they talk to the honest gateway. Only the RPCs are
+wrapped. What it does is read from a JSON *mode file* on every call, so one running
+network serves every attack::
+
+    python tests/security/evil_gateway.py --dir PKI --listen 127.0.0.1:0 \\
+        --audit PATH --ready-file PATH --mode-file PATH --events PATH --capture PATH
+
+Mode file: ``{"mode": NAME, "variant": V, "target": "DE", "to": "NL", "source": "IT",
+"as": "ES", "swap": {"bureau": "DE", "key": "encryption", "how": "altered",
+"source": "NL"}}``. Only envelopes addressed to ``target`` are attacked; every other
+call is served honestly. Modes:
+
+``honest``
+    the real gateway, unchanged (it still records what it relays, see below).
+``swap-key``
+    GetDirectory serves ``swap.bureau``'s entry with a substituted key (``swap.key``:
+    ``encryption`` or ``signing``), ``swap.how``: ``altered`` (entry bytes changed
+    under the root's original signature), ``fake-root`` (re-signed by a root this
+    process generated), ``relabel`` (``swap.source``'s valid entry with its bureau code
+    changed), ``substitute`` (``swap.source``'s valid entry, unchanged) or ``stale``
+    (``swap.entry``, hex: an older root-signed entry it kept). ``swap`` applies in
+    every mode, and so does ``"withhold_revocations": true`` (GetDirectory replies
+    without the root's revocation list); queries are relayed honestly.
+``alter-request`` / ``alter-response``
+    flip one bit of the sealed body, the header (a byte of the correlation id) or the
+    signature (``variant``: ``body``, ``header``, ``signature``) on the way to the
+    node, or on the node's answer on the way back.
+``replay-response``
+    answer with a response captured earlier instead of forwarding: ``same`` (the last
+    one the target sent this caller) or ``other`` (the last one it sent ``source``).
+``replay-request``
+    forward the same request twice; the caller gets the first answer.
+``reroute``
+    forward the query to ``to``'s node: ``forward`` unchanged, or ``rewrite`` with the
+    header's recipient rewritten to ``to``.
+``forge``
+    answer itself with a fabricated "no hit": ``unsigned``, ``own-key`` (signed with
+    this process's Ed25519 key under the target's key id) or ``splice`` (a genuine
+    earlier response of the target, its correlation id rewritten to the new query); or
+    ``reflect`` the query back as its own answer.
+``forge-request``
+    send the target, instead of the caller's query, a query it made up as bureau
+    ``as``, signed with its own key (combine with ``swap`` on ``as`` to offer the node
+    a substituted signing key), or with ``"leaked": true`` with ``as``'s own keys, as
+    stolen by an accomplice (read from the PKI directory to stand for the leak).
+``mix-deliveries`` (MultiQuery)
+    ``omit`` the target from the merged reply, or ``swap`` its answer with another
+    bureau's, each delivery still labelled with its own bureau.
+``hide-route``
+    Routes leaves the target out, so a query to ALL never includes it.
+``drop``
+    ``hang`` (forward, discard the answer, hold the call past the caller's deadline),
+    ``silent`` (hold the call without forwarding) or ``unavailable`` (UNAVAILABLE).
+
+It records metadata only (ids, parties, key ids, what it did) as JSON lines in
+``--events``, and every response it relays, as the opaque envelope bytes an attacker
+would capture, in ``--capture``. It writes no plaintext, and it can open nothing
+unless a requester sealed a query to its own key (it tries, and records only whether
+it could: the suite checks that this never happens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import grpc
+import structlog
+from google.protobuf.message import DecodeError, Message
+
+from gateway import server as gateway_server
+from gateway.audit import AuditLog
+from gateway.router import Router
+from gateway.server import GatewayService
+from ncbsim import _crypto, envelope, transport
+from ncbsim import log as logsetup
+from ncbsim.config import GatewayConfig
+from ncbsim.directory import verify_entry
+from ncbsim.errors import EnvelopeError, RoutingError
+from ncbsim.identity import Identity
+from ncbsim.pki import PkiDir, sign_entry
+from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
+from ncbsim.v1 import directory_pb2, envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+
+log = structlog.get_logger()
+
+_NO_ANSWER = {
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+}
+_Result = tuple[envelope.Envelope | None, grpc.StatusCode, str]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What to do now, as read from the mode file."""
+
+    name: str = "honest"
+    variant: str = ""
+    target: str = ""
+    to: str = ""
+    source: str = ""
+    as_: str = ""
+    swap: dict[str, str] = field(default_factory=dict)
+    withhold_revocations: bool = False
+    leaked: bool = False
+
+    @classmethod
+    def read(cls, path: Path | None) -> Mode:
+        if path is None:
+            return cls()
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        return cls(
+            name=str(data.get("mode", "honest")),
+            variant=str(data.get("variant", "")),
+            target=str(data.get("target", "")),
+            to=str(data.get("to", "")),
+            source=str(data.get("source", "")),
+            as_=str(data.get("as", "")),
+            swap={str(k): str(v) for k, v in dict(data.get("swap") or {}).items()},
+            withhold_revocations=bool(data.get("withhold_revocations", False)),
+            leaked=bool(data.get("leaked", False)),
+        )
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _parsed(request: object, message: type[_M]) -> _M | None:
+    """The request as ``message``: the real gateway may take its requests as raw bytes
+    (and parse them itself) or parsed by gRPC; the attacks work on either."""
+    if isinstance(request, message):
+        return request
+    if isinstance(request, bytes):
+        try:
+            return message.FromString(request)
+        except DecodeError:
+            return None
+    return None
+
+
+def _flip(data: bytes, index: int) -> bytes:
+    out = bytearray(data)
+    out[index % len(out)] ^= 0x01
+    return bytes(out)
+
+
+def _tamper(item: envelope.Envelope, variant: str) -> envelope.Envelope:
+    """A copy of ``item`` with one bit flipped where ``variant`` says."""
+    header, sealed, signature = item.header, item.sealed, item.signature
+    if variant == "body":
+        sealed = _flip(sealed, len(sealed) // 2)
+    elif variant == "header":
+        # A byte of the correlation id: still a well-formed header, so only the
+        # signature and the AEAD can tell.
+        correlation = envelope_pb2.Header.FromString(header).correlation_id
+        header = _flip(header, header.find(correlation))
+    elif variant == "signature":
+        signature = _flip(signature, 0)
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+    return envelope.Envelope(header=header, sealed=sealed, signature=signature)
+
+
+class EvilGateway(GatewayService):
+    """The real gateway service with every RPC wrapped by an attack."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        router: Router,
+        audit: AuditLog,
+        *,
+        mode_file: Path | None,
+        events: Path | None,
+        capture: Path | None,
+    ) -> None:
+        super().__init__(config, router, audit)
+        self._pki_dir = config.pki
+        self._evil_router = router
+        self._mode_file = mode_file
+        self._events = events
+        self._capture_file = capture
+        self._default_s = config.default_deadline_ms / 1000
+        # The attacker's own key material: it has no other bureau's private keys.
+        self.signing = _crypto.ed25519_generate()
+        self.encryption = _crypto.x25519_generate()
+        self.fake_root = _crypto.ecdsa_generate()
+        self.signing_id = _crypto.key_id(bytes(self.signing.verify_key))
+        self.encryption_id = _crypto.key_id(_crypto.x25519_public_bytes(self.encryption))
+        self._captured: dict[tuple[str, str], list[envelope.Envelope]] = {}
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def _event(self, **fields: object) -> None:
+        """One JSON line of metadata about what was done (never a payload)."""
+        log.info("evil", **fields)
+        if self._events is None:
+            return
+        with self._events.open("a") as out:
+            out.write(json.dumps({"at_ms": int(time.time() * 1000), **fields}) + "\n")
+
+    def _capture(self, header: envelope.Header, response: envelope.Envelope) -> None:
+        """Keep a relayed response, as an attacker on the path would, for replays."""
+        self._captured.setdefault((header.sender, header.recipient), []).append(response)
+        if self._capture_file is not None:
+            with self._capture_file.open("a") as out:
+                record = {
+                    "requester": header.sender,
+                    "bureau": header.recipient,
+                    "request": header.message_hex,
+                    "response": response.SerializeToString().hex(),
+                }
+                out.write(json.dumps(record) + "\n")
+
+    def _sealed_to_attacker(self, header: envelope.Header, item: envelope.Envelope) -> bool:
+        """Whether a requester sealed a query to our key; if so, see if we can open it."""
+        if header.recipient_key_id != self.encryption_id:
+            return False
+        try:
+            _crypto.hpke_open(
+                self.encryption, info=envelope.REQUEST_INFO, aad=item.header, sealed=item.sealed
+            )
+            opened = True
+        except _crypto.CryptoFailure:
+            opened = False
+        self._event(action="sealed-to-attacker", message_id=header.message_hex, opened=opened)
+        return True
+
+    def _entry_bytes(self, bureau: str) -> bytes:
+        return self._pki_dir.entry_path(bureau).read_bytes()
+
+    # ------------------------------------------------------------ directory
+
+    def _swapped(self, swap: dict[str, str]) -> directory_pb2.SignedDirectoryEntry:
+        """``swap['bureau']``'s entry, substituted the way ``swap['how']`` says."""
+        bureau, how = swap["bureau"], swap.get("how", "altered")
+        key = swap.get("key", "encryption")
+        if how == "stale":  # an older entry it recorded earlier, still root-signed
+            return directory_pb2.SignedDirectoryEntry.FromString(bytes.fromhex(swap["entry"]))
+        if how in {"relabel", "substitute"}:
+            outer = directory_pb2.SignedDirectoryEntry.FromString(self._entry_bytes(swap["source"]))
+            if how == "substitute":
+                return outer
+            entry = directory_pb2.DirectoryEntry.FromString(outer.entry)
+            entry.bureau = bureau
+            return directory_pb2.SignedDirectoryEntry(
+                entry=entry.SerializeToString(), signature=outer.signature
+            )
+        outer = directory_pb2.SignedDirectoryEntry.FromString(self._entry_bytes(bureau))
+        entry = directory_pb2.DirectoryEntry.FromString(outer.entry)
+        if key == "signing":
+            entry.signing_key = bytes(self.signing.verify_key)
+        else:
+            entry.encryption_key = _crypto.x25519_public_bytes(self.encryption)
+        if how == "fake-root":
+            return directory_pb2.SignedDirectoryEntry.FromString(sign_entry(self.fake_root, entry))
+        if how != "altered":
+            raise ValueError(f"unknown swap {how!r}")
+        return directory_pb2.SignedDirectoryEntry(
+            entry=entry.SerializeToString(), signature=outer.signature
+        )
+
+    async def GetDirectory(  # noqa: N802 - gRPC method name
+        self, request: object, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.Directory:
+        reply: gateway_pb2.Directory = await super().GetDirectory(cast(Any, request), context)
+        asked = _parsed(request, gateway_pb2.DirectoryRequest)
+        mode = Mode.read(self._mode_file)
+        swap = mode.swap
+        swapped = ""
+        withheld = False
+        if mode.withhold_revocations and "revocations" in reply.DESCRIPTOR.fields_by_name:
+            withheld = reply.HasField("revocations")
+            reply.ClearField("revocations")
+            # ...and serve the revoked entries the honest gateway leaves out, straight
+            # from the PKI folder: they are still root-signed and in date.
+            served = {
+                directory_pb2.DirectoryEntry.FromString(e.entry).bureau for e in reply.entries
+            }
+            pkidir = self._config.pki
+            for code in list(asked.bureaus) if asked is not None and asked.bureaus else []:
+                path = pkidir.directory / f"{code}.entry"
+                if code not in served and path.exists():
+                    reply.entries.append(
+                        directory_pb2.SignedDirectoryEntry.FromString(path.read_bytes())
+                    )
+        if swap:
+            for item in reply.entries:
+                try:
+                    bureau = directory_pb2.DirectoryEntry.FromString(item.entry).bureau
+                except DecodeError:
+                    continue
+                if bureau == swap["bureau"]:
+                    item.CopyFrom(self._swapped(swap))
+                    swapped = bureau
+        self._event(
+            rpc="GetDirectory",
+            peer=transport.peer_bureau(context) or "",
+            asked=list(asked.bureaus) if asked is not None else [],
+            swapped=swapped,
+            how=swap.get("how", "") if swapped else "",
+            withheld_revocations=withheld,
+        )
+        return reply
+
+    # ------------------------------------------------------------ queries
+
+    async def _forward(self, bureau: str, item: envelope.Envelope, timeout: float) -> _Result:
+        try:
+            route = self._evil_router.get(bureau)
+        except RoutingError:
+            return None, grpc.StatusCode.UNAVAILABLE, f"bureau {bureau} has no registered node"
+        try:
+            response: envelope.Envelope = await route.stub.Handle(item, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            return None, code, f"no answer from {bureau}" if code in _NO_ANSWER else code.name
+        return response, grpc.StatusCode.OK, ""
+
+    def _forged_response(self, header: envelope.Header, variant: str) -> envelope.Envelope | None:
+        """A made-up answer "from" the target, the best a gateway without keys can do."""
+        if variant == "splice":
+            earlier = self._captured.get((header.sender, header.recipient))
+            if not earlier:
+                return None
+            genuine = earlier[-1]
+            fields = envelope_pb2.Header.FromString(genuine.header)
+            fields.correlation_id = header.message_id
+            fields.issued_at_ms = int(time.time() * 1000)
+            fields.expires_at_ms = fields.issued_at_ms + envelope.DEFAULT_TTL_MS
+            return envelope.Envelope(
+                header=fields.SerializeToString(),
+                sealed=genuine.sealed,
+                signature=genuine.signature,
+            )
+        target = verify_entry(
+            self._pki_dir.root_public_key(),
+            self._entry_bytes(header.recipient),
+            now_ms=int(time.time() * 1000),
+        )
+        # It cannot read the query's response key, so it seals to a key of its own.
+        guess = _crypto.x25519_generate()
+        now = int(time.time() * 1000)
+        raw = envelope_pb2.Header(
+            version=envelope.VERSION,
+            message_id=os.urandom(envelope.MESSAGE_ID_LEN),
+            sender=header.recipient,
+            recipient=header.sender,
+            kind=envelope_pb2.MESSAGE_KIND_QUERY_RESPONSE,
+            issued_at_ms=now,
+            expires_at_ms=now + envelope.DEFAULT_TTL_MS,
+            correlation_id=header.message_id,
+            sender_key_id=target.signing_key_id,
+            recipient_key_id=_crypto.key_id(_crypto.x25519_public_bytes(guess)),
+        ).SerializeToString()
+        no_hit = query_pb2.QueryResponse(hits=query_pb2.Hits()).SerializeToString()
+        sealed = _crypto.hpke_seal(
+            guess.public_key(),
+            info=envelope.RESPONSE_INFO + header.message_id,
+            aad=raw,
+            plaintext=no_hit,
+        )
+        if variant == "unsigned":
+            signature = b""
+        elif variant == "own-key":
+            signed = envelope.SIGNATURE_CONTEXT + len(raw).to_bytes(4, "big") + raw + sealed
+            signature = _crypto.ed25519_sign(self.signing, signed)
+        else:
+            raise ValueError(f"unknown variant {variant!r}")
+        return envelope.Envelope(header=raw, sealed=sealed, signature=signature)
+
+    def _forged_request(self, mode: Mode, target: str) -> envelope.SealedRequest:
+        """A query made up by the gateway as bureau ``mode.as_``, signed with its own key."""
+        peer = verify_entry(
+            self._pki_dir.root_public_key(),
+            self._entry_bytes(target),
+            now_ms=int(time.time() * 1000),
+        )
+        key, public = envelope.new_response_key()
+        body = query_pb2.QueryRequest(
+            response_key=public,
+            document=query_pb2.DocumentQuery(number="P0000000", issuer=target),
+        )
+        signing, encryption = self.signing, self.encryption
+        if mode.leaked:  # colluding with whoever stole the bureau's (since revoked) keys
+            folder = self._pki_dir.party(mode.as_)
+            signing = _crypto.signing_key_from_pem((folder / "signing.key").read_bytes())
+            encryption = _crypto.x25519_from_pem((folder / "encryption.key").read_bytes())
+        return envelope.seal_request(
+            body.SerializeToString(),
+            sender=Identity.from_keys(mode.as_, signing, encryption),
+            recipient=peer,
+            response_key=key,
+        )
+
+    async def _attack(
+        self, mode: Mode, header: envelope.Header, item: envelope.Envelope, timeout: float
+    ) -> _Result:
+        """Do to one envelope addressed to ``mode.target`` what ``mode`` says."""
+        name, variant = mode.name, mode.variant
+        ids = {"mode": name, "variant": variant, "message_id": header.message_hex}
+        if name == "alter-request":
+            self._event(action="altered-request", **ids)
+            return await self._forward(header.recipient, _tamper(item, variant), timeout)
+        if name == "alter-response":
+            response, code, detail = await self._forward(header.recipient, item, timeout)
+            self._event(action="altered-response", status=code.name, **ids)
+            return (_tamper(response, variant) if response else None), code, detail
+        if name == "replay-response":
+            owner = header.sender if variant == "same" else mode.source
+            earlier = self._captured.get((owner, header.recipient))
+            if not earlier:
+                return None, grpc.StatusCode.FAILED_PRECONDITION, "nothing captured to replay"
+            self._event(action="replayed-response", captured_for=owner, **ids)
+            return earlier[-1], grpc.StatusCode.OK, ""
+        if name == "replay-request":
+            first = await self._forward(header.recipient, item, timeout)
+            _, again, detail = await self._forward(header.recipient, item, timeout)
+            self._event(action="replayed-request", first=first[1].name, second=again.name, **ids)
+            return first
+        if name == "reroute":
+            sent = item
+            if variant == "rewrite":
+                fields = envelope_pb2.Header.FromString(item.header)
+                fields.recipient = mode.to
+                sent = envelope.Envelope(
+                    header=fields.SerializeToString(), sealed=item.sealed, signature=item.signature
+                )
+            result = await self._forward(mode.to, sent, timeout)
+            self._event(action="rerouted", to=mode.to, status=result[1].name, **ids)
+            return result
+        if name == "forge":
+            forged = item if variant == "reflect" else self._forged_response(header, variant)
+            if forged is None:
+                return None, grpc.StatusCode.FAILED_PRECONDITION, "nothing captured to splice"
+            self._event(action="forged-response", **ids)
+            return forged, grpc.StatusCode.OK, ""
+        if name == "forge-request":
+            sealed = self._forged_request(mode, header.recipient)
+            result = await self._forward(header.recipient, sealed.envelope, timeout)
+            self._event(
+                action="forged-request",
+                forged_as=mode.as_,
+                forged_message_id=sealed.header.message_hex,
+                status=result[1].name,
+                **ids,
+            )
+            return result
+        if name == "drop":
+            self._event(action="dropped", **ids)
+            if variant == "unavailable":
+                return None, grpc.StatusCode.UNAVAILABLE, f"no answer from {header.recipient}"
+            if variant == "hang":
+                await self._forward(header.recipient, item, timeout)
+            await asyncio.sleep(timeout + 5)  # past the caller's deadline
+            return None, grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer from {header.recipient}"
+        # swap-key and anything unknown: relay honestly (a swap acts in GetDirectory).
+        result = await self._forward(header.recipient, item, timeout)
+        if result[0] is not None:
+            self._capture(header, result[0])
+        return result
+
+    def _remaining(self, context: grpc.aio.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        budget = self._default_s if remaining is None else min(self._default_s, remaining)
+        return max(budget - 0.05, 0.001)
+
+    def _targeted(
+        self, mode: Mode, peer: str | None, item: envelope.Envelope | None
+    ) -> envelope.Header | None:
+        """The header of an admissible envelope this mode attacks, else None."""
+        if item is None:
+            return None
+        try:
+            header = envelope.unverified_header(item)
+        except EnvelopeError:
+            return None
+        self._event(action="received", **_meta(header))
+        self._sealed_to_attacker(header, item)
+        if mode.name in {"honest", "swap-key"} or header.recipient != mode.target:
+            return None
+        if peer is None or header.sender != peer or header.kind != envelope.QUERY_REQUEST:
+            return None
+        return header
+
+    async def Query(  # noqa: N802 - gRPC method name
+        self, request: object, context: grpc.aio.ServicerContext
+    ) -> envelope.Envelope:
+        mode = Mode.read(self._mode_file)
+        item = _parsed(request, envelope.Envelope)
+        header = self._targeted(mode, transport.peer_bureau(context), item)
+        if item is None or header is None:
+            response: envelope.Envelope = await super().Query(cast(Any, request), context)
+            if item is not None:  # admitted by the real gateway, so the header parses
+                relayed = envelope.unverified_header(item)
+                self._capture(relayed, response)
+                self._event(rpc="Query", mode=mode.name, action="relayed", **_meta(relayed))
+            return response
+        self._event(rpc="Query", **_meta(header))
+        response_or_none, code, detail = await self._attack(
+            mode, header, item, self._remaining(context)
+        )
+        if response_or_none is None:
+            await abort(context, code, detail)
+        return response_or_none
+
+    async def MultiQuery(  # noqa: N802 - gRPC method name
+        self, request: object, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.MultiQueryReply:
+        mode = Mode.read(self._mode_file)
+        peer = transport.peer_bureau(context)
+        parsed = _parsed(request, gateway_pb2.MultiQueryRequest)
+        envelopes = list(parsed.envelopes) if parsed is not None else []
+        targeted = [self._targeted(mode, peer, item) for item in envelopes]
+        if not any(targeted):
+            reply: gateway_pb2.MultiQueryReply = await super().MultiQuery(
+                cast(Any, request), context
+            )
+            return reply
+        timeout = self._remaining(context)
+
+        async def one(item: envelope.Envelope, header: envelope.Header | None) -> Any:
+            if header is None:
+                parsed = envelope.unverified_header(item)
+                self._event(rpc="MultiQuery", action="relayed", **_meta(parsed))
+                result = await self._forward(parsed.recipient, item, timeout)
+                bureau = parsed.recipient
+            else:
+                self._event(rpc="MultiQuery", **_meta(header))
+                result = await self._attack(mode, header, item, timeout)
+                bureau = header.recipient
+            response, code, detail = result
+            delivery = gateway_pb2.Delivery(bureau=bureau)
+            if response is not None:
+                delivery.status = gateway_pb2.DELIVERY_STATUS_DELIVERED
+                delivery.response.CopyFrom(response)
+            elif code in _NO_ANSWER:
+                delivery.status = gateway_pb2.DELIVERY_STATUS_NO_ANSWER
+                delivery.detail = code.name
+            else:
+                delivery.status = gateway_pb2.DELIVERY_STATUS_REFUSED
+                delivery.detail = detail or code.name
+            return delivery
+
+        deliveries = list(
+            await asyncio.gather(
+                *(one(item, header) for item, header in zip(envelopes, targeted, strict=True))
+            )
+        )
+        if mode.name == "mix-deliveries":
+            deliveries = self._mixed(deliveries, mode)
+        return gateway_pb2.MultiQueryReply(deliveries=deliveries)
+
+    def _mixed(self, deliveries: list[Any], mode: Mode) -> list[Any]:
+        """The merged reply, rearranged: ``omit`` the target, or ``swap`` its answer with
+        another bureau's (each still labelled with its own bureau)."""
+        target = [d for d in deliveries if d.bureau == mode.target]
+        others = [d for d in deliveries if d.bureau != mode.target]
+        self._event(action="mixed-deliveries", variant=mode.variant, target=mode.target)
+        if mode.variant == "omit":
+            return others
+        if mode.variant == "swap" and target and others:
+            mine = envelope.Envelope()
+            mine.CopyFrom(target[0].response)
+            target[0].response.CopyFrom(others[0].response)
+            others[0].response.CopyFrom(mine)
+        return deliveries
+
+    async def Routes(  # noqa: N802 - gRPC method name
+        self, request: object, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RoutesReply:
+        reply: gateway_pb2.RoutesReply = await super().Routes(cast(Any, request), context)
+        mode = Mode.read(self._mode_file)
+        if mode.name == "hide-route" and mode.target in reply.bureaus:
+            kept = [b for b in reply.bureaus if b != mode.target]
+            del reply.bureaus[:]
+            reply.bureaus.extend(kept)
+            self._event(rpc="Routes", action="hid-route", target=mode.target)
+        return reply
+
+
+def _meta(header: envelope.Header) -> dict[str, str]:
+    return {
+        "sender": header.sender,
+        "recipient": header.recipient,
+        "message_id": header.message_hex,
+        "recipient_key_id": header.recipient_key_id.hex(),
+    }
+
+
+async def serve(config: GatewayConfig, args: argparse.Namespace) -> None:
+    """Run the compromised gateway until SIGINT or SIGTERM (as gateway.server.serve)."""
+    tls = config.pki.tls("gateway")
+    router = Router(tls)
+    audit = AuditLog(config.audit_path)
+    service = EvilGateway(
+        config,
+        router,
+        audit,
+        mode_file=args.mode_file,
+        events=args.events,
+        capture=args.capture,
+    )
+    # Registered the way the real gateway registers itself (raw requests, if it does).
+    add = getattr(gateway_server, "add_to_server", None)
+    if add is None:
+        add = gateway_pb2_grpc.add_GatewayServicer_to_server
+    served = await start_server(
+        tls,
+        config.listen,
+        [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name],
+        register=lambda server: add(service, server),
+    )
+    log.info("evil_gateway_listening", address=served.address)
+    await served.set_serving(True)
+    write_ready_file(
+        config.ready_file,
+        role="evil-gateway",
+        address=served.address,
+        attacker_signing_key_id=service.signing_id.hex(),
+        attacker_encryption_key_id=service.encryption_id.hex(),
+    )
+    try:
+        await wait_for_shutdown()
+    finally:
+        await served.server.stop(grace=1)
+        await router.close()
+        audit.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dir", type=Path, required=True, help="PKI directory")
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--audit", type=Path, required=True)
+    parser.add_argument("--ready-file", type=Path, required=True)
+    parser.add_argument("--mode-file", type=Path)
+    parser.add_argument("--events", type=Path, help="JSON lines: what it did (metadata)")
+    parser.add_argument("--capture", type=Path, help="JSON lines: responses it relayed")
+    args = parser.parse_args(argv)
+    logsetup.configure("info", role="evil-gateway")
+    config = GatewayConfig(
+        pki=PkiDir(args.dir),
+        listen=args.listen,
+        audit_path=args.audit,
+        ready_file=args.ready_file,
+    )
+    asyncio.run(serve(config, args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
