@@ -7,10 +7,10 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -64,9 +64,53 @@ async def start_server(
     return Served(server=server, address=f"{host}:{port}", health=health_servicer)
 
 
-async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, detail: str) -> NoReturn:
-    """End the RPC with ``code`` and a client-safe ``detail``; never returns."""
-    await context.abort(code, detail)
+class _Captured:
+    """Stands in for a server to record what a generated ``add_*Servicer_to_server`` adds."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.handlers: Mapping[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Any]) -> None:
+        self.service, self.handlers = service, handlers
+
+
+def add_raw_servicer(
+    server: grpc.aio.Server, add_to_server: Callable[[Any, Any], None], servicer: object
+) -> list[str]:
+    """Register ``servicer`` so that each of its RPCs receives the request as raw bytes.
+
+    ``add_to_server`` is the generated ``add_XServicer_to_server``: it stays the source of
+    the service's name, its methods and their response serializers. Only the request
+    deserializer is dropped, so a request that is not a valid protobuf reaches the
+    handler, which parses it and answers INVALID_ARGUMENT (and audits it) instead of
+    gRPC answering UNKNOWN with the parser's exception text. The handler still parses
+    each request exactly once. Returns the method names.
+    """
+    captured = _Captured()
+    add_to_server(servicer, captured)
+    if not captured.handlers:
+        raise TypeError(f"{add_to_server!r} registered no methods")
+    raw = {
+        name: handler._replace(request_deserializer=None)
+        for name, handler in captured.handlers.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured.service, raw),))
+    server.add_registered_method_handlers(captured.service, raw)
+    return list(raw)
+
+
+async def abort(
+    context: grpc.aio.ServicerContext,
+    code: grpc.StatusCode,
+    detail: str,
+    trailing_metadata: tuple[tuple[str, str], ...] = (),
+) -> NoReturn:
+    """End the RPC with ``code``, a client-safe ``detail`` and optional trailers; never returns."""
+    await context.abort(code, detail, trailing_metadata)
     raise AssertionError("context.abort returned")  # pragma: no cover - grpc always raises
 
 

@@ -19,8 +19,9 @@ import grpc
 import pytest
 
 from gateway.audit import AuditLog, read_all
+from gateway.directory_files import DirectoryFiles
 from gateway.router import Router
-from gateway.server import DirectoryFiles, GatewayService
+from gateway.server import GatewayService, add_to_server
 from ncbsim import _crypto, envelope, pki, transport
 from ncbsim.config import GatewayConfig
 from ncbsim.directory import Directory
@@ -43,7 +44,7 @@ async def _gateway(directory: pki.PkiDir, config: GatewayConfig) -> AsyncIterato
         directory.tls("gateway"),
         "127.0.0.1:0",
         [],
-        register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(service, s),
+        register=lambda s: add_to_server(service, s),
     )
     try:
         yield served.address
@@ -216,7 +217,7 @@ def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(tmp_path: Path) 
 # ----------------------------------------------------------------------------- admission limits
 
 
-@pytest.mark.parametrize("recipient", ["de", "DEU", "D", "X" * 100_000])
+@pytest.mark.parametrize("recipient", ["de", "DEU", "D", "X" * 10_000])
 def test_malformed_recipient_is_refused_and_kept_out_of_the_trail(
     tmp_path: Path, recipient: str
 ) -> None:
