@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint stubs clean
+.PHONY: run test lint stubs security-docs clean
 
 run: $(STAMP)
 	$(BIN)/ncbsim simulate
@@ -20,6 +20,9 @@ lint: $(STAMP)
 
 stubs: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
+
+security-docs: $(STAMP)
+	$(BIN)/python scripts/gen_security_tests.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

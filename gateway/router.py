@@ -63,6 +63,18 @@ class Router:
         log.info("route_registered", bureau=bureau, address=address)
         return True
 
+    def drop(self, bureau: str) -> bool:
+        """Forget ``bureau``'s route at once and close its channel in the background
+        (calls in flight on it end as CANCELLED); True if there was a route."""
+        route = self._routes.pop(bureau, None)
+        if route is None:
+            return False
+        task = asyncio.create_task(route.channel.close())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+        log.info("route_dropped", bureau=bureau)
+        return True
+
     def get(self, bureau: str) -> Route:
         """The route to ``bureau`` or RoutingError."""
         try:

@@ -4,39 +4,54 @@ Every call is checked against the caller's mTLS identity: the header's sender mu
 be the authenticated bureau. The gateway relays sealed envelopes untouched and
 records only their metadata.
 
+Requests arrive as raw bytes (:func:`add_to_server`) and each RPC parses its own, so an
+oversized or undecodable request is answered with a clear status and audited like any
+other refusal. Each sending bureau is held to its rate limit and daily quota
+(:mod:`gateway.limits`) once its envelopes are admitted. docs/limits.md has the details.
+
 The relay path does no file system work, binds no logging context and writes no log
 line for an envelope that was delivered (the debug line is filtered out at ``info``);
-each envelope costs one header parse, the admission checks and one audit record.
+each envelope costs one envelope and one header parse, the admission checks, one
+rate-limit check and one audit record.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 import structlog
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from gateway.audit import AuditLog, AuditRecord
+from gateway.directory_files import DirectoryFiles
+from gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size
 from gateway.router import Router
 from ncbsim import envelope, transport
 from ncbsim.config import GatewayConfig
 from ncbsim.errors import (
+    ConfigError,
     EnvelopeError,
     IdentityError,
     NcbsimError,
     PkiError,
+    RevokedError,
     RoutingError,
     status_for,
 )
-from ncbsim.pki import PkiDir, check_bureau_code
-from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
-from ncbsim.v1 import directory_pb2, envelope_pb2, gateway_pb2, gateway_pb2_grpc
+from ncbsim.pki import check_bureau_code
+from ncbsim.serving import (
+    abort,
+    add_raw_servicer,
+    start_server,
+    wait_for_shutdown,
+    write_ready_file,
+)
+from ncbsim.v1 import envelope_pb2, gateway_pb2, gateway_pb2_grpc
 
 log = structlog.get_logger()
 
@@ -64,86 +79,29 @@ def _is_code(value: str) -> bool:
     return True
 
 
-def _header_or_none(request: envelope.Envelope) -> envelope.Header | None:
+def _header_or_none(request: envelope.Envelope | None) -> envelope.Header | None:
     """The header of a refused envelope, if it parses, for the audit trail."""
+    if request is None:
+        return None
     try:
         return envelope.unverified_header(request)
     except EnvelopeError:
         return None
 
 
-_Stamp = tuple[tuple[str, int, int, int], ...]
+def _id_hex(value: bytes) -> str:
+    """An id of a refused envelope as hex, if it has the protocol's length (else empty)."""
+    return value.hex() if len(value) == envelope.MESSAGE_ID_LEN else ""
 
 
-class DirectoryFiles:
-    """Root-signed directory entries as the PKI wrote them, reloaded when files change.
+_Message = TypeVar("_Message", bound=Message)
+_Trailers = tuple[tuple[str, str], ...]
 
-    Admission asks :meth:`known` about every envelope, so the folder is looked at no
-    more than once per ``refresh_s`` (one ``scandir`` and a ``stat`` per entry; files are
-    read only when one changed), and at once when asked about a bureau it does not hold,
-    so a bureau added while the gateway runs is routable straight away. A changed or
-    removed entry therefore takes effect within ``refresh_s``: that is the bound on how
-    long a revoked bureau can still be routed. Each file is keyed by (name, inode,
-    mtime_ns, size), so an entry replaced (``pki`` writes them with ``os.replace``) or
-    rewritten in place is seen even when its size is unchanged. :meth:`entries`, which
-    serves GetDirectory, always looks at the folder.
-    """
 
-    def __init__(
-        self,
-        pki: PkiDir,
-        *,
-        refresh_s: float = 0.25,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._pki = pki
-        self._refresh_s = refresh_s
-        self._clock = clock
-        self._checked_at = float("-inf")
-        self._stamp: _Stamp | None = None
-        self._entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
-
-    def entries(self, bureaus: list[str]) -> list[directory_pb2.SignedDirectoryEntry]:
-        """Entries for ``bureaus`` (all when empty). Unknown codes are skipped."""
-        self._reload()
-        if not bureaus:
-            return list(self._entries.values())
-        return [self._entries[b] for b in bureaus if b in self._entries]
-
-    def known(self, bureau: str) -> bool:
-        """Whether the PKI has a directory entry for ``bureau``."""
-        if self._clock() - self._checked_at >= self._refresh_s or bureau not in self._entries:
-            self._reload()
-        return bureau in self._entries
-
-    def _reload(self) -> None:
-        self._checked_at = self._clock()
-        folder = self._pki.directory
-        stamps: list[tuple[str, int, int, int]] = []
-        with os.scandir(folder) as listing:
-            for item in listing:
-                if not item.name.endswith(".entry"):
-                    continue
-                try:
-                    stat = item.stat()
-                except FileNotFoundError:  # removed since the listing
-                    continue
-                stamps.append((item.name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
-        stamp = tuple(sorted(stamps))
-        if stamp == self._stamp:
-            return
-        entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
-        for name, *_ in stamp:
-            path = folder / name
-            try:
-                entries[Path(name).stem] = directory_pb2.SignedDirectoryEntry.FromString(
-                    path.read_bytes()
-                )
-            except (FileNotFoundError, DecodeError):
-                # Gone or not an entry: skip it. Bureaus verify every entry they use anyway.
-                log.warning("directory_entry_unreadable", file=name)
-        self._entries = entries
-        self._stamp = stamp
+def _status(exc: NcbsimError) -> tuple[grpc.StatusCode, str, _Trailers]:
+    """Status, client-safe detail and trailing metadata for a refusal."""
+    code, detail = status_for(exc)
+    return code, detail, exc.trailing_metadata() if isinstance(exc, LimitExceeded) else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +115,26 @@ class _Relayed:
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
-    """The Gateway service."""
+    """The Gateway service. Register it with :func:`add_to_server`: every RPC takes raw bytes."""
 
-    def __init__(self, config: GatewayConfig, router: Router, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        router: Router,
+        audit: AuditLog,
+        *,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._config = config
         self._router = router
         self._audit = audit
         self._directory = DirectoryFiles(config.pki, refresh_s=config.directory_refresh_ms / 1000)
+        default = BureauLimit(
+            rate_per_s=config.rate_per_s, burst=config.burst, daily_quota=config.daily_quota
+        )
+        self._limiter = limiter or RateLimiter(default, config.bureau_limits)
+        self._max_bytes = config.max_envelope_bytes
+        self._revoked_seen = self._directory.revoked
 
     # ----------------------------------------------------------------- helpers
 
@@ -171,7 +142,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         self,
         rpc: str,
         peer: str,
-        request: envelope.Envelope,
+        request_bytes: int,
         header: envelope.Header | None,
         *,
         outcome: str,
@@ -182,13 +153,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         parties: tuple[str, str, str, str, str, int, int] = ("", "", "", "", "", 0, 0)
         if header is not None:
+            ids = header.message_hex, header.correlation_hex
             sender, recipient = header.sender, header.recipient
-            if outcome == "refused":  # maybe never admitted: copy only well-formed codes
+            if outcome == "refused":  # maybe never admitted: copy only well-formed values
+                ids = _id_hex(header.message_id), _id_hex(header.correlation_id)
                 sender = sender if _is_code(sender) else ""
                 recipient = recipient if _is_code(recipient) else ""
             parties = (
-                header.message_hex,
-                header.correlation_hex,
+                *ids,
                 sender,
                 recipient,
                 _kind_name(header.kind),
@@ -201,13 +173,63 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                 rpc,
                 peer,
                 *parties,
-                request.ByteSize(),
+                request_bytes,
                 response.ByteSize() if response is not None else 0,
                 outcome,
                 status.name,
                 elapsed_ms,
             )
         )
+
+    async def _refuse(
+        self,
+        context: grpc.aio.ServicerContext,
+        rpc: str,
+        peer: str | None,
+        exc: NcbsimError,
+        *,
+        started: float,
+        refused: Sequence[tuple[int, envelope.Header | None]],
+    ) -> NoReturn:
+        """Audit each refused (size, header), log once, and end the RPC with exc's status."""
+        code, detail, trailers = _status(exc)
+        for size, header in refused:
+            self._audit_record(
+                rpc, peer or "", size, header, outcome="refused", status=code, started=started
+            )
+        log.warning("refused", rpc=rpc, peer=peer, status=code.name, reason=detail)
+        await abort(context, code, detail, trailers)
+
+    def _check_credentials(self, peer: str | None, context: grpc.aio.ServicerContext) -> None:
+        """RevokedError if the root revoked the certificate ``peer`` calls with.
+
+        The revocation list is looked at within ``directory_refresh_ms``, and a newly
+        revoked bureau's route is dropped at once. The certificate itself is read only
+        for a bureau with a revoked certificate (that copies the whole auth context), so
+        a re-issued certificate is let in again and no one else pays for the check.
+        """
+        self._directory.refresh()
+        revoked = self._directory.revoked
+        if revoked is not self._revoked_seen:
+            for bureau, certs in revoked.certs.items():
+                if certs != self._revoked_seen.certs.get(bureau):
+                    self._router.drop(bureau)
+            self._revoked_seen = revoked
+        if peer is not None and peer in revoked.certs:
+            fingerprint = transport.peer_certificate_sha256(context)
+            if fingerprint is None or revoked.cert_revoked(peer, fingerprint):
+                raise RevokedError(f"the certificate of {peer} is revoked")
+
+    @staticmethod
+    def _parse(raw: bytes, message: type[_Message], *, max_bytes: int | None) -> _Message:
+        """One request parsed from its raw bytes: LimitExceeded if too large, else
+        EnvelopeError if it is not a protobuf of that type."""
+        if max_bytes is not None:
+            check_size(len(raw), max_bytes)
+        try:
+            return message.FromString(raw)
+        except DecodeError:
+            raise EnvelopeError from None
 
     def _admit(self, peer: str | None, request: envelope.Envelope) -> envelope.Header:
         """Check one envelope against the caller's identity; raise a domain error if refused."""
@@ -216,7 +238,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         header = envelope.unverified_header(request)
         if header.sender != peer:  # peer is a valid code, so this also bounds the sender
             raise IdentityError("header sender does not match the authenticated bureau")
-        if header.kind != envelope.QUERY_REQUEST or not _is_code(header.recipient):
+        if (
+            header.version != envelope.VERSION
+            or len(header.message_id) != envelope.MESSAGE_ID_LEN
+            or len(header.correlation_id) != envelope.MESSAGE_ID_LEN
+            or header.kind != envelope.QUERY_REQUEST
+            or not _is_code(header.recipient)
+        ):
             raise EnvelopeError
         if not self._directory.known(header.recipient):
             raise RoutingError(f"unknown bureau {header.recipient!r}")
@@ -240,6 +268,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         rpc: str,
         peer: str,
         request: envelope.Envelope,
+        request_bytes: int,
         header: envelope.Header,
         *,
         timeout: float,
@@ -265,7 +294,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         self._audit_record(
             rpc,
             peer,
-            request,
+            request_bytes,
             header,
             outcome=outcome,
             status=code,
@@ -296,29 +325,24 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     # ----------------------------------------------------------------- RPCs
 
     async def Query(  # noqa: N802 - gRPC method name
-        self, request: envelope.Envelope, context: grpc.aio.ServicerContext
+        self, request: bytes, context: grpc.aio.ServicerContext
     ) -> envelope.Envelope:
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
+        item: envelope.Envelope | None = None
         try:
-            header = self._admit(peer, request)
+            self._check_credentials(peer, context)
+            item = self._parse(request, envelope.Envelope, max_bytes=self._max_bytes)
+            header = self._admit(peer, item)
+            self._limiter.take(header.sender)
         except NcbsimError as exc:
-            code, detail = status_for(exc)
-            self._audit_record(
-                "Query",
-                peer or "",
-                request,
-                _header_or_none(request),
-                outcome="refused",
-                status=code,
-                started=started,
-            )
-            log.warning("refused", rpc="Query", peer=peer, status=code.name, reason=detail)
-            await abort(context, code, detail)
+            refused = [(len(request), _header_or_none(item))]
+            await self._refuse(context, "Query", peer, exc, started=started, refused=refused)
         relayed = await self._relay(
             "Query",
             header.sender,
-            request,
+            item,
+            len(request),
             header,
             timeout=self._timeout(context, self._config.query_margin_ms),
             started=started,
@@ -334,33 +358,33 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         return relayed.response
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.MultiQueryRequest, context: grpc.aio.ServicerContext
+        self, request: bytes, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.MultiQueryReply:
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
+        items: Sequence[envelope.Envelope] = ()
         admitted: list[tuple[envelope.Envelope, envelope.Header]] = []
         try:
-            if not request.envelopes or len(request.envelopes) > MAX_FANOUT:
+            self._check_credentials(peer, context)
+            items = self._parse(request, gateway_pb2.MultiQueryRequest, max_bytes=None).envelopes
+            if not items or len(items) > MAX_FANOUT:
                 raise EnvelopeError
-            for item in request.envelopes:
+            if len(request) > self._max_bytes:  # only then can one envelope be over it
+                for item in items:
+                    check_size(item.ByteSize(), self._max_bytes)
+            for item in items:
                 admitted.append((item, self._admit(peer, item)))
             recipients = [h.recipient for _, h in admitted]
             if len(set(recipients)) != len(recipients):
                 raise EnvelopeError
+            self._limiter.take(admitted[0][1].sender, len(admitted))
         except NcbsimError as exc:
-            code, detail = status_for(exc)
-            for item in request.envelopes:
-                self._audit_record(
-                    "MultiQuery",
-                    peer or "",
-                    item,
-                    _header_or_none(item),
-                    outcome="refused",
-                    status=code,
-                    started=started,
-                )
-            log.warning("refused", rpc="MultiQuery", peer=peer, status=code.name, reason=detail)
-            await abort(context, code, detail)
+            # One row per envelope; a single row for a request too odd to list (so an
+            # oversized fan-out cannot make the gateway write thousands of rows).
+            refused = [(i.ByteSize(), _header_or_none(i)) for i in items]
+            if not 0 < len(items) <= MAX_FANOUT:
+                refused = [(len(request), None)]
+            await self._refuse(context, "MultiQuery", peer, exc, started=started, refused=refused)
         timeout = self._timeout(context, self._config.fanout_margin_ms)
         deliveries = await asyncio.gather(
             *(self._deliver(peer or "", item, header, timeout) for item, header in admitted)
@@ -372,7 +396,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     ) -> gateway_pb2.Delivery:
         started = time.perf_counter()
         relayed = await self._relay(
-            "MultiQuery", peer, request, header, timeout=timeout, started=started
+            "MultiQuery",
+            peer,
+            request,
+            request.ByteSize(),
+            header,
+            timeout=timeout,
+            started=started,
         )
         delivery = gateway_pb2.Delivery(
             bureau=header.recipient, elapsed_ms=int((time.perf_counter() - started) * 1000)
@@ -388,31 +418,65 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             delivery.detail = relayed.code.name
         return delivery
 
+    async def _control(
+        self,
+        rpc: str,
+        raw: bytes,
+        message: type[_Message],
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[_Message, str | None]:
+        """Parse a directory or routing request (not metered), or refuse and audit it."""
+        started = time.perf_counter()
+        peer = transport.peer_bureau(context)
+        try:
+            self._check_credentials(peer, context)
+            return self._parse(raw, message, max_bytes=self._max_bytes), peer
+        except NcbsimError as exc:
+            error = ConfigError("malformed request") if isinstance(exc, EnvelopeError) else exc
+            await self._refuse(
+                context, rpc, peer, error, started=started, refused=[(len(raw), None)]
+            )
+
     async def GetDirectory(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.DirectoryRequest, context: grpc.aio.ServicerContext
+        self, request: bytes, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.Directory:
-        return gateway_pb2.Directory(entries=self._directory.entries(list(request.bureaus)))
+        parsed, _ = await self._control(
+            "GetDirectory", request, gateway_pb2.DirectoryRequest, context
+        )
+        reply = gateway_pb2.Directory(entries=self._directory.entries(list(parsed.bureaus)))
+        revocations = self._directory.revocation_list()
+        if revocations is not None:
+            reply.revocations.CopyFrom(revocations)
+        return reply
 
     async def Register(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+        self, request: bytes, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RegisterReply:
-        bureau = transport.peer_bureau(context)
+        started = time.perf_counter()
+        parsed, bureau = await self._control(
+            "Register", request, gateway_pb2.RegisterRequest, context
+        )
         try:
             if bureau is None:
                 raise IdentityError("only a bureau can register a node")
             if not self._directory.known(bureau):
                 raise RoutingError(f"unknown bureau {bureau!r}")
-            await self._router.register(bureau, request.address)
+            await self._router.register(bureau, parsed.address)
         except NcbsimError as exc:
-            code, detail = status_for(exc)
-            log.warning("register_refused", peer=bureau, status=code.name, reason=detail)
-            await abort(context, code, detail)
+            refused = [(len(request), None)]
+            await self._refuse(context, "Register", bureau, exc, started=started, refused=refused)
         return gateway_pb2.RegisterReply()
 
     async def Routes(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.RoutesRequest, context: grpc.aio.ServicerContext
+        self, request: bytes, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RoutesReply:
+        await self._control("Routes", request, gateway_pb2.RoutesRequest, context)
         return gateway_pb2.RoutesReply(bureaus=self._router.bureaus())
+
+
+def add_to_server(service: GatewayService, server: Any) -> None:
+    """Register ``service`` on ``server``; every Gateway RPC receives its request raw."""
+    add_raw_servicer(server, gateway_pb2_grpc.add_GatewayServicer_to_server, service)
 
 
 async def serve(config: GatewayConfig) -> None:
@@ -425,9 +489,18 @@ async def serve(config: GatewayConfig) -> None:
         tls,
         config.listen,
         [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name],
-        register=lambda server: gateway_pb2_grpc.add_GatewayServicer_to_server(service, server),
+        register=lambda server: add_to_server(service, server),
     )
-    log.info("gateway_listening", address=served.address, audit=str(config.audit_path))
+    log.info(
+        "gateway_listening",
+        address=served.address,
+        audit=str(config.audit_path),
+        max_envelope_bytes=config.max_envelope_bytes,
+        rate_per_s=config.rate_per_s,
+        burst=config.burst,
+        daily_quota=config.daily_quota,
+        overrides=sorted(config.bureau_limits),
+    )
     await served.set_serving(True)
     write_ready_file(config.ready_file, role="gateway", address=served.address)
     try:

@@ -54,7 +54,7 @@ class BureauUser(GrpcUser):
             self.plan.gateway, directory.tls(self.bureau), peer_name=GATEWAY_NAME
         )
         self.gateway = gateway_pb2_grpc.GatewayStub(channel)
-        self.peers = self._verified_peers(Directory(directory.root_public_key()))
+        self.peers = self._verified_peers(Directory.pinned(directory))
         self.rng = random.Random()
 
     def _verified_peers(self, directory: Directory) -> dict[str, Peer]:

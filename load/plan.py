@@ -139,7 +139,7 @@ def provision(directory: pki.PkiDir, codes: list[str]) -> list[str]:
     known = set(directory.bureaus())
     new = [c for c in codes if c not in known]
     for code in new:
-        pki.add_bureau(directory, code)
+        pki.add_bureau(directory, code, requester_only=True)
     return new
 
 

@@ -44,15 +44,15 @@ _GRACE_S = 60  # beyond the run time: spawning users, stopping them, writing rep
 _JOIN_WAIT_S = 60  # how long the master waits for its workers to connect
 
 
-def parse_duration(text: str) -> int:
-    """Seconds in ``text`` such as ``20s``, ``2m``, ``1h30m`` or ``45`` (at least 1)."""
+def parse_duration(text: str, *, option: str = "--duration", minimum_s: int = 1) -> int:
+    """Seconds in ``text`` such as ``20s``, ``2m``, ``1h30m`` or ``45`` (at least ``minimum_s``)."""
     match = _DURATION.match(text)
     if not match or not any(match.groups()):
-        raise ConfigError(f"--duration: expected a duration such as 20s, 2m or 1h30m, not {text!r}")
+        raise ConfigError(f"{option}: expected a duration such as 20s, 2m or 1h30m, not {text!r}")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     total = hours * 3600 + minutes * 60 + seconds
-    if total < 1:
-        raise ConfigError("--duration must be at least 1s")
+    if total < minimum_s:
+        raise ConfigError(f"{option} must be at least {minimum_s}s")
     return total
 
 

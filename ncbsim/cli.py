@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 
 from ncbsim import log as logsetup
-from ncbsim.config import log_level_from_env
+from ncbsim.config import (
+    DEFAULT_BURST,
+    DEFAULT_DAILY_QUOTA,
+    DEFAULT_MAX_ENVELOPE_BYTES,
+    DEFAULT_RATE_PER_S,
+    log_level_from_env,
+)
 from ncbsim.errors import NcbsimError
 from ncbsim.pki import PkiDir
 
@@ -46,15 +53,55 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pki_revoke(args: argparse.Namespace) -> int:
+    from ncbsim import pki
+
+    item = pki.revoke(PkiDir(args.dir), args.bureau)
+    print(
+        f"revoked {args.bureau}: directory entries up to serial {item.entry_serial}, "
+        f"{len(item.key_ids)} E2E keys and its TLS certificate "
+        f"(list {args.dir / 'revocations.list'})"
+    )
+    print(
+        f"issue new keys and a new certificate with: ncbsim pki rotate --dir {args.dir} "
+        f"--bureau {args.bureau}"
+    )
+    return 0
+
+
+def cmd_pki_rotate(args: argparse.Namespace) -> int:
+    from load.runner import parse_duration
+    from ncbsim import pki
+
+    grace_s = parse_duration(args.grace, option="--grace", minimum_s=0)
+    rotated = pki.rotate(PkiDir(args.dir), args.bureau, grace_ms=grace_s * 1000, tls=args.tls)
+    print(f"{args.bureau}: new E2E keys under directory entry serial {rotated.serial}")
+    if rotated.previous_until_ms:
+        until = dt.datetime.fromtimestamp(rotated.previous_until_ms / 1000, dt.UTC)
+        print(f"the old keys stay acceptable until {until:%Y-%m-%dT%H:%M:%SZ} ({args.grace})")
+    else:
+        print("the old keys are refused from now on (no grace period)")
+    if rotated.new_tls_certificate:
+        print(f"new TLS certificate: restart {args.bureau}'s node to present it")
+    return 0
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.limits import BureauLimit, load_overrides
     from gateway.server import serve
     from ncbsim.config import GatewayConfig
 
+    default = BureauLimit(rate_per_s=args.rate, burst=args.burst, daily_quota=args.daily_quota)
     config = GatewayConfig(
         pki=PkiDir(args.dir),
         listen=args.listen,
         audit_path=args.audit or args.dir / "gateway" / "audit.sqlite",
         ready_file=args.ready_file or _gateway_ready_file(args.dir),
+        max_envelope_bytes=args.max_envelope_bytes,
+        rate_per_s=args.rate,
+        burst=args.burst,
+        daily_quota=args.daily_quota,
+        bureau_limits=load_overrides(args.limits, default) if args.limits else {},
     )
     asyncio.run(serve(config))
     return 0
@@ -66,8 +113,6 @@ def cmd_node(args: argparse.Namespace) -> int:
     from node.server import serve
 
     db = args.db or args.dir / "bureaus" / args.bureau / "records.sqlite"
-    if not db.exists():
-        datagen.generate(db, args.bureau, seed=args.seed, documents=2000, persons=500, vehicles=500)
     config = NodeConfig(
         pki=PkiDir(args.dir),
         bureau=args.bureau,
@@ -79,6 +124,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         listen=args.listen,
         ready_file=args.ready_file,
     )
+    if not db.exists():  # only once the options are known to be good
+        datagen.generate(db, args.bureau, seed=args.seed, documents=2000, persons=500, vehicles=500)
     asyncio.run(serve(config))
     return 0
 
@@ -275,12 +322,59 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     init.add_argument("--dir", type=Path, required=True, help="directory to create")
     init.add_argument("--bureaus", required=True, help="comma-separated codes, e.g. FR,DE,IT")
     init.set_defaults(func=cmd_pki_init, server=False)
+    revoke = pki_sub.add_parser(
+        "revoke", help="revoke a bureau's keys and certificate; running parties refuse them"
+    )
+    revoke.add_argument("--dir", type=Path, required=True, help="PKI directory (from pki init)")
+    revoke.add_argument("--bureau", required=True, type=str.upper, help="bureau code, e.g. FR")
+    revoke.set_defaults(func=cmd_pki_revoke, server=False)
+    rotate = pki_sub.add_parser("rotate", help="issue a bureau new E2E keys; old ones get a grace")
+    rotate.add_argument("--dir", type=Path, required=True, help="PKI directory (from pki init)")
+    rotate.add_argument("--bureau", required=True, type=str.upper, help="bureau code, e.g. FR")
+    rotate.add_argument(
+        "--grace",
+        default="1h",
+        help="how long envelopes under the old keys stay acceptable, e.g. 0, 90s, 10m, 24h "
+        "(default 1h; none if the old keys were revoked)",
+    )
+    rotate.add_argument(
+        "--tls", action="store_true", help="issue a new TLS certificate too (always after revoke)"
+    )
+    rotate.set_defaults(func=cmd_pki_rotate, server=False)
 
     gw = sub.add_parser("gateway", help="run the gateway in the foreground")
     gw.add_argument("--dir", type=Path, required=True, help="PKI directory (from pki init)")
     gw.add_argument("--listen", default=DEFAULT_GATEWAY_LISTEN, help="host:port (port 0: any)")
     gw.add_argument("--audit", type=Path, help="audit database (default DIR/gateway/audit.sqlite)")
     gw.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
+    limits = gw.add_argument_group("limits (docs/limits.md); over a limit: RESOURCE_EXHAUSTED")
+    limits.add_argument(
+        "--max-envelope-bytes",
+        type=int,
+        default=DEFAULT_MAX_ENVELOPE_BYTES,
+        help=f"largest envelope accepted (default {DEFAULT_MAX_ENVELOPE_BYTES})",
+    )
+    limits.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE_PER_S,
+        help=f"envelopes/s each bureau may send, sustained (default {DEFAULT_RATE_PER_S:g})",
+    )
+    limits.add_argument(
+        "--burst",
+        type=int,
+        default=DEFAULT_BURST,
+        help=f"envelopes each bureau may send at once (default {DEFAULT_BURST})",
+    )
+    limits.add_argument(
+        "--daily-quota",
+        type=int,
+        default=DEFAULT_DAILY_QUOTA,
+        help=f"envelopes each bureau may send per UTC day (default {DEFAULT_DAILY_QUOTA})",
+    )
+    limits.add_argument(
+        "--limits", type=Path, metavar="FILE.toml", help="per-bureau overrides ([bureaus.FR])"
+    )
     gw.set_defaults(func=cmd_gateway, server=True)
 
     node = sub.add_parser("node", help="run one bureau's node in the foreground")
@@ -376,6 +470,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     )
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(func=cmd_bench, server=False)
+
+    from node import admin  # the owner's tools: hit notifications, record restrictions
+
+    admin.add_parsers(sub)
     return parser
 
 

@@ -64,6 +64,22 @@ def failure_outcome(code: grpc.StatusCode) -> Outcome:
     return Outcome.FAILED
 
 
+def failure_detail(exc: grpc.aio.AioRpcError) -> str:
+    """``CODE: details`` of a failed gateway call, with the gateway's retry hint.
+
+    A gateway over a bureau's rate limit or daily quota answers RESOURCE_EXHAUSTED and
+    says when to retry, in the details and in the ``retry-after-ms`` trailer; the hint is
+    added from the trailer when the details do not already carry it.
+    """
+    code = exc.code()
+    detail = f"{code.name}: {exc.details()}"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry after" not in detail:
+        for key, value in exc.trailing_metadata() or ():
+            if key == "retry-after-ms":
+                detail += f" (retry after {value} ms)"
+    return detail
+
+
 def seal_query(
     identity: Identity,
     recipient: Peer,
@@ -138,7 +154,7 @@ class BureauClient:
     def __post_init__(self) -> None:
         self._channel = transport.gateway_channel(self.gateway, self.pki.tls(self.identity.bureau))
         self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
-        self.peers = Peers(Directory(self.pki.root_public_key()), self._stub)
+        self.peers = Peers(Directory.pinned(self.pki), self._stub)
 
     @classmethod
     def open(cls, pki: PkiDir, bureau: str, gateway: str) -> BureauClient:
@@ -156,17 +172,21 @@ class BureauClient:
         await self.close()
 
     async def recipients(self, to: Sequence[str], timeout: float = 5.0) -> list[str]:
-        """Expand ``ALL`` to every connected bureau except ourselves.
+        """Expand ``ALL`` to every bureau of the verified directory except ourselves.
 
-        Connected means the gateway routes to its node and its directory entry verifies.
-        Bureaus that only send (such as ``ncbsim load``'s requesters) have no node and
-        are left out, while a node that registered and then went down stays in and
-        shows as no answer.
+        Bureaus whose signed entry says they only send (``requester_only``, such as
+        ``ncbsim load``'s requesters) run no node and are left out. Membership comes
+        from root-signed entries, not from the gateway's routes, so a gateway cannot
+        quietly leave a bureau out: one it does not route shows as no answer.
         """
         if list(to) == [ALL]:
-            verified = set(await self.peers.load_all(timeout))
-            routes = await self._stub.Routes(gateway_pb2.RoutesRequest(), timeout=timeout)
-            return [c for c in routes.bureaus if c in verified and c != self.identity.bureau]
+            await self.peers.load_all(timeout)
+            directory = self.peers.directory
+            return [
+                code
+                for code in directory.bureaus()
+                if code != self.identity.bureau and not directory.get(code).requester_only
+            ]
         return list(dict.fromkeys(to))
 
     async def query(
@@ -190,7 +210,7 @@ class BureauClient:
                 to,
                 failure_outcome(code),
                 None,
-                f"{code.name}: {exc.details()}",
+                failure_detail(exc),
                 latency,
                 sealed.header.message_hex,
             )
@@ -225,9 +245,8 @@ class BureauClient:
         try:
             reply = await self._stub.MultiQuery(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            outcome = failure_outcome(code)
-            return [Answer(r, outcome, None, f"{code.name}: {exc.details()}") for r in recipients]
+            outcome = failure_outcome(exc.code())
+            return [Answer(r, outcome, None, failure_detail(exc)) for r in recipients]
         latency = (time.perf_counter() - started) * 1000
         answers: dict[str, Answer] = {}
         for delivery in reply.deliveries:

@@ -5,13 +5,19 @@ Environment variables are read here and nowhere else (:func:`log_level_from_env`
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ncbsim.errors import ConfigError
 from ncbsim.log import LEVELS
 from ncbsim.pki import PkiDir, check_bureau_code
+
+if TYPE_CHECKING:
+    from gateway.limits import BureauLimit
 
 MAX_CLOCK_SKEW_MS = 3_600_000
 """The largest clock-skew tolerance a node accepts (one hour)."""
@@ -31,6 +37,23 @@ def log_level_from_env(default: str = "info") -> str:
     return level
 
 
+DEFAULT_MAX_ENVELOPE_BYTES = 64 * 1024
+"""The largest request the gateway accepts (a MultiQuery: each of its envelopes).
+
+A query envelope is about 250 bytes and an answer with a full record a few KiB, so
+64 KiB leaves room for small attachments that later message kinds may carry, while one
+refused envelope still costs next to nothing to read. gRPC itself stops any message
+above ``transport.MAX_MESSAGE_BYTES`` (4 MiB) before the gateway sees it."""
+DEFAULT_RATE_PER_S = 10_000.0
+DEFAULT_BURST = 20_000
+DEFAULT_DAILY_QUOTA = 100_000_000
+"""Per-bureau defaults: far above what ``ncbsim load`` (10 bureaus at about 10 queries a
+second each) and ``ncbsim bench`` send. The bench drives one bureau as fast as it can
+(about 600 calls a second today; its goal, 0.8 x the plain relay's 1,230, is about
+1,000), so the rate is ten times that and the quota lasts a day of it. Only a
+deliberately tight configuration refuses anything."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GatewayConfig:
     """How a gateway runs."""
@@ -46,8 +69,20 @@ class GatewayConfig:
     directory_refresh_ms: int = 250
     """How often, at most, admission re-reads the directory folder. A changed or removed
     entry takes effect within this time; a bureau not yet known is looked up at once."""
+    max_envelope_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES
+    """Requests (each envelope of a MultiQuery) above this size get RESOURCE_EXHAUSTED."""
+    rate_per_s: float = DEFAULT_RATE_PER_S
+    """Envelopes a second each bureau may send, sustained (its token bucket's refill)."""
+    burst: int = DEFAULT_BURST
+    """Envelopes each bureau may send at once (its token bucket's size)."""
+    daily_quota: int = DEFAULT_DAILY_QUOTA
+    """Envelopes each bureau may send per UTC day."""
+    bureau_limits: Mapping[str, BureauLimit] = field(default_factory=dict)
+    """Per-bureau overrides of the three limits above (``ncbsim gateway --limits``)."""
 
     def __post_init__(self) -> None:
+        from ncbsim.transport import MAX_MESSAGE_BYTES
+
         check_address(self.listen)
         if self.default_deadline_ms <= 0 or self.fanout_margin_ms < 0:
             raise ConfigError("deadlines must be positive")
@@ -55,6 +90,17 @@ class GatewayConfig:
             raise ConfigError("query_margin_ms must be at least 0 and below default_deadline_ms")
         if self.directory_refresh_ms < 0:
             raise ConfigError("directory_refresh_ms must not be negative")
+        if not 1 <= self.max_envelope_bytes <= MAX_MESSAGE_BYTES:
+            raise ConfigError(
+                f"max_envelope_bytes must be between 1 and {MAX_MESSAGE_BYTES} "
+                "(the gRPC message limit)"
+            )
+        if not (math.isfinite(self.rate_per_s) and self.rate_per_s > 0):
+            raise ConfigError("rate must be a positive number of envelopes per second")
+        if self.burst < 1 or self.daily_quota < 1:
+            raise ConfigError("burst and daily quota must be at least 1")
+        for code in self.bureau_limits:
+            check_bureau_code(code)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,6 +120,9 @@ class NodeConfig:
     """The node's replay cache; None means ``replay.sqlite`` next to ``db_path``."""
     clock_skew_ms: int = 30_000
     """How far ahead of this node's clock a sender's ``issued_at_ms`` may be."""
+    key_check_interval_s: float = 1.0
+    """How often the node looks for a rotation of its own keys and a new revocation list
+    in the PKI folder (node.keys): the bound on how long a revocation takes to reach it."""
 
     def __post_init__(self) -> None:
         check_bureau_code(self.bureau)
@@ -81,5 +130,7 @@ class NodeConfig:
         check_address(self.gateway)
         if self.register_interval_s <= 0:
             raise ConfigError("register_interval_s must be positive")
+        if self.key_check_interval_s <= 0:
+            raise ConfigError("key_check_interval_s must be positive")
         if not 0 <= self.clock_skew_ms <= MAX_CLOCK_SKEW_MS:
             raise ConfigError(f"clock_skew_ms must be between 0 and {MAX_CLOCK_SKEW_MS}")

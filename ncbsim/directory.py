@@ -4,10 +4,17 @@ The gateway serves directory entries but cannot substitute a key: every entry is
 verified here against the pinned root before use, and an entry the root did not
 sign raises :class:`~ncbsim.errors.DirectoryError`. Verified entries are cached by
 their exact bytes, so the ECDSA check runs once per entry, not once per message.
+
+Two things retire keys. Rotation (``ncbsim pki rotate``): a bureau's newer entry
+names the keys it replaced and how long they stay acceptable (the grace period).
+Revocation (``ncbsim pki revoke``): the root's signed list (:mod:`ncbsim.revocation`)
+names revoked entries and keys; a directory drops them at once and refuses them
+from then on, and never accepts an older list than the one it holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +25,7 @@ from google.protobuf.message import DecodeError
 from ncbsim import _crypto
 from ncbsim.errors import DirectoryError, PkiError
 from ncbsim.pki import DIRECTORY_CONTEXT, PkiDir, check_bureau_code
+from ncbsim.revocation import NONE, Revoked, verify_list
 from ncbsim.v1 import directory_pb2
 
 
@@ -32,31 +40,108 @@ class Peer:
     encryption_key_id: bytes
     not_after_ms: int
     serial: int
+    previous_verify_key: _crypto.VerifyKey | None = None
+    """The signing key this entry replaced, accepted until ``previous_until_ms``."""
+    previous_signing_key_id: bytes = b""
+    previous_encryption_key_id: bytes = b""
+    previous_until_ms: int = 0
+    requester_only: bool = False
+    """The bureau sends queries but runs no node to answer them."""
+
+    def verify_key_for(self, key_id: bytes, now_ms: int) -> _crypto.VerifyKey | None:
+        """The signing key with id ``key_id``: the current one, or the previous one
+        within its grace period; None otherwise."""
+        if key_id == self.signing_key_id:
+            return self.verify_key
+        if (
+            self.previous_verify_key is not None
+            and key_id == self.previous_signing_key_id
+            and now_ms < self.previous_until_ms
+        ):
+            return self.previous_verify_key
+        return None
+
+    def signs_with(self, key_id: bytes) -> bool:
+        """Whether ``key_id`` names this peer's signing key or the one it rotated out."""
+        return key_id == self.signing_key_id or (
+            self.previous_verify_key is not None and key_id == self.previous_signing_key_id
+        )
+
+    def key_ids(self) -> tuple[bytes, ...]:
+        """Ids of every key this peer certifies, previous ones included."""
+        if self.previous_verify_key is None:
+            return (self.signing_key_id, self.encryption_key_id)
+        return (
+            self.signing_key_id,
+            self.encryption_key_id,
+            self.previous_signing_key_id,
+            self.previous_encryption_key_id,
+        )
 
 
-def verify_entry(root: ec.EllipticCurvePublicKey, signed: bytes, *, now_ms: int) -> Peer:
-    """Check a SignedDirectoryEntry against the root and return the peer it certifies."""
+def parse_entry(root: ec.EllipticCurvePublicKey, signed: bytes) -> directory_pb2.DirectoryEntry:
+    """The DirectoryEntry inside ``signed``, once its root signature has been checked."""
     try:
         outer = directory_pb2.SignedDirectoryEntry.FromString(signed)
         _crypto.ecdsa_verify(root, DIRECTORY_CONTEXT + outer.entry, outer.signature)
         entry = directory_pb2.DirectoryEntry.FromString(outer.entry)
-        if entry.version != 1:
-            raise DirectoryError("unsupported directory entry version")
+    except (DecodeError, _crypto.CryptoFailure) as exc:
+        raise DirectoryError("directory entry not signed by the pinned root") from exc
+    if entry.version != 1:
+        raise DirectoryError("unsupported directory entry version")
+    return entry
+
+
+def verify_entry(
+    root: ec.EllipticCurvePublicKey, signed: bytes, *, now_ms: int, revoked: Revoked = NONE
+) -> Peer:
+    """Check a SignedDirectoryEntry against the root and return the peer it certifies.
+
+    An entry that ``revoked`` revokes, or whose current keys it revokes, is refused; a
+    revoked previous key is dropped (the entry's current keys stay usable).
+    """
+    entry = parse_entry(root, signed)
+    try:
         check_bureau_code(entry.bureau)
         verify_key = _crypto.ed25519_verify_key(entry.signing_key)
         encryption_key = _crypto.x25519_public_from_bytes(entry.encryption_key)
-    except (DecodeError, _crypto.CryptoFailure, PkiError) as exc:
+        previous_key = None
+        if entry.previous_signing_key:
+            previous_key = _crypto.ed25519_verify_key(entry.previous_signing_key)
+            _crypto.x25519_public_from_bytes(entry.previous_encryption_key)
+    except (_crypto.CryptoFailure, PkiError) as exc:
         raise DirectoryError("directory entry not signed by the pinned root") from exc
     if not entry.not_before_ms <= now_ms < entry.not_after_ms:
         raise DirectoryError(f"directory entry for {entry.bureau} is outside its validity")
+    signing_id = _crypto.key_id(entry.signing_key)
+    encryption_id = _crypto.key_id(entry.encryption_key)
+    if (
+        revoked.entry_revoked(entry.bureau, entry.serial)
+        or revoked.key_revoked(signing_id)
+        or revoked.key_revoked(encryption_id)
+    ):
+        raise DirectoryError(f"the keys of {entry.bureau} are revoked")
+    previous_ids = (b"", b"")
+    if previous_key is not None:
+        previous_ids = (
+            _crypto.key_id(entry.previous_signing_key),
+            _crypto.key_id(entry.previous_encryption_key),
+        )
+        if any(revoked.key_revoked(i) for i in previous_ids):
+            previous_key, previous_ids = None, (b"", b"")
     return Peer(
         bureau=entry.bureau,
         verify_key=verify_key,
         encryption_key=encryption_key,
-        signing_key_id=_crypto.key_id(entry.signing_key),
-        encryption_key_id=_crypto.key_id(entry.encryption_key),
+        signing_key_id=signing_id,
+        encryption_key_id=encryption_id,
         not_after_ms=entry.not_after_ms,
         serial=entry.serial,
+        previous_verify_key=previous_key,
+        previous_signing_key_id=previous_ids[0],
+        previous_encryption_key_id=previous_ids[1],
+        previous_until_ms=entry.previous_until_ms if previous_key is not None else 0,
+        requester_only=entry.requester_only,
     )
 
 
@@ -67,13 +152,63 @@ class Directory:
         self._root = root
         self._peers: dict[str, Peer] = {}
         self._verified: dict[bytes, Peer] = {}
+        self.revoked = NONE
+        """The newest revocation list this directory has verified."""
+
+    @classmethod
+    def pinned(cls, pki: PkiDir) -> Directory:
+        """An empty directory pinned to the root of ``pki``, holding the revocation list
+        found there, if any: a party that can read it never depends on the gateway to
+        learn of a revocation."""
+        directory = cls(pki.root_public_key())
+        signed_list = pki.revocation_list()
+        if signed_list is not None:
+            directory.apply_revocations(signed_list)
+        return directory
 
     @classmethod
     def from_pki(cls, pki: PkiDir) -> Directory:
-        """A directory pinned to the root of ``pki``, loaded with every entry on disk."""
-        directory = cls(pki.root_public_key())
-        directory.add(pki.signed_entries())
+        """A directory pinned to the root of ``pki``, loaded with every entry on disk
+        that its revocation list (if any) leaves valid."""
+        directory = cls.pinned(pki)
+        for signed in pki.signed_entries():
+            try:
+                directory.add([signed])
+            except DirectoryError:
+                if not directory.revoked.sequence:
+                    raise
         return directory
+
+    def apply_revocations(self, signed_list: bytes) -> bool:
+        """Verify a SignedRevocationList and, if it is newer than the one held, adopt it
+        and drop every peer it revokes. Returns whether it was adopted.
+
+        Raises DirectoryError if the root did not sign it. An older or equal list is
+        ignored: nobody, the gateway included, can roll a revocation back.
+        """
+        revoked = verify_list(self._root, signed_list)
+        if revoked.sequence <= self.revoked.sequence:
+            return False
+        self.revoked = revoked
+        self._verified.clear()
+        self._peers = {
+            code: peer
+            for code, peer in self._peers.items()
+            if not revoked.entry_revoked(code, peer.serial)
+            and not any(revoked.key_revoked(i) for i in peer.key_ids()[:2])
+        }
+        for code, peer in list(self._peers.items()):
+            if peer.previous_verify_key is not None and any(
+                revoked.key_revoked(i) for i in peer.key_ids()[2:]
+            ):
+                self._peers[code] = dataclasses.replace(
+                    peer,
+                    previous_verify_key=None,
+                    previous_signing_key_id=b"",
+                    previous_encryption_key_id=b"",
+                    previous_until_ms=0,
+                )
+        return True
 
     def add(self, signed_entries: Iterable[bytes]) -> list[Peer]:
         """Verify and remember entries; raises DirectoryError on the first bad one."""
@@ -82,7 +217,7 @@ class Directory:
         for signed in signed_entries:
             peer = self._verified.get(signed)
             if peer is None or peer.not_after_ms <= now_ms:
-                peer = verify_entry(self._root, signed, now_ms=now_ms)
+                peer = verify_entry(self._root, signed, now_ms=now_ms, revoked=self.revoked)
                 self._verified[signed] = peer
             current = self._peers.get(peer.bureau)
             if current is not None and current.serial > peer.serial:

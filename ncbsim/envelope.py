@@ -246,13 +246,15 @@ def _check(
         or not header.issued_at_ms <= now_ms + clock_skew_ms
         or not now_ms < header.expires_at_ms
         or header.expires_at_ms - header.issued_at_ms > MAX_TTL_MS
-        or header.sender_key_id != sender.signing_key_id
         or header.recipient_key_id != recipient_key_id
     ):
         raise EnvelopeError
+    verify_key = sender.verify_key_for(header.sender_key_id, now_ms)
+    if verify_key is None:  # unknown, or a rotated-out key past its grace period
+        raise EnvelopeError
     try:
         _crypto.ed25519_verify(
-            sender.verify_key, _signed_bytes(envelope.header, envelope.sealed), envelope.signature
+            verify_key, _signed_bytes(envelope.header, envelope.sealed), envelope.signature
         )
     except _crypto.CryptoFailure:
         raise EnvelopeError from None
@@ -282,19 +284,23 @@ def open_request(
         sender = senders(header.sender)
     except DirectoryError:
         raise EnvelopeError from None
+    now_ms = _now_ms() if now_ms is None else now_ms
+    key = recipient.decryption_key(header.recipient_key_id, now_ms)
+    if key is None:  # sealed to a key we never had, or one rotated out past its grace
+        raise EnvelopeError
     _check(
         envelope,
         header,
         recipient=recipient.bureau,
         kind=kind,
         sender=sender,
-        recipient_key_id=recipient.encryption_key_id,
-        now_ms=_now_ms() if now_ms is None else now_ms,
+        recipient_key_id=header.recipient_key_id,
+        now_ms=now_ms,
         clock_skew_ms=clock_skew_ms,
     )
     try:
         plaintext = _crypto.hpke_open(
-            recipient.encryption_key,
+            key,
             info=REQUEST_INFO,
             aad=envelope.header,
             sealed=envelope.sealed,

@@ -8,9 +8,11 @@ The tree::
     ├── PkiError               PKI material is missing, malformed or inconsistent
     ├── ConfigError            invalid configuration or arguments                ValueError
     ├── IdentityError          the mTLS peer is not who the request claims to be
+    │   └── RevokedError       the mTLS peer's certificate is on the root's revocation list
     ├── RoutingError           the recipient bureau is unknown or not registered
     ├── NetworkError           a simulated network's process failed to start or stop
-    └── QueryError             a decoded query is unusable (bad field values)  ValueError
+    ├── QueryError             a decoded query is unusable (bad field values)  ValueError
+    └── LimitExceeded          a rate limit, daily quota or size limit was exceeded
 
 Expected failures are these classes. Anything else is a bug: servers log it and the
 caller gets a generic INTERNAL status with no detail (see :func:`status_for`).
@@ -52,6 +54,10 @@ class IdentityError(NcbsimError):
     """The authenticated mTLS peer is not who the request claims to be."""
 
 
+class RevokedError(IdentityError):
+    """The caller's TLS certificate was revoked (``ncbsim pki revoke``)."""
+
+
 class RoutingError(NcbsimError):
     """The recipient bureau is unknown or has no registered node."""
 
@@ -64,15 +70,43 @@ class QueryError(NcbsimError, ValueError):
     """A decoded query carries unusable values."""
 
 
+RETRY_AFTER_KEY = "retry-after-ms"
+"""Trailing metadata: milliseconds to wait before this caller is served again."""
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
+"""gRPC's standard pushback trailer (gRFC A6): a client with a retry policy waits this
+long before its next attempt; a negative value tells it not to retry at all."""
+
+
+class LimitExceeded(NcbsimError):  # noqa: N818 - reads as the status it becomes
+    """A bureau sent more than its limits allow: RESOURCE_EXHAUSTED.
+
+    ``retry_after_ms`` is how long until the same call would fit, or None when it
+    never can (more envelopes in one call than the burst or the daily quota).
+    """
+
+    def __init__(self, detail: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_ms = retry_after_ms
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """``retry-after-ms`` and ``grpc-retry-pushback-ms`` (-1: do not retry)."""
+        if self.retry_after_ms is None:
+            return ((PUSHBACK_KEY, "-1"),)
+        value = str(self.retry_after_ms)
+        return ((RETRY_AFTER_KEY, value), (PUSHBACK_KEY, value))
+
+
 _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     EnvelopeError: grpc.StatusCode.INVALID_ARGUMENT,
     DirectoryError: grpc.StatusCode.FAILED_PRECONDITION,
     PkiError: grpc.StatusCode.FAILED_PRECONDITION,
     ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
     IdentityError: grpc.StatusCode.PERMISSION_DENIED,
+    RevokedError: grpc.StatusCode.UNAUTHENTICATED,
     RoutingError: grpc.StatusCode.NOT_FOUND,
     NetworkError: grpc.StatusCode.UNAVAILABLE,
     QueryError: grpc.StatusCode.INVALID_ARGUMENT,
+    LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 

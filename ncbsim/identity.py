@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ncbsim import _crypto
@@ -19,6 +20,25 @@ class Identity:
     encryption_key: _crypto.X25519PrivateKey
     signing_key_id: bytes
     encryption_key_id: bytes
+    previous_encryption_key: _crypto.X25519PrivateKey | None = None
+    """After ``ncbsim pki rotate``: the encryption key replaced, kept to open requests
+    sealed to it until ``previous_until_ms`` (senders that have not yet seen the new
+    directory entry)."""
+    previous_encryption_key_id: bytes = b""
+    previous_until_ms: int = 0
+
+    def decryption_key(self, key_id: bytes, now_ms: int) -> _crypto.X25519PrivateKey | None:
+        """The private key a request sealed to ``key_id`` needs: the current one, or the
+        previous one within its grace period; None otherwise."""
+        if key_id == self.encryption_key_id:
+            return self.encryption_key
+        if (
+            self.previous_encryption_key is not None
+            and key_id == self.previous_encryption_key_id
+            and now_ms < self.previous_until_ms
+        ):
+            return self.previous_encryption_key
+        return None
 
     @classmethod
     def from_keys(
@@ -52,7 +72,22 @@ class Identity:
             identity.encryption_key_id,
         ):
             raise PkiError(f"the keys of {bureau} do not match its directory entry")
-        return identity
+        previous = folder / "previous" / "encryption.key"
+        if peer.previous_verify_key is None or now_ms >= peer.previous_until_ms:
+            return identity
+        try:
+            old = _crypto.x25519_from_pem(previous.read_bytes())
+        except (FileNotFoundError, _crypto.CryptoFailure, ValueError):
+            return identity  # the old key is gone: requests sealed to it are refused
+        old_id = _crypto.key_id(_crypto.x25519_public_bytes(old))
+        if old_id != peer.previous_encryption_key_id:
+            return identity
+        return dataclasses.replace(
+            identity,
+            previous_encryption_key=old,
+            previous_encryption_key_id=old_id,
+            previous_until_ms=peer.previous_until_ms,
+        )
 
     def as_peer(self, not_after_ms: int = 2**62) -> Peer:
         """This identity's public half, as others see it."""

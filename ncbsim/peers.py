@@ -2,6 +2,8 @@
 
 The gateway only carries directory entries; each one is verified here against the
 pinned root (see :mod:`ncbsim.directory`), so a gateway that swaps a key is caught.
+Every directory reply also carries the gateway's newest revocation list, which is
+verified the same way and adopted only if it is newer than the one held.
 """
 
 from __future__ import annotations
@@ -33,20 +35,26 @@ class Peers:
         await self._fetch([], timeout)
         return self.directory.bureaus()
 
-    async def resolve(self, bureaus: Iterable[str], timeout: float = 5.0) -> list[Peer]:
-        """Verified peers for ``bureaus``, fetching missing entries once per back-off period."""
+    async def resolve(
+        self, bureaus: Iterable[str], timeout: float = 5.0, *, refresh: bool = False
+    ) -> list[Peer]:
+        """Verified peers for ``bureaus``, fetching missing entries once per back-off period.
+
+        ``refresh`` fetches the entries even when they are held (a sender signed with a
+        key the held entry does not name: it may have rotated), within the same back-off.
+        """
         codes = list(bureaus)
         now = time.monotonic()
         missing = [
             c
             for c in codes
-            if c not in self.directory
+            if (refresh or c not in self.directory)
             and now - self._missed.get(c, float("-inf")) >= _MISS_BACKOFF_S
         ]
         if missing:
             await self._fetch(missing, timeout)
             for code in missing:
-                if code not in self.directory:
+                if refresh or code not in self.directory:
                     self._missed[code] = now
         return [self.directory.get(c) for c in codes]
 
@@ -58,6 +66,12 @@ class Peers:
         reply = await self._gateway.GetDirectory(
             gateway_pb2.DirectoryRequest(bureaus=bureaus), timeout=timeout
         )
+        if reply.HasField("revocations"):
+            try:
+                if self.directory.apply_revocations(reply.revocations.SerializeToString()):
+                    log.info("revocations_adopted", sequence=self.directory.revoked.sequence)
+            except DirectoryError as exc:
+                log.warning("revocation_list_refused", reason=str(exc))
         verified = 0
         for entry in reply.entries:
             try:

@@ -7,9 +7,12 @@ identified by the DNS SAN of its certificate: ``gateway.ncbsim``,
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ncbsim.pki import GATEWAY_NAME, TlsFiles, bureau_dns_name, bureau_from_dns_name
 
@@ -80,6 +83,20 @@ def peer_bureau(context: grpc.aio.ServicerContext) -> str | None:
         if code is not None:
             return code
     return None
+
+
+def peer_certificate_sha256(context: grpc.aio.ServicerContext) -> bytes | None:
+    """SHA-256 of the DER encoding of the client's certificate, or None.
+
+    It reads the PEM certificate out of ``auth_context()``, which copies every property:
+    call it only when the answer matters (a bureau with a revoked certificate), not on
+    every request.
+    """
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return None
+    cert = x509.load_pem_x509_certificate(pems[0])
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
 
 
 def peer_is(context: grpc.aio.ServicerContext, name: str) -> bool:

@@ -26,9 +26,17 @@ from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
-from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
+from ncbsim.serving import (
+    abort,
+    add_raw_servicer,
+    start_server,
+    wait_for_shutdown,
+    write_ready_file,
+)
 from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.answer import answer
+from node.hits import HitLog
+from node.keys import KeyWatch
 from node.replay import ReplayCache
 from node.store import RecordStore
 
@@ -55,8 +63,9 @@ class NodeAuditRecord(NamedTuple):
     """One envelope the node handled: ids, sender, kind, sizes, outcome. Never content.
 
     ``outcome`` is ``answered`` or ``refused``; ``reason`` says why in a coarse code:
-    ``not_gateway``, ``undecodable``, ``unverified``, ``replay`` (verified, but this
-    sender's message id was accepted before), ``bad_response_key`` or ``internal``
+    ``not_gateway``, ``undecodable``, ``unverified``, ``revoked`` (signed with a key the
+    root revoked), ``replay`` (verified, but this sender's message id was accepted
+    before), ``bad_response_key`` or ``internal``
     (empty when answered). Ids and parties are empty when the envelope's
     header did not parse.
     """
@@ -115,7 +124,9 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         replay: ReplayCache,
         *,
         clock_skew_ms: int = envelope.CLOCK_SKEW_MS,
+        hits: HitLog | None = None,
     ) -> None:
+        self._hits = hits
         self._identity = identity
         self._peers = peers
         self._store = store
@@ -125,7 +136,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
 
     def _audited(  # noqa: PLR0917 - positional on purpose: called on every envelope
         self,
-        request: envelope.Envelope,
+        request: envelope.Envelope | bytes,
         header: envelope.Header | None,
         started: float,
         status: grpc.StatusCode,
@@ -146,7 +157,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             NodeAuditRecord(
                 int(time.time() * 1000),
                 *ids,
-                request.ByteSize(),
+                len(request) if isinstance(request, bytes) else request.ByteSize(),
                 response.ByteSize() if response is not None else 0,
                 "refused" if reason else "answered",
                 reason,
@@ -155,26 +166,36 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             )
         )
 
+    def use_identity(self, identity: Identity) -> None:
+        """Answer under ``identity`` from now on (after ``ncbsim pki rotate``)."""
+        self._identity = identity
+
     async def Handle(  # noqa: N802 - gRPC method name
-        self, request: envelope.Envelope, context: grpc.aio.ServicerContext
+        self, raw: bytes, context: grpc.aio.ServicerContext
     ) -> envelope.Envelope:
+        """Answer one envelope. It arrives as raw bytes (see :func:`serve`) and is parsed
+        here, so one that is not an Envelope is refused and audited like any other."""
         started = time.perf_counter()
         if not transport.peer_is(context, GATEWAY_NAME):
             log.warning("refused_caller", reason="not the gateway")
-            self._audited(request, None, started, grpc.StatusCode.PERMISSION_DENIED, "not_gateway")
+            self._audited(raw, None, started, grpc.StatusCode.PERMISSION_DENIED, "not_gateway")
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only the gateway may call")
         try:
+            request = envelope.Envelope.FromString(raw)
             header = envelope.unverified_header(request)
-        except EnvelopeError:
-            self._audited(request, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
+        except (DecodeError, EnvelopeError):
+            self._audited(raw, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+        directory = self._peers.directory
         try:
-            if header.sender not in self._peers.directory:
-                # Rare: fetch the entry from the gateway, with the ids on its log lines.
+            held = header.sender in directory
+            if not held or not directory.get(header.sender).signs_with(header.sender_key_id):
+                # Rare: a sender not met yet, or one that rotated its keys. Fetch its
+                # entry from the gateway, with the ids on its log lines.
                 with structlog.contextvars.bound_contextvars(
                     message_id=header.message_hex, correlation_id=header.correlation_hex
                 ):
-                    await self._peers.resolve([header.sender])
+                    await self._peers.resolve([header.sender], refresh=held)
             opened = envelope.open_request(
                 request,
                 recipient=self._identity,
@@ -184,8 +205,11 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             )
             query = query_pb2.QueryRequest.FromString(opened.plaintext)
         except (EnvelopeError, DirectoryError, DecodeError):
-            log.warning("envelope_rejected", sender=header.sender, **_ids(header))
-            self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, "unverified")
+            # The caller learns nothing; the audit says whether the key was revoked.
+            revoked = directory.revoked.key_revoked(header.sender_key_id)
+            reason = "revoked" if revoked else "unverified"
+            log.warning("envelope_rejected", sender=header.sender, reason=reason, **_ids(header))
+            self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, reason)
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         try:
             first = self._replay.first_time(
@@ -201,7 +225,13 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             self._audited(request, header, started, grpc.StatusCode.ALREADY_EXISTS, "replay")
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
         try:
-            result = answer(self._store, query)
+            result = answer(
+                self._store,
+                query,
+                requester=opened.header.sender,
+                message_id=header.message_hex,
+                on_hit=self._hits.record if self._hits is not None else None,
+            )
         except Exception:
             log.exception("handle_failed", sender=header.sender, **_ids(header))
             self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
@@ -284,16 +314,20 @@ async def serve(config: NodeConfig) -> None:
     tls = config.pki.tls(config.bureau)
     gateway_channel = transport.gateway_channel(config.gateway, tls)
     gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
-    peers = Peers(Directory(config.pki.root_public_key()), gateway)
+    peers = Peers(Directory.pinned(config.pki), gateway)
     audit = NodeAuditLog(config.audit_path or config.db_path.with_name("audit.sqlite"))
+    hits = HitLog(config.db_path.with_name("hits.sqlite"))
     service = BureauService(
-        identity, peers, store, audit, replay, clock_skew_ms=config.clock_skew_ms
+        identity, peers, store, audit, replay, clock_skew_ms=config.clock_skew_ms, hits=hits
     )
     served = await start_server(
         tls,
         config.listen,
         [bureau_pb2.DESCRIPTOR.services_by_name["Bureau"].full_name],
-        register=lambda server: bureau_pb2_grpc.add_BureauServicer_to_server(service, server),
+        # Raw requests: Handle parses each one, so garbage is refused and audited by it.
+        register=lambda server: add_raw_servicer(
+            server, bureau_pb2_grpc.add_BureauServicer_to_server, service
+        ),
     )
     structlog.contextvars.bind_contextvars(bureau=config.bureau)
     log.info(
@@ -303,6 +337,9 @@ async def serve(config: NodeConfig) -> None:
     register = asyncio.create_task(
         _register_loop(gateway, served.address, config.register_interval_s, registered)
     )
+    keys = KeyWatch(config.pki, config.bureau, peers.directory, service.use_identity)
+    keys.watch_grace(identity)
+    watch = asyncio.create_task(keys.run(config.key_check_interval_s))
     shutdown = asyncio.create_task(wait_for_shutdown())
     try:
         ready = asyncio.create_task(registered.wait())
@@ -318,8 +355,10 @@ async def serve(config: NodeConfig) -> None:
     finally:
         log.info("node_stopping")
         register.cancel()
+        watch.cancel()
         await served.server.stop(grace=2)
         await gateway_channel.close()
         store.close()
         replay.close()
         audit.close()
+        hits.close()

@@ -21,6 +21,12 @@ COMMANDS = [
     ["query", "vehicle"],
     ["query", "fetch"],
     ["simulate"],
+    ["pki", "revoke"],
+    ["pki", "rotate"],
+    ["record", "restrict"],
+    ["hits"],
+    ["audit", "verify"],
+    ["audit", "search"],
 ]
 
 
@@ -128,3 +134,51 @@ def test_bad_bureau_code_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-
     assert out.returncode == 2
     assert "not a bureau code" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _ncbsim(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ncbsim", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("skew", ["-1", "3600001"])
+def test_bad_clock_skew_is_refused_before_anything_starts(tmp_path, skew: str) -> None:  # type: ignore[no-untyped-def]
+    """`ncbsim node --clock-skew-ms` outside 0..3600000 exits 2 with the bounds, and no
+    records are generated."""
+    assert _ncbsim("pki", "init", "--dir", str(tmp_path), "--bureaus", "FR").returncode == 0
+    db = tmp_path / "fr.sqlite"
+    out = _ncbsim(
+        "node", "--dir", str(tmp_path), "--bureau", "FR", "--gateway", "127.0.0.1:1",
+        "--db", str(db), "--clock-skew-ms", skew,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "clock_skew_ms must be between 0 and 3600000" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not db.exists()
+
+
+def test_rotate_and_revoke_from_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`pki rotate` reports the new serial and grace; `pki revoke` reports what it revoked;
+    a bad grace or an unknown bureau exits 2 with one line."""
+    assert _ncbsim("pki", "init", "--dir", str(tmp_path), "--bureaus", "FR,DE").returncode == 0
+    rotated = _ncbsim("pki", "rotate", "--dir", str(tmp_path), "--bureau", "DE", "--grace", "90s")
+    assert rotated.returncode == 0, rotated.stderr
+    assert "serial 2" in rotated.stdout
+    assert "(90s)" in rotated.stdout
+    revoked = _ncbsim("pki", "revoke", "--dir", str(tmp_path), "--bureau", "FR")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked FR" in revoked.stdout
+    assert (tmp_path / "revocations.list").exists()
+    for bad in (
+        ("pki", "rotate", "--dir", str(tmp_path), "--bureau", "DE", "--grace", "soon"),
+        ("pki", "revoke", "--dir", str(tmp_path), "--bureau", "ES"),
+    ):
+        out = _ncbsim(*bad)
+        assert out.returncode == 2
+        assert len(out.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in out.stderr

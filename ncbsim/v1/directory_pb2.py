@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ncbsim/v1/directory.proto\x12\tncbsim.v1\"\x9b\x01\n\x0e\x44irectoryEntry\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06\x62ureau\x18\x02 \x01(\t\x12\x13\n\x0bsigning_key\x18\x03 \x01(\x0c\x12\x16\n\x0e\x65ncryption_key\x18\x04 \x01(\x0c\x12\x15\n\rnot_before_ms\x18\x05 \x01(\x03\x12\x14\n\x0cnot_after_ms\x18\x06 \x01(\x03\x12\x0e\n\x06serial\x18\x07 \x01(\x04\"8\n\x14SignedDirectoryEntry\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19ncbsim/v1/directory.proto\x12\tncbsim.v1\"\x8d\x02\n\x0e\x44irectoryEntry\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x0e\n\x06\x62ureau\x18\x02 \x01(\t\x12\x13\n\x0bsigning_key\x18\x03 \x01(\x0c\x12\x16\n\x0e\x65ncryption_key\x18\x04 \x01(\x0c\x12\x15\n\rnot_before_ms\x18\x05 \x01(\x03\x12\x14\n\x0cnot_after_ms\x18\x06 \x01(\x03\x12\x0e\n\x06serial\x18\x07 \x01(\x04\x12\x1c\n\x14previous_signing_key\x18\x08 \x01(\x0c\x12\x1f\n\x17previous_encryption_key\x18\t \x01(\x0c\x12\x19\n\x11previous_until_ms\x18\n \x01(\x03\x12\x16\n\x0erequester_only\x18\x0b \x01(\x08\"8\n\x14SignedDirectoryEntry\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"\x83\x01\n\nRevocation\x12\x0e\n\x06\x62ureau\x18\x01 \x01(\t\x12\x14\n\x0c\x65ntry_serial\x18\x02 \x01(\x04\x12\x0f\n\x07key_ids\x18\x03 \x03(\x0c\x12\x17\n\x0ftls_cert_sha256\x18\x04 \x03(\x0c\x12\x15\n\rrevoked_at_ms\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\"u\n\x0eRevocationList\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12*\n\x0brevocations\x18\x04 \x03(\x0b\x32\x15.ncbsim.v1.Revocation\"7\n\x14SignedRevocationList\x12\x0c\n\x04list\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v1.directory_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DIRECTORYENTRY']._serialized_start=41
-  _globals['_DIRECTORYENTRY']._serialized_end=196
-  _globals['_SIGNEDDIRECTORYENTRY']._serialized_start=198
-  _globals['_SIGNEDDIRECTORYENTRY']._serialized_end=254
+  _globals['_DIRECTORYENTRY']._serialized_end=310
+  _globals['_SIGNEDDIRECTORYENTRY']._serialized_start=312
+  _globals['_SIGNEDDIRECTORYENTRY']._serialized_end=368
+  _globals['_REVOCATION']._serialized_start=371
+  _globals['_REVOCATION']._serialized_end=502
+  _globals['_REVOCATIONLIST']._serialized_start=504
+  _globals['_REVOCATIONLIST']._serialized_end=621
+  _globals['_SIGNEDREVOCATIONLIST']._serialized_start=623
+  _globals['_SIGNEDREVOCATIONLIST']._serialized_end=678
 # @@protoc_insertion_point(module_scope)

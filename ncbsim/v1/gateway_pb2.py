@@ -26,15 +26,15 @@ from ncbsim.v1 import directory_pb2 as ncbsim_dot_v1_dot_directory__pb2
 from ncbsim.v1 import envelope_pb2 as ncbsim_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v1/gateway.proto\x12\tncbsim.v1\x1a\x19ncbsim/v1/directory.proto\x1a\x18ncbsim/v1/envelope.proto\";\n\x11MultiQueryRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Envelope\"\x90\x01\n\x08\x44\x65livery\x12\x0e\n\x06\x62ureau\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.ncbsim.v1.DeliveryStatus\x12%\n\x08response\x18\x03 \x01(\x0b\x32\x13.ncbsim.v1.Envelope\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\r\":\n\x0fMultiQueryReply\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Delivery\"#\n\x10\x44irectoryRequest\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"=\n\tDirectory\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.ncbsim.v1.SignedDirectoryEntry\"\"\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x0f\n\rRegisterReply\"\x0f\n\rRoutesRequest\"\x1e\n\x0bRoutesReply\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t*\x8c\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_NO_ANSWER\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATUS_REFUSED\x10\x03\x32\xc5\x02\n\x07Gateway\x12\x31\n\x05Query\x12\x13.ncbsim.v1.Envelope\x1a\x13.ncbsim.v1.Envelope\x12\x46\n\nMultiQuery\x12\x1c.ncbsim.v1.MultiQueryRequest\x1a\x1a.ncbsim.v1.MultiQueryReply\x12\x41\n\x0cGetDirectory\x12\x1b.ncbsim.v1.DirectoryRequest\x1a\x14.ncbsim.v1.Directory\x12@\n\x08Register\x12\x1a.ncbsim.v1.RegisterRequest\x1a\x18.ncbsim.v1.RegisterReply\x12:\n\x06Routes\x12\x18.ncbsim.v1.RoutesRequest\x1a\x16.ncbsim.v1.RoutesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v1/gateway.proto\x12\tncbsim.v1\x1a\x19ncbsim/v1/directory.proto\x1a\x18ncbsim/v1/envelope.proto\";\n\x11MultiQueryRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Envelope\"\x90\x01\n\x08\x44\x65livery\x12\x0e\n\x06\x62ureau\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.ncbsim.v1.DeliveryStatus\x12%\n\x08response\x18\x03 \x01(\x0b\x32\x13.ncbsim.v1.Envelope\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\r\":\n\x0fMultiQueryReply\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Delivery\"#\n\x10\x44irectoryRequest\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"s\n\tDirectory\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.ncbsim.v1.SignedDirectoryEntry\x12\x34\n\x0brevocations\x18\x02 \x01(\x0b\x32\x1f.ncbsim.v1.SignedRevocationList\"\"\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x0f\n\rRegisterReply\"\x0f\n\rRoutesRequest\"\x1e\n\x0bRoutesReply\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t*\x8c\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_NO_ANSWER\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATUS_REFUSED\x10\x03\x32\xc5\x02\n\x07Gateway\x12\x31\n\x05Query\x12\x13.ncbsim.v1.Envelope\x1a\x13.ncbsim.v1.Envelope\x12\x46\n\nMultiQuery\x12\x1c.ncbsim.v1.MultiQueryRequest\x1a\x1a.ncbsim.v1.MultiQueryReply\x12\x41\n\x0cGetDirectory\x12\x1b.ncbsim.v1.DirectoryRequest\x1a\x14.ncbsim.v1.Directory\x12@\n\x08Register\x12\x1a.ncbsim.v1.RegisterRequest\x1a\x18.ncbsim.v1.RegisterReply\x12:\n\x06Routes\x12\x18.ncbsim.v1.RoutesRequest\x1a\x16.ncbsim.v1.RoutesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATUS']._serialized_start=562
-  _globals['_DELIVERYSTATUS']._serialized_end=702
+  _globals['_DELIVERYSTATUS']._serialized_start=616
+  _globals['_DELIVERYSTATUS']._serialized_end=756
   _globals['_MULTIQUERYREQUEST']._serialized_start=91
   _globals['_MULTIQUERYREQUEST']._serialized_end=150
   _globals['_DELIVERY']._serialized_start=153
@@ -44,15 +44,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DIRECTORYREQUEST']._serialized_start=359
   _globals['_DIRECTORYREQUEST']._serialized_end=394
   _globals['_DIRECTORY']._serialized_start=396
-  _globals['_DIRECTORY']._serialized_end=457
-  _globals['_REGISTERREQUEST']._serialized_start=459
-  _globals['_REGISTERREQUEST']._serialized_end=493
-  _globals['_REGISTERREPLY']._serialized_start=495
-  _globals['_REGISTERREPLY']._serialized_end=510
-  _globals['_ROUTESREQUEST']._serialized_start=512
-  _globals['_ROUTESREQUEST']._serialized_end=527
-  _globals['_ROUTESREPLY']._serialized_start=529
-  _globals['_ROUTESREPLY']._serialized_end=559
-  _globals['_GATEWAY']._serialized_start=705
-  _globals['_GATEWAY']._serialized_end=1030
+  _globals['_DIRECTORY']._serialized_end=511
+  _globals['_REGISTERREQUEST']._serialized_start=513
+  _globals['_REGISTERREQUEST']._serialized_end=547
+  _globals['_REGISTERREPLY']._serialized_start=549
+  _globals['_REGISTERREPLY']._serialized_end=564
+  _globals['_ROUTESREQUEST']._serialized_start=566
+  _globals['_ROUTESREQUEST']._serialized_end=581
+  _globals['_ROUTESREPLY']._serialized_start=583
+  _globals['_ROUTESREPLY']._serialized_end=613
+  _globals['_GATEWAY']._serialized_start=759
+  _globals['_GATEWAY']._serialized_end=1084
 # @@protoc_insertion_point(module_scope)

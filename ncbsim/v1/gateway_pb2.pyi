@@ -53,10 +53,12 @@ class DirectoryRequest(_message.Message):
     def __init__(self, bureaus: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Directory(_message.Message):
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "revocations")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[_directory_pb2.SignedDirectoryEntry]
-    def __init__(self, entries: _Optional[_Iterable[_Union[_directory_pb2.SignedDirectoryEntry, _Mapping]]] = ...) -> None: ...
+    revocations: _directory_pb2.SignedRevocationList
+    def __init__(self, entries: _Optional[_Iterable[_Union[_directory_pb2.SignedDirectoryEntry, _Mapping]]] = ..., revocations: _Optional[_Union[_directory_pb2.SignedRevocationList, _Mapping]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("address",)

@@ -1,0 +1,150 @@
+"""The gateway's view of the PKI folder: directory entries and the revocation list.
+
+The gateway is not trusted with keys, so it never needs to verify an entry for its own
+safety (every party does); it reads the files to know which bureaus exist, which are
+revoked, and to serve both to the parties that ask.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from google.protobuf.message import DecodeError
+
+from ncbsim.errors import DirectoryError
+from ncbsim.pki import PkiDir
+from ncbsim.revocation import NONE, Revoked, verify_list
+from ncbsim.v1 import directory_pb2
+
+log = structlog.get_logger()
+
+_FileStamp = tuple[str, int, int, int]
+_Stamp = tuple[tuple[_FileStamp, ...], _FileStamp | None]
+
+
+def _file_stamp(name: str, stat: os.stat_result) -> _FileStamp:
+    return (name, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+class DirectoryFiles:
+    """Root-signed directory entries and the revocation list, reloaded when files change.
+
+    Admission asks :meth:`known` about every envelope, so the folder is looked at no
+    more than once per ``refresh_s`` (one ``scandir`` and a ``stat`` per entry, plus one
+    for the revocation list; files are read only when one changed), and at once when
+    asked about a bureau it does not hold, so a bureau added while the gateway runs is
+    routable straight away. A changed entry or a new revocation list therefore takes
+    effect within ``refresh_s``: that bounds how long a revoked bureau can still be
+    served. Each file is keyed by (name, inode, mtime_ns, size), so an entry replaced
+    (``pki`` writes with ``os.replace``) or rewritten in place is seen even when its
+    size is unchanged. :meth:`entries`, which serves GetDirectory, always looks.
+
+    The revocation list is verified against the root before it is used, so a list
+    written by anyone but the root is ignored (and logged).
+    """
+
+    def __init__(
+        self,
+        pki: PkiDir,
+        *,
+        refresh_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pki = pki
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._checked_at = float("-inf")
+        self._stamp: _Stamp | None = None
+        self._entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
+        self._serials: dict[str, int] = {}
+        self.revoked: Revoked = NONE
+        """The newest revocation list on disk that the root signed."""
+
+    def entries(self, bureaus: list[str]) -> list[directory_pb2.SignedDirectoryEntry]:
+        """Entries for ``bureaus`` (all when empty), revoked ones left out."""
+        self._reload()
+        codes = bureaus or list(self._entries)
+        return [self._entries[b] for b in codes if b in self._entries and not self._revoked(b)]
+
+    def revocation_list(self) -> directory_pb2.SignedRevocationList | None:
+        """The revocation list to serve with every directory reply, if there is one."""
+        self.refresh()
+        if not self.revoked.signed:
+            return None
+        return directory_pb2.SignedRevocationList.FromString(self.revoked.signed)
+
+    def known(self, bureau: str) -> bool:
+        """Whether ``bureau`` has a directory entry. DirectoryError if it is revoked."""
+        if bureau not in self._entries:
+            self._reload()
+        else:
+            self.refresh()
+        if bureau in self._entries and self._revoked(bureau):
+            raise DirectoryError(f"the keys of {bureau} are revoked")
+        return bureau in self._entries
+
+    def refresh(self) -> None:
+        """Look at the folder if ``refresh_s`` has passed since the last look."""
+        if self._clock() - self._checked_at >= self._refresh_s:
+            self._reload()
+
+    def _revoked(self, bureau: str) -> bool:
+        return self.revoked.entry_revoked(bureau, self._serials.get(bureau, 0))
+
+    def _reload(self) -> None:
+        self._checked_at = self._clock()
+        folder = self._pki.directory
+        stamps: list[_FileStamp] = []
+        with os.scandir(folder) as listing:
+            for item in listing:
+                if not item.name.endswith(".entry"):
+                    continue
+                try:
+                    stamps.append(_file_stamp(item.name, item.stat()))
+                except FileNotFoundError:  # removed since the listing
+                    continue
+        try:
+            listed: _FileStamp | None = _file_stamp("", os.stat(self._pki.revocations))
+        except FileNotFoundError:
+            listed = None
+        stamp = (tuple(sorted(stamps)), listed)
+        if stamp == self._stamp:
+            return
+        if self._stamp is None or listed != self._stamp[1]:
+            self._load_revocations()
+        if self._stamp is None or stamp[0] != self._stamp[0]:
+            self._load_entries(folder, stamp[0])
+        self._stamp = stamp
+
+    def _load_entries(self, folder: Path, stamps: tuple[_FileStamp, ...]) -> None:
+        entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
+        serials: dict[str, int] = {}
+        for name, *_ in stamps:
+            try:
+                signed = directory_pb2.SignedDirectoryEntry.FromString((folder / name).read_bytes())
+                serial = directory_pb2.DirectoryEntry.FromString(signed.entry).serial
+            except (FileNotFoundError, DecodeError):
+                # Gone or not an entry: skip it. Bureaus verify every entry they use anyway.
+                log.warning("directory_entry_unreadable", file=name)
+                continue
+            entries[Path(name).stem] = signed
+            serials[Path(name).stem] = serial
+        self._entries = entries
+        self._serials = serials
+
+    def _load_revocations(self) -> None:
+        signed = self._pki.revocation_list()
+        if signed is None:
+            return
+        try:
+            revoked = verify_list(self._pki.root_public_key(), signed)
+        except DirectoryError as exc:
+            log.warning("revocation_list_refused", reason=str(exc))
+            return
+        if revoked.sequence > self.revoked.sequence:
+            log.info("revocations_adopted", sequence=revoked.sequence, bureaus=revoked.bureaus())
+            self.revoked = revoked

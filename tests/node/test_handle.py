@@ -1,0 +1,126 @@
+"""Bureau.Handle in-process: the failure paths that need a broken part to reach."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ncbsim import auditlog, envelope, pki
+from ncbsim.directory import Directory
+from ncbsim.identity import Identity
+from ncbsim.peers import Peers
+from ncbsim.v1 import query_pb2
+from node import datagen
+from node.replay import ReplayCache
+from node.server import BureauService, NodeAuditLog
+from node.store import RecordStore
+
+
+class _AbortedError(Exception):
+    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
+        super().__init__(f"{code.name}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class _GatewayContext:
+    """What Handle reads of a gRPC context: the gateway's mTLS identity, and abort."""
+
+    def peer_identity_key(self) -> str:
+        return "x509_subject_alternative_name"
+
+    def peer_identities(self) -> list[bytes]:
+        return [pki.GATEWAY_NAME.encode()]
+
+    async def abort(
+        self, code: grpc.StatusCode, detail: str, trailing_metadata: object = ()
+    ) -> None:
+        raise _AbortedError(code, detail)
+
+
+@dataclass
+class _Node:
+    service: BureauService
+    replay: ReplayCache
+    audit: NodeAuditLog
+    audit_path: Path
+    requester: Identity
+    directory: Directory
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[_Node]:
+    directory = pki.init(tmp_path / "pki", ["FR", "DE"])
+    db = tmp_path / "records.sqlite"
+    datagen.generate(db, "DE", seed=1, documents=20, persons=5, vehicles=5)
+    now = int(time.time() * 1000)
+    verified = Directory.from_pki(directory)
+    store = RecordStore(db)
+    replay = ReplayCache(tmp_path / "replay.sqlite", clock_skew_ms=30_000)
+    audit_path = tmp_path / "audit.sqlite"
+    audit = NodeAuditLog(audit_path, batch_wait_s=0.0)
+    service = BureauService(
+        Identity.load(directory, "DE", now_ms=now),
+        Peers(verified, gateway=None),  # every sender is already verified
+        store,
+        audit,
+        replay,
+    )
+    try:
+        yield _Node(
+            service, replay, audit, audit_path, Identity.load(directory, "FR", now_ms=now), verified
+        )
+    finally:
+        store.close()
+        replay.close()
+        audit.close()
+
+
+def _request(node: _Node) -> bytes:
+    key, public = envelope.new_response_key()
+    body = query_pb2.QueryRequest(
+        response_key=public, document=query_pb2.DocumentQuery(number="X1", issuer="DE")
+    )
+    sealed = envelope.seal_request(
+        body.SerializeToString(),
+        sender=node.requester,
+        recipient=node.directory.get("DE"),
+        response_key=key,
+    )
+    return bytes(sealed.envelope.SerializeToString())
+
+
+def _handle(node: _Node, raw: bytes) -> envelope.Envelope:
+    return asyncio.run(node.service.Handle(raw, _GatewayContext()))
+
+
+def _reasons(node: _Node) -> list[tuple[str, str]]:
+    node.audit.close()  # flushes every queued row
+    _, rows = auditlog.search(node.audit_path, auditlog.Query())
+    return [(str(r[-3]), str(r[-4])) for r in rows]  # (status, reason)
+
+
+def test_a_well_formed_request_is_answered(node: _Node) -> None:
+    """Control: the harness reaches the answering path."""
+    response = _handle(node, _request(node))
+    assert envelope.unverified_header(response).recipient == "FR"
+    assert _reasons(node) == [("OK", "")]
+
+
+def test_replay_cache_failure_is_internal_and_audited(node: _Node) -> None:
+    """A replay cache that cannot be written fails closed: INTERNAL with no detail, audited,
+    never answered (the node cannot promise to answer only once)."""
+    node.replay.close()  # every later use of the cache raises sqlite3.ProgrammingError
+    with pytest.raises(_AbortedError) as refused:
+        _handle(node, _request(node))
+    assert (refused.value.code, refused.value.detail) == (
+        grpc.StatusCode.INTERNAL,
+        "internal error",
+    )
+    assert _reasons(node) == [("INTERNAL", "internal")]

@@ -1,0 +1,274 @@
+"""Key rotation with a grace period, and revocation by the root's signed list."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ncbsim import envelope, pki
+from ncbsim.directory import Directory
+from ncbsim.errors import DirectoryError, EnvelopeError, PkiError
+from ncbsim.identity import Identity
+from ncbsim.revocation import verify_list
+from ncbsim.v1 import directory_pb2
+
+HOUR_MS = 3_600_000
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> pki.PkiDir:
+    return pki.init(tmp_path / "pki", ["FR", "DE", "IT"])
+
+
+def _identity(network: pki.PkiDir, bureau: str) -> Identity:
+    return Identity.load(network, bureau, now_ms=_now())
+
+
+def _request(sender: Identity, recipient: Identity | Directory, bureau: str) -> envelope.Envelope:
+    """A request from ``sender`` to ``bureau``, sealed to the key ``recipient`` certifies.
+
+    It lives two hours, longer than the grace periods below, so that only the grace
+    period can be why it is refused.
+    """
+    peer = recipient.get(bureau) if isinstance(recipient, Directory) else recipient.as_peer()
+    key, public = envelope.new_response_key()
+    return envelope.seal_request(
+        b"query " + public, sender=sender, recipient=peer, response_key=key, ttl_ms=2 * HOUR_MS
+    ).envelope
+
+
+def _open(network: pki.PkiDir, request: envelope.Envelope, *, at_ms: int | None = None) -> bytes:
+    """Open ``request`` as its recipient would now: keys and directory freshly loaded."""
+    header = envelope.unverified_header(request)
+    directory = Directory.from_pki(network)
+    recipient = Identity.load(network, header.recipient, now_ms=at_ms or _now())
+    return envelope.open_request(
+        request, recipient=recipient, senders=directory.get, now_ms=at_ms
+    ).plaintext
+
+
+# ----------------------------------------------------------------------------- rotation
+
+
+def test_rotate_issues_new_keys_under_a_higher_serial(network: pki.PkiDir) -> None:
+    """After rotation the bureau's identity and directory entry hold new keys, serial + 1."""
+    before = _identity(network, "DE")
+    rotated = pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    after = _identity(network, "DE")
+    peer = Directory.from_pki(network).get("DE")
+    assert rotated.serial == peer.serial == 2
+    assert after.signing_key_id != before.signing_key_id
+    assert after.encryption_key_id != before.encryption_key_id
+    assert (peer.signing_key_id, peer.encryption_key_id) == (
+        after.signing_key_id,
+        after.encryption_key_id,
+    )
+    assert peer.previous_signing_key_id == before.signing_key_id
+    assert after.previous_encryption_key_id == before.encryption_key_id
+    assert not rotated.new_tls_certificate
+
+
+@pytest.mark.attack(
+    "an envelope under keys rotated out is used after the grace period",
+    adversary="leaked key",
+    expect="refused: envelope rejected (within the grace period: accepted)",
+)
+def test_old_encryption_key_is_accepted_within_grace_then_refused(network: pki.PkiDir) -> None:
+    """A request sealed to DE's old key opens during the grace period, not after it."""
+    old_directory = Directory.from_pki(network)
+    request = _request(_identity(network, "FR"), old_directory, "DE")
+    rotated = pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    assert _open(network, request).startswith(b"query ")
+    assert _open(network, request, at_ms=rotated.previous_until_ms - 1000)
+    with pytest.raises(EnvelopeError):
+        _open(network, request, at_ms=rotated.previous_until_ms + 1)
+
+
+def test_old_signing_key_is_accepted_within_grace_then_refused(network: pki.PkiDir) -> None:
+    """A request FR signed before rotating verifies during the grace period, not after it."""
+    request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
+    rotated = pki.rotate(network, "FR", grace_ms=HOUR_MS)
+    assert _open(network, request).startswith(b"query ")
+    assert _open(network, request, at_ms=rotated.previous_until_ms - 1000)
+    with pytest.raises(EnvelopeError):
+        _open(network, request, at_ms=rotated.previous_until_ms + 1)
+
+
+def test_rotation_without_grace_refuses_old_keys_at_once(network: pki.PkiDir) -> None:
+    """--grace 0: the old keys are refused straight away and not kept on disk."""
+    request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
+    rotated = pki.rotate(network, "DE", grace_ms=0)
+    assert rotated.previous_until_ms == 0
+    assert not (network.party("DE") / "previous").exists()
+    with pytest.raises(EnvelopeError):
+        _open(network, request)
+
+
+def test_new_keys_are_used_for_new_envelopes(network: pki.PkiDir) -> None:
+    """Senders that fetch the new entry seal to the new key, which the bureau opens."""
+    pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
+    header = envelope.unverified_header(request)
+    assert header.recipient_key_id == _identity(network, "DE").encryption_key_id
+    assert _open(network, request).startswith(b"query ")
+
+
+@pytest.mark.attack(
+    "after a rotation, the gateway serves the replaced (still root-signed) entry",
+    adversary="malicious gateway",
+    expect="refused: the replaced entry is listed as superseded; a newer entry is never displaced",
+)
+def test_replaced_entry_cannot_be_served_again(network: pki.PkiDir) -> None:
+    """The pre-rotation entry is refused by a party holding the list, even one that never
+    saw the new entry, and never displaces the new one where the list is not held."""
+    old = network.entry_path("DE").read_bytes()
+    pki.rotate(network, "DE", grace_ms=0)
+    never_saw_new = Directory.pinned(network)
+    with pytest.raises(DirectoryError, match="revoked"):
+        never_saw_new.add([old])
+    without_list = Directory(network.root_public_key())
+    without_list.add([network.entry_path("DE").read_bytes()])
+    without_list.add([old])
+    assert without_list.get("DE").serial == 2
+
+
+def test_rotated_private_keys_are_0600(network: pki.PkiDir) -> None:
+    pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    for path in (network.party("DE") / "previous").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600
+    for name in ("signing.key", "encryption.key"):
+        assert (network.party("DE") / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_negative_grace_is_refused(network: pki.PkiDir) -> None:
+    with pytest.raises(PkiError):
+        pki.rotate(network, "DE", grace_ms=-1)
+
+
+# ----------------------------------------------------------------------------- revocation
+
+
+def _fingerprint(network: pki.PkiDir, bureau: str) -> bytes:
+    cert = x509.load_pem_x509_certificate((network.party(bureau) / "tls.crt").read_bytes())
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+
+
+def test_revoke_lists_entry_keys_and_certificate(network: pki.PkiDir) -> None:
+    """The signed list names FR's entry serial, both E2E keys and its TLS certificate."""
+    fr = _identity(network, "FR")
+    pki.revoke(network, "FR")
+    listed = network.revocation_list()
+    assert listed is not None
+    revoked = verify_list(network.root_public_key(), listed)
+    assert revoked.sequence == 1
+    assert revoked.entry_revoked("FR", 1)
+    assert not revoked.entry_revoked("DE", 1)
+    assert revoked.key_revoked(fr.signing_key_id)
+    assert revoked.key_revoked(fr.encryption_key_id)
+    assert revoked.cert_revoked("FR", _fingerprint(network, "FR"))
+    assert not revoked.cert_revoked("DE", _fingerprint(network, "FR"))
+
+
+@pytest.mark.attack(
+    "a bureau whose key leaked keeps signing after it was revoked",
+    adversary="leaked key",
+    expect="refused: envelope rejected by every bureau",
+)
+def test_envelopes_signed_with_revoked_keys_are_refused(network: pki.PkiDir) -> None:
+    """Once FR is revoked, a request FR signed (before or after) no longer opens."""
+    request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
+    assert _open(network, request)
+    pki.revoke(network, "FR")
+    with pytest.raises(EnvelopeError):
+        _open(network, request)
+
+
+def test_a_held_peer_is_dropped_when_a_newer_list_arrives(network: pki.PkiDir) -> None:
+    """A directory that already verified FR forgets it on adopting the list."""
+    directory = Directory.from_pki(network)
+    assert "FR" in directory
+    pki.revoke(network, "FR")
+    listed = network.revocation_list()
+    assert listed is not None
+    assert directory.apply_revocations(listed)
+    assert "FR" not in directory
+    with pytest.raises(DirectoryError):
+        directory.add([network.entry_path("FR").read_bytes()])
+    assert "DE" in directory
+
+
+@pytest.mark.attack(
+    "the gateway serves an older revocation list to un-revoke a bureau",
+    adversary="malicious gateway",
+    expect="ignored: a party never adopts a list older than the one it holds",
+)
+def test_an_older_list_never_replaces_a_newer_one(network: pki.PkiDir) -> None:
+    """Rollback: after FR and DE are revoked, the list revoking only FR is ignored."""
+    pki.revoke(network, "FR")
+    first = network.revocation_list()
+    pki.revoke(network, "DE")
+    second = network.revocation_list()
+    assert first is not None
+    assert second is not None
+    directory = Directory(network.root_public_key())
+    assert directory.apply_revocations(second)
+    assert not directory.apply_revocations(first)
+    assert directory.revoked.entry_revoked("DE", 1)
+
+
+@pytest.mark.attack(
+    "the gateway forges or alters a revocation list",
+    adversary="malicious gateway",
+    expect="refused: list not signed by the pinned root",
+)
+@pytest.mark.parametrize("forgery", ["other_root", "flipped_byte"])
+def test_a_list_the_root_did_not_sign_is_refused(
+    network: pki.PkiDir, tmp_path: Path, forgery: str
+) -> None:
+    other = pki.init(tmp_path / "other", ["FR"])
+    if forgery == "other_root":
+        pki.revoke(other, "FR")
+        listed = other.revocation_list()
+    else:
+        pki.revoke(network, "FR")
+        listed = network.revocation_list()
+        assert listed is not None
+        outer = directory_pb2.SignedRevocationList.FromString(listed)
+        body = bytearray(outer.list)
+        body[-1] ^= 1
+        listed = directory_pb2.SignedRevocationList(
+            list=bytes(body), signature=outer.signature
+        ).SerializeToString()
+    assert listed is not None
+    directory = Directory(network.root_public_key())
+    with pytest.raises(DirectoryError):
+        directory.apply_revocations(listed)
+    assert directory.revoked.sequence == 0
+
+
+def test_rotate_after_revoke_restores_the_bureau_without_grace(network: pki.PkiDir) -> None:
+    """Re-keying a revoked bureau: new keys, new TLS certificate, no grace for the old."""
+    old_cert = _fingerprint(network, "FR")
+    pki.revoke(network, "FR")
+    rotated = pki.rotate(network, "FR", grace_ms=HOUR_MS)
+    assert rotated.new_tls_certificate
+    assert rotated.previous_until_ms == 0
+    assert _fingerprint(network, "FR") != old_cert
+    directory = Directory.from_pki(network)
+    assert directory.get("FR").serial == rotated.serial
+    request = _request(_identity(network, "FR"), directory, "DE")
+    assert _open(network, request).startswith(b"query ")
+
+
+def test_revoking_an_unknown_bureau_is_a_clear_error(network: pki.PkiDir) -> None:
+    with pytest.raises(PkiError, match="no directory entry"):
+        pki.revoke(network, "ES")
