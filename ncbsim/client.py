@@ -15,7 +15,7 @@ from enum import StrEnum
 import grpc
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, transport
+from ncbsim import envelope, padding, transport
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.identity import Identity
@@ -100,7 +100,7 @@ def seal_query(
     body.CopyFrom(query)
     body.response_key = public
     return envelope.seal_request(
-        body.SerializeToString(),
+        padding.padded(body, padding.REQUEST_BYTES),
         sender=identity,
         recipient=recipient,
         response_key=key,

@@ -18,7 +18,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, transport
+from ncbsim import envelope, padding, transport
 from ncbsim.auditlog import ChainedLog
 from ncbsim.config import NodeConfig
 from ncbsim.directory import Directory
@@ -238,7 +238,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         try:
             sealed = envelope.seal_response(
-                result.SerializeToString(),
+                padding.padded(result, padding.RESPONSE_BYTES),
                 sender=self._identity,
                 request=opened.header,
                 response_key=query.response_key,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ncbsim.v1 import records_pb2 as ncbsim_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ncbsim/v1/query.proto\x12\tncbsim.v1\x1a\x17ncbsim/v1/records.proto\"\xd9\x01\n\x0cQueryRequest\x12\x14\n\x0cresponse_key\x18\x01 \x01(\x0c\x12,\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x18.ncbsim.v1.DocumentQueryH\x00\x12(\n\x06person\x18\x03 \x01(\x0b\x32\x16.ncbsim.v1.PersonQueryH\x00\x12*\n\x07vehicle\x18\x04 \x01(\x0b\x32\x17.ncbsim.v1.VehicleQueryH\x00\x12&\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x15.ncbsim.v1.FetchQueryH\x00\x42\x07\n\x05query\"/\n\rDocumentQuery\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\"J\n\x0bPersonQuery\x12\x0f\n\x07surname\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\"*\n\x0cVehicleQuery\x12\x0b\n\x03vin\x18\x01 \x01(\t\x12\r\n\x05plate\x18\x02 \x01(\t\"\x19\n\nFetchQuery\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\xb1\x01\n\rQueryResponse\x12\x1f\n\x04hits\x18\x01 \x01(\x0b\x32\x0f.ncbsim.v1.HitsH\x00\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x11.ncbsim.v1.RecordH\x00\x12(\n\tnot_found\x18\x03 \x01(\x0b\x32\x13.ncbsim.v1.NotFoundH\x00\x12&\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.ncbsim.v1.QueryErrorH\x00\x42\x08\n\x06result\")\n\x04Hits\x12!\n\x07matches\x18\x01 \x03(\x0b\x32\x10.ncbsim.v1.Match\"s\n\x05Match\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.ncbsim.v1.RecordKind\x12\r\n\x05score\x18\x03 \x01(\x02\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v1.HandlingCode\"\xb8\x01\n\x06Record\x12-\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x19.ncbsim.v1.TravelDocumentH\x00\x12#\n\x06person\x18\x02 \x01(\x0b\x32\x11.ncbsim.v1.PersonH\x00\x12%\n\x07vehicle\x18\x03 \x01(\x0b\x32\x12.ncbsim.v1.VehicleH\x00\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v1.HandlingCodeB\x08\n\x06record\"\n\n\x08NotFound\"\x1d\n\nQueryError\x12\x0f\n\x07message\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ncbsim/v1/query.proto\x12\tncbsim.v1\x1a\x17ncbsim/v1/records.proto\"\xea\x01\n\x0cQueryRequest\x12\x14\n\x0cresponse_key\x18\x01 \x01(\x0c\x12,\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x18.ncbsim.v1.DocumentQueryH\x00\x12(\n\x06person\x18\x03 \x01(\x0b\x32\x16.ncbsim.v1.PersonQueryH\x00\x12*\n\x07vehicle\x18\x04 \x01(\x0b\x32\x17.ncbsim.v1.VehicleQueryH\x00\x12&\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x15.ncbsim.v1.FetchQueryH\x00\x12\x0f\n\x07padding\x18\x0f \x01(\x0c\x42\x07\n\x05query\"/\n\rDocumentQuery\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\"J\n\x0bPersonQuery\x12\x0f\n\x07surname\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\"*\n\x0cVehicleQuery\x12\x0b\n\x03vin\x18\x01 \x01(\t\x12\r\n\x05plate\x18\x02 \x01(\t\"\x19\n\nFetchQuery\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\xc2\x01\n\rQueryResponse\x12\x1f\n\x04hits\x18\x01 \x01(\x0b\x32\x0f.ncbsim.v1.HitsH\x00\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x11.ncbsim.v1.RecordH\x00\x12(\n\tnot_found\x18\x03 \x01(\x0b\x32\x13.ncbsim.v1.NotFoundH\x00\x12&\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.ncbsim.v1.QueryErrorH\x00\x12\x0f\n\x07padding\x18\x0f \x01(\x0c\x42\x08\n\x06result\")\n\x04Hits\x12!\n\x07matches\x18\x01 \x03(\x0b\x32\x10.ncbsim.v1.Match\"s\n\x05Match\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.ncbsim.v1.RecordKind\x12\r\n\x05score\x18\x03 \x01(\x02\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v1.HandlingCode\"\xb8\x01\n\x06Record\x12-\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x19.ncbsim.v1.TravelDocumentH\x00\x12#\n\x06person\x18\x02 \x01(\x0b\x32\x11.ncbsim.v1.PersonH\x00\x12%\n\x07vehicle\x18\x03 \x01(\x0b\x32\x12.ncbsim.v1.VehicleH\x00\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v1.HandlingCodeB\x08\n\x06record\"\n\n\x08NotFound\"\x1d\n\nQueryError\x12\x0f\n\x07message\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v1.query_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUERYREQUEST']._serialized_start=62
-  _globals['_QUERYREQUEST']._serialized_end=279
-  _globals['_DOCUMENTQUERY']._serialized_start=281
-  _globals['_DOCUMENTQUERY']._serialized_end=328
-  _globals['_PERSONQUERY']._serialized_start=330
-  _globals['_PERSONQUERY']._serialized_end=404
-  _globals['_VEHICLEQUERY']._serialized_start=406
-  _globals['_VEHICLEQUERY']._serialized_end=448
-  _globals['_FETCHQUERY']._serialized_start=450
-  _globals['_FETCHQUERY']._serialized_end=475
-  _globals['_QUERYRESPONSE']._serialized_start=478
-  _globals['_QUERYRESPONSE']._serialized_end=655
-  _globals['_HITS']._serialized_start=657
-  _globals['_HITS']._serialized_end=698
-  _globals['_MATCH']._serialized_start=700
-  _globals['_MATCH']._serialized_end=815
-  _globals['_RECORD']._serialized_start=818
-  _globals['_RECORD']._serialized_end=1002
-  _globals['_NOTFOUND']._serialized_start=1004
-  _globals['_NOTFOUND']._serialized_end=1014
-  _globals['_QUERYERROR']._serialized_start=1016
-  _globals['_QUERYERROR']._serialized_end=1045
+  _globals['_QUERYREQUEST']._serialized_end=296
+  _globals['_DOCUMENTQUERY']._serialized_start=298
+  _globals['_DOCUMENTQUERY']._serialized_end=345
+  _globals['_PERSONQUERY']._serialized_start=347
+  _globals['_PERSONQUERY']._serialized_end=421
+  _globals['_VEHICLEQUERY']._serialized_start=423
+  _globals['_VEHICLEQUERY']._serialized_end=465
+  _globals['_FETCHQUERY']._serialized_start=467
+  _globals['_FETCHQUERY']._serialized_end=492
+  _globals['_QUERYRESPONSE']._serialized_start=495
+  _globals['_QUERYRESPONSE']._serialized_end=689
+  _globals['_HITS']._serialized_start=691
+  _globals['_HITS']._serialized_end=732
+  _globals['_MATCH']._serialized_start=734
+  _globals['_MATCH']._serialized_end=849
+  _globals['_RECORD']._serialized_start=852
+  _globals['_RECORD']._serialized_end=1036
+  _globals['_NOTFOUND']._serialized_start=1038
+  _globals['_NOTFOUND']._serialized_end=1048
+  _globals['_QUERYERROR']._serialized_start=1050
+  _globals['_QUERYERROR']._serialized_end=1079
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class QueryRequest(_message.Message):
-    __slots__ = ("response_key", "document", "person", "vehicle", "fetch")
+    __slots__ = ("response_key", "document", "person", "vehicle", "fetch", "padding")
     RESPONSE_KEY_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     PERSON_FIELD_NUMBER: _ClassVar[int]
     VEHICLE_FIELD_NUMBER: _ClassVar[int]
     FETCH_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
     response_key: bytes
     document: DocumentQuery
     person: PersonQuery
     vehicle: VehicleQuery
     fetch: FetchQuery
-    def __init__(self, response_key: _Optional[bytes] = ..., document: _Optional[_Union[DocumentQuery, _Mapping]] = ..., person: _Optional[_Union[PersonQuery, _Mapping]] = ..., vehicle: _Optional[_Union[VehicleQuery, _Mapping]] = ..., fetch: _Optional[_Union[FetchQuery, _Mapping]] = ...) -> None: ...
+    padding: bytes
+    def __init__(self, response_key: _Optional[bytes] = ..., document: _Optional[_Union[DocumentQuery, _Mapping]] = ..., person: _Optional[_Union[PersonQuery, _Mapping]] = ..., vehicle: _Optional[_Union[VehicleQuery, _Mapping]] = ..., fetch: _Optional[_Union[FetchQuery, _Mapping]] = ..., padding: _Optional[bytes] = ...) -> None: ...
 
 class DocumentQuery(_message.Message):
     __slots__ = ("number", "issuer")
@@ -54,16 +56,18 @@ class FetchQuery(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("hits", "record", "not_found", "error")
+    __slots__ = ("hits", "record", "not_found", "error", "padding")
     HITS_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
     NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
     hits: Hits
     record: Record
     not_found: NotFound
     error: QueryError
-    def __init__(self, hits: _Optional[_Union[Hits, _Mapping]] = ..., record: _Optional[_Union[Record, _Mapping]] = ..., not_found: _Optional[_Union[NotFound, _Mapping]] = ..., error: _Optional[_Union[QueryError, _Mapping]] = ...) -> None: ...
+    padding: bytes
+    def __init__(self, hits: _Optional[_Union[Hits, _Mapping]] = ..., record: _Optional[_Union[Record, _Mapping]] = ..., not_found: _Optional[_Union[NotFound, _Mapping]] = ..., error: _Optional[_Union[QueryError, _Mapping]] = ..., padding: _Optional[bytes] = ...) -> None: ...
 
 class Hits(_message.Message):
     __slots__ = ("matches",)

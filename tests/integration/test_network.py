@@ -80,6 +80,62 @@ def test_fetch_of_unknown_reference_is_not_found(network: Network) -> None:
     assert answer.outcome == Outcome.NOT_FOUND
 
 
+@pytest.mark.attack(
+    "the gateway tells a hit from a no-hit, or a record from 'no such reference', by size",
+    adversary="malicious gateway",
+    expect="every request and every answer it relays has the same size (bodies are padded)",
+)
+def test_answers_of_every_kind_look_alike_to_the_gateway(network: Network) -> None:
+    """The gateway's audit shows one request size and one answer size for a hit, a no-hit,
+    a fetched record and a fetch of an unknown reference, and for short and long queries."""
+    doc = _document(network, "DE")  # unrestricted (see test_document_hit_then_step2_fetch)
+
+    async def scenario() -> list[str]:
+        async with _client(network, "FR") as client:
+            hit = await client.query(_doc_query(doc.number, "DE"), "DE")
+            answers = [
+                hit,
+                await client.query(_doc_query("ZZ0000000", "DE"), "DE"),
+                await client.query(
+                    query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=hit.matches[0].ref)),
+                    "DE",
+                ),
+                await client.query(
+                    query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref="NOSUCHREFERENCE00000")),
+                    "DE",
+                ),
+                await client.query(
+                    query_pb2.QueryRequest(
+                        person=query_pb2.PersonQuery(
+                            surname="X" * 64, given_names="Y" * 64, date_of_birth="1970-01-01"
+                        )
+                    ),
+                    "DE",
+                ),
+            ]
+        outcomes = [a.outcome for a in answers]
+        assert outcomes == [
+            Outcome.HIT,
+            Outcome.NO_HIT,
+            Outcome.RECORD,
+            Outcome.NOT_FOUND,
+            Outcome.NO_HIT,
+        ]
+        return [a.message_id for a in answers]
+
+    ids = set(asyncio.run(scenario()))
+    deadline = time.monotonic() + 5
+    rows = []
+    while time.monotonic() < deadline:
+        rows = [r for r in read_all(audit_path(network.workdir)) if r.message_id in ids]
+        if len(rows) == len(ids):
+            break
+        time.sleep(0.05)
+    assert len(rows) == len(ids)
+    assert len({r.request_bytes for r in rows}) == 1
+    assert len({r.response_bytes for r in rows}) == 1
+
+
 def test_multi_bureau_query_lists_every_bureau(network: Network) -> None:
     """A query to ALL reports each other bureau: the owner hits, the rest do not."""
     doc = _document(network, "IT", seed=3)
