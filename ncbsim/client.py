@@ -199,7 +199,7 @@ class BureauClient:
         except DirectoryError as exc:
             return Answer(to, Outcome.FAILED, None, str(exc))
         except grpc.aio.AioRpcError as exc:
-            return Answer(to, Outcome.NO_ANSWER, None, f"gateway: {exc.code().name}")
+            return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
         sealed = seal_query(self.identity, self.peers.get(to), query)
         try:
             response = await self._stub.Query(sealed.envelope, timeout=timeout)
@@ -228,14 +228,15 @@ class BureauClient:
         try:
             recipients = await self.recipients(to, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            return [Answer(r, Outcome.NO_ANSWER, None, f"gateway: {exc.code().name}") for r in to]
+            outcome, detail = failure_outcome(exc.code()), f"gateway: {failure_detail(exc)}"
+            return [Answer(r, outcome, None, detail) for r in to]
         try:
             await self.peers.resolve(recipients, timeout=timeout)
         except DirectoryError as exc:
             return [Answer(r, Outcome.FAILED, None, str(exc)) for r in recipients]
         except grpc.aio.AioRpcError as exc:
-            detail = f"gateway: {exc.code().name}"
-            return [Answer(r, Outcome.NO_ANSWER, None, detail) for r in recipients]
+            outcome, detail = failure_outcome(exc.code()), f"gateway: {failure_detail(exc)}"
+            return [Answer(r, outcome, None, detail) for r in recipients]
         # One correlation id ties together the envelopes of one multi-bureau query.
         correlation = os.urandom(envelope.MESSAGE_ID_LEN)
         sealed = {
