@@ -54,9 +54,9 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
 
 
 def cmd_pki_revoke(args: argparse.Namespace) -> int:
-    from ncbsim import pki
+    from ncbsim import rekey
 
-    item = pki.revoke(PkiDir(args.dir), args.bureau)
+    item = rekey.revoke(PkiDir(args.dir), args.bureau)
     print(
         f"revoked {args.bureau}: directory entries up to serial {item.entry_serial}, "
         f"{len(item.key_ids)} E2E keys and its TLS certificate "
@@ -71,10 +71,12 @@ def cmd_pki_revoke(args: argparse.Namespace) -> int:
 
 def cmd_pki_rotate(args: argparse.Namespace) -> int:
     from load.runner import parse_duration
-    from ncbsim import pki
+    from ncbsim import rekey
 
     grace_s = parse_duration(args.grace, option="--grace", minimum_s=0)
-    rotated = pki.rotate(PkiDir(args.dir), args.bureau, grace_ms=grace_s * 1000, tls=args.tls)
+    rotated = rekey.rotate(
+        PkiDir(args.dir), args.bureau, grace_ms=grace_s * 1000, tls=args.tls, force=args.force
+    )
     print(f"{args.bureau}: new E2E keys under directory entry serial {rotated.serial}")
     if rotated.previous_until_ms:
         until = dt.datetime.fromtimestamp(rotated.previous_until_ms / 1000, dt.UTC)
@@ -339,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     )
     rotate.add_argument(
         "--tls", action="store_true", help="issue a new TLS certificate too (always after revoke)"
+    )
+    rotate.add_argument(
+        "--force",
+        action="store_true",
+        help="rotate even while the last rotation's grace period runs (cuts it short)",
     )
     rotate.set_defaults(func=cmd_pki_rotate, server=False)
 

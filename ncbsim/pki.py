@@ -13,10 +13,7 @@
     DIR/revocations.list             the root's signed revocation list (after a revoke)
     DIR/bureaus/FR/previous/*.key    FR's keys replaced by ``pki rotate`` (grace period)
 
-``ncbsim pki rotate --bureau FR`` issues FR new E2E keys under a new entry (serial + 1)
-that names the old keys and how long they stay acceptable; ``ncbsim pki revoke
---bureau FR`` adds FR's current entry, keys and TLS certificate to the revocation
-list. Both take effect on running processes without a restart.
+``ncbsim pki rotate`` and ``ncbsim pki revoke`` are in :mod:`ncbsim.rekey`.
 
 Private key files are written with mode 0600 inside 0700 directories.
 """
@@ -24,12 +21,9 @@ Private key files are written with mode 0600 inside 0700 directories.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import os
 import re
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,7 +147,7 @@ class PkiDir:
         return [self.entry_path(c).read_bytes() for c in codes if self.entry_path(c).exists()]
 
 
-def _write(path: Path, data: bytes, *, private: bool, atomic: bool = False) -> None:
+def write_file(path: Path, data: bytes, *, private: bool, atomic: bool = False) -> None:
     """Write ``data`` to ``path`` with mode 0600 (``private``) or 0644.
 
     ``atomic`` writes a temporary file beside ``path`` and renames it over ``path``, so a
@@ -192,7 +186,7 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _issue(
+def issue_certificate(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     *,
@@ -279,7 +273,7 @@ def sign_entry(ca_key: ec.EllipticCurvePrivateKey, entry: directory_pb2.Director
     return directory_pb2.SignedDirectoryEntry(entry=body, signature=signature).SerializeToString()
 
 
-def _load_root(pki: PkiDir) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def load_root(pki: PkiDir) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise PkiError("root key is not a P-256 key")
@@ -293,18 +287,18 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool 
     entry says so, so a query to ALL leaves it out without asking the gateway).
     """
     check_bureau_code(code)
-    ca_key, ca_cert = _load_root(pki)
+    ca_key, ca_cert = load_root(pki)
     now = dt.datetime.now(dt.UTC)
     folder = pki.party(code)
-    cert, key = _issue(
+    cert, key = issue_certificate(
         ca_key, ca_cert, common_name=code, dns_name=bureau_dns_name(code), server=True, now=now
     )
-    _write(folder / "tls.crt", cert, private=False)
-    _write(folder / "tls.key", key, private=True)
+    write_file(folder / "tls.crt", cert, private=False)
+    write_file(folder / "tls.key", key, private=True)
     signing = _crypto.ed25519_generate()
     encryption = _crypto.x25519_generate()
-    _write(folder / "signing.key", _crypto.private_key_to_pem(signing), private=True)
-    _write(folder / "encryption.key", _crypto.private_key_to_pem(encryption), private=True)
+    write_file(folder / "signing.key", _crypto.private_key_to_pem(signing), private=True)
+    write_file(folder / "encryption.key", _crypto.private_key_to_pem(encryption), private=True)
     entry = directory_pb2.DirectoryEntry(
         version=1,
         bureau=code,
@@ -315,7 +309,7 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool 
         serial=serial,
         requester_only=requester_only,
     )
-    _write(pki.entry_path(code), sign_entry(ca_key, entry), private=False, atomic=True)
+    write_file(pki.entry_path(code), sign_entry(ca_key, entry), private=False, atomic=True)
 
 
 def init(directory: Path, bureaus: list[str]) -> PkiDir:
@@ -334,166 +328,14 @@ def init(directory: Path, bureaus: list[str]) -> PkiDir:
     if not directory.exists():
         directory.mkdir(parents=True)
         directory.chmod(0o700)  # holds ca.key
-    _write(pki.ca_key, _crypto.private_key_to_pem(ca_key), private=True)
-    _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
+    write_file(pki.ca_key, _crypto.private_key_to_pem(ca_key), private=True)
+    write_file(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
     for name, dns in (("gateway", GATEWAY_NAME), ("operator", OPERATOR_NAME)):
-        cert, key = _issue(
+        cert, key = issue_certificate(
             ca_key, ca_cert, common_name=name, dns_name=dns, server=name == "gateway", now=now
         )
-        _write(pki.party(name) / "tls.crt", cert, private=False)
-        _write(pki.party(name) / "tls.key", key, private=True)
+        write_file(pki.party(name) / "tls.crt", cert, private=False)
+        write_file(pki.party(name) / "tls.key", key, private=True)
     for code in bureaus:
         add_bureau(pki, code)
     return pki
-
-
-def _entry(pki: PkiDir, code: str) -> directory_pb2.DirectoryEntry:
-    """``code``'s current entry, checked against the root (it is re-signed from it)."""
-    from ncbsim.directory import parse_entry
-
-    try:
-        signed = pki.entry_path(code).read_bytes()
-    except FileNotFoundError:
-        raise PkiError(f"{code} has no directory entry in {pki.root}") from None
-    return parse_entry(pki.root_public_key(), signed)
-
-
-def _cert_fingerprint(pem: bytes) -> bytes:
-    cert = x509.load_pem_x509_certificate(pem)
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
-
-
-def _current_list(pki: PkiDir) -> directory_pb2.RevocationList:
-    from ncbsim.revocation import parse_list
-
-    signed = pki.revocation_list()
-    if signed is None:
-        return directory_pb2.RevocationList(version=1, sequence=0)
-    return parse_list(pki.root_public_key(), signed)
-
-
-def revoke(pki: PkiDir, code: str) -> directory_pb2.Revocation:
-    """Revoke bureau ``code``: its current directory entry (and every earlier one), its
-    E2E keys (the previous ones of a rotation too) and its TLS certificate.
-
-    Running parties pick the new list up without a restart: the gateway within its
-    directory refresh interval, nodes within their revocation check interval. Issue
-    the bureau new keys and a new certificate with :func:`rotate`.
-    """
-    ca_key, _ = _load_root(pki)
-    entry = _entry(pki, code)
-    revocations = _current_list(pki)
-    key_ids = [_crypto.key_id(entry.signing_key), _crypto.key_id(entry.encryption_key)]
-    if entry.previous_signing_key:
-        key_ids += [
-            _crypto.key_id(entry.previous_signing_key),
-            _crypto.key_id(entry.previous_encryption_key),
-        ]
-    now_ms = int(time.time() * 1000)
-    item = directory_pb2.Revocation(
-        bureau=code,
-        entry_serial=entry.serial,
-        key_ids=key_ids,
-        tls_cert_sha256=[_cert_fingerprint((pki.party(code) / "tls.crt").read_bytes())],
-        revoked_at_ms=now_ms,
-        reason="revoked",
-    )
-    _append(pki, ca_key, revocations, item)
-    return item
-
-
-def _append(
-    pki: PkiDir,
-    ca_key: ec.EllipticCurvePrivateKey,
-    revocations: directory_pb2.RevocationList,
-    item: directory_pb2.Revocation,
-) -> None:
-    from ncbsim.revocation import sign_list
-
-    revocations.revocations.append(item)
-    revocations.sequence += 1
-    revocations.issued_at_ms = item.revoked_at_ms
-    _write(pki.revocations, sign_list(ca_key, revocations), private=False, atomic=True)
-
-
-@dataclass(frozen=True, slots=True)
-class Rotated:
-    """What :func:`rotate` did."""
-
-    serial: int
-    previous_until_ms: int  # 0: the old keys were revoked, so no grace period
-    new_tls_certificate: bool
-
-
-def rotate(pki: PkiDir, code: str, *, grace_ms: int, tls: bool = False) -> Rotated:
-    """Issue bureau ``code`` new E2E keys under a new directory entry (serial + 1).
-
-    The new entry names the old keys, which stay acceptable for ``grace_ms`` so that
-    envelopes already sealed or signed under them are not lost; after that they are
-    refused. Keys that were revoked get no grace period. A new TLS certificate is
-    issued too when ``tls`` is set or the current one is revoked. Every file is
-    replaced atomically, keys before the entry, so a running node that reloads sees
-    either the old identity or the new one.
-    """
-    if grace_ms < 0:
-        raise PkiError("the grace period must not be negative")
-    ca_key, ca_cert = _load_root(pki)
-    entry = _entry(pki, code)
-    folder = pki.party(code)
-    revocations = _current_list(pki)
-    revoked_serials = [
-        r.entry_serial
-        for r in revocations.revocations
-        if r.bureau == code and r.reason != "superseded"
-    ]
-    keys_revoked = bool(revoked_serials) and entry.serial <= max(revoked_serials)
-    revoked_certs = {f for r in revocations.revocations for f in r.tls_cert_sha256}
-    cert_revoked = _cert_fingerprint((folder / "tls.crt").read_bytes()) in revoked_certs
-    now = dt.datetime.now(dt.UTC)
-    now_ms = int(now.timestamp() * 1000)
-    previous = folder / "previous"
-    keep_old = grace_ms > 0 and not keys_revoked
-    if keep_old:
-        for name in ("signing.key", "encryption.key"):
-            _write(previous / name, (folder / name).read_bytes(), private=True, atomic=True)
-    else:
-        shutil.rmtree(previous, ignore_errors=True)
-    if tls or cert_revoked:
-        cert, key = _issue(
-            ca_key, ca_cert, common_name=code, dns_name=bureau_dns_name(code), server=True, now=now
-        )
-        _write(folder / "tls.key", key, private=True, atomic=True)
-        _write(folder / "tls.crt", cert, private=False, atomic=True)
-    signing = _crypto.ed25519_generate()
-    encryption = _crypto.x25519_generate()
-    _write(folder / "signing.key", _crypto.private_key_to_pem(signing), private=True, atomic=True)
-    _write(
-        folder / "encryption.key", _crypto.private_key_to_pem(encryption), private=True, atomic=True
-    )
-    serial = max([entry.serial, *revoked_serials]) + 1
-    new = directory_pb2.DirectoryEntry(
-        version=1,
-        bureau=code,
-        signing_key=bytes(signing.verify_key),
-        encryption_key=_crypto.x25519_public_bytes(encryption),
-        not_before_ms=now_ms - 5 * 60 * 1000,
-        not_after_ms=int((now + ENTRY_VALIDITY).timestamp() * 1000),
-        serial=serial,
-        requester_only=entry.requester_only,
-    )
-    until = 0
-    if keep_old:
-        until = now_ms + grace_ms
-        new.previous_signing_key = entry.signing_key
-        new.previous_encryption_key = entry.encryption_key
-        new.previous_until_ms = until
-    _write(pki.entry_path(code), sign_entry(ca_key, new), private=False, atomic=True)
-    if not keys_revoked:
-        # The replaced entry is still root-signed and in date: list it as superseded, so
-        # a gateway cannot serve it to a party that never saw the new one. Its keys stay
-        # usable through the new entry's grace period (they are not listed here).
-        superseded = directory_pb2.Revocation(
-            bureau=code, entry_serial=entry.serial, revoked_at_ms=now_ms, reason="superseded"
-        )
-        _append(pki, ca_key, revocations, superseded)
-    return Rotated(serial=serial, previous_until_ms=until, new_tls_certificate=tls or cert_revoked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ncbsim import envelope, pki
+from ncbsim import envelope, pki, rekey
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, PkiError
 from ncbsim.identity import Identity
@@ -62,7 +63,7 @@ def _open(network: pki.PkiDir, request: envelope.Envelope, *, at_ms: int | None 
 def test_rotate_issues_new_keys_under_a_higher_serial(network: pki.PkiDir) -> None:
     """After rotation the bureau's identity and directory entry hold new keys, serial + 1."""
     before = _identity(network, "DE")
-    rotated = pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    rotated = rekey.rotate(network, "DE", grace_ms=HOUR_MS)
     after = _identity(network, "DE")
     peer = Directory.from_pki(network).get("DE")
     assert rotated.serial == peer.serial == 2
@@ -86,7 +87,7 @@ def test_old_encryption_key_is_accepted_within_grace_then_refused(network: pki.P
     """A request sealed to DE's old key opens during the grace period, not after it."""
     old_directory = Directory.from_pki(network)
     request = _request(_identity(network, "FR"), old_directory, "DE")
-    rotated = pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    rotated = rekey.rotate(network, "DE", grace_ms=HOUR_MS)
     assert _open(network, request).startswith(b"query ")
     assert _open(network, request, at_ms=rotated.previous_until_ms - 1000)
     with pytest.raises(EnvelopeError):
@@ -96,7 +97,7 @@ def test_old_encryption_key_is_accepted_within_grace_then_refused(network: pki.P
 def test_old_signing_key_is_accepted_within_grace_then_refused(network: pki.PkiDir) -> None:
     """A request FR signed before rotating verifies during the grace period, not after it."""
     request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
-    rotated = pki.rotate(network, "FR", grace_ms=HOUR_MS)
+    rotated = rekey.rotate(network, "FR", grace_ms=HOUR_MS)
     assert _open(network, request).startswith(b"query ")
     assert _open(network, request, at_ms=rotated.previous_until_ms - 1000)
     with pytest.raises(EnvelopeError):
@@ -106,7 +107,7 @@ def test_old_signing_key_is_accepted_within_grace_then_refused(network: pki.PkiD
 def test_rotation_without_grace_refuses_old_keys_at_once(network: pki.PkiDir) -> None:
     """--grace 0: the old keys are refused straight away and not kept on disk."""
     request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
-    rotated = pki.rotate(network, "DE", grace_ms=0)
+    rotated = rekey.rotate(network, "DE", grace_ms=0)
     assert rotated.previous_until_ms == 0
     assert not (network.party("DE") / "previous").exists()
     with pytest.raises(EnvelopeError):
@@ -115,7 +116,7 @@ def test_rotation_without_grace_refuses_old_keys_at_once(network: pki.PkiDir) ->
 
 def test_new_keys_are_used_for_new_envelopes(network: pki.PkiDir) -> None:
     """Senders that fetch the new entry seal to the new key, which the bureau opens."""
-    pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    rekey.rotate(network, "DE", grace_ms=HOUR_MS)
     request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
     header = envelope.unverified_header(request)
     assert header.recipient_key_id == _identity(network, "DE").encryption_key_id
@@ -131,7 +132,7 @@ def test_replaced_entry_cannot_be_served_again(network: pki.PkiDir) -> None:
     """The pre-rotation entry is refused by a party holding the list, even one that never
     saw the new entry, and never displaces the new one where the list is not held."""
     old = network.entry_path("DE").read_bytes()
-    pki.rotate(network, "DE", grace_ms=0)
+    rekey.rotate(network, "DE", grace_ms=0)
     never_saw_new = Directory.pinned(network)
     with pytest.raises(DirectoryError, match="revoked"):
         never_saw_new.add([old])
@@ -142,7 +143,7 @@ def test_replaced_entry_cannot_be_served_again(network: pki.PkiDir) -> None:
 
 
 def test_rotated_private_keys_are_0600(network: pki.PkiDir) -> None:
-    pki.rotate(network, "DE", grace_ms=HOUR_MS)
+    rekey.rotate(network, "DE", grace_ms=HOUR_MS)
     for path in (network.party("DE") / "previous").iterdir():
         assert path.stat().st_mode & 0o777 == 0o600
     for name in ("signing.key", "encryption.key"):
@@ -151,7 +152,7 @@ def test_rotated_private_keys_are_0600(network: pki.PkiDir) -> None:
 
 def test_negative_grace_is_refused(network: pki.PkiDir) -> None:
     with pytest.raises(PkiError):
-        pki.rotate(network, "DE", grace_ms=-1)
+        rekey.rotate(network, "DE", grace_ms=-1)
 
 
 # ----------------------------------------------------------------------------- revocation
@@ -165,7 +166,7 @@ def _fingerprint(network: pki.PkiDir, bureau: str) -> bytes:
 def test_revoke_lists_entry_keys_and_certificate(network: pki.PkiDir) -> None:
     """The signed list names FR's entry serial, both E2E keys and its TLS certificate."""
     fr = _identity(network, "FR")
-    pki.revoke(network, "FR")
+    rekey.revoke(network, "FR")
     listed = network.revocation_list()
     assert listed is not None
     revoked = verify_list(network.root_public_key(), listed)
@@ -187,7 +188,7 @@ def test_envelopes_signed_with_revoked_keys_are_refused(network: pki.PkiDir) -> 
     """Once FR is revoked, a request FR signed (before or after) no longer opens."""
     request = _request(_identity(network, "FR"), Directory.from_pki(network), "DE")
     assert _open(network, request)
-    pki.revoke(network, "FR")
+    rekey.revoke(network, "FR")
     with pytest.raises(EnvelopeError):
         _open(network, request)
 
@@ -196,7 +197,7 @@ def test_a_held_peer_is_dropped_when_a_newer_list_arrives(network: pki.PkiDir) -
     """A directory that already verified FR forgets it on adopting the list."""
     directory = Directory.from_pki(network)
     assert "FR" in directory
-    pki.revoke(network, "FR")
+    rekey.revoke(network, "FR")
     listed = network.revocation_list()
     assert listed is not None
     assert directory.apply_revocations(listed)
@@ -213,9 +214,9 @@ def test_a_held_peer_is_dropped_when_a_newer_list_arrives(network: pki.PkiDir) -
 )
 def test_an_older_list_never_replaces_a_newer_one(network: pki.PkiDir) -> None:
     """Rollback: after FR and DE are revoked, the list revoking only FR is ignored."""
-    pki.revoke(network, "FR")
+    rekey.revoke(network, "FR")
     first = network.revocation_list()
-    pki.revoke(network, "DE")
+    rekey.revoke(network, "DE")
     second = network.revocation_list()
     assert first is not None
     assert second is not None
@@ -236,10 +237,10 @@ def test_a_list_the_root_did_not_sign_is_refused(
 ) -> None:
     other = pki.init(tmp_path / "other", ["FR"])
     if forgery == "other_root":
-        pki.revoke(other, "FR")
+        rekey.revoke(other, "FR")
         listed = other.revocation_list()
     else:
-        pki.revoke(network, "FR")
+        rekey.revoke(network, "FR")
         listed = network.revocation_list()
         assert listed is not None
         outer = directory_pb2.SignedRevocationList.FromString(listed)
@@ -258,8 +259,8 @@ def test_a_list_the_root_did_not_sign_is_refused(
 def test_rotate_after_revoke_restores_the_bureau_without_grace(network: pki.PkiDir) -> None:
     """Re-keying a revoked bureau: new keys, new TLS certificate, no grace for the old."""
     old_cert = _fingerprint(network, "FR")
-    pki.revoke(network, "FR")
-    rotated = pki.rotate(network, "FR", grace_ms=HOUR_MS)
+    rekey.revoke(network, "FR")
+    rotated = rekey.rotate(network, "FR", grace_ms=HOUR_MS)
     assert rotated.new_tls_certificate
     assert rotated.previous_until_ms == 0
     assert _fingerprint(network, "FR") != old_cert
@@ -271,4 +272,99 @@ def test_rotate_after_revoke_restores_the_bureau_without_grace(network: pki.PkiD
 
 def test_revoking_an_unknown_bureau_is_a_clear_error(network: pki.PkiDir) -> None:
     with pytest.raises(PkiError, match="no directory entry"):
-        pki.revoke(network, "ES")
+        rekey.revoke(network, "ES")
+
+
+# ----------------------------------------------------------------------------- follow-ups
+
+
+def test_a_running_identity_stops_opening_with_the_old_key_when_the_grace_ends(
+    network: pki.PkiDir,
+) -> None:
+    """A node that loaded its keys during the grace keeps the old key, but only uses it
+    until the grace ends (Identity.decryption_key checks the time on every envelope)."""
+    old = _identity(network, "DE")
+    rotated = rekey.rotate(network, "DE", grace_ms=HOUR_MS)
+    running = _identity(network, "DE")
+    assert running.decryption_key(old.encryption_key_id, rotated.previous_until_ms - 1)
+    assert running.decryption_key(old.encryption_key_id, rotated.previous_until_ms) is None
+    assert running.decryption_key(running.encryption_key_id, rotated.previous_until_ms)
+
+
+def test_a_second_rotation_during_the_grace_needs_force(network: pki.PkiDir) -> None:
+    """Rotating again while the last grace runs would cut it short: refused, unless forced."""
+    rekey.rotate(network, "DE", grace_ms=HOUR_MS)
+    with pytest.raises(PkiError, match="grace period"):
+        rekey.rotate(network, "DE", grace_ms=HOUR_MS)
+    assert rekey.rotate(network, "DE", grace_ms=HOUR_MS, force=True).serial == 3
+
+
+def test_a_certificate_replaced_by_rotate_tls_is_listed(network: pki.PkiDir) -> None:
+    """rotate --tls lists the replaced certificate, so it no longer opens the gateway."""
+    old = _fingerprint(network, "FR")
+    rekey.rotate(network, "FR", grace_ms=HOUR_MS, tls=True)
+    listed = network.revocation_list()
+    assert listed is not None
+    revoked = verify_list(network.root_public_key(), listed)
+    assert revoked.cert_revoked("FR", old)
+    assert not revoked.cert_revoked("FR", _fingerprint(network, "FR"))
+    assert not revoked.key_revoked(_identity(network, "FR").previous_encryption_key_id)
+
+
+def test_revoke_waits_for_the_pki_lock(network: pki.PkiDir) -> None:
+    """The list is rewritten under the PKI folder's lock: a revoke started while another
+    command holds it waits, then appends under the next sequence."""
+    done = threading.Event()
+
+    def revoke() -> None:
+        rekey.revoke(network, "DE")
+        done.set()
+
+    with rekey._locked(network):
+        worker = threading.Thread(target=revoke)
+        worker.start()
+        assert not done.wait(0.3)
+    worker.join(10)
+    assert done.is_set()
+    listed = network.revocation_list()
+    assert listed is not None
+    assert verify_list(network.root_public_key(), listed).sequence == 1
+
+
+class _Gateway:
+    """What Peers asks of the gateway: directory entries, served from the PKI folder."""
+
+    def __init__(self, network: pki.PkiDir) -> None:
+        self.network = network
+        self.calls = 0
+
+    async def GetDirectory(self, request: object, timeout: float) -> object:  # noqa: N802
+        from ncbsim.v1 import gateway_pb2
+
+        self.calls += 1
+        return gateway_pb2.Directory(
+            entries=[
+                directory_pb2.SignedDirectoryEntry.FromString(e)
+                for e in self.network.signed_entries()
+            ]
+        )
+
+
+def test_peers_fetch_again_an_entry_held_longer_than_max_age(network: pki.PkiDir) -> None:
+    """A long-running party that cannot read the PKI folder still follows a rotation: an
+    entry older than max_age_s is fetched again before it is used."""
+    import asyncio
+
+    from ncbsim.peers import Peers
+
+    gateway = _Gateway(network)
+    peers = Peers(Directory(network.root_public_key()), gateway, max_age_s=0.2)  # type: ignore[arg-type]
+    asyncio.run(peers.resolve(["DE"]))
+    first = peers.get("DE").encryption_key_id
+    rekey.rotate(network, "DE", grace_ms=HOUR_MS)
+    asyncio.run(peers.resolve(["DE"]))
+    assert peers.get("DE").encryption_key_id == first  # still fresh: not fetched again
+    time.sleep(0.25)
+    asyncio.run(peers.resolve(["DE"]))
+    assert peers.get("DE").encryption_key_id != first
+    assert gateway.calls == 2

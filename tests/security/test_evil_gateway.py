@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from gateway.audit import read_all
-from ncbsim import _crypto, auditlog, pki
+from ncbsim import _crypto, auditlog, pki, rekey
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
 from ncbsim.revocation import verify_list
@@ -410,7 +410,7 @@ def test_requester_refuses_a_revoked_entry_when_the_gateway_withholds_revocation
     pkidir = PkiDir(net.workdir)
     pki.add_bureau(pkidir, "LU")
     _, revoked = _encryption_key_id(net, "LU")
-    pki.revoke(pkidir, "LU")
+    rekey.revoke(pkidir, "LU")
     before = len(net.event_lines())
     net.set_mode("swap-key", withhold_revocations=True)
     answer = _ask(net, _doc(CANARY), "LU")
@@ -429,7 +429,7 @@ def test_requester_refuses_a_superseded_entry_after_rotation(net: EvilNet) -> No
     pkidir = PkiDir(net.workdir)
     pki.add_bureau(pkidir, "LT")
     stale, old_key = _encryption_key_id(net, "LT")
-    pki.rotate(pkidir, "LT", grace_ms=0)
+    rekey.rotate(pkidir, "LT", grace_ms=0)
     _, new_key = _encryption_key_id(net, "LT")
     assert new_key != old_key
     before = len(net.event_lines())
@@ -451,7 +451,7 @@ def test_node_refuses_a_revoked_sender_when_the_gateway_withholds_revocations(
 ) -> None:
     pkidir = PkiDir(net.workdir)
     pki.add_bureau(pkidir, "LV")
-    pki.revoke(pkidir, "LV")
+    rekey.revoke(pkidir, "LV")
     listed = pkidir.revocation_list()
     assert listed is not None
     sequence = verify_list(pkidir.root_public_key(), listed).sequence
