@@ -19,11 +19,14 @@ from ncbsim import envelope, padding, transport
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.identity import Identity
-from ncbsim.peers import Peers
+from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, query_pb2
 
 ALL = "ALL"
+PEER_MAX_AGE_S = 30.0
+"""A client fetches again a peer's directory entry held longer than this, so it follows a
+rotation (whose grace period is an hour by default) while it runs."""
 
 
 class Outcome(StrEnum):
@@ -154,7 +157,13 @@ class BureauClient:
     def __post_init__(self) -> None:
         self._channel = transport.gateway_channel(self.gateway, self.pki.tls(self.identity.bureau))
         self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
-        self.peers = Peers(Directory.pinned(self.pki), self._stub)
+        directory = Directory.pinned(self.pki)
+        self.peers = Peers(
+            directory,
+            self._stub,
+            revocations=RevocationFile(self.pki, directory),
+            max_age_s=PEER_MAX_AGE_S,
+        )
 
     @classmethod
     def open(cls, pki: PkiDir, bureau: str, gateway: str) -> BureauClient:

@@ -36,7 +36,7 @@ from ncbsim.serving import (
 from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.answer import answer
 from node.hits import HitLog
-from node.keys import KeyWatch
+from node.keys import KeyWatch, entry_stamp
 from node.replay import ReplayCache
 from node.store import RecordStore
 
@@ -64,9 +64,9 @@ class NodeAuditRecord(NamedTuple):
 
     ``outcome`` is ``answered`` or ``refused``; ``reason`` says why in a coarse code:
     ``not_gateway``, ``undecodable``, ``unverified``, ``revoked`` (signed with a key the
-    root revoked), ``replay`` (verified, but this sender's message id was accepted
-    before), ``bad_response_key`` or ``internal``
-    (empty when answered). Ids and parties are empty when the envelope's
+    root revoked), ``no_directory`` (the sender's entry could not be fetched), ``replay``
+    (verified, but this sender's message id was accepted before), ``bad_response_key``
+    or ``internal`` (empty when answered). Ids and parties are empty when the envelope's
     header did not parse.
     """
 
@@ -170,6 +170,31 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         """Answer under ``identity`` from now on (after ``ncbsim pki rotate``)."""
         self._identity = identity
 
+    async def _know_sender(
+        self,
+        request: envelope.Envelope,
+        header: envelope.Header,
+        started: float,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """Hold the sender's current entry: fetch it (rarely) for a sender not met yet, or
+        one signing with a key the held entry does not name, since it may have rotated.
+
+        DirectoryError if there is no valid entry. If the gateway cannot be asked, the
+        envelope is refused UNAVAILABLE and audited: never answered unverified.
+        """
+        directory = self._peers.directory
+        held = header.sender in directory
+        if held and directory.get(header.sender).signs_with(header.sender_key_id):
+            return
+        with structlog.contextvars.bound_contextvars(**_ids(header)):
+            try:
+                await self._peers.resolve([header.sender], refresh=held)
+            except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                log.warning("directory_unavailable", sender=header.sender, error=str(exc))
+                self._audited(request, header, started, grpc.StatusCode.UNAVAILABLE, "no_directory")
+                await abort(context, grpc.StatusCode.UNAVAILABLE, "sender's keys unavailable")
+
     async def Handle(  # noqa: N802 - gRPC method name
         self, raw: bytes, context: grpc.aio.ServicerContext
     ) -> envelope.Envelope:
@@ -188,14 +213,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         directory = self._peers.directory
         try:
-            held = header.sender in directory
-            if not held or not directory.get(header.sender).signs_with(header.sender_key_id):
-                # Rare: a sender not met yet, or one that rotated its keys. Fetch its
-                # entry from the gateway, with the ids on its log lines.
-                with structlog.contextvars.bound_contextvars(
-                    message_id=header.message_hex, correlation_id=header.correlation_hex
-                ):
-                    await self._peers.resolve([header.sender], refresh=held)
+            await self._know_sender(request, header, started, context)
             opened = envelope.open_request(
                 request,
                 recipient=self._identity,
@@ -305,6 +323,7 @@ async def _register_loop(
 async def serve(config: NodeConfig) -> None:
     """Run a bureau node until SIGINT or SIGTERM."""
     now_ms = int(time.time() * 1000)
+    loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
     identity = Identity.load(config.pki, config.bureau, now_ms=now_ms)
     replay = ReplayCache(
         config.replay_path or config.db_path.with_name("replay.sqlite"),
@@ -337,8 +356,9 @@ async def serve(config: NodeConfig) -> None:
     register = asyncio.create_task(
         _register_loop(gateway, served.address, config.register_interval_s, registered)
     )
-    keys = KeyWatch(config.pki, config.bureau, peers.directory, service.use_identity)
-    keys.watch_grace(identity)
+    keys = KeyWatch(
+        config.pki, identity, peers.directory, service.use_identity, loaded_from=loaded_from
+    )
     watch = asyncio.create_task(keys.run(config.key_check_interval_s))
     shutdown = asyncio.create_task(wait_for_shutdown())
     try:

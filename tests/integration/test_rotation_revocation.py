@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
 import subprocess
@@ -164,26 +165,35 @@ def test_revoked_bureau_is_refused_everywhere_without_restart(fresh_network: Net
     assert _until(lambda: _ask(network, "FR", "DE") == Outcome.HIT)
 
 
+def _logged(network: Network, bureau: str, event: str) -> bool:
+    lines = Path(network.node(bureau).log).read_text().splitlines()
+    return any(json.loads(x).get("event") == event for x in lines if x.startswith("{"))
+
+
 @pytest.mark.attack(
     "an envelope sealed to a bureau's rotated-out key arrives after the grace period",
     adversary="leaked key",
     expect="INVALID_ARGUMENT (envelope rejected); within the grace period: answered",
 )
 def test_rotation_keeps_old_keys_for_the_grace_period_only(fresh_network: Network) -> None:
-    """DE rotates with a 4 s grace: a request sealed to its old key is still answered
-    during the grace, refused after it, and new requests use the new key."""
+    """DE rotates with a 4 s grace. Once its node has reloaded (new keys), a request
+    sealed to the old key is still answered; after the grace it is refused, and the old
+    private keys are deleted from disk."""
     network = fresh_network
     early = _sealed(network, "FR", "DE")
     late = _sealed(network, "FR", "DE")
     old_key = envelope.unverified_header(early).recipient_key_id
+    previous = network.workdir / "bureaus" / "DE" / "previous"
 
     _ncbsim("pki", "rotate", "--dir", str(network.workdir), "--bureau", "DE", "--grace", "4s")
     rotated_at = time.monotonic()
-    assert _via_gateway(network, "FR", early) == grpc.StatusCode.OK
-
-    new_key = Directory.from_pki(PkiDir(network.workdir)).get("DE").encryption_key_id
-    assert new_key != old_key
-    assert _until(lambda: _ask(network, "FR", "DE") == Outcome.HIT)  # sealed to the new key
+    assert _until(lambda: _logged(network, "DE", "identity_reloaded"))
+    assert Directory.from_pki(PkiDir(network.workdir)).get("DE").encryption_key_id != old_key
+    assert _via_gateway(network, "FR", early) == grpc.StatusCode.OK  # under the previous key
+    early_id = envelope.unverified_header(early).message_hex
+    assert _until(lambda: ("OK", "") in _node_reasons(network, "DE", early_id))
+    assert (previous / "encryption.key").exists()
+    assert _ask(network, "FR", "DE") == Outcome.HIT  # a new client seals to the new key
 
     time.sleep(max(0.0, rotated_at + 4.5 - time.monotonic()))
     assert _via_gateway(network, "FR", late) == grpc.StatusCode.INVALID_ARGUMENT
@@ -191,8 +201,42 @@ def test_rotation_keeps_old_keys_for_the_grace_period_only(fresh_network: Networ
     assert _until(
         lambda: ("INVALID_ARGUMENT", "unverified") in _node_reasons(network, "DE", late_id)
     )
-    # The node logged its reload with key ids, and no key material.
+    assert _until(lambda: not previous.exists())
+    # The node logged its reloads with key ids, and no key material.
     log_text = Path(network.node("DE").log).read_text()
-    assert "identity_reloaded" in log_text
+    assert "previous_keys_deleted" in log_text
     pem = (network.workdir / "bureaus" / "DE" / "signing.key").read_text()
     assert "".join(pem.strip().splitlines()[1:-1]) not in log_text
+
+
+def test_a_running_client_follows_rotations_and_revocations(fresh_network: Network) -> None:
+    """One BureauClient, open throughout, follows the PKI folder's revocation list: a
+    rotation lists the replaced entry as superseded, so the client fetches the new entry
+    before its next query. DE's answers, signed with its new key, open (1 h grace); NL's
+    query is sealed to its new key (no grace); IT, once revoked, is refused at once."""
+    network = fresh_network
+    workdir = str(network.workdir)
+
+    async def scenario() -> None:
+        client = BureauClient.open(PkiDir(network.workdir), "FR", network.gateway.address)
+        async with client:
+            before = {b: (await client.query(_document_query(network, b), b)).outcome
+                      for b in ("DE", "NL", "IT")}  # fmt: skip
+            assert Outcome.FAILED not in before.values()
+
+            _ncbsim("pki", "rotate", "--dir", workdir, "--bureau", "DE", "--grace", "1h")
+            assert _until(lambda: _logged(network, "DE", "identity_reloaded"))
+            answer = await client.query(_document_query(network, "DE"), "DE")
+            assert answer.outcome == before["DE"], answer.detail
+
+            _ncbsim("pki", "rotate", "--dir", workdir, "--bureau", "NL", "--grace", "0")
+            assert _until(lambda: _logged(network, "NL", "identity_reloaded"))
+            answer = await client.query(_document_query(network, "NL"), "NL")
+            assert answer.outcome == before["NL"], answer.detail
+
+            _ncbsim("pki", "revoke", "--dir", workdir, "--bureau", "IT")
+            answer = await client.query(_document_query(network, "IT"), "IT")
+            assert answer.outcome == Outcome.FAILED
+            assert "revoked" in answer.detail or "no verified directory entry" in answer.detail
+
+    asyncio.run(scenario())
