@@ -333,8 +333,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         try:
             self._check_credentials(peer, context)
             item = self._parse(request, envelope.Envelope, max_bytes=self._max_bytes)
+            if peer is not None:  # metered before admission: refusals count too
+                self._limiter.take(peer)
             header = self._admit(peer, item)
-            self._limiter.take(header.sender)
         except NcbsimError as exc:
             refused = [(len(request), _header_or_none(item))]
             await self._refuse(context, "Query", peer, exc, started=started, refused=refused)
@@ -372,12 +373,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             if len(request) > self._max_bytes:  # only then can one envelope be over it
                 for item in items:
                     check_size(item.ByteSize(), self._max_bytes)
+            if peer is not None:  # metered before admission: refusals count too
+                self._limiter.take(peer, len(items))
             for item in items:
                 admitted.append((item, self._admit(peer, item)))
             recipients = [h.recipient for _, h in admitted]
             if len(set(recipients)) != len(recipients):
                 raise EnvelopeError
-            self._limiter.take(admitted[0][1].sender, len(admitted))
         except NcbsimError as exc:
             # One row per envelope; a single row for a request too odd to list (so an
             # oversized fan-out cannot make the gateway write thousands of rows).
