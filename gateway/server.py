@@ -32,7 +32,7 @@ from gateway.directory_files import DirectoryFiles
 from gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size
 from gateway.router import Router
 from ncbsim import envelope, transport
-from ncbsim.config import GatewayConfig
+from ncbsim.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.errors import (
     ConfigError,
     EnvelopeError,
@@ -133,6 +133,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             rate_per_s=config.rate_per_s, burst=config.burst, daily_quota=config.daily_quota
         )
         self._limiter = limiter or RateLimiter(default, config.bureau_limits)
+        self._control_limiter = RateLimiter(
+            BureauLimit(
+                rate_per_s=config.control_rate_per_s,
+                burst=config.control_burst,
+                daily_quota=CONTROL_DAILY_QUOTA,
+            )
+        )
         self._max_bytes = config.max_envelope_bytes
         self._revoked_seen = self._directory.revoked
 
@@ -427,12 +434,16 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         message: type[_Message],
         context: grpc.aio.ServicerContext,
     ) -> tuple[_Message, str | None]:
-        """Parse a directory or routing request (not metered), or refuse and audit it."""
+        """Parse a directory or routing request, metered in its own bucket (so queries
+        never cost a bureau its route or keys), or refuse and audit it."""
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
         try:
             self._check_credentials(peer, context)
-            return self._parse(raw, message, max_bytes=self._max_bytes), peer
+            parsed = self._parse(raw, message, max_bytes=self._max_bytes)
+            if peer is not None:
+                self._control_limiter.take(peer)
+            return parsed, peer
         except NcbsimError as exc:
             error = ConfigError("malformed request") if isinstance(exc, EnvelopeError) else exc
             await self._refuse(

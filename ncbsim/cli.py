@@ -12,6 +12,8 @@ from pathlib import Path
 from ncbsim import log as logsetup
 from ncbsim.config import (
     DEFAULT_BURST,
+    DEFAULT_CONTROL_BURST,
+    DEFAULT_CONTROL_RATE_PER_S,
     DEFAULT_DAILY_QUOTA,
     DEFAULT_MAX_ENVELOPE_BYTES,
     DEFAULT_RATE_PER_S,
@@ -104,6 +106,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         burst=args.burst,
         daily_quota=args.daily_quota,
         bureau_limits=load_overrides(args.limits, default) if args.limits else {},
+        control_rate_per_s=args.control_rate,
+        control_burst=args.control_burst,
     )
     asyncio.run(serve(config))
     return 0
@@ -381,6 +385,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     )
     limits.add_argument(
         "--limits", type=Path, metavar="FILE.toml", help="per-bureau overrides ([bureaus.FR])"
+    )
+    limits.add_argument(
+        "--control-rate",
+        type=float,
+        default=DEFAULT_CONTROL_RATE_PER_S,
+        help="GetDirectory/Register/Routes calls/s each bureau may make, sustained "
+        f"(default {DEFAULT_CONTROL_RATE_PER_S:g})",
+    )
+    limits.add_argument(
+        "--control-burst",
+        type=int,
+        default=DEFAULT_CONTROL_BURST,
+        help=f"such calls each bureau may make at once (default {DEFAULT_CONTROL_BURST})",
     )
     gw.set_defaults(func=cmd_gateway, server=True)
 

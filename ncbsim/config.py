@@ -52,6 +52,14 @@ second each) and ``ncbsim bench`` send. The bench drives one bureau as fast as i
 (about 600 calls a second today; its goal, 0.8 x the plain relay's 1,230, is about
 1,000), so the rate is ten times that and the quota lasts a day of it. Only a
 deliberately tight configuration refuses anything."""
+DEFAULT_CONTROL_RATE_PER_S = 50.0
+DEFAULT_CONTROL_BURST = 200
+"""Per-bureau control-plane defaults (GetDirectory, Register, Routes). A node registers
+every 5 s and fetches an entry for each sender it has not met; a client fetches entries
+at start, for a bureau it does not know, every 30 s per peer, and the whole directory
+for each query to ALL. Fifty a second with a burst of 200 is far above all of that."""
+CONTROL_DAILY_QUOTA = 2**62
+"""The control plane has no daily quota: its bucket is the bound."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,6 +87,11 @@ class GatewayConfig:
     """Envelopes each bureau may send per UTC day."""
     bureau_limits: Mapping[str, BureauLimit] = field(default_factory=dict)
     """Per-bureau overrides of the three limits above (``ncbsim gateway --limits``)."""
+    control_rate_per_s: float = DEFAULT_CONTROL_RATE_PER_S
+    """GetDirectory, Register and Routes calls a second each bureau may make, sustained.
+    A bucket apart from the query budget, so queries never cost a bureau its route."""
+    control_burst: int = DEFAULT_CONTROL_BURST
+    """GetDirectory, Register and Routes calls each bureau may make at once."""
 
     def __post_init__(self) -> None:
         from ncbsim.transport import MAX_MESSAGE_BYTES
@@ -99,6 +112,10 @@ class GatewayConfig:
             raise ConfigError("rate must be a positive number of envelopes per second")
         if self.burst < 1 or self.daily_quota < 1:
             raise ConfigError("burst and daily quota must be at least 1")
+        if not (math.isfinite(self.control_rate_per_s) and self.control_rate_per_s > 0):
+            raise ConfigError("control rate must be a positive number of calls per second")
+        if self.control_burst < 1:
+            raise ConfigError("control burst must be at least 1")
         for code in self.bureau_limits:
             check_bureau_code(code)
 

@@ -567,3 +567,49 @@ def test_an_oversized_fan_out_is_audited_once(tmp_path: Path) -> None:
     assert [(r.rpc, r.outcome, r.status) for r in _rows(tmp_path)] == [
         ("MultiQuery", "refused", "INVALID_ARGUMENT")
     ]
+
+
+@pytest.mark.attack(
+    "a bureau floods the control plane (GetDirectory, Register, Routes)",
+    adversary="rogue bureau",
+    expect="RESOURCE_EXHAUSTED + retry-after-ms + audit entry; queries, other bureaus unaffected",
+)
+def test_control_calls_have_a_bucket_of_their_own(tmp_path: Path) -> None:
+    """Past its control burst a bureau's GetDirectory is refused with a retry hint and
+    audited, while its own queries and another bureau's control calls still pass."""
+    request = gateway_pb2.DirectoryRequest(bureaus=["DE"]).SerializeToString()
+
+    async def main() -> list[tuple[str, grpc.StatusCode, dict[str, str]]]:
+        results = []
+        async with _gateway(tmp_path, control_burst=2, control_rate_per_s=0.01) as (
+            directory,
+            address,
+        ):
+            for bureau, method, payload in [
+                ("FR", "GetDirectory", request),
+                ("FR", "Routes", b""),
+                ("FR", "GetDirectory", request),  # third control call: over the burst
+                ("IT", "GetDirectory", request),  # another bureau: its own bucket
+                ("FR", "Query", _seal(directory, "FR", "DE").envelope.SerializeToString()),
+            ]:
+                channel = transport.gateway_channel(address, directory.tls(bureau))
+                try:
+                    code, _, trailers = await _raw_call(channel, method, payload)
+                finally:
+                    await channel.close()
+                results.append((method, code, trailers))
+        return results
+
+    results = asyncio.run(main())
+    codes = [code for _, code, _ in results]
+    assert codes[:4] == [
+        grpc.StatusCode.OK,
+        grpc.StatusCode.OK,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.OK,
+    ]
+    # The query is not refused by the control bucket (DE has no node here: UNAVAILABLE).
+    assert codes[4] == grpc.StatusCode.UNAVAILABLE
+    assert int(results[2][2]["retry-after-ms"]) > 0
+    refused = [(r.rpc, r.peer, r.status) for r in _rows(tmp_path) if r.outcome == "refused"]
+    assert refused == [("GetDirectory", "FR", "RESOURCE_EXHAUSTED")]
