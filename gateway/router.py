@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from dataclasses import dataclass
 
 import grpc
@@ -16,7 +17,7 @@ import structlog
 
 from ncbsim import transport
 from ncbsim.config import check_address
-from ncbsim.errors import RoutingError
+from ncbsim.errors import ConfigError, RoutingError
 from ncbsim.pki import TlsFiles
 from ncbsim.v1 import bureau_pb2_grpc
 
@@ -38,6 +39,20 @@ async def _warm(channel: grpc.aio.Channel) -> None:
         await asyncio.wait_for(channel.channel_ready(), timeout=5)
 
 
+def check_route_address(address: str) -> None:
+    """ConfigError unless ``address`` is an IP literal and a port from 1 to 65535."""
+    check_address(address)
+    host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"a node registers an IP:port address, not {address!r}") from None
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"not a usable port in {address!r}")
+
+
 class Router:
     """Registered bureau nodes, keyed by bureau code."""
 
@@ -47,8 +62,14 @@ class Router:
         self._warming: set[asyncio.Task[None]] = set()
 
     async def register(self, bureau: str, address: str) -> bool:
-        """Record ``bureau``'s node address; True if the route is new or changed."""
-        check_address(address)  # ConfigError: INVALID_ARGUMENT
+        """Record ``bureau``'s node address; True if the route is new or changed.
+
+        The address must be ``IP:port`` (``[v6]:port`` for IPv6): a name or a gRPC
+        target such as ``unix:/path`` or ``dns:///host`` would let a bureau point the
+        gateway's connections at whatever that resolves to. ConfigError otherwise
+        (INVALID_ARGUMENT).
+        """
+        check_route_address(address)
         current = self._routes.get(bureau)
         if current is not None and current.address == address:
             return False

@@ -613,3 +613,41 @@ def test_control_calls_have_a_bucket_of_their_own(tmp_path: Path) -> None:
     assert int(results[2][2]["retry-after-ms"]) > 0
     refused = [(r.rpc, r.peer, r.status) for r in _rows(tmp_path) if r.outcome == "refused"]
     assert refused == [("GetDirectory", "FR", "RESOURCE_EXHAUSTED")]
+
+
+@pytest.mark.attack(
+    "a bureau registers its route as a gRPC target or name (unix:/path, dns:///host)",
+    adversary="rogue bureau",
+    expect="INVALID_ARGUMENT + audit entry; only IP:port routes are accepted",
+)
+@pytest.mark.parametrize(
+    ("address", "accepted"),
+    [
+        ("127.0.0.1:7601", True),
+        ("[::1]:7601", True),
+        ("unix:/tmp/ncbsim.sock:1", False),
+        ("dns:///example.org:443", False),
+        ("localhost:7601", False),
+        ("127.0.0.1:0", False),
+    ],
+)
+def test_register_accepts_only_ip_and_port(tmp_path: Path, address: str, accepted: bool) -> None:
+    """A route is an IP literal and a real port; anything else is refused and audited."""
+    request = gateway_pb2.RegisterRequest(address=address).SerializeToString()
+
+    async def main() -> grpc.StatusCode:
+        async with _gateway(tmp_path) as (directory, gateway_address):
+            channel = transport.gateway_channel(gateway_address, directory.tls("FR"))
+            try:
+                code, _, _ = await _raw_call(channel, "Register", request)
+            finally:
+                await channel.close()
+        return code
+
+    code = asyncio.run(main())
+    refused = [(r.rpc, r.peer, r.status) for r in _rows(tmp_path) if r.outcome == "refused"]
+    if accepted:
+        assert (code, refused) == (grpc.StatusCode.OK, [])
+    else:
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused == [("Register", "FR", "INVALID_ARGUMENT")]
