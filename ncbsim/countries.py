@@ -26,7 +26,14 @@ from functools import cache
 
 import pycountry
 
-__all__ = ["INTERPOL_MEMBERS", "Country", "UnknownCountry", "alpha2_of", "country"]
+__all__ = [
+    "GENERAL_SECRETARIAT",
+    "INTERPOL_MEMBERS",
+    "Country",
+    "UnknownCountry",
+    "alpha2_of",
+    "country",
+]
 
 # fmt: off
 _UN_MEMBERS = (
@@ -124,6 +131,11 @@ _LOCALE_OF: dict[str, str] = {
     code: locale for locale, codes in _LOCALE_GROUPS.items() for code in codes.split()
 }
 
+GENERAL_SECRETARIAT = "GS"
+"""The code of the General Secretariat's node. ISO assigns GS to South Georgia and the South
+Sandwich Islands, a territory with no bureau of its own, so ncbsim gives it to INTERPOL's
+General Secretariat."""
+
 # ICAO 9303 codes that differ from ISO 3166-1 alpha-3.
 _MRZ_EXCEPTIONS = {"DE": "D"}
 
@@ -152,6 +164,10 @@ def country(alpha2: str) -> Country:
     code = alpha2.strip().upper()
     if code == "XK":
         return Country("XK", "XKX", "Kosovo", "RKS", "en_US")
+    if code == GENERAL_SECRETARIAT:
+        # Not a member: INTERPOL's own node in Lyon, holding the central records. "XPO"
+        # is the ICAO 9303 code of documents INTERPOL issues.
+        return Country("GS", "XPO", "INTERPOL General Secretariat", "XPO", "fr_FR")
     record = pycountry.countries.get(alpha_2=code) if len(code) == 2 else None
     if record is None:
         raise UnknownCountry(alpha2)
@@ -168,7 +184,7 @@ def country(alpha2: str) -> Country:
 
 @cache
 def _by_code() -> dict[str, str]:
-    table: dict[str, str] = {"XKX": "XK", "RKS": "XK"}
+    table: dict[str, str] = {"XKX": "XK", "RKS": "XK", "XPO": GENERAL_SECRETARIAT}
     for record in pycountry.countries:
         table[str(record.alpha_3)] = str(record.alpha_2)
     table["D"] = "DE"

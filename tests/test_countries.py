@@ -33,3 +33,11 @@ def test_unknown_country_is_a_key_error() -> None:
         country("ZZ")
     with pytest.raises(KeyError):
         alpha2_of("ATLANTIS")
+
+
+def test_gs_is_the_general_secretariat_not_a_member() -> None:
+    """GS names INTERPOL's General Secretariat, whose documents carry the ICAO code XPO."""
+    gs = country("GS")
+    assert (gs.name, gs.mrz_code) == ("INTERPOL General Secretariat", "XPO")
+    assert alpha2_of("XPO") == "GS"
+    assert "GS" not in INTERPOL_MEMBERS
