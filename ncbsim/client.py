@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, padding, transport
+from ncbsim.clock import Clock
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.identity import Identity
@@ -118,15 +119,18 @@ def open_answer(
     response: envelope.Envelope,
     sender: Peer,
     latency_ms: float = 0.0,
+    *,
+    now_ms: int | None = None,
 ) -> Answer:
     """Verify and open the response to ``sealed`` from ``sender``, and classify it.
 
     A response that fails verification is :attr:`Outcome.FAILED`, never an answer.
+    ``now_ms`` is the time its validity is checked against (default: the wall clock).
     """
     bureau = sealed.header.recipient
     mid = sealed.header.message_hex
     try:
-        opened = envelope.open_response(response, request=sealed, sender=sender)
+        opened = envelope.open_response(response, request=sealed, sender=sender, now_ms=now_ms)
         body = query_pb2.QueryResponse.FromString(opened.plaintext)
     except (EnvelopeError, DecodeError):
         return Answer(bureau, Outcome.FAILED, None, "response did not verify", latency_ms, mid)
@@ -145,11 +149,16 @@ def open_answer(
 
 @dataclass(slots=True)
 class BureauClient:
-    """Acts as bureau ``identity.bureau`` towards the gateway at ``gateway``."""
+    """Acts as bureau ``identity.bureau`` towards the gateway at ``gateway``.
+
+    ``clock``, when given, dates the envelopes it seals and checks the answers' times
+    (the simulator skews a requester's clock with it); None means the wall clock.
+    """
 
     pki: PkiDir
     identity: Identity
     gateway: str
+    clock: Clock | None = None
     _channel: grpc.aio.Channel = field(init=False)
     _stub: gateway_pb2_grpc.GatewayStub = field(init=False)
     peers: Peers = field(init=False)
@@ -166,9 +175,16 @@ class BureauClient:
         )
 
     @classmethod
-    def open(cls, pki: PkiDir, bureau: str, gateway: str) -> BureauClient:
+    def open(
+        cls, pki: PkiDir, bureau: str, gateway: str, *, clock: Clock | None = None
+    ) -> BureauClient:
         """Load ``bureau``'s keys from ``pki`` and connect to ``gateway``."""
-        return cls(pki, Identity.load(pki, bureau, now_ms=int(time.time() * 1000)), gateway)
+        now_ms = clock.now_ms() if clock is not None else int(time.time() * 1000)
+        return cls(pki, Identity.load(pki, bureau, now_ms=now_ms), gateway, clock)
+
+    def _now_ms(self) -> int | None:
+        """This client's time, or None for the wall clock (read by the envelope code)."""
+        return self.clock.now_ms() if self.clock is not None else None
 
     async def close(self) -> None:
         """Close the channel to the gateway."""
@@ -209,7 +225,7 @@ class BureauClient:
             return Answer(to, Outcome.FAILED, None, str(exc))
         except grpc.aio.AioRpcError as exc:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
-        sealed = seal_query(self.identity, self.peers.get(to), query)
+        sealed = seal_query(self.identity, self.peers.get(to), query, now_ms=self._now_ms())
         try:
             response = await self._stub.Query(sealed.envelope, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -224,7 +240,7 @@ class BureauClient:
                 sealed.header.message_hex,
             )
         latency = (time.perf_counter() - started) * 1000
-        return open_answer(sealed, response, self.peers.get(to), latency)
+        return open_answer(sealed, response, self.peers.get(to), latency, now_ms=self._now_ms())
 
     async def multi_query(
         self, query: query_pb2.QueryRequest, to: Sequence[str], *, timeout: float = 5.0
@@ -248,8 +264,10 @@ class BureauClient:
             return [Answer(r, outcome, None, detail) for r in recipients]
         # One correlation id ties together the envelopes of one multi-bureau query.
         correlation = os.urandom(envelope.MESSAGE_ID_LEN)
+        now_ms = self._now_ms()
         sealed = {
-            r: seal_query(self.identity, self.peers.get(r), query, correlation) for r in recipients
+            r: seal_query(self.identity, self.peers.get(r), query, correlation, now_ms=now_ms)
+            for r in recipients
         }
         request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
         try:
@@ -268,6 +286,7 @@ class BureauClient:
                     delivery.response,
                     self.peers.get(delivery.bureau),
                     latency,
+                    now_ms=self._now_ms(),
                 )
             else:
                 outcome = (

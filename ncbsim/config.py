@@ -140,11 +140,18 @@ class NodeConfig:
     key_check_interval_s: float = 1.0
     """How often the node looks for a rotation of its own keys and a new revocation list
     in the PKI folder (node.keys): the bound on how long a revocation takes to reach it."""
+    advertise: str | None = None
+    """The address the node registers with the gateway; None means the bound one. The
+    simulator puts a fault proxy there."""
+    clock_offset_ms: int = 0
+    """The node's clock offset at start (a clock-skew fault; ncbsim.clock)."""
 
     def __post_init__(self) -> None:
         check_bureau_code(self.bureau)
         check_address(self.listen)
         check_address(self.gateway)
+        if self.advertise is not None:
+            check_address(self.advertise)
         if self.register_interval_s <= 0:
             raise ConfigError("register_interval_s must be positive")
         if self.key_check_interval_s <= 0:

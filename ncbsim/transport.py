@@ -19,11 +19,36 @@ from ncbsim.pki import GATEWAY_NAME, TlsFiles, bureau_dns_name, bureau_from_dns_
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _SAN_PROPERTY = "x509_subject_alternative_name"
 
+KEEPALIVE_TIME_MS = 10_000
+KEEPALIVE_TIMEOUT_MS = 5_000
+
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
     ("grpc.enable_retries", 0),
+    # Reconnect back-off (docs/protocol.md §10.5). gRPC's defaults (first retry after 1 s,
+    # x1.6 up to 120 s) leave a link that healed after a long fault unused for up to two
+    # minutes. Here the first retry comes after 100 ms and the wait grows (x1.6, jitter
+    # +-20 %) to at most 1 s, so a healed link or a restarted process is used again
+    # within about a second, whatever the fault lasted.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+    # Despite its name, gRPC core uses this as the minimum time one connection attempt
+    # may take (TCP, TLS and HTTP/2 handshakes; default 20 s), not as a back-off. 100 ms
+    # would fail every attempt through a fault proxy adding latency, so it stays at 5 s:
+    # enough for the handshakes' three round trips at over 1 s of latency each way. An
+    # attempt that fails sooner (refused, reset) is retried after the back-off above.
+    ("grpc.min_reconnect_backoff_ms", 5_000),
+    # Keepalive: ping every 10 s, even with no call in flight, and drop the connection if
+    # a ping is not acknowledged within 5 s. A silently dead link (a blackhole, a peer
+    # stopped with SIGSTOP or killed without a FIN reaching us) is noticed within 15 s
+    # instead of hanging calls until their deadlines forever; the next call reconnects.
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # By default a client stops pinging after two pings with no data frame in between;
+    # 0 lifts that, so an idle channel keeps checking its link.
+    ("grpc.http2.max_pings_without_data", 0),
 ]
 
 
@@ -40,6 +65,19 @@ def server_options() -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 0),
+        # Accept the clients' keepalive pings (see _CHANNEL_OPTIONS). A server by default
+        # counts a ping less than 5 minutes after the last one, or one on a connection
+        # with no call, as a "strike" and after two strikes closes the connection with
+        # GOAWAY too_many_pings; it would then cut every idle client every 30 s or so.
+        # Half the clients' interval leaves room for timer jitter.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+        ("grpc.http2.max_ping_strikes", 2),
+        # The server pings its clients too (default: every 2 hours), so a connection from
+        # a client that vanished without a FIN is closed within 15 s, not held open.
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import grpc
 import structlog
@@ -20,19 +21,14 @@ from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, padding, transport
 from ncbsim.auditlog import ChainedLog
+from ncbsim.clock import Clock
 from ncbsim.config import NodeConfig
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
-from ncbsim.serving import (
-    abort,
-    add_raw_servicer,
-    start_server,
-    wait_for_shutdown,
-    write_ready_file,
-)
+from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_file
 from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.answer import answer
 from node.hits import HitLog
@@ -113,6 +109,11 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
     (node.replay, about 33 µs on the loop) before it is answered, so an envelope is
     answered at most once, across restarts too. It is checked only after the signature,
     so a forged envelope cannot spend a sender's message id.
+
+    Every time the checks and the sealing read (envelope validity, key grace periods,
+    replay cache expiry, the answer's issue time) comes from ``clock``, so a node whose
+    clock is skewed behaves like a bureau whose clock is wrong. Audit rows keep the
+    wall-clock time, so the simulator's timelines line up.
     """
 
     def __init__(
@@ -125,7 +126,9 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         *,
         clock_skew_ms: int = envelope.CLOCK_SKEW_MS,
         hits: HitLog | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self._hits = hits
         self._identity = identity
         self._peers = peers
@@ -214,10 +217,12 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         directory = self._peers.directory
         try:
             await self._know_sender(request, header, started, context)
+            now_ms = self._clock.now_ms()
             opened = envelope.open_request(
                 request,
                 recipient=self._identity,
                 senders=self._peers.get,
+                now_ms=now_ms,
                 header=header,
                 clock_skew_ms=self._clock_skew_ms,
             )
@@ -231,7 +236,10 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         try:
             first = self._replay.first_time(
-                opened.header.message_id, opened.header.sender, opened.header.expires_at_ms
+                opened.header.message_id,
+                opened.header.sender,
+                opened.header.expires_at_ms,
+                now_ms=now_ms,
             )
         except NcbsimError:
             # Fail closed: without the cache we cannot promise to answer only once.
@@ -260,6 +268,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
                 sender=self._identity,
                 request=opened.header,
                 response_key=query.response_key,
+                now_ms=self._clock.now_ms(),
             )
         except EnvelopeError:
             log.warning("bad_response_key", sender=header.sender, **_ids(header))
@@ -320,65 +329,136 @@ async def _register_loop(
         await sleep(interval_s)
 
 
+async def run_node(
+    config: NodeConfig,
+    *,
+    stop: asyncio.Event,
+    clock: Clock | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    directory: Directory | None = None,
+) -> None:
+    """Run a bureau node until ``stop`` is set, then shut it down cleanly.
+
+    Starts the server, registers ``config.advertise`` (or the bound address) with the
+    gateway, and once registered and serving calls ``on_ready`` with the bound address.
+    ``clock`` is the node's clock (default: one offset by ``config.clock_offset_ms``);
+    whoever holds it may change its offset while the node runs. Every log line of the
+    node names its bureau: it is bound in this task's context, so several nodes can run
+    in one event loop (node.host). ``directory`` may be shared by the nodes of one host
+    (all pinned to the same root): each entry is then verified once for all of them,
+    not once per node. Raises if the node cannot start (keys, databases, port); whatever
+    was opened by then is closed again.
+    """
+    clock = clock if clock is not None else Clock(offset_ms=config.clock_offset_ms)
+    # Every line of this node names it, also when a host process serves many nodes.
+    structlog.contextvars.bind_contextvars(bureau=config.bureau, role=f"node:{config.bureau}")
+    async with contextlib.AsyncExitStack() as stack:
+        loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
+        identity = Identity.load(config.pki, config.bureau, now_ms=clock.now_ms())
+        replay = ReplayCache(
+            config.replay_path or config.db_path.with_name("replay.sqlite"),
+            clock_skew_ms=config.clock_skew_ms,
+        )
+        stack.callback(replay.close)
+        store = RecordStore(config.db_path)
+        stack.callback(store.close)
+        audit = NodeAuditLog(config.audit_path or config.db_path.with_name("audit.sqlite"))
+        stack.callback(audit.close)
+        hits = HitLog(config.db_path.with_name("hits.sqlite"))
+        stack.callback(hits.close)
+        tls = config.pki.tls(config.bureau)
+        gateway_channel = transport.gateway_channel(config.gateway, tls)
+        stack.push_async_callback(gateway_channel.close)
+        gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
+        peers = Peers(directory if directory is not None else Directory.pinned(config.pki), gateway)
+        service = BureauService(
+            identity,
+            peers,
+            store,
+            audit,
+            replay,
+            clock_skew_ms=config.clock_skew_ms,
+            hits=hits,
+            clock=clock,
+        )
+        served = await start_server(
+            tls,
+            config.listen,
+            [bureau_pb2.DESCRIPTOR.services_by_name["Bureau"].full_name],
+            # Raw requests: Handle parses each one, so garbage is refused and audited by it.
+            register=lambda server: add_raw_servicer(
+                server, bureau_pb2_grpc.add_BureauServicer_to_server, service
+            ),
+        )
+        stack.push_async_callback(served.server.stop, 2)
+        log.info(
+            "node_listening",
+            address=served.address,
+            advertise=config.advertise,
+            clock_offset_ms=clock.offset_ms,
+            records=store.counts(),
+            audit=str(audit.path),
+        )
+        registered = asyncio.Event()
+        tasks = [
+            asyncio.create_task(
+                _register_loop(
+                    gateway,
+                    config.advertise or served.address,
+                    config.register_interval_s,
+                    registered,
+                )
+            ),
+            asyncio.create_task(
+                KeyWatch(
+                    config.pki,
+                    identity,
+                    peers.directory,
+                    service.use_identity,
+                    loaded_from=loaded_from,
+                ).run(config.key_check_interval_s)
+            ),
+        ]
+        stack.push_async_callback(_cancel, tasks)
+        stack.callback(log.info, "node_stopping")
+        stopping = asyncio.create_task(stop.wait())
+        ready = asyncio.create_task(registered.wait())
+        try:
+            await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if registered.is_set() and not stop.is_set():
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await peers.load_all()
+                await served.set_serving(True)
+                if on_ready is not None:
+                    on_ready(served.address)
+            await stopping
+        finally:
+            await _cancel([ready, stopping])
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGINT or SIGTERM (where the loop supports signal handlers)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
 async def serve(config: NodeConfig) -> None:
-    """Run a bureau node until SIGINT or SIGTERM."""
-    now_ms = int(time.time() * 1000)
-    loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
-    identity = Identity.load(config.pki, config.bureau, now_ms=now_ms)
-    replay = ReplayCache(
-        config.replay_path or config.db_path.with_name("replay.sqlite"),
-        clock_skew_ms=config.clock_skew_ms,
-    )
-    store = RecordStore(config.db_path)
-    tls = config.pki.tls(config.bureau)
-    gateway_channel = transport.gateway_channel(config.gateway, tls)
-    gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
-    peers = Peers(Directory.pinned(config.pki), gateway)
-    audit = NodeAuditLog(config.audit_path or config.db_path.with_name("audit.sqlite"))
-    hits = HitLog(config.db_path.with_name("hits.sqlite"))
-    service = BureauService(
-        identity, peers, store, audit, replay, clock_skew_ms=config.clock_skew_ms, hits=hits
-    )
-    served = await start_server(
-        tls,
-        config.listen,
-        [bureau_pb2.DESCRIPTOR.services_by_name["Bureau"].full_name],
-        # Raw requests: Handle parses each one, so garbage is refused and audited by it.
-        register=lambda server: add_raw_servicer(
-            server, bureau_pb2_grpc.add_BureauServicer_to_server, service
+    """Run a bureau node until SIGINT or SIGTERM; write the ready file once it serves."""
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await run_node(
+        config,
+        stop=stop,
+        on_ready=lambda address: write_ready_file(
+            config.ready_file, role="node", bureau=config.bureau, address=address
         ),
     )
-    structlog.contextvars.bind_contextvars(bureau=config.bureau)
-    log.info(
-        "node_listening", address=served.address, records=store.counts(), audit=str(audit.path)
-    )
-    registered = asyncio.Event()
-    register = asyncio.create_task(
-        _register_loop(gateway, served.address, config.register_interval_s, registered)
-    )
-    keys = KeyWatch(
-        config.pki, identity, peers.directory, service.use_identity, loaded_from=loaded_from
-    )
-    watch = asyncio.create_task(keys.run(config.key_check_interval_s))
-    shutdown = asyncio.create_task(wait_for_shutdown())
-    try:
-        ready = asyncio.create_task(registered.wait())
-        await asyncio.wait({ready, shutdown}, return_when=asyncio.FIRST_COMPLETED)
-        if registered.is_set():
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                await peers.load_all()
-            await served.set_serving(True)
-            write_ready_file(
-                config.ready_file, role="node", bureau=config.bureau, address=served.address
-            )
-        await shutdown
-    finally:
-        log.info("node_stopping")
-        register.cancel()
-        watch.cancel()
-        await served.server.stop(grace=2)
-        await gateway_channel.close()
-        store.close()
-        replay.close()
-        audit.close()
-        hits.close()
