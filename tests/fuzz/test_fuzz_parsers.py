@@ -35,7 +35,7 @@ from ncbsim.v1 import directory_pb2, envelope_pb2, query_pb2
 from node import datagen, mrz, vin
 from node.answer import answer
 from node.store import RecordStore
-from simulations import scenario
+from simulations import checks, scenario
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z; every open passes now_ms explicitly
 BUREAUS = ["FR", "DE", "IT"]
@@ -716,13 +716,28 @@ VALUES = st.recursive(
     lambda inner: (
         st.lists(inner, max_size=4)
         | st.dictionaries(
-            st.sampled_from(["documents", "queries", "hit_ratio", "x"]), inner, max_size=3
+            st.sampled_from(["documents", "rate_per_s", "at_s", "fault", "expect", "x"]),
+            inner,
+            max_size=3,
         )
     ),
     max_leaves=8,
 )
 RANDOM_SCENARIOS = st.dictionaries(
-    st.sampled_from(["name", "description", "bureaus", "seed", "records", "traffic", "x"]),
+    st.sampled_from(
+        [
+            "name",
+            "description",
+            "bureaus",
+            "seed",
+            "records",
+            "traffic",
+            "engine",
+            "events",
+            "checks",
+            "x",
+        ]
+    ),
     VALUES,
     max_size=7,
 )
@@ -730,39 +745,94 @@ RANDOM_SCENARIOS = st.dictionaries(
 
 VALID_SCENARIO: dict[str, Any] = {
     "name": "fuzz",
-    "bureaus": ["FR", "DE"],
+    "bureaus": ["FR", "DE", "IT"],
     "seed": 3,
-    "records": {"documents": 1, "persons": 2, "vehicles": 3},
+    "records": {"documents": 1, "persons": 2, "vehicles": 3, "planted": 1},
     "traffic": {
-        "queries": 1,
+        "duration_s": 2.0,
+        "rate_per_s": 1.5,
         "hit_ratio": 0.5,
         "fetch_ratio": 0.0,
-        "multi_queries": 0,
-        "concurrency": 1,
         "deadline_ms": 100,
+        "max_in_flight": 1,
+        "requesters": ["FR"],
+        "mix": {"document": 1, "person": 0, "vehicle": 0.5, "multi": 0},
     },
+    "engine": {"hosts": 1, "proxy": "auto", "mode": "loopback", "startup_timeout_s": 5},
+    "events": [
+        {"at_s": 0.5, "id": "cut", "fault": "latency", "bureaus": ["DE"], "latency_ms": 10},
+        {"at_s": 1.0, "heal": "cut"},
+        {"at_s": 0.2, "query": {"from": "FR", "to": ["DE"], "kind": "person"}, "expect": "hit"},
+    ],
+    "checks": [{"name": "ok", "expect": "queries.failed == 0 and faults.cut.after.failed == 0"}],
 }
-_SCENARIO_FIELDS: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
+_EXPRESSIONS = [
+    "queries.failed == 0",
+    "0 < latency_ms.p99 < 250",
+    "faults.cut.recovered_s < 5",
+    "faults.nope.during.sent == 0",
+    "bureaus.ES.queries.sent > 0",
+    "len(queries) > 0",
+    "queries.failed ==",
+    "explicit.query_2.passed",
+    "",
+]
+_SCENARIO_FIELDS: dict[tuple[str | int, ...], st.SearchStrategy[Any]] = {
     ("name",): st.text(max_size=5),
     ("description",): st.text(max_size=5),
     ("bureaus",): st.lists(
-        st.sampled_from(["FR", "DE", "IT", "NL", "fr", "F", "FRA", ""]), max_size=4
-    ),
+        st.sampled_from(["FR", "DE", "IT", "NL", "fr", "F", "FRA", "XX", ""]), max_size=4
+    )
+    | st.sampled_from(["all-members", "all"]),
     ("seed",): st.integers(-(2**63), 2**63 - 1),
     ("records",): st.dictionaries(
         st.sampled_from(["documents", "persons", "x"]), st.integers(-2, 3)
     ),
-    ("traffic",): st.dictionaries(st.sampled_from(["queries", "x"]), st.integers(-2, 3)),
-    **{("records", k): st.integers(-2, 3) for k in ("documents", "persons", "vehicles")},
-    ("traffic", "queries"): st.integers(-2, 3),
+    ("traffic",): st.dictionaries(st.sampled_from(["rate_per_s", "x"]), st.integers(-2, 3)),
+    **{("records", k): st.integers(-2, 3) for k in ("documents", "persons", "vehicles", "planted")},
+    ("traffic", "duration_s"): st.floats(-1, 3) | st.integers(-1, 3),
+    ("traffic", "rate_per_s"): st.floats(-1, 3) | st.just(math.inf),
     ("traffic", "hit_ratio"): st.floats(-1, 2) | st.just(math.nan),
     ("traffic", "fetch_ratio"): st.floats(-1, 2),
-    ("traffic", "multi_queries"): st.integers(-2, 3),
-    ("traffic", "concurrency"): st.integers(-2, 3),
     ("traffic", "deadline_ms"): st.integers(0, 200),
+    ("traffic", "max_in_flight"): st.integers(-2, 3),
+    ("traffic", "requesters"): st.lists(st.sampled_from(["FR", "DE", "NL", ""]), max_size=3),
+    ("traffic", "mix", "multi"): st.floats(-1, 2),
+    ("traffic", "mix", "document"): st.integers(-1, 2),
     ("traffic", "x"): SCALARS,
+    ("engine", "hosts"): st.integers(-1, 4),
+    ("engine", "proxy"): st.sampled_from(["auto", "all", "none", "x"]),
+    ("engine", "mode"): st.sampled_from(["loopback", "netns", "x"]),
+    ("events", 0, "at_s"): st.floats(-1, 3) | st.integers(-1, 3),
+    ("events", 0, "fault"): st.sampled_from(["latency", "kill", "partition", "skew", "reset", "x"]),
+    ("events", 0, "bureaus"): st.lists(st.sampled_from(["FR", "DE", "NL", "ALL"]), max_size=3),
+    ("events", 0, "latency_ms"): st.integers(-1, 5),
+    ("events", 0, "duration_s"): st.floats(-1, 3),
+    ("events", 0, "direction"): st.sampled_from(["both", "to-bureau", "up"]),
+    ("events", 0, "id"): st.sampled_from(["cut", "query_2", "Cut", "if", ""]),
+    ("events", 1, "heal"): st.sampled_from(["cut", "query_2", "x", ""]),
+    ("events", 1, "at_s"): st.floats(-1, 3),
+    ("events", 2, "query"): st.fixed_dictionaries(
+        {
+            "from": st.sampled_from(["FR", "DE", "NL"]),
+            "to": st.lists(st.sampled_from(["FR", "DE", "IT", "ALL"]), max_size=3),
+            "kind": st.sampled_from(["document", "person", "boat"]),
+        },
+        optional={"planted": st.booleans(), "fetch": st.booleans()},
+    ),
+    ("events", 2, "expect"): st.sampled_from(["hit", "record", "x"]),
+    ("checks", 0, "expect"): st.sampled_from(_EXPRESSIONS) | st.text(max_size=8),
     ("x",): SCALARS,
 }
+
+
+def _child(table: Any, key: str | int) -> Any:
+    """``table[key]`` if it is a table or an array inside a table or an array, else None."""
+    if isinstance(table, list) and isinstance(key, int) and key < len(table):
+        return table[key]
+    if isinstance(table, dict) and isinstance(table.get(key), dict | list):
+        return table[key]
+    return None
 
 
 @st.composite
@@ -771,12 +841,14 @@ def _near_valid_scenario(draw: st.DrawFn) -> dict[str, Any]:
     data = copy.deepcopy(VALID_SCENARIO)
     paths = draw(st.lists(st.sampled_from(sorted(_SCENARIO_FIELDS)), max_size=3, unique=True))
     for path in paths:
-        table = data
+        table: Any = data
         for key in path[:-1]:
-            if not isinstance(table.get(key), dict):
+            table = _child(table, key)
+            if table is None:
                 break
-            table = table[key]
         else:
+            if not isinstance(table, dict):
+                continue
             if draw(st.integers(0, 4)) == 0:
                 table.pop(path[-1], None)
             else:
@@ -807,11 +879,27 @@ def test_scenario_load_of_random_tables_is_a_scenario_or_clear_error(
     loaded = _load(tmp_path_factory.mktemp("scenario", numbered=True), data)
     event("loaded" if loaded is not None else "refused")
     if loaded is not None:
-        assert loaded.bureaus == tuple(data["bureaus"])
+        if data["bureaus"] == "all-members":
+            assert len(loaded.bureaus) == 196
+        else:
+            assert loaded.bureaus == tuple(data["bureaus"])
         assert len(set(loaded.bureaus)) == len(loaded.bureaus) >= 2
         assert min(loaded.records.documents, loaded.records.persons, loaded.records.vehicles) >= 1
         assert 0 <= loaded.traffic.hit_ratio <= 1
         assert loaded.traffic.deadline_ms >= 100
+        assert 0 < loaded.traffic.rate_per_s < math.inf
+        assert set(loaded.traffic.requesters) <= set(loaded.bureaus)
+        assert [e.at_s for e in loaded.events] == sorted(e.at_s for e in loaded.events)
+        ids = {e.id: e for e in loaded.events}
+        assert len(ids) == len(loaded.events)
+        for e in loaded.events:
+            assert 0 <= e.at_s < loaded.traffic.duration_s
+            assert set(e.bureaus) <= set(loaded.bureaus)
+            if e.heal is not None:
+                assert ids[e.heal].fault is not None
+                assert ids[e.heal].at_s < e.at_s
+        for spec in loaded.checks:
+            checks.parse(spec.expect)  # every check expression was vetted at load
 
 
 @pytest.mark.parametrize("seed", ["x", math.inf, math.nan], ids=["text", "inf", "nan"])
