@@ -1,0 +1,113 @@
+"""What a simulation run observed: one record per query and per fault, and their tallies.
+
+The engine fills these as it runs; :mod:`simulations.report` and :mod:`simulations.plot`
+read them. They hold metadata only (labels, bureau codes, outcomes, times), never a
+query's contents or an answer's record.
+
+Times are seconds since the start of traffic (``sent_s``, ``done_s``, ``start_s``,
+``end_s``); latencies are milliseconds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ANSWERED",
+    "AnswerRecord",
+    "FaultRecord",
+    "QueryRecord",
+    "counts",
+    "latency",
+]
+
+#: The outcomes (``ncbsim.client.Outcome`` values) that mean the bureau did answer.
+ANSWERED = frozenset({"hit", "no_hit", "record", "not_found"})
+_HIT = frozenset({"hit", "record"})
+_NO_HIT = frozenset({"no_hit", "not_found"})
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """How one bureau answered one query."""
+
+    bureau: str
+    outcome: str  # ncbsim.client.Outcome values: hit no_hit record not_found error no_answer failed
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRecord:
+    """One query sent during the run, and every bureau's answer to it."""
+
+    label: str  # "document-12", "fetch-12", "multi-3", or an explicit event id
+    kind: str  # document | person | vehicle | multi | fetch
+    requester: str
+    sent_s: float  # seconds since traffic start
+    done_s: float
+    latency_ms: float
+    answers: tuple[AnswerRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRecord:
+    """One fault the timeline applied, and when it was healed."""
+
+    id: str
+    kind: str
+    bureaus: tuple[str, ...]
+    direction: str
+    params: dict[str, float]
+    start_s: float
+    end_s: float | None  # None: never healed (until the end of the run)
+    settle_s: float = 2.0
+
+
+def counts(answers: Iterable[AnswerRecord]) -> dict[str, int]:
+    """Tally answers: each (query, bureau) pair counts once.
+
+    ``sent`` is the number of answers; ``hit`` counts hit and record (a step-2 fetch that
+    returned the record), ``no_hit`` counts no_hit and not_found, ``answered`` is their
+    sum, and ``failed`` is every other outcome but no_answer (error and failed).
+    """
+    sent = hit = no_hit = no_answer = 0
+    for answer in answers:
+        sent += 1
+        if answer.outcome in _HIT:
+            hit += 1
+        elif answer.outcome in _NO_HIT:
+            no_hit += 1
+        elif answer.outcome == "no_answer":
+            no_answer += 1
+    return {
+        "sent": sent,
+        "answered": hit + no_hit,
+        "hit": hit,
+        "no_hit": no_hit,
+        "no_answer": no_answer,
+        "failed": sent - hit - no_hit - no_answer,
+    }
+
+
+def _percentile(values: Sequence[float], q: int) -> float:
+    if len(values) == 1:
+        return round(values[0], 2)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+
+
+def latency(values: Sequence[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of ``values`` in milliseconds, rounded to 2 decimals.
+
+    Percentiles are inclusive (interpolated between samples); all are 0.0 when there are
+    no values.
+    """
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    return {
+        "p50": _percentile(values, 50),
+        "p95": _percentile(values, 95),
+        "p99": _percentile(values, 99),
+        "max": round(max(values), 2),
+    }

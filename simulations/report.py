@@ -1,0 +1,367 @@
+"""The simulation report: the ``report.json`` dict, its check view, the terminal summary,
+and ``timeline.jsonl``.
+
+:func:`build` makes the report from the run's records. Its first keys are the core schema
+(README, "The simulation report"): ``scenario``, ``bureaus`` (a list of codes), ``queries``
+(counts of every (query, bureau) answer) and ``latency_ms`` (percentiles of query
+latencies). It adds ``per_bureau``, ``kinds`` and ``faults``, then the run's timings and
+extra figures at the top level. ``simulate`` adds ``checks`` and ``passed``.
+
+Scenario checks address a bureau's figures as ``bureaus.FR.queries.no_answer``; they are
+evaluated against :func:`check_view`, in which ``bureaus`` is the ``per_bureau`` table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from simulations.outcomes import ANSWERED, AnswerRecord, FaultRecord, QueryRecord, counts, latency
+
+__all__ = ["build", "check_view", "print_summary", "write_timeline"]
+
+_KIND_ORDER = ("document", "person", "vehicle", "multi", "fetch")
+_MAX_BUREAU_ROWS = 12
+_FAULT_BUREAUS_SHOWN = 2
+
+
+def _answers_from(queries: Iterable[QueryRecord], bureaus: Iterable[str]) -> list[AnswerRecord]:
+    wanted = set(bureaus)
+    return [a for q in queries for a in q.answers if a.bureau in wanted]
+
+
+def _answers_not_from(queries: Iterable[QueryRecord], bureaus: Iterable[str]) -> list[AnswerRecord]:
+    unwanted = set(bureaus)
+    return [a for q in queries for a in q.answers if a.bureau not in unwanted]
+
+
+def _window(answers: Sequence[AnswerRecord]) -> dict[str, Any]:
+    """Counts and latency percentiles of the answers in one window of a fault."""
+    return {**counts(answers), "latency_ms": latency([a.latency_ms for a in answers])}
+
+
+def _recovered_s(fault: FaultRecord, queries: Sequence[QueryRecord]) -> float | None:
+    """Seconds from the heal until the slowest of the fault's bureaus answered again."""
+    if fault.end_s is None:
+        return None
+    end = fault.end_s
+    worst = 0.0
+    for code in fault.bureaus:
+        first = min(
+            (
+                q.done_s
+                for q in queries
+                if q.sent_s >= end
+                and any(a.bureau == code and a.outcome in ANSWERED for a in q.answers)
+            ),
+            default=None,
+        )
+        if first is None:
+            return None
+        worst = max(worst, first - end)
+    return round(worst, 3)
+
+
+def _fault(fault: FaultRecord, queries: Sequence[QueryRecord], run_end_s: float) -> dict[str, Any]:
+    """One fault's entry: its definition and the answers in its windows.
+
+    ``during``: answers from the fault's bureaus to queries sent and done inside the
+    window; ``others``: answers from every other bureau to queries sent inside it by
+    bureaus outside the fault (a cut-off requester's own queries fail by its fault);
+    ``after``: answers from the fault's bureaus to queries sent once it healed and
+    ``settle_s`` passed (empty if it never healed).
+    """
+    end = run_end_s if fault.end_s is None else fault.end_s
+    during = [q for q in queries if q.sent_s >= fault.start_s and q.done_s <= end]
+    inside = [
+        q for q in queries if fault.start_s <= q.sent_s < end and q.requester not in fault.bureaus
+    ]
+    after = (
+        []
+        if fault.end_s is None
+        else [q for q in queries if q.sent_s >= fault.end_s + fault.settle_s]
+    )
+    return {
+        "kind": fault.kind,
+        "bureaus": list(fault.bureaus),
+        "direction": fault.direction,
+        "params": dict(fault.params),
+        "start_s": round(fault.start_s, 3),
+        "end_s": None if fault.end_s is None else round(fault.end_s, 3),
+        "settle_s": round(fault.settle_s, 3),
+        "during": _window(_answers_from(during, fault.bureaus)),
+        "others": _window(_answers_not_from(inside, fault.bureaus)),
+        "after": _window(_answers_from(after, fault.bureaus)),
+        "recovered_s": _recovered_s(fault, queries),
+    }
+
+
+def _kind_key(kind: str) -> tuple[int, str]:
+    return (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER), kind)
+
+
+def build(
+    *,
+    scenario: str,
+    bureaus: Sequence[str],
+    queries: Sequence[QueryRecord],
+    faults: Sequence[FaultRecord],
+    run_end_s: float,
+    timings: dict[str, float],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The run's report, without ``checks`` and ``passed`` (the caller adds those).
+
+    Keys, in order: ``scenario``, ``bureaus`` (codes), ``queries`` (counts of every
+    answer), ``latency_ms`` (of every query's latency), ``per_bureau`` (for each bureau:
+    counts and latency of the answers it gave, and ``sent``, the queries it asked),
+    ``kinds`` (counts and latency per query kind present), ``faults`` (by id: definition,
+    ``during``/``others``/``after`` counts and ``recovered_s``), then every entry of
+    ``timings`` (seconds, rounded to 3 decimals) and of ``extra``, as given.
+    A fault that never healed runs until ``run_end_s``.
+    """
+    answers = [a for q in queries for a in q.answers]
+    per_bureau: dict[str, Any] = {}
+    for code in bureaus:
+        mine = [a for a in answers if a.bureau == code]
+        per_bureau[code] = {
+            "queries": counts(mine),
+            "latency_ms": latency([a.latency_ms for a in mine]),
+            "sent": sum(q.requester == code for q in queries),
+        }
+    kinds: dict[str, Any] = {}
+    for kind in sorted({q.kind for q in queries}, key=_kind_key):
+        of_kind = [q for q in queries if q.kind == kind]
+        kinds[kind] = {
+            "queries": counts(a for q in of_kind for a in q.answers),
+            "latency_ms": latency([q.latency_ms for q in of_kind]),
+        }
+    ordered = sorted(faults, key=lambda f: (f.start_s, f.id))
+    report: dict[str, Any] = {
+        "scenario": scenario,
+        "bureaus": list(bureaus),
+        "queries": counts(answers),
+        "latency_ms": latency([q.latency_ms for q in queries]),
+        "per_bureau": per_bureau,
+        "kinds": kinds,
+        "faults": {f.id: _fault(f, queries, run_end_s) for f in ordered},
+    }
+    report.update({k: round(v, 3) for k, v in timings.items()})
+    report.update(extra)
+    return report
+
+
+def check_view(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as scenario checks see it: ``bureaus`` is the ``per_bureau`` table.
+
+    So ``bureaus.FR.queries.no_answer`` reads FR's figures while the report itself keeps
+    ``bureaus`` as the list of codes of the core schema. A shallow copy; the report is
+    not changed.
+    """
+    view = dict(report)
+    view["bureaus"] = report.get("per_bureau", {})
+    return view
+
+
+# ---------------------------------------------------------------------- timeline
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _check_event(event: dict[str, Any]) -> None:
+    if not isinstance(event.get("event"), str):
+        raise ValueError(f"timeline event without an 'event' name: keys {sorted(event)}")
+    t_s = event.get("t_s")
+    if isinstance(t_s, bool) or not isinstance(t_s, int | float):
+        raise ValueError(f"timeline event {event['event']!r} without a numeric 't_s'")
+    for key, value in event.items():
+        if not isinstance(key, str):
+            raise ValueError(f"timeline event {event['event']!r}: key {key!r} is not a string")
+        items = value if isinstance(value, list) else [value]
+        bad = next((v for v in items if not isinstance(v, _SCALARS)), None)
+        if bad is not None:  # None itself is allowed, so it never is "bad"
+            raise ValueError(
+                f"timeline event {event['event']!r}: {key!r} holds a {type(bad).__name__}; "
+                "only metadata (str, int, float, bool, None and lists of them) may be written"
+            )
+
+
+def write_timeline(path: Path, events: Iterable[dict[str, Any]]) -> None:
+    """Write ``events`` to ``path`` as JSON lines, one event per line, in the order given.
+
+    Each event needs ``t_s`` (seconds since traffic start) and ``event`` (its name). Only
+    metadata may be written: values must be str, int, float, bool, None or lists of them.
+    Anything else (bytes, dicts, objects) raises ValueError before the file is touched,
+    a guard against ever writing a payload.
+    """
+    events = list(events)
+    for event in events:
+        _check_event(event)
+    path.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
+
+
+# ---------------------------------------------------------------------- summary
+
+
+def _counts_row(c: dict[str, Any]) -> list[str]:
+    return [str(c.get(k, 0)) for k in ("sent", "answered", "hit", "no_hit", "no_answer", "failed")]
+
+
+def _ms(value: Any) -> str:
+    return str(value) if isinstance(value, int | float) else "-"
+
+
+def _queries_table(q: dict[str, Any]) -> Table:
+    table = Table(title="queries", show_header=True, header_style="bold")
+    for key in q:
+        table.add_column(key.replace("_", "-"), justify="right")
+    table.add_row(*(str(v) for v in q.values()))
+    return table
+
+
+def _kinds_table(kinds: dict[str, Any]) -> Table:
+    table = Table(title="by kind", header_style="bold", box=box.SIMPLE, pad_edge=False)
+    table.add_column("kind")
+    for name in ("sent", "answered", "hit", "no-hit", "no-ans", "failed", "p50 ms", "p99 ms"):
+        table.add_column(name, justify="right")
+    for kind, entry in kinds.items():
+        lat = entry.get("latency_ms", {})
+        table.add_row(
+            kind, *_counts_row(entry.get("queries", {})), _ms(lat.get("p50")), _ms(lat.get("p99"))
+        )
+    return table
+
+
+def _bureaus_table(per_bureau: dict[str, Any]) -> tuple[Table, int]:
+    """The per-bureau table, worst first if there are too many; and how many were left out."""
+    codes = list(per_bureau)
+    if len(codes) > _MAX_BUREAU_ROWS:
+
+        def trouble(code: str) -> int:
+            q = per_bureau[code].get("queries", {})
+            return int(q.get("no_answer", 0)) + int(q.get("failed", 0))
+
+        codes = sorted(codes, key=lambda c: (-trouble(c), c))[:_MAX_BUREAU_ROWS]
+    title = "by bureau (answers it gave)"
+    if len(codes) < len(per_bureau):
+        title = f"by bureau: the {len(codes)} with most no-answer + failed"
+    table = Table(title=title, header_style="bold", box=box.SIMPLE, pad_edge=False)
+    table.add_column("bureau")
+    for name in ("asked", "answers", "hit", "no-hit", "no-ans", "failed", "p50 ms", "p99 ms"):
+        table.add_column(name, justify="right")
+    for code in codes:
+        entry = per_bureau[code]
+        q, lat = entry.get("queries", {}), entry.get("latency_ms", {})
+        table.add_row(
+            code,
+            str(entry.get("sent", 0)),
+            *(str(q.get(k, 0)) for k in ("sent", "hit", "no_hit", "no_answer", "failed")),
+            _ms(lat.get("p50")),
+            _ms(lat.get("p99")),
+        )
+    return table, len(per_bureau) - len(codes)
+
+
+def _abbreviate(bureaus: Sequence[str]) -> str:
+    if len(bureaus) <= _FAULT_BUREAUS_SHOWN:
+        return ",".join(bureaus)
+    shown = ",".join(bureaus[:_FAULT_BUREAUS_SHOWN])
+    return f"{shown} +{len(bureaus) - _FAULT_BUREAUS_SHOWN}"
+
+
+def _faults_table(faults: dict[str, Any]) -> Table:
+    table = Table(title="faults", header_style="bold", box=box.SIMPLE, pad_edge=False)
+    table.add_column("fault", overflow="fold", min_width=10)
+    table.add_column("bureaus", overflow="fold")
+    table.add_column("window s", no_wrap=True)
+    table.add_column("during\nok/no-ans", justify="right")
+    table.add_column("others\nfailed", justify="right")
+    table.add_column("after\nok", justify="right")
+    table.add_column("recovered", justify="right", no_wrap=True)
+    for fault_id, f in faults.items():
+        start, end = f.get("start_s"), f.get("end_s")
+        window = f"{start:.1f}-" + ("end" if end is None else f"{end:.1f}")
+        during, others, after = f.get("during", {}), f.get("others", {}), f.get("after", {})
+        recovered = f.get("recovered_s")
+        table.add_row(
+            f"{fault_id}\n[dim]{f.get('kind', '')}[/]",
+            _abbreviate(list(f.get("bureaus", []))),
+            window,
+            f"{during.get('answered', 0)}/{during.get('no_answer', 0)}",
+            str(others.get("failed", 0)),
+            str(after.get("answered", 0)) if f.get("end_s") is not None else "-",
+            "-" if recovered is None else f"{recovered:.2f} s",
+        )
+    return table
+
+
+def _checks_table(checks: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="checks", show_header=False)
+    table.add_column("")
+    table.add_column("check", overflow="fold")
+    table.add_column("detail", overflow="fold")
+    for c in checks:
+        mark = "[bold green]PASS[/]" if c.get("passed") else "[bold red]FAIL[/]"
+        table.add_row(mark, str(c.get("name", "")), str(c.get("detail", "")))
+    return table
+
+
+def _timings_lines(report: dict[str, Any]) -> list[str]:
+    parts = [
+        f"{label} {report[key]:.1f} s"
+        for key, label in (
+            ("prepare_s", "prepare"),
+            ("startup_s", "start-up"),
+            ("traffic_s", "traffic"),
+            ("shutdown_s", "shutdown"),
+        )
+        if isinstance(report.get(key), int | float)
+    ]
+    lines = ["timings: " + ", ".join(parts)] if parts else []
+    if isinstance(report.get("peak_rss_mib"), int | float):
+        lines.append(f"peak memory of the process tree: {report['peak_rss_mib']:.0f} MiB")
+    return lines
+
+
+def print_summary(console: Console, report: dict[str, Any]) -> None:
+    """Print the report for a person, readable in an 80-column terminal.
+
+    A header, the queries table, latency, per-kind and per-bureau tables (at most 12
+    bureaus: those with most no-answer + failed), the faults, the checks, the timings and
+    the verdict. Sections whose data the report lacks are left out.
+    """
+    passed = report.get("passed")
+    bureaus = report.get("bureaus", [])
+    state = "" if passed is None else (" - [green]passed[/]" if passed else " - [red]failed[/]")
+    console.print(f"[bold]{report.get('scenario', '?')}[/]: {len(bureaus)} bureaus{state}")
+    console.print(_queries_table(report.get("queries", {})))
+    lat = report.get("latency_ms", {})
+    console.print(
+        f"latency ms: p50 {_ms(lat.get('p50'))}  p95 {_ms(lat.get('p95'))}  "
+        f"p99 {_ms(lat.get('p99'))}  max {_ms(lat.get('max'))}"
+    )
+    if report.get("kinds"):
+        console.print(_kinds_table(report["kinds"]))
+    if report.get("per_bureau"):
+        table, hidden = _bureaus_table(report["per_bureau"])
+        console.print(table)
+        if hidden:
+            console.print(f"... and {hidden} more bureaus (all in report.json)")
+    if report.get("faults"):
+        console.print(_faults_table(report["faults"]))
+    if report.get("checks"):
+        console.print(_checks_table(report["checks"]))
+    for line in _timings_lines(report):
+        console.print(line)
+    if passed is not None:
+        verdict = "[bold green]PASSED[/]" if passed else "[bold red]FAILED[/]"
+        duration = report.get("duration_s")
+        console.print(verdict + (f" in {duration} s" if duration is not None else ""))
+    if report.get("workdir"):
+        console.print(f"PKI, records, logs and audit kept in {report['workdir']}")

@@ -1,0 +1,358 @@
+"""The simulation report: counts, latency, breakdowns, fault windows, check view, timeline
+guard, the 80-column summary and the plain progress lines."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from simulations import report as reports
+from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts, latency
+from simulations.progress import Progress
+
+
+def query(
+    label: str,
+    sent_s: float,
+    answers: dict[str, str],
+    *,
+    kind: str = "document",
+    requester: str = "FR",
+    took_s: float = 0.05,
+    latency_ms: float = 50.0,
+) -> QueryRecord:
+    """A query sent at ``sent_s`` whose bureaus answered as ``answers`` says."""
+    return QueryRecord(
+        label=label,
+        kind=kind,
+        requester=requester,
+        sent_s=sent_s,
+        done_s=sent_s + took_s,
+        latency_ms=latency_ms,
+        answers=tuple(AnswerRecord(b, o, latency_ms) for b, o in answers.items()),
+    )
+
+
+def cut(
+    start_s: float, end_s: float | None, bureaus: tuple[str, ...] = ("DE",), settle_s: float = 2.0
+) -> FaultRecord:
+    """A partition of ``bureaus`` from ``start_s`` to ``end_s``."""
+    return FaultRecord(
+        id="cut",
+        kind="partition",
+        bureaus=bureaus,
+        direction="both",
+        params={},
+        start_s=start_s,
+        end_s=end_s,
+        settle_s=settle_s,
+    )
+
+
+def build(queries: list[QueryRecord], faults: list[FaultRecord], **extra: Any) -> dict[str, Any]:
+    """The report of a run of FR, DE and IT that ended at 30 s."""
+    return reports.build(
+        scenario="t",
+        bureaus=["FR", "DE", "IT"],
+        queries=queries,
+        faults=faults,
+        run_end_s=30.0,
+        timings={"startup_s": 1.23456, "shutdown_s": 0.5},
+        extra=extra,
+    )
+
+
+def test_counts_fold_outcomes_like_the_core_report() -> None:
+    """hit+record are hits, no_hit+not_found no-hits, error+failed failed; sent counts all."""
+    outcomes = ["hit", "record", "no_hit", "not_found", "no_answer", "error", "failed", "hit"]
+    c = counts(AnswerRecord("FR", o, 1.0) for o in outcomes)
+    assert c == {"sent": 8, "answered": 5, "hit": 3, "no_hit": 2, "no_answer": 1, "failed": 2}
+
+
+def test_latency_percentiles_and_empty() -> None:
+    """Inclusive percentiles rounded to 2 decimals; all zero with no values."""
+    values = [float(v) for v in range(1, 101)]
+    assert latency(values) == {"p50": 50.5, "p95": 95.05, "p99": 99.01, "max": 100.0}
+    assert latency([3.14159]) == {"p50": 3.14, "p95": 3.14, "p99": 3.14, "max": 3.14}
+    assert latency([]) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+
+
+def test_core_schema_then_breakdowns_in_order() -> None:
+    """The core keys come first, then per_bureau, kinds, faults, timings and extra."""
+    queries = [
+        query("d1", 1.0, {"DE": "hit"}, latency_ms=10.0),
+        query("m1", 2.0, {"DE": "no_hit", "IT": "no_answer"}, kind="multi", latency_ms=30.0),
+        query("f1", 3.0, {"DE": "record"}, kind="fetch", requester="IT", latency_ms=20.0),
+    ]
+    report = build(queries, [], peak_rss_mib=321.0)
+    assert list(report) == [
+        "scenario",
+        "bureaus",
+        "queries",
+        "latency_ms",
+        "per_bureau",
+        "kinds",
+        "faults",
+        "startup_s",
+        "shutdown_s",
+        "peak_rss_mib",
+    ]
+    assert report["bureaus"] == ["FR", "DE", "IT"]
+    assert report["queries"] == {
+        "sent": 4,
+        "answered": 3,
+        "hit": 2,
+        "no_hit": 1,
+        "no_answer": 1,
+        "failed": 0,
+    }
+    assert report["latency_ms"]["max"] == 30.0
+    assert report["latency_ms"]["p50"] == 20.0
+    assert report["startup_s"] == 1.235
+    de = report["per_bureau"]["DE"]
+    assert de["queries"]["sent"] == 3
+    assert de["queries"]["hit"] == 2
+    assert de["sent"] == 0
+    assert report["per_bureau"]["FR"] == {
+        "queries": counts([]),
+        "latency_ms": latency([]),
+        "sent": 2,
+    }
+    assert report["per_bureau"]["IT"]["queries"]["no_answer"] == 1
+    assert report["per_bureau"]["IT"]["sent"] == 1
+    assert list(report["kinds"]) == ["document", "multi", "fetch"]
+    assert report["kinds"]["multi"]["queries"]["sent"] == 2
+    assert report["kinds"]["fetch"]["latency_ms"]["p99"] == 20.0
+    json.dumps(report)  # the report must serialise as it is
+
+
+def test_fault_windows_during_others_after_recovered() -> None:
+    """Windows split answers by time and bureau; recovery is the first answer after heal."""
+    queries = [
+        query("before", 1.0, {"DE": "hit", "IT": "no_hit"}),
+        query("in1", 6.0, {"DE": "no_answer", "IT": "hit"}),
+        query("in2", 9.0, {"DE": "no_answer", "IT": "failed"}),
+        # sent inside, done after the heal: not "during", but sent inside so in "others"
+        query("straddle", 14.0, {"DE": "no_answer", "IT": "no_hit"}, took_s=3.0),
+        # sent after the heal but before settling: neither "during" nor "after"
+        query("settling", 15.5, {"DE": "hit"}, took_s=0.25),
+        query("late1", 17.0, {"DE": "hit", "IT": "hit"}),
+        query("late2", 20.0, {"DE": "no_hit"}),
+    ]
+    report = build(queries, [cut(5.0, 15.0)])
+    fault = report["faults"]["cut"]
+    assert {k: v for k, v in fault["during"].items() if k != "latency_ms"} == {
+        "sent": 2,
+        "answered": 0,
+        "hit": 0,
+        "no_hit": 0,
+        "no_answer": 2,
+        "failed": 0,
+    }
+    assert fault["during"]["latency_ms"]["max"] > 0
+    assert fault["others"]["sent"] == 3
+    assert fault["others"]["failed"] == 1
+    assert fault["others"]["answered"] == 2
+    assert fault["after"]["sent"] == 2
+    assert fault["after"]["answered"] == 2
+    assert fault["recovered_s"] == 0.75  # "settling" done at 15.75
+    assert fault["start_s"] == 5.0
+    assert fault["end_s"] == 15.0
+    assert fault["settle_s"] == 2.0
+    assert fault["bureaus"] == ["DE"]
+    assert fault["kind"] == "partition"
+
+
+def test_recovered_is_the_slowest_bureau_and_none_if_one_never_answers() -> None:
+    """With two bureaus cut, recovery waits for both; a bureau silent after heal gives None."""
+    both = [
+        query("a", 12.0, {"DE": "hit", "IT": "no_answer"}, took_s=0.5),
+        query("b", 13.0, {"IT": "no_hit"}, took_s=1.0),
+    ]
+    fault = build(both, [cut(5.0, 10.0, ("DE", "IT"))])["faults"]["cut"]
+    assert fault["recovered_s"] == 4.0  # DE at 12.5, IT at 14.0
+    only_de = both[:1]
+    fault = build(only_de, [cut(5.0, 10.0, ("DE", "IT"))])["faults"]["cut"]
+    assert fault["recovered_s"] is None
+
+
+def test_unhealed_fault_runs_to_the_end_with_no_after() -> None:
+    """A fault never healed covers the run's end; after is empty and recovered_s None."""
+    queries = [
+        query("in", 20.0, {"DE": "no_answer", "IT": "hit"}),
+        query("late", 29.0, {"DE": "no_answer"}),
+    ]
+    fault = build(queries, [cut(5.0, None)])["faults"]["cut"]
+    assert fault["end_s"] is None
+    assert fault["during"]["no_answer"] == 2
+    assert fault["others"]["answered"] == 1
+    assert fault["after"] == {**counts([]), "latency_ms": latency([])}
+    assert fault["recovered_s"] is None
+
+
+def test_check_view_maps_bureaus_to_per_bureau() -> None:
+    """Checks read bureaus.FR...; the report keeps its list of codes."""
+    report = build([query("d1", 1.0, {"DE": "hit"})], [])
+    view = reports.check_view(report)
+    assert view["bureaus"]["DE"]["queries"]["hit"] == 1
+    assert report["bureaus"] == ["FR", "DE", "IT"]
+    assert view["queries"] is report["queries"]
+
+
+def test_timeline_written_as_json_lines(tmp_path: Path) -> None:
+    """Each event is one JSON line, in order, metadata values kept as they are."""
+    events = [
+        {"t_s": 0.0, "event": "start", "bureaus": ["FR", "DE"]},
+        {"t_s": 1.5, "event": "fault", "id": "cut", "loss": 0.1, "ok": True, "end": None},
+    ]
+    path = tmp_path / "timeline.jsonl"
+    reports.write_timeline(path, events)
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == events
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"t_s": 1.0, "event": "query", "payload": b"secret"},
+        {"t_s": 1.0, "event": "query", "record": {"surname": "Muller"}},
+        {"t_s": 1.0, "event": "query", "answers": ["FR:hit", {"ref": "x"}]},
+        {"t_s": 1.0, "event": "query", "matches": ("a", "b")},
+        {"event": "query"},
+        {"t_s": 1.0},
+    ],
+)
+def test_timeline_refuses_anything_but_metadata(tmp_path: Path, event: dict[str, Any]) -> None:
+    """Bytes, dicts, tuples or a missing t_s/event raise ValueError and write nothing."""
+    path = tmp_path / "timeline.jsonl"
+    with pytest.raises(ValueError, match="timeline event"):
+        reports.write_timeline(path, [{"t_s": 0.0, "event": "start"}, event])
+    assert not path.exists()
+
+
+def _full_report(n_bureaus: int) -> dict[str, Any]:
+    """A report of ``n_bureaus`` bureaus with a fault and checks, as simulate completes it."""
+    codes = [f"{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(n_bureaus)]
+    queries = [
+        query(
+            f"q{i}",
+            i * 0.1,
+            {codes[i % n_bureaus]: "no_answer" if i % 7 == 0 else "hit"},
+            kind=("document", "person", "vehicle", "multi")[i % 4],
+            requester=codes[(i + 1) % n_bureaus],
+            latency_ms=5.0 + i,
+        )
+        for i in range(200)
+    ]
+    # the alphabetically last bureau fails most: it must head the per-bureau table
+    queries += [query(f"x{i}", 3.0 + i, {codes[-1]: "failed"}) for i in range(3)]
+    long_cut = FaultRecord(
+        id="a-rather-long-fault-identifier",
+        kind="blackhole",
+        bureaus=tuple(codes[:8]),
+        direction="up",
+        params={"loss": 0.05},
+        start_s=5.0,
+        end_s=15.0,
+    )
+    report = reports.build(
+        scenario="all-members",
+        bureaus=codes,
+        queries=queries,
+        faults=[long_cut, cut(2.0, None)],
+        run_end_s=20.0,
+        timings={"prepare_s": 3.2, "startup_s": 41.5, "traffic_s": 20.0, "shutdown_s": 4.1},
+        extra={"peak_rss_mib": 2876.4},
+    )
+    report["checks"] = [
+        {
+            "name": "every bureau answers outside partitions, without exception, always",
+            "passed": False,
+            "detail": "x" * 150,
+            "expect": "queries.failed == 0",
+        },
+        {"name": "p99", "passed": True, "detail": "ok", "expect": "latency_ms.p99 < 250"},
+    ]
+    report["passed"] = False
+    report["duration_s"] = 70.1
+    return report
+
+
+def test_summary_fits_80_columns_and_shows_the_worst_bureaus() -> None:
+    """At width 80 no line is longer than 80; only 12 bureaus are listed, worst first."""
+    report = _full_report(40)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, color_system=None)
+    reports.print_summary(console, report)
+    text = buffer.getvalue()
+    print(text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "... and 28 more bureaus (all in report.json)" in text
+    rows = [line.split() for line in text.splitlines() if line.strip()[:2] in report["bureaus"]]
+    shown = [row[0] for row in rows if len(row) == 9]
+    assert len(shown) == 12
+    assert shown[0] == "BN"  # 3 failed + its no-answers: the worst, though last by name
+    for needle in ("all-members: 40 bureaus - failed", "FAIL", "PASS", "start-up 41.5 s"):
+        assert needle in text
+    assert "AA,AB +6" in text  # 8 bureaus abbreviated
+    assert "peak memory of the process tree: 2876 MiB" in text
+    assert "FAILED in 70.1 s" in text
+    assert "5.0-15.0" in text
+    assert "2.0-end" in text
+
+
+def test_summary_of_a_small_report_lists_every_bureau() -> None:
+    """Up to 12 bureaus all appear, with no 'more bureaus' line."""
+    report = _full_report(5)
+    buffer = io.StringIO()
+    reports.print_summary(Console(file=buffer, width=80, color_system=None), report)
+    text = buffer.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "more bureaus" not in text
+    rows = {line.split()[0] for line in text.splitlines() if line.strip()}
+    assert set(report["bureaus"]) <= rows
+
+
+def test_progress_prints_plain_lines_every_5_s_when_not_a_terminal() -> None:
+    """Off a terminal: one line per 5 s of elapsed time however often it is updated."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=False)
+    with Progress(console, total_s=12.0, label="quick") as progress:
+        for tick in range(49):  # every 0.25 s up to 12 s
+            elapsed = tick * 0.25
+            progress.update(elapsed, {"sent": tick, "answered": tick, "no_answer": 0}, 2)
+    lines = buffer.getvalue().splitlines()
+    print("\n".join(lines))
+    assert len(lines) == 3  # at 5 s, at 10 s, and the final counts at 12 s
+    assert lines[0].startswith("quick:   5.0/12 s  sent 20  answered 20")
+    assert "in flight 2" in lines[0]
+    assert lines[2].startswith("quick:  12.0/12 s  sent 48")
+
+
+def test_progress_bar_on_a_terminal_shows_counts() -> None:
+    """On a terminal the rich bar shows the label and the live counts."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=True, color_system=None)
+    with Progress(console, total_s=10.0, label="quick") as progress:
+        progress.update(10.0, {"sent": 7, "answered": 6, "no_answer": 1, "failed": 0}, 0)
+    text = buffer.getvalue()
+    assert "quick" in text
+    assert "sent 7  answered 6  no-answer 1  failed 0  in flight 0" in text
+
+
+def test_others_leave_out_queries_sent_by_a_faulted_bureau() -> None:
+    """A cut-off bureau's own queries go unanswered by its fault, not the others'."""
+    queries = [
+        query("from_cut", 6.0, {"IT": "no_answer"}, requester="DE"),
+        query("from_fr", 7.0, {"IT": "hit", "DE": "no_answer"}),
+    ]
+    fault = build(queries, [cut(5.0, 15.0)])["faults"]["cut"]
+    assert fault["others"]["sent"] == 1
+    assert fault["others"]["no_answer"] == 0
+    assert fault["others"]["answered"] == 1
+    assert fault["during"]["no_answer"] == 1
