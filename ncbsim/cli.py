@@ -184,9 +184,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         args.scenario,
         workdir=args.workdir,
         report_path=args.report,
+        run_dir=args.run_dir,
         log_level=args.child_log_level,
     )
     return 0 if report["passed"] else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from simulations.demo import DemoConfig, run
+
+    return run(
+        DemoConfig(
+            scenario=args.scenario,
+            auto=args.auto,
+            workdir=args.workdir,
+            deadline_s=args.deadline,
+            log_level=args.child_log_level,
+        )
+    )
 
 
 def _parse_time_ms(text: str | None, option: str) -> int | None:
@@ -459,9 +474,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     query.set_defaults(func=cmd_query, server=False)
 
     sim = sub.add_parser("simulate", help="run a scenario end to end and check the results")
-    sim.add_argument("scenario", nargs="?", default="quickstart")
+    sim.add_argument(
+        "scenario",
+        nargs="?",
+        default="quickstart",
+        help="a scenario file, or the name of one in simulations/scenarios/ (default quickstart)",
+    )
     sim.add_argument("--workdir", type=Path, help="keep PKI, data, logs and audit here")
-    sim.add_argument("--report", type=Path, help="write a JSON report here")
+    sim.add_argument("--report", type=Path, help="also write the JSON report here")
+    sim.add_argument(
+        "--run-dir",
+        type=Path,
+        help="where report.json, timeline.jsonl and latency.png go (default runs/NAME-TIME)",
+    )
     sim.set_defaults(func=cmd_simulate, server=False)
 
     audit = sub.add_parser("audit", help="verify or search a gateway's or a node's audit log")
@@ -495,9 +520,25 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(func=cmd_bench, server=False)
 
+    demo = sub.add_parser(
+        "demo",
+        help="trainer mode: a small network, five queries narrated step by step",
+        description="Start a small real network and show, step by step, what the asking "
+        "bureau, the gateway and the answering bureau each see.",
+    )
+    demo.add_argument("scenario", nargs="?", default="quickstart", help="default quickstart")
+    demo.add_argument("--auto", action="store_true", help="run without pausing for Enter")
+    demo.add_argument("--workdir", type=Path, help="keep the network's files here")
+    demo.add_argument(
+        "--deadline", type=float, default=2.0, help="multi-bureau deadline in s (default 2)"
+    )
+    demo.set_defaults(func=cmd_demo, server=False)
     from node import admin  # the owner's tools: hit notifications, record restrictions
 
     admin.add_parsers(sub)
+    from node import host  # many bureau nodes in one process (the simulator's hosts)
+
+    host.add_parsers(sub)
     return parser
 
 

@@ -1,4 +1,8 @@
-"""Bring a network of real processes up and down: one gateway, one node per bureau.
+"""Bring a network of real processes up and down: one gateway, and bureau host processes.
+
+A host process (``ncbsim host``, node/host.py) runs one or many bureau nodes, each with its
+own port, keys and databases: that is what lets all 196 members run on two cores. Small
+networks get one host per bureau, so a fault or a signal hits exactly one bureau.
 
 Everything lives in one work directory, which is also the PKI directory::
 
@@ -7,23 +11,30 @@ Everything lives in one work directory, which is also the PKI directory::
     WORKDIR/gateway/audit.sqlite         the gateway's metadata-only, hash-chained audit trail
     WORKDIR/gateway/gateway.log          the gateway's JSON log
     WORKDIR/bureaus/FR/records.sqlite    FR's records
-    WORKDIR/bureaus/FR/node.log          FR's node's JSON log
     WORKDIR/bureaus/FR/audit.sqlite      FR's node's hash-chained audit trail
+    WORKDIR/bureaus/FR/node.log          the JSON log of FR's host, when FR has a host of its own
+    WORKDIR/hosts/host-3.log             the JSON log of a host of several bureaus
+    WORKDIR/run/                         specs, ready files and control sockets of the hosts
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -37,17 +48,37 @@ log = structlog.get_logger()
 MANIFEST = "network.json"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+SOLO_HOSTS_UP_TO = 8
+"""Networks of up to this many bureaus get one host process per bureau."""
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Proc:
-    """One process of a running network."""
+    """One bureau node (or the gateway) of a running network.
+
+    ``pid`` is the process serving it: for a bureau, its host, which may serve others too.
+    """
 
     role: str
     bureau: str | None
     pid: int
     address: str
     log: str
+    host: int = -1
+
+
+@dataclass(slots=True)
+class Host:
+    """One bureau host process: which bureaus it serves, and how to reach and restart it."""
+
+    index: int
+    bureaus: list[str]
+    spec: str
+    control: str
+    log: str
+    pid: int = 0
+    addresses: dict[str, str] = field(default_factory=dict)
 
 
 def gateway_files(workdir: Path) -> Path:
@@ -68,7 +99,13 @@ def db_path(workdir: Path, bureau: str) -> Path:
 def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
     path, bureau, seed, documents, persons, vehicles = args
     datagen.generate(
-        path, bureau, seed=seed, documents=documents, persons=persons, vehicles=vehicles
+        path,
+        bureau,
+        seed=seed,
+        documents=documents,
+        persons=persons,
+        vehicles=vehicles,
+        workers=1,  # already one bureau per pool worker
     )
     return bureau
 
@@ -94,15 +131,40 @@ def prepare(workdir: Path, scenario: Scenario) -> pki.PkiDir:
         for b in scenario.bureaus
         if not db_path(workdir, b).exists()
     ]
-    if todo:
+    if len(todo) == 1:
+        _generate(todo[0])
+    elif todo:
         # Spawn, never fork: the caller may have gRPC threads running (a test process, a
         # client), and a child forked while one is inside gRPC can hang or crash.
         with ProcessPoolExecutor(
             max_workers=min(len(todo), os.cpu_count() or 1),
             mp_context=multiprocessing.get_context("spawn"),
         ) as pool:
-            list(pool.map(_generate, todo))
+            list(pool.map(_generate, todo, chunksize=max(1, len(todo) // 32)))
     return directory
+
+
+def plan_hosts(
+    bureaus: Sequence[str], *, hosts: int = 0, solo: Collection[str] = ()
+) -> list[list[str]]:
+    """Share ``bureaus`` among host processes.
+
+    Bureaus in ``solo`` (the targets of process faults) get a host of their own, so a
+    SIGKILL or SIGSTOP hits exactly the bureau it names. ``hosts`` is how many hosts the
+    others share; 0 chooses: one per bureau up to :data:`SOLO_HOSTS_UP_TO` bureaus,
+    else one per CPU (at least two), so the cores are used and no host is too big.
+    """
+    alone = [[b] for b in bureaus if b in solo]
+    rest = [b for b in bureaus if b not in solo]
+    if not rest:
+        return alone
+    if hosts <= 0:
+        small = len(bureaus) <= SOLO_HOSTS_UP_TO
+        hosts = len(rest) if small else max(2, os.cpu_count() or 1)
+    hosts = min(hosts, len(rest))
+    size = math.ceil(len(rest) / hosts)
+    shared = [rest[i : i + size] for i in range(0, len(rest), size)]
+    return alone + shared
 
 
 def _spawn(args: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen[bytes]:
@@ -119,17 +181,28 @@ def _spawn(args: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen
         )
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log_path: Path) -> dict[str, str]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def _wait_ready(
+    proc: subprocess.Popen[bytes], ready: Path, log_path: Path, timeout_s: float = READY_TIMEOUT_S
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready.exists():
-            data: dict[str, str] = json.loads(ready.read_text())
+            data: dict[str, Any] = json.loads(ready.read_text())
             return data
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             raise NetworkError(f"process exited with {proc.returncode}: " + " | ".join(tail))
         time.sleep(0.05)
-    raise NetworkError(f"process {proc.pid} not ready after {READY_TIMEOUT_S:.0f}s")
+    raise NetworkError(f"process {proc.pid} not ready after {timeout_s:.0f}s")
+
+
+def _control_path(run: Path, index: int) -> str:
+    path = run / f"host-{index}.sock"
+    if len(os.fsencode(str(path))) <= _SOCKET_PATH_MAX:
+        return str(path)
+    # A deep work directory: keep the socket short, still unique to this directory.
+    tag = hashlib.sha256(os.fsencode(str(run))).hexdigest()[:12]
+    return str(Path(tempfile.gettempdir()) / f"ncbsim-{tag}-{index}.sock")
 
 
 class Network:
@@ -141,10 +214,15 @@ class Network:
         scenario: str,
         procs: list[Proc],
         children: list[subprocess.Popen[bytes]] | None = None,
+        *,
+        hosts: list[Host] | None = None,
+        log_level: str = "info",
     ) -> None:
         self.workdir = workdir
         self.scenario = scenario
         self.procs = procs
+        self.hosts = hosts or []
+        self.log_level = log_level
         self._children = children or []  # kept so we reap what we started
 
     @property
@@ -156,11 +234,32 @@ class Network:
         """The node of ``bureau``."""
         return next(p for p in self.procs if p.bureau == bureau)
 
+    def host_of(self, bureau: str) -> Host:
+        """The host process serving ``bureau``."""
+        return next(h for h in self.hosts if bureau in h.bureaus)
+
     @classmethod
     def start(
-        cls, workdir: Path, scenario: Scenario, *, detach: bool = False, log_level: str = "info"
+        cls,
+        workdir: Path,
+        scenario: Scenario,
+        *,
+        detach: bool = False,
+        log_level: str = "info",
+        hosts: list[list[str]] | None = None,
+        gateway_for: Mapping[str, str] | None = None,
+        advertise_for: Mapping[str, str] | None = None,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+        on_gateway: Callable[[str], None] | None = None,
     ) -> Network:
-        """Prepare ``workdir`` and start the gateway, then every node; wait until all serve."""
+        """Prepare ``workdir``, start the gateway, then every host; wait until all serve.
+
+        ``hosts`` shares the bureaus among host processes (default :func:`plan_hosts`).
+        ``gateway_for`` gives a bureau another address to reach the gateway by, and
+        ``advertise_for`` another address for the gateway to reach it by: the simulator
+        puts its fault proxies there. ``on_gateway`` learns the gateway's address as
+        soon as it serves, before any host starts (the proxies need it).
+        """
         workdir = workdir.resolve()
         if (workdir / MANIFEST).exists():
             raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
@@ -170,6 +269,8 @@ class Network:
         env_args = ["--log-level", log_level]
         started: list[subprocess.Popen[bytes]] = []
         procs: list[Proc] = []
+        layout = hosts if hosts is not None else plan_hosts(scenario.bureaus)
+        network_hosts: list[Host] = []
         try:
             glog = gateway_files(workdir) / "gateway.log"
             ready = run / "gateway.json"
@@ -189,47 +290,85 @@ class Network:
                 detach=detach,
             )
             started.append(gw)
-            info = _wait_ready(gw, ready, glog)
+            info = _wait_ready(gw, ready, glog, ready_timeout_s)
             procs.append(Proc("gateway", None, gw.pid, info["address"], str(glog)))
+            if on_gateway is not None:
+                on_gateway(info["address"])
             pending = []
-            for code in scenario.bureaus:
-                nlog = workdir / "bureaus" / code / "node.log"
-                ready = run / f"node-{code}.json"
-                ready.unlink(missing_ok=True)
-                node = _spawn(
-                    [
-                        *env_args,
-                        "node",
-                        "--dir",
-                        str(workdir),
-                        "--bureau",
-                        code,
-                        "--gateway",
-                        info["address"],
-                        "--listen",
-                        "127.0.0.1:0",
-                        "--db",
-                        str(db_path(workdir, code)),
-                        "--ready-file",
-                        str(ready),
-                    ],
-                    nlog,
-                    detach=detach,
+            for index, bureaus in enumerate(layout):
+                host = Host(
+                    index=index,
+                    bureaus=list(bureaus),
+                    spec=str(run / f"host-{index}.spec.json"),
+                    control=_control_path(run, index),
+                    log=str(
+                        workdir / "bureaus" / bureaus[0] / "node.log"
+                        if len(bureaus) == 1
+                        else workdir / "hosts" / f"host-{index}.log"
+                    ),
                 )
-                started.append(node)
-                pending.append((code, node, ready, nlog))
-            for code, node, ready, nlog in pending:
-                ninfo = _wait_ready(node, ready, nlog)
-                procs.append(Proc("node", code, node.pid, ninfo["address"], str(nlog)))
+                _write_spec(
+                    host,
+                    workdir,
+                    gateway=info["address"],
+                    gateway_for=gateway_for or {},
+                    advertise_for=advertise_for or {},
+                )
+                child = _start_host(host, env_args, detach=detach)
+                started.append(child)
+                network_hosts.append(host)
+                pending.append((host, child))
+            for host, child in pending:
+                _await_host(host, child, ready_timeout_s)
+                procs.extend(
+                    Proc("node", code, host.pid, host.addresses[code], host.log, host.index)
+                    for code in host.bureaus
+                )
         except BaseException:
             _terminate([p.pid for p in started])
             for child in started:
                 child.wait()
             raise
-        network = cls(workdir, scenario.name, procs, [] if detach else started)
+        order = {code: i for i, code in enumerate(scenario.bureaus)}
+        procs.sort(key=lambda p: -1 if p.bureau is None else order.get(p.bureau, 0))
+        network = cls(
+            workdir,
+            scenario.name,
+            procs,
+            [] if detach else started,
+            hosts=network_hosts,
+            log_level=log_level,
+        )
         network.write_manifest()
-        log.info("network_up", workdir=str(workdir), processes=len(procs))
+        log.info("network_up", workdir=str(workdir), processes=len(network_hosts) + 1)
         return network
+
+    def kill_host(self, host: Host) -> None:
+        """SIGKILL ``host`` (a crash: no goodbye) and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(host.pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while alive(host.pid) and time.monotonic() < deadline:
+            _reap(host.pid)
+            time.sleep(0.02)
+        _reap(host.pid)
+
+    def restart_host(self, host: Host, *, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Start ``host`` again on the ports it had, and wait until it serves (blocking)."""
+        spec = json.loads(Path(host.spec).read_text())
+        for item in spec["bureaus"]:
+            item["listen"] = host.addresses.get(item["bureau"], item["listen"])
+        Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
+        child = _start_host(host, ["--log-level", self.log_level], detach=False)
+        self._children.append(child)
+        _await_host(host, child, timeout_s)
+        self.procs = [
+            Proc(p.role, p.bureau, host.pid, p.address, p.log, p.host)
+            if p.host == host.index and p.role == "node"
+            else p
+            for p in self.procs
+        ]
+        self.write_manifest()
 
     def write_manifest(self) -> None:
         """Write WORKDIR/network.json."""
@@ -238,6 +377,7 @@ class Network:
             "workdir": str(self.workdir),
             "gateway": self.gateway.address,
             "processes": [asdict(p) for p in self.procs],
+            "hosts": [asdict(h) for h in self.hosts],
         }
         (self.workdir / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")
 
@@ -250,19 +390,82 @@ class Network:
         except FileNotFoundError:
             raise ConfigError(f"no running network in {workdir} (no {MANIFEST})") from None
         procs = [Proc(**p) for p in data["processes"]]
-        return cls(Path(data["workdir"]), data["scenario"], procs)
+        hosts = [Host(**h) for h in data.get("hosts", [])]
+        return cls(Path(data["workdir"]), data["scenario"], procs, hosts=hosts)
+
+    def pids(self) -> list[int]:
+        """Every process of the network: the gateway, then each host once."""
+        return list(dict.fromkeys(p.pid for p in self.procs))
 
     def stop(self) -> None:
-        """Stop every process (nodes first), then remove the manifest."""
-        nodes = [p.pid for p in self.procs if p.role == "node" and _ours(p.pid, self.workdir)]
+        """Stop every process (hosts first), then remove the manifest."""
+        gateway = self.gateway.pid
+        nodes = [pid for pid in self.pids() if pid != gateway and _ours(pid, self.workdir)]
         _terminate(nodes)
-        gateways = [p.pid for p in self.procs if p.role == "gateway" and _ours(p.pid, self.workdir)]
-        _terminate(gateways)
+        if _ours(gateway, self.workdir):
+            _terminate([gateway])
         for child in self._children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=STOP_TIMEOUT_S)
+        for host in self.hosts:
+            Path(host.control).unlink(missing_ok=True)
         (self.workdir / MANIFEST).unlink(missing_ok=True)
         log.info("network_down", workdir=str(self.workdir))
+
+
+def _write_spec(
+    host: Host,
+    workdir: Path,
+    *,
+    gateway: str,
+    gateway_for: Mapping[str, str],
+    advertise_for: Mapping[str, str],
+) -> None:
+    spec = {
+        "gateway": gateway,
+        "bureaus": [
+            {
+                "bureau": code,
+                "db": str(db_path(workdir, code)),
+                "listen": "127.0.0.1:0",
+                "advertise": advertise_for.get(code),
+                "gateway": gateway_for.get(code),
+            }
+            for code in host.bureaus
+        ],
+    }
+    Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
+
+
+def _start_host(host: Host, env_args: list[str], *, detach: bool) -> subprocess.Popen[bytes]:
+    spec = Path(host.spec)
+    ready = spec.with_name(f"host-{host.index}.ready.json")
+    ready.unlink(missing_ok=True)
+    Path(host.control).unlink(missing_ok=True)
+    child = _spawn(
+        [
+            *env_args,
+            "host",
+            "--dir",
+            str(spec.parent.parent),
+            "--spec",
+            str(spec),
+            "--ready-file",
+            str(ready),
+            "--control",
+            host.control,
+        ],
+        Path(host.log),
+        detach=detach,
+    )
+    host.pid = child.pid
+    return child
+
+
+def _await_host(host: Host, child: subprocess.Popen[bytes], timeout_s: float) -> None:
+    ready = Path(host.spec).with_name(f"host-{host.index}.ready.json")
+    info = _wait_ready(child, ready, Path(host.log), timeout_s)
+    host.addresses = {code: str(address) for code, address in info["bureaus"].items()}
 
 
 def _ours(pid: int, workdir: Path) -> bool:
@@ -271,7 +474,7 @@ def _ours(pid: int, workdir: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"ncbsim" in cmdline and os.fsencode(str(workdir)) in cmdline
+    return b"ncbsim" in cmdline and any(os.fsencode(str(workdir)) in arg for arg in cmdline)
 
 
 def alive(pid: int) -> bool:
@@ -284,10 +487,14 @@ def alive(pid: int) -> bool:
 
 
 def _terminate(pids: list[int]) -> None:
-    """SIGTERM each pid, wait, then SIGKILL what is left. Reaps children of ours."""
+    """SIGTERM each pid, wait, then SIGKILL what is left. Reaps children of ours.
+
+    A stopped (SIGSTOP) process is continued first, or it could not act on SIGTERM.
+    """
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             continue
     deadline = time.monotonic() + STOP_TIMEOUT_S

@@ -1,15 +1,16 @@
-"""``ncbsim simulate``: bring a network up, run the scenario's traffic, check, report.
+"""``ncbsim simulate``: run a scenario end to end, check it, and write its run directory.
 
-It exits 0 only if every check passed. The report's keys are a stable contract
-(see the README).
+The run directory holds ``report.json`` (the report; its keys are a stable contract, see
+docs/scenarios.md), ``timeline.jsonl`` (one metadata-only event per line) and
+``latency.png``. It exits 0 only if every check passed, built-in and scenario's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,14 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from gateway.audit import read_all
 from ncbsim.client import Outcome
-from ncbsim.pki import PkiDir
+from simulations import checks as expressions
+from simulations import plot
+from simulations import report as reports
 from simulations import scenario as scenarios
-from simulations.network import Network, audit_path, gateway_files
-from simulations.traffic import Planner, Result, open_stores, send
+from simulations.engine import Engine, RunResult, Sent
+from simulations.network import audit_path, gateway_files
+from simulations.outcomes import ANSWERED
+
+RUNS = Path("runs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,30 +39,7 @@ class Check:
     name: str
     passed: bool
     detail: str
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return round(values[0], 2)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 2)
-
-
-def _counts(results: list[Result]) -> dict[str, int]:
-    answers = [a for r in results for a in r.answers]
-    answers += [r.fetched for r in results if r.fetched is not None]
-    hit = sum(a.outcome in (Outcome.HIT, Outcome.RECORD) for a in answers)
-    no_hit = sum(a.outcome in (Outcome.NO_HIT, Outcome.NOT_FOUND) for a in answers)
-    no_answer = sum(a.outcome == Outcome.NO_ANSWER for a in answers)
-    return {
-        "sent": len(answers),
-        "answered": hit + no_hit,
-        "hit": hit,
-        "no_hit": no_hit,
-        "no_answer": no_answer,
-        "failed": len(answers) - hit - no_hit - no_answer,
-    }
+    expect: str = ""
 
 
 def _scan(folder: Path, probes: list[str]) -> list[str]:
@@ -71,73 +53,78 @@ def _scan(folder: Path, probes: list[str]) -> list[str]:
     return sorted(found)
 
 
-def check(results: list[Result], workdir: Path) -> list[Check]:
-    """Every check the simulation promises, computed from results and the gateway's files."""
-    checks: list[Check] = []
-    counts = _counts(results)
-    unanswered = counts["sent"] - counts["answered"]
-    checks.append(
-        Check("every query answered", unanswered == 0, f"{counts['answered']}/{counts['sent']}")
-    )
+def _answered(outcome: Outcome) -> bool:
+    return outcome.value in ANSWERED
 
-    missed, false_hits = [], []
-    for r in results:
-        for a in r.answers:
-            planted = r.planned.expect_hit.get(a.bureau)
-            refs = {m.ref for m in a.matches}
-            if planted is not None and planted not in refs:
-                missed.append(f"{r.planned.label}@{a.bureau}")
-            if planted is None and a.outcome != Outcome.NO_HIT:
-                false_hits.append(f"{r.planned.label}@{a.bureau}:{a.outcome.value}")
-    planted_total = sum(v is not None for r in results for v in r.planned.expect_hit.values())
+
+def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
+    """What every run must show, whatever its faults: no wrong answer, no plaintext leak.
+
+    Availability (no-answer) is the scenario's own checks' business: a partitioned bureau
+    rightly does not answer. An answer that came back, though, must be right.
+    """
+    checks: list[Check] = []
+    missed, false_hits, unanswered_planted, planted_total = [], [], 0, 0
+    for s in sent:
+        for a in s.answers:
+            planted = s.planned.expect_hit.get(a.bureau)
+            if planted is not None:
+                planted_total += 1
+                if not _answered(a.outcome):
+                    unanswered_planted += 1
+                elif planted not in {m.ref for m in a.matches}:
+                    missed.append(f"{s.planned.label}@{a.bureau}")
+            elif a.outcome == Outcome.HIT:
+                false_hits.append(f"{s.planned.label}@{a.bureau}")
+    answered = planted_total - unanswered_planted
     checks.append(
         Check(
-            "planted hits found",
-            not missed and planted_total > 0,
-            f"{planted_total - len(missed)}/{planted_total}"
-            + (f" missed {missed}" if missed else ""),
+            "planted records hit when answered",
+            not missed and answered > 0,
+            f"{answered - len(missed)}/{answered} answered planted queries hit"
+            + (f", {unanswered_planted} not answered" if unanswered_planted else "")
+            + (f"; missed {missed[:5]}" if missed else ""),
         )
     )
     checks.append(
         Check(
-            "no-hit where the bureau holds nothing",
+            "no hit where the bureau holds nothing",
             not false_hits,
             f"{len(false_hits)} wrong" + (f": {false_hits[:5]}" if false_hits else ""),
         )
     )
-
-    fetches = [r for r in results if r.fetched is not None]
+    fetches = [s for s in sent if s.fetched is not None and _answered(s.fetched.outcome)]
     good = [
-        r
-        for r in fetches
-        if r.fetched is not None
-        and r.fetched.outcome == Outcome.RECORD
-        and r.fetched.response is not None
+        s
+        for s in fetches
+        if s.fetched is not None
+        and s.fetched.outcome == Outcome.RECORD
+        and s.fetched.response is not None
         and getattr(
-            r.fetched.response.record, r.fetched.response.record.WhichOneof("record") or ""
+            s.fetched.response.record, s.fetched.response.record.WhichOneof("record") or ""
         ).ref
-        == r.planned.expect_hit[r.fetched.bureau]
+        == s.planned.expect_hit[s.fetched.bureau]
     ]
-    checks.append(
-        Check(
-            "step-2 fetches returned the planted record",
-            bool(fetches) and len(good) == len(fetches),
-            f"{len(good)}/{len(fetches)}",
+    if fetches:
+        checks.append(
+            Check(
+                "step-2 fetches returned the planted record",
+                len(good) == len(fetches),
+                f"{len(good)}/{len(fetches)} answered fetches",
+            )
         )
-    )
-
-    multis = [r for r in results if len(r.planned.expect_hit) > 1]
-    complete = [r for r in multis if {a.bureau for a in r.answers} == set(r.planned.expect_hit)]
-    checks.append(
-        Check(
-            "multi-bureau replies list every bureau",
-            bool(multis) and len(complete) == len(multis),
-            f"{len(complete)}/{len(multis)} complete, "
-            f"{sum(len(r.answers) for r in multis)} bureau answers",
+    multis = [s for s in sent if len(s.planned.expect_hit) > 1]
+    complete = [s for s in multis if {a.bureau for a in s.answers} == set(s.planned.expect_hit)]
+    if multis:
+        checks.append(
+            Check(
+                "multi-bureau replies list every bureau",
+                len(complete) == len(multis),
+                f"{len(complete)}/{len(multis)} complete, "
+                f"{sum(len(s.answers) for s in multis)} bureau answers",
+            )
         )
-    )
-
-    probes = [p for r in results for p in r.planned.probes]
+    probes = [p for s in sent for p in s.planned.probes]
     leaked = _scan(gateway_files(workdir), probes)
     checks.append(
         Check(
@@ -147,20 +134,102 @@ def check(results: list[Result], workdir: Path) -> list[Check]:
             + (f"; found {leaked}" if leaked else ""),
         )
     )
-
-    sent_ids = {a.message_id for r in results for a in r.answers}
-    sent_ids |= {r.fetched.message_id for r in results if r.fetched is not None}
-    # A reused work directory keeps earlier runs' rows: count this run's envelopes only.
-    rows = [row for row in read_all(audit_path(workdir)) if row.message_id in sent_ids]
-    delivered = sum(row.outcome == "delivered" for row in rows)
+    answered_ids = {a.message_id for s in sent for a in s.answers if _answered(a.outcome)}
+    answered_ids |= {
+        s.fetched.message_id for s in sent if s.fetched is not None and _answered(s.fetched.outcome)
+    }
+    delivered = {
+        row.message_id
+        for row in read_all(audit_path(workdir))
+        if row.message_id in answered_ids and row.outcome == "delivered"
+    }
     checks.append(
         Check(
-            "gateway audited every envelope",
-            delivered == counts["sent"] and len(rows) == counts["sent"],
-            f"{len(rows)} audit rows, {delivered} delivered, {counts['sent']} envelopes sent",
+            "gateway audited every answered envelope",
+            delivered == answered_ids,
+            f"{len(delivered)}/{len(answered_ids)} answered envelopes audited as delivered",
         )
     )
     return checks
+
+
+def planted_summary(sent: list[Sent]) -> dict[str, int]:
+    """Answers to queries aimed at a planted record: how many, hit, missed, unanswered."""
+    queries = hit = unanswered = 0
+    for s in sent:
+        for a in s.answers:
+            ref = s.planned.expect_hit.get(a.bureau)
+            if ref is None:
+                continue
+            queries += 1
+            if not _answered(a.outcome):
+                unanswered += 1
+            elif ref in {m.ref for m in a.matches}:
+                hit += 1
+    return {
+        "queries": queries,
+        "hit": hit,
+        "missed": queries - hit - unanswered,
+        "unanswered": unanswered,
+    }
+
+
+def _explicit(sent: list[Sent]) -> dict[str, dict[str, Any]]:
+    """The timeline's own queries: what came back, and whether it was what they expect."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in sent:
+        if not s.planned.explicit:
+            continue
+        outcomes = sorted({a.outcome.value for a in s.answers})
+        expected = s.planned.expect_hit
+        owner = next((b for b, ref in expected.items() if ref is not None), next(iter(expected)))
+        first = next((a for a in s.answers if a.bureau == owner), s.answers[0])
+        outcome = s.fetched.outcome.value if s.fetched is not None else first.outcome.value
+        out[s.planned.label] = {
+            "outcome": outcome,
+            "outcomes": outcomes,
+            "expected": s.planned.expect_outcome,
+            "passed": s.planned.expect_outcome in (None, outcome),
+        }
+    return out
+
+
+def evaluate(
+    scenario: scenarios.Scenario, result: RunResult, workdir: Path
+) -> tuple[dict[str, Any], list[Check]]:
+    """The report and every check, built-in and the scenario's."""
+    explicit = _explicit(result.sent)
+    report = reports.build(
+        scenario=scenario.name,
+        bureaus=list(scenario.bureaus),
+        queries=result.queries,
+        faults=result.faults,
+        run_end_s=result.run_end_s,
+        timings=result.timings,
+        extra={**result.extra, "planted": planted_summary(result.sent), "explicit": explicit},
+    )
+    checks = builtin_checks(result.sent, workdir)
+    if explicit:
+        wrong = [k for k, v in explicit.items() if not v["passed"]]
+        checks.append(
+            Check(
+                "timeline queries answered as expected",
+                not wrong,
+                f"{len(explicit) - len(wrong)}/{len(explicit)}"
+                + (f"; wrong: {', '.join(wrong)}" if wrong else ""),
+            )
+        )
+    view = reports.check_view(report)
+    for spec in scenario.checks:
+        passed, detail = expressions.evaluate(spec.expect, view)
+        checks.append(Check(spec.name, passed, detail, spec.expect))
+    return report, checks
+
+
+def default_run_dir(name: str) -> Path:
+    """runs/NAME-YYYYmmddTHHMMSSZ under the current directory."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return RUNS / f"{name}-{stamp}"
 
 
 def run(
@@ -168,75 +237,62 @@ def run(
     *,
     workdir: Path | None = None,
     report_path: Path | None = None,
+    run_dir: Path | None = None,
     log_level: str = "info",
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Run scenario ``name`` end to end and return (and optionally write) the report."""
+    """Run scenario ``name`` end to end; write the run directory; return the report.
+
+    The scenario is validated before anything starts (ScenarioError names the file, the
+    key and what was expected).
+    """
     console = console or Console()
     scenario = scenarios.load(name)
     temp = None if workdir is not None else Path(tempfile.mkdtemp(prefix="ncbsim-"))
     work = (workdir or temp or Path()).resolve()
+    folder = (run_dir or default_run_dir(scenario.name)).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         console.print(
-            f"[bold]ncbsim simulate[/] {scenario.name}: {', '.join(scenario.bureaus)} "
-            f"and a gateway, as separate processes on loopback"
+            f"[bold]ncbsim simulate[/] {scenario.name}: {len(scenario.bureaus)} bureaus and a "
+            f"gateway as real processes on loopback; {scenario.traffic.duration_s:g} s of "
+            f"traffic at {scenario.traffic.rate_per_s:g} queries/s"
         )
-        network = Network.start(work, scenario, log_level=log_level)
-        try:
-            stores = open_stores(work, scenario)
-            plan = Planner(scenario, stores).plan()
-            for store in stores.values():
-                store.close()
-            results = asyncio.run(send(plan, PkiDir(work), network.gateway.address, scenario))
-        finally:
-            network.stop()
-        checks = check(results, work)
-        latencies = [r.latency_ms for r in results]
-        latencies += [r.fetched.latency_ms for r in results if r.fetched is not None]
-        report: dict[str, Any] = {
-            "scenario": scenario.name,
-            "bureaus": list(scenario.bureaus),
-            "queries": _counts(results),
-            "latency_ms": {
-                "p50": _percentile(latencies, 50),
-                "p95": _percentile(latencies, 95),
-                "p99": _percentile(latencies, 99),
-                "max": round(max(latencies), 2) if latencies else 0.0,
-            },
-            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in checks],
-            "passed": all(c.passed for c in checks),
-            "duration_s": round(time.monotonic() - started, 2),
-            "workdir": str(work) if temp is None else None,
-        }
+        engine = Engine(scenario, work, console=console, log_level=log_level)
+        result = asyncio.run(engine.run())
+        report, checks = evaluate(scenario, result, work)
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+    report["checks"] = [
+        {"name": c.name, "passed": c.passed, "detail": c.detail, "expect": c.expect} for c in checks
+    ]
+    report["passed"] = all(c.passed for c in checks)
+    report["duration_s"] = round(time.monotonic() - started, 2)
+    report["workdir"] = str(work) if temp is None else None
+    report["run_dir"] = str(folder)
+    text = json.dumps(report, indent=2) + "\n"
+    (folder / "report.json").write_text(text)
     if report_path is not None:
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
-    _print_summary(console, report)
-    return report
-
-
-def _print_summary(console: Console, report: dict[str, Any]) -> None:
-    q, lat = report["queries"], report["latency_ms"]
-    table = Table(title="queries", show_header=True, header_style="bold")
-    for key in q:
-        table.add_column(key.replace("_", "-"), justify="right")
-    table.add_row(*(str(v) for v in q.values()))
-    console.print(table)
-    console.print(
-        f"latency ms: p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}"
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(text)
+    timeline = [
+        *result.timeline,
+        *(
+            {"t_s": result.run_end_s, "event": "check", "name": c.name, "passed": c.passed}
+            for c in checks
+        ),
+    ]
+    reports.write_timeline(folder / "timeline.jsonl", timeline)
+    plot.latency_png(
+        folder / "latency.png",
+        title=f"{scenario.name}: query latency",
+        queries=result.queries,
+        faults=result.faults,
+        run_end_s=result.run_end_s,
+        checks=report["checks"],
     )
-    checks = Table(title="checks", show_header=False)
-    checks.add_column("")
-    checks.add_column("check")
-    checks.add_column("detail", overflow="fold")
-    for c in report["checks"]:
-        mark = "[bold green]PASS[/]" if c["passed"] else "[bold red]FAIL[/]"
-        checks.add_row(mark, c["name"], c["detail"])
-    console.print(checks)
-    verdict = "[bold green]PASSED[/]" if report["passed"] else "[bold red]FAILED[/]"
-    console.print(f"{verdict} in {report['duration_s']} s")
-    if report.get("workdir"):
-        console.print(f"PKI, records, logs and audit kept in {report['workdir']}")
+    reports.print_summary(console, report)
+    console.print(f"run directory: {folder} (report.json, timeline.jsonl, latency.png)")
+    return report

@@ -1,4 +1,4 @@
-"""Plan and send a scenario's query mix, with hits planted from the bureaus' real records.
+"""Plan a scenario's schedule of queries, with hits planted from the bureaus' real records.
 
 The plan is drawn from the scenario's seed. A planted query targets a record the
 recipient really holds (read from its database, as ground truth); every other
@@ -7,23 +7,21 @@ query is checked against that database to be a true no-hit before it is sent.
 
 from __future__ import annotations
 
-import asyncio
+import math
 import random
-import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ncbsim.client import ALL, Answer, BureauClient, Outcome
-from ncbsim.pki import PkiDir
+from ncbsim.client import ALL
 from ncbsim.v1 import query_pb2
 from node import vin as vins
 from node.answer import answer as oracle_answer
 from node.store import Document, Person, RecordStore, Vehicle
-from simulations.scenario import Scenario
+from simulations.scenario import ExplicitQuery, Scenario
 
-_KIND_WEIGHTS = (("document", 5), ("person", 3), ("vehicle", 2))
+_KINDS = ("document", "person", "vehicle")
 _ALNUM = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 
 
@@ -38,16 +36,10 @@ class Planned:
     expect_hit: dict[str, str | None]  # bureau -> planted ref (hit) or None (no-hit)
     fetch: bool = False
     probes: list[str] = field(default_factory=list)  # plaintext strings the gateway must not see
-
-
-@dataclass(slots=True)
-class Result:
-    """What came back for one planned query."""
-
-    planned: Planned
-    answers: list[Answer]
-    fetched: Answer | None = None
-    latency_ms: float = 0.0
+    at_s: float = 0.0  # when to send it, in seconds after the traffic starts
+    kind: str = "document"  # document, person, vehicle or multi
+    explicit: bool = False  # a query of the scenario's timeline
+    expect_outcome: str | None = None  # what a timeline query must come back as
 
 
 def _strip_accents(text: str) -> str:
@@ -150,44 +142,87 @@ class Drawer:
 
 
 class Planner(Drawer):
-    """Draws a scenario's whole query mix from its seed and the bureaus' databases."""
+    """Draws a scenario's whole schedule from its seed and the bureaus' databases.
+
+    The same scenario (seed included) and the same records always give the same
+    schedule: arrival times, requesters, targets, queries and planted records.
+    """
 
     def __init__(self, scenario: Scenario, stores: dict[str, RecordStore]) -> None:
         super().__init__(stores, random.Random(scenario.seed))
         self.scenario = scenario
+        self._pools: dict[tuple[str, str], list[tuple[query_pb2.QueryRequest, str, list[str]]]] = {}
+
+    def pool(self, bureau: str, kind: str) -> list[tuple[query_pb2.QueryRequest, str, list[str]]]:
+        """The planted records of ``bureau`` of ``kind`` that hit queries aim at.
+
+        Each bureau has ``records.planted`` of them, shared among the kinds by the
+        traffic mix's weights (at least one of each kind the mix or a timeline query uses).
+        """
+        key = (bureau, kind)
+        if key not in self._pools:
+            mix = self.scenario.traffic.mix.weights()
+            kinds = {k: mix.get(k, 0.0) for k in _KINDS}
+            kinds["document"] += mix.get("multi", 0.0)
+            total = sum(kinds.values()) or 1.0
+            size = max(1, math.ceil(self.scenario.records.planted * kinds[kind] / total))
+            # Its own generator: the pool does not depend on when it is first needed.
+            rng = random.Random(f"{self.scenario.seed}:{bureau}:{kind}")
+            drawer = Drawer(self.stores, rng)
+            self._pools[key] = [drawer.planted(kind, bureau) for _ in range(size)]
+        return self._pools[key]
+
+    def _hit(self, kind: str, target: str) -> tuple[query_pb2.QueryRequest, str, list[str]]:
+        return self.rng.choice(self.pool(target, kind))
 
     def plan(self) -> list[Planned]:
-        """The whole query mix, in sending order."""
+        """The whole schedule, in sending order: traffic and the timeline's queries."""
         rng = self.rng
         traffic = self.scenario.traffic
         bureaus = list(self.scenario.bureaus)
-        kinds = [k for k, _ in _KIND_WEIGHTS]
-        weights = [w for _, w in _KIND_WEIGHTS]
+        requesters = list(traffic.requesters) or bureaus
+        weights = traffic.mix.weights()
+        kinds = [k for k, w in weights.items() if w > 0]
+        kind_weights = [weights[k] for k in kinds]
         plan: list[Planned] = []
-        for i in range(traffic.queries):
-            requester = rng.choice(bureaus)
+        at_s = 0.0
+        i = 0
+        while True:
+            at_s += rng.expovariate(traffic.rate_per_s)  # Poisson arrivals
+            if at_s >= traffic.duration_s:
+                break
+            requester = rng.choice(requesters)
+            kind = rng.choices(kinds, kind_weights)[0]
+            label = f"{kind}-{i}"
+            i += 1
+            if kind == "multi":
+                owner = rng.choice([b for b in bureaus if b != requester])
+                query, ref, probes = self._hit("document", owner)
+                others = [b for b in bureaus if b != requester]
+                expect: dict[str, str | None] = {b: (ref if b == owner else None) for b in others}
+                plan.append(
+                    Planned(label, requester, [ALL], query, expect, False, probes, at_s, kind)
+                )
+                continue
             target = rng.choice([b for b in bureaus if b != requester])
-            kind = rng.choices(kinds, weights)[0]
             if rng.random() < traffic.hit_ratio:
-                query, ref, probes = self.planted(kind, target)
+                query, ref, probes = self._hit(kind, target)
                 fetch = rng.random() < traffic.fetch_ratio
                 plan.append(
-                    Planned(f"{kind}-{i}", requester, [target], query, {target: ref}, fetch, probes)
+                    Planned(
+                        label, requester, [target], query, {target: ref}, fetch, probes, at_s, kind
+                    )
                 )
             else:
                 query, probes = self.absent(kind, target)
                 plan.append(
                     Planned(
-                        f"{kind}-{i}", requester, [target], query, {target: None}, False, probes
+                        label, requester, [target], query, {target: None}, False, probes, at_s, kind
                     )
                 )
-        for i in range(traffic.multi_queries):
-            owner = rng.choice(bureaus)
-            requester = rng.choice([b for b in bureaus if b != owner])
-            query, ref, probes = self.planted("document", owner)
-            others = [b for b in bureaus if b != requester]
-            expect: dict[str, str | None] = {b: (ref if b == owner else None) for b in others}
-            plan.append(Planned(f"multi-{i}", requester, [ALL], query, expect, False, probes))
+        for event in self.scenario.events:
+            if event.query is not None:
+                plan.append(self._explicit(event.id, event.at_s, event.query, event.expect))
         # The canary: a unique string no record holds; it must never reach the gateway's files.
         requester, target = rng.sample(bureaus, 2)
         canary = f"Canary{rng.getrandbits(48):012x}"
@@ -196,41 +231,42 @@ class Planner(Drawer):
                 surname=canary, given_names="Trace", date_of_birth="1980-01-01"
             )
         )
-        plan.append(Planned("canary", requester, [target], query, {target: None}, False, [canary]))
+        plan.append(
+            Planned(
+                "canary", requester, [target], query, {target: None}, False, [canary], 0.0, "person"
+            )
+        )
+        plan.sort(key=lambda p: p.at_s)
         return plan
 
-
-async def send(plan: list[Planned], pki: PkiDir, gateway: str, scenario: Scenario) -> list[Result]:
-    """Send the plan through the gateway, ``concurrency`` queries at a time."""
-    timeout = scenario.traffic.deadline_ms / 1000
-    clients = {b: BureauClient.open(pki, b, gateway) for b in scenario.bureaus}
-    limit = asyncio.Semaphore(scenario.traffic.concurrency)
-
-    async def one(item: Planned) -> Result:
-        client = clients[item.requester]
-        async with limit:
-            started = time.perf_counter()
-            if item.to == [ALL]:
-                answers = await client.multi_query(item.query, [ALL], timeout=timeout)
-            else:
-                answers = [await client.query(item.query, item.to[0], timeout=timeout)]
-            latency = (time.perf_counter() - started) * 1000
-            fetched = None
-            if item.fetch and answers[0].outcome == Outcome.HIT:
-                refs = [m.ref for m in answers[0].matches]
-                planted = item.expect_hit[answers[0].bureau]
-                ref = planted if planted in refs else refs[0]
-                step2 = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
-                fetched = await client.query(step2, answers[0].bureau, timeout=timeout)
-        return Result(item, answers, fetched, latency)
-
-    try:
-        # Warm up as a running bureau would be: directory verified, channel connected.
-        await asyncio.gather(*(c.peers.load_all() for c in clients.values()))
-        return list(await asyncio.gather(*(one(p) for p in plan)))
-    finally:
-        for client in clients.values():
-            await client.close()
+    def _explicit(
+        self, label: str, at_s: float, spec: ExplicitQuery, expect_outcome: str | None
+    ) -> Planned:
+        """A query of the timeline: planted (a hit) or absent (a no-hit) at its one target."""
+        to = list(spec.to)
+        targets = [b for b in self.scenario.bureaus if b != spec.requester] if to == [ALL] else to
+        # With ALL the planted record belongs to a bureau drawn from the seed.
+        owner = self.rng.choice(targets) if to == [ALL] else targets[0]
+        if spec.planted:
+            query, ref, probes = self._hit(spec.kind, owner)
+            expect: dict[str, str | None] = {b: (ref if b == owner else None) for b in targets}
+        else:
+            query, probes = self.absent(spec.kind, owner)
+            expect = dict.fromkeys(targets)
+        kind = "multi" if len(targets) > 1 or to == [ALL] else spec.kind
+        return Planned(
+            label,
+            spec.requester,
+            to,
+            query,
+            expect,
+            spec.fetch,
+            probes,
+            at_s,
+            kind,
+            True,
+            expect_outcome,
+        )
 
 
 def open_stores(workdir: Path, scenario: Scenario) -> dict[str, RecordStore]:

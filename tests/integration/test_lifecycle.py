@@ -54,7 +54,15 @@ def test_up_detach_then_down(tmp_path: Path) -> None:
 def test_simulate_passes_and_writes_the_report(tmp_path: Path) -> None:
     """`simulate` exits 0 with every query answered, hits and no-hits, and the report keys."""
     report_path = tmp_path / "report.json"
-    out = _ncbsim("simulate", str(SMALL), "--report", str(report_path), timeout=300)
+    out = _ncbsim(
+        "simulate",
+        str(SMALL),
+        "--report",
+        str(report_path),
+        "--run-dir",
+        str(tmp_path / "run"),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(report_path.read_text())
     assert report["scenario"] == "small"

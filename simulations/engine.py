@@ -1,0 +1,520 @@
+"""The simulation engine: a scenario's schedule and timeline, run against real processes.
+
+It prepares the network (PKI and records), puts the fault proxies in front of the bureaus
+whose links the timeline touches, starts the gateway and the bureau host processes, sends
+the seeded schedule of queries open-loop at its planned times, applies the timeline's
+faults and heals them, and records every answer with its timing. Checking and reporting
+are the caller's (simulations.simulate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import structlog
+from rich.console import Console
+
+from ncbsim.client import ALL, Answer, BureauClient, Outcome
+from ncbsim.clock import Clock
+from ncbsim.pki import PkiDir
+from ncbsim.v1 import query_pb2
+from node.host import control
+from simulations import network as net
+from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
+from simulations.progress import Progress
+from simulations.proxy import FaultProxy, Link
+from simulations.scenario import (
+    INSTANT_FAULTS,
+    LINK_FAULTS,
+    PROCESS_FAULTS,
+    Event,
+    Scenario,
+)
+from simulations.traffic import Planned, Planner, open_stores
+
+log = structlog.get_logger()
+
+_PROXIED = LINK_FAULTS | {"partition"}
+_WARMUP_CONCURRENCY = 16
+_MEMORY_EVERY_S = 0.5
+
+
+@dataclass(slots=True)
+class Sent:
+    """One planned query and what came back (the ground truth checks compare them)."""
+
+    planned: Planned
+    answers: list[Answer]
+    fetched: Answer | None = None
+
+
+@dataclass(slots=True)
+class RunResult:
+    """Everything a run observed, for the checks, the report and the plot."""
+
+    queries: list[QueryRecord] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    faults: list[FaultRecord] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    run_end_s: float = 0.0
+
+
+class MemorySampler:
+    """Peak resident memory of a process tree: this process and the network's processes.
+
+    A thread reads ``VmRSS`` of every process every half second and keeps the highest
+    sum. RSS counts shared pages once per process, so the figure is an upper bound.
+    """
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory", daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> int:
+        """Sum of VmRSS (KiB) over the tree now; updates the peak."""
+        total = 0
+        for pid in [os.getpid(), *self.pids]:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        self.peak_kib = max(self.peak_kib, total)
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(_MEMORY_EVERY_S):
+            self.sample()
+
+
+@dataclass(slots=True)
+class _Active:
+    record: FaultRecord
+    event: Event
+
+
+class Engine:
+    """Runs one scenario in ``workdir``: prepare, start, drive, fault, stop."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        workdir: Path,
+        *,
+        console: Console | None = None,
+        log_level: str = "info",
+    ) -> None:
+        self.scenario = scenario
+        self.workdir = workdir.resolve()
+        self.console = console or Console()
+        self.log_level = log_level
+        self.result = RunResult()
+        self.links: dict[str, Link] = {}
+        self.clocks = {b: Clock() for b in scenario.bureaus}
+        self.clients: dict[str, BureauClient] = {}
+        self.network: net.Network | None = None
+        self.addresses: dict[str, str] = {}
+        self._active: dict[str, _Active] = {}
+        self._t0 = 0.0
+        self._in_flight = 0
+        self._answers: list[AnswerRecord] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def now_s(self) -> float:
+        """Seconds since the traffic started (negative before)."""
+        return round(time.monotonic() - self._t0, 4)
+
+    def event(self, name: str, **fields: Any) -> None:
+        """Add a metadata-only event to the timeline."""
+        self.result.timeline.append({"t_s": self.now_s(), "event": name, **fields})
+
+    def _proxied(self) -> list[str]:
+        mode = self.scenario.engine.proxy
+        if mode == "none":
+            return []
+        if mode == "all":
+            return list(self.scenario.bureaus)
+        named = {b for e in self.scenario.events if e.fault in _PROXIED for b in e.bureaus}
+        return [b for b in self.scenario.bureaus if b in named]
+
+    def _solo(self) -> set[str]:
+        return {b for e in self.scenario.events if e.fault in PROCESS_FAULTS for b in e.bureaus}
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> RunResult:
+        """Run the whole scenario; always stops what it started."""
+        scenario = self.scenario
+        self._t0 = time.monotonic() + 10**6  # "before the traffic" until it starts
+        began = time.monotonic()
+        with MemorySampler() as memory:
+            try:
+                plan = await asyncio.to_thread(self._prepare)
+                self.result.timings["prepare_s"] = round(time.monotonic() - began, 3)
+                await self._start_links()
+                started = time.monotonic()
+                self.network = await asyncio.to_thread(self._start_network)
+                memory.pids = self.network.pids()
+                self.result.timings["startup_s"] = round(time.monotonic() - started, 3)
+                self.result.extra["hosts"] = len(self.network.hosts)
+                self.result.extra["processes"] = len(self.network.pids())
+                warm = time.monotonic()
+                await self._open_clients(plan)
+                self.result.timings["warmup_s"] = round(time.monotonic() - warm, 3)
+                self._t0 = time.monotonic()
+                self.event("traffic_start", planned=len(plan))
+                await self._traffic(plan, memory)
+                self.result.run_end_s = self.now_s()
+                self.result.timings["traffic_s"] = round(self.result.run_end_s, 3)
+                self.event("traffic_end", queries=len(self.result.queries))
+            finally:
+                stopping = time.monotonic()
+                await self._stop()
+                self.result.timings["shutdown_s"] = round(time.monotonic() - stopping, 3)
+                memory.sample()
+        self.result.extra["peak_rss_mib"] = round(memory.peak_kib / 1024, 1)
+        for active in self._active.values():  # never healed: open until the end
+            self.result.faults.append(_with_end(active.record, None))
+        self.result.faults.sort(key=lambda f: f.start_s)
+        log.info("simulation_done", scenario=scenario.name, queries=len(self.result.queries))
+        return self.result
+
+    def _prepare(self) -> list[Planned]:
+        net.prepare(self.workdir, self.scenario)
+        stores = open_stores(self.workdir, self.scenario)
+        try:
+            return Planner(self.scenario, stores).plan()
+        finally:
+            for store in stores.values():
+                store.close()
+
+    async def _start_links(self) -> None:
+        for code in self._proxied():
+            seed = zlib.crc32(f"{self.scenario.seed}:{code}".encode())
+            # Looked up on every connection: a restarted process may come back elsewhere.
+            to_gateway = FaultProxy(
+                f"{code}>gateway", partial(self.addresses.get, "gateway"), seed=seed
+            )
+            to_bureau = FaultProxy(
+                f"gateway>{code}", partial(self.addresses.get, code), seed=seed + 1
+            )
+            await to_gateway.start()
+            await to_bureau.start()
+            self.links[code] = Link(code, to_gateway=to_gateway, to_bureau=to_bureau)
+
+    def _start_network(self) -> net.Network:
+        scenario = self.scenario
+        layout = net.plan_hosts(scenario.bureaus, hosts=scenario.engine.hosts, solo=self._solo())
+        gateway_for = {b: link.to_gateway.address for b, link in self._linked()}
+        advertise_for = {b: link.to_bureau.address for b, link in self._linked()}
+
+        def on_gateway(address: str) -> None:
+            self.addresses["gateway"] = address
+
+        network = net.Network.start(
+            self.workdir,
+            scenario,
+            log_level=self.log_level,
+            hosts=layout,
+            gateway_for=gateway_for,
+            advertise_for=advertise_for,
+            ready_timeout_s=scenario.engine.startup_timeout_s,
+            on_gateway=on_gateway,
+        )
+        for host in network.hosts:
+            self.addresses.update(host.addresses)
+        return network
+
+    def _linked(self) -> list[tuple[str, Any]]:
+        return [(b, link) for b, link in self.links.items() if link.to_gateway and link.to_bureau]
+
+    async def _open_clients(self, plan: list[Planned]) -> None:
+        assert self.network is not None
+        pki = PkiDir(self.workdir)
+        gateway = self.network.gateway.address
+        self.addresses["gateway"] = gateway
+        requesters = dict.fromkeys(p.requester for p in plan)
+        for code in requesters:
+            link = self.links.get(code)
+            address = link.to_gateway.address if link and link.to_gateway else gateway
+            client = BureauClient.open(pki, code, address)
+            client.clock = self.clocks[code]
+            self.clients[code] = client
+        # Warm up as running bureaus are: directory verified, channel connected.
+        limit = asyncio.Semaphore(_WARMUP_CONCURRENCY)
+
+        async def warm(client: BureauClient) -> None:
+            async with limit:
+                await client.peers.load_all()
+
+        await asyncio.gather(*(warm(c) for c in self.clients.values()))
+
+    async def _stop(self) -> None:
+        for client in self.clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+        if self.network is not None:
+            await asyncio.to_thread(self.network.stop)
+            self.event("network_down")
+        for link in self.links.values():
+            await link.close()
+
+    # ------------------------------------------------------------------ traffic
+
+    async def _traffic(self, plan: list[Planned], memory: MemorySampler) -> None:
+        traffic = self.scenario.traffic
+        limit = asyncio.Semaphore(traffic.max_in_flight)
+        tasks: set[asyncio.Task[None]] = set()
+        timeline = asyncio.create_task(self._timeline())
+        end = max([traffic.duration_s, *(p.at_s for p in plan)])
+        with Progress(self.console, total_s=end, label=self.scenario.name) as progress:
+            ticker = asyncio.create_task(self._tick(progress, memory))
+            try:
+                for item in plan:
+                    delay = self._t0 + item.at_s - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await limit.acquire()
+                    task = asyncio.create_task(self._send(item, limit))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                rest = self._t0 + end - time.monotonic()
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                await timeline
+                if tasks:
+                    await asyncio.gather(*tasks)
+            finally:
+                timeline.cancel()
+                ticker.cancel()
+                for task in tasks:
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timeline
+                progress.update(self.now_s(), counts(self._answers), 0)
+
+    async def _tick(self, progress: Progress, memory: MemorySampler) -> None:
+        while True:
+            progress.update(self.now_s(), counts(self._answers), self._in_flight)
+            if self.network is not None:
+                memory.pids = self.network.pids()
+            await asyncio.sleep(0.25)
+
+    async def _send(self, item: Planned, limit: asyncio.Semaphore) -> None:
+        self._in_flight += 1
+        try:
+            client = self.clients[item.requester]
+            timeout = self.scenario.traffic.deadline_ms / 1000
+            sent_s = self.now_s()
+            started = time.perf_counter()
+            if item.to == [ALL] or len(item.to) > 1:
+                answers = await client.multi_query(item.query, item.to, timeout=timeout)
+            else:
+                answers = [await client.query(item.query, item.to[0], timeout=timeout)]
+            latency = (time.perf_counter() - started) * 1000
+            self._record(item.label, item.kind, item.requester, sent_s, latency, answers)
+            fetched = None
+            if item.fetch and answers[0].outcome == Outcome.HIT:
+                refs = [m.ref for m in answers[0].matches]
+                planted = item.expect_hit.get(answers[0].bureau)
+                ref = planted if planted in refs else refs[0]
+                step2 = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
+                fetch_s = self.now_s()
+                started = time.perf_counter()
+                fetched = await client.query(step2, answers[0].bureau, timeout=timeout)
+                latency = (time.perf_counter() - started) * 1000
+                label = f"{item.label}/fetch"
+                self._record(label, "fetch", item.requester, fetch_s, latency, [fetched])
+            self.result.sent.append(Sent(item, answers, fetched))
+        finally:
+            self._in_flight -= 1
+            limit.release()
+
+    def _record(  # noqa: PLR0917 - one private call site, reads in order
+        self,
+        label: str,
+        kind: str,
+        requester: str,
+        sent_s: float,
+        latency_ms: float,
+        answers: list[Answer],
+    ) -> None:
+        records = tuple(
+            AnswerRecord(a.bureau, a.outcome.value, round(a.latency_ms or latency_ms, 2))
+            for a in answers
+        )
+        query = QueryRecord(
+            label=label,
+            kind=kind,
+            requester=requester,
+            sent_s=sent_s,
+            done_s=self.now_s(),
+            latency_ms=round(latency_ms, 2),
+            answers=records,
+        )
+        self.result.queries.append(query)
+        self._answers.extend(records)
+        fields: dict[str, Any] = {
+            "label": label,
+            "kind": kind,
+            "requester": requester,
+            "latency_ms": query.latency_ms,
+        }
+        if len(records) <= 8:
+            fields["answers"] = [f"{r.bureau}:{r.outcome}" for r in records]
+        else:
+            fields.update({f"n_{k}": v for k, v in counts(records).items()})
+        self.result.timeline.append({"t_s": sent_s, "event": "query", **fields})
+
+    # ------------------------------------------------------------------ faults
+
+    async def _timeline(self) -> None:
+        healers: list[asyncio.Task[None]] = []
+        try:
+            for event in self.scenario.events:
+                if event.query is not None:
+                    continue  # sent by the traffic loop at its time
+                delay = self._t0 + event.at_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if event.heal is not None:
+                    await self._heal(event.heal)
+                    continue
+                await self._apply(event)
+                if event.duration_s is not None and event.fault not in INSTANT_FAULTS:
+                    healers.append(asyncio.create_task(self._heal_later(event)))
+            if healers:
+                await asyncio.gather(*healers)
+        finally:
+            for task in healers:
+                task.cancel()
+
+    async def _heal_later(self, event: Event) -> None:
+        assert event.duration_s is not None
+        delay = self._t0 + event.at_s + event.duration_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self._heal(event.id)
+
+    async def _apply(self, event: Event) -> None:
+        fault = event.fault
+        assert fault is not None
+        start = self.now_s()
+        for code in event.bureaus:
+            await self._apply_one(fault, code, event)
+        record = FaultRecord(
+            id=event.id,
+            kind=fault,
+            bureaus=tuple(event.bureaus),
+            direction=event.direction if fault in LINK_FAULTS else "both",
+            params=dict(event.params),
+            start_s=start,
+            end_s=start if fault in INSTANT_FAULTS else None,
+            settle_s=event.settle_s,
+        )
+        if fault in INSTANT_FAULTS:
+            self.result.faults.append(record)
+            undone = {"restart": "kill", "resume": "pause"}.get(fault)
+            for key, active in list(self._active.items()):
+                if active.record.kind == undone and set(active.record.bureaus) <= set(
+                    event.bureaus
+                ):
+                    del self._active[key]
+                    self.result.faults.append(_with_end(active.record, start))
+        else:
+            self._active[event.id] = _Active(record, event)
+        self.event("fault", id=event.id, kind=fault, bureaus=list(event.bureaus), **event.params)
+
+    async def _apply_one(self, fault: str, code: str, event: Event) -> None:
+        network = self.network
+        assert network is not None
+        link = self.links.get(code)
+        if fault in ("latency", "bandwidth", "loss", "slice", "blackhole"):
+            assert link is not None
+            link.apply(fault, event.direction, event.params)
+        elif fault == "partition":
+            assert link is not None
+            link.apply("blackhole", "both", {})
+        elif fault == "reset":
+            assert link is not None
+            await link.reset()
+        elif fault == "down":
+            assert link is not None
+            await link.down()
+        elif fault == "kill":
+            await asyncio.to_thread(network.kill_host, network.host_of(code))
+        elif fault == "restart":
+            await asyncio.to_thread(network.restart_host, network.host_of(code))
+        elif fault == "pause":
+            os.kill(network.host_of(code).pid, signal.SIGSTOP)
+        elif fault == "resume":
+            os.kill(network.host_of(code).pid, signal.SIGCONT)
+        elif fault == "skew":
+            await self._skew(code, int(event.params["offset_ms"]))
+        else:  # pragma: no cover - the scenario loader knows every kind
+            raise ValueError(f"unknown fault {fault}")
+
+    async def _skew(self, code: str, offset_ms: int) -> None:
+        assert self.network is not None
+        reply = await control(
+            Path(self.network.host_of(code).control),
+            {"op": "clock", "bureau": code, "offset_ms": offset_ms},
+        )
+        if not reply.get("ok"):
+            raise RuntimeError(f"could not set {code}'s clock: {reply.get('error')}")
+        self.clocks[code].offset_ms = offset_ms
+
+    async def _heal(self, fault_id: str) -> None:
+        active = self._active.pop(fault_id, None)
+        if active is None:
+            return
+        network = self.network
+        assert network is not None
+        kind = active.record.kind
+        for code in active.record.bureaus:
+            if kind in _PROXIED:
+                await self.links[code].heal()
+            elif kind == "kill":
+                await asyncio.to_thread(network.restart_host, network.host_of(code))
+            elif kind == "pause":
+                os.kill(network.host_of(code).pid, signal.SIGCONT)
+            elif kind == "skew":
+                await self._skew(code, 0)
+        end = self.now_s()
+        self.result.faults.append(_with_end(active.record, end))
+        self.event("heal", id=fault_id, kind=kind, bureaus=list(active.record.bureaus))
+
+
+def _with_end(record: FaultRecord, end_s: float | None) -> FaultRecord:
+    return FaultRecord(
+        id=record.id,
+        kind=record.kind,
+        bureaus=record.bureaus,
+        direction=record.direction,
+        params=record.params,
+        start_s=record.start_s,
+        end_s=end_s,
+        settle_s=record.settle_s,
+    )
