@@ -69,9 +69,11 @@ def server_options() -> list[tuple[str, Any]]:
         # counts a ping less than 5 minutes after the last one, or one on a connection
         # with no call, as a "strike" and after two strikes closes the connection with
         # GOAWAY too_many_pings; it would then cut every idle client every 30 s or so.
-        # Half the clients' interval leaves room for timer jitter.
+        # Half the clients' interval leaves room for timer jitter. (The C-core name of
+        # GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS has no "recv" in it; a
+        # misspelt option is silently ignored, and all-members then saw GOAWAYs.)
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+        ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
         ("grpc.http2.max_ping_strikes", 2),
         # The server pings its clients too (default: every 2 hours), so a connection from
         # a client that vanished without a FIN is closed within 15 s, not held open.
