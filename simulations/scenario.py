@@ -119,7 +119,7 @@ class ScenarioError(ConfigError):
 class _Invalid(ScenarioError):  # noqa: N818 - internal: (key, problem), the file added later
     """A ScenarioError that keeps its key apart, so the loader can add the file and section."""
 
-    def __init__(self, key: str, problem: str) -> None:
+    def __init__(self, key: str, problem: str = "invalid value") -> None:
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
