@@ -248,6 +248,18 @@ def run(
     """
     console = console or Console()
     scenario = scenarios.load(name)
+    if scenario.engine.mode == "netns":
+        from simulations import netns_engine
+
+        if not netns_engine.inside():
+            # Root namespace: build the namespaces, run this again inside them, clean up.
+            return netns_engine.run_netns(
+                name,
+                run_dir=run_dir or default_run_dir(scenario.name),
+                workdir=workdir,
+                report_path=report_path,
+                log_level=log_level,
+            )
     temp = None if workdir is not None else Path(tempfile.mkdtemp(prefix="ncbsim-"))
     work = (workdir or temp or Path()).resolve()
     folder = (run_dir or default_run_dir(scenario.name)).resolve()
@@ -256,10 +268,17 @@ def run(
     try:
         console.print(
             f"[bold]ncbsim simulate[/] {scenario.name}: {len(scenario.bureaus)} bureaus and a "
-            f"gateway as real processes on loopback; {scenario.traffic.duration_s:g} s of "
+            f"gateway as real processes "
+            + ("in network namespaces" if scenario.engine.mode == "netns" else "on loopback")
+            + f"; {scenario.traffic.duration_s:g} s of "
             f"traffic at {scenario.traffic.rate_per_s:g} queries/s"
         )
-        engine = Engine(scenario, work, console=console, log_level=log_level)
+        engine_class = Engine
+        if scenario.engine.mode == "netns":
+            from simulations.netns_engine import NetnsEngine
+
+            engine_class = NetnsEngine
+        engine = engine_class(scenario, work, console=console, log_level=log_level)
         result = asyncio.run(engine.run())
         report, checks = evaluate(scenario, result, work)
     finally:
