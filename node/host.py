@@ -238,10 +238,14 @@ async def run_host(
     host = Host(configs)
     server = None
     if control is not None:
-        server = await asyncio.start_unix_server(
-            host.serve_control, path=str(control), limit=_CONTROL_LINE_LIMIT
-        )
-        os.chmod(control, 0o600)
+        # Created 0600 under a tight umask: no moment when another user could connect.
+        umask = os.umask(0o077)
+        try:
+            server = await asyncio.start_unix_server(
+                host.serve_control, path=str(control), limit=_CONTROL_LINE_LIMIT
+            )
+        finally:
+            os.umask(umask)
     # One verified directory for all the nodes (they share the PKI): each entry is
     # verified once, not once per node, which would cost O(bureaus^2) at start.
     directories = {config.pki.root: Directory.pinned(config.pki) for config in configs}

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -71,11 +73,26 @@ class RunResult:
     run_end_s: float = 0.0
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (children of all its threads, recursively)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 class MemorySampler:
-    """Peak resident memory of a process tree: this process and the network's processes.
+    """Peak resident memory of the whole process tree: this process and all below it.
 
     A thread reads ``VmRSS`` of every process every half second and keeps the highest
-    sum. RSS counts shared pages once per process, so the figure is an upper bound.
+    sum: the record generators, the gateway and the hosts included. RSS counts shared
+    pages once per process, so the figure is an upper bound. ``pids`` adds processes
+    that are not our descendants (none on loopback).
     """
 
     def __init__(self) -> None:
@@ -95,7 +112,7 @@ class MemorySampler:
     def sample(self) -> int:
         """Sum of VmRSS (KiB) over the tree now; updates the peak."""
         total = 0
-        for pid in [os.getpid(), *self.pids]:
+        for pid in dict.fromkeys([*descendants(os.getpid()), *self.pids]):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -112,6 +129,7 @@ class MemorySampler:
 class _Active:
     record: FaultRecord
     event: Event
+    held: set[str] = field(default_factory=set)  # bureaus a kill or pause still holds
 
 
 class Engine:
@@ -139,6 +157,11 @@ class Engine:
         self._t0 = 0.0
         self._in_flight = 0
         self._answers: list[AnswerRecord] = []
+        self._abort = threading.Event()  # interrupts a start-up under way in its thread
+        self._started: list[subprocess.Popen[bytes]] = []
+        # Link faults in force per bureau (id -> event): healing one re-applies the rest.
+        self._link_faults: dict[str, dict[str, Event]] = {b: {} for b in scenario.bureaus}
+        self._late: list[float] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -146,9 +169,10 @@ class Engine:
         """Seconds since the traffic started (negative before)."""
         return round(time.monotonic() - self._t0, 4)
 
-    def event(self, name: str, **fields: Any) -> None:
-        """Add a metadata-only event to the timeline."""
-        self.result.timeline.append({"t_s": self.now_s(), "event": name, **fields})
+    def event(self, name: str, *, t_s: float | None = None, **fields: Any) -> None:
+        """Add a metadata-only event to the timeline (at ``t_s``, default now)."""
+        when = self.now_s() if t_s is None else t_s
+        self.result.timeline.append({"t_s": when, "event": name, **fields})
 
     def _proxied(self) -> list[str]:
         mode = self.scenario.engine.proxy
@@ -158,6 +182,10 @@ class Engine:
             return list(self.scenario.bureaus)
         named = {b for e in self.scenario.events if e.fault in _PROXIED for b in e.bureaus}
         return [b for b in self.scenario.bureaus if b in named]
+
+    def _uses_proxy(self, fault: str) -> bool:
+        """Whether ``fault`` is done by the fault proxy (the real-network mode overrides it)."""
+        return fault in _PROXIED
 
     def _solo(self) -> set[str]:
         return {b for e in self.scenario.events if e.fault in PROCESS_FAULTS for b in e.bureaus}
@@ -175,8 +203,15 @@ class Engine:
                 self.result.timings["prepare_s"] = round(time.monotonic() - began, 3)
                 await self._start_links()
                 started = time.monotonic()
-                self.network = await asyncio.to_thread(self._start_network)
-                memory.pids = self.network.pids()
+                starting = asyncio.ensure_future(asyncio.to_thread(self._start_network))
+                try:
+                    self.network = await asyncio.shield(starting)
+                except asyncio.CancelledError:
+                    # The start-up thread goes on: stop it, and let it stop what it started.
+                    self._abort.set()
+                    with contextlib.suppress(Exception):
+                        await starting
+                    raise
                 self.result.timings["startup_s"] = round(time.monotonic() - started, 3)
                 self.result.extra["hosts"] = len(self.network.hosts)
                 self.result.extra["processes"] = len(self.network.pids())
@@ -188,6 +223,8 @@ class Engine:
                 await self._traffic(plan, memory)
                 self.result.run_end_s = self.now_s()
                 self.result.timings["traffic_s"] = round(self.result.run_end_s, 3)
+                self.result.extra["late_sends"] = sum(late > 0.1 for late in self._late)
+                self.result.extra["max_send_delay_s"] = round(max(self._late, default=0.0), 3)
                 self.event("traffic_end", queries=len(self.result.queries))
             finally:
                 stopping = time.monotonic()
@@ -224,8 +261,13 @@ class Engine:
             await to_bureau.start()
             self.links[code] = Link(code, to_gateway=to_gateway, to_bureau=to_bureau)
 
+    def _placement(self) -> net.Placement:
+        """Where the processes run and listen (the real-network mode overrides it)."""
+        return net.LOOPBACK
+
     def _start_network(self) -> net.Network:
         scenario = self.scenario
+        placement = self._placement()
         layout = net.plan_hosts(scenario.bureaus, hosts=scenario.engine.hosts, solo=self._solo())
         gateway_for = {b: link.to_gateway.address for b, link in self._linked()}
         advertise_for = {b: link.to_bureau.address for b, link in self._linked()}
@@ -242,6 +284,9 @@ class Engine:
             advertise_for=advertise_for,
             ready_timeout_s=scenario.engine.startup_timeout_s,
             on_gateway=on_gateway,
+            abort=self._abort,
+            started=self._started,
+            placement=placement,
         )
         for host in network.hosts:
             self.addresses.update(host.addresses)
@@ -278,6 +323,10 @@ class Engine:
         if self.network is not None:
             await asyncio.to_thread(self.network.stop)
             self.event("network_down")
+        else:  # start-up failed or was interrupted: stop whatever it had started
+            live = [c for c in self._started if c.poll() is None]
+            if live:
+                await asyncio.to_thread(net.terminate, [c.pid for c in live])
         for link in self.links.values():
             await link.close()
 
@@ -328,11 +377,18 @@ class Engine:
             client = self.clients[item.requester]
             timeout = self.scenario.traffic.deadline_ms / 1000
             sent_s = self.now_s()
+            self._late.append(max(0.0, sent_s - item.at_s))
             started = time.perf_counter()
-            if item.to == [ALL] or len(item.to) > 1:
-                answers = await client.multi_query(item.query, item.to, timeout=timeout)
-            else:
-                answers = [await client.query(item.query, item.to[0], timeout=timeout)]
+            try:
+                if item.to == [ALL] or len(item.to) > 1:
+                    answers = await client.multi_query(item.query, item.to, timeout=timeout)
+                else:
+                    answers = [await client.query(item.query, item.to[0], timeout=timeout)]
+            except Exception as exc:
+                log.exception("query_crashed", label=item.label)
+                targets = list(item.expect_hit) if item.to == [ALL] else item.to
+                detail = f"simulator error: {type(exc).__name__}"
+                answers = [Answer(b, Outcome.FAILED, None, detail) for b in targets]
             latency = (time.perf_counter() - started) * 1000
             self._record(item.label, item.kind, item.requester, sent_s, latency, answers)
             fetched = None
@@ -400,10 +456,10 @@ class Engine:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if event.heal is not None:
-                    await self._heal(event.heal)
+                    await self._guarded("heal", event.heal, self._heal(event.heal))
                     continue
-                await self._apply(event)
-                if event.duration_s is not None and event.fault not in INSTANT_FAULTS:
+                applied = await self._guarded("fault", event.id, self._apply(event))
+                if applied and event.duration_s is not None and event.fault not in INSTANT_FAULTS:
                     healers.append(asyncio.create_task(self._heal_later(event)))
             if healers:
                 await asyncio.gather(*healers)
@@ -411,17 +467,30 @@ class Engine:
             for task in healers:
                 task.cancel()
 
+    async def _guarded(self, action: str, fault_id: str, step: Awaitable[None]) -> bool:
+        """Run one fault action; a failure is recorded (and fails a check), not fatal."""
+        try:
+            await step
+        except Exception as exc:
+            log.exception("fault_failed", id=fault_id, action=action)
+            error = f"{action} {fault_id}: {type(exc).__name__}: {exc}"[:300]
+            self.result.extra.setdefault("fault_errors", []).append(error)
+            self.event("fault_failed", id=fault_id, action=action, error=error)
+            return False
+        return True
+
     async def _heal_later(self, event: Event) -> None:
         assert event.duration_s is not None
         delay = self._t0 + event.at_s + event.duration_s - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        await self._heal(event.id)
+        await self._guarded("heal", event.id, self._heal(event.id))
 
     async def _apply(self, event: Event) -> None:
         fault = event.fault
         assert fault is not None
-        start = self.now_s()
+        start = self.now_s()  # the fault's time: before its action, as for a heal
+        self.event("fault", t_s=start, id=event.id, kind=fault, bureaus=list(event.bureaus))
         for code in event.bureaus:
             await self._apply_one(fault, code, event)
         record = FaultRecord(
@@ -434,18 +503,25 @@ class Engine:
             end_s=start if fault in INSTANT_FAULTS else None,
             settle_s=event.settle_s,
         )
+        if self._uses_proxy(fault) and fault not in INSTANT_FAULTS:
+            for code in event.bureaus:
+                self._link_faults[code][event.id] = event
         if fault in INSTANT_FAULTS:
             self.result.faults.append(record)
-            undone = {"restart": "kill", "resume": "pause"}.get(fault)
-            for key, active in list(self._active.items()):
-                if active.record.kind == undone and set(active.record.bureaus) <= set(
-                    event.bureaus
-                ):
-                    del self._active[key]
-                    self.result.faults.append(_with_end(active.record, start))
+            self._release({"restart": "kill", "resume": "pause"}.get(fault), event, start)
         else:
-            self._active[event.id] = _Active(record, event)
-        self.event("fault", id=event.id, kind=fault, bureaus=list(event.bureaus), **event.params)
+            held = set(event.bureaus) if fault in ("kill", "pause") else set()
+            self._active[event.id] = _Active(record, event, held)
+
+    def _release(self, kind: str | None, event: Event, at_s: float) -> None:
+        """A restart or resume frees its bureaus; a kill or pause ends with its last one."""
+        for key, active in list(self._active.items()):
+            if active.record.kind != kind:
+                continue
+            active.held -= set(event.bureaus)
+            if not active.held:
+                del self._active[key]
+                self.result.faults.append(_with_end(active.record, at_s))
 
     async def _apply_one(self, fault: str, code: str, event: Event) -> None:
         network = self.network
@@ -459,14 +535,16 @@ class Engine:
             link.apply("blackhole", "both", {})
         elif fault == "reset":
             assert link is not None
-            await link.reset()
+            proxies = [p for p in (link.to_gateway, link.to_bureau) if p is not None]
+            resets = sum([await proxy.reset() for proxy in proxies])
+            self.event("connections_reset", id=event.id, bureau=code, connections=resets)
         elif fault == "down":
             assert link is not None
             await link.down()
         elif fault == "kill":
             await asyncio.to_thread(network.kill_host, network.host_of(code))
         elif fault == "restart":
-            await asyncio.to_thread(network.restart_host, network.host_of(code))
+            await self._restart(code)
         elif fault == "pause":
             os.kill(network.host_of(code).pid, signal.SIGSTOP)
         elif fault == "resume":
@@ -475,6 +553,14 @@ class Engine:
             await self._skew(code, int(event.params["offset_ms"]))
         else:  # pragma: no cover - the scenario loader knows every kind
             raise ValueError(f"unknown fault {fault}")
+
+    async def _restart(self, code: str) -> None:
+        """Start the host of ``code`` again; its bureaus keep their clock skews."""
+        network = self.network
+        assert network is not None
+        host = network.host_of(code)
+        offsets = {b: self.clocks[b].offset_ms for b in host.bureaus}
+        await asyncio.to_thread(network.restart_host, host, clock_offsets=offsets)
 
     async def _skew(self, code: str, offset_ms: int) -> None:
         assert self.network is not None
@@ -486,6 +572,19 @@ class Engine:
             raise RuntimeError(f"could not set {code}'s clock: {reply.get('error')}")
         self.clocks[code].offset_ms = offset_ms
 
+    async def _relink(self, code: str) -> None:
+        """Clear ``code``'s link, then set again the link faults still in force on it."""
+        link = self.links[code]
+        await link.heal()
+        for event in self._link_faults[code].values():
+            if event.fault == "down":
+                await link.down()
+            elif event.fault == "partition":
+                link.apply("blackhole", "both", {})
+            else:
+                assert event.fault is not None
+                link.apply(event.fault, event.direction, event.params)
+
     async def _heal(self, fault_id: str) -> None:
         active = self._active.pop(fault_id, None)
         if active is None:
@@ -493,18 +592,19 @@ class Engine:
         network = self.network
         assert network is not None
         kind = active.record.kind
+        end = self.now_s()  # the heal's time: when its action begins
+        self.event("heal", t_s=end, id=fault_id, kind=kind, bureaus=list(active.record.bureaus))
         for code in active.record.bureaus:
-            if kind in _PROXIED:
-                await self.links[code].heal()
-            elif kind == "kill":
-                await asyncio.to_thread(network.restart_host, network.host_of(code))
-            elif kind == "pause":
+            if self._uses_proxy(kind):
+                self._link_faults[code].pop(fault_id, None)
+                await self._relink(code)
+            elif kind == "kill" and code in active.held:
+                await self._restart(code)
+            elif kind == "pause" and code in active.held:
                 os.kill(network.host_of(code).pid, signal.SIGCONT)
             elif kind == "skew":
                 await self._skew(code, 0)
-        end = self.now_s()
         self.result.faults.append(_with_end(active.record, end))
-        self.event("heal", id=fault_id, kind=kind, bureaus=list(active.record.bureaus))
 
 
 def _with_end(record: FaultRecord, end_s: float | None) -> FaultRecord:

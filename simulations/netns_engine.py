@@ -19,16 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import json
-import os
 import signal
 import subprocess
-import tempfile
 import threading
-import time
 import zlib
-from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -48,6 +43,7 @@ from simulations.netns import (
     Topology,
     cleanup_stale,
     host_address,
+    ns_exec,
     python_in,
     unavailable,
 )
@@ -61,7 +57,6 @@ KERNEL_FAULTS = KernelFaults.KINDS
 PROXY_FAULTS = frozenset({"latency", "slice"})
 """Fault kinds that still need the asyncio fault proxy (no netem on this kernel)."""
 _STOP_INNER_S = 30.0
-_SOCKET_PATH_MAX = 100
 
 
 def solo(scenario: Scenario) -> set[str]:
@@ -82,181 +77,24 @@ def layout(scenario: Scenario) -> list[list[str]]:
 # ---------------------------------------------------------------- processes in namespaces
 
 
-def _spawn(namespace: str, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as out:
-        return subprocess.Popen(
-            python_in(namespace, args),
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
-            stdout=out,
-            stderr=out,
-        )
+class NetnsPlacement(net.Placement):
+    """The gateway in ``topology.gateway``, host ``i`` in ``topology.host(i)``, each bound
+    to its namespace's address. ``ip netns exec`` execs, so a process's pid is python's."""
 
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
 
-def _wait_ready(
-    proc: subprocess.Popen[bytes], ready: Path, log_path: Path, timeout_s: float
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise NetworkError(f"process exited with {proc.returncode}: " + " | ".join(tail))
-        time.sleep(0.05)
-    raise NetworkError(f"process {proc.pid} not ready after {timeout_s:.0f}s")
+    def gateway_listen(self) -> str:
+        """The gateway namespace's address."""
+        return f"{GATEWAY_ADDRESS}:0"
 
+    def host_listen(self, index: int) -> str:
+        """Host ``index``'s namespace address."""
+        return f"{host_address(index)}:0"
 
-def _control_path(run: Path, index: int) -> str:
-    path = run / f"host-{index}.sock"
-    if len(os.fsencode(str(path))) <= _SOCKET_PATH_MAX:
-        return str(path)
-    tag = hashlib.sha256(os.fsencode(str(run))).hexdigest()[:12]
-    return str(Path(tempfile.gettempdir()) / f"ncbsim-{tag}-{index}.sock")
-
-
-class NetnsNetwork(net.Network):
-    """A :class:`~simulations.network.Network` whose processes each run in a namespace."""
-
-    topology: Topology
-
-    @classmethod
-    def start_in(
-        cls,
-        topology: Topology,
-        workdir: Path,
-        scenario: Scenario,
-        *,
-        hosts: list[list[str]],
-        log_level: str = "info",
-        gateway_for: Mapping[str, str] | None = None,
-        advertise_for: Mapping[str, str] | None = None,
-        ready_timeout_s: float = net.READY_TIMEOUT_S,
-        on_gateway: Callable[[str], None] | None = None,
-    ) -> NetnsNetwork:
-        """Start the gateway in ``topology.gateway`` and host ``i`` in ``topology.host(i)``.
-
-        Each binds to its namespace's address; otherwise as :meth:`Network.start`.
-        """
-        if len(hosts) > topology.hosts:
-            raise NetworkError(f"{len(hosts)} hosts but {topology.hosts} host namespaces")
-        workdir = workdir.resolve()
-        net.prepare(workdir, scenario)
-        run = workdir / "run"
-        run.mkdir(exist_ok=True)
-        env_args = ["--log-level", log_level]
-        started: list[subprocess.Popen[bytes]] = []
-        network_hosts: list[net.Host] = []
-        try:
-            glog = net.gateway_files(workdir) / "gateway.log"
-            ready = run / "gateway.json"
-            ready.unlink(missing_ok=True)
-            gw = _spawn(
-                topology.gateway,
-                [
-                    *(*env_args, "gateway", "--dir", str(workdir)),
-                    *("--listen", f"{GATEWAY_ADDRESS}:0", "--ready-file", str(ready)),
-                ],
-                glog,
-            )
-            started.append(gw)
-            gateway = str(_wait_ready(gw, ready, glog, ready_timeout_s)["address"])
-            procs = [net.Proc("gateway", None, gw.pid, gateway, str(glog))]
-            if on_gateway is not None:
-                on_gateway(gateway)
-            pending = []
-            for index, bureaus in enumerate(hosts):
-                host = net.Host(
-                    index=index,
-                    bureaus=list(bureaus),
-                    spec=str(run / f"host-{index}.spec.json"),
-                    control=_control_path(run, index),
-                    log=str(
-                        workdir / "bureaus" / bureaus[0] / "node.log"
-                        if len(bureaus) == 1
-                        else workdir / "hosts" / f"host-{index}.log"
-                    ),
-                )
-                spec = {
-                    "gateway": gateway,
-                    "bureaus": [
-                        {
-                            "bureau": code,
-                            "db": str(net.db_path(workdir, code)),
-                            "listen": f"{host_address(index)}:0",
-                            "advertise": (advertise_for or {}).get(code),
-                            "gateway": (gateway_for or {}).get(code),
-                        }
-                        for code in bureaus
-                    ],
-                }
-                Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
-                child = _start_host(topology, host, env_args)
-                started.append(child)
-                network_hosts.append(host)
-                pending.append((host, child))
-            for host, child in pending:
-                _await_host(host, child, ready_timeout_s)
-                procs.extend(
-                    net.Proc("node", code, host.pid, host.addresses[code], host.log, host.index)
-                    for code in host.bureaus
-                )
-        except BaseException:
-            net._terminate([p.pid for p in started])
-            for proc in started:
-                proc.wait()
-            raise
-        order = {code: i for i, code in enumerate(scenario.bureaus)}
-        procs.sort(key=lambda p: -1 if p.bureau is None else order.get(p.bureau, 0))
-        network = cls(
-            workdir, scenario.name, procs, started, hosts=network_hosts, log_level=log_level
-        )
-        network.topology = topology
-        network.write_manifest()
-        log.info("network_up", workdir=str(workdir), processes=len(network_hosts) + 1, netns=True)
-        return network
-
-    def restart_host(self, host: net.Host, *, timeout_s: float = net.READY_TIMEOUT_S) -> None:
-        """Start ``host`` again in its namespace, on the ports it had; wait until it serves."""
-        spec = json.loads(Path(host.spec).read_text())
-        for item in spec["bureaus"]:
-            item["listen"] = host.addresses.get(item["bureau"], item["listen"])
-        Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
-        child = _start_host(self.topology, host, ["--log-level", self.log_level])
-        self._children.append(child)
-        _await_host(host, child, timeout_s)
-        self.procs = [
-            net.Proc(p.role, p.bureau, host.pid, p.address, p.log, p.host)
-            if p.host == host.index and p.role == "node"
-            else p
-            for p in self.procs
-        ]
-        self.write_manifest()
-
-
-def _start_host(topology: Topology, host: net.Host, env_args: list[str]) -> subprocess.Popen[bytes]:
-    spec = Path(host.spec)
-    ready = spec.with_name(f"host-{host.index}.ready.json")
-    ready.unlink(missing_ok=True)
-    Path(host.control).unlink(missing_ok=True)
-    child = _spawn(
-        topology.host(host.index),
-        [
-            *(*env_args, "host", "--dir", str(spec.parent.parent), "--spec", str(spec)),
-            *("--ready-file", str(ready), "--control", host.control),
-        ],
-        Path(host.log),
-    )
-    host.pid = child.pid
-    return child
-
-
-def _await_host(host: net.Host, child: subprocess.Popen[bytes], timeout_s: float) -> None:
-    ready = Path(host.spec).with_name(f"host-{host.index}.ready.json")
-    info = _wait_ready(child, ready, Path(host.log), timeout_s)
-    host.addresses = {code: str(address) for code, address in info["bureaus"].items()}
+    def command(self, index: int | None) -> list[str]:
+        """``ip netns exec NS`` for the gateway's or host ``index``'s namespace."""
+        return ns_exec(self.topology.gateway if index is None else self.topology.host(index), [])
 
 
 # ---------------------------------------------------------------- the engine
@@ -304,6 +142,9 @@ class NetnsEngine(Engine):
     def _solo(self) -> set[str]:
         return solo(self.scenario)
 
+    def _uses_proxy(self, fault: str) -> bool:
+        return fault in PROXY_FAULTS
+
     async def _start_links(self) -> None:
         for code in self._proxied():
             seed = zlib.crc32(f"{self.scenario.seed}:{code}".encode())
@@ -318,27 +159,11 @@ class NetnsEngine(Engine):
             await to_bureau.start()
             self.links[code] = Link(code, to_gateway=to_gateway, to_bureau=to_bureau)
 
-    def _start_network(self) -> net.Network:
-        scenario = self.scenario
-        hosts = layout(scenario)
-
-        def on_gateway(address: str) -> None:
-            self.addresses["gateway"] = address
-
-        network = NetnsNetwork.start_in(
-            self.topology,
-            self.workdir,
-            scenario,
-            hosts=hosts,
-            log_level=self.log_level,
-            gateway_for={b: link.to_gateway.address for b, link in self._linked()},
-            advertise_for={b: link.to_bureau.address for b, link in self._linked()},
-            ready_timeout_s=scenario.engine.startup_timeout_s,
-            on_gateway=on_gateway,
-        )
-        for host in network.hosts:
-            self.addresses.update(host.addresses)
-        return network
+    def _placement(self) -> net.Placement:
+        hosts = len(layout(self.scenario))
+        if hosts > self.topology.hosts:
+            raise NetworkError(f"{hosts} hosts but {self.topology.hosts} host namespaces")
+        return NetnsPlacement(self.topology)
 
     def namespace_of(self, code: str) -> str:
         """The namespace of the host serving bureau ``code``."""

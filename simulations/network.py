@@ -20,7 +20,6 @@ Everything lives in one work directory, which is also the PKI directory::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import multiprocessing
@@ -29,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -46,11 +46,13 @@ from simulations.scenario import Scenario
 log = structlog.get_logger()
 
 MANIFEST = "network.json"
+STAMP = "records.json"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 SOLO_HOSTS_UP_TO = 8
 """Networks of up to this many bureaus get one host process per bureau."""
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+SOCKET_DIR_PREFIX = "ncbsim-sock-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,29 @@ class Host:
     log: str
     pid: int = 0
     addresses: dict[str, str] = field(default_factory=dict)
+
+
+class Placement:
+    """Where a network's processes run and listen. By default: here, on loopback.
+
+    The real-network mode (simulations.netns_engine) puts each process in a network
+    namespace of its own, with its own address, by overriding these.
+    """
+
+    def gateway_listen(self) -> str:
+        """The gateway's listening address."""
+        return "127.0.0.1:0"
+
+    def host_listen(self, index: int) -> str:
+        """The listening address of host ``index``'s nodes."""
+        return "127.0.0.1:0"
+
+    def command(self, index: int | None) -> list[str]:
+        """What to put before ``python -m ncbsim`` for host ``index`` (None: the gateway)."""
+        return []
+
+
+LOOPBACK = Placement()
 
 
 def gateway_files(workdir: Path) -> Path:
@@ -110,12 +135,48 @@ def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
     return bureau
 
 
+def _stamp(scenario: Scenario) -> dict[str, int]:
+    records = scenario.records
+    return {
+        "seed": scenario.seed,
+        "documents": records.documents,
+        "persons": records.persons,
+        "vehicles": records.vehicles,
+    }
+
+
+def _check_stamp(workdir: Path, scenario: Scenario) -> None:
+    """Refuse records made by another seed or counts: the run would not be the scenario's."""
+    path = workdir / STAMP
+    want = _stamp(scenario)
+    if not path.exists():
+        if any(db_path(workdir, b).exists() for b in scenario.bureaus):
+            raise ConfigError(
+                f"{workdir} holds records of unknown origin (no {STAMP}); use a new --workdir"
+            )
+        path.write_text(json.dumps(want) + "\n")
+        return
+    have = json.loads(path.read_text())
+    if have != want:
+        differ = ", ".join(
+            f"{k} {have.get(k)} (not {v})" for k, v in want.items() if have.get(k) != v
+        )
+        raise ConfigError(
+            f"{workdir} holds records made with {differ}; use a new --workdir for this scenario"
+        )
+
+
 def prepare(workdir: Path, scenario: Scenario) -> pki.PkiDir:
-    """Create the PKI and every bureau's records under ``workdir`` (reused if present)."""
+    """Create the PKI and every bureau's records under ``workdir`` (reused if present).
+
+    Records are reused only if they were made with the scenario's seed and counts
+    (``WORKDIR/records.json``), so a scenario always runs on its own data.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     directory = pki.PkiDir(workdir)
     if not directory.ca_key.exists():
-        pki.init(workdir, list(scenario.bureaus))
+        pki.init(workdir, list(scenario.bureaus))  # wants an empty folder: first
+    _check_stamp(workdir, scenario)
     missing = [b for b in scenario.bureaus if b not in directory.bureaus()]
     for code in missing:
         pki.add_bureau(directory, code)
@@ -167,11 +228,13 @@ def plan_hosts(
     return alone + shared
 
 
-def _spawn(args: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], log_path: Path, *, detach: bool, prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ncbsim", *args],
+            [*prefix, sys.executable, "-m", "ncbsim", *args],
             stdin=subprocess.DEVNULL,
             # Keep gRPC core's own (non-JSON) chatter out of the JSON logs.
             env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
@@ -182,27 +245,39 @@ def _spawn(args: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen
 
 
 def _wait_ready(
-    proc: subprocess.Popen[bytes], ready: Path, log_path: Path, timeout_s: float = READY_TIMEOUT_S
+    proc: subprocess.Popen[bytes],
+    ready: Path,
+    log_path: Path,
+    *,
+    deadline: float,
+    what: str,
+    abort: threading.Event | None = None,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
+    """Wait for ``proc``'s ready file until ``deadline`` (monotonic), or until ``abort``."""
     while time.monotonic() < deadline:
         if ready.exists():
             data: dict[str, Any] = json.loads(ready.read_text())
             return data
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise NetworkError(f"process exited with {proc.returncode}: " + " | ".join(tail))
+            raise NetworkError(
+                f"{what} (pid {proc.pid}) exited with {proc.returncode}; log {log_path}: "
+                + " | ".join(tail)
+            )
+        if abort is not None and abort.is_set():
+            raise NetworkError("start-up interrupted")
         time.sleep(0.05)
-    raise NetworkError(f"process {proc.pid} not ready after {timeout_s:.0f}s")
+    raise NetworkError(f"{what} (pid {proc.pid}) not ready in time; log {log_path}")
 
 
 def _control_path(run: Path, index: int) -> str:
     path = run / f"host-{index}.sock"
     if len(os.fsencode(str(path))) <= _SOCKET_PATH_MAX:
         return str(path)
-    # A deep work directory: keep the socket short, still unique to this directory.
-    tag = hashlib.sha256(os.fsencode(str(run))).hexdigest()[:12]
-    return str(Path(tempfile.gettempdir()) / f"ncbsim-{tag}-{index}.sock")
+    # A deep work directory: keep the socket short, in a private folder of its own (a
+    # predictable name in a shared /tmp could be taken first by someone else).
+    folder = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
+    return str(Path(folder) / f"host-{index}.sock")
 
 
 class Network:
@@ -217,13 +292,18 @@ class Network:
         *,
         hosts: list[Host] | None = None,
         log_level: str = "info",
+        placement: Placement = LOOPBACK,
     ) -> None:
         self.workdir = workdir
+        self.placement = placement
         self.scenario = scenario
         self.procs = procs
         self.hosts = hosts or []
         self.log_level = log_level
         self._children = children or []  # kept so we reap what we started
+        self._lock = threading.Lock()  # restarts (in threads) against stop
+        self._stopping = False
+        self._abort = threading.Event()
 
     @property
     def gateway(self) -> Proc:
@@ -251,6 +331,9 @@ class Network:
         advertise_for: Mapping[str, str] | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
         on_gateway: Callable[[str], None] | None = None,
+        abort: threading.Event | None = None,
+        started: list[subprocess.Popen[bytes]] | None = None,
+        placement: Placement = LOOPBACK,
     ) -> Network:
         """Prepare ``workdir``, start the gateway, then every host; wait until all serve.
 
@@ -259,6 +342,10 @@ class Network:
         ``advertise_for`` another address for the gateway to reach it by: the simulator
         puts its fault proxies there. ``on_gateway`` learns the gateway's address as
         soon as it serves, before any host starts (the proxies need it).
+        ``ready_timeout_s`` bounds the whole start-up. Setting ``abort`` (from another
+        thread) stops a start-up under way: everything started is stopped, and the call
+        raises. ``started`` receives every child as it is spawned. ``placement`` says
+        where the processes run and listen (default: here, on loopback).
         """
         workdir = workdir.resolve()
         if (workdir / MANIFEST).exists():
@@ -267,8 +354,9 @@ class Network:
         run = workdir / "run"
         run.mkdir(exist_ok=True)
         env_args = ["--log-level", log_level]
-        started: list[subprocess.Popen[bytes]] = []
+        started = started if started is not None else []
         procs: list[Proc] = []
+        deadline = time.monotonic() + ready_timeout_s
         layout = hosts if hosts is not None else plan_hosts(scenario.bureaus)
         network_hosts: list[Host] = []
         try:
@@ -282,15 +370,16 @@ class Network:
                     "--dir",
                     str(workdir),
                     "--listen",
-                    "127.0.0.1:0",
+                    placement.gateway_listen(),
                     "--ready-file",
                     str(ready),
                 ],
                 glog,
                 detach=detach,
+                prefix=placement.command(None),
             )
             started.append(gw)
-            info = _wait_ready(gw, ready, glog, ready_timeout_s)
+            info = _wait_ready(gw, ready, glog, deadline=deadline, what="gateway", abort=abort)
             procs.append(Proc("gateway", None, gw.pid, info["address"], str(glog)))
             if on_gateway is not None:
                 on_gateway(info["address"])
@@ -311,21 +400,22 @@ class Network:
                     host,
                     workdir,
                     gateway=info["address"],
+                    listen=placement.host_listen(index),
                     gateway_for=gateway_for or {},
                     advertise_for=advertise_for or {},
                 )
-                child = _start_host(host, env_args, detach=detach)
+                child = _start_host(host, env_args, detach=detach, placement=placement)
                 started.append(child)
                 network_hosts.append(host)
                 pending.append((host, child))
             for host, child in pending:
-                _await_host(host, child, ready_timeout_s)
+                _await_host(host, child, deadline=deadline, abort=abort)
                 procs.extend(
                     Proc("node", code, host.pid, host.addresses[code], host.log, host.index)
                     for code in host.bureaus
                 )
         except BaseException:
-            _terminate([p.pid for p in started])
+            terminate([p.pid for p in started])
             for child in started:
                 child.wait()
             raise
@@ -338,6 +428,7 @@ class Network:
             [] if detach else started,
             hosts=network_hosts,
             log_level=log_level,
+            placement=placement,
         )
         network.write_manifest()
         log.info("network_up", workdir=str(workdir), processes=len(network_hosts) + 1)
@@ -353,22 +444,41 @@ class Network:
             time.sleep(0.02)
         _reap(host.pid)
 
-    def restart_host(self, host: Host, *, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Start ``host`` again on the ports it had, and wait until it serves (blocking)."""
+    def restart_host(
+        self,
+        host: Host,
+        *,
+        timeout_s: float = READY_TIMEOUT_S,
+        clock_offsets: Mapping[str, int] | None = None,
+    ) -> None:
+        """Start ``host`` again on the ports it had, and wait until it serves (blocking).
+
+        ``clock_offsets`` carries the bureaus' clock skews over the restart. Refused once
+        :meth:`stop` has begun, so a restart can never outlive the network.
+        """
         spec = json.loads(Path(host.spec).read_text())
         for item in spec["bureaus"]:
             item["listen"] = host.addresses.get(item["bureau"], item["listen"])
+            item["clock_offset_ms"] = (clock_offsets or {}).get(item["bureau"], 0)
         Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
-        child = _start_host(host, ["--log-level", self.log_level], detach=False)
-        self._children.append(child)
-        _await_host(host, child, timeout_s)
-        self.procs = [
-            Proc(p.role, p.bureau, host.pid, p.address, p.log, p.host)
-            if p.host == host.index and p.role == "node"
-            else p
-            for p in self.procs
-        ]
-        self.write_manifest()
+        with self._lock:
+            if self._stopping:
+                raise NetworkError("the network is stopping")
+            child = _start_host(
+                host, ["--log-level", self.log_level], detach=False, placement=self.placement
+            )
+            self._children.append(child)
+        _await_host(host, child, deadline=time.monotonic() + timeout_s, abort=self._abort)
+        with self._lock:
+            if self._stopping:
+                return
+            self.procs = [
+                Proc(p.role, p.bureau, host.pid, p.address, p.log, p.host)
+                if p.host == host.index and p.role == "node"
+                else p
+                for p in self.procs
+            ]
+            self.write_manifest()
 
     def write_manifest(self) -> None:
         """Write WORKDIR/network.json."""
@@ -398,17 +508,30 @@ class Network:
         return list(dict.fromkeys(p.pid for p in self.procs))
 
     def stop(self) -> None:
-        """Stop every process (hosts first), then remove the manifest."""
+        """Stop every process (hosts first), then remove the manifest.
+
+        Hosts are found three ways (the manifest, the hosts' current pids and the
+        children still running), so one being restarted at this moment is not missed.
+        """
+        with self._lock:
+            self._stopping = True
+            self._abort.set()
         gateway = self.gateway.pid
-        nodes = [pid for pid in self.pids() if pid != gateway and _ours(pid, self.workdir)]
-        _terminate(nodes)
+        pids = [*self.pids(), *(h.pid for h in self.hosts)]
+        pids += [c.pid for c in self._children if c.poll() is None]
+        nodes = [pid for pid in dict.fromkeys(pids) if pid != gateway and _ours(pid, self.workdir)]
+        terminate(nodes)
         if _ours(gateway, self.workdir):
-            _terminate([gateway])
+            terminate([gateway])
         for child in self._children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=STOP_TIMEOUT_S)
         for host in self.hosts:
-            Path(host.control).unlink(missing_ok=True)
+            control = Path(host.control)
+            control.unlink(missing_ok=True)
+            if control.parent.name.startswith(SOCKET_DIR_PREFIX):
+                with contextlib.suppress(OSError):
+                    control.parent.rmdir()
         (self.workdir / MANIFEST).unlink(missing_ok=True)
         log.info("network_down", workdir=str(self.workdir))
 
@@ -418,6 +541,7 @@ def _write_spec(
     workdir: Path,
     *,
     gateway: str,
+    listen: str,
     gateway_for: Mapping[str, str],
     advertise_for: Mapping[str, str],
 ) -> None:
@@ -427,7 +551,7 @@ def _write_spec(
             {
                 "bureau": code,
                 "db": str(db_path(workdir, code)),
-                "listen": "127.0.0.1:0",
+                "listen": listen,
                 "advertise": advertise_for.get(code),
                 "gateway": gateway_for.get(code),
             }
@@ -437,7 +561,9 @@ def _write_spec(
     Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
 
 
-def _start_host(host: Host, env_args: list[str], *, detach: bool) -> subprocess.Popen[bytes]:
+def _start_host(
+    host: Host, env_args: list[str], *, detach: bool, placement: Placement
+) -> subprocess.Popen[bytes]:
     spec = Path(host.spec)
     ready = spec.with_name(f"host-{host.index}.ready.json")
     ready.unlink(missing_ok=True)
@@ -457,14 +583,24 @@ def _start_host(host: Host, env_args: list[str], *, detach: bool) -> subprocess.
         ],
         Path(host.log),
         detach=detach,
+        prefix=placement.command(host.index),
     )
     host.pid = child.pid
     return child
 
 
-def _await_host(host: Host, child: subprocess.Popen[bytes], timeout_s: float) -> None:
+def _await_host(
+    host: Host,
+    child: subprocess.Popen[bytes],
+    *,
+    deadline: float,
+    abort: threading.Event | None = None,
+) -> None:
     ready = Path(host.spec).with_name(f"host-{host.index}.ready.json")
-    info = _wait_ready(child, ready, Path(host.log), timeout_s)
+    what = (
+        f"host {host.index} ({', '.join(host.bureaus[:3])}{'...' if len(host.bureaus) > 3 else ''})"
+    )
+    info = _wait_ready(child, ready, Path(host.log), deadline=deadline, what=what, abort=abort)
     host.addresses = {code: str(address) for code, address in info["bureaus"].items()}
 
 
@@ -486,7 +622,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _terminate(pids: list[int]) -> None:
+def terminate(pids: list[int]) -> None:
     """SIGTERM each pid, wait, then SIGKILL what is left. Reaps children of ours.
 
     A stopped (SIGSTOP) process is continued first, or it could not act on SIGTERM.

@@ -55,6 +55,8 @@ RETRANSMIT_MS = 200.0
 MAX_QUEUED_BYTES = 1024 * 1024
 """Bytes a shaped direction may hold before the proxy stops reading from its source."""
 CONNECT_TIMEOUT_S = 5.0
+UPSTREAM_WAIT_S = 5.0
+"""How long a new connection waits for ``upstream()`` to name a target."""
 """How long the proxy waits for the upstream to accept a connection."""
 PACING_SLICE_S = 0.02
 """Under a bandwidth cap, chunks are written in pieces of about this much sending time."""
@@ -309,7 +311,8 @@ class FaultProxy:
     """A TCP proxy from a listening address to ``upstream()``, with faults per direction.
 
     ``upstream`` is called for every new connection and returns ``"host:port"``, so the
-    target may move (a node restarted on a new port); None resets the new connection.
+    target may move (a node restarted on a new port); while it returns None the new
+    connection waits, up to :data:`UPSTREAM_WAIT_S`, then is reset.
     ``forward`` shapes bytes from the connecting client to the upstream, ``backward`` the
     bytes coming back. Use it from the loop it was started on.
     """
@@ -474,6 +477,14 @@ class FaultProxy:
 
     async def _relay(self, conn: _Conn, client_r: asyncio.StreamReader) -> None:
         target = self._upstream()
+        waited = 0.0
+        while target is None and waited < UPSTREAM_WAIT_S:
+            # Not known yet: a node registers (and the gateway connects) just before its
+            # host reports the node's port. Resetting now would put the gateway's channel
+            # into reconnect back-off and fail the first query for nothing.
+            await asyncio.sleep(0.05)
+            waited += 0.05
+            target = self._upstream()
         if target is None:
             log.debug("proxy_no_upstream", proxy=self.name)
             conn.rst()

@@ -63,6 +63,8 @@ REPORT_KEYS = frozenset(
         "peak_rss_mib",
         "hosts",
         "processes",
+        "late_sends",
+        "max_send_delay_s",
     }
 )
 """Top-level report keys a check expression may read."""
@@ -76,6 +78,8 @@ SCALAR_REPORT_KEYS = frozenset(
         "peak_rss_mib",
         "hosts",
         "processes",
+        "late_sends",
+        "max_send_delay_s",
     }
 )
 REPORT_KINDS = frozenset({"document", "person", "vehicle", "multi", "fetch"})

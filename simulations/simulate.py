@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -209,6 +210,15 @@ def evaluate(
         extra={**result.extra, "planted": planted_summary(result.sent), "explicit": explicit},
     )
     checks = builtin_checks(result.sent, workdir)
+    errors = result.extra.get("fault_errors", [])
+    if scenario.events and any(e.fault or e.heal for e in scenario.events):
+        checks.append(
+            Check(
+                "every fault applied and healed as scheduled",
+                not errors,
+                f"{len(errors)} failed" + (f": {'; '.join(errors[:3])}" if errors else ""),
+            )
+        )
     if explicit:
         wrong = [k for k, v in explicit.items() if not v["passed"]]
         checks.append(
@@ -224,6 +234,18 @@ def evaluate(
         passed, detail = expressions.evaluate(spec.expect, view)
         checks.append(Check(spec.name, passed, detail, spec.expect))
     return report, checks
+
+
+async def _until_sigterm(engine: Engine) -> RunResult:
+    """Run the engine; SIGTERM cancels it, so it stops every process it started."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await engine.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def default_run_dir(name: str) -> Path:
@@ -279,7 +301,11 @@ def run(
 
             engine_class = NetnsEngine
         engine = engine_class(scenario, work, console=console, log_level=log_level)
-        result = asyncio.run(engine.run())
+        try:
+            result = asyncio.run(_until_sigterm(engine))
+        except asyncio.CancelledError:
+            # SIGTERM (a CI job cancelled, `timeout`): everything is stopped; like Ctrl-C.
+            raise KeyboardInterrupt from None
         report, checks = evaluate(scenario, result, work)
     finally:
         if temp is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -46,19 +47,24 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run the fault scenario once with the real CLI; its report, run folder and output."""
     base = tmp_path_factory.mktemp("faults")
     workdir, run_dir = base / "work", base / "run"
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "ncbsim", "simulate", str(SCENARIO),
-            "--workdir", str(workdir), "--run-dir", str(run_dir),
-            "--report", str(base / "r.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )  # fmt: skip
+    command = [
+        sys.executable, "-m", "ncbsim", "simulate", str(SCENARIO),
+        "--workdir", str(workdir), "--run-dir", str(run_dir), "--report", str(base / "r.json"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:  # timed out: stop the simulator and all it started
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in _ncbsim_pids(workdir):
+            os.kill(pid, signal.SIGKILL)
+    proc_result = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
     report = json.loads((base / "r.json").read_text())
-    return {"proc": proc, "report": report, "workdir": workdir, "run_dir": run_dir}
+    return {"proc": proc_result, "report": report, "workdir": workdir, "run_dir": run_dir}
 
 
 @pytest.mark.parametrize("name", CHECKS)
@@ -77,6 +83,10 @@ def test_every_fault_kind_was_applied_and_healed(run: dict[str, Any]) -> None:
     assert applied == KINDS
     faults = run["report"]["faults"]
     assert all(f["end_s"] is not None for f in faults.values()), faults
+    resets = [e for e in events if e["event"] == "connections_reset" and e["id"] == "rst"]
+    assert resets, events
+    assert resets[0]["connections"] >= 1, resets  # BE's link really was reset
+    assert not [e for e in events if e["event"] == "fault_failed"]
 
 
 def test_built_in_checks_hold_under_faults(run: dict[str, Any]) -> None:

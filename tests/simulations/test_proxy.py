@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ncbsim import pki, serving, transport
+from simulations import proxy as proxy_module
 from simulations.proxy import RETRANSMIT_MS, FaultProxy, Link, Shaping
 
 
@@ -334,25 +335,53 @@ def test_down_refuses_connections_and_up_listens_on_the_same_port() -> None:
     run(main())
 
 
-def test_no_upstream_or_a_refusing_upstream_closes_the_client() -> None:
-    """upstream() returning None, or an upstream that refuses, ends the client's connection."""
+def test_no_upstream_or_a_refusing_upstream_closes_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """upstream() naming nobody for longer than the wait, or refusing, ends the connection."""
+    monkeypatch.setattr(proxy_module, "UPSTREAM_WAIT_S", 0.2)
 
     async def main() -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             refusing = f"127.0.0.1:{probe.getsockname()[1]}"  # bound, not listening: refuses
-            targets: list[str | None] = [None, refusing]
-            proxy = FaultProxy("test", lambda: targets.pop(0))
+            target: list[str | None] = [None]
+            proxy = FaultProxy("test", lambda: target[0])
             await proxy.start()
             try:
-                for _ in range(2):
-                    reader, writer = await connect(proxy.address)
-                    assert await read_outcome(reader) in ("reset", "eof")
-                    await close(writer)
+                reader, writer = await connect(proxy.address)
+                assert await read_outcome(reader) in ("reset", "eof")
+                await close(writer)
+                target[0] = refusing
+                reader, writer = await connect(proxy.address)
+                assert await read_outcome(reader) in ("reset", "eof")
+                await close(writer)
                 assert proxy.stats["connections_total"] == 2
                 assert proxy.stats["open"] == 0
             finally:
                 await proxy.close()
+
+    run(main())
+
+
+def test_a_connection_waits_for_an_upstream_named_late() -> None:
+    """A target named while a new connection waits is used: the connection is not reset."""
+
+    async def main() -> None:
+        upstream = UpstreamServer()
+        await upstream.start()
+        target: list[str | None] = [None]
+        proxy = FaultProxy("test", lambda: target[0])
+        await proxy.start()
+        try:
+            reader, writer = await connect(proxy.address)
+            await asyncio.sleep(0.3)
+            target[0] = upstream.address
+            await roundtrip(reader, writer, b"late but fine")
+            await close(writer)
+        finally:
+            await proxy.close()
+            await upstream.close()
 
     run(main())
 
