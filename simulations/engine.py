@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -608,13 +609,4 @@ class Engine:
 
 
 def _with_end(record: FaultRecord, end_s: float | None) -> FaultRecord:
-    return FaultRecord(
-        id=record.id,
-        kind=record.kind,
-        bureaus=record.bureaus,
-        direction=record.direction,
-        params=record.params,
-        start_s=record.start_s,
-        end_s=end_s,
-        settle_s=record.settle_s,
-    )
+    return dataclasses.replace(record, end_s=end_s)

@@ -45,29 +45,6 @@ FETCH_EXPECTS = frozenset({"record", "not_found"})
 PROXY_MODES = ("auto", "all", "none")
 ENGINE_MODES = ("loopback", "netns")
 ALL = "ALL"
-REPORT_KEYS = frozenset(
-    {
-        "queries",
-        "latency_ms",
-        "bureaus",
-        "kinds",
-        "faults",
-        "explicit",
-        "planted",
-        "messages",
-        "prepare_s",
-        "startup_s",
-        "warmup_s",
-        "traffic_s",
-        "shutdown_s",
-        "peak_rss_mib",
-        "hosts",
-        "processes",
-        "late_sends",
-        "max_send_delay_s",
-    }
-)
-"""Top-level report keys a check expression may read."""
 SCALAR_REPORT_KEYS = frozenset(
     {
         "prepare_s",
@@ -82,6 +59,18 @@ SCALAR_REPORT_KEYS = frozenset(
         "max_send_delay_s",
     }
 )
+"""Top-level report keys that hold one number."""
+REPORT_KEYS = SCALAR_REPORT_KEYS | {
+    "queries",
+    "latency_ms",
+    "bureaus",
+    "kinds",
+    "faults",
+    "explicit",
+    "planted",
+    "messages",
+}
+"""Top-level report keys a check expression may read."""
 REPORT_KINDS = frozenset({"document", "person", "vehicle", "multi", "fetch"})
 
 _ID = re.compile(r"[a-z][a-z0-9_]*\Z")
