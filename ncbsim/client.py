@@ -159,6 +159,9 @@ class BureauClient:
     identity: Identity
     gateway: str
     clock: Clock | None = None
+    directory: Directory | None = None
+    """Verified entries to use; None: a directory of its own. A simulator acting as many
+    bureaus shares one, so each entry is verified once, not once per bureau."""
     _channel: grpc.aio.Channel = field(init=False)
     _stub: gateway_pb2_grpc.GatewayStub = field(init=False)
     peers: Peers = field(init=False)
@@ -166,7 +169,7 @@ class BureauClient:
     def __post_init__(self) -> None:
         self._channel = transport.gateway_channel(self.gateway, self.pki.tls(self.identity.bureau))
         self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
-        directory = Directory.pinned(self.pki)
+        directory = self.directory if self.directory is not None else Directory.pinned(self.pki)
         self.peers = Peers(
             directory,
             self._stub,
@@ -176,11 +179,17 @@ class BureauClient:
 
     @classmethod
     def open(
-        cls, pki: PkiDir, bureau: str, gateway: str, *, clock: Clock | None = None
+        cls,
+        pki: PkiDir,
+        bureau: str,
+        gateway: str,
+        *,
+        clock: Clock | None = None,
+        directory: Directory | None = None,
     ) -> BureauClient:
         """Load ``bureau``'s keys from ``pki`` and connect to ``gateway``."""
         now_ms = clock.now_ms() if clock is not None else int(time.time() * 1000)
-        return cls(pki, Identity.load(pki, bureau, now_ms=now_ms), gateway, clock)
+        return cls(pki, Identity.load(pki, bureau, now_ms=now_ms), gateway, clock, directory)
 
     def _now_ms(self) -> int | None:
         """This client's time, or None for the wall clock (read by the envelope code)."""

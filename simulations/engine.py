@@ -29,6 +29,7 @@ from rich.console import Console
 
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.clock import Clock
+from ncbsim.directory import Directory
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import query_pb2
 from node.host import control
@@ -302,12 +303,13 @@ class Engine:
         gateway = self.network.gateway.address
         self.addresses["gateway"] = gateway
         requesters = dict.fromkeys(p.requester for p in plan)
+        shared = Directory.pinned(pki)  # each entry verified once, not once per requester
         for code in requesters:
             link = self.links.get(code)
             address = link.to_gateway.address if link and link.to_gateway else gateway
-            client = BureauClient.open(pki, code, address)
-            client.clock = self.clocks[code]
-            self.clients[code] = client
+            self.clients[code] = BureauClient.open(
+                pki, code, address, clock=self.clocks[code], directory=shared
+            )
         # Warm up as running bureaus are: directory verified, channel connected.
         limit = asyncio.Semaphore(_WARMUP_CONCURRENCY)
 
