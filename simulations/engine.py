@@ -201,7 +201,14 @@ class Engine:
         began = time.monotonic()
         with MemorySampler() as memory:
             try:
-                plan = await asyncio.to_thread(self._prepare)
+                preparing = asyncio.ensure_future(asyncio.to_thread(self._prepare))
+                try:
+                    plan = await asyncio.shield(preparing)
+                except asyncio.CancelledError:
+                    self._abort.set()  # stop generating records after those under way
+                    with contextlib.suppress(Exception):
+                        await preparing
+                    raise
                 self.result.timings["prepare_s"] = round(time.monotonic() - began, 3)
                 await self._start_links()
                 started = time.monotonic()
@@ -241,7 +248,7 @@ class Engine:
         return self.result
 
     def _prepare(self) -> list[Planned]:
-        net.prepare(self.workdir, self.scenario)
+        net.prepare(self.workdir, self.scenario, abort=self._abort)
         stores = open_stores(self.workdir, self.scenario)
         try:
             return Planner(self.scenario, stores).plan()

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,11 +166,14 @@ def _check_stamp(workdir: Path, scenario: Scenario) -> None:
         )
 
 
-def prepare(workdir: Path, scenario: Scenario) -> pki.PkiDir:
+def prepare(
+    workdir: Path, scenario: Scenario, *, abort: threading.Event | None = None
+) -> pki.PkiDir:
     """Create the PKI and every bureau's records under ``workdir`` (reused if present).
 
     Records are reused only if they were made with the scenario's seed and counts
-    (``WORKDIR/records.json``), so a scenario always runs on its own data.
+    (``WORKDIR/records.json``), so a scenario always runs on its own data. Setting
+    ``abort`` stops the generation after the bureaus under way (NetworkError).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     directory = pki.PkiDir(workdir)
@@ -201,7 +204,17 @@ def prepare(workdir: Path, scenario: Scenario) -> pki.PkiDir:
             max_workers=min(len(todo), os.cpu_count() or 1),
             mp_context=multiprocessing.get_context("spawn"),
         ) as pool:
-            list(pool.map(_generate, todo, chunksize=max(1, len(todo) // 32)))
+            pending = {pool.submit(_generate, item) for item in todo}
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # a generator's error surfaces here
+                if abort is not None and abort.is_set():
+                    # Those not started never will; those under way finish (datagen
+                    # removes a database it could not complete).
+                    for future in pending:
+                        future.cancel()
+                    raise NetworkError("record generation interrupted")
     return directory
 
 
