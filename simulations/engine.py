@@ -217,9 +217,10 @@ class Engine:
                     self.network = await asyncio.shield(starting)
                 except asyncio.CancelledError:
                     # The start-up thread goes on: stop it, and let it stop what it started.
+                    # If it finished all the same, keep the network, so _stop stops it.
                     self._abort.set()
                     with contextlib.suppress(Exception):
-                        await starting
+                        self.network = await starting
                     raise
                 self.result.timings["startup_s"] = round(time.monotonic() - started, 3)
                 self.result.extra["hosts"] = len(self.network.hosts)
@@ -468,8 +469,9 @@ class Engine:
                 if event.heal is not None:
                     await self._guarded("heal", event.heal, self._heal(event.heal))
                     continue
-                applied = await self._guarded("fault", event.id, self._apply(event))
-                if applied and event.duration_s is not None and event.fault not in INSTANT_FAULTS:
+                await self._guarded("fault", event.id, self._apply(event))
+                # Healed on time even if applying failed partway: undo what did apply.
+                if event.duration_s is not None and event.fault not in INSTANT_FAULTS:
                     healers.append(asyncio.create_task(self._heal_later(event)))
             if healers:
                 await asyncio.gather(*healers)
@@ -501,8 +503,6 @@ class Engine:
         assert fault is not None
         start = self.now_s()  # the fault's time: before its action, as for a heal
         self.event("fault", t_s=start, id=event.id, kind=fault, bureaus=list(event.bureaus))
-        for code in event.bureaus:
-            await self._apply_one(fault, code, event)
         record = FaultRecord(
             id=event.id,
             kind=fault,
@@ -513,15 +513,20 @@ class Engine:
             end_s=start if fault in INSTANT_FAULTS else None,
             settle_s=event.settle_s,
         )
-        if self._uses_proxy(fault) and fault not in INSTANT_FAULTS:
-            for code in event.bureaus:
-                self._link_faults[code][event.id] = event
+        # In force before acting: a heal of another fault that runs while this one's
+        # action awaits re-applies it, and a failure part way is still healed on time.
         if fault in INSTANT_FAULTS:
             self.result.faults.append(record)
-            self._release({"restart": "kill", "resume": "pause"}.get(fault), event, start)
         else:
             held = set(event.bureaus) if fault in ("kill", "pause") else set()
             self._active[event.id] = _Active(record, event, held)
+            if self._uses_proxy(fault):
+                for code in event.bureaus:
+                    self._link_faults[code][event.id] = event
+        for code in event.bureaus:
+            await self._apply_one(fault, code, event)
+        if fault in INSTANT_FAULTS:
+            self._release({"restart": "kill", "resume": "pause"}.get(fault), event, start)
 
     def _release(self, kind: str | None, event: Event, at_s: float) -> None:
         """A restart or resume frees its bureaus; a kill or pause ends with its last one."""
@@ -583,17 +588,30 @@ class Engine:
         self.clocks[code].offset_ms = offset_ms
 
     async def _relink(self, code: str) -> None:
-        """Clear ``code``'s link, then set again the link faults still in force on it."""
+        """Set ``code``'s link to exactly the link faults still in force on it.
+
+        Connections are reset only if a blackhole is lifted (never resume a half-dropped
+        stream), and the link comes up only if no ``down`` remains.
+        """
         link = self.links[code]
-        await link.heal()
+        shapings = link.shaping("both")
+        was_blackholed = any(s.blackhole for s in shapings)
+        for shaping in shapings:
+            shaping.clear()
+        down = False
         for event in self._link_faults[code].values():
             if event.fault == "down":
-                await link.down()
+                down = True
             elif event.fault == "partition":
                 link.apply("blackhole", "both", {})
             else:
                 assert event.fault is not None
                 link.apply(event.fault, event.direction, event.params)
+        if was_blackholed and not any(s.blackhole for s in shapings):
+            await link.reset()
+        proxies = [p for p in (link.to_gateway, link.to_bureau) if p is not None]
+        if not down and any(p.is_down for p in proxies):
+            await link.up()
 
     async def _heal(self, fault_id: str) -> None:
         active = self._active.pop(fault_id, None)
@@ -605,16 +623,19 @@ class Engine:
         end = self.now_s()  # the heal's time: when its action begins
         self.event("heal", t_s=end, id=fault_id, kind=kind, bureaus=list(active.record.bureaus))
         for code in active.record.bureaus:
-            if self._uses_proxy(kind):
-                self._link_faults[code].pop(fault_id, None)
-                await self._relink(code)
-            elif kind == "kill" and code in active.held:
-                await self._restart(code)
-            elif kind == "pause" and code in active.held:
-                os.kill(network.host_of(code).pid, signal.SIGCONT)
-            elif kind == "skew":
-                await self._skew(code, 0)
-        self.result.faults.append(_with_end(active.record, end))
+            self._link_faults[code].pop(fault_id, None)
+        try:
+            for code in active.record.bureaus:
+                if self._uses_proxy(kind):
+                    await self._relink(code)
+                elif kind == "kill" and code in active.held:
+                    await self._restart(code)
+                elif kind == "pause" and code in active.held:
+                    os.kill(network.host_of(code).pid, signal.SIGCONT)
+                elif kind == "skew":
+                    await self._skew(code, 0)
+        finally:  # in the report even if its heal failed (that fails a check too)
+            self.result.faults.append(_with_end(active.record, end))
 
 
 def _with_end(record: FaultRecord, end_s: float | None) -> FaultRecord:

@@ -189,11 +189,14 @@ class NetnsEngine(Engine):
             await super()._heal(fault_id)
             return
         del self._active[fault_id]
-        for code in active.record.bureaus:
-            await asyncio.to_thread(self.kernel.heal, self.namespace_of(code), fault_id)
         record = active.record
-        self.result.faults.append(dataclasses.replace(record, end_s=self.now_s()))
-        self.event("heal", id=fault_id, kind=record.kind, bureaus=list(record.bureaus))
+        end = self.now_s()  # as the base engine: the heal's time is when its action begins
+        self.event("heal", t_s=end, id=fault_id, kind=record.kind, bureaus=list(record.bureaus))
+        try:
+            for code in record.bureaus:
+                await asyncio.to_thread(self.kernel.heal, self.namespace_of(code), fault_id)
+        finally:
+            self.result.faults.append(dataclasses.replace(record, end_s=end))
 
     async def _stop(self) -> None:
         # Lift the kernel faults first: a process behind a drop rule shuts down slowly.

@@ -55,9 +55,9 @@ RETRANSMIT_MS = 200.0
 MAX_QUEUED_BYTES = 1024 * 1024
 """Bytes a shaped direction may hold before the proxy stops reading from its source."""
 CONNECT_TIMEOUT_S = 5.0
+"""How long the proxy waits for the upstream to accept a connection."""
 UPSTREAM_WAIT_S = 5.0
 """How long a new connection waits for ``upstream()`` to name a target."""
-"""How long the proxy waits for the upstream to accept a connection."""
 PACING_SLICE_S = 0.02
 """Under a bandwidth cap, chunks are written in pieces of about this much sending time."""
 

@@ -59,6 +59,11 @@ def test_healing_one_link_fault_keeps_the_others() -> None:
                 assert event.fault is not None
                 link.apply(event.fault, event.direction, event.params)
                 engine._link_faults["IT"][event.id] = event
+            engine._link_faults["IT"].pop("slow")
+            await engine._relink("IT")
+            assert link.to_bureau.forward.blackhole  # the hole stays, without a reset
+            assert link.to_bureau.forward.latency_ms == 0
+            engine._link_faults["IT"]["slow"] = sim.event("slow")
             engine._link_faults["IT"].pop("hole")
             await engine._relink("IT")
             assert link.to_bureau.forward.latency_ms == 300
@@ -66,6 +71,7 @@ def test_healing_one_link_fault_keeps_the_others() -> None:
             engine._link_faults["IT"].pop("slow")
             await engine._relink("IT")
             assert link.to_bureau.forward.is_clear()
+            assert not link.to_bureau.is_down
         finally:
             await link.close()
 
