@@ -2,68 +2,33 @@
 
 Usage: python scripts/bench_host.py [--sizes 2,20,98] [--workdir DIR]
 
-Makes a PKI and small record databases (200 documents, 50 persons, 50 vehicles each)
-for the largest size, starts a gateway, then for each size starts one host of that many
-bureaus and reports: the seconds from spawning it to its ready file (every bureau
-registered and serving), its resident memory once ready (VmRSS) and its peak (VmHWM),
-and whether a query from the first hosted bureau to the last is answered. Every process
-it starts is stopped by its pid, on failure too.
+For each size, brings up a network of that many bureaus (200 documents, 50 persons and
+50 vehicles each) whose bureaus all live in ONE host process, with
+simulations.network.Network, and reports: the seconds from spawning the gateway to every
+bureau registered and serving, the host's resident memory once ready (VmRSS) and its peak
+(VmHWM), whether a query from the first hosted bureau to the last is answered, and the
+seconds to stop. Records are generated once, in the first size's turn, and reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from ncbsim import log as logsetup
-from ncbsim import pki as pkimod
 from ncbsim.client import BureauClient
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import query_pb2
-from node import datagen
+from simulations.network import Network, prepare
+from simulations.scenario import Records, Scenario
 
 READY_TIMEOUT_S = 120.0
-
-
-def _generate(args: tuple[Path, str]) -> None:
-    db, code = args
-    db.parent.mkdir(parents=True, exist_ok=True)
-    datagen.generate(db, code, seed=1, documents=200, persons=50, vehicles=50, workers=1)
-
-
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ncbsim", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
-        )
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], ready: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        if proc.poll() is not None:
-            raise SystemExit(f"process {proc.pid} exited with {proc.returncode}")
-        time.sleep(0.02)
-    raise SystemExit(f"process {proc.pid} not ready after {READY_TIMEOUT_S:.0f}s")
+RECORDS = Records(documents=200, persons=50, vehicles=50, planted=1)
 
 
 def _memory_kib(pid: int) -> dict[str, int]:
@@ -73,19 +38,6 @@ def _memory_kib(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0])
     return fields
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> float:
-    """SIGTERM ``proc``; the seconds it took to exit (SIGKILL after 30 s)."""
-    started = time.perf_counter()
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return time.perf_counter() - started
 
 
 async def _query(root: Path, gateway: str, frm: str, to: str) -> str:
@@ -103,72 +55,37 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep the files here (default: temporary)")
     args = parser.parse_args()
     logsetup.configure("warning")
-    sizes = [int(s) for s in args.sizes.split(",")]
-    codes = [c for c in INTERPOL_MEMBERS if c != "GS"][: max(sizes)]
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    codes = list(INTERPOL_MEMBERS[: max(sizes)])
     with tempfile.TemporaryDirectory(prefix="bench-host-") as tmp:
         root = (args.workdir or Path(tmp) / "net").resolve()
         started = time.perf_counter()
-        pkimod.init(root, codes)
-        pki_s = time.perf_counter() - started
-        started = time.perf_counter()
-        dbs = {c: root / "bureaus" / c / "records.sqlite" for c in codes}
-        with ProcessPoolExecutor(
-            max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
-            list(pool.map(_generate, [(dbs[c], c) for c in codes]))
-        data_s = time.perf_counter() - started
-        print(f"setup: PKI of {len(codes)} bureaus {pki_s:.1f} s, databases {data_s:.1f} s")
-        run = root / "run"
-        run.mkdir()
-        gateway = _spawn(
-            [
-                "gateway",
-                "--dir",
-                str(root),
-                "--listen",
-                "127.0.0.1:0",
-                "--ready-file",
-                str(run / "gateway.json"),
-            ],
-            run / "gateway.log",
+        prepare(root, Scenario(name="bench-host", bureaus=tuple(codes), records=RECORDS))
+        setup_s = time.perf_counter() - started
+        print(f"setup: PKI and records of {len(codes)} bureaus {setup_s:.1f} s")
+        print(
+            f"{'bureaus':>8} {'ready s':>8} {'RSS MiB':>8} {'peak MiB':>9} "
+            f"{'MiB/bureau':>10} {'stop s':>7}  query"
         )
-        try:
-            address = _wait_ready(gateway, run / "gateway.json")["address"]
+        for size in sizes:
+            hosted = codes[:size]
+            scenario = Scenario(name=f"host-{size}", bureaus=tuple(hosted), records=RECORDS)
+            started = time.perf_counter()
+            network = Network.start(root, scenario, hosts=[hosted], ready_timeout_s=READY_TIMEOUT_S)
+            try:
+                ready_s = time.perf_counter() - started
+                memory = _memory_kib(network.hosts[0].pid)
+                gateway = network.gateway.address
+                outcome = asyncio.run(_query(root, gateway, hosted[0], hosted[-1]))
+            finally:
+                stopping = time.perf_counter()
+                network.stop()
+                stop_s = time.perf_counter() - stopping
+            rss, peak = memory["VmRSS"] / 1024, memory["VmHWM"] / 1024
             print(
-                f"{'bureaus':>8} {'ready s':>8} {'RSS MiB':>8} {'peak MiB':>9} "
-                f"{'MiB/bureau':>10} {'stop s':>7}  query"
+                f"{size:>8} {ready_s:>8.2f} {rss:>8.1f} {peak:>9.1f} "
+                f"{rss / size:>10.2f} {stop_s:>7.2f}  {hosted[0]}->{hosted[-1]} {outcome}"
             )
-            for size in sizes:
-                hosted = codes[:size]
-                spec = run / f"host-{size}.spec.json"
-                spec.write_text(
-                    json.dumps(
-                        {
-                            "gateway": address,
-                            "bureaus": [{"bureau": c, "db": str(dbs[c])} for c in hosted],
-                        }
-                    )
-                )
-                ready = run / f"host-{size}.ready.json"
-                started = time.perf_counter()
-                host = _spawn(
-                    ["host", "--dir", str(root), "--spec", str(spec), "--ready-file", str(ready)],
-                    run / f"host-{size}.log",
-                )
-                try:
-                    _wait_ready(host, ready)
-                    ready_s = time.perf_counter() - started
-                    memory = _memory_kib(host.pid)
-                    outcome = asyncio.run(_query(root, address, hosted[0], hosted[-1]))
-                finally:
-                    stop_s = _stop(host)
-                rss, peak = memory["VmRSS"] / 1024, memory["VmHWM"] / 1024
-                print(
-                    f"{size:>8} {ready_s:>8.2f} {rss:>8.1f} {peak:>9.1f} "
-                    f"{rss / size:>10.2f} {stop_s:>7.2f}  {hosted[0]}->{hosted[-1]} {outcome}"
-                )
-        finally:
-            _stop(gateway)
     return 0
 
 
