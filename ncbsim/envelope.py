@@ -10,12 +10,18 @@ header's ``correlation_id``, so responses have forward secrecy and cannot be
 replayed against another request. Every envelope is signed by its sender with
 Ed25519 over the header and the sealed body.
 
+One-way envelopes (diffusions, notice requests, notices, case messages) are sealed
+with HPKE to the recipient's directory X25519 key under their own ``info``; nothing
+answers them but a signed delivery receipt (:mod:`ncbsim.receipts`). Their
+``correlation_id`` is the post id, shared by every recipient's copy of one post.
+
 Every failure to open raises :class:`~ncbsim.errors.EnvelopeError`, which never
 says why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -33,15 +39,25 @@ VERSION = 1
 MESSAGE_ID_LEN = 16
 REQUEST_INFO = b"ncbsim/v1 request"
 RESPONSE_INFO = b"ncbsim/v1 response"
+MESSAGE_INFO = b"ncbsim/v1 message"
 SIGNATURE_CONTEXT = b"ncbsim/v1 envelope\x00"
 DEFAULT_TTL_MS = 30_000
 MAX_TTL_MS = 24 * 3600 * 1000
+DEFAULT_MESSAGE_TTL_MS = MAX_TTL_MS
+"""One-way envelopes live as long as the protocol allows: they may wait in the gateway's
+store for a bureau that is down."""
 CLOCK_SKEW_MS = 30_000
 
 Envelope = envelope_pb2.Envelope
 Kind = envelope_pb2.MessageKind
 QUERY_REQUEST: int = envelope_pb2.MESSAGE_KIND_QUERY_REQUEST
 QUERY_RESPONSE: int = envelope_pb2.MESSAGE_KIND_QUERY_RESPONSE
+DIFFUSION: int = envelope_pb2.MESSAGE_KIND_DIFFUSION
+NOTICE_REQUEST: int = envelope_pb2.MESSAGE_KIND_NOTICE_REQUEST
+NOTICE: int = envelope_pb2.MESSAGE_KIND_NOTICE
+MESSAGE: int = envelope_pb2.MESSAGE_KIND_MESSAGE
+ONE_WAY_KINDS = frozenset({DIFFUSION, NOTICE_REQUEST, NOTICE, MESSAGE})
+"""Kinds the gateway stores and delivers (Gateway.Post, Bureau.Deliver)."""
 _RESPONSE_KIND = {QUERY_REQUEST: QUERY_RESPONSE}
 
 
@@ -116,6 +132,20 @@ def _now_ms() -> int:
 
 def _signed_bytes(header: bytes, sealed: bytes) -> bytes:
     return SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + sealed
+
+
+def envelope_digest(envelope: Envelope) -> bytes:
+    """SHA-256 over an envelope's three fields, each length-prefixed (protocol.md §14.4).
+
+    Independent of how protobuf serializes the envelope, so the sender, the gateway and
+    the recipient all compute the same value; a delivery receipt names it.
+    """
+    digest = hashlib.sha256()
+    for part in (envelope.header, envelope.sealed):
+        digest.update(len(part).to_bytes(4, "big"))
+        digest.update(part)
+    digest.update(envelope.signature)
+    return digest.digest()
 
 
 def new_response_key() -> tuple[_crypto.X25519PrivateKey, bytes]:
@@ -339,6 +369,85 @@ def open_response(
             info=RESPONSE_INFO + sent.message_id,
             aad=header.raw,
             sealed=envelope.sealed,
+        )
+    except _crypto.CryptoFailure:
+        raise EnvelopeError from None
+    return Opened(header=header, plaintext=plaintext)
+
+
+def seal_message(
+    plaintext: bytes,
+    *,
+    sender: Identity,
+    recipient: Peer,
+    kind: int,
+    post_id: bytes,
+    ttl_ms: int = DEFAULT_MESSAGE_TTL_MS,
+    now_ms: int | None = None,
+    message_id: bytes | None = None,
+) -> Envelope:
+    """Seal a one-way body to ``recipient``'s directory key and sign it as ``sender``.
+
+    ``post_id`` (16 bytes) becomes the correlation id: every recipient's copy of one post
+    carries the same one, and each copy has a message id of its own.
+    """
+    if kind not in ONE_WAY_KINDS or len(post_id) != MESSAGE_ID_LEN:
+        raise EnvelopeError
+    return _seal(
+        plaintext,
+        sender=sender,
+        recipient=recipient.bureau,
+        recipient_key=recipient.encryption_key,
+        recipient_key_id=recipient.encryption_key_id,
+        kind=kind,
+        info=MESSAGE_INFO,
+        correlation_id=post_id,
+        ttl_ms=ttl_ms,
+        now_ms=now_ms,
+        message_id=message_id,
+    )
+
+
+def open_message(
+    envelope: Envelope,
+    *,
+    recipient: Identity,
+    senders: Callable[[str], Peer],
+    now_ms: int | None = None,
+    header: Header | None = None,
+    clock_skew_ms: int = CLOCK_SKEW_MS,
+) -> Opened:
+    """Verify and decrypt a one-way envelope addressed to ``recipient``.
+
+    The same checks as :func:`open_request` (protocol.md §7.1), for any of
+    :data:`ONE_WAY_KINDS`; the post id must be 16 bytes. The caller looks at
+    ``header.kind`` to parse the body (:func:`ncbsim.messages.unpack`).
+    """
+    if header is None or header.raw != envelope.header:
+        header = Header.parse(envelope.header)
+    if header.kind not in ONE_WAY_KINDS or len(header.correlation_id) != MESSAGE_ID_LEN:
+        raise EnvelopeError
+    try:
+        sender = senders(header.sender)
+    except DirectoryError:
+        raise EnvelopeError from None
+    now_ms = _now_ms() if now_ms is None else now_ms
+    key = recipient.decryption_key(header.recipient_key_id, now_ms)
+    if key is None:
+        raise EnvelopeError
+    _check(
+        envelope,
+        header,
+        recipient=recipient.bureau,
+        kind=header.kind,
+        sender=sender,
+        recipient_key_id=header.recipient_key_id,
+        now_ms=now_ms,
+        clock_skew_ms=clock_skew_ms,
+    )
+    try:
+        plaintext = _crypto.hpke_open(
+            key, info=MESSAGE_INFO, aad=envelope.header, sealed=envelope.sealed
         )
     except _crypto.CryptoFailure:
         raise EnvelopeError from None

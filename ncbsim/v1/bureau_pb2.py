@@ -23,15 +23,24 @@ _sym_db = _symbol_database.Default()
 
 
 from ncbsim.v1 import envelope_pb2 as ncbsim_dot_v1_dot_envelope__pb2
+from ncbsim.v1 import messages_pb2 as ncbsim_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16ncbsim/v1/bureau.proto\x12\tncbsim.v1\x1a\x18ncbsim/v1/envelope.proto2<\n\x06\x42ureau\x12\x32\n\x06Handle\x12\x13.ncbsim.v1.Envelope\x1a\x13.ncbsim.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16ncbsim/v1/bureau.proto\x12\tncbsim.v1\x1a\x18ncbsim/v1/envelope.proto\x1a\x18ncbsim/v1/messages.proto\"8\n\x0e\x44\x65liverRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Envelope\"\x88\x01\n\rDeliverResult\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.ncbsim.v1.DeliverStatus\x12)\n\x07receipt\x18\x03 \x01(\x0b\x32\x18.ncbsim.v1.SignedReceipt\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"9\n\x0c\x44\x65liverReply\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.ncbsim.v1.DeliverResult*\x88\x01\n\rDeliverStatus\x12\x1e\n\x1a\x44\x45LIVER_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45LIVER_STATUS_PROCESSED\x10\x01\x12\x1c\n\x18\x44\x45LIVER_STATUS_DUPLICATE\x10\x02\x12\x1b\n\x17\x44\x45LIVER_STATUS_REJECTED\x10\x03\x32{\n\x06\x42ureau\x12\x32\n\x06Handle\x12\x13.ncbsim.v1.Envelope\x1a\x13.ncbsim.v1.Envelope\x12=\n\x07\x44\x65liver\x12\x19.ncbsim.v1.DeliverRequest\x1a\x17.ncbsim.v1.DeliverReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v1.bureau_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BUREAU']._serialized_start=63
-  _globals['_BUREAU']._serialized_end=123
+  _globals['_DELIVERSTATUS']._serialized_start=346
+  _globals['_DELIVERSTATUS']._serialized_end=482
+  _globals['_DELIVERREQUEST']._serialized_start=89
+  _globals['_DELIVERREQUEST']._serialized_end=145
+  _globals['_DELIVERRESULT']._serialized_start=148
+  _globals['_DELIVERRESULT']._serialized_end=284
+  _globals['_DELIVERREPLY']._serialized_start=286
+  _globals['_DELIVERREPLY']._serialized_end=343
+  _globals['_BUREAU']._serialized_start=484
+  _globals['_BUREAU']._serialized_end=607
 # @@protoc_insertion_point(module_scope)

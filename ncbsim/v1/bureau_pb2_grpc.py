@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from ncbsim.v1 import bureau_pb2 as ncbsim_dot_v1_dot_bureau__pb2
 from ncbsim.v1 import envelope_pb2 as ncbsim_dot_v1_dot_envelope__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -39,6 +40,11 @@ class BureauStub:
                 request_serializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Deliver = channel.unary_unary(
+                '/ncbsim.v1.Bureau/Deliver',
+                request_serializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverReply.FromString,
+                _registered_method=True)
 
 
 class BureauServicer:
@@ -51,6 +57,14 @@ class BureauServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Deliver(self, request, context):
+        """Take one-way envelopes the gateway stored for this bureau, in order. Each is opened,
+        processed once (a repeat of a message id is recognised) and answered with a receipt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BureauServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +72,11 @@ def add_BureauServicer_to_server(servicer, server):
                     servicer.Handle,
                     request_deserializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'Deliver': grpc.unary_unary_rpc_method_handler(
+                    servicer.Deliver,
+                    request_deserializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverRequest.FromString,
+                    response_serializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +106,33 @@ class Bureau:
             '/ncbsim.v1.Bureau/Handle',
             ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Deliver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ncbsim.v1.Bureau/Deliver',
+            ncbsim_dot_v1_dot_bureau__pb2.DeliverRequest.SerializeToString,
+            ncbsim_dot_v1_dot_bureau__pb2.DeliverReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,9 +10,17 @@ class MessageKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_KIND_UNSPECIFIED: _ClassVar[MessageKind]
     MESSAGE_KIND_QUERY_REQUEST: _ClassVar[MessageKind]
     MESSAGE_KIND_QUERY_RESPONSE: _ClassVar[MessageKind]
+    MESSAGE_KIND_DIFFUSION: _ClassVar[MessageKind]
+    MESSAGE_KIND_NOTICE_REQUEST: _ClassVar[MessageKind]
+    MESSAGE_KIND_NOTICE: _ClassVar[MessageKind]
+    MESSAGE_KIND_MESSAGE: _ClassVar[MessageKind]
 MESSAGE_KIND_UNSPECIFIED: MessageKind
 MESSAGE_KIND_QUERY_REQUEST: MessageKind
 MESSAGE_KIND_QUERY_RESPONSE: MessageKind
+MESSAGE_KIND_DIFFUSION: MessageKind
+MESSAGE_KIND_NOTICE_REQUEST: MessageKind
+MESSAGE_KIND_NOTICE: MessageKind
+MESSAGE_KIND_MESSAGE: MessageKind
 
 class Header(_message.Message):
     __slots__ = ("version", "message_id", "sender", "recipient", "kind", "issued_at_ms", "expires_at_ms", "correlation_id", "sender_key_id", "recipient_key_id")

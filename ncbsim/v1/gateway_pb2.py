@@ -24,35 +24,52 @@ _sym_db = _symbol_database.Default()
 
 from ncbsim.v1 import directory_pb2 as ncbsim_dot_v1_dot_directory__pb2
 from ncbsim.v1 import envelope_pb2 as ncbsim_dot_v1_dot_envelope__pb2
+from ncbsim.v1 import messages_pb2 as ncbsim_dot_v1_dot_messages__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v1/gateway.proto\x12\tncbsim.v1\x1a\x19ncbsim/v1/directory.proto\x1a\x18ncbsim/v1/envelope.proto\";\n\x11MultiQueryRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Envelope\"\x90\x01\n\x08\x44\x65livery\x12\x0e\n\x06\x62ureau\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.ncbsim.v1.DeliveryStatus\x12%\n\x08response\x18\x03 \x01(\x0b\x32\x13.ncbsim.v1.Envelope\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\r\":\n\x0fMultiQueryReply\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Delivery\"#\n\x10\x44irectoryRequest\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"s\n\tDirectory\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.ncbsim.v1.SignedDirectoryEntry\x12\x34\n\x0brevocations\x18\x02 \x01(\x0b\x32\x1f.ncbsim.v1.SignedRevocationList\"\"\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x0f\n\rRegisterReply\"\x0f\n\rRoutesRequest\"\x1e\n\x0bRoutesReply\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t*\x8c\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_NO_ANSWER\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATUS_REFUSED\x10\x03\x32\xc5\x02\n\x07Gateway\x12\x31\n\x05Query\x12\x13.ncbsim.v1.Envelope\x1a\x13.ncbsim.v1.Envelope\x12\x46\n\nMultiQuery\x12\x1c.ncbsim.v1.MultiQueryRequest\x1a\x1a.ncbsim.v1.MultiQueryReply\x12\x41\n\x0cGetDirectory\x12\x1b.ncbsim.v1.DirectoryRequest\x1a\x14.ncbsim.v1.Directory\x12@\n\x08Register\x12\x1a.ncbsim.v1.RegisterRequest\x1a\x18.ncbsim.v1.RegisterReply\x12:\n\x06Routes\x12\x18.ncbsim.v1.RoutesRequest\x1a\x16.ncbsim.v1.RoutesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v1/gateway.proto\x12\tncbsim.v1\x1a\x19ncbsim/v1/directory.proto\x1a\x18ncbsim/v1/envelope.proto\x1a\x18ncbsim/v1/messages.proto\";\n\x11MultiQueryRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Envelope\"\x90\x01\n\x08\x44\x65livery\x12\x0e\n\x06\x62ureau\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.ncbsim.v1.DeliveryStatus\x12%\n\x08response\x18\x03 \x01(\x0b\x32\x13.ncbsim.v1.Envelope\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\r\":\n\x0fMultiQueryReply\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Delivery\"#\n\x10\x44irectoryRequest\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"s\n\tDirectory\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.ncbsim.v1.SignedDirectoryEntry\x12\x34\n\x0brevocations\x18\x02 \x01(\x0b\x32\x1f.ncbsim.v1.SignedRevocationList\"\"\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x0f\n\rRegisterReply\"\x0f\n\rRoutesRequest\"\x1e\n\x0bRoutesReply\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"5\n\x0bPostRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v1.Envelope\"\x94\x01\n\nPostResult\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x11\n\trecipient\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.ncbsim.v1.PostStatus\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"3\n\tPostReply\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.ncbsim.v1.PostResult\"8\n\x0fReceiptsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\xba\x02\n\rPostedMessage\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0f\n\x07post_id\x18\x03 \x01(\x0c\x12\x11\n\trecipient\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.ncbsim.v1.MessageKind\x12&\n\x05state\x18\x06 \x01(\x0e\x32\x17.ncbsim.v1.MessageState\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x07 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x08 \x01(\x03\x12\x15\n\rsettled_at_ms\x18\t \x01(\x03\x12\x10\n\x08\x61ttempts\x18\n \x01(\r\x12)\n\x07receipt\x18\x0b \x01(\x0b\x32\x18.ncbsim.v1.SignedReceipt\x12\x0e\n\x06\x64\x65tail\x18\x0c \x01(\t\"I\n\rReceiptsReply\x12*\n\x08messages\x18\x01 \x03(\x0b\x32\x18.ncbsim.v1.PostedMessage\x12\x0c\n\x04more\x18\x02 \x01(\x08*\x8c\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_NO_ANSWER\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATUS_REFUSED\x10\x03*z\n\nPostStatus\x12\x1b\n\x17POST_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14POST_STATUS_ACCEPTED\x10\x01\x12\x19\n\x15POST_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16POST_STATUS_QUEUE_FULL\x10\x03*\x9b\x01\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MESSAGE_STATE_QUEUED\x10\x01\x12\x1b\n\x17MESSAGE_STATE_DELIVERED\x10\x02\x12\x19\n\x15MESSAGE_STATE_EXPIRED\x10\x03\x12\x1a\n\x16MESSAGE_STATE_REJECTED\x10\x04\x32\xbd\x03\n\x07Gateway\x12\x31\n\x05Query\x12\x13.ncbsim.v1.Envelope\x1a\x13.ncbsim.v1.Envelope\x12\x46\n\nMultiQuery\x12\x1c.ncbsim.v1.MultiQueryRequest\x1a\x1a.ncbsim.v1.MultiQueryReply\x12\x41\n\x0cGetDirectory\x12\x1b.ncbsim.v1.DirectoryRequest\x1a\x14.ncbsim.v1.Directory\x12@\n\x08Register\x12\x1a.ncbsim.v1.RegisterRequest\x1a\x18.ncbsim.v1.RegisterReply\x12:\n\x06Routes\x12\x18.ncbsim.v1.RoutesRequest\x1a\x16.ncbsim.v1.RoutesReply\x12\x34\n\x04Post\x12\x16.ncbsim.v1.PostRequest\x1a\x14.ncbsim.v1.PostReply\x12@\n\x08Receipts\x12\x1a.ncbsim.v1.ReceiptsRequest\x1a\x18.ncbsim.v1.ReceiptsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATUS']._serialized_start=616
-  _globals['_DELIVERYSTATUS']._serialized_end=756
-  _globals['_MULTIQUERYREQUEST']._serialized_start=91
-  _globals['_MULTIQUERYREQUEST']._serialized_end=150
-  _globals['_DELIVERY']._serialized_start=153
-  _globals['_DELIVERY']._serialized_end=297
-  _globals['_MULTIQUERYREPLY']._serialized_start=299
-  _globals['_MULTIQUERYREPLY']._serialized_end=357
-  _globals['_DIRECTORYREQUEST']._serialized_start=359
-  _globals['_DIRECTORYREQUEST']._serialized_end=394
-  _globals['_DIRECTORY']._serialized_start=396
-  _globals['_DIRECTORY']._serialized_end=511
-  _globals['_REGISTERREQUEST']._serialized_start=513
-  _globals['_REGISTERREQUEST']._serialized_end=547
-  _globals['_REGISTERREPLY']._serialized_start=549
-  _globals['_REGISTERREPLY']._serialized_end=564
-  _globals['_ROUTESREQUEST']._serialized_start=566
-  _globals['_ROUTESREQUEST']._serialized_end=581
-  _globals['_ROUTESREPLY']._serialized_start=583
-  _globals['_ROUTESREPLY']._serialized_end=613
-  _globals['_GATEWAY']._serialized_start=759
-  _globals['_GATEWAY']._serialized_end=1084
+  _globals['_DELIVERYSTATUS']._serialized_start=1351
+  _globals['_DELIVERYSTATUS']._serialized_end=1491
+  _globals['_POSTSTATUS']._serialized_start=1493
+  _globals['_POSTSTATUS']._serialized_end=1615
+  _globals['_MESSAGESTATE']._serialized_start=1618
+  _globals['_MESSAGESTATE']._serialized_end=1773
+  _globals['_MULTIQUERYREQUEST']._serialized_start=117
+  _globals['_MULTIQUERYREQUEST']._serialized_end=176
+  _globals['_DELIVERY']._serialized_start=179
+  _globals['_DELIVERY']._serialized_end=323
+  _globals['_MULTIQUERYREPLY']._serialized_start=325
+  _globals['_MULTIQUERYREPLY']._serialized_end=383
+  _globals['_DIRECTORYREQUEST']._serialized_start=385
+  _globals['_DIRECTORYREQUEST']._serialized_end=420
+  _globals['_DIRECTORY']._serialized_start=422
+  _globals['_DIRECTORY']._serialized_end=537
+  _globals['_REGISTERREQUEST']._serialized_start=539
+  _globals['_REGISTERREQUEST']._serialized_end=573
+  _globals['_REGISTERREPLY']._serialized_start=575
+  _globals['_REGISTERREPLY']._serialized_end=590
+  _globals['_ROUTESREQUEST']._serialized_start=592
+  _globals['_ROUTESREQUEST']._serialized_end=607
+  _globals['_ROUTESREPLY']._serialized_start=609
+  _globals['_ROUTESREPLY']._serialized_end=639
+  _globals['_POSTREQUEST']._serialized_start=641
+  _globals['_POSTREQUEST']._serialized_end=694
+  _globals['_POSTRESULT']._serialized_start=697
+  _globals['_POSTRESULT']._serialized_end=845
+  _globals['_POSTREPLY']._serialized_start=847
+  _globals['_POSTREPLY']._serialized_end=898
+  _globals['_RECEIPTSREQUEST']._serialized_start=900
+  _globals['_RECEIPTSREQUEST']._serialized_end=956
+  _globals['_POSTEDMESSAGE']._serialized_start=959
+  _globals['_POSTEDMESSAGE']._serialized_end=1273
+  _globals['_RECEIPTSREPLY']._serialized_start=1275
+  _globals['_RECEIPTSREPLY']._serialized_end=1348
+  _globals['_GATEWAY']._serialized_start=1776
+  _globals['_GATEWAY']._serialized_end=2221
 # @@protoc_insertion_point(module_scope)

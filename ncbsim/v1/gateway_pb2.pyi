@@ -1,5 +1,6 @@
 from ncbsim.v1 import directory_pb2 as _directory_pb2
 from ncbsim.v1 import envelope_pb2 as _envelope_pb2
+from ncbsim.v1 import messages_pb2 as _messages_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -15,10 +16,34 @@ class DeliveryStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIVERY_STATUS_DELIVERED: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_NO_ANSWER: _ClassVar[DeliveryStatus]
     DELIVERY_STATUS_REFUSED: _ClassVar[DeliveryStatus]
+
+class PostStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POST_STATUS_UNSPECIFIED: _ClassVar[PostStatus]
+    POST_STATUS_ACCEPTED: _ClassVar[PostStatus]
+    POST_STATUS_DUPLICATE: _ClassVar[PostStatus]
+    POST_STATUS_QUEUE_FULL: _ClassVar[PostStatus]
+
+class MessageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MESSAGE_STATE_UNSPECIFIED: _ClassVar[MessageState]
+    MESSAGE_STATE_QUEUED: _ClassVar[MessageState]
+    MESSAGE_STATE_DELIVERED: _ClassVar[MessageState]
+    MESSAGE_STATE_EXPIRED: _ClassVar[MessageState]
+    MESSAGE_STATE_REJECTED: _ClassVar[MessageState]
 DELIVERY_STATUS_UNSPECIFIED: DeliveryStatus
 DELIVERY_STATUS_DELIVERED: DeliveryStatus
 DELIVERY_STATUS_NO_ANSWER: DeliveryStatus
 DELIVERY_STATUS_REFUSED: DeliveryStatus
+POST_STATUS_UNSPECIFIED: PostStatus
+POST_STATUS_ACCEPTED: PostStatus
+POST_STATUS_DUPLICATE: PostStatus
+POST_STATUS_QUEUE_FULL: PostStatus
+MESSAGE_STATE_UNSPECIFIED: MessageState
+MESSAGE_STATE_QUEUED: MessageState
+MESSAGE_STATE_DELIVERED: MessageState
+MESSAGE_STATE_EXPIRED: MessageState
+MESSAGE_STATE_REJECTED: MessageState
 
 class MultiQueryRequest(_message.Message):
     __slots__ = ("envelopes",)
@@ -79,3 +104,75 @@ class RoutesReply(_message.Message):
     BUREAUS_FIELD_NUMBER: _ClassVar[int]
     bureaus: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, bureaus: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PostRequest(_message.Message):
+    __slots__ = ("envelopes",)
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    envelopes: _containers.RepeatedCompositeFieldContainer[_envelope_pb2.Envelope]
+    def __init__(self, envelopes: _Optional[_Iterable[_Union[_envelope_pb2.Envelope, _Mapping]]] = ...) -> None: ...
+
+class PostResult(_message.Message):
+    __slots__ = ("message_id", "recipient", "status", "sequence", "accepted_at_ms", "detail")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    message_id: bytes
+    recipient: str
+    status: PostStatus
+    sequence: int
+    accepted_at_ms: int
+    detail: str
+    def __init__(self, message_id: _Optional[bytes] = ..., recipient: _Optional[str] = ..., status: _Optional[_Union[PostStatus, str]] = ..., sequence: _Optional[int] = ..., accepted_at_ms: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class PostReply(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PostResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PostResult, _Mapping]]] = ...) -> None: ...
+
+class ReceiptsRequest(_message.Message):
+    __slots__ = ("after_sequence", "limit")
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_sequence: int
+    limit: int
+    def __init__(self, after_sequence: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class PostedMessage(_message.Message):
+    __slots__ = ("sequence", "message_id", "post_id", "recipient", "kind", "state", "accepted_at_ms", "expires_at_ms", "settled_at_ms", "attempts", "receipt", "detail")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    POST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    message_id: bytes
+    post_id: bytes
+    recipient: str
+    kind: _envelope_pb2.MessageKind
+    state: MessageState
+    accepted_at_ms: int
+    expires_at_ms: int
+    settled_at_ms: int
+    attempts: int
+    receipt: _messages_pb2.SignedReceipt
+    detail: str
+    def __init__(self, sequence: _Optional[int] = ..., message_id: _Optional[bytes] = ..., post_id: _Optional[bytes] = ..., recipient: _Optional[str] = ..., kind: _Optional[_Union[_envelope_pb2.MessageKind, str]] = ..., state: _Optional[_Union[MessageState, str]] = ..., accepted_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., settled_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., receipt: _Optional[_Union[_messages_pb2.SignedReceipt, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ReceiptsReply(_message.Message):
+    __slots__ = ("messages", "more")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[PostedMessage]
+    more: bool
+    def __init__(self, messages: _Optional[_Iterable[_Union[PostedMessage, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -60,6 +60,16 @@ class GatewayStub:
                 request_serializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesRequest.SerializeToString,
                 response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesReply.FromString,
                 _registered_method=True)
+        self.Post = channel.unary_unary(
+                '/ncbsim.v1.Gateway/Post',
+                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.PostRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.PostReply.FromString,
+                _registered_method=True)
+        self.Receipts = channel.unary_unary(
+                '/ncbsim.v1.Gateway/Receipts',
+                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsReply.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -100,6 +110,22 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Post(self, request, context):
+        """Store one-way envelopes durably, then accept them: each is delivered at least once
+        to its recipient, in order per sender and recipient, or expires and the sender is told.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Receipts(self, request, context):
+        """The fate of the caller's posted envelopes: queued, delivered (with the recipient's
+        signed receipt), expired or refused by the recipient.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +153,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Routes,
                     request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesRequest.FromString,
                     response_serializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesReply.SerializeToString,
+            ),
+            'Post': grpc.unary_unary_rpc_method_handler(
+                    servicer.Post,
+                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.PostRequest.FromString,
+                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.PostReply.SerializeToString,
+            ),
+            'Receipts': grpc.unary_unary_rpc_method_handler(
+                    servicer.Receipts,
+                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsRequest.FromString,
+                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +300,60 @@ class Gateway:
             '/ncbsim.v1.Gateway/Routes',
             ncbsim_dot_v1_dot_gateway__pb2.RoutesRequest.SerializeToString,
             ncbsim_dot_v1_dot_gateway__pb2.RoutesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Post(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ncbsim.v1.Gateway/Post',
+            ncbsim_dot_v1_dot_gateway__pb2.PostRequest.SerializeToString,
+            ncbsim_dot_v1_dot_gateway__pb2.PostReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Receipts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ncbsim.v1.Gateway/Receipts',
+            ncbsim_dot_v1_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
+            ncbsim_dot_v1_dot_gateway__pb2.ReceiptsReply.FromString,
             options,
             channel_credentials,
             insecure,
