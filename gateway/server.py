@@ -9,6 +9,11 @@ oversized or undecodable request is answered with a clear status and audited lik
 other refusal. Each sending bureau is held to its rate limit and daily quota
 (:mod:`gateway.limits`) once its envelopes are admitted. docs/limits.md has the details.
 
+One-way envelopes (diffusions, notices, case messages) take another path: ``Post``
+admits them, stores them durably (:mod:`gateway.mailbox`) and answers only after the
+commit; :mod:`gateway.delivery` delivers them; ``Receipts`` tells the sender their fate.
+docs/delivery.md has the details.
+
 The relay path does no file system work, binds no logging context and writes no log
 line for an envelope that was delivered (the debug line is filtered out at ``info``);
 each envelope costs one envelope and one header parse, the admission checks, one
@@ -18,6 +23,7 @@ rate-limit check and one audit record.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,11 +34,26 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 
 from gateway.audit import AuditLog, AuditRecord
+from gateway.delivery import Deliverer
 from gateway.directory_files import DirectoryFiles
 from gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size
+from gateway.mailbox import (
+    ACCEPTED,
+    DELIVERED,
+    DUPLICATE,
+    EXPIRED,
+    QUEUE_FULL,
+    QUEUED,
+    REJECTED,
+    Acceptance,
+    Incoming,
+    Mailbox,
+    run_to_end,
+)
 from gateway.router import Router
 from ncbsim import envelope, transport
 from ncbsim.config import CONTROL_DAILY_QUOTA, GatewayConfig
+from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import (
     ConfigError,
     EnvelopeError,
@@ -51,11 +72,26 @@ from ncbsim.serving import (
     wait_for_shutdown,
     write_ready_file,
 )
-from ncbsim.v1 import envelope_pb2, gateway_pb2, gateway_pb2_grpc
+from ncbsim.v1 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 log = structlog.get_logger()
 
 MAX_FANOUT = 256
+RECEIPTS_PAGE = 500
+"""Gateway.Receipts lists at most this many messages a call (also its default)."""
+QUEUE_FULL_RETRY_MS = 1_000
+"""The retry hint sent with a Post refused because every recipient's queue is full."""
+_POST_STATUS = {
+    ACCEPTED: gateway_pb2.POST_STATUS_ACCEPTED,
+    DUPLICATE: gateway_pb2.POST_STATUS_DUPLICATE,
+    QUEUE_FULL: gateway_pb2.POST_STATUS_QUEUE_FULL,
+}
+_MESSAGE_STATE = {
+    QUEUED: gateway_pb2.MESSAGE_STATE_QUEUED,
+    DELIVERED: gateway_pb2.MESSAGE_STATE_DELIVERED,
+    EXPIRED: gateway_pb2.MESSAGE_STATE_EXPIRED,
+    REJECTED: gateway_pb2.MESSAGE_STATE_REJECTED,
+}
 _NO_ANSWER = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.UNAVAILABLE,
@@ -124,10 +160,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         audit: AuditLog,
         *,
         limiter: RateLimiter | None = None,
+        mailbox: Mailbox | None = None,
+        deliverer: Deliverer | None = None,
     ) -> None:
         self._config = config
         self._router = router
         self._audit = audit
+        self._mailbox = mailbox
+        self._deliverer = deliverer
         self._directory = DirectoryFiles(config.pki, refresh_s=config.directory_refresh_ms / 1000)
         default = BureauLimit(
             rate_per_s=config.rate_per_s, burst=config.burst, daily_quota=config.daily_quota
@@ -478,6 +518,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         except NcbsimError as exc:
             refused = [(len(request), None)]
             await self._refuse(context, "Register", bureau, exc, started=started, refused=refused)
+        if self._deliverer is not None:  # its node is (back) up: deliver what waits now
+            self._deliverer.kick(bureau)
         return gateway_pb2.RegisterReply()
 
     async def Routes(  # noqa: N802 - gRPC method name
@@ -485,6 +527,177 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     ) -> gateway_pb2.RoutesReply:
         await self._control("Routes", request, gateway_pb2.RoutesRequest, context)
         return gateway_pb2.RoutesReply(bureaus=self._router.bureaus())
+
+    # ----------------------------------------------------------------- one-way messages
+
+    def _admit_post(
+        self, peer: str | None, request: envelope.Envelope, now_ms: int
+    ) -> envelope.Header:
+        """Check one envelope of a Post against the caller and the one-way rules."""
+        if peer is None:
+            raise IdentityError("a bureau certificate is required")
+        header = envelope.unverified_header(request)
+        if header.sender != peer:
+            raise IdentityError("header sender does not match the authenticated bureau")
+        if (
+            header.version != envelope.VERSION
+            or len(header.message_id) != envelope.MESSAGE_ID_LEN
+            or len(header.correlation_id) != envelope.MESSAGE_ID_LEN
+            or header.kind not in envelope.ONE_WAY_KINDS
+            or not _is_code(header.recipient)
+        ):
+            raise EnvelopeError
+        if header.recipient == header.sender:
+            raise ConfigError("a bureau cannot post to itself")
+        if header.kind == envelope.NOTICE and peer != GENERAL_SECRETARIAT:
+            raise IdentityError(f"only {GENERAL_SECRETARIAT} may post notices")
+        if header.kind == envelope.NOTICE_REQUEST and header.recipient != GENERAL_SECRETARIAT:
+            raise ConfigError(f"a notice request goes to {GENERAL_SECRETARIAT} only")
+        if header.expires_at_ms <= now_ms:
+            raise ConfigError("the envelope expired before it was posted")
+        if header.expires_at_ms - header.issued_at_ms > envelope.MAX_TTL_MS:
+            raise ConfigError(f"time to live over {envelope.MAX_TTL_MS // 3_600_000} h")
+        if not self._directory.known(header.recipient):
+            raise RoutingError(f"unknown bureau {header.recipient!r}")
+        return header
+
+    def _admit_posts(
+        self, peer: str | None, items: Sequence[envelope.Envelope], request_bytes: int
+    ) -> list[Incoming]:
+        """Size, meter and admit every envelope of a Post, or raise for the whole call."""
+        if not items or len(items) > MAX_FANOUT:
+            raise EnvelopeError
+        if request_bytes > self._max_bytes:  # only then can one envelope be over it
+            for item in items:
+                check_size(item.ByteSize(), self._max_bytes)
+        if peer is not None:  # metered before admission: refusals count too
+            self._limiter.take(peer, len(items))
+        now_ms = int(time.time() * 1000)
+        admitted = []
+        for item in items:
+            header = self._admit_post(peer, item, now_ms)
+            data = item.SerializeToString()
+            admitted.append(Incoming(header, data, envelope.envelope_digest(item)))
+        return admitted
+
+    def _mailbox_or_refuse(self) -> Mailbox:
+        if self._mailbox is None:
+            raise ConfigError("this gateway stores no messages")
+        return self._mailbox
+
+    async def _store(
+        self, mailbox: Mailbox, admitted: Sequence[Incoming], started: float
+    ) -> list[Acceptance]:
+        """Store the admitted copies, audit each, and wake the recipients' workers."""
+        accepted = await mailbox.accept(admitted)
+        for incoming, result in zip(admitted, accepted, strict=True):
+            full = result.status == QUEUE_FULL
+            self._audit_record(
+                "Post",
+                incoming.header.sender,
+                len(incoming.data),
+                incoming.header,
+                outcome=result.status,
+                status=grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.OK,
+                started=started,
+            )
+            if result.status == ACCEPTED and self._deliverer is not None:
+                self._deliverer.wake(incoming.header.recipient)
+        return accepted
+
+    async def Post(  # noqa: N802 - gRPC method name
+        self, request: bytes, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.PostReply:
+        """Store each one-way envelope durably, then answer accepted, duplicate or queue_full."""
+        started = time.perf_counter()
+        peer = transport.peer_bureau(context)
+        items: Sequence[envelope.Envelope] = ()
+        try:
+            self._check_credentials(peer, context)
+            items = self._parse(request, gateway_pb2.PostRequest, max_bytes=None).envelopes
+            admitted = self._admit_posts(peer, items, len(request))
+            mailbox = self._mailbox_or_refuse()
+        except NcbsimError as exc:
+            # One row per envelope; a single row for a request too odd to list.
+            refused = [(i.ByteSize(), _header_or_none(i)) for i in items]
+            if not 0 < len(items) <= MAX_FANOUT:
+                refused = [(len(request), None)]
+            await self._refuse(context, "Post", peer, exc, started=started, refused=refused)
+        try:
+            accepted = await run_to_end(self._store(mailbox, admitted, started))
+        except sqlite3.Error:
+            for incoming in admitted:
+                self._audit_record(
+                    "Post",
+                    incoming.header.sender,
+                    len(incoming.data),
+                    incoming.header,
+                    outcome="refused",
+                    status=grpc.StatusCode.UNAVAILABLE,
+                    started=started,
+                )
+            log.exception("post_not_stored", peer=peer, envelopes=len(admitted))
+            await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not store them")
+        reply = gateway_pb2.PostReply()
+        for incoming, result in zip(admitted, accepted, strict=True):
+            reply.results.add(
+                message_id=incoming.header.message_id,
+                recipient=incoming.header.recipient,
+                status=_POST_STATUS[result.status],
+                sequence=result.sequence,
+                accepted_at_ms=result.accepted_at_ms,
+                detail=result.detail,
+            )
+        if all(r.status == QUEUE_FULL for r in accepted):
+            recipients = sorted({i.header.recipient for i in admitted})
+            full_error = LimitExceeded(
+                f"queue for {', '.join(recipients)} is full "
+                f"({mailbox.max_queue} messages waiting); retry later",
+                QUEUE_FULL_RETRY_MS,
+            )
+            log.warning("queue_full", rpc="Post", peer=peer, recipients=recipients)
+            await abort(context, *_status(full_error))
+        return reply
+
+    async def Receipts(  # noqa: N802 - gRPC method name
+        self, request: bytes, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ReceiptsReply:
+        """The caller's own posted copies after ``after_sequence``, by sequence, one page."""
+        started = time.perf_counter()
+        parsed, bureau = await self._control(
+            "Receipts", request, gateway_pb2.ReceiptsRequest, context
+        )
+        try:
+            if bureau is None:
+                raise IdentityError("only a bureau can list its receipts")
+            mailbox = self._mailbox_or_refuse()
+        except NcbsimError as exc:
+            refused = [(len(request), None)]
+            await self._refuse(context, "Receipts", bureau, exc, started=started, refused=refused)
+        limit = min(parsed.limit or RECEIPTS_PAGE, RECEIPTS_PAGE)
+        try:
+            rows = await mailbox.posted(bureau, parsed.after_sequence, limit + 1)
+        except sqlite3.Error:
+            log.exception("receipts_not_read", peer=bureau)
+            await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not read them")
+        reply = gateway_pb2.ReceiptsReply(more=len(rows) > limit)
+        for row in rows[:limit]:
+            message = reply.messages.add(
+                sequence=row.sequence,
+                message_id=row.message_id,
+                post_id=row.post_id,
+                recipient=row.recipient,
+                kind=row.kind,
+                state=_MESSAGE_STATE[row.state],
+                accepted_at_ms=row.accepted_at_ms,
+                expires_at_ms=row.expires_at_ms,
+                settled_at_ms=row.settled_at_ms,
+                attempts=row.attempts,
+                detail=row.detail,
+            )
+            if row.receipt is not None:
+                message.receipt.CopyFrom(messages_pb2.SignedReceipt.FromString(row.receipt))
+        return reply
 
 
 def add_to_server(service: GatewayService, server: Any) -> None:
@@ -497,7 +710,10 @@ async def serve(config: GatewayConfig) -> None:
     tls = config.pki.tls("gateway")
     router = Router(tls)
     audit = AuditLog(config.audit_path)
-    service = GatewayService(config, router, audit)
+    mailbox_path = config.mailbox_path or config.audit_path.with_name("mailbox.sqlite")
+    mailbox = await Mailbox.open(mailbox_path, max_queue=config.max_queue)
+    deliverer = Deliverer(mailbox, router, audit, batch=config.delivery_batch)
+    service = GatewayService(config, router, audit, mailbox=mailbox, deliverer=deliverer)
     served = await start_server(
         tls,
         config.listen,
@@ -513,7 +729,11 @@ async def serve(config: GatewayConfig) -> None:
         burst=config.burst,
         daily_quota=config.daily_quota,
         overrides=sorted(config.bureau_limits),
+        mailbox=str(mailbox_path),
+        queued=mailbox.queued(),
+        max_queue=config.max_queue,
     )
+    await deliverer.start()  # resumes every queued message: a worker per recipient
     await served.set_serving(True)
     write_ready_file(config.ready_file, role="gateway", address=served.address)
     try:
@@ -521,5 +741,7 @@ async def serve(config: GatewayConfig) -> None:
     finally:
         log.info("gateway_stopping")
         await served.server.stop(grace=2)
+        await deliverer.stop()
         await router.close()
+        await mailbox.close()
         audit.close()

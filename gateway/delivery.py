@@ -1,0 +1,310 @@
+"""Deliver stored one-way envelopes: one worker per recipient, in order, at least once.
+
+A worker runs while its recipient has queued copies. It takes up to ``batch`` of the
+oldest queued, unexpired copies (by sequence, so in order per sender and recipient),
+sends them in one ``Bureau.Deliver`` over the router's channel and applies the results
+in order:
+
+- ``PROCESSED`` or ``DUPLICATE`` with a receipt whose fields match the copy (message id,
+  post id, sender, recipient, envelope digest): delivered; the receipt is kept and the
+  envelope dropped;
+- ``REJECTED``: rejected, with the node's coarse reason (the envelope never will open),
+  or expired if that reason is ``expired`` (the node's clock found it past its TTL);
+- a missing result (the node stopped part way) or a receipt that does not match: the
+  copy stays queued and is sent again later; the node's dedup makes that harmless.
+
+A failed call (node down, deadline) or no route backs off from 0.1 s, doubling to 2 s;
+a Register of that bureau (:meth:`Deliverer.kick`) ends the wait at once. A sweeper
+marks copies past their TTL expired every second and restarts any worker that should
+run. Each settled copy gets one gateway audit row (rpc ``Deliver``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+
+from gateway.audit import AuditLog, AuditRecord
+from gateway.mailbox import (
+    DELIVERED,
+    EXPIRED,
+    QUEUED,
+    REJECTED,
+    Due,
+    Mailbox,
+    Outcome,
+    Settled,
+    run_to_end,
+)
+from gateway.router import Router
+from ncbsim import envelope, receipts
+from ncbsim.errors import EnvelopeError, RoutingError
+from ncbsim.v1 import bureau_pb2, envelope_pb2
+
+log = structlog.get_logger()
+
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 2.0
+SWEEP_INTERVAL_S = 1.0
+DELIVER_TIMEOUT_S = 10.0
+MAX_DETAIL = 200
+"""A rejection reason from a node is cut to this many characters."""
+
+_KIND_NAMES = {
+    value.number: value.name.removeprefix("MESSAGE_KIND_").lower()
+    for value in envelope_pb2.MessageKind.DESCRIPTOR.values
+}
+_STATUS = {DELIVERED: "OK", REJECTED: "OK", EXPIRED: "DEADLINE_EXCEEDED"}
+"""The audit row's status: the Deliver call's (OK), or DEADLINE_EXCEEDED for a TTL."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Worker:
+    task: asyncio.Task[None] | None = None
+    pending: bool = False
+    """New copies were stored since the worker last looked: do not stop yet."""
+    kick: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by a Register: end the back-off at once."""
+
+
+class Deliverer:
+    """Delivery workers for every recipient with queued copies, and the expiry sweeper."""
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        router: Router,
+        audit: AuditLog,
+        *,
+        batch: int = 64,
+        timeout_s: float = DELIVER_TIMEOUT_S,
+        backoff_min_s: float = BACKOFF_MIN_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        sweep_interval_s: float = SWEEP_INTERVAL_S,
+    ) -> None:
+        self._mailbox = mailbox
+        self._router = router
+        self._audit = audit
+        self._batch = batch
+        self._timeout_s = timeout_s
+        self._backoff = (backoff_min_s, backoff_max_s)
+        self._sweep_interval_s = sweep_interval_s
+        self._workers: dict[str, _Worker] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Start a worker for every recipient with queued copies, and the sweeper."""
+        for bureau in self._mailbox.recipients():
+            self.wake(bureau)
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="mailbox-sweeper")
+
+    async def stop(self) -> None:
+        """Stop every worker and the sweeper; copies in flight stay queued."""
+        self._stopping = True
+        tasks = [w.task for w in self._workers.values() if w.task is not None]
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers.clear()
+
+    def wake(self, bureau: str) -> None:
+        """New copies for ``bureau`` were stored: make sure its worker runs."""
+        if self._stopping:
+            return
+        worker = self._workers.get(bureau)
+        if worker is not None:
+            worker.pending = True
+            return
+        worker = self._workers[bureau] = _Worker(pending=True)
+        worker.task = asyncio.create_task(self._work(bureau, worker), name=f"deliver-{bureau}")
+
+    def kick(self, bureau: str) -> None:
+        """``bureau`` (re)registered its node: deliver now if it has queued copies."""
+        worker = self._workers.get(bureau)
+        if worker is not None:
+            worker.kick.set()
+        elif self._mailbox.queued(bureau) > 0:
+            self.wake(bureau)
+
+    def running(self) -> list[str]:
+        """Recipients with a worker, sorted (for tests and tools)."""
+        return sorted(self._workers)
+
+    # ----------------------------------------------------------------- worker
+
+    async def _work(self, bureau: str, worker: _Worker) -> None:
+        delay = 0.0
+        try:
+            while True:
+                worker.pending = False
+                worker.kick.clear()  # a Register from here on ends the coming back-off
+                due = await self._mailbox.due(bureau, self._batch, _now_ms())
+                if not due:
+                    if worker.pending:
+                        continue
+                    return  # nothing to do; a later wake starts a new worker
+                if await self._deliver(bureau, due):
+                    delay = 0.0
+                    continue
+                low, high = self._backoff
+                delay = min(max(delay * 2, low), high)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(worker.kick.wait(), delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug: log it; the sweeper starts the worker again
+            log.exception("delivery_worker_failed", recipient=bureau)
+        finally:
+            if self._workers.get(bureau) is worker:
+                del self._workers[bureau]
+
+    async def _deliver(self, bureau: str, due: Sequence[Due]) -> bool:
+        """Send ``due`` to ``bureau`` and record what came back; True if all settled."""
+        started = time.perf_counter()
+        try:
+            route = self._router.get(bureau)
+        except RoutingError:
+            log.debug("delivery_waiting_for_route", recipient=bureau, queued=len(due))
+            return False
+        request = bureau_pb2.DeliverRequest(
+            envelopes=[envelope.Envelope.FromString(d.data) for d in due]
+        )
+        try:
+            reply = await route.stub.Deliver(request, timeout=self._timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            log.info(
+                "delivery_failed",
+                recipient=bureau,
+                envelopes=len(due),
+                status=exc.code().name,
+            )
+            await self._mailbox.settle([Outcome(d.sequence, QUEUED) for d in due])
+            return False
+        outcomes = self._outcomes(due, reply.results)
+        await run_to_end(self._settle(outcomes, started))
+        kept = sum(1 for o in outcomes if o.state == QUEUED)
+        if kept:
+            log.info(
+                "delivery_incomplete",
+                recipient=bureau,
+                envelopes=len(due),
+                results=len(reply.results),
+                kept=kept,
+            )
+        return kept == 0
+
+    async def _settle(self, outcomes: Sequence[Outcome], started: float) -> None:
+        """Record the outcomes, then audit each copy they settled."""
+        settled = await self._mailbox.settle(outcomes)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        for row in settled:
+            self._record(row, elapsed_ms)
+
+    @staticmethod
+    def _outcomes(due: Sequence[Due], results: Sequence[bureau_pb2.DeliverResult]) -> list[Outcome]:
+        """One outcome per copy, in order; copies after a result that does not fit stay."""
+        outcomes: list[Outcome] = []
+        trusted = True
+        for i, copy in enumerate(due):
+            result = results[i] if trusted and i < len(results) else None
+            if result is None or result.message_id != copy.message_id:
+                trusted = False  # out of step: nothing after this is believed
+                outcomes.append(Outcome(copy.sequence, QUEUED))
+            elif result.status == bureau_pb2.DELIVER_STATUS_REJECTED:
+                detail = result.detail[:MAX_DETAIL] or "rejected"
+                # The node found it past its TTL (their clocks differ): the sender is told
+                # it expired, as if the sweeper had found it first.
+                state = EXPIRED if detail == EXPIRED else REJECTED
+                outcomes.append(Outcome(copy.sequence, state, detail=detail))
+            elif result.status in (
+                bureau_pb2.DELIVER_STATUS_PROCESSED,
+                bureau_pb2.DELIVER_STATUS_DUPLICATE,
+            ) and _receipt_matches(copy, result.receipt):
+                outcomes.append(
+                    Outcome(copy.sequence, DELIVERED, receipt=result.receipt.SerializeToString())
+                )
+            else:
+                outcomes.append(Outcome(copy.sequence, QUEUED))
+        return outcomes
+
+    # ----------------------------------------------------------------- expiry
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval_s)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next sweep tries again
+                log.exception("mailbox_sweep_failed")
+
+    async def sweep(self, now_ms: int | None = None) -> list[Settled]:
+        """Expire queued copies past their TTL (audited) and start any missing worker."""
+        expired = []
+        if self._mailbox.queued() > 0:
+            expired = await run_to_end(self._expire(_now_ms() if now_ms is None else now_ms))
+        for bureau in self._mailbox.recipients():
+            if bureau not in self._workers:
+                self.wake(bureau)
+        return expired
+
+    async def _expire(self, now_ms: int) -> list[Settled]:
+        """Expire what is due, then audit each copy."""
+        expired = await self._mailbox.expire(now_ms)
+        for row in expired:
+            self._record(row, 0.0)
+        if expired:
+            log.info("messages_expired", count=len(expired))
+        return expired
+
+    def _record(self, row: Settled, elapsed_ms: float) -> None:
+        self._audit.record(
+            AuditRecord(
+                _now_ms(),
+                "Deliver",
+                row.recipient,
+                row.message_id.hex(),
+                row.post_id.hex(),
+                row.sender,
+                row.recipient,
+                _KIND_NAMES.get(row.kind) or f"unknown({row.kind})",
+                row.issued_at_ms,
+                row.expires_at_ms,
+                row.envelope_bytes,
+                row.receipt_bytes,
+                row.state,
+                _STATUS[row.state],
+                elapsed_ms,
+            )
+        )
+
+
+def _receipt_matches(copy: Due, signed: receipts.SignedReceipt) -> bool:
+    """True if the (unverified) receipt names exactly this copy."""
+    try:
+        receipt = receipts.parse(signed)
+    except EnvelopeError:
+        return False
+    return (
+        receipt.message_id == copy.message_id
+        and receipt.post_id == copy.post_id
+        and receipt.sender == copy.sender
+        and receipt.recipient == copy.recipient
+        and receipt.envelope_sha256 == copy.sha256
+    )
