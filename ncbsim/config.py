@@ -60,6 +60,8 @@ at start, for a bureau it does not know, every 30 s per peer, and the whole dire
 for each query to ALL. Fifty a second with a burst of 200 is far above all of that."""
 CONTROL_DAILY_QUOTA = 2**62
 """The control plane has no daily quota: its bucket is the bound."""
+DEFAULT_MAX_QUEUE = 10_000
+"""Queued copies per recipient before the gateway answers QUEUE_FULL (docs/delivery.md)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,6 +94,12 @@ class GatewayConfig:
     A bucket apart from the query budget, so queries never cost a bureau its route."""
     control_burst: int = DEFAULT_CONTROL_BURST
     """GetDirectory, Register and Routes calls each bureau may make at once."""
+    mailbox_path: Path | None = None
+    """The store of one-way envelopes; None means ``mailbox.sqlite`` next to ``audit_path``."""
+    max_queue: int = DEFAULT_MAX_QUEUE
+    """Queued (undelivered) copies a recipient may have; a Post over it gets QUEUE_FULL."""
+    delivery_batch: int = 64
+    """Copies sent to a bureau in one Bureau.Deliver call."""
 
     def __post_init__(self) -> None:
         from ncbsim.transport import MAX_MESSAGE_BYTES
@@ -116,6 +124,10 @@ class GatewayConfig:
             raise ConfigError("control rate must be a positive number of calls per second")
         if self.control_burst < 1:
             raise ConfigError("control burst must be at least 1")
+        if self.max_queue < 1:
+            raise ConfigError("max_queue must be at least 1")
+        if not 1 <= self.delivery_batch <= 1024:
+            raise ConfigError("delivery_batch must be between 1 and 1024")
         for code in self.bureau_limits:
             check_bureau_code(code)
 
@@ -145,6 +157,9 @@ class NodeConfig:
     simulator puts a fault proxy there."""
     clock_offset_ms: int = 0
     """The node's clock offset at start (a clock-skew fault; ncbsim.clock)."""
+    inbox_path: Path | None = None
+    """The node's inbox of one-way messages (node.inbox); None means ``inbox.sqlite``
+    next to ``db_path``."""
 
     def __post_init__(self) -> None:
         check_bureau_code(self.bureau)

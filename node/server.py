@@ -19,10 +19,11 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, padding, transport
+from ncbsim import envelope, messages, padding, transport
 from ncbsim.auditlog import ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.config import NodeConfig
+from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
@@ -32,7 +33,10 @@ from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_fi
 from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.answer import answer
 from node.hits import HitLog
+from node.inbox import Inbox
 from node.keys import KeyWatch, entry_stamp
+from node.notices import OutboxPoster
+from node.postbox import Postbox
 from node.replay import ReplayCache
 from node.store import RecordStore
 
@@ -52,13 +56,18 @@ AUDIT_COLUMNS = (
     ("status", "TEXT"),
     ("elapsed_ms", "REAL"),
 )
-_KIND_NAMES = {envelope.QUERY_REQUEST: "query_request", envelope.QUERY_RESPONSE: "query_response"}
+_KIND_NAMES = {
+    envelope.QUERY_REQUEST: "query_request",
+    envelope.QUERY_RESPONSE: "query_response",
+    **messages.KIND_NAMES,
+}
 
 
 class NodeAuditRecord(NamedTuple):
     """One envelope the node handled: ids, sender, kind, sizes, outcome. Never content.
 
-    ``outcome`` is ``answered`` or ``refused``; ``reason`` says why in a coarse code:
+    ``outcome`` is ``answered`` or ``refused``, and for Deliver ``processed``,
+    ``duplicate`` or ``rejected`` (node.postbox); ``reason`` says why in a coarse code:
     ``not_gateway``, ``undecodable``, ``unverified``, ``revoked`` (signed with a key the
     root revoked), ``no_directory`` (the sender's entry could not be fetched), ``replay``
     (verified, but this sender's message id was accepted before), ``bad_response_key``
@@ -127,8 +136,10 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         clock_skew_ms: int = envelope.CLOCK_SKEW_MS,
         hits: HitLog | None = None,
         clock: Clock | None = None,
+        postbox: Postbox | None = None,
     ) -> None:
         self._clock = clock or Clock()
+        self._postbox = postbox
         self._hits = hits
         self._identity = identity
         self._peers = peers
@@ -172,6 +183,16 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
     def use_identity(self, identity: Identity) -> None:
         """Answer under ``identity`` from now on (after ``ncbsim pki rotate``)."""
         self._identity = identity
+        if self._postbox is not None:
+            self._postbox.use_identity(identity)
+
+    async def Deliver(  # noqa: N802 - gRPC method name
+        self, raw: bytes, context: grpc.aio.ServicerContext
+    ) -> bureau_pb2.DeliverReply:
+        """Process one-way envelopes the gateway stored for this bureau (node.postbox)."""
+        if self._postbox is None:
+            await abort(context, grpc.StatusCode.UNIMPLEMENTED, "this node takes no deliveries")
+        return await self._postbox.deliver(raw, context)
 
     async def _know_sender(
         self,
@@ -366,11 +387,29 @@ async def run_node(
         stack.callback(audit.close)
         hits = HitLog(config.db_path.with_name("hits.sqlite"))
         stack.callback(hits.close)
+        inbox = Inbox(config.inbox_path or config.db_path.with_name("inbox.sqlite"))
+        stack.callback(inbox.close)
         tls = config.pki.tls(config.bureau)
         gateway_channel = transport.gateway_channel(config.gateway, tls)
         stack.push_async_callback(gateway_channel.close)
         gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
         peers = Peers(directory if directory is not None else Directory.pinned(config.pki), gateway)
+        # Only GS sends from its node (notices); its outbox is posted by a task of its own.
+        outbox = (
+            OutboxPoster(inbox, gateway, clock=clock)
+            if config.bureau == GENERAL_SECRETARIAT
+            else None
+        )
+        postbox = Postbox(
+            identity,
+            peers,
+            inbox,
+            audit,
+            records_path=config.db_path,
+            clock=clock,
+            clock_skew_ms=config.clock_skew_ms,
+            outbox=outbox,
+        )
         service = BureauService(
             identity,
             peers,
@@ -380,6 +419,7 @@ async def run_node(
             clock_skew_ms=config.clock_skew_ms,
             hits=hits,
             clock=clock,
+            postbox=postbox,
         )
         served = await start_server(
             tls,
@@ -419,6 +459,8 @@ async def run_node(
                 ).run(config.key_check_interval_s)
             ),
         ]
+        if outbox is not None:
+            tasks.append(asyncio.create_task(outbox.run()))
         stack.push_async_callback(_cancel, tasks)
         stack.callback(log.info, "node_stopping")
         stopping = asyncio.create_task(stop.wait())

@@ -27,6 +27,7 @@ controls"; the writer creates the table when it first needs it.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import sqlite3
@@ -61,10 +62,12 @@ __all__ = [
     "RecordStore",
     "StoreClosedError",
     "Vehicle",
+    "delete_person",
     "name_key",
     "name_similarity",
     "normalize_number",
     "normalize_plate",
+    "put_person",
 ]
 
 Kind = Literal["document", "person", "vehicle"]
@@ -641,3 +644,51 @@ class RecordStore:
 
 LOOKUPS: tuple[str, ...] = tuple(_LOOKUPS)
 """Names accepted by :meth:`RecordStore.query_plan`."""
+
+
+# ---------------------------------------------------------------- notice subjects
+
+
+def _writer(path: Path) -> sqlite3.Connection:
+    """A short-lived write connection to the record database (the store itself is read-only)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no record database at {path}")
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def put_person(path: Path, person: Person) -> bool:
+    """Add ``person`` to the record database at ``path``, unless its ``ref`` is there.
+
+    Used for the subject of a published notice (node.notices): idempotent, so applying
+    the same notice again leaves one record. True if a record was added. Name keys are
+    computed with :func:`name_key`, as the generator does, so a person query finds it.
+    """
+    with contextlib.closing(_writer(path)) as conn:
+        added = conn.execute(
+            "INSERT INTO persons (ref, surname, given_names, date_of_birth, nationality, sex, "
+            "flag, summary, surname_key, given_key) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM persons WHERE ref = ?)",
+            (
+                person.ref,
+                person.surname,
+                person.given_names,
+                person.date_of_birth,
+                person.nationality,
+                person.sex,
+                person.flag,
+                person.summary,
+                name_key(person.surname),
+                name_key(person.given_names),
+                person.ref,
+            ),
+        ).rowcount
+    return bool(added)
+
+
+def delete_person(path: Path, ref: str) -> bool:
+    """Delete the person record ``ref`` (a withdrawn notice's subject); True if one was."""
+    with contextlib.closing(_writer(path)) as conn:
+        deleted = conn.execute("DELETE FROM persons WHERE ref = ?", (ref,)).rowcount
+    return bool(deleted)

@@ -1,0 +1,381 @@
+"""Bureau.Deliver: open the one-way envelopes the gateway stored for this bureau, process
+each exactly once, and answer each with a signed receipt.
+
+The gateway delivers at least once: after a crash on either side, or a lost reply, the
+same envelope comes again. The node makes processing effectively exactly once. Each
+envelope is looked up by ``(sender, message_id)`` in the inbox (node.inbox) and, if new,
+processed and recorded (messages row, processed row, receipt) in one transaction; a
+repeat is answered DUPLICATE with the receipt signed the first time, and processed no
+more.
+
+A call is handled in two phases. First, with awaits: the headers are read and every
+sender's directory entry is made sure of (fetched from the gateway for a sender not met
+yet, as Bureau.Handle does); at GS, a batch holding a notice request also reloads the
+whole directory, whose bureaus a published notice goes to. If the gateway cannot be
+asked, the batch stops before the envelope that needed it: the node answers the
+results so far and the gateway delivers the rest again later. Second, with no await:
+every envelope is processed inside one inbox transaction, committed once (one fsync per
+batch), and only then are the results returned. Nothing else runs on the loop during
+that second phase, so two overlapping calls cannot both process one envelope.
+
+Per kind: a diffusion or a case message is stored; a notice (from GS only) is applied
+to the bureau's notices and records (node.notices); a notice request (only GS takes
+them) is reviewed at once and GS's decision, with its sealed copies, commits in the same
+transaction. Results: PROCESSED with a receipt, DUPLICATE with the first receipt, or
+REJECTED with a coarse reason that the node also audits: ``undecodable``,
+``wrong_recipient``, ``unverified``, ``expired``, ``revoked``, ``replay`` (a different
+envelope under a message id this sender spent), ``not_gs`` (a notice from a bureau
+other than GS, or a notice request to one). One node audit row per envelope; ids,
+parties, kinds and sizes only, never content.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import structlog
+from google.protobuf.message import DecodeError
+
+from ncbsim import envelope, messages, receipts, transport
+from ncbsim.auditlog import ChainedLog
+from ncbsim.clock import Clock
+from ncbsim.countries import GENERAL_SECRETARIAT
+from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
+from ncbsim.identity import Identity
+from ncbsim.peers import Peers
+from ncbsim.pki import GATEWAY_NAME
+from ncbsim.serving import abort
+from ncbsim.v1 import bureau_pb2, messages_pb2
+from node import notices
+from node.inbox import Inbox
+from node.notices import OutboxPoster
+
+__all__ = ["Postbox"]
+
+log = structlog.get_logger()
+
+PROCESSED = bureau_pb2.DELIVER_STATUS_PROCESSED
+DUPLICATE = bureau_pb2.DELIVER_STATUS_DUPLICATE
+REJECTED = bureau_pb2.DELIVER_STATUS_REJECTED
+_OUTCOMES = {PROCESSED: "processed", DUPLICATE: "duplicate", REJECTED: "rejected"}
+
+
+@dataclass(slots=True)
+class _Item:
+    """One envelope of the batch: its bytes and its header (None: it did not parse)."""
+
+    sealed: envelope.Envelope
+    header: envelope.Header | None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    item: _Item
+    result: bureau_pb2.DeliverResult
+    reason: str = ""
+    decided: int = 0
+    """Notice copies GS queued in its outbox while processing this envelope."""
+
+
+class Postbox:
+    """Processes Bureau.Deliver calls for one bureau (see the module docstring).
+
+    ``records_path`` is the bureau's record database, which published notices write
+    to. ``outbox``, at GS, is woken when a decision queued Notice copies.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        peers: Peers,
+        inbox: Inbox,
+        audit: ChainedLog,
+        *,
+        records_path: Path,
+        clock: Clock | None = None,
+        clock_skew_ms: int = envelope.CLOCK_SKEW_MS,
+        outbox: OutboxPoster | None = None,
+    ) -> None:
+        self._identity = identity
+        self._peers = peers
+        self._inbox = inbox
+        self._audit = audit
+        self._records_path = records_path
+        self._clock = clock or Clock()
+        self._clock_skew_ms = clock_skew_ms
+        self._outbox = outbox
+
+    def use_identity(self, identity: Identity) -> None:
+        """Open and sign receipts under ``identity`` from now on (after a key rotation)."""
+        self._identity = identity
+
+    @property
+    def _is_gs(self) -> bool:
+        return self._identity.bureau == GENERAL_SECRETARIAT
+
+    async def deliver(
+        self, raw: bytes, context: grpc.aio.ServicerContext
+    ) -> bureau_pb2.DeliverReply:
+        """Handle one Deliver call: the request as raw bytes, one result per envelope
+        processed, in order (fewer than sent if the batch had to stop)."""
+        started = time.perf_counter()
+        if not transport.peer_is(context, GATEWAY_NAME):
+            log.warning("refused_caller", rpc="Deliver", reason="not the gateway")
+            self._audit_call(len(raw), "not_gateway", grpc.StatusCode.PERMISSION_DENIED, started)
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only the gateway may call")
+        try:
+            request = bureau_pb2.DeliverRequest.FromString(raw)
+        except DecodeError:
+            self._audit_call(len(raw), "undecodable", grpc.StatusCode.INVALID_ARGUMENT, started)
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "request rejected")
+        items = await self._prepare(request)
+        try:
+            outcomes = self._process_all(items)
+        except (sqlite3.Error, NcbsimError, OSError):
+            log.exception("deliver_failed", envelopes=len(items))
+            self._audit_call(len(raw), "internal", grpc.StatusCode.INTERNAL, started)
+            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        for outcome in outcomes:
+            self._audit_outcome(outcome, elapsed)
+        if self._outbox is not None and any(o.decided for o in outcomes):
+            self._outbox.wake()
+        if len(outcomes) < len(request.envelopes):
+            log.info("deliver_stopped", taken=len(outcomes), sent=len(request.envelopes))
+        return bureau_pb2.DeliverReply(results=[o.result for o in outcomes])
+
+    # ------------------------------------------------------------ phase 1: senders
+
+    async def _prepare(self, request: bureau_pb2.DeliverRequest) -> list[_Item]:
+        """Headers parsed and senders known, up to the first envelope whose sender's entry
+        could not be asked for (the gateway is unreachable)."""
+        items: list[_Item] = []
+        for sealed in request.envelopes:
+            try:
+                header: envelope.Header | None = envelope.unverified_header(sealed)
+            except EnvelopeError:
+                header = None
+            mine = header is not None and header.recipient == self._identity.bureau
+            if mine and header is not None and not await self._know_sender(header):
+                break
+            items.append(_Item(sealed, header))
+        if self._is_gs and any(
+            i.header is not None and i.header.kind == envelope.NOTICE_REQUEST for i in items
+        ):
+            try:
+                await self._peers.load_all()
+            except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                log.warning("directory_unavailable", error=str(exc))
+                first = next(
+                    n
+                    for n, i in enumerate(items)
+                    if i.header is not None and i.header.kind == envelope.NOTICE_REQUEST
+                )
+                del items[first:]
+        return items
+
+    async def _know_sender(self, header: envelope.Header) -> bool:
+        """Hold the sender's current entry; False if the gateway could not be asked."""
+        directory = self._peers.directory
+        held = header.sender in directory
+        if held and directory.get(header.sender).signs_with(header.sender_key_id):
+            return True
+        try:
+            await self._peers.resolve([header.sender], refresh=held)
+        except DirectoryError:
+            return True  # no valid entry: the envelope is rejected unverified
+        except (grpc.aio.AioRpcError, TimeoutError) as exc:
+            log.warning(
+                "directory_unavailable",
+                sender=header.sender,
+                message_id=header.message_hex,
+                error=str(exc),
+            )
+            return False
+        return True
+
+    # ------------------------------------------------------------ phase 2: processing
+
+    def _process_all(self, items: list[_Item]) -> list[_Outcome]:
+        """Process ``items`` in one inbox transaction (no await: nothing interleaves)."""
+        outcomes: list[_Outcome] = []
+        now_ms = self._clock.now_ms()
+        with self._inbox.transaction():
+            for item in items:
+                try:
+                    with self._inbox.savepoint():
+                        outcomes.append(self._process(item, now_ms))
+                except Exception:
+                    # A bug, or the records database failing: stop here, keep what is done;
+                    # the gateway delivers this envelope and the rest again.
+                    header = item.header
+                    log.exception(
+                        "deliver_envelope_failed",
+                        message_id=header.message_hex if header else "",
+                        sender=header.sender if header else "",
+                    )
+                    break
+        return outcomes
+
+    def _rejected(self, item: _Item, reason: str) -> _Outcome:
+        message_id = item.header.message_id if item.header is not None else b""
+        if item.header is not None and reason != "undecodable":
+            log.warning(
+                "envelope_rejected",
+                sender=item.header.sender,
+                reason=reason,
+                message_id=item.header.message_hex,
+                correlation_id=item.header.correlation_hex,
+            )
+        result = bureau_pb2.DeliverResult(message_id=message_id, status=REJECTED, detail=reason)
+        return _Outcome(item, result, reason)
+
+    def _process(self, item: _Item, now_ms: int) -> _Outcome:  # noqa: PLR0911 - one per outcome
+        header = item.header
+        if header is None:
+            return self._rejected(item, "undecodable")
+        if header.recipient != self._identity.bureau:
+            return self._rejected(item, "wrong_recipient")
+        digest = envelope.envelope_digest(item.sealed)
+        stored = self._inbox.stored(header.sender, header.message_id)
+        if stored is not None:
+            if stored.envelope_sha256 != digest:
+                return self._rejected(item, "replay")
+            # The very bytes that verified and were processed before: no need to open again.
+            result = bureau_pb2.DeliverResult(
+                message_id=header.message_id, status=DUPLICATE, receipt=stored.receipt
+            )
+            return _Outcome(item, result)
+        try:
+            opened = envelope.open_message(
+                item.sealed,
+                recipient=self._identity,
+                senders=self._peers.get,
+                now_ms=now_ms,
+                header=header,
+                clock_skew_ms=self._clock_skew_ms,
+            )
+        except EnvelopeError:
+            if self._peers.directory.revoked.key_revoked(header.sender_key_id):
+                return self._rejected(item, "revoked")
+            return self._rejected(
+                item, "expired" if header.expires_at_ms <= now_ms else "unverified"
+            )
+        header = opened.header
+        try:
+            body = messages.unpack(header.kind, opened.plaintext)
+        except EnvelopeError:
+            return self._rejected(item, "undecodable")
+        if header.kind == envelope.NOTICE and header.sender != GENERAL_SECRETARIAT:
+            return self._rejected(item, "not_gs")
+        if header.kind == envelope.NOTICE_REQUEST and not self._is_gs:
+            return self._rejected(item, "not_gs")
+        decided = 0
+        if isinstance(body, messages_pb2.Notice):
+            notices.apply_notice(self._inbox, self._records_path, body, now_ms=now_ms)
+        elif isinstance(body, messages_pb2.NoticeRequest):
+            decided = self._decide(header, body, now_ms)
+        receipt = receipts.sign(self._identity, header, digest, now_ms)
+        self._inbox.add(
+            sender=header.sender,
+            message_id=header.message_id,
+            post_id=header.correlation_id,
+            kind=header.kind,
+            issued_at_ms=header.issued_at_ms,
+            processed_at_ms=now_ms,
+            body=body.SerializeToString(),
+            envelope_sha256=digest,
+            receipt=receipt,
+        )
+        result = bureau_pb2.DeliverResult(
+            message_id=header.message_id, status=PROCESSED, receipt=receipt
+        )
+        return _Outcome(item, result, decided=decided)
+
+    def _decide(
+        self, header: envelope.Header, request: messages_pb2.NoticeRequest, now_ms: int
+    ) -> int:
+        """GS: review a notice request and queue the Notice copies; how many were queued."""
+        directory = self._peers.directory
+        decision = notices.review(
+            self._inbox,
+            header.sender,
+            request,
+            now_ms=now_ms,
+            requested_at_ms=header.issued_at_ms,
+            bureaus=notices.notice_recipients(directory),
+        )
+        return notices.record_decision(
+            self._inbox,
+            decision,
+            records_path=self._records_path,
+            sender=self._identity,
+            directory=directory,
+            now_ms=now_ms,
+        )
+
+    # ------------------------------------------------------------ audit
+
+    def _audit_outcome(self, outcome: _Outcome, elapsed_ms: float) -> None:
+        header = outcome.item.header
+        receipt = outcome.result.receipt
+        self._audit.record(
+            _audit_row(
+                header,
+                request_bytes=outcome.item.sealed.ByteSize(),
+                response_bytes=receipt.ByteSize() if outcome.result.HasField("receipt") else 0,
+                outcome=_OUTCOMES[outcome.result.status],
+                reason=outcome.reason,
+                status=grpc.StatusCode.OK,
+                elapsed_ms=elapsed_ms,
+            )
+        )
+
+    def _audit_call(self, size: int, reason: str, status: grpc.StatusCode, started: float) -> None:
+        self._audit.record(
+            _audit_row(
+                None,
+                request_bytes=size,
+                response_bytes=0,
+                outcome="refused",
+                reason=reason,
+                status=status,
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
+
+
+def _audit_row(
+    header: envelope.Header | None,
+    *,
+    request_bytes: int,
+    response_bytes: int,
+    outcome: str,
+    reason: str,
+    status: grpc.StatusCode,
+    elapsed_ms: float,
+) -> tuple[object, ...]:
+    """A node audit row, in the column order of node.server.AUDIT_COLUMNS."""
+    ids = ("", "", "", "", "")
+    if header is not None:
+        ids = (
+            header.message_hex,
+            header.correlation_hex,
+            header.sender,
+            header.recipient,
+            messages.KIND_NAMES.get(header.kind) or f"unknown({header.kind})",
+        )
+    return (
+        int(time.time() * 1000),
+        *ids,
+        request_bytes,
+        response_bytes,
+        outcome,
+        reason,
+        status.name,
+        elapsed_ms,
+    )

@@ -1,0 +1,461 @@
+"""Notices: GS's review rules, the registry, applying notices to records, GS's outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ncbsim import envelope, messages, pki
+from ncbsim.directory import Directory
+from ncbsim.identity import Identity
+from ncbsim.peers import Peers
+from ncbsim.v1 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
+from node import datagen, notices
+from node.inbox import Inbox
+from node.notices import OutboxPoster
+from node.postbox import Postbox
+from node.server import NodeAuditLog
+from node.store import RecordStore
+
+RED = messages_pb2.NOTICE_COLOR_RED
+YELLOW = messages_pb2.NOTICE_COLOR_YELLOW
+PURPLE = messages_pb2.NOTICE_COLOR_PURPLE
+PUBLISHED = messages_pb2.NOTICE_STATUS_PUBLISHED
+REFUSED = messages_pb2.NOTICE_STATUS_REFUSED
+WITHDRAWN = messages_pb2.NOTICE_STATUS_WITHDRAWN
+BUREAUS = ["FR", "DE", "GS", "IT"]
+SUBJECT = messages_pb2.NoticeSubject(
+    surname="Okonkwo", given_names="Chidi", date_of_birth="1979-04-12", nationality="NG"
+)
+
+
+def _unavailable() -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata()
+    )
+
+
+@dataclass
+class _Gateway:
+    """Serves the PKI's directory; Post follows a script of replies, recording each call.
+
+    Script entries: "down" (UNAVAILABLE), "full:N" (the N-th envelope QUEUE_FULL, the
+    rest accepted), "ok" (all accepted), "dup" (all DUPLICATE), a grpc.StatusCode (the
+    call fails with it). When the script is used up, every call is accepted.
+    """
+
+    pki: pki.PkiDir
+    script: list[object] = field(default_factory=list)
+    posts: list[list[bytes]] = field(default_factory=list)
+
+    async def GetDirectory(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.DirectoryRequest, timeout: float
+    ) -> gateway_pb2.Directory:
+        entries = [
+            directory_pb2.SignedDirectoryEntry.FromString(raw)
+            for raw in self.pki.signed_entries(list(request.bureaus) or None)
+        ]
+        return gateway_pb2.Directory(entries=entries)
+
+    async def Post(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.PostRequest, timeout: float
+    ) -> gateway_pb2.PostReply:
+        self.posts.append([e.SerializeToString() for e in request.envelopes])
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "down":
+            raise _unavailable()
+        if isinstance(step, grpc.StatusCode):
+            raise grpc.aio.AioRpcError(step, grpc.aio.Metadata(), grpc.aio.Metadata())
+        full = int(str(step).split(":")[1]) if str(step).startswith("full:") else -1
+        status = (
+            gateway_pb2.POST_STATUS_DUPLICATE if step == "dup" else gateway_pb2.POST_STATUS_ACCEPTED
+        )
+        return gateway_pb2.PostReply(
+            results=[
+                gateway_pb2.PostResult(
+                    message_id=envelope.unverified_header(e).message_id,
+                    status=gateway_pb2.POST_STATUS_QUEUE_FULL if n == full else status,
+                )
+                for n, e in enumerate(request.envelopes)
+            ]
+        )
+
+
+@dataclass
+class _Node:
+    bureau: str
+    postbox: Postbox
+    inbox: Inbox
+    audit: NodeAuditLog
+    records: Path
+    outbox: OutboxPoster | None
+
+    def find(self, subject: messages_pb2.NoticeSubject = SUBJECT) -> list[str]:
+        """Refs of the persons a query for ``subject`` hits in this bureau's records."""
+        store = RecordStore(self.records)
+        try:
+            found = store.find_person(subject.surname, subject.given_names, subject.date_of_birth)
+            return [m.ref for m in found]
+        finally:
+            store.close()
+
+
+@dataclass
+class _Net:
+    pki: pki.PkiDir
+    tmp: Path
+    gateway: _Gateway
+    nodes: dict[str, _Node] = field(default_factory=dict)
+
+    def identity(self, bureau: str) -> Identity:
+        return Identity.load(self.pki, bureau, now_ms=int(time.time() * 1000))
+
+    def node(self, bureau: str) -> _Node:
+        """The bureau's postbox (opened once; again after :meth:`close`)."""
+        if bureau in self.nodes:
+            return self.nodes[bureau]
+        folder = self.tmp / bureau
+        folder.mkdir(exist_ok=True)
+        records = folder / "records.sqlite"
+        if not records.exists():
+            datagen.generate(records, bureau, seed=2, documents=5, persons=5, vehicles=5)
+        inbox = Inbox(folder / "inbox.sqlite")
+        audit = NodeAuditLog(folder / "audit.sqlite", batch_wait_s=0.0)
+        peers = Peers(Directory.pinned(self.pki), self.gateway)
+        peers.directory.add(self.pki.signed_entries())
+        outbox = OutboxPoster(inbox, self.gateway, sleep=_no_sleep) if bureau == "GS" else None
+        postbox = Postbox(
+            self.identity(bureau), peers, inbox, audit, records_path=records, outbox=outbox
+        )
+        node = _Node(bureau, postbox, inbox, audit, records, outbox)
+        self.nodes[bureau] = node
+        return node
+
+    def close(self, bureau: str) -> None:
+        node = self.nodes.pop(bureau)
+        node.inbox.close()
+        node.audit.close()
+
+
+async def _no_sleep(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[_Net]:
+    directory = pki.init(tmp_path / "pki", BUREAUS)
+    network = _Net(directory, tmp_path, _Gateway(directory))
+    try:
+        yield network
+    finally:
+        for bureau in list(network.nodes):
+            network.close(bureau)
+
+
+class _Context:
+    def peer_identity_key(self) -> str:
+        return "x509_subject_alternative_name"
+
+    def peer_identities(self) -> list[bytes]:
+        return [pki.GATEWAY_NAME.encode()]
+
+    async def abort(self, code: grpc.StatusCode, detail: str, trailing: object = ()) -> None:
+        raise AssertionError(f"aborted {code.name}: {detail}")
+
+
+def deliver(node: _Node, *copies: envelope.Envelope) -> list[bureau_pb2.DeliverResult]:
+    raw = bureau_pb2.DeliverRequest(envelopes=copies).SerializeToString()
+    return list(asyncio.run(node.postbox.deliver(raw, _Context())).results)
+
+
+def request_notice(
+    net: _Net, requester: str, request: messages_pb2.NoticeRequest
+) -> bureau_pb2.DeliverResult:
+    """Deliver ``request`` from ``requester`` to GS; GS's result."""
+    copy = envelope.seal_message(
+        messages.pack(request),
+        sender=net.identity(requester),
+        recipient=Directory.from_pki(net.pki).get("GS"),
+        kind=envelope.NOTICE_REQUEST,
+        post_id=b"r" * 16,
+    )
+    [result] = deliver(net.node("GS"), copy)
+    return result
+
+
+def publish(
+    notice_id: bytes = b"n" * 16,
+    color: int = RED,
+    subject: messages_pb2.NoticeSubject = SUBJECT,
+    summary: str = "armed robbery",
+) -> messages_pb2.NoticeRequest:
+    draft = messages_pb2.NoticeDraft(
+        notice_id=notice_id,
+        color=color,  # type: ignore[arg-type]
+        subject=subject,
+        summary=summary,
+        text="details",
+    )
+    return messages_pb2.NoticeRequest(publish=draft)
+
+
+def withdraw(notice_id: bytes = b"n" * 16, reason: str = "arrested") -> messages_pb2.NoticeRequest:
+    return messages_pb2.NoticeRequest(
+        withdraw=messages_pb2.NoticeWithdrawal(notice_id=notice_id, reason=reason)
+    )
+
+
+def outbox_copies(net: _Net) -> dict[str, envelope.Envelope]:
+    """GS's pending copies by recipient, taken out of the outbox (as if posted)."""
+    inbox = net.node("GS").inbox
+    rows = inbox.outbox()
+    inbox.remove_outbox([r.id for r in rows])
+    return {r.recipient: envelope.Envelope.FromString(r.envelope) for r in rows}
+
+
+def sent_notice(net: _Net, copy: envelope.Envelope, to: str) -> messages_pb2.Notice:
+    opened = envelope.open_message(
+        copy, recipient=net.identity(to), senders=Directory.from_pki(net.pki).get
+    )
+    body = messages.unpack(envelope.NOTICE, opened.plaintext)
+    assert isinstance(body, messages_pb2.Notice)
+    return body
+
+
+# ---------------------------------------------------------------- review rules
+
+
+def _review(
+    inbox: Inbox, request: messages_pb2.NoticeRequest, requester: str = "FR"
+) -> notices.Decision:
+    return notices.review(
+        inbox,
+        requester,
+        request,
+        now_ms=int(time.time() * 1000),
+        requested_at_ms=1,
+        bureaus=["DE", "FR", "IT"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "reason"),
+    [
+        (publish(notice_id=b"short"), "the notice id must be 16 bytes"),
+        (publish(color=42), "unknown notice colour"),
+        (
+            publish(subject=messages_pb2.NoticeSubject(date_of_birth="1979-04-12")),
+            "a red notice needs the subject's surname",
+        ),
+        (
+            publish(subject=messages_pb2.NoticeSubject(surname="X", date_of_birth="1979-02-30")),
+            "a red notice needs a valid date of birth (YYYY-MM-DD)",
+        ),
+        (
+            publish(subject=messages_pb2.NoticeSubject(surname="X", date_of_birth="2999-01-01")),
+            "a red notice needs a valid date of birth (YYYY-MM-DD)",
+        ),
+        (
+            publish(color=YELLOW, subject=messages_pb2.NoticeSubject(surname="X")),
+            "a yellow notice needs a valid date of birth (YYYY-MM-DD)",
+        ),
+        (publish(summary="  "), "a red notice needs a summary of the charges"),
+    ],
+)
+def test_gs_refuses_a_draft_that_breaks_a_rule(
+    tmp_path: Path, request_: messages_pb2.NoticeRequest, reason: str
+) -> None:
+    """Each review rule refuses its case, to the requester only, with the reason."""
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    try:
+        decision = _review(inbox, request_)
+    finally:
+        inbox.close()
+    assert decision.notice.status == REFUSED
+    assert decision.notice.reason == reason
+    assert decision.recipients == ("FR",)
+
+
+def test_gs_publishes_a_valid_draft_to_everyone_with_a_numbered_reference(tmp_path: Path) -> None:
+    """A valid red notice is published to every bureau; references count per colour and
+    year; a purple notice needs no identified person."""
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    year = dt.datetime.now(dt.UTC).year
+    try:
+        references = []
+        for n, color in enumerate([RED, RED, PURPLE]):
+            subject = SUBJECT if color == RED else messages_pb2.NoticeSubject()
+            decision = _review(inbox, publish(bytes([n]) * 16, color, subject))
+            assert decision.row is not None
+            with inbox.transaction():
+                inbox.put_notice(decision.row)
+            assert (decision.notice.status, decision.recipients) == (PUBLISHED, ("DE", "FR", "IT"))
+            references.append(decision.notice.reference)
+        assert references == [f"RED/{year}/0001", f"RED/{year}/0002", f"PURPLE/{year}/0001"]
+        # A subject without a surname makes no person record.
+        assert [n.record_ref for n in inbox.notices()] == [
+            notices.person_ref(b"\x00" * 16),
+            notices.person_ref(b"\x01" * 16),
+            "",
+        ]
+    finally:
+        inbox.close()
+
+
+def test_a_notice_id_in_use_is_refused_and_the_registry_unchanged(net: _Net) -> None:
+    """Another bureau reusing a published notice's id is refused; the notice stays FR's."""
+    assert request_notice(net, "FR", publish()).status == bureau_pb2.DELIVER_STATUS_PROCESSED
+    outbox_copies(net)
+    request_notice(net, "IT", publish(summary="something else"))
+    copies = outbox_copies(net)
+    assert list(copies) == ["IT"]
+    refusal = sent_notice(net, copies["IT"], "IT")
+    assert (refusal.status, refusal.reason) == (REFUSED, "this notice id is already used")
+    [row] = net.node("GS").inbox.notices()
+    assert (row.requested_by, row.status, row.summary) == ("FR", PUBLISHED, "armed robbery")
+
+
+# ---------------------------------------------------------------- through GS and recipients
+
+
+def test_a_published_notice_reaches_every_bureau_and_becomes_searchable(net: _Net) -> None:
+    """GS publishes FR's red notice: copies for every bureau but GS; GS's records and,
+    once delivered, DE's records hit the subject, flagged wanted with the reference."""
+    gs = net.node("GS")
+    de = net.node("DE")
+    assert de.find() == []
+    assert gs.find() == []
+    assert request_notice(net, "FR", publish()).status == bureau_pb2.DELIVER_STATUS_PROCESSED
+    ref = notices.person_ref(b"n" * 16)
+    assert gs.find() == [ref]
+    [registry] = gs.inbox.notices()
+    assert (registry.status_name, registry.requested_by) == ("published", "FR")
+    copies = outbox_copies(net)
+    assert sorted(copies) == ["DE", "FR", "IT"]
+    [result] = deliver(de, copies["DE"])
+    assert result.status == bureau_pb2.DELIVER_STATUS_PROCESSED
+    assert de.find() == [ref]
+    store = RecordStore(de.records)
+    try:
+        person = store.fetch(ref)
+    finally:
+        store.close()
+    assert person is not None
+    assert person.flag == "wanted"  # type: ignore[union-attr]
+    assert person.summary == f"RED notice {registry.reference}: armed robbery"  # type: ignore[union-attr]
+    [row] = de.inbox.notices()
+    assert (row.reference, row.status_name, row.record_ref) == (
+        registry.reference,
+        "published",
+        ref,
+    )
+
+
+def test_a_withdrawal_removes_the_subject_everywhere(net: _Net) -> None:
+    """FR withdraws its notice: GS and DE mark it withdrawn and no longer hit the subject."""
+    gs, de = net.node("GS"), net.node("DE")
+    request_notice(net, "FR", publish())
+    deliver(de, outbox_copies(net)["DE"])
+    assert de.find() != []
+    assert request_notice(net, "FR", withdraw()).status == bureau_pb2.DELIVER_STATUS_PROCESSED
+    copies = outbox_copies(net)
+    assert sorted(copies) == ["DE", "FR", "IT"]
+    assert sent_notice(net, copies["DE"], "DE").status == WITHDRAWN
+    deliver(de, copies["DE"])
+    assert de.find() == []
+    assert gs.find() == []
+    assert [(n.status_name, n.reason) for n in de.inbox.notices()] == [("withdrawn", "arrested")]
+    assert [n.status_name for n in gs.inbox.notices()] == ["withdrawn"]
+
+
+def test_only_the_requester_may_withdraw(net: _Net) -> None:
+    """IT's withdrawal of FR's notice is refused to IT alone; the notice stays published."""
+    request_notice(net, "FR", publish())
+    outbox_copies(net)
+    request_notice(net, "IT", withdraw())
+    copies = outbox_copies(net)
+    assert list(copies) == ["IT"]
+    answer = sent_notice(net, copies["IT"], "IT")
+    assert answer.status == PUBLISHED
+    assert answer.reason == "withdrawal refused: only the requesting bureau may withdraw it"
+    assert [n.status_name for n in net.node("GS").inbox.notices()] == ["published"]
+    assert net.node("GS").find() != []
+
+
+def test_applying_a_notice_again_is_a_no_op_and_it_never_moves_back(net: _Net) -> None:
+    """The same published notice applied twice leaves one person record; a publication
+    arriving after the withdrawal is ignored."""
+    de = net.node("DE")
+    notice = messages_pb2.Notice(
+        notice_id=b"n" * 16, color=YELLOW, status=PUBLISHED, subject=SUBJECT, reference="Y/1"
+    )
+    for _ in range(2):
+        with de.inbox.transaction():
+            assert notices.apply_notice(de.inbox, de.records, notice, now_ms=1)
+    ref = notices.person_ref(b"n" * 16)
+    with sqlite3.connect(de.records) as conn:
+        rows = conn.execute("SELECT flag FROM persons WHERE ref = ?", (ref,)).fetchall()
+    assert rows == [("missing",)]
+    withdrawn = messages_pb2.Notice(notice_id=b"n" * 16, color=YELLOW, status=WITHDRAWN)
+    with de.inbox.transaction():
+        assert notices.apply_notice(de.inbox, de.records, withdrawn, now_ms=2)
+        assert not notices.apply_notice(de.inbox, de.records, notice, now_ms=3)
+    assert de.find() == []
+    assert [n.status_name for n in de.inbox.notices()] == ["withdrawn"]
+
+
+# ---------------------------------------------------------------- GS's outbox
+
+
+def test_the_outbox_survives_a_restart_and_posts_the_same_bytes_until_accepted(net: _Net) -> None:
+    """GS decides, then 'crashes' before posting: reopened, its poster posts the copies;
+    through a gateway outage and a full queue it resends the very same envelopes until
+    each is accepted, then the outbox is empty."""
+    request_notice(net, "FR", publish())
+    before = [r.envelope for r in net.node("GS").inbox.outbox()]
+    assert len(before) == 3
+    net.close("GS")
+    gs = net.node("GS")  # the restarted node finds the decision's copies waiting
+    assert gs.inbox.outbox_size() == 3
+    net.gateway.script = ["down", "down", "full:1", "dup"]
+    assert gs.outbox is not None
+
+    async def post() -> None:
+        task = asyncio.create_task(gs.outbox.run())  # type: ignore[union-attr]
+        try:
+            for _ in range(200):
+                await asyncio.sleep(0)
+                if gs.inbox.outbox_size() == 0:
+                    return
+        finally:
+            task.cancel()
+
+    asyncio.run(post())
+    assert gs.inbox.outbox_size() == 0
+    posts = net.gateway.posts
+    assert posts[:3] == [before, before, before]
+    assert posts[3] == [before[1]]  # only the one the full queue refused, same bytes
+    assert len(posts) == 4
+
+
+def test_the_poster_drops_expired_and_permanently_refused_copies(net: _Net) -> None:
+    """A copy the gateway refuses for good is dropped alone (its batch is retried one by
+    one); an expired copy is dropped without being posted."""
+    gs = net.node("GS")
+    with gs.inbox.transaction():
+        gs.inbox.add_outbox([("DE", b"1" * 16, 1, b"")])  # expired long ago
+    request_notice(net, "FR", publish())
+    live = [r.envelope for r in gs.inbox.outbox()][1:]
+    net.gateway.script = [grpc.StatusCode.INVALID_ARGUMENT, "ok", grpc.StatusCode.INVALID_ARGUMENT]
+    assert gs.outbox is not None
+    assert asyncio.run(gs.outbox.post_pending()) is True
+    assert net.gateway.posts == [live, [live[0]], [live[1]], [live[2]]]
+    assert gs.inbox.outbox_size() == 0
