@@ -1,9 +1,10 @@
 """Deliver stored one-way envelopes: one worker per recipient, in order, at least once.
 
-A worker runs while its recipient has queued copies. It takes up to ``batch`` of the
-oldest queued, unexpired copies (by sequence, so in order per sender and recipient),
-sends them in one ``Bureau.Deliver`` over the router's channel and applies the results
-in order:
+A worker runs while its recipient has queued copies. Only once the recipient has a
+route (its node registered) does it read the store: it takes up to ``batch`` of the
+oldest queued, unexpired copies (by sequence, so in order per sender and recipient), at
+most :data:`MAX_BATCH_BYTES` of envelopes (at least one), sends them in one
+``Bureau.Deliver`` over the router's channel and applies the results in order:
 
 - ``PROCESSED`` or ``DUPLICATE`` with a receipt whose fields match the copy (message id,
   post id, sender, recipient, envelope digest): delivered; the receipt is kept and the
@@ -13,8 +14,10 @@ in order:
 - a missing result (the node stopped part way) or a receipt that does not match: the
   copy stays queued and is sent again later; the node's dedup makes that harmless.
 
-A failed call (node down, deadline) or no route backs off from 0.1 s, doubling to 2 s;
-a Register of that bureau (:meth:`Deliverer.kick`) ends the wait at once. A sweeper
+A call the node refuses as too large (RESOURCE_EXHAUSTED) is tried again at once with
+half as many copies (and the worker keeps the smaller batch while it runs). A failed
+call (node down, deadline) or no route backs off from 0.1 s, doubling to 2 s; a
+Register of that bureau (:meth:`Deliverer.kick`) ends the wait at once. A sweeper
 marks copies past their TTL expired every second and restarts any worker that should
 run. Each settled copy gets one gateway audit row (rpc ``Deliver``).
 """
@@ -43,7 +46,7 @@ from gateway.mailbox import (
     run_to_end,
 )
 from gateway.router import Router
-from ncbsim import envelope, receipts
+from ncbsim import envelope, receipts, transport
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.v1 import bureau_pb2, envelope_pb2
 
@@ -53,6 +56,8 @@ BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 2.0
 SWEEP_INTERVAL_S = 1.0
 DELIVER_TIMEOUT_S = 10.0
+MAX_BATCH_BYTES = transport.MAX_MESSAGE_BYTES - 128 * 1024
+"""A Deliver batch stops before its envelopes pass this size (gRPC's limit, less framing)."""
 MAX_DETAIL = 200
 """A rejection reason from a node is cut to this many characters."""
 
@@ -66,6 +71,14 @@ _STATUS = {DELIVERED: "OK", REJECTED: "OK", EXPIRED: "DEADLINE_EXCEEDED"}
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+_DONE = "done"
+"""Every copy of the batch settled."""
+_RETRY = "retry"
+"""Some copies stay queued (no route, a failed call, an incomplete reply): back off."""
+_TOO_LARGE = "too_large"
+"""The node refused the call as too large: send fewer copies at once."""
 
 
 @dataclass(slots=True)
@@ -149,17 +162,26 @@ class Deliverer:
 
     async def _work(self, bureau: str, worker: _Worker) -> None:
         delay = 0.0
+        limit = self._batch
         try:
             while True:
                 worker.pending = False
                 worker.kick.clear()  # a Register from here on ends the coming back-off
-                due = await self._mailbox.due(bureau, self._batch, _now_ms())
-                if not due:
-                    if worker.pending:
-                        continue
-                    return  # nothing to do; a later wake starts a new worker
-                if await self._deliver(bureau, due):
+                result, due = _RETRY, []
+                if self._router.has_route(bureau):  # offline: do not even read the store
+                    due = await self._mailbox.due(
+                        bureau, limit, _now_ms(), max_bytes=MAX_BATCH_BYTES
+                    )
+                    if not due:
+                        if worker.pending:
+                            continue
+                        return  # nothing to do; a later wake starts a new worker
+                    result = await self._deliver(bureau, due)
+                if result == _DONE:
                     delay = 0.0
+                    continue
+                if result == _TOO_LARGE and len(due) > 1:
+                    limit = max(len(due) // 2, 1)  # for as long as this worker runs
                     continue
                 low, high = self._backoff
                 delay = min(max(delay * 2, low), high)
@@ -173,14 +195,14 @@ class Deliverer:
             if self._workers.get(bureau) is worker:
                 del self._workers[bureau]
 
-    async def _deliver(self, bureau: str, due: Sequence[Due]) -> bool:
-        """Send ``due`` to ``bureau`` and record what came back; True if all settled."""
+    async def _deliver(self, bureau: str, due: Sequence[Due]) -> str:
+        """Send ``due`` to ``bureau`` and record what came back: _DONE, _RETRY or _TOO_LARGE."""
         started = time.perf_counter()
         try:
             route = self._router.get(bureau)
         except RoutingError:
             log.debug("delivery_waiting_for_route", recipient=bureau, queued=len(due))
-            return False
+            return _RETRY
         request = bureau_pb2.DeliverRequest(
             envelopes=[envelope.Envelope.FromString(d.data) for d in due]
         )
@@ -194,7 +216,9 @@ class Deliverer:
                 status=exc.code().name,
             )
             await self._mailbox.settle([Outcome(d.sequence, QUEUED) for d in due])
-            return False
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                return _TOO_LARGE
+            return _RETRY
         outcomes = self._outcomes(due, reply.results)
         await run_to_end(self._settle(outcomes, started))
         kept = sum(1 for o in outcomes if o.state == QUEUED)
@@ -206,7 +230,7 @@ class Deliverer:
                 results=len(reply.results),
                 kept=kept,
             )
-        return kept == 0
+        return _RETRY if kept else _DONE
 
     async def _settle(self, outcomes: Sequence[Outcome], started: float) -> None:
         """Record the outcomes, then audit each copy they settled."""

@@ -18,9 +18,14 @@ deleted; the metadata and the receipt stay for the sender (Gateway.Receipts). A 
 is the recipient's word, so a copy the sweeper expired while its delivery was in flight
 becomes ``delivered`` when the receipt comes back.
 
-The per-recipient count of queued rows is kept in memory (loaded at open, changed only
-by the writer thread after a commit) for the queue bound: a copy for a recipient with
-``max_queue`` queued rows is not stored (``queue_full``). docs/delivery.md has the rest.
+The queued counts per recipient and per (sender, recipient) are kept in memory (loaded
+at open, changed only by the writer thread after a commit) for the two queue bounds: a
+copy is not stored (``queue_full``) if its recipient has ``max_queue`` queued rows, or
+if its sender already has ``max_queue_per_sender`` queued for that recipient (so no one
+bureau can fill another's queue). Copies from the General Secretariat (notices) answer
+to their pair bound only, so a flood from others cannot stop notices. A message id a
+sender already used for another envelope refuses the whole call
+(:class:`MessageIdReused`). docs/delivery.md has the rest.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ from typing import Any, Generic, TypeVar
 import structlog
 
 from ncbsim import envelope
-from ncbsim.errors import ConfigError
+from ncbsim.config import DEFAULT_MAX_QUEUE_PER_SENDER
+from ncbsim.countries import GENERAL_SECRETARIAT
+from ncbsim.errors import ConfigError, EnvelopeError, NcbsimError
 
 log = structlog.get_logger()
 
@@ -58,6 +65,16 @@ MAX_BATCH_OPS = 1024
 """At most this many operations share one transaction."""
 EXPIRE_CHUNK = 10_000
 """At most this many rows are expired by one sweep (the next sweep takes the rest)."""
+EXEMPT_FROM_TOTAL = frozenset({GENERAL_SECRETARIAT})
+"""Senders whose copies are not held to the recipient's total bound (their pair bound holds)."""
+
+
+class MessageIdReused(EnvelopeError):  # noqa: N818 - reads as the refusal it is
+    """A sender's message id is stored already for a different envelope (not a retry)."""
+
+    def __str__(self) -> str:
+        return "message id reused by a different envelope"
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -227,15 +244,28 @@ def _settled(row: Sequence[Any]) -> Settled:
     )
 
 
+_Pair = tuple[str, str]
+"""(sender, recipient)"""
+
+
 class _Batch:
     """Changes to the queued counts made by the operations of the open transaction."""
 
-    def __init__(self, committed: dict[str, int]) -> None:
-        self._committed = committed
-        self.delta: collections.Counter[str] = collections.Counter()
+    def __init__(self, committed: dict[_Pair, int], totals: dict[str, int]) -> None:
+        self._committed = committed  # only the writer thread changes these: no copy needed
+        self._totals = totals
+        self.delta: collections.Counter[_Pair] = collections.Counter()
+        self.by_recipient: collections.Counter[str] = collections.Counter()
+
+    def change(self, sender: str, recipient: str, n: int) -> None:
+        self.delta[(sender, recipient)] += n
+        self.by_recipient[recipient] += n
 
     def queued(self, recipient: str) -> int:
-        return self._committed.get(recipient, 0) + self.delta[recipient]
+        return self._totals.get(recipient, 0) + self.by_recipient[recipient]
+
+    def pair(self, sender: str, recipient: str) -> int:
+        return self._committed.get((sender, recipient), 0) + self.delta[(sender, recipient)]
 
 
 class _Op(Generic[_T]):
@@ -262,6 +292,16 @@ def _resolve(done: list[tuple[_Op[Any], Any, BaseException | None]]) -> None:
             op.future.set_result(result)
 
 
+def _apply(counts: dict[_T, int], delta: collections.Counter[_T]) -> None:
+    """Add ``delta`` to ``counts``, keeping only keys with a positive count."""
+    for key, change in delta.items():
+        left = counts.get(key, 0) + change
+        if left > 0:
+            counts[key] = left
+        else:
+            counts.pop(key, None)
+
+
 def _set_ready(ready: asyncio.Future[None], error: BaseException | None) -> None:
     if ready.done():
         return
@@ -275,14 +315,25 @@ class Mailbox:
     """The gateway's store of one-way envelopes. Open with :meth:`open`; every method is
     async and runs on the writer thread, except :meth:`queued` (in memory)."""
 
-    def __init__(self, path: Path, *, max_queue: int, clock: Callable[[], int] = _now_ms) -> None:
-        if max_queue < 1:
-            raise ConfigError("max_queue must be at least 1")
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_queue: int,
+        max_queue_per_sender: int = DEFAULT_MAX_QUEUE_PER_SENDER,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        if max_queue < 1 or max_queue_per_sender < 1:
+            raise ConfigError("max_queue and max_queue_per_sender must be at least 1")
         self.path = path
         self.max_queue = max_queue
+        self.max_queue_per_sender = max_queue_per_sender
         self._clock = clock
         self._ops: queue.SimpleQueue[_Op[Any] | None] = queue.SimpleQueue()
-        self._counts: dict[str, int] = {}
+        self._counts: dict[_Pair, int] = {}
+        """Queued rows per (sender, recipient); only pairs with some."""
+        self._totals: dict[str, int] = {}
+        """Queued rows per recipient; only recipients with some."""
         self._lock = threading.Lock()  # guards _counts between the thread and the loop
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -291,10 +342,17 @@ class Mailbox:
 
     @classmethod
     async def open(
-        cls, path: Path, *, max_queue: int, clock: Callable[[], int] = _now_ms
+        cls,
+        path: Path,
+        *,
+        max_queue: int,
+        max_queue_per_sender: int = DEFAULT_MAX_QUEUE_PER_SENDER,
+        clock: Callable[[], int] = _now_ms,
     ) -> Mailbox:
         """Open (or create) the store at ``path`` and start its writer thread."""
-        mailbox = cls(path, max_queue=max_queue, clock=clock)
+        mailbox = cls(
+            path, max_queue=max_queue, max_queue_per_sender=max_queue_per_sender, clock=clock
+        )
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         mailbox._thread = threading.Thread(
@@ -314,17 +372,24 @@ class Mailbox:
 
     # ----------------------------------------------------------------- in memory
 
-    def queued(self, recipient: str | None = None) -> int:
-        """Queued copies for ``recipient`` (None: for every recipient), as of the last commit."""
+    def queued(self, recipient: str | None = None, *, sender: str | None = None) -> int:
+        """Queued copies for ``recipient`` (None: for every recipient), from ``sender``
+        (None: from anyone), as of the last commit."""
         with self._lock:
+            if sender is not None:
+                return sum(
+                    n
+                    for (s, r), n in self._counts.items()
+                    if s == sender and (recipient is None or r == recipient)
+                )
             if recipient is None:
-                return sum(self._counts.values())
-            return self._counts.get(recipient, 0)
+                return sum(self._totals.values())
+            return self._totals.get(recipient, 0)
 
     def recipients(self) -> list[str]:
         """Recipients with queued copies, sorted (as of the last commit)."""
         with self._lock:
-            return sorted(r for r, n in self._counts.items() if n > 0)
+            return sorted(self._totals)
 
     # ----------------------------------------------------------------- operations
 
@@ -336,12 +401,22 @@ class Mailbox:
         return await op.future
 
     async def accept(self, items: Sequence[Incoming]) -> list[Acceptance]:
-        """Store each envelope, once committed: ``accepted``, ``duplicate`` (this sender's
-        message id is stored already: the original sequence) or ``queue_full``."""
+        """Store each envelope, once committed: ``accepted``, ``duplicate`` (this envelope
+        is stored already: the original sequence) or ``queue_full`` (detail: which bound).
+
+        Raises :class:`MessageIdReused` (nothing of the call stored) if a message id is
+        stored already for a different envelope of the same sender.
+        """
         return await self._call(lambda conn, batch: self._accept(conn, batch, items))
 
-    async def due(self, recipient: str, limit: int, now_ms: int) -> list[Due]:
-        """Up to ``limit`` of ``recipient``'s oldest queued, unexpired copies, by sequence."""
+    async def due(
+        self, recipient: str, limit: int, now_ms: int, *, max_bytes: int | None = None
+    ) -> list[Due]:
+        """Up to ``limit`` of ``recipient``'s oldest queued, unexpired copies, by sequence.
+
+        With ``max_bytes``, stop before the envelopes' total size would pass it (the
+        first copy is always taken, so a large one cannot block the queue).
+        """
         sql = (
             "SELECT sequence, sender, message_id, post_id, recipient, kind, envelope, "
             "envelope_sha256, issued_at_ms, expires_at_ms FROM messages "
@@ -350,7 +425,14 @@ class Mailbox:
         )
 
         def run(conn: sqlite3.Connection, _: _Batch) -> list[Due]:
-            return [Due(*row) for row in conn.execute(sql, (recipient, now_ms, limit))]
+            out: list[Due] = []
+            total = 0
+            for row in conn.execute(sql, (recipient, now_ms, limit)):
+                total += len(row[6])
+                if out and max_bytes is not None and total > max_bytes:
+                    break
+                out.append(Due(*row))
+            return out
 
         return await self._call(run)
 
@@ -393,8 +475,9 @@ class Mailbox:
             if existing is not None:
                 out.append(existing)
                 continue
-            if batch.queued(h.recipient) >= self.max_queue:
-                out.append(Acceptance(QUEUE_FULL, 0, 0, "recipient queue full"))
+            full = self._full(batch, h.sender, h.recipient)
+            if full:
+                out.append(Acceptance(QUEUE_FULL, 0, 0, full))
                 continue
             cursor = conn.execute(
                 "INSERT INTO messages (sender, message_id, post_id, recipient, kind, envelope, "
@@ -414,9 +497,20 @@ class Mailbox:
                     h.expires_at_ms,
                 ),
             )
-            batch.delta[h.recipient] += 1
+            batch.change(h.sender, h.recipient, 1)
             out.append(Acceptance(ACCEPTED, int(cursor.lastrowid or 0), now))
         return out
+
+    def _full(self, batch: _Batch, sender: str, recipient: str) -> str:
+        """Which bound a new copy from ``sender`` to ``recipient`` is over ("" if none)."""
+        if batch.pair(sender, recipient) >= self.max_queue_per_sender:
+            return (
+                f"queue from {sender} to {recipient} is full "
+                f"({self.max_queue_per_sender} of {sender}'s messages waiting)"
+            )
+        if sender not in EXEMPT_FROM_TOTAL and batch.queued(recipient) >= self.max_queue:
+            return f"queue for {recipient} is full ({self.max_queue} messages waiting)"
+        return ""
 
     @staticmethod
     def _existing(
@@ -429,8 +523,9 @@ class Mailbox:
         ).fetchone()
         if row is None:
             return None
-        detail = "" if row[2] == sha256 else "another envelope was stored under this message id"
-        return Acceptance(DUPLICATE, row[0], row[1], detail)
+        if row[2] != sha256:
+            raise MessageIdReused
+        return Acceptance(DUPLICATE, row[0], row[1])
 
     def _settle(
         self, conn: sqlite3.Connection, batch: _Batch, outcomes: Sequence[Outcome]
@@ -451,12 +546,12 @@ class Mailbox:
             update = (
                 "UPDATE messages SET state = ?, envelope = NULL, settled_at_ms = ?, "
                 "attempts = attempts + 1, receipt = ?, detail = ? "
-                "WHERE sequence = ? AND state = ? RETURNING recipient"
+                "WHERE sequence = ? AND state = ? RETURNING sender, recipient"
             )
             args = (outcome.state, now, receipt, outcome.detail, outcome.sequence)
             row = conn.execute(update, (*args, QUEUED)).fetchone()
             if row is not None:
-                batch.delta[row[0]] -= 1
+                batch.change(row[0], row[1], -1)
                 settled.append(outcome.sequence)
             elif (  # the recipient's receipt outranks our expiry
                 outcome.state == DELIVERED
@@ -471,12 +566,12 @@ class Mailbox:
             "detail = 'ttl passed before delivery' "
             "WHERE sequence IN (SELECT sequence FROM messages "
             "WHERE state = 'queued' AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?) "
-            "RETURNING sequence, recipient",
+            "RETURNING sequence, sender, recipient",
             (now_ms, now_ms, EXPIRE_CHUNK),
         ).fetchall()
-        for _, recipient in rows:
-            batch.delta[recipient] -= 1
-        return self._select_settled(conn, sorted(seq for seq, _ in rows))
+        for _, sender, recipient in rows:
+            batch.change(sender, recipient, -1)
+        return self._select_settled(conn, sorted(seq for seq, _, _ in rows))
 
     @staticmethod
     def _select_settled(conn: sqlite3.Connection, sequences: list[int]) -> list[Settled]:
@@ -499,10 +594,14 @@ class Mailbox:
         conn.execute("PRAGMA secure_delete=ON")  # a settled envelope's bytes are overwritten
         conn.executescript(_SCHEMA)
         counts = conn.execute(
-            "SELECT recipient, count(*) FROM messages WHERE state = 'queued' GROUP BY recipient"
+            "SELECT sender, recipient, count(*) FROM messages WHERE state = 'queued' "
+            "GROUP BY sender, recipient"
         ).fetchall()
         with self._lock:
-            self._counts = {recipient: n for recipient, n in counts}
+            self._counts = {(sender, recipient): n for sender, recipient, n in counts}
+            self._totals = {}
+            for (_, recipient), n in self._counts.items():
+                self._totals[recipient] = self._totals.get(recipient, 0) + n
         return conn
 
     def _take(self) -> tuple[list[_Op[Any]], bool]:
@@ -540,21 +639,21 @@ class Mailbox:
 
     def _run_batch(self, conn: sqlite3.Connection, ops: list[_Op[Any]]) -> None:
         """Run ``ops`` in one transaction, commit once, then resolve their futures."""
-        with self._lock:
-            committed = dict(self._counts)
-        batch = _Batch(committed)
+        batch = _Batch(self._counts, self._totals)
         done: list[tuple[_Op[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in ops:
                 before = batch.delta.copy()
                 conn.execute("SAVEPOINT op")
+                by_recipient = batch.by_recipient.copy()
                 try:
                     result = op.fn(conn, batch)
                 except Exception as exc:  # one failing operation fails alone
                     conn.execute("ROLLBACK TO op")
-                    batch.delta = before
-                    log.error("mailbox_operation_failed", error=repr(exc))
+                    batch.delta, batch.by_recipient = before, by_recipient
+                    if not isinstance(exc, NcbsimError):  # a refusal is not a failure
+                        log.error("mailbox_operation_failed", error=repr(exc))
                     done.append((op, None, exc))
                 else:
                     done.append((op, result, None))
@@ -568,12 +667,8 @@ class Mailbox:
         else:
             self.commits += 1
             with self._lock:
-                for recipient, change in batch.delta.items():
-                    left = self._counts.get(recipient, 0) + change
-                    if left > 0:
-                        self._counts[recipient] = left
-                    else:
-                        self._counts.pop(recipient, None)
+                _apply(self._counts, batch.delta)
+                _apply(self._totals, batch.by_recipient)
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for entry in done:
             by_loop.setdefault(entry[0].loop, []).append(entry)

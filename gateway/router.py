@@ -103,6 +103,10 @@ class Router:
         except KeyError:
             raise RoutingError(f"bureau {bureau} has no registered node") from None
 
+    def has_route(self, bureau: str) -> bool:
+        """True if ``bureau`` has registered a route."""
+        return bureau in self._routes
+
     def bureaus(self) -> list[str]:
         """Registered bureau codes, sorted."""
         return sorted(self._routes)

@@ -23,7 +23,6 @@ rate-limit check and one audit record.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,6 +78,8 @@ log = structlog.get_logger()
 MAX_FANOUT = 256
 RECEIPTS_PAGE = 500
 """Gateway.Receipts lists at most this many messages a call (also its default)."""
+MAX_SEQUENCE = 2**63 - 1
+"""The largest sequence SQLite can hold: an ``after_sequence`` above it lists nothing."""
 QUEUE_FULL_RETRY_MS = 1_000
 """The retry hint sent with a Post refused because every recipient's queue is full."""
 _POST_STATUS = {
@@ -557,6 +558,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             raise ConfigError("the envelope expired before it was posted")
         if header.expires_at_ms - header.issued_at_ms > envelope.MAX_TTL_MS:
             raise ConfigError(f"time to live over {envelope.MAX_TTL_MS // 3_600_000} h")
+        # Future-dated copies would outlive the TTL bound in the store: every stored copy
+        # expires within MAX_TTL_MS (plus the clock skew allowed) of its acceptance.
+        if header.issued_at_ms > now_ms + envelope.CLOCK_SKEW_MS:
+            raise ConfigError("the envelope is issued in the future")
+        if header.expires_at_ms > now_ms + envelope.MAX_TTL_MS + envelope.CLOCK_SKEW_MS:
+            raise ConfigError(
+                f"the envelope expires more than {envelope.MAX_TTL_MS // 3_600_000} h from now"
+            )
         if not self._directory.known(header.recipient):
             raise RoutingError(f"unknown bureau {header.recipient!r}")
         return header
@@ -623,9 +632,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             if not 0 < len(items) <= MAX_FANOUT:
                 refused = [(len(request), None)]
             await self._refuse(context, "Post", peer, exc, started=started, refused=refused)
+        refused_admitted = [(len(i.data), i.header) for i in admitted]
         try:
             accepted = await run_to_end(self._store(mailbox, admitted, started))
-        except sqlite3.Error:
+        except NcbsimError as exc:  # a message id reused by another envelope: nothing stored
+            await self._refuse(
+                context, "Post", peer, exc, started=started, refused=refused_admitted
+            )
+        except Exception:  # never UNKNOWN: the disk, a closed mailbox, a bug
             for incoming in admitted:
                 self._audit_record(
                     "Post",
@@ -650,11 +664,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             )
         if all(r.status == QUEUE_FULL for r in accepted):
             recipients = sorted({i.header.recipient for i in admitted})
-            full_error = LimitExceeded(
-                f"queue for {', '.join(recipients)} is full "
-                f"({mailbox.max_queue} messages waiting); retry later",
-                QUEUE_FULL_RETRY_MS,
-            )
+            details = list(dict.fromkeys(r.detail for r in accepted))  # which bound, in order
+            full_error = LimitExceeded(f"{'; '.join(details)}; retry later", QUEUE_FULL_RETRY_MS)
             log.warning("queue_full", rpc="Post", peer=peer, recipients=recipients)
             await abort(context, *_status(full_error))
         return reply
@@ -675,9 +686,19 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             refused = [(len(request), None)]
             await self._refuse(context, "Receipts", bureau, exc, started=started, refused=refused)
         limit = min(parsed.limit or RECEIPTS_PAGE, RECEIPTS_PAGE)
+        after = min(parsed.after_sequence, MAX_SEQUENCE)  # nothing is stored above SQLite's max
         try:
-            rows = await mailbox.posted(bureau, parsed.after_sequence, limit + 1)
-        except sqlite3.Error:
+            rows = await mailbox.posted(bureau, after, limit + 1)
+        except Exception:  # never UNKNOWN: the disk, a closed mailbox, a bug
+            self._audit_record(
+                "Receipts",
+                bureau,
+                len(request),
+                None,
+                outcome="refused",
+                status=grpc.StatusCode.UNAVAILABLE,
+                started=started,
+            )
             log.exception("receipts_not_read", peer=bureau)
             await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not read them")
         reply = gateway_pb2.ReceiptsReply(more=len(rows) > limit)
@@ -711,7 +732,11 @@ async def serve(config: GatewayConfig) -> None:
     router = Router(tls)
     audit = AuditLog(config.audit_path)
     mailbox_path = config.mailbox_path or config.audit_path.with_name("mailbox.sqlite")
-    mailbox = await Mailbox.open(mailbox_path, max_queue=config.max_queue)
+    mailbox = await Mailbox.open(
+        mailbox_path,
+        max_queue=config.max_queue,
+        max_queue_per_sender=config.max_queue_per_sender,
+    )
     deliverer = Deliverer(mailbox, router, audit, batch=config.delivery_batch)
     service = GatewayService(config, router, audit, mailbox=mailbox, deliverer=deliverer)
     served = await start_server(
@@ -732,6 +757,7 @@ async def serve(config: GatewayConfig) -> None:
         mailbox=str(mailbox_path),
         queued=mailbox.queued(),
         max_queue=config.max_queue,
+        max_queue_per_sender=config.max_queue_per_sender,
     )
     await deliverer.start()  # resumes every queued message: a worker per recipient
     await served.set_serving(True)

@@ -62,6 +62,8 @@ CONTROL_DAILY_QUOTA = 2**62
 """The control plane has no daily quota: its bucket is the bound."""
 DEFAULT_MAX_QUEUE = 10_000
 """Queued copies per recipient before the gateway answers QUEUE_FULL (docs/delivery.md)."""
+DEFAULT_MAX_QUEUE_PER_SENDER = 1_000
+"""Queued copies one sender may have for one recipient (docs/delivery.md)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -97,7 +99,11 @@ class GatewayConfig:
     mailbox_path: Path | None = None
     """The store of one-way envelopes; None means ``mailbox.sqlite`` next to ``audit_path``."""
     max_queue: int = DEFAULT_MAX_QUEUE
-    """Queued (undelivered) copies a recipient may have; a Post over it gets QUEUE_FULL."""
+    """Queued (undelivered) copies a recipient may have; a Post over it gets QUEUE_FULL.
+    Copies from the General Secretariat (notices) are held to ``max_queue_per_sender`` only."""
+    max_queue_per_sender: int = DEFAULT_MAX_QUEUE_PER_SENDER
+    """Queued copies one sender may have for one recipient; a Post over it gets QUEUE_FULL
+    (so no one bureau can fill another's queue)."""
     delivery_batch: int = 64
     """Copies sent to a bureau in one Bureau.Deliver call."""
 
@@ -124,8 +130,8 @@ class GatewayConfig:
             raise ConfigError("control rate must be a positive number of calls per second")
         if self.control_burst < 1:
             raise ConfigError("control burst must be at least 1")
-        if self.max_queue < 1:
-            raise ConfigError("max_queue must be at least 1")
+        if self.max_queue < 1 or self.max_queue_per_sender < 1:
+            raise ConfigError("max_queue and max_queue_per_sender must be at least 1")
         if not 1 <= self.delivery_batch <= 1024:
             raise ConfigError("delivery_batch must be between 1 and 1024")
         for code in self.bureau_limits:

@@ -107,6 +107,12 @@ class DeliverServicer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
     """Answer only this many results per call (a node that stopped part way)."""
     reject_all: str = ""
     """Reject every envelope with this coarse reason (a node whose clock runs ahead)."""
+    max_envelopes: int | None = None
+    """Refuse a call with more envelopes as RESOURCE_EXHAUSTED (a node's message limit)."""
+    on_call: Callable[[], Awaitable[None]] | None = None
+    """Awaited at the start of each call (something happens while a batch is in flight)."""
+    batches: list[int] = field(default_factory=list)
+    """The number of envelopes of each call."""
 
     def __post_init__(self) -> None:
         self.identity = _identity(self.directory, self.code)
@@ -122,7 +128,12 @@ class DeliverServicer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         self, request: bureau_pb2.DeliverRequest, context: grpc.aio.ServicerContext
     ) -> bureau_pb2.DeliverReply:
         self.calls += 1
+        self.batches.append(len(request.envelopes))
         assert transport.peer_is(context, GATEWAY_NAME)
+        if self.on_call is not None:
+            await self.on_call()
+        if self.max_envelopes is not None and len(request.envelopes) > self.max_envelopes:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "message too large")
         reply = bureau_pb2.DeliverReply()
         for item in request.envelopes:
             if self.stop_after is not None and len(reply.results) >= self.stop_after:
@@ -217,7 +228,11 @@ async def _gateway(
     settings = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite", **config)
     audit = AuditLog(settings.audit_path)
     router = Router(directory.tls("gateway"))
-    mailbox = await Mailbox.open(tmp_path / "mailbox.sqlite", max_queue=settings.max_queue)
+    mailbox = await Mailbox.open(
+        tmp_path / "mailbox.sqlite",
+        max_queue=settings.max_queue,
+        max_queue_per_sender=settings.max_queue_per_sender,
+    )
     deliverer = None
     if deliver:
         deliverer = Deliverer(
@@ -321,6 +336,14 @@ REFUSALS = {
         grpc.StatusCode.INVALID_ARGUMENT,
         "24 h",
     ),
+    "issued-in-the-future": (
+        lambda d: _forged(
+            issued_at_ms=_now() + envelope.CLOCK_SKEW_MS + 60_000,
+            expires_at_ms=_now() + envelope.CLOCK_SKEW_MS + 120_000,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "issued in the future",
+    ),
     "oversized": (
         lambda d: _seal(d, "FR", "DE", text=b"x" * 5_000),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -413,6 +436,120 @@ def test_full_queue_is_resource_exhausted_with_a_retry_hint(
         ("DE", "queue_full", "RESOURCE_EXHAUSTED"),
         ("IT", "accepted", "OK"),
     ]
+
+
+def test_one_sender_cannot_fill_a_recipients_queue_and_notices_still_get_in(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """Over max_queue_per_sender FR's copies to DE are QUEUE_FULL naming that bound, while
+    IT still gets in; once DE's total is full, GS's notice still gets in."""
+
+    async def main() -> tuple[str, list[int], list[int]]:
+        async with _gateway(
+            tmp_path, pki_dir, deliver=False, max_queue=3, max_queue_per_sender=2
+        ) as gateway:
+            await gateway.post("FR", _seal(pki_dir, "FR", "DE"), _seal(pki_dir, "FR", "DE"))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await gateway.post("FR", _seal(pki_dir, "FR", "DE"))
+            it = await gateway.post("IT", _seal(pki_dir, "IT", "DE"), _seal(pki_dir, "IT", "DE"))
+            notice = await gateway.post("GS", _seal(pki_dir, "GS", "DE", kind=envelope.NOTICE))
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert it.results[1].detail == "queue for DE is full (3 messages waiting)"
+            return (
+                caught.value.details() or "",
+                [r.status for r in it.results],
+                [r.status for r in notice.results],
+            )
+
+    detail, it, notice = asyncio.run(main())
+    assert detail == "queue from FR to DE is full (2 of FR's messages waiting); retry later"
+    assert it == [gateway_pb2.POST_STATUS_ACCEPTED, gateway_pb2.POST_STATUS_QUEUE_FULL]
+    assert notice == [gateway_pb2.POST_STATUS_ACCEPTED]
+
+
+def test_a_message_id_reused_by_another_envelope_refuses_the_whole_call(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """A different envelope under a stored message id is INVALID_ARGUMENT for the whole
+    call (nothing of it stored, each envelope audited refused); a byte-identical retry is
+    still DUPLICATE."""
+    first = _seal(pki_dir, "FR", "DE")
+    forged = envelope.Envelope(header=first.header, sealed=b"other", signature=first.signature)
+    fresh = _seal(pki_dir, "FR", "IT")
+
+    async def main() -> tuple[grpc.aio.AioRpcError, gateway_pb2.PostReply, int]:
+        async with _gateway(tmp_path, pki_dir, deliver=False) as gateway:
+            await gateway.post("FR", first)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await gateway.post("FR", fresh, forged)
+            retry = await gateway.post("FR", first)
+            return caught.value, retry, len((await gateway.receipts("FR")).messages)
+
+    error, retry, stored = asyncio.run(main())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "message id reused by a different envelope"
+    assert [(r.status, r.sequence) for r in retry.results] == [
+        (gateway_pb2.POST_STATUS_DUPLICATE, 1)
+    ]
+    assert stored == 1
+    rows = _audit(tmp_path, "Post")
+    assert [(r.recipient, r.outcome, r.status) for r in rows] == [
+        ("DE", "accepted", "OK"),
+        ("IT", "refused", "INVALID_ARGUMENT"),
+        ("DE", "refused", "INVALID_ARGUMENT"),
+        ("DE", "duplicate", "OK"),
+    ]
+
+
+def test_receipts_after_the_largest_sequence_lists_nothing(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """An after_sequence at or above 2**63 (past SQLite's integers) is an empty page."""
+
+    async def main() -> list[tuple[int, bool]]:
+        async with _gateway(tmp_path, pki_dir, deliver=False) as gateway:
+            await gateway.post("FR", _seal(pki_dir, "FR", "DE"))
+            pages = []
+            for after in (2**63 - 1, 2**63, 2**64 - 1):
+                page = await gateway.receipts("FR", after=after)
+                pages.append((len(page.messages), page.more))
+            return pages
+
+    assert asyncio.run(main()) == [(0, False)] * 3
+
+
+def test_a_failing_mailbox_call_ends_unavailable_and_is_audited(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """Any error of the mailbox (not only SQLite's) ends Post and Receipts UNAVAILABLE,
+    never UNKNOWN, with a refused audit row per envelope (one for Receipts)."""
+
+    async def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the mailbox is closed")
+
+    async def main() -> list[grpc.StatusCode]:
+        async with _gateway(tmp_path, pki_dir, deliver=False) as gateway:
+            gateway.mailbox.accept = boom  # type: ignore[method-assign]
+            gateway.mailbox.posted = boom  # type: ignore[method-assign]
+            codes = []
+            with pytest.raises(grpc.aio.AioRpcError) as post:
+                await gateway.post("FR", _seal(pki_dir, "FR", "DE"), _seal(pki_dir, "FR", "IT"))
+            codes.append(post.value.code())
+            with pytest.raises(grpc.aio.AioRpcError) as listing:
+                await gateway.receipts("FR")
+            codes.append(listing.value.code())
+            return codes
+
+    assert asyncio.run(main()) == [grpc.StatusCode.UNAVAILABLE] * 2
+    assert [(r.recipient, r.outcome, r.status) for r in _audit(tmp_path, "Post")] == [
+        ("DE", "refused", "UNAVAILABLE"),
+        ("IT", "refused", "UNAVAILABLE"),
+    ]
+    assert [(r.peer, r.outcome, r.status) for r in _audit(tmp_path, "Receipts")][-1] == (
+        "FR",
+        "refused",
+        "UNAVAILABLE",
+    )
 
 
 def test_receipts_lists_only_the_callers_messages_in_pages(
@@ -663,6 +800,140 @@ def test_a_copy_the_node_finds_expired_is_expired_for_the_sender(
     assert [(r.outcome, r.status) for r in rows] == [("expired", "DEADLINE_EXCEEDED")]
 
 
+def test_a_batch_refused_as_too_large_is_halved_until_it_fits(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """A Deliver refused RESOURCE_EXHAUSTED is sent again at once with half the copies,
+    so the queue drains in order instead of blocking on one batch forever."""
+    bureau = DeliverServicer(pki_dir, max_envelopes=3)
+    items = [_seal(pki_dir, "FR", "DE") for _ in range(8)]
+
+    async def main() -> None:
+        served = await _serve_bureau(bureau)
+        try:
+            async with _gateway(tmp_path, pki_dir, delivery_batch=8) as gateway:
+                await gateway.post("FR", *items)
+                await gateway.register("DE", served.address)
+                await _until(_delivered(gateway, "FR", 8))
+        finally:
+            await served.server.stop(0)
+
+    asyncio.run(main())
+    assert bureau.processed == [envelope.unverified_header(i).message_id for i in items]
+    assert bureau.batches == [8, 4, 2, 2, 2, 2]
+    print("batches", bureau.batches)
+
+
+def test_a_batch_of_large_copies_stays_under_the_grpc_message_limit(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """64 copies of 64 KiB (over gRPC's 4 MiB in one call) go in more than one Deliver call,
+    each under the byte budget so none is refused (one attempt each), and a copy queued
+    behind them from another sender is delivered."""
+    bureau = DeliverServicer(pki_dir)
+    overhead = _seal(pki_dir, "FR", "DE", text=b"").ByteSize()
+    size = 64 * 1024 - overhead - 2  # 2: the longer length prefix of the sealed bytes
+    items = [_seal(pki_dir, "FR", "DE", text=b"x" * size) for _ in range(64)]
+    assert {i.ByteSize() for i in items} == {64 * 1024}  # the largest taken by default
+    total = bureau_pb2.DeliverRequest(envelopes=items).ByteSize()
+    assert total > transport.MAX_MESSAGE_BYTES  # one batch of all would never go
+
+    async def main() -> set[int]:
+        served = await _serve_bureau(bureau)
+        try:
+            async with _gateway(tmp_path, pki_dir) as gateway:
+                for start in range(0, 64, 16):
+                    await gateway.post("FR", *items[start : start + 16])
+                await gateway.post("IT", _seal(pki_dir, "IT", "DE"))
+                await gateway.register("DE", served.address)
+                await _until(_delivered(gateway, "IT", 1))
+                await _until(_delivered(gateway, "FR", 64))
+                return {m.attempts for m in (await gateway.receipts("FR")).messages}
+        finally:
+            await served.server.stop(0)
+
+    assert asyncio.run(main()) == {1}
+    assert len(bureau.processed) == 65
+    assert len(bureau.batches) >= 2
+    assert bureau.batches[0] < 64
+    print("envelopes", total, "bytes; batches", bureau.batches)
+
+
+def test_an_offline_recipient_costs_no_store_reads(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
+    """A worker whose recipient has no route does not read the store; once it registers,
+    its copies are delivered."""
+    bureau = DeliverServicer(pki_dir)
+    reads: list[str] = []
+
+    async def main() -> None:
+        served = await _serve_bureau(bureau)
+        try:
+            async with _gateway(tmp_path, pki_dir) as gateway:
+                due = gateway.mailbox.due
+
+                async def counted(recipient: str, *args: Any, **kwargs: Any) -> Any:
+                    reads.append(recipient)
+                    return await due(recipient, *args, **kwargs)
+
+                gateway.mailbox.due = counted  # type: ignore[method-assign]
+                await gateway.post("FR", _seal(pki_dir, "FR", "DE"))
+                assert gateway.deliverer is not None
+                await _until(_worker_running(gateway.deliverer, "DE"))
+                await asyncio.sleep(0.5)  # several back-off rounds (at most 0.2 s each)
+                assert reads == []
+                await gateway.register("DE", served.address)
+                await _until(_delivered(gateway, "FR", 1))
+        finally:
+            await served.server.stop(0)
+
+    asyncio.run(main())
+    assert reads
+    assert set(reads) == {"DE"}
+
+
+def _worker_running(deliverer: Deliverer, bureau: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bureau in deliverer.running()
+
+    return check
+
+
+def test_a_copy_expired_while_in_flight_then_delivered_has_both_audit_rows(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """If the sweeper expires a copy while its batch is at the node and the receipt comes
+    back, the copy ends delivered (the node did process it) with two audit rows: expired,
+    then delivered (docs/delivery.md)."""
+    bureau = DeliverServicer(pki_dir)
+
+    async def main() -> list[gateway_pb2.PostedMessage]:
+        served = await _serve_bureau(bureau)
+        try:
+            async with _gateway(tmp_path, pki_dir) as gateway:
+                deliverer = gateway.deliverer
+                assert deliverer is not None
+
+                async def expire_now() -> None:
+                    await deliverer.sweep(now_ms=_now() + 120_000)
+
+                bureau.on_call = expire_now
+                await gateway.post("FR", _seal(pki_dir, "FR", "DE"))
+                await gateway.register("DE", served.address)
+                await _until(_delivered(gateway, "FR", 1))
+                return list((await gateway.receipts("FR")).messages)
+        finally:
+            await served.server.stop(0)
+
+    [message] = asyncio.run(main())
+    assert message.state == gateway_pb2.MESSAGE_STATE_DELIVERED
+    assert message.HasField("receipt")
+    rows = _audit(tmp_path, "Deliver")
+    assert [(r.outcome, r.status) for r in rows] == [
+        ("expired", "DEADLINE_EXCEEDED"),
+        ("delivered", "OK"),
+    ]
+
+
 def test_a_restarted_gateway_resumes_every_queued_copy(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
     """Copies accepted before a gateway restart get a worker at start and are delivered."""
     bureau = DeliverServicer(pki_dir)
@@ -700,7 +971,9 @@ def test_measure_post_throughput(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
     batches = [copies[i : i + 64] for i in range(512, len(copies), 64)]
 
     async def main() -> dict[str, float]:
-        async with _gateway(tmp_path, pki_dir, deliver=False) as gateway:
+        async with _gateway(
+            tmp_path, pki_dir, deliver=False, max_queue_per_sender=10_000
+        ) as gateway:
             figures: dict[str, float] = {}
             await gateway.post("FR", _seal(pki_dir, "FR", "DE"))  # connect first
             gate = asyncio.Semaphore(32)

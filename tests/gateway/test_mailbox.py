@@ -24,6 +24,7 @@ from gateway.mailbox import (
     Due,
     Incoming,
     Mailbox,
+    MessageIdReused,
     Outcome,
     run_to_end,
 )
@@ -73,12 +74,18 @@ def _with_mailbox(
     body: Callable[[Mailbox], Awaitable[T]],
     *,
     max_queue: int = 100,
+    max_queue_per_sender: int | None = None,
     clock: Callable[[], int] | None = None,
 ) -> T:
     """Open the mailbox at ``path``, run ``body`` with it, always close it."""
 
     async def main() -> T:
-        mailbox = await Mailbox.open(path, max_queue=max_queue, clock=clock or _Clock())
+        mailbox = await Mailbox.open(
+            path,
+            max_queue=max_queue,
+            max_queue_per_sender=max_queue_per_sender or max_queue,
+            clock=clock or _Clock(),
+        )
         try:
             return await body(mailbox)
         finally:
@@ -113,28 +120,49 @@ def test_accepted_envelope_survives_a_reopen(tmp_path: Path) -> None:
 
 
 def test_duplicate_is_idempotent_with_the_original_sequence(tmp_path: Path) -> None:
-    """The same sender's message id again is DUPLICATE with the first sequence, stored once."""
+    """The same envelope again is DUPLICATE with the first sequence, stored once; another
+    sender may use the same message id."""
     path = tmp_path / "mailbox.sqlite"
     first, other = _incoming(), _incoming()
     retry = _incoming(message_id=first.header.message_id)
-    forged = _incoming(message_id=first.header.message_id, data=b"something else")
     same_id_other_sender = _incoming(sender="IT", message_id=first.header.message_id)
 
     async def body(mailbox: Mailbox) -> None:
         a = await mailbox.accept([first, other, retry])
         assert [(r.status, r.sequence) for r in a] == [(ACCEPTED, 1), (ACCEPTED, 2), (DUPLICATE, 1)]
-        b = await mailbox.accept([retry, forged, same_id_other_sender])
-        assert [(r.status, r.sequence) for r in b] == [
-            (DUPLICATE, 1),
-            (DUPLICATE, 1),
-            (ACCEPTED, 3),
+        b = await mailbox.accept([retry, same_id_other_sender])
+        assert [(r.status, r.sequence, r.detail) for r in b] == [
+            (DUPLICATE, 1, ""),
+            (ACCEPTED, 3, ""),
         ]
-        assert b[0].detail == ""
-        assert "another envelope" in b[1].detail
         assert mailbox.queued("DE") == 3
 
     _with_mailbox(path, body)
     assert _rows(path, "SELECT count(*) FROM messages") == [(3,)]
+
+
+def test_a_reused_message_id_refuses_the_whole_call(tmp_path: Path) -> None:
+    """A different envelope under a stored (sender, message id) raises MessageIdReused and
+    nothing of that call is stored, not even its other copies; a byte-identical retry of
+    the first is still DUPLICATE, and the counts are untouched."""
+    path = tmp_path / "mailbox.sqlite"
+    first = _incoming()
+    forged = _incoming(message_id=first.header.message_id, data=b"something else")
+    fresh = _incoming(recipient="IT")
+    same_call_twice = _incoming(recipient="IT")
+    twin = _incoming(recipient="IT", message_id=same_call_twice.header.message_id, data=b"y")
+
+    async def body(mailbox: Mailbox) -> None:
+        await mailbox.accept([first])
+        with pytest.raises(MessageIdReused, match="message id reused by a different envelope"):
+            await mailbox.accept([fresh, forged])
+        with pytest.raises(MessageIdReused):
+            await mailbox.accept([same_call_twice, twin])
+        assert [r.status for r in await mailbox.accept([first])] == [DUPLICATE]
+        assert (mailbox.queued("DE"), mailbox.queued("IT")) == (1, 0)
+
+    _with_mailbox(path, body)
+    assert _rows(path, "SELECT count(*) FROM messages") == [(1,)]
 
 
 def test_queue_bound_refuses_new_copies_but_not_retries(tmp_path: Path) -> None:
@@ -156,6 +184,61 @@ def test_queue_bound_refuses_new_copies_but_not_retries(tmp_path: Path) -> None:
 
     _with_mailbox(path, body, max_queue=2)
     assert _rows(path, "SELECT count(*) FROM messages WHERE recipient = 'DE'") == [(3,)]
+
+
+def test_per_sender_bound_and_notices_exempt_from_the_total(tmp_path: Path) -> None:
+    """One sender cannot fill a recipient's queue: over max_queue_per_sender its copies are
+    QUEUE_FULL naming that bound while others still get in, until the total bound; GS's
+    notices are held to their pair bound only. The counts survive a reopen."""
+    path = tmp_path / "mailbox.sqlite"
+    fr = [_incoming("FR") for _ in range(3)]
+    it = [_incoming("IT") for _ in range(2)]
+    gs = [_incoming("GS") for _ in range(3)]
+
+    async def body(mailbox: Mailbox) -> None:
+        a = await mailbox.accept(fr)
+        assert [r.status for r in a] == [ACCEPTED, ACCEPTED, QUEUE_FULL]
+        assert a[2].detail == "queue from FR to DE is full (2 of FR's messages waiting)"
+        b = await mailbox.accept(it)
+        assert [r.status for r in b] == [ACCEPTED, QUEUE_FULL]
+        assert b[1].detail == "queue for DE is full (3 messages waiting)"
+        c = await mailbox.accept(gs)
+        assert [r.status for r in c] == [ACCEPTED, ACCEPTED, QUEUE_FULL]
+        assert "from GS to DE" in c[2].detail
+        assert (mailbox.queued("DE"), mailbox.queued("DE", sender="GS")) == (5, 2)
+
+    async def reopened(mailbox: Mailbox) -> None:
+        assert (mailbox.queued("DE", sender="FR"), mailbox.queued("DE")) == (2, 5)
+        assert [r.status for r in await mailbox.accept([_incoming("GS")])] == [QUEUE_FULL]
+        await mailbox.settle([Outcome(1, DELIVERED, receipt=b"r")])  # one of FR's
+        [again] = await mailbox.accept([fr[2]])  # FR's pair has room; DE's total (4) not
+        assert (again.status, again.detail) == (
+            QUEUE_FULL,
+            "queue for DE is full (3 messages waiting)",
+        )
+        await mailbox.settle([Outcome(3, DELIVERED, receipt=b"r")])  # IT's: DE's total is 3
+        assert [r.status for r in await mailbox.accept([fr[2]])] == [QUEUE_FULL]  # GS's count
+        await mailbox.settle([Outcome(4, DELIVERED, receipt=b"r")])  # one of GS's
+        assert [r.status for r in await mailbox.accept([fr[2]])] == [ACCEPTED]
+
+    _with_mailbox(path, body, max_queue=3, max_queue_per_sender=2)
+    _with_mailbox(path, reopened, max_queue=3, max_queue_per_sender=2)
+
+
+def test_due_stops_at_the_byte_budget_but_always_takes_one(tmp_path: Path) -> None:
+    """due(max_bytes=...) stops before the envelopes' total passes the budget, and takes
+    the first copy even if it alone is over it (so a large copy cannot block the queue)."""
+    path = tmp_path / "mailbox.sqlite"
+    items = [_incoming(data=bytes([i]) * 100) for i in range(4)]
+
+    async def body(mailbox: Mailbox) -> list[list[int]]:
+        await mailbox.accept(items)
+        return [
+            [d.sequence for d in await mailbox.due("DE", 10, NOW, max_bytes=budget)]
+            for budget in (None, 400, 399, 250, 50)
+        ]
+
+    assert _with_mailbox(path, body) == [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3], [1, 2], [1]]
 
 
 def test_due_is_by_sequence_and_skips_expired_and_other_recipients(tmp_path: Path) -> None:
