@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,16 +221,21 @@ class Inbox:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``); rolled back on error."""
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``); rolled back on error.
+
+        A COMMIT that fails (a full disk, a deferred constraint) is rolled back too, so
+        the connection can start the next transaction.
+        """
         if self.read_only:
             raise NcbsimError("the inbox is open read-only")
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
-        self._conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -412,12 +417,15 @@ class Inbox:
             rows,
         )
 
-    def outbox(self, limit: int = 256) -> list[OutboxRow]:
-        """The oldest ``limit`` envelopes still to be accepted by the gateway."""
+    def outbox(self, limit: int = 256, *, skip: Collection[str] = ()) -> list[OutboxRow]:
+        """The oldest ``limit`` envelopes still to be accepted by the gateway, leaving out
+        those for the recipients in ``skip`` (held back: their queue is full)."""
+        held = sorted(skip)
+        where = f"WHERE recipient NOT IN ({', '.join('?' * len(held))}) " if held else ""
         rows = self._conn.execute(
             "SELECT id, recipient, message_id, expires_at_ms, envelope FROM outbox "
-            "ORDER BY id LIMIT ?",
-            (limit,),
+            f"{where}ORDER BY id LIMIT ?",
+            (*held, limit),
         ).fetchall()
         return [OutboxRow(int(i), str(r), bytes(m), int(e), bytes(b)) for i, r, m, e, b in rows]
 

@@ -12,7 +12,11 @@
   numbered per colour and year, in order of publication;
 - a withdrawal is accepted only for a published notice, and only from the bureau that
   requested it (or GS). A refused withdrawal leaves the notice as it is; the requester
-  is sent the notice's current state with the reason.
+  is sent the notice's current state with the reason, or, if it is not the notice's
+  requester, only the notice id, REFUSED and the reason (never another bureau's notice);
+- a request whose Notice would be over :data:`MAX_NOTICE_BYTES` packed (a long text,
+  a long withdrawal reason) is refused with the reason ``too large``, so every sealed
+  copy stays far under the gateway's 64 KiB envelope limit.
 
 GS keeps the registry in its inbox's ``notices`` table. A published or withdrawn notice
 goes to every bureau of GS's verified directory except GS itself and requester-only
@@ -20,11 +24,12 @@ bureaus; a refusal to the requester only.
 
 **Durable, idempotent outbound.** GS seals every copy once and stores the sealed
 envelopes in its inbox's ``outbox`` table, in the transaction that records the decision
-(and the request's processing). :class:`OutboxPoster` posts pending envelopes with
+(and the request's processing). node.outbox.OutboxPoster posts pending envelopes with
 Gateway.Post, the same bytes on every retry, so the gateway's dedup by
-``(sender, message_id)`` makes a retry harmless; a row leaves the outbox only once the
-gateway answered ACCEPTED or DUPLICATE. A GS that crashes between deciding and posting
-posts at its next start.
+``(sender, message_id)`` makes a retry harmless; a row leaves the outbox once the
+gateway answered ACCEPTED or DUPLICATE, or, logged, when it expired or the gateway
+refused it for its size. A GS that crashes between deciding and posting posts at its
+next start.
 
 **Applying a notice** (at every recipient, and at GS when it decides): the ``notices``
 row; a published notice whose subject has a surname and a date of birth becomes a person
@@ -37,31 +42,29 @@ crash between the records write and the inbox commit, leaves one record.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import os
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
 import structlog
 
-from ncbsim import envelope, messages
-from ncbsim.clock import Clock
+from ncbsim import envelope, messages, padding
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, messages_pb2
-from node.inbox import Inbox, NoticeRow, OutboxRow
+from ncbsim.v1 import messages_pb2
+from node.inbox import Inbox, NoticeRow
 from node.store import Person, delete_person, put_person
 
 __all__ = [
+    "MAX_NOTICE_BYTES",
     "MISSING_COLORS",
     "PERSON_COLORS",
+    "TOO_LARGE",
     "Decision",
-    "OutboxPoster",
     "apply_notice",
     "notice_recipients",
     "person_ref",
@@ -96,6 +99,13 @@ _RANK: dict[int, int] = {
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NOTICE_ID_LEN = 16
+MAX_NOTICE_BYTES = 32 * 1024
+"""The largest Notice GS sends, packed (padded plaintext; messages.pack refuses more): a
+sealed copy (a few hundred bytes more) stays at half the gateway's envelope limit (64 KiB
+by default). A request crafted to pack just under 32 KiB, whose Notice (a few bytes more:
+reference, times) would pad to 64 KiB, is refused."""
+TOO_LARGE = "too large"
+"""The reason GS gives for a request whose Notice would be over :data:`MAX_NOTICE_BYTES`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,6 +176,21 @@ def _notice(row: NoticeRow) -> messages_pb2.Notice:
     )
 
 
+def _refusal(
+    notice_id: bytes, requester: str, reason: str, *, requested_at_ms: int, now_ms: int
+) -> messages_pb2.Notice:
+    """A refusal that tells nothing of a stored notice: its id (if well formed), REFUSED,
+    the reason, and the request's own times."""
+    return messages_pb2.Notice(
+        notice_id=notice_id if len(notice_id) == _NOTICE_ID_LEN else b"",
+        status=REFUSED,
+        requested_by=requester,
+        reason=reason,
+        requested_at_ms=requested_at_ms,
+        decided_at_ms=now_ms,
+    )
+
+
 def review(
     inbox: Inbox,
     requester: str,
@@ -180,6 +205,29 @@ def review(
     ``bureaus`` are the recipients of a published or withdrawn notice. Reads the registry
     in ``inbox``; writes nothing (:func:`record_decision` does).
     """
+    decision = _review(
+        inbox, requester, request, now_ms=now_ms, requested_at_ms=requested_at_ms, bureaus=bureaus
+    )
+    if padding.target_size(decision.notice.ByteSize(), messages.MESSAGE_BYTES) <= MAX_NOTICE_BYTES:
+        return decision
+    action = request.WhichOneof("action")
+    notice_id = request.withdraw.notice_id if action == "withdraw" else request.publish.notice_id
+    refusal = _refusal(
+        notice_id, requester, TOO_LARGE, requested_at_ms=requested_at_ms, now_ms=now_ms
+    )
+    return Decision(refusal, (requester,), None)
+
+
+def _review(
+    inbox: Inbox,
+    requester: str,
+    request: messages_pb2.NoticeRequest,
+    *,
+    now_ms: int,
+    requested_at_ms: int,
+    bureaus: Sequence[str],
+) -> Decision:
+    """:func:`review` before the size bound."""
     everyone = tuple(bureaus)
     if request.WhichOneof("action") == "withdraw":
         withdrawal = request.withdraw
@@ -187,20 +235,20 @@ def review(
         problem = ""
         if existing is None:
             problem = "no such notice"
-        elif existing.status != PUBLISHED:
-            problem = f"the notice is {existing.status_name}"
         elif requester not in {existing.requested_by, GENERAL_SECRETARIAT}:
             problem = "only the requesting bureau may withdraw it"
+        elif existing.status != PUBLISHED:
+            problem = f"the notice is {existing.status_name}"
         if existing is None or problem:
             reason = f"withdrawal refused: {problem}"
-            if existing is None:
-                notice = messages_pb2.Notice(
-                    notice_id=withdrawal.notice_id,
-                    status=REFUSED,
-                    requested_by=requester,
-                    reason=reason,
+            if existing is None or requester not in {existing.requested_by, GENERAL_SECRETARIAT}:
+                # Not the requester's notice: tell nothing of it.
+                notice = _refusal(
+                    withdrawal.notice_id,
+                    requester,
+                    reason,
                     requested_at_ms=requested_at_ms,
-                    decided_at_ms=now_ms,
+                    now_ms=now_ms,
                 )
             else:
                 notice = _notice(existing)
@@ -384,139 +432,3 @@ def apply_notice(
         )
     )
     return True
-
-
-# ---------------------------------------------------------------- the outbox poster
-
-_PERMANENT = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.OUT_OF_RANGE,
-    }
-)
-"""Post statuses that refuse an envelope for good: posting it again cannot help."""
-_DONE = frozenset({gateway_pb2.POST_STATUS_ACCEPTED, gateway_pb2.POST_STATUS_DUPLICATE})
-
-
-class OutboxPoster:
-    """Posts GS's outbox to the gateway until every envelope was accepted.
-
-    :meth:`run` posts what is pending at start (a GS that crashed after deciding), then
-    waits for :meth:`wake`. While the gateway is down, or answers QUEUE_FULL, it tries
-    again after ``retry_s``, doubling up to ``max_retry_s``. An envelope the gateway
-    refuses for good (an invalid one; it cannot happen to what GS seals) is dropped and
-    logged, and so is one that expired in the outbox. Logs ids and counts, never content.
-    """
-
-    def __init__(
-        self,
-        inbox: Inbox,
-        gateway: gateway_pb2_grpc.GatewayStub,
-        *,
-        clock: Clock | None = None,
-        batch: int = 256,
-        retry_s: float = 0.1,
-        max_retry_s: float = 2.0,
-        timeout_s: float = 10.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._inbox = inbox
-        self._gateway = gateway
-        self._clock = clock or Clock()
-        self._batch = batch
-        self._retry_s = retry_s
-        self._max_retry_s = max_retry_s
-        self._timeout_s = timeout_s
-        self._sleep = sleep
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        """New envelopes are in the outbox: post them now."""
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Post until cancelled."""
-        delay = self._retry_s
-        failing = False
-        while True:
-            self._wake.clear()
-            try:
-                empty = await self.post_pending()
-            except (grpc.aio.AioRpcError, TimeoutError) as exc:
-                if not failing:
-                    code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else "TIMEOUT"
-                    log.warning("outbox_post_failed", code=code, pending=self._inbox.outbox_size())
-                failing = True
-                await self._sleep(delay)
-                delay = min(delay * 2, self._max_retry_s)
-                continue
-            except Exception:
-                # The inbox failing (a bug, a full disk): keep the task alive, try again.
-                log.exception("outbox_failed")
-                await self._sleep(self._max_retry_s)
-                continue
-            if failing:
-                log.info("outbox_posting_again")
-            failing = False
-            if empty:
-                delay = self._retry_s
-                await self._wake.wait()
-            else:
-                await self._sleep(delay)
-                delay = min(delay * 2, self._max_retry_s)
-
-    async def post_pending(self) -> bool:
-        """Post the pending envelopes once, a batch at a time; True if the outbox is empty.
-
-        Raises grpc.aio.AioRpcError (retryable) or TimeoutError if the gateway cannot
-        take them now; what it took before that is out of the outbox.
-        """
-        while True:
-            rows = self._inbox.outbox(self._batch)
-            if not rows:
-                return True
-            now_ms = self._clock.now_ms()
-            expired = [r.id for r in rows if r.expires_at_ms <= now_ms]
-            if expired:
-                log.warning("outbox_expired", copies=len(expired))
-                self._inbox.remove_outbox(expired)
-            live = [r for r in rows if r.expires_at_ms > now_ms]
-            if not live:
-                continue
-            done = await self._post(live)
-            self._inbox.remove_outbox(done)
-            if len(done) < len(live):
-                return False
-
-    async def _post(self, rows: Sequence[OutboxRow]) -> list[int]:
-        """Post ``rows``; the ids of those the gateway took (or refused for good)."""
-        request = gateway_pb2.PostRequest(
-            envelopes=[envelope.Envelope.FromString(r.envelope) for r in rows]
-        )
-        try:
-            reply = await self._gateway.Post(request, timeout=self._timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _PERMANENT:
-                raise
-            if len(rows) > 1:
-                done: list[int] = []
-                for row in rows:
-                    done.extend(await self._post([row]))
-                return done
-            log.warning(
-                "outbox_refused",
-                code=exc.code().name,
-                recipient=rows[0].recipient,
-                message_id=rows[0].message_id.hex(),
-            )
-            return [rows[0].id]
-        done = [
-            row.id
-            for row, result in zip(rows, reply.results, strict=False)
-            if result.status in _DONE and result.message_id == row.message_id
-        ]
-        log.debug("outbox_posted", copies=len(rows), accepted=len(done))
-        return done

@@ -25,8 +25,21 @@ transaction. Results: PROCESSED with a receipt, DUPLICATE with the first receipt
 REJECTED with a coarse reason that the node also audits: ``undecodable``,
 ``wrong_recipient``, ``unverified``, ``expired``, ``revoked``, ``replay`` (a different
 envelope under a message id this sender spent), ``not_gs`` (a notice from a bureau
-other than GS, or a notice request to one). One node audit row per envelope; ids,
-parties, kinds and sizes only, never content.
+other than GS, or a notice request to one), ``unprocessable`` (content that opened but
+raised while being processed: an EnvelopeError, ValueError or DecodeError; failures of
+I/O, such as ``sqlite3.OperationalError``, stop the batch instead, to be retried). One
+node audit row per envelope; ids, parties, kinds and sizes only, never content.
+
+A sender's entry that is missing, or does not name the envelope's signing key, even
+after asking the gateway, stops the batch too (the directory may be behind, or Peers
+in its back-off after a miss): the gateway delivers again until the TTL.
+
+Limit: a copy sealed to an encryption key this bureau no longer holds, because it
+rotated its keys and the grace period (``ncbsim pki rotate --grace``, 1 h by default)
+ended before the copy was delivered, cannot be opened: it is REJECTED ``unverified``,
+and the sender learns so from the gateway. Copies may wait up to their TTL (24 h by
+default) at the gateway, so rotate with a grace at least as long as the longest queue
+a bureau expects to drain.
 """
 
 from __future__ import annotations
@@ -52,7 +65,7 @@ from ncbsim.serving import abort
 from ncbsim.v1 import bureau_pb2, messages_pb2
 from node import notices
 from node.inbox import Inbox
-from node.notices import OutboxPoster
+from node.outbox import OutboxPoster
 
 __all__ = ["Postbox"]
 
@@ -179,15 +192,20 @@ class Postbox:
         return items
 
     async def _know_sender(self, header: envelope.Header) -> bool:
-        """Hold the sender's current entry; False if the gateway could not be asked."""
-        directory = self._peers.directory
-        held = header.sender in directory
-        if held and directory.get(header.sender).signs_with(header.sender_key_id):
+        """Hold a sender's entry that names the envelope's signing key; False (stop the
+        batch) if the gateway could not be asked, or if after asking the entry is still
+        missing or names another key: a directory behind, or Peers' back-off after a
+        miss, is transient, so the gateway delivers it again (until its TTL) rather than
+        the node rejecting it for good. A revoked key is not waited for: it is rejected.
+        """
+        if self._signs(header):
             return True
         try:
-            await self._peers.resolve([header.sender], refresh=held)
+            await self._peers.resolve(
+                [header.sender], refresh=header.sender in self._peers.directory
+            )
         except DirectoryError:
-            return True  # no valid entry: the envelope is rejected unverified
+            pass  # no valid entry yet: decided below
         except (grpc.aio.AioRpcError, TimeoutError) as exc:
             log.warning(
                 "directory_unavailable",
@@ -196,7 +214,22 @@ class Postbox:
                 error=str(exc),
             )
             return False
-        return True
+        if self._signs(header) or self._peers.directory.revoked.key_revoked(header.sender_key_id):
+            return True
+        log.warning(
+            "sender_key_unknown",
+            sender=header.sender,
+            message_id=header.message_hex,
+            sender_key_id=header.sender_key_id.hex(),
+        )
+        return False
+
+    def _signs(self, header: envelope.Header) -> bool:
+        """Whether the held entry of the sender names the envelope's signing key."""
+        directory = self._peers.directory
+        return header.sender in directory and directory.get(header.sender).signs_with(
+            header.sender_key_id
+        )
 
     # ------------------------------------------------------------ phase 2: processing
 
@@ -209,9 +242,21 @@ class Postbox:
                 try:
                     with self._inbox.savepoint():
                         outcomes.append(self._process(item, now_ms))
+                except (EnvelopeError, ValueError, DecodeError) as exc:
+                    # The content itself cannot be processed: it would fail again on every
+                    # delivery and block this sender's later copies until the TTL. (The
+                    # error's type only: its text may quote the content.)
+                    header = item.header
+                    log.warning(
+                        "deliver_envelope_unprocessable",
+                        message_id=header.message_hex if header else "",
+                        sender=header.sender if header else "",
+                        error=type(exc).__name__,
+                    )
+                    outcomes.append(self._rejected(item, "unprocessable"))
                 except Exception:
-                    # A bug, or the records database failing: stop here, keep what is done;
-                    # the gateway delivers this envelope and the rest again.
+                    # I/O (sqlite3.OperationalError, a full disk) or a bug: stop here, keep
+                    # what is done; the gateway delivers this envelope and the rest again.
                     header = item.header
                     log.exception(
                         "deliver_envelope_failed",

@@ -35,7 +35,7 @@ from node.answer import answer
 from node.hits import HitLog
 from node.inbox import Inbox
 from node.keys import KeyWatch, entry_stamp
-from node.notices import OutboxPoster
+from node.outbox import OutboxPoster
 from node.postbox import Postbox
 from node.replay import ReplayCache
 from node.store import RecordStore

@@ -215,3 +215,34 @@ def test_a_rolled_back_transaction_leaves_nothing(inbox: Inbox) -> None:
         fail_after_queueing()
     assert inbox.outbox_size() == 0
     assert inbox.count() == 0
+
+
+def test_a_failed_commit_is_rolled_back_and_the_inbox_stays_usable(inbox: Inbox) -> None:
+    """A COMMIT that fails (here a deferred constraint) undoes the transaction, and the
+    next transaction on the same inbox works."""
+    conn = inbox._conn  # a deferred foreign key: the only way to fail COMMIT on demand
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute(
+        "CREATE TABLE child (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+
+    def commit_fails() -> None:
+        with inbox.transaction():
+            inbox.add_outbox([("DE", b"1" * 16, 10, b"env")])
+            conn.execute("INSERT INTO child VALUES (42)")  # no parent 42: COMMIT fails
+
+    with pytest.raises(sqlite3.IntegrityError):
+        commit_fails()
+    assert inbox.outbox_size() == 0
+    with inbox.transaction():
+        inbox.add_outbox([("IT", b"2" * 16, 10, b"env")])
+    assert [r.recipient for r in inbox.outbox()] == ["IT"]
+
+
+def test_the_outbox_leaves_out_held_back_recipients(inbox: Inbox) -> None:
+    """outbox(skip=...) lists the other recipients' envelopes, oldest first."""
+    with inbox.transaction():
+        inbox.add_outbox([(c, c.encode() * 8, 10, b"env") for c in ("DE", "IT", "DE", "FR")])
+    assert [r.recipient for r in inbox.outbox(skip={"DE"})] == ["IT", "FR"]
+    assert [r.recipient for r in inbox.outbox(1, skip={"IT", "FR"})] == ["DE"]

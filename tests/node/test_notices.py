@@ -15,12 +15,13 @@ import pytest
 
 from ncbsim import envelope, messages, pki
 from ncbsim.directory import Directory
+from ncbsim.errors import RETRY_AFTER_KEY
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.v1 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
 from node import datagen, notices
 from node.inbox import Inbox
-from node.notices import OutboxPoster
+from node.outbox import MAX_POST_BYTES, OutboxPoster
 from node.postbox import Postbox
 from node.server import NodeAuditLog
 from node.store import RecordStore
@@ -55,6 +56,11 @@ class _Gateway:
     pki: pki.PkiDir
     script: list[object] = field(default_factory=list)
     posts: list[list[bytes]] = field(default_factory=list)
+    refuse: dict[str, grpc.StatusCode] = field(default_factory=dict)
+    """A call holding a copy for one of these recipients fails with its code."""
+    full: set[str] = field(default_factory=set)
+    """Recipients whose queue is full: QUEUE_FULL, and a call all for them fails
+    RESOURCE_EXHAUSTED with a retry-after (as the gateway does)."""
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
         self, request: gateway_pb2.DirectoryRequest, timeout: float
@@ -74,6 +80,16 @@ class _Gateway:
             raise _unavailable()
         if isinstance(step, grpc.StatusCode):
             raise grpc.aio.AioRpcError(step, grpc.aio.Metadata(), grpc.aio.Metadata())
+        recipients = {envelope.unverified_header(e).recipient for e in request.envelopes}
+        for code in (self.refuse[r] for r in sorted(recipients) if r in self.refuse):
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata())
+        if recipients <= self.full:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata((RETRY_AFTER_KEY, "1000")),
+                details=f"queue for {', '.join(sorted(recipients))} is full; retry later",
+            )
         full = int(str(step).split(":")[1]) if str(step).startswith("full:") else -1
         status = (
             gateway_pb2.POST_STATUS_DUPLICATE if step == "dup" else gateway_pb2.POST_STATUS_ACCEPTED
@@ -82,7 +98,9 @@ class _Gateway:
             results=[
                 gateway_pb2.PostResult(
                     message_id=envelope.unverified_header(e).message_id,
-                    status=gateway_pb2.POST_STATUS_QUEUE_FULL if n == full else status,
+                    status=gateway_pb2.POST_STATUS_QUEUE_FULL
+                    if n == full or envelope.unverified_header(e).recipient in self.full
+                    else status,
                 )
                 for n, e in enumerate(request.envelopes)
             ]
@@ -384,10 +402,61 @@ def test_only_the_requester_may_withdraw(net: _Net) -> None:
     copies = outbox_copies(net)
     assert list(copies) == ["IT"]
     answer = sent_notice(net, copies["IT"], "IT")
-    assert answer.status == PUBLISHED
-    assert answer.reason == "withdrawal refused: only the requesting bureau may withdraw it"
+    # Only the id, REFUSED and the reason: nothing of FR's notice (subject, text).
+    assert answer == messages_pb2.Notice(
+        notice_id=b"n" * 16,
+        status=REFUSED,
+        requested_by="IT",
+        reason="withdrawal refused: only the requesting bureau may withdraw it",
+        requested_at_ms=answer.requested_at_ms,
+        decided_at_ms=answer.decided_at_ms,
+    )
     assert [n.status_name for n in net.node("GS").inbox.notices()] == ["published"]
     assert net.node("GS").find() != []
+
+
+def test_the_requester_of_a_withdrawn_notice_is_told_its_state(net: _Net) -> None:
+    """FR withdrawing its notice twice: the second is refused, and FR (its owner) gets
+    the notice's current state with the reason."""
+    request_notice(net, "FR", publish())
+    request_notice(net, "FR", withdraw())
+    outbox_copies(net)
+    request_notice(net, "FR", withdraw())
+    answer = sent_notice(net, outbox_copies(net)["FR"], "FR")
+    assert (answer.status, answer.reason) == (
+        WITHDRAWN,
+        "withdrawal refused: the notice is withdrawn",
+    )
+    assert answer.subject == SUBJECT
+
+
+def test_a_request_whose_notice_would_be_too_large_is_refused(tmp_path: Path) -> None:
+    """A draft packing just under 32 KiB, whose Notice would pad to 64 KiB, or a withdrawal
+    with a reason that long, is refused "too large" to the requester without echoing it;
+    the longest text a Mailer sends (8000 Cyrillic characters) is published."""
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    try:
+        crafted = publish()
+        crafted.publish.text = ""
+        crafted.publish.text = "x" * (32 * 1024 - crafted.ByteSize() - 8)
+        assert len(messages.pack(crafted)) == 32 * 1024  # the gateway would take it
+        decision = _review(inbox, crafted)
+        honest = publish()
+        honest.publish.text = "Ж" * messages.MAX_TEXT_CHARS
+        published = _review(inbox, honest)
+        assert published.row is not None
+        with inbox.transaction():
+            inbox.put_notice(published.row)
+        withdrawal = _review(inbox, withdraw(reason="x" * (32 * 1024)))
+    finally:
+        inbox.close()
+    assert published.notice.status == PUBLISHED
+    for refused in (decision, withdrawal):
+        assert (refused.notice.status, refused.notice.reason) == (REFUSED, notices.TOO_LARGE)
+        assert (refused.recipients, refused.row) == (("FR",), None)
+        assert refused.notice.text == ""
+        assert refused.notice.notice_id == b"n" * 16
+        assert len(messages.pack(refused.notice)) <= notices.MAX_NOTICE_BYTES
 
 
 def test_applying_a_notice_again_is_a_no_op_and_it_never_moves_back(net: _Net) -> None:
@@ -446,16 +515,119 @@ def test_the_outbox_survives_a_restart_and_posts_the_same_bytes_until_accepted(n
     assert len(posts) == 4
 
 
-def test_the_poster_drops_expired_and_permanently_refused_copies(net: _Net) -> None:
-    """A copy the gateway refuses for good is dropped alone (its batch is retried one by
-    one); an expired copy is dropped without being posted."""
+def test_the_poster_drops_expired_and_size_refused_copies(net: _Net) -> None:
+    """A copy the gateway refuses for its size (RESOURCE_EXHAUSTED, no retry-after) is
+    dropped alone (its batch is retried one by one); an expired copy is dropped without
+    being posted."""
     gs = net.node("GS")
     with gs.inbox.transaction():
         gs.inbox.add_outbox([("DE", b"1" * 16, 1, b"")])  # expired long ago
     request_notice(net, "FR", publish())
     live = [r.envelope for r in gs.inbox.outbox()][1:]
-    net.gateway.script = [grpc.StatusCode.INVALID_ARGUMENT, "ok", grpc.StatusCode.INVALID_ARGUMENT]
+    size = grpc.StatusCode.RESOURCE_EXHAUSTED
+    net.gateway.script = [size, "ok", size]
     assert gs.outbox is not None
     assert asyncio.run(gs.outbox.post_pending()) is True
     assert net.gateway.posts == [live, [live[0]], [live[1]], [live[2]]]
     assert gs.inbox.outbox_size() == 0
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT])
+def test_a_transient_refusal_holds_back_one_recipient_until_it_passes(
+    net: _Net, code: grpc.StatusCode
+) -> None:
+    """A gateway refusing DE's copies (its directory behind: NOT_FOUND; INVALID_ARGUMENT)
+    keeps them in the outbox, while the other copies are posted; once the gateway takes
+    them, the same bytes are accepted."""
+    gs = net.node("GS")
+    request_notice(net, "FR", publish())
+    request_notice(net, "FR", withdraw())
+    de_copies = [r.envelope for r in gs.inbox.outbox() if r.recipient == "DE"]
+    net.gateway.refuse["DE"] = code
+    assert gs.outbox is not None
+    assert asyncio.run(gs.outbox.post_pending()) is False
+    assert [r.envelope for r in gs.inbox.outbox()] == de_copies
+    del net.gateway.refuse["DE"]
+    assert asyncio.run(gs.outbox.post_pending()) is True
+    assert net.gateway.posts[-1] == de_copies
+
+
+def test_a_full_queue_holds_back_only_its_recipient(net: _Net) -> None:
+    """DE's queue is full: DE's copies stay (in order) and every other copy is posted,
+    even when DE's copies come first; posting again once DE has room empties the outbox."""
+    gs = net.node("GS")
+    gs.outbox = OutboxPoster(gs.inbox, net.gateway, sleep=_no_sleep, batch=2)
+    request_notice(net, "FR", publish())
+    request_notice(net, "FR", withdraw())
+    de_copies = [r.envelope for r in gs.inbox.outbox() if r.recipient == "DE"]
+    others = {r.envelope for r in gs.inbox.outbox() if r.recipient != "DE"}
+    net.gateway.full.add("DE")
+    assert asyncio.run(gs.outbox.post_pending()) is False
+    assert [r.envelope for r in gs.inbox.outbox()] == de_copies
+    assert others <= {e for post in net.gateway.posts for e in post}
+    net.gateway.full.clear()
+    assert asyncio.run(gs.outbox.post_pending()) is True
+    assert net.gateway.posts[-1] == de_copies
+
+
+def test_posts_are_batched_by_bytes_under_grpc_message_limit(net: _Net) -> None:
+    """256 copies of about 20 KiB (over 4 MiB together) go in Posts of at most
+    MAX_POST_BYTES of envelopes each, all of them accepted."""
+    gs = net.node("GS")
+    copy = envelope.seal_message(
+        b"x" * 20_000,
+        sender=net.identity("GS"),
+        recipient=Directory.from_pki(net.pki).get("DE"),
+        kind=envelope.NOTICE,
+        post_id=b"p" * 16,
+    )
+    header = envelope.unverified_header(copy)
+    data = copy.SerializeToString()
+    with gs.inbox.transaction():
+        gs.inbox.add_outbox([("DE", header.message_id, header.expires_at_ms, data)] * 256)
+    assert gs.outbox is not None
+    assert asyncio.run(gs.outbox.post_pending()) is True
+    sizes = [sum(len(e) for e in post) for post in net.gateway.posts]
+    print("post sizes", sizes)
+    assert sum(len(post) for post in net.gateway.posts) == 256
+    assert all(size <= MAX_POST_BYTES for size in sizes)
+    assert len(sizes) == 2
+
+
+def test_the_poster_task_survives_errors_and_keeps_posting(
+    net: _Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run() outlives a gateway outage and an inbox that fails while it handles it: it
+    logs, backs off and posts once both work again."""
+    gs = net.node("GS")
+    request_notice(net, "FR", publish())
+    real_outbox = gs.inbox.outbox
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    def flaky_outbox(*args: object, **kwargs: object) -> list[object]:
+        if failures:
+            raise failures.pop()
+        return real_outbox(*args, **kwargs)  # type: ignore[arg-type]
+
+    def broken_size() -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(gs.inbox, "outbox", flaky_outbox)
+    monkeypatch.setattr(gs.inbox, "outbox_size", broken_size)
+    net.gateway.script = ["down"]
+    assert gs.outbox is not None
+
+    async def post() -> bool:
+        task = asyncio.create_task(gs.outbox.run())  # type: ignore[union-attr]
+        try:
+            for _ in range(200):
+                await asyncio.sleep(0)
+                if task.done() or not real_outbox():
+                    break
+            return task.done()
+        finally:
+            task.cancel()
+
+    assert asyncio.run(post()) is False  # still running
+    assert real_outbox() == []
+    assert len(net.gateway.posts) == 2  # the outage, then the accepted post

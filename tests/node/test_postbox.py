@@ -13,11 +13,12 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from ncbsim import auditlog, envelope, messages, pki, receipts
+from ncbsim import auditlog, envelope, messages, pki, receipts, rekey
+from ncbsim.clock import Clock
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
-from ncbsim.v1 import bureau_pb2, gateway_pb2, messages_pb2
+from ncbsim.v1 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
 from node import datagen, notices
 from node.inbox import Inbox
 from node.postbox import Postbox
@@ -61,6 +62,22 @@ class _DownGateway:
     ) -> gateway_pb2.Directory:
         raise grpc.aio.AioRpcError(
             grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata()
+        )
+
+
+@dataclass
+class _BehindGateway:
+    """A gateway that answers, from a directory that is behind: only ``entries``."""
+
+    entries: list[bytes]
+    asked: int = 0
+
+    async def GetDirectory(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.DirectoryRequest, timeout: float
+    ) -> gateway_pb2.Directory:
+        self.asked += 1
+        return gateway_pb2.Directory(
+            entries=[directory_pb2.SignedDirectoryEntry.FromString(e) for e in self.entries]
         )
 
 
@@ -352,3 +369,88 @@ def test_a_crash_between_the_records_write_and_the_commit_leaves_one_of_each(
         assert conn.execute("SELECT count(*) FROM persons WHERE ref = ?", (ref,)).fetchone() == (1,)
     assert de.inbox.count() == 1
     assert de.inbox.duplicates_processed() == 0
+
+
+def _behind(net: _Net, de: _Node, entries: list[bytes]) -> _BehindGateway:
+    """Give DE's postbox a reachable gateway whose directory serves only ``entries``."""
+    gateway = _BehindGateway(entries)
+    de.postbox._peers._gateway = gateway  # type: ignore[assignment]
+    return gateway
+
+
+def test_a_sender_missing_from_a_directory_behind_stops_the_batch(net: _Net) -> None:
+    """The gateway answers but does not know IT yet: DE stops before IT's copy (to be
+    delivered again) instead of rejecting it for good; the copy before is processed."""
+    de = net.node("DE", known=["FR", "DE", "GS"])
+    gateway = _behind(net, de, net.pki.signed_entries(["FR", "DE", "GS"]))
+    first = seal(net, "FR", "DE", envelope.DIFFUSION, diffusion("1"))
+    unknown = seal(net, "IT", "DE", envelope.DIFFUSION, diffusion("2"))
+    results = deliver(de, first, unknown)
+    assert [r.status for r in results] == [PROCESSED]
+    assert gateway.asked == 1
+    assert [i.body.text for i in de.inbox.items()] == ["1"]  # type: ignore[attr-defined]
+    _behind(net, de, net.pki.signed_entries())  # the directory caught up
+    de.postbox._peers._missed.clear()  # past Peers' back-off after the miss
+    assert [r.status for r in deliver(de, unknown)] == [PROCESSED]
+
+
+def test_a_sender_key_the_directory_does_not_name_yet_stops_the_batch(net: _Net) -> None:
+    """FR rotated its keys; DE and the gateway still hold FR's old entry: FR's new copy
+    stops the batch rather than being rejected unverified."""
+    de = net.node("DE", known=["FR", "DE", "GS"])
+    old = net.pki.signed_entries(["FR", "DE", "GS"])
+    rekey.rotate(net.pki, "FR", grace_ms=3_600_000)
+    _behind(net, de, old)
+    copy = seal(net, "FR", "DE", envelope.DIFFUSION, diffusion("new key"))
+    assert deliver(de, copy) == []
+    assert de.inbox.count() == 0
+
+
+def test_a_copy_to_a_key_rotated_out_past_its_grace_is_rejected_unverified(net: _Net) -> None:
+    """The documented limit: DE rotated with a 1 h grace; a copy sealed to its old key and
+    delivered 2 h later (within its 24 h TTL) cannot be opened: REJECTED unverified."""
+    copy = seal(net, "FR", "DE", envelope.DIFFUSION, diffusion())
+    rekey.rotate(net.pki, "DE", grace_ms=3_600_000)
+    de = net.node("DE")
+    de.postbox = Postbox(
+        net.identity("DE"),
+        de.postbox._peers,
+        de.inbox,
+        de.audit,
+        records_path=de.records,
+        clock=Clock(offset_ms=2 * 3_600_000),
+    )
+    [result] = deliver(de, copy)
+    assert (result.status, result.detail) == (REJECTED, "unverified")
+
+
+def test_content_that_raises_is_rejected_unprocessable_and_the_batch_goes_on(
+    net: _Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notice whose processing raises ValueError is REJECTED unprocessable (not retried
+    until its TTL); the next copy in the batch is processed."""
+    de = net.node("DE")
+    notice = messages_pb2.Notice(
+        notice_id=b"n" * 16,
+        color=messages_pb2.NOTICE_COLOR_RED,
+        status=messages_pb2.NOTICE_STATUS_PUBLISHED,
+        requested_by="FR",
+        subject=messages_pb2.NoticeSubject(surname="Doe", date_of_birth="1980-01-02"),
+    )
+
+    def bad_content(*_: object, **__: object) -> bool:
+        raise ValueError("cannot use this notice")
+
+    monkeypatch.setattr(notices, "apply_notice", bad_content)
+    bad = seal(net, "GS", "DE", envelope.NOTICE, notice)
+    after = seal(net, "FR", "DE", envelope.DIFFUSION, diffusion("after"))
+    results = deliver(de, bad, after)
+    assert [(r.status, r.detail) for r in results] == [
+        (REJECTED, "unprocessable"),
+        (PROCESSED, ""),
+    ]
+    assert [i.kind for i in de.inbox.items()] == [envelope.DIFFUSION]
+    assert audit_rows(de) == [
+        ("notice", "rejected", "unprocessable"),
+        ("diffusion", "processed", ""),
+    ]
