@@ -16,6 +16,8 @@ from ncbsim.config import (
     DEFAULT_CONTROL_RATE_PER_S,
     DEFAULT_DAILY_QUOTA,
     DEFAULT_MAX_ENVELOPE_BYTES,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_PER_SENDER,
     DEFAULT_RATE_PER_S,
     log_level_from_env,
 )
@@ -108,6 +110,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         bureau_limits=load_overrides(args.limits, default) if args.limits else {},
         control_rate_per_s=args.control_rate,
         control_burst=args.control_burst,
+        mailbox_path=args.mailbox,
+        max_queue=args.max_queue,
+        max_queue_per_sender=args.max_queue_per_sender,
     )
     asyncio.run(serve(config))
     return 0
@@ -175,6 +180,30 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ncbsim.console import run_query
 
     return asyncio.run(run_query(args, gateway=find_gateway(args.workdir)))
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from ncbsim.mail_console import run_send
+
+    return asyncio.run(run_send(args, gateway=find_gateway(args.workdir)))
+
+
+def cmd_receipts(args: argparse.Namespace) -> int:
+    from ncbsim.mail_console import run_receipts
+
+    return asyncio.run(run_receipts(args, gateway=find_gateway(args.workdir)))
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    from ncbsim.mail_console import show_inbox
+
+    return show_inbox(args)
+
+
+def cmd_notice_list(args: argparse.Namespace) -> int:
+    from ncbsim.mail_console import show_notices
+
+    return show_notices(args)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -323,6 +352,98 @@ def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
 
 
+def _as_bureau(
+    parser: argparse.ArgumentParser, role: str, *, send: bool, gateway: bool = True
+) -> None:
+    """--workdir, --as and --json; --ttl to post, --timeout to call the gateway."""
+    parser.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    parser.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help=role)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    if send:
+        parser.add_argument(
+            "--ttl", default="24h", help="expires undelivered after this, e.g. 90s, 2h (max 24h)"
+        )
+    if gateway:
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            help="seconds to keep retrying an unreachable gateway (default 10)",
+        )
+
+
+def _attach_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--attach",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file to attach (repeatable; 32 KiB in all)",
+    )
+
+
+def _add_mail_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """diffuse, notice, message, inbox, receipts: one-way messages (durable delivery)."""
+    diffuse = sub.add_parser(
+        "diffuse", help="alert some bureaus or ALL (GS gets a copy); delivered even if down"
+    )
+    _as_bureau(diffuse, "sending bureau", send=True)
+    diffuse.add_argument("--to", required=True, type=str.upper, help="bureaus, e.g. NG,GH, or ALL")
+    diffuse.add_argument("--subject", required=True)
+    diffuse.add_argument("--text", required=True)
+    _attach_option(diffuse)
+    diffuse.set_defaults(func=cmd_send, send="diffusion", server=False)
+
+    notice = sub.add_parser("notice", help="request, list or withdraw notices (GS reviews them)")
+    notice_sub = notice.add_subparsers(dest="notice_command", required=True, metavar="ACTION")
+    request = notice_sub.add_parser("request", help="ask GS to publish a notice; prints its id")
+    _as_bureau(request, "requesting bureau", send=True)
+    request.add_argument("--color", required=True, help="red, yellow, blue, black, green, ...")
+    request.add_argument(
+        "--person-file",
+        type=Path,
+        required=True,
+        metavar="PERSON.json",
+        help='the subject, e.g. {"surname": "DOE", "given_names": "John", "dob": "1980-02-03"}',
+    )
+    request.add_argument("--summary", default="", help="the facts or charges, in one line")
+    request.add_argument("--text", default="")
+    request.set_defaults(func=cmd_send, send="notice request", server=False)
+    listing = notice_sub.add_parser("list", help="the notices a bureau knows, from its inbox")
+    _as_bureau(listing, "bureau", send=False, gateway=False)
+    listing.set_defaults(func=cmd_notice_list, server=False)
+    withdraw = notice_sub.add_parser("withdraw", help="ask GS to withdraw a notice you requested")
+    _as_bureau(withdraw, "requesting bureau", send=True)
+    withdraw.add_argument("--id", required=True, help="notice id (hex, from notice request)")
+    withdraw.add_argument("--reason", default="")
+    withdraw.set_defaults(func=cmd_send, send="notice withdrawal", server=False)
+
+    message = sub.add_parser("message", help="case messages from one bureau to another")
+    message_sub = message.add_subparsers(dest="message_command", required=True, metavar="ACTION")
+    send = message_sub.add_parser("send", help="send a message in a case thread")
+    _as_bureau(send, "sending bureau", send=True)
+    send.add_argument("--to", required=True, type=str.upper, help="one bureau")
+    send.add_argument("--text", required=True)
+    send.add_argument("--subject", default="")
+    send.add_argument("--thread", default="", help="case thread (default: start a new one)")
+    send.add_argument("--reply-to", metavar="POSTID", help="post id (hex) of the message answered")
+    _attach_option(send)
+    send.set_defaults(func=cmd_send, send="message", server=False)
+
+    inbox = sub.add_parser("inbox", help="what a bureau received, decrypted, in order")
+    _as_bureau(inbox, "receiving bureau", send=False, gateway=False)
+    inbox.add_argument("--kind", choices=["diffusion", "message", "notice", "notice-request"])
+    inbox.set_defaults(func=cmd_inbox, server=False)
+
+    receipts = sub.add_parser(
+        "receipts", help="each copy a bureau sent: queued, delivered (signed receipt) or expired"
+    )
+    _as_bureau(receipts, "sending bureau", send=False)
+    receipts.add_argument("--after", type=int, default=0, help="only sequences above this")
+    receipts.set_defaults(func=cmd_receipts, server=False)
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, readable table
     parser = argparse.ArgumentParser(
         prog="ncbsim",
@@ -373,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     gw.add_argument("--listen", default=DEFAULT_GATEWAY_LISTEN, help="host:port (port 0: any)")
     gw.add_argument("--audit", type=Path, help="audit database (default DIR/gateway/audit.sqlite)")
     gw.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
+    gw.add_argument(
+        "--mailbox",
+        type=Path,
+        help="store of one-way messages (default: mailbox.sqlite next to the audit database)",
+    )
     limits = gw.add_argument_group("limits (docs/limits.md); over a limit: RESOURCE_EXHAUSTED")
     limits.add_argument(
         "--max-envelope-bytes",
@@ -413,6 +539,20 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
         type=int,
         default=DEFAULT_CONTROL_BURST,
         help=f"such calls each bureau may make at once (default {DEFAULT_CONTROL_BURST})",
+    )
+    limits.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        help="undelivered messages a bureau may have queued before a Post to it is "
+        f"refused as QUEUE_FULL (default {DEFAULT_MAX_QUEUE})",
+    )
+    limits.add_argument(
+        "--max-queue-per-sender",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_PER_SENDER,
+        help="undelivered messages one bureau may have queued for another before its Post "
+        f"to it is refused as QUEUE_FULL (default {DEFAULT_MAX_QUEUE_PER_SENDER})",
     )
     gw.set_defaults(func=cmd_gateway, server=True)
 
@@ -472,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     fetch = kinds.add_parser("fetch", parents=[output], help="step 2: full record for a reference")
     fetch.add_argument("--ref", required=True)
     query.set_defaults(func=cmd_query, server=False)
+    _add_mail_parsers(sub)
 
     sim = sub.add_parser("simulate", help="run a scenario end to end and check the results")
     sim.add_argument(

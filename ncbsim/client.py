@@ -191,6 +191,11 @@ class BureauClient:
         now_ms = clock.now_ms() if clock is not None else int(time.time() * 1000)
         return cls(pki, Identity.load(pki, bureau, now_ms=now_ms), gateway, clock, directory)
 
+    @property
+    def stub(self) -> gateway_pb2_grpc.GatewayStub:
+        """The gateway stub on this client's channel (the mailer posts through it)."""
+        return self._stub
+
     def _now_ms(self) -> int | None:
         """This client's time, or None for the wall clock (read by the envelope code)."""
         return self.clock.now_ms() if self.clock is not None else None

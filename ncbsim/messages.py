@@ -16,11 +16,14 @@ from ncbsim.v1 import messages_pb2
 
 MESSAGE_BYTES = 1024
 """Smallest padded one-way body."""
-MAX_ATTACHMENT_BYTES = 32 * 1024
-"""Attachments of one message, together. The padded, sealed envelope must stay under the
-gateway's 64 KiB envelope limit (``--max-envelope-bytes``)."""
+MAX_BODY_BYTES = 32 * 1024
+"""Largest padded body. A sealed copy is then at most about 33 KiB, well inside the
+gateway's 64 KiB envelope limit (``--max-envelope-bytes``), and 100 copies fit in one
+gRPC message (4 MiB)."""
+MAX_ATTACHMENT_BYTES = 16 * 1024
+"""Attachments of one message, together."""
 MAX_TEXT_CHARS = 8000
-"""Longest subject plus text of one message."""
+"""Longest subject plus text of one message (and at most MAX_BODY_BYTES in all)."""
 
 BODY_TYPES: dict[int, type[Message]] = {
     envelope.DIFFUSION: messages_pb2.Diffusion,
@@ -111,7 +114,16 @@ def check_size(text: str, attachments: list[messages_pb2.Attachment]) -> None:
 
 
 def pack(body: Message) -> bytes:
-    """``body`` serialized and padded (every body type has ``bytes padding = 15``)."""
+    """``body`` serialized and padded (every body type has ``bytes padding = 15``).
+
+    ConfigError if the padded body would be over :data:`MAX_BODY_BYTES`: long texts in
+    scripts of four UTF-8 bytes a character, with attachments, can get there.
+    """
+    if padding.target_size(body.ByteSize(), MESSAGE_BYTES) > MAX_BODY_BYTES:
+        raise ConfigError(
+            f"the message is {body.ByteSize()} bytes encoded; at most about "
+            f"{MAX_BODY_BYTES // 1024} KiB with its text and attachments"
+        )
     return padding.padded(body, MESSAGE_BYTES)
 
 

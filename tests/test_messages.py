@@ -189,3 +189,23 @@ def test_size_limits() -> None:
     big = messages_pb2.Attachment(name="a", data=b"x" * (messages.MAX_ATTACHMENT_BYTES + 1))
     with pytest.raises(ConfigError):
         messages.check_size("", [big])
+
+
+def test_a_body_over_the_limit_is_refused_before_sealing() -> None:
+    """Text of four-byte characters with attachments cannot make a copy over the gateway's
+    envelope limit: pack refuses the body, and the largest accepted one seals well under it."""
+    big = messages_pb2.CaseMessage(
+        text="𝄞" * messages.MAX_TEXT_CHARS,
+        attachments=[messages_pb2.Attachment(data=b"x" * messages.MAX_ATTACHMENT_BYTES)],
+    )
+    with pytest.raises(ConfigError, match="at most about 32 KiB"):
+        messages.pack(big)
+    largest = messages_pb2.CaseMessage(text="x" * (messages.MAX_BODY_BYTES - 100))
+    env = envelope.seal_message(
+        messages.pack(largest),
+        sender=FR,
+        recipient=PEERS["DE"],
+        kind=envelope.MESSAGE,
+        post_id=b"p" * 16,
+    )
+    assert env.ByteSize() < 64 * 1024 - 1024

@@ -1,0 +1,590 @@
+"""Human and JSON output for the one-way commands: diffuse, notice, message, inbox, receipts.
+
+The send commands seal and post through :class:`ncbsim.mail.Mailer` and say, per
+recipient, whether the gateway stored the copy. ``inbox`` and ``notice list`` read the
+bureau's inbox file read-only (the node may be running); ``receipts`` asks the gateway
+and verifies every receipt against the recipient's directory entry.
+
+Exit codes: 0 when everything was stored (or every receipt verified), 1 when a copy was
+not stored or a receipt did not verify, 2 (raised as NcbsimError) for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from rich import box
+from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from ncbsim import envelope, mail, messages
+from ncbsim.client import ALL, BureauClient, failure_detail
+from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.pki import PkiDir
+from ncbsim.v1 import messages_pb2
+
+INBOX_KINDS = {
+    "diffusion": envelope.DIFFUSION,
+    "message": envelope.MESSAGE,
+    "notice": envelope.NOTICE,
+    "notice-request": envelope.NOTICE_REQUEST,
+}
+"""``ncbsim inbox --kind`` names (notice requests reach GS only)."""
+
+_STATUS_STYLE = {
+    "accepted": "green",
+    "duplicate": "green",
+    "queue_full": "bold yellow",
+    "failed": "bold red",
+}
+_STATE_STYLE = {
+    "delivered": "green",
+    "queued": "yellow",
+    "expired": "bold red",
+    "rejected": "bold red",
+    "unknown": "bold red",
+}
+
+_NOTICE_STYLE = {"published": "bold green", "refused": "bold red", "withdrawn": "yellow"}
+
+
+def _kind(kind: int) -> str:
+    return messages.KIND_NAMES.get(kind, str(kind)).replace("_", " ")
+
+
+def utc(ms: int) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` (UTC) for milliseconds since the epoch; ``""`` for 0."""
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def hex_id(text: str, what: str) -> bytes:
+    """A 16-byte id given as 32 hex digits, or ConfigError naming ``what``."""
+    try:
+        value = bytes.fromhex(text.strip())
+    except ValueError:
+        value = b""
+    if len(value) != envelope.MESSAGE_ID_LEN:
+        raise ConfigError(f"{what}: expected {2 * envelope.MESSAGE_ID_LEN} hex digits")
+    return value
+
+
+def ttl_ms(text: str) -> int:
+    """``--ttl`` (``90s``, ``10m``, ``24h``) in milliseconds, at most 24 h."""
+    from load.runner import parse_duration
+
+    seconds = parse_duration(text, option="--ttl", minimum_s=1)
+    if seconds * 1000 > envelope.MAX_TTL_MS:
+        raise ConfigError("--ttl: at most 24h")
+    return seconds * 1000
+
+
+def read_attachments(paths: Sequence[Path]) -> list[messages_pb2.Attachment]:
+    """``--attach`` files as attachments (name, guessed media type, bytes)."""
+    out = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--attach {path}: {exc.strerror or exc}") from None
+        media_type = mimetypes.guess_type(path.name)[0] or ""
+        out.append(mail.attachment(path.name, data, media_type))
+    return out
+
+
+def read_person(path: Path) -> messages_pb2.NoticeSubject:
+    """The notice subject in ``--person-file`` (a JSON object, see messages.subject_from_dict)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"--person-file {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--person-file {path}: not JSON ({exc})") from None
+    return messages.subject_from_dict(data)
+
+
+def inbox_path(workdir: Path, bureau: str) -> Path:
+    """``WORKDIR/bureaus/XX/inbox.sqlite``."""
+    return workdir / "bureaus" / bureau / "inbox.sqlite"
+
+
+# --------------------------------------------------------------------------- sending
+
+
+async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
+    """Run ``diffuse``, ``notice request``, ``notice withdraw`` or ``message send``."""
+    ttl = ttl_ms(args.ttl)
+    timeout_s = args.timeout
+    async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
+        mailer = mail.Mailer(client)
+        what = args.send
+        if what == "diffusion":
+            to = [c for c in args.to.split(",") if c.strip()]
+            attachments = read_attachments(args.attach)
+            outcome = await mailer.diffuse(
+                to, args.subject, args.text, attachments, ttl_ms=ttl, timeout_s=timeout_s
+            )
+        elif what == "notice request":
+            body = mail.notice_draft(
+                args.color, read_person(args.person_file), args.summary, args.text
+            )
+            outcome = await mailer.post_notice_request(body, ttl_ms=ttl, timeout_s=timeout_s)
+        elif what == "notice withdrawal":
+            outcome = await mailer.withdraw_notice(
+                hex_id(args.id, "--id"), args.reason, ttl_ms=ttl, timeout_s=timeout_s
+            )
+        else:
+            if "," in args.to or args.to == ALL:
+                raise ConfigError("a message goes to one bureau; use `ncbsim diffuse` for more")
+            reply_to = hex_id(args.reply_to, "--reply-to") if args.reply_to else b""
+            thread = args.thread or (
+                _thread_of(args.workdir, args.as_bureau, reply_to) if reply_to else ""
+            )
+            outcome = await mailer.message(
+                args.to,
+                args.text,
+                thread=thread,
+                subject=args.subject,
+                in_reply_to=reply_to,
+                attachments=read_attachments(args.attach),
+                ttl_ms=ttl,
+                timeout_s=timeout_s,
+            )
+    if args.json:
+        print(json.dumps(outcome_dict(args.as_bureau, what, outcome), indent=2))
+    else:
+        _print_outcome(args.as_bureau, what, outcome)
+    return _send_verdict(outcome)
+
+
+def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
+    """The thread of the message ``post_id`` that ``bureau`` received (for --reply-to)."""
+    from node.inbox import Inbox
+
+    path = inbox_path(workdir, bureau)
+    if path.is_file():
+        inbox = Inbox.read(path)
+        try:
+            for item in inbox.items(envelope.MESSAGE):
+                if item.post_id == post_id and isinstance(item.body, messages_pb2.CaseMessage):
+                    return item.body.thread
+        finally:
+            inbox.close()
+    raise ConfigError(
+        f"--reply-to: {bureau} received no message with post id {post_id.hex()}; "
+        "give its thread with --thread"
+    )
+
+
+def outcome_dict(bureau: str, what: str, outcome: mail.PostOutcome) -> dict[str, Any]:
+    """A post's outcome as JSON-ready data."""
+    data: dict[str, Any] = {
+        "as": bureau,
+        "kind": messages.KIND_NAMES.get(outcome.kind, str(outcome.kind)),
+        "action": what,
+        "post_id": outcome.post_hex,
+        "stored": outcome.stored,
+        "attempts": outcome.attempts,
+        "copies": [
+            {
+                "recipient": c.recipient,
+                "status": c.status,
+                "sequence": c.sequence,
+                "message_id": c.message_hex,
+                "accepted_at_ms": c.accepted_at_ms,
+                "detail": c.detail,
+            }
+            for c in outcome.copies
+        ],
+    }
+    if outcome.notice_id:
+        data["notice_id"] = outcome.notice_id.hex()
+    return data
+
+
+def _print_outcome(bureau: str, what: str, outcome: mail.PostOutcome) -> None:
+    console = Console()
+    stored = sum(c.stored for c in outcome.copies)
+    console.print(
+        f"[bold]{bureau}[/] {what}, post {outcome.post_hex}: "
+        f"{stored} of {len(outcome.copies)} copies stored",
+        highlight=False,
+    )
+    if outcome.notice_id:
+        console.print(f"notice id: [bold]{outcome.notice_id.hex()}[/]", highlight=False)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", collapse_padding=True, pad_edge=False)
+    for column in ("recipient", "status", "sequence", "message id", "detail"):
+        table.add_column(column, justify="right" if column == "sequence" else "left")
+    for c in outcome.copies:
+        table.add_row(
+            c.recipient,
+            Text(c.status.replace("_", "-"), style=_STATUS_STYLE[c.status]),
+            str(c.sequence or ""),
+            c.message_hex[:12],
+            Text(c.detail),
+        )
+    console.print(table)
+
+
+def _send_verdict(outcome: mail.PostOutcome) -> int:
+    missing = [c for c in outcome.copies if not c.stored]
+    if not missing:
+        return 0
+    names = ", ".join(f"{c.recipient} ({c.status})" for c in missing)
+    print(
+        f"ncbsim: {len(missing)} of {len(outcome.copies)} copies not stored: {names}",
+        file=sys.stderr,
+    )
+    if any(c.status == "queue_full" for c in missing):
+        print(
+            "ncbsim: a recipient's queue is full (it is down or slow); send again later",
+            file=sys.stderr,
+        )
+    if any(c.status == "failed" for c in missing):
+        print(
+            "ncbsim: check the bureau codes and that the gateway runs (ncbsim up)",
+            file=sys.stderr,
+        )
+    if len(missing) < len(outcome.copies):
+        again = ",".join(c.recipient for c in missing)
+        print(
+            f"ncbsim: the other copies are stored: to send again, use --to {again} only",
+            file=sys.stderr,
+        )
+    return 1
+
+
+# --------------------------------------------------------------------------- receipts
+
+
+async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
+    """Run ``ncbsim receipts``: exit 1 if a delivered copy's receipt does not verify."""
+    async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
+        try:
+            listed = await mail.Mailer(client).receipts(args.after, timeout_s=args.timeout)
+        except grpc.aio.AioRpcError as exc:
+            print(
+                f"ncbsim: the gateway at {gateway} did not answer ({failure_detail(exc)}); "
+                "is the network up (ncbsim up)?",
+                file=sys.stderr,
+            )
+            return 1
+    if args.json:
+        copies = [delivered_dict(d) for d in listed]
+        print(json.dumps({"as": args.as_bureau, "copies": copies}, indent=2))
+    else:
+        _print_receipts(args.as_bureau, listed)
+    bad = [d for d in listed if d.state == "delivered" and not d.verified]
+    if bad:
+        print(
+            f"ncbsim: {len(bad)} receipts did not verify against the recipients' directory "
+            "entries: the gateway altered them, or they were signed with keys no longer valid",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def delivered_dict(d: mail.Delivered) -> dict[str, Any]:
+    """One posted copy's fate as JSON-ready data."""
+    return {
+        "sequence": d.sequence,
+        "recipient": d.recipient,
+        "kind": messages.KIND_NAMES.get(d.kind, str(d.kind)),
+        "post_id": d.post_hex,
+        "message_id": d.message_hex,
+        "state": d.state,
+        "accepted_at_ms": d.accepted_at_ms,
+        "expires_at_ms": d.expires_at_ms,
+        "settled_at_ms": d.settled_at_ms,
+        "processed_at_ms": d.processed_at_ms,
+        "attempts": d.attempts,
+        "receipt_verified": d.verified,
+        "detail": d.detail,
+    }
+
+
+def _took(d: mail.Delivered) -> str:
+    if not d.settled_at_ms:
+        return ""
+    ms = max(d.settled_at_ms - d.accepted_at_ms, 0)
+    return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.0f} s"
+
+
+def _print_receipts(bureau: str, listed: list[mail.Delivered]) -> None:
+    console = Console()
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", collapse_padding=True, pad_edge=False)
+    columns = ("seq", "to", "kind", "post", "state", "accepted", "after", "tries", "receipt")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("seq", "after", "tries") else "left")
+    for d in listed:
+        if d.state == "delivered":
+            receipt = Text("verified", style="green") if d.verified else Text("BAD", "bold red")
+        else:
+            receipt = Text(d.detail or "-", style="dim")
+        table.add_row(
+            str(d.sequence),
+            d.recipient,
+            _kind(d.kind),
+            d.post_hex[:8],
+            Text(d.state, style=_STATE_STYLE[d.state]),
+            utc(d.accepted_at_ms)[11:],
+            _took(d),
+            str(d.attempts),
+            receipt,
+        )
+    console.print(table)
+    states = Counter(d.state for d in listed)
+    verified = sum(d.verified for d in listed)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    console.print(
+        f"{bureau}: {len(listed)} copies sent ({summary or 'none'}); {verified} receipts "
+        "verified. Times are UTC; `after` is from acceptance to settlement.",
+        highlight=False,
+    )
+
+
+# --------------------------------------------------------------------------- inbox
+
+
+def show_inbox(args: argparse.Namespace) -> int:
+    """Run ``ncbsim inbox``: what the bureau received, decrypted, in processing order."""
+    from node.inbox import Inbox
+
+    kind = INBOX_KINDS[args.kind] if args.kind else None
+    inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
+    try:
+        items = inbox.items(kind)
+    finally:
+        inbox.close()
+    if args.json:
+        data = [
+            {
+                "sender": item.sender,
+                "kind": messages.KIND_NAMES.get(item.kind, str(item.kind)),
+                "post_id": item.post_id.hex(),
+                "message_id": item.message_id.hex(),
+                "issued_at_ms": item.issued_at_ms,
+                "processed_at_ms": item.processed_at_ms,
+                "body": body_dict(item.body),
+            }
+            for item in items
+        ]
+        print(json.dumps({"as": args.as_bureau, "items": data}, indent=2))
+        return 0
+    console = Console(highlight=False)
+    for number, item in enumerate(items, 1):
+        head = Text(f"#{number} ", style="bold")
+        head.append(f"{utc(item.processed_at_ms)} UTC  ")
+        head.append(f"{_kind(item.kind)} from {item.sender}", style="bold")
+        console.print(head)
+        content = body_text(item.body)
+        content.append(f"\npost {item.post_id.hex()}", style="dim")
+        console.print(Padding(content, (0, 0, 1, 4)))
+    console.print(f"{args.as_bureau}: {len(items)} received, oldest first")
+    return 0
+
+
+def _existing_inbox(workdir: Path, bureau: str) -> Path:
+    path = inbox_path(workdir, bureau)
+    if not path.is_file():
+        if not (workdir / "bureaus" / bureau).is_dir():
+            raise NcbsimError(
+                f"{bureau} runs no node in {workdir}; give --workdir of `ncbsim up` and a "
+                "bureau of that network"
+            )
+        raise NcbsimError(f"{bureau} has received nothing yet (no {path})")
+    return path
+
+
+def _subject_text(subject: messages_pb2.NoticeSubject) -> str:
+    name = ", ".join(p for p in (subject.surname, subject.given_names) if p)
+    extra = " ".join(p for p in (subject.date_of_birth, subject.nationality, subject.sex) if p)
+    return f"{name} ({extra})" if extra else name
+
+
+def body_text(body: Message) -> Text:
+    """A body as a few lines of plain text (never rich markup: senders write it)."""
+    text = Text()
+    if isinstance(body, messages_pb2.Diffusion):
+        text.append(body.subject, style="bold")
+        text.append(f"\n{body.text}")
+        text.append(f"\nto {', '.join(body.distribution)}", style="dim")
+        _append_attachments(text, body.attachments)
+    elif isinstance(body, messages_pb2.CaseMessage):
+        text.append(f"thread {body.thread}", style="dim")
+        if body.in_reply_to:
+            text.append(f", in reply to {body.in_reply_to.hex()[:12]}", style="dim")
+        if body.subject:
+            text.append(f"\n{body.subject}", style="bold")
+        text.append(f"\n{body.text}")
+        _append_attachments(text, body.attachments)
+    elif isinstance(body, messages_pb2.Notice):
+        status = messages.status_name(body.status)
+        text.append(f"{messages.color_name(body.color).upper()} notice {status}", style="bold")
+        text.append(f" {body.reference}".rstrip())
+        text.append(f"\n{_subject_text(body.subject)}")
+        for line in (body.summary, body.reason and f"reason: {body.reason}"):
+            if line:
+                text.append(f"\n{line}")
+        text.append(f"\nid {body.notice_id.hex()}, requested by {body.requested_by}", "dim")
+    elif isinstance(body, messages_pb2.NoticeRequest):
+        _append_request(text, body)
+    else:
+        text.append(type(body).__name__)
+    return text
+
+
+def _append_attachments(text: Text, attachments: Sequence[messages_pb2.Attachment]) -> None:
+    if attachments:
+        names = ", ".join(f"{a.name} ({len(a.data)} B)" for a in attachments)
+        text.append(f"\nattachments: {names}", style="dim")
+
+
+def _append_request(text: Text, body: messages_pb2.NoticeRequest) -> None:
+    if body.HasField("withdraw"):
+        text.append("withdraw notice", style="bold")
+        text.append(f" {body.withdraw.notice_id.hex()}")
+        if body.withdraw.reason:
+            text.append(f"\nreason: {body.withdraw.reason}")
+        return
+    draft = body.publish
+    text.append(f"publish a {messages.color_name(draft.color)} notice", style="bold")
+    text.append(f"\n{_subject_text(draft.subject)}")
+    if draft.summary:
+        text.append(f"\n{draft.summary}")
+    text.append(f"\nid {draft.notice_id.hex()}", style="dim")
+
+
+def _subject_dict(subject: messages_pb2.NoticeSubject) -> dict[str, str]:
+    fields = ("surname", "given_names", "date_of_birth", "nationality", "sex", "description")
+    return {f: getattr(subject, f) for f in fields if getattr(subject, f)}
+
+
+def _attachment_dicts(attachments: Sequence[messages_pb2.Attachment]) -> list[dict[str, Any]]:
+    import base64
+
+    return [
+        {
+            "name": a.name,
+            "media_type": a.media_type,
+            "bytes": len(a.data),
+            "data_base64": base64.b64encode(a.data).decode("ascii"),
+        }
+        for a in attachments
+    ]
+
+
+def body_dict(body: Message) -> dict[str, Any]:
+    """A decrypted body as JSON-ready data (ids in hex, colours and statuses by name)."""
+    if isinstance(body, messages_pb2.Diffusion):
+        return {
+            "subject": body.subject,
+            "text": body.text,
+            "distribution": list(body.distribution),
+            "attachments": _attachment_dicts(body.attachments),
+        }
+    if isinstance(body, messages_pb2.CaseMessage):
+        return {
+            "thread": body.thread,
+            "subject": body.subject,
+            "text": body.text,
+            "in_reply_to": body.in_reply_to.hex(),
+            "attachments": _attachment_dicts(body.attachments),
+        }
+    if isinstance(body, messages_pb2.Notice):
+        return {
+            "notice_id": body.notice_id.hex(),
+            "color": messages.color_name(body.color),
+            "status": messages.status_name(body.status),
+            "reference": body.reference,
+            "requested_by": body.requested_by,
+            "subject": _subject_dict(body.subject),
+            "summary": body.summary,
+            "text": body.text,
+            "reason": body.reason,
+            "requested_at_ms": body.requested_at_ms,
+            "decided_at_ms": body.decided_at_ms,
+        }
+    if isinstance(body, messages_pb2.NoticeRequest):
+        if body.HasField("withdraw"):
+            return {
+                "action": "withdraw",
+                "notice_id": body.withdraw.notice_id.hex(),
+                "reason": body.withdraw.reason,
+            }
+        draft = body.publish
+        return {
+            "action": "publish",
+            "notice_id": draft.notice_id.hex(),
+            "color": messages.color_name(draft.color),
+            "subject": _subject_dict(draft.subject),
+            "summary": draft.summary,
+            "text": draft.text,
+        }
+    return {"type": type(body).__name__}
+
+
+# --------------------------------------------------------------------------- notices
+
+
+def show_notices(args: argparse.Namespace) -> int:
+    """Run ``ncbsim notice list``: the notices the bureau knows, oldest request first."""
+    from node.inbox import Inbox
+
+    inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
+    try:
+        rows = inbox.notices()
+    finally:
+        inbox.close()
+    if args.json:
+        data = [
+            {
+                "notice_id": row.notice_id.hex(),
+                "color": row.color_name,
+                "status": row.status_name,
+                "reference": row.reference,
+                "subject": _subject_dict(row.subject),
+                "summary": row.summary,
+                "reason": row.reason,
+                "requested_by": row.requested_by,
+                "requested_at_ms": row.requested_at_ms,
+                "decided_at_ms": row.decided_at_ms,
+                "updated_at_ms": row.updated_at_ms,
+                "record_ref": row.record_ref,
+            }
+            for row in rows
+        ]
+        print(json.dumps({"as": args.as_bureau, "notices": data}, indent=2))
+        return 0
+    console = Console(highlight=False)
+    for row in rows:
+        head = Text(f"{row.reference or '(no reference)'}  ", style="bold")
+        head.append(f"{row.color_name} ")
+        head.append(row.status_name, style=_NOTICE_STYLE.get(row.status_name, ""))
+        head.append("  ")
+        head.append(_subject_text(row.subject))
+        console.print(head)
+        lines = Text(f"requested by {row.requested_by} {utc(row.requested_at_ms)} UTC", "dim")
+        if row.decided_at_ms:
+            lines.append(f", decided {utc(row.decided_at_ms)} UTC", "dim")
+        lines.append(f"\nid {row.notice_id.hex()}", "dim")
+        for line in (row.summary, row.reason and f"reason: {row.reason}"):
+            if line:
+                lines.append(f"\n{line}")
+        console.print(Padding(lines, (0, 0, 1, 4)))
+    console.print(f"{args.as_bureau}: {len(rows)} notices")
+    return 0
