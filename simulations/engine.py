@@ -33,13 +33,16 @@ from ncbsim.directory import Directory
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import query_pb2
 from node.host import control
+from simulations import messaging
 from simulations import network as net
 from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
 from simulations.progress import Progress
 from simulations.proxy import FaultProxy, Link
 from simulations.scenario import (
+    GATEWAY,
     INSTANT_FAULTS,
     LINK_FAULTS,
+    MESSAGE_EVENTS,
     PROCESS_FAULTS,
     Event,
     Scenario,
@@ -60,6 +63,8 @@ class Sent:
     planned: Planned
     answers: list[Answer]
     fetched: Answer | None = None
+    sent_s: float = 0.0  # seconds after traffic start
+    done_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -73,6 +78,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     run_end_s: float = 0.0
+    message_probes: list[str] = field(default_factory=list)
+    """Unique strings of the posts' texts (the gateway's files must hold none)."""
 
 
 def descendants(pid: int) -> list[int]:
@@ -164,6 +171,7 @@ class Engine:
         # Link faults in force per bureau (id -> event): healing one re-applies the rest.
         self._link_faults: dict[str, dict[str, Event]] = {b: {} for b in scenario.bureaus}
         self._late: list[float] = []
+        self.messenger: messaging.Messenger | None = None  # made once the plan is drawn
 
     # ------------------------------------------------------------------ helpers
 
@@ -236,6 +244,7 @@ class Engine:
                 self.result.extra["late_sends"] = sum(late > 0.1 for late in self._late)
                 self.result.extra["max_send_delay_s"] = round(max(self._late, default=0.0), 3)
                 self.event("traffic_end", queries=len(self.result.queries))
+                await self._settle_messages()
             finally:
                 stopping = time.monotonic()
                 await self._stop()
@@ -252,10 +261,52 @@ class Engine:
         net.prepare(self.workdir, self.scenario, abort=self._abort)
         stores = open_stores(self.workdir, self.scenario)
         try:
-            return Planner(self.scenario, stores).plan()
+            plan = Planner(self.scenario, stores).plan()
+            posts = messaging.plan(self.scenario, stores)
         finally:
             for store in stores.values():
                 store.close()
+        # A query for a notice's subject: its ground truth is known once the notice is out.
+        for item in plan:
+            notice = self._notice_of(item)
+            if notice is not None:
+                item.query = messaging.subject_query(posts.subjects[notice])
+                item.expect_hit = dict.fromkeys(item.expect_hit)
+                item.probes = []
+        self.messenger = messaging.Messenger(
+            self.scenario,
+            self.workdir,
+            posts,
+            now_s=self.now_s,
+            event=self.event,
+            down=self._down,
+        )
+        return plan
+
+    def _notice_of(self, item: Planned) -> str | None:
+        """The notice event whose subject a timeline query searches for, if any."""
+        if not item.explicit:
+            return None
+        query = self.scenario.event(item.label).query
+        return query.notice if query is not None else None
+
+    def _down(self) -> set[str]:
+        """What a kill or pause holds down now: bureau codes, and "gateway"."""
+        return {
+            code
+            for active in self._active.values()
+            if active.record.kind in ("kill", "pause")
+            for code in active.held
+        }
+
+    async def _settle_messages(self) -> None:
+        """After the traffic: follow every post's copies to their fate, for the report."""
+        messenger = self.messenger
+        if messenger is None or not messenger.active:
+            return
+        await messenger.drain()
+        self.result.extra["messages"] = messenger.report()
+        self.result.message_probes = messenger.probes()
 
     async def _start_links(self) -> None:
         for code in self._proxied():
@@ -311,6 +362,8 @@ class Engine:
         gateway = self.network.gateway.address
         self.addresses["gateway"] = gateway
         requesters = dict.fromkeys(p.requester for p in plan)
+        if self.messenger is not None:
+            requesters.update(dict.fromkeys(self.messenger.senders()))
         shared = Directory.pinned(pki)  # each entry verified once, not once per requester
         for code in requesters:
             link = self.links.get(code)
@@ -326,6 +379,8 @@ class Engine:
                 await client.peers.load_all()
 
         await asyncio.gather(*(warm(c) for c in self.clients.values()))
+        if self.messenger is not None:
+            self.messenger.attach(self.clients)
 
     async def _stop(self) -> None:
         for client in self.clients.values():
@@ -348,6 +403,9 @@ class Engine:
         limit = asyncio.Semaphore(traffic.max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
         timeline = asyncio.create_task(self._timeline())
+        posting = asyncio.create_task(
+            self.messenger.run(self._t0) if self.messenger is not None else asyncio.sleep(0)
+        )
         end = max([traffic.duration_s, *(p.at_s for p in plan)])
         with Progress(self.console, total_s=end, label=self.scenario.name) as progress:
             ticker = asyncio.create_task(self._tick(progress, memory))
@@ -366,8 +424,10 @@ class Engine:
                 await timeline
                 if tasks:
                     await asyncio.gather(*tasks)
+                await posting
             finally:
                 timeline.cancel()
+                posting.cancel()
                 ticker.cancel()
                 for task in tasks:
                     task.cancel()
@@ -389,6 +449,10 @@ class Engine:
             timeout = self.scenario.traffic.deadline_ms / 1000
             sent_s = self.now_s()
             self._late.append(max(0.0, sent_s - item.at_s))
+            notice = self._notice_of(item)
+            if notice is not None and self.messenger is not None:
+                for target in list(item.expect_hit):
+                    item.expect_hit[target] = await self.messenger.notice_ref(notice, target)
             started = time.perf_counter()
             try:
                 if item.to == [ALL] or len(item.to) > 1:
@@ -414,7 +478,7 @@ class Engine:
                 latency = (time.perf_counter() - started) * 1000
                 label = f"{item.label}/fetch"
                 self._record(label, "fetch", item.requester, fetch_s, latency, [fetched])
-            self.result.sent.append(Sent(item, answers, fetched))
+            self.result.sent.append(Sent(item, answers, fetched, sent_s, self.now_s()))
         finally:
             self._in_flight -= 1
             limit.release()
@@ -461,8 +525,8 @@ class Engine:
         healers: list[asyncio.Task[None]] = []
         try:
             for event in self.scenario.events:
-                if event.query is not None:
-                    continue  # sent by the traffic loop at its time
+                if event.query is not None or event.kind in MESSAGE_EVENTS:
+                    continue  # sent by the traffic loop or the messenger at its time
                 delay = self._t0 + event.at_s - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -502,11 +566,14 @@ class Engine:
         fault = event.fault
         assert fault is not None
         start = self.now_s()  # the fault's time: before its action, as for a heal
-        self.event("fault", t_s=start, id=event.id, kind=fault, bureaus=list(event.bureaus))
+        on_gateway = event.target == GATEWAY
+        where = {"target": GATEWAY} if on_gateway else {"bureaus": list(event.bureaus)}
+        self.event("fault", t_s=start, id=event.id, kind=fault, **where)
         record = FaultRecord(
             id=event.id,
             kind=fault,
-            bureaus=tuple(event.bureaus),
+            # The gateway's outage cuts every bureau off: its windows are everyone's answers.
+            bureaus=tuple(self.scenario.bureaus) if on_gateway else tuple(event.bureaus),
             direction=event.direction if fault in LINK_FAULTS else "both",
             params=dict(event.params),
             start_s=start,
@@ -518,11 +585,13 @@ class Engine:
         if fault in INSTANT_FAULTS:
             self.result.faults.append(record)
         else:
-            held = set(event.bureaus) if fault in ("kill", "pause") else set()
+            held = set(event.targets) if fault in ("kill", "pause") else set()
             self._active[event.id] = _Active(record, event, held)
             if self._uses_proxy(fault):
                 for code in event.bureaus:
                     self._link_faults[code][event.id] = event
+        if on_gateway:
+            await self._gateway_fault(fault)
         for code in event.bureaus:
             await self._apply_one(fault, code, event)
         if fault in INSTANT_FAULTS:
@@ -533,7 +602,7 @@ class Engine:
         for key, active in list(self._active.items()):
             if active.record.kind != kind:
                 continue
-            active.held -= set(event.bureaus)
+            active.held -= set(event.targets)
             if not active.held:
                 del self._active[key]
                 self.result.faults.append(_with_end(active.record, at_s))
@@ -568,6 +637,21 @@ class Engine:
             await self._skew(code, int(event.params["offset_ms"]))
         else:  # pragma: no cover - the scenario loader knows every kind
             raise ValueError(f"unknown fault {fault}")
+
+    async def _gateway_fault(self, fault: str) -> None:
+        """Kill, restart, pause or resume the gateway process (same port, same mailbox)."""
+        network = self.network
+        assert network is not None
+        if fault == "kill":
+            await asyncio.to_thread(network.kill_gateway)
+        elif fault == "restart":
+            await asyncio.to_thread(network.restart_gateway)
+        elif fault == "pause":
+            os.kill(network.gateway.pid, signal.SIGSTOP)
+        elif fault == "resume":
+            os.kill(network.gateway.pid, signal.SIGCONT)
+        else:  # pragma: no cover - the scenario loader allows process faults only
+            raise ValueError(f"the gateway takes no {fault} fault")
 
     async def _restart(self, code: str) -> None:
         """Start the host of ``code`` again; its bureaus keep their clock skews."""
@@ -621,6 +705,14 @@ class Engine:
         assert network is not None
         kind = active.record.kind
         end = self.now_s()  # the heal's time: when its action begins
+        if active.event.target == GATEWAY:
+            self.event("heal", t_s=end, id=fault_id, kind=kind, target=GATEWAY)
+            try:
+                if GATEWAY in active.held:
+                    await self._gateway_fault({"kill": "restart", "pause": "resume"}[kind])
+            finally:
+                self.result.faults.append(_with_end(active.record, end))
+            return
         self.event("heal", t_s=end, id=fault_id, kind=kind, bureaus=list(active.record.bureaus))
         for code in active.record.bureaus:
             self._link_faults[code].pop(fault_id, None)

@@ -9,9 +9,11 @@ Everything lives in one work directory, which is also the PKI directory::
     WORKDIR/network.json                 every process: role, bureau, pid, address, log
     WORKDIR/ca.crt, ca.key, directory/   the PKI (see ncbsim.pki)
     WORKDIR/gateway/audit.sqlite         the gateway's metadata-only, hash-chained audit trail
+    WORKDIR/gateway/mailbox.sqlite       one-way envelopes the gateway accepted (sealed), their fate
     WORKDIR/gateway/gateway.log          the gateway's JSON log
     WORKDIR/bureaus/FR/records.sqlite    FR's records
     WORKDIR/bureaus/FR/audit.sqlite      FR's node's hash-chained audit trail
+    WORKDIR/bureaus/FR/inbox.sqlite      what FR received one-way (decrypted), and its notices
     WORKDIR/bureaus/FR/node.log          the JSON log of FR's host, when FR has a host of its own
     WORKDIR/hosts/host-3.log             the JSON log of a host of several bureaus
     WORKDIR/run/                         specs, ready files and control sockets of the hosts
@@ -119,6 +121,11 @@ def audit_path(workdir: Path) -> Path:
 def db_path(workdir: Path, bureau: str) -> Path:
     """A bureau's record database."""
     return workdir / "bureaus" / bureau / "records.sqlite"
+
+
+def inbox_path(workdir: Path, bureau: str) -> Path:
+    """A bureau's inbox: the one-way messages its node processed (node.inbox)."""
+    return db_path(workdir, bureau).with_name("inbox.sqlite")
 
 
 def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
@@ -492,6 +499,65 @@ class Network:
                 for p in self.procs
             ]
             self.write_manifest()
+
+    def kill_gateway(self) -> None:
+        """SIGKILL the gateway (a crash: its mailbox keeps what it accepted) and reap it."""
+        pid = self.gateway.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.02)
+        _reap(pid)
+
+    def restart_gateway(self, *, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Start the gateway again on the address it had, with the same audit and mailbox.
+
+        Blocks until it serves. The bureaus find it by themselves: their nodes keep
+        registering, and clients' channels reconnect. Refused once :meth:`stop` began.
+        """
+        old = self.gateway
+        glog = Path(old.log)
+        ready = self.workdir / "run" / "gateway.json"
+        ready.unlink(missing_ok=True)
+        with self._lock:
+            if self._stopping:
+                raise NetworkError("the network is stopping")
+            child = _spawn(
+                [
+                    "--log-level",
+                    self.log_level,
+                    "gateway",
+                    "--dir",
+                    str(self.workdir),
+                    "--listen",
+                    old.address,
+                    "--ready-file",
+                    str(ready),
+                ],
+                glog,
+                detach=False,
+                prefix=self.placement.command(None),
+            )
+            self._children.append(child)
+        _wait_ready(
+            child,
+            ready,
+            glog,
+            deadline=time.monotonic() + timeout_s,
+            what="gateway",
+            abort=self._abort,
+        )
+        with self._lock:
+            self.procs = [
+                Proc(p.role, p.bureau, child.pid, p.address, p.log, p.host)
+                if p.role == "gateway"
+                else p
+                for p in self.procs
+            ]
+            if not self._stopping:
+                self.write_manifest()
 
     def write_manifest(self) -> None:
         """Write WORKDIR/network.json."""

@@ -329,6 +329,31 @@ def _timings_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _messages_lines(messages: Any) -> list[str]:
+    """One-way messages: what became of the copies, delivery latency, and the notices."""
+    if not isinstance(messages, dict) or not messages.get("sent"):
+        return []
+    m = messages
+    lat = m.get("latency_ms", {})
+    lines = [
+        f"messages: {m.get('sent')} posts, {m.get('recipients')} copies;"
+        f" {m.get('delivered')} delivered, {m.get('expired')} expired,"
+        f" {m.get('rejected')} rejected, {m.get('pending')} pending, {m.get('lost')} lost;"
+        f" {m.get('duplicates_processed')} processed twice, {m.get('out_of_order')} out of order",
+        f"delivery ms: p50 {_ms(lat.get('p50'))}  p99 {_ms(lat.get('p99'))}"
+        f"  max {_ms(lat.get('max'))}  (drained in {m.get('drain_s')} s)",
+    ]
+    for notice_id, n in (m.get("notices") or {}).items():
+        held = n.get("all_held_s")
+        lines.append(
+            f"notice {notice_id}: {'published' if n.get('published') else 'not published'},"
+            f" held by {n.get('holders')} bureaus"
+            + (f" {held} s after the request" if held is not None else "")
+            + (f", withdrawn by {n.get('withdrawn')}" if n.get("withdrawn") else "")
+        )
+    return lines
+
+
 def print_summary(console: Console, report: dict[str, Any]) -> None:
     """Print the report for a person, readable in an 80-column terminal.
 
@@ -355,6 +380,8 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             console.print(f"... and {hidden} more bureaus (all in report.json)")
     if report.get("faults"):
         console.print(_faults_table(report["faults"]))
+    for line in _messages_lines(report.get("messages")):
+        console.print(line)
     if report.get("checks"):
         console.print(_checks_table(report["checks"]))
     for line in _timings_lines(report):

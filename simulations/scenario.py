@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, country
+from ncbsim.countries import GENERAL_SECRETARIAT, INTERPOL_MEMBERS, UnknownCountry, country
+from ncbsim.envelope import MAX_TTL_MS
 from ncbsim.errors import ConfigError, PkiError
+from ncbsim.messages import COLORS, MAX_TEXT_CHARS
 from ncbsim.pki import check_bureau_code
 from simulations import checks
 
@@ -72,6 +74,25 @@ REPORT_KEYS = SCALAR_REPORT_KEYS | {
 }
 """Top-level report keys a check expression may read."""
 REPORT_KINDS = frozenset({"document", "person", "vehicle", "multi", "fetch"})
+GATEWAY = "gateway"
+TARGETS = ("bureaus", GATEWAY)
+"""What a fault hits: the bureaus it names (default), or the gateway process."""
+POST_KINDS = ("diffusion", "message")
+MESSAGE_EVENTS = (*POST_KINDS, "notice", "withdraw")
+"""Timeline events that post one-way messages (simulations/messaging.py sends them)."""
+EVENT_KINDS = ("fault", "heal", "query", *MESSAGE_EVENTS)
+MAX_TTL_S = MAX_TTL_MS / 1000
+SUBJECT_KEYS = ("surname", "given_names", "date_of_birth", "nationality", "sex", "description")
+MESSAGE_REPORT_KEYS = frozenset(
+    {
+        "sent", "recipients", "accepted", "not_accepted", "delivered", "expired", "rejected",
+        "pending", "lost", "duplicates_processed", "out_of_order", "latency_ms", "drain_s",
+        "notices",
+    }
+)  # fmt: skip
+"""Keys of the report's ``messages`` table (``notices.<event id>.<key>`` below it)."""
+NOTICE_REPORT_KEYS = frozenset({"published", "holders", "withdrawn", "published_s", "all_held_s"})
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 _ID = re.compile(r"[a-z][a-z0-9_]*\Z")
 
@@ -321,20 +342,174 @@ class Engine:
         _as_float(self, "startup_timeout_s")
 
 
+def _ttl(key: str, value: object) -> None:
+    _number(key, value, gt=0, le=MAX_TTL_S)
+
+
+def _text_bytes(key: str, value: object) -> None:
+    _int(key, value, ge=1)
+    assert isinstance(value, int)
+    if value > MAX_TEXT_CHARS:
+        raise _Invalid(key, f"expected an integer >= 1 and <= {MAX_TEXT_CHARS}, {_got(value)}")
+
+
+def _recipients(key: str, to: tuple[str, ...], sender: str) -> None:
+    if not to:
+        raise _Invalid(key, 'expected at least one bureau, or ["ALL"]')
+    if ALL in to and len(to) > 1:
+        raise _Invalid(key, '"ALL" stands alone: to = ["ALL"]')
+    if sender in to:
+        raise _Invalid(key, f"a bureau does not send to itself ({sender!r})")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MessageMix:
+    """Relative weights of the steady stream's post kinds."""
+
+    diffusion: float = 1
+    message: float = 3
+
+    def __post_init__(self) -> None:
+        for name in POST_KINDS:
+            _number(f"messages.mix.{name}", getattr(self, name), ge=0)
+        if not any(self.weights().values()):
+            raise _Invalid("messages.mix", "expected at least one weight > 0, all are 0")
+        _as_float(self, *POST_KINDS)
+
+    def weights(self) -> dict[str, float]:
+        """Kind -> weight: diffusion, message."""
+        return {"diffusion": self.diffusion, "message": self.message}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Messages:
+    """One-way message traffic: a steady stream of posts, and how the run settles them.
+
+    ``rate_per_s`` 0 (the default) means no stream: only the timeline's posts. Every
+    post's copies are followed until delivered or expired, for at most ``drain_s`` after
+    the traffic ends.
+    """
+
+    rate_per_s: float = 0.0
+    mix: MessageMix = field(default_factory=MessageMix)
+    diffusion_to: tuple[str, ...] = (ALL,)
+    ttl_s: float = 3600.0
+    text_bytes: int = 200
+    senders: tuple[str, ...] = ()
+    drain_s: float = 20.0
+    post_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _number("messages.rate_per_s", self.rate_per_s, ge=0)
+        object.__setattr__(self, "diffusion_to", _codes("messages.diffusion_to", self.diffusion_to))
+        if not self.diffusion_to:
+            raise _Invalid("messages.diffusion_to", 'expected at least one bureau, or ["ALL"]')
+        if ALL in self.diffusion_to and len(self.diffusion_to) > 1:
+            raise _Invalid("messages.diffusion_to", '"ALL" stands alone: diffusion_to = ["ALL"]')
+        _ttl("messages.ttl_s", self.ttl_s)
+        _text_bytes("messages.text_bytes", self.text_bytes)
+        object.__setattr__(self, "senders", _codes("messages.senders", self.senders))
+        _number("messages.drain_s", self.drain_s, gt=0)
+        _number("messages.post_timeout_s", self.post_timeout_s, gt=0)
+        _as_float(self, "rate_per_s", "ttl_s", "drain_s", "post_timeout_s")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Post:
+    """A diffusion or a case message the timeline sends. ``to`` is bureaus or ``("ALL",)``."""
+
+    kind: str
+    sender: str
+    to: tuple[str, ...]
+    subject: str = ""
+    text_bytes: int | None = None  # None: messages.text_bytes
+    ttl_s: float | None = None  # None: messages.ttl_s
+
+    def __post_init__(self) -> None:
+        _choice("kind", self.kind, POST_KINDS)
+        _str(f"{self.kind}.subject", self.subject)
+        _recipients(f"{self.kind}.to", self.to, self.sender)
+        if self.kind == "message" and ALL in self.to:
+            raise _Invalid("message.to", "a case message goes to named bureaus, not ALL")
+        if self.text_bytes is not None:
+            _text_bytes(f"{self.kind}.text_bytes", self.text_bytes)
+        if self.ttl_s is not None:
+            _ttl(f"{self.kind}.ttl_s", self.ttl_s)
+        _as_float(self, "ttl_s")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NoticeSpec:
+    """A notice a bureau asks GS to publish. Without ``subject``, the subject is a wanted
+    person drawn (from the seed) from the requesting bureau's own records."""
+
+    requester: str
+    color: str = "red"
+    subject: dict[str, str] | None = None
+    summary: str = ""
+    ttl_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.color, str) or self.color not in COLORS:
+            raise _Invalid(
+                "notice.color",
+                f"expected one of {', '.join(map(repr, COLORS))}, {_got(self.color)}",
+            )
+        _str("notice.summary", self.summary)
+        if self.subject is not None:
+            _subject("notice.subject", self.subject)
+            if self.color == "red" and not self.summary:
+                raise _Invalid("notice.summary", "a red notice needs a summary (the charges)")
+        if self.ttl_s is not None:
+            _ttl("notice.ttl_s", self.ttl_s)
+        _as_float(self, "ttl_s")
+
+
+def _subject(key: str, value: object) -> None:
+    table = _table(key, value, SUBJECT_KEYS)
+    for name, item in table.items():
+        _str(f"{key}.{name}", item)
+    if not table.get("surname"):
+        raise _Invalid(f"{key}.surname", "required: the subject's surname")
+    dob = table.get("date_of_birth", "")
+    if not _DATE.match(dob):
+        raise _Invalid(f"{key}.date_of_birth", f"required: a date YYYY-MM-DD, {_got(dob)}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Withdrawal:
+    """The withdrawal of a notice the timeline requested (by its event id)."""
+
+    notice: str
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        _str("withdraw.notice", self.notice)
+        _str("withdraw.reason", self.reason)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ExplicitQuery:
-    """A query the timeline sends at a given time. ``to`` is bureaus, or ``("ALL",)``."""
+    """A query the timeline sends at a given time. ``to`` is bureaus, or ``("ALL",)``.
+
+    ``notice`` names a notice event: the query is a person search for its subject.
+    """
 
     requester: str
     to: tuple[str, ...]
     kind: str
     planted: bool = True
     fetch: bool = False
+    notice: str | None = None
 
     def __post_init__(self) -> None:
         _choice("query.kind", self.kind, QUERY_KINDS)
         _bool("query.planted", self.planted)
         _bool("query.fetch", self.fetch)
+        if self.notice is not None:
+            _str("query.notice", self.notice)
+            if self.kind != "person":
+                raise _Invalid("query.kind", "a query for a notice's subject is a person search")
         if not self.to:
             raise _Invalid("query.to", 'expected at least one bureau, or ["ALL"]')
         if ALL in self.to and len(self.to) > 1:
@@ -345,15 +520,21 @@ class ExplicitQuery:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Event:
-    """One timeline event: a fault, the heal of an earlier fault, or an explicit query."""
+    """One timeline event: a fault, the heal of an earlier fault, an explicit query, or a
+    post (diffusion, message, notice request or withdrawal)."""
 
     at_s: float
     id: str
     fault: str | None = None
     heal: str | None = None
     query: ExplicitQuery | None = None
+    diffusion: Post | None = None
+    message: Post | None = None
+    notice: NoticeSpec | None = None
+    withdraw: Withdrawal | None = None
     expect: str | None = None
     bureaus: tuple[str, ...] = ()
+    target: str = "bureaus"
     duration_s: float | None = None
     settle_s: float = 2.0
     direction: str = "both"
@@ -365,11 +546,16 @@ class Event:
             raise _Invalid("id", f"expected an identifier [a-z][a-z0-9_]*, {_got(self.id)}")
         if keyword.iskeyword(self.id):
             raise _Invalid("id", f"{self.id!r} is a Python keyword; checks could not name it")
-        given = [k for k in ("fault", "heal", "query") if getattr(self, k) is not None]
+        given = [k for k in EVENT_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise _Invalid(
-                "fault", f"expected exactly one of fault, heal, query; got {given or 'none'}"
+                "fault",
+                f"expected exactly one of {', '.join(EVENT_KINDS)}; got {given or 'none'}",
             )
+        for kind in POST_KINDS:
+            post = getattr(self, kind)
+            if post is not None and post.kind != kind:
+                raise _Invalid(kind, f"a {post.kind} given as {kind}")
         if self.fault is not None:
             self._check_fault(self.fault)
         if self.expect is not None:
@@ -383,7 +569,17 @@ class Event:
     def _check_fault(self, fault: str) -> None:
         if fault not in FAULTS:
             raise _Invalid("fault", f"expected one of {', '.join(sorted(FAULTS))}, {_got(fault)}")
-        if not self.bureaus:
+        _choice("target", self.target, TARGETS)
+        if self.target == GATEWAY:
+            if fault not in PROCESS_FAULTS:
+                raise _Invalid(
+                    "target",
+                    f"only process faults ({', '.join(sorted(PROCESS_FAULTS))}) hit the"
+                    f" gateway, not {fault}",
+                )
+            if self.bureaus:
+                raise _Invalid("bureaus", "a fault of the gateway names no bureaus")
+        elif not self.bureaus:
             raise _Invalid("bureaus", f"a {fault} fault needs at least one bureau")
         object.__setattr__(self, "bureaus", _codes("bureaus", self.bureaus))
         if self.duration_s is not None:
@@ -405,10 +601,14 @@ class Event:
 
     @property
     def kind(self) -> str:
-        """``"fault"``, ``"heal"`` or ``"query"``."""
-        if self.fault is not None:
-            return "fault"
-        return "heal" if self.heal is not None else "query"
+        """``"fault"``, ``"heal"``, ``"query"``, or a post: ``"diffusion"``, ``"message"``,
+        ``"notice"``, ``"withdraw"``."""
+        return next(k for k in EVENT_KINDS if getattr(self, k) is not None)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What a fault holds: its bureaus, or ``("gateway",)`` for a fault of the gateway."""
+        return (GATEWAY,) if self.target == GATEWAY else self.bureaus
 
     @property
     def end_s(self) -> float | None:
@@ -447,6 +647,7 @@ class Scenario:
     seed: int = 1
     records: Records = field(default_factory=Records)
     traffic: Traffic = field(default_factory=Traffic)
+    messages: Messages = field(default_factory=Messages)
     engine: Engine = field(default_factory=Engine)
     events: tuple[Event, ...] = ()
     checks: tuple[CheckSpec, ...] = ()
@@ -482,6 +683,13 @@ def _check_scenario(s: Scenario, events: list[Event]) -> None:
     for code in s.traffic.requesters:
         if code not in s.bureaus:
             raise _Invalid("traffic.requesters", f"{code!r} is not one of the scenario's bureaus")
+    for key, codes in (
+        ("messages.senders", s.messages.senders),
+        ("messages.diffusion_to", s.messages.diffusion_to),
+    ):
+        for code in codes:
+            if code != ALL and code not in s.bureaus:
+                raise _Invalid(key, f"{code!r} is not one of the scenario's bureaus")
     if s.engine.hosts > len(s.bureaus):
         raise _Invalid(
             "engine.hosts",
@@ -525,7 +733,61 @@ def _check_events(s: Scenario, events: list[Event]) -> None:
                     raise _Invalid(
                         f"{where}.query.to", f"{code!r} is not one of the scenario's bureaus"
                     )
+        _check_message_event(s, where, e)
+    _check_notices(events)
     _check_timeline(events)
+
+
+def _check_message_event(s: Scenario, where: str, e: Event) -> None:
+    """A post's bureaus are the scenario's; a notice needs GS to review it."""
+    post = e.diffusion or e.message
+    sender = post.sender if post else e.notice.requester if e.notice else None
+    if sender is None:
+        return
+    if sender not in s.bureaus:
+        raise _Invalid(f"{where}.{e.kind}.from", f"{sender!r} is not one of the scenario's bureaus")
+    for code in post.to if post else ():
+        if code != ALL and code not in s.bureaus:
+            raise _Invalid(f"{where}.{e.kind}.to", f"{code!r} is not one of the scenario's bureaus")
+    if e.notice is not None and GENERAL_SECRETARIAT not in s.bureaus:
+        raise _Invalid(
+            f"{where}.notice",
+            f"a notice is reviewed by the General Secretariat: add {GENERAL_SECRETARIAT!r} to"
+            " bureaus",
+        )
+
+
+def _check_notices(events: list[Event]) -> None:
+    """Withdrawals and notice queries name a notice event; a withdrawal comes after it (once)."""
+    notices = {e.id: e for e in events if e.notice is not None}
+    withdrawn: dict[str, str] = {}
+    for i, e in enumerate(events):
+        ref, key = (
+            (e.withdraw.notice, "withdraw.notice")
+            if e.withdraw is not None
+            else (e.query.notice, "query.notice")
+            if e.query is not None
+            else (None, "")
+        )
+        if ref is None:
+            continue
+        target = notices.get(ref)
+        if target is None:
+            options = ", ".join(sorted(notices)) or "none"
+            raise _Invalid(
+                f"events[{i}].{key}", f"{ref!r} is not a notice event id; expected one of {options}"
+            )
+        if e.withdraw is not None and not e.at_s > target.at_s:
+            raise _Invalid(
+                f"events[{i}].at_s",
+                f"must come after the notice {ref!r} (at_s {_fmt(target.at_s)}), got {e.at_s!r}",
+            )
+        if e.withdraw is not None:
+            if ref in withdrawn:
+                raise _Invalid(
+                    f"events[{i}].{key}", f"{ref!r} is already withdrawn by {withdrawn[ref]!r}"
+                )
+            withdrawn[ref] = e.id
 
 
 def _check_timeline(events: list[Event]) -> None:
@@ -559,8 +821,8 @@ class _Timeline:
                     del state[code]
 
     def hold(self, where: str, e: Event) -> None:
-        """A kill or pause: each bureau must be running."""
-        for code in e.bureaus:
+        """A kill or pause: each bureau (or the gateway) must be running."""
+        for code in e.targets:
             for kind, state in self.held.items():
                 if code in state:
                     raise _Invalid(
@@ -573,7 +835,7 @@ class _Timeline:
         """A restart or resume: each bureau must be held by an open kill or pause."""
         cause = "kill" if e.fault == "restart" else "pause"
         state = self.held[cause]
-        for code in e.bureaus:
+        for code in e.targets:
             holder = state.get(code)
             if holder is None or holder.end_s is not None:
                 raise _Invalid(
@@ -645,12 +907,32 @@ def _check_check(
                 f"{where}.expect",
                 f"{dotted}: {path[1]!r} is not {known[1]}; expected one of {options}",
             )
+        if head == "messages":
+            _check_messages_path(f"{where}.expect", path, s)
+
+
+def _check_messages_path(where: str, path: tuple[str, ...], s: Scenario) -> None:
+    """``messages.<key>``, ``messages.latency_ms.<p>``, ``messages.notices.<id>.<key>``."""
+    dotted = ".".join(path)
+    steps: list[tuple[frozenset[str] | set[str], str]] = [(MESSAGE_REPORT_KEYS, "a messages key")]
+    if len(path) > 1 and path[1] == "notices":
+        notices = {e.id for e in s.events if e.notice is not None}
+        steps += [(notices, "a notice event id"), (NOTICE_REPORT_KEYS, "a notice key")]
+    elif len(path) > 1 and path[1] == "latency_ms":
+        steps.append((frozenset({"p50", "p99", "max"}), "a percentile"))
+    for depth, (options, what) in enumerate(steps, start=1):
+        if len(path) > depth and path[depth] not in options:
+            listed = ", ".join(sorted(options)) or "none"
+            raise _Invalid(
+                where, f"{dotted}: {path[depth]!r} is not {what}; expected one of {listed}"
+            )
 
 
 # ---------------------------------------------------------------- reading tables
 
 _TOP_KEYS = (
-    "name", "description", "bureaus", "seed", "records", "traffic", "engine", "events", "checks"
+    "name", "description", "bureaus", "seed", "records", "traffic", "messages", "engine",
+    "events", "checks",
 )  # fmt: skip
 _RECORD_KEYS = ("documents", "persons", "vehicles", "planted")
 _TRAFFIC_KEYS = (
@@ -659,9 +941,20 @@ _TRAFFIC_KEYS = (
 )  # fmt: skip
 _MIX_KEYS = ("document", "person", "vehicle", "multi")
 _ENGINE_KEYS = ("hosts", "proxy", "mode", "startup_timeout_s")
-_EVENT_KEYS = ("at_s", "id", "fault", "heal", "query", "expect")
-_FAULT_KEYS = ("bureaus", "duration_s", "settle_s", "direction")
-_QUERY_KEYS = ("from", "to", "kind", "planted", "fetch")
+_EVENT_KEYS = ("at_s", "id", *EVENT_KINDS[:3], "expect", *MESSAGE_EVENTS)
+_FAULT_KEYS = ("bureaus", "target", "duration_s", "settle_s", "direction")
+_QUERY_KEYS = ("from", "to", "kind", "planted", "fetch", "notice")
+_MESSAGES_KEYS = (
+    "rate_per_s", "mix", "diffusion_to", "ttl_s", "text_bytes", "senders", "drain_s",
+    "post_timeout_s",
+)  # fmt: skip
+_MESSAGE_MIX_KEYS = POST_KINDS
+_POST_KEYS = {
+    "diffusion": ("from", "to", "subject", "text_bytes", "ttl_s"),
+    "message": ("from", "to", "subject", "text_bytes", "ttl_s"),
+}
+_NOTICE_KEYS = ("from", "color", "subject", "summary", "ttl_s")
+_WITHDRAW_KEYS = ("notice", "reason")
 _CHECK_KEYS = ("name", "expect")
 
 
@@ -677,6 +970,61 @@ def _read_traffic(value: object) -> Traffic:
     if "requesters" in table:
         table["requesters"] = _codes("traffic.requesters", table["requesters"])
     return Traffic(**table)
+
+
+def _read_messages(value: object) -> Messages:
+    table = dict(_table("messages", value, _MESSAGES_KEYS))
+    if "mix" in table:
+        table["mix"] = MessageMix(**_table("messages.mix", table["mix"], _MESSAGE_MIX_KEYS))
+    for key in ("diffusion_to", "senders"):
+        if key in table:
+            if isinstance(table[key], str):
+                raise _Invalid(
+                    f"messages.{key}", f'expected a list such as ["DE"], {_got(table[key])}'
+                )
+            table[key] = _codes(f"messages.{key}", table[key])
+    return Messages(**table)
+
+
+def _read_post(where: str, kind: str, value: object) -> Post:
+    table = _table(where, value, _POST_KEYS[kind])
+    for required in ("from", "to") if kind == "message" else ("from",):
+        if required not in table:
+            raise _Invalid(f"{where}.{required}", "required")
+    to = table.get("to", [ALL])
+    if isinstance(to, str):
+        raise _Invalid(f"{where}.to", f'expected a list such as ["DE"] or ["ALL"], {_got(to)}')
+    return Post(
+        kind=kind,
+        sender=_str(f"{where}.from", table["from"]),
+        to=_codes(f"{where}.to", to),
+        subject=table.get("subject", ""),
+        text_bytes=table.get("text_bytes"),
+        ttl_s=table.get("ttl_s"),
+    )
+
+
+def _read_notice(where: str, value: object) -> NoticeSpec:
+    table = _table(where, value, _NOTICE_KEYS)
+    if "from" not in table:
+        raise _Invalid(f"{where}.from", "required: the requesting bureau")
+    subject = table.get("subject")
+    if subject is not None:
+        _subject(f"{where}.subject", subject)
+    return NoticeSpec(
+        requester=_str(f"{where}.from", table["from"]),
+        color=table.get("color", "red"),
+        subject=dict(subject) if subject is not None else None,
+        summary=table.get("summary", ""),
+        ttl_s=table.get("ttl_s"),
+    )
+
+
+def _read_withdraw(where: str, value: object) -> Withdrawal:
+    table = _table(where, value, _WITHDRAW_KEYS)
+    if "notice" not in table:
+        raise _Invalid(f"{where}.notice", "required: the id of a notice event")
+    return Withdrawal(notice=table["notice"], reason=table.get("reason", ""))
 
 
 def _read_engine(value: object) -> Engine:
@@ -698,6 +1046,7 @@ def _read_query(where: str, value: object) -> ExplicitQuery:
         kind=table["kind"],
         planted=table.get("planted", True),
         fetch=table.get("fetch", False),
+        notice=table.get("notice"),
     )
 
 
@@ -709,7 +1058,11 @@ def _check_event_keys(
         if name in allowed:
             continue
         if name in _FAULT_KEYS or any(name in p for p in FAULT_PARAMS.values()):
-            kind = f"a {fault} fault" if fault is not None else "a heal or query event"
+            kind = (
+                f"a {fault} fault"
+                if fault is not None
+                else f"a {next(k for k in EVENT_KINDS if k in value)} event"
+            )
             expected = ", ".join(allowed[len(_EVENT_KEYS) :]) if fault is not None else ""
             raise _Invalid(
                 f"{where}.{name}",
@@ -736,9 +1089,11 @@ def _read_event(i: int, value: object) -> Event:
     where = f"events[{i}]"
     if not isinstance(value, Mapping):
         raise _Invalid(where, f"expected a table, {_got(value)}")
-    kinds = [k for k in ("fault", "heal", "query") if k in value]
+    kinds = [k for k in EVENT_KINDS if k in value]
     if len(kinds) != 1:
-        raise _Invalid(where, f"expected exactly one of fault, heal, query; got {kinds or 'none'}")
+        raise _Invalid(
+            where, f"expected exactly one of {', '.join(EVENT_KINDS)}; got {kinds or 'none'}"
+        )
     fault = _choice(f"{where}.fault", value["fault"], _FAULT_NAMES) if "fault" in value else None
     params = FAULT_PARAMS.get(fault, {}) if fault is not None else {}
     _check_event_keys(where, value, fault, params)
@@ -747,10 +1102,18 @@ def _read_event(i: int, value: object) -> Event:
     if "heal" in value:
         _str(f"{where}.heal", value["heal"])
     query = _read_query(f"{where}.query", value["query"]) if "query" in value else None
+    posts = {k: _read_post(f"{where}.{k}", k, value[k]) for k in POST_KINDS if k in value}
+    notice = _read_notice(f"{where}.notice", value["notice"]) if "notice" in value else None
+    withdraw = (
+        _read_withdraw(f"{where}.withdraw", value["withdraw"]) if "withdraw" in value else None
+    )
+    target = (
+        _choice(f"{where}.target", value["target"], TARGETS) if "target" in value else "bureaus"
+    )
     bureaus: tuple[str, ...] = ()
     if "bureaus" in value:
         bureaus = _codes(f"{where}.bureaus", value["bureaus"])
-    elif fault is not None:
+    elif fault is not None and target != GATEWAY:
         raise _Invalid(f"{where}.bureaus", f"required for a {fault} fault")
     return Event(
         at_s=value["at_s"],
@@ -758,8 +1121,13 @@ def _read_event(i: int, value: object) -> Event:
         fault=fault,
         heal=value.get("heal"),
         query=query,
+        diffusion=posts.get("diffusion"),
+        message=posts.get("message"),
+        notice=notice,
+        withdraw=withdraw,
         expect=value.get("expect"),
         bureaus=bureaus,
+        target=target,
         duration_s=value.get("duration_s"),
         settle_s=value.get("settle_s", 2.0),
         direction=value.get("direction", "both"),
@@ -803,6 +1171,7 @@ def _build(data: Mapping[str, Any], path: Path | None, default_name: str) -> Sce
         bureaus = _codes("bureaus", raw)
     records = _read_records(data.get("records", {}))
     traffic = _read_traffic(data.get("traffic", {}))
+    messages = _read_messages(data.get("messages", {}))
     engine = _read_engine(data.get("engine", {}))
     events: list[Event] = []
     for i, item in enumerate(_array("events", data.get("events", []))):
@@ -822,6 +1191,7 @@ def _build(data: Mapping[str, Any], path: Path | None, default_name: str) -> Sce
         seed=data.get("seed", 1),
         records=records,
         traffic=traffic,
+        messages=messages,
         engine=engine,
         events=tuple(events),
         checks=tuple(specs),

@@ -420,7 +420,7 @@ KILL_FR = 'at_s = 1\nid = "crash"\nfault = "kill"\nbureaus = ["FR"]'
         ),
         (
             ['at_s = 1\nquery = {from = "FR", to = ["DE"], kind = "person"}\nsettle_s = 1'],
-            "events[0].settle_s: not a key of a heal or query event",
+            "events[0].settle_s: not a key of a query event",
         ),
     ],
 )
