@@ -1,0 +1,187 @@
+"""Durable delivery through crashes, on real processes: nothing lost, nothing processed twice.
+
+A network of real processes (gateway, one host process per bureau, mTLS on loopback,
+SQLite files) and a sender in this process stream diffusions and case messages while the
+gateway, or a recipient, is SIGKILLed mid-stream and restarted. Afterwards every copy the
+gateway accepted is in its recipient's inbox exactly once, in the order it was sent, with
+a receipt the sender can verify, and no message text is anywhere under the gateway's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ncbsim.client import BureauClient
+from ncbsim.mail import Delivered, Mailer, PostOutcome
+from ncbsim.pki import PkiDir
+from node.inbox import Inbox
+from simulations.network import Network, db_path, gateway_files
+from simulations.scenario import Records, Scenario
+
+pytestmark = pytest.mark.integration
+
+CANARY = "canary-7Q2X-durable"
+POSTS = 36
+KILL_AFTER = 12
+DELIVERY_TIMEOUT_S = 40.0
+SCENARIO = Scenario(
+    name="durable",
+    bureaus=("FR", "DE", "IT", "GS"),
+    records=Records(documents=20, persons=20, vehicles=20, planted=1),
+)
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    """FR, DE, IT and GS, each bureau in a host process of its own; always stopped."""
+    net = Network.start(tmp_path / "net", SCENARIO)
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+def _host_of(network: Network, bureau: str) -> int:
+    (index,) = [i for i, h in enumerate(network.hosts) if bureau in h.bureaus]
+    return index
+
+
+async def _stream(network: Network, crash: asyncio.Event) -> list[PostOutcome]:
+    """FR posts POSTS one after another (two case messages to DE, then a diffusion to DE
+    and IT); sets ``crash`` after KILL_AFTER. Each post is retried, with the same
+    envelopes, until the gateway stores it."""
+    outcomes = []
+    async with BureauClient.open(PkiDir(network.workdir), "FR", network.gateway.address) as c:
+        mailer = Mailer(c)
+        for i in range(POSTS):
+            if i == KILL_AFTER:
+                crash.set()
+            text = f"{CANARY} #{i}"
+            if i % 3 == 2:
+                outcome = await mailer.diffuse(["DE", "IT"], f"alert {i}", text, timeout_s=60)
+            else:
+                outcome = await mailer.message("DE", text, thread="case-1", timeout_s=60)
+            outcomes.append(outcome)
+            await asyncio.sleep(0.02)
+    return outcomes
+
+
+def _inbox(network: Network, bureau: str) -> list[bytes]:
+    """Message ids FR's copies arrived with at ``bureau``, in processing order."""
+    path = db_path(network.workdir, bureau).with_name("inbox.sqlite")
+    if not path.exists():
+        return []
+    inbox = Inbox.read(path)
+    try:
+        return [item.message_id for item in inbox.items() if item.sender == "FR"]
+    finally:
+        inbox.close()
+
+
+def _duplicates(network: Network, bureau: str) -> int:
+    inbox = Inbox.read(db_path(network.workdir, bureau).with_name("inbox.sqlite"))
+    try:
+        return inbox.duplicates_processed()
+    finally:
+        inbox.close()
+
+
+def _sent(outcomes: list[PostOutcome], bureau: str) -> list[bytes]:
+    """Message ids of FR's copies to ``bureau``, in sending order."""
+    return [c.message_id for o in outcomes for c in o.copies if c.recipient == bureau]
+
+
+def _assert_exactly_once_in_order(network: Network, outcomes: list[PostOutcome]) -> None:
+    """Wait for delivery, then check every inbox, the receipts and the gateway's files."""
+    assert all(o.stored for o in outcomes), [c for o in outcomes for c in o.copies if not c.stored]
+    expected = {b: _sent(outcomes, b) for b in ("DE", "IT", "GS")}
+    assert len(expected["DE"]) == POSTS
+    assert len(expected["GS"]) == POSTS // 3  # every diffusion, and nothing else
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    got = {b: _inbox(network, b) for b in expected}
+    while got != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = {b: _inbox(network, b) for b in expected}
+    for bureau, ids in expected.items():
+        assert got[bureau] == ids, f"{bureau}: lost, doubled or out of order"
+        assert _duplicates(network, bureau) == 0
+    delivered = asyncio.run(_receipts(network))
+    copies = sum(len(ids) for ids in expected.values())
+    assert len(delivered) == copies
+    assert all(d.state == "delivered" and d.verified for d in delivered), delivered
+    for path in gateway_files(network.workdir).rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), f"message text in {path}"
+
+
+async def _receipts(network: Network) -> list[Delivered]:
+    async with BureauClient.open(PkiDir(network.workdir), "FR", network.gateway.address) as c:
+        return list(await Mailer(c).receipts())
+
+
+def test_gateway_sigkill_mid_stream_loses_and_doubles_nothing(network: Network) -> None:
+    """SIGKILL the gateway while FR streams posts; restart it on its port with its mailbox."""
+
+    async def main() -> list[PostOutcome]:
+        crash = asyncio.Event()
+        sending = asyncio.create_task(_stream(network, crash))
+        await crash.wait()
+        await asyncio.to_thread(network.kill_gateway)
+        await asyncio.sleep(0.5)  # posts meanwhile find no gateway and are retried
+        await asyncio.to_thread(network.restart_gateway)
+        return await sending
+
+    outcomes = asyncio.run(main())
+    retried = [o for o in outcomes if o.attempts > 1]
+    assert retried, "no post was in flight while the gateway was down"
+    _assert_exactly_once_in_order(network, outcomes)
+
+
+def test_recipient_sigkill_queues_then_delivers_once(network: Network) -> None:
+    """SIGKILL DE's node mid-stream: its copies queue at the gateway and arrive once, in
+    order, when it comes back."""
+    host = network.hosts[_host_of(network, "DE")]
+
+    async def main() -> tuple[list[PostOutcome], int]:
+        crash = asyncio.Event()
+        sending = asyncio.create_task(_stream(network, crash))
+        await crash.wait()
+        await asyncio.to_thread(network.kill_host, host)
+        held = len(_inbox(network, "DE"))
+        outcomes = await sending
+        queued_while_down = len(_sent(outcomes, "DE")) - held
+        await asyncio.to_thread(network.restart_host, host)
+        return outcomes, queued_while_down
+
+    outcomes, queued_while_down = asyncio.run(main())
+    assert queued_while_down > 0
+    assert len(_inbox(network, "IT")) > 0  # the others were served meanwhile
+    _assert_exactly_once_in_order(network, outcomes)
+
+
+def test_an_expired_copy_is_reported_to_the_sender(network: Network) -> None:
+    """A copy for a bureau that stays down past its TTL expires, and the sender sees it."""
+    host = network.hosts[_host_of(network, "IT")]
+    network.kill_host(host)
+
+    async def main() -> tuple[PostOutcome, list[Delivered]]:
+        async with BureauClient.open(
+            PkiDir(network.workdir), "FR", network.gateway.address
+        ) as client:
+            mailer = Mailer(client)
+            outcome = await mailer.message("IT", f"{CANARY} short-lived", ttl_ms=1500)
+            await asyncio.sleep(3.0)  # the TTL passes, and the gateway's sweeper runs
+            return outcome, list(await mailer.receipts())
+
+    outcome, delivered = asyncio.run(main())
+    assert outcome.stored
+    (copy,) = [d for d in delivered if d.message_id == outcome.copies[0].message_id]
+    assert copy.state == "expired"
+    network.restart_host(host)
+    time.sleep(1.0)
+    assert _inbox(network, "IT") == []  # never processed late
