@@ -392,6 +392,11 @@ def _add_mail_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     diffuse.add_argument("--to", required=True, type=str.upper, help="bureaus, e.g. NG,GH, or ALL")
     diffuse.add_argument("--subject", required=True)
     diffuse.add_argument("--text", required=True)
+    diffuse.add_argument(
+        "--no-gs-copy",
+        action="store_true",
+        help="do not copy GS (sending again to bureaus whose copies were not stored)",
+    )
     _attach_option(diffuse)
     diffuse.set_defaults(func=cmd_send, send="diffusion", server=False)
 

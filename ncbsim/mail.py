@@ -180,6 +180,20 @@ def _batches(
     return batches
 
 
+def _addressees(sender: str, kind: int, to: Sequence[str]) -> list[str]:
+    """``to`` as upper-case codes, or ConfigError if it cannot be a post's address."""
+    codes = [c.strip().upper() for c in to if c.strip()]
+    if not codes:
+        raise ConfigError("no recipient given")
+    if ALL in codes and codes != [ALL]:
+        raise ConfigError("ALL stands alone: give ALL or a list of bureaus")
+    if sender in codes:
+        raise ConfigError(f"{sender} cannot send to itself")
+    if kind == envelope.NOTICE_REQUEST and codes != [GENERAL_SECRETARIAT]:
+        raise ConfigError("a notice request goes to GS only")
+    return codes
+
+
 def attachment(name: str, data: bytes, media_type: str = "") -> messages_pb2.Attachment:
     """An attachment (``media_type`` defaults to application/octet-stream)."""
     return messages_pb2.Attachment(
@@ -247,6 +261,9 @@ class Mailer:
 
     client: BureauClient
     _loop_time: Callable[[], float] = field(default=time.monotonic, repr=False)
+    strict: bool = False
+    """Refuse a whole post (ConfigError, nothing sent) that names a bureau missing from the
+    directory, instead of failing that copy alone (the CLI: a typo must not half-send)."""
     _everyone: list[str] = field(default_factory=list, init=False, repr=False)
     _everyone_at: float = field(default=float("-inf"), init=False, repr=False)
 
@@ -289,18 +306,10 @@ class Mailer:
                 await asyncio.sleep(wait)
 
     async def _recipients(
-        self, kind: int, to: Sequence[str], deadline: float
+        self, kind: int, to: Sequence[str], deadline: float, *, copy_gs: bool = True
     ) -> tuple[list[str], dict[str, str]]:
         """Recipients of a post to ``to``, and those that cannot be sealed to (why)."""
-        codes = [c.strip().upper() for c in to if c.strip()]
-        if not codes:
-            raise ConfigError("no recipient given")
-        if ALL in codes and codes != [ALL]:
-            raise ConfigError("ALL stands alone: give ALL or a list of bureaus")
-        if self.bureau in codes:
-            raise ConfigError(f"{self.bureau} cannot send to itself")
-        if kind == envelope.NOTICE_REQUEST and codes != [GENERAL_SECRETARIAT]:
-            raise ConfigError("a notice request goes to GS only")
+        codes = _addressees(self.bureau, kind, to)
         peers = self.client.peers
         if codes == [ALL]:
             # The membership is fetched again at most every PEER_MAX_AGE_S, not per post.
@@ -314,6 +323,7 @@ class Mailer:
             recipients = list(dict.fromkeys(codes))
         if (
             kind == envelope.DIFFUSION
+            and copy_gs
             and self.bureau != GENERAL_SECRETARIAT
             and GENERAL_SECRETARIAT not in recipients
         ):
@@ -337,6 +347,8 @@ class Mailer:
                     await peers.resolve([code])
                 except DirectoryError as exc:
                     unknown[code] = f"not in the directory: {exc}"
+        if unknown and self.strict:
+            raise ConfigError(f"not in the directory: {', '.join(unknown)}; nothing was sent")
         return recipients, unknown
 
     async def post(
@@ -348,14 +360,18 @@ class Mailer:
         ttl_ms: int = envelope.DEFAULT_MESSAGE_TTL_MS,
         post_id: bytes | None = None,
         timeout_s: float = 10.0,
+        copy_gs: bool = True,
     ) -> PostOutcome:
         """Seal ``body`` of ``kind`` once per recipient in ``to`` and post every copy.
 
         ``to`` is bureau codes or ``["ALL"]`` (every bureau of the verified directory
         but this one and send-only ones). A diffusion also goes to GS when the network
-        has one, and its ``distribution`` is set to every recipient. A bureau not in the
-        directory gets a ``failed`` copy; a gateway that stays unreachable until
-        ``timeout_s`` fails the copies not yet stored. ConfigError on bad arguments.
+        has one (unless ``copy_gs`` is false: sending again to bureaus whose copies
+        failed), and its ``distribution`` is set to every recipient. A bureau not in the
+        directory gets a ``failed`` copy (ConfigError if :attr:`strict`); a gateway that
+        stays unreachable until ``timeout_s`` fails the copies not yet stored, and copies
+        whose turn comes after ``timeout_s`` are not sent at all ("not sent").
+        ConfigError on bad arguments.
         """
         if kind not in envelope.ONE_WAY_KINDS:
             raise ConfigError(f"kind {kind} is not a one-way kind")
@@ -365,7 +381,7 @@ class Mailer:
             raise ConfigError(f"a post id is {envelope.MESSAGE_ID_LEN} bytes")
         deadline = self._loop_time() + timeout_s
         try:
-            recipients, unknown = await self._recipients(kind, to, deadline)
+            recipients, unknown = await self._recipients(kind, to, deadline, copy_gs=copy_gs)
         except grpc.aio.AioRpcError as exc:
             detail = f"gateway: {failure_detail(exc)}"
             return PostOutcome(post_id, kind, [Copy(c, b"", "failed", 0, detail) for c in to])
@@ -402,6 +418,12 @@ class Mailer:
         }
         attempts = 0
         for batch in _batches(sealed):
+            if attempts and self._loop_time() >= deadline:
+                # Certainly not stored: say so, rather than a last call that may time out
+                # after the gateway stored the copies (a resend would then double them).
+                late = "not sent: the timeout passed before its turn"
+                copies.update((code, Copy(code, mid, "failed", 0, late)) for code, mid, _ in batch)
+                continue
             results, tries = await self._post_batch(batch, deadline)
             attempts += tries
             copies.update((c.recipient, c) for c in results)
@@ -465,11 +487,15 @@ class Mailer:
         *,
         ttl_ms: int = envelope.DEFAULT_MESSAGE_TTL_MS,
         timeout_s: float = 10.0,
+        copy_gs: bool = True,
     ) -> PostOutcome:
-        """Post a diffusion (an alert) to ``to`` or ``["ALL"]``; GS gets a copy too."""
+        """Post a diffusion (an alert) to ``to`` or ``["ALL"]``; GS gets a copy too,
+        unless ``copy_gs`` is false."""
         messages.check_size(subject + text, list(attachments))
         body = messages_pb2.Diffusion(subject=subject, text=text, attachments=attachments)
-        return await self.post(envelope.DIFFUSION, body, to, ttl_ms=ttl_ms, timeout_s=timeout_s)
+        return await self.post(
+            envelope.DIFFUSION, body, to, ttl_ms=ttl_ms, timeout_s=timeout_s, copy_gs=copy_gs
+        )
 
     async def message(
         self,

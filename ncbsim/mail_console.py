@@ -31,6 +31,7 @@ from rich.text import Text
 
 from ncbsim import envelope, mail, messages
 from ncbsim.client import ALL, BureauClient, failure_detail
+from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import messages_pb2
@@ -129,13 +130,19 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
     ttl = ttl_ms(args.ttl)
     timeout_s = args.timeout
     async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
-        mailer = mail.Mailer(client)
+        mailer = mail.Mailer(client, strict=True)
         what = args.send
         if what == "diffusion":
             to = [c for c in args.to.split(",") if c.strip()]
             attachments = read_attachments(args.attach)
             outcome = await mailer.diffuse(
-                to, args.subject, args.text, attachments, ttl_ms=ttl, timeout_s=timeout_s
+                to,
+                args.subject,
+                args.text,
+                attachments,
+                ttl_ms=ttl,
+                timeout_s=timeout_s,
+                copy_gs=not args.no_gs_copy,
             )
         elif what == "notice request":
             body = mail.notice_draft(
@@ -225,6 +232,11 @@ def _print_outcome(bureau: str, what: str, outcome: mail.PostOutcome) -> None:
     )
     if outcome.notice_id:
         console.print(f"notice id: [bold]{outcome.notice_id.hex()}[/]", highlight=False)
+        console.print(
+            f"GS reviews it; its answer (published, refused or withdrawn) reaches {bureau}: "
+            f"see `ncbsim notice list --as {bureau}`",
+            highlight=False,
+        )
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", collapse_padding=True, pad_edge=False)
     for column in ("recipient", "status", "sequence", "message id", "detail"):
         table.add_column(column, justify="right" if column == "sequence" else "left")
@@ -258,12 +270,21 @@ def _send_verdict(outcome: mail.PostOutcome) -> int:
             "ncbsim: check the bureau codes and that the gateway runs (ncbsim up)",
             file=sys.stderr,
         )
-    if len(missing) < len(outcome.copies):
-        again = ",".join(c.recipient for c in missing)
+    if any("DEADLINE_EXCEEDED" in c.detail for c in missing):
         print(
-            f"ncbsim: the other copies are stored: to send again, use --to {again} only",
+            "ncbsim: a call timed out, so some of those copies may be stored even so: "
+            "check `ncbsim receipts` before sending again",
             file=sys.stderr,
         )
+    if len(missing) < len(outcome.copies):
+        again = ",".join(c.recipient for c in missing if c.recipient != GENERAL_SECRETARIAT)
+        gs_stored = any(c.recipient == GENERAL_SECRETARIAT and c.stored for c in outcome.copies)
+        extra = " --no-gs-copy" if outcome.kind == envelope.DIFFUSION and gs_stored else ""
+        if again:
+            print(
+                f"ncbsim: the other copies are stored: to send again, use --to {again}{extra}",
+                file=sys.stderr,
+            )
     return 1
 
 

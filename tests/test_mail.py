@@ -45,8 +45,9 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
     """Serves directory entries, stores posted envelopes by message id, fails on a script.
 
     ``script`` holds one action per Post call: ``accept`` (the default), ``unavailable``
-    (refuse before storing), ``store_then_unavailable`` (store, then fail the reply, as a
-    gateway that crashed after its commit), ``queue_full`` and ``rate_limited``.
+    (refuse before storing), ``stall`` (hang past the caller's deadline),
+    ``store_then_unavailable`` (store, then fail the reply, as a gateway that crashed
+    after its commit), ``queue_full`` and ``rate_limited``.
     """
 
     def __init__(self, directory: pki.PkiDir, *, script: list[str] | None = None) -> None:
@@ -93,6 +94,9 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         action = self.script.pop(0) if self.script else "accept"
         if action == "unavailable":
             await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway restarting")
+        if action == "stall":  # a gateway that hangs: the caller's deadline ends the call
+            await asyncio.sleep(2)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "too late")
         if action == "store_then_unavailable":
             self._store(request)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
@@ -358,16 +362,32 @@ def test_receipts_are_listed_over_pages_and_verified(network_pki: pki.PkiDir) ->
         rows[1].receipt.CopyFrom(forged)
         rows[2].receipt.CopyFrom(good["DE"])  # DE's receipt shown for NL's copy
         rows[3].state = gateway_pb2.MESSAGE_STATE_QUEUED
+        # A second copy to DE shown with DE's genuine receipt for the first one: signed by
+        # the right bureau, but for another copy.
+        later = await mailer.message("DE", "another")
+        (copy,) = later.copies
+        rows.append(
+            gateway_pb2.PostedMessage(
+                sequence=fake.stored[copy.message_id][0],
+                message_id=copy.message_id,
+                post_id=later.post_id,
+                recipient="DE",
+                kind=envelope.MESSAGE,
+                state=gateway_pb2.MESSAGE_STATE_DELIVERED,
+                receipt=good["DE"],
+            )
+        )
         fake.posted = rows
         return await mailer.receipts()
 
     listed = _run(network_pki, fake, use)
-    assert [d.sequence for d in listed] == [1, 2, 3, 4]
+    assert [d.sequence for d in listed] == [1, 2, 3, 4, 5]
     assert [(d.recipient, d.state, d.verified) for d in listed] == [
         ("DE", "delivered", True),
         ("IT", "delivered", False),
         ("NL", "delivered", False),
         ("GS", "queued", False),
+        ("DE", "delivered", False),
     ]
     assert listed[0].processed_at_ms > 0
     assert listed[3].processed_at_ms == 0
@@ -504,3 +524,45 @@ def test_posts_are_cut_by_count_and_by_bytes() -> None:
     assert [i for b in batches for i in b] == items
     assert all(sum(e.ByteSize() for _, _, e in b) <= mail.POST_BATCH_BYTES for b in batches)
     assert len(batches) == 3
+
+
+def test_strict_mailer_sends_nothing_when_a_bureau_is_unknown(network_pki: pki.PkiDir) -> None:
+    """The CLI's mailer refuses a post naming a bureau not in the directory, before any
+    copy is stored (a typo must not half-send a diffusion)."""
+    fake = FakeGateway(network_pki)
+
+    async def use(mailer: mail.Mailer) -> None:
+        await mail.Mailer(mailer.client, strict=True).diffuse(["DE", "ZZ"], "S", "T")
+
+    with pytest.raises(ConfigError, match="not in the directory: ZZ; nothing was sent"):
+        _run(network_pki, fake, use)
+    assert fake.calls == []
+
+
+def test_a_diffusion_can_be_sent_again_without_a_second_gs_copy(network_pki: pki.PkiDir) -> None:
+    """copy_gs=False leaves GS out, so resending to failed bureaus does not double GS's."""
+    fake = FakeGateway(network_pki)
+    outcome = _run(network_pki, fake, lambda m: m.diffuse(["DE"], "S", "T", copy_gs=False))
+    assert outcome.recipients == ["DE"]
+
+
+def test_batches_whose_turn_comes_after_the_timeout_are_not_sent(
+    network_pki: pki.PkiDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once timeout_s has passed, the remaining batches are failed without a call, so they
+    are certainly not stored (a last call could time out after the gateway stored them)."""
+    monkeypatch.setattr(mail, "POST_BATCH", 1)
+    fake = FakeGateway(network_pki, script=["stall"] * 100)
+
+    async def use(mailer: mail.Mailer) -> mail.PostOutcome:
+        return await mailer.diffuse(["DE", "IT", "NL"], "S", "T", timeout_s=0.4)
+
+    outcome = _run(network_pki, fake, use)
+    first = outcome.copies[0].message_id
+    assert {
+        envelope.Header.parse(envelope.Envelope.FromString(c[0]).header).message_id
+        for c in fake.calls
+    } == {first}
+    assert [c.status for c in outcome.copies] == ["failed"] * 4
+    assert "DEADLINE_EXCEEDED" in outcome.copies[0].detail
+    assert all(c.detail.startswith("not sent") for c in outcome.copies[1:])
