@@ -12,7 +12,10 @@ again. Every copy is recorded: recipient, message id, whether the gateway stored
 
 After the traffic, :meth:`Messenger.drain` waits (at most ``messages.drain_s``) until every
 stored copy is in its recipient's inbox (``node.inbox``, read-only) or settled otherwise
-at the gateway (expired or rejected, from ``Mailer.receipts``). :meth:`Messenger.report`
+at the gateway (expired or rejected, from ``Mailer.receipts``). GS's copies of the
+notices it publishes, refuses or withdraws are followed the same way: read from GS's own
+receipts at the gateway (kind NOTICE), and waited for while GS's outbox still holds some.
+:meth:`Messenger.report`
 then gives the report's ``messages`` table, and :meth:`Messenger.checks` the built-in
 checks: nothing lost, nothing processed twice, order kept, no text at the gateway.
 """
@@ -332,6 +335,8 @@ class Messenger:
         self._orders = dict.fromkeys(scenario.bureaus, 0)
         self._inboxes = _Inboxes()
         self.drain_s = 0.0
+        self.notice_posts: dict[bytes, PostRecord] = {}  # GS's notice posts, by post id
+        self._outbox = 0  # envelopes GS's outbox still held at the last reading
 
     @property
     def active(self) -> bool:
@@ -339,8 +344,12 @@ class Messenger:
         return bool(self.plan.posts)
 
     def senders(self) -> list[str]:
-        """The bureaus the run posts as (each needs a client)."""
-        return list(dict.fromkeys(p.sender for p in self.plan.posts))
+        """The bureaus the run needs a client as: its senders, and GS if notices are
+        requested (to read GS's notice copies at the gateway)."""
+        codes = list(dict.fromkeys(p.sender for p in self.plan.posts))
+        if any(p.kind in ("notice", "withdraw") for p in self.plan.posts):
+            codes.append(GENERAL_SECRETARIAT)
+        return list(dict.fromkeys(codes))
 
     def attach(self, clients: Mapping[str, BureauClient]) -> None:
         """Post through these clients (one per sender)."""
@@ -458,25 +467,60 @@ class Messenger:
 
     # ------------------------------------------------------------ drain
 
-    def _copies(self) -> list[tuple[PostRecord, CopyRecord]]:
-        return [(r, c) for r in self.records for c in r.copies if c.stored]
+    def _copies(self, *, own: bool = False) -> list[tuple[PostRecord, CopyRecord]]:
+        """Stored copies: the run's own, and (unless ``own``) GS's notice copies."""
+        records = self.records if own else [*self.records, *self.notice_posts.values()]
+        return [(r, c) for r in records for c in r.copies if c.stored]
+
+    async def _notice_copies(self) -> None:
+        """Add GS's notice copies the gateway stored since the last reading, and note
+        how many envelopes GS's outbox still holds (not yet accepted by the gateway)."""
+        mailer = self.mailers.get(GENERAL_SECRETARIAT)
+        if mailer is None or GATEWAY_DOWN in self._down():
+            return
+        self._outbox = await asyncio.to_thread(_outbox_size, self.workdir)
+        known = [c.sequence for r in self.notice_posts.values() for c in r.copies]
+        try:
+            rows = await mailer.receipts(max(known, default=0), timeout_s=_RECEIPTS_TIMEOUT_S)
+        except (grpc.aio.AioRpcError, NcbsimError) as exc:
+            log.info("receipts_unavailable", sender=GENERAL_SECRETARIAT, error=type(exc).__name__)
+            return
+        seen = {c.message_id for r in self.notice_posts.values() for c in r.copies}
+        for row in rows:
+            if row.kind != envelope.NOTICE or row.message_id in seen:
+                continue
+            record = self.notice_posts.get(row.post_id)
+            if record is None:
+                label = f"gs-notice-{row.post_id.hex()[:8]}"
+                planned = PlannedPost(label, 0.0, "notice_copy", GENERAL_SECRETARIAT, (), 0.0)
+                record = PostRecord(planned, len(self.notice_posts), 0.0, 0, row.post_id)
+                self.notice_posts[row.post_id] = record
+            record.copies.append(
+                CopyRecord(row.recipient, row.message_id, True, "accepted", row.sequence)
+            )
 
     async def drain(self) -> None:
         """Wait until every stored copy is settled, or ``messages.drain_s`` has passed.
 
         Settled: in its recipient's inbox (delivered), or expired or rejected at the
         gateway. Copies to a bureau that is down at the end are not waited for, nor any
-        while the gateway is down.
+        while the gateway is down. GS's notice copies count too, and the drain also waits
+        while GS's outbox holds envelopes the gateway has not accepted yet.
         """
         began = time.monotonic()
         deadline = began + self.scenario.messages.drain_s
         while True:
+            await self._notice_copies()
             await self._settle(final=False)
             down = self._down()
             waiting = [c for _, c in self._copies() if not c.fate and c.recipient not in down]
-            if not waiting or GATEWAY_DOWN in down or time.monotonic() >= deadline:
+            outbox = self._outbox > 0 and GENERAL_SECRETARIAT not in down
+            if (not waiting and not outbox) or GATEWAY_DOWN in down:
+                break
+            if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(_POLL_S)
+        await self._notice_copies()
         await self._settle(final=True)
         self.drain_s = round(time.monotonic() - began, 3)
         self._event("drain", drain_s=self.drain_s, **self._fates())
@@ -536,8 +580,10 @@ class Messenger:
 
     # ------------------------------------------------------------ accounting
 
-    def _fates(self) -> dict[str, int]:
-        fates = [c.fate for _, c in self._copies()]
+    def _fates(self, copies: Sequence[CopyRecord] | None = None) -> dict[str, int]:
+        if copies is None:
+            copies = [c for _, c in self._copies()]
+        fates = [c.fate for c in copies]
         return {k: fates.count(k) for k in ("delivered", "expired", "rejected", "pending", "lost")}
 
     def _out_of_order(self) -> int:
@@ -615,14 +661,17 @@ class Messenger:
 
     def report(self) -> dict[str, Any]:
         """The report's ``messages`` table (docs/scenarios.md)."""
-        copies = [c for r in self.records for c in r.copies]
+        gs_copies = [c for r in self.notice_posts.values() for c in r.copies]
+        copies = [c for r in self.records for c in r.copies] + gs_copies
         fates = self._fates()
-        delays = [
-            float(c.processed_at_ms - r.due_ms) for r, c in self._copies() if c.fate == "delivered"
+        delays = [  # the run's own copies only: GS's have no planned time
+            float(c.processed_at_ms - r.due_ms)
+            for r, c in self._copies(own=True)
+            if c.fate == "delivered"
         ]
         lat = latency(delays)
         return {
-            "sent": len(self.records),
+            "sent": len(self.records) + len(self.notice_posts),
             "recipients": len(copies),
             "accepted": sum(c.stored for c in copies),
             "not_accepted": sum(not c.stored for c in copies),
@@ -632,6 +681,7 @@ class Messenger:
             "latency_ms": {"p50": lat["p50"], "p99": lat["p99"], "max": lat["max"]},
             "drain_s": self.drain_s,
             "notices": self._notices(),
+            "notice_copies": {"recipients": len(gs_copies), **self._fates(gs_copies)},
         }
 
     def probes(self) -> list[str]:
@@ -645,6 +695,18 @@ class Messenger:
 
 GATEWAY_DOWN = "gateway"
 """What :attr:`Messenger._down` names when the gateway itself is down."""
+
+
+def _outbox_size(workdir: Path) -> int:
+    """How many envelopes GS's outbox holds (0 if GS has no inbox yet)."""
+    try:
+        inbox = Inbox.read(inbox_path(workdir, GENERAL_SECRETARIAT))
+    except NcbsimError:
+        return 0
+    try:
+        return inbox.outbox_size()
+    finally:
+        inbox.close()
 
 
 def scan_gateway(workdir: Path, probes: Sequence[str]) -> list[str]:

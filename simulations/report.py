@@ -343,6 +343,13 @@ def _messages_lines(messages: Any) -> list[str]:
         f"delivery ms: p50 {_ms(lat.get('p50'))}  p99 {_ms(lat.get('p99'))}"
         f"  max {_ms(lat.get('max'))}  (drained in {m.get('drain_s')} s)",
     ]
+    gs = m.get("notice_copies") or {}
+    if gs.get("recipients"):
+        lines.append(
+            f"of which GS's notice copies: {gs.get('recipients')};"
+            f" {gs.get('delivered')} delivered, {gs.get('expired')} expired,"
+            f" {gs.get('rejected')} rejected, {gs.get('pending')} pending, {gs.get('lost')} lost"
+        )
     for notice_id, n in (m.get("notices") or {}).items():
         held = n.get("all_held_s")
         lines.append(

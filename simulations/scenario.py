@@ -87,11 +87,13 @@ MESSAGE_REPORT_KEYS = frozenset(
     {
         "sent", "recipients", "accepted", "not_accepted", "delivered", "expired", "rejected",
         "pending", "lost", "duplicates_processed", "out_of_order", "latency_ms", "drain_s",
-        "notices",
+        "notices", "notice_copies",
     }
 )  # fmt: skip
 """Keys of the report's ``messages`` table (``notices.<event id>.<key>`` below it)."""
 NOTICE_REPORT_KEYS = frozenset({"published", "holders", "withdrawn", "published_s", "all_held_s"})
+NOTICE_COPY_KEYS = frozenset({"recipients", "delivered", "expired", "rejected", "pending", "lost"})
+"""Keys of ``messages.notice_copies`` (GS's copies of the notices it published)."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 _ID = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -920,6 +922,8 @@ def _check_messages_path(where: str, path: tuple[str, ...], s: Scenario) -> None
         steps += [(notices, "a notice event id"), (NOTICE_REPORT_KEYS, "a notice key")]
     elif len(path) > 1 and path[1] == "latency_ms":
         steps.append((frozenset({"p50", "p99", "max"}), "a percentile"))
+    elif len(path) > 1 and path[1] == "notice_copies":
+        steps.append((NOTICE_COPY_KEYS, "a notice_copies key"))
     for depth, (options, what) in enumerate(steps, start=1):
         if len(path) > depth and path[depth] not in options:
             listed = ", ".join(sorted(options)) or "none"

@@ -311,6 +311,7 @@ def test_gateway_kill_with_duration_and_a_bureau_kill_coexist(tmp_path: Path) ->
             "'blue' is not a notice event id; expected one of red",
         ),
         ("messages.notices.red.held > 0", "'held' is not a notice key"),
+        ("messages.notice_copies.sent > 0", "'sent' is not a notice_copies key"),
     ],
 )
 def test_message_report_paths_are_checked_at_load(
@@ -323,9 +324,11 @@ def test_message_report_paths_are_checked_at_load(
 
 def test_every_message_report_path_loads(tmp_path: Path) -> None:
     """Every documented messages path is accepted in a check."""
-    paths = [f"messages.{key}" for key in scenario.MESSAGE_REPORT_KEYS - {"latency_ms", "notices"}]
+    tables = {"latency_ms", "notices", "notice_copies"}
+    paths = [f"messages.{key}" for key in scenario.MESSAGE_REPORT_KEYS - tables]
     paths += ["messages.latency_ms.p50", "messages.latency_ms.p99", "messages.latency_ms.max"]
     paths += [f"messages.notices.red.{key}" for key in scenario.NOTICE_REPORT_KEYS]
+    paths += [f"messages.notice_copies.{key}" for key in scenario.NOTICE_COPY_KEYS]
     checks = "".join(f'[[checks]]\nexpect = "{p} >= 0"\n' for p in sorted(paths))
     assert len(_load(tmp_path, HEAD + NOTICE + checks).checks) == len(paths)
 
@@ -475,6 +478,109 @@ def test_drain_accounts_each_copy_once_and_finds_what_went_wrong(tmp_path: Path)
     assert report["latency_ms"]["max"] == 700.0
     assert events[-1]["event"] == "drain"
     assert events[-1]["lost"] == 1
+
+
+class _GsReceipts:
+    """Stands in for GS's Mailer: the notice copies GS posted, as Gateway.Receipts lists them."""
+
+    def __init__(self, rows: list[tuple[int, bytes, bytes, str, int, str]]) -> None:
+        self.rows = rows  # (sequence, message_id, post_id, recipient, kind, state)
+
+    async def receipts(self, after: int = 0, *, timeout_s: float = 10.0) -> list[Any]:
+        fields = ("sequence", "message_id", "post_id", "recipient", "kind", "state")
+        rows = [row for row in self.rows if row[0] > after]
+        return [type("Row", (), dict(zip(fields, row, strict=True)))() for row in rows]
+
+
+def _notice_copy(workdir: Path, code: str, mid: bytes, post_id: bytes, at: int) -> None:
+    inbox = Inbox(inbox_path(workdir, code))
+    try:
+        body = messages_pb2.Notice(notice_id=b"n" * 16).SerializeToString()
+        with inbox.transaction():
+            inbox.add(
+                sender="GS",
+                message_id=mid,
+                post_id=post_id,
+                kind=envelope.NOTICE,
+                issued_at_ms=at,
+                processed_at_ms=at,
+                body=body,
+                envelope_sha256=b"\0" * 32,
+                receipt=messages_pb2.SignedReceipt(),
+            )
+    finally:
+        inbox.close()
+
+
+def test_drain_accounts_gs_notice_copies_in_totals_and_apart(tmp_path: Path) -> None:
+    """GS's notice copies, read from GS's receipts, are settled like the run's own (delivered
+    from the inbox, expired at the gateway, pending to a bureau down, else lost), counted in
+    the totals and in notice_copies, and the drain waits while GS's outbox is not empty."""
+    loaded = _load(tmp_path, HEAD + "[messages]\ndrain_s = 0.5\n")
+    messenger = Messenger(
+        loaded,
+        tmp_path,
+        messaging.MessagePlan(),
+        now_s=lambda: 1.0,
+        event=lambda name, **fields: None,
+        down=lambda: {"IT"},
+    )
+    request = PostRecord(PlannedPost("red", 0, "notice", "FR", ("GS",), 60), 0, 0.0, 1000)
+    request.post_id = b"\x01" * 16
+    request.copies = [CopyRecord("GS", b"\x02" * 16, True, "accepted", 1)]
+    messenger.records = [request]
+    _deliver(tmp_path, "GS", "FR", b"\x02" * 16, request.post_id, 1200)
+    publish, withdraw = b"\x10" * 16, b"\x20" * 16
+    gs_rows = [
+        (1, b"\x11" * 16, publish, "FR", envelope.NOTICE, "delivered"),
+        (2, b"\x12" * 16, publish, "DE", envelope.NOTICE, "expired"),
+        (3, b"\x13" * 16, publish, "IT", envelope.NOTICE, "queued"),  # IT is down: pending
+        (4, b"\x21" * 16, withdraw, "DE", envelope.NOTICE, "queued"),  # nowhere: lost
+        (5, b"\x31" * 16, b"\x30" * 16, "DE", envelope.MESSAGE, "delivered"),  # not a notice
+    ]
+    _notice_copy(tmp_path, "FR", b"\x11" * 16, publish, 1300)
+    gs = Inbox(inbox_path(tmp_path, "GS"))
+    try:
+        with gs.transaction():
+            gs.add_outbox([("FR", b"\x40" * 16, 2**62, b"sealed")])  # never accepted
+    finally:
+        gs.close()
+    fr = _Receipts({})
+    gs_mailer = _GsReceipts(gs_rows)
+    messenger.mailers = {"FR": fr, "GS": gs_mailer}  # type: ignore[dict-item]
+
+    asyncio.run(messenger.drain())
+    report = messenger.report()
+
+    assert report["notice_copies"] == {
+        "recipients": 4,
+        "delivered": 1,
+        "expired": 1,
+        "rejected": 0,
+        "pending": 1,
+        "lost": 1,
+    }
+    assert (report["sent"], report["recipients"], report["accepted"]) == (3, 5, 5)
+    assert (report["delivered"], report["expired"], report["pending"], report["lost"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    assert report["latency_ms"]["max"] == 200.0  # the run's own copy only
+    assert messenger.drain_s >= 0.5  # it waited for GS's outbox until drain_s
+
+
+def test_senders_include_gs_when_notices_are_requested(tmp_path: Path) -> None:
+    """A run that requests a notice opens a client as GS too, to read GS's notice copies."""
+    loaded = _load(tmp_path, HEAD + NOTICE)
+    posts = messaging.MessagePlan(
+        posts=[PlannedPost("red", 1, "notice", "FR", ("GS",), 60, notice="red")]
+    )
+    messenger = Messenger(
+        loaded, tmp_path, posts, now_s=lambda: 0.0, event=lambda *a, **k: None, down=set
+    )
+    assert messenger.senders() == ["FR", "GS"]
 
 
 # ---------------------------------------------------------------- a real run
