@@ -11,8 +11,10 @@ Prints three things, all on real processes (gateway, hosts, SQLite files, mTLS):
   holds it in its inbox (read from each bureau's inbox.sqlite);
 - ``accept``: envelopes the gateway accepts a second (stored durably, then answered)
   from senders posting pre-sealed copies for ``--seconds``, with 16 posts in flight;
-  one copy per post, then 8 copies per post. Sealing is done before the clock starts, so
-  the figure is the gateway's. Delivery to the recipients runs at the same time.
+  one copy per post, then one copy to each other member per post (at most 8), on the
+  smallest network. Sealing is done before the clock starts, so the figure is the
+  gateway's (and that of one Python client process). Delivery to the recipients runs at
+  the same time.
 """
 
 from __future__ import annotations
