@@ -48,7 +48,7 @@ from gateway.mailbox import (
 from gateway.router import Router
 from ncbsim import envelope, receipts, transport
 from ncbsim.errors import EnvelopeError, RoutingError
-from ncbsim.v1 import bureau_pb2, envelope_pb2
+from ncbsim.v1 import bureau_pb2
 
 log = structlog.get_logger()
 
@@ -61,10 +61,6 @@ MAX_BATCH_BYTES = transport.MAX_MESSAGE_BYTES - 128 * 1024
 MAX_DETAIL = 200
 """A rejection reason from a node is cut to this many characters."""
 
-_KIND_NAMES = {
-    value.number: value.name.removeprefix("MESSAGE_KIND_").lower()
-    for value in envelope_pb2.MessageKind.DESCRIPTOR.values
-}
 _STATUS = {DELIVERED: "OK", REJECTED: "OK", EXPIRED: "DEADLINE_EXCEEDED"}
 """The audit row's status: the Deliver call's (OK), or DEADLINE_EXCEEDED for a TTL."""
 
@@ -307,7 +303,7 @@ class Deliverer:
                 row.post_id.hex(),
                 row.sender,
                 row.recipient,
-                _KIND_NAMES.get(row.kind) or f"unknown({row.kind})",
+                envelope.kind_name(row.kind),
                 row.issued_at_ms,
                 row.expires_at_ms,
                 row.envelope_bytes,

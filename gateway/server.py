@@ -71,7 +71,7 @@ from ncbsim.serving import (
     wait_for_shutdown,
     write_ready_file,
 )
-from ncbsim.v1 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
+from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 log = structlog.get_logger()
 
@@ -98,14 +98,6 @@ _NO_ANSWER = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.CANCELLED,
 }
-_KIND_NAMES = {
-    value.number: value.name.removeprefix("MESSAGE_KIND_").lower()
-    for value in envelope_pb2.MessageKind.DESCRIPTOR.values
-}
-
-
-def _kind_name(kind: int) -> str:
-    return _KIND_NAMES.get(kind) or f"unknown({kind})"
 
 
 def _is_code(value: str) -> bool:
@@ -211,7 +203,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                 *ids,
                 sender,
                 recipient,
-                _kind_name(header.kind),
+                envelope.kind_name(header.kind),
                 header.issued_at_ms,
                 header.expires_at_ms,
             )

@@ -59,6 +59,17 @@ MESSAGE: int = envelope_pb2.MESSAGE_KIND_MESSAGE
 ONE_WAY_KINDS = frozenset({DIFFUSION, NOTICE_REQUEST, NOTICE, MESSAGE})
 """Kinds the gateway stores and delivers (Gateway.Post, Bureau.Deliver)."""
 _RESPONSE_KIND = {QUERY_REQUEST: QUERY_RESPONSE}
+_KIND_NAMES = {
+    value.number: value.name.removeprefix("MESSAGE_KIND_").lower()
+    for value in Kind.DESCRIPTOR.values
+    if value.number
+}
+
+
+def kind_name(kind: int) -> str:
+    """An envelope kind as audit rows and listings name it (``query_request``, ``notice``,
+    ...), from the proto enum; ``unknown(N)`` for a number it does not define."""
+    return _KIND_NAMES.get(kind) or f"unknown({kind})"
 
 
 @dataclass(frozen=True, slots=True)

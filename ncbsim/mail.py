@@ -430,7 +430,7 @@ class Mailer:
         outcome = PostOutcome(post_id, kind, [copies[r] for r in recipients], attempts)
         log.info(
             "posted",
-            kind=messages.KIND_NAMES.get(kind, str(kind)),
+            kind=envelope.kind_name(kind),
             post_id=outcome.post_hex,
             recipients=len(recipients),
             stored=sum(c.stored for c in outcome.copies),

@@ -62,7 +62,7 @@ _NOTICE_STYLE = {"published": "bold green", "refused": "bold red", "withdrawn": 
 
 
 def _kind(kind: int) -> str:
-    return messages.KIND_NAMES.get(kind, str(kind)).replace("_", " ")
+    return envelope.kind_name(kind).replace("_", " ")
 
 
 def utc(ms: int) -> str:
@@ -200,7 +200,7 @@ def outcome_dict(bureau: str, what: str, outcome: mail.PostOutcome) -> dict[str,
     """A post's outcome as JSON-ready data."""
     data: dict[str, Any] = {
         "as": bureau,
-        "kind": messages.KIND_NAMES.get(outcome.kind, str(outcome.kind)),
+        "kind": envelope.kind_name(outcome.kind),
         "action": what,
         "post_id": outcome.post_hex,
         "stored": outcome.stored,
@@ -324,7 +324,7 @@ def delivered_dict(d: mail.Delivered) -> dict[str, Any]:
     return {
         "sequence": d.sequence,
         "recipient": d.recipient,
-        "kind": messages.KIND_NAMES.get(d.kind, str(d.kind)),
+        "kind": envelope.kind_name(d.kind),
         "post_id": d.post_hex,
         "message_id": d.message_hex,
         "state": d.state,
@@ -395,7 +395,7 @@ def show_inbox(args: argparse.Namespace) -> int:
         data = [
             {
                 "sender": item.sender,
-                "kind": messages.KIND_NAMES.get(item.kind, str(item.kind)),
+                "kind": envelope.kind_name(item.kind),
                 "post_id": item.post_id.hex(),
                 "message_id": item.message_id.hex(),
                 "issued_at_ms": item.issued_at_ms,

@@ -31,12 +31,6 @@ BODY_TYPES: dict[int, type[Message]] = {
     envelope.NOTICE: messages_pb2.Notice,
     envelope.MESSAGE: messages_pb2.CaseMessage,
 }
-KIND_NAMES = {
-    envelope.DIFFUSION: "diffusion",
-    envelope.NOTICE_REQUEST: "notice_request",
-    envelope.NOTICE: "notice",
-    envelope.MESSAGE: "message",
-}
 
 COLORS: dict[str, int] = {
     "red": messages_pb2.NOTICE_COLOR_RED,

@@ -64,6 +64,7 @@ from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort
 from ncbsim.v1 import bureau_pb2, messages_pb2
 from node import notices
+from node.audit import audit_record
 from node.inbox import Inbox
 from node.outbox import OutboxPoster
 
@@ -369,7 +370,7 @@ class Postbox:
         header = outcome.item.header
         receipt = outcome.result.receipt
         self._audit.record(
-            _audit_row(
+            audit_record(
                 header,
                 request_bytes=outcome.item.sealed.ByteSize(),
                 response_bytes=receipt.ByteSize() if outcome.result.HasField("receipt") else 0,
@@ -382,7 +383,7 @@ class Postbox:
 
     def _audit_call(self, size: int, reason: str, status: grpc.StatusCode, started: float) -> None:
         self._audit.record(
-            _audit_row(
+            audit_record(
                 None,
                 request_bytes=size,
                 response_bytes=0,
@@ -392,35 +393,3 @@ class Postbox:
                 elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         )
-
-
-def _audit_row(
-    header: envelope.Header | None,
-    *,
-    request_bytes: int,
-    response_bytes: int,
-    outcome: str,
-    reason: str,
-    status: grpc.StatusCode,
-    elapsed_ms: float,
-) -> tuple[object, ...]:
-    """A node audit row, in the column order of node.server.AUDIT_COLUMNS."""
-    ids = ("", "", "", "", "")
-    if header is not None:
-        ids = (
-            header.message_hex,
-            header.correlation_hex,
-            header.sender,
-            header.recipient,
-            messages.KIND_NAMES.get(header.kind) or f"unknown({header.kind})",
-        )
-    return (
-        int(time.time() * 1000),
-        *ids,
-        request_bytes,
-        response_bytes,
-        outcome,
-        reason,
-        status.name,
-        elapsed_ms,
-    )

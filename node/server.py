@@ -12,14 +12,13 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, messages, padding, transport
+from ncbsim import envelope, padding, transport
 from ncbsim.auditlog import ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.config import NodeConfig
@@ -32,6 +31,7 @@ from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_file
 from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.answer import answer
+from node.audit import NodeAuditLog, audit_record
 from node.hits import HitLog
 from node.inbox import Inbox
 from node.keys import KeyWatch, entry_stamp
@@ -41,61 +41,6 @@ from node.replay import ReplayCache
 from node.store import RecordStore
 
 log = structlog.get_logger()
-
-AUDIT_COLUMNS = (
-    ("at_ms", "INTEGER"),
-    ("message_id", "TEXT"),
-    ("correlation_id", "TEXT"),
-    ("sender", "TEXT"),
-    ("recipient", "TEXT"),
-    ("kind", "TEXT"),
-    ("request_bytes", "INTEGER"),
-    ("response_bytes", "INTEGER"),
-    ("outcome", "TEXT"),
-    ("reason", "TEXT"),
-    ("status", "TEXT"),
-    ("elapsed_ms", "REAL"),
-)
-_KIND_NAMES = {
-    envelope.QUERY_REQUEST: "query_request",
-    envelope.QUERY_RESPONSE: "query_response",
-    **messages.KIND_NAMES,
-}
-
-
-class NodeAuditRecord(NamedTuple):
-    """One envelope the node handled: ids, sender, kind, sizes, outcome. Never content.
-
-    ``outcome`` is ``answered`` or ``refused``, and for Deliver ``processed``,
-    ``duplicate`` or ``rejected`` (node.postbox); ``reason`` says why in a coarse code:
-    ``not_gateway``, ``undecodable``, ``unverified``, ``revoked`` (signed with a key the
-    root revoked), ``no_directory`` (the sender's entry could not be fetched), ``replay``
-    (verified, but this sender's message id was accepted before), ``bad_response_key``
-    or ``internal`` (empty when answered). Ids and parties are empty when the envelope's
-    header did not parse.
-    """
-
-    at_ms: int
-    message_id: str
-    correlation_id: str
-    sender: str
-    recipient: str
-    kind: str
-    request_bytes: int
-    response_bytes: int
-    outcome: str
-    reason: str
-    status: str
-    elapsed_ms: float
-
-
-class NodeAuditLog(ChainedLog):
-    """A bureau's own append-only, hash-chained audit table (see ncbsim.auditlog)."""
-
-    def __init__(self, path: Path, *, batch_wait_s: float = 0.05) -> None:
-        super().__init__(
-            path, AUDIT_COLUMNS, indexes=(("sender", "at_ms"),), batch_wait_s=batch_wait_s
-        )
 
 
 class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
@@ -158,25 +103,15 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         response: envelope.Envelope | None = None,
     ) -> None:
         """Queue the audit row of one handled envelope (metadata only; returns at once)."""
-        ids: tuple[str, str, str, str, str] = ("", "", "", "", "")
-        if header is not None:
-            ids = (
-                header.message_hex,
-                header.correlation_hex,
-                header.sender,
-                header.recipient,
-                _KIND_NAMES.get(header.kind) or f"unknown({header.kind})",
-            )
         self._audit.record(
-            NodeAuditRecord(
-                int(time.time() * 1000),
-                *ids,
-                len(request) if isinstance(request, bytes) else request.ByteSize(),
-                response.ByteSize() if response is not None else 0,
-                "refused" if reason else "answered",
-                reason,
-                status.name,
-                round((time.perf_counter() - started) * 1000, 3),
+            audit_record(
+                header,
+                request_bytes=len(request) if isinstance(request, bytes) else request.ByteSize(),
+                response_bytes=response.ByteSize() if response is not None else 0,
+                outcome="refused" if reason else "answered",
+                reason=reason,
+                status=status,
+                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         )
 

@@ -17,8 +17,9 @@ from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.v1 import query_pb2
 from node import datagen
+from node.audit import NodeAuditLog
 from node.replay import ReplayCache
-from node.server import BureauService, NodeAuditLog
+from node.server import BureauService
 from node.store import RecordStore
 
 

@@ -20,9 +20,9 @@ from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.v1 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
 from node import datagen, notices
+from node.audit import NodeAuditLog
 from node.inbox import Inbox
 from node.postbox import Postbox
-from node.server import NodeAuditLog
 from node.store import RecordStore
 
 PROCESSED = bureau_pb2.DELIVER_STATUS_PROCESSED
