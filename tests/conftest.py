@@ -1,9 +1,17 @@
-"""Shared fixtures: logging reset, and real networks of processes over mTLS on loopback."""
+"""Shared fixtures: logging reset, real networks of processes over mTLS on loopback, and
+whole ``ncbsim simulate`` runs through the real CLI."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -47,3 +55,71 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         yield net
     finally:
         net.stop()
+
+
+def ncbsim_pids(workdir: Path) -> list[int]:
+    """PIDs of the ncbsim processes whose command line names ``workdir``: what a run left."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ncbsim" in cmdline and os.fsencode(str(workdir)) in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass(frozen=True)
+class SimulationRun:
+    """One finished ``ncbsim simulate`` run: exit status, output, report and folders."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any]
+    workdir: Path
+    run_dir: Path
+
+    @property
+    def output(self) -> str:
+        """The tail of both streams, for an assertion message."""
+        return self.stdout[-3000:] + self.stderr[-3000:]
+
+    def left_running(self) -> list[int]:
+        """PIDs of the run's processes still alive (none, after a clean run)."""
+        return ncbsim_pids(self.workdir)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        lines = (self.run_dir / "timeline.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+
+def _simulate(scenario: Path, base: Path, timeout: float) -> SimulationRun:
+    workdir, run_dir = base / "work", base / "run"
+    command = [
+        sys.executable, "-m", "ncbsim", "simulate", str(scenario),
+        "--workdir", str(workdir), "--run-dir", str(run_dir), "--report", str(base / "r.json"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # timed out: stop the simulator and all it started
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in ncbsim_pids(workdir):
+            os.kill(pid, signal.SIGKILL)
+    report = json.loads((base / "r.json").read_text())
+    return SimulationRun(proc.returncode, stdout, stderr, report, workdir, run_dir)
+
+
+@pytest.fixture(scope="session")
+def simulate() -> Callable[[Path, Path, float], SimulationRun]:
+    """Run a scenario file with the real CLI under a folder of the test's own, bounded in
+    time; whatever it started is killed by PID afterwards, even on a timeout."""
+    return _simulate

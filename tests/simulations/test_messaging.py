@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,6 +17,9 @@ from simulations import messaging, scenario
 from simulations.messaging import CopyRecord, Messenger, PlannedPost, PostRecord
 from simulations.network import inbox_path
 from simulations.scenario import GATEWAY, ScenarioError
+
+if TYPE_CHECKING:
+    from conftest import SimulationRun
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "messages.toml"
 HEAD = 'bureaus = ["FR", "DE", "IT", "GS"]\n[traffic]\nduration_s = 20\n'
@@ -586,59 +585,21 @@ def test_senders_include_gs_when_notices_are_requested(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- a real run
 
 
-def _ncbsim_pids(workdir: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"ncbsim" in cmdline and os.fsencode(str(workdir)) in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def run(tmp_path_factory: pytest.TempPathFactory, simulate: Any) -> SimulationRun:
     """Run tests/scenarios/messages.toml once with the real CLI; its report and files."""
-    base = tmp_path_factory.mktemp("messages")
-    workdir, run_dir = base / "work", base / "run"
-    command = [
-        sys.executable, "-m", "ncbsim", "simulate", str(SCENARIO),
-        "--workdir", str(workdir), "--run-dir", str(run_dir), "--report", str(base / "r.json"),
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:  # timed out: stop the simulator and all it started
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for pid in _ncbsim_pids(workdir):
-            os.kill(pid, signal.SIGKILL)
-    report = json.loads((base / "r.json").read_text())
-    timeline = [json.loads(line) for line in (run_dir / "timeline.jsonl").read_text().splitlines()]
-    print(json.dumps(report.get("messages"), indent=1))  # the figures, for the log
-    return {
-        "returncode": proc.returncode,
-        "output": stdout[-3000:] + stderr[-3000:],
-        "report": report,
-        "timeline": timeline,
-        "workdir": workdir,
-    }
+    result = simulate(SCENARIO, tmp_path_factory.mktemp("messages"), 180)
+    print(json.dumps(result.report.get("messages"), indent=1))  # the figures, for the log
+    return result
 
 
 @pytest.mark.integration
 def test_nothing_lost_or_processed_twice_through_gateway_and_recipient_crashes(
-    run: dict[str, Any],
+    run: SimulationRun,
 ) -> None:
     """After a SIGKILL of the gateway and of a recipient, every accepted copy was delivered
     exactly once or expired: none lost, none processed twice, none out of order."""
-    m = run["report"]["messages"]
+    m = run.report["messages"]
     assert m["recipients"] > 50, m
     assert m["accepted"] == m["recipients"], m
     assert m["lost"] == 0, m
@@ -651,17 +612,17 @@ def test_nothing_lost_or_processed_twice_through_gateway_and_recipient_crashes(
 
 @pytest.mark.integration
 def test_the_gateway_really_crashed_mid_stream_and_posts_waited_for_it(
-    run: dict[str, Any],
+    run: SimulationRun,
 ) -> None:
     """The gateway was SIGKILLed and restarted, posts were sent while it was down, and those
     were stored once it was back (retried with the same envelopes)."""
-    timeline = run["timeline"]
+    timeline = run.timeline()
     faults = [e for e in timeline if e["event"] in ("fault", "heal")]
     assert {"event": "fault", "id": "gateway_crash", "kind": "kill", "target": "gateway"} in [
         {k: e[k] for k in ("event", "id", "kind", "target") if k in e} for e in faults
     ]
     assert any(e["event"] == "heal" and e["id"] == "gateway_crash" for e in faults)
-    crash = run["report"]["faults"]["gateway_crash"]
+    crash = run.report["faults"]["gateway_crash"]
     assert crash["target"] == "gateway"
     assert crash["end_s"] is not None
     down = [e for e in timeline if e["event"] == "post" and 2.0 <= e["t_s"] < 3.5]
@@ -671,11 +632,11 @@ def test_the_gateway_really_crashed_mid_stream_and_posts_waited_for_it(
 
 
 @pytest.mark.integration
-def test_messages_run_exits_zero_and_leaves_no_process(run: dict[str, Any]) -> None:
+def test_messages_run_exits_zero_and_leaves_no_process(run: SimulationRun) -> None:
     """Every check passes (built-in message checks included), exit 0, nothing left running."""
-    assert run["returncode"] == 0, run["output"]
-    names = {c["name"]: c["passed"] for c in run["report"]["checks"]}
+    assert run.returncode == 0, run.output
+    names = {c["name"]: c["passed"] for c in run.report["checks"]}
     assert names["messages: nothing lost, nothing processed twice"]
     assert names["gateway files hold no message text"]
-    assert all(names.values()), run["report"]["checks"]
-    assert _ncbsim_pids(run["workdir"]) == []
+    assert all(names.values()), run.report["checks"]
+    assert run.left_running() == []
