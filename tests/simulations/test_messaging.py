@@ -404,16 +404,29 @@ class _Receipts:
         ]
 
 
-def _deliver(workdir: Path, code: str, sender: str, mid: bytes, post_id: bytes, at: int) -> None:
+def _deliver(
+    workdir: Path,
+    code: str,
+    sender: str,
+    mid: bytes,
+    post_id: bytes,
+    at: int,
+    kind: int = envelope.MESSAGE,
+) -> None:
+    """Write a processed copy into ``code``'s inbox file, as its postbox would."""
+    body = (
+        messages_pb2.Notice(notice_id=b"n" * 16)
+        if kind == envelope.NOTICE
+        else messages_pb2.CaseMessage(text="x")
+    ).SerializeToString()
     inbox = Inbox(inbox_path(workdir, code))
     try:
-        body = messages_pb2.CaseMessage(text="x").SerializeToString()
         with inbox.transaction():
             inbox.add(
                 sender=sender,
                 message_id=mid,
                 post_id=post_id,
-                kind=envelope.MESSAGE,
+                kind=kind,
                 issued_at_ms=at,
                 processed_at_ms=at,
                 body=body,
@@ -491,26 +504,6 @@ class _GsReceipts:
         return [type("Row", (), dict(zip(fields, row, strict=True)))() for row in rows]
 
 
-def _notice_copy(workdir: Path, code: str, mid: bytes, post_id: bytes, at: int) -> None:
-    inbox = Inbox(inbox_path(workdir, code))
-    try:
-        body = messages_pb2.Notice(notice_id=b"n" * 16).SerializeToString()
-        with inbox.transaction():
-            inbox.add(
-                sender="GS",
-                message_id=mid,
-                post_id=post_id,
-                kind=envelope.NOTICE,
-                issued_at_ms=at,
-                processed_at_ms=at,
-                body=body,
-                envelope_sha256=b"\0" * 32,
-                receipt=messages_pb2.SignedReceipt(),
-            )
-    finally:
-        inbox.close()
-
-
 def test_drain_accounts_gs_notice_copies_in_totals_and_apart(tmp_path: Path) -> None:
     """GS's notice copies, read from GS's receipts, are settled like the run's own (delivered
     from the inbox, expired at the gateway, pending to a bureau down, else lost), counted in
@@ -537,7 +530,7 @@ def test_drain_accounts_gs_notice_copies_in_totals_and_apart(tmp_path: Path) -> 
         (4, b"\x21" * 16, withdraw, "DE", envelope.NOTICE, "queued"),  # nowhere: lost
         (5, b"\x31" * 16, b"\x30" * 16, "DE", envelope.MESSAGE, "delivered"),  # not a notice
     ]
-    _notice_copy(tmp_path, "FR", b"\x11" * 16, publish, 1300)
+    _deliver(tmp_path, "FR", "GS", b"\x11" * 16, publish, 1300, envelope.NOTICE)
     gs = Inbox(inbox_path(tmp_path, "GS"))
     try:
         with gs.transaction():
