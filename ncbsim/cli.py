@@ -379,7 +379,7 @@ def _attach_option(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FILE",
-        help="a file to attach (repeatable; 32 KiB in all)",
+        help="a file to attach (repeatable; 16 KiB in all)",
     )
 
 
