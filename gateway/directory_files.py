@@ -61,6 +61,7 @@ class DirectoryFiles:
         self._stamp: _Stamp | None = None
         self._entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
         self._serials: dict[str, int] = {}
+        self._send_only: frozenset[str] = frozenset()
         self.revoked: Revoked = NONE
         """The newest revocation list on disk that the root signed."""
 
@@ -86,6 +87,11 @@ class DirectoryFiles:
         if bureau in self._entries and self._revoked(bureau):
             raise DirectoryError(f"the keys of {bureau} are revoked")
         return bureau in self._entries
+
+    def send_only(self, bureau: str) -> bool:
+        """Whether ``bureau``'s entry says it only sends (``requester_only``): it runs no
+        node, so nothing can be delivered to it. Asked after :meth:`known`."""
+        return bureau in self._send_only
 
     def refresh(self) -> None:
         """Look at the folder if ``refresh_s`` has passed since the last look."""
@@ -123,18 +129,23 @@ class DirectoryFiles:
     def _load_entries(self, folder: Path, stamps: tuple[_FileStamp, ...]) -> None:
         entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}
         serials: dict[str, int] = {}
+        send_only: set[str] = set()
         for name, *_ in stamps:
             try:
                 signed = directory_pb2.SignedDirectoryEntry.FromString((folder / name).read_bytes())
-                serial = directory_pb2.DirectoryEntry.FromString(signed.entry).serial
+                entry = directory_pb2.DirectoryEntry.FromString(signed.entry)
             except (FileNotFoundError, DecodeError):
                 # Gone or not an entry: skip it. Bureaus verify every entry they use anyway.
                 log.warning("directory_entry_unreadable", file=name)
                 continue
-            entries[Path(name).stem] = signed
-            serials[Path(name).stem] = serial
+            code = Path(name).stem
+            entries[code] = signed
+            serials[code] = entry.serial
+            if entry.requester_only:
+                send_only.add(code)
         self._entries = entries
         self._serials = serials
+        self._send_only = frozenset(send_only)
 
     def _load_revocations(self) -> None:
         signed = self._pki.revocation_list()

@@ -55,6 +55,7 @@ from ncbsim.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import (
     ConfigError,
+    DirectoryError,
     EnvelopeError,
     IdentityError,
     NcbsimError,
@@ -560,6 +561,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             )
         if not self._directory.known(header.recipient):
             raise RoutingError(f"unknown bureau {header.recipient!r}")
+        if self._directory.send_only(header.recipient):
+            raise DirectoryError(f"{header.recipient} only sends: it runs no node to deliver to")
         return header
 
     def _admit_posts(

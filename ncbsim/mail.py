@@ -347,8 +347,12 @@ class Mailer:
                     await peers.resolve([code])
                 except DirectoryError as exc:
                     unknown[code] = f"not in the directory: {exc}"
+        for code in recipients:  # named explicitly: ALL leaves send-only bureaus out
+            if code not in unknown and peers.get(code).requester_only:
+                unknown[code] = "only sends: it runs no node to deliver to"
         if unknown and self.strict:
-            raise ConfigError(f"not in the directory: {', '.join(unknown)}; nothing was sent")
+            why = "; ".join(f"{code}: {reason}" for code, reason in unknown.items())
+            raise ConfigError(f"cannot send to {why}; nothing was sent")
         return recipients, unknown
 
     async def post(

@@ -36,6 +36,14 @@ def network_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
 
 
 @pytest.fixture(scope="module")
+def send_only_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
+    """FR, DE and GS, and MC: a send-only bureau (requester_only), which runs no node."""
+    directory = pki.init(tmp_path_factory.mktemp("pki") / "pki", ["FR", "DE", "GS"])
+    pki.add_bureau(directory, "MC", requester_only=True)
+    return directory
+
+
+@pytest.fixture(scope="module")
 def no_gs_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
     """A PKI of a network without a General Secretariat."""
     return pki.init(tmp_path_factory.mktemp("pki") / "pki", ["FR", "DE", "IT"])
@@ -283,6 +291,31 @@ def test_unknown_recipient_fails_alone(network_pki: pki.PkiDir) -> None:
     assert status == {"DE": "accepted", "ZZ": "failed", "GS": "accepted"}
     _, body = _open(network_pki, fake.calls[0][0])
     assert "ZZ" not in body.distribution
+
+
+def test_a_send_only_bureau_gets_no_copy(send_only_pki: pki.PkiDir) -> None:
+    """ALL leaves a send-only bureau out; named, it gets a failed copy saying why (it runs
+    no node, so a stored copy could only expire) and the others are still posted."""
+    fake = FakeGateway(send_only_pki)
+    everyone = _run(send_only_pki, fake, lambda m: m.diffuse(["ALL"], "S", "T"))
+    assert sorted(everyone.recipients) == ["DE", "GS"]
+    named = _run(send_only_pki, fake, lambda m: m.diffuse(["DE", "MC"], "S", "T"))
+    copies = {c.recipient: (c.status, c.detail) for c in named.copies}
+    assert copies["MC"] == ("failed", "only sends: it runs no node to deliver to")
+    assert (copies["DE"][0], copies["GS"][0]) == ("accepted", "accepted")
+    assert "MC" not in {envelope.Header.parse(e.header).recipient for _, e in fake.stored.values()}
+
+
+def test_strict_mailer_sends_nothing_to_a_send_only_bureau(send_only_pki: pki.PkiDir) -> None:
+    """The CLI's mailer refuses a post naming a send-only bureau before any copy is stored."""
+    fake = FakeGateway(send_only_pki)
+
+    async def use(mailer: mail.Mailer) -> None:
+        await mail.Mailer(mailer.client, strict=True).message("MC", "hello")
+
+    with pytest.raises(ConfigError, match=r"cannot send to MC: only sends.*nothing was sent"):
+        _run(send_only_pki, fake, use)
+    assert fake.calls == []
 
 
 def test_notice_request_goes_to_gs_with_its_notice_id(network_pki: pki.PkiDir) -> None:
@@ -534,7 +567,9 @@ def test_strict_mailer_sends_nothing_when_a_bureau_is_unknown(network_pki: pki.P
     async def use(mailer: mail.Mailer) -> None:
         await mail.Mailer(mailer.client, strict=True).diffuse(["DE", "ZZ"], "S", "T")
 
-    with pytest.raises(ConfigError, match="not in the directory: ZZ; nothing was sent"):
+    with pytest.raises(
+        ConfigError, match=r"cannot send to ZZ: not in the directory.*; nothing was sent"
+    ):
         _run(network_pki, fake, use)
     assert fake.calls == []
 

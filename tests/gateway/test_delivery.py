@@ -36,12 +36,16 @@ from ncbsim.serving import Served, start_server
 from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, envelope_pb2, gateway_pb2, gateway_pb2_grpc
 
 BUREAUS = ["FR", "DE", "IT", "GS"]
+SEND_ONLY = "MC"
 
 
 @pytest.fixture(scope="module")
 def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
-    """One PKI for the module: FR, DE, IT and the General Secretariat."""
-    return pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
+    """One PKI for the module: FR, DE, IT, the General Secretariat, and MC, a send-only
+    bureau (it runs no node)."""
+    directory = pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
+    pki.add_bureau(directory, SEND_ONLY, requester_only=True)
+    return directory
 
 
 def _now() -> int:
@@ -286,6 +290,11 @@ def _delivered(gateway: Gateway, sender: str, n: int) -> Callable[[], Awaitable[
 # ----------------------------------------------------------------------------- Post admission
 
 REFUSALS = {
+    "send-only-recipient": (
+        lambda d: _seal(d, "FR", SEND_ONLY),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "MC only sends: it runs no node to deliver to",
+    ),
     "wrong-sender": (
         lambda d: _forged(sender="IT"),
         grpc.StatusCode.PERMISSION_DENIED,
