@@ -19,7 +19,9 @@ half as many copies (and the worker keeps the smaller batch while it runs). A fa
 call (node down, deadline) or no route backs off from 0.1 s, doubling to 2 s; a
 Register of that bureau (:meth:`Deliverer.kick`) ends the wait at once. A sweeper
 marks copies past their TTL expired every second and restarts any worker that should
-run. Each settled copy gets one gateway audit row (rpc ``Deliver``).
+run. Each settled copy gets one gateway audit row (rpc ``Deliver``). Every
+:data:`PRUNE_INTERVAL_MS` the sweeper also deletes the rows of copies settled more than
+``retention_ms`` ago (:meth:`Mailbox.prune`), so the store does not grow without end.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from gateway.mailbox import (
 )
 from gateway.router import Router
 from ncbsim import envelope, receipts, transport
+from ncbsim.config import DEFAULT_MAILBOX_RETENTION_H
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.v1 import bureau_pb2
 
@@ -55,6 +58,9 @@ log = structlog.get_logger()
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 2.0
 SWEEP_INTERVAL_S = 1.0
+PRUNE_INTERVAL_MS = 60_000
+"""How often the sweeper deletes settled rows past their retention."""
+DEFAULT_RETENTION_MS = int(DEFAULT_MAILBOX_RETENTION_H * 3_600_000)
 DELIVER_TIMEOUT_S = 10.0
 MAX_BATCH_BYTES = transport.MAX_MESSAGE_BYTES - 128 * 1024
 """A Deliver batch stops before its envelopes pass this size (gRPC's limit, less framing)."""
@@ -100,6 +106,7 @@ class Deliverer:
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
+        retention_ms: int = DEFAULT_RETENTION_MS,
     ) -> None:
         self._mailbox = mailbox
         self._router = router
@@ -108,6 +115,8 @@ class Deliverer:
         self._timeout_s = timeout_s
         self._backoff = (backoff_min_s, backoff_max_s)
         self._sweep_interval_s = sweep_interval_s
+        self._retention_ms = retention_ms
+        self._pruned_at_ms: int | None = None
         self._workers: dict[str, _Worker] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
@@ -275,10 +284,17 @@ class Deliverer:
                 log.exception("mailbox_sweep_failed")
 
     async def sweep(self, now_ms: int | None = None) -> list[Settled]:
-        """Expire queued copies past their TTL (audited) and start any missing worker."""
+        """Expire queued copies past their TTL (audited), start any missing worker, and
+        delete settled rows past their retention when a prune is due."""
+        now = _now_ms() if now_ms is None else now_ms
         expired = []
         if self._mailbox.queued() > 0:
-            expired = await run_to_end(self._expire(_now_ms() if now_ms is None else now_ms))
+            expired = await run_to_end(self._expire(now))
+        if self._pruned_at_ms is None or now - self._pruned_at_ms >= PRUNE_INTERVAL_MS:
+            self._pruned_at_ms = now
+            pruned = await run_to_end(self._mailbox.prune(now - self._retention_ms, now))
+            if pruned:
+                log.info("mailbox_pruned", rows=pruned, retention_h=self._retention_ms / 3.6e6)
         for bureau in self._mailbox.recipients():
             if bureau not in self._workers:
                 self.wake(bureau)

@@ -14,7 +14,8 @@ batch, and nothing of it was accepted.
 States of a row: ``queued`` until it is ``delivered`` (the recipient's signed receipt is
 kept), ``rejected`` (the recipient refused it: it did not verify or open) or ``expired``
 (its TTL passed first). At settlement the envelope (sealed bytes, never plaintext) is
-deleted; the metadata and the receipt stay for the sender (Gateway.Receipts). A receipt
+deleted; the metadata and the receipt stay for the sender (Gateway.Receipts) until
+:meth:`Mailbox.prune` deletes the row, a retention period after settlement. A receipt
 is the recipient's word, so a copy the sweeper expired while its delivery was in flight
 becomes ``delivered`` when the receipt comes back.
 
@@ -65,6 +66,8 @@ MAX_BATCH_OPS = 1024
 """At most this many operations share one transaction."""
 EXPIRE_CHUNK = 10_000
 """At most this many rows are expired by one sweep (the next sweep takes the rest)."""
+PRUNE_CHUNK = 10_000
+"""At most this many settled rows are deleted in one transaction."""
 EXEMPT_FROM_TOTAL = frozenset({GENERAL_SECRETARIAT})
 """Senders whose copies are not held to the recipient's total bound (their pair bound holds)."""
 
@@ -105,6 +108,8 @@ CREATE INDEX IF NOT EXISTS messages_due ON messages (recipient, sequence)
 CREATE INDEX IF NOT EXISTS messages_expiry ON messages (expires_at_ms)
     WHERE state = 'queued';
 CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender, sequence);
+CREATE INDEX IF NOT EXISTS messages_settled ON messages (settled_at_ms)
+    WHERE state != 'queued';
 """
 
 _T = TypeVar("_T")
@@ -448,6 +453,29 @@ class Mailbox:
     async def expire(self, now_ms: int) -> list[Settled]:
         """Mark queued copies whose ``expires_at_ms`` is past as expired; return them."""
         return await self._call(lambda conn, batch: self._expire(conn, batch, now_ms))
+
+    async def prune(self, settled_before_ms: int, now_ms: int) -> int:
+        """Delete the rows of copies settled before ``settled_before_ms``; how many.
+
+        Only rows whose copy has also expired by ``now_ms`` go, so the dedup of a retry
+        is never lost: a retry of a pruned copy carries the same header, which the
+        gateway refuses as expired before it looks here. Queued rows are never deleted.
+        """
+        sql = (
+            "DELETE FROM messages WHERE sequence IN (SELECT sequence FROM messages "
+            "WHERE state != 'queued' AND settled_at_ms < ? AND expires_at_ms <= ? "
+            "ORDER BY settled_at_ms LIMIT ?)"
+        )
+
+        def run(conn: sqlite3.Connection, _: _Batch) -> int:
+            return conn.execute(sql, (settled_before_ms, now_ms, PRUNE_CHUNK)).rowcount
+
+        deleted = 0
+        while True:
+            count = await self._call(run)
+            deleted += count
+            if count < PRUNE_CHUNK:
+                return deleted
 
     async def posted(self, sender: str, after: int, limit: int) -> list[Posted]:
         """``sender``'s copies with a sequence above ``after``, by sequence, at most ``limit``."""

@@ -732,7 +732,13 @@ async def serve(config: GatewayConfig) -> None:
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,
     )
-    deliverer = Deliverer(mailbox, router, audit, batch=config.delivery_batch)
+    deliverer = Deliverer(
+        mailbox,
+        router,
+        audit,
+        batch=config.delivery_batch,
+        retention_ms=round(config.mailbox_retention_h * 3_600_000),
+    )
     service = GatewayService(config, router, audit, mailbox=mailbox, deliverer=deliverer)
     served = await start_server(
         tls,

@@ -15,6 +15,7 @@ from ncbsim.config import (
     DEFAULT_CONTROL_BURST,
     DEFAULT_CONTROL_RATE_PER_S,
     DEFAULT_DAILY_QUOTA,
+    DEFAULT_MAILBOX_RETENTION_H,
     DEFAULT_MAX_ENVELOPE_BYTES,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_QUEUE_PER_SENDER,
@@ -113,6 +114,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         mailbox_path=args.mailbox,
         max_queue=args.max_queue,
         max_queue_per_sender=args.max_queue_per_sender,
+        mailbox_retention_h=args.retention_hours,
     )
     asyncio.run(serve(config))
     return 0
@@ -558,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
         default=DEFAULT_MAX_QUEUE_PER_SENDER,
         help="undelivered messages one bureau may have queued for another before its Post "
         f"to it is refused as QUEUE_FULL (default {DEFAULT_MAX_QUEUE_PER_SENDER})",
+    )
+    gw.add_argument(
+        "--retention-hours",
+        type=float,
+        default=DEFAULT_MAILBOX_RETENTION_H,
+        help="hours a delivered or expired message stays listable by `ncbsim receipts` "
+        f"before the gateway deletes its row (default {DEFAULT_MAILBOX_RETENTION_H:g})",
     )
     gw.set_defaults(func=cmd_gateway, server=True)
 

@@ -64,6 +64,8 @@ DEFAULT_MAX_QUEUE = 10_000
 """Queued copies per recipient before the gateway answers QUEUE_FULL (docs/delivery.md)."""
 DEFAULT_MAX_QUEUE_PER_SENDER = 1_000
 """Queued copies one sender may have for one recipient (docs/delivery.md)."""
+DEFAULT_MAILBOX_RETENTION_H = 168.0
+"""Hours a settled copy's row (metadata and receipt) stays listable by its sender."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -106,6 +108,9 @@ class GatewayConfig:
     (so no one bureau can fill another's queue)."""
     delivery_batch: int = 64
     """Copies sent to a bureau in one Bureau.Deliver call."""
+    mailbox_retention_h: float = DEFAULT_MAILBOX_RETENTION_H
+    """Hours a settled copy's row is kept after settlement (and after its expiry), for
+    Gateway.Receipts; then the gateway deletes it. Queued copies are never deleted."""
 
     def __post_init__(self) -> None:
         from ncbsim.transport import MAX_MESSAGE_BYTES
@@ -132,6 +137,8 @@ class GatewayConfig:
             raise ConfigError("control burst must be at least 1")
         if self.max_queue < 1 or self.max_queue_per_sender < 1:
             raise ConfigError("max_queue and max_queue_per_sender must be at least 1")
+        if not (math.isfinite(self.mailbox_retention_h) and self.mailbox_retention_h >= 0):
+            raise ConfigError("mailbox retention must be a number of hours, 0 or more")
         if not 1 <= self.delivery_batch <= 1024:
             raise ConfigError("delivery_batch must be between 1 and 1024")
         for code in self.bureau_limits:

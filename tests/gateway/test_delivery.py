@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -240,7 +241,12 @@ async def _gateway(
     deliverer = None
     if deliver:
         deliverer = Deliverer(
-            mailbox, router, audit, batch=settings.delivery_batch, backoff_max_s=0.2
+            mailbox,
+            router,
+            audit,
+            batch=settings.delivery_batch,
+            backoff_max_s=0.2,
+            retention_ms=round(settings.mailbox_retention_h * 3_600_000),
         )
     service = GatewayService(settings, router, audit, mailbox=mailbox, deliverer=deliverer)
     served = await start_server(
@@ -779,6 +785,37 @@ def test_expired_copies_are_settled_and_the_sender_told(
     assert [(r.sender, r.recipient, r.outcome, r.status) for r in rows] == [
         ("FR", "DE", "expired", "DEADLINE_EXCEEDED")
     ]
+
+
+def test_settled_copies_are_listed_until_the_retention_passes(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """The sweeper deletes a settled copy's row once ``mailbox_retention_h`` has passed
+    since it settled, and not before: until then the sender still lists it."""
+    item = _seal(pki_dir, "FR", "DE", ttl_ms=5_000)
+    hour = 3_600_000
+
+    async def main() -> tuple[int, int]:
+        async with _gateway(tmp_path, pki_dir, mailbox_retention_h=1) as gateway:
+            assert gateway.deliverer is not None
+            await gateway.post("FR", item)
+            now = _now()
+            await gateway.deliverer.sweep(now_ms=now + 6_000)  # expires it
+            await gateway.deliverer.sweep(now_ms=now + 6_000 + hour - 1_000)
+            within = len((await gateway.receipts("FR")).messages)
+            await gateway.deliverer.sweep(now_ms=now + 6_000 + hour + 60_000)
+            return within, len((await gateway.receipts("FR")).messages)
+
+    assert asyncio.run(main()) == (1, 0)
+    assert _rows_left(tmp_path) == 0
+
+
+def _rows_left(tmp_path: Path) -> int:
+    conn = sqlite3.connect(tmp_path / "mailbox.sqlite")
+    try:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def test_a_copy_the_node_finds_expired_is_expired_for_the_sender(

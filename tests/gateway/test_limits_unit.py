@@ -310,10 +310,13 @@ def test_a_missing_overrides_file_is_a_config_error(tmp_path: Path) -> None:
         {"rate_per_s": 0.0},
         {"burst": 0},
         {"daily_quota": 0},
+        {"mailbox_retention_h": -1.0},
+        {"mailbox_retention_h": float("nan")},
     ],
 )
 def test_gateway_config_refuses_bad_limits(tmp_path: Path, fields: dict[str, float]) -> None:
-    """An envelope maximum outside 1..4 MiB, or a non-positive limit, is refused."""
+    """An envelope maximum outside 1..4 MiB, a non-positive limit, or a negative or NaN
+    retention, is refused."""
     with pytest.raises(ConfigError):
         GatewayConfig(pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", **fields)  # type: ignore[arg-type]
 

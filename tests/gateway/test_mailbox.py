@@ -331,6 +331,36 @@ def test_settlement_drops_the_envelope_and_keeps_the_receipt(tmp_path: Path) -> 
     ]
 
 
+def test_prune_deletes_only_settled_expired_rows_past_retention(tmp_path: Path) -> None:
+    """Prune deletes a settled copy's row once it was settled before the cut-off and its
+    TTL has passed; a queued copy, one settled later, or one still within its TTL (whose
+    row the dedup of a retry needs) stays."""
+    path = tmp_path / "mailbox.sqlite"
+    clock = _Clock()
+
+    async def body(mailbox: Mailbox) -> None:
+        first = _incoming(expires_at_ms=NOW + 1_000)  # delivered at NOW
+        late = _incoming(expires_at_ms=NOW + 1_000)  # delivered at NOW + 5_000
+        long_ttl = _incoming(expires_at_ms=NOW + 90_000)  # delivered at NOW, expires later
+        waiting = _incoming(expires_at_ms=NOW + 1_000)  # never delivered: expires
+        stuck = _incoming(expires_at_ms=NOW + 90_000)  # still queued
+        seqs = [r.sequence for r in await mailbox.accept([first, late, long_ttl, waiting, stuck])]
+        await mailbox.settle([Outcome(seqs[0], DELIVERED, receipt=b"r")])
+        await mailbox.settle([Outcome(seqs[2], DELIVERED, receipt=b"r")])
+        clock.now = NOW + 5_000
+        await mailbox.settle([Outcome(seqs[1], DELIVERED, receipt=b"r")])
+        await mailbox.expire(NOW + 5_000)  # settles ``waiting`` at NOW + 5_000
+        assert await mailbox.prune(NOW + 1, NOW + 60_000) == 1  # first only
+        assert [p.sequence for p in await mailbox.posted("FR", 0, 10)] == seqs[1:]
+        assert await mailbox.prune(NOW + 5_001, NOW + 60_000) == 2  # late and waiting
+        assert await mailbox.prune(NOW + 5_001, NOW + 90_000) == 1  # long_ttl, now expired
+        assert [p.sequence for p in await mailbox.posted("FR", 0, 10)] == [seqs[4]]
+        assert mailbox.queued("DE") == 1
+
+    _with_mailbox(path, body, clock=clock)
+    assert _rows(path, "SELECT state FROM messages") == [(QUEUED,)]
+
+
 def test_concurrent_accepts_share_commits(tmp_path: Path) -> None:
     """Many concurrent accepts are written in a few transactions, each answered after its
     commit, and all of them are on disk."""
