@@ -60,6 +60,7 @@ from ncbsim.errors import (
     IdentityError,
     NcbsimError,
     PkiError,
+    QueueFull,
     RevokedError,
     RoutingError,
     status_for,
@@ -660,7 +661,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         if all(r.status == QUEUE_FULL for r in accepted):
             recipients = sorted({i.header.recipient for i in admitted})
             details = list(dict.fromkeys(r.detail for r in accepted))  # which bound, in order
-            full_error = LimitExceeded(f"{'; '.join(details)}; retry later", QUEUE_FULL_RETRY_MS)
+            full_error = QueueFull(f"{'; '.join(details)}; retry later", QUEUE_FULL_RETRY_MS)
             log.warning("queue_full", rpc="Post", peer=peer, recipients=recipients)
             await abort(context, *_status(full_error))
         return reply

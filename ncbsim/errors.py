@@ -96,6 +96,26 @@ class LimitExceeded(NcbsimError):  # noqa: N818 - reads as the status it becomes
         return ((RETRY_AFTER_KEY, value), (PUSHBACK_KEY, value))
 
 
+QUEUE_FULL_KEY = "ncbsim-queue-full"
+"""Trailing metadata ("1") on a Post refused because every recipient's queue is full."""
+
+
+class QueueFull(LimitExceeded):
+    """Every copy of a Post found its recipient's queue full: RESOURCE_EXHAUSTED with
+    :data:`QUEUE_FULL_KEY`, so a sender tells back-pressure from its own rate limit."""
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (*super().trailing_metadata(), (QUEUE_FULL_KEY, "1"))
+
+
+def is_queue_full(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a failed call is a Post refused because the recipients' queues are full."""
+    trailers = exc.trailing_metadata() or ()
+    return exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and any(
+        key == QUEUE_FULL_KEY for key, _ in trailers
+    )
+
+
 _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     EnvelopeError: grpc.StatusCode.INVALID_ARGUMENT,
     DirectoryError: grpc.StatusCode.FAILED_PRECONDITION,

@@ -38,6 +38,7 @@ from ncbsim.errors import (
     DirectoryError,
     EnvelopeError,
     NcbsimError,
+    is_queue_full,
 )
 from ncbsim.peers import Peers
 from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, messages_pb2
@@ -237,11 +238,6 @@ def _ttl_checked(ttl_ms: int) -> int:
     return ttl_ms
 
 
-def _queue_full(exc: grpc.aio.AioRpcError) -> bool:
-    details = (exc.details() or "").lower()
-    return exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "queue" in details
-
-
 def _retry_after_s(exc: grpc.aio.AioRpcError) -> float | None:
     for key, value in exc.trailing_metadata() or ():
         if key == RETRY_AFTER_KEY:
@@ -298,7 +294,7 @@ class Mailer:
                 if exc.code() in _RETRYABLE:
                     wait = delay
                     delay = min(delay * 2, RETRY_MAX_S)
-                elif exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not _queue_full(exc):
+                elif exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not is_queue_full(exc):
                     wait = _retry_after_s(exc)
                 if wait is None or self._loop_time() + wait >= deadline:
                     raise
@@ -460,7 +456,7 @@ class Mailer:
         try:
             reply, _ = await self._call(call, deadline, "Post")
         except grpc.aio.AioRpcError as exc:
-            status: CopyStatus = "queue_full" if _queue_full(exc) else "failed"
+            status: CopyStatus = "queue_full" if is_queue_full(exc) else "failed"
             detail = failure_detail(exc)
             return [Copy(code, mid, status, 0, detail) for code, mid, _ in batch], attempts
         by_id = {r.message_id: r for r in reply.results}

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from ncbsim import envelope
 from ncbsim.clock import Clock
-from ncbsim.errors import RETRY_AFTER_KEY, EnvelopeError
+from ncbsim.errors import RETRY_AFTER_KEY, EnvelopeError, is_queue_full
 from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc
 from node.inbox import Inbox, OutboxRow
 
@@ -57,7 +57,7 @@ def _refusal_kind(exc: grpc.aio.AioRpcError) -> str:
         trailers = exc.trailing_metadata() or ()
         if not any(key == RETRY_AFTER_KEY for key, _ in trailers):
             return "size"
-        return "full" if "is full" in (exc.details() or "") else "retry"
+        return "full" if is_queue_full(exc) else "retry"
     return "envelope" if code in _PER_ENVELOPE else "retry"
 
 

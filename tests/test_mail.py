@@ -19,7 +19,7 @@ import pytest
 from ncbsim import envelope, mail, messages, pki, receipts
 from ncbsim.client import BureauClient
 from ncbsim.directory import Directory
-from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.errors import ConfigError, NcbsimError, QueueFull
 from ncbsim.identity import Identity
 from ncbsim.serving import start_server
 from ncbsim.v1 import directory_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
@@ -108,9 +108,10 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         if action == "store_then_unavailable":
             self._store(request)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
-        if action == "queue_full":
-            context.set_trailing_metadata((("retry-after-ms", "500"),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue for DE is full")
+        if action == "queue_full":  # as the gateway refuses it: QueueFull's trailers
+            full = QueueFull("queue for DE is full (3 messages waiting); retry later", 500)
+            context.set_trailing_metadata(full.trailing_metadata())
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(full))
         if action == "rate_limited":
             context.set_trailing_metadata((("retry-after-ms", "30"),))
             await context.abort(

@@ -30,7 +30,7 @@ from gateway.server import GatewayService, add_to_server
 from ncbsim import envelope, pki, receipts, transport
 from ncbsim.config import GatewayConfig
 from ncbsim.directory import Peer
-from ncbsim.errors import RETRY_AFTER_KEY, DirectoryError, EnvelopeError
+from ncbsim.errors import RETRY_AFTER_KEY, DirectoryError, EnvelopeError, is_queue_full
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import Served, start_server
@@ -440,6 +440,7 @@ def test_full_queue_is_resource_exhausted_with_a_retry_hint(
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "queue for DE is full" in (error.details() or "")
     assert dict(error.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"
+    assert is_queue_full(error)  # told apart from a rate limit by its trailer, not its text
     assert [(r.recipient, r.status, r.sequence) for r in mixed.results] == [
         ("DE", gateway_pb2.POST_STATUS_QUEUE_FULL, 0),
         ("IT", gateway_pb2.POST_STATUS_ACCEPTED, 2),

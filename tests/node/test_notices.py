@@ -15,7 +15,7 @@ import pytest
 
 from ncbsim import envelope, messages, pki
 from ncbsim.directory import Directory
-from ncbsim.errors import RETRY_AFTER_KEY
+from ncbsim.errors import QueueFull
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.v1 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
@@ -83,12 +83,14 @@ class _Gateway:
         recipients = {envelope.unverified_header(e).recipient for e in request.envelopes}
         for code in (self.refuse[r] for r in sorted(recipients) if r in self.refuse):
             raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata())
-        if recipients <= self.full:
+        if recipients <= self.full:  # as the gateway refuses it: QueueFull's trailers
+            names = ", ".join(sorted(recipients))
+            full = QueueFull(f"queue for {names} is full; retry later", 1000)
             raise grpc.aio.AioRpcError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 grpc.aio.Metadata(),
-                grpc.aio.Metadata((RETRY_AFTER_KEY, "1000")),
-                details=f"queue for {', '.join(sorted(recipients))} is full; retry later",
+                grpc.aio.Metadata(*full.trailing_metadata()),
+                details=str(full),
             )
         full = int(str(step).split(":")[1]) if str(step).startswith("full:") else -1
         status = (
