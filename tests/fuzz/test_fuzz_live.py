@@ -10,6 +10,7 @@ traceback.
 
 from __future__ import annotations
 
+import os
 import random
 import string
 import time
@@ -24,20 +25,22 @@ from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ncbsim import _crypto, envelope
+from ncbsim import _crypto, envelope, messages
 from ncbsim.client import open_answer, seal_query
 from ncbsim.directory import Directory, Peer
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
-from ncbsim.v1 import envelope_pb2, gateway_pb2, query_pb2
+from ncbsim.v1 import bureau_pb2, envelope_pb2, gateway_pb2, messages_pb2, query_pb2
+from node.inbox import Inbox
 from node.store import RecordStore
-from simulations.network import Network, alive, db_path
+from simulations.network import Network, alive, db_path, inbox_path
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 5.0
 GATEWAY = "/ncbsim.v1.Gateway/"
 HANDLE = "/ncbsim.v1.Bureau/Handle"
+DELIVER = "/ncbsim.v1.Bureau/Deliver"
 Code = grpc.StatusCode
 
 REFUSALS = {
@@ -52,6 +55,11 @@ EXPECTED = {Code.OK, *REFUSALS}
 """Every call ends in one of these. UNAVAILABLE and DEADLINE_EXCEEDED are not in it: no
 route is missing and no node is down during the run, so either would mean a hung or
 crashed handler. UNKNOWN and INTERNAL would mean an exception escaped a handler."""
+
+POSTED_INTACT: set[bytes] = set()
+"""Message ids of the copies the Post fuzzing sent unchanged: the only ones DE may process."""
+POSTED_TAMPERED: set[bytes] = set()
+"""Message ids of the tampered copies the gateway accepted: DE must reject every one."""
 
 SEEN: Counter[tuple[str, str]] = Counter()
 """(method, status) of every call, printed by the last test as a record of coverage."""
@@ -114,6 +122,29 @@ def _call(channel: grpc.Channel, method: str, payload: bytes) -> tuple[Code, byt
 
 def _seal(wire: Wire, body: query_pb2.QueryRequest) -> envelope.SealedRequest:
     return seal_query(wire.fr, wire.de, body)
+
+
+def _diffusion(wire: Wire) -> envelope.Envelope:
+    """A real diffusion from FR to DE: sealed to DE's key, signed by FR."""
+    body = messages_pb2.Diffusion(subject="Fuzz", text="Armed robbery", distribution=["DE"])
+    return envelope.seal_message(
+        messages.pack(body),
+        sender=wire.fr,
+        recipient=wire.de,
+        kind=envelope.DIFFUSION,
+        post_id=os.urandom(16),
+    )
+
+
+def _repeated(raw: bytes) -> bytes:
+    """``raw`` as the one element of field 1 (``envelopes`` of a PostRequest or a
+    DeliverRequest), byte for byte, even when it is not a valid Envelope."""
+    size, length = bytearray(), len(raw)
+    while True:
+        size.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
+        length >>= 7
+        if not length:
+            return b"\x0a" + bytes(size) + raw
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -200,7 +231,7 @@ time; whether one is still valid when sent does not matter, only the status set 
 )
 @settings(max_examples=120)
 @given(
-    st.sampled_from(["Query", "MultiQuery", "GetDirectory", "Routes"]),
+    st.sampled_from(["Query", "MultiQuery", "GetDirectory", "Routes", "Post", "Receipts"]),
     st.binary(max_size=2048),
 )
 def test_gateway_rpcs_survive_random_bytes(wire: Wire, method: str, payload: bytes) -> None:
@@ -211,6 +242,8 @@ def test_gateway_rpcs_survive_random_bytes(wire: Wire, method: str, payload: byt
         "MultiQuery": gateway_pb2.MultiQueryRequest,
         "GetDirectory": gateway_pb2.DirectoryRequest,
         "Routes": gateway_pb2.RoutesRequest,
+        "Post": gateway_pb2.PostRequest,
+        "Receipts": gateway_pb2.ReceiptsRequest,
     }[method]
     try:
         undecodable.FromString(payload)
@@ -362,6 +395,131 @@ def test_node_handle_survives_mutated_envelopes(wire: Wire, data: st.DataObject)
         sealed.envelope.signature,
     )
     assert code == (Code.OK if intact else Code.INVALID_ARGUMENT)
+
+
+# ----------------------------------------------------------------------------- one-way
+
+
+def _intact(raw: bytes, original: envelope.Envelope) -> bool | None:
+    """Whether ``raw`` decodes to ``original``'s three fields; None if it does not decode."""
+    try:
+        received = envelope.Envelope.FromString(raw)
+    except DecodeError:
+        return None
+    return (received.header, received.sealed, received.signature) == (
+        original.header,
+        original.sealed,
+        original.signature,
+    )
+
+
+@pytest.mark.attack(
+    "mutated valid diffusions to Gateway Post: bit flips, truncation, extension, splices in "
+    "the header, the sealed body or the signature",
+    adversary="rogue bureau",
+    expect="a refusal, or stored and later rejected by the recipient; only an intact copy "
+    "is ever processed",
+)
+@settings(max_examples=80)
+@given(st.data())
+def test_post_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> None:
+    """The gateway refuses what its header checks catch and stores the rest (it cannot
+    check a signature it is not trusted with); an intact copy is accepted."""
+    original = _diffusion(wire)
+    raw = data.draw(_mutated_envelope(original.SerializeToString()))
+    code, reply = _call(wire.gateway_as_fr, GATEWAY + "Post", _repeated(raw))
+    intact = _intact(raw, original)
+    if intact is None:
+        assert code == Code.INVALID_ARGUMENT
+        return
+    if intact:
+        assert code == Code.OK
+    if code == Code.OK:
+        assert reply is not None
+        [result] = gateway_pb2.PostReply.FromString(reply).results
+        assert result.status == gateway_pb2.POST_STATUS_ACCEPTED
+        (POSTED_INTACT if intact else POSTED_TAMPERED).add(result.message_id)
+
+
+def test_tampered_posts_are_rejected_by_the_recipient(wire: Wire) -> None:
+    """Every copy of the Post fuzzing settles: the intact ones delivered, each tampered one
+    the gateway stored rejected by DE (it did not verify), none processed."""
+    assert POSTED_TAMPERED, "the gateway stored no tampered copy: nothing to check"
+    genuine = _diffusion(wire)  # and one untouched, whatever the fuzzing drew
+    code, _ = _call(wire.gateway_as_fr, GATEWAY + "Post", _repeated(genuine.SerializeToString()))
+    assert code == Code.OK
+    POSTED_INTACT.add(envelope.unverified_header(genuine).message_id)
+    fates: dict[bytes, int] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listing = gateway_pb2.ReceiptsRequest(limit=500).SerializeToString()
+        code, raw = _call(wire.gateway_as_fr, GATEWAY + "Receipts", listing)
+        assert code == Code.OK
+        assert raw is not None
+        fates = {m.message_id: m.state for m in gateway_pb2.ReceiptsReply.FromString(raw).messages}
+        if all(fates.get(mid) not in (None, gateway_pb2.MESSAGE_STATE_QUEUED) for mid in fates):
+            break
+        time.sleep(0.2)
+    delivered = gateway_pb2.MESSAGE_STATE_DELIVERED
+    assert {mid for mid in POSTED_INTACT if fates.get(mid) != delivered} == set()
+    assert {mid for mid in POSTED_TAMPERED if fates.get(mid) == delivered} == set()
+    inbox = Inbox.read(inbox_path(wire.network.workdir, "DE"))  # DE's own record
+    try:
+        processed = {m for m in POSTED_INTACT | POSTED_TAMPERED if inbox.stored("FR", m)}
+    finally:
+        inbox.close()
+    assert processed == POSTED_INTACT
+
+
+@pytest.mark.attack(
+    "random bytes to a node's Bureau/Deliver with the gateway's certificate",
+    adversary="malicious gateway",
+    expect="INVALID_ARGUMENT for undecodable requests, else OK with every envelope REJECTED; "
+    "never INTERNAL/UNKNOWN",
+)
+@settings(max_examples=100)
+@given(st.binary(max_size=2048))
+def test_node_deliver_survives_random_bytes(wire: Wire, payload: bytes) -> None:
+    """Random bytes from the gateway: undecodable is INVALID_ARGUMENT, anything that
+    decodes is answered envelope by envelope, and nothing is processed."""
+    code, reply = _call(wire.node_de_as_gateway, DELIVER, payload)
+    try:
+        request = bureau_pb2.DeliverRequest.FromString(payload)
+    except DecodeError:
+        assert code == Code.INVALID_ARGUMENT
+        return
+    assert code == Code.OK
+    assert reply is not None
+    results = bureau_pb2.DeliverReply.FromString(reply).results
+    assert len(results) <= len(request.envelopes)
+    assert {r.status for r in results} <= {bureau_pb2.DELIVER_STATUS_REJECTED}
+
+
+@pytest.mark.attack(
+    "mutated valid diffusions to a node's Bureau/Deliver with the gateway's certificate",
+    adversary="malicious gateway",
+    expect="REJECTED (did not verify or open) for every mutation; only an intact copy is "
+    "PROCESSED, with a receipt",
+)
+@settings(max_examples=80)
+@given(st.data())
+def test_node_deliver_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> None:
+    """A node processes a delivered copy only if header, sealed and signature are intact."""
+    original = _diffusion(wire)
+    raw = data.draw(_mutated_envelope(original.SerializeToString()))
+    code, reply = _call(wire.node_de_as_gateway, DELIVER, _repeated(raw))
+    intact = _intact(raw, original)
+    if intact is None:
+        assert code == Code.INVALID_ARGUMENT
+        return
+    assert code == Code.OK
+    assert reply is not None
+    [result] = bureau_pb2.DeliverReply.FromString(reply).results
+    if intact:
+        assert result.status == bureau_pb2.DELIVER_STATUS_PROCESSED
+        assert result.receipt.ByteSize() > 0
+    else:
+        assert result.status == bureau_pb2.DELIVER_STATUS_REJECTED
 
 
 # ----------------------------------------------------------------------------- register
