@@ -368,6 +368,15 @@ REFUSALS = {
 
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))
+@pytest.mark.attack(
+    "a Post with one envelope that breaks a rule: another bureau as sender, a query kind, "
+    "bad ids, a NOTICE not from GS, a send-only or unknown recipient, an expired or "
+    "future-dated or oversized envelope",
+    adversary="rogue bureau",
+    expect="the whole call refused with a clear status (PERMISSION_DENIED, INVALID_ARGUMENT, "
+    "NOT_FOUND, FAILED_PRECONDITION or RESOURCE_EXHAUSTED); a refused audit row per "
+    "envelope; nothing stored",
+)
 def test_post_refusal_refuses_the_whole_call_and_audits_each_envelope(
     tmp_path: Path, pki_dir: pki.PkiDir, case: str
 ) -> None:

@@ -396,6 +396,12 @@ def test_a_withdrawal_removes_the_subject_everywhere(net: _Net) -> None:
     assert [n.status_name for n in gs.inbox.notices()] == ["withdrawn"]
 
 
+@pytest.mark.attack(
+    "a bureau asks GS to withdraw another bureau's notice",
+    adversary="rogue bureau",
+    expect="refused to that bureau alone, told only the id and the reason; the notice stays "
+    "published",
+)
 def test_only_the_requester_may_withdraw(net: _Net) -> None:
     """IT's withdrawal of FR's notice is refused to IT alone; the notice stays published."""
     request_notice(net, "FR", publish())

@@ -177,6 +177,11 @@ def diffusion(text: str = "look out") -> messages_pb2.Diffusion:
     return messages_pb2.Diffusion(subject="alert", text=text, distribution=["DE", "GS"])
 
 
+@pytest.mark.attack(
+    "the gateway delivers the same one-way copy to a node again",
+    adversary="replayer",
+    expect="processed once; the redelivery DUPLICATE with the original signed receipt",
+)
 def test_a_diffusion_is_processed_once_and_a_redelivery_is_a_duplicate(net: _Net) -> None:
     """First delivery: PROCESSED with a receipt; again: DUPLICATE with the same receipt,
     which verifies against DE's entry and names the envelope; the inbox holds one item."""
@@ -218,6 +223,11 @@ def test_one_envelope_twice_in_one_batch_is_processed_once(net: _Net) -> None:
     assert de.inbox.count() == 1
 
 
+@pytest.mark.attack(
+    "the gateway flips a byte of a stored copy's sealed body before delivering it",
+    adversary="malicious gateway",
+    expect="REJECTED 'unverified', no receipt, nothing stored; node audit row",
+)
 def test_a_tampered_envelope_is_rejected_and_audited(net: _Net) -> None:
     """A flipped byte in the sealed body: REJECTED "unverified", nothing stored."""
     de = net.node("DE")
@@ -252,6 +262,11 @@ def test_a_processed_envelope_is_still_a_duplicate_after_it_expired(net: _Net) -
     assert (first.status, again.status) == (PROCESSED, DUPLICATE)
 
 
+@pytest.mark.attack(
+    "a different envelope delivered under a message id the sender already spent",
+    adversary="replayer",
+    expect="REJECTED 'replay'; the first copy stays the only one processed",
+)
 def test_a_different_envelope_under_a_spent_message_id_is_rejected(net: _Net) -> None:
     """Another envelope reusing a processed (sender, message_id): REJECTED "replay"."""
     de = net.node("DE")
@@ -270,6 +285,11 @@ def test_a_different_envelope_under_a_spent_message_id_is_rejected(net: _Net) ->
     assert [i.body.text for i in de.inbox.items()] == ["one"]  # type: ignore[attr-defined]
 
 
+@pytest.mark.attack(
+    "a bureau signs and sends a NOTICE itself, to plant a wanted person in others' records",
+    adversary="rogue bureau",
+    expect="REJECTED 'not_gs'; no notice, no person record",
+)
 def test_a_notice_from_a_bureau_other_than_gs_is_rejected(net: _Net) -> None:
     """Only GS issues notices: a NOTICE signed by FR is REJECTED "not_gs", not applied."""
     de = net.node("DE")
@@ -299,6 +319,11 @@ def test_a_notice_request_to_a_bureau_other_than_gs_is_rejected(net: _Net) -> No
     assert (result.status, result.detail) == (REJECTED, "not_gs")
 
 
+@pytest.mark.attack(
+    "the gateway delivers a copy addressed to IT to DE's node",
+    adversary="malicious gateway",
+    expect="REJECTED 'wrong_recipient'",
+)
 def test_an_envelope_for_another_bureau_is_rejected(net: _Net) -> None:
     """A copy addressed to IT, delivered to DE: REJECTED "wrong_recipient"."""
     de = net.node("DE")
@@ -306,6 +331,11 @@ def test_an_envelope_for_another_bureau_is_rejected(net: _Net) -> None:
     assert (result.status, result.detail) == (REJECTED, "wrong_recipient")
 
 
+@pytest.mark.attack(
+    "a bureau calls another node's Bureau.Deliver directly, with its own certificate",
+    adversary="rogue bureau",
+    expect="PERMISSION_DENIED + node audit entry 'not_gateway'; nothing stored",
+)
 def test_only_the_gateway_may_deliver(net: _Net) -> None:
     """A caller whose certificate is not the gateway's: PERMISSION_DENIED, audited."""
     de = net.node("DE")
@@ -317,6 +347,11 @@ def test_only_the_gateway_may_deliver(net: _Net) -> None:
     assert audit_rows(de) == [("", "refused", "not_gateway")]
 
 
+@pytest.mark.attack(
+    "bytes that are not a DeliverRequest, sent to a node's Bureau.Deliver",
+    adversary="malicious gateway",
+    expect="INVALID_ARGUMENT + node audit entry 'undecodable'",
+)
 def test_garbage_is_invalid_argument(net: _Net) -> None:
     """A request that is not a DeliverRequest: INVALID_ARGUMENT, audited "undecodable"."""
     de = net.node("DE")
