@@ -12,7 +12,11 @@ most :data:`MAX_BATCH_BYTES` of envelopes (at least one), sends them in one
 - ``REJECTED``: rejected, with the node's coarse reason (the envelope never will open),
   or expired if that reason is ``expired`` (the node's clock found it past its TTL);
 - a missing result (the node stopped part way) or a receipt that does not match: the
-  copy stays queued and is sent again later; the node's dedup makes that harmless.
+  copy stays queued and is sent again later; the node's dedup makes that harmless. The
+  sender of the first such copy is held back for a while (0.1 s doubling to 2 s) and the
+  worker goes on with the other senders' copies: order is kept per sender and
+  recipient, so one sender's copy that the node cannot check yet (say, under a signing
+  key id no entry names) blocks only that sender, not the recipient's whole queue.
 
 A call the node refuses as too large (RESOURCE_EXHAUSTED) is tried again at once with
 half as many copies (and the worker keeps the smaller batch while it runs). A failed
@@ -78,9 +82,22 @@ def _now_ms() -> int:
 _DONE = "done"
 """Every copy of the batch settled."""
 _RETRY = "retry"
-"""Some copies stay queued (no route, a failed call, an incomplete reply): back off."""
+"""Nothing could be delivered (no route, a failed call): back off."""
 _TOO_LARGE = "too_large"
 """The node refused the call as too large: send fewer copies at once."""
+_STUCK = "stuck"
+"""The node took the batch up to one copy and stopped there: hold back that copy's sender
+and go on with the others."""
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A sender whose oldest copy the node would not take yet."""
+
+    until: float
+    """Loop time until which the sender's copies are left out of batches."""
+    delay: float
+    """How long the last hold was; doubled by the next one, up to the back-off maximum."""
 
 
 @dataclass(slots=True)
@@ -90,6 +107,8 @@ class _Worker:
     """New copies were stored since the worker last looked: do not stop yet."""
     kick: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by a Register: end the back-off at once."""
+    held: dict[str, _Hold] = field(default_factory=dict)
+    """Senders held back: their copies wait, in order, while the other senders' go on."""
 
 
 class Deliverer:
@@ -168,30 +187,32 @@ class Deliverer:
     async def _work(self, bureau: str, worker: _Worker) -> None:
         delay = 0.0
         limit = self._batch
+        low, high = self._backoff
         try:
             while True:
                 worker.pending = False
                 worker.kick.clear()  # a Register from here on ends the coming back-off
-                result, due = _RETRY, []
+                result = _RETRY
+                due: list[Due] = []
+                wait: float | None = None  # until a held sender is due; None: back off
                 if self._router.has_route(bureau):  # offline: do not even read the store
-                    due = await self._mailbox.due(
-                        bureau, limit, _now_ms(), max_bytes=MAX_BATCH_BYTES
-                    )
-                    if not due:
-                        if worker.pending:
-                            continue
+                    due, wait = await self._next(bureau, worker, limit)
+                    if due:
+                        result = await self._deliver(bureau, due, worker)
+                    elif worker.pending:
+                        continue
+                    elif wait is None:
                         return  # nothing to do; a later wake starts a new worker
-                    result = await self._deliver(bureau, due)
-                if result == _DONE:
+                if result in {_DONE, _STUCK}:
                     delay = 0.0
                     continue
                 if result == _TOO_LARGE and len(due) > 1:
                     limit = max(len(due) // 2, 1)  # for as long as this worker runs
                     continue
-                low, high = self._backoff
-                delay = min(max(delay * 2, low), high)
+                if wait is None:
+                    delay = wait = min(max(delay * 2, low), high)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(worker.kick.wait(), delay)
+                    await asyncio.wait_for(worker.kick.wait(), wait)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug: log it; the sweeper starts the worker again
@@ -200,8 +221,23 @@ class Deliverer:
             if self._workers.get(bureau) is worker:
                 del self._workers[bureau]
 
-    async def _deliver(self, bureau: str, due: Sequence[Due]) -> str:
-        """Send ``due`` to ``bureau`` and record what came back: _DONE, _RETRY or _TOO_LARGE."""
+    async def _next(
+        self, bureau: str, worker: _Worker, limit: int
+    ) -> tuple[list[Due], float | None]:
+        """The next batch, leaving out held senders; with none, how long until a hold
+        ends (None when no sender is held: the queue is empty)."""
+        now = asyncio.get_running_loop().time()
+        skip = [s for s, hold in worker.held.items() if hold.until > now]
+        due = await self._mailbox.due(
+            bureau, limit, _now_ms(), max_bytes=MAX_BATCH_BYTES, skip=skip
+        )
+        if due or not skip:
+            return due, None
+        return due, min(worker.held[s].until for s in skip) - now
+
+    async def _deliver(self, bureau: str, due: Sequence[Due], worker: _Worker) -> str:
+        """Send ``due`` to ``bureau`` and record what came back: _DONE, _RETRY, _TOO_LARGE
+        or _STUCK (the sender of the first copy left queued is then held back)."""
         started = time.perf_counter()
         try:
             route = self._router.get(bureau)
@@ -226,16 +262,28 @@ class Deliverer:
             return _RETRY
         outcomes = self._outcomes(due, reply.results)
         await run_to_end(self._settle(outcomes, started))
-        kept = sum(1 for o in outcomes if o.state == QUEUED)
-        if kept:
-            log.info(
-                "delivery_incomplete",
-                recipient=bureau,
-                envelopes=len(due),
-                results=len(reply.results),
-                kept=kept,
-            )
-        return _RETRY if kept else _DONE
+        kept = [copy for copy, o in zip(due, outcomes, strict=True) if o.state == QUEUED]
+        for copy, outcome in zip(due, outcomes, strict=True):
+            if outcome.state != QUEUED:  # its sender's copies go through: no longer held
+                worker.held.pop(copy.sender, None)
+        if not kept:
+            return _DONE
+        # Order is kept per sender and recipient, not per recipient: hold back only the
+        # sender of the copy the node stopped at, so it cannot block everyone else's.
+        stuck = kept[0].sender
+        hold = worker.held.get(stuck)
+        delay = min(max(hold.delay * 2 if hold else 0.0, self._backoff[0]), self._backoff[1])
+        worker.held[stuck] = _Hold(asyncio.get_running_loop().time() + delay, delay)
+        log.info(
+            "delivery_incomplete",
+            recipient=bureau,
+            envelopes=len(due),
+            results=len(reply.results),
+            kept=len(kept),
+            held_sender=stuck,
+            hold_s=delay,
+        )
+        return _STUCK
 
     async def _settle(self, outcomes: Sequence[Outcome], started: float) -> None:
         """Record the outcomes, then audit each copy they settled."""

@@ -415,24 +415,32 @@ class Mailbox:
         return await self._call(lambda conn, batch: self._accept(conn, batch, items))
 
     async def due(
-        self, recipient: str, limit: int, now_ms: int, *, max_bytes: int | None = None
+        self,
+        recipient: str,
+        limit: int,
+        now_ms: int,
+        *,
+        max_bytes: int | None = None,
+        skip: Sequence[str] = (),
     ) -> list[Due]:
-        """Up to ``limit`` of ``recipient``'s oldest queued, unexpired copies, by sequence.
+        """Up to ``limit`` of ``recipient``'s oldest queued, unexpired copies, by sequence,
+        leaving out those of the senders in ``skip`` (held back by the deliverer).
 
         With ``max_bytes``, stop before the envelopes' total size would pass it (the
         first copy is always taken, so a large one cannot block the queue).
         """
+        held = f"AND sender NOT IN ({', '.join('?' for _ in skip)}) " if skip else ""
         sql = (
             "SELECT sequence, sender, message_id, post_id, recipient, kind, envelope, "
             "envelope_sha256, issued_at_ms, expires_at_ms FROM messages "
-            "WHERE recipient = ? AND state = 'queued' AND expires_at_ms > ? "
+            f"WHERE recipient = ? AND state = 'queued' AND expires_at_ms > ? {held}"
             "ORDER BY sequence LIMIT ?"
         )
 
         def run(conn: sqlite3.Connection, _: _Batch) -> list[Due]:
             out: list[Due] = []
             total = 0
-            for row in conn.execute(sql, (recipient, now_ms, limit)):
+            for row in conn.execute(sql, (recipient, now_ms, *skip, limit)):
                 total += len(row[6])
                 if out and max_bytes is not None and total > max_bytes:
                     break

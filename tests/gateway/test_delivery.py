@@ -109,6 +109,9 @@ class DeliverServicer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
     calls: int = 0
     corrupt_receipts: bool = False
     stop_after: int | None = None
+    stall_senders: set[str] = field(default_factory=set)
+    """Stop the batch at the first copy from one of these (as a node does when its
+    directory does not name the sender's signing key yet)."""
     """Answer only this many results per call (a node that stopped part way)."""
     reject_all: str = ""
     """Reject every envelope with this coarse reason (a node whose clock runs ahead)."""
@@ -144,6 +147,8 @@ class DeliverServicer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             if self.stop_after is not None and len(reply.results) >= self.stop_after:
                 break
             header = envelope.unverified_header(item)
+            if header.sender in self.stall_senders:
+                break
             if self.reject_all:
                 reply.results.add(
                     message_id=header.message_id,
@@ -771,6 +776,39 @@ def test_a_partial_reply_leaves_the_rest_queued_in_order(
     asyncio.run(main())
     assert bureau.processed == [envelope.unverified_header(i).message_id for i in items]
     assert bureau.calls >= 3
+
+
+def test_a_copy_the_node_cannot_take_yet_holds_back_only_its_sender(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """The node stops its batch at FR's copy (it cannot check FR's key yet). FR's copies
+    wait, in order, but IT's copies to the same bureau, queued after FR's, are delivered
+    meanwhile: one sender's stuck copy does not block a recipient's whole queue."""
+    bureau = DeliverServicer(pki_dir, stall_senders={"FR"})
+    fr = [_seal(pki_dir, "FR", "DE") for _ in range(2)]
+    it = [_seal(pki_dir, "IT", "DE") for _ in range(3)]
+
+    async def main() -> list[int]:
+        served = await _serve_bureau(bureau)
+        try:
+            async with _gateway(tmp_path, pki_dir) as gateway:
+                await gateway.post("FR", fr[0])
+                await gateway.post("IT", it[0], it[1])
+                await gateway.post("FR", fr[1])
+                await gateway.post("IT", it[2])
+                await gateway.register("DE", served.address)
+                await _until(_delivered(gateway, "IT", 3))
+                stuck = await _states(gateway, "FR")
+                bureau.stall_senders.clear()  # DE's directory caught up
+                await _until(_delivered(gateway, "FR", 2))
+                return stuck
+        finally:
+            await served.server.stop(0)
+
+    stuck = asyncio.run(main())
+    assert stuck == [gateway_pb2.MESSAGE_STATE_QUEUED] * 2
+    ids = [envelope.unverified_header(i).message_id for i in (*it, *fr)]
+    assert bureau.processed == ids  # IT's first, then FR's, each sender in its own order
 
 
 def test_expired_copies_are_settled_and_the_sender_told(

@@ -242,7 +242,8 @@ def test_due_stops_at_the_byte_budget_but_always_takes_one(tmp_path: Path) -> No
 
 
 def test_due_is_by_sequence_and_skips_expired_and_other_recipients(tmp_path: Path) -> None:
-    """due() returns a recipient's oldest queued, unexpired copies in sequence order."""
+    """due() returns a recipient's oldest queued, unexpired copies in sequence order,
+    leaving out the senders it is told to skip."""
     path = tmp_path / "mailbox.sqlite"
     items = [
         _incoming("FR"),
@@ -261,6 +262,8 @@ def test_due_is_by_sequence_and_skips_expired_and_other_recipients(tmp_path: Pat
         assert [d.sender for d in due] == ["FR", "IT", "GS", "FR"]
         assert [d.sequence for d in await mailbox.due("DE", 2, NOW + 100)] == [1, 2]
         assert [d.sequence for d in await mailbox.due("DE", 10, NOW)] == [1, 2, 4, 5, 6]
+        held = await mailbox.due("DE", 10, NOW + 100, skip=["FR", "GS"])
+        assert [d.sequence for d in held] == [2]  # held senders' copies are left out
 
     _with_mailbox(path, body)
 

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from ncbsim import envelope, messages, transport
 from ncbsim.client import BureauClient
+from ncbsim.directory import Directory
+from ncbsim.identity import Identity
 from ncbsim.mail import Delivered, Mailer, PostOutcome
 from ncbsim.pki import PkiDir
+from ncbsim.v1 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
 from node.inbox import Inbox
 from simulations.network import Network, db_path, gateway_files
 from simulations.scenario import Records, Scenario
@@ -185,3 +189,62 @@ def test_an_expired_copy_is_reported_to_the_sender(network: Network) -> None:
     network.restart_host(host)
     time.sleep(1.0)
     assert _inbox(network, "IT") == []  # never processed late
+
+
+def _inbox_from(network: Network, bureau: str, sender: str) -> list[bytes]:
+    """Message ids ``bureau`` processed from ``sender``, in processing order."""
+    inbox = Inbox.read(db_path(network.workdir, bureau).with_name("inbox.sqlite"))
+    try:
+        return [item.message_id for item in inbox.items() if item.sender == sender]
+    finally:
+        inbox.close()
+
+
+@pytest.mark.attack(
+    "a bureau posts a copy to DE under a signing key id that no directory entry names, so "
+    "DE's node cannot check it and stops its batch there, to stall DE's whole queue",
+    adversary="rogue bureau",
+    expect="only that sender's copies to DE wait (in order, until their TTL); other "
+    "bureaus' copies to DE, posted after it, are delivered",
+)
+def test_a_copy_nobody_can_check_holds_back_only_its_sender(network: Network) -> None:
+    """Order is promised per sender and recipient, so the gateway holds back only the
+    sender of a copy the node stops at; IT's copies to DE do not wait behind FR's."""
+    pki = PkiDir(network.workdir)
+    fr = Identity.load(pki, "FR", now_ms=int(time.time() * 1000))
+    bad = envelope.seal_message(
+        messages.pack(messages_pb2.CaseMessage(text=f"{CANARY} unverifiable")),
+        sender=fr,
+        recipient=Directory.from_pki(pki).get("DE"),
+        kind=envelope.MESSAGE,
+        post_id=b"s" * 16,
+    )
+    header = envelope_pb2.Header.FromString(bad.header)
+    header.sender_key_id = b"\x00" * len(header.sender_key_id)  # a key no entry names
+    bad.header = header.SerializeToString()
+
+    async def main() -> tuple[PostOutcome, list[PostOutcome]]:
+        address = network.gateway.address
+        async with transport.gateway_channel(address, pki.tls("FR")) as channel:
+            stub = gateway_pb2_grpc.GatewayStub(channel)
+            [stored] = (
+                await stub.Post(gateway_pb2.PostRequest(envelopes=[bad]), timeout=5)
+            ).results
+            assert stored.status == gateway_pb2.POST_STATUS_ACCEPTED
+        async with BureauClient.open(pki, "FR", address) as client:
+            behind = await Mailer(client).message("DE", f"{CANARY} after the bad one")
+        async with BureauClient.open(pki, "IT", address) as client:
+            mailer = Mailer(client)
+            others = [await mailer.message("DE", f"{CANARY} from IT {i}") for i in range(3)]
+        return behind, others
+
+    behind, others = asyncio.run(main())
+    expected = [o.copies[0].message_id for o in others]
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while _inbox_from(network, "DE", "IT") != expected:
+        assert time.monotonic() < deadline, "IT's copies waited behind FR's"
+        time.sleep(0.2)
+    assert _inbox_from(network, "DE", "FR") == []  # FR's copies wait, in order
+    states = {d.message_id: d.state for d in asyncio.run(_receipts(network))}
+    assert states[behind.copies[0].message_id] == "queued"
+    assert states[header.message_id] == "queued"
