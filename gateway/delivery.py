@@ -53,7 +53,6 @@ from gateway.mailbox import (
 )
 from gateway.router import Router
 from ncbsim import envelope, receipts, transport
-from ncbsim.config import DEFAULT_MAILBOX_RETENTION_H
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.v1 import bureau_pb2
 
@@ -64,7 +63,6 @@ BACKOFF_MAX_S = 2.0
 SWEEP_INTERVAL_S = 1.0
 PRUNE_INTERVAL_MS = 60_000
 """How often the sweeper deletes settled rows past their retention."""
-DEFAULT_RETENTION_MS = int(DEFAULT_MAILBOX_RETENTION_H * 3_600_000)
 DELIVER_TIMEOUT_S = 10.0
 MAX_BATCH_BYTES = transport.MAX_MESSAGE_BYTES - 128 * 1024
 """A Deliver batch stops before its envelopes pass this size (gRPC's limit, less framing)."""
@@ -125,7 +123,7 @@ class Deliverer:
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
-        retention_ms: int = DEFAULT_RETENTION_MS,
+        retention_ms: int,
     ) -> None:
         self._mailbox = mailbox
         self._router = router

@@ -738,7 +738,7 @@ async def serve(config: GatewayConfig) -> None:
         router,
         audit,
         batch=config.delivery_batch,
-        retention_ms=round(config.mailbox_retention_h * 3_600_000),
+        retention_ms=config.mailbox_retention_ms,
     )
     service = GatewayService(config, router, audit, mailbox=mailbox, deliverer=deliverer)
     served = await start_server(

@@ -112,6 +112,11 @@ class GatewayConfig:
     """Hours a settled copy's row is kept after settlement (and after its expiry), for
     Gateway.Receipts; then the gateway deletes it. Queued copies are never deleted."""
 
+    @property
+    def mailbox_retention_ms(self) -> int:
+        """:attr:`mailbox_retention_h` in milliseconds."""
+        return round(self.mailbox_retention_h * 3_600_000)
+
     def __post_init__(self) -> None:
         from ncbsim.transport import MAX_MESSAGE_BYTES
 

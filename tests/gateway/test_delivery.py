@@ -251,7 +251,7 @@ async def _gateway(
             audit,
             batch=settings.delivery_batch,
             backoff_max_s=0.2,
-            retention_ms=round(settings.mailbox_retention_h * 3_600_000),
+            retention_ms=settings.mailbox_retention_ms,
         )
     service = GatewayService(settings, router, audit, mailbox=mailbox, deliverer=deliverer)
     served = await start_server(
