@@ -2,7 +2,10 @@
 
 Each user loads one requester bureau's certificate and E2E keys from the plan's
 PKI, fetches the targets' directory entries through the gateway and verifies
-them against the pinned root, as a bureau does. Every request is sealed afresh
+them against the pinned root, as a bureau does. That fetch is the user's
+warm-up (it also opens the user's TLS connection): it is reported as
+``directory`` with request type :data:`load.slo.WARM_UP`, which the SLO gate
+does not judge. Every request is sealed afresh
 (new message id, new response key), so a recipient never sees a replay. Every
 response is verified and opened; one that does not verify, or that gives the
 wrong answer for the corpus item, is reported as a failure.
@@ -18,6 +21,7 @@ from typing import Any, ClassVar
 
 from load.grpc_user import Call, GrpcUser
 from load.plan import Item, LoadPlan
+from load.slo import WARM_UP
 from ncbsim.client import open_answer, seal_query
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError
@@ -58,7 +62,7 @@ class BureauUser(GrpcUser):
         self.rng = random.Random()
 
     def _verified_peers(self, directory: Directory) -> dict[str, Peer]:
-        with self.call("directory") as call:
+        with self.call("directory", request_type=WARM_UP) as call:
             reply = self.gateway.GetDirectory(
                 gateway_pb2.DirectoryRequest(bureaus=self.plan.targets),
                 timeout=self.plan.deadline_s,
@@ -121,6 +125,16 @@ class BureauUser(GrpcUser):
                 if reason:
                     call.fail(reason)
                     return
+
+
+def name_target(environment: Any, **_kwargs: Any) -> None:
+    """``init`` hook: name the plan's target as locust's host, unless ``--host`` named one.
+
+    Locust's HTML report shows ``environment.host`` as its "Target Host".
+    """
+    path = getattr(environment.parsed_options, "plan", None)
+    if environment.host is None and path:
+        environment.host = _plan(path).describe()
 
 
 def add_arguments(parser: Any) -> None:

@@ -5,6 +5,11 @@ Installed by the locust file. On the master (or the single local process) the
 prints the verdict table, writes ``--verdict`` JSON, and sets
 ``environment.process_exit_code``: 0 when every objective is met, 1 on any breach.
 Workers only send their figures to the master; they do not judge.
+
+Requests of type :data:`load.slo.WARM_UP` (a user's directory fetch) are left out
+of every judged figure, ``overall`` included: :func:`figures` rebuilds the overall
+figures from the other entries rather than reading locust's total, which counts
+them. The verdict lists them apart, as warm-up.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from locust.runners import WorkerRunner
+from locust.stats import StatsEntry
 
 from load import slo
 from load.plan import LoadPlan
@@ -37,6 +43,25 @@ def check_slo_file(environment: Any, **_kwargs: Any) -> None:
         slo.load(Path(environment.parsed_options.slo))
 
 
+def figures(stats: Any) -> tuple[slo.Measured, dict[str, slo.Measured], dict[str, slo.Measured]]:
+    """(overall, by request name, warm-up by name) from locust's ``RequestStats``.
+
+    ``overall`` merges every entry that is not warm-up, the way locust's master
+    merges its workers' entries (``StatsEntry.extend``); its requests per second
+    are over the whole run, like locust's own total.
+    """
+    judged = StatsEntry(stats, "overall", "", use_response_times_cache=False)
+    per_name: dict[str, slo.Measured] = {}
+    warm_up: dict[str, slo.Measured] = {}
+    for (name, method), entry in stats.entries.items():
+        if method == slo.WARM_UP:
+            warm_up[name] = slo.from_locust(entry, name)
+        else:
+            per_name[name] = slo.from_locust(entry, name)
+            judged.extend(entry)
+    return slo.from_locust(judged, "overall"), per_name, warm_up
+
+
 def judge(environment: Any, **_kwargs: Any) -> None:
     """``quitting`` hook: print the verdict and set the exit code."""
     runner = environment.runner
@@ -47,13 +72,24 @@ def judge(environment: Any, **_kwargs: Any) -> None:
     options = environment.parsed_options
     spec = slo.load(Path(options.slo))
     stats = environment.stats
-    overall = slo.from_locust(stats.total, "overall")
-    per_name = {name: slo.from_locust(entry, name) for (name, _), entry in stats.entries.items()}
+    overall, per_name, warm_up = figures(stats)
     exceptions = sum(e["count"] for e in runner.exceptions.values())
     checks = slo.evaluate(spec, overall, per_name)
-    workers = LoadPlan.read(Path(options.plan)).workers if options.plan else 1
-    result = slo.verdict(spec, checks, overall, per_name, workers=workers, exceptions=exceptions)
-    print(slo.render(checks, exceptions=exceptions, source=spec.source), flush=True)
+    plan = LoadPlan.read(Path(options.plan)) if options.plan else None
+    ended = stats.last_request_timestamp or stats.start_time
+    result = slo.verdict(
+        spec,
+        checks,
+        overall,
+        per_name,
+        workers=plan.workers if plan else 1,
+        exceptions=exceptions,
+        warm_up=warm_up,
+        target=plan.target() if plan else None,
+        duration_s=max(ended - stats.start_time, 0.0),
+    )
+    text = slo.render(checks, exceptions=exceptions, source=spec.source, warm_up=warm_up)
+    print(text, flush=True)
     if options.verdict:
         slo.write_verdict(Path(options.verdict), result)
     environment.process_exit_code = 0 if result["passed"] else 1

@@ -85,8 +85,12 @@ class GrpcUser(User):
         return channel
 
     @contextmanager
-    def call(self, name: str) -> Iterator[Call]:
-        """Time the enclosed request and report it to locust under ``name``."""
+    def call(self, name: str, *, request_type: str | None = None) -> Iterator[Call]:
+        """Time the enclosed request and report it to locust under ``name``.
+
+        ``request_type`` (default: the class's ``request_type``) is locust's "Type"
+        column; a gate may judge some types and not others.
+        """
         call = Call(name)
         started = time.perf_counter()
         error: BaseException | None = None
@@ -101,7 +105,7 @@ class GrpcUser(User):
             raise
         finally:
             self.environment.events.request.fire(
-                request_type=self.request_type,
+                request_type=request_type or self.request_type,
                 name=name,
                 response_time=(time.perf_counter() - started) * 1000,
                 response_length=call.response_length,

@@ -20,7 +20,7 @@ from typing import Any  # noqa: E402
 from locust import events, task  # noqa: E402
 
 from load import gate  # noqa: E402
-from load.bureau_user import BureauUser, add_arguments  # noqa: E402
+from load.bureau_user import BureauUser, add_arguments, name_target  # noqa: E402
 
 
 @events.init_command_line_parser.add_listener
@@ -37,6 +37,7 @@ def _options(parser: Any) -> None:
 
 
 events.init.add_listener(gate.check_slo_file)
+events.init.add_listener(name_target)
 events.quitting.add_listener(gate.judge)
 
 

@@ -83,6 +83,7 @@ class LoadPlan:
     corpus: dict[str, list[Item]] = field(default_factory=dict)  # kind -> items
     workers: int = 1  # locust worker processes (1: a single local process)
     deadline_s: float = 5.0
+    scenario: str = ""  # the scenario the network runs, when known
     version: int = PLAN_VERSION
 
     def save(self, path: Path) -> None:
@@ -110,9 +111,23 @@ class LoadPlan:
                 corpus={k: [Item(**i) for i in items] for k, items in data["corpus"].items()},
                 workers=int(data["workers"]),
                 deadline_s=float(data["deadline_s"]),
+                scenario=str(data.get("scenario", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{path}: not a complete load plan ({exc!r})") from None
+
+    def target(self) -> dict[str, str]:
+        """What the load is aimed at: the gateway, the network's folder and its scenario."""
+        return {
+            "gateway": self.gateway,
+            "network": self.pki_dir,
+            "scenario": self.scenario or "unknown",
+        }
+
+    def describe(self) -> str:
+        """The target in one line, as locust's reports show it (their "Target Host")."""
+        t = self.target()
+        return f"{t['gateway']} (ncbsim gateway; network {t['network']}, scenario {t['scenario']})"
 
     def requester(self, local_index: int, worker_index: int) -> str:
         """The requester bureau of a process's ``local_index``-th user.

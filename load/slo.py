@@ -5,6 +5,13 @@ name (``document``, ``person``, ...). Each may set ``p50_ms``, ``p95_ms``,
 ``p99_ms``, ``max_failure_ratio`` and ``min_rps``; a key left out is not checked.
 Latency limits are inclusive upper bounds, ``min_rps`` an inclusive lower bound.
 
+Warm-up calls are not judged. A call a user makes once before its first check
+(its directory fetch, which also opens its TLS connection) is reported under the
+request type :data:`WARM_UP`; the gate leaves every request of that type out of
+the judged figures, ``overall`` included, and lists it separately in the verdict.
+A short run has few checks, so a handful of slow first calls would otherwise set
+its p99.
+
 This module is plain Python (no locust import): the locust file feeds it figures
 taken from locust's statistics, and the tests feed it figures directly.
 """
@@ -24,6 +31,8 @@ from ncbsim.errors import ConfigError
 DEFAULT_SLO = Path(__file__).with_name("slo.toml")
 _LIMIT_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_failure_ratio", "min_rps")
 _PERCENTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
+WARM_UP = "warm-up"
+"""Request type of a user's warm-up calls: reported under it, never judged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,13 @@ class Check:
     def relation(self) -> str:
         """How the figure must compare with the limit."""
         return ">=" if self.metric == "min_rps" else "<="
+
+    @property
+    def line(self) -> str:
+        """The SLO line with its relation, e.g. ``requests.multi.p99_ms <= 200``."""
+        where = self.scope if self.scope == "overall" else f"requests.{self.scope}"
+        limit = int(self.limit) if self.limit.is_integer() else self.limit
+        return f"{where}.{self.metric} {self.relation} {limit}"
 
 
 def _limits(path: Path, where: str, table: object) -> Limits:
@@ -170,20 +186,37 @@ def verdict(
     *,
     workers: int,
     exceptions: int,
+    warm_up: Mapping[str, Measured] | None = None,
+    target: Mapping[str, str] | None = None,
+    duration_s: float = 0.0,
 ) -> dict[str, Any]:
-    """The machine-readable verdict written next to locust's reports."""
+    """The machine-readable verdict written next to locust's reports.
+
+    ``overall`` and ``requests`` hold the judged figures; ``warm_up`` the calls of
+    type :data:`WARM_UP`, which no check reads. ``target`` says what was loaded.
+    """
     passed = all(c.passed for c in checks) and exceptions == 0
+
+    def figures(m: Measured) -> dict[str, Any]:
+        return {**asdict(m), "failure_ratio": m.failure_ratio}
+
     return {
         "passed": passed,
         "slo": str(slo.source),
+        "target": dict(target or {}),
+        "duration_s": duration_s,
         "workers": workers,
         "user_exceptions": exceptions,
-        "overall": {**asdict(overall), "failure_ratio": overall.failure_ratio},
-        "requests": {
-            n: {**asdict(m), "failure_ratio": m.failure_ratio} for n, m in sorted(per_name.items())
-        },
+        "overall": figures(overall),
+        "requests": {n: figures(m) for n, m in sorted(per_name.items())},
+        "warm_up": {n: figures(m) for n, m in sorted((warm_up or {}).items())},
         "checks": [
-            {**asdict(c), "measured": None if math.isnan(c.measured) else c.measured}
+            {
+                **asdict(c),
+                "line": c.line,
+                "relation": c.relation,
+                "measured": None if math.isnan(c.measured) else c.measured,
+            }
             for c in checks
         ],
     }
@@ -195,8 +228,9 @@ def write_verdict(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _fmt(metric: str, value: float) -> str:
-    if math.isnan(value):
+def format_value(metric: str, value: float | None) -> str:
+    """A limit or a figure of ``metric`` with its unit; ``no requests`` when there is none."""
+    if value is None or math.isnan(value):
         return "no requests"
     if metric == "max_failure_ratio":
         return f"{value:.2%}"
@@ -205,8 +239,17 @@ def _fmt(metric: str, value: float) -> str:
     return f"{value:g} ms"
 
 
-def render(checks: list[Check], *, exceptions: int, source: Path) -> str:
-    """The verdict as a table of text, one row per check, breaches marked FAIL."""
+def render(
+    checks: list[Check],
+    *,
+    exceptions: int,
+    source: Path,
+    warm_up: Mapping[str, Measured] | None = None,
+) -> str:
+    """The verdict as a table of text, one row per check, breaches marked FAIL.
+
+    Warm-up calls follow the table on a line of their own, marked as not judged.
+    """
     from io import StringIO
 
     from rich.console import Console
@@ -219,8 +262,8 @@ def render(checks: list[Check], *, exceptions: int, source: Path) -> str:
         table.add_row(
             c.scope,
             c.metric.replace("max_", "").replace("min_", ""),
-            f"{c.relation} {_fmt(c.metric, c.limit)}",
-            _fmt(c.metric, c.measured),
+            f"{c.relation} {format_value(c.metric, c.limit)}",
+            format_value(c.metric, c.measured),
             "[green]PASS[/]" if c.passed else "[bold red]FAIL[/]",
         )
     breaches = sum(not c.passed for c in checks)
@@ -230,6 +273,11 @@ def render(checks: list[Check], *, exceptions: int, source: Path) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=100, force_terminal=False, color_system=None)
     console.print(table)
+    for name, m in sorted((warm_up or {}).items()):
+        console.print(
+            f"warm-up, not judged: {name} {m.requests} calls, {m.failures} failed, "
+            f"p50 {m.p50_ms:g} ms, p99 {m.p99_ms:g} ms"
+        )
     if breaches:
         console.print(f"SLO BREACHED: {breaches} of {len(checks) + bool(exceptions)} checks failed")
     else:

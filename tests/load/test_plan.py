@@ -36,6 +36,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Recor
 
 
 def test_requesters_are_members_without_a_node_one_per_user() -> None:
+    """Requesters are INTERPOL members without a node, one per user, alphabetically."""
     codes = requester_codes(["AD", "DE", "FR"], 5)
     assert codes == ["AE", "AF", "AG", "AL", "AM"]
     assert requester_codes(["FR"], 1000) == sorted(set(INTERPOL_MEMBERS) - {"FR"})
@@ -44,6 +45,7 @@ def test_requesters_are_members_without_a_node_one_per_user() -> None:
 
 
 def test_users_across_workers_each_get_their_own_bureau() -> None:
+    """Users numbered across workers each get a bureau of their own until the pool runs out."""
     plan = LoadPlan("127.0.0.1:1", "/x", ["DE"], ["AD", "AE", "AF", "AG"], workers=2)
     # Two workers with two users each: local user i of worker w is user i*2+w overall.
     chosen = [plan.requester(i, w) for w in (0, 1) for i in (0, 1)]
@@ -52,6 +54,7 @@ def test_users_across_workers_each_get_their_own_bureau() -> None:
 
 
 def test_provision_issues_keys_once_and_they_load(tmp_path: Path) -> None:
+    """Requester keys are issued once per work directory and load as an identity."""
     directory = pki.init(tmp_path / "pki", ["DE"])
     assert provision(directory, ["AD", "AE"]) == ["AD", "AE"]
     assert provision(directory, ["AD", "AE"]) == []
@@ -60,10 +63,14 @@ def test_provision_issues_keys_once_and_they_load(tmp_path: Path) -> None:
 
 
 def test_plan_round_trips_and_refuses_what_is_not_a_plan(tmp_path: Path) -> None:
+    """A saved plan reads back equal; a missing, foreign or partial file is refused."""
     item = Item("DE", "CgA=", "ref-1")
-    plan = LoadPlan("127.0.0.1:7600", "/pki", ["DE"], ["AD"], {"document": [item]}, workers=3)
+    plan = LoadPlan(
+        "127.0.0.1:7600", "/pki", ["DE"], ["AD"], {"document": [item]}, workers=3, scenario="small"
+    )
     plan.save(tmp_path / "plan.json")
     assert LoadPlan.read(tmp_path / "plan.json") == plan
+    assert plan.describe() == "127.0.0.1:7600 (ncbsim gateway; network /pki, scenario small)"
     with pytest.raises(ConfigError, match="no load plan"):
         LoadPlan.read(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text('{"version": 99}')
@@ -75,6 +82,7 @@ def test_plan_round_trips_and_refuses_what_is_not_a_plan(tmp_path: Path) -> None
 
 
 def test_corpus_answers_are_what_the_owner_really_answers(stores: dict[str, RecordStore]) -> None:
+    """Every corpus item expects exactly what its owner answers: planted hits, true no-hits."""
     corpus = build_corpus(stores, seed=3)
     for kind in ("document", "person", "vehicle"):
         items = corpus[kind]
@@ -96,6 +104,7 @@ def test_corpus_answers_are_what_the_owner_really_answers(stores: dict[str, Reco
 
 
 def test_corpus_is_the_same_for_the_same_seed(stores: dict[str, RecordStore]) -> None:
+    """The same seed draws the same corpus; another seed another."""
     assert build_corpus(stores, seed=5) == build_corpus(stores, seed=5)
     assert build_corpus(stores, seed=5) != build_corpus(stores, seed=6)
 
@@ -125,6 +134,7 @@ def _hits(*refs: str) -> Answer:
 def test_a_load_user_counts_every_wrong_answer_as_a_failure(
     expect: str | None, answer_: Answer, wrong: str | None
 ) -> None:
+    """A missed record, a false hit, no answer or an error each counts as a failure."""
     mismatch = Item("DE", "", expect).mismatch(answer_)
     if wrong is None:
         assert mismatch is None
