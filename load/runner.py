@@ -11,7 +11,9 @@ One command does the whole load test:
    ``--workers N`` locust's distributed mode, a master and N workers on this machine.
    Locust writes its CSV and HTML reports into ``--out``; its quitting hook prints
    the SLO verdict and sets the exit code (:mod:`load.gate`).
-4. Stop the network if this command started it.
+4. Put the verdict into locust's HTML report and, with ``--junit``, a JUnit file
+   (:mod:`load.report`).
+5. Stop the network if this command started it.
 
 The exit code is locust's: 0 when every objective was met, 1 on a breach; 2 when
 the run could not be made (bad options, a network that would not start).
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from load import report
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError, NetworkError
 
@@ -42,6 +44,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
 _GRACE_S = 60  # beyond the run time: spawning users, stopping them, writing reports
 _JOIN_WAIT_S = 60  # how long the master waits for its workers to connect
+_DIRECTORY_WAIT_S = 60  # readiness, not speed: a busy machine may take a while
 
 
 def parse_duration(text: str, *, option: str = "--duration", minimum_s: int = 1) -> int:
@@ -92,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, help="reports folder (default load-reports/YYYYmmdd-HHMMSS)"
     )
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="PATH",
+        help="also write the verdict as JUnit XML: one test case per SLO line",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the query corpus")
     spread = parser.add_argument_group(
         "spreading workers over machines (see docs/load.md)",
@@ -138,20 +147,23 @@ def _check(args: argparse.Namespace) -> int:
         raise ConfigError("--workers and --remote-workers must be 0 or more")
     if args.join is None and (args.plan or args.gateway or args.pki):
         raise ConfigError("--plan, --gateway and --pki go with --join")
+    if args.join is not None and args.junit is not None:
+        raise ConfigError("--junit goes with the master, which judges; not with --join")
     check_address(args.master_bind)
     slo.load(args.slo or slo.DEFAULT_SLO)  # a bad SLO file fails before anything starts
     return seconds
 
 
 @contextlib.contextmanager
-def _network(args: argparse.Namespace) -> Iterator[tuple[Path, str, list[str]]]:
-    """(workdir, gateway address, node bureaus) of the network under test."""
+def _network(args: argparse.Namespace) -> Iterator[tuple[Path, str, list[str], str]]:
+    """(workdir, gateway address, node bureaus, scenario name) of the network under test."""
     from simulations import scenario as scenarios
     from simulations.network import Network
 
     if args.target is not None:
         net = Network.load(args.target)
-        yield net.workdir, net.gateway.address, sorted(p.bureau for p in net.procs if p.bureau)
+        bureaus = sorted(p.bureau for p in net.procs if p.bureau)
+        yield net.workdir, net.gateway.address, bureaus, net.scenario
         return
     scenario = scenarios.load(args.scenario)
     temporary = args.workdir is None
@@ -160,7 +172,7 @@ def _network(args: argparse.Namespace) -> Iterator[tuple[Path, str, list[str]]]:
     net = Network.start(workdir, scenario, log_level=args.child_log_level)
     ok = False
     try:
-        yield net.workdir, net.gateway.address, sorted(scenario.bureaus)
+        yield net.workdir, net.gateway.address, sorted(scenario.bureaus), scenario.name
         ok = True
     finally:
         net.stop()
@@ -171,7 +183,7 @@ def _network(args: argparse.Namespace) -> Iterator[tuple[Path, str, list[str]]]:
 
 
 def _await_directory(pki_dir: Path, gateway: str, requesters: list[str]) -> None:
-    """Wait until the gateway serves every requester's directory entry (at most 10 s)."""
+    """Wait until the gateway serves every requester's directory entry (at most 60 s)."""
     import asyncio
 
     from ncbsim.client import BureauClient
@@ -179,7 +191,7 @@ def _await_directory(pki_dir: Path, gateway: str, requesters: list[str]) -> None
 
     async def wait() -> None:
         async with BureauClient.open(PkiDir(pki_dir), requesters[0], gateway) as client:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + _DIRECTORY_WAIT_S
             while True:
                 served = set(await client.peers.load_all())
                 if served >= set(requesters):
@@ -192,7 +204,13 @@ def _await_directory(pki_dir: Path, gateway: str, requesters: list[str]) -> None
 
 
 def prepare(
-    workdir: Path, gateway: str, targets: list[str], args: argparse.Namespace, out: Path
+    workdir: Path,
+    gateway: str,
+    targets: list[str],
+    args: argparse.Namespace,
+    out: Path,
+    *,
+    scenario: str = "",
 ) -> Path:
     """Issue the requesters' keys, draw the corpus, write ``out/plan.json``; return its path."""
     from load.plan import LoadPlan, build_corpus, provision, requester_codes
@@ -218,6 +236,7 @@ def prepare(
         requesters=requesters,
         corpus=corpus,
         workers=max(args.workers + args.remote_workers, 1),
+        scenario=scenario,
     )
     path = out / "plan.json"
     plan.save(path)
@@ -325,6 +344,7 @@ def join(args: argparse.Namespace, out: Path) -> int:
         corpus=plan.corpus,
         workers=plan.workers,
         deadline_s=plan.deadline_s,
+        scenario=plan.scenario,
     )
     path = out / "plan.json"
     local.save(path)
@@ -361,8 +381,8 @@ def cli(args: argparse.Namespace) -> int:
     if args.join:
         out.mkdir(parents=True, exist_ok=True)
         return join(args, out)
-    with _network(args) as (workdir, gateway, targets):
-        plan = prepare(workdir, gateway, targets, args, out)
+    with _network(args) as (workdir, gateway, targets, scenario):
+        plan = prepare(workdir, gateway, targets, args, out, scenario=scenario)
         total = args.workers + args.remote_workers
         mode = f"distributed, {total} workers" if total else "one process"
         print(
@@ -371,15 +391,16 @@ def cli(args: argparse.Namespace) -> int:
             flush=True,
         )
         code = run_locust(plan, args, seconds, out)
-    verdict = out / "verdict.json"
-    if verdict.exists():
-        data = json.loads(verdict.read_text())
+    data = report.finish(out, code, args.junit)
+    if data is not None:
         overall = data["overall"]
         print(
-            f"{overall['requests']} requests, {overall['failures']} failed, "
+            f"{overall['requests']} requests judged, {overall['failures']} failed, "
             f"{overall['rps']:.1f}/s, p50 {overall['p50_ms']:g} ms, p99 {overall['p99_ms']:g} ms"
             f" ({data['workers']} worker{'s' if data['workers'] != 1 else ''})"
         )
     print(f"reports: {out} (report.html, locust_stats.csv, verdict.json)")
+    if args.junit is not None:
+        print(f"JUnit: {args.junit}")
     print("SLO met" if code == 0 else f"SLO not met or run failed (exit {code})")
     return code
