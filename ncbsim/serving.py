@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,48 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ncbsim import reflection, transport
 from ncbsim.errors import ConfigError
 from ncbsim.pki import TlsFiles
+
+_BIND_PROBLEMS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why ``listen`` (HOST:PORT) cannot be bound now, e.g. "address in use"; else None.
+
+    A server checks this before gRPC binds: gRPC's core reports a failed bind on stderr
+    itself (an ``add_port.cc`` line) before the server learns of it, so a caller that
+    waited for that would print it twice, once as internal noise. Port 0 always binds.
+    A host that does not resolve, or an address family the machine lacks, is left for
+    gRPC to report. Another process may still take the port in between; gRPC's own
+    error then stands.
+    """
+    host, _, port_text = listen.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        return None
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError):
+        return None
+    for family, kind, proto, _, sockaddr in infos:
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:
+            continue
+        with probe:
+            # As gRPC binds: SO_REUSEADDR, so a port held only by closed connections
+            # (TIME_WAIT) is free. A listening socket still makes bind fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno in _BIND_PROBLEMS:
+                    return "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+    return None
 
 
 @dataclass(slots=True)
@@ -57,6 +101,9 @@ async def start_server(
     until :meth:`Served.set_serving`; any other name is NOT_FOUND. Reflection answers
     in v1 and v1alpha (:mod:`ncbsim.reflection`).
     """
+    problem = listen_problem(listen)
+    if problem is not None:
+        raise ConfigError(f"cannot listen on {listen}: {problem}")
     server = grpc.aio.server(options=transport.server_options())
     if not callable(register):
         raise TypeError("register must be callable")
