@@ -768,7 +768,7 @@ async def serve(config: GatewayConfig) -> None:
         await wait_for_shutdown()
     finally:
         log.info("gateway_stopping")
-        await served.server.stop(grace=2)
+        await served.drain(grace=2)
         await deliverer.stop()
         await router.close()
         await mailbox.close()

@@ -116,8 +116,18 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         max_queue_per_sender=args.max_queue_per_sender,
         mailbox_retention_h=args.retention_hours,
     )
+    _check_listen(config.listen)  # before the mailbox and audit are opened
     asyncio.run(serve(config))
     return 0
+
+
+def _check_listen(listen: str) -> None:
+    """Refuse a --listen address that cannot be bound, in one line, before gRPC tries."""
+    from ncbsim.serving import listen_problem
+
+    problem = listen_problem(listen)
+    if problem is not None:
+        raise NcbsimError(f"{listen}: {problem}; pass --listen HOST:PORT (port 0 picks a free one)")
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -125,12 +135,22 @@ def cmd_node(args: argparse.Namespace) -> int:
     from node import datagen
     from node.server import serve
 
+    pki = PkiDir(args.dir)
+    pki.require_bureau(args.bureau)
+    _check_listen(args.listen)
+    try:
+        gateway = args.gateway or find_gateway(args.dir)
+    except NcbsimError:
+        raise NcbsimError(
+            f"no running gateway found in {args.dir}; start one with "
+            f"`ncbsim gateway --dir {args.dir}`, or pass --gateway HOST:PORT"
+        ) from None
     db = args.db or args.dir / "bureaus" / args.bureau / "records.sqlite"
     config = NodeConfig(
-        pki=PkiDir(args.dir),
+        pki=pki,
         bureau=args.bureau,
         db_path=db,
-        gateway=args.gateway or find_gateway(args.dir),
+        gateway=gateway,
         audit_path=args.audit or db.with_name("audit.sqlite"),
         replay_path=args.replay_db or db.with_name("replay.sqlite"),
         clock_skew_ms=args.clock_skew_ms,

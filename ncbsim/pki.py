@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ncbsim import _crypto
+from ncbsim.countries import UnknownCountry, country
 from ncbsim.errors import PkiError
 from ncbsim.v1 import directory_pb2
 
@@ -51,6 +52,25 @@ def check_bureau_code(code: str) -> str:
     if not _BUREAU_CODE.match(code):
         raise PkiError(f"not a bureau code: {code!r}")
     return code
+
+
+def check_country_code(code: str) -> str:
+    """Return ``code`` if a bureau may have it: an assigned ISO 3166-1 alpha-2 code (or
+    Kosovo's XK), or GS, the General Secretariat. The codes a scenario file accepts."""
+    check_bureau_code(code)
+    try:
+        country(code)
+    except UnknownCountry:
+        raise PkiError(f"{code} is not an ISO 3166 country code") from None
+    return code
+
+
+def _is_country(code: str) -> bool:
+    try:
+        check_country_code(code)
+    except PkiError:
+        return False
+    return True
 
 
 def bureau_dns_name(code: str) -> str:
@@ -117,6 +137,24 @@ class PkiDir:
     def bureaus(self) -> list[str]:
         """Bureau codes that have a directory entry, sorted."""
         return sorted(p.stem for p in self.directory.glob("*.entry"))
+
+    def require_bureau(self, code: str) -> str:
+        """Return ``code`` if this PKI holds keys for that bureau; otherwise a PkiError
+        that says what the PKI holds (or that there is no PKI) and what to do."""
+        check_country_code(code)
+        if not self.ca_cert.exists():
+            raise PkiError(
+                f"no PKI at {self.root}; create one with "
+                f"`ncbsim pki init --dir {self.root} --bureaus {code},...`"
+            )
+        if (self.party(code) / "tls.key").exists() and self.entry_path(code).exists():
+            return code
+        held = self.bureaus()
+        raise PkiError(
+            f"{code} is not in the PKI at {self.root} (it holds {', '.join(held) or 'none'}); "
+            "no `ncbsim pki` command adds a bureau to an existing PKI; create a new one with "
+            f"`ncbsim pki init --dir NEWDIR --bureaus {','.join(sorted([*held, code]))}`"
+        )
 
     def tls(self, name: str) -> TlsFiles:
         """TLS material for 'gateway', 'operator' or a bureau code."""
@@ -285,8 +323,9 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool 
 
     ``requester_only`` marks a bureau that sends queries but runs no node (the signed
     entry says so, so a query to ALL leaves it out without asking the gateway).
+    Refuses a code that is not a country's (:func:`check_country_code`).
     """
-    check_bureau_code(code)
+    check_country_code(code)
     ca_key, ca_cert = load_root(pki)
     now = dt.datetime.now(dt.UTC)
     folder = pki.party(code)
@@ -313,11 +352,23 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool 
 
 
 def init(directory: Path, bureaus: list[str]) -> PkiDir:
-    """Create a complete PKI for a network of ``bureaus`` under ``directory``."""
+    """Create a complete PKI for a network of ``bureaus`` under ``directory``.
+
+    Refuses, writing nothing, an empty list, a repeated code and a code that is not a
+    country's (:func:`check_country_code`: the same rule as scenario files).
+    """
+    if not bureaus:
+        raise PkiError("no bureau codes given; a PKI needs at least one bureau, e.g. FR,DE,IT")
     for code in bureaus:
         check_bureau_code(code)
-    if len(set(bureaus)) != len(bureaus):
-        raise PkiError("duplicate bureau codes")
+    unknown = [code for code in bureaus if not _is_country(code)]
+    if len(unknown) == 1:
+        raise PkiError(f"{unknown[0]} is not an ISO 3166 country code")
+    if unknown:
+        raise PkiError(f"{', '.join(unknown)} are not ISO 3166 country codes")
+    repeated = sorted({code for code in bureaus if bureaus.count(code) > 1})
+    if repeated:
+        raise PkiError(f"{', '.join(repeated)} listed more than once")
     pki = PkiDir(directory)
     if pki.ca_key.exists():
         raise PkiError(f"{directory} already holds a PKI; choose an empty directory")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,29 +16,79 @@ from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from ncbsim import transport
+from ncbsim import reflection, transport
 from ncbsim.errors import ConfigError
 from ncbsim.pki import TlsFiles
+
+_BIND_PROBLEMS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why ``listen`` (HOST:PORT) cannot be bound now, e.g. "address in use"; else None.
+
+    A server checks this before gRPC binds: gRPC's core reports a failed bind on stderr
+    itself (an ``add_port.cc`` line) before the server learns of it, so a caller that
+    waited for that would print it twice, once as internal noise. Port 0 always binds.
+    A host that does not resolve, or an address family the machine lacks, is left for
+    gRPC to report. Another process may still take the port in between; gRPC's own
+    error then stands.
+    """
+    host, _, port_text = listen.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        return None
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError):
+        return None
+    for family, kind, proto, _, sockaddr in infos:
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:
+            continue
+        with probe:
+            # As gRPC binds: SO_REUSEADDR, so a port held only by closed connections
+            # (TIME_WAIT) is free. A listening socket still makes bind fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno in _BIND_PROBLEMS:
+                    return "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+    return None
 
 
 @dataclass(slots=True)
 class Served:
-    """A started server, its bound address and its health servicer."""
+    """A started server, its bound address, its health servicer and the services it
+    reports health for (the program's own, by full name)."""
 
     server: grpc.aio.Server
     address: str
     health: health.aio.HealthServicer
+    services: tuple[str, ...]
 
     async def set_serving(self, serving: bool) -> None:
-        """Mark the whole server SERVING or NOT_SERVING in the health service."""
+        """Mark the server ("") and each of its services SERVING or NOT_SERVING."""
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        await self.health.set("", status)
+        for name in ("", *self.services):
+            await self.health.set(name, status)
+
+    async def drain(self, grace: float) -> None:
+        """Shut down: every health status NOT_SERVING for good (a Watch sees it), then
+        stop accepting calls; calls under way get ``grace`` seconds to finish."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
 
 
 async def start_server(
@@ -44,24 +96,35 @@ async def start_server(
 ) -> Served:
     """Start an mTLS grpc.aio server with health and reflection on ``listen``.
 
-    ``register`` is called with the server to add the program's own servicers.
+    ``register`` is called with the server to add the program's own servicers, whose
+    full names are ``service_names``. Health reports "" and each of them, NOT_SERVING
+    until :meth:`Served.set_serving`; any other name is NOT_FOUND. Reflection answers
+    in v1 and v1alpha (:mod:`ncbsim.reflection`).
     """
+    problem = listen_problem(listen)
+    if problem is not None:
+        raise ConfigError(f"cannot listen on {listen}: {problem}")
     server = grpc.aio.server(options=transport.server_options())
     if not callable(register):
         raise TypeError("register must be callable")
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable(server, [*service_names, health.SERVICE_NAME])
     host = listen.rpartition(":")[0]
     try:
         port = server.add_secure_port(listen, transport.server_credentials(tls))
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {listen}") from exc
     await server.start()
-    return Served(server=server, address=f"{host}:{port}", health=health_servicer)
+    return Served(
+        server=server,
+        address=f"{host}:{port}",
+        health=health_servicer,
+        services=tuple(service_names),
+    )
 
 
 class _Captured:

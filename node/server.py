@@ -365,7 +365,7 @@ async def run_node(
                 server, bureau_pb2_grpc.add_BureauServicer_to_server, service
             ),
         )
-        stack.push_async_callback(served.server.stop, 2)
+        stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop
         log.info(
             "node_listening",
             address=served.address,

@@ -137,13 +137,35 @@ def test_refuses_second_init_into_same_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bureaus",
-    [["fr"], ["FRA"], ["F"], ["F1"], [""], ["../FR"], ["gateway"], ["FR", "DE", "FR"]],
-)
+    [
+        ["fr"], ["FRA"], ["F"], ["F1"], [""], ["../FR"], ["gateway"], ["FR", "DE", "FR"],
+        ["XX"], ["FR", "ZZ"], [],
+    ],
+)  # fmt: skip
 def test_refuses_bad_bureau_codes(tmp_path: Path, bureaus: list[str]) -> None:
-    """init refuses codes that are not two upper-case letters, or repeated, writing nothing."""
+    """init refuses codes that are not two upper-case letters or no country's, a repeated
+    code and an empty list, writing nothing."""
     with pytest.raises(PkiError):
         pki.init(tmp_path / "pki", bureaus)
     assert not (tmp_path / "pki").exists()
+
+
+def test_add_bureau_refuses_a_code_no_country_has(network: pki.PkiDir) -> None:
+    """Adding a bureau to an existing PKI takes the same codes as init: XX gets nothing."""
+    with pytest.raises(PkiError, match="XX is not an ISO 3166 country code"):
+        pki.add_bureau(network, "XX")
+    assert not network.party("XX").exists()
+    assert "XX" not in network.bureaus()
+
+
+def test_require_bureau_names_what_the_pki_holds(network: pki.PkiDir, tmp_path: Path) -> None:
+    """A bureau the PKI has no keys for is refused naming the bureaus it holds; a missing
+    PKI is refused as such."""
+    assert network.require_bureau("FR") == "FR"
+    with pytest.raises(PkiError, match=r"ES is not in the PKI at .* \(it holds DE, FR\)"):
+        network.require_bureau("ES")
+    with pytest.raises(PkiError, match="no PKI at"):
+        pki.PkiDir(tmp_path / "none").require_bureau("FR")
 
 
 @pytest.mark.parametrize(

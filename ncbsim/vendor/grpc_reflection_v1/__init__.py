@@ -1,0 +1,1 @@
+"""grpc.reflection.v1 stubs, generated from proto/grpc/reflection/v1/reflection.proto."""
