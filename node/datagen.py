@@ -119,6 +119,10 @@ def _birth(rng: random.Random, on: date, youngest: float, oldest: float, mode: f
 
 
 def _sex(rng: random.Random) -> str:
+    """``F``, ``M``, or rarely ``X`` (unspecified), as records and visual zones write it.
+
+    An MRZ has no ``X``: :func:`node.mrz.build_td3` writes it ``<`` there.
+    """
     draw = rng.random()
     return "X" if draw < 0.002 else ("F" if draw < 0.501 else "M")
 

@@ -11,12 +11,30 @@ of an alphanumeric field by one whose value differs by a multiple of 10 (``0``/`
 therefore also checks each field's format, the calendar dates, the sex code, and that both
 state codes are known ICAO codes.
 
+The fields' own rules, as Doc 9303 Part 3 and Part 4 state them and :func:`td3_problems`
+checks them:
+
+- the name field (line 1, positions 6-44) holds letters and ``<`` only: the primary
+  identifier first, then ``<<`` and the secondary identifier if there is one, single ``<``
+  between the components of each, and nothing but fillers after the name
+  (``ERIKSSON<<ANNA<MARIA<<<...``; ``ERIKSSON<<<<...`` for a name without a secondary
+  identifier). ``ANNETT<<<<<<<C`` (a letter after the fillers) and ``SMITH<<RUTH<<Z`` (a
+  third identifier) are not names;
+- the document number is left-aligned: at least one letter or digit first, fillers only
+  after it, never before or between its characters;
+- the sex is ``F``, ``M`` or ``<`` (unspecified). The visual zone and our records write
+  an unspecified sex ``X``; the MRZ writes ``<`` in its place (Parts 4-6), so
+  :func:`build_td3` turns ``X`` into ``<`` and :func:`parse_td3` reads ``<`` back as ``X``.
+
 Names are transliterated to ``A``-``Z`` following the recommendations of Doc 9303 Part 3:
 national characters use the table there (``Ä`` → ``AE``, ``Ø`` → ``OE``, ``ß`` → ``SS``,
 ``Þ`` → ``TH``...), other accented letters lose their accent, apostrophes are dropped, and
 spaces and hyphens become the filler ``<``. A name too long for its 39 positions is
-truncated as Part 4 describes: the given names are shortened from the last one backwards,
-each keeping at least its initial, and only then is the surname cut.
+truncated as Part 3 describes: the given names are shortened from the last one backwards,
+each keeping at least its initial, and only then is the surname cut. A truncated name
+ends in a letter in the last position, which is how a reader tells that it may have been
+truncated: when the cut would end on the ``<<`` separator, the surname is cut shorter
+instead so that the first initial still fits, and a cut never leaves a filler at the end.
 """
 
 from __future__ import annotations
@@ -37,6 +55,7 @@ __all__ = [
     "check_digit",
     "name_field",
     "parse_td3",
+    "td3_problems",
     "transliterate",
     "validate_td3",
 ]
@@ -67,7 +86,14 @@ _NOT_MRZ = re.compile(r"[^A-Z<]")
 _CODE = re.compile(r"^[A-Z]{1,3}<{0,2}$")
 _ALNUM_FIELD = re.compile(r"^[A-Z0-9<]+$")
 _DIGITS = re.compile(r"^[0-9]{6}$")
-_SEXES = frozenset("MFX<")
+_MRZ_SEXES = frozenset("FM<")
+_UNSPECIFIED_SEX = "X"
+"""How the visual zone and the records write the sex the MRZ writes ``<``."""
+_TO_MRZ_SEX = {"F": "F", "M": "M", _UNSPECIFIED_SEX: FILLER, FILLER: FILLER}
+# The name field: primary identifier, optionally << and the secondary identifier, with
+# single fillers between components, then fillers only (Doc 9303 Part 3).
+_NAME_FIELD = re.compile(r"[A-Z]+(?:<[A-Z]+)*(?:<<[A-Z]+(?:<[A-Z]+)*)?<*")
+_NUMBER_FIELD = re.compile(r"[A-Z0-9]+<*")  # left-aligned, fillers only at the end
 _EMPTY_OPTIONAL = FILLER * 14
 _PASSPORT_CODES = frozenset({"P", "P<"} | {"P" + chr(c) for c in range(ord("A"), ord("Z") + 1)})
 
@@ -89,7 +115,11 @@ class MrzError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TD3:
-    """The fields of a TD3 MRZ, as written in it (dates as ``YYMMDD``, no fillers)."""
+    """The fields of a TD3 MRZ, as written in it (dates as ``YYMMDD``, no fillers).
+
+    ``sex`` is ``F``, ``M`` or ``X``: the MRZ's ``<`` (unspecified) is read as ``X``, the
+    code the visual zone and the records use for it.
+    """
 
     document_code: str
     issuing_state: str
@@ -161,7 +191,12 @@ def name_field(surname: str, given_names: str, width: int = NAME_LENGTH) -> str:
         secondary[index] = secondary[index][:keep]
         field = _join_name(primary, secondary)
     if len(field) > width:
-        field = field[:width]
+        cut = field[:width]
+        if cut.endswith(FILLER) and secondary:
+            # The cut falls on a separator: shorten the primary identifier instead, so
+            # that the first initial still fits and the field ends in a letter.
+            cut = primary[: width - 3].rstrip(FILLER) + FILLER * 2 + secondary[0][0]
+        field = cut.rstrip(FILLER)
     return field.ljust(width, FILLER)
 
 
@@ -193,6 +228,13 @@ def _alnum_field(value: str, width: int, name: str) -> str:
     return value.ljust(width, FILLER)
 
 
+def _number_field(number: str) -> str:
+    field = _alnum_field(number, 9, "document number")
+    if not _NUMBER_FIELD.fullmatch(field):
+        raise MrzError(f"document number {number!r}: letters and digits, fillers only after them")
+    return field
+
+
 def build_td3(
     *,
     document_code: str = "P",
@@ -208,26 +250,34 @@ def build_td3(
 ) -> tuple[str, str]:
     """The two lines of a passport MRZ built from its fields, with all five check digits.
 
-    ``issuing_state`` and ``nationality`` are ICAO codes (``D`` for Germany). An empty
+    ``issuing_state`` and ``nationality`` are ICAO codes (``D`` for Germany). ``sex`` is
+    ``F``, ``M``, or ``X`` (or ``<``) for unspecified, which the MRZ writes ``<``. An empty
     personal number gets the filler ``<`` as its check digit, as 9303 allows.
     """
     if document_code not in _PASSPORT_CODES:
         raise MrzError(f"{document_code!r} is not a passport document code")
-    if sex not in _SEXES:
-        raise MrzError(f"{sex!r} is not an MRZ sex code")
+    if sex not in _TO_MRZ_SEX:
+        raise MrzError(f"{sex!r} is not a sex code: expected F, M or X")
     line1 = (
         document_code.ljust(2, FILLER)
         + _code_field(issuing_state)
         + name_field(surname, given_names)
     )
-    number_field = _alnum_field(number, 9, "document number")
+    number_field = _number_field(number)
     optional = _alnum_field(personal_number, 14, "personal number")
     optional_check = FILLER if optional == _EMPTY_OPTIONAL else check_digit(optional)
     part_number = number_field + check_digit(number_field)
     part_birth = _dated(date_of_birth)
     part_expiry = _dated(date_of_expiry) + optional + optional_check
     composite = check_digit(part_number + part_birth + part_expiry)
-    line2 = part_number + _code_field(nationality) + part_birth + sex + part_expiry + composite
+    line2 = (
+        part_number
+        + _code_field(nationality)
+        + part_birth
+        + _TO_MRZ_SEX[sex]
+        + part_expiry
+        + composite
+    )
     return line1, line2
 
 
@@ -245,7 +295,8 @@ def parse_td3(mrz: str | Sequence[str]) -> TD3:
     """Split a TD3 MRZ (two lines, or one string with the lines separated by whitespace).
 
     Raises :class:`MrzError` if the MRZ is not two lines of 44 MRZ characters. Check digits
-    are not verified here; see :func:`validate_td3`.
+    and field formats are not verified here; see :func:`validate_td3`. A ``<`` in the sex
+    position (unspecified) is read as ``X``.
     """
     line1, line2 = _lines(mrz)
     surname, _, given = line1[5:].partition(FILLER * 2)
@@ -257,7 +308,7 @@ def parse_td3(mrz: str | Sequence[str]) -> TD3:
         number=line2[0:9].rstrip(FILLER),
         nationality=line2[10:13].rstrip(FILLER),
         date_of_birth=line2[13:19],
-        sex=line2[20],
+        sex=_UNSPECIFIED_SEX if line2[20] == FILLER else line2[20],
         date_of_expiry=line2[21:27],
         personal_number=line2[28:42].rstrip(FILLER),
     )
@@ -273,30 +324,38 @@ def _is_date(yymmdd: str) -> bool:
     return True
 
 
-def validate_td3(mrz: str | Sequence[str]) -> bool:
-    """Whether ``mrz`` is a well-formed TD3 MRZ whose five check digits are all correct."""
+def td3_problems(mrz: str | Sequence[str]) -> list[str]:
+    """What is wrong with ``mrz`` as a passport MRZ: one short phrase per broken rule.
+
+    An empty list means the MRZ is well formed (see the module docstring for the rules)
+    and its five check digits are right. The phrases name fields, never their contents.
+    """
     try:
         line1, line2 = _lines(mrz)
-    except MrzError:
-        return False
+    except MrzError as exc:
+        return [str(exc)]
     known = _known_codes()
     optional, optional_check = line2[28:42], line2[42]
-    optional_ok = optional_check == check_digit(optional) or (
-        optional_check == FILLER and optional == _EMPTY_OPTIONAL
-    )
-    return (
-        line1[0] == "P"
-        and (line1[1] == FILLER or line1[1].isalpha())
-        and line1[2:5].rstrip(FILLER) in known
-        and "A" <= line1[5] <= "Z"
-        and not any(ch.isdigit() for ch in line1[5:])
-        and line2[10:13].rstrip(FILLER) in known
-        and line2[20] in _SEXES
-        and _is_date(line2[13:19])
-        and _is_date(line2[21:27])
-        and line2[9] == check_digit(line2[0:9])
-        and line2[19] == check_digit(line2[13:19])
-        and line2[27] == check_digit(line2[21:27])
-        and optional_ok
-        and line2[43] == check_digit(line2[0:10] + line2[13:20] + line2[21:43])
-    )
+    checks = {
+        "document code": line1[0] == "P" and (line1[1] == FILLER or line1[1].isalpha()),
+        "issuing state": line1[2:5].rstrip(FILLER) in known,
+        "name": bool(_NAME_FIELD.fullmatch(line1, 5)),
+        "document number": bool(_NUMBER_FIELD.fullmatch(line2, 0, 9)),
+        "document number check digit": line2[9] == check_digit(line2[0:9]),
+        "nationality": line2[10:13].rstrip(FILLER) in known,
+        "date of birth": _is_date(line2[13:19]),
+        "date of birth check digit": line2[19] == check_digit(line2[13:19]),
+        "sex": line2[20] in _MRZ_SEXES,
+        "date of expiry": _is_date(line2[21:27]),
+        "date of expiry check digit": line2[27] == check_digit(line2[21:27]),
+        "personal number check digit": optional_check == check_digit(optional)
+        or (optional_check == FILLER and optional == _EMPTY_OPTIONAL),
+        "composite check digit": line2[43]
+        == check_digit(line2[0:10] + line2[13:20] + line2[21:43]),
+    }
+    return [name for name, ok in checks.items() if not ok]
+
+
+def validate_td3(mrz: str | Sequence[str]) -> bool:
+    """Whether ``mrz`` is a well-formed TD3 MRZ whose five check digits are all correct."""
+    return not td3_problems(mrz)

@@ -113,6 +113,13 @@ def test_every_mrz_is_valid_and_matches_its_record(small_db: Path) -> None:
         assert fields.date_of_expiry == date.fromisoformat(str(expiry)).strftime("%y%m%d")
 
 
+def test_unspecified_sex_is_x_in_the_record_and_a_filler_in_the_mrz(small_db: Path) -> None:
+    """Holders of unspecified sex keep X in the record; their MRZ writes < (never X) there."""
+    rows = _rows(small_db, "SELECT sex, mrz FROM documents WHERE mrz IS NOT NULL")
+    in_mrz = {(str(sex), str(mrz).split("\n")[1][20]) for sex, mrz in rows}
+    assert in_mrz == {("F", "F"), ("M", "M"), ("X", "<")}
+
+
 def test_document_dates_are_consistent(small_db: Path) -> None:
     """Holders are born before the report, reports fall before expiry and before AS_OF."""
     rows = _rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import pytest
@@ -12,6 +13,7 @@ from node.mrz import (
     check_digit,
     name_field,
     parse_td3,
+    td3_problems,
     transliterate,
     validate_td3,
 )
@@ -77,9 +79,12 @@ def test_specimen_validates_and_parses() -> None:
 
 def _undetectable(position: int, old: str, new: str) -> bool:
     """Changes 9303 cannot catch: sex code swaps, another valid state code, and (in the
-    alphanumeric number and personal-number fields) values equal modulo 10."""
+    alphanumeric number and personal-number fields) values equal modulo 10, except a
+    filler inside the document number."""
     if position == 20:
-        return new in "MFX<"
+        return new in "MF<"
+    if position < 9 and new == "<":
+        return False  # the specimen's number has no filler at its end to begin with
     if 10 <= position <= 12:
         code = SPECIMEN[1][10:13]
         swapped = code[: position - 10] + new + code[position - 9 :]
@@ -184,3 +189,137 @@ def test_build_rejects_fields_that_do_not_fit(field: str, value: str) -> None:
             sex=fields["sex"],
             date_of_expiry=date(2012, 4, 15),
         )
+
+
+def _with(line: int, start: int, text: str, lines: Sequence[str] = SPECIMEN) -> list[str]:
+    """``lines`` with ``text`` written over line ``line`` (0 or 1) from position ``start``."""
+    out = list(lines)
+    out[line] = out[line][:start] + text + out[line][start + len(text) :]
+    assert len(out[line]) == 44
+    return out
+
+
+def _recomposite(lines: list[str]) -> list[str]:
+    """``lines`` with the number, optional and composite check digits recomputed."""
+    line2 = lines[1]
+    line2 = line2[:9] + check_digit(line2[:9]) + line2[10:43]
+    line2 += check_digit(line2[0:10] + line2[13:20] + line2[21:43])
+    return [lines[0], line2]
+
+
+def test_unspecified_sex_is_written_filler_and_read_back_as_x() -> None:
+    """A holder of unspecified sex (X in the record) gets < in the MRZ, parsed back as X."""
+    line1, line2 = build_td3(
+        issuing_state="UTO",
+        surname="Eriksson",
+        given_names="Anna",
+        number="L898902C3",
+        nationality="UTO",
+        date_of_birth=date(1974, 8, 12),
+        sex="X",
+        date_of_expiry=date(2012, 4, 15),
+    )
+    assert line2[20] == "<"
+    assert validate_td3((line1, line2))
+    assert parse_td3((line1, line2)).sex == "X"
+    assert parse_td3(SPECIMEN).sex == "F"
+
+
+def test_x_in_the_mrz_sex_position_does_not_validate() -> None:
+    """Doc 9303 allows only F, M and < in the MRZ's sex position: X there is an error."""
+    lines = _with(1, 20, "X")
+    assert not validate_td3(lines)
+    assert td3_problems(lines) == ["sex"]
+    assert validate_td3(_with(1, 20, "<"))
+    assert validate_td3(_with(1, 20, "M"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",  # the specimen
+        "ERIKSSON<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<",  # no secondary identifier
+        "VAN<DER<BERG<<ANNA<<<<<<<<<<<<<<<<<<<<<",  # components of the primary identifier
+        "WOLFESCHLEGELSTEINHAUSEN<<HUBERT<BL<M<F",  # truncated, ends in a letter
+        "A" * 39,  # a primary identifier cut to the whole field
+    ],
+)
+def test_well_formed_name_fields_validate(name: str) -> None:
+    """Names as Doc 9303 Part 3 writes them validate, with or without a secondary identifier."""
+    assert validate_td3(_with(0, 5, name))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ERIKSSON<<ANNETT<<<<<<<<<<<<<<<<<<<<<<C",  # a letter after the fillers
+        "SMITH<<RUTH<<Z<<<<<<<<<<<<<<<<<<<<<<<<<",  # a third identifier
+        "ERIKSSON<<<ANNA<<<<<<<<<<<<<<<<<<<<<<<<",  # three fillers as a separator
+        "ERIKSSON<<ANNA<<MARIA<<<<<<<<<<<<<<<<<<",  # two fillers between given names
+        "<ERIKSSON<<ANNA<<<<<<<<<<<<<<<<<<<<<<<<",  # a leading filler
+        "<<ANNA<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<",  # no primary identifier
+        "<" * 39,  # no name at all
+        "ERIKSS0N<<ANNA<<<<<<<<<<<<<<<<<<<<<<<<<",  # a digit
+    ],
+)
+def test_broken_name_fields_do_not_validate(name: str) -> None:
+    """A name field that breaks Doc 9303 Part 3's structure fails validation as a name."""
+    assert td3_problems(_with(0, 5, name)) == ["name"]
+
+
+@pytest.mark.parametrize(
+    ("number", "valid"),
+    [
+        ("L898902C3", True),
+        ("L8989<<<<", True),  # a short number, padded on the right
+        ("<L898902C", False),  # a leading filler
+        ("L8989<2C3", False),  # a filler inside the number
+        ("<<<<<<<<<", False),  # no number
+    ],
+)
+def test_document_number_is_left_aligned(number: str, valid: bool) -> None:
+    """A document number starts with a letter or digit and has fillers only at its end."""
+    lines = _recomposite(_with(1, 0, number))
+    assert validate_td3(lines) == valid
+    assert td3_problems(lines) == ([] if valid else ["document number"])
+
+
+@pytest.mark.parametrize("number", ["<L898902C", "L8989<2C3", ""])
+def test_build_refuses_a_number_that_would_not_validate(number: str) -> None:
+    """build_td3 raises on a document number with a leading or inner filler, or none."""
+    with pytest.raises(MrzError):
+        build_td3(
+            issuing_state="UTO",
+            surname="Eriksson",
+            given_names="Anna",
+            number=number,
+            nationality="UTO",
+            date_of_birth=date(1974, 8, 12),
+            sex="F",
+            date_of_expiry=date(2012, 4, 15),
+        )
+
+
+def test_problems_name_each_broken_rule() -> None:
+    """td3_problems names every broken field and check digit; a good MRZ has none."""
+    assert td3_problems(SPECIMEN) == []
+    broken = _with(1, 9, "7", _with(1, 20, "Q"))
+    assert td3_problems(broken) == ["document number check digit", "sex", "composite check digit"]
+    assert td3_problems(("P<UTO",)) == ["a TD3 MRZ has two lines of 44 characters"]
+
+
+@pytest.mark.parametrize(
+    ("surname", "given", "field"),
+    [
+        # The cut would fall on the << separator: the surname gives way to the initial.
+        ("A" * 37, "Bob", "A" * 36 + "<<B"),
+        ("A" * 38, "Bob", "A" * 36 + "<<B"),
+        # The cut falls on the single filler inside the surname: no filler is left last.
+        ("A" * 30 + " " + "B" * 12, "", "A" * 30 + "<" + "B" * 8),
+        ("A" * 38 + " B", "", "A" * 38 + "<"),
+    ],
+)
+def test_truncation_never_ends_on_a_filler(surname: str, given: str, field: str) -> None:
+    """A truncated name ends in a letter where it can, and always parses as a name."""
+    assert name_field(surname, given) == field
+    assert validate_td3(_with(0, 5, name_field(surname, given)))
