@@ -24,27 +24,13 @@ from ncbsim.config import (
 )
 from ncbsim.errors import NcbsimError
 from ncbsim.pki import PkiDir
+from ncbsim.workdir import find_gateway, gateway_ready_file, require_pki
 
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:7600"
 
 
 def _codes(text: str) -> list[str]:
     return [c.strip().upper() for c in text.split(",") if c.strip()]
-
-
-def _gateway_ready_file(directory: Path) -> Path:
-    return directory / "gateway" / "ready.json"
-
-
-def find_gateway(workdir: Path) -> str:
-    """The gateway address of the network in ``workdir`` (network.json, else the ready file)."""
-    for path, key in (
-        (workdir / "network.json", "gateway"),
-        (_gateway_ready_file(workdir), "address"),
-    ):
-        if path.exists():
-            return str(json.loads(path.read_text())[key])
-    raise NcbsimError(f"no running gateway found in {workdir}; start one with `ncbsim up`")
 
 
 # --------------------------------------------------------------------------- commands
@@ -103,7 +89,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         pki=PkiDir(args.dir),
         listen=args.listen,
         audit_path=args.audit or args.dir / "gateway" / "audit.sqlite",
-        ready_file=args.ready_file or _gateway_ready_file(args.dir),
+        ready_file=args.ready_file or gateway_ready_file(args.dir),
         max_envelope_bytes=args.max_envelope_bytes,
         rate_per_s=args.rate,
         burst=args.burst,
@@ -199,12 +185,14 @@ def cmd_receipts(args: argparse.Namespace) -> int:
 def cmd_inbox(args: argparse.Namespace) -> int:
     from ncbsim.mail_console import show_inbox
 
+    require_pki(args.workdir)
     return show_inbox(args)
 
 
 def cmd_notice_list(args: argparse.Namespace) -> int:
     from ncbsim.mail_console import show_notices
 
+    require_pki(args.workdir)
     return show_notices(args)
 
 
