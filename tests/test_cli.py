@@ -256,3 +256,49 @@ def test_a_pki_without_a_gateway_says_how_to_start_one(
     assert f"`ncbsim up SCENARIO --workdir {bare_pki} --detach`" in err
     assert f"`ncbsim gateway --dir {bare_pki}`" in err
     assert len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------- query input
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        (["person", "--surname", "Doe", "--dob", "03/02/1980"], "--dob: expected a date"),
+        (["vehicle", "--vin", "123"], "--vin: a VIN has 17 characters, got 3"),
+        (["vehicle"], "vehicle: give --vin, --plate or both"),
+        (["document", "--number", "X1", "--issuer", "GS"], "--issuer: 'GS' is not an issuing"),
+        (["document", "--number", "", "--issuer", "FR"], "--number: the document number is"),
+        (["fetch", "--ref", "R"], "--ref: not a record reference"),
+    ],
+)
+def test_bad_query_input_is_refused_before_anything_is_read_or_sent(
+    kind: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value that cannot be right exits 2 with one line saying what is expected, before
+    the work directory is even looked at (here it does not exist)."""
+    argv = ["query", "--workdir", str(tmp_path / "nowhere"), "--as", "FR", "--to", "DE", *kind]
+    code, err = _main(argv, capsys)
+    assert code == 2
+    assert err.startswith(f"ncbsim: {says}")
+    assert len(err.splitlines()) == 1
+
+
+def test_bad_to_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--to with a code that names no bureau exits 2 naming it."""
+    argv = ["query", "--workdir", str(tmp_path), "--as", "FR", "--to", "DE,XX", "fetch"]
+    code, err = _main([*argv, "--ref", "5bzpwnvqk7cqiyxaeiux"], capsys)
+    assert (code, err.splitlines()[0][:40]) == (2, "ncbsim: --to: 'XX' is not a bureau code:")
+
+
+def test_query_help_says_what_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    """`query vehicle --help` says which VINs must carry a check digit, `person --help`
+    the date format."""
+    for kind, expected in (
+        ("vehicle", "only for North American VINs (first character 1 to 5)"),
+        ("person", "YYYY-MM-DD: a real date, not in the future"),
+        ("document", "ISO 3166 alpha-2"),
+    ):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["query", kind, "--help"])
+        assert expected in " ".join(capsys.readouterr().out.split())
