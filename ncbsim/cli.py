@@ -24,27 +24,13 @@ from ncbsim.config import (
 )
 from ncbsim.errors import NcbsimError
 from ncbsim.pki import PkiDir
+from ncbsim.workdir import find_gateway, gateway_ready_file, require_pki
 
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:7600"
 
 
 def _codes(text: str) -> list[str]:
     return [c.strip().upper() for c in text.split(",") if c.strip()]
-
-
-def _gateway_ready_file(directory: Path) -> Path:
-    return directory / "gateway" / "ready.json"
-
-
-def find_gateway(workdir: Path) -> str:
-    """The gateway address of the network in ``workdir`` (network.json, else the ready file)."""
-    for path, key in (
-        (workdir / "network.json", "gateway"),
-        (_gateway_ready_file(workdir), "address"),
-    ):
-        if path.exists():
-            return str(json.loads(path.read_text())[key])
-    raise NcbsimError(f"no running gateway found in {workdir}; start one with `ncbsim up`")
 
 
 # --------------------------------------------------------------------------- commands
@@ -103,7 +89,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         pki=PkiDir(args.dir),
         listen=args.listen,
         audit_path=args.audit or args.dir / "gateway" / "audit.sqlite",
-        ready_file=args.ready_file or _gateway_ready_file(args.dir),
+        ready_file=args.ready_file or gateway_ready_file(args.dir),
         max_envelope_bytes=args.max_envelope_bytes,
         rate_per_s=args.rate,
         burst=args.burst,
@@ -199,9 +185,14 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from ncbsim import query_input
     from ncbsim.console import run_query
 
-    return asyncio.run(run_query(args, gateway=find_gateway(args.workdir)))
+    # Formats first: a query that cannot be right is refused before anything is read or sent.
+    to = query_input.recipients(args.to)
+    request = query_input.request(args, today=dt.date.today())
+    gateway = find_gateway(args.workdir)
+    return asyncio.run(run_query(args, request, to, gateway=gateway))
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -219,12 +210,14 @@ def cmd_receipts(args: argparse.Namespace) -> int:
 def cmd_inbox(args: argparse.Namespace) -> int:
     from ncbsim.mail_console import show_inbox
 
+    require_pki(args.workdir)
     return show_inbox(args)
 
 
 def cmd_notice_list(args: argparse.Namespace) -> int:
     from ncbsim.mail_console import show_notices
 
+    require_pki(args.workdir)
     return show_notices(args)
 
 
@@ -620,10 +613,21 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     down.add_argument("--workdir", type=Path, required=True)
     down.set_defaults(func=cmd_down, server=False)
 
-    query = sub.add_parser("query", help="query a running network as one bureau")
+    query = sub.add_parser(
+        "query",
+        help="query a running network as one bureau",
+        description="Query a running network as one bureau. Every value is checked before "
+        "anything is sent; a value that cannot be right exits 2 saying what is expected.",
+    )
     query.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
     query.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="requester")
-    query.add_argument("--to", required=True, type=str.upper, help="bureau, list, or ALL")
+    query.add_argument(
+        "--to",
+        required=True,
+        type=str.upper,
+        help="bureau codes, comma-separated (DE or DE,IT; GS is the General Secretariat), "
+        "or ALL: every bureau of the root-signed directory but the requester",
+    )
     # Output options are accepted before or after KIND, as users type them either way.
     _output_options(query, defaults=True)
     output = argparse.ArgumentParser(add_help=False)
@@ -632,19 +636,44 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     doc = kinds.add_parser(
         "document", parents=[output], help="travel document by number and issuer (SLTD)"
     )
-    doc.add_argument("--number", required=True)
-    doc.add_argument("--issuer", required=True, type=str.upper)
+    doc.add_argument(
+        "--number",
+        required=True,
+        help="document number: letters A-Z and digits, at most 20 (spaces and - . / < are ignored)",
+    )
+    doc.add_argument(
+        "--issuer",
+        required=True,
+        type=str.upper,
+        help="issuing state: ISO 3166 alpha-2, e.g. FR (alpha-3 FRA and ICAO codes such as "
+        "D are accepted); GS issues no documents",
+    )
     person = kinds.add_parser(
         "person", parents=[output], help="person by name (fuzzy) and date of birth"
     )
-    person.add_argument("--surname", required=True)
-    person.add_argument("--given-names", default="")
-    person.add_argument("--dob", required=True, help="YYYY-MM-DD")
-    vehicle = kinds.add_parser("vehicle", parents=[output], help="vehicle by VIN or plate")
-    vehicle.add_argument("--vin", default="")
-    vehicle.add_argument("--plate", default="")
+    person.add_argument("--surname", required=True, help="family name, in any script")
+    person.add_argument("--given-names", default="", help="given names (optional)")
+    person.add_argument(
+        "--dob", required=True, help="date of birth, YYYY-MM-DD: a real date, not in the future"
+    )
+    vehicle = kinds.add_parser(
+        "vehicle", parents=[output], help="vehicle by VIN or plate (give at least one)"
+    )
+    vehicle.add_argument(
+        "--vin",
+        default="",
+        help="17 characters, digits and letters except I, O and Q (ISO 3779). The check "
+        "digit (position 9) is checked only for North American VINs (first character 1 to "
+        "5), the only ones whose standard requires it",
+    )
+    vehicle.add_argument("--plate", default="", help="registration plate, e.g. 'AB-123-CD'")
     fetch = kinds.add_parser("fetch", parents=[output], help="step 2: full record for a reference")
-    fetch.add_argument("--ref", required=True)
+    fetch.add_argument(
+        "--ref",
+        required=True,
+        help="a reference from a step-1 hit: 20 characters a-z and 2-7 (N and 32 hex "
+        "digits for the person record of a notice)",
+    )
     query.set_defaults(func=cmd_query, server=False)
     _add_mail_parsers(sub)
 

@@ -216,17 +216,28 @@ class BureauClient:
         Bureaus whose signed entry says they only send (``requester_only``, such as
         ``ncbsim load``'s requesters) run no node and are left out. Membership comes
         from root-signed entries, not from the gateway's routes, so a gateway cannot
-        quietly leave a bureau out: one it does not route shows as no answer.
+        quietly leave a bureau out: one it does not route shows as no answer. The
+        entries are fetched again first; a failed fetch raises the gRPC error.
         """
         if list(to) == [ALL]:
             await self.peers.load_all(timeout)
-            directory = self.peers.directory
-            return [
-                code
-                for code in directory.bureaus()
-                if code != self.identity.bureau and not directory.get(code).requester_only
-            ]
+            return self.members()
         return list(dict.fromkeys(to))
+
+    def members(self) -> list[str]:
+        """What ``ALL`` means from the verified entries held now, without asking anyone."""
+        directory = self.peers.directory
+        return [
+            code
+            for code in directory.bureaus()
+            if code != self.identity.bureau and not directory.get(code).requester_only
+        ]
+
+    def unusable(self, bureau: str) -> str:
+        """Why a query cannot be sealed to ``bureau``, whose entry is not held."""
+        if bureau in self.peers.directory.revoked.serials:
+            return f"{bureau}'s keys are revoked and no newer directory entry is held"
+        return f"no verified directory entry for {bureau}"
 
     async def query(
         self, query: query_pb2.QueryRequest, to: str, *, timeout: float = 5.0
@@ -235,8 +246,8 @@ class BureauClient:
         started = time.perf_counter()
         try:
             await self.peers.resolve([to], timeout=timeout)
-        except DirectoryError as exc:
-            return Answer(to, Outcome.FAILED, None, str(exc))
+        except DirectoryError:
+            return Answer(to, Outcome.FAILED, None, self.unusable(to))
         except grpc.aio.AioRpcError as exc:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
         sealed = seal_query(self.identity, self.peers.get(to), query, now_ms=self._now_ms())
@@ -261,21 +272,52 @@ class BureauClient:
     ) -> list[Answer]:
         """One query to several bureaus (or ``["ALL"]``), answered as one merged reply.
 
-        Every recipient is listed: hit, no-hit, no-answer or failed.
+        Every recipient is listed: hit, no-hit, no-answer or failed. A bureau that cannot
+        be sealed to (revoked, not in the directory) fails alone; the others are asked.
+        When the gateway cannot be reached, ``ALL`` still lists every bureau of the
+        directory held, each unanswered; a client that holds no directory yet cannot
+        tell who ``ALL`` is and raises :class:`~ncbsim.errors.DirectoryError` saying so.
         """
         started = time.perf_counter()
         try:
             recipients = await self.recipients(to, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            # Only ALL asks the gateway here: the root-signed entries held still say who it is.
+            recipients = self.members()
+            if not recipients:
+                raise DirectoryError(
+                    f"the gateway could not be asked who {ALL} is ({failure_detail(exc)}) "
+                    f"and {self.identity.bureau} holds no verified directory yet; name the "
+                    "bureaus, or try again once the gateway answers"
+                ) from None
             outcome, detail = failure_outcome(exc.code()), f"gateway: {failure_detail(exc)}"
-            return [Answer(r, outcome, None, detail) for r in to]
+            return [Answer(r, outcome, None, detail) for r in recipients]
         try:
             await self.peers.resolve(recipients, timeout=timeout)
-        except DirectoryError as exc:
-            return [Answer(r, Outcome.FAILED, None, str(exc)) for r in recipients]
+        except DirectoryError:
+            pass  # the entries still missing fail below, each alone
         except grpc.aio.AioRpcError as exc:
             outcome, detail = failure_outcome(exc.code()), f"gateway: {failure_detail(exc)}"
             return [Answer(r, outcome, None, detail) for r in recipients]
+        answers: dict[str, Answer] = {
+            r: Answer(r, Outcome.FAILED, None, self.unusable(r))
+            for r in recipients
+            if r not in self.peers.directory
+        }
+        sealable = [r for r in recipients if r not in answers]
+        if sealable:
+            answers.update(await self._send_multi(query, sealable, started, timeout))
+        # A bureau the gateway left out of its reply did not answer.
+        return [
+            answers.get(r, Answer(r, Outcome.NO_ANSWER, None, "missing from reply"))
+            for r in recipients
+        ]
+
+    async def _send_multi(
+        self, query: query_pb2.QueryRequest, recipients: list[str], started: float, timeout: float
+    ) -> dict[str, Answer]:
+        """Seal ``query`` to each of ``recipients`` (all held), send them as one MultiQuery
+        and open the deliveries; bureaus missing from the reply are missing here."""
         # One correlation id ties together the envelopes of one multi-bureau query.
         correlation = os.urandom(envelope.MESSAGE_ID_LEN)
         now_ms = self._now_ms()
@@ -288,7 +330,7 @@ class BureauClient:
             reply = await self._stub.MultiQuery(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             outcome = failure_outcome(exc.code())
-            return [Answer(r, outcome, None, failure_detail(exc)) for r in recipients]
+            return {r: Answer(r, outcome, None, failure_detail(exc)) for r in recipients}
         latency = (time.perf_counter() - started) * 1000
         answers: dict[str, Answer] = {}
         for delivery in reply.deliveries:
@@ -316,8 +358,4 @@ class BureauClient:
                     latency,
                     sealed[delivery.bureau].header.message_hex,
                 )
-        # A bureau the gateway left out of its reply did not answer.
-        return [
-            answers.get(r, Answer(r, Outcome.NO_ANSWER, None, "missing from reply"))
-            for r in recipients
-        ]
+        return answers

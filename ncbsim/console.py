@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
-from rich.console import Console
+from rich.console import Console, Group
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
-from ncbsim.client import Answer, BureauClient, Outcome
+from ncbsim.client import ALL, Answer, BureauClient, Outcome
+from ncbsim.countries import UnknownCountry, country
+from ncbsim.errors import DirectoryError
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import query_pb2, records_pb2
 
@@ -41,23 +48,116 @@ def handling_code(code: int) -> str:
     return name.removeprefix("HANDLING_CODE_")
 
 
-def build_query(args: argparse.Namespace) -> query_pb2.QueryRequest:
-    """The step-1 (or step-2) query the command line describes."""
-    if args.kind == "document":
-        return query_pb2.QueryRequest(
-            document=query_pb2.DocumentQuery(number=args.number, issuer=args.issuer)
-        )
-    if args.kind == "person":
-        return query_pb2.QueryRequest(
-            person=query_pb2.PersonQuery(
-                surname=args.surname, given_names=args.given_names, date_of_birth=args.dob
-            )
-        )
-    if args.kind == "vehicle":
-        return query_pb2.QueryRequest(
-            vehicle=query_pb2.VehicleQuery(vin=args.vin, plate=args.plate)
-        )
-    return query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=args.ref))
+# How each field of a released record is shown: (field, label, how to render the value).
+# ``ref`` heads the block; a field the owner left empty is left out.
+_DOC_TYPES = {"P": "passport", "PD": "diplomatic passport", "PS": "service passport"}
+_SEXES = {"F": "female", "M": "male", "X": "unspecified"}
+_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "document": (
+        ("number", "Document number", "text"),
+        ("doc_type", "Document type", "doc_type"),
+        ("issuer", "Issuing state", "country"),
+        ("status", "Status", "word"),
+        ("reported_on", "Reported on", "date"),
+        ("surname", "Surname", "text"),
+        ("given_names", "Given names", "text"),
+        ("date_of_birth", "Date of birth", "date"),
+        ("sex", "Sex", "sex"),
+        ("nationality", "Nationality", "country"),
+        ("date_of_expiry", "Date of expiry", "date"),
+        ("mrz", "MRZ", "text"),
+    ),
+    "person": (
+        ("flag", "Status", "word"),  # wanted or missing
+        ("surname", "Surname", "text"),
+        ("given_names", "Given names", "text"),
+        ("date_of_birth", "Date of birth", "date"),
+        ("sex", "Sex", "sex"),
+        ("nationality", "Nationality", "country"),
+        ("summary", "Summary", "text"),
+    ),
+    "vehicle": (
+        ("vin", "VIN", "text"),
+        ("plate", "Plate", "text"),
+        ("registration_country", "Registered in", "country"),
+        ("make", "Make", "text"),
+        ("model", "Model", "text"),
+        ("year", "Model year", "year"),
+        ("colour", "Colour", "text"),
+        ("status", "Status", "word"),
+        ("reported_on", "Reported on", "date"),
+    ),
+}
+
+
+def _date(value: str) -> str:
+    """ISO 8601 as the records hold it; anything else as the owner wrote it."""
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        return value
+
+
+def _country(value: str) -> str:
+    try:
+        return f"{value} ({country(value).name})"
+    except UnknownCountry:
+        return value
+
+
+def _spelled(names: dict[str, str]) -> Callable[[str], str]:
+    return lambda value: f"{value} ({names[value]})" if value in names else value
+
+
+_SHOWN: dict[str, Callable[[str], str]] = {
+    "text": str,
+    "date": _date,
+    "country": _country,
+    "doc_type": _spelled(_DOC_TYPES),
+    "sex": _spelled(_SEXES),
+    "word": lambda value: value.replace("_", " "),
+    "year": lambda value: "" if value == "0" else value,  # 0: the owner gave none
+}
+
+
+def handling_text(code: int) -> str:
+    """A record's handling code and what it asks of the requester, in words."""
+    name = handling_code(code)
+    if not name:
+        return f"none (handle as H0: {_HANDLING_NOTES['H0']})"
+    return f"{name}: {_HANDLING_NOTES[name]}"
+
+
+def record_fields(record: query_pb2.Record) -> list[tuple[str, str]]:
+    """A released record as (label, value) lines for a reader: every field the owner
+    filled, the handling code first, dates and codes spelled out."""
+    kind = record.WhichOneof("record")
+    if kind is None:
+        return []
+    body = getattr(record, kind)
+    lines = [("Handling", handling_text(record.handling))]
+    for name, label, how in _FIELDS[kind]:
+        if shown := _SHOWN[how](str(getattr(body, name)).strip()):
+            lines.append((label, shown))
+    return lines
+
+
+def record_view(bureau: str, record: query_pb2.Record) -> Group:
+    """A released record as a heading and two columns, label and value, for the terminal.
+
+    Values are the owner's text, shown as text (never rich markup); long ones wrap in
+    their column, so the block fits an 80-column terminal.
+    """
+    kind = record.WhichOneof("record") or "record"
+    ref = getattr(record, kind).ref if kind != "record" else ""
+    heading = Text.assemble((bureau, "bold"), f" released {kind} ", (ref, "bold"))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(overflow="fold")
+    for label, value in record_fields(record):
+        style = "bold yellow" if label == "Handling" and handling_code(record.handling) else ""
+        grid.add_row(label, Text(value, style=style))
+    return Group(heading, Padding(grid, (0, 0, 0, 2), expand=False))
 
 
 def answer_dict(answer: Answer) -> dict[str, Any]:
@@ -93,15 +193,23 @@ def _with_handling(ref: str, handling: int) -> str:
     return f"{ref} [{code}]" if code else ref
 
 
-async def run_query(args: argparse.Namespace, *, gateway: str) -> int:
-    """Run ``ncbsim query``; exit 0 when every bureau answered, 1 otherwise."""
-    query = build_query(args)
-    to = [c for c in args.to.split(",") if c]
+async def run_query(
+    args: argparse.Namespace, query: query_pb2.QueryRequest, to: list[str], *, gateway: str
+) -> int:
+    """Run ``ncbsim query`` with a checked ``query`` and recipients ``to``.
+
+    Exit 0 when every bureau answered, 1 otherwise (a no-answer, a failure, an error, or
+    ``ALL`` that cannot be expanded because the gateway is down and no directory is held).
+    """
     async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
-        if len(to) == 1 and to != ["ALL"]:
-            answers = [await client.query(query, to[0], timeout=args.timeout)]
-        else:
-            answers = await client.multi_query(query, to, timeout=args.timeout)
+        try:
+            if len(to) == 1 and to != [ALL]:
+                answers = [await client.query(query, to[0], timeout=args.timeout)]
+            else:
+                answers = await client.multi_query(query, to, timeout=args.timeout)
+        except DirectoryError as exc:  # ALL, with no directory held and no gateway to ask
+            _print_unexpanded(args, str(exc))
+            return 1
         fetched: list[Answer] = []
         if args.fetch:
             for answer in answers:
@@ -121,39 +229,48 @@ async def run_query(args: argparse.Namespace, *, gateway: str) -> int:
             )
         )
     else:
-        _print_human(args, answers, fetched)
+        _print_human(args, ",".join(to), answers, fetched)
     failed = {Outcome.NO_ANSWER, Outcome.FAILED, Outcome.ERROR}
     return 1 if any(a.outcome in failed for a in [*answers, *fetched]) else 0
 
 
-def _print_human(args: argparse.Namespace, answers: list[Answer], fetched: list[Answer]) -> None:
-    console = Console()
-    console.print(f"[bold]{args.as_bureau}[/] asks [bold]{args.to}[/]: {args.kind} query")
+def _print_unexpanded(args: argparse.Namespace, reason: str) -> None:
+    if args.json:
+        shown = {"as": args.as_bureau, "kind": args.kind, "answers": [], "fetched": []}
+        print(json.dumps({**shown, "error": reason}, indent=2))
+    else:
+        print(f"ncbsim: {reason}", file=sys.stderr)
+
+
+def _answers_table(answers: list[Answer], *, step2: bool = False) -> Table:
     table = Table(show_header=True, header_style="bold")
-    for column in ("bureau", "answer", "references", "ms"):
+    for column in ("bureau", "answer", "reference" if step2 else "references", "ms"):
         table.add_column(column, justify="right" if column == "ms" else "left")
     for answer in answers:
         refs = ", ".join(_with_handling(m.ref, m.handling) for m in answer.matches)
-        refs = refs or answer.detail
+        if answer.response is not None and answer.response.HasField("record"):
+            released = answer.response.record
+            if kind := released.WhichOneof("record"):
+                refs = _with_handling(getattr(released, kind).ref, released.handling)
         table.add_row(
             answer.bureau,
             f"[{_STYLE[answer.outcome]}]{answer.outcome.value.replace('_', '-')}[/]",
-            refs,
+            Text(refs or answer.detail),  # the bureau's or gateway's words: never markup
             f"{answer.latency_ms:.1f}",
         )
-    console.print(table)
-    for answer in fetched:
-        console.print(f"\n[bold]step 2[/] from {answer.bureau}: {answer.outcome.value}")
+    return table
+
+
+def _print_human(
+    args: argparse.Namespace, to: str, answers: list[Answer], fetched: list[Answer]
+) -> None:
+    console = Console()
+    console.print(f"[bold]{args.as_bureau}[/] asks [bold]{to}[/]: {args.kind} query")
+    console.print(_answers_table(answers))
+    if fetched:
+        console.print("\n[bold]step 2[/]: the records behind the hits")
+        console.print(_answers_table(fetched, step2=True))
+    for answer in [*answers, *fetched]:
         if answer.response is not None and answer.response.HasField("record"):
-            released = answer.response.record
-            if code := handling_code(released.handling):
-                console.print(
-                    f"  [bold yellow]handling {code}[/]: {_HANDLING_NOTES[code]}", highlight=False
-                )
-            record = MessageToDict(released, preserving_proto_field_name=True)
-            record.pop("handling", None)
-            for kind, fields in record.items():
-                console.print(f"  [bold]{kind}[/]")
-                for key, value in fields.items():
-                    text = str(value).replace("\n", "\n" + " " * 20)
-                    console.print(f"    {key:15} {text}", highlight=False)
+            console.print()
+            console.print(record_view(answer.bureau, answer.response.record))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 
-__all__ = ["check_digit", "is_valid", "make_vin", "model_year_code"]
+__all__ = ["check_digit", "is_valid", "make_vin", "model_year_code", "requires_check_digit"]
 
 LENGTH = 17
 CHECK_POSITION = 8  # zero-based index of position 9
@@ -31,6 +31,9 @@ _TRANSLITERATION.update({"P": 7, "R": 9})
 _TRANSLITERATION.update(zip("STUVWXYZ", range(2, 10), strict=True))
 _WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 _SHAPE = re.compile(r"[0-9A-HJ-NPR-Z]{17}")  # used with fullmatch: no trailing newline
+# First WMI characters of the North American region (1, 4, 5: United States; 2: Canada;
+# 3: Mexico), whose VINs carry the 49 CFR 565 check digit.
+_NORTH_AMERICA = frozenset("12345")
 
 # Model-year codes repeat every 30 years: 1980 = A ... 2000 = Y, 2001 = 1 ... 2009 = 9,
 # 2010 = A again. I, O, Q, U, Z and 0 are never used.
@@ -56,6 +59,15 @@ def is_valid(vin: str) -> bool:
     """Whether ``vin`` is 17 VIN characters whose position 9 holds the right check digit."""
     vin = vin.strip().upper()
     return bool(_SHAPE.fullmatch(vin)) and vin[CHECK_POSITION] == check_digit(vin)
+
+
+def requires_check_digit(vin: str) -> bool:
+    """Whether the standard makes position 9 of ``vin`` a check digit.
+
+    Only North American VINs (49 CFR 565: the WMI starts with ``1`` to ``5``) must carry
+    one; elsewhere ISO 3779 leaves position 9 to the manufacturer.
+    """
+    return vin.strip().upper()[:1] in _NORTH_AMERICA
 
 
 def model_year_code(year: int) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ncbsim.cli import build_parser
+from ncbsim import pki
+from ncbsim.cli import build_parser, main
 
 COMMANDS = [
     ["pki", "init"],
@@ -182,3 +184,121 @@ def test_rotate_and_revoke_from_the_command_line(tmp_path) -> None:  # type: ign
         assert out.returncode == 2
         assert len(out.stderr.strip().splitlines()) == 1
         assert "Traceback" not in out.stderr
+
+
+# ----------------------------------------------------------------- --workdir hints
+
+# Every command that reads a network's work directory, with the rest of a valid line.
+WORKDIR_COMMANDS = {
+    "query": ["query", "--as", "FR", "--to", "DE", "fetch", "--ref", "5bzpwnvqk7cqiyxaeiux"],
+    "diffuse": ["diffuse", "--as", "FR", "--to", "ALL", "--subject", "s", "--text", "t"],
+    "message send": ["message", "send", "--as", "FR", "--to", "DE", "--text", "t"],
+    "notice request": [
+        "notice", "request", "--as", "FR", "--color", "red", "--person-file", "p.json",
+    ],
+    "notice withdraw": ["notice", "withdraw", "--as", "FR", "--id", "00"],
+    "receipts": ["receipts", "--as", "FR"],
+    "inbox": ["inbox", "--as", "FR"],
+    "notice list": ["notice", "list", "--as", "FR"],
+}  # fmt: skip
+GATEWAY_COMMANDS = [c for c in WORKDIR_COMMANDS if c not in ("inbox", "notice list")]
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def _with_workdir(command: str, workdir: Path) -> list[str]:
+    line = WORKDIR_COMMANDS[command]
+    at = 2 if line[0] in ("message", "notice") else 1
+    return [*line[:at], "--workdir", str(workdir), *line[at:]]
+
+
+@pytest.fixture(scope="module")
+def bare_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PKI made by `pki init`: no gateway was ever started there."""
+    path = tmp_path_factory.mktemp("pki") / "pki"
+    pki.init(path, ["FR", "DE"])
+    return path
+
+
+@pytest.mark.parametrize("command", WORKDIR_COMMANDS)
+def test_a_missing_workdir_is_named(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --workdir that does not exist is said to not exist (not "run ncbsim up"), exit 2."""
+    missing = tmp_path / "nowhere"
+    code, err = _main(_with_workdir(command, missing), capsys)
+    assert code == 2
+    assert err == f"ncbsim: no such work directory: {missing}\n"
+
+
+@pytest.mark.parametrize("command", WORKDIR_COMMANDS)
+def test_a_folder_without_a_pki_is_not_a_workdir(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder that holds no PKI is said to be no network's work directory, exit 2."""
+    code, err = _main(_with_workdir(command, tmp_path), capsys)
+    assert code == 2
+    assert err.startswith(f"ncbsim: {tmp_path} is not a network's work directory")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", GATEWAY_COMMANDS)
+def test_a_pki_without_a_gateway_says_how_to_start_one(
+    command: str, bare_pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PKI where no gateway was started says so, and gives both ways to start one."""
+    code, err = _main(_with_workdir(command, bare_pki), capsys)
+    assert code == 2
+    assert err.startswith(f"ncbsim: no gateway is running in {bare_pki}")
+    assert f"`ncbsim up SCENARIO --workdir {bare_pki} --detach`" in err
+    assert f"`ncbsim gateway --dir {bare_pki}`" in err
+    assert len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------- query input
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [
+        (["person", "--surname", "Doe", "--dob", "03/02/1980"], "--dob: expected a date"),
+        (["vehicle", "--vin", "123"], "--vin: a VIN has 17 characters, got 3"),
+        (["vehicle"], "vehicle: give --vin, --plate or both"),
+        (["document", "--number", "X1", "--issuer", "GS"], "--issuer: 'GS' is not an issuing"),
+        (["document", "--number", "", "--issuer", "FR"], "--number: the document number is"),
+        (["fetch", "--ref", "R"], "--ref: not a record reference"),
+    ],
+)
+def test_bad_query_input_is_refused_before_anything_is_read_or_sent(
+    kind: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value that cannot be right exits 2 with one line saying what is expected, before
+    the work directory is even looked at (here it does not exist)."""
+    argv = ["query", "--workdir", str(tmp_path / "nowhere"), "--as", "FR", "--to", "DE", *kind]
+    code, err = _main(argv, capsys)
+    assert code == 2
+    assert err.startswith(f"ncbsim: {says}")
+    assert len(err.splitlines()) == 1
+
+
+def test_bad_to_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--to with a code that names no bureau exits 2 naming it."""
+    argv = ["query", "--workdir", str(tmp_path), "--as", "FR", "--to", "DE,XX", "fetch"]
+    code, err = _main([*argv, "--ref", "5bzpwnvqk7cqiyxaeiux"], capsys)
+    assert (code, err.splitlines()[0][:40]) == (2, "ncbsim: --to: 'XX' is not a bureau code:")
+
+
+def test_query_help_says_what_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    """`query vehicle --help` says which VINs must carry a check digit, `person --help`
+    the date format."""
+    for kind, expected in (
+        ("vehicle", "only for North American VINs (first character 1 to 5)"),
+        ("person", "YYYY-MM-DD: a real date, not in the future"),
+        ("document", "ISO 3166 alpha-2"),
+    ):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["query", kind, "--help"])
+        assert expected in " ".join(capsys.readouterr().out.split())

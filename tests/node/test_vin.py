@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from node.vin import ALPHABET, check_digit, is_valid, make_vin, model_year_code
+from node.vin import (
+    ALPHABET,
+    check_digit,
+    is_valid,
+    make_vin,
+    model_year_code,
+    requires_check_digit,
+)
 
 PUBLISHED = "1M8GDM9AXKP042788"  # check digit X (remainder 10)
 TRANSLITERATED = {
@@ -82,3 +89,12 @@ def test_make_vin_rejects_bad_wmi() -> None:
         make_vin(random.Random(0), "WO")
     with pytest.raises(ValueError, match="manufacturer"):
         make_vin(random.Random(0), "WOW")
+
+
+def test_only_north_american_vins_require_a_check_digit() -> None:
+    """Position 9 is a check digit where 49 CFR 565 applies (WMI 1 to 5), not elsewhere."""
+    assert requires_check_digit(PUBLISHED)
+    assert requires_check_digit("3VWFE21C04M000001")  # Mexico
+    assert not requires_check_digit("WVWZZZ1JZXW000001")  # Germany
+    assert not requires_check_digit("JHMCM56557C404453")  # Japan
+    assert not requires_check_digit("")

@@ -1,0 +1,186 @@
+"""The query client's multi-bureau reply: one bad recipient fails alone, and a gateway
+outage still lists every bureau ALL stands for.
+
+The gateway here is a small in-process servicer on a real mTLS loopback socket. It serves
+the PKI folder's directory entries and answers each envelope of a MultiQuery as its
+recipient bureau would (a no-hit, sealed to the requester), so an answered row proves
+the bureau was asked. An outage is the real thing: the server is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import pytest
+
+from ncbsim import envelope, pki, rekey
+from ncbsim.client import ALL, Answer, BureauClient, Outcome
+from ncbsim.directory import Directory
+from ncbsim.errors import DirectoryError
+from ncbsim.identity import Identity
+from ncbsim.serving import Served, start_server
+from ncbsim.v1 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+
+T = TypeVar("T")
+
+BUREAUS = ["FR", "DE", "IT", "NL"]
+QUERY = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="X1234567", issuer="FR"))
+
+
+class AnsweringGateway(gateway_pb2_grpc.GatewayServicer):
+    """Serves the directory from a PKI folder; each bureau answers no-hit to what it gets."""
+
+    def __init__(self, directory: pki.PkiDir) -> None:
+        self.pki = directory
+        self.asked: list[str] = []
+
+    async def GetDirectory(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.DirectoryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.Directory:
+        signed = self.pki.signed_entries(list(request.bureaus) or None)
+        return gateway_pb2.Directory(
+            entries=[directory_pb2.SignedDirectoryEntry.FromString(s) for s in signed]
+        )
+
+    async def MultiQuery(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.MultiQueryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.MultiQueryReply:
+        now = int(time.time() * 1000)
+        senders = Directory.from_pki(self.pki).get
+        deliveries = []
+        for env in request.envelopes:
+            bureau = envelope.unverified_header(env).recipient
+            self.asked.append(bureau)
+            me = Identity.load(self.pki, bureau, now_ms=now)
+            opened = envelope.open_request(env, recipient=me, senders=senders)
+            body = query_pb2.QueryRequest.FromString(opened.plaintext)
+            answer = query_pb2.QueryResponse(hits=query_pb2.Hits())
+            response = envelope.seal_response(
+                answer.SerializeToString(),
+                sender=me,
+                request=opened.header,
+                response_key=body.response_key,
+            )
+            deliveries.append(
+                gateway_pb2.Delivery(
+                    bureau=bureau,
+                    status=gateway_pb2.DELIVERY_STATUS_DELIVERED,
+                    response=response,
+                )
+            )
+        return gateway_pb2.MultiQueryReply(deliveries=deliveries)
+
+
+@asynccontextmanager
+async def _served(directory: pki.PkiDir, fake: AnsweringGateway) -> AsyncIterator[Served]:
+    served = await start_server(
+        directory.tls("gateway"),
+        "127.0.0.1:0",
+        [],
+        register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(fake, s),
+    )
+    try:
+        yield served
+    finally:
+        await served.server.stop(0)
+
+
+def _as_de(
+    directory: pki.PkiDir, use: Callable[[BureauClient, Served, AnsweringGateway], Awaitable[T]]
+) -> T:
+    """Run ``use`` with DE's client connected to an answering gateway."""
+
+    async def main() -> T:
+        fake = AnsweringGateway(directory)
+        async with (
+            _served(directory, fake) as served,
+            BureauClient.open(directory, "DE", served.address) as client,
+        ):
+            return await use(client, served, fake)
+
+    return asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def network_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
+    """FR, DE, IT and NL: a PKI the tests that revoke nothing share."""
+    return pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
+
+
+def _rows(answers: list[Answer]) -> dict[str, Outcome]:
+    return {a.bureau: a.outcome for a in answers}
+
+
+def test_a_revoked_bureau_fails_alone_and_the_others_are_asked(tmp_path: Path) -> None:
+    """After `pki revoke FR`, a query to FR,IT fails FR's row, saying it is revoked, while
+    IT is asked and answers."""
+    directory = pki.init(tmp_path / "pki", BUREAUS)
+    rekey.revoke(directory, "FR")
+
+    async def ask(
+        client: BureauClient, _: Served, fake: AnsweringGateway
+    ) -> tuple[list[Answer], list[str]]:
+        return await client.multi_query(QUERY, ["FR", "IT"]), fake.asked
+
+    answers, asked = _as_de(directory, ask)
+    assert _rows(answers) == {"FR": Outcome.FAILED, "IT": Outcome.NO_HIT}
+    assert "revoked" in answers[0].detail
+    assert asked == ["IT"]
+
+
+def test_a_bureau_missing_from_the_directory_fails_alone(network_pki: pki.PkiDir) -> None:
+    """A bureau with no directory entry (ES, not in this network) fails its own row only;
+    the others in the list are asked and answer."""
+
+    async def ask(client: BureauClient, *_: object) -> list[Answer]:
+        return await client.multi_query(QUERY, ["IT", "ES", "NL"])
+
+    answers = _as_de(network_pki, ask)
+    assert _rows(answers) == {"IT": Outcome.NO_HIT, "ES": Outcome.FAILED, "NL": Outcome.NO_HIT}
+    assert answers[1].detail == "no verified directory entry for ES"
+
+
+def test_all_during_an_outage_lists_every_bureau_of_the_directory_held(
+    network_pki: pki.PkiDir,
+) -> None:
+    """With the gateway gone, a query to ALL from a client that has seen the directory
+    lists every other bureau, each no-answer, instead of one row named ALL."""
+
+    async def ask(client: BureauClient, served: Served, _: AnsweringGateway) -> list[Answer]:
+        await client.peers.load_all()
+        await served.server.stop(0)
+        return await client.multi_query(QUERY, [ALL], timeout=2)
+
+    answers = _as_de(network_pki, ask)
+    assert _rows(answers) == {b: Outcome.NO_ANSWER for b in ("FR", "IT", "NL")}
+    assert all(a.detail.startswith("gateway: UNAVAILABLE") for a in answers)
+
+
+def test_an_explicit_list_during_an_outage_lists_each_bureau(network_pki: pki.PkiDir) -> None:
+    """With the gateway gone and no directory held, a query to FR,IT lists FR and IT as
+    no-answer."""
+
+    async def ask(client: BureauClient, served: Served, _: AnsweringGateway) -> list[Answer]:
+        await served.server.stop(0)
+        return await client.multi_query(QUERY, ["FR", "IT"], timeout=2)
+
+    answers = _as_de(network_pki, ask)
+    assert _rows(answers) == {"FR": Outcome.NO_ANSWER, "IT": Outcome.NO_ANSWER}
+
+
+def test_all_during_an_outage_without_a_directory_says_so(network_pki: pki.PkiDir) -> None:
+    """A client that never reached the gateway cannot tell who ALL is: it says so, and
+    invents no row."""
+
+    async def ask(client: BureauClient, served: Served, _: AnsweringGateway) -> list[Answer]:
+        await served.server.stop(0)
+        return await client.multi_query(QUERY, [ALL], timeout=2)
+
+    with pytest.raises(DirectoryError, match="holds no verified directory yet"):
+        _as_de(network_pki, ask)
