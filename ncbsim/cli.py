@@ -646,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
         required=True,
         type=str.upper,
         help="issuing state: ISO 3166 alpha-2, e.g. FR (alpha-3 FRA and ICAO codes such as "
-        "D are accepted); GS issues no documents",
+        "D are accepted); GS for INTERPOL travel documents",
     )
     person = kinds.add_parser(
         "person", parents=[output], help="person by name (fuzzy) and date of birth"

@@ -122,12 +122,13 @@ def plate(text: str) -> str:
 
 def issuer(text: str) -> str:
     """``--issuer``: the issuing state as ISO 3166 alpha-2 (alpha-3 and ICAO MRZ codes such
-    as ``FRA`` or ``D`` are accepted and sent as alpha-2); never the General Secretariat."""
+    as ``FRA`` or ``D`` are accepted and sent as alpha-2). ``GS`` (ICAO ``XPO``) is the General
+    Secretariat, which issues INTERPOL travel documents to its officials."""
     try:
         code = alpha2_of(text)
     except UnknownCountry:
         code = ""
-    if not code or code == GENERAL_SECRETARIAT:
+    if not code:
         raise ConfigError(
             f"--issuer: {text.strip()!r} is not an issuing state: expected an ISO 3166 "
             "alpha-2 code such as FR or DE (alpha-3 FRA and ICAO codes such as D work too)"

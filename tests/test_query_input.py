@@ -107,9 +107,15 @@ def test_issuer_is_an_issuing_state_sent_as_alpha2(text: str, sent: str) -> None
     assert query_input.issuer(text) == sent
 
 
-@pytest.mark.parametrize("text", ["XX", "GS", "XPO", "", "France"])
+@pytest.mark.parametrize("text", ["GS", "XPO", "gs"])
+def test_the_general_secretariat_issues_interpol_travel_documents(text: str) -> None:
+    """GS's own documents (ICAO code XPO) can be queried: they are sent with issuer GS."""
+    assert query_input.issuer(text) == "GS"
+
+
+@pytest.mark.parametrize("text", ["XX", "", "France"])
 def test_issuer_refuses_codes_that_issue_nothing(text: str) -> None:
-    """Unassigned codes, the General Secretariat and names are not issuers."""
+    """Unassigned codes and names are not issuers."""
     with pytest.raises(ConfigError, match=r"^--issuer: .* is not an issuing state"):
         query_input.issuer(text)
 
