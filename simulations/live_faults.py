@@ -31,12 +31,13 @@ from typing import Any
 from ncbsim.errors import ConfigError, NcbsimError
 from node.host import control
 from simulations import faultd
-from simulations.network import Host, Network, alive
+from simulations.network import LIVE_FAULTS, Host, Network, alive
 from simulations.operate import load, locked
 from simulations.scenario import GATEWAY, PROXY_FAULTS, Event, fault_event
 
-STATE = Path("run") / "faults.json"
-"""The process faults in force: ``[{"event": TABLE, "started_ms": N, "held": [...]}]``."""
+STATE = LIVE_FAULTS
+"""The process faults in force: ``{"faults": [{"event": TABLE, "started_ms": N, "held":
+[...]}]}`` (removed by ``ncbsim down``, with the network)."""
 _HOLDS = {"restart": "kill", "resume": "pause"}
 
 
@@ -65,15 +66,24 @@ def _kind(entry: Mapping[str, Any]) -> str:
     return str(entry["event"]["fault"])
 
 
+def _ask_daemon(
+    network: Network, message: Mapping[str, Any], *, timeout: float = faultd.REPLY_TIMEOUT_S
+) -> dict[str, Any]:
+    assert network.faultd is not None
+    try:
+        return faultd.request(network.faultd.address, message, timeout=timeout)
+    except (OSError, ValueError) as exc:
+        raise NcbsimError(
+            f"the fault daemon (pid {network.faultd.pid}) does not answer ({exc}); "
+            f"see {network.faultd.log}"
+        ) from None
+
+
 def _link_faults(network: Network, *, timeout: float = faultd.REPLY_TIMEOUT_S) -> list[Any]:
     """The link faults the fault daemon holds (none without one)."""
     if network.faultd is None:
         return []
-    try:
-        reply = faultd.request(network.faultd.address, {"op": "status"}, timeout=timeout)
-    except (OSError, ValueError) as exc:
-        raise NcbsimError(f"the fault daemon does not answer ({exc})") from None
-    faults: list[Any] = reply.get("faults", [])
+    faults: list[Any] = _ask_daemon(network, {"op": "status"}, timeout=timeout).get("faults", [])
     return faults
 
 
@@ -184,10 +194,7 @@ def _link(network: Network, table: dict[str, Any], event: Event) -> dict[str, An
             f"`ncbsim down --workdir {network.workdir}` and "
             f"`ncbsim up {network.scenario} --workdir {network.workdir} --faults --detach`"
         )
-    try:
-        reply = faultd.request(network.faultd.address, {"op": "fault", "event": table})
-    except (OSError, ValueError) as exc:
-        raise NcbsimError(f"the fault daemon does not answer ({exc})") from None
+    reply = _ask_daemon(network, {"op": "fault", "event": table})
     if not reply.get("ok"):
         raise NcbsimError(f"{event.fault}: {reply.get('error')}")
     on = ", ".join(event.bureaus)
@@ -306,8 +313,7 @@ def heal(workdir: Path, ids: list[str], *, everything: bool = False) -> list[str
             if fault_id in mine:
                 lines.append(_heal_process(network, mine[fault_id]))
             else:
-                assert network.faultd is not None
-                reply = faultd.request(network.faultd.address, {"op": "heal", "id": fault_id})
+                reply = _ask_daemon(network, {"op": "heal", "id": fault_id})
                 if not reply.get("ok"):  # healed by its duration_s meanwhile
                     lines.append(f"{fault_id}: {reply.get('error')}")
                     continue

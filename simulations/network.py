@@ -49,6 +49,8 @@ from simulations.scenario import Scenario
 log = structlog.get_logger()
 
 MANIFEST = "network.json"
+LIVE_FAULTS = Path("run") / "faults.json"
+"""The process faults applied live (simulations.live_faults): they end with the network."""
 STAMP = "records.json"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -458,6 +460,7 @@ class Network:
         prepare(workdir, scenario)
         run = workdir / "run"
         run.mkdir(exist_ok=True)
+        (workdir / LIVE_FAULTS).unlink(missing_ok=True)  # left by a network that crashed
         env_args = ["--log-level", log_level]
         started = started if started is not None else []
         procs: list[Proc] = []
@@ -762,6 +765,7 @@ class Network:
             remove_socket(host.control)
         if self.faultd is not None:
             remove_socket(self.faultd.address)
+        (self.workdir / LIVE_FAULTS).unlink(missing_ok=True)
         (self.workdir / MANIFEST).unlink(missing_ok=True)
         log.info("network_down", workdir=str(self.workdir), stopped=stopped, gone=gone)
         return Stopped(stopped, gone)

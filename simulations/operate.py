@@ -130,7 +130,10 @@ def up(workdir: Path, scenario: Scenario, *, detach: bool, log_level: str, fault
 
 
 def _upstreams(control: str, addresses: dict[str, str]) -> None:
-    reply = faultd.request(control, {"op": "upstreams", "addresses": addresses})
+    try:
+        reply = faultd.request(control, {"op": "upstreams", "addresses": addresses})
+    except (OSError, ValueError) as exc:
+        raise NetworkError(f"the fault daemon does not answer ({exc})") from None
     if not reply.get("ok"):
         raise NetworkError(f"the fault daemon refused the addresses: {reply.get('error')}")
 

@@ -146,7 +146,8 @@ def _a_document(workdir: Path, owner: str, asker: str) -> tuple[str, ...]:
 
 def test_status_down_counts_and_link_faults_need_up_faults(plain: Path) -> None:
     """status exits 0 with every process SERVING, and 1 naming a host killed by pid; a
-    link fault on a network without --faults says so; down counts stopped and gone."""
+    link fault on a network without --faults says so (a process fault works); down
+    counts stopped and gone, and takes the live faults with it."""
     code, data = _status(plain)
     assert code == 0, data
     rows = _rows(data)
@@ -162,9 +163,13 @@ def test_status_down_counts_and_link_faults_need_up_faults(plain: Path) -> None:
     assert "not brought up with --faults" in cut.stderr
     assert "Traceback" not in cut.stderr
 
+    skew = _ncbsim("fault", "--workdir", plain, "skew", "--bureaus", "FR", "--offset-ms", "-2000")
+    assert skew.returncode == 0, skew.stderr  # a process fault needs no --faults
+
     os.kill(_node(plain, "IT")["pid"], signal.SIGKILL)
     code, data = _status(plain)
     assert code == 1
+    assert [(f["id"], f["params"]) for f in data["faults"]] == [("skew_1", {"offset_ms": -2000})]
     rows = _rows(data)
     assert not rows["IT"]["alive"]
     assert not rows["IT"]["up"]
@@ -178,6 +183,7 @@ def test_status_down_counts_and_link_faults_need_up_faults(plain: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert "stopped 4 processes (gateway, 3 hosts); 1 was already gone (host)" in down.stdout
     assert not (plain / "network.json").exists()
+    assert not (plain / "run" / "faults.json").exists()  # live faults end with the network
     assert not any(alive(pid) for pid in pids)
 
 
