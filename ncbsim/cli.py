@@ -530,6 +530,23 @@ def _scalar(text: str) -> int | float | str:
     return text
 
 
+_FAULT_HELP = {
+    "latency": "delay the bureau's link (needs up --faults)",
+    "bandwidth": "cap the link's throughput (needs up --faults)",
+    "loss": "hold back a share of chunks one retransmission timeout (needs up --faults)",
+    "slice": "cut writes into small pieces (needs up --faults)",
+    "blackhole": "bytes vanish, connections stay open (needs up --faults)",
+    "reset": "reset the link's open connections, once (needs up --faults)",
+    "down": "refuse new connections on the link (needs up --faults)",
+    "partition": "cut bureaus off from the gateway, both ways (needs up --faults)",
+    "kill": "SIGKILL the bureau's host process, or --target gateway",
+    "restart": "start again what a live kill stopped",
+    "pause": "SIGSTOP the bureau's host process, or --target gateway",
+    "resume": "SIGCONT what a live pause stopped",
+    "skew": "run the bureau's clock --offset-ms ahead (or behind, < 0)",
+}
+
+
 def _add_operate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """status, restart, fault, heal: operating a network of `ncbsim up` (docs/scenarios.md)."""
     from simulations import scenario as sc
@@ -566,7 +583,7 @@ def _add_operate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     fault.add_argument("--json", action="store_true", help="print the fault as JSON")
     kinds = fault.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind in sorted(sc.FAULTS):
-        one = kinds.add_parser(kind, help=f"a {kind} fault")
+        one = kinds.add_parser(kind, help=_FAULT_HELP.get(kind, f"a {kind} fault"))
         one.add_argument("--id", help="its name, for heal and status (default KIND_N)")
         one.add_argument("--bureaus", type=_codes, help="bureaus it hits, e.g. DE,IT")
         if kind in sc.PROCESS_FAULTS:

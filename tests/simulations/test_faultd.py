@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from ncbsim.cli import build_parser
 from simulations.faultd import FaultDaemon
 from simulations.network import Stopped
-from simulations.scenario import ScenarioError, fault_event
+from simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
 
 
 def test_fault_event_validates_like_a_scenario_file() -> None:
@@ -34,6 +35,24 @@ def test_fault_event_validates_like_a_scenario_file() -> None:
     for table, message in bad:
         with pytest.raises(ScenarioError, match=message):
             fault_event({"at_s": 0, "id": "x", **table})
+
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+def test_every_scenario_fault_kind_is_a_fault_command(kind: str) -> None:
+    """`ncbsim fault` offers every scenario fault kind with every parameter, spelled as
+    in the file or with dashes, so a live fault and a scenario event cannot drift."""
+    for spelling in ("_", "-"):
+        params = [
+            item
+            for name in FAULT_PARAMS.get(kind, {})
+            for item in (f"--{name.replace('_', spelling)}", "7")
+        ]
+        args = build_parser().parse_args(
+            ["fault", "--workdir", "w", kind, "--bureaus", "de", *params]
+        )
+        assert args.kind == kind
+        assert args.bureaus == ["DE"]
+        assert all(getattr(args, name) == 7 for name in FAULT_PARAMS.get(kind, {}))
 
 
 def test_stopped_says_what_it_stopped_and_what_was_gone() -> None:
