@@ -31,7 +31,7 @@ from typing import Any
 from ncbsim.errors import ConfigError, NcbsimError
 from node.host import control
 from simulations import faultd
-from simulations.network import LIVE_FAULTS, Host, Network, alive
+from simulations.network import LIVE_FAULTS, Host, Network
 from simulations.operate import load, locked
 from simulations.scenario import GATEWAY, PROXY_FAULTS, Event, fault_event
 
@@ -256,13 +256,22 @@ def _process(
 def _hold(network: Network, fault: str, event: Event) -> list[str]:
     """Kill or pause the processes of ``event``'s targets; every target they held."""
     if event.target == GATEWAY:
+        _running(network, network.gateway.pid, "the gateway", "--gateway")
         if fault == "kill":
             network.kill_gateway()
         else:
             os.kill(network.gateway.pid, signal.SIGSTOP)
         return [GATEWAY]
+    hosts = _hosts(network, event.bureaus)
+    for host in hosts:  # all checked before any is hit
+        _running(
+            network,
+            host.pid,
+            f"the host of {', '.join(host.bureaus)}",
+            f"--bureau {host.bureaus[0]}",
+        )
     hit: list[str] = []
-    for host in _hosts(network, event.bureaus):
+    for host in hosts:
         if fault == "kill":
             network.kill_host(host)
         else:
@@ -271,21 +280,29 @@ def _hold(network: Network, fault: str, event: Event) -> list[str]:
     return hit
 
 
+def _running(network: Network, pid: int, what: str, option: str) -> None:
+    if not network.runs(pid):
+        raise NcbsimError(
+            f"{what} (pid {pid}) is not running; start it again with "
+            f"`ncbsim restart --workdir {network.workdir} {option}`"
+        )
+
+
 def _release(network: Network, fault: str, targets: list[str]) -> list[str]:
     """Restart (after a kill) or resume (after a pause) ``targets``; every target freed."""
     if targets == [GATEWAY]:
         if fault == "restart":
-            if not alive(network.gateway.pid):
+            if not network.runs(network.gateway.pid):
                 network.restart_gateway()
-        else:
+        elif network.runs(network.gateway.pid):
             os.kill(network.gateway.pid, signal.SIGCONT)
         return [GATEWAY]
     freed: list[str] = []
     for host in _hosts(network, tuple(targets)):
         if fault == "restart":
-            if not alive(host.pid):
+            if not network.runs(host.pid):
                 network.restart_host(host, clock_offsets=skews(network))
-        else:
+        elif network.runs(host.pid):
             os.kill(host.pid, signal.SIGCONT)
         freed += host.bureaus
     return freed
@@ -332,7 +349,7 @@ def _heal_process(network: Network, entry: dict[str, Any]) -> str:
     )
     if kind == "skew":
         for code in held:
-            if alive(network.host_of(code).pid):
+            if network.runs(network.host_of(code).pid):
                 _set_clock(network, code, 0)
         return f"healed {event.id}: {', '.join(held)} back on time"
     freed = _release(network, "restart" if kind == "kill" else "resume", held)

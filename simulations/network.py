@@ -591,6 +591,10 @@ class Network:
             ]
             self.write_manifest()
 
+    def runs(self, pid: int) -> bool:
+        """Whether ``pid`` is alive and a process of this network (not a reused pid)."""
+        return alive(pid) and _ours(pid, self.workdir)
+
     def stop_host(self, host: Host) -> None:
         """Stop ``host`` cleanly (SIGTERM; SIGKILL after :data:`STOP_TIMEOUT_S`), if it runs."""
         if _ours(host.pid, self.workdir):
@@ -715,7 +719,11 @@ class Network:
         views: list[Network] = [self]
         with contextlib.suppress(ConfigError, OSError, ValueError, KeyError, TypeError):
             if (self.workdir / MANIFEST).exists():
-                views.append(Network.load(self.workdir))
+                disk = Network.load(self.workdir)
+                # The same network (its gateway keeps its address over restarts), not
+                # another one brought up in this folder after ours was stopped.
+                if disk.gateway.address == self.gateway.address:
+                    views.append(disk)
         slots: dict[str, list[int]] = {}
         for view in views:
             slots.setdefault("gateway", []).append(view.gateway.pid)

@@ -28,7 +28,6 @@ from simulations.network import (
     Network,
     Proc,
     Stopped,
-    alive,
     prepare,
     remove_socket,
     socket_path,
@@ -261,7 +260,7 @@ async def _probe(network: Network, rows: list[Row], timeout: float) -> None:
     limit = asyncio.Semaphore(32)
 
     async def one(row: Row) -> None:
-        row.alive = alive(row.pid)
+        row.alive = network.runs(row.pid)
         if not row.alive:
             return
         async with limit:

@@ -176,6 +176,9 @@ def test_status_down_counts_and_link_faults_need_up_faults(plain: Path) -> None:
     assert all(rows[name]["up"] for name in ("gateway", "FR", "DE", "NL"))
     human = _ncbsim("status", "--workdir", plain)
     assert human.returncode == 1
+    dead = _ncbsim("fault", "--workdir", plain, "pause", "--bureaus", "IT")
+    assert dead.returncode == 2
+    assert "is not running; start it again with `ncbsim restart" in dead.stderr
     assert "1 of 5 down: IT" in human.stdout
 
     pids = [p["pid"] for p in _manifest(plain)["processes"]]
