@@ -75,7 +75,10 @@ def cmd_pki_rotate(args: argparse.Namespace) -> int:
     else:
         print("the old keys are refused from now on (no grace period)")
     if rotated.new_tls_certificate:
-        print(f"new TLS certificate: restart {args.bureau}'s node to present it")
+        print(
+            f"new TLS certificate: restart {args.bureau}'s node to present it (a network of "
+            f"`ncbsim up`: ncbsim restart --workdir {args.dir} --bureau {args.bureau})"
+        )
     return 0
 
 
@@ -151,19 +154,23 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from ncbsim.serving import wait_for_shutdown
+    from simulations import operate
     from simulations import scenario as scenarios
-    from simulations.network import Network
 
-    network = Network.start(
+    network = operate.up(
         args.workdir,
         scenarios.load(args.scenario),
         detach=args.detach,
         log_level=args.child_log_level,
+        faults=args.faults,
     )
-    for proc in network.procs:
+    procs = [*network.procs, *([network.faultd] if network.faultd else [])]
+    for proc in procs:
         name = proc.bureau or proc.role
         print(f"{name:8} pid {proc.pid:<8} {proc.address:22} log {proc.log}")
     print(f"network.json: {network.workdir / 'network.json'}")
+    if args.faults:
+        print(f"links through fault proxies: ncbsim fault --workdir {args.workdir} KIND ...")
     if args.detach:
         print(f"detached; stop it with: ncbsim down --workdir {args.workdir}")
         return 0
@@ -176,11 +183,64 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from simulations.network import Network
+    from simulations import operate
 
-    network = Network.load(args.workdir)
-    network.stop()
-    print(f"stopped {len(network.procs)} processes in {network.workdir}")
+    print(f"{operate.down(args.workdir).describe()} in {args.workdir}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from simulations import operate
+
+    data = operate.status(args.workdir, timeout=args.timeout)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        operate.render(data)
+    return 0 if data["up"] else 1
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from simulations import operate
+
+    print(operate.restart(args.workdir, bureau=args.bureau, gateway=args.gateway))
+    return 0
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    from simulations import live_faults
+    from simulations.scenario import FAULT_PARAMS, INSTANT_FAULTS
+
+    table: dict[str, object] = {"fault": args.kind}
+    for key in (
+        "id",
+        "bureaus",
+        "target",
+        "direction",
+        "duration_s",
+        *FAULT_PARAMS.get(args.kind, {}),
+    ):
+        value = getattr(args, key, None)
+        if value is not None:
+            table[key] = value
+    result = live_faults.apply(args.workdir, table)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(result["detail"])
+    fault = result["fault"]
+    if args.kind not in INSTANT_FAULTS and fault["until_ms"] is None:
+        print(f"in force until: ncbsim heal --workdir {args.workdir} {fault['id']}")
+    return 0
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from simulations import live_faults
+
+    if not args.ids and not args.all:
+        raise NcbsimError("name the faults to heal (ids from `ncbsim status`), or --all")
+    lines = live_faults.heal(args.workdir, args.ids, everything=args.all)
+    print("\n".join(lines) if lines else "no faults in force")
     return 0
 
 
@@ -191,20 +251,20 @@ def cmd_query(args: argparse.Namespace) -> int:
     # Formats first: a query that cannot be right is refused before anything is read or sent.
     to = query_input.recipients(args.to)
     request = query_input.request(args, today=dt.date.today())
-    gateway = find_gateway(args.workdir)
+    gateway = find_gateway(args.workdir, args.as_bureau)
     return asyncio.run(run_query(args, request, to, gateway=gateway))
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     from ncbsim.mail_console import run_send
 
-    return asyncio.run(run_send(args, gateway=find_gateway(args.workdir)))
+    return asyncio.run(run_send(args, gateway=find_gateway(args.workdir, args.as_bureau)))
 
 
 def cmd_receipts(args: argparse.Namespace) -> int:
     from ncbsim.mail_console import run_receipts
 
-    return asyncio.run(run_receipts(args, gateway=find_gateway(args.workdir)))
+    return asyncio.run(run_receipts(args, gateway=find_gateway(args.workdir, args.as_bureau)))
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
@@ -464,6 +524,96 @@ def _add_mail_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     receipts.set_defaults(func=cmd_receipts, server=False)
 
 
+def _scalar(text: str) -> int | float | str:
+    """A parameter as a scenario file would hold it: an integer, a decimal, or (an error
+    the scenario's own check reports) text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+_FAULT_HELP = {
+    "latency": "delay the bureau's link (needs up --faults)",
+    "bandwidth": "cap the link's throughput (needs up --faults)",
+    "loss": "hold back a share of chunks one retransmission timeout (needs up --faults)",
+    "slice": "cut writes into small pieces (needs up --faults)",
+    "blackhole": "bytes vanish, connections stay open (needs up --faults)",
+    "reset": "reset the link's open connections, once (needs up --faults)",
+    "down": "refuse new connections on the link (needs up --faults)",
+    "partition": "cut bureaus off from the gateway, both ways (needs up --faults)",
+    "kill": "SIGKILL the bureau's host process, or --target gateway",
+    "restart": "start again what a live kill stopped",
+    "pause": "SIGSTOP the bureau's host process, or --target gateway",
+    "resume": "SIGCONT what a live pause stopped",
+    "skew": "run the bureau's clock --offset-ms ahead (or behind, < 0)",
+}
+
+
+def _add_operate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """status, restart, fault, heal: operating a network of `ncbsim up` (docs/scenarios.md)."""
+    from simulations import scenario as sc
+
+    status = sub.add_parser(
+        "status", help="every process of a running network, alive and healthy? (exit 1 if not)"
+    )
+    status.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    status.add_argument("--json", action="store_true", help="one JSON object (docs/scenarios.md)")
+    status.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds per health check (default 2)"
+    )
+    status.set_defaults(func=cmd_status, server=False)
+
+    restart = sub.add_parser(
+        "restart", help="restart one process with its files, ports and current certificate"
+    )
+    restart.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    which = restart.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--bureau", type=str.upper, help="the bureau (its host process: and the bureaus it serves)"
+    )
+    which.add_argument("--gateway", action="store_true", help="the gateway")
+    restart.set_defaults(func=cmd_restart, server=False)
+
+    fault = sub.add_parser(
+        "fault",
+        help="apply a scenario fault live (link faults need `up --faults`)",
+        description="Apply a fault to a running network, with the kinds, keys and "
+        "parameters of a scenario file's [[events]] (docs/scenarios.md). It stays in force "
+        "until `ncbsim heal` (or its --duration-s, for a link fault).",
+    )
+    fault.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    fault.add_argument("--json", action="store_true", help="print the fault as JSON")
+    kinds = fault.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind in sorted(sc.FAULTS):
+        one = kinds.add_parser(kind, help=_FAULT_HELP.get(kind, f"a {kind} fault"))
+        one.add_argument("--id", help="its name, for heal and status (default KIND_N)")
+        one.add_argument("--bureaus", type=_codes, help="bureaus it hits, e.g. DE,IT")
+        if kind in sc.PROCESS_FAULTS:
+            one.add_argument("--target", choices=sc.TARGETS, help="gateway: hit the gateway")
+        if kind in sc.LINK_FAULTS:
+            one.add_argument("--direction", choices=sc.DIRECTIONS, help="default both")
+        if kind not in sc.INSTANT_FAULTS:
+            one.add_argument(
+                "--duration-s", "--duration_s", dest="duration_s", type=_scalar,
+                help="link faults: heal by itself after this many seconds",
+            )  # fmt: skip
+        for name, param in sc.FAULT_PARAMS.get(kind, {}).items():
+            one.add_argument(
+                f"--{name.replace('_', '-')}", f"--{name}", dest=name, type=_scalar,
+                help=f"{'required' if param.required else f'default {param.default:g}'}",
+            )  # fmt: skip
+    fault.set_defaults(func=cmd_fault, server=False)
+
+    heal = sub.add_parser("heal", help="end live faults by id (see `ncbsim status`)")
+    heal.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    heal.add_argument("ids", nargs="*", metavar="ID", help="fault ids, e.g. cut")
+    heal.add_argument("--all", action="store_true", help="every fault in force")
+    heal.set_defaults(func=cmd_heal, server=False)
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, readable table
     parser = argparse.ArgumentParser(
         prog="ncbsim",
@@ -607,11 +757,18 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     up.add_argument("scenario", help="scenario name (simulations/scenarios) or .toml path")
     up.add_argument("--workdir", type=Path, required=True, help="PKI, data, logs and audit")
     up.add_argument("--detach", action="store_true", help="return once the network serves")
+    up.add_argument(
+        "--faults",
+        action="store_true",
+        help="put every bureau's link to the gateway through fault proxies (a process of "
+        "their own), so `ncbsim fault` can apply link faults and partitions live",
+    )
     up.set_defaults(func=cmd_up, server=False)
 
     down = sub.add_parser("down", help="stop a detached network")
     down.add_argument("--workdir", type=Path, required=True)
     down.set_defaults(func=cmd_down, server=False)
+    _add_operate_parsers(sub)
 
     query = sub.add_parser(
         "query",
@@ -743,6 +900,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     from node import host  # many bureau nodes in one process (the simulator's hosts)
 
     host.add_parsers(sub)
+    from simulations import faultd  # the fault proxies of `up --faults`
+
+    faultd.add_parsers(sub)
     return parser
 
 

@@ -41,10 +41,21 @@ def require_pki(workdir: Path) -> PkiDir:
     return pki
 
 
-def find_gateway(workdir: Path) -> str:
+def find_gateway(workdir: Path, bureau: str | None = None) -> str:
     """The gateway address of the network in ``workdir``: from ``network.json`` (written by
-    ``ncbsim up``), else from the gateway's ready file (``ncbsim gateway --dir``)."""
+    ``ncbsim up``), else from the gateway's ready file (``ncbsim gateway --dir``).
+
+    With ``bureau``, the way that bureau reaches it: its fault proxy, under ``up --faults``.
+    """
     require_pki(workdir)
+    manifest = workdir / MANIFEST
+    if bureau is not None and manifest.exists():
+        try:
+            link = json.loads(manifest.read_text()).get("links", {}).get(bureau)
+        except (OSError, ValueError, AttributeError) as exc:
+            raise NcbsimError(f"{manifest} is not a network manifest ({exc!r})") from None
+        if link:
+            return str(link["to_gateway"])
     for path, key in ((workdir / MANIFEST, "gateway"), (gateway_ready_file(workdir), "address")):
         if not path.exists():
             continue

@@ -1,4 +1,7 @@
-"""The owner's side of data-owner control: ``ncbsim record restrict`` and ``ncbsim hits``.
+"""The owner's side of its records: ``ncbsim record list``, ``record restrict`` and ``hits``.
+
+``record list`` shows records worth querying from the bureau's own record database
+(read-only: it never writes), so a user knows what a query will hit.
 
 ``record restrict`` writes a record's control (allow- or deny-list, handling code, notify
 flag) into the bureau's own record database, ``WORKDIR/bureaus/XX/records.sqlite``. It
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,17 +28,30 @@ from pathlib import Path
 from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, alpha2_of
 from ncbsim.errors import NcbsimError
 from node.hits import HitEvent, read_hits
-from node.store import CONTROLS_DDL, HANDLING_CODES, NO_CONTROL, Access, Control
+from node.store import (
+    CONTROLS_DDL,
+    HANDLING_CODES,
+    KINDS,
+    NO_CONTROL,
+    Access,
+    Control,
+    Document,
+    Person,
+    Record,
+    RecordStore,
+)
 
 __all__ = [
     "ControlChange",
     "add_parsers",
     "bureau_dir",
     "cmd_hits",
+    "cmd_record_list",
     "cmd_record_restrict",
     "describe",
     "hits_path",
     "list_hits",
+    "list_records",
     "read_control",
     "records_path",
     "restrict",
@@ -195,6 +212,124 @@ def describe(control: Control) -> dict[str, object]:
     }
 
 
+def list_records(
+    workdir: Path, bureau: str, kinds: tuple[str, ...] = KINDS, limit: int = 10
+) -> list[tuple[str, Record, Control]]:
+    """Up to ``limit`` records of each kind worth querying in ``bureau``'s database, with
+    their controls (:meth:`RecordStore.worth_querying`); read-only."""
+    path = records_path(workdir, bureau)
+    if not path.is_file():
+        raise NcbsimError(f"no record database at {path}; is {bureau} a bureau of {workdir}?")
+    try:
+        store = RecordStore(path)
+    except ValueError as exc:
+        raise NcbsimError(str(exc)) from None
+    try:
+        return [
+            (kind, record, control)
+            for kind in kinds
+            for record, control in store.worth_querying(kind, limit)
+        ]
+    finally:
+        store.close()
+
+
+def _control_text(control: Control) -> str:
+    parts = []
+    if control.access != "open":
+        parts.append(f"{control.access} {','.join(sorted(control.bureaus))}")
+    if control.handling is not None:
+        parts.append(HANDLING_CODES[control.handling])
+    if control.notify:
+        parts.append("notify")
+    return " ".join(parts)
+
+
+def _record_fields(kind: str, record: Record) -> dict[str, object]:
+    """What ``record list`` shows of a record: what a query for it needs, and its status."""
+    if isinstance(record, Document):
+        return {
+            "number": record.number,
+            "issuer": record.issuer,
+            "doc_type": record.doc_type,
+            "status": record.status,
+        }
+    if isinstance(record, Person):
+        return {
+            "surname": record.surname,
+            "given_names": record.given_names,
+            "date_of_birth": record.date_of_birth,
+            "flag": record.flag,
+        }
+    return {
+        "vin": record.vin,
+        "plate": record.plate,
+        "make": record.make,
+        "model": record.model,
+        "status": record.status,
+    }
+
+
+_SHOWN = {
+    "document": ("number", "issuer", "status"),
+    "person": ("surname", "given_names", "date_of_birth", "flag"),
+    "vehicle": ("vin", "plate", "status"),
+}
+"""The columns of the human table (``--json`` has every field)."""
+_HEADERS = {"given_names": "given names", "date_of_birth": "born"}
+_EXAMPLE = {
+    "document": "document --number {number} --issuer {issuer}",
+    "person": "person --surname {surname} --given-names {given_names} --dob {date_of_birth}",
+    "vehicle": "vehicle --vin {vin}",
+}
+
+
+def cmd_record_list(args: argparse.Namespace) -> int:
+    """``ncbsim record list``: records worth querying, from the owner's own database."""
+    if args.limit <= 0:
+        raise NcbsimError("--limit must be positive")
+    owner = str(args.as_bureau).upper()
+    kinds = (args.kind,) if args.kind else KINDS
+    listed = list_records(args.workdir, owner, kinds, args.limit)
+    if args.json:
+        for kind, record, control in listed:
+            data = {"kind": kind, "ref": record.ref, **_record_fields(kind, record)}
+            print(json.dumps({**data, "control": describe(control)}))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for kind in kinds:
+        rows = [(record, control) for k, record, control in listed if k == kind]
+        if not rows:
+            continue
+        table = Table(header_style="bold", title=f"{owner} {kind}s")
+        shown = _SHOWN[kind]
+        for column in ("ref", *shown, "control"):
+            # Identifiers never wrap or shrink: they are copied into queries.
+            keep = column in {"ref", "number", "vin", "date_of_birth"}
+            table.add_column(_HEADERS.get(column, column), no_wrap=keep)
+        for record, control in rows:
+            values = _record_fields(kind, record)
+            cells = [str(values[column]) for column in shown]
+            table.add_row(record.ref, *cells, _control_text(control))
+        console.print(table)
+        fields = _record_fields(kind, rows[0][0])
+        example = _EXAMPLE[kind].format(**{k: shlex.quote(str(v)) for k, v in fields.items()})
+        console.print(
+            f"query one: ncbsim query --workdir {args.workdir} --as XX --to {owner} {example}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"{len(listed)} records; control: who may see it (allow/deny), handling code, "
+        "notify (hits show in `ncbsim hits`)"
+    )
+    return 0
+
+
 def cmd_record_restrict(args: argparse.Namespace) -> int:
     """``ncbsim record restrict``: change a record's control, print the result."""
     owner = str(args.as_bureau).upper()
@@ -290,8 +425,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     hits.add_argument("--json", action="store_true", help="one JSON object per line")
     hits.set_defaults(func=cmd_hits, server=False)
 
-    record = sub.add_parser("record", help="the owner's control of its records")
+    record = sub.add_parser("record", help="a bureau's own records: list them, control them")
     actions = record.add_subparsers(dest="record_command", required=True, metavar="ACTION")
+    rl = actions.add_parser(
+        "list",
+        help="records worth querying (read-only, from the bureau's own database)",
+        description="List records of a bureau's own database to query: for documents the "
+        "number, issuer and status, for persons the names and date of birth, for vehicles "
+        "the VIN and plate. Records flagged for hit notification come first, records "
+        "restricted to some bureaus last (the control column says who may see each). "
+        "Reads WORKDIR/bureaus/XX/records.sqlite only; never writes.",
+    )
+    rl.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    rl.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
+    rl.add_argument("--kind", choices=KINDS, help="only this kind (default: all three)")
+    rl.add_argument("--limit", type=int, default=10, help="at most N of each kind (default 10)")
+    rl.add_argument("--json", action="store_true", help="one JSON object per line")
+    rl.set_defaults(func=cmd_record_list, server=False)
     rs = actions.add_parser(
         "restrict",
         help="set who may see a record, its handling code and hit notification",

@@ -614,6 +614,45 @@ class RecordStore:
                 records.append(record_type(*row))
         return records
 
+    def worth_querying(self, kind: str, limit: int) -> list[tuple[Record, Control]]:
+        """Up to ``limit`` records of ``kind`` to query, each with its control (read-only).
+
+        Records flagged for hit notification come first (a hit on one shows in
+        ``ncbsim hits``), then records with no control, and records restricted to some
+        bureaus last (they hit only for those). Database order within each group. Raises
+        ``ValueError`` for an unknown kind.
+        """
+        checked = _kind(kind)
+        table, columns = _TABLES[checked]
+        selected = ", ".join(f"r.{column.strip()}" for column in columns.split(","))
+        statement = (
+            f"SELECT {selected}, c.access, c.bureaus, c.handling, c.notify FROM {table} r "
+            "LEFT JOIN controls c ON c.ref = r.ref ORDER BY CASE "
+            "WHEN c.access IN ('allow', 'deny') THEN 2 WHEN c.notify = 1 THEN 0 ELSE 1 END, "
+            "r.id LIMIT ?"
+        )
+        try:
+            rows = self._conn().execute(statement, (limit,)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table: controls" not in str(exc):
+                raise
+            plain = f"SELECT {columns} FROM {table} ORDER BY id LIMIT ?"
+            rows = [(*row, None, None, None, None) for row in self._conn().execute(plain, (limit,))]
+        record_type = _RECORD_TYPES[checked]
+        listed: list[tuple[Record, Control]] = []
+        for row in rows:
+            *fields, access, bureaus, handling, notify = row
+            control = NO_CONTROL
+            if access is not None:
+                control = Control(
+                    _access(access),
+                    frozenset(code for code in str(bureaus).split(",") if code),
+                    None if handling is None else int(handling),
+                    bool(notify),
+                )
+            listed.append((record_type(*fields), control))
+        return listed
+
     def counts(self) -> dict[str, int]:
         """How many records of each kind the store holds."""
         conn = self._conn()

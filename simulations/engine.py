@@ -33,6 +33,7 @@ from ncbsim.directory import Directory
 from ncbsim.pki import PkiDir
 from ncbsim.v1 import query_pb2
 from node.host import control
+from simulations import links as link_faults
 from simulations import messaging
 from simulations import network as net
 from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
@@ -611,20 +612,11 @@ class Engine:
         network = self.network
         assert network is not None
         link = self.links.get(code)
-        if fault in ("latency", "bandwidth", "loss", "slice", "blackhole"):
+        if fault in _PROXIED:
             assert link is not None
-            link.apply(fault, event.direction, event.params)
-        elif fault == "partition":
-            assert link is not None
-            link.apply("blackhole", "both", {})
-        elif fault == "reset":
-            assert link is not None
-            proxies = [p for p in (link.to_gateway, link.to_bureau) if p is not None]
-            resets = sum([await proxy.reset() for proxy in proxies])
-            self.event("connections_reset", id=event.id, bureau=code, connections=resets)
-        elif fault == "down":
-            assert link is not None
-            await link.down()
+            resets = await link_faults.apply(link, event)
+            if fault == "reset":
+                self.event("connections_reset", id=event.id, bureau=code, connections=resets)
         elif fault == "kill":
             await asyncio.to_thread(network.kill_host, network.host_of(code))
         elif fault == "restart":
@@ -672,30 +664,8 @@ class Engine:
         self.clocks[code].offset_ms = offset_ms
 
     async def _relink(self, code: str) -> None:
-        """Set ``code``'s link to exactly the link faults still in force on it.
-
-        Connections are reset only if a blackhole is lifted (never resume a half-dropped
-        stream), and the link comes up only if no ``down`` remains.
-        """
-        link = self.links[code]
-        shapings = link.shaping("both")
-        was_blackholed = any(s.blackhole for s in shapings)
-        for shaping in shapings:
-            shaping.clear()
-        down = False
-        for event in self._link_faults[code].values():
-            if event.fault == "down":
-                down = True
-            elif event.fault == "partition":
-                link.apply("blackhole", "both", {})
-            else:
-                assert event.fault is not None
-                link.apply(event.fault, event.direction, event.params)
-        if was_blackholed and not any(s.blackhole for s in shapings):
-            await link.reset()
-        proxies = [p for p in (link.to_gateway, link.to_bureau) if p is not None]
-        if not down and any(p.is_down for p in proxies):
-            await link.up()
+        """Set ``code``'s link to exactly the link faults still in force on it."""
+        await link_faults.relink(self.links[code], self._link_faults[code].values())
 
     async def _heal(self, fault_id: str) -> None:
         active = self._active.pop(fault_id, None)

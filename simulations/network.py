@@ -17,6 +17,7 @@ Everything lives in one work directory, which is also the PKI directory::
     WORKDIR/bureaus/FR/node.log          the JSON log of FR's host, when FR has a host of its own
     WORKDIR/hosts/host-3.log             the JSON log of a host of several bureaus
     WORKDIR/run/                         specs, ready files and control sockets of the hosts
+    WORKDIR/run/faultd.*                 the fault daemon of `up --faults` (simulations.faultd)
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from simulations.scenario import Scenario
 log = structlog.get_logger()
 
 MANIFEST = "network.json"
+LIVE_FAULTS = Path("run") / "faults.json"
+"""The process faults applied live (simulations.live_faults): they end with the network."""
 STAMP = "records.json"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -290,14 +293,86 @@ def _wait_ready(
     raise NetworkError(f"{what} (pid {proc.pid}) not ready in time; log {log_path}")
 
 
-def _control_path(run: Path, index: int) -> str:
-    path = run / f"host-{index}.sock"
+def socket_path(run: Path, name: str) -> str:
+    """Where to put the Unix socket ``name`` of a process of the network in ``run``."""
+    path = run / name
     if len(os.fsencode(str(path))) <= _SOCKET_PATH_MAX:
         return str(path)
     # A deep work directory: keep the socket short, in a private folder of its own (a
     # predictable name in a shared /tmp could be taken first by someone else).
     folder = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
-    return str(Path(folder) / f"host-{index}.sock")
+    return str(Path(folder) / name)
+
+
+def start_process(
+    args: list[str],
+    log_path: Path,
+    ready: Path,
+    *,
+    detach: bool,
+    what: str,
+    timeout_s: float = READY_TIMEOUT_S,
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start ``python -m ncbsim ARGS`` logging to ``log_path``; wait for its ``ready`` file.
+
+    Returns the child and the ready file's content. Raises NetworkError (the child
+    stopped) if it exits or is not ready within ``timeout_s``.
+    """
+    ready.unlink(missing_ok=True)
+    child = _spawn(args, log_path, detach=detach)
+    try:
+        info = _wait_ready(child, ready, log_path, deadline=time.monotonic() + timeout_s, what=what)
+    except BaseException:
+        terminate([child.pid])
+        child.wait()
+        raise
+    return child, info
+
+
+def _control_path(run: Path, index: int) -> str:
+    return socket_path(run, f"host-{index}.sock")
+
+
+def remove_socket(path: str) -> None:
+    """Remove a control socket, and the private folder :func:`socket_path` made for it."""
+    control = Path(path)
+    control.unlink(missing_ok=True)
+    if control.parent.name.startswith(SOCKET_DIR_PREFIX):
+        with contextlib.suppress(OSError):
+            control.parent.rmdir()
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """What :meth:`Network.stop` found: processes it stopped, and those already gone, by
+    role ("gateway", "host", "faultd")."""
+
+    stopped: dict[str, int]
+    gone: dict[str, int]
+
+    def describe(self) -> str:
+        """E.g. ``stopped 3 processes (gateway, 2 hosts); 1 was already gone (host)``."""
+        count = sum(self.stopped.values())
+        text = f"stopped {count} process{'' if count == 1 else 'es'}"
+        if count:
+            text += f" ({_roles(self.stopped)})"
+        gone = sum(self.gone.values())
+        if gone:
+            text += f"; {gone} {'was' if gone == 1 else 'were'} already gone ({_roles(self.gone)})"
+        return text
+
+
+_ROLE_NAMES = {"gateway": "gateway", "host": "host", "faultd": "fault proxy"}
+
+
+def _roles(counts: Mapping[str, int]) -> str:
+    parts = []
+    for role in ("gateway", "host", "faultd"):
+        n = counts.get(role, 0)
+        name = _ROLE_NAMES[role]
+        if n:
+            parts.append(name if n == 1 else f"{n} {name}s")
+    return ", ".join(parts)
 
 
 class Network:
@@ -313,6 +388,9 @@ class Network:
         hosts: list[Host] | None = None,
         log_level: str = "info",
         placement: Placement = LOOPBACK,
+        detach: bool = False,
+        faultd: Proc | None = None,
+        links: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.workdir = workdir
         self.placement = placement
@@ -320,6 +398,12 @@ class Network:
         self.procs = procs
         self.hosts = hosts or []
         self.log_level = log_level
+        self.detach = detach
+        """Processes (re)started by this object get a session of their own and outlive it."""
+        self.faultd = faultd
+        """The fault daemon of ``ncbsim up --faults`` (None without it)."""
+        self.links = {code: dict(link) for code, link in (links or {}).items()}
+        """Each bureau's fault proxies: ``{"DE": {"to_gateway": addr, "to_bureau": addr}}``."""
         self._children = children or []  # kept so we reap what we started
         self._lock = threading.Lock()  # restarts (in threads) against stop
         self._stopping = False
@@ -354,6 +438,8 @@ class Network:
         abort: threading.Event | None = None,
         started: list[subprocess.Popen[bytes]] | None = None,
         placement: Placement = LOOPBACK,
+        faultd: Proc | None = None,
+        links: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Network:
         """Prepare ``workdir``, start the gateway, then every host; wait until all serve.
 
@@ -365,7 +451,8 @@ class Network:
         ``ready_timeout_s`` bounds the whole start-up. Setting ``abort`` (from another
         thread) stops a start-up under way: everything started is stopped, and the call
         raises. ``started`` receives every child as it is spawned. ``placement`` says
-        where the processes run and listen (default: here, on loopback).
+        where the processes run and listen (default: here, on loopback). ``faultd`` and
+        ``links`` name the fault daemon and its proxies, for the manifest.
         """
         workdir = workdir.resolve()
         if (workdir / MANIFEST).exists():
@@ -373,6 +460,7 @@ class Network:
         prepare(workdir, scenario)
         run = workdir / "run"
         run.mkdir(exist_ok=True)
+        (workdir / LIVE_FAULTS).unlink(missing_ok=True)  # left by a network that crashed
         env_args = ["--log-level", log_level]
         started = started if started is not None else []
         procs: list[Proc] = []
@@ -449,6 +537,9 @@ class Network:
             hosts=network_hosts,
             log_level=log_level,
             placement=placement,
+            detach=detach,
+            faultd=faultd,
+            links=links,
         )
         network.write_manifest()
         log.info("network_up", workdir=str(workdir), processes=len(network_hosts) + 1)
@@ -485,7 +576,7 @@ class Network:
             if self._stopping:
                 raise NetworkError("the network is stopping")
             child = _start_host(
-                host, ["--log-level", self.log_level], detach=False, placement=self.placement
+                host, ["--log-level", self.log_level], detach=self.detach, placement=self.placement
             )
             self._children.append(child)
         _await_host(host, child, deadline=time.monotonic() + timeout_s, abort=self._abort)
@@ -499,6 +590,21 @@ class Network:
                 for p in self.procs
             ]
             self.write_manifest()
+
+    def runs(self, pid: int) -> bool:
+        """Whether ``pid`` is alive and a process of this network (not a reused pid)."""
+        return alive(pid) and _ours(pid, self.workdir)
+
+    def stop_host(self, host: Host) -> None:
+        """Stop ``host`` cleanly (SIGTERM; SIGKILL after :data:`STOP_TIMEOUT_S`), if it runs."""
+        if _ours(host.pid, self.workdir):
+            terminate([host.pid])
+        Path(host.control).unlink(missing_ok=True)
+
+    def stop_gateway(self) -> None:
+        """Stop the gateway cleanly (SIGTERM; SIGKILL after :data:`STOP_TIMEOUT_S`), if it runs."""
+        if _ours(self.gateway.pid, self.workdir):
+            terminate([self.gateway.pid])
 
     def kill_gateway(self) -> None:
         """SIGKILL the gateway (a crash: its mailbox keeps what it accepted) and reap it."""
@@ -537,7 +643,7 @@ class Network:
                     str(ready),
                 ],
                 glog,
-                detach=False,
+                detach=self.detach,
                 prefix=self.placement.command(None),
             )
             self._children.append(child)
@@ -561,14 +667,21 @@ class Network:
 
     def write_manifest(self) -> None:
         """Write WORKDIR/network.json."""
-        data = {
+        data: dict[str, Any] = {
             "scenario": self.scenario,
             "workdir": str(self.workdir),
             "gateway": self.gateway.address,
+            "log_level": self.log_level,
             "processes": [asdict(p) for p in self.procs],
             "hosts": [asdict(h) for h in self.hosts],
         }
-        (self.workdir / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")
+        if self.faultd is not None:
+            data["faultd"] = asdict(self.faultd)
+            data["links"] = self.links
+        # Replaced in one step: a reader (``ncbsim status``, a query) never sees half of it.
+        tmp = self.workdir / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(self.workdir / MANIFEST)
 
     @classmethod
     def load(cls, workdir: Path) -> Network:
@@ -580,39 +693,90 @@ class Network:
             raise ConfigError(f"no running network in {workdir} (no {MANIFEST})") from None
         procs = [Proc(**p) for p in data["processes"]]
         hosts = [Host(**h) for h in data.get("hosts", [])]
-        return cls(Path(data["workdir"]), data["scenario"], procs, hosts=hosts)
+        faultd = data.get("faultd")
+        # Whatever started it, what this object restarts must outlive the command.
+        return cls(
+            Path(data["workdir"]),
+            data["scenario"],
+            procs,
+            hosts=hosts,
+            log_level=data.get("log_level", "info"),
+            detach=True,
+            faultd=Proc(**faultd) if faultd else None,
+            links=data.get("links"),
+        )
 
     def pids(self) -> list[int]:
         """Every process of the network: the gateway, then each host once."""
         return list(dict.fromkeys(p.pid for p in self.procs))
 
-    def stop(self) -> None:
-        """Stop every process (hosts first), then remove the manifest.
+    def _slots(self) -> dict[str, list[int]]:
+        """Each process of the network ("gateway", "host-N", "faultd") and its candidate pids.
+
+        From this object and from the manifest on disk: a host restarted by another
+        command (``ncbsim restart``) has a pid only the manifest knows.
+        """
+        views: list[Network] = [self]
+        with contextlib.suppress(ConfigError, OSError, ValueError, KeyError, TypeError):
+            if (self.workdir / MANIFEST).exists():
+                disk = Network.load(self.workdir)
+                # The same network (its gateway keeps its address over restarts), not
+                # another one brought up in this folder after ours was stopped.
+                if disk.gateway.address == self.gateway.address:
+                    views.append(disk)
+        slots: dict[str, list[int]] = {}
+        for view in views:
+            slots.setdefault("gateway", []).append(view.gateway.pid)
+            for host in view.hosts:
+                slots.setdefault(f"host-{host.index}", []).append(host.pid)
+            for proc in view.procs:
+                if proc.role == "node":
+                    slots.setdefault(f"host-{proc.host}", []).append(proc.pid)
+            if view.faultd is not None:
+                slots.setdefault("faultd", []).append(view.faultd.pid)
+        return {slot: list(dict.fromkeys(pids)) for slot, pids in slots.items()}
+
+    def stop(self) -> Stopped:
+        """Stop every process (hosts first, the fault daemon last), then remove the manifest.
 
         Hosts are found three ways (the manifest, the hosts' current pids and the
         children still running), so one being restarted at this moment is not missed.
+        Returns how many processes were stopped and how many were already gone.
         """
         with self._lock:
             self._stopping = True
             self._abort.set()
-        gateway = self.gateway.pid
-        pids = [*self.pids(), *(h.pid for h in self.hosts)]
-        pids += [c.pid for c in self._children if c.poll() is None]
-        nodes = [pid for pid in dict.fromkeys(pids) if pid != gateway and _ours(pid, self.workdir)]
-        terminate(nodes)
-        if _ours(gateway, self.workdir):
-            terminate([gateway])
+        slots = self._slots()
+        running = {
+            slot: [pid for pid in pids if _ours(pid, self.workdir)] for slot, pids in slots.items()
+        }
+        stopped: dict[str, int] = {}
+        gone: dict[str, int] = {}
+        for slot, pids in running.items():
+            role = "host" if slot.startswith("host-") else slot
+            counts = stopped if pids else gone
+            counts[role] = counts.get(role, 0) + 1
+        special = {*running.get("gateway", []), *running.get("faultd", [])}
+        hosts = [pid for slot, pids in running.items() if slot.startswith("host-") for pid in pids]
+        hosts += [
+            c.pid
+            for c in self._children
+            if c.poll() is None and c.pid not in special and _ours(c.pid, self.workdir)
+        ]
+        terminate(list(dict.fromkeys(hosts)))
+        terminate(running.get("gateway", []))
+        terminate(running.get("faultd", []))
         for child in self._children:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=STOP_TIMEOUT_S)
         for host in self.hosts:
-            control = Path(host.control)
-            control.unlink(missing_ok=True)
-            if control.parent.name.startswith(SOCKET_DIR_PREFIX):
-                with contextlib.suppress(OSError):
-                    control.parent.rmdir()
+            remove_socket(host.control)
+        if self.faultd is not None:
+            remove_socket(self.faultd.address)
+        (self.workdir / LIVE_FAULTS).unlink(missing_ok=True)
         (self.workdir / MANIFEST).unlink(missing_ok=True)
-        log.info("network_down", workdir=str(self.workdir))
+        log.info("network_down", workdir=str(self.workdir), stopped=stopped, gone=gone)
+        return Stopped(stopped, gone)
 
 
 def _write_spec(

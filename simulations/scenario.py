@@ -1220,6 +1220,25 @@ def from_dict(
         raise ScenarioError(f"{where}: {exc}") from None
 
 
+def fault_event(table: Mapping[str, Any]) -> Event:
+    """One fault event, validated exactly as a scenario file's ``[[events]]`` entry is.
+
+    For a fault applied live (``ncbsim fault``), so its names and parameters are the
+    scenario file's. Checks that need the whole scenario (its bureaus, the timeline)
+    are the caller's. Raises :class:`ScenarioError` naming the key, e.g.
+    ``latency_ms: required for a latency fault``.
+    """
+    where = "events[0]"
+    try:
+        event = _read_event(0, table)
+    except _Invalid as exc:
+        key = exc.key.removeprefix(f"{where}.").removeprefix(where) or "fault"
+        raise ScenarioError(f"{key}: {exc.problem}") from None
+    if event.fault is None:
+        raise ScenarioError(f"fault: expected one of {', '.join(_FAULT_NAMES)}")
+    return event
+
+
 def resolve(name_or_path: str) -> Path:
     """A scenario file: a path, or the name of one under simulations/scenarios/."""
     path = Path(name_or_path)

@@ -1,0 +1,161 @@
+"""The fault daemon of `ncbsim up --faults` and the parts live faults share with scenario
+files, without processes: its control protocol over a real Unix socket, in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ncbsim.cli import build_parser
+from simulations.faultd import FaultDaemon
+from simulations.network import Stopped
+from simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
+
+
+def test_fault_event_validates_like_a_scenario_file() -> None:
+    """A live fault table gets the scenario loader's checks and messages, keyed by name."""
+    event = fault_event(
+        {"at_s": 0, "id": "slow", "fault": "latency", "bureaus": ["DE"], "latency_ms": 80}
+    )
+    assert event.params == {"latency_ms": 80.0, "jitter_ms": 0}
+    assert event.direction == "both"
+    bad = [
+        ({"fault": "latency", "bureaus": ["DE"]}, "latency_ms: required for a latency fault"),
+        ({"fault": "loss", "bureaus": ["DE"], "loss": 2}, "loss: expected a number > 0 and <= 1"),
+        ({"fault": "kill", "bureaus": ["DE"], "direction": "to-bureau"}, "direction: only link"),
+        ({"fault": "partition"}, "bureaus: required for a partition fault"),
+        ({"fault": "reset", "bureaus": ["DE"], "duration_s": 2}, "reset is instantaneous"),
+        ({"fault": "melt", "bureaus": ["DE"]}, "fault: expected one of"),
+        ({"fault": "skew", "bureaus": ["DE"], "offset_ms": 1.5}, "offset_ms: expected an integer"),
+    ]
+    for table, message in bad:
+        with pytest.raises(ScenarioError, match=message):
+            fault_event({"at_s": 0, "id": "x", **table})
+
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+def test_every_scenario_fault_kind_is_a_fault_command(kind: str) -> None:
+    """`ncbsim fault` offers every scenario fault kind with every parameter, spelled as
+    in the file or with dashes, so a live fault and a scenario event cannot drift."""
+    for spelling in ("_", "-"):
+        params = [
+            item
+            for name in FAULT_PARAMS.get(kind, {})
+            for item in (f"--{name.replace('_', spelling)}", "7")
+        ]
+        args = build_parser().parse_args(
+            ["fault", "--workdir", "w", kind, "--bureaus", "de", *params]
+        )
+        assert args.kind == kind
+        assert args.bureaus == ["DE"]
+        assert all(getattr(args, name) == 7 for name in FAULT_PARAMS.get(kind, {}))
+
+
+def test_stopped_says_what_it_stopped_and_what_was_gone() -> None:
+    """`ncbsim down` counts the processes it stopped and those already gone, by role."""
+    assert (
+        Stopped({"gateway": 1, "host": 2, "faultd": 1}, {"host": 1}).describe()
+        == "stopped 4 processes (gateway, 2 hosts, fault proxy); 1 was already gone (host)"
+    )
+    assert Stopped({}, {"gateway": 1, "host": 3}).describe() == (
+        "stopped 0 processes; 4 were already gone (gateway, 3 hosts)"
+    )
+    assert Stopped({"host": 1}, {}).describe() == "stopped 1 process (host)"
+
+
+async def _ask(sock: Path, message: dict[str, Any] | bytes) -> dict[str, Any]:
+    reader, writer = await asyncio.open_unix_connection(str(sock))
+    writer.write(message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n")
+    await writer.drain()
+    line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    reply: dict[str, Any] = json.loads(line)
+    return reply
+
+
+def _shaped(daemon: FaultDaemon, code: str) -> list[Any]:
+    return daemon.links[code].shaping("both")
+
+
+def test_daemon_applies_heals_and_lists_link_faults(tmp_path: Path) -> None:
+    """Over its control socket the daemon applies a partition and a latency, lists them,
+    heals one leaving the other in force, and refuses what it cannot do, carrying on."""
+
+    async def main() -> None:
+        sock = tmp_path / "faultd.sock"
+        daemon = FaultDaemon(["DE", "IT"])
+        server = await asyncio.start_unix_server(daemon.serve_control, path=str(sock))
+        try:
+            links = await daemon.start()
+            assert set(links) == {"DE", "IT"}
+            cut = {"at_s": 0, "id": "cut", "fault": "partition", "bureaus": ["DE"]}
+            slow = {
+                "at_s": 0,
+                "id": "slow",
+                "fault": "latency",
+                "bureaus": ["DE"],
+                "latency_ms": 40,
+            }
+            assert (await _ask(sock, {"op": "fault", "event": cut}))["ok"]
+            assert (await _ask(sock, {"op": "fault", "event": slow}))["ok"]
+            assert all(s.blackhole and s.latency_ms == 40 for s in _shaped(daemon, "DE"))
+            assert all(s.is_clear() for s in _shaped(daemon, "IT"))
+            status = await _ask(sock, {"op": "status"})
+            assert [(f["id"], f["held"]) for f in status["faults"]] == [
+                ("cut", ["DE"]),
+                ("slow", ["DE"]),
+            ]
+            healed = await _ask(sock, {"op": "heal", "id": "cut"})
+            assert healed["ok"]
+            assert healed["fault"]["kind"] == "partition"
+            assert all(not s.blackhole and s.latency_ms == 40 for s in _shaped(daemon, "DE"))
+            refused = [
+                {"op": "fault", "event": slow},  # the id is in force
+                {"op": "fault", "event": {**cut, "id": "k", "fault": "kill"}},
+                {"op": "fault", "event": {**cut, "id": "n", "bureaus": ["NL"]}},
+                {"op": "heal", "id": "cut"},
+                {"op": "explode"},
+            ]
+            for message in refused:
+                reply = await _ask(sock, message)
+                assert reply["ok"] is False, message
+                assert reply["error"]
+            assert (await _ask(sock, b"not json\n"))["ok"] is False
+            assert (await _ask(sock, {"op": "heal_all"}))["healed"] == ["slow"]
+            assert all(s.is_clear() for s in _shaped(daemon, "DE"))
+            assert (await _ask(sock, {"op": "status"}))["faults"] == []
+        finally:
+            server.close()
+            await daemon.close()
+
+    asyncio.run(main())
+
+
+def test_a_fault_with_duration_heals_itself(tmp_path: Path) -> None:
+    """A link fault given duration_s is taken out of force by the daemon on its own."""
+
+    async def main() -> None:
+        daemon = FaultDaemon(["DE"])
+        await daemon.start()
+        try:
+            table = {"at_s": 0, "id": "brief", "fault": "blackhole", "bureaus": ["DE"]}
+            reply = await daemon.handle(
+                json.dumps({"op": "fault", "event": {**table, "duration_s": 0.05}}).encode()
+            )
+            assert reply["ok"]
+            assert reply["fault"]["until_ms"] is not None
+            for _ in range(400):  # polled, never timed: the heal runs when the loop gets to it
+                if not daemon.active:
+                    break
+                await asyncio.sleep(0.05)
+            assert not daemon.active
+            assert all(s.is_clear() for s in _shaped(daemon, "DE"))
+        finally:
+            await daemon.close()
+
+    asyncio.run(main())
