@@ -164,21 +164,27 @@ def cmd_up(args: argparse.Namespace) -> int:
         log_level=args.child_log_level,
         faults=args.faults,
     )
-    procs = [*network.procs, *([network.faultd] if network.faultd else [])]
-    for proc in procs:
-        name = proc.bureau or proc.role
-        print(f"{name:8} pid {proc.pid:<8} {proc.address:22} log {proc.log}")
-    print(f"network.json: {network.workdir / 'network.json'}")
-    if args.faults:
-        print(f"links through fault proxies: ncbsim fault --workdir {args.workdir} KIND ...")
-    if args.detach:
-        print(f"detached; stop it with: ncbsim down --workdir {args.workdir}")
-        return 0
-    print("running; press Ctrl-C to stop")
+    # From here on a foreground network is ours to stop, however the command ends: a
+    # Ctrl-C that lands before wait_for_shutdown installs its handlers is a stop request too.
     try:
+        procs = [*network.procs, *([network.faultd] if network.faultd else [])]
+        for proc in procs:
+            name = proc.bureau or proc.role
+            print(f"{name:8} pid {proc.pid:<8} {proc.address:22} log {proc.log}")
+        print(f"network.json: {network.workdir / 'network.json'}")
+        if args.faults:
+            print(f"links through fault proxies: ncbsim fault --workdir {args.workdir} KIND ...")
+        if args.detach:
+            print(f"detached; stop it with: ncbsim down --workdir {args.workdir}")
+            return 0
+        print("running; press Ctrl-C to stop", flush=True)
         asyncio.run(wait_for_shutdown())
+    except KeyboardInterrupt:
+        if args.detach:
+            raise
     finally:
-        network.stop()
+        if not args.detach:
+            network.stop()
     return 0
 
 
