@@ -219,7 +219,7 @@ def figure(
         axes.scatter(
             item.xs,
             item.ys,
-            s=10 if item.marker in "x*" else 7,
+            s=16 if item.marker in "x*" else 10,
             marker=item.marker,
             color=item.colour,
             label=item.label,
@@ -276,7 +276,9 @@ def figure(
             0.995, bound, text, transform=right, fontsize=8, color=colour, ha="right", va="bottom"
         )
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        axes.legend(
+            loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, markerscale=2
+        )
     axes.grid(True, alpha=0.3)
     fig.text(
         0.745,
