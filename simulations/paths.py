@@ -270,30 +270,35 @@ def differences(report: Mapping[str, Any], s: Scenario, *, finished: bool = True
 # ---------------------------------------------------------------- the docs
 
 
-def _doc_rows(node: Node, ctx: tuple[str, ...], note: str) -> Iterator[tuple[str, str, str]]:
-    if isinstance(node, When):
-        yield from _doc_rows(node.node, ctx, f" (only for {node.condition})")
-        return
+def _doc_rows(node: Node, ctx: tuple[str, ...]) -> Iterator[tuple[str, str, str]]:
     path = ".".join(ctx)
+    if isinstance(node, When):
+        if isinstance(node.node, Leaf):
+            *_, (name, doc, unit) = _doc_rows(node.node, ctx)
+            yield name, f"{doc} (only for {node.condition})", unit
+        else:
+            yield f"`{path}`", f"only for {node.condition}; what it holds is below", "table"
+            yield from _doc_rows(node.node, ctx)
+        return
     if isinstance(node, Leaf):
-        doc = node.doc + (
-            "; null if it has no value" if node.nullable and "null" not in node.doc else ""
-        )
+        doc = node.doc
+        if node.nullable and "null" not in doc:
+            doc += "; null if it has no value"
         if node.after_checks:
             doc += " (written after the checks: not for checks)"
         elif not node.checkable:
             doc += " (not for checks)"
-        yield f"`{path}`", doc + note, node.unit
+        yield f"`{path}`", doc, node.unit
         return
     if isinstance(node, Each):
-        yield from _doc_rows(node.item, (*ctx, node.placeholder), note)
+        yield from _doc_rows(node.item, (*ctx, node.placeholder))
         return
     if node.group is not None:
         placeholder, doc, unit = node.group
-        yield f"`{path}.{placeholder}`", doc + note, unit
+        yield f"`{path}.{placeholder}`", doc, unit
     for key, child in node.fields.items():
         if key not in node.grouped:
-            yield from _doc_rows(child, (*ctx, key), note)
+            yield from _doc_rows(child, (*ctx, key))
 
 
 def doc_rows() -> list[tuple[str, str, str]]:
@@ -302,11 +307,16 @@ def doc_rows() -> list[tuple[str, str, str]]:
     for key, child in REPORT.fields.items():
         if key == "bureaus":
             rows.append(
-                ("`bureaus`", "in report.json: the scenario's bureau codes (a list)", "codes")
+                (
+                    "`bureaus`",
+                    "in report.json, the scenario's bureau codes; in checks, the per_bureau"
+                    " table below",
+                    "codes",
+                )
             )
             continue
         name = "bureaus" if key == "per_bureau" else key
-        rows.extend(_doc_rows(child, (name,), ""))
+        rows.extend(_doc_rows(child, (name,)))
     return rows
 
 

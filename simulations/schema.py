@@ -178,7 +178,7 @@ def _counts(doc: str, *, latency: Table | None = None) -> Table:
     fields: dict[str, Node] = {k: Leaf(f"{doc}: {_COUNT_DOCS[k]}", PAIRS) for k in COUNT_KEYS}
     if latency is not None:
         fields["latency_ms"] = latency
-    return Table(fields, group=("<count>", doc, PAIRS), grouped=COUNT_KEYS)
+    return Table(fields, group=("<count>", f"{doc}, by outcome", PAIRS), grouped=COUNT_KEYS)
 
 
 def _latency(doc: str, unit: str, keys: Sequence[str] = LATENCY_KEYS) -> Table:
@@ -192,7 +192,9 @@ def _stats(who: str, *, pairs_latency: bool = False, requests: bool = True) -> T
         fields["requests"] = Leaf(f"queries {who}, each once", QUERIES)
     fields["queries"] = _counts(f"pairs {who}")
     if pairs_latency:
-        fields["latency_ms"] = _latency(f"latency of the answers, pairs {who}", "ms, per pair")
+        fields["latency_ms"] = _latency(
+            f"latency of the answers to the pairs {who}", "ms, per pair"
+        )
     else:
         fields["latency_ms"] = _latency(
             f"latency of the queries {who}, until their last answer", "ms, per query"
@@ -215,7 +217,7 @@ _FAULT = Table(
             "<param>",
             "a parameter of that fault",
             _params,
-            Leaf("the fault's parameter as in force (its default if not set)", "its key's unit"),
+            Leaf("the fault's parameter as in force (its default if not set)", "as its name says"),
         ),
         "start_s": Leaf("when it started, after the traffic started", "s"),
         "end_s": Leaf("when it ended; null if never healed", "s", nullable=True),
@@ -260,15 +262,19 @@ _MESSAGES = Table(
         ),
         "lost": Leaf("accepted copies none of the above: lost", "copies"),
         "duplicates_processed": Leaf(
-            "processings beyond the first, over every bureau's inbox; 0 means exactly once",
+            "processings beyond the first, over every bureau's inbox (a message id processed"
+            " twice, or one post under two message ids); 0 means exactly once",
             "processings",
         ),
         "out_of_order": Leaf(
-            "copies a recipient processed after a later post of the same sender", "copies"
+            "copies a recipient processed after a later post of the same sender (the run's own"
+            " posts; GS's notice copies are not counted)",
+            "copies",
         ),
         "latency_ms": _latency(
             "from a post's planned time to its recipient processing it, over the run's own"
-            " delivered copies",
+            " delivered copies; a post that waited for its sender's earlier ones or for the"
+            " gateway counts the wait (p50, p99, max)",
             "ms, per copy",
             MESSAGE_LATENCY_KEYS,
         ),
@@ -342,7 +348,7 @@ REPORT = Table(
         "max_send_delay_s": Leaf("the largest delay of a query's sending", "s"),
         "fault_errors": Leaf(
             "one line per fault action that failed; present only then",
-            "text",
+            "list",
             "list",
             optional=True,
         ),
@@ -366,7 +372,9 @@ REPORT = Table(
             ),
         ),
         "peak_rss_mib": Leaf(
-            "peak resident memory of the whole process tree (sampled every 0.5 s)", "MiB"
+            "peak resident memory of the whole process tree (simulator, gateway, hosts): the sum"
+            " of each process's RSS, sampled every 0.5 s",
+            "MiB",
         ),
         "planted": Table(
             {
@@ -382,8 +390,13 @@ REPORT = Table(
             _queries,
             Table(
                 {
-                    "outcome": Leaf("what came back (from the planted bureau)", "text", "text"),
-                    "outcomes": Leaf("every outcome of its pairs", "text", "list"),
+                    "outcome": Leaf(
+                        "what came back: its fetch's outcome if it fetched, else the answer of"
+                        " the bureau that holds the planted record",
+                        "text",
+                        "text",
+                    ),
+                    "outcomes": Leaf("every outcome of its pairs", "list", "list"),
                     "expected": Leaf("its expect, null if none", "text", "text", nullable=True),
                     "passed": Leaf("whether it came back as expected", "true/false", "bool"),
                 }
