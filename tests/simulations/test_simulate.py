@@ -15,7 +15,7 @@ import pytest
 
 from ncbsim.client import ALL, Answer, Outcome
 from ncbsim.v1 import query_pb2
-from simulations import describe, junit, rundir, schema, scenario
+from simulations import describe, junit, rundir, scenario, schema
 from simulations import paths as report_paths
 from simulations.engine import Sent
 from simulations.simulate import multi_bureau_check
@@ -178,7 +178,8 @@ def test_docs_table_of_report_paths_is_the_schemas() -> None:
 def test_every_schema_row_has_a_unit() -> None:
     """No path is documented without what it counts and its unit."""
     for path, doc, unit in report_paths.doc_rows():
-        assert doc.strip() and unit.strip(), path
+        assert doc.strip(), path
+        assert unit.strip(), path
 
 
 @pytest.mark.parametrize("name", BUILTIN)
