@@ -123,6 +123,7 @@ class Engine:
         self.messenger: messaging.Messenger | None = None  # made once the plan is drawn
         self.phase = "loading the scenario"  # what the run is doing, for an interruption
         self.stopped = "nothing had started"  # what _stop stopped, for an interruption
+        self._stopping_s = 0.0  # when the run began to stop, seconds after traffic start
 
     # ------------------------------------------------------------------ helpers
 
@@ -173,6 +174,7 @@ class Engine:
                 await self._settle_messages()
             finally:
                 stopping = time.monotonic()
+                self._stopping_s = self.now_s()
                 await self._stop()
                 self.result.timings["shutdown_s"] = round(time.monotonic() - stopping, 3)
                 memory.sample()
@@ -362,7 +364,7 @@ class Engine:
 
     def interrupted(self) -> str:
         """What an interruption stopped, and when: for the user, once the run has stopped."""
-        at = f" at {self.now_s():.1f} s" if self.phase == "running traffic" else ""
+        at = f" at {self._stopping_s:.1f} s" if self.phase == "running traffic" else ""
         return f"interrupted while {self.phase}{at}: {self.stopped}"
 
     async def _stop(self) -> None:
