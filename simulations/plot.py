@@ -44,13 +44,14 @@ _OUTCOME_STYLES = {
     "failed": ("#000000", "*"),  # black, star
 }
 _ROLLING = {"p50": "-", "p99": ":"}  # solid and dotted black lines
+# Fault windows in greys, told apart by their hatching: no colour of a series is reused.
 _FAULT_STYLES = (
-    ("#D55E00", "//"),
-    ("#0072B2", "\\\\"),
-    ("#E69F00", "xx"),
-    ("#009E73", ".."),
-    ("#CC79A7", "++"),
-    ("#56B4E9", "--"),
+    ("#6e6e6e", "//"),
+    ("#8c8c8c", "\\\\"),
+    ("#5a5a5a", "xx"),
+    ("#a0a0a0", ".."),
+    ("#787878", "++"),
+    ("#969696", "--"),
 )
 _BOUND_STYLES = {True: ("#009E73", "--"), False: ("#D55E00", "-.")}  # passed, failed
 #: A bound on the run's overall latency, such as ``latency_ms.p99 < 250`` (or ``.max``).

@@ -238,6 +238,13 @@ def _ms(value: Any) -> str:
     return str(value) if isinstance(value, int | float) else "-"
 
 
+def _cell_ms(value: Any) -> str:
+    """Milliseconds in at most 5 characters up to 99999 ms, to fit the tables in 80 columns."""
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
 def _queries_table(q: dict[str, Any]) -> Table:
     table = Table(title="queries, per (query, recipient) pair", header_style="bold")
     for key in q:
@@ -266,8 +273,8 @@ def _kinds_table(kinds: dict[str, Any]) -> Table:
             kind,
             str(entry.get("requests", 0)),
             *_counts_row(entry.get("queries", {})),
-            _ms(lat.get("p50")),
-            _ms(lat.get("p99")),
+            _cell_ms(lat.get("p50")),
+            _cell_ms(lat.get("p99")),
         )
     return table
 
@@ -304,8 +311,8 @@ def _bureaus_table(per_bureau: dict[str, Any]) -> tuple[Table, int]:
             code,
             str(asked.get("sent", 0)),
             *_counts_row(q),
-            _ms(lat.get("p50")),
-            _ms(lat.get("p99")),
+            _cell_ms(lat.get("p50")),
+            _cell_ms(lat.get("p99")),
         )
     return table, len(per_bureau) - len(codes)
 

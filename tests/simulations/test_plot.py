@@ -173,7 +173,7 @@ def test_the_drawn_legend_is_the_series_and_the_rolling_lines() -> None:
 def test_every_series_is_told_apart_without_colour() -> None:
     """Each series has its own marker (so greyscale tells them apart) and its own colour;
     document and fetch, no-answer and failed, are no longer alike; the rolling lines
-    differ by line style."""
+    differ by line style and the fault windows by hatching."""
     queries = _mixed()
     drawn = series(queries, _report(queries))
     markers = [s.marker for s in drawn]
@@ -181,6 +181,12 @@ def test_every_series_is_told_apart_without_colour() -> None:
     assert len(set(markers)) == len(drawn)
     assert len(set(colours)) == len(drawn)
     assert len({(s.marker, s.colour) for s in drawn}) == len(drawn)
-    fig = figure(title="t", queries=queries, faults=[], run_end_s=30.0, checks=[])
+    faults = [
+        FaultRecord(f"f{i}", "partition", ("DE",), "both", {}, 2.0 * i, 2.0 * i + 1)
+        for i in range(6)
+    ]
+    fig = figure(title="t", queries=queries, faults=faults, run_end_s=30.0, checks=[])
     styles = [line.get_linestyle() for line in fig.axes[0].get_lines()]
     assert len(styles) == len(set(styles)) == 2
+    hatches = [patch.get_hatch() for patch in fig.axes[0].patches]
+    assert len(hatches) == len(set(hatches)) == 6  # each fault window its own hatching

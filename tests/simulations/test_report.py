@@ -438,14 +438,17 @@ def test_summary_bureau_rows_name_asked_and_sent_to_apart() -> None:
     """A bureau's row shows the pairs it asked and the pairs sent to it, each under its own
     heading; the per-kind row shows queries and pairs apart (issue 15)."""
     queries = [
-        query("m1", 1.0, {"DE": "hit", "IT": "no_hit"}, kind="multi"),
-        query("d1", 2.0, {"DE": "no_answer"}),
+        query("m1", 1.0, {"DE": "hit", "IT": "no_hit"}, kind="multi", latency_ms=2154.45),
+        query("d1", 2.0, {"DE": "no_answer"}, latency_ms=12345.67),
     ]
     report = build(queries, [])
     buffer = io.StringIO()
     reports.print_summary(Console(file=buffer, width=80, color_system=None), report)
     text = buffer.getvalue()
     print(text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text  # no header or figure cut short, even with latencies in seconds
+    assert "12346" in text
     assert "by bureau, in pairs: asked by it; sent to it, how it answered" in text
     header = next(line.split() for line in text.splitlines() if line.split()[:1] == ["bureau"])
     assert header[:4] == ["bureau", "asked", "to", "it"]
