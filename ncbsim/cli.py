@@ -288,15 +288,25 @@ def cmd_notice_list(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulations.simulate import run
+    from simulations.simulate import Interrupted, run
 
-    report = run(
-        args.scenario,
-        workdir=args.workdir,
-        report_path=args.report,
-        run_dir=args.run_dir,
-        log_level=args.child_log_level,
-    )
+    if args.validate:
+        from simulations.describe import validate
+
+        print("\n".join(validate(args.scenario)))
+        return 0
+    try:
+        report = run(
+            args.scenario,
+            workdir=args.workdir,
+            report_path=args.report,
+            run_dir=args.run_dir,
+            junit_path=args.junit,
+            log_level=args.child_log_level,
+        )
+    except Interrupted as exc:  # every process is stopped; say what was
+        print(f"ncbsim: {exc}", file=sys.stderr)
+        return 130
     return 0 if report["passed"] else 1
 
 
@@ -853,6 +863,18 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
         "--run-dir",
         type=Path,
         help="where report.json, timeline.jsonl and latency.png go (default runs/NAME-TIME)",
+    )
+    sim.add_argument(
+        "--junit",
+        type=Path,
+        metavar="PATH",
+        help="also write the checks as JUnit XML (one test case per check), for CI",
+    )
+    sim.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the scenario (keys, values, check paths) without starting anything; "
+        "print what it would run and 'valid', or the error (exit 2)",
     )
     sim.set_defaults(func=cmd_simulate, server=False)
 

@@ -94,7 +94,8 @@ class Suite:
     time_s: float = 0.0
     """How long the whole suite ran, in seconds."""
     timestamp: dt.datetime | None = None
-    """When the suite started (written in ISO 8601); None to leave it out."""
+    """When the suite started (written in ISO 8601, as UTC with no offset, the form the JUnit
+    schema takes; a naive time is taken to be UTC already); None to leave it out."""
     properties: Mapping[str, str] = field(default_factory=dict)
     """Facts about the run (target, settings), listed once for the suite."""
 
@@ -157,8 +158,11 @@ def to_element(suites: Sequence[Suite]) -> ET.Element:
             skipped="0",
             time=_seconds(suite.time_s),
         )
-        if suite.timestamp is not None:
-            element.set("timestamp", suite.timestamp.isoformat(timespec="seconds"))
+        if suite.timestamp is not None:  # the JUnit schema's form: UTC, no offset
+            moment = suite.timestamp
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+            element.set("timestamp", moment.isoformat(timespec="seconds"))
         _properties(element, suite.properties)
         for case in suite.cases:
             _case(element, case)

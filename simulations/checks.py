@@ -3,7 +3,7 @@
 A check such as ``latency_ms.p99 < 250 and queries.failed == 0`` is parsed with :mod:`ast`
 and walked against an allow-list of node types, so nothing but these can appear:
 
-- dotted paths into the report (``queries.failed``, ``bureaus.FR.queries.no_answer``,
+- dotted paths into the report (``queries.failed``, ``bureaus.FR.as_recipient.queries.no_answer``,
   ``faults.cut.recovered_s``), each segment a Python identifier;
 - integer and decimal numbers;
 - comparisons ``== != < <= > >=`` (chained: ``0 < queries.hit <= queries.sent``);

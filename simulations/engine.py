@@ -36,6 +36,7 @@ from node.host import control
 from simulations import links as link_faults
 from simulations import messaging
 from simulations import network as net
+from simulations.memory import MemorySampler
 from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
 from simulations.progress import Progress
 from simulations.proxy import FaultProxy, Link
@@ -48,13 +49,13 @@ from simulations.scenario import (
     Event,
     Scenario,
 )
+from simulations.schema import posts
 from simulations.traffic import Planned, Planner, open_stores
 
 log = structlog.get_logger()
 
 _PROXIED = LINK_FAULTS | {"partition"}
 _WARMUP_CONCURRENCY = 16
-_MEMORY_EVERY_S = 0.5
 
 
 @dataclass(slots=True)
@@ -81,58 +82,6 @@ class RunResult:
     run_end_s: float = 0.0
     message_probes: list[str] = field(default_factory=list)
     """Unique strings of the posts' texts (the gateway's files must hold none)."""
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (children of all its threads, recursively)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{current}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError):
-                    todo += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-class MemorySampler:
-    """Peak resident memory of the whole process tree: this process and all below it.
-
-    A thread reads ``VmRSS`` of every process every half second and keeps the highest
-    sum: the record generators, the gateway and the hosts included. RSS counts shared
-    pages once per process, so the figure is an upper bound. ``pids`` adds processes
-    that are not our descendants (none on loopback).
-    """
-
-    def __init__(self) -> None:
-        self.pids: list[int] = []
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="memory", daemon=True)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def sample(self) -> int:
-        """Sum of VmRSS (KiB) over the tree now; updates the peak."""
-        total = 0
-        for pid in dict.fromkeys([*descendants(os.getpid()), *self.pids]):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        self.peak_kib = max(self.peak_kib, total)
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.wait(_MEMORY_EVERY_S):
-            self.sample()
 
 
 @dataclass(slots=True)
@@ -173,6 +122,9 @@ class Engine:
         self._link_faults: dict[str, dict[str, Event]] = {b: {} for b in scenario.bureaus}
         self._late: list[float] = []
         self.messenger: messaging.Messenger | None = None  # made once the plan is drawn
+        self.phase = "loading the scenario"  # what the run is doing, for an interruption
+        self.stopped = "nothing had started"  # what _stop stopped, for an interruption
+        self._stopping_s = 0.0  # when the run began to stop, seconds after traffic start
 
     # ------------------------------------------------------------------ helpers
 
@@ -207,47 +159,23 @@ class Engine:
         """Run the whole scenario; always stops what it started."""
         scenario = self.scenario
         self._t0 = time.monotonic() + 10**6  # "before the traffic" until it starts
-        began = time.monotonic()
         with MemorySampler() as memory:
             try:
-                preparing = asyncio.ensure_future(asyncio.to_thread(self._prepare))
-                try:
-                    plan = await asyncio.shield(preparing)
-                except asyncio.CancelledError:
-                    self._abort.set()  # stop generating records after those under way
-                    with contextlib.suppress(Exception):
-                        await preparing
-                    raise
-                self.result.timings["prepare_s"] = round(time.monotonic() - began, 3)
-                await self._start_links()
-                started = time.monotonic()
-                starting = asyncio.ensure_future(asyncio.to_thread(self._start_network))
-                try:
-                    self.network = await asyncio.shield(starting)
-                except asyncio.CancelledError:
-                    # The start-up thread goes on: stop it, and let it stop what it started.
-                    # If it finished all the same, keep the network, so _stop stops it.
-                    self._abort.set()
-                    with contextlib.suppress(Exception):
-                        self.network = await starting
-                    raise
-                self.result.timings["startup_s"] = round(time.monotonic() - started, 3)
-                self.result.extra["hosts"] = len(self.network.hosts)
-                self.result.extra["processes"] = len(self.network.pids())
+                plan = await self._boot()
                 warm = time.monotonic()
+                self.phase = "loading the requesters' directories"
                 await self._open_clients(plan)
                 self.result.timings["warmup_s"] = round(time.monotonic() - warm, 3)
                 self._t0 = time.monotonic()
+                self.phase = "running traffic"
                 self.event("traffic_start", planned=len(plan))
                 await self._traffic(plan, memory)
-                self.result.run_end_s = self.now_s()
-                self.result.timings["traffic_s"] = round(self.result.run_end_s, 3)
-                self.result.extra["late_sends"] = sum(late > 0.1 for late in self._late)
-                self.result.extra["max_send_delay_s"] = round(max(self._late, default=0.0), 3)
-                self.event("traffic_end", queries=len(self.result.queries))
+                self._traffic_done()
+                self.phase = "waiting for the messages to drain"
                 await self._settle_messages()
             finally:
                 stopping = time.monotonic()
+                self._stopping_s = self.now_s()
                 await self._stop()
                 self.result.timings["shutdown_s"] = round(time.monotonic() - stopping, 3)
                 memory.sample()
@@ -257,6 +185,52 @@ class Engine:
         self.result.faults.sort(key=lambda f: f.start_s)
         log.info("simulation_done", scenario=scenario.name, queries=len(self.result.queries))
         return self.result
+
+    async def _boot(self) -> list[Planned]:
+        """Prepare the PKI and the records, start the network; the plan of queries.
+
+        Cancelled part way, it lets the thread at work stop what it started first.
+        """
+        began = time.monotonic()
+        self.phase = "preparing the PKI and the records"
+        preparing = asyncio.ensure_future(asyncio.to_thread(self._prepare))
+        try:
+            plan = await asyncio.shield(preparing)
+        except asyncio.CancelledError:
+            self._abort.set()  # stop generating records after those under way
+            with contextlib.suppress(Exception):
+                await preparing
+            raise
+        self.result.timings["prepare_s"] = round(time.monotonic() - began, 3)
+        self.phase = "starting the network"
+        await self._start_links()
+        started = time.monotonic()
+        starting = asyncio.ensure_future(asyncio.to_thread(self._start_network))
+        try:
+            self.network = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The start-up thread goes on: stop it, and let it stop what it started.
+            # If it finished all the same, keep the network, so _stop stops it.
+            self._abort.set()
+            with contextlib.suppress(Exception):
+                self.network = await starting
+            raise
+        self.result.timings["startup_s"] = round(time.monotonic() - started, 3)
+        self.result.extra["hosts"] = len(self.network.hosts)
+        self.result.extra["processes"] = len(self.network.pids())
+        return plan
+
+    def _traffic_done(self) -> None:
+        """The traffic's end: its time, how late sends were, and a timeline event."""
+        self.result.run_end_s = self.now_s()
+        self.result.timings["traffic_s"] = round(self.result.run_end_s, 3)
+        self.result.extra["late_sends"] = sum(late > 0.1 for late in self._late)
+        self.result.extra["max_send_delay_s"] = round(max(self._late, default=0.0), 3)
+        self.event(  # the queries, each once, and their (query, recipient) pairs
+            "traffic_end",
+            requests=len(self.result.queries),
+            pairs=sum(len(q.answers) for q in self.result.queries),
+        )
 
     def _prepare(self) -> list[Planned]:
         net.prepare(self.workdir, self.scenario, abort=self._abort)
@@ -301,13 +275,19 @@ class Engine:
         }
 
     async def _settle_messages(self) -> None:
-        """After the traffic: follow every post's copies to their fate, for the report."""
+        """After the traffic: follow every post's copies to their fate, for the report.
+
+        A scenario that may post has ``messages`` in its report even if its seed drew no
+        post (simulations/schema.py): all zero then.
+        """
         messenger = self.messenger
-        if messenger is None or not messenger.active:
+        if messenger is None:
             return
-        await messenger.drain()
-        self.result.extra["messages"] = messenger.report()
-        self.result.message_probes = messenger.probes()
+        if messenger.active:
+            await messenger.drain()
+            self.result.message_probes = messenger.probes()
+        if messenger.active or posts(self.scenario):
+            self.result.extra["messages"] = messenger.report()
 
     async def _start_links(self) -> None:
         for code in self._proxied():
@@ -383,17 +363,28 @@ class Engine:
         if self.messenger is not None:
             self.messenger.attach(self.clients)
 
+    def interrupted(self) -> str:
+        """What an interruption stopped, and when: for the user, once the run has stopped."""
+        at = f" at {self._stopping_s:.1f} s" if self.phase == "running traffic" else ""
+        return f"interrupted while {self.phase}{at}: {self.stopped}"
+
     async def _stop(self) -> None:
         for client in self.clients.values():
             with contextlib.suppress(Exception):
                 await client.close()
         if self.network is not None:
-            await asyncio.to_thread(self.network.stop)
-            self.event("network_down")
+            network = self.network
+            await asyncio.to_thread(network.stop)
+            self.event("network_down")  # its time: when the last process had stopped
+            self.stopped = (
+                f"stopped the gateway and {len(self.scenario.bureaus)} bureaus"
+                f" ({len(network.pids())} processes)"
+            )
         else:  # start-up failed or was interrupted: stop whatever it had started
             live = [c for c in self._started if c.poll() is None]
             if live:
                 await asyncio.to_thread(net.terminate, [c.pid for c in live])
+                self.stopped = f"stopped the {len(live)} processes that had started"
         for link in self.links.values():
             await link.close()
 

@@ -49,6 +49,7 @@ from node.store import Person, RecordStore
 from simulations.network import gateway_files, inbox_path
 from simulations.outcomes import latency
 from simulations.scenario import Event, Scenario
+from simulations.schema import MESSAGE_LATENCY_KEYS
 
 log = structlog.get_logger()
 
@@ -678,7 +679,7 @@ class Messenger:
             **fates,
             "duplicates_processed": self._inboxes.duplicates,
             "out_of_order": self._out_of_order(),
-            "latency_ms": {"p50": lat["p50"], "p99": lat["p99"], "max": lat["max"]},
+            "latency_ms": {k: lat[k] for k in MESSAGE_LATENCY_KEYS},
             "drain_s": self.drain_s,
             "notices": self._notices(),
             "notice_copies": {"recipients": len(gs_copies), **self._fates(gs_copies)},

@@ -14,6 +14,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from simulations.schema import COUNT_KEYS, LATENCY_KEYS
+
 __all__ = [
     "ANSWERED",
     "AnswerRecord",
@@ -66,9 +68,9 @@ class FaultRecord:
 
 
 def counts(answers: Iterable[AnswerRecord]) -> dict[str, int]:
-    """Tally answers: each (query, bureau) pair counts once.
+    """Tally answers: each (query, recipient) pair counts once (unit: pairs).
 
-    ``sent`` is the number of answers; ``hit`` counts hit and record (a step-2 fetch that
+    ``sent`` is the number of pairs; ``hit`` counts hit and record (a step-2 fetch that
     returned the record), ``no_hit`` counts no_hit and not_found, ``answered`` is their
     sum, and ``failed`` is every other outcome but no_answer (error and failed).
     """
@@ -81,7 +83,7 @@ def counts(answers: Iterable[AnswerRecord]) -> dict[str, int]:
             no_hit += 1
         elif answer.outcome == "no_answer":
             no_answer += 1
-    return {
+    values = {
         "sent": sent,
         "answered": hit + no_hit,
         "hit": hit,
@@ -89,6 +91,7 @@ def counts(answers: Iterable[AnswerRecord]) -> dict[str, int]:
         "no_answer": no_answer,
         "failed": sent - hit - no_hit - no_answer,
     }
+    return {key: values[key] for key in COUNT_KEYS}  # the schema's keys, in its order
 
 
 def _percentile(values: Sequence[float], q: int) -> float:
@@ -104,10 +107,8 @@ def latency(values: Sequence[float]) -> dict[str, float]:
     no values.
     """
     if not values:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
-    return {
-        "p50": _percentile(values, 50),
-        "p95": _percentile(values, 95),
-        "p99": _percentile(values, 99),
-        "max": round(max(values), 2),
+        return dict.fromkeys(LATENCY_KEYS, 0.0)
+    return {  # the schema's keys, in its order
+        key: round(max(values), 2) if key == "max" else _percentile(values, int(key[1:]))
+        for key in LATENCY_KEYS
     }

@@ -1,14 +1,17 @@
 """The simulation report: the ``report.json`` dict, its check view, the terminal summary,
 and ``timeline.jsonl``.
 
-:func:`build` makes the report from the run's records. Its first keys are the core schema
-(README, "The simulation report"): ``scenario``, ``bureaus`` (a list of codes), ``queries``
-(counts of every (query, bureau) answer) and ``latency_ms`` (percentiles of query
-latencies). It adds ``per_bureau``, ``kinds`` and ``faults``, then the run's timings and
-extra figures at the top level. ``simulate`` adds ``checks`` and ``passed``.
+:func:`build` makes the report from the run's records; simulations/schema.py defines every
+key, what it counts and in which unit. Its first keys are the core schema (README, "The
+simulation report"): ``scenario``, ``bureaus`` (a list of codes), ``queries`` (counts of
+(query, recipient) pairs) and ``latency_ms`` (percentiles of query latencies). It adds
+``requests`` (queries, each once), ``per_bureau``, ``kinds`` and ``faults``, then the
+run's timings and extra figures at the top level. ``simulate`` adds ``checks`` and
+``passed``.
 
-Scenario checks address a bureau's figures as ``bureaus.FR.queries.no_answer``; they are
-evaluated against :func:`check_view`, in which ``bureaus`` is the ``per_bureau`` table.
+Scenario checks address a bureau's figures as ``bureaus.FR.as_recipient.queries.no_answer``;
+they are evaluated against :func:`check_view`, in which ``bureaus`` is the ``per_bureau``
+table.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from rich.console import Console
 from rich.table import Table
 
 from simulations.outcomes import ANSWERED, AnswerRecord, FaultRecord, QueryRecord, counts, latency
+from simulations.schema import COUNT_KEYS, KIND_ORDER
 
 __all__ = ["build", "check_view", "print_summary", "write_timeline"]
 
-_KIND_ORDER = ("document", "person", "vehicle", "multi", "fetch")
 _MAX_BUREAU_ROWS = 12
 _FAULT_BUREAUS_SHOWN = 2
 
@@ -103,7 +106,16 @@ def _fault(fault: FaultRecord, queries: Sequence[QueryRecord], run_end_s: float)
 
 
 def _kind_key(kind: str) -> tuple[int, str]:
-    return (_KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER), kind)
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), kind)
+
+
+def _stats(queries: Sequence[QueryRecord]) -> dict[str, Any]:
+    """``requests``, pair ``queries`` counts and per-query ``latency_ms`` of some queries."""
+    return {
+        "requests": len(queries),
+        "queries": counts(a for q in queries for a in q.answers),
+        "latency_ms": latency([q.latency_ms for q in queries]),
+    }
 
 
 def build(
@@ -115,42 +127,47 @@ def build(
     run_end_s: float,
     timings: dict[str, float],
     extra: dict[str, Any],
+    kinds: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The run's report, without ``checks`` and ``passed`` (the caller adds those).
 
-    Keys, in order: ``scenario``, ``bureaus`` (codes), ``queries`` (counts of every
-    answer), ``latency_ms`` (of every query's latency), ``per_bureau`` (for each bureau:
-    counts and latency of the answers it gave, and ``sent``, the queries it asked),
-    ``kinds`` (counts and latency per query kind present), ``faults`` (by id: definition,
-    ``during``/``others``/``after`` counts and ``recovered_s``), then every entry of
-    ``timings`` (seconds, rounded to 3 decimals) and of ``extra``, as given.
-    A fault that never healed runs until ``run_end_s``.
+    simulations/schema.py defines every key and its unit. In order: ``scenario``,
+    ``bureaus`` (codes), ``queries`` (counts of (query, recipient) pairs), ``latency_ms``
+    (of every query), ``requests`` (queries, each once), ``per_bureau`` (for each bureau:
+    ``as_recipient``, the pairs sent to it and the latency of its answers, and
+    ``as_requester``, the queries it sent), ``kinds`` (for each of ``kinds``, the kinds
+    the scenario can send, whether sent or not, and any other kind sent: its queries),
+    ``faults`` (by id: definition, ``during``/``others``/``after`` counts and
+    ``recovered_s``), then every entry of ``timings`` (seconds, rounded to 3 decimals)
+    and of ``extra``, as given. A fault that never healed runs until ``run_end_s``.
     """
     answers = [a for q in queries for a in q.answers]
     per_bureau: dict[str, Any] = {}
     for code in bureaus:
         mine = [a for a in answers if a.bureau == code]
         per_bureau[code] = {
-            "queries": counts(mine),
-            "latency_ms": latency([a.latency_ms for a in mine]),
-            "sent": sum(q.requester == code for q in queries),
+            "as_recipient": {
+                "queries": counts(mine),
+                "latency_ms": latency([a.latency_ms for a in mine]),
+            },
+            "as_requester": _stats([q for q in queries if q.requester == code]),
         }
-    kinds: dict[str, Any] = {}
-    for kind in sorted({q.kind for q in queries}, key=_kind_key):
-        of_kind = [q for q in queries if q.kind == kind]
-        kinds[kind] = {
-            "queries": counts(a for q in of_kind for a in q.answers),
-            "latency_ms": latency([q.latency_ms for q in of_kind]),
-        }
-    ordered = sorted(faults, key=lambda f: (f.start_s, f.id))
+    sent_kinds = {q.kind for q in queries} - set(kinds)
     report: dict[str, Any] = {
         "scenario": scenario,
         "bureaus": list(bureaus),
         "queries": counts(answers),
         "latency_ms": latency([q.latency_ms for q in queries]),
+        "requests": len(queries),
         "per_bureau": per_bureau,
-        "kinds": kinds,
-        "faults": {f.id: _fault(f, queries, run_end_s) for f in ordered},
+        "kinds": {
+            kind: _stats([q for q in queries if q.kind == kind])
+            for kind in sorted({*kinds, *sent_kinds}, key=_kind_key)
+        },
+        "faults": {
+            f.id: _fault(f, queries, run_end_s)
+            for f in sorted(faults, key=lambda f: (f.start_s, f.id))
+        },
     }
     report.update({k: round(v, 3) for k, v in timings.items()})
     report.update(extra)
@@ -160,11 +177,11 @@ def build(
 def check_view(report: dict[str, Any]) -> dict[str, Any]:
     """The report as scenario checks see it: ``bureaus`` is the ``per_bureau`` table.
 
-    So ``bureaus.FR.queries.no_answer`` reads FR's figures while the report itself keeps
-    ``bureaus`` as the list of codes of the core schema. A shallow copy; the report is
-    not changed.
+    So ``bureaus.FR.as_recipient.queries.no_answer`` reads FR's figures while the report
+    itself keeps ``bureaus`` as the list of codes of the core schema. A shallow copy; the
+    report is not changed.
     """
-    view = dict(report)
+    view = {k: v for k, v in report.items() if k != "per_bureau"}
     view["bureaus"] = report.get("per_bureau", {})
     return view
 
@@ -193,9 +210,11 @@ def _check_event(event: dict[str, Any]) -> None:
 
 
 def write_timeline(path: Path, events: Iterable[dict[str, Any]]) -> None:
-    """Write ``events`` to ``path`` as JSON lines, one event per line, in the order given.
+    """Write ``events`` to ``path`` as JSON lines, one event per line, in time order.
 
-    Each event needs ``t_s`` (seconds since traffic start) and ``event`` (its name). Only
+    Each event needs ``t_s`` (seconds since traffic start) and ``event`` (its name); the
+    lines are sorted by ``t_s``, and events of the same instant keep the order given (a
+    query is recorded when its answers are in, but belongs at the time it was sent). Only
     metadata may be written: values must be str, int, float, bool, None or lists of them.
     Anything else (bytes, dicts, objects) raises ValueError before the file is touched,
     a guard against ever writing a payload.
@@ -203,6 +222,7 @@ def write_timeline(path: Path, events: Iterable[dict[str, Any]]) -> None:
     events = list(events)
     for event in events:
         _check_event(event)
+    events.sort(key=lambda e: e["t_s"])
     path.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
 
 
@@ -210,60 +230,89 @@ def write_timeline(path: Path, events: Iterable[dict[str, Any]]) -> None:
 
 
 def _counts_row(c: dict[str, Any]) -> list[str]:
-    return [str(c.get(k, 0)) for k in ("sent", "answered", "hit", "no_hit", "no_answer", "failed")]
+    """Pairs sent, answered, hit, no-answer and failed (no-hit is answered - hit)."""
+    return [str(c.get(k, 0)) for k in COUNT_KEYS if k != "no_hit"]
 
 
 def _ms(value: Any) -> str:
     return str(value) if isinstance(value, int | float) else "-"
 
 
+def _cell_ms(value: Any) -> str:
+    """Milliseconds in at most 5 characters up to 99999 ms, to fit the tables in 80 columns."""
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
 def _queries_table(q: dict[str, Any]) -> Table:
-    table = Table(title="queries", show_header=True, header_style="bold")
+    table = Table(title="queries, per (query, recipient) pair", header_style="bold")
     for key in q:
         table.add_column(key.replace("_", "-"), justify="right")
     table.add_row(*(str(v) for v in q.values()))
     return table
 
 
+_PAIR_COLUMNS = ("answered", "hit", "no-ans", "failed")  # no-hit = answered - hit
+
+
 def _kinds_table(kinds: dict[str, Any]) -> Table:
-    table = Table(title="by kind", header_style="bold", box=box.SIMPLE, pad_edge=False)
+    """Per kind: queries (each once), then its pairs and how they were answered."""
+    table = Table(
+        title="by kind: queries; their pairs, how they were answered; latency ms",
+        header_style="bold",
+        box=box.SIMPLE,
+        pad_edge=False,
+    )
     table.add_column("kind")
-    for name in ("sent", "answered", "hit", "no-hit", "no-ans", "failed", "p50 ms", "p99 ms"):
+    for name in ("queries", "pairs", *_PAIR_COLUMNS, "p50", "p99"):
         table.add_column(name, justify="right")
     for kind, entry in kinds.items():
         lat = entry.get("latency_ms", {})
         table.add_row(
-            kind, *_counts_row(entry.get("queries", {})), _ms(lat.get("p50")), _ms(lat.get("p99"))
+            kind,
+            str(entry.get("requests", 0)),
+            *_counts_row(entry.get("queries", {})),
+            _cell_ms(lat.get("p50")),
+            _cell_ms(lat.get("p99")),
         )
     return table
 
 
 def _bureaus_table(per_bureau: dict[str, Any]) -> tuple[Table, int]:
-    """The per-bureau table, worst first if there are too many; and how many were left out."""
+    """The per-bureau table, worst first if there are too many; and how many were left out.
+
+    In pairs: ``asked``, the pairs the bureau sent; ``to it``, the pairs sent to it, then
+    how it answered them and the latency of its answers.
+    """
+
+    def received(code: str) -> dict[str, Any]:
+        return dict(per_bureau[code].get("as_recipient", {}))
+
     codes = list(per_bureau)
     if len(codes) > _MAX_BUREAU_ROWS:
 
         def trouble(code: str) -> int:
-            q = per_bureau[code].get("queries", {})
+            q = received(code).get("queries", {})
             return int(q.get("no_answer", 0)) + int(q.get("failed", 0))
 
         codes = sorted(codes, key=lambda c: (-trouble(c), c))[:_MAX_BUREAU_ROWS]
-    title = "by bureau (answers it gave)"
+    title = "by bureau, in pairs: asked by it; sent to it, how it answered; latency ms"
     if len(codes) < len(per_bureau):
-        title = f"by bureau: the {len(codes)} with most no-answer + failed"
+        title = f"by bureau: the {len(codes)} with most no-answer + failed (pairs sent to it)"
     table = Table(title=title, header_style="bold", box=box.SIMPLE, pad_edge=False)
     table.add_column("bureau")
-    for name in ("asked", "answers", "hit", "no-hit", "no-ans", "failed", "p50 ms", "p99 ms"):
+    for name in ("asked", "to it", *_PAIR_COLUMNS, "p50", "p99"):
         table.add_column(name, justify="right")
     for code in codes:
-        entry = per_bureau[code]
-        q, lat = entry.get("queries", {}), entry.get("latency_ms", {})
+        asked = per_bureau[code].get("as_requester", {}).get("queries", {})
+        q, lat = received(code).get("queries", {}), received(code).get("latency_ms", {})
         table.add_row(
             code,
-            str(entry.get("sent", 0)),
-            *(str(q.get(k, 0)) for k in ("sent", "hit", "no_hit", "no_answer", "failed")),
-            _ms(lat.get("p50")),
-            _ms(lat.get("p99")),
+            str(asked.get("sent", 0)),
+            *_counts_row(q),
+            _cell_ms(lat.get("p50")),
+            _cell_ms(lat.get("p99")),
         )
     return table, len(per_bureau) - len(codes)
 
@@ -372,6 +421,9 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
     bureaus = report.get("bureaus", [])
     state = "" if passed is None else (" - [green]passed[/]" if passed else " - [red]failed[/]")
     console.print(f"[bold]{report.get('scenario', '?')}[/]: {len(bureaus)} bureaus{state}")
+    if isinstance(report.get("requests"), int):
+        pairs = report.get("queries", {}).get("sent", 0)
+        console.print(f"{report['requests']} queries sent: {pairs} (query, recipient) pairs")
     console.print(_queries_table(report.get("queries", {})))
     lat = report.get("latency_ms", {})
     console.print(

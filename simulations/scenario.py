@@ -25,6 +25,7 @@ from ncbsim.errors import ConfigError, PkiError
 from ncbsim.messages import COLORS, MAX_TEXT_CHARS
 from ncbsim.pki import check_bureau_code
 from simulations import checks
+from simulations import paths as report_paths
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
@@ -47,33 +48,6 @@ FETCH_EXPECTS = frozenset({"record", "not_found"})
 PROXY_MODES = ("auto", "all", "none")
 ENGINE_MODES = ("loopback", "netns")
 ALL = "ALL"
-SCALAR_REPORT_KEYS = frozenset(
-    {
-        "prepare_s",
-        "startup_s",
-        "warmup_s",
-        "traffic_s",
-        "shutdown_s",
-        "peak_rss_mib",
-        "hosts",
-        "processes",
-        "late_sends",
-        "max_send_delay_s",
-    }
-)
-"""Top-level report keys that hold one number."""
-REPORT_KEYS = SCALAR_REPORT_KEYS | {
-    "queries",
-    "latency_ms",
-    "bureaus",
-    "kinds",
-    "faults",
-    "explicit",
-    "planted",
-    "messages",
-}
-"""Top-level report keys a check expression may read."""
-REPORT_KINDS = frozenset({"document", "person", "vehicle", "multi", "fetch"})
 GATEWAY = "gateway"
 TARGETS = ("bureaus", GATEWAY)
 """What a fault hits: the bureaus it names (default), or the gateway process."""
@@ -83,17 +57,6 @@ MESSAGE_EVENTS = (*POST_KINDS, "notice", "withdraw")
 EVENT_KINDS = ("fault", "heal", "query", *MESSAGE_EVENTS)
 MAX_TTL_S = MAX_TTL_MS / 1000
 SUBJECT_KEYS = ("surname", "given_names", "date_of_birth", "nationality", "sex", "description")
-MESSAGE_REPORT_KEYS = frozenset(
-    {
-        "sent", "recipients", "accepted", "not_accepted", "delivered", "expired", "rejected",
-        "pending", "lost", "duplicates_processed", "out_of_order", "latency_ms", "drain_s",
-        "notices", "notice_copies",
-    }
-)  # fmt: skip
-"""Keys of the report's ``messages`` table (``notices.<event id>.<key>`` below it)."""
-NOTICE_REPORT_KEYS = frozenset({"published", "holders", "withdrawn", "published_s", "all_held_s"})
-NOTICE_COPY_KEYS = frozenset({"recipients", "delivered", "expired", "rejected", "pending", "lost"})
-"""Keys of ``messages.notice_copies`` (GS's copies of the notices it published)."""
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 _ID = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -698,10 +661,8 @@ def _check_scenario(s: Scenario, events: list[Event]) -> None:
             f"expected at most one host per bureau ({len(s.bureaus)}), got {s.engine.hosts}",
         )
     _check_events(s, events)
-    fault_ids = {e.id for e in events if e.fault is not None}
-    query_ids = {e.id for e in events if e.query is not None}
     for i, spec in enumerate(s.checks):
-        _check_check(f"checks[{i}]", spec, s, fault_ids, query_ids)
+        _check_check(f"checks[{i}]", spec, s)
 
 
 def _check_events(s: Scenario, events: list[Event]) -> None:
@@ -877,59 +838,16 @@ class _Timeline:
                     del state[code]
 
 
-def _check_check(
-    where: str, spec: CheckSpec, s: Scenario, fault_ids: set[str], query_ids: set[str]
-) -> None:
+def _check_check(where: str, spec: CheckSpec, s: Scenario) -> None:
+    """A valid expression whose every path a report of ``s`` holds (simulations/paths.py)."""
     _str(f"{where}.name", spec.name)
     _str(f"{where}.expect", spec.expect)
     try:
         parsed = checks.parse(spec.expect)
-    except checks.CheckError as exc:
+        for path in parsed.paths:
+            report_paths.check_path(path, s)
+    except (checks.CheckError, report_paths.PathError) as exc:
         raise _Invalid(f"{where}.expect", str(exc)) from None
-    for path in parsed.paths:
-        dotted = ".".join(path)
-        head = path[0]
-        if head not in REPORT_KEYS:
-            raise _Invalid(
-                f"{where}.expect",
-                f"{dotted}: unknown report key {head!r}; expected one of"
-                f" {', '.join(sorted(REPORT_KEYS))}",
-            )
-        if head in SCALAR_REPORT_KEYS and len(path) > 1:
-            raise _Invalid(f"{where}.expect", f"{dotted}: {head} is a number, not a table")
-        known = {
-            "faults": (fault_ids, "a fault event id"),
-            "explicit": (query_ids, "a query event id"),
-            "bureaus": (set(s.bureaus), "a scenario bureau"),
-            "kinds": (REPORT_KINDS, "a kind"),
-        }.get(head)
-        if known is not None and len(path) > 1 and path[1] not in known[0]:
-            options = ", ".join(sorted(known[0])) or "none"
-            raise _Invalid(
-                f"{where}.expect",
-                f"{dotted}: {path[1]!r} is not {known[1]}; expected one of {options}",
-            )
-        if head == "messages":
-            _check_messages_path(f"{where}.expect", path, s)
-
-
-def _check_messages_path(where: str, path: tuple[str, ...], s: Scenario) -> None:
-    """``messages.<key>``, ``messages.latency_ms.<p>``, ``messages.notices.<id>.<key>``."""
-    dotted = ".".join(path)
-    steps: list[tuple[frozenset[str] | set[str], str]] = [(MESSAGE_REPORT_KEYS, "a messages key")]
-    if len(path) > 1 and path[1] == "notices":
-        notices = {e.id for e in s.events if e.notice is not None}
-        steps += [(notices, "a notice event id"), (NOTICE_REPORT_KEYS, "a notice key")]
-    elif len(path) > 1 and path[1] == "latency_ms":
-        steps.append((frozenset({"p50", "p99", "max"}), "a percentile"))
-    elif len(path) > 1 and path[1] == "notice_copies":
-        steps.append((NOTICE_COPY_KEYS, "a notice_copies key"))
-    for depth, (options, what) in enumerate(steps, start=1):
-        if len(path) > depth and path[depth] not in options:
-            listed = ", ".join(sorted(options)) or "none"
-            raise _Invalid(
-                where, f"{dotted}: {path[depth]!r} is not {what}; expected one of {listed}"
-            )
 
 
 # ---------------------------------------------------------------- reading tables
@@ -1239,16 +1157,39 @@ def fault_event(table: Mapping[str, Any]) -> Event:
     return event
 
 
+def builtin_names() -> list[str]:
+    """The names of the built-in scenarios (simulations/scenarios/*.toml), sorted."""
+    return sorted(p.stem for p in SCENARIOS.glob("*.toml"))
+
+
 def resolve(name_or_path: str) -> Path:
-    """A scenario file: a path, or the name of one under simulations/scenarios/."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" and path.exists():
-        return path
+    """A scenario file: a path, or the name of one under simulations/scenarios/.
+
+    An argument with a ``/`` or ending in ``.toml`` is a path, and must be a file
+    (``x.toml: file not found``); anything else is a built-in name (an unknown one lists
+    the built-in names).
+    """
+    builtin = builtin_names()
+    if "/" in name_or_path or name_or_path.endswith(".toml"):
+        path = Path(name_or_path)
+        if path.is_file():
+            return path
+        if path.exists():
+            raise ScenarioError(f"{name_or_path}: not a file")
+        stem = path.stem
+        hint = (
+            f" (the built-in scenario is named {stem!r}, without .toml)"
+            if "/" not in name_or_path and stem in builtin
+            else ""
+        )
+        raise ScenarioError(f"{name_or_path}: file not found{hint}")
     candidate = SCENARIOS / f"{name_or_path}.toml"
-    if "/" not in name_or_path and candidate.exists():
+    if candidate.is_file():
         return candidate
-    known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.toml")))
-    raise ScenarioError(f"no scenario {name_or_path!r}; known: {known}")
+    raise ScenarioError(
+        f"no built-in scenario {name_or_path!r}; the built-in ones are {', '.join(builtin)}"
+        " (or give the path of a .toml file)"
+    )
 
 
 def load(name_or_path: str) -> Scenario:

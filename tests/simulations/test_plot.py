@@ -1,4 +1,5 @@
-"""latency.png: a real PNG of about 1200 x 600 pixels, with or without queries."""
+"""latency.png: a real PNG of 1200 x 600 pixels, with or without queries, whose legend
+counts what the report counts and whose series differ in greyscale too."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 from matplotlib import image
 
+from simulations import report as reports
 from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord
-from simulations.plot import latency_bounds, latency_png
+from simulations.plot import figure, latency_bounds, latency_png, series
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -106,3 +108,85 @@ def test_latency_bounds_found_in_check_expressions() -> None:
         (20.5, "latency_ms.p50 <= 20.5", True),
         (2500.0, "latency_ms.max<2500", False),
     ]
+
+
+def _mixed() -> list[QueryRecord]:
+    """Every kind, multi queries to three bureaus, and answers of every outcome."""
+    out = _queries(200)
+    outcomes = ("hit", "no_answer", "failed", "error", "record", "no_hit")
+    for i in range(12):
+        answers = tuple(
+            AnswerRecord(b, outcomes[(i + j) % len(outcomes)], 10.0 + i + j)
+            for j, b in enumerate(("DE", "IT", "NL"))
+        )
+        out.append(QueryRecord(f"multi-x{i}", "multi", "FR", 1.0 + i, 1.1 + i, 30.0, answers))
+    return out
+
+
+def _report(queries: list[QueryRecord]) -> dict[str, object]:
+    return reports.build(
+        scenario="t",
+        bureaus=["FR", "DE", "IT", "NL"],
+        kinds=["document", "person", "vehicle", "multi", "fetch"],
+        queries=queries,
+        faults=[],
+        run_end_s=30.0,
+        timings={},
+        extra={},
+    )
+
+
+def test_legend_counts_are_the_reports_counts() -> None:
+    """Each legend label carries the number the summary's tables show: answered pairs per
+    kind (kinds.<kind>.queries.answered), queries.no_answer and queries.failed; and each
+    series draws exactly that many points (issue 15: "multi (6)" against 11)."""
+    queries = _mixed()
+    report = _report(queries)
+    drawn = series(queries, report)
+    kinds = report["kinds"]
+    assert isinstance(kinds, dict)
+    expected = {f"{kind}: {entry['queries']['answered']} answered" for kind, entry in kinds.items()}
+    totals = report["queries"]
+    assert isinstance(totals, dict)
+    expected |= {f"no answer: {totals['no_answer']}", f"failed: {totals['failed']}"}
+    assert {s.label for s in drawn} == expected
+    for s in drawn:
+        assert len(s.xs) == len(s.ys) == s.count, s.label
+    assert sum(s.count for s in drawn) == totals["sent"]  # every pair, once
+    multi = next(s for s in drawn if s.label.startswith("multi"))
+    assert multi.count == kinds["multi"]["queries"]["answered"] > 0
+
+
+def test_the_drawn_legend_is_the_series_and_the_rolling_lines() -> None:
+    """The figure's legend lists the series' labels, then the two rolling lines."""
+    queries = _mixed()
+    report = _report(queries)
+    fig = figure(title="t", queries=queries, faults=[], run_end_s=30.0, checks=[], report=report)
+    legend = fig.axes[0].get_legend()
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels == [s.label for s in series(queries, report)] + [
+        "rolling p50 of query latency",
+        "rolling p99 of query latency",
+    ]
+
+
+def test_every_series_is_told_apart_without_colour() -> None:
+    """Each series has its own marker (so greyscale tells them apart) and its own colour;
+    document and fetch, no-answer and failed, are no longer alike; the rolling lines
+    differ by line style and the fault windows by hatching."""
+    queries = _mixed()
+    drawn = series(queries, _report(queries))
+    markers = [s.marker for s in drawn]
+    colours = [s.colour.lower() for s in drawn]
+    assert len(set(markers)) == len(drawn)
+    assert len(set(colours)) == len(drawn)
+    assert len({(s.marker, s.colour) for s in drawn}) == len(drawn)
+    faults = [
+        FaultRecord(f"f{i}", "partition", ("DE",), "both", {}, 2.0 * i, 2.0 * i + 1)
+        for i in range(6)
+    ]
+    fig = figure(title="t", queries=queries, faults=faults, run_end_s=30.0, checks=[])
+    styles = [line.get_linestyle() for line in fig.axes[0].get_lines()]
+    assert len(styles) == len(set(styles)) == 2
+    hatches = [patch.get_hatch() for patch in fig.axes[0].patches]
+    assert len(hatches) == len(set(hatches)) == 6  # each fault window its own hatching

@@ -83,7 +83,7 @@ def test_latency_percentiles_and_empty() -> None:
 
 
 def test_core_schema_then_breakdowns_in_order() -> None:
-    """The core keys come first, then per_bureau, kinds, faults, timings and extra."""
+    """The core keys come first, then requests, per_bureau, kinds, faults, timings, extra."""
     queries = [
         query("d1", 1.0, {"DE": "hit"}, latency_ms=10.0),
         query("m1", 2.0, {"DE": "no_hit", "IT": "no_answer"}, kind="multi", latency_ms=30.0),
@@ -95,6 +95,7 @@ def test_core_schema_then_breakdowns_in_order() -> None:
         "bureaus",
         "queries",
         "latency_ms",
+        "requests",
         "per_bureau",
         "kinds",
         "faults",
@@ -114,21 +115,61 @@ def test_core_schema_then_breakdowns_in_order() -> None:
     assert report["latency_ms"]["max"] == 30.0
     assert report["latency_ms"]["p50"] == 20.0
     assert report["startup_s"] == 1.235
-    de = report["per_bureau"]["DE"]
-    assert de["queries"]["sent"] == 3
-    assert de["queries"]["hit"] == 2
-    assert de["sent"] == 0
-    assert report["per_bureau"]["FR"] == {
-        "queries": counts([]),
-        "latency_ms": latency([]),
-        "sent": 2,
-    }
-    assert report["per_bureau"]["IT"]["queries"]["no_answer"] == 1
-    assert report["per_bureau"]["IT"]["sent"] == 1
     assert list(report["kinds"]) == ["document", "multi", "fetch"]
     assert report["kinds"]["multi"]["queries"]["sent"] == 2
+    assert report["kinds"]["multi"]["requests"] == 1
     assert report["kinds"]["fetch"]["latency_ms"]["p99"] == 20.0
     json.dumps(report)  # the report must serialise as it is
+
+
+def test_counts_say_which_unit_queries_or_pairs() -> None:
+    """requests counts queries (a query to two bureaus once); queries.* count pairs; a
+    bureau's figures as recipient and as requester are apart (issue 15)."""
+    queries = [
+        query("d1", 1.0, {"DE": "hit"}, latency_ms=10.0),
+        query("m1", 2.0, {"DE": "no_hit", "IT": "no_answer"}, kind="multi", latency_ms=30.0),
+        query("f1", 3.0, {"DE": "record"}, kind="fetch", requester="IT", latency_ms=20.0),
+    ]
+    report = build(queries, [])
+    assert report["requests"] == 3
+    assert report["queries"]["sent"] == 4
+    fr, de, it = (report["per_bureau"][c] for c in ("FR", "DE", "IT"))
+    # DE was sent three pairs and asked nothing; FR asked two queries, three pairs
+    assert de["as_recipient"]["queries"]["sent"] == 3
+    assert de["as_recipient"]["queries"]["hit"] == 2
+    assert de["as_requester"] == {"requests": 0, "queries": counts([]), "latency_ms": latency([])}
+    assert fr["as_recipient"] == {"queries": counts([]), "latency_ms": latency([])}
+    assert fr["as_requester"]["requests"] == 2
+    assert fr["as_requester"]["queries"]["sent"] == 3
+    assert fr["as_requester"]["latency_ms"]["max"] == 30.0
+    assert it["as_recipient"]["queries"]["no_answer"] == 1
+    assert it["as_requester"]["requests"] == 1
+    per = report["per_bureau"].values()
+    for side in ("as_recipient", "as_requester"):
+        assert sum(b[side]["queries"]["sent"] for b in per) == report["queries"]["sent"]
+    assert sum(b["as_requester"]["requests"] for b in per) == report["requests"]
+    assert sum(k["requests"] for k in report["kinds"].values()) == report["requests"]
+
+
+def test_kinds_the_scenario_can_send_are_listed_even_when_none_was_sent() -> None:
+    """The report's kinds are the scenario's (zero if none happened), so a check on one
+    never finds it missing; a kind sent but not listed is still reported."""
+    report = reports.build(
+        scenario="t",
+        bureaus=["FR", "DE"],
+        kinds=["document", "multi", "fetch"],
+        queries=[query("v1", 1.0, {"DE": "hit"}, kind="vehicle")],
+        faults=[],
+        run_end_s=5.0,
+        timings={},
+        extra={},
+    )
+    assert list(report["kinds"]) == ["document", "vehicle", "multi", "fetch"]
+    assert report["kinds"]["multi"] == {
+        "requests": 0,
+        "queries": counts([]),
+        "latency_ms": latency([]),
+    }
 
 
 def test_fault_windows_during_others_after_recovered() -> None:
@@ -199,9 +240,37 @@ def test_check_view_maps_bureaus_to_per_bureau() -> None:
     """Checks read bureaus.FR...; the report keeps its list of codes."""
     report = build([query("d1", 1.0, {"DE": "hit"})], [])
     view = reports.check_view(report)
-    assert view["bureaus"]["DE"]["queries"]["hit"] == 1
+    assert view["bureaus"]["DE"]["as_recipient"]["queries"]["hit"] == 1
     assert report["bureaus"] == ["FR", "DE", "IT"]
     assert view["queries"] is report["queries"]
+    assert "per_bureau" not in view
+
+
+def test_timeline_written_in_time_order(tmp_path: Path) -> None:
+    """Lines are sorted by t_s (a query recorded when answered sits at its sending time);
+    events of one instant keep their order (issue 15: network_down before the checks)."""
+    events = [
+        {"t_s": 0.0, "event": "traffic_start"},
+        {"t_s": 2.0, "event": "query", "label": "slow"},
+        {"t_s": 1.0, "event": "query", "label": "sent earlier, answered later"},
+        {"t_s": 9.5, "event": "network_down"},
+        {"t_s": 9.0, "event": "traffic_end", "requests": 2, "pairs": 2},
+        {"t_s": 9.7, "event": "check", "name": "a"},
+        {"t_s": 9.7, "event": "check", "name": "b"},
+    ]
+    path = tmp_path / "timeline.jsonl"
+    reports.write_timeline(path, events)
+    written = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["t_s"] for e in written] == sorted(e["t_s"] for e in events)
+    assert [e.get("label") or e.get("name") or e["event"] for e in written] == [
+        "traffic_start",
+        "sent earlier, answered later",
+        "slow",
+        "traffic_end",
+        "network_down",
+        "a",
+        "b",
+    ]
 
 
 def test_timeline_written_as_json_lines(tmp_path: Path) -> None:
@@ -297,7 +366,14 @@ def test_summary_fits_80_columns_and_shows_the_worst_bureaus() -> None:
     shown = [row[0] for row in rows if len(row) == 9]
     assert len(shown) == 12
     assert shown[0] == "BN"  # 3 failed + its no-answers: the worst, though last by name
-    for needle in ("all-members: 40 bureaus - failed", "FAIL", "PASS", "start-up 41.5 s"):
+    for needle in (
+        "all-members: 40 bureaus - failed",
+        "203 queries sent: 203 (query, recipient) pairs",
+        "by bureau: the 12 with most no-answer + failed (pairs sent to it)",
+        "FAIL",
+        "PASS",
+        "start-up 41.5 s",
+    ):
         assert needle in text
     assert "AA,AB +6" in text  # 8 bureaus abbreviated
     assert "peak memory of the process tree: 2876 MiB" in text
@@ -356,3 +432,27 @@ def test_others_leave_out_queries_sent_by_a_faulted_bureau() -> None:
     assert fault["others"]["no_answer"] == 0
     assert fault["others"]["answered"] == 1
     assert fault["during"]["no_answer"] == 1
+
+
+def test_summary_bureau_rows_name_asked_and_sent_to_apart() -> None:
+    """A bureau's row shows the pairs it asked and the pairs sent to it, each under its own
+    heading; the per-kind row shows queries and pairs apart (issue 15)."""
+    queries = [
+        query("m1", 1.0, {"DE": "hit", "IT": "no_hit"}, kind="multi", latency_ms=2154.45),
+        query("d1", 2.0, {"DE": "no_answer"}, latency_ms=12345.67),
+    ]
+    report = build(queries, [])
+    buffer = io.StringIO()
+    reports.print_summary(Console(file=buffer, width=80, color_system=None), report)
+    text = buffer.getvalue()
+    print(text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text  # no header or figure cut short, even with latencies in seconds
+    assert "12346" in text
+    assert "by bureau, in pairs: asked by it; sent to it, how it answered" in text
+    header = next(line.split() for line in text.splitlines() if line.split()[:1] == ["bureau"])
+    assert header[:4] == ["bureau", "asked", "to", "it"]
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip()}
+    assert rows["FR"][:2] == ["3", "0"]  # FR asked 3 pairs; none was sent to it
+    assert rows["DE"][:5] == ["0", "2", "1", "1", "1"]  # asked 0; 2 to it: 1 answered, hit, no-ans
+    assert rows["multi"][:3] == ["1", "2", "2"]  # one query, two pairs, both answered

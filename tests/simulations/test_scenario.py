@@ -56,7 +56,7 @@ expect = "record"
 name = "partitioned bureaus silent"
 expect = "faults.cut.during.answered == 0 and faults.cut.after.no_answer == 0"
 [[checks]]
-expect = "explicit.first_check.passed and bureaus.FR.queries.failed == 0"
+expect = "explicit.first_check.passed and bureaus.FR.as_recipient.queries.failed == 0"
 """
 
 
@@ -496,12 +496,16 @@ def test_every_fault_kind_loads_with_its_parameters_and_defaults(tmp_path: Path)
         (
             "faults.cutt.during.answered == 0",
             "checks[0].expect: faults.cutt.during.answered: 'cutt' is not a fault event id;"
-            " expected one of cut",
+            " expected one of cut; did you mean faults.cut.during.answered?",
         ),
         ("bureaus.ES.queries.sent > 0", "checks[0].expect: bureaus.ES.queries.sent: 'ES' is not"),
         ("explicit.cut.passed", "checks[0].expect: explicit.cut.passed: 'cut' is not a query"),
         ("kinds.boat.queries.sent > 0", "checks[0].expect: kinds.boat.queries.sent: 'boat'"),
-        ("startup_s.max < 5", "checks[0].expect: startup_s.max: startup_s is a number"),
+        (
+            "startup_s.max < 5",
+            "checks[0].expect: startup_s.max: startup_s is a number, not a table;"
+            " did you mean startup_s?",
+        ),
     ],
 )
 def test_bad_check_expressions_are_refused_at_load(
@@ -514,21 +518,94 @@ def test_bad_check_expressions_are_refused_at_load(
     assert _error(tmp_path, text).startswith(f"sim.toml: {expected}")
 
 
+@pytest.mark.parametrize(
+    ("expect", "expected"),
+    [
+        (  # the typo of issue 15: found when the file loads, not after the run
+            "queries.faild == 0",
+            "queries.faild: 'faild' is not a key of queries; expected one of sent, answered,"
+            " hit, no_hit, no_answer, failed; did you mean queries.failed?",
+        ),
+        (
+            "latency_ms.p999 < 300",
+            "latency_ms.p999: 'p999' is not a key of latency_ms; expected one of p50, p95, p99,"
+            " max; did you mean latency_ms.p99?",
+        ),
+        (
+            "bureaus.FR.as_recipeint.queries.sent > 0",
+            "bureaus.FR.as_recipeint.queries.sent: 'as_recipeint' is not a key of bureaus.FR;"
+            " expected one of as_recipient,"
+            " as_requester; did you mean bureaus.FR.as_recipient.queries.sent?",
+        ),
+        (
+            "kinds.docment.requests > 0",
+            "kinds.docment.requests: 'docment' is not a kind this scenario sends; expected one"
+            " of document, person,"
+            " vehicle, fetch; did you mean kinds.document.requests?",
+        ),
+        (  # the mix gives multi no weight and no timeline query goes to several bureaus
+            "kinds.multi.queries.failed == 0",
+            "kinds.multi.queries.failed: 'multi' is not a kind this scenario sends",
+        ),
+        (
+            "messages.lost == 0",
+            "messages.lost: this scenario posts no messages (messages.rate_per_s is 0",
+        ),
+        ("faults.cut.target == 0", "faults.cut.target: only a fault of the gateway has a target"),
+        ("faults.cut.kind == 0", "faults.cut.kind: faults.cut.kind is text, not a number"),
+        ("scenario == 0", "scenario: scenario is text, not a number"),
+        ("duration_s < 60", "duration_s: duration_s is written after the checks run"),
+        ("passed == 1", "passed: passed is written after the checks run"),
+        ("queries > 0", "queries: queries is a table, not a number; name one of its values"),
+        (
+            "per_bureau.FR.as_recipient.queries.sent > 0",
+            "per_bureau.FR.as_recipient.queries.sent: unknown report key 'per_bureau'",
+        ),
+    ],
+)
+def test_check_paths_the_report_cannot_hold_are_refused_with_a_suggestion(
+    tmp_path: Path, expect: str, expected: str
+) -> None:
+    """A path the scenario's report cannot have is refused at load, naming file, key, path,
+    why, and the path it most likely meant."""
+    text = _events('at_s = 1\nid = "cut"\nfault = "down"\nbureaus = ["FR"]\nduration_s = 2')
+    text += "[traffic.mix]\nmulti = 0\n"
+    text += f'[[checks]]\nname = "typo"\nexpect = "{expect}"\n'
+    assert _error(tmp_path, text).startswith(f"sim.toml: checks[0].expect: {expected}")
+
+
+def test_per_bureau_paths_of_earlier_reports_name_their_new_place(tmp_path: Path) -> None:
+    """bureaus.X.queries, .latency_ms and .sent (before issue 15) are refused, saying where
+    each figure went."""
+    cases = {
+        "bureaus.FR.queries.no_answer == 0": (
+            "did you mean bureaus.FR.as_recipient.queries.no_answer?"
+        ),
+        "bureaus.DE.latency_ms.p50 > 240": "did you mean bureaus.DE.as_recipient.latency_ms.p50?",
+        "bureaus.IT.sent > 0": "did you mean bureaus.IT.as_requester.requests?",
+    }
+    for expect, suggestion in cases.items():
+        message = _error(tmp_path, HEAD + f'[[checks]]\nexpect = "{expect}"\n')
+        assert ": renamed: " in message, message
+        assert message.endswith(suggestion), message
+
+
 def test_checks_on_every_report_section_load(tmp_path: Path) -> None:
     """Checks may read each documented report section, by fault id, bureau, kind and query id."""
     text = PARTITION_HEAL + "".join(
         f'[[checks]]\nexpect = "{e}"\n'
         for e in (
-            "latency_ms.p99 < 250",
+            "latency_ms.p99 < 250 and requests > 0",
             "kinds.multi.queries.failed == 0 and kinds.fetch.latency_ms.p50 < 100",
-            "faults.latency_1.others.failed == 0",
+            "faults.latency_1.others.failed == 0 and faults.latency_1.params.latency_ms == 80",
             "faults.cut.recovered_s < 5",
             "startup_s < 60 and shutdown_s < 30 and traffic_s > 0 and peak_rss_mib < 4096",
-            "messages.sent >= 0",
+            "bureaus.IT.as_requester.requests >= 0 and bureaus.IT.as_requester.queries.sent >= 0",
+            "planted.hit <= planted.queries and late_sends == 0",
         )
     )
     s = scenario.load(str(_write(tmp_path, text, "ok.toml")))
-    assert len(s.checks) == 8
+    assert len(s.checks) == 9
 
 
 def test_from_dict_names_the_source_and_validates_like_load() -> None:
@@ -543,10 +620,34 @@ def test_from_dict_names_the_source_and_validates_like_load() -> None:
 
 
 def test_resolve_finds_builtin_names_and_refuses_unknown_ones() -> None:
-    """A bare name resolves under simulations/scenarios; an unknown one lists the known."""
+    """A bare name resolves under simulations/scenarios; an unknown one lists the built-in
+    names."""
     assert scenario.resolve("quickstart") == scenario.SCENARIOS / "quickstart.toml"
-    with pytest.raises(ScenarioError, match=r"no scenario 'nope'; known: .*quickstart"):
+    with pytest.raises(
+        ScenarioError, match=r"no built-in scenario 'nope'; the built-in ones are .*quickstart"
+    ):
         scenario.load("nope")
+
+
+@pytest.mark.parametrize("argument", ["/x/missing.toml", "missing.toml", "sub/dir/scenario"])
+def test_a_missing_scenario_path_is_file_not_found(argument: str) -> None:
+    """An argument that looks like a path (a / or .toml) and is not there: file not found,
+    not "no scenario known" (issue 15)."""
+    with pytest.raises(ScenarioError) as info:
+        scenario.load(argument)
+    assert str(info.value) == f"{argument}: file not found"
+
+
+def test_a_builtin_name_given_with_toml_says_so(tmp_path: Path) -> None:
+    """quickstart.toml where no such file is: file not found, and the built-in name."""
+    with pytest.raises(ScenarioError) as info:
+        scenario.load("quickstart.toml")
+    assert str(info.value) == (
+        "quickstart.toml: file not found (the built-in scenario is named 'quickstart',"
+        " without .toml)"
+    )
+    with pytest.raises(ScenarioError, match="not a file"):
+        scenario.load(str(tmp_path) + "/")
 
 
 def test_code_built_events_and_mix_validate_themselves() -> None:

@@ -1,0 +1,63 @@
+"""A run directory: its default name, writing what a run leaves there, removing it empty.
+
+``report.json`` (the report, docs/scenarios.md), ``timeline.jsonl`` (one metadata-only
+event per line, in time order) and ``latency.png``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simulations import plot
+from simulations import report as reports
+from simulations.engine import RunResult
+
+RUNS = Path("runs")
+
+
+def default_run_dir(name: str) -> Path:
+    """runs/NAME-YYYYmmddTHHMMSSZ under the current directory."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return RUNS / f"{name}-{stamp}"
+
+
+def remove_if_empty(folder: Path, created: bool) -> None:
+    """Remove the run directory this run created if it holds nothing (never one with files)."""
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def write(
+    folder: Path,
+    report: dict[str, Any],
+    result: RunResult,
+    checks: Sequence[dict[str, Any]],
+    checked_s: float,
+    *,
+    report_path: Path | None,
+) -> None:
+    """report.json (and its copy), timeline.jsonl in time order, latency.png."""
+    text = json.dumps(report, indent=2) + "\n"
+    (folder / "report.json").write_text(text)
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(text)
+    # The checks are made once the network is down and the results are in: that is their time.
+    checked = [
+        {"t_s": checked_s, "event": "check", "name": c["name"], "passed": c["passed"]}
+        for c in checks
+    ]
+    reports.write_timeline(folder / "timeline.jsonl", [*result.timeline, *checked])
+    plot.latency_png(
+        folder / "latency.png",
+        title=f"{report['scenario']}: answer latency",
+        queries=result.queries,
+        faults=result.faults,
+        run_end_s=result.run_end_s,
+        checks=checks,
+        report=report,
+    )
