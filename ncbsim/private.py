@@ -38,12 +38,14 @@ def restrict_umask() -> None:
 
 
 def _tighten(path: Path, mode: int) -> None:
-    """Give an existing ``path`` exactly ``mode`` if it grants more (absent: nothing)."""
+    """Give an existing ``path`` exactly ``mode`` if it grants more. Nothing if it is
+    absent, or someone else's (a database another account lets us read)."""
     try:
-        current = stat.S_IMODE(path.stat().st_mode)
+        info = path.stat()
     except FileNotFoundError:
         return
-    if current != mode and current & ~mode:
+    current = stat.S_IMODE(info.st_mode)
+    if current & ~mode and info.st_uid == os.geteuid():
         path.chmod(mode)
 
 
@@ -105,3 +107,13 @@ def open_log(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` for its owner alone: 0600 (tightened if the file
+    existed), its missing folders 0700."""
+    make_parents(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, FILE_MODE)
+        out.write(text)
