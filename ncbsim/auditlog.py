@@ -12,10 +12,11 @@ genesis value ``SHA-256("ncbsim audit chain v1\\n" || JSON [table, [column names
 which binds the chain to its schema. Sequence numbers start at 1 and have no gaps.
 
 One writer thread owns the file. It drains the queued rows in batches, computes the
-chain (it owns the last hash and resumes from the last stored row on open), inserts the
-batch in one transaction, and then replaces the sidecar file ``PATH.head`` with the head
-``{"seq": N, "hash": HEX}``. Triggers refuse UPDATE and DELETE; :func:`verify` still
-catches edits made around them.
+chain (it owns the last hash and resumes from the last stored row on open) and inserts
+the batch in one transaction. At most every :data:`HEAD_INTERVAL_S` after a commit, and
+at close, it replaces the sidecar file ``PATH.head`` with the head
+``{"seq": N, "hash": HEX}``: the head may lag the log, never lead it. Triggers refuse
+UPDATE and DELETE; :func:`verify` still catches edits made around them.
 
 Rows arrive two ways. :meth:`ChainedLog.commit` is group commit: the caller awaits a
 future that the writer resolves once the transaction holding its row has committed, so
@@ -44,6 +45,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,9 @@ _REORDER_WINDOW = 1024
 """How far from its position :func:`verify` looks for the seq a moved entry was written as."""
 
 Row = tuple[Any, ...]
+HEAD_INTERVAL_S = 0.05
+"""The head file is rewritten at most this often (and at close): replacing it costs far
+more than a commit (a rename over a file makes ext4 write the new one out at once)."""
 SYNCHRONOUS = ("NORMAL", "FULL")
 """The SQLite ``synchronous`` settings a log may be written with (docs/audit.md)."""
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
@@ -168,6 +173,7 @@ class ChainedLog:
         indexes: Sequence[Sequence[str]] = (),
         batch_wait_s: float = 0.05,
         synchronous: str = "NORMAL",
+        head_interval_s: float = HEAD_INTERVAL_S,
     ) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
@@ -208,6 +214,7 @@ class ChainedLog:
         self._hurry = threading.Event()  # someone awaits a commit, or the log is closing
         self._stop = threading.Event()
         self._batch_wait_s = batch_wait_s
+        self._head_interval_s = head_interval_s
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -286,20 +293,26 @@ class ChainedLog:
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, check_same_thread=True, timeout=10)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        head_due: float | None = None  # when the head file must show the last commit
         while True:
-            self._wake.wait()
-            # Clear before draining: a record appended after the drain sets it again.
-            self._wake.clear()
-            if not self._hurry.is_set():
-                self._hurry.wait(self._batch_wait_s)  # nobody waits: let the batch fill
-            self._hurry.clear()
-            stopping = self._stop.is_set()
-            waiters = _drain(self._waiters)  # first: their rows are all queued already
-            batch = _drain(self._pending)
-            error = self._write(conn, batch) if batch else None
-            if waiters:
-                _resolve(waiters, error)
-            if batch and error is None:
+            timeout = None if head_due is None else max(head_due - time.monotonic(), 0.0)
+            stopping = False
+            if self._wake.wait(timeout):
+                # Clear before draining: a record appended after the drain sets it again.
+                self._wake.clear()
+                if not self._hurry.is_set():
+                    self._hurry.wait(self._batch_wait_s)  # nobody waits: let the batch fill
+                self._hurry.clear()
+                stopping = self._stop.is_set()
+                waiters = _drain(self._waiters)  # first: their rows are all queued already
+                batch = _drain(self._pending)
+                error = self._write(conn, batch) if batch else None
+                if waiters:
+                    _resolve(waiters, error)
+                if batch and error is None and head_due is None:
+                    head_due = time.monotonic() + self._head_interval_s
+            if head_due is not None and (stopping or time.monotonic() >= head_due):
+                head_due = None
                 try:
                     self._write_head()
                 except OSError as exc:
