@@ -95,7 +95,8 @@ def entry_hash(prev_hash: bytes, seq: int, fields: Sequence[object]) -> bytes:
 
 
 def head_path(path: Path) -> Path:
-    """The sidecar file that holds the newest ``(seq, hash)`` the writer committed."""
+    """The sidecar file that holds the ``(seq, hash)`` the writer committed last (within
+    :data:`HEAD_INTERVAL_S`)."""
     return path.with_name(path.name + ".head")
 
 
