@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -54,18 +53,30 @@ from typing import Any
 import structlog
 
 from ncbsim import private
+from ncbsim._auditchain import HASH_SIZE, TABLE, Row, entry_hash, genesis, head_path
+from ncbsim._auditdamage import diagnose
 from ncbsim.errors import NcbsimError
 
 log = structlog.get_logger()
 
-TABLE = "audit"
-HASH_SIZE = 32
-_GENESIS_TAG = b"ncbsim audit chain v1\n"
-_CHAIN_COLUMNS = ("seq", "prev_hash", "hash")
-_REORDER_WINDOW = 1024
-"""How far from its position :func:`verify` looks for the seq a moved entry was written as."""
+__all__ = [
+    "HASH_SIZE",
+    "HEAD_INTERVAL_S",
+    "SYNCHRONOUS",
+    "TABLE",
+    "AuditWriteError",
+    "ChainedLog",
+    "Query",
+    "Row",
+    "Verdict",
+    "entry_hash",
+    "genesis",
+    "head_path",
+    "search",
+    "verify",
+]
 
-Row = tuple[Any, ...]
+_CHAIN_COLUMNS = ("seq", "prev_hash", "hash")
 HEAD_INTERVAL_S = 0.05
 """The head file is rewritten at most this often (and at close): replacing it costs far
 more than a commit (a rename over a file makes ext4 write the new one out at once)."""
@@ -80,24 +91,6 @@ class AuditWriteError(Exception):
     Not an :class:`NcbsimError`: it is no fault of the caller's request. A server that
     gets it must not act as though the row were written: it holds the answer back.
     """
-
-
-def genesis(columns: Sequence[str], table: str = TABLE) -> bytes:
-    """The first row's ``prev_hash`` for a table with these field columns."""
-    spec = json.dumps([table, list(columns)], separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(_GENESIS_TAG + spec.encode()).digest()
-
-
-def entry_hash(prev_hash: bytes, seq: int, fields: Sequence[object]) -> bytes:
-    """``SHA-256(prev_hash || canonical JSON [seq, *fields])``."""
-    body = json.dumps([seq, *fields], separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(prev_hash + body.encode()).digest()
-
-
-def head_path(path: Path) -> Path:
-    """The sidecar file that holds the ``(seq, hash)`` the writer committed last (within
-    :data:`HEAD_INTERVAL_S`)."""
-    return path.with_name(path.name + ".head")
 
 
 def _schema(columns: Sequence[tuple[str, str]], indexes: Sequence[Sequence[str]]) -> str:
@@ -374,82 +367,6 @@ class Verdict:
         return f"entry seq={self.bad_seq}: {self.damage}: {self.detail}"
 
 
-def _hash_exists(conn: sqlite3.Connection, digest: bytes) -> bool:
-    found = conn.execute(f"SELECT 1 FROM {TABLE} WHERE hash = ? LIMIT 1", (digest,)).fetchone()
-    return found is not None
-
-
-def _written_as(row: Row, lo: int) -> int | None:
-    """The seq (other than its own) under which this row's hash verifies, if one is near."""
-    seq: int = row[0]
-    fields, prev, digest = row[1:-2], row[-2], row[-1]
-    for distance in range(1, _REORDER_WINDOW + 1):
-        for candidate in (seq - distance, seq + distance):
-            if candidate >= lo and entry_hash(prev, candidate, fields) == digest:
-                return candidate
-    return None
-
-
-def _diagnose(  # noqa: PLR0911 - one return per kind of damage
-    conn: sqlite3.Connection,
-    row: Row,
-    nxt: Row | None,
-    *,
-    expected_seq: int,
-    expected_prev: bytes,
-    before_prev: bytes | None,
-) -> tuple[int, str, str]:
-    """Why ``row`` breaks the chain: (seq of the first bad entry, damage, detail).
-
-    ``expected_prev`` is the hash of the last good entry, ``before_prev`` that entry's
-    own ``prev_hash`` (None at the start).
-    """
-    seq, fields, prev, digest = row[0], row[1:-2], row[-2], row[-1]
-    self_ok = entry_hash(prev, seq, fields) == digest
-    next_skips = nxt is not None and nxt[-2] == expected_prev
-    if self_ok and seq > expected_seq and prev != expected_prev:
-        missing = f"seq={expected_seq}" + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
-        detail = f"entries {missing} are missing (the chain jumps to seq={seq})"
-        return expected_seq, "deleted", detail
-    if not self_ok:
-        original = _written_as(row, 1)
-        if original is not None:
-            if before_prev is not None and prev == before_prev:
-                return (
-                    seq - 1,
-                    "inserted",
-                    (
-                        f"this entry is not in the chain: entry seq={seq}, written as "
-                        f"seq={original}, links past it"
-                    ),
-                )
-            if prev == expected_prev or _hash_exists(conn, prev) or original == 1:
-                return seq, "reordered", f"this entry was written as seq={original}"
-            return (
-                seq,
-                "deleted",
-                (
-                    f"this entry was written as seq={original}: an earlier entry is missing "
-                    "and later ones were renumbered"
-                ),
-            )
-        if next_skips:
-            return seq, "inserted", "this entry is not in the chain: the next entry links past it"
-        if prev != expected_prev:  # a changed entry keeps its link; this one never had it
-            return seq, "inserted", f"this entry does not link to entry seq={seq - 1}"
-        return seq, "changed", "its stored fields no longer match its hash"
-    # The row's own hash is right, but it does not link to the entry before it.
-    if next_skips:
-        return seq, "inserted", "this entry is not in the chain: the next entry links past it"
-    if seq > 1 and not _hash_exists(conn, prev):
-        return (
-            seq - 1,
-            "changed",
-            (f"its hash was recomputed, but entry seq={seq} still links to the original"),
-        )
-    return seq, "inserted", "this entry links to a different previous entry"
-
-
 def _iter_rows(conn: sqlite3.Connection, columns: Sequence[str]) -> Iterator[Row]:
     sql = f"SELECT seq, {', '.join(columns)}, prev_hash, hash FROM {TABLE} ORDER BY seq"
     cursor: Iterator[Row] = conn.execute(sql)
@@ -518,7 +435,7 @@ def verify(path: Path) -> Verdict:
                     or entry_hash(prev, seq, fields) != digest
                 ):
                     return verdict(
-                        *_diagnose(
+                        *diagnose(
                             conn,
                             row,
                             nxt,
