@@ -196,8 +196,8 @@ def prepare(
     missing = [b for b in scenario.bureaus if b not in directory.bureaus()]
     for code in missing:
         pki.add_bureau(directory, code)
-    # Folders an older version made readable by anyone are tightened (the files in them
-    # are, as their owners open them).
+    # Folders an older version made readable by anyone are tightened, and the
+    # certificates it wrote 0644 in them (the other files are, as their owners open them).
     for folder in (
         workdir / "bureaus",
         gateway_files(workdir),
@@ -205,6 +205,8 @@ def prepare(
         *(directory.party(b) for b in scenario.bureaus),
     ):
         private.private_folder(folder)
+        for cert in folder.glob("*.crt"):
+            private.tighten(cert)
     todo = [
         (
             db_path(workdir, b),

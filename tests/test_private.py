@@ -19,6 +19,8 @@ from node import datagen
 from node.inbox import Inbox
 from node.replay import ReplayCache
 from node.store import RecordStore
+from simulations import network
+from simulations import scenario as scenarios
 
 
 def _mode(path: Path) -> int:
@@ -184,3 +186,22 @@ def test_restrict_umask_makes_new_files_private(tmp_path: Path, permissive_umask
     private.restrict_umask()
     (tmp_path / "ready.json").write_text("{}")
     assert _mode(tmp_path / "ready.json") == 0o600
+
+
+def test_a_work_directory_of_an_older_version_is_tightened_on_start(tmp_path: Path) -> None:
+    """Preparing a network again tightens the folders and certificates an older version
+    left readable: bureaus/, each bureau's folder, gateway/, operator/ and their tls.crt."""
+    small = scenarios.load(str(Path(__file__).parent / "scenarios" / "small.toml"))
+    workdir = tmp_path / "net"
+    directory = network.prepare(workdir, small)
+    loose = [workdir / "bureaus", *(directory.party(p) for p in ("FR", "gateway", "operator"))]
+    for folder in loose:
+        folder.chmod(0o755)
+    for folder in loose[1:]:
+        (folder / "tls.crt").chmod(0o644)
+    network.prepare(workdir, small)
+    assert {str(f.relative_to(workdir)): oct(_mode(f)) for f in loose} == {
+        str(f.relative_to(workdir)): oct(0o700) for f in loose
+    }
+    certs = [f / "tls.crt" for f in loose[1:]]
+    assert {oct(_mode(c)) for c in certs} == {oct(0o600)}
