@@ -39,8 +39,8 @@ async def _answers_then_crash(
 ) -> set[str]:
     """Send QUERIES queries from FR (and MULTI multi-bureau ones if ``to`` has several
     bureaus) all at once, sealed beforehand; call ``kill`` the instant the KILL_AT-th
-    answer arrives, while the others are in flight. The message ids of every answer FR got (one
-    read after the kill still left before it)."""
+    answer arrives, while the others are in flight. The message ids of every answer FR
+    got (one read after the kill still left before it)."""
     async with BureauClient.open(PkiDir(network.workdir), "FR", network.gateway.address) as client:
         await client.peers.resolve(to)
 
@@ -65,14 +65,15 @@ async def _answers_then_crash(
         calls = [single(i) for i in range(QUERIES)]
         calls += [multi(QUERIES + i) for i in range(MULTI if len(to) > 1 else 0)]
         tasks = [asyncio.ensure_future(call) for call in calls]
-        pending, answers = set(tasks), 0
-        while pending:
+        pending, answers, killed = set(tasks), 0, False
+        while pending and not killed:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             answers += sum(len(t.result()) for t in done if not t.exception())
             if answers >= KILL_AT:
                 kill()  # at once: no await between the answer and the crash
-                break
+                killed = True
         await asyncio.wait(tasks)
+    assert killed, f"only {answers} answers came back: the crash never happened"
     answered: set[str] = set()
     for task in tasks:
         if not task.exception():  # after the crash: UNAVAILABLE
