@@ -4,11 +4,12 @@ Each row holds ids, parties, kind, sizes, times and outcome. Never a payload: th
 record type has no field that could carry one. The table, its chain and its writer
 thread are :mod:`ncbsim.auditlog`'s; this module only fixes the gateway's columns.
 
-The hot path only appends to a deque: the writer thread is woken once per batch,
-not once per record, and then sleeps ``batch_wait_s`` so the batch can fill. Waking a
-thread (and handing it the GIL) for every envelope cost more CPU than the insert. The
-writer also computes the hashes. :meth:`AuditLog.close` writes everything recorded
-before it was called.
+The gateway awaits :meth:`AuditLog.commit` for the row of every envelope it answers
+or refuses, so no reply leaves before its row is in the file; concurrent handlers share
+one commit (group commit), so the writer thread is woken once per batch, not once per
+envelope. The rows of settled one-way copies (``Deliver``), which answer no one, are
+queued with :meth:`AuditLog.record`. The writer also computes the hashes.
+:meth:`AuditLog.close` writes everything recorded before it was called.
 """
 
 from __future__ import annotations
@@ -66,8 +67,12 @@ class AuditRecord(NamedTuple):
 class AuditLog(ChainedLog):
     """The gateway's append-only, hash-chained audit table."""
 
-    def __init__(self, path: Path, *, batch_wait_s: float = 0.05) -> None:
-        super().__init__(path, COLUMNS, indexes=INDEXES, batch_wait_s=batch_wait_s)
+    def __init__(
+        self, path: Path, *, batch_wait_s: float = 0.05, synchronous: str = "NORMAL"
+    ) -> None:
+        super().__init__(
+            path, COLUMNS, indexes=INDEXES, batch_wait_s=batch_wait_s, synchronous=synchronous
+        )
 
 
 def read_all(path: Path) -> list[AuditRecord]:

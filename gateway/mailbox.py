@@ -45,7 +45,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
-from ncbsim import envelope
+from ncbsim import envelope, private
 from ncbsim.config import DEFAULT_MAX_QUEUE_PER_SENDER
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError, EnvelopeError, NcbsimError
@@ -623,7 +623,7 @@ class Mailbox:
         return out
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private.sqlite_file(self.path)  # sealed copies and who sent what to whom
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

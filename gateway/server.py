@@ -14,10 +14,16 @@ admits them, stores them durably (:mod:`gateway.mailbox`) and answers only after
 commit; :mod:`gateway.delivery` delivers them; ``Receipts`` tells the sender their fate.
 docs/delivery.md has the details.
 
-The relay path does no file system work, binds no logging context and writes no log
-line for an envelope that was delivered (the debug line is filtered out at ``info``);
-each envelope costs one envelope and one header parse, the admission checks, one
-rate-limit check and one audit record.
+The relay path does no file system work of its own, binds no logging context and
+writes no log line for an envelope that was delivered (the debug line is filtered out at
+``info``); each envelope costs one envelope and one header parse, the admission checks,
+one rate-limit check and one audit row.
+
+No reply leaves before its audit row is committed (:meth:`ChainedLog.commit`, group
+commit: concurrent handlers share one transaction): an answer, a refusal, a Post's
+acceptance. A crash of the gateway then cannot erase the trace of an envelope it
+answered. If the row cannot be written the answer is held back (UNAVAILABLE); a refusal
+still goes out, since it carries nothing. docs/audit.md has the details.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from gateway.mailbox import (
 )
 from gateway.router import Router
 from ncbsim import envelope, transport
+from ncbsim.auditlog import AuditWriteError
 from ncbsim.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import (
@@ -143,6 +150,7 @@ class _Relayed:
     code: grpc.StatusCode
     outcome: str  # "delivered", "no_answer" or "refused"
     registered: bool
+    detail: str = ""  # why an answer was held back, if it was
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
@@ -180,7 +188,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
     # ----------------------------------------------------------------- helpers
 
-    def _audit_record(
+    def _audit_row(
         self,
         rpc: str,
         peer: str,
@@ -191,7 +199,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         status: grpc.StatusCode,
         started: float,
         response: envelope.Envelope | None = None,
-    ) -> None:
+    ) -> AuditRecord:
+        """The audit row of one envelope (or of a request with no envelope to show)."""
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         parties: tuple[str, str, str, str, str, int, int] = ("", "", "", "", "", 0, 0)
         if header is not None:
@@ -209,19 +218,25 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                 header.issued_at_ms,
                 header.expires_at_ms,
             )
-        self._audit.record(
-            AuditRecord(
-                int(time.time() * 1000),
-                rpc,
-                peer,
-                *parties,
-                request_bytes,
-                response.ByteSize() if response is not None else 0,
-                outcome,
-                status.name,
-                elapsed_ms,
-            )
+        return AuditRecord(
+            int(time.time() * 1000),
+            rpc,
+            peer,
+            *parties,
+            request_bytes,
+            response.ByteSize() if response is not None else 0,
+            outcome,
+            status.name,
+            elapsed_ms,
         )
+
+    async def _audit_refused(self, rows: Sequence[AuditRecord]) -> None:
+        """Commit the rows of a refusal before it is sent; a refusal carries nothing, so
+        it still goes out if they cannot be written (the failure is logged)."""
+        try:
+            await self._audit.commit(*rows)
+        except AuditWriteError as exc:
+            log.error("audit_not_written", rows=len(rows), error=str(exc))
 
     async def _refuse(
         self,
@@ -235,10 +250,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     ) -> NoReturn:
         """Audit each refused (size, header), log once, and end the RPC with exc's status."""
         code, detail, trailers = _status(exc)
-        for size, header in refused:
-            self._audit_record(
-                rpc, peer or "", size, header, outcome="refused", status=code, started=started
-            )
+        await self._audit_refused(
+            [
+                self._audit_row(
+                    rpc, peer or "", size, header, outcome="refused", status=code, started=started
+                )
+                for size, header in refused
+            ]
+        )
         log.warning("refused", rpc=rpc, peer=peer, status=code.name, reason=detail)
         await abort(context, code, detail, trailers)
 
@@ -320,6 +339,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
         No route, a deadline, an unreachable or cancelled node are ``no_answer``; any
         other status from the node is ``refused``. Query and MultiQuery both relay here.
+        Returns once the audit row is committed; if it cannot be, the answer is held
+        back (``no_answer``, UNAVAILABLE).
         """
         response: envelope.Envelope | None = None
         registered = True
@@ -333,7 +354,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             outcome = "no_answer" if code in _NO_ANSWER else "refused"
-        self._audit_record(
+        row = self._audit_row(
             rpc,
             peer,
             request_bytes,
@@ -343,6 +364,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             started=started,
             response=response,
         )
+        try:
+            await self._audit.commit(row)
+        except AuditWriteError as exc:
+            log.error("answer_held_back", reason="audit not written", error=str(exc))
+            detail = "the gateway could not audit the answer"
+            return _Relayed(None, grpc.StatusCode.UNAVAILABLE, "no_answer", registered, detail)
         if response is None:
             log.info(
                 "relay_failed",
@@ -391,7 +418,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             started=started,
         )
         if relayed.response is None:
-            if not relayed.registered:
+            if relayed.detail:
+                detail = relayed.detail
+            elif not relayed.registered:
                 detail = f"bureau {header.recipient} has no registered node"
             elif relayed.outcome == "no_answer":
                 detail = f"no answer from {header.recipient}"
@@ -457,6 +486,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         elif relayed.outcome == "no_answer":
             delivery.status = gateway_pb2.DELIVERY_STATUS_NO_ANSWER
             delivery.detail = relayed.code.name if relayed.registered else "not registered"
+            if relayed.detail:
+                delivery.detail = relayed.detail
         else:
             delivery.status = gateway_pb2.DELIVERY_STATUS_REFUSED
             delivery.detail = relayed.code.name
@@ -593,21 +624,26 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
     async def _store(
         self, mailbox: Mailbox, admitted: Sequence[Incoming], started: float
     ) -> list[Acceptance]:
-        """Store the admitted copies, audit each, and wake the recipients' workers."""
+        """Store the admitted copies, wake the recipients' workers, and commit each copy's
+        audit row (AuditWriteError if they cannot be written)."""
         accepted = await mailbox.accept(admitted)
+        rows = []
         for incoming, result in zip(admitted, accepted, strict=True):
             full = result.status == QUEUE_FULL
-            self._audit_record(
-                "Post",
-                incoming.header.sender,
-                len(incoming.data),
-                incoming.header,
-                outcome=result.status,
-                status=grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.OK,
-                started=started,
+            rows.append(
+                self._audit_row(
+                    "Post",
+                    incoming.header.sender,
+                    len(incoming.data),
+                    incoming.header,
+                    outcome=result.status,
+                    status=grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.OK,
+                    started=started,
+                )
             )
             if result.status == ACCEPTED and self._deliverer is not None:
                 self._deliverer.wake(incoming.header.recipient)
+        await self._audit.commit(*rows)
         return accepted
 
     async def Post(  # noqa: N802 - gRPC method name
@@ -635,17 +671,21 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             await self._refuse(
                 context, "Post", peer, exc, started=started, refused=refused_admitted
             )
-        except Exception:  # never UNKNOWN: the disk, a closed mailbox, a bug
-            for incoming in admitted:
-                self._audit_record(
-                    "Post",
-                    incoming.header.sender,
-                    len(incoming.data),
-                    incoming.header,
-                    outcome="refused",
-                    status=grpc.StatusCode.UNAVAILABLE,
-                    started=started,
-                )
+        except Exception:  # never UNKNOWN: the disk, a closed mailbox, the audit, a bug
+            await self._audit_refused(
+                [
+                    self._audit_row(
+                        "Post",
+                        incoming.header.sender,
+                        len(incoming.data),
+                        incoming.header,
+                        outcome="refused",
+                        status=grpc.StatusCode.UNAVAILABLE,
+                        started=started,
+                    )
+                    for incoming in admitted
+                ]
+            )
             log.exception("post_not_stored", peer=peer, envelopes=len(admitted))
             await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not store them")
         reply = gateway_pb2.PostReply()
@@ -686,7 +726,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         try:
             rows = await mailbox.posted(bureau, after, limit + 1)
         except Exception:  # never UNKNOWN: the disk, a closed mailbox, a bug
-            self._audit_record(
+            refusal = self._audit_row(
                 "Receipts",
                 bureau,
                 len(request),
@@ -695,6 +735,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
                 status=grpc.StatusCode.UNAVAILABLE,
                 started=started,
             )
+            await self._audit_refused([refusal])
             log.exception("receipts_not_read", peer=bureau)
             await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not read them")
         reply = gateway_pb2.ReceiptsReply(more=len(rows) > limit)

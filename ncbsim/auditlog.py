@@ -11,11 +11,23 @@ and strings, so the encoding is unambiguous. The first row's ``prev_hash`` is th
 genesis value ``SHA-256("ncbsim audit chain v1\\n" || JSON [table, [column names]])``,
 which binds the chain to its schema. Sequence numbers start at 1 and have no gaps.
 
-The hot path (:meth:`ChainedLog.record`) only appends to a deque. One writer thread
-drains it in batches, computes the chain (it owns the last hash and resumes from the
-last stored row on open), inserts the batch in one transaction, and then replaces the
-sidecar file ``PATH.head`` with the head ``{"seq": N, "hash": HEX}``. Triggers refuse
+One writer thread owns the file. It drains the queued rows in batches, computes the
+chain (it owns the last hash and resumes from the last stored row on open) and inserts
+the batch in one transaction. At most every :data:`HEAD_INTERVAL_S` after a commit, and
+at close, it replaces the sidecar file ``PATH.head`` with the head
+``{"seq": N, "hash": HEX}``: the head may lag the log, never lead it. Triggers refuse
 UPDATE and DELETE; :func:`verify` still catches edits made around them.
+
+Rows arrive two ways. :meth:`ChainedLog.commit` is group commit: the caller awaits a
+future that the writer resolves once the transaction holding its row has committed, so
+a server can hold an answer back until its audit row is in the file (a process crash
+then loses no row of an answer that left). The writer starts a batch as soon as anyone
+waits, without sleeping; callers that arrive while a batch is being written share the
+next commit. :meth:`ChainedLog.record` queues a row and returns at once; when only such
+rows are queued the writer waits ``batch_wait_s`` to let the batch fill. In WAL mode
+with ``synchronous=NORMAL`` (the default) a committed row survives a crash of the
+process, not a power loss; ``synchronous=FULL`` also survives a power loss, for an
+fsync per commit. See docs/audit.md.
 
 A hash chain has no secret: it shows that rows were changed, deleted, inserted or
 reordered *inside* the chain, but not that the newest rows were cut off (the head file
@@ -25,13 +37,14 @@ some row onwards. See docs/audit.md.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,35 +52,45 @@ from typing import Any
 
 import structlog
 
+from ncbsim import private
+from ncbsim._auditchain import HASH_SIZE, TABLE, Row, entry_hash, genesis, head_path
+from ncbsim._auditdamage import diagnose
 from ncbsim.errors import NcbsimError
 
 log = structlog.get_logger()
 
-TABLE = "audit"
-HASH_SIZE = 32
-_GENESIS_TAG = b"ncbsim audit chain v1\n"
+__all__ = [
+    "HASH_SIZE",
+    "HEAD_INTERVAL_S",
+    "SYNCHRONOUS",
+    "TABLE",
+    "AuditWriteError",
+    "ChainedLog",
+    "Query",
+    "Row",
+    "Verdict",
+    "entry_hash",
+    "genesis",
+    "head_path",
+    "search",
+    "verify",
+]
+
 _CHAIN_COLUMNS = ("seq", "prev_hash", "hash")
-_REORDER_WINDOW = 1024
-"""How far from its position :func:`verify` looks for the seq a moved entry was written as."""
-
-Row = tuple[Any, ...]
-
-
-def genesis(columns: Sequence[str], table: str = TABLE) -> bytes:
-    """The first row's ``prev_hash`` for a table with these field columns."""
-    spec = json.dumps([table, list(columns)], separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(_GENESIS_TAG + spec.encode()).digest()
+HEAD_INTERVAL_S = 0.05
+"""The head file is rewritten at most this often (and at close): replacing it costs far
+more than a commit (a rename over a file makes ext4 write the new one out at once)."""
+SYNCHRONOUS = ("NORMAL", "FULL")
+"""The SQLite ``synchronous`` settings a log may be written with (docs/audit.md)."""
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
-def entry_hash(prev_hash: bytes, seq: int, fields: Sequence[object]) -> bytes:
-    """``SHA-256(prev_hash || canonical JSON [seq, *fields])``."""
-    body = json.dumps([seq, *fields], separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(prev_hash + body.encode()).digest()
+class AuditWriteError(Exception):
+    """The rows a caller awaited were not committed (the disk, the file, a closed log).
 
-
-def head_path(path: Path) -> Path:
-    """The sidecar file that holds the newest ``(seq, hash)`` the writer committed."""
-    return path.with_name(path.name + ".head")
+    Not an :class:`NcbsimError`: it is no fault of the caller's request. A server that
+    gets it must not act as though the row were written: it holds the answer back.
+    """
 
 
 def _schema(columns: Sequence[tuple[str, str]], indexes: Sequence[Sequence[str]]) -> str:
@@ -128,10 +151,12 @@ class ChainedLog:
     """An append-only, hash-chained table fed by a single writer thread, one batch at a time.
 
     ``columns`` are ``(name, SQL type)`` pairs (INTEGER, REAL or TEXT); each recorded row
-    is a tuple of values in that order. ``record`` returns at once: deque.append and
-    popleft are atomic, so the callers and the writer share no lock. The writer is woken
-    once per batch, then sleeps ``batch_wait_s`` so the batch can fill. :meth:`close`
-    writes everything recorded before it was called.
+    is a tuple of values in that order. :meth:`commit` returns once the row is committed;
+    :meth:`record` returns at once. deque.append and popleft are atomic, so the callers
+    and the writer share no lock. The writer is woken once per batch; when nobody awaits
+    a commit it then sleeps ``batch_wait_s`` so the batch can fill. :meth:`close` writes
+    everything recorded before it was called. ``synchronous`` is SQLite's setting for
+    the writer's connection: NORMAL (survives a process crash) or FULL (a power loss too).
     """
 
     def __init__(
@@ -141,12 +166,16 @@ class ChainedLog:
         *,
         indexes: Sequence[Sequence[str]] = (),
         batch_wait_s: float = 0.05,
+        synchronous: str = "NORMAL",
+        head_interval_s: float = HEAD_INTERVAL_S,
     ) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
         self.path = path
         self.columns = tuple(name for name, _ in columns)
         # SQLite stores an int given to a REAL column as a float; hash what it will read back.
         self._real = tuple(i for i, (_, t) in enumerate(columns) if t.upper() == "REAL")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.sqlite_file(path)
         conn = sqlite3.connect(path)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -165,34 +194,57 @@ class ChainedLog:
             row = last.fetchone()
         finally:
             conn.close()
+        private.tighten(head_path(path))
         self._seq: int = row[0] if row else 0
         self._hash: bytes = row[1] if row else genesis(self.columns)
         self._insert = (
             f"INSERT INTO {TABLE} (seq, {', '.join(self.columns)}, prev_hash, hash) "
             f"VALUES ({', '.join('?' for _ in range(len(self.columns) + 3))})"
         )
+        self._synchronous = synchronous
         self._pending: collections.deque[Row] = collections.deque()
-        self._wake = threading.Event()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._wake = threading.Event()  # rows are queued
+        self._hurry = threading.Event()  # someone awaits a commit, or the log is closing
         self._stop = threading.Event()
         self._batch_wait_s = batch_wait_s
+        self._head_interval_s = head_interval_s
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
     def record(self, row: Row) -> None:
-        """Queue one row; returns at once."""
+        """Queue one row; returns at once. A crash may lose it until the next commit."""
         self._pending.append(row)
         if not self._wake.is_set():
             self._wake.set()
 
+    async def commit(self, *rows: Row) -> None:
+        """Queue ``rows`` and return once the transaction that holds them has committed.
+
+        Callers that wait at the same time share one commit. Raises
+        :class:`AuditWriteError` if the rows could not be written or the log is closed.
+        """
+        if self._stop.is_set():
+            raise AuditWriteError(f"the audit log {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._pending.extend(rows)
+        # After the rows: a waiter the writer drains always has its rows in that batch.
+        self._waiters.append((loop, waiter))
+        self._wake.set()
+        self._hurry.set()
+        await waiter
+
     def close(self) -> None:
         """Write everything recorded so far, then stop the writer."""
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
         self._thread.join(timeout=10)
-
-    def _drain(self) -> list[Row]:
-        pending = self._pending
-        return [pending.popleft() for _ in range(len(pending))]
+        # Waiters that came after the writer's last batch (or a writer that did not stop).
+        left = _drain(self._waiters)
+        if left:
+            _resolve(left, AuditWriteError(f"the audit log {self.path} closed first"))
 
     def _chain(self, batch: list[Row]) -> tuple[list[Row], int, bytes]:
         """The rows to insert, with seq and hashes, and the new head."""
@@ -215,32 +267,77 @@ class ChainedLog:
     def _write_head(self) -> None:
         head = head_path(self.path)
         tmp = head.with_name(head.name + ".tmp")
-        tmp.write_text(json.dumps({"seq": self._seq, "hash": self._hash.hex()}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, private.FILE_MODE)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps({"seq": self._seq, "hash": self._hash.hex()}))
         os.replace(tmp, head)
+
+    def _write(self, conn: sqlite3.Connection, batch: list[Row]) -> AuditWriteError | None:
+        """Insert and commit one batch; the error to hand its waiters if that failed."""
+        rows, seq, digest = self._chain(batch)
+        try:
+            with conn:
+                conn.executemany(self._insert, rows)
+        except sqlite3.Error as exc:
+            log.error("audit_write_failed", error=str(exc), lost=len(batch))
+            return AuditWriteError(f"audit rows not written: {exc}")
+        self._seq, self._hash = seq, digest
+        return None
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, check_same_thread=True, timeout=10)
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        head_due: float | None = None  # when the head file must show the last commit
         while True:
-            self._wake.wait()
-            # Clear before draining: a record appended after the drain sets it again.
-            self._wake.clear()
-            if not self._stop.is_set():
-                self._stop.wait(self._batch_wait_s)  # let the batch fill
-            stopping = self._stop.is_set()
-            batch = self._drain()
-            if batch:
-                rows, seq, digest = self._chain(batch)
+            timeout = None if head_due is None else max(head_due - time.monotonic(), 0.0)
+            stopping = False
+            if self._wake.wait(timeout):
+                # Clear before draining: a record appended after the drain sets it again.
+                self._wake.clear()
+                if not self._hurry.is_set():
+                    self._hurry.wait(self._batch_wait_s)  # nobody waits: let the batch fill
+                self._hurry.clear()
+                stopping = self._stop.is_set()
+                waiters = _drain(self._waiters)  # first: their rows are all queued already
+                batch = _drain(self._pending)
+                error = self._write(conn, batch) if batch else None
+                if waiters:
+                    _resolve(waiters, error)
+                if batch and error is None and head_due is None:
+                    head_due = time.monotonic() + self._head_interval_s
+            if head_due is not None and (stopping or time.monotonic() >= head_due):
+                head_due = None
                 try:
-                    with conn:
-                        conn.executemany(self._insert, rows)
-                    self._seq, self._hash = seq, digest
                     self._write_head()
-                except (sqlite3.Error, OSError) as exc:
-                    log.error("audit_write_failed", error=str(exc), lost=len(batch))
+                except OSError as exc:
+                    log.error("audit_head_failed", error=str(exc))
             if stopping:
                 break
         conn.close()
+
+
+def _drain(queue: collections.deque[Any]) -> list[Any]:
+    return [queue.popleft() for _ in range(len(queue))]
+
+
+def _resolve(waiters: list[_Waiter], error: AuditWriteError | None) -> None:
+    """Wake every waiter, on its own event loop: one call into each loop, not one each."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for loop, future in waiters:
+        by_loop.setdefault(loop, []).append(future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(_settle, futures, error)
+
+
+def _settle(futures: list[asyncio.Future[None]], error: AuditWriteError | None) -> None:
+    for future in futures:
+        if future.done():  # its caller was cancelled meanwhile
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(AuditWriteError(str(error)))
 
 
 # --------------------------------------------------------------------------- verify
@@ -268,82 +365,6 @@ class Verdict:
             head = f"seq={self.head_seq} {self.head_hash.hex()[:16]}"
             return f"intact: {self.entries} entries, head {head}"
         return f"entry seq={self.bad_seq}: {self.damage}: {self.detail}"
-
-
-def _hash_exists(conn: sqlite3.Connection, digest: bytes) -> bool:
-    found = conn.execute(f"SELECT 1 FROM {TABLE} WHERE hash = ? LIMIT 1", (digest,)).fetchone()
-    return found is not None
-
-
-def _written_as(row: Row, lo: int) -> int | None:
-    """The seq (other than its own) under which this row's hash verifies, if one is near."""
-    seq: int = row[0]
-    fields, prev, digest = row[1:-2], row[-2], row[-1]
-    for distance in range(1, _REORDER_WINDOW + 1):
-        for candidate in (seq - distance, seq + distance):
-            if candidate >= lo and entry_hash(prev, candidate, fields) == digest:
-                return candidate
-    return None
-
-
-def _diagnose(  # noqa: PLR0911 - one return per kind of damage
-    conn: sqlite3.Connection,
-    row: Row,
-    nxt: Row | None,
-    *,
-    expected_seq: int,
-    expected_prev: bytes,
-    before_prev: bytes | None,
-) -> tuple[int, str, str]:
-    """Why ``row`` breaks the chain: (seq of the first bad entry, damage, detail).
-
-    ``expected_prev`` is the hash of the last good entry, ``before_prev`` that entry's
-    own ``prev_hash`` (None at the start).
-    """
-    seq, fields, prev, digest = row[0], row[1:-2], row[-2], row[-1]
-    self_ok = entry_hash(prev, seq, fields) == digest
-    next_skips = nxt is not None and nxt[-2] == expected_prev
-    if self_ok and seq > expected_seq and prev != expected_prev:
-        missing = f"seq={expected_seq}" + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
-        detail = f"entries {missing} are missing (the chain jumps to seq={seq})"
-        return expected_seq, "deleted", detail
-    if not self_ok:
-        original = _written_as(row, 1)
-        if original is not None:
-            if before_prev is not None and prev == before_prev:
-                return (
-                    seq - 1,
-                    "inserted",
-                    (
-                        f"this entry is not in the chain: entry seq={seq}, written as "
-                        f"seq={original}, links past it"
-                    ),
-                )
-            if prev == expected_prev or _hash_exists(conn, prev) or original == 1:
-                return seq, "reordered", f"this entry was written as seq={original}"
-            return (
-                seq,
-                "deleted",
-                (
-                    f"this entry was written as seq={original}: an earlier entry is missing "
-                    "and later ones were renumbered"
-                ),
-            )
-        if next_skips:
-            return seq, "inserted", "this entry is not in the chain: the next entry links past it"
-        if prev != expected_prev:  # a changed entry keeps its link; this one never had it
-            return seq, "inserted", f"this entry does not link to entry seq={seq - 1}"
-        return seq, "changed", "its stored fields no longer match its hash"
-    # The row's own hash is right, but it does not link to the entry before it.
-    if next_skips:
-        return seq, "inserted", "this entry is not in the chain: the next entry links past it"
-    if seq > 1 and not _hash_exists(conn, prev):
-        return (
-            seq - 1,
-            "changed",
-            (f"its hash was recomputed, but entry seq={seq} still links to the original"),
-        )
-    return seq, "inserted", "this entry links to a different previous entry"
 
 
 def _iter_rows(conn: sqlite3.Connection, columns: Sequence[str]) -> Iterator[Row]:
@@ -414,7 +435,7 @@ def verify(path: Path) -> Verdict:
                     or entry_hash(prev, seq, fields) != digest
                 ):
                     return verdict(
-                        *_diagnose(
+                        *diagnose(
                             conn,
                             row,
                             nxt,

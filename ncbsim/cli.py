@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ncbsim import log as logsetup
+from ncbsim import private
 from ncbsim.config import (
     DEFAULT_BURST,
     DEFAULT_CONTROL_BURST,
@@ -937,6 +938,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ncbsim`` console script."""
     args = build_parser().parse_args(argv)
+    if args.server:  # a bureau's data is as private as its keys (ncbsim.private)
+        private.restrict_umask()
     role = args.command if args.server else ""
     if role == "node":
         role = f"node:{args.bureau}"

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ncbsim import _crypto
+from ncbsim import private as private_files
 from ncbsim.countries import UnknownCountry, country
 from ncbsim.errors import PkiError
 from ncbsim.v1 import directory_pb2
@@ -188,16 +189,17 @@ class PkiDir:
 def write_file(path: Path, data: bytes, *, private: bool, atomic: bool = False) -> None:
     """Write ``data`` to ``path`` with mode 0600 (``private``) or 0644.
 
+    Only public material is 0644: the root certificate, directory entries and the
+    revocation list. Everything in a party's folder is private, its certificate included
+    (docs/files.md). Missing folders are created 0700.
+
     ``atomic`` writes a temporary file beside ``path`` and renames it over ``path``, so a
     reader (the gateway serving directory entries) sees the old file or the new one,
     never half of one.
     """
     if not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o700)
-        if path.parent.parent.name == "bureaus":
-            path.parent.parent.chmod(0o700)
-    mode = 0o600 if private else 0o644
+        private_files.make_parents(path)
+    mode = private_files.FILE_MODE if private else 0o644
     target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -332,7 +334,7 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool 
     cert, key = issue_certificate(
         ca_key, ca_cert, common_name=code, dns_name=bureau_dns_name(code), server=True, now=now
     )
-    write_file(folder / "tls.crt", cert, private=False)
+    write_file(folder / "tls.crt", cert, private=True)
     write_file(folder / "tls.key", key, private=True)
     signing = _crypto.ed25519_generate()
     encryption = _crypto.x25519_generate()
@@ -377,15 +379,14 @@ def init(directory: Path, bureaus: list[str]) -> PkiDir:
     now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = _root(now)
     if not directory.exists():
-        directory.mkdir(parents=True)
-        directory.chmod(0o700)  # holds ca.key
+        private_files.private_folder(directory)  # holds ca.key
     write_file(pki.ca_key, _crypto.private_key_to_pem(ca_key), private=True)
     write_file(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
     for name, dns in (("gateway", GATEWAY_NAME), ("operator", OPERATOR_NAME)):
         cert, key = issue_certificate(
             ca_key, ca_cert, common_name=name, dns_name=dns, server=name == "gateway", now=now
         )
-        write_file(pki.party(name) / "tls.crt", cert, private=False)
+        write_file(pki.party(name) / "tls.crt", cert, private=True)
         write_file(pki.party(name) / "tls.key", key, private=True)
     for code in bureaus:
         add_bureau(pki, code)

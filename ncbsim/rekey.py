@@ -178,7 +178,7 @@ def _rotate(pki: PkiDir, code: str, *, grace_ms: int, tls: bool, force: bool) ->
             ca_key, ca_cert, common_name=code, dns_name=bureau_dns_name(code), server=True, now=now
         )
         write_file(folder / "tls.key", key, private=True, atomic=True)
-        write_file(folder / "tls.crt", cert, private=False, atomic=True)
+        write_file(folder / "tls.crt", cert, private=True, atomic=True)  # in a private folder
     signing = _crypto.ed25519_generate()
     encryption = _crypto.x25519_generate()
     for name, private in (("signing.key", signing), ("encryption.key", encryption)):

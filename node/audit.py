@@ -1,7 +1,9 @@
 """A bureau's audit trail: one row per envelope it handled, metadata only, never content.
 
 The rows go to an append-only, hash-chained SQLite table (ncbsim.auditlog), written by
-both the query path (node.server) and the delivery path (node.postbox).
+both the query path (node.server) and the delivery path (node.postbox). Both await the
+commit of an envelope's row before they reply, so an answer, a refusal or a receipt never
+leaves before its row is in the file.
 """
 
 from __future__ import annotations
@@ -60,9 +62,15 @@ class NodeAuditRecord(NamedTuple):
 class NodeAuditLog(ChainedLog):
     """A bureau's own append-only, hash-chained audit table (see ncbsim.auditlog)."""
 
-    def __init__(self, path: Path, *, batch_wait_s: float = 0.05) -> None:
+    def __init__(
+        self, path: Path, *, batch_wait_s: float = 0.05, synchronous: str = "NORMAL"
+    ) -> None:
         super().__init__(
-            path, AUDIT_COLUMNS, indexes=(("sender", "at_ms"),), batch_wait_s=batch_wait_s
+            path,
+            AUDIT_COLUMNS,
+            indexes=(("sender", "at_ms"),),
+            batch_wait_s=batch_wait_s,
+            synchronous=synchronous,
         )
 
 

@@ -47,6 +47,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import TypeVar
 
+from ncbsim import private
 from ncbsim.countries import INTERPOL_MEMBERS, Country, country
 from node._romanize import Names, romanize
 from node._tables import (
@@ -442,6 +443,7 @@ def generate(
     ]
     unique = _Unique(home, seed_text)
     statuses: Counter[str] = Counter()
+    private.sqlite_file(db_path)  # the records are as private as the bureau's keys
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = OFF")

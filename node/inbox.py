@@ -32,7 +32,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from ncbsim import messages
+from ncbsim import messages, private
 from ncbsim.errors import EnvelopeError, NcbsimError
 from ncbsim.v1 import messages_pb2
 
@@ -178,7 +178,7 @@ class Inbox:
         self.path = Path(path)
         self.read_only = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private.sqlite_file(self.path)  # opened messages, in clear: the owner's alone
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=busy_timeout_ms / 1000
             )

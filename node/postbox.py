@@ -54,7 +54,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, messages, receipts, transport
-from ncbsim.auditlog import ChainedLog
+from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
@@ -64,7 +64,7 @@ from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort
 from ncbsim.v1 import bureau_pb2, messages_pb2
 from node import notices
-from node.audit import audit_record
+from node.audit import NodeAuditRecord, audit_record
 from node.inbox import Inbox
 from node.outbox import OutboxPoster
 
@@ -139,25 +139,34 @@ class Postbox:
         started = time.perf_counter()
         if not transport.peer_is(context, GATEWAY_NAME):
             log.warning("refused_caller", rpc="Deliver", reason="not the gateway")
-            self._audit_call(len(raw), "not_gateway", grpc.StatusCode.PERMISSION_DENIED, started)
+            await self._audit_call(
+                len(raw), "not_gateway", grpc.StatusCode.PERMISSION_DENIED, started
+            )
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only the gateway may call")
         try:
             request = bureau_pb2.DeliverRequest.FromString(raw)
         except DecodeError:
-            self._audit_call(len(raw), "undecodable", grpc.StatusCode.INVALID_ARGUMENT, started)
+            await self._audit_call(
+                len(raw), "undecodable", grpc.StatusCode.INVALID_ARGUMENT, started
+            )
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "request rejected")
         items = await self._prepare(request)
         try:
             outcomes = self._process_all(items)
         except (sqlite3.Error, NcbsimError, OSError):
             log.exception("deliver_failed", envelopes=len(items))
-            self._audit_call(len(raw), "internal", grpc.StatusCode.INTERNAL, started)
+            await self._audit_call(len(raw), "internal", grpc.StatusCode.INTERNAL, started)
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         elapsed = round((time.perf_counter() - started) * 1000, 3)
-        for outcome in outcomes:
-            self._audit_outcome(outcome, elapsed)
         if self._outbox is not None and any(o.decided for o in outcomes):
             self._outbox.wake()
+        try:  # no receipt leaves before its row is in the audit
+            await self._audit.commit(*(_audit_row(outcome, elapsed) for outcome in outcomes))
+        except AuditWriteError as exc:
+            # Processed but unaudited: the gateway keeps the copies and delivers them
+            # again, and they come back as duplicates, audited then.
+            log.error("audit_not_written", rpc="Deliver", error=str(exc))
+            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         if len(outcomes) < len(request.envelopes):
             log.info("deliver_stopped", taken=len(outcomes), sent=len(request.envelopes))
         return bureau_pb2.DeliverReply(results=[o.result for o in outcomes])
@@ -366,30 +375,34 @@ class Postbox:
 
     # ------------------------------------------------------------ audit
 
-    def _audit_outcome(self, outcome: _Outcome, elapsed_ms: float) -> None:
-        header = outcome.item.header
-        receipt = outcome.result.receipt
-        self._audit.record(
-            audit_record(
-                header,
-                request_bytes=outcome.item.sealed.ByteSize(),
-                response_bytes=receipt.ByteSize() if outcome.result.HasField("receipt") else 0,
-                outcome=_OUTCOMES[outcome.result.status],
-                reason=outcome.reason,
-                status=grpc.StatusCode.OK,
-                elapsed_ms=elapsed_ms,
-            )
+    async def _audit_call(
+        self, size: int, reason: str, status: grpc.StatusCode, started: float
+    ) -> None:
+        """Commit the row of a refused call; the refusal goes out even if it cannot be."""
+        row = audit_record(
+            None,
+            request_bytes=size,
+            response_bytes=0,
+            outcome="refused",
+            reason=reason,
+            status=status,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+        try:
+            await self._audit.commit(row)
+        except AuditWriteError as exc:
+            log.error("audit_not_written", rpc="Deliver", reason=reason, error=str(exc))
 
-    def _audit_call(self, size: int, reason: str, status: grpc.StatusCode, started: float) -> None:
-        self._audit.record(
-            audit_record(
-                None,
-                request_bytes=size,
-                response_bytes=0,
-                outcome="refused",
-                reason=reason,
-                status=status,
-                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
-        )
+
+def _audit_row(outcome: _Outcome, elapsed_ms: float) -> NodeAuditRecord:
+    """The audit row of one processed, duplicate or rejected copy."""
+    receipt = outcome.result.receipt
+    return audit_record(
+        outcome.item.header,
+        request_bytes=outcome.item.sealed.ByteSize(),
+        response_bytes=receipt.ByteSize() if outcome.result.HasField("receipt") else 0,
+        outcome=_OUTCOMES[outcome.result.status],
+        reason=outcome.reason,
+        status=grpc.StatusCode.OK,
+        elapsed_ms=elapsed_ms,
+    )

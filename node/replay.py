@@ -34,6 +34,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from ncbsim import private
 from ncbsim.envelope import CLOCK_SKEW_MS
 from ncbsim.errors import NcbsimError
 
@@ -82,7 +83,7 @@ class ReplayCache:
         self._prune_batch = prune_batch
         self._next_prune = 0.0
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private.sqlite_file(path)  # who asked what, when: the bureau's alone
             self._conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
         except (OSError, sqlite3.Error) as exc:
             raise NcbsimError(f"cannot open the replay cache at {path}: {exc}") from None

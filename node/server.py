@@ -19,7 +19,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, padding, transport
-from ncbsim.auditlog import ChainedLog
+from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.config import NodeConfig
 from ncbsim.countries import GENERAL_SECRETARIAT
@@ -59,6 +59,11 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
     ends well inside the 5 ms switch interval, so the loop would wait just as long. The
     database is read-only and small enough to stay in the page cache.
 
+    No reply leaves before its audit row is committed (:meth:`ChainedLog.commit`, shared
+    by concurrent handlers): a crash of the node cannot erase the trace of an answer it
+    gave. If the row cannot be written the answer is held back (INTERNAL); a refusal
+    still goes out, since it carries nothing.
+
     Each request that verified and opened is checked against the durable replay cache
     (node.replay, about 33 µs on the loop) before it is answered, so an envelope is
     answered at most once, across restarts too. It is checked only after the signature,
@@ -93,7 +98,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         self._replay = replay
         self._clock_skew_ms = clock_skew_ms
 
-    def _audited(  # noqa: PLR0917 - positional on purpose: called on every envelope
+    async def _audited(  # noqa: PLR0917 - positional on purpose: called on every envelope
         self,
         request: envelope.Envelope | bytes,
         header: envelope.Header | None,
@@ -102,18 +107,26 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         reason: str = "",
         response: envelope.Envelope | None = None,
     ) -> None:
-        """Queue the audit row of one handled envelope (metadata only; returns at once)."""
-        self._audit.record(
-            audit_record(
-                header,
-                request_bytes=len(request) if isinstance(request, bytes) else request.ByteSize(),
-                response_bytes=response.ByteSize() if response is not None else 0,
-                outcome="refused" if reason else "answered",
-                reason=reason,
-                status=status,
-                elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
+        """Commit the audit row of one handled envelope (metadata only).
+
+        For a refusal (``reason`` set) a row that cannot be written is logged and the
+        refusal goes out all the same; for an answer it raises AuditWriteError.
+        """
+        row = audit_record(
+            header,
+            request_bytes=len(request) if isinstance(request, bytes) else request.ByteSize(),
+            response_bytes=response.ByteSize() if response is not None else 0,
+            outcome="refused" if reason else "answered",
+            reason=reason,
+            status=status,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+        try:
+            await self._audit.commit(row)
+        except AuditWriteError as exc:
+            log.error("audit_not_written", reason=reason or "answered", error=str(exc))
+            if not reason:
+                raise
 
     def use_identity(self, identity: Identity) -> None:
         """Answer under ``identity`` from now on (after ``ncbsim pki rotate``)."""
@@ -151,7 +164,9 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
                 await self._peers.resolve([header.sender], refresh=held)
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
                 log.warning("directory_unavailable", sender=header.sender, error=str(exc))
-                self._audited(request, header, started, grpc.StatusCode.UNAVAILABLE, "no_directory")
+                await self._audited(
+                    request, header, started, grpc.StatusCode.UNAVAILABLE, "no_directory"
+                )
                 await abort(context, grpc.StatusCode.UNAVAILABLE, "sender's keys unavailable")
 
     async def Handle(  # noqa: N802 - gRPC method name
@@ -162,13 +177,15 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         started = time.perf_counter()
         if not transport.peer_is(context, GATEWAY_NAME):
             log.warning("refused_caller", reason="not the gateway")
-            self._audited(raw, None, started, grpc.StatusCode.PERMISSION_DENIED, "not_gateway")
+            await self._audited(
+                raw, None, started, grpc.StatusCode.PERMISSION_DENIED, "not_gateway"
+            )
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only the gateway may call")
         try:
             request = envelope.Envelope.FromString(raw)
             header = envelope.unverified_header(request)
         except (DecodeError, EnvelopeError):
-            self._audited(raw, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
+            await self._audited(raw, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         directory = self._peers.directory
         try:
@@ -188,7 +205,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             revoked = directory.revoked.key_revoked(header.sender_key_id)
             reason = "revoked" if revoked else "unverified"
             log.warning("envelope_rejected", sender=header.sender, reason=reason, **_ids(header))
-            self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, reason)
+            await self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, reason)
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         try:
             first = self._replay.first_time(
@@ -200,11 +217,11 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         except NcbsimError:
             # Fail closed: without the cache we cannot promise to answer only once.
             log.exception("replay_cache_failed", sender=header.sender, **_ids(header))
-            self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
+            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         if not first:
             log.warning("replayed_envelope", sender=header.sender, **_ids(header))
-            self._audited(request, header, started, grpc.StatusCode.ALREADY_EXISTS, "replay")
+            await self._audited(request, header, started, grpc.StatusCode.ALREADY_EXISTS, "replay")
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
         try:
             result = answer(
@@ -216,7 +233,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             )
         except Exception:
             log.exception("handle_failed", sender=header.sender, **_ids(header))
-            self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
+            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         try:
             sealed = envelope.seal_response(
@@ -228,7 +245,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             )
         except EnvelopeError:
             log.warning("bad_response_key", sender=header.sender, **_ids(header))
-            self._audited(
+            await self._audited(
                 request, header, started, grpc.StatusCode.INVALID_ARGUMENT, "bad_response_key"
             )
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
@@ -240,7 +257,21 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             message_id=header.message_hex,
             correlation_id=header.correlation_hex,
         )
-        self._audited(request, header, started, grpc.StatusCode.OK, response=sealed)
+        return await self._release(context, request, header, started, sealed)
+
+    async def _release(
+        self,
+        context: grpc.aio.ServicerContext,
+        request: envelope.Envelope,
+        header: envelope.Header,
+        started: float,
+        sealed: envelope.Envelope,
+    ) -> envelope.Envelope:
+        """``sealed`` once its audit row is committed; INTERNAL if the row cannot be."""
+        try:
+            await self._audited(request, header, started, grpc.StatusCode.OK, response=sealed)
+        except AuditWriteError:
+            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         return sealed
 
 

@@ -41,6 +41,7 @@ from typing import Literal, overload
 
 from rapidfuzz.distance import Indel, JaroWinkler
 
+from ncbsim import private
 from ncbsim.countries import UnknownCountry, alpha2_of
 
 __all__ = [
@@ -437,6 +438,9 @@ class RecordStore:
         self._path = Path(path)
         if not self._path.is_file():
             raise FileNotFoundError(f"no record database at {self._path}")
+        # A database an older version left readable by anyone is made the owner's alone,
+        # with its -wal and -shm files (SQLite creates those with the database's mode).
+        private.tighten(self._path)
         self._uri = self._path.resolve().as_uri() + "?mode=ro"
         self._local = threading.local()
         self._lock = threading.Lock()

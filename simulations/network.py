@@ -18,6 +18,12 @@ Everything lives in one work directory, which is also the PKI directory::
     WORKDIR/hosts/host-3.log             the JSON log of a host of several bureaus
     WORKDIR/run/                         specs, ready files and control sockets of the hosts
     WORKDIR/run/faultd.*                 the fault daemon of `up --faults` (simulations.faultd)
+
+A bureau's data is as private as its keys: ``bureaus/``, ``gateway/``, ``operator/``,
+``hosts/`` and ``run/`` and every folder in them are 0700, every file in them 0600, logs
+and SQLite's ``-wal`` and ``-shm`` files included (ncbsim.private; folders a previous
+version left looser are tightened on start). The PKI's public material (``ca.crt``,
+``directory/``, the revocation list) and ``network.json`` stay readable.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from typing import Any
 
 import structlog
 
-from ncbsim import pki
+from ncbsim import pki, private
 from ncbsim.errors import ConfigError, NetworkError
 from node import datagen
 from simulations.scenario import Scenario
@@ -193,6 +199,17 @@ def prepare(
     missing = [b for b in scenario.bureaus if b not in directory.bureaus()]
     for code in missing:
         pki.add_bureau(directory, code)
+    # Folders an older version made readable by anyone are tightened, and the
+    # certificates it wrote 0644 in them (the other files are, as their owners open them).
+    for folder in (
+        workdir / "bureaus",
+        gateway_files(workdir),
+        directory.party("operator"),
+        *(directory.party(b) for b in scenario.bureaus),
+    ):
+        private.private_folder(folder)
+        for cert in folder.glob("*.crt"):
+            private.tighten(cert)
     todo = [
         (
             db_path(workdir, b),
@@ -254,8 +271,8 @@ def plan_hosts(
 def _spawn(
     args: list[str], log_path: Path, *, detach: bool, prefix: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as out:
+    private.private_folder(log_path.parent)  # hosts/, or a party's folder
+    with os.fdopen(private.open_log(log_path), "ab") as out:
         return subprocess.Popen(
             [*prefix, sys.executable, "-m", "ncbsim", *args],
             stdin=subprocess.DEVNULL,
@@ -458,8 +475,7 @@ class Network:
         if (workdir / MANIFEST).exists():
             raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
         prepare(workdir, scenario)
-        run = workdir / "run"
-        run.mkdir(exist_ok=True)
+        run = private.private_folder(workdir / "run")
         (workdir / LIVE_FAULTS).unlink(missing_ok=True)  # left by a network that crashed
         env_args = ["--log-level", log_level]
         started = started if started is not None else []
@@ -571,7 +587,7 @@ class Network:
         for item in spec["bureaus"]:
             item["listen"] = host.addresses.get(item["bureau"], item["listen"])
             item["clock_offset_ms"] = (clock_offsets or {}).get(item["bureau"], 0)
-        Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
+        private.write_text(Path(host.spec), json.dumps(spec, indent=2) + "\n")
         with self._lock:
             if self._stopping:
                 raise NetworkError("the network is stopping")
@@ -801,7 +817,7 @@ def _write_spec(
             for code in host.bureaus
         ],
     }
-    Path(host.spec).write_text(json.dumps(spec, indent=2) + "\n")
+    private.write_text(Path(host.spec), json.dumps(spec, indent=2) + "\n")
 
 
 def _start_host(

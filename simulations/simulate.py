@@ -60,12 +60,6 @@ def _answered(outcome: Outcome) -> bool:
     return outcome.value in ANSWERED
 
 
-GATEWAY_AUDIT_TAIL_S = 1.0
-"""Answers finished this long before the gateway was SIGKILLed may be missing from its
-audit: the audit writer commits in batches (ncbsim.auditlog), and a crash loses the
-batch it was filling."""
-
-
 def multi_bureau_check(sent: Sequence[Sent]) -> Check | None:
     """Every query to ALL or to several bureaus came back with one row per bureau asked.
 
@@ -95,15 +89,13 @@ def multi_bureau_check(sent: Sequence[Sent]) -> Check | None:
     )
 
 
-def builtin_checks(
-    sent: list[Sent], workdir: Path, *, gateway_kills: Sequence[float] = ()
-) -> list[Check]:
+def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
     """What every run must show, whatever its faults: no wrong answer, no plaintext leak.
 
     Availability (no-answer) is the scenario's own checks' business: a partitioned bureau
-    rightly does not answer. An answer that came back, though, must be right.
-    ``gateway_kills`` are the times the gateway was SIGKILLed: answers of the last
-    :data:`GATEWAY_AUDIT_TAIL_S` before one need not be in its audit.
+    rightly does not answer. An answer that came back, though, must be right, and must be
+    in the gateway's audit, even if the gateway was SIGKILLed right after (it commits an
+    answer's row before the answer leaves: ncbsim.auditlog).
     """
     checks: list[Check] = []
     missed, false_hits, unanswered_planted, planted_total = [], [], 0, 0
@@ -169,18 +161,9 @@ def builtin_checks(
         )
     )
 
-    def crashed(s: Sent) -> bool:
-        return any(
-            s.sent_s <= kill and s.done_s >= kill - GATEWAY_AUDIT_TAIL_S for kill in gateway_kills
-        )
-
-    audited = [s for s in sent if not crashed(s)]
-    exempt = len(sent) - len(audited)
-    answered_ids = {a.message_id for s in audited for a in s.answers if _answered(a.outcome)}
+    answered_ids = {a.message_id for s in sent for a in s.answers if _answered(a.outcome)}
     answered_ids |= {
-        s.fetched.message_id
-        for s in audited
-        if s.fetched is not None and _answered(s.fetched.outcome)
+        s.fetched.message_id for s in sent if s.fetched is not None and _answered(s.fetched.outcome)
     }
     delivered = {
         row.message_id
@@ -191,13 +174,7 @@ def builtin_checks(
         Check(
             "gateway audited every answered envelope",
             delivered == answered_ids,
-            f"{len(delivered)}/{len(answered_ids)} answered envelopes audited as delivered"
-            + (
-                f" ({exempt} queries in the last {GATEWAY_AUDIT_TAIL_S:g} s before a gateway"
-                " SIGKILL not counted: its audit commits in batches)"
-                if exempt
-                else ""
-            ),
+            f"{len(delivered)}/{len(answered_ids)} answered envelopes audited as delivered",
         )
     )
     return checks
@@ -297,12 +274,7 @@ def evaluate(
     drift = report_paths.differences(report, scenario, finished=False)
     if drift:  # a bug: the report builders and simulations/schema.py disagree
         log.error("report_schema_drift", missing=drift.missing, unexpected=drift.unexpected)
-    kills = [
-        f.start_s
-        for f in result.faults
-        if f.kind == "kill" and scenario.event(f.id).target == scenarios.GATEWAY
-    ]
-    checks = builtin_checks(result.sent, workdir, gateway_kills=kills)
+    checks = builtin_checks(result.sent, workdir)
     checks += message_checks(report.get("messages"), result.message_probes, workdir)
     errors = result.extra.get("fault_errors", [])
     if scenario.events and any(e.fault or e.heal for e in scenario.events):

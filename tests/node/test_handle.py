@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ def node(tmp_path: Path) -> Iterator[_Node]:
     store = RecordStore(db)
     replay = ReplayCache(tmp_path / "replay.sqlite", clock_skew_ms=30_000)
     audit_path = tmp_path / "audit.sqlite"
-    audit = NodeAuditLog(audit_path, batch_wait_s=0.0)
+    audit = NodeAuditLog(audit_path, batch_wait_s=3600.0)  # rows not committed wait for close
     service = BureauService(
         Identity.load(directory, "DE", now_ms=now),
         Peers(verified, gateway=None),  # every sender is already verified
@@ -125,3 +126,28 @@ def test_replay_cache_failure_is_internal_and_audited(node: _Node) -> None:
         "internal error",
     )
     assert _reasons(node) == [("INTERNAL", "internal")]
+
+
+def test_an_answer_whose_audit_row_cannot_be_written_is_held_back(node: _Node) -> None:
+    """If its audit row cannot be committed, the node answers INTERNAL, not the answer:
+    no answer leaves without its trace."""
+    db = sqlite3.connect(node.audit_path)
+    with db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+    db.close()
+    with pytest.raises(_AbortedError) as held:
+        _handle(node, _request(node))
+    assert (held.value.code, held.value.detail) == (grpc.StatusCode.INTERNAL, "internal error")
+
+
+def test_an_answer_leaves_with_its_audit_row_committed(node: _Node) -> None:
+    """When Handle returns the answer, its row is already in the file (this log writes
+    nothing but commits before it closes): a crash of the node then would not erase it."""
+    raw = _request(node)
+    _handle(node, raw)
+    columns, rows = auditlog.search(node.audit_path, auditlog.Query())
+    found = [dict(zip(columns, row, strict=True)) for row in rows]
+    request = envelope.unverified_header(envelope.Envelope.FromString(raw))
+    assert [(r["message_id"], r["outcome"]) for r in found] == [(request.message_hex, "answered")]

@@ -1,0 +1,163 @@
+"""The gateway releases no answer before its audit row is committed: in-process, with a
+stand-in for the bureau node, and an audit log that refuses to be written."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from gateway.audit import AuditLog, read_all
+from gateway.server import GatewayService
+from ncbsim import envelope, pki
+from ncbsim.client import seal_query
+from ncbsim.config import GatewayConfig
+from ncbsim.identity import Identity
+from ncbsim.v1 import gateway_pb2, query_pb2
+
+ANSWER = envelope.Envelope(sealed=b"sealed answer")
+
+
+class _AbortedError(Exception):
+    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
+        super().__init__(f"{code.name}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class _Context:
+    """What Query and MultiQuery read of a gRPC context: FR's mTLS identity, and abort."""
+
+    def peer_identity_key(self) -> str:
+        return "x509_subject_alternative_name"
+
+    def peer_identities(self) -> list[bytes]:
+        return [pki.bureau_dns_name("FR").encode()]
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    async def abort(
+        self, code: grpc.StatusCode, detail: str, trailing_metadata: object = ()
+    ) -> None:
+        raise _AbortedError(code, detail)
+
+
+class _Node:
+    """A bureau node that answers every envelope with ANSWER."""
+
+    async def Handle(self, request: envelope.Envelope, timeout: float) -> envelope.Envelope:  # noqa: N802 - the stub's name
+        return ANSWER
+
+
+@dataclass
+class _Route:
+    stub: _Node
+
+
+class _Router:
+    """Every bureau is registered, and routed to the stand-in node."""
+
+    def get(self, bureau: str) -> _Route:
+        return _Route(_Node())
+
+    def drop(self, bureau: str) -> None:
+        pass
+
+
+@dataclass
+class _Gateway:
+    service: GatewayService
+    audit_path: Path
+    directory: pki.PkiDir
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[_Gateway]:
+    directory = pki.init(tmp_path / "pki", ["FR", "DE", "IT"])
+    config = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite")
+    audit = AuditLog(config.audit_path, batch_wait_s=3600.0)  # only commits write
+    router: Any = _Router()
+    try:
+        yield _Gateway(GatewayService(config, router, audit), config.audit_path, directory)
+    finally:
+        audit.close()
+
+
+def _sealed(gateway: _Gateway, to: str) -> envelope.SealedRequest:
+    now = int(time.time() * 1000)
+    me = Identity.load(gateway.directory, "FR", now_ms=now)
+    peer = Identity.load(gateway.directory, to, now_ms=now).as_peer()
+    return seal_query(me, peer, query_pb2.QueryRequest())
+
+
+def _refuse_inserts(path: Path) -> None:
+    """From now on SQLite refuses every row, as a full disk would."""
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+    db.close()
+
+
+def test_an_answer_leaves_with_its_row_already_committed(gateway: _Gateway) -> None:
+    """When Query returns the node's answer, its delivered row is already in the file
+    (the log here writes nothing but commits)."""
+    sealed = _sealed(gateway, "DE")
+    raw = sealed.envelope.SerializeToString()
+    answer = asyncio.run(gateway.service.Query(raw, _Context()))
+    assert answer == ANSWER
+    rows = read_all(gateway.audit_path)
+    assert [(r.message_id, r.outcome) for r in rows] == [(sealed.header.message_hex, "delivered")]
+
+
+def test_an_answer_whose_row_cannot_be_written_is_held_back(gateway: _Gateway) -> None:
+    """If its audit row cannot be committed, the caller gets UNAVAILABLE, not the answer."""
+    _refuse_inserts(gateway.audit_path)
+    raw = _sealed(gateway, "DE").envelope.SerializeToString()
+    with pytest.raises(_AbortedError) as held:
+        asyncio.run(gateway.service.Query(raw, _Context()))
+    assert held.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "audit" in held.value.detail
+
+
+def test_a_multi_query_answer_whose_row_cannot_be_written_is_held_back(
+    gateway: _Gateway,
+) -> None:
+    """Each bureau's answer in a multi-bureau reply is held back, as no answer, if its row
+    cannot be committed."""
+    _refuse_inserts(gateway.audit_path)
+    request = gateway_pb2.MultiQueryRequest(
+        envelopes=[_sealed(gateway, to).envelope for to in ("DE", "IT")]
+    )
+    reply = asyncio.run(gateway.service.MultiQuery(request.SerializeToString(), _Context()))
+    assert [(d.bureau, d.status) for d in reply.deliveries] == [
+        ("DE", gateway_pb2.DELIVERY_STATUS_NO_ANSWER),
+        ("IT", gateway_pb2.DELIVERY_STATUS_NO_ANSWER),
+    ]
+    assert not any(d.HasField("response") for d in reply.deliveries)
+
+
+def test_a_refusal_is_committed_before_it_is_sent(gateway: _Gateway) -> None:
+    """A refused request (bytes that are no envelope) is in the file by the time the
+    caller hears of the refusal."""
+    with pytest.raises(_AbortedError) as refused:
+        asyncio.run(gateway.service.Query(b"\xff\xff\xff\xff\x00garbage", _Context()))
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [r.outcome for r in read_all(gateway.audit_path)] == ["refused"]
+
+
+def test_a_refusal_goes_out_even_if_its_row_cannot_be_written(gateway: _Gateway) -> None:
+    """A refusal carries nothing, so it is sent even when the audit cannot be written."""
+    _refuse_inserts(gateway.audit_path)
+    with pytest.raises(_AbortedError) as refused:
+        asyncio.run(gateway.service.Query(b"\xff\xff\xff\xff\x00garbage", _Context()))
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT

@@ -1,0 +1,160 @@
+"""Group commit of the audit log: ``commit`` returns once its rows are in the file, without
+waiting for a batch to fill, and concurrent callers share transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ncbsim.auditlog import AuditWriteError, ChainedLog, verify
+
+COLUMNS = (("at_ms", "INTEGER"), ("sender", "TEXT"), ("elapsed_ms", "REAL"))
+AN_HOUR = 3600.0
+"""A batch wait no test could sit through: a commit that waited for it would time out."""
+BOUND_S = 60.0
+"""How long a commit may take on a very busy machine before the test gives up."""
+
+
+def _row(i: int) -> tuple[int, str, float]:
+    return (1_700_000_000_000 + i, "FR", 0.5)
+
+
+def _stored(path: Path) -> list[int]:
+    """The at_ms of every committed row, read through a connection of its own."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT at_ms FROM audit ORDER BY seq")]
+    finally:
+        db.close()
+
+
+def test_a_committed_row_is_in_the_file_when_commit_returns(tmp_path: Path) -> None:
+    """Once ``commit`` returns, another connection reads the row: the writer did not wait
+    for the batch to fill (it would have waited an hour)."""
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    async def main() -> list[int]:
+        found = []
+        for i in range(3):  # an idle writer, each time
+            await asyncio.wait_for(log.commit(_row(i)), BOUND_S)
+            found.append(_stored(path))
+        return found[-1]
+
+    try:
+        assert asyncio.run(main()) == [_row(i)[0] for i in range(3)]
+    finally:
+        log.close()
+    assert verify(path).intact
+
+
+def test_a_commit_also_writes_the_rows_recorded_before_it(tmp_path: Path) -> None:
+    """Rows queued with ``record`` go out with the next commit, in order, in one chain."""
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    async def main() -> None:
+        log.record(_row(0))
+        log.record(_row(1))
+        await asyncio.wait_for(log.commit(_row(2)), BOUND_S)
+
+    try:
+        asyncio.run(main())
+        assert _stored(path) == [_row(i)[0] for i in range(3)]
+    finally:
+        log.close()
+    assert verify(path).intact
+
+
+def test_concurrent_commits_share_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five hundred handlers committing at once all land once, in one intact chain, in far
+    fewer transactions than rows."""
+    transactions = []
+    write = ChainedLog._write
+
+    def counted(self: ChainedLog, conn: sqlite3.Connection, batch: list[tuple[object, ...]]):  # type: ignore[no-untyped-def]
+        transactions.append(len(batch))
+        return write(self, conn, batch)
+
+    monkeypatch.setattr(ChainedLog, "_write", counted)
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    async def main() -> None:
+        await asyncio.wait_for(asyncio.gather(*(log.commit(_row(i)) for i in range(500))), BOUND_S)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert sorted(_stored(path)) == [_row(i)[0] for i in range(500)]
+    assert verify(path).intact
+    assert sum(transactions) == 500
+    assert len(transactions) < 100, transactions
+
+
+def test_a_commit_that_cannot_be_written_raises_and_the_chain_stays_whole(
+    tmp_path: Path,
+) -> None:
+    """A batch SQLite refuses fails its waiters with AuditWriteError; later rows still chain
+    on from the last row really written, so the log verifies."""
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    def refuse_inserts(on: bool) -> None:
+        db = sqlite3.connect(path)
+        with db:
+            if on:
+                db.execute(
+                    "CREATE TRIGGER full BEFORE INSERT ON audit "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            else:
+                db.execute("DROP TRIGGER full")
+        db.close()
+
+    async def main() -> None:
+        await asyncio.wait_for(log.commit(_row(0)), BOUND_S)
+        refuse_inserts(True)
+        with pytest.raises(AuditWriteError, match="disk full"):
+            await asyncio.wait_for(log.commit(_row(1)), BOUND_S)
+        refuse_inserts(False)
+        await asyncio.wait_for(log.commit(_row(2)), BOUND_S)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert _stored(path) == [_row(0)[0], _row(2)[0]]
+    assert verify(path).intact
+
+
+def test_a_commit_after_close_raises(tmp_path: Path) -> None:
+    """A closed log refuses a commit at once rather than leave its caller waiting."""
+    log = ChainedLog(tmp_path / "audit.sqlite", COLUMNS)
+    log.close()
+    with pytest.raises(AuditWriteError, match="closed"):
+        asyncio.run(log.commit(_row(0)))
+
+
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+def test_both_sync_settings_commit(tmp_path: Path, synchronous: str) -> None:
+    """NORMAL (survives a process crash) and FULL (a power loss too) both commit rows."""
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, synchronous=synchronous)
+    try:
+        asyncio.run(asyncio.wait_for(log.commit(_row(0)), BOUND_S))
+        assert _stored(path) == [_row(0)[0]]
+    finally:
+        log.close()
+
+
+def test_an_unknown_sync_setting_is_refused(tmp_path: Path) -> None:
+    """Only NORMAL and FULL are offered: with OFF a power loss could corrupt the log."""
+    with pytest.raises(ValueError, match="synchronous"):
+        ChainedLog(tmp_path / "audit.sqlite", COLUMNS, synchronous="OFF")
