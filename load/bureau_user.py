@@ -23,7 +23,7 @@ from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
 _plans: dict[str, LoadPlan] = {}
 
@@ -53,14 +53,14 @@ class BureauUser(GrpcUser):
         channel = self.secure_channel(
             self.plan.gateway, directory.tls(self.bureau), peer_name=GATEWAY_NAME
         )
-        self.gateway = gateway_pb2_grpc.GatewayStub(channel)
+        self.gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
         self.peers = self._verified_peers(Directory.pinned(directory))
         self.rng = random.Random()
 
     def _verified_peers(self, directory: Directory) -> dict[str, Peer]:
         with self.call("directory") as call:
             reply = self.gateway.GetDirectory(
-                gateway_pb2.DirectoryRequest(bureaus=self.plan.targets),
+                gateway_pb2.GetDirectoryRequest(bureaus=self.plan.targets),
                 timeout=self.plan.deadline_s,
             )
             call.response_length = reply.ByteSize()

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2, records_pb2
+from ncbsim.v2 import query_pb2, records_pb2
 
 _STYLE = {
     Outcome.HIT: "bold green",
@@ -41,23 +41,21 @@ def handling_code(code: int) -> str:
     return name.removeprefix("HANDLING_CODE_")
 
 
-def build_query(args: argparse.Namespace) -> query_pb2.QueryRequest:
+def build_query(args: argparse.Namespace) -> query_pb2.Query:
     """The step-1 (or step-2) query the command line describes."""
     if args.kind == "document":
-        return query_pb2.QueryRequest(
+        return query_pb2.Query(
             document=query_pb2.DocumentQuery(number=args.number, issuer=args.issuer)
         )
     if args.kind == "person":
-        return query_pb2.QueryRequest(
+        return query_pb2.Query(
             person=query_pb2.PersonQuery(
                 surname=args.surname, given_names=args.given_names, date_of_birth=args.dob
             )
         )
     if args.kind == "vehicle":
-        return query_pb2.QueryRequest(
-            vehicle=query_pb2.VehicleQuery(vin=args.vin, plate=args.plate)
-        )
-    return query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=args.ref))
+        return query_pb2.Query(vehicle=query_pb2.VehicleQuery(vin=args.vin, plate=args.plate))
+    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=args.ref))
 
 
 def answer_dict(answer: Answer) -> dict[str, Any]:
@@ -106,7 +104,7 @@ async def run_query(args: argparse.Namespace, *, gateway: str) -> int:
         if args.fetch:
             for answer in answers:
                 for match in answer.matches:
-                    step2 = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=match.ref))
+                    step2 = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=match.ref))
                     fetched.append(await client.query(step2, answer.bureau, timeout=args.timeout))
     if args.json:
         print(

@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ncbsim import _crypto
 from ncbsim.errors import PkiError
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 GATEWAY_NAME = "gateway.ncbsim"
 OPERATOR_NAME = "operator.ncbsim"

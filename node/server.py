@@ -29,7 +29,7 @@ from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_file
-from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.answer import answer
 from node.audit import NodeAuditLog, audit_record
 from node.hits import HitLog
@@ -43,7 +43,7 @@ from node.store import RecordStore
 log = structlog.get_logger()
 
 
-class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
+class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc]
     """Bureau.Handle: open the request, answer it, seal the response.
 
     The record lookup runs on the event loop, not in a thread. Every query kind has a
@@ -123,7 +123,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
 
     async def Deliver(  # noqa: N802 - gRPC method name
         self, raw: bytes, context: grpc.aio.ServicerContext
-    ) -> bureau_pb2.DeliverReply:
+    ) -> bureau_pb2.DeliverResponse:
         """Process one-way envelopes the gateway stored for this bureau (node.postbox)."""
         if self._postbox is None:
             await abort(context, grpc.StatusCode.UNIMPLEMENTED, "this node takes no deliveries")
@@ -182,7 +182,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
                 header=header,
                 clock_skew_ms=self._clock_skew_ms,
             )
-            query = query_pb2.QueryRequest.FromString(opened.plaintext)
+            query = query_pb2.Query.FromString(opened.plaintext)
         except (EnvelopeError, DirectoryError, DecodeError):
             # The caller learns nothing; the audit says whether the key was revoked.
             revoked = directory.revoked.key_revoked(header.sender_key_id)
@@ -250,7 +250,7 @@ def _ids(header: envelope.Header) -> dict[str, str]:
 
 
 async def _register_loop(
-    gateway: gateway_pb2_grpc.GatewayStub,
+    gateway: gateway_pb2_grpc.GatewayServiceStub,
     address: str,
     interval_s: float,
     registered: asyncio.Event,
@@ -327,7 +327,7 @@ async def run_node(
         tls = config.pki.tls(config.bureau)
         gateway_channel = transport.gateway_channel(config.gateway, tls)
         stack.push_async_callback(gateway_channel.close)
-        gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
+        gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
         peers = Peers(directory if directory is not None else Directory.pinned(config.pki), gateway)
         # Only GS sends from its node (notices); its outbox is posted by a task of its own.
         outbox = (
@@ -359,10 +359,10 @@ async def run_node(
         served = await start_server(
             tls,
             config.listen,
-            [bureau_pb2.DESCRIPTOR.services_by_name["Bureau"].full_name],
+            [bureau_pb2.DESCRIPTOR.services_by_name["BureauService"].full_name],
             # Raw requests: Handle parses each one, so garbage is refused and audited by it.
             register=lambda server: add_raw_servicer(
-                server, bureau_pb2_grpc.add_BureauServicer_to_server, service
+                server, bureau_pb2_grpc.add_BureauServiceServicer_to_server, service
             ),
         )
         stack.push_async_callback(served.server.stop, 2)

@@ -1,4 +1,4 @@
-"""Regenerate the gRPC/protobuf stubs from proto/ into ncbsim/v1/.
+"""Regenerate the gRPC/protobuf stubs from proto/ into ncbsim/v2/.
 
 Usage: python scripts/gen_protos.py [--out DIR]
 

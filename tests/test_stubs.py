@@ -18,7 +18,7 @@ def test_committed_stubs_match_the_generator(tmp_path: Path) -> None:
     )
     generated = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*.py*")}
     committed = {
-        p.relative_to(ROOT): p.read_bytes() for p in (ROOT / "ncbsim" / "v1").glob("*_pb2*.py*")
+        p.relative_to(ROOT): p.read_bytes() for p in (ROOT / "ncbsim" / "v2").glob("*_pb2*.py*")
     }
     assert generated, "the generator produced nothing"
     assert sorted(generated) == sorted(committed)

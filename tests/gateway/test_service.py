@@ -29,9 +29,9 @@ from ncbsim.errors import ConfigError, DirectoryError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.serving import start_server
-from ncbsim.v1 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 
-Call = Callable[[gateway_pb2_grpc.GatewayStub], Awaitable[object]]
+Call = Callable[[gateway_pb2_grpc.GatewayServiceStub], Awaitable[object]]
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +65,7 @@ def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]
         async with _gateway(directory, config) as address:
             channel = transport.gateway_channel(address, directory.tls(caller))
             try:
-                await call(gateway_pb2_grpc.GatewayStub(channel))
+                await call(gateway_pb2_grpc.GatewayServiceStub(channel))
             except grpc.aio.AioRpcError as exc:
                 return exc.code(), exc.details() or ""
             finally:
@@ -88,7 +88,7 @@ def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedReque
         Identity.load(directory, known, now_ms=now).as_peer(), bureau=recipient
     )
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(
+    body = query_pb2.Query(
         response_key=public, document=query_pb2.DocumentQuery(number="X", issuer="DE")
     )
     return envelope.seal_request(
@@ -163,9 +163,9 @@ def test_multi_query_lists_unregistered_bureaus_as_no_answer(tmp_path: Path) -> 
     request = gateway_pb2.MultiQueryRequest(
         envelopes=[_sealed(tmp_path, "FR", b).envelope for b in ("DE", "IT")]
     )
-    replies: list[gateway_pb2.MultiQueryReply] = []
+    replies: list[gateway_pb2.MultiQueryResponse] = []
 
-    async def call(stub: gateway_pb2_grpc.GatewayStub) -> None:
+    async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
         replies.append(await stub.MultiQuery(request, timeout=5))
 
     assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
@@ -178,10 +178,10 @@ def test_multi_query_lists_unregistered_bureaus_as_no_answer(tmp_path: Path) -> 
 
 def test_directory_serves_every_root_signed_entry(tmp_path: Path) -> None:
     """GetDirectory returns each bureau's entry exactly as the PKI signed it."""
-    replies: list[gateway_pb2.Directory] = []
+    replies: list[gateway_pb2.GetDirectoryResponse] = []
 
-    async def call(stub: gateway_pb2_grpc.GatewayStub) -> None:
-        replies.append(await stub.GetDirectory(gateway_pb2.DirectoryRequest(), timeout=5))
+    async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
+        replies.append(await stub.GetDirectory(gateway_pb2.GetDirectoryRequest(), timeout=5))
 
     assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
     on_disk = sorted((tmp_path / "pki" / "directory").glob("*.entry"))
@@ -202,7 +202,7 @@ def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(tmp_path: Path) 
     entry_path.write_bytes(signed.SerializeToString())
     errors: list[Exception] = []
 
-    async def call(stub: gateway_pb2_grpc.GatewayStub) -> None:
+    async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
         peers = Peers(Directory(directory.root_public_key()), stub)
         try:
             await peers.resolve(["DE"])
@@ -237,7 +237,7 @@ def test_overlong_sender_is_refused_and_kept_out_of_the_trail(tmp_path: Path) ->
     forged = Identity.from_keys("F" * 10_000, me.signing_key, me.encryption_key)
     de = Identity.load(directory, "DE", now_ms=int(time.time() * 1000)).as_peer()
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(response_key=public)
+    body = query_pb2.Query(response_key=public)
     sealed = envelope.seal_request(
         body.SerializeToString(), sender=forged, recipient=de, response_key=key
     )
@@ -270,8 +270,8 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
             try:
                 # Port 1 on loopback: nothing listens, so every relay fails to connect.
                 register = gateway_pb2.RegisterRequest(address="127.0.0.1:1")
-                await gateway_pb2_grpc.GatewayStub(as_de).Register(register, timeout=5)
-                stub = gateway_pb2_grpc.GatewayStub(as_fr)
+                await gateway_pb2_grpc.GatewayServiceStub(as_de).Register(register, timeout=5)
+                stub = gateway_pb2_grpc.GatewayServiceStub(as_fr)
                 try:
                     await stub.Query(query.envelope, timeout=5)
                 except grpc.aio.AioRpcError as exc:
@@ -284,7 +284,7 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
     asyncio.run(main())
     assert results[0] == (grpc.StatusCode.UNAVAILABLE, "no answer from DE")
     reply = results[1]
-    assert isinstance(reply, gateway_pb2.MultiQueryReply)
+    assert isinstance(reply, gateway_pb2.MultiQueryResponse)
     assert [(d.bureau, d.status, d.detail) for d in reply.deliveries] == [
         ("DE", gateway_pb2.DELIVERY_STATUS_NO_ANSWER, "UNAVAILABLE")
     ]

@@ -16,12 +16,12 @@ import pytest
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from simulations.network import Network, alive, db_path
 
 pytestmark = pytest.mark.integration
 
-QUERY = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
+QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
 RESTART_TIMEOUT_S = 30.0
 
 

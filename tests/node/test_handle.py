@@ -15,7 +15,7 @@ from ncbsim import auditlog, envelope, pki
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node import datagen
 from node.audit import NodeAuditLog
 from node.replay import ReplayCache
@@ -85,7 +85,7 @@ def node(tmp_path: Path) -> Iterator[_Node]:
 
 def _request(node: _Node) -> bytes:
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(
+    body = query_pb2.Query(
         response_key=public, document=query_pb2.DocumentQuery(number="X1", issuer="DE")
     )
     sealed = envelope.seal_request(

@@ -90,7 +90,7 @@ from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir, sign_entry
 from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
-from ncbsim.v1 import directory_pb2, envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import directory_pb2, envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 
 log = structlog.get_logger()
 
@@ -277,9 +277,11 @@ class EvilGateway(GatewayService):
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.Directory:
-        reply: gateway_pb2.Directory = await super().GetDirectory(cast(Any, request), context)
-        asked = _parsed(request, gateway_pb2.DirectoryRequest)
+    ) -> gateway_pb2.GetDirectoryResponse:
+        reply: gateway_pb2.GetDirectoryResponse = await super().GetDirectory(
+            cast(Any, request), context
+        )
+        asked = _parsed(request, gateway_pb2.GetDirectoryRequest)
         mode = Mode.read(self._mode_file)
         swap = mode.swap
         swapped = ""
@@ -368,7 +370,7 @@ class EvilGateway(GatewayService):
             sender_key_id=target.signing_key_id,
             recipient_key_id=_crypto.key_id(_crypto.x25519_public_bytes(guess)),
         ).SerializeToString()
-        no_hit = query_pb2.QueryResponse(hits=query_pb2.Hits()).SerializeToString()
+        no_hit = query_pb2.Answer(hits=query_pb2.Hits()).SerializeToString()
         sealed = _crypto.hpke_seal(
             guess.public_key(),
             info=envelope.RESPONSE_INFO + header.message_id,
@@ -392,7 +394,7 @@ class EvilGateway(GatewayService):
             now_ms=int(time.time() * 1000),
         )
         key, public = envelope.new_response_key()
-        body = query_pb2.QueryRequest(
+        body = query_pb2.Query(
             response_key=public,
             document=query_pb2.DocumentQuery(number="P0000000", issuer=target),
         )
@@ -521,14 +523,14 @@ class EvilGateway(GatewayService):
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.MultiQueryReply:
+    ) -> gateway_pb2.MultiQueryResponse:
         mode = Mode.read(self._mode_file)
         peer = transport.peer_bureau(context)
         parsed = _parsed(request, gateway_pb2.MultiQueryRequest)
         envelopes = list(parsed.envelopes) if parsed is not None else []
         targeted = [self._targeted(mode, peer, item) for item in envelopes]
         if not any(targeted):
-            reply: gateway_pb2.MultiQueryReply = await super().MultiQuery(
+            reply: gateway_pb2.MultiQueryResponse = await super().MultiQuery(
                 cast(Any, request), context
             )
             return reply
@@ -564,7 +566,7 @@ class EvilGateway(GatewayService):
         )
         if mode.name == "mix-deliveries":
             deliveries = self._mixed(deliveries, mode)
-        return gateway_pb2.MultiQueryReply(deliveries=deliveries)
+        return gateway_pb2.MultiQueryResponse(deliveries=deliveries)
 
     def _mixed(self, deliveries: list[Any], mode: Mode) -> list[Any]:
         """The merged reply, rearranged: ``omit`` the target, or ``swap`` its answer with
@@ -583,8 +585,8 @@ class EvilGateway(GatewayService):
 
     async def Routes(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.RoutesReply:
-        reply: gateway_pb2.RoutesReply = await super().Routes(cast(Any, request), context)
+    ) -> gateway_pb2.RoutesResponse:
+        reply: gateway_pb2.RoutesResponse = await super().Routes(cast(Any, request), context)
         mode = Mode.read(self._mode_file)
         if mode.name == "hide-route" and mode.target in reply.bureaus:
             kept = [b for b in reply.bureaus if b != mode.target]
@@ -619,11 +621,11 @@ async def serve(config: GatewayConfig, args: argparse.Namespace) -> None:
     # Registered the way the real gateway registers itself (raw requests, if it does).
     add = getattr(gateway_server, "add_to_server", None)
     if add is None:
-        add = gateway_pb2_grpc.add_GatewayServicer_to_server
+        add = gateway_pb2_grpc.add_GatewayServiceServicer_to_server
     served = await start_server(
         tls,
         config.listen,
-        [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name],
+        [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add(service, server),
     )
     log.info("evil_gateway_listening", address=served.address)

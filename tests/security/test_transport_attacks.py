@@ -21,14 +21,14 @@ from gateway.audit import read_all
 from ncbsim import auditlog, envelope, pki, transport
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
-from ncbsim.v1 import gateway_pb2, query_pb2
+from ncbsim.v2 import gateway_pb2, query_pb2
 from simulations.network import Network, audit_path
 
 pytestmark = pytest.mark.integration
 
 Code = grpc.StatusCode
-QUERY_METHOD = "/ncbsim.v1.Gateway/Query"
-HANDLE_METHOD = "/ncbsim.v1.Bureau/Handle"
+QUERY_METHOD = "/ncbsim.v2.GatewayService/Query"
+HANDLE_METHOD = "/ncbsim.v2.BureauService/Handle"
 AUDIT_WAIT_S = 5.0
 
 
@@ -60,7 +60,7 @@ def _envelope(real: PkiDir, *, sender: str = "FR", claims: str | None = None) ->
     if claims is not None:
         identity = Identity.from_keys(claims, identity.signing_key, identity.encryption_key)
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(
+    body = query_pb2.Query(
         response_key=public, document=query_pb2.DocumentQuery(number="X1", issuer="DE")
     )
     recipient = Identity.load(real, "DE", now_ms=now).as_peer()
@@ -295,11 +295,11 @@ async def _directory_through(address: str, tls: TlsFiles) -> Code:
     channel = transport.gateway_channel(address, tls)
     try:
         rpc = channel.unary_unary(
-            "/ncbsim.v1.Gateway/GetDirectory",
+            "/ncbsim.v2.GatewayService/GetDirectory",
             request_serializer=None,
             response_deserializer=None,
         )
-        await rpc(gateway_pb2.DirectoryRequest().SerializeToString(), timeout=5)
+        await rpc(gateway_pb2.GetDirectoryRequest().SerializeToString(), timeout=5)
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     finally:
@@ -313,7 +313,7 @@ def test_client_reaches_a_server_with_the_genuine_certificate(
 ) -> None:
     """Control for the next test: with the genuine gateway certificate the call goes through."""
     assert asyncio.run(_directory_through(fake_gateway.address, real.tls("FR"))) == Code.OK
-    assert fake_gateway.calls == ["/ncbsim.v1.Gateway/GetDirectory"]
+    assert fake_gateway.calls == ["/ncbsim.v2.GatewayService/GetDirectory"]
 
 
 @pytest.mark.attack(
