@@ -73,7 +73,7 @@ from ncbsim.serving import (
     wait_for_shutdown,
     write_ready_file,
 )
-from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, messages_pb2
+from ncbsim.v2 import bureau_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 log = structlog.get_logger()
 
@@ -325,7 +325,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
         registered = True
         try:
             route = self._router.get(header.recipient)
-            response = await route.stub.Handle(request, timeout=timeout)
+            handled = await route.stub.Handle(
+                bureau_pb2.HandleRequest(envelope=request), timeout=timeout
+            )
+            response = handled.envelope
             code, outcome = grpc.StatusCode.OK, "delivered"
         except RoutingError:
             registered = False
@@ -368,24 +371,29 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
 
     async def Query(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> envelope.Envelope:
+    ) -> gateway_pb2.QueryResponse:
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
-        item: envelope.Envelope | None = None
+        size = len(request)  # then the envelope's size, as MultiQuery's rows record it
         try:
             self._check_credentials(peer, context)
-            item = self._parse(request, envelope.Envelope, max_bytes=self._max_bytes)
+            item = self._parse(request, gateway_pb2.QueryRequest, max_bytes=None).envelope
+            size = item.ByteSize()
+            check_size(size, self._max_bytes)
+        except NcbsimError as exc:  # refused unread: the row has no ids or parties
+            await self._refuse(context, "Query", peer, exc, started=started, refused=[(size, None)])
+        try:
             if peer is not None:  # metered before admission: refusals count too
                 self._limiter.take(peer)
             header = self._admit(peer, item)
         except NcbsimError as exc:
-            refused = [(len(request), _header_or_none(item))]
+            refused = [(size, _header_or_none(item))]
             await self._refuse(context, "Query", peer, exc, started=started, refused=refused)
         relayed = await self._relay(
             "Query",
             header.sender,
             item,
-            len(request),
+            size,
             header,
             timeout=self._timeout(context, self._config.query_margin_ms),
             started=started,
@@ -398,7 +406,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
             else:
                 detail = relayed.code.name
             await abort(context, relayed.code, detail)
-        return relayed.response
+        return gateway_pb2.QueryResponse(envelope=relayed.response)
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext

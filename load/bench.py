@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from load.floor import Fields, FloorProcesses
     from ncbsim.client import BureauClient
     from ncbsim.pki import PkiDir
-    from ncbsim.v2 import envelope_pb2, gateway_pb2_grpc, query_pb2
+    from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
     from simulations.network import Network
 
 REQUESTER = "FR"
@@ -128,6 +128,7 @@ class FloorSide:
     request: envelope_pb2.Envelope
     pids: dict[str, int]
     response: envelope_pb2.Envelope  # the first answer, to report its size
+    wire: gateway_pb2.QueryRequest  # the request as sent, built once
     name: str = "floor"
 
     @classmethod
@@ -136,24 +137,26 @@ class FloorSide:
     ) -> FloorSide:
         """Connect to the floor relay as FR and make a first call."""
         from ncbsim import transport
-        from ncbsim.v2 import gateway_pb2_grpc
+        from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
         channel = transport.gateway_channel(floor.relay, pki.tls(REQUESTER))
+        wire = gateway_pb2.QueryRequest(envelope=request)
         try:
             await channel.channel_ready()
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
-            response = await stub.Query(request, timeout=CALL_TIMEOUT_S)
+            reply = await stub.Query(wire, timeout=CALL_TIMEOUT_S)
         except BaseException:
             await channel.close()
             raise
-        return cls(channel, stub, request, {"client": os.getpid(), **floor.pids}, response)
+        pids = {"client": os.getpid(), **floor.pids}
+        return cls(channel, stub, request, pids, reply.envelope, wire)
 
     async def call(self) -> bool:
         """Send the canned request; it succeeds if any envelope comes back."""
         import grpc
 
         try:
-            await self.stub.Query(self.request, timeout=CALL_TIMEOUT_S)
+            await self.stub.Query(self.wire, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError:
             return False
         return True
@@ -273,7 +276,7 @@ async def _probe(
     from ncbsim import transport
     from ncbsim.client import open_answer, seal_query
     from ncbsim.errors import NetworkError
-    from ncbsim.v2 import gateway_pb2_grpc
+    from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
     await client.peers.resolve([RESPONDER], timeout=CALL_TIMEOUT_S)
     peer = client.peers.get(RESPONDER)
@@ -283,7 +286,8 @@ async def _probe(
         stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         for query, expected in queries:
             sealed = seal_query(client.identity, peer, query)
-            response = await stub.Query(sealed.envelope, timeout=CALL_TIMEOUT_S)
+            wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            response = (await stub.Query(wire, timeout=CALL_TIMEOUT_S)).envelope
             answer = open_answer(sealed, response, peer)
             if answer.outcome.value != expected:
                 raise NetworkError(f"warm-up query answered {answer.outcome.value}")

@@ -88,9 +88,11 @@ class BureauUser(GrpcUser):
             if peer is None:
                 return
             sealed = seal_query(self.identity, peer, item.request())
-            response = self.gateway.Query(sealed.envelope, timeout=self.plan.deadline_s)
-            call.response_length = response.ByteSize()
-            reason = item.mismatch(open_answer(sealed, response, peer))
+            reply = self.gateway.Query(
+                gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=self.plan.deadline_s
+            )
+            call.response_length = reply.ByteSize()
+            reason = item.mismatch(open_answer(sealed, reply.envelope, peer))
             if reason:
                 call.fail(reason)
 

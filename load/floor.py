@@ -82,11 +82,11 @@ class FloorServer(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc]
     """Bureau.Handle that answers every call with one canned envelope."""
 
     def __init__(self, reply: envelope_pb2.Envelope) -> None:
-        self._reply = reply
+        self._reply = bureau_pb2.HandleResponse(envelope=reply)
 
     async def Handle(  # noqa: N802 - gRPC method name
-        self, request: envelope_pb2.Envelope, context: grpc.aio.ServicerContext
-    ) -> envelope_pb2.Envelope:
+        self, request: bureau_pb2.HandleRequest, context: grpc.aio.ServicerContext
+    ) -> bureau_pb2.HandleResponse:
         return self._reply
 
 
@@ -97,12 +97,12 @@ class FloorRelay(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[misc]
         self._server = server
 
     async def Query(  # noqa: N802 - gRPC method name
-        self, request: envelope_pb2.Envelope, context: grpc.aio.ServicerContext
-    ) -> envelope_pb2.Envelope:
-        response: envelope_pb2.Envelope = await self._server.Handle(
-            request, timeout=context.time_remaining()
+        self, request: gateway_pb2.QueryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.QueryResponse:
+        handled: bureau_pb2.HandleResponse = await self._server.Handle(
+            bureau_pb2.HandleRequest(envelope=request.envelope), timeout=context.time_remaining()
         )
-        return response
+        return gateway_pb2.QueryResponse(envelope=handled.envelope)
 
 
 async def serve_server(pki: PkiDir, listen: str, reply: Fields, ready_file: Path | None) -> None:

@@ -239,7 +239,9 @@ class BureauClient:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
         sealed = seal_query(self.identity, self.peers.get(to), query, now_ms=self._now_ms())
         try:
-            response = await self._stub.Query(sealed.envelope, timeout=timeout)
+            reply = await self._stub.Query(
+                gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=timeout
+            )
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             latency = (time.perf_counter() - started) * 1000
@@ -252,7 +254,9 @@ class BureauClient:
                 sealed.header.message_hex,
             )
         latency = (time.perf_counter() - started) * 1000
-        return open_answer(sealed, response, self.peers.get(to), latency, now_ms=self._now_ms())
+        return open_answer(
+            sealed, reply.envelope, self.peers.get(to), latency, now_ms=self._now_ms()
+        )
 
     async def multi_query(
         self, query: query_pb2.Query, to: Sequence[str], *, timeout: float = 5.0

@@ -156,16 +156,17 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
 
     async def Handle(  # noqa: N802 - gRPC method name
         self, raw: bytes, context: grpc.aio.ServicerContext
-    ) -> envelope.Envelope:
+    ) -> bureau_pb2.HandleResponse:
         """Answer one envelope. It arrives as raw bytes (see :func:`serve`) and is parsed
-        here, so one that is not an Envelope is refused and audited like any other."""
+        here, so a request that is not a HandleRequest holding an envelope is refused and
+        audited like any other."""
         started = time.perf_counter()
         if not transport.peer_is(context, GATEWAY_NAME):
             log.warning("refused_caller", reason="not the gateway")
             self._audited(raw, None, started, grpc.StatusCode.PERMISSION_DENIED, "not_gateway")
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only the gateway may call")
         try:
-            request = envelope.Envelope.FromString(raw)
+            request = bureau_pb2.HandleRequest.FromString(raw).envelope
             header = envelope.unverified_header(request)
         except (DecodeError, EnvelopeError):
             self._audited(raw, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
@@ -241,7 +242,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             correlation_id=header.correlation_hex,
         )
         self._audited(request, header, started, grpc.StatusCode.OK, response=sealed)
-        return sealed
+        return bureau_pb2.HandleResponse(envelope=sealed)
 
 
 def _ids(header: envelope.Header) -> dict[str, str]:

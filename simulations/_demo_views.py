@@ -188,7 +188,8 @@ class Observer:
         started = time.perf_counter()
         error: grpc.aio.AioRpcError | None = None
         try:
-            response = await self.stub.Query(sealed.envelope, timeout=self.timeout_s)
+            wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            response = (await self.stub.Query(wire, timeout=self.timeout_s)).envelope
             elapsed = (time.perf_counter() - started) * 1000
             answer = open_answer(sealed, response, self.peers.get(to), elapsed)
         except grpc.aio.AioRpcError as exc:

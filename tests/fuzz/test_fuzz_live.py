@@ -139,14 +139,20 @@ def _diffusion(wire: Wire, sender: Identity | None = None) -> envelope.Envelope:
 
 
 def _repeated(raw: bytes) -> bytes:
-    """``raw`` as the one element of field 1 (``envelopes`` of a PostRequest or a
-    DeliverRequest), byte for byte, even when it is not a valid Envelope."""
+    """``raw`` as field 1 (the ``envelope`` of a QueryRequest or a HandleRequest, the one
+    element of ``envelopes`` of a PostRequest or a DeliverRequest), byte for byte, even
+    when it is not a valid Envelope."""
     size, length = bytearray(), len(raw)
     while True:
         size.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
         length >>= 7
         if not length:
             return b"\x0a" + bytes(size) + raw
+
+
+def _query(item: envelope.Envelope) -> bytes:
+    """The bytes of a QueryRequest holding ``item``."""
+    return gateway_pb2.QueryRequest(envelope=item).SerializeToString()
 
 
 def _intact(raw: bytes, original: envelope.Envelope) -> bool | None:
@@ -251,7 +257,7 @@ def test_gateway_rpcs_survive_random_bytes(wire: Wire, method: str, payload: byt
     """Any bytes get an expected status; an undecodable request is INVALID_ARGUMENT."""
     code, _ = _call(wire.gateway_as_fr, GATEWAY + method, payload)
     undecodable = {
-        "Query": envelope.Envelope,
+        "Query": gateway_pb2.QueryRequest,
         "MultiQuery": gateway_pb2.MultiQueryRequest,
         "GetDirectory": gateway_pb2.GetDirectoryRequest,
         "Routes": gateway_pb2.RoutesRequest,
@@ -276,7 +282,7 @@ def test_gateway_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> 
     query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
     raw = data.draw(_mutated_envelope(_seal(wire, query).envelope.SerializeToString()))
     if data.draw(st.booleans()):
-        _call(wire.gateway_as_fr, GATEWAY + "Query", raw)
+        _call(wire.gateway_as_fr, GATEWAY + "Query", _repeated(raw))
         return
     multi = b"\x0a" + _varint(len(raw)) + raw  # MultiQueryRequest.envelopes[0], by hand
     code, reply = _call(wire.gateway_as_fr, GATEWAY + "MultiQuery", multi)
@@ -307,10 +313,10 @@ def _varint(n: int) -> bytes:
 def test_sealed_random_queries_are_answered(wire: Wire, query: query_pb2.Query) -> None:
     """Through the gateway, DE answers any well-sealed query; the answer verifies and opens."""
     sealed = _seal(wire, query)
-    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(sealed.envelope))
     assert code == Code.OK
     assert raw is not None
-    answer = open_answer(sealed, envelope.Envelope.FromString(raw), wire.de)
+    answer = open_answer(sealed, gateway_pb2.QueryResponse.FromString(raw).envelope, wire.de)
     assert answer.response is not None, answer.detail
     assert answer.response.WhichOneof("result") in ("hits", "record", "not_found", "error")
 
@@ -326,7 +332,7 @@ def test_sealed_random_bodies_are_refused(wire: Wire, body: bytes) -> None:
     """A verified envelope whose body is no usable Query is refused, not crashed on."""
     key, _ = envelope.new_response_key()
     sealed = envelope.seal_request(body, sender=wire.fr, recipient=wire.de, response_key=key)
-    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(sealed.envelope))
     try:
         request = query_pb2.Query.FromString(body)
         usable = len(request.response_key) == 32
@@ -363,7 +369,7 @@ def test_signed_random_headers_get_expected_statuses(
         envelope.SIGNATURE_CONTEXT + len(raw).to_bytes(4, "big") + raw + sealed,
     )
     env = envelope.Envelope(header=raw, sealed=sealed, signature=signature)
-    code, _ = _call(wire.gateway_as_fr, GATEWAY + "Query", env.SerializeToString())
+    code, _ = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(env))
     if header.sender != "FR":
         assert code == Code.PERMISSION_DENIED
 
@@ -396,7 +402,7 @@ def test_node_handle_survives_mutated_envelopes(wire: Wire, data: st.DataObject)
     query = query_pb2.Query(vehicle=query_pb2.VehicleQuery(plate="AB-123-CD"))
     sealed = _seal(wire, query)
     raw = data.draw(_mutated_envelope(sealed.envelope.SerializeToString()))
-    code, _ = _call(wire.node_de_as_gateway, HANDLE, raw)
+    code, _ = _call(wire.node_de_as_gateway, HANDLE, _repeated(raw))
     intact = _intact(raw, sealed.envelope)
     if intact is None:
         assert code == Code.INVALID_ARGUMENT
@@ -585,10 +591,10 @@ def test_network_survives_the_fuzzing(wire: Wire) -> None:
         wire,
         query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
     )
-    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(sealed.envelope))
     assert code == Code.OK
     assert raw is not None
-    answer = open_answer(sealed, envelope.Envelope.FromString(raw), wire.de)
+    answer = open_answer(sealed, gateway_pb2.QueryResponse.FromString(raw).envelope, wire.de)
     assert [m.ref for m in answer.matches] == [doc.ref]
 
     for proc in net.procs:

@@ -375,6 +375,11 @@ def _seal(directory: pki.PkiDir, sender: str, recipient: str) -> envelope.Sealed
     return seal_query(me, peer, query)
 
 
+def _query(item: envelope.Envelope) -> bytes:
+    """The bytes of a QueryRequest holding ``item``."""
+    return gateway_pb2.QueryRequest(envelope=item).SerializeToString()
+
+
 async def _raw_call(
     channel: grpc.aio.Channel, method: str, payload: bytes
 ) -> tuple[grpc.StatusCode, str, dict[str, str]]:
@@ -458,7 +463,8 @@ def test_header_out_of_bounds_is_refused_before_it_is_audited(
             forged.header = header.SerializeToString()
             channel = transport.gateway_channel(address, directory.tls("FR"))
             try:
-                await gateway_pb2_grpc.GatewayServiceStub(channel).Query(forged, timeout=5)
+                stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+                await stub.Query(gateway_pb2.QueryRequest(envelope=forged), timeout=5)
             except grpc.aio.AioRpcError as exc:
                 return exc.code()
             finally:
@@ -595,7 +601,7 @@ def test_control_calls_have_a_bucket_of_their_own(tmp_path: Path) -> None:
                 ("FR", "Routes", b""),
                 ("FR", "GetDirectory", request),  # third control call: over the burst
                 ("IT", "GetDirectory", request),  # another bureau: its own bucket
-                ("FR", "Query", _seal(directory, "FR", "DE").envelope.SerializeToString()),
+                ("FR", "Query", _query(_seal(directory, "FR", "DE").envelope)),
             ]:
                 channel = transport.gateway_channel(address, directory.tls(bureau))
                 try:

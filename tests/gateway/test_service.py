@@ -75,6 +75,11 @@ def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]
     return asyncio.run(main())
 
 
+def _query(item: envelope.Envelope) -> Call:
+    """A call of Query with ``item``."""
+    return lambda stub: stub.Query(gateway_pb2.QueryRequest(envelope=item), timeout=5)
+
+
 def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedRequest:
     directory = pki.PkiDir(tmp_path / "pki")
     if not directory.ca_key.exists():
@@ -99,7 +104,7 @@ def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedReque
 def test_malformed_header_is_invalid_argument(tmp_path: Path) -> None:
     """An envelope whose header is not a protobuf Header is refused as INVALID_ARGUMENT."""
     bad = envelope.Envelope(header=b"\xff\xff\xff", sealed=b"x", signature=b"y")
-    code, detail = _run(tmp_path, "FR", lambda stub: stub.Query(bad, timeout=5))
+    code, detail = _run(tmp_path, "FR", _query(bad))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert detail == "envelope rejected"
 
@@ -107,7 +112,7 @@ def test_malformed_header_is_invalid_argument(tmp_path: Path) -> None:
 def test_unknown_recipient_is_not_found(tmp_path: Path) -> None:
     """A recipient with no directory entry is refused as NOT_FOUND, naming only the code."""
     sealed = _sealed(tmp_path, "FR", "ZZ")
-    code, detail = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, detail = _run(tmp_path, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.NOT_FOUND
     assert "ZZ" in detail
 
@@ -115,7 +120,7 @@ def test_unknown_recipient_is_not_found(tmp_path: Path) -> None:
 def test_registered_bureau_without_node_is_unavailable(tmp_path: Path) -> None:
     """A known bureau whose node never registered answers UNAVAILABLE, and is audited."""
     sealed = _sealed(tmp_path, "FR", "DE")
-    code, _ = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, _ = _run(tmp_path, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.UNAVAILABLE
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.sender, r.recipient, r.outcome) for r in rows] == [("FR", "DE", "no_answer")]
@@ -124,7 +129,7 @@ def test_registered_bureau_without_node_is_unavailable(tmp_path: Path) -> None:
 def test_operator_certificate_cannot_send_queries(tmp_path: Path) -> None:
     """Only a bureau certificate may send: the operator's is refused as PERMISSION_DENIED."""
     sealed = _sealed(tmp_path, "FR", "DE")
-    code, _ = _run(tmp_path, "operator", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, _ = _run(tmp_path, "operator", _query(sealed.envelope))
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -223,7 +228,7 @@ def test_malformed_recipient_is_refused_and_kept_out_of_the_trail(
 ) -> None:
     """A recipient that is not a bureau code is INVALID_ARGUMENT, and never copied to audit."""
     sealed = _sealed(tmp_path, "FR", recipient)
-    code, detail = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, detail = _run(tmp_path, "FR", _query(sealed.envelope))
     assert (code, detail) == (grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.sender, r.recipient, r.outcome) for r in rows] == [("FR", "", "refused")]
@@ -241,7 +246,7 @@ def test_overlong_sender_is_refused_and_kept_out_of_the_trail(tmp_path: Path) ->
     sealed = envelope.seal_request(
         body.SerializeToString(), sender=forged, recipient=de, response_key=key
     )
-    code, _ = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, _ = _run(tmp_path, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.peer, r.sender, r.recipient, r.outcome) for r in rows] == [
@@ -273,7 +278,7 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
                 await gateway_pb2_grpc.GatewayServiceStub(as_de).Register(register, timeout=5)
                 stub = gateway_pb2_grpc.GatewayServiceStub(as_fr)
                 try:
-                    await stub.Query(query.envelope, timeout=5)
+                    await stub.Query(gateway_pb2.QueryRequest(envelope=query.envelope), timeout=5)
                 except grpc.aio.AioRpcError as exc:
                     results.append((exc.code(), exc.details()))
                 results.append(await stub.MultiQuery(multi, timeout=5))

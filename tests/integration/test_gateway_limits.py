@@ -25,7 +25,7 @@ import pytest
 from ncbsim import auditlog, envelope, transport
 from ncbsim.client import BureauClient, Outcome, seal_query
 from ncbsim.pki import PkiDir
-from ncbsim.v2 import envelope_pb2, query_pb2
+from ncbsim.v2 import envelope_pb2, gateway_pb2, query_pb2
 from node import datagen
 
 pytestmark = pytest.mark.integration
@@ -166,8 +166,12 @@ async def _seal(client: BureauClient, query: query_pb2.Query = QUERY) -> envelop
 async def _send(
     client: BureauClient, request: envelope.Envelope | bytes, method: str = "Query"
 ) -> tuple[grpc.StatusCode, str, Trailers]:
-    """Send ``request`` as is (raw bytes or an envelope); its status, detail and trailers."""
-    raw = request if isinstance(request, bytes) else request.SerializeToString()
+    """Send ``request`` (raw bytes as they are, an envelope in a QueryRequest); its status,
+    detail and trailers."""
+    if isinstance(request, bytes):
+        raw = request
+    else:
+        raw = gateway_pb2.QueryRequest(envelope=request).SerializeToString()
     call = client._channel.unary_unary(
         f"/ncbsim.v2.GatewayService/{method}", request_serializer=None, response_deserializer=None
     )

@@ -21,7 +21,7 @@ from ncbsim import envelope, transport
 from ncbsim.client import ALL, BureauClient, Outcome
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir
-from ncbsim.v2 import bureau_pb2_grpc, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.store import RecordStore
 from simulations.network import Network, alive, audit_path, db_path, gateway_files
 
@@ -170,7 +170,8 @@ def test_sender_spoofing_is_refused_and_audited(network: Network) -> None:
     async def send() -> grpc.StatusCode:
         channel = transport.gateway_channel(network.gateway.address, pki.tls("FR"))
         try:
-            await gateway_pb2_grpc.GatewayServiceStub(channel).Query(sealed.envelope, timeout=5)
+            request = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            await gateway_pb2_grpc.GatewayServiceStub(channel).Query(request, timeout=5)
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         finally:
@@ -206,7 +207,9 @@ def test_node_refuses_callers_other_than_the_gateway(network: Network) -> None:
     async def call() -> grpc.StatusCode:
         channel = transport.bureau_channel(node.address, pki.tls("FR"), "DE")
         try:
-            await bureau_pb2_grpc.BureauServiceStub(channel).Handle(envelope.Envelope(), timeout=5)
+            await bureau_pb2_grpc.BureauServiceStub(channel).Handle(
+                bureau_pb2.HandleRequest(), timeout=5
+            )
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         finally:

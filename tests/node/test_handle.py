@@ -15,7 +15,7 @@ from ncbsim import auditlog, envelope, pki
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
-from ncbsim.v2 import query_pb2
+from ncbsim.v2 import bureau_pb2, query_pb2
 from node import datagen
 from node.audit import NodeAuditLog
 from node.replay import ReplayCache
@@ -94,11 +94,11 @@ def _request(node: _Node) -> bytes:
         recipient=node.directory.get("DE"),
         response_key=key,
     )
-    return bytes(sealed.envelope.SerializeToString())
+    return bytes(bureau_pb2.HandleRequest(envelope=sealed.envelope).SerializeToString())
 
 
 def _handle(node: _Node, raw: bytes) -> envelope.Envelope:
-    return asyncio.run(node.service.Handle(raw, _GatewayContext()))
+    return asyncio.run(node.service.Handle(raw, _GatewayContext())).envelope
 
 
 def _reasons(node: _Node) -> list[tuple[str, str]]:

@@ -90,7 +90,14 @@ from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir, sign_entry
 from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
-from ncbsim.v2 import directory_pb2, envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import (
+    bureau_pb2,
+    directory_pb2,
+    envelope_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    query_pb2,
+)
 
 log = structlog.get_logger()
 
@@ -328,11 +335,13 @@ class EvilGateway(GatewayService):
         except RoutingError:
             return None, grpc.StatusCode.UNAVAILABLE, f"bureau {bureau} has no registered node"
         try:
-            response: envelope.Envelope = await route.stub.Handle(item, timeout=timeout)
+            handled: bureau_pb2.HandleResponse = await route.stub.Handle(
+                bureau_pb2.HandleRequest(envelope=item), timeout=timeout
+            )
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             return None, code, f"no answer from {bureau}" if code in _NO_ANSWER else code.name
-        return response, grpc.StatusCode.OK, ""
+        return handled.envelope, grpc.StatusCode.OK, ""
 
     def _forged_response(self, header: envelope.Header, variant: str) -> envelope.Envelope | None:
         """A made-up answer "from" the target, the best a gateway without keys can do."""
@@ -502,24 +511,25 @@ class EvilGateway(GatewayService):
 
     async def Query(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> envelope.Envelope:
+    ) -> gateway_pb2.QueryResponse:
         mode = Mode.read(self._mode_file)
-        item = _parsed(request, envelope.Envelope)
+        parsed = _parsed(request, gateway_pb2.QueryRequest)
+        item = parsed.envelope if parsed is not None else None
         header = self._targeted(mode, transport.peer_bureau(context), item)
         if item is None or header is None:
-            response: envelope.Envelope = await super().Query(cast(Any, request), context)
+            reply: gateway_pb2.QueryResponse = await super().Query(cast(Any, request), context)
             if item is not None:  # admitted by the real gateway, so the header parses
                 relayed = envelope.unverified_header(item)
-                self._capture(relayed, response)
+                self._capture(relayed, reply.envelope)
                 self._event(rpc="Query", mode=mode.name, action="relayed", **_meta(relayed))
-            return response
+            return reply
         self._event(rpc="Query", **_meta(header))
         response_or_none, code, detail = await self._attack(
             mode, header, item, self._remaining(context)
         )
         if response_or_none is None:
             await abort(context, code, detail)
-        return response_or_none
+        return gateway_pb2.QueryResponse(envelope=response_or_none)
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
