@@ -858,8 +858,11 @@ def test_vector_header_rebuilds_from_fields(leg_name: str) -> None:
 
 
 def test_vector_plaintexts_rebuild_from_fields() -> None:
-    """Serializing the documented query and answer with protobuf gives the committed bytes."""
+    """Serializing the documented query and answer with protobuf gives the committed bytes,
+    and each "type" is the full name of the message its plaintext is."""
     asked = VECTORS["request"]["plaintext_fields"]
+    assert asked["type"] == query_pb2.Query.DESCRIPTOR.full_name
+    assert VECTORS["response"]["plaintext_fields"]["type"] == query_pb2.Answer.DESCRIPTOR.full_name
     request = query_pb2.Query(
         response_key=bytes.fromhex(asked["response_key"]),
         document=query_pb2.DocumentQuery(**asked["document"]),

@@ -161,7 +161,7 @@ def build() -> dict[str, Any]:
         sent.envelope, plaintext=request_body, info=envelope.REQUEST_INFO, now_ms=request_now
     )
     request["plaintext_fields"] = {
-        "type": "ncbsim.v2.Query",
+        "type": query_pb2.Query.DESCRIPTOR.full_name,
         "response_key": response_public.hex(),
         "document": {"number": DOCUMENT_NUMBER, "issuer": DOCUMENT_ISSUER},
     }
@@ -172,7 +172,7 @@ def build() -> dict[str, Any]:
         now_ms=response_now,
     )
     response["plaintext_fields"] = {
-        "type": "ncbsim.v2.Answer",
+        "type": query_pb2.Answer.DESCRIPTOR.full_name,
         "hits": {
             "matches": [
                 {"ref": MATCH_REF, "kind": records_pb2.RECORD_KIND_DOCUMENT, "score": MATCH_SCORE}
