@@ -17,6 +17,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/buf lint
 
 # All 196 members with 10,000 records each: start-up, peak memory, latency, shutdown.
 # Keeps its records in runs/all-members-work, so a second run skips generating them.

@@ -54,7 +54,7 @@ from gateway.mailbox import (
 from gateway.router import Router
 from ncbsim import envelope, receipts, transport
 from ncbsim.errors import EnvelopeError, RoutingError
-from ncbsim.v1 import bureau_pb2
+from ncbsim.v2 import bureau_pb2
 
 log = structlog.get_logger()
 

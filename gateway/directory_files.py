@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 from ncbsim.errors import DirectoryError
 from ncbsim.pki import PkiDir
 from ncbsim.revocation import NONE, Revoked, verify_list
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 log = structlog.get_logger()
 

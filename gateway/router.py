@@ -19,7 +19,7 @@ from ncbsim import transport
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError, RoutingError
 from ncbsim.pki import TlsFiles
-from ncbsim.v1 import bureau_pb2_grpc
+from ncbsim.v2 import bureau_pb2_grpc
 
 log = structlog.get_logger()
 
@@ -31,7 +31,7 @@ class Route:
     bureau: str
     address: str
     channel: grpc.aio.Channel
-    stub: bureau_pb2_grpc.BureauStub
+    stub: bureau_pb2_grpc.BureauServiceStub
 
 
 async def _warm(channel: grpc.aio.Channel) -> None:
@@ -74,7 +74,9 @@ class Router:
         if current is not None and current.address == address:
             return False
         channel = transport.bureau_channel(address, self._tls, bureau)
-        self._routes[bureau] = Route(bureau, address, channel, bureau_pb2_grpc.BureauStub(channel))
+        self._routes[bureau] = Route(
+            bureau, address, channel, bureau_pb2_grpc.BureauServiceStub(channel)
+        )
         if current is not None:
             await current.channel.close()
         # Connect now, so the TLS handshake is not paid by the first query.

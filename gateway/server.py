@@ -80,7 +80,7 @@ from ncbsim.serving import (
     wait_for_shutdown,
     write_ready_file,
 )
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, messages_pb2
+from ncbsim.v2 import bureau_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 log = structlog.get_logger()
 
@@ -153,7 +153,7 @@ class _Relayed:
     detail: str = ""  # why an answer was held back, if it was
 
 
-class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
+class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[misc]
     """The Gateway service. Register it with :func:`add_to_server`: every RPC takes raw bytes."""
 
     def __init__(
@@ -346,7 +346,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         registered = True
         try:
             route = self._router.get(header.recipient)
-            response = await route.stub.Handle(request, timeout=timeout)
+            handled = await route.stub.Handle(
+                bureau_pb2.HandleRequest(envelope=request), timeout=timeout
+            )
+            response = handled.envelope
             code, outcome = grpc.StatusCode.OK, "delivered"
         except RoutingError:
             registered = False
@@ -395,24 +398,29 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
     async def Query(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> envelope.Envelope:
+    ) -> gateway_pb2.QueryResponse:
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
-        item: envelope.Envelope | None = None
+        size = len(request)  # then the envelope's size, as MultiQuery's rows record it
         try:
             self._check_credentials(peer, context)
-            item = self._parse(request, envelope.Envelope, max_bytes=self._max_bytes)
+            item = self._parse(request, gateway_pb2.QueryRequest, max_bytes=None).envelope
+            size = item.ByteSize()
+            check_size(size, self._max_bytes)
+        except NcbsimError as exc:  # refused unread: the row has no ids or parties
+            await self._refuse(context, "Query", peer, exc, started=started, refused=[(size, None)])
+        try:
             if peer is not None:  # metered before admission: refusals count too
                 self._limiter.take(peer)
             header = self._admit(peer, item)
         except NcbsimError as exc:
-            refused = [(len(request), _header_or_none(item))]
+            refused = [(size, _header_or_none(item))]
             await self._refuse(context, "Query", peer, exc, started=started, refused=refused)
         relayed = await self._relay(
             "Query",
             header.sender,
             item,
-            len(request),
+            size,
             header,
             timeout=self._timeout(context, self._config.query_margin_ms),
             started=started,
@@ -427,11 +435,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             else:
                 detail = relayed.code.name
             await abort(context, relayed.code, detail)
-        return relayed.response
+        return gateway_pb2.QueryResponse(envelope=relayed.response)
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.MultiQueryReply:
+    ) -> gateway_pb2.MultiQueryResponse:
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
         items: Sequence[envelope.Envelope] = ()
@@ -462,7 +470,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
         deliveries = await asyncio.gather(
             *(self._deliver(peer or "", item, header, timeout) for item, header in admitted)
         )
-        return gateway_pb2.MultiQueryReply(deliveries=deliveries)
+        return gateway_pb2.MultiQueryResponse(deliveries=deliveries)
 
     async def _deliver(
         self, peer: str, request: envelope.Envelope, header: envelope.Header, timeout: float
@@ -518,11 +526,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.Directory:
+    ) -> gateway_pb2.GetDirectoryResponse:
         parsed, _ = await self._control(
-            "GetDirectory", request, gateway_pb2.DirectoryRequest, context
+            "GetDirectory", request, gateway_pb2.GetDirectoryRequest, context
         )
-        reply = gateway_pb2.Directory(entries=self._directory.entries(list(parsed.bureaus)))
+        reply = gateway_pb2.GetDirectoryResponse(
+            entries=self._directory.entries(list(parsed.bureaus))
+        )
         revocations = self._directory.revocation_list()
         if revocations is not None:
             reply.revocations.CopyFrom(revocations)
@@ -530,7 +540,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
     async def Register(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.RegisterReply:
+    ) -> gateway_pb2.RegisterResponse:
         started = time.perf_counter()
         parsed, bureau = await self._control(
             "Register", request, gateway_pb2.RegisterRequest, context
@@ -546,13 +556,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             await self._refuse(context, "Register", bureau, exc, started=started, refused=refused)
         if self._deliverer is not None:  # its node is (back) up: deliver what waits now
             self._deliverer.kick(bureau)
-        return gateway_pb2.RegisterReply()
+        return gateway_pb2.RegisterResponse()
 
     async def Routes(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.RoutesReply:
+    ) -> gateway_pb2.RoutesResponse:
         await self._control("Routes", request, gateway_pb2.RoutesRequest, context)
-        return gateway_pb2.RoutesReply(bureaus=self._router.bureaus())
+        return gateway_pb2.RoutesResponse(bureaus=self._router.bureaus())
 
     # ----------------------------------------------------------------- one-way messages
 
@@ -648,7 +658,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
     async def Post(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.PostReply:
+    ) -> gateway_pb2.PostResponse:
         """Store each one-way envelope durably, then answer accepted, duplicate or queue_full."""
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
@@ -688,7 +698,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             )
             log.exception("post_not_stored", peer=peer, envelopes=len(admitted))
             await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not store them")
-        reply = gateway_pb2.PostReply()
+        reply = gateway_pb2.PostResponse()
         for incoming, result in zip(admitted, accepted, strict=True):
             reply.results.add(
                 message_id=incoming.header.message_id,
@@ -708,7 +718,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
     async def Receipts(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.ReceiptsReply:
+    ) -> gateway_pb2.ReceiptsResponse:
         """The caller's own posted copies after ``after_sequence``, by sequence, one page."""
         started = time.perf_counter()
         parsed, bureau = await self._control(
@@ -738,7 +748,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
             await self._audit_refused([refusal])
             log.exception("receipts_not_read", peer=bureau)
             await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not read them")
-        reply = gateway_pb2.ReceiptsReply(more=len(rows) > limit)
+        reply = gateway_pb2.ReceiptsResponse(more=len(rows) > limit)
         for row in rows[:limit]:
             message = reply.messages.add(
                 sequence=row.sequence,
@@ -760,7 +770,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
 
 def add_to_server(service: GatewayService, server: Any) -> None:
     """Register ``service`` on ``server``; every Gateway RPC receives its request raw."""
-    add_raw_servicer(server, gateway_pb2_grpc.add_GatewayServicer_to_server, service)
+    add_raw_servicer(server, gateway_pb2_grpc.add_GatewayServiceServicer_to_server, service)
 
 
 async def serve(config: GatewayConfig) -> None:
@@ -785,7 +795,7 @@ async def serve(config: GatewayConfig) -> None:
     served = await start_server(
         tls,
         config.listen,
-        [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name],
+        [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add_to_server(service, server),
     )
     log.info(

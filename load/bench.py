@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from load.floor import Fields, FloorProcesses
     from ncbsim.client import BureauClient
     from ncbsim.pki import PkiDir
-    from ncbsim.v1 import envelope_pb2, gateway_pb2_grpc, query_pb2
+    from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
     from simulations.network import Network
 
 REQUESTER = "FR"
@@ -103,7 +103,7 @@ class NcbsimSide:
     """Document checks from FR to DE through the gateway, through the real client."""
 
     client: BureauClient
-    queries: list[tuple[query_pb2.QueryRequest, str]]  # (query, the outcome it must get)
+    queries: list[tuple[query_pb2.Query, str]]  # (query, the outcome it must get)
     pids: dict[str, int]
     name: str = "ncbsim"
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -124,10 +124,11 @@ class FloorSide:
     """Canned envelopes through the floor relay to the floor server, on one channel."""
 
     channel: grpc.aio.Channel
-    stub: gateway_pb2_grpc.GatewayStub
+    stub: gateway_pb2_grpc.GatewayServiceStub
     request: envelope_pb2.Envelope
     pids: dict[str, int]
     response: envelope_pb2.Envelope  # the first answer, to report its size
+    wire: gateway_pb2.QueryRequest  # the request as sent, built once
     name: str = "floor"
 
     @classmethod
@@ -136,24 +137,26 @@ class FloorSide:
     ) -> FloorSide:
         """Connect to the floor relay as FR and make a first call."""
         from ncbsim import transport
-        from ncbsim.v1 import gateway_pb2_grpc
+        from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
         channel = transport.gateway_channel(floor.relay, pki.tls(REQUESTER))
+        wire = gateway_pb2.QueryRequest(envelope=request)
         try:
             await channel.channel_ready()
-            stub = gateway_pb2_grpc.GatewayStub(channel)
-            response = await stub.Query(request, timeout=CALL_TIMEOUT_S)
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            reply = await stub.Query(wire, timeout=CALL_TIMEOUT_S)
         except BaseException:
             await channel.close()
             raise
-        return cls(channel, stub, request, {"client": os.getpid(), **floor.pids}, response)
+        pids = {"client": os.getpid(), **floor.pids}
+        return cls(channel, stub, request, pids, reply.envelope, wire)
 
     async def call(self) -> bool:
         """Send the canned request; it succeeds if any envelope comes back."""
         import grpc
 
         try:
-            await self.stub.Query(self.request, timeout=CALL_TIMEOUT_S)
+            await self.stub.Query(self.wire, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError:
             return False
         return True
@@ -229,9 +232,7 @@ def crypto_costs(request: envelope_pb2.Envelope, iterations: int) -> dict[str, f
 # ----------------------------------------------------------------------------- the run
 
 
-def _queries(
-    network: Network, config: BenchConfig, seed: int
-) -> list[tuple[query_pb2.QueryRequest, str]]:
+def _queries(network: Network, config: BenchConfig, seed: int) -> list[tuple[query_pb2.Query, str]]:
     """A shuffled pool of document checks to DE, each with the outcome it must get.
 
     A share ``hit_ratio`` asks for documents DE holds; the rest for numbers it cannot hold.
@@ -239,7 +240,7 @@ def _queries(
     import random
 
     from ncbsim.client import Outcome
-    from ncbsim.v1 import query_pb2
+    from ncbsim.v2 import query_pb2
     from node.store import RecordStore
     from simulations.network import db_path
 
@@ -263,29 +264,30 @@ def _queries(
     ]
     rng.shuffle(pool)
     return [
-        (query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=n, issuer=i)), outcome)
+        (query_pb2.Query(document=query_pb2.DocumentQuery(number=n, issuer=i)), outcome)
         for n, i, outcome in pool
     ]
 
 
 async def _probe(
-    client: BureauClient, pki: PkiDir, queries: Sequence[tuple[query_pb2.QueryRequest, str]]
+    client: BureauClient, pki: PkiDir, queries: Sequence[tuple[query_pb2.Query, str]]
 ) -> tuple[list[envelope_pb2.Envelope], list[envelope_pb2.Envelope]]:
     """Send ``queries`` the way the client does, keeping the envelopes to learn their sizes."""
     from ncbsim import transport
     from ncbsim.client import open_answer, seal_query
     from ncbsim.errors import NetworkError
-    from ncbsim.v1 import gateway_pb2_grpc
+    from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
     await client.peers.resolve([RESPONDER], timeout=CALL_TIMEOUT_S)
     peer = client.peers.get(RESPONDER)
     requests, responses = [], []
     channel = transport.gateway_channel(client.gateway, pki.tls(REQUESTER))
     try:
-        stub = gateway_pb2_grpc.GatewayStub(channel)
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
         for query, expected in queries:
             sealed = seal_query(client.identity, peer, query)
-            response = await stub.Query(sealed.envelope, timeout=CALL_TIMEOUT_S)
+            wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            response = (await stub.Query(wire, timeout=CALL_TIMEOUT_S)).envelope
             answer = open_answer(sealed, response, peer)
             if answer.outcome.value != expected:
                 raise NetworkError(f"warm-up query answered {answer.outcome.value}")

@@ -27,7 +27,7 @@ from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
 _plans: dict[str, LoadPlan] = {}
 
@@ -57,14 +57,14 @@ class BureauUser(GrpcUser):
         channel = self.secure_channel(
             self.plan.gateway, directory.tls(self.bureau), peer_name=GATEWAY_NAME
         )
-        self.gateway = gateway_pb2_grpc.GatewayStub(channel)
+        self.gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
         self.peers = self._verified_peers(Directory.pinned(directory))
         self.rng = random.Random()
 
     def _verified_peers(self, directory: Directory) -> dict[str, Peer]:
         with self.call("directory", request_type=WARM_UP) as call:
             reply = self.gateway.GetDirectory(
-                gateway_pb2.DirectoryRequest(bureaus=self.plan.targets),
+                gateway_pb2.GetDirectoryRequest(bureaus=self.plan.targets),
                 timeout=self.plan.deadline_s,
             )
             call.response_length = reply.ByteSize()
@@ -92,9 +92,11 @@ class BureauUser(GrpcUser):
             if peer is None:
                 return
             sealed = seal_query(self.identity, peer, item.request())
-            response = self.gateway.Query(sealed.envelope, timeout=self.plan.deadline_s)
-            call.response_length = response.ByteSize()
-            reason = item.mismatch(open_answer(sealed, response, peer))
+            reply = self.gateway.Query(
+                gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=self.plan.deadline_s
+            )
+            call.response_length = reply.ByteSize()
+            reason = item.mismatch(open_answer(sealed, reply.envelope, peer))
             if reason:
                 call.fail(reason)
 

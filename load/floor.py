@@ -5,9 +5,9 @@ Two programs, each run as its own process, the way the gateway and a node are::
     python -m load.floor server --dir PKI --header-bytes H --sealed-bytes S --signature-bytes G
     python -m load.floor relay --dir PKI --server HOST:PORT
 
-The **relay** serves ``ncbsim.v1.Gateway/Query`` with the gateway's certificate and
+The **relay** serves ``ncbsim.v2.GatewayService/Query`` with the gateway's certificate and
 forwards each envelope, untouched, over one persistent mTLS channel to the server's
-``ncbsim.v1.Bureau/Handle``. The **server** holds bureau DE's certificate and answers
+``ncbsim.v2.BureauService/Handle``. The **server** holds bureau DE's certificate and answers
 every call with the same canned envelope, whose fields have the given lengths.
 
 Both use what the real programs use (grpc.aio, :func:`ncbsim.serving.start_server`,
@@ -39,7 +39,7 @@ from ncbsim import transport
 from ncbsim.errors import NcbsimError, NetworkError
 from ncbsim.pki import PkiDir
 from ncbsim.serving import start_server, wait_for_shutdown, write_ready_file
-from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, envelope_pb2, gateway_pb2, gateway_pb2_grpc
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, envelope_pb2, gateway_pb2, gateway_pb2_grpc
 
 log = structlog.get_logger()
 
@@ -78,31 +78,31 @@ class Fields:
 # ----------------------------------------------------------------------------- the programs
 
 
-class FloorServer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
+class FloorServer(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc]
     """Bureau.Handle that answers every call with one canned envelope."""
 
     def __init__(self, reply: envelope_pb2.Envelope) -> None:
-        self._reply = reply
+        self._reply = bureau_pb2.HandleResponse(envelope=reply)
 
     async def Handle(  # noqa: N802 - gRPC method name
-        self, request: envelope_pb2.Envelope, context: grpc.aio.ServicerContext
-    ) -> envelope_pb2.Envelope:
+        self, request: bureau_pb2.HandleRequest, context: grpc.aio.ServicerContext
+    ) -> bureau_pb2.HandleResponse:
         return self._reply
 
 
-class FloorRelay(gateway_pb2_grpc.GatewayServicer):  # type: ignore[misc]
+class FloorRelay(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[misc]
     """Gateway.Query that forwards each envelope untouched to the floor server."""
 
-    def __init__(self, server: bureau_pb2_grpc.BureauStub) -> None:
+    def __init__(self, server: bureau_pb2_grpc.BureauServiceStub) -> None:
         self._server = server
 
     async def Query(  # noqa: N802 - gRPC method name
-        self, request: envelope_pb2.Envelope, context: grpc.aio.ServicerContext
-    ) -> envelope_pb2.Envelope:
-        response: envelope_pb2.Envelope = await self._server.Handle(
-            request, timeout=context.time_remaining()
+        self, request: gateway_pb2.QueryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.QueryResponse:
+        handled: bureau_pb2.HandleResponse = await self._server.Handle(
+            bureau_pb2.HandleRequest(envelope=request.envelope), timeout=context.time_remaining()
         )
-        return response
+        return gateway_pb2.QueryResponse(envelope=handled.envelope)
 
 
 async def serve_server(pki: PkiDir, listen: str, reply: Fields, ready_file: Path | None) -> None:
@@ -111,8 +111,10 @@ async def serve_server(pki: PkiDir, listen: str, reply: Fields, ready_file: Path
     served = await start_server(
         pki.tls(SERVER_BUREAU),
         listen,
-        [bureau_pb2.DESCRIPTOR.services_by_name["Bureau"].full_name],
-        register=lambda server: bureau_pb2_grpc.add_BureauServicer_to_server(service, server),
+        [bureau_pb2.DESCRIPTOR.services_by_name["BureauService"].full_name],
+        register=lambda server: bureau_pb2_grpc.add_BureauServiceServicer_to_server(
+            service, server
+        ),
     )
     await served.set_serving(True)
     log.info("floor_server_listening", address=served.address, reply_fields=asdict(reply))
@@ -132,12 +134,12 @@ async def serve_relay(pki: PkiDir, listen: str, server: str, ready_file: Path | 
             await asyncio.wait_for(channel.channel_ready(), timeout=CONNECT_TIMEOUT_S)
         except TimeoutError:
             raise NetworkError(f"floor server at {server} not reachable") from None
-        service = FloorRelay(bureau_pb2_grpc.BureauStub(channel))
+        service = FloorRelay(bureau_pb2_grpc.BureauServiceStub(channel))
         served = await start_server(
             tls,
             listen,
-            [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name],
-            register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(service, s),
+            [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
+            register=lambda s: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(service, s),
         )
         await served.set_serving(True)
         log.info("floor_relay_listening", address=served.address, server=server)

@@ -9,7 +9,7 @@ lands in locust's statistics, CSV and HTML reports under its own name.
 A task wraps one logical request in :meth:`GrpcUser.call`::
 
     with self.call("document") as call:
-        reply = stub.Query(envelope, timeout=5)
+        reply = stub.Query(request, timeout=5)
         call.response_length = reply.ByteSize()
         if not good(reply):
             call.fail("wrong answer")

@@ -30,7 +30,7 @@ from ncbsim import pki
 from ncbsim.client import Answer, Outcome
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.errors import ConfigError
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node.store import RecordStore
 from simulations.traffic import Drawer
 
@@ -46,12 +46,12 @@ class Item:
     """One query of the corpus and the answer the network must give."""
 
     to: str
-    query: str  # base64 of a serialized QueryRequest
+    query: str  # base64 of a serialized Query
     expect: str | None  # the reference that must be among the hits, or None for a no-hit
 
-    def request(self) -> query_pb2.QueryRequest:
+    def request(self) -> query_pb2.Query:
         """The query as a protobuf message."""
-        return query_pb2.QueryRequest.FromString(base64.b64decode(self.query))
+        return query_pb2.Query.FromString(base64.b64decode(self.query))
 
     def mismatch(self, answer: Answer) -> str | None:
         """Why ``answer`` is wrong for this item, or None if it is the answer owed.
@@ -158,7 +158,7 @@ def provision(directory: pki.PkiDir, codes: list[str]) -> list[str]:
     return new
 
 
-def _encode(query: query_pb2.QueryRequest) -> str:
+def _encode(query: query_pb2.Query) -> str:
     return base64.b64encode(query.SerializeToString()).decode("ascii")
 
 
@@ -177,7 +177,7 @@ def build_corpus(stores: dict[str, RecordStore], seed: int) -> dict[str, list[It
         for _ in range(_FETCHES):
             kind = drawer.rng.choice(list(_MIX))
             _query, ref, _probes = drawer.planted(kind, target)
-            fetch = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
+            fetch = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
             corpus["fetch"].append(Item(target, _encode(fetch), ref))
         for _ in range(_MULTI // len(stores) + 1):
             # A document of ``target`` checked at every bureau: ``to`` names the owner.

@@ -22,7 +22,7 @@ from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
 
 ALL = "ALL"
 PEER_MAX_AGE_S = 30.0
@@ -48,7 +48,7 @@ class Answer:
 
     bureau: str
     outcome: Outcome
-    response: query_pb2.QueryResponse | None = None
+    response: query_pb2.Answer | None = None
     detail: str = ""
     latency_ms: float = 0.0
     message_id: str = ""
@@ -87,7 +87,7 @@ def failure_detail(exc: grpc.aio.AioRpcError) -> str:
 def seal_query(
     identity: Identity,
     recipient: Peer,
-    query: query_pb2.QueryRequest,
+    query: query_pb2.Query,
     correlation_id: bytes | None = None,
     *,
     ttl_ms: int = envelope.DEFAULT_TTL_MS,
@@ -100,7 +100,7 @@ def seal_query(
     and ``now_ms`` set the envelope's lifetime and issue time (tests use them).
     """
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest()
+    body = query_pb2.Query()
     body.CopyFrom(query)
     body.response_key = public
     return envelope.seal_request(
@@ -131,7 +131,7 @@ def open_answer(
     mid = sealed.header.message_hex
     try:
         opened = envelope.open_response(response, request=sealed, sender=sender, now_ms=now_ms)
-        body = query_pb2.QueryResponse.FromString(opened.plaintext)
+        body = query_pb2.Answer.FromString(opened.plaintext)
     except (EnvelopeError, DecodeError):
         return Answer(bureau, Outcome.FAILED, None, "response did not verify", latency_ms, mid)
     which = body.WhichOneof("result")
@@ -163,12 +163,12 @@ class BureauClient:
     """Verified entries to use; None: a directory of its own. A simulator acting as many
     bureaus shares one, so each entry is verified once, not once per bureau."""
     _channel: grpc.aio.Channel = field(init=False)
-    _stub: gateway_pb2_grpc.GatewayStub = field(init=False)
+    _stub: gateway_pb2_grpc.GatewayServiceStub = field(init=False)
     peers: Peers = field(init=False)
 
     def __post_init__(self) -> None:
         self._channel = transport.gateway_channel(self.gateway, self.pki.tls(self.identity.bureau))
-        self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
+        self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         directory = self.directory if self.directory is not None else Directory.pinned(self.pki)
         self.peers = Peers(
             directory,
@@ -192,7 +192,7 @@ class BureauClient:
         return cls(pki, Identity.load(pki, bureau, now_ms=now_ms), gateway, clock, directory)
 
     @property
-    def stub(self) -> gateway_pb2_grpc.GatewayStub:
+    def stub(self) -> gateway_pb2_grpc.GatewayServiceStub:
         """The gateway stub on this client's channel (the mailer posts through it)."""
         return self._stub
 
@@ -239,9 +239,7 @@ class BureauClient:
             return f"{bureau}'s keys are revoked and no newer directory entry is held"
         return f"no verified directory entry for {bureau}"
 
-    async def query(
-        self, query: query_pb2.QueryRequest, to: str, *, timeout: float = 5.0
-    ) -> Answer:
+    async def query(self, query: query_pb2.Query, to: str, *, timeout: float = 5.0) -> Answer:
         """Send one query to one bureau through the gateway and open its answer."""
         started = time.perf_counter()
         try:
@@ -252,7 +250,9 @@ class BureauClient:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
         sealed = seal_query(self.identity, self.peers.get(to), query, now_ms=self._now_ms())
         try:
-            response = await self._stub.Query(sealed.envelope, timeout=timeout)
+            reply = await self._stub.Query(
+                gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=timeout
+            )
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             latency = (time.perf_counter() - started) * 1000
@@ -265,10 +265,12 @@ class BureauClient:
                 sealed.header.message_hex,
             )
         latency = (time.perf_counter() - started) * 1000
-        return open_answer(sealed, response, self.peers.get(to), latency, now_ms=self._now_ms())
+        return open_answer(
+            sealed, reply.envelope, self.peers.get(to), latency, now_ms=self._now_ms()
+        )
 
     async def multi_query(
-        self, query: query_pb2.QueryRequest, to: Sequence[str], *, timeout: float = 5.0
+        self, query: query_pb2.Query, to: Sequence[str], *, timeout: float = 5.0
     ) -> list[Answer]:
         """One query to several bureaus (or ``["ALL"]``), answered as one merged reply.
 
@@ -314,7 +316,7 @@ class BureauClient:
         ]
 
     async def _send_multi(
-        self, query: query_pb2.QueryRequest, recipients: list[str], started: float, timeout: float
+        self, query: query_pb2.Query, recipients: list[str], started: float, timeout: float
     ) -> dict[str, Answer]:
         """Seal ``query`` to each of ``recipients`` (all held), send them as one MultiQuery
         and open the deliveries; bureaus missing from the reply are missing here."""

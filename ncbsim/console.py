@@ -19,7 +19,7 @@ from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.countries import UnknownCountry, country
 from ncbsim.errors import DirectoryError
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2, records_pb2
+from ncbsim.v2 import query_pb2, records_pb2
 
 _STYLE = {
     Outcome.HIT: "bold green",
@@ -194,7 +194,7 @@ def _with_handling(ref: str, handling: int) -> str:
 
 
 async def run_query(
-    args: argparse.Namespace, query: query_pb2.QueryRequest, to: list[str], *, gateway: str
+    args: argparse.Namespace, query: query_pb2.Query, to: list[str], *, gateway: str
 ) -> int:
     """Run ``ncbsim query`` with a checked ``query`` and recipients ``to``.
 
@@ -214,7 +214,7 @@ async def run_query(
         if args.fetch:
             for answer in answers:
                 for match in answer.matches:
-                    step2 = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=match.ref))
+                    step2 = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=match.ref))
                     fetched.append(await client.query(step2, answer.bureau, timeout=args.timeout))
     if args.json:
         print(

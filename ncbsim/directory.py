@@ -26,7 +26,7 @@ from ncbsim import _crypto
 from ncbsim.errors import DirectoryError, PkiError
 from ncbsim.pki import DIRECTORY_CONTEXT, PkiDir, check_bureau_code
 from ncbsim.revocation import NONE, Revoked, verify_list
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 
 @dataclass(frozen=True, slots=True)

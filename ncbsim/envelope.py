@@ -33,7 +33,7 @@ from ncbsim import _crypto
 from ncbsim.directory import Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.identity import Identity
-from ncbsim.v1 import envelope_pb2
+from ncbsim.v2 import envelope_pb2
 
 VERSION = 1
 MESSAGE_ID_LEN = 16

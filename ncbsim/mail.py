@@ -41,7 +41,7 @@ from ncbsim.errors import (
     is_queue_full,
 )
 from ncbsim.peers import Peers
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, messages_pb2
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 log = structlog.get_logger()
 
@@ -447,10 +447,10 @@ class Mailer:
         stub = self.client.stub
         attempts = 0
 
-        async def call(timeout: float) -> gateway_pb2.PostReply:
+        async def call(timeout: float) -> gateway_pb2.PostResponse:
             nonlocal attempts
             attempts += 1
-            reply: gateway_pb2.PostReply = await stub.Post(request, timeout=timeout)
+            reply: gateway_pb2.PostResponse = await stub.Post(request, timeout=timeout)
             return reply
 
         try:
@@ -659,9 +659,9 @@ class Mailer:
 
 
 async def _receipts_page(
-    stub: gateway_pb2_grpc.GatewayStub, after: int, timeout: float
-) -> gateway_pb2.ReceiptsReply:
-    reply: gateway_pb2.ReceiptsReply = await stub.Receipts(
+    stub: gateway_pb2_grpc.GatewayServiceStub, after: int, timeout: float
+) -> gateway_pb2.ReceiptsResponse:
+    reply: gateway_pb2.ReceiptsResponse = await stub.Receipts(
         gateway_pb2.ReceiptsRequest(after_sequence=after), timeout=timeout
     )
     return reply

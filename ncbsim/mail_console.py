@@ -34,7 +34,7 @@ from ncbsim.client import ALL, BureauClient, failure_detail
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import messages_pb2
+from ncbsim.v2 import messages_pb2
 
 INBOX_KINDS = {
     "diffusion": envelope.DIFFUSION,

@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError, Message
 
 from ncbsim import envelope, padding
 from ncbsim.errors import ConfigError, EnvelopeError
-from ncbsim.v1 import messages_pb2
+from ncbsim.v2 import messages_pb2
 
 MESSAGE_BYTES = 1024
 """Smallest padded one-way body."""

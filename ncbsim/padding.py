@@ -3,8 +3,8 @@
 A sealed body is exactly 48 bytes longer than its plaintext (protocol.md §5.1), so
 without padding the gateway could tell a hit from a no-hit, a released record from "no
 such reference" (which data-owner control makes a denial look like), or a long name
-from a short one, just by the size of what it relays. Every ``QueryRequest`` and
-``QueryResponse`` has a ``padding`` field (number 15) that receivers ignore; senders fill
+from a short one, just by the size of what it relays. Every ``Query`` and
+``Answer`` has a ``padding`` field (number 15) that receivers ignore; senders fill
 it so that the serialized body is exactly the smallest size in the series ``minimum``,
 ``2 * minimum``, ``4 * minimum``, ... that holds it. Requests start at 256 bytes and
 responses at 1,024, which every query, every step-1 answer (up to five matches) and
@@ -16,9 +16,9 @@ from __future__ import annotations
 from google.protobuf.message import Message
 
 REQUEST_BYTES = 256
-"""Smallest padded QueryRequest: a query with three 64-character fields fits."""
+"""Smallest padded Query: a query with three 64-character fields fits."""
 RESPONSE_BYTES = 1024
-"""Smallest padded QueryResponse: five matches, and any record, fit."""
+"""Smallest padded Answer: five matches, and any record, fit."""
 
 PADDING_FIELD = 15
 _TAG = bytes([PADDING_FIELD << 3 | 2])  # field 15, wire type 2 (length-delimited): 0x7a

@@ -18,7 +18,7 @@ import structlog
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
 _MISS_BACKOFF_S = 5.0
 
@@ -74,7 +74,7 @@ class Peers:
     def __init__(
         self,
         directory: Directory,
-        gateway: gateway_pb2_grpc.GatewayStub,
+        gateway: gateway_pb2_grpc.GatewayServiceStub,
         *,
         revocations: RevocationFile | None = None,
         max_age_s: float | None = None,
@@ -123,7 +123,7 @@ class Peers:
 
     async def _fetch(self, bureaus: list[str], timeout: float) -> None:
         reply = await self._gateway.GetDirectory(
-            gateway_pb2.DirectoryRequest(bureaus=bureaus), timeout=timeout
+            gateway_pb2.GetDirectoryRequest(bureaus=bureaus), timeout=timeout
         )
         if reply.HasField("revocations"):
             try:

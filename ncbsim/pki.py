@@ -36,7 +36,7 @@ from ncbsim import _crypto
 from ncbsim import private as private_files
 from ncbsim.countries import UnknownCountry, country
 from ncbsim.errors import PkiError
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 GATEWAY_NAME = "gateway.ncbsim"
 OPERATOR_NAME = "operator.ncbsim"

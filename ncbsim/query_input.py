@@ -18,7 +18,7 @@ import re
 from ncbsim.client import ALL
 from ncbsim.countries import GENERAL_SECRETARIAT, UnknownCountry, alpha2_of, country
 from ncbsim.errors import ConfigError
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node import vin as vins
 
 __all__ = [
@@ -181,16 +181,16 @@ def reference(text: str) -> str:
     return value
 
 
-def request(args: argparse.Namespace, *, today: dt.date) -> query_pb2.QueryRequest:
+def request(args: argparse.Namespace, *, today: dt.date) -> query_pb2.Query:
     """The step-1 (or step-2) query ``ncbsim query`` describes, every field checked."""
     if args.kind == "document":
-        return query_pb2.QueryRequest(
+        return query_pb2.Query(
             document=query_pb2.DocumentQuery(
                 number=document_number(args.number), issuer=issuer(args.issuer)
             )
         )
     if args.kind == "person":
-        return query_pb2.QueryRequest(
+        return query_pb2.Query(
             person=query_pb2.PersonQuery(
                 surname=name(args.surname, "--surname", required=True),
                 given_names=name(args.given_names, "--given-names", required=False),
@@ -200,10 +200,10 @@ def request(args: argparse.Namespace, *, today: dt.date) -> query_pb2.QueryReque
     if args.kind == "vehicle":
         if not args.vin.strip() and not args.plate.strip():
             raise ConfigError("vehicle: give --vin, --plate or both")
-        return query_pb2.QueryRequest(
+        return query_pb2.Query(
             vehicle=query_pb2.VehicleQuery(
                 vin=vin(args.vin) if args.vin.strip() else "",
                 plate=plate(args.plate) if args.plate.strip() else "",
             )
         )
-    return query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=reference(args.ref)))
+    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=reference(args.ref)))

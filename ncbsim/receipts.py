@@ -19,7 +19,7 @@ from ncbsim.directory import Peer
 from ncbsim.envelope import MESSAGE_ID_LEN, Header
 from ncbsim.errors import EnvelopeError
 from ncbsim.identity import Identity
-from ncbsim.v1 import messages_pb2
+from ncbsim.v2 import messages_pb2
 
 VERSION = 1
 SIGNATURE_CONTEXT = b"ncbsim/v1 receipt\x00"

@@ -36,7 +36,7 @@ from ncbsim.pki import (
     write_file,
 )
 from ncbsim.revocation import parse_list, sign_list
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 
 def _entry(pki: PkiDir, code: str) -> directory_pb2.DirectoryEntry:

@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 
 from ncbsim import _crypto
 from ncbsim.errors import DirectoryError
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 REVOCATION_CONTEXT = b"ncbsim/v1 revocation-list\x00"
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import structlog
 
 from ncbsim.errors import QueryError
-from ncbsim.v1 import query_pb2, records_pb2
+from ncbsim.v2 import query_pb2, records_pb2
 from node.hits import HitEvent
 from node.store import MAX_CANDIDATES, Control, Document, Match, Person, RecordStore, Vehicle
 
@@ -115,7 +115,7 @@ class _Context:
 
     def hits(
         self, matches: list[Match], query_kind: str, limit: int | None = None
-    ) -> query_pb2.QueryResponse:
+    ) -> query_pb2.Answer:
         released: list[query_pb2.Match] = []
         for m in matches:
             control = self.store.control(m.ref)
@@ -133,31 +133,31 @@ class _Context:
                     handling=_HANDLING[control.handling],
                 )
             )
-        return query_pb2.QueryResponse(hits=query_pb2.Hits(matches=released))
+        return query_pb2.Answer(hits=query_pb2.Hits(matches=released))
 
-    def fetch(self, ref: str) -> query_pb2.QueryResponse:
+    def fetch(self, ref: str) -> query_pb2.Answer:
         # The same lookups whatever the outcome: the control, then every table.
         control = self.store.control(ref)
         record = self.store.fetch_full(ref)
         if record is None:
-            return query_pb2.QueryResponse(not_found=query_pb2.NotFound())
+            return query_pb2.Answer(not_found=query_pb2.NotFound())
         if not control.visible_to(self.requester, self.owner):
             self.notify(control, ref, _kind_of(record), "fetch", "withheld")
             # Indistinguishable from a reference never issued: the very same body.
-            return query_pb2.QueryResponse(not_found=query_pb2.NotFound())
+            return query_pb2.Answer(not_found=query_pb2.NotFound())
         self.notify(control, ref, _kind_of(record), "fetch", "released")
-        return query_pb2.QueryResponse(record=_record(record, control))
+        return query_pb2.Answer(record=_record(record, control))
 
 
 def answer(
     store: RecordStore,
-    request: query_pb2.QueryRequest,
+    request: query_pb2.Query,
     *,
     requester: str | None = None,
     message_id: str = "",
     on_hit: OnHit | None = None,
     clock: Callable[[], float] = time.time,
-) -> query_pb2.QueryResponse:
+) -> query_pb2.Answer:
     """Run one query against ``store`` for ``requester``. Unusable queries get an error body.
 
     ``requester`` is the authenticated sender bureau (alpha-2). It sees the records its
@@ -171,10 +171,10 @@ def answer(
         context.owner = store.bureau
         return _answer(context, request)
     except ValueError as exc:  # QueryError, or the store refusing a value
-        return query_pb2.QueryResponse(error=query_pb2.QueryError(message=str(exc)))
+        return query_pb2.Answer(error=query_pb2.QueryError(message=str(exc)))
 
 
-def _answer(context: _Context, request: query_pb2.QueryRequest) -> query_pb2.QueryResponse:
+def _answer(context: _Context, request: query_pb2.Query) -> query_pb2.Answer:
     store = context.store
     which = request.WhichOneof("query")
     if which == "document":

@@ -34,7 +34,7 @@ from google.protobuf.message import Message
 
 from ncbsim import messages, private
 from ncbsim.errors import EnvelopeError, NcbsimError
-from ncbsim.v1 import messages_pb2
+from ncbsim.v2 import messages_pb2
 
 __all__ = ["Inbox", "InboxItem", "NoticeRow", "OutboxRow", "Stored"]
 

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 from ncbsim import envelope
 from ncbsim.clock import Clock
 from ncbsim.errors import RETRY_AFTER_KEY, EnvelopeError, is_queue_full
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 from node.inbox import Inbox, OutboxRow
 
 __all__ = ["MAX_POST_BYTES", "OutboxPoster"]
@@ -102,7 +102,7 @@ class OutboxPoster:
     def __init__(
         self,
         inbox: Inbox,
-        gateway: gateway_pb2_grpc.GatewayStub,
+        gateway: gateway_pb2_grpc.GatewayServiceStub,
         *,
         clock: Clock | None = None,
         batch: int = 256,

@@ -62,7 +62,7 @@ from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort
-from ncbsim.v1 import bureau_pb2, messages_pb2
+from ncbsim.v2 import bureau_pb2, messages_pb2
 from node import notices
 from node.audit import NodeAuditRecord, audit_record
 from node.inbox import Inbox
@@ -133,7 +133,7 @@ class Postbox:
 
     async def deliver(
         self, raw: bytes, context: grpc.aio.ServicerContext
-    ) -> bureau_pb2.DeliverReply:
+    ) -> bureau_pb2.DeliverResponse:
         """Handle one Deliver call: the request as raw bytes, one result per envelope
         processed, in order (fewer than sent if the batch had to stop)."""
         started = time.perf_counter()
@@ -169,7 +169,7 @@ class Postbox:
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         if len(outcomes) < len(request.envelopes):
             log.info("deliver_stopped", taken=len(outcomes), sent=len(request.envelopes))
-        return bureau_pb2.DeliverReply(results=[o.result for o in outcomes])
+        return bureau_pb2.DeliverResponse(results=[o.result for o in outcomes])
 
     # ------------------------------------------------------------ phase 1: senders
 

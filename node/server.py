@@ -29,7 +29,7 @@ from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_file
-from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.answer import answer
 from node.audit import NodeAuditLog, audit_record
 from node.hits import HitLog
@@ -43,7 +43,7 @@ from node.store import RecordStore
 log = structlog.get_logger()
 
 
-class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
+class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc]
     """Bureau.Handle: open the request, answer it, seal the response.
 
     The record lookup runs on the event loop, not in a thread. Every query kind has a
@@ -136,7 +136,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
 
     async def Deliver(  # noqa: N802 - gRPC method name
         self, raw: bytes, context: grpc.aio.ServicerContext
-    ) -> bureau_pb2.DeliverReply:
+    ) -> bureau_pb2.DeliverResponse:
         """Process one-way envelopes the gateway stored for this bureau (node.postbox)."""
         if self._postbox is None:
             await abort(context, grpc.StatusCode.UNIMPLEMENTED, "this node takes no deliveries")
@@ -171,9 +171,10 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
 
     async def Handle(  # noqa: N802 - gRPC method name
         self, raw: bytes, context: grpc.aio.ServicerContext
-    ) -> envelope.Envelope:
+    ) -> bureau_pb2.HandleResponse:
         """Answer one envelope. It arrives as raw bytes (see :func:`serve`) and is parsed
-        here, so one that is not an Envelope is refused and audited like any other."""
+        here, so a request that is not a HandleRequest holding an envelope is refused and
+        audited like any other."""
         started = time.perf_counter()
         if not transport.peer_is(context, GATEWAY_NAME):
             log.warning("refused_caller", reason="not the gateway")
@@ -182,7 +183,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             )
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only the gateway may call")
         try:
-            request = envelope.Envelope.FromString(raw)
+            request = bureau_pb2.HandleRequest.FromString(raw).envelope
             header = envelope.unverified_header(request)
         except (DecodeError, EnvelopeError):
             await self._audited(raw, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
@@ -199,7 +200,7 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
                 header=header,
                 clock_skew_ms=self._clock_skew_ms,
             )
-            query = query_pb2.QueryRequest.FromString(opened.plaintext)
+            query = query_pb2.Query.FromString(opened.plaintext)
         except (EnvelopeError, DirectoryError, DecodeError):
             # The caller learns nothing; the audit says whether the key was revoked.
             revoked = directory.revoked.key_revoked(header.sender_key_id)
@@ -266,13 +267,13 @@ class BureauService(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
         header: envelope.Header,
         started: float,
         sealed: envelope.Envelope,
-    ) -> envelope.Envelope:
+    ) -> bureau_pb2.HandleResponse:
         """``sealed`` once its audit row is committed; INTERNAL if the row cannot be."""
         try:
             await self._audited(request, header, started, grpc.StatusCode.OK, response=sealed)
         except AuditWriteError:
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
-        return sealed
+        return bureau_pb2.HandleResponse(envelope=sealed)
 
 
 def _ids(header: envelope.Header) -> dict[str, str]:
@@ -281,7 +282,7 @@ def _ids(header: envelope.Header) -> dict[str, str]:
 
 
 async def _register_loop(
-    gateway: gateway_pb2_grpc.GatewayStub,
+    gateway: gateway_pb2_grpc.GatewayServiceStub,
     address: str,
     interval_s: float,
     registered: asyncio.Event,
@@ -358,7 +359,7 @@ async def run_node(
         tls = config.pki.tls(config.bureau)
         gateway_channel = transport.gateway_channel(config.gateway, tls)
         stack.push_async_callback(gateway_channel.close)
-        gateway = gateway_pb2_grpc.GatewayStub(gateway_channel)
+        gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
         peers = Peers(directory if directory is not None else Directory.pinned(config.pki), gateway)
         # Only GS sends from its node (notices); its outbox is posted by a task of its own.
         outbox = (
@@ -390,10 +391,10 @@ async def run_node(
         served = await start_server(
             tls,
             config.listen,
-            [bureau_pb2.DESCRIPTOR.services_by_name["Bureau"].full_name],
+            [bureau_pb2.DESCRIPTOR.services_by_name["BureauService"].full_name],
             # Raw requests: Handle parses each one, so garbage is refused and audited by it.
             register=lambda server: add_raw_servicer(
-                server, bureau_pb2_grpc.add_BureauServicer_to_server, service
+                server, bureau_pb2_grpc.add_BureauServiceServicer_to_server, service
             ),
         )
         stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop

@@ -23,7 +23,7 @@ from ncbsim import log as logsetup
 from ncbsim.client import BureauClient
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from simulations.network import Network, prepare
 from simulations.scenario import Records, Scenario
 
@@ -42,9 +42,7 @@ def _memory_kib(pid: int) -> dict[str, int]:
 
 async def _query(root: Path, gateway: str, frm: str, to: str) -> str:
     async with BureauClient.open(PkiDir(root), frm, gateway) as client:
-        query = query_pb2.QueryRequest(
-            document=query_pb2.DocumentQuery(number="X0000000", issuer=to)
-        )
+        query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X0000000", issuer=to))
         return (await client.query(query, to)).outcome.value
 
 

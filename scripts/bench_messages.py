@@ -35,7 +35,7 @@ from ncbsim.countries import GENERAL_SECRETARIAT, INTERPOL_MEMBERS
 from ncbsim.identity import Identity
 from ncbsim.mail import Mailer
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import gateway_pb2, messages_pb2
+from ncbsim.v2 import gateway_pb2, messages_pb2
 from node.inbox import Inbox
 from simulations.network import Network, db_path, prepare
 from simulations.scenario import Records, Scenario

@@ -1,4 +1,4 @@
-"""Regenerate the gRPC/protobuf stubs from proto/ into ncbsim/v1/ and ncbsim/vendor/.
+"""Regenerate the gRPC/protobuf stubs from proto/ into ncbsim/v2/ and ncbsim/vendor/.
 
 Usage: python scripts/gen_protos.py [--out DIR]
 
@@ -6,8 +6,8 @@ The stubs are committed. tests/test_stubs.py runs this script into a temporary
 directory and fails if the result differs from the committed files, so edit the
 .proto files and rerun this script rather than touching the generated code.
 
-A proto under proto/ generates modules at the same path (proto/ncbsim/v1/x.proto:
-ncbsim/v1/x_pb2.py), except the protos we vendor from elsewhere (:data:`VENDORED`):
+A proto under proto/ generates modules at the same path (proto/ncbsim/v2/x.proto:
+ncbsim/v2/x_pb2.py), except the protos we vendor from elsewhere (:data:`VENDORED`):
 their package path would put the modules inside another distribution's package
 (grpc.reflection.v1 is in grpcio's ``grpc``), so they go under ncbsim/vendor/ and their
 imports are rewritten to match. Their descriptors keep the canonical file and package

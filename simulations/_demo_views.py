@@ -46,7 +46,7 @@ from ncbsim.errors import EnvelopeError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.admin import records_path
 from node.store import Control, Document, Person, RecordStore, Vehicle
 from simulations.network import audit_path
@@ -79,12 +79,12 @@ class Exchange:
 
     sealed: envelope.SealedRequest
     answer: Answer
-    opened: query_pb2.QueryRequest | None
+    opened: query_pb2.Query | None
     gateway_row: Row | None
     error: grpc.aio.AioRpcError | None = None
 
 
-def same_query(a: query_pb2.QueryRequest | None, b: query_pb2.QueryRequest) -> bool:
+def same_query(a: query_pb2.Query | None, b: query_pb2.Query) -> bool:
     """Whether ``a`` (as a node opened it) asks what ``b`` (as sealed) asked."""
     which = b.WhichOneof("query")
     return (
@@ -109,7 +109,7 @@ class Observer:
         self.pki = PkiDir(workdir)
         self.identity = Identity.load(self.pki, asker, now_ms=int(time.time() * 1000))
         self.channel = transport.gateway_channel(gateway, self.pki.tls(asker))
-        self.stub = gateway_pb2_grpc.GatewayStub(self.channel)
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
         directory = Directory.pinned(self.pki)
         self.peers = Peers(
             directory,
@@ -141,12 +141,12 @@ class Observer:
         """The record behind ``ref`` in ``code``'s database."""
         return self.store(code).fetch(ref) if ref else None
 
-    def open_as(self, code: str, sent: envelope.Envelope) -> query_pb2.QueryRequest | None:
+    def open_as(self, code: str, sent: envelope.Envelope) -> query_pb2.Query | None:
         """Open ``sent`` as ``code``'s node does: its identity, verified sender keys."""
         identity = Identity.load(self.pki, code, now_ms=int(time.time() * 1000))
         try:
             opened = envelope.open_request(sent, recipient=identity, senders=self.peers.get)
-            return query_pb2.QueryRequest.FromString(opened.plaintext)
+            return query_pb2.Query.FromString(opened.plaintext)
         except (EnvelopeError, DecodeError):
             return None
 
@@ -173,9 +173,7 @@ class Observer:
 
     # ------------------------------------------------------------ sending
 
-    async def exchange(
-        self, query: query_pb2.QueryRequest, to: str, *, tamper: bool = False
-    ) -> Exchange:
+    async def exchange(self, query: query_pb2.Query, to: str, *, tamper: bool = False) -> Exchange:
         """Seal ``query`` to ``to``, send it through the gateway's Query RPC, open the answer.
 
         ``tamper`` flips one bit of the ciphertext after sealing and signing.
@@ -190,7 +188,8 @@ class Observer:
         started = time.perf_counter()
         error: grpc.aio.AioRpcError | None = None
         try:
-            response = await self.stub.Query(sealed.envelope, timeout=self.timeout_s)
+            wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            response = (await self.stub.Query(wire, timeout=self.timeout_s)).envelope
             elapsed = (time.perf_counter() - started) * 1000
             answer = open_answer(sealed, response, self.peers.get(to), elapsed)
         except grpc.aio.AioRpcError as exc:
@@ -203,7 +202,7 @@ class Observer:
         return Exchange(sealed, answer, opened, await self.gateway_row(mid), error)
 
     async def multi(
-        self, query: query_pb2.QueryRequest, to: list[str], *, deadline_s: float
+        self, query: query_pb2.Query, to: list[str], *, deadline_s: float
     ) -> tuple[dict[str, envelope.SealedRequest], list[Answer]]:
         """One query to several bureaus through MultiQuery, as one merged reply (like
         :meth:`ncbsim.client.BureauClient.multi_query`, keeping the envelopes to show)."""
@@ -272,7 +271,7 @@ def fields(pairs: Pairs, *, key_width: int = 11) -> Table:
     return grid
 
 
-def query_fields(query: query_pb2.QueryRequest) -> list[tuple[str, str]]:
+def query_fields(query: query_pb2.Query) -> list[tuple[str, str]]:
     """The plaintext fields of a query (never its response key or padding)."""
     which = query.WhichOneof("query")
     if which == "document":
@@ -405,7 +404,7 @@ def narration(text: str) -> Text:
 # ---------------------------------------------------------------- the four parties
 
 
-def asker_panel(asker: str, query: query_pb2.QueryRequest, to: str, *extra: Pairs) -> Panel:
+def asker_panel(asker: str, query: query_pb2.Query, to: str, *extra: Pairs) -> Panel:
     """The asking bureau's plaintext query."""
     return panel(
         f"{asker} asks {to} (plaintext)",
@@ -428,7 +427,7 @@ def gateway_panel(sent: envelope.Envelope, row: Row | None, *extra: Pairs) -> Pa
 
 def answerer_panel(
     code: str,
-    opened: query_pb2.QueryRequest | None,
+    opened: query_pb2.Query | None,
     record: Document | Person | Vehicle | None,
     *extra: Pairs,
 ) -> Panel:
@@ -448,7 +447,7 @@ def reply_panel(asker: str, to: str, *body: Pairs | Table) -> Panel:
 
 def exchange_views(
     asker: str,
-    query: query_pb2.QueryRequest,
+    query: query_pb2.Query,
     ex: Exchange,
     record: Document | Person | Vehicle | None,
     *,

@@ -42,7 +42,7 @@ from rich.text import Text
 from ncbsim import envelope
 from ncbsim.client import Outcome
 from ncbsim.errors import ConfigError
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node.admin import ControlChange, records_path, restrict
 from node.store import DEFAULT_THRESHOLD, name_key, name_similarity
 from simulations import _demo_views as v
@@ -92,8 +92,8 @@ class Step:
         return bool(self.checks) and all(ok for _, ok in self.checks)
 
 
-def _document(number: str, issuer: str) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+def _document(number: str, issuer: str) -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
 
 
 def _outcome(row: v.Row | None) -> str:
@@ -132,9 +132,9 @@ class _Demo:
     def confirm(
         self,
         step: Step,
-        query: query_pb2.QueryRequest | None,
+        query: query_pb2.Query | None,
         sent: envelope.Envelope,
-        opened: query_pb2.QueryRequest | None,
+        opened: query_pb2.Query | None,
         row: v.Row | None,
     ) -> None:
         """Check that the recipient opened ``query`` (unless None) from the envelope sent,
@@ -200,7 +200,7 @@ class _Demo:
             return
         assert chosen is not None
         ref, surname, typed, given, dob = chosen
-        query = query_pb2.QueryRequest(
+        query = query_pb2.Query(
             person=query_pb2.PersonQuery(surname=typed, given_names=given, date_of_birth=dob)
         )
         ex = await self.obs.exchange(query, to)
@@ -241,11 +241,11 @@ class _Demo:
         control = restrict(path, ref, ControlChange(access="deny", bureaus=frozenset({self.asker})))
         try:
             after = await self.obs.exchange(check, owner)
-            fetch = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
+            fetch = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
             ex = await self.obs.exchange(fetch, owner)
             bogus_ref = "a" * len(ref) if ref != "a" * len(ref) else "b" * len(ref)
             bogus = await self.obs.exchange(
-                query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=bogus_ref)), owner
+                query_pb2.Query(fetch=query_pb2.FetchQuery(ref=bogus_ref)), owner
             )
         finally:
             restrict(path, ref, ControlChange(access="open"))

@@ -31,7 +31,7 @@ from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node.host import control
 from simulations import links as link_faults
 from simulations import messaging
@@ -463,7 +463,7 @@ class Engine:
                 refs = [m.ref for m in answers[0].matches]
                 planted = item.expect_hit.get(answers[0].bureau)
                 ref = planted if planted in refs else refs[0]
-                step2 = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
+                step2 = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
                 fetch_s = self.now_s()
                 started = time.perf_counter()
                 fetched = await client.query(step2, answers[0].bureau, timeout=timeout)

@@ -43,7 +43,7 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import NcbsimError
 from ncbsim.mail import Mailer, PostOutcome
 from ncbsim.messages import color as color_value
-from ncbsim.v1 import messages_pb2, query_pb2
+from ncbsim.v2 import messages_pb2, query_pb2
 from node.inbox import Inbox, InboxItem, NoticeRow
 from node.store import Person, RecordStore
 from simulations.network import gateway_files, inbox_path
@@ -224,14 +224,14 @@ def _event_post(
     return None
 
 
-def subject_query(subject: messages_pb2.NoticeSubject) -> query_pb2.QueryRequest:
+def subject_query(subject: messages_pb2.NoticeSubject) -> query_pb2.Query:
     """A person search for a notice's subject, typed as a border post would (no accents)."""
 
     def plain(text: str) -> str:
         decomposed = unicodedata.normalize("NFKD", text)
         return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
 
-    return query_pb2.QueryRequest(
+    return query_pb2.Query(
         person=query_pb2.PersonQuery(
             surname=plain(subject.surname),
             given_names=plain(subject.given_names),

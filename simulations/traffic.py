@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ncbsim.client import ALL
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node import vin as vins
 from node.answer import answer as oracle_answer
 from node.store import Document, Person, RecordStore, Vehicle
@@ -32,7 +32,7 @@ class Planned:
     label: str
     requester: str
     to: list[str]  # one bureau, or every other bureau for a multi-bureau query
-    query: query_pb2.QueryRequest
+    query: query_pb2.Query
     expect_hit: dict[str, str | None]  # bureau -> planted ref (hit) or None (no-hit)
     fetch: bool = False
     probes: list[str] = field(default_factory=list)  # plaintext strings the gateway must not see
@@ -46,8 +46,8 @@ def _strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
-def _document_query(number: str, issuer: str) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+def _document_query(number: str, issuer: str) -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
 
 
 class Drawer:
@@ -60,21 +60,19 @@ class Drawer:
         self.stores = stores
         self.rng = rng
 
-    def _no_hit(self, target: str, query: query_pb2.QueryRequest) -> bool:
+    def _no_hit(self, target: str, query: query_pb2.Query) -> bool:
         # Asked as the owner, who sees every record: a true no-hit for any requester.
         response = oracle_answer(self.stores[target], query, requester=target)
         return response.HasField("hits") and not response.hits.matches
 
-    def _until_no_hit(
-        self, target: str, make: Callable[[], query_pb2.QueryRequest]
-    ) -> query_pb2.QueryRequest:
+    def _until_no_hit(self, target: str, make: Callable[[], query_pb2.Query]) -> query_pb2.Query:
         for _ in range(50):
             query = make()
             if self._no_hit(target, query):
                 return query
         raise RuntimeError(f"could not draw a no-hit query for {target}")
 
-    def planted(self, kind: str, target: str) -> tuple[query_pb2.QueryRequest, str, list[str]]:
+    def planted(self, kind: str, target: str) -> tuple[query_pb2.Query, str, list[str]]:
         """A query for a record ``target`` really holds: (query, ref, plaintext probes).
 
         The record is one every bureau may see: a restricted record is, rightly, a
@@ -89,7 +87,7 @@ class Drawer:
         if isinstance(record, Person):
             # Transliteration varies between bureaus: send the name without accents,
             # in upper case, as a border post would type it.
-            query = query_pb2.QueryRequest(
+            query = query_pb2.Query(
                 person=query_pb2.PersonQuery(
                     surname=_strip_accents(record.surname).upper(),
                     given_names=_strip_accents(record.given_names).upper(),
@@ -99,17 +97,17 @@ class Drawer:
             return query, record.ref, []
         assert isinstance(record, Vehicle)
         if self.rng.random() < 0.5:
-            query = query_pb2.QueryRequest(vehicle=query_pb2.VehicleQuery(vin=record.vin))
+            query = query_pb2.Query(vehicle=query_pb2.VehicleQuery(vin=record.vin))
             return query, record.ref, [record.vin]
-        query = query_pb2.QueryRequest(vehicle=query_pb2.VehicleQuery(plate=record.plate))
+        query = query_pb2.Query(vehicle=query_pb2.VehicleQuery(plate=record.plate))
         return query, record.ref, []
 
-    def absent(self, kind: str, target: str) -> tuple[query_pb2.QueryRequest, list[str]]:
+    def absent(self, kind: str, target: str) -> tuple[query_pb2.Query, list[str]]:
         """A realistic query for a record ``target`` does not hold."""
         rng = self.rng
         if kind == "document":
 
-            def make() -> query_pb2.QueryRequest:
+            def make() -> query_pb2.Query:
                 number = "".join(rng.choice(_ALNUM) for _ in range(9))
                 return _document_query(number, target)
 
@@ -120,9 +118,9 @@ class Drawer:
             person = self.stores[target].sample("person", 1, rng)[0]
             assert isinstance(person, Person)
 
-            def make_person() -> query_pb2.QueryRequest:
+            def make_person() -> query_pb2.Query:
                 year = int(person.date_of_birth[:4]) + rng.choice((-3, -2, -1, 1, 2, 3))
-                return query_pb2.QueryRequest(
+                return query_pb2.Query(
                     person=query_pb2.PersonQuery(
                         surname=person.surname,
                         given_names=person.given_names,
@@ -132,10 +130,8 @@ class Drawer:
 
             return self._until_no_hit(target, make_person), []
 
-        def make_vehicle() -> query_pb2.QueryRequest:
-            return query_pb2.QueryRequest(
-                vehicle=query_pb2.VehicleQuery(vin=vins.make_vin(rng, "WVW"))
-            )
+        def make_vehicle() -> query_pb2.Query:
+            return query_pb2.Query(vehicle=query_pb2.VehicleQuery(vin=vins.make_vin(rng, "WVW")))
 
         query = self._until_no_hit(target, make_vehicle)
         return query, [query.vehicle.vin]
@@ -151,9 +147,9 @@ class Planner(Drawer):
     def __init__(self, scenario: Scenario, stores: dict[str, RecordStore]) -> None:
         super().__init__(stores, random.Random(scenario.seed))
         self.scenario = scenario
-        self._pools: dict[tuple[str, str], list[tuple[query_pb2.QueryRequest, str, list[str]]]] = {}
+        self._pools: dict[tuple[str, str], list[tuple[query_pb2.Query, str, list[str]]]] = {}
 
-    def pool(self, bureau: str, kind: str) -> list[tuple[query_pb2.QueryRequest, str, list[str]]]:
+    def pool(self, bureau: str, kind: str) -> list[tuple[query_pb2.Query, str, list[str]]]:
         """The planted records of ``bureau`` of ``kind`` that hit queries aim at.
 
         Each bureau has ``records.planted`` of them, shared among the kinds by the
@@ -172,7 +168,7 @@ class Planner(Drawer):
             self._pools[key] = [drawer.planted(kind, bureau) for _ in range(size)]
         return self._pools[key]
 
-    def _hit(self, kind: str, target: str) -> tuple[query_pb2.QueryRequest, str, list[str]]:
+    def _hit(self, kind: str, target: str) -> tuple[query_pb2.Query, str, list[str]]:
         return self.rng.choice(self.pool(target, kind))
 
     def plan(self) -> list[Planned]:
@@ -226,7 +222,7 @@ class Planner(Drawer):
         # The canary: a unique string no record holds; it must never reach the gateway's files.
         requester, target = rng.sample(bureaus, 2)
         canary = f"Canary{rng.getrandbits(48):012x}"
-        query = query_pb2.QueryRequest(
+        query = query_pb2.Query(
             person=query_pb2.PersonQuery(
                 surname=canary, given_names="Trace", date_of_birth="1980-01-01"
             )

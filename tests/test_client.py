@@ -25,15 +25,15 @@ from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError
 from ncbsim.identity import Identity
 from ncbsim.serving import Served, start_server
-from ncbsim.v1 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 
 T = TypeVar("T")
 
 BUREAUS = ["FR", "DE", "IT", "NL"]
-QUERY = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="X1234567", issuer="FR"))
+QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1234567", issuer="FR"))
 
 
-class AnsweringGateway(gateway_pb2_grpc.GatewayServicer):
+class AnsweringGateway(gateway_pb2_grpc.GatewayServiceServicer):
     """Serves the directory from a PKI folder; each bureau answers no-hit to what it gets."""
 
     def __init__(self, directory: pki.PkiDir) -> None:
@@ -41,16 +41,16 @@ class AnsweringGateway(gateway_pb2_grpc.GatewayServicer):
         self.asked: list[str] = []
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.DirectoryRequest, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.Directory:
+        self, request: gateway_pb2.GetDirectoryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetDirectoryResponse:
         signed = self.pki.signed_entries(list(request.bureaus) or None)
-        return gateway_pb2.Directory(
+        return gateway_pb2.GetDirectoryResponse(
             entries=[directory_pb2.SignedDirectoryEntry.FromString(s) for s in signed]
         )
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
         self, request: gateway_pb2.MultiQueryRequest, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.MultiQueryReply:
+    ) -> gateway_pb2.MultiQueryResponse:
         now = int(time.time() * 1000)
         senders = Directory.from_pki(self.pki).get
         deliveries = []
@@ -59,8 +59,8 @@ class AnsweringGateway(gateway_pb2_grpc.GatewayServicer):
             self.asked.append(bureau)
             me = Identity.load(self.pki, bureau, now_ms=now)
             opened = envelope.open_request(env, recipient=me, senders=senders)
-            body = query_pb2.QueryRequest.FromString(opened.plaintext)
-            answer = query_pb2.QueryResponse(hits=query_pb2.Hits())
+            body = query_pb2.Query.FromString(opened.plaintext)
+            answer = query_pb2.Answer(hits=query_pb2.Hits())
             response = envelope.seal_response(
                 answer.SerializeToString(),
                 sender=me,
@@ -74,7 +74,7 @@ class AnsweringGateway(gateway_pb2_grpc.GatewayServicer):
                     response=response,
                 )
             )
-        return gateway_pb2.MultiQueryReply(deliveries=deliveries)
+        return gateway_pb2.MultiQueryResponse(deliveries=deliveries)
 
 
 @asynccontextmanager
@@ -83,7 +83,7 @@ async def _served(directory: pki.PkiDir, fake: AnsweringGateway) -> AsyncIterato
         directory.tls("gateway"),
         "127.0.0.1:0",
         [],
-        register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(fake, s),
+        register=lambda s: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(fake, s),
     )
     try:
         yield served

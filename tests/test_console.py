@@ -8,7 +8,7 @@ import io
 from rich.console import Console
 
 from ncbsim.console import record_fields, record_view
-from ncbsim.v1 import query_pb2, records_pb2
+from ncbsim.v2 import query_pb2, records_pb2
 
 MRZ = "P<D<<GIESS<<SIGLINDE<<<<<<<<<<<<<<<<<<<<<<<<\nC07GMV2B07D<<8002055F2507145<<<<<<<<<<<<<<<4"
 DOCUMENT = query_pb2.Record(

@@ -13,7 +13,7 @@ from ncbsim import _crypto, pki
 from ncbsim.directory import Directory, verify_entry
 from ncbsim.errors import DirectoryError, PkiError
 from ncbsim.identity import Identity
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 
 def _now() -> int:

@@ -25,7 +25,7 @@ from ncbsim import _crypto, envelope
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.identity import Identity
-from ncbsim.v1 import envelope_pb2, query_pb2, records_pb2
+from ncbsim.v2 import envelope_pb2, query_pb2, records_pb2
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "envelope-v1.json").read_text()
@@ -120,13 +120,13 @@ def _assert_rejected(call: Callable[[], object]) -> None:
 
 
 def _request_body(response_public: bytes) -> bytes:
-    return query_pb2.QueryRequest(
+    return query_pb2.Query(
         response_key=response_public,
         document=query_pb2.DocumentQuery(number="X1234567", issuer="FRA"),
     ).SerializeToString()
 
 
-RESPONSE_BODY = query_pb2.QueryResponse(
+RESPONSE_BODY = query_pb2.Answer(
     hits=query_pb2.Hits(
         matches=[query_pb2.Match(ref="r-1", kind=records_pb2.RECORD_KIND_DOCUMENT, score=1.0)]
     )
@@ -227,7 +227,7 @@ def test_request_and_response_round_trip(flow: Flow) -> None:
     assert (opened.header.sender, opened.header.recipient) == ("FR", "DE")
     assert opened.header.kind == envelope.QUERY_REQUEST
 
-    query = query_pb2.QueryRequest.FromString(opened.plaintext)
+    query = query_pb2.Query.FromString(opened.plaintext)
     reply = envelope.seal_response(
         RESPONSE_BODY,
         sender=flow.de,
@@ -779,7 +779,7 @@ def _vector_request() -> envelope.SealedRequest:
 
 
 def test_vector_request_opens_to_expected_plaintext() -> None:
-    """The committed request opens with DE's fixed key to the committed QueryRequest."""
+    """The committed request opens with DE's fixed key to the committed Query."""
     fr, de = _vector_identity("FR"), _vector_identity("DE")
     vector = VECTORS["request"]
     opened = envelope.open_request(
@@ -789,7 +789,7 @@ def test_vector_request_opens_to_expected_plaintext() -> None:
         now_ms=vector["now_ms"],
     )
     assert opened.plaintext == bytes.fromhex(vector["plaintext"])
-    query = query_pb2.QueryRequest.FromString(opened.plaintext)
+    query = query_pb2.Query.FromString(opened.plaintext)
     assert query.response_key.hex() == VECTORS["keys"]["response_key"]["x25519_public"]
     assert query.WhichOneof("query") == "document"
 
@@ -804,7 +804,7 @@ def test_vector_response_opens_to_expected_plaintext() -> None:
         now_ms=vector["now_ms"],
     )
     assert answer.plaintext == bytes.fromhex(vector["plaintext"])
-    matches = query_pb2.QueryResponse.FromString(answer.plaintext).hits.matches
+    matches = query_pb2.Answer.FromString(answer.plaintext).hits.matches
     assert [(m.ref, m.kind, m.score) for m in matches] == [
         (m["ref"], m["kind"], m["score"]) for m in vector["plaintext_fields"]["hits"]["matches"]
     ]
@@ -858,15 +858,18 @@ def test_vector_header_rebuilds_from_fields(leg_name: str) -> None:
 
 
 def test_vector_plaintexts_rebuild_from_fields() -> None:
-    """Serializing the documented query and answer with protobuf gives the committed bytes."""
+    """Serializing the documented query and answer with protobuf gives the committed bytes,
+    and each "type" is the full name of the message its plaintext is."""
     asked = VECTORS["request"]["plaintext_fields"]
-    request = query_pb2.QueryRequest(
+    assert asked["type"] == query_pb2.Query.DESCRIPTOR.full_name
+    assert VECTORS["response"]["plaintext_fields"]["type"] == query_pb2.Answer.DESCRIPTOR.full_name
+    request = query_pb2.Query(
         response_key=bytes.fromhex(asked["response_key"]),
         document=query_pb2.DocumentQuery(**asked["document"]),
     )
     assert request.SerializeToString().hex() == VECTORS["request"]["plaintext"]
     matches = VECTORS["response"]["plaintext_fields"]["hits"]["matches"]
-    response = query_pb2.QueryResponse(
+    response = query_pb2.Answer(
         hits=query_pb2.Hits(matches=[query_pb2.Match(**m) for m in matches])
     )
     assert response.SerializeToString().hex() == VECTORS["response"]["plaintext"]

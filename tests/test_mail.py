@@ -22,7 +22,7 @@ from ncbsim.directory import Directory
 from ncbsim.errors import ConfigError, NcbsimError, QueueFull
 from ncbsim.identity import Identity
 from ncbsim.serving import start_server
-from ncbsim.v1 import directory_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
+from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ def no_gs_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
     return pki.init(tmp_path_factory.mktemp("pki") / "pki", ["FR", "DE", "IT"])
 
 
-class FakeGateway(gateway_pb2_grpc.GatewayServicer):
+class FakeGateway(gateway_pb2_grpc.GatewayServiceServicer):
     """Serves directory entries, stores posted envelopes by message id, fails on a script.
 
     ``script`` holds one action per Post call: ``accept`` (the default), ``unavailable``
@@ -68,11 +68,11 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
         self.directory_calls: list[list[str]] = []
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.DirectoryRequest, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.Directory:
+        self, request: gateway_pb2.GetDirectoryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetDirectoryResponse:
         self.directory_calls.append(list(request.bureaus))
         signed = self.pki.signed_entries(list(request.bureaus) or None)
-        return gateway_pb2.Directory(
+        return gateway_pb2.GetDirectoryResponse(
             entries=[directory_pb2.SignedDirectoryEntry.FromString(s) for s in signed]
         )
 
@@ -97,7 +97,7 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
 
     async def Post(  # noqa: N802 - gRPC method name
         self, request: gateway_pb2.PostRequest, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.PostReply:
+    ) -> gateway_pb2.PostResponse:
         self.calls.append([e.SerializeToString() for e in request.envelopes])
         action = self.script.pop(0) if self.script else "accept"
         if action == "unavailable":
@@ -117,14 +117,14 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit for FR: retry after 30 ms"
             )
-        return gateway_pb2.PostReply(results=self._store(request))
+        return gateway_pb2.PostResponse(results=self._store(request))
 
     async def Receipts(  # noqa: N802 - gRPC method name
         self, request: gateway_pb2.ReceiptsRequest, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.ReceiptsReply:
+    ) -> gateway_pb2.ReceiptsResponse:
         rows = [m for m in self.posted if m.sequence > request.after_sequence]
         page = rows[: self.page_size]
-        return gateway_pb2.ReceiptsReply(messages=page, more=len(rows) > len(page))
+        return gateway_pb2.ReceiptsResponse(messages=page, more=len(rows) > len(page))
 
 
 @contextlib.asynccontextmanager
@@ -136,7 +136,7 @@ async def _mailer(
         directory.tls("gateway"),
         "127.0.0.1:0",
         [],
-        register=lambda s: gateway_pb2_grpc.add_GatewayServicer_to_server(fake, s),
+        register=lambda s: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(fake, s),
     )
     try:
         async with BureauClient.open(directory, bureau, served.address) as client:

@@ -9,7 +9,7 @@ import pytest
 from ncbsim import _crypto, envelope, messages, receipts
 from ncbsim.errors import ConfigError, EnvelopeError
 from ncbsim.identity import Identity
-from ncbsim.v1 import messages_pb2, query_pb2
+from ncbsim.v2 import messages_pb2, query_pb2
 
 NOW = 1_767_225_600_000
 
@@ -84,7 +84,7 @@ def test_a_query_request_cannot_pass_as_a_message_or_back() -> None:
     """Requests and messages differ in HPKE info and kind: neither opens as the other."""
     key, public = envelope.new_response_key()
     request = envelope.seal_request(
-        query_pb2.QueryRequest(response_key=public).SerializeToString(),
+        query_pb2.Query(response_key=public).SerializeToString(),
         sender=FR,
         recipient=PEERS["DE"],
         response_key=key,

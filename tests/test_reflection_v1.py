@@ -10,10 +10,10 @@ from grpc_reflection.v1alpha import reflection
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha_pb2
 
 from ncbsim import reflection as ncbsim_reflection
-from ncbsim.v1 import gateway_pb2
+from ncbsim.v2 import gateway_pb2
 from ncbsim.vendor.grpc_reflection_v1 import reflection_pb2 as v1_pb2
 
-GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"]
+GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
 
 
 def _shape(file: object, package: str) -> descriptor_pb2.FileDescriptorProto:

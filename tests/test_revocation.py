@@ -16,7 +16,7 @@ from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, PkiError
 from ncbsim.identity import Identity
 from ncbsim.revocation import verify_list
-from ncbsim.v1 import directory_pb2
+from ncbsim.v2 import directory_pb2
 
 HOUR_MS = 3_600_000
 
@@ -339,10 +339,10 @@ class _Gateway:
         self.calls = 0
 
     async def GetDirectory(self, request: object, timeout: float) -> object:  # noqa: N802
-        from ncbsim.v1 import gateway_pb2
+        from ncbsim.v2 import gateway_pb2
 
         self.calls += 1
-        return gateway_pb2.Directory(
+        return gateway_pb2.GetDirectoryResponse(
             entries=[
                 directory_pb2.SignedDirectoryEntry.FromString(e)
                 for e in self.network.signed_entries()

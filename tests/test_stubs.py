@@ -17,7 +17,7 @@ def test_committed_stubs_match_the_generator(tmp_path: Path) -> None:
         timeout=120,
     )
     generated = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*.py*")}
-    committed = {
+    committed = {  # every stub under ncbsim/, so a stale one (an old package's) fails too
         p.relative_to(ROOT): p.read_bytes()
         for p in (ROOT / "ncbsim").rglob("*_pb2*.py*")
         if "__pycache__" not in p.parts

@@ -30,7 +30,7 @@ from ncbsim.client import open_answer, seal_query
 from ncbsim.directory import Directory, Peer
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
-from ncbsim.v1 import bureau_pb2, envelope_pb2, gateway_pb2, messages_pb2, query_pb2
+from ncbsim.v2 import bureau_pb2, envelope_pb2, gateway_pb2, messages_pb2, query_pb2
 from node.inbox import Inbox
 from node.store import RecordStore
 from simulations.network import Network, alive, db_path, inbox_path
@@ -38,9 +38,9 @@ from simulations.network import Network, alive, db_path, inbox_path
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 5.0
-GATEWAY = "/ncbsim.v1.Gateway/"
-HANDLE = "/ncbsim.v1.Bureau/Handle"
-DELIVER = "/ncbsim.v1.Bureau/Deliver"
+GATEWAY = "/ncbsim.v2.GatewayService/"
+HANDLE = "/ncbsim.v2.BureauService/Handle"
+DELIVER = "/ncbsim.v2.BureauService/Deliver"
 Code = grpc.StatusCode
 
 REFUSALS = {
@@ -122,7 +122,7 @@ def _call(channel: grpc.Channel, method: str, payload: bytes) -> tuple[Code, byt
     return code, result
 
 
-def _seal(wire: Wire, body: query_pb2.QueryRequest) -> envelope.SealedRequest:
+def _seal(wire: Wire, body: query_pb2.Query) -> envelope.SealedRequest:
     return seal_query(wire.fr, wire.de, body)
 
 
@@ -139,14 +139,20 @@ def _diffusion(wire: Wire, sender: Identity | None = None) -> envelope.Envelope:
 
 
 def _repeated(raw: bytes) -> bytes:
-    """``raw`` as the one element of field 1 (``envelopes`` of a PostRequest or a
-    DeliverRequest), byte for byte, even when it is not a valid Envelope."""
+    """``raw`` as field 1 (the ``envelope`` of a QueryRequest or a HandleRequest, the one
+    element of ``envelopes`` of a PostRequest or a DeliverRequest), byte for byte, even
+    when it is not a valid Envelope."""
     size, length = bytearray(), len(raw)
     while True:
         size.append((length & 0x7F) | (0x80 if length > 0x7F else 0))
         length >>= 7
         if not length:
             return b"\x0a" + bytes(size) + raw
+
+
+def _query(item: envelope.Envelope) -> bytes:
+    """The bytes of a QueryRequest holding ``item``."""
+    return gateway_pb2.QueryRequest(envelope=item).SerializeToString()
 
 
 def _intact(raw: bytes, original: envelope.Envelope) -> bool | None:
@@ -204,18 +210,16 @@ TEXT = st.one_of(
 )
 QUERIES = st.one_of(
     st.builds(
-        query_pb2.QueryRequest,
+        query_pb2.Query,
         document=st.builds(query_pb2.DocumentQuery, number=TEXT, issuer=TEXT),
     ),
     st.builds(
-        query_pb2.QueryRequest,
+        query_pb2.Query,
         person=st.builds(query_pb2.PersonQuery, surname=TEXT, given_names=TEXT, date_of_birth=TEXT),
     ),
-    st.builds(
-        query_pb2.QueryRequest, vehicle=st.builds(query_pb2.VehicleQuery, vin=TEXT, plate=TEXT)
-    ),
-    st.builds(query_pb2.QueryRequest, fetch=st.builds(query_pb2.FetchQuery, ref=TEXT)),
-    st.just(query_pb2.QueryRequest()),  # no query at all
+    st.builds(query_pb2.Query, vehicle=st.builds(query_pb2.VehicleQuery, vin=TEXT, plate=TEXT)),
+    st.builds(query_pb2.Query, fetch=st.builds(query_pb2.FetchQuery, ref=TEXT)),
+    st.just(query_pb2.Query()),  # no query at all
 )
 
 NOW_MS = int(time.time() * 1000)
@@ -253,9 +257,9 @@ def test_gateway_rpcs_survive_random_bytes(wire: Wire, method: str, payload: byt
     """Any bytes get an expected status; an undecodable request is INVALID_ARGUMENT."""
     code, _ = _call(wire.gateway_as_fr, GATEWAY + method, payload)
     undecodable = {
-        "Query": envelope.Envelope,
+        "Query": gateway_pb2.QueryRequest,
         "MultiQuery": gateway_pb2.MultiQueryRequest,
-        "GetDirectory": gateway_pb2.DirectoryRequest,
+        "GetDirectory": gateway_pb2.GetDirectoryRequest,
         "Routes": gateway_pb2.RoutesRequest,
         "Post": gateway_pb2.PostRequest,
         "Receipts": gateway_pb2.ReceiptsRequest,
@@ -275,16 +279,16 @@ def test_gateway_rpcs_survive_random_bytes(wire: Wire, method: str, payload: byt
 @given(st.data())
 def test_gateway_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> None:
     """A mutated envelope is refused or relayed; MultiQuery reports every delivery."""
-    query = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
+    query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
     raw = data.draw(_mutated_envelope(_seal(wire, query).envelope.SerializeToString()))
     if data.draw(st.booleans()):
-        _call(wire.gateway_as_fr, GATEWAY + "Query", raw)
+        _call(wire.gateway_as_fr, GATEWAY + "Query", _repeated(raw))
         return
     multi = b"\x0a" + _varint(len(raw)) + raw  # MultiQueryRequest.envelopes[0], by hand
     code, reply = _call(wire.gateway_as_fr, GATEWAY + "MultiQuery", multi)
     if code == Code.OK:
         assert reply is not None
-        for delivery in gateway_pb2.MultiQueryReply.FromString(reply).deliveries:
+        for delivery in gateway_pb2.MultiQueryResponse.FromString(reply).deliveries:
             assert delivery.status != gateway_pb2.DELIVERY_STATUS_NO_ANSWER, delivery.detail
             if delivery.status == gateway_pb2.DELIVERY_STATUS_REFUSED:
                 assert Code[delivery.detail] in REFUSALS
@@ -302,17 +306,17 @@ def _varint(n: int) -> bytes:
 @pytest.mark.attack(
     "properly sealed and signed queries with random field values",
     adversary="rogue bureau",
-    expect="OK with a verifiable QueryResponse (hits, record, not_found or error)",
+    expect="OK with a verifiable Answer (hits, record, not_found or error)",
 )
 @settings(max_examples=60)
 @given(QUERIES)
-def test_sealed_random_queries_are_answered(wire: Wire, query: query_pb2.QueryRequest) -> None:
+def test_sealed_random_queries_are_answered(wire: Wire, query: query_pb2.Query) -> None:
     """Through the gateway, DE answers any well-sealed query; the answer verifies and opens."""
     sealed = _seal(wire, query)
-    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(sealed.envelope))
     assert code == Code.OK
     assert raw is not None
-    answer = open_answer(sealed, envelope.Envelope.FromString(raw), wire.de)
+    answer = open_answer(sealed, gateway_pb2.QueryResponse.FromString(raw).envelope, wire.de)
     assert answer.response is not None, answer.detail
     assert answer.response.WhichOneof("result") in ("hits", "record", "not_found", "error")
 
@@ -325,12 +329,12 @@ def test_sealed_random_queries_are_answered(wire: Wire, query: query_pb2.QueryRe
 @settings(max_examples=40)
 @given(st.binary(max_size=600))
 def test_sealed_random_bodies_are_refused(wire: Wire, body: bytes) -> None:
-    """A verified envelope whose body is no usable QueryRequest is refused, not crashed on."""
+    """A verified envelope whose body is no usable Query is refused, not crashed on."""
     key, _ = envelope.new_response_key()
     sealed = envelope.seal_request(body, sender=wire.fr, recipient=wire.de, response_key=key)
-    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(sealed.envelope))
     try:
-        request = query_pb2.QueryRequest.FromString(body)
+        request = query_pb2.Query.FromString(body)
         usable = len(request.response_key) == 32
     except DecodeError:
         usable = False
@@ -346,11 +350,11 @@ def test_sealed_random_bodies_are_refused(wire: Wire, body: bytes) -> None:
 @settings(max_examples=60)
 @given(HEADERS, QUERIES)
 def test_signed_random_headers_get_expected_statuses(
-    wire: Wire, header: envelope_pb2.Header, query: query_pb2.QueryRequest
+    wire: Wire, header: envelope_pb2.Header, query: query_pb2.Query
 ) -> None:
     """Sealed and signed with real keys, a header with random fields is checked, not crashed on."""
     _, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest()
+    body = query_pb2.Query()
     body.CopyFrom(query)
     body.response_key = public
     raw = header.SerializeToString()
@@ -365,7 +369,7 @@ def test_signed_random_headers_get_expected_statuses(
         envelope.SIGNATURE_CONTEXT + len(raw).to_bytes(4, "big") + raw + sealed,
     )
     env = envelope.Envelope(header=raw, sealed=sealed, signature=signature)
-    code, _ = _call(wire.gateway_as_fr, GATEWAY + "Query", env.SerializeToString())
+    code, _ = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(env))
     if header.sender != "FR":
         assert code == Code.PERMISSION_DENIED
 
@@ -395,10 +399,10 @@ def test_node_handle_survives_random_bytes(wire: Wire, payload: bytes) -> None:
 @given(st.data())
 def test_node_handle_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> None:
     """A node answers a mutated envelope only if header, sealed and signature are intact."""
-    query = query_pb2.QueryRequest(vehicle=query_pb2.VehicleQuery(plate="AB-123-CD"))
+    query = query_pb2.Query(vehicle=query_pb2.VehicleQuery(plate="AB-123-CD"))
     sealed = _seal(wire, query)
     raw = data.draw(_mutated_envelope(sealed.envelope.SerializeToString()))
-    code, _ = _call(wire.node_de_as_gateway, HANDLE, raw)
+    code, _ = _call(wire.node_de_as_gateway, HANDLE, _repeated(raw))
     intact = _intact(raw, sealed.envelope)
     if intact is None:
         assert code == Code.INVALID_ARGUMENT
@@ -443,7 +447,7 @@ def test_post_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> Non
         assert code == Code.OK
     if code == Code.OK:
         assert reply is not None
-        [result] = gateway_pb2.PostReply.FromString(reply).results
+        [result] = gateway_pb2.PostResponse.FromString(reply).results
         assert result.status == gateway_pb2.POST_STATUS_ACCEPTED
         (POSTED_INTACT if intact else POSTED_TAMPERED).add(result.message_id)
 
@@ -454,7 +458,7 @@ def _fates(channel: grpc.Channel) -> dict[bytes, int]:
     code, raw = _call(channel, GATEWAY + "Receipts", listing)
     assert code == Code.OK
     assert raw is not None
-    return {m.message_id: m.state for m in gateway_pb2.ReceiptsReply.FromString(raw).messages}
+    return {m.message_id: m.state for m in gateway_pb2.ReceiptsResponse.FromString(raw).messages}
 
 
 def test_tampered_posts_are_never_processed_nor_block_other_senders(wire: Wire) -> None:
@@ -510,7 +514,7 @@ def test_node_deliver_survives_random_bytes(wire: Wire, payload: bytes) -> None:
         return
     assert code == Code.OK
     assert reply is not None
-    results = bureau_pb2.DeliverReply.FromString(reply).results
+    results = bureau_pb2.DeliverResponse.FromString(reply).results
     assert len(results) <= len(request.envelopes)
     assert {r.status for r in results} <= {bureau_pb2.DELIVER_STATUS_REJECTED}
 
@@ -530,7 +534,7 @@ def test_node_deliver_survives_mutated_envelopes(wire: Wire, data: st.DataObject
         return
     assert code == Code.OK
     assert reply is not None
-    results = bureau_pb2.DeliverReply.FromString(reply).results
+    results = bureau_pb2.DeliverResponse.FromString(reply).results
     if intact:
         assert [r.status for r in results] == [bureau_pb2.DELIVER_STATUS_PROCESSED]
         assert results[0].receipt.ByteSize() > 0
@@ -585,12 +589,12 @@ def test_network_survives_the_fuzzing(wire: Wire) -> None:
         store.close()
     sealed = _seal(
         wire,
-        query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
+        query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
     )
-    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", sealed.envelope.SerializeToString())
+    code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(sealed.envelope))
     assert code == Code.OK
     assert raw is not None
-    answer = open_answer(sealed, envelope.Envelope.FromString(raw), wire.de)
+    answer = open_answer(sealed, gateway_pb2.QueryResponse.FromString(raw).envelope, wire.de)
     assert [m.ref for m in answer.matches] == [doc.ref]
 
     for proc in net.procs:

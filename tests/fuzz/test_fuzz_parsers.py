@@ -31,7 +31,7 @@ from ncbsim.directory import Peer, verify_entry
 from ncbsim.errors import ConfigError, DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
 from ncbsim.pki import sign_entry
-from ncbsim.v1 import directory_pb2, envelope_pb2, query_pb2
+from ncbsim.v2 import directory_pb2, envelope_pb2, query_pb2
 from node import datagen, mrz, vin
 from node.answer import answer
 from node.store import RecordStore
@@ -79,13 +79,13 @@ class Flow:
 def _make_flow() -> Flow:
     fr, de, it = (_identity(b) for b in BUREAUS)
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(
+    body = query_pb2.Query(
         response_key=public, document=query_pb2.DocumentQuery(number="X1234567", issuer="DE")
     ).SerializeToString()
     sent = envelope.seal_request(
         body, sender=fr, recipient=de.as_peer(), response_key=key, now_ms=NOW
     )
-    reply = query_pb2.QueryResponse(not_found=query_pb2.NotFound()).SerializeToString()
+    reply = query_pb2.Answer(not_found=query_pb2.NotFound()).SerializeToString()
     response = envelope.seal_response(
         reply, sender=de, request=sent.header, response_key=public, now_ms=NOW + 2
     )
@@ -451,26 +451,26 @@ DATES = st.one_of(
 )
 QUERIES = st.one_of(
     st.builds(
-        query_pb2.QueryRequest,
+        query_pb2.Query,
         document=st.builds(query_pb2.DocumentQuery, number=FIELD_TEXT, issuer=FIELD_TEXT),
     ),
     st.builds(
-        query_pb2.QueryRequest,
+        query_pb2.Query,
         person=st.builds(
             query_pb2.PersonQuery, surname=FIELD_TEXT, given_names=FIELD_TEXT, date_of_birth=DATES
         ),
     ),
     st.builds(
-        query_pb2.QueryRequest,
+        query_pb2.Query,
         vehicle=st.builds(query_pb2.VehicleQuery, vin=FIELD_TEXT, plate=FIELD_TEXT),
     ),
-    st.builds(query_pb2.QueryRequest, fetch=st.builds(query_pb2.FetchQuery, ref=FIELD_TEXT)),
-    st.builds(query_pb2.QueryRequest, response_key=st.binary(max_size=40)),  # empty oneof
+    st.builds(query_pb2.Query, fetch=st.builds(query_pb2.FetchQuery, ref=FIELD_TEXT)),
+    st.builds(query_pb2.Query, response_key=st.binary(max_size=40)),  # empty oneof
 )
 
 
-def _assert_one_result(response: query_pb2.QueryResponse) -> None:
-    assert isinstance(response, query_pb2.QueryResponse)
+def _assert_one_result(response: query_pb2.Answer) -> None:
+    assert isinstance(response, query_pb2.Answer)
     which = response.WhichOneof("result")
     assert which in ("hits", "record", "not_found", "error")
     if which == "error":
@@ -481,7 +481,7 @@ def _assert_one_result(response: query_pb2.QueryResponse) -> None:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(QUERIES)
 def test_answer_returns_a_response_for_any_query(
-    store: RecordStore, request: query_pb2.QueryRequest
+    store: RecordStore, request: query_pb2.Query
 ) -> None:
     """answer() never raises: any field values get hits, a record, not-found or an error.
 
@@ -495,9 +495,9 @@ def test_answer_returns_a_response_for_any_query(
 
 @given(st.binary(max_size=300))
 def test_answer_returns_a_response_for_any_decodable_body(store: RecordStore, body: bytes) -> None:
-    """A body that decodes as a QueryRequest, whatever its bytes, gets a response."""
+    """A body that decodes as a Query, whatever its bytes, gets a response."""
     try:
-        request = query_pb2.QueryRequest.FromString(body)
+        request = query_pb2.Query.FromString(body)
     except DecodeError:
         return
     _assert_one_result(answer(store, request))
@@ -508,7 +508,7 @@ def test_answer_finds_what_the_store_holds(store: RecordStore) -> None:
     doc = store.sample("document", 1, random.Random(3))[0]
     response = answer(
         store,
-        query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
+        query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
     )
     assert [m.ref for m in response.hits.matches] == [doc.ref]
 

@@ -20,7 +20,7 @@ from ncbsim import envelope, pki
 from ncbsim.client import seal_query
 from ncbsim.config import GatewayConfig
 from ncbsim.identity import Identity
-from ncbsim.v1 import gateway_pb2, query_pb2
+from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
 
 ANSWER = envelope.Envelope(sealed=b"sealed answer")
 
@@ -53,8 +53,10 @@ class _Context:
 class _Node:
     """A bureau node that answers every envelope with ANSWER."""
 
-    async def Handle(self, request: envelope.Envelope, timeout: float) -> envelope.Envelope:  # noqa: N802 - the stub's name
-        return ANSWER
+    async def Handle(  # noqa: N802 - the stub's name
+        self, request: bureau_pb2.HandleRequest, timeout: float
+    ) -> bureau_pb2.HandleResponse:
+        return bureau_pb2.HandleResponse(envelope=ANSWER)
 
 
 @dataclass
@@ -95,7 +97,7 @@ def _sealed(gateway: _Gateway, to: str) -> envelope.SealedRequest:
     now = int(time.time() * 1000)
     me = Identity.load(gateway.directory, "FR", now_ms=now)
     peer = Identity.load(gateway.directory, to, now_ms=now).as_peer()
-    return seal_query(me, peer, query_pb2.QueryRequest())
+    return seal_query(me, peer, query_pb2.Query())
 
 
 def _refuse_inserts(path: Path) -> None:
@@ -112,9 +114,9 @@ def test_an_answer_leaves_with_its_row_already_committed(gateway: _Gateway) -> N
     """When Query returns the node's answer, its delivered row is already in the file
     (the log here writes nothing but commits)."""
     sealed = _sealed(gateway, "DE")
-    raw = sealed.envelope.SerializeToString()
+    raw = gateway_pb2.QueryRequest(envelope=sealed.envelope).SerializeToString()
     answer = asyncio.run(gateway.service.Query(raw, _Context()))
-    assert answer == ANSWER
+    assert answer.envelope == ANSWER
     rows = read_all(gateway.audit_path)
     assert [(r.message_id, r.outcome) for r in rows] == [(sealed.header.message_hex, "delivered")]
 
@@ -122,7 +124,7 @@ def test_an_answer_leaves_with_its_row_already_committed(gateway: _Gateway) -> N
 def test_an_answer_whose_row_cannot_be_written_is_held_back(gateway: _Gateway) -> None:
     """If its audit row cannot be committed, the caller gets UNAVAILABLE, not the answer."""
     _refuse_inserts(gateway.audit_path)
-    raw = _sealed(gateway, "DE").envelope.SerializeToString()
+    raw = gateway_pb2.QueryRequest(envelope=_sealed(gateway, "DE").envelope).SerializeToString()
     with pytest.raises(_AbortedError) as held:
         asyncio.run(gateway.service.Query(raw, _Context()))
     assert held.value.code == grpc.StatusCode.UNAVAILABLE

@@ -34,7 +34,7 @@ from ncbsim.errors import RETRY_AFTER_KEY, DirectoryError, EnvelopeError, is_que
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import Served, start_server
-from ncbsim.v1 import bureau_pb2, bureau_pb2_grpc, envelope_pb2, gateway_pb2, gateway_pb2_grpc
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, envelope_pb2, gateway_pb2, gateway_pb2_grpc
 
 BUREAUS = ["FR", "DE", "IT", "GS"]
 SEND_ONLY = "MC"
@@ -99,7 +99,7 @@ def _forged(sender: str = "FR", recipient: str = "DE", **fields: Any) -> envelop
 
 
 @dataclass
-class DeliverServicer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
+class DeliverServicer(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc]
     """DE's Bureau.Deliver as a node does it: open, dedup by (sender, message id), receipt."""
 
     directory: pki.PkiDir
@@ -134,7 +134,7 @@ class DeliverServicer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
 
     async def Deliver(  # noqa: N802 - gRPC method name
         self, request: bureau_pb2.DeliverRequest, context: grpc.aio.ServicerContext
-    ) -> bureau_pb2.DeliverReply:
+    ) -> bureau_pb2.DeliverResponse:
         self.calls += 1
         self.batches.append(len(request.envelopes))
         assert transport.peer_is(context, GATEWAY_NAME)
@@ -142,7 +142,7 @@ class DeliverServicer(bureau_pb2_grpc.BureauServicer):  # type: ignore[misc]
             await self.on_call()
         if self.max_envelopes is not None and len(request.envelopes) > self.max_envelopes:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "message too large")
-        reply = bureau_pb2.DeliverReply()
+        reply = bureau_pb2.DeliverResponse()
         for item in request.envelopes:
             if self.stop_after is not None and len(reply.results) >= self.stop_after:
                 break
@@ -185,7 +185,7 @@ async def _serve_bureau(bureau: DeliverServicer) -> Served:
         bureau.directory.tls(bureau.code),
         "127.0.0.1:0",
         [],
-        register=lambda s: bureau_pb2_grpc.add_BureauServicer_to_server(bureau, s),
+        register=lambda s: bureau_pb2_grpc.add_BureauServiceServicer_to_server(bureau, s),
     )
     await served.set_serving(True)
     return served
@@ -202,23 +202,23 @@ class Gateway:
     deliverer: Deliverer | None
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
-    def stub(self, caller: str) -> gateway_pb2_grpc.GatewayStub:
+    def stub(self, caller: str) -> gateway_pb2_grpc.GatewayServiceStub:
         if caller not in self.channels:
             self.channels[caller] = transport.gateway_channel(
                 self.address, self.directory.tls(caller)
             )
-        return gateway_pb2_grpc.GatewayStub(self.channels[caller])
+        return gateway_pb2_grpc.GatewayServiceStub(self.channels[caller])
 
-    async def post(self, caller: str, *items: envelope.Envelope) -> gateway_pb2.PostReply:
+    async def post(self, caller: str, *items: envelope.Envelope) -> gateway_pb2.PostResponse:
         request = gateway_pb2.PostRequest(envelopes=items)
-        reply: gateway_pb2.PostReply = await self.stub(caller).Post(request, timeout=5)
+        reply: gateway_pb2.PostResponse = await self.stub(caller).Post(request, timeout=5)
         return reply
 
     async def receipts(
         self, caller: str, after: int = 0, limit: int = 0
-    ) -> gateway_pb2.ReceiptsReply:
+    ) -> gateway_pb2.ReceiptsResponse:
         request = gateway_pb2.ReceiptsRequest(after_sequence=after, limit=limit)
-        reply: gateway_pb2.ReceiptsReply = await self.stub(caller).Receipts(request, timeout=5)
+        reply: gateway_pb2.ReceiptsResponse = await self.stub(caller).Receipts(request, timeout=5)
         return reply
 
     async def register(self, caller: str, address: str) -> None:
@@ -413,7 +413,7 @@ def test_post_accepts_and_a_retry_is_a_duplicate_with_the_same_sequence(
     with the original sequences, and both calls are audited per envelope."""
     items = [_seal(pki_dir, "FR", "DE"), _seal(pki_dir, "FR", "IT")]
 
-    async def main() -> tuple[gateway_pb2.PostReply, gateway_pb2.PostReply]:
+    async def main() -> tuple[gateway_pb2.PostResponse, gateway_pb2.PostResponse]:
         async with _gateway(tmp_path, pki_dir, deliver=False) as gateway:
             return await gateway.post("FR", *items), await gateway.post("FR", *items)
 
@@ -442,7 +442,7 @@ def test_full_queue_is_resource_exhausted_with_a_retry_hint(
     """Over max_queue a Post to that bureau alone is RESOURCE_EXHAUSTED with retry-after-ms;
     a Post that also reaches another bureau is OK with QUEUE_FULL for the full one."""
 
-    async def main() -> tuple[grpc.aio.AioRpcError, gateway_pb2.PostReply]:
+    async def main() -> tuple[grpc.aio.AioRpcError, gateway_pb2.PostResponse]:
         async with _gateway(tmp_path, pki_dir, deliver=False, max_queue=1) as gateway:
             await gateway.post("FR", _seal(pki_dir, "FR", "DE"))
             with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -507,7 +507,7 @@ def test_a_message_id_reused_by_another_envelope_refuses_the_whole_call(
     forged = envelope.Envelope(header=first.header, sealed=b"other", signature=first.signature)
     fresh = _seal(pki_dir, "FR", "IT")
 
-    async def main() -> tuple[grpc.aio.AioRpcError, gateway_pb2.PostReply, int]:
+    async def main() -> tuple[grpc.aio.AioRpcError, gateway_pb2.PostResponse, int]:
         async with _gateway(tmp_path, pki_dir, deliver=False) as gateway:
             await gateway.post("FR", first)
             with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -30,7 +30,7 @@ from ncbsim.config import GatewayConfig
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.identity import Identity
 from ncbsim.serving import start_server
-from ncbsim.v1 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 
 # 2026-11-27 23:59:58.500 UTC: a day boundary 1.5 s away.
 NEAR_MIDNIGHT_MS = int(datetime(2026, 11, 27, 23, 59, 58, 500_000, tzinfo=UTC).timestamp() * 1000)
@@ -371,15 +371,20 @@ def _seal(directory: pki.PkiDir, sender: str, recipient: str) -> envelope.Sealed
     now = int(time.time() * 1000)
     me = Identity.load(directory, sender, now_ms=now)
     peer = Identity.load(directory, recipient, now_ms=now).as_peer()
-    query = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
+    query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
     return seal_query(me, peer, query)
+
+
+def _query(item: envelope.Envelope) -> bytes:
+    """The bytes of a QueryRequest holding ``item``."""
+    return gateway_pb2.QueryRequest(envelope=item).SerializeToString()
 
 
 async def _raw_call(
     channel: grpc.aio.Channel, method: str, payload: bytes
 ) -> tuple[grpc.StatusCode, str, dict[str, str]]:
     call = channel.unary_unary(
-        f"/ncbsim.v1.Gateway/{method}", request_serializer=None, response_deserializer=None
+        f"/ncbsim.v2.GatewayService/{method}", request_serializer=None, response_deserializer=None
     )
     try:
         await call(payload, timeout=5)
@@ -392,7 +397,9 @@ def _rows(tmp_path: Path) -> list[AuditRecord]:
     return read_all(tmp_path / "audit.sqlite")
 
 
-GATEWAY_METHODS = [m.name for m in gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].methods]
+GATEWAY_METHODS = [
+    m.name for m in gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].methods
+]
 
 
 @pytest.mark.attack(
@@ -456,7 +463,8 @@ def test_header_out_of_bounds_is_refused_before_it_is_audited(
             forged.header = header.SerializeToString()
             channel = transport.gateway_channel(address, directory.tls("FR"))
             try:
-                await gateway_pb2_grpc.GatewayStub(channel).Query(forged, timeout=5)
+                stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+                await stub.Query(gateway_pb2.QueryRequest(envelope=forged), timeout=5)
             except grpc.aio.AioRpcError as exc:
                 return exc.code()
             finally:
@@ -489,7 +497,7 @@ def test_multi_query_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
     async def main() -> None:
         async with _gateway(tmp_path, limiter) as (directory, address):
             channel = transport.gateway_channel(address, directory.tls("FR"))
-            stub = gateway_pb2_grpc.GatewayStub(channel)
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
             try:
                 for _ in range(2):
                     request = gateway_pb2.MultiQueryRequest(
@@ -503,7 +511,7 @@ def test_multi_query_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
                 await channel.close()
 
     asyncio.run(main())
-    assert isinstance(results[0], gateway_pb2.MultiQueryReply)  # relayed (no nodes: no answer)
+    assert isinstance(results[0], gateway_pb2.MultiQueryResponse)  # relayed (no nodes: no answer)
     code, detail, trailers = results[1]  # type: ignore[misc]
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert detail == "rate limit for FR: retry after 1000 ms"
@@ -532,7 +540,7 @@ def test_an_oversized_envelope_inside_a_multi_query_is_refused(tmp_path: Path) -
             )
             channel = transport.gateway_channel(address, directory.tls("FR"))
             try:
-                await gateway_pb2_grpc.GatewayStub(channel).MultiQuery(request, timeout=5)
+                await gateway_pb2_grpc.GatewayServiceStub(channel).MultiQuery(request, timeout=5)
             except grpc.aio.AioRpcError as exc:
                 return exc.code(), exc.details() or ""
             finally:
@@ -580,7 +588,7 @@ def test_an_oversized_fan_out_is_audited_once(tmp_path: Path) -> None:
 def test_control_calls_have_a_bucket_of_their_own(tmp_path: Path) -> None:
     """Past its control burst a bureau's GetDirectory is refused with a retry hint and
     audited, while its own queries and another bureau's control calls still pass."""
-    request = gateway_pb2.DirectoryRequest(bureaus=["DE"]).SerializeToString()
+    request = gateway_pb2.GetDirectoryRequest(bureaus=["DE"]).SerializeToString()
 
     async def main() -> list[tuple[str, grpc.StatusCode, dict[str, str]]]:
         results = []
@@ -593,7 +601,7 @@ def test_control_calls_have_a_bucket_of_their_own(tmp_path: Path) -> None:
                 ("FR", "Routes", b""),
                 ("FR", "GetDirectory", request),  # third control call: over the burst
                 ("IT", "GetDirectory", request),  # another bureau: its own bucket
-                ("FR", "Query", _seal(directory, "FR", "DE").envelope.SerializeToString()),
+                ("FR", "Query", _query(_seal(directory, "FR", "DE").envelope)),
             ]:
                 channel = transport.gateway_channel(address, directory.tls(bureau))
                 try:

@@ -29,9 +29,9 @@ from ncbsim.errors import ConfigError, DirectoryError
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.serving import start_server
-from ncbsim.v1 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 
-Call = Callable[[gateway_pb2_grpc.GatewayStub], Awaitable[object]]
+Call = Callable[[gateway_pb2_grpc.GatewayServiceStub], Awaitable[object]]
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +65,7 @@ def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]
         async with _gateway(directory, config) as address:
             channel = transport.gateway_channel(address, directory.tls(caller))
             try:
-                await call(gateway_pb2_grpc.GatewayStub(channel))
+                await call(gateway_pb2_grpc.GatewayServiceStub(channel))
             except grpc.aio.AioRpcError as exc:
                 return exc.code(), exc.details() or ""
             finally:
@@ -73,6 +73,11 @@ def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]
         return grpc.StatusCode.OK, ""
 
     return asyncio.run(main())
+
+
+def _query(item: envelope.Envelope) -> Call:
+    """A call of Query with ``item``."""
+    return lambda stub: stub.Query(gateway_pb2.QueryRequest(envelope=item), timeout=5)
 
 
 def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedRequest:
@@ -88,7 +93,7 @@ def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedReque
         Identity.load(directory, known, now_ms=now).as_peer(), bureau=recipient
     )
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(
+    body = query_pb2.Query(
         response_key=public, document=query_pb2.DocumentQuery(number="X", issuer="DE")
     )
     return envelope.seal_request(
@@ -99,7 +104,7 @@ def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedReque
 def test_malformed_header_is_invalid_argument(tmp_path: Path) -> None:
     """An envelope whose header is not a protobuf Header is refused as INVALID_ARGUMENT."""
     bad = envelope.Envelope(header=b"\xff\xff\xff", sealed=b"x", signature=b"y")
-    code, detail = _run(tmp_path, "FR", lambda stub: stub.Query(bad, timeout=5))
+    code, detail = _run(tmp_path, "FR", _query(bad))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert detail == "envelope rejected"
 
@@ -107,7 +112,7 @@ def test_malformed_header_is_invalid_argument(tmp_path: Path) -> None:
 def test_unknown_recipient_is_not_found(tmp_path: Path) -> None:
     """A recipient with no directory entry is refused as NOT_FOUND, naming only the code."""
     sealed = _sealed(tmp_path, "FR", "ZZ")
-    code, detail = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, detail = _run(tmp_path, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.NOT_FOUND
     assert "ZZ" in detail
 
@@ -115,7 +120,7 @@ def test_unknown_recipient_is_not_found(tmp_path: Path) -> None:
 def test_registered_bureau_without_node_is_unavailable(tmp_path: Path) -> None:
     """A known bureau whose node never registered answers UNAVAILABLE, and is audited."""
     sealed = _sealed(tmp_path, "FR", "DE")
-    code, _ = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, _ = _run(tmp_path, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.UNAVAILABLE
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.sender, r.recipient, r.outcome) for r in rows] == [("FR", "DE", "no_answer")]
@@ -124,7 +129,7 @@ def test_registered_bureau_without_node_is_unavailable(tmp_path: Path) -> None:
 def test_operator_certificate_cannot_send_queries(tmp_path: Path) -> None:
     """Only a bureau certificate may send: the operator's is refused as PERMISSION_DENIED."""
     sealed = _sealed(tmp_path, "FR", "DE")
-    code, _ = _run(tmp_path, "operator", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, _ = _run(tmp_path, "operator", _query(sealed.envelope))
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -163,9 +168,9 @@ def test_multi_query_lists_unregistered_bureaus_as_no_answer(tmp_path: Path) -> 
     request = gateway_pb2.MultiQueryRequest(
         envelopes=[_sealed(tmp_path, "FR", b).envelope for b in ("DE", "IT")]
     )
-    replies: list[gateway_pb2.MultiQueryReply] = []
+    replies: list[gateway_pb2.MultiQueryResponse] = []
 
-    async def call(stub: gateway_pb2_grpc.GatewayStub) -> None:
+    async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
         replies.append(await stub.MultiQuery(request, timeout=5))
 
     assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
@@ -178,10 +183,10 @@ def test_multi_query_lists_unregistered_bureaus_as_no_answer(tmp_path: Path) -> 
 
 def test_directory_serves_every_root_signed_entry(tmp_path: Path) -> None:
     """GetDirectory returns each bureau's entry exactly as the PKI signed it."""
-    replies: list[gateway_pb2.Directory] = []
+    replies: list[gateway_pb2.GetDirectoryResponse] = []
 
-    async def call(stub: gateway_pb2_grpc.GatewayStub) -> None:
-        replies.append(await stub.GetDirectory(gateway_pb2.DirectoryRequest(), timeout=5))
+    async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
+        replies.append(await stub.GetDirectory(gateway_pb2.GetDirectoryRequest(), timeout=5))
 
     assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
     on_disk = sorted((tmp_path / "pki" / "directory").glob("*.entry"))
@@ -202,7 +207,7 @@ def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(tmp_path: Path) 
     entry_path.write_bytes(signed.SerializeToString())
     errors: list[Exception] = []
 
-    async def call(stub: gateway_pb2_grpc.GatewayStub) -> None:
+    async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
         peers = Peers(Directory(directory.root_public_key()), stub)
         try:
             await peers.resolve(["DE"])
@@ -223,7 +228,7 @@ def test_malformed_recipient_is_refused_and_kept_out_of_the_trail(
 ) -> None:
     """A recipient that is not a bureau code is INVALID_ARGUMENT, and never copied to audit."""
     sealed = _sealed(tmp_path, "FR", recipient)
-    code, detail = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, detail = _run(tmp_path, "FR", _query(sealed.envelope))
     assert (code, detail) == (grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.sender, r.recipient, r.outcome) for r in rows] == [("FR", "", "refused")]
@@ -237,11 +242,11 @@ def test_overlong_sender_is_refused_and_kept_out_of_the_trail(tmp_path: Path) ->
     forged = Identity.from_keys("F" * 10_000, me.signing_key, me.encryption_key)
     de = Identity.load(directory, "DE", now_ms=int(time.time() * 1000)).as_peer()
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(response_key=public)
+    body = query_pb2.Query(response_key=public)
     sealed = envelope.seal_request(
         body.SerializeToString(), sender=forged, recipient=de, response_key=key
     )
-    code, _ = _run(tmp_path, "FR", lambda stub: stub.Query(sealed.envelope, timeout=5))
+    code, _ = _run(tmp_path, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.peer, r.sender, r.recipient, r.outcome) for r in rows] == [
@@ -270,10 +275,10 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
             try:
                 # Port 1 on loopback: nothing listens, so every relay fails to connect.
                 register = gateway_pb2.RegisterRequest(address="127.0.0.1:1")
-                await gateway_pb2_grpc.GatewayStub(as_de).Register(register, timeout=5)
-                stub = gateway_pb2_grpc.GatewayStub(as_fr)
+                await gateway_pb2_grpc.GatewayServiceStub(as_de).Register(register, timeout=5)
+                stub = gateway_pb2_grpc.GatewayServiceStub(as_fr)
                 try:
-                    await stub.Query(query.envelope, timeout=5)
+                    await stub.Query(gateway_pb2.QueryRequest(envelope=query.envelope), timeout=5)
                 except grpc.aio.AioRpcError as exc:
                     results.append((exc.code(), exc.details()))
                 results.append(await stub.MultiQuery(multi, timeout=5))
@@ -284,7 +289,7 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
     asyncio.run(main())
     assert results[0] == (grpc.StatusCode.UNAVAILABLE, "no answer from DE")
     reply = results[1]
-    assert isinstance(reply, gateway_pb2.MultiQueryReply)
+    assert isinstance(reply, gateway_pb2.MultiQueryResponse)
     assert [(d.bureau, d.status, d.detail) for d in reply.deliveries] == [
         ("DE", gateway_pb2.DELIVERY_STATUS_NO_ANSWER, "UNAVAILABLE")
     ]

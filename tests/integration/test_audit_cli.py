@@ -16,10 +16,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ncbsim import envelope, transport
+from ncbsim import transport
 from ncbsim.client import BureauClient, Outcome
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import bureau_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, query_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ CANARY = f"Z{os.urandom(6).hex().upper()}"
 
 async def _send(workdir: Path, as_: str, count: int) -> None:
     gateway = json.loads((workdir / "network.json").read_text())["gateway"]
-    query = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=CANARY, issuer="DE"))
+    query = query_pb2.Query(document=query_pb2.DocumentQuery(number=CANARY, issuer="DE"))
     async with BureauClient.open(PkiDir(workdir), as_, gateway) as client:
         for _ in range(count):
             answer = await client.query(query, "DE")
@@ -68,7 +68,9 @@ async def _call_node_directly(workdir: Path) -> grpc.StatusCode:
     address = next(p["address"] for p in procs if p["bureau"] == "DE")
     channel = transport.bureau_channel(address, PkiDir(workdir).tls("FR"), "DE")
     try:
-        await bureau_pb2_grpc.BureauStub(channel).Handle(envelope.Envelope(), timeout=5)
+        await bureau_pb2_grpc.BureauServiceStub(channel).Handle(
+            bureau_pb2.HandleRequest(), timeout=5
+        )
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     finally:

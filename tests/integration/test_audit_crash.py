@@ -15,7 +15,7 @@ from gateway.audit import read_all
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, seal_query
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import gateway_pb2, query_pb2
+from ncbsim.v2 import gateway_pb2, query_pb2
 from simulations.network import Network, audit_path
 
 pytestmark = pytest.mark.integration
@@ -28,10 +28,8 @@ KILL_AT = QUERIES // 2
 """Answers that arrive before the crash: many, with as many still in flight."""
 
 
-def _query(i: int) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(
-        document=query_pb2.DocumentQuery(number=f"ZZ{i:07d}", issuer="DE")
-    )
+def _query(i: int) -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=f"ZZ{i:07d}", issuer="DE"))
 
 
 async def _answers_then_crash(
@@ -49,7 +47,7 @@ async def _answers_then_crash(
 
         async def single(i: int) -> set[str]:
             sealed = seal(i, to[i % len(to)])
-            await client.stub.Query(sealed.envelope, timeout=10)
+            await client.stub.Query(gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=10)
             return {sealed.header.message_hex}
 
         async def multi(i: int) -> set[str]:

@@ -22,7 +22,7 @@ from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.mail import Delivered, Mailer, PostOutcome
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
+from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
 from node.inbox import Inbox
 from simulations.network import Network, db_path, gateway_files
 from simulations.scenario import Records, Scenario
@@ -226,7 +226,7 @@ def test_a_copy_nobody_can_check_holds_back_only_its_sender(network: Network) ->
     async def main() -> tuple[PostOutcome, list[PostOutcome]]:
         address = network.gateway.address
         async with transport.gateway_channel(address, pki.tls("FR")) as channel:
-            stub = gateway_pb2_grpc.GatewayStub(channel)
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
             [stored] = (
                 await stub.Post(gateway_pb2.PostRequest(envelopes=[bad]), timeout=5)
             ).results

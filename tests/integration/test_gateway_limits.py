@@ -25,13 +25,13 @@ import pytest
 from ncbsim import auditlog, envelope, transport
 from ncbsim.client import BureauClient, Outcome, seal_query
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import envelope_pb2, query_pb2
+from ncbsim.v2 import envelope_pb2, gateway_pb2, query_pb2
 from node import datagen
 
 pytestmark = pytest.mark.integration
 
 BURST = 5
-QUERY = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
+QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
 GARBAGE = b"\xff\xff\xff\xff\x00not a protobuf"
 ANSWERED = (Outcome.HIT, Outcome.NO_HIT)
 Trailers = dict[str, str]
@@ -158,7 +158,7 @@ def _client(net: Net, bureau: str) -> BureauClient:
     return BureauClient.open(PkiDir(net.workdir), bureau, net.gateway)
 
 
-async def _seal(client: BureauClient, query: query_pb2.QueryRequest = QUERY) -> envelope.Envelope:
+async def _seal(client: BureauClient, query: query_pb2.Query = QUERY) -> envelope.Envelope:
     await client.peers.resolve(["DE"])
     return seal_query(client.identity, client.peers.get("DE"), query).envelope
 
@@ -166,10 +166,14 @@ async def _seal(client: BureauClient, query: query_pb2.QueryRequest = QUERY) -> 
 async def _send(
     client: BureauClient, request: envelope.Envelope | bytes, method: str = "Query"
 ) -> tuple[grpc.StatusCode, str, Trailers]:
-    """Send ``request`` as is (raw bytes or an envelope); its status, detail and trailers."""
-    raw = request if isinstance(request, bytes) else request.SerializeToString()
+    """Send ``request`` (raw bytes as they are, an envelope in a QueryRequest); its status,
+    detail and trailers."""
+    if isinstance(request, bytes):
+        raw = request
+    else:
+        raw = gateway_pb2.QueryRequest(envelope=request).SerializeToString()
     call = client._channel.unary_unary(
-        f"/ncbsim.v1.Gateway/{method}", request_serializer=None, response_deserializer=None
+        f"/ncbsim.v2.GatewayService/{method}", request_serializer=None, response_deserializer=None
     )
     try:
         await call(raw, timeout=5)
@@ -276,9 +280,7 @@ def test_daily_quota_from_the_limits_file_is_refused_until_midnight(net: Net) ->
 def test_oversized_envelope_is_refused_and_the_next_query_is_served(net: Net) -> None:
     """An envelope of about 5 KB against --max-envelope-bytes 4096: RESOURCE_EXHAUSTED with
     pushback -1 (never retry), one audit row; IT's next normal query is answered."""
-    big_query = query_pb2.QueryRequest(
-        document=query_pb2.DocumentQuery(number="X" * 5_000, issuer="DE")
-    )
+    big_query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X" * 5_000, issuer="DE"))
 
     async def send() -> tuple[int, tuple[grpc.StatusCode, str, Trailers]]:
         async with _client(net, "IT") as it:
@@ -336,7 +338,7 @@ def test_garbage_to_the_node_is_invalid_argument_and_audited(net: Net) -> None:
     async def send() -> tuple[grpc.StatusCode, str]:
         channel = transport.bureau_channel(net.node, tls, "DE")
         call = channel.unary_unary(
-            "/ncbsim.v1.Bureau/Handle", request_serializer=None, response_deserializer=None
+            "/ncbsim.v2.BureauService/Handle", request_serializer=None, response_deserializer=None
         )
         try:
             await call(GARBAGE, timeout=5)

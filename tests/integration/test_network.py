@@ -21,7 +21,7 @@ from ncbsim import envelope, transport
 from ncbsim.client import ALL, BureauClient, Outcome
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import bureau_pb2_grpc, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.store import RecordStore
 from simulations.network import Network, alive, audit_path, db_path, gateway_files
 
@@ -40,11 +40,11 @@ def _document(network: Network, owner: str, seed: int = 1):  # type: ignore[no-u
         store.close()
 
 
-def _doc_query(number: str, issuer: str) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+def _doc_query(number: str, issuer: str) -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
 
 
-async def _ask(network: Network, as_: str, query: query_pb2.QueryRequest, to: str):  # type: ignore[no-untyped-def]
+async def _ask(network: Network, as_: str, query: query_pb2.Query, to: str):  # type: ignore[no-untyped-def]
     async with _client(network, as_) as client:
         return await client.query(query, to)
 
@@ -56,7 +56,7 @@ def test_document_hit_then_step2_fetch(network: Network) -> None:
     async def scenario():  # type: ignore[no-untyped-def]
         async with _client(network, "FR") as client:
             hit = await client.query(_doc_query(doc.number, "DE"), "DE")
-            fetch = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=hit.matches[0].ref))
+            fetch = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=hit.matches[0].ref))
             return hit, await client.query(fetch, "DE")
 
     hit, fetched = asyncio.run(scenario())
@@ -75,7 +75,7 @@ def test_unknown_document_is_no_hit(network: Network) -> None:
 
 def test_fetch_of_unknown_reference_is_not_found(network: Network) -> None:
     """Step 2 for a reference the bureau never issued answers not-found."""
-    fetch = query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref="NOSUCHREFERENCE00000"))
+    fetch = query_pb2.Query(fetch=query_pb2.FetchQuery(ref="NOSUCHREFERENCE00000"))
     answer = asyncio.run(_ask(network, "IT", fetch, "NL"))
     assert answer.outcome == Outcome.NOT_FOUND
 
@@ -97,15 +97,15 @@ def test_answers_of_every_kind_look_alike_to_the_gateway(network: Network) -> No
                 hit,
                 await client.query(_doc_query("ZZ0000000", "DE"), "DE"),
                 await client.query(
-                    query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=hit.matches[0].ref)),
+                    query_pb2.Query(fetch=query_pb2.FetchQuery(ref=hit.matches[0].ref)),
                     "DE",
                 ),
                 await client.query(
-                    query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref="NOSUCHREFERENCE00000")),
+                    query_pb2.Query(fetch=query_pb2.FetchQuery(ref="NOSUCHREFERENCE00000")),
                     "DE",
                 ),
                 await client.query(
-                    query_pb2.QueryRequest(
+                    query_pb2.Query(
                         person=query_pb2.PersonQuery(
                             surname="X" * 64, given_names="Y" * 64, date_of_birth="1970-01-01"
                         )
@@ -170,7 +170,8 @@ def test_sender_spoofing_is_refused_and_audited(network: Network) -> None:
     async def send() -> grpc.StatusCode:
         channel = transport.gateway_channel(network.gateway.address, pki.tls("FR"))
         try:
-            await gateway_pb2_grpc.GatewayStub(channel).Query(sealed.envelope, timeout=5)
+            request = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            await gateway_pb2_grpc.GatewayServiceStub(channel).Query(request, timeout=5)
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         finally:
@@ -206,7 +207,9 @@ def test_node_refuses_callers_other_than_the_gateway(network: Network) -> None:
     async def call() -> grpc.StatusCode:
         channel = transport.bureau_channel(node.address, pki.tls("FR"), "DE")
         try:
-            await bureau_pb2_grpc.BureauStub(channel).Handle(envelope.Envelope(), timeout=5)
+            await bureau_pb2_grpc.BureauServiceStub(channel).Handle(
+                bureau_pb2.HandleRequest(), timeout=5
+            )
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         finally:
@@ -237,7 +240,7 @@ def test_every_server_reports_serving_on_the_health_service(network: Network) ->
 def test_canary_never_reaches_the_gateways_files(network: Network) -> None:
     """A unique string inside a query is answered, yet appears nowhere in gateway logs or audit."""
     canary = f"Canary{os.urandom(8).hex()}"
-    query = query_pb2.QueryRequest(
+    query = query_pb2.Query(
         person=query_pb2.PersonQuery(surname=canary, given_names="Ann", date_of_birth="1970-01-01")
     )
     answer = asyncio.run(_ask(network, "NL", query, "FR"))
@@ -363,4 +366,4 @@ def test_reflection_lists_the_services(network: Network) -> None:
             await channel.close()
         return set()
 
-    assert {"ncbsim.v1.Gateway", "grpc.health.v1.Health"} <= asyncio.run(list_services())
+    assert {"ncbsim.v2.GatewayService", "grpc.health.v1.Health"} <= asyncio.run(list_services())

@@ -16,7 +16,7 @@ import pytest
 
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2, records_pb2
+from ncbsim.v2 import query_pb2, records_pb2
 from node import admin
 from node.hits import HitEvent, read_hits
 from node.store import NO_CONTROL, Document, RecordStore
@@ -37,17 +37,15 @@ def _open_document(network: Network, seed: int) -> Document:
         store.close()
 
 
-def _doc_query(doc: Document) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(
-        document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer)
-    )
+def _doc_query(doc: Document) -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
 
 
-def _fetch(ref: str) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
+def _fetch(ref: str) -> query_pb2.Query:
+    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
 
 
-def _ask_all(network: Network, asks: list[tuple[str, query_pb2.QueryRequest]]) -> list[Answer]:
+def _ask_all(network: Network, asks: list[tuple[str, query_pb2.Query]]) -> list[Answer]:
     """Each (requester, query) sent to DE in turn, through the gateway."""
 
     async def run() -> list[Answer]:

@@ -16,7 +16,7 @@ import pytest
 
 from ncbsim.client import ALL, BureauClient, Outcome
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node.store import Document, RecordStore
 from simulations.network import Network, db_path
 
@@ -123,7 +123,7 @@ def test_a_gateway_outage_lists_every_bureau(fresh_network: Network) -> None:
     ALL is answered again."""
     net = fresh_network
     doc = _document(net, "DE", seed=14)
-    query = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE"))
+    query = query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE"))
 
     async def during_outage() -> tuple[list[Outcome], dict[str, Outcome]]:
         pki = PkiDir(net.workdir)

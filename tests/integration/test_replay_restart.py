@@ -16,12 +16,12 @@ import pytest
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import gateway_pb2, query_pb2
 from simulations.network import Network, alive, db_path
 
 pytestmark = pytest.mark.integration
 
-QUERY = query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
+QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
 RESTART_TIMEOUT_S = 30.0
 
 
@@ -39,7 +39,7 @@ async def _send(network: Network, request: envelope.Envelope) -> grpc.StatusCode
     """Send ``request`` as is through the gateway; the status code it gets."""
     async with _client(network) as client:
         try:
-            await client._stub.Query(request, timeout=5)
+            await client._stub.Query(gateway_pb2.QueryRequest(envelope=request), timeout=5)
         except grpc.aio.AioRpcError as exc:
             return exc.code()
     return grpc.StatusCode.OK
@@ -139,7 +139,8 @@ def test_an_envelope_is_answered_once_even_across_a_node_restart(
     async def first_two() -> tuple[envelope.SealedRequest, Outcome, grpc.StatusCode]:
         async with _client(net) as client:
             sealed = await _seal(client)
-            response = await client._stub.Query(sealed.envelope, timeout=5)
+            wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            response = (await client._stub.Query(wire, timeout=5)).envelope
             answer = open_answer(sealed, response, client.peers.get("DE"))
         return sealed, answer.outcome, await _send(net, sealed.envelope)
 

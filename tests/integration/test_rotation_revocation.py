@@ -21,7 +21,7 @@ from ncbsim.client import BureauClient, Outcome
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import bureau_pb2_grpc, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 from node.store import RecordStore
 from simulations.network import Network, audit_path, db_path
 
@@ -46,15 +46,13 @@ def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     return predicate()
 
 
-def _document_query(network: Network, owner: str) -> query_pb2.QueryRequest:
+def _document_query(network: Network, owner: str) -> query_pb2.Query:
     store = RecordStore(db_path(network.workdir, owner))
     try:
         doc = store.sample("document", 1, random.Random(3))[0]
     finally:
         store.close()
-    return query_pb2.QueryRequest(
-        document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer)
-    )
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
 
 
 def _ask(network: Network, as_: str, to: str) -> Outcome:
@@ -87,7 +85,8 @@ def _via_gateway(network: Network, as_: str, request: envelope.Envelope) -> grpc
         tls = PkiDir(network.workdir).tls(as_)
         channel = transport.gateway_channel(network.gateway.address, tls)
         try:
-            await gateway_pb2_grpc.GatewayStub(channel).Query(request, timeout=5)
+            wire = gateway_pb2.QueryRequest(envelope=request)
+            await gateway_pb2_grpc.GatewayServiceStub(channel).Query(wire, timeout=5)
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         finally:
@@ -105,7 +104,8 @@ def _to_node(network: Network, bureau: str, request: envelope.Envelope) -> grpc.
         tls = PkiDir(network.workdir).tls("gateway")
         channel = transport.bureau_channel(network.node(bureau).address, tls, bureau)
         try:
-            await bureau_pb2_grpc.BureauStub(channel).Handle(request, timeout=5)
+            wire = bureau_pb2.HandleRequest(envelope=request)
+            await bureau_pb2_grpc.BureauServiceStub(channel).Handle(wire, timeout=5)
         except grpc.aio.AioRpcError as exc:
             return exc.code()
         finally:

@@ -11,7 +11,7 @@ import pytest
 from load.floor import Fields, FloorProcesses
 from ncbsim import pki, transport
 from ncbsim.errors import NetworkError
-from ncbsim.v1 import gateway_pb2_grpc
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 from simulations.network import alive
 
 
@@ -37,9 +37,10 @@ def test_relay_forwards_to_the_server_over_mtls_and_stops(tmp_path: Path) -> Non
         try:
             channel = transport.gateway_channel(floor.relay, directory.tls("FR"))
             async with channel:
-                stub = gateway_pb2_grpc.GatewayStub(channel)
-                response = await stub.Query(Fields(82, 99, 64).canned(), timeout=10)
-            return Fields.of(response), dict(floor.pids)
+                stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+                request = gateway_pb2.QueryRequest(envelope=Fields(82, 99, 64).canned())
+                response = await stub.Query(request, timeout=10)
+            return Fields.of(response.envelope), dict(floor.pids)
         finally:
             floor.stop()
 

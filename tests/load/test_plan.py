@@ -14,7 +14,7 @@ from ncbsim.client import Answer, Outcome
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.errors import ConfigError
 from ncbsim.identity import Identity
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node import datagen
 from node.answer import answer
 from node.store import RecordStore
@@ -110,9 +110,7 @@ def test_corpus_is_the_same_for_the_same_seed(stores: dict[str, RecordStore]) ->
 
 
 def _hits(*refs: str) -> Answer:
-    body = query_pb2.QueryResponse(
-        hits=query_pb2.Hits(matches=[query_pb2.Match(ref=r) for r in refs])
-    )
+    body = query_pb2.Answer(hits=query_pb2.Hits(matches=[query_pb2.Match(ref=r) for r in refs]))
     return Answer("DE", Outcome.HIT if refs else Outcome.NO_HIT, body)
 
 
@@ -124,7 +122,7 @@ def _hits(*refs: str) -> Answer:
         ("r1", _hits("r2"), "DE: planted record missed"),
         (None, _hits(), None),
         (None, _hits("r2"), "DE: false hit"),
-        ("r1", Answer("DE", Outcome.RECORD, query_pb2.QueryResponse()), None),
+        ("r1", Answer("DE", Outcome.RECORD, query_pb2.Answer()), None),
         ("r1", Answer("DE", Outcome.NOT_FOUND), "DE: reference not found"),
         (None, Answer("DE", Outcome.FAILED, None, "response did not verify"), "DE: failed"),
         (None, Answer("DE", Outcome.NO_ANSWER), "DE: no_answer"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ncbsim.v1 import query_pb2, records_pb2
+from ncbsim.v2 import query_pb2, records_pb2
 from node import datagen
 from node.answer import answer
 from node.store import RecordStore
@@ -29,9 +29,7 @@ def test_document_hit_returns_only_a_reference(store: RecordStore) -> None:
     doc = store.sample("document", 1, random.Random(1))[0]
     response = answer(
         store,
-        query_pb2.QueryRequest(
-            document=query_pb2.DocumentQuery(number=doc.number.lower(), issuer="DE")
-        ),
+        query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number.lower(), issuer="DE")),
     )
     assert response.WhichOneof("result") == "hits"
     assert [(m.ref, m.kind, m.score) for m in response.hits.matches] == [
@@ -43,7 +41,7 @@ def test_document_hit_returns_only_a_reference(store: RecordStore) -> None:
 def test_fetch_returns_the_full_record(store: RecordStore) -> None:
     """Step 2 for a reference returns every field of the stored record."""
     vehicle = store.sample("vehicle", 1, random.Random(2))[0]
-    response = answer(store, query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=vehicle.ref)))
+    response = answer(store, query_pb2.Query(fetch=query_pb2.FetchQuery(ref=vehicle.ref)))
     record = response.record.vehicle
     assert (record.vin, record.plate, record.make, record.year) == (
         vehicle.vin,
@@ -55,30 +53,30 @@ def test_fetch_returns_the_full_record(store: RecordStore) -> None:
 
 def test_fetch_of_unknown_reference_is_not_found(store: RecordStore) -> None:
     """Step 2 for a reference the bureau never issued answers not_found."""
-    response = answer(store, query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref="nope")))
+    response = answer(store, query_pb2.Query(fetch=query_pb2.FetchQuery(ref="nope")))
     assert response.WhichOneof("result") == "not_found"
 
 
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        (query_pb2.QueryRequest(), "names no record kind"),
+        (query_pb2.Query(), "names no record kind"),
         (
-            query_pb2.QueryRequest(
+            query_pb2.Query(
                 person=query_pb2.PersonQuery(surname="Muller", date_of_birth="03/02/1980")
             ),
             "YYYY-MM-DD",
         ),
-        (query_pb2.QueryRequest(vehicle=query_pb2.VehicleQuery()), "vin or a plate"),
+        (query_pb2.Query(vehicle=query_pb2.VehicleQuery()), "vin or a plate"),
         (
-            query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number="X" * 65, issuer="DE")),
+            query_pb2.Query(document=query_pb2.DocumentQuery(number="X" * 65, issuer="DE")),
             "longer than",
         ),
     ],
     ids=["empty", "bad-dob", "no-vehicle-key", "oversized-field"],
 )
 def test_unusable_query_gets_an_error_body(
-    store: RecordStore, query: query_pb2.QueryRequest, message: str
+    store: RecordStore, query: query_pb2.Query, message: str
 ) -> None:
     """A query the bureau cannot run is answered with an explanation, not a crash."""
     response = answer(store, query)
@@ -91,7 +89,7 @@ def test_person_query_with_accents_dropped_still_hits(store: RecordStore) -> Non
     person = store.sample("person", 1, random.Random(3))[0]
     response = answer(
         store,
-        query_pb2.QueryRequest(
+        query_pb2.Query(
             person=query_pb2.PersonQuery(
                 surname=person.surname.upper(),
                 given_names=person.given_names,
@@ -115,5 +113,5 @@ def test_store_path_is_a_real_sqlite_file(store: RecordStore, tmp_path: Path) ->
 
 def test_value_the_store_refuses_is_an_error_body(store: RecordStore) -> None:
     """A plate that normalises to nothing is answered as an error, never an exception."""
-    response = answer(store, query_pb2.QueryRequest(vehicle=query_pb2.VehicleQuery(plate="-")))
+    response = answer(store, query_pb2.Query(vehicle=query_pb2.VehicleQuery(plate="-")))
     assert response.WhichOneof("result") == "error"

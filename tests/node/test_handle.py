@@ -16,7 +16,7 @@ from ncbsim import auditlog, envelope, pki
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import bureau_pb2, query_pb2
 from node import datagen
 from node.audit import NodeAuditLog
 from node.replay import ReplayCache
@@ -86,7 +86,7 @@ def node(tmp_path: Path) -> Iterator[_Node]:
 
 def _request(node: _Node) -> bytes:
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(
+    body = query_pb2.Query(
         response_key=public, document=query_pb2.DocumentQuery(number="X1", issuer="DE")
     )
     sealed = envelope.seal_request(
@@ -95,11 +95,11 @@ def _request(node: _Node) -> bytes:
         recipient=node.directory.get("DE"),
         response_key=key,
     )
-    return bytes(sealed.envelope.SerializeToString())
+    return bytes(bureau_pb2.HandleRequest(envelope=sealed.envelope).SerializeToString())
 
 
 def _handle(node: _Node, raw: bytes) -> envelope.Envelope:
-    return asyncio.run(node.service.Handle(raw, _GatewayContext()))
+    return asyncio.run(node.service.Handle(raw, _GatewayContext())).envelope
 
 
 def _reasons(node: _Node) -> list[tuple[str, str]]:

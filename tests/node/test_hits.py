@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from ncbsim.auditlog import verify
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node import admin, datagen
 from node.answer import answer
 from node.hits import HitEvent, HitLog, read_hits
@@ -22,14 +22,12 @@ OWNER = "DE"
 NOW = 1_750_000_000.0
 
 
-def _doc_query(doc: Document) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(
-        document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer)
-    )
+def _doc_query(doc: Document) -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
 
 
-def _fetch(ref: str) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
+def _fetch(ref: str) -> query_pb2.Query:
+    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
 
 
 @pytest.fixture
@@ -53,8 +51,8 @@ def _open_documents(store: RecordStore, n: int) -> list[Document]:
 
 
 def _ask(
-    store: RecordStore, query: query_pb2.QueryRequest, requester: str, events: list[HitEvent]
-) -> query_pb2.QueryResponse:
+    store: RecordStore, query: query_pb2.Query, requester: str, events: list[HitEvent]
+) -> query_pb2.Answer:
     return answer(
         store,
         query,
@@ -87,9 +85,7 @@ def test_no_notification_for_unflagged_records_or_the_owner(db: Path, store: Rec
     _ask(store, _fetch(plain.ref), "FR", events)
     _ask(store, _doc_query(flagged), OWNER, events)
     _ask(store, _fetch(flagged.ref), OWNER, events)
-    miss = query_pb2.QueryRequest(
-        document=query_pb2.DocumentQuery(number="Q00000000", issuer=OWNER)
-    )
+    miss = query_pb2.Query(document=query_pb2.DocumentQuery(number="Q00000000", issuer=OWNER))
     _ask(store, miss, "FR", events)
     _ask(store, _fetch("nosuchreference00000"), "FR", events)
     assert events == []

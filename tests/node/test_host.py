@@ -22,7 +22,7 @@ from ncbsim.client import BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.errors import ConfigError
 from ncbsim.pki import PkiDir
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from node import datagen
 from node.host import control, load_spec
 
@@ -153,11 +153,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             _stop(proc)
 
 
-def _document(root: Path, code: str) -> query_pb2.QueryRequest:
+def _document(root: Path, code: str) -> query_pb2.Query:
     """A document query that hits a record of ``code``'s database."""
     with sqlite3.connect(_db(root, code)) as conn:
         number, issuer = conn.execute("select number, issuer from documents limit 1").fetchone()
-    return query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
 
 
 async def _ask(net: Net, to: str, *, clock: Clock | None = None) -> Outcome:

@@ -10,7 +10,7 @@ import pytest
 
 from ncbsim import envelope
 from ncbsim.errors import NcbsimError
-from ncbsim.v1 import messages_pb2
+from ncbsim.v2 import messages_pb2
 from node.inbox import Inbox, NoticeRow
 
 SENDER = "FR"

@@ -18,7 +18,7 @@ from ncbsim.directory import Directory
 from ncbsim.errors import QueueFull
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
-from ncbsim.v1 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
+from ncbsim.v2 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
 from node import datagen, notices
 from node.audit import NodeAuditLog
 from node.inbox import Inbox
@@ -63,17 +63,17 @@ class _Gateway:
     RESOURCE_EXHAUSTED with a retry-after (as the gateway does)."""
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.DirectoryRequest, timeout: float
-    ) -> gateway_pb2.Directory:
+        self, request: gateway_pb2.GetDirectoryRequest, timeout: float
+    ) -> gateway_pb2.GetDirectoryResponse:
         entries = [
             directory_pb2.SignedDirectoryEntry.FromString(raw)
             for raw in self.pki.signed_entries(list(request.bureaus) or None)
         ]
-        return gateway_pb2.Directory(entries=entries)
+        return gateway_pb2.GetDirectoryResponse(entries=entries)
 
     async def Post(  # noqa: N802 - gRPC method name
         self, request: gateway_pb2.PostRequest, timeout: float
-    ) -> gateway_pb2.PostReply:
+    ) -> gateway_pb2.PostResponse:
         self.posts.append([e.SerializeToString() for e in request.envelopes])
         step = self.script.pop(0) if self.script else "ok"
         if step == "down":
@@ -96,7 +96,7 @@ class _Gateway:
         status = (
             gateway_pb2.POST_STATUS_DUPLICATE if step == "dup" else gateway_pb2.POST_STATUS_ACCEPTED
         )
-        return gateway_pb2.PostReply(
+        return gateway_pb2.PostResponse(
             results=[
                 gateway_pb2.PostResult(
                     message_id=envelope.unverified_header(e).message_id,

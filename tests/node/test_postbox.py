@@ -18,7 +18,7 @@ from ncbsim.clock import Clock
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
-from ncbsim.v1 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
+from ncbsim.v2 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
 from node import datagen, notices
 from node.audit import NodeAuditLog
 from node.inbox import Inbox
@@ -58,8 +58,8 @@ class _DownGateway:
     """A gateway that cannot be reached: every directory fetch fails UNAVAILABLE."""
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.DirectoryRequest, timeout: float
-    ) -> gateway_pb2.Directory:
+        self, request: gateway_pb2.GetDirectoryRequest, timeout: float
+    ) -> gateway_pb2.GetDirectoryResponse:
         raise grpc.aio.AioRpcError(
             grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata()
         )
@@ -73,10 +73,10 @@ class _BehindGateway:
     asked: int = 0
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.DirectoryRequest, timeout: float
-    ) -> gateway_pb2.Directory:
+        self, request: gateway_pb2.GetDirectoryRequest, timeout: float
+    ) -> gateway_pb2.GetDirectoryResponse:
         self.asked += 1
-        return gateway_pb2.Directory(
+        return gateway_pb2.GetDirectoryResponse(
             entries=[directory_pb2.SignedDirectoryEntry.FromString(e) for e in self.entries]
         )
 

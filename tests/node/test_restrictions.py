@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ncbsim.errors import NcbsimError
-from ncbsim.v1 import query_pb2, records_pb2
+from ncbsim.v2 import query_pb2, records_pb2
 from node import admin, datagen
 from node.answer import answer
 from node.store import NO_CONTROL, TABLES_DDL, Control, Document, RecordStore, name_key
@@ -21,14 +21,12 @@ from simulations.traffic import Drawer
 OWNER = "DE"
 
 
-def _doc_query(doc: Document) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(
-        document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer)
-    )
+def _doc_query(doc: Document) -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
 
 
-def _fetch(ref: str) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(fetch=query_pb2.FetchQuery(ref=ref))
+def _fetch(ref: str) -> query_pb2.Query:
+    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
 
 
 @pytest.fixture
@@ -54,7 +52,7 @@ def _open_documents(store: RecordStore, n: int, seed: int = 1) -> list[Document]
     return docs[:n]
 
 
-def _refs(response: query_pb2.QueryResponse) -> list[str]:
+def _refs(response: query_pb2.Answer) -> list[str]:
     return [m.ref for m in response.hits.matches]
 
 
@@ -108,7 +106,7 @@ def test_denied_fetch_is_byte_identical_to_an_unknown_reference(
     never = answer(store, _fetch("a" * 20), requester="RU").SerializeToString()
     junk = answer(store, _fetch("nope"), requester="RU").SerializeToString()
     assert withheld == never == junk
-    assert withheld == query_pb2.QueryResponse(not_found=query_pb2.NotFound()).SerializeToString()
+    assert withheld == query_pb2.Answer(not_found=query_pb2.NotFound()).SerializeToString()
     # The same requester still gets an open record: the refusal is about this record only.
     assert answer(store, _fetch(other.ref), requester="RU").HasField("record")
 
@@ -164,7 +162,7 @@ def test_withheld_person_does_not_take_a_candidate_place(db: Path, store: Record
         )
     conn.close()
     admin.restrict(db, refs[0], admin.ControlChange(access="deny", bureaus=frozenset({"RU"})))
-    query = query_pb2.QueryRequest(
+    query = query_pb2.Query(
         person=query_pb2.PersonQuery(
             surname="SMITH", given_names="JOHN", date_of_birth="1990-01-01"
         )

@@ -8,7 +8,7 @@ import grpc
 import pytest
 import structlog
 
-from ncbsim.v1 import gateway_pb2
+from ncbsim.v2 import gateway_pb2
 from node.server import _register_loop
 
 
@@ -21,13 +21,13 @@ class _Gateway:
 
     async def Register(  # noqa: N802 - gRPC method name
         self, request: gateway_pb2.RegisterRequest, timeout: float
-    ) -> gateway_pb2.RegisterReply:
+    ) -> gateway_pb2.RegisterResponse:
         self.calls += 1
         if self.script.pop(0) == "x":
             raise grpc.aio.AioRpcError(
                 grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata()
             )
-        return gateway_pb2.RegisterReply()
+        return gateway_pb2.RegisterResponse()
 
 
 class _StopError(Exception):

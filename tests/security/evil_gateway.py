@@ -90,7 +90,14 @@ from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir, sign_entry
 from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
-from ncbsim.v1 import directory_pb2, envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import (
+    bureau_pb2,
+    directory_pb2,
+    envelope_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    query_pb2,
+)
 
 log = structlog.get_logger()
 
@@ -277,9 +284,11 @@ class EvilGateway(GatewayService):
 
     async def GetDirectory(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.Directory:
-        reply: gateway_pb2.Directory = await super().GetDirectory(cast(Any, request), context)
-        asked = _parsed(request, gateway_pb2.DirectoryRequest)
+    ) -> gateway_pb2.GetDirectoryResponse:
+        reply: gateway_pb2.GetDirectoryResponse = await super().GetDirectory(
+            cast(Any, request), context
+        )
+        asked = _parsed(request, gateway_pb2.GetDirectoryRequest)
         mode = Mode.read(self._mode_file)
         swap = mode.swap
         swapped = ""
@@ -326,11 +335,13 @@ class EvilGateway(GatewayService):
         except RoutingError:
             return None, grpc.StatusCode.UNAVAILABLE, f"bureau {bureau} has no registered node"
         try:
-            response: envelope.Envelope = await route.stub.Handle(item, timeout=timeout)
+            handled: bureau_pb2.HandleResponse = await route.stub.Handle(
+                bureau_pb2.HandleRequest(envelope=item), timeout=timeout
+            )
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             return None, code, f"no answer from {bureau}" if code in _NO_ANSWER else code.name
-        return response, grpc.StatusCode.OK, ""
+        return handled.envelope, grpc.StatusCode.OK, ""
 
     def _forged_response(self, header: envelope.Header, variant: str) -> envelope.Envelope | None:
         """A made-up answer "from" the target, the best a gateway without keys can do."""
@@ -368,7 +379,7 @@ class EvilGateway(GatewayService):
             sender_key_id=target.signing_key_id,
             recipient_key_id=_crypto.key_id(_crypto.x25519_public_bytes(guess)),
         ).SerializeToString()
-        no_hit = query_pb2.QueryResponse(hits=query_pb2.Hits()).SerializeToString()
+        no_hit = query_pb2.Answer(hits=query_pb2.Hits()).SerializeToString()
         sealed = _crypto.hpke_seal(
             guess.public_key(),
             info=envelope.RESPONSE_INFO + header.message_id,
@@ -392,7 +403,7 @@ class EvilGateway(GatewayService):
             now_ms=int(time.time() * 1000),
         )
         key, public = envelope.new_response_key()
-        body = query_pb2.QueryRequest(
+        body = query_pb2.Query(
             response_key=public,
             document=query_pb2.DocumentQuery(number="P0000000", issuer=target),
         )
@@ -500,35 +511,36 @@ class EvilGateway(GatewayService):
 
     async def Query(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> envelope.Envelope:
+    ) -> gateway_pb2.QueryResponse:
         mode = Mode.read(self._mode_file)
-        item = _parsed(request, envelope.Envelope)
+        parsed = _parsed(request, gateway_pb2.QueryRequest)
+        item = parsed.envelope if parsed is not None else None
         header = self._targeted(mode, transport.peer_bureau(context), item)
         if item is None or header is None:
-            response: envelope.Envelope = await super().Query(cast(Any, request), context)
+            reply: gateway_pb2.QueryResponse = await super().Query(cast(Any, request), context)
             if item is not None:  # admitted by the real gateway, so the header parses
                 relayed = envelope.unverified_header(item)
-                self._capture(relayed, response)
+                self._capture(relayed, reply.envelope)
                 self._event(rpc="Query", mode=mode.name, action="relayed", **_meta(relayed))
-            return response
+            return reply
         self._event(rpc="Query", **_meta(header))
         response_or_none, code, detail = await self._attack(
             mode, header, item, self._remaining(context)
         )
         if response_or_none is None:
             await abort(context, code, detail)
-        return response_or_none
+        return gateway_pb2.QueryResponse(envelope=response_or_none)
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.MultiQueryReply:
+    ) -> gateway_pb2.MultiQueryResponse:
         mode = Mode.read(self._mode_file)
         peer = transport.peer_bureau(context)
         parsed = _parsed(request, gateway_pb2.MultiQueryRequest)
         envelopes = list(parsed.envelopes) if parsed is not None else []
         targeted = [self._targeted(mode, peer, item) for item in envelopes]
         if not any(targeted):
-            reply: gateway_pb2.MultiQueryReply = await super().MultiQuery(
+            reply: gateway_pb2.MultiQueryResponse = await super().MultiQuery(
                 cast(Any, request), context
             )
             return reply
@@ -564,7 +576,7 @@ class EvilGateway(GatewayService):
         )
         if mode.name == "mix-deliveries":
             deliveries = self._mixed(deliveries, mode)
-        return gateway_pb2.MultiQueryReply(deliveries=deliveries)
+        return gateway_pb2.MultiQueryResponse(deliveries=deliveries)
 
     def _mixed(self, deliveries: list[Any], mode: Mode) -> list[Any]:
         """The merged reply, rearranged: ``omit`` the target, or ``swap`` its answer with
@@ -583,8 +595,8 @@ class EvilGateway(GatewayService):
 
     async def Routes(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.RoutesReply:
-        reply: gateway_pb2.RoutesReply = await super().Routes(cast(Any, request), context)
+    ) -> gateway_pb2.RoutesResponse:
+        reply: gateway_pb2.RoutesResponse = await super().Routes(cast(Any, request), context)
         mode = Mode.read(self._mode_file)
         if mode.name == "hide-route" and mode.target in reply.bureaus:
             kept = [b for b in reply.bureaus if b != mode.target]
@@ -619,11 +631,11 @@ async def serve(config: GatewayConfig, args: argparse.Namespace) -> None:
     # Registered the way the real gateway registers itself (raw requests, if it does).
     add = getattr(gateway_server, "add_to_server", None)
     if add is None:
-        add = gateway_pb2_grpc.add_GatewayServicer_to_server
+        add = gateway_pb2_grpc.add_GatewayServiceServicer_to_server
     served = await start_server(
         tls,
         config.listen,
-        [gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name],
+        [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add(service, server),
     )
     log.info("evil_gateway_listening", address=served.address)

@@ -32,7 +32,7 @@ from ncbsim import _crypto, auditlog, pki, rekey
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
 from ncbsim.revocation import verify_list
-from ncbsim.v1 import directory_pb2, query_pb2
+from ncbsim.v2 import directory_pb2, query_pb2
 from node import datagen
 from node.store import RecordStore
 
@@ -211,13 +211,13 @@ def net(evil: EvilNet) -> Iterator[EvilNet]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _doc(number: str, issuer: str = "DE") -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+def _doc(number: str, issuer: str = "DE") -> query_pb2.Query:
+    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
 
 
 def _ask(
     net: EvilNet,
-    query: query_pb2.QueryRequest,
+    query: query_pb2.Query,
     to: str = "DE",
     *,
     as_: str = "FR",
@@ -232,7 +232,7 @@ def _ask(
     return asyncio.run(run())
 
 
-def _ask_many(net: EvilNet, query: query_pb2.QueryRequest, to: list[str]) -> dict[str, Answer]:
+def _ask_many(net: EvilNet, query: query_pb2.Query, to: list[str]) -> dict[str, Answer]:
     async def run() -> list[Answer]:
         async with BureauClient.open(PkiDir(net.workdir), "FR", net.address) as client:
             return await asyncio.wait_for(client.multi_query(query, to, timeout=5.0), 35)

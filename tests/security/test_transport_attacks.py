@@ -21,14 +21,14 @@ from gateway.audit import read_all
 from ncbsim import auditlog, envelope, pki, transport
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
-from ncbsim.v1 import gateway_pb2, query_pb2
+from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
 from simulations.network import Network, audit_path
 
 pytestmark = pytest.mark.integration
 
 Code = grpc.StatusCode
-QUERY_METHOD = "/ncbsim.v1.Gateway/Query"
-HANDLE_METHOD = "/ncbsim.v1.Bureau/Handle"
+QUERY_METHOD = "/ncbsim.v2.GatewayService/Query"
+HANDLE_METHOD = "/ncbsim.v2.BureauService/Handle"
 AUDIT_WAIT_S = 5.0
 
 
@@ -60,13 +60,23 @@ def _envelope(real: PkiDir, *, sender: str = "FR", claims: str | None = None) ->
     if claims is not None:
         identity = Identity.from_keys(claims, identity.signing_key, identity.encryption_key)
     key, public = envelope.new_response_key()
-    body = query_pb2.QueryRequest(
+    body = query_pb2.Query(
         response_key=public, document=query_pb2.DocumentQuery(number="X1", issuer="DE")
     )
     recipient = Identity.load(real, "DE", now_ms=now).as_peer()
     return envelope.seal_request(
         body.SerializeToString(), sender=identity, recipient=recipient, response_key=key
     ).envelope
+
+
+def _query(env: envelope.Envelope) -> bytes:
+    """The bytes of a QueryRequest holding ``env``."""
+    return gateway_pb2.QueryRequest(envelope=env).SerializeToString()
+
+
+def _handle(env: envelope.Envelope) -> bytes:
+    """The bytes of a HandleRequest holding ``env``."""
+    return bureau_pb2.HandleRequest(envelope=env).SerializeToString()
 
 
 async def _raw_call(
@@ -141,7 +151,7 @@ def _spoof_control(network: Network, real: PkiDir) -> None:
         real.tls("FR").root,
         GATEWAY_NAME,
         QUERY_METHOD,
-        spoofed.SerializeToString(),
+        _query(spoofed),
     )
     assert code == Code.PERMISSION_DENIED
     _wait_for(lambda: bool(_gateway_rows(network, _hex(spoofed))))
@@ -174,9 +184,7 @@ def test_gateway_refuses_a_client_without_certificate(network: Network, real: Pk
     """No client certificate: the handshake fails before any handler runs."""
     env = _envelope(real)
     root = real.tls("FR").root
-    code = _call(
-        network.gateway.address, None, root, GATEWAY_NAME, QUERY_METHOD, env.SerializeToString()
-    )
+    code = _call(network.gateway.address, None, root, GATEWAY_NAME, QUERY_METHOD, _query(env))
     assert code == Code.UNAVAILABLE
     _spoof_control(network, real)
     assert _gateway_rows(network, _hex(env)) == []
@@ -196,7 +204,7 @@ def test_node_refuses_a_client_without_certificate(network: Network, real: PkiDi
         real.tls("FR").root,
         bureau_dns_name("DE"),
         HANDLE_METHOD,
-        _envelope(real).SerializeToString(),
+        _handle(_envelope(real)),
     )
     assert code == Code.UNAVAILABLE
     after = _node_control(network, real, before)
@@ -219,7 +227,7 @@ def test_gateway_refuses_a_certificate_from_another_root(
         real.tls("FR").root,
         GATEWAY_NAME,
         QUERY_METHOD,
-        env.SerializeToString(),
+        _query(env),
     )
     assert code == Code.UNAVAILABLE
     _spoof_control(network, real)
@@ -242,7 +250,7 @@ def test_node_refuses_a_gateway_certificate_from_another_root(
         real.tls("FR").root,
         bureau_dns_name("DE"),
         HANDLE_METHOD,
-        _envelope(real).SerializeToString(),
+        _handle(_envelope(real)),
     )
     assert code == Code.UNAVAILABLE
     after = _node_control(network, real, before)
@@ -295,11 +303,11 @@ async def _directory_through(address: str, tls: TlsFiles) -> Code:
     channel = transport.gateway_channel(address, tls)
     try:
         rpc = channel.unary_unary(
-            "/ncbsim.v1.Gateway/GetDirectory",
+            "/ncbsim.v2.GatewayService/GetDirectory",
             request_serializer=None,
             response_deserializer=None,
         )
-        await rpc(gateway_pb2.DirectoryRequest().SerializeToString(), timeout=5)
+        await rpc(gateway_pb2.GetDirectoryRequest().SerializeToString(), timeout=5)
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     finally:
@@ -313,7 +321,7 @@ def test_client_reaches_a_server_with_the_genuine_certificate(
 ) -> None:
     """Control for the next test: with the genuine gateway certificate the call goes through."""
     assert asyncio.run(_directory_through(fake_gateway.address, real.tls("FR"))) == Code.OK
-    assert fake_gateway.calls == ["/ncbsim.v1.Gateway/GetDirectory"]
+    assert fake_gateway.calls == ["/ncbsim.v2.GatewayService/GetDirectory"]
 
 
 @pytest.mark.attack(
@@ -347,7 +355,7 @@ def test_bureau_certificate_cannot_call_a_node(network: Network, real: PkiDir) -
         real.tls("FR").root,
         bureau_dns_name("DE"),
         HANDLE_METHOD,
-        _envelope(real).SerializeToString(),
+        _handle(_envelope(real)),
     )
     assert code == Code.PERMISSION_DENIED
     _wait_for(lambda: len(_node_reasons(network, "DE")) > before)
@@ -369,7 +377,7 @@ def test_non_bureau_certificate_cannot_query(network: Network, real: PkiDir, par
         real.tls(party).root,
         GATEWAY_NAME,
         QUERY_METHOD,
-        env.SerializeToString(),
+        _query(env),
     )
     assert code == Code.PERMISSION_DENIED
     message_id = _hex(env)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ncbsim import envelope
-from ncbsim.v1 import messages_pb2
+from ncbsim.v2 import messages_pb2
 from node.inbox import Inbox
 from simulations import messaging, scenario
 from simulations import paths as report_paths

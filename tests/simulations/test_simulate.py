@@ -14,7 +14,7 @@ import junitparser
 import pytest
 
 from ncbsim.client import ALL, Answer, Outcome
-from ncbsim.v1 import query_pb2
+from ncbsim.v2 import query_pb2
 from simulations import describe, junit, rundir, scenario, schema
 from simulations import paths as report_paths
 from simulations.engine import Sent
@@ -34,7 +34,7 @@ def _sent(to: list[str], bureaus: list[str], rows: list[tuple[str, Outcome]]) ->
         label="multi-1",
         requester="FR",
         to=to,
-        query=query_pb2.QueryRequest(),
+        query=query_pb2.Query(),
         expect_hit=dict.fromkeys(bureaus),
         kind="multi",
     )

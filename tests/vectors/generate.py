@@ -22,7 +22,7 @@ from typing import Any
 
 from ncbsim import _crypto, envelope
 from ncbsim.identity import Identity
-from ncbsim.v1 import envelope_pb2, query_pb2, records_pb2
+from ncbsim.v2 import envelope_pb2, query_pb2, records_pb2
 
 OUTPUT = Path(__file__).with_name("envelope-v1.json")
 
@@ -116,7 +116,7 @@ def build() -> dict[str, Any]:
     response_key = _crypto.x25519_private_from_bytes(_fixed("FR ephemeral response key"))
     response_public = _crypto.x25519_public_bytes(response_key)
 
-    request_body = query_pb2.QueryRequest(
+    request_body = query_pb2.Query(
         response_key=response_public,
         document=query_pb2.DocumentQuery(number=DOCUMENT_NUMBER, issuer=DOCUMENT_ISSUER),
     ).SerializeToString()
@@ -136,7 +136,7 @@ def build() -> dict[str, Any]:
     )
     assert opened.plaintext == request_body
 
-    response_body = query_pb2.QueryResponse(
+    response_body = query_pb2.Answer(
         hits=query_pb2.Hits(
             matches=[
                 query_pb2.Match(
@@ -161,7 +161,7 @@ def build() -> dict[str, Any]:
         sent.envelope, plaintext=request_body, info=envelope.REQUEST_INFO, now_ms=request_now
     )
     request["plaintext_fields"] = {
-        "type": "ncbsim.v1.QueryRequest",
+        "type": query_pb2.Query.DESCRIPTOR.full_name,
         "response_key": response_public.hex(),
         "document": {"number": DOCUMENT_NUMBER, "issuer": DOCUMENT_ISSUER},
     }
@@ -172,7 +172,7 @@ def build() -> dict[str, Any]:
         now_ms=response_now,
     )
     response["plaintext_fields"] = {
-        "type": "ncbsim.v1.QueryResponse",
+        "type": query_pb2.Answer.DESCRIPTOR.full_name,
         "hits": {
             "matches": [
                 {"ref": MATCH_REF, "kind": records_pb2.RECORD_KIND_DOCUMENT, "score": MATCH_SCORE}

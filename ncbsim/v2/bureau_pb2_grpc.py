@@ -3,8 +3,7 @@
 import grpc
 import warnings
 
-from ncbsim.v1 import bureau_pb2 as ncbsim_dot_v1_dot_bureau__pb2
-from ncbsim.v1 import envelope_pb2 as ncbsim_dot_v1_dot_envelope__pb2
+from ncbsim.v2 import bureau_pb2 as ncbsim_dot_v2_dot_bureau__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -19,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in ncbsim/v1/bureau_pb2_grpc.py depends on'
+        + ' but the generated code in ncbsim/v2/bureau_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class BureauStub:
+class BureauServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -36,18 +35,18 @@ class BureauStub:
             channel: A grpc.Channel.
         """
         self.Handle = channel.unary_unary(
-                '/ncbsim.v1.Bureau/Handle',
-                request_serializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                '/ncbsim.v2.BureauService/Handle',
+                request_serializer=ncbsim_dot_v2_dot_bureau__pb2.HandleRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_bureau__pb2.HandleResponse.FromString,
                 _registered_method=True)
         self.Deliver = channel.unary_unary(
-                '/ncbsim.v1.Bureau/Deliver',
-                request_serializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverRequest.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverReply.FromString,
+                '/ncbsim.v2.BureauService/Deliver',
+                request_serializer=ncbsim_dot_v2_dot_bureau__pb2.DeliverRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_bureau__pb2.DeliverResponse.FromString,
                 _registered_method=True)
 
 
-class BureauServicer:
+class BureauServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Handle(self, request, context):
@@ -66,27 +65,27 @@ class BureauServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_BureauServicer_to_server(servicer, server):
+def add_BureauServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Handle': grpc.unary_unary_rpc_method_handler(
                     servicer.Handle,
-                    request_deserializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_bureau__pb2.HandleRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_bureau__pb2.HandleResponse.SerializeToString,
             ),
             'Deliver': grpc.unary_unary_rpc_method_handler(
                     servicer.Deliver,
-                    request_deserializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverRequest.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_bureau__pb2.DeliverReply.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_bureau__pb2.DeliverRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_bureau__pb2.DeliverResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'ncbsim.v1.Bureau', rpc_method_handlers)
+            'ncbsim.v2.BureauService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('ncbsim.v1.Bureau', rpc_method_handlers)
+    server.add_registered_method_handlers('ncbsim.v2.BureauService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Bureau:
+class BureauService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -103,9 +102,9 @@ class Bureau:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Bureau/Handle',
-            ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
-            ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            '/ncbsim.v2.BureauService/Handle',
+            ncbsim_dot_v2_dot_bureau__pb2.HandleRequest.SerializeToString,
+            ncbsim_dot_v2_dot_bureau__pb2.HandleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -130,9 +129,9 @@ class Bureau:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Bureau/Deliver',
-            ncbsim_dot_v1_dot_bureau__pb2.DeliverRequest.SerializeToString,
-            ncbsim_dot_v1_dot_bureau__pb2.DeliverReply.FromString,
+            '/ncbsim.v2.BureauService/Deliver',
+            ncbsim_dot_v2_dot_bureau__pb2.DeliverRequest.SerializeToString,
+            ncbsim_dot_v2_dot_bureau__pb2.DeliverResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,8 +3,7 @@
 import grpc
 import warnings
 
-from ncbsim.v1 import envelope_pb2 as ncbsim_dot_v1_dot_envelope__pb2
-from ncbsim.v1 import gateway_pb2 as ncbsim_dot_v1_dot_gateway__pb2
+from ncbsim.v2 import gateway_pb2 as ncbsim_dot_v2_dot_gateway__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -19,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in ncbsim/v1/gateway_pb2_grpc.py depends on'
+        + ' but the generated code in ncbsim/v2/gateway_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class GatewayStub:
+class GatewayServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -36,43 +35,43 @@ class GatewayStub:
             channel: A grpc.Channel.
         """
         self.Query = channel.unary_unary(
-                '/ncbsim.v1.Gateway/Query',
-                request_serializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                '/ncbsim.v2.GatewayService/Query',
+                request_serializer=ncbsim_dot_v2_dot_gateway__pb2.QueryRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_gateway__pb2.QueryResponse.FromString,
                 _registered_method=True)
         self.MultiQuery = channel.unary_unary(
-                '/ncbsim.v1.Gateway/MultiQuery',
-                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.MultiQueryRequest.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.MultiQueryReply.FromString,
+                '/ncbsim.v2.GatewayService/MultiQuery',
+                request_serializer=ncbsim_dot_v2_dot_gateway__pb2.MultiQueryRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_gateway__pb2.MultiQueryResponse.FromString,
                 _registered_method=True)
         self.GetDirectory = channel.unary_unary(
-                '/ncbsim.v1.Gateway/GetDirectory',
-                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.DirectoryRequest.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.Directory.FromString,
+                '/ncbsim.v2.GatewayService/GetDirectory',
+                request_serializer=ncbsim_dot_v2_dot_gateway__pb2.GetDirectoryRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_gateway__pb2.GetDirectoryResponse.FromString,
                 _registered_method=True)
         self.Register = channel.unary_unary(
-                '/ncbsim.v1.Gateway/Register',
-                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.RegisterRequest.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.RegisterReply.FromString,
+                '/ncbsim.v2.GatewayService/Register',
+                request_serializer=ncbsim_dot_v2_dot_gateway__pb2.RegisterRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_gateway__pb2.RegisterResponse.FromString,
                 _registered_method=True)
         self.Routes = channel.unary_unary(
-                '/ncbsim.v1.Gateway/Routes',
-                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesRequest.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesReply.FromString,
+                '/ncbsim.v2.GatewayService/Routes',
+                request_serializer=ncbsim_dot_v2_dot_gateway__pb2.RoutesRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_gateway__pb2.RoutesResponse.FromString,
                 _registered_method=True)
         self.Post = channel.unary_unary(
-                '/ncbsim.v1.Gateway/Post',
-                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.PostRequest.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.PostReply.FromString,
+                '/ncbsim.v2.GatewayService/Post',
+                request_serializer=ncbsim_dot_v2_dot_gateway__pb2.PostRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_gateway__pb2.PostResponse.FromString,
                 _registered_method=True)
         self.Receipts = channel.unary_unary(
-                '/ncbsim.v1.Gateway/Receipts',
-                request_serializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
-                response_deserializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsReply.FromString,
+                '/ncbsim.v2.GatewayService/Receipts',
+                request_serializer=ncbsim_dot_v2_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
+                response_deserializer=ncbsim_dot_v2_dot_gateway__pb2.ReceiptsResponse.FromString,
                 _registered_method=True)
 
 
-class GatewayServicer:
+class GatewayServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Query(self, request, context):
@@ -127,52 +126,52 @@ class GatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_GatewayServicer_to_server(servicer, server):
+def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
-                    request_deserializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_gateway__pb2.QueryRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_gateway__pb2.QueryResponse.SerializeToString,
             ),
             'MultiQuery': grpc.unary_unary_rpc_method_handler(
                     servicer.MultiQuery,
-                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.MultiQueryRequest.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.MultiQueryReply.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_gateway__pb2.MultiQueryRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_gateway__pb2.MultiQueryResponse.SerializeToString,
             ),
             'GetDirectory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDirectory,
-                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.DirectoryRequest.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.Directory.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_gateway__pb2.GetDirectoryRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_gateway__pb2.GetDirectoryResponse.SerializeToString,
             ),
             'Register': grpc.unary_unary_rpc_method_handler(
                     servicer.Register,
-                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.RegisterRequest.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.RegisterReply.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_gateway__pb2.RegisterRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_gateway__pb2.RegisterResponse.SerializeToString,
             ),
             'Routes': grpc.unary_unary_rpc_method_handler(
                     servicer.Routes,
-                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesRequest.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.RoutesReply.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_gateway__pb2.RoutesRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_gateway__pb2.RoutesResponse.SerializeToString,
             ),
             'Post': grpc.unary_unary_rpc_method_handler(
                     servicer.Post,
-                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.PostRequest.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.PostReply.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_gateway__pb2.PostRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_gateway__pb2.PostResponse.SerializeToString,
             ),
             'Receipts': grpc.unary_unary_rpc_method_handler(
                     servicer.Receipts,
-                    request_deserializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsRequest.FromString,
-                    response_serializer=ncbsim_dot_v1_dot_gateway__pb2.ReceiptsReply.SerializeToString,
+                    request_deserializer=ncbsim_dot_v2_dot_gateway__pb2.ReceiptsRequest.FromString,
+                    response_serializer=ncbsim_dot_v2_dot_gateway__pb2.ReceiptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'ncbsim.v1.Gateway', rpc_method_handlers)
+            'ncbsim.v2.GatewayService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('ncbsim.v1.Gateway', rpc_method_handlers)
+    server.add_registered_method_handlers('ncbsim.v2.GatewayService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Gateway:
+class GatewayService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -189,9 +188,9 @@ class Gateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Gateway/Query',
-            ncbsim_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
-            ncbsim_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            '/ncbsim.v2.GatewayService/Query',
+            ncbsim_dot_v2_dot_gateway__pb2.QueryRequest.SerializeToString,
+            ncbsim_dot_v2_dot_gateway__pb2.QueryResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -216,9 +215,9 @@ class Gateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Gateway/MultiQuery',
-            ncbsim_dot_v1_dot_gateway__pb2.MultiQueryRequest.SerializeToString,
-            ncbsim_dot_v1_dot_gateway__pb2.MultiQueryReply.FromString,
+            '/ncbsim.v2.GatewayService/MultiQuery',
+            ncbsim_dot_v2_dot_gateway__pb2.MultiQueryRequest.SerializeToString,
+            ncbsim_dot_v2_dot_gateway__pb2.MultiQueryResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -243,9 +242,9 @@ class Gateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Gateway/GetDirectory',
-            ncbsim_dot_v1_dot_gateway__pb2.DirectoryRequest.SerializeToString,
-            ncbsim_dot_v1_dot_gateway__pb2.Directory.FromString,
+            '/ncbsim.v2.GatewayService/GetDirectory',
+            ncbsim_dot_v2_dot_gateway__pb2.GetDirectoryRequest.SerializeToString,
+            ncbsim_dot_v2_dot_gateway__pb2.GetDirectoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -270,9 +269,9 @@ class Gateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Gateway/Register',
-            ncbsim_dot_v1_dot_gateway__pb2.RegisterRequest.SerializeToString,
-            ncbsim_dot_v1_dot_gateway__pb2.RegisterReply.FromString,
+            '/ncbsim.v2.GatewayService/Register',
+            ncbsim_dot_v2_dot_gateway__pb2.RegisterRequest.SerializeToString,
+            ncbsim_dot_v2_dot_gateway__pb2.RegisterResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -297,9 +296,9 @@ class Gateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Gateway/Routes',
-            ncbsim_dot_v1_dot_gateway__pb2.RoutesRequest.SerializeToString,
-            ncbsim_dot_v1_dot_gateway__pb2.RoutesReply.FromString,
+            '/ncbsim.v2.GatewayService/Routes',
+            ncbsim_dot_v2_dot_gateway__pb2.RoutesRequest.SerializeToString,
+            ncbsim_dot_v2_dot_gateway__pb2.RoutesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -324,9 +323,9 @@ class Gateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Gateway/Post',
-            ncbsim_dot_v1_dot_gateway__pb2.PostRequest.SerializeToString,
-            ncbsim_dot_v1_dot_gateway__pb2.PostReply.FromString,
+            '/ncbsim.v2.GatewayService/Post',
+            ncbsim_dot_v2_dot_gateway__pb2.PostRequest.SerializeToString,
+            ncbsim_dot_v2_dot_gateway__pb2.PostResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -351,9 +350,9 @@ class Gateway:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/ncbsim.v1.Gateway/Receipts',
-            ncbsim_dot_v1_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
-            ncbsim_dot_v1_dot_gateway__pb2.ReceiptsReply.FromString,
+            '/ncbsim.v2.GatewayService/Receipts',
+            ncbsim_dot_v2_dot_gateway__pb2.ReceiptsRequest.SerializeToString,
+            ncbsim_dot_v2_dot_gateway__pb2.ReceiptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,6 @@
-from ncbsim.v1 import directory_pb2 as _directory_pb2
-from ncbsim.v1 import envelope_pb2 as _envelope_pb2
-from ncbsim.v1 import messages_pb2 as _messages_pb2
+from ncbsim.v2 import directory_pb2 as _directory_pb2
+from ncbsim.v2 import envelope_pb2 as _envelope_pb2
+from ncbsim.v2 import messages_pb2 as _messages_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -45,6 +45,18 @@ MESSAGE_STATE_DELIVERED: MessageState
 MESSAGE_STATE_EXPIRED: MessageState
 MESSAGE_STATE_REJECTED: MessageState
 
+class QueryRequest(_message.Message):
+    __slots__ = ("envelope",)
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: _envelope_pb2.Envelope
+    def __init__(self, envelope: _Optional[_Union[_envelope_pb2.Envelope, _Mapping]] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("envelope",)
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: _envelope_pb2.Envelope
+    def __init__(self, envelope: _Optional[_Union[_envelope_pb2.Envelope, _Mapping]] = ...) -> None: ...
+
 class MultiQueryRequest(_message.Message):
     __slots__ = ("envelopes",)
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
@@ -65,19 +77,19 @@ class Delivery(_message.Message):
     elapsed_ms: int
     def __init__(self, bureau: _Optional[str] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., response: _Optional[_Union[_envelope_pb2.Envelope, _Mapping]] = ..., detail: _Optional[str] = ..., elapsed_ms: _Optional[int] = ...) -> None: ...
 
-class MultiQueryReply(_message.Message):
+class MultiQueryResponse(_message.Message):
     __slots__ = ("deliveries",)
     DELIVERIES_FIELD_NUMBER: _ClassVar[int]
     deliveries: _containers.RepeatedCompositeFieldContainer[Delivery]
     def __init__(self, deliveries: _Optional[_Iterable[_Union[Delivery, _Mapping]]] = ...) -> None: ...
 
-class DirectoryRequest(_message.Message):
+class GetDirectoryRequest(_message.Message):
     __slots__ = ("bureaus",)
     BUREAUS_FIELD_NUMBER: _ClassVar[int]
     bureaus: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, bureaus: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class Directory(_message.Message):
+class GetDirectoryResponse(_message.Message):
     __slots__ = ("entries", "revocations")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -91,7 +103,7 @@ class RegisterRequest(_message.Message):
     address: str
     def __init__(self, address: _Optional[str] = ...) -> None: ...
 
-class RegisterReply(_message.Message):
+class RegisterResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
@@ -99,7 +111,7 @@ class RoutesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class RoutesReply(_message.Message):
+class RoutesResponse(_message.Message):
     __slots__ = ("bureaus",)
     BUREAUS_FIELD_NUMBER: _ClassVar[int]
     bureaus: _containers.RepeatedScalarFieldContainer[str]
@@ -127,7 +139,7 @@ class PostResult(_message.Message):
     detail: str
     def __init__(self, message_id: _Optional[bytes] = ..., recipient: _Optional[str] = ..., status: _Optional[_Union[PostStatus, str]] = ..., sequence: _Optional[int] = ..., accepted_at_ms: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
-class PostReply(_message.Message):
+class PostResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[PostResult]
@@ -169,7 +181,7 @@ class PostedMessage(_message.Message):
     detail: str
     def __init__(self, sequence: _Optional[int] = ..., message_id: _Optional[bytes] = ..., post_id: _Optional[bytes] = ..., recipient: _Optional[str] = ..., kind: _Optional[_Union[_envelope_pb2.MessageKind, str]] = ..., state: _Optional[_Union[MessageState, str]] = ..., accepted_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., settled_at_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., receipt: _Optional[_Union[_messages_pb2.SignedReceipt, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
 
-class ReceiptsReply(_message.Message):
+class ReceiptsResponse(_message.Message):
     __slots__ = ("messages", "more")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]

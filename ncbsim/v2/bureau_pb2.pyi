@@ -1,5 +1,5 @@
-from ncbsim.v1 import envelope_pb2 as _envelope_pb2
-from ncbsim.v1 import messages_pb2 as _messages_pb2
+from ncbsim.v2 import envelope_pb2 as _envelope_pb2
+from ncbsim.v2 import messages_pb2 as _messages_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -20,6 +20,18 @@ DELIVER_STATUS_PROCESSED: DeliverStatus
 DELIVER_STATUS_DUPLICATE: DeliverStatus
 DELIVER_STATUS_REJECTED: DeliverStatus
 
+class HandleRequest(_message.Message):
+    __slots__ = ("envelope",)
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: _envelope_pb2.Envelope
+    def __init__(self, envelope: _Optional[_Union[_envelope_pb2.Envelope, _Mapping]] = ...) -> None: ...
+
+class HandleResponse(_message.Message):
+    __slots__ = ("envelope",)
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: _envelope_pb2.Envelope
+    def __init__(self, envelope: _Optional[_Union[_envelope_pb2.Envelope, _Mapping]] = ...) -> None: ...
+
 class DeliverRequest(_message.Message):
     __slots__ = ("envelopes",)
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
@@ -38,7 +50,7 @@ class DeliverResult(_message.Message):
     detail: str
     def __init__(self, message_id: _Optional[bytes] = ..., status: _Optional[_Union[DeliverStatus, str]] = ..., receipt: _Optional[_Union[_messages_pb2.SignedReceipt, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
 
-class DeliverReply(_message.Message):
+class DeliverResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[DeliverResult]

@@ -1,4 +1,4 @@
-from ncbsim.v1 import records_pb2 as _records_pb2
+from ncbsim.v2 import records_pb2 as _records_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class QueryRequest(_message.Message):
+class Query(_message.Message):
     __slots__ = ("response_key", "document", "person", "vehicle", "fetch", "padding")
     RESPONSE_KEY_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
@@ -55,7 +55,7 @@ class FetchQuery(_message.Message):
     ref: str
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
-class QueryResponse(_message.Message):
+class Answer(_message.Message):
     __slots__ = ("hits", "record", "not_found", "error", "padding")
     HITS_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
