@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import structlog
+from support import ncbsim_pids
 
 from simulations import scenario as scenarios
 from simulations.network import Network
@@ -55,21 +56,6 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         yield net
     finally:
         net.stop()
-
-
-def ncbsim_pids(workdir: Path) -> list[int]:
-    """PIDs of the ncbsim processes whose command line names ``workdir``: what a run left."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"ncbsim" in cmdline and os.fsencode(str(workdir)) in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ncbsim_pids
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from support import ncbsim_pids
 
 from node.host import control
 from simulations.network import Network, alive

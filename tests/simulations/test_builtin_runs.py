@@ -77,7 +77,7 @@ def test_builtin_scenario_report_is_the_schemas(tmp_path: Path, name: str) -> No
     """The real report has every path the schema gives the scenario and no other; its
     JUnit file has one case per check, passed and failed as the report says; its
     timeline is in time order, with traffic_end's counts named as the report's."""
-    from conftest import ncbsim_pids
+    from support import ncbsim_pids
 
     path = shortened(name, tmp_path)
     loaded = scenario.load(str(path))

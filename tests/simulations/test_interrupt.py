@@ -38,7 +38,7 @@ def test_ctrl_c_under_traffic_stops_everything_and_says_what(tmp_path: Path) -> 
     """SIGINT to the process group (as a terminal's Ctrl-C) once traffic runs: exit 130,
     "interrupted while running traffic ...: stopped the gateway and 4 bureaus", no
     traceback, no process left, and the run directory it made (empty) removed."""
-    from conftest import ncbsim_pids
+    from support import ncbsim_pids
 
     workdir, run_dir = tmp_path / "work", tmp_path / "run"
     proc = subprocess.Popen(
