@@ -149,5 +149,5 @@ def test_an_answer_leaves_with_its_audit_row_committed(node: _Node) -> None:
     _handle(node, raw)
     columns, rows = auditlog.search(node.audit_path, auditlog.Query())
     found = [dict(zip(columns, row, strict=True)) for row in rows]
-    request = envelope.unverified_header(envelope.Envelope.FromString(raw))
+    request = envelope.unverified_header(bureau_pb2.HandleRequest.FromString(raw).envelope)
     assert [(r["message_id"], r["outcome"]) for r in found] == [(request.message_hex, "answered")]
