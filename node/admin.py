@@ -290,7 +290,22 @@ def cmd_record_list(args: argparse.Namespace) -> int:
         raise NcbsimError("--limit must be positive")
     owner = str(args.as_bureau).upper()
     kinds = (args.kind,) if args.kind else KINDS
+    if args.field is not None and args.json:
+        raise NcbsimError("--field and --json: pick one")
     listed = list_records(args.workdir, owner, kinds, args.limit)
+    if args.field is not None:  # one value a line, for scripts: NUMBER=$(... --field number)
+        rows = [
+            (kind, {"ref": record.ref, **_record_fields(kind, record)})
+            for kind, record, _ in listed
+        ]
+        for kind, values in rows:
+            if args.field not in values:
+                raise NcbsimError(
+                    f"--field {args.field}: a {kind} has {', '.join(values)} (pass --kind)"
+                )
+        for _, values in rows:
+            print(values[args.field])
+        return 0
     if args.json:
         for kind, record, control in listed:
             data = {"kind": kind, "ref": record.ref, **_record_fields(kind, record)}
@@ -441,6 +456,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     rl.add_argument("--kind", choices=KINDS, help="only this kind (default: all three)")
     rl.add_argument("--limit", type=int, default=10, help="at most N of each kind (default 10)")
     rl.add_argument("--json", action="store_true", help="one JSON object per line")
+    rl.add_argument(
+        "--field",
+        metavar="NAME",
+        help="print only this field, one record a line, for scripts: ref; number, issuer, "
+        "doc_type, status (documents); surname, given_names, date_of_birth, flag (persons); "
+        "vin, plate, make, model, status (vehicles)",
+    )
     rl.set_defaults(func=cmd_record_list, server=False)
     rs = actions.add_parser(
         "restrict",

@@ -354,6 +354,14 @@ def test_record_list_names_records_that_hit_and_never_writes(faulty: Path) -> No
     assert (hashlib.sha256(db.read_bytes()).hexdigest(), db.stat().st_mtime_ns) == before
     assert human.returncode == 0
     assert "--to IT vehicle --vin" in human.stdout
+    numbers = _ncbsim(
+        "record", "list", "--workdir", faulty, "--as", "IT", "--kind", "document",
+        "--limit", 2, "--field", "number",
+    )  # fmt: skip
+    assert numbers.stdout.split() == [r["number"] for r in listed["document"]]
+    mixed = _ncbsim("record", "list", "--workdir", faulty, "--as", "IT", "--field", "number")
+    assert (mixed.returncode, mixed.stdout) == (2, "")  # persons have no number: nothing half
+    assert "a person has ref, surname" in mixed.stderr
     queries = {
         "document": lambda r: ("document", "--number", r["number"], "--issuer", r["issuer"]),
         "person": lambda r: (
