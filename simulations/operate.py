@@ -361,6 +361,14 @@ def _fault_params(fault: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _services_text(overall: str, services: dict[str, str]) -> str:
+    """The services whose health differs from the server's, by short name (``--json`` has
+    every one): ``" (BureauService NOT_SERVING)"``, or nothing when all agree."""
+    odd = [f"{name.rsplit('.', 1)[-1]} {state}" for name, state in services.items()]
+    odd = [text for text, state in zip(odd, services.values(), strict=True) if state != overall]
+    return f" ({', '.join(odd)})" if odd else ""
+
+
 def render(data: dict[str, Any]) -> None:
     """Print ``status`` data as tables: the processes, then the faults in force."""
     from rich.console import Console
@@ -370,8 +378,6 @@ def render(data: dict[str, Any]) -> None:
     table = Table(header_style="bold")
     rows = data["processes"]
     columns = ["name", "role", "pid", "address", "alive", "health"]
-    if any(row["services"] for row in rows):  # per-service health, where servers report it
-        columns.append("services")
     for column in columns:
         table.add_column(column, no_wrap=column in {"name", "pid", "address", "health"})
     for row in rows:
@@ -382,10 +388,8 @@ def render(data: dict[str, Any]) -> None:
             str(row["pid"]),
             row["address"],
             "yes" if row["alive"] else "[red]no[/]",
-            f"[{colour}]{row['health']}[/]",
+            f"[{colour}]{row['health']}[/]" + _services_text(row["health"], row["services"]),
         ]
-        if "services" in columns:
-            cells.append(", ".join(f"{name} {state}" for name, state in row["services"].items()))
         table.add_row(*cells)
     console.print(table)
     if data["faults"]:

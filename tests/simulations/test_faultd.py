@@ -159,3 +159,13 @@ def test_a_fault_with_duration_heals_itself(tmp_path: Path) -> None:
             await daemon.close()
 
     asyncio.run(main())
+
+
+def test_status_names_only_the_services_whose_health_differs() -> None:
+    """`status` keeps to one health column: a service is named only when it disagrees."""
+    from simulations.operate import _services_text
+
+    same = {"ncbsim.v2.BureauService": "SERVING"}
+    assert _services_text("SERVING", same) == ""
+    odd = {"ncbsim.v2.GatewayService": "NOT_SERVING", "grpc.x.Other": "SERVING"}
+    assert _services_text("SERVING", odd) == " (GatewayService NOT_SERVING)"
