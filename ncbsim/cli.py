@@ -455,6 +455,13 @@ def _as_bureau(
         parser.add_argument(
             "--ttl", default="24h", help="expires undelivered after this, e.g. 90s, 2h (max 24h)"
         )
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="print only the post id (a notice request: the notice id), for scripts; "
+            "copies not stored are still reported on stderr, with exit 1",
+        )
     if gateway:
         parser.add_argument(
             "--timeout",

@@ -172,6 +172,8 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
             )
     if args.json:
         print(json.dumps(outcome_dict(args.as_bureau, what, outcome), indent=2))
+    elif getattr(args, "quiet", False):  # for scripts: NOTICE=$(ncbsim notice request -q ...)
+        print(outcome.notice_id.hex() if outcome.notice_id else outcome.post_hex)
     else:
         _print_outcome(args.as_bureau, what, outcome)
     return _send_verdict(outcome)

@@ -224,3 +224,41 @@ def test_usage_errors_exit_2_with_advice(workdir: Path, tmp_path: Path) -> None:
     assert "runs no node" in missing.stderr
     copies = _json("receipts", "--workdir", w, "--as", "IT")["copies"]
     assert copies == []
+
+
+def test_quiet_prints_only_the_id_a_script_needs(workdir: Path, tmp_path: Path) -> None:
+    """--quiet prints the post id alone (a notice request: the notice id), so a script can
+    use it; it is the id the recipient's inbox and `notice list` know it by."""
+    w = str(workdir)
+    sent = _ncbsim(
+        "message", "send", "--workdir", w, "--as", "FR", "--to", "DE", "--text", "q?", "-q"
+    )
+    assert sent.returncode == 0, sent.stderr
+    post_id = sent.stdout.strip()
+    assert len(post_id) == 32
+    int(post_id, 16)
+
+    def delivered() -> bool:
+        inbox = _inbox(workdir, "DE")
+        if inbox is None:
+            return False
+        try:
+            return bytes.fromhex(post_id) in {item.post_id for item in inbox.items()}
+        finally:
+            inbox.close()
+
+    _wait("the message", delivered)
+    person = tmp_path / "quiet-person.json"
+    person.write_text(json.dumps({"surname": "Quiet", "given_names": "Q", "dob": "1970-01-02"}))
+    asked = _ncbsim(
+        "notice", "request", "--workdir", w, "--as", "FR", "--color", "yellow",
+        "--person-file", str(person), "--quiet",
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    notice_id = asked.stdout.strip()
+
+    def known() -> bool:
+        listed = _json("notice", "list", "--workdir", w, "--as", "FR")
+        return notice_id in {n["notice_id"] for n in listed["notices"]}
+
+    _wait("GS's answer to the notice request", known, timeout_s=60)
