@@ -294,16 +294,16 @@ def cmd_record_list(args: argparse.Namespace) -> int:
         raise NcbsimError("--field and --json: pick one")
     listed = list_records(args.workdir, owner, kinds, args.limit)
     if args.field is not None:  # one value a line, for scripts: NUMBER=$(... --field number)
-        rows = [
+        fielded = [
             (kind, {"ref": record.ref, **_record_fields(kind, record)})
             for kind, record, _ in listed
         ]
-        for kind, values in rows:
+        for kind, values in fielded:
             if args.field not in values:
                 raise NcbsimError(
                     f"--field {args.field}: a {kind} has {', '.join(values)} (pass --kind)"
                 )
-        for _, values in rows:
+        for _, values in fielded:
             print(values[args.field])
         return 0
     if args.json:
