@@ -5,19 +5,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint stubs security-docs bench-members bench-messages clean
+.PHONY: run test lint stubs security-docs load-gate bench-members bench-messages clean
 
 run: $(STAMP)
 	$(BIN)/ncbsim simulate
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/buf lint
+
+# The load harness's latency gate against load/slo.toml: exit 1 on a breach. A verdict that
+# depends on the machine's speed, so it is a CI step of its own, not part of `make test`.
+load-gate: $(STAMP)
+	$(BIN)/ncbsim load --duration 20s --out load-reports/gate --junit load-reports/gate/junit.xml
 
 # All 196 members with 10,000 records each: start-up, peak memory, latency, shutdown.
 # Keeps its records in runs/all-members-work, so a second run skips generating them.

@@ -386,7 +386,7 @@ def render(data: dict[str, Any]) -> None:
             row["name"],
             row["role"],
             str(row["pid"]),
-            row["address"],
+            row["address"].removeprefix(f"{data['workdir']}/"),  # a socket: WORKDIR/run/...
             "yes" if row["alive"] else "[red]no[/]",
             f"[{colour}]{row['health']}[/]" + _services_text(row["health"], row["services"]),
         ]
