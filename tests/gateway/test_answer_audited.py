@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -51,11 +51,14 @@ class _Context:
 
 
 class _Node:
-    """A bureau node that answers every envelope with ANSWER."""
+    """A bureau node that answers every envelope with ANSWER (and notes each deadline)."""
+
+    timeouts: ClassVar[list[float]] = []
 
     async def Handle(  # noqa: N802 - the stub's name
         self, request: bureau_pb2.HandleRequest, timeout: float
     ) -> bureau_pb2.HandleResponse:
+        self.timeouts.append(timeout)
         return bureau_pb2.HandleResponse(envelope=ANSWER)
 
 
@@ -163,3 +166,22 @@ def test_a_refusal_goes_out_even_if_its_row_cannot_be_written(gateway: _Gateway)
     with pytest.raises(_AbortedError) as refused:
         asyncio.run(gateway.service.Query(b"\xff\xff\xff\xff\x00garbage", _Context()))
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+class _TwoSeconds(_Context):
+    def time_remaining(self) -> float | None:
+        return 2.0
+
+
+def test_a_fan_out_keeps_a_fifth_of_the_callers_deadline_for_its_reply(
+    gateway: _Gateway,
+) -> None:
+    """MultiQuery stops waiting for bureaus 400 ms before a 2 s deadline, so the merged
+    reply reaches the caller in time even when one bureau never answers (a late reply
+    would lose every bureau's answer, not only the silent one's)."""
+    _Node.timeouts.clear()
+    request = gateway_pb2.MultiQueryRequest(
+        envelopes=[_sealed(gateway, to).envelope for to in ("DE", "IT")]
+    )
+    asyncio.run(gateway.service.MultiQuery(request.SerializeToString(), _TwoSeconds()))
+    assert _Node.timeouts == pytest.approx([1.6, 1.6], abs=0.05)
