@@ -17,10 +17,8 @@ import signal
 import subprocess
 import threading
 import time
-import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ from simulations import network as net
 from simulations.memory import MemorySampler
 from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
 from simulations.progress import Progress
-from simulations.proxy import FaultProxy, Link
+from simulations.proxy import Link
 from simulations.scenario import (
     GATEWAY,
     INSTANT_FAULTS,
@@ -291,17 +289,9 @@ class Engine:
 
     async def _start_links(self) -> None:
         for code in self._proxied():
-            seed = zlib.crc32(f"{self.scenario.seed}:{code}".encode())
-            # Looked up on every connection: a restarted process may come back elsewhere.
-            to_gateway = FaultProxy(
-                f"{code}>gateway", partial(self.addresses.get, "gateway"), seed=seed
+            self.links[code] = await link_faults.start_link(
+                code, self.addresses, seed=self.scenario.seed
             )
-            to_bureau = FaultProxy(
-                f"gateway>{code}", partial(self.addresses.get, code), seed=seed + 1
-            )
-            await to_gateway.start()
-            await to_bureau.start()
-            self.links[code] = Link(code, to_gateway=to_gateway, to_bureau=to_bureau)
 
     def _placement(self) -> net.Placement:
         """Where the processes run and listen (the real-network mode overrides it)."""

@@ -34,10 +34,8 @@ import os
 import signal
 import socket
 import time
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,7 @@ import structlog
 
 from ncbsim.errors import ConfigError, NcbsimError
 from simulations import links as link_faults
-from simulations.proxy import FaultProxy, Link
+from simulations.proxy import Link
 from simulations.scenario import GATEWAY, INSTANT_FAULTS, PROXY_FAULTS, Event, fault_event
 
 log = structlog.get_logger()
@@ -99,16 +97,7 @@ class FaultDaemon:
     async def start(self) -> dict[str, dict[str, str]]:
         """Start both proxies of every bureau; returns their addresses."""
         for code in self._bureaus:
-            seed = zlib.crc32(f"{self._seed}:{code}".encode())
-            to_gateway = FaultProxy(
-                f"{code}>gateway", partial(self.addresses.get, "gateway"), seed=seed
-            )
-            to_bureau = FaultProxy(
-                f"gateway>{code}", partial(self.addresses.get, code), seed=seed + 1
-            )
-            await to_gateway.start()
-            await to_bureau.start()
-            self.links[code] = Link(code, to_gateway=to_gateway, to_bureau=to_bureau)
+            self.links[code] = await link_faults.start_link(code, self.addresses, seed=self._seed)
         return {
             code: {"to_gateway": link.to_gateway.address, "to_bureau": link.to_bureau.address}
             for code, link in self.links.items()

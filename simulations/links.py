@@ -7,13 +7,30 @@ fault applied live does exactly what the same fault in a scenario file does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Mapping
+from functools import partial
 
-from simulations.proxy import Link
+from simulations.proxy import FaultProxy, Link
 from simulations.scenario import LINK_FAULTS, Event
 
 SHAPING_FAULTS = frozenset({"latency", "bandwidth", "loss", "slice", "blackhole"})
 """Link faults that shape the bytes (set on the proxies' Shapings)."""
+
+
+async def start_link(code: str, addresses: Mapping[str, str], *, seed: int) -> Link:
+    """Start both fault proxies of ``code``'s link to the gateway, serving at once.
+
+    Each proxy looks its upstream up in ``addresses`` on every connection (``"gateway"``
+    and ``code``), so a process restarted elsewhere is found. Seeded from the scenario's
+    ``seed`` and the code, so the same run draws the same loss and jitter.
+    """
+    base = zlib.crc32(f"{seed}:{code}".encode())
+    to_gateway = FaultProxy(f"{code}>gateway", partial(addresses.get, "gateway"), seed=base)
+    to_bureau = FaultProxy(f"gateway>{code}", partial(addresses.get, code), seed=base + 1)
+    await to_gateway.start()
+    await to_bureau.start()
+    return Link(code, to_gateway=to_gateway, to_bureau=to_bureau)
 
 
 async def apply(link: Link, event: Event) -> int:
