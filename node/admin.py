@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, alpha2_of
 from ncbsim.errors import NcbsimError
+from ncbsim.workdir import require_pki
 from node.hits import HitEvent, read_hits
 from node.store import (
     CONTROLS_DDL,
@@ -219,6 +220,7 @@ def list_records(
     their controls (:meth:`RecordStore.worth_querying`); read-only."""
     path = records_path(workdir, bureau)
     if not path.is_file():
+        require_pki(workdir)  # a folder that is no work directory says so first
         raise NcbsimError(f"no record database at {path}; is {bureau} a bureau of {workdir}?")
     try:
         store = RecordStore(path)

@@ -61,6 +61,8 @@ def locked(workdir: Path) -> Iterator[None]:
 
 def load(workdir: Path) -> Network:
     """The network running in ``workdir``, or a NcbsimError saying there is none."""
+    if not Path(workdir).is_dir():
+        raise NcbsimError(f"no such work directory: {workdir}")
     if not (Path(workdir) / MANIFEST).exists():
         raise NcbsimError(
             f"no network runs in {workdir} (no {MANIFEST}); "

@@ -206,8 +206,17 @@ WORKDIR_COMMANDS = {
     "receipts": ["receipts", "--as", "FR"],
     "inbox": ["inbox", "--as", "FR"],
     "notice list": ["notice", "list", "--as", "FR"],
+    "record list": ["record", "list", "--as", "FR"],
 }  # fmt: skip
-GATEWAY_COMMANDS = [c for c in WORKDIR_COMMANDS if c not in ("inbox", "notice list")]
+GATEWAY_COMMANDS = [c for c in WORKDIR_COMMANDS if c not in ("inbox", "notice list", "record list")]
+# Commands on a running network's processes: they need its network.json.
+NETWORK_COMMANDS = {
+    "status": ["status"],
+    "down": ["down"],
+    "restart": ["restart", "--bureau", "DE"],
+    "fault": ["fault", "kill", "--bureaus", "DE"],
+    "heal": ["heal", "--all"],
+}
 
 
 def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -217,7 +226,7 @@ def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 
 def _with_workdir(command: str, workdir: Path) -> list[str]:
     line = WORKDIR_COMMANDS[command]
-    at = 2 if line[0] in ("message", "notice") else 1
+    at = 2 if line[0] in ("message", "notice", "record") else 1
     return [*line[:at], "--workdir", str(workdir), *line[at:]]
 
 
@@ -238,6 +247,21 @@ def test_a_missing_workdir_is_named(
     code, err = _main(_with_workdir(command, missing), capsys)
     assert code == 2
     assert err == f"ncbsim: no such work directory: {missing}\n"
+
+
+@pytest.mark.parametrize("command", NETWORK_COMMANDS)
+def test_a_missing_or_idle_workdir_is_named_by_network_commands(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status, down, restart, fault and heal say a missing folder is missing, and an idle
+    one runs no network, in one line with exit 2."""
+    missing = tmp_path / "nowhere"
+    line = NETWORK_COMMANDS[command]
+    code, err = _main([*line[:1], "--workdir", str(missing), *line[1:]], capsys)
+    assert (code, err) == (2, f"ncbsim: no such work directory: {missing}\n")
+    code, err = _main([*line[:1], "--workdir", str(tmp_path), *line[1:]], capsys)
+    assert code == 2
+    assert err.startswith(f"ncbsim: no network runs in {tmp_path} (no network.json)")
 
 
 @pytest.mark.parametrize("command", WORKDIR_COMMANDS)
