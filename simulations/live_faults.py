@@ -42,11 +42,15 @@ _HOLDS = {"restart": "kill", "resume": "pause"}
 
 
 def _read(workdir: Path) -> list[dict[str, Any]]:
+    path = workdir / STATE
     try:
-        data = json.loads((workdir / STATE).read_text())
+        entries: list[dict[str, Any]] = json.loads(path.read_text())["faults"]
     except FileNotFoundError:
         return []
-    entries: list[dict[str, Any]] = data["faults"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{path}: unreadable ({exc!r}); remove it to forget the live faults"
+        ) from None
     return entries
 
 
@@ -85,6 +89,14 @@ def _link_faults(network: Network, *, timeout: float = faultd.REPLY_TIMEOUT_S) -
         return []
     faults: list[Any] = _ask_daemon(network, {"op": "status"}, timeout=timeout).get("faults", [])
     return faults
+
+
+def _link_faults_if_up(network: Network) -> list[Any]:
+    """The link faults in force, or none if the fault daemon does not answer: process
+    faults and their heals must work whatever became of it."""
+    with contextlib.suppress(NcbsimError):
+        return _link_faults(network)
+    return []
 
 
 def in_force(network: Network, *, timeout: float = faultd.REPLY_TIMEOUT_S) -> list[Any]:
@@ -160,7 +172,7 @@ def apply(workdir: Path, table: Mapping[str, Any]) -> dict[str, Any]:
         network = Network.load(workdir)
         entries = _read(network.workdir)
         used = {str(e["event"]["id"]) for e in entries}
-        used |= {str(f["id"]) for f in _link_faults(network)}
+        used |= {str(f["id"]) for f in _link_faults_if_up(network)}
         if table.get("id") in used:
             raise ConfigError(
                 f"a fault with id {table['id']!r} is already in force; heal it first"
@@ -226,7 +238,12 @@ def _process(
         detail = f"{', '.join(targets)}: clock {int(event.params['offset_ms']):+d} ms"
         return {"fault": faultd.describe(event, now_ms, held=targets), "detail": detail}
     if fault in ("kill", "pause"):
-        for target in targets:
+        # Every bureau of the hosts the signal reaches, not only those named: a host
+        # serving a paused FR cannot be killed through DE.
+        reached = targets
+        if targets != [GATEWAY]:
+            reached = [c for host in _hosts(network, tuple(targets)) for c in host.bureaus]
+        for target in reached:
             if target in held:
                 kind, by = held[target]
                 raise ConfigError(f"{target} is already {kind}ed by {by!r}")
@@ -317,7 +334,7 @@ def heal(workdir: Path, ids: list[str], *, everything: bool = False) -> list[str
     with locked(workdir):
         network = Network.load(workdir)
         entries = _read(network.workdir)
-        links = {str(f["id"]) for f in _link_faults(network)}
+        links = {str(f["id"]) for f in _link_faults_if_up(network)}
         mine = {str(e["event"]["id"]): e for e in entries}
         if everything:
             ids = [*mine, *links]

@@ -705,11 +705,16 @@ class Network:
         path = workdir.resolve() / MANIFEST
         try:
             data = json.loads(path.read_text())
+            procs = [Proc(**p) for p in data["processes"]]
+            hosts = [Host(**h) for h in data.get("hosts", [])]
+            faultd = data.get("faultd")
         except FileNotFoundError:
             raise ConfigError(f"no running network in {workdir} (no {MANIFEST})") from None
-        procs = [Proc(**p) for p in data["processes"]]
-        hosts = [Host(**h) for h in data.get("hosts", [])]
-        faultd = data.get("faultd")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}: not a network manifest ({exc!r}); stop its processes by pid, "
+                f"then remove it"
+            ) from None
         # Whatever started it, what this object restarts must outlive the command.
         return cls(
             Path(data["workdir"]),
@@ -869,7 +874,10 @@ def _ours(pid: int, workdir: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"ncbsim" in cmdline and any(os.fsencode(str(workdir)) in arg for arg in cmdline)
+    folder = os.fsencode(str(workdir))
+    # The folder itself or a path inside it: /tmp/w2 is not a process of /tmp/w.
+    named = any(arg == folder or arg.startswith(folder + b"/") for arg in cmdline)
+    return b"ncbsim" in cmdline and named
 
 
 def alive(pid: int) -> bool:

@@ -1,0 +1,25 @@
+"""simulations/network.py: which processes a network may signal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from simulations.network import _ours
+
+
+def test_a_process_of_a_sibling_folder_is_not_ours(tmp_path: Path) -> None:
+    """A process naming /x/w2 is not the network /x/w's, though its path starts the same:
+    live kill and pause must only ever signal the network's own processes."""
+    mine, sibling = tmp_path / "w", tmp_path / "w2"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "ncbsim", str(sibling / "run")],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert _ours(proc.pid, sibling)
+        assert not _ours(proc.pid, mine)
+    finally:
+        proc.communicate(b"")
+    assert not _ours(proc.pid, sibling)  # gone: a reused pid would not match either
