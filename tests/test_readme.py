@@ -170,8 +170,9 @@ def _clean_up(workdirs: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(1200)
 def test_readme_commands_run_in_order(tmp_path: Path) -> None:
-    """Pasted top to bottom at the repository's root, every command of the README does
-    what its comment says, and nothing lands in the repository's default output folders."""
+    """Pasted top to bottom at the repository's root, every command of the README runs
+    and exits as its comment says (0 unless `# exit N`), and nothing lands in the
+    repository's default output folders."""
     workdirs = tmp_path / "ncbsim"
     runnable = [b for b in blocks(README.read_text()) if b.skip is None]
     (tmp_path / "readme.sh").write_text(script(runnable, workdirs))
