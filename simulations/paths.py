@@ -42,10 +42,8 @@ class PathError(ConfigError):
     and suggests the nearest path that exists."""
 
 
-CHECK_NAMES = {"bureaus": "per_bureau"}
-"""Check paths that name a report key otherwise: checks read ``per_bureau`` as ``bureaus``
-(report.json keeps ``bureaus`` as the list of codes)."""
-
+# Checks read the report's ``per_bureau`` as ``bureaus`` (report.json keeps ``bureaus``
+# as the list of codes).
 _CHECK_ROOT = Table(
     {("bureaus" if k == "per_bureau" else k): v for k, v in REPORT.fields.items() if k != "bureaus"}
 )
