@@ -44,6 +44,7 @@ from simulations.scenario import (
     LINK_FAULTS,
     MESSAGE_EVENTS,
     PROCESS_FAULTS,
+    PROXY_FAULTS,
     Event,
     Scenario,
 )
@@ -52,7 +53,6 @@ from simulations.traffic import Planned, Planner, open_stores
 
 log = structlog.get_logger()
 
-_PROXIED = LINK_FAULTS | {"partition"}
 _WARMUP_CONCURRENCY = 16
 
 
@@ -141,12 +141,12 @@ class Engine:
             return []
         if mode == "all":
             return list(self.scenario.bureaus)
-        named = {b for e in self.scenario.events if e.fault in _PROXIED for b in e.bureaus}
+        named = {b for e in self.scenario.events if e.fault in PROXY_FAULTS for b in e.bureaus}
         return [b for b in self.scenario.bureaus if b in named]
 
     def _uses_proxy(self, fault: str) -> bool:
         """Whether ``fault`` is done by the fault proxy (the real-network mode overrides it)."""
-        return fault in _PROXIED
+        return fault in PROXY_FAULTS
 
     def _solo(self) -> set[str]:
         return {b for e in self.scenario.events if e.fault in PROCESS_FAULTS for b in e.bureaus}
@@ -593,7 +593,7 @@ class Engine:
         network = self.network
         assert network is not None
         link = self.links.get(code)
-        if fault in _PROXIED:
+        if fault in PROXY_FAULTS:
             assert link is not None
             resets = await link_faults.apply(link, event)
             if fault == "reset":
