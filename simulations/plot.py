@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from simulations.outcomes import ANSWERED, FaultRecord, QueryRecord, counts
+from simulations.outcomes import ANSWERED, FaultRecord, QueryRecord
 
 __all__ = ["Series", "figure", "latency_bounds", "latency_png", "series"]
 
@@ -72,32 +72,14 @@ class Series:
     ys: list[float] = field(default_factory=list)  # each pair's answer latency, ms
 
 
-def _kind_key(kind: str) -> tuple[int, str]:
-    order = list(_KIND_STYLES)
-    return (order.index(kind) if kind in order else len(order), kind)
-
-
-def _counts_of(queries: Sequence[QueryRecord]) -> dict[str, Any]:
-    """The report's ``queries`` and ``kinds`` counts, for a plot drawn without a report."""
-    kinds = sorted({q.kind for q in queries}, key=_kind_key)
-    return {
-        "queries": counts(a for q in queries for a in q.answers),
-        "kinds": {
-            k: {"queries": counts(a for q in queries if q.kind == k for a in q.answers)}
-            for k in kinds
-        },
-    }
-
-
-def series(queries: Sequence[QueryRecord], report: Mapping[str, Any] | None = None) -> list[Series]:
+def series(queries: Sequence[QueryRecord], report: Mapping[str, Any]) -> list[Series]:
     """The scatter series: answered pairs by kind, then pairs with no answer, failed pairs.
 
-    Labels carry the report's counts (``report`` made from ``queries``; without one, the
-    same counts are computed here), so the legend says what the summary's tables say.
+    Labels carry the counts of ``report`` (made from ``queries``), so the legend says what
+    the summary's tables say.
     """
-    numbers = report if report is not None else _counts_of(queries)
     out: list[Series] = []
-    for kind, entry in numbers.get("kinds", {}).items():
+    for kind, entry in report.get("kinds", {}).items():
         colour, marker = _KIND_STYLES.get(kind, _OTHER_KIND)
         count = int(entry.get("queries", {}).get("answered", 0))
         answered = [
@@ -117,7 +99,7 @@ def series(queries: Sequence[QueryRecord], report: Mapping[str, Any] | None = No
                 [y for _, y in answered],
             )
         )
-    totals = numbers.get("queries", {})
+    totals = report.get("queries", {})
     for outcome, name in (("no_answer", "no answer"), ("failed", "failed")):
         colour, marker = _OUTCOME_STYLES[outcome]
         count = int(totals.get(outcome, 0))
@@ -193,7 +175,7 @@ def figure(
     faults: Sequence[FaultRecord],
     run_end_s: float,
     checks: Sequence[dict[str, Any]],
-    report: Mapping[str, Any] | None = None,
+    report: Mapping[str, Any],
 ) -> Figure:
     """The plot of the run (1200 x 600 pixels); :func:`latency_png` saves it.
 
@@ -302,7 +284,7 @@ def latency_png(
     faults: Sequence[FaultRecord],
     run_end_s: float,
     checks: Sequence[dict[str, Any]],
-    report: Mapping[str, Any] | None = None,
+    report: Mapping[str, Any],
 ) -> None:
     """Draw the run to ``path``: a PNG of 1200 x 600 pixels (see :func:`figure`)."""
     drawn = figure(

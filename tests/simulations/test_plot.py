@@ -73,23 +73,26 @@ def test_plot_with_faults_and_checks(tmp_path: Path) -> None:
         {"name": "no failures", "passed": True, "expect": "queries.failed == 0", "detail": ""},
     ]
     path = tmp_path / "latency.png"
+    queries = _queries(600)
     latency_png(
         path,
         title="partition-heal: query latency",
-        queries=_queries(600),
+        queries=queries,
         faults=faults,
         run_end_s=30.0,
         checks=checks,
+        report=_report(queries),
     )
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert _dimensions(path) == (1200, 600)
-    print(path, path.stat().st_size, "bytes")
 
 
 def test_plot_with_nothing(tmp_path: Path) -> None:
     """No queries, faults or checks still give a valid 1200x600 PNG."""
     path = tmp_path / "empty.png"
-    latency_png(path, title="empty", queries=[], faults=[], run_end_s=0.0, checks=[])
+    latency_png(
+        path, title="empty", queries=[], faults=[], run_end_s=0.0, checks=[], report=_report([])
+    )
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert _dimensions(path) == (1200, 600)
 
@@ -185,7 +188,14 @@ def test_every_series_is_told_apart_without_colour() -> None:
         FaultRecord(f"f{i}", "partition", ("DE",), "both", {}, 2.0 * i, 2.0 * i + 1)
         for i in range(6)
     ]
-    fig = figure(title="t", queries=queries, faults=faults, run_end_s=30.0, checks=[])
+    fig = figure(
+        title="t",
+        queries=queries,
+        faults=faults,
+        run_end_s=30.0,
+        checks=[],
+        report=_report(queries),
+    )
     styles = [line.get_linestyle() for line in fig.axes[0].get_lines()]
     assert len(styles) == len(set(styles)) == 2
     hatches = [patch.get_hatch() for patch in fig.axes[0].patches]
