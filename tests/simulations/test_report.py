@@ -359,7 +359,6 @@ def test_summary_fits_80_columns_and_shows_the_worst_bureaus() -> None:
     console = Console(file=buffer, width=80, color_system=None)
     reports.print_summary(console, report)
     text = buffer.getvalue()
-    print(text)
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "... and 28 more bureaus (all in report.json)" in text
     rows = [line.split() for line in text.splitlines() if line.strip()[:2] in report["bureaus"]]
@@ -403,7 +402,6 @@ def test_progress_prints_plain_lines_every_5_s_when_not_a_terminal() -> None:
             elapsed = tick * 0.25
             progress.update(elapsed, {"sent": tick, "answered": tick, "no_answer": 0}, 2)
     lines = buffer.getvalue().splitlines()
-    print("\n".join(lines))
     assert len(lines) == 3  # at 5 s, at 10 s, and the final counts at 12 s
     assert lines[0].startswith("quick:   5.0/12 s  sent 20  answered 20")
     assert "in flight 2" in lines[0]
@@ -445,7 +443,6 @@ def test_summary_bureau_rows_name_asked_and_sent_to_apart() -> None:
     buffer = io.StringIO()
     reports.print_summary(Console(file=buffer, width=80, color_system=None), report)
     text = buffer.getvalue()
-    print(text)
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text  # no header or figure cut short, even with latencies in seconds
     assert "12346" in text
