@@ -83,6 +83,10 @@ more than a commit (a rename over a file makes ext4 write the new one out at onc
 SYNCHRONOUS = ("NORMAL", "FULL")
 """The SQLite ``synchronous`` settings a log may be written with (docs/audit.md)."""
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+_Item = tuple[Sequence[Row], _Waiter | None]
+"""What the writer's queue holds: rows, with the waiter of a commit (None for a record).
+A commit's rows and its waiter are one item, so no batch can take the one without the
+other: its waiter learns the fate of the transaction that held its rows."""
 
 
 class AuditWriteError(Exception):
@@ -202,8 +206,7 @@ class ChainedLog:
             f"VALUES ({', '.join('?' for _ in range(len(self.columns) + 3))})"
         )
         self._synchronous = synchronous
-        self._pending: collections.deque[Row] = collections.deque()
-        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._pending: collections.deque[_Item] = collections.deque()
         self._wake = threading.Event()  # rows are queued
         self._hurry = threading.Event()  # someone awaits a commit, or the log is closing
         self._stop = threading.Event()
@@ -214,7 +217,7 @@ class ChainedLog:
 
     def record(self, row: Row) -> None:
         """Queue one row; returns at once. A crash may lose it until the next commit."""
-        self._pending.append(row)
+        self._pending.append(((row,), None))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -228,9 +231,7 @@ class ChainedLog:
             raise AuditWriteError(f"the audit log {self.path} is closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._pending.extend(rows)
-        # After the rows: a waiter the writer drains always has its rows in that batch.
-        self._waiters.append((loop, waiter))
+        self._pending.append((rows, (loop, waiter)))  # one item: one batch takes both
         self._wake.set()
         self._hurry.set()
         await waiter
@@ -242,7 +243,7 @@ class ChainedLog:
         self._wake.set()
         self._thread.join(timeout=10)
         # Waiters that came after the writer's last batch (or a writer that did not stop).
-        left = _drain(self._waiters)
+        left = _waiters(_drain(self._pending))
         if left:
             _resolve(left, AuditWriteError(f"the audit log {self.path} closed first"))
 
@@ -298,8 +299,9 @@ class ChainedLog:
                     self._hurry.wait(self._batch_wait_s)  # nobody waits: let the batch fill
                 self._hurry.clear()
                 stopping = self._stop.is_set()
-                waiters = _drain(self._waiters)  # first: their rows are all queued already
-                batch = _drain(self._pending)
+                items: list[_Item] = _drain(self._pending)
+                batch = [row for rows, _ in items for row in rows]
+                waiters = _waiters(items)
                 error = self._write(conn, batch) if batch else None
                 if waiters:
                     _resolve(waiters, error)
@@ -318,6 +320,10 @@ class ChainedLog:
 
 def _drain(queue: collections.deque[Any]) -> list[Any]:
     return [queue.popleft() for _ in range(len(queue))]
+
+
+def _waiters(items: list[_Item]) -> list[_Waiter]:
+    return [waiter for _, waiter in items if waiter is not None]
 
 
 def _resolve(waiters: list[_Waiter], error: AuditWriteError | None) -> None:

@@ -4,7 +4,10 @@ waiting for a batch to fill, and concurrent callers share transactions."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import sqlite3
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -158,3 +161,68 @@ def test_an_unknown_sync_setting_is_refused(tmp_path: Path) -> None:
     """Only NORMAL and FULL are offered: with OFF a power loss could corrupt the log."""
     with pytest.raises(ValueError, match="synchronous"):
         ChainedLog(tmp_path / "audit.sqlite", COLUMNS, synchronous="OFF")
+
+
+class _PausingQueue(collections.deque):  # type: ignore[type-arg]
+    """The writer's queue of pending rows: the first time anything is queued, it makes the
+    writer take and write one batch right then, before the queuing call goes on."""
+
+    def __init__(self, log: ChainedLog, written: threading.Event) -> None:
+        super().__init__()
+        self._log = log
+        self._written = written
+        self._paused = False
+
+    def append(self, item: object) -> None:
+        super().append(item)
+        self._pause()
+
+    def extend(self, items: Iterable[object]) -> None:
+        super().extend(items)
+        self._pause()
+
+    def _pause(self) -> None:
+        if self._paused:
+            return
+        self._paused = True
+        self._log._wake.set()
+        self._log._hurry.set()
+        assert self._written.wait(BOUND_S), "the writer took no batch"
+
+
+def test_a_commit_whose_rows_fail_in_a_batch_of_their_own_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the writer takes a commit's rows the instant they are queued, and that batch
+    fails, the commit raises: it never returns as though its rows were written (a server
+    would then answer with no audit row)."""
+    written = threading.Event()
+    write = ChainedLog._write
+
+    def noted(self: ChainedLog, conn: sqlite3.Connection, batch: list[tuple[object, ...]]):  # type: ignore[no-untyped-def]
+        try:
+            return write(self, conn, batch)
+        finally:
+            written.set()
+
+    monkeypatch.setattr(ChainedLog, "_write", noted)
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+    log._pending = _PausingQueue(log, written)
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(
+            "CREATE TRIGGER full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    db.close()
+
+    async def main() -> None:
+        with pytest.raises(AuditWriteError, match="disk full"):
+            await asyncio.wait_for(log.commit(_row(0)), BOUND_S)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert written.is_set()
+    assert _stored(path) == []
