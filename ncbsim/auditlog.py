@@ -210,13 +210,22 @@ class ChainedLog:
         self._wake = threading.Event()  # rows are queued
         self._hurry = threading.Event()  # someone awaits a commit, or the log is closing
         self._stop = threading.Event()
+        self._dead: AuditWriteError | None = None  # why the writer stopped, if it failed
+        self._inflight: list[_Waiter] = []  # the waiters of the batch being written
         self._batch_wait_s = batch_wait_s
         self._head_interval_s = head_interval_s
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
     def record(self, row: Row) -> None:
-        """Queue one row; returns at once. A crash may lose it until the next commit."""
+        """Queue one row; returns at once. A crash may lose it until the next commit.
+
+        If the writer has stopped on an error, the row is dropped and the loss logged, as
+        when a batch cannot be written.
+        """
+        if self._dead is not None:
+            log.error("audit_write_failed", error=str(self._dead), lost=1)
+            return
         self._pending.append(((row,), None))
         if not self._wake.is_set():
             self._wake.set()
@@ -225,13 +234,18 @@ class ChainedLog:
         """Queue ``rows`` and return once the transaction that holds them has committed.
 
         Callers that wait at the same time share one commit. Raises
-        :class:`AuditWriteError` if the rows could not be written or the log is closed.
+        :class:`AuditWriteError` if the rows could not be written, the log is closed or its
+        writer has stopped on an error.
         """
+        if self._dead is not None:
+            raise AuditWriteError(str(self._dead))
         if self._stop.is_set():
             raise AuditWriteError(f"the audit log {self.path} is closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._pending.append((rows, (loop, waiter)))  # one item: one batch takes both
+        if self._dead is not None:  # the writer died meanwhile: it may not have seen ours
+            self._fail_pending(self._dead)
         self._wake.set()
         self._hurry.set()
         await waiter
@@ -285,8 +299,40 @@ class ChainedLog:
         self._seq, self._hash = seq, digest
         return None
 
+    def _fail_pending(self, error: AuditWriteError) -> None:
+        """Drop every queued row (logging the loss) and fail the waiters among them."""
+        items: list[_Item] = _drain(self._pending)
+        lost = sum(len(rows) for rows, _ in items)
+        if lost:
+            log.error("audit_write_failed", error=str(error), lost=lost)
+        waiters = _waiters(items)
+        if waiters:
+            _resolve(waiters, error)
+
     def _run(self) -> None:
+        """The writer thread. If it fails on anything (a bug, a file it cannot open, memory),
+        the log is dead: every waiter, now and later, gets AuditWriteError, never a hang."""
+        try:
+            self._serve()
+        except BaseException as exc:  # no waiter may be left waiting on a dead writer
+            # Dead first: a commit that queues after the drain below sees it and fails itself.
+            self._dead = AuditWriteError(
+                f"the audit writer of {self.path} stopped: {type(exc).__name__}: {exc}"
+            )
+            log.exception("audit_writer_failed", path=str(self.path))
+            inflight, self._inflight = self._inflight, []
+            if inflight:
+                _resolve(inflight, self._dead)
+            self._fail_pending(self._dead)
+
+    def _serve(self) -> None:
         conn = sqlite3.connect(self.path, check_same_thread=True, timeout=10)
+        try:
+            self._loop(conn)
+        finally:
+            conn.close()
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         head_due: float | None = None  # when the head file must show the last commit
         while True:
@@ -301,8 +347,9 @@ class ChainedLog:
                 stopping = self._stop.is_set()
                 items: list[_Item] = _drain(self._pending)
                 batch = [row for rows, _ in items for row in rows]
-                waiters = _waiters(items)
+                waiters = self._inflight = _waiters(items)
                 error = self._write(conn, batch) if batch else None
+                self._inflight = []
                 if waiters:
                     _resolve(waiters, error)
                 if batch and error is None and head_due is None:
@@ -315,7 +362,6 @@ class ChainedLog:
                     log.error("audit_head_failed", error=str(exc))
             if stopping:
                 break
-        conn.close()
 
 
 def _drain(queue: collections.deque[Any]) -> list[Any]:

@@ -226,3 +226,26 @@ def test_a_commit_whose_rows_fail_in_a_batch_of_their_own_raises(
         log.close()
     assert written.is_set()
     assert _stored(path) == []
+
+
+def test_a_writer_that_dies_fails_every_commit_instead_of_hanging(tmp_path: Path) -> None:
+    """A row the writer cannot even chain (bytes) stops the writer: that commit and every
+    later one raise AuditWriteError at once, instead of waiting forever, and a recorded
+    row is dropped rather than queued for nobody."""
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    async def main() -> None:
+        with pytest.raises(AuditWriteError, match="stopped"):
+            await asyncio.wait_for(log.commit((1_700_000_000_000, b"FR", 0.5)), BOUND_S)
+        log.record(_row(1))
+        with pytest.raises(AuditWriteError, match="stopped"):
+            await asyncio.wait_for(log.commit(_row(2)), BOUND_S)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert _stored(path) == []
+    assert len(log._pending) == 0
+    assert verify(path).intact
