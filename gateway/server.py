@@ -644,7 +644,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
         self, mailbox: Mailbox, admitted: Sequence[Incoming], started: float
     ) -> list[Acceptance]:
         """Store the admitted copies, wake the recipients' workers, and commit each copy's
-        audit row (AuditWriteError if they cannot be written)."""
+        audit row (AuditWriteError if they cannot be written: the copies are stored then)."""
         accepted = await mailbox.accept(admitted)
         rows = []
         for incoming, result in zip(admitted, accepted, strict=True):
@@ -690,6 +690,19 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
             await self._refuse(
                 context, "Post", peer, exc, started=started, refused=refused_admitted
             )
+        except AuditWriteError as exc:
+            # The copies are stored (and will be delivered) but their rows are not written:
+            # no receipt leaves without its row, as no answer does. Not "refused": they are
+            # stored. The sender's retry of the same envelopes gets their receipts, as
+            # duplicates, and those rows are the copies' audit trail.
+            log.error(
+                "audit_not_written", rpc="Post", peer=peer, rows=len(admitted), error=str(exc)
+            )
+            detail = (
+                "the gateway could not audit them; the copies it stored stay stored, "
+                "so resend the same envelopes for their receipts"
+            )
+            await abort(context, grpc.StatusCode.UNAVAILABLE, detail)
         except Exception:  # never UNKNOWN: the disk, a closed mailbox, the audit, a bug
             await self._audit_refused(
                 [

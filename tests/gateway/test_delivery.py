@@ -582,6 +582,53 @@ def test_a_failing_mailbox_call_ends_unavailable_and_is_audited(
     )
 
 
+def test_a_post_stored_but_not_audited_is_held_back_and_a_retry_audits_it(
+    tmp_path: Path, pki_dir: pki.PkiDir
+) -> None:
+    """If the copies are stored but their rows cannot be committed, Post answers no
+    receipts (UNAVAILABLE, saying it could not audit them, not that nothing was stored),
+    writes no refused rows for stored copies, and the sender's retry gets the original
+    sequences as duplicates, audited."""
+    items = [_seal(pki_dir, "FR", "DE"), _seal(pki_dir, "FR", "IT")]
+
+    def accepted_rows_refused(on: bool) -> None:
+        db = sqlite3.connect(tmp_path / "audit.sqlite")
+        with db:
+            if on:  # only the accepted rows: a refused row would still get in
+                db.execute(
+                    "CREATE TRIGGER full BEFORE INSERT ON audit WHEN NEW.outcome = 'accepted' "
+                    "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                )
+            else:
+                db.execute("DROP TRIGGER full")
+        db.close()
+
+    async def main() -> tuple[grpc.aio.AioRpcError, int, list[AuditRecord], Any]:
+        async with _gateway(tmp_path, pki_dir, deliver=False) as gateway:
+            accepted_rows_refused(True)
+            with pytest.raises(grpc.aio.AioRpcError) as held:
+                await gateway.post("FR", *items)
+            queued = gateway.mailbox.queued()
+            rows = _audit(tmp_path, "Post")
+            accepted_rows_refused(False)
+            return held.value, queued, rows, await gateway.post("FR", *items)
+
+    held, queued, rows_then, retry = asyncio.run(main())
+    assert held.code() == grpc.StatusCode.UNAVAILABLE
+    assert "could not audit" in (held.details() or "")
+    assert "could not store" not in (held.details() or "")
+    assert queued == 2
+    assert rows_then == []
+    assert [(r.status, r.sequence) for r in retry.results] == [
+        (gateway_pb2.POST_STATUS_DUPLICATE, 1),
+        (gateway_pb2.POST_STATUS_DUPLICATE, 2),
+    ]
+    assert [(r.recipient, r.outcome) for r in _audit(tmp_path, "Post")] == [
+        ("DE", "duplicate"),
+        ("IT", "duplicate"),
+    ]
+
+
 def test_receipts_lists_only_the_callers_messages_in_pages(
     tmp_path: Path, pki_dir: pki.PkiDir
 ) -> None:
