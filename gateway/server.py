@@ -703,7 +703,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
                 "so resend the same envelopes for their receipts"
             )
             await abort(context, grpc.StatusCode.UNAVAILABLE, detail)
-        except Exception:  # never UNKNOWN: the disk, a closed mailbox, a bug: nothing stored
+        except Exception:  # never UNKNOWN: the disk, a closed mailbox, a bug
             await self._audit_refused(
                 [
                     self._audit_row(
