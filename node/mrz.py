@@ -33,8 +33,10 @@ spaces and hyphens become the filler ``<``. A name too long for its 39 positions
 truncated as Part 3 describes: the given names are shortened from the last one backwards,
 each keeping at least its initial, and only then is the surname cut. A truncated name
 ends in a letter in the last position, which is how a reader tells that it may have been
-truncated: when the cut would end on the ``<<`` separator, the surname is cut shorter
-instead so that the first initial still fits, and a cut never leaves a filler at the end.
+truncated: when the cut would end on the ``<<`` separator (or a filler inside the surname),
+the surname is cut shorter instead so that the first initial still fits. A cut that ends
+on a filler between given names keeps the initials before it (``...<<A<B<C``) and drops
+the filler, so a cut never leaves a filler after the last letter it keeps.
 """
 
 from __future__ import annotations
@@ -192,9 +194,11 @@ def name_field(surname: str, given_names: str, width: int = NAME_LENGTH) -> str:
         field = _join_name(primary, secondary)
     if len(field) > width:
         cut = field[:width]
-        if cut.endswith(FILLER) and secondary:
-            # The cut falls on a separator: shorten the primary identifier instead, so
-            # that the first initial still fits and the field ends in a letter.
+        if cut.endswith(FILLER) and secondary and width <= len(primary) + 2:
+            # The cut falls on a filler of the primary identifier or on its << separator:
+            # shorten the primary identifier instead, so that the first initial still fits
+            # and the field ends in a letter. A cut on a filler between given names only
+            # drops the fillers: the initials before it stay.
             cut = primary[: width - 3].rstrip(FILLER) + FILLER * 2 + secondary[0][0]
         field = cut.rstrip(FILLER)
     return field.ljust(width, FILLER)

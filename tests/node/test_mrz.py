@@ -317,6 +317,9 @@ def test_problems_name_each_broken_rule() -> None:
         # The cut falls on the single filler inside the surname: no filler is left last.
         ("A" * 30 + " " + "B" * 12, "", "A" * 30 + "<" + "B" * 8),
         ("A" * 38 + " B", "", "A" * 38 + "<"),
+        # The cut falls on a filler between initials: the initials that fit stay, and
+        # the surname is not cut (the fillers after the last initial are dropped).
+        ("A" * 31, "Anna Beth Carl Dora Emma Fay", "A" * 31 + "<<A<B<C<"),
     ],
 )
 def test_truncation_never_ends_on_a_filler(surname: str, given: str, field: str) -> None:
