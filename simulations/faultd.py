@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import time
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from typing import Any
 import structlog
 
 from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.serving import wait_for_shutdown, write_ready_file
 from simulations import links as link_faults
 from simulations.proxy import Link
 from simulations.scenario import GATEWAY, INSTANT_FAULTS, PROXY_FAULTS, Event, fault_event
@@ -249,10 +249,9 @@ async def run(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Serve the links of ``bureaus`` until ``stop`` is set (default: SIGINT or SIGTERM)."""
-    if stop is None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    # Waited for from the start, so a signal during start-up still closes and unlinks all.
+    stopped = asyncio.create_task(stop.wait() if stop is not None else wait_for_shutdown())
+    await asyncio.sleep(0)  # the task installs its signal handlers
     daemon = FaultDaemon(bureaus, seed=seed)
     umask = os.umask(0o077)  # the socket is 0600 from the start
     try:
@@ -263,13 +262,11 @@ async def run(
         os.umask(umask)
     try:
         addresses = await daemon.start()
-        if ready_file is not None:  # atomically: the starter never reads half of it
-            tmp = ready_file.with_name(ready_file.name + ".tmp")
-            tmp.write_text(json.dumps({"pid": os.getpid(), "role": "faultd", "links": addresses}))
-            tmp.replace(ready_file)
+        write_ready_file(ready_file, role="faultd", links=addresses)
         log.info("faultd_ready", bureaus=len(bureaus))
-        await stop.wait()
+        await stopped
     finally:
+        stopped.cancel()
         server.close()
         await daemon.close()
         with contextlib.suppress(Exception):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ncbsim.cli import build_parser
+from simulations import faultd
 from simulations.faultd import FaultDaemon
 from simulations.network import Stopped
 from simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
@@ -157,6 +159,35 @@ def test_a_fault_with_duration_heals_itself(tmp_path: Path) -> None:
             assert all(s.is_clear() for s in _shaped(daemon, "DE"))
         finally:
             await daemon.close()
+
+    asyncio.run(main())
+
+
+def test_run_writes_its_ready_file_and_removes_its_socket_when_stopped(tmp_path: Path) -> None:
+    """The daemon's ready file names its pid, role and each bureau's two proxy addresses
+    once its control socket answers; stopped, it leaves no socket behind."""
+
+    async def main() -> None:
+        sock, ready = tmp_path / "faultd.sock", tmp_path / "faultd.json"
+        stop = asyncio.Event()
+        serving = asyncio.create_task(
+            faultd.run(["DE", "IT"], control=sock, ready_file=ready, stop=stop)
+        )
+        try:
+            for _ in range(600):  # polled, never timed
+                if ready.exists() or serving.done():
+                    break
+                await asyncio.sleep(0.05)
+            info = json.loads(ready.read_text())
+            assert (info["pid"], info["role"]) == (os.getpid(), "faultd")
+            assert sorted(info["links"]) == ["DE", "IT"]
+            assert all(set(link) == {"to_gateway", "to_bureau"} for link in info["links"].values())
+            assert (await _ask(sock, {"op": "status"}))["pid"] == os.getpid()
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(serving, timeout=60) == 0
+        assert not sock.exists()
+        assert not ready.with_name("faultd.json.tmp").exists()
 
     asyncio.run(main())
 
