@@ -57,6 +57,9 @@ log = structlog.get_logger()
 MANIFEST = "network.json"
 LIVE_FAULTS = Path("run") / "faults.json"
 """The process faults applied live (simulations.live_faults): they end with the network."""
+GATEWAY_READY = Path("run") / "gateway.json"
+FAULTD_READY = Path("run") / "faultd.json"
+"""The ready file of the fault daemon of ``ncbsim up --faults`` (simulations.faultd)."""
 STAMP = "records.json"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -485,7 +488,7 @@ class Network:
         network_hosts: list[Host] = []
         try:
             glog = gateway_files(workdir) / "gateway.log"
-            ready = run / "gateway.json"
+            ready = workdir / GATEWAY_READY
             ready.unlink(missing_ok=True)
             gw = _spawn(
                 [
@@ -641,7 +644,7 @@ class Network:
         """
         old = self.gateway
         glog = Path(old.log)
-        ready = self.workdir / "run" / "gateway.json"
+        ready = self.workdir / GATEWAY_READY
         ready.unlink(missing_ok=True)
         with self._lock:
             if self._stopping:
@@ -792,9 +795,12 @@ class Network:
                 child.wait(timeout=STOP_TIMEOUT_S)
         for host in self.hosts:
             remove_socket(host.control)
+            _host_ready(host).unlink(missing_ok=True)
         if self.faultd is not None:
             remove_socket(self.faultd.address)
-        (self.workdir / LIVE_FAULTS).unlink(missing_ok=True)
+        # What said these processes run goes with them; their logs and the specs stay.
+        for left in (GATEWAY_READY, FAULTD_READY, LIVE_FAULTS):
+            (self.workdir / left).unlink(missing_ok=True)
         (self.workdir / MANIFEST).unlink(missing_ok=True)
         log.info("network_down", workdir=str(self.workdir), stopped=stopped, gone=gone)
         return Stopped(stopped, gone)
@@ -825,11 +831,16 @@ def _write_spec(
     private.write_text(Path(host.spec), json.dumps(spec, indent=2) + "\n")
 
 
+def _host_ready(host: Host) -> Path:
+    """Where ``host`` writes its ready file: beside its spec."""
+    return Path(host.spec).with_name(f"host-{host.index}.ready.json")
+
+
 def _start_host(
     host: Host, env_args: list[str], *, detach: bool, placement: Placement
 ) -> subprocess.Popen[bytes]:
     spec = Path(host.spec)
-    ready = spec.with_name(f"host-{host.index}.ready.json")
+    ready = _host_ready(host)
     ready.unlink(missing_ok=True)
     Path(host.control).unlink(missing_ok=True)
     child = _spawn(
@@ -860,7 +871,7 @@ def _await_host(
     deadline: float,
     abort: threading.Event | None = None,
 ) -> None:
-    ready = Path(host.spec).with_name(f"host-{host.index}.ready.json")
+    ready = _host_ready(host)
     what = (
         f"host {host.index} ({', '.join(host.bureaus[:3])}{'...' if len(host.bureaus) > 3 else ''})"
     )

@@ -24,6 +24,7 @@ import structlog
 from ncbsim.errors import ConfigError, NcbsimError, NetworkError
 from simulations import faultd
 from simulations.network import (
+    FAULTD_READY,
     MANIFEST,
     Network,
     Proc,
@@ -48,12 +49,23 @@ SERVING = "SERVING"
 
 @contextlib.contextmanager
 def locked(workdir: Path) -> Iterator[None]:
-    """Hold the work directory's operation lock (blocking) while changing its network."""
+    """Hold the work directory's operation lock (blocking) while changing its network.
+
+    ``down`` removes the lock file while it holds it: a command that waited on that file
+    takes the lock on the file now there (made afresh if need be), so all still queue on one.
+    """
     path = Path(workdir) / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # removed while we waited: lock the one there now
+    try:
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -87,17 +99,23 @@ def up(workdir: Path, scenario: Scenario, *, detach: bool, log_level: str, fault
     run.mkdir(exist_ok=True)
     control = socket_path(run, "faultd.sock")
     flog = run / "faultd.log"
-    child, info = start_process(
-        [
-            "--log-level", log_level, "faultd", "--workdir", str(workdir),
-            "--bureaus", ",".join(scenario.bureaus), "--seed", str(scenario.seed),
-            "--control", control, "--ready-file", str(run / "faultd.json"),
-        ],
-        flog,
-        run / "faultd.json",
-        detach=detach,
-        what="fault daemon",
-    )  # fmt: skip
+    ready = workdir / FAULTD_READY
+    try:
+        child, info = start_process(
+            [
+                "--log-level", log_level, "faultd", "--workdir", str(workdir),
+                "--bureaus", ",".join(scenario.bureaus), "--seed", str(scenario.seed),
+                "--control", control, "--ready-file", str(ready),
+            ],
+            flog,
+            ready,
+            detach=detach,
+            what="fault daemon",
+        )  # fmt: skip
+    except BaseException:  # stopped by start_process: its socket (and folder) stay behind
+        remove_socket(control)
+        ready.unlink(missing_ok=True)
+        raise
     links: dict[str, dict[str, str]] = info["links"]
 
     def on_gateway(address: str) -> None:
@@ -121,6 +139,7 @@ def up(workdir: Path, scenario: Scenario, *, detach: bool, log_level: str, fault
             terminate([child.pid])
         child.wait()
         remove_socket(control)
+        ready.unlink(missing_ok=True)
         raise
     try:
         _upstreams(control, {p.bureau: p.address for p in network.procs if p.bureau})
@@ -140,10 +159,13 @@ def _upstreams(control: str, addresses: dict[str, str]) -> None:
 
 
 def down(workdir: Path) -> Stopped:
-    """Stop the network of ``workdir`` (every process, the fault daemon too)."""
+    """Stop the network of ``workdir`` (every process, the fault daemon too), and remove
+    what said it runs: its manifest, ready files, sockets, live faults and this lock."""
     load(workdir)  # a clear error if none runs
     with locked(workdir):
-        return Network.load(workdir).stop()
+        stopped = Network.load(workdir).stop()
+        (Path(workdir) / LOCK).unlink(missing_ok=True)  # held: see locked()
+    return stopped
 
 
 # ---------------------------------------------------------------- status

@@ -187,6 +187,11 @@ def test_status_down_counts_and_link_faults_need_up_faults(plain: Path) -> None:
     assert "stopped 4 processes (gateway, 3 hosts); 1 was already gone (host)" in down.stdout
     assert not (plain / "network.json").exists()
     assert not (plain / "run" / "faults.json").exists()  # live faults end with the network
+    left = sorted(p.name for p in (plain / "run").iterdir())
+    assert "operate.lock" not in left  # taken by the skew
+    assert [name for name in left if name.endswith((".json", ".sock"))] == [
+        f"host-{i}.spec.json" for i in range(len(BUREAUS))
+    ]  # no ready file or socket of a process that is gone
     assert not any(alive(pid) for pid in pids)
 
 

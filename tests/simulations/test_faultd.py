@@ -1,21 +1,31 @@
 """The fault daemon of `ncbsim up --faults` and the parts live faults share with scenario
-files, without processes: its control protocol over a real Unix socket, in one loop."""
+files, without processes: its control protocol over a real Unix socket, in one loop; and
+what `up` and `down` leave behind."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
+import shutil
+import subprocess
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
 from ncbsim.cli import build_parser
-from simulations import faultd
+from ncbsim.errors import NetworkError
+from simulations import faultd, network, operate, scenario
 from simulations.faultd import FaultDaemon
-from simulations.network import Stopped
+from simulations.network import Host, Network, Proc, Stopped
 from simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
+
+SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 
 
 def test_fault_event_validates_like_a_scenario_file() -> None:
@@ -190,6 +200,116 @@ def test_run_writes_its_ready_file_and_removes_its_socket_when_stopped(tmp_path:
         assert not ready.with_name("faultd.json.tmp").exists()
 
     asyncio.run(main())
+
+
+def _gone_pid() -> int:
+    """The pid of a process that has exited: nothing of a network runs under it."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_down_leaves_no_state_of_the_stopped_network(tmp_path: Path) -> None:
+    """`ncbsim down` of an `up --faults` network removes what said it runs (the manifest,
+    every ready file, the fault daemon's socket, live faults, the operation lock) and keeps
+    the logs and host specs."""
+    workdir = tmp_path / "net"
+    run = workdir / "run"
+    run.mkdir(parents=True)
+    pid = _gone_pid()
+    host = Host(
+        index=0,
+        bureaus=["DE"],
+        spec=str(run / "host-0.spec.json"),
+        control=str(run / "host-0.sock"),
+        log=str(run / "host-0.log"),
+        pid=pid,
+    )
+    gateway = Proc("gateway", None, pid, "127.0.0.1:1", str(run / "gateway.log"))
+    node = Proc("node", "DE", pid, "127.0.0.1:2", host.log, host=0)
+    daemon = Proc("faultd", None, pid, str(run / "faultd.sock"), str(run / "faultd.log"))
+    Network(workdir, "t", [gateway, node], hosts=[host], faultd=daemon).write_manifest()
+    for name in (
+        "gateway.json", "host-0.ready.json", "faultd.json", "faultd.sock", "faults.json",
+        "operate.lock", "host-0.spec.json", "host-0.log", "faultd.log",
+    ):  # fmt: skip
+        (run / name).write_text("{}")
+    stopped = operate.down(workdir)
+    assert stopped.gone == {"gateway": 1, "host": 1, "faultd": 1}
+    assert not (workdir / "network.json").exists()
+    assert sorted(p.name for p in run.iterdir()) == ["faultd.log", "host-0.log", "host-0.spec.json"]
+
+
+def _open_on(path: Path) -> int:
+    """How many descriptors of this process are open on ``path``."""
+    fds = Path("/proc/self/fd")
+    found = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            found += os.readlink(fd) == str(path)
+    return found
+
+
+def test_a_command_queued_behind_down_locks_the_lock_file_down_left(tmp_path: Path) -> None:
+    """`down` removes the lock file it holds; a command that was waiting on it then locks
+    the file at that path (made afresh), so the commands after it still queue behind it."""
+    path = tmp_path / operate.LOCK
+    entered, release = threading.Event(), threading.Event()
+
+    def queued() -> None:
+        with operate.locked(tmp_path):
+            entered.set()
+            release.wait(60)
+
+    waiter = threading.Thread(target=queued)
+    try:
+        with operate.locked(tmp_path):
+            waiter.start()
+            for _ in range(1200):  # polled: until the waiter has the old file open
+                if _open_on(path) >= 2:
+                    break
+                time.sleep(0.05)
+            assert _open_on(path) >= 2
+            path.unlink()  # as down does, holding the lock
+        assert entered.wait(60)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            with pytest.raises(BlockingIOError):  # the next command waits
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        release.set()
+        if waiter.ident is not None:  # started
+            waiter.join(60)
+
+
+def test_up_removes_the_socket_folder_of_a_fault_daemon_that_never_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deep work directory puts the daemon's socket in a private folder of /tmp: if the
+    daemon never becomes ready, `up --faults` fails and that folder goes too."""
+    made: list[str] = []
+
+    def socket_path(run: Path, name: str) -> str:
+        made.append(network.socket_path(run, name))
+        return made[-1]
+
+    def never_ready(*args: object, **kwargs: object) -> NoReturn:
+        raise NetworkError("fault daemon (pid 1) not ready in time")
+
+    monkeypatch.setattr(operate, "socket_path", socket_path)
+    monkeypatch.setattr(operate, "prepare", lambda workdir, scenario: workdir.mkdir(parents=True))
+    monkeypatch.setattr(operate, "start_process", never_ready)
+    deep = tmp_path / ("d" * 100)
+    with pytest.raises(NetworkError, match="not ready in time"):
+        operate.up(deep, scenario.load(str(SMALL)), detach=True, log_level="info", faults=True)
+    (control,) = made
+    folder = Path(control).parent
+    assert folder.name.startswith(network.SOCKET_DIR_PREFIX)
+    leaked = folder.exists()
+    shutil.rmtree(folder, ignore_errors=True)  # never left in /tmp, even by a failure
+    assert not leaked
 
 
 def test_status_names_only_the_services_whose_health_differs() -> None:
