@@ -25,7 +25,7 @@ from ncbsim.config import (
 )
 from ncbsim.errors import NcbsimError
 from ncbsim.pki import PkiDir
-from ncbsim.workdir import find_gateway, gateway_ready_file, require_pki
+from ncbsim.workdir import NoGatewayError, find_gateway, gateway_ready_file, require_pki
 
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:7600"
 
@@ -130,7 +130,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     _check_listen(args.listen)
     try:
         gateway = args.gateway or find_gateway(args.dir)
-    except NcbsimError:
+    except NoGatewayError:  # a corrupt network.json says so itself
         raise NcbsimError(
             f"no running gateway found in {args.dir}; start one with "
             f"`ncbsim gateway --dir {args.dir}`, or pass --gateway HOST:PORT"

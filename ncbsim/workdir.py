@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from ncbsim.errors import NcbsimError
+from ncbsim.errors import NcbsimError, NetworkError
 from ncbsim.pki import PkiDir
 
-__all__ = ["MANIFEST", "find_gateway", "gateway_ready_file", "require_pki"]
+__all__ = ["MANIFEST", "NoGatewayError", "find_gateway", "gateway_ready_file", "require_pki"]
 
 MANIFEST = "network.json"
 """Written by ``ncbsim up`` (simulations/network.py) once every process serves."""
+_MANIFEST_WHAT = "a network manifest"
 
 
 def gateway_ready_file(directory: Path) -> Path:
@@ -41,30 +43,67 @@ def require_pki(workdir: Path) -> PkiDir:
     return pki
 
 
+class NoGatewayError(NetworkError):
+    """The work directory holds a PKI, but no gateway was started there (no manifest, no
+    ready file). Other failures of :func:`find_gateway` (a corrupt file) are not this."""
+
+
 def find_gateway(workdir: Path, bureau: str | None = None) -> str:
     """The gateway address of the network in ``workdir``: from ``network.json`` (written by
     ``ncbsim up``), else from the gateway's ready file (``ncbsim gateway --dir``).
 
     With ``bureau``, the way that bureau reaches it: its fault proxy, under ``up --faults``.
+    Raises :class:`NoGatewayError` if neither file exists, and NcbsimError saying what is
+    wrong, in words, if one exists but does not name the address.
     """
     require_pki(workdir)
     manifest = workdir / MANIFEST
     if bureau is not None and manifest.exists():
-        try:
-            link = json.loads(manifest.read_text()).get("links", {}).get(bureau)
-        except (OSError, ValueError, AttributeError) as exc:
-            raise NcbsimError(f"{manifest} is not a network manifest ({exc!r})") from None
-        if link:
-            return str(link["to_gateway"])
-    for path, key in ((workdir / MANIFEST, "gateway"), (gateway_ready_file(workdir), "address")):
+        links = _json_object(manifest, _MANIFEST_WHAT).get("links", {})
+        if not isinstance(links, dict):
+            raise _not(manifest, _MANIFEST_WHAT, "links is not an object")
+        link = links.get(bureau)
+        if link is not None:  # absent: this bureau reaches the gateway directly
+            if not isinstance(link, dict) or "to_gateway" not in link:
+                raise _not(manifest, _MANIFEST_WHAT, f"links.{bureau} has no to_gateway")
+            return _address(
+                manifest, _MANIFEST_WHAT, link["to_gateway"], f"links.{bureau}.to_gateway"
+            )
+    for path, key, what in (
+        (manifest, "gateway", _MANIFEST_WHAT),
+        (gateway_ready_file(workdir), "address", "a gateway ready file"),
+    ):
         if not path.exists():
             continue
-        try:
-            return str(json.loads(path.read_text())[key])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise NcbsimError(f"{path} does not name the gateway's address ({exc!r})") from None
-    raise NcbsimError(
+        data = _json_object(path, what)
+        if key not in data:
+            raise _not(path, what, f"it has no {key}")
+        return _address(path, what, data[key], key)
+    raise NoGatewayError(
         f"no gateway is running in {workdir} (it holds a PKI, but no {MANIFEST} or "
         f"gateway/ready.json); start the network with `ncbsim up SCENARIO --workdir "
         f"{workdir} --detach`, or its gateway alone with `ncbsim gateway --dir {workdir}`"
     )
+
+
+def _not(path: Path, what: str, problem: str) -> NcbsimError:
+    return NcbsimError(f"{path}: not {what} ({problem})")
+
+
+def _json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or NcbsimError saying in words why there is none."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise NcbsimError(f"cannot read {path}: {exc.strerror or 'unreadable'}") from None
+    except ValueError:  # not UTF-8 (UnicodeDecodeError) or not JSON
+        raise _not(path, what, "not JSON") from None
+    if not isinstance(data, dict):
+        raise _not(path, what, "not a JSON object")
+    return data
+
+
+def _address(path: Path, what: str, value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _not(path, what, f"{field} is not an address")
+    return value

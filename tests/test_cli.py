@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -286,6 +287,61 @@ def test_a_pki_without_a_gateway_says_how_to_start_one(
     assert f"`ncbsim up SCENARIO --workdir {bare_pki} --detach`" in err
     assert f"`ncbsim gateway --dir {bare_pki}`" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.fixture
+def workdir(bare_pki: Path, tmp_path: Path) -> Path:
+    """A copy of the bare PKI, for a test to write its own network.json into."""
+    path = tmp_path / "w"
+    shutil.copytree(bare_pki, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        ('{"links": {"FR": {}}}', "links.FR has no to_gateway"),
+        ('{"links": {"FR": "x"}}', "links.FR has no to_gateway"),
+        ('{"links": {"FR": {"to_gateway": 5}}}', "links.FR.to_gateway is not an address"),
+        ('{"links": []}', "links is not an object"),
+        ('{"links": {}}', "it has no gateway"),
+        ('{"gateway": ["127.0.0.1:1"]}', "gateway is not an address"),
+        ("[]", "not a JSON object"),
+        ("not json", "not JSON"),
+        ("\xff", "not JSON"),
+    ],
+)
+def test_a_corrupt_network_manifest_is_one_line_saying_what_is_wrong(
+    manifest: str, problem: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A network.json that does not say where the gateway is is named, with what is wrong
+    in words (no traceback, no Python repr), exit 2."""
+    (workdir / "network.json").write_bytes(manifest.encode("latin-1"))
+    code, err = _main(_with_workdir("receipts", workdir), capsys)
+    path = workdir / "network.json"
+    assert (code, err) == (2, f"ncbsim: {path}: not a network manifest ({problem})\n")
+
+
+def test_a_corrupt_gateway_ready_file_is_one_line(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gateway/ready.json without the gateway's address says so in words, exit 2."""
+    ready = workdir / "gateway" / "ready.json"
+    ready.parent.mkdir(exist_ok=True)
+    ready.write_text('{"pid": 1}')
+    code, err = _main(_with_workdir("receipts", workdir), capsys)
+    assert (code, err) == (2, f"ncbsim: {ready}: not a gateway ready file (it has no address)\n")
+
+
+def test_node_names_a_corrupt_manifest_not_a_missing_gateway(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`node` in a work directory whose network.json is corrupt says so; the advice to
+    start a gateway is only for a directory where none was started."""
+    (workdir / "network.json").write_text("not json")
+    code, err = _main(["node", "--dir", str(workdir), "--bureau", "FR"], capsys)
+    path = workdir / "network.json"
+    assert (code, err) == (2, f"ncbsim: {path}: not a network manifest (not JSON)\n")
 
 
 # ----------------------------------------------------------------- query input
