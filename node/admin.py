@@ -43,6 +43,7 @@ from node.store import (
 )
 
 __all__ = [
+    "MAX_LIMIT",
     "ControlChange",
     "add_parsers",
     "bureau_dir",
@@ -57,6 +58,9 @@ __all__ = [
     "records_path",
     "restrict",
 ]
+
+MAX_LIMIT = 100_000
+"""The largest --limit of ``record list`` and ``hits``: more rows than a terminal shows."""
 
 
 def bureau_dir(workdir: Path, bureau: str) -> Path:
@@ -286,10 +290,15 @@ _EXAMPLE = {
 }
 
 
+def _check_limit(limit: int) -> None:
+    """Refuse a --limit outside 1..MAX_LIMIT (a number past SQLite's integers overflowed)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise NcbsimError(f"--limit must be between 1 and {MAX_LIMIT}")
+
+
 def cmd_record_list(args: argparse.Namespace) -> int:
     """``ncbsim record list``: records worth querying, from the owner's own database."""
-    if args.limit <= 0:
-        raise NcbsimError("--limit must be positive")
+    _check_limit(args.limit)
     owner = str(args.as_bureau).upper()
     kinds = (args.kind,) if args.kind else KINDS
     if args.field is not None and args.json:
@@ -396,8 +405,8 @@ def list_hits(
 
 def cmd_hits(args: argparse.Namespace) -> int:
     """``ncbsim hits``: the bureau's hit notifications, oldest first."""
-    if args.limit is not None and args.limit <= 0:
-        raise NcbsimError("--limit must be positive")
+    if args.limit is not None:
+        _check_limit(args.limit)
     events = list_hits(
         args.workdir,
         str(args.as_bureau).upper(),
@@ -438,7 +447,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     hits.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
     hits.add_argument("--ref", help="only hits on this reference")
     hits.add_argument("--requester", type=str.upper, help="only hits by this bureau")
-    hits.add_argument("--limit", type=int, help="at most this many (oldest first)")
+    hits.add_argument(
+        "--limit", type=int, help=f"at most this many, 1 to {MAX_LIMIT} (oldest first)"
+    )
     hits.add_argument("--json", action="store_true", help="one JSON object per line")
     hits.set_defaults(func=cmd_hits, server=False)
 
@@ -456,7 +467,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     rl.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
     rl.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
     rl.add_argument("--kind", choices=KINDS, help="only this kind (default: all three)")
-    rl.add_argument("--limit", type=int, default=10, help="at most N of each kind (default 10)")
+    rl.add_argument(
+        "--limit",
+        type=int,
+        default=10,
+        help=f"at most N of each kind, 1 to {MAX_LIMIT} (default 10)",
+    )
     rl.add_argument("--json", action="store_true", help="one JSON object per line")
     rl.add_argument(
         "--field",

@@ -344,6 +344,19 @@ def test_node_names_a_corrupt_manifest_not_a_missing_gateway(
     assert (code, err) == (2, f"ncbsim: {path}: not a network manifest (not JSON)\n")
 
 
+@pytest.mark.parametrize("command", ["record list", "hits"])
+@pytest.mark.parametrize("limit", ["0", "100001", "99999999999999999999"])
+def test_a_limit_out_of_range_is_one_line(
+    command: str, limit: str, bare_pki: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """record list and hits take --limit from 1 to 100000; any other is refused in one
+    line, exit 2 (a number beyond SQLite's integers was an OverflowError traceback)."""
+    line = {"record list": WORKDIR_COMMANDS["record list"], "hits": ["hits", "--as", "FR"]}
+    argv = [*line[command], "--workdir", str(bare_pki), "--limit", limit]
+    code, err = _main(argv, capsys)
+    assert (code, err) == (2, "ncbsim: --limit must be between 1 and 100000\n")
+
+
 # ----------------------------------------------------------------- query input
 
 
