@@ -44,6 +44,7 @@ __all__ = [
     "RateLimiter",
     "check_size",
     "load_overrides",
+    "wrapped_size",
 ]
 
 DAY_MS = 86_400_000
@@ -73,6 +74,28 @@ def check_size(size: int, maximum: int) -> None:
         raise LimitExceeded(
             f"request of {size} bytes exceeds the gateway's limit of {maximum} bytes", None
         )
+
+
+_FIELD_1_BYTES = 0x0A  # the tag of field 1, length-delimited (wire type 2)
+_MAX_VARINT_BYTES = 10
+
+
+def wrapped_size(raw: bytes) -> int | None:
+    """The size of the one message ``raw`` wraps, read from its framing, without parsing.
+
+    A request that holds one envelope in field 1 (``QueryRequest``) is serialized as the
+    tag ``0x0A``, the envelope's length as a varint, then the envelope. If ``raw`` is
+    exactly that, this is the length; for anything else (other fields, a second envelope,
+    a length that does not reach the end) it is None.
+    """
+    if not raw or raw[0] != _FIELD_1_BYTES:
+        return None
+    length = 0
+    for i in range(1, min(len(raw), 1 + _MAX_VARINT_BYTES)):
+        length |= (raw[i] & 0x7F) << (7 * (i - 1))
+        if not raw[i] & 0x80:  # the varint's last byte
+            return length if i + 1 + length == len(raw) else None
+    return None
 
 
 @dataclass(slots=True)

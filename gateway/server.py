@@ -41,7 +41,7 @@ from google.protobuf.message import DecodeError, Message
 from gateway.audit import AuditLog, AuditRecord
 from gateway.delivery import Deliverer
 from gateway.directory_files import DirectoryFiles
-from gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size
+from gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size, wrapped_size
 from gateway.mailbox import (
     ACCEPTED,
     DELIVERED,
@@ -410,6 +410,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
         size = len(request)  # then the envelope's size, as MultiQuery's rows record it
         try:
             self._check_credentials(peer, context)
+            if size > self._max_bytes:  # only then can the envelope be over it
+                # Refused unparsed: a request of up to 4 MiB is not decoded to be refused.
+                # Its envelope's size is read from its framing; a request that is not just
+                # one envelope is held to the limit itself.
+                size = wrapped_size(request) or size
+                check_size(size, self._max_bytes)
             item = self._parse(request, gateway_pb2.QueryRequest, max_bytes=None).envelope
             size = item.ByteSize()
             check_size(size, self._max_bytes)

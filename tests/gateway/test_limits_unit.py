@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -21,6 +22,7 @@ from gateway.limits import (
     RateLimiter,
     check_size,
     load_overrides,
+    wrapped_size,
 )
 from gateway.router import Router
 from gateway.server import GatewayService, add_to_server
@@ -521,6 +523,105 @@ def test_multi_query_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
         ("MultiQuery", "DE", "refused", "RESOURCE_EXHAUSTED"),
         ("MultiQuery", "IT", "refused", "RESOURCE_EXHAUSTED"),
     ]
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 1_000_000])
+def test_wrapped_size_reads_the_envelope_size_protobuf_wrote(size: int) -> None:
+    """For a serialized QueryRequest, wrapped_size is its envelope's size, whatever the
+    length of the varint that frames it."""
+    item = envelope.Envelope(sealed=b"s" * size) if size else envelope.Envelope()
+    assert wrapped_size(_query(item)) == item.ByteSize()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"\x0a", b"\x0a\x05abc", b"\x0a\x02abc", b"\x12\x01a", b"\x0a" + b"\xff" * 11],
+    ids=["empty", "tag-only", "short", "long", "other-field", "endless-varint"],
+)
+def test_wrapped_size_is_none_for_anything_but_one_framed_envelope(raw: bytes) -> None:
+    """Bytes that are not exactly one field-1 envelope have no wrapped size."""
+    assert wrapped_size(raw) is None
+
+
+def _parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Note the size of every request the gateway parses (the list it returns)."""
+    parsed: list[int] = []
+    parse = GatewayService._parse
+
+    def noted(raw: bytes, message: Any, *, max_bytes: int | None) -> Any:
+        parsed.append(len(raw))
+        return parse(raw, message, max_bytes=max_bytes)
+
+    monkeypatch.setattr(GatewayService, "_parse", staticmethod(noted))
+    return parsed
+
+
+def test_a_huge_query_is_refused_before_it_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Query of a megabyte against a 1024-byte limit is refused RESOURCE_EXHAUSTED without
+    being parsed, naming (and auditing) the envelope's size; one that is not a single
+    envelope is refused on the request's size, unparsed too."""
+    parsed = _parses(monkeypatch)
+
+    async def main() -> tuple[list[tuple[grpc.StatusCode, str]], int, int]:
+        async with _gateway(tmp_path, max_envelope_bytes=1024) as (directory, address):
+            big = _seal(directory, "FR", "DE").envelope
+            big.sealed = b"\x00" * 1_000_000
+            odd = _query(_seal(directory, "FR", "DE").envelope) + _query(big)  # two envelopes
+            channel = transport.gateway_channel(address, directory.tls("FR"))
+            try:
+                results = []
+                for payload in (_query(big), odd):
+                    code, detail, _ = await _raw_call(channel, "Query", payload)
+                    results.append((code, detail))
+            finally:
+                await channel.close()
+        return results, big.ByteSize(), len(odd)
+
+    results, size, odd_size = asyncio.run(main())
+    assert parsed == []
+    limit = "exceeds the gateway's limit of 1024 bytes"
+    assert results == [
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, f"request of {size} bytes {limit}"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, f"request of {odd_size} bytes {limit}"),
+    ]
+    assert [(r.rpc, r.request_bytes, r.outcome) for r in _rows(tmp_path)] == [
+        ("Query", size, "refused"),
+        ("Query", odd_size, "refused"),
+    ]
+
+
+def test_a_query_envelope_of_exactly_the_limit_is_not_refused_for_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is on the envelope, not on the request that wraps it: an envelope of
+    exactly max_envelope_bytes goes on to be routed (DE has no node here), one byte more is
+    RESOURCE_EXHAUSTED."""
+    parsed = _parses(monkeypatch)
+
+    async def main(extra: int) -> tuple[grpc.StatusCode, str]:
+        async with _gateway(tmp_path, max_envelope_bytes=1024) as (directory, address):
+            item = _seal(directory, "FR", "DE").envelope
+            item.sealed += b"\x00" * (1024 + extra - item.ByteSize())
+            assert item.ByteSize() == 1024 + extra
+            assert len(_query(item)) > 1024
+            channel = transport.gateway_channel(address, directory.tls("FR"))
+            try:
+                code, detail, _ = await _raw_call(channel, "Query", _query(item))
+            finally:
+                await channel.close()
+        return code, detail
+
+    assert asyncio.run(main(0)) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "bureau DE has no registered node",
+    )
+    assert len(parsed) == 1  # it had to be parsed to be routed
+    assert asyncio.run(main(1)) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "request of 1025 bytes exceeds the gateway's limit of 1024 bytes",
+    )
 
 
 @pytest.mark.attack(
