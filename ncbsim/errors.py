@@ -116,6 +116,15 @@ def is_queue_full(exc: grpc.aio.AioRpcError) -> bool:
     )
 
 
+def cannot_write(path: object, exc: OSError) -> NcbsimError:
+    """The one-line error for an output that cannot be written: ``PATH: cannot write:
+    REASON``, the reason being the OSError's (a file where a folder must be is named)."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError) and exc.filename is not None:  # mkdir met a file
+        reason = f"{exc.filename} is not a folder"
+    return NcbsimError(f"{path}: cannot write: {reason}")
+
+
 _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     EnvelopeError: grpc.StatusCode.INVALID_ARGUMENT,
     DirectoryError: grpc.StatusCode.FAILED_PRECONDITION,

@@ -31,12 +31,15 @@ cannot carry, so any message can be written.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ncbsim.errors import cannot_write
 
 # Characters XML 1.0 forbids even escaped: C0 controls other than tab, LF and CR.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -181,9 +184,16 @@ def write(path: Path, *suites: Suite) -> None:
     """Write ``suites`` to ``path`` as JUnit XML (the folder is created if needed).
 
     The file is written next to its final name and then renamed, so a CI system
-    never reads half a report.
+    never reads half a report. A path that cannot be written raises NcbsimError
+    (``PATH: cannot write: REASON``), leaving no partial file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    document = to_bytes(*suites)
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(to_bytes(*suites))
-    partial.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(document)
+        partial.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None

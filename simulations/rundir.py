@@ -1,4 +1,5 @@
-"""A run directory: its default name, writing what a run leaves there, removing it empty.
+"""A run directory: its default name, making it, writing what a run leaves there, removing
+it empty.
 
 ``report.json`` (the report, docs/scenarios.md), ``timeline.jsonl`` (one metadata-only
 event per line, in time order) and ``latency.png``.
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ncbsim.errors import cannot_write
 from simulations import plot
 from simulations import report as reports
 from simulations.engine import RunResult
@@ -23,6 +25,19 @@ def default_run_dir(name: str) -> Path:
     """runs/NAME-YYYYmmddTHHMMSSZ under the current directory."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return RUNS / f"{name}-{stamp}"
+
+
+def create(folder: Path) -> bool:
+    """Make the run directory (and its parents) before the run; True if this made it.
+
+    NcbsimError (``FOLDER: cannot write: REASON``) if it cannot be made.
+    """
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_write(folder, exc) from None
+    return created
 
 
 def remove_if_empty(folder: Path, created: bool) -> None:
@@ -40,7 +55,25 @@ def write(
     *,
     report_path: Path | None,
 ) -> None:
-    """report.json (and its copy), timeline.jsonl in time order, latency.png."""
+    """report.json (and its copy), timeline.jsonl in time order, latency.png.
+
+    NcbsimError (``PATH: cannot write: REASON``) names a file that cannot be written.
+    """
+    try:
+        _write(folder, report, result, checks, checked_s, report_path=report_path)
+    except OSError as exc:
+        raise cannot_write(exc.filename or folder, exc) from None
+
+
+def _write(
+    folder: Path,
+    report: dict[str, Any],
+    result: RunResult,
+    checks: Sequence[dict[str, Any]],
+    checked_s: float,
+    *,
+    report_path: Path | None,
+) -> None:
     text = json.dumps(report, indent=2) + "\n"
     (folder / "report.json").write_text(text)
     if report_path is not None:

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from gateway.audit import read_all
 from ncbsim.client import ALL, Outcome
+from ncbsim.errors import NcbsimError
 from simulations import checks as expressions
 from simulations import junit, messaging, rundir, schema
 from simulations import paths as report_paths
@@ -374,10 +375,9 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
                 ) from None
             _junit(junit_path, report, scenario, started_at)
             return report
+    created = rundir.create(folder)  # before anything starts: an unwritable one fails now
     temp = None if workdir is not None else Path(tempfile.mkdtemp(prefix="ncbsim-"))
     work = (workdir or temp or Path()).resolve()
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         console.print(_intro(scenario))
@@ -416,6 +416,9 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     try:
         rundir.write(folder, report, result, report["checks"], checked_s, report_path=report_path)
         _junit(junit_path, report, scenario, started_at)
+    except NcbsimError:  # a file that cannot be written: said in one line
+        rundir.remove_if_empty(folder, created)
+        raise
     except KeyboardInterrupt:
         rundir.remove_if_empty(folder, created)
         raise Interrupted(

@@ -11,6 +11,7 @@ import pytest
 from junitparser import Error, Failure, JUnitXml
 
 from ncbsim import junit
+from ncbsim.errors import NcbsimError
 
 
 def _suite() -> junit.Suite:
@@ -79,3 +80,27 @@ def test_a_case_or_suite_that_cannot_be_reported_is_refused(
     """A nameless case, a negative time or a case both failed and in error is a caller bug."""
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("file/inside/junit.xml", "Not a directory"),  # a folder on the way is a file
+        ("file/junit.xml", "is not a folder"),  # the folder itself is a file
+        ("folder", "Is a directory"),  # the path is a folder
+    ],
+)
+def test_a_path_that_cannot_be_written_is_a_one_line_error(
+    tmp_path: Path, where: str, reason: str
+) -> None:
+    """An unwritable path is an NcbsimError naming it and why, not an OSError, and no
+    partial file is left behind."""
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / where
+    with pytest.raises(NcbsimError) as raised:
+        junit.write(path, _suite())
+    assert str(raised.value).startswith(f"{path}: cannot write: ")
+    assert reason in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert not path.with_name(path.name + ".partial").exists()

@@ -14,14 +14,16 @@ import junitparser
 import pytest
 
 from ncbsim.client import ALL, Answer, Outcome
+from ncbsim.errors import NcbsimError
 from ncbsim.v2 import query_pb2
 from simulations import describe, junit, rundir, scenario, schema
 from simulations import paths as report_paths
-from simulations.engine import Sent
+from simulations.engine import RunResult, Sent
 from simulations.simulate import multi_bureau_check
 from simulations.traffic import Planned
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
+SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 BUILTIN = scenario.builtin_names()
 
 
@@ -161,6 +163,19 @@ def test_missing_file_and_unknown_name_say_which(tmp_path: Path) -> None:
     assert all(name in unknown.stderr for name in BUILTIN)
 
 
+def test_a_run_dir_that_cannot_be_made_is_one_line_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """`--run-dir` under a file: exit 2 with `ncbsim: PATH: cannot write: ...` and no
+    traceback, before any process or work directory exists."""
+    (tmp_path / "file").write_text("")
+    run_dir, workdir = tmp_path / "file" / "run", tmp_path / "work"
+    out = _ncbsim("simulate", str(SMALL), "--run-dir", str(run_dir), "--workdir", str(workdir))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr == f"ncbsim: {run_dir}: cannot write: Not a directory\n"
+    assert not workdir.exists()
+
+
 # ---------------------------------------------------------------- the schema
 
 
@@ -274,3 +289,15 @@ def test_an_empty_run_directory_is_removed_one_with_files_never(tmp_path: Path) 
     assert not empty.exists()
     assert (full / "report.json").exists()
     assert theirs.exists()
+
+
+def test_a_report_copy_that_cannot_be_written_is_a_one_line_error(tmp_path: Path) -> None:
+    """`--report` under a file: NcbsimError naming that path, after report.json is written."""
+    (tmp_path / "file").write_text("")
+    folder, copy = tmp_path / "run", tmp_path / "file" / "sub" / "r.json"
+    folder.mkdir()
+    report = {"scenario": "t", "checks": []}
+    with pytest.raises(NcbsimError) as raised:
+        rundir.write(folder, report, RunResult(), [], 0.0, report_path=copy)
+    assert str(raised.value) == f"{copy.parent}: cannot write: Not a directory"
+    assert (folder / "report.json").exists()
