@@ -13,7 +13,13 @@ has exited, ``ncbsim load`` carries that verdict into two more places:
 - **JUnit XML** (``--junit PATH``): one test case per SLO line, named by the line
   (``overall.p99_ms <= 120``), failed with measured against bound when breached,
   and one case for exceptions in user code. A run that left no verdict gives one
-  case in error, so a CI system never reads a missing verdict as a pass.
+  case in error, so a CI system never reads a missing verdict as a pass; so does a
+  verdict whose exit code says otherwise (locust stopped after judging).
+
+Before a run, :func:`begin` removes what a previous run left in ``--out`` (its
+verdict, HTML and CSV reports) and writes the JUnit file as a run without a
+verdict: whatever ends the run before it judges (locust dying, a network that
+does not start), nothing of an earlier run can pass for this one's verdict.
 
 Doing this after locust exits relies only on the files locust wrote, not on the
 order of locust's shutdown steps.
@@ -21,6 +27,7 @@ order of locust's shutdown steps.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -30,7 +37,19 @@ from typing import Any
 
 from load.slo import format_value
 from ncbsim import junit
+from ncbsim.errors import cannot_write
 
+VERDICT = "verdict.json"
+HTML = "report.html"
+_PREVIOUS = (
+    VERDICT,
+    HTML,
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "locust_failures.csv",
+    "locust_exceptions.csv",
+)
+"""What a run writes in ``--out`` that a later run's failure must not leave standing."""
 SECTION_ID = "ncbsim-verdict"
 SUITE = "ncbsim load"
 CLASSNAME = "ncbsim.load.slo"
@@ -193,32 +212,65 @@ def junit_suite(verdict: Mapping[str, Any]) -> junit.Suite:
     )
 
 
-def no_verdict_suite(code: int) -> junit.Suite:
-    """The suite of a run that left no verdict: one case in error."""
+_RUN_CASE = "load run"
+_RUN_CLASSNAME = "ncbsim.load"
+
+
+def no_verdict_suite(code: int | None) -> junit.Suite:
+    """The suite of a run that left no verdict: one case in error. ``code`` is the run's
+    exit code, or None while it has not ended (what :func:`begin` writes)."""
+    ended = "the run ended" if code is None else f"the run ended (exit {code})"
     return junit.Suite(
         name=SUITE,
         cases=[
             junit.Case(
-                name="load run",
-                classname="ncbsim.load",
-                error=f"the run ended (exit {code}) without an SLO verdict; see its output",
+                name=_RUN_CASE,
+                classname=_RUN_CLASSNAME,
+                error=f"{ended} without an SLO verdict; see its output",
             )
         ],
     )
+
+
+def begin(out: Path, junit_path: Path | None) -> None:
+    """Before a run: make ``out``, remove what a previous run left in it, and write
+    ``junit_path`` as a run without a verdict (replaced once this run judges).
+
+    NcbsimError (``PATH: cannot write: REASON``) if either cannot be written, before
+    anything starts.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in _PREVIOUS:
+            (out / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise cannot_write(out, exc) from None
+    if junit_path is not None:
+        junit.write(junit_path, no_verdict_suite(None))
 
 
 def finish(out: Path, code: int, junit_path: Path | None) -> dict[str, Any] | None:
     """After locust: put the verdict in the HTML report and the JUnit file; return it.
 
     Returns None when locust left no ``verdict.json`` (the run failed before judging).
+    A verdict whose exit code is not its own (0 for a pass, 1 for a breach) gets one
+    more JUnit case, in error, naming the exit code.
     """
     try:
-        verdict: dict[str, Any] = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+        verdict: dict[str, Any] = json.loads((out / VERDICT).read_text(encoding="utf-8"))
     except FileNotFoundError:
         if junit_path is not None:
             junit.write(junit_path, no_verdict_suite(code))
         return None
-    add_to_html(out / "report.html", verdict)
+    add_to_html(out / HTML, verdict)
     if junit_path is not None:
-        junit.write(junit_path, junit_suite(verdict))
+        suite = junit_suite(verdict)
+        if code != (0 if verdict["passed"] else 1):
+            ended = junit.Case(
+                name=_RUN_CASE,
+                classname=_RUN_CLASSNAME,
+                error=f"the run ended with exit {code} after its SLO verdict; see its output",
+            )
+            suite = dataclasses.replace(suite, cases=[*suite.cases, ended])
+        junit.write(junit_path, suite)
     return verdict

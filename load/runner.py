@@ -12,7 +12,9 @@ One command does the whole load test:
    Locust writes its CSV and HTML reports into ``--out``; its quitting hook prints
    the SLO verdict and sets the exit code (:mod:`load.gate`).
 4. Put the verdict into locust's HTML report and, with ``--junit``, a JUnit file
-   (:mod:`load.report`).
+   (:mod:`load.report`). Before step 1 the previous run's verdict and reports are
+   removed from ``--out`` and the JUnit file says "no verdict", so a run that fails
+   before judging never shows an earlier run's figures.
 5. Stop the network if this command started it.
 
 The exit code is locust's: 0 when every objective was met, 1 on a breach; 2 when
@@ -38,7 +40,7 @@ from pathlib import Path
 
 from load import report
 from ncbsim.config import check_address
-from ncbsim.errors import ConfigError, NetworkError
+from ncbsim.errors import ConfigError, NetworkError, cannot_write
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
@@ -379,8 +381,12 @@ def cli(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out: Path = (args.out or Path("load-reports") / stamp).resolve()
     if args.join:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise cannot_write(out, exc) from None
         return join(args, out)
+    report.begin(out, args.junit)  # nothing of a previous run stands until this one judges
     with _network(args) as (workdir, gateway, targets, scenario):
         plan = prepare(workdir, gateway, targets, args, out, scenario=scenario)
         total = args.workers + args.remote_workers
