@@ -81,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mean checks per second of each user, arriving at random; 0 sends back to back "
         "(default 10)",
     )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="gRPC deadline of each call; a slower answer is a failed request (default 5; "
+        "with --join, the master's plan sets it)",
+    )
     parser.add_argument("--slo", type=Path, help="SLO thresholds (default: load/slo.toml)")
     parser.add_argument(
         "--workers",
@@ -145,6 +153,8 @@ def _check(args: argparse.Namespace) -> int:
         raise ConfigError("--spawn-rate must be positive")
     if args.user_rate < 0:
         raise ConfigError("--user-rate must be 0 or more")
+    if not args.deadline > 0:
+        raise ConfigError("--deadline must be a number of seconds > 0")
     if args.workers < 0 or args.remote_workers < 0:
         raise ConfigError("--workers and --remote-workers must be 0 or more")
     if args.join is None and (args.plan or args.gateway or args.pki):
@@ -238,6 +248,7 @@ def prepare(
         requesters=requesters,
         corpus=corpus,
         workers=max(args.workers + args.remote_workers, 1),
+        deadline_s=args.deadline,
         scenario=scenario,
     )
     path = out / "plan.json"

@@ -6,7 +6,8 @@ check what the harness does whatever the machine: which SLO lines it judges, tha
 the exit code, the verdict, the HTML report and the JUnit file agree, that it
 counts every worker's requests and keeps warm-up calls out of the figures. Only a
 deliberately impossible SLO is expected to fail, and a generous one (no failed
-request) to pass.
+request) to pass; the runs that expect no failed request give each call 60 s
+(``--deadline 60``), so a busy machine makes an answer slow, never failed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.load]
 
 TASKS = {"document", "person", "vehicle", "fetch", "multi"}
 NO_FAILED_REQUEST = "[overall]\nmax_failure_ratio = 0\n"  # correctness only, any speed
+PATIENT = ("--deadline", "60")
+"""Per-call deadline of the runs that expect no failed request: at the plan's default of
+5 s, an answer a busy machine delays would count as a failure."""
 
 
 def _load(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -129,7 +133,7 @@ def test_load_on_its_own_network_judges_every_shipped_slo_line(
     out, net, junit_path = tmp_path / "out", tmp_path / "net", tmp_path / "junit.xml"
     result = _load(
         "--duration", "5s", "--spawn-rate", "10", "--workdir", str(net), "--out", str(out),
-        "--junit", str(junit_path),
+        "--junit", str(junit_path), *PATIENT,
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
     verdict = _assert_outputs_agree(result, out, junit_path, read_html)
@@ -144,6 +148,7 @@ def test_load_on_its_own_network_judges_every_shipped_slo_line(
     }
     assert verdict["overall"]["requests"] > 0
     assert verdict["overall"]["failures"] == 0  # every answer was the one owed
+    assert LoadPlan.read(out / "plan.json").deadline_s == 60
     _assert_warm_up_apart(verdict, users=10)
     assert _csv_names(out) <= {*TASKS, "directory", "Aggregated"}
     assert "Aggregated" in _csv_names(out)
@@ -181,7 +186,7 @@ def test_distributed_mode_combines_every_workers_figures(
     result = _load(
         "--target", str(network.workdir), "--duration", "6s", "--spawn-rate", "10",
         "--workers", "2", "--slo", str(_slo_file(tmp_path, NO_FAILED_REQUEST)),
-        "--out", str(out), "--junit", str(junit_path),
+        "--out", str(out), "--junit", str(junit_path), *PATIENT,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     verdict = _assert_outputs_agree(result, out, junit_path, read_html)
@@ -221,6 +226,7 @@ def test_workers_on_another_machine_join_with_the_same_command(
             sys.executable, "-m", "ncbsim", "load", "--target", str(network.workdir),
             "--duration", "4s", "--users", "2", "--spawn-rate", "2", "--remote-workers", "1",
             "--master-bind", f"127.0.0.1:{port}", "--slo", str(limits), "--out", str(master_out),
+            *PATIENT,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -263,6 +269,7 @@ def _free_port() -> int:
         (["--duration", "0s"], "--duration must be at least 1s"),
         (["--duration", "soon"], "--duration: expected a duration"),
         (["--users", "0"], "--users must be at least 1"),
+        (["--deadline", "0"], "--deadline must be a number of seconds > 0"),
         (["--slo", "/nonexistent/slo.toml"], "no such SLO file"),
         (["--target", "/nonexistent"], "no running network"),
         (["--plan", "plan.json"], "--plan, --gateway and --pki go with --join"),
