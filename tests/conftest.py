@@ -3,6 +3,7 @@ whole ``ncbsim simulate`` runs through the real CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -99,7 +100,8 @@ def _simulate(scenario: Path, base: Path, timeout: float) -> SimulationRun:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         for pid in ncbsim_pids(workdir):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may exit on its own meanwhile
+                os.kill(pid, signal.SIGKILL)
     report = json.loads((base / "r.json").read_text())
     return SimulationRun(proc.returncode, stdout, stderr, report, workdir, run_dir)
 
