@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from simulations.network import _ours
@@ -18,6 +19,11 @@ def test_a_process_of_a_sibling_folder_is_not_ours(tmp_path: Path) -> None:
         stdin=subprocess.PIPE,
     )
     try:
+        # Right after exec the kernel may show an empty command line for a moment.
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 30
+        while not cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert _ours(proc.pid, sibling)
         assert not _ours(proc.pid, mine)
     finally:
