@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,9 +146,25 @@ def test_a_commit_after_close_raises(tmp_path: Path) -> None:
         asyncio.run(log.commit(_row(0)))
 
 
-@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
-def test_both_sync_settings_commit(tmp_path: Path, synchronous: str) -> None:
-    """NORMAL (survives a process crash) and FULL (a power loss too) both commit rows."""
+@pytest.mark.parametrize(("synchronous", "level"), [("NORMAL", 1), ("FULL", 2)])
+def test_the_writer_commits_under_the_sync_setting_asked_for(
+    tmp_path: Path, synchronous: str, level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's connection really runs with NORMAL (a committed row survives a crash
+    of the process) or FULL (a power loss too), and commits under it."""
+    seen: list[int] = []
+
+    class Watched(sqlite3.Connection):
+        def executemany(self, sql: str, rows: Iterable[Any], /) -> sqlite3.Cursor:
+            seen.append(self.execute("PRAGMA synchronous").fetchone()[0])  # the rows' setting
+            return super().executemany(sql, rows)
+
+    real = sqlite3.connect
+
+    def connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        return real(*args, **{**kwargs, "factory": Watched})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", connect)  # before the writer connects
     path = tmp_path / "audit.sqlite"
     log = ChainedLog(path, COLUMNS, synchronous=synchronous)
     try:
@@ -155,6 +172,8 @@ def test_both_sync_settings_commit(tmp_path: Path, synchronous: str) -> None:
         assert _stored(path) == [_row(0)[0]]
     finally:
         log.close()
+    assert seen
+    assert set(seen) == {level}
 
 
 def test_an_unknown_sync_setting_is_refused(tmp_path: Path) -> None:
