@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 import grpc
 import structlog
 
-from gateway.audit import AuditLog, AuditRecord
-from gateway.mailbox import (
+from ncbsim import envelope, receipts, transport
+from ncbsim.errors import EnvelopeError, RoutingError
+from ncbsim.gateway.audit import AuditLog, AuditRecord
+from ncbsim.gateway.mailbox import (
     DELIVERED,
     EXPIRED,
     QUEUED,
@@ -51,9 +53,7 @@ from gateway.mailbox import (
     Settled,
     run_to_end,
 )
-from gateway.router import Router
-from ncbsim import envelope, receipts, transport
-from ncbsim.errors import EnvelopeError, RoutingError
+from ncbsim.gateway.router import Router
 from ncbsim.v2 import bureau_pb2
 
 log = structlog.get_logger()

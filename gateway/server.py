@@ -38,24 +38,6 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from gateway.audit import AuditLog, AuditRecord
-from gateway.delivery import Deliverer
-from gateway.directory_files import DirectoryFiles
-from gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size, wrapped_size
-from gateway.mailbox import (
-    ACCEPTED,
-    DELIVERED,
-    DUPLICATE,
-    EXPIRED,
-    QUEUE_FULL,
-    QUEUED,
-    REJECTED,
-    Acceptance,
-    Incoming,
-    Mailbox,
-    run_to_end,
-)
-from gateway.router import Router
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
 from ncbsim.config import CONTROL_DAILY_QUOTA, GatewayConfig
@@ -72,6 +54,24 @@ from ncbsim.errors import (
     RoutingError,
     status_for,
 )
+from ncbsim.gateway.audit import AuditLog, AuditRecord
+from ncbsim.gateway.delivery import Deliverer
+from ncbsim.gateway.directory_files import DirectoryFiles
+from ncbsim.gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size, wrapped_size
+from ncbsim.gateway.mailbox import (
+    ACCEPTED,
+    DELIVERED,
+    DUPLICATE,
+    EXPIRED,
+    QUEUE_FULL,
+    QUEUED,
+    REJECTED,
+    Acceptance,
+    Incoming,
+    Mailbox,
+    run_to_end,
+)
+from ncbsim.gateway.router import Router
 from ncbsim.pki import check_bureau_code
 from ncbsim.serving import (
     abort,

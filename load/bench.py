@@ -29,16 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from load.bench_report import Batch, render, summarize
+from ncbsim.load.bench_report import Batch, render, summarize
 
 if TYPE_CHECKING:
     import grpc
 
-    from load.floor import Fields, FloorProcesses
     from ncbsim.client import BureauClient
+    from ncbsim.load.floor import Fields, FloorProcesses
     from ncbsim.pki import PkiDir
+    from ncbsim.simulations.network import Network
     from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
-    from simulations.network import Network
 
 REQUESTER = "FR"
 RESPONDER = "DE"
@@ -240,9 +240,9 @@ def _queries(network: Network, config: BenchConfig, seed: int) -> list[tuple[que
     import random
 
     from ncbsim.client import Outcome
+    from ncbsim.node.store import RecordStore
+    from ncbsim.simulations.network import db_path
     from ncbsim.v2 import query_pb2
-    from node.store import RecordStore
-    from simulations.network import db_path
 
     rng = random.Random(seed)
     hits = round(QUERY_POOL * config.hit_ratio)
@@ -300,7 +300,7 @@ async def _probe(
 
 def _mean_fields(envelopes: Sequence[envelope_pb2.Envelope]) -> Fields:
     """The rounded mean length of each field over ``envelopes``."""
-    from load.floor import Fields
+    from ncbsim.load.floor import Fields
 
     lengths = [Fields.of(e) for e in envelopes]
     n = len(lengths)
@@ -338,9 +338,9 @@ async def measure(
     network: Network, config: BenchConfig, *, log_level: str, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     """Warm both sides, run the interleaved rounds and time the crypto; return the figures."""
-    from load.floor import FloorProcesses
     from ncbsim.client import BureauClient
     from ncbsim.errors import NetworkError
+    from ncbsim.load.floor import FloorProcesses
     from ncbsim.pki import PkiDir
 
     pki = PkiDir(network.workdir)
@@ -413,8 +413,8 @@ def run(
 
     import grpc
 
-    from simulations.network import Network
-    from simulations.scenario import Records, Scenario
+    from ncbsim.simulations.network import Network
+    from ncbsim.simulations.scenario import Records, Scenario
 
     folder = workdir or Path(tempfile.mkdtemp(prefix="ncbsim-bench-"))
     try:

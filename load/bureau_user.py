@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from load.grpc_user import Call, GrpcUser
-from load.plan import Item, LoadPlan
-from load.slo import WARM_UP
 from ncbsim.client import open_answer, seal_query
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError
 from ncbsim.identity import Identity
+from ncbsim.load.grpc_user import Call, GrpcUser
+from ncbsim.load.plan import Item, LoadPlan
+from ncbsim.load.slo import WARM_UP
 from ncbsim.pki import GATEWAY_NAME, PkiDir
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 

@@ -237,7 +237,7 @@ class FloorProcesses:
         args += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), *extra]
         with log_path.open("ab") as out:
             child = subprocess.Popen(
-                [sys.executable, "-m", "load.floor", *args],
+                [sys.executable, "-m", "ncbsim.load.floor", *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

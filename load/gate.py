@@ -20,8 +20,8 @@ from typing import Any
 from locust.runners import WorkerRunner
 from locust.stats import StatsEntry
 
-from load import slo
-from load.plan import LoadPlan
+from ncbsim.load import slo
+from ncbsim.load.plan import LoadPlan
 
 
 def add_arguments(parser: Any) -> None:

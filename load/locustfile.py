@@ -10,7 +10,7 @@ Tasks are weighted the way border traffic is: mostly travel-document checks, the
 person searches, vehicle checks, step-2 fetches and multi-bureau checks.
 """
 
-from load.grpc_user import init_gevent
+from ncbsim.load.grpc_user import init_gevent
 
 init_gevent()  # gRPC must cooperate with gevent before any channel exists.
 
@@ -19,8 +19,8 @@ from typing import Any  # noqa: E402
 
 from locust import events, task  # noqa: E402
 
-from load import gate  # noqa: E402
-from load.bureau_user import BureauUser, add_arguments, name_target  # noqa: E402
+from ncbsim.load import gate  # noqa: E402
+from ncbsim.load.bureau_user import BureauUser, add_arguments, name_target  # noqa: E402
 
 
 @events.init_command_line_parser.add_listener

@@ -30,9 +30,9 @@ from ncbsim import pki
 from ncbsim.client import Answer, Outcome
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.errors import ConfigError
+from ncbsim.node.store import RecordStore
+from ncbsim.simulations.traffic import Drawer
 from ncbsim.v2 import query_pb2
-from node.store import RecordStore
-from simulations.traffic import Drawer
 
 PLAN_VERSION = 1
 # Per target bureau: (hits, no-hits) for each kind of check, and step-2 references.

@@ -35,9 +35,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from load.slo import format_value
 from ncbsim import junit
 from ncbsim.errors import cannot_write
+from ncbsim.load.slo import format_value
 
 VERDICT = "verdict.json"
 HTML = "report.html"

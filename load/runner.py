@@ -38,9 +38,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from load import report
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError, NetworkError, cannot_write
+from ncbsim.load import report
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 _DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
@@ -144,7 +144,7 @@ def _free_port() -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from load import slo
+    from ncbsim.load import slo
 
     seconds = parse_duration(args.duration)
     if args.users < 1:
@@ -169,8 +169,8 @@ def _check(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _network(args: argparse.Namespace) -> Iterator[tuple[Path, str, list[str], str]]:
     """(workdir, gateway address, node bureaus, scenario name) of the network under test."""
-    from simulations import scenario as scenarios
-    from simulations.network import Network
+    from ncbsim.simulations import scenario as scenarios
+    from ncbsim.simulations.network import Network
 
     if args.target is not None:
         net = Network.load(args.target)
@@ -225,10 +225,10 @@ def prepare(
     scenario: str = "",
 ) -> Path:
     """Issue the requesters' keys, draw the corpus, write ``out/plan.json``; return its path."""
-    from load.plan import LoadPlan, build_corpus, provision, requester_codes
+    from ncbsim.load.plan import LoadPlan, build_corpus, provision, requester_codes
+    from ncbsim.node.store import RecordStore
     from ncbsim.pki import PkiDir
-    from node.store import RecordStore
-    from simulations.network import db_path
+    from ncbsim.simulations.network import db_path
 
     requesters = requester_codes(targets, args.users)
     new = provision(PkiDir(workdir), requesters)
@@ -272,7 +272,7 @@ def _master_address(args: argparse.Namespace) -> tuple[str, int]:
 
 def run_locust(plan: Path, args: argparse.Namespace, seconds: int, out: Path) -> int:
     """Run locust headless (distributed with workers); its exit code is the verdict."""
-    from load import slo
+    from ncbsim.load import slo
 
     common = ["--plan", str(plan), "--user-rate", str(args.user_rate), "--loglevel", "WARNING"]
     master = [
@@ -342,7 +342,7 @@ def _start_workers(
 
 def join(args: argparse.Namespace, out: Path) -> int:
     """``--join``: run this machine's share of workers for a master elsewhere."""
-    from load.plan import LoadPlan
+    from ncbsim.load.plan import LoadPlan
 
     if args.plan is None:
         raise ConfigError("--join needs --plan: a copy of the master's plan.json")

@@ -62,8 +62,8 @@ def cmd_pki_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_pki_rotate(args: argparse.Namespace) -> int:
-    from load.runner import parse_duration
     from ncbsim import rekey
+    from ncbsim.load.runner import parse_duration
 
     grace_s = parse_duration(args.grace, option="--grace", minimum_s=0)
     rotated = rekey.rotate(
@@ -84,9 +84,9 @@ def cmd_pki_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from gateway.limits import BureauLimit, load_overrides
-    from gateway.server import serve
     from ncbsim.config import GatewayConfig
+    from ncbsim.gateway.limits import BureauLimit, load_overrides
+    from ncbsim.gateway.server import serve
 
     default = BureauLimit(rate_per_s=args.rate, burst=args.burst, daily_quota=args.daily_quota)
     config = GatewayConfig(
@@ -122,8 +122,8 @@ def _check_listen(listen: str) -> None:
 
 def cmd_node(args: argparse.Namespace) -> int:
     from ncbsim.config import NodeConfig
-    from node import datagen
-    from node.server import serve
+    from ncbsim.node import datagen
+    from ncbsim.node.server import serve
 
     pki = PkiDir(args.dir)
     pki.require_bureau(args.bureau)
@@ -155,8 +155,8 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from ncbsim.serving import wait_for_shutdown
-    from simulations import operate
-    from simulations import scenario as scenarios
+    from ncbsim.simulations import operate
+    from ncbsim.simulations import scenario as scenarios
 
     network = operate.up(
         args.workdir,
@@ -190,14 +190,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from simulations import operate
+    from ncbsim.simulations import operate
 
     print(f"{operate.down(args.workdir).describe()} in {args.workdir}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from simulations import operate
+    from ncbsim.simulations import operate
 
     data = operate.status(args.workdir, timeout=args.timeout)
     if args.json:
@@ -208,15 +208,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from simulations import operate
+    from ncbsim.simulations import operate
 
     print(operate.restart(args.workdir, bureau=args.bureau, gateway=args.gateway))
     return 0
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    from simulations import live_faults
-    from simulations.scenario import FAULT_PARAMS, INSTANT_FAULTS
+    from ncbsim.simulations import live_faults
+    from ncbsim.simulations.scenario import FAULT_PARAMS, INSTANT_FAULTS
 
     table: dict[str, object] = {"fault": args.kind}
     for key in (
@@ -242,7 +242,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    from simulations import live_faults
+    from ncbsim.simulations import live_faults
 
     if not args.ids and not args.all:
         raise NcbsimError("name the faults to heal (ids from `ncbsim status`), or --all")
@@ -289,10 +289,10 @@ def cmd_notice_list(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulations.simulate import Interrupted, run
+    from ncbsim.simulations.simulate import Interrupted, run
 
     if args.validate:
-        from simulations.describe import validate
+        from ncbsim.simulations.describe import validate
 
         print("\n".join(validate(args.scenario)))
         return 0
@@ -312,7 +312,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from simulations.demo import DemoConfig, run
+    from ncbsim.simulations.demo import DemoConfig, run
 
     return run(
         DemoConfig(
@@ -408,13 +408,13 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from load import runner
+    from ncbsim.load import runner
 
     return runner.cli(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from load import bench
+    from ncbsim.load import bench
 
     return bench.cli(args)
 
@@ -578,7 +578,7 @@ _FAULT_HELP = {
 
 def _add_operate_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """status, restart, fault, heal: operating a network of `ncbsim up` (docs/scenarios.md)."""
-    from simulations import scenario as sc
+    from ncbsim.simulations import scenario as sc
 
     status = sub.add_parser(
         "status", help="every process of a running network, alive and healthy? (exit 1 if not)"
@@ -905,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
     search.add_argument("--json", action="store_true", help="one JSON object per line")
     search.set_defaults(func=cmd_audit_search, server=False)
 
-    from load import bench, runner  # light modules: their heavy imports happen in cli()
+    from ncbsim.load import bench, runner  # light modules: their heavy imports happen in cli()
 
     load = sub.add_parser("load", help="locust load test of the query path, with SLO gates")
     runner.add_arguments(load)
@@ -930,13 +930,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat, read
         "--deadline", type=float, default=2.0, help="multi-bureau deadline in s (default 2)"
     )
     demo.set_defaults(func=cmd_demo, server=False)
-    from node import admin  # the owner's tools: hit notifications, record restrictions
+    from ncbsim.node import admin  # the owner's tools: hit notifications, record restrictions
 
     admin.add_parsers(sub)
-    from node import host  # many bureau nodes in one process (the simulator's hosts)
+    from ncbsim.node import host  # many bureau nodes in one process (the simulator's hosts)
 
     host.add_parsers(sub)
-    from simulations import faultd  # the fault proxies of `up --faults`
+    from ncbsim.simulations import faultd  # the fault proxies of `up --faults`
 
     faultd.add_parsers(sub)
     return parser

@@ -17,7 +17,7 @@ from ncbsim.log import LEVELS
 from ncbsim.pki import PkiDir, check_bureau_code
 
 if TYPE_CHECKING:
-    from gateway.limits import BureauLimit
+    from ncbsim.gateway.limits import BureauLimit
 
 MAX_CLOCK_SKEW_MS = 3_600_000
 """The largest clock-skew tolerance a node accepts (one hour)."""

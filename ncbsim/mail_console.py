@@ -85,7 +85,7 @@ def hex_id(text: str, what: str) -> bytes:
 
 def ttl_ms(text: str) -> int:
     """``--ttl`` (``90s``, ``10m``, ``24h``) in milliseconds, at most 24 h."""
-    from load.runner import parse_duration
+    from ncbsim.load.runner import parse_duration
 
     seconds = parse_duration(text, option="--ttl", minimum_s=1)
     if seconds * 1000 > envelope.MAX_TTL_MS:
@@ -181,7 +181,7 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
 
 def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
     """The thread of the message ``post_id`` that ``bureau`` received (for --reply-to)."""
-    from node.inbox import Inbox
+    from ncbsim.node.inbox import Inbox
 
     path = inbox_path(workdir, bureau)
     if path.is_file():
@@ -385,7 +385,7 @@ def _print_receipts(bureau: str, listed: list[mail.Delivered]) -> None:
 
 def show_inbox(args: argparse.Namespace) -> int:
     """Run ``ncbsim inbox``: what the bureau received, decrypted, in processing order."""
-    from node.inbox import Inbox
+    from ncbsim.node.inbox import Inbox
 
     kind = INBOX_KINDS[args.kind] if args.kind else None
     inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
@@ -566,7 +566,7 @@ def body_dict(body: Message) -> dict[str, Any]:
 
 def show_notices(args: argparse.Namespace) -> int:
     """Run ``ncbsim notice list``: the notices the bureau knows, oldest request first."""
-    from node.inbox import Inbox
+    from ncbsim.node.inbox import Inbox
 
     inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
     try:

@@ -18,8 +18,8 @@ import re
 from ncbsim.client import ALL
 from ncbsim.countries import GENERAL_SECRETARIAT, UnknownCountry, alpha2_of, country
 from ncbsim.errors import ConfigError
+from ncbsim.node import vin as vins
 from ncbsim.v2 import query_pb2
-from node import vin as vins
 
 __all__ = [
     "DOCUMENT_NUMBER_MAX",

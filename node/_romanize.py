@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from faker import Faker
 
-from node.mrz import transliterate
+from ncbsim.node.mrz import transliterate
 
 __all__ = ["Names", "romanize"]
 

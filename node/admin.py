@@ -27,9 +27,8 @@ from pathlib import Path
 
 from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, alpha2_of
 from ncbsim.errors import NcbsimError
-from ncbsim.workdir import require_pki
-from node.hits import HitEvent, read_hits
-from node.store import (
+from ncbsim.node.hits import HitEvent, read_hits
+from ncbsim.node.store import (
     CONTROLS_DDL,
     HANDLING_CODES,
     KINDS,
@@ -41,6 +40,7 @@ from node.store import (
     Record,
     RecordStore,
 )
+from ncbsim.workdir import require_pki
 
 __all__ = [
     "MAX_LIMIT",

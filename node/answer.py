@@ -24,9 +24,9 @@ from collections.abc import Callable
 import structlog
 
 from ncbsim.errors import QueryError
+from ncbsim.node.hits import HitEvent
+from ncbsim.node.store import MAX_CANDIDATES, Control, Document, Match, Person, RecordStore, Vehicle
 from ncbsim.v2 import query_pb2, records_pb2
-from node.hits import HitEvent
-from node.store import MAX_CANDIDATES, Control, Document, Match, Person, RecordStore, Vehicle
 
 log = structlog.get_logger()
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from node.datagen import generate
-from node.store import RecordStore
+from ncbsim.node.datagen import generate
+from ncbsim.node.store import RecordStore
 
 BUREAU = "FR"
 SEED = 1

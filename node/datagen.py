@@ -49,8 +49,8 @@ from typing import TypeVar
 
 from ncbsim import private
 from ncbsim.countries import INTERPOL_MEMBERS, Country, country
-from node._romanize import Names, romanize
-from node._tables import (
+from ncbsim.node._romanize import Names, romanize
+from ncbsim.node._tables import (
     ADULT_CIRCUMSTANCES,
     CHILD_CIRCUMSTANCES,
     COLOUR_WEIGHTS,
@@ -61,8 +61,8 @@ from node._tables import (
     number_pattern,
     plate_pattern,
 )
-from node.mrz import build_td3
-from node.store import (
+from ncbsim.node.mrz import build_td3
+from ncbsim.node.store import (
     CONTROLS_DDL,
     DOCUMENT_STATUSES,
     INDEXES_DDL,
@@ -71,7 +71,7 @@ from node.store import (
     name_key,
     normalize_plate,
 )
-from node.vin import make_vin
+from ncbsim.node.vin import make_vin
 
 __all__ = ["AS_OF", "GenerationSummary", "generate", "romanize"]
 

@@ -230,7 +230,7 @@ async def run_host(
     after a clean stop, 1 if a node failed (the others are then stopped too).
     """
     from ncbsim.directory import Directory
-    from node.server import run_node, stop_on_signals  # gRPC: imported only when a host runs
+    from ncbsim.node.server import run_node, stop_on_signals  # gRPC: imported only when a host runs
 
     if stop is None:
         stop = asyncio.Event()

@@ -55,9 +55,9 @@ from ncbsim import envelope, messages, padding
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
+from ncbsim.node.inbox import Inbox, NoticeRow
+from ncbsim.node.store import Person, delete_person, put_person
 from ncbsim.v2 import messages_pb2
-from node.inbox import Inbox, NoticeRow
-from node.store import Person, delete_person, put_person
 
 __all__ = [
     "MAX_NOTICE_BYTES",

@@ -19,8 +19,8 @@ from google.protobuf.message import DecodeError
 from ncbsim import envelope
 from ncbsim.clock import Clock
 from ncbsim.errors import RETRY_AFTER_KEY, EnvelopeError, is_queue_full
+from ncbsim.node.inbox import Inbox, OutboxRow
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
-from node.inbox import Inbox, OutboxRow
 
 __all__ = ["MAX_POST_BYTES", "OutboxPoster"]
 

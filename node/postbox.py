@@ -59,14 +59,14 @@ from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
+from ncbsim.node import notices
+from ncbsim.node.audit import NodeAuditRecord, audit_record
+from ncbsim.node.inbox import Inbox
+from ncbsim.node.outbox import OutboxPoster
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort
 from ncbsim.v2 import bureau_pb2, messages_pb2
-from node import notices
-from node.audit import NodeAuditRecord, audit_record
-from node.inbox import Inbox
-from node.outbox import OutboxPoster
 
 __all__ = ["Postbox"]
 

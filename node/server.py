@@ -26,19 +26,19 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
+from ncbsim.node.answer import answer
+from ncbsim.node.audit import NodeAuditLog, audit_record
+from ncbsim.node.hits import HitLog
+from ncbsim.node.inbox import Inbox
+from ncbsim.node.keys import KeyWatch, entry_stamp
+from ncbsim.node.outbox import OutboxPoster
+from ncbsim.node.postbox import Postbox
+from ncbsim.node.replay import ReplayCache
+from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_file
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
-from node.answer import answer
-from node.audit import NodeAuditLog, audit_record
-from node.hits import HitLog
-from node.inbox import Inbox
-from node.keys import KeyWatch, entry_stamp
-from node.outbox import OutboxPoster
-from node.postbox import Postbox
-from node.replay import ReplayCache
-from node.store import RecordStore
 
 log = structlog.get_logger()
 

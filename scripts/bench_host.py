@@ -23,9 +23,9 @@ from ncbsim import log as logsetup
 from ncbsim.client import BureauClient
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import Network, prepare
+from ncbsim.simulations.scenario import Records, Scenario
 from ncbsim.v2 import query_pb2
-from simulations.network import Network, prepare
-from simulations.scenario import Records, Scenario
 
 READY_TIMEOUT_S = 120.0
 RECORDS = Records(documents=200, persons=50, vehicles=50, planted=1)

@@ -34,11 +34,11 @@ from ncbsim.client import BureauClient
 from ncbsim.countries import GENERAL_SECRETARIAT, INTERPOL_MEMBERS
 from ncbsim.identity import Identity
 from ncbsim.mail import Mailer
+from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import Network, db_path, prepare
+from ncbsim.simulations.scenario import Records, Scenario
 from ncbsim.v2 import gateway_pb2, messages_pb2
-from node.inbox import Inbox
-from simulations.network import Network, db_path, prepare
-from simulations.scenario import Records, Scenario
 
 READY_TIMEOUT_S = 180.0
 PUBLISH_TIMEOUT_S = 120.0

@@ -42,8 +42,8 @@ from mrz.checker.td3 import TD3CodeChecker, is_code
 from vininfo import Vin
 from vininfo.exceptions import ValidationError
 
-from node.datagen import generate
-from node.mrz import td3_problems
+from ncbsim.node.datagen import generate
+from ncbsim.node.mrz import td3_problems
 
 BUREAUS = ("DE", "FR", "GB", "US", "RU", "GR", "GE", "AM", "KR", "CN", "JP", "NG", "BR", "IN")
 """Default bureaus: Latin, Cyrillic, Greek, Georgian, Armenian, Hangul and CJK names."""

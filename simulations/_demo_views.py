@@ -44,12 +44,12 @@ from ncbsim.directory import Directory
 from ncbsim.envelope import Header
 from ncbsim.errors import EnvelopeError
 from ncbsim.identity import Identity
+from ncbsim.node.admin import records_path
+from ncbsim.node.store import Control, Document, Person, RecordStore, Vehicle
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import audit_path
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
-from node.admin import records_path
-from node.store import Control, Document, Person, RecordStore, Vehicle
-from simulations.network import audit_path
 
 AUDIT_WAIT_S = 3.0
 """How long to wait for an audit row: both audit writers batch for about 50 ms."""

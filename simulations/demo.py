@@ -42,11 +42,11 @@ from rich.text import Text
 from ncbsim import envelope
 from ncbsim.client import Outcome
 from ncbsim.errors import ConfigError
+from ncbsim.node.admin import ControlChange, records_path, restrict
+from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.simulations import _demo_views as v
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2
-from node.admin import ControlChange, records_path, restrict
-from node.store import DEFAULT_THRESHOLD, name_key, name_similarity
-from simulations import _demo_views as v
-from simulations.network import Network
 
 log = structlog.get_logger()
 
@@ -479,7 +479,7 @@ def _narrate(
 
 def run(config: DemoConfig, console: Console | None = None) -> int:
     """Start the network, narrate the five steps, stop everything; 0 if all passed."""
-    from simulations import scenario as scenarios
+    from ncbsim.simulations import scenario as scenarios
 
     console = console or v.make_console()
     scenario = scenarios.load(config.scenario)

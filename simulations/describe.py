@@ -7,8 +7,8 @@ the bureaus, the records, the traffic, the messages, the timeline and the checks
 
 from __future__ import annotations
 
-from simulations import scenario as scenarios
-from simulations import schema
+from ncbsim.simulations import scenario as scenarios
+from ncbsim.simulations import schema
 
 __all__ = ["describe", "validate"]
 

@@ -28,17 +28,16 @@ from rich.console import Console
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
+from ncbsim.node.host import control
 from ncbsim.pki import PkiDir
-from ncbsim.v2 import query_pb2
-from node.host import control
-from simulations import links as link_faults
-from simulations import messaging
-from simulations import network as net
-from simulations.memory import MemorySampler
-from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
-from simulations.progress import Progress
-from simulations.proxy import Link
-from simulations.scenario import (
+from ncbsim.simulations import links as link_faults
+from ncbsim.simulations import messaging
+from ncbsim.simulations import network as net
+from ncbsim.simulations.memory import MemorySampler
+from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
+from ncbsim.simulations.progress import Progress
+from ncbsim.simulations.proxy import Link
+from ncbsim.simulations.scenario import (
     GATEWAY,
     INSTANT_FAULTS,
     LINK_FAULTS,
@@ -48,8 +47,9 @@ from simulations.scenario import (
     Event,
     Scenario,
 )
-from simulations.schema import posts
-from simulations.traffic import Planned, Planner, open_stores
+from ncbsim.simulations.schema import posts
+from ncbsim.simulations.traffic import Planned, Planner, open_stores
+from ncbsim.v2 import query_pb2
 
 log = structlog.get_logger()
 

@@ -42,9 +42,9 @@ import structlog
 
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.serving import wait_for_shutdown, write_ready_file
-from simulations import links as link_faults
-from simulations.proxy import Link
-from simulations.scenario import GATEWAY, INSTANT_FAULTS, PROXY_FAULTS, Event, fault_event
+from ncbsim.simulations import links as link_faults
+from ncbsim.simulations.proxy import Link
+from ncbsim.simulations.scenario import GATEWAY, INSTANT_FAULTS, PROXY_FAULTS, Event, fault_event
 
 log = structlog.get_logger()
 

@@ -11,8 +11,8 @@ import zlib
 from collections.abc import Iterable, Mapping
 from functools import partial
 
-from simulations.proxy import FaultProxy, Link
-from simulations.scenario import LINK_FAULTS, Event
+from ncbsim.simulations.proxy import FaultProxy, Link
+from ncbsim.simulations.scenario import LINK_FAULTS, Event
 
 SHAPING_FAULTS = frozenset({"latency", "bandwidth", "loss", "slice", "blackhole"})
 """Link faults that shape the bytes (set on the proxies' Shapings)."""

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ncbsim.errors import ConfigError, NcbsimError
-from node.host import control
-from simulations import faultd
-from simulations.network import LIVE_FAULTS, Host, Network
-from simulations.operate import load, locked
-from simulations.scenario import GATEWAY, PROXY_FAULTS, Event, fault_event
+from ncbsim.node.host import control
+from ncbsim.simulations import faultd
+from ncbsim.simulations.network import LIVE_FAULTS, Host, Network
+from ncbsim.simulations.operate import load, locked
+from ncbsim.simulations.scenario import GATEWAY, PROXY_FAULTS, Event, fault_event
 
 STATE = LIVE_FAULTS
 """The process faults in force: ``{"faults": [{"event": TABLE, "started_ms": N, "held":

@@ -43,13 +43,13 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import NcbsimError
 from ncbsim.mail import Mailer, PostOutcome
 from ncbsim.messages import color as color_value
+from ncbsim.node.inbox import Inbox, InboxItem, NoticeRow
+from ncbsim.node.store import Person, RecordStore
+from ncbsim.simulations.network import gateway_files, inbox_path
+from ncbsim.simulations.outcomes import latency
+from ncbsim.simulations.scenario import Event, Scenario
+from ncbsim.simulations.schema import MESSAGE_LATENCY_KEYS
 from ncbsim.v2 import messages_pb2, query_pb2
-from node.inbox import Inbox, InboxItem, NoticeRow
-from node.store import Person, RecordStore
-from simulations.network import gateway_files, inbox_path
-from simulations.outcomes import latency
-from simulations.scenario import Event, Scenario
-from simulations.schema import MESSAGE_LATENCY_KEYS
 
 log = structlog.get_logger()
 

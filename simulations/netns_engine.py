@@ -33,10 +33,10 @@ import structlog
 from rich.console import Console
 
 from ncbsim.errors import NetworkError
-from simulations import network as net
-from simulations import scenario as scenarios
-from simulations.engine import Engine
-from simulations.netns import (
+from ncbsim.simulations import network as net
+from ncbsim.simulations import scenario as scenarios
+from ncbsim.simulations.engine import Engine
+from ncbsim.simulations.netns import (
     CTL_ADDRESS,
     GATEWAY_ADDRESS,
     KernelFaults,
@@ -47,8 +47,8 @@ from simulations.netns import (
     python_in,
     unavailable,
 )
-from simulations.proxy import FaultProxy, Link
-from simulations.scenario import PROCESS_FAULTS, Event, Scenario
+from ncbsim.simulations.proxy import FaultProxy, Link
+from ncbsim.simulations.scenario import PROCESS_FAULTS, Event, Scenario
 
 log = structlog.get_logger()
 

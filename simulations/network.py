@@ -49,8 +49,8 @@ import structlog
 
 from ncbsim import pki, private
 from ncbsim.errors import ConfigError, NetworkError
-from node import datagen
-from simulations.scenario import Scenario
+from ncbsim.node import datagen
+from ncbsim.simulations.scenario import Scenario
 
 log = structlog.get_logger()
 

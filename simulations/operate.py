@@ -22,8 +22,8 @@ from typing import Any
 import structlog
 
 from ncbsim.errors import ConfigError, NcbsimError, NetworkError
-from simulations import faultd
-from simulations.network import (
+from ncbsim.simulations import faultd
+from ncbsim.simulations.network import (
     FAULTD_READY,
     MANIFEST,
     Network,
@@ -35,7 +35,7 @@ from simulations.network import (
     start_process,
     terminate,
 )
-from simulations.scenario import Scenario
+from ncbsim.simulations.scenario import Scenario
 
 log = structlog.get_logger()
 
@@ -308,7 +308,7 @@ def _faultd_health(control: str, timeout: float) -> str:
 def status(workdir: Path, *, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any]:
     """What ``ncbsim status --json`` prints (docs/scenarios.md, "Operating a running
     network", documents every key)."""
-    from simulations import live_faults
+    from ncbsim.simulations import live_faults
 
     if not timeout > 0:
         raise ConfigError("--timeout must be a number of seconds > 0")
@@ -336,7 +336,7 @@ def restart(workdir: Path, *, bureau: str | None = None, gateway: bool = False) 
     Returns what was done, in a sentence or two. A fault that held the process (a live
     ``kill`` or ``pause``) ends with the restart; a live clock skew carries over.
     """
-    from simulations import live_faults
+    from ncbsim.simulations import live_faults
 
     load(workdir)
     with locked(workdir):

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from simulations.schema import COUNT_KEYS, LATENCY_KEYS
+from ncbsim.simulations.schema import COUNT_KEYS, LATENCY_KEYS
 
 __all__ = [
     "ANSWERED",

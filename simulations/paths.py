@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ncbsim.errors import ConfigError
-from simulations.schema import REPORT, Ctx, Each, Leaf, Node, Table, When
+from ncbsim.simulations.schema import REPORT, Ctx, Each, Leaf, Node, Table, When
 
 if TYPE_CHECKING:
-    from simulations.scenario import Scenario
+    from ncbsim.simulations.scenario import Scenario
 
 __all__ = [
     "Differences",

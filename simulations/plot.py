@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from simulations.outcomes import ANSWERED, FaultRecord, QueryRecord
+from ncbsim.simulations.outcomes import ANSWERED, FaultRecord, QueryRecord
 
 __all__ = ["Series", "figure", "latency_bounds", "latency_png", "series"]
 

@@ -25,8 +25,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from simulations.outcomes import ANSWERED, AnswerRecord, FaultRecord, QueryRecord, counts, latency
-from simulations.schema import COUNT_KEYS, KIND_ORDER
+from ncbsim.simulations.outcomes import (
+    ANSWERED,
+    AnswerRecord,
+    FaultRecord,
+    QueryRecord,
+    counts,
+    latency,
+)
+from ncbsim.simulations.schema import COUNT_KEYS, KIND_ORDER
 
 __all__ = ["build", "check_view", "print_summary", "write_timeline"]
 

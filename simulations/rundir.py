@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ncbsim.errors import cannot_write
-from simulations import plot
-from simulations import report as reports
-from simulations.engine import RunResult
+from ncbsim.simulations import plot
+from ncbsim.simulations import report as reports
+from ncbsim.simulations.engine import RunResult
 
 RUNS = Path("runs")
 

@@ -24,8 +24,8 @@ from ncbsim.envelope import MAX_TTL_MS
 from ncbsim.errors import ConfigError, PkiError
 from ncbsim.messages import COLORS, MAX_TEXT_CHARS
 from ncbsim.pki import check_bureau_code
-from simulations import checks
-from simulations import paths as report_paths
+from ncbsim.simulations import checks
+from ncbsim.simulations import paths as report_paths
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 

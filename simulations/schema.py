@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from simulations.scenario import Scenario
+    from ncbsim.simulations.scenario import Scenario
 
 __all__ = [
     "COUNT_KEYS",

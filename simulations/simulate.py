@@ -21,17 +21,17 @@ from typing import Any
 import structlog
 from rich.console import Console
 
-from gateway.audit import read_all
 from ncbsim.client import ALL, Outcome
 from ncbsim.errors import NcbsimError
-from simulations import checks as expressions
-from simulations import junit, messaging, rundir, schema
-from simulations import paths as report_paths
-from simulations import report as reports
-from simulations import scenario as scenarios
-from simulations.engine import Engine, RunResult, Sent
-from simulations.network import audit_path, gateway_files
-from simulations.outcomes import ANSWERED
+from ncbsim.gateway.audit import read_all
+from ncbsim.simulations import checks as expressions
+from ncbsim.simulations import junit, messaging, rundir, schema
+from ncbsim.simulations import paths as report_paths
+from ncbsim.simulations import report as reports
+from ncbsim.simulations import scenario as scenarios
+from ncbsim.simulations.engine import Engine, RunResult, Sent
+from ncbsim.simulations.network import audit_path, gateway_files
+from ncbsim.simulations.outcomes import ANSWERED
 
 log = structlog.get_logger()
 
@@ -359,7 +359,7 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     started_at = dt.datetime.now(dt.UTC)
     folder = (run_dir or rundir.default_run_dir(scenario.name)).resolve()
     if scenario.engine.mode == "netns":
-        from simulations import netns_engine
+        from ncbsim.simulations import netns_engine
 
         if not netns_engine.inside():
             # Root namespace: build the namespaces, run this again inside them, clean up.
@@ -383,7 +383,7 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
         console.print(_intro(scenario))
         engine_class = Engine
         if scenario.engine.mode == "netns":
-            from simulations.netns_engine import NetnsEngine
+            from ncbsim.simulations.netns_engine import NetnsEngine
 
             engine_class = NetnsEngine
         engine = engine_class(scenario, work, console=console, log_level=log_level)

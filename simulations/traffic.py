@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ncbsim.client import ALL
+from ncbsim.node import vin as vins
+from ncbsim.node.answer import answer as oracle_answer
+from ncbsim.node.store import Document, Person, RecordStore, Vehicle
+from ncbsim.simulations.scenario import ExplicitQuery, Scenario
 from ncbsim.v2 import query_pb2
-from node import vin as vins
-from node.answer import answer as oracle_answer
-from node.store import Document, Person, RecordStore, Vehicle
-from simulations.scenario import ExplicitQuery, Scenario
 
 _KINDS = ("document", "person", "vehicle")
 _ALNUM = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
@@ -267,6 +267,6 @@ class Planner(Drawer):
 
 def open_stores(workdir: Path, scenario: Scenario) -> dict[str, RecordStore]:
     """Read-only handles on every bureau's records (the simulator's ground truth)."""
-    from simulations.network import db_path
+    from ncbsim.simulations.network import db_path
 
     return {b: RecordStore(db_path(workdir, b)) for b in scenario.bureaus}

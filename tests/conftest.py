@@ -18,8 +18,8 @@ import pytest
 import structlog
 from support import ncbsim_pids
 
-from simulations import scenario as scenarios
-from simulations.network import Network
+from ncbsim.simulations import scenario as scenarios
+from ncbsim.simulations.network import Network
 
 SMALL = Path(__file__).parent / "scenarios" / "small.toml"
 

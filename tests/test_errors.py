@@ -11,7 +11,7 @@ import pytest
 from ncbsim import errors
 from ncbsim.errors import NcbsimError, status_for
 
-PACKAGES = ["ncbsim", "gateway", "node", "simulations"]
+PACKAGES = ["ncbsim"]
 
 
 def _import_packages() -> None:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mailbox import Mailbox
 from ncbsim import pki, private
 from ncbsim.auditlog import ChainedLog
-from node import datagen
-from node.inbox import Inbox
-from node.replay import ReplayCache
-from node.store import RecordStore
-from simulations import network
-from simulations import scenario as scenarios
+from ncbsim.gateway.mailbox import Mailbox
+from ncbsim.node import datagen
+from ncbsim.node.inbox import Inbox
+from ncbsim.node.replay import ReplayCache
+from ncbsim.node.store import RecordStore
+from ncbsim.simulations import network
+from ncbsim.simulations import scenario as scenarios
 
 
 def _mode(path: Path) -> int:

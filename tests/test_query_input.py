@@ -12,7 +12,7 @@ import pytest
 
 from ncbsim import query_input
 from ncbsim.errors import ConfigError
-from node import datagen
+from ncbsim.node import datagen
 
 TODAY = dt.date(2026, 3, 1)
 # Bureaus whose document numbers and plates have formats of their own (node/_tables.py),

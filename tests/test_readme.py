@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from support import ncbsim_pids
 
-from simulations.network import Network
+from ncbsim.simulations.network import Network
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -29,11 +29,11 @@ from ncbsim import _crypto, envelope, messages
 from ncbsim.client import open_answer, seal_query
 from ncbsim.directory import Directory, Peer
 from ncbsim.identity import Identity
+from ncbsim.node.inbox import Inbox
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
+from ncbsim.simulations.network import Network, alive, db_path, inbox_path
 from ncbsim.v2 import bureau_pb2, envelope_pb2, gateway_pb2, messages_pb2, query_pb2
-from node.inbox import Inbox
-from node.store import RecordStore
-from simulations.network import Network, alive, db_path, inbox_path
 
 pytestmark = pytest.mark.integration
 

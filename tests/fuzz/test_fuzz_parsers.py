@@ -30,12 +30,12 @@ from ncbsim import _crypto, auditlog, envelope
 from ncbsim.directory import Peer, verify_entry
 from ncbsim.errors import ConfigError, DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
+from ncbsim.node import datagen, mrz, vin
+from ncbsim.node.answer import answer
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import sign_entry
+from ncbsim.simulations import checks, scenario
 from ncbsim.v2 import directory_pb2, envelope_pb2, query_pb2
-from node import datagen, mrz, vin
-from node.answer import answer
-from node.store import RecordStore
-from simulations import checks, scenario
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z; every open passes now_ms explicitly
 BUREAUS = ["FR", "DE", "IT"]

@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 import grpc
 import pytest
 
-from gateway.audit import AuditLog, read_all
-from gateway.server import GatewayService
 from ncbsim import envelope, pki
 from ncbsim.client import seal_query
 from ncbsim.config import GatewayConfig
+from ncbsim.gateway.audit import AuditLog, read_all
+from ncbsim.gateway.server import GatewayService
 from ncbsim.identity import Identity
 from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
 

@@ -6,8 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from gateway.audit import COLUMNS, AuditLog, AuditRecord, read_all
 from ncbsim.auditlog import verify
+from ncbsim.gateway.audit import COLUMNS, AuditLog, AuditRecord, read_all
 
 
 def _record(i: int) -> AuditRecord:

@@ -22,15 +22,15 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.audit import AuditLog, AuditRecord, read_all
-from gateway.delivery import Deliverer
-from gateway.mailbox import Mailbox
-from gateway.router import Router
-from gateway.server import GatewayService, add_to_server
 from ncbsim import envelope, pki, receipts, transport
 from ncbsim.config import GatewayConfig
 from ncbsim.directory import Peer
 from ncbsim.errors import RETRY_AFTER_KEY, DirectoryError, EnvelopeError, is_queue_full
+from ncbsim.gateway.audit import AuditLog, AuditRecord, read_all
+from ncbsim.gateway.delivery import Deliverer
+from ncbsim.gateway.mailbox import Mailbox
+from ncbsim.gateway.router import Router
+from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import Served, start_server

@@ -14,8 +14,12 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.audit import AuditLog, AuditRecord, read_all
-from gateway.limits import (
+from ncbsim import envelope, pki, transport
+from ncbsim.client import seal_query
+from ncbsim.config import GatewayConfig
+from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.gateway.audit import AuditLog, AuditRecord, read_all
+from ncbsim.gateway.limits import (
     DAY_MS,
     BureauLimit,
     LimitExceeded,
@@ -24,12 +28,8 @@ from gateway.limits import (
     load_overrides,
     wrapped_size,
 )
-from gateway.router import Router
-from gateway.server import GatewayService, add_to_server
-from ncbsim import envelope, pki, transport
-from ncbsim.client import seal_query
-from ncbsim.config import GatewayConfig
-from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.gateway.router import Router
+from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
 from ncbsim.serving import start_server
 from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2

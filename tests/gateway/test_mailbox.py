@@ -13,7 +13,8 @@ from typing import TypeVar
 
 import pytest
 
-from gateway.mailbox import (
+from ncbsim import envelope
+from ncbsim.gateway.mailbox import (
     ACCEPTED,
     DELIVERED,
     DUPLICATE,
@@ -28,7 +29,6 @@ from gateway.mailbox import (
     Outcome,
     run_to_end,
 )
-from ncbsim import envelope
 
 T = TypeVar("T")
 NOW = 1_800_000_000_000

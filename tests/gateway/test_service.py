@@ -18,14 +18,14 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.audit import AuditLog, read_all
-from gateway.directory_files import DirectoryFiles
-from gateway.router import Router
-from gateway.server import GatewayService, add_to_server
 from ncbsim import _crypto, envelope, pki, transport
 from ncbsim.config import GatewayConfig
 from ncbsim.directory import Directory
 from ncbsim.errors import ConfigError, DirectoryError
+from ncbsim.gateway.audit import AuditLog, read_all
+from ncbsim.gateway.directory_files import DirectoryFiles
+from ncbsim.gateway.router import Router
+from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.serving import start_server

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import read_all
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, seal_query
+from ncbsim.gateway.audit import read_all
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import Network, audit_path
 from ncbsim.v2 import gateway_pb2, query_pb2
-from simulations.network import Network, audit_path
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from node.inbox import Inbox
-from simulations import scenario as scenarios
-from simulations.network import Network, inbox_path
+from ncbsim.node.inbox import Inbox
+from ncbsim.simulations import scenario as scenarios
+from ncbsim.simulations.network import Network, inbox_path
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,9 @@ import pytest
 
 from ncbsim import auditlog, envelope, transport
 from ncbsim.client import BureauClient, Outcome, seal_query
+from ncbsim.node import datagen
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import envelope_pb2, gateway_pb2, query_pb2
-from node import datagen
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from ncbsim.pki import GATEWAY_NAME, PkiDir, bureau_dns_name
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import bureau_pb2, gateway_pb2
 from ncbsim.vendor.grpc_reflection_v1 import reflection_pb2, reflection_pb2_grpc
-from simulations.network import Network
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.network import Network, alive
+from ncbsim.simulations.network import Network, alive
 
 pytestmark = pytest.mark.integration
 

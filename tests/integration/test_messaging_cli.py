@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from node.inbox import Inbox
+from ncbsim.node.inbox import Inbox
 
 pytestmark = pytest.mark.integration
 

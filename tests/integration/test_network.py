@@ -16,14 +16,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.audit import read_all
 from ncbsim import envelope, transport
 from ncbsim.client import ALL, BureauClient, Outcome
+from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import Network, alive, audit_path, db_path, gateway_files
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
-from node.store import RecordStore
-from simulations.network import Network, alive, audit_path, db_path, gateway_files
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from support import ncbsim_pids
 
-from node.host import control
-from simulations.network import Network, alive
+from ncbsim.node.host import control
+from ncbsim.simulations.network import Network, alive
 
 pytestmark = pytest.mark.integration
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from ncbsim.client import Answer, BureauClient, Outcome
+from ncbsim.node import admin
+from ncbsim.node.hits import HitEvent, read_hits
+from ncbsim.node.store import NO_CONTROL, Document, RecordStore
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import Network, db_path
 from ncbsim.v2 import query_pb2, records_pb2
-from node import admin
-from node.hits import HitEvent, read_hits
-from node.store import NO_CONTROL, Document, RecordStore
-from simulations.network import Network, db_path
 
 pytestmark = pytest.mark.integration
 

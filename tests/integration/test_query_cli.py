@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from ncbsim.client import ALL, BureauClient, Outcome
+from ncbsim.node.store import Document, RecordStore
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import Network, db_path
 from ncbsim.v2 import query_pb2
-from node.store import Document, RecordStore
-from simulations.network import Network, db_path
 
 pytestmark = pytest.mark.integration
 

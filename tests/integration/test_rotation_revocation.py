@@ -15,15 +15,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gateway.audit import read_all
 from ncbsim import envelope, transport
 from ncbsim.client import BureauClient, Outcome
 from ncbsim.directory import Directory
+from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.network import Network, audit_path, db_path
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
-from node.store import RecordStore
-from simulations.network import Network, audit_path, db_path
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from load.bench import QUICK, BenchConfig, config_from_args
-from load.bench_report import (
+from ncbsim.cli import build_parser
+from ncbsim.errors import ConfigError
+from ncbsim.load.bench import QUICK, BenchConfig, config_from_args
+from ncbsim.load.bench_report import (
     Batch,
     crypto_bound_seq,
     crypto_bound_throughput,
@@ -20,8 +22,6 @@ from load.bench_report import (
     percentile,
     summarize,
 )
-from ncbsim.cli import build_parser
-from ncbsim.errors import ConfigError
 
 CRYPTO_US = {
     "x25519_keygen": 30.0,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from load.floor import Fields, FloorProcesses
 from ncbsim import pki, transport
 from ncbsim.errors import NetworkError
+from ncbsim.load.floor import Fields, FloorProcesses
+from ncbsim.simulations.network import alive
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
-from simulations.network import alive
 
 
 def test_canned_envelope_has_the_given_field_lengths() -> None:

@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from load import slo
+from ncbsim.load import slo
 
 _JUDGE = """
 import json, sys
 from types import SimpleNamespace
 from locust.stats import RequestStats
-from load import gate
+from ncbsim.load import gate
 
 slo_file, verdict_file, slow_type = sys.argv[1:4]
 stats = RequestStats()

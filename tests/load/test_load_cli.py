@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from junitparser import Failure, JUnitXml
 
-from load import report, slo
-from load.plan import LoadPlan, requester_codes
-from simulations.network import Network, audit_path
+from ncbsim.load import report, slo
+from ncbsim.load.plan import LoadPlan, requester_codes
+from ncbsim.simulations.network import Network, audit_path
 
 if TYPE_CHECKING:
     from tests.load.conftest import ReportTables

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from junitparser import Error, Failure, JUnitXml
 
-from load import report, slo
+from ncbsim.load import report, slo
 
 if TYPE_CHECKING:
     from tests.load.conftest import ReportTables

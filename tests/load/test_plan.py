@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from load.plan import Item, LoadPlan, build_corpus, provision, requester_codes
 from ncbsim import pki
 from ncbsim.client import Answer, Outcome
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.errors import ConfigError
 from ncbsim.identity import Identity
+from ncbsim.load.plan import Item, LoadPlan, build_corpus, provision, requester_codes
+from ncbsim.node import datagen
+from ncbsim.node.answer import answer
+from ncbsim.node.store import RecordStore
 from ncbsim.v2 import query_pb2
-from node import datagen
-from node.answer import answer
-from node.store import RecordStore
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from junitparser import Error, JUnitXml
 
-from load import report, runner, slo
 from ncbsim.cli import build_parser
 from ncbsim.errors import NetworkError
+from ncbsim.load import report, runner, slo
 
 
 def _passing_verdict(tmp_path: Path) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from load import slo
 from ncbsim.errors import ConfigError
+from ncbsim.load import slo
 
 
 def _measured(name: str = "overall", **kw: float) -> slo.Measured:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ncbsim.node import datagen
+from ncbsim.node.answer import answer
+from ncbsim.node.store import RecordStore
 from ncbsim.v2 import query_pb2, records_pb2
-from node import datagen
-from node.answer import answer
-from node.store import RecordStore
 
 
 @pytest.fixture(scope="module")

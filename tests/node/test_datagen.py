@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ncbsim.countries import INTERPOL_MEMBERS, country
-from node import datagen
-from node.datagen import AS_OF, generate, romanize
-from node.mrz import parse_td3, transliterate, validate_td3
-from node.store import DOCUMENT_STATUSES
-from node.vin import is_valid
+from ncbsim.node import datagen
+from ncbsim.node.datagen import AS_OF, generate, romanize
+from ncbsim.node.mrz import parse_td3, transliterate, validate_td3
+from ncbsim.node.store import DOCUMENT_STATUSES
+from ncbsim.node.vin import is_valid
 
 REF = re.compile(r"^[a-z2-7]{20}$")
 NAME_PUNCTUATION = " -'\u2019\u02bc"  # space, hyphen and three kinds of apostrophe

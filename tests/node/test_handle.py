@@ -15,13 +15,13 @@ import pytest
 from ncbsim import auditlog, envelope, pki
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
+from ncbsim.node import datagen
+from ncbsim.node.audit import NodeAuditLog
+from ncbsim.node.replay import ReplayCache
+from ncbsim.node.server import BureauService
+from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.v2 import bureau_pb2, query_pb2
-from node import datagen
-from node.audit import NodeAuditLog
-from node.replay import ReplayCache
-from node.server import BureauService
-from node.store import RecordStore
 
 
 class _AbortedError(Exception):

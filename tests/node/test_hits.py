@@ -12,11 +12,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from ncbsim.auditlog import verify
+from ncbsim.node import admin, datagen
+from ncbsim.node.answer import answer
+from ncbsim.node.hits import HitEvent, HitLog, read_hits
+from ncbsim.node.store import NO_CONTROL, Document, RecordStore
 from ncbsim.v2 import query_pb2
-from node import admin, datagen
-from node.answer import answer
-from node.hits import HitEvent, HitLog, read_hits
-from node.store import NO_CONTROL, Document, RecordStore
 
 OWNER = "DE"
 NOW = 1_750_000_000.0

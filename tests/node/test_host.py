@@ -21,10 +21,10 @@ from ncbsim import pki as pkimod
 from ncbsim.client import BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.errors import ConfigError
+from ncbsim.node import datagen
+from ncbsim.node.host import control, load_spec
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import query_pb2
-from node import datagen
-from node.host import control, load_spec
 
 BUREAUS = ["FR", "DE", "IT", "ES", "NL"]
 HOSTED = ["FR", "DE", "IT"]

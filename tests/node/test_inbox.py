@@ -10,8 +10,8 @@ import pytest
 
 from ncbsim import envelope
 from ncbsim.errors import NcbsimError
+from ncbsim.node.inbox import Inbox, NoticeRow
 from ncbsim.v2 import messages_pb2
-from node.inbox import Inbox, NoticeRow
 
 SENDER = "FR"
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from node.mrz import td3_problems
+from ncbsim.node.mrz import td3_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "check_mrz_corpus.py"

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from node.mrz import (
+from ncbsim.node.mrz import (
     MrzError,
     build_td3,
     check_digit,

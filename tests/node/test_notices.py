@@ -17,14 +17,14 @@ from ncbsim import envelope, messages, pki
 from ncbsim.directory import Directory
 from ncbsim.errors import QueueFull
 from ncbsim.identity import Identity
+from ncbsim.node import datagen, notices
+from ncbsim.node.audit import NodeAuditLog
+from ncbsim.node.inbox import Inbox
+from ncbsim.node.outbox import MAX_POST_BYTES, OutboxPoster
+from ncbsim.node.postbox import Postbox
+from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.v2 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
-from node import datagen, notices
-from node.audit import NodeAuditLog
-from node.inbox import Inbox
-from node.outbox import MAX_POST_BYTES, OutboxPoster
-from node.postbox import Postbox
-from node.store import RecordStore
 
 RED = messages_pb2.NOTICE_COLOR_RED
 YELLOW = messages_pb2.NOTICE_COLOR_YELLOW

@@ -17,13 +17,13 @@ from ncbsim import auditlog, envelope, messages, pki, receipts, rekey
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
+from ncbsim.node import datagen, notices
+from ncbsim.node.audit import NodeAuditLog
+from ncbsim.node.inbox import Inbox
+from ncbsim.node.postbox import Postbox
+from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.v2 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
-from node import datagen, notices
-from node.audit import NodeAuditLog
-from node.inbox import Inbox
-from node.postbox import Postbox
-from node.store import RecordStore
 
 PROCESSED = bureau_pb2.DELIVER_STATUS_PROCESSED
 DUPLICATE = bureau_pb2.DELIVER_STATUS_DUPLICATE

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ncbsim.errors import NcbsimError
-from node.replay import ReplayCache
+from ncbsim.node.replay import ReplayCache
 
 NOW = 1_767_225_600_000
 SKEW = 30_000

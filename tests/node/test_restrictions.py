@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from ncbsim.errors import NcbsimError
+from ncbsim.node import admin, datagen
+from ncbsim.node.answer import answer
+from ncbsim.node.store import NO_CONTROL, TABLES_DDL, Control, Document, RecordStore, name_key
+from ncbsim.simulations.traffic import Drawer
 from ncbsim.v2 import query_pb2, records_pb2
-from node import admin, datagen
-from node.answer import answer
-from node.store import NO_CONTROL, TABLES_DDL, Control, Document, RecordStore, name_key
-from simulations.traffic import Drawer
 
 OWNER = "DE"
 

@@ -8,8 +8,8 @@ import grpc
 import pytest
 import structlog
 
+from ncbsim.node.server import _register_loop
 from ncbsim.v2 import gateway_pb2
-from node.server import _register_loop
 
 
 class _Gateway:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from node.datagen import generate
-from node.store import (
+from ncbsim.node.datagen import generate
+from ncbsim.node.store import (
     LOOKUPS,
     Document,
     Match,

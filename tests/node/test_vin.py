@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from node.vin import (
+from ncbsim.node.vin import (
     ALPHABET,
     check_digit,
     is_valid,

@@ -78,15 +78,15 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError, Message
 
-from gateway import server as gateway_server
-from gateway.audit import AuditLog
-from gateway.router import Router
-from gateway.server import GatewayService
 from ncbsim import _crypto, envelope, transport
 from ncbsim import log as logsetup
 from ncbsim.config import GatewayConfig
 from ncbsim.directory import verify_entry
 from ncbsim.errors import EnvelopeError, RoutingError
+from ncbsim.gateway import server as gateway_server
+from ncbsim.gateway.audit import AuditLog
+from ncbsim.gateway.router import Router
+from ncbsim.gateway.server import GatewayService
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir, sign_entry
 from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file

@@ -27,14 +27,14 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import read_all
 from ncbsim import _crypto, auditlog, pki, rekey
 from ncbsim.client import Answer, BureauClient, Outcome
+from ncbsim.gateway.audit import read_all
+from ncbsim.node import datagen
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.revocation import verify_list
 from ncbsim.v2 import directory_pb2, query_pb2
-from node import datagen
-from node.store import RecordStore
 
 pytestmark = pytest.mark.integration
 

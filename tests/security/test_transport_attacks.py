@@ -17,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from gateway.audit import read_all
 from ncbsim import auditlog, envelope, pki, transport
+from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
+from ncbsim.simulations.network import Network, audit_path
 from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
-from simulations.network import Network, audit_path
 
 pytestmark = pytest.mark.integration
 

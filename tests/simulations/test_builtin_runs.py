@@ -24,8 +24,8 @@ from typing import Any
 import junitparser
 import pytest
 
-from simulations import paths as report_paths
-from simulations import scenario
+from ncbsim.simulations import paths as report_paths
+from ncbsim.simulations import scenario
 
 pytestmark = pytest.mark.integration
 

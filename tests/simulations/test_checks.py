@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from ncbsim.errors import ConfigError
-from simulations import checks
-from simulations.checks import CheckError
+from ncbsim.simulations import checks
+from ncbsim.simulations.checks import CheckError
 
 REPORT: dict[str, Any] = {
     "queries": {"sent": 80, "answered": 78, "hit": 30, "no_hit": 48, "no_answer": 2, "failed": 0},

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from node.store import DEFAULT_THRESHOLD, name_key, name_similarity
-from simulations.demo import misspell
-from simulations.network import MANIFEST, Network
+from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.simulations.demo import misspell
+from ncbsim.simulations.network import MANIFEST, Network
 
 TITLES = (
     "1. Passport check: a stolen document",

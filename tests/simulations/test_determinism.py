@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from simulations import network, scenario
-from simulations.traffic import Planned, Planner, open_stores
+from ncbsim.simulations import network, scenario
+from ncbsim.simulations.traffic import Planned, Planner, open_stores
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from ncbsim.errors import ConfigError
-from simulations import network, scenario
-from simulations.engine import Engine, _Active
-from simulations.outcomes import FaultRecord
-from simulations.proxy import FaultProxy, Link
+from ncbsim.simulations import network, scenario
+from ncbsim.simulations.engine import Engine, _Active
+from ncbsim.simulations.outcomes import FaultRecord
+from ncbsim.simulations.proxy import FaultProxy, Link
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 

@@ -20,10 +20,10 @@ import pytest
 
 from ncbsim.cli import build_parser
 from ncbsim.errors import NetworkError
-from simulations import faultd, network, operate, scenario
-from simulations.faultd import FaultDaemon
-from simulations.network import Host, Network, Proc, Stopped
-from simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
+from ncbsim.simulations import faultd, network, operate, scenario
+from ncbsim.simulations.faultd import FaultDaemon
+from ncbsim.simulations.network import Host, Network, Proc, Stopped
+from ncbsim.simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 
@@ -314,7 +314,7 @@ def test_up_removes_the_socket_folder_of_a_fault_daemon_that_never_started(
 
 def test_status_names_only_the_services_whose_health_differs() -> None:
     """`status` keeps to one health column: a service is named only when it disagrees."""
-    from simulations.operate import _services_text
+    from ncbsim.simulations.operate import _services_text
 
     same = {"ncbsim.v2.BureauService": "SERVING"}
     assert _services_text("SERVING", same) == ""

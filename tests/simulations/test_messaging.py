@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ncbsim import envelope
+from ncbsim.node.inbox import Inbox
+from ncbsim.simulations import messaging, scenario
+from ncbsim.simulations import paths as report_paths
+from ncbsim.simulations.messaging import CopyRecord, Messenger, PlannedPost, PostRecord
+from ncbsim.simulations.network import inbox_path
+from ncbsim.simulations.scenario import GATEWAY, ScenarioError
 from ncbsim.v2 import messages_pb2
-from node.inbox import Inbox
-from simulations import messaging, scenario
-from simulations import paths as report_paths
-from simulations.messaging import CopyRecord, Messenger, PlannedPost, PostRecord
-from simulations.network import inbox_path
-from simulations.scenario import GATEWAY, ScenarioError
 
 if TYPE_CHECKING:
     from conftest import SimulationRun

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from ncbsim.errors import NetworkError
-from simulations import netns
-from simulations import scenario as scenarios
-from simulations.netns import GATEWAY_ADDRESS, KernelFaults, Topology, host_address, ns_exec
-from simulations.netns_engine import NetnsEngine, NetnsPlacement
-from simulations.network import Network
+from ncbsim.simulations import netns
+from ncbsim.simulations import scenario as scenarios
+from ncbsim.simulations.netns import GATEWAY_ADDRESS, KernelFaults, Topology, host_address, ns_exec
+from ncbsim.simulations.netns_engine import NetnsEngine, NetnsPlacement
+from ncbsim.simulations.network import Network
 
 _REASON = netns.unavailable()
 pytestmark = [

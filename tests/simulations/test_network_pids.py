@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from simulations.network import _ours
+from ncbsim.simulations.network import _ours
 
 
 def test_a_process_of_a_sibling_folder_is_not_ours(tmp_path: Path) -> None:

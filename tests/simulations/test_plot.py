@@ -8,9 +8,9 @@ from pathlib import Path
 
 from matplotlib import image
 
-from simulations import report as reports
-from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord
-from simulations.plot import figure, latency_bounds, latency_png, series
+from ncbsim.simulations import report as reports
+from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord
+from ncbsim.simulations.plot import figure, latency_bounds, latency_png, series
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

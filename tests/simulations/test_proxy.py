@@ -17,8 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ncbsim import pki, serving, transport
-from simulations import proxy as proxy_module
-from simulations.proxy import RETRANSMIT_MS, FaultProxy, Link, Shaping
+from ncbsim.simulations import proxy as proxy_module
+from ncbsim.simulations.proxy import RETRANSMIT_MS, FaultProxy, Link, Shaping
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = 20.0) -> Any:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from simulations import report as reports
-from simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts, latency
-from simulations.progress import Progress
+from ncbsim.simulations import report as reports
+from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts, latency
+from ncbsim.simulations.progress import Progress
 
 
 def query(

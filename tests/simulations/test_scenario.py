@@ -10,8 +10,8 @@ import pytest
 
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.errors import ConfigError
-from simulations import scenario
-from simulations.scenario import (
+from ncbsim.simulations import scenario
+from ncbsim.simulations.scenario import (
     Engine,
     Event,
     ExplicitQuery,

@@ -15,12 +15,12 @@ import pytest
 
 from ncbsim.client import ALL, Answer, Outcome
 from ncbsim.errors import NcbsimError
+from ncbsim.simulations import describe, junit, rundir, scenario, schema
+from ncbsim.simulations import paths as report_paths
+from ncbsim.simulations.engine import RunResult, Sent
+from ncbsim.simulations.simulate import multi_bureau_check
+from ncbsim.simulations.traffic import Planned
 from ncbsim.v2 import query_pb2
-from simulations import describe, junit, rundir, scenario, schema
-from simulations import paths as report_paths
-from simulations.engine import RunResult, Sent
-from simulations.simulate import multi_bureau_check
-from simulations.traffic import Planned
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
