@@ -12,6 +12,9 @@ from ncbsim import errors
 from ncbsim.errors import NcbsimError, status_for
 
 PACKAGES = ["ncbsim"]
+INSIDE_LOCUST = {"ncbsim.load.locustfile", "ncbsim.load.grpc_user", "ncbsim.load.gate"}
+"""Modules that run inside locust only: importing locust patches this interpreter with
+gevent, which would break every later test that starts processes."""
 
 
 def _import_packages() -> None:
@@ -19,7 +22,7 @@ def _import_packages() -> None:
     for name in PACKAGES:
         package = importlib.import_module(name)
         for module in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
-            if not module.name.endswith("__main__"):
+            if not module.name.endswith("__main__") and module.name not in INSIDE_LOCUST:
                 importlib.import_module(module.name)
 
 
