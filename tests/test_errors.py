@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import grpc
 import pytest
@@ -12,7 +13,12 @@ from ncbsim import errors
 from ncbsim.errors import NcbsimError, status_for
 
 PACKAGES = ["ncbsim"]
-INSIDE_LOCUST = {"ncbsim.load.locustfile", "ncbsim.load.grpc_user", "ncbsim.load.gate"}
+INSIDE_LOCUST = {
+    "ncbsim.load.locustfile",
+    "ncbsim.load.grpc_user",
+    "ncbsim.load.gate",
+    "ncbsim.load.bureau_user",
+}
 """Modules that run inside locust only: importing locust patches this interpreter with
 gevent, which would break every later test that starts processes."""
 
@@ -24,6 +30,7 @@ def _import_packages() -> None:
         for module in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
             if not module.name.endswith("__main__") and module.name not in INSIDE_LOCUST:
                 importlib.import_module(module.name)
+    assert "locust" not in sys.modules, "a module imported locust: add it to INSIDE_LOCUST"
 
 
 def _subclasses(cls: type[NcbsimError]) -> list[type[NcbsimError]]:
