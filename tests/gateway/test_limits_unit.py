@@ -28,6 +28,7 @@ from ncbsim.gateway.limits import (
     load_overrides,
     wrapped_size,
 )
+from ncbsim.gateway import relay
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
@@ -546,13 +547,13 @@ def test_wrapped_size_is_none_for_anything_but_one_framed_envelope(raw: bytes) -
 def _parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Note the size of every request the gateway parses (the list it returns)."""
     parsed: list[int] = []
-    parse = GatewayService._parse
+    parse = relay.parse
 
     def noted(raw: bytes, message: Any, *, max_bytes: int | None) -> Any:
         parsed.append(len(raw))
         return parse(raw, message, max_bytes=max_bytes)
 
-    monkeypatch.setattr(GatewayService, "_parse", staticmethod(noted))
+    monkeypatch.setattr(relay, "parse", noted)
     return parsed
 
 
