@@ -13,7 +13,8 @@ MAX_ENVELOPES_PER_CALL = 256
 """Most envelopes in one MultiQuery or Post call: the gateway refuses a call with none or
 more (INVALID_ARGUMENT), so every client cuts its batches to this many."""
 
-MAX_BATCH_BYTES = MAX_MESSAGE_BYTES - 128 * 1024
-"""Envelope bytes in one call that carries many (a Post, a Deliver): a batch stops before
-its envelopes pass this size, gRPC's message limit less room for framing. A batch holds
-at least one envelope whatever its size."""
+MAX_BATCH_BYTES = 3 * MAX_MESSAGE_BYTES // 4
+"""Envelope bytes in one call that carries many (a client's or GS's Post, the gateway's
+Deliver): a batch stops before its envelopes pass this size (3 MiB), well inside gRPC's
+4 MiB message limit with room for framing. A batch holds at least one envelope whatever
+its size."""

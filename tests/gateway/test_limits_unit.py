@@ -18,6 +18,7 @@ from ncbsim import envelope, pki, transport
 from ncbsim.client import seal_query
 from ncbsim.config import GatewayConfig
 from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.gateway import relay
 from ncbsim.gateway.audit import AuditLog, AuditRecord, read_all
 from ncbsim.gateway.limits import (
     DAY_MS,
@@ -28,7 +29,6 @@ from ncbsim.gateway.limits import (
     load_overrides,
     wrapped_size,
 )
-from ncbsim.gateway import relay
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
