@@ -26,8 +26,8 @@ from ncbsim.errors import (
     PkiError,
     RoutingError,
 )
+from ncbsim.gateway.copies import Incoming
 from ncbsim.gateway.limits import RateLimiter, check_size
-from ncbsim.gateway.mailbox import Incoming
 from ncbsim.pki import check_bureau_code
 from ncbsim.protocol import MAX_ENVELOPES_PER_CALL
 

@@ -42,18 +42,18 @@ import structlog
 from ncbsim import envelope, receipts
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.gateway.audit import AuditLog, AuditRecord
-from ncbsim.gateway.mailbox import (
+from ncbsim.gateway.copies import (
     DELIVERED,
     EXPIRED,
     QUEUED,
     REJECTED,
     Due,
-    Mailbox,
     Outcome,
     Settled,
-    run_to_end,
 )
+from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
+from ncbsim.gateway.writer import run_to_end
 from ncbsim.protocol import MAX_BATCH_BYTES
 from ncbsim.v2 import bureau_pb2
 

@@ -22,7 +22,7 @@ from ncbsim.auditlog import AuditWriteError
 from ncbsim.errors import ConfigError, IdentityError, NcbsimError, QueueFull
 from ncbsim.gateway.admission import admit_posts, parse, refused_rows
 from ncbsim.gateway.control import control_request
-from ncbsim.gateway.mailbox import (
+from ncbsim.gateway.copies import (
     ACCEPTED,
     DELIVERED,
     DUPLICATE,
@@ -32,10 +32,10 @@ from ncbsim.gateway.mailbox import (
     REJECTED,
     Acceptance,
     Incoming,
-    Mailbox,
-    run_to_end,
 )
+from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.parts import GatewayParts, audit_row, refusal_status
+from ncbsim.gateway.writer import run_to_end
 from ncbsim.serving import abort
 from ncbsim.v2 import gateway_pb2, messages_pb2
 
