@@ -104,6 +104,21 @@ def check_batch(items: Sequence[envelope.Envelope], request_bytes: int, max_byte
             check_size(item.ByteSize(), max_bytes)
 
 
+def meter_batch(
+    peer: str | None,
+    items: Sequence[envelope.Envelope],
+    request_bytes: int,
+    *,
+    max_bytes: int,
+    limiter: RateLimiter,
+) -> None:
+    """:func:`check_batch`, then count every envelope against the caller's limit (before
+    admission: refusals count too), or raise for the whole call."""
+    check_batch(items, request_bytes, max_bytes)
+    if peer is not None:
+        limiter.take(peer, len(items))
+
+
 def check_header(
     peer: str | None, request: envelope.Envelope, kinds: Container[int]
 ) -> envelope.Header:
@@ -148,9 +163,7 @@ def admit_queries(
 ) -> list[tuple[envelope.Envelope, envelope.Header]]:
     """Size, meter and admit every envelope of a MultiQuery (distinct recipients), or
     raise for the whole call."""
-    check_batch(items, request_bytes, max_bytes)
-    if peer is not None:  # metered before admission: refusals count too
-        limiter.take(peer, len(items))
+    meter_batch(peer, items, request_bytes, max_bytes=max_bytes, limiter=limiter)
     admitted = [(item, admit_query(peer, item, directory)) for item in items]
     recipients = [h.recipient for _, h in admitted]
     if len(set(recipients)) != len(recipients):
@@ -199,9 +212,7 @@ def admit_posts(
     clock_ms: Callable[[], int],
 ) -> list[Incoming]:
     """Size, meter and admit every envelope of a Post, or raise for the whole call."""
-    check_batch(items, request_bytes, max_bytes)
-    if peer is not None:  # metered before admission: refusals count too
-        limiter.take(peer, len(items))
+    meter_batch(peer, items, request_bytes, max_bytes=max_bytes, limiter=limiter)
     now_ms = clock_ms()
     admitted = []
     for item in items:
