@@ -3,8 +3,8 @@
 A worker runs while its recipient has queued copies. Only once the recipient has a
 route (its node registered) does it read the store: it takes up to ``batch`` of the
 oldest queued, unexpired copies (by sequence, so in order per sender and recipient), at
-most :data:`MAX_BATCH_BYTES` of envelopes (at least one), sends them in one
-``Bureau.Deliver`` over the router's channel and applies the results in order:
+most :data:`~ncbsim.protocol.MAX_BATCH_BYTES` of envelopes (at least one), sends them in
+one ``Bureau.Deliver`` over the router's channel and applies the results in order:
 
 - ``PROCESSED`` or ``DUPLICATE`` with a receipt whose fields match the copy (message id,
   post id, sender, recipient, envelope digest): delivered; the receipt is kept and the
@@ -39,21 +39,22 @@ from dataclasses import dataclass, field
 import grpc
 import structlog
 
-from ncbsim import envelope, receipts, transport
+from ncbsim import envelope, receipts
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.gateway.audit import AuditLog, AuditRecord
-from ncbsim.gateway.mailbox import (
+from ncbsim.gateway.copies import (
     DELIVERED,
     EXPIRED,
     QUEUED,
     REJECTED,
     Due,
-    Mailbox,
     Outcome,
     Settled,
-    run_to_end,
 )
+from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
+from ncbsim.gateway.writer import run_to_end
+from ncbsim.protocol import MAX_BATCH_BYTES
 from ncbsim.v2 import bureau_pb2
 
 log = structlog.get_logger()
@@ -64,8 +65,6 @@ SWEEP_INTERVAL_S = 1.0
 PRUNE_INTERVAL_MS = 60_000
 """How often the sweeper deletes settled rows past their retention."""
 DELIVER_TIMEOUT_S = 10.0
-MAX_BATCH_BYTES = transport.MAX_MESSAGE_BYTES - 128 * 1024
-"""A Deliver batch stops before its envelopes pass this size (gRPC's limit, less framing)."""
 MAX_DETAIL = 200
 """A rejection reason from a node is cut to this many characters."""
 

@@ -41,15 +41,11 @@ from ncbsim.errors import (
     is_queue_full,
 )
 from ncbsim.peers import Peers
+from ncbsim.protocol import MAX_BATCH_BYTES, MAX_ENVELOPES_PER_CALL
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 log = structlog.get_logger()
 
-POST_BATCH = 256
-POST_BATCH_BYTES = 3 * 1024 * 1024
-"""A Post call carries at most POST_BATCH copies and about this many bytes, inside gRPC's
-4 MiB message limit whatever the size of the copies (messages.MAX_BODY_BYTES)."""
-"""Most envelopes in one Gateway.Post call (the gateway refuses more)."""
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 1.0
 """A failed gateway call is tried again after 0.1 s, then doubling up to 1 s, which
@@ -167,13 +163,17 @@ class Delivered:
 def _batches(
     sealed: list[tuple[str, bytes, envelope.Envelope]],
 ) -> list[list[tuple[str, bytes, envelope.Envelope]]]:
-    """``sealed`` in order, cut into Post calls of at most POST_BATCH copies and
-    POST_BATCH_BYTES bytes (at least one copy each)."""
+    """``sealed`` in order, cut into Post calls of at most MAX_ENVELOPES_PER_CALL copies
+    and MAX_BATCH_BYTES bytes (at least one copy each)."""
     batches: list[list[tuple[str, bytes, envelope.Envelope]]] = []
     size = 0
     for item in sealed:
         copy_bytes = item[2].ByteSize()
-        if not batches or len(batches[-1]) >= POST_BATCH or size + copy_bytes > POST_BATCH_BYTES:
+        if (
+            not batches
+            or len(batches[-1]) >= MAX_ENVELOPES_PER_CALL
+            or size + copy_bytes > MAX_BATCH_BYTES
+        ):
             batches.append([])
             size = 0
         batches[-1].append(item)

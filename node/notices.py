@@ -99,7 +99,7 @@ _RANK: dict[int, int] = {
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NOTICE_ID_LEN = 16
-MAX_NOTICE_BYTES = 32 * 1024
+MAX_NOTICE_BYTES = messages.MAX_BODY_BYTES
 """The largest Notice GS sends, packed (padded plaintext; messages.pack refuses more): a
 sealed copy (a few hundred bytes more) stays at half the gateway's envelope limit (64 KiB
 by default). A request crafted to pack just under 32 KiB, whose Notice (a few bytes more:

@@ -1,10 +1,11 @@
 """GS's outbox poster: posts the sealed Notice copies GS stored (node.notices) to the
 gateway, the same bytes on every retry, until the gateway accepted each one.
 
-A Post carries at most 256 envelopes and :data:`MAX_POST_BYTES` of them. A recipient
-whose queue is full, or whose copy the gateway refuses for a reason that may pass, is
-held back alone (its order kept) while the others are posted. Only an expired copy, or
-one refused for its own size, is dropped. See :class:`OutboxPoster`.
+A Post carries at most :data:`~ncbsim.protocol.MAX_ENVELOPES_PER_CALL` envelopes and
+:data:`~ncbsim.protocol.MAX_BATCH_BYTES` of them. A recipient whose queue is full, or
+whose copy the gateway refuses for a reason that may pass, is held back alone (its order
+kept) while the others are posted. Only an expired copy, or one refused for its own size,
+is dropped. See :class:`OutboxPoster`.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from ncbsim import envelope
 from ncbsim.clock import Clock
 from ncbsim.errors import RETRY_AFTER_KEY, EnvelopeError, is_queue_full
 from ncbsim.node.inbox import Inbox, OutboxRow
+from ncbsim.protocol import MAX_BATCH_BYTES, MAX_ENVELOPES_PER_CALL
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
-__all__ = ["MAX_POST_BYTES", "OutboxPoster"]
+__all__ = ["OutboxPoster"]
 
 log = structlog.get_logger()
 
-MAX_POST_BYTES = 3_500_000
-"""Envelope bytes in one Post of GS's outbox (under gRPC's 4 MiB message limit); a batch
-holds at least one envelope whatever its size."""
 
 _PER_ENVELOPE = frozenset(
     {
@@ -105,8 +104,8 @@ class OutboxPoster:
         gateway: gateway_pb2_grpc.GatewayServiceStub,
         *,
         clock: Clock | None = None,
-        batch: int = 256,
-        max_batch_bytes: int = MAX_POST_BYTES,
+        batch: int = MAX_ENVELOPES_PER_CALL,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
         retry_s: float = 0.1,
         max_retry_s: float = 2.0,
         timeout_s: float = 10.0,

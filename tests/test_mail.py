@@ -276,7 +276,7 @@ def test_large_posts_go_in_batches(
     network_pki: pki.PkiDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More copies than one Post may carry are split into several calls, all stored."""
-    monkeypatch.setattr(mail, "POST_BATCH", 2)
+    monkeypatch.setattr(mail, "MAX_ENVELOPES_PER_CALL", 2)
     fake = FakeGateway(network_pki)
     outcome = _run(network_pki, fake, lambda m: m.diffuse(["ALL"], "S", "T"))
     assert [len(c) for c in fake.calls] == [2, 2]
@@ -547,16 +547,19 @@ def test_withdrawal_outcome_names_the_notice(network_pki: pki.PkiDir) -> None:
 
 
 def test_posts_are_cut_by_count_and_by_bytes() -> None:
-    """Copies go out in order, at most POST_BATCH a call and about POST_BATCH_BYTES, so a
+    """Copies go out in order, at most MAX_ENVELOPES_PER_CALL a call and MAX_BATCH_BYTES, so a
     post of large copies to many bureaus never exceeds gRPC's 4 MiB message limit."""
     small = envelope.Envelope(sealed=b"x" * 100)
     large = envelope.Envelope(sealed=b"x" * 33_000)
     items = [(f"B{i}", bytes(16), small) for i in range(300)]
-    assert [len(b) for b in mail._batches(items)] == [mail.POST_BATCH, 300 - mail.POST_BATCH]
+    assert [len(b) for b in mail._batches(items)] == [
+        mail.MAX_ENVELOPES_PER_CALL,
+        300 - mail.MAX_ENVELOPES_PER_CALL,
+    ]
     items = [(f"B{i}", bytes(16), large) for i in range(196)]
     batches = mail._batches(items)
     assert [i for b in batches for i in b] == items
-    assert all(sum(e.ByteSize() for _, _, e in b) <= mail.POST_BATCH_BYTES for b in batches)
+    assert all(sum(e.ByteSize() for _, _, e in b) <= mail.MAX_BATCH_BYTES for b in batches)
     assert len(batches) == 3
 
 
@@ -587,7 +590,7 @@ def test_batches_whose_turn_comes_after_the_timeout_are_not_sent(
 ) -> None:
     """Once timeout_s has passed, the remaining batches are failed without a call, so they
     are certainly not stored (a last call could time out after the gateway stored them)."""
-    monkeypatch.setattr(mail, "POST_BATCH", 1)
+    monkeypatch.setattr(mail, "MAX_ENVELOPES_PER_CALL", 1)
     fake = FakeGateway(network_pki, script=["stall"] * 100)
 
     async def use(mailer: mail.Mailer) -> mail.PostOutcome:

@@ -14,7 +14,7 @@ from typing import TypeVar
 import pytest
 
 from ncbsim import envelope
-from ncbsim.gateway.mailbox import (
+from ncbsim.gateway.copies import (
     ACCEPTED,
     DELIVERED,
     DUPLICATE,
@@ -24,11 +24,10 @@ from ncbsim.gateway.mailbox import (
     REJECTED,
     Due,
     Incoming,
-    Mailbox,
-    MessageIdReused,
     Outcome,
-    run_to_end,
 )
+from ncbsim.gateway.mailbox import Mailbox, MessageIdReused
+from ncbsim.gateway.writer import run_to_end
 
 T = TypeVar("T")
 NOW = 1_800_000_000_000

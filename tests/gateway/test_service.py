@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -24,6 +23,7 @@ from ncbsim.directory import Directory
 from ncbsim.errors import ConfigError, DirectoryError
 from ncbsim.gateway.audit import AuditLog, read_all
 from ncbsim.gateway.directory_files import DirectoryFiles
+from ncbsim.gateway.relay import reply_timeout
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
@@ -300,16 +300,6 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
     ]
 
 
-class _Deadline:
-    """The one ServicerContext method GatewayService._timeout reads."""
-
-    def __init__(self, remaining: float | None) -> None:
-        self._remaining = remaining
-
-    def time_remaining(self) -> float | None:
-        return self._remaining
-
-
 @pytest.mark.parametrize(
     ("remaining", "margin_ms", "expected"),
     [(None, 20, 4.5), (1.0, 20, 0.9), (0.1, 20, 0.08), (0.1, 50, 0.05), (None, 0, 4.5)],
@@ -321,9 +311,8 @@ def test_query_keeps_the_configured_margin(
     config = GatewayConfig(
         pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", query_margin_ms=margin_ms
     )
-    service = GatewayService(config, Router(pki.TlsFiles(b"", b"", b"")), None)  # type: ignore[arg-type]
-    context: Any = _Deadline(remaining)
-    assert service._timeout(context, config.query_margin_ms) == pytest.approx(expected)
+    timeout = reply_timeout(remaining, config.default_deadline_ms, config.query_margin_ms)
+    assert timeout == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,11 @@ from ncbsim.identity import Identity
 from ncbsim.node import datagen, notices
 from ncbsim.node.audit import NodeAuditLog
 from ncbsim.node.inbox import Inbox
-from ncbsim.node.outbox import MAX_POST_BYTES, OutboxPoster
+from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
+from ncbsim.protocol import MAX_BATCH_BYTES
 from ncbsim.v2 import bureau_pb2, directory_pb2, gateway_pb2, messages_pb2
 
 RED = messages_pb2.NOTICE_COLOR_RED
@@ -580,7 +581,7 @@ def test_a_full_queue_holds_back_only_its_recipient(net: _Net) -> None:
 
 def test_posts_are_batched_by_bytes_under_grpc_message_limit(net: _Net) -> None:
     """256 copies of about 20 KiB (over 4 MiB together) go in Posts of at most
-    MAX_POST_BYTES of envelopes each, all of them accepted."""
+    MAX_BATCH_BYTES of envelopes each, all of them accepted."""
     gs = net.node("GS")
     copy = envelope.seal_message(
         b"x" * 20_000,
@@ -598,7 +599,7 @@ def test_posts_are_batched_by_bytes_under_grpc_message_limit(net: _Net) -> None:
     sizes = [sum(len(e) for e in post) for post in net.gateway.posts]
     print("post sizes", sizes)
     assert sum(len(post) for post in net.gateway.posts) == 256
-    assert all(size <= MAX_POST_BYTES for size in sizes)
+    assert all(size <= MAX_BATCH_BYTES for size in sizes)
     assert len(sizes) == 2
 
 

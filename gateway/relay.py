@@ -1,0 +1,266 @@
+"""The query relay: Query and MultiQuery, forwarded to the recipients' nodes and audited.
+
+Each sealed envelope is admitted (:mod:`ncbsim.gateway.admission`), metered, forwarded
+untouched to its recipient's node over the router's channel, and its audit row
+committed before the answer goes back. A MultiQuery fans out to up to
+:data:`~ncbsim.protocol.MAX_ENVELOPES_PER_CALL` distinct recipients at once and merges
+one ``Delivery`` per recipient.
+
+The relay does no file system work of its own, binds no logging context and writes no
+log line for an envelope that was delivered (the debug line is filtered out at
+``info``); each envelope costs one envelope and one header parse, the admission checks,
+one rate-limit check and one audit row. If the row cannot be written the answer is held
+back (UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from ncbsim import envelope, transport
+from ncbsim.auditlog import AuditWriteError
+from ncbsim.errors import NcbsimError, RoutingError
+from ncbsim.gateway.admission import (
+    admit_queries,
+    admit_query,
+    header_or_none,
+    parse,
+    refused_rows,
+)
+from ncbsim.gateway.limits import check_size, wrapped_size
+from ncbsim.gateway.parts import GatewayParts, audit_row
+from ncbsim.serving import abort
+from ncbsim.v2 import bureau_pb2, gateway_pb2
+
+log = structlog.get_logger()
+
+FANOUT_SHARE = 0.2
+"""The least share of a MultiQuery's deadline kept for sending the merged reply back."""
+_NO_ANSWER = {
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+def reply_timeout(
+    remaining: float | None, default_deadline_ms: int, margin_ms: int, *, share: float = 0.1
+) -> float:
+    """The caller's remaining deadline (capped at the default), less time to send our
+    reply back, in seconds.
+
+    The margin is at least ``margin_ms`` and at least ``share`` of the budget, so the
+    reply reaches the caller before its own deadline even on a busy machine.
+    """
+    budget = default_deadline_ms / 1000
+    if remaining is not None:
+        budget = min(budget, remaining)
+    margin = max(margin_ms / 1000, budget * share)
+    return max(budget - margin, 0.001)
+
+
+@dataclass(frozen=True, slots=True)
+class _Relayed:
+    """What became of one admitted envelope."""
+
+    response: envelope.Envelope | None
+    code: grpc.StatusCode
+    outcome: str  # "delivered", "no_answer" or "refused"
+    registered: bool
+    detail: str = ""  # why an answer was held back, if it was
+
+
+class QueryRelay:
+    """Gateway.Query and Gateway.MultiQuery over one gateway's parts."""
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._parts = parts
+
+    def _timeout(self, context: grpc.aio.ServicerContext, margin_ms: int, share: float) -> float:
+        deadline_ms = self._parts.config.default_deadline_ms
+        return reply_timeout(context.time_remaining(), deadline_ms, margin_ms, share=share)
+
+    async def _relay(
+        self,
+        rpc: str,
+        peer: str,
+        request: envelope.Envelope,
+        request_bytes: int,
+        header: envelope.Header,
+        *,
+        timeout: float,
+        started: float,
+    ) -> _Relayed:
+        """Forward one admitted envelope to its recipient's node, audit it, classify it.
+
+        No route, a deadline, an unreachable or cancelled node are ``no_answer``; any
+        other status from the node is ``refused``. Query and MultiQuery both relay here.
+        Returns once the audit row is committed; if it cannot be, the answer is held
+        back (``no_answer``, UNAVAILABLE).
+        """
+        response: envelope.Envelope | None = None
+        registered = True
+        try:
+            route = self._parts.router.get(header.recipient)
+            handled = await route.stub.Handle(
+                bureau_pb2.HandleRequest(envelope=request), timeout=timeout
+            )
+            response = handled.envelope
+            code, outcome = grpc.StatusCode.OK, "delivered"
+        except RoutingError:
+            registered = False
+            code, outcome = grpc.StatusCode.UNAVAILABLE, "no_answer"
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            outcome = "no_answer" if code in _NO_ANSWER else "refused"
+        row = audit_row(
+            rpc,
+            peer,
+            request_bytes,
+            header,
+            outcome=outcome,
+            status=code,
+            started=started,
+            response=response,
+        )
+        try:
+            await self._parts.audit.commit(row)
+        except AuditWriteError as exc:
+            log.error("answer_held_back", reason="audit not written", error=str(exc))
+            detail = "the gateway could not audit the answer"
+            return _Relayed(None, grpc.StatusCode.UNAVAILABLE, "no_answer", registered, detail)
+        if response is None:
+            log.info(
+                "relay_failed",
+                rpc=rpc,
+                recipient=header.recipient,
+                status=code.name,
+                registered=registered,
+                message_id=header.message_hex,
+                correlation_id=header.correlation_hex,
+            )
+        else:
+            log.debug(
+                "relayed",
+                rpc=rpc,
+                sender=header.sender,
+                recipient=header.recipient,
+                message_id=header.message_hex,
+                correlation_id=header.correlation_hex,
+            )
+        return _Relayed(response, code, outcome, registered)
+
+    async def query(
+        self, request: bytes, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.QueryResponse:
+        """Relay one envelope and answer with the recipient's, or end with why not."""
+        parts = self._parts
+        started = time.perf_counter()
+        peer = transport.peer_bureau(context)
+        size = len(request)  # then the envelope's size, as MultiQuery's rows record it
+        try:
+            parts.check_credentials(peer, context)
+            if size > parts.max_bytes:  # only then can the envelope be over it
+                # Refused unparsed: a request of up to 4 MiB is not decoded to be refused.
+                # Its envelope's size is read from its framing; a request that is not just
+                # one envelope is held to the limit itself.
+                size = wrapped_size(request) or size
+                check_size(size, parts.max_bytes)
+            item = parse(request, gateway_pb2.QueryRequest, max_bytes=None).envelope
+            size = item.ByteSize()
+            check_size(size, parts.max_bytes)
+        except NcbsimError as exc:  # refused unread: the row has no ids or parties
+            await parts.refuse(context, "Query", peer, exc, started=started, refused=[(size, None)])
+        try:
+            if peer is not None:  # metered before admission: refusals count too
+                parts.limiter.take(peer)
+            header = admit_query(peer, item, parts.directory)
+        except NcbsimError as exc:
+            refused = [(size, header_or_none(item))]
+            await parts.refuse(context, "Query", peer, exc, started=started, refused=refused)
+        relayed = await self._relay(
+            "Query",
+            header.sender,
+            item,
+            size,
+            header,
+            timeout=self._timeout(context, parts.config.query_margin_ms, 0.1),
+            started=started,
+        )
+        if relayed.response is None:
+            if relayed.detail:
+                detail = relayed.detail
+            elif not relayed.registered:
+                detail = f"bureau {header.recipient} has no registered node"
+            elif relayed.outcome == "no_answer":
+                detail = f"no answer from {header.recipient}"
+            else:
+                detail = relayed.code.name
+            await abort(context, relayed.code, detail)
+        return gateway_pb2.QueryResponse(envelope=relayed.response)
+
+    async def multi_query(
+        self, request: bytes, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.MultiQueryResponse:
+        """Relay every envelope at once and merge one Delivery per recipient."""
+        parts = self._parts
+        started = time.perf_counter()
+        peer = transport.peer_bureau(context)
+        items: Sequence[envelope.Envelope] = ()
+        try:
+            parts.check_credentials(peer, context)
+            items = parse(request, gateway_pb2.MultiQueryRequest, max_bytes=None).envelopes
+            admitted = admit_queries(
+                peer,
+                items,
+                len(request),
+                max_bytes=parts.max_bytes,
+                limiter=parts.limiter,
+                directory=parts.directory,
+            )
+        except NcbsimError as exc:
+            refused = refused_rows(items, len(request))
+            await parts.refuse(context, "MultiQuery", peer, exc, started=started, refused=refused)
+        # A fan-out's reply is the one that must not miss the caller's deadline: if it does,
+        # the caller loses every bureau's answer, not just the late one's. So it keeps a
+        # fifth of the budget (400 ms of a 2 s deadline) to send the merged reply back.
+        timeout = self._timeout(context, parts.config.fanout_margin_ms, FANOUT_SHARE)
+        deliveries = await asyncio.gather(
+            *(self._deliver(peer or "", item, header, timeout) for item, header in admitted)
+        )
+        return gateway_pb2.MultiQueryResponse(deliveries=deliveries)
+
+    async def _deliver(
+        self, peer: str, request: envelope.Envelope, header: envelope.Header, timeout: float
+    ) -> gateway_pb2.Delivery:
+        started = time.perf_counter()
+        relayed = await self._relay(
+            "MultiQuery",
+            peer,
+            request,
+            request.ByteSize(),
+            header,
+            timeout=timeout,
+            started=started,
+        )
+        delivery = gateway_pb2.Delivery(
+            bureau=header.recipient, elapsed_ms=int((time.perf_counter() - started) * 1000)
+        )
+        if relayed.response is not None:
+            delivery.status = gateway_pb2.DELIVERY_STATUS_DELIVERED
+            delivery.response.CopyFrom(relayed.response)
+        elif relayed.outcome == "no_answer":
+            delivery.status = gateway_pb2.DELIVERY_STATUS_NO_ANSWER
+            delivery.detail = relayed.code.name if relayed.registered else "not registered"
+            if relayed.detail:
+                delivery.detail = relayed.detail
+        else:
+            delivery.status = gateway_pb2.DELIVERY_STATUS_REFUSED
+            delivery.detail = relayed.code.name
+        return delivery
