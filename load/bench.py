@@ -494,16 +494,16 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def cli(args: argparse.Namespace) -> int:
     """Run ``ncbsim bench``: 0 once measured (goals met or not), 1 if calls failed."""
     import json
-    import signal
     import sys
 
     from rich.console import Console
 
+    from ncbsim.processes import sigterm_as_interrupt
+
     config = config_from_args(args)
     status = Console(stderr=True)
     # SIGTERM stops the run as Ctrl-C does, so everything started is stopped and removed.
-    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    try:
+    with sigterm_as_interrupt():
         if args.json:
             report = run(config, workdir=args.workdir, log_level=args.child_log_level)
         else:
@@ -514,8 +514,6 @@ def cli(args: argparse.Namespace) -> int:
                     log_level=args.child_log_level,
                     progress=lambda text: spinner.update(f"ncbsim bench: {text}"),
                 )
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     report["parameters"]["quick"] = bool(args.quick)
     if args.json:
         print(json.dumps(report))

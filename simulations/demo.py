@@ -21,17 +21,15 @@ exits 0 only if all did. The network is stopped at the end, on Ctrl-C and on err
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import grpc
 import structlog
@@ -44,6 +42,7 @@ from ncbsim.client import Outcome
 from ncbsim.errors import ConfigError
 from ncbsim.node.admin import ControlChange, records_path, restrict
 from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.processes import sigterm_as_interrupt
 from ncbsim.simulations import _demo_views as v
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2
@@ -430,20 +429,6 @@ class _Demo:
 # ---------------------------------------------------------------- running it
 
 
-@contextlib.contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so the network is stopped on it too."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _pauser(config: DemoConfig, console: Console) -> Callable[[str], None]:
     state = {"auto": config.auto}
 
@@ -490,7 +475,7 @@ def run(config: DemoConfig, console: Console | None = None) -> int:
         )
     workdir = config.workdir or Path(tempfile.mkdtemp(prefix="ncbsim-demo-"))
     steps: list[Step] = []
-    with _interrupt_on_sigterm():
+    with sigterm_as_interrupt():
         try:
             console.print(
                 Text(
