@@ -13,7 +13,8 @@ import pytest
 
 from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations.demo import misspell
-from ncbsim.simulations.network import MANIFEST, Network
+from ncbsim.simulations.manifest import MANIFEST
+from ncbsim.simulations.network import Network
 
 TITLES = (
     "1. Passport check: a stolen document",
