@@ -1,4 +1,4 @@
-"""simulations/network.py: which processes a network may signal."""
+"""simulations/supervise.py: which processes a network may signal."""
 
 from __future__ import annotations
 
