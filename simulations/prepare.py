@@ -47,7 +47,7 @@ def _stamp(scenario: Scenario) -> dict[str, int]:
 
 def _check_stamp(workdir: Path, scenario: Scenario) -> None:
     """Refuse records made by another seed or counts: the run would not be the scenario's."""
-    from ncbsim.simulations.network import db_path  # network starts by preparing: see prepare
+    from ncbsim.simulations.network import db_path  # here: see prepare()
 
     path = workdir / STAMP
     want = _stamp(scenario)
@@ -77,8 +77,8 @@ def prepare(
     (``WORKDIR/records.json``), so a scenario always runs on its own data. Setting
     ``abort`` stops the generation after the bureaus under way (NetworkError).
     """
-    # Imported here: the work directory's paths are named in simulations.network, which
-    # calls this function to start a network.
+    # Imported here, not above: simulations.network names the work directory's paths
+    # and imports this module, to prepare a network before it starts one.
     from ncbsim.simulations.network import db_path, gateway_files
 
     workdir.mkdir(parents=True, exist_ok=True)

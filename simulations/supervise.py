@@ -208,7 +208,9 @@ def write_spec(
     advertise_for: Mapping[str, str],
 ) -> None:
     """Write ``host``'s spec: the bureaus it serves, their records, where they listen."""
-    from ncbsim.simulations.network import db_path  # network starts hosts: see prepare.prepare
+    # Imported here, not above: simulations.network names the work directory's paths
+    # and imports this module.
+    from ncbsim.simulations.network import db_path
 
     spec = {
         "gateway": gateway,
