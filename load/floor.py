@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -35,7 +33,7 @@ import grpc
 import structlog
 
 from ncbsim import log as logsetup
-from ncbsim import transport
+from ncbsim import processes, transport
 from ncbsim.errors import NcbsimError, NetworkError
 from ncbsim.pki import PkiDir
 from ncbsim.serving import start_server, wait_for_shutdown, write_ready_file
@@ -46,7 +44,6 @@ log = structlog.get_logger()
 SERVER_BUREAU = "DE"  # the floor server stands in for this bureau's node
 CONNECT_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,41 +233,33 @@ class FloorProcesses:
         args = ["--log-level", log_level, role, "--dir", str(pki.root)]
         args += ["--listen", "127.0.0.1:0", "--ready-file", str(ready), *extra]
         with log_path.open("ab") as out:
-            child = subprocess.Popen(
+            # Keep gRPC core's own (non-JSON) chatter out of the JSON logs.
+            child = processes.spawn(
                 [sys.executable, "-m", "ncbsim.load.floor", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                # Keep gRPC core's own (non-JSON) chatter out of the JSON logs.
-                env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+                out,
+                env={"GRPC_VERBOSITY": "ERROR"},
             )
         self._children.append(child)
         self.pids[role] = child.pid
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not ready.exists():
-            if child.poll() is not None:
-                tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-3:])
-                raise NetworkError(f"floor {role} exited with {child.returncode}: {tail}")
-            if time.monotonic() > deadline:
-                raise NetworkError(f"floor {role} not ready after {READY_TIMEOUT_S:.0f}s")
-            await asyncio.sleep(0.05)
-        address = str(json.loads(ready.read_text())["address"])
+        info = await processes.wait_ready_async(
+            child,
+            ready,
+            deadline=time.monotonic() + READY_TIMEOUT_S,
+            exited=lambda code: (
+                f"floor {role} exited with {code}: {processes.log_tail(log_path, 3)}"
+            ),
+            late=f"floor {role} not ready after {READY_TIMEOUT_S:.0f}s",
+        )
+        address = str(info["address"])
         if role == "relay":
             self.relay = address
         return address
 
     def stop(self) -> None:
         """SIGTERM each process we started (relay first), then SIGKILL what is left; reap all."""
-        for child in reversed(self._children):
-            if child.poll() is None:
-                child.terminate()
-        for child in reversed(self._children):
-            try:
-                child.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(timeout=STOP_TIMEOUT_S)
+        processes.terminate([c.pid for c in reversed(self._children) if c.poll() is None])
+        for child in self._children:
+            child.wait()  # already reaped: settles the Popen object
         self._children.clear()
 
 

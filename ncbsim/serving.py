@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import json
 import os
-import signal
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ncbsim import reflection, transport
 from ncbsim.errors import ConfigError
 from ncbsim.pki import TlsFiles
+from ncbsim.processes import stop_on_signals
 
 _BIND_PROBLEMS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
@@ -189,8 +188,5 @@ def write_ready_file(path: Path | None, **fields: object) -> None:
 async def wait_for_shutdown() -> None:
     """Return on SIGINT or SIGTERM."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     await stop.wait()

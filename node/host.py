@@ -230,7 +230,8 @@ async def run_host(
     after a clean stop, 1 if a node failed (the others are then stopped too).
     """
     from ncbsim.directory import Directory
-    from ncbsim.node.server import run_node, stop_on_signals  # gRPC: imported only when a host runs
+    from ncbsim.node.server import run_node  # gRPC: imported only when a host runs
+    from ncbsim.processes import stop_on_signals
 
     if stop is None:
         stop = asyncio.Event()

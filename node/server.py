@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -37,6 +36,7 @@ from ncbsim.node.replay import ReplayCache
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
+from ncbsim.processes import stop_on_signals
 from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_file
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 
@@ -48,16 +48,12 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
 
     The record lookup runs on the event loop, not in a thread. Every query kind has a
     small, bounded cost: document, vehicle and fetch are exact lookups in an index that
-    covers them (6 to 12 µs), and a person search reads the candidates born on one date
-    through an index and scores their names in Python at about 9 µs each (200,000
-    persons: 7 candidates a date on average, 29 at most, so 120 µs and 270 µs). Handing
-    the lookup to a thread costs more than that: about 70 µs of extra CPU in isolation,
-    and in the running node (2 cores, median of 5 alternating rounds) 1,260 µs of node
-    CPU a document query inline against 1,490 µs with ``asyncio.to_thread`` and 1,440 µs
-    with a dedicated single-worker executor; for person searches 1,530 µs against 1,740
-    and 1,780. Nor would a thread keep the loop free: name scoring holds the GIL, and it
-    ends well inside the 5 ms switch interval, so the loop would wait just as long. The
-    database is read-only and small enough to stay in the page cache.
+    covers them, and a person search reads the candidates born on one date through an
+    index and scores their names in Python. Handing the lookup to a thread
+    (``asyncio.to_thread`` or a dedicated executor) costs more CPU than the lookup itself,
+    and would not keep the loop free: name scoring holds the GIL and ends well inside the
+    switch interval. The database is read-only and small enough to stay in the page
+    cache. The measurements are in docs/bench.md.
 
     No reply leaves before its audit row is committed (:meth:`ChainedLog.commit`, shared
     by concurrent handlers): a crash of the node cannot erase the trace of an answer it
@@ -65,7 +61,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
     still goes out, since it carries nothing.
 
     Each request that verified and opened is checked against the durable replay cache
-    (node.replay, about 33 µs on the loop) before it is answered, so an envelope is
+    (node.replay, a short read on the loop) before it is answered, so an envelope is
     answered at most once, across restarts too. It is checked only after the signature,
     so a forged envelope cannot spend a sender's message id.
 
@@ -450,14 +446,6 @@ async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """Set ``stop`` on SIGINT or SIGTERM (where the loop supports signal handlers)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
 
 
 async def serve(config: NodeConfig) -> None:

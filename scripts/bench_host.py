@@ -23,7 +23,8 @@ from ncbsim import log as logsetup
 from ncbsim.client import BureauClient
 from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, prepare
+from ncbsim.simulations.network import Network
+from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Records, Scenario
 from ncbsim.v2 import query_pb2
 

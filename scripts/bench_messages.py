@@ -36,7 +36,8 @@ from ncbsim.identity import Identity
 from ncbsim.mail import Mailer
 from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, db_path, prepare
+from ncbsim.simulations.network import Network, db_path
+from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Records, Scenario
 from ncbsim.v2 import gateway_pb2, messages_pb2
 

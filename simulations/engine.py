@@ -30,11 +30,13 @@ from ncbsim.clock import Clock
 from ncbsim.directory import Directory
 from ncbsim.node.host import control
 from ncbsim.pki import PkiDir
+from ncbsim.processes import terminate
 from ncbsim.simulations import links as link_faults
 from ncbsim.simulations import messaging
 from ncbsim.simulations import network as net
 from ncbsim.simulations.memory import MemorySampler
 from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
+from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.progress import Progress
 from ncbsim.simulations.proxy import Link
 from ncbsim.simulations.scenario import (
@@ -231,7 +233,7 @@ class Engine:
         )
 
     def _prepare(self) -> list[Planned]:
-        net.prepare(self.workdir, self.scenario, abort=self._abort)
+        prepare(self.workdir, self.scenario, abort=self._abort)
         stores = open_stores(self.workdir, self.scenario)
         try:
             plan = Planner(self.scenario, stores).plan()
@@ -373,7 +375,7 @@ class Engine:
         else:  # start-up failed or was interrupted: stop whatever it had started
             live = [c for c in self._started if c.poll() is None]
             if live:
-                await asyncio.to_thread(net.terminate, [c.pid for c in live])
+                await asyncio.to_thread(terminate, [c.pid for c in live])
                 self.stopped = f"stopped the {len(live)} processes that had started"
         for link in self.links.values():
             await link.close()

@@ -31,7 +31,8 @@ from typing import Any
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.node.host import control
 from ncbsim.simulations import faultd
-from ncbsim.simulations.network import LIVE_FAULTS, Host, Network
+from ncbsim.simulations.manifest import Host
+from ncbsim.simulations.network import LIVE_FAULTS, Network
 from ncbsim.simulations.operate import load, locked
 from ncbsim.simulations.scenario import GATEWAY, PROXY_FAULTS, Event, fault_event
 

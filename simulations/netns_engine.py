@@ -20,19 +20,17 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import signal
 import subprocess
-import threading
 import zlib
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import structlog
 from rich.console import Console
 
 from ncbsim.errors import NetworkError
+from ncbsim.processes import sigterm_as_interrupt
 from ncbsim.simulations import network as net
 from ncbsim.simulations import scenario as scenarios
 from ncbsim.simulations.engine import Engine
@@ -256,28 +254,19 @@ def run_netns(
     args = inner_argv(
         name, run_dir=run_dir, workdir=workdir, report_path=report_path, log_level=log_level
     )
-    previous = signal.getsignal(signal.SIGTERM)
     try:
         inner = subprocess.Popen(python_in(topology.ctl, args))
-
-        def terminate(signum: int, frame: FrameType | None) -> None:
-            inner.terminate()
-            raise KeyboardInterrupt
-
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, terminate)
-        try:
-            code = inner.wait()
-        except KeyboardInterrupt:
+        with sigterm_as_interrupt(first=inner.terminate):
             try:
-                inner.wait(timeout=_STOP_INNER_S)
-            except subprocess.TimeoutExpired:
-                inner.kill()
-                inner.wait()
-            raise
+                code = inner.wait()
+            except KeyboardInterrupt:
+                try:
+                    inner.wait(timeout=_STOP_INNER_S)
+                except subprocess.TimeoutExpired:
+                    inner.kill()
+                    inner.wait()
+                raise
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
         topology.destroy()
     if not report.exists():
         raise NetworkError(f"the engine in {topology.ctl} exited with {code} and wrote no report")

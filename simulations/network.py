@@ -31,70 +31,34 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import multiprocessing
 import os
-import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from ncbsim import pki, private
+from ncbsim import private, processes
 from ncbsim.errors import ConfigError, NetworkError
-from ncbsim.node import datagen
+from ncbsim.simulations import manifest, supervise
+from ncbsim.simulations.manifest import MANIFEST, Host, Proc
+from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Scenario
+from ncbsim.simulations.supervise import Stopped
 
 log = structlog.get_logger()
 
-MANIFEST = "network.json"
 LIVE_FAULTS = Path("run") / "faults.json"
 """The process faults applied live (simulations.live_faults): they end with the network."""
 GATEWAY_READY = Path("run") / "gateway.json"
 FAULTD_READY = Path("run") / "faultd.json"
 """The ready file of the fault daemon of ``ncbsim up --faults`` (simulations.faultd)."""
-STAMP = "records.json"
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
 SOLO_HOSTS_UP_TO = 8
 """Networks of up to this many bureaus get one host process per bureau."""
-_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
-SOCKET_DIR_PREFIX = "ncbsim-sock-"
-
-
-@dataclass(frozen=True, slots=True)
-class Proc:
-    """One bureau node (or the gateway) of a running network.
-
-    ``pid`` is the process serving it: for a bureau, its host, which may serve others too.
-    """
-
-    role: str
-    bureau: str | None
-    pid: int
-    address: str
-    log: str
-    host: int = -1
-
-
-@dataclass(slots=True)
-class Host:
-    """One bureau host process: which bureaus it serves, and how to reach and restart it."""
-
-    index: int
-    bureaus: list[str]
-    spec: str
-    control: str
-    log: str
-    pid: int = 0
-    addresses: dict[str, str] = field(default_factory=dict)
 
 
 class Placement:
@@ -140,114 +104,6 @@ def inbox_path(workdir: Path, bureau: str) -> Path:
     return db_path(workdir, bureau).with_name("inbox.sqlite")
 
 
-def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
-    path, bureau, seed, documents, persons, vehicles = args
-    datagen.generate(
-        path,
-        bureau,
-        seed=seed,
-        documents=documents,
-        persons=persons,
-        vehicles=vehicles,
-        workers=1,  # already one bureau per pool worker
-    )
-    return bureau
-
-
-def _stamp(scenario: Scenario) -> dict[str, int]:
-    records = scenario.records
-    return {
-        "seed": scenario.seed,
-        "documents": records.documents,
-        "persons": records.persons,
-        "vehicles": records.vehicles,
-    }
-
-
-def _check_stamp(workdir: Path, scenario: Scenario) -> None:
-    """Refuse records made by another seed or counts: the run would not be the scenario's."""
-    path = workdir / STAMP
-    want = _stamp(scenario)
-    if not path.exists():
-        if any(db_path(workdir, b).exists() for b in scenario.bureaus):
-            raise ConfigError(
-                f"{workdir} holds records of unknown origin (no {STAMP}); use a new --workdir"
-            )
-        path.write_text(json.dumps(want) + "\n")
-        return
-    have = json.loads(path.read_text())
-    if have != want:
-        differ = ", ".join(
-            f"{k} {have.get(k)} (not {v})" for k, v in want.items() if have.get(k) != v
-        )
-        raise ConfigError(
-            f"{workdir} holds records made with {differ}; use a new --workdir for this scenario"
-        )
-
-
-def prepare(
-    workdir: Path, scenario: Scenario, *, abort: threading.Event | None = None
-) -> pki.PkiDir:
-    """Create the PKI and every bureau's records under ``workdir`` (reused if present).
-
-    Records are reused only if they were made with the scenario's seed and counts
-    (``WORKDIR/records.json``), so a scenario always runs on its own data. Setting
-    ``abort`` stops the generation after the bureaus under way (NetworkError).
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    directory = pki.PkiDir(workdir)
-    if not directory.ca_key.exists():
-        pki.init(workdir, list(scenario.bureaus))  # wants an empty folder: first
-    _check_stamp(workdir, scenario)
-    missing = [b for b in scenario.bureaus if b not in directory.bureaus()]
-    for code in missing:
-        pki.add_bureau(directory, code)
-    # Folders an older version made readable by anyone are tightened, and the
-    # certificates it wrote 0644 in them (the other files are, as their owners open them).
-    for folder in (
-        workdir / "bureaus",
-        gateway_files(workdir),
-        directory.party("operator"),
-        *(directory.party(b) for b in scenario.bureaus),
-    ):
-        private.private_folder(folder)
-        for cert in folder.glob("*.crt"):
-            private.tighten(cert)
-    todo = [
-        (
-            db_path(workdir, b),
-            b,
-            scenario.seed,
-            scenario.records.documents,
-            scenario.records.persons,
-            scenario.records.vehicles,
-        )
-        for b in scenario.bureaus
-        if not db_path(workdir, b).exists()
-    ]
-    if len(todo) == 1:
-        _generate(todo[0])
-    elif todo:
-        # Spawn, never fork: the caller may have gRPC threads running (a test process, a
-        # client), and a child forked while one is inside gRPC can hang or crash.
-        with ProcessPoolExecutor(
-            max_workers=min(len(todo), os.cpu_count() or 1),
-            mp_context=multiprocessing.get_context("spawn"),
-        ) as pool:
-            pending = {pool.submit(_generate, item) for item in todo}
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()  # a generator's error surfaces here
-                if abort is not None and abort.is_set():
-                    # Those not started never will; those under way finish (datagen
-                    # removes a database it could not complete).
-                    for future in pending:
-                        future.cancel()
-                    raise NetworkError("record generation interrupted")
-    return directory
-
-
 def plan_hosts(
     bureaus: Sequence[str], *, hosts: int = 0, solo: Collection[str] = ()
 ) -> list[list[str]]:
@@ -269,130 +125,6 @@ def plan_hosts(
     size = math.ceil(len(rest) / hosts)
     shared = [rest[i : i + size] for i in range(0, len(rest), size)]
     return alone + shared
-
-
-def _spawn(
-    args: list[str], log_path: Path, *, detach: bool, prefix: Sequence[str] = ()
-) -> subprocess.Popen[bytes]:
-    private.private_folder(log_path.parent)  # hosts/, or a party's folder
-    with os.fdopen(private.open_log(log_path), "ab") as out:
-        return subprocess.Popen(
-            [*prefix, sys.executable, "-m", "ncbsim", *args],
-            stdin=subprocess.DEVNULL,
-            # Keep gRPC core's own (non-JSON) chatter out of the JSON logs.
-            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
-            stdout=out,
-            stderr=out,
-            start_new_session=detach,
-        )
-
-
-def _wait_ready(
-    proc: subprocess.Popen[bytes],
-    ready: Path,
-    log_path: Path,
-    *,
-    deadline: float,
-    what: str,
-    abort: threading.Event | None = None,
-) -> dict[str, Any]:
-    """Wait for ``proc``'s ready file until ``deadline`` (monotonic), or until ``abort``."""
-    while time.monotonic() < deadline:
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise NetworkError(
-                f"{what} (pid {proc.pid}) exited with {proc.returncode}; log {log_path}: "
-                + " | ".join(tail)
-            )
-        if abort is not None and abort.is_set():
-            raise NetworkError("start-up interrupted")
-        time.sleep(0.05)
-    raise NetworkError(f"{what} (pid {proc.pid}) not ready in time; log {log_path}")
-
-
-def socket_path(run: Path, name: str) -> str:
-    """Where to put the Unix socket ``name`` of a process of the network in ``run``."""
-    path = run / name
-    if len(os.fsencode(str(path))) <= _SOCKET_PATH_MAX:
-        return str(path)
-    # A deep work directory: keep the socket short, in a private folder of its own (a
-    # predictable name in a shared /tmp could be taken first by someone else).
-    folder = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
-    return str(Path(folder) / name)
-
-
-def start_process(
-    args: list[str],
-    log_path: Path,
-    ready: Path,
-    *,
-    detach: bool,
-    what: str,
-    timeout_s: float = READY_TIMEOUT_S,
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start ``python -m ncbsim ARGS`` logging to ``log_path``; wait for its ``ready`` file.
-
-    Returns the child and the ready file's content. Raises NetworkError (the child
-    stopped) if it exits or is not ready within ``timeout_s``.
-    """
-    ready.unlink(missing_ok=True)
-    child = _spawn(args, log_path, detach=detach)
-    try:
-        info = _wait_ready(child, ready, log_path, deadline=time.monotonic() + timeout_s, what=what)
-    except BaseException:
-        terminate([child.pid])
-        child.wait()
-        raise
-    return child, info
-
-
-def _control_path(run: Path, index: int) -> str:
-    return socket_path(run, f"host-{index}.sock")
-
-
-def remove_socket(path: str) -> None:
-    """Remove a control socket, and the private folder :func:`socket_path` made for it."""
-    control = Path(path)
-    control.unlink(missing_ok=True)
-    if control.parent.name.startswith(SOCKET_DIR_PREFIX):
-        with contextlib.suppress(OSError):
-            control.parent.rmdir()
-
-
-@dataclass(frozen=True, slots=True)
-class Stopped:
-    """What :meth:`Network.stop` found: processes it stopped, and those already gone, by
-    role ("gateway", "host", "faultd")."""
-
-    stopped: dict[str, int]
-    gone: dict[str, int]
-
-    def describe(self) -> str:
-        """E.g. ``stopped 3 processes (gateway, 2 hosts); 1 was already gone (host)``."""
-        count = sum(self.stopped.values())
-        text = f"stopped {count} process{'' if count == 1 else 'es'}"
-        if count:
-            text += f" ({_roles(self.stopped)})"
-        gone = sum(self.gone.values())
-        if gone:
-            text += f"; {gone} {'was' if gone == 1 else 'were'} already gone ({_roles(self.gone)})"
-        return text
-
-
-_ROLE_NAMES = {"gateway": "gateway", "host": "host", "faultd": "fault proxy"}
-
-
-def _roles(counts: Mapping[str, int]) -> str:
-    parts = []
-    for role in ("gateway", "host", "faultd"):
-        n = counts.get(role, 0)
-        name = _ROLE_NAMES[role]
-        if n:
-            parts.append(name if n == 1 else f"{n} {name}s")
-    return ", ".join(parts)
 
 
 class Network:
@@ -453,7 +185,7 @@ class Network:
         hosts: list[list[str]] | None = None,
         gateway_for: Mapping[str, str] | None = None,
         advertise_for: Mapping[str, str] | None = None,
-        ready_timeout_s: float = READY_TIMEOUT_S,
+        ready_timeout_s: float = supervise.READY_TIMEOUT_S,
         on_gateway: Callable[[str], None] | None = None,
         abort: threading.Event | None = None,
         started: list[subprocess.Popen[bytes]] | None = None,
@@ -490,23 +222,19 @@ class Network:
             glog = gateway_files(workdir) / "gateway.log"
             ready = workdir / GATEWAY_READY
             ready.unlink(missing_ok=True)
-            gw = _spawn(
-                [
-                    *env_args,
-                    "gateway",
-                    "--dir",
-                    str(workdir),
-                    "--listen",
-                    placement.gateway_listen(),
-                    "--ready-file",
-                    str(ready),
-                ],
+            gw = supervise.spawn_gateway(
+                workdir,
+                ready,
                 glog,
+                log_level=log_level,
+                listen=placement.gateway_listen(),
                 detach=detach,
-                prefix=placement.command(None),
+                placement=placement,
             )
             started.append(gw)
-            info = _wait_ready(gw, ready, glog, deadline=deadline, what="gateway", abort=abort)
+            info = supervise.wait_ready(
+                gw, ready, glog, deadline=deadline, what="gateway", abort=abort
+            )
             procs.append(Proc("gateway", None, gw.pid, info["address"], str(glog)))
             if on_gateway is not None:
                 on_gateway(info["address"])
@@ -516,14 +244,14 @@ class Network:
                     index=index,
                     bureaus=list(bureaus),
                     spec=str(run / f"host-{index}.spec.json"),
-                    control=_control_path(run, index),
+                    control=supervise.control_path(run, index),
                     log=str(
                         workdir / "bureaus" / bureaus[0] / "node.log"
                         if len(bureaus) == 1
                         else workdir / "hosts" / f"host-{index}.log"
                     ),
                 )
-                _write_spec(
+                supervise.write_spec(
                     host,
                     workdir,
                     gateway=info["address"],
@@ -531,18 +259,18 @@ class Network:
                     gateway_for=gateway_for or {},
                     advertise_for=advertise_for or {},
                 )
-                child = _start_host(host, env_args, detach=detach, placement=placement)
+                child = supervise.start_host(host, env_args, detach=detach, placement=placement)
                 started.append(child)
                 network_hosts.append(host)
                 pending.append((host, child))
             for host, child in pending:
-                _await_host(host, child, deadline=deadline, abort=abort)
+                supervise.await_host(host, child, deadline=deadline, abort=abort)
                 procs.extend(
                     Proc("node", code, host.pid, host.addresses[code], host.log, host.index)
                     for code in host.bureaus
                 )
         except BaseException:
-            terminate([p.pid for p in started])
+            processes.terminate([p.pid for p in started])
             for child in started:
                 child.wait()
             raise
@@ -566,19 +294,13 @@ class Network:
 
     def kill_host(self, host: Host) -> None:
         """SIGKILL ``host`` (a crash: no goodbye) and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(host.pid, signal.SIGKILL)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while alive(host.pid) and time.monotonic() < deadline:
-            _reap(host.pid)
-            time.sleep(0.02)
-        _reap(host.pid)
+        processes.kill(host.pid)
 
     def restart_host(
         self,
         host: Host,
         *,
-        timeout_s: float = READY_TIMEOUT_S,
+        timeout_s: float = supervise.READY_TIMEOUT_S,
         clock_offsets: Mapping[str, int] | None = None,
     ) -> None:
         """Start ``host`` again on the ports it had, and wait until it serves (blocking).
@@ -594,11 +316,11 @@ class Network:
         with self._lock:
             if self._stopping:
                 raise NetworkError("the network is stopping")
-            child = _start_host(
+            child = supervise.start_host(
                 host, ["--log-level", self.log_level], detach=self.detach, placement=self.placement
             )
             self._children.append(child)
-        _await_host(host, child, deadline=time.monotonic() + timeout_s, abort=self._abort)
+        supervise.await_host(host, child, deadline=time.monotonic() + timeout_s, abort=self._abort)
         with self._lock:
             if self._stopping:
                 return
@@ -612,31 +334,24 @@ class Network:
 
     def runs(self, pid: int) -> bool:
         """Whether ``pid`` is alive and a process of this network (not a reused pid)."""
-        return alive(pid) and _ours(pid, self.workdir)
+        return processes.alive(pid) and supervise.ours(pid, self.workdir)
 
     def stop_host(self, host: Host) -> None:
-        """Stop ``host`` cleanly (SIGTERM; SIGKILL after :data:`STOP_TIMEOUT_S`), if it runs."""
-        if _ours(host.pid, self.workdir):
-            terminate([host.pid])
+        """Stop ``host`` cleanly (SIGTERM; SIGKILL after processes.STOP_TIMEOUT_S), if it runs."""
+        if supervise.ours(host.pid, self.workdir):
+            processes.terminate([host.pid])
         Path(host.control).unlink(missing_ok=True)
 
     def stop_gateway(self) -> None:
-        """Stop the gateway cleanly (SIGTERM; SIGKILL after :data:`STOP_TIMEOUT_S`), if it runs."""
-        if _ours(self.gateway.pid, self.workdir):
-            terminate([self.gateway.pid])
+        """Stop the gateway (SIGTERM; SIGKILL after processes.STOP_TIMEOUT_S), if it runs."""
+        if supervise.ours(self.gateway.pid, self.workdir):
+            processes.terminate([self.gateway.pid])
 
     def kill_gateway(self) -> None:
         """SIGKILL the gateway (a crash: its mailbox keeps what it accepted) and reap it."""
-        pid = self.gateway.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.02)
-        _reap(pid)
+        processes.kill(self.gateway.pid)
 
-    def restart_gateway(self, *, timeout_s: float = READY_TIMEOUT_S) -> None:
+    def restart_gateway(self, *, timeout_s: float = supervise.READY_TIMEOUT_S) -> None:
         """Start the gateway again on the address it had, with the same audit and mailbox.
 
         Blocks until it serves. The bureaus find it by themselves: their nodes keep
@@ -649,24 +364,17 @@ class Network:
         with self._lock:
             if self._stopping:
                 raise NetworkError("the network is stopping")
-            child = _spawn(
-                [
-                    "--log-level",
-                    self.log_level,
-                    "gateway",
-                    "--dir",
-                    str(self.workdir),
-                    "--listen",
-                    old.address,
-                    "--ready-file",
-                    str(ready),
-                ],
+            child = supervise.spawn_gateway(
+                self.workdir,
+                ready,
                 glog,
+                log_level=self.log_level,
+                listen=old.address,
                 detach=self.detach,
-                prefix=self.placement.command(None),
+                placement=self.placement,
             )
             self._children.append(child)
-        _wait_ready(
+        supervise.wait_ready(
             child,
             ready,
             glog,
@@ -697,33 +405,19 @@ class Network:
         if self.faultd is not None:
             data["faultd"] = asdict(self.faultd)
             data["links"] = self.links
-        # Replaced in one step: a reader (``ncbsim status``, a query) never sees half of it.
-        tmp = self.workdir / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(self.workdir / MANIFEST)
+        manifest.write(self.workdir, data)
 
     @classmethod
     def load(cls, workdir: Path) -> Network:
         """The network described by WORKDIR/network.json."""
-        path = workdir.resolve() / MANIFEST
-        try:
-            data = json.loads(path.read_text())
-            procs = [Proc(**p) for p in data["processes"]]
-            hosts = [Host(**h) for h in data.get("hosts", [])]
-            faultd = data.get("faultd")
-        except FileNotFoundError:
-            raise ConfigError(f"no running network in {workdir} (no {MANIFEST})") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(
-                f"{path}: not a network manifest ({exc!r}); stop its processes by pid, "
-                f"then remove it"
-            ) from None
+        read = manifest.read(workdir)
+        data, faultd = read.data, read.faultd
         # Whatever started it, what this object restarts must outlive the command.
         return cls(
             Path(data["workdir"]),
             data["scenario"],
-            procs,
-            hosts=hosts,
+            read.procs,
+            hosts=read.hosts,
             log_level=data.get("log_level", "info"),
             detach=True,
             faultd=Proc(**faultd) if faultd else None,
@@ -772,156 +466,31 @@ class Network:
             self._abort.set()
         slots = self._slots()
         running = {
-            slot: [pid for pid in pids if _ours(pid, self.workdir)] for slot, pids in slots.items()
+            slot: [pid for pid in pids if supervise.ours(pid, self.workdir)]
+            for slot, pids in slots.items()
         }
-        stopped: dict[str, int] = {}
-        gone: dict[str, int] = {}
-        for slot, pids in running.items():
-            role = "host" if slot.startswith("host-") else slot
-            counts = stopped if pids else gone
-            counts[role] = counts.get(role, 0) + 1
+        found = Stopped.tally(running)
         special = {*running.get("gateway", []), *running.get("faultd", [])}
         hosts = [pid for slot, pids in running.items() if slot.startswith("host-") for pid in pids]
         hosts += [
             c.pid
             for c in self._children
-            if c.poll() is None and c.pid not in special and _ours(c.pid, self.workdir)
+            if c.poll() is None and c.pid not in special and supervise.ours(c.pid, self.workdir)
         ]
-        terminate(list(dict.fromkeys(hosts)))
-        terminate(running.get("gateway", []))
-        terminate(running.get("faultd", []))
+        processes.terminate(list(dict.fromkeys(hosts)))
+        processes.terminate(running.get("gateway", []))
+        processes.terminate(running.get("faultd", []))
         for child in self._children:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=STOP_TIMEOUT_S)
+                child.wait(timeout=processes.STOP_TIMEOUT_S)
         for host in self.hosts:
-            remove_socket(host.control)
-            _host_ready(host).unlink(missing_ok=True)
+            supervise.remove_socket(host.control)
+            supervise.host_ready(host).unlink(missing_ok=True)
         if self.faultd is not None:
-            remove_socket(self.faultd.address)
+            supervise.remove_socket(self.faultd.address)
         # What said these processes run goes with them; their logs and the specs stay.
         for left in (GATEWAY_READY, FAULTD_READY, LIVE_FAULTS):
             (self.workdir / left).unlink(missing_ok=True)
         (self.workdir / MANIFEST).unlink(missing_ok=True)
-        log.info("network_down", workdir=str(self.workdir), stopped=stopped, gone=gone)
-        return Stopped(stopped, gone)
-
-
-def _write_spec(
-    host: Host,
-    workdir: Path,
-    *,
-    gateway: str,
-    listen: str,
-    gateway_for: Mapping[str, str],
-    advertise_for: Mapping[str, str],
-) -> None:
-    spec = {
-        "gateway": gateway,
-        "bureaus": [
-            {
-                "bureau": code,
-                "db": str(db_path(workdir, code)),
-                "listen": listen,
-                "advertise": advertise_for.get(code),
-                "gateway": gateway_for.get(code),
-            }
-            for code in host.bureaus
-        ],
-    }
-    private.write_text(Path(host.spec), json.dumps(spec, indent=2) + "\n")
-
-
-def _host_ready(host: Host) -> Path:
-    """Where ``host`` writes its ready file: beside its spec."""
-    return Path(host.spec).with_name(f"host-{host.index}.ready.json")
-
-
-def _start_host(
-    host: Host, env_args: list[str], *, detach: bool, placement: Placement
-) -> subprocess.Popen[bytes]:
-    spec = Path(host.spec)
-    ready = _host_ready(host)
-    ready.unlink(missing_ok=True)
-    Path(host.control).unlink(missing_ok=True)
-    child = _spawn(
-        [
-            *env_args,
-            "host",
-            "--dir",
-            str(spec.parent.parent),
-            "--spec",
-            str(spec),
-            "--ready-file",
-            str(ready),
-            "--control",
-            host.control,
-        ],
-        Path(host.log),
-        detach=detach,
-        prefix=placement.command(host.index),
-    )
-    host.pid = child.pid
-    return child
-
-
-def _await_host(
-    host: Host,
-    child: subprocess.Popen[bytes],
-    *,
-    deadline: float,
-    abort: threading.Event | None = None,
-) -> None:
-    ready = _host_ready(host)
-    what = (
-        f"host {host.index} ({', '.join(host.bureaus[:3])}{'...' if len(host.bureaus) > 3 else ''})"
-    )
-    info = _wait_ready(child, ready, Path(host.log), deadline=deadline, what=what, abort=abort)
-    host.addresses = {code: str(address) for code, address in info["bureaus"].items()}
-
-
-def _ours(pid: int, workdir: Path) -> bool:
-    """Whether ``pid`` is still an ncbsim process of this work directory (not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    folder = os.fsencode(str(workdir))
-    # The folder itself or a path inside it: /tmp/w2 is not a process of /tmp/w.
-    named = any(arg == folder or arg.startswith(folder + b"/") for arg in cmdline)
-    return b"ncbsim" in cmdline and named
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def terminate(pids: list[int]) -> None:
-    """SIGTERM each pid, wait, then SIGKILL what is left. Reaps children of ours.
-
-    A stopped (SIGSTOP) process is continued first, or it could not act on SIGTERM.
-    """
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            continue
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for pid in pids:
-        while alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.05)
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        log.info("network_down", workdir=str(self.workdir), stopped=found.stopped, gone=found.gone)
+        return found

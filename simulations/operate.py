@@ -22,20 +22,13 @@ from typing import Any
 import structlog
 
 from ncbsim.errors import ConfigError, NcbsimError, NetworkError
+from ncbsim.processes import terminate
 from ncbsim.simulations import faultd
-from ncbsim.simulations.network import (
-    FAULTD_READY,
-    MANIFEST,
-    Network,
-    Proc,
-    Stopped,
-    prepare,
-    remove_socket,
-    socket_path,
-    start_process,
-    terminate,
-)
+from ncbsim.simulations.manifest import MANIFEST, Proc
+from ncbsim.simulations.network import FAULTD_READY, Network
+from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Scenario
+from ncbsim.simulations.supervise import Stopped, remove_socket, socket_path, start_process
 
 log = structlog.get_logger()
 

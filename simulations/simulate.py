@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from rich.console import Console
 from ncbsim.client import ALL, Outcome
 from ncbsim.errors import NcbsimError
 from ncbsim.gateway.audit import read_all
+from ncbsim.processes import cancel_on_sigterm
 from ncbsim.simulations import checks as expressions
 from ncbsim.simulations import junit, messaging, rundir, schema
 from ncbsim.simulations import paths as report_paths
@@ -305,14 +305,8 @@ def evaluate(
 
 async def _until_sigterm(engine: Engine) -> RunResult:
     """Run the engine; SIGTERM cancels it, so it stops every process it started."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
+    with cancel_on_sigterm():
         return await engine.run()
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
 
 
 class Interrupted(KeyboardInterrupt):

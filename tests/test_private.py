@@ -19,8 +19,8 @@ from ncbsim.node import datagen
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.store import RecordStore
-from ncbsim.simulations import network
 from ncbsim.simulations import scenario as scenarios
+from ncbsim.simulations.prepare import prepare
 
 
 def _mode(path: Path) -> int:
@@ -193,13 +193,13 @@ def test_a_work_directory_of_an_older_version_is_tightened_on_start(tmp_path: Pa
     left readable: bureaus/, each bureau's folder, gateway/, operator/ and their tls.crt."""
     small = scenarios.load(str(Path(__file__).parent / "scenarios" / "small.toml"))
     workdir = tmp_path / "net"
-    directory = network.prepare(workdir, small)
+    directory = prepare(workdir, small)
     loose = [workdir / "bureaus", *(directory.party(p) for p in ("FR", "gateway", "operator"))]
     for folder in loose:
         folder.chmod(0o755)
     for folder in loose[1:]:
         (folder / "tls.crt").chmod(0o644)
-    network.prepare(workdir, small)
+    prepare(workdir, small)
     assert {str(f.relative_to(workdir)): oct(_mode(f)) for f in loose} == {
         str(f.relative_to(workdir)): oct(0o700) for f in loose
     }

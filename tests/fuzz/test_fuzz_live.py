@@ -32,7 +32,8 @@ from ncbsim.identity import Identity
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
-from ncbsim.simulations.network import Network, alive, db_path, inbox_path
+from ncbsim.processes import alive
+from ncbsim.simulations.network import Network, db_path, inbox_path
 from ncbsim.v2 import bureau_pb2, envelope_pb2, gateway_pb2, messages_pb2, query_pb2
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ncbsim.simulations.network import Network, alive
+from ncbsim.processes import alive
+from ncbsim.simulations.network import Network
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, alive, audit_path, db_path, gateway_files
+from ncbsim.processes import alive
+from ncbsim.simulations.network import Network, audit_path, db_path, gateway_files
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
 
 pytestmark = pytest.mark.integration

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from support import ncbsim_pids
 
 from ncbsim.node.host import control
-from ncbsim.simulations.network import Network, alive
+from ncbsim.processes import alive
+from ncbsim.simulations.network import Network
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,8 @@ import pytest
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, alive, db_path
+from ncbsim.processes import alive
+from ncbsim.simulations.network import Network, db_path
 from ncbsim.v2 import gateway_pb2, query_pb2
 
 pytestmark = pytest.mark.integration

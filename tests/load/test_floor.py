@@ -11,7 +11,7 @@ import pytest
 from ncbsim import pki, transport
 from ncbsim.errors import NetworkError
 from ncbsim.load.floor import Fields, FloorProcesses
-from ncbsim.simulations.network import alive
+from ncbsim.processes import alive
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
 

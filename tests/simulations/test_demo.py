@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
-from ncbsim.simulations.demo import misspell
-from ncbsim.simulations.network import MANIFEST, Network
+from ncbsim.simulations._demo_steps import misspell
+from ncbsim.simulations.manifest import MANIFEST
+from ncbsim.simulations.network import Network
 
 TITLES = (
     "1. Passport check: a stolen document",

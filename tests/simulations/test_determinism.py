@@ -6,13 +6,14 @@ import sqlite3
 from pathlib import Path
 
 from ncbsim.simulations import network, scenario
+from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.traffic import Planned, Planner, open_stores
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 
 
 def _schedule(workdir: Path, sim: scenario.Scenario) -> list[tuple[object, ...]]:
-    network.prepare(workdir, sim)
+    prepare(workdir, sim)
     stores = open_stores(workdir, sim)
     try:
         plan = Planner(sim, stores).plan()

@@ -11,6 +11,7 @@ from ncbsim.errors import ConfigError
 from ncbsim.simulations import network, scenario
 from ncbsim.simulations.engine import Engine, _Active
 from ncbsim.simulations.outcomes import FaultRecord
+from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.proxy import FaultProxy, Link
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
@@ -101,8 +102,8 @@ def test_a_kill_of_two_ends_when_both_are_restarted() -> None:
 def test_records_of_another_seed_are_refused(tmp_path: Path) -> None:
     """A work directory keeps the records of one seed and counts: another scenario is refused."""
     small = scenario.load(str(SMALL))
-    network.prepare(tmp_path, small)
+    prepare(tmp_path, small)
     other = scenario.from_dict({"bureaus": list(small.bureaus), "seed": small.seed + 1}, name="x")
     with pytest.raises(ConfigError, match="seed"):
-        network.prepare(tmp_path, other)
-    network.prepare(tmp_path, small)  # the same scenario again: fine, records reused
+        prepare(tmp_path, other)
+    prepare(tmp_path, small)  # the same scenario again: fine, records reused

@@ -20,10 +20,12 @@ import pytest
 
 from ncbsim.cli import build_parser
 from ncbsim.errors import NetworkError
-from ncbsim.simulations import faultd, network, operate, scenario
+from ncbsim.simulations import faultd, operate, scenario, supervise
 from ncbsim.simulations.faultd import FaultDaemon
-from ncbsim.simulations.network import Host, Network, Proc, Stopped
+from ncbsim.simulations.manifest import Host, Proc
+from ncbsim.simulations.network import Network
 from ncbsim.simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
+from ncbsim.simulations.supervise import Stopped
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 
@@ -292,7 +294,7 @@ def test_up_removes_the_socket_folder_of_a_fault_daemon_that_never_started(
     made: list[str] = []
 
     def socket_path(run: Path, name: str) -> str:
-        made.append(network.socket_path(run, name))
+        made.append(supervise.socket_path(run, name))
         return made[-1]
 
     def never_ready(*args: object, **kwargs: object) -> NoReturn:
@@ -306,7 +308,7 @@ def test_up_removes_the_socket_folder_of_a_fault_daemon_that_never_started(
         operate.up(deep, scenario.load(str(SMALL)), detach=True, log_level="info", faults=True)
     (control,) = made
     folder = Path(control).parent
-    assert folder.name.startswith(network.SOCKET_DIR_PREFIX)
+    assert folder.name.startswith(supervise.SOCKET_DIR_PREFIX)
     leaked = folder.exists()
     shutil.rmtree(folder, ignore_errors=True)  # never left in /tmp, even by a failure
     assert not leaked

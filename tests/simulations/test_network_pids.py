@@ -1,4 +1,4 @@
-"""simulations/network.py: which processes a network may signal."""
+"""simulations/supervise.py: which processes a network may signal."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from ncbsim.simulations.network import _ours
+from ncbsim.simulations.supervise import ours
 
 
-def test_a_process_of_a_sibling_folder_is_not_ours(tmp_path: Path) -> None:
+def test_a_process_of_a_sibling_folder_is_notours(tmp_path: Path) -> None:
     """A process naming /x/w2 is not the network /x/w's, though its path starts the same:
     live kill and pause must only ever signal the network's own processes."""
     mine, sibling = tmp_path / "w", tmp_path / "w2"
@@ -24,8 +24,8 @@ def test_a_process_of_a_sibling_folder_is_not_ours(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while not cmdline.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _ours(proc.pid, sibling)
-        assert not _ours(proc.pid, mine)
+        assert ours(proc.pid, sibling)
+        assert not ours(proc.pid, mine)
     finally:
         proc.communicate(b"")
-    assert not _ours(proc.pid, sibling)  # gone: a reused pid would not match either
+    assert not ours(proc.pid, sibling)  # gone: a reused pid would not match either

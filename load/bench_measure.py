@@ -1,0 +1,170 @@
+"""What ``ncbsim bench`` (load.bench) times: calls on each side, and the crypto alone.
+
+A side is what one batch of calls goes through: **ncbsim** (the real client, gateway
+and node) or the **floor** (a plain gRPC relay and server, load.floor). A batch times
+each call and reads the CPU each process of the side spent from ``/proc``. The
+per-query crypto is timed in process, at the size of a real request.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ncbsim.load.bench_report import Batch
+
+if TYPE_CHECKING:
+    import grpc
+
+    from ncbsim.client import BureauClient
+    from ncbsim.load.floor import FloorProcesses
+    from ncbsim.pki import PkiDir
+    from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+
+REQUESTER = "FR"
+RESPONDER = "DE"
+CALL_TIMEOUT_S = 5.0
+CRYPTO_REPEATS = 5
+
+
+class Side(Protocol):
+    """One side of the benchmark: a name, the pids doing its work, and one call."""
+
+    name: str
+    pids: dict[str, int]
+
+    async def call(self) -> bool:
+        """Make one call; True if it succeeded."""
+        ...
+
+
+@dataclass(slots=True)
+class NcbsimSide:
+    """Document checks from FR to DE through the gateway, through the real client."""
+
+    client: BureauClient
+    queries: list[tuple[query_pb2.Query, str]]  # (query, the outcome it must get)
+    pids: dict[str, int]
+    name: str = "ncbsim"
+    outcomes: dict[str, int] = field(default_factory=dict)
+    _next: int = 0
+
+    async def call(self) -> bool:
+        """Send the next query; it succeeds if it hits exactly when it should."""
+        query, expected = self.queries[self._next % len(self.queries)]
+        self._next += 1
+        answer = await self.client.query(query, RESPONDER, timeout=CALL_TIMEOUT_S)
+        outcome = answer.outcome.value
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        return outcome == expected
+
+
+@dataclass(slots=True)
+class FloorSide:
+    """Canned envelopes through the floor relay to the floor server, on one channel."""
+
+    channel: grpc.aio.Channel
+    stub: gateway_pb2_grpc.GatewayServiceStub
+    request: envelope_pb2.Envelope
+    pids: dict[str, int]
+    response: envelope_pb2.Envelope  # the first answer, to report its size
+    wire: gateway_pb2.QueryRequest  # the request as sent, built once
+    name: str = "floor"
+
+    @classmethod
+    async def connect(
+        cls, floor: FloorProcesses, pki: PkiDir, request: envelope_pb2.Envelope
+    ) -> FloorSide:
+        """Connect to the floor relay as FR and make a first call."""
+        from ncbsim import transport
+        from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
+
+        channel = transport.gateway_channel(floor.relay, pki.tls(REQUESTER))
+        wire = gateway_pb2.QueryRequest(envelope=request)
+        try:
+            await channel.channel_ready()
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            reply = await stub.Query(wire, timeout=CALL_TIMEOUT_S)
+        except BaseException:
+            await channel.close()
+            raise
+        pids = {"client": os.getpid(), **floor.pids}
+        return cls(channel, stub, request, pids, reply.envelope, wire)
+
+    async def call(self) -> bool:
+        """Send the canned request; it succeeds if any envelope comes back."""
+        import grpc
+
+        try:
+            await self.stub.Query(self.wire, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` and all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_batch(side: Side, mode: str, round_index: int, calls: int, workers: int) -> Batch:
+    """``calls`` calls on ``side`` from ``workers`` concurrent callers, each call timed."""
+    import asyncio
+
+    latencies: list[float] = []
+    failures = 0
+    todo = iter(range(calls))
+
+    async def worker() -> None:
+        nonlocal failures
+        for _ in todo:
+            started = time.perf_counter()
+            ok = await side.call()
+            latencies.append((time.perf_counter() - started) * 1000)
+            failures += not ok
+
+    cpu_before = {role: cpu_seconds(pid) for role, pid in side.pids.items()}
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    wall = time.perf_counter() - started
+    cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in side.pids.items()}
+    return Batch(side.name, mode, round_index, latencies, wall, failures, cpu)
+
+
+def _per_op_us(operation: Callable[[], object], iterations: int) -> float:
+    """Median over a few repeats of the mean time of one call of ``operation``, in µs."""
+    samples = []
+    for _ in range(CRYPTO_REPEATS):
+        started = time.perf_counter()
+        for _ in range(iterations):
+            operation()
+        samples.append((time.perf_counter() - started) / iterations * 1e6)
+    return sorted(samples)[len(samples) // 2]
+
+
+def crypto_costs(request: envelope_pb2.Envelope, iterations: int) -> dict[str, float]:
+    """Time each primitive a query uses, in process, at the size of a real request (µs)."""
+    from ncbsim import _crypto, envelope
+
+    recipient = _crypto.x25519_generate()
+    public = recipient.public_key()
+    signer = _crypto.ed25519_generate()
+    header = request.header
+    plaintext = os.urandom(len(request.sealed) - 48)  # enc (32) and tag (16) are added
+    info = envelope.REQUEST_INFO
+    sealed = _crypto.hpke_seal(public, info=info, aad=header, plaintext=plaintext)
+    signed = envelope.SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + sealed
+    signature = _crypto.ed25519_sign(signer, signed)
+    operations: dict[str, Callable[[], object]] = {
+        "x25519_keygen": envelope.new_response_key,
+        "hpke_seal": lambda: _crypto.hpke_seal(public, info=info, aad=header, plaintext=plaintext),
+        "ed25519_sign": lambda: _crypto.ed25519_sign(signer, signed),
+        "ed25519_verify": lambda: _crypto.ed25519_verify(signer.verify_key, signed, signature),
+        "hpke_open": lambda: _crypto.hpke_open(recipient, info=info, aad=header, sealed=sealed),
+    }
+    return {name: _per_op_us(op, iterations) for name, op in operations.items()}

@@ -1,0 +1,135 @@
+"""Prepare a network's work directory: its PKI and every bureau's records.
+
+Records are made once for a scenario's seed and counts, and reused while they match
+(``WORKDIR/records.json``); many bureaus' records are made in parallel, one process each.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from ncbsim import pki, private
+from ncbsim.errors import ConfigError, NetworkError
+from ncbsim.node import datagen
+from ncbsim.simulations.scenario import Scenario
+
+STAMP = "records.json"
+
+
+def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
+    path, bureau, seed, documents, persons, vehicles = args
+    datagen.generate(
+        path,
+        bureau,
+        seed=seed,
+        documents=documents,
+        persons=persons,
+        vehicles=vehicles,
+        workers=1,  # already one bureau per pool worker
+    )
+    return bureau
+
+
+def _stamp(scenario: Scenario) -> dict[str, int]:
+    records = scenario.records
+    return {
+        "seed": scenario.seed,
+        "documents": records.documents,
+        "persons": records.persons,
+        "vehicles": records.vehicles,
+    }
+
+
+def _check_stamp(workdir: Path, scenario: Scenario) -> None:
+    """Refuse records made by another seed or counts: the run would not be the scenario's."""
+    from ncbsim.simulations.network import db_path  # here: see prepare()
+
+    path = workdir / STAMP
+    want = _stamp(scenario)
+    if not path.exists():
+        if any(db_path(workdir, b).exists() for b in scenario.bureaus):
+            raise ConfigError(
+                f"{workdir} holds records of unknown origin (no {STAMP}); use a new --workdir"
+            )
+        path.write_text(json.dumps(want) + "\n")
+        return
+    have = json.loads(path.read_text())
+    if have != want:
+        differ = ", ".join(
+            f"{k} {have.get(k)} (not {v})" for k, v in want.items() if have.get(k) != v
+        )
+        raise ConfigError(
+            f"{workdir} holds records made with {differ}; use a new --workdir for this scenario"
+        )
+
+
+def prepare(
+    workdir: Path, scenario: Scenario, *, abort: threading.Event | None = None
+) -> pki.PkiDir:
+    """Create the PKI and every bureau's records under ``workdir`` (reused if present).
+
+    Records are reused only if they were made with the scenario's seed and counts
+    (``WORKDIR/records.json``), so a scenario always runs on its own data. Setting
+    ``abort`` stops the generation after the bureaus under way (NetworkError).
+    """
+    # Imported here, not above: simulations.network names the work directory's paths
+    # and imports this module, to prepare a network before it starts one.
+    from ncbsim.simulations.network import db_path, gateway_files
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    directory = pki.PkiDir(workdir)
+    if not directory.ca_key.exists():
+        pki.init(workdir, list(scenario.bureaus))  # wants an empty folder: first
+    _check_stamp(workdir, scenario)
+    missing = [b for b in scenario.bureaus if b not in directory.bureaus()]
+    for code in missing:
+        pki.add_bureau(directory, code)
+    # Folders an older version made readable by anyone are tightened, and the
+    # certificates it wrote 0644 in them (the other files are, as their owners open them).
+    for folder in (
+        workdir / "bureaus",
+        gateway_files(workdir),
+        directory.party("operator"),
+        *(directory.party(b) for b in scenario.bureaus),
+    ):
+        private.private_folder(folder)
+        for cert in folder.glob("*.crt"):
+            private.tighten(cert)
+    todo = [
+        (
+            db_path(workdir, b),
+            b,
+            scenario.seed,
+            scenario.records.documents,
+            scenario.records.persons,
+            scenario.records.vehicles,
+        )
+        for b in scenario.bureaus
+        if not db_path(workdir, b).exists()
+    ]
+    if len(todo) == 1:
+        _generate(todo[0])
+    elif todo:
+        # Spawn, never fork: the caller may have gRPC threads running (a test process, a
+        # client), and a child forked while one is inside gRPC can hang or crash.
+        with ProcessPoolExecutor(
+            max_workers=min(len(todo), os.cpu_count() or 1),
+            mp_context=multiprocessing.get_context("spawn"),
+        ) as pool:
+            pending = {pool.submit(_generate, item) for item in todo}
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # a generator's error surfaces here
+                if abort is not None and abort.is_set():
+                    # Those not started never will; those under way finish (datagen
+                    # removes a database it could not complete).
+                    for future in pending:
+                        future.cancel()
+                    raise NetworkError("record generation interrupted")
+    return directory
