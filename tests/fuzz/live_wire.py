@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 from google.protobuf.message import DecodeError
 from hypothesis import strategies as st
+from support import document_query
 
 from ncbsim import envelope, messages
 from ncbsim.client import open_answer, seal_query
@@ -221,7 +222,7 @@ def assert_network_survived(wire: Wire) -> None:
         store.close()
     sealed = _seal(
         wire,
-        query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
+        document_query(doc.number, "DE"),
     )
     code, raw = _call(wire.gateway_as_fr, GATEWAY + "Query", _query(sealed.envelope))
     assert code == Code.OK

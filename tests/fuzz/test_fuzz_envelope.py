@@ -19,6 +19,7 @@ from fuzz_values import BUREAUS, INT32, INT64, NOW, UINT32
 from google.protobuf.message import DecodeError
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from support import document_query
 
 from ncbsim import _crypto, envelope
 from ncbsim.directory import Peer, verify_entry
@@ -62,9 +63,7 @@ class Flow:
 def _make_flow() -> Flow:
     fr, de, it = (_identity(b) for b in BUREAUS)
     key, public = envelope.new_response_key()
-    body = query_pb2.Query(
-        response_key=public, document=query_pb2.DocumentQuery(number="X1234567", issuer="DE")
-    ).SerializeToString()
+    body = document_query("X1234567", "DE", response_key=public).SerializeToString()
     sent = envelope.seal_request(
         body, sender=fr, recipient=de.as_peer(), response_key=key, now_ms=NOW
     )

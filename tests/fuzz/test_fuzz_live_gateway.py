@@ -29,6 +29,7 @@ from live_wire import (
     _seal,
     assert_network_survived,
 )
+from support import document_query
 
 from ncbsim import _crypto, envelope
 from ncbsim.client import open_answer
@@ -76,7 +77,7 @@ def test_gateway_rpcs_survive_random_bytes(wire: Wire, method: str, payload: byt
 @given(st.data())
 def test_gateway_survives_mutated_envelopes(wire: Wire, data: st.DataObject) -> None:
     """A mutated envelope is refused or relayed; MultiQuery reports every delivery."""
-    query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
+    query = document_query("X1", "DE")
     raw = data.draw(_mutated_envelope(_seal(wire, query).envelope.SerializeToString()))
     if data.draw(st.booleans()):
         _call(wire.gateway_as_fr, GATEWAY + "Query", _repeated(raw))

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from support import document_query
 
 from ncbsim.node import datagen, mrz, vin
 from ncbsim.node.answer import answer
@@ -105,7 +106,7 @@ def test_answer_finds_what_the_store_holds(store: RecordStore) -> None:
     doc = store.sample("document", 1, random.Random(3))[0]
     response = answer(
         store,
-        query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE")),
+        document_query(doc.number, "DE"),
     )
     assert [m.ref for m in response.hits.matches] == [doc.ref]
 

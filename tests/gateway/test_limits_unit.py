@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import envelope, pki, transport
 from ncbsim.client import seal_query
@@ -32,7 +33,7 @@ from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
 from ncbsim.serving import start_server
-from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc
 
 # 2026-11-27 23:59:58.500 UTC: a day boundary 1.5 s away.
 NEAR_MIDNIGHT_MS = int(datetime(2026, 11, 27, 23, 59, 58, 500_000, tzinfo=UTC).timestamp() * 1000)
@@ -373,7 +374,7 @@ def _seal(directory: pki.PkiDir, sender: str, recipient: str) -> envelope.Sealed
     now = int(time.time() * 1000)
     me = Identity.load(directory, sender, now_ms=now)
     peer = Identity.load(directory, recipient, now_ms=now).as_peer()
-    query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
+    query = document_query("X1", "DE")
     return seal_query(me, peer, query)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from support import document_query
 
 from ncbsim import _crypto, envelope
 from ncbsim.directory import Peer
@@ -105,10 +106,7 @@ def _assert_rejected(call: Callable[[], object]) -> None:
 
 
 def _request_body(response_public: bytes) -> bytes:
-    return query_pb2.Query(
-        response_key=response_public,
-        document=query_pb2.DocumentQuery(number="X1234567", issuer="FRA"),
-    ).SerializeToString()
+    return document_query("X1234567", "FRA", response_key=response_public).SerializeToString()
 
 
 RESPONSE_BODY = query_pb2.Answer(

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import envelope, pki, rekey
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
@@ -30,7 +31,7 @@ from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 T = TypeVar("T")
 
 BUREAUS = ["FR", "DE", "IT", "NL"]
-QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1234567", issuer="FR"))
+QUERY = document_query("X1234567", "FR")
 
 
 class AnsweringGateway(gateway_pb2_grpc.GatewayServiceServicer):

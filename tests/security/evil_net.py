@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support import document_query
+
 from ncbsim import auditlog
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
@@ -99,7 +101,7 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
 
 
 def _doc(number: str, issuer: str = "DE") -> query_pb2.Query:
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+    return document_query(number, issuer)
 
 
 def _ask(
