@@ -9,30 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import random
 import string
-from collections.abc import Iterator
 
-import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from support import document_query
 
-from ncbsim.node import datagen, mrz, vin
+from ncbsim.node import mrz, vin
 from ncbsim.node.answer import answer
 from ncbsim.node.store import RecordStore
 from ncbsim.v2 import query_pb2
 
 # ----------------------------------------------------------------------------- answer
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordStore]:
-    """A small generated record store for bureau DE."""
-    path = tmp_path_factory.mktemp("fuzz-answer") / "records.sqlite"
-    datagen.generate(path, "DE", seed=5, documents=60, persons=40, vehicles=40)
-    records = RecordStore(path)
-    yield records
-    records.close()
 
 
 FIELD_TEXT = st.one_of(
@@ -79,33 +67,35 @@ def _assert_one_result(response: query_pb2.Answer) -> None:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(QUERIES)
 def test_answer_returns_a_response_for_any_query(
-    store: RecordStore, request: query_pb2.Query
+    records: RecordStore, request: query_pb2.Query
 ) -> None:
     """answer() never raises: any field values get hits, a record, not-found or an error.
 
     ``too_slow`` is suppressed because the 20 000-character strings are slow to generate
     on purpose (they test the length limit), not because the code under test is slow.
     """
-    response = answer(store, request)
+    response = answer(records, request)
     event(str(response.WhichOneof("result")))
     _assert_one_result(response)
 
 
 @given(st.binary(max_size=300))
-def test_answer_returns_a_response_for_any_decodable_body(store: RecordStore, body: bytes) -> None:
+def test_answer_returns_a_response_for_any_decodable_body(
+    records: RecordStore, body: bytes
+) -> None:
     """A body that decodes as a Query, whatever its bytes, gets a response."""
     try:
         request = query_pb2.Query.FromString(body)
     except DecodeError:
         return
-    _assert_one_result(answer(store, request))
+    _assert_one_result(answer(records, request))
 
 
-def test_answer_finds_what_the_store_holds(store: RecordStore) -> None:
+def test_answer_finds_what_the_store_holds(records: RecordStore) -> None:
     """Control for the tests above: a held document is a hit, so the store is not empty."""
-    doc = store.sample("document", 1, random.Random(3))[0]
+    doc = records.sample("document", 1, random.Random(3))[0]
     response = answer(
-        store,
+        records,
         document_query(doc.number, "DE"),
     )
     assert [m.ref for m in response.hits.matches] == [doc.ref]
