@@ -8,8 +8,9 @@ Choices (see docs/protocol.md):
 - HPKE (RFC 9180) base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305,
   single-shot, with AAD. cryptography's public ``Suite.encrypt`` takes no AAD, so we call
   the AAD-taking single-shot functions it ships beside it (the pyproject pins the 50.x
-  series). ``tests/test_envelope.py`` opens our envelopes with an independent RFC 9180
-  implementation written from the RFC, so a change in those functions cannot go unnoticed.
+  series). ``tests/ncbsim/test_envelope_vectors.py`` opens our envelopes with an
+  independent RFC 9180 implementation written from the RFC, so a change in those functions
+  cannot go unnoticed.
 - Ed25519 through PyNaCl (libsodium): verify is about twice as fast as cryptography's here.
 - The root CA signs directory entries with ECDSA P-256 / SHA-256, the same key that signs
   the X.509 certificates.

@@ -2,7 +2,7 @@
 
 grpcio-reflection serves only ``grpc.reflection.v1alpha``; ``buf curl --reflect-protocol
 grpc-v1`` and newer grpcurl ask ``grpc.reflection.v1``. The two protocols' messages are
-the same field for field (tests/test_reflection_v1.py checks it), so the v1 service hands
+the same field for field (tests/ncbsim/test_reflection.py checks it), so the v1 service hands
 each request to grpcio-reflection's public v1alpha servicer by re-serialising it, and its
 answer back the same way: the bytes on the wire are what v1alpha would send.
 """

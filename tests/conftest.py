@@ -1,5 +1,7 @@
-"""Shared fixtures: logging reset, real networks of processes over mTLS on loopback, and
-whole ``ncbsim simulate`` runs through the real CLI."""
+"""Shared fixtures: logging reset, a PKI, a generated records database, real networks of
+processes over mTLS on loopback, and whole ``ncbsim simulate`` runs through the real CLI.
+
+Query builders and other plain helpers are in ``support.py``."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from typing import Any
 
 import pytest
 import structlog
-from support import ncbsim_pids
+from support import generate_records, ncbsim_pids
 
+from ncbsim import pki
+from ncbsim.node.store import RecordStore
 from ncbsim.simulations import scenario as scenarios
 from ncbsim.simulations.network import Network
 
@@ -32,6 +36,52 @@ def _reset_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture(scope="module")
+def pki_bureaus() -> list[str]:
+    """The bureaus ``pki_dir`` and ``module_pki`` hold; a module overrides this fixture
+    (module-scoped) to pick its own."""
+    return ["FR", "DE", "IT"]
+
+
+@pytest.fixture
+def pki_dir(tmp_path: Path, pki_bureaus: list[str]) -> pki.PkiDir:
+    """A PKI of the test's own (``pki init`` into ``tmp_path/pki``): free to revoke, rotate
+    or corrupt."""
+    return pki.init(tmp_path / "pki", pki_bureaus)
+
+
+@pytest.fixture(scope="module")
+def module_pki(tmp_path_factory: pytest.TempPathFactory, pki_bureaus: list[str]) -> pki.PkiDir:
+    """One PKI shared by a module's tests, which leave it as they found it."""
+    return pki.init(tmp_path_factory.mktemp("pki") / "pki", pki_bureaus)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordStore]:
+    """DE's small generated records (seed 5: 60 documents, 40 persons, 40 vehicles), shared
+    read-only by a module."""
+    path = generate_records(
+        tmp_path_factory.mktemp("records"), "DE", seed=5, documents=60, persons=40, vehicles=40
+    )
+    store = RecordStore(path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def open_store() -> Iterator[Callable[[Path], RecordStore]]:
+    """Opens a RecordStore on a database path; every store it opened is closed afterwards."""
+    opened: list[RecordStore] = []
+
+    def open_(path: Path) -> RecordStore:
+        opened.append(RecordStore(path))
+        return opened[-1]
+
+    yield open_
+    for store in opened:
+        store.close()
 
 
 def start_network(workdir: Path) -> Network:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import _crypto, envelope, pki, transport
 from ncbsim.config import GatewayConfig
@@ -93,9 +94,7 @@ def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedReque
         Identity.load(directory, known, now_ms=now).as_peer(), bureau=recipient
     )
     key, public = envelope.new_response_key()
-    body = query_pb2.Query(
-        response_key=public, document=query_pb2.DocumentQuery(number="X", issuer="DE")
-    )
+    body = document_query("X", "DE", response_key=public)
     return envelope.seal_request(
         body.SerializeToString(), sender=me, recipient=peer, response_key=key
     )

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import transport
 from ncbsim.client import BureauClient, Outcome
 from ncbsim.pki import PkiDir
-from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ CANARY = f"Z{os.urandom(6).hex().upper()}"
 
 async def _send(workdir: Path, as_: str, count: int) -> None:
     gateway = json.loads((workdir / "network.json").read_text())["gateway"]
-    query = query_pb2.Query(document=query_pb2.DocumentQuery(number=CANARY, issuer="DE"))
+    query = document_query(CANARY, "DE")
     async with BureauClient.open(PkiDir(workdir), as_, gateway) as client:
         for _ in range(count):
             answer = await client.query(query, "DE")

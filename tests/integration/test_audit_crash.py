@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import document_query
 
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, seal_query
@@ -29,7 +30,7 @@ KILL_AT = QUERIES // 2
 
 
 def _query(i: int) -> query_pb2.Query:
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=f"ZZ{i:07d}", issuer="DE"))
+    return document_query(f"ZZ{i:07d}", "DE")
 
 
 async def _answers_then_crash(

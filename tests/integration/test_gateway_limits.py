@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import auditlog, envelope, transport
 from ncbsim.client import BureauClient, Outcome, seal_query
@@ -31,7 +32,7 @@ from ncbsim.v2 import envelope_pb2, gateway_pb2, query_pb2
 pytestmark = pytest.mark.integration
 
 BURST = 5
-QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
+QUERY = document_query("ZZ0000000", "DE")
 GARBAGE = b"\xff\xff\xff\xff\x00not a protobuf"
 ANSWERED = (Outcome.HIT, Outcome.NO_HIT)
 Trailers = dict[str, str]
@@ -280,7 +281,7 @@ def test_daily_quota_from_the_limits_file_is_refused_until_midnight(net: Net) ->
 def test_oversized_envelope_is_refused_and_the_next_query_is_served(net: Net) -> None:
     """An envelope of about 5 KB against --max-envelope-bytes 4096: RESOURCE_EXHAUSTED with
     pushback -1 (never retry), one audit row; IT's next normal query is answered."""
-    big_query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X" * 5_000, issuer="DE"))
+    big_query = document_query("X" * 5_000, "DE")
 
     async def send() -> tuple[int, tuple[grpc.StatusCode, str, Trailers]]:
         async with _client(net, "IT") as it:

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import document_query
 
 from ncbsim import envelope, transport
 from ncbsim.client import ALL, BureauClient, Outcome
@@ -42,7 +43,7 @@ def _document(network: Network, owner: str, seed: int = 1):  # type: ignore[no-u
 
 
 def _doc_query(number: str, issuer: str) -> query_pb2.Query:
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+    return document_query(number, issuer)
 
 
 async def _ask(network: Network, as_: str, query: query_pb2.Query, to: str):  # type: ignore[no-untyped-def]

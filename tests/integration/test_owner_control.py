@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import query_for
 
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.node import admin
@@ -38,7 +39,7 @@ def _open_document(network: Network, seed: int) -> Document:
 
 
 def _doc_query(doc: Document) -> query_pb2.Query:
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
+    return query_for(doc)
 
 
 def _fetch(ref: str) -> query_pb2.Query:

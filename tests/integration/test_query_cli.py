@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support import document_query
 
 from ncbsim.client import ALL, BureauClient, Outcome
 from ncbsim.node.store import Document, RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import Network, db_path
-from ncbsim.v2 import query_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,7 @@ def test_a_gateway_outage_lists_every_bureau(fresh_network: Network) -> None:
     ALL is answered again."""
     net = fresh_network
     doc = _document(net, "DE", seed=14)
-    query = query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer="DE"))
+    query = document_query(doc.number, "DE")
 
     async def during_outage() -> tuple[list[Outcome], dict[str, Outcome]]:
         pki = PkiDir(net.workdir)

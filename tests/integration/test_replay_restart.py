@@ -12,17 +12,18 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
 from ncbsim.processes import alive
 from ncbsim.simulations.network import Network, db_path
-from ncbsim.v2 import gateway_pb2, query_pb2
+from ncbsim.v2 import gateway_pb2
 
 pytestmark = pytest.mark.integration
 
-QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="ZZ0000000", issuer="DE"))
+QUERY = document_query("ZZ0000000", "DE")
 RESTART_TIMEOUT_S = 30.0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support import query_for
 
 from ncbsim import envelope, transport
 from ncbsim.client import BureauClient, Outcome
@@ -52,7 +53,7 @@ def _document_query(network: Network, owner: str) -> query_pb2.Query:
         doc = store.sample("document", 1, random.Random(3))[0]
     finally:
         store.close()
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
+    return query_for(doc)
 
 
 def _ask(network: Network, as_: str, to: str) -> Outcome:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import document_query
 
 from ncbsim.node import datagen
 from ncbsim.node.answer import answer
@@ -29,7 +30,7 @@ def test_document_hit_returns_only_a_reference(store: RecordStore) -> None:
     doc = store.sample("document", 1, random.Random(1))[0]
     response = answer(
         store,
-        query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number.lower(), issuer="DE")),
+        document_query(doc.number.lower(), "DE"),
     )
     assert response.WhichOneof("result") == "hits"
     assert [(m.ref, m.kind, m.score) for m in response.hits.matches] == [
@@ -69,7 +70,7 @@ def test_fetch_of_unknown_reference_is_not_found(store: RecordStore) -> None:
         ),
         (query_pb2.Query(vehicle=query_pb2.VehicleQuery()), "vin or a plate"),
         (
-            query_pb2.Query(document=query_pb2.DocumentQuery(number="X" * 65, issuer="DE")),
+            document_query("X" * 65, "DE"),
             "longer than",
         ),
     ],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import auditlog, envelope, pki
 from ncbsim.directory import Directory
@@ -21,7 +22,7 @@ from ncbsim.node.replay import ReplayCache
 from ncbsim.node.server import BureauService
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
-from ncbsim.v2 import bureau_pb2, query_pb2
+from ncbsim.v2 import bureau_pb2
 
 
 class _AbortedError(Exception):
@@ -86,9 +87,7 @@ def node(tmp_path: Path) -> Iterator[_Node]:
 
 def _request(node: _Node) -> bytes:
     key, public = envelope.new_response_key()
-    body = query_pb2.Query(
-        response_key=public, document=query_pb2.DocumentQuery(number="X1", issuer="DE")
-    )
+    body = document_query("X1", "DE", response_key=public)
     sealed = envelope.seal_request(
         body.SerializeToString(),
         sender=node.requester,

@@ -4,50 +4,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from support import (
+    document_query,
+    fetch_query,
+    generate_records,
+    query_for,
+    uncontrolled_documents,
+)
 
 from ncbsim.auditlog import verify
-from ncbsim.node import admin, datagen
+from ncbsim.node import admin
 from ncbsim.node.answer import answer
 from ncbsim.node.hits import HitEvent, HitLog, read_hits
-from ncbsim.node.store import NO_CONTROL, Document, RecordStore
+from ncbsim.node.store import RecordStore
 from ncbsim.v2 import query_pb2
 
 OWNER = "DE"
 NOW = 1_750_000_000.0
 
 
-def _doc_query(doc: Document) -> query_pb2.Query:
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
-
-
-def _fetch(ref: str) -> query_pb2.Query:
-    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
-
-
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    path = admin.records_path(tmp_path, OWNER)
-    path.parent.mkdir(parents=True)
-    datagen.generate(path, OWNER, seed=5, documents=150, persons=40, vehicles=40, workers=1)
-    return path
+    return generate_records(
+        tmp_path, OWNER, seed=5, documents=150, persons=40, vehicles=40, workers=1
+    )
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[RecordStore]:
-    opened = RecordStore(db)
-    yield opened
-    opened.close()
-
-
-def _open_documents(store: RecordStore, n: int) -> list[Document]:
-    docs = store.sample("document", 150, random.Random(2))
-    return [d for d in docs if store.control(d.ref) == NO_CONTROL][:n]
+def store(db: Path, open_store: Callable[[Path], RecordStore]) -> RecordStore:
+    return open_store(db)
 
 
 def _ask(
@@ -65,11 +55,11 @@ def _ask(
 
 def test_hit_on_flagged_record_is_notified_at_both_steps(db: Path, store: RecordStore) -> None:
     """FR's check and fetch of a notify-flagged record give two events: who, ref, kind, id."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=150, seed=2)
     admin.restrict(db, doc.ref, admin.ControlChange(notify=True))
     events: list[HitEvent] = []
-    _ask(store, _doc_query(doc), "FR", events)
-    _ask(store, _fetch(doc.ref), "FR", events)
+    _ask(store, query_for(doc), "FR", events)
+    _ask(store, fetch_query(doc.ref), "FR", events)
     assert events == [
         HitEvent(int(NOW * 1000), "FR", doc.ref, "document", "document", "hit", "mid-FR-0"),
         HitEvent(int(NOW * 1000), "FR", doc.ref, "document", "fetch", "released", "mid-FR-1"),
@@ -78,16 +68,16 @@ def test_hit_on_flagged_record_is_notified_at_both_steps(db: Path, store: Record
 
 def test_no_notification_for_unflagged_records_or_the_owner(db: Path, store: RecordStore) -> None:
     """An unflagged record's hit, the owner's own hit and a no-hit notify nobody."""
-    flagged, plain = _open_documents(store, 2)
+    flagged, plain = uncontrolled_documents(store, 2, sample=150, seed=2)
     admin.restrict(db, flagged.ref, admin.ControlChange(notify=True))
     events: list[HitEvent] = []
-    _ask(store, _doc_query(plain), "FR", events)
-    _ask(store, _fetch(plain.ref), "FR", events)
-    _ask(store, _doc_query(flagged), OWNER, events)
-    _ask(store, _fetch(flagged.ref), OWNER, events)
-    miss = query_pb2.Query(document=query_pb2.DocumentQuery(number="Q00000000", issuer=OWNER))
+    _ask(store, query_for(plain), "FR", events)
+    _ask(store, fetch_query(plain.ref), "FR", events)
+    _ask(store, query_for(flagged), OWNER, events)
+    _ask(store, fetch_query(flagged.ref), OWNER, events)
+    miss = document_query("Q00000000", OWNER)
     _ask(store, miss, "FR", events)
-    _ask(store, _fetch("nosuchreference00000"), "FR", events)
+    _ask(store, fetch_query("nosuchreference00000"), "FR", events)
     assert events == []
 
 
@@ -98,13 +88,13 @@ def test_no_notification_for_unflagged_records_or_the_owner(db: Path, store: Rec
 )
 def test_withheld_hits_are_notified_to_the_owner(db: Path, store: RecordStore) -> None:
     """RU sees nothing of a record denied to it, but DE learns that RU looked for it."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=150, seed=2)
     admin.restrict(
         db, doc.ref, admin.ControlChange(access="deny", bureaus=frozenset({"RU"}), notify=True)
     )
     events: list[HitEvent] = []
-    assert _ask(store, _doc_query(doc), "RU", events).hits.matches == []
-    assert _ask(store, _fetch(doc.ref), "RU", events).HasField("not_found")
+    assert _ask(store, query_for(doc), "RU", events).hits.matches == []
+    assert _ask(store, fetch_query(doc.ref), "RU", events).HasField("not_found")
     assert [(e.requester, e.query_kind, e.outcome) for e in events] == [
         ("RU", "document", "withheld"),
         ("RU", "fetch", "withheld"),
@@ -113,13 +103,13 @@ def test_withheld_hits_are_notified_to_the_owner(db: Path, store: RecordStore) -
 
 def test_a_failing_notification_does_not_change_the_answer(db: Path, store: RecordStore) -> None:
     """If recording fails, the requester still gets the very same answer."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=150, seed=2)
     admin.restrict(db, doc.ref, admin.ControlChange(notify=True))
 
     def broken(_event: HitEvent) -> None:
         raise OSError("disk full")
 
-    for query in (_doc_query(doc), _fetch(doc.ref)):
+    for query in (query_for(doc), fetch_query(doc.ref)):
         quiet = answer(store, query, requester="FR")
         assert answer(store, query, requester="FR", on_hit=broken) == quiet
 
@@ -128,14 +118,20 @@ def test_hit_log_writes_a_verifiable_chain_without_query_terms(
     db: Path, store: RecordStore, tmp_path: Path
 ) -> None:
     """Events land in hits.sqlite, in a hash chain, with the ref but not the document number."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=150, seed=2)
     admin.restrict(db, doc.ref, admin.ControlChange(notify=True))
     path = admin.hits_path(tmp_path, OWNER)
     hits = HitLog(path, batch_wait_s=0.0)
     try:
         with capture_logs() as logs:
-            answer(store, _doc_query(doc), requester="FR", message_id="ab" * 16, on_hit=hits.record)
-            answer(store, _fetch(doc.ref), requester="NL", message_id="cd" * 16, on_hit=hits.record)
+            answer(store, query_for(doc), requester="FR", message_id="ab" * 16, on_hit=hits.record)
+            answer(
+                store,
+                fetch_query(doc.ref),
+                requester="NL",
+                message_id="cd" * 16,
+                on_hit=hits.record,
+            )
     finally:
         hits.close()
     listed = read_hits(path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import document_query
 
 from ncbsim import pki as pkimod
 from ncbsim.client import BureauClient, Outcome
@@ -157,7 +158,7 @@ def _document(root: Path, code: str) -> query_pb2.Query:
     """A document query that hits a record of ``code``'s database."""
     with sqlite3.connect(_db(root, code)) as conn:
         number, issuer = conn.execute("select number, issuer from documents limit 1").fetchone()
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
+    return document_query(number, issuer)
 
 
 async def _ask(net: Net, to: str, *, clock: Clock | None = None) -> Outcome:

@@ -6,50 +6,39 @@ import argparse
 import json
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import (
+    fetch_query,
+    generate_records,
+    person_query,
+    query_for,
+    uncontrolled_documents,
+)
 
 from ncbsim.errors import NcbsimError
 from ncbsim.node import admin, datagen
 from ncbsim.node.answer import answer
-from ncbsim.node.store import NO_CONTROL, TABLES_DDL, Control, Document, RecordStore, name_key
+from ncbsim.node.store import NO_CONTROL, TABLES_DDL, Control, RecordStore, name_key
 from ncbsim.simulations.traffic import Drawer
 from ncbsim.v2 import query_pb2, records_pb2
 
 OWNER = "DE"
 
 
-def _doc_query(doc: Document) -> query_pb2.Query:
-    return query_pb2.Query(document=query_pb2.DocumentQuery(number=doc.number, issuer=doc.issuer))
-
-
-def _fetch(ref: str) -> query_pb2.Query:
-    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
-
-
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """A fresh DE database, laid out as ``ncbsim up`` lays it out, for each test."""
-    path = admin.records_path(tmp_path, OWNER)
-    path.parent.mkdir(parents=True)
-    datagen.generate(path, OWNER, seed=11, documents=200, persons=80, vehicles=80, workers=1)
-    return path
+    return generate_records(
+        tmp_path, OWNER, seed=11, documents=200, persons=80, vehicles=80, workers=1
+    )
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[RecordStore]:
-    opened = RecordStore(db)
-    yield opened
-    opened.close()
-
-
-def _open_documents(store: RecordStore, n: int, seed: int = 1) -> list[Document]:
-    """``n`` documents that carry no control yet (so each test sets its own)."""
-    docs = [d for d in store.sample("document", 200, random.Random(seed)) if
-            store.control(d.ref) == NO_CONTROL]  # fmt: skip
-    return docs[:n]
+def store(db: Path, open_store: Callable[[Path], RecordStore]) -> RecordStore:
+    return open_store(db)
 
 
 def _refs(response: query_pb2.Answer) -> list[str]:
@@ -58,17 +47,17 @@ def _refs(response: query_pb2.Answer) -> list[str]:
 
 def test_allow_list_shows_the_record_only_to_listed_bureaus(db: Path, store: RecordStore) -> None:
     """An allow-listed record hits and is released for FR and NL, and for no one else."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=200, seed=1)
     admin.restrict(
         db, doc.ref, admin.ControlChange(access="allow", bureaus=frozenset({"FR", "NL"}))
     )
     for allowed in ("FR", "NL"):
-        assert _refs(answer(store, _doc_query(doc), requester=allowed)) == [doc.ref]
-        fetched = answer(store, _fetch(doc.ref), requester=allowed)
+        assert _refs(answer(store, query_for(doc), requester=allowed)) == [doc.ref]
+        fetched = answer(store, fetch_query(doc.ref), requester=allowed)
         assert fetched.record.document.number == doc.number
     for other in ("IT", "US"):
-        assert answer(store, _doc_query(doc), requester=other).hits.matches == []
-        assert answer(store, _fetch(doc.ref), requester=other).HasField("not_found")
+        assert answer(store, query_for(doc), requester=other).hits.matches == []
+        assert answer(store, fetch_query(doc.ref), requester=other).HasField("not_found")
 
 
 @pytest.mark.attack(
@@ -78,14 +67,14 @@ def test_allow_list_shows_the_record_only_to_listed_bureaus(db: Path, store: Rec
 )
 def test_deny_list_hides_the_record_at_both_steps(db: Path, store: RecordStore) -> None:
     """A deny-listed bureau gets no hit and NotFound; any other bureau gets both."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=200, seed=1)
     admin.restrict(db, doc.ref, admin.ControlChange(access="deny", bureaus=frozenset({"RU"})))
-    step1 = answer(store, _doc_query(doc), requester="RU")
+    step1 = answer(store, query_for(doc), requester="RU")
     assert step1.WhichOneof("result") == "hits"
     assert step1.hits.matches == []
-    assert answer(store, _fetch(doc.ref), requester="RU").WhichOneof("result") == "not_found"
-    assert _refs(answer(store, _doc_query(doc), requester="FR")) == [doc.ref]
-    assert answer(store, _fetch(doc.ref), requester="FR").WhichOneof("result") == "record"
+    assert answer(store, fetch_query(doc.ref), requester="RU").WhichOneof("result") == "not_found"
+    assert _refs(answer(store, query_for(doc), requester="FR")) == [doc.ref]
+    assert answer(store, fetch_query(doc.ref), requester="FR").WhichOneof("result") == "record"
 
 
 @pytest.mark.attack(
@@ -98,55 +87,55 @@ def test_denied_fetch_is_byte_identical_to_an_unknown_reference(
     db: Path, store: RecordStore, access: str
 ) -> None:
     """The withheld answer and the unknown-reference answer serialize to the same bytes."""
-    doc, other = _open_documents(store, 2)
+    doc, other = uncontrolled_documents(store, 2, sample=200, seed=1)
     bureaus = frozenset({"FR"}) if access == "allow" else frozenset({"RU"})
     admin.restrict(db, doc.ref, admin.ControlChange(access=access, bureaus=bureaus))  # type: ignore[arg-type]
-    withheld = answer(store, _fetch(doc.ref), requester="RU").SerializeToString()
+    withheld = answer(store, fetch_query(doc.ref), requester="RU").SerializeToString()
     # A reference of the same shape that was never issued, and one that is plain junk.
-    never = answer(store, _fetch("a" * 20), requester="RU").SerializeToString()
-    junk = answer(store, _fetch("nope"), requester="RU").SerializeToString()
+    never = answer(store, fetch_query("a" * 20), requester="RU").SerializeToString()
+    junk = answer(store, fetch_query("nope"), requester="RU").SerializeToString()
     assert withheld == never == junk
     assert withheld == query_pb2.Answer(not_found=query_pb2.NotFound()).SerializeToString()
     # The same requester still gets an open record: the refusal is about this record only.
-    assert answer(store, _fetch(other.ref), requester="RU").HasField("record")
+    assert answer(store, fetch_query(other.ref), requester="RU").HasField("record")
 
 
 def test_owner_always_sees_its_own_records(db: Path, store: RecordStore) -> None:
     """The owner is never on its own lists: an empty allow-list still lets DE see its record."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=200, seed=1)
     admin.restrict(db, doc.ref, admin.ControlChange(access="allow", bureaus=frozenset()))
-    assert _refs(answer(store, _doc_query(doc), requester=OWNER)) == [doc.ref]
-    assert answer(store, _fetch(doc.ref), requester=OWNER).HasField("record")
-    assert answer(store, _doc_query(doc), requester="FR").hits.matches == []
+    assert _refs(answer(store, query_for(doc), requester=OWNER)) == [doc.ref]
+    assert answer(store, fetch_query(doc.ref), requester=OWNER).HasField("record")
+    assert answer(store, query_for(doc), requester="FR").hits.matches == []
 
 
 def test_unauthenticated_caller_sees_only_open_records(db: Path, store: RecordStore) -> None:
     """Without a requester (requester=None), a deny-listed record is hidden too: fail closed."""
-    denied, handled = _open_documents(store, 2)
+    denied, handled = uncontrolled_documents(store, 2, sample=200, seed=1)
     admin.restrict(db, denied.ref, admin.ControlChange(access="deny", bureaus=frozenset({"RU"})))
     admin.restrict(db, handled.ref, admin.ControlChange(handling=2))
-    assert answer(store, _doc_query(denied)).hits.matches == []
-    assert answer(store, _fetch(denied.ref)).HasField("not_found")
-    assert _refs(answer(store, _doc_query(handled))) == [handled.ref]
+    assert answer(store, query_for(denied)).hits.matches == []
+    assert answer(store, fetch_query(denied.ref)).HasField("not_found")
+    assert _refs(answer(store, query_for(handled))) == [handled.ref]
 
 
 def test_handling_code_travels_with_match_and_record(db: Path, store: RecordStore) -> None:
     """H2 on a record comes back on the step-1 match and the step-2 record; none is UNSPECIFIED."""
-    coded, plain = _open_documents(store, 2)
+    coded, plain = uncontrolled_documents(store, 2, sample=200, seed=1)
     admin.restrict(db, coded.ref, admin.ControlChange(handling=2))
-    (match,) = answer(store, _doc_query(coded), requester="FR").hits.matches
+    (match,) = answer(store, query_for(coded), requester="FR").hits.matches
     assert match.handling == records_pb2.HANDLING_CODE_H2
-    record = answer(store, _fetch(coded.ref), requester="FR").record
+    record = answer(store, fetch_query(coded.ref), requester="FR").record
     assert record.handling == records_pb2.HANDLING_CODE_H2
     assert record.document.number == coded.number
-    (match,) = answer(store, _doc_query(plain), requester="FR").hits.matches
+    (match,) = answer(store, query_for(plain), requester="FR").hits.matches
     assert match.handling == records_pb2.HANDLING_CODE_UNSPECIFIED
     for code, wire in enumerate(
         (records_pb2.HANDLING_CODE_H0, records_pb2.HANDLING_CODE_H1,
          records_pb2.HANDLING_CODE_H2, records_pb2.HANDLING_CODE_H3)
     ):  # fmt: skip
         admin.restrict(db, coded.ref, admin.ControlChange(handling=code))
-        assert answer(store, _fetch(coded.ref), requester="FR").record.handling == wire
+        assert answer(store, fetch_query(coded.ref), requester="FR").record.handling == wire
 
 
 def test_withheld_person_does_not_take_a_candidate_place(db: Path, store: RecordStore) -> None:
@@ -162,29 +151,25 @@ def test_withheld_person_does_not_take_a_candidate_place(db: Path, store: Record
         )
     conn.close()
     admin.restrict(db, refs[0], admin.ControlChange(access="deny", bureaus=frozenset({"RU"})))
-    query = query_pb2.Query(
-        person=query_pb2.PersonQuery(
-            surname="SMITH", given_names="JOHN", date_of_birth="1990-01-01"
-        )
-    )
+    query = person_query("SMITH", given_names="JOHN", date_of_birth="1990-01-01")
     assert _refs(answer(store, query, requester="RU")) == refs[1:]
     assert _refs(answer(store, query, requester="FR")) == refs[:5]
 
 
 def test_restrict_applies_to_an_open_store_at_the_next_query(db: Path, store: RecordStore) -> None:
     """A separate writer changes the control; the already open (read-only) store obeys it."""
-    (doc,) = _open_documents(store, 1)
-    assert _refs(answer(store, _doc_query(doc), requester="RU")) == [doc.ref]
+    (doc,) = uncontrolled_documents(store, 1, sample=200, seed=1)
+    assert _refs(answer(store, query_for(doc), requester="RU")) == [doc.ref]
     admin.restrict(db, doc.ref, admin.ControlChange(access="deny", bureaus=frozenset({"RU"})))
-    assert answer(store, _doc_query(doc), requester="RU").hits.matches == []
+    assert answer(store, query_for(doc), requester="RU").hits.matches == []
     admin.restrict(db, doc.ref, admin.ControlChange(access="open"))
-    assert _refs(answer(store, _doc_query(doc), requester="RU")) == [doc.ref]
+    assert _refs(answer(store, query_for(doc), requester="RU")) == [doc.ref]
     assert store.control(doc.ref) == NO_CONTROL
 
 
 def test_restrict_changes_only_what_is_given(db: Path, store: RecordStore) -> None:
     """Handling and notify survive a new list; a new handling code keeps the list."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=200, seed=1)
     admin.restrict(db, doc.ref, admin.ControlChange(handling=3, notify=True))
     admin.restrict(db, doc.ref, admin.ControlChange(access="deny", bureaus=frozenset({"RU"})))
     admin.restrict(db, doc.ref, admin.ControlChange(handling=1))
@@ -210,7 +195,7 @@ def test_record_restrict_command(
     db: Path, store: RecordStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`ncbsim record restrict` sets list, handling and notify, and prints the result."""
-    (doc,) = _open_documents(store, 1)
+    (doc,) = uncontrolled_documents(store, 1, sample=200, seed=1)
     base = ["record", "restrict", "--workdir", str(tmp_path), "--as", "de", "--ref", doc.ref]
     args = _parse([*base, "--deny", "ru,BY", "--handling", "h2", "--notify", "--json"])
     assert args.func(args) == 0
@@ -268,11 +253,11 @@ def test_database_without_controls_table(tmp_path: Path) -> None:
     store = RecordStore(path)
     try:
         assert store.control("oldref") == NO_CONTROL
-        assert answer(store, _fetch("oldref"), requester="RU").HasField("record")
+        assert answer(store, fetch_query("oldref"), requester="RU").HasField("record")
         admin.restrict(
             path, "oldref", admin.ControlChange(access="deny", bureaus=frozenset({"RU"}))
         )
-        assert answer(store, _fetch("oldref"), requester="RU").HasField("not_found")
+        assert answer(store, fetch_query("oldref"), requester="RU").HasField("not_found")
     finally:
         store.close()
 

@@ -68,27 +68,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import grpc
 import structlog
-from google.protobuf.message import DecodeError, Message
+from evil_forgery import Forger
+from evil_modes import _NO_ANSWER, Mode, _meta, _parsed, _Result, _tamper
+from google.protobuf.message import DecodeError
 
 from ncbsim import _crypto, envelope, transport
 from ncbsim import log as logsetup
 from ncbsim.config import GatewayConfig
-from ncbsim.directory import verify_entry
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.gateway import server as gateway_server
 from ncbsim.gateway.audit import AuditLog
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService
-from ncbsim.identity import Identity
-from ncbsim.pki import PkiDir, sign_entry
+from ncbsim.pki import PkiDir
 from ncbsim.serving import abort, start_server, wait_for_shutdown, write_ready_file
 from ncbsim.v2 import (
     bureau_pb2,
@@ -96,94 +94,12 @@ from ncbsim.v2 import (
     envelope_pb2,
     gateway_pb2,
     gateway_pb2_grpc,
-    query_pb2,
 )
 
 log = structlog.get_logger()
 
-_NO_ANSWER = {
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.CANCELLED,
-}
-_Result = tuple[envelope.Envelope | None, grpc.StatusCode, str]
 
-
-@dataclass(frozen=True)
-class Mode:
-    """What to do now, as read from the mode file."""
-
-    name: str = "honest"
-    variant: str = ""
-    target: str = ""
-    to: str = ""
-    source: str = ""
-    as_: str = ""
-    swap: dict[str, str] = field(default_factory=dict)
-    withhold_revocations: bool = False
-    leaked: bool = False
-
-    @classmethod
-    def read(cls, path: Path | None) -> Mode:
-        if path is None:
-            return cls()
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return cls()
-        return cls(
-            name=str(data.get("mode", "honest")),
-            variant=str(data.get("variant", "")),
-            target=str(data.get("target", "")),
-            to=str(data.get("to", "")),
-            source=str(data.get("source", "")),
-            as_=str(data.get("as", "")),
-            swap={str(k): str(v) for k, v in dict(data.get("swap") or {}).items()},
-            withhold_revocations=bool(data.get("withhold_revocations", False)),
-            leaked=bool(data.get("leaked", False)),
-        )
-
-
-_M = TypeVar("_M", bound=Message)
-
-
-def _parsed(request: object, message: type[_M]) -> _M | None:
-    """The request as ``message``: the real gateway may take its requests as raw bytes
-    (and parse them itself) or parsed by gRPC; the attacks work on either."""
-    if isinstance(request, message):
-        return request
-    if isinstance(request, bytes):
-        try:
-            return message.FromString(request)
-        except DecodeError:
-            return None
-    return None
-
-
-def _flip(data: bytes, index: int) -> bytes:
-    out = bytearray(data)
-    out[index % len(out)] ^= 0x01
-    return bytes(out)
-
-
-def _tamper(item: envelope.Envelope, variant: str) -> envelope.Envelope:
-    """A copy of ``item`` with one bit flipped where ``variant`` says."""
-    header, sealed, signature = item.header, item.sealed, item.signature
-    if variant == "body":
-        sealed = _flip(sealed, len(sealed) // 2)
-    elif variant == "header":
-        # A byte of the correlation id: still a well-formed header, so only the
-        # signature and the AEAD can tell.
-        correlation = envelope_pb2.Header.FromString(header).correlation_id
-        header = _flip(header, header.find(correlation))
-    elif variant == "signature":
-        signature = _flip(signature, 0)
-    else:
-        raise ValueError(f"unknown variant {variant!r}")
-    return envelope.Envelope(header=header, sealed=sealed, signature=signature)
-
-
-class EvilGateway(GatewayService):
+class EvilGateway(Forger, GatewayService):
     """The real gateway service with every RPC wrapped by an attack."""
 
     def __init__(
@@ -248,40 +164,6 @@ class EvilGateway(GatewayService):
         self._event(action="sealed-to-attacker", message_id=header.message_hex, opened=opened)
         return True
 
-    def _entry_bytes(self, bureau: str) -> bytes:
-        return self._pki_dir.entry_path(bureau).read_bytes()
-
-    # ------------------------------------------------------------ directory
-
-    def _swapped(self, swap: dict[str, str]) -> directory_pb2.SignedDirectoryEntry:
-        """``swap['bureau']``'s entry, substituted the way ``swap['how']`` says."""
-        bureau, how = swap["bureau"], swap.get("how", "altered")
-        key = swap.get("key", "encryption")
-        if how == "stale":  # an older entry it recorded earlier, still root-signed
-            return directory_pb2.SignedDirectoryEntry.FromString(bytes.fromhex(swap["entry"]))
-        if how in {"relabel", "substitute"}:
-            outer = directory_pb2.SignedDirectoryEntry.FromString(self._entry_bytes(swap["source"]))
-            if how == "substitute":
-                return outer
-            entry = directory_pb2.DirectoryEntry.FromString(outer.entry)
-            entry.bureau = bureau
-            return directory_pb2.SignedDirectoryEntry(
-                entry=entry.SerializeToString(), signature=outer.signature
-            )
-        outer = directory_pb2.SignedDirectoryEntry.FromString(self._entry_bytes(bureau))
-        entry = directory_pb2.DirectoryEntry.FromString(outer.entry)
-        if key == "signing":
-            entry.signing_key = bytes(self.signing.verify_key)
-        else:
-            entry.encryption_key = _crypto.x25519_public_bytes(self.encryption)
-        if how == "fake-root":
-            return directory_pb2.SignedDirectoryEntry.FromString(sign_entry(self.fake_root, entry))
-        if how != "altered":
-            raise ValueError(f"unknown swap {how!r}")
-        return directory_pb2.SignedDirectoryEntry(
-            entry=entry.SerializeToString(), signature=outer.signature
-        )
-
     async def GetDirectory(  # noqa: N802 - gRPC method name
         self, request: object, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetDirectoryResponse:
@@ -342,82 +224,6 @@ class EvilGateway(GatewayService):
             code = exc.code()
             return None, code, f"no answer from {bureau}" if code in _NO_ANSWER else code.name
         return handled.envelope, grpc.StatusCode.OK, ""
-
-    def _forged_response(self, header: envelope.Header, variant: str) -> envelope.Envelope | None:
-        """A made-up answer "from" the target, the best a gateway without keys can do."""
-        if variant == "splice":
-            earlier = self._captured.get((header.sender, header.recipient))
-            if not earlier:
-                return None
-            genuine = earlier[-1]
-            fields = envelope_pb2.Header.FromString(genuine.header)
-            fields.correlation_id = header.message_id
-            fields.issued_at_ms = int(time.time() * 1000)
-            fields.expires_at_ms = fields.issued_at_ms + envelope.DEFAULT_TTL_MS
-            return envelope.Envelope(
-                header=fields.SerializeToString(),
-                sealed=genuine.sealed,
-                signature=genuine.signature,
-            )
-        target = verify_entry(
-            self._pki_dir.root_public_key(),
-            self._entry_bytes(header.recipient),
-            now_ms=int(time.time() * 1000),
-        )
-        # It cannot read the query's response key, so it seals to a key of its own.
-        guess = _crypto.x25519_generate()
-        now = int(time.time() * 1000)
-        raw = envelope_pb2.Header(
-            version=envelope.VERSION,
-            message_id=os.urandom(envelope.MESSAGE_ID_LEN),
-            sender=header.recipient,
-            recipient=header.sender,
-            kind=envelope_pb2.MESSAGE_KIND_QUERY_RESPONSE,
-            issued_at_ms=now,
-            expires_at_ms=now + envelope.DEFAULT_TTL_MS,
-            correlation_id=header.message_id,
-            sender_key_id=target.signing_key_id,
-            recipient_key_id=_crypto.key_id(_crypto.x25519_public_bytes(guess)),
-        ).SerializeToString()
-        no_hit = query_pb2.Answer(hits=query_pb2.Hits()).SerializeToString()
-        sealed = _crypto.hpke_seal(
-            guess.public_key(),
-            info=envelope.RESPONSE_INFO + header.message_id,
-            aad=raw,
-            plaintext=no_hit,
-        )
-        if variant == "unsigned":
-            signature = b""
-        elif variant == "own-key":
-            signed = envelope.SIGNATURE_CONTEXT + len(raw).to_bytes(4, "big") + raw + sealed
-            signature = _crypto.ed25519_sign(self.signing, signed)
-        else:
-            raise ValueError(f"unknown variant {variant!r}")
-        return envelope.Envelope(header=raw, sealed=sealed, signature=signature)
-
-    def _forged_request(self, mode: Mode, target: str) -> envelope.SealedRequest:
-        """A query made up by the gateway as bureau ``mode.as_``, signed with its own key."""
-        peer = verify_entry(
-            self._pki_dir.root_public_key(),
-            self._entry_bytes(target),
-            now_ms=int(time.time() * 1000),
-        )
-        key, public = envelope.new_response_key()
-        body = query_pb2.Query(
-            response_key=public,
-            document=query_pb2.DocumentQuery(number="P0000000", issuer=target),
-        )
-        signing, encryption = self.signing, self.encryption
-        if mode.leaked:  # colluding with whoever stole the bureau's (since revoked) keys
-            folder = self._pki_dir.party(mode.as_)
-            signing = _crypto.signing_key_from_pem((folder / "signing.key").read_bytes())
-            encryption = _crypto.x25519_from_pem((folder / "encryption.key").read_bytes())
-        return envelope.seal_request(
-            body.SerializeToString(),
-            sender=Identity.from_keys(mode.as_, signing, encryption),
-            recipient=peer,
-            response_key=key,
-        )
 
     async def _attack(
         self, mode: Mode, header: envelope.Header, item: envelope.Envelope, timeout: float
@@ -604,15 +410,6 @@ class EvilGateway(GatewayService):
             reply.bureaus.extend(kept)
             self._event(rpc="Routes", action="hid-route", target=mode.target)
         return reply
-
-
-def _meta(header: envelope.Header) -> dict[str, str]:
-    return {
-        "sender": header.sender,
-        "recipient": header.recipient,
-        "message_id": header.message_hex,
-        "recipient_key_id": header.recipient_key_id.hex(),
-    }
 
 
 async def serve(config: GatewayConfig, args: argparse.Namespace) -> None:

@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import auditlog, envelope, pki, transport
 from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
 from ncbsim.simulations.network import Network, audit_path
-from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
+from ncbsim.v2 import bureau_pb2, gateway_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +61,7 @@ def _envelope(real: PkiDir, *, sender: str = "FR", claims: str | None = None) ->
     if claims is not None:
         identity = Identity.from_keys(claims, identity.signing_key, identity.encryption_key)
     key, public = envelope.new_response_key()
-    body = query_pb2.Query(
-        response_key=public, document=query_pb2.DocumentQuery(number="X1", issuer="DE")
-    )
+    body = document_query("X1", "DE", response_key=public)
     recipient = Identity.load(real, "DE", now_ms=now).as_peer()
     return envelope.seal_request(
         body.SerializeToString(), sender=identity, recipient=recipient, response_key=key

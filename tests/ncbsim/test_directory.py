@@ -20,30 +20,30 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-@pytest.fixture
-def network(tmp_path: Path) -> pki.PkiDir:
-    return pki.init(tmp_path / "pki", ["FR", "DE"])
+@pytest.fixture(scope="module")
+def pki_bureaus() -> list[str]:
+    return ["FR", "DE"]
 
 
-def _signed(network: pki.PkiDir, bureau: str) -> bytes:
-    return network.entry_path(bureau).read_bytes()
+def _signed(pki_dir: pki.PkiDir, bureau: str) -> bytes:
+    return pki_dir.entry_path(bureau).read_bytes()
 
 
-def _entry(network: pki.PkiDir, bureau: str) -> directory_pb2.DirectoryEntry:
-    outer = directory_pb2.SignedDirectoryEntry.FromString(_signed(network, bureau))
+def _entry(pki_dir: pki.PkiDir, bureau: str) -> directory_pb2.DirectoryEntry:
+    outer = directory_pb2.SignedDirectoryEntry.FromString(_signed(pki_dir, bureau))
     return directory_pb2.DirectoryEntry.FromString(outer.entry)
 
 
-def _root_key(network: pki.PkiDir) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(network.ca_key.read_bytes(), password=None)
+def _root_key(pki_dir: pki.PkiDir) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pki_dir.ca_key.read_bytes(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return key
 
 
-def test_root_signed_entry_verifies(network: pki.PkiDir) -> None:
+def test_root_signed_entry_verifies(pki_dir: pki.PkiDir) -> None:
     """An entry from pki init verifies against its root and certifies the bureau's own keys."""
-    peer = verify_entry(network.root_public_key(), _signed(network, "FR"), now_ms=_now())
-    identity = Identity.load(network, "FR", now_ms=_now())
+    peer = verify_entry(pki_dir.root_public_key(), _signed(pki_dir, "FR"), now_ms=_now())
+    identity = Identity.load(pki_dir, "FR", now_ms=_now())
     assert peer.bureau == "FR"
     assert bytes(peer.verify_key) == bytes(identity.signing_key.verify_key)
     assert _crypto.x25519_public_bytes(peer.encryption_key) == _crypto.x25519_public_bytes(
@@ -56,9 +56,9 @@ def test_root_signed_entry_verifies(network: pki.PkiDir) -> None:
     assert peer.serial == 1
 
 
-def test_directory_from_pki_holds_every_bureau(network: pki.PkiDir) -> None:
+def test_directory_from_pki_holds_every_bureau(pki_dir: pki.PkiDir) -> None:
     """A directory loaded from disk knows each bureau and raises DirectoryError for others."""
-    directory = Directory.from_pki(network)
+    directory = Directory.from_pki(pki_dir)
     assert directory.bureaus() == ["DE", "FR"]
     assert directory.get("DE").bureau == "DE"
     assert "IT" not in directory
@@ -66,14 +66,14 @@ def test_directory_from_pki_holds_every_bureau(network: pki.PkiDir) -> None:
         directory.get("IT")
 
 
-def test_entry_signed_by_another_root_refused(network: pki.PkiDir, tmp_path: Path) -> None:
+def test_entry_signed_by_another_root_refused(pki_dir: pki.PkiDir, tmp_path: Path) -> None:
     """An entry signed by a different root CA is refused, alone and in a directory."""
     other = pki.init(tmp_path / "other", ["FR"])
     foreign = _signed(other, "FR")
     assert verify_entry(other.root_public_key(), foreign, now_ms=_now()).bureau == "FR"
     with pytest.raises(DirectoryError):
-        verify_entry(network.root_public_key(), foreign, now_ms=_now())
-    directory = Directory(network.root_public_key())
+        verify_entry(pki_dir.root_public_key(), foreign, now_ms=_now())
+    directory = Directory(pki_dir.root_public_key())
     with pytest.raises(DirectoryError):
         directory.add([foreign])
     assert "FR" not in directory
@@ -91,46 +91,46 @@ def test_entry_signed_by_another_root_refused(network: pki.PkiDir, tmp_path: Pat
     ids=["encryption-key", "signing-key", "bureau", "not-after", "serial"],
 )
 def test_field_changed_under_root_signature_refused(
-    network: pki.PkiDir, field: str, value: object
+    pki_dir: pki.PkiDir, field: str, value: object
 ) -> None:
     """A gateway that changes any field of a root-signed entry (e.g. swaps a key) is caught."""
-    outer = directory_pb2.SignedDirectoryEntry.FromString(_signed(network, "FR"))
+    outer = directory_pb2.SignedDirectoryEntry.FromString(_signed(pki_dir, "FR"))
     entry = directory_pb2.DirectoryEntry.FromString(outer.entry)
     setattr(entry, field, value)
     forged = directory_pb2.SignedDirectoryEntry(
         entry=entry.SerializeToString(), signature=outer.signature
     ).SerializeToString()
     with pytest.raises(DirectoryError):
-        verify_entry(network.root_public_key(), forged, now_ms=_now())
+        verify_entry(pki_dir.root_public_key(), forged, now_ms=_now())
 
 
-def test_signature_moved_to_another_entry_refused(network: pki.PkiDir) -> None:
+def test_signature_moved_to_another_entry_refused(pki_dir: pki.PkiDir) -> None:
     """DE's entry body under FR's root signature is refused."""
-    fr = directory_pb2.SignedDirectoryEntry.FromString(_signed(network, "FR"))
-    de = directory_pb2.SignedDirectoryEntry.FromString(_signed(network, "DE"))
+    fr = directory_pb2.SignedDirectoryEntry.FromString(_signed(pki_dir, "FR"))
+    de = directory_pb2.SignedDirectoryEntry.FromString(_signed(pki_dir, "DE"))
     forged = directory_pb2.SignedDirectoryEntry(entry=de.entry, signature=fr.signature)
     with pytest.raises(DirectoryError):
-        verify_entry(network.root_public_key(), forged.SerializeToString(), now_ms=_now())
+        verify_entry(pki_dir.root_public_key(), forged.SerializeToString(), now_ms=_now())
 
 
-def test_entry_is_filed_under_the_bureau_it_names(network: pki.PkiDir) -> None:
+def test_entry_is_filed_under_the_bureau_it_names(pki_dir: pki.PkiDir) -> None:
     """DE's genuine entry served in place of FR's certifies DE, never FR."""
-    directory = Directory(network.root_public_key())
-    (peer,) = directory.add([_signed(network, "DE")])
+    directory = Directory(pki_dir.root_public_key())
+    (peer,) = directory.add([_signed(pki_dir, "DE")])
     assert peer.bureau == "DE"
     assert directory.bureaus() == ["DE"]
 
 
 @pytest.mark.parametrize("signed", [b"", b"\xff", b"\x0a\x03abc\x12\x02\x30\x00"])
-def test_undecodable_entry_refused(network: pki.PkiDir, signed: bytes) -> None:
+def test_undecodable_entry_refused(pki_dir: pki.PkiDir, signed: bytes) -> None:
     """Bytes that are not a root-signed entry raise DirectoryError, not a decoding error."""
     with pytest.raises(DirectoryError):
-        verify_entry(network.root_public_key(), signed, now_ms=_now())
+        verify_entry(pki_dir.root_public_key(), signed, now_ms=_now())
 
 
-def test_entry_outside_validity_window_refused(network: pki.PkiDir) -> None:
+def test_entry_outside_validity_window_refused(pki_dir: pki.PkiDir) -> None:
     """An entry is valid from not_before_ms up to, not including, not_after_ms."""
-    signed, entry, root = _signed(network, "FR"), _entry(network, "FR"), network.root_public_key()
+    signed, entry, root = _signed(pki_dir, "FR"), _entry(pki_dir, "FR"), pki_dir.root_public_key()
     assert verify_entry(root, signed, now_ms=entry.not_before_ms).bureau == "FR"
     assert verify_entry(root, signed, now_ms=entry.not_after_ms - 1).bureau == "FR"
     with pytest.raises(DirectoryError, match="validity"):
@@ -139,12 +139,12 @@ def test_entry_outside_validity_window_refused(network: pki.PkiDir) -> None:
         verify_entry(root, signed, now_ms=entry.not_before_ms - 1)
 
 
-def test_expired_entry_refused_by_directory(network: pki.PkiDir) -> None:
+def test_expired_entry_refused_by_directory(pki_dir: pki.PkiDir) -> None:
     """A root-signed entry that has already expired is refused by Directory.add."""
-    entry = _entry(network, "FR")
+    entry = _entry(pki_dir, "FR")
     entry.not_before_ms, entry.not_after_ms = _now() - 20_000, _now() - 10_000
-    expired = pki.sign_entry(_root_key(network), entry)
-    directory = Directory(network.root_public_key())
+    expired = pki.sign_entry(_root_key(pki_dir), entry)
+    directory = Directory(pki_dir.root_public_key())
     with pytest.raises(DirectoryError):
         directory.add([expired])
     assert "FR" not in directory
@@ -168,57 +168,57 @@ def test_expired_entry_refused_by_directory(network: pki.PkiDir) -> None:
     ],
 )
 def test_root_signed_entry_with_unusable_content_refused(
-    network: pki.PkiDir, field: str, value: object
+    pki_dir: pki.PkiDir, field: str, value: object
 ) -> None:
     """Even a root-signed entry is refused with a bad version, bureau code or key length."""
-    entry = _entry(network, "FR")
+    entry = _entry(pki_dir, "FR")
     setattr(entry, field, value)
-    signed = pki.sign_entry(_root_key(network), entry)
+    signed = pki.sign_entry(_root_key(pki_dir), entry)
     with pytest.raises(DirectoryError):
-        verify_entry(network.root_public_key(), signed, now_ms=_now())
+        verify_entry(pki_dir.root_public_key(), signed, now_ms=_now())
 
 
 # ----------------------------------------------------------------------------- Identity.load
 
 
-def test_identity_load_matches_entry(network: pki.PkiDir) -> None:
+def test_identity_load_matches_entry(pki_dir: pki.PkiDir) -> None:
     """A bureau's key files load as an identity whose key ids its directory entry certifies."""
-    identity = Identity.load(network, "DE", now_ms=_now())
-    entry = _entry(network, "DE")
+    identity = Identity.load(pki_dir, "DE", now_ms=_now())
+    entry = _entry(pki_dir, "DE")
     assert identity.bureau == "DE"
     assert identity.signing_key_id == _crypto.key_id(entry.signing_key)
     assert identity.encryption_key_id == _crypto.key_id(entry.encryption_key)
 
 
 @pytest.mark.parametrize("name", ["signing.key", "encryption.key"])
-def test_identity_load_refuses_keys_not_in_entry(network: pki.PkiDir, name: str) -> None:
+def test_identity_load_refuses_keys_not_in_entry(pki_dir: pki.PkiDir, name: str) -> None:
     """Identity.load refuses a signing or encryption key that the entry does not certify."""
     fresh = _crypto.ed25519_generate() if name == "signing.key" else _crypto.x25519_generate()
-    (network.party("FR") / name).write_bytes(_crypto.private_key_to_pem(fresh))
+    (pki_dir.party("FR") / name).write_bytes(_crypto.private_key_to_pem(fresh))
     with pytest.raises(PkiError, match="do not match"):
-        Identity.load(network, "FR", now_ms=_now())
+        Identity.load(pki_dir, "FR", now_ms=_now())
 
 
-def test_identity_load_refuses_another_bureaus_keys(network: pki.PkiDir) -> None:
+def test_identity_load_refuses_another_bureaus_keys(pki_dir: pki.PkiDir) -> None:
     """FR's entry with DE's key files is refused."""
     for name in ("signing.key", "encryption.key"):
-        (network.party("FR") / name).write_bytes((network.party("DE") / name).read_bytes())
+        (pki_dir.party("FR") / name).write_bytes((pki_dir.party("DE") / name).read_bytes())
     with pytest.raises(PkiError):
-        Identity.load(network, "FR", now_ms=_now())
+        Identity.load(pki_dir, "FR", now_ms=_now())
 
 
-def test_identity_load_refuses_entry_from_another_root(network: pki.PkiDir, tmp_path: Path) -> None:
+def test_identity_load_refuses_entry_from_another_root(pki_dir: pki.PkiDir, tmp_path: Path) -> None:
     """An entry signed by another root is refused even when the keys match it."""
     other = pki.init(tmp_path / "other", ["FR"])
     for name in ("signing.key", "encryption.key"):
-        (network.party("FR") / name).write_bytes((other.party("FR") / name).read_bytes())
-    network.entry_path("FR").write_bytes(_signed(other, "FR"))
+        (pki_dir.party("FR") / name).write_bytes((other.party("FR") / name).read_bytes())
+    pki_dir.entry_path("FR").write_bytes(_signed(other, "FR"))
     with pytest.raises(DirectoryError):
-        Identity.load(network, "FR", now_ms=_now())
+        Identity.load(pki_dir, "FR", now_ms=_now())
 
 
-def test_identity_load_refuses_missing_key_file(network: pki.PkiDir) -> None:
+def test_identity_load_refuses_missing_key_file(pki_dir: pki.PkiDir) -> None:
     """A missing key file raises PkiError."""
-    (network.party("FR") / "encryption.key").unlink()
+    (pki_dir.party("FR") / "encryption.key").unlink()
     with pytest.raises(PkiError):
-        Identity.load(network, "FR", now_ms=_now())
+        Identity.load(pki_dir, "FR", now_ms=_now())

@@ -13,11 +13,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TypeVar
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import envelope, pki, rekey
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
@@ -30,7 +30,7 @@ from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
 T = TypeVar("T")
 
 BUREAUS = ["FR", "DE", "IT", "NL"]
-QUERY = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1234567", issuer="FR"))
+QUERY = document_query("X1234567", "FR")
 
 
 class AnsweringGateway(gateway_pb2_grpc.GatewayServiceServicer):
@@ -108,46 +108,45 @@ def _as_de(
 
 
 @pytest.fixture(scope="module")
-def network_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
-    """FR, DE, IT and NL: a PKI the tests that revoke nothing share."""
-    return pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
+def pki_bureaus() -> list[str]:
+    """FR, DE, IT and NL: the PKI (``module_pki``) the tests that revoke nothing share."""
+    return BUREAUS
 
 
 def _rows(answers: list[Answer]) -> dict[str, Outcome]:
     return {a.bureau: a.outcome for a in answers}
 
 
-def test_a_revoked_bureau_fails_alone_and_the_others_are_asked(tmp_path: Path) -> None:
+def test_a_revoked_bureau_fails_alone_and_the_others_are_asked(pki_dir: pki.PkiDir) -> None:
     """After `pki revoke FR`, a query to FR,IT fails FR's row, saying it is revoked, while
     IT is asked and answers."""
-    directory = pki.init(tmp_path / "pki", BUREAUS)
-    rekey.revoke(directory, "FR")
+    rekey.revoke(pki_dir, "FR")
 
     async def ask(
         client: BureauClient, _: Served, fake: AnsweringGateway
     ) -> tuple[list[Answer], list[str]]:
         return await client.multi_query(QUERY, ["FR", "IT"]), fake.asked
 
-    answers, asked = _as_de(directory, ask)
+    answers, asked = _as_de(pki_dir, ask)
     assert _rows(answers) == {"FR": Outcome.FAILED, "IT": Outcome.NO_HIT}
     assert "revoked" in answers[0].detail
     assert asked == ["IT"]
 
 
-def test_a_bureau_missing_from_the_directory_fails_alone(network_pki: pki.PkiDir) -> None:
+def test_a_bureau_missing_from_the_directory_fails_alone(module_pki: pki.PkiDir) -> None:
     """A bureau with no directory entry (ES, not in this network) fails its own row only;
     the others in the list are asked and answer."""
 
     async def ask(client: BureauClient, *_: object) -> list[Answer]:
         return await client.multi_query(QUERY, ["IT", "ES", "NL"])
 
-    answers = _as_de(network_pki, ask)
+    answers = _as_de(module_pki, ask)
     assert _rows(answers) == {"IT": Outcome.NO_HIT, "ES": Outcome.FAILED, "NL": Outcome.NO_HIT}
     assert answers[1].detail == "no verified directory entry for ES"
 
 
 def test_all_during_an_outage_lists_every_bureau_of_the_directory_held(
-    network_pki: pki.PkiDir,
+    module_pki: pki.PkiDir,
 ) -> None:
     """With the gateway gone, a query to ALL from a client that has seen the directory
     lists every other bureau, each no-answer, instead of one row named ALL."""
@@ -157,12 +156,12 @@ def test_all_during_an_outage_lists_every_bureau_of_the_directory_held(
         await served.server.stop(0)
         return await client.multi_query(QUERY, [ALL], timeout=2)
 
-    answers = _as_de(network_pki, ask)
+    answers = _as_de(module_pki, ask)
     assert _rows(answers) == {b: Outcome.NO_ANSWER for b in ("FR", "IT", "NL")}
     assert all(a.detail.startswith("gateway: UNAVAILABLE") for a in answers)
 
 
-def test_an_explicit_list_during_an_outage_lists_each_bureau(network_pki: pki.PkiDir) -> None:
+def test_an_explicit_list_during_an_outage_lists_each_bureau(module_pki: pki.PkiDir) -> None:
     """With the gateway gone and no directory held, a query to FR,IT lists FR and IT as
     no-answer."""
 
@@ -170,11 +169,11 @@ def test_an_explicit_list_during_an_outage_lists_each_bureau(network_pki: pki.Pk
         await served.server.stop(0)
         return await client.multi_query(QUERY, ["FR", "IT"], timeout=2)
 
-    answers = _as_de(network_pki, ask)
+    answers = _as_de(module_pki, ask)
     assert _rows(answers) == {"FR": Outcome.NO_ANSWER, "IT": Outcome.NO_ANSWER}
 
 
-def test_all_during_an_outage_without_a_directory_says_so(network_pki: pki.PkiDir) -> None:
+def test_all_during_an_outage_without_a_directory_says_so(module_pki: pki.PkiDir) -> None:
     """A client that never reached the gateway cannot tell who ALL is: it says so, and
     invents no row."""
 
@@ -183,4 +182,4 @@ def test_all_during_an_outage_without_a_directory_says_so(network_pki: pki.PkiDi
         return await client.multi_query(QUERY, [ALL], timeout=2)
 
     with pytest.raises(DirectoryError, match="holds no verified directory yet"):
-        _as_de(network_pki, ask)
+        _as_de(module_pki, ask)

@@ -30,8 +30,8 @@ PRIVATE_FILES = {
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
-    return pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
+def pki_bureaus() -> list[str]:
+    return BUREAUS
 
 
 def _cert(path: Path) -> x509.Certificate:
@@ -55,11 +55,11 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_every_private_key_file_is_0600(network: pki.PkiDir) -> None:
+def test_every_private_key_file_is_0600(module_pki: pki.PkiDir) -> None:
     """ca.key, every tls.key, signing.key and encryption.key are written with mode 0600."""
-    found = {p.relative_to(network.root).as_posix() for p in network.root.rglob("*.key")}
+    found = {p.relative_to(module_pki.root).as_posix() for p in module_pki.root.rglob("*.key")}
     assert found == PRIVATE_FILES
-    modes = {name: oct(_mode(network.root / name)) for name in sorted(found)}
+    modes = {name: oct(_mode(module_pki.root / name)) for name in sorted(found)}
     assert modes == dict.fromkeys(sorted(found), oct(0o600))
 
 
@@ -75,10 +75,10 @@ def test_private_keys_are_0600_under_permissive_umask(tmp_path: Path) -> None:
     assert {_mode(path) for path in keys} == {0o600}
 
 
-def test_bureau_certificate_names_the_bureau(network: pki.PkiDir) -> None:
+def test_bureau_certificate_names_the_bureau(module_pki: pki.PkiDir) -> None:
     """A bureau certificate has CN = code and DNS SAN xx.bureau.ncbsim, for client and server."""
     for code in BUREAUS:
-        cert = _cert(network.party(code) / "tls.crt")
+        cert = _cert(module_pki.party(code) / "tls.crt")
         cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         assert [a.value for a in cn] == [code]
         assert _dns_names(cert) == [f"{code.lower()}.bureau.ncbsim"]
@@ -92,10 +92,10 @@ def test_bureau_certificate_names_the_bureau(network: pki.PkiDir) -> None:
     [("gateway", "gateway.ncbsim", True), ("operator", "operator.ncbsim", False)],
 )
 def test_gateway_and_operator_certificates(
-    network: pki.PkiDir, party: str, name: str, server: bool
+    module_pki: pki.PkiDir, party: str, name: str, server: bool
 ) -> None:
     """The gateway is named gateway.ncbsim (client and server); the operator is client only."""
-    cert = _cert(network.party(party) / "tls.crt")
+    cert = _cert(module_pki.party(party) / "tls.crt")
     assert _dns_names(cert) == [name]
     usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     assert (ExtendedKeyUsageOID.SERVER_AUTH in usages) is server
@@ -103,26 +103,26 @@ def test_gateway_and_operator_certificates(
 
 
 @pytest.mark.parametrize("party", ["gateway", "operator", *BUREAUS])
-def test_certificate_chains_to_root(network: pki.PkiDir, party: str) -> None:
+def test_certificate_chains_to_root(module_pki: pki.PkiDir, party: str) -> None:
     """Each certificate is signed by the root, is not a CA, and holds its tls.key's public key."""
-    root = _cert(network.ca_cert)
-    cert = _cert(network.party(party) / "tls.crt")
+    root = _cert(module_pki.ca_cert)
+    cert = _cert(module_pki.party(party) / "tls.crt")
     assert cert.issuer == root.subject
     _verify_issued_by(cert, root)
     _verify_issued_by(root, root)
     assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     key = serialization.load_pem_private_key(
-        (network.party(party) / "tls.key").read_bytes(), password=None
+        (module_pki.party(party) / "tls.key").read_bytes(), password=None
     )
     assert key.public_key() == cert.public_key()
 
 
-def test_certificate_does_not_chain_to_another_root(network: pki.PkiDir, tmp_path: Path) -> None:
+def test_certificate_does_not_chain_to_another_root(module_pki: pki.PkiDir, tmp_path: Path) -> None:
     """A bureau certificate fails verification against a different root."""
     other = pki.init(tmp_path / "other", ["FR"])
     with pytest.raises(InvalidSignature):
-        _verify_issued_by(_cert(network.party("FR") / "tls.crt"), _cert(other.ca_cert))
+        _verify_issued_by(_cert(module_pki.party("FR") / "tls.crt"), _cert(other.ca_cert))
 
 
 def test_refuses_second_init_into_same_directory(tmp_path: Path) -> None:
@@ -150,20 +150,20 @@ def test_refuses_bad_bureau_codes(tmp_path: Path, bureaus: list[str]) -> None:
     assert not (tmp_path / "pki").exists()
 
 
-def test_add_bureau_refuses_a_code_no_country_has(network: pki.PkiDir) -> None:
+def test_add_bureau_refuses_a_code_no_country_has(module_pki: pki.PkiDir) -> None:
     """Adding a bureau to an existing PKI takes the same codes as init: XX gets nothing."""
     with pytest.raises(PkiError, match="XX is not an ISO 3166 country code"):
-        pki.add_bureau(network, "XX")
-    assert not network.party("XX").exists()
-    assert "XX" not in network.bureaus()
+        pki.add_bureau(module_pki, "XX")
+    assert not module_pki.party("XX").exists()
+    assert "XX" not in module_pki.bureaus()
 
 
-def test_require_bureau_names_what_the_pki_holds(network: pki.PkiDir, tmp_path: Path) -> None:
+def test_require_bureau_names_what_the_pki_holds(module_pki: pki.PkiDir, tmp_path: Path) -> None:
     """A bureau the PKI has no keys for is refused naming the bureaus it holds; a missing
     PKI is refused as such."""
-    assert network.require_bureau("FR") == "FR"
+    assert module_pki.require_bureau("FR") == "FR"
     with pytest.raises(PkiError, match=r"ES is not in the PKI at .* \(it holds DE, FR\)"):
-        network.require_bureau("ES")
+        module_pki.require_bureau("ES")
     with pytest.raises(PkiError, match="no PKI at"):
         pki.PkiDir(tmp_path / "none").require_bureau("FR")
 

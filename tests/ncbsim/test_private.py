@@ -191,7 +191,7 @@ def test_restrict_umask_makes_new_files_private(tmp_path: Path, permissive_umask
 def test_a_work_directory_of_an_older_version_is_tightened_on_start(tmp_path: Path) -> None:
     """Preparing a network again tightens the folders and certificates an older version
     left readable: bureaus/, each bureau's folder, gateway/, operator/ and their tls.crt."""
-    small = scenarios.load(str(Path(__file__).parent / "scenarios" / "small.toml"))
+    small = scenarios.load(str(Path(__file__).parent.parent / "scenarios" / "small.toml"))
     workdir = tmp_path / "net"
     directory = prepare(workdir, small)
     loose = [workdir / "bureaus", *(directory.party(p) for p in ("FR", "gateway", "operator"))]
