@@ -16,8 +16,8 @@ import datetime as dt
 import re
 
 from ncbsim.client import ALL
-from ncbsim.countries import GENERAL_SECRETARIAT, UnknownCountry, alpha2_of, country
-from ncbsim.errors import ConfigError
+from ncbsim.countries import GENERAL_SECRETARIAT, alpha2_of, country
+from ncbsim.errors import ConfigError, UnknownCountry
 from ncbsim.node import vin as vins
 from ncbsim.v2 import query_pb2
 

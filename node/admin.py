@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, alpha2_of
-from ncbsim.errors import NcbsimError
+from ncbsim.countries import INTERPOL_MEMBERS, alpha2_of
+from ncbsim.errors import NcbsimError, UnknownCountry
 from ncbsim.node.hits import HitEvent, read_hits
 from ncbsim.node.store import (
     CONTROLS_DDL,

@@ -42,7 +42,8 @@ from typing import Literal, overload
 from rapidfuzz.distance import Indel, JaroWinkler
 
 from ncbsim import private
-from ncbsim.countries import UnknownCountry, alpha2_of
+from ncbsim.countries import alpha2_of
+from ncbsim.errors import StoreClosedError, UnknownCountry
 
 __all__ = [
     "ACCESS_MODES",
@@ -61,7 +62,6 @@ __all__ = [
     "Match",
     "Person",
     "RecordStore",
-    "StoreClosedError",
     "Vehicle",
     "delete_person",
     "name_key",
@@ -183,10 +183,6 @@ _LOOKUPS: dict[str, str] = {
 
 DEFAULT_THRESHOLD = 0.85
 MAX_CANDIDATES = 5
-
-
-class StoreClosedError(RuntimeError):
-    """The store was used after :meth:`RecordStore.close`."""
 
 
 @dataclass(frozen=True, slots=True)

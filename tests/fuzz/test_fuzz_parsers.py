@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from ncbsim import _crypto, auditlog, envelope
 from ncbsim.directory import Peer, verify_entry
-from ncbsim.errors import ConfigError, DirectoryError, EnvelopeError, NcbsimError
+from ncbsim.errors import ConfigError, DirectoryError, EnvelopeError, MrzError, NcbsimError
 from ncbsim.identity import Identity
 from ncbsim.node import datagen, mrz, vin
 from ncbsim.node.answer import answer
@@ -535,7 +535,7 @@ def test_mrz_parse_and_validate_never_raise_anything_else(text: str | list[str])
     assert isinstance(valid, bool)
     try:
         parsed = mrz.parse_td3(text)
-    except mrz.MrzError:
+    except MrzError:
         assert not valid
         return
     assert len(parsed.number) <= 9

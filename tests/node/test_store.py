@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ncbsim.errors import StoreClosedError
 from ncbsim.node.datagen import generate
 from ncbsim.node.store import (
     LOOKUPS,
@@ -17,7 +18,6 @@ from ncbsim.node.store import (
     Match,
     Person,
     RecordStore,
-    StoreClosedError,
     Vehicle,
     name_key,
 )
