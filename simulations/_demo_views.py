@@ -45,7 +45,8 @@ from ncbsim.envelope import Header
 from ncbsim.errors import EnvelopeError
 from ncbsim.identity import Identity
 from ncbsim.node.admin import records_path
-from ncbsim.node.store import Control, Document, Person, RecordStore, Vehicle
+from ncbsim.node.records import Control, Document, Person, Vehicle
+from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import audit_path

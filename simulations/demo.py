@@ -43,7 +43,7 @@ from ncbsim import envelope
 from ncbsim.client import Outcome
 from ncbsim.errors import ConfigError
 from ncbsim.node.admin import ControlChange, records_path, restrict
-from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations import _demo_views as v
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2

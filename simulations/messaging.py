@@ -44,7 +44,8 @@ from ncbsim.errors import NcbsimError
 from ncbsim.mail import Mailer, PostOutcome
 from ncbsim.messages import color as color_value
 from ncbsim.node.inbox import Inbox, InboxItem, NoticeRow
-from ncbsim.node.store import Person, RecordStore
+from ncbsim.node.records import Person
+from ncbsim.node.store import RecordStore
 from ncbsim.simulations.network import gateway_files, inbox_path
 from ncbsim.simulations.outcomes import latency
 from ncbsim.simulations.scenario import Event, Scenario

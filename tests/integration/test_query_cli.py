@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ncbsim.client import ALL, BureauClient, Outcome
-from ncbsim.node.store import Document, RecordStore
+from ncbsim.node.records import Document
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import Network, db_path
 from ncbsim.v2 import query_pb2

@@ -15,7 +15,8 @@ from ncbsim.auditlog import verify
 from ncbsim.node import admin, datagen
 from ncbsim.node.answer import answer
 from ncbsim.node.hits import HitEvent, HitLog, read_hits
-from ncbsim.node.store import NO_CONTROL, Document, RecordStore
+from ncbsim.node.records import NO_CONTROL, Document
+from ncbsim.node.store import RecordStore
 from ncbsim.v2 import query_pb2
 
 OWNER = "DE"
