@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ncbsim.simulations import scenario
+
 
 def ncbsim_pids(workdir: Path) -> list[int]:
     """PIDs of the ncbsim processes whose command line names ``workdir``: what a run left."""
@@ -24,3 +26,10 @@ def ncbsim_pids(workdir: Path) -> list[int]:
         if b"ncbsim" in cmdline and os.fsencode(str(workdir)) in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def load_scenario(tmp_path: Path, text: str) -> scenario.Scenario:
+    """The scenario that ``text`` describes, loaded from ``tmp_path/sim.toml``."""
+    path = tmp_path / "sim.toml"
+    path.write_text(text)
+    return scenario.load(str(path))
