@@ -34,9 +34,10 @@ from ncbsim import envelope
 from ncbsim.client import BureauClient
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import NcbsimError
-from ncbsim.mail import Mailer, PostOutcome
+from ncbsim.mail import Mailer
 from ncbsim.messages import color as color_value
 from ncbsim.node.inbox import Inbox, NoticeRow
+from ncbsim.posts import PostOutcome
 from ncbsim.simulations.message_plan import MessagePlan, PlannedPost
 from ncbsim.simulations.message_report import (
     CopyRecord,

@@ -16,7 +16,7 @@ from typing import TypeVar
 import grpc
 import pytest
 
-from ncbsim import envelope, mail, messages, pki, receipts
+from ncbsim import envelope, mail, messages, pki, posts, receipts
 from ncbsim.client import BureauClient
 from ncbsim.directory import Directory
 from ncbsim.errors import ConfigError, NcbsimError, QueueFull
@@ -262,7 +262,7 @@ def test_gateway_down_until_the_deadline_fails_every_copy(network_pki: pki.PkiDi
     """When the gateway never comes back within timeout_s the copies are failed, not lost."""
     fake = FakeGateway(network_pki, script=["unavailable"] * 100)
 
-    async def use(mailer: mail.Mailer) -> mail.PostOutcome:
+    async def use(mailer: mail.Mailer) -> posts.PostOutcome:
         return await mailer.diffuse(["DE"], "S", "T", timeout_s=0.6)
 
     outcome = _run(network_pki, fake, use)
@@ -371,7 +371,7 @@ def test_receipts_are_listed_over_pages_and_verified(network_pki: pki.PkiDir) ->
     """Good receipts verify; a forged or misattached one does not; queued has none."""
     fake = FakeGateway(network_pki)
 
-    async def use(mailer: mail.Mailer) -> list[mail.Delivered]:
+    async def use(mailer: mail.Mailer) -> list[posts.Delivered]:
         outcome = await mailer.diffuse(["DE", "IT", "NL"], "S", "T")
         rows = []
         good = {}
@@ -442,7 +442,7 @@ def test_message_starts_a_thread_named_after_its_post(network_pki: pki.PkiDir) -
     """A message with no thread starts one named after its post id; a reply keeps it."""
     fake = FakeGateway(network_pki)
 
-    async def use(mailer: mail.Mailer) -> tuple[mail.PostOutcome, mail.PostOutcome]:
+    async def use(mailer: mail.Mailer) -> tuple[posts.PostOutcome, posts.PostOutcome]:
         first = await mailer.message("DE", "one", subject="case")
         second = await mailer.message("DE", "two", thread=first.post_hex, in_reply_to=first.post_id)
         return first, second
@@ -469,7 +469,7 @@ def test_all_is_expanded_once_for_many_posts(network_pki: pki.PkiDir) -> None:
     """Posts to ALL in a row fetch the whole directory once, not once per post."""
     fake = FakeGateway(network_pki)
 
-    async def use(mailer: mail.Mailer) -> list[mail.PostOutcome]:
+    async def use(mailer: mail.Mailer) -> list[posts.PostOutcome]:
         return [await mailer.diffuse(["ALL"], "S", str(n)) for n in range(3)]
 
     outcomes = _run(network_pki, fake, use)
@@ -481,7 +481,7 @@ def test_all_is_expanded_once_for_many_posts(network_pki: pki.PkiDir) -> None:
 def test_unreachable_gateway_fails_the_post(network_pki: pki.PkiDir) -> None:
     """With no gateway listening, every addressee gets a failed copy after timeout_s."""
 
-    async def main() -> mail.PostOutcome:
+    async def main() -> posts.PostOutcome:
         # A port that was just free: nothing listens on it.
         served = await start_server(
             network_pki.tls("gateway"), "127.0.0.1:0", [], register=lambda s: None
@@ -590,7 +590,7 @@ def test_batches_whose_turn_comes_after_the_timeout_are_not_sent(
     monkeypatch.setattr(mail, "POST_BATCH", 1)
     fake = FakeGateway(network_pki, script=["stall"] * 100)
 
-    async def use(mailer: mail.Mailer) -> mail.PostOutcome:
+    async def use(mailer: mail.Mailer) -> posts.PostOutcome:
         return await mailer.diffuse(["DE", "IT", "NL"], "S", "T", timeout_s=0.4)
 
     outcome = _run(network_pki, fake, use)
