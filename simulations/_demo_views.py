@@ -30,7 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ncbsim import auditlog, envelope, transport
+from ncbsim import auditread, envelope, transport
 from ncbsim.client import (
     PEER_MAX_AGE_S,
     Answer,
@@ -165,7 +165,7 @@ class Observer:
         deadline = time.monotonic() + AUDIT_WAIT_S
         while True:
             if path.exists():
-                columns, rows = auditlog.search(path, auditlog.Query(message_id=message_hex))
+                columns, rows = auditread.search(path, auditread.Query(message_id=message_hex))
                 if rows:
                     return {c: str(x) for c, x in zip(columns, rows[-1], strict=True)}
             if time.monotonic() > deadline:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ncbsim.auditlog import verify
+from ncbsim.auditread import verify
 from ncbsim.node import admin, datagen
 from ncbsim.node.answer import answer
 from ncbsim.node.hits import HitEvent, HitLog, read_hits

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from ncbsim import _crypto, auditlog, pki, rekey
+from ncbsim import _crypto, auditread, pki, rekey
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.gateway.audit import read_all
 from ncbsim.node import datagen
@@ -247,7 +247,7 @@ def _node_audit(net: EvilNet, bureau: str, message_id: str, count: int = 1) -> l
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         if path.exists():
-            columns, found = auditlog.search(path, auditlog.Query(message_id=message_id))
+            columns, found = auditread.search(path, auditread.Query(message_id=message_id))
             rows = [dict(zip(columns, row, strict=True)) for row in found]
             if len(rows) >= count:
                 return rows
