@@ -1,4 +1,4 @@
-"""Why an entry breaks an audit chain: the diagnosis behind :func:`ncbsim.auditlog.verify`."""
+"""Why an entry breaks an audit chain: the diagnosis behind :func:`ncbsim.auditread.verify`."""
 
 from __future__ import annotations
 

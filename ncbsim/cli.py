@@ -341,7 +341,7 @@ def _parse_time_ms(text: str | None, option: str) -> int | None:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from ncbsim.auditlog import verify
+    from ncbsim.auditread import verify
 
     verdict = verify(args.path)
     for warning in verdict.warnings:
@@ -358,7 +358,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_search(args: argparse.Namespace) -> int:
-    from ncbsim.auditlog import Query, search
+    from ncbsim.auditread import Query, search
 
     if args.limit is not None and args.limit <= 0:
         raise NcbsimError("--limit must be positive")

@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
-from ncbsim.countries import UnknownCountry, country
-from ncbsim.errors import DirectoryError
+from ncbsim.countries import country
+from ncbsim.errors import DirectoryError, UnknownCountry
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import query_pb2, records_pb2
 

@@ -26,11 +26,12 @@ from functools import cache
 
 import pycountry
 
+from ncbsim.errors import UnknownCountry
+
 __all__ = [
     "GENERAL_SECRETARIAT",
     "INTERPOL_MEMBERS",
     "Country",
-    "UnknownCountry",
     "alpha2_of",
     "country",
 ]
@@ -138,10 +139,6 @@ General Secretariat."""
 
 # ICAO 9303 codes that differ from ISO 3166-1 alpha-3.
 _MRZ_EXCEPTIONS = {"DE": "D"}
-
-
-class UnknownCountry(KeyError):  # noqa: N818 - the agreed name; reads as "raise UnknownCountry"
-    """A code that names no country ncbsim knows."""
 
 
 @dataclass(frozen=True, slots=True)

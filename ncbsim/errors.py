@@ -1,21 +1,33 @@
 """Every exception ncbsim raises on purpose, and how each maps to a gRPC status.
 
-The tree::
+The tree (classes defined elsewhere name their module; the last column is the builtin
+each also inherits, so ``except ValueError`` still catches it)::
 
     NcbsimError
-    ├── EnvelopeError          an envelope failed to open (one opaque reason)   ValueError
-    ├── DirectoryError         a directory entry is missing or not signed by the root
-    ├── PkiError               PKI material is missing, malformed or inconsistent
-    ├── ConfigError            invalid configuration or arguments                ValueError
-    ├── IdentityError          the mTLS peer is not who the request claims to be
-    │   └── RevokedError       the mTLS peer's certificate is on the root's revocation list
-    ├── RoutingError           the recipient bureau is unknown or not registered
-    ├── NetworkError           a simulated network's process failed to start or stop
-    ├── QueryError             a decoded query is unusable (bad field values)  ValueError
-    └── LimitExceeded          a rate limit, daily quota or size limit was exceeded
+    ├── EnvelopeError         an envelope failed to open (one opaque reason)          ValueError
+    │   └── MessageIdReused   a message id reused for another envelope (gateway.mailbox)
+    ├── DirectoryError        a directory entry is missing or not signed by the root
+    ├── PkiError              PKI material is missing, malformed or inconsistent
+    ├── ConfigError           invalid configuration or arguments                      ValueError
+    │   ├── ScenarioError     a scenario is invalid (simulations.scenario)
+    │   ├── CheckError        a check expression is not valid (simulations.checks)
+    │   └── PathError         a check names a path no report holds (simulations.paths)
+    ├── IdentityError         the mTLS peer is not who the request claims to be
+    │   └── RevokedError      the mTLS peer's certificate is on the revocation list
+    ├── RoutingError          the recipient bureau is unknown or not registered
+    ├── NetworkError          a simulated network's process failed to start or stop
+    │   └── NoGatewayError    no gateway was started in the work dir (ncbsim.workdir)
+    ├── QueryError            a decoded query is unusable (bad field values)          ValueError
+    ├── UnknownCountry        a code names no country ncbsim knows                    KeyError
+    ├── MrzError              an MRZ or an MRZ field cannot be written or read        ValueError
+    ├── StoreClosedError      a record store was used after it was closed
+    └── LimitExceeded         a rate limit, daily quota or size limit was exceeded
+        └── QueueFull         every recipient's queue was full (back-pressure)
 
 Expected failures are these classes. Anything else is a bug: servers log it and the
 caller gets a generic INTERNAL status with no detail (see :func:`status_for`).
+``ncbsim.auditlog.AuditWriteError`` stays outside the tree on purpose: it is no fault of
+the caller's request, and a server that gets it holds its answer back.
 """
 
 from __future__ import annotations
@@ -68,6 +80,19 @@ class NetworkError(NcbsimError):
 
 class QueryError(NcbsimError, ValueError):
     """A decoded query carries unusable values."""
+
+
+# The agreed name, read as "raise UnknownCountry"; a KeyError too, as a failed lookup by code.
+class UnknownCountry(NcbsimError, KeyError):  # noqa: N818
+    """A code that names no country ncbsim knows (:mod:`ncbsim.countries`)."""
+
+
+class MrzError(NcbsimError, ValueError):
+    """An MRZ or an MRZ field that cannot be written or read (:mod:`ncbsim.node.mrz`)."""
+
+
+class StoreClosedError(NcbsimError):
+    """A record store was used after ``RecordStore.close`` (:mod:`ncbsim.node.store`)."""
 
 
 RETRY_AFTER_KEY = "retry-after-ms"
@@ -135,7 +160,11 @@ _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     RoutingError: grpc.StatusCode.NOT_FOUND,
     NetworkError: grpc.StatusCode.UNAVAILABLE,
     QueryError: grpc.StatusCode.INVALID_ARGUMENT,
+    UnknownCountry: grpc.StatusCode.INVALID_ARGUMENT,
+    MrzError: grpc.StatusCode.INVALID_ARGUMENT,
+    StoreClosedError: grpc.StatusCode.UNAVAILABLE,
     LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 

@@ -15,149 +15,48 @@ receipt but not forge one.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, cast
+from typing import TypeVar
 
 import grpc
 import structlog
 from google.protobuf.message import Message
 
-from ncbsim import envelope, messages, receipts
+from ncbsim import envelope, messages
 from ncbsim.client import ALL, PEER_MAX_AGE_S, BureauClient, failure_detail
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Peer
 from ncbsim.errors import (
-    RETRY_AFTER_KEY,
     ConfigError,
     DirectoryError,
-    EnvelopeError,
     NcbsimError,
     is_queue_full,
 )
 from ncbsim.peers import Peers
+from ncbsim.posts import (
+    POST_STATUS,
+    Copy,
+    CopyStatus,
+    Delivered,
+    PostOutcome,
+    addressees,
+    delivered,
+    notice_draft,
+    ttl_checked,
+)
 from ncbsim.protocol import MAX_BATCH_BYTES, MAX_ENVELOPES_PER_CALL
+from ncbsim.retry import retry
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, messages_pb2
 
 log = structlog.get_logger()
 
-RETRY_FIRST_S = 0.1
-RETRY_MAX_S = 1.0
-"""A failed gateway call is tried again after 0.1 s, then doubling up to 1 s, which
-matches the channel's own reconnect back-off (transport.py)."""
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-
-CopyStatus = Literal["accepted", "duplicate", "queue_full", "failed"]
-State = Literal["queued", "delivered", "expired", "rejected", "unknown"]
-
-_POST_STATUS: dict[int, CopyStatus] = {
-    gateway_pb2.POST_STATUS_ACCEPTED: "accepted",
-    gateway_pb2.POST_STATUS_DUPLICATE: "duplicate",
-    gateway_pb2.POST_STATUS_QUEUE_FULL: "queue_full",
-}
-_STATE: dict[int, State] = {
-    gateway_pb2.MESSAGE_STATE_QUEUED: "queued",
-    gateway_pb2.MESSAGE_STATE_DELIVERED: "delivered",
-    gateway_pb2.MESSAGE_STATE_EXPIRED: "expired",
-    gateway_pb2.MESSAGE_STATE_REJECTED: "rejected",
-}
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Copy:
-    """One recipient's copy of a post, and what the gateway said about it.
-
-    ``accepted`` and ``duplicate`` (the gateway had stored this very envelope before,
-    on an earlier attempt) both mean stored durably: it will be delivered or expire.
-    ``failed`` after a last attempt that timed out (DEADLINE_EXCEEDED in ``detail``)
-    may still have been stored: :meth:`Mailer.receipts` tells.
-    """
-
-    recipient: str
-    message_id: bytes
-    status: CopyStatus
-    sequence: int = 0
-    detail: str = ""
-    accepted_at_ms: int = 0
-
-    @property
-    def stored(self) -> bool:
-        """Whether the gateway holds this copy (accepted now or before)."""
-        return self.status in ("accepted", "duplicate")
-
-    @property
-    def message_hex(self) -> str:
-        """The copy's message id as hex."""
-        return self.message_id.hex()
-
-
-@dataclass(frozen=True, slots=True)
-class PostOutcome:
-    """What became of one post: one :class:`Copy` per recipient, in recipient order."""
-
-    post_id: bytes
-    kind: int
-    copies: list[Copy]
-    attempts: int = 0
-    """Gateway.Post calls made, retries included."""
-    notice_id: bytes = b""
-    """The notice a notice request (publication or withdrawal) is about; else empty."""
-
-    @property
-    def post_hex(self) -> str:
-        """The post id as hex."""
-        return self.post_id.hex()
-
-    @property
-    def stored(self) -> bool:
-        """Whether the gateway holds every copy."""
-        return bool(self.copies) and all(c.stored for c in self.copies)
-
-    @property
-    def recipients(self) -> list[str]:
-        """Every recipient, in order."""
-        return [c.recipient for c in self.copies]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """One copy this bureau posted, as the gateway reports it (Gateway.Receipts).
-
-    ``verified`` is True only for a delivered copy whose receipt carries the
-    recipient's valid signature and names this copy (message id, post id, both
-    parties); ``processed_at_ms`` then comes from the receipt.
-    """
-
-    sequence: int
-    message_id: bytes
-    post_id: bytes
-    recipient: str
-    kind: int
-    state: State
-    accepted_at_ms: int
-    expires_at_ms: int
-    settled_at_ms: int
-    attempts: int
-    detail: str = ""
-    verified: bool = False
-    processed_at_ms: int = 0
-
-    @property
-    def message_hex(self) -> str:
-        """The copy's message id as hex."""
-        return self.message_id.hex()
-
-    @property
-    def post_hex(self) -> str:
-        """The post id as hex."""
-        return self.post_id.hex()
 
 
 def _batches(
@@ -179,73 +78,6 @@ def _batches(
         batches[-1].append(item)
         size += copy_bytes
     return batches
-
-
-def _addressees(sender: str, kind: int, to: Sequence[str]) -> list[str]:
-    """``to`` as upper-case codes, or ConfigError if it cannot be a post's address."""
-    codes = [c.strip().upper() for c in to if c.strip()]
-    if not codes:
-        raise ConfigError("no recipient given")
-    if ALL in codes and codes != [ALL]:
-        raise ConfigError("ALL stands alone: give ALL or a list of bureaus")
-    if sender in codes:
-        raise ConfigError(f"{sender} cannot send to itself")
-    if kind == envelope.NOTICE_REQUEST and codes != [GENERAL_SECRETARIAT]:
-        raise ConfigError("a notice request goes to GS only")
-    return codes
-
-
-def attachment(name: str, data: bytes, media_type: str = "") -> messages_pb2.Attachment:
-    """An attachment (``media_type`` defaults to application/octet-stream)."""
-    return messages_pb2.Attachment(
-        name=name, media_type=media_type or "application/octet-stream", data=data
-    )
-
-
-def notice_draft(
-    color: int | str,
-    subject: messages_pb2.NoticeSubject,
-    summary: str = "",
-    text: str = "",
-    *,
-    notice_id: bytes | None = None,
-) -> messages_pb2.NoticeRequest:
-    """A request to publish a notice (a fresh notice id unless given).
-
-    ``color`` is a NoticeColor or its name (``red``, ``un-special``, ...); ConfigError
-    if unknown or if the summary and text are too long.
-    """
-    value = messages.color(color) if isinstance(color, str) else color
-    if value not in messages.COLOR_NAMES:
-        raise ConfigError(f"unknown notice colour {color!r}")
-    messages.check_size(summary + text, [])
-    draft = messages_pb2.NoticeDraft(
-        notice_id=os.urandom(envelope.MESSAGE_ID_LEN) if notice_id is None else notice_id,
-        color=cast("messages_pb2.NoticeColor", value),
-        subject=subject,
-        summary=summary,
-        text=text,
-    )
-    return messages_pb2.NoticeRequest(publish=draft)
-
-
-def _ttl_checked(ttl_ms: int) -> int:
-    if not 0 < ttl_ms <= envelope.MAX_TTL_MS:
-        raise ConfigError(
-            f"a message lives between 1 ms and {envelope.MAX_TTL_MS // 3_600_000} h, "
-            f"not {ttl_ms} ms"
-        )
-    return ttl_ms
-
-
-def _retry_after_s(exc: grpc.aio.AioRpcError) -> float | None:
-    for key, value in exc.trailing_metadata() or ():
-        if key == RETRY_AFTER_KEY:
-            try:
-                return max(int(value), 0) / 1000
-            except ValueError:
-                return None
-    return None
 
 
 @dataclass(slots=True)
@@ -275,37 +107,15 @@ class Mailer:
     async def _call(
         self, make: Callable[[float], Awaitable[T]], deadline: float, what: str
     ) -> tuple[T, int]:
-        """``make(timeout)``, tried again on a passing failure until ``deadline``.
-
-        Retried: UNAVAILABLE and DEADLINE_EXCEEDED, and RESOURCE_EXHAUSTED with a
-        retry hint (a rate limit: the gateway counted nothing) that fits before the
-        deadline. A full queue is not retried: that back-pressure is the caller's.
-        Returns the result and the number of attempts; raises the last failure.
-        """
-        delay = RETRY_FIRST_S
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = deadline - self._loop_time()
-            try:
-                return await make(max(remaining, 0.05)), attempt
-            except grpc.aio.AioRpcError as exc:
-                wait: float | None = None
-                if exc.code() in _RETRYABLE:
-                    wait = delay
-                    delay = min(delay * 2, RETRY_MAX_S)
-                elif exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and not is_queue_full(exc):
-                    wait = _retry_after_s(exc)
-                if wait is None or self._loop_time() + wait >= deadline:
-                    raise
-                log.info("gateway_retry", call=what, code=exc.code().name, attempt=attempt)
-                await asyncio.sleep(wait)
+        """``make(timeout)``, tried again on a passing failure until ``deadline`` (see
+        :func:`ncbsim.retry.retry`); the result and the number of attempts."""
+        return await retry(make, deadline, what, clock=self._loop_time)
 
     async def _recipients(
         self, kind: int, to: Sequence[str], deadline: float, *, copy_gs: bool = True
     ) -> tuple[list[str], dict[str, str]]:
         """Recipients of a post to ``to``, and those that cannot be sealed to (why)."""
-        codes = _addressees(self.bureau, kind, to)
+        codes = addressees(self.bureau, kind, to)
         peers = self.client.peers
         if codes == [ALL]:
             # The membership is fetched again at most every PEER_MAX_AGE_S, not per post.
@@ -375,7 +185,7 @@ class Mailer:
         """
         if kind not in envelope.ONE_WAY_KINDS:
             raise ConfigError(f"kind {kind} is not a one-way kind")
-        _ttl_checked(ttl_ms)
+        ttl_checked(ttl_ms)
         post_id = os.urandom(envelope.MESSAGE_ID_LEN) if post_id is None else post_id
         if len(post_id) != envelope.MESSAGE_ID_LEN:
             raise ConfigError(f"a post id is {envelope.MESSAGE_ID_LEN} bytes")
@@ -470,7 +280,7 @@ class Mailer:
                 Copy(
                     code,
                     mid,
-                    _POST_STATUS.get(result.status, "failed"),
+                    POST_STATUS.get(result.status, "failed"),
                     result.sequence,
                     result.detail,
                     result.accepted_at_ms,
@@ -609,7 +419,10 @@ class Mailer:
             cursor = reply.messages[-1].sequence
         signers = await self._signers({r.recipient for r in rows}, deadline)
         now_ms = self._now_ms()
-        return [self._delivered(row, signers.get(row.recipient), now_ms) for row in rows]
+        return [
+            delivered(row, signers.get(row.recipient), sender=self.bureau, now_ms=now_ms)
+            for row in rows
+        ]
 
     async def _signers(self, codes: set[str], deadline: float) -> dict[str, Peer]:
         """Verified entries of ``codes``; a bureau not in the directory is left out."""
@@ -624,38 +437,6 @@ class Mailer:
                 continue
             found[code] = peer
         return found
-
-    def _delivered(
-        self, row: gateway_pb2.PostedMessage, signer: Peer | None, now_ms: int
-    ) -> Delivered:
-        verified, processed_at_ms = False, 0
-        if row.state == gateway_pb2.MESSAGE_STATE_DELIVERED and signer is not None:
-            try:
-                receipt = receipts.verify(row.receipt, signer=signer, now_ms=now_ms)
-            except EnvelopeError:
-                receipt = None
-            if receipt is not None and (
-                receipt.message_id == row.message_id
-                and receipt.post_id == row.post_id
-                and receipt.sender == self.bureau
-                and receipt.recipient == row.recipient
-            ):
-                verified, processed_at_ms = True, receipt.processed_at_ms
-        return Delivered(
-            sequence=row.sequence,
-            message_id=row.message_id,
-            post_id=row.post_id,
-            recipient=row.recipient,
-            kind=row.kind,
-            state=_STATE.get(row.state, "unknown"),
-            accepted_at_ms=row.accepted_at_ms,
-            expires_at_ms=row.expires_at_ms,
-            settled_at_ms=row.settled_at_ms,
-            attempts=row.attempts,
-            detail=row.detail,
-            verified=verified,
-            processed_at_ms=processed_at_ms,
-        )
 
 
 async def _receipts_page(

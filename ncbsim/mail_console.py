@@ -29,7 +29,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ncbsim import envelope, mail, messages
+from ncbsim import envelope, mail, messages, posts
 from ncbsim.client import ALL, BureauClient, failure_detail
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError, NcbsimError
@@ -102,7 +102,7 @@ def read_attachments(paths: Sequence[Path]) -> list[messages_pb2.Attachment]:
         except OSError as exc:
             raise ConfigError(f"--attach {path}: {exc.strerror or exc}") from None
         media_type = mimetypes.guess_type(path.name)[0] or ""
-        out.append(mail.attachment(path.name, data, media_type))
+        out.append(posts.attachment(path.name, data, media_type))
     return out
 
 
@@ -145,7 +145,7 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
                 copy_gs=not args.no_gs_copy,
             )
         elif what == "notice request":
-            body = mail.notice_draft(
+            body = posts.notice_draft(
                 args.color, read_person(args.person_file), args.summary, args.text
             )
             outcome = await mailer.post_notice_request(body, ttl_ms=ttl, timeout_s=timeout_s)
@@ -198,7 +198,7 @@ def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
     )
 
 
-def outcome_dict(bureau: str, what: str, outcome: mail.PostOutcome) -> dict[str, Any]:
+def outcome_dict(bureau: str, what: str, outcome: posts.PostOutcome) -> dict[str, Any]:
     """A post's outcome as JSON-ready data."""
     data: dict[str, Any] = {
         "as": bureau,
@@ -224,7 +224,7 @@ def outcome_dict(bureau: str, what: str, outcome: mail.PostOutcome) -> dict[str,
     return data
 
 
-def _print_outcome(bureau: str, what: str, outcome: mail.PostOutcome) -> None:
+def _print_outcome(bureau: str, what: str, outcome: posts.PostOutcome) -> None:
     console = Console()
     stored = sum(c.stored for c in outcome.copies)
     console.print(
@@ -253,7 +253,7 @@ def _print_outcome(bureau: str, what: str, outcome: mail.PostOutcome) -> None:
     console.print(table)
 
 
-def _send_verdict(outcome: mail.PostOutcome) -> int:
+def _send_verdict(outcome: posts.PostOutcome) -> int:
     missing = [c for c in outcome.copies if not c.stored]
     if not missing:
         return 0
@@ -321,7 +321,7 @@ async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
     return 0
 
 
-def delivered_dict(d: mail.Delivered) -> dict[str, Any]:
+def delivered_dict(d: posts.Delivered) -> dict[str, Any]:
     """One posted copy's fate as JSON-ready data."""
     return {
         "sequence": d.sequence,
@@ -340,14 +340,14 @@ def delivered_dict(d: mail.Delivered) -> dict[str, Any]:
     }
 
 
-def _took(d: mail.Delivered) -> str:
+def _took(d: posts.Delivered) -> str:
     if not d.settled_at_ms:
         return ""
     ms = max(d.settled_at_ms - d.accepted_at_ms, 0)
     return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.0f} s"
 
 
-def _print_receipts(bureau: str, listed: list[mail.Delivered]) -> None:
+def _print_receipts(bureau: str, listed: list[posts.Delivered]) -> None:
     console = Console()
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", collapse_padding=True, pad_edge=False)
     columns = ("seq", "to", "kind", "post", "state", "accepted", "after", "tries", "receipt")

@@ -34,8 +34,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ncbsim import _crypto
 from ncbsim import private as private_files
-from ncbsim.countries import UnknownCountry, country
-from ncbsim.errors import PkiError
+from ncbsim.countries import country
+from ncbsim.errors import PkiError, UnknownCountry
 from ncbsim.v2 import directory_pb2
 
 GATEWAY_NAME = "gateway.ncbsim"

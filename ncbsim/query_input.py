@@ -16,8 +16,8 @@ import datetime as dt
 import re
 
 from ncbsim.client import ALL
-from ncbsim.countries import GENERAL_SECRETARIAT, UnknownCountry, alpha2_of, country
-from ncbsim.errors import ConfigError
+from ncbsim.countries import GENERAL_SECRETARIAT, alpha2_of, country
+from ncbsim.errors import ConfigError, UnknownCountry
 from ncbsim.node import vin as vins
 from ncbsim.v2 import query_pb2
 
@@ -44,7 +44,7 @@ optional data, and none in use comes near twenty."""
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # What a document number may be written with: MRZ characters, and the separators people
-# type, which the bureaus drop before comparing (node/store.py normalize_number).
+# type, which the bureaus drop before comparing (node/matching.py normalize_number).
 _NUMBER_SEPARATORS = re.compile(r"[\s<\-./]+")
 _NUMBER = re.compile(r"[A-Z0-9]+")
 # References are opaque, but a bureau only ever issues these two shapes: 20 base32

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, alpha2_of
-from ncbsim.errors import NcbsimError
+from ncbsim.countries import INTERPOL_MEMBERS, alpha2_of
+from ncbsim.errors import NcbsimError, UnknownCountry
 from ncbsim.node.hits import HitEvent, read_hits
-from ncbsim.node.store import (
+from ncbsim.node.records import (
     CONTROLS_DDL,
     HANDLING_CODES,
     KINDS,
@@ -38,8 +38,8 @@ from ncbsim.node.store import (
     Document,
     Person,
     Record,
-    RecordStore,
 )
+from ncbsim.node.store import RecordStore
 from ncbsim.workdir import require_pki
 
 __all__ = [

@@ -5,7 +5,7 @@ Prüm does; step 2 (fetch) returns the full record for a reference.
 
 Data-owner control (see docs/protocol.md, "Data-owner control"): each record may carry
 an allow-list or a deny-list of bureaus, a handling code (H0 to H3) and a notify flag
-(:class:`node.store.Control`, read from the store at every query). A record the
+(:class:`node.records.Control`, read from the store at every query). A record the
 requester may not see does not exist for it: step 1 leaves it out of the matches
 before the candidate limit is applied (the answer is exactly the one the store would
 give without the record), and step 2 answers NotFound, the same bytes as for a
@@ -25,7 +25,8 @@ import structlog
 
 from ncbsim.errors import QueryError
 from ncbsim.node.hits import HitEvent
-from ncbsim.node.store import MAX_CANDIDATES, Control, Document, Match, Person, RecordStore, Vehicle
+from ncbsim.node.records import Control, Document, Match, Person, Vehicle
+from ncbsim.node.store import MAX_CANDIDATES, RecordStore
 from ncbsim.v2 import query_pb2, records_pb2
 
 log = structlog.get_logger()

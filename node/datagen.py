@@ -1,6 +1,6 @@
 """Synthetic records for one bureau: stolen and lost travel documents, persons, stolen vehicles.
 
-:func:`generate` writes a new SQLite database with the schema of :mod:`node.store`. Its
+:func:`generate` writes a new SQLite database with the schema of :mod:`node.records`. Its
 contents depend only on ``(bureau, seed)`` and the requested counts, never on the clock
 or on the number of worker processes: dates are drawn relative to :data:`AS_OF`, and
 records are made in chunks of :data:`CHUNK`, each drawing from its own ``random.Random``
@@ -21,7 +21,7 @@ Every record gets an opaque reference: 20 base32 characters (100 bits) from the 
 generator, which say nothing about the record's kind or position.
 
 A minority of records carry data-owner controls (the ``controls`` table of
-:mod:`node.store`): about 1.5 % a deny-list and 1.5 % an allow-list of bureaus, drawn
+:mod:`node.records`): about 1.5 % a deny-list and 1.5 % an allow-list of bureaus, drawn
 from frequent partners so that simulated networks meet them, and about 7 % more a
 handling code or a notify flag only. They come from a generator of their own per chunk
 (``"{bureau}:{seed}:{kind}:{chunk}:controls"``), so the records themselves are the same
@@ -61,15 +61,14 @@ from ncbsim.node._tables import (
     number_pattern,
     plate_pattern,
 )
+from ncbsim.node.matching import name_key, normalize_plate
 from ncbsim.node.mrz import build_td3
-from ncbsim.node.store import (
+from ncbsim.node.records import (
     CONTROLS_DDL,
     DOCUMENT_STATUSES,
     INDEXES_DDL,
     SCHEMA_VERSION,
     TABLES_DDL,
-    name_key,
-    normalize_plate,
 )
 from ncbsim.node.vin import make_vin
 

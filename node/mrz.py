@@ -50,9 +50,10 @@ from functools import cache, lru_cache
 
 import pycountry
 
+from ncbsim.errors import MrzError
+
 __all__ = [
     "TD3",
-    "MrzError",
     "build_td3",
     "check_digit",
     "name_field",
@@ -109,10 +110,6 @@ _ICAO_SPECIAL_CODES = frozenset(
     }
 )
 # fmt: on
-
-
-class MrzError(ValueError):
-    """An MRZ or an MRZ field that cannot be written or read."""
 
 
 @dataclass(frozen=True, slots=True)

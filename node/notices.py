@@ -56,7 +56,8 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.node.inbox import Inbox, NoticeRow
-from ncbsim.node.store import Person, delete_person, put_person
+from ncbsim.node.records import Person
+from ncbsim.node.store import delete_person, put_person
 from ncbsim.v2 import messages_pb2
 
 __all__ = [

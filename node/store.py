@@ -2,158 +2,66 @@
 
 The store answers the two steps of a query: step 1 (``find_document``, ``find_person``,
 ``find_vehicle``) returns opaque references with a score, step 2 (``fetch``) returns the
-full record behind a reference.
+full record behind a reference. The schema and record types are in :mod:`node.records`,
+the comparison of numbers, plates and names in :mod:`node.matching`.
 
-This module holds the schema (:data:`TABLES_DDL`, :data:`INDEXES_DDL`); ``node.datagen``
-creates databases from it. Every lookup is backed by an index that covers the query, and
-each thread reads through its own read-only connection (``mode=ro`` and
-``PRAGMA query_only``), so a ``ThreadPoolExecutor`` can serve lookups concurrently. The
-database is in WAL mode, so readers never block each other or a writer.
+Every lookup is backed by an index that covers the query, and each thread reads through
+its own read-only connection (``mode=ro`` and ``PRAGMA query_only``), so a
+``ThreadPoolExecutor`` can serve lookups concurrently. The database is in WAL mode, so
+readers never block each other or a writer. The exact date of birth selects the
+candidates of a person lookup through an index.
 
-Names are matched fuzzily. Both sides are folded to a key (:func:`name_key`): accents
-stripped, upper case, punctuation and hyphens removed, and common transliteration variants
-merged (``MÜLLER``/``MUELLER``, ``MEYER``/``MAIER``, ``W``/``V``, doubled letters). Keys
-are compared with the mean of Jaro-Winkler and Indel similarity (rapidfuzz), trying the
-names as given, with surname and given names swapped, and as one sorted bag of name parts.
-The exact date of birth selects the candidates through an index.
+:meth:`RecordStore.control` reads the owner's control of a record at query time, so a
+change written by another process (``ncbsim record restrict``, :mod:`node.admin`) applies
+to the next query of a running node. A database made before the ``controls`` table existed
+reads as "no controls"; the writer creates the table when it first needs it.
 
-Data-owner control lives in the ``controls`` table, one row per record the owner has
-restricted, given a handling code or flagged for hit notification (most records have
-none). :meth:`RecordStore.control` reads it at query time, so a change written by
-another process (``ncbsim record restrict``, :mod:`node.admin`) applies to the next
-query of a running node. A database made before the table existed reads as "no
-controls"; the writer creates the table when it first needs it.
+The only writes are :func:`put_person` and :func:`delete_person`, for the subject of a
+published or withdrawn notice (node.notices).
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import re
 import sqlite3
 import threading
-import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal, overload
 
-from rapidfuzz.distance import Indel, JaroWinkler
-
 from ncbsim import private
-from ncbsim.countries import UnknownCountry, alpha2_of
+from ncbsim.countries import alpha2_of
+from ncbsim.errors import StoreClosedError, UnknownCountry
+from ncbsim.node.matching import (
+    DEFAULT_THRESHOLD,
+    name_key,
+    name_similarity,
+    normalize_number,
+    normalize_plate,
+)
+from ncbsim.node.records import (
+    ACCESS_MODES,
+    KINDS,
+    NO_CONTROL,
+    SCHEMA_VERSION,
+    Access,
+    Control,
+    Document,
+    Kind,
+    Match,
+    Person,
+    Record,
+    Vehicle,
+)
 
 __all__ = [
-    "ACCESS_MODES",
-    "CONTROLS_DDL",
-    "DOCUMENT_STATUSES",
-    "HANDLING_CODES",
-    "INDEXES_DDL",
-    "KINDS",
-    "NO_CONTROL",
-    "SCHEMA_VERSION",
-    "TABLES_DDL",
-    "Access",
-    "Control",
-    "Document",
-    "Kind",
-    "Match",
-    "Person",
+    "LOOKUPS",
+    "MAX_CANDIDATES",
     "RecordStore",
-    "StoreClosedError",
-    "Vehicle",
     "delete_person",
-    "name_key",
-    "name_similarity",
-    "normalize_number",
-    "normalize_plate",
     "put_person",
 ]
-
-Kind = Literal["document", "person", "vehicle"]
-KINDS: tuple[Kind, ...] = ("document", "person", "vehicle")
-DOCUMENT_STATUSES = ("stolen", "lost", "revoked", "invalid", "stolen_blank")
-PERSON_FLAGS = ("wanted", "missing")
-SCHEMA_VERSION = 1
-
-TABLES_DDL = """
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE documents (
-    id             INTEGER PRIMARY KEY,
-    ref            TEXT NOT NULL,
-    number         TEXT NOT NULL,
-    issuer         TEXT NOT NULL,
-    doc_type       TEXT NOT NULL,
-    surname        TEXT,
-    given_names    TEXT,
-    nationality    TEXT,
-    date_of_birth  TEXT,
-    sex            TEXT,
-    date_of_expiry TEXT,
-    mrz            TEXT,
-    status         TEXT NOT NULL
-        CHECK (status IN ('stolen', 'lost', 'revoked', 'invalid', 'stolen_blank')),
-    reported_on    TEXT NOT NULL
-);
-CREATE TABLE persons (
-    id            INTEGER PRIMARY KEY,
-    ref           TEXT NOT NULL,
-    surname       TEXT NOT NULL,
-    given_names   TEXT NOT NULL,
-    date_of_birth TEXT NOT NULL,
-    nationality   TEXT NOT NULL,
-    sex           TEXT NOT NULL,
-    flag          TEXT NOT NULL CHECK (flag IN ('wanted', 'missing')),
-    summary       TEXT NOT NULL,
-    surname_key   TEXT NOT NULL,
-    given_key     TEXT NOT NULL
-);
-CREATE TABLE vehicles (
-    id                   INTEGER PRIMARY KEY,
-    ref                  TEXT NOT NULL,
-    vin                  TEXT NOT NULL,
-    plate                TEXT NOT NULL,
-    plate_key            TEXT NOT NULL,
-    make                 TEXT NOT NULL,
-    model                TEXT NOT NULL,
-    year                 INTEGER NOT NULL,
-    colour               TEXT NOT NULL,
-    registration_country TEXT NOT NULL,
-    status               TEXT NOT NULL,
-    reported_on          TEXT NOT NULL
-);
-"""
-"""Tables. ``id`` is internal (sampling); only ``ref`` ever leaves the store. The
-controls table (:data:`CONTROLS_DDL`) is created with them."""
-
-INDEXES_DDL = """
-CREATE UNIQUE INDEX documents_ref ON documents (ref);
-CREATE INDEX documents_number ON documents (number, issuer, ref);
-CREATE UNIQUE INDEX persons_ref ON persons (ref);
-CREATE INDEX persons_dob ON persons (date_of_birth, surname_key, given_key, ref);
-CREATE UNIQUE INDEX vehicles_ref ON vehicles (ref);
-CREATE INDEX vehicles_vin ON vehicles (vin, ref);
-CREATE INDEX vehicles_plate ON vehicles (plate_key, ref);
-"""
-"""Indexes, created after a bulk load. Each lookup's index covers its query."""
-
-CONTROLS_DDL = """
-CREATE TABLE IF NOT EXISTS controls (
-    id       INTEGER PRIMARY KEY,
-    ref      TEXT NOT NULL,
-    access   TEXT NOT NULL CHECK (access IN ('open', 'allow', 'deny')),
-    bureaus  TEXT NOT NULL,
-    handling INTEGER CHECK (handling BETWEEN 0 AND 3),
-    notify   INTEGER NOT NULL CHECK (notify IN (0, 1))
-);
-CREATE UNIQUE INDEX IF NOT EXISTS controls_ref ON controls (ref);
-"""
-"""The controls table and its index: created with the other tables, and by the writer
-(``ncbsim record restrict``) in a database made before they existed."""
 
 _DOCUMENT_COLUMNS = (
     "ref, number, issuer, doc_type, surname, given_names, nationality, date_of_birth, sex, "
@@ -181,121 +89,8 @@ _LOOKUPS: dict[str, str] = {
 }
 """Every lookup the store runs, by name, so :meth:`RecordStore.query_plan` can explain it."""
 
-DEFAULT_THRESHOLD = 0.85
 MAX_CANDIDATES = 5
-
-
-class StoreClosedError(RuntimeError):
-    """The store was used after :meth:`RecordStore.close`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """A hit: the opaque reference of a record, its kind and a score in [0, 1]."""
-
-    ref: str
-    kind: Kind
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """A travel document in SLTD. A stolen blank booklet has no holder fields and no MRZ."""
-
-    ref: str
-    number: str
-    issuer: str
-    doc_type: str
-    surname: str | None
-    given_names: str | None
-    nationality: str | None
-    date_of_birth: str | None
-    sex: str | None
-    date_of_expiry: str | None
-    mrz: str | None
-    status: str
-    reported_on: str
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """A person in the nominal data: wanted (summary = offence) or missing (circumstances)."""
-
-    ref: str
-    surname: str
-    given_names: str
-    date_of_birth: str
-    nationality: str
-    sex: str
-    flag: str
-    summary: str
-
-
-@dataclass(frozen=True, slots=True)
-class Vehicle:
-    """A stolen motor vehicle."""
-
-    ref: str
-    vin: str
-    plate: str
-    make: str
-    model: str
-    year: int
-    colour: str
-    registration_country: str
-    status: str
-    reported_on: str
-
-
-Record = Document | Person | Vehicle
-
-Access = Literal["open", "allow", "deny"]
-ACCESS_MODES: tuple[Access, ...] = ("open", "allow", "deny")
-HANDLING_CODES = ("H0", "H1", "H2", "H3")
-
-
-@dataclass(frozen=True, slots=True)
-class Control:
-    """The owner's control of one record.
-
-    ``access`` is ``open`` (every bureau), ``allow`` (only ``bureaus``) or ``deny``
-    (every bureau but ``bureaus``); the owner always sees its own records.
-    ``handling`` is 0 to 3 (H0 to H3) or ``None`` when the owner attached no code.
-    ``notify``: the owner wants a hit notification whenever another bureau hits it.
-    """
-
-    access: Access = "open"
-    bureaus: frozenset[str] = frozenset()
-    handling: int | None = None
-    notify: bool = False
-
-    @property
-    def restricted(self) -> bool:
-        """Whether some bureau other than the owner may not see the record."""
-        return self.access != "open"
-
-    def visible_to(self, requester: str | None, owner: str) -> bool:
-        """Whether ``requester`` may see the record (hit at step 1, record at step 2).
-
-        ``None`` is a caller nobody authenticated: it sees only open records.
-        """
-        if requester is not None and requester == owner:
-            return True
-        if self.access == "open":
-            return True
-        if requester is None:
-            return False
-        if self.access == "allow":
-            return requester in self.bureaus
-        return requester not in self.bureaus
-
-    def bureaus_text(self) -> str:
-        """The bureau list as stored: sorted codes separated by commas."""
-        return ",".join(sorted(self.bureaus))
-
-
-NO_CONTROL = Control()
-"""What a record without a controls row gets: open, no handling code, no notification."""
+"""How many person candidates a lookup returns by default."""
 
 
 def _access(value: str) -> Access:
@@ -310,118 +105,6 @@ _RECORD_TYPES: dict[Kind, type[Document] | type[Person] | type[Vehicle]] = {
     "person": Person,
     "vehicle": Vehicle,
 }
-
-# ---------------------------------------------------------------- normalisation
-
-_SEPARATORS = re.compile(r"[\s<\-./]+")
-
-
-def normalize_number(number: str) -> str:
-    """A document number as stored: upper case, without spaces, fillers or separators."""
-    return _SEPARATORS.sub("", number).upper()
-
-
-def normalize_plate(plate: str) -> str:
-    """A plate as indexed: upper case letters and digits only (``AB-123 CD`` → ``AB123CD``)."""
-    return "".join(ch for ch in plate.upper() if ch.isalnum())
-
-
-# fmt: off
-_FOLD = str.maketrans(
-    {"ß": "SS", "ẞ": "SS", "Æ": "AE", "æ": "AE", "Ø": "O", "ø": "O", "Œ": "OE", "œ": "OE",
-     "Þ": "TH", "þ": "TH", "Ð": "D", "ð": "D", "Đ": "D", "đ": "D", "Ł": "L", "ł": "L",
-     "ı": "I", "Ə": "A", "ə": "A", "Ħ": "H", "ħ": "H"}  # noqa: RUF001 - look-alike letters are the point
-)
-# fmt: on
-_DROPPED = str.maketrans("", "", "'’‘`´ʼ")  # noqa: RUF001 - look-alike letters are the point
-_NON_LETTERS = re.compile(r"[^A-Z]+")
-_VARIANTS = (
-    ("SCH", "SH"),
-    ("DZH", "J"),
-    ("DJ", "J"),
-    ("AE", "A"),
-    ("OE", "O"),
-    ("UE", "U"),
-    ("PH", "F"),
-    ("TH", "T"),
-    ("CK", "K"),
-    ("KH", "H"),
-    ("W", "V"),
-    ("Y", "I"),
-    ("EI", "AI"),
-)
-_DOUBLED = re.compile(r"(.)\1+")
-
-
-def name_key(name: str) -> str:
-    """The matching key of a name: folded name parts separated by single spaces.
-
-    ``name_key("Müller-Lüdenscheidt") == name_key("MUELLER LUEDENSCHEIDT")``.
-    """
-    return " ".join(filter(None, map(_word_key, name.split())))
-
-
-@lru_cache(maxsize=1 << 16)
-def _word_key(word: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", word.translate(_FOLD).translate(_DROPPED))
-    ascii_upper = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).upper()
-    return " ".join(_variant_key(part) for part in _NON_LETTERS.split(ascii_upper) if part)
-
-
-def _variant_key(part: str) -> str:
-    for old, new in _VARIANTS:
-        part = part.replace(old, new)
-    return _DOUBLED.sub(r"\1", part)
-
-
-def _similarity(a: str, b: str) -> float:
-    """Mean of Jaro-Winkler (rewards a shared start) and Indel (penalises extra letters)."""
-    return (JaroWinkler.normalized_similarity(a, b) + Indel.normalized_similarity(a, b)) / 2
-
-
-def _field_similarity(query: list[str], record: list[str]) -> float:
-    """Similarity of two multi-part names, allowing one side to omit parts (0.05 penalty)."""
-    whole = _similarity("".join(query), "".join(record))
-    if len(query) == len(record) or not query or not record:
-        return whole
-    shorter, longer = (query, record) if len(query) < len(record) else (record, query)
-    parts = sum(max(_similarity(p, q) for q in longer) for p in shorter) / len(shorter)
-    return max(whole, parts - 0.05)
-
-
-def _ordered(qs: list[str], qg: list[str], rs: list[str], rg: list[str]) -> float:
-    surname = _field_similarity(qs, rs)
-    if not qg:
-        return 0.95 * surname
-    if not rg:
-        return 0.6 * surname
-    return 0.6 * surname + 0.4 * _field_similarity(qg, rg)
-
-
-def name_similarity(
-    query_surname_key: str, query_given_key: str, surname_key: str, given_key: str
-) -> float:
-    """How alike two names are, in [0, 1], from their :func:`name_key` keys.
-
-    The best of: surname and given names compared in place (weighted 0.6 and 0.4), the
-    same with the record's surname and given names swapped, and all name parts compared as
-    one sorted string. Each comparison averages Jaro-Winkler and Indel similarity, and lets
-    one side omit name parts (``GARCIA`` against ``GARCIA LOPEZ``) at a small cost. A query
-    without given names scores its surname alone, times 0.95.
-    """
-    qs, qg = query_surname_key.split(), query_given_key.split()
-    rs, rg = surname_key.split(), given_key.split()
-    if not qs:
-        qs, qg = qg, []
-    if not qs or not (rs or rg):
-        return 0.0
-    best = max(_ordered(qs, qg, rs, rg), _ordered(qs, qg, rg, rs) if rg else 0.0)
-    if qg:
-        best = max(best, _similarity("".join(sorted(qs + qg)), "".join(sorted(rs + rg))))
-    return round(best, 4)
-
-
-# ---------------------------------------------------------------- the store
 
 
 def _kind(kind: str) -> Kind:

@@ -22,7 +22,7 @@ from rich.panel import Panel
 from ncbsim import envelope
 from ncbsim.client import Outcome
 from ncbsim.node.admin import ControlChange, records_path, restrict
-from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations import _demo_views as v
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2

@@ -30,7 +30,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ncbsim import auditlog, envelope, transport
+from ncbsim import auditread, envelope, transport
 from ncbsim.client import (
     PEER_MAX_AGE_S,
     Answer,
@@ -45,7 +45,8 @@ from ncbsim.envelope import Header
 from ncbsim.errors import EnvelopeError
 from ncbsim.identity import Identity
 from ncbsim.node.admin import records_path
-from ncbsim.node.store import Control, Document, Person, RecordStore, Vehicle
+from ncbsim.node.records import Control, Document, Person, Vehicle
+from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import audit_path
@@ -164,7 +165,7 @@ class Observer:
         deadline = time.monotonic() + AUDIT_WAIT_S
         while True:
             if path.exists():
-                columns, rows = auditlog.search(path, auditlog.Query(message_id=message_hex))
+                columns, rows = auditread.search(path, auditread.Query(message_id=message_hex))
                 if rows:
                     return {c: str(x) for c, x in zip(columns, rows[-1], strict=True)}
             if time.monotonic() > deadline:

@@ -32,7 +32,7 @@ from ncbsim.node.host import control
 from ncbsim.pki import PkiDir
 from ncbsim.processes import terminate
 from ncbsim.simulations import links as link_faults
-from ncbsim.simulations import messaging
+from ncbsim.simulations import message_plan, messaging
 from ncbsim.simulations import network as net
 from ncbsim.simulations.memory import MemorySampler
 from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
@@ -237,7 +237,7 @@ class Engine:
         stores = open_stores(self.workdir, self.scenario)
         try:
             plan = Planner(self.scenario, stores).plan()
-            posts = messaging.plan(self.scenario, stores)
+            posts = message_plan.plan(self.scenario, stores)
         finally:
             for store in stores.values():
                 store.close()
@@ -245,7 +245,7 @@ class Engine:
         for item in plan:
             notice = self._notice_of(item)
             if notice is not None:
-                item.query = messaging.subject_query(posts.subjects[notice])
+                item.query = message_plan.subject_query(posts.subjects[notice])
                 item.expect_hit = dict.fromkeys(item.expect_hit)
                 item.probes = []
         self.messenger = messaging.Messenger(

@@ -1,35 +1,28 @@
-"""One-way message traffic in a simulation: the posts, their senders, and the accounting.
+"""One-way message traffic in a simulation: the sender of the posts, and their drain.
 
-:func:`plan` draws the scenario's posts from its seed: a Poisson stream of diffusions and
-case messages (``[messages]``) and the timeline's diffusion, message, notice and withdraw
-events. A notice without a subject gets a wanted person drawn from the requesting
-bureau's own records.
-
-:class:`Messenger` sends them as the scenario's bureaus through :class:`ncbsim.mail.Mailer`,
-one post at a time per sender (so each sender's posts reach the gateway in their order).
-A post is retried with the same sealed envelopes while the gateway is down, never sealed
-again. Every copy is recorded: recipient, message id, whether the gateway stored it.
+The posts come from :func:`ncbsim.simulations.message_plan.plan`. :class:`Messenger`
+sends them as the scenario's bureaus through :class:`ncbsim.mail.Mailer`, one post at a
+time per sender (so each sender's posts reach the gateway in their order). A post is
+retried with the same sealed envelopes while the gateway is down, never sealed again.
+Every copy is recorded: recipient, message id, whether the gateway stored it.
 
 After the traffic, :meth:`Messenger.drain` waits (at most ``messages.drain_s``) until every
 stored copy is in its recipient's inbox (``node.inbox``, read-only) or settled otherwise
 at the gateway (expired or rejected, from ``Mailer.receipts``). GS's copies of the
 notices it publishes, refuses or withdraws are followed the same way: read from GS's own
 receipts at the gateway (kind NOTICE), and waited for while GS's outbox still holds some.
-:meth:`Messenger.report`
-then gives the report's ``messages`` table, and :meth:`Messenger.checks` the built-in
-checks: nothing lost, nothing processed twice, order kept, no text at the gateway.
+:meth:`Messenger.report` then gives the report's ``messages`` table, counted in
+:mod:`ncbsim.simulations.message_report`; the scenario's checks read it (nothing lost,
+nothing processed twice, order kept), and ``message_report.scan_gateway`` finds any text
+of the posts at the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import random
 import time
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,18 +31,27 @@ import structlog
 from google.protobuf.message import Message
 
 from ncbsim import envelope
-from ncbsim.client import ALL, BureauClient
+from ncbsim.client import BureauClient
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import NcbsimError
-from ncbsim.mail import Mailer, PostOutcome
+from ncbsim.mail import Mailer
 from ncbsim.messages import color as color_value
-from ncbsim.node.inbox import Inbox, InboxItem, NoticeRow
-from ncbsim.node.store import Person, RecordStore
-from ncbsim.simulations.network import gateway_files, inbox_path
+from ncbsim.node.inbox import Inbox, NoticeRow
+from ncbsim.posts import PostOutcome
+from ncbsim.simulations.message_plan import MessagePlan, PlannedPost
+from ncbsim.simulations.message_report import (
+    CopyRecord,
+    Inboxes,
+    PostRecord,
+    notice_table,
+    out_of_order,
+    read_inboxes,
+)
+from ncbsim.simulations.network import inbox_path
 from ncbsim.simulations.outcomes import latency
-from ncbsim.simulations.scenario import Event, Scenario
+from ncbsim.simulations.scenario import Scenario
 from ncbsim.simulations.schema import MESSAGE_LATENCY_KEYS
-from ncbsim.v2 import messages_pb2, query_pb2
+from ncbsim.v2 import messages_pb2
 
 log = structlog.get_logger()
 
@@ -61,244 +63,6 @@ KINDS = {
 }
 _POLL_S = 0.25
 _RECEIPTS_TIMEOUT_S = 5.0
-_WORDS = (
-    "suspect", "vehicle", "border", "crossing", "alert", "warrant", "passport", "forged",
-    "route", "seen", "travelling", "contact", "liaison", "officer", "request", "urgent",
-    "identified", "associate", "operation", "checkpoint", "airport", "harbour", "report",
-)  # fmt: skip
-
-
-# ---------------------------------------------------------------- the plan
-
-
-@dataclass(slots=True)
-class PlannedPost:
-    """One post the run sends: from the steady stream, or a timeline event (``label``)."""
-
-    label: str
-    at_s: float
-    kind: str  # diffusion | message | notice | withdraw
-    sender: str
-    to: tuple[str, ...]
-    ttl_s: float
-    subject: str = ""
-    text: str = ""
-    probe: str = ""  # a unique string of the text that must never reach the gateway's files
-    notice: str | None = None  # the notice event a notice or withdraw is about
-    color: str = "red"
-    summary: str = ""
-
-
-@dataclass(slots=True)
-class MessagePlan:
-    """The run's posts in sending order, and the subject of each notice event."""
-
-    posts: list[PlannedPost] = field(default_factory=list)
-    subjects: dict[str, messages_pb2.NoticeSubject] = field(default_factory=dict)
-
-
-def _text(rng: random.Random, size: int) -> tuple[str, str]:
-    """A text of ``size`` characters starting with a unique probe (kept if it fits)."""
-    probe = f"Msg{rng.getrandbits(48):012x}"
-    words = [probe]
-    while sum(len(w) + 1 for w in words) - 1 < size:
-        words.append(rng.choice(_WORDS))
-    text = " ".join(words)[:size]
-    return text, probe if probe in text else ""
-
-
-def _drawn_subject(
-    store: RecordStore, rng: random.Random
-) -> tuple[messages_pb2.NoticeSubject, str]:
-    """A wanted person of ``store`` as a notice subject, with the charges as its summary."""
-    for _ in range(200):
-        person = store.sample("person", 1, rng)[0]
-        if person.flag == "wanted" and not store.control(person.ref).restricted:
-            return _subject_of(person), person.summary
-    raise RuntimeError("no wanted person to draw a notice subject from")
-
-
-def _subject_of(person: Person) -> messages_pb2.NoticeSubject:
-    return messages_pb2.NoticeSubject(
-        surname=person.surname,
-        given_names=person.given_names,
-        date_of_birth=person.date_of_birth,
-        nationality=person.nationality,
-        sex=person.sex,
-    )
-
-
-def plan(scenario: Scenario, stores: Mapping[str, RecordStore]) -> MessagePlan:
-    """Every post of the run, drawn from the scenario's seed (its own generator)."""
-    rng = random.Random(f"{scenario.seed}:messages")
-    spec = scenario.messages
-    out = MessagePlan()
-    bureaus = list(scenario.bureaus)
-    senders = list(spec.senders) or bureaus
-    weights = spec.mix.weights()
-    kinds = [k for k, w in weights.items() if w > 0]
-    at_s, i = 0.0, 0
-    while spec.rate_per_s > 0:
-        at_s += rng.expovariate(spec.rate_per_s)
-        if at_s >= scenario.traffic.duration_s:
-            break
-        kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
-        sender = rng.choice(senders)
-        if kind == "diffusion":
-            to = tuple(b for b in spec.diffusion_to if b != sender) or (ALL,)
-        else:
-            to = (rng.choice([b for b in bureaus if b != sender]),)
-        text, probe = _text(rng, spec.text_bytes)
-        label = f"{kind}-{i}"
-        subject = f"{kind} {i}"
-        out.posts.append(
-            PlannedPost(label, at_s, kind, sender, to, spec.ttl_s, subject, text, probe)
-        )
-        i += 1
-    for event in scenario.events:
-        post = _event_post(scenario, event, rng, stores, out)
-        if post is not None:
-            out.posts.append(post)
-    out.posts.sort(key=lambda p: p.at_s)
-    return out
-
-
-def _event_post(
-    scenario: Scenario,
-    event: Event,
-    rng: random.Random,
-    stores: Mapping[str, RecordStore],
-    out: MessagePlan,
-) -> PlannedPost | None:
-    spec = scenario.messages
-    item = event.diffusion or event.message
-    if item is not None:
-        text, probe = _text(rng, item.text_bytes or spec.text_bytes)
-        return PlannedPost(
-            event.id,
-            event.at_s,
-            item.kind,
-            item.sender,
-            item.to,
-            item.ttl_s or spec.ttl_s,
-            item.subject,
-            text,
-            probe,
-        )
-    if event.notice is not None:
-        notice = event.notice
-        summary = notice.summary
-        if notice.subject is not None:
-            subject = messages_pb2.NoticeSubject(**notice.subject)
-        else:
-            subject, drawn = _drawn_subject(stores[notice.requester], rng)
-            summary = summary or drawn
-        out.subjects[event.id] = subject
-        text, probe = _text(rng, spec.text_bytes)
-        return PlannedPost(
-            event.id,
-            event.at_s,
-            "notice",
-            notice.requester,
-            (GENERAL_SECRETARIAT,),
-            notice.ttl_s or spec.ttl_s,
-            text=text,
-            probe=probe,
-            notice=event.id,
-            color=notice.color,
-            summary=summary,
-        )
-    if event.withdraw is not None:
-        requester = scenario.event(event.withdraw.notice).notice
-        assert requester is not None
-        return PlannedPost(
-            event.id,
-            event.at_s,
-            "withdraw",
-            requester.requester,
-            (GENERAL_SECRETARIAT,),
-            spec.ttl_s,
-            text=event.withdraw.reason,
-            notice=event.withdraw.notice,
-        )
-    return None
-
-
-def subject_query(subject: messages_pb2.NoticeSubject) -> query_pb2.Query:
-    """A person search for a notice's subject, typed as a border post would (no accents)."""
-
-    def plain(text: str) -> str:
-        decomposed = unicodedata.normalize("NFKD", text)
-        return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
-
-    return query_pb2.Query(
-        person=query_pb2.PersonQuery(
-            surname=plain(subject.surname),
-            given_names=plain(subject.given_names),
-            date_of_birth=subject.date_of_birth,
-        )
-    )
-
-
-# ---------------------------------------------------------------- what happened
-
-
-@dataclass(slots=True)
-class CopyRecord:
-    """One recipient's copy of a post and what became of it."""
-
-    recipient: str
-    message_id: bytes
-    stored: bool
-    status: str  # the gateway's answer: accepted, duplicate, queue_full, failed
-    sequence: int = 0
-    fate: str = ""  # delivered, expired, rejected, pending, lost (after the drain)
-    processed_at_ms: int = 0
-    gateway_state: str = ""
-
-
-@dataclass(slots=True)
-class PostRecord:
-    """One post the run sent: when, by whom, its place in the sender's order, its copies.
-
-    ``sent_s`` is when the sender took it up (after its earlier posts); ``due_ms`` its
-    planned time on the wall clock, from which delivery latency counts.
-    """
-
-    post: PlannedPost
-    order: int
-    sent_s: float
-    due_ms: int
-    post_id: bytes = b""
-    copies: list[CopyRecord] = field(default_factory=list)
-    done_s: float = 0.0
-
-
-@dataclass(slots=True)
-class _Inboxes:
-    """What every bureau's inbox held at one reading."""
-
-    items: dict[str, list[InboxItem]] = field(default_factory=dict)
-    notices: dict[str, list[NoticeRow]] = field(default_factory=dict)
-    duplicates: int = 0
-
-
-def _read_inboxes(workdir: Path, bureaus: Sequence[str], *, full: bool) -> _Inboxes:
-    """Read each bureau's inbox read-only (a node that never received anything has none)."""
-    out = _Inboxes()
-    for code in bureaus:
-        try:
-            inbox = Inbox.read(inbox_path(workdir, code))
-        except NcbsimError:
-            continue
-        try:
-            out.items[code] = inbox.items()
-            if full:
-                out.notices[code] = inbox.notices()
-                out.duplicates += inbox.duplicates_processed()
-        finally:
-            inbox.close()
-    return out
 
 
 class Messenger:
@@ -334,7 +98,7 @@ class Messenger:
         }
         self._locks = {code: asyncio.Lock() for code in scenario.bureaus}
         self._orders = dict.fromkeys(scenario.bureaus, 0)
-        self._inboxes = _Inboxes()
+        self._inboxes = Inboxes()
         self.drain_s = 0.0
         self.notice_posts: dict[bytes, PostRecord] = {}  # GS's notice posts, by post id
         self._outbox = 0  # envelopes GS's outbox still held at the last reading
@@ -536,7 +300,7 @@ class Messenger:
         if not final:
             unsettled = {c.recipient for _, c in self._copies() if not c.fate}
             bureaus = [b for b in bureaus if b in unsettled]
-        inboxes = await asyncio.to_thread(_read_inboxes, self.workdir, bureaus, full=final)
+        inboxes = await asyncio.to_thread(read_inboxes, self.workdir, bureaus, full=final)
         held = {
             code: {(i.sender, i.message_id): i.processed_at_ms for i in items}
             for code, items in inboxes.items.items()
@@ -587,79 +351,6 @@ class Messenger:
         fates = [c.fate for c in copies]
         return {k: fates.count(k) for k in ("delivered", "expired", "rejected", "pending", "lost")}
 
-    def _out_of_order(self) -> int:
-        """Copies a recipient processed after a later post of the same sender."""
-        order = {(r.post.sender, c.message_id): r.order for r in self.records for c in r.copies}
-        wrong = 0
-        for items in self._inboxes.items.values():
-            latest: dict[str, int] = {}
-            for item in items:
-                position = order.get((item.sender, item.message_id))
-                if position is None:
-                    continue
-                if position < latest.get(item.sender, -1):
-                    wrong += 1
-                latest[item.sender] = max(position, latest.get(item.sender, -1))
-        return wrong
-
-    def _notices(self) -> dict[str, dict[str, Any]]:
-        """Per notice event: published by GS, how many bureaus hold it, and how fast."""
-        requested = {r.post.notice: r.due_ms for r in self.records if r.post.kind == "notice"}
-        out: dict[str, dict[str, Any]] = {}
-        for label, notice_id in self.notice_ids.items():
-            gs = next(
-                (
-                    n
-                    for n in self._inboxes.notices.get(GENERAL_SECRETARIAT, [])
-                    if n.notice_id == notice_id
-                ),
-                None,
-            )
-            published = gs is not None and gs.status in (
-                messages_pb2.NOTICE_STATUS_PUBLISHED,
-                messages_pb2.NOTICE_STATUS_WITHDRAWN,
-            )
-            arrivals = [
-                item.processed_at_ms
-                for code, items in self._inboxes.items.items()
-                if code != GENERAL_SECRETARIAT
-                for item in items
-                if item.kind == envelope.NOTICE
-                and isinstance(item.body, messages_pb2.Notice)
-                and item.body.notice_id == notice_id
-                and item.body.status == messages_pb2.NOTICE_STATUS_PUBLISHED
-            ]
-            withdrawn = sum(
-                any(
-                    n.notice_id == notice_id and n.status == messages_pb2.NOTICE_STATUS_WITHDRAWN
-                    for n in rows
-                )
-                for code, rows in self._inboxes.notices.items()
-                if code != GENERAL_SECRETARIAT
-            )
-            asked = requested.get(label)
-            reviewed = [  # GS reviews a request as it processes it
-                item.processed_at_ms
-                for item in self._inboxes.items.get(GENERAL_SECRETARIAT, [])
-                if isinstance(item.body, messages_pb2.NoticeRequest)
-                and item.body.WhichOneof("action") == "publish"
-                and item.body.publish.notice_id == notice_id
-            ]
-            out[label] = {
-                "published": published,
-                "holders": len(arrivals),
-                "withdrawn": withdrawn,
-                "published_s": (
-                    round((reviewed[0] - asked) / 1000, 3)
-                    if published and reviewed and asked
-                    else None
-                ),
-                "all_held_s": (
-                    round((max(arrivals) - asked) / 1000, 3) if arrivals and asked else None
-                ),
-            }
-        return out
-
     def report(self) -> dict[str, Any]:
         """The report's ``messages`` table (docs/scenarios.md)."""
         gs_copies = [c for r in self.notice_posts.values() for c in r.copies]
@@ -678,10 +369,10 @@ class Messenger:
             "not_accepted": sum(not c.stored for c in copies),
             **fates,
             "duplicates_processed": self._inboxes.duplicates,
-            "out_of_order": self._out_of_order(),
+            "out_of_order": out_of_order(self.records, self._inboxes),
             "latency_ms": {k: lat[k] for k in MESSAGE_LATENCY_KEYS},
             "drain_s": self.drain_s,
-            "notices": self._notices(),
+            "notices": notice_table(self.notice_ids, self.records, self._inboxes),
             "notice_copies": {"recipients": len(gs_copies), **self._fates(gs_copies)},
         }
 
@@ -708,15 +399,3 @@ def _outbox_size(workdir: Path) -> int:
         return inbox.outbox_size()
     finally:
         inbox.close()
-
-
-def scan_gateway(workdir: Path, probes: Sequence[str]) -> list[str]:
-    """Which ``probes`` appear anywhere under the gateway's folder (text or raw bytes)."""
-    needles = {p: p.encode() for p in probes if len(p) >= 6}
-    found: set[str] = set()
-    for path in gateway_files(workdir).rglob("*"):
-        if path.is_file():
-            with contextlib.suppress(OSError):
-                data = path.read_bytes()
-                found |= {p for p, raw in needles.items() if raw in data}
-    return sorted(found)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncbsim.countries import GENERAL_SECRETARIAT, INTERPOL_MEMBERS, UnknownCountry, country
+from ncbsim.countries import GENERAL_SECRETARIAT, INTERPOL_MEMBERS, country
 from ncbsim.envelope import MAX_TTL_MS
-from ncbsim.errors import ConfigError, PkiError
+from ncbsim.errors import ConfigError, PkiError, UnknownCountry
 from ncbsim.messages import COLORS, MAX_TEXT_CHARS
 from ncbsim.pki import check_bureau_code
 from ncbsim.simulations import checks

@@ -25,7 +25,7 @@ from ncbsim.errors import NcbsimError
 from ncbsim.gateway.audit import read_all
 from ncbsim.processes import cancel_on_sigterm
 from ncbsim.simulations import checks as expressions
-from ncbsim.simulations import junit, messaging, rundir, schema
+from ncbsim.simulations import junit, message_report, rundir, schema
 from ncbsim.simulations import paths as report_paths
 from ncbsim.simulations import report as reports
 from ncbsim.simulations import scenario as scenarios
@@ -188,7 +188,7 @@ def message_checks(
     per sender and recipient, and no post's text in the gateway's files."""
     if not messages or not messages.get("sent"):
         return []
-    leaked = messaging.scan_gateway(workdir, probes)
+    leaked = message_report.scan_gateway(workdir, probes)
     return [
         Check(
             "messages: nothing lost, nothing processed twice",

@@ -17,7 +17,8 @@ from pathlib import Path
 from ncbsim.client import ALL
 from ncbsim.node import vin as vins
 from ncbsim.node.answer import answer as oracle_answer
-from ncbsim.node.store import Document, Person, RecordStore, Vehicle
+from ncbsim.node.records import Document, Person, Vehicle
+from ncbsim.node.store import RecordStore
 from ncbsim.simulations.scenario import ExplicitQuery, Scenario
 from ncbsim.v2 import query_pb2
 

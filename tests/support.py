@@ -8,13 +8,43 @@ imported last, not the one beside this file.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+import grpc
+
+from ncbsim import envelope, mail, messages, pki
+from ncbsim.client import BureauClient
+from ncbsim.directory import Directory
+from ncbsim.errors import QueueFull
+from ncbsim.identity import Identity
 from ncbsim.node import admin, datagen
-from ncbsim.node.store import NO_CONTROL, Document, RecordStore
-from ncbsim.v2 import query_pb2
+from ncbsim.node.audit import NodeAuditLog
+from ncbsim.node.inbox import Inbox
+from ncbsim.node.outbox import OutboxPoster
+from ncbsim.node.postbox import Postbox
+from ncbsim.node.records import NO_CONTROL, Document
+from ncbsim.node.store import RecordStore
+from ncbsim.peers import Peers
+from ncbsim.serving import start_server
+from ncbsim.simulations import scenario
+from ncbsim.v2 import (
+    bureau_pb2,
+    directory_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    messages_pb2,
+    query_pb2,
+)
+
+T = TypeVar("T")
 
 
 def ncbsim_pids(workdir: Path) -> list[int]:
@@ -92,3 +122,326 @@ def uncontrolled_documents(store: RecordStore, n: int, *, sample: int, seed: int
     (so each test sets its own)."""
     docs = store.sample("document", sample, random.Random(seed))
     return [d for d in docs if store.control(d.ref) == NO_CONTROL][:n]
+
+
+def load_scenario(tmp_path: Path, text: str) -> scenario.Scenario:
+    """The scenario that ``text`` describes, loaded from ``tmp_path/sim.toml``."""
+    path = tmp_path / "sim.toml"
+    path.write_text(text)
+    return scenario.load(str(path))
+
+
+class FakeGateway(gateway_pb2_grpc.GatewayServiceServicer):
+    """Serves directory entries, stores posted envelopes by message id, fails on a script.
+
+    ``script`` holds one action per Post call: ``accept`` (the default), ``unavailable``
+    (refuse before storing), ``stall`` (hang past the caller's deadline),
+    ``store_then_unavailable`` (store, then fail the reply, as a gateway that crashed
+    after its commit), ``queue_full`` and ``rate_limited``.
+    """
+
+    def __init__(self, directory: pki.PkiDir, *, script: list[str] | None = None) -> None:
+        self.pki = directory
+        self.script = list(script or [])
+        self.calls: list[list[bytes]] = []
+        self.stored: dict[bytes, tuple[int, envelope.Envelope]] = {}
+        self.posted: list[gateway_pb2.PostedMessage] = []
+        self.page_size = 2
+        self.directory_calls: list[list[str]] = []
+
+    async def GetDirectory(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.GetDirectoryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetDirectoryResponse:
+        self.directory_calls.append(list(request.bureaus))
+        signed = self.pki.signed_entries(list(request.bureaus) or None)
+        return gateway_pb2.GetDirectoryResponse(
+            entries=[directory_pb2.SignedDirectoryEntry.FromString(s) for s in signed]
+        )
+
+    def _store(self, request: gateway_pb2.PostRequest) -> list[gateway_pb2.PostResult]:
+        results = []
+        for env in request.envelopes:
+            header = envelope.Header.parse(env.header)
+            status = gateway_pb2.POST_STATUS_DUPLICATE
+            if header.message_id not in self.stored:
+                status = gateway_pb2.POST_STATUS_ACCEPTED
+                self.stored[header.message_id] = (len(self.stored) + 1, env)
+            results.append(
+                gateway_pb2.PostResult(
+                    message_id=header.message_id,
+                    recipient=header.recipient,
+                    status=status,
+                    sequence=self.stored[header.message_id][0],
+                    accepted_at_ms=int(time.time() * 1000),
+                )
+            )
+        return results
+
+    async def Post(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.PostRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.PostResponse:
+        self.calls.append([e.SerializeToString() for e in request.envelopes])
+        action = self.script.pop(0) if self.script else "accept"
+        if action == "unavailable":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "gateway restarting")
+        if action == "stall":  # a gateway that hangs: the caller's deadline ends the call
+            await asyncio.sleep(2)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "too late")
+        if action == "store_then_unavailable":
+            self._store(request)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
+        if action == "queue_full":  # as the gateway refuses it: QueueFull's trailers
+            full = QueueFull("queue for DE is full (3 messages waiting); retry later", 500)
+            context.set_trailing_metadata(full.trailing_metadata())
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(full))
+        if action == "rate_limited":
+            context.set_trailing_metadata((("retry-after-ms", "30"),))
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limit for FR: retry after 30 ms"
+            )
+        return gateway_pb2.PostResponse(results=self._store(request))
+
+    async def Receipts(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.ReceiptsRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ReceiptsResponse:
+        rows = [m for m in self.posted if m.sequence > request.after_sequence]
+        page = rows[: self.page_size]
+        return gateway_pb2.ReceiptsResponse(messages=page, more=len(rows) > len(page))
+
+
+@contextlib.asynccontextmanager
+async def mailer_on(
+    directory: pki.PkiDir, fake: FakeGateway, bureau: str = "FR"
+) -> AsyncIterator[mail.Mailer]:
+    """``fake`` served on an mTLS loopback socket, and a mailer of ``bureau`` connected to it."""
+    served = await start_server(
+        directory.tls("gateway"),
+        "127.0.0.1:0",
+        [],
+        register=lambda s: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(fake, s),
+    )
+    try:
+        async with BureauClient.open(directory, bureau, served.address) as client:
+            yield mail.Mailer(client)
+    finally:
+        await served.server.stop(0)
+
+
+def run_mailer(
+    directory: pki.PkiDir, fake: FakeGateway, use: Callable[[mail.Mailer], Awaitable[T]]
+) -> T:
+    """Run ``use`` with a mailer of FR connected to ``fake``, and return what it returns."""
+
+    async def main() -> T:
+        async with mailer_on(directory, fake) as mailer:
+            return await use(mailer)
+
+    return asyncio.run(main())
+
+
+# ---------------------------------------------------------------- a notice network (tests/node)
+
+NOTICE_BUREAUS = ["FR", "DE", "GS", "IT"]
+
+
+NOTICE_SUBJECT = messages_pb2.NoticeSubject(
+    surname="Okonkwo", given_names="Chidi", date_of_birth="1979-04-12", nationality="NG"
+)
+
+
+def unavailable() -> grpc.aio.AioRpcError:
+    """The error a gateway that is down gives."""
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata()
+    )
+
+
+@dataclass
+class ScriptedGateway:
+    """Serves the PKI's directory; Post follows a script of replies, recording each call.
+
+    Script entries: "down" (UNAVAILABLE), "full:N" (the N-th envelope QUEUE_FULL, the
+    rest accepted), "ok" (all accepted), "dup" (all DUPLICATE), a grpc.StatusCode (the
+    call fails with it). When the script is used up, every call is accepted.
+    """
+
+    pki: pki.PkiDir
+    script: list[object] = field(default_factory=list)
+    posts: list[list[bytes]] = field(default_factory=list)
+    refuse: dict[str, grpc.StatusCode] = field(default_factory=dict)
+    """A call holding a copy for one of these recipients fails with its code."""
+    full: set[str] = field(default_factory=set)
+    """Recipients whose queue is full: QUEUE_FULL, and a call all for them fails
+    RESOURCE_EXHAUSTED with a retry-after (as the gateway does)."""
+
+    async def GetDirectory(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.GetDirectoryRequest, timeout: float
+    ) -> gateway_pb2.GetDirectoryResponse:
+        entries = [
+            directory_pb2.SignedDirectoryEntry.FromString(raw)
+            for raw in self.pki.signed_entries(list(request.bureaus) or None)
+        ]
+        return gateway_pb2.GetDirectoryResponse(entries=entries)
+
+    async def Post(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.PostRequest, timeout: float
+    ) -> gateway_pb2.PostResponse:
+        self.posts.append([e.SerializeToString() for e in request.envelopes])
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "down":
+            raise unavailable()
+        if isinstance(step, grpc.StatusCode):
+            raise grpc.aio.AioRpcError(step, grpc.aio.Metadata(), grpc.aio.Metadata())
+        recipients = {envelope.unverified_header(e).recipient for e in request.envelopes}
+        for code in (self.refuse[r] for r in sorted(recipients) if r in self.refuse):
+            raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata())
+        if recipients <= self.full:  # as the gateway refuses it: QueueFull's trailers
+            names = ", ".join(sorted(recipients))
+            full = QueueFull(f"queue for {names} is full; retry later", 1000)
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(*full.trailing_metadata()),
+                details=str(full),
+            )
+        full = int(str(step).split(":")[1]) if str(step).startswith("full:") else -1
+        status = (
+            gateway_pb2.POST_STATUS_DUPLICATE if step == "dup" else gateway_pb2.POST_STATUS_ACCEPTED
+        )
+        return gateway_pb2.PostResponse(
+            results=[
+                gateway_pb2.PostResult(
+                    message_id=envelope.unverified_header(e).message_id,
+                    status=gateway_pb2.POST_STATUS_QUEUE_FULL
+                    if n == full or envelope.unverified_header(e).recipient in self.full
+                    else status,
+                )
+                for n, e in enumerate(request.envelopes)
+            ]
+        )
+
+
+@dataclass
+class NoticeNode:
+    bureau: str
+    postbox: Postbox
+    inbox: Inbox
+    audit: NodeAuditLog
+    records: Path
+    outbox: OutboxPoster | None
+
+    def find(self, subject: messages_pb2.NoticeSubject = NOTICE_SUBJECT) -> list[str]:
+        """Refs of the persons a query for ``subject`` hits in this bureau's records."""
+        store = RecordStore(self.records)
+        try:
+            found = store.find_person(subject.surname, subject.given_names, subject.date_of_birth)
+            return [m.ref for m in found]
+        finally:
+            store.close()
+
+
+@dataclass
+class NoticeNet:
+    pki: pki.PkiDir
+    tmp: Path
+    gateway: ScriptedGateway
+    nodes: dict[str, NoticeNode] = field(default_factory=dict)
+
+    def identity(self, bureau: str) -> Identity:
+        return Identity.load(self.pki, bureau, now_ms=int(time.time() * 1000))
+
+    def node(self, bureau: str) -> NoticeNode:
+        """The bureau's postbox (opened once; again after :meth:`close`)."""
+        if bureau in self.nodes:
+            return self.nodes[bureau]
+        folder = self.tmp / bureau
+        folder.mkdir(exist_ok=True)
+        records = folder / "records.sqlite"
+        if not records.exists():
+            datagen.generate(records, bureau, seed=2, documents=5, persons=5, vehicles=5)
+        inbox = Inbox(folder / "inbox.sqlite")
+        audit = NodeAuditLog(folder / "audit.sqlite", batch_wait_s=0.0)
+        peers = Peers(Directory.pinned(self.pki), self.gateway)
+        peers.directory.add(self.pki.signed_entries())
+        outbox = OutboxPoster(inbox, self.gateway, sleep=no_sleep) if bureau == "GS" else None
+        postbox = Postbox(
+            self.identity(bureau), peers, inbox, audit, records_path=records, outbox=outbox
+        )
+        node = NoticeNode(bureau, postbox, inbox, audit, records, outbox)
+        self.nodes[bureau] = node
+        return node
+
+    def close(self, bureau: str) -> None:
+        node = self.nodes.pop(bureau)
+        node.inbox.close()
+        node.audit.close()
+
+
+async def no_sleep(seconds: float) -> None:
+    """A sleep that only yields to the event loop."""
+    await asyncio.sleep(0)
+
+
+class GatewayContext:
+    def peer_identity_key(self) -> str:
+        return "x509_subject_alternative_name"
+
+    def peer_identities(self) -> list[bytes]:
+        return [pki.GATEWAY_NAME.encode()]
+
+    async def abort(self, code: grpc.StatusCode, detail: str, trailing: object = ()) -> None:
+        raise AssertionError(f"aborted {code.name}: {detail}")
+
+
+def deliver(node: NoticeNode, *copies: envelope.Envelope) -> list[bureau_pb2.DeliverResult]:
+    raw = bureau_pb2.DeliverRequest(envelopes=copies).SerializeToString()
+    return list(asyncio.run(node.postbox.deliver(raw, GatewayContext())).results)
+
+
+def request_notice(
+    net: NoticeNet, requester: str, request: messages_pb2.NoticeRequest
+) -> bureau_pb2.DeliverResult:
+    """Deliver ``request`` from ``requester`` to GS; GS's result."""
+    copy = envelope.seal_message(
+        messages.pack(request),
+        sender=net.identity(requester),
+        recipient=Directory.from_pki(net.pki).get("GS"),
+        kind=envelope.NOTICE_REQUEST,
+        post_id=b"r" * 16,
+    )
+    [result] = deliver(net.node("GS"), copy)
+    return result
+
+
+def publish(
+    notice_id: bytes = b"n" * 16,
+    color: int = messages_pb2.NOTICE_COLOR_RED,
+    subject: messages_pb2.NoticeSubject = NOTICE_SUBJECT,
+    summary: str = "armed robbery",
+) -> messages_pb2.NoticeRequest:
+    draft = messages_pb2.NoticeDraft(
+        notice_id=notice_id,
+        color=color,  # type: ignore[arg-type]
+        subject=subject,
+        summary=summary,
+        text="details",
+    )
+    return messages_pb2.NoticeRequest(publish=draft)
+
+
+def withdraw(notice_id: bytes = b"n" * 16, reason: str = "arrested") -> messages_pb2.NoticeRequest:
+    return messages_pb2.NoticeRequest(
+        withdraw=messages_pb2.NoticeWithdrawal(notice_id=notice_id, reason=reason)
+    )
+
+
+@contextlib.contextmanager
+def notice_net(tmp_path: Path) -> Iterator[NoticeNet]:
+    """A PKI of NOTICE_BUREAUS and a scripted gateway; every node opened is closed after."""
+    directory = pki.init(tmp_path / "pki", NOTICE_BUREAUS)
+    network = NoticeNet(directory, tmp_path, ScriptedGateway(directory))
+    try:
+        yield network
+    finally:
+        for bureau in list(network.nodes):
+            network.close(bureau)

@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ncbsim.auditlog import (
-    ChainedLog,
-    Query,
-    entry_hash,
-    genesis,
-    head_path,
-    search,
-    verify,
-)
+from ncbsim.auditlog import ChainedLog, entry_hash, genesis, head_path
+from ncbsim.auditread import Query, search, verify
 from ncbsim.errors import NcbsimError
 
 COLUMNS = (("at_ms", "INTEGER"), ("sender", "TEXT"), ("kind", "TEXT"), ("elapsed_ms", "REAL"))

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from ncbsim.auditlog import AuditWriteError, ChainedLog, verify
+from ncbsim.auditlog import AuditWriteError, ChainedLog
+from ncbsim.auditread import verify
 
 COLUMNS = (("at_ms", "INTEGER"), ("sender", "TEXT"), ("elapsed_ms", "REAL"))
 AN_HOUR = 3600.0

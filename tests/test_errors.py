@@ -61,8 +61,28 @@ def test_discovery_finds_the_documented_errors() -> None:
         errors.IdentityError,
         errors.RoutingError,
         errors.QueryError,
+        errors.UnknownCountry,
+        errors.MrzError,
+        errors.StoreClosedError,
+        errors.LimitExceeded,
+        errors.QueueFull,
     }
     assert documented <= set(DOMAIN_ERRORS)
+
+
+def test_the_drawn_tree_names_every_domain_error() -> None:
+    """The tree drawn in errors.py's docstring names every NcbsimError subclass, public ones."""
+    doc = errors.__doc__ or ""
+    drawn = {line.split("── ")[1].split()[0] for line in doc.splitlines() if "── " in line}
+    public = {cls.__name__ for cls in DOMAIN_ERRORS if not cls.__name__.startswith("_")}
+    assert public <= drawn
+
+
+def test_errors_that_are_builtin_errors_still_catch_as_them() -> None:
+    """UnknownCountry is a KeyError and MrzError a ValueError, as callers catch them."""
+    assert issubclass(errors.UnknownCountry, KeyError)
+    assert issubclass(errors.MrzError, ValueError)
+    assert status_for(errors.StoreClosedError("closed"))[0] == grpc.StatusCode.UNAVAILABLE
 
 
 @pytest.mark.parametrize("cls", DOMAIN_ERRORS, ids=lambda c: f"{c.__module__}.{c.__qualname__}")

@@ -19,7 +19,7 @@ from fuzz_values import BUREAUS, INT64, NOW
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from ncbsim import auditlog
+from ncbsim import auditlog, auditread
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.simulations import checks, scenario
 
@@ -54,7 +54,7 @@ SEARCH_TEXT = st.one_of(
     ),
 )
 SEARCH_QUERIES = st.builds(
-    auditlog.Query,
+    auditread.Query,
     sender=SEARCH_TEXT,
     recipient=SEARCH_TEXT,
     kind=SEARCH_TEXT,
@@ -66,9 +66,9 @@ SEARCH_QUERIES = st.builds(
 
 
 @given(SEARCH_QUERIES)
-def test_audit_search_with_random_filters(audit_log: Path, query: auditlog.Query) -> None:
+def test_audit_search_with_random_filters(audit_log: Path, query: auditread.Query) -> None:
     """search() with any filter values returns matching rows only, or a clear NcbsimError."""
-    columns, rows = auditlog.search(audit_log, query)
+    columns, rows = auditread.search(audit_log, query)
     assert columns[0] == "seq"
     assert columns[-1] == "hash"
     assert len(rows) <= 8
@@ -83,18 +83,18 @@ def test_audit_search_with_random_filters(audit_log: Path, query: auditlog.Query
 @pytest.mark.parametrize(
     "query",
     [
-        auditlog.Query(limit=2**64),
-        auditlog.Query(since_ms=-(2**70)),
-        auditlog.Query(sender="\udcff"),
+        auditread.Query(limit=2**64),
+        auditread.Query(since_ms=-(2**70)),
+        auditread.Query(sender="\udcff"),
     ],
     ids=["limit-overflow", "since-overflow", "lone-surrogate"],
 )
 def test_audit_search_out_of_range_filters_are_a_clear_error(
-    audit_log: Path, query: auditlog.Query
+    audit_log: Path, query: auditread.Query
 ) -> None:
     """Filter values SQLite cannot bind are refused with NcbsimError (the CLI's clear error)."""
     with contextlib.suppress(NcbsimError):
-        auditlog.search(audit_log, query)
+        auditread.search(audit_log, query)
 
 
 # ----------------------------------------------------------------------------- scenarios

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from support import document_query
 
+from ncbsim.errors import MrzError
 from ncbsim.node import mrz, vin
 from ncbsim.node.answer import answer
 from ncbsim.node.store import RecordStore
@@ -123,7 +124,7 @@ def test_mrz_parse_and_validate_never_raise_anything_else(text: str | list[str])
     assert isinstance(valid, bool)
     try:
         parsed = mrz.parse_td3(text)
-    except mrz.MrzError:
+    except MrzError:
         assert not valid
         return
     assert len(parsed.number) <= 9

@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from ncbsim.auditlog import verify
+from ncbsim.auditread import verify
 from ncbsim.gateway.audit import COLUMNS, AuditLog, AuditRecord, read_all
 
 

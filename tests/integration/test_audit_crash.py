@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import document_query
 
-from ncbsim import auditlog, envelope
+from ncbsim import auditread, envelope
 from ncbsim.client import BureauClient, seal_query
 from ncbsim.gateway.audit import read_all
 from ncbsim.pki import PkiDir
@@ -83,7 +83,7 @@ async def _answers_then_crash(
 
 def _node_rows(path: Path) -> dict[str, set[str]]:
     """message_id -> the outcomes a node's audit log holds for it."""
-    columns, rows = auditlog.search(path, auditlog.Query())
+    columns, rows = auditread.search(path, auditread.Query())
     mid, outcome = columns.index("message_id"), columns.index("outcome")
     found: dict[str, set[str]] = {}
     for row in rows:
@@ -112,7 +112,7 @@ def test_a_gateway_killed_right_after_an_answer_has_audited_every_answer(
     }
     missing = sorted(answered - delivered)
     assert not missing, f"{len(missing)} of {len(answered)} answered envelopes not audited"
-    verdict = auditlog.verify(audit_path(network.workdir))
+    verdict = auditread.verify(audit_path(network.workdir))
     assert verdict.intact, verdict.describe()
 
 
@@ -133,5 +133,5 @@ def test_a_node_killed_right_after_an_answer_has_audited_every_answer(
     rows = _node_rows(path)
     missing = sorted(m for m in answered if "answered" not in rows.get(m, set()))
     assert not missing, f"{len(missing)} of {len(answered)} answered envelopes not audited"
-    verdict = auditlog.verify(path)
+    verdict = auditread.verify(path)
     assert verdict.intact, verdict.describe()

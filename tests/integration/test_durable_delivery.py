@@ -20,9 +20,10 @@ from ncbsim import envelope, messages, transport
 from ncbsim.client import BureauClient
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
-from ncbsim.mail import Delivered, Mailer, PostOutcome
+from ncbsim.mail import Mailer
 from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
+from ncbsim.posts import Delivered, PostOutcome
 from ncbsim.simulations.network import Network, db_path, gateway_files
 from ncbsim.simulations.scenario import Records, Scenario
 from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2

@@ -23,7 +23,7 @@ import grpc
 import pytest
 from support import document_query
 
-from ncbsim import auditlog, envelope, transport
+from ncbsim import auditread, envelope, transport
 from ncbsim.client import BureauClient, Outcome, seal_query
 from ncbsim.node import datagen
 from ncbsim.pki import PkiDir
@@ -192,7 +192,7 @@ def _rows(path: Path, expected: int, **match: object) -> list[dict[str, object]]
     """Audit rows whose columns equal ``match``, waiting briefly for ``expected`` of them."""
     deadline = time.monotonic() + 5
     while True:
-        columns, rows = auditlog.search(path, auditlog.Query())
+        columns, rows = auditread.search(path, auditread.Query())
         found = [dict(zip(columns, row, strict=True)) for row in rows]
         found = [r for r in found if all(r[k] == v for k, v in match.items())]
         if len(found) >= expected or time.monotonic() > deadline:
@@ -388,8 +388,8 @@ def test_processes_survive_and_the_audit_chains_verify(net: Net) -> None:
     and both audit logs verify."""
     assert all(proc.poll() is None for proc in net.procs)
     assert asyncio.run(_answered(net, "PT")) in ANSWERED
-    assert auditlog.verify(net.gateway_audit).intact
-    assert auditlog.verify(net.node_audit).intact
+    assert auditread.verify(net.gateway_audit).intact
+    assert auditread.verify(net.node_audit).intact
 
 
 def test_a_bad_limits_file_stops_the_gateway_with_a_clear_error(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from support import query_for
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.node import admin
 from ncbsim.node.hits import HitEvent, read_hits
-from ncbsim.node.store import NO_CONTROL, Document, RecordStore
+from ncbsim.node.records import NO_CONTROL, Document
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import Network, db_path
 from ncbsim.v2 import query_pb2, records_pb2

@@ -16,7 +16,8 @@ import pytest
 from support import document_query
 
 from ncbsim.client import ALL, BureauClient, Outcome
-from ncbsim.node.store import Document, RecordStore
+from ncbsim.node.records import Document
+from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import Network, db_path
 

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from support import document_query
 
-from ncbsim import auditlog, envelope
+from ncbsim import auditread, envelope
 from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
 from ncbsim.processes import alive
@@ -120,7 +120,7 @@ def _refusals(audit: Path, message_id: str, expected: int) -> list[dict[str, obj
     """The audit rows of ``message_id``, waiting (briefly) for ``expected`` of them."""
     deadline = time.monotonic() + 5
     while True:
-        columns, rows = auditlog.search(audit, auditlog.Query(message_id=message_id))
+        columns, rows = auditread.search(audit, auditread.Query(message_id=message_id))
         found = [dict(zip(columns, row, strict=True)) for row in rows]
         if len(found) >= expected or time.monotonic() > deadline:
             return found

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from faker.config import AVAILABLE_LOCALES
 
-from ncbsim.countries import INTERPOL_MEMBERS, UnknownCountry, alpha2_of, country
+from ncbsim.countries import INTERPOL_MEMBERS, alpha2_of, country
+from ncbsim.errors import NcbsimError, UnknownCountry
 
 
 def test_interpol_members_are_the_196() -> None:
@@ -28,8 +29,10 @@ def test_country_codes_and_locales() -> None:
 
 
 def test_unknown_country_is_a_key_error() -> None:
-    """An unassigned code raises UnknownCountry, which callers can catch as KeyError."""
+    """An unassigned code raises UnknownCountry, an NcbsimError callers can catch as KeyError."""
     with pytest.raises(UnknownCountry):
+        country("ZZ")
+    with pytest.raises(NcbsimError):
         country("ZZ")
     with pytest.raises(KeyError):
         alpha2_of("ATLANTIS")

@@ -14,7 +14,7 @@ from ncbsim.countries import INTERPOL_MEMBERS, country
 from ncbsim.node import datagen
 from ncbsim.node.datagen import AS_OF, generate, romanize
 from ncbsim.node.mrz import parse_td3, transliterate, validate_td3
-from ncbsim.node.store import DOCUMENT_STATUSES
+from ncbsim.node.records import DOCUMENT_STATUSES
 from ncbsim.node.vin import is_valid
 
 REF = re.compile(r"^[a-z2-7]{20}$")

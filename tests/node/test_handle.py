@@ -13,7 +13,7 @@ import grpc
 import pytest
 from support import document_query
 
-from ncbsim import auditlog, envelope, pki
+from ncbsim import auditread, envelope, pki
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.node import datagen
@@ -103,7 +103,7 @@ def _handle(node: _Node, raw: bytes) -> envelope.Envelope:
 
 def _reasons(node: _Node) -> list[tuple[str, str]]:
     node.audit.close()  # flushes every queued row
-    _, rows = auditlog.search(node.audit_path, auditlog.Query())
+    _, rows = auditread.search(node.audit_path, auditread.Query())
     return [(str(r[-3]), str(r[-4])) for r in rows]  # (status, reason)
 
 
@@ -146,7 +146,7 @@ def test_an_answer_leaves_with_its_audit_row_committed(node: _Node) -> None:
     nothing but commits before it closes): a crash of the node then would not erase it."""
     raw = _request(node)
     _handle(node, raw)
-    columns, rows = auditlog.search(node.audit_path, auditlog.Query())
+    columns, rows = auditread.search(node.audit_path, auditread.Query())
     found = [dict(zip(columns, row, strict=True)) for row in rows]
     request = envelope.unverified_header(bureau_pb2.HandleRequest.FromString(raw).envelope)
     assert [(r["message_id"], r["outcome"]) for r in found] == [(request.message_hex, "answered")]

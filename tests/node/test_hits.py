@@ -17,7 +17,7 @@ from support import (
     uncontrolled_documents,
 )
 
-from ncbsim.auditlog import verify
+from ncbsim.auditread import verify
 from ncbsim.node import admin
 from ncbsim.node.answer import answer
 from ncbsim.node.hits import HitEvent, HitLog, read_hits

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
+from ncbsim.errors import MrzError
 from ncbsim.node.mrz import (
-    MrzError,
     build_td3,
     check_digit,
     name_field,

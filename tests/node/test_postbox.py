@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
-from ncbsim import auditlog, envelope, messages, pki, receipts, rekey
+from ncbsim import auditread, envelope, messages, pki, receipts, rekey
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
@@ -168,7 +168,7 @@ def deliver(
 def audit_rows(node: _Node) -> list[tuple[str, str, str]]:
     """(kind, outcome, reason) of every audit row, oldest first."""
     node.audit.close()  # flushes every queued row
-    columns, rows = auditlog.search(node.audit_path, auditlog.Query())
+    columns, rows = auditread.search(node.audit_path, auditread.Query())
     kind, outcome, reason = (columns.index(c) for c in ("kind", "outcome", "reason"))
     return [(str(r[kind]), str(r[outcome]), str(r[reason])) for r in rows]
 

@@ -21,7 +21,9 @@ from support import (
 from ncbsim.errors import NcbsimError
 from ncbsim.node import admin, datagen
 from ncbsim.node.answer import answer
-from ncbsim.node.store import NO_CONTROL, TABLES_DDL, Control, RecordStore, name_key
+from ncbsim.node.matching import name_key
+from ncbsim.node.records import NO_CONTROL, TABLES_DDL, Control
+from ncbsim.node.store import RecordStore
 from ncbsim.simulations.traffic import Drawer
 from ncbsim.v2 import query_pb2, records_pb2
 

@@ -10,17 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from ncbsim.errors import StoreClosedError
 from ncbsim.node.datagen import generate
-from ncbsim.node.store import (
-    LOOKUPS,
-    Document,
-    Match,
-    Person,
-    RecordStore,
-    StoreClosedError,
-    Vehicle,
-    name_key,
-)
+from ncbsim.node.matching import name_key
+from ncbsim.node.records import Document, Match, Person, Vehicle
+from ncbsim.node.store import LOOKUPS, RecordStore
 
 # Persons planted next to the generated ones, to test fuzzy matching on known names.
 PLANTED = [

@@ -18,7 +18,7 @@ from typing import Any
 
 from support import document_query
 
-from ncbsim import auditlog
+from ncbsim import auditread
 from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import query_pb2
@@ -136,7 +136,7 @@ def _node_audit(net: EvilNet, bureau: str, message_id: str, count: int = 1) -> l
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         if path.exists():
-            columns, found = auditlog.search(path, auditlog.Query(message_id=message_id))
+            columns, found = auditread.search(path, auditread.Query(message_id=message_id))
             rows = [dict(zip(columns, row, strict=True)) for row in found]
             if len(rows) >= count:
                 return rows

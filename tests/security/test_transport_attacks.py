@@ -18,7 +18,7 @@ import grpc
 import pytest
 from support import document_query
 
-from ncbsim import auditlog, envelope, pki, transport
+from ncbsim import auditread, envelope, pki, transport
 from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
@@ -128,7 +128,7 @@ def _node_reasons(network: Network, bureau: str) -> list[str]:
     path = network.workdir / "bureaus" / bureau / "audit.sqlite"
     if not path.exists():
         return []
-    columns, rows = auditlog.search(path, auditlog.Query())
+    columns, rows = auditread.search(path, auditread.Query())
     index = columns.index("reason")
     return [str(row[index]) for row in rows]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations._demo_steps import misspell
 from ncbsim.simulations.manifest import MANIFEST
 from ncbsim.simulations.network import Network
