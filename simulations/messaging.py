@@ -47,7 +47,13 @@ from ncbsim.node.inbox import Inbox, InboxItem, NoticeRow
 from ncbsim.node.store import Person, RecordStore
 from ncbsim.simulations.network import gateway_files, inbox_path
 from ncbsim.simulations.outcomes import latency
-from ncbsim.simulations.scenario import Event, Scenario
+from ncbsim.simulations.scenario import (
+    Event,
+    NoticeEvent,
+    PostEvent,
+    Scenario,
+    WithdrawEvent,
+)
 from ncbsim.simulations.schema import MESSAGE_LATENCY_KEYS
 from ncbsim.v2 import messages_pb2, query_pb2
 
@@ -171,8 +177,8 @@ def _event_post(
     out: MessagePlan,
 ) -> PlannedPost | None:
     spec = scenario.messages
-    item = event.diffusion or event.message
-    if item is not None:
+    if isinstance(event, PostEvent):
+        item = event.post
         text, probe = _text(rng, item.text_bytes or spec.text_bytes)
         return PlannedPost(
             event.id,
@@ -185,7 +191,7 @@ def _event_post(
             text,
             probe,
         )
-    if event.notice is not None:
+    if isinstance(event, NoticeEvent):
         notice = event.notice
         summary = notice.summary
         if notice.subject is not None:
@@ -208,14 +214,14 @@ def _event_post(
             color=notice.color,
             summary=summary,
         )
-    if event.withdraw is not None:
-        requester = scenario.event(event.withdraw.notice).notice
-        assert requester is not None
+    if isinstance(event, WithdrawEvent):
+        requester = scenario.event(event.withdraw.notice)
+        assert isinstance(requester, NoticeEvent)
         return PlannedPost(
             event.id,
             event.at_s,
             "withdraw",
-            requester.requester,
+            requester.notice.requester,
             (GENERAL_SECRETARIAT,),
             spec.ttl_s,
             text=event.withdraw.reason,
