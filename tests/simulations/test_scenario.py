@@ -12,8 +12,8 @@ from ncbsim.countries import INTERPOL_MEMBERS
 from ncbsim.errors import ConfigError
 from ncbsim.simulations import scenario
 from ncbsim.simulations.scenario import (
-    Engine,
-    Event,
+    EngineSettings,
+    FaultEvent,
     ExplicitQuery,
     Mix,
     Records,
@@ -103,7 +103,7 @@ def test_minimal_scenario_gets_every_default_and_the_file_stem_as_name(tmp_path:
     assert s.records == Records()
     assert s.traffic == Traffic()
     assert s.traffic.mix.weights() == {"document": 5, "person": 3, "vehicle": 2, "multi": 0.2}
-    assert s.engine == Engine(hosts=0, proxy="auto", mode="loopback", startup_timeout_s=120.0)
+    assert s.engine == EngineSettings(hosts=0, proxy="auto", mode="loopback", startup_timeout_s=120.0)
     assert s.events == ()
     assert s.checks == ()
 
@@ -653,14 +653,14 @@ def test_a_builtin_name_given_with_toml_says_so(tmp_path: Path) -> None:
 def test_code_built_events_and_mix_validate_themselves() -> None:
     """Event, Mix and ExplicitQuery built in code check their own fields."""
     with pytest.raises(ScenarioError, match=r"latency_ms: required for a latency fault"):
-        Event(at_s=1, id="x", fault="latency", bureaus=("FR",))
+        FaultEvent(at_s=1, id="x", fault="latency", bureaus=("FR",))
     with pytest.raises(ScenarioError, match=r"traffic\.mix\.multi: expected a number >= 0"):
         Mix(multi=-1)
     with pytest.raises(ScenarioError, match=r"query\.to: a bureau does not query itself"):
         ExplicitQuery(requester="FR", to=("FR",), kind="document")
     events = (
-        Event(at_s=5, id="late", fault="down", bureaus=("DE",)),
-        Event(at_s=1, id="early", fault="down", bureaus=("FR",)),
+        FaultEvent(at_s=5, id="late", fault="down", bureaus=("DE",)),
+        FaultEvent(at_s=1, id="early", fault="down", bureaus=("FR",)),
     )
     s = Scenario(name="x", bureaus=("FR", "DE"), events=events)
     assert [e.id for e in s.events] == ["early", "late"]
