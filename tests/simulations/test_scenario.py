@@ -13,8 +13,8 @@ from ncbsim.errors import ConfigError
 from ncbsim.simulations import scenario
 from ncbsim.simulations.scenario import (
     EngineSettings,
-    FaultEvent,
     ExplicitQuery,
+    FaultEvent,
     Mix,
     Records,
     Scenario,
@@ -103,7 +103,9 @@ def test_minimal_scenario_gets_every_default_and_the_file_stem_as_name(tmp_path:
     assert s.records == Records()
     assert s.traffic == Traffic()
     assert s.traffic.mix.weights() == {"document": 5, "person": 3, "vehicle": 2, "multi": 0.2}
-    assert s.engine == EngineSettings(hosts=0, proxy="auto", mode="loopback", startup_timeout_s=120.0)
+    assert s.engine == EngineSettings(
+        hosts=0, proxy="auto", mode="loopback", startup_timeout_s=120.0
+    )
     assert s.events == ()
     assert s.checks == ()
 
