@@ -18,7 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ncbsim import pki, serving, transport
 from ncbsim.simulations import proxy as proxy_module
-from ncbsim.simulations.proxy import RETRANSMIT_MS, FaultProxy, Link, Shaping
+from ncbsim.simulations.proxy import FaultProxy, Link
+from ncbsim.simulations.shaping import RETRANSMIT_MS, Shaping
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = 20.0) -> Any:
