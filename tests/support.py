@@ -15,7 +15,11 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from ncbsim.simulations import scenario
 from ncbsim.simulations.proxy import FaultProxy
+from ncbsim.simulations.scenario import ScenarioError
 
 
 def ncbsim_pids(workdir: Path) -> list[int]:
@@ -31,6 +35,26 @@ def ncbsim_pids(workdir: Path) -> list[int]:
         if b"ncbsim" in cmdline and os.fsencode(str(workdir)) in cmdline:
             found.append(int(entry.name))
     return found
+
+
+# ---------------------------------------------------------------- scenario files
+
+
+def write_scenario(tmp_path: Path, text: str, name: str = "sim.toml") -> Path:
+    """``text`` written to ``tmp_path / name``: a scenario file."""
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def scenario_error(tmp_path: Path, text: str) -> str:
+    """The ScenarioError message loading ``text`` gives, with the file path as 'sim.toml'."""
+    path = write_scenario(tmp_path, text)
+    with pytest.raises(ScenarioError) as info:
+        scenario.load(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    return "sim.toml: " + message.removeprefix(f"{path}: ")
 
 
 # ---------------------------------------------------------------- the TCP fault proxy
