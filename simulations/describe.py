@@ -1,7 +1,7 @@
 """``ncbsim simulate --validate``: what a valid scenario would run, without starting it.
 
 :func:`validate` loads the scenario, which checks every key and every check's report
-paths (simulations/scenario.py, simulations/paths.py), and describes it in plain lines:
+paths (simulations/scenario/, simulations/paths.py), and describes it in plain lines:
 the bureaus, the records, the traffic, the messages, the timeline and the checks.
 """
 
@@ -22,23 +22,22 @@ def _codes(codes: tuple[str, ...]) -> str:
 
 def _event(e: scenarios.Event) -> str:
     head = f"{e.at_s:g} s  {e.id}: "
-    if e.fault is not None:
+    if isinstance(e, scenarios.FaultEvent):
         span = f" for {e.duration_s:g} s" if e.duration_s is not None else ""
         params = "".join(f" {k}={v:g}" for k, v in e.params.items())
         return head + f"{e.fault} of {', '.join(e.targets)}{params}{span}"
-    if e.heal is not None:
+    if isinstance(e, scenarios.HealEvent):
         return head + f"heal {e.heal}"
-    if e.query is not None:
+    if isinstance(e, scenarios.QueryEvent):
         q = e.query
         expect = f", expect {e.expect}" if e.expect else ""
         fetch = " with a fetch" if q.fetch else ""
         return head + f"{q.kind} query {q.requester} -> {', '.join(q.to)}{fetch}{expect}"
-    post = e.diffusion or e.message
-    if post is not None:
+    if isinstance(e, scenarios.PostEvent):
+        post = e.post
         return head + f"{post.kind} {post.sender} -> {', '.join(post.to)}"
-    if e.notice is not None:
+    if isinstance(e, scenarios.NoticeEvent):
         return head + f"{e.notice.color} notice requested by {e.notice.requester}"
-    assert e.withdraw is not None
     return head + f"withdrawal of notice {e.withdraw.notice}"
 
 

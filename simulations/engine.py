@@ -3,7 +3,8 @@
 It prepares the network (PKI and records), puts the fault proxies in front of the bureaus
 whose links the timeline touches, starts the gateway and the bureau host processes, sends
 the seeded schedule of queries open-loop at its planned times, applies the timeline's
-faults and heals them, and records every answer with its timing. Checking and reporting
+faults and heals them (simulations.faults.schedule), and records every answer with its
+timing. Checking and reporting
 are the caller's (simulations.simulate).
 """
 
@@ -11,13 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import os
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,27 +25,18 @@ from rich.console import Console
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
-from ncbsim.node.host import control
 from ncbsim.pki import PkiDir
 from ncbsim.processes import terminate
-from ncbsim.simulations import links as link_faults
 from ncbsim.simulations import message_plan, messaging
 from ncbsim.simulations import network as net
+from ncbsim.simulations.faults import link as link_faults
+from ncbsim.simulations.faults.schedule import FaultSchedule
 from ncbsim.simulations.memory import MemorySampler
 from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.progress import Progress
 from ncbsim.simulations.proxy import Link
-from ncbsim.simulations.scenario import (
-    GATEWAY,
-    INSTANT_FAULTS,
-    LINK_FAULTS,
-    MESSAGE_EVENTS,
-    PROCESS_FAULTS,
-    PROXY_FAULTS,
-    Event,
-    Scenario,
-)
+from ncbsim.simulations.scenario import PROCESS_FAULTS, QueryEvent, Scenario
 from ncbsim.simulations.schema import posts
 from ncbsim.simulations.traffic import Planned, Planner, open_stores
 from ncbsim.v2 import query_pb2
@@ -84,13 +72,6 @@ class RunResult:
     """Unique strings of the posts' texts (the gateway's files must hold none)."""
 
 
-@dataclass(slots=True)
-class _Active:
-    record: FaultRecord
-    event: Event
-    held: set[str] = field(default_factory=set)  # bureaus a kill or pause still holds
-
-
 class Engine:
     """Runs one scenario in ``workdir``: prepare, start, drive, fault, stop."""
 
@@ -112,14 +93,12 @@ class Engine:
         self.clients: dict[str, BureauClient] = {}
         self.network: net.Network | None = None
         self.addresses: dict[str, str] = {}
-        self._active: dict[str, _Active] = {}
         self._t0 = 0.0
         self._in_flight = 0
         self._answers: list[AnswerRecord] = []
         self._abort = threading.Event()  # interrupts a start-up under way in its thread
         self._started: list[subprocess.Popen[bytes]] = []
-        # Link faults in force per bureau (id -> event): healing one re-applies the rest.
-        self._link_faults: dict[str, dict[str, Event]] = {b: {} for b in scenario.bureaus}
+        self.faults = FaultSchedule(self)
         self._late: list[float] = []
         self.messenger: messaging.Messenger | None = None  # made once the plan is drawn
         self.phase = "loading the scenario"  # what the run is doing, for an interruption
@@ -143,15 +122,13 @@ class Engine:
             return []
         if mode == "all":
             return list(self.scenario.bureaus)
-        named = {b for e in self.scenario.events if e.fault in PROXY_FAULTS for b in e.bureaus}
+        named = {
+            b for e in self.scenario.faults() if self.faults.uses_proxy(e.fault) for b in e.bureaus
+        }
         return [b for b in self.scenario.bureaus if b in named]
 
-    def _uses_proxy(self, fault: str) -> bool:
-        """Whether ``fault`` is done by the fault proxy (the real-network mode overrides it)."""
-        return fault in PROXY_FAULTS
-
     def _solo(self) -> set[str]:
-        return {b for e in self.scenario.events if e.fault in PROCESS_FAULTS for b in e.bureaus}
+        return {b for e in self.scenario.faults() if e.fault in PROCESS_FAULTS for b in e.bureaus}
 
     # ------------------------------------------------------------------ run
 
@@ -180,8 +157,7 @@ class Engine:
                 self.result.timings["shutdown_s"] = round(time.monotonic() - stopping, 3)
                 memory.sample()
         self.result.extra["peak_rss_mib"] = round(memory.peak_kib / 1024, 1)
-        for active in self._active.values():  # never healed: open until the end
-            self.result.faults.append(_with_end(active.record, None))
+        self.result.faults += self.faults.close()  # never healed: open until the end
         self.result.faults.sort(key=lambda f: f.start_s)
         log.info("simulation_done", scenario=scenario.name, queries=len(self.result.queries))
         return self.result
@@ -254,7 +230,7 @@ class Engine:
             posts,
             now_s=self.now_s,
             event=self.event,
-            down=self._down,
+            down=self.faults.down,
         )
         return plan
 
@@ -262,17 +238,8 @@ class Engine:
         """The notice event whose subject a timeline query searches for, if any."""
         if not item.explicit:
             return None
-        query = self.scenario.event(item.label).query
-        return query.notice if query is not None else None
-
-    def _down(self) -> set[str]:
-        """What a kill or pause holds down now: bureau codes, and "gateway"."""
-        return {
-            code
-            for active in self._active.values()
-            if active.record.kind in ("kill", "pause")
-            for code in active.held
-        }
+        event = self.scenario.event(item.label)
+        return event.query.notice if isinstance(event, QueryEvent) else None
 
     async def _settle_messages(self) -> None:
         """After the traffic: follow every post's copies to their fate, for the report.
@@ -386,7 +353,7 @@ class Engine:
         traffic = self.scenario.traffic
         limit = asyncio.Semaphore(traffic.max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
-        timeline = asyncio.create_task(self._timeline())
+        timeline = asyncio.create_task(self.faults.run())
         posting = asyncio.create_task(
             self.messenger.run(self._t0) if self.messenger is not None else asyncio.sleep(0)
         )
@@ -502,186 +469,3 @@ class Engine:
         else:
             fields.update({f"n_{k}": v for k, v in counts(records).items()})
         self.result.timeline.append({"t_s": sent_s, "event": "query", **fields})
-
-    # ------------------------------------------------------------------ faults
-
-    async def _timeline(self) -> None:
-        healers: list[asyncio.Task[None]] = []
-        try:
-            for event in self.scenario.events:
-                if event.query is not None or event.kind in MESSAGE_EVENTS:
-                    continue  # sent by the traffic loop or the messenger at its time
-                delay = self._t0 + event.at_s - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if event.heal is not None:
-                    await self._guarded("heal", event.heal, self._heal(event.heal))
-                    continue
-                await self._guarded("fault", event.id, self._apply(event))
-                # Healed on time even if applying failed partway: undo what did apply.
-                if event.duration_s is not None and event.fault not in INSTANT_FAULTS:
-                    healers.append(asyncio.create_task(self._heal_later(event)))
-            if healers:
-                await asyncio.gather(*healers)
-        finally:
-            for task in healers:
-                task.cancel()
-
-    async def _guarded(self, action: str, fault_id: str, step: Awaitable[None]) -> bool:
-        """Run one fault action; a failure is recorded (and fails a check), not fatal."""
-        try:
-            await step
-        except Exception as exc:
-            log.exception("fault_failed", id=fault_id, action=action)
-            error = f"{action} {fault_id}: {type(exc).__name__}: {exc}"[:300]
-            self.result.extra.setdefault("fault_errors", []).append(error)
-            self.event("fault_failed", id=fault_id, action=action, error=error)
-            return False
-        return True
-
-    async def _heal_later(self, event: Event) -> None:
-        assert event.duration_s is not None
-        delay = self._t0 + event.at_s + event.duration_s - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await self._guarded("heal", event.id, self._heal(event.id))
-
-    async def _apply(self, event: Event) -> None:
-        fault = event.fault
-        assert fault is not None
-        start = self.now_s()  # the fault's time: before its action, as for a heal
-        on_gateway = event.target == GATEWAY
-        where = {"target": GATEWAY} if on_gateway else {"bureaus": list(event.bureaus)}
-        self.event("fault", t_s=start, id=event.id, kind=fault, **where)
-        record = FaultRecord(
-            id=event.id,
-            kind=fault,
-            # The gateway's outage cuts every bureau off: its windows are everyone's answers.
-            bureaus=tuple(self.scenario.bureaus) if on_gateway else tuple(event.bureaus),
-            direction=event.direction if fault in LINK_FAULTS else "both",
-            params=dict(event.params),
-            start_s=start,
-            end_s=start if fault in INSTANT_FAULTS else None,
-            settle_s=event.settle_s,
-        )
-        # In force before acting: a heal of another fault that runs while this one's
-        # action awaits re-applies it, and a failure part way is still healed on time.
-        if fault in INSTANT_FAULTS:
-            self.result.faults.append(record)
-        else:
-            held = set(event.targets) if fault in ("kill", "pause") else set()
-            self._active[event.id] = _Active(record, event, held)
-            if self._uses_proxy(fault):
-                for code in event.bureaus:
-                    self._link_faults[code][event.id] = event
-        if on_gateway:
-            await self._gateway_fault(fault)
-        for code in event.bureaus:
-            await self._apply_one(fault, code, event)
-        if fault in INSTANT_FAULTS:
-            self._release({"restart": "kill", "resume": "pause"}.get(fault), event, start)
-
-    def _release(self, kind: str | None, event: Event, at_s: float) -> None:
-        """A restart or resume frees its bureaus; a kill or pause ends with its last one."""
-        for key, active in list(self._active.items()):
-            if active.record.kind != kind:
-                continue
-            active.held -= set(event.targets)
-            if not active.held:
-                del self._active[key]
-                self.result.faults.append(_with_end(active.record, at_s))
-
-    async def _apply_one(self, fault: str, code: str, event: Event) -> None:
-        network = self.network
-        assert network is not None
-        link = self.links.get(code)
-        if fault in PROXY_FAULTS:
-            assert link is not None
-            resets = await link_faults.apply(link, event)
-            if fault == "reset":
-                self.event("connections_reset", id=event.id, bureau=code, connections=resets)
-        elif fault == "kill":
-            await asyncio.to_thread(network.kill_host, network.host_of(code))
-        elif fault == "restart":
-            await self._restart(code)
-        elif fault == "pause":
-            os.kill(network.host_of(code).pid, signal.SIGSTOP)
-        elif fault == "resume":
-            os.kill(network.host_of(code).pid, signal.SIGCONT)
-        elif fault == "skew":
-            await self._skew(code, int(event.params["offset_ms"]))
-        else:  # pragma: no cover - the scenario loader knows every kind
-            raise ValueError(f"unknown fault {fault}")
-
-    async def _gateway_fault(self, fault: str) -> None:
-        """Kill, restart, pause or resume the gateway process (same port, same mailbox)."""
-        network = self.network
-        assert network is not None
-        if fault == "kill":
-            await asyncio.to_thread(network.kill_gateway)
-        elif fault == "restart":
-            await asyncio.to_thread(network.restart_gateway)
-        elif fault == "pause":
-            os.kill(network.gateway.pid, signal.SIGSTOP)
-        elif fault == "resume":
-            os.kill(network.gateway.pid, signal.SIGCONT)
-        else:  # pragma: no cover - the scenario loader allows process faults only
-            raise ValueError(f"the gateway takes no {fault} fault")
-
-    async def _restart(self, code: str) -> None:
-        """Start the host of ``code`` again; its bureaus keep their clock skews."""
-        network = self.network
-        assert network is not None
-        host = network.host_of(code)
-        offsets = {b: self.clocks[b].offset_ms for b in host.bureaus}
-        await asyncio.to_thread(network.restart_host, host, clock_offsets=offsets)
-
-    async def _skew(self, code: str, offset_ms: int) -> None:
-        assert self.network is not None
-        reply = await control(
-            Path(self.network.host_of(code).control),
-            {"op": "clock", "bureau": code, "offset_ms": offset_ms},
-        )
-        if not reply.get("ok"):
-            raise RuntimeError(f"could not set {code}'s clock: {reply.get('error')}")
-        self.clocks[code].offset_ms = offset_ms
-
-    async def _relink(self, code: str) -> None:
-        """Set ``code``'s link to exactly the link faults still in force on it."""
-        await link_faults.relink(self.links[code], self._link_faults[code].values())
-
-    async def _heal(self, fault_id: str) -> None:
-        active = self._active.pop(fault_id, None)
-        if active is None:
-            return
-        network = self.network
-        assert network is not None
-        kind = active.record.kind
-        end = self.now_s()  # the heal's time: when its action begins
-        if active.event.target == GATEWAY:
-            self.event("heal", t_s=end, id=fault_id, kind=kind, target=GATEWAY)
-            try:
-                if GATEWAY in active.held:
-                    await self._gateway_fault({"kill": "restart", "pause": "resume"}[kind])
-            finally:
-                self.result.faults.append(_with_end(active.record, end))
-            return
-        self.event("heal", t_s=end, id=fault_id, kind=kind, bureaus=list(active.record.bureaus))
-        for code in active.record.bureaus:
-            self._link_faults[code].pop(fault_id, None)
-        try:
-            for code in active.record.bureaus:
-                if self._uses_proxy(kind):
-                    await self._relink(code)
-                elif kind == "kill" and code in active.held:
-                    await self._restart(code)
-                elif kind == "pause" and code in active.held:
-                    os.kill(network.host_of(code).pid, signal.SIGCONT)
-                elif kind == "skew":
-                    await self._skew(code, 0)
-        finally:  # in the report even if its heal failed (that fails a check too)
-            self.result.faults.append(_with_end(active.record, end))
-
-
-def _with_end(record: FaultRecord, end_s: float | None) -> FaultRecord:
-    return dataclasses.replace(record, end_s=end_s)

@@ -7,7 +7,7 @@ each bureau's link to the gateway (the bureau's connections to the gateway, and 
 gateway's to the bureau's node), and ``ncbsim fault`` / ``ncbsim heal`` drive them
 through its control socket. It is recorded in ``network.json`` (``faultd``, ``links``)
 and stopped by ``ncbsim down``. Link faults do here exactly what they do in a scenario
-(simulations.links is shared with the engine).
+(simulations.faults.link is shared with the engine).
 
 The ready file is ``{"pid": N, "links": {"DE": {"to_gateway": "127.0.0.1:p",
 "to_bureau": "127.0.0.1:q"}, ...}}``. The control socket (a Unix socket, 0600) takes
@@ -42,9 +42,15 @@ import structlog
 
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.serving import wait_for_shutdown, write_ready_file
-from ncbsim.simulations import links as link_faults
+from ncbsim.simulations.faults import link as link_faults
 from ncbsim.simulations.proxy import Link
-from ncbsim.simulations.scenario import GATEWAY, INSTANT_FAULTS, PROXY_FAULTS, Event, fault_event
+from ncbsim.simulations.scenario import (
+    GATEWAY,
+    INSTANT_FAULTS,
+    PROXY_FAULTS,
+    FaultEvent,
+    fault_event,
+)
 
 log = structlog.get_logger()
 
@@ -54,7 +60,7 @@ REPLY_TIMEOUT_S = 15.0
 
 
 def describe(
-    event: Event,
+    event: FaultEvent,
     started_ms: int,
     *,
     until_ms: int | None = None,
@@ -77,7 +83,7 @@ def describe(
 
 @dataclass(slots=True)
 class _Active:
-    event: Event
+    event: FaultEvent
     started_ms: int
     until_ms: int | None
     timer: asyncio.Task[None] | None = None
@@ -180,7 +186,9 @@ class FaultDaemon:
             raise ValueError(f"a fault with id {event.id!r} is already in force")
         now_ms = int(time.time() * 1000)
         if fault in INSTANT_FAULTS:  # a reset: done at once, nothing stays in force
-            resets = sum([await link_faults.apply(self.links[c], event) for c in event.bureaus])
+            resets = sum(
+                [await link_faults.apply(self.links[c], event) or 0 for c in event.bureaus]
+            )
             log.info("live_fault", id=event.id, kind=fault, connections_reset=resets)
             return {"ok": True, "fault": describe(event, now_ms), "connections_reset": resets}
         until = None if event.duration_s is None else now_ms + int(event.duration_s * 1000)
@@ -215,7 +223,7 @@ class FaultDaemon:
             active.timer.cancel()
         for code in active.event.bureaus:
             remaining = [a.event for a in self.active.values() if code in a.event.bureaus]
-            await link_faults.relink(self.links[code], remaining)
+            await link_faults.heal(self.links[code], remaining)
         log.info("live_heal", id=fault_id, kind=active.event.fault)
         return fault_id
 

@@ -22,24 +22,23 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ncbsim.errors import ConfigError, NcbsimError
-from ncbsim.node.host import control
 from ncbsim.simulations import faultd
+from ncbsim.simulations.faults import clock, process
+from ncbsim.simulations.faults.registry import family
 from ncbsim.simulations.manifest import Host
 from ncbsim.simulations.network import LIVE_FAULTS, Network
 from ncbsim.simulations.operate import load, locked
-from ncbsim.simulations.scenario import GATEWAY, PROXY_FAULTS, Event, fault_event
+from ncbsim.simulations.scenario import GATEWAY, PROXY_FAULTS, FaultEvent, fault_event
 
 STATE = LIVE_FAULTS
 """The process faults in force: ``{"faults": [{"event": TABLE, "started_ms": N, "held":
 [...]}]}`` (removed by ``ncbsim down``, with the network)."""
-_HOLDS = {"restart": "kill", "resume": "pause"}
 
 
 def _read(workdir: Path) -> list[dict[str, Any]]:
@@ -115,7 +114,7 @@ def skews(network: Network) -> dict[str, int]:
     """Each bureau's live clock skew (ms), to carry over a restart."""
     offsets: dict[str, int] = {}
     for entry in _read(network.workdir):
-        if _kind(entry) == "skew":
+        if family(_kind(entry)) == clock.FAMILY:
             for code in entry["event"]["bureaus"]:
                 offsets[code] = int(entry["event"]["offset_ms"])
     return offsets
@@ -125,7 +124,7 @@ def released(network: Network, targets: list[str]) -> None:
     """``targets`` (bureaus, or "gateway") run again: kills and pauses no longer hold them."""
     entries = []
     for entry in _read(network.workdir):
-        if _kind(entry) in ("kill", "pause"):
+        if _kind(entry) in process.HEALS:
             entry["held"] = [t for t in entry["held"] if t not in targets]
             if not entry["held"]:
                 continue
@@ -138,7 +137,7 @@ def _held(entries: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
     return {
         target: (_kind(e), str(e["event"]["id"]))
         for e in entries
-        if _kind(e) in ("kill", "pause")
+        if _kind(e) in process.HEALS
         for target in e["held"]
     }
 
@@ -148,13 +147,12 @@ def _hosts(network: Network, bureaus: tuple[str, ...]) -> list[Host]:
 
 
 def _set_clock(network: Network, code: str, offset_ms: int) -> None:
-    request = {"op": "clock", "bureau": code, "offset_ms": offset_ms}
     try:
-        reply = asyncio.run(control(Path(network.host_of(code).control), request))
+        asyncio.run(clock.apply(Path(network.host_of(code).control), code, offset_ms))
     except (OSError, TimeoutError) as exc:
         raise NcbsimError(f"{code}'s host does not answer on its control socket ({exc})") from None
-    if not reply.get("ok"):
-        raise NcbsimError(f"could not set {code}'s clock: {reply.get('error')}")
+    except RuntimeError as exc:  # the host refused: "could not set FR's clock: ..."
+        raise NcbsimError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- fault
@@ -199,7 +197,7 @@ def apply(workdir: Path, table: Mapping[str, Any]) -> dict[str, Any]:
         return _process(network, entries, dict(table), event)
 
 
-def _link(network: Network, table: dict[str, Any], event: Event) -> dict[str, Any]:
+def _link(network: Network, table: dict[str, Any], event: FaultEvent) -> dict[str, Any]:
     if network.faultd is None:
         raise NcbsimError(
             f"a {event.fault} fault needs the fault proxy on the bureaus' links, and this "
@@ -211,7 +209,7 @@ def _link(network: Network, table: dict[str, Any], event: Event) -> dict[str, An
     if not reply.get("ok"):
         raise NcbsimError(f"{event.fault}: {reply.get('error')}")
     on = ", ".join(event.bureaus)
-    if event.fault == "reset":
+    if "connections_reset" in reply:  # an instant link fault: a reset
         detail = f"reset {reply.get('connections_reset', 0)} connections of {on}'s link"
     else:
         until = f" for {event.duration_s:g} s" if event.duration_s is not None else ""
@@ -220,16 +218,15 @@ def _link(network: Network, table: dict[str, Any], event: Event) -> dict[str, An
 
 
 def _process(
-    network: Network, entries: list[dict[str, Any]], table: dict[str, Any], event: Event
+    network: Network, entries: list[dict[str, Any]], table: dict[str, Any], event: FaultEvent
 ) -> dict[str, Any]:
     fault = event.fault
-    assert fault is not None
     held = _held(entries)
     targets = list(event.targets)
     now_ms = int(time.time() * 1000)
-    if fault == "skew":
+    if family(fault) == clock.FAMILY:
         for code in targets:
-            other = next((e for e in entries if _kind(e) == "skew" and code in e["held"]), None)
+            other = next((e for e in entries if _kind(e) == fault and code in e["held"]), None)
             if other is not None:
                 raise ConfigError(f"{code}'s clock is already skewed by {other['event']['id']!r}")
         for code in targets:
@@ -238,7 +235,7 @@ def _process(
         _write(network.workdir, entries)
         detail = f"{', '.join(targets)}: clock {int(event.params['offset_ms']):+d} ms"
         return {"fault": faultd.describe(event, now_ms, held=targets), "detail": detail}
-    if fault in ("kill", "pause"):
+    if fault in process.HEALS:
         # Every bureau of the hosts the signal reaches, not only those named: a host
         # serving a paused FR cannot be killed through DE.
         reached = targets
@@ -256,7 +253,7 @@ def _process(
         if extra:
             detail += f" ({', '.join(extra)} share a host process with {', '.join(targets)})"
         return {"fault": faultd.describe(event, now_ms, held=hit), "detail": detail}
-    cause = _HOLDS[fault]
+    cause = process.RELEASES[fault]
     for target in targets:
         if held.get(target, ("", ""))[0] != cause:
             how = "--gateway" if target == GATEWAY else f"--bureau {target}"
@@ -271,14 +268,11 @@ def _process(
     return {"fault": faultd.describe(event, now_ms), "detail": f"{fault}: {', '.join(started)}"}
 
 
-def _hold(network: Network, fault: str, event: Event) -> list[str]:
+def _hold(network: Network, fault: str, event: FaultEvent) -> list[str]:
     """Kill or pause the processes of ``event``'s targets; every target they held."""
     if event.target == GATEWAY:
         _running(network, network.gateway.pid, "the gateway", "--gateway")
-        if fault == "kill":
-            network.kill_gateway()
-        else:
-            os.kill(network.gateway.pid, signal.SIGSTOP)
+        process.apply(network, fault, None)
         return [GATEWAY]
     hosts = _hosts(network, event.bureaus)
     for host in hosts:  # all checked before any is hit
@@ -290,10 +284,7 @@ def _hold(network: Network, fault: str, event: Event) -> list[str]:
         )
     hit: list[str] = []
     for host in hosts:
-        if fault == "kill":
-            network.kill_host(host)
-        else:
-            os.kill(host.pid, signal.SIGSTOP)
+        process.apply(network, fault, host)
         hit += host.bureaus
     return hit
 
@@ -311,17 +302,17 @@ def _release(network: Network, fault: str, targets: list[str]) -> list[str]:
     if targets == [GATEWAY]:
         if fault == "restart":
             if not network.runs(network.gateway.pid):
-                network.restart_gateway()
+                process.apply(network, fault, None)
         elif network.runs(network.gateway.pid):
-            os.kill(network.gateway.pid, signal.SIGCONT)
+            process.apply(network, fault, None)
         return [GATEWAY]
     freed: list[str] = []
     for host in _hosts(network, tuple(targets)):
         if fault == "restart":
             if not network.runs(host.pid):
-                network.restart_host(host, clock_offsets=skews(network))
+                process.apply(network, fault, host, clock_offsets=skews(network))
         elif network.runs(host.pid):
-            os.kill(host.pid, signal.SIGCONT)
+            process.apply(network, fault, host)
         freed += host.bureaus
     return freed
 
@@ -365,11 +356,11 @@ def _heal_process(network: Network, entry: dict[str, Any]) -> str:
         network.workdir,
         [e for e in _read(network.workdir) if e["event"]["id"] != event.id],
     )
-    if kind == "skew":
+    if family(kind) == clock.FAMILY:
         for code in held:
             if network.runs(network.host_of(code).pid):
                 _set_clock(network, code, 0)
         return f"healed {event.id}: {', '.join(held)} back on time"
-    freed = _release(network, "restart" if kind == "kill" else "resume", held)
+    freed = _release(network, process.HEALS[kind], held)
     verb = "restarted" if kind == "kill" else "resumed"
     return f"healed {event.id}: {', '.join(freed)} {verb}"

@@ -18,7 +18,7 @@ from ncbsim.client import ALL
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.node.records import Person
 from ncbsim.node.store import RecordStore
-from ncbsim.simulations.scenario import Event, Scenario
+from ncbsim.simulations.scenario import Event, NoticeEvent, PostEvent, Scenario, WithdrawEvent
 from ncbsim.v2 import messages_pb2, query_pb2
 
 _WORDS = (
@@ -128,8 +128,8 @@ def _event_post(
     out: MessagePlan,
 ) -> PlannedPost | None:
     spec = scenario.messages
-    item = event.diffusion or event.message
-    if item is not None:
+    if isinstance(event, PostEvent):
+        item = event.post
         text, probe = _text(rng, item.text_bytes or spec.text_bytes)
         return PlannedPost(
             event.id,
@@ -142,7 +142,7 @@ def _event_post(
             text,
             probe,
         )
-    if event.notice is not None:
+    if isinstance(event, NoticeEvent):
         notice = event.notice
         summary = notice.summary
         if notice.subject is not None:
@@ -165,14 +165,14 @@ def _event_post(
             color=notice.color,
             summary=summary,
         )
-    if event.withdraw is not None:
-        requester = scenario.event(event.withdraw.notice).notice
-        assert requester is not None
+    if isinstance(event, WithdrawEvent):
+        requester = scenario.event(event.withdraw.notice)
+        assert isinstance(requester, NoticeEvent)
         return PlannedPost(
             event.id,
             event.at_s,
             "withdraw",
-            requester.requester,
+            requester.notice.requester,
             (GENERAL_SECRETARIAT,),
             spec.ttl_s,
             text=event.withdraw.reason,

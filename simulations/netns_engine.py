@@ -9,16 +9,15 @@ address, and keeps its clients and fault proxies in ``ctl``: traffic to a namesp
 address only ever comes from another namespace.
 
 Faults: loss, bandwidth, blackhole, partition, down and reset become kernel state of the
-bureau's host namespace (:class:`~simulations.netns.KernelFaults`); latency, jitter and
-slicing go through the asyncio fault proxy (this kernel has no netem); process faults
-signal the host's python process itself (``ip netns exec`` execs, so the pid is it).
+bureau's host namespace (simulations.faults.kernel); latency, jitter and slicing go
+through the asyncio fault proxy (this kernel has no netem); process faults signal the
+host's python process itself (``ip netns exec`` execs, so the pid is it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import subprocess
 import zlib
@@ -34,6 +33,7 @@ from ncbsim.processes import sigterm_as_interrupt
 from ncbsim.simulations import network as net
 from ncbsim.simulations import scenario as scenarios
 from ncbsim.simulations.engine import Engine
+from ncbsim.simulations.faults import kernel
 from ncbsim.simulations.netns import (
     CTL_ADDRESS,
     GATEWAY_ADDRESS,
@@ -46,14 +46,10 @@ from ncbsim.simulations.netns import (
     unavailable,
 )
 from ncbsim.simulations.proxy import FaultProxy, Link
-from ncbsim.simulations.scenario import PROCESS_FAULTS, Event, Scenario
+from ncbsim.simulations.scenario import PROCESS_FAULTS, Scenario
 
 log = structlog.get_logger()
 
-KERNEL_FAULTS = KernelFaults.KINDS
-"""Fault kinds that become kernel state of a host namespace in this mode."""
-PROXY_FAULTS = frozenset({"latency", "slice"})
-"""Fault kinds that still need the asyncio fault proxy (no netem on this kernel)."""
 _STOP_INNER_S = 30.0
 
 
@@ -63,8 +59,8 @@ def solo(scenario: Scenario) -> set[str]:
     A kernel fault hits a whole namespace, and a signal a whole process, so a bureau
     named by either is alone in both.
     """
-    kinds = PROCESS_FAULTS | KERNEL_FAULTS
-    return {b for e in scenario.events if e.fault in kinds for b in e.bureaus}
+    kinds = PROCESS_FAULTS | kernel.KINDS
+    return {b for e in scenario.faults() if e.fault in kinds for b in e.bureaus}
 
 
 def layout(scenario: Scenario) -> list[list[str]]:
@@ -122,26 +118,16 @@ class NetnsEngine(Engine):
             )
         self.topology = topology
         self.kernel = KernelFaults(topology)
+        self.faults.kernel = self.kernel
+        self.faults.namespace_of = self.namespace_of
         self.result.extra["netns"] = {
             "prefix": topology.prefix,
             "engine_namespace": topology.ctl,
             "namespaces": topology.hosts + 3,
         }
 
-    def _proxied(self) -> list[str]:
-        mode = self.scenario.engine.proxy
-        if mode == "none":
-            return []
-        if mode == "all":
-            return list(self.scenario.bureaus)
-        named = {b for e in self.scenario.events if e.fault in PROXY_FAULTS for b in e.bureaus}
-        return [b for b in self.scenario.bureaus if b in named]
-
     def _solo(self) -> set[str]:
         return solo(self.scenario)
-
-    def _uses_proxy(self, fault: str) -> bool:
-        return fault in PROXY_FAULTS
 
     async def _start_links(self) -> None:
         for code in self._proxied():
@@ -167,34 +153,6 @@ class NetnsEngine(Engine):
         """The namespace of the host serving bureau ``code``."""
         assert self.network is not None
         return self.topology.host(self.network.host_of(code).index)
-
-    async def _apply_one(self, fault: str, code: str, event: Event) -> None:
-        if fault not in KERNEL_FAULTS:
-            await super()._apply_one(fault, code, event)
-            return
-        await asyncio.to_thread(
-            self.kernel.apply,
-            self.namespace_of(code),
-            fault,
-            key=event.id,
-            direction=event.direction,
-            params=dict(event.params),
-        )
-
-    async def _heal(self, fault_id: str) -> None:
-        active = self._active.get(fault_id)
-        if active is None or active.record.kind not in KERNEL_FAULTS:
-            await super()._heal(fault_id)
-            return
-        del self._active[fault_id]
-        record = active.record
-        end = self.now_s()  # as the base engine: the heal's time is when its action begins
-        self.event("heal", t_s=end, id=fault_id, kind=record.kind, bureaus=list(record.bureaus))
-        try:
-            for code in record.bureaus:
-                await asyncio.to_thread(self.kernel.heal, self.namespace_of(code), fault_id)
-        finally:
-            self.result.faults.append(dataclasses.replace(record, end_s=end))
 
     async def _stop(self) -> None:
         # Lift the kernel faults first: a process behind a drop rule shuts down slowly.

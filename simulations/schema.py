@@ -122,10 +122,8 @@ def kinds(s: Scenario) -> tuple[str, ...]:
     single = any(weights[k] > 0 for k in ("document", "person", "vehicle"))
     if single and s.traffic.hit_ratio > 0 and s.traffic.fetch_ratio > 0:
         found.add("fetch")
-    for event in s.events:
+    for event in s.queries():
         query = event.query
-        if query is None:
-            continue
         found.add("multi" if query.to == (_ALL,) or len(query.to) > 1 else query.kind)
         if query.fetch:
             found.add("fetch")
@@ -146,19 +144,19 @@ def _kinds(s: Scenario, ctx: Ctx) -> Sequence[str]:
 
 
 def _faults(s: Scenario, ctx: Ctx) -> Sequence[str]:
-    return [e.id for e in s.events if e.fault is not None]
+    return [e.id for e in s.faults()]
 
 
 def _params(s: Scenario, ctx: Ctx) -> Sequence[str]:
-    return list(s.event(ctx[1]).params)
+    return list(s.fault(ctx[1]).params)
 
 
 def _queries(s: Scenario, ctx: Ctx) -> Sequence[str]:
-    return [e.id for e in s.events if e.query is not None]
+    return [e.id for e in s.queries()]
 
 
 def _notices(s: Scenario, ctx: Ctx) -> Sequence[str]:
-    return [e.id for e in s.events if e.notice is not None]
+    return [e.id for e in s.events if e.kind == "notice"]
 
 
 # ---------------------------------------------------------------- the schema
@@ -235,7 +233,7 @@ _FAULT = Table(
         "target": When(
             "a fault of the gateway",
             "only a fault of the gateway has a target",
-            lambda s, ctx: s.event(ctx[1]).target == _GATEWAY,
+            lambda s, ctx: s.fault(ctx[1]).target == _GATEWAY,
             Leaf('"gateway"', "text", "text"),
         ),
     }

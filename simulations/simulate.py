@@ -269,7 +269,7 @@ def evaluate(
         timings=result.timings,
         extra={**result.extra, "planted": planted_summary(result.sent), "explicit": explicit},
     )
-    for event in scenario.events:
+    for event in scenario.faults():
         if event.target == scenarios.GATEWAY and event.id in report["faults"]:
             report["faults"][event.id]["target"] = scenarios.GATEWAY
     drift = report_paths.differences(report, scenario, finished=False)
@@ -278,7 +278,7 @@ def evaluate(
     checks = builtin_checks(result.sent, workdir)
     checks += message_checks(report.get("messages"), result.message_probes, workdir)
     errors = result.extra.get("fault_errors", [])
-    if scenario.events and any(e.fault or e.heal for e in scenario.events):
+    if scenario.events and any(e.kind in ("fault", "heal") for e in scenario.events):
         checks.append(
             Check(
                 "every fault applied and healed as scheduled",

@@ -217,9 +217,8 @@ class Planner(Drawer):
                         label, requester, [target], query, {target: None}, False, probes, at_s, kind
                     )
                 )
-        for event in self.scenario.events:
-            if event.query is not None:
-                plan.append(self._explicit(event.id, event.at_s, event.query, event.expect))
+        for event in self.scenario.queries():
+            plan.append(self._explicit(event.id, event.at_s, event.query, event.expect))
         # The canary: a unique string no record holds; it must never reach the gateway's files.
         requester, target = rng.sample(bureaus, 2)
         canary = f"Canary{rng.getrandbits(48):012x}"

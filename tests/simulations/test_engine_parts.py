@@ -9,7 +9,8 @@ import pytest
 
 from ncbsim.errors import ConfigError
 from ncbsim.simulations import network, scenario
-from ncbsim.simulations.engine import Engine, _Active
+from ncbsim.simulations.engine import Engine
+from ncbsim.simulations.faults.schedule import _Active
 from ncbsim.simulations.outcomes import FaultRecord
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.proxy import FaultProxy, Link
@@ -56,21 +57,20 @@ def test_healing_one_link_fault_keeps_the_others() -> None:
         await link.to_bureau.start()
         engine.links["IT"] = link
         try:
-            for event in sim.events:
-                assert event.fault is not None
+            for event in sim.faults():
                 link.apply(event.fault, event.direction, event.params)
-                engine._link_faults["IT"][event.id] = event
-            engine._link_faults["IT"].pop("slow")
-            await engine._relink("IT")
+                engine.faults.link_faults["IT"][event.id] = event
+            engine.faults.link_faults["IT"].pop("slow")
+            await engine.faults.relink("IT")
             assert link.to_bureau.forward.blackhole  # the hole stays, without a reset
             assert link.to_bureau.forward.latency_ms == 0
-            engine._link_faults["IT"]["slow"] = sim.event("slow")
-            engine._link_faults["IT"].pop("hole")
-            await engine._relink("IT")
+            engine.faults.link_faults["IT"]["slow"] = sim.fault("slow")
+            engine.faults.link_faults["IT"].pop("hole")
+            await engine.faults.relink("IT")
             assert link.to_bureau.forward.latency_ms == 300
             assert not link.to_bureau.forward.blackhole
-            engine._link_faults["IT"].pop("slow")
-            await engine._relink("IT")
+            engine.faults.link_faults["IT"].pop("slow")
+            await engine.faults.relink("IT")
             assert link.to_bureau.forward.is_clear()
             assert not link.to_bureau.is_down
         finally:
@@ -89,13 +89,13 @@ def test_a_kill_of_two_ends_when_both_are_restarted() -> None:
         ]
     )
     engine = Engine(sim, Path("/nonexistent"))
-    kill = sim.event("k")
+    kill = sim.fault("k")
     record = FaultRecord("k", "kill", ("DE", "NL"), "both", {}, 1.0, None)
-    engine._active["k"] = _Active(record, kill, {"DE", "NL"})
-    engine._release("kill", sim.event("r1"), 3.0)
-    assert "k" in engine._active
-    engine._release("kill", sim.event("r2"), 4.0)
-    assert "k" not in engine._active
+    engine.faults.active["k"] = _Active(record, kill, {"DE", "NL"})
+    engine.faults.release("kill", sim.fault("r1"), 3.0)
+    assert "k" in engine.faults.active
+    engine.faults.release("kill", sim.fault("r2"), 4.0)
+    assert "k" not in engine.faults.active
     assert [(f.id, f.end_s) for f in engine.result.faults] == [("k", 4.0)]
 
 

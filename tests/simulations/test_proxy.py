@@ -3,143 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import socket
-import time
-from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from scenario_support import UpstreamServer, close, connect, proxied, read_outcome, roundtrip, run
 
 from ncbsim import pki, serving, transport
 from ncbsim.simulations import proxy as proxy_module
-from ncbsim.simulations.proxy import RETRANSMIT_MS, FaultProxy, Link, Shaping
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 20.0) -> Any:
-    """Run ``coro`` on a fresh loop, with a generous safety timeout."""
-
-    async def guarded() -> Any:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(guarded())
-
-
-class Upstream(asyncio.Protocol):
-    """One accepted connection of the test upstream: records every recv(), echoes or not."""
-
-    def __init__(self, server: UpstreamServer) -> None:
-        self.server = server
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.server.conns.append(self)
-        if self.server.greeting:
-            transport.write(self.server.greeting)
-
-    def data_received(self, data: bytes) -> None:
-        self.server.recvs.append(len(data))
-        self.server.received += len(data)
-        self.server.arrivals.append((time.monotonic(), data))
-        self.server.changed.set()
-        if self.server.echo and self.transport is not None:
-            self.transport.write(data)
-
-    def eof_received(self) -> bool:
-        self.server.eofs += 1
-        return False  # close our side too: the client sees EOF
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.lost.append(exc)
-        self.server.changed.set()
-
-
-class UpstreamServer:
-    """An echo (or sink) server on 127.0.0.1:0 that counts what it receives."""
-
-    def __init__(self, *, echo: bool = True, greeting: bytes = b"") -> None:
-        self.echo = echo
-        self.greeting = greeting
-        self.conns: list[Upstream] = []
-        self.recvs: list[int] = []
-        self.arrivals: list[tuple[float, bytes]] = []
-        self.received = 0
-        self.eofs = 0
-        self.lost: list[Exception | None] = []
-        self.changed = asyncio.Event()
-        self.server: asyncio.Server | None = None
-        self.address = ""
-
-    async def start(self) -> str:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: Upstream(self), "127.0.0.1", 0)
-        port = self.server.sockets[0].getsockname()[1]
-        self.address = f"127.0.0.1:{port}"
-        return self.address
-
-    async def wait_received(self, n: int) -> None:
-        while self.received < n:
-            self.changed.clear()
-            await self.changed.wait()
-
-    async def close(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for conn in self.conns:
-            if conn.transport is not None:
-                conn.transport.abort()
-        await self.server.wait_closed()
-        await asyncio.sleep(0)
-
-
-@contextlib.asynccontextmanager
-async def proxied(
-    *, echo: bool = True, greeting: bytes = b"", seed: int = 0
-) -> AsyncIterator[tuple[FaultProxy, UpstreamServer]]:
-    """A started proxy in front of a started upstream; both closed at the end."""
-    upstream = UpstreamServer(echo=echo, greeting=greeting)
-    await upstream.start()
-    proxy = FaultProxy("test", lambda: upstream.address, seed=seed)
-    await proxy.start()
-    try:
-        yield proxy, upstream
-    finally:
-        await proxy.close()
-        await upstream.close()
-
-
-async def connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    host, _, port = address.rpartition(":")
-    return await asyncio.open_connection(host, int(port))
-
-
-async def close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-
-
-async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, msg: bytes) -> None:
-    writer.write(msg)
-    await writer.drain()
-    assert await reader.readexactly(len(msg)) == msg
-
-
-async def read_outcome(reader: asyncio.StreamReader) -> str:
-    """'reset' if the connection was reset, 'eof' if it ended cleanly, else the bytes read."""
-    try:
-        data = await reader.read(1024)
-    except ConnectionResetError:
-        return "reset"
-    return "eof" if not data else f"data {data!r}"
+from ncbsim.simulations.proxy import FaultProxy, Link
+from ncbsim.simulations.shaping import Shaping
 
 
 def test_pass_through_keeps_a_large_payload_intact_both_ways() -> None:
@@ -164,122 +41,6 @@ def test_pass_through_keeps_a_large_payload_intact_both_ways() -> None:
             stats = proxy.stats
             assert stats["bytes_forward"] == stats["bytes_backward"] == len(payload)
             assert stats["connections_total"] == 1
-
-    run(main())
-
-
-def test_latency_delays_only_its_own_direction() -> None:
-    """Forward latency delays client->upstream bytes; backward latency delays the replies."""
-
-    async def one_trip(proxy: FaultProxy, upstream: UpstreamServer) -> tuple[float, float]:
-        reader, writer = await connect(proxy.address)
-        try:
-            upstream.arrivals.clear()
-            sent = time.monotonic()
-            await roundtrip(reader, writer, b"ping")
-            back = time.monotonic()
-            arrived = upstream.arrivals[0][0]
-            return arrived - sent, back - arrived
-        finally:
-            await close(writer)
-
-    async def main() -> None:
-        async with proxied() as (proxy, upstream):
-            proxy.forward.latency_ms = 200
-            there, back = await one_trip(proxy, upstream)
-            print(f"forward 200 ms: there {there * 1000:.1f} ms, back {back * 1000:.1f} ms")
-            assert there >= 0.2
-            proxy.forward.clear()
-            proxy.backward.latency_ms = 300
-            there, back = await one_trip(proxy, upstream)
-            print(f"backward 300 ms: there {there * 1000:.1f} ms, back {back * 1000:.1f} ms")
-            assert back >= 0.3
-
-    run(main())
-
-
-def test_jitter_never_reorders_bytes() -> None:
-    """Chunks with independently jittered delays still arrive in the order they were sent."""
-
-    async def main() -> None:
-        async with proxied(seed=7) as (proxy, upstream):
-            proxy.forward.latency_ms = 15
-            proxy.forward.jitter_ms = 15
-            reader, writer = await connect(proxy.address)
-            expected = b"".join(b"%05d," % i for i in range(150))
-            for i in range(150):
-                writer.write(b"%05d," % i)
-                await writer.drain()
-                await asyncio.sleep(0.001)  # separate chunks, so each gets its own delay
-            assert await reader.readexactly(len(expected)) == expected
-            await close(writer)
-            assert len(upstream.recvs) > 10  # many chunks really were delayed separately
-
-    run(main())
-
-
-def test_bandwidth_cap_paces_the_bytes() -> None:
-    """150 kB at 800 kbit/s take at least the 1.5 s the link needs to send them."""
-    size, kbit = 150_000, 800.0
-
-    async def main() -> None:
-        async with proxied(echo=False) as (proxy, upstream):
-            proxy.forward.kbit_per_s = kbit
-            _, writer = await connect(proxy.address)
-            start = time.monotonic()
-            writer.write(b"x" * size)
-            await writer.drain()
-            await upstream.wait_received(size)
-            elapsed = time.monotonic() - start
-            await close(writer)
-            expected = size * 8 / (kbit * 1000)
-            print(f"{size} B at {kbit} kbit/s: {elapsed:.2f} s (link time {expected:.2f} s)")
-            assert elapsed >= expected * 0.99
-
-    run(main())
-
-
-def test_slice_writes_pieces_of_at_most_piece_bytes() -> None:
-    """The upstream receives a 5000-byte write as recv()s of at most 100 bytes."""
-
-    async def main() -> None:
-        async with proxied(echo=False) as (proxy, upstream):
-            proxy.forward.piece_bytes = 100
-            proxy.forward.pause_ms = 1
-            _, writer = await connect(proxy.address)
-            writer.write(os.urandom(5000))
-            await writer.drain()
-            await upstream.wait_received(5000)
-            await close(writer)
-            print(f"upstream recv() sizes: {upstream.recvs[:8]}... ({len(upstream.recvs)} recvs)")
-            assert max(upstream.recvs) <= 100
-            assert len(upstream.recvs) >= 50
-            assert proxy.stats["writes_forward"] == 50
-
-    run(main())
-
-
-def test_blackhole_drops_bytes_and_heal_resets_the_connection() -> None:
-    """Nothing arrives through a blackhole; healing resets the connection; new ones work."""
-
-    async def main() -> None:
-        async with proxied() as (proxy, upstream):
-            reader, writer = await connect(proxy.address)
-            await roundtrip(reader, writer, b"before")
-            proxy.forward.blackhole = True
-            writer.write(b"into the void")
-            await writer.drain()
-            await asyncio.sleep(0.3)
-            assert upstream.received == len(b"before")
-            assert proxy.stats["dropped_bytes"] == len(b"into the void")
-            assert proxy.stats["open"] == 1  # the connection stays open, silent
-            await proxy.heal()
-            assert await read_outcome(reader) in ("reset", "eof")
-            await close(writer)
-            assert proxy.forward.is_clear()
-            reader, writer = await connect(proxy.address)
-            await roundtrip(reader, writer, b"after")
-            await close(writer)
 
     run(main())
 
@@ -520,23 +281,6 @@ def test_link_heal_resets_a_blackholed_bureau_and_clears_every_fault() -> None:
         finally:
             await link.close()
             await upstream.close()
-
-    run(main())
-
-
-def test_loss_holds_chunks_for_a_retransmission_timeout() -> None:
-    """With loss 1.0 every chunk arrives at least RETRANSMIT_MS late, intact."""
-
-    async def main() -> None:
-        async with proxied() as (proxy, _):
-            proxy.forward.loss = 1.0
-            reader, writer = await connect(proxy.address)
-            start = time.monotonic()
-            await roundtrip(reader, writer, b"lossy")
-            elapsed = time.monotonic() - start
-            await close(writer)
-            print(f"round trip under loss 1.0: {elapsed * 1000:.0f} ms")
-            assert elapsed >= RETRANSMIT_MS / 1000
 
     run(main())
 

@@ -66,13 +66,13 @@ def test_post_notice_and_gateway_events_load(tmp_path: Path) -> None:
     assert red.color == "red"
     assert red.subject is not None
     assert red.subject["surname"] == "Marchetti"
-    diffusion = loaded.events[1].diffusion
-    assert diffusion is not None
+    diffusion = loaded.events[1].post
+    assert diffusion.kind == "diffusion"
     assert diffusion.to == ("ALL",)
     assert diffusion.ttl_s is None
     assert loaded.events[1].id == "diffusion_1"
-    note = loaded.event("note").message
-    assert note is not None
+    note = loaded.event("note").post
+    assert note.kind == "message"
     assert note.to == ("FR",)
     assert note.ttl_s == 5.0
     gateway_kill = loaded.event("gw")
@@ -326,7 +326,7 @@ def test_builtin_message_scenarios_load_and_post(name: str) -> None:
     assert any("messages." in c.expect for c in loaded.checks)
     if name == "gateway-crash":
         assert loaded.messages.rate_per_s > 0
-        assert [e.id for e in loaded.events if e.target == GATEWAY] == [
+        assert [e.id for e in loaded.faults() if e.target == GATEWAY] == [
             "gateway_down",
             "gateway_back",
         ]

@@ -1,6 +1,9 @@
-"""Link faults on a bureau's fault proxies: apply one, or set a link to the faults in force.
+"""The link family: faults of a bureau's link to the gateway, done by its two fault proxies.
 
-Shared by the simulation engine (simulations.engine), which runs the proxies in its own
+latency, bandwidth, loss, slice and blackhole shape the bytes one way or both; reset
+resets every open connection at once; down refuses new connections; partition blackholes
+both ways. :func:`apply` sets one fault on a link, :func:`heal` sets a link to exactly the
+faults still in force. Shared by the simulation engine, which runs the proxies in its own
 loop, and by the fault daemon of ``ncbsim up --faults`` (simulations.faultd), so that a
 fault applied live does exactly what the same fault in a scenario file does.
 """
@@ -10,10 +13,41 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from functools import partial
+from typing import TYPE_CHECKING
 
+from ncbsim.simulations.faults.kinds import Kind, Param
 from ncbsim.simulations.proxy import FaultProxy, Link
-from ncbsim.simulations.scenario import LINK_FAULTS, Event
 
+if TYPE_CHECKING:
+    from ncbsim.simulations.scenario import FaultEvent
+
+FAMILY = "link"
+KINDS = {
+    "latency": Kind(
+        family=FAMILY,
+        directed=True,
+        params={
+            "latency_ms": Param("number", True, gt=0),
+            "jitter_ms": Param("number", False, default=0, ge=0),
+        },
+    ),
+    "bandwidth": Kind(
+        family=FAMILY, directed=True, params={"kbit_per_s": Param("number", True, gt=0)}
+    ),
+    "loss": Kind(family=FAMILY, directed=True, params={"loss": Param("number", True, gt=0, le=1)}),
+    "slice": Kind(
+        family=FAMILY,
+        directed=True,
+        params={
+            "piece_bytes": Param("int", False, default=1, ge=1),
+            "pause_ms": Param("number", False, default=0, ge=0),
+        },
+    ),
+    "blackhole": Kind(family=FAMILY, directed=True),
+    "reset": Kind(family=FAMILY, directed=True, instant=True),
+    "down": Kind(family=FAMILY, directed=True),
+    "partition": Kind(family=FAMILY),
+}
 SHAPING_FAULTS = frozenset({"latency", "bandwidth", "loss", "slice", "blackhole"})
 """Link faults that shape the bytes (set on the proxies' Shapings)."""
 
@@ -33,11 +67,11 @@ async def start_link(code: str, addresses: Mapping[str, str], *, seed: int) -> L
     return Link(code, to_gateway=to_gateway, to_bureau=to_bureau)
 
 
-async def apply(link: Link, event: Event) -> int:
+async def apply(link: Link, event: FaultEvent) -> int | None:
     """Apply ``event`` (a link fault or a partition) to ``link``.
 
-    Returns how many connections a ``reset`` reset (0 for the other kinds). Raises
-    ValueError for a fault that is not a link fault.
+    Returns how many connections a ``reset`` reset (None for the kinds that reset none).
+    Raises ValueError for a fault that is not a link fault.
     """
     fault = event.fault
     if fault in SHAPING_FAULTS:
@@ -51,10 +85,10 @@ async def apply(link: Link, event: Event) -> int:
         await link.down()
     else:
         raise ValueError(f"{fault} is not a link fault")
-    return 0
+    return None
 
 
-async def relink(link: Link, in_force: Iterable[Event]) -> None:
+async def heal(link: Link, in_force: Iterable[FaultEvent]) -> None:
     """Set ``link`` to exactly the link faults ``in_force`` (after one of them healed).
 
     Connections are reset only if a blackhole is lifted (never resume a half-dropped
@@ -70,8 +104,7 @@ async def relink(link: Link, in_force: Iterable[Event]) -> None:
             down = True
         elif event.fault == "partition":
             link.apply("blackhole", "both", {})
-        elif event.fault in LINK_FAULTS and event.fault != "reset":
-            assert event.fault is not None
+        elif event.fault in SHAPING_FAULTS:
             link.apply(event.fault, event.direction, event.params)
     if was_blackholed and not any(s.blackhole for s in shapings):
         await link.reset()
