@@ -46,9 +46,9 @@ from typing import Any, Generic, TypeVar
 import structlog
 
 from ncbsim import envelope, private
-from ncbsim.config import DEFAULT_MAX_QUEUE_PER_SENDER
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError, EnvelopeError, NcbsimError
+from ncbsim.gateway.config import DEFAULT_MAX_QUEUE_PER_SENDER
 
 log = structlog.get_logger()
 

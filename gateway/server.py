@@ -40,7 +40,6 @@ from google.protobuf.message import DecodeError, Message
 
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
-from ncbsim.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import (
     ConfigError,
@@ -55,6 +54,7 @@ from ncbsim.errors import (
     status_for,
 )
 from ncbsim.gateway.audit import AuditLog, AuditRecord
+from ncbsim.gateway.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.gateway.delivery import Deliverer
 from ncbsim.gateway.directory_files import DirectoryFiles
 from ncbsim.gateway.limits import BureauLimit, LimitExceeded, RateLimiter, check_size, wrapped_size
@@ -805,10 +805,9 @@ async def serve(config: GatewayConfig) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     tls = config.pki.tls("gateway")
     router = Router(tls)
-    audit = AuditLog(config.audit_path)
-    mailbox_path = config.mailbox_path or config.audit_path.with_name("mailbox.sqlite")
+    audit = AuditLog(config.files.audit)
     mailbox = await Mailbox.open(
-        mailbox_path,
+        config.files.mailbox,
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,
     )
@@ -829,13 +828,13 @@ async def serve(config: GatewayConfig) -> None:
     log.info(
         "gateway_listening",
         address=served.address,
-        audit=str(config.audit_path),
+        audit=str(config.files.audit),
         max_envelope_bytes=config.max_envelope_bytes,
         rate_per_s=config.rate_per_s,
         burst=config.burst,
         daily_quota=config.daily_quota,
         overrides=sorted(config.bureau_limits),
-        mailbox=str(mailbox_path),
+        mailbox=str(config.files.mailbox),
         queued=mailbox.queued(),
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,

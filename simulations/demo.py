@@ -42,11 +42,12 @@ from rich.text import Text
 from ncbsim import envelope
 from ncbsim.client import Outcome
 from ncbsim.errors import ConfigError
-from ncbsim.node.admin import ControlChange, records_path, restrict
+from ncbsim.node.admin import ControlChange, restrict
 from ncbsim.node.store import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations import _demo_views as v
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2
+from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
 
@@ -237,7 +238,7 @@ class _Demo:
             f"before: {self.asker}'s step 1 hits {ref}",
             ref in [m.ref for m in before.answer.matches],
         )
-        path = records_path(self.workdir, owner)
+        path = Workdir(self.workdir).bureau(owner).records
         control = restrict(path, ref, ControlChange(access="deny", bureaus=frozenset({self.asker})))
         try:
             after = await self.obs.exchange(check, owner)

@@ -45,11 +45,11 @@ from ncbsim.mail import Mailer, PostOutcome
 from ncbsim.messages import color as color_value
 from ncbsim.node.inbox import Inbox, InboxItem, NoticeRow
 from ncbsim.node.store import Person, RecordStore
-from ncbsim.simulations.network import gateway_files, inbox_path
 from ncbsim.simulations.outcomes import latency
 from ncbsim.simulations.scenario import Event, Scenario
 from ncbsim.simulations.schema import MESSAGE_LATENCY_KEYS
 from ncbsim.v2 import messages_pb2, query_pb2
+from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
 
@@ -288,7 +288,7 @@ def _read_inboxes(workdir: Path, bureaus: Sequence[str], *, full: bool) -> _Inbo
     out = _Inboxes()
     for code in bureaus:
         try:
-            inbox = Inbox.read(inbox_path(workdir, code))
+            inbox = Inbox.read(Workdir(workdir).bureau(code).inbox)
         except NcbsimError:
             continue
         try:
@@ -453,7 +453,7 @@ class Messenger:
 
         def read() -> NoticeRow | None:
             try:
-                inbox = Inbox.read(inbox_path(self.workdir, target))
+                inbox = Inbox.read(Workdir(self.workdir).bureau(target).inbox)
             except NcbsimError:
                 return None
             try:
@@ -701,7 +701,7 @@ GATEWAY_DOWN = "gateway"
 def _outbox_size(workdir: Path) -> int:
     """How many envelopes GS's outbox holds (0 if GS has no inbox yet)."""
     try:
-        inbox = Inbox.read(inbox_path(workdir, GENERAL_SECRETARIAT))
+        inbox = Inbox.read(Workdir(workdir).bureau(GENERAL_SECRETARIAT).inbox)
     except NcbsimError:
         return 0
     try:
@@ -714,7 +714,7 @@ def scan_gateway(workdir: Path, probes: Sequence[str]) -> list[str]:
     """Which ``probes`` appear anywhere under the gateway's folder (text or raw bytes)."""
     needles = {p: p.encode() for p in probes if len(p) >= 6}
     found: set[str] = set()
-    for path in gateway_files(workdir).rglob("*"):
+    for path in Workdir(workdir).gateway.root.rglob("*"):
         if path.is_file():
             with contextlib.suppress(OSError):
                 data = path.read_bytes()

@@ -4,20 +4,8 @@ A host process (``ncbsim host``, node/host.py) runs one or many bureau nodes, ea
 own port, keys and databases: that is what lets all 196 members run on two cores. Small
 networks get one host per bureau, so a fault or a signal hits exactly one bureau.
 
-Everything lives in one work directory, which is also the PKI directory::
-
-    WORKDIR/network.json                 every process: role, bureau, pid, address, log
-    WORKDIR/ca.crt, ca.key, directory/   the PKI (see ncbsim.pki)
-    WORKDIR/gateway/audit.sqlite         the gateway's metadata-only, hash-chained audit trail
-    WORKDIR/gateway/mailbox.sqlite       one-way envelopes the gateway accepted (sealed), their fate
-    WORKDIR/gateway/gateway.log          the gateway's JSON log
-    WORKDIR/bureaus/FR/records.sqlite    FR's records
-    WORKDIR/bureaus/FR/audit.sqlite      FR's node's hash-chained audit trail
-    WORKDIR/bureaus/FR/inbox.sqlite      what FR received one-way (decrypted), and its notices
-    WORKDIR/bureaus/FR/node.log          the JSON log of FR's host, when FR has a host of its own
-    WORKDIR/hosts/host-3.log             the JSON log of a host of several bureaus
-    WORKDIR/run/                         specs, ready files and control sockets of the hosts
-    WORKDIR/run/faultd.*                 the fault daemon of `up --faults` (simulations.faultd)
+Everything lives in one work directory, which is also the PKI directory; its layout is
+drawn once, in ncbsim.workdir (:class:`~ncbsim.workdir.Workdir` names every file).
 
 A bureau's data is as private as its keys: ``bureaus/``, ``gateway/``, ``operator/``,
 ``hosts/`` and ``run/`` and every folder in them are 0700, every file in them 0600, logs
@@ -51,16 +39,10 @@ from ncbsim import pki, private
 from ncbsim.errors import ConfigError, NetworkError
 from ncbsim.node import datagen
 from ncbsim.simulations.scenario import Scenario
+from ncbsim.workdir import MANIFEST, STAMP, Workdir
 
 log = structlog.get_logger()
 
-MANIFEST = "network.json"
-LIVE_FAULTS = Path("run") / "faults.json"
-"""The process faults applied live (simulations.live_faults): they end with the network."""
-GATEWAY_READY = Path("run") / "gateway.json"
-FAULTD_READY = Path("run") / "faultd.json"
-"""The ready file of the fault daemon of ``ncbsim up --faults`` (simulations.faultd)."""
-STAMP = "records.json"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 SOLO_HOSTS_UP_TO = 8
@@ -120,26 +102,6 @@ class Placement:
 LOOPBACK = Placement()
 
 
-def gateway_files(workdir: Path) -> Path:
-    """Folder holding the gateway's own files: TLS key, audit and log."""
-    return workdir / "gateway"
-
-
-def audit_path(workdir: Path) -> Path:
-    """The gateway's audit database."""
-    return gateway_files(workdir) / "audit.sqlite"
-
-
-def db_path(workdir: Path, bureau: str) -> Path:
-    """A bureau's record database."""
-    return workdir / "bureaus" / bureau / "records.sqlite"
-
-
-def inbox_path(workdir: Path, bureau: str) -> Path:
-    """A bureau's inbox: the one-way messages its node processed (node.inbox)."""
-    return db_path(workdir, bureau).with_name("inbox.sqlite")
-
-
 def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
     path, bureau, seed, documents, persons, vehicles = args
     datagen.generate(
@@ -166,10 +128,10 @@ def _stamp(scenario: Scenario) -> dict[str, int]:
 
 def _check_stamp(workdir: Path, scenario: Scenario) -> None:
     """Refuse records made by another seed or counts: the run would not be the scenario's."""
-    path = workdir / STAMP
+    path = Workdir(workdir).stamp
     want = _stamp(scenario)
     if not path.exists():
-        if any(db_path(workdir, b).exists() for b in scenario.bureaus):
+        if any(Workdir(workdir).bureau(b).records.exists() for b in scenario.bureaus):
             raise ConfigError(
                 f"{workdir} holds records of unknown origin (no {STAMP}); use a new --workdir"
             )
@@ -205,8 +167,8 @@ def prepare(
     # Folders an older version made readable by anyone are tightened, and the
     # certificates it wrote 0644 in them (the other files are, as their owners open them).
     for folder in (
-        workdir / "bureaus",
-        gateway_files(workdir),
+        Workdir(workdir).bureaus,
+        Workdir(workdir).gateway.root,
         directory.party("operator"),
         *(directory.party(b) for b in scenario.bureaus),
     ):
@@ -215,7 +177,7 @@ def prepare(
             private.tighten(cert)
     todo = [
         (
-            db_path(workdir, b),
+            Workdir(workdir).bureau(b).records,
             b,
             scenario.seed,
             scenario.records.documents,
@@ -223,7 +185,7 @@ def prepare(
             scenario.records.vehicles,
         )
         for b in scenario.bureaus
-        if not db_path(workdir, b).exists()
+        if not Workdir(workdir).bureau(b).records.exists()
     ]
     if len(todo) == 1:
         _generate(todo[0])
@@ -475,11 +437,12 @@ class Network:
         ``links`` name the fault daemon and its proxies, for the manifest.
         """
         workdir = workdir.resolve()
-        if (workdir / MANIFEST).exists():
+        files = Workdir(workdir)
+        if files.manifest.exists():
             raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
         prepare(workdir, scenario)
-        run = private.private_folder(workdir / "run")
-        (workdir / LIVE_FAULTS).unlink(missing_ok=True)  # left by a network that crashed
+        run = private.private_folder(files.run)
+        files.live_faults.unlink(missing_ok=True)  # left by a network that crashed
         env_args = ["--log-level", log_level]
         started = started if started is not None else []
         procs: list[Proc] = []
@@ -487,8 +450,8 @@ class Network:
         layout = hosts if hosts is not None else plan_hosts(scenario.bureaus)
         network_hosts: list[Host] = []
         try:
-            glog = gateway_files(workdir) / "gateway.log"
-            ready = workdir / GATEWAY_READY
+            glog = files.gateway.log
+            ready = files.gateway_ready
             ready.unlink(missing_ok=True)
             gw = _spawn(
                 [
@@ -515,12 +478,10 @@ class Network:
                 host = Host(
                     index=index,
                     bureaus=list(bureaus),
-                    spec=str(run / f"host-{index}.spec.json"),
+                    spec=str(files.host_spec(index)),
                     control=_control_path(run, index),
                     log=str(
-                        workdir / "bureaus" / bureaus[0] / "node.log"
-                        if len(bureaus) == 1
-                        else workdir / "hosts" / f"host-{index}.log"
+                        files.bureau(bureaus[0]).log if len(bureaus) == 1 else files.host_log(index)
                     ),
                 )
                 _write_spec(
@@ -644,7 +605,7 @@ class Network:
         """
         old = self.gateway
         glog = Path(old.log)
-        ready = self.workdir / GATEWAY_READY
+        ready = Workdir(self.workdir).gateway_ready
         ready.unlink(missing_ok=True)
         with self._lock:
             if self._stopping:
@@ -700,12 +661,12 @@ class Network:
         # Replaced in one step: a reader (``ncbsim status``, a query) never sees half of it.
         tmp = self.workdir / f".{MANIFEST}.tmp"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(self.workdir / MANIFEST)
+        tmp.replace(Workdir(self.workdir).manifest)
 
     @classmethod
     def load(cls, workdir: Path) -> Network:
         """The network described by WORKDIR/network.json."""
-        path = workdir.resolve() / MANIFEST
+        path = Workdir(workdir.resolve()).manifest
         try:
             data = json.loads(path.read_text())
             procs = [Proc(**p) for p in data["processes"]]
@@ -742,7 +703,7 @@ class Network:
         """
         views: list[Network] = [self]
         with contextlib.suppress(ConfigError, OSError, ValueError, KeyError, TypeError):
-            if (self.workdir / MANIFEST).exists():
+            if Workdir(self.workdir).manifest.exists():
                 disk = Network.load(self.workdir)
                 # The same network (its gateway keeps its address over restarts), not
                 # another one brought up in this folder after ours was stopped.
@@ -799,9 +760,10 @@ class Network:
         if self.faultd is not None:
             remove_socket(self.faultd.address)
         # What said these processes run goes with them; their logs and the specs stay.
-        for left in (GATEWAY_READY, FAULTD_READY, LIVE_FAULTS):
-            (self.workdir / left).unlink(missing_ok=True)
-        (self.workdir / MANIFEST).unlink(missing_ok=True)
+        files = Workdir(self.workdir)
+        for left in (files.gateway_ready, files.faultd_ready, files.live_faults):
+            left.unlink(missing_ok=True)
+        files.manifest.unlink(missing_ok=True)
         log.info("network_down", workdir=str(self.workdir), stopped=stopped, gone=gone)
         return Stopped(stopped, gone)
 
@@ -820,7 +782,7 @@ def _write_spec(
         "bureaus": [
             {
                 "bureau": code,
-                "db": str(db_path(workdir, code)),
+                "db": str(Workdir(workdir).bureau(code).records),
                 "listen": listen,
                 "advertise": advertise_for.get(code),
                 "gateway": gateway_for.get(code),

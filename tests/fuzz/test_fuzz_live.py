@@ -32,8 +32,9 @@ from ncbsim.identity import Identity
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
-from ncbsim.simulations.network import Network, alive, db_path, inbox_path
+from ncbsim.simulations.network import Network, alive
 from ncbsim.v2 import bureau_pb2, envelope_pb2, gateway_pb2, messages_pb2, query_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -484,7 +485,7 @@ def test_tampered_posts_are_never_processed_nor_block_other_senders(wire: Wire) 
         gateway_pb2.MESSAGE_STATE_DELIVERED,
         gateway_pb2.MESSAGE_STATE_QUEUED,  # behind such a copy of FR's
     }
-    inbox = Inbox.read(inbox_path(wire.network.workdir, "DE"))  # DE's own record
+    inbox = Inbox.read(Workdir(wire.network.workdir).bureau("DE").inbox)  # DE's own record
     try:
         processed = {m for m in POSTED_INTACT | POSTED_TAMPERED if inbox.stored("FR", m)}
         assert inbox.stored("NL", nl_id) is not None
@@ -582,7 +583,7 @@ def test_network_survives_the_fuzzing(wire: Wire) -> None:
     assert _call(wire.gateway_as_nl, GATEWAY + "Register", register)[0] == Code.OK
     assert all(alive(proc.pid) for proc in net.procs), net.procs
 
-    store = RecordStore(db_path(net.workdir, "DE"))
+    store = RecordStore(Workdir(net.workdir).bureau("DE").records)
     try:
         doc = store.sample("document", 1, random.Random(4))[0]
     finally:

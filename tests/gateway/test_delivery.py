@@ -23,10 +23,10 @@ import grpc
 import pytest
 
 from ncbsim import envelope, pki, receipts, transport
-from ncbsim.config import GatewayConfig
 from ncbsim.directory import Peer
 from ncbsim.errors import RETRY_AFTER_KEY, DirectoryError, EnvelopeError, is_queue_full
 from ncbsim.gateway.audit import AuditLog, AuditRecord, read_all
+from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.delivery import Deliverer
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
@@ -35,6 +35,7 @@ from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.serving import Served, start_server
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, envelope_pb2, gateway_pb2, gateway_pb2_grpc
+from ncbsim.workdir import GatewayFiles
 
 BUREAUS = ["FR", "DE", "IT", "GS"]
 SEND_ONLY = "MC"
@@ -235,8 +236,10 @@ async def _gateway(
     **config: Any,
 ) -> AsyncIterator[Gateway]:
     """An in-process gateway with a mailbox (and a deliverer) on a real mTLS socket."""
-    settings = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite", **config)
-    audit = AuditLog(settings.audit_path)
+    settings = GatewayConfig(
+        pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"), **config
+    )
+    audit = AuditLog(settings.files.audit)
     router = Router(directory.tls("gateway"))
     mailbox = await Mailbox.open(
         tmp_path / "mailbox.sqlite",

@@ -22,8 +22,9 @@ from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, alive, audit_path, db_path, gateway_files
+from ncbsim.simulations.network import Network, alive
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def _client(network: Network, bureau: str) -> BureauClient:
 
 
 def _document(network: Network, owner: str, seed: int = 1):  # type: ignore[no-untyped-def]
-    store = RecordStore(db_path(network.workdir, owner))
+    store = RecordStore(Workdir(network.workdir).bureau(owner).records)
     try:
         return store.sample("document", 1, random.Random(seed))[0]
     finally:
@@ -127,7 +128,7 @@ def test_answers_of_every_kind_look_alike_to_the_gateway(network: Network) -> No
     deadline = time.monotonic() + 5
     rows = []
     while time.monotonic() < deadline:
-        rows = [r for r in read_all(audit_path(network.workdir)) if r.message_id in ids]
+        rows = [r for r in read_all(Workdir(network.workdir).gateway.audit) if r.message_id in ids]
         if len(rows) == len(ids):
             break
         time.sleep(0.05)
@@ -183,7 +184,7 @@ def test_sender_spoofing_is_refused_and_audited(network: Network) -> None:
     while time.monotonic() < deadline:
         rows = [
             r
-            for r in read_all(audit_path(network.workdir))
+            for r in read_all(Workdir(network.workdir).gateway.audit)
             if r.message_id == sealed.header.message_hex
         ]
         if rows:
@@ -247,16 +248,18 @@ def test_canary_never_reaches_the_gateways_files(network: Network) -> None:
     assert answer.outcome == Outcome.NO_HIT
     deadline = time.monotonic() + 5  # wait for the audit writer to flush this envelope
     while time.monotonic() < deadline and not any(
-        r.message_id == answer.message_id for r in read_all(audit_path(network.workdir))
+        r.message_id == answer.message_id for r in read_all(Workdir(network.workdir).gateway.audit)
     ):
         time.sleep(0.05)
-    files = [p for p in gateway_files(network.workdir).rglob("*") if p.is_file()]
+    files = [p for p in Workdir(network.workdir).gateway.root.rglob("*") if p.is_file()]
     assert any(p.name.startswith("audit.sqlite") for p in files)
     assert any(p.name == "gateway.log" and p.stat().st_size > 0 for p in files)
     for path in files:
         assert canary.encode() not in path.read_bytes(), path
     # The gateway did relay that envelope: it audited the metadata, never the content.
-    assert any(r.message_id == answer.message_id for r in read_all(audit_path(network.workdir)))
+    assert any(
+        r.message_id == answer.message_id for r in read_all(Workdir(network.workdir).gateway.audit)
+    )
 
 
 def test_query_command_prints_json(network: Network) -> None:

@@ -19,8 +19,9 @@ from ncbsim.node import admin
 from ncbsim.node.hits import HitEvent, read_hits
 from ncbsim.node.store import NO_CONTROL, Document, RecordStore
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, db_path
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2, records_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ OWNER = "DE"
 
 def _open_document(network: Network, seed: int) -> Document:
     """A DE document with no control yet."""
-    store = RecordStore(db_path(network.workdir, OWNER))
+    store = RecordStore(Workdir(network.workdir).bureau(OWNER).records)
     try:
         docs = store.sample("document", 50, random.Random(seed))
         return next(d for d in docs if store.control(d.ref) == NO_CONTROL)
@@ -79,7 +80,7 @@ def test_deny_list_hides_record_and_owner_is_notified(network: Network) -> None:
     """IT is denied: no hit, NotFound; FR sees the hit with H2; DE's hits file has all four."""
     doc = _open_document(network, seed=21)
     admin.restrict(
-        db_path(network.workdir, OWNER),
+        Workdir(network.workdir).bureau(OWNER).records,
         doc.ref,
         admin.ControlChange(access="deny", bureaus=frozenset({"IT"}), handling=2, notify=True),
     )
@@ -132,7 +133,7 @@ def test_allow_list_applies_to_the_running_node_at_once(network: Network) -> Non
     (before,) = _ask_all(network, [("FR", _doc_query(doc))])
     assert before.outcome == Outcome.HIT
     admin.restrict(
-        db_path(network.workdir, OWNER),
+        Workdir(network.workdir).bureau(OWNER).records,
         doc.ref,
         admin.ControlChange(access="allow", bureaus=frozenset({"NL"})),
     )

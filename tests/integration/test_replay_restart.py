@@ -16,8 +16,9 @@ import pytest
 from ncbsim import auditlog, envelope
 from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, alive, db_path
+from ncbsim.simulations.network import Network, alive
 from ncbsim.v2 import gateway_pb2, query_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ def _restart_de(network: Network) -> subprocess.Popen[bytes]:
                 "--listen",
                 "127.0.0.1:0",
                 "--db",
-                str(db_path(workdir, "DE")),
+                str(Workdir(workdir).bureau("DE").records),
                 "--ready-file",
                 str(ready),
             ],
