@@ -2,26 +2,36 @@
 
 ``ncbsim up`` (simulations.network) fills one folder, which is also the PKI folder::
 
-    WORKDIR/network.json                 every process: role, bureau, pid, address, log
-    WORKDIR/records.json                 the seed and counts the bureaus' records were made with
-    WORKDIR/ca.crt, ca.key, directory/   the PKI (ncbsim.pki.PkiDir: keys, certificates, entries)
-    WORKDIR/operator/                    the operator's TLS identity (control plane)
-    WORKDIR/gateway/audit.sqlite         the gateway's metadata-only, hash-chained audit trail
-    WORKDIR/gateway/mailbox.sqlite       one-way envelopes the gateway accepted (sealed), their fate
-    WORKDIR/gateway/gateway.log          the gateway's JSON log
-    WORKDIR/gateway/ready.json           pid and address of ``ncbsim gateway --dir`` run by hand
-    WORKDIR/bureaus/FR/records.sqlite    FR's records
-    WORKDIR/bureaus/FR/audit.sqlite      FR's node's hash-chained audit trail
-    WORKDIR/bureaus/FR/replay.sqlite     FR's node's replay cache: the message ids it has seen
-    WORKDIR/bureaus/FR/hits.sqlite       FR's node's hit notifications (node.hits)
-    WORKDIR/bureaus/FR/inbox.sqlite      what FR received one-way (decrypted), and its notices
-    WORKDIR/bureaus/FR/node.log          the JSON log of FR's host, when FR has a host of its own
-    WORKDIR/hosts/host-3.log             the JSON log of a host of several bureaus
-    WORKDIR/run/host-3.spec.json         host 3's spec (node.host), .ready.json, .sock (control)
-    WORKDIR/run/gateway.json             the gateway's ready file
-    WORKDIR/run/faultd.{json,log,sock}   the fault daemon of ``up --faults`` (simulations.faultd)
-    WORKDIR/run/faults.json              the process faults applied live (simulations.live_faults)
-    WORKDIR/run/operate.lock             held while a command changes the network
+    WORKDIR/network.json               every process: role, bureau, pid, address, log
+    WORKDIR/records.json               the seed and counts the bureaus' records were made with
+    WORKDIR/ca.crt, ca.key, directory/ the PKI (ncbsim.pki.PkiDir); each party's keys and
+                                       certificate are in its folder (operator/, gateway/,
+                                       bureaus/FR/)
+    WORKDIR/gateway/audit.sqlite       the gateway's metadata-only, hash-chained audit trail
+    WORKDIR/gateway/mailbox.sqlite     one-way envelopes the gateway accepted (sealed), their fate
+    WORKDIR/gateway/gateway.log        the gateway's JSON log
+    WORKDIR/gateway/ready.json         pid and address of a gateway started alone (``--dir``)
+    WORKDIR/bureaus/FR/records.sqlite  FR's records
+    WORKDIR/bureaus/FR/audit.sqlite    FR's node's hash-chained audit trail
+    WORKDIR/bureaus/FR/replay.sqlite   FR's node's replay cache: the message ids it has seen
+    WORKDIR/bureaus/FR/hits.sqlite     FR's node's hit notifications (node.hits)
+    WORKDIR/bureaus/FR/inbox.sqlite    what FR received one-way (decrypted), and its notices
+    WORKDIR/bureaus/FR/node.log        the JSON log of FR's host, when FR has a host of its own
+    WORKDIR/hosts/host-3.log           the JSON log of host 3, a host of several bureaus
+    WORKDIR/run/host-3.spec.json       host 3's spec (node.host)
+    WORKDIR/run/host-3.ready.json      host 3's ready file
+    WORKDIR/run/host-3.sock            host 3's control socket
+    WORKDIR/run/gateway.json           the gateway's ready file
+    WORKDIR/run/faultd.json            the ready file of the fault daemon of ``up --faults``
+    WORKDIR/run/faultd.log             the fault daemon's log (simulations.faultd)
+    WORKDIR/run/faultd.sock            the fault daemon's control socket
+    WORKDIR/run/faults.json            the process faults applied live (simulations.live_faults)
+    WORKDIR/run/operate.lock           held while a command changes the network
+
+Beside each hash-chained log sits its head (``audit.sqlite.head``), and beside each
+database SQLite's ``-wal`` and ``-shm``. A socket whose path would be too long for a Unix
+socket goes to a private folder in the temporary directory instead
+(simulations.network.socket_path).
 
 :class:`Workdir` names every one of these files; nothing else spells them. A node takes
 its bureau's files as one :class:`BureauFiles` value, the gateway its own as one

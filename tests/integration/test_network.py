@@ -370,3 +370,42 @@ def test_reflection_lists_the_services(network: Network) -> None:
         return set()
 
     assert {"ncbsim.v2.GatewayService", "grpc.health.v1.Health"} <= asyncio.run(list_services())
+
+
+def test_workdir_names_every_file_a_running_network_writes(network: Network) -> None:
+    """Each file Workdir names for a network of one host per bureau exists while it runs,
+    and every file of a bureau's or the gateway's folder is one Workdir names (keys,
+    certificates, a log's head and SQLite's side files aside)."""
+    files = Workdir(network.workdir)
+    pki_files = {"tls.crt", "tls.key", "signing.key", "encryption.key"}
+    for code in (p.bureau for p in network.procs if p.bureau is not None):
+        bureau = files.bureau(code)
+        # The small scenario gives each bureau a host of its own: its log is in its folder.
+        named = {bureau.records, bureau.audit, bureau.replay, bureau.hits, bureau.inbox, bureau.log}
+        for path in named:
+            assert path.is_file(), path
+        on_disk = {
+            p
+            for p in bureau.root.iterdir()
+            if p.is_file() and p.name not in pki_files and not p.name.endswith(_SIDE_FILES)
+        }
+        assert on_disk == named, code
+    gateway = files.gateway
+    for path in (gateway.audit, gateway.mailbox, gateway.log):
+        assert path.is_file(), path
+    on_disk = {
+        p
+        for p in gateway.root.iterdir()
+        if p.is_file() and p.name not in pki_files and not p.name.endswith(_SIDE_FILES)
+    }
+    assert on_disk == {gateway.audit, gateway.mailbox, gateway.log}
+    for host in network.hosts:
+        assert files.host_spec(host.index).is_file()
+        assert files.host_ready(host.index).is_file()
+        assert Path(host.log) == files.bureau(host.bureaus[0]).log
+    for path in (files.manifest, files.stamp, files.gateway_ready, files.pki.ca_cert):
+        assert path.is_file(), path
+    assert Path(network.gateway.log) == gateway.log
+
+
+_SIDE_FILES = (".head", "-wal", "-shm", "-journal")

@@ -62,7 +62,7 @@ def _ask_all(network: Network, asks: list[tuple[str, query_pb2.Query]]) -> list[
 
 def _hits_for(network: Network, ref: str, expected: int) -> list[HitEvent]:
     """DE's hit notifications on ``ref``, waiting for the node's writer to store them."""
-    path = admin.hits_path(network.workdir, OWNER)
+    path = Workdir(network.workdir).bureau(OWNER).hits
     deadline = time.monotonic() + 15
     while True:
         found = read_hits(path, ref=ref)
@@ -118,7 +118,7 @@ def test_deny_list_hides_record_and_owner_is_notified(network: Network) -> None:
         ("IT", "document", "withheld", it_check.message_id),
         ("IT", "fetch", "withheld", it_fetch.message_id),
     ]
-    hits_file = admin.hits_path(network.workdir, OWNER)
+    hits_file = Workdir(network.workdir).bureau(OWNER).hits
     for path in hits_file.parent.glob(hits_file.name + "*"):
         assert doc.number.encode() not in path.read_bytes()
     node_log = Path(network.node(OWNER).log)
@@ -144,4 +144,4 @@ def test_allow_list_applies_to_the_running_node_at_once(network: Network) -> Non
     assert [m.ref for m in nl_after.matches] == [doc.ref]
     assert nl_fetch.outcome == Outcome.RECORD
     # No notify flag: a hit is answered, and nothing is recorded for the owner.
-    assert read_hits(admin.hits_path(network.workdir, OWNER), ref=doc.ref) == []
+    assert read_hits(Workdir(network.workdir).bureau(OWNER).hits, ref=doc.ref) == []

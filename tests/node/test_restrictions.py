@@ -17,6 +17,7 @@ from ncbsim.node.answer import answer
 from ncbsim.node.store import NO_CONTROL, TABLES_DDL, Control, Document, RecordStore, name_key
 from ncbsim.simulations.traffic import Drawer
 from ncbsim.v2 import query_pb2, records_pb2
+from ncbsim.workdir import Workdir
 
 OWNER = "DE"
 
@@ -32,7 +33,7 @@ def _fetch(ref: str) -> query_pb2.Query:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """A fresh DE database, laid out as ``ncbsim up`` lays it out, for each test."""
-    path = admin.records_path(tmp_path, OWNER)
+    path = Workdir(tmp_path).bureau(OWNER).records
     path.parent.mkdir(parents=True)
     datagen.generate(path, OWNER, seed=11, documents=200, persons=80, vehicles=80, workers=1)
     return path
