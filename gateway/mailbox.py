@@ -37,9 +37,9 @@ from typing import Any, TypeVar
 import structlog
 
 from ncbsim import private
-from ncbsim.config import DEFAULT_MAX_QUEUE_PER_SENDER
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError, EnvelopeError
+from ncbsim.gateway.config import DEFAULT_MAX_QUEUE_PER_SENDER
 from ncbsim.gateway.copies import (
     ACCEPTED,
     DELIVERED,

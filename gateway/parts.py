@@ -25,10 +25,10 @@ import structlog
 
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
-from ncbsim.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.errors import NcbsimError, RevokedError, status_for
 from ncbsim.gateway.admission import id_hex, is_code
 from ncbsim.gateway.audit import AuditLog, AuditRecord
+from ncbsim.gateway.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.gateway.delivery import Deliverer
 from ncbsim.gateway.directory_files import DirectoryFiles
 from ncbsim.gateway.limits import BureauLimit, LimitExceeded, RateLimiter

@@ -30,8 +30,8 @@ from typing import Any
 import grpc
 import structlog
 
-from ncbsim.config import GatewayConfig
 from ncbsim.gateway.audit import AuditLog
+from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.control import ControlPlane
 from ncbsim.gateway.delivery import Deliverer
 from ncbsim.gateway.limits import RateLimiter
@@ -120,10 +120,9 @@ async def serve(config: GatewayConfig) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     tls = config.pki.tls("gateway")
     router = Router(tls)
-    audit = AuditLog(config.audit_path)
-    mailbox_path = config.mailbox_path or config.audit_path.with_name("mailbox.sqlite")
+    audit = AuditLog(config.files.audit)
     mailbox = await Mailbox.open(
-        mailbox_path,
+        config.files.mailbox,
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,
     )
@@ -144,13 +143,13 @@ async def serve(config: GatewayConfig) -> None:
     log.info(
         "gateway_listening",
         address=served.address,
-        audit=str(config.audit_path),
+        audit=str(config.files.audit),
         max_envelope_bytes=config.max_envelope_bytes,
         rate_per_s=config.rate_per_s,
         burst=config.burst,
         daily_quota=config.daily_quota,
         overrides=sorted(config.bureau_limits),
-        mailbox=str(mailbox_path),
+        mailbox=str(config.files.mailbox),
         queued=mailbox.queued(),
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,

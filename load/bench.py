@@ -99,12 +99,12 @@ def _queries(network: Network, config: BenchConfig, seed: int) -> list[tuple[que
 
     from ncbsim.client import Outcome
     from ncbsim.node.store import RecordStore
-    from ncbsim.simulations.network import db_path
     from ncbsim.v2 import query_pb2
+    from ncbsim.workdir import Workdir
 
     rng = random.Random(seed)
     hits = round(QUERY_POOL * config.hit_ratio)
-    store = RecordStore(db_path(network.workdir, RESPONDER))
+    store = RecordStore(Workdir(network.workdir).bureau(RESPONDER).records)
     try:
         # Only open records: a restricted one is rightly a no-hit for the requester.
         sampled = store.sample("document", min(hits, QUERY_POOL), rng)

@@ -228,14 +228,14 @@ def prepare(
     from ncbsim.load.plan import LoadPlan, build_corpus, provision, requester_codes
     from ncbsim.node.store import RecordStore
     from ncbsim.pki import PkiDir
-    from ncbsim.simulations.network import db_path
+    from ncbsim.workdir import Workdir
 
     requesters = requester_codes(targets, args.users)
     new = provision(PkiDir(workdir), requesters)
     if new:
         print(f"issued keys for {len(new)} requester bureaus: {', '.join(new)}", flush=True)
     _await_directory(workdir, gateway, requesters)
-    stores = {b: RecordStore(db_path(workdir, b)) for b in targets}
+    stores = {b: RecordStore(Workdir(workdir).bureau(b).records) for b in targets}
     try:
         corpus = build_corpus(stores, args.seed)
     finally:

@@ -44,9 +44,10 @@ from typing import Any
 import structlog
 
 from ncbsim.clock import Clock
-from ncbsim.config import NodeConfig
 from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.node.config import NodeConfig
 from ncbsim.pki import PkiDir
+from ncbsim.workdir import BureauFiles
 
 log = structlog.get_logger()
 
@@ -121,7 +122,7 @@ def load_spec(path: Path, pki: PkiDir) -> list[NodeConfig]:
             config = NodeConfig(
                 pki=pki,
                 bureau=code,
-                db_path=db,
+                files=BureauFiles.beside(db),
                 gateway=_text(item, "gateway", where) or gateway or "",
                 listen=_text(item, "listen", where) or "127.0.0.1:0",
                 advertise=_text(item, "advertise", where),

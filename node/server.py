@@ -20,13 +20,13 @@ from google.protobuf.message import DecodeError
 from ncbsim import envelope, padding, transport
 from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
-from ncbsim.config import NodeConfig
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
 from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
+from ncbsim.node.config import NodeConfig
 from ncbsim.node.hits import HitLog
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.keys import KeyWatch, entry_stamp
@@ -340,17 +340,17 @@ async def run_node(
         loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
         identity = Identity.load(config.pki, config.bureau, now_ms=clock.now_ms())
         replay = ReplayCache(
-            config.replay_path or config.db_path.with_name("replay.sqlite"),
+            config.files.replay,
             clock_skew_ms=config.clock_skew_ms,
         )
         stack.callback(replay.close)
-        store = RecordStore(config.db_path)
+        store = RecordStore(config.files.records)
         stack.callback(store.close)
-        audit = NodeAuditLog(config.audit_path or config.db_path.with_name("audit.sqlite"))
+        audit = NodeAuditLog(config.files.audit)
         stack.callback(audit.close)
-        hits = HitLog(config.db_path.with_name("hits.sqlite"))
+        hits = HitLog(config.files.hits)
         stack.callback(hits.close)
-        inbox = Inbox(config.inbox_path or config.db_path.with_name("inbox.sqlite"))
+        inbox = Inbox(config.files.inbox)
         stack.callback(inbox.close)
         tls = config.pki.tls(config.bureau)
         gateway_channel = transport.gateway_channel(config.gateway, tls)
@@ -368,7 +368,7 @@ async def run_node(
             peers,
             inbox,
             audit,
-            records_path=config.db_path,
+            records_path=config.files.records,
             clock=clock,
             clock_skew_ms=config.clock_skew_ms,
             outbox=outbox,

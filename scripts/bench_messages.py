@@ -36,10 +36,11 @@ from ncbsim.identity import Identity
 from ncbsim.mail import Mailer
 from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, db_path
+from ncbsim.simulations.network import Network
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Records, Scenario
 from ncbsim.v2 import gateway_pb2, messages_pb2
+from ncbsim.workdir import Workdir
 
 READY_TIMEOUT_S = 180.0
 PUBLISH_TIMEOUT_S = 120.0
@@ -75,7 +76,7 @@ def _published_everywhere(root: Path, bureaus: list[str], notice_id: bytes) -> l
     """The bureaus whose inbox does not yet hold ``notice_id`` as published."""
     missing = []
     for code in bureaus:
-        path = db_path(root, code).with_name("inbox.sqlite")
+        path = Workdir(root).bureau(code).inbox
         held = False
         if path.exists():
             reader = Inbox.read(path)

@@ -21,11 +21,12 @@ from rich.panel import Panel
 
 from ncbsim import envelope
 from ncbsim.client import Outcome
-from ncbsim.node.admin import ControlChange, records_path, restrict
+from ncbsim.node.admin import ControlChange, restrict
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations import _demo_views as v
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2
+from ncbsim.workdir import Workdir
 
 if TYPE_CHECKING:
     from ncbsim.simulations.demo import DemoConfig
@@ -196,7 +197,7 @@ class Demo:
             f"before: {self.asker}'s step 1 hits {ref}",
             ref in [m.ref for m in before.answer.matches],
         )
-        path = records_path(self.workdir, owner)
+        path = Workdir(self.workdir).bureau(owner).records
         control = restrict(path, ref, ControlChange(access="deny", bureaus=frozenset({self.asker})))
         try:
             after = await self.obs.exchange(check, owner)

@@ -44,13 +44,12 @@ from ncbsim.directory import Directory
 from ncbsim.envelope import Header
 from ncbsim.errors import EnvelopeError
 from ncbsim.identity import Identity
-from ncbsim.node.admin import records_path
 from ncbsim.node.records import Control, Document, Person, Vehicle
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import audit_path
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.workdir import Workdir
 
 AUDIT_WAIT_S = 3.0
 """How long to wait for an audit row: both audit writers batch for about 50 ms."""
@@ -129,12 +128,12 @@ class Observer:
     def store(self, code: str) -> RecordStore:
         """``code``'s records database, read-only."""
         if code not in self._stores:
-            self._stores[code] = RecordStore(records_path(self.workdir, code))
+            self._stores[code] = RecordStore(Workdir(self.workdir).bureau(code).records)
         return self._stores[code]
 
     def pick(self, code: str, sql: str) -> list[tuple[str, ...]]:
         """Rows of ``code``'s records database (read-only), to find records worth asking."""
-        uri = records_path(self.workdir, code).resolve().as_uri() + "?mode=ro"
+        uri = Workdir(self.workdir).bureau(code).records.resolve().as_uri() + "?mode=ro"
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
             return [tuple(str(x) for x in row) for row in conn.execute(sql).fetchall()]
 
@@ -153,13 +152,11 @@ class Observer:
 
     async def gateway_row(self, message_hex: str) -> Row | None:
         """The gateway's audit row for a message id, or None if none appeared in time."""
-        return await self._audit_row(audit_path(self.workdir), message_hex)
+        return await self._audit_row(Workdir(self.workdir).gateway.audit, message_hex)
 
     async def node_row(self, code: str, message_hex: str) -> Row | None:
         """``code``'s node's audit row for a message id (outcome, reason, status ...)."""
-        return await self._audit_row(
-            records_path(self.workdir, code).with_name("audit.sqlite"), message_hex
-        )
+        return await self._audit_row(Workdir(self.workdir).bureau(code).audit, message_hex)
 
     async def _audit_row(self, path: Path, message_hex: str) -> Row | None:
         deadline = time.monotonic() + AUDIT_WAIT_S

@@ -32,17 +32,18 @@ from ncbsim.simulations import faultd
 from ncbsim.simulations.faults import clock, process
 from ncbsim.simulations.faults.registry import family
 from ncbsim.simulations.manifest import Host
-from ncbsim.simulations.network import LIVE_FAULTS, Network
+from ncbsim.simulations.network import Network
 from ncbsim.simulations.operate import load, locked
 from ncbsim.simulations.scenario import GATEWAY, PROXY_FAULTS, FaultEvent, fault_event
+from ncbsim.workdir import Workdir
 
-STATE = LIVE_FAULTS
-"""The process faults in force: ``{"faults": [{"event": TABLE, "started_ms": N, "held":
-[...]}]}`` (removed by ``ncbsim down``, with the network)."""
+# The process faults in force, in Workdir.live_faults (WORKDIR/run/faults.json):
+# ``{"faults": [{"event": TABLE, "started_ms": N, "held": [...]}]}`` (removed by
+# ``ncbsim down``, with the network).
 
 
 def _read(workdir: Path) -> list[dict[str, Any]]:
-    path = workdir / STATE
+    path = Workdir(workdir).live_faults
     try:
         entries: list[dict[str, Any]] = json.loads(path.read_text())["faults"]
     except FileNotFoundError:
@@ -55,7 +56,7 @@ def _read(workdir: Path) -> list[dict[str, Any]]:
 
 
 def _write(workdir: Path, entries: list[dict[str, Any]]) -> None:
-    path = workdir / STATE
+    path = Workdir(workdir).live_faults
     if not entries:
         path.unlink(missing_ok=True)
         return

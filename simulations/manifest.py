@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ncbsim.errors import ConfigError
-
-MANIFEST = "network.json"
+from ncbsim.workdir import MANIFEST, Workdir
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +60,12 @@ def write(workdir: Path, data: dict[str, Any]) -> None:
     # Replaced in one step: a reader (``ncbsim status``, a query) never sees half of it.
     tmp = workdir / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(workdir / MANIFEST)
+    tmp.replace(Workdir(workdir).manifest)
 
 
 def read(workdir: Path) -> Manifest:
     """Read WORKDIR/network.json; ConfigError if there is none or it is not a manifest."""
-    path = workdir.resolve() / MANIFEST
+    path = Workdir(workdir.resolve()).manifest
     try:
         data = json.loads(path.read_text())
         procs = [Proc(**p) for p in data["processes"]]

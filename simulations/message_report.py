@@ -20,8 +20,8 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import NcbsimError
 from ncbsim.node.inbox import Inbox, InboxItem, NoticeRow
 from ncbsim.simulations.message_plan import PlannedPost
-from ncbsim.simulations.network import gateway_files, inbox_path
 from ncbsim.v2 import messages_pb2
+from ncbsim.workdir import Workdir
 
 
 @dataclass(slots=True)
@@ -69,7 +69,7 @@ def read_inboxes(workdir: Path, bureaus: Sequence[str], *, full: bool) -> Inboxe
     out = Inboxes()
     for code in bureaus:
         try:
-            inbox = Inbox.read(inbox_path(workdir, code))
+            inbox = Inbox.read(Workdir(workdir).bureau(code).inbox)
         except NcbsimError:
             continue
         try:
@@ -157,7 +157,7 @@ def scan_gateway(workdir: Path, probes: Sequence[str]) -> list[str]:
     """Which ``probes`` appear anywhere under the gateway's folder (text or raw bytes)."""
     needles = {p: p.encode() for p in probes if len(p) >= 6}
     found: set[str] = set()
-    for path in gateway_files(workdir).rglob("*"):
+    for path in Workdir(workdir).gateway.root.rglob("*"):
         if path.is_file():
             with contextlib.suppress(OSError):
                 data = path.read_bytes()

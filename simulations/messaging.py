@@ -47,11 +47,11 @@ from ncbsim.simulations.message_report import (
     out_of_order,
     read_inboxes,
 )
-from ncbsim.simulations.network import inbox_path
 from ncbsim.simulations.outcomes import latency
 from ncbsim.simulations.scenario import Scenario
 from ncbsim.simulations.schema import MESSAGE_LATENCY_KEYS
 from ncbsim.v2 import messages_pb2
+from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
 
@@ -217,7 +217,7 @@ class Messenger:
 
         def read() -> NoticeRow | None:
             try:
-                inbox = Inbox.read(inbox_path(self.workdir, target))
+                inbox = Inbox.read(Workdir(self.workdir).bureau(target).inbox)
             except NcbsimError:
                 return None
             try:
@@ -392,7 +392,7 @@ GATEWAY_DOWN = "gateway"
 def _outbox_size(workdir: Path) -> int:
     """How many envelopes GS's outbox holds (0 if GS has no inbox yet)."""
     try:
-        inbox = Inbox.read(inbox_path(workdir, GENERAL_SECRETARIAT))
+        inbox = Inbox.read(Workdir(workdir).bureau(GENERAL_SECRETARIAT).inbox)
     except NcbsimError:
         return 0
     try:

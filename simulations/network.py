@@ -4,20 +4,8 @@ A host process (``ncbsim host``, node/host.py) runs one or many bureau nodes, ea
 own port, keys and databases: that is what lets all 196 members run on two cores. Small
 networks get one host per bureau, so a fault or a signal hits exactly one bureau.
 
-Everything lives in one work directory, which is also the PKI directory::
-
-    WORKDIR/network.json                 every process: role, bureau, pid, address, log
-    WORKDIR/ca.crt, ca.key, directory/   the PKI (see ncbsim.pki)
-    WORKDIR/gateway/audit.sqlite         the gateway's metadata-only, hash-chained audit trail
-    WORKDIR/gateway/mailbox.sqlite       one-way envelopes the gateway accepted (sealed), their fate
-    WORKDIR/gateway/gateway.log          the gateway's JSON log
-    WORKDIR/bureaus/FR/records.sqlite    FR's records
-    WORKDIR/bureaus/FR/audit.sqlite      FR's node's hash-chained audit trail
-    WORKDIR/bureaus/FR/inbox.sqlite      what FR received one-way (decrypted), and its notices
-    WORKDIR/bureaus/FR/node.log          the JSON log of FR's host, when FR has a host of its own
-    WORKDIR/hosts/host-3.log             the JSON log of a host of several bureaus
-    WORKDIR/run/                         specs, ready files and control sockets of the hosts
-    WORKDIR/run/faultd.*                 the fault daemon of `up --faults` (simulations.faultd)
+Everything lives in one work directory, which is also the PKI directory; its layout is
+drawn once, in ncbsim.workdir (:class:`~ncbsim.workdir.Workdir` names every file).
 
 A bureau's data is as private as its keys: ``bureaus/``, ``gateway/``, ``operator/``,
 ``hosts/`` and ``run/`` and every folder in them are 0700, every file in them 0600, logs
@@ -45,18 +33,13 @@ import structlog
 from ncbsim import private, processes
 from ncbsim.errors import ConfigError, NetworkError
 from ncbsim.simulations import manifest, supervise
-from ncbsim.simulations.manifest import MANIFEST, Host, Proc
+from ncbsim.simulations.manifest import Host, Proc
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Scenario
 from ncbsim.simulations.supervise import Stopped
+from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
-
-LIVE_FAULTS = Path("run") / "faults.json"
-"""The process faults applied live (simulations.live_faults): they end with the network."""
-GATEWAY_READY = Path("run") / "gateway.json"
-FAULTD_READY = Path("run") / "faultd.json"
-"""The ready file of the fault daemon of ``ncbsim up --faults`` (simulations.faultd)."""
 SOLO_HOSTS_UP_TO = 8
 """Networks of up to this many bureaus get one host process per bureau."""
 
@@ -82,26 +65,6 @@ class Placement:
 
 
 LOOPBACK = Placement()
-
-
-def gateway_files(workdir: Path) -> Path:
-    """Folder holding the gateway's own files: TLS key, audit and log."""
-    return workdir / "gateway"
-
-
-def audit_path(workdir: Path) -> Path:
-    """The gateway's audit database."""
-    return gateway_files(workdir) / "audit.sqlite"
-
-
-def db_path(workdir: Path, bureau: str) -> Path:
-    """A bureau's record database."""
-    return workdir / "bureaus" / bureau / "records.sqlite"
-
-
-def inbox_path(workdir: Path, bureau: str) -> Path:
-    """A bureau's inbox: the one-way messages its node processed (node.inbox)."""
-    return db_path(workdir, bureau).with_name("inbox.sqlite")
 
 
 def plan_hosts(
@@ -207,11 +170,12 @@ class Network:
         ``links`` name the fault daemon and its proxies, for the manifest.
         """
         workdir = workdir.resolve()
-        if (workdir / MANIFEST).exists():
+        files = Workdir(workdir)
+        if files.manifest.exists():
             raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
         prepare(workdir, scenario)
-        run = private.private_folder(workdir / "run")
-        (workdir / LIVE_FAULTS).unlink(missing_ok=True)  # left by a network that crashed
+        run = private.private_folder(files.run)
+        files.live_faults.unlink(missing_ok=True)  # left by a network that crashed
         env_args = ["--log-level", log_level]
         started = started if started is not None else []
         procs: list[Proc] = []
@@ -219,8 +183,8 @@ class Network:
         layout = hosts if hosts is not None else plan_hosts(scenario.bureaus)
         network_hosts: list[Host] = []
         try:
-            glog = gateway_files(workdir) / "gateway.log"
-            ready = workdir / GATEWAY_READY
+            glog = files.gateway.log
+            ready = files.gateway_ready
             ready.unlink(missing_ok=True)
             gw = supervise.spawn_gateway(
                 workdir,
@@ -246,9 +210,7 @@ class Network:
                     spec=str(run / f"host-{index}.spec.json"),
                     control=supervise.control_path(run, index),
                     log=str(
-                        workdir / "bureaus" / bureaus[0] / "node.log"
-                        if len(bureaus) == 1
-                        else workdir / "hosts" / f"host-{index}.log"
+                        files.bureau(bureaus[0]).log if len(bureaus) == 1 else files.host_log(index)
                     ),
                 )
                 supervise.write_spec(
@@ -359,7 +321,7 @@ class Network:
         """
         old = self.gateway
         glog = Path(old.log)
-        ready = self.workdir / GATEWAY_READY
+        ready = Workdir(self.workdir).gateway_ready
         ready.unlink(missing_ok=True)
         with self._lock:
             if self._stopping:
@@ -436,7 +398,7 @@ class Network:
         """
         views: list[Network] = [self]
         with contextlib.suppress(ConfigError, OSError, ValueError, KeyError, TypeError):
-            if (self.workdir / MANIFEST).exists():
+            if Workdir(self.workdir).manifest.exists():
                 disk = Network.load(self.workdir)
                 # The same network (its gateway keeps its address over restarts), not
                 # another one brought up in this folder after ours was stopped.
@@ -489,8 +451,9 @@ class Network:
         if self.faultd is not None:
             supervise.remove_socket(self.faultd.address)
         # What said these processes run goes with them; their logs and the specs stay.
-        for left in (GATEWAY_READY, FAULTD_READY, LIVE_FAULTS):
-            (self.workdir / left).unlink(missing_ok=True)
-        (self.workdir / MANIFEST).unlink(missing_ok=True)
+        files = Workdir(self.workdir)
+        for left in (files.gateway_ready, files.faultd_ready, files.live_faults):
+            left.unlink(missing_ok=True)
+        files.manifest.unlink(missing_ok=True)
         log.info("network_down", workdir=str(self.workdir), stopped=found.stopped, gone=found.gone)
         return found

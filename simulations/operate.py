@@ -24,15 +24,15 @@ import structlog
 from ncbsim.errors import ConfigError, NcbsimError, NetworkError
 from ncbsim.processes import terminate
 from ncbsim.simulations import faultd
-from ncbsim.simulations.manifest import MANIFEST, Proc
-from ncbsim.simulations.network import FAULTD_READY, Network
+from ncbsim.simulations.manifest import Proc
+from ncbsim.simulations.network import Network
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Scenario
 from ncbsim.simulations.supervise import Stopped, remove_socket, socket_path, start_process
+from ncbsim.workdir import MANIFEST, Workdir
 
 log = structlog.get_logger()
 
-LOCK = Path("run") / "operate.lock"
 HEALTH_TIMEOUT_S = 2.0
 """Deadline of each health call of ``ncbsim status``: a stopped (SIGSTOP) process is down."""
 UNREACHABLE = "UNREACHABLE"
@@ -47,7 +47,7 @@ def locked(workdir: Path) -> Iterator[None]:
     ``down`` removes the lock file while it holds it: a command that waited on that file
     takes the lock on the file now there (made afresh if need be), so all still queue on one.
     """
-    path = Path(workdir) / LOCK
+    path = Workdir(Path(workdir)).operate_lock
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -68,7 +68,7 @@ def load(workdir: Path) -> Network:
     """The network running in ``workdir``, or a NcbsimError saying there is none."""
     if not Path(workdir).is_dir():
         raise NcbsimError(f"no such work directory: {workdir}")
-    if not (Path(workdir) / MANIFEST).exists():
+    if not Workdir(Path(workdir)).manifest.exists():
         raise NcbsimError(
             f"no network runs in {workdir} (no {MANIFEST}); "
             f"start one with `ncbsim up SCENARIO --workdir {workdir} --detach`"
@@ -85,14 +85,15 @@ def up(workdir: Path, scenario: Scenario, *, detach: bool, log_level: str, fault
     if not faults:
         return Network.start(workdir, scenario, detach=detach, log_level=log_level)
     workdir = workdir.resolve()
-    if (workdir / MANIFEST).exists():
+    files = Workdir(workdir)
+    if files.manifest.exists():
         raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
     prepare(workdir, scenario)  # PKI and records first: `pki init` wants an empty folder
-    run = workdir / "run"
+    run = files.run
     run.mkdir(exist_ok=True)
-    control = socket_path(run, "faultd.sock")
-    flog = run / "faultd.log"
-    ready = workdir / FAULTD_READY
+    control = socket_path(run, files.faultd_socket.name)
+    flog = files.faultd_log
+    ready = files.faultd_ready
     try:
         child, info = start_process(
             [
@@ -157,7 +158,7 @@ def down(workdir: Path) -> Stopped:
     load(workdir)  # a clear error if none runs
     with locked(workdir):
         stopped = Network.load(workdir).stop()
-        (Path(workdir) / LOCK).unlink(missing_ok=True)  # held: see locked()
+        Workdir(Path(workdir)).operate_lock.unlink(missing_ok=True)  # held: see locked()
     return stopped
 
 

@@ -17,8 +17,7 @@ from ncbsim import pki, private
 from ncbsim.errors import ConfigError, NetworkError
 from ncbsim.node import datagen
 from ncbsim.simulations.scenario import Scenario
-
-STAMP = "records.json"
+from ncbsim.workdir import STAMP, Workdir
 
 
 def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
@@ -47,12 +46,11 @@ def _stamp(scenario: Scenario) -> dict[str, int]:
 
 def _check_stamp(workdir: Path, scenario: Scenario) -> None:
     """Refuse records made by another seed or counts: the run would not be the scenario's."""
-    from ncbsim.simulations.network import db_path  # here: see prepare()
 
-    path = workdir / STAMP
+    path = Workdir(workdir).stamp
     want = _stamp(scenario)
     if not path.exists():
-        if any(db_path(workdir, b).exists() for b in scenario.bureaus):
+        if any(Workdir(workdir).bureau(b).records.exists() for b in scenario.bureaus):
             raise ConfigError(
                 f"{workdir} holds records of unknown origin (no {STAMP}); use a new --workdir"
             )
@@ -79,7 +77,6 @@ def prepare(
     """
     # Imported here, not above: simulations.network names the work directory's paths
     # and imports this module, to prepare a network before it starts one.
-    from ncbsim.simulations.network import db_path, gateway_files
 
     workdir.mkdir(parents=True, exist_ok=True)
     directory = pki.PkiDir(workdir)
@@ -92,8 +89,8 @@ def prepare(
     # Folders an older version made readable by anyone are tightened, and the
     # certificates it wrote 0644 in them (the other files are, as their owners open them).
     for folder in (
-        workdir / "bureaus",
-        gateway_files(workdir),
+        Workdir(workdir).bureaus,
+        Workdir(workdir).gateway.root,
         directory.party("operator"),
         *(directory.party(b) for b in scenario.bureaus),
     ):
@@ -102,7 +99,7 @@ def prepare(
             private.tighten(cert)
     todo = [
         (
-            db_path(workdir, b),
+            Workdir(workdir).bureau(b).records,
             b,
             scenario.seed,
             scenario.records.documents,
@@ -110,7 +107,7 @@ def prepare(
             scenario.records.vehicles,
         )
         for b in scenario.bureaus
-        if not db_path(workdir, b).exists()
+        if not Workdir(workdir).bureau(b).records.exists()
     ]
     if len(todo) == 1:
         _generate(todo[0])

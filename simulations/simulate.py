@@ -30,8 +30,8 @@ from ncbsim.simulations import paths as report_paths
 from ncbsim.simulations import report as reports
 from ncbsim.simulations import scenario as scenarios
 from ncbsim.simulations.engine import Engine, RunResult, Sent
-from ncbsim.simulations.network import audit_path, gateway_files
 from ncbsim.simulations.outcomes import ANSWERED
+from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
 
@@ -152,7 +152,7 @@ def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
     if multi is not None:
         checks.append(multi)
     probes = [p for s in sent for p in s.planned.probes]
-    leaked = _scan(gateway_files(workdir), probes)
+    leaked = _scan(Workdir(workdir).gateway.root, probes)
     checks.append(
         Check(
             "gateway files hold no plaintext",
@@ -168,7 +168,7 @@ def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
     }
     delivered = {
         row.message_id
-        for row in read_all(audit_path(workdir))
+        for row in read_all(Workdir(workdir).gateway.audit)
         if row.message_id in answered_ids and row.outcome == "delivered"
     }
     checks.append(

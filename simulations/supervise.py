@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ncbsim import private, processes
 from ncbsim.simulations.manifest import Host
+from ncbsim.workdir import Workdir
 
 if TYPE_CHECKING:
     from ncbsim.simulations.network import Placement
@@ -210,14 +211,13 @@ def write_spec(
     """Write ``host``'s spec: the bureaus it serves, their records, where they listen."""
     # Imported here, not above: simulations.network names the work directory's paths
     # and imports this module.
-    from ncbsim.simulations.network import db_path
 
     spec = {
         "gateway": gateway,
         "bureaus": [
             {
                 "bureau": code,
-                "db": str(db_path(workdir, code)),
+                "db": str(Workdir(workdir).bureau(code).records),
                 "listen": listen,
                 "advertise": advertise_for.get(code),
                 "gateway": gateway_for.get(code),

@@ -267,6 +267,6 @@ class Planner(Drawer):
 
 def open_stores(workdir: Path, scenario: Scenario) -> dict[str, RecordStore]:
     """Read-only handles on every bureau's records (the simulator's ground truth)."""
-    from ncbsim.simulations.network import db_path
+    from ncbsim.workdir import Workdir
 
-    return {b: RecordStore(db_path(workdir, b)) for b in scenario.bureaus}
+    return {b: RecordStore(Workdir(workdir).bureau(b).records) for b in scenario.bureaus}

@@ -25,7 +25,7 @@ from ncbsim.client import BureauClient
 from ncbsim.directory import Directory
 from ncbsim.errors import QueueFull
 from ncbsim.identity import Identity
-from ncbsim.node import admin, datagen
+from ncbsim.node import datagen
 from ncbsim.node.audit import NodeAuditLog
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.outbox import OutboxPoster
@@ -43,6 +43,7 @@ from ncbsim.v2 import (
     messages_pb2,
     query_pb2,
 )
+from ncbsim.workdir import Workdir
 
 T = TypeVar("T")
 
@@ -103,7 +104,7 @@ def generate_records(
 ) -> Path:
     """Generate ``bureau``'s records where a network under ``workdir`` keeps them (as
     ``ncbsim up`` lays them out); the database's path."""
-    path = admin.records_path(workdir, bureau)
+    path = Workdir(Path(workdir)).bureau(bureau).records
     path.parent.mkdir(parents=True, exist_ok=True)
     datagen.generate(
         path,

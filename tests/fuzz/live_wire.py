@@ -24,8 +24,9 @@ from ncbsim.identity import Identity
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import TlsFiles
 from ncbsim.processes import alive
-from ncbsim.simulations.network import Network, db_path
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import envelope_pb2, gateway_pb2, messages_pb2, query_pb2
+from ncbsim.workdir import Workdir
 
 DEADLINE_S = 5.0
 GATEWAY = "/ncbsim.v2.GatewayService/"
@@ -216,7 +217,7 @@ def assert_network_survived(wire: Wire) -> None:
     assert _call(wire.gateway_as_nl, GATEWAY + "Register", register)[0] == Code.OK
     assert all(alive(proc.pid) for proc in net.procs), net.procs
 
-    store = RecordStore(db_path(net.workdir, "DE"))
+    store = RecordStore(Workdir(net.workdir).bureau("DE").records)
     try:
         doc = store.sample("document", 1, random.Random(4))[0]
     finally:

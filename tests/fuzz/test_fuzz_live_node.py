@@ -37,8 +37,8 @@ from live_wire import (
 
 from ncbsim import envelope
 from ncbsim.node.inbox import Inbox
-from ncbsim.simulations.network import inbox_path
 from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +153,7 @@ def test_tampered_posts_are_never_processed_nor_block_other_senders(wire: Wire) 
         gateway_pb2.MESSAGE_STATE_DELIVERED,
         gateway_pb2.MESSAGE_STATE_QUEUED,  # behind such a copy of FR's
     }
-    inbox = Inbox.read(inbox_path(wire.network.workdir, "DE"))  # DE's own record
+    inbox = Inbox.read(Workdir(wire.network.workdir).bureau("DE").inbox)  # DE's own record
     try:
         processed = {m for m in POSTED_INTACT | POSTED_TAMPERED if inbox.stored("FR", m)}
         assert inbox.stored("NL", nl_id) is not None

@@ -25,10 +25,10 @@ import pytest
 
 from ncbsim import envelope, pki, receipts, transport
 from ncbsim.client import seal_query
-from ncbsim.config import GatewayConfig
 from ncbsim.directory import Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.gateway.audit import AuditLog, AuditRecord, read_all
+from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.delivery import Deliverer
 from ncbsim.gateway.limits import BureauLimit, RateLimiter
 from ncbsim.gateway.mailbox import Mailbox
@@ -45,6 +45,7 @@ from ncbsim.v2 import (
     gateway_pb2_grpc,
     query_pb2,
 )
+from ncbsim.workdir import GatewayFiles
 
 BUREAUS = ["FR", "DE", "IT", "GS"]
 SEND_ONLY = "MC"
@@ -236,8 +237,10 @@ async def mailbox_gateway(
     **config: Any,
 ) -> AsyncIterator[Gateway]:
     """An in-process gateway with a mailbox (and a deliverer) on a real mTLS socket."""
-    settings = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite", **config)
-    audit = AuditLog(settings.audit_path)
+    settings = GatewayConfig(
+        pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"), **config
+    )
+    audit = AuditLog(settings.files.audit)
     router = Router(directory.tls("gateway"))
     mailbox = await Mailbox.open(
         tmp_path / "mailbox.sqlite",
@@ -309,8 +312,10 @@ async def relay_gateway(
     directory = pki.PkiDir(tmp_path / "pki")
     if not directory.ca_key.exists():
         pki.init(directory.root, ["FR", "DE", "IT"])
-    config = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite", **fields)  # type: ignore[arg-type]
-    audit = AuditLog(config.audit_path, batch_wait_s=0.0)
+    config = GatewayConfig(
+        pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"), **fields
+    )  # type: ignore[arg-type]
+    audit = AuditLog(config.files.audit, batch_wait_s=0.0)
     router = Router(directory.tls("gateway"))
     service = GatewayService(config, router, audit, limiter=limiter)
     served = await start_server(

@@ -16,11 +16,12 @@ import pytest
 
 from ncbsim import envelope, pki
 from ncbsim.client import seal_query
-from ncbsim.config import GatewayConfig
 from ncbsim.gateway.audit import AuditLog, read_all
+from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.server import GatewayService
 from ncbsim.identity import Identity
 from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
+from ncbsim.workdir import GatewayFiles
 
 ANSWER = envelope.Envelope(sealed=b"sealed answer")
 
@@ -87,11 +88,11 @@ class _Gateway:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[_Gateway]:
     directory = pki.init(tmp_path / "pki", ["FR", "DE", "IT"])
-    config = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite")
-    audit = AuditLog(config.audit_path, batch_wait_s=3600.0)  # only commits write
+    config = GatewayConfig(pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"))
+    audit = AuditLog(config.files.audit, batch_wait_s=3600.0)  # only commits write
     router: Any = _Router()
     try:
-        yield _Gateway(GatewayService(config, router, audit), config.audit_path, directory)
+        yield _Gateway(GatewayService(config, router, audit), config.files.audit, directory)
     finally:
         audit.close()
 

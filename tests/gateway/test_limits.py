@@ -11,8 +11,8 @@ import pytest
 from gateway_support import FakeClock, fake_limiter, query_request
 
 from ncbsim import envelope, pki, transport
-from ncbsim.config import GatewayConfig
 from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.limits import (
     DAY_MS,
     BureauLimit,
@@ -22,6 +22,7 @@ from ncbsim.gateway.limits import (
     load_overrides,
     wrapped_size,
 )
+from ncbsim.workdir import GatewayFiles
 
 # 2026-11-27 23:59:58.500 UTC: a day boundary 1.5 s away.
 NEAR_MIDNIGHT_MS = int(datetime(2026, 11, 27, 23, 59, 58, 500_000, tzinfo=UTC).timestamp() * 1000)
@@ -278,7 +279,9 @@ def test_gateway_config_refuses_bad_limits(tmp_path: Path, fields: dict[str, flo
     """An envelope maximum outside 1..4 MiB, a non-positive limit, or a negative or NaN
     retention, is refused."""
     with pytest.raises(ConfigError):
-        GatewayConfig(pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", **fields)  # type: ignore[arg-type]
+        GatewayConfig(
+            pki=pki.PkiDir(tmp_path), files=GatewayFiles.beside(tmp_path / "a.sqlite"), **fields
+        )  # type: ignore[arg-type]
 
 
 def test_gateway_config_refuses_an_override_for_a_non_code(tmp_path: Path) -> None:
@@ -286,14 +289,18 @@ def test_gateway_config_refuses_an_override_for_a_non_code(tmp_path: Path) -> No
     limit = BureauLimit(rate_per_s=1.0, burst=1, daily_quota=1)
     with pytest.raises(NcbsimError):
         GatewayConfig(
-            pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", bureau_limits={"fr": limit}
+            pki=pki.PkiDir(tmp_path),
+            files=GatewayFiles.beside(tmp_path / "a.sqlite"),
+            bureau_limits={"fr": limit},
         )
 
 
 def test_default_limits_leave_room_for_load_and_bench(tmp_path: Path) -> None:
     """`ncbsim load` (10 bureaus x ~10/s) and `ncbsim bench` (one bureau as fast as the
     plain relay's 1,230 calls/s at most) are never limited by the defaults."""
-    config = GatewayConfig(pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite")
+    config = GatewayConfig(
+        pki=pki.PkiDir(tmp_path), files=GatewayFiles.beside(tmp_path / "a.sqlite")
+    )
     floor_calls_per_s = 1_230  # the plain relay: ncbsim's gateway does not exceed it
     bench_goal_calls_per_s = 1_000  # 0.8 x the floor, rounded up
     assert config.rate_per_s >= 5 * floor_calls_per_s

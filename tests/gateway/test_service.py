@@ -19,10 +19,10 @@ import pytest
 from support import document_query
 
 from ncbsim import _crypto, envelope, pki, transport
-from ncbsim.config import GatewayConfig
 from ncbsim.directory import Directory
 from ncbsim.errors import ConfigError, DirectoryError
 from ncbsim.gateway.audit import AuditLog, read_all
+from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.directory_files import DirectoryFiles
 from ncbsim.gateway.relay import reply_timeout
 from ncbsim.gateway.router import Router
@@ -31,6 +31,7 @@ from ncbsim.identity import Identity
 from ncbsim.peers import Peers
 from ncbsim.serving import start_server
 from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.workdir import GatewayFiles
 
 Call = Callable[[gateway_pb2_grpc.GatewayServiceStub], Awaitable[object]]
 
@@ -38,7 +39,7 @@ Call = Callable[[gateway_pb2_grpc.GatewayServiceStub], Awaitable[object]]
 @contextlib.asynccontextmanager
 async def _gateway(directory: pki.PkiDir, config: GatewayConfig) -> AsyncIterator[str]:
     """An in-process gateway on a real mTLS loopback socket; yields its address."""
-    audit = AuditLog(config.audit_path)
+    audit = AuditLog(config.files.audit)
     router = Router(directory.tls("gateway"))
     service = GatewayService(config, router, audit)
     served = await start_server(
@@ -62,7 +63,7 @@ def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]
         pki.init(directory.root, ["FR", "DE", "IT"])
 
     async def main() -> tuple[grpc.StatusCode, str]:
-        config = GatewayConfig(pki=directory, audit_path=tmp_path / "audit.sqlite")
+        config = GatewayConfig(pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"))
         async with _gateway(directory, config) as address:
             channel = transport.gateway_channel(address, directory.tls(caller))
             try:
@@ -266,7 +267,9 @@ def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path)
 
     async def main() -> None:
         config = GatewayConfig(
-            pki=directory, audit_path=tmp_path / "audit.sqlite", default_deadline_ms=2_000
+            pki=directory,
+            files=GatewayFiles.beside(tmp_path / "audit.sqlite"),
+            default_deadline_ms=2_000,
         )
         async with _gateway(directory, config) as address:
             as_de = transport.gateway_channel(address, directory.tls("DE"))
@@ -308,7 +311,9 @@ def test_query_keeps_the_configured_margin(
 ) -> None:
     """Query relays with the caller's deadline less query_margin_ms (or a tenth, if larger)."""
     config = GatewayConfig(
-        pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", query_margin_ms=margin_ms
+        pki=pki.PkiDir(tmp_path),
+        files=GatewayFiles.beside(tmp_path / "a.sqlite"),
+        query_margin_ms=margin_ms,
     )
     timeout = reply_timeout(remaining, config.default_deadline_ms, config.query_margin_ms)
     assert timeout == pytest.approx(expected)
@@ -325,7 +330,9 @@ def test_query_keeps_the_configured_margin(
 def test_gateway_config_refuses_bad_margins(tmp_path: Path, fields: dict[str, int]) -> None:
     """A negative margin, one that eats the whole deadline, or a negative refresh is refused."""
     with pytest.raises(ConfigError):
-        GatewayConfig(pki=pki.PkiDir(tmp_path), audit_path=tmp_path / "a.sqlite", **fields)
+        GatewayConfig(
+            pki=pki.PkiDir(tmp_path), files=GatewayFiles.beside(tmp_path / "a.sqlite"), **fields
+        )
 
 
 # ----------------------------------------------------------------------------- directory files

@@ -16,8 +16,9 @@ from ncbsim import auditread, envelope
 from ncbsim.client import BureauClient, seal_query
 from ncbsim.gateway.audit import read_all
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, audit_path
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import gateway_pb2, query_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -107,12 +108,12 @@ def test_a_gateway_killed_right_after_an_answer_has_audited_every_answer(
     network.kill_gateway()  # reap it
     delivered = {
         r.message_id
-        for r in read_all(audit_path(network.workdir))
+        for r in read_all(Workdir(network.workdir).gateway.audit)
         if r.outcome == "delivered" and r.rpc in ("Query", "MultiQuery")
     }
     missing = sorted(answered - delivered)
     assert not missing, f"{len(missing)} of {len(answered)} answered envelopes not audited"
-    verdict = auditread.verify(audit_path(network.workdir))
+    verdict = auditread.verify(Workdir(network.workdir).gateway.audit)
     assert verdict.intact, verdict.describe()
 
 

@@ -24,9 +24,10 @@ from ncbsim.mail import Mailer
 from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
 from ncbsim.posts import Delivered, PostOutcome
-from ncbsim.simulations.network import Network, db_path, gateway_files
+from ncbsim.simulations.network import Network
 from ncbsim.simulations.scenario import Records, Scenario
 from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, messages_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ async def _stream(network: Network, crash: asyncio.Event) -> list[PostOutcome]:
 
 def _inbox(network: Network, bureau: str) -> list[bytes]:
     """Message ids FR's copies arrived with at ``bureau``, in processing order."""
-    path = db_path(network.workdir, bureau).with_name("inbox.sqlite")
+    path = Workdir(network.workdir).bureau(bureau).inbox
     if not path.exists():
         return []
     inbox = Inbox.read(path)
@@ -89,7 +90,7 @@ def _inbox(network: Network, bureau: str) -> list[bytes]:
 
 
 def _duplicates(network: Network, bureau: str) -> int:
-    inbox = Inbox.read(db_path(network.workdir, bureau).with_name("inbox.sqlite"))
+    inbox = Inbox.read(Workdir(network.workdir).bureau(bureau).inbox)
     try:
         return inbox.duplicates_processed()
     finally:
@@ -119,7 +120,7 @@ def _assert_exactly_once_in_order(network: Network, outcomes: list[PostOutcome])
     copies = sum(len(ids) for ids in expected.values())
     assert len(delivered) == copies
     assert all(d.state == "delivered" and d.verified for d in delivered), delivered
-    for path in gateway_files(network.workdir).rglob("*"):
+    for path in Workdir(network.workdir).gateway.root.rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), f"message text in {path}"
 
@@ -194,7 +195,7 @@ def test_an_expired_copy_is_reported_to_the_sender(network: Network) -> None:
 
 def _inbox_from(network: Network, bureau: str, sender: str) -> list[bytes]:
     """Message ids ``bureau`` processed from ``sender``, in processing order."""
-    inbox = Inbox.read(db_path(network.workdir, bureau).with_name("inbox.sqlite"))
+    inbox = Inbox.read(Workdir(network.workdir).bureau(bureau).inbox)
     try:
         return [item.message_id for item in inbox.items() if item.sender == sender]
     finally:

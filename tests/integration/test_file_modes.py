@@ -15,7 +15,8 @@ import pytest
 
 from ncbsim.node.inbox import Inbox
 from ncbsim.simulations import scenario as scenarios
-from ncbsim.simulations.network import Network, inbox_path
+from ncbsim.simulations.network import Network
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +99,7 @@ def _wait_for_messages(workdir: Path, counts: dict[str, int]) -> None:
     while True:
         have = {}
         for bureau in counts:
-            inbox = Inbox.read(inbox_path(workdir, bureau))
+            inbox = Inbox.read(Workdir(workdir).bureau(bureau).inbox)
             try:
                 have[bureau] = inbox.count()
             finally:

@@ -24,8 +24,9 @@ from ncbsim.identity import Identity
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.processes import alive
-from ncbsim.simulations.network import Network, audit_path, db_path, gateway_files
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def _client(network: Network, bureau: str) -> BureauClient:
 
 
 def _document(network: Network, owner: str, seed: int = 1):  # type: ignore[no-untyped-def]
-    store = RecordStore(db_path(network.workdir, owner))
+    store = RecordStore(Workdir(network.workdir).bureau(owner).records)
     try:
         return store.sample("document", 1, random.Random(seed))[0]
     finally:
@@ -129,7 +130,7 @@ def test_answers_of_every_kind_look_alike_to_the_gateway(network: Network) -> No
     deadline = time.monotonic() + 5
     rows = []
     while time.monotonic() < deadline:
-        rows = [r for r in read_all(audit_path(network.workdir)) if r.message_id in ids]
+        rows = [r for r in read_all(Workdir(network.workdir).gateway.audit) if r.message_id in ids]
         if len(rows) == len(ids):
             break
         time.sleep(0.05)
@@ -185,7 +186,7 @@ def test_sender_spoofing_is_refused_and_audited(network: Network) -> None:
     while time.monotonic() < deadline:
         rows = [
             r
-            for r in read_all(audit_path(network.workdir))
+            for r in read_all(Workdir(network.workdir).gateway.audit)
             if r.message_id == sealed.header.message_hex
         ]
         if rows:
@@ -249,16 +250,18 @@ def test_canary_never_reaches_the_gateways_files(network: Network) -> None:
     assert answer.outcome == Outcome.NO_HIT
     deadline = time.monotonic() + 5  # wait for the audit writer to flush this envelope
     while time.monotonic() < deadline and not any(
-        r.message_id == answer.message_id for r in read_all(audit_path(network.workdir))
+        r.message_id == answer.message_id for r in read_all(Workdir(network.workdir).gateway.audit)
     ):
         time.sleep(0.05)
-    files = [p for p in gateway_files(network.workdir).rglob("*") if p.is_file()]
+    files = [p for p in Workdir(network.workdir).gateway.root.rglob("*") if p.is_file()]
     assert any(p.name.startswith("audit.sqlite") for p in files)
     assert any(p.name == "gateway.log" and p.stat().st_size > 0 for p in files)
     for path in files:
         assert canary.encode() not in path.read_bytes(), path
     # The gateway did relay that envelope: it audited the metadata, never the content.
-    assert any(r.message_id == answer.message_id for r in read_all(audit_path(network.workdir)))
+    assert any(
+        r.message_id == answer.message_id for r in read_all(Workdir(network.workdir).gateway.audit)
+    )
 
 
 def test_query_command_prints_json(network: Network) -> None:
@@ -369,3 +372,42 @@ def test_reflection_lists_the_services(network: Network) -> None:
         return set()
 
     assert {"ncbsim.v2.GatewayService", "grpc.health.v1.Health"} <= asyncio.run(list_services())
+
+
+def test_workdir_names_every_file_a_running_network_writes(network: Network) -> None:
+    """Each file Workdir names for a network of one host per bureau exists while it runs,
+    and every file of a bureau's or the gateway's folder is one Workdir names (keys,
+    certificates, a log's head and SQLite's side files aside)."""
+    files = Workdir(network.workdir)
+    pki_files = {"tls.crt", "tls.key", "signing.key", "encryption.key"}
+    for code in (p.bureau for p in network.procs if p.bureau is not None):
+        bureau = files.bureau(code)
+        # The small scenario gives each bureau a host of its own: its log is in its folder.
+        named = {bureau.records, bureau.audit, bureau.replay, bureau.hits, bureau.inbox, bureau.log}
+        for path in named:
+            assert path.is_file(), path
+        on_disk = {
+            p
+            for p in bureau.root.iterdir()
+            if p.is_file() and p.name not in pki_files and not p.name.endswith(_SIDE_FILES)
+        }
+        assert on_disk == named, code
+    gateway = files.gateway
+    for path in (gateway.audit, gateway.mailbox, gateway.log):
+        assert path.is_file(), path
+    on_disk = {
+        p
+        for p in gateway.root.iterdir()
+        if p.is_file() and p.name not in pki_files and not p.name.endswith(_SIDE_FILES)
+    }
+    assert on_disk == {gateway.audit, gateway.mailbox, gateway.log}
+    for host in network.hosts:
+        assert files.host_spec(host.index).is_file()
+        assert files.host_ready(host.index).is_file()
+        assert Path(host.log) == files.bureau(host.bureaus[0]).log
+    for path in (files.manifest, files.stamp, files.gateway_ready, files.pki.ca_cert):
+        assert path.is_file(), path
+    assert Path(network.gateway.log) == gateway.log
+
+
+_SIDE_FILES = (".head", "-wal", "-shm", "-journal")

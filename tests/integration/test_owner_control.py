@@ -21,8 +21,9 @@ from ncbsim.node.hits import HitEvent, read_hits
 from ncbsim.node.records import NO_CONTROL, Document
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, db_path
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2, records_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ OWNER = "DE"
 
 def _open_document(network: Network, seed: int) -> Document:
     """A DE document with no control yet."""
-    store = RecordStore(db_path(network.workdir, OWNER))
+    store = RecordStore(Workdir(network.workdir).bureau(OWNER).records)
     try:
         docs = store.sample("document", 50, random.Random(seed))
         return next(d for d in docs if store.control(d.ref) == NO_CONTROL)
@@ -63,7 +64,7 @@ def _ask_all(network: Network, asks: list[tuple[str, query_pb2.Query]]) -> list[
 
 def _hits_for(network: Network, ref: str, expected: int) -> list[HitEvent]:
     """DE's hit notifications on ``ref``, waiting for the node's writer to store them."""
-    path = admin.hits_path(network.workdir, OWNER)
+    path = Workdir(network.workdir).bureau(OWNER).hits
     deadline = time.monotonic() + 15
     while True:
         found = read_hits(path, ref=ref)
@@ -81,7 +82,7 @@ def test_deny_list_hides_record_and_owner_is_notified(network: Network) -> None:
     """IT is denied: no hit, NotFound; FR sees the hit with H2; DE's hits file has all four."""
     doc = _open_document(network, seed=21)
     admin.restrict(
-        db_path(network.workdir, OWNER),
+        Workdir(network.workdir).bureau(OWNER).records,
         doc.ref,
         admin.ControlChange(access="deny", bureaus=frozenset({"IT"}), handling=2, notify=True),
     )
@@ -119,7 +120,7 @@ def test_deny_list_hides_record_and_owner_is_notified(network: Network) -> None:
         ("IT", "document", "withheld", it_check.message_id),
         ("IT", "fetch", "withheld", it_fetch.message_id),
     ]
-    hits_file = admin.hits_path(network.workdir, OWNER)
+    hits_file = Workdir(network.workdir).bureau(OWNER).hits
     for path in hits_file.parent.glob(hits_file.name + "*"):
         assert doc.number.encode() not in path.read_bytes()
     node_log = Path(network.node(OWNER).log)
@@ -134,7 +135,7 @@ def test_allow_list_applies_to_the_running_node_at_once(network: Network) -> Non
     (before,) = _ask_all(network, [("FR", _doc_query(doc))])
     assert before.outcome == Outcome.HIT
     admin.restrict(
-        db_path(network.workdir, OWNER),
+        Workdir(network.workdir).bureau(OWNER).records,
         doc.ref,
         admin.ControlChange(access="allow", bureaus=frozenset({"NL"})),
     )
@@ -145,4 +146,4 @@ def test_allow_list_applies_to_the_running_node_at_once(network: Network) -> Non
     assert [m.ref for m in nl_after.matches] == [doc.ref]
     assert nl_fetch.outcome == Outcome.RECORD
     # No notify flag: a hit is answered, and nothing is recorded for the owner.
-    assert read_hits(admin.hits_path(network.workdir, OWNER), ref=doc.ref) == []
+    assert read_hits(Workdir(network.workdir).bureau(OWNER).hits, ref=doc.ref) == []

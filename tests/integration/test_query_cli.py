@@ -19,7 +19,8 @@ from ncbsim.client import ALL, BureauClient, Outcome
 from ncbsim.node.records import Document
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, db_path
+from ncbsim.simulations.network import Network
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def _query(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _document(network: Network, owner: str, seed: int) -> Document:
-    store = RecordStore(db_path(network.workdir, owner))
+    store = RecordStore(Workdir(network.workdir).bureau(owner).records)
     try:
         found = store.sample("document", 1, random.Random(seed))[0]
     finally:

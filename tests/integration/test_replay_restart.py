@@ -18,8 +18,9 @@ from ncbsim import auditread, envelope
 from ncbsim.client import BureauClient, Outcome, open_answer, seal_query
 from ncbsim.pki import PkiDir
 from ncbsim.processes import alive
-from ncbsim.simulations.network import Network, db_path
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import gateway_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,7 @@ def _restart_de(network: Network) -> subprocess.Popen[bytes]:
                 "--listen",
                 "127.0.0.1:0",
                 "--db",
-                str(db_path(workdir, "DE")),
+                str(Workdir(workdir).bureau("DE").records),
                 "--ready-file",
                 str(ready),
             ],

@@ -23,8 +23,9 @@ from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
-from ncbsim.simulations.network import Network, audit_path, db_path
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 def _document_query(network: Network, owner: str) -> query_pb2.Query:
-    store = RecordStore(db_path(network.workdir, owner))
+    store = RecordStore(Workdir(network.workdir).bureau(owner).records)
     try:
         doc = store.sample("document", 1, random.Random(3))[0]
     finally:
@@ -150,7 +151,7 @@ def test_revoked_bureau_is_refused_everywhere_without_restart(fresh_network: Net
     assert _until(
         lambda: any(
             r.outcome == "refused" and r.status == "UNAUTHENTICATED"
-            for r in read_all(audit_path(network.workdir))
+            for r in read_all(Workdir(network.workdir).gateway.audit)
             if r.peer == "FR"
         )
     )

@@ -29,7 +29,8 @@ from junitparser import Failure, JUnitXml
 
 from ncbsim.load import report, slo
 from ncbsim.load.plan import LoadPlan, requester_codes
-from ncbsim.simulations.network import Network, audit_path
+from ncbsim.simulations.network import Network
+from ncbsim.workdir import Workdir
 
 if TYPE_CHECKING:
     from tests.load.conftest import ReportTables
@@ -198,7 +199,7 @@ def test_distributed_mode_combines_every_workers_figures(
     # check or fetch, one per target bureau for a multi-bureau check.
     targets = sorted(p.bureau for p in network.procs if p.bureau)
     requesters = requester_codes(targets, 10)
-    with sqlite3.connect(audit_path(network.workdir)) as db:
+    with sqlite3.connect(Workdir(network.workdir).gateway.audit) as db:
         rows = [
             row
             for row in db.execute(

@@ -23,6 +23,7 @@ from ncbsim.node.answer import answer
 from ncbsim.node.hits import HitEvent, HitLog, read_hits
 from ncbsim.node.store import RecordStore
 from ncbsim.v2 import query_pb2
+from ncbsim.workdir import Workdir
 
 OWNER = "DE"
 NOW = 1_750_000_000.0
@@ -120,7 +121,7 @@ def test_hit_log_writes_a_verifiable_chain_without_query_terms(
     """Events land in hits.sqlite, in a hash chain, with the ref but not the document number."""
     (doc,) = uncontrolled_documents(store, 1, sample=150, seed=2)
     admin.restrict(db, doc.ref, admin.ControlChange(notify=True))
-    path = admin.hits_path(tmp_path, OWNER)
+    path = Workdir(tmp_path).bureau(OWNER).hits
     hits = HitLog(path, batch_wait_s=0.0)
     try:
         with capture_logs() as logs:
@@ -172,7 +173,7 @@ def test_hit_log_list_and_reopen(tmp_path: Path) -> None:
 
 def test_hits_command_prints_json_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`ncbsim hits --as DE --json` prints one object per notification, oldest first."""
-    hits = HitLog(admin.hits_path(tmp_path, OWNER), batch_wait_s=0.0)
+    hits = HitLog(Workdir(tmp_path).bureau(OWNER).hits, batch_wait_s=0.0)
     with capture_logs():
         hits.record(HitEvent(5, "FR", "r1", "vehicle", "vehicle", "hit", "aa"))
         hits.record(HitEvent(6, "RU", "r2", "document", "fetch", "withheld", "bb"))

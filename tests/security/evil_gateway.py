@@ -80,10 +80,10 @@ from google.protobuf.message import DecodeError
 
 from ncbsim import _crypto, envelope, transport
 from ncbsim import log as logsetup
-from ncbsim.config import GatewayConfig
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.gateway import server as gateway_server
 from ncbsim.gateway.audit import AuditLog
+from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService
 from ncbsim.pki import PkiDir
@@ -95,6 +95,7 @@ from ncbsim.v2 import (
     gateway_pb2,
     gateway_pb2_grpc,
 )
+from ncbsim.workdir import GatewayFiles
 
 log = structlog.get_logger()
 
@@ -416,7 +417,7 @@ async def serve(config: GatewayConfig, args: argparse.Namespace) -> None:
     """Run the compromised gateway until SIGINT or SIGTERM (as gateway.server.serve)."""
     tls = config.pki.tls("gateway")
     router = Router(tls)
-    audit = AuditLog(config.audit_path)
+    audit = AuditLog(config.files.audit)
     service = EvilGateway(
         config,
         router,
@@ -466,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     config = GatewayConfig(
         pki=PkiDir(args.dir),
         listen=args.listen,
-        audit_path=args.audit,
+        files=GatewayFiles.beside(args.audit),
         ready_file=args.ready_file,
     )
     asyncio.run(serve(config, args))

@@ -22,8 +22,9 @@ from ncbsim import auditread, envelope, pki, transport
 from ncbsim.gateway.audit import read_all
 from ncbsim.identity import Identity
 from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
-from ncbsim.simulations.network import Network, audit_path
+from ncbsim.simulations.network import Network
 from ncbsim.v2 import bureau_pb2, gateway_pb2
+from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +119,7 @@ def _wait_for(check: Callable[[], bool]) -> None:
 def _gateway_rows(network: Network, message_id: str) -> list[tuple[str, str, str, str]]:
     return [
         (r.peer, r.sender, r.outcome, r.status)
-        for r in read_all(audit_path(network.workdir))
+        for r in read_all(Workdir(network.workdir).gateway.audit)
         if r.message_id == message_id
     ]
 

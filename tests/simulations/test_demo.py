@@ -13,8 +13,8 @@ import pytest
 
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations._demo_steps import misspell
-from ncbsim.simulations.manifest import MANIFEST
 from ncbsim.simulations.network import Network
+from ncbsim.workdir import MANIFEST
 
 TITLES = (
     "1. Passport check: a stolen document",

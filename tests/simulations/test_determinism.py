@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ncbsim.simulations import network, scenario
+from ncbsim.simulations import scenario
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.traffic import Planned, Planner, open_stores
+from ncbsim.workdir import Workdir
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 
@@ -47,8 +48,8 @@ def test_same_seed_same_data_and_schedule(tmp_path: Path) -> None:
     assert first == second
     assert len(first) > 10
     for code in sim.bureaus:
-        assert _dump(network.db_path(tmp_path / "a", code)) == _dump(
-            network.db_path(tmp_path / "b", code)
+        assert _dump(Workdir(tmp_path / "a").bureau(code).records) == _dump(
+            Workdir(tmp_path / "b").bureau(code).records
         )
 
 
@@ -57,8 +58,8 @@ def test_another_seed_another_schedule(tmp_path: Path) -> None:
     sim = scenario.load(str(SMALL))
     other = scenario.from_dict({**_raw(SMALL), "seed": sim.seed + 1}, path=SMALL, name=sim.name)
     assert _schedule(tmp_path / "a", sim) != _schedule(tmp_path / "b", other)
-    assert _dump(network.db_path(tmp_path / "a", "FR")) != _dump(
-        network.db_path(tmp_path / "b", "FR")
+    assert _dump(Workdir(tmp_path / "a").bureau("FR").records) != _dump(
+        Workdir(tmp_path / "b").bureau("FR").records
     )
 
 

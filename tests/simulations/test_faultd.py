@@ -26,6 +26,7 @@ from ncbsim.simulations.manifest import Host, Proc
 from ncbsim.simulations.network import Network
 from ncbsim.simulations.scenario import FAULT_PARAMS, FAULTS, ScenarioError, fault_event
 from ncbsim.simulations.supervise import Stopped
+from ncbsim.workdir import Workdir
 
 SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 
@@ -255,7 +256,7 @@ def _open_on(path: Path) -> int:
 def test_a_command_queued_behind_down_locks_the_lock_file_down_left(tmp_path: Path) -> None:
     """`down` removes the lock file it holds; a command that was waiting on it then locks
     the file at that path (made afresh), so the commands after it still queue behind it."""
-    path = tmp_path / operate.LOCK
+    path = Workdir(tmp_path).operate_lock
     entered, release = threading.Event(), threading.Event()
 
     def queued() -> None:

@@ -16,8 +16,8 @@ from ncbsim.node.inbox import Inbox
 from ncbsim.simulations.message_plan import MessagePlan, PlannedPost
 from ncbsim.simulations.message_report import CopyRecord, PostRecord
 from ncbsim.simulations.messaging import Messenger
-from ncbsim.simulations.network import inbox_path
 from ncbsim.v2 import messages_pb2
+from ncbsim.workdir import Workdir
 
 if TYPE_CHECKING:
     from conftest import SimulationRun
@@ -58,7 +58,7 @@ def _deliver(
         if kind == envelope.NOTICE
         else messages_pb2.CaseMessage(text="x")
     ).SerializeToString()
-    inbox = Inbox(inbox_path(workdir, code))
+    inbox = Inbox(Workdir(workdir).bureau(code).inbox)
     try:
         with inbox.transaction():
             inbox.add(
@@ -170,7 +170,7 @@ def test_drain_accounts_gs_notice_copies_in_totals_and_apart(tmp_path: Path) -> 
         (5, b"\x31" * 16, b"\x30" * 16, "DE", envelope.MESSAGE, "delivered"),  # not a notice
     ]
     _deliver(tmp_path, "FR", "GS", b"\x11" * 16, publish, 1300, envelope.NOTICE)
-    gs = Inbox(inbox_path(tmp_path, "GS"))
+    gs = Inbox(Workdir(tmp_path).bureau("GS").inbox)
     try:
         with gs.transaction():
             gs.add_outbox([("FR", b"\x40" * 16, 2**62, b"sealed")])  # never accepted

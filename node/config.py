@@ -1,0 +1,53 @@
+"""How a bureau node runs: its configuration, a frozen, keyword-only dataclass that
+validates itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ncbsim.config import check_address
+from ncbsim.errors import ConfigError
+from ncbsim.pki import PkiDir, check_bureau_code
+from ncbsim.workdir import BureauFiles
+
+MAX_CLOCK_SKEW_MS = 3_600_000
+"""The largest clock-skew tolerance a node accepts (one hour)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NodeConfig:
+    """How a bureau node runs."""
+
+    pki: PkiDir
+    bureau: str
+    files: BureauFiles
+    """The bureau's records and its node's databases (``Workdir(DIR).bureau(XX).files``, or
+    ``BureauFiles.beside(records)``)."""
+    gateway: str
+    listen: str = "127.0.0.1:0"
+    ready_file: Path | None = None
+    register_interval_s: float = 5.0
+    clock_skew_ms: int = 30_000
+    """How far ahead of this node's clock a sender's ``issued_at_ms`` may be."""
+    key_check_interval_s: float = 1.0
+    """How often the node looks for a rotation of its own keys and a new revocation list
+    in the PKI folder (node.keys): the bound on how long a revocation takes to reach it."""
+    advertise: str | None = None
+    """The address the node registers with the gateway; None means the bound one. The
+    simulator puts a fault proxy there."""
+    clock_offset_ms: int = 0
+    """The node's clock offset at start (a clock-skew fault; ncbsim.clock)."""
+
+    def __post_init__(self) -> None:
+        check_bureau_code(self.bureau)
+        check_address(self.listen)
+        check_address(self.gateway)
+        if self.advertise is not None:
+            check_address(self.advertise)
+        if self.register_interval_s <= 0:
+            raise ConfigError("register_interval_s must be positive")
+        if self.key_check_interval_s <= 0:
+            raise ConfigError("key_check_interval_s must be positive")
+        if not 0 <= self.clock_skew_ms <= MAX_CLOCK_SKEW_MS:
+            raise ConfigError(f"clock_skew_ms must be between 0 and {MAX_CLOCK_SKEW_MS}")
