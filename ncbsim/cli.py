@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 
 from ncbsim import log as logsetup
 from ncbsim import private
-from ncbsim.config import (
+from ncbsim.config import log_level_from_env
+from ncbsim.errors import NcbsimError
+from ncbsim.gateway.config import (
     DEFAULT_BURST,
     DEFAULT_CONTROL_BURST,
     DEFAULT_CONTROL_RATE_PER_S,
@@ -21,11 +24,16 @@ from ncbsim.config import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_QUEUE_PER_SENDER,
     DEFAULT_RATE_PER_S,
-    log_level_from_env,
 )
-from ncbsim.errors import NcbsimError
 from ncbsim.pki import PkiDir
-from ncbsim.workdir import NoGatewayError, find_gateway, gateway_ready_file, require_pki
+from ncbsim.workdir import (
+    BureauFiles,
+    GatewayFiles,
+    NoGatewayError,
+    Workdir,
+    find_gateway,
+    require_pki,
+)
 
 DEFAULT_GATEWAY_LISTEN = "127.0.0.1:7600"
 
@@ -84,16 +92,19 @@ def cmd_pki_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from ncbsim.config import GatewayConfig
+    from ncbsim.gateway.config import GatewayConfig
     from ncbsim.gateway.limits import BureauLimit, load_overrides
     from ncbsim.gateway.server import serve
 
     default = BureauLimit(rate_per_s=args.rate, burst=args.burst, daily_quota=args.daily_quota)
+    files = GatewayFiles.beside(args.audit or Workdir(args.dir).gateway.audit)
+    if args.mailbox:
+        files = dataclasses.replace(files, mailbox=args.mailbox)
     config = GatewayConfig(
         pki=PkiDir(args.dir),
         listen=args.listen,
-        audit_path=args.audit or args.dir / "gateway" / "audit.sqlite",
-        ready_file=args.ready_file or gateway_ready_file(args.dir),
+        files=files,
+        ready_file=args.ready_file or Workdir(args.dir).gateway.ready,
         max_envelope_bytes=args.max_envelope_bytes,
         rate_per_s=args.rate,
         burst=args.burst,
@@ -101,7 +112,6 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         bureau_limits=load_overrides(args.limits, default) if args.limits else {},
         control_rate_per_s=args.control_rate,
         control_burst=args.control_burst,
-        mailbox_path=args.mailbox,
         max_queue=args.max_queue,
         max_queue_per_sender=args.max_queue_per_sender,
         mailbox_retention_h=args.retention_hours,
@@ -121,8 +131,8 @@ def _check_listen(listen: str) -> None:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from ncbsim.config import NodeConfig
     from ncbsim.node import datagen
+    from ncbsim.node.config import NodeConfig
     from ncbsim.node.server import serve
 
     pki = PkiDir(args.dir)
@@ -135,14 +145,17 @@ def cmd_node(args: argparse.Namespace) -> int:
             f"no running gateway found in {args.dir}; start one with "
             f"`ncbsim gateway --dir {args.dir}`, or pass --gateway HOST:PORT"
         ) from None
-    db = args.db or args.dir / "bureaus" / args.bureau / "records.sqlite"
+    db = args.db or Workdir(args.dir).bureau(args.bureau).records
+    files = BureauFiles.beside(db)
+    if args.audit:
+        files = dataclasses.replace(files, audit=args.audit)
+    if args.replay_db:
+        files = dataclasses.replace(files, replay=args.replay_db)
     config = NodeConfig(
         pki=pki,
         bureau=args.bureau,
-        db_path=db,
+        files=files,
         gateway=gateway,
-        audit_path=args.audit or db.with_name("audit.sqlite"),
-        replay_path=args.replay_db or db.with_name("replay.sqlite"),
         clock_skew_ms=args.clock_skew_ms,
         listen=args.listen,
         ready_file=args.ready_file,

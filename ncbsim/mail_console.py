@@ -35,6 +35,7 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import messages_pb2
+from ncbsim.workdir import Workdir
 
 INBOX_KINDS = {
     "diffusion": envelope.DIFFUSION,
@@ -117,11 +118,6 @@ def read_person(path: Path) -> messages_pb2.NoticeSubject:
     return messages.subject_from_dict(data)
 
 
-def inbox_path(workdir: Path, bureau: str) -> Path:
-    """``WORKDIR/bureaus/XX/inbox.sqlite``."""
-    return workdir / "bureaus" / bureau / "inbox.sqlite"
-
-
 # --------------------------------------------------------------------------- sending
 
 
@@ -183,7 +179,7 @@ def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
     """The thread of the message ``post_id`` that ``bureau`` received (for --reply-to)."""
     from ncbsim.node.inbox import Inbox
 
-    path = inbox_path(workdir, bureau)
+    path = Workdir(workdir).bureau(bureau).inbox
     if path.is_file():
         inbox = Inbox.read(path)
         try:
@@ -422,9 +418,9 @@ def show_inbox(args: argparse.Namespace) -> int:
 
 
 def _existing_inbox(workdir: Path, bureau: str) -> Path:
-    path = inbox_path(workdir, bureau)
+    path = Workdir(workdir).bureau(bureau).inbox
     if not path.is_file():
-        if not (workdir / "bureaus" / bureau).is_dir():
+        if not Workdir(workdir).bureau(bureau).root.is_dir():
             raise NcbsimError(
                 f"{bureau} runs no node in {workdir}; give --workdir of `ncbsim up` and a "
                 "bureau of that network"

@@ -40,42 +40,24 @@ from ncbsim.node.records import (
     Record,
 )
 from ncbsim.node.store import RecordStore
-from ncbsim.workdir import require_pki
+from ncbsim.workdir import Workdir, require_pki
 
 __all__ = [
     "MAX_LIMIT",
     "ControlChange",
     "add_parsers",
-    "bureau_dir",
     "cmd_hits",
     "cmd_record_list",
     "cmd_record_restrict",
     "describe",
-    "hits_path",
     "list_hits",
     "list_records",
     "read_control",
-    "records_path",
     "restrict",
 ]
 
 MAX_LIMIT = 100_000
 """The largest --limit of ``record list`` and ``hits``: more rows than a terminal shows."""
-
-
-def bureau_dir(workdir: Path, bureau: str) -> Path:
-    """A bureau's files in a work directory of ``ncbsim up``."""
-    return Path(workdir) / "bureaus" / bureau.upper()
-
-
-def records_path(workdir: Path, bureau: str) -> Path:
-    """The bureau's record database."""
-    return bureau_dir(workdir, bureau) / "records.sqlite"
-
-
-def hits_path(workdir: Path, bureau: str) -> Path:
-    """The bureau's hit notifications (written by its node)."""
-    return bureau_dir(workdir, bureau) / "hits.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +204,7 @@ def list_records(
 ) -> list[tuple[str, Record, Control]]:
     """Up to ``limit`` records of each kind worth querying in ``bureau``'s database, with
     their controls (:meth:`RecordStore.worth_querying`); read-only."""
-    path = records_path(workdir, bureau)
+    path = Workdir(Path(workdir)).bureau(bureau.upper()).records
     if not path.is_file():
         require_pki(workdir)  # a folder that is no work directory says so first
         raise NcbsimError(f"no record database at {path}; is {bureau} a bureau of {workdir}?")
@@ -375,7 +357,7 @@ def cmd_record_restrict(args: argparse.Namespace) -> int:
         handling=None if args.handling is None else _handling(args.handling),
         notify=args.notify,
     )
-    control = restrict(records_path(args.workdir, owner), args.ref, change)
+    control = restrict(Workdir(args.workdir).bureau(owner.upper()).records, args.ref, change)
     data = {"bureau": owner, "ref": args.ref.strip(), **describe(control)}
     if args.json:
         print(json.dumps(data))
@@ -400,7 +382,8 @@ def list_hits(
     workdir: Path, bureau: str, *, ref: str = "", requester: str = "", limit: int | None = None
 ) -> list[HitEvent]:
     """The hit notifications of ``bureau``'s node in ``workdir``, oldest first."""
-    return read_hits(hits_path(workdir, bureau), ref=ref, requester=requester, limit=limit)
+    hits = Workdir(Path(workdir)).bureau(bureau.upper()).hits
+    return read_hits(hits, ref=ref, requester=requester, limit=limit)
 
 
 def cmd_hits(args: argparse.Namespace) -> int:
