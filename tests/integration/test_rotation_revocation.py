@@ -205,8 +205,10 @@ def test_rotation_keeps_old_keys_for_the_grace_period_only(fresh_network: Networ
     )
     assert _until(lambda: not previous.exists())
     # The node logged its reloads with key ids, and no key material.
-    log_text = Path(network.node("DE").log).read_text()
-    assert "previous_keys_deleted" in log_text
+    log_path = Path(network.node("DE").log)
+    # The node logs the deletion just after it: wait for the line, not only the folder.
+    assert _until(lambda: "previous_keys_deleted" in log_path.read_text())
+    log_text = log_path.read_text()
     pem = (network.workdir / "bureaus" / "DE" / "signing.key").read_text()
     assert "".join(pem.strip().splitlines()[1:-1]) not in log_text
 
