@@ -496,38 +496,6 @@ def test_unreachable_gateway_fails_the_post(network_pki: pki.PkiDir) -> None:
     assert "UNAVAILABLE" in outcome.copies[0].detail
 
 
-def test_inbox_shows_sender_text_literally() -> None:
-    """Rich markup in a received text is printed as written, never interpreted."""
-    from rich.console import Console
-
-    from ncbsim import mail_console
-
-    body = messages_pb2.Diffusion(subject="[red]x[/red]", text="[link=http://evil]y[/link]")
-    console = Console(record=True, width=80, color_system=None)
-    console.print(mail_console.body_text(body))
-    shown = console.export_text()
-    assert "[red]x[/red]" in shown
-    assert "[link=http://evil]y[/link]" in shown
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"), [("90s", 90_000), ("2h", 7_200_000), ("24h", envelope.MAX_TTL_MS)]
-)
-def test_ttl_option(text: str, expected: int) -> None:
-    """--ttl takes a duration up to 24 h, in milliseconds."""
-    from ncbsim import mail_console
-
-    assert mail_console.ttl_ms(text) == expected
-
-
-def test_ttl_option_over_a_day_is_refused() -> None:
-    """--ttl beyond 24 h is a usage error."""
-    from ncbsim import mail_console
-
-    with pytest.raises(ConfigError, match="at most 24h"):
-        mail_console.ttl_ms("25h")
-
-
 def test_notice_request_not_stored_raises(network_pki: pki.PkiDir) -> None:
     """request_notice says so when GS's queue is full, rather than return an id in vain."""
     fake = FakeGateway(network_pki, script=["queue_full"])

@@ -1,9 +1,10 @@
-"""Human and JSON output for the one-way commands: diffuse, notice, message, inbox, receipts.
+"""``ncbsim diffuse``, ``notice``, ``message``, ``inbox`` and ``receipts``: one-way messages.
 
 The send commands seal and post through :class:`ncbsim.mail.Mailer` and say, per
 recipient, whether the gateway stored the copy. ``inbox`` and ``notice list`` read the
 bureau's inbox file read-only (the node may be running); ``receipts`` asks the gateway
-and verifies every receipt against the recipient's directory entry.
+and verifies every receipt against the recipient's directory entry. What they print is
+drawn by :mod:`ncbsim.cli.mail_views`.
 
 Exit codes: 0 when everything was stored (or every receipt verified), 1 when a copy was
 not stored or a receipt did not verify, 2 (raised as NcbsimError) for usage errors.
@@ -12,29 +13,52 @@ not stored or a receipt did not verify, 2 (raised as NcbsimError) for usage erro
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import mimetypes
 import sys
-from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import grpc
-from google.protobuf.message import Message
-from rich import box
-from rich.console import Console
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
 
 from ncbsim import envelope, mail, messages
+from ncbsim.cli.mail_views import (
+    delivered_dict,
+    item_dict,
+    notice_dict,
+    outcome_dict,
+    print_inbox,
+    print_notices,
+    print_outcome,
+    print_receipts,
+    send_verdict,
+)
 from ncbsim.client import ALL, BureauClient, failure_detail
-from ncbsim.countries import GENERAL_SECRETARIAT
+from ncbsim.durations import parse_duration
 from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import messages_pb2
+from ncbsim.workdir import find_gateway, require_pki
+
+__all__ = [
+    "INBOX_KINDS",
+    "add_parsers",
+    "cmd_inbox",
+    "cmd_notice_list",
+    "cmd_receipts",
+    "cmd_send",
+    "hex_id",
+    "inbox_path",
+    "read_attachments",
+    "read_person",
+    "run_receipts",
+    "run_send",
+    "show_inbox",
+    "show_notices",
+    "ttl_ms",
+]
 
 INBOX_KINDS = {
     "diffusion": envelope.DIFFUSION,
@@ -43,33 +67,6 @@ INBOX_KINDS = {
     "notice-request": envelope.NOTICE_REQUEST,
 }
 """``ncbsim inbox --kind`` names (notice requests reach GS only)."""
-
-_STATUS_STYLE = {
-    "accepted": "green",
-    "duplicate": "green",
-    "queue_full": "bold yellow",
-    "failed": "bold red",
-}
-_STATE_STYLE = {
-    "delivered": "green",
-    "queued": "yellow",
-    "expired": "bold red",
-    "rejected": "bold red",
-    "unknown": "bold red",
-}
-
-_NOTICE_STYLE = {"published": "bold green", "refused": "bold red", "withdrawn": "yellow"}
-
-
-def _kind(kind: int) -> str:
-    return envelope.kind_name(kind).replace("_", " ")
-
-
-def utc(ms: int) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` (UTC) for milliseconds since the epoch; ``""`` for 0."""
-    if not ms:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def hex_id(text: str, what: str) -> bytes:
@@ -85,8 +82,6 @@ def hex_id(text: str, what: str) -> bytes:
 
 def ttl_ms(text: str) -> int:
     """``--ttl`` (``90s``, ``10m``, ``24h``) in milliseconds, at most 24 h."""
-    from ncbsim.load.runner import parse_duration
-
     seconds = parse_duration(text, option="--ttl", minimum_s=1)
     if seconds * 1000 > envelope.MAX_TTL_MS:
         raise ConfigError("--ttl: at most 24h")
@@ -175,14 +170,12 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
     elif getattr(args, "quiet", False):  # for scripts: NOTICE=$(ncbsim notice request -q ...)
         print(outcome.notice_id.hex() if outcome.notice_id else outcome.post_hex)
     else:
-        _print_outcome(args.as_bureau, what, outcome)
-    return _send_verdict(outcome)
+        print_outcome(args.as_bureau, what, outcome)
+    return send_verdict(outcome)
 
 
 def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
     """The thread of the message ``post_id`` that ``bureau`` received (for --reply-to)."""
-    from ncbsim.node.inbox import Inbox
-
     path = inbox_path(workdir, bureau)
     if path.is_file():
         inbox = Inbox.read(path)
@@ -196,98 +189,6 @@ def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
         f"--reply-to: {bureau} received no message with post id {post_id.hex()}; "
         "give its thread with --thread"
     )
-
-
-def outcome_dict(bureau: str, what: str, outcome: mail.PostOutcome) -> dict[str, Any]:
-    """A post's outcome as JSON-ready data."""
-    data: dict[str, Any] = {
-        "as": bureau,
-        "kind": envelope.kind_name(outcome.kind),
-        "action": what,
-        "post_id": outcome.post_hex,
-        "stored": outcome.stored,
-        "attempts": outcome.attempts,
-        "copies": [
-            {
-                "recipient": c.recipient,
-                "status": c.status,
-                "sequence": c.sequence,
-                "message_id": c.message_hex,
-                "accepted_at_ms": c.accepted_at_ms,
-                "detail": c.detail,
-            }
-            for c in outcome.copies
-        ],
-    }
-    if outcome.notice_id:
-        data["notice_id"] = outcome.notice_id.hex()
-    return data
-
-
-def _print_outcome(bureau: str, what: str, outcome: mail.PostOutcome) -> None:
-    console = Console()
-    stored = sum(c.stored for c in outcome.copies)
-    console.print(
-        f"[bold]{bureau}[/] {what}, post {outcome.post_hex}: "
-        f"{stored} of {len(outcome.copies)} copies stored",
-        highlight=False,
-    )
-    if outcome.notice_id:
-        console.print(f"notice id: [bold]{outcome.notice_id.hex()}[/]", highlight=False)
-        console.print(
-            f"GS reviews it; its answer (published, refused or withdrawn) reaches {bureau}: "
-            f"see `ncbsim notice list --as {bureau}`",
-            highlight=False,
-        )
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", collapse_padding=True, pad_edge=False)
-    for column in ("recipient", "status", "sequence", "message id", "detail"):
-        table.add_column(column, justify="right" if column == "sequence" else "left")
-    for c in outcome.copies:
-        table.add_row(
-            c.recipient,
-            Text(c.status.replace("_", "-"), style=_STATUS_STYLE[c.status]),
-            str(c.sequence or ""),
-            c.message_hex[:12],
-            Text(c.detail),
-        )
-    console.print(table)
-
-
-def _send_verdict(outcome: mail.PostOutcome) -> int:
-    missing = [c for c in outcome.copies if not c.stored]
-    if not missing:
-        return 0
-    names = ", ".join(f"{c.recipient} ({c.status})" for c in missing)
-    print(
-        f"ncbsim: {len(missing)} of {len(outcome.copies)} copies not stored: {names}",
-        file=sys.stderr,
-    )
-    if any(c.status == "queue_full" for c in missing):
-        print(
-            "ncbsim: a recipient's queue is full (it is down or slow); send again later",
-            file=sys.stderr,
-        )
-    if any(c.status == "failed" for c in missing):
-        print(
-            "ncbsim: check the bureau codes and that the gateway runs (ncbsim up)",
-            file=sys.stderr,
-        )
-    if any("DEADLINE_EXCEEDED" in c.detail for c in missing):
-        print(
-            "ncbsim: a call timed out, so some of those copies may be stored even so: "
-            "check `ncbsim receipts` before sending again",
-            file=sys.stderr,
-        )
-    if len(missing) < len(outcome.copies):
-        again = ",".join(c.recipient for c in missing if c.recipient != GENERAL_SECRETARIAT)
-        gs_stored = any(c.recipient == GENERAL_SECRETARIAT and c.stored for c in outcome.copies)
-        extra = " --no-gs-copy" if outcome.kind == envelope.DIFFUSION and gs_stored else ""
-        if again:
-            print(
-                f"ncbsim: the other copies are stored: to send again, use --to {again}{extra}",
-                file=sys.stderr,
-            )
-    return 1
 
 
 # --------------------------------------------------------------------------- receipts
@@ -309,7 +210,7 @@ async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
         copies = [delivered_dict(d) for d in listed]
         print(json.dumps({"as": args.as_bureau, "copies": copies}, indent=2))
     else:
-        _print_receipts(args.as_bureau, listed)
+        print_receipts(args.as_bureau, listed)
     bad = [d for d in listed if d.state == "delivered" and not d.verified]
     if bad:
         print(
@@ -321,72 +222,11 @@ async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
     return 0
 
 
-def delivered_dict(d: mail.Delivered) -> dict[str, Any]:
-    """One posted copy's fate as JSON-ready data."""
-    return {
-        "sequence": d.sequence,
-        "recipient": d.recipient,
-        "kind": envelope.kind_name(d.kind),
-        "post_id": d.post_hex,
-        "message_id": d.message_hex,
-        "state": d.state,
-        "accepted_at_ms": d.accepted_at_ms,
-        "expires_at_ms": d.expires_at_ms,
-        "settled_at_ms": d.settled_at_ms,
-        "processed_at_ms": d.processed_at_ms,
-        "attempts": d.attempts,
-        "receipt_verified": d.verified,
-        "detail": d.detail,
-    }
-
-
-def _took(d: mail.Delivered) -> str:
-    if not d.settled_at_ms:
-        return ""
-    ms = max(d.settled_at_ms - d.accepted_at_ms, 0)
-    return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.0f} s"
-
-
-def _print_receipts(bureau: str, listed: list[mail.Delivered]) -> None:
-    console = Console()
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", collapse_padding=True, pad_edge=False)
-    columns = ("seq", "to", "kind", "post", "state", "accepted", "after", "tries", "receipt")
-    for column in columns:
-        table.add_column(column, justify="right" if column in ("seq", "after", "tries") else "left")
-    for d in listed:
-        if d.state == "delivered":
-            receipt = Text("verified", style="green") if d.verified else Text("BAD", "bold red")
-        else:
-            receipt = Text(d.detail or "-", style="dim")
-        table.add_row(
-            str(d.sequence),
-            d.recipient,
-            _kind(d.kind),
-            d.post_hex[:8],
-            Text(d.state, style=_STATE_STYLE[d.state]),
-            utc(d.accepted_at_ms)[11:],
-            _took(d),
-            str(d.attempts),
-            receipt,
-        )
-    console.print(table)
-    states = Counter(d.state for d in listed)
-    verified = sum(d.verified for d in listed)
-    summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-    console.print(
-        f"{bureau}: {len(listed)} copies sent ({summary or 'none'}); {verified} receipts "
-        "verified. Times are UTC; `after` is from acceptance to settlement.",
-        highlight=False,
-    )
-
-
 # --------------------------------------------------------------------------- inbox
 
 
 def show_inbox(args: argparse.Namespace) -> int:
     """Run ``ncbsim inbox``: what the bureau received, decrypted, in processing order."""
-    from ncbsim.node.inbox import Inbox
-
     kind = INBOX_KINDS[args.kind] if args.kind else None
     inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
     try:
@@ -394,30 +234,10 @@ def show_inbox(args: argparse.Namespace) -> int:
     finally:
         inbox.close()
     if args.json:
-        data = [
-            {
-                "sender": item.sender,
-                "kind": envelope.kind_name(item.kind),
-                "post_id": item.post_id.hex(),
-                "message_id": item.message_id.hex(),
-                "issued_at_ms": item.issued_at_ms,
-                "processed_at_ms": item.processed_at_ms,
-                "body": body_dict(item.body),
-            }
-            for item in items
-        ]
+        data = [item_dict(item) for item in items]
         print(json.dumps({"as": args.as_bureau, "items": data}, indent=2))
         return 0
-    console = Console(highlight=False)
-    for number, item in enumerate(items, 1):
-        head = Text(f"#{number} ", style="bold")
-        head.append(f"{utc(item.processed_at_ms)} UTC  ")
-        head.append(f"{_kind(item.kind)} from {item.sender}", style="bold")
-        console.print(head)
-        content = body_text(item.body)
-        content.append(f"\npost {item.post_id.hex()}", style="dim")
-        console.print(Padding(content, (0, 0, 1, 4)))
-    console.print(f"{args.as_bureau}: {len(items)} received, oldest first")
+    print_inbox(args.as_bureau, items)
     return 0
 
 
@@ -433,181 +253,147 @@ def _existing_inbox(workdir: Path, bureau: str) -> Path:
     return path
 
 
-def _subject_text(subject: messages_pb2.NoticeSubject) -> str:
-    name = ", ".join(p for p in (subject.surname, subject.given_names) if p)
-    extra = " ".join(p for p in (subject.date_of_birth, subject.nationality, subject.sex) if p)
-    return f"{name} ({extra})" if extra else name
-
-
-def body_text(body: Message) -> Text:
-    """A body as a few lines of plain text (never rich markup: senders write it)."""
-    text = Text()
-    if isinstance(body, messages_pb2.Diffusion):
-        text.append(body.subject, style="bold")
-        text.append(f"\n{body.text}")
-        text.append(f"\nto {', '.join(body.distribution)}", style="dim")
-        _append_attachments(text, body.attachments)
-    elif isinstance(body, messages_pb2.CaseMessage):
-        text.append(f"thread {body.thread}", style="dim")
-        if body.in_reply_to:
-            text.append(f", in reply to {body.in_reply_to.hex()[:12]}", style="dim")
-        if body.subject:
-            text.append(f"\n{body.subject}", style="bold")
-        text.append(f"\n{body.text}")
-        _append_attachments(text, body.attachments)
-    elif isinstance(body, messages_pb2.Notice):
-        status = messages.status_name(body.status)
-        text.append(f"{messages.color_name(body.color).upper()} notice {status}", style="bold")
-        text.append(f" {body.reference}".rstrip())
-        text.append(f"\n{_subject_text(body.subject)}")
-        for line in (body.summary, body.reason and f"reason: {body.reason}"):
-            if line:
-                text.append(f"\n{line}")
-        text.append(f"\nid {body.notice_id.hex()}, requested by {body.requested_by}", "dim")
-    elif isinstance(body, messages_pb2.NoticeRequest):
-        _append_request(text, body)
-    else:
-        text.append(type(body).__name__)
-    return text
-
-
-def _append_attachments(text: Text, attachments: Sequence[messages_pb2.Attachment]) -> None:
-    if attachments:
-        names = ", ".join(f"{a.name} ({len(a.data)} B)" for a in attachments)
-        text.append(f"\nattachments: {names}", style="dim")
-
-
-def _append_request(text: Text, body: messages_pb2.NoticeRequest) -> None:
-    if body.HasField("withdraw"):
-        text.append("withdraw notice", style="bold")
-        text.append(f" {body.withdraw.notice_id.hex()}")
-        if body.withdraw.reason:
-            text.append(f"\nreason: {body.withdraw.reason}")
-        return
-    draft = body.publish
-    text.append(f"publish a {messages.color_name(draft.color)} notice", style="bold")
-    text.append(f"\n{_subject_text(draft.subject)}")
-    if draft.summary:
-        text.append(f"\n{draft.summary}")
-    text.append(f"\nid {draft.notice_id.hex()}", style="dim")
-
-
-def _subject_dict(subject: messages_pb2.NoticeSubject) -> dict[str, str]:
-    fields = ("surname", "given_names", "date_of_birth", "nationality", "sex", "description")
-    return {f: getattr(subject, f) for f in fields if getattr(subject, f)}
-
-
-def _attachment_dicts(attachments: Sequence[messages_pb2.Attachment]) -> list[dict[str, Any]]:
-    import base64
-
-    return [
-        {
-            "name": a.name,
-            "media_type": a.media_type,
-            "bytes": len(a.data),
-            "data_base64": base64.b64encode(a.data).decode("ascii"),
-        }
-        for a in attachments
-    ]
-
-
-def body_dict(body: Message) -> dict[str, Any]:
-    """A decrypted body as JSON-ready data (ids in hex, colours and statuses by name)."""
-    if isinstance(body, messages_pb2.Diffusion):
-        return {
-            "subject": body.subject,
-            "text": body.text,
-            "distribution": list(body.distribution),
-            "attachments": _attachment_dicts(body.attachments),
-        }
-    if isinstance(body, messages_pb2.CaseMessage):
-        return {
-            "thread": body.thread,
-            "subject": body.subject,
-            "text": body.text,
-            "in_reply_to": body.in_reply_to.hex(),
-            "attachments": _attachment_dicts(body.attachments),
-        }
-    if isinstance(body, messages_pb2.Notice):
-        return {
-            "notice_id": body.notice_id.hex(),
-            "color": messages.color_name(body.color),
-            "status": messages.status_name(body.status),
-            "reference": body.reference,
-            "requested_by": body.requested_by,
-            "subject": _subject_dict(body.subject),
-            "summary": body.summary,
-            "text": body.text,
-            "reason": body.reason,
-            "requested_at_ms": body.requested_at_ms,
-            "decided_at_ms": body.decided_at_ms,
-        }
-    if isinstance(body, messages_pb2.NoticeRequest):
-        if body.HasField("withdraw"):
-            return {
-                "action": "withdraw",
-                "notice_id": body.withdraw.notice_id.hex(),
-                "reason": body.withdraw.reason,
-            }
-        draft = body.publish
-        return {
-            "action": "publish",
-            "notice_id": draft.notice_id.hex(),
-            "color": messages.color_name(draft.color),
-            "subject": _subject_dict(draft.subject),
-            "summary": draft.summary,
-            "text": draft.text,
-        }
-    return {"type": type(body).__name__}
-
-
 # --------------------------------------------------------------------------- notices
 
 
 def show_notices(args: argparse.Namespace) -> int:
     """Run ``ncbsim notice list``: the notices the bureau knows, oldest request first."""
-    from ncbsim.node.inbox import Inbox
-
     inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
     try:
         rows = inbox.notices()
     finally:
         inbox.close()
     if args.json:
-        data = [
-            {
-                "notice_id": row.notice_id.hex(),
-                "color": row.color_name,
-                "status": row.status_name,
-                "reference": row.reference,
-                "subject": _subject_dict(row.subject),
-                "summary": row.summary,
-                "reason": row.reason,
-                "requested_by": row.requested_by,
-                "requested_at_ms": row.requested_at_ms,
-                "decided_at_ms": row.decided_at_ms,
-                "updated_at_ms": row.updated_at_ms,
-                "record_ref": row.record_ref,
-            }
-            for row in rows
-        ]
+        data = [notice_dict(row) for row in rows]
         print(json.dumps({"as": args.as_bureau, "notices": data}, indent=2))
         return 0
-    console = Console(highlight=False)
-    for row in rows:
-        head = Text(f"{row.reference or '(no reference)'}  ", style="bold")
-        head.append(f"{row.color_name} ")
-        head.append(row.status_name, style=_NOTICE_STYLE.get(row.status_name, ""))
-        head.append("  ")
-        head.append(_subject_text(row.subject))
-        console.print(head)
-        lines = Text(f"requested by {row.requested_by} {utc(row.requested_at_ms)} UTC", "dim")
-        if row.decided_at_ms:
-            lines.append(f", decided {utc(row.decided_at_ms)} UTC", "dim")
-        lines.append(f"\nid {row.notice_id.hex()}", "dim")
-        for line in (row.summary, row.reason and f"reason: {row.reason}"):
-            if line:
-                lines.append(f"\n{line}")
-        console.print(Padding(lines, (0, 0, 1, 4)))
-    console.print(f"{args.as_bureau}: {len(rows)} notices")
+    print_notices(args.as_bureau, rows)
     return 0
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    return asyncio.run(run_send(args, gateway=find_gateway(args.workdir, args.as_bureau)))
+
+
+def cmd_receipts(args: argparse.Namespace) -> int:
+    return asyncio.run(run_receipts(args, gateway=find_gateway(args.workdir, args.as_bureau)))
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    require_pki(args.workdir)
+    return show_inbox(args)
+
+
+def cmd_notice_list(args: argparse.Namespace) -> int:
+    require_pki(args.workdir)
+    return show_notices(args)
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _as_bureau(
+    parser: argparse.ArgumentParser, role: str, *, send: bool, gateway: bool = True
+) -> None:
+    """--workdir, --as and --json; --ttl to post, --timeout to call the gateway."""
+    parser.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    parser.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help=role)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    if send:
+        parser.add_argument(
+            "--ttl", default="24h", help="expires undelivered after this, e.g. 90s, 2h (max 24h)"
+        )
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="print only the post id (a notice request: the notice id), for scripts; "
+            "copies not stored are still reported on stderr, with exit 1",
+        )
+    if gateway:
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            help="seconds to keep retrying an unreachable gateway (default 10)",
+        )
+
+
+def _attach_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--attach",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file to attach (repeatable; 16 KiB in all)",
+    )
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """diffuse, notice, message, inbox, receipts: one-way messages (durable delivery)."""
+    diffuse = sub.add_parser(
+        "diffuse", help="alert some bureaus or ALL (GS gets a copy); delivered even if down"
+    )
+    _as_bureau(diffuse, "sending bureau", send=True)
+    diffuse.add_argument("--to", required=True, type=str.upper, help="bureaus, e.g. NG,GH, or ALL")
+    diffuse.add_argument("--subject", required=True)
+    diffuse.add_argument("--text", required=True)
+    diffuse.add_argument(
+        "--no-gs-copy",
+        action="store_true",
+        help="do not copy GS (sending again to bureaus whose copies were not stored)",
+    )
+    _attach_option(diffuse)
+    diffuse.set_defaults(func=cmd_send, send="diffusion", server=False)
+
+    notice = sub.add_parser("notice", help="request, list or withdraw notices (GS reviews them)")
+    notice_sub = notice.add_subparsers(dest="notice_command", required=True, metavar="ACTION")
+    request = notice_sub.add_parser("request", help="ask GS to publish a notice; prints its id")
+    _as_bureau(request, "requesting bureau", send=True)
+    request.add_argument("--color", required=True, help="red, yellow, blue, black, green, ...")
+    request.add_argument(
+        "--person-file",
+        type=Path,
+        required=True,
+        metavar="PERSON.json",
+        help='the subject, e.g. {"surname": "DOE", "given_names": "John", "dob": "1980-02-03"}',
+    )
+    request.add_argument("--summary", default="", help="the facts or charges, in one line")
+    request.add_argument("--text", default="")
+    request.set_defaults(func=cmd_send, send="notice request", server=False)
+    listing = notice_sub.add_parser("list", help="the notices a bureau knows, from its inbox")
+    _as_bureau(listing, "bureau", send=False, gateway=False)
+    listing.set_defaults(func=cmd_notice_list, server=False)
+    withdraw = notice_sub.add_parser("withdraw", help="ask GS to withdraw a notice you requested")
+    _as_bureau(withdraw, "requesting bureau", send=True)
+    withdraw.add_argument("--id", required=True, help="notice id (hex, from notice request)")
+    withdraw.add_argument("--reason", default="")
+    withdraw.set_defaults(func=cmd_send, send="notice withdrawal", server=False)
+
+    message = sub.add_parser("message", help="case messages from one bureau to another")
+    message_sub = message.add_subparsers(dest="message_command", required=True, metavar="ACTION")
+    send = message_sub.add_parser("send", help="send a message in a case thread")
+    _as_bureau(send, "sending bureau", send=True)
+    send.add_argument("--to", required=True, type=str.upper, help="one bureau")
+    send.add_argument("--text", required=True)
+    send.add_argument("--subject", default="")
+    send.add_argument("--thread", default="", help="case thread (default: start a new one)")
+    send.add_argument("--reply-to", metavar="POSTID", help="post id (hex) of the message answered")
+    _attach_option(send)
+    send.set_defaults(func=cmd_send, send="message", server=False)
+
+    inbox = sub.add_parser("inbox", help="what a bureau received, decrypted, in order")
+    _as_bureau(inbox, "receiving bureau", send=False, gateway=False)
+    inbox.add_argument("--kind", choices=["diffusion", "message", "notice", "notice-request"])
+    inbox.set_defaults(func=cmd_inbox, server=False)
+
+    receipts = sub.add_parser(
+        "receipts", help="each copy a bureau sent: queued, delivered (signed receipt) or expired"
+    )
+    _as_bureau(receipts, "sending bureau", send=False)
+    receipts.add_argument("--after", type=int, default=0, help="only sequences above this")
+    receipts.set_defaults(func=cmd_receipts, server=False)
