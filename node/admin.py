@@ -11,8 +11,8 @@ every query, so the change applies to the next query of a running node, with no 
 :func:`list_hits` reads the bureau's hit notifications (``WORKDIR/bureaus/XX/hits.sqlite``,
 see :mod:`node.hits`).
 
-The commands ``ncbsim record list``, ``record restrict`` and ``hits`` that call them live
-in :mod:`ncbsim.cli.records`.
+The commands ``ncbsim record list``, ``record restrict`` and ``hits`` call them from the
+command line's floor, which also prints what they return.
 """
 
 from __future__ import annotations

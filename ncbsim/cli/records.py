@@ -268,8 +268,8 @@ def cmd_hits(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``hits`` and ``record restrict`` on the ``ncbsim`` subparsers."""
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``hits``, ``record list`` and ``record restrict`` on the ``ncbsim`` subparsers."""
     hits = sub.add_parser("hits", help="list hit notifications on a bureau's flagged records")
     hits.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
     hits.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
