@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import re
 import shutil
 import signal
 import socket
@@ -39,26 +38,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ncbsim.config import check_address
+from ncbsim.durations import parse_duration
 from ncbsim.errors import ConfigError, NetworkError, cannot_write
 from ncbsim.load import report
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-_DURATION = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
 _GRACE_S = 60  # beyond the run time: spawning users, stopping them, writing reports
 _JOIN_WAIT_S = 60  # how long the master waits for its workers to connect
 _DIRECTORY_WAIT_S = 60  # readiness, not speed: a busy machine may take a while
-
-
-def parse_duration(text: str, *, option: str = "--duration", minimum_s: int = 1) -> int:
-    """Seconds in ``text`` such as ``20s``, ``2m``, ``1h30m`` or ``45`` (at least ``minimum_s``)."""
-    match = _DURATION.match(text)
-    if not match or not any(match.groups()):
-        raise ConfigError(f"{option}: expected a duration such as 20s, 2m or 1h30m, not {text!r}")
-    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total < minimum_s:
-        raise ConfigError(f"{option} must be at least {minimum_s}s")
-    return total
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

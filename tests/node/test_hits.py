@@ -18,6 +18,7 @@ from support import (
 )
 
 from ncbsim.auditread import verify
+from ncbsim.cli import records
 from ncbsim.node import admin
 from ncbsim.node.answer import answer
 from ncbsim.node.hits import HitEvent, HitLog, read_hits
@@ -179,7 +180,7 @@ def test_hits_command_prints_json_lines(tmp_path: Path, capsys: pytest.CaptureFi
         hits.record(HitEvent(6, "RU", "r2", "document", "fetch", "withheld", "bb"))
     hits.close()
     parser = argparse.ArgumentParser(prog="ncbsim")
-    admin.add_parsers(parser.add_subparsers(dest="command", required=True))
+    records.add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["hits", "--workdir", str(tmp_path), "--as", "de", "--json"])
     assert args.func(args) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

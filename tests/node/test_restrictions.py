@@ -18,6 +18,7 @@ from support import (
     uncontrolled_documents,
 )
 
+from ncbsim.cli import records
 from ncbsim.errors import NcbsimError
 from ncbsim.node import admin, datagen
 from ncbsim.node.answer import answer
@@ -189,7 +190,7 @@ def test_restrict_refuses_an_unknown_reference(db: Path) -> None:
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ncbsim")
-    admin.add_parsers(parser.add_subparsers(dest="command", required=True))
+    records.add_parsers(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 

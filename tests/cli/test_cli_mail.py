@@ -1,23 +1,21 @@
-"""The mail console's own helpers: received text shown literally, and the --ttl option."""
+"""What the one-way commands read from their options and how they print what was received."""
 
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
 
 from ncbsim import envelope
+from ncbsim.cli import mail, mail_views
 from ncbsim.errors import ConfigError
 from ncbsim.v2 import messages_pb2
 
 
 def test_inbox_shows_sender_text_literally() -> None:
     """Rich markup in a received text is printed as written, never interpreted."""
-    from rich.console import Console
-
-    from ncbsim import mail_console
-
     body = messages_pb2.Diffusion(subject="[red]x[/red]", text="[link=http://evil]y[/link]")
     console = Console(record=True, width=80, color_system=None)
-    console.print(mail_console.body_text(body))
+    console.print(mail_views.body_text(body))
     shown = console.export_text()
     assert "[red]x[/red]" in shown
     assert "[link=http://evil]y[/link]" in shown
@@ -28,14 +26,10 @@ def test_inbox_shows_sender_text_literally() -> None:
 )
 def test_ttl_option(text: str, expected: int) -> None:
     """--ttl takes a duration up to 24 h, in milliseconds."""
-    from ncbsim import mail_console
-
-    assert mail_console.ttl_ms(text) == expected
+    assert mail.ttl_ms(text) == expected
 
 
 def test_ttl_option_over_a_day_is_refused() -> None:
     """--ttl beyond 24 h is a usage error."""
-    from ncbsim import mail_console
-
     with pytest.raises(ConfigError, match="at most 24h"):
-        mail_console.ttl_ms("25h")
+        mail.ttl_ms("25h")

@@ -1,27 +1,18 @@
-"""Human and JSON output for the one-way commands: diffuse, notice, message, inbox, receipts.
+"""How the one-way commands show what they did: tables, colours and JSON-ready data.
 
-The send commands seal and post through :class:`ncbsim.mail.Mailer` and say, per
-recipient, whether the gateway stored the copy. ``inbox`` and ``notice list`` read the
-bureau's inbox file read-only (the node may be running); ``receipts`` asks the gateway
-and verifies every receipt against the recipient's directory entry.
-
-Exit codes: 0 when everything was stored (or every receipt verified), 1 when a copy was
-not stored or a receipt did not verify, 2 (raised as NcbsimError) for usage errors.
+Rendering only: :mod:`ncbsim.cli.mail` reads the options, sends, asks the gateway and
+reads the inbox, then calls these to print. Text that senders wrote is printed literally
+(never as rich markup).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import mimetypes
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import grpc
 from google.protobuf.message import Message
 from rich import box
 from rich.console import Console
@@ -29,21 +20,25 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ncbsim import envelope, mail, messages, posts
-from ncbsim.client import ALL, BureauClient, failure_detail
+from ncbsim import envelope, messages, posts
 from ncbsim.countries import GENERAL_SECRETARIAT
-from ncbsim.errors import ConfigError, NcbsimError
-from ncbsim.pki import PkiDir
+from ncbsim.node.inbox import InboxItem, NoticeRow
 from ncbsim.v2 import messages_pb2
-from ncbsim.workdir import Workdir
 
-INBOX_KINDS = {
-    "diffusion": envelope.DIFFUSION,
-    "message": envelope.MESSAGE,
-    "notice": envelope.NOTICE,
-    "notice-request": envelope.NOTICE_REQUEST,
-}
-"""``ncbsim inbox --kind`` names (notice requests reach GS only)."""
+__all__ = [
+    "body_dict",
+    "body_text",
+    "delivered_dict",
+    "item_dict",
+    "notice_dict",
+    "outcome_dict",
+    "print_inbox",
+    "print_notices",
+    "print_outcome",
+    "print_receipts",
+    "send_verdict",
+    "utc",
+]
 
 _STATUS_STYLE = {
     "accepted": "green",
@@ -73,125 +68,7 @@ def utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def hex_id(text: str, what: str) -> bytes:
-    """A 16-byte id given as 32 hex digits, or ConfigError naming ``what``."""
-    try:
-        value = bytes.fromhex(text.strip())
-    except ValueError:
-        value = b""
-    if len(value) != envelope.MESSAGE_ID_LEN:
-        raise ConfigError(f"{what}: expected {2 * envelope.MESSAGE_ID_LEN} hex digits")
-    return value
-
-
-def ttl_ms(text: str) -> int:
-    """``--ttl`` (``90s``, ``10m``, ``24h``) in milliseconds, at most 24 h."""
-    from ncbsim.load.runner import parse_duration
-
-    seconds = parse_duration(text, option="--ttl", minimum_s=1)
-    if seconds * 1000 > envelope.MAX_TTL_MS:
-        raise ConfigError("--ttl: at most 24h")
-    return seconds * 1000
-
-
-def read_attachments(paths: Sequence[Path]) -> list[messages_pb2.Attachment]:
-    """``--attach`` files as attachments (name, guessed media type, bytes)."""
-    out = []
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"--attach {path}: {exc.strerror or exc}") from None
-        media_type = mimetypes.guess_type(path.name)[0] or ""
-        out.append(posts.attachment(path.name, data, media_type))
-    return out
-
-
-def read_person(path: Path) -> messages_pb2.NoticeSubject:
-    """The notice subject in ``--person-file`` (a JSON object, see messages.subject_from_dict)."""
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"--person-file {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--person-file {path}: not JSON ({exc})") from None
-    return messages.subject_from_dict(data)
-
-
 # --------------------------------------------------------------------------- sending
-
-
-async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
-    """Run ``diffuse``, ``notice request``, ``notice withdraw`` or ``message send``."""
-    ttl = ttl_ms(args.ttl)
-    timeout_s = args.timeout
-    async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
-        mailer = mail.Mailer(client, strict=True)
-        what = args.send
-        if what == "diffusion":
-            to = [c for c in args.to.split(",") if c.strip()]
-            attachments = read_attachments(args.attach)
-            outcome = await mailer.diffuse(
-                to,
-                args.subject,
-                args.text,
-                attachments,
-                ttl_ms=ttl,
-                timeout_s=timeout_s,
-                copy_gs=not args.no_gs_copy,
-            )
-        elif what == "notice request":
-            body = posts.notice_draft(
-                args.color, read_person(args.person_file), args.summary, args.text
-            )
-            outcome = await mailer.post_notice_request(body, ttl_ms=ttl, timeout_s=timeout_s)
-        elif what == "notice withdrawal":
-            outcome = await mailer.withdraw_notice(
-                hex_id(args.id, "--id"), args.reason, ttl_ms=ttl, timeout_s=timeout_s
-            )
-        else:
-            if "," in args.to or args.to == ALL:
-                raise ConfigError("a message goes to one bureau; use `ncbsim diffuse` for more")
-            reply_to = hex_id(args.reply_to, "--reply-to") if args.reply_to else b""
-            thread = args.thread or (
-                _thread_of(args.workdir, args.as_bureau, reply_to) if reply_to else ""
-            )
-            outcome = await mailer.message(
-                args.to,
-                args.text,
-                thread=thread,
-                subject=args.subject,
-                in_reply_to=reply_to,
-                attachments=read_attachments(args.attach),
-                ttl_ms=ttl,
-                timeout_s=timeout_s,
-            )
-    if args.json:
-        print(json.dumps(outcome_dict(args.as_bureau, what, outcome), indent=2))
-    elif getattr(args, "quiet", False):  # for scripts: NOTICE=$(ncbsim notice request -q ...)
-        print(outcome.notice_id.hex() if outcome.notice_id else outcome.post_hex)
-    else:
-        _print_outcome(args.as_bureau, what, outcome)
-    return _send_verdict(outcome)
-
-
-def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
-    """The thread of the message ``post_id`` that ``bureau`` received (for --reply-to)."""
-    from ncbsim.node.inbox import Inbox
-
-    path = Workdir(workdir).bureau(bureau).inbox
-    if path.is_file():
-        inbox = Inbox.read(path)
-        try:
-            for item in inbox.items(envelope.MESSAGE):
-                if item.post_id == post_id and isinstance(item.body, messages_pb2.CaseMessage):
-                    return item.body.thread
-        finally:
-            inbox.close()
-    raise ConfigError(
-        f"--reply-to: {bureau} received no message with post id {post_id.hex()}; "
-        "give its thread with --thread"
-    )
 
 
 def outcome_dict(bureau: str, what: str, outcome: posts.PostOutcome) -> dict[str, Any]:
@@ -220,7 +97,7 @@ def outcome_dict(bureau: str, what: str, outcome: posts.PostOutcome) -> dict[str
     return data
 
 
-def _print_outcome(bureau: str, what: str, outcome: posts.PostOutcome) -> None:
+def print_outcome(bureau: str, what: str, outcome: posts.PostOutcome) -> None:
     console = Console()
     stored = sum(c.stored for c in outcome.copies)
     console.print(
@@ -249,7 +126,7 @@ def _print_outcome(bureau: str, what: str, outcome: posts.PostOutcome) -> None:
     console.print(table)
 
 
-def _send_verdict(outcome: posts.PostOutcome) -> int:
+def send_verdict(outcome: posts.PostOutcome) -> int:
     missing = [c for c in outcome.copies if not c.stored]
     if not missing:
         return 0
@@ -289,34 +166,6 @@ def _send_verdict(outcome: posts.PostOutcome) -> int:
 # --------------------------------------------------------------------------- receipts
 
 
-async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
-    """Run ``ncbsim receipts``: exit 1 if a delivered copy's receipt does not verify."""
-    async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
-        try:
-            listed = await mail.Mailer(client).receipts(args.after, timeout_s=args.timeout)
-        except grpc.aio.AioRpcError as exc:
-            print(
-                f"ncbsim: the gateway at {gateway} did not answer ({failure_detail(exc)}); "
-                "is the network up (ncbsim up)?",
-                file=sys.stderr,
-            )
-            return 1
-    if args.json:
-        copies = [delivered_dict(d) for d in listed]
-        print(json.dumps({"as": args.as_bureau, "copies": copies}, indent=2))
-    else:
-        _print_receipts(args.as_bureau, listed)
-    bad = [d for d in listed if d.state == "delivered" and not d.verified]
-    if bad:
-        print(
-            f"ncbsim: {len(bad)} receipts did not verify against the recipients' directory "
-            "entries: the gateway altered them, or they were signed with keys no longer valid",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
-
-
 def delivered_dict(d: posts.Delivered) -> dict[str, Any]:
     """One posted copy's fate as JSON-ready data."""
     return {
@@ -343,7 +192,7 @@ def _took(d: posts.Delivered) -> str:
     return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.0f} s"
 
 
-def _print_receipts(bureau: str, listed: list[posts.Delivered]) -> None:
+def print_receipts(bureau: str, listed: list[posts.Delivered]) -> None:
     console = Console()
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", collapse_padding=True, pad_edge=False)
     columns = ("seq", "to", "kind", "post", "state", "accepted", "after", "tries", "receipt")
@@ -379,31 +228,21 @@ def _print_receipts(bureau: str, listed: list[posts.Delivered]) -> None:
 # --------------------------------------------------------------------------- inbox
 
 
-def show_inbox(args: argparse.Namespace) -> int:
-    """Run ``ncbsim inbox``: what the bureau received, decrypted, in processing order."""
-    from ncbsim.node.inbox import Inbox
+def item_dict(item: InboxItem) -> dict[str, Any]:
+    """One received item as JSON-ready data (its body decrypted)."""
+    return {
+        "sender": item.sender,
+        "kind": envelope.kind_name(item.kind),
+        "post_id": item.post_id.hex(),
+        "message_id": item.message_id.hex(),
+        "issued_at_ms": item.issued_at_ms,
+        "processed_at_ms": item.processed_at_ms,
+        "body": body_dict(item.body),
+    }
 
-    kind = INBOX_KINDS[args.kind] if args.kind else None
-    inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
-    try:
-        items = inbox.items(kind)
-    finally:
-        inbox.close()
-    if args.json:
-        data = [
-            {
-                "sender": item.sender,
-                "kind": envelope.kind_name(item.kind),
-                "post_id": item.post_id.hex(),
-                "message_id": item.message_id.hex(),
-                "issued_at_ms": item.issued_at_ms,
-                "processed_at_ms": item.processed_at_ms,
-                "body": body_dict(item.body),
-            }
-            for item in items
-        ]
-        print(json.dumps({"as": args.as_bureau, "items": data}, indent=2))
-        return 0
+
+def print_inbox(bureau: str, items: list[InboxItem]) -> None:
+    """The received items, one block each, oldest first."""
     console = Console(highlight=False)
     for number, item in enumerate(items, 1):
         head = Text(f"#{number} ", style="bold")
@@ -413,20 +252,7 @@ def show_inbox(args: argparse.Namespace) -> int:
         content = body_text(item.body)
         content.append(f"\npost {item.post_id.hex()}", style="dim")
         console.print(Padding(content, (0, 0, 1, 4)))
-    console.print(f"{args.as_bureau}: {len(items)} received, oldest first")
-    return 0
-
-
-def _existing_inbox(workdir: Path, bureau: str) -> Path:
-    path = Workdir(workdir).bureau(bureau).inbox
-    if not path.is_file():
-        if not Workdir(workdir).bureau(bureau).root.is_dir():
-            raise NcbsimError(
-                f"{bureau} runs no node in {workdir}; give --workdir of `ncbsim up` and a "
-                "bureau of that network"
-            )
-        raise NcbsimError(f"{bureau} has received nothing yet (no {path})")
-    return path
+    console.print(f"{bureau}: {len(items)} received, oldest first")
 
 
 def _subject_text(subject: messages_pb2.NoticeSubject) -> str:
@@ -560,35 +386,26 @@ def body_dict(body: Message) -> dict[str, Any]:
 # --------------------------------------------------------------------------- notices
 
 
-def show_notices(args: argparse.Namespace) -> int:
-    """Run ``ncbsim notice list``: the notices the bureau knows, oldest request first."""
-    from ncbsim.node.inbox import Inbox
+def notice_dict(row: NoticeRow) -> dict[str, Any]:
+    """One notice the bureau knows as JSON-ready data."""
+    return {
+        "notice_id": row.notice_id.hex(),
+        "color": row.color_name,
+        "status": row.status_name,
+        "reference": row.reference,
+        "subject": _subject_dict(row.subject),
+        "summary": row.summary,
+        "reason": row.reason,
+        "requested_by": row.requested_by,
+        "requested_at_ms": row.requested_at_ms,
+        "decided_at_ms": row.decided_at_ms,
+        "updated_at_ms": row.updated_at_ms,
+        "record_ref": row.record_ref,
+    }
 
-    inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
-    try:
-        rows = inbox.notices()
-    finally:
-        inbox.close()
-    if args.json:
-        data = [
-            {
-                "notice_id": row.notice_id.hex(),
-                "color": row.color_name,
-                "status": row.status_name,
-                "reference": row.reference,
-                "subject": _subject_dict(row.subject),
-                "summary": row.summary,
-                "reason": row.reason,
-                "requested_by": row.requested_by,
-                "requested_at_ms": row.requested_at_ms,
-                "decided_at_ms": row.decided_at_ms,
-                "updated_at_ms": row.updated_at_ms,
-                "record_ref": row.record_ref,
-            }
-            for row in rows
-        ]
-        print(json.dumps({"as": args.as_bureau, "notices": data}, indent=2))
-        return 0
+
+def print_notices(bureau: str, rows: list[NoticeRow]) -> None:
+    """The notices, one block each, oldest request first."""
     console = Console(highlight=False)
     for row in rows:
         head = Text(f"{row.reference or '(no reference)'}  ", style="bold")
@@ -605,5 +422,4 @@ def show_notices(args: argparse.Namespace) -> int:
             if line:
                 lines.append(f"\n{line}")
         console.print(Padding(lines, (0, 0, 1, 4)))
-    console.print(f"{args.as_bureau}: {len(rows)} notices")
-    return 0
+    console.print(f"{bureau}: {len(rows)} notices")

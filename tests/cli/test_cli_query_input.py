@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ncbsim import query_input
+from ncbsim.cli import query_input
 from ncbsim.errors import ConfigError
 from ncbsim.node import datagen
 

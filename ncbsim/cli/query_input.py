@@ -6,7 +6,8 @@ is refused here with what was expected, instead of travelling to a bureau that a
 returns the value to send (normalised where the bureaus normalise anyway) or raises
 :class:`~ncbsim.errors.ConfigError`, which the CLI prints as one line and exit 2.
 
-This module belongs to the command line (it reads the VIN rules of :mod:`node.vin`).
+It sits on the command line's floor, above the node whose VIN rules it reads
+(:mod:`ncbsim.node.vin`).
 """
 
 from __future__ import annotations
