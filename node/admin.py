@@ -174,4 +174,9 @@ def list_hits(
     workdir: Path, bureau: str, *, ref: str = "", requester: str = "", limit: int | None = None
 ) -> list[HitEvent]:
     """The hit notifications of ``bureau``'s node in ``workdir``, oldest first."""
-    return read_hits(Workdir(Path(workdir)).bureau(bureau.upper()).hits, ref=ref, requester=requester, limit=limit)
+    return read_hits(
+        Workdir(Path(workdir)).bureau(bureau.upper()).hits,
+        ref=ref,
+        requester=requester,
+        limit=limit,
+    )

@@ -11,7 +11,7 @@ import pytest
 from ncbsim import workdir as workdirs
 from ncbsim.workdir import BureauFiles, GatewayFiles, Workdir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WD = Workdir(Path("/net"))
 BUREAU = WD.bureau("FR")
 
