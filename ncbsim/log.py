@@ -2,8 +2,8 @@
 
 Library code only calls ``structlog.get_logger()``. Every line about an envelope
 carries its ``message_id`` and ``correlation_id``: the request handlers pass them as
-keywords (binding context variables for every request cost about 9 µs, and most
-requests log nothing), and bind them with
+keywords (binding context variables for every request costs more than most requests'
+logging, which is nothing; docs/bench.md has the figure), and bind them with
 :func:`structlog.contextvars.bound_contextvars` only around rare slow paths whose
 callees log (a node fetching a sender's directory entry).
 Nothing in ncbsim logs a payload or a key: log only header fields and sizes.

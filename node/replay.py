@@ -19,13 +19,10 @@ need not remember it; the extra skew covers the receiver's own clock stepping ba
 Expired rows are pruned in the same connection, at most once every ``prune_interval_s``
 and at most ``prune_batch`` rows at a time, so no call does unbounded work.
 
-:meth:`ReplayCache.first_time` runs on the event loop, like the record lookups. It is
-one ``INSERT OR IGNORE`` in its own transaction, measured on the 2-core development
-machine (ext4, 20,000 calls in a row, median of 2 runs): about 33 µs for a new id (a
-WAL append, no fsync) and 9 µs for a repeat, next to the node's 1,260 µs of CPU per
-query. A prune of a full batch of 1,000 expired rows takes about 2 ms, at most once a
-second while it keeps up (a full batch lets the next call prune again); an empty one
-17 µs.
+:meth:`ReplayCache.first_time` runs on the event loop, like the record lookups: one
+``INSERT OR IGNORE`` in its own transaction (a WAL append, no fsync), small next to the
+rest of a query's CPU. A prune runs at most once a second while it keeps up (a full batch
+lets the next call prune again). docs/bench.md has the measured costs.
 """
 
 from __future__ import annotations
