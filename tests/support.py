@@ -1,5 +1,5 @@
-"""Helpers several test folders share: query builders, generated records, and the PIDs a
-run left. Import them as ``from support import ...``.
+"""Helpers several test folders share: query builders, one test's own PKI bureaus,
+generated records, and the PIDs a run left. Import them as ``from support import ...``.
 
 They live here, not in ``conftest.py``: with several ``conftest.py`` files (tests/,
 tests/fuzz/, tests/load/), ``from conftest import ...`` gets whichever one pytest
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+import pytest
 
 from ncbsim import envelope, mail, messages, pki
 from ncbsim.client import BureauClient
@@ -61,6 +62,12 @@ def ncbsim_pids(workdir: Path) -> list[int]:
         if b"ncbsim" in cmdline and os.fsencode(str(workdir)) in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def with_bureaus(*codes: str) -> pytest.MarkDecorator:
+    """Gives one test's ``pki_dir`` (tests/conftest.py) a PKI of ``codes`` instead of its
+    module's ``pki_bureaus``: a direct parametrization overrides the fixture of that name."""
+    return pytest.mark.parametrize("pki_bureaus", [list(codes)], ids=[",".join(codes)])
 
 
 def document_query(number: str, issuer: str, *, response_key: bytes = b"") -> query_pb2.Query:
@@ -439,6 +446,7 @@ def withdraw(notice_id: bytes = b"n" * 16, reason: str = "arrested") -> messages
 @contextlib.contextmanager
 def notice_net(tmp_path: Path) -> Iterator[NoticeNet]:
     """A PKI of NOTICE_BUREAUS and a scripted gateway; every node opened is closed after."""
+    # The network's folder is the helper's own: its PKI, and each node's files beside it.
     directory = pki.init(tmp_path / "pki", NOTICE_BUREAUS)
     network = NoticeNet(directory, tmp_path, ScriptedGateway(directory))
     try:

@@ -232,11 +232,15 @@ def _with_workdir(command: str, workdir: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def bare_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pki_bureaus() -> list[str]:
+    """``bare_pki``'s bureaus."""
+    return ["FR", "DE"]
+
+
+@pytest.fixture(scope="module")
+def bare_pki(module_pki: pki.PkiDir) -> Path:
     """A PKI made by `pki init`: no gateway was ever started there."""
-    path = tmp_path_factory.mktemp("pki") / "pki"
-    pki.init(path, ["FR", "DE"])
-    return path
+    return module_pki.root
 
 
 @pytest.mark.parametrize("command", WORKDIR_COMMANDS)

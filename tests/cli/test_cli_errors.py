@@ -36,11 +36,9 @@ def _one_line(out: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A PKI for FR, DE and IT, as `pki init` writes it; no gateway runs."""
-    root = tmp_path_factory.mktemp("cli") / "pki"
-    pki.init(root, ["FR", "DE", "IT"])
-    return root
+def pki_root(module_pki: pki.PkiDir) -> Path:
+    """The folder of a PKI for FR, DE and IT, as `pki init` writes it; no gateway runs."""
+    return module_pki.root
 
 
 @pytest.fixture
@@ -52,35 +50,35 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_node_for_a_bureau_the_pki_lacks_says_what_it_holds(pki_dir: Path) -> None:
+def test_node_for_a_bureau_the_pki_lacks_says_what_it_holds(pki_root: Path) -> None:
     """`node --bureau ES` on a PKI of FR, DE and IT names the PKI's bureaus and how to get
     one with ES (there is no command to add it), instead of an sqlite3 traceback."""
     line = _one_line(
-        _ncbsim("node", "--dir", pki_dir, "--bureau", "ES", "--gateway", "127.0.0.1:9")
+        _ncbsim("node", "--dir", pki_root, "--bureau", "ES", "--gateway", "127.0.0.1:9")
     )
     assert line == (
-        f"ncbsim: ES is not in the PKI at {pki_dir} (it holds DE, FR, IT); no `ncbsim pki` "
+        f"ncbsim: ES is not in the PKI at {pki_root} (it holds DE, FR, IT); no `ncbsim pki` "
         "command adds a bureau to an existing PKI; create a new one with "
         "`ncbsim pki init --dir NEWDIR --bureaus DE,ES,FR,IT`"
     )
-    assert not (pki_dir / "bureaus" / "ES").exists()
+    assert not (pki_root / "bureaus" / "ES").exists()
 
 
-def test_node_for_a_code_no_country_has(pki_dir: Path) -> None:
+def test_node_for_a_code_no_country_has(pki_root: Path) -> None:
     """`node --bureau XX` says XX is no country code, instead of an UnknownCountry traceback."""
     line = _one_line(
-        _ncbsim("node", "--dir", pki_dir, "--bureau", "XX", "--gateway", "127.0.0.1:9")
+        _ncbsim("node", "--dir", pki_root, "--bureau", "XX", "--gateway", "127.0.0.1:9")
     )
     assert line == "ncbsim: XX is not an ISO 3166 country code"
 
 
-def test_node_without_a_gateway_says_how_to_start_one(pki_dir: Path) -> None:
+def test_node_without_a_gateway_says_how_to_start_one(pki_root: Path) -> None:
     """`node` on a fresh PKI with no gateway running advises `ncbsim gateway --dir` or
     `--gateway`, not `ncbsim up` (which would make a network of its own)."""
-    line = _one_line(_ncbsim("node", "--dir", pki_dir, "--bureau", "FR"))
+    line = _one_line(_ncbsim("node", "--dir", pki_root, "--bureau", "FR"))
     assert line == (
-        f"ncbsim: no running gateway found in {pki_dir}; start one with "
-        f"`ncbsim gateway --dir {pki_dir}`, or pass --gateway HOST:PORT"
+        f"ncbsim: no running gateway found in {pki_root}; start one with "
+        f"`ncbsim gateway --dir {pki_root}`, or pass --gateway HOST:PORT"
     )
 
 
@@ -110,18 +108,18 @@ def test_pki_init_accepts_the_general_secretariat_and_kosovo(tmp_path: Path) -> 
     assert pki.PkiDir(tmp_path / "p").bureaus() == ["FR", "GS", "XK"]
 
 
-def test_gateway_on_a_busy_port_says_so_in_one_line(pki_dir: Path, busy_port: int) -> None:
+def test_gateway_on_a_busy_port_says_so_in_one_line(pki_root: Path, busy_port: int) -> None:
     """A gateway whose port is taken prints only the reason and the option to change, not
     gRPC's internal add_port.cc log line."""
-    out = _ncbsim("gateway", "--dir", pki_dir, "--listen", f"127.0.0.1:{busy_port}")
+    out = _ncbsim("gateway", "--dir", pki_root, "--listen", f"127.0.0.1:{busy_port}")
     assert _one_line(out) == f"ncbsim: 127.0.0.1:{busy_port}: address in use; {HINT}"
 
 
-def test_node_on_a_busy_port_says_so_in_one_line(pki_dir: Path, busy_port: int) -> None:
+def test_node_on_a_busy_port_says_so_in_one_line(pki_root: Path, busy_port: int) -> None:
     """A node whose --listen port is taken says so in one line, before making records."""
-    db = pki_dir.parent / "busy-fr.sqlite"
+    db = pki_root.parent / "busy-fr.sqlite"
     out = _ncbsim(
-        "node", "--dir", pki_dir, "--bureau", "FR", "--gateway", "127.0.0.1:9",
+        "node", "--dir", pki_root, "--bureau", "FR", "--gateway", "127.0.0.1:9",
         "--listen", f"127.0.0.1:{busy_port}", "--db", db,
     )  # fmt: skip
     assert _one_line(out) == f"ncbsim: 127.0.0.1:{busy_port}: address in use; {HINT}"

@@ -9,9 +9,14 @@ from ncbsim import pki
 
 
 @pytest.fixture(scope="module")
-def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
-    """One PKI for the module: FR, DE, IT, the General Secretariat, and MC, a send-only
-    bureau (it runs no node)."""
-    directory = pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
-    pki.add_bureau(directory, SEND_ONLY, requester_only=True)
-    return directory
+def pki_bureaus() -> list[str]:
+    """tests/gateway's PKIs (``pki_dir``, ``module_pki``): FR, DE, IT and the General
+    Secretariat."""
+    return BUREAUS
+
+
+@pytest.fixture(scope="module")
+def gateway_pki(module_pki: pki.PkiDir) -> pki.PkiDir:
+    """The module's PKI of ``BUREAUS`` and MC, a send-only bureau (it runs no node)."""
+    pki.add_bureau(module_pki, SEND_ONLY, requester_only=True)
+    return module_pki

@@ -22,6 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
+from support import document_query
 
 from ncbsim import envelope, pki, receipts, transport
 from ncbsim.client import seal_query
@@ -43,7 +44,6 @@ from ncbsim.v2 import (
     envelope_pb2,
     gateway_pb2,
     gateway_pb2_grpc,
-    query_pb2,
 )
 from ncbsim.workdir import GatewayFiles
 
@@ -307,14 +307,12 @@ def delivered_check(gateway: Gateway, sender: str, n: int) -> Callable[[], Await
 
 @contextlib.asynccontextmanager
 async def relay_gateway(
-    tmp_path: Path, limiter: RateLimiter | None = None, **fields: int
-) -> AsyncIterator[tuple[pki.PkiDir, str]]:
-    directory = pki.PkiDir(tmp_path / "pki")
-    if not directory.ca_key.exists():
-        pki.init(directory.root, ["FR", "DE", "IT"])
-    config = GatewayConfig(
-        pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"), **fields
-    )  # type: ignore[arg-type]
+    directory: pki.PkiDir, limiter: RateLimiter | None = None, **fields: int
+) -> AsyncIterator[str]:
+    """A gateway of ``directory`` (a test's ``pki_dir``) with no mailbox; yields its address.
+    Its audit trail is ``audit.sqlite`` beside the PKI's folder (:func:`audit_rows`)."""
+    audit_path = directory.root.parent / "audit.sqlite"
+    config = GatewayConfig(pki=directory, files=GatewayFiles.beside(audit_path), **fields)  # type: ignore[arg-type]
     audit = AuditLog(config.files.audit, batch_wait_s=0.0)
     router = Router(directory.tls("gateway"))
     service = GatewayService(config, router, audit, limiter=limiter)
@@ -322,7 +320,7 @@ async def relay_gateway(
         directory.tls("gateway"), "127.0.0.1:0", [], register=lambda s: add_to_server(service, s)
     )
     try:
-        yield directory, served.address
+        yield served.address
     finally:
         await served.server.stop(0)
         await router.close()
@@ -333,8 +331,7 @@ def seal_query_for(directory: pki.PkiDir, sender: str, recipient: str) -> envelo
     now = int(time.time() * 1000)
     me = Identity.load(directory, sender, now_ms=now)
     peer = Identity.load(directory, recipient, now_ms=now).as_peer()
-    query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer="DE"))
-    return seal_query(me, peer, query)
+    return seal_query(me, peer, document_query("X1", "DE"))
 
 
 def query_request(item: envelope.Envelope) -> bytes:

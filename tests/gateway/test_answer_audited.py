@@ -86,13 +86,12 @@ class _Gateway:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[_Gateway]:
-    directory = pki.init(tmp_path / "pki", ["FR", "DE", "IT"])
-    config = GatewayConfig(pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"))
+def gateway(pki_dir: pki.PkiDir, tmp_path: Path) -> Iterator[_Gateway]:
+    config = GatewayConfig(pki=pki_dir, files=GatewayFiles.beside(tmp_path / "audit.sqlite"))
     audit = AuditLog(config.files.audit, batch_wait_s=3600.0)  # only commits write
     router: Any = _Router()
     try:
-        yield _Gateway(GatewayService(config, router, audit), config.files.audit, directory)
+        yield _Gateway(GatewayService(config, router, audit), config.files.audit, pki_dir)
     finally:
         audit.close()
 

@@ -10,7 +10,7 @@ import grpc
 import pytest
 from gateway_support import audit_rows, query_request, raw_call, relay_gateway, seal_query_for
 
-from ncbsim import transport
+from ncbsim import pki, transport
 from ncbsim.v2 import gateway_pb2
 
 GATEWAY_METHODS = [
@@ -25,14 +25,14 @@ GATEWAY_METHODS = [
 )
 @pytest.mark.parametrize("method", GATEWAY_METHODS)
 def test_garbage_to_every_gateway_rpc_is_invalid_argument_and_audited(
-    tmp_path: Path, method: str
+    pki_dir: pki.PkiDir, tmp_path: Path, method: str
 ) -> None:
     """Each RPC parses its own request: garbage is INVALID_ARGUMENT (not UNKNOWN) + a row."""
     garbage = b"\xff\xff\xff\xff\x00garbage"
 
     async def main() -> tuple[grpc.StatusCode, str]:
-        async with relay_gateway(tmp_path) as (directory, address):
-            channel = transport.gateway_channel(address, directory.tls("FR"))
+        async with relay_gateway(pki_dir) as address:
+            channel = transport.gateway_channel(address, pki_dir.tls("FR"))
             try:
                 code, detail, _ = await raw_call(channel, method, garbage)
             finally:
@@ -52,25 +52,22 @@ def test_garbage_to_every_gateway_rpc_is_invalid_argument_and_audited(
     adversary="rogue bureau",
     expect="RESOURCE_EXHAUSTED + retry-after-ms + audit entry; queries, other bureaus unaffected",
 )
-def test_control_calls_have_a_bucket_of_their_own(tmp_path: Path) -> None:
+def test_control_calls_have_a_bucket_of_their_own(pki_dir: pki.PkiDir, tmp_path: Path) -> None:
     """Past its control burst a bureau's GetDirectory is refused with a retry hint and
     audited, while its own queries and another bureau's control calls still pass."""
     request = gateway_pb2.GetDirectoryRequest(bureaus=["DE"]).SerializeToString()
 
     async def main() -> list[tuple[str, grpc.StatusCode, dict[str, str]]]:
         results = []
-        async with relay_gateway(tmp_path, control_burst=2, control_rate_per_s=0.01) as (
-            directory,
-            address,
-        ):
+        async with relay_gateway(pki_dir, control_burst=2, control_rate_per_s=0.01) as address:
             for bureau, method, payload in [
                 ("FR", "GetDirectory", request),
                 ("FR", "Routes", b""),
                 ("FR", "GetDirectory", request),  # third control call: over the burst
                 ("IT", "GetDirectory", request),  # another bureau: its own bucket
-                ("FR", "Query", query_request(seal_query_for(directory, "FR", "DE").envelope)),
+                ("FR", "Query", query_request(seal_query_for(pki_dir, "FR", "DE").envelope)),
             ]:
-                channel = transport.gateway_channel(address, directory.tls(bureau))
+                channel = transport.gateway_channel(address, pki_dir.tls(bureau))
                 try:
                     code, _, trailers = await raw_call(channel, method, payload)
                 finally:
@@ -109,13 +106,15 @@ def test_control_calls_have_a_bucket_of_their_own(tmp_path: Path) -> None:
         ("127.0.0.1:0", False),
     ],
 )
-def test_register_accepts_only_ip_and_port(tmp_path: Path, address: str, accepted: bool) -> None:
+def test_register_accepts_only_ip_and_port(
+    pki_dir: pki.PkiDir, tmp_path: Path, address: str, accepted: bool
+) -> None:
     """A route is an IP literal and a real port; anything else is refused and audited."""
     request = gateway_pb2.RegisterRequest(address=address).SerializeToString()
 
     async def main() -> grpc.StatusCode:
-        async with relay_gateway(tmp_path) as (directory, gateway_address):
-            channel = transport.gateway_channel(gateway_address, directory.tls("FR"))
+        async with relay_gateway(pki_dir) as gateway_address:
+            channel = transport.gateway_channel(gateway_address, pki_dir.tls("FR"))
             try:
                 code, _, _ = await raw_call(channel, "Register", request)
             finally:

@@ -35,16 +35,18 @@ from ncbsim.v2 import bureau_pb2, gateway_pb2
 # ----------------------------------------------------------------------------- delivery
 
 
-def test_delivery_is_in_order_with_verifiable_receipts(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
+def test_delivery_is_in_order_with_verifiable_receipts(
+    tmp_path: Path, gateway_pki: pki.PkiDir
+) -> None:
     """Copies reach the bureau in the order they were posted, once each, and the sender
     lists them delivered with receipts that verify against the recipient's entry."""
-    bureau = DeliverServicer(pki_dir)
-    items = [seal_post(pki_dir, s, "DE") for s in ("FR", "IT", "FR", "GS", "FR")]
+    bureau = DeliverServicer(gateway_pki)
+    items = [seal_post(gateway_pki, s, "DE") for s in ("FR", "IT", "FR", "GS", "FR")]
 
     async def main() -> list[gateway_pb2.PostedMessage]:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 await gateway.register("DE", served.address)
                 for item in items:
                     await gateway.post(envelope.unverified_header(item).sender, item)
@@ -57,7 +59,7 @@ def test_delivery_is_in_order_with_verifiable_receipts(tmp_path: Path, pki_dir: 
 
     fr = asyncio.run(main())
     assert bureau.processed == [envelope.unverified_header(i).message_id for i in items]
-    de = load_identity(pki_dir, "DE").as_peer()
+    de = load_identity(gateway_pki, "DE").as_peer()
     for message in fr:
         receipt = receipts.verify(message.receipt, signer=de, now_ms=now_ms())
         assert receipt.message_id == message.message_id
@@ -68,16 +70,18 @@ def test_delivery_is_in_order_with_verifiable_receipts(tmp_path: Path, pki_dir: 
     )
 
 
-def test_delivery_retries_after_the_bureau_was_down(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
+def test_delivery_retries_after_the_bureau_was_down(
+    tmp_path: Path, gateway_pki: pki.PkiDir
+) -> None:
     """Copies posted while the bureau's node is down stay queued (attempts counted) and are
     delivered, in order, once it registers again."""
-    bureau = DeliverServicer(pki_dir)
-    items = [seal_post(pki_dir, "FR", "DE") for _ in range(3)]
+    bureau = DeliverServicer(gateway_pki)
+    items = [seal_post(gateway_pki, "FR", "DE") for _ in range(3)]
 
     async def main() -> list[gateway_pb2.PostedMessage]:
         down = await serve_bureau(bureau)
         await down.server.stop(0)  # registered, then gone: every call fails
-        async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
             await gateway.register("DE", down.address)
             await gateway.post("FR", *items)
 
@@ -101,27 +105,27 @@ def test_delivery_retries_after_the_bureau_was_down(tmp_path: Path, pki_dir: pki
 
 
 def test_rejected_copy_is_settled_and_the_rest_delivered(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """A copy the bureau cannot open is REJECTED (with its reason, envelope dropped) and
     never sent again; the copies around it are delivered."""
-    bureau = DeliverServicer(pki_dir)
-    good = seal_post(pki_dir, "FR", "DE")
+    bureau = DeliverServicer(gateway_pki)
+    good = seal_post(gateway_pki, "FR", "DE")
     # Sealed to IT's key but addressed to DE: it passes the gateway, DE cannot open it.
-    wrong_key = dataclasses.replace(load_identity(pki_dir, "IT").as_peer(), bureau="DE")
+    wrong_key = dataclasses.replace(load_identity(gateway_pki, "IT").as_peer(), bureau="DE")
     bad = envelope.seal_message(
         b"x",
-        sender=load_identity(pki_dir, "FR"),
+        sender=load_identity(gateway_pki, "FR"),
         recipient=wrong_key,
         kind=envelope.MESSAGE,
         post_id=os.urandom(16),
     )
-    after = seal_post(pki_dir, "FR", "DE")
+    after = seal_post(gateway_pki, "FR", "DE")
 
     async def main() -> list[gateway_pb2.PostedMessage]:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 await gateway.post("FR", good, bad, after)
                 await gateway.register("DE", served.address)
                 await wait_until(delivered_check(gateway, "FR", 2))
@@ -143,17 +147,17 @@ def test_rejected_copy_is_settled_and_the_rest_delivered(
 
 
 def test_a_receipt_that_does_not_match_keeps_the_copy_queued(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """A receipt naming another digest is not accepted: the copy stays queued and is sent
     again; once the bureau answers with a true receipt (DUPLICATE) it is delivered."""
-    bureau = DeliverServicer(pki_dir, corrupt_receipts=True)
-    item = seal_post(pki_dir, "FR", "DE")
+    bureau = DeliverServicer(gateway_pki, corrupt_receipts=True)
+    item = seal_post(gateway_pki, "FR", "DE")
 
     async def main() -> list[gateway_pb2.PostedMessage]:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 await gateway.register("DE", served.address)
                 await gateway.post("FR", item)
                 await wait_until(lambda: _calls_at_least(bureau, 3))
@@ -176,16 +180,16 @@ async def _calls_at_least(bureau: DeliverServicer, n: int) -> bool:
 
 
 def test_a_partial_reply_leaves_the_rest_queued_in_order(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """A node that answers only part of a batch gets the rest again, in order."""
-    bureau = DeliverServicer(pki_dir, stop_after=2)
-    items = [seal_post(pki_dir, "FR", "DE") for _ in range(5)]
+    bureau = DeliverServicer(gateway_pki, stop_after=2)
+    items = [seal_post(gateway_pki, "FR", "DE") for _ in range(5)]
 
     async def main() -> None:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 await gateway.post("FR", *items)
                 await gateway.register("DE", served.address)
                 await wait_until(delivered_check(gateway, "FR", 5))
@@ -198,19 +202,19 @@ def test_a_partial_reply_leaves_the_rest_queued_in_order(
 
 
 def test_a_copy_the_node_cannot_take_yet_holds_back_only_its_sender(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """The node stops its batch at FR's copy (it cannot check FR's key yet). FR's copies
     wait, in order, but IT's copies to the same bureau, queued after FR's, are delivered
     meanwhile: one sender's stuck copy does not block a recipient's whole queue."""
-    bureau = DeliverServicer(pki_dir, stall_senders={"FR"})
-    fr = [seal_post(pki_dir, "FR", "DE") for _ in range(2)]
-    it = [seal_post(pki_dir, "IT", "DE") for _ in range(3)]
+    bureau = DeliverServicer(gateway_pki, stall_senders={"FR"})
+    fr = [seal_post(gateway_pki, "FR", "DE") for _ in range(2)]
+    it = [seal_post(gateway_pki, "IT", "DE") for _ in range(3)]
 
     async def main() -> list[int]:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 await gateway.post("FR", fr[0])
                 await gateway.post("IT", it[0], it[1])
                 await gateway.post("FR", fr[1])
@@ -231,14 +235,14 @@ def test_a_copy_the_node_cannot_take_yet_holds_back_only_its_sender(
 
 
 def test_expired_copies_are_settled_and_the_sender_told(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """A copy whose TTL passes while its bureau is down expires: EXPIRED in Receipts, an
     expired audit row, and it is never delivered."""
-    item = seal_post(pki_dir, "FR", "DE", ttl_ms=5_000)
+    item = seal_post(gateway_pki, "FR", "DE", ttl_ms=5_000)
 
     async def main() -> list[gateway_pb2.PostedMessage]:
-        async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
             await gateway.post("FR", item)
             assert gateway.deliverer is not None
             await gateway.deliverer.sweep(now_ms=now_ms() + 6_000)
@@ -255,15 +259,15 @@ def test_expired_copies_are_settled_and_the_sender_told(
 
 
 def test_settled_copies_are_listed_until_the_retention_passes(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """The sweeper deletes a settled copy's row once ``mailbox_retention_h`` has passed
     since it settled, and not before: until then the sender still lists it."""
-    item = seal_post(pki_dir, "FR", "DE", ttl_ms=5_000)
+    item = seal_post(gateway_pki, "FR", "DE", ttl_ms=5_000)
     hour = 3_600_000
 
     async def main() -> tuple[int, int]:
-        async with mailbox_gateway(tmp_path, pki_dir, mailbox_retention_h=1) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki, mailbox_retention_h=1) as gateway:
             assert gateway.deliverer is not None
             await gateway.post("FR", item)
             now = now_ms()
@@ -286,18 +290,18 @@ def _rows_left(tmp_path: Path) -> int:
 
 
 def test_a_copy_the_node_finds_expired_is_expired_for_the_sender(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """REJECTED with reason "expired" (the node's clock is ahead) settles the copy as
     EXPIRED, so the sender is told it expired, and it is audited so."""
-    bureau = DeliverServicer(pki_dir, reject_all="expired")
+    bureau = DeliverServicer(gateway_pki, reject_all="expired")
 
     async def main() -> list[gateway_pb2.PostedMessage]:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 await gateway.register("DE", served.address)
-                await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))
+                await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))
 
                 async def settled() -> bool:
                     return await receipt_states(gateway, "FR") != [gateway_pb2.MESSAGE_STATE_QUEUED]
@@ -314,17 +318,17 @@ def test_a_copy_the_node_finds_expired_is_expired_for_the_sender(
 
 
 def test_a_batch_refused_as_too_large_is_halved_until_it_fits(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """A Deliver refused RESOURCE_EXHAUSTED is sent again at once with half the copies,
     so the queue drains in order instead of blocking on one batch forever."""
-    bureau = DeliverServicer(pki_dir, max_envelopes=3)
-    items = [seal_post(pki_dir, "FR", "DE") for _ in range(8)]
+    bureau = DeliverServicer(gateway_pki, max_envelopes=3)
+    items = [seal_post(gateway_pki, "FR", "DE") for _ in range(8)]
 
     async def main() -> None:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir, delivery_batch=8) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki, delivery_batch=8) as gateway:
                 await gateway.post("FR", *items)
                 await gateway.register("DE", served.address)
                 await wait_until(delivered_check(gateway, "FR", 8))
@@ -338,15 +342,15 @@ def test_a_batch_refused_as_too_large_is_halved_until_it_fits(
 
 
 def test_a_batch_of_large_copies_stays_under_the_grpc_message_limit(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """64 copies of 64 KiB (over gRPC's 4 MiB in one call) go in more than one Deliver call,
     each under the byte budget so none is refused (one attempt each), and a copy queued
     behind them from another sender is delivered."""
-    bureau = DeliverServicer(pki_dir)
-    overhead = seal_post(pki_dir, "FR", "DE", text=b"").ByteSize()
+    bureau = DeliverServicer(gateway_pki)
+    overhead = seal_post(gateway_pki, "FR", "DE", text=b"").ByteSize()
     size = 64 * 1024 - overhead - 2  # 2: the longer length prefix of the sealed bytes
-    items = [seal_post(pki_dir, "FR", "DE", text=b"x" * size) for _ in range(64)]
+    items = [seal_post(gateway_pki, "FR", "DE", text=b"x" * size) for _ in range(64)]
     assert {i.ByteSize() for i in items} == {64 * 1024}  # the largest taken by default
     total = bureau_pb2.DeliverRequest(envelopes=items).ByteSize()
     assert total > transport.MAX_MESSAGE_BYTES  # one batch of all would never go
@@ -354,10 +358,10 @@ def test_a_batch_of_large_copies_stays_under_the_grpc_message_limit(
     async def main() -> set[int]:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 for start in range(0, 64, 16):
                     await gateway.post("FR", *items[start : start + 16])
-                await gateway.post("IT", seal_post(pki_dir, "IT", "DE"))
+                await gateway.post("IT", seal_post(gateway_pki, "IT", "DE"))
                 await gateway.register("DE", served.address)
                 await wait_until(delivered_check(gateway, "IT", 1))
                 await wait_until(delivered_check(gateway, "FR", 64))
@@ -372,16 +376,16 @@ def test_a_batch_of_large_copies_stays_under_the_grpc_message_limit(
     print("envelopes", total, "bytes; batches", bureau.batches)
 
 
-def test_an_offline_recipient_costs_no_store_reads(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
+def test_an_offline_recipient_costs_no_store_reads(tmp_path: Path, gateway_pki: pki.PkiDir) -> None:
     """A worker whose recipient has no route does not read the store; once it registers,
     its copies are delivered."""
-    bureau = DeliverServicer(pki_dir)
+    bureau = DeliverServicer(gateway_pki)
     reads: list[str] = []
 
     async def main() -> None:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 due = gateway.mailbox.due
 
                 async def counted(recipient: str, *args: Any, **kwargs: Any) -> Any:
@@ -389,7 +393,7 @@ def test_an_offline_recipient_costs_no_store_reads(tmp_path: Path, pki_dir: pki.
                     return await due(recipient, *args, **kwargs)
 
                 gateway.mailbox.due = counted  # type: ignore[method-assign]
-                await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))
+                await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))
                 assert gateway.deliverer is not None
                 await wait_until(_worker_running(gateway.deliverer, "DE"))
                 await asyncio.sleep(0.5)  # several back-off rounds (at most 0.2 s each)
@@ -412,17 +416,17 @@ def _worker_running(deliverer: Deliverer, bureau: str) -> Callable[[], Awaitable
 
 
 def test_a_copy_expired_while_in_flight_then_delivered_has_both_audit_rows(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """If the sweeper expires a copy while its batch is at the node and the receipt comes
     back, the copy ends delivered (the node did process it) with two audit rows: expired,
     then delivered (docs/delivery.md)."""
-    bureau = DeliverServicer(pki_dir)
+    bureau = DeliverServicer(gateway_pki)
 
     async def main() -> list[gateway_pb2.PostedMessage]:
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 deliverer = gateway.deliverer
                 assert deliverer is not None
 
@@ -430,7 +434,7 @@ def test_a_copy_expired_while_in_flight_then_delivered_has_both_audit_rows(
                     await deliverer.sweep(now_ms=now_ms() + 120_000)
 
                 bureau.on_call = expire_now
-                await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))
+                await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))
                 await gateway.register("DE", served.address)
                 await wait_until(delivered_check(gateway, "FR", 1))
                 return list((await gateway.receipts("FR")).messages)
@@ -447,17 +451,19 @@ def test_a_copy_expired_while_in_flight_then_delivered_has_both_audit_rows(
     ]
 
 
-def test_a_restarted_gateway_resumes_every_queued_copy(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
+def test_a_restarted_gateway_resumes_every_queued_copy(
+    tmp_path: Path, gateway_pki: pki.PkiDir
+) -> None:
     """Copies accepted before a gateway restart get a worker at start and are delivered."""
-    bureau = DeliverServicer(pki_dir)
-    items = [seal_post(pki_dir, "FR", "DE") for _ in range(3)]
+    bureau = DeliverServicer(gateway_pki)
+    items = [seal_post(gateway_pki, "FR", "DE") for _ in range(3)]
 
     async def main() -> list[str]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False) as gateway:
             await gateway.post("FR", *items)
         served = await serve_bureau(bureau)
         try:
-            async with mailbox_gateway(tmp_path, pki_dir) as gateway:
+            async with mailbox_gateway(tmp_path, gateway_pki) as gateway:
                 assert gateway.deliverer is not None
                 running = gateway.deliverer.running()
                 await gateway.register("DE", served.address)

@@ -114,16 +114,16 @@ REFUSALS = {
     "envelope; nothing stored",
 )
 def test_post_refusal_refuses_the_whole_call_and_audits_each_envelope(
-    tmp_path: Path, pki_dir: pki.PkiDir, case: str
+    tmp_path: Path, gateway_pki: pki.PkiDir, case: str
 ) -> None:
     """One bad envelope refuses the whole Post with a clear status; each envelope gets a
     refused audit row, and nothing is stored."""
     make, code, detail = REFUSALS[case]
-    good = seal_post(pki_dir, "FR", "IT")
-    bad = make(pki_dir)
+    good = seal_post(gateway_pki, "FR", "IT")
+    bad = make(gateway_pki)
 
     async def main() -> tuple[grpc.StatusCode, str, int]:
-        async with mailbox_gateway(tmp_path, pki_dir, max_envelope_bytes=4_096) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki, max_envelope_bytes=4_096) as gateway:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await gateway.post("FR", good, bad)
             return caught.value.code(), caught.value.details() or "", gateway.mailbox.queued()
@@ -138,14 +138,14 @@ def test_post_refusal_refuses_the_whole_call_and_audits_each_envelope(
 
 
 def test_post_accepts_and_a_retry_is_a_duplicate_with_the_same_sequence(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """Post stores each copy (ACCEPTED, a sequence); the same envelopes again are DUPLICATE
     with the original sequences, and both calls are audited per envelope."""
-    items = [seal_post(pki_dir, "FR", "DE"), seal_post(pki_dir, "FR", "IT")]
+    items = [seal_post(gateway_pki, "FR", "DE"), seal_post(gateway_pki, "FR", "IT")]
 
     async def main() -> tuple[gateway_pb2.PostResponse, gateway_pb2.PostResponse]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False) as gateway:
             return await gateway.post("FR", *items), await gateway.post("FR", *items)
 
     first, again = asyncio.run(main())
@@ -168,18 +168,18 @@ def test_post_accepts_and_a_retry_is_a_duplicate_with_the_same_sequence(
 
 
 def test_full_queue_is_resource_exhausted_with_a_retry_hint(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """Over max_queue a Post to that bureau alone is RESOURCE_EXHAUSTED with retry-after-ms;
     a Post that also reaches another bureau is OK with QUEUE_FULL for the full one."""
 
     async def main() -> tuple[grpc.aio.AioRpcError, gateway_pb2.PostResponse]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False, max_queue=1) as gateway:
-            await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False, max_queue=1) as gateway:
+            await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))
+                await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))
             mixed = await gateway.post(
-                "FR", seal_post(pki_dir, "FR", "DE"), seal_post(pki_dir, "FR", "IT")
+                "FR", seal_post(gateway_pki, "FR", "DE"), seal_post(gateway_pki, "FR", "IT")
             )
             return caught.value, mixed
 
@@ -202,22 +202,26 @@ def test_full_queue_is_resource_exhausted_with_a_retry_hint(
 
 
 def test_one_sender_cannot_fill_a_recipients_queue_and_notices_still_get_in(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """Over max_queue_per_sender FR's copies to DE are QUEUE_FULL naming that bound, while
     IT still gets in; once DE's total is full, GS's notice still gets in."""
 
     async def main() -> tuple[str, list[int], list[int]]:
         async with mailbox_gateway(
-            tmp_path, pki_dir, deliver=False, max_queue=3, max_queue_per_sender=2
+            tmp_path, gateway_pki, deliver=False, max_queue=3, max_queue_per_sender=2
         ) as gateway:
-            await gateway.post("FR", seal_post(pki_dir, "FR", "DE"), seal_post(pki_dir, "FR", "DE"))
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))
-            it = await gateway.post(
-                "IT", seal_post(pki_dir, "IT", "DE"), seal_post(pki_dir, "IT", "DE")
+            await gateway.post(
+                "FR", seal_post(gateway_pki, "FR", "DE"), seal_post(gateway_pki, "FR", "DE")
             )
-            notice = await gateway.post("GS", seal_post(pki_dir, "GS", "DE", kind=envelope.NOTICE))
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))
+            it = await gateway.post(
+                "IT", seal_post(gateway_pki, "IT", "DE"), seal_post(gateway_pki, "IT", "DE")
+            )
+            notice = await gateway.post(
+                "GS", seal_post(gateway_pki, "GS", "DE", kind=envelope.NOTICE)
+            )
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert it.results[1].detail == "queue for DE is full (3 messages waiting)"
             return (
@@ -233,17 +237,17 @@ def test_one_sender_cannot_fill_a_recipients_queue_and_notices_still_get_in(
 
 
 def test_a_message_id_reused_by_another_envelope_refuses_the_whole_call(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """A different envelope under a stored message id is INVALID_ARGUMENT for the whole
     call (nothing of it stored, each envelope audited refused); a byte-identical retry is
     still DUPLICATE."""
-    first = seal_post(pki_dir, "FR", "DE")
+    first = seal_post(gateway_pki, "FR", "DE")
     forged = envelope.Envelope(header=first.header, sealed=b"other", signature=first.signature)
-    fresh = seal_post(pki_dir, "FR", "IT")
+    fresh = seal_post(gateway_pki, "FR", "IT")
 
     async def main() -> tuple[grpc.aio.AioRpcError, gateway_pb2.PostResponse, int]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False) as gateway:
             await gateway.post("FR", first)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await gateway.post("FR", fresh, forged)
@@ -267,13 +271,13 @@ def test_a_message_id_reused_by_another_envelope_refuses_the_whole_call(
 
 
 def test_receipts_after_the_largest_sequence_lists_nothing(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """An after_sequence at or above 2**63 (past SQLite's integers) is an empty page."""
 
     async def main() -> list[tuple[int, bool]]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False) as gateway:
-            await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False) as gateway:
+            await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))
             pages = []
             for after in (2**63 - 1, 2**63, 2**64 - 1):
                 page = await gateway.receipts("FR", after=after)
@@ -284,7 +288,7 @@ def test_receipts_after_the_largest_sequence_lists_nothing(
 
 
 def test_a_failing_mailbox_call_ends_unavailable_and_is_audited(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """Any error of the mailbox (not only SQLite's) ends Post and Receipts UNAVAILABLE,
     never UNKNOWN, with a refused audit row per envelope (one for Receipts)."""
@@ -293,13 +297,13 @@ def test_a_failing_mailbox_call_ends_unavailable_and_is_audited(
         raise RuntimeError("the mailbox is closed")
 
     async def main() -> list[grpc.StatusCode]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False) as gateway:
             gateway.mailbox.accept = boom  # type: ignore[method-assign]
             gateway.mailbox.posted = boom  # type: ignore[method-assign]
             codes = []
             with pytest.raises(grpc.aio.AioRpcError) as post:
                 await gateway.post(
-                    "FR", seal_post(pki_dir, "FR", "DE"), seal_post(pki_dir, "FR", "IT")
+                    "FR", seal_post(gateway_pki, "FR", "DE"), seal_post(gateway_pki, "FR", "IT")
                 )
             codes.append(post.value.code())
             with pytest.raises(grpc.aio.AioRpcError) as listing:
@@ -320,13 +324,13 @@ def test_a_failing_mailbox_call_ends_unavailable_and_is_audited(
 
 
 def test_a_post_stored_but_not_audited_is_held_back_and_a_retry_audits_it(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """If the copies are stored but their rows cannot be committed, Post answers no
     receipts (UNAVAILABLE, saying it could not audit them, not that nothing was stored),
     writes no refused rows for stored copies, and the sender's retry gets the original
     sequences as duplicates, audited."""
-    items = [seal_post(pki_dir, "FR", "DE"), seal_post(pki_dir, "FR", "IT")]
+    items = [seal_post(gateway_pki, "FR", "DE"), seal_post(gateway_pki, "FR", "IT")]
 
     def accepted_rows_refused(on: bool) -> None:
         db = sqlite3.connect(tmp_path / "audit.sqlite")
@@ -341,7 +345,7 @@ def test_a_post_stored_but_not_audited_is_held_back_and_a_retry_audits_it(
         db.close()
 
     async def main() -> tuple[grpc.aio.AioRpcError, int, list[AuditRecord], Any]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False) as gateway:
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False) as gateway:
             accepted_rows_refused(True)
             with pytest.raises(grpc.aio.AioRpcError) as held:
                 await gateway.post("FR", *items)
@@ -367,16 +371,18 @@ def test_a_post_stored_but_not_audited_is_held_back_and_a_retry_audits_it(
 
 
 def test_receipts_lists_only_the_callers_messages_in_pages(
-    tmp_path: Path, pki_dir: pki.PkiDir
+    tmp_path: Path, gateway_pki: pki.PkiDir
 ) -> None:
     """Receipts pages through the caller's own copies by sequence, with ``more`` set until
     the last page; another bureau sees none of them, and the operator is refused."""
 
     async def main() -> tuple[list[list[int]], list[bool], int, grpc.StatusCode]:
-        async with mailbox_gateway(tmp_path, pki_dir, deliver=False) as gateway:
-            await gateway.post("FR", *(seal_post(pki_dir, "FR", "DE") for _ in range(3)))
-            await gateway.post("IT", seal_post(pki_dir, "IT", "DE"))
-            await gateway.post("FR", seal_post(pki_dir, "FR", "IT"), seal_post(pki_dir, "FR", "GS"))
+        async with mailbox_gateway(tmp_path, gateway_pki, deliver=False) as gateway:
+            await gateway.post("FR", *(seal_post(gateway_pki, "FR", "DE") for _ in range(3)))
+            await gateway.post("IT", seal_post(gateway_pki, "IT", "DE"))
+            await gateway.post(
+                "FR", seal_post(gateway_pki, "FR", "IT"), seal_post(gateway_pki, "FR", "GS")
+            )
             pages, more, after = [], [], 0
             while True:
                 page = await gateway.receipts("FR", after=after, limit=2)
@@ -397,10 +403,10 @@ def test_receipts_lists_only_the_callers_messages_in_pages(
     assert operator == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_measure_post_throughput(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
+def test_measure_post_throughput(tmp_path: Path, gateway_pki: pki.PkiDir) -> None:
     """Prints accepted copies a second through Gateway.Post (client in the same process)."""
-    fr = load_identity(pki_dir, "FR")
-    to = [load_identity(pki_dir, code).as_peer() for code in ("DE", "IT")]
+    fr = load_identity(gateway_pki, "FR")
+    to = [load_identity(gateway_pki, code).as_peer() for code in ("DE", "IT")]
     copies = [
         envelope.seal_message(
             b"alert", sender=fr, recipient=to[i % 2], kind=envelope.DIFFUSION, post_id=bytes(16)
@@ -412,10 +418,10 @@ def test_measure_post_throughput(tmp_path: Path, pki_dir: pki.PkiDir) -> None:
 
     async def main() -> dict[str, float]:
         async with mailbox_gateway(
-            tmp_path, pki_dir, deliver=False, max_queue_per_sender=10_000
+            tmp_path, gateway_pki, deliver=False, max_queue_per_sender=10_000
         ) as gateway:
             figures: dict[str, float] = {}
-            await gateway.post("FR", seal_post(pki_dir, "FR", "DE"))  # connect first
+            await gateway.post("FR", seal_post(gateway_pki, "FR", "DE"))  # connect first
             gate = asyncio.Semaphore(32)
 
             async def one(*items: envelope.Envelope) -> None:

@@ -20,7 +20,7 @@ from gateway_support import (
     seal_query_for,
 )
 
-from ncbsim import envelope, transport
+from ncbsim import envelope, pki, transport
 from ncbsim.gateway import relay
 from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -42,20 +42,20 @@ from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc
     ids=["message-id-17", "message-id-empty", "correlation-15", "correlation-4000", "version-2"],
 )
 def test_header_out_of_bounds_is_refused_before_it_is_audited(
-    tmp_path: Path, change: dict[str, object]
+    pki_dir: pki.PkiDir, tmp_path: Path, change: dict[str, object]
 ) -> None:
     """Bad id lengths or version: INVALID_ARGUMENT, and the row keeps no id from the header."""
 
     async def main() -> grpc.StatusCode:
-        async with relay_gateway(tmp_path) as (directory, address):
-            sealed = seal_query_for(directory, "FR", "DE")
+        async with relay_gateway(pki_dir) as address:
+            sealed = seal_query_for(pki_dir, "FR", "DE")
             header = envelope_pb2.Header.FromString(sealed.envelope.header)
             for field, value in change.items():
                 setattr(header, field, value)
             forged = envelope.Envelope()
             forged.CopyFrom(sealed.envelope)
             forged.header = header.SerializeToString()
-            channel = transport.gateway_channel(address, directory.tls("FR"))
+            channel = transport.gateway_channel(address, pki_dir.tls("FR"))
             try:
                 stub = gateway_pb2_grpc.GatewayServiceStub(channel)
                 await stub.Query(gateway_pb2.QueryRequest(envelope=forged), timeout=5)
@@ -82,22 +82,22 @@ def test_header_out_of_bounds_is_refused_before_it_is_audited(
     adversary="rogue bureau",
     expect="RESOURCE_EXHAUSTED for the whole call + one audit entry per envelope",
 )
-def test_multi_query_that_does_not_fit_is_refused_whole(tmp_path: Path) -> None:
+def test_multi_query_that_does_not_fit_is_refused_whole(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
     """Burst 3: a MultiQuery of 2 passes (counts 2); the next of 2 is refused, nothing relayed."""
     clock = FakeClock()
     limiter = fake_limiter(clock, rate=1.0, burst=3)
     results: list[object] = []
 
     async def main() -> None:
-        async with relay_gateway(tmp_path, limiter) as (directory, address):
-            channel = transport.gateway_channel(address, directory.tls("FR"))
+        async with relay_gateway(pki_dir, limiter) as address:
+            channel = transport.gateway_channel(address, pki_dir.tls("FR"))
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
             try:
                 for _ in range(2):
                     request = gateway_pb2.MultiQueryRequest(
-                        envelopes=[
-                            seal_query_for(directory, "FR", b).envelope for b in ("DE", "IT")
-                        ]
+                        envelopes=[seal_query_for(pki_dir, "FR", b).envelope for b in ("DE", "IT")]
                     )
                     try:
                         results.append(await stub.MultiQuery(request, timeout=5))
@@ -133,7 +133,7 @@ def _parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_a_huge_query_is_refused_before_it_is_parsed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pki_dir: pki.PkiDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Query of a megabyte against a 1024-byte limit is refused RESOURCE_EXHAUSTED without
     being parsed, naming (and auditing) the envelope's size; one that is not a single
@@ -141,13 +141,13 @@ def test_a_huge_query_is_refused_before_it_is_parsed(
     parsed = _parses(monkeypatch)
 
     async def main() -> tuple[list[tuple[grpc.StatusCode, str]], int, int]:
-        async with relay_gateway(tmp_path, max_envelope_bytes=1024) as (directory, address):
-            big = seal_query_for(directory, "FR", "DE").envelope
+        async with relay_gateway(pki_dir, max_envelope_bytes=1024) as address:
+            big = seal_query_for(pki_dir, "FR", "DE").envelope
             big.sealed = b"\x00" * 1_000_000
-            odd = query_request(seal_query_for(directory, "FR", "DE").envelope) + query_request(
+            odd = query_request(seal_query_for(pki_dir, "FR", "DE").envelope) + query_request(
                 big
             )  # two envelopes
-            channel = transport.gateway_channel(address, directory.tls("FR"))
+            channel = transport.gateway_channel(address, pki_dir.tls("FR"))
             try:
                 results = []
                 for payload in (query_request(big), odd):
@@ -171,7 +171,7 @@ def test_a_huge_query_is_refused_before_it_is_parsed(
 
 
 def test_a_query_envelope_of_exactly_the_limit_is_not_refused_for_its_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pki_dir: pki.PkiDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The limit is on the envelope, not on the request that wraps it: an envelope of
     exactly max_envelope_bytes goes on to be routed (DE has no node here), one byte more is
@@ -179,12 +179,12 @@ def test_a_query_envelope_of_exactly_the_limit_is_not_refused_for_its_size(
     parsed = _parses(monkeypatch)
 
     async def main(extra: int) -> tuple[grpc.StatusCode, str]:
-        async with relay_gateway(tmp_path, max_envelope_bytes=1024) as (directory, address):
-            item = seal_query_for(directory, "FR", "DE").envelope
+        async with relay_gateway(pki_dir, max_envelope_bytes=1024) as address:
+            item = seal_query_for(pki_dir, "FR", "DE").envelope
             item.sealed += b"\x00" * (1024 + extra - item.ByteSize())
             assert item.ByteSize() == 1024 + extra
             assert len(query_request(item)) > 1024
-            channel = transport.gateway_channel(address, directory.tls("FR"))
+            channel = transport.gateway_channel(address, pki_dir.tls("FR"))
             try:
                 code, detail, _ = await raw_call(channel, "Query", query_request(item))
             finally:
@@ -207,17 +207,19 @@ def test_a_query_envelope_of_exactly_the_limit_is_not_refused_for_its_size(
     adversary="rogue bureau",
     expect="RESOURCE_EXHAUSTED + audit entry",
 )
-def test_an_oversized_envelope_inside_a_multi_query_is_refused(tmp_path: Path) -> None:
+def test_an_oversized_envelope_inside_a_multi_query_is_refused(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
     """Each envelope of a MultiQuery is held to max_envelope_bytes; the call is refused."""
 
     async def main() -> tuple[grpc.StatusCode, str]:
-        async with relay_gateway(tmp_path, max_envelope_bytes=1024) as (directory, address):
-            big = seal_query_for(directory, "FR", "IT").envelope
+        async with relay_gateway(pki_dir, max_envelope_bytes=1024) as address:
+            big = seal_query_for(pki_dir, "FR", "IT").envelope
             big.signature = b"\x00" * 2000  # the gateway checks sizes before signatures
             request = gateway_pb2.MultiQueryRequest(
-                envelopes=[seal_query_for(directory, "FR", "DE").envelope, big]
+                envelopes=[seal_query_for(pki_dir, "FR", "DE").envelope, big]
             )
-            channel = transport.gateway_channel(address, directory.tls("FR"))
+            channel = transport.gateway_channel(address, pki_dir.tls("FR"))
             try:
                 await gateway_pb2_grpc.GatewayServiceStub(channel).MultiQuery(request, timeout=5)
             except grpc.aio.AioRpcError as exc:
@@ -240,13 +242,13 @@ def test_an_oversized_envelope_inside_a_multi_query_is_refused(tmp_path: Path) -
     adversary="rogue bureau",
     expect="INVALID_ARGUMENT + a single audit entry",
 )
-def test_an_oversized_fan_out_is_audited_once(tmp_path: Path) -> None:
+def test_an_oversized_fan_out_is_audited_once(pki_dir: pki.PkiDir, tmp_path: Path) -> None:
     """5,000 envelopes (over the 256 fan-out): refused with one row, not 5,000."""
     request = gateway_pb2.MultiQueryRequest(envelopes=[envelope.Envelope(header=b"x")] * 5_000)
 
     async def main() -> grpc.StatusCode:
-        async with relay_gateway(tmp_path) as (directory, address):
-            channel = transport.gateway_channel(address, directory.tls("FR"))
+        async with relay_gateway(pki_dir) as address:
+            channel = transport.gateway_channel(address, pki_dir.tls("FR"))
             try:
                 code, _, _ = await raw_call(channel, "MultiQuery", request.SerializeToString())
             finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support import document_query
+from support import document_query, with_bureaus
 
 from ncbsim import _crypto, envelope, pki, transport
 from ncbsim.directory import Directory
@@ -56,14 +56,13 @@ async def _gateway(directory: pki.PkiDir, config: GatewayConfig) -> AsyncIterato
         audit.close()
 
 
-def _run(tmp_path: Path, caller: str, call: Call) -> tuple[grpc.StatusCode, str]:
-    """Start a gateway, make one call as ``caller``, return its status and detail."""
-    directory = pki.PkiDir(tmp_path / "pki")
-    if not directory.ca_key.exists():
-        pki.init(directory.root, ["FR", "DE", "IT"])
+def _run(directory: pki.PkiDir, caller: str, call: Call) -> tuple[grpc.StatusCode, str]:
+    """Start a gateway, make one call as ``caller``, return its status and detail. The audit
+    trail is ``audit.sqlite`` beside the PKI's folder (in ``tmp_path``, for ``pki_dir``)."""
 
     async def main() -> tuple[grpc.StatusCode, str]:
-        config = GatewayConfig(pki=directory, files=GatewayFiles.beside(tmp_path / "audit.sqlite"))
+        audit = directory.root.parent / "audit.sqlite"
+        config = GatewayConfig(pki=directory, files=GatewayFiles.beside(audit))
         async with _gateway(directory, config) as address:
             channel = transport.gateway_channel(address, directory.tls(caller))
             try:
@@ -82,10 +81,7 @@ def _query(item: envelope.Envelope) -> Call:
     return lambda stub: stub.Query(gateway_pb2.QueryRequest(envelope=item), timeout=5)
 
 
-def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedRequest:
-    directory = pki.PkiDir(tmp_path / "pki")
-    if not directory.ca_key.exists():
-        pki.init(directory.root, ["FR", "DE", "IT"])
+def _sealed(directory: pki.PkiDir, sender: str, recipient: str) -> envelope.SealedRequest:
     now = int(time.time() * 1000)
     me = Identity.load(directory, sender, now_ms=now)
     known = recipient if recipient in ("FR", "DE", "IT") else "IT"
@@ -101,49 +97,49 @@ def _sealed(tmp_path: Path, sender: str, recipient: str) -> envelope.SealedReque
     )
 
 
-def test_malformed_header_is_invalid_argument(tmp_path: Path) -> None:
+def test_malformed_header_is_invalid_argument(pki_dir: pki.PkiDir) -> None:
     """An envelope whose header is not a protobuf Header is refused as INVALID_ARGUMENT."""
     bad = envelope.Envelope(header=b"\xff\xff\xff", sealed=b"x", signature=b"y")
-    code, detail = _run(tmp_path, "FR", _query(bad))
+    code, detail = _run(pki_dir, "FR", _query(bad))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert detail == "envelope rejected"
 
 
-def test_unknown_recipient_is_not_found(tmp_path: Path) -> None:
+def test_unknown_recipient_is_not_found(pki_dir: pki.PkiDir) -> None:
     """A recipient with no directory entry is refused as NOT_FOUND, naming only the code."""
-    sealed = _sealed(tmp_path, "FR", "ZZ")
-    code, detail = _run(tmp_path, "FR", _query(sealed.envelope))
+    sealed = _sealed(pki_dir, "FR", "ZZ")
+    code, detail = _run(pki_dir, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.NOT_FOUND
     assert "ZZ" in detail
 
 
-def test_registered_bureau_without_node_is_unavailable(tmp_path: Path) -> None:
+def test_registered_bureau_without_node_is_unavailable(pki_dir: pki.PkiDir, tmp_path: Path) -> None:
     """A known bureau whose node never registered answers UNAVAILABLE, and is audited."""
-    sealed = _sealed(tmp_path, "FR", "DE")
-    code, _ = _run(tmp_path, "FR", _query(sealed.envelope))
+    sealed = _sealed(pki_dir, "FR", "DE")
+    code, _ = _run(pki_dir, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.UNAVAILABLE
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.sender, r.recipient, r.outcome) for r in rows] == [("FR", "DE", "no_answer")]
 
 
-def test_operator_certificate_cannot_send_queries(tmp_path: Path) -> None:
+def test_operator_certificate_cannot_send_queries(pki_dir: pki.PkiDir) -> None:
     """Only a bureau certificate may send: the operator's is refused as PERMISSION_DENIED."""
-    sealed = _sealed(tmp_path, "FR", "DE")
-    code, _ = _run(tmp_path, "operator", _query(sealed.envelope))
+    sealed = _sealed(pki_dir, "FR", "DE")
+    code, _ = _run(pki_dir, "operator", _query(sealed.envelope))
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_operator_certificate_cannot_register_a_route(tmp_path: Path) -> None:
+def test_operator_certificate_cannot_register_a_route(pki_dir: pki.PkiDir) -> None:
     """Register names the bureau by the caller's certificate, so the operator cannot."""
     request = gateway_pb2.RegisterRequest(address="127.0.0.1:1")
-    code, _ = _run(tmp_path, "operator", lambda stub: stub.Register(request, timeout=5))
+    code, _ = _run(pki_dir, "operator", lambda stub: stub.Register(request, timeout=5))
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_register_with_a_malformed_address_is_refused(tmp_path: Path) -> None:
+def test_register_with_a_malformed_address_is_refused(pki_dir: pki.PkiDir) -> None:
     """A bureau registering a route that is not host:port gets INVALID_ARGUMENT."""
     request = gateway_pb2.RegisterRequest(address="no-port-here")
-    code, detail = _run(tmp_path, "FR", lambda stub: stub.Register(request, timeout=5))
+    code, detail = _run(pki_dir, "FR", lambda stub: stub.Register(request, timeout=5))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "host:port" in detail
 
@@ -153,27 +149,27 @@ def test_register_with_a_malformed_address_is_refused(tmp_path: Path) -> None:
     [[], "duplicate"],
     ids=["empty", "duplicate-recipient"],
 )
-def test_bad_multi_query_is_invalid_argument(tmp_path: Path, envelopes: object) -> None:
+def test_bad_multi_query_is_invalid_argument(pki_dir: pki.PkiDir, envelopes: object) -> None:
     """A multi-bureau query with no envelopes, or two to one bureau, is INVALID_ARGUMENT."""
     items = []
     if envelopes == "duplicate":
-        items = [_sealed(tmp_path, "FR", "DE").envelope, _sealed(tmp_path, "FR", "DE").envelope]
+        items = [_sealed(pki_dir, "FR", "DE").envelope, _sealed(pki_dir, "FR", "DE").envelope]
     request = gateway_pb2.MultiQueryRequest(envelopes=items)
-    code, _ = _run(tmp_path, "FR", lambda stub: stub.MultiQuery(request, timeout=5))
+    code, _ = _run(pki_dir, "FR", lambda stub: stub.MultiQuery(request, timeout=5))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_multi_query_lists_unregistered_bureaus_as_no_answer(tmp_path: Path) -> None:
+def test_multi_query_lists_unregistered_bureaus_as_no_answer(pki_dir: pki.PkiDir) -> None:
     """Bureaus with no registered node come back as NO_ANSWER, each of them listed."""
     request = gateway_pb2.MultiQueryRequest(
-        envelopes=[_sealed(tmp_path, "FR", b).envelope for b in ("DE", "IT")]
+        envelopes=[_sealed(pki_dir, "FR", b).envelope for b in ("DE", "IT")]
     )
     replies: list[gateway_pb2.MultiQueryResponse] = []
 
     async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
         replies.append(await stub.MultiQuery(request, timeout=5))
 
-    assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
+    assert _run(pki_dir, "FR", call)[0] == grpc.StatusCode.OK
     deliveries = {d.bureau: d.status for d in replies[0].deliveries}
     assert deliveries == {
         "DE": gateway_pb2.DELIVERY_STATUS_NO_ANSWER,
@@ -181,25 +177,23 @@ def test_multi_query_lists_unregistered_bureaus_as_no_answer(tmp_path: Path) -> 
     }
 
 
-def test_directory_serves_every_root_signed_entry(tmp_path: Path) -> None:
+def test_directory_serves_every_root_signed_entry(pki_dir: pki.PkiDir) -> None:
     """GetDirectory returns each bureau's entry exactly as the PKI signed it."""
     replies: list[gateway_pb2.GetDirectoryResponse] = []
 
     async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
         replies.append(await stub.GetDirectory(gateway_pb2.GetDirectoryRequest(), timeout=5))
 
-    assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
-    on_disk = sorted((tmp_path / "pki" / "directory").glob("*.entry"))
+    assert _run(pki_dir, "FR", call)[0] == grpc.StatusCode.OK
+    on_disk = sorted(pki_dir.directory.glob("*.entry"))
     assert sorted(e.SerializeToString() for e in replies[0].entries) == sorted(
         p.read_bytes() for p in on_disk
     )
 
 
-def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(tmp_path: Path) -> None:
+def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(pki_dir: pki.PkiDir) -> None:
     """If the gateway serves DE's entry with another encryption key, FR never uses it."""
-    directory = pki.PkiDir(tmp_path / "pki")
-    pki.init(directory.root, ["FR", "DE", "IT"])
-    entry_path = directory.entry_path("DE")
+    entry_path = pki_dir.entry_path("DE")
     signed = directory_pb2.SignedDirectoryEntry.FromString(entry_path.read_bytes())
     entry = directory_pb2.DirectoryEntry.FromString(signed.entry)
     entry.encryption_key = _crypto.x25519_public_bytes(_crypto.x25519_generate())
@@ -208,14 +202,14 @@ def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(tmp_path: Path) 
     errors: list[Exception] = []
 
     async def call(stub: gateway_pb2_grpc.GatewayServiceStub) -> None:
-        peers = Peers(Directory(directory.root_public_key()), stub)
+        peers = Peers(Directory(pki_dir.root_public_key()), stub)
         try:
             await peers.resolve(["DE"])
         except DirectoryError as exc:
             errors.append(exc)
         assert "IT" in await peers.load_all()  # the honest entries still verify
 
-    assert _run(tmp_path, "FR", call)[0] == grpc.StatusCode.OK
+    assert _run(pki_dir, "FR", call)[0] == grpc.StatusCode.OK
     assert len(errors) == 1
 
 
@@ -224,29 +218,29 @@ def test_a_key_substituted_at_the_gateway_is_refused_by_bureaus(tmp_path: Path) 
 
 @pytest.mark.parametrize("recipient", ["de", "DEU", "D", "X" * 10_000])
 def test_malformed_recipient_is_refused_and_kept_out_of_the_trail(
-    tmp_path: Path, recipient: str
+    pki_dir: pki.PkiDir, tmp_path: Path, recipient: str
 ) -> None:
     """A recipient that is not a bureau code is INVALID_ARGUMENT, and never copied to audit."""
-    sealed = _sealed(tmp_path, "FR", recipient)
-    code, detail = _run(tmp_path, "FR", _query(sealed.envelope))
+    sealed = _sealed(pki_dir, "FR", recipient)
+    code, detail = _run(pki_dir, "FR", _query(sealed.envelope))
     assert (code, detail) == (grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.sender, r.recipient, r.outcome) for r in rows] == [("FR", "", "refused")]
 
 
-def test_overlong_sender_is_refused_and_kept_out_of_the_trail(tmp_path: Path) -> None:
+def test_overlong_sender_is_refused_and_kept_out_of_the_trail(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
     """A sender that is not the caller (here not even a code) is refused, and not audited."""
-    directory = pki.PkiDir(tmp_path / "pki")
-    pki.init(directory.root, ["FR", "DE", "IT"])
-    me = Identity.load(directory, "FR", now_ms=int(time.time() * 1000))
+    me = Identity.load(pki_dir, "FR", now_ms=int(time.time() * 1000))
     forged = Identity.from_keys("F" * 10_000, me.signing_key, me.encryption_key)
-    de = Identity.load(directory, "DE", now_ms=int(time.time() * 1000)).as_peer()
+    de = Identity.load(pki_dir, "DE", now_ms=int(time.time() * 1000)).as_peer()
     key, public = envelope.new_response_key()
     body = query_pb2.Query(response_key=public)
     sealed = envelope.seal_request(
         body.SerializeToString(), sender=forged, recipient=de, response_key=key
     )
-    code, _ = _run(tmp_path, "FR", _query(sealed.envelope))
+    code, _ = _run(pki_dir, "FR", _query(sealed.envelope))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     rows = read_all(tmp_path / "audit.sqlite")
     assert [(r.peer, r.sender, r.recipient, r.outcome) for r in rows] == [
@@ -257,23 +251,23 @@ def test_overlong_sender_is_refused_and_kept_out_of_the_trail(tmp_path: Path) ->
 # ----------------------------------------------------------------------------- relay outcomes
 
 
-def test_unreachable_node_is_no_answer_for_query_and_multi_query(tmp_path: Path) -> None:
+def test_unreachable_node_is_no_answer_for_query_and_multi_query(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
     """A registered node that does not answer is "no answer" in Query and NO_ANSWER in fan-out."""
-    directory = pki.PkiDir(tmp_path / "pki")
-    pki.init(directory.root, ["FR", "DE", "IT"])
-    query = _sealed(tmp_path, "FR", "DE")
-    multi = gateway_pb2.MultiQueryRequest(envelopes=[_sealed(tmp_path, "FR", "DE").envelope])
+    query = _sealed(pki_dir, "FR", "DE")
+    multi = gateway_pb2.MultiQueryRequest(envelopes=[_sealed(pki_dir, "FR", "DE").envelope])
     results: list[object] = []
 
     async def main() -> None:
         config = GatewayConfig(
-            pki=directory,
+            pki=pki_dir,
             files=GatewayFiles.beside(tmp_path / "audit.sqlite"),
             default_deadline_ms=2_000,
         )
-        async with _gateway(directory, config) as address:
-            as_de = transport.gateway_channel(address, directory.tls("DE"))
-            as_fr = transport.gateway_channel(address, directory.tls("FR"))
+        async with _gateway(pki_dir, config) as address:
+            as_de = transport.gateway_channel(address, pki_dir.tls("DE"))
+            as_fr = transport.gateway_channel(address, pki_dir.tls("FR"))
             try:
                 # Port 1 on loopback: nothing listens, so every relay fails to connect.
                 register = gateway_pb2.RegisterRequest(address="127.0.0.1:1")
@@ -346,26 +340,26 @@ class _Clock:
         return self.now
 
 
-def _files(tmp_path: Path) -> tuple[pki.PkiDir, DirectoryFiles, _Clock]:
-    directory = pki.PkiDir(tmp_path / "pki")
-    pki.init(directory.root, ["FR", "DE"])
+def _files(directory: pki.PkiDir) -> tuple[DirectoryFiles, _Clock]:
     clock = _Clock()
-    return directory, DirectoryFiles(directory, refresh_s=0.25, clock=clock), clock
+    return DirectoryFiles(directory, refresh_s=0.25, clock=clock), clock
 
 
-def test_directory_files_see_a_new_bureau_at_once(tmp_path: Path) -> None:
+@with_bureaus("FR", "DE")
+def test_directory_files_see_a_new_bureau_at_once(pki_dir: pki.PkiDir) -> None:
     """A bureau added while the gateway runs is known on the next envelope, not after a wait."""
-    directory, files, _ = _files(tmp_path)
+    files, _ = _files(pki_dir)
     assert files.known("FR")
     assert not files.known("IT")
-    pki.add_bureau(directory, "IT")
+    pki.add_bureau(pki_dir, "IT")
     assert files.known("IT")
 
 
-def test_directory_files_pick_up_an_entry_rewritten_in_place(tmp_path: Path) -> None:
+@with_bureaus("FR", "DE")
+def test_directory_files_pick_up_an_entry_rewritten_in_place(pki_dir: pki.PkiDir) -> None:
     """An entry rewritten in place (same inode, same size) is noticed and served anew."""
-    directory, files, _ = _files(tmp_path)
-    path = directory.entry_path("DE")
+    files, _ = _files(pki_dir)
+    path = pki_dir.entry_path("DE")
     original = path.read_bytes()
     assert files.entries(["DE"])[0].SerializeToString() == original
     signed = directory_pb2.SignedDirectoryEntry.FromString(original)
@@ -379,21 +373,23 @@ def test_directory_files_pick_up_an_entry_rewritten_in_place(tmp_path: Path) -> 
     assert files.entries(["DE"])[0].SerializeToString() == changed
 
 
-def test_directory_files_drop_a_removed_entry_within_the_interval(tmp_path: Path) -> None:
+@with_bureaus("FR", "DE")
+def test_directory_files_drop_a_removed_entry_within_the_interval(pki_dir: pki.PkiDir) -> None:
     """A removed entry stops being routable once refresh_s has passed, and not before."""
-    directory, files, clock = _files(tmp_path)
+    files, clock = _files(pki_dir)
     assert files.known("DE")
-    directory.entry_path("DE").unlink()
+    pki_dir.entry_path("DE").unlink()
     clock.now = 0.1
     assert files.known("DE")  # within the interval: the cached answer
     clock.now = 0.3
     assert not files.known("DE")
 
 
-def test_directory_files_skip_an_undecodable_entry(tmp_path: Path) -> None:
+@with_bureaus("FR", "DE")
+def test_directory_files_skip_an_undecodable_entry(pki_dir: pki.PkiDir) -> None:
     """A file that is not a SignedDirectoryEntry is skipped; the other entries are served."""
-    directory, files, _ = _files(tmp_path)
-    (directory.directory / "ZZ.entry").write_bytes(b"\xff\xff\xff")
+    files, _ = _files(pki_dir)
+    (pki_dir.directory / "ZZ.entry").write_bytes(b"\xff\xff\xff")
     assert {e.SerializeToString() for e in files.entries([])} == {
-        directory.entry_path(c).read_bytes() for c in ("FR", "DE")
+        pki_dir.entry_path(c).read_bytes() for c in ("FR", "DE")
     }

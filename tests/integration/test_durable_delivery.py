@@ -43,8 +43,9 @@ SCENARIO = Scenario(
 
 
 @pytest.fixture
-def network(tmp_path: Path) -> Iterator[Network]:
-    """FR, DE, IT and GS, each bureau in a host process of its own; always stopped."""
+def durable_network(tmp_path: Path) -> Iterator[Network]:
+    """A test's own network of FR, DE, IT and GS (not conftest's shared ``network``), each
+    bureau in a host process of its own; always stopped."""
     net = Network.start(tmp_path / "net", SCENARIO)
     try:
         yield net
@@ -130,54 +131,54 @@ async def _receipts(network: Network) -> list[Delivered]:
         return list(await Mailer(c).receipts())
 
 
-def test_gateway_sigkill_mid_stream_loses_and_doubles_nothing(network: Network) -> None:
+def test_gateway_sigkill_mid_stream_loses_and_doubles_nothing(durable_network: Network) -> None:
     """SIGKILL the gateway while FR streams posts; restart it on its port with its mailbox."""
 
     async def main() -> list[PostOutcome]:
         crash = asyncio.Event()
-        sending = asyncio.create_task(_stream(network, crash))
+        sending = asyncio.create_task(_stream(durable_network, crash))
         await crash.wait()
-        await asyncio.to_thread(network.kill_gateway)
+        await asyncio.to_thread(durable_network.kill_gateway)
         await asyncio.sleep(0.5)  # posts meanwhile find no gateway and are retried
-        await asyncio.to_thread(network.restart_gateway)
+        await asyncio.to_thread(durable_network.restart_gateway)
         return await sending
 
     outcomes = asyncio.run(main())
     retried = [o for o in outcomes if o.attempts > 1]
     assert retried, "no post was in flight while the gateway was down"
-    _assert_exactly_once_in_order(network, outcomes)
+    _assert_exactly_once_in_order(durable_network, outcomes)
 
 
-def test_recipient_sigkill_queues_then_delivers_once(network: Network) -> None:
+def test_recipient_sigkill_queues_then_delivers_once(durable_network: Network) -> None:
     """SIGKILL DE's node mid-stream: its copies queue at the gateway and arrive once, in
     order, when it comes back."""
-    host = network.hosts[_host_of(network, "DE")]
+    host = durable_network.hosts[_host_of(durable_network, "DE")]
 
     async def main() -> tuple[list[PostOutcome], int]:
         crash = asyncio.Event()
-        sending = asyncio.create_task(_stream(network, crash))
+        sending = asyncio.create_task(_stream(durable_network, crash))
         await crash.wait()
-        await asyncio.to_thread(network.kill_host, host)
-        held = len(_inbox(network, "DE"))
+        await asyncio.to_thread(durable_network.kill_host, host)
+        held = len(_inbox(durable_network, "DE"))
         outcomes = await sending
         queued_while_down = len(_sent(outcomes, "DE")) - held
-        await asyncio.to_thread(network.restart_host, host)
+        await asyncio.to_thread(durable_network.restart_host, host)
         return outcomes, queued_while_down
 
     outcomes, queued_while_down = asyncio.run(main())
     assert queued_while_down > 0
-    assert len(_inbox(network, "IT")) > 0  # the others were served meanwhile
-    _assert_exactly_once_in_order(network, outcomes)
+    assert len(_inbox(durable_network, "IT")) > 0  # the others were served meanwhile
+    _assert_exactly_once_in_order(durable_network, outcomes)
 
 
-def test_an_expired_copy_is_reported_to_the_sender(network: Network) -> None:
+def test_an_expired_copy_is_reported_to_the_sender(durable_network: Network) -> None:
     """A copy for a bureau that stays down past its TTL expires, and the sender sees it."""
-    host = network.hosts[_host_of(network, "IT")]
-    network.kill_host(host)
+    host = durable_network.hosts[_host_of(durable_network, "IT")]
+    durable_network.kill_host(host)
 
     async def main() -> tuple[PostOutcome, list[Delivered]]:
         async with BureauClient.open(
-            PkiDir(network.workdir), "FR", network.gateway.address
+            PkiDir(durable_network.workdir), "FR", durable_network.gateway.address
         ) as client:
             mailer = Mailer(client)
             outcome = await mailer.message("IT", f"{CANARY} short-lived", ttl_ms=1500)
@@ -188,9 +189,9 @@ def test_an_expired_copy_is_reported_to_the_sender(network: Network) -> None:
     assert outcome.stored
     (copy,) = [d for d in delivered if d.message_id == outcome.copies[0].message_id]
     assert copy.state == "expired"
-    network.restart_host(host)
+    durable_network.restart_host(host)
     time.sleep(1.0)
-    assert _inbox(network, "IT") == []  # never processed late
+    assert _inbox(durable_network, "IT") == []  # never processed late
 
 
 def _inbox_from(network: Network, bureau: str, sender: str) -> list[bytes]:
@@ -209,10 +210,10 @@ def _inbox_from(network: Network, bureau: str, sender: str) -> list[bytes]:
     expect="only that sender's copies to DE wait (in order, until their TTL); other "
     "bureaus' copies to DE, posted after it, are delivered",
 )
-def test_a_copy_nobody_can_check_holds_back_only_its_sender(network: Network) -> None:
+def test_a_copy_nobody_can_check_holds_back_only_its_sender(durable_network: Network) -> None:
     """Order is promised per sender and recipient, so the gateway holds back only the
     sender of a copy the node stops at; IT's copies to DE do not wait behind FR's."""
-    pki = PkiDir(network.workdir)
+    pki = PkiDir(durable_network.workdir)
     fr = Identity.load(pki, "FR", now_ms=int(time.time() * 1000))
     bad = envelope.seal_message(
         messages.pack(messages_pb2.CaseMessage(text=f"{CANARY} unverifiable")),
@@ -226,7 +227,7 @@ def test_a_copy_nobody_can_check_holds_back_only_its_sender(network: Network) ->
     bad.header = header.SerializeToString()
 
     async def main() -> tuple[PostOutcome, list[PostOutcome]]:
-        address = network.gateway.address
+        address = durable_network.gateway.address
         async with transport.gateway_channel(address, pki.tls("FR")) as channel:
             stub = gateway_pb2_grpc.GatewayServiceStub(channel)
             [stored] = (
@@ -243,10 +244,10 @@ def test_a_copy_nobody_can_check_holds_back_only_its_sender(network: Network) ->
     behind, others = asyncio.run(main())
     expected = [o.copies[0].message_id for o in others]
     deadline = time.monotonic() + DELIVERY_TIMEOUT_S
-    while _inbox_from(network, "DE", "IT") != expected:
+    while _inbox_from(durable_network, "DE", "IT") != expected:
         assert time.monotonic() < deadline, "IT's copies waited behind FR's"
         time.sleep(0.2)
-    assert _inbox_from(network, "DE", "FR") == []  # FR's copies wait, in order
-    states = {d.message_id: d.state for d in asyncio.run(_receipts(network))}
+    assert _inbox_from(durable_network, "DE", "FR") == []  # FR's copies wait, in order
+    states = {d.message_id: d.state for d in asyncio.run(_receipts(durable_network))}
     assert states[behind.copies[0].message_id] == "queued"
     assert states[header.message_id] == "queued"

@@ -27,15 +27,16 @@ def test_canned_envelope_has_the_given_field_lengths() -> None:
 
 @pytest.mark.integration
 @pytest.mark.load
-def test_relay_forwards_to_the_server_over_mtls_and_stops(tmp_path: Path) -> None:
+def test_relay_forwards_to_the_server_over_mtls_and_stops(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
     """A call through the relay comes back with the server's reply size; stop ends both."""
-    directory = pki.init(tmp_path / "pki", ["FR", "DE"])
     reply = Fields(82, 55, 64)
 
     async def scenario() -> tuple[Fields, dict[str, int]]:
-        floor = await FloorProcesses.start(directory, tmp_path / "floor", reply)
+        floor = await FloorProcesses.start(pki_dir, tmp_path / "floor", reply)
         try:
-            channel = transport.gateway_channel(floor.relay, directory.tls("FR"))
+            channel = transport.gateway_channel(floor.relay, pki_dir.tls("FR"))
             async with channel:
                 stub = gateway_pb2_grpc.GatewayServiceStub(channel)
                 request = gateway_pb2.QueryRequest(envelope=Fields(82, 99, 64).canned())

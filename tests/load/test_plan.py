@@ -53,12 +53,11 @@ def test_users_across_workers_each_get_their_own_bureau() -> None:
     assert plan.requester(2, 0) == "AD"  # beyond the pool: shared round-robin
 
 
-def test_provision_issues_keys_once_and_they_load(tmp_path: Path) -> None:
+def test_provision_issues_keys_once_and_they_load(pki_dir: pki.PkiDir) -> None:
     """Requester keys are issued once per work directory and load as an identity."""
-    directory = pki.init(tmp_path / "pki", ["DE"])
-    assert provision(directory, ["AD", "AE"]) == ["AD", "AE"]
-    assert provision(directory, ["AD", "AE"]) == []
-    identity = Identity.load(directory, "AE", now_ms=int(time.time() * 1000))
+    assert provision(pki_dir, ["AD", "AE"]) == ["AD", "AE"]
+    assert provision(pki_dir, ["AD", "AE"]) == []
+    identity = Identity.load(pki_dir, "AE", now_ms=int(time.time() * 1000))
     assert identity.bureau == "AE"
 
 

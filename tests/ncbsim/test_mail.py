@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from support import FakeGateway, run_mailer
+from support import FakeGateway, run_mailer, with_bureaus
 
 from ncbsim import envelope, mail, messages, pki, posts, receipts
 from ncbsim.directory import Directory
@@ -22,23 +22,17 @@ BUREAUS = ["FR", "DE", "IT", "NL", "GS"]
 
 
 @pytest.fixture(scope="module")
-def network_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
-    """One PKI with four bureaus and the General Secretariat, shared by the module."""
-    return pki.init(tmp_path_factory.mktemp("pki") / "pki", BUREAUS)
+def pki_bureaus() -> list[str]:
+    """``module_pki``: four bureaus and the General Secretariat."""
+    return BUREAUS
 
 
-@pytest.fixture(scope="module")
-def send_only_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
-    """FR, DE and GS, and MC: a send-only bureau (requester_only), which runs no node."""
-    directory = pki.init(tmp_path_factory.mktemp("pki") / "pki", ["FR", "DE", "GS"])
-    pki.add_bureau(directory, "MC", requester_only=True)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def no_gs_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiDir:
-    """A PKI of a network without a General Secretariat."""
-    return pki.init(tmp_path_factory.mktemp("pki") / "pki", ["FR", "DE", "IT"])
+@pytest.fixture
+def send_only_pki(pki_dir: pki.PkiDir) -> pki.PkiDir:
+    """The test's PKI (``with_bureaus("FR", "DE", "GS")``) and MC: a send-only bureau
+    (requester_only), which runs no node."""
+    pki.add_bureau(pki_dir, "MC", requester_only=True)
+    return pki_dir
 
 
 def _open(directory: pki.PkiDir, raw: bytes) -> tuple[envelope.Header, messages_pb2.Diffusion]:
@@ -57,18 +51,18 @@ def _open(directory: pki.PkiDir, raw: bytes) -> tuple[envelope.Header, messages_
 
 
 def test_diffusion_to_all_seals_one_copy_per_bureau_gs_included(
-    network_pki: pki.PkiDir,
+    module_pki: pki.PkiDir,
 ) -> None:
     """ALL reaches every other bureau and GS; each copy opens only for its recipient."""
-    fake = FakeGateway(network_pki)
-    outcome = run_mailer(network_pki, fake, lambda m: m.diffuse(["ALL"], "Alert", "Armed robbery"))
+    fake = FakeGateway(module_pki)
+    outcome = run_mailer(module_pki, fake, lambda m: m.diffuse(["ALL"], "Alert", "Armed robbery"))
     assert sorted(outcome.recipients) == ["DE", "GS", "IT", "NL"]
     assert outcome.stored
     assert outcome.attempts == 1
     assert len({c.message_id for c in outcome.copies}) == 4
     (call,) = fake.calls
     for raw in call:
-        header, body = _open(network_pki, raw)
+        header, body = _open(module_pki, raw)
         assert header.sender == "FR"
         assert header.kind == envelope.DIFFUSION
         assert header.correlation_id == outcome.post_id
@@ -81,50 +75,50 @@ def test_diffusion_to_all_seals_one_copy_per_bureau_gs_included(
     with pytest.raises(envelope.EnvelopeError):
         envelope.open_message(
             env,
-            recipient=Identity.load(network_pki, other, now_ms=int(time.time() * 1000)),
-            senders=Directory.from_pki(network_pki).get,
+            recipient=Identity.load(module_pki, other, now_ms=int(time.time() * 1000)),
+            senders=Directory.from_pki(module_pki).get,
         )
 
 
-def test_diffusion_to_a_list_adds_gs(network_pki: pki.PkiDir) -> None:
+def test_diffusion_to_a_list_adds_gs(module_pki: pki.PkiDir) -> None:
     """A diffusion to named bureaus also goes to GS, once, listed in the distribution."""
-    fake = FakeGateway(network_pki)
-    outcome = run_mailer(network_pki, fake, lambda m: m.diffuse(["de", "IT", "DE"], "S", "T"))
+    fake = FakeGateway(module_pki)
+    outcome = run_mailer(module_pki, fake, lambda m: m.diffuse(["de", "IT", "DE"], "S", "T"))
     assert outcome.recipients == ["DE", "IT", "GS"]
-    _, body = _open(network_pki, fake.calls[0][0])
+    _, body = _open(module_pki, fake.calls[0][0])
     assert list(body.distribution) == ["DE", "IT", "GS"]
 
 
-def test_diffusion_without_gs_in_the_network(no_gs_pki: pki.PkiDir) -> None:
+@with_bureaus("FR", "DE", "IT")
+def test_diffusion_without_gs_in_the_network(pki_dir: pki.PkiDir) -> None:
     """Where the directory has no GS, a diffusion goes to the named bureaus only."""
-    fake = FakeGateway(no_gs_pki)
-    outcome = run_mailer(no_gs_pki, fake, lambda m: m.diffuse(["DE"], "S", "T"))
+    fake = FakeGateway(pki_dir)
+    outcome = run_mailer(pki_dir, fake, lambda m: m.diffuse(["DE"], "S", "T"))
     assert outcome.recipients == ["DE"]
     assert outcome.stored
 
 
-def test_large_posts_go_in_batches(
-    network_pki: pki.PkiDir, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_large_posts_go_in_batches(module_pki: pki.PkiDir, monkeypatch: pytest.MonkeyPatch) -> None:
     """More copies than one Post may carry are split into several calls, all stored."""
     monkeypatch.setattr(mail, "MAX_ENVELOPES_PER_CALL", 2)
-    fake = FakeGateway(network_pki)
-    outcome = run_mailer(network_pki, fake, lambda m: m.diffuse(["ALL"], "S", "T"))
+    fake = FakeGateway(module_pki)
+    outcome = run_mailer(module_pki, fake, lambda m: m.diffuse(["ALL"], "S", "T"))
     assert [len(c) for c in fake.calls] == [2, 2]
     assert outcome.stored
     assert len(fake.stored) == 4
 
 
-def test_unknown_recipient_fails_alone(network_pki: pki.PkiDir) -> None:
+def test_unknown_recipient_fails_alone(module_pki: pki.PkiDir) -> None:
     """A bureau not in the directory gets a failed copy; the others are still posted."""
-    fake = FakeGateway(network_pki)
-    outcome = run_mailer(network_pki, fake, lambda m: m.diffuse(["DE", "ZZ"], "S", "T"))
+    fake = FakeGateway(module_pki)
+    outcome = run_mailer(module_pki, fake, lambda m: m.diffuse(["DE", "ZZ"], "S", "T"))
     status = {c.recipient: c.status for c in outcome.copies}
     assert status == {"DE": "accepted", "ZZ": "failed", "GS": "accepted"}
-    _, body = _open(network_pki, fake.calls[0][0])
+    _, body = _open(module_pki, fake.calls[0][0])
     assert "ZZ" not in body.distribution
 
 
+@with_bureaus("FR", "DE", "GS")
 def test_a_send_only_bureau_gets_no_copy(send_only_pki: pki.PkiDir) -> None:
     """ALL leaves a send-only bureau out; named, it gets a failed copy saying why (it runs
     no node, so a stored copy could only expire) and the others are still posted."""
@@ -138,6 +132,7 @@ def test_a_send_only_bureau_gets_no_copy(send_only_pki: pki.PkiDir) -> None:
     assert "MC" not in {envelope.Header.parse(e.header).recipient for _, e in fake.stored.values()}
 
 
+@with_bureaus("FR", "DE", "GS")
 def test_strict_mailer_sends_nothing_to_a_send_only_bureau(send_only_pki: pki.PkiDir) -> None:
     """The CLI's mailer refuses a post naming a send-only bureau before any copy is stored."""
     fake = FakeGateway(send_only_pki)
@@ -150,18 +145,18 @@ def test_strict_mailer_sends_nothing_to_a_send_only_bureau(send_only_pki: pki.Pk
     assert fake.calls == []
 
 
-def test_notice_request_goes_to_gs_with_its_notice_id(network_pki: pki.PkiDir) -> None:
+def test_notice_request_goes_to_gs_with_its_notice_id(module_pki: pki.PkiDir) -> None:
     """A notice request is one copy, to GS, carrying the draft and the returned notice id."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
     subject = messages_pb2.NoticeSubject(surname="DOE", date_of_birth="1980-01-02")
-    notice_id = run_mailer(network_pki, fake, lambda m: m.request_notice("red", subject, "fraud"))
+    notice_id = run_mailer(module_pki, fake, lambda m: m.request_notice("red", subject, "fraud"))
     (call,) = fake.calls
     assert len(call) == 1
     env = envelope.Envelope.FromString(fake.calls[0][0])
     opened = envelope.open_message(
         env,
-        recipient=Identity.load(network_pki, "GS", now_ms=int(time.time() * 1000)),
-        senders=Directory.from_pki(network_pki).get,
+        recipient=Identity.load(module_pki, "GS", now_ms=int(time.time() * 1000)),
+        senders=Directory.from_pki(module_pki).get,
     )
     body = messages.unpack(envelope.NOTICE_REQUEST, opened.plaintext)
     assert isinstance(body, messages_pb2.NoticeRequest)
@@ -181,13 +176,13 @@ def test_notice_request_goes_to_gs_with_its_notice_id(network_pki: pki.PkiDir) -
     ],
 )
 def test_bad_addressing_is_a_config_error(
-    network_pki: pki.PkiDir, kind: int, to: list[str], message: str
+    module_pki: pki.PkiDir, kind: int, to: list[str], message: str
 ) -> None:
     """Misaddressed posts are refused before anything is sealed or sent."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
     body = messages_pb2.CaseMessage(text="x")
     with pytest.raises(ConfigError, match=message):
-        run_mailer(network_pki, fake, lambda m: m.post(kind, body, to))
+        run_mailer(module_pki, fake, lambda m: m.post(kind, body, to))
     assert fake.calls == []
 
 
@@ -198,9 +193,9 @@ def _receipt_for(directory: pki.PkiDir, env: envelope.Envelope) -> receipts.Sign
     return receipts.sign(signer, header, envelope.envelope_digest(env), now)
 
 
-def test_receipts_are_listed_over_pages_and_verified(network_pki: pki.PkiDir) -> None:
+def test_receipts_are_listed_over_pages_and_verified(module_pki: pki.PkiDir) -> None:
     """Good receipts verify; a forged or misattached one does not; queued has none."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
 
     async def use(mailer: mail.Mailer) -> list[posts.Delivered]:
         outcome = await mailer.diffuse(["DE", "IT", "NL"], "S", "T")
@@ -208,7 +203,7 @@ def test_receipts_are_listed_over_pages_and_verified(network_pki: pki.PkiDir) ->
         good = {}
         for copy in outcome.copies:
             sequence, env = fake.stored[copy.message_id]
-            good[copy.recipient] = _receipt_for(network_pki, env)
+            good[copy.recipient] = _receipt_for(module_pki, env)
             rows.append(
                 gateway_pb2.PostedMessage(
                     sequence=sequence,
@@ -245,7 +240,7 @@ def test_receipts_are_listed_over_pages_and_verified(network_pki: pki.PkiDir) ->
         fake.posted = rows
         return await mailer.receipts()
 
-    listed = run_mailer(network_pki, fake, use)
+    listed = run_mailer(module_pki, fake, use)
     assert [d.sequence for d in listed] == [1, 2, 3, 4, 5]
     assert [(d.recipient, d.state, d.verified) for d in listed] == [
         ("DE", "delivered", True),
@@ -258,35 +253,35 @@ def test_receipts_are_listed_over_pages_and_verified(network_pki: pki.PkiDir) ->
     assert listed[3].processed_at_ms == 0
 
 
-def test_ttl_outside_the_protocol_limit_is_refused(network_pki: pki.PkiDir) -> None:
+def test_ttl_outside_the_protocol_limit_is_refused(module_pki: pki.PkiDir) -> None:
     """A TTL above 24 h (which the gateway would refuse) is a config error."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
     with pytest.raises(ConfigError, match="24 h"):
         run_mailer(
-            network_pki,
+            module_pki,
             fake,
             lambda m: m.diffuse(["DE"], "S", "T", ttl_ms=envelope.MAX_TTL_MS + 1),
         )
 
 
-def test_message_starts_a_thread_named_after_its_post(network_pki: pki.PkiDir) -> None:
+def test_message_starts_a_thread_named_after_its_post(module_pki: pki.PkiDir) -> None:
     """A message with no thread starts one named after its post id; a reply keeps it."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
 
     async def use(mailer: mail.Mailer) -> tuple[posts.PostOutcome, posts.PostOutcome]:
         first = await mailer.message("DE", "one", subject="case")
         second = await mailer.message("DE", "two", thread=first.post_hex, in_reply_to=first.post_id)
         return first, second
 
-    first, second = run_mailer(network_pki, fake, use)
+    first, second = run_mailer(module_pki, fake, use)
     now = int(time.time() * 1000)
     bodies = []
     for call in fake.calls:
         env = envelope.Envelope.FromString(call[0])
         opened = envelope.open_message(
             env,
-            recipient=Identity.load(network_pki, "DE", now_ms=now),
-            senders=Directory.from_pki(network_pki).get,
+            recipient=Identity.load(module_pki, "DE", now_ms=now),
+            senders=Directory.from_pki(module_pki).get,
         )
         body = messages.unpack(envelope.MESSAGE, opened.plaintext)
         assert isinstance(body, messages_pb2.CaseMessage)
@@ -296,32 +291,32 @@ def test_message_starts_a_thread_named_after_its_post(network_pki: pki.PkiDir) -
     assert second.stored
 
 
-def test_all_is_expanded_once_for_many_posts(network_pki: pki.PkiDir) -> None:
+def test_all_is_expanded_once_for_many_posts(module_pki: pki.PkiDir) -> None:
     """Posts to ALL in a row fetch the whole directory once, not once per post."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
 
     async def use(mailer: mail.Mailer) -> list[posts.PostOutcome]:
         return [await mailer.diffuse(["ALL"], "S", str(n)) for n in range(3)]
 
-    outcomes = run_mailer(network_pki, fake, use)
+    outcomes = run_mailer(module_pki, fake, use)
     assert all(o.stored for o in outcomes)
     assert fake.directory_calls.count([]) == 1
     assert len(fake.calls) == 3
 
 
-def test_notice_request_not_stored_raises(network_pki: pki.PkiDir) -> None:
+def test_notice_request_not_stored_raises(module_pki: pki.PkiDir) -> None:
     """request_notice says so when GS's queue is full, rather than return an id in vain."""
-    fake = FakeGateway(network_pki, script=["queue_full"])
+    fake = FakeGateway(module_pki, script=["queue_full"])
     subject = messages_pb2.NoticeSubject(surname="DOE", date_of_birth="1980-01-02")
     with pytest.raises(NcbsimError, match="queue_full"):
-        run_mailer(network_pki, fake, lambda m: m.request_notice("red", subject, "fraud"))
+        run_mailer(module_pki, fake, lambda m: m.request_notice("red", subject, "fraud"))
 
 
-def test_withdrawal_outcome_names_the_notice(network_pki: pki.PkiDir) -> None:
+def test_withdrawal_outcome_names_the_notice(module_pki: pki.PkiDir) -> None:
     """A withdrawal goes to GS and its outcome carries the notice id."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
     notice_id = bytes(range(16))
-    outcome = run_mailer(network_pki, fake, lambda m: m.withdraw_notice(notice_id, "arrested"))
+    outcome = run_mailer(module_pki, fake, lambda m: m.withdraw_notice(notice_id, "arrested"))
     assert outcome.notice_id == notice_id
     assert outcome.recipients == ["GS"]
     assert outcome.stored
@@ -344,10 +339,10 @@ def test_posts_are_cut_by_count_and_by_bytes() -> None:
     assert len(batches) == 3
 
 
-def test_strict_mailer_sends_nothing_when_a_bureau_is_unknown(network_pki: pki.PkiDir) -> None:
+def test_strict_mailer_sends_nothing_when_a_bureau_is_unknown(module_pki: pki.PkiDir) -> None:
     """The CLI's mailer refuses a post naming a bureau not in the directory, before any
     copy is stored (a typo must not half-send a diffusion)."""
-    fake = FakeGateway(network_pki)
+    fake = FakeGateway(module_pki)
 
     async def use(mailer: mail.Mailer) -> None:
         await mail.Mailer(mailer.client, strict=True).diffuse(["DE", "ZZ"], "S", "T")
@@ -355,29 +350,29 @@ def test_strict_mailer_sends_nothing_when_a_bureau_is_unknown(network_pki: pki.P
     with pytest.raises(
         ConfigError, match=r"cannot send to ZZ: not in the directory.*; nothing was sent"
     ):
-        run_mailer(network_pki, fake, use)
+        run_mailer(module_pki, fake, use)
     assert fake.calls == []
 
 
-def test_a_diffusion_can_be_sent_again_without_a_second_gs_copy(network_pki: pki.PkiDir) -> None:
+def test_a_diffusion_can_be_sent_again_without_a_second_gs_copy(module_pki: pki.PkiDir) -> None:
     """copy_gs=False leaves GS out, so resending to failed bureaus does not double GS's."""
-    fake = FakeGateway(network_pki)
-    outcome = run_mailer(network_pki, fake, lambda m: m.diffuse(["DE"], "S", "T", copy_gs=False))
+    fake = FakeGateway(module_pki)
+    outcome = run_mailer(module_pki, fake, lambda m: m.diffuse(["DE"], "S", "T", copy_gs=False))
     assert outcome.recipients == ["DE"]
 
 
 def test_batches_whose_turn_comes_after_the_timeout_are_not_sent(
-    network_pki: pki.PkiDir, monkeypatch: pytest.MonkeyPatch
+    module_pki: pki.PkiDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once timeout_s has passed, the remaining batches are failed without a call, so they
     are certainly not stored (a last call could time out after the gateway stored them)."""
     monkeypatch.setattr(mail, "MAX_ENVELOPES_PER_CALL", 1)
-    fake = FakeGateway(network_pki, script=["stall"] * 100)
+    fake = FakeGateway(module_pki, script=["stall"] * 100)
 
     async def use(mailer: mail.Mailer) -> posts.PostOutcome:
         return await mailer.diffuse(["DE", "IT", "NL"], "S", "T", timeout_s=0.4)
 
-    outcome = run_mailer(network_pki, fake, use)
+    outcome = run_mailer(module_pki, fake, use)
     first = outcome.copies[0].message_id
     assert {
         envelope.Header.parse(envelope.Envelope.FromString(c[0]).header).message_id

@@ -12,6 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support import with_bureaus
 
 from ncbsim import pki
 from ncbsim.errors import PkiError
@@ -187,13 +188,13 @@ def test_init_refuses_a_non_empty_directory_without_touching_it(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.txt"]
 
 
-def test_directory_entry_is_replaced_atomically(tmp_path: Path) -> None:
+@with_bureaus("FR")
+def test_directory_entry_is_replaced_atomically(pki_dir: pki.PkiDir) -> None:
     """Reissuing an entry renames a complete new file over the old one and leaves no temp file."""
-    directory = pki.init(tmp_path / "pki", ["FR"])
-    path = directory.entry_path("FR")
+    path = pki_dir.entry_path("FR")
     before = path.stat().st_ino
-    pki.add_bureau(directory, "FR", serial=2)
+    pki.add_bureau(pki_dir, "FR", serial=2)
     assert path.stat().st_ino != before  # a new file took the name, not a rewrite in place
     assert _mode(path) == 0o644
-    assert sorted(p.name for p in directory.directory.iterdir()) == ["FR.entry"]
-    assert directory.signed_entries() == [path.read_bytes()]
+    assert sorted(p.name for p in pki_dir.directory.iterdir()) == ["FR.entry"]
+    assert pki_dir.signed_entries() == [path.read_bytes()]

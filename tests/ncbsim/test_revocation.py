@@ -230,7 +230,7 @@ def test_an_older_list_never_replaces_a_newer_one(pki_dir: pki.PkiDir) -> None:
 def test_a_list_the_root_did_not_sign_is_refused(
     pki_dir: pki.PkiDir, tmp_path: Path, forgery: str
 ) -> None:
-    other = pki.init(tmp_path / "other", ["FR"])
+    other = pki.init(tmp_path / "other", ["FR"])  # another root CA, for "other_root"
     if forgery == "other_root":
         rekey.revoke(other, "FR")
         listed = other.revocation_list()

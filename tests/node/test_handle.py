@@ -57,19 +57,24 @@ class _Node:
     directory: Directory
 
 
+@pytest.fixture(scope="module")
+def pki_bureaus() -> list[str]:
+    """DE's node and FR, its requester."""
+    return ["FR", "DE"]
+
+
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[_Node]:
-    directory = pki.init(tmp_path / "pki", ["FR", "DE"])
+def node(pki_dir: pki.PkiDir, tmp_path: Path) -> Iterator[_Node]:
     db = tmp_path / "records.sqlite"
     datagen.generate(db, "DE", seed=1, documents=20, persons=5, vehicles=5)
     now = int(time.time() * 1000)
-    verified = Directory.from_pki(directory)
+    verified = Directory.from_pki(pki_dir)
     store = RecordStore(db)
     replay = ReplayCache(tmp_path / "replay.sqlite", clock_skew_ms=30_000)
     audit_path = tmp_path / "audit.sqlite"
     audit = NodeAuditLog(audit_path, batch_wait_s=3600.0)  # rows not committed wait for close
     service = BureauService(
-        Identity.load(directory, "DE", now_ms=now),
+        Identity.load(pki_dir, "DE", now_ms=now),
         Peers(verified, gateway=None),  # every sender is already verified
         store,
         audit,
@@ -77,7 +82,7 @@ def node(tmp_path: Path) -> Iterator[_Node]:
     )
     try:
         yield _Node(
-            service, replay, audit, audit_path, Identity.load(directory, "FR", now_ms=now), verified
+            service, replay, audit, audit_path, Identity.load(pki_dir, "FR", now_ms=now), verified
         )
     finally:
         store.close()

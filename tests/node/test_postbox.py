@@ -123,9 +123,15 @@ class _Net:
         return node
 
 
+@pytest.fixture(scope="module")
+def pki_bureaus() -> list[str]:
+    """The postboxes' network: three bureaus and the General Secretariat."""
+    return ["FR", "DE", "GS", "IT"]
+
+
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[_Net]:
-    network = _Net(pki.init(tmp_path / "pki", ["FR", "DE", "GS", "IT"]), tmp_path, [])
+def net(pki_dir: pki.PkiDir, tmp_path: Path) -> Iterator[_Net]:
+    network = _Net(pki_dir, tmp_path, [])
     try:
         yield network
     finally:

@@ -29,7 +29,7 @@ from ncbsim.node.store import RecordStore
 def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilNet]:
     """A compromised gateway, real DE and NL nodes; FR and IT query. Always stopped."""
     workdir = tmp_path_factory.mktemp("evilnet")
-    pki.init(workdir, [*REQUESTERS, *NODES])
+    pki.init(workdir, [*REQUESTERS, *NODES])  # the evil network's own work dir is its PKI
     for code in NODES:
         datagen.generate(
             _db(workdir, code), code, seed=7, documents=40, persons=10, vehicles=10, workers=1

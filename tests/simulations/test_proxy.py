@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import socket
-from pathlib import Path
 
 import grpc
 import pytest
@@ -285,18 +284,17 @@ def test_link_heal_resets_a_blackholed_bureau_and_clears_every_fault() -> None:
     run(main())
 
 
-def test_grpc_mtls_call_passes_through_the_proxy(tmp_path: Path) -> None:
+def test_grpc_mtls_call_passes_through_the_proxy(pki_dir: pki.PkiDir) -> None:
     """A real grpc.aio mTLS health check works through the proxy, shaped, and after a reset."""
-    pkidir = pki.init(tmp_path / "pki", ["FR"])
 
     async def main() -> None:
         served = await serving.start_server(
-            pkidir.tls("gateway"), "127.0.0.1:0", [], register=lambda server: None
+            pki_dir.tls("gateway"), "127.0.0.1:0", [], register=lambda server: None
         )
         await served.set_serving(True)
         proxy = FaultProxy("FR-gw", lambda: served.address)
         await proxy.start()
-        channel = transport.gateway_channel(proxy.address, pkidir.tls("FR"))
+        channel = transport.gateway_channel(proxy.address, pki_dir.tls("FR"))
         try:
             stub = health_pb2_grpc.HealthStub(channel)
             request = health_pb2.HealthCheckRequest()
