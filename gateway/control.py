@@ -1,11 +1,11 @@
 """The control plane: GetDirectory, Register and Routes, metered in a bucket of their own.
 
 A control request is parsed and held to the envelope size limit like any other, and
-metered in the gateway's control bucket (:func:`control_request`, also used by
-``Receipts``), so a bureau's queries never cost it its route or its keys. GetDirectory
-serves the root-signed entries (revoked ones left out) and the revocation list;
-Register records the caller's node address (IP:port only) and wakes delivery to it;
-Routes lists the bureaus with a registered node.
+metered in the gateway's control bucket (:func:`control_request`; :func:`bureau_request`
+for Register and ``Receipts``, which only a bureau may call), so a bureau's queries never
+cost it its route or its keys. GetDirectory serves the root-signed entries (revoked ones
+left out) and the revocation list; Register records the caller's node address (IP:port
+only) and wakes delivery to it; Routes lists the bureaus with a registered node.
 """
 
 from __future__ import annotations
@@ -47,6 +47,25 @@ async def control_request(
         await parts.refuse(context, rpc, peer, error, started=started, refused=[(len(raw), None)])
 
 
+async def bureau_request(
+    parts: GatewayParts,
+    rpc: str,
+    raw: bytes,
+    message: type[_Message],
+    context: grpc.aio.ServicerContext,
+    *,
+    only: str,
+) -> tuple[_Message, str]:
+    """:func:`control_request` for an RPC only a bureau may call: anyone else is refused
+    (IdentityError ``only a bureau can {only}``) and audited."""
+    started = time.perf_counter()
+    parsed, peer = await control_request(parts, rpc, raw, message, context)
+    if peer is None:
+        error = IdentityError(f"only a bureau can {only}")
+        await parts.refuse(context, rpc, None, error, started=started, refused=[(len(raw), None)])
+    return parsed, peer
+
+
 class ControlPlane:
     """Gateway.GetDirectory, Gateway.Register and Gateway.Routes over one gateway's parts."""
 
@@ -73,12 +92,10 @@ class ControlPlane:
         """Record the caller's node address, then deliver what waits for it at once."""
         parts = self._parts
         started = time.perf_counter()
-        parsed, bureau = await control_request(
-            parts, "Register", request, gateway_pb2.RegisterRequest, context
+        parsed, bureau = await bureau_request(
+            parts, "Register", request, gateway_pb2.RegisterRequest, context, only="register a node"
         )
         try:
-            if bureau is None:
-                raise IdentityError("only a bureau can register a node")
             if not parts.directory.known(bureau):
                 raise RoutingError(f"unknown bureau {bureau!r}")
             await parts.router.register(bureau, parsed.address)

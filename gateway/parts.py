@@ -5,8 +5,10 @@ limiters (one for envelopes, one for control calls), the directory and, on a gat
 that stores one-way envelopes, the mailbox and its deliverer. Every RPC checks the
 caller's credentials first (:meth:`GatewayParts.check_credentials`) and audits what it
 answers (:func:`audit_row`); a refusal is audited, logged once and ended with its
-status (:meth:`GatewayParts.refuse`). The job modules (:mod:`ncbsim.gateway.relay`,
-:mod:`ncbsim.gateway.posts`, :mod:`ncbsim.gateway.control`) build on these.
+status (:meth:`GatewayParts.refuse`). A call of many envelopes (MultiQuery, Post) is
+opened by :meth:`GatewayParts.admit_call`: credentials, parsing, admission or refusal.
+The job modules (:mod:`ncbsim.gateway.relay`, :mod:`ncbsim.gateway.posts`,
+:mod:`ncbsim.gateway.control`) build on these.
 
 No reply leaves before its audit row is committed (:meth:`ChainedLog.commit`, group
 commit: concurrent handlers share one transaction). A refusal carries nothing, so it
@@ -17,8 +19,8 @@ the details.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeVar
 
 import grpc
 import structlog
@@ -26,7 +28,7 @@ import structlog
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
 from ncbsim.errors import NcbsimError, RevokedError, status_for
-from ncbsim.gateway.admission import id_hex, is_code
+from ncbsim.gateway.admission import id_hex, is_code, parse, refused_rows
 from ncbsim.gateway.audit import AuditLog, AuditRecord
 from ncbsim.gateway.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.gateway.delivery import Deliverer
@@ -35,10 +37,12 @@ from ncbsim.gateway.limits import BureauLimit, LimitExceeded, RateLimiter
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
 from ncbsim.serving import abort
+from ncbsim.v2 import gateway_pb2
 
 log = structlog.get_logger()
 
 Trailers = tuple[tuple[str, str], ...]
+_Admitted = TypeVar("_Admitted")
 
 
 def refusal_status(exc: NcbsimError) -> tuple[grpc.StatusCode, str, Trailers]:
@@ -174,3 +178,29 @@ class GatewayParts:
         )
         log.warning("refused", rpc=rpc, peer=peer, status=code.name, reason=detail)
         await abort(context, code, detail, trailers)
+
+    async def admit_call(
+        self,
+        context: grpc.aio.ServicerContext,
+        rpc: str,
+        request: bytes,
+        message: type[gateway_pb2.MultiQueryRequest] | type[gateway_pb2.PostRequest],
+        admit: Callable[[str | None, Sequence[envelope.Envelope], int], _Admitted],
+        *,
+        started: float | None = None,
+    ) -> tuple[str | None, _Admitted]:
+        """The caller and what ``admit`` (:func:`~ncbsim.gateway.admission.admit_queries`
+        or :func:`~ncbsim.gateway.admission.admit_posts`) makes of the envelopes of a call
+        of many (MultiQuery, Post), once its credentials are checked and the request
+        parsed; or refuse the call, auditing one row per envelope (a single row for a
+        request too odd to list). ``started`` is the call's start, if it was taken."""
+        started = time.perf_counter() if started is None else started
+        peer = transport.peer_bureau(context)
+        items: Sequence[envelope.Envelope] = ()
+        try:
+            self.check_credentials(peer, context)
+            items = parse(request, message, max_bytes=None).envelopes
+            return peer, admit(peer, items, len(request))
+        except NcbsimError as exc:
+            refused = refused_rows(items, len(request))
+            await self.refuse(context, rpc, peer, exc, started=started, refused=refused)

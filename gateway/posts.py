@@ -13,26 +13,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import grpc
 import structlog
 
-from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
-from ncbsim.errors import ConfigError, IdentityError, NcbsimError, QueueFull
-from ncbsim.gateway.admission import admit_posts, parse, refused_rows
-from ncbsim.gateway.control import control_request
-from ncbsim.gateway.copies import (
-    ACCEPTED,
-    DELIVERED,
-    DUPLICATE,
-    EXPIRED,
-    QUEUE_FULL,
-    QUEUED,
-    REJECTED,
-    Acceptance,
-    Incoming,
-)
+from ncbsim.errors import ConfigError, NcbsimError, QueueFull
+from ncbsim.gateway import copies
+from ncbsim.gateway.admission import admit_posts
+from ncbsim.gateway.control import bureau_request
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.parts import GatewayParts, audit_row, refusal_status
 from ncbsim.gateway.writer import run_to_end
@@ -48,15 +38,15 @@ MAX_SEQUENCE = 2**63 - 1
 QUEUE_FULL_RETRY_MS = 1_000
 """The retry hint sent with a Post refused because every recipient's queue is full."""
 _POST_STATUS = {
-    ACCEPTED: gateway_pb2.POST_STATUS_ACCEPTED,
-    DUPLICATE: gateway_pb2.POST_STATUS_DUPLICATE,
-    QUEUE_FULL: gateway_pb2.POST_STATUS_QUEUE_FULL,
+    copies.ACCEPTED: gateway_pb2.POST_STATUS_ACCEPTED,
+    copies.DUPLICATE: gateway_pb2.POST_STATUS_DUPLICATE,
+    copies.QUEUE_FULL: gateway_pb2.POST_STATUS_QUEUE_FULL,
 }
 _MESSAGE_STATE = {
-    QUEUED: gateway_pb2.MESSAGE_STATE_QUEUED,
-    DELIVERED: gateway_pb2.MESSAGE_STATE_DELIVERED,
-    EXPIRED: gateway_pb2.MESSAGE_STATE_EXPIRED,
-    REJECTED: gateway_pb2.MESSAGE_STATE_REJECTED,
+    copies.QUEUED: gateway_pb2.MESSAGE_STATE_QUEUED,
+    copies.DELIVERED: gateway_pb2.MESSAGE_STATE_DELIVERED,
+    copies.EXPIRED: gateway_pb2.MESSAGE_STATE_EXPIRED,
+    copies.REJECTED: gateway_pb2.MESSAGE_STATE_REJECTED,
 }
 
 
@@ -76,14 +66,14 @@ class PostOffice:
         return self._parts.mailbox
 
     async def _store(
-        self, mailbox: Mailbox, admitted: Sequence[Incoming], started: float
-    ) -> list[Acceptance]:
+        self, mailbox: Mailbox, admitted: Sequence[copies.Incoming], started: float
+    ) -> list[copies.Acceptance]:
         """Store the admitted copies, wake the recipients' workers, and commit each copy's
         audit row (AuditWriteError if they cannot be written: the copies are stored then)."""
         accepted = await mailbox.accept(admitted)
         rows = []
         for incoming, result in zip(admitted, accepted, strict=True):
-            full = result.status == QUEUE_FULL
+            full = result.status == copies.QUEUE_FULL
             rows.append(
                 audit_row(
                     "Post",
@@ -95,7 +85,7 @@ class PostOffice:
                     started=started,
                 )
             )
-            if result.status == ACCEPTED and self._parts.deliverer is not None:
+            if result.status == copies.ACCEPTED and self._parts.deliverer is not None:
                 self._parts.deliverer.wake(incoming.header.recipient)
         await self._parts.audit.commit(*rows)
         return accepted
@@ -106,29 +96,21 @@ class PostOffice:
         """Store each one-way envelope durably, then answer accepted, duplicate or queue_full."""
         parts = self._parts
         started = time.perf_counter()
-        peer = transport.peer_bureau(context)
-        items: Sequence[envelope.Envelope] = ()
-        try:
-            parts.check_credentials(peer, context)
-            items = parse(request, gateway_pb2.PostRequest, max_bytes=None).envelopes
-            admitted = admit_posts(
-                peer,
-                items,
-                len(request),
-                max_bytes=parts.max_bytes,
-                limiter=parts.limiter,
-                directory=parts.directory,
-                clock_ms=_now_ms,
-            )
-            mailbox = self._mailbox_or_refuse()
-        except NcbsimError as exc:
-            # One row per envelope; a single row for a request too odd to list.
-            refused = refused_rows(items, len(request))
-            await parts.refuse(context, "Post", peer, exc, started=started, refused=refused)
+        admit = partial(
+            admit_posts,
+            max_bytes=parts.max_bytes,
+            limiter=parts.limiter,
+            directory=parts.directory,
+            clock_ms=_now_ms,
+        )
+        peer, admitted = await parts.admit_call(
+            context, "Post", request, gateway_pb2.PostRequest, admit, started=started
+        )
         refused_admitted = [(len(i.data), i.header) for i in admitted]
         try:
+            mailbox = self._mailbox_or_refuse()  # refused after the admission checks
             accepted = await run_to_end(self._store(mailbox, admitted, started))
-        except NcbsimError as exc:  # a message id reused by another envelope: nothing stored
+        except NcbsimError as exc:  # no mailbox, or a message id reused: nothing stored
             await parts.refuse(
                 context, "Post", peer, exc, started=started, refused=refused_admitted
             )
@@ -172,7 +154,7 @@ class PostOffice:
                 accepted_at_ms=result.accepted_at_ms,
                 detail=result.detail,
             )
-        if all(r.status == QUEUE_FULL for r in accepted):
+        if all(r.status == copies.QUEUE_FULL for r in accepted):
             recipients = sorted({i.header.recipient for i in admitted})
             details = list(dict.fromkeys(r.detail for r in accepted))  # which bound, in order
             full_error = QueueFull(f"{'; '.join(details)}; retry later", QUEUE_FULL_RETRY_MS)
@@ -186,12 +168,15 @@ class PostOffice:
         """The caller's own posted copies after ``after_sequence``, by sequence, one page."""
         parts = self._parts
         started = time.perf_counter()
-        parsed, bureau = await control_request(
-            parts, "Receipts", request, gateway_pb2.ReceiptsRequest, context
+        parsed, bureau = await bureau_request(
+            parts,
+            "Receipts",
+            request,
+            gateway_pb2.ReceiptsRequest,
+            context,
+            only="list its receipts",
         )
         try:
-            if bureau is None:
-                raise IdentityError("only a bureau can list its receipts")
             mailbox = self._mailbox_or_refuse()
         except NcbsimError as exc:
             refused = [(len(request), None)]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import grpc
 import structlog
@@ -31,7 +31,6 @@ from ncbsim.gateway.admission import (
     admit_query,
     header_or_none,
     parse,
-    refused_rows,
 )
 from ncbsim.gateway.limits import check_size, wrapped_size
 from ncbsim.gateway.parts import GatewayParts, audit_row
@@ -210,23 +209,15 @@ class QueryRelay:
     ) -> gateway_pb2.MultiQueryResponse:
         """Relay every envelope at once and merge one Delivery per recipient."""
         parts = self._parts
-        started = time.perf_counter()
-        peer = transport.peer_bureau(context)
-        items: Sequence[envelope.Envelope] = ()
-        try:
-            parts.check_credentials(peer, context)
-            items = parse(request, gateway_pb2.MultiQueryRequest, max_bytes=None).envelopes
-            admitted = admit_queries(
-                peer,
-                items,
-                len(request),
-                max_bytes=parts.max_bytes,
-                limiter=parts.limiter,
-                directory=parts.directory,
-            )
-        except NcbsimError as exc:
-            refused = refused_rows(items, len(request))
-            await parts.refuse(context, "MultiQuery", peer, exc, started=started, refused=refused)
+        admit = partial(
+            admit_queries,
+            max_bytes=parts.max_bytes,
+            limiter=parts.limiter,
+            directory=parts.directory,
+        )
+        peer, admitted = await parts.admit_call(
+            context, "MultiQuery", request, gateway_pb2.MultiQueryRequest, admit
+        )
         # A fan-out's reply is the one that must not miss the caller's deadline: if it does,
         # the caller loses every bureau's answer, not just the late one's. So it keeps a
         # fifth of the budget (400 ms of a 2 s deadline) to send the merged reply back.

@@ -34,7 +34,6 @@ from ncbsim.gateway.audit import AuditLog
 from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.control import ControlPlane
 from ncbsim.gateway.delivery import Deliverer
-from ncbsim.gateway.limits import RateLimiter
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.parts import GatewayParts
 from ncbsim.gateway.posts import PostOffice
@@ -54,23 +53,11 @@ log = structlog.get_logger()
 class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[misc]
     """The Gateway service. Register it with :func:`add_to_server`: every RPC takes raw bytes.
 
-    Each RPC hands its raw request and context to its job.
+    Each RPC hands its raw request and context to its job; all share ``parts``.
     """
 
-    def __init__(
-        self,
-        config: GatewayConfig,
-        router: Router,
-        audit: AuditLog,
-        *,
-        limiter: RateLimiter | None = None,
-        mailbox: Mailbox | None = None,
-        deliverer: Deliverer | None = None,
-    ) -> None:
-        self._config = config
-        self._parts = GatewayParts(
-            config, router, audit, limiter=limiter, mailbox=mailbox, deliverer=deliverer
-        )
+    def __init__(self, parts: GatewayParts) -> None:
+        self._parts = parts
         self._queries = QueryRelay(self._parts)
         self._posts = PostOffice(self._parts)
         self._control_plane = ControlPlane(self._parts)
@@ -133,7 +120,9 @@ async def serve(config: GatewayConfig) -> None:
         batch=config.delivery_batch,
         retention_ms=config.mailbox_retention_ms,
     )
-    service = GatewayService(config, router, audit, mailbox=mailbox, deliverer=deliverer)
+    service = GatewayService(
+        GatewayParts(config, router, audit, mailbox=mailbox, deliverer=deliverer)
+    )
     served = await start_server(
         tls,
         config.listen,

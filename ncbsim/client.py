@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -145,6 +145,46 @@ def open_answer(
         outcome = Outcome.ERROR
     detail = body.error.message if which == "error" else ""
     return Answer(bureau, outcome, body, detail, latency_ms, mid)
+
+
+def open_deliveries(
+    sealed: Mapping[str, envelope.SealedRequest],
+    deliveries: Iterable[gateway_pb2.Delivery],
+    peer: Callable[[str], Peer],
+    latency_ms: float,
+    *,
+    now_ms: Callable[[], int | None] = lambda: None,
+) -> dict[str, Answer]:
+    """The answers of a MultiQuery reply by bureau: the first delivery of each bureau
+    ``sealed`` holds, opened (:func:`open_answer`, its validity checked at ``now_ms()``,
+    None: the wall clock) if it was delivered; any other delivery is left out."""
+    answers: dict[str, Answer] = {}
+    for delivery in deliveries:
+        if delivery.bureau not in sealed or delivery.bureau in answers:
+            continue
+        if delivery.status == gateway_pb2.DELIVERY_STATUS_DELIVERED:
+            answers[delivery.bureau] = open_answer(
+                sealed[delivery.bureau],
+                delivery.response,
+                peer(delivery.bureau),
+                latency_ms,
+                now_ms=now_ms(),
+            )
+        else:
+            outcome = (
+                Outcome.NO_ANSWER
+                if delivery.status == gateway_pb2.DELIVERY_STATUS_NO_ANSWER
+                else Outcome.FAILED
+            )
+            answers[delivery.bureau] = Answer(
+                delivery.bureau,
+                outcome,
+                None,
+                delivery.detail,
+                latency_ms,
+                sealed[delivery.bureau].header.message_hex,
+            )
+    return answers
 
 
 @dataclass(slots=True)
@@ -334,30 +374,6 @@ class BureauClient:
             outcome = failure_outcome(exc.code())
             return {r: Answer(r, outcome, None, failure_detail(exc)) for r in recipients}
         latency = (time.perf_counter() - started) * 1000
-        answers: dict[str, Answer] = {}
-        for delivery in reply.deliveries:
-            if delivery.bureau not in sealed or delivery.bureau in answers:
-                continue
-            if delivery.status == gateway_pb2.DELIVERY_STATUS_DELIVERED:
-                answers[delivery.bureau] = open_answer(
-                    sealed[delivery.bureau],
-                    delivery.response,
-                    self.peers.get(delivery.bureau),
-                    latency,
-                    now_ms=self._now_ms(),
-                )
-            else:
-                outcome = (
-                    Outcome.NO_ANSWER
-                    if delivery.status == gateway_pb2.DELIVERY_STATUS_NO_ANSWER
-                    else Outcome.FAILED
-                )
-                answers[delivery.bureau] = Answer(
-                    delivery.bureau,
-                    outcome,
-                    None,
-                    delivery.detail,
-                    latency,
-                    sealed[delivery.bureau].header.message_hex,
-                )
-        return answers
+        return open_deliveries(
+            sealed, reply.deliveries, self.peers.get, latency, now_ms=self._now_ms
+        )

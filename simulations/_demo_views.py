@@ -38,6 +38,7 @@ from ncbsim.client import (
     failure_detail,
     failure_outcome,
     open_answer,
+    open_deliveries,
     seal_query,
 )
 from ncbsim.directory import Directory
@@ -215,18 +216,7 @@ class Observer:
             outcome = failure_outcome(exc.code())
             return sealed, [Answer(r, outcome, None, failure_detail(exc)) for r in to]
         elapsed = (time.perf_counter() - started) * 1000
-        answers: dict[str, Answer] = {}
-        for delivery in reply.deliveries:
-            if delivery.bureau not in sealed or delivery.bureau in answers:
-                continue
-            if delivery.status == gateway_pb2.DELIVERY_STATUS_DELIVERED:
-                answers[delivery.bureau] = open_answer(
-                    sealed[delivery.bureau], delivery.response, self.peers.get(delivery.bureau)
-                )
-            else:
-                no_answer = delivery.status == gateway_pb2.DELIVERY_STATUS_NO_ANSWER
-                outcome = Outcome.NO_ANSWER if no_answer else Outcome.FAILED
-                answers[delivery.bureau] = Answer(delivery.bureau, outcome, None, delivery.detail)
+        answers = open_deliveries(sealed, reply.deliveries, self.peers.get, elapsed)
         missing = Answer("", Outcome.NO_ANSWER, None, "missing from reply")
         merged = [answers.get(r, missing) for r in to]
         return sealed, [

@@ -17,12 +17,14 @@ import asyncio
 import json
 import mimetypes
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
 from ncbsim import envelope, mail, messages, posts
+from ncbsim.cli._common import add_bureau_options
 from ncbsim.cli.mail_views import (
     delivered_dict,
     item_dict,
@@ -218,20 +220,31 @@ async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
 
 # --------------------------------------------------------------------------- inbox
 
+_Row = TypeVar("_Row")
+
 
 def show_inbox(args: argparse.Namespace) -> int:
     """Run ``ncbsim inbox``: what the bureau received, decrypted, in processing order."""
     kind = INBOX_KINDS[args.kind] if args.kind else None
+    items = _read_inbox(args, lambda inbox: inbox.items(kind))
+    if args.json:
+        return _print_json(args.as_bureau, "items", [item_dict(item) for item in items])
+    print_inbox(args.as_bureau, items)
+    return 0
+
+
+def _read_inbox(args: argparse.Namespace, read: Callable[[Inbox], list[_Row]]) -> list[_Row]:
+    """What ``read`` finds in the inbox of the bureau ``--as`` (NcbsimError if it has none)."""
     inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
     try:
-        items = inbox.items(kind)
+        return read(inbox)
     finally:
         inbox.close()
-    if args.json:
-        data = [item_dict(item) for item in items]
-        print(json.dumps({"as": args.as_bureau, "items": data}, indent=2))
-        return 0
-    print_inbox(args.as_bureau, items)
+
+
+def _print_json(bureau: str, key: str, data: list[dict[str, object]]) -> int:
+    """Print an inbox listing as one JSON object; exit status 0."""
+    print(json.dumps({"as": bureau, key: data}, indent=2))
     return 0
 
 
@@ -252,15 +265,9 @@ def _existing_inbox(workdir: Path, bureau: str) -> Path:
 
 def show_notices(args: argparse.Namespace) -> int:
     """Run ``ncbsim notice list``: the notices the bureau knows, oldest request first."""
-    inbox = Inbox.read(_existing_inbox(args.workdir, args.as_bureau))
-    try:
-        rows = inbox.notices()
-    finally:
-        inbox.close()
+    rows = _read_inbox(args, Inbox.notices)
     if args.json:
-        data = [notice_dict(row) for row in rows]
-        print(json.dumps({"as": args.as_bureau, "notices": data}, indent=2))
-        return 0
+        return _print_json(args.as_bureau, "notices", [notice_dict(row) for row in rows])
     print_notices(args.as_bureau, rows)
     return 0
 
@@ -293,8 +300,7 @@ def _as_bureau(
     parser: argparse.ArgumentParser, role: str, *, send: bool, gateway: bool = True
 ) -> None:
     """--workdir, --as and --json; --ttl to post, --timeout to call the gateway."""
-    parser.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
-    parser.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help=role)
+    add_bureau_options(parser, role)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     if send:
         parser.add_argument(

@@ -8,7 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from ncbsim.cli._common import codes
+from ncbsim.cli._common import add_workdir_option, codes
 from ncbsim.errors import NcbsimError
 
 __all__ = [
@@ -171,7 +171,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     status = sub.add_parser(
         "status", help="every process of a running network, alive and healthy? (exit 1 if not)"
     )
-    status.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    add_workdir_option(status)
     status.add_argument("--json", action="store_true", help="one JSON object (docs/scenarios.md)")
     status.add_argument(
         "--timeout", type=float, default=2.0, help="seconds per health check (default 2)"
@@ -181,7 +181,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     restart = sub.add_parser(
         "restart", help="restart one process with its files, ports and current certificate"
     )
-    restart.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    add_workdir_option(restart)
     which = restart.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--bureau", type=str.upper, help="the bureau (its host process: and the bureaus it serves)"
@@ -196,7 +196,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "parameters of a scenario file's [[events]] (docs/scenarios.md). It stays in force "
         "until `ncbsim heal` (or its --duration-s, for a link fault).",
     )
-    fault.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    add_workdir_option(fault)
     fault.add_argument("--json", action="store_true", help="print the fault as JSON")
     kinds = fault.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind in sorted(sc.FAULTS):
@@ -220,7 +220,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     fault.set_defaults(func=cmd_fault, server=False)
 
     heal = sub.add_parser("heal", help="end live faults by id (see `ncbsim status`)")
-    heal.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
+    add_workdir_option(heal)
     heal.add_argument("ids", nargs="*", metavar="ID", help="fault ids, e.g. cut")
     heal.add_argument("--all", action="store_true", help="every fault in force")
     heal.set_defaults(func=cmd_heal, server=False)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-from pathlib import Path
 
+from ncbsim.cli._common import add_bureau_options
 from ncbsim.workdir import find_gateway
 
 __all__ = ["add_parsers", "cmd_query"]
@@ -57,8 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Query a running network as one bureau. Every value is checked before "
         "anything is sent; a value that cannot be right exits 2 saying what is expected.",
     )
-    query.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
-    query.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="requester")
+    add_bureau_options(query, "requester")
     query.add_argument(
         "--to",
         required=True,

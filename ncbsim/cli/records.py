@@ -19,8 +19,8 @@ import json
 import shlex
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 
+from ncbsim.cli._common import add_bureau_options
 from ncbsim.countries import INTERPOL_MEMBERS, alpha2_of
 from ncbsim.errors import NcbsimError, UnknownCountry
 from ncbsim.node.admin import ControlChange, list_hits, list_records, restrict
@@ -272,8 +272,7 @@ def cmd_hits(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``hits``, ``record list`` and ``record restrict`` on the ``ncbsim`` subparsers."""
     hits = sub.add_parser("hits", help="list hit notifications on a bureau's flagged records")
-    hits.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
-    hits.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
+    add_bureau_options(hits, "owner")
     hits.add_argument("--ref", help="only hits on this reference")
     hits.add_argument("--requester", type=str.upper, help="only hits by this bureau")
     hits.add_argument(
@@ -293,8 +292,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "restricted to some bureaus last (the control column says who may see each). "
         "Reads WORKDIR/bureaus/XX/records.sqlite only; never writes.",
     )
-    rl.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
-    rl.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
+    add_bureau_options(rl, "owner")
     rl.add_argument("--kind", choices=KINDS, help="only this kind (default: all three)")
     rl.add_argument(
         "--limit",
@@ -317,8 +315,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Options not given leave that part of the control unchanged. "
         "Takes effect on the next query of a running node.",
     )
-    rs.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
-    rs.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help="owner")
+    add_bureau_options(rs, "owner")
     rs.add_argument("--ref", required=True, help="the record's reference")
     who = rs.add_mutually_exclusive_group()
     who.add_argument("--allow", metavar="CODES", help="only these bureaus may see it (DE,NL)")

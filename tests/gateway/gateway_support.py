@@ -33,6 +33,7 @@ from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.delivery import Deliverer
 from ncbsim.gateway.limits import BureauLimit, RateLimiter
 from ncbsim.gateway.mailbox import Mailbox
+from ncbsim.gateway.parts import GatewayParts
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService, add_to_server
 from ncbsim.identity import Identity
@@ -257,7 +258,9 @@ async def mailbox_gateway(
             backoff_max_s=0.2,
             retention_ms=settings.mailbox_retention_ms,
         )
-    service = GatewayService(settings, router, audit, mailbox=mailbox, deliverer=deliverer)
+    service = GatewayService(
+        GatewayParts(settings, router, audit, mailbox=mailbox, deliverer=deliverer)
+    )
     served = await start_server(
         directory.tls("gateway"), "127.0.0.1:0", [], register=lambda s: add_to_server(service, s)
     )
@@ -315,7 +318,7 @@ async def relay_gateway(
     config = GatewayConfig(pki=directory, files=GatewayFiles.beside(audit_path), **fields)  # type: ignore[arg-type]
     audit = AuditLog(config.files.audit, batch_wait_s=0.0)
     router = Router(directory.tls("gateway"))
-    service = GatewayService(config, router, audit, limiter=limiter)
+    service = GatewayService(GatewayParts(config, router, audit, limiter=limiter))
     served = await start_server(
         directory.tls("gateway"), "127.0.0.1:0", [], register=lambda s: add_to_server(service, s)
     )

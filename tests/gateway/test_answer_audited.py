@@ -18,6 +18,7 @@ from ncbsim import envelope, pki
 from ncbsim.client import seal_query
 from ncbsim.gateway.audit import AuditLog, read_all
 from ncbsim.gateway.config import GatewayConfig
+from ncbsim.gateway.parts import GatewayParts
 from ncbsim.gateway.server import GatewayService
 from ncbsim.identity import Identity
 from ncbsim.v2 import bureau_pb2, gateway_pb2, query_pb2
@@ -91,7 +92,9 @@ def gateway(pki_dir: pki.PkiDir, tmp_path: Path) -> Iterator[_Gateway]:
     audit = AuditLog(config.files.audit, batch_wait_s=3600.0)  # only commits write
     router: Any = _Router()
     try:
-        yield _Gateway(GatewayService(config, router, audit), config.files.audit, pki_dir)
+        yield _Gateway(
+            GatewayService(GatewayParts(config, router, audit)), config.files.audit, pki_dir
+        )
     finally:
         audit.close()
 

@@ -24,6 +24,7 @@ from ncbsim.errors import ConfigError, DirectoryError
 from ncbsim.gateway.audit import AuditLog, read_all
 from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.directory_files import DirectoryFiles
+from ncbsim.gateway.parts import GatewayParts
 from ncbsim.gateway.relay import reply_timeout
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService, add_to_server
@@ -41,7 +42,7 @@ async def _gateway(directory: pki.PkiDir, config: GatewayConfig) -> AsyncIterato
     """An in-process gateway on a real mTLS loopback socket; yields its address."""
     audit = AuditLog(config.files.audit)
     router = Router(directory.tls("gateway"))
-    service = GatewayService(config, router, audit)
+    service = GatewayService(GatewayParts(config, router, audit))
     served = await start_server(
         directory.tls("gateway"),
         "127.0.0.1:0",

@@ -84,6 +84,7 @@ from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.gateway import server as gateway_server
 from ncbsim.gateway.audit import AuditLog
 from ncbsim.gateway.config import GatewayConfig
+from ncbsim.gateway.parts import GatewayParts
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.server import GatewayService
 from ncbsim.pki import PkiDir
@@ -113,7 +114,7 @@ class EvilGateway(Forger, GatewayService):
         events: Path | None,
         capture: Path | None,
     ) -> None:
-        super().__init__(config, router, audit)
+        super().__init__(GatewayParts(config, router, audit))
         self._pki_dir = config.pki
         self._evil_router = router
         self._mode_file = mode_file
@@ -184,7 +185,7 @@ class EvilGateway(Forger, GatewayService):
             served = {
                 directory_pb2.DirectoryEntry.FromString(e.entry).bureau for e in reply.entries
             }
-            pkidir = self._config.pki
+            pkidir = self._pki_dir
             for code in list(asked.bureaus) if asked is not None and asked.bureaus else []:
                 path = pkidir.directory / f"{code}.entry"
                 if code not in served and path.exists():
