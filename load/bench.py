@@ -6,13 +6,13 @@ benchmark. In one run it measures two sides, each through two hops over mTLS:
 - **ncbsim**: bureau FR's :class:`~ncbsim.client.BureauClient` (in this process) sends
   document checks through a real gateway to a real node for DE (separate processes):
   sealing, signatures, the SQLite lookup and the gateway's audit are all on the path.
-- **floor**: a grpc.aio client in this process calls the relay of :mod:`load.floor`,
+- **floor**: a grpc.aio client in this process calls the relay of :mod:`ncbsim.load.floor`,
   which forwards to the floor server, with envelopes of the same size and no work.
 
 Each round runs a sequential batch and a concurrent batch on each side, the sides in
 alternating order, after a warm-up of both. It also times the per-query crypto in
 process, to say how close to the floor the crypto alone lets ncbsim come. The figures
-and tables are made by :mod:`load.bench_report`; see docs/bench.md for how to read them.
+and tables are made by :mod:`ncbsim.load.bench_report`; see docs/bench.md for how to read them.
 
 This module is imported while the CLI builds its parser: heavy imports stay inside
 functions.

@@ -1,7 +1,7 @@
-"""What ``ncbsim bench`` (load.bench) times: calls on each side, and the crypto alone.
+"""What ``ncbsim bench`` (ncbsim.load.bench) times: calls on each side, and the crypto alone.
 
 A side is what one batch of calls goes through: **ncbsim** (the real client, gateway
-and node) or the **floor** (a plain gRPC relay and server, load.floor). A batch times
+and node) or the **floor** (a plain gRPC relay and server, ncbsim.load.floor). A batch times
 each call and reads the CPU each process of the side spent from ``/proc``. The
 per-query crypto is timed in process, at the size of a real request.
 """

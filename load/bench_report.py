@@ -2,7 +2,7 @@
 
 Pure statistics and reporting: percentiles, the crypto bounds, the per-side figures, the
 ratios against the goals, and the rich tables. Nothing here measures or starts anything;
-:mod:`load.bench` does that. See docs/bench.md for how to read the figures.
+:mod:`ncbsim.load.bench` does that. See docs/bench.md for how to read the figures.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each user loads one requester bureau's certificate and E2E keys from the plan's
 PKI, fetches the targets' directory entries through the gateway and verifies
 them against the pinned root, as a bureau does. That fetch is the user's
 warm-up (it also opens the user's TLS connection): it is reported as
-``directory`` with request type :data:`load.slo.WARM_UP`, which the SLO gate
+``directory`` with request type :data:`ncbsim.load.slo.WARM_UP`, which the SLO gate
 does not judge. Every request is sealed afresh
 (new message id, new response key), so a recipient never sees a replay. Every
 response is verified and opened; one that does not verify, or that gives the

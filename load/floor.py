@@ -2,8 +2,9 @@
 
 Two programs, each run as its own process, the way the gateway and a node are::
 
-    python -m load.floor server --dir PKI --header-bytes H --sealed-bytes S --signature-bytes G
-    python -m load.floor relay --dir PKI --server HOST:PORT
+    python -m ncbsim.load.floor server --dir PKI --header-bytes H --sealed-bytes S \
+        --signature-bytes G
+    python -m ncbsim.load.floor relay --dir PKI --server HOST:PORT
 
 The **relay** serves ``ncbsim.v2.GatewayService/Query`` with the gateway's certificate and
 forwards each envelope, untouched, over one persistent mTLS channel to the server's

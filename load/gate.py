@@ -6,7 +6,7 @@ prints the verdict table, writes ``--verdict`` JSON, and sets
 ``environment.process_exit_code``: 0 when every objective is met, 1 on any breach.
 Workers only send their figures to the master; they do not judge.
 
-Requests of type :data:`load.slo.WARM_UP` (a user's directory fetch) are left out
+Requests of type :data:`ncbsim.load.slo.WARM_UP` (a user's directory fetch) are left out
 of every judged figure, ``overall`` included: :func:`figures` rebuilds the overall
 figures from the other entries rather than reading locust's total, which counts
 them. The verdict lists them apart, as warm-up.

@@ -1,6 +1,6 @@
 """The verdict of a load run in the reports CI systems and people read: HTML and JUnit.
 
-The SLO gate writes ``verdict.json`` inside locust (:mod:`load.gate`). Once locust
+The SLO gate writes ``verdict.json`` inside locust (:mod:`ncbsim.load.gate`). Once locust
 has exited, ``ncbsim load`` carries that verdict into two more places:
 
 - **locust's HTML report.** Locust has no public hook to add content to its report
@@ -9,7 +9,7 @@ has exited, ``ncbsim load`` carries that verdict into two more places:
   scenario, SLO file) and the verdict table (each SLO line with its metric, bound,
   measured figure and PASS/FAIL, and the overall verdict), then the warm-up calls,
   marked as not judged. The target is also locust's own "Target Host", set through
-  ``environment.host`` (:func:`load.bureau_user.name_target`).
+  ``environment.host`` (:func:`ncbsim.load.bureau_user.name_target`).
 - **JUnit XML** (``--junit PATH``): one test case per SLO line, named by the line
   (``overall.p99_ms <= 120``), failed with measured against bound when breached,
   and one case for exceptions in user code. A run that left no verdict gives one

@@ -5,14 +5,14 @@ One command does the whole load test:
 1. Bring up the scenario's network in a work directory, or use the running one at
    ``--target`` (a work directory of ``ncbsim up``).
 2. Issue keys for one requester bureau per user and draw the query corpus from
-   the nodes' records (:mod:`load.plan`), then wait until the gateway serves the
+   the nodes' records (:mod:`ncbsim.load.plan`), then wait until the gateway serves the
    requesters' directory entries.
 3. Run locust headless on ``load/locustfile.py``: one process, or with
    ``--workers N`` locust's distributed mode, a master and N workers on this machine.
    Locust writes its CSV and HTML reports into ``--out``; its quitting hook prints
-   the SLO verdict and sets the exit code (:mod:`load.gate`).
+   the SLO verdict and sets the exit code (:mod:`ncbsim.load.gate`).
 4. Put the verdict into locust's HTML report and, with ``--junit``, a JUnit file
-   (:mod:`load.report`). Before step 1 the previous run's verdict and reports are
+   (:mod:`ncbsim.load.report`). Before step 1 the previous run's verdict and reports are
    removed from ``--out`` and the JUnit file says "no verdict", so a run that fails
    before judging never shows an earlier run's figures.
 5. Stop the network if this command started it.

@@ -5,13 +5,13 @@ each also inherits, so ``except ValueError`` still catches it)::
 
     NcbsimError
     ├── EnvelopeError         an envelope failed to open (one opaque reason)          ValueError
-    │   └── MessageIdReused   a message id reused for another envelope (gateway.mailbox)
+    │   └── MessageIdReused   a message id reused for another envelope (ncbsim.gateway.mailbox)
     ├── DirectoryError        a directory entry is missing or not signed by the root
     ├── PkiError              PKI material is missing, malformed or inconsistent
     ├── ConfigError           invalid configuration or arguments                      ValueError
-    │   ├── ScenarioError     a scenario is invalid (simulations.scenario)
-    │   ├── CheckError        a check expression is not valid (simulations.checks)
-    │   └── PathError         a check names a path no report holds (simulations.paths)
+    │   ├── ScenarioError     a scenario is invalid (ncbsim.simulations.scenario)
+    │   ├── CheckError        a check expression is not valid (ncbsim.simulations.checks)
+    │   └── PathError         a check names a path no report holds (ncbsim.simulations.paths)
     ├── IdentityError         the mTLS peer is not who the request claims to be
     │   └── RevokedError      the mTLS peer's certificate is on the revocation list
     ├── RoutingError          the recipient bureau is unknown or not registered

@@ -1,6 +1,6 @@
 """A network's work directory: the one drawing of its layout, and the client commands' way in.
 
-``ncbsim up`` (simulations.network) fills one folder, which is also the PKI folder::
+``ncbsim up`` (ncbsim.simulations.network) fills one folder, which is also the PKI folder::
 
     WORKDIR/network.json               every process: role, bureau, pid, address, log
     WORKDIR/records.json               the seed and counts the bureaus' records were made with
@@ -14,16 +14,16 @@
     WORKDIR/bureaus/FR/records.sqlite  FR's records
     WORKDIR/bureaus/FR/audit.sqlite    FR's node's hash-chained audit trail
     WORKDIR/bureaus/FR/replay.sqlite   FR's node's replay cache: the message ids it has seen
-    WORKDIR/bureaus/FR/hits.sqlite     FR's node's hit notifications (node.hits)
+    WORKDIR/bureaus/FR/hits.sqlite     FR's node's hit notifications (ncbsim.node.hits)
     WORKDIR/bureaus/FR/inbox.sqlite    what FR received one-way (decrypted), and its notices
     WORKDIR/bureaus/FR/node.log        the JSON log of FR's host, when FR has a host of its own
     WORKDIR/hosts/host-3.log           the JSON log of host 3, a host of several bureaus
-    WORKDIR/run/host-3.spec.json       host 3's spec (node.host)
+    WORKDIR/run/host-3.spec.json       host 3's spec (ncbsim.node.host)
     WORKDIR/run/host-3.ready.json      host 3's ready file
     WORKDIR/run/host-3.sock            host 3's control socket
     WORKDIR/run/gateway.json           the gateway's ready file
     WORKDIR/run/faultd.json            the ready file of the fault daemon of ``up --faults``
-    WORKDIR/run/faultd.log             the fault daemon's log (simulations.faultd)
+    WORKDIR/run/faultd.log             the fault daemon's log (ncbsim.simulations.faultd)
     WORKDIR/run/faultd.sock            the fault daemon's control socket
     WORKDIR/run/faults.json            the process faults applied live (simulations.live_faults)
     WORKDIR/run/operate.lock           held while a command changes the network
@@ -31,7 +31,7 @@
 Beside each hash-chained log sits its head (``audit.sqlite.head``), and beside each
 database SQLite's ``-wal`` and ``-shm``. A socket whose path would be too long for a Unix
 socket goes to a private folder in the temporary directory instead
-(simulations.network.socket_path).
+(ncbsim.simulations.network.socket_path).
 
 :class:`Workdir` names every one of these files; nothing else spells them. A node takes
 its bureau's files as one :class:`BureauFiles` value, the gateway its own as one
@@ -83,7 +83,7 @@ _MAILBOX = "mailbox.sqlite"
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BureauFiles:
-    """The files a bureau's node opens (node.config.NodeConfig)."""
+    """The files a bureau's node opens (ncbsim.node.config.NodeConfig)."""
 
     records: Path
     audit: Path
@@ -99,7 +99,7 @@ class BureauFiles:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GatewayFiles:
-    """The files the gateway opens (gateway.config.GatewayConfig)."""
+    """The files the gateway opens (ncbsim.gateway.config.GatewayConfig)."""
 
     audit: Path
     mailbox: Path
@@ -234,7 +234,7 @@ class Workdir:
         return self.run / f"host-{index}.ready.json"
 
     def host_socket(self, index: int) -> Path:
-        """Host ``index``'s control socket (simulations.network.socket_path may move it)."""
+        """Host ``index``'s control socket (ncbsim.simulations.network.socket_path may move it)."""
         return self.run / f"host-{index}.sock"
 
     @property
@@ -252,17 +252,19 @@ class Workdir:
 
     @property
     def faultd_socket(self) -> Path:
-        """The fault daemon's control socket (simulations.network.socket_path may move it)."""
+        """The fault daemon's control socket (``socket_path`` of ncbsim.simulations.network
+        may move it)."""
         return self.run / "faultd.sock"
 
     @property
     def live_faults(self) -> Path:
-        """The process faults applied live (simulations.live_faults): they end with the network."""
+        """The process faults applied live (ncbsim.simulations.live_faults): they end with
+        the network."""
         return self.run / "faults.json"
 
     @property
     def operate_lock(self) -> Path:
-        """Held while a command changes the network (simulations.operate.locked)."""
+        """Held while a command changes the network (ncbsim.simulations.operate.locked)."""
         return self.run / "operate.lock"
 
 

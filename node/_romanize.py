@@ -1,6 +1,6 @@
 """Latin-script names for every locale: romanisation and per-locale name pools.
 
-Private helpers of :mod:`node.datagen`, which re-exports :func:`romanize`. Cyrillic, Greek,
+Private helpers of :mod:`ncbsim.node.datagen`, which re-exports :func:`romanize`. Cyrillic, Greek,
 Georgian, Armenian and Hangul names are romanised (ICAO 9303 for Russian Cyrillic, the
 national systems elsewhere; Chinese and Japanese come from Faker's romanised names), so
 every name can be written in an MRZ. :class:`Names` draws a pool of names per locale from

@@ -1,6 +1,6 @@
 """Static tables for synthetic records, and the helpers that read them.
 
-Private data of :mod:`node.datagen`: weights of document statuses, types and vehicle
+Private data of :mod:`ncbsim.node.datagen`: weights of document statuses, types and vehicle
 colours; document-number and number-plate formats per bureau; offences and circumstances
 for person notices; vehicle makes with their world manufacturer identifiers and models.
 """

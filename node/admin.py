@@ -9,7 +9,7 @@ is a separate writer on the WAL database the node reads, and the node reads cont
 every query, so the change applies to the next query of a running node, with no restart.
 
 :func:`list_hits` reads the bureau's hit notifications (``WORKDIR/bureaus/XX/hits.sqlite``,
-see :mod:`node.hits`).
+see :mod:`ncbsim.node.hits`).
 
 The commands ``ncbsim record list``, ``record restrict`` and ``hits`` call them from the
 command line's floor, which also prints what they return.

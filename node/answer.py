@@ -5,13 +5,13 @@ Prüm does; step 2 (fetch) returns the full record for a reference.
 
 Data-owner control (see docs/protocol.md, "Data-owner control"): each record may carry
 an allow-list or a deny-list of bureaus, a handling code (H0 to H3) and a notify flag
-(:class:`node.records.Control`, read from the store at every query). A record the
+(:class:`ncbsim.node.records.Control`, read from the store at every query). A record the
 requester may not see does not exist for it: step 1 leaves it out of the matches
 before the candidate limit is applied (the answer is exactly the one the store would
 give without the record), and step 2 answers NotFound, the same bytes as for a
 reference never issued, after the same lookups. Released matches and records carry
 their handling code. Every hit by another bureau on a notify-flagged record, withheld
-or not, is passed to ``on_hit`` as a :class:`node.hits.HitEvent`.
+or not, is passed to ``on_hit`` as a :class:`ncbsim.node.hits.HitEvent`.
 """
 
 from __future__ import annotations

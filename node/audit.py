@@ -1,7 +1,7 @@
 """A bureau's audit trail: one row per envelope it handled, metadata only, never content.
 
 The rows go to an append-only, hash-chained SQLite table (ncbsim.auditlog), written by
-both the query path (node.server) and the delivery path (node.postbox). Both await the
+both the query path (ncbsim.node.server) and the delivery path (ncbsim.node.postbox). Both await the
 commit of an envelope's row before they reply, so an answer, a refusal or a receipt never
 leaves before its row is in the file.
 """
@@ -37,7 +37,7 @@ class NodeAuditRecord(NamedTuple):
     """One envelope the node handled: ids, sender, kind, sizes, outcome. Never content.
 
     ``outcome`` is ``answered`` or ``refused``, and for Deliver ``processed``,
-    ``duplicate`` or ``rejected`` (node.postbox); ``reason`` says why in a coarse code:
+    ``duplicate`` or ``rejected`` (ncbsim.node.postbox); ``reason`` says why in a coarse code:
     ``not_gateway``, ``undecodable``, ``unverified``, ``revoked`` (signed with a key the
     root revoked), ``no_directory`` (the sender's entry could not be fetched), ``replay``
     (verified, but this sender's message id was accepted before), ``bad_response_key``

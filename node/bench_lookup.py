@@ -1,6 +1,6 @@
-"""Time SLTD document lookups through :class:`node.store.RecordStore` on a large database.
+"""Time SLTD document lookups through :class:`ncbsim.node.store.RecordStore` on a large database.
 
-Run ``python -m node.bench_lookup [--records 1000000] [--lookups 20000] [--db PATH]
+Run ``python -m ncbsim.node.bench_lookup [--records 1000000] [--lookups 20000] [--db PATH]
 [--threads N] [--json]``. It generates the database on first use (documents only, bureau FR,
 seed 1) or reuses the one at ``--db``, then times ``find_document`` for numbers the bureau
 holds and numbers it does not (half each, shuffled), after a short warm-up. It prints the

@@ -32,7 +32,7 @@ class NodeConfig:
     """How far ahead of this node's clock a sender's ``issued_at_ms`` may be."""
     key_check_interval_s: float = 1.0
     """How often the node looks for a rotation of its own keys and a new revocation list
-    in the PKI folder (node.keys): the bound on how long a revocation takes to reach it."""
+    in the PKI folder (ncbsim.node.keys): the bound on how long a revocation takes to reach it."""
     advertise: str | None = None
     """The address the node registers with the gateway; None means the bound one. The
     simulator puts a fault proxy there."""

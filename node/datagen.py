@@ -1,6 +1,6 @@
 """Synthetic records for one bureau: stolen and lost travel documents, persons, stolen vehicles.
 
-:func:`generate` writes a new SQLite database with the schema of :mod:`node.records`. Its
+:func:`generate` writes a new SQLite database with the schema of :mod:`ncbsim.node.records`. Its
 contents depend only on ``(bureau, seed)`` and the requested counts, never on the clock
 or on the number of worker processes: dates are drawn relative to :data:`AS_OF`, and
 records are made in chunks of :data:`CHUNK`, each drawing from its own ``random.Random``
@@ -13,15 +13,15 @@ names per locale once; records then combine pool entries with ``random.Random``,
 what makes a million documents take seconds rather than hours. Cyrillic, Greek, Georgian,
 Armenian and Hangul names are romanised (ICAO 9303 for Russian Cyrillic, the national
 systems elsewhere; Chinese and Japanese come from Faker's romanised names), so every name
-can be written in an MRZ. Romanisation and the name pools live in :mod:`node._romanize`,
+can be written in an MRZ. Romanisation and the name pools live in :mod:`ncbsim.node._romanize`,
 the static tables (document-number and plate formats, makes and WMIs, offences) in
-:mod:`node._tables`.
+:mod:`ncbsim.node._tables`.
 
 Every record gets an opaque reference: 20 base32 characters (100 bits) from the seeded
 generator, which say nothing about the record's kind or position.
 
 A minority of records carry data-owner controls (the ``controls`` table of
-:mod:`node.records`): about 1.5 % a deny-list and 1.5 % an allow-list of bureaus, drawn
+:mod:`ncbsim.node.records`): about 1.5 % a deny-list and 1.5 % an allow-list of bureaus, drawn
 from frequent partners so that simulated networks meet them, and about 7 % more a
 handling code or a notify flag only. They come from a generator of their own per chunk
 (``"{bureau}:{seed}:{kind}:{chunk}:controls"``), so the records themselves are the same
@@ -121,7 +121,7 @@ def _birth(rng: random.Random, on: date, youngest: float, oldest: float, mode: f
 def _sex(rng: random.Random) -> str:
     """``F``, ``M``, or rarely ``X`` (unspecified), as records and visual zones write it.
 
-    An MRZ has no ``X``: :func:`node.mrz.build_td3` writes it ``<`` there.
+    An MRZ has no ``X``: :func:`ncbsim.node.mrz.build_td3` writes it ``<`` there.
     """
     draw = rng.random()
     return "X" if draw < 0.002 else ("F" if draw < 0.501 else "M")

@@ -2,7 +2,7 @@
 
 A bureau can flag a record ``notify`` (``ncbsim record restrict --notify``). Whenever a
 query from another bureau hits such a record, at step 1 (a match) or at step 2 (a
-fetch), :func:`node.answer.answer` calls its ``on_hit`` callback with a
+fetch), :func:`ncbsim.node.answer.answer` calls its ``on_hit`` callback with a
 :class:`HitEvent`; the node passes :meth:`HitLog.record`, which appends the event to
 its own hash-chained SQLite file (``WORKDIR/bureaus/XX/hits.sqlite``, WAL; the same
 chain as the audit logs, see :mod:`ncbsim.auditlog`, so ``ncbsim audit verify`` checks

@@ -1,6 +1,6 @@
 """A host process: many bureau nodes in one asyncio loop (``ncbsim host``).
 
-Each hosted bureau is a full node (node.server.run_node) with its own port, keys,
+Each hosted bureau is a full node (ncbsim.node.server.run_node) with its own port, keys,
 databases and clock; they only share the process and its event loop. That is what lets
 all 196 members run on two cores: a node is idle almost all the time, and a process per
 bureau would cost its interpreter and gRPC runtime 196 times over.

@@ -14,7 +14,7 @@ One SQLite file per bureau, ``WORKDIR/bureaus/XX/inbox.sqlite`` (WAL,
 - ``notices``: the notices this bureau knows (at GS: the registry of every notice it
   decided), one row per notice id, with its latest status.
 - ``outbox``: at GS, the sealed Notice envelopes decided but not yet accepted by the
-  gateway (node.notices). A row is written in the transaction that records the decision
+  gateway (ncbsim.node.notices). A row is written in the transaction that records the decision
   and deleted once the gateway accepted the envelope.
 
 The node is the only writer, and uses the inbox from its event loop only. The CLI and

@@ -24,7 +24,7 @@ bureaus; a refusal to the requester only.
 
 **Durable, idempotent outbound.** GS seals every copy once and stores the sealed
 envelopes in its inbox's ``outbox`` table, in the transaction that records the decision
-(and the request's processing). node.outbox.OutboxPoster posts pending envelopes with
+(and the request's processing). ncbsim.node.outbox.OutboxPoster posts pending envelopes with
 Gateway.Post, the same bytes on every retry, so the gateway's dedup by
 ``(sender, message_id)`` makes a retry harmless; a row leaves the outbox once the
 gateway answered ACCEPTED or DUPLICATE, or, logged, when it expired or the gateway

@@ -1,4 +1,4 @@
-"""GS's outbox poster: posts the sealed Notice copies GS stored (node.notices) to the
+"""GS's outbox poster: posts the sealed Notice copies GS stored (ncbsim.node.notices) to the
 gateway, the same bytes on every retry, until the gateway accepted each one.
 
 A Post carries at most :data:`~ncbsim.protocol.MAX_ENVELOPES_PER_CALL` envelopes and

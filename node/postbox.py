@@ -3,7 +3,7 @@ each exactly once, and answer each with a signed receipt.
 
 The gateway delivers at least once: after a crash on either side, or a lost reply, the
 same envelope comes again. The node makes processing effectively exactly once. Each
-envelope is looked up by ``(sender, message_id)`` in the inbox (node.inbox) and, if new,
+envelope is looked up by ``(sender, message_id)`` in the inbox (ncbsim.node.inbox) and, if new,
 processed and recorded (messages row, processed row, receipt) in one transaction; a
 repeat is answered DUPLICATE with the receipt signed the first time, and processed no
 more.
@@ -19,7 +19,7 @@ batch), and only then are the results returned. Nothing else runs on the loop du
 that second phase, so two overlapping calls cannot both process one envelope.
 
 Per kind: a diffusion or a case message is stored; a notice (from GS only) is applied
-to the bureau's notices and records (node.notices); a notice request (only GS takes
+to the bureau's notices and records (ncbsim.node.notices); a notice request (only GS takes
 them) is reviewed at once and GS's decision, with its sealed copies, commits in the same
 transaction. Results: PROCESSED with a receipt, DUPLICATE with the first receipt, or
 REJECTED with a coarse reason that the node also audits: ``undecodable``,

@@ -1,8 +1,8 @@
 """What a bureau's record database holds: its schema, the records read from it, and the
 owner's control of each record.
 
-:data:`TABLES_DDL` and :data:`INDEXES_DDL` are the schema; ``node.datagen`` creates
-databases from it and ``node.store`` reads them. Only a record's ``ref`` ever identifies it
+:data:`TABLES_DDL` and :data:`INDEXES_DDL` are the schema; ``ncbsim.node.datagen`` creates
+databases from it and ``ncbsim.node.store`` reads them. Only a record's ``ref`` ever identifies it
 outside the database; ``id`` is internal (sampling).
 
 Data-owner control lives in the ``controls`` table (:data:`CONTROLS_DDL`), one row per

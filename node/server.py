@@ -61,7 +61,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
     still goes out, since it carries nothing.
 
     Each request that verified and opened is checked against the durable replay cache
-    (node.replay, a short read on the loop) before it is answered, so an envelope is
+    (ncbsim.node.replay, a short read on the loop) before it is answered, so an envelope is
     answered at most once, across restarts too. It is checked only after the signature,
     so a forged envelope cannot spend a sender's message id.
 
@@ -133,7 +133,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
     async def Deliver(  # noqa: N802 - gRPC method name
         self, raw: bytes, context: grpc.aio.ServicerContext
     ) -> bureau_pb2.DeliverResponse:
-        """Process one-way envelopes the gateway stored for this bureau (node.postbox)."""
+        """Process one-way envelopes the gateway stored for this bureau (ncbsim.node.postbox)."""
         if self._postbox is None:
             await abort(context, grpc.StatusCode.UNIMPLEMENTED, "this node takes no deliveries")
         return await self._postbox.deliver(raw, context)
@@ -328,7 +328,7 @@ async def run_node(
     ``clock`` is the node's clock (default: one offset by ``config.clock_offset_ms``);
     whoever holds it may change its offset while the node runs. Every log line of the
     node names its bureau: it is bound in this task's context, so several nodes can run
-    in one event loop (node.host). ``directory`` may be shared by the nodes of one host
+    in one event loop (ncbsim.node.host). ``directory`` may be shared by the nodes of one host
     (all pinned to the same root): each entry is then verified once for all of them,
     not once per node. Raises if the node cannot start (keys, databases, port); whatever
     was opened by then is closed again.

@@ -2,8 +2,8 @@
 
 The store answers the two steps of a query: step 1 (``find_document``, ``find_person``,
 ``find_vehicle``) returns opaque references with a score, step 2 (``fetch``) returns the
-full record behind a reference. The schema and record types are in :mod:`node.records`,
-the comparison of numbers, plates and names in :mod:`node.matching`.
+full record behind a reference. The schema and record types are in :mod:`ncbsim.node.records`,
+the comparison of numbers, plates and names in :mod:`ncbsim.node.matching`.
 
 Every lookup is backed by an index that covers the query, and each thread reads through
 its own read-only connection (``mode=ro`` and ``PRAGMA query_only``), so a
@@ -12,12 +12,12 @@ readers never block each other or a writer. The exact date of birth selects the
 candidates of a person lookup through an index.
 
 :meth:`RecordStore.control` reads the owner's control of a record at query time, so a
-change written by another process (``ncbsim record restrict``, :mod:`node.admin`) applies
+change written by another process (``ncbsim record restrict``, :mod:`ncbsim.node.admin`) applies
 to the next query of a running node. A database made before the ``controls`` table existed
 reads as "no controls"; the writer creates the table when it first needs it.
 
 The only writes are :func:`put_person` and :func:`delete_person`, for the subject of a
-published or withdrawn notice (node.notices).
+published or withdrawn notice (ncbsim.node.notices).
 """
 
 from __future__ import annotations
@@ -387,7 +387,7 @@ def _writer(path: Path) -> sqlite3.Connection:
 def put_person(path: Path, person: Person) -> bool:
     """Add ``person`` to the record database at ``path``, unless its ``ref`` is there.
 
-    Used for the subject of a published notice (node.notices): idempotent, so applying
+    Used for the subject of a published notice (ncbsim.node.notices): idempotent, so applying
     the same notice again leaves one record. True if a record was added. Name keys are
     computed with :func:`name_key`, as the generator does, so a person query finds it.
     """

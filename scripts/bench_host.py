@@ -4,7 +4,7 @@ Usage: python scripts/bench_host.py [--sizes 2,20,98] [--workdir DIR]
 
 For each size, brings up a network of that many bureaus (200 documents, 50 persons and
 50 vehicles each) whose bureaus all live in ONE host process, with
-simulations.network.Network, and reports: the seconds from spawning the gateway to every
+ncbsim.simulations.network.Network, and reports: the seconds from spawning the gateway to every
 bureau registered and serving, the host's resident memory once ready (VmRSS) and its peak
 (VmHWM), whether a query from the first hosted bureau to the last is answered, and the
 seconds to stop. Records are generated once, in the first size's turn, and reused.

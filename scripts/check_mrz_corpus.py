@@ -3,10 +3,10 @@
 Usage: python scripts/check_mrz_corpus.py [--bureaus DE,FR,...] [--documents N]
                                           [--vehicles N] [--per-bureau K] [--seed S]
 
-1. Generates the records of several bureaus with :func:`node.datagen.generate` (seed S) in
+1. Generates the records of several bureaus with :func:`ncbsim.node.datagen.generate` (seed S) in
    a temporary directory.
 2. Every passport MRZ goes through the ``mrz`` package's ``TD3CodeChecker`` (warnings do
-   not count) and through :func:`node.mrz.validate_td3`; both must accept it.
+   not count) and through :func:`ncbsim.node.mrz.validate_td3`; both must accept it.
 3. Corruption corpus: K passports per bureau drawn with the seed, the first passport with
    an unspecified sex, and the ICAO specimen. Every single-character substitution at every
    one of their 88 positions (36 per position) is judged by both checkers. Where they
@@ -14,7 +14,7 @@ Usage: python scripts/check_mrz_corpus.py [--bureaus DE,FR,...] [--documents N]
    difference between the ``mrz`` package and Doc 9303; anything else is unclassified.
 4. Every VIN goes through ``vininfo``: it must parse (ISO 3779 structure), and where
    vininfo checks a check digit (a North American WMI) the check digit must pass. Since
-   :func:`node.vin.make_vin` writes the North American check digit everywhere, the count
+   :func:`ncbsim.node.vin.make_vin` writes the North American check digit everywhere, the count
    of other VINs that pass it is printed too.
 
 Prints the counts and exits 1 if a generated passport or VIN fails, if our validator
@@ -86,7 +86,7 @@ class Judged:
     position: int
     """0-87: line 1 is 0-43, line 2 is 44-87."""
     ours: tuple[str, ...]
-    """What node.mrz.td3_problems found wrong (empty: accepted)."""
+    """What ncbsim.node.mrz.td3_problems found wrong (empty: accepted)."""
     theirs: tuple[str, ...]
     """The checks the mrz package failed (empty: accepted)."""
 
@@ -327,7 +327,7 @@ def report(mrz_counts: MrzCounts, vin_counts: VinCounts) -> str:
     lines = [
         f"generated passports: {m.passports}",
         f"  rejected by the mrz package: {len(m.rejected_by_mrz)}",
-        f"  rejected by node.mrz.validate_td3: {len(m.rejected_by_us)}",
+        f"  rejected by ncbsim.node.mrz.validate_td3: {len(m.rejected_by_us)}",
         f"  mrz package warnings (not failures): {dict(sorted(m.warnings.items()))}",
         f"corruptions: {m.corruptions} ({m.sampled} MRZs x 88 positions x 36 characters)",
         f"  agreements: {m.agreements} (both reject {m.both_reject}, both accept {m.both_accept})",

@@ -1,7 +1,7 @@
-"""The five narrated steps of ``ncbsim demo`` (simulations.demo), and their checks.
+"""The five narrated steps of ``ncbsim demo`` (ncbsim.simulations.demo), and their checks.
 
 Each step is sent by the scenario's first bureau through the gateway's real RPCs and
-shows what each party saw (simulations._demo_views), then checks that things went as
+shows what each party saw (ncbsim.simulations._demo_views), then checks that things went as
 narrated.
 """
 

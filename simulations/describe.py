@@ -72,6 +72,6 @@ def validate(name_or_path: str) -> list[str]:
     """Load and check a scenario (file or built-in name) without starting anything.
 
     Returns the description of what it would run, ending with ``valid``; raises
-    :class:`~simulations.scenario.ScenarioError` (file, key, what was wrong) otherwise.
+    :class:`~ncbsim.simulations.scenario.ScenarioError` (file, key, what was wrong) otherwise.
     """
     return [*describe(scenarios.load(name_or_path)), "valid"]

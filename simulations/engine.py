@@ -3,9 +3,9 @@
 It prepares the network (PKI and records), puts the fault proxies in front of the bureaus
 whose links the timeline touches, starts the gateway and the bureau host processes, sends
 the seeded schedule of queries open-loop at its planned times, applies the timeline's
-faults and heals them (simulations.faults.schedule), and records every answer with its
+faults and heals them (ncbsim.simulations.faults.schedule), and records every answer with its
 timing. Checking and reporting
-are the caller's (simulations.simulate).
+are the caller's (ncbsim.simulations.simulate).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The fault daemon of ``ncbsim up --faults``: every bureau's link through fault proxies.
 
-The simulation engine runs its fault proxies (simulations.proxy) in its own loop. A
+The simulation engine runs its fault proxies (ncbsim.simulations.proxy) in its own loop. A
 network brought up with ``ncbsim up --detach`` has no engine process, so ``up --faults``
 starts this small long-lived process (``ncbsim faultd``) first: it puts two proxies on
 each bureau's link to the gateway (the bureau's connections to the gateway, and the
 gateway's to the bureau's node), and ``ncbsim fault`` / ``ncbsim heal`` drive them
 through its control socket. It is recorded in ``network.json`` (``faultd``, ``links``)
 and stopped by ``ncbsim down``. Link faults do here exactly what they do in a scenario
-(simulations.faults.link is shared with the engine).
+(ncbsim.simulations.faults.link is shared with the engine).
 
 The ready file is ``{"pid": N, "links": {"DE": {"to_gateway": "127.0.0.1:p",
 "to_bureau": "127.0.0.1:q"}, ...}}``. The control socket (a Unix socket, 0600) takes
@@ -16,7 +16,7 @@ JSON lines, one request and one reply a line:
 - ``{"op": "upstreams", "addresses": {"gateway": "host:port", "DE": "host:port"}}``: where
   the proxies forward to (set by ``up`` once the processes serve);
 - ``{"op": "fault", "event": {...}}``: apply a link fault or partition, given as a
-  scenario file's event table (validated by simulations.scenario.fault_event); the reply
+  scenario file's event table (validated by ncbsim.simulations.scenario.fault_event); the reply
   has ``fault`` (:func:`describe`) and, for a ``reset``, ``connections_reset``;
 - ``{"op": "heal", "id": "cut"}`` and ``{"op": "heal_all"}``: end link faults (a fault
   with ``duration_s`` ends by itself on time);

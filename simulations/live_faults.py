@@ -1,9 +1,9 @@
 """Faults applied live to a network of ``ncbsim up``: ``ncbsim fault`` and ``ncbsim heal``.
 
 A fault is given as a scenario file's fault event (the same kinds, keys and parameters,
-validated by :func:`simulations.scenario.fault_event`), and stays in force until healed:
+validated by :func:`ncbsim.simulations.scenario.fault_event`), and stays in force until healed:
 
-- link faults and partitions are the fault daemon's (simulations.faultd), which exists
+- link faults and partitions are the fault daemon's (ncbsim.simulations.faultd), which exists
   only if the network was brought up with ``ncbsim up --faults``; it keeps them, and
   heals one with ``duration_s`` on time by itself;
 - process faults (``kill``, ``pause``, and the instantaneous ``restart``, ``resume``) are

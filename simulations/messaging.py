@@ -7,7 +7,7 @@ retried with the same sealed envelopes while the gateway is down, never sealed a
 Every copy is recorded: recipient, message id, whether the gateway stored it.
 
 After the traffic, :meth:`Messenger.drain` waits (at most ``messages.drain_s``) until every
-stored copy is in its recipient's inbox (``node.inbox``, read-only) or settled otherwise
+stored copy is in its recipient's inbox (``ncbsim.node.inbox``, read-only) or settled otherwise
 at the gateway (expired or rejected, from ``Mailer.receipts``). GS's copies of the
 notices it publishes, refuses or withdraws are followed the same way: read from GS's own
 receipts at the gateway (kind NOTICE), and waited for while GS's outbox still holds some.

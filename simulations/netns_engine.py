@@ -1,7 +1,7 @@
 """The engine in real-network mode (``[engine] mode = "netns"``): namespaces, kernel faults.
 
 Two processes share the work. :func:`run_netns`, in the root namespace, checks the
-requirements, removes what crashed runs left, builds the :class:`~simulations.netns.Topology`
+requirements, removes what crashed runs left, builds the :class:`~ncbsim.simulations.netns.Topology`
 and runs ``ncbsim simulate`` again inside the topology's ``ctl`` namespace; whatever happens
 to that run, it then deletes every namespace. Inside, :class:`NetnsEngine` starts the
 gateway and each bureau host with ``ip netns exec`` in their own namespace, bound to its
@@ -9,7 +9,7 @@ address, and keeps its clients and fault proxies in ``ctl``: traffic to a namesp
 address only ever comes from another namespace.
 
 Faults: loss, bandwidth, blackhole, partition, down and reset become kernel state of the
-bureau's host namespace (simulations.faults.kernel); latency, jitter and slicing go
+bureau's host namespace (ncbsim.simulations.faults.kernel); latency, jitter and slicing go
 through the asyncio fault proxy (this kernel has no netem); process faults signal the
 host's python process itself (``ip netns exec`` execs, so the pid is it).
 """

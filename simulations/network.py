@@ -47,7 +47,7 @@ SOLO_HOSTS_UP_TO = 8
 class Placement:
     """Where a network's processes run and listen. By default: here, on loopback.
 
-    The real-network mode (simulations.netns_engine) puts each process in a network
+    The real-network mode (ncbsim.simulations.netns_engine) puts each process in a network
     namespace of its own, with its own address, by overriding these.
     """
 

@@ -5,7 +5,7 @@ Every command here works from a fresh CLI invocation against a detached network:
 network is rebuilt from ``WORKDIR/network.json`` (:meth:`Network.load`), and what a
 command changes (a restarted process's pid) is written back to it. Commands that change
 the network take ``WORKDIR/run/operate.lock`` first, so two of them never interleave.
-Faults applied live are simulations.live_faults'.
+Faults applied live are ncbsim.simulations.live_faults'.
 """
 
 from __future__ import annotations

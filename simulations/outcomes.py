@@ -1,8 +1,8 @@
 """What a simulation run observed: one record per query and per fault, and their tallies.
 
-The engine fills these as it runs; :mod:`simulations.report` and :mod:`simulations.plot`
-read them. They hold metadata only (labels, bureau codes, outcomes, times), never a
-query's contents or an answer's record.
+The engine fills these as it runs; :mod:`ncbsim.simulations.report` and
+:mod:`ncbsim.simulations.plot` read them. They hold metadata only (labels, bureau codes,
+outcomes, times), never a query's contents or an answer's record.
 
 Times are seconds since the start of traffic (``sent_s``, ``done_s``, ``start_s``,
 ``end_s``); latencies are milliseconds.

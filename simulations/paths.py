@@ -7,7 +7,7 @@
 - :func:`differences` compares a finished report with the schema (a test does it on real
   runs; every run logs a mismatch as a bug).
 - :func:`markdown_table` is docs/scenarios.md's table of report paths (a test keeps the two
-  equal; ``python -m simulations.paths`` prints it).
+  equal; ``python -m ncbsim.simulations.paths`` prints it).
 """
 
 from __future__ import annotations

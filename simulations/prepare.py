@@ -75,7 +75,7 @@ def prepare(
     (``WORKDIR/records.json``), so a scenario always runs on its own data. Setting
     ``abort`` stops the generation after the bureaus under way (NetworkError).
     """
-    # Imported here, not above: simulations.network names the work directory's paths
+    # Imported here, not above: ncbsim.simulations.network names the work directory's paths
     # and imports this module, to prepare a network before it starts one.
 
     workdir.mkdir(parents=True, exist_ok=True)

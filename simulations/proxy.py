@@ -16,7 +16,7 @@ What each fault does, honestly:
   sending it, so N bytes take at least N * 8 / rate seconds.
 - TCP cannot lose bytes, and this proxy sits above TCP. ``loss`` is therefore emulated as
   the cost a lost segment has for the application: with probability ``loss`` a chunk is
-  held an extra :data:`~simulations.shaping.RETRANSMIT_MS`, a typical retransmission
+  held an extra :data:`~ncbsim.simulations.shaping.RETRANSMIT_MS`, a typical retransmission
   timeout. Nothing is dropped and no segment is really retransmitted.
 - slicing writes each chunk in pieces of at most ``piece_bytes``, with ``pause_ms``
   between them, to exercise the peer's reassembly of partial frames.

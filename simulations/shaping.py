@@ -1,6 +1,6 @@
 """What a fault does to the bytes going one way: :class:`Shaping`, and the pipe that obeys it.
 
-A fault proxy (simulations.proxy) copies each direction of each connection through a
+A fault proxy (ncbsim.simulations.proxy) copies each direction of each connection through a
 :class:`_Pipe`: with no fault set, a plain copy loop of 64 KiB reads; with one, chunks are
 queued and written at their due times (latency, jitter, "loss" as a retransmission's
 delay), paced under a bandwidth cap, sliced, or discarded (blackhole). See

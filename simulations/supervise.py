@@ -209,7 +209,7 @@ def write_spec(
     advertise_for: Mapping[str, str],
 ) -> None:
     """Write ``host``'s spec: the bureaus it serves, their records, where they listen."""
-    # Imported here, not above: simulations.network names the work directory's paths
+    # Imported here, not above: ncbsim.simulations.network names the work directory's paths
     # and imports this module.
 
     spec = {

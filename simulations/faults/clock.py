@@ -1,7 +1,7 @@
 """The clock family: ``skew`` sets a bureau's clock offset through its host's control socket.
 
 The heal sets the offset back to 0. Used by the simulation engine and by the live faults
-of ``ncbsim fault`` (simulations.live_faults).
+of ``ncbsim fault`` (ncbsim.simulations.live_faults).
 """
 
 from __future__ import annotations

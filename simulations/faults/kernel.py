@@ -2,7 +2,7 @@
 
 With ``[engine] mode = "netns"`` loss, bandwidth, blackhole, partition, down and reset are
 nftables rules and qdiscs of the bureau's host namespace
-(:class:`~simulations.netns.KernelFaults`), not proxy shaping; latency and slicing still
+(:class:`~ncbsim.simulations.netns.KernelFaults`), not proxy shaping; latency and slicing still
 go through the fault proxy (this kernel has no netem).
 """
 

@@ -1,7 +1,7 @@
 """What a fault kind is: its family, its parameters, and how a scenario may use it.
 
 Each family module (link, process, clock) declares its kinds as a ``KINDS`` table of
-:class:`Kind`; simulations.faults.registry gathers them, and the scenario loader validates
+:class:`Kind`; ncbsim.simulations.faults.registry gathers them, and the scenario loader validates
 fault events against them.
 """
 

@@ -4,7 +4,7 @@ latency, bandwidth, loss, slice and blackhole shape the bytes one way or both; r
 resets every open connection at once; down refuses new connections; partition blackholes
 both ways. :func:`apply` sets one fault on a link, :func:`heal` sets a link to exactly the
 faults still in force. Shared by the simulation engine, which runs the proxies in its own
-loop, and by the fault daemon of ``ncbsim up --faults`` (simulations.faultd), so that a
+loop, and by the fault daemon of ``ncbsim up --faults`` (ncbsim.simulations.faultd), so that a
 fault applied live does exactly what the same fault in a scenario file does.
 """
 

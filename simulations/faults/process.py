@@ -3,7 +3,7 @@
 A ``kill`` or ``pause`` holds its targets down until the ``restart`` or ``resume`` that
 releases them (or its heal, which is that release). A host may serve several bureaus: a
 signal reaches every bureau it serves. Used by the simulation engine and by the live
-faults of ``ncbsim fault`` (simulations.live_faults).
+faults of ``ncbsim fault`` (ncbsim.simulations.live_faults).
 """
 
 from __future__ import annotations

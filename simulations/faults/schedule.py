@@ -1,7 +1,7 @@
 """A run's faults: the scenario's fault and heal events, applied and healed at their times.
 
-The simulation engine (simulations.engine) owns one :class:`FaultSchedule`. It applies
-each fault at its ``at_s`` through the fault's family (simulations.faults.link, process,
+The simulation engine (ncbsim.simulations.engine) owns one :class:`FaultSchedule`. It applies
+each fault at its ``at_s`` through the fault's family (ncbsim.simulations.faults.link, process,
 clock; kernel in real-network mode), heals it after its ``duration_s`` or at its heal
 event, and records each as a FaultRecord with its window. A failed action is recorded in
 the report (and fails a check), never fatal to the run.
@@ -42,7 +42,7 @@ class FaultSchedule:
     """The faults of ``engine``'s scenario: in force, applied, healed and recorded.
 
     ``kernel`` and ``namespace_of`` are set in real-network mode: the kernel family then
-    does the link kinds it knows (simulations.faults.kernel) in the bureau's namespace.
+    does the link kinds it knows (ncbsim.simulations.faults.kernel) in the bureau's namespace.
     """
 
     def __init__(self, engine: Engine) -> None:

@@ -11,7 +11,7 @@ docs/scenarios.md documents every key. The package's modules, each one job:
 :func:`load` reads a file and :func:`from_dict` validates a table; both raise
 :class:`ScenarioError`, whose message names the file, the key and what was expected, e.g.
 ``sim.toml: traffic.rate_per_s: expected a number > 0, got 'fast'``. Nothing starts until
-a scenario is valid. The fault kinds are simulations.faults.registry's; the names below
+a scenario is valid. The fault kinds are ncbsim.simulations.faults.registry's; the names below
 are the package's API, the fault-kind tables included (what a fault event accepts).
 """
 

@@ -3,7 +3,7 @@
 :data:`Event` is the union of :class:`FaultEvent`, :class:`HealEvent`, :class:`QueryEvent`,
 :class:`PostEvent` (a diffusion or a case message), :class:`NoticeEvent` and
 :class:`WithdrawEvent`: each holds only its own keys, so no event can be two things. Each
-validates its own fields; rules across events are simulations.scenario.timeline's.
+validates its own fields; rules across events are ncbsim.simulations.scenario.timeline's.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def _check_when(at_s: object, event_id: object) -> None:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FaultEvent:
     """A fault of some bureaus (or of the gateway), healed after ``duration_s`` or by a
-    heal event; ``params`` are its kind's (simulations.faults.registry)."""
+    heal event; ``params`` are its kind's (ncbsim.simulations.faults.registry)."""
 
     kind: ClassVar[str] = "fault"
     at_s: float

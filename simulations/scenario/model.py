@@ -1,8 +1,8 @@
 """The scenario: its bureaus, records, traffic, messages, engine settings and timeline.
 
-Frozen, keyword-only dataclasses that validate themselves (simulations.scenario.values);
-the rules across a scenario's parts and its timeline are simulations.scenario.timeline's,
-and the events are simulations.scenario.events'.
+Frozen, keyword-only dataclasses that validate themselves (ncbsim.simulations.scenario.values);
+the rules across a scenario's parts and its timeline are ncbsim.simulations.scenario.timeline's,
+and the events are ncbsim.simulations.scenario.events'.
 """
 
 from __future__ import annotations

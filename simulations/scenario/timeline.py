@@ -1,10 +1,10 @@
 """A scenario's rules across its parts, and its timeline's semantics.
 
-:func:`check_scenario` runs when a :class:`~simulations.scenario.model.Scenario` is built:
+:func:`check_scenario` runs when a :class:`~ncbsim.simulations.scenario.model.Scenario` is built:
 codes that must be the scenario's bureaus, unique event ids, events before the traffic
 ends, notices and their withdrawals, and the timeline played in time order: a heal heals
 an open fault, a restart or resume releases what an open kill or pause holds
-(simulations.faults.process). Errors name ``events[i]`` as the file orders them.
+(ncbsim.simulations.faults.process). Errors name ``events[i]`` as the file orders them.
 """
 
 from __future__ import annotations

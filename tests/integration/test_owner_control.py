@@ -1,6 +1,6 @@
 """Data-owner control end to end: restrictions and hit notifications on running nodes.
 
-The owner changes a record's control with ``node.admin.restrict`` (``ncbsim record
+The owner changes a record's control with ``ncbsim.node.admin.restrict`` (``ncbsim record
 restrict``) while its node runs; the next query obeys it. Queries go through the real
 gateway over mTLS, sealed end to end.
 """

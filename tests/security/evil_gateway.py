@@ -1,6 +1,6 @@
 """A compromised gateway: the network's real gateway program, misbehaving on purpose.
 
-It is the real :class:`gateway.server.GatewayService`, started the way ``ncbsim gateway``
+It is the real :class:`ncbsim.gateway.server.GatewayService`, started the way ``ncbsim gateway``
 starts it, with the gateway's own mTLS certificate from the PKI directory: the nodes
 and bureaus talk to it exactly as they talk to the honest gateway. Only the RPCs are
 wrapped. What it does is read from a JSON *mode file* on every call, so one running
@@ -415,7 +415,7 @@ class EvilGateway(Forger, GatewayService):
 
 
 async def serve(config: GatewayConfig, args: argparse.Namespace) -> None:
-    """Run the compromised gateway until SIGINT or SIGTERM (as gateway.server.serve)."""
+    """Run the compromised gateway until SIGINT or SIGTERM (as ncbsim.gateway.server.serve)."""
     tls = config.pki.tls("gateway")
     router = Router(tls)
     audit = AuditLog(config.files.audit)
