@@ -15,8 +15,9 @@ from typing import Any, NoReturn
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ncbsim import reflection, transport
+from ncbsim import observe, reflection, transport
 from ncbsim.errors import ConfigError
+from ncbsim.eventbus import EventBus
 from ncbsim.pki import TlsFiles
 from ncbsim.processes import stop_on_signals
 
@@ -91,27 +92,39 @@ class Served:
 
 
 async def start_server(
-    tls: TlsFiles, listen: str, service_names: Sequence[str], *, register: object
+    tls: TlsFiles,
+    listen: str,
+    service_names: Sequence[str],
+    *,
+    register: object,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    bus: EventBus | None = None,
+    on_denied: observe.DeniedHook | None = None,
 ) -> Served:
     """Start an mTLS grpc.aio server with health and reflection on ``listen``.
 
     ``register`` is called with the server to add the program's own servicers, whose
     full names are ``service_names``. Health reports "" and each of them, NOT_SERVING
     until :meth:`Served.set_serving`; any other name is NOT_FOUND. Reflection answers
-    in v1 and v1alpha (:mod:`ncbsim.reflection`).
+    in v1 and v1alpha (:mod:`ncbsim.reflection`). ``interceptors`` wrap every call
+    (metrics, traces). With a ``bus``, the server also streams its events to the
+    operator (:mod:`ncbsim.observe`); ``on_denied`` audits anyone else who asks.
     """
     problem = listen_problem(listen)
     if problem is not None:
         raise ConfigError(f"cannot listen on {listen}: {problem}")
-    server = grpc.aio.server(options=transport.server_options())
+    server = grpc.aio.server(options=transport.server_options(), interceptors=interceptors)
     if not callable(register):
         raise TypeError("register must be callable")
     register(server)
+    if bus is not None:
+        observe.add_to_server(server, bus, on_denied=on_denied)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable(server, [*service_names, health.SERVICE_NAME])
+    extra = [observe.SERVICE_NAME] if bus is not None else []
+    reflection.enable(server, [*service_names, *extra, health.SERVICE_NAME])
     host = listen.rpartition(":")[0]
     try:
         port = server.add_secure_port(listen, transport.server_credentials(tls))
