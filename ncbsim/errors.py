@@ -168,6 +168,37 @@ _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
 }
 
 
+_REASON: dict[type[NcbsimError], str] = {
+    EnvelopeError: "bad_envelope",
+    DirectoryError: "no_directory",
+    PkiError: "pki",
+    ConfigError: "invalid_argument",
+    IdentityError: "identity_mismatch",
+    RevokedError: "revoked",
+    RoutingError: "unknown_recipient",
+    NetworkError: "unavailable",
+    QueryError: "bad_query",
+    UnknownCountry: "unknown_country",
+    MrzError: "bad_mrz",
+    StoreClosedError: "unavailable",
+    LimitExceeded: "rate_limited",
+    QueueFull: "queue_full",
+}
+
+
+def reason_for(exc: BaseException) -> str:
+    """A short, stable code for why a request was refused: the label of the refusal
+    metrics and the ``reason`` of refusal events (docs/events.md). A class may refine it
+    with a ``reason`` attribute of its own; anything unexpected is ``internal``."""
+    own = getattr(exc, "reason", None)
+    if isinstance(own, str) and own:
+        return own
+    for cls in type(exc).__mro__:
+        if cls in _REASON:
+            return _REASON[cls]
+    return "internal"
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The gRPC status and client-safe detail for an exception.
 
