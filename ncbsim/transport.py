@@ -8,6 +8,7 @@ identified by the DNS SAN of its certificate: ``gateway.ncbsim``,
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -83,23 +84,37 @@ def server_options() -> list[tuple[str, Any]]:
     ]
 
 
-def secure_channel(address: str, tls: TlsFiles, *, peer_name: str) -> grpc.aio.Channel:
+ClientInterceptors = Sequence[grpc.aio.ClientInterceptor]
+"""Interceptors of a channel (metrics, traces): the caller's, in call order."""
+
+
+def secure_channel(
+    address: str, tls: TlsFiles, *, peer_name: str, interceptors: ClientInterceptors = ()
+) -> grpc.aio.Channel:
     """An asyncio mTLS channel to ``address`` that only accepts a server named ``peer_name``."""
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls.root, private_key=tls.key, certificate_chain=tls.cert
     )
     options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", peer_name)]
-    return grpc.aio.secure_channel(address, credentials, options=options)
+    return grpc.aio.secure_channel(
+        address, credentials, options=options, interceptors=list(interceptors) or None
+    )
 
 
-def gateway_channel(address: str, tls: TlsFiles) -> grpc.aio.Channel:
+def gateway_channel(
+    address: str, tls: TlsFiles, *, interceptors: ClientInterceptors = ()
+) -> grpc.aio.Channel:
     """Channel to the gateway."""
-    return secure_channel(address, tls, peer_name=GATEWAY_NAME)
+    return secure_channel(address, tls, peer_name=GATEWAY_NAME, interceptors=interceptors)
 
 
-def bureau_channel(address: str, tls: TlsFiles, bureau: str) -> grpc.aio.Channel:
+def bureau_channel(
+    address: str, tls: TlsFiles, bureau: str, *, interceptors: ClientInterceptors = ()
+) -> grpc.aio.Channel:
     """Channel to bureau ``bureau``'s node; the server must hold that bureau's certificate."""
-    return secure_channel(address, tls, peer_name=bureau_dns_name(bureau))
+    return secure_channel(
+        address, tls, peer_name=bureau_dns_name(bureau), interceptors=interceptors
+    )
 
 
 def peer_names(context: grpc.aio.ServicerContext) -> list[str]:
