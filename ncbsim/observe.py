@@ -61,6 +61,7 @@ class ObserverService(observe_pb2_grpc.ObserverServiceServicer):  # type: ignore
         sub = self.bus.subscribe(buffer=buffer, kinds=kinds, loop=asyncio.get_running_loop())
         log.info("observer_attached", party=self.bus.party, kinds=kinds, buffer=buffer)
         try:
+            await context.send_initial_metadata(())  # attached: the caller may go on
             while not context.done():
                 for event in await sub.next_batch(timeout=_IDLE_S):
                     yield event.to_proto(sub.dropped)
@@ -84,17 +85,23 @@ async def observe(
     kinds: Sequence[str] = (),
     buffer: int = 0,
     timeout: float | None = None,
+    on_open: Callable[[], None] | None = None,
 ) -> AsyncIterator[tuple[Event, int]]:
     """Subscribe over ``channel`` (an operator mTLS channel to a gateway or a node).
 
     Yields (event, dropped so far) until the server ends the stream; raises
     ``grpc.aio.AioRpcError`` as the call does (PERMISSION_DENIED for a non-operator).
+    ``on_open`` is called once the server has attached the subscription: events
+    emitted from then on reach this stream.
     """
     stub = observe_pb2_grpc.ObserverServiceStub(channel)
     call = stub.Observe(
         observe_pb2.ObserveRequest(kinds=list(kinds), buffer=buffer), timeout=timeout
     )
     try:
+        await call.initial_metadata()
+        if on_open is not None:
+            on_open()
         async for msg in call:
             yield from_proto(msg)
     finally:

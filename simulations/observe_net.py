@@ -1,0 +1,153 @@
+"""Observe a whole running network: one merged event stream from every party.
+
+:class:`NetworkObserver` reads ``network.json`` of a work directory, opens the operator's
+``Observe`` stream (:mod:`ncbsim.observe`) to the gateway and to every node, and merges
+what they send into one bounded queue. A party whose stream ends (stopped, killed,
+restarted on a new port) is marked disconnected and retried, re-reading ``network.json``
+for its address, so a restarted node is followed. Each party's :class:`Source` says
+whether it is connected, how many events came from it and how many it reported missed;
+the merged queue drops its oldest events too when the reader falls behind, and counts them.
+
+``ncbsim watch``, ``simulate --watch`` and the demo read a network through this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from ncbsim import observe, transport
+from ncbsim.eventbus import DEFAULT_BUFFER, EventBus, Subscription
+from ncbsim.events import Event
+from ncbsim.pki import GATEWAY_NAME, PkiDir, TlsFiles, bureau_dns_name
+from ncbsim.simulations import manifest
+
+RETRY_S = 0.5
+"""How soon a lost stream is tried again (and network.json re-read)."""
+
+
+@dataclass(slots=True)
+class Source:
+    """One party's stream as the observer sees it."""
+
+    party: str
+    address: str = ""
+    connected: bool = False
+    events: int = 0
+    """Events received from this party."""
+    dropped: int = 0
+    """Events this party said this subscriber missed (on the current stream)."""
+    error: str = ""
+    """Why the stream is not connected (a gRPC status name), or ""."""
+    changed_at: float = 0.0
+    """When ``connected`` last changed (time.monotonic)."""
+
+
+def _addresses(workdir: Path) -> dict[str, str]:
+    """Party -> address of the gateway and every node, from network.json ({} if none)."""
+    try:
+        procs = manifest.read(workdir).procs
+    except Exception:
+        return {}
+    return {(p.bureau or p.role): p.address for p in procs if p.role in ("gateway", "node")}
+
+
+class NetworkObserver:
+    """The merged event stream of a running network's gateway and nodes."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        kinds: Sequence[str] = (),
+        buffer: int = DEFAULT_BUFFER,
+        queue: int = 4 * DEFAULT_BUFFER,
+        tls: TlsFiles | None = None,
+        retry_s: float = RETRY_S,
+        on_change: Callable[[Source], None] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.kinds = tuple(kinds)
+        self.buffer = buffer
+        self.sources: dict[str, Source] = {}
+        self._queue_size = queue
+        self._tls = tls
+        self._retry_s = retry_s
+        self._on_change = on_change
+        self._merged: Subscription | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def dropped(self) -> int:
+        """Events lost in total: missed by the parties' buffers and by the merged queue."""
+        merged = self._merged.dropped if self._merged is not None else 0
+        return merged + sum(s.dropped for s in self.sources.values())
+
+    async def run(self) -> None:
+        """Follow the network until cancelled: a stream per party, retried when lost."""
+        loop = asyncio.get_running_loop()
+        self._merged = EventBus("network").subscribe(buffer=self._queue_size, loop=loop)
+        tls = self._tls or PkiDir(self.workdir).tls("operator")
+        try:
+            while True:
+                for party in _addresses(self.workdir):
+                    task = self._tasks.get(party)
+                    if task is None or task.done():
+                        self.sources.setdefault(party, Source(party))
+                        self._tasks[party] = asyncio.create_task(self._follow(party, tls))
+                await asyncio.sleep(self._retry_s)
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            self._merged.close()
+
+    async def next_batch(self, timeout: float | None = None) -> list[Event]:
+        """The merged events received since the last call (waits up to ``timeout``)."""
+        if self._merged is None:
+            await asyncio.sleep(timeout or 0)
+            return []
+        return await self._merged.next_batch(timeout)
+
+    def _set(self, source: Source, *, connected: bool, error: str = "") -> None:
+        if source.connected != connected or source.error != error:
+            source.connected, source.error = connected, error
+            source.changed_at = time.monotonic()
+            if self._on_change is not None:
+                self._on_change(source)
+
+    async def _follow(self, party: str, tls: TlsFiles) -> None:
+        """One stream to ``party``, until it ends; the run loop starts another."""
+        source = self.sources[party]
+        address = _addresses(self.workdir).get(party)
+        if address is None:
+            return
+        source.address = address
+        peer = GATEWAY_NAME if party == "gateway" else bureau_dns_name(party)
+        channel = transport.secure_channel(address, tls, peer_name=peer)
+        try:
+            source.dropped = 0
+            stream = observe.observe(
+                channel,
+                kinds=self.kinds,
+                buffer=self.buffer,
+                on_open=lambda: self._set(source, connected=True),
+            )
+            async for event, dropped in stream:
+                source.events += 1
+                source.dropped = dropped
+                assert self._merged is not None
+                self._merged.offer(event)
+            self._set(source, connected=False, error="ENDED")
+        except grpc.aio.AioRpcError as exc:
+            self._set(source, connected=False, error=exc.code().name)
+            await asyncio.sleep(self._retry_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
