@@ -96,9 +96,7 @@ class _ServerCall:
 
     def ended(self, code: str) -> None:
         self.metrics.server_handled.labels(*self.labels, code).inc()
-        self.metrics.server_seconds.labels(*self.labels).observe(
-            time.perf_counter() - self.started
-        )
+        self.metrics.server_seconds.labels(*self.labels).observe(time.perf_counter() - self.started)
 
 
 class _Writes:
@@ -259,9 +257,7 @@ class _ClientCall:
 
     def ended(self, code: grpc.StatusCode) -> None:
         self.metrics.client_handled.labels(*self.labels, GO_CODES.get(code, "Unknown")).inc()
-        self.metrics.client_seconds.labels(*self.labels).observe(
-            time.perf_counter() - self.started
-        )
+        self.metrics.client_seconds.labels(*self.labels).observe(time.perf_counter() - self.started)
 
 
 class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from wsgiref.simple_server import WSGIServer
@@ -35,6 +35,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ncbsim._grpc_metrics import GO_CODES, ServerMetricsInterceptor, client_interceptors
+from ncbsim.envelope import kind_name
 from ncbsim.errors import ConfigError
 
 __all__ = ["GO_CODES", "GatewayMetrics", "Metrics", "NodeMetrics", "listen_address", "serve"]
@@ -52,6 +53,7 @@ LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0,
 """Seconds a one-way copy waited at the gateway: from milliseconds to a day."""
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
 
 def listen_address(listen: str) -> tuple[str, int] | None:
     """``--metrics-listen``: ``(host, port)`` to serve on, or None for ``off``.
@@ -83,6 +85,18 @@ def kind_label(kind: str) -> str:
     """An envelope kind as a label: ``unknown(N)`` (a number a sender made up) becomes
     ``unknown``, so no sender can grow the label set."""
     return "unknown" if kind.startswith("unknown") else kind
+
+
+class _Kinded(Protocol):
+    @property
+    def kind(self) -> int: ...
+
+
+def envelope_kind(header: _Kinded | None) -> str:
+    """The ``kind`` label of an envelope's header (``unknown`` when there is none)."""
+    if header is None:
+        return "unknown"
+    return kind_label(kind_name(header.kind))
 
 
 class _LagSource(Protocol):
@@ -240,6 +254,12 @@ class NodeMetrics(Metrics):
             registry=self.registry,
         )
 
+    def handled(self, header: _Kinded | None, reason: str) -> None:
+        """Handle answered an envelope (``reason`` empty) or refused it for ``reason``."""
+        self.envelope(envelope_kind(header), "refused" if reason else "answered")
+        if reason:
+            self.refused("Handle", reason)
+
     def replay(self) -> None:
         """An envelope came again (ALREADY_EXISTS)."""
         self._replays.inc()
@@ -269,8 +289,21 @@ class GatewayMetrics(Metrics):
             registry=reg,
         )
 
-    def relayed(self, seconds: float) -> None:
-        """One envelope's relay to its node took ``seconds`` (whatever the status)."""
+    def refusal(
+        self, rpc: str, reason: str, headers: Sequence[_Kinded | None], *, limited: bool
+    ) -> None:
+        """``rpc`` refused a request for ``reason``: count it, each envelope it held
+        (``refused``, by kind), and them too as rate-limited if ``limited``."""
+        self.refused(rpc, reason)
+        for header in headers:
+            self.envelope(envelope_kind(header), "refused")
+        if limited:
+            self.rate_limited(max(len(headers), 1))
+
+    def relay(self, header: _Kinded, outcome: str, seconds: float) -> None:
+        """One query envelope relayed to its node: ``delivered``, ``no_answer`` or
+        ``refused`` (by the node) after ``seconds``."""
+        self.envelope(envelope_kind(header), outcome)
         self._relay.observe(seconds)
 
     def delivered(self, lag_s: float) -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from ncbsim import metrics
+from ncbsim import envelope, metrics
 from ncbsim.errors import ConfigError
 
 CHECK = ("unary", "grpc.health.v1.Health", "Check")
@@ -84,6 +85,11 @@ def test_interceptors_count_unary_calls_aborts_and_streams() -> None:
     assert value(server, "grpc_server_handled_total", **stream, grpc_code="Canceled") == 1
 
 
+@dataclass(frozen=True)
+class _Header:
+    kind: int
+
+
 def test_ncbsim_families_count_at_their_sites() -> None:
     """Each site's call shows in its family; a kind a sender made up is one label."""
     gw = metrics.GatewayMetrics()
@@ -92,7 +98,7 @@ def test_ncbsim_families_count_at_their_sites() -> None:
     gw.envelope("unknown(78)", "refused")
     gw.refused("Query", "identity_mismatch")
     gw.rate_limited(2)
-    gw.relayed(0.003)
+    gw.relay(_Header(envelope.QUERY_REQUEST), "no_answer", 0.003)
     gw.delivered(1.5)
     gw.directory_refreshed("changed")
     assert value(gw, "ncbsim_envelopes_total", kind="query_request", outcome="delivered") == 1
@@ -100,6 +106,7 @@ def test_ncbsim_families_count_at_their_sites() -> None:
     assert value(gw, "ncbsim_refusals_total", rpc="Query", reason="identity_mismatch") == 1
     assert value(gw, "ncbsim_rate_limited_total") == 2
     assert value(gw, "ncbsim_relay_seconds_count") == 1
+    assert value(gw, "ncbsim_envelopes_total", kind="query_request", outcome="no_answer") == 1
     assert value(gw, "ncbsim_delivery_lag_seconds_sum") == 1.5
     assert value(gw, "ncbsim_directory_refreshes_total", outcome="changed") == 1
     node = metrics.NodeMetrics("DE")
@@ -173,7 +180,8 @@ def test_the_endpoint_serves_the_party_registry_over_http() -> None:
     assert endpoint is not None
     try:
         host, port = endpoint.address.rsplit(":", 1)
-        assert host == "127.0.0.1" and int(port) > 0
+        assert host == "127.0.0.1"
+        assert int(port) > 0
         with urllib.request.urlopen(f"http://{endpoint.address}/metrics", timeout=10) as reply:
             text = reply.read().decode()
     finally:
