@@ -11,6 +11,7 @@ from pathlib import Path
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError
 from ncbsim.gateway.limits import BureauLimit
+from ncbsim.metrics import listen_address
 from ncbsim.pki import PkiDir, check_bureau_code
 from ncbsim.workdir import GatewayFiles
 
@@ -88,6 +89,8 @@ class GatewayConfig:
     mailbox_retention_h: float = DEFAULT_MAILBOX_RETENTION_H
     """Hours a settled copy's row is kept after settlement (and after its expiry), for
     Gateway.Receipts; then the gateway deletes it. Queued copies are never deleted."""
+    metrics_listen: str = "127.0.0.1:0"
+    """Where Prometheus metrics are served (a loopback HOST:PORT), or ``off`` (ncbsim.metrics)."""
 
     @property
     def mailbox_retention_ms(self) -> int:
@@ -98,6 +101,7 @@ class GatewayConfig:
         from ncbsim.transport import MAX_MESSAGE_BYTES
 
         check_address(self.listen)
+        listen_address(self.metrics_listen)
         if self.default_deadline_ms <= 0 or self.fanout_margin_ms < 0:
             raise ConfigError("deadlines must be positive")
         if not 0 <= self.query_margin_ms < self.default_deadline_ms:

@@ -94,6 +94,8 @@ class Settled:
     state: str
     receipt_bytes: int
     detail: str
+    accepted_at_ms: int = 0
+    """When the gateway accepted it (its clock): a delivery's lag is measured from here."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ from ncbsim.gateway.copies import (
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.writer import run_to_end
+from ncbsim.metrics import GatewayMetrics
 from ncbsim.protocol import MAX_BATCH_BYTES
 from ncbsim.v2 import bureau_pb2
 
@@ -123,7 +124,9 @@ class Deliverer:
         backoff_max_s: float = BACKOFF_MAX_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         retention_ms: int,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or GatewayMetrics()
         self._mailbox = mailbox
         self._router = router
         self._audit = audit
@@ -355,6 +358,9 @@ class Deliverer:
         return expired
 
     def _record(self, row: Settled, elapsed_ms: float) -> None:
+        self._metrics.envelope(envelope.kind_name(row.kind), row.state)
+        if row.state == DELIVERED:
+            self._metrics.delivered((_now_ms() - row.accepted_at_ms) / 1000)
         self._audit.record(
             AuditRecord(
                 _now_ms(),

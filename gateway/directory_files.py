@@ -16,6 +16,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from ncbsim.errors import DirectoryError
+from ncbsim.metrics import Metrics
 from ncbsim.pki import PkiDir
 from ncbsim.revocation import NONE, Revoked, verify_list
 from ncbsim.v2 import directory_pb2
@@ -53,7 +54,9 @@ class DirectoryFiles:
         *,
         refresh_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics("gateway")
         self._pki = pki
         self._refresh_s = refresh_s
         self._clock = clock
@@ -118,10 +121,11 @@ class DirectoryFiles:
         except FileNotFoundError:
             listed = None
         stamp = (tuple(sorted(stamps)), listed)
+        self._metrics.directory_refreshed("unchanged" if stamp == self._stamp else "changed")
         if stamp == self._stamp:
             return
         if self._stamp is None or listed != self._stamp[1]:
-            self._load_revocations()
+            self._metrics.revocations_refreshed(self._load_revocations())
         if self._stamp is None or stamp[0] != self._stamp[0]:
             self._load_entries(folder, stamp[0])
         self._stamp = stamp
@@ -147,15 +151,19 @@ class DirectoryFiles:
         self._serials = serials
         self._send_only = frozenset(send_only)
 
-    def _load_revocations(self) -> None:
+    def _load_revocations(self) -> str:
+        """Adopt the list on disk if the root signed it and it is newer; what became of it
+        (``adopted``, ``unchanged``, ``refused``)."""
         signed = self._pki.revocation_list()
         if signed is None:
-            return
+            return "unchanged"
         try:
             revoked = verify_list(self._pki.root_public_key(), signed)
         except DirectoryError as exc:
             log.warning("revocation_list_refused", reason=str(exc))
-            return
+            return "refused"
         if revoked.sequence > self.revoked.sequence:
             log.info("revocations_adopted", sequence=revoked.sequence, bureaus=revoked.bureaus())
             self.revoked = revoked
+            return "adopted"
+        return "unchanged"

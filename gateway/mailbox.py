@@ -117,7 +117,7 @@ def _now_ms() -> int:
 
 _SETTLED_COLUMNS = (
     "sequence, sender, message_id, post_id, recipient, kind, issued_at_ms, expires_at_ms, "
-    "envelope_bytes, state, length(receipt), detail"
+    "envelope_bytes, state, length(receipt), detail, accepted_at_ms"
 )
 
 
@@ -138,6 +138,7 @@ def _settled(row: Sequence[Any]) -> Settled:
         state=state,
         receipt_bytes=row[10] or 0,
         detail=row[11],
+        accepted_at_ms=row[12],
     )
 
 
@@ -203,6 +204,24 @@ class Mailbox:
     def recipients(self) -> list[str]:
         """Recipients with queued copies, sorted (as of the last commit)."""
         return self._counts.recipients()
+
+    def oldest_queued_ms(self) -> dict[str, int]:
+        """When the oldest queued copy of each recipient was accepted (epoch ms), read on
+        a read-only connection of the caller's (a metrics scrape, on its own thread): one
+        indexed lookup per recipient with copies queued."""
+        recipients = self.recipients()
+        if not recipients:
+            return {}
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            sql = (
+                "SELECT accepted_at_ms FROM messages WHERE recipient = ? AND state = 'queued' "
+                "ORDER BY sequence LIMIT 1"
+            )
+            found = {r: conn.execute(sql, (r,)).fetchone() for r in recipients}
+        finally:
+            conn.close()
+        return {r: int(row[0]) for r, row in found.items() if row is not None}
 
     # ----------------------------------------------------------------- operations
 

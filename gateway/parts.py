@@ -27,7 +27,7 @@ import structlog
 
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
-from ncbsim.errors import NcbsimError, RevokedError, status_for
+from ncbsim.errors import NcbsimError, RevokedError, reason_for, status_for
 from ncbsim.gateway.admission import id_hex, is_code, parse, refused_rows
 from ncbsim.gateway.audit import AuditLog, AuditRecord
 from ncbsim.gateway.config import CONTROL_DAILY_QUOTA, GatewayConfig
@@ -36,6 +36,7 @@ from ncbsim.gateway.directory_files import DirectoryFiles
 from ncbsim.gateway.limits import BureauLimit, LimitExceeded, RateLimiter
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
+from ncbsim.metrics import GatewayMetrics
 from ncbsim.serving import abort
 from ncbsim.v2 import gateway_pb2
 
@@ -49,6 +50,11 @@ def refusal_status(exc: NcbsimError) -> tuple[grpc.StatusCode, str, Trailers]:
     """Status, client-safe detail and trailing metadata for a refusal."""
     code, detail = status_for(exc)
     return code, detail, exc.trailing_metadata() if isinstance(exc, LimitExceeded) else ()
+
+
+def _limited(exc: NcbsimError) -> bool:
+    """A refusal over a rate limit or daily quota (one that says when to retry)."""
+    return isinstance(exc, LimitExceeded) and exc.retry_after_ms is not None
 
 
 def audit_row(
@@ -105,13 +111,17 @@ class GatewayParts:
         limiter: RateLimiter | None = None,
         mailbox: Mailbox | None = None,
         deliverer: Deliverer | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or GatewayMetrics()
         self.router = router
         self.audit = audit
         self.mailbox = mailbox
         self.deliverer = deliverer
-        self.directory = DirectoryFiles(config.pki, refresh_s=config.directory_refresh_ms / 1000)
+        self.directory = DirectoryFiles(
+            config.pki, refresh_s=config.directory_refresh_ms / 1000, metrics=self.metrics
+        )
         default = BureauLimit(
             rate_per_s=config.rate_per_s, burst=config.burst, daily_quota=config.daily_quota
         )
@@ -168,6 +178,7 @@ class GatewayParts:
     ) -> NoReturn:
         """Audit each refused (size, header), log once, and end the RPC with exc's status."""
         code, detail, trailers = refusal_status(exc)
+        self.metrics.refusal(rpc, reason_for(exc), [h for _, h in refused], limited=_limited(exc))
         await self.audit_refused(
             [
                 audit_row(

@@ -26,6 +26,7 @@ from ncbsim.gateway.control import bureau_request
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.parts import GatewayParts, audit_row, refusal_status
 from ncbsim.gateway.writer import run_to_end
+from ncbsim.metrics import envelope_kind
 from ncbsim.serving import abort
 from ncbsim.v2 import gateway_pb2, messages_pb2
 
@@ -146,6 +147,7 @@ class PostOffice:
             await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not store them")
         reply = gateway_pb2.PostResponse()
         for incoming, result in zip(admitted, accepted, strict=True):
+            parts.metrics.envelope(envelope_kind(incoming.header), result.status)
             reply.results.add(
                 message_id=incoming.header.message_id,
                 recipient=incoming.header.recipient,

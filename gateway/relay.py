@@ -105,6 +105,7 @@ class QueryRelay:
         """
         response: envelope.Envelope | None = None
         registered = True
+        relay_started = time.perf_counter()
         try:
             route = self._parts.router.get(header.recipient)
             handled = await route.stub.Handle(
@@ -118,6 +119,7 @@ class QueryRelay:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             outcome = "no_answer" if code in _NO_ANSWER else "refused"
+        self._parts.metrics.relay(header, outcome, time.perf_counter() - relay_started)
         row = audit_row(
             rpc,
             peer,

@@ -56,8 +56,9 @@ def check_route_address(address: str) -> None:
 class Router:
     """Registered bureau nodes, keyed by bureau code."""
 
-    def __init__(self, tls: TlsFiles) -> None:
+    def __init__(self, tls: TlsFiles, *, interceptors: transport.ClientInterceptors = ()) -> None:
         self._tls = tls
+        self._interceptors = interceptors  # on every channel to a node (metrics, traces)
         self._routes: dict[str, Route] = {}
         self._warming: set[asyncio.Task[None]] = set()
 
@@ -73,7 +74,9 @@ class Router:
         current = self._routes.get(bureau)
         if current is not None and current.address == address:
             return False
-        channel = transport.bureau_channel(address, self._tls, bureau)
+        channel = transport.bureau_channel(
+            address, self._tls, bureau, interceptors=self._interceptors
+        )
         self._routes[bureau] = Route(
             bureau, address, channel, bureau_pb2_grpc.BureauServiceStub(channel)
         )

@@ -39,6 +39,8 @@ from ncbsim.gateway.parts import GatewayParts
 from ncbsim.gateway.posts import PostOffice
 from ncbsim.gateway.relay import QueryRelay
 from ncbsim.gateway.router import Router
+from ncbsim.metrics import GatewayMetrics
+from ncbsim.metrics import serve as serve_metrics
 from ncbsim.serving import (
     add_raw_servicer,
     start_server,
@@ -106,7 +108,8 @@ def add_to_server(service: GatewayService, server: Any) -> None:
 async def serve(config: GatewayConfig) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     tls = config.pki.tls("gateway")
-    router = Router(tls)
+    metrics = GatewayMetrics()
+    router = Router(tls, interceptors=metrics.client_interceptors())
     audit = AuditLog(config.files.audit)
     mailbox = await Mailbox.open(
         config.files.mailbox,
@@ -119,16 +122,21 @@ async def serve(config: GatewayConfig) -> None:
         audit,
         batch=config.delivery_batch,
         retention_ms=config.mailbox_retention_ms,
+        metrics=metrics,
     )
+    metrics.watch_audit(audit)
+    metrics.watch_mailbox(mailbox)
     service = GatewayService(
-        GatewayParts(config, router, audit, mailbox=mailbox, deliverer=deliverer)
+        GatewayParts(config, router, audit, mailbox=mailbox, deliverer=deliverer, metrics=metrics)
     )
     served = await start_server(
         tls,
         config.listen,
         [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add_to_server(service, server),
+        interceptors=[metrics.server_interceptor()],
     )
+    endpoint = serve_metrics(metrics, config.metrics_listen)
     log.info(
         "gateway_listening",
         address=served.address,
@@ -142,15 +150,23 @@ async def serve(config: GatewayConfig) -> None:
         queued=mailbox.queued(),
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,
+        metrics=endpoint.address if endpoint else "",
     )
     await deliverer.start()  # resumes every queued message: a worker per recipient
     await served.set_serving(True)
-    write_ready_file(config.ready_file, role="gateway", address=served.address)
+    write_ready_file(
+        config.ready_file,
+        role="gateway",
+        address=served.address,
+        metrics=endpoint.address if endpoint else "",
+    )
     try:
         await wait_for_shutdown()
     finally:
         log.info("gateway_stopping")
         await served.drain(grace=2)
+        if endpoint is not None:
+            endpoint.close()
         await deliverer.stop()
         await router.close()
         await mailbox.close()

@@ -175,6 +175,8 @@ class ChainedLog:
         self._inflight: list[_Waiter] = []  # the waiters of the batch being written
         self._batch_wait_s = batch_wait_s
         self._head_interval_s = head_interval_s
+        self._queued_since: float | None = None  # monotonic: the oldest row not yet drained
+        self._writing_since: float | None = None  # the same, of the batch being written
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -188,6 +190,8 @@ class ChainedLog:
             log.error("audit_write_failed", error=str(self._dead), lost=1)
             return
         self._pending.append(((row,), None))
+        if self._queued_since is None:
+            self._queued_since = time.monotonic()
         if not self._wake.is_set():
             self._wake.set()
 
@@ -205,11 +209,19 @@ class ChainedLog:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._pending.append((rows, (loop, waiter)))  # one item: one batch takes both
+        if self._queued_since is None:
+            self._queued_since = time.monotonic()
         if self._dead is not None:  # the writer died meanwhile: it may not have seen ours
             self._fail_pending(self._dead)
         self._wake.set()
         self._hurry.set()
         await waiter
+
+    def lag_s(self) -> float:
+        """Seconds the oldest row handed in and not yet committed has waited; 0 if none
+        (``ncbsim_audit_writer_lag_seconds``). Read without a lock: a close estimate."""
+        since = [t for t in (self._writing_since, self._queued_since) if t is not None]
+        return max(time.monotonic() - min(since), 0.0) if since else 0.0
 
     def close(self) -> None:
         """Write everything recorded so far, then stop the writer."""
@@ -306,11 +318,13 @@ class ChainedLog:
                     self._hurry.wait(self._batch_wait_s)  # nobody waits: let the batch fill
                 self._hurry.clear()
                 stopping = self._stop.is_set()
+                # Taken before the drain: a row queued after it starts the next wait.
+                self._writing_since, self._queued_since = self._queued_since, None
                 items: list[_Item] = _drain(self._pending)
                 batch = [row for rows, _ in items for row in rows]
                 waiters = self._inflight = _waiters(items)
                 error = self._write(conn, batch) if batch else None
-                self._inflight = []
+                self._inflight, self._writing_since = [], None
                 if waiters:
                     _resolve(waiters, error)
                 if batch and error is None and head_due is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError
+from ncbsim.metrics import listen_address
 from ncbsim.pki import PkiDir, check_bureau_code
 from ncbsim.workdir import BureauFiles
 
@@ -38,10 +39,13 @@ class NodeConfig:
     simulator puts a fault proxy there."""
     clock_offset_ms: int = 0
     """The node's clock offset at start (a clock-skew fault; ncbsim.clock)."""
+    metrics_listen: str = "127.0.0.1:0"
+    """Where this node's Prometheus metrics are served (a loopback HOST:PORT), or ``off``."""
 
     def __post_init__(self) -> None:
         check_bureau_code(self.bureau)
         check_address(self.listen)
+        listen_address(self.metrics_listen)
         check_address(self.gateway)
         if self.advertise is not None:
             check_address(self.advertise)

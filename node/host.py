@@ -14,8 +14,10 @@ The spec (JSON) names the gateway and each bureau::
 
 Only ``bureau`` and ``db`` are required; ``advertise`` is the address registered with the
 gateway (a fault proxy) and ``gateway`` a per-bureau way to the gateway (null: the
-top-level one). The ready file appears once every bureau is registered and serving:
-``{"role": "host", "pid": N, "bureaus": {"FR": "127.0.0.1:port", ...}}``. If a bureau
+top-level one); ``metrics_listen`` where its Prometheus metrics are served (default the
+host's ``--metrics-listen``: each node has an endpoint of its own). The ready file appears
+once every bureau is registered and serving: ``{"role": "host", "pid": N, "bureaus":
+{"FR": "127.0.0.1:port", ...}, "metrics": {"FR": "127.0.0.1:port", ...}}``. If a bureau
 cannot start (or fails later), the host stops them all and exits 1, after a log line
 naming the bureau and the reason. SIGTERM or SIGINT stops every node cleanly (exit 0).
 
@@ -52,7 +54,16 @@ from ncbsim.workdir import BureauFiles
 log = structlog.get_logger()
 
 _BUREAU_KEYS = frozenset(
-    {"bureau", "db", "listen", "advertise", "gateway", "clock_offset_ms", "clock_skew_ms"}
+    {
+        "bureau",
+        "db",
+        "listen",
+        "advertise",
+        "gateway",
+        "clock_offset_ms",
+        "clock_skew_ms",
+        "metrics_listen",
+    }
 )
 _CONTROL_LINE_LIMIT = 64 * 1024
 
@@ -79,12 +90,14 @@ def _text(item: Mapping[str, Any], key: str, where: str, *, required: bool = Fal
     return value
 
 
-def load_spec(path: Path, pki: PkiDir) -> list[NodeConfig]:
+def load_spec(path: Path, pki: PkiDir, *, metrics_listen: str = "127.0.0.1:0") -> list[NodeConfig]:
     """Read and validate a host spec: one NodeConfig per bureau.
 
     Raises ConfigError naming the file and the key, and what was expected, for a file
     that is not JSON, a missing or unknown key, a value of the wrong type, a duplicate
     bureau, a bureau the PKI holds no keys for, or a database that does not exist.
+    ``metrics_listen`` is where a bureau without ``metrics_listen`` of its own serves
+    its metrics (``off``: nowhere).
     """
     try:
         data = json.loads(path.read_text())
@@ -128,6 +141,7 @@ def load_spec(path: Path, pki: PkiDir) -> list[NodeConfig]:
                 advertise=_text(item, "advertise", where),
                 clock_offset_ms=_int(item, "clock_offset_ms", where, 0),
                 clock_skew_ms=_int(item, "clock_skew_ms", where, 30_000),
+                metrics_listen=_text(item, "metrics_listen", where) or metrics_listen,
             )
         except NcbsimError as exc:  # PkiError for a bad code, ConfigError for the rest
             raise ConfigError(f"{where} ({code}): {exc}") from None
@@ -146,11 +160,15 @@ class Host:
         self.configs = {config.bureau: config for config in configs}
         self.clocks = {config.bureau: Clock(offset_ms=config.clock_offset_ms) for config in configs}
         self.addresses: dict[str, str] = {}
+        self.metrics: dict[str, str] = {}
+        """Each bureau's metrics endpoint ("" if it serves none)."""
         self.all_ready = asyncio.Event()
 
-    def node_ready(self, bureau: str, address: str) -> None:
-        """Note that ``bureau`` serves on ``address``; the last one sets ``all_ready``."""
+    def node_ready(self, bureau: str, address: str, metrics: str = "") -> None:
+        """Note that ``bureau`` serves on ``address`` (and its metrics on ``metrics``);
+        the last one sets ``all_ready``."""
         self.addresses[bureau] = address
+        self.metrics[bureau] = metrics
         if len(self.addresses) == len(self.configs):
             self.all_ready.set()
 
@@ -160,7 +178,11 @@ class Host:
             "ok": True,
             "pid": os.getpid(),
             "bureaus": {
-                code: {"address": self.addresses.get(code), "offset_ms": clock.offset_ms}
+                code: {
+                    "address": self.addresses.get(code),
+                    "metrics": self.metrics.get(code),
+                    "offset_ms": clock.offset_ms,
+                }
                 for code, clock in self.clocks.items()
             },
         }
@@ -300,7 +322,12 @@ async def _supervise(
         while not stop.is_set():
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if ready in done:
-                write_ready_file(ready_file, role="host", bureaus=dict(host.addresses))
+                write_ready_file(
+                    ready_file,
+                    role="host",
+                    bureaus=dict(host.addresses),
+                    metrics=dict(host.metrics),
+                )
                 log.info("host_ready", bureaus=len(nodes), seconds=round(loop.time() - started, 3))
             for code, task in nodes.items():
                 if task in done:  # a node only ends before ``stop`` by failing
@@ -338,7 +365,10 @@ async def control(sock: Path, request: dict[str, Any], timeout: float = 5.0) -> 
 
 def cmd_host(args: argparse.Namespace) -> int:
     """``ncbsim host``: run the bureaus of a spec in this process."""
-    configs = load_spec(args.spec, PkiDir(args.dir))
+    from ncbsim.metrics import listen_address
+
+    listen_address(args.metrics_listen)  # a bad option is named as such, in one line
+    configs = load_spec(args.spec, PkiDir(args.dir), metrics_listen=args.metrics_listen)
     return asyncio.run(run_host(configs, ready_file=args.ready_file, control=args.control))
 
 
@@ -355,4 +385,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     host.add_argument("--spec", type=Path, required=True, help="JSON spec of the bureaus")
     host.add_argument("--ready-file", type=Path, help="written once every bureau serves")
     host.add_argument("--control", type=Path, help="Unix socket for clock and status requests")
+    host.add_argument(
+        "--metrics-listen",
+        default="127.0.0.1:0",
+        help="loopback HOST:PORT of each bureau's Prometheus metrics (port 0: any), unless "
+        "its spec says metrics_listen; 'off': none (docs/metrics.md)",
+    )
     host.set_defaults(func=cmd_host, server=True)

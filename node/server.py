@@ -24,6 +24,8 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.identity import Identity
+from ncbsim.metrics import NodeMetrics
+from ncbsim.metrics import serve as serve_metrics
 from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
 from ncbsim.node.config import NodeConfig
@@ -83,7 +85,9 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         hits: HitLog | None = None,
         clock: Clock | None = None,
         postbox: Postbox | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or NodeMetrics(identity.bureau)
         self._clock = clock or Clock()
         self._postbox = postbox
         self._hits = hits
@@ -108,6 +112,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         For a refusal (``reason`` set) a row that cannot be written is logged and the
         refusal goes out all the same; for an answer it raises AuditWriteError.
         """
+        self._metrics.handled(header, reason)
         row = audit_record(
             header,
             request_bytes=len(request) if isinstance(request, bytes) else request.ByteSize(),
@@ -217,6 +222,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         if not first:
+            self._metrics.replay()
             log.warning("replayed_envelope", sender=header.sender, **_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.ALREADY_EXISTS, "replay")
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
@@ -318,13 +324,14 @@ async def run_node(
     *,
     stop: asyncio.Event,
     clock: Clock | None = None,
-    on_ready: Callable[[str], None] | None = None,
+    on_ready: Callable[[str, str], None] | None = None,
     directory: Directory | None = None,
 ) -> None:
     """Run a bureau node until ``stop`` is set, then shut it down cleanly.
 
     Starts the server, registers ``config.advertise`` (or the bound address) with the
-    gateway, and once registered and serving calls ``on_ready`` with the bound address.
+    gateway, and once registered and serving calls ``on_ready`` with the bound address
+    and that of its metrics endpoint ("" if ``config.metrics_listen`` is off).
     ``clock`` is the node's clock (default: one offset by ``config.clock_offset_ms``);
     whoever holds it may change its offset while the node runs. Every log line of the
     node names its bureau: it is bound in this task's context, so several nodes can run
@@ -353,7 +360,11 @@ async def run_node(
         inbox = Inbox(config.files.inbox)
         stack.callback(inbox.close)
         tls = config.pki.tls(config.bureau)
-        gateway_channel = transport.gateway_channel(config.gateway, tls)
+        metrics = NodeMetrics(config.bureau)
+        metrics.watch_audit(audit)
+        gateway_channel = transport.gateway_channel(
+            config.gateway, tls, interceptors=metrics.client_interceptors()
+        )
         stack.push_async_callback(gateway_channel.close)
         gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
         peers = Peers(directory if directory is not None else Directory.pinned(config.pki), gateway)
@@ -383,6 +394,7 @@ async def run_node(
             hits=hits,
             clock=clock,
             postbox=postbox,
+            metrics=metrics,
         )
         served = await start_server(
             tls,
@@ -392,8 +404,10 @@ async def run_node(
             register=lambda server: add_raw_servicer(
                 server, bureau_pb2_grpc.add_BureauServiceServicer_to_server, service
             ),
+            interceptors=[metrics.server_interceptor()],
         )
         stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop
+        metrics_address = _serve_metrics(stack, metrics, config.metrics_listen)
         log.info(
             "node_listening",
             address=served.address,
@@ -435,10 +449,19 @@ async def run_node(
                     await peers.load_all()
                 await served.set_serving(True)
                 if on_ready is not None:
-                    on_ready(served.address)
+                    on_ready(served.address, metrics_address)
             await stopping
         finally:
             await _cancel([ready, stopping])
+
+
+def _serve_metrics(stack: contextlib.AsyncExitStack, metrics: NodeMetrics, listen: str) -> str:
+    """Serve ``metrics`` on ``listen`` until ``stack`` closes; its address ("" if off)."""
+    endpoint = serve_metrics(metrics, listen)
+    if endpoint is None:
+        return ""
+    stack.callback(endpoint.close)
+    return endpoint.address
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -455,7 +478,7 @@ async def serve(config: NodeConfig) -> None:
     await run_node(
         config,
         stop=stop,
-        on_ready=lambda address: write_ready_file(
-            config.ready_file, role="node", bureau=config.bureau, address=address
+        on_ready=lambda address, metrics: write_ready_file(
+            config.ready_file, role="node", bureau=config.bureau, address=address, metrics=metrics
         ),
     )

@@ -21,6 +21,7 @@ class Proc:
     """One bureau node (or the gateway) of a running network.
 
     ``pid`` is the process serving it: for a bureau, its host, which may serve others too.
+    ``metrics`` is its Prometheus endpoint (loopback HOST:PORT), "" if it serves none.
     """
 
     role: str
@@ -29,6 +30,7 @@ class Proc:
     address: str
     log: str
     host: int = -1
+    metrics: str = ""
 
 
 @dataclass(slots=True)
@@ -42,6 +44,8 @@ class Host:
     log: str
     pid: int = 0
     addresses: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    """Each bureau's Prometheus endpoint (one per node, though they share the process)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,7 +199,9 @@ class Network:
             info = supervise.wait_ready(
                 gw, ready, glog, deadline=deadline, what="gateway", abort=abort
             )
-            procs.append(Proc("gateway", None, gw.pid, info["address"], str(glog)))
+            procs.append(
+                Proc("gateway", None, gw.pid, info["address"], str(glog), metrics=info["metrics"])
+            )
             if on_gateway is not None:
                 on_gateway(info["address"])
             pending = []
@@ -228,7 +230,15 @@ class Network:
             for host, child in pending:
                 supervise.await_host(host, child, deadline=deadline, abort=abort)
                 procs.extend(
-                    Proc("node", code, host.pid, host.addresses[code], host.log, host.index)
+                    Proc(
+                        "node",
+                        code,
+                        host.pid,
+                        host.addresses[code],
+                        host.log,
+                        host.index,
+                        host.metrics.get(code, ""),
+                    )
                     for code in host.bureaus
                 )
         except BaseException:
@@ -273,6 +283,8 @@ class Network:
         spec = json.loads(Path(host.spec).read_text())
         for item in spec["bureaus"]:
             item["listen"] = host.addresses.get(item["bureau"], item["listen"])
+            if host.metrics.get(item["bureau"]):  # the same port: Prometheus keeps its target
+                item["metrics_listen"] = host.metrics[item["bureau"]]
             item["clock_offset_ms"] = (clock_offsets or {}).get(item["bureau"], 0)
         private.write_text(Path(host.spec), json.dumps(spec, indent=2) + "\n")
         with self._lock:
@@ -287,7 +299,15 @@ class Network:
             if self._stopping:
                 return
             self.procs = [
-                Proc(p.role, p.bureau, host.pid, p.address, p.log, p.host)
+                Proc(
+                    p.role,
+                    p.bureau,
+                    host.pid,
+                    p.address,
+                    p.log,
+                    p.host,
+                    host.metrics.get(p.bureau or "", ""),
+                )
                 if p.host == host.index and p.role == "node"
                 else p
                 for p in self.procs
@@ -334,9 +354,10 @@ class Network:
                 listen=old.address,
                 detach=self.detach,
                 placement=self.placement,
+                metrics_listen=old.metrics or "127.0.0.1:0",
             )
             self._children.append(child)
-        supervise.wait_ready(
+        info = supervise.wait_ready(
             child,
             ready,
             glog,
@@ -346,7 +367,7 @@ class Network:
         )
         with self._lock:
             self.procs = [
-                Proc(p.role, p.bureau, child.pid, p.address, p.log, p.host)
+                Proc(p.role, p.bureau, child.pid, p.address, p.log, p.host, info["metrics"])
                 if p.role == "gateway"
                 else p
                 for p in self.procs

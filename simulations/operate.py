@@ -176,6 +176,8 @@ class Row:
     address: str
     log: str
     host: int | None = None
+    metrics: str = ""
+    """Its Prometheus endpoint (HOST:PORT), "" if none."""
     alive: bool = False
     health: str = NOT_CHECKED
     services: dict[str, str] = field(default_factory=dict)
@@ -194,6 +196,7 @@ class Row:
             "host": self.host,
             "pid": self.pid,
             "address": self.address,
+            "metrics": self.metrics,
             "alive": self.alive,
             "health": self.health,
             "services": self.services,
@@ -262,6 +265,7 @@ def _rows(network: Network) -> list[Row]:
             address=p.address,
             log=p.log,
             host=p.host if p.role == "node" else None,
+            metrics=p.metrics,
         )
         for p in network.procs
     ]
@@ -395,9 +399,9 @@ def render(data: dict[str, Any]) -> None:
     console = Console()
     table = Table(header_style="bold")
     rows = data["processes"]
-    columns = ["name", "role", "pid", "address", "alive", "health"]
+    columns = ["name", "role", "pid", "address", "metrics", "alive", "health"]
     for column in columns:
-        table.add_column(column, no_wrap=column in {"name", "pid", "address", "health"})
+        table.add_column(column, no_wrap=column in {"name", "pid", "address", "metrics", "health"})
     for row in rows:
         colour = "green" if row["up"] else "red"
         cells = [
@@ -405,6 +409,7 @@ def render(data: dict[str, Any]) -> None:
             row["role"],
             str(row["pid"]),
             row["address"].removeprefix(f"{data['workdir']}/"),  # a socket: WORKDIR/run/...
+            row["metrics"] or "-",
             "yes" if row["alive"] else "[red]no[/]",
             f"[{colour}]{row['health']}[/]" + _services_text(row["health"], row["services"]),
         ]

@@ -179,8 +179,10 @@ def spawn_gateway(
     listen: str,
     detach: bool,
     placement: Placement,
+    metrics_listen: str = "127.0.0.1:0",
 ) -> subprocess.Popen[bytes]:
-    """Start the gateway of ``workdir`` on ``listen``; it writes ``ready`` once it serves."""
+    """Start the gateway of ``workdir`` on ``listen`` (its metrics on ``metrics_listen``);
+    it writes ``ready`` once it serves."""
     return spawn(
         [
             "--log-level",
@@ -192,6 +194,8 @@ def spawn_gateway(
             listen,
             "--ready-file",
             str(ready),
+            "--metrics-listen",
+            metrics_listen,
         ],
         log_path,
         detach=detach,
@@ -276,6 +280,7 @@ def await_host(
     )
     info = wait_ready(child, ready, Path(host.log), deadline=deadline, what=what, abort=abort)
     host.addresses = {code: str(address) for code, address in info["bureaus"].items()}
+    host.metrics = {code: str(address) for code, address in info.get("metrics", {}).items()}
 
 
 def ours(pid: int, workdir: Path) -> bool:

@@ -69,12 +69,30 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from ncbsim.simulations import operate
 
+    if args.prometheus:
+        return _prometheus(args)
     data = operate.status(args.workdir, timeout=args.timeout)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         operate.render(data)
     return 0 if data["up"] else 1
+
+
+def _prometheus(args: argparse.Namespace) -> int:
+    """``status --prometheus``: print (or write to --out) a prometheus.yml for the network."""
+    from ncbsim.simulations import operate
+    from ncbsim.simulations.scrape import prometheus_yml
+
+    network = operate.load(args.workdir)
+    made_by = f"ncbsim status --workdir {args.workdir} --prometheus"
+    text = prometheus_yml(network.procs, workdir=str(network.workdir), made_by=made_by)
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.write_text(text)
+        print(f"wrote {args.out}: {text.count('- targets:')} targets")
+    return 0
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
@@ -176,6 +194,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     status.add_argument(
         "--timeout", type=float, default=2.0, help="seconds per health check (default 2)"
     )
+    status.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="print a prometheus.yml scraping every party's metrics instead (docs/metrics.md)",
+    )
+    status.add_argument("--out", type=Path, help="with --prometheus: write it to this file")
     status.set_defaults(func=cmd_status, server=False)
 
     restart = sub.add_parser(

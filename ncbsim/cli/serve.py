@@ -51,6 +51,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_queue_per_sender=args.max_queue_per_sender,
         mailbox_retention_h=args.retention_hours,
+        metrics_listen=args.metrics_listen,
     )
     _check_listen(config.listen)  # before the mailbox and audit are opened
     asyncio.run(serve(config))
@@ -95,11 +96,22 @@ def cmd_node(args: argparse.Namespace) -> int:
         clock_skew_ms=args.clock_skew_ms,
         listen=args.listen,
         ready_file=args.ready_file,
+        metrics_listen=args.metrics_listen,
     )
     if not db.exists():  # only once the options are known to be good
         datagen.generate(db, args.bureau, seed=args.seed, documents=2000, persons=500, vehicles=500)
     asyncio.run(serve(config))
     return 0
+
+
+def _add_metrics_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics here, loopback only (port 0: any; the ready file "
+        "and network.json say which); 'off': none (docs/metrics.md)",
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -109,6 +121,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     gw.add_argument("--listen", default=DEFAULT_GATEWAY_LISTEN, help="host:port (port 0: any)")
     gw.add_argument("--audit", type=Path, help="audit database (default DIR/gateway/audit.sqlite)")
     gw.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
+    _add_metrics_option(gw)
     gw.add_argument(
         "--mailbox",
         type=Path,
@@ -196,6 +209,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     node.add_argument("--seed", type=int, default=1, help="seed if records must be generated")
     node.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
+    _add_metrics_option(node)
     node.set_defaults(func=cmd_node, server=True)
 
 

@@ -263,13 +263,18 @@ def test_hosted_bureaus_answer_each_other(net: Net) -> None:
 
 @pytest.mark.integration
 def test_status_over_the_control_socket(net: Net) -> None:
-    """status gives the pid, and each bureau's address and clock offset."""
+    """status gives the pid, and each bureau's address, metrics endpoint and clock offset."""
     reply = asyncio.run(control(net.control, {"op": "status"}))
     assert reply == {
         "ok": True,
         "pid": net.host.pid,
         "bureaus": {
-            code: {"address": net.ready["bureaus"][code], "offset_ms": 0} for code in HOSTED
+            code: {
+                "address": net.ready["bureaus"][code],
+                "metrics": net.ready["metrics"][code],
+                "offset_ms": 0,
+            }
+            for code in HOSTED
         },
     }
 
