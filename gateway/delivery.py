@@ -41,6 +41,8 @@ import structlog
 
 from ncbsim import envelope, receipts
 from ncbsim.errors import EnvelopeError, RoutingError
+from ncbsim.eventbus import EventBus
+from ncbsim.gateway import observed
 from ncbsim.gateway.audit import AuditLog, AuditRecord
 from ncbsim.gateway.copies import (
     DELIVERED,
@@ -123,8 +125,10 @@ class Deliverer:
         backoff_max_s: float = BACKOFF_MAX_S,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         retention_ms: int,
+        bus: EventBus | None = None,
     ) -> None:
         self._mailbox = mailbox
+        self._bus = bus if bus is not None else EventBus("gateway")
         self._router = router
         self._audit = audit
         self._batch = batch
@@ -355,6 +359,7 @@ class Deliverer:
         return expired
 
     def _record(self, row: Settled, elapsed_ms: float) -> None:
+        observed.settled(self._bus, row)
         self._audit.record(
             AuditRecord(
                 _now_ms(),

@@ -16,6 +16,8 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from ncbsim.errors import DirectoryError
+from ncbsim.eventbus import EventBus
+from ncbsim.gateway import observed
 from ncbsim.pki import PkiDir
 from ncbsim.revocation import NONE, Revoked, verify_list
 from ncbsim.v2 import directory_pb2
@@ -53,8 +55,10 @@ class DirectoryFiles:
         *,
         refresh_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        bus: EventBus | None = None,
     ) -> None:
         self._pki = pki
+        self._bus = bus
         self._refresh_s = refresh_s
         self._clock = clock
         self._checked_at = float("-inf")
@@ -146,6 +150,8 @@ class DirectoryFiles:
         self._entries = entries
         self._serials = serials
         self._send_only = frozenset(send_only)
+        if self._bus is not None:
+            observed.directory_refreshed(self._bus, len(entries))
 
     def _load_revocations(self) -> None:
         signed = self._pki.revocation_list()
@@ -158,4 +164,7 @@ class DirectoryFiles:
             return
         if revoked.sequence > self.revoked.sequence:
             log.info("revocations_adopted", sequence=revoked.sequence, bureaus=revoked.bureaus())
+            newly = sorted(set(revoked.bureaus()) - set(self.revoked.bureaus()))
             self.revoked = revoked
+            if self._bus is not None:
+                observed.revocation_refreshed(self._bus, len(revoked.bureaus()), newly)

@@ -30,6 +30,8 @@ from typing import Any
 import grpc
 import structlog
 
+from ncbsim.eventbus import EventBus
+from ncbsim.gateway import observed
 from ncbsim.gateway.audit import AuditLog
 from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.control import ControlPlane
@@ -106,6 +108,7 @@ def add_to_server(service: GatewayService, server: Any) -> None:
 async def serve(config: GatewayConfig) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     tls = config.pki.tls("gateway")
+    bus = EventBus("gateway")
     router = Router(tls)
     audit = AuditLog(config.files.audit)
     mailbox = await Mailbox.open(
@@ -119,15 +122,17 @@ async def serve(config: GatewayConfig) -> None:
         audit,
         batch=config.delivery_batch,
         retention_ms=config.mailbox_retention_ms,
+        bus=bus,
     )
-    service = GatewayService(
-        GatewayParts(config, router, audit, mailbox=mailbox, deliverer=deliverer)
-    )
+    parts = GatewayParts(config, router, audit, mailbox=mailbox, deliverer=deliverer, bus=bus)
+    service = GatewayService(parts)
     served = await start_server(
         tls,
         config.listen,
         [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add_to_server(service, server),
+        bus=bus,
+        on_denied=parts.observe_denied,
     )
     log.info(
         "gateway_listening",
@@ -146,10 +151,12 @@ async def serve(config: GatewayConfig) -> None:
     await deliverer.start()  # resumes every queued message: a worker per recipient
     await served.set_serving(True)
     write_ready_file(config.ready_file, role="gateway", address=served.address)
+    observed.started(bus, served.address)
     try:
         await wait_for_shutdown()
     finally:
         log.info("gateway_stopping")
+        observed.stopped(bus)
         await served.drain(grace=2)
         await deliverer.stop()
         await router.close()

@@ -23,7 +23,9 @@ from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
+from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
+from ncbsim.node import observed
 from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
 from ncbsim.node.config import NodeConfig
@@ -83,7 +85,9 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         hits: HitLog | None = None,
         clock: Clock | None = None,
         postbox: Postbox | None = None,
+        bus: EventBus | None = None,
     ) -> None:
+        self._bus = bus if bus is not None else EventBus(identity.bureau)
         self._clock = clock or Clock()
         self._postbox = postbox
         self._hits = hits
@@ -123,6 +127,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             log.error("audit_not_written", reason=reason or "answered", error=str(exc))
             if not reason:
                 raise
+        observed.handled(self._bus, row)
 
     def use_identity(self, identity: Identity) -> None:
         """Answer under ``identity`` from now on (after ``ncbsim pki rotate``)."""
@@ -204,6 +209,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             log.warning("envelope_rejected", sender=header.sender, reason=reason, **_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, reason)
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+        observed.opened(self._bus, header, request)
         try:
             first = self._replay.first_time(
                 opened.header.message_id,
@@ -320,6 +326,7 @@ async def run_node(
     clock: Clock | None = None,
     on_ready: Callable[[str], None] | None = None,
     directory: Directory | None = None,
+    bus: EventBus | None = None,
 ) -> None:
     """Run a bureau node until ``stop`` is set, then shut it down cleanly.
 
@@ -330,10 +337,12 @@ async def run_node(
     node names its bureau: it is bound in this task's context, so several nodes can run
     in one event loop (ncbsim.node.host). ``directory`` may be shared by the nodes of one host
     (all pinned to the same root): each entry is then verified once for all of them,
-    not once per node. Raises if the node cannot start (keys, databases, port); whatever
-    was opened by then is closed again.
+    not once per node. ``bus`` is the bureau's event stream (default: one of its own),
+    served to the operator by ``Observe``. Raises if the node cannot start (keys,
+    databases, port); whatever was opened by then is closed again.
     """
     clock = clock if clock is not None else Clock(offset_ms=config.clock_offset_ms)
+    bus = bus if bus is not None else EventBus(config.bureau)
     # Every line of this node names it, also when a host process serves many nodes.
     structlog.contextvars.bind_contextvars(bureau=config.bureau, role=f"node:{config.bureau}")
     async with contextlib.AsyncExitStack() as stack:
@@ -372,6 +381,7 @@ async def run_node(
             clock=clock,
             clock_skew_ms=config.clock_skew_ms,
             outbox=outbox,
+            bus=bus,
         )
         service = BureauService(
             identity,
@@ -383,6 +393,7 @@ async def run_node(
             hits=hits,
             clock=clock,
             postbox=postbox,
+            bus=bus,
         )
         served = await start_server(
             tls,
@@ -392,6 +403,8 @@ async def run_node(
             register=lambda server: add_raw_servicer(
                 server, bureau_pb2_grpc.add_BureauServiceServicer_to_server, service
             ),
+            bus=bus,
+            on_denied=observed.denied_hook(bus, audit),
         )
         stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop
         log.info(
@@ -419,6 +432,7 @@ async def run_node(
                     peers.directory,
                     service.use_identity,
                     loaded_from=loaded_from,
+                    bus=bus,
                 ).run(config.key_check_interval_s)
             ),
         ]
@@ -426,6 +440,7 @@ async def run_node(
             tasks.append(asyncio.create_task(outbox.run()))
         stack.push_async_callback(_cancel, tasks)
         stack.callback(log.info, "node_stopping")
+        stack.callback(observed.stopped, bus)
         stopping = asyncio.create_task(stop.wait())
         ready = asyncio.create_task(registered.wait())
         try:
@@ -434,6 +449,7 @@ async def run_node(
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await peers.load_all()
                 await served.set_serving(True)
+                observed.started(bus, served.address)
                 if on_ready is not None:
                     on_ready(served.address)
             await stopping
