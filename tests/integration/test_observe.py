@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import sqlite3
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from support import document_query
 from ncbsim.auditlog import TABLE
 from ncbsim.client import BureauClient, Outcome
 from ncbsim.eventbus import EventBus
-from ncbsim.events import Event
+from ncbsim.events import Event, from_json
 from ncbsim.gateway.audit import read_all
 from ncbsim.mail import Mailer
 from ncbsim.observe import observe
@@ -286,3 +288,32 @@ def test_a_stalled_subscriber_costs_nothing_and_counts_what_it_missed(network: N
     print(f"stalled subscriber: {len(got)} events read, {stalled.dropped} dropped")
     assert len(missed) > LATENCY_QUERIES // 2  # it really lost most of them
     assert stalled.dropped == len(missed)
+
+
+def test_cli_commands_write_their_own_events(network: Network, tmp_path: Path) -> None:
+    """`query --events PATH` and `message send --events -` write the client's events as
+    JSON lines (party client:DE, tied by message id), and never the term or the text."""
+    path = tmp_path / "events.jsonl"
+    base = [sys.executable, "-m", "ncbsim"]
+    where = ["--workdir", str(network.workdir), "--as", "DE"]
+    query = subprocess.run(
+        [*base, "query", *where, "--to", "FR", "--events", str(path), "document",
+         "--number", CANARY, "--issuer", "FR"],
+        capture_output=True, text=True, timeout=DEADLINE_S, check=False,
+    )  # fmt: skip
+    assert query.returncode == 0, query.stderr
+    events = [from_json(line) for line in path.read_text().splitlines()]
+    assert [e.kind for e in events] == ["query.sealed", "query.returned"]
+    assert {e.party for e in events} == {"client:DE"}
+    assert events[0].message_id == events[1].message_id != ""
+    assert events[1].view["outcome"] == "no_hit"
+    send = subprocess.run(
+        [*base, "message", "send", *where, "--to", "FR", "--text", f"about {CANARY}",
+         "--events", "-"],
+        capture_output=True, text=True, timeout=DEADLINE_S, check=False,
+    )  # fmt: skip
+    assert send.returncode == 0, send.stderr
+    sealed = [from_json(line) for line in send.stderr.splitlines() if line.startswith('{"ids"')]
+    assert [e.kind for e in sealed] == ["post.sealed"]
+    assert sealed[0].view["kind"] == "message"
+    assert CANARY not in path.read_text() + "".join(e.to_json() for e in sealed)
