@@ -94,8 +94,10 @@ class Settled:
     state: str
     receipt_bytes: int
     detail: str
+    attempts: int = 0
+    """Delivery calls that carried the copy, this one included."""
     accepted_at_ms: int = 0
-    """When the gateway accepted it (its clock): a delivery's lag is measured from here."""
+    """When the gateway stored it (the delivery lag runs from here)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ import structlog
 
 from ncbsim import envelope, receipts
 from ncbsim.errors import EnvelopeError, RoutingError
+from ncbsim.eventbus import EventBus
+from ncbsim.gateway import observed
 from ncbsim.gateway.audit import AuditLog, AuditRecord
 from ncbsim.gateway.copies import (
     DELIVERED,
@@ -125,9 +127,11 @@ class Deliverer:
         sweep_interval_s: float = SWEEP_INTERVAL_S,
         retention_ms: int,
         metrics: GatewayMetrics | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self._metrics = metrics or GatewayMetrics()
         self._mailbox = mailbox
+        self._bus = bus if bus is not None else EventBus("gateway")
         self._router = router
         self._audit = audit
         self._batch = batch
@@ -361,6 +365,7 @@ class Deliverer:
         self._metrics.envelope(envelope.kind_name(row.kind), row.state)
         if row.state == DELIVERED:
             self._metrics.delivered((_now_ms() - row.accepted_at_ms) / 1000)
+        observed.settled(self._bus, row)
         self._audit.record(
             AuditRecord(
                 _now_ms(),

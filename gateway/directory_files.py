@@ -16,6 +16,8 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from ncbsim.errors import DirectoryError
+from ncbsim.eventbus import EventBus
+from ncbsim.gateway import observed
 from ncbsim.metrics import Metrics
 from ncbsim.pki import PkiDir
 from ncbsim.revocation import NONE, Revoked, verify_list
@@ -55,9 +57,11 @@ class DirectoryFiles:
         refresh_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self._metrics = metrics or Metrics("gateway")
         self._pki = pki
+        self._bus = bus
         self._refresh_s = refresh_s
         self._clock = clock
         self._checked_at = float("-inf")
@@ -150,6 +154,8 @@ class DirectoryFiles:
         self._entries = entries
         self._serials = serials
         self._send_only = frozenset(send_only)
+        if self._bus is not None:
+            observed.directory_refreshed(self._bus, len(entries))
 
     def _load_revocations(self) -> str:
         """Adopt the list on disk if the root signed it and it is newer; what became of it
@@ -164,6 +170,9 @@ class DirectoryFiles:
             return "refused"
         if revoked.sequence > self.revoked.sequence:
             log.info("revocations_adopted", sequence=revoked.sequence, bureaus=revoked.bureaus())
+            newly = sorted(set(revoked.bureaus()) - set(self.revoked.bureaus()))
             self.revoked = revoked
+            if self._bus is not None:
+                observed.revocation_refreshed(self._bus, len(revoked.bureaus()), newly)
             return "adopted"
         return "unchanged"

@@ -117,7 +117,7 @@ def _now_ms() -> int:
 
 _SETTLED_COLUMNS = (
     "sequence, sender, message_id, post_id, recipient, kind, issued_at_ms, expires_at_ms, "
-    "envelope_bytes, state, length(receipt), detail, accepted_at_ms"
+    "envelope_bytes, state, length(receipt), detail, attempts, accepted_at_ms"
 )
 
 
@@ -138,7 +138,8 @@ def _settled(row: Sequence[Any]) -> Settled:
         state=state,
         receipt_bytes=row[10] or 0,
         detail=row[11],
-        accepted_at_ms=row[12],
+        attempts=row[12],
+        accepted_at_ms=row[13],
     )
 
 

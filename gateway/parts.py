@@ -28,6 +28,8 @@ import structlog
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
 from ncbsim.errors import NcbsimError, RevokedError, reason_for, status_for
+from ncbsim.eventbus import EventBus
+from ncbsim.gateway import observed
 from ncbsim.gateway.admission import id_hex, is_code, parse, refused_rows
 from ncbsim.gateway.audit import AuditLog, AuditRecord
 from ncbsim.gateway.config import CONTROL_DAILY_QUOTA, GatewayConfig
@@ -112,15 +114,21 @@ class GatewayParts:
         mailbox: Mailbox | None = None,
         deliverer: Deliverer | None = None,
         metrics: GatewayMetrics | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
+        self.bus = bus if bus is not None else EventBus("gateway")
+        """The gateway's event stream (:mod:`ncbsim.gateway.observed`)."""
         self.router = router
         self.audit = audit
         self.mailbox = mailbox
         self.deliverer = deliverer
         self.directory = DirectoryFiles(
-            config.pki, refresh_s=config.directory_refresh_ms / 1000, metrics=self.metrics
+            config.pki,
+            refresh_s=config.directory_refresh_ms / 1000,
+            metrics=self.metrics,
+            bus=self.bus,
         )
         default = BureauLimit(
             rate_per_s=config.rate_per_s, burst=config.burst, daily_quota=config.daily_quota
@@ -179,16 +187,32 @@ class GatewayParts:
         """Audit each refused (size, header), log once, and end the RPC with exc's status."""
         code, detail, trailers = refusal_status(exc)
         self.metrics.refusal(rpc, reason_for(exc), [h for _, h in refused], limited=_limited(exc))
-        await self.audit_refused(
-            [
-                audit_row(
-                    rpc, peer or "", size, header, outcome="refused", status=code, started=started
-                )
-                for size, header in refused
-            ]
-        )
+        rows = [
+            audit_row(
+                rpc, peer or "", size, header, outcome="refused", status=code, started=started
+            )
+            for size, header in refused
+        ]
+        await self.audit_refused(rows)
+        for row in rows:
+            observed.refused(self.bus, row, exc)
         log.warning("refused", rpc=rpc, peer=peer, status=code.name, reason=detail)
         await abort(context, code, detail, trailers)
+
+    async def observe_denied(self, context: grpc.aio.ServicerContext) -> None:
+        """Audit (and tell the operator of) a caller refused ``Observe``: only the
+        operator may watch the gateway's event stream."""
+        row = audit_row(
+            "Observe",
+            transport.peer_bureau(context) or "",
+            0,
+            None,
+            outcome="refused",
+            status=grpc.StatusCode.PERMISSION_DENIED,
+            started=time.perf_counter(),
+        )
+        await self.audit_refused([row])
+        observed.refused(self.bus, row, "not_operator")
 
     async def admit_call(
         self,

@@ -20,7 +20,7 @@ import structlog
 
 from ncbsim.auditlog import AuditWriteError
 from ncbsim.errors import ConfigError, NcbsimError, QueueFull
-from ncbsim.gateway import copies
+from ncbsim.gateway import copies, observed
 from ncbsim.gateway.admission import admit_posts
 from ncbsim.gateway.control import bureau_request
 from ncbsim.gateway.mailbox import Mailbox
@@ -89,6 +89,8 @@ class PostOffice:
             if result.status == copies.ACCEPTED and self._parts.deliverer is not None:
                 self._parts.deliverer.wake(incoming.header.recipient)
         await self._parts.audit.commit(*rows)
+        for row, result in zip(rows, accepted, strict=True):
+            observed.accepted(self._parts.bus, row, result.sequence)
         return accepted
 
     async def post(
@@ -129,20 +131,21 @@ class PostOffice:
             )
             await abort(context, grpc.StatusCode.UNAVAILABLE, detail)
         except Exception:  # never UNKNOWN: the disk, a closed mailbox, a bug
-            await parts.audit_refused(
-                [
-                    audit_row(
-                        "Post",
-                        incoming.header.sender,
-                        len(incoming.data),
-                        incoming.header,
-                        outcome="refused",
-                        status=grpc.StatusCode.UNAVAILABLE,
-                        started=started,
-                    )
-                    for incoming in admitted
-                ]
-            )
+            rows = [
+                audit_row(
+                    "Post",
+                    incoming.header.sender,
+                    len(incoming.data),
+                    incoming.header,
+                    outcome="refused",
+                    status=grpc.StatusCode.UNAVAILABLE,
+                    started=started,
+                )
+                for incoming in admitted
+            ]
+            await parts.audit_refused(rows)
+            for row in rows:
+                observed.refused(parts.bus, row, "unavailable")
             log.exception("post_not_stored", peer=peer, envelopes=len(admitted))
             await abort(context, grpc.StatusCode.UNAVAILABLE, "the gateway could not store them")
         reply = gateway_pb2.PostResponse()

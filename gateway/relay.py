@@ -26,6 +26,7 @@ import structlog
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
 from ncbsim.errors import NcbsimError, RoutingError
+from ncbsim.gateway import observed
 from ncbsim.gateway.admission import (
     admit_queries,
     admit_query,
@@ -135,7 +136,10 @@ class QueryRelay:
         except AuditWriteError as exc:
             log.error("answer_held_back", reason="audit not written", error=str(exc))
             detail = "the gateway could not audit the answer"
+            held = row._replace(outcome="no_answer", status="UNAVAILABLE", response_bytes=0)
+            observed.relayed(self._parts.bus, held)
             return _Relayed(None, grpc.StatusCode.UNAVAILABLE, "no_answer", registered, detail)
+        observed.relayed(self._parts.bus, row)
         if response is None:
             log.info(
                 "relay_failed",

@@ -30,6 +30,8 @@ from typing import Any
 import grpc
 import structlog
 
+from ncbsim.eventbus import EventBus
+from ncbsim.gateway import observed
 from ncbsim.gateway.audit import AuditLog
 from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.control import ControlPlane
@@ -109,6 +111,7 @@ async def serve(config: GatewayConfig) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     tls = config.pki.tls("gateway")
     metrics = GatewayMetrics()
+    bus = EventBus("gateway")
     router = Router(tls, interceptors=metrics.client_interceptors())
     audit = AuditLog(config.files.audit)
     mailbox = await Mailbox.open(
@@ -123,18 +126,22 @@ async def serve(config: GatewayConfig) -> None:
         batch=config.delivery_batch,
         retention_ms=config.mailbox_retention_ms,
         metrics=metrics,
+        bus=bus,
     )
     metrics.watch_audit(audit)
     metrics.watch_mailbox(mailbox)
-    service = GatewayService(
-        GatewayParts(config, router, audit, mailbox=mailbox, deliverer=deliverer, metrics=metrics)
+    parts = GatewayParts(
+        config, router, audit, mailbox=mailbox, deliverer=deliverer, metrics=metrics, bus=bus
     )
+    service = GatewayService(parts)
     served = await start_server(
         tls,
         config.listen,
         [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add_to_server(service, server),
         interceptors=[metrics.server_interceptor()],
+        bus=bus,
+        on_denied=parts.observe_denied,
     )
     endpoint = serve_metrics(metrics, config.metrics_listen)
     log.info(
@@ -160,10 +167,12 @@ async def serve(config: GatewayConfig) -> None:
         address=served.address,
         metrics=endpoint.address if endpoint else "",
     )
+    observed.started(bus, served.address)
     try:
         await wait_for_shutdown()
     finally:
         log.info("gateway_stopping")
+        observed.stopped(bus)
         await served.drain(grace=2)
         if endpoint is not None:
             endpoint.close()

@@ -34,11 +34,12 @@ from ncbsim.load.bench_measure import (
     RESPONDER,
     FloorSide,
     NcbsimSide,
+    Observers,
     Side,
     crypto_costs,
     run_batch,
 )
-from ncbsim.load.bench_report import Batch, render, summarize
+from ncbsim.load.bench_report import Batch, render, summarize, summarize_observed
 
 if TYPE_CHECKING:
     from ncbsim.client import BureauClient
@@ -62,6 +63,8 @@ class BenchConfig:
     hit_ratio: float = 0.2
     documents: int = 20_000  # records per bureau
     crypto_iterations: int = 2000  # per operation and repeat
+    observe: bool = False
+    """Also measure ncbsim with the operator observing the gateway and DE's node."""
 
     def __post_init__(self) -> None:
         from ncbsim.errors import ConfigError
@@ -156,6 +159,17 @@ async def _probe(
     return requests, responses
 
 
+def _observers(network: Network, pki: PkiDir) -> Observers:
+    """The operator's streams of the gateway and of the answering node (DE)."""
+    from ncbsim.pki import GATEWAY_NAME, bureau_dns_name
+
+    targets = [
+        (network.gateway.address, GATEWAY_NAME),
+        (network.node(RESPONDER).address, bureau_dns_name(RESPONDER)),
+    ]
+    return Observers(targets, pki)
+
+
 def _mean_fields(envelopes: Sequence[envelope_pb2.Envelope]) -> Fields:
     """The rounded mean length of each field over ``envelopes``."""
     from ncbsim.load.floor import Fields
@@ -175,20 +189,33 @@ async def _warm(side: Side, config: BenchConfig) -> None:
 
 
 async def _rounds(
-    sides: tuple[Side, Side], config: BenchConfig, progress: Callable[[str], None]
-) -> tuple[list[Batch], list[tuple[str, str]]]:
-    """Every round: on each side a sequential then a concurrent batch; the order alternates."""
+    sides: Sequence[Side],
+    config: BenchConfig,
+    progress: Callable[[str], None],
+    observers: Observers | None = None,
+) -> tuple[list[Batch], list[tuple[str, ...]]]:
+    """Every round: on each side a sequential then a concurrent batch; the order rotates
+    (with two sides, it alternates). The ``observed`` side's batches run with
+    ``observers`` attached, the others with no subscriber at all."""
     batches: list[Batch] = []
-    orders: list[tuple[str, str]] = []
+    orders: list[tuple[str, ...]] = []
     for index in range(config.rounds):
-        order = sides if index % 2 == 0 else (sides[1], sides[0])
-        orders.append((order[0].name, order[1].name))
+        shift = index % len(sides)
+        order = (*sides[shift:], *sides[:shift])
+        orders.append(tuple(side.name for side in order))
         for side in order:
             progress(f"round {index + 1}/{config.rounds}: {side.name}")
-            batches.append(await run_batch(side, "seq", index, config.seq_calls, 1))
-            batches.append(
-                await run_batch(side, "c32", index, config.c32_calls, config.concurrency)
-            )
+            watching = observers if side.name == "observed" else None
+            if watching is not None:
+                await watching.attach(side)
+            try:
+                batches.append(await run_batch(side, "seq", index, config.seq_calls, 1))
+                batches.append(
+                    await run_batch(side, "c32", index, config.c32_calls, config.concurrency)
+                )
+            finally:
+                if watching is not None:
+                    await watching.detach()
     return batches, orders
 
 
@@ -206,6 +233,8 @@ async def measure(
     client = BureauClient.open(pki, REQUESTER, network.gateway.address)
     floor: FloorProcesses | None = None
     floor_side: FloorSide | None = None
+    observers: Observers | None = None
+    observed_side: NcbsimSide | None = None
     try:
         progress("warming up ncbsim and measuring its envelopes")
         requests, responses = await _probe(client, pki, queries[: config.warmup_calls])
@@ -224,7 +253,12 @@ async def measure(
         floor_side = await FloorSide.connect(floor, pki, request_fields.canned())
         await _warm(floor_side, config)
 
-        batches, orders = await _rounds((ncbsim_side, floor_side), config, progress)
+        sides: list[Side] = [ncbsim_side, floor_side]
+        if config.observe:
+            observed_side = NcbsimSide(client, queries, ncbsim_side.pids, name="observed")
+            observers = _observers(network, pki)
+            sides.append(observed_side)
+        batches, orders = await _rounds(sides, config, progress, observers)
     finally:
         if floor_side is not None:
             await floor_side.channel.close()
@@ -236,6 +270,11 @@ async def measure(
         batches, crypto_us=crypto_costs(requests[0], config.crypto_iterations), orders=orders
     )
     report["ncbsim"]["outcomes"] = dict(sorted(ncbsim_side.outcomes.items()))
+    if observers is not None and observed_side is not None:
+        report["observe"] = summarize_observed(
+            batches, report["ncbsim"], events=observers.events, dropped=observers.dropped
+        )
+        report["observe"]["outcomes"] = dict(sorted(observed_side.outcomes.items()))
     report["payload"] = {
         "ncbsim": {
             "request_bytes": round(sum(e.ByteSize() for e in requests) / len(requests), 2),
@@ -335,6 +374,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"share of queries for documents DE holds (default {default.hit_ratio})",
     )
+    parser.add_argument(
+        "--observe",
+        action="store_true",
+        default=None,
+        help="also measure ncbsim with the operator observing the gateway and DE's node "
+        "(Observe, every event read): the report gives observed / plain ncbsim",
+    )
     parser.add_argument("--workdir", type=Path, help="keep the network's files here")
 
 
@@ -379,6 +425,8 @@ def cli(args: argparse.Namespace) -> int:
         render(report, Console())
     failed = report["ncbsim"]["seq"]["failures"] + report["ncbsim"]["c32"]["failures"]
     failed += report["floor"]["seq"]["failures"] + report["floor"]["c32"]["failures"]
+    if "observe" in report:
+        failed += report["observe"]["seq"]["failures"] + report["observe"]["c32"]["failures"]
     if failed:
         print(f"ncbsim bench: {failed} calls failed; the figures are not valid", file=sys.stderr)
         return 1

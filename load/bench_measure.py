@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 from ncbsim.load.bench_report import Batch
 
 if TYPE_CHECKING:
+    import asyncio
+
     import grpc
 
     from ncbsim.client import BureauClient
@@ -104,6 +106,71 @@ class FloorSide:
         except grpc.aio.AioRpcError:
             return False
         return True
+
+
+@dataclass(slots=True)
+class Observers:
+    """The operator watching the ``observed`` side (``ncbsim bench --observe``): one
+    ``Observe`` stream to the gateway and one to DE's node, each read to the end by a
+    task of this process, attached for the observed side's batches only."""
+
+    targets: list[tuple[str, str]]
+    """(address, TLS server name) of each server to watch."""
+    pki: PkiDir
+    events: int = 0
+    """Events received over every attachment."""
+    dropped: int = 0
+    """Events the streams lost (a full buffer): none, if the reader kept up."""
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+    _seen: set[int] = field(default_factory=set)
+
+    async def attach(self, side: Side) -> None:
+        """Open the streams, then call ``side`` (untimed) until each stream has had an
+        event: only then is each surely subscribed."""
+        import asyncio
+
+        from ncbsim import transport
+
+        tls = self.pki.tls("operator")
+        self._seen.clear()
+        for index, (address, name) in enumerate(self.targets):
+            channel = transport.secure_channel(address, tls, peer_name=name)
+            self._channels.append(channel)
+            self._tasks.append(asyncio.create_task(self._read(index, channel)))
+        deadline = time.monotonic() + CALL_TIMEOUT_S * 6
+        while len(self._seen) < len(self.targets):
+            if time.monotonic() > deadline:
+                raise TimeoutError("an Observe stream never started")
+            await side.call()
+            await asyncio.sleep(0.01)
+
+    async def _read(self, index: int, channel: grpc.aio.Channel) -> None:
+        from ncbsim.observe import observe
+
+        lost = 0  # the stream's dropped count so far, as its last event said
+        try:
+            async for _, dropped in observe(channel):
+                self.events += 1
+                self._seen.add(index)
+                lost = dropped
+        finally:
+            self.dropped += lost
+
+    async def detach(self) -> None:
+        """Cancel the streams and close their channels."""
+        import asyncio
+        import contextlib
+
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for channel in self._channels:
+            await channel.close()
+        self._tasks.clear()
+        self._channels.clear()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -173,6 +173,44 @@ def summarize(
     }
 
 
+def summarize_observed(
+    batches: Sequence[Batch], plain: dict[str, Any], *, events: int, dropped: int
+) -> dict[str, Any]:
+    """``--observe``: the observed side's figures and its ratios to plain ncbsim
+    (``plain``, the ``ncbsim`` figures of :func:`summarize`) for p50 and throughput."""
+    figures = {
+        mode: mode_figures([b for b in batches if b.side == "observed" and b.mode == mode])
+        for mode in ("seq", "c32")
+    }
+    return {
+        **figures,
+        "seq_p50_ratio": _round4(figures["seq"]["p50_ms"] / plain["seq"]["p50_ms"]),
+        "c32_p50_ratio": _round4(figures["c32"]["p50_ms"] / plain["c32"]["p50_ms"]),
+        "seq_throughput_ratio": _round4(
+            figures["seq"]["calls_per_s"] / plain["seq"]["calls_per_s"]
+        ),
+        "c32_throughput_ratio": _round4(
+            figures["c32"]["calls_per_s"] / plain["c32"]["calls_per_s"]
+        ),
+        "events": events,
+        "dropped": dropped,
+    }
+
+
+def render_observed(report: dict[str, Any], console: Any) -> None:
+    """The ``--observe`` line: observed and plain figures and their ratios."""
+    obs, plain = report["observe"], report["ncbsim"]
+    conc = report["parameters"]["concurrency"]
+    console.print(
+        f"Observed (the operator reading every event of the gateway and DE's node): "
+        f"sequential p50 {obs['seq']['p50_ms']:.3f} ms against {plain['seq']['p50_ms']:.3f} "
+        f"(ratio {obs['seq_p50_ratio']:.3f}); c{conc} {obs['c32']['calls_per_s']:,.0f} "
+        f"calls/s against {plain['c32']['calls_per_s']:,.0f} (ratio "
+        f"{obs['c32_throughput_ratio']:.3f}), p50 ratio {obs['c32_p50_ratio']:.3f}. "
+        f"{obs['events']:,} events read, {obs['dropped']:,} dropped."
+    )
+
+
 # ----------------------------------------------------------------------------- the tables
 
 
@@ -265,3 +303,5 @@ def render(report: dict[str, Any], console: Any) -> None:
         f"ncbsim answers: {outcomes}. Python {env['python']}, grpc {env['grpc']}, "
         f"{env['cpu_count']} CPUs."
     )
+    if "observe" in report:
+        render_observed(report, console)

@@ -19,6 +19,7 @@ from ncbsim import envelope, padding, transport
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
+from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
@@ -202,6 +203,8 @@ class BureauClient:
     directory: Directory | None = None
     """Verified entries to use; None: a directory of its own. A simulator acting as many
     bureaus shares one, so each entry is verified once, not once per bureau."""
+    bus: EventBus | None = None
+    """Hears ``query.sealed`` and ``query.returned`` (party ``client:XX``), if given."""
     _channel: grpc.aio.Channel = field(init=False)
     _stub: gateway_pb2_grpc.GatewayServiceStub = field(init=False)
     peers: Peers = field(init=False)
@@ -226,10 +229,12 @@ class BureauClient:
         *,
         clock: Clock | None = None,
         directory: Directory | None = None,
+        bus: EventBus | None = None,
     ) -> BureauClient:
         """Load ``bureau``'s keys from ``pki`` and connect to ``gateway``."""
         now_ms = clock.now_ms() if clock is not None else int(time.time() * 1000)
-        return cls(pki, Identity.load(pki, bureau, now_ms=now_ms), gateway, clock, directory)
+        identity = Identity.load(pki, bureau, now_ms=now_ms)
+        return cls(pki, identity, gateway, clock, directory, bus)
 
     @property
     def stub(self) -> gateway_pb2_grpc.GatewayServiceStub:
@@ -289,6 +294,7 @@ class BureauClient:
         except grpc.aio.AioRpcError as exc:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
         sealed = seal_query(self.identity, self.peers.get(to), query, now_ms=self._now_ms())
+        _sealed(self.bus, [sealed])
         try:
             reply = await self._stub.Query(
                 gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=timeout
@@ -296,7 +302,7 @@ class BureauClient:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             latency = (time.perf_counter() - started) * 1000
-            return Answer(
+            failed = Answer(
                 to,
                 failure_outcome(code),
                 None,
@@ -304,10 +310,14 @@ class BureauClient:
                 latency,
                 sealed.header.message_hex,
             )
+            _returned(self.bus, sealed, failed, code.name)
+            return failed
         latency = (time.perf_counter() - started) * 1000
-        return open_answer(
+        answer = open_answer(
             sealed, reply.envelope, self.peers.get(to), latency, now_ms=self._now_ms()
         )
+        _returned(self.bus, sealed, answer, "OK", reply.envelope)
+        return answer
 
     async def multi_query(
         self, query: query_pb2.Query, to: Sequence[str], *, timeout: float = 5.0
@@ -368,12 +378,66 @@ class BureauClient:
             for r in recipients
         }
         request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
+        _sealed(self.bus, list(sealed.values()))
         try:
             reply = await self._stub.MultiQuery(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             outcome = failure_outcome(exc.code())
-            return {r: Answer(r, outcome, None, failure_detail(exc)) for r in recipients}
+            failed = {r: Answer(r, outcome, None, failure_detail(exc)) for r in recipients}
+            for r, answer in failed.items():
+                _returned(self.bus, sealed[r], answer, exc.code().name)
+            return failed
         latency = (time.perf_counter() - started) * 1000
-        return open_deliveries(
+        answers = open_deliveries(
             sealed, reply.deliveries, self.peers.get, latency, now_ms=self._now_ms
         )
+        if self.bus is not None and self.bus.observed:
+            deliveries = {d.bureau: d for d in reply.deliveries}
+            for r, answer in answers.items():
+                delivery = deliveries[r]
+                status = gateway_pb2.DeliveryStatus.Name(delivery.status)
+                status = status.removeprefix("DELIVERY_STATUS_")
+                _returned(self.bus, sealed[r], answer, status, delivery.response)
+        return answers
+
+
+def _sealed(bus: EventBus | None, sealed: Sequence[envelope.SealedRequest]) -> None:
+    """``query.sealed`` for each envelope of one query (several: one per recipient)."""
+    if bus is None or not bus.observed:
+        return
+    for item in sealed:
+        bus.emit(
+            "query.sealed",
+            {
+                "recipient": item.header.recipient,
+                "recipients": len(sealed),
+                "bytes": item.envelope.ByteSize(),
+            },
+            message_id=item.header.message_hex,
+            correlation_id=item.header.correlation_hex,
+        )
+
+
+def _returned(
+    bus: EventBus | None,
+    sealed: envelope.SealedRequest,
+    answer: Answer,
+    status: str,
+    response: envelope.Envelope | None = None,
+) -> None:
+    """``query.returned``: how one recipient's answer came back (its outcome, never its
+    content), ``status`` being the gateway call's (or the MultiQuery delivery's)."""
+    if bus is None or not bus.observed:
+        return
+    bus.emit(
+        "query.returned",
+        {
+            "recipient": answer.bureau,
+            "outcome": answer.outcome.value,
+            "status": status,
+            "elapsed_ms": round(answer.latency_ms, 3),
+            "response_bytes": response.ByteSize() if response is not None else 0,
+        },
+        message_id=sealed.header.message_hex,
+        correlation_id=sealed.header.correlation_hex,
+    )

@@ -18,6 +18,7 @@ from rich.text import Text
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.countries import country
 from ncbsim.errors import DirectoryError, UnknownCountry
+from ncbsim.eventbus import EventBus
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import query_pb2, records_pb2
 
@@ -194,14 +195,20 @@ def _with_handling(ref: str, handling: int) -> str:
 
 
 async def run_query(
-    args: argparse.Namespace, query: query_pb2.Query, to: list[str], *, gateway: str
+    args: argparse.Namespace,
+    query: query_pb2.Query,
+    to: list[str],
+    *,
+    gateway: str,
+    bus: EventBus | None = None,
 ) -> int:
     """Run ``ncbsim query`` with a checked ``query`` and recipients ``to``.
 
     Exit 0 when every bureau answered, 1 otherwise (a no-answer, a failure, an error, or
     ``ALL`` that cannot be expanded because the gateway is down and no directory is held).
     """
-    async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
+    pki = PkiDir(args.workdir)
+    async with BureauClient.open(pki, args.as_bureau, gateway, bus=bus) as client:
         try:
             if len(to) == 1 and to != [ALL]:
                 answers = [await client.query(query, to[0], timeout=args.timeout)]

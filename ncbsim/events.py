@@ -55,6 +55,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "post.expired": (*_ENVELOPE, "attempts", "age_ms"),
     "post.rejected": (*_ENVELOPE, "reason"),
     "post.refused": (*_ENVELOPE, "reason", "status"),
+    # A call that carries no envelope refused (control plane, Observe)
+    "call.refused": ("rpc", "peer", "reason", "status"),
     # Faults of a scenario or of `ncbsim fault`
     "fault.applied": ("fault", "target", "peer", "detail", "until_s"),
     "fault.healed": ("fault", "target", "peer", "detail"),

@@ -37,6 +37,7 @@ from ncbsim.errors import (
     NcbsimError,
     is_queue_full,
 )
+from ncbsim.eventbus import EventBus
 from ncbsim.peers import Peers
 from ncbsim.posts import (
     POST_STATUS,
@@ -223,6 +224,7 @@ class Mailer:
                     ),
                 )
             )
+        _sealed(self.client.bus, kind, post_id, sealed)
         copies: dict[str, Copy] = {
             code: Copy(code, b"", "failed", 0, reason) for code, reason in unknown.items()
         }
@@ -437,6 +439,25 @@ class Mailer:
                 continue
             found[code] = peer
         return found
+
+
+def _sealed(
+    bus: EventBus | None,
+    kind: int,
+    post_id: bytes,
+    sealed: Sequence[tuple[str, bytes, envelope.Envelope]],
+) -> None:
+    """``post.sealed`` for each copy of one post, its post id as correlation id."""
+    if bus is None or not bus.observed:
+        return
+    name = envelope.kind_name(kind)
+    for code, message_id, env in sealed:
+        bus.emit(
+            "post.sealed",
+            {"recipient": code, "recipients": len(sealed), "kind": name, "bytes": env.ByteSize()},
+            message_id=message_id.hex(),
+            correlation_id=post_id.hex(),
+        )
 
 
 async def _receipts_page(

@@ -30,7 +30,9 @@ import structlog
 from ncbsim import _crypto
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, PkiError
+from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
+from ncbsim.node import observed
 from ncbsim.peers import RevocationFile
 from ncbsim.pki import PkiDir
 
@@ -64,8 +66,12 @@ class KeyWatch:
         on_identity: Callable[[Identity], None],
         *,
         loaded_from: Stamp,
+        bus: EventBus | None = None,
     ) -> None:
-        """``loaded_from`` is :func:`entry_stamp` as it was before ``identity`` loaded."""
+        """``loaded_from`` is :func:`entry_stamp` as it was before ``identity`` loaded;
+        ``bus`` hears ``key.rotated`` when the signing key changes."""
+        self._bus = bus
+        self._signing_key_id = identity.signing_key_id
         self._pki = pki
         self._bureau = identity.bureau
         self._revocations = RevocationFile(pki, directory)
@@ -98,6 +104,10 @@ class KeyWatch:
             previous_until_ms=identity.previous_until_ms,
         )
         self._on_identity(identity)
+        if identity.signing_key_id != self._signing_key_id:
+            self._signing_key_id = identity.signing_key_id
+            if self._bus is not None:
+                observed.key_rotated(self._bus, self._bureau, identity.signing_key_id)
 
     def _forget_previous(self, key_id: bytes) -> None:
         """Delete the previous keys on disk once their grace period is over, if they are

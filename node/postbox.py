@@ -58,8 +58,9 @@ from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
+from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
-from ncbsim.node import notices
+from ncbsim.node import notices, observed
 from ncbsim.node.audit import NodeAuditRecord, audit_record
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.outbox import OutboxPoster
@@ -113,7 +114,9 @@ class Postbox:
         clock: Clock | None = None,
         clock_skew_ms: int = envelope.CLOCK_SKEW_MS,
         outbox: OutboxPoster | None = None,
+        bus: EventBus | None = None,
     ) -> None:
+        self._bus = bus if bus is not None else EventBus(identity.bureau)
         self._identity = identity
         self._peers = peers
         self._inbox = inbox
@@ -160,13 +163,16 @@ class Postbox:
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         if self._outbox is not None and any(o.decided for o in outcomes):
             self._outbox.wake()
+        rows = [_audit_row(outcome, elapsed) for outcome in outcomes]
         try:  # no receipt leaves before its row is in the audit
-            await self._audit.commit(*(_audit_row(outcome, elapsed) for outcome in outcomes))
+            await self._audit.commit(*rows)
         except AuditWriteError as exc:
             # Processed but unaudited: the gateway keeps the copies and delivers them
             # again, and they come back as duplicates, audited then.
             log.error("audit_not_written", rpc="Deliver", error=str(exc))
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        for row in rows:
+            observed.delivered(self._bus, row)
         if len(outcomes) < len(request.envelopes):
             log.info("deliver_stopped", taken=len(outcomes), sent=len(request.envelopes))
         return bureau_pb2.DeliverResponse(results=[o.result for o in outcomes])
@@ -392,6 +398,7 @@ class Postbox:
             await self._audit.commit(row)
         except AuditWriteError as exc:
             log.error("audit_not_written", rpc="Deliver", reason=reason, error=str(exc))
+        observed.delivered(self._bus, row)
 
 
 def _audit_row(outcome: _Outcome, elapsed_ms: float) -> NodeAuditRecord:

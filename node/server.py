@@ -23,9 +23,11 @@ from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
+from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.metrics import NodeMetrics
 from ncbsim.metrics import serve as serve_metrics
+from ncbsim.node import observed
 from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
 from ncbsim.node.config import NodeConfig
@@ -86,8 +88,10 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         clock: Clock | None = None,
         postbox: Postbox | None = None,
         metrics: NodeMetrics | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self._metrics = metrics or NodeMetrics(identity.bureau)
+        self._bus = bus if bus is not None else EventBus(identity.bureau)
         self._clock = clock or Clock()
         self._postbox = postbox
         self._hits = hits
@@ -128,6 +132,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             log.error("audit_not_written", reason=reason or "answered", error=str(exc))
             if not reason:
                 raise
+        observed.handled(self._bus, row)
 
     def use_identity(self, identity: Identity) -> None:
         """Answer under ``identity`` from now on (after ``ncbsim pki rotate``)."""
@@ -209,6 +214,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             log.warning("envelope_rejected", sender=header.sender, reason=reason, **_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, reason)
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+        observed.opened(self._bus, header, request)
         try:
             first = self._replay.first_time(
                 opened.header.message_id,
@@ -326,6 +332,7 @@ async def run_node(
     clock: Clock | None = None,
     on_ready: Callable[[str, str], None] | None = None,
     directory: Directory | None = None,
+    bus: EventBus | None = None,
 ) -> None:
     """Run a bureau node until ``stop`` is set, then shut it down cleanly.
 
@@ -337,28 +344,18 @@ async def run_node(
     node names its bureau: it is bound in this task's context, so several nodes can run
     in one event loop (ncbsim.node.host). ``directory`` may be shared by the nodes of one host
     (all pinned to the same root): each entry is then verified once for all of them,
-    not once per node. Raises if the node cannot start (keys, databases, port); whatever
-    was opened by then is closed again.
+    not once per node. ``bus`` is the bureau's event stream (default: one of its own),
+    served to the operator by ``Observe``. Raises if the node cannot start (keys,
+    databases, port); whatever was opened by then is closed again.
     """
     clock = clock if clock is not None else Clock(offset_ms=config.clock_offset_ms)
+    bus = bus if bus is not None else EventBus(config.bureau)
     # Every line of this node names it, also when a host process serves many nodes.
     structlog.contextvars.bind_contextvars(bureau=config.bureau, role=f"node:{config.bureau}")
     async with contextlib.AsyncExitStack() as stack:
         loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
         identity = Identity.load(config.pki, config.bureau, now_ms=clock.now_ms())
-        replay = ReplayCache(
-            config.files.replay,
-            clock_skew_ms=config.clock_skew_ms,
-        )
-        stack.callback(replay.close)
-        store = RecordStore(config.files.records)
-        stack.callback(store.close)
-        audit = NodeAuditLog(config.files.audit)
-        stack.callback(audit.close)
-        hits = HitLog(config.files.hits)
-        stack.callback(hits.close)
-        inbox = Inbox(config.files.inbox)
-        stack.callback(inbox.close)
+        replay, store, audit, hits, inbox = _open_files(stack, config)
         tls = config.pki.tls(config.bureau)
         metrics = NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
@@ -383,6 +380,7 @@ async def run_node(
             clock=clock,
             clock_skew_ms=config.clock_skew_ms,
             outbox=outbox,
+            bus=bus,
         )
         service = BureauService(
             identity,
@@ -395,6 +393,7 @@ async def run_node(
             clock=clock,
             postbox=postbox,
             metrics=metrics,
+            bus=bus,
         )
         served = await start_server(
             tls,
@@ -405,6 +404,8 @@ async def run_node(
                 server, bureau_pb2_grpc.add_BureauServiceServicer_to_server, service
             ),
             interceptors=[metrics.server_interceptor()],
+            bus=bus,
+            on_denied=observed.denied_hook(bus, audit),
         )
         stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop
         metrics_address = _serve_metrics(stack, metrics, config.metrics_listen)
@@ -433,6 +434,7 @@ async def run_node(
                     peers.directory,
                     service.use_identity,
                     loaded_from=loaded_from,
+                    bus=bus,
                 ).run(config.key_check_interval_s)
             ),
         ]
@@ -440,6 +442,7 @@ async def run_node(
             tasks.append(asyncio.create_task(outbox.run()))
         stack.push_async_callback(_cancel, tasks)
         stack.callback(log.info, "node_stopping")
+        stack.callback(observed.stopped, bus)
         stopping = asyncio.create_task(stop.wait())
         ready = asyncio.create_task(registered.wait())
         try:
@@ -448,11 +451,29 @@ async def run_node(
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await peers.load_all()
                 await served.set_serving(True)
+                observed.started(bus, served.address)
                 if on_ready is not None:
                     on_ready(served.address, metrics_address)
             await stopping
         finally:
             await _cancel([ready, stopping])
+
+
+def _open_files(
+    stack: contextlib.AsyncExitStack[bool | None], config: NodeConfig
+) -> tuple[ReplayCache, RecordStore, NodeAuditLog, HitLog, Inbox]:
+    """The bureau's databases, each closed again when ``stack`` closes."""
+    replay = ReplayCache(config.files.replay, clock_skew_ms=config.clock_skew_ms)
+    stack.callback(replay.close)
+    store = RecordStore(config.files.records)
+    stack.callback(store.close)
+    audit = NodeAuditLog(config.files.audit)
+    stack.callback(audit.close)
+    hits = HitLog(config.files.hits)
+    stack.callback(hits.close)
+    inbox = Inbox(config.files.inbox)
+    stack.callback(inbox.close)
+    return replay, store, audit, hits, inbox
 
 
 def _serve_metrics(stack: contextlib.AsyncExitStack, metrics: NodeMetrics, listen: str) -> str:

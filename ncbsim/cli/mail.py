@@ -25,6 +25,7 @@ import grpc
 
 from ncbsim import envelope, mail, messages, posts
 from ncbsim.cli._common import add_bureau_options
+from ncbsim.cli._events import add_events_option, client_events
 from ncbsim.cli.mail_views import (
     delivered_dict,
     item_dict,
@@ -120,7 +121,10 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
     """Run ``diffuse``, ``notice request``, ``notice withdraw`` or ``message send``."""
     ttl = ttl_ms(args.ttl)
     timeout_s = args.timeout
-    async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
+    async with (
+        client_events(args) as bus,
+        BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway, bus=bus) as client,
+    ):
         mailer = mail.Mailer(client, strict=True)
         what = args.send
         if what == "diffusion":
@@ -303,6 +307,7 @@ def _as_bureau(
     add_bureau_options(parser, role)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     if send:
+        add_events_option(parser)
         parser.add_argument(
             "--ttl", default="24h", help="expires undelivered after this, e.g. 90s, 2h (max 24h)"
         )

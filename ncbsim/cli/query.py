@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 
 from ncbsim.cli._common import add_bureau_options
+from ncbsim.cli._events import add_events_option, client_events
 from ncbsim.workdir import find_gateway
 
 __all__ = ["add_parsers", "cmd_query"]
@@ -24,7 +25,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     to = query_input.recipients(args.to)
     request = query_input.request(args, today=dt.date.today())
     gateway = find_gateway(args.workdir, args.as_bureau)
-    return asyncio.run(run_query(args, request, to, gateway=gateway))
+
+    async def run() -> int:
+        async with client_events(args) as bus:
+            return await run_query(args, request, to, gateway=gateway, bus=bus)
+
+    return asyncio.run(run())
 
 
 def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -65,6 +71,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="bureau codes, comma-separated (DE or DE,IT; GS is the General Secretariat), "
         "or ALL: every bureau of the root-signed directory but the requester",
     )
+    add_events_option(query)
     # Output options are accepted before or after KIND, as users type them either way.
     _output_options(query, defaults=True)
     output = argparse.ArgumentParser(add_help=False)

@@ -21,6 +21,7 @@ from ncbsim.load.bench_report import (
     mode_figures,
     percentile,
     summarize,
+    summarize_observed,
 )
 
 CRYPTO_US = {
@@ -169,3 +170,25 @@ def test_quick_bench_prints_one_json_object_and_leaves_nothing(tmp_path: Path) -
 
     assert _cmdlines_mentioning(str(tmp_path)) == []
     assert list(tmp_path.glob("ncbsim-bench-*")) == []
+
+
+def test_observed_figures_are_ratios_to_plain_ncbsim() -> None:
+    """--observe: the observed side's p50 and throughput over plain ncbsim's, with the
+    events read and dropped; the option sets the config."""
+    batches = [
+        _batch("ncbsim", "seq", 0, [2.0, 4.0, 4.0], 0.010),
+        _batch("ncbsim", "c32", 0, [40.0] * 32, 0.050),
+        _batch("observed", "seq", 0, [3.0, 5.0, 5.0], 0.012),
+        _batch("observed", "c32", 0, [44.0] * 32, 0.064),
+    ]
+    plain = {"seq": mode_figures(batches[:1]), "c32": mode_figures(batches[1:2])}
+    observed = summarize_observed(batches, plain, events=1000, dropped=0)
+    assert observed["seq_p50_ratio"] == pytest.approx(5.0 / 4.0)
+    assert observed["c32_p50_ratio"] == pytest.approx(44.0 / 40.0)
+    assert observed["c32_throughput_ratio"] == pytest.approx(500 / 640, abs=1e-3)
+    assert observed["seq_throughput_ratio"] == pytest.approx(250 / 300, abs=1e-3)
+    assert (observed["events"], observed["dropped"]) == (1000, 0)
+    assert observed["seq"]["calls"] == 3
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["bench", "--quick", "--observe"])).observe
+    assert not config_from_args(parser.parse_args(["bench", "--quick"])).observe
