@@ -3,7 +3,7 @@
 Every process (the gateway, each node, a host, the simulator, the fault daemon, a client
 the CLI started) describes what it does as :class:`Event` values of this schema, version
 :data:`SCHEMA_VERSION`. The same fields travel as JSON lines (``timeline.jsonl``,
-``ncbsim watch --events``) and as ``ObserveResponse`` messages of the ``Observe`` RPC
+``ncbsim watch --events``) and as ``ObservedEvent`` messages of the ``Observe`` RPC
 (``proto/ncbsim/v2/observe.proto``). docs/events.md is the reader's version of this
 module; a test keeps the two in step.
 
@@ -130,9 +130,9 @@ class Event:
         """One JSON line, without the newline."""
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
 
-    def to_proto(self, dropped: int = 0) -> observe_pb2.ObserveResponse:
-        """The ``Observe`` message of this event, with a subscriber's dropped count."""
-        msg = observe_pb2.ObserveResponse(
+    def to_proto(self) -> observe_pb2.ObservedEvent:
+        """This event as the ``Observe`` stream carries it."""
+        msg = observe_pb2.ObservedEvent(
             schema=self.schema,
             seq=self.seq,
             time=self.time,
@@ -141,7 +141,6 @@ class Event:
             message_id=self.message_id,
             correlation_id=self.correlation_id,
             trace_id=self.trace_id,
-            dropped=dropped,
         )
         for key, value in self.view.items():
             slot = msg.view[key]
@@ -209,14 +208,14 @@ def from_json(line: str) -> Event:
     return from_dict(data)
 
 
-def from_proto(msg: observe_pb2.ObserveResponse) -> tuple[Event, int]:
-    """The event an ``Observe`` message carries, and the subscriber's dropped count."""
+def from_proto(msg: observe_pb2.ObservedEvent) -> Event:
+    """The event of an ``Observe`` stream message."""
     view: dict[str, ViewValue] = {}
     for key, slot in msg.view.items():
         which = slot.WhichOneof("value")
         if which is not None:
             view[key] = getattr(slot, which)
-    event = Event(
+    return Event(
         kind=msg.kind,
         party=msg.party,
         time=msg.time,
@@ -227,4 +226,3 @@ def from_proto(msg: observe_pb2.ObserveResponse) -> tuple[Event, int]:
         seq=msg.seq,
         schema=msg.schema,
     )
-    return event, msg.dropped

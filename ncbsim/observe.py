@@ -32,6 +32,9 @@ SERVICE_NAME = observe_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_n
 DeniedHook = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
 """Called with the context of a refused caller before the refusal is sent (to audit it)."""
 
+BATCH = 512
+"""The most events one stream message carries."""
+
 _IDLE_S = 1.0
 """How often a waiting stream checks that its caller is still there."""
 
@@ -63,8 +66,12 @@ class ObserverService(observe_pb2_grpc.ObserverServiceServicer):  # type: ignore
         try:
             await context.send_initial_metadata(())  # attached: the caller may go on
             while not context.done():
-                for event in await sub.next_batch(timeout=_IDLE_S):
-                    yield event.to_proto(sub.dropped)
+                events = await sub.next_batch(timeout=_IDLE_S)
+                for start in range(0, len(events), BATCH):
+                    yield observe_pb2.ObserveResponse(
+                        events=[e.to_proto() for e in events[start : start + BATCH]],
+                        dropped=sub.dropped,
+                    )
         finally:
             sub.close()
             log.info("observer_detached", party=self.bus.party, dropped=sub.dropped)
@@ -103,6 +110,7 @@ async def observe(
         if on_open is not None:
             on_open()
         async for msg in call:
-            yield from_proto(msg)
+            for one in msg.events:
+                yield from_proto(one), msg.dropped
     finally:
         call.cancel()

@@ -24,23 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v2/observe.proto\x12\tncbsim.v2\"/\n\x0eObserveRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\x12\x0e\n\x06\x62uffer\x18\x02 \x01(\r\"W\n\tViewValue\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x0e\n\x04real\x18\x03 \x01(\x01H\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\"\x9f\x02\n\x0fObserveResponse\x12\x0e\n\x06schema\x18\x01 \x01(\r\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04time\x18\x03 \x01(\x01\x12\r\n\x05party\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x32\n\x04view\x18\x06 \x03(\x0b\x32$.ncbsim.v2.ObserveResponse.ViewEntry\x12\x12\n\nmessage_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\x12\x10\n\x08trace_id\x18\t \x01(\t\x12\x0f\n\x07\x64ropped\x18\n \x01(\x04\x1a\x41\n\tViewEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.ncbsim.v2.ViewValue:\x02\x38\x01\x32U\n\x0fObserverService\x12\x42\n\x07Observe\x12\x19.ncbsim.v2.ObserveRequest\x1a\x1a.ncbsim.v2.ObserveResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v2/observe.proto\x12\tncbsim.v2\"/\n\x0eObserveRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\x12\x0e\n\x06\x62uffer\x18\x02 \x01(\r\"W\n\tViewValue\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x11\n\x07integer\x18\x02 \x01(\x03H\x00\x12\x0e\n\x04real\x18\x03 \x01(\x01H\x00\x12\x0e\n\x04\x66lag\x18\x04 \x01(\x08H\x00\x42\x07\n\x05value\"\x8a\x02\n\rObservedEvent\x12\x0e\n\x06schema\x18\x01 \x01(\r\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04time\x18\x03 \x01(\x01\x12\r\n\x05party\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x30\n\x04view\x18\x06 \x03(\x0b\x32\".ncbsim.v2.ObservedEvent.ViewEntry\x12\x12\n\nmessage_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\x12\x10\n\x08trace_id\x18\t \x01(\t\x1a\x41\n\tViewEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.ncbsim.v2.ViewValue:\x02\x38\x01\"L\n\x0fObserveResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.ncbsim.v2.ObservedEvent\x12\x0f\n\x07\x64ropped\x18\x02 \x01(\x04\x32U\n\x0fObserverService\x12\x42\n\x07Observe\x12\x19.ncbsim.v2.ObserveRequest\x1a\x1a.ncbsim.v2.ObserveResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v2.observe_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBSERVERESPONSE_VIEWENTRY']._loaded_options = None
-  _globals['_OBSERVERESPONSE_VIEWENTRY']._serialized_options = b'8\001'
+  _globals['_OBSERVEDEVENT_VIEWENTRY']._loaded_options = None
+  _globals['_OBSERVEDEVENT_VIEWENTRY']._serialized_options = b'8\001'
   _globals['_OBSERVEREQUEST']._serialized_start=38
   _globals['_OBSERVEREQUEST']._serialized_end=85
   _globals['_VIEWVALUE']._serialized_start=87
   _globals['_VIEWVALUE']._serialized_end=174
-  _globals['_OBSERVERESPONSE']._serialized_start=177
-  _globals['_OBSERVERESPONSE']._serialized_end=464
-  _globals['_OBSERVERESPONSE_VIEWENTRY']._serialized_start=399
-  _globals['_OBSERVERESPONSE_VIEWENTRY']._serialized_end=464
-  _globals['_OBSERVERSERVICE']._serialized_start=466
-  _globals['_OBSERVERSERVICE']._serialized_end=551
+  _globals['_OBSERVEDEVENT']._serialized_start=177
+  _globals['_OBSERVEDEVENT']._serialized_end=443
+  _globals['_OBSERVEDEVENT_VIEWENTRY']._serialized_start=378
+  _globals['_OBSERVEDEVENT_VIEWENTRY']._serialized_end=443
+  _globals['_OBSERVERESPONSE']._serialized_start=445
+  _globals['_OBSERVERESPONSE']._serialized_end=521
+  _globals['_OBSERVERSERVICE']._serialized_start=523
+  _globals['_OBSERVERSERVICE']._serialized_end=608
 # @@protoc_insertion_point(module_scope)

@@ -26,8 +26,8 @@ class ViewValue(_message.Message):
     flag: bool
     def __init__(self, text: _Optional[str] = ..., integer: _Optional[int] = ..., real: _Optional[float] = ..., flag: _Optional[bool] = ...) -> None: ...
 
-class ObserveResponse(_message.Message):
-    __slots__ = ("schema", "seq", "time", "party", "kind", "view", "message_id", "correlation_id", "trace_id", "dropped")
+class ObservedEvent(_message.Message):
+    __slots__ = ("schema", "seq", "time", "party", "kind", "view", "message_id", "correlation_id", "trace_id")
     class ViewEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,7 +44,6 @@ class ObserveResponse(_message.Message):
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
-    DROPPED_FIELD_NUMBER: _ClassVar[int]
     schema: int
     seq: int
     time: float
@@ -54,5 +53,12 @@ class ObserveResponse(_message.Message):
     message_id: str
     correlation_id: str
     trace_id: str
+    def __init__(self, schema: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[float] = ..., party: _Optional[str] = ..., kind: _Optional[str] = ..., view: _Optional[_Mapping[str, ViewValue]] = ..., message_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class ObserveResponse(_message.Message):
+    __slots__ = ("events", "dropped")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ObservedEvent]
     dropped: int
-    def __init__(self, schema: _Optional[int] = ..., seq: _Optional[int] = ..., time: _Optional[float] = ..., party: _Optional[str] = ..., kind: _Optional[str] = ..., view: _Optional[_Mapping[str, ViewValue]] = ..., message_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., dropped: _Optional[int] = ...) -> None: ...
+    def __init__(self, events: _Optional[_Iterable[_Union[ObservedEvent, _Mapping]]] = ..., dropped: _Optional[int] = ...) -> None: ...
