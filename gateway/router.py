@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
-from ncbsim import transport
+from ncbsim import rpctrace, transport
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError, RoutingError
 from ncbsim.pki import TlsFiles
@@ -58,6 +58,7 @@ class Router:
 
     def __init__(self, tls: TlsFiles) -> None:
         self._tls = tls
+        self._interceptors = rpctrace.client_interceptors("gateway")
         self._routes: dict[str, Route] = {}
         self._warming: set[asyncio.Task[None]] = set()
 
@@ -73,7 +74,9 @@ class Router:
         current = self._routes.get(bureau)
         if current is not None and current.address == address:
             return False
-        channel = transport.bureau_channel(address, self._tls, bureau)
+        channel = transport.bureau_channel(
+            address, self._tls, bureau, interceptors=self._interceptors
+        )
         self._routes[bureau] = Route(
             bureau, address, channel, bureau_pb2_grpc.BureauServiceStub(channel)
         )

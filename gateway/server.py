@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 import structlog
 
+from ncbsim import rpctrace
 from ncbsim.gateway.audit import AuditLog
 from ncbsim.gateway.config import GatewayConfig
 from ncbsim.gateway.control import ControlPlane
@@ -128,6 +129,7 @@ async def serve(config: GatewayConfig) -> None:
         config.listen,
         [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add_to_server(service, server),
+        interceptors=rpctrace.server_interceptors("gateway"),
     )
     log.info(
         "gateway_listening",

@@ -338,8 +338,17 @@ async def control(sock: Path, request: dict[str, Any], timeout: float = 5.0) -> 
 
 def cmd_host(args: argparse.Namespace) -> int:
     """``ncbsim host``: run the bureaus of a spec in this process."""
+    from ncbsim import tracing
+
     configs = load_spec(args.spec, PkiDir(args.dir))
-    return asyncio.run(run_host(configs, ready_file=args.ready_file, control=args.control))
+    # One trace file for the whole process; each span names its bureau (ncbsim.party).
+    party = configs[0].bureau if len(configs) == 1 else "host"
+    traced = tracing.setup("node", party, args.trace_file)
+    try:
+        return asyncio.run(run_host(configs, ready_file=args.ready_file, control=args.control))
+    finally:
+        if traced is not None:
+            traced.shutdown()
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -355,4 +364,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     host.add_argument("--spec", type=Path, required=True, help="JSON spec of the bureaus")
     host.add_argument("--ready-file", type=Path, help="written once every bureau serves")
     host.add_argument("--control", type=Path, help="Unix socket for clock and status requests")
+    host.add_argument(
+        "--trace-file",
+        type=Path,
+        metavar="PATH",
+        help="append the spans of every bureau of the host to PATH, one JSON line each",
+    )
     host.set_defaults(func=cmd_host, server=True)

@@ -17,7 +17,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, padding, transport
+from ncbsim import envelope, padding, rpctrace, transport
 from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
@@ -353,7 +353,9 @@ async def run_node(
         inbox = Inbox(config.files.inbox)
         stack.callback(inbox.close)
         tls = config.pki.tls(config.bureau)
-        gateway_channel = transport.gateway_channel(config.gateway, tls)
+        gateway_channel = transport.gateway_channel(
+            config.gateway, tls, interceptors=rpctrace.client_interceptors(config.bureau)
+        )
         stack.push_async_callback(gateway_channel.close)
         gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
         peers = Peers(directory if directory is not None else Directory.pinned(config.pki), gateway)
@@ -392,6 +394,7 @@ async def run_node(
             register=lambda server: add_raw_servicer(
                 server, bureau_pb2_grpc.add_BureauServiceServicer_to_server, service
             ),
+            interceptors=rpctrace.server_interceptors(config.bureau),
         )
         stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop
         log.info(

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 
 from ncbsim.cli._common import add_bureau_options
+from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.workdir import find_gateway
 
 __all__ = ["add_parsers", "cmd_query"]
@@ -24,7 +25,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     to = query_input.recipients(args.to)
     request = query_input.request(args, today=dt.date.today())
     gateway = find_gateway(args.workdir, args.as_bureau)
-    return asyncio.run(run_query(args, request, to, gateway=gateway))
+    with traced("client", f"client:{args.as_bureau}", args.trace_file):
+        return asyncio.run(run_query(args, request, to, gateway=gateway))
 
 
 def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -47,6 +49,7 @@ def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         default=5.0 if defaults else argparse.SUPPRESS,
         help="deadline in seconds (default 5)",
     )
+    add_trace_file_option(parser, default=None if defaults else argparse.SUPPRESS)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
