@@ -179,8 +179,10 @@ def spawn_gateway(
     listen: str,
     detach: bool,
     placement: Placement,
+    trace_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the gateway of ``workdir`` on ``listen``; it writes ``ready`` once it serves."""
+    """Start the gateway of ``workdir`` on ``listen``; it writes ``ready`` once it serves,
+    and appends its spans to ``trace_file`` if one is given."""
     return spawn(
         [
             "--log-level",
@@ -192,6 +194,7 @@ def spawn_gateway(
             listen,
             "--ready-file",
             str(ready),
+            *trace_option(trace_file),
         ],
         log_path,
         detach=detach,
@@ -233,10 +236,27 @@ def host_ready(host: Host) -> Path:
     return Path(host.spec).with_name(f"host-{host.index}.ready.json")
 
 
+def trace_option(trace_file: Path | None) -> list[str]:
+    """``--trace-file PATH`` for a program's command line, or nothing."""
+    return [] if trace_file is None else ["--trace-file", str(trace_file)]
+
+
+def trace_files(trace_dir: Path | None, name: str) -> Path | None:
+    """Where process ``name`` ("gateway", "host-N") of a network traced into
+    ``trace_dir`` appends its spans: ``trace_dir/NAME.jsonl`` (None: not traced)."""
+    return None if trace_dir is None else trace_dir / f"{name}.jsonl"
+
+
 def start_host(
-    host: Host, env_args: list[str], *, detach: bool, placement: Placement
+    host: Host,
+    env_args: list[str],
+    *,
+    detach: bool,
+    placement: Placement,
+    trace_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``host`` from its spec; sets ``host.pid``. :func:`await_host` waits for it."""
+    """Start ``host`` from its spec; sets ``host.pid``. :func:`await_host` waits for it.
+    With ``trace_file`` every bureau of the host appends its spans there."""
     spec = Path(host.spec)
     ready = host_ready(host)
     ready.unlink(missing_ok=True)
@@ -253,6 +273,7 @@ def start_host(
             str(ready),
             "--control",
             host.control,
+            *trace_option(trace_file),
         ],
         Path(host.log),
         detach=detach,

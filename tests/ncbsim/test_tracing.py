@@ -7,6 +7,7 @@ test is the metadata and the spans, not TLS; tests/integration/test_traces.py co
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -59,7 +60,8 @@ def test_span_record_is_one_json_line_in_a_private_file(tmp_path: Path) -> None:
     assert inner["trace_id"] == root["trace_id"] == f"{outer.get_span_context().trace_id:032x}"
     assert inner["parent_span_id"] == root["span_id"]
     assert root["parent_span_id"] is None
-    assert root["kind"] == "INTERNAL" and root["status"] == "UNSET"
+    assert root["kind"] == "INTERNAL"
+    assert root["status"] == "UNSET"
     assert root["start"] <= inner["start"] <= inner["end"] <= root["end"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -156,9 +158,7 @@ def test_chain_of_parents_through_a_relay() -> None:
     asyncio.run(main())
     spans = exporter.get_finished_spans()
     query = _by_name(spans, "ncbsim.query")[0]
-    client = next(
-        s for s in _by_name(spans, f"{SERVICE}/Query") if s.kind == trace.SpanKind.CLIENT
-    )
+    client = next(s for s in _by_name(spans, f"{SERVICE}/Query") if s.kind == trace.SpanKind.CLIENT)
     relay_server = next(
         s for s in _by_name(spans, f"{SERVICE}/Query") if s.kind == trace.SpanKind.SERVER
     )
@@ -170,8 +170,9 @@ def test_chain_of_parents_through_a_relay() -> None:
     )
     chain = [query, client, relay_server, relay_client, node_server]
     assert len({s.context.trace_id for s in chain}) == 1
-    for parent, child in zip(chain, chain[1:], strict=False):
-        assert child.parent is not None and child.parent.span_id == parent.context.span_id
+    for parent, child in itertools.pairwise(chain):
+        assert child.parent is not None
+        assert child.parent.span_id == parent.context.span_id
     # The node saw a traceparent naming the relay's client span, and nothing of the caller's.
     node_metadata = seen["node_metadata"]
     assert node_metadata["traceparent"].split("-")[2] == f"{relay_client.context.span_id:016x}"
@@ -238,4 +239,5 @@ def test_refusal_and_stream_status_codes() -> None:
     streams = _by_name(spans, f"{SERVICE}/Stream")
     assert sorted(s.kind.name for s in streams) == ["CLIENT", "SERVER"]
     for span in streams:
-        assert span.attributes is not None and span.attributes["rpc.grpc.status_code"] == 0
+        assert span.attributes is not None
+        assert span.attributes["rpc.grpc.status_code"] == 0
