@@ -193,3 +193,24 @@ def test_a_post_and_its_delivery_are_traced(traced: tuple[Path, Path], tmp_path:
     assert batch["name"] == "ncbsim.gateway.deliver"
     assert batch["parent_span_id"] is None
     assert batch["attributes"]["ncbsim.envelopes"] >= 1
+
+
+def test_a_restarted_host_keeps_tracing(traced: tuple[Path, Path], tmp_path: Path) -> None:
+    """`ncbsim restart --bureau FR` starts FR's host with its trace file again (network.json
+    keeps the trace dir): FR's next Handle span lands in the same file."""
+    workdir, traces = traced
+    restarted = _ncbsim("restart", "--workdir", str(workdir), "--bureau", "FR")
+    assert restarted.returncode == 0, restarted.stderr
+    client_file = tmp_path / "after.jsonl"
+    query = _ncbsim(
+        "query", "--workdir", str(workdir), "--as", "IT", "--to", "FR", "--trace-file",
+        str(client_file), "document", "--number", "R7654321", "--issuer", "FR",
+    )  # fmt: skip
+    assert query.returncode == 0, query.stderr
+    trace_id = spans(client_file)[-1]["trace_id"]
+    handled = [
+        s
+        for s in spans(*host_files(traces))
+        if s["trace_id"] == trace_id and s["name"] == f"{BUREAU}/Handle"
+    ]
+    assert [s["attributes"]["ncbsim.party"] for s in handled] == ["FR"]
