@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import grpc
 import structlog
 
-from ncbsim import envelope, receipts
+from ncbsim import envelope, receipts, tracing
 from ncbsim.errors import EnvelopeError, RoutingError
 from ncbsim.eventbus import EventBus
 from ncbsim.gateway import observed
@@ -252,7 +252,11 @@ class Deliverer:
             envelopes=[envelope.Envelope.FromString(d.data) for d in due]
         )
         try:
-            reply = await route.stub.Deliver(request, timeout=self._timeout_s)
+            # A trace of its own (a batch carries many senders' posts), parent of the call.
+            with tracing.span(
+                "ncbsim.gateway.deliver", party="gateway", root=True, envelopes=len(due)
+            ):
+                reply = await route.stub.Deliver(request, timeout=self._timeout_s)
         except grpc.aio.AioRpcError as exc:
             log.info(
                 "delivery_failed",

@@ -23,7 +23,7 @@ from functools import partial
 import grpc
 import structlog
 
-from ncbsim import envelope, transport
+from ncbsim import envelope, tracing, transport
 from ncbsim.auditlog import AuditWriteError
 from ncbsim.errors import NcbsimError, RoutingError
 from ncbsim.gateway import observed
@@ -189,6 +189,7 @@ class QueryRelay:
         except NcbsimError as exc:
             refused = [(size, header_or_none(item))]
             await parts.refuse(context, "Query", peer, exc, started=started, refused=refused)
+        tracing.note(kind=envelope.kind_name(header.kind), recipients=1)
         relayed = await self._relay(
             "Query",
             header.sender,
@@ -224,6 +225,7 @@ class QueryRelay:
         peer, admitted = await parts.admit_call(
             context, "MultiQuery", request, gateway_pb2.MultiQueryRequest, admit
         )
+        tracing.note(recipients=len(admitted))  # and one CLIENT span per recipient
         # A fan-out's reply is the one that must not miss the caller's deadline: if it does,
         # the caller loses every bureau's answer, not just the late one's. So it keeps a
         # fifth of the budget (400 ms of a 2 s deadline) to send the merged reply back.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
-from ncbsim import transport
+from ncbsim import rpctrace, transport
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError, RoutingError
 from ncbsim.pki import TlsFiles
@@ -58,7 +58,8 @@ class Router:
 
     def __init__(self, tls: TlsFiles, *, interceptors: transport.ClientInterceptors = ()) -> None:
         self._tls = tls
-        self._interceptors = interceptors  # on every channel to a node (metrics, traces)
+        # On every channel to a node: traces (outermost), then the caller's (metrics).
+        self._interceptors = [*rpctrace.client_interceptors("gateway"), *interceptors]
         self._routes: dict[str, Route] = {}
         self._warming: set[asyncio.Task[None]] = set()
 

@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 import structlog
 
+from ncbsim import rpctrace
 from ncbsim.eventbus import EventBus
 from ncbsim.gateway import observed
 from ncbsim.gateway.audit import AuditLog
@@ -139,7 +140,8 @@ async def serve(config: GatewayConfig) -> None:
         config.listen,
         [gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
         register=lambda server: add_to_server(service, server),
-        interceptors=[metrics.server_interceptor()],
+        # Traces outermost: metrics and events inside the handler see its span.
+        interceptors=[*rpctrace.server_interceptors("gateway"), metrics.server_interceptor()],
         bus=bus,
         on_denied=parts.observe_denied,
     )

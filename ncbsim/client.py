@@ -15,7 +15,7 @@ from enum import StrEnum
 import grpc
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, padding, transport
+from ncbsim import envelope, padding, rpctrace, tracing, transport
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError
@@ -210,7 +210,12 @@ class BureauClient:
     peers: Peers = field(init=False)
 
     def __post_init__(self) -> None:
-        self._channel = transport.gateway_channel(self.gateway, self.pki.tls(self.identity.bureau))
+        bureau = self.identity.bureau
+        self._channel = transport.gateway_channel(
+            self.gateway,
+            self.pki.tls(bureau),
+            interceptors=rpctrace.client_interceptors(f"client:{bureau}"),
+        )
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
         directory = self.directory if self.directory is not None else Directory.pinned(self.pki)
         self.peers = Peers(
@@ -285,7 +290,15 @@ class BureauClient:
         return f"no verified directory entry for {bureau}"
 
     async def query(self, query: query_pb2.Query, to: str, *, timeout: float = 5.0) -> Answer:
-        """Send one query to one bureau through the gateway and open its answer."""
+        """Send one query to one bureau through the gateway and open its answer.
+
+        Traced (when tracing is set up) as one ``ncbsim.query`` span, parent of the
+        directory look-ups and the Query call.
+        """
+        with tracing.span("ncbsim.query", party=f"client:{self.identity.bureau}", recipients=1):
+            return await self._query(query, to, timeout)
+
+    async def _query(self, query: query_pb2.Query, to: str, timeout: float) -> Answer:
         started = time.perf_counter()
         try:
             await self.peers.resolve([to], timeout=timeout)
@@ -329,7 +342,18 @@ class BureauClient:
         When the gateway cannot be reached, ``ALL`` still lists every bureau of the
         directory held, each unanswered; a client that holds no directory yet cannot
         tell who ``ALL`` is and raises :class:`~ncbsim.errors.DirectoryError` saying so.
+        Traced as one ``ncbsim.multi_query`` span.
         """
+        party = f"client:{self.identity.bureau}"
+        with tracing.span("ncbsim.multi_query", party=party) as span:
+            answers = await self._multi_query(query, to, timeout)
+            if span.is_recording():
+                span.set_attribute("ncbsim.recipients", len(answers))
+            return answers
+
+    async def _multi_query(
+        self, query: query_pb2.Query, to: Sequence[str], timeout: float
+    ) -> list[Answer]:
         started = time.perf_counter()
         try:
             recipients = await self.recipients(to, timeout=timeout)

@@ -1,6 +1,7 @@
 """Configuration both programs share: address checks and the log level.
 
-Environment variables are read here and nowhere else (:func:`log_level_from_env`). Each
+Environment variables are read here and nowhere else (:func:`log_level_from_env`,
+:func:`otlp_endpoint_from_env`). Each
 program's own configuration, a frozen, keyword-only dataclass that validates itself,
 lives next to it: ``ncbsim.gateway.config.GatewayConfig`` and
 ``ncbsim.node.config.NodeConfig``.
@@ -26,3 +27,9 @@ def log_level_from_env(default: str = "info") -> str:
     if level not in LEVELS:
         raise ConfigError(f"NCBSIM_LOG_LEVEL must be one of {', '.join(LEVELS)}")
     return level
+
+
+def otlp_endpoint_from_env() -> str | None:
+    """Where to export traces over OTLP: the standard OTEL_EXPORTER_OTLP_ENDPOINT, if set
+    (the OTLP exporter reads its other standard variables itself)."""
+    return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None

@@ -365,11 +365,19 @@ async def control(sock: Path, request: dict[str, Any], timeout: float = 5.0) -> 
 
 def cmd_host(args: argparse.Namespace) -> int:
     """``ncbsim host``: run the bureaus of a spec in this process."""
+    from ncbsim import tracing
     from ncbsim.metrics import listen_address
 
     listen_address(args.metrics_listen)  # a bad option is named as such, in one line
     configs = load_spec(args.spec, PkiDir(args.dir), metrics_listen=args.metrics_listen)
-    return asyncio.run(run_host(configs, ready_file=args.ready_file, control=args.control))
+    # One trace file for the whole process; each span names its bureau (ncbsim.party).
+    party = configs[0].bureau if len(configs) == 1 else "host"
+    traced = tracing.setup("node", party, args.trace_file)
+    try:
+        return asyncio.run(run_host(configs, ready_file=args.ready_file, control=args.control))
+    finally:
+        if traced is not None:
+            traced.shutdown()
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -390,5 +398,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         default="127.0.0.1:0",
         help="loopback HOST:PORT of each bureau's Prometheus metrics (port 0: any), unless "
         "its spec says metrics_listen; 'off': none (docs/metrics.md)",
+    )
+    host.add_argument(
+        "--trace-file",
+        type=Path,
+        metavar="PATH",
+        help="append the spans of every bureau of the host to PATH, one JSON line each",
     )
     host.set_defaults(func=cmd_host, server=True)

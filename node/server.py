@@ -17,7 +17,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, padding, transport
+from ncbsim import envelope, padding, rpctrace, transport
 from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
@@ -360,7 +360,12 @@ async def run_node(
         metrics = NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
         gateway_channel = transport.gateway_channel(
-            config.gateway, tls, interceptors=metrics.client_interceptors()
+            config.gateway,
+            tls,
+            interceptors=[
+                *rpctrace.client_interceptors(config.bureau),
+                *metrics.client_interceptors(),
+            ],
         )
         stack.push_async_callback(gateway_channel.close)
         gateway = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
@@ -403,7 +408,11 @@ async def run_node(
             register=lambda server: add_raw_servicer(
                 server, bureau_pb2_grpc.add_BureauServiceServicer_to_server, service
             ),
-            interceptors=[metrics.server_interceptor()],
+            # Traces outermost: metrics and events inside the handler see its span.
+            interceptors=[
+                *rpctrace.server_interceptors(config.bureau),
+                metrics.server_interceptor(),
+            ],
             bus=bus,
             on_denied=observed.denied_hook(bus, audit),
         )

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from rich.console import Console
 
+from ncbsim import tracing
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
@@ -82,8 +83,11 @@ class Engine:
         *,
         console: Console | None = None,
         log_level: str = "info",
+        trace_dir: Path | None = None,
     ) -> None:
         self.scenario = scenario
+        self.trace_dir = trace_dir
+        """Where the network's processes append their spans (None: untraced)."""
         self.workdir = workdir.resolve()
         self.console = console or Console()
         self.log_level = log_level
@@ -288,6 +292,7 @@ class Engine:
             abort=self._abort,
             started=self._started,
             placement=placement,
+            trace_dir=self.trace_dir,
         )
         for host in network.hosts:
             self.addresses.update(host.addresses)
@@ -405,18 +410,21 @@ class Engine:
                 for target in list(item.expect_hit):
                     item.expect_hit[target] = await self.messenger.notice_ref(notice, target)
             started = time.perf_counter()
-            try:
-                if item.to == [ALL] or len(item.to) > 1:
-                    answers = await client.multi_query(item.query, item.to, timeout=timeout)
-                else:
-                    answers = [await client.query(item.query, item.to[0], timeout=timeout)]
-            except Exception as exc:
-                log.exception("query_crashed", label=item.label)
-                targets = list(item.expect_hit) if item.to == [ALL] else item.to
-                detail = f"simulator error: {type(exc).__name__}"
-                answers = [Answer(b, Outcome.FAILED, None, detail) for b in targets]
+            # A trace per query (when traced): report.json names the slowest ones' ids.
+            with tracing.span("ncbsim.sim.query", party="sim", root=True):
+                trace_id = tracing.current_trace_id()
+                try:
+                    if item.to == [ALL] or len(item.to) > 1:
+                        answers = await client.multi_query(item.query, item.to, timeout=timeout)
+                    else:
+                        answers = [await client.query(item.query, item.to[0], timeout=timeout)]
+                except Exception as exc:
+                    log.exception("query_crashed", label=item.label)
+                    targets = list(item.expect_hit) if item.to == [ALL] else item.to
+                    detail = f"simulator error: {type(exc).__name__}"
+                    answers = [Answer(b, Outcome.FAILED, None, detail) for b in targets]
             latency = (time.perf_counter() - started) * 1000
-            self._record(item.label, item.kind, item.requester, sent_s, latency, answers)
+            self._record(item.label, item.kind, item.requester, sent_s, latency, answers, trace_id)
             fetched = None
             if item.fetch and answers[0].outcome == Outcome.HIT:
                 refs = [m.ref for m in answers[0].matches]
@@ -425,10 +433,12 @@ class Engine:
                 step2 = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
                 fetch_s = self.now_s()
                 started = time.perf_counter()
-                fetched = await client.query(step2, answers[0].bureau, timeout=timeout)
+                with tracing.span("ncbsim.sim.query", party="sim", root=True):
+                    trace_id = tracing.current_trace_id()
+                    fetched = await client.query(step2, answers[0].bureau, timeout=timeout)
                 latency = (time.perf_counter() - started) * 1000
                 label = f"{item.label}/fetch"
-                self._record(label, "fetch", item.requester, fetch_s, latency, [fetched])
+                self._record(label, "fetch", item.requester, fetch_s, latency, [fetched], trace_id)
             self.result.sent.append(Sent(item, answers, fetched, sent_s, self.now_s()))
         finally:
             self._in_flight -= 1
@@ -442,6 +452,7 @@ class Engine:
         sent_s: float,
         latency_ms: float,
         answers: list[Answer],
+        trace_id: str = "",
     ) -> None:
         records = tuple(
             AnswerRecord(a.bureau, a.outcome.value, round(a.latency_ms or latency_ms, 2))
@@ -455,6 +466,7 @@ class Engine:
             done_s=self.now_s(),
             latency_ms=round(latency_ms, 2),
             answers=records,
+            trace_id=trace_id,
         )
         self.result.queries.append(query)
         self._answers.extend(records)

@@ -106,8 +106,11 @@ class Network:
         detach: bool = False,
         faultd: Proc | None = None,
         links: Mapping[str, Mapping[str, str]] | None = None,
+        trace_dir: Path | None = None,
     ) -> None:
         self.workdir = workdir
+        self.trace_dir = trace_dir
+        """Where each process appends its spans (gateway.jsonl, host-N.jsonl); None: untraced."""
         self.placement = placement
         self.scenario = scenario
         self.procs = procs
@@ -155,6 +158,7 @@ class Network:
         placement: Placement = LOOPBACK,
         faultd: Proc | None = None,
         links: Mapping[str, Mapping[str, str]] | None = None,
+        trace_dir: Path | None = None,
     ) -> Network:
         """Prepare ``workdir``, start the gateway, then every host; wait until all serve.
 
@@ -167,9 +171,13 @@ class Network:
         thread) stops a start-up under way: everything started is stopped, and the call
         raises. ``started`` receives every child as it is spawned. ``placement`` says
         where the processes run and listen (default: here, on loopback). ``faultd`` and
-        ``links`` name the fault daemon and its proxies, for the manifest.
+        ``links`` name the fault daemon and its proxies, for the manifest. With
+        ``trace_dir`` every process appends its spans there (docs/traces.md), restarted
+        ones too.
         """
         workdir = workdir.resolve()
+        # Each process creates its file 0600, and missing folders 0700 (ncbsim.private).
+        trace_dir = trace_dir.resolve() if trace_dir is not None else None
         files = Workdir(workdir)
         if files.manifest.exists():
             raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
@@ -194,6 +202,7 @@ class Network:
                 listen=placement.gateway_listen(),
                 detach=detach,
                 placement=placement,
+                trace_file=supervise.trace_files(trace_dir, "gateway"),
             )
             started.append(gw)
             info = supervise.wait_ready(
@@ -223,7 +232,13 @@ class Network:
                     gateway_for=gateway_for or {},
                     advertise_for=advertise_for or {},
                 )
-                child = supervise.start_host(host, env_args, detach=detach, placement=placement)
+                child = supervise.start_host(
+                    host,
+                    env_args,
+                    detach=detach,
+                    placement=placement,
+                    trace_file=supervise.trace_files(trace_dir, f"host-{index}"),
+                )
                 started.append(child)
                 network_hosts.append(host)
                 pending.append((host, child))
@@ -259,6 +274,7 @@ class Network:
             detach=detach,
             faultd=faultd,
             links=links,
+            trace_dir=trace_dir,
         )
         network.write_manifest()
         log.info("network_up", workdir=str(workdir), processes=len(network_hosts) + 1)
@@ -291,7 +307,11 @@ class Network:
             if self._stopping:
                 raise NetworkError("the network is stopping")
             child = supervise.start_host(
-                host, ["--log-level", self.log_level], detach=self.detach, placement=self.placement
+                host,
+                ["--log-level", self.log_level],
+                detach=self.detach,
+                placement=self.placement,
+                trace_file=supervise.trace_files(self.trace_dir, f"host-{host.index}"),
             )
             self._children.append(child)
         supervise.await_host(host, child, deadline=time.monotonic() + timeout_s, abort=self._abort)
@@ -355,6 +375,7 @@ class Network:
                 detach=self.detach,
                 placement=self.placement,
                 metrics_listen=old.metrics or "127.0.0.1:0",
+                trace_file=supervise.trace_files(self.trace_dir, "gateway"),
             )
             self._children.append(child)
         info = supervise.wait_ready(
@@ -388,6 +409,8 @@ class Network:
         if self.faultd is not None:
             data["faultd"] = asdict(self.faultd)
             data["links"] = self.links
+        if self.trace_dir is not None:
+            data["trace_dir"] = str(self.trace_dir)
         manifest.write(self.workdir, data)
 
     @classmethod
@@ -405,6 +428,7 @@ class Network:
             detach=True,
             faultd=Proc(**faultd) if faultd else None,
             links=data.get("links"),
+            trace_dir=Path(data["trace_dir"]) if data.get("trace_dir") else None,
         )
 
     def pids(self) -> list[int]:

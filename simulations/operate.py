@@ -79,11 +79,22 @@ def load(workdir: Path) -> Network:
 # ---------------------------------------------------------------- up and down
 
 
-def up(workdir: Path, scenario: Scenario, *, detach: bool, log_level: str, faults: bool) -> Network:
+def up(
+    workdir: Path,
+    scenario: Scenario,
+    *,
+    detach: bool,
+    log_level: str,
+    faults: bool,
+    trace_dir: Path | None = None,
+) -> Network:
     """Start ``scenario``'s network in ``workdir``; with ``faults``, every bureau's link
-    to the gateway goes through the fault proxies of a fault daemon started first."""
+    to the gateway goes through the fault proxies of a fault daemon started first. With
+    ``trace_dir`` every process appends its spans there."""
     if not faults:
-        return Network.start(workdir, scenario, detach=detach, log_level=log_level)
+        return Network.start(
+            workdir, scenario, detach=detach, log_level=log_level, trace_dir=trace_dir
+        )
     workdir = workdir.resolve()
     files = Workdir(workdir)
     if files.manifest.exists():
@@ -127,6 +138,7 @@ def up(workdir: Path, scenario: Scenario, *, detach: bool, log_level: str, fault
             started=[child],  # stopped with the others if the start fails
             faultd=Proc("faultd", None, child.pid, control, str(flog)),
             links=links,
+            trace_dir=trace_dir,
         )
     except BaseException:
         if child.poll() is None:

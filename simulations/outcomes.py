@@ -51,6 +51,7 @@ class QueryRecord:
     done_s: float
     latency_ms: float
     answers: tuple[AnswerRecord, ...]
+    trace_id: str = ""  # its trace (32 hex digits) when the run was traced, else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,9 @@ and ``timeline.jsonl``.
 key, what it counts and in which unit. Its first keys are the core schema (README, "The
 simulation report"): ``scenario``, ``bureaus`` (a list of codes), ``queries`` (counts of
 (query, recipient) pairs) and ``latency_ms`` (percentiles of query latencies). It adds
-``requests`` (queries, each once), ``per_bureau``, ``kinds`` and ``faults``, then the
-run's timings and extra figures at the top level. ``simulate`` adds ``checks`` and
-``passed``.
+``requests`` (queries, each once), ``per_bureau``, ``kinds``, ``faults`` and
+``slowest_queries`` (with their trace ids), then the run's timings and extra figures at
+the top level. ``simulate`` adds ``checks`` and ``passed``.
 
 Scenario checks address a bureau's figures as ``bureaus.FR.as_recipient.queries.no_answer``;
 they are evaluated against :func:`check_view`, in which ``bureaus`` is the ``per_bureau``
@@ -35,8 +35,10 @@ from ncbsim.simulations.outcomes import (
 )
 from ncbsim.simulations.schema import COUNT_KEYS, KIND_ORDER
 
-__all__ = ["build", "check_view", "print_summary", "write_timeline"]
+__all__ = ["SLOWEST", "build", "check_view", "print_summary", "slowest", "write_timeline"]
 
+SLOWEST = 10
+"""How many of the slowest queries the report lists."""
 _MAX_BUREAU_ROWS = 12
 _FAULT_BUREAUS_SHOWN = 2
 
@@ -125,6 +127,29 @@ def _stats(queries: Sequence[QueryRecord]) -> dict[str, Any]:
     }
 
 
+def slowest(queries: Sequence[QueryRecord], n: int = SLOWEST) -> list[dict[str, Any]]:
+    """The ``n`` slowest queries, slowest first: what they were, who they went to, how
+    long they took, what came back, and their trace id (null when the run was not traced),
+    so an engineer can open the worst ones (docs/traces.md)."""
+    ranked = sorted(queries, key=lambda q: (-q.latency_ms, q.sent_s))[:n]
+    rows = []
+    for q in ranked:
+        outcomes = {a.outcome for a in q.answers}
+        rows.append(
+            {
+                "label": q.label,
+                "kind": q.kind,
+                "requester": q.requester,
+                "recipients": [a.bureau for a in q.answers],
+                "latency_ms": q.latency_ms,
+                "outcome": outcomes.pop() if len(outcomes) == 1 else "mixed",
+                "sent_s": round(q.sent_s, 3),
+                "trace_id": q.trace_id or None,
+            }
+        )
+    return rows
+
+
 def build(
     *,
     scenario: str,
@@ -175,6 +200,7 @@ def build(
             f.id: _fault(f, queries, run_end_s)
             for f in sorted(faults, key=lambda f: (f.start_s, f.id))
         },
+        "slowest_queries": slowest(queries),
     }
     report.update({k: round(v, 3) for k, v in timings.items()})
     report.update(extra)

@@ -332,6 +332,13 @@ REPORT = Table(
         ),
         "kinds": Each("<kind>", "a kind this scenario sends", _kinds, _stats("of this kind")),
         "faults": Each("<id>", "a fault event id", _faults, _FAULT),
+        "slowest_queries": Leaf(
+            "the 10 slowest queries, slowest first: label, kind, requester, recipients,"
+            " latency_ms, outcome (mixed if its pairs differ), sent_s and trace_id (null"
+            " unless --traces; its spans are in traces/, docs/traces.md)",
+            "list",
+            "list",
+        ),
         "prepare_s": Leaf("making the PKI and the records", "s"),
         "startup_s": Leaf("starting every process until all serve", "s"),
         "warmup_s": Leaf("loading the requesters' directories", "s"),
@@ -413,6 +420,14 @@ REPORT = Table(
             after_checks=True,
         ),
         "run_dir": Leaf("the run directory", "text", "text", after_checks=True),
+        "traces": Leaf(
+            "the run's traces folder (sim.jsonl, gateway.jsonl, host-N.jsonl); null"
+            " without --traces",
+            "text",
+            "text",
+            nullable=True,
+            after_checks=True,
+        ),
     }
 )
 """The whole report.json, as a finished run writes it."""

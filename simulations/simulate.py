@@ -8,11 +8,12 @@ docs/scenarios.md), ``timeline.jsonl`` (one metadata-only event per line) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import structlog
 from rich.console import Console
 
+from ncbsim import tracing
 from ncbsim.client import ALL, Outcome
 from ncbsim.errors import NcbsimError
 from ncbsim.gateway.audit import read_all
@@ -331,6 +333,34 @@ def _junit(
         junit.write(path, report, seed=scenario.seed, scenario_file=scenario.path, started=started)
 
 
+def _engine(
+    scenario: scenarios.Scenario,
+    work: Path,
+    console: Console,
+    log_level: str,
+    trace_dir: Path | None,
+) -> Engine:
+    """The engine of the scenario's mode; ``trace_dir`` traces its processes."""
+    if scenario.engine.mode != "netns":
+        return Engine(scenario, work, console=console, log_level=log_level, trace_dir=trace_dir)
+    if trace_dir is not None:
+        raise NcbsimError("--traces is not available for engine.mode = netns yet")
+    from ncbsim.simulations.netns_engine import NetnsEngine
+
+    return NetnsEngine(scenario, work, console=console, log_level=log_level)
+
+
+@contextlib.contextmanager
+def _traced(trace_dir: Path | None) -> Iterator[None]:
+    """Trace the simulator into ``trace_dir/sim.jsonl`` while the block runs (None: not)."""
+    traced = tracing.setup("sim", "sim", trace_dir / "sim.jsonl") if trace_dir else None
+    try:
+        yield
+    finally:
+        if traced is not None:
+            traced.shutdown()
+
+
 def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     name: str,
     *,
@@ -340,13 +370,16 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     junit_path: Path | None = None,
     log_level: str = "info",
     console: Console | None = None,
+    traces: bool = False,
 ) -> dict[str, Any]:
     """Run scenario ``name`` end to end; write the run directory; return the report.
 
     The scenario is validated before anything starts (ScenarioError names the file, the
     key and what was expected). ``junit_path`` also writes the checks as JUnit XML.
     Ctrl-C or SIGTERM stops every process the run started and raises :class:`Interrupted`
-    saying what was stopped; the run directory is removed if it holds nothing.
+    saying what was stopped; the run directory is removed if it holds nothing. With
+    ``traces`` every process of the run (the simulator included) appends its spans to
+    the run directory's ``traces/``, one file each (docs/traces.md).
     """
     console = console or Console()
     scenario = scenarios.load(name)
@@ -373,17 +406,14 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     temp = None if workdir is not None else Path(tempfile.mkdtemp(prefix="ncbsim-"))
     work = (workdir or temp or Path()).resolve()
     started = time.monotonic()
+    trace_dir = folder / "traces" if traces else None
     try:
         console.print(_intro(scenario))
-        engine_class = Engine
-        if scenario.engine.mode == "netns":
-            from ncbsim.simulations.netns_engine import NetnsEngine
-
-            engine_class = NetnsEngine
-        engine = engine_class(scenario, work, console=console, log_level=log_level)
+        engine = _engine(scenario, work, console, log_level, trace_dir)
         try:
             # SIGTERM (a CI job cancelled, `timeout`) cancels the run like Ctrl-C does.
-            result = asyncio.run(_until_sigterm(engine))
+            with _traced(trace_dir):
+                result = asyncio.run(_until_sigterm(engine))
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise Interrupted(f"{engine.interrupted()}; partial results not written") from None
         try:
@@ -407,6 +437,7 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     report["duration_s"] = round(time.monotonic() - started, 2)
     report["workdir"] = str(work) if temp is None else None
     report["run_dir"] = str(folder)
+    report["traces"] = str(trace_dir) if trace_dir is not None else None
     try:
         rundir.write(folder, report, result, report["checks"], checked_s, report_path=report_path)
         _junit(junit_path, report, scenario, started_at)
@@ -421,6 +452,8 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
         ) from None
     reports.print_summary(console, report)
     console.print(f"run directory: {folder} (report.json, timeline.jsonl, latency.png)")
+    if trace_dir is not None:
+        console.print(f"traces: {trace_dir} (slowest queries' trace ids in report.json)")
     if junit_path is not None:
         console.print(f"JUnit XML: {junit_path}")
     return report

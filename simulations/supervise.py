@@ -180,9 +180,11 @@ def spawn_gateway(
     detach: bool,
     placement: Placement,
     metrics_listen: str = "127.0.0.1:0",
+    trace_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the gateway of ``workdir`` on ``listen`` (its metrics on ``metrics_listen``);
-    it writes ``ready`` once it serves."""
+    it writes ``ready`` once it serves, and appends its spans to ``trace_file`` if one is
+    given."""
     return spawn(
         [
             "--log-level",
@@ -196,6 +198,7 @@ def spawn_gateway(
             str(ready),
             "--metrics-listen",
             metrics_listen,
+            *trace_option(trace_file),
         ],
         log_path,
         detach=detach,
@@ -237,10 +240,27 @@ def host_ready(host: Host) -> Path:
     return Path(host.spec).with_name(f"host-{host.index}.ready.json")
 
 
+def trace_option(trace_file: Path | None) -> list[str]:
+    """``--trace-file PATH`` for a program's command line, or nothing."""
+    return [] if trace_file is None else ["--trace-file", str(trace_file)]
+
+
+def trace_files(trace_dir: Path | None, name: str) -> Path | None:
+    """Where process ``name`` ("gateway", "host-N") of a network traced into
+    ``trace_dir`` appends its spans: ``trace_dir/NAME.jsonl`` (None: not traced)."""
+    return None if trace_dir is None else trace_dir / f"{name}.jsonl"
+
+
 def start_host(
-    host: Host, env_args: list[str], *, detach: bool, placement: Placement
+    host: Host,
+    env_args: list[str],
+    *,
+    detach: bool,
+    placement: Placement,
+    trace_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``host`` from its spec; sets ``host.pid``. :func:`await_host` waits for it."""
+    """Start ``host`` from its spec; sets ``host.pid``. :func:`await_host` waits for it.
+    With ``trace_file`` every bureau of the host appends its spans there."""
     spec = Path(host.spec)
     ready = host_ready(host)
     ready.unlink(missing_ok=True)
@@ -257,6 +277,7 @@ def start_host(
             str(ready),
             "--control",
             host.control,
+            *trace_option(trace_file),
         ],
         Path(host.log),
         detach=detach,

@@ -26,6 +26,7 @@ import grpc
 from ncbsim import envelope, mail, messages, posts
 from ncbsim.cli._common import add_bureau_options
 from ncbsim.cli._events import add_events_option, client_events
+from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.cli.mail_views import (
     delivered_dict,
     item_dict,
@@ -280,7 +281,9 @@ def show_notices(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    return asyncio.run(run_send(args, gateway=find_gateway(args.workdir, args.as_bureau)))
+    gateway = find_gateway(args.workdir, args.as_bureau)
+    with traced("client", f"client:{args.as_bureau}", args.trace_file):
+        return asyncio.run(run_send(args, gateway=gateway))
 
 
 def cmd_receipts(args: argparse.Namespace) -> int:
@@ -318,6 +321,7 @@ def _as_bureau(
             help="print only the post id (a notice request: the notice id), for scripts; "
             "copies not stored are still reported on stderr, with exit 1",
         )
+        add_trace_file_option(parser)
     if gateway:
         parser.add_argument(
             "--timeout",

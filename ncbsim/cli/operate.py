@@ -34,6 +34,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         detach=args.detach,
         log_level=args.child_log_level,
         faults=args.faults,
+        trace_dir=args.trace_dir,
     )
     # From here on a foreground network is ours to stop, however the command ends: a
     # Ctrl-C that lands before wait_for_shutdown installs its handlers is a stop request too.
@@ -43,6 +44,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             name = proc.bureau or proc.role
             print(f"{name:8} pid {proc.pid:<8} {proc.address:22} log {proc.log}")
         print(f"network.json: {network.workdir / 'network.json'}")
+        if network.trace_dir is not None:
+            print(f"traces: {network.trace_dir} (gateway.jsonl, host-N.jsonl)")
         if args.faults:
             print(f"links through fault proxies: ncbsim fault --workdir {args.workdir} KIND ...")
         if args.detach:
@@ -180,6 +183,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action="store_true",
         help="put every bureau's link to the gateway through fault proxies (a process of "
         "their own), so `ncbsim fault` can apply link faults and partitions live",
+    )
+    up.add_argument(
+        "--trace-dir",
+        type=Path,
+        metavar="DIR",
+        help="every process appends its OpenTelemetry spans to DIR as JSON lines: "
+        "gateway.jsonl, host-N.jsonl (docs/traces.md)",
     )
     up.set_defaults(func=cmd_up, server=False)
 

@@ -12,6 +12,7 @@ import datetime as dt
 
 from ncbsim.cli._common import add_bureau_options
 from ncbsim.cli._events import add_events_option, client_events
+from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.workdir import find_gateway
 
 __all__ = ["add_parsers", "cmd_query"]
@@ -30,7 +31,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         async with client_events(args) as bus:
             return await run_query(args, request, to, gateway=gateway, bus=bus)
 
-    return asyncio.run(run())
+    with traced("client", f"client:{args.as_bureau}", args.trace_file):
+        return asyncio.run(run())
 
 
 def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -53,6 +55,7 @@ def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         default=5.0 if defaults else argparse.SUPPRESS,
         help="deadline in seconds (default 5)",
     )
+    add_trace_file_option(parser, default=None if defaults else argparse.SUPPRESS)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.errors import NcbsimError
 from ncbsim.gateway.config import (
     DEFAULT_BURST,
@@ -54,7 +55,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
     )
     _check_listen(config.listen)  # before the mailbox and audit are opened
-    asyncio.run(serve(config))
+    with traced("gateway", "gateway", args.trace_file):
+        asyncio.run(serve(config))
     return 0
 
 
@@ -100,7 +102,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     )
     if not db.exists():  # only once the options are known to be good
         datagen.generate(db, args.bureau, seed=args.seed, documents=2000, persons=500, vehicles=500)
-    asyncio.run(serve(config))
+    with traced("node", args.bureau, args.trace_file):
+        asyncio.run(serve(config))
     return 0
 
 
@@ -189,6 +192,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="hours a delivered or expired message stays listable by `ncbsim receipts` "
         f"before the gateway deletes its row (default {DEFAULT_MAILBOX_RETENTION_H:g})",
     )
+    add_trace_file_option(gw)
     gw.set_defaults(func=cmd_gateway, server=True)
 
     node = sub.add_parser("node", help="run one bureau's node in the foreground")
@@ -210,6 +214,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     node.add_argument("--seed", type=int, default=1, help="seed if records must be generated")
     node.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
     _add_metrics_option(node)
+    add_trace_file_option(node)
     node.set_defaults(func=cmd_node, server=True)
 
 

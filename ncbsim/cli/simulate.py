@@ -25,6 +25,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             run_dir=args.run_dir,
             junit_path=args.junit,
             log_level=args.child_log_level,
+            traces=args.traces,
         )
     except Interrupted as exc:  # every process is stopped; say what was
         print(f"ncbsim: {exc}", file=sys.stderr)
@@ -73,6 +74,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action="store_true",
         help="check the scenario (keys, values, check paths) without starting anything; "
         "print what it would run and 'valid', or the error (exit 2)",
+    )
+    sim.add_argument(
+        "--traces",
+        action="store_true",
+        help="trace every query: each process appends its OpenTelemetry spans to the run "
+        "directory's traces/ (sim.jsonl, gateway.jsonl, host-N.jsonl); report.json names "
+        "the slowest queries' trace ids (docs/traces.md)",
     )
     sim.set_defaults(func=cmd_simulate, server=False)
 

@@ -83,7 +83,8 @@ def test_latency_percentiles_and_empty() -> None:
 
 
 def test_core_schema_then_breakdowns_in_order() -> None:
-    """The core keys come first, then requests, per_bureau, kinds, faults, timings, extra."""
+    """The core keys come first, then requests, per_bureau, kinds, faults, the slowest
+    queries, timings, extra."""
     queries = [
         query("d1", 1.0, {"DE": "hit"}, latency_ms=10.0),
         query("m1", 2.0, {"DE": "no_hit", "IT": "no_answer"}, kind="multi", latency_ms=30.0),
@@ -99,6 +100,7 @@ def test_core_schema_then_breakdowns_in_order() -> None:
         "per_bureau",
         "kinds",
         "faults",
+        "slowest_queries",
         "startup_s",
         "shutdown_s",
         "peak_rss_mib",
@@ -120,6 +122,39 @@ def test_core_schema_then_breakdowns_in_order() -> None:
     assert report["kinds"]["multi"]["requests"] == 1
     assert report["kinds"]["fetch"]["latency_ms"]["p99"] == 20.0
     json.dumps(report)  # the report must serialise as it is
+
+
+def test_slowest_queries_slowest_first_with_their_trace_ids() -> None:
+    """At most SLOWEST rows, slowest first; one outcome, or mixed; a trace id, or null."""
+    queries = [query(f"d{i}", float(i), {"DE": "no_hit"}, latency_ms=float(i)) for i in range(12)]
+    queries.append(
+        QueryRecord(
+            "m1",
+            "multi",
+            "IT",
+            20.0,
+            21.0,
+            900.0,
+            (AnswerRecord("DE", "hit", 1.0), AnswerRecord("FR", "no_answer", 900.0)),
+            trace_id="ab" * 16,
+        )
+    )
+    rows = reports.slowest(queries)
+    assert len(rows) == reports.SLOWEST
+    assert [r["label"] for r in rows[:3]] == ["m1", "d11", "d10"]
+    assert rows[0] == {
+        "label": "m1",
+        "kind": "multi",
+        "requester": "IT",
+        "recipients": ["DE", "FR"],
+        "latency_ms": 900.0,
+        "outcome": "mixed",
+        "sent_s": 20.0,
+        "trace_id": "ab" * 16,
+    }
+    assert rows[1]["outcome"] == "no_hit"
+    assert rows[1]["trace_id"] is None
+    assert reports.slowest([]) == []
 
 
 def test_counts_say_which_unit_queries_or_pairs() -> None:
