@@ -130,6 +130,7 @@ async def serve(config: GatewayConfig) -> None:
         bus=bus,
     )
     metrics.watch_audit(audit)
+    metrics.watch_events(bus)
     metrics.watch_mailbox(mailbox)
     parts = GatewayParts(
         config, router, audit, mailbox=mailbox, deliverer=deliverer, metrics=metrics, bus=bus

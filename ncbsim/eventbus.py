@@ -72,6 +72,7 @@ class Subscription:
         with self._lock:
             if len(self._queue) == self._queue.maxlen:
                 self.dropped += 1
+                self._bus.dropped += 1
             self._queue.append(event)
         if self._ready is not None and not self._ready.is_set():
             if threading.get_ident() == self._thread:
@@ -126,6 +127,13 @@ class EventBus:
         self._seq = 0
         self.emitted = 0
         """Events emitted while someone was subscribed."""
+        self.dropped = 0
+        """Events any subscriber of this bus lost because its buffer was full, ever."""
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are attached now."""
+        return len(self._subscribers)
 
     @property
     def observed(self) -> bool:

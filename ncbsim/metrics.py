@@ -31,7 +31,7 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ncbsim._grpc_metrics import GO_CODES, ServerMetricsInterceptor, client_interceptors
@@ -101,6 +101,13 @@ def envelope_kind(header: _Kinded | None) -> str:
 
 class _LagSource(Protocol):
     def lag_s(self) -> float: ...
+
+
+class _EventSource(Protocol):
+    dropped: int
+
+    @property
+    def subscribers(self) -> int: ...
 
 
 class _MailboxView(Protocol):
@@ -242,6 +249,12 @@ class Metrics:
         """Read ``ncbsim_audit_writer_lag_seconds`` from ``log`` at each scrape."""
         self._audit_lag.set_function(log.lag_s)
 
+    def watch_events(self, bus: _EventSource) -> None:
+        """Read the party's event stream at each scrape: its subscribers now
+        (``ncbsim_observe_subscribers``) and the events they lost
+        (``ncbsim_observe_dropped_total``)."""
+        self.registry.register(EventsCollector(bus))
+
 
 class NodeMetrics(Metrics):
     """A bureau node's metrics: every party's, and replays caught."""
@@ -354,6 +367,34 @@ class MailboxCollector(Collector):
             oldest.add_metric([recipient], max(now_ms - accepted_ms, 0.0) / 1000)
         yield depth
         yield oldest
+
+
+class EventsCollector(Collector):
+    """The event stream's figures, read from the bus at scrape time."""
+
+    def __init__(self, bus: _EventSource) -> None:
+        self._bus = bus
+
+    def describe(self) -> list[Metric]:
+        return list(self._families(0, 0))
+
+    @staticmethod
+    def _families(subscribers: int, dropped: int) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "ncbsim_observe_subscribers", "Observe subscriptions attached to this party now."
+        )
+        gauge.add_metric([], subscribers)
+        yield gauge
+        counter = CounterMetricFamily(
+            "ncbsim_observe_dropped",
+            "Events Observe subscribers of this party lost because they read too slowly "
+            "(their buffer was full; the oldest went).",
+        )
+        counter.add_metric([], dropped)
+        yield counter
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self._bus.subscribers, self._bus.dropped)
 
 
 @dataclass(slots=True)

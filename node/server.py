@@ -359,6 +359,7 @@ async def run_node(
         tls = config.pki.tls(config.bureau)
         metrics = NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
+        metrics.watch_events(bus)
         gateway_channel = transport.gateway_channel(
             config.gateway,
             tls,

@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import TypeVar
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ncbsim import envelope, mail, messages, pki
 from ncbsim.client import BureauClient
@@ -454,3 +456,20 @@ def notice_net(tmp_path: Path) -> Iterator[NoticeNet]:
     finally:
         for bureau in list(network.nodes):
             network.close(bureau)
+
+
+def scrape_metrics(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """One /metrics page, parsed by prometheus_client: each sample name's (labels, value)."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def metric_total(address: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples at ``address`` whose labels include ``labels``."""
+    found = scrape_metrics(address).get(name, [])
+    return sum(v for have, v in found if all(have.get(k) == w for k, w in labels.items()))

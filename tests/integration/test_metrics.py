@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import document_query
+from support import document_query, metric_total, scrape_metrics
 
 from ncbsim import processes, transport
 from ncbsim.client import BureauClient, seal_query
@@ -32,28 +32,11 @@ QUERY = document_query("ZZ0000000", "DE")
 N = 5
 
 
-def scrape(address: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """One /metrics page, parsed by prometheus_client: each sample name's (labels, value)."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
-
-
 def families(address: str) -> set[str]:
     """The names of the families on one /metrics page (``_total`` stripped by the parser),
     those with no sample yet too."""
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
         return {f.name for f in text_string_to_metric_families(reply.read().decode())}
-
-
-def total(address: str, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples at ``address`` whose labels include ``labels``."""
-    found = scrape(address).get(name, [])
-    return sum(v for have, v in found if all(have.get(k) == w for k, w in labels.items()))
 
 
 async def _queries(network: Network, n: int) -> None:
@@ -87,7 +70,7 @@ def test_every_party_serves_a_page_the_prometheus_parser_reads(network: Network)
     assert {p["metrics"] for p in manifest["processes"]} == {p.metrics for p in network.procs}
     for proc in network.procs:
         assert proc.metrics.startswith("127.0.0.1:"), proc
-        samples = scrape(proc.metrics)
+        samples = scrape_metrics(proc.metrics)
         # Every node has called the gateway (Register) by now, and the gateway served it.
         family = (
             "grpc_server_started_total" if proc.role == "gateway" else "grpc_client_started_total"
@@ -103,18 +86,18 @@ def test_handled_counters_rise_by_exactly_the_queries_sent(network: Network) -> 
     query = {"grpc_method": "Query", "grpc_code": "OK"}
     handle = {"grpc_method": "Handle", "grpc_code": "OK"}
     before = (
-        total(gateway, "grpc_server_handled_total", **query),
-        total(de, "grpc_server_handled_total", **handle),
+        metric_total(gateway, "grpc_server_handled_total", **query),
+        metric_total(de, "grpc_server_handled_total", **handle),
     )
     asyncio.run(_queries(network, N))
     after = (
-        total(gateway, "grpc_server_handled_total", **query),
-        total(de, "grpc_server_handled_total", **handle),
+        metric_total(gateway, "grpc_server_handled_total", **query),
+        metric_total(de, "grpc_server_handled_total", **handle),
     )
     assert after[0] - before[0] == N
     assert after[1] - before[1] == N
-    assert total(gateway, "grpc_client_handled_total", **handle) >= N
-    assert total(gateway, "ncbsim_relay_seconds_count") >= N
+    assert metric_total(gateway, "grpc_client_handled_total", **handle) >= N
+    assert metric_total(gateway, "ncbsim_relay_seconds_count") >= N
 
 
 def test_a_spoofed_sender_is_counted_as_an_identity_mismatch(network: Network) -> None:
@@ -122,10 +105,10 @@ def test_a_spoofed_sender_is_counted_as_an_identity_mismatch(network: Network) -
     refusals by reason rise by exactly one."""
     gateway = network.gateway.metrics
     labels = {"rpc": "Query", "reason": "identity_mismatch"}
-    before = total(gateway, "ncbsim_refusals_total", **labels)
+    before = metric_total(gateway, "ncbsim_refusals_total", **labels)
     assert asyncio.run(_spoof(network)) == grpc.StatusCode.PERMISSION_DENIED
-    assert total(gateway, "ncbsim_refusals_total", **labels) - before == 1
-    assert total(gateway, "grpc_server_handled_total", grpc_code="PermissionDenied") >= 1
+    assert metric_total(gateway, "ncbsim_refusals_total", **labels) - before == 1
+    assert metric_total(gateway, "grpc_server_handled_total", grpc_code="PermissionDenied") >= 1
 
 
 @pytest.fixture

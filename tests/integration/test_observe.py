@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support import document_query
+from support import document_query, metric_total
 
 from ncbsim.auditlog import TABLE
 from ncbsim.client import BureauClient, Outcome
@@ -276,6 +276,8 @@ def test_a_stalled_subscriber_costs_nothing_and_counts_what_it_missed(network: N
             await live.close()
             await stalled.close()
 
+    gateway_metrics = network.gateway.metrics
+    dropped_before = metric_total(gateway_metrics, "ncbsim_observe_dropped_total")
     plain, with_stalled, live, stalled = asyncio.run(main())
     p50, p50_stalled = statistics.median(plain), statistics.median(with_stalled)
     print(
@@ -288,6 +290,9 @@ def test_a_stalled_subscriber_costs_nothing_and_counts_what_it_missed(network: N
     print(f"stalled subscriber: {len(got)} events read, {stalled.dropped} dropped")
     assert len(missed) > LATENCY_QUERIES // 2  # it really lost most of them
     assert stalled.dropped == len(missed)
+    # The gateway's metrics count the same loss (the live subscriber lost nothing).
+    dropped = metric_total(gateway_metrics, "ncbsim_observe_dropped_total") - dropped_before
+    assert dropped == stalled.dropped
 
 
 def test_cli_commands_write_their_own_events(network: Network, tmp_path: Path) -> None:
