@@ -314,6 +314,15 @@ class WatchModel:
         """The faults in force now (replaces the last set)."""
         self._faults = tuple(sorted(faults, key=lambda f: (f.started, f.id)))
 
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The faults in force, as last set."""
+        return self._faults
+
+    def liveness(self, party: str) -> Liveness | None:
+        """What is known of ``party``'s process (None: nothing yet)."""
+        return self._live.get(party)
+
     def set_liveness(self, party: str, live: Liveness) -> None:
         """What is known of ``party``'s process now (a bureau code, or "gateway")."""
         self._live[party] = live

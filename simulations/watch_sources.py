@@ -151,6 +151,8 @@ class Watcher:
         self._tls = tls
         self.observer = NetworkObserver(self.workdir, tls=tls)
         self.model = WatchModel(bureaus=[], clock=clock, window_s=window_s)
+        self.changed = asyncio.Event()
+        """Set when a state changes (a fault, a process, a stream): the view redraws at once."""
         self.running = False
         """Whether network.json names a network now (it goes when ``ncbsim down`` runs)."""
         self._procs: list[manifest.Proc] = []
@@ -217,15 +219,15 @@ class Watcher:
                     party = proc.bureau or GATEWAY
                     state = proc_state(proc.pid)
                     alive = state not in (None, "Z") and supervise.ours(proc.pid, self.workdir)
-                    self.model.set_liveness(
-                        party,
-                        Liveness(
-                            alive=alive,
-                            stopped=alive and state in ("T", "t"),
-                            health=self._health.get(party, "") if alive else "",
-                            stream=_stream(self.observer.sources.get(party)),
-                        ),
+                    live = Liveness(
+                        alive=alive,
+                        stopped=alive and state in ("T", "t"),
+                        health=self._health.get(party, "") if alive else "",
+                        stream=_stream(self.observer.sources.get(party)),
                     )
+                    if self.model.liveness(party) != live:
+                        self.model.set_liveness(party, live)
+                        self.changed.set()
             await asyncio.sleep(POLL_S)
 
     async def _poll_faults(self) -> None:
@@ -234,8 +236,9 @@ class Watcher:
                 faults: Sequence[Fault] | None = self._faults_of()
             else:
                 faults = await asyncio.to_thread(_link_and_process_faults, self.workdir)
-            if faults is not None:
+            if faults is not None and tuple(faults) != self.model.faults:
                 self.model.set_faults(faults)
+                self.changed.set()
             await asyncio.sleep(POLL_S)
 
     async def _poll_health(self) -> None:

@@ -14,6 +14,7 @@ a query term.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -175,10 +176,12 @@ async def show(
     *,
     screen: bool = False,
     until: Callable[[], bool] = lambda: False,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Draw ``snapshot()`` on ``console`` about twice a second until cancelled or ``until()``.
 
     ``screen``: take the whole terminal (as ``top`` does) and give it back on exit.
+    ``wake``: set when a state changed, to redraw at once rather than at the next tick.
     """
     with Live(console=console, screen=screen, auto_refresh=False, redirect_stdout=True) as live:
         while True:
@@ -186,4 +189,9 @@ async def show(
             live.update(render(snapshot(), size.width, size.height - 1), refresh=True)
             if until():
                 return
-            await asyncio.sleep(REFRESH_S)
+            if wake is None:
+                await asyncio.sleep(REFRESH_S)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), REFRESH_S)
+            wake.clear()

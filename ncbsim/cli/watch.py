@@ -72,7 +72,13 @@ async def _figures(args: argparse.Namespace, deadline: float | None) -> int:
                 lines += 1
                 return over()
 
-            await show(watcher.model.snapshot, console, screen=console.is_terminal, until=frame)
+            await show(
+                watcher.model.snapshot,
+                console,
+                screen=console.is_terminal,
+                until=frame,
+                wake=watcher.changed,
+            )
         else:
             start = loop.time()
             while not over():
