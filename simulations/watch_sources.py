@@ -182,8 +182,10 @@ class Watcher:
         return True
 
     async def run(self) -> None:
-        """Watch until cancelled (a missing network is waited for)."""
-        self._read_manifest()
+        """Watch until cancelled (a network not started yet is waited for: its PKI and
+        network.json come with it)."""
+        while not self._read_manifest():
+            await asyncio.sleep(POLL_S)
         tasks = [
             asyncio.create_task(self.observer.run()),
             asyncio.create_task(self._pump()),

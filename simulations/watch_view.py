@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -26,8 +27,12 @@ from rich.text import Text
 
 from ncbsim.events import Event
 from ncbsim.simulations.watch import Row, Snapshot, State
+from ncbsim.simulations.watch_sources import Watcher, engine_faults
 
-__all__ = ["REFRESH_S", "STYLES", "render", "show"]
+if TYPE_CHECKING:
+    from ncbsim.simulations.engine import Engine
+
+__all__ = ["REFRESH_S", "STYLES", "render", "show", "watching"]
 
 REFRESH_S = 0.5
 """How often the view is redrawn."""
@@ -123,14 +128,10 @@ def _faults(snap: Snapshot) -> list[Text]:
     lines = [_line(f"faults in force: {len(snap.faults)}", "bold")]
     shown = snap.faults if len(snap.faults) <= _MAX_FAULTS else snap.faults[: _MAX_FAULTS - 1]
     for fault in shown:
-        since = f" {snap.time - fault.started:.0f} s" if fault.started else ""
+        since = f"{snap.time - fault.started:.0f} s" if fault.started else "now"
         until = f", heals in {fault.until - snap.time:.0f} s" if fault.until is not None else ""
-        lines.append(
-            _line(
-                f"  {fault.id}: {fault.kind} {', '.join(fault.held)} {fault.describe()}"
-                f" ({since.strip() or 'now'}{until})"
-            )
-        )
+        words = [f"  {fault.id}: {fault.kind}", ", ".join(fault.held), fault.describe()]
+        lines.append(_line(" ".join(w for w in words if w) + f" ({since}{until})"))
     if len(shown) < len(snap.faults):
         lines.append(_line(f"  +{len(snap.faults) - len(shown)} more"))
     return lines
@@ -195,3 +196,22 @@ async def show(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), REFRESH_S)
             wake.clear()
+
+
+@contextlib.asynccontextmanager
+async def watching(engine: Engine, console: Console) -> AsyncIterator[Watcher]:
+    """``simulate --watch``: the live view of ``engine``'s network on ``console`` while
+    the block runs; the faults in force are the engine's own schedule's."""
+    watcher = Watcher(
+        engine.workdir, faults_of=engine_faults(engine.faults.active.values, engine.now_s)
+    )
+    tasks = [
+        asyncio.create_task(watcher.run()),
+        asyncio.create_task(show(watcher.model.snapshot, console, wake=watcher.changed)),
+    ]
+    try:
+        yield watcher
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

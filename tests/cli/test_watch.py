@@ -45,12 +45,12 @@ def _watch(*args: object) -> subprocess.Popen[str]:
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    """Wait for ``proc`` to exit (killed if it does not): its code, stdout and stderr."""
     try:
         out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
     return proc.returncode, out, err
 
 
@@ -137,7 +137,7 @@ def test_json_lines_count_the_queries_sent(network: Network) -> None:
         assert line["events"]["dropped"] == 0
     finally:
         watch.kill()
-        watch.wait()
+        watch.communicate(timeout=30)  # reaped, and its pipes closed
 
 
 @pytest.mark.integration
@@ -152,11 +152,8 @@ def test_events_lines_parse_as_the_schema(network: Network) -> None:
         deadline = time.monotonic() + 90
         while watch.poll() is None and time.monotonic() < deadline:
             _queries(network, 1)
-        code, out, err = _finish(watch)
     finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
+        code, out, err = _finish(watch, timeout=1 if watch.poll() is None else 30)
     assert code == 0, err
     events = [from_json(line) for line in out.splitlines()]
     assert len(events) == 2

@@ -166,3 +166,30 @@ def test_watch_shows_a_partition_within_two_seconds(faulty: Path) -> None:
         assert term.proc.wait(timeout=30) == 0
     finally:
         term.kill()
+
+
+def test_simulate_watch_shows_the_run_live(tmp_path: Path) -> None:
+    """`simulate --watch` shows the same view during a scenario, the engine's own fault
+    included (NL partitioned while it holds), then the usual summary; exit 0."""
+    text = SMALL.read_text().split("[[checks]]")[0].replace("duration_s = 4.0", "duration_s = 8.0")
+    text += (
+        '\n[[events]]\nat_s = 1.0\nid = "cut"\nfault = "partition"\nbureaus = ["NL"]\n'
+        "duration_s = 4.0\n"
+    )
+    scenario = tmp_path / "cut.toml"
+    scenario.write_text(text)
+    workdir = tmp_path / "work"
+    argv = [sys.executable, "-m", "ncbsim", "simulate", str(scenario), "--watch"]
+    term = Terminal([*argv, "--workdir", str(workdir), "--run-dir", str(tmp_path / "run")])
+    try:
+        seen = term.wait_for(r"NL\s+partitioned\s.*partition cut", since=0, deadline_s=180)
+        assert seen is not None, term.screen_text()[-3000:]
+        assert term.proc.wait(timeout=180) == 0, term.screen_text()[-3000:]
+        screen = term.screen_text()
+        assert re.search(r"FR\s+serving", screen)
+        assert "run directory:" in screen
+    finally:
+        term.kill()
+        for pid in ncbsim_pids(workdir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
