@@ -25,7 +25,7 @@ import contextlib
 import os
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +188,11 @@ class Watcher:
             await asyncio.sleep(POLL_S)
         tasks = [
             asyncio.create_task(self.observer.run()),
-            asyncio.create_task(self._pump()),
-            asyncio.create_task(self._poll()),
-            asyncio.create_task(self._poll_faults()),
-            asyncio.create_task(self._poll_health()),
-            asyncio.create_task(self._poll_mailbox()),
+            asyncio.create_task(self._every(0.0, self._pump)),
+            asyncio.create_task(self._every(POLL_S, self._poll)),
+            asyncio.create_task(self._every(POLL_S, self._poll_faults)),
+            asyncio.create_task(self._every(HEALTH_S, self._poll_health)),
+            asyncio.create_task(self._every(SCRAPE_S, self._poll_mailbox)),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -204,46 +204,57 @@ class Watcher:
                 with contextlib.suppress(Exception):
                     await channel.close()
 
-    async def _pump(self) -> None:
+    async def _every(self, period_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` every ``period_s`` until cancelled; a step that fails is logged and
+        tried again next time (one broken source never stops the others)."""
         while True:
-            events = await self.observer.next_batch(timeout=0.25)
-            if events:
-                self.model.feed(events)
-                if self._on_events is not None:
-                    self._on_events(events)
-            self.model.set_dropped(self.observer.dropped)
+            try:
+                await step()
+            except Exception:
+                log.exception("watch_source_failed", step=getattr(step, "__name__", "?"))
+                await asyncio.sleep(max(period_s, POLL_S))
+                continue
+            await asyncio.sleep(period_s)
+
+    async def _pump(self) -> None:
+        """Events received since the last call, into the model."""
+        events = await self.observer.next_batch(timeout=0.25)
+        if events:
+            self.model.feed(events)
+            if self._on_events is not None:
+                self._on_events(events)
+        self.model.set_dropped(self.observer.dropped)
 
     async def _poll(self) -> None:
-        """Pids and streams of every process, twice a second."""
-        while True:
-            if self._read_manifest():
-                for proc in self._procs:
-                    party = proc.bureau or GATEWAY
-                    state = proc_state(proc.pid)
-                    alive = state not in (None, "Z") and supervise.ours(proc.pid, self.workdir)
-                    live = Liveness(
-                        alive=alive,
-                        stopped=alive and state in ("T", "t"),
-                        health=self._health.get(party, "") if alive else "",
-                        stream=_stream(self.observer.sources.get(party)),
-                    )
-                    if self.model.liveness(party) != live:
-                        self.model.set_liveness(party, live)
-                        self.changed.set()
-            await asyncio.sleep(POLL_S)
+        """Pids and streams of every process."""
+        if not self._read_manifest():
+            return
+        for proc in self._procs:
+            party = proc.bureau or GATEWAY
+            state = proc_state(proc.pid)
+            alive = state not in (None, "Z") and supervise.ours(proc.pid, self.workdir)
+            live = Liveness(
+                alive=alive,
+                stopped=alive and state in ("T", "t"),
+                health=self._health.get(party, "") if alive else "",
+                stream=_stream(self.observer.sources.get(party)),
+            )
+            if self.model.liveness(party) != live:
+                self.model.set_liveness(party, live)
+                self.changed.set()
 
     async def _poll_faults(self) -> None:
-        while True:
-            if self._faults_of is not None:
-                faults: Sequence[Fault] | None = self._faults_of()
-            else:
-                faults = await asyncio.to_thread(_link_and_process_faults, self.workdir)
-            if faults is not None and tuple(faults) != self.model.faults:
-                self.model.set_faults(faults)
-                self.changed.set()
-            await asyncio.sleep(POLL_S)
+        """The faults in force."""
+        if self._faults_of is not None:
+            faults: Sequence[Fault] | None = self._faults_of()
+        else:
+            faults = await asyncio.to_thread(_link_and_process_faults, self.workdir)
+        if faults is not None and tuple(faults) != self.model.faults:
+            self.model.set_faults(faults)
+            self.changed.set()
 
     async def _poll_health(self) -> None:
+        """The health of every process, at most a few checks at once."""
         limit = asyncio.Semaphore(_HEALTH_LIMIT)
 
         async def one(proc: manifest.Proc) -> None:
@@ -251,10 +262,8 @@ class Watcher:
                 party = proc.bureau or GATEWAY
                 self._health[party] = await self._check(party, proc.address)
 
-        while True:
-            if self.running:
-                await asyncio.gather(*(one(p) for p in list(self._procs)))
-            await asyncio.sleep(HEALTH_S)
+        if self.running:
+            await asyncio.gather(*(one(p) for p in list(self._procs)))
 
     async def _check(self, party: str, address: str) -> str:
         """One health check of ``party`` on a channel kept between checks."""
@@ -279,12 +288,11 @@ class Watcher:
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
     async def _poll_mailbox(self) -> None:
-        while True:
-            depth = None
-            if self.running and self._metrics:
-                depth = await asyncio.to_thread(scrape_mailbox, self._metrics)
-            self.model.set_mailbox(depth)
-            await asyncio.sleep(SCRAPE_S)
+        """The mailbox depths of the gateway's metrics page, when it has one."""
+        depth = None
+        if self.running and self._metrics:
+            depth = await asyncio.to_thread(scrape_mailbox, self._metrics)
+        self.model.set_mailbox(depth)
 
 
 def engine_faults(

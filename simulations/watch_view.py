@@ -47,6 +47,8 @@ _ORDER = {state: n for n, state in enumerate(State)}  # most severe first
 _MAX_FAULTS = 3
 _MAX_EVENTS = 8
 _MIN_EVENTS = 3
+_FIRST = ("outcome", "reason", "elapsed_ms", "fault", "target", "role")
+"""View keys shown first in an event's line (the rest may be cut at the edge)."""
 
 
 def _ms(value: float | None) -> str:
@@ -141,10 +143,14 @@ def event_line(event: Event) -> str:
     """One event in a line: time, party, kind and its view (codes and numbers only)."""
     clock = time.strftime("%H:%M:%S", time.localtime(event.time))
     view = dict(event.view)
-    route = ""
-    if "sender" in view or "recipient" in view:
-        route = f"{view.pop('sender', '?')}>{view.pop('recipient', '?')} "
-    rest = " ".join(f"{k}={v}" for k, v in view.items())
+    sender, recipient = view.pop("sender", None), view.pop("recipient", None)
+    route = f"{sender or '?'}>{recipient or '?'} " if sender or recipient else ""
+    if sender and not recipient:
+        route = f"from {sender} "
+    elif recipient and not sender:
+        route = f"to {recipient} "
+    first = [k for k in _FIRST if k in view] + [k for k in view if k not in _FIRST]
+    rest = " ".join(f"{k}={view[k]}" for k in first)
     return f"{clock} {event.party} {event.kind} {route}{rest}"
 
 

@@ -286,3 +286,27 @@ def test_view_lists_every_bureau_when_there_is_room() -> None:
     assert "partition cut" in fr
     assert not any("more" in line for line in lines)
     assert any("query.relayed DE>FR" in line for line in lines)
+
+
+def test_engine_faults_are_read_from_the_schedule() -> None:
+    """`simulate --watch` reads the engine's faults in force: what each holds, since when."""
+    from types import SimpleNamespace
+
+    from ncbsim.simulations.watch_sources import engine_faults
+
+    record = SimpleNamespace(
+        id="cut", kind="partition", bureaus=("NL",), params={}, start_s=2.0, direction="both"
+    )
+    kill = SimpleNamespace(
+        id="gw", kind="kill", bureaus=("FR", "NL"), params={}, start_s=5.0, direction="both"
+    )
+    active = {
+        "cut": SimpleNamespace(record=record, held=set()),
+        "gw": SimpleNamespace(record=kill, held={"gateway"}),
+    }
+    faults = engine_faults(active.values, lambda: 7.0)()
+    assert [(f.id, f.kind, f.held) for f in faults] == [
+        ("cut", "partition", ("NL",)),
+        ("gw", "kill", ("gateway",)),
+    ]
+    assert faults[1].started - faults[0].started == pytest.approx(3.0)
