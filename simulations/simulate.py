@@ -305,10 +305,23 @@ def evaluate(
     return report, checks
 
 
-async def _until_sigterm(engine: Engine) -> RunResult:
-    """Run the engine; SIGTERM cancels it, so it stops every process it started."""
+async def _until_sigterm(engine: Engine, watch: Console | None = None) -> RunResult:
+    """Run the engine; SIGTERM cancels it, so it stops every process it started.
+    ``watch``: the live view of ``ncbsim watch`` on that console meanwhile."""
     with cancel_on_sigterm():
-        return await engine.run()
+        if watch is None:
+            return await engine.run()
+        from ncbsim.simulations.watch_view import watching
+
+        async with watching(engine, watch):
+            return await engine.run()
+
+
+def _live_view(console: Console, watch: bool) -> Console | None:
+    """The console of ``simulate --watch``'s live view: ``console`` if it is a terminal."""
+    if watch and not console.is_terminal:
+        console.print("--watch: not a terminal, so no live view; plain output follows")
+    return console if watch and console.is_terminal else None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -371,8 +384,11 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     log_level: str = "info",
     console: Console | None = None,
     traces: bool = False,
+    watch: bool = False,
 ) -> dict[str, Any]:
     """Run scenario ``name`` end to end; write the run directory; return the report.
+
+    ``watch``: show the live view of ``ncbsim watch`` during the run (on a terminal).
 
     The scenario is validated before anything starts (ScenarioError names the file, the
     key and what was expected). ``junit_path`` also writes the checks as JUnit XML.
@@ -409,11 +425,13 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     trace_dir = folder / "traces" if traces else None
     try:
         console.print(_intro(scenario))
-        engine = _engine(scenario, work, console, log_level, trace_dir)
+        live = _live_view(console, watch)  # the engine's progress then goes plain, above it
+        engine_console = Console(force_terminal=False) if live else console
+        engine = _engine(scenario, work, engine_console, log_level, trace_dir)
         try:
             # SIGTERM (a CI job cancelled, `timeout`) cancels the run like Ctrl-C does.
             with _traced(trace_dir):
-                result = asyncio.run(_until_sigterm(engine))
+                result = asyncio.run(_until_sigterm(engine, live))
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise Interrupted(f"{engine.interrupted()}; partial results not written") from None
         try:

@@ -8,6 +8,7 @@ holds their ``cmd_*`` handlers:
 - :mod:`~ncbsim.cli.serve`: ``gateway``, ``node``, ``host``
 - :mod:`~ncbsim.cli.operate`: ``up``, ``down``, ``status``, ``restart``, ``fault``,
   ``heal``, ``faultd``
+- :mod:`~ncbsim.cli.watch`: ``watch``
 - :mod:`~ncbsim.cli.query`: ``query``
 - :mod:`~ncbsim.cli.mail`: ``diffuse``, ``notice``, ``message``, ``inbox``, ``receipts``
 - :mod:`~ncbsim.cli.simulate`: ``simulate``, ``demo``
@@ -23,7 +24,7 @@ import sys
 
 from ncbsim import log as logsetup
 from ncbsim import private
-from ncbsim.cli import audit, load, mail, operate, pki, query, records, serve, simulate
+from ncbsim.cli import audit, load, mail, operate, pki, query, records, serve, simulate, watch
 from ncbsim.config import log_level_from_env
 from ncbsim.errors import NcbsimError
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki.add_parsers(sub)
     serve.add_parsers(sub)
     operate.add_parsers(sub)
+    watch.add_parsers(sub)
     query.add_parsers(sub)
     mail.add_parsers(sub)
     simulate.add_parsers(sub)

@@ -26,6 +26,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             junit_path=args.junit,
             log_level=args.child_log_level,
             traces=args.traces,
+            watch=args.watch,
         )
     except Interrupted as exc:  # every process is stopped; say what was
         print(f"ncbsim: {exc}", file=sys.stderr)
@@ -68,6 +69,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=Path,
         metavar="PATH",
         help="also write the checks as JUnit XML (one test case per check), for CI",
+    )
+    sim.add_argument(
+        "--watch",
+        action="store_true",
+        help="show the live view of `ncbsim watch` during the run (on a terminal)",
     )
     sim.add_argument(
         "--validate",
