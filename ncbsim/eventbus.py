@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import time
 from collections import deque
@@ -124,7 +125,7 @@ class EventBus:
         self._clock = clock
         self._subscribers: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()
-        self._seq = 0
+        self._seq = itertools.count(1)
         self.emitted = 0
         """Events emitted while someone was subscribed."""
         self.dropped = 0
@@ -174,9 +175,7 @@ class EventBus:
         ValueError if the view is not allowed by the schema (also then: tests emit with
         a subscriber attached, so a bad call site fails its tests).
         """
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
+        seq = next(self._seq)  # atomic: itertools.count holds the GIL while it counts
         subscribers = self._subscribers
         if not subscribers:
             return

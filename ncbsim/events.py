@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from ncbsim.v2 import observe_pb2
 
@@ -34,6 +34,7 @@ _TEXT = re.compile(r"[A-Za-z0-9_.:\-/ =,*]*")
 """The alphabet of text values: codes, names, outcomes, host:port. No free prose."""
 
 ViewValue = str | int | float | bool
+_NO_VIEW: Mapping[str, ViewValue] = MappingProxyType({})
 
 _ENVELOPE = ("sender", "recipient", "kind", "bytes")
 
@@ -71,6 +72,10 @@ KINDS: dict[str, tuple[str, ...]] = {
 """Every event kind and the only view keys it may carry. docs/events.md explains each."""
 
 
+_ALLOWED = {kind: frozenset(keys) for kind, keys in KINDS.items()}
+_NUMBERS = (int, float, bool)
+
+
 def check_view(kind: str, view: Mapping[str, ViewValue]) -> dict[str, ViewValue]:
     """``view`` as a plain dict, if ``kind`` is known and every key and value is allowed.
 
@@ -78,31 +83,32 @@ def check_view(kind: str, view: Mapping[str, ViewValue]) -> dict[str, ViewValue]
     does not list, a value that is not a str/int/float/bool, or a text value that is too
     long or not of a code's alphabet (so no prose, no payload, can pass through).
     """
-    allowed = KINDS.get(kind)
+    allowed = _ALLOWED.get(kind)
     if allowed is None:
         raise ValueError(f"unknown event kind {kind!r}")
-    out: dict[str, ViewValue] = {}
+    if not allowed.issuperset(view):
+        bad = sorted(set(view) - allowed)[0]
+        raise ValueError(f"event {kind}: view key {bad!r} is not in its schema")
     for key, value in view.items():
-        if key not in allowed:
-            raise ValueError(f"event {kind}: view key {key!r} is not in its schema")
-        if isinstance(value, str):
-            if len(value) > MAX_TEXT or not _TEXT.fullmatch(value):
+        if type(value) is str:
+            if len(value) > MAX_TEXT or _TEXT.fullmatch(value) is None:
                 raise ValueError(f"event {kind}: view {key!r} is not a short code")
-        elif not isinstance(value, (bool, int, float)):
+        elif not isinstance(value, _NUMBERS):
             raise ValueError(f"event {kind}: view {key!r} has type {type(value).__name__}")
-        out[key] = value
-    return out
+    return dict(view)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing one party did or saw. Build it with :func:`make` (which checks the view)."""
+class Event(NamedTuple):
+    """One thing one party did or saw. Build it with :func:`make` (which checks the view).
+
+    A named tuple: immutable, and cheap to build on the query path.
+    """
 
     kind: str
     party: str
     time: float
     """Unix time in seconds, as the emitting process's clock read it."""
-    view: Mapping[str, ViewValue] = field(default_factory=dict)
+    view: Mapping[str, ViewValue] = _NO_VIEW
     message_id: str = ""
     correlation_id: str = ""
     trace_id: str = ""
