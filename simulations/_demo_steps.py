@@ -21,6 +21,7 @@ from rich.panel import Panel
 
 from ncbsim import envelope
 from ncbsim.client import Outcome
+from ncbsim.events import Event
 from ncbsim.node.admin import ControlChange, restrict
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.simulations import _demo_views as v
@@ -96,9 +97,12 @@ class Demo:
         sent: envelope.Envelope,
         opened: query_pb2.Query | None,
         row: v.Row | None,
+        *,
+        event: Event | None = None,
     ) -> None:
         """Check that the recipient opened ``query`` (unless None) from the envelope sent,
-        and that the gateway's audit row matches the header and size it was given."""
+        that the gateway's audit row matches the header and size it was given, and (when
+        given) that the gateway's event stream told the operator the same, and no more."""
         header = envelope.unverified_header(sent)
         if query is not None:
             step.check(
@@ -111,6 +115,14 @@ class Demo:
             f"gateway audit row {v.short_id(header.message_hex)} matches the header sent",
             row is not None and tuple(row[c] for c in columns) == (*expected, str(sent.ByteSize())),
         )
+        if event is not None or row is not None:
+            seen = {"sender": header.sender, "recipient": header.recipient}
+            step.check(
+                "the gateway's event stream showed the operator the same metadata",
+                event is not None
+                and all(event.view.get(k) == x for k, x in seen.items())
+                and event.view.get("bytes") == sent.ByteSize(),
+            )
 
     def show(self, step: Step, intro: str, panels: tuple[Panel, Panel, Panel, Panel]) -> None:
         """Print one step: title, narration, the four views, the checks."""
@@ -132,7 +144,9 @@ class Demo:
         query = _document(number, issuer)
         ex = await self.obs.exchange(query, to)
         refs = [m.ref for m in ex.answer.matches]
-        self.confirm(step, query, ex.sealed.envelope, ex.opened, ex.gateway_row)
+        self.confirm(
+            step, query, ex.sealed.envelope, ex.opened, ex.gateway_row, event=ex.gateway_event
+        )
         step.check(f"{self.asker} got a hit on {to}'s record {ref}", ref in refs)
         self.show(
             step,
@@ -165,7 +179,9 @@ class Demo:
         )
         ex = await self.obs.exchange(query, to)
         scores = {m.ref: m.score for m in ex.answer.matches}
-        self.confirm(step, query, ex.sealed.envelope, ex.opened, ex.gateway_row)
+        self.confirm(
+            step, query, ex.sealed.envelope, ex.opened, ex.gateway_row, event=ex.gateway_event
+        )
         step.check(
             f"'{typed}' found '{surname}' ({ref}) with a score below 1",
             ref in scores and scores[ref] < 1,
@@ -213,7 +229,9 @@ class Demo:
             f"after `record restrict --deny {self.asker}`: step 1 is a no-hit",
             after.answer.outcome == Outcome.NO_HIT,
         )
-        self.confirm(step, fetch, ex.sealed.envelope, ex.opened, ex.gateway_row)
+        self.confirm(
+            step, fetch, ex.sealed.envelope, ex.opened, ex.gateway_row, event=ex.gateway_event
+        )
         step.check(f"step 2 for {ref}: not-found", ex.answer.outcome == Outcome.NOT_FOUND)
         same = (
             ex.answer.response is not None
@@ -268,7 +286,8 @@ class Demo:
         by = {a.bureau: a for a in answers}
         rows_by = {r: await self.obs.gateway_row(sealed[r].header.message_hex) for r in to}
         opened = self.obs.open_as(holder, sealed[holder].envelope)
-        self.confirm(step, query, sealed[holder].envelope, opened, rows_by[holder])
+        event = await self.obs.gateway_event(sealed[holder].header.message_hex)
+        self.confirm(step, query, sealed[holder].envelope, opened, rows_by[holder], event=event)
         step.check(
             f"{down} (stopped) listed as no-answer within {self.config.deadline_s:g} s",
             by[down].outcome == Outcome.NO_ANSWER,
@@ -296,7 +315,11 @@ class Demo:
             (
                 v.asker_panel(self.asker, query, ", ".join(to)),
                 v.gateway_panel(
-                    sealed[holder].envelope, rows_by[holder], [("per bureau", "")], routed
+                    sealed[holder].envelope,
+                    rows_by[holder],
+                    [("per bureau", "")],
+                    routed,
+                    event=event,
                 ),
                 v.answerer_panel(
                     holder,
@@ -315,7 +338,9 @@ class Demo:
         ex = await self.obs.exchange(query, to, tamper=True)
         code = ex.error.code() if ex.error is not None else grpc.StatusCode.OK
         node = await self.obs.node_row(to, ex.sealed.header.message_hex)
-        self.confirm(step, None, ex.sealed.envelope, ex.opened, ex.gateway_row)
+        self.confirm(
+            step, None, ex.sealed.envelope, ex.opened, ex.gateway_row, event=ex.gateway_event
+        )
         step.check(
             f"{self.asker} got the refusal: INVALID_ARGUMENT",
             code == grpc.StatusCode.INVALID_ARGUMENT and ex.answer.outcome == Outcome.FAILED,

@@ -44,16 +44,22 @@ from ncbsim.client import (
 from ncbsim.directory import Directory
 from ncbsim.envelope import Header
 from ncbsim.errors import EnvelopeError
+from ncbsim.events import Event
 from ncbsim.identity import Identity
 from ncbsim.node.records import Control, Document, Person, Vehicle
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers, RevocationFile
 from ncbsim.pki import PkiDir
+from ncbsim.simulations import manifest
+from ncbsim.simulations.observe_net import NetworkObserver
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
 from ncbsim.workdir import Workdir
 
 AUDIT_WAIT_S = 3.0
-"""How long to wait for an audit row: both audit writers batch for about 50 ms."""
+"""How long to wait for an audit row (both audit writers batch for about 50 ms), and for
+an event of the gateway's stream."""
+STREAM_WAIT_S = 10.0
+"""How long to wait for every party's event stream to attach."""
 
 MAX_WIDTH = 80
 Pairs = list[tuple[str, str]]
@@ -83,6 +89,9 @@ class Exchange:
     opened: query_pb2.Query | None
     gateway_row: Row | None
     error: grpc.aio.AioRpcError | None = None
+    gateway_event: Event | None = None
+    """What the gateway's own event stream said of the envelope (``query.relayed`` or
+    ``query.refused``), as the operator's ``Observe`` subscription received it."""
 
 
 def same_query(a: query_pb2.Query | None, b: query_pb2.Query) -> bool:
@@ -119,9 +128,45 @@ class Observer:
             max_age_s=PEER_MAX_AGE_S,
         )
         self._stores: dict[str, RecordStore] = {}
+        self.stream = NetworkObserver(workdir, kinds=["query."])
+        self._seen: dict[tuple[str, str], Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start_stream(self, timeout_s: float = STREAM_WAIT_S) -> bool:
+        """Subscribe, as the operator, to every party's event stream (ncbsim.observe),
+        and wait until each is attached; False if one was not in time."""
+        self._tasks = [
+            asyncio.create_task(self.stream.run()),
+            asyncio.create_task(self._collect()),
+        ]
+        parties = {"gateway", *(p.bureau for p in manifest.read(self.workdir).procs if p.bureau)}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            sources = self.stream.sources
+            if all(party in sources and sources[party].connected for party in parties):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _collect(self) -> None:
+        while True:
+            for event in await self.stream.next_batch(timeout=1.0):
+                self._seen[(event.party, event.message_id)] = event
+
+    async def gateway_event(self, message_hex: str) -> Event | None:
+        """The gateway's event for a message id, or None if none came in time."""
+        deadline = time.monotonic() + AUDIT_WAIT_S
+        while (event := self._seen.get(("gateway", message_hex))) is None:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.02)
+        return event
 
     async def close(self) -> None:
-        """Close the channel and the record stores."""
+        """Close the channel, the event streams and the record stores."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.channel.close()
         for store in self._stores.values():
             store.close()
@@ -198,7 +243,8 @@ class Observer:
                 to, failure_outcome(exc.code()), None, failure_detail(exc), elapsed, mid
             )
         opened = self.open_as(to, sealed.envelope)
-        return Exchange(sealed, answer, opened, await self.gateway_row(mid), error)
+        row = await self.gateway_row(mid)
+        return Exchange(sealed, answer, opened, row, error, await self.gateway_event(mid))
 
     async def multi(
         self, query: query_pb2.Query, to: list[str], *, deadline_s: float
@@ -403,12 +449,27 @@ def asker_panel(asker: str, query: query_pb2.Query, to: str, *extra: Pairs) -> P
     )
 
 
-def gateway_panel(sent: envelope.Envelope, row: Row | None, *extra: Pairs) -> Panel:
-    """The gateway's view of one envelope: the header as it parses it, sizes, its audit row."""
+def event_text(event: Event | None) -> str:
+    """One event as the gateway's panel shows it: kind, outcome or reason, time taken."""
+    if event is None:
+        return "none seen!"
+    view = event.view
+    what = view.get("outcome") or view.get("reason") or view.get("status") or ""
+    took = f", {view['elapsed_ms']:.1f} ms" if isinstance(view.get("elapsed_ms"), float) else ""
+    return f"{event.kind} {what}{took}"
+
+
+def gateway_panel(
+    sent: envelope.Envelope, row: Row | None, *extra: Pairs, event: Event | None = None
+) -> Panel:
+    """The gateway's view of one envelope: the header as it parses it, sizes, its audit
+    row, and the event its stream emitted for it (when one was looked for)."""
     header = envelope.unverified_header(sent)
     audit = [("audit", "no row!" if row is None else f"{row['outcome']}, {row['status']}")]
     if row is not None and row["response_bytes"] != "0":
         audit.append(("reply", f"{int(row['response_bytes']):,} bytes, sealed"))
+    if event is not None:
+        audit.append(("event", event_text(event)))
     pairs = header_fields(header, ciphertext=len(sent.sealed), total=sent.ByteSize())
     return panel("gateway sees", pairs + audit, *extra, style="yellow")
 
@@ -448,7 +509,7 @@ def exchange_views(
     to = ex.answer.bureau
     return (
         asker_panel(asker, query, to, *([asked] if asked else [])),
-        gateway_panel(ex.sealed.envelope, ex.gateway_row),
+        gateway_panel(ex.sealed.envelope, ex.gateway_row, event=ex.gateway_event),
         answerer_panel(to, ex.opened, record, *([answered] if answered else [])),
         reply_panel(asker, to, reply if reply is not None else answer_fields(ex.answer)),
     )

@@ -8,7 +8,8 @@ happened:
 - the asking bureau: the plaintext query it sealed;
 - the gateway: the routing header parsed from the envelope bytes sent, as the gateway
   parses it, and the ciphertext size, confirmed by the gateway's audit row for that
-  message id; never any plaintext;
+  message id and by the event its stream sent the operator (``Observe``, docs/events.md:
+  the same schema as timeline.jsonl and ``ncbsim watch --events``); never any plaintext;
 - the answering bureau: the query opened with that bureau's identity from the work
   directory's PKI (what its node does), and the record it matched, read from its
   records database by the reference in the answer;
@@ -79,7 +80,10 @@ def _pauser(config: DemoConfig, console: Console) -> Callable[[str], None]:
 
 
 async def _open(network: Network, bureaus: list[str], config: DemoConfig, console: Console) -> Demo:
-    return Demo(network, bureaus, config, console)  # its gRPC channel needs the loop
+    demo = Demo(network, bureaus, config, console)  # its gRPC channels need the loop
+    if not await demo.obs.start_stream():
+        console.print("  (not every party's event stream attached; events may be missing)")
+    return demo
 
 
 def _narrate(

@@ -96,6 +96,9 @@ def test_demo_shows_what_each_party_sees(demo: tuple[Path, int, str]) -> None:
         "refused: does not verify",
         "INVALID_ARGUMENT",
         "Network stopped.",
+        # The gateway's own event stream, read by the operator (ncbsim.observe)
+        "event       query.relayed delivered",
+        "the gateway's event stream showed the operator the same metadata",
     ):
         assert words in out, words
 
