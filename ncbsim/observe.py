@@ -34,6 +34,8 @@ DeniedHook = Callable[[grpc.aio.ServicerContext], Awaitable[None]]
 
 BATCH = 512
 """The most events one stream message carries."""
+LINGER_S = 0.05
+"""How long the stream waits after an event for others to send with it."""
 
 _IDLE_S = 1.0
 """How often a waiting stream checks that its caller is still there."""
@@ -67,6 +69,13 @@ class ObserverService(observe_pb2_grpc.ObserverServiceServicer):  # type: ignore
             await context.send_initial_metadata(())  # attached: the caller may go on
             while not context.done():
                 events = await sub.next_batch(timeout=_IDLE_S)
+                if events and len(events) < BATCH:
+                    # Linger so that one message carries what a busy party emits in the
+                    # meantime: a write per event would cost the party more than the
+                    # events themselves. 50 ms is well under what a person or a
+                    # twice-a-second view notices.
+                    await asyncio.sleep(LINGER_S)
+                    events += sub.drain()
                 for start in range(0, len(events), BATCH):
                     yield observe_pb2.ObserveResponse(
                         events=[e.to_proto() for e in events[start : start + BATCH]],
