@@ -212,7 +212,7 @@ class Messenger:
         """
         post = record.post
         party = client(post.sender)
-        recipients = len(post.to)
+        recipients = len(record.copies) or len(post.to)  # the copies, once the gateway said
         sealed: dict[str, ViewValue] = {"recipients": recipients, "kind": post.kind}
         self._event("post.sealed", sealed, party=party, t_s=record.sent_s, correlation_id=post_id)
         elapsed = round((record.done_s - record.sent_s) * 1000, 2)
