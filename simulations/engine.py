@@ -99,6 +99,7 @@ class Engine:
         *,
         console: Console | None = None,
         log_level: str = "info",
+        observe: bool = True,
     ) -> None:
         self.scenario = scenario
         self.workdir = workdir.resolve()
@@ -121,6 +122,8 @@ class Engine:
         self.phase = "loading the scenario"  # what the run is doing, for an interruption
         self.stopped = "nothing had started"  # what _stop stopped, for an interruption
         self._stopping_s = 0.0  # when the run began to stop, seconds after traffic start
+        self.observe = observe
+        """Whether to observe the network's own events (off: to measure what it costs)."""
         self.observer = RunObserver.of(self.workdir, scenario.bureaus)
 
     # ------------------------------------------------------------------ helpers
@@ -180,7 +183,8 @@ class Engine:
         with MemorySampler() as memory:
             try:
                 plan = await self._boot()
-                await self.observer.start()  # connects while the clients warm up
+                if self.observe:
+                    await self.observer.start()  # connects while the clients warm up
                 warm = time.monotonic()
                 self.phase = "loading the requesters' directories"
                 await self._open_clients(plan)

@@ -340,11 +340,14 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     junit_path: Path | None = None,
     log_level: str = "info",
     console: Console | None = None,
+    observe: bool = True,
 ) -> dict[str, Any]:
     """Run scenario ``name`` end to end; write the run directory; return the report.
 
     The scenario is validated before anything starts (ScenarioError names the file, the
     key and what was expected). ``junit_path`` also writes the checks as JUnit XML.
+    ``observe=False`` leaves the network's own events out of the timeline (to measure
+    what observing costs: scripts/observe_cost.py).
     Ctrl-C or SIGTERM stops every process the run started and raises :class:`Interrupted`
     saying what was stopped; the run directory is removed if it holds nothing.
     """
@@ -380,7 +383,7 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
             from ncbsim.simulations.netns_engine import NetnsEngine
 
             engine_class = NetnsEngine
-        engine = engine_class(scenario, work, console=console, log_level=log_level)
+        engine = engine_class(scenario, work, console=console, log_level=log_level, observe=observe)
         try:
             # SIGTERM (a CI job cancelled, `timeout`) cancels the run like Ctrl-C does.
             result = asyncio.run(_until_sigterm(engine))
