@@ -197,8 +197,10 @@ class Engine:
                 self._traffic_done()
                 self.phase = "waiting for the messages to drain"
                 await self._settle_messages()
+                await self.observer.stop()  # the events still in flight, then no more
             finally:
-                await self.observer.stop()
+                with contextlib.suppress(asyncio.CancelledError):  # never keeps _stop from running
+                    await self.observer.stop()
                 stopping = time.monotonic()
                 self._stopping_s = self.now_s()
                 await self._stop()

@@ -17,7 +17,6 @@ buffer or the merged queue full) is counted: ``report.json``'s ``observation``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,15 +63,16 @@ class RunObserver:
 
     async def stop(self) -> None:
         """Let events in flight arrive, keep them, and close every stream."""
-        if not self._tasks:
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
             return
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.sleep(FLUSH_S)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        self.events += await self._observer.next_batch(timeout=0)
+        finally:  # cancelled meanwhile too: no stream is left open
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.events += await self._observer.next_batch(timeout=0)
 
     def report(self) -> dict[str, Any]:
         """``report.json``'s ``observation``: events received per party, and missed."""

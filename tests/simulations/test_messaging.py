@@ -82,13 +82,12 @@ def test_drain_accounts_each_copy_once_and_finds_what_went_wrong(tmp_path: Path)
     message ids is a duplicate, and a later post processed first is out of order."""
     loaded = load_scenario(tmp_path, HEAD + "[messages]\ndrain_s = 0.5\n")
     down: set[str] = {"IT"}
-    events: list[dict[str, Any]] = []
     messenger = Messenger(
         loaded,
         tmp_path,
         MessagePlan(),
         now_s=lambda: 1.0,
-        event=lambda name, **fields: events.append({"event": name, **fields}),
+        event=lambda *args, **fields: None,  # the drain's end is the engine's phase event
         down=lambda: down,
     )
     ids = [bytes([i]) * 16 for i in range(6)]
@@ -127,8 +126,6 @@ def test_drain_accounts_each_copy_once_and_finds_what_went_wrong(tmp_path: Path)
     assert report["duplicates_processed"] == 1
     assert report["out_of_order"] == 1
     assert report["latency_ms"]["max"] == 700.0
-    assert events[-1]["event"] == "drain"
-    assert events[-1]["lost"] == 1
 
 
 class _GsReceipts:
@@ -153,7 +150,7 @@ def test_drain_accounts_gs_notice_copies_in_totals_and_apart(tmp_path: Path) -> 
         tmp_path,
         MessagePlan(),
         now_s=lambda: 1.0,
-        event=lambda name, **fields: None,
+        event=lambda *args, **fields: None,
         down=lambda: {"IT"},
     )
     request = PostRecord(PlannedPost("red", 0, "notice", "FR", ("GS",), 60), 0, 0.0, 1000)
