@@ -35,6 +35,9 @@ from ncbsim.simulations import manifest
 
 RETRY_S = 0.5
 """How soon a lost stream is tried again (and network.json re-read)."""
+MAX_RETRY_S = 5.0
+"""The longest wait between tries: each failure in a row doubles it from ``retry_s``, so a
+party that is down, or serves no event stream, costs a connection every 5 s, not 2 a second."""
 FAULTD = "faultd"
 _LINE_LIMIT = 1 << 20
 
@@ -54,6 +57,8 @@ class Source:
     """Why the stream is not connected (a gRPC status name), or ""."""
     changed_at: float = 0.0
     """When ``connected`` last changed (time.monotonic)."""
+    failures: int = 0
+    """Tries in a row that failed (reset once connected)."""
 
 
 def _addresses(workdir: Path) -> dict[str, str]:
@@ -129,7 +134,15 @@ class NetworkObserver:
             return []
         return await self._merged.next_batch(timeout)
 
+    async def _failed(self, source: Source, error: str) -> None:
+        """Mark ``source`` lost and wait before it is tried again (longer each time)."""
+        self._set(source, connected=False, error=error)
+        source.failures += 1
+        await asyncio.sleep(min(self._retry_s * 2 ** (source.failures - 1), MAX_RETRY_S))
+
     def _set(self, source: Source, *, connected: bool, error: str = "") -> None:
+        if connected:
+            source.failures = 0
         if source.connected != connected or source.error != error:
             source.connected, source.error = connected, error
             source.changed_at = time.monotonic()
@@ -167,8 +180,7 @@ class NetworkObserver:
                 self._merged.offer(event)
             self._set(source, connected=False, error="ENDED")
         except grpc.aio.AioRpcError as exc:
-            self._set(source, connected=False, error=exc.code().name)
-            await asyncio.sleep(self._retry_s)
+            await self._failed(source, exc.code().name)
         finally:
             with contextlib.suppress(Exception):
                 await channel.close()
@@ -178,8 +190,7 @@ class NetworkObserver:
         try:
             reader, writer = await asyncio.open_unix_connection(source.address, limit=_LINE_LIMIT)
         except OSError as exc:
-            self._set(source, connected=False, error=type(exc).__name__)
-            await asyncio.sleep(self._retry_s)
+            await self._failed(source, type(exc).__name__)
             return
         try:
             request = {"op": "observe", "kinds": list(self.kinds), "buffer": self.buffer}
@@ -187,8 +198,7 @@ class NetworkObserver:
             await writer.drain()
             reply = json.loads(await reader.readline() or b"{}")
             if not reply.get("ok"):
-                self._set(source, connected=False, error="REFUSED")
-                await asyncio.sleep(self._retry_s)
+                await self._failed(source, "REFUSED")
                 return
             source.dropped = 0
             self._set(source, connected=True)
@@ -200,8 +210,7 @@ class NetworkObserver:
                 self._merged.offer(from_dict(data))
             self._set(source, connected=False, error="ENDED")
         except (OSError, ValueError) as exc:
-            self._set(source, connected=False, error=type(exc).__name__)
-            await asyncio.sleep(self._retry_s)
+            await self._failed(source, type(exc).__name__)
         finally:
             writer.close()
             with contextlib.suppress(Exception):

@@ -190,6 +190,9 @@ class FaultSchedule:
         for key, active in list(self.active.items()):
             if active.record.kind != kind:
                 continue
+            for target in observed.targets(active.event):  # as its heal would end it
+                if target in active.held and target in event.targets:
+                    self._emit(observed.HEALED, active.event, target, at_s)
             active.held -= set(event.targets)
             if not active.held:
                 del self.active[key]
