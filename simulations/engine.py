@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import structlog
 from rich.console import Console
 
@@ -52,7 +51,6 @@ from ncbsim.v2 import query_pb2
 log = structlog.get_logger()
 
 _WARMUP_CONCURRENCY = 16
-_STATUS = frozenset(code.name for code in grpc.StatusCode)
 
 
 @dataclass(slots=True)
@@ -106,6 +104,8 @@ class Engine:
         self.console = console or Console()
         self.log_level = log_level
         self.result = RunResult()
+        self.event = self.result.recorder.emit
+        """Record an event of the schema (at ``t_s``, default now) and publish it live."""
         self.links: dict[str, Link] = {}
         self.clocks = {b: Clock() for b in scenario.bureaus}
         self.clients: dict[str, BureauClient] = {}
@@ -131,26 +131,6 @@ class Engine:
     def now_s(self) -> float:
         """Seconds since the traffic started (negative before)."""
         return round(time.monotonic() - self._t0, 4)
-
-    def event(
-        self,
-        kind: str,
-        view: dict[str, ViewValue],
-        *,
-        party: str = "sim",
-        t_s: float | None = None,
-        message_id: str = "",
-        correlation_id: str = "",
-    ) -> None:
-        """Record an event of the schema (at ``t_s``, default now) and publish it live."""
-        self.result.recorder.emit(
-            kind,
-            view,
-            party=party,
-            t_s=self.now_s() if t_s is None else t_s,
-            message_id=message_id,
-            correlation_id=correlation_id,
-        )
 
     def phase_event(self, phase: str, **counts: ViewValue) -> None:
         """A ``scenario.phase`` event now: ``elapsed_s`` is the time since traffic start."""
@@ -470,7 +450,7 @@ class Engine:
                 answers = [Answer(b, Outcome.FAILED, None, detail) for b in targets]
             latency = (time.perf_counter() - started) * 1000
             self._record(item.label, item.kind, item.requester, sent_s, latency, answers)
-            self._client_events(item.kind, item.requester, sent_s, latency, answers)
+            self.result.recorder.queried(item.requester, item.kind, sent_s, latency, answers)
             fetched = None
             if item.fetch and answers[0].outcome == Outcome.HIT:
                 refs = [m.ref for m in answers[0].matches]
@@ -483,7 +463,7 @@ class Engine:
                 latency = (time.perf_counter() - started) * 1000
                 label = f"{item.label}/fetch"
                 self._record(label, "fetch", item.requester, fetch_s, latency, [fetched])
-                self._client_events("fetch", item.requester, fetch_s, latency, [fetched])
+                self.result.recorder.queried(item.requester, "fetch", fetch_s, latency, [fetched])
             self.result.sent.append(Sent(item, answers, fetched, sent_s, self.now_s()))
         finally:
             self._in_flight -= 1
@@ -513,28 +493,3 @@ class Engine:
         )
         self.result.queries.append(query)
         self._answers.extend(records)
-
-    def _client_events(
-        self, kind: str, requester: str, sent_s: float, latency_ms: float, answers: list[Answer]
-    ) -> None:
-        """What the requester's client did and saw: each envelope sealed, each answer back.
-
-        The events of one (query, recipient) pair share the envelope's message id, as the
-        gateway's and the recipient's events of it do.
-        """
-        party = run_events.client(requester)
-        many: dict[str, ViewValue] = {"recipients": len(answers)} if len(answers) > 1 else {}
-        done_s = self.now_s()
-        for answer in answers:
-            sealed: dict[str, ViewValue] = {"recipient": answer.bureau, "kind": kind, **many}
-            mid = answer.message_id
-            self.event("query.sealed", sealed, party=party, t_s=sent_s, message_id=mid)
-            returned: dict[str, ViewValue] = {
-                "recipient": answer.bureau,
-                "outcome": answer.outcome.value,
-                "elapsed_ms": round(answer.latency_ms or latency_ms, 2),
-            }
-            status = answer.detail.split(":", 1)[0]
-            if answer.outcome in (Outcome.NO_ANSWER, Outcome.FAILED) and status in _STATUS:
-                returned["status"] = status
-            self.event("query.returned", returned, party=party, t_s=done_s, message_id=mid)

@@ -26,12 +26,16 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import grpc
+
+from ncbsim.client import Answer, Outcome
 from ncbsim.eventbus import EventBus, Subscription
 from ncbsim.events import Event, ViewValue, check_view, from_json
 
 SIM = "sim"
 START = "traffic_start"
 """The ``scenario.phase`` that dates the traffic's start: ``t_s`` 0."""
+_STATUS = frozenset(code.name for code in grpc.StatusCode)
 
 
 def client(code: str) -> str:
@@ -72,6 +76,29 @@ class Recorder:
     def buses(self) -> dict[str, EventBus]:
         """Every party's bus made so far."""
         return dict(self._buses)
+
+    def queried(
+        self, requester: str, kind: str, sent_s: float, latency_ms: float, answers: list[Answer]
+    ) -> None:
+        """What ``requester``'s client did and saw of one query (now answered, sent at
+        ``sent_s``): each envelope sealed, each answer back, by message id (the envelope's,
+        as the gateway's and the recipient's events of the pair carry it)."""
+        party = client(requester)
+        many: dict[str, ViewValue] = {"recipients": len(answers)} if len(answers) > 1 else {}
+        done_s = time.monotonic() - self._mono0
+        for answer in answers:
+            mid = answer.message_id
+            sealed: dict[str, ViewValue] = {"recipient": answer.bureau, "kind": kind, **many}
+            self.emit("query.sealed", sealed, party=party, t_s=sent_s, message_id=mid)
+            returned: dict[str, ViewValue] = {
+                "recipient": answer.bureau,
+                "outcome": answer.outcome.value,
+                "elapsed_ms": round(answer.latency_ms or latency_ms, 2),
+            }
+            status = answer.detail.split(":", 1)[0]  # "UNAVAILABLE: ..." of a failed call
+            if answer.outcome in (Outcome.NO_ANSWER, Outcome.FAILED) and status in _STATUS:
+                returned["status"] = status
+            self.emit("query.returned", returned, party=party, t_s=done_s, message_id=mid)
 
     def emit(
         self,
