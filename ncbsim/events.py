@@ -43,7 +43,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "process.started": ("role", "pid", "address", "bureaus"),
     "process.stopped": ("role", "pid", "reason"),
     # Queries: client -> gateway -> node -> gateway -> client
-    "query.sealed": ("recipient", "recipients", "bytes"),
+    "query.sealed": ("recipient", "recipients", "bytes", "kind"),
     "query.relayed": (*_ENVELOPE, "response_bytes", "outcome", "status", "elapsed_ms"),
     "query.opened": ("sender", "bytes"),
     "query.answered": ("sender", "bytes", "response_bytes", "elapsed_ms"),
@@ -58,16 +58,27 @@ KINDS: dict[str, tuple[str, ...]] = {
     "post.refused": (*_ENVELOPE, "reason", "status"),
     # A call that carries no envelope refused (control plane, Observe)
     "call.refused": ("rpc", "peer", "reason", "status"),
+    "post.returned": ("recipients", "stored", "attempts", "outcome", "elapsed_ms", "reason"),
     # Faults of a scenario or of `ncbsim fault`
-    "fault.applied": ("fault", "target", "peer", "detail", "until_s"),
+    "fault.applied": ("fault", "target", "peer", "detail", "until_s", "connections"),
     "fault.healed": ("fault", "target", "peer", "detail"),
+    "fault.failed": ("fault", "target", "action", "reason"),
     # Keys, revocation, directory
     "key.rotated": ("bureau", "key_id", "purpose"),
     "bureau.revoked": ("bureau", "reason"),
     "directory.refreshed": ("entries", "source"),
     "revocation.refreshed": ("revoked", "source"),
     # Simulation scenario progress
-    "scenario.phase": ("phase", "scenario", "elapsed_s"),
+    "scenario.phase": (
+        "phase",
+        "scenario",
+        "elapsed_s",
+        "planned",
+        "requests",
+        "pairs",
+        "check",
+        "passed",
+    ),
 }
 """Every event kind and the only view keys it may carry. docs/events.md explains each."""
 

@@ -6,6 +6,11 @@ the seeded schedule of queries open-loop at its planned times, applies the timel
 faults and heals them (ncbsim.simulations.faults.schedule), and records every answer with its
 timing. Checking and reporting
 are the caller's (ncbsim.simulations.simulate).
+
+What it did and what its clients saw are events of the one schema (ncbsim.events), kept
+by its :class:`~ncbsim.simulations.run_events.Recorder` for ``timeline.jsonl``; during the
+traffic it also observes the network's own events (ncbsim.simulations.observe_net) and
+keeps them beside its own.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from ncbsim import tracing
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
+from ncbsim.events import Event, ViewValue
 from ncbsim.pki import PkiDir
 from ncbsim.processes import terminate
-from ncbsim.simulations import message_plan, messaging
+from ncbsim.simulations import message_plan, messaging, run_events
 from ncbsim.simulations import network as net
 from ncbsim.simulations.faults import link as link_faults
 from ncbsim.simulations.faults.schedule import FaultSchedule
 from ncbsim.simulations.memory import MemorySampler
+from ncbsim.simulations.observing import RunObserver
 from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.progress import Progress
@@ -65,12 +72,20 @@ class RunResult:
     queries: list[QueryRecord] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     faults: list[FaultRecord] = field(default_factory=list)
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    recorder: run_events.Recorder = field(default_factory=run_events.Recorder)
+    """The simulator's own events (party sim and its clients)."""
+    observed: list[Event] = field(default_factory=list)
+    """The network's own events, observed during the traffic."""
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     run_end_s: float = 0.0
     message_probes: list[str] = field(default_factory=list)
     """Unique strings of the posts' texts (the gateway's files must hold none)."""
+
+    @property
+    def timeline(self) -> list[Event]:
+        """Every event of the run, the simulator's and the network's (not sorted)."""
+        return [*self.recorder.events, *self.observed]
 
 
 class Engine:
@@ -84,6 +99,7 @@ class Engine:
         console: Console | None = None,
         log_level: str = "info",
         trace_dir: Path | None = None,
+        observe: bool = True,
     ) -> None:
         self.scenario = scenario
         self.trace_dir = trace_dir
@@ -92,6 +108,8 @@ class Engine:
         self.console = console or Console()
         self.log_level = log_level
         self.result = RunResult()
+        self.event = self.result.recorder.emit
+        """Record an event of the schema (at ``t_s``, default now) and publish it live."""
         self.links: dict[str, Link] = {}
         self.clocks = {b: Clock() for b in scenario.bureaus}
         self.clients: dict[str, BureauClient] = {}
@@ -108,6 +126,9 @@ class Engine:
         self.phase = "loading the scenario"  # what the run is doing, for an interruption
         self.stopped = "nothing had started"  # what _stop stopped, for an interruption
         self._stopping_s = 0.0  # when the run began to stop, seconds after traffic start
+        self.observe = observe
+        """Whether to observe the network's own events (off: to measure what it costs)."""
+        self.observer = RunObserver.of(self.workdir, scenario.bureaus)
 
     # ------------------------------------------------------------------ helpers
 
@@ -115,10 +136,13 @@ class Engine:
         """Seconds since the traffic started (negative before)."""
         return round(time.monotonic() - self._t0, 4)
 
-    def event(self, name: str, *, t_s: float | None = None, **fields: Any) -> None:
-        """Add a metadata-only event to the timeline (at ``t_s``, default now)."""
-        when = self.now_s() if t_s is None else t_s
-        self.result.timeline.append({"t_s": when, "event": name, **fields})
+    def phase_event(self, phase: str, **counts: ViewValue) -> None:
+        """A ``scenario.phase`` event now: ``elapsed_s`` is the time since traffic start."""
+        view: dict[str, ViewValue] = {"phase": phase, "elapsed_s": self.now_s(), **counts}
+        name = run_events.code(self.scenario.name)
+        if name:
+            view["scenario"] = name
+        self.event("scenario.phase", view)
 
     def _proxied(self) -> list[str]:
         mode = self.scenario.engine.proxy
@@ -143,24 +167,32 @@ class Engine:
         with MemorySampler() as memory:
             try:
                 plan = await self._boot()
+                if self.observe:
+                    await self.observer.start()  # connects while the clients warm up
                 warm = time.monotonic()
                 self.phase = "loading the requesters' directories"
                 await self._open_clients(plan)
                 self.result.timings["warmup_s"] = round(time.monotonic() - warm, 3)
                 self._t0 = time.monotonic()
+                self.result.recorder.start(self._t0)
                 self.phase = "running traffic"
-                self.event("traffic_start", planned=len(plan))
+                self.phase_event("traffic_start", planned=len(plan))
                 await self._traffic(plan, memory)
                 self._traffic_done()
                 self.phase = "waiting for the messages to drain"
                 await self._settle_messages()
+                await self.observer.stop()  # the events still in flight, then no more
             finally:
+                with contextlib.suppress(asyncio.CancelledError):  # never keeps _stop from running
+                    await self.observer.stop()
                 stopping = time.monotonic()
                 self._stopping_s = self.now_s()
                 await self._stop()
                 self.result.timings["shutdown_s"] = round(time.monotonic() - stopping, 3)
                 memory.sample()
         self.result.extra["peak_rss_mib"] = round(memory.peak_kib / 1024, 1)
+        self.result.observed = self.observer.events
+        self.result.extra["observation"] = self.observer.report()
         self.result.faults += self.faults.close()  # never healed: open until the end
         self.result.faults.sort(key=lambda f: f.start_s)
         log.info("simulation_done", scenario=scenario.name, queries=len(self.result.queries))
@@ -206,7 +238,7 @@ class Engine:
         self.result.timings["traffic_s"] = round(self.result.run_end_s, 3)
         self.result.extra["late_sends"] = sum(late > 0.1 for late in self._late)
         self.result.extra["max_send_delay_s"] = round(max(self._late, default=0.0), 3)
-        self.event(  # the queries, each once, and their (query, recipient) pairs
+        self.phase_event(  # the queries, each once, and their (query, recipient) pairs
             "traffic_end",
             requests=len(self.result.queries),
             pairs=sum(len(q.answers) for q in self.result.queries),
@@ -256,6 +288,7 @@ class Engine:
             return
         if messenger.active:
             await messenger.drain()
+            self.phase_event("drained")
             self.result.message_probes = messenger.probes()
         if messenger.active or posts(self.scenario):
             self.result.extra["messages"] = messenger.report()
@@ -339,7 +372,7 @@ class Engine:
         if self.network is not None:
             network = self.network
             await asyncio.to_thread(network.stop)
-            self.event("network_down")  # its time: when the last process had stopped
+            self.phase_event("network_down")  # its time: when the last process had stopped
             self.stopped = (
                 f"stopped the gateway and {len(self.scenario.bureaus)} bureaus"
                 f" ({len(network.pids())} processes)"
@@ -425,6 +458,7 @@ class Engine:
                     answers = [Answer(b, Outcome.FAILED, None, detail) for b in targets]
             latency = (time.perf_counter() - started) * 1000
             self._record(item.label, item.kind, item.requester, sent_s, latency, answers, trace_id)
+            self.result.recorder.queried(item.requester, item.kind, sent_s, latency, answers)
             fetched = None
             if item.fetch and answers[0].outcome == Outcome.HIT:
                 refs = [m.ref for m in answers[0].matches]
@@ -439,6 +473,7 @@ class Engine:
                 latency = (time.perf_counter() - started) * 1000
                 label = f"{item.label}/fetch"
                 self._record(label, "fetch", item.requester, fetch_s, latency, [fetched], trace_id)
+                self.result.recorder.queried(item.requester, "fetch", fetch_s, latency, [fetched])
             self.result.sent.append(Sent(item, answers, fetched, sent_s, self.now_s()))
         finally:
             self._in_flight -= 1
@@ -470,14 +505,3 @@ class Engine:
         )
         self.result.queries.append(query)
         self._answers.extend(records)
-        fields: dict[str, Any] = {
-            "label": label,
-            "kind": kind,
-            "requester": requester,
-            "latency_ms": query.latency_ms,
-        }
-        if len(records) <= 8:
-            fields["answers"] = [f"{r.bureau}:{r.outcome}" for r in records]
-        else:
-            fields.update({f"n_{k}": v for k, v in counts(records).items()})
-        self.result.timeline.append({"t_s": sent_s, "event": "query", **fields})

@@ -21,7 +21,21 @@ JSON lines, one request and one reply a line:
 - ``{"op": "heal", "id": "cut"}`` and ``{"op": "heal_all"}``: end link faults (a fault
   with ``duration_s`` ends by itself on time);
 - ``{"op": "status"}``: ``{"ok": true, "pid": N, "faults": [...], "links": {code: stats}}``;
+- ``{"op": "note", "kind": "fault.applied", "view": {...}, "id": "cut"}``: publish a
+  fault event of ``ncbsim fault`` / ``heal`` (process faults, which the daemon does not
+  run itself) on the daemon's event stream; only ``fault.*`` kinds, checked by the schema;
+- ``{"op": "observe", "kinds": ["fault."], "buffer": N}``: the reply
+  ``{"ok": true, "observing": true}``, then the daemon's events as JSON lines of the schema
+  (ncbsim.events, party "faultd"), each with ``dropped``: the events this subscriber has
+  missed so far (its buffer of ``buffer`` events, default 4096, drops the oldest when it
+  does not read). The stream ends when the client closes the connection;
 - anything else, or a fault that cannot be applied: ``{"ok": false, "error": "..."}``.
+
+The daemon's events are ``fault.applied`` (one per bureau; ``until_s``: Unix time of a
+timed heal; ``connections`` a reset cut) and ``fault.healed`` (one per bureau, also for a
+timed heal and ``heal_all``), correlated by the fault's id
+(ncbsim.simulations.faults.observed). The socket is 0600: only its owner, the operator,
+can drive or observe the daemon.
 """
 
 from __future__ import annotations
@@ -41,8 +55,11 @@ from typing import Any
 import structlog
 
 from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.eventbus import DEFAULT_BUFFER, MAX_BUFFER, EventBus
+from ncbsim.events import Event
 from ncbsim.serving import wait_for_shutdown, write_ready_file
 from ncbsim.simulations.faults import link as link_faults
+from ncbsim.simulations.faults import observed
 from ncbsim.simulations.proxy import Link
 from ncbsim.simulations.scenario import (
     GATEWAY,
@@ -57,6 +74,9 @@ log = structlog.get_logger()
 LINE_LIMIT = 64 * 1024
 REPLY_TIMEOUT_S = 15.0
 """How long a client waits for a reply (a heal may reset many connections)."""
+PARTY = "faultd"
+NOTE_KINDS = frozenset({observed.APPLIED, observed.HEALED, observed.FAILED})
+"""The kinds ``note`` publishes: faults that ``ncbsim fault`` did itself."""
 
 
 def describe(
@@ -99,6 +119,8 @@ class FaultDaemon:
         self._bureaus = bureaus
         self._seed = seed
         self._lock = asyncio.Lock()  # one fault or heal at a time: relinks never interleave
+        self.bus = EventBus(PARTY)
+        """The daemon's events: its faults applied and healed (and those it is told of)."""
 
     async def start(self) -> dict[str, dict[str, str]]:
         """Start both proxies of every bureau; returns their addresses."""
@@ -133,12 +155,10 @@ class FaultDaemon:
 
     async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
-        if op == "status":
-            return self.status()
-        if op == "upstreams":
-            return self._upstreams(request.get("addresses"))
+        if op in ("status", "upstreams", "note"):
+            return self._answer_now(op, request)
         if op not in ("fault", "heal", "heal_all"):
-            ops = "fault, heal, heal_all, status, upstreams"
+            ops = "fault, heal, heal_all, note, observe, status, upstreams"
             return {"ok": False, "error": f"unknown op {op!r} (expected {ops})"}
         async with self._lock:
             if op == "fault":
@@ -172,6 +192,30 @@ class FaultDaemon:
         self.addresses.update(addresses)
         return {"ok": True}
 
+    def _answer_now(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The requests answered at once, without the fault lock."""
+        if op == "status":
+            return self.status()
+        if op == "upstreams":
+            return self._upstreams(request.get("addresses"))
+        return self._note(request)
+
+    def _note(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Publish a fault event of a process fault, checked by the schema."""
+        kind, view, fault_id = request.get("kind"), request.get("view"), request.get("id", "")
+        if kind not in NOTE_KINDS:
+            return {"ok": False, "error": f"note: kind must be one of {sorted(NOTE_KINDS)}"}
+        if not isinstance(view, dict) or not isinstance(fault_id, str):
+            return {"ok": False, "error": "note: view must be an object and id a string"}
+        self.bus.emit(kind, view, correlation_id=fault_id[:64], trace_id="")
+        return {"ok": True}
+
+    def _emit(self, kind: str, event: FaultEvent, **extra: int | float) -> None:
+        """One ``kind`` event per bureau of ``event``, correlated by its id."""
+        for target in observed.targets(event):
+            view = {**observed.view(event, target), **extra}
+            self.bus.emit(kind, view, correlation_id=event.id, trace_id="")
+
     async def _fault(self, table: object) -> dict[str, Any]:
         if not isinstance(table, dict):
             return {"ok": False, "error": "event must be a scenario fault table"}
@@ -189,6 +233,7 @@ class FaultDaemon:
             resets = sum(
                 [await link_faults.apply(self.links[c], event) or 0 for c in event.bureaus]
             )
+            self._emit(observed.APPLIED, event, connections=resets)
             log.info("live_fault", id=event.id, kind=fault, connections_reset=resets)
             return {"ok": True, "fault": describe(event, now_ms), "connections_reset": resets}
         until = None if event.duration_s is None else now_ms + int(event.duration_s * 1000)
@@ -198,6 +243,7 @@ class FaultDaemon:
             await link_faults.apply(self.links[code], event)
         if event.duration_s is not None:
             active.timer = asyncio.create_task(self._heal_later(event.id, event.duration_s))
+        self._emit(observed.APPLIED, event, **({} if until is None else {"until_s": until / 1000}))
         log.info("live_fault", id=event.id, kind=fault, bureaus=list(event.bureaus))
         return {"ok": True, "fault": describe(event, now_ms, until_ms=until)}
 
@@ -224,6 +270,7 @@ class FaultDaemon:
         for code in active.event.bureaus:
             remaining = [a.event for a in self.active.values() if code in a.event.bureaus]
             await link_faults.heal(self.links[code], remaining)
+        self._emit(observed.HEALED, active.event)
         log.info("live_heal", id=fault_id, kind=active.event.fault)
         return fault_id
 
@@ -233,6 +280,9 @@ class FaultDaemon:
         """One control connection: a reply line for each request line, until EOF."""
         try:
             while line := await reader.readline():
+                if _is_observe(line):
+                    await self._observe(line, reader, writer)
+                    break
                 if line.strip():
                     writer.write(json.dumps(await self.handle(line)).encode() + b"\n")
                     await writer.drain()
@@ -246,6 +296,58 @@ class FaultDaemon:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _observe(
+        self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Stream the daemon's events to this connection until its client closes it."""
+        request = json.loads(line)
+        kinds, buffer = request.get("kinds", []), request.get("buffer", DEFAULT_BUFFER)
+        if (
+            not isinstance(kinds, list)
+            or not all(isinstance(k, str) for k in kinds)
+            or isinstance(buffer, bool)
+            or not isinstance(buffer, int)
+            or not 1 <= buffer <= MAX_BUFFER
+        ):
+            error = f"observe: kinds must be a list of strings and buffer 1..{MAX_BUFFER}"
+            writer.write(json.dumps({"ok": False, "error": error}).encode() + b"\n")
+            return
+        sub = self.bus.subscribe(buffer=buffer, kinds=kinds, loop=asyncio.get_running_loop())
+        gone = asyncio.create_task(_until_eof(reader))
+        try:
+            writer.write(b'{"ok": true, "observing": true}\n')
+            await writer.drain()
+            while not gone.done():
+                for event in await sub.next_batch(timeout=0.5):
+                    writer.write(_line(event, sub.dropped))
+                await writer.drain()
+        finally:
+            sub.close()
+            gone.cancel()
+
+
+def _is_observe(line: bytes) -> bool:
+    """Whether a control line asks to observe (the connection becomes a stream)."""
+    try:
+        request = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(request, dict) and request.get("op") == "observe"
+
+
+def _line(event: Event, dropped: int) -> bytes:
+    """One event of the stream, with the subscriber's dropped count."""
+    return (
+        json.dumps({**event.to_dict(), "dropped": dropped}, separators=(",", ":")).encode() + b"\n"
+    )
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Return when the client closes its side (anything it sends meanwhile is ignored)."""
+    with contextlib.suppress(ConnectionError, ValueError):
+        while await reader.read(4096):
+            pass
 
 
 async def run(

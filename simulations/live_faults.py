@@ -14,6 +14,12 @@ validated by :func:`ncbsim.simulations.scenario.fault_event`), and stays in forc
 
 A bureau's host may serve other bureaus too (networks of more than eight bureaus): a
 ``kill`` or ``pause`` then holds all of them, and the reply says so.
+
+Process faults are events too: when the network has a fault daemon, each one applied or
+healed here is published on the daemon's event stream (its ``note`` op: one
+``fault.applied`` / ``fault.healed`` per bureau held, correlated by the fault's id), so an
+observer of the network (``ncbsim watch``) sees every fault in one place. Without a fault
+daemon there is no long-lived process to publish them, and they are not published.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.simulations import faultd
-from ncbsim.simulations.faults import clock, process
+from ncbsim.simulations.faults import clock, observed, process
 from ncbsim.simulations.faults.registry import family
 from ncbsim.simulations.manifest import Host
 from ncbsim.simulations.network import Network
@@ -126,6 +132,9 @@ def released(network: Network, targets: list[str]) -> None:
     entries = []
     for entry in _read(network.workdir):
         if _kind(entry) in process.HEALS:
+            freed = [t for t in entry["held"] if t in targets]
+            if freed:  # the kill or pause ends for those, as a heal would end it
+                _note(network, observed.HEALED, fault_event(entry["event"]), freed)
             entry["held"] = [t for t in entry["held"] if t not in targets]
             if not entry["held"]:
                 continue
@@ -154,6 +163,30 @@ def _set_clock(network: Network, code: str, offset_ms: int) -> None:
         raise NcbsimError(f"{code}'s host does not answer on its control socket ({exc})") from None
     except RuntimeError as exc:  # the host refused: "could not set FR's clock: ..."
         raise NcbsimError(str(exc)) from None
+
+
+def _note(network: Network, kind: str, event: FaultEvent, targets: list[str]) -> None:
+    """Publish ``kind`` for ``targets`` on the fault daemon's stream, if there is one.
+
+    Best effort: the fault is done (or healed) already; a daemon that does not answer
+    only means observers do not see it.
+    """
+    if network.faultd is None:
+        return
+    for target in targets:
+        message = {
+            "op": "note",
+            "kind": kind,
+            "view": observed.view(event, target),
+            "id": event.id,
+        }
+        try:
+            faultd.request(network.faultd.address, message, timeout=_NOTE_TIMEOUT_S)
+        except (OSError, ValueError):
+            return
+
+
+_NOTE_TIMEOUT_S = 2.0
 
 
 # ---------------------------------------------------------------- fault
@@ -234,6 +267,7 @@ def _process(
             _set_clock(network, code, int(event.params["offset_ms"]))
         entries.append({"event": table, "started_ms": now_ms, "held": targets})
         _write(network.workdir, entries)
+        _note(network, observed.APPLIED, event, targets)
         detail = f"{', '.join(targets)}: clock {int(event.params['offset_ms']):+d} ms"
         return {"fault": faultd.describe(event, now_ms, held=targets), "detail": detail}
     if fault in process.HEALS:
@@ -249,6 +283,7 @@ def _process(
         hit = _hold(network, fault, event)
         entries.append({"event": table, "started_ms": now_ms, "held": hit})
         _write(network.workdir, entries)
+        _note(network, observed.APPLIED, event, hit)
         detail = f"{fault} {event.id}: {', '.join(hit)} {'killed' if fault == 'kill' else 'paused'}"
         extra = sorted(set(hit) - set(targets))
         if extra:
@@ -266,6 +301,7 @@ def _process(
             )
     started = _release(network, fault, targets)
     released(network, started)
+    _note(network, observed.APPLIED, event, started)
     return {"fault": faultd.describe(event, now_ms), "detail": f"{fault}: {', '.join(started)}"}
 
 
@@ -361,7 +397,9 @@ def _heal_process(network: Network, entry: dict[str, Any]) -> str:
         for code in held:
             if network.runs(network.host_of(code).pid):
                 _set_clock(network, code, 0)
+        _note(network, observed.HEALED, event, held)
         return f"healed {event.id}: {', '.join(held)} back on time"
     freed = _release(network, process.HEALS[kind], held)
+    _note(network, observed.HEALED, event, freed)
     verb = "restarted" if kind == "kill" else "resumed"
     return f"healed {event.id}: {', '.join(freed)} {verb}"

@@ -34,6 +34,7 @@ from ncbsim import envelope
 from ncbsim.client import BureauClient
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import NcbsimError
+from ncbsim.events import ViewValue
 from ncbsim.mail import Mailer
 from ncbsim.messages import color as color_value
 from ncbsim.node.inbox import Inbox, NoticeRow
@@ -48,6 +49,7 @@ from ncbsim.simulations.message_report import (
     read_inboxes,
 )
 from ncbsim.simulations.outcomes import latency
+from ncbsim.simulations.run_events import client
 from ncbsim.simulations.scenario import Scenario
 from ncbsim.simulations.schema import MESSAGE_LATENCY_KEYS
 from ncbsim.v2 import messages_pb2
@@ -68,9 +70,11 @@ _RECEIPTS_TIMEOUT_S = 5.0
 class Messenger:
     """Sends a scenario's posts as its bureaus, then follows every copy to its fate.
 
-    ``now_s`` is the engine's clock (seconds since traffic start), ``event`` adds a
-    timeline event, ``down`` names what a fault holds down now (bureau codes, and
-    ``"gateway"``): the drain does not wait for copies to a bureau that is down.
+    ``now_s`` is the engine's clock (seconds since traffic start), ``event`` records an
+    event of the schema (the engine's ``event``: each post's ``post.sealed`` and
+    ``post.returned``, as its sender's client saw them), ``down`` names what a fault
+    holds down now (bureau codes, and ``"gateway"``): the drain does not wait for copies
+    to a bureau that is down.
     """
 
     def __init__(
@@ -178,8 +182,8 @@ class Messenger:
                 )
             except Exception as exc:
                 log.exception("post_crashed", label=post.label)
-                self._event("post_failed", label=post.label, error=type(exc).__name__)
                 record.done_s = self._now_s()
+                self._events(record, {"outcome": "failed", "reason": type(exc).__name__})
                 return
         self._record(record, outcome)
 
@@ -190,18 +194,30 @@ class Messenger:
             CopyRecord(c.recipient, c.message_id, c.stored, c.status, c.sequence)
             for c in outcome.copies
         ]
+        stored = sum(c.stored for c in record.copies)
+        whole = stored == len(record.copies)
+        returned: dict[str, ViewValue] = {
+            "stored": stored,
+            "attempts": outcome.attempts,
+            "outcome": "stored" if whole else "partly_stored" if stored else "not_stored",
+        }
+        self._events(record, returned, outcome.post_hex)
+
+    def _events(
+        self, record: PostRecord, returned: dict[str, ViewValue], post_id: str = ""
+    ) -> None:
+        """The sender's client's view of one post: sealed when sent, and the gateway's reply.
+
+        Both are correlated by the post id, as the gateway's events of its copies are.
+        """
         post = record.post
-        self._event(
-            "post",
-            t_s=record.sent_s,
-            label=post.label,
-            kind=post.kind,
-            sender=post.sender,
-            copies=len(record.copies),
-            stored=sum(c.stored for c in record.copies),
-            attempts=outcome.attempts,
-            latency_ms=round((record.done_s - record.sent_s) * 1000, 2),
-        )
+        party = client(post.sender)
+        recipients = len(record.copies) or len(post.to)  # the copies, once the gateway said
+        sealed: dict[str, ViewValue] = {"recipients": recipients, "kind": post.kind}
+        self._event("post.sealed", sealed, party=party, t_s=record.sent_s, correlation_id=post_id)
+        elapsed = round((record.done_s - record.sent_s) * 1000, 2)
+        view = {"recipients": recipients, "elapsed_ms": elapsed, **returned}
+        self._event("post.returned", view, party=party, t_s=record.done_s, correlation_id=post_id)
 
     # ------------------------------------------------------------ notice queries
 
@@ -288,7 +304,6 @@ class Messenger:
         await self._notice_copies()
         await self._settle(final=True)
         self.drain_s = round(time.monotonic() - began, 3)
-        self._event("drain", drain_s=self.drain_s, **self._fates())
 
     async def _settle(self, *, final: bool) -> None:
         """Read the inboxes, then the gateway's word on copies not in them.

@@ -108,8 +108,9 @@ class NetnsEngine(Engine):
         *,
         console: Console | None = None,
         log_level: str = "info",
+        observe: bool = True,
     ) -> None:
-        super().__init__(scenario, workdir, console=console, log_level=log_level)
+        super().__init__(scenario, workdir, console=console, log_level=log_level, observe=observe)
         topology = Topology.current()
         if topology is None:
             raise NetworkError(

@@ -16,9 +16,7 @@ table.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -35,7 +33,7 @@ from ncbsim.simulations.outcomes import (
 )
 from ncbsim.simulations.schema import COUNT_KEYS, KIND_ORDER
 
-__all__ = ["SLOWEST", "build", "check_view", "print_summary", "slowest", "write_timeline"]
+__all__ = ["SLOWEST", "build", "check_view", "print_summary", "slowest"]
 
 SLOWEST = 10
 """How many of the slowest queries the report lists."""
@@ -217,46 +215,6 @@ def check_view(report: dict[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in report.items() if k != "per_bureau"}
     view["bureaus"] = report.get("per_bureau", {})
     return view
-
-
-# ---------------------------------------------------------------------- timeline
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _check_event(event: dict[str, Any]) -> None:
-    if not isinstance(event.get("event"), str):
-        raise ValueError(f"timeline event without an 'event' name: keys {sorted(event)}")
-    t_s = event.get("t_s")
-    if isinstance(t_s, bool) or not isinstance(t_s, int | float):
-        raise ValueError(f"timeline event {event['event']!r} without a numeric 't_s'")
-    for key, value in event.items():
-        if not isinstance(key, str):
-            raise ValueError(f"timeline event {event['event']!r}: key {key!r} is not a string")
-        items = value if isinstance(value, list) else [value]
-        bad = next((v for v in items if not isinstance(v, _SCALARS)), None)
-        if bad is not None:  # None itself is allowed, so it never is "bad"
-            raise ValueError(
-                f"timeline event {event['event']!r}: {key!r} holds a {type(bad).__name__}; "
-                "only metadata (str, int, float, bool, None and lists of them) may be written"
-            )
-
-
-def write_timeline(path: Path, events: Iterable[dict[str, Any]]) -> None:
-    """Write ``events`` to ``path`` as JSON lines, one event per line, in time order.
-
-    Each event needs ``t_s`` (seconds since traffic start) and ``event`` (its name); the
-    lines are sorted by ``t_s``, and events of the same instant keep the order given (a
-    query is recorded when its answers are in, but belongs at the time it was sent). Only
-    metadata may be written: values must be str, int, float, bool, None or lists of them.
-    Anything else (bytes, dicts, objects) raises ValueError before the file is touched,
-    a guard against ever writing a payload.
-    """
-    events = list(events)
-    for event in events:
-        _check_event(event)
-    events.sort(key=lambda e: e["t_s"])
-    path.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
 
 
 # ---------------------------------------------------------------------- summary

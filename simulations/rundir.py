@@ -1,8 +1,8 @@
 """A run directory: its default name, making it, writing what a run leaves there, removing
 it empty.
 
-``report.json`` (the report, docs/scenarios.md), ``timeline.jsonl`` (one metadata-only
-event per line, in time order) and ``latency.png``.
+``report.json`` (the report, docs/scenarios.md), ``timeline.jsonl`` (one event of the
+schema per line, ncbsim.simulations.run_events, in time order) and ``latency.png``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ncbsim.errors import cannot_write
-from ncbsim.simulations import plot
-from ncbsim.simulations import report as reports
+from ncbsim.events import ViewValue
+from ncbsim.simulations import plot, run_events
 from ncbsim.simulations.engine import RunResult
 
 RUNS = Path("runs")
@@ -79,12 +79,12 @@ def _write(
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(text)
-    # The checks are made once the network is down and the results are in: that is their time.
-    checked = [
-        {"t_s": checked_s, "event": "check", "name": c["name"], "passed": c["passed"]}
-        for c in checks
-    ]
-    reports.write_timeline(folder / "timeline.jsonl", [*result.timeline, *checked])
+    # The checks are made once the network is down and the results are in: that is their
+    # time. Each is named by its place in report.json's checks (a name is free text).
+    for i, c in enumerate(checks):
+        view: dict[str, ViewValue] = {"phase": "check", "check": i, "passed": c["passed"]}
+        result.recorder.emit("scenario.phase", view, t_s=checked_s)
+    run_events.write(folder / "timeline.jsonl", result.timeline)
     plot.latency_png(
         folder / "latency.png",
         title=f"{report['scenario']}: answer latency",

@@ -52,6 +52,16 @@ _POST_EVENTS = ("diffusion", "message", "notice", "withdraw")
 
 PAIRS = "pairs"
 QUERIES = "queries"
+NODES_OBSERVED_UP_TO = 32
+"""A run observes its gateway's and nodes' events up to this many bureaus; past it (the
+``all-members`` scale test) only the gateway's (ncbsim.simulations.observing)."""
+
+
+def observed_parties(bureaus: Sequence[str]) -> list[str]:
+    """The parties whose events a run of ``bureaus`` observes: the gateway, and the nodes
+    of a network of at most :data:`NODES_OBSERVED_UP_TO` bureaus."""
+    nodes = list(bureaus) if len(bureaus) <= NODES_OBSERVED_UP_TO else []
+    return [_GATEWAY, *nodes]
 
 
 # ---------------------------------------------------------------- the node types
@@ -153,6 +163,10 @@ def _params(s: Scenario, ctx: Ctx) -> Sequence[str]:
 
 def _queries(s: Scenario, ctx: Ctx) -> Sequence[str]:
     return [e.id for e in s.queries()]
+
+
+def _observed(s: Scenario, ctx: Ctx) -> Sequence[str]:
+    return observed_parties(s.bureaus)
 
 
 def _notices(s: Scenario, ctx: Ctx) -> Sequence[str]:
@@ -351,6 +365,21 @@ REPORT = Table(
             QUERIES,
         ),
         "max_send_delay_s": Leaf("the largest delay of a query's sending", "s"),
+        "observation": Table(
+            {
+                "dropped": Leaf(
+                    "events of the network the run missed: dropped by a party's buffer or by"
+                    " the simulator's queue when it fell behind",
+                    "events",
+                ),
+                "events": Each(
+                    "<party>",
+                    f'"gateway", and each bureau up to {NODES_OBSERVED_UP_TO} bureaus',
+                    _observed,
+                    Leaf("events of that party written into timeline.jsonl", "events"),
+                ),
+            }
+        ),
         "fault_errors": Leaf(
             "one line per fault action that failed; present only then",
             "list",

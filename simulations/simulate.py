@@ -352,15 +352,25 @@ def _engine(
     console: Console,
     log_level: str,
     trace_dir: Path | None,
+    *,
+    observe: bool = True,
 ) -> Engine:
-    """The engine of the scenario's mode; ``trace_dir`` traces its processes."""
+    """The engine of the scenario's mode; ``trace_dir`` traces its processes, ``observe``
+    merges the network's own events into the timeline."""
     if scenario.engine.mode != "netns":
-        return Engine(scenario, work, console=console, log_level=log_level, trace_dir=trace_dir)
+        return Engine(
+            scenario,
+            work,
+            console=console,
+            log_level=log_level,
+            trace_dir=trace_dir,
+            observe=observe,
+        )
     if trace_dir is not None:
         raise NcbsimError("--traces is not available for engine.mode = netns yet")
     from ncbsim.simulations.netns_engine import NetnsEngine
 
-    return NetnsEngine(scenario, work, console=console, log_level=log_level)
+    return NetnsEngine(scenario, work, console=console, log_level=log_level, observe=observe)
 
 
 @contextlib.contextmanager
@@ -385,6 +395,7 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
     console: Console | None = None,
     traces: bool = False,
     watch: bool = False,
+    observe: bool = True,
 ) -> dict[str, Any]:
     """Run scenario ``name`` end to end; write the run directory; return the report.
 
@@ -392,6 +403,8 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
 
     The scenario is validated before anything starts (ScenarioError names the file, the
     key and what was expected). ``junit_path`` also writes the checks as JUnit XML.
+    ``observe=False`` leaves the network's own events out of the timeline (to measure
+    what observing costs: scripts/observe_cost.py).
     Ctrl-C or SIGTERM stops every process the run started and raises :class:`Interrupted`
     saying what was stopped; the run directory is removed if it holds nothing. With
     ``traces`` every process of the run (the simulator included) appends its spans to
@@ -427,7 +440,7 @@ def run(  # noqa: PLR0915 - one run, start to finish, in the order it happens
         console.print(_intro(scenario))
         live = _live_view(console, watch)  # the engine's progress then goes plain, above it
         engine_console = Console(force_terminal=False) if live else console
-        engine = _engine(scenario, work, engine_console, log_level, trace_dir)
+        engine = _engine(scenario, work, engine_console, log_level, trace_dir, observe=observe)
         try:
             # SIGTERM (a CI job cancelled, `timeout`) cancels the run like Ctrl-C does.
             with _traced(trace_dir):

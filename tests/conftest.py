@@ -21,7 +21,9 @@ import structlog
 from support import generate_records, ncbsim_pids
 
 from ncbsim import pki
+from ncbsim.events import Event
 from ncbsim.node.store import RecordStore
+from ncbsim.simulations import run_events
 from ncbsim.simulations import scenario as scenarios
 from ncbsim.simulations.network import Network
 
@@ -129,9 +131,9 @@ class SimulationRun:
         """PIDs of the run's processes still alive (none, after a clean run)."""
         return ncbsim_pids(self.workdir)
 
-    def timeline(self) -> list[dict[str, Any]]:
-        lines = (self.run_dir / "timeline.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines]
+    def timeline(self) -> list[tuple[float, Event]]:
+        """timeline.jsonl's events (ncbsim.events), each with its seconds after traffic start."""
+        return run_events.since_start(run_events.read(self.run_dir / "timeline.jsonl"))
 
 
 def _simulate(scenario: Path, base: Path, timeout: float) -> SimulationRun:

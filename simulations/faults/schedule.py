@@ -5,6 +5,11 @@ each fault at its ``at_s`` through the fault's family (ncbsim.simulations.faults
 clock; kernel in real-network mode), heals it after its ``duration_s`` or at its heal
 event, and records each as a FaultRecord with its window. A failed action is recorded in
 the report (and fails a check), never fatal to the run.
+
+Each is an event of the simulator too (ncbsim.simulations.faults.observed): one
+``fault.applied`` per target once its action is done, dated when the action began (the
+fault's ``start_s``), one ``fault.healed`` likewise, and a ``fault.failed`` for an action
+that failed; all correlated by the fault's id.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ncbsim.simulations.faults import clock, kernel, link, process
+from ncbsim.simulations.faults import clock, kernel, link, observed, process
 from ncbsim.simulations.faults.registry import INSTANT_FAULTS, PROXY_FAULTS, family
 from ncbsim.simulations.outcomes import FaultRecord
 from ncbsim.simulations.scenario import GATEWAY, FaultEvent, HealEvent
@@ -96,7 +101,7 @@ class FaultSchedule:
                 if isinstance(event, HealEvent):
                     await self._guarded("heal", event.heal, self.heal(event.heal))
                     continue
-                await self._guarded("fault", event.id, self.apply(event))
+                await self._guarded("fault", event.id, self.apply(event), event)
                 # Healed on time even if applying failed partway: undo what did apply.
                 if event.duration_s is not None and event.fault not in INSTANT_FAULTS:
                     healers.append(asyncio.create_task(self._heal_later(event)))
@@ -106,17 +111,34 @@ class FaultSchedule:
             for task in healers:
                 task.cancel()
 
-    async def _guarded(self, action: str, fault_id: str, step: Awaitable[None]) -> bool:
+    async def _guarded(
+        self,
+        action: str,
+        fault_id: str,
+        step: Awaitable[None],
+        event: FaultEvent | None = None,
+    ) -> bool:
         """Run one fault action; a failure is recorded (and fails a check), not fatal."""
+        active = self.active.get(fault_id)  # a heal takes it out of force: look first
+        if event is None and active is not None:
+            event = active.event
         try:
             await step
         except Exception as exc:
             log.exception("fault_failed", id=fault_id, action=action)
             error = f"{action} {fault_id}: {type(exc).__name__}: {exc}"[:300]
             self.engine.result.extra.setdefault("fault_errors", []).append(error)
-            self.engine.event("fault_failed", id=fault_id, action=action, error=error)
+            if event is not None:
+                for target in observed.targets(event):
+                    view = observed.failed(event, target, action, exc)
+                    self.engine.event(observed.FAILED, view, correlation_id=fault_id)
             return False
         return True
+
+    def _emit(self, kind: str, event: FaultEvent, target: str, t_s: float, **extra: float) -> None:
+        """One ``fault.applied`` or ``fault.healed`` of ``event`` on ``target``, at ``t_s``."""
+        view = {**observed.view(event, target), **extra}
+        self.engine.event(kind, view, t_s=t_s, correlation_id=event.id)
 
     async def _heal_later(self, event: FaultEvent) -> None:
         assert event.duration_s is not None
@@ -131,8 +153,7 @@ class FaultSchedule:
         fault = event.fault
         start = engine.now_s()  # the fault's time: before its action, as for a heal
         on_gateway = event.target == GATEWAY
-        where = {"target": GATEWAY} if on_gateway else {"bureaus": list(event.bureaus)}
-        engine.event("fault", t_s=start, id=event.id, kind=fault, **where)
+        heals = {} if event.duration_s is None else {"until_s": event.at_s + event.duration_s}
         record = FaultRecord(
             id=event.id,
             kind=fault,
@@ -156,8 +177,11 @@ class FaultSchedule:
                     self.link_faults[code][event.id] = event
         if on_gateway:
             await self._process(fault, None)
+            self._emit(observed.APPLIED, event, GATEWAY, start, **heals)
         for code in event.bureaus:
-            await self._apply_one(fault, code, event)
+            resets = await self._apply_one(fault, code, event)
+            extra = heals if resets is None else {**heals, "connections": resets}
+            self._emit(observed.APPLIED, event, code, start, **extra)
         if fault in INSTANT_FAULTS:
             self.release(process.RELEASES.get(fault), event, start)
 
@@ -166,25 +190,28 @@ class FaultSchedule:
         for key, active in list(self.active.items()):
             if active.record.kind != kind:
                 continue
+            for target in observed.targets(active.event):  # as its heal would end it
+                if target in active.held and target in event.targets:
+                    self._emit(observed.HEALED, active.event, target, at_s)
             active.held -= set(event.targets)
             if not active.held:
                 del self.active[key]
                 self.engine.result.faults.append(_with_end(active.record, at_s))
 
-    async def _apply_one(self, fault: str, code: str, event: FaultEvent) -> None:
+    async def _apply_one(self, fault: str, code: str, event: FaultEvent) -> int | None:
+        """Apply ``fault`` to ``code``; the connections a reset cut (None: not a reset)."""
         engine = self.engine
         if self.in_kernel(fault):
             await kernel.apply(*self._kernel(code), event)
         elif family(fault) == link.FAMILY:
-            resets = await link.apply(engine.links[code], event)
-            if resets is not None:
-                engine.event("connections_reset", id=event.id, bureau=code, connections=resets)
+            return await link.apply(engine.links[code], event)
         elif family(fault) == process.FAMILY:
             await self._process(fault, code)
         elif family(fault) == clock.FAMILY:
             await self._skew(code, int(event.params["offset_ms"]))
         else:  # pragma: no cover - the scenario loader knows every kind
             raise ValueError(f"unknown fault {fault}")
+        return None
 
     async def _process(self, fault: str, code: str | None) -> None:
         """Do process fault ``fault`` to ``code``'s host, or to the gateway if None."""
@@ -214,14 +241,13 @@ class FaultSchedule:
         kind = active.record.kind
         end = engine.now_s()  # the heal's time: when its action begins
         if active.event.target == GATEWAY:
-            engine.event("heal", t_s=end, id=fault_id, kind=kind, target=GATEWAY)
             try:
                 if GATEWAY in active.held:
                     await self._process(process.HEALS[kind], None)
             finally:
                 engine.result.faults.append(_with_end(active.record, end))
+            self._emit(observed.HEALED, active.event, GATEWAY, end)
             return
-        engine.event("heal", t_s=end, id=fault_id, kind=kind, bureaus=list(active.record.bureaus))
         for code in active.record.bureaus:
             self.link_faults[code].pop(fault_id, None)
         try:
@@ -234,6 +260,7 @@ class FaultSchedule:
                     await self._process(process.HEALS[kind], code)
                 elif family(kind) == clock.FAMILY:
                     await self._skew(code, 0)
+                self._emit(observed.HEALED, active.event, code, end)
         finally:  # in the report even if its heal failed (that fails a check too)
             engine.result.faults.append(_with_end(active.record, end))
 

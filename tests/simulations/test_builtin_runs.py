@@ -1,8 +1,8 @@
 """Every built-in scenario, run for real with the CLI (shortened to a few seconds, on small
 records), writes a report whose paths are exactly the schema's for that scenario, a JUnit
 file an independent reader (junitparser) accepts with the report's counts, and a timeline
-whose traffic ends before the network goes down and whose checks come last (write_timeline's
-sorting itself is tests/simulations/test_report.py's).
+of events of the schema whose traffic ends before the network goes down and whose checks
+come last (the timeline's writing itself is tests/simulations/test_run_events.py's).
 
 Shortening keeps what decides the report's shape: the bureaus (all-members aside, cut to
 six), the traffic mix, the fetch and hit ratios, the messages and every event, their
@@ -25,7 +25,7 @@ import junitparser
 import pytest
 
 from ncbsim.simulations import paths as report_paths
-from ncbsim.simulations import scenario
+from ncbsim.simulations import run_events, scenario
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def test_builtin_scenario_report_is_the_schemas(tmp_path: Path, name: str) -> No
     """The real report has every path the schema gives the scenario and no other; its
     JUnit file has one case per check, passed and failed as the report says; its
     timeline has traffic_end before network_down and the checks last, with traffic_end's
-    counts named as the report's."""
+    counts named as the report's and one query.returned per pair."""
     from support import ncbsim_pids
 
     path = shortened(name, tmp_path)
@@ -123,9 +123,21 @@ def test_builtin_scenario_report_is_the_schemas(tmp_path: Path, name: str) -> No
     assert suites[0].failures == sum(not c["passed"] for c in checks) >= 1
     assert {p.name: p.value for p in suites[0].properties()}["seed"] == str(loaded.seed)
 
-    events = [json.loads(line) for line in (run_dir / "timeline.jsonl").read_text().splitlines()]
-    order = [e["event"] for e in events if e["event"] in ("traffic_end", "network_down")]
-    assert order == ["traffic_end", "network_down"]
-    assert events[-1]["event"] == "check"
-    end = next(e for e in events if e["event"] == "traffic_end")
-    assert (end["requests"], end["pairs"]) == (report["requests"], report["queries"]["sent"])
+    events = run_events.read(run_dir / "timeline.jsonl")
+    phases = [e.view["phase"] for e in events if e.kind == "scenario.phase"]
+    assert [p for p in phases if p in ("traffic_end", "network_down")] == [
+        "traffic_end",
+        "network_down",
+    ]
+    checked = [e for e in events if e.view.get("phase") == "check"]
+    assert events[-len(checked) :] == checked  # the checks last, one per check, in order
+    assert [(e.view["check"], e.view["passed"]) for e in checked] == [
+        (i, c["passed"]) for i, c in enumerate(checks)
+    ]
+    end = next(e for e in events if e.view.get("phase") == "traffic_end")
+    assert (end.view["requests"], end.view["pairs"]) == (
+        report["requests"],
+        report["queries"]["sent"],
+    )
+    returned = [e for e in events if e.kind == "query.returned"]
+    assert len(returned) == report["queries"]["sent"]  # one per (query, recipient) pair

@@ -41,15 +41,33 @@ def test_fault_check(run: SimulationRun, name: str) -> None:
 
 def test_every_fault_kind_was_applied_and_healed(run: SimulationRun) -> None:
     """The timeline names every fault kind, and every healable fault was healed in time."""
-    events = run.timeline()
-    applied = {e["kind"] for e in events if e["event"] == "fault"}
+    events = [e for _, e in run.timeline() if e.party == "sim"]
+    applied = {e.view["fault"] for e in events if e.kind == "fault.applied"}
     assert applied == KINDS
     faults = run.report["faults"]
     assert all(f["end_s"] is not None for f in faults.values()), faults
-    resets = [e for e in events if e["event"] == "connections_reset" and e["id"] == "rst"]
+    resets = [e for e in events if e.kind == "fault.applied" and e.correlation_id == "rst"]
     assert resets, events
-    assert resets[0]["connections"] >= 1, resets  # BE's link really was reset
-    assert not [e for e in events if e["event"] == "fault_failed"]
+    assert int(resets[0].view["connections"]) >= 1, resets  # BE's link really was reset
+    assert not [e for e in events if e.kind == "fault.failed"]
+
+
+def test_each_fault_is_applied_then_healed_in_the_timeline_at_its_report_times(
+    run: SimulationRun,
+) -> None:
+    """Every fault the report lists has, per target, a fault.applied at its start_s and
+    (if it lasts) a fault.healed at its end_s, correlated by its id."""
+    timeline = [(t, e) for t, e in run.timeline() if e.kind.startswith("fault.")]
+    for fault_id, fault in run.report["faults"].items():
+        mine = [(t, e) for t, e in timeline if e.correlation_id == fault_id]
+        applied = [t for t, e in mine if e.kind == "fault.applied"]
+        targets = ["gateway"] if fault.get("target") == "gateway" else fault["bureaus"]
+        assert len(applied) == len(targets), (fault_id, mine)
+        assert all(abs(t - fault["start_s"]) < 0.01 for t in applied), (fault_id, mine)
+        healed = [t for t, e in mine if e.kind == "fault.healed"]
+        if fault["end_s"] != fault["start_s"]:  # not an instant fault
+            assert healed, (fault_id, mine)
+            assert all(abs(t - fault["end_s"]) < 0.01 for t in healed), (fault_id, mine)
 
 
 def test_built_in_checks_hold_under_faults(run: SimulationRun) -> None:

@@ -1,14 +1,12 @@
-"""The simulation report: counts, latency, breakdowns, fault windows, check view, timeline
-guard, the 80-column summary and the plain progress lines."""
+"""The simulation report: counts, latency, breakdowns, fault windows, check view, the
+80-column summary and the plain progress lines (the timeline: test_run_events.py)."""
 
 from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
 from rich.console import Console
 
 from ncbsim.simulations import report as reports
@@ -279,64 +277,6 @@ def test_check_view_maps_bureaus_to_per_bureau() -> None:
     assert report["bureaus"] == ["FR", "DE", "IT"]
     assert view["queries"] is report["queries"]
     assert "per_bureau" not in view
-
-
-def test_timeline_written_in_time_order(tmp_path: Path) -> None:
-    """Lines are sorted by t_s (a query recorded when answered sits at its sending time);
-    events of one instant keep their order (issue 15: network_down before the checks)."""
-    events = [
-        {"t_s": 0.0, "event": "traffic_start"},
-        {"t_s": 2.0, "event": "query", "label": "slow"},
-        {"t_s": 1.0, "event": "query", "label": "sent earlier, answered later"},
-        {"t_s": 9.5, "event": "network_down"},
-        {"t_s": 9.0, "event": "traffic_end", "requests": 2, "pairs": 2},
-        {"t_s": 9.7, "event": "check", "name": "a"},
-        {"t_s": 9.7, "event": "check", "name": "b"},
-    ]
-    path = tmp_path / "timeline.jsonl"
-    reports.write_timeline(path, events)
-    written = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [e["t_s"] for e in written] == sorted(e["t_s"] for e in events)
-    assert [e.get("label") or e.get("name") or e["event"] for e in written] == [
-        "traffic_start",
-        "sent earlier, answered later",
-        "slow",
-        "traffic_end",
-        "network_down",
-        "a",
-        "b",
-    ]
-
-
-def test_timeline_written_as_json_lines(tmp_path: Path) -> None:
-    """Each event is one JSON line, in order, metadata values kept as they are."""
-    events = [
-        {"t_s": 0.0, "event": "start", "bureaus": ["FR", "DE"]},
-        {"t_s": 1.5, "event": "fault", "id": "cut", "loss": 0.1, "ok": True, "end": None},
-    ]
-    path = tmp_path / "timeline.jsonl"
-    reports.write_timeline(path, events)
-    lines = path.read_text().splitlines()
-    assert [json.loads(line) for line in lines] == events
-
-
-@pytest.mark.parametrize(
-    "event",
-    [
-        {"t_s": 1.0, "event": "query", "payload": b"secret"},
-        {"t_s": 1.0, "event": "query", "record": {"surname": "Muller"}},
-        {"t_s": 1.0, "event": "query", "answers": ["FR:hit", {"ref": "x"}]},
-        {"t_s": 1.0, "event": "query", "matches": ("a", "b")},
-        {"event": "query"},
-        {"t_s": 1.0},
-    ],
-)
-def test_timeline_refuses_anything_but_metadata(tmp_path: Path, event: dict[str, Any]) -> None:
-    """Bytes, dicts, tuples or a missing t_s/event raise ValueError and write nothing."""
-    path = tmp_path / "timeline.jsonl"
-    with pytest.raises(ValueError, match="timeline event"):
-        reports.write_timeline(path, [{"t_s": 0.0, "event": "start"}, event])
-    assert not path.exists()
 
 
 def _full_report(n_bureaus: int) -> dict[str, Any]:
