@@ -92,7 +92,10 @@ class Subscription:
         return events
 
     async def next_batch(self, timeout: float | None = None) -> list[Event]:
-        """Wait until events are held (or ``timeout`` passes, or it is closed); take them."""
+        """Wait until events are held (or ``timeout`` passes, or it is closed); take them.
+
+        Once closed it returns what is left, [] at once: a reader loops on ``closed``.
+        """
         if self._ready is None:
             raise RuntimeError("an async subscription needs the loop it was made on")
         while not self.closed:
@@ -103,7 +106,10 @@ class Subscription:
             if self._queue:  # an event came between drain and clear
                 continue
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that lands as the event is set, and the reader never stops.
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return []
         return self.drain()

@@ -118,7 +118,10 @@ async def observe(
         await call.initial_metadata()
         if on_open is not None:
             on_open()
-        async for msg in call:
+        # read() rather than ``async for``: the call's own iterator is an async generator
+        # that, left suspended, hangs the loop's shutdown (shutdown_asyncgens).
+        while (msg := await call.read()) is not grpc.aio.EOF:
+            assert isinstance(msg, observe_pb2.ObserveResponse)
             for one in msg.events:
                 yield from_proto(one), msg.dropped
     finally:

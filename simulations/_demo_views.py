@@ -164,7 +164,7 @@ class Observer:
 
     async def close(self) -> None:
         """Close the channel, the event streams and the record stores."""
-        for task in self._tasks:
+        for task in reversed(self._tasks):  # the reader first, then the streams
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.channel.close()

@@ -129,7 +129,9 @@ class NetworkObserver:
 
     async def next_batch(self, timeout: float | None = None) -> list[Event]:
         """The merged events received since the last call (waits up to ``timeout``)."""
-        if self._merged is None:
+        if self._merged is None or self._merged.closed:
+            # Not following (yet, or any more): wait all the same, so that a reader's
+            # loop never spins, and its cancellation can land.
             await asyncio.sleep(timeout or 0)
             return []
         return await self._merged.next_batch(timeout)
@@ -173,11 +175,14 @@ class NetworkObserver:
                 buffer=self.buffer,
                 on_open=lambda: self._set(source, connected=True),
             )
-            async for event, dropped in stream:
-                source.events += 1
-                source.dropped = dropped
-                assert self._merged is not None
-                self._merged.offer(event)
+            try:
+                async for event, dropped in stream:
+                    source.events += 1
+                    source.dropped = dropped
+                    assert self._merged is not None
+                    self._merged.offer(event)
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined] # an async generator
             self._set(source, connected=False, error="ENDED")
         except grpc.aio.AioRpcError as exc:
             await self._failed(source, exc.code().name)

@@ -199,8 +199,10 @@ async def show(
             if wake is None:
                 await asyncio.sleep(REFRESH_S)
                 continue
+            # asyncio.timeout, not wait_for, which on Python 3.11 may swallow a cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), REFRESH_S)
+                async with asyncio.timeout(REFRESH_S):
+                    await wake.wait()
             wake.clear()
 
 
