@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from ncbsim import observe
 from ncbsim.pki import GATEWAY_NAME, PkiDir, bureau_dns_name
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import bureau_pb2, gateway_pb2
@@ -111,7 +112,13 @@ def test_reflection_v1_lists_and_describes_the_services(
             *(reflection_pb2.ServerReflectionRequest(file_containing_symbol=s) for s in services),
         )
     names = {s.name for s in listed.list_services_response.service}
-    assert names == {*services, health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1}
+    assert names == {
+        *services,
+        observe.SERVICE_NAME,  # every server streams its events to the operator
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+        REFLECTION_V1,
+    }
     for service, reply in zip(services, files, strict=True):
         protos = [
             descriptor_pb2.FileDescriptorProto.FromString(data)
@@ -134,6 +141,7 @@ def test_reflection_v1alpha_through_grpcio_reflection_client(gateway: grpc.Chann
     database = ProtoReflectionDescriptorDatabase(gateway)
     assert set(database.get_services()) == {
         *GATEWAY_SERVICES,
+        observe.SERVICE_NAME,
         health.SERVICE_NAME,
         reflection.SERVICE_NAME,
         REFLECTION_V1,

@@ -3,7 +3,6 @@ holds events of the one schema in time order, and nothing but metadata gets in."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -85,7 +84,7 @@ def test_timeline_refuses_an_event_the_schema_does_not_allow(tmp_path: Path) -> 
     """An event built around the schema (a payload in its view) is refused before the
     file is touched."""
     good = make("scenario.phase", "sim", 1.0, {"phase": "traffic_start"})
-    smuggled = dataclasses.replace(good, view={"phase": "x", "record": "surname=MULLER"})
+    smuggled = good._replace(view={"phase": "x", "record": "surname=MULLER"})
     path = tmp_path / "timeline.jsonl"
     with pytest.raises(ValueError, match="not in its schema"):
         run_events.write(path, [good, smuggled])
