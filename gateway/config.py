@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ncbsim.config import check_address
+from ncbsim.config import check_address, metrics_listen_address
 from ncbsim.errors import ConfigError
 from ncbsim.gateway.limits import BureauLimit
-from ncbsim.metrics import listen_address
 from ncbsim.pki import PkiDir, check_bureau_code
 from ncbsim.workdir import GatewayFiles
 
@@ -101,7 +100,7 @@ class GatewayConfig:
         from ncbsim.transport import MAX_MESSAGE_BYTES
 
         check_address(self.listen)
-        listen_address(self.metrics_listen)
+        metrics_listen_address(self.metrics_listen)
         if self.default_deadline_ms <= 0 or self.fanout_margin_ms < 0:
             raise ConfigError("deadlines must be positive")
         if not 0 <= self.query_margin_ms < self.default_deadline_ms:

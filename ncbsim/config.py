@@ -9,6 +9,7 @@ lives next to it: ``ncbsim.gateway.config.GatewayConfig`` and
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from ncbsim.errors import ConfigError
@@ -33,3 +34,33 @@ def otlp_endpoint_from_env() -> str | None:
     """Where to export traces over OTLP: the standard OTEL_EXPORTER_OTLP_ENDPOINT, if set
     (the OTLP exporter reads its other standard variables itself)."""
     return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+
+
+METRICS_OFF = "off"
+"""``--metrics-listen off``: serve no metrics."""
+
+
+def metrics_listen_address(listen: str) -> tuple[str, int] | None:
+    """``--metrics-listen``: ``(host, port)`` to serve on, or None for ``off``.
+
+    ConfigError (one line) for anything but a loopback address: the page tells the
+    network's traffic by bureau and method, for the operator of this machine only.
+    """
+    if listen.strip().lower() == METRICS_OFF:
+        return None
+    host, sep, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
+        raise ConfigError(f"--metrics-listen: not a HOST:PORT address or 'off': {listen!r}")
+    loopback = host == "localhost"
+    if not loopback:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"--metrics-listen {listen}: metrics are served on loopback only "
+            "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT), or 'off'"
+        )
+    return host, int(port_text)

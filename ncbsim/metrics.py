@@ -16,12 +16,12 @@ every family.
 
 Labels hold only short codes: a method name, a status code, an envelope kind, an outcome,
 a refusal reason (:func:`ncbsim.errors.reason_for`), a bureau code. Never a payload, a
-query term, a name or a key. The endpoint listens on loopback only (:func:`listen_address`).
+query term, a name or a key. The endpoint listens on loopback only
+(:func:`ncbsim.config.metrics_listen_address`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,13 +35,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ncbsim._grpc_metrics import GO_CODES, ServerMetricsInterceptor, client_interceptors
+from ncbsim.config import metrics_listen_address
 from ncbsim.envelope import kind_name
 from ncbsim.errors import ConfigError
 
-__all__ = ["GO_CODES", "GatewayMetrics", "Metrics", "NodeMetrics", "listen_address", "serve"]
+__all__ = ["GO_CODES", "GatewayMetrics", "Metrics", "NodeMetrics", "serve"]
 
-OFF = "off"
-"""``--metrics-listen off``: serve no metrics."""
 DEFAULT_LISTEN = "127.0.0.1:0"
 
 LATENCY_BUCKETS = (
@@ -53,32 +52,6 @@ LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0,
 """Seconds a one-way copy waited at the gateway: from milliseconds to a day."""
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
-
-
-def listen_address(listen: str) -> tuple[str, int] | None:
-    """``--metrics-listen``: ``(host, port)`` to serve on, or None for ``off``.
-
-    ConfigError (one line) for anything but a loopback address: the page tells the
-    network's traffic by bureau and method, for the operator of this machine only.
-    """
-    if listen.strip().lower() == OFF:
-        return None
-    host, sep, port_text = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
-        raise ConfigError(f"--metrics-listen: not a HOST:PORT address or 'off': {listen!r}")
-    loopback = host == "localhost"
-    if not loopback:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-    if not loopback:
-        raise ConfigError(
-            f"--metrics-listen {listen}: metrics are served on loopback only "
-            "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT), or 'off'"
-        )
-    return host, int(port_text)
 
 
 def kind_label(kind: str) -> str:
@@ -418,7 +391,7 @@ def serve(metrics: Metrics, listen: str) -> Endpoint | None:
     prometheus_client's own HTTP server, in a daemon thread: ``/metrics`` (and ``/``)
     answer the text format, gzipped when asked.
     """
-    where = listen_address(listen)
+    where = metrics_listen_address(listen)
     if where is None:
         return None
     host, port = where

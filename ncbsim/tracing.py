@@ -20,42 +20,32 @@ refuse any other key, so a slip is a ``ValueError`` in the tests, not a leak.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
 from opentelemetry.trace import SpanKind, StatusCode
 
-from ncbsim import private
 from ncbsim.config import otlp_endpoint_from_env
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = [
     "ATTRIBUTES",
     "SERVICES",
-    "JsonLinesExporter",
     "Tracing",
     "active_tracer",
     "current_trace_id",
     "note",
     "setup",
     "span",
-    "span_record",
     "trace_id_hex",
 ]
 
@@ -104,73 +94,9 @@ def _check(attributes: Mapping[str, Any]) -> dict[str, str | int | bool]:
 # ----------------------------------------------------------------- the trace file
 
 
-def _hex_span(span_id: int) -> str:
-    return f"{span_id:016x}"
-
-
 def trace_id_hex(trace_id: int) -> str:
     """A trace id as W3C writes it: 32 lower-case hex digits."""
     return f"{trace_id:032x}"
-
-
-def span_record(span: ReadableSpan) -> dict[str, Any]:
-    """One finished span as a trace-file line holds it (docs/traces.md).
-
-    ``start`` and ``end`` are Unix times in nanoseconds; ``status`` is UNSET, OK or ERROR;
-    ``parent_span_id`` is null for a root span.
-    """
-    context = span.get_span_context()
-    parent = span.parent
-    return {
-        "trace_id": trace_id_hex(context.trace_id if context else 0),
-        "span_id": _hex_span(context.span_id if context else 0),
-        "parent_span_id": _hex_span(parent.span_id) if parent is not None else None,
-        "name": span.name,
-        "kind": span.kind.name,
-        "start": span.start_time,
-        "end": span.end_time,
-        "status": span.status.status_code.name,
-        "attributes": dict(span.attributes or {}),
-        "resource": dict(span.resource.attributes),
-    }
-
-
-class JsonLinesExporter(SpanExporter):
-    """Appends each finished span to a file as one JSON line (``--trace-file PATH``).
-
-    The file is created 0600 (tightened if it existed) in folders 0700, and appended to,
-    so a restarted process adds to the spans of its previous run. Each batch is one
-    ``write``: a line is on disk as soon as its span ended (nothing is held in a buffer
-    to lose), and the processes sharing a folder never interleave half lines.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = private.open_log(path)
-        self._lock = threading.Lock()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Write ``spans``, one line each."""
-        data = "".join(json.dumps(span_record(s), separators=(",", ":")) + "\n" for s in spans)
-        with self._lock:
-            if self._fd is None:
-                return SpanExportResult.FAILURE
-            try:
-                os.write(self._fd, data.encode())
-            except OSError:
-                return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        """Close the file; later spans are dropped."""
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Nothing is buffered: every line was written when its span ended."""
-        return True
 
 
 # ----------------------------------------------------------------- the process's tracer
@@ -229,6 +155,13 @@ def setup(
     endpoint = otlp_endpoint if otlp_endpoint is not None else otlp_endpoint_from_env()
     if trace_file is None and not endpoint:
         return None
+    # The SDK is imported only by a process that traces: every CLI start pays for it else.
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    from ncbsim.tracefile import JsonLinesExporter
+
     resource = Resource.create({"service.name": SERVICES[service], "ncbsim.party": party})
     provider = TracerProvider(resource=resource, shutdown_on_exit=True)
     if trace_file is not None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ncbsim.config import check_address
+from ncbsim.config import check_address, metrics_listen_address
 from ncbsim.errors import ConfigError
-from ncbsim.metrics import listen_address
 from ncbsim.pki import PkiDir, check_bureau_code
 from ncbsim.workdir import BureauFiles
 
@@ -45,7 +44,7 @@ class NodeConfig:
     def __post_init__(self) -> None:
         check_bureau_code(self.bureau)
         check_address(self.listen)
-        listen_address(self.metrics_listen)
+        metrics_listen_address(self.metrics_listen)
         check_address(self.gateway)
         if self.advertise is not None:
             check_address(self.advertise)

@@ -366,9 +366,9 @@ async def control(sock: Path, request: dict[str, Any], timeout: float = 5.0) -> 
 def cmd_host(args: argparse.Namespace) -> int:
     """``ncbsim host``: run the bureaus of a spec in this process."""
     from ncbsim import tracing
-    from ncbsim.metrics import listen_address
+    from ncbsim.config import metrics_listen_address
 
-    listen_address(args.metrics_listen)  # a bad option is named as such, in one line
+    metrics_listen_address(args.metrics_listen)  # a bad option is named as such, in one line
     configs = load_spec(args.spec, PkiDir(args.dir), metrics_listen=args.metrics_listen)
     # One trace file for the whole process; each span names its bureau (ncbsim.party).
     party = configs[0].bureau if len(configs) == 1 else "host"

@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from ncbsim import envelope, metrics
+from ncbsim import config, envelope, metrics
 from ncbsim.errors import ConfigError
 
 CHECK = ("unary", "grpc.health.v1.Health", "Check")
@@ -159,14 +159,14 @@ def test_loopback_addresses_and_off_are_accepted(
     listen: str, expected: tuple[str, int] | None
 ) -> None:
     """Loopback HOST:PORT (IPv4, IPv6, localhost) and ``off`` are what may be served on."""
-    assert metrics.listen_address(listen) == expected
+    assert config.metrics_listen_address(listen) == expected
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:9100", "192.0.2.1:9100", "example.org:1", "9100", ""])
 def test_other_addresses_are_refused_in_one_line(listen: str) -> None:
     """Anything but loopback (or not an address) is a one-line configuration error."""
     with pytest.raises(ConfigError) as caught:
-        metrics.listen_address(listen)
+        config.metrics_listen_address(listen)
     assert "\n" not in str(caught.value)
     assert "--metrics-listen" in str(caught.value)
 

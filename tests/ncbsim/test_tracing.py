@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ncbsim import rpctrace, tracing
+from ncbsim import rpctrace, tracefile, tracing
 
 SERVICE = "test.Relay"
 
@@ -37,7 +37,7 @@ def test_span_record_is_one_json_line_in_a_private_file(tmp_path: Path) -> None:
     """A finished span is appended as one JSON line with ids, names, times and status, 0600."""
     path = tmp_path / "traces" / "spans.jsonl"
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(tracing.JsonLinesExporter(path)))
+    provider.add_span_processor(SimpleSpanProcessor(tracefile.JsonLinesExporter(path)))
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span("outer") as outer, tracer.start_as_current_span("inner"):
         pass
@@ -189,8 +189,8 @@ def test_chain_of_parents_through_a_relay() -> None:
         "rpc.grpc.status_code": 0,
     }
     for span in spans:  # the caller's tracestate and baggage went nowhere
-        assert "secret" not in json.dumps(tracing.span_record(span))
-        assert "DUPONT" not in json.dumps(tracing.span_record(span))
+        assert "secret" not in json.dumps(tracefile.span_record(span))
+        assert "DUPONT" not in json.dumps(tracefile.span_record(span))
 
 
 def test_refusal_and_stream_status_codes() -> None:
