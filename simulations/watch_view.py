@@ -213,13 +213,25 @@ async def watching(engine: Engine, console: Console) -> AsyncIterator[Watcher]:
     watcher = Watcher(
         engine.workdir, faults_of=engine_faults(engine.faults.active.values, engine.now_s)
     )
+    # The simulator's own events (its faults, its phases) join the network's, in-process.
+    own = engine.result.recorder.bus("sim").subscribe(loop=asyncio.get_running_loop())
+
+    async def feed_own() -> None:
+        while not own.closed:
+            events = await own.next_batch(timeout=REFRESH_S)
+            if events:
+                watcher.model.feed(events)
+                watcher.changed.set()
+
     tasks = [
         asyncio.create_task(watcher.run()),
+        asyncio.create_task(feed_own()),
         asyncio.create_task(show(watcher.model.snapshot, console, wake=watcher.changed)),
     ]
     try:
         yield watcher
     finally:
+        own.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

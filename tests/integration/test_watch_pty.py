@@ -187,6 +187,7 @@ def test_simulate_watch_shows_the_run_live(tmp_path: Path) -> None:
         assert term.proc.wait(timeout=180) == 0, term.screen_text()[-3000:]
         screen = term.screen_text()
         assert re.search(r"FR\s+serving", screen)
+        assert re.search(r"sim fault\.applied", screen)  # the simulator's own events too
         assert "run directory:" in screen
     finally:
         term.kill()
