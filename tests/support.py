@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import os
 import random
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -473,3 +475,14 @@ def metric_total(address: str, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples at ``address`` whose labels include ``labels``."""
     found = scrape_metrics(address).get(name, [])
     return sum(v for have, v in found if all(have.get(k) == w for k, w in labels.items()))
+
+
+def run_ncbsim(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m ncbsim ARGS`` as a user runs it: its exit code and captured text."""
+    return subprocess.run(
+        [sys.executable, "-m", "ncbsim", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import document_query
+from support import document_query, run_ncbsim
 
 from ncbsim.client import BureauClient, Outcome
 from ncbsim.events import KINDS, from_json
@@ -23,16 +23,6 @@ from ncbsim.simulations.network import Network
 from ncbsim.workdir import Workdir
 
 N = 6
-
-
-def _ncbsim(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ncbsim", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _watch(*args: object) -> subprocess.Popen[str]:
@@ -65,7 +55,7 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str,
 )
 def test_bad_options_are_one_line_errors(tmp_path: Path, args: list[str], message: str) -> None:
     """A bad option is refused in one line, exit 2, before anything is watched."""
-    out = _ncbsim("watch", "--workdir", tmp_path, *args)
+    out = run_ncbsim("watch", "--workdir", tmp_path, *args)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("ncbsim: ")
     assert message in out.stderr
@@ -74,7 +64,7 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, args: list[str], messag
 
 def test_a_workdir_without_a_network_is_a_one_line_error(tmp_path: Path) -> None:
     """Watching a folder where no network runs says so in one line, exit 2."""
-    out = _ncbsim("watch", "--workdir", tmp_path, "--json", "--count", "1")
+    out = run_ncbsim("watch", "--workdir", tmp_path, "--json", "--count", "1")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         f"ncbsim: no network runs in {tmp_path} (no network.json); start one with "
@@ -85,7 +75,7 @@ def test_a_workdir_without_a_network_is_a_one_line_error(tmp_path: Path) -> None
 
 def test_watch_help_names_its_modes() -> None:
     """`ncbsim watch --help` documents the live view, --json, --events and the bounds."""
-    out = _ncbsim("watch", "--help")
+    out = run_ncbsim("watch", "--help")
     assert out.returncode == 0
     for option in ("--json", "--events", "--kinds", "--duration", "--count", "--window"):
         assert option in out.stdout

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import run_ncbsim
 
 pytestmark = pytest.mark.integration
 
@@ -22,22 +21,12 @@ GATEWAY = "ncbsim.v2.GatewayService"
 BUREAU = "ncbsim.v2.BureauService"
 
 
-def _ncbsim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ncbsim", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """A small network up with --trace-dir (work dir, trace dir); always brought down."""
     base = tmp_path_factory.mktemp("traced")
     workdir, traces = base / "net", base / "traces"
-    up = _ncbsim(
+    up = run_ncbsim(
         "up", str(SMALL), "--workdir", str(workdir), "--detach", "--trace-dir", str(traces)
     )
     try:
@@ -46,7 +35,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pat
         yield workdir, traces
     finally:
         if (workdir / "network.json").exists():
-            _ncbsim("down", "--workdir", str(workdir))
+            run_ncbsim("down", "--workdir", str(workdir))
 
 
 def spans(*paths: Path) -> list[dict[str, Any]]:
@@ -72,7 +61,7 @@ def test_one_query_is_one_trace_across_client_gateway_and_node(
     workdir, traces = traced
     client_file = tmp_path / "client.jsonl"
     number = f"Q{os.urandom(5).hex().upper()}"
-    query = _ncbsim(
+    query = run_ncbsim(
         "query", "--workdir", str(workdir), "--as", "DE", "--to", "FR",
         "--trace-file", str(client_file), "document", "--number", number, "--issuer", "FR",
     )  # fmt: skip
@@ -127,7 +116,7 @@ def test_multi_query_has_a_gateway_client_span_per_recipient(
     each the parent of that bureau's node SERVER span."""
     workdir, traces = traced
     client_file = tmp_path / "multi.jsonl"
-    query = _ncbsim(
+    query = run_ncbsim(
         "query", "--workdir", str(workdir), "--as", "DE", "--to", "ALL", "document",
         "--number", "X123456", "--issuer", "FR", "--trace-file", str(client_file),
     )  # fmt: skip
@@ -156,7 +145,7 @@ def test_a_post_and_its_delivery_are_traced(traced: tuple[Path, Path], tmp_path:
     gateway's delivery is a trace of its own: deliver -> Deliver call -> FR's node."""
     workdir, traces = traced
     client_file = tmp_path / "post.jsonl"
-    sent = _ncbsim(
+    sent = run_ncbsim(
         "message", "send", "--workdir", str(workdir), "--as", "DE", "--to", "IT",
         "--text", "meet at noon", "--trace-file", str(client_file),
     )  # fmt: skip
@@ -199,10 +188,10 @@ def test_a_restarted_host_keeps_tracing(traced: tuple[Path, Path], tmp_path: Pat
     """`ncbsim restart --bureau FR` starts FR's host with its trace file again (network.json
     keeps the trace dir): FR's next Handle span lands in the same file."""
     workdir, traces = traced
-    restarted = _ncbsim("restart", "--workdir", str(workdir), "--bureau", "FR")
+    restarted = run_ncbsim("restart", "--workdir", str(workdir), "--bureau", "FR")
     assert restarted.returncode == 0, restarted.stderr
     client_file = tmp_path / "after.jsonl"
-    query = _ncbsim(
+    query = run_ncbsim(
         "query", "--workdir", str(workdir), "--as", "IT", "--to", "FR", "--trace-file",
         str(client_file), "document", "--number", "R7654321", "--issuer", "FR",
     )  # fmt: skip

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ncbsim_pids
+from support import ncbsim_pids, run_ncbsim
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +35,6 @@ ANSI = re.compile(
 )
 SHOWN_WITHIN_S = 2.0
 """The issue's must-show: a partition on screen within two seconds of the fault command."""
-
-
-def _ncbsim(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ncbsim", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 class Terminal:
@@ -116,12 +106,12 @@ def faulty(tmp_path: Path) -> Iterator[Path]:
     """A network of `ncbsim up --faults --detach`; brought down and its pids killed after."""
     workdir = tmp_path / "net"
     try:
-        up = _ncbsim("up", SMALL, "--workdir", workdir, "--detach", "--faults", timeout=180)
+        up = run_ncbsim("up", SMALL, "--workdir", workdir, "--detach", "--faults", timeout=180)
         assert up.returncode == 0, up.stdout + up.stderr
         yield workdir
     finally:
         if (workdir / "network.json").exists():
-            _ncbsim("down", "--workdir", workdir, timeout=60)
+            run_ncbsim("down", "--workdir", workdir, timeout=60)
         for pid in ncbsim_pids(workdir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -140,7 +130,9 @@ def test_watch_shows_a_partition_within_two_seconds(faulty: Path) -> None:
 
         mark = term.mark()
         asked = time.monotonic()
-        fault = _ncbsim("fault", "--workdir", faulty, "partition", "--bureaus", "FR", "--id", "cut")
+        fault = run_ncbsim(
+            "fault", "--workdir", faulty, "partition", "--bureaus", "FR", "--id", "cut"
+        )
         returned = time.monotonic()
         assert fault.returncode == 0, fault.stderr
         seen = term.wait_for(
@@ -155,7 +147,7 @@ def test_watch_shows_a_partition_within_two_seconds(faulty: Path) -> None:
         assert re.search(r"cut: partition FR", term.screen_text(mark))
 
         mark = term.mark()
-        heal = _ncbsim("heal", "--workdir", faulty, "cut")
+        heal = run_ncbsim("heal", "--workdir", faulty, "cut")
         healed = time.monotonic()
         assert heal.returncode == 0, heal.stderr
         seen = term.wait_for(r"FR\s+serving", since=mark, deadline_s=30)

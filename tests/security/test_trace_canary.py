@@ -6,27 +6,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import run_ncbsim
 
 pytestmark = pytest.mark.integration
 
 SMALL = Path(__file__).parents[1] / "scenarios" / "small.toml"
-
-
-def _ncbsim(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ncbsim", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def encodings(canary: str) -> set[str]:
@@ -48,7 +37,7 @@ def encodings(canary: str) -> set[str]:
 def traced(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A small network whose every process writes its spans (`up --trace-dir`)."""
     workdir, traces = tmp_path / "net", tmp_path / "traces"
-    up = _ncbsim(
+    up = run_ncbsim(
         "up", str(SMALL), "--workdir", str(workdir), "--detach", "--trace-dir", str(traces)
     )
     try:
@@ -56,7 +45,7 @@ def traced(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         yield workdir, traces
     finally:
         if (workdir / "network.json").exists():
-            _ncbsim("down", "--workdir", str(workdir))
+            run_ncbsim("down", "--workdir", str(workdir))
 
 
 def test_no_span_holds_the_canary(traced: tuple[Path, Path]) -> None:
@@ -75,7 +64,7 @@ def test_no_span_holds_the_canary(traced: tuple[Path, Path]) -> None:
          "--subject", canary],
     ]  # fmt: skip
     for args in runs:
-        done = _ncbsim(*args)
+        done = run_ncbsim(*args)
         assert done.returncode == 0, (args, done.stderr)
     # Wait until FR's node has taken the message (its Deliver span is written).
     deadline = time.monotonic() + 60

@@ -11,13 +11,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ncbsim_pids
+from support import ncbsim_pids, run_ncbsim
 
 from ncbsim.events import Event, from_dict
 from ncbsim.simulations import manifest
@@ -29,28 +28,18 @@ SMALL = Path(__file__).resolve().parent.parent / "scenarios" / "small.toml"
 DEADLINE_S = 60.0
 
 
-def _ncbsim(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ncbsim", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A network brought up with `up --detach --faults`; brought down and killed by pid
     whatever happens."""
     workdir = tmp_path_factory.mktemp("faultd-live") / "net"
     try:
-        up = _ncbsim("up", SMALL, "--workdir", workdir, "--detach", "--faults", timeout=180)
+        up = run_ncbsim("up", SMALL, "--workdir", workdir, "--detach", "--faults", timeout=180)
         assert up.returncode == 0, up.stdout + up.stderr
         yield workdir
     finally:
         if (workdir / "network.json").exists():
-            _ncbsim("down", "--workdir", workdir, timeout=60)
+            run_ncbsim("down", "--workdir", workdir, timeout=60)
         for pid in ncbsim_pids(workdir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -73,7 +62,7 @@ async def _fault_events(
 
 
 async def _command(*args: object) -> subprocess.CompletedProcess[str]:
-    done = await asyncio.to_thread(_ncbsim, *args)
+    done = await asyncio.to_thread(run_ncbsim, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
@@ -134,5 +123,5 @@ def test_partition_and_kill_are_applied_then_healed_on_both_streams(faulty: Path
                 await following
 
     asyncio.run(main())
-    status: dict[str, Any] = json.loads(_ncbsim("status", "--workdir", faulty, "--json").stdout)
+    status: dict[str, Any] = json.loads(run_ncbsim("status", "--workdir", faulty, "--json").stdout)
     assert status["faults"] == []
