@@ -24,6 +24,7 @@ from ncbsim.client import Outcome
 from ncbsim.events import Event
 from ncbsim.node.admin import ControlChange, restrict
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.simulations import _demo_observer as o
 from ncbsim.simulations import _demo_views as v
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2
@@ -57,7 +58,7 @@ def _document(number: str, issuer: str) -> query_pb2.Query:
     return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
 
 
-def _outcome(row: v.Row | None) -> str:
+def _outcome(row: o.Row | None) -> str:
     return "no row" if row is None else row["outcome"]
 
 
@@ -86,7 +87,7 @@ class Demo:
         self.asker = bureaus[0]
         self.config = config
         self.console = console
-        self.obs = v.Observer(
+        self.obs = o.Observer(
             network.workdir, self.asker, network.gateway.address, timeout_s=config.timeout_s
         )
 
@@ -96,7 +97,7 @@ class Demo:
         query: query_pb2.Query | None,
         sent: envelope.Envelope,
         opened: query_pb2.Query | None,
-        row: v.Row | None,
+        row: o.Row | None,
         *,
         event: Event | None = None,
     ) -> None:
@@ -107,7 +108,7 @@ class Demo:
         if query is not None:
             step.check(
                 f"{header.recipient} decrypted exactly the query {self.asker} sent",
-                v.same_query(opened, query),
+                o.same_query(opened, query),
             )
         columns = ("sender", "recipient", "kind", "expires_at_ms", "request_bytes")
         expected = (header.sender, header.recipient, "query_request", str(header.expires_at_ms))

@@ -1,0 +1,247 @@
+"""What each party saw, for ``ncbsim demo``: gathered from the running network.
+
+:class:`Observer` sends as the asking bureau through the gateway's real RPCs, parses
+headers as the gateway does, opens requests as the answering node does, reads the audit
+logs and record databases, and follows every party's event stream as the operator
+(``Observe``). :mod:`ncbsim.simulations._demo_views` draws what it gathered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from ncbsim import auditread, envelope, transport
+from ncbsim.client import (
+    PEER_MAX_AGE_S,
+    Answer,
+    Outcome,
+    failure_detail,
+    failure_outcome,
+    open_answer,
+    open_deliveries,
+    seal_query,
+)
+from ncbsim.directory import Directory
+from ncbsim.errors import EnvelopeError
+from ncbsim.events import Event
+from ncbsim.identity import Identity
+from ncbsim.node.records import Document, Person, Vehicle
+from ncbsim.node.store import RecordStore
+from ncbsim.peers import Peers, RevocationFile
+from ncbsim.pki import PkiDir
+from ncbsim.simulations import manifest
+from ncbsim.simulations.observe_net import NetworkObserver
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.workdir import Workdir
+
+AUDIT_WAIT_S = 3.0
+"""How long to wait for an audit row (both audit writers batch for about 50 ms), and for
+an event of the gateway's stream."""
+STREAM_WAIT_S = 10.0
+"""How long to wait for every party's event stream to attach."""
+
+Row = dict[str, str]
+"""An audit row: column name to value, as text."""
+
+
+# ---------------------------------------------------------------- gathering
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One envelope sent through the gateway's Query RPC, and what each party saw of it."""
+
+    sealed: envelope.SealedRequest
+    answer: Answer
+    opened: query_pb2.Query | None
+    gateway_row: Row | None
+    error: grpc.aio.AioRpcError | None = None
+    gateway_event: Event | None = None
+    """What the gateway's own event stream said of the envelope (``query.relayed`` or
+    ``query.refused``), as the operator's ``Observe`` subscription received it."""
+
+
+def same_query(a: query_pb2.Query | None, b: query_pb2.Query) -> bool:
+    """Whether ``a`` (as a node opened it) asks what ``b`` (as sealed) asked."""
+    which = b.WhichOneof("query")
+    return (
+        a is not None
+        and which is not None
+        and a.WhichOneof("query") == which
+        and (getattr(a, which) == getattr(b, which))
+    )
+
+
+class Observer:
+    """Acts as bureau ``asker`` towards the gateway, and reads what every party saw.
+
+    It seals and sends through the gateway's real RPCs, opens requests as the answering
+    node does (its identity from the work directory's PKI), and reads the gateway's and
+    the nodes' audit logs and the bureaus' record databases.
+    """
+
+    def __init__(self, workdir: Path, asker: str, gateway: str, *, timeout_s: float) -> None:
+        self.workdir = workdir
+        self.timeout_s = timeout_s
+        self.pki = PkiDir(workdir)
+        self.identity = Identity.load(self.pki, asker, now_ms=int(time.time() * 1000))
+        self.channel = transport.gateway_channel(gateway, self.pki.tls(asker))
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
+        directory = Directory.pinned(self.pki)
+        self.peers = Peers(
+            directory,
+            self.stub,
+            revocations=RevocationFile(self.pki, directory),
+            max_age_s=PEER_MAX_AGE_S,
+        )
+        self._stores: dict[str, RecordStore] = {}
+        self.stream = NetworkObserver(workdir, kinds=["query."])
+        self._seen: dict[tuple[str, str], Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start_stream(self, timeout_s: float = STREAM_WAIT_S) -> bool:
+        """Subscribe, as the operator, to every party's event stream (ncbsim.observe),
+        and wait until each is attached; False if one was not in time."""
+        self._tasks = [
+            asyncio.create_task(self.stream.run()),
+            asyncio.create_task(self._collect()),
+        ]
+        parties = {"gateway", *(p.bureau for p in manifest.read(self.workdir).procs if p.bureau)}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            sources = self.stream.sources
+            if all(party in sources and sources[party].connected for party in parties):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _collect(self) -> None:
+        while True:
+            for event in await self.stream.next_batch(timeout=1.0):
+                self._seen[(event.party, event.message_id)] = event
+
+    async def gateway_event(self, message_hex: str) -> Event | None:
+        """The gateway's event for a message id, or None if none came in time."""
+        deadline = time.monotonic() + AUDIT_WAIT_S
+        while (event := self._seen.get(("gateway", message_hex))) is None:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.02)
+        return event
+
+    async def close(self) -> None:
+        """Close the channel, the event streams and the record stores."""
+        for task in reversed(self._tasks):  # the reader first, then the streams
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.channel.close()
+        for store in self._stores.values():
+            store.close()
+
+    def store(self, code: str) -> RecordStore:
+        """``code``'s records database, read-only."""
+        if code not in self._stores:
+            self._stores[code] = RecordStore(Workdir(self.workdir).bureau(code).records)
+        return self._stores[code]
+
+    def pick(self, code: str, sql: str) -> list[tuple[str, ...]]:
+        """Rows of ``code``'s records database (read-only), to find records worth asking."""
+        uri = Workdir(self.workdir).bureau(code).records.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return [tuple(str(x) for x in row) for row in conn.execute(sql).fetchall()]
+
+    def record(self, code: str, ref: str) -> Document | Person | Vehicle | None:
+        """The record behind ``ref`` in ``code``'s database."""
+        return self.store(code).fetch(ref) if ref else None
+
+    def open_as(self, code: str, sent: envelope.Envelope) -> query_pb2.Query | None:
+        """Open ``sent`` as ``code``'s node does: its identity, verified sender keys."""
+        identity = Identity.load(self.pki, code, now_ms=int(time.time() * 1000))
+        try:
+            opened = envelope.open_request(sent, recipient=identity, senders=self.peers.get)
+            return query_pb2.Query.FromString(opened.plaintext)
+        except (EnvelopeError, DecodeError):
+            return None
+
+    async def gateway_row(self, message_hex: str) -> Row | None:
+        """The gateway's audit row for a message id, or None if none appeared in time."""
+        return await self._audit_row(Workdir(self.workdir).gateway.audit, message_hex)
+
+    async def node_row(self, code: str, message_hex: str) -> Row | None:
+        """``code``'s node's audit row for a message id (outcome, reason, status ...)."""
+        return await self._audit_row(Workdir(self.workdir).bureau(code).audit, message_hex)
+
+    async def _audit_row(self, path: Path, message_hex: str) -> Row | None:
+        deadline = time.monotonic() + AUDIT_WAIT_S
+        while True:
+            if path.exists():
+                columns, rows = auditread.search(path, auditread.Query(message_id=message_hex))
+                if rows:
+                    return {c: str(x) for c, x in zip(columns, rows[-1], strict=True)}
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.05)
+
+    # ------------------------------------------------------------ sending
+
+    async def exchange(self, query: query_pb2.Query, to: str, *, tamper: bool = False) -> Exchange:
+        """Seal ``query`` to ``to``, send it through the gateway's Query RPC, open the answer.
+
+        ``tamper`` flips one bit of the ciphertext after sealing and signing.
+        """
+        await self.peers.resolve([to], timeout=self.timeout_s)
+        sealed = seal_query(self.identity, self.peers.get(to), query)
+        if tamper:
+            body = bytearray(sealed.envelope.sealed)
+            body[len(body) // 2] ^= 0x01
+            sealed.envelope.sealed = bytes(body)
+        mid = sealed.header.message_hex
+        started = time.perf_counter()
+        error: grpc.aio.AioRpcError | None = None
+        try:
+            wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
+            response = (await self.stub.Query(wire, timeout=self.timeout_s)).envelope
+            elapsed = (time.perf_counter() - started) * 1000
+            answer = open_answer(sealed, response, self.peers.get(to), elapsed)
+        except grpc.aio.AioRpcError as exc:
+            error = exc
+            elapsed = (time.perf_counter() - started) * 1000
+            answer = Answer(
+                to, failure_outcome(exc.code()), None, failure_detail(exc), elapsed, mid
+            )
+        opened = self.open_as(to, sealed.envelope)
+        row = await self.gateway_row(mid)
+        return Exchange(sealed, answer, opened, row, error, await self.gateway_event(mid))
+
+    async def multi(
+        self, query: query_pb2.Query, to: list[str], *, deadline_s: float
+    ) -> tuple[dict[str, envelope.SealedRequest], list[Answer]]:
+        """One query to several bureaus through MultiQuery, as one merged reply (like
+        :meth:`ncbsim.client.BureauClient.multi_query`, keeping the envelopes to show)."""
+        await self.peers.resolve(to, timeout=self.timeout_s)
+        correlation = os.urandom(envelope.MESSAGE_ID_LEN)
+        sealed = {r: seal_query(self.identity, self.peers.get(r), query, correlation) for r in to}
+        request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
+        started = time.perf_counter()
+        try:
+            reply = await self.stub.MultiQuery(request, timeout=deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            outcome = failure_outcome(exc.code())
+            return sealed, [Answer(r, outcome, None, failure_detail(exc)) for r in to]
+        elapsed = (time.perf_counter() - started) * 1000
+        answers = open_deliveries(sealed, reply.deliveries, self.peers.get, elapsed)
+        missing = Answer("", Outcome.NO_ANSWER, None, "missing from reply")
+        merged = [answers.get(r, missing) for r in to]
+        return sealed, [
+            Answer(r, a.outcome, a.response, a.detail, elapsed, sealed[r].header.message_hex)
+            for r, a in zip(to, merged, strict=True)
+        ]
