@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -36,13 +36,14 @@ from ncbsim.node.inbox import Inbox
 from ncbsim.node.keys import KeyWatch, entry_stamp
 from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
+from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.processes import stop_on_signals
 from ncbsim.serving import abort, add_raw_servicer, start_server, write_ready_file
-from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import bureau_pb2, bureau_pb2_grpc, gateway_pb2_grpc, query_pb2
 
 log = structlog.get_logger()
 
@@ -289,42 +290,6 @@ def _ids(header: envelope.Header) -> dict[str, str]:
     return {"message_id": header.message_hex, "correlation_id": header.correlation_hex}
 
 
-async def _register_loop(
-    gateway: gateway_pb2_grpc.GatewayServiceStub,
-    address: str,
-    interval_s: float,
-    registered: asyncio.Event,
-    *,
-    retry_s: float = 0.2,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Register with the gateway now and every ``interval_s`` seconds.
-
-    While registering fails (the gateway is down or restarting), retry after
-    ``retry_s``, doubling the wait each time up to ``interval_s``. Only changes are
-    logged: the first failure after a success (or at start), and the first success after
-    failures.
-    """
-    delay = retry_s
-    failing = False
-    while True:
-        try:
-            await gateway.Register(gateway_pb2.RegisterRequest(address=address), timeout=3)
-        except grpc.aio.AioRpcError as exc:
-            if not failing:
-                failing = True
-                log.warning("register_failed", code=exc.code().name, retry_s=delay)
-            await sleep(delay)
-            delay = min(delay * 2, interval_s)
-            continue
-        if failing or not registered.is_set():
-            log.info("registered", address=address)
-        failing = False
-        delay = retry_s
-        registered.set()
-        await sleep(interval_s)
-
-
 async def run_node(
     config: NodeConfig,
     *,
@@ -430,7 +395,7 @@ async def run_node(
         registered = asyncio.Event()
         tasks = [
             asyncio.create_task(
-                _register_loop(
+                register_loop(
                     gateway,
                     config.advertise or served.address,
                     config.register_interval_s,

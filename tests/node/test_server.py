@@ -8,7 +8,7 @@ import grpc
 import pytest
 import structlog
 
-from ncbsim.node.server import _register_loop
+from ncbsim.node.registration import register_loop
 from ncbsim.v2 import gateway_pb2
 
 
@@ -47,7 +47,7 @@ def _run(script: str) -> tuple[list[float], list[str], bool]:
     async def main() -> bool:
         registered = asyncio.Event()
         with pytest.raises(_StopError):
-            await _register_loop(gateway, "127.0.0.1:9", 5.0, registered, retry_s=0.2, sleep=sleep)
+            await register_loop(gateway, "127.0.0.1:9", 5.0, registered, retry_s=0.2, sleep=sleep)
         return registered.is_set()
 
     with structlog.testing.capture_logs() as logs:
