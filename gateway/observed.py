@@ -16,23 +16,12 @@ import time
 from ncbsim import envelope
 from ncbsim.errors import reason_for
 from ncbsim.eventbus import EventBus
-from ncbsim.events import ViewValue
+from ncbsim.events import ViewValue, envelope_view
 from ncbsim.gateway.audit import AuditRecord
 from ncbsim.gateway.copies import DELIVERED, EXPIRED, Settled
 
 QUERY_RPCS = frozenset({"Query", "MultiQuery"})
 POST_RPCS = frozenset({"Post"})
-
-
-def _envelope(row: AuditRecord) -> dict[str, ViewValue]:
-    view: dict[str, ViewValue] = {"bytes": row.request_bytes}
-    if row.sender:
-        view["sender"] = row.sender
-    if row.recipient:
-        view["recipient"] = row.recipient
-    if row.kind:
-        view["kind"] = row.kind
-    return view
 
 
 def relayed(bus: EventBus, row: AuditRecord) -> None:
@@ -42,7 +31,7 @@ def relayed(bus: EventBus, row: AuditRecord) -> None:
     bus.emit(
         "query.relayed",
         {
-            **_envelope(row),
+            **envelope_view(row),
             "response_bytes": row.response_bytes,
             "outcome": row.outcome,
             "status": row.status,
@@ -60,10 +49,19 @@ def refused(bus: EventBus, row: AuditRecord, why: BaseException | str) -> None:
         return
     reason = why if isinstance(why, str) else reason_for(why)
     if row.rpc in QUERY_RPCS:
-        view = {**_envelope(row), "reason": reason, "status": row.status, "rpc": row.rpc}
+        view = {
+            **envelope_view(row),
+            "reason": reason,
+            "status": row.status,
+            "rpc": row.rpc,
+        }
         kind = "query.refused"
     elif row.rpc in POST_RPCS:
-        view = {**_envelope(row), "reason": reason, "status": row.status}
+        view = {
+            **envelope_view(row),
+            "reason": reason,
+            "status": row.status,
+        }
         kind = "post.refused"
     else:
         view = {"rpc": row.rpc, "reason": reason, "status": row.status}
@@ -80,7 +78,11 @@ def accepted(bus: EventBus, row: AuditRecord, sequence: int) -> None:
         return
     bus.emit(
         "post.accepted",
-        {**_envelope(row), "outcome": row.outcome, "sequence": sequence},
+        {
+            **envelope_view(row),
+            "outcome": row.outcome,
+            "sequence": sequence,
+        },
         message_id=row.message_id,
         correlation_id=row.correlation_id,
     )

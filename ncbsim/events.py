@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ncbsim.v2 import observe_pb2
 
@@ -107,6 +107,29 @@ def check_view(kind: str, view: Mapping[str, ViewValue]) -> dict[str, ViewValue]
         elif not isinstance(value, _NUMBERS):
             raise ValueError(f"event {kind}: view {key!r} has type {type(value).__name__}")
     return dict(view)
+
+
+class EnvelopeRow(Protocol):
+    """What the gateway's and the nodes' audit rows both say of an envelope."""
+
+    @property
+    def sender(self) -> str: ...
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def request_bytes(self) -> int: ...
+
+
+def envelope_view(row: EnvelopeRow) -> dict[str, ViewValue]:
+    """The envelope keys of a view (``sender``, ``recipient``, ``kind``, ``bytes``) from an
+    audit row; an empty value (a header that did not parse) is left out."""
+    view: dict[str, ViewValue] = {"bytes": row.request_bytes}
+    for key, value in (("sender", row.sender), ("recipient", row.recipient), ("kind", row.kind)):
+        if value:
+            view[key] = value
+    return view
 
 
 class Event(NamedTuple):

@@ -17,20 +17,9 @@ import grpc
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.eventbus import EventBus
-from ncbsim.events import ViewValue
+from ncbsim.events import ViewValue, envelope_view
 from ncbsim.node.audit import NodeAuditRecord, audit_record
 from ncbsim.observe import DeniedHook
-
-
-def _envelope(row: NodeAuditRecord) -> dict[str, ViewValue]:
-    view: dict[str, ViewValue] = {"bytes": row.request_bytes}
-    if row.sender:
-        view["sender"] = row.sender
-    if row.recipient:
-        view["recipient"] = row.recipient
-    if row.kind:
-        view["kind"] = row.kind
-    return view
 
 
 def opened(bus: EventBus, header: envelope.Header, request: envelope.Envelope) -> None:
@@ -59,7 +48,12 @@ def handled(bus: EventBus, row: NodeAuditRecord) -> None:
         }
         kind = "query.answered"
     else:
-        view = {**_envelope(row), "reason": row.reason, "status": row.status, "rpc": "Handle"}
+        view = {
+            **envelope_view(row),
+            "reason": row.reason,
+            "status": row.status,
+            "rpc": "Handle",
+        }
         kind = "query.refused"
     bus.emit(kind, view, message_id=row.message_id, correlation_id=row.correlation_id)
 
@@ -70,7 +64,7 @@ def delivered(bus: EventBus, row: NodeAuditRecord) -> None:
     refused whole."""
     if not bus.observed:
         return
-    view = _envelope(row)
+    view = envelope_view(row)
     if row.outcome == "rejected":
         kind, view["reason"] = "post.rejected", row.reason
     elif row.outcome == "refused":
