@@ -20,7 +20,6 @@ import contextlib
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from ncbsim import tracing
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory
-from ncbsim.events import Event, ViewValue
+from ncbsim.events import ViewValue
 from ncbsim.pki import PkiDir
 from ncbsim.processes import terminate
 from ncbsim.simulations import message_plan, messaging, run_events
@@ -40,7 +39,13 @@ from ncbsim.simulations.faults import link as link_faults
 from ncbsim.simulations.faults.schedule import FaultSchedule
 from ncbsim.simulations.memory import MemorySampler
 from ncbsim.simulations.observing import RunObserver
-from ncbsim.simulations.outcomes import AnswerRecord, FaultRecord, QueryRecord, counts
+from ncbsim.simulations.outcomes import (
+    AnswerRecord,
+    QueryRecord,
+    RunResult,
+    Sent,
+    counts,
+)
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.progress import Progress
 from ncbsim.simulations.proxy import Link
@@ -52,40 +57,6 @@ from ncbsim.v2 import query_pb2
 log = structlog.get_logger()
 
 _WARMUP_CONCURRENCY = 16
-
-
-@dataclass(slots=True)
-class Sent:
-    """One planned query and what came back (the ground truth checks compare them)."""
-
-    planned: Planned
-    answers: list[Answer]
-    fetched: Answer | None = None
-    sent_s: float = 0.0  # seconds after traffic start
-    done_s: float = 0.0
-
-
-@dataclass(slots=True)
-class RunResult:
-    """Everything a run observed, for the checks, the report and the plot."""
-
-    queries: list[QueryRecord] = field(default_factory=list)
-    sent: list[Sent] = field(default_factory=list)
-    faults: list[FaultRecord] = field(default_factory=list)
-    recorder: run_events.Recorder = field(default_factory=run_events.Recorder)
-    """The simulator's own events (party sim and its clients)."""
-    observed: list[Event] = field(default_factory=list)
-    """The network's own events, observed during the traffic."""
-    timings: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    run_end_s: float = 0.0
-    message_probes: list[str] = field(default_factory=list)
-    """Unique strings of the posts' texts (the gateway's files must hold none)."""
-
-    @property
-    def timeline(self) -> list[Event]:
-        """Every event of the run, the simulator's and the network's (not sorted)."""
-        return [*self.recorder.events, *self.observed]
 
 
 class Engine:

@@ -1,4 +1,5 @@
-"""What a simulation run observed: one record per query and per fault, and their tallies.
+"""What a simulation run observed: one record per query and per fault, their tallies, and
+the whole run's result (:class:`RunResult`).
 
 The engine fills these as it runs; :mod:`ncbsim.simulations.report` and
 :mod:`ncbsim.simulations.plot` read them. They hold metadata only (labels, bureau codes,
@@ -12,9 +13,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from ncbsim.client import Answer
+from ncbsim.events import Event
+from ncbsim.simulations import run_events
 from ncbsim.simulations.schema import COUNT_KEYS, LATENCY_KEYS
+from ncbsim.simulations.traffic import Planned
 
 __all__ = [
     "ANSWERED",
@@ -113,3 +119,37 @@ def latency(values: Sequence[float]) -> dict[str, float]:
         key: round(max(values), 2) if key == "max" else _percentile(values, int(key[1:]))
         for key in LATENCY_KEYS
     }
+
+
+@dataclass(slots=True)
+class Sent:
+    """One planned query and what came back (the ground truth checks compare them)."""
+
+    planned: Planned
+    answers: list[Answer]
+    fetched: Answer | None = None
+    sent_s: float = 0.0  # seconds after traffic start
+    done_s: float = 0.0
+
+
+@dataclass(slots=True)
+class RunResult:
+    """Everything a run observed, for the checks, the report and the plot."""
+
+    queries: list[QueryRecord] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    faults: list[FaultRecord] = field(default_factory=list)
+    recorder: run_events.Recorder = field(default_factory=run_events.Recorder)
+    """The simulator's own events (party sim and its clients)."""
+    observed: list[Event] = field(default_factory=list)
+    """The network's own events, observed during the traffic."""
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    run_end_s: float = 0.0
+    message_probes: list[str] = field(default_factory=list)
+    """Unique strings of the posts' texts (the gateway's files must hold none)."""
+
+    @property
+    def timeline(self) -> list[Event]:
+        """Every event of the run, the simulator's and the network's (not sorted)."""
+        return [*self.recorder.events, *self.observed]

@@ -16,7 +16,7 @@ from typing import Any
 from ncbsim.errors import cannot_write
 from ncbsim.events import ViewValue
 from ncbsim.simulations import plot, run_events
-from ncbsim.simulations.engine import RunResult
+from ncbsim.simulations.outcomes import RunResult
 
 RUNS = Path("runs")
 

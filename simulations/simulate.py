@@ -31,8 +31,8 @@ from ncbsim.simulations import junit, message_report, rundir, schema
 from ncbsim.simulations import paths as report_paths
 from ncbsim.simulations import report as reports
 from ncbsim.simulations import scenario as scenarios
-from ncbsim.simulations.engine import Engine, RunResult, Sent
-from ncbsim.simulations.outcomes import ANSWERED
+from ncbsim.simulations.engine import Engine
+from ncbsim.simulations.outcomes import ANSWERED, RunResult, Sent
 from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
