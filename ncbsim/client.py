@@ -307,7 +307,7 @@ class BureauClient:
         except grpc.aio.AioRpcError as exc:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
         sealed = seal_query(self.identity, self.peers.get(to), query, now_ms=self._now_ms())
-        _sealed(self.bus, [sealed])
+        emit_sealed(self.bus, [sealed])
         try:
             reply = await self._stub.Query(
                 gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=timeout
@@ -323,13 +323,13 @@ class BureauClient:
                 latency,
                 sealed.header.message_hex,
             )
-            _returned(self.bus, sealed, failed, code.name)
+            emit_returned(self.bus, sealed, failed, code.name)
             return failed
         latency = (time.perf_counter() - started) * 1000
         answer = open_answer(
             sealed, reply.envelope, self.peers.get(to), latency, now_ms=self._now_ms()
         )
-        _returned(self.bus, sealed, answer, "OK", reply.envelope)
+        emit_returned(self.bus, sealed, answer, "OK", reply.envelope)
         return answer
 
     async def multi_query(
@@ -402,14 +402,14 @@ class BureauClient:
             for r in recipients
         }
         request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
-        _sealed(self.bus, list(sealed.values()))
+        emit_sealed(self.bus, list(sealed.values()))
         try:
             reply = await self._stub.MultiQuery(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             outcome = failure_outcome(exc.code())
             failed = {r: Answer(r, outcome, None, failure_detail(exc)) for r in recipients}
             for r, answer in failed.items():
-                _returned(self.bus, sealed[r], answer, exc.code().name)
+                emit_returned(self.bus, sealed[r], answer, exc.code().name)
             return failed
         latency = (time.perf_counter() - started) * 1000
         answers = open_deliveries(
@@ -421,11 +421,11 @@ class BureauClient:
                 delivery = deliveries[r]
                 status = gateway_pb2.DeliveryStatus.Name(delivery.status)
                 status = status.removeprefix("DELIVERY_STATUS_")
-                _returned(self.bus, sealed[r], answer, status, delivery.response)
+                emit_returned(self.bus, sealed[r], answer, status, delivery.response)
         return answers
 
 
-def _sealed(bus: EventBus | None, sealed: Sequence[envelope.SealedRequest]) -> None:
+def emit_sealed(bus: EventBus | None, sealed: Sequence[envelope.SealedRequest]) -> None:
     """``query.sealed`` for each envelope of one query (several: one per recipient)."""
     if bus is None or not bus.observed:
         return
@@ -442,7 +442,7 @@ def _sealed(bus: EventBus | None, sealed: Sequence[envelope.SealedRequest]) -> N
         )
 
 
-def _returned(
+def emit_returned(
     bus: EventBus | None,
     sealed: envelope.SealedRequest,
     answer: Answer,

@@ -24,6 +24,8 @@ from ncbsim.client import (
     PEER_MAX_AGE_S,
     Answer,
     Outcome,
+    emit_returned,
+    emit_sealed,
     failure_detail,
     failure_outcome,
     open_answer,
@@ -32,6 +34,7 @@ from ncbsim.client import (
 )
 from ncbsim.directory import Directory
 from ncbsim.errors import EnvelopeError
+from ncbsim.eventbus import EventBus
 from ncbsim.events import Event
 from ncbsim.identity import Identity
 from ncbsim.node.records import Document, Person, Vehicle
@@ -86,11 +89,23 @@ class Observer:
 
     It seals and sends through the gateway's real RPCs, opens requests as the answering
     node does (its identity from the work directory's PKI), and reads the gateway's and
-    the nodes' audit logs and the bureaus' record databases.
+    the nodes' audit logs and the bureaus' record databases. Given a ``bus`` (party
+    ``client:<asker>``), it emits the client's events of every query it sends, as
+    :class:`ncbsim.client.BureauClient` does.
     """
 
-    def __init__(self, workdir: Path, asker: str, gateway: str, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        asker: str,
+        gateway: str,
+        *,
+        timeout_s: float,
+        bus: EventBus | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.asker = asker
+        self.bus = bus
         self.timeout_s = timeout_s
         self.pki = PkiDir(workdir)
         self.identity = Identity.load(self.pki, asker, now_ms=int(time.time() * 1000))
@@ -128,6 +143,11 @@ class Observer:
         while True:
             for event in await self.stream.next_batch(timeout=1.0):
                 self._seen[(event.party, event.message_id)] = event
+
+    def note(self, event: Event) -> None:
+        """Keep ``event``, received from a stream followed elsewhere (the classroom
+        follows the network once for all its askers, and passes each event on)."""
+        self._seen[(event.party, event.message_id)] = event
 
     async def gateway_event(self, message_hex: str) -> Event | None:
         """The gateway's event for a message id, or None if none came in time."""
@@ -207,17 +227,20 @@ class Observer:
         mid = sealed.header.message_hex
         started = time.perf_counter()
         error: grpc.aio.AioRpcError | None = None
+        emit_sealed(self.bus, [sealed])
         try:
             wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
             response = (await self.stub.Query(wire, timeout=self.timeout_s)).envelope
             elapsed = (time.perf_counter() - started) * 1000
             answer = open_answer(sealed, response, self.peers.get(to), elapsed)
+            emit_returned(self.bus, sealed, answer, "OK", response)
         except grpc.aio.AioRpcError as exc:
             error = exc
             elapsed = (time.perf_counter() - started) * 1000
             answer = Answer(
                 to, failure_outcome(exc.code()), None, failure_detail(exc), elapsed, mid
             )
+            emit_returned(self.bus, sealed, answer, exc.code().name)
         opened = self.open_as(to, sealed.envelope)
         row = await self.gateway_row(mid)
         return Exchange(sealed, answer, opened, row, error, await self.gateway_event(mid))
@@ -232,13 +255,22 @@ class Observer:
         sealed = {r: seal_query(self.identity, self.peers.get(r), query, correlation) for r in to}
         request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
         started = time.perf_counter()
+        emit_sealed(self.bus, list(sealed.values()))
         try:
             reply = await self.stub.MultiQuery(request, timeout=deadline_s)
         except grpc.aio.AioRpcError as exc:
             outcome = failure_outcome(exc.code())
-            return sealed, [Answer(r, outcome, None, failure_detail(exc)) for r in to]
+            failed = [Answer(r, outcome, None, failure_detail(exc)) for r in to]
+            for answer in failed:
+                emit_returned(self.bus, sealed[answer.bureau], answer, exc.code().name)
+            return sealed, failed
         elapsed = (time.perf_counter() - started) * 1000
         answers = open_deliveries(sealed, reply.deliveries, self.peers.get, elapsed)
+        deliveries = {d.bureau: d for d in reply.deliveries}
+        for r, answer in answers.items():
+            status = gateway_pb2.DeliveryStatus.Name(deliveries[r].status)
+            status = status.removeprefix("DELIVERY_STATUS_")
+            emit_returned(self.bus, sealed[r], answer, status, deliveries[r].response)
         missing = Answer("", Outcome.NO_ANSWER, None, "missing from reply")
         merged = [answers.get(r, missing) for r in to]
         return sealed, [
