@@ -12,6 +12,7 @@ holds their ``cmd_*`` handlers:
 - :mod:`~ncbsim.cli.query`: ``query``
 - :mod:`~ncbsim.cli.mail`: ``diffuse``, ``notice``, ``message``, ``inbox``, ``receipts``
 - :mod:`~ncbsim.cli.simulate`: ``simulate``, ``demo``
+- :mod:`~ncbsim.cli.classroom`: ``classroom``
 - :mod:`~ncbsim.cli.audit`: ``audit verify``, ``audit search``
 - :mod:`~ncbsim.cli.load`: ``load``, ``bench``
 - :mod:`~ncbsim.cli.records`: ``hits``, ``record list``, ``record restrict``
@@ -24,7 +25,19 @@ import sys
 
 from ncbsim import log as logsetup
 from ncbsim import private
-from ncbsim.cli import audit, load, mail, operate, pki, query, records, serve, simulate, watch
+from ncbsim.cli import (
+    audit,
+    classroom,
+    load,
+    mail,
+    operate,
+    pki,
+    query,
+    records,
+    serve,
+    simulate,
+    watch,
+)
 from ncbsim.config import log_level_from_env
 from ncbsim.errors import NcbsimError
 
@@ -56,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub)
     load.add_parsers(sub)
     simulate.add_demo_parser(sub)
+    classroom.add_parsers(sub)
     records.add_parsers(sub)
     serve.add_host_parser(sub)
     operate.add_faultd_parser(sub)

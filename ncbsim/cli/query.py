@@ -1,6 +1,6 @@
 """``ncbsim query``: query a running network as one bureau (step 1, and step 2 ``fetch``).
 
-Every value is checked by :mod:`ncbsim.cli.query_input` before anything is sent; the
+Every value is checked by :mod:`ncbsim.simulations.query_input` before anything is sent; the
 query itself runs in :func:`ncbsim.console.run_query`.
 """
 
@@ -19,8 +19,8 @@ __all__ = ["add_parsers", "cmd_query"]
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from ncbsim.cli import query_input
     from ncbsim.console import run_query
+    from ncbsim.simulations import query_input
 
     # Formats first: a query that cannot be right is refused before anything is read or sent.
     to = query_input.recipients(args.to)

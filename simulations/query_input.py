@@ -6,8 +6,10 @@ is refused here with what was expected, instead of travelling to a bureau that a
 returns the value to send (normalised where the bureaus normalise anyway) or raises
 :class:`~ncbsim.errors.ConfigError`, which the CLI prints as one line and exit 2.
 
-It sits on the command line's floor, above the node whose VIN rules it reads
-(:mod:`ncbsim.node.vin`).
+The messages name the command's options (``--dob: ...``); the classroom's form
+(:mod:`ncbsim.simulations.classroom.inputs`) uses the same checks. It sits on the
+simulations' floor, above the node whose VIN rules it reads (:mod:`ncbsim.node.vin`),
+below both.
 """
 
 from __future__ import annotations

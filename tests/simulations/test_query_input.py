@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ncbsim.cli import query_input
 from ncbsim.errors import ConfigError
 from ncbsim.node import datagen
+from ncbsim.simulations import query_input
 
 TODAY = dt.date(2026, 3, 1)
 # Bureaus whose document numbers and plates have formats of their own (node/_tables.py),

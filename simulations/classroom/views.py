@@ -1,0 +1,202 @@
+"""What each party saw of one exchange, as the JSON the classroom page draws.
+
+An *exchange record* (docs/classroom.md, "The stream") holds one query's four views:
+
+- ``requester``: the plaintext query the asking bureau sealed, and the answer it opened;
+- ``gateway``: only what the gateway holds: the routing header parsed from the envelope
+  bytes (as the gateway parses it), sizes, its audit row's outcome, and the sealed bytes
+  in hex, with the list of what it cannot see. Nothing of the query or the answer is put
+  in it: it is built from the envelope and the audit row alone;
+- ``recipient``: the query as the recipient's node opened it (with that bureau's key from
+  the work directory's PKI, as ``ncbsim demo`` does), and the record it matched;
+- ``wire``: what an observer of the TCP connection gets: a mutual-TLS HTTP/2 stream, its
+  endpoints, and sizes.
+
+:class:`Sizes` keeps every query and answer envelope size seen, so the page can show that
+padding makes them one size each, whatever the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ncbsim import envelope
+from ncbsim.client import Answer
+from ncbsim.node.records import Document, Person, Vehicle
+from ncbsim.simulations import _demo_views as dv
+from ncbsim.simulations._demo_observer import Exchange, Row
+from ncbsim.v2 import query_pb2
+
+HEX_BYTES = 192
+"""How much of the sealed body the gateway view shows, in bytes (the rest is counted)."""
+CANNOT_SEE = {
+    "document": ["document number", "issuer", "holder's name", "the answer"],
+    "person": ["surname", "given names", "date of birth", "the answer"],
+    "vehicle": ["VIN", "plate", "the answer"],
+    "fetch": ["record reference", "the record", "the answer"],
+}
+Rows = list[list[str]]
+
+
+@dataclass(slots=True)
+class Sizes:
+    """Envelope sizes seen so far: queries and answers (padding makes each one size)."""
+
+    queries: set[int] = field(default_factory=set)
+    answers: set[int] = field(default_factory=set)
+
+    def add(self, request_bytes: int, response_bytes: int) -> None:
+        """Note one exchange's sizes (0: no answer came back)."""
+        if request_bytes:
+            self.queries.add(request_bytes)
+        if response_bytes:
+            self.answers.add(response_bytes)
+
+
+def rows(pairs: list[tuple[str, str]]) -> Rows:
+    """Pairs as the page's two-column rows."""
+    return [[key, value] for key, value in pairs]
+
+
+def query_kind(query: query_pb2.Query) -> str:
+    """``document``, ``person``, ``vehicle`` or ``fetch``."""
+    return query.WhichOneof("query") or "empty"
+
+
+def hex_words(data: bytes, limit: int = HEX_BYTES) -> str:
+    """The first ``limit`` bytes as hex (the page groups and wraps it)."""
+    return data[:limit].hex()
+
+
+def requester_view(
+    asker: str, to: str, query: query_pb2.Query, answers: list[Answer]
+) -> dict[str, Any]:
+    """The asking bureau: its plaintext query, and every answer as it opened it."""
+    pairs = [("asks", to), *dv.query_fields(query)]
+    for answer in answers:
+        prefix = f"{answer.bureau}: " if len(answers) > 1 else ""
+        for key, value in dv.answer_fields(answer):
+            pairs.append((prefix + key, value))
+    return {"party": asker, "rows": rows(pairs)}
+
+
+def gateway_view(sent: envelope.Envelope, row: Row | None, kind: str) -> dict[str, Any]:
+    """The gateway: header fields in clear, sizes, its audit row, the sealed bytes in hex."""
+    header = envelope.unverified_header(sent)
+    pairs = [
+        ("sender", header.sender),
+        ("recipient", header.recipient),
+        ("kind", "query request"),
+        ("message id", header.message_hex),
+        ("correlation", header.correlation_hex),
+        ("expires", dv.utc_time(header.expires_at_ms)),
+        ("sealed", f"{len(sent.sealed):,} bytes"),
+        ("envelope", f"{sent.ByteSize():,} bytes"),
+    ]
+    if row is None:
+        pairs.append(("audit", "no row"))
+    else:
+        pairs.append(("audit", f"{row['outcome']}, {row['status']}"))
+        if row.get("response_bytes", "0") != "0":
+            pairs.append(("answer", f"{int(row['response_bytes']):,} bytes, sealed"))
+    return {
+        "party": "gateway",
+        "rows": rows(pairs),
+        "hex": hex_words(sent.sealed),
+        "hex_total": len(sent.sealed),
+        "cannot_see": CANNOT_SEE.get(kind, ["the query", "the answer"]),
+    }
+
+
+def recipient_view(
+    to: str,
+    opened: query_pb2.Query | None,
+    record: Document | Person | Vehicle | None,
+    answer: Answer | None,
+    extra: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The recipient's node: the query it opened, the record it matched, its answer."""
+    pairs = [("opened", "refused: did not verify")] if opened is None else dv.query_fields(opened)
+    if record is not None:
+        pairs += [("matched", ""), *dv.record_fields(record)]
+    if answer is not None and opened is not None:
+        pairs.append(("answered", dv.outcome_name(answer.outcome)))
+    pairs += extra or []
+    return {"party": to, "rows": rows(pairs)}
+
+
+def wire_view(asker: str, gateway: str, request_bytes: int, response_bytes: int) -> dict[str, Any]:
+    """An observer of the connection: endpoints, protocol and sizes, nothing inside."""
+    pairs = [
+        ("between", f"{asker}'s client and the gateway at {gateway}"),
+        ("protocol", "TLS, both ends authenticated (mTLS); HTTP/2 (gRPC) inside"),
+        ("sees", "who connects to the gateway, when, and how many bytes"),
+        ("query", f"about {request_bytes:,} bytes inside TLS records"),
+        ("answer", f"about {response_bytes:,} bytes" if response_bytes else "none"),
+    ]
+    return {
+        "party": "wire",
+        "rows": rows(pairs),
+        "cannot_see": ["sender", "recipient", "message id", "any query field", "the answer"],
+    }
+
+
+def exchange_record(
+    ident: str,
+    *,
+    asker: str,
+    to: str,
+    query: query_pb2.Query,
+    ex: Exchange,
+    record: Document | Person | Vehicle | None,
+    gateway: str,
+    sizes: Sizes,
+    answers: list[Answer] | None = None,
+    action: str = "query",
+    attack: str | None = None,
+    caught: dict[str, str] | None = None,
+    checks: list[list[Any]] | None = None,
+    recipient_extra: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """One exchange as the page gets it (``type: exchange``); ``answers``: every bureau's
+    answer of a query to several (``ex`` is then the one whose views are drawn)."""
+    sent = ex.sealed.envelope
+    row = ex.gateway_row
+    response_bytes = int(row["response_bytes"]) if row and row.get("response_bytes") else 0
+    request_bytes = sent.ByteSize()
+    sizes.add(request_bytes, response_bytes)
+    kind = query_kind(query)
+    every = answers if answers is not None else [ex.answer]
+    return {
+        "type": "exchange",
+        "id": ident,
+        "action": action,
+        "attack": attack,
+        "from": asker,
+        "to": to,
+        "kind": kind,
+        "message_id": ex.sealed.header.message_hex,
+        "correlation_id": ex.sealed.header.correlation_hex,
+        "outcome": ex.answer.outcome.value,
+        "recipients": [
+            {"bureau": a.bureau, "outcome": a.outcome.value, "ms": round(a.latency_ms, 1)}
+            for a in every
+        ],
+        "caught": caught,
+        "checks": checks or [],
+        "sizes": {
+            "request_bytes": request_bytes,
+            "response_bytes": response_bytes,
+            "query_sizes_seen": sorted(sizes.queries),
+            "answer_sizes_seen": sorted(sizes.answers),
+        },
+        "views": {
+            "requester": requester_view(asker, to, query, every),
+            "gateway": gateway_view(sent, row, kind),
+            "recipient": recipient_view(
+                ex.answer.bureau, ex.opened, record, ex.answer, recipient_extra
+            ),
+            "wire": wire_view(asker, gateway, request_bytes, response_bytes),
+        },
+    }
