@@ -62,6 +62,11 @@ def utc_time(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%H:%M:%S UTC")
 
 
+def utc_day(at_ms: int) -> str:
+    """``YYYY-MM-DD HH:MM UTC``: a post's expiry, which may be tomorrow."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def short_id(hex_id: str) -> str:
     """The first 16 hex digits of a 32-digit id, enough to tell messages apart."""
     return hex_id[:16] + "…" if len(hex_id) > 16 else hex_id
@@ -257,7 +262,7 @@ def post_gateway_panel(row: Row | None, *extra: Pairs) -> Panel:
         ("kind", row["kind"].replace("_", " ")),
         ("message id", short_id(row["message_id"])),
         ("post id", short_id(row["correlation_id"])),
-        ("expires", utc_time(int(row["expires_at_ms"]))),
+        ("expires", utc_day(int(row["expires_at_ms"]))),
         ("sealed", f"{int(row['request_bytes']):,} bytes"),
         ("audit", f"{row['rpc']} {row['outcome']}, {row['status']}"),
     ]

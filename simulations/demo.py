@@ -27,10 +27,11 @@ stopped at the end, on Ctrl-C and on error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import ConfigError
 from ncbsim.processes import sigterm_as_interrupt
 from ncbsim.simulations import _demo_views as v
+from ncbsim.simulations._demo_record import AttackRunner
 from ncbsim.simulations._demo_steps import STEPS, Demo, Step
 from ncbsim.simulations.network import Network
 
@@ -85,30 +87,28 @@ def _pauser(config: DemoConfig, console: Console) -> Callable[[str], None]:
     return pause
 
 
-async def _open(network: Network, bureaus: list[str], config: DemoConfig, console: Console) -> Demo:
-    demo = Demo(network, bureaus, config, console)  # its gRPC channels need the loop
+async def _open(
+    network: Network,
+    bureaus: list[str],
+    config: DemoConfig,
+    console: Console,
+    attack_runner: AttackRunner | None,
+) -> Demo:
+    demo = Demo(network, bureaus, config, console, attack_runner=attack_runner)  # needs the loop
     if not await demo.obs.start_stream():
         console.print("  (not every party's event stream attached; events may be missing)")
     return demo
 
 
-def _narrate(
-    network: Network, bureaus: list[str], config: DemoConfig, console: Console
-) -> list[Step]:
-    with asyncio.Runner() as runner:
-        demo = runner.run(_open(network, bureaus, config, console))
-        try:
-            return demo.run(runner, _pauser(config, console))
-        finally:
-            runner.run(demo.close())
-
-
-def run(config: DemoConfig, console: Console | None = None) -> int:
-    """Start the network, narrate the lesson, stop everything; 0 if every step that ran
-    passed."""
+@contextlib.contextmanager
+def session(
+    config: DemoConfig, console: Console, *, attack_runner: AttackRunner | None = None
+) -> Iterator[tuple[asyncio.Runner, Demo]]:
+    """Start the scenario's network and open a :class:`Demo` on it, in an event loop of its
+    own (run steps with ``runner.run(demo.run_step(i))`` or ``demo.run``). On leaving,
+    the demo is closed, the network stopped, and a temporary work directory removed."""
     from ncbsim.simulations import scenario as scenarios
 
-    console = console or v.make_console()
     scenario = scenarios.load(config.scenario)
     bureaus = list(scenario.bureaus)
     members = [b for b in bureaus if b != GENERAL_SECRETARIAT]
@@ -117,29 +117,37 @@ def run(config: DemoConfig, console: Console | None = None) -> int:
             f"the demo needs at least three bureaus besides GS; {scenario.name} has {len(members)}"
         )
     workdir = config.workdir or Path(tempfile.mkdtemp(prefix="ncbsim-demo-"))
-    steps: list[Step] = []
-    with sigterm_as_interrupt():
-        try:
-            console.print(
-                Text(
-                    f"Starting scenario {scenario.name}: a gateway and {len(bureaus)} bureau "
-                    f"nodes ({', '.join(bureaus)}), each a real process on loopback, mTLS.",
-                )
+    try:
+        console.print(
+            Text(
+                f"Starting scenario {scenario.name}: a gateway and {len(bureaus)} bureau "
+                f"nodes ({', '.join(bureaus)}), each a real process on loopback, mTLS.",
             )
-            network = Network.start(workdir, scenario, log_level=config.log_level)
-            try:
-                for proc in network.procs:
-                    line = f"  {proc.bureau or proc.role:8} pid {proc.pid:<8} {proc.address}"
-                    console.print(line, markup=False)
-                console.print(f"  files in {network.workdir}", markup=False)
-                console.print()
-                steps = _narrate(network, bureaus, config, console)
-            finally:
-                network.stop()
-                console.print("Network stopped.")
+        )
+        network = Network.start(workdir, scenario, log_level=config.log_level)
+        try:
+            for proc in network.procs:
+                line = f"  {proc.bureau or proc.role:8} pid {proc.pid:<8} {proc.address}"
+                console.print(line, markup=False)
+            console.print(f"  files in {network.workdir}", markup=False)
+            console.print()
+            with asyncio.Runner() as runner:
+                demo = runner.run(_open(network, bureaus, config, console, attack_runner))
+                try:
+                    yield runner, demo
+                finally:
+                    runner.run(demo.close())
         finally:
-            if config.workdir is None:
-                shutil.rmtree(workdir, ignore_errors=True)
+            network.stop()
+            console.print("Network stopped.")
+    finally:
+        if config.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(steps: list[Step], console: Console) -> int:
+    """Print one line per step and the tally; 0 if the whole lesson was gone through and
+    every step that ran passed (skipped steps count neither way)."""
     ran = [s for s in steps if s.ran]
     passed = sum(s.passed for s in ran)
     for s in steps:
@@ -151,3 +159,13 @@ def run(config: DemoConfig, console: Console | None = None) -> int:
     )
     log.info("demo_done", steps=len(steps), ran=len(ran), passed=passed, skipped=skipped)
     return 0 if ran and passed == len(ran) and len(steps) == STEPS else 1
+
+
+def run(config: DemoConfig, console: Console | None = None) -> int:
+    """Start the network, narrate the lesson, stop everything; 0 if every step that ran
+    passed."""
+    console = console or v.make_console()
+    steps: list[Step] = []
+    with sigterm_as_interrupt(), session(config, console) as (runner, demo):
+        steps = demo.run(runner, _pauser(config, console))
+    return report(steps, console)

@@ -20,7 +20,7 @@ __all__ = ["LESSON", "NEEDS", "LessonStep", "caption", "fields", "index_of"]
 
 NEEDS = {
     "gs": "the scenario has no GS node",
-    "attacks": "the network has no classroom-mode gateway (attacks need `ncbsim classroom`)",
+    "attacks": "no classroom-mode gateway: attacks need `ncbsim classroom`",
 }
 """What a step may need, and the reason it is skipped without it."""
 
