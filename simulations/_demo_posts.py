@@ -236,10 +236,17 @@ async def step_notice(demo: Demo, step: Step) -> None:
     checker, to = _checker(demo)
     query = _query()
     before = await demo.obs.exchange(query, to, as_bureau=checker)
-    step.check(
-        f"before the notice: {checker}'s check at {to} is a no-hit",
-        before.answer.outcome == Outcome.NO_HIT,
-    )
+    earlier = demo.notice  # replayed without a withdrawal: the earlier notice still stands
+    if earlier is None:
+        step.check(
+            f"before the notice: {checker}'s check at {to} is a no-hit",
+            before.answer.outcome == Outcome.NO_HIT,
+        )
+    else:
+        step.check(
+            f"before: {checker}'s check at {to} hits only the earlier {earlier.reference}",
+            [m.ref for m in before.answer.matches] == [earlier.ref],
+        )
     demo.exchanged(step, query, before, asker=checker)
     since_ms = int(time.time() * 1000)
     body = notice_draft("red", SUBJECT, SUMMARY)

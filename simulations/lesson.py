@@ -16,13 +16,15 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-__all__ = ["LESSON", "NEEDS", "LessonStep", "caption", "fields", "index_of"]
+__all__ = ["LESSON", "NEEDS", "LessonStep", "caption", "fields", "index_of", "trainer_guide"]
 
 NEEDS = {
     "gs": "the scenario has no GS node",
     "attacks": "no classroom-mode gateway: attacks need `ncbsim classroom`",
 }
 """What a step may need, and the reason it is skipped without it."""
+NEED_NAMES = {"gs": "a GS node", "attacks": "a classroom-mode gateway"}
+"""What a step may need, in words (the trainer's guide)."""
 
 MAX_CAPTION = 320
 """The longest caption a projector shows well, in characters once filled."""
@@ -93,6 +95,19 @@ def index_of(key: str) -> int:
         if step.key == key:
             return i
     raise KeyError(f"the lesson has no step {key!r}")
+
+
+def trainer_guide() -> str:
+    """The lesson as Markdown, for the trainer's guide (docs/classroom.md): per step its
+    title, what it needs, what the room reads (fields in italics) and what to say."""
+    out = []
+    for number, step in enumerate(LESSON, 1):
+        shown = step.caption.format_map({name: f"*{name}*" for name in fields(step)})
+        wanted = " and ".join(sorted(NEED_NAMES[n] for n in step.needs))
+        needs = f" (needs {wanted})" if wanted else ""
+        out += [f"{number}. **{step.title}**{needs}", f"   - On the screen: {shown}"]
+        out.append(f"   - Say: {step.say}")
+    return "\n".join(out) + "\n"
 
 
 _GS = frozenset({"gs"})

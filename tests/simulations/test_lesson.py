@@ -112,3 +112,15 @@ def test_shown_names_only_views_the_classroom_draws() -> None:
     assert Shown(asker="FR", to="DE", extra={"reply": [("answer", "hit")]}).extra
     with pytest.raises(ValueError, match="no view named"):
         Shown(asker="FR", to="DE", extra={"wire": []})
+
+
+def test_the_trainers_guide_has_every_step() -> None:
+    """The guide lists each step in order with its caption's wording and what to say."""
+    guide = lesson.trainer_guide()
+    for number, step in enumerate(lesson.LESSON, 1):
+        assert f"{number}. **{step.title}**" in guide
+        assert f"   - Say: {step.say}" in guide
+    assert "A border officer of *asker* checks a passport issued by *issuer*." in guide
+    assert guide.count("(needs a GS node)") == 4
+    assert guide.count("(needs a classroom-mode gateway)") == 5
+    assert lesson.NEED_NAMES.keys() == lesson.NEEDS.keys()
