@@ -6,19 +6,27 @@ import io
 import os
 import re
 import string
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from rich.console import Console
 
+from ncbsim import transport
+from ncbsim.client import seal_query
+from ncbsim.identity import Identity
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.pki import PkiDir
 from ncbsim.simulations import lesson
-from ncbsim.simulations._demo_record import Step
-from ncbsim.simulations._demo_steps import misspell
+from ncbsim.simulations._demo_observer import Exchange
+from ncbsim.simulations._demo_record import AttackRunner, Step
+from ncbsim.simulations._demo_steps import Demo, misspell
 from ncbsim.simulations.demo import DemoConfig, report, session
 from ncbsim.simulations.network import Network
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
 from ncbsim.workdir import MANIFEST
 
 TITLES = tuple(f"{i}. {step.title}" for i, step in enumerate(lesson.LESSON, 1))
@@ -26,6 +34,51 @@ ATTACKS = {step.key for step in lesson.LESSON if step.attack}
 # A plaintext value in any panel: the asking bureau's query, or what a node decrypted.
 _VALUE = re.compile(r"│ (number|surname|given|ref|name|holder) +(\S[^│]*?) *│")
 _PID = re.compile(r"^ {2}(?:gateway|[A-Z]{2}) +pid (\d+) ", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Spoofed:
+    """What the test's attack runner reports (the AttackOutcome shape)."""
+
+    query: query_pb2.Query | None
+    exchange: Exchange | None
+    checks: list[tuple[str, bool]]
+
+
+def spoof_sender(workdir: Path, demo: Demo) -> AttackRunner:
+    """A real attack through the honest gateway: IT, over its own TLS connection, sends a
+    query whose header names the asker as sender. The gateway must refuse it."""
+
+    async def run(name: str, asker: str, to: str) -> Spoofed:
+        assert name == "spoof-sender"
+        pki = PkiDir(workdir)
+        it = Identity.load(pki, "IT", now_ms=int(time.time() * 1000))
+        forged = Identity.from_keys(asker, it.signing_key, it.encryption_key)
+        query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer=to))
+        sealed = seal_query(forged, demo.obs.peers.get(to), query)
+        channel = transport.gateway_channel(demo.network.gateway.address, pki.tls("IT"))
+        code = grpc.StatusCode.OK
+        try:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            await stub.Query(gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+        finally:
+            await channel.close()
+        row = await demo.obs.gateway_row(sealed.header.message_hex)
+        return Spoofed(
+            query,
+            None,
+            [
+                (
+                    "the gateway refused it: PERMISSION_DENIED",
+                    code == grpc.StatusCode.PERMISSION_DENIED,
+                ),
+                ("gateway audit: refused", row is not None and row["outcome"] == "refused"),
+            ],
+        )
+
+    return run
 
 
 @dataclass
@@ -37,6 +90,8 @@ class DemoRun:
     out: str
     steps: list[Step]
     bad_index: str
+    attack: Step
+    """The spoof-sender step, run again once the demo has an attack runner."""
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +108,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
             steps = run.run(runner, lambda _: None)
             with pytest.raises(IndexError) as bad:
                 runner.run(run.run_step(len(lesson.LESSON)))
+            run.attack_runner = spoof_sender(workdir, run)
+            attack = runner.run(run.run_step(lesson.index_of("attack:spoof-sender")))
         code = report(steps, console)
-        yield DemoRun(workdir, code, buffer.getvalue(), steps, str(bad.value))
+        yield DemoRun(workdir, code, buffer.getvalue(), steps, str(bad.value), attack)
     finally:
         if (workdir / MANIFEST).exists():  # the demo did not clean up: do it for it
             Network.load(workdir).stop()
@@ -156,6 +213,24 @@ def test_each_step_records_what_it_showed(demo: DemoRun) -> None:
     assert (check.asker, check.to) == ("ES", "DE")
     assert check.record is not None
     assert all(not s.shown for s in demo.steps if s.key in ATTACKS)
+
+
+@pytest.mark.integration
+def test_an_attack_step_runs_through_the_attack_runner(demo: DemoRun) -> None:
+    """Given an attack runner, an attack step runs: its checks are the runner's, its
+    caption is filled, and what it sent is recorded."""
+    step = demo.attack
+    assert step.ran, step.skipped
+    assert step.passed, step.checks
+    assert [text for text, _ in step.checks] == [
+        "the gateway refused it: PERMISSION_DENIED",
+        "gateway audit: refused",
+    ]
+    script = lesson.LESSON[lesson.index_of("attack:spoof-sender")]
+    assert step.caption == lesson.caption(script, asker="FR", to="DE")
+    [shown] = step.shown
+    assert (shown.asker, shown.to, shown.exchange) == ("FR", "DE", None)
+    assert shown.query is not None
 
 
 @pytest.mark.integration
