@@ -119,6 +119,8 @@ class Observer:
             max_age_s=PEER_MAX_AGE_S,
         )
         self._stores: dict[str, RecordStore] = {}
+        self._senders: dict[str, tuple[Identity, grpc.aio.Channel]] = {}
+        self._gateway = gateway
         self.stream = NetworkObserver(workdir, kinds=["query."])
         self._seen: dict[tuple[str, str], Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,6 +166,8 @@ class Observer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.channel.close()
+        for _, channel in self._senders.values():
+            await channel.close()
         for store in self._stores.values():
             store.close()
 
@@ -201,25 +205,60 @@ class Observer:
         return await self._audit_row(Workdir(self.workdir).bureau(code).audit, message_hex)
 
     async def _audit_row(self, path: Path, message_hex: str) -> Row | None:
-        deadline = time.monotonic() + AUDIT_WAIT_S
+        rows = await self._audit_rows(path, auditread.Query(message_id=message_hex), 1)
+        return rows[-1] if rows else None
+
+    async def gateway_rows(
+        self, query: auditread.Query, *, at_least: int = 1, wait_s: float = AUDIT_WAIT_S
+    ) -> list[Row]:
+        """The gateway's audit rows matching ``query``, oldest first, once there are
+        ``at_least`` of them (or those there are after ``wait_s``)."""
+        return await self._audit_rows(Workdir(self.workdir).gateway.audit, query, at_least, wait_s)
+
+    async def _audit_rows(
+        self, path: Path, query: auditread.Query, at_least: int, wait_s: float = AUDIT_WAIT_S
+    ) -> list[Row]:
+        deadline = time.monotonic() + wait_s
+        found: list[Row] = []
         while True:
             if path.exists():
-                columns, rows = auditread.search(path, auditread.Query(message_id=message_hex))
-                if rows:
-                    return {c: str(x) for c, x in zip(columns, rows[-1], strict=True)}
+                columns, rows = auditread.search(path, query)
+                found = [{c: str(x) for c, x in zip(columns, row, strict=True)} for row in rows]
+                if len(found) >= at_least:
+                    return found
             if time.monotonic() > deadline:
-                return None
+                return found
             await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------ sending
 
-    async def exchange(self, query: query_pb2.Query, to: str, *, tamper: bool = False) -> Exchange:
+    def _sender(self, code: str | None) -> tuple[Identity, gateway_pb2_grpc.GatewayServiceStub]:
+        """The identity and gateway stub to send as ``code`` (None: the asker)."""
+        if code is None or code == self.identity.bureau:
+            return self.identity, self.stub
+        if code not in self._senders:
+            identity = Identity.load(self.pki, code, now_ms=int(time.time() * 1000))
+            channel = transport.gateway_channel(self._gateway, self.pki.tls(code))
+            self._senders[code] = (identity, channel)
+        identity, channel = self._senders[code]
+        return identity, gateway_pb2_grpc.GatewayServiceStub(channel)
+
+    async def exchange(
+        self,
+        query: query_pb2.Query,
+        to: str,
+        *,
+        tamper: bool = False,
+        as_bureau: str | None = None,
+    ) -> Exchange:
         """Seal ``query`` to ``to``, send it through the gateway's Query RPC, open the answer.
 
-        ``tamper`` flips one bit of the ciphertext after sealing and signing.
+        ``tamper`` flips one bit of the ciphertext after sealing and signing. ``as_bureau``
+        sends as that bureau (its keys and TLS certificate) instead of the asker.
         """
+        identity, stub = self._sender(as_bureau)
         await self.peers.resolve([to], timeout=self.timeout_s)
-        sealed = seal_query(self.identity, self.peers.get(to), query)
+        sealed = seal_query(identity, self.peers.get(to), query)
         if tamper:
             body = bytearray(sealed.envelope.sealed)
             body[len(body) // 2] ^= 0x01
@@ -230,7 +269,7 @@ class Observer:
         emit_sealed(self.bus, [sealed])
         try:
             wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
-            response = (await self.stub.Query(wire, timeout=self.timeout_s)).envelope
+            response = (await stub.Query(wire, timeout=self.timeout_s)).envelope
             elapsed = (time.perf_counter() - started) * 1000
             answer = open_answer(sealed, response, self.peers.get(to), elapsed)
             emit_returned(self.bus, sealed, answer, "OK", response)

@@ -1,8 +1,11 @@
-"""The five narrated steps of ``ncbsim demo`` (ncbsim.simulations.demo), and their checks.
+"""The lesson's query steps as ``ncbsim demo`` runs them (ncbsim.simulations.demo), and
+their checks; :class:`Demo` runs any step of the lesson by its index.
 
-Each step is sent by the scenario's first bureau through the gateway's real RPCs and
-shows what each party saw (ncbsim.simulations._demo_views), then checks that things went as
-narrated.
+Each step is sent through the gateway's real RPCs and shows what each party saw
+(ncbsim.simulations._demo_views), then checks that things went as narrated. Titles and
+captions come from the lesson script (ncbsim.simulations.lesson), shared with the
+classroom; the one-way steps (diffusion, notices) and the attacks are
+ncbsim.simulations._demo_posts's.
 """
 
 from __future__ import annotations
@@ -11,8 +14,7 @@ import asyncio
 import os
 import signal
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -20,12 +22,17 @@ from rich.console import Console
 from rich.panel import Panel
 
 from ncbsim import envelope
-from ncbsim.client import Outcome
+from ncbsim.client import BureauClient, Outcome
+from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.events import Event
 from ncbsim.node.admin import ControlChange, restrict
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
+from ncbsim.pki import PkiDir
 from ncbsim.simulations import _demo_observer as o
+from ncbsim.simulations import _demo_posts as posts
 from ncbsim.simulations import _demo_views as v
+from ncbsim.simulations._demo_record import AttackRunner, Shown, Step
+from ncbsim.simulations.lesson import LESSON, NEEDS, LessonStep, caption
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2
 from ncbsim.workdir import Workdir
@@ -33,25 +40,10 @@ from ncbsim.workdir import Workdir
 if TYPE_CHECKING:
     from ncbsim.simulations.demo import DemoConfig
 
-STEPS = 5
+__all__ = ["STEPS", "Demo", "Shown", "Step", "misspell"]
 
-
-@dataclass(slots=True)
-class Step:
-    """One narrated step and the checks it made."""
-
-    title: str
-    checks: list[tuple[str, bool]] = field(default_factory=list)
-
-    def check(self, text: str, passed: object) -> bool:
-        """Record one expectation and whether it held."""
-        self.checks.append((text, bool(passed)))
-        return bool(passed)
-
-    @property
-    def passed(self) -> bool:
-        """Whether every expectation held (and there was at least one)."""
-        return bool(self.checks) and all(ok for _, ok in self.checks)
+STEPS = len(LESSON)
+"""How many steps the lesson has (the demo runs them all, skipping those it cannot)."""
 
 
 def _document(number: str, issuer: str) -> query_pb2.Query:
@@ -76,20 +68,49 @@ def misspell(surname: str) -> str:
 
 
 class Demo:
-    """The five steps, run as the scenario's first bureau against a running network."""
+    """The lesson's steps, asked by the scenario's first bureau against a running network.
+
+    ``bureaus`` are the network's bureaus; the query steps use those other than GS.
+    ``attack_runner`` runs the ``attack:*`` steps (they are skipped without one).
+    """
 
     def __init__(
-        self, network: Network, bureaus: list[str], config: DemoConfig, console: Console
+        self,
+        network: Network,
+        bureaus: list[str],
+        config: DemoConfig,
+        console: Console,
+        *,
+        attack_runner: AttackRunner | None = None,
     ) -> None:
         self.network = network
         self.workdir = network.workdir
         self.bureaus = bureaus
-        self.asker = bureaus[0]
+        self.members = [b for b in bureaus if b != GENERAL_SECRETARIAT]
+        self.asker = self.members[0]
         self.config = config
         self.console = console
+        self.attack_runner = attack_runner
         self.obs = o.Observer(
             network.workdir, self.asker, network.gateway.address, timeout_s=config.timeout_s
         )
+        self.notice: posts.PublishedNotice | None = None
+        """The red notice of the ``notice`` step, for the border check and withdrawal."""
+        self._client: BureauClient | None = None
+        self._loaded = False
+
+    def client(self) -> BureauClient:
+        """The asker as a bureau client (its mailer posts diffusions and notice requests)."""
+        if self._client is None:
+            pki = PkiDir(self.workdir)
+            self._client = BureauClient.open(pki, self.asker, self.network.gateway.address)
+        return self._client
+
+    async def close(self) -> None:
+        """Close the observer's channels and streams, and the asker's client."""
+        await self.obs.close()
+        if self._client is not None:
+            await self._client.close()
 
     def confirm(
         self,
@@ -107,7 +128,7 @@ class Demo:
         header = envelope.unverified_header(sent)
         if query is not None:
             step.check(
-                f"{header.recipient} decrypted exactly the query {self.asker} sent",
+                f"{header.recipient} decrypted exactly the query {header.sender} sent",
                 o.same_query(opened, query),
             )
         columns = ("sender", "recipient", "kind", "expires_at_ms", "request_bytes")
@@ -125,15 +146,58 @@ class Demo:
                 and event.view.get("bytes") == sent.ByteSize(),
             )
 
-    def show(self, step: Step, intro: str, panels: tuple[Panel, Panel, Panel, Panel]) -> None:
-        """Print one step: title, narration, the four views, the checks."""
-        v.show(self.console, step.title, intro, panels, step.checks)
+    def show(
+        self,
+        step: Step,
+        panels: tuple[Panel, Panel, Panel, Panel] | None,
+        **values: object,
+    ) -> None:
+        """Fill the step's caption with ``values`` (every field of the script's caption)
+        and print the step: title, caption, the four views, the checks."""
+        step.caption = caption(LESSON[step.number - 1], **values)
+        v.show(self.console, step.numbered, step.caption, panels, step.checks)
 
-    # ------------------------------------------------------------ the five steps
+    @staticmethod
+    def views(shown: Shown) -> tuple[Panel, Panel, Panel, Panel]:
+        """The four views of a recorded exchange (drawn from the record alone)."""
+        assert shown.query is not None
+        assert shown.exchange is not None
+        return v.exchange_views(
+            shown.asker,
+            shown.query,
+            shown.exchange,
+            shown.record,
+            asked=shown.extra.get("requester"),
+            answered=shown.extra.get("recipient"),
+            reply=shown.extra.get("reply"),
+        )
+
+    def exchanged(
+        self,
+        step: Step,
+        query: query_pb2.Query,
+        ex: o.Exchange,
+        record_ref: str = "",
+        *,
+        asker: str | None = None,
+        **extra: v.Pairs,
+    ) -> Shown:
+        """Record an exchange with the recipient's record ``record_ref`` (if any); empty
+        ``extra`` lines are left out."""
+        extra = {k: rows for k, rows in extra.items() if rows}
+        to = ex.answer.bureau
+        record = self.obs.record(to, record_ref)
+        shown = Shown(
+            asker=asker or self.asker, to=to, query=query, exchange=ex, record=record, extra=extra
+        )
+        step.shown.append(shown)
+        return shown
+
+    # ------------------------------------------------------------ the query steps
 
     async def step_document(self, step: Step) -> None:
-        """1: a passport check that hits a stolen document."""
-        to = self.bureaus[1]
+        """A passport check that hits a stolen document."""
+        to = self.members[1]
         rows = self.obs.pick(
             to,
             "SELECT ref, number, issuer FROM documents WHERE status = 'stolen' "
@@ -149,16 +213,12 @@ class Demo:
             step, query, ex.sealed.envelope, ex.opened, ex.gateway_row, event=ex.gateway_event
         )
         step.check(f"{self.asker} got a hit on {to}'s record {ref}", ref in refs)
-        self.show(
-            step,
-            f"A border officer of {self.asker} checks a passport issued by {issuer}. "
-            f"{self.asker} asks {to}, whose database lists it as stolen.",
-            v.exchange_views(self.asker, query, ex, self.obs.record(to, refs[0] if refs else "")),
-        )
+        shown = self.exchanged(step, query, ex, refs[0] if refs else "")
+        self.show(step, self.views(shown), asker=self.asker, issuer=issuer, to=to)
 
     async def step_person(self, step: Step) -> None:
-        """2: a person search with a misspelt name still hits, with a score."""
-        to = self.bureaus[2 % len(self.bureaus)]
+        """A person search with a misspelt name still hits, with a score."""
+        to = self.members[2 % len(self.members)]
         rows = self.obs.pick(
             to,
             "SELECT ref, surname, given_names, date_of_birth, surname_key, given_key "
@@ -187,19 +247,12 @@ class Demo:
             f"'{typed}' found '{surname}' ({ref}) with a score below 1",
             ref in scores and scores[ref] < 1,
         )
-        self.show(
-            step,
-            f"An officer of {self.asker} types the name '{typed}' without accents and "
-            f"with two letters swapped. {to}'s record says '{surname}'. Names are "
-            "matched fuzzily, so it still hits, with a score.",
-            v.exchange_views(
-                self.asker, query, ex, self.obs.record(to, ref if ref in scores else "")
-            ),
-        )
+        shown = self.exchanged(step, query, ex, ref if ref in scores else "")
+        self.show(step, self.views(shown), asker=self.asker, typed=typed, to=to, surname=surname)
 
     async def step_restricted(self, step: Step) -> None:
-        """3: the owner denies the asker; step 1 finds nothing, step 2 gives not_found."""
-        owner = self.bureaus[3 % len(self.bureaus)]
+        """The owner denies the asker; step 1 finds nothing, step 2 gives not_found."""
+        owner = self.members[3 % len(self.members)]
         rows = self.obs.pick(
             owner,
             "SELECT ref, number, issuer FROM documents WHERE status = 'stolen' "
@@ -214,6 +267,7 @@ class Demo:
             f"before: {self.asker}'s step 1 hits {ref}",
             ref in [m.ref for m in before.answer.matches],
         )
+        self.exchanged(step, check, before, ref)
         path = Workdir(self.workdir).bureau(owner).records
         control = restrict(path, ref, ControlChange(access="deny", bureaus=frozenset({self.asker})))
         try:
@@ -221,9 +275,8 @@ class Demo:
             fetch = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
             ex = await self.obs.exchange(fetch, owner)
             bogus_ref = "a" * len(ref) if ref != "a" * len(ref) else "b" * len(ref)
-            bogus = await self.obs.exchange(
-                query_pb2.Query(fetch=query_pb2.FetchQuery(ref=bogus_ref)), owner
-            )
+            bogus_query = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=bogus_ref))
+            bogus = await self.obs.exchange(bogus_query, owner)
         finally:
             restrict(path, ref, ControlChange(access="open"))
         step.check(
@@ -242,30 +295,26 @@ class Demo:
         step.check("identical to the answer for a reference never issued", same)
         sizes = {r["response_bytes"] for r in (ex.gateway_row, bogus.gateway_row) if r}
         step.check("the gateway saw answers of one size for both", len(sizes) == 1)
-        self.show(
+        self.exchanged(step, check, after)
+        shown = self.exchanged(
             step,
-            f"{owner} restricts its record {ref}: every bureau but {self.asker} may see it "
-            "(the same code path as `ncbsim record restrict`). Its node reads the control "
-            f"from its database at every query, so {self.asker} now gets nothing, exactly "
-            "as if the record did not exist.",
-            v.exchange_views(
-                self.asker,
-                fetch,
-                ex,
-                self.obs.record(owner, ref),
-                answered=[("visible to", v.control_text(control)), ("answer", "withheld")],
-                reply=[
-                    ("before", f"step 1 {v.outcome_name(before.answer.outcome)}"),
-                    ("after", f"step 1 {v.outcome_name(after.answer.outcome)}"),
-                    ("fetch", v.outcome_name(ex.answer.outcome)),
-                    ("unknown ref", v.outcome_name(bogus.answer.outcome)),
-                ],
-            ),
+            fetch,
+            ex,
+            ref,
+            recipient=[("visible to", v.control_text(control)), ("answer", "withheld")],
+            reply=[
+                ("before", f"step 1 {v.outcome_name(before.answer.outcome)}"),
+                ("after", f"step 1 {v.outcome_name(after.answer.outcome)}"),
+                ("fetch", v.outcome_name(ex.answer.outcome)),
+                ("unknown ref", v.outcome_name(bogus.answer.outcome)),
+            ],
         )
+        self.exchanged(step, bogus_query, bogus)
+        self.show(step, self.views(shown), owner=owner, ref=ref, asker=self.asker)
 
     async def step_down(self, step: Step) -> None:
-        """4: a query to every other bureau while one is stopped: it is no-answer."""
-        to = [b for b in self.bureaus if b != self.asker]
+        """A query to every other bureau while one is stopped: it is no-answer."""
+        to = [b for b in self.members if b != self.asker]
         holder, down = to[0], to[-1]
         pid = self.network.node(down).pid
         shared = [p.bureau for p in self.network.procs if p.pid == pid and p.bureau != down]
@@ -307,12 +356,14 @@ class Demo:
             (r, f"{len(sealed[r].envelope.sealed)} B, {_outcome(row)}")
             for r, row in rows_by.items()
         ]
+        for r in to:  # the frozen node opened nothing: it never saw its copy
+            seen = self.obs.open_as(r, sealed[r].envelope) if r != down else None
+            first = r == holder
+            ex = o.Exchange(sealed[r], by[r], seen, rows_by[r], None, event if first else None)
+            per_bureau = [("per bureau", ""), *routed] if first else []
+            self.exchanged(step, query, ex, ref if first else "", gateway=per_bureau)
         self.show(
             step,
-            f"{self.asker} asks every other bureau at once, with a {self.config.deadline_s:g} s "
-            f"deadline. {down}'s node is frozen (SIGSTOP pid {pid}), as if its server hung. "
-            "The merged reply lists every bureau: the others answer, the frozen one is "
-            "no-answer.",
             (
                 v.asker_panel(self.asker, query, ", ".join(to)),
                 v.gateway_panel(
@@ -330,11 +381,15 @@ class Demo:
                 ),
                 v.reply_panel(self.asker, "all", v.merged_reply(answers)),
             ),
+            asker=self.asker,
+            deadline=f"{self.config.deadline_s:g}",
+            down=down,
+            pid=pid,
         )
 
     async def step_tampered(self, step: Step) -> None:
-        """5: one flipped ciphertext bit; the gateway relays it, the node refuses it."""
-        to = self.bureaus[1]
+        """One flipped ciphertext bit; the gateway relays it, the node refuses it."""
+        to = self.members[1]
         query = _document("X0000000", to)
         ex = await self.obs.exchange(query, to, tamper=True)
         code = ex.error.code() if ex.error is not None else grpc.StatusCode.OK
@@ -368,46 +423,74 @@ class Demo:
             if ex.error is not None
             else v.answer_fields(ex.answer)
         )
-        self.show(
+        shown = self.exchanged(
             step,
-            f"Someone on the path flips one bit of a sealed query from {self.asker} to {to}. "
-            "The gateway sees a well-formed header and relays it. The signature covers the "
-            f"ciphertext, so {to}'s node refuses it and writes why in its own audit log.",
-            v.exchange_views(
-                self.asker,
-                query,
-                ex,
-                None,
-                asked=[("tampered", "1 bit of ciphertext flipped")],
-                answered=node_pairs,
-                reply=error,
-            ),
+            query,
+            ex,
+            requester=[("tampered", "1 bit of ciphertext flipped")],
+            recipient=node_pairs,
+            reply=error,
         )
+        self.show(step, self.views(shown), asker=self.asker, to=to)
+
+    # ------------------------------------------------------------ running steps
+
+    def unmet(self, lesson: LessonStep) -> str:
+        """Why ``lesson`` cannot run on this network (empty if it can)."""
+        has = {
+            "gs": GENERAL_SECRETARIAT in self.bureaus,
+            "attacks": self.attack_runner is not None,
+        }
+        return next((NEEDS[n] for n in sorted(lesson.needs) if not has[n]), "")
+
+    async def run_step(self, index: int) -> Step:
+        """Run lesson step ``index`` (0-based) now, in the caller's loop; the step as it ran.
+
+        A step whose needs the network does not meet is returned skipped. A step that
+        raises counts as failed (its last check says why). IndexError for a bad index.
+        """
+        if not 0 <= index < STEPS:
+            raise IndexError(f"the lesson has steps 0 to {STEPS - 1}; there is no step {index}")
+        lesson = LESSON[index]
+        step = Step(lesson.key, lesson.title, index + 1)
+        step.skipped = self.unmet(lesson)
+        if step.skipped:
+            return step
+        if not self._loaded:
+            await self.obs.peers.load_all(self.config.timeout_s)
+            self._loaded = True
+        try:
+            await self._runner(lesson)(step)
+        except Exception as exc:  # a trainer sees what broke, and the rest still runs
+            step.check(f"the step ran: {type(exc).__name__}: {exc}", False)
+            self.console.print(v.check_line(False, step.checks[-1][0]))
+        return step
+
+    def _runner(self, lesson: LessonStep) -> Callable[[Step], Awaitable[None]]:
+        """The code that runs ``lesson``'s step."""
+        own: dict[str, Callable[[Step], Awaitable[None]]] = {
+            "document": self.step_document,
+            "person": self.step_person,
+            "restricted": self.step_restricted,
+            "down": self.step_down,
+            "tampered": self.step_tampered,
+        }
+        if lesson.key in own:
+            return own[lesson.key]
+        return lambda step: posts.run(self, lesson, step)
 
     def run(self, runner: asyncio.Runner, pause: Callable[[str], None]) -> list[Step]:
-        """Every step in order, in ``runner``'s loop; the steps that ran.
+        """Every step in order, in ``runner``'s loop; every step, skipped ones included.
 
         Pauses happen outside the loop, so one Ctrl-C at a pause stops the demo. A step
         that raises counts as failed, and the demo goes on with the next one.
         """
-        runner.run(self.obs.peers.load_all(self.config.timeout_s))
         steps = []
-        for number, (title, run_step) in enumerate(
-            (
-                ("Passport check: a stolen document", self.step_document),
-                ("Person search with a fuzzy name", self.step_person),
-                ("Step-2 fetch denied by the owner's restriction", self.step_restricted),
-                ("Multi-bureau query with one bureau down", self.step_down),
-                ("A tampered envelope is refused", self.step_tampered),
-            ),
-            1,
-        ):
-            pause(f"Press Enter for step {number} of {STEPS} (Ctrl-C stops) ")
-            step = Step(f"{number}. {title}")
+        for index, lesson in enumerate(LESSON):
+            if not self.unmet(lesson):
+                pause(f"Press Enter for step {index + 1} of {STEPS} (Ctrl-C stops) ")
+            step = runner.run(self.run_step(index))
+            if step.skipped:
+                v.skipped(self.console, step.numbered, step.skipped)
             steps.append(step)
-            try:
-                runner.run(run_step(step))
-            except Exception as exc:  # a trainer sees what broke, and the rest still runs
-                step.check(f"the step ran: {type(exc).__name__}: {exc}", False)
-                self.console.print(v.check_line(False, step.checks[-1][0]))
         return steps

@@ -62,6 +62,11 @@ def utc_time(at_ms: int) -> str:
     return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%H:%M:%S UTC")
 
 
+def utc_day(at_ms: int) -> str:
+    """``YYYY-MM-DD HH:MM UTC``: a post's expiry, which may be tomorrow."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def short_id(hex_id: str) -> str:
     """The first 16 hex digits of a 32-digit id, enough to tell messages apart."""
     return hex_id[:16] + "…" if len(hex_id) > 16 else hex_id
@@ -246,6 +251,24 @@ def gateway_panel(
     return panel("gateway sees", pairs + audit, *extra, style="yellow")
 
 
+def post_gateway_panel(row: Row | None, *extra: Pairs) -> Panel:
+    """The gateway's view of one copy of a post, from its audit rows: the header in clear,
+    the sealed size, and what became of the copy. ``row`` is the copy's last row."""
+    if row is None:
+        return panel("gateway sees", [("audit", "no row!")], *extra, style="yellow")
+    pairs = [
+        ("from", row["sender"]),
+        ("to", row["recipient"]),
+        ("kind", row["kind"].replace("_", " ")),
+        ("message id", short_id(row["message_id"])),
+        ("post id", short_id(row["correlation_id"])),
+        ("expires", utc_day(int(row["expires_at_ms"]))),
+        ("sealed", f"{int(row['request_bytes']):,} bytes"),
+        ("audit", f"{row['rpc']} {row['outcome']}, {row['status']}"),
+    ]
+    return panel("gateway sees", pairs, *extra, style="yellow")
+
+
 def answerer_panel(
     code: str,
     opened: query_pb2.Query | None,
@@ -291,13 +314,29 @@ def show(
     console: Console,
     title: str,
     intro: str,
-    panels: tuple[Panel, Panel, Panel, Panel],
+    panels: tuple[Panel, Panel, Panel, Panel] | None,
     checks: Iterable[tuple[str, bool]],
 ) -> None:
-    """Print one step: title, narration, the four views, the checks."""
+    """Print one step: title, narration, the four views (if any), the checks."""
     console.rule(Text(title, style="bold"))
     console.print(narration(intro))
-    console.print(views(*panels))
+    if panels is not None:
+        console.print(views(*panels))
     for text, ok in checks:
         console.print(check_line(ok, text))
     console.print()
+
+
+def skipped(console: Console, title: str, reason: str) -> None:
+    """Print a step that did not run, and why."""
+    console.rule(Text(title, style="bold"))
+    console.print(Text(f"  skipped: {reason}"))
+    console.print()
+
+
+def skip_line(title: str) -> Text:
+    """``SKIP  title``, in the summary."""
+    line = Text("  ")
+    line.append("SKIP", style="bold yellow")
+    line.append(f"  {title}")
+    return line

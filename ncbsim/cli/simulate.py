@@ -95,11 +95,20 @@ def add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register ``demo``: trainer mode, a small network narrated step by step."""
     demo = sub.add_parser(
         "demo",
-        help="trainer mode: a small network, five queries narrated step by step",
-        description="Start a small real network and show, step by step, what the asking "
-        "bureau, the gateway and the answering bureau each see.",
+        help="trainer mode: a small network, the lesson narrated step by step",
+        description="Start a small real network and walk through the lesson (the "
+        "classroom's script): queries, a diffusion, a red notice published by GS, a border "
+        "check that hits it and its withdrawal, showing what the asking bureau, the gateway "
+        "and the answering bureau each see. Steps the scenario cannot run are skipped: "
+        "notices need a GS node, attacks a classroom-mode gateway (ncbsim classroom).",
     )
-    demo.add_argument("scenario", nargs="?", default="quickstart", help="default quickstart")
+    demo.add_argument(
+        "scenario",
+        nargs="?",
+        default="red-notice",
+        help="default red-notice (FR, DE, IT, ES, NL and GS); quickstart has no GS, so its "
+        "notice steps are skipped",
+    )
     demo.add_argument("--auto", action="store_true", help="run without pausing for Enter")
     demo.add_argument("--workdir", type=Path, help="keep the network's files here")
     demo.add_argument(

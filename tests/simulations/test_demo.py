@@ -1,55 +1,143 @@
-"""``ncbsim demo --auto``: the trainer mode, run end to end against real processes."""
+"""``ncbsim demo``: the trainer mode, the lesson run end to end against real processes."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
-import subprocess
-import sys
+import string
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+from rich.console import Console
 
+from ncbsim import transport
+from ncbsim.client import seal_query
+from ncbsim.identity import Identity
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
-from ncbsim.simulations._demo_steps import misspell
+from ncbsim.pki import PkiDir
+from ncbsim.simulations import lesson
+from ncbsim.simulations._demo_observer import Exchange
+from ncbsim.simulations._demo_record import AttackRunner, Step
+from ncbsim.simulations._demo_steps import Demo, misspell
+from ncbsim.simulations.demo import DemoConfig, report, session
 from ncbsim.simulations.network import Network
+from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, query_pb2
 from ncbsim.workdir import MANIFEST
 
-TITLES = (
-    "1. Passport check: a stolen document",
-    "2. Person search with a fuzzy name",
-    "3. Step-2 fetch denied by the owner's restriction",
-    "4. Multi-bureau query with one bureau down",
-    "5. A tampered envelope is refused",
-)
+TITLES = tuple(f"{i}. {step.title}" for i, step in enumerate(lesson.LESSON, 1))
+ATTACKS = {step.key for step in lesson.LESSON if step.attack}
 # A plaintext value in any panel: the asking bureau's query, or what a node decrypted.
 _VALUE = re.compile(r"│ (number|surname|given|ref|name|holder) +(\S[^│]*?) *│")
 _PID = re.compile(r"^ {2}(?:gateway|[A-Z]{2}) +pid (\d+) ", re.MULTILINE)
 
 
+@dataclass(frozen=True)
+class Spoofed:
+    """What the test's attack runner reports (the AttackOutcome shape)."""
+
+    query: query_pb2.Query | None
+    exchange: Exchange | None
+    checks: list[tuple[str, bool]]
+
+
+def spoof_sender(workdir: Path, demo: Demo) -> AttackRunner:
+    """A real attack through the honest gateway: IT, over its own TLS connection, sends a
+    query whose header names the asker as sender. The gateway must refuse it."""
+
+    async def run(name: str, asker: str, to: str) -> Spoofed:
+        assert name == "spoof-sender"
+        pki = PkiDir(workdir)
+        it = Identity.load(pki, "IT", now_ms=int(time.time() * 1000))
+        forged = Identity.from_keys(asker, it.signing_key, it.encryption_key)
+        query = query_pb2.Query(document=query_pb2.DocumentQuery(number="X1", issuer=to))
+        sealed = seal_query(forged, demo.obs.peers.get(to), query)
+        channel = transport.gateway_channel(demo.network.gateway.address, pki.tls("IT"))
+        code = grpc.StatusCode.OK
+        try:
+            stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+            await stub.Query(gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+        finally:
+            await channel.close()
+        row = await demo.obs.gateway_row(sealed.header.message_hex)
+        return Spoofed(
+            query,
+            None,
+            [
+                (
+                    "the gateway refused it: PERMISSION_DENIED",
+                    code == grpc.StatusCode.PERMISSION_DENIED,
+                ),
+                ("gateway audit: refused", row is not None and row["outcome"] == "refused"),
+            ],
+        )
+
+    return run
+
+
+@dataclass
+class DemoRun:
+    """One run of the whole lesson on ``red-notice``, as ``ncbsim demo --auto`` runs it."""
+
+    workdir: Path
+    code: int
+    out: str
+    steps: list[Step]
+    bad_index: str
+    attack: Step
+    """The spoof-sender step, run again once the demo has an attack runner."""
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, str]]:
-    """One ``ncbsim demo --auto`` run in 80 plain columns: workdir, exit code, output."""
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
+    """The lesson run once in 80 plain columns (the default scenario, red-notice), with
+    ``Demo.run_step`` also asked for a step past the end."""
     workdir = tmp_path_factory.mktemp("demo") / "net"
-    env = {**os.environ, "COLUMNS": "80", "LINES": "40", "TERM": "dumb", "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ncbsim", "demo", "--auto", "--workdir", str(workdir)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        text=True,
-    )
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, highlight=False, soft_wrap=False)
+    config = DemoConfig(auto=True, workdir=workdir)
+    steps: list[Step] = []
     try:
-        out, _ = proc.communicate(timeout=120)
-        yield workdir, proc.returncode, out
+        with session(config, console) as (runner, run):
+            steps = run.run(runner, lambda _: None)
+            with pytest.raises(IndexError) as bad:
+                runner.run(run.run_step(len(lesson.LESSON)))
+            run.attack_runner = spoof_sender(workdir, run)
+            attack = runner.run(run.run_step(lesson.index_of("attack:spoof-sender")))
+        code = report(steps, console)
+        yield DemoRun(workdir, code, buffer.getvalue(), steps, str(bad.value), attack)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         if (workdir / MANIFEST).exists():  # the demo did not clean up: do it for it
             Network.load(workdir).stop()
+
+
+def _narration(out: str, title: str) -> str:
+    """The caption printed under ``title``'s rule, its wrapped lines joined again."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if f" {title} " in line and "─" in line)
+    text = []
+    for line in lines[start + 1 :]:
+        if line.startswith(("╭", "  PASS", "  FAIL")) or not line.strip():
+            break
+        text.append(line.strip())
+    return " ".join(text)
+
+
+def _pattern(step: lesson.LessonStep) -> re.Pattern[str]:
+    """The caption with each field as a group (the same field twice, the same value)."""
+    parts, seen = [], set()
+    for literal, name, _, _ in string.Formatter().parse(step.caption):
+        parts.append(re.escape(literal))
+        if name is not None:
+            parts.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^{{}}]+?)")
+            seen.add(name)
+    return re.compile("".join(parts))
 
 
 def test_misspell_changes_the_typed_name_but_not_beyond_recognition() -> None:
@@ -62,22 +150,99 @@ def test_misspell_changes_the_typed_name_but_not_beyond_recognition() -> None:
 
 
 @pytest.mark.integration
-def test_demo_passes_every_step(demo: tuple[Path, int, str]) -> None:
-    """Every step runs against the real network, behaves as narrated, and exit is 0."""
-    _, code, out = demo
-    print(out)
-    assert code == 0, out
-    for title in TITLES:
-        assert title in out
-    assert "FAIL" not in out
-    assert out.count("PASS") >= 25
-    assert "5 of 5 steps behaved as narrated." in out
+def test_demo_passes_every_step(demo: DemoRun) -> None:
+    """Every step runs against the real network and behaves as narrated, but the attack
+    steps, which are skipped with the reason (no classroom-mode gateway); exit is 0."""
+    print(demo.out)
+    assert demo.code == 0, demo.out
+    assert [s.key for s in demo.steps] == [s.key for s in lesson.LESSON]
+    for step, title in zip(demo.steps, TITLES, strict=True):
+        if step.key in ATTACKS:
+            assert step.skipped == lesson.NEEDS["attacks"]
+            assert not step.passed
+            assert not step.checks
+            assert f"SKIP  {title}" in demo.out
+        else:
+            assert step.passed, step.checks
+            assert f"PASS  {title}" in demo.out
+    assert "FAIL" not in demo.out
+    assert demo.out.count("PASS") >= 45
+    assert f"skipped: {lesson.NEEDS['attacks']}" in demo.out
+    assert "9 of 9 steps behaved as narrated; 5 of 14 skipped." in demo.out
 
 
 @pytest.mark.integration
-def test_demo_shows_what_each_party_sees(demo: tuple[Path, int, str]) -> None:
+def test_printed_titles_and_captions_are_the_scripts(demo: DemoRun) -> None:
+    """Each step that ran printed the script's title, and its caption exactly as the
+    script words it, every field filled (the same value where a field repeats)."""
+    for step, lesson_step, title in zip(demo.steps, lesson.LESSON, TITLES, strict=True):
+        if not step.ran:
+            assert step.caption == ""
+            continue
+        printed = _narration(demo.out, title)
+        assert printed == step.caption, (printed, step.caption)
+        found = _pattern(lesson_step).fullmatch(printed)
+        assert found is not None, (lesson_step.key, printed)
+        assert set(found.groupdict()) == lesson.fields(lesson_step)
+        assert lesson.caption(lesson_step, **found.groupdict()) == printed
+        assert "{" not in printed
+        assert len(printed) <= lesson.MAX_CAPTION
+
+
+@pytest.mark.integration
+def test_each_step_records_what_it_showed(demo: DemoRun) -> None:
+    """Each step that ran recorded the exchanges (or posts) it drew, enough to draw them
+    again without the network: query, what each party saw, the matched record."""
+    by = {s.key: s for s in demo.steps}
+    first = by["document"].shown[0]
+    assert (first.asker, first.to) == ("FR", "DE")
+    assert first.exchange is not None
+    assert first.query is not None
+    assert first.exchange.gateway_row is not None
+    assert first.record is not None
+    assert len(by["restricted"].shown) == 4  # before, after, the fetch, the unknown ref
+    assert sorted(s.to for s in by["down"].shown) == ["DE", "ES", "IT", "NL"]
+    diffusion = by["diffusion"].shown
+    assert sorted(s.to for s in diffusion) == ["DE", "ES", "GS", "IT", "NL"]
+    assert all(s.post is not None and s.gateway_row is not None for s in diffusion)
+    assert all(s.extra["reply"] == [("receipt", "verified")] for s in diffusion)
+    notice = by["notice"].shown
+    assert [s.asker for s in notice[2:]] == ["GS"] * 5  # GS's copy to every bureau
+    assert all(s.record is not None for s in notice[2:])
+    check = by["border-check"].shown[0]
+    assert (check.asker, check.to) == ("ES", "DE")
+    assert check.record is not None
+    assert all(not s.shown for s in demo.steps if s.key in ATTACKS)
+
+
+@pytest.mark.integration
+def test_an_attack_step_runs_through_the_attack_runner(demo: DemoRun) -> None:
+    """Given an attack runner, an attack step runs: its checks are the runner's, its
+    caption is filled, and what it sent is recorded."""
+    step = demo.attack
+    assert step.ran, step.skipped
+    assert step.passed, step.checks
+    assert [text for text, _ in step.checks] == [
+        "the gateway refused it: PERMISSION_DENIED",
+        "gateway audit: refused",
+    ]
+    script = lesson.LESSON[lesson.index_of("attack:spoof-sender")]
+    assert step.caption == lesson.caption(script, asker="FR", to="DE")
+    [shown] = step.shown
+    assert (shown.asker, shown.to, shown.exchange) == ("FR", "DE", None)
+    assert shown.query is not None
+
+
+@pytest.mark.integration
+def test_run_step_refuses_a_step_past_the_end(demo: DemoRun) -> None:
+    """Asking for a step the lesson does not have is an IndexError that says the range."""
+    assert demo.bad_index == "the lesson has steps 0 to 13; there is no step 14"
+
+
+@pytest.mark.integration
+def test_demo_shows_what_each_party_sees(demo: DemoRun) -> None:
     """The four views appear, with the outcome each step is about."""
-    _, _, out = demo
+    out = demo.out
     for words in (
         "asks DE (plaintext)",
         "gateway sees",
@@ -96,6 +261,13 @@ def test_demo_shows_what_each_party_sees(demo: tuple[Path, int, str]) -> None:
         "refused: does not verify",
         "INVALID_ARGUMENT",
         "Network stopped.",
+        # The one-way steps
+        "FR posts to ALL (plaintext)",
+        "Deliver delivered, OK",
+        "GS reviews (as its node)",
+        "RED/2026/",
+        "holds the subject",
+        "record deleted",
         # The gateway's own event stream, read by the operator (ncbsim.observe)
         "event       query.relayed delivered",
         "the gateway's event stream showed the operator the same metadata",
@@ -104,21 +276,21 @@ def test_demo_shows_what_each_party_sees(demo: tuple[Path, int, str]) -> None:
 
 
 @pytest.mark.integration
-def test_demo_fits_80_columns(demo: tuple[Path, int, str]) -> None:
+def test_demo_fits_80_columns(demo: DemoRun) -> None:
     """No line of the output is wider than a plain 80-column terminal."""
-    _, _, out = demo
-    widths = [len(line) for line in out.splitlines()]
+    widths = [len(line) for line in demo.out.splitlines()]
     print(f"{len(widths)} lines, widest {max(widths)}")
     assert max(widths) <= 80
 
 
 @pytest.mark.integration
-def test_gateway_files_hold_no_plaintext(demo: tuple[Path, int, str]) -> None:
+def test_gateway_files_hold_no_plaintext(demo: DemoRun) -> None:
     """No query value or record field shown by a bureau is in any of the gateway's files."""
-    workdir, _, out = demo
+    workdir, out = demo.workdir, demo.out
     values = {v.strip() for _, v in _VALUE.findall(out) if len(v.strip()) >= 5}
     print(sorted(values))
-    assert len(values) >= 6  # numbers, names and refs of the five steps
+    assert len(values) >= 8  # numbers, names and refs of the query steps, the notice's subject
+    assert "Marchetti" in values
     records = b"".join(p.read_bytes() for p in (workdir / "bureaus").glob("*/records.sqlite"))
     gateway = b"".join(p.read_bytes() for p in (workdir / "gateway").iterdir() if p.is_file())
     assert gateway
@@ -130,11 +302,11 @@ def test_gateway_files_hold_no_plaintext(demo: tuple[Path, int, str]) -> None:
 
 
 @pytest.mark.integration
-def test_demo_leaves_no_process_behind(demo: tuple[Path, int, str]) -> None:
+def test_demo_leaves_no_process_behind(demo: DemoRun) -> None:
     """Every process the demo started is gone, and its manifest removed."""
-    workdir, _, out = demo
-    pids = [int(p) for p in _PID.findall(out)]
-    assert len(pids) == 6  # the gateway and five bureaus
+    workdir = demo.workdir
+    pids = [int(p) for p in _PID.findall(demo.out)]
+    assert len(pids) == 7  # the gateway, five bureaus and GS
     alive = []
     for pid in pids:
         try:
