@@ -13,6 +13,7 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,8 @@ from ncbsim.client import (
     open_deliveries,
     seal_query,
 )
-from ncbsim.directory import Directory
-from ncbsim.errors import EnvelopeError
+from ncbsim.directory import Directory, Peer
+from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.events import Event
 from ncbsim.identity import Identity
 from ncbsim.node.records import Document, Person, Vehicle
@@ -54,6 +55,32 @@ Row = dict[str, str]
 
 
 # ---------------------------------------------------------------- gathering
+
+
+@dataclass(slots=True)
+class Sender:
+    """One bureau's side of the gateway: its identity, its own mTLS channel, and the
+    directory entries it verified (fetched through that channel, as its client would)."""
+
+    identity: Identity
+    channel: grpc.aio.Channel
+    stub: gateway_pb2_grpc.GatewayServiceStub
+    peers: Peers
+
+    @classmethod
+    def open(cls, pki: PkiDir, code: str, gateway: str) -> Sender:
+        """Act as ``code``: its keys and certificate from the work directory's PKI."""
+        identity = Identity.load(pki, code, now_ms=int(time.time() * 1000))
+        channel = transport.gateway_channel(gateway, pki.tls(code))
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        directory = Directory.pinned(pki)
+        peers = Peers(
+            directory,
+            stub,
+            revocations=RevocationFile(pki, directory),
+            max_age_s=PEER_MAX_AGE_S,
+        )
+        return cls(identity, channel, stub, peers)
 
 
 @dataclass(slots=True)
@@ -93,19 +120,19 @@ class Observer:
         self.workdir = workdir
         self.timeout_s = timeout_s
         self.pki = PkiDir(workdir)
-        self.identity = Identity.load(self.pki, asker, now_ms=int(time.time() * 1000))
-        self.channel = transport.gateway_channel(gateway, self.pki.tls(asker))
-        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
-        directory = Directory.pinned(self.pki)
-        self.peers = Peers(
-            directory,
-            self.stub,
-            revocations=RevocationFile(self.pki, directory),
-            max_age_s=PEER_MAX_AGE_S,
+        self.gateway = gateway
+        own = Sender.open(self.pki, asker, gateway)
+        self.identity, self.channel, self.stub, self.peers = (
+            own.identity,
+            own.channel,
+            own.stub,
+            own.peers,
         )
+        self._senders = {asker: own}
         self._stores: dict[str, RecordStore] = {}
-        self.stream = NetworkObserver(workdir, kinds=["query."])
+        self.stream = NetworkObserver(workdir, kinds=["query.", "attack."])
         self._seen: dict[tuple[str, str], Event] = {}
+        self._attacks: dict[str, Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start_stream(self, timeout_s: float = STREAM_WAIT_S) -> bool:
@@ -127,13 +154,29 @@ class Observer:
     async def _collect(self) -> None:
         while True:
             for event in await self.stream.next_batch(timeout=1.0):
-                self._seen[(event.party, event.message_id)] = event
+                if event.kind == "attack.applied":  # kept apart: the query's own stays
+                    self._attacks[event.message_id] = event
+                else:
+                    self._seen[(event.party, event.message_id)] = event
+
+    @property
+    def streaming(self) -> bool:
+        """Whether :meth:`start_stream` was called (events are being gathered)."""
+        return bool(self._tasks)
 
     async def gateway_event(self, message_hex: str) -> Event | None:
         """The gateway's event for a message id, or None if none came in time."""
+        return await self._event(lambda: self._seen.get(("gateway", message_hex)))
+
+    async def attack_event(self, message_hex: str) -> Event | None:
+        """The ``attack.applied`` event of a classroom-mode gateway for a message id, or
+        None if none came in time (or the stream is not started)."""
+        return await self._event(lambda: self._attacks.get(message_hex))
+
+    async def _event(self, found: Callable[[], Event | None]) -> Event | None:
         deadline = time.monotonic() + AUDIT_WAIT_S
-        while (event := self._seen.get(("gateway", message_hex))) is None:
-            if time.monotonic() > deadline:
+        while (event := found()) is None:
+            if time.monotonic() > deadline or not self._tasks:
                 return None
             await asyncio.sleep(0.02)
         return event
@@ -143,7 +186,8 @@ class Observer:
         for task in reversed(self._tasks):  # the reader first, then the streams
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.channel.close()
+        for sender in self._senders.values():
+            await sender.channel.close()
         for store in self._stores.values():
             store.close()
 
@@ -180,26 +224,78 @@ class Observer:
         """``code``'s node's audit row for a message id (outcome, reason, status ...)."""
         return await self._audit_row(Workdir(self.workdir).bureau(code).audit, message_hex)
 
+    async def node_rows(self, code: str, message_hex: str, count: int) -> list[Row]:
+        """``code``'s node's audit rows for a message id, oldest first, once there are
+        ``count`` of them (or what there is after the wait)."""
+        path = Workdir(self.workdir).bureau(code).audit
+        return await self._audit_rows(path, message_hex, count)
+
     async def _audit_row(self, path: Path, message_hex: str) -> Row | None:
+        rows = await self._audit_rows(path, message_hex, 1)
+        return rows[-1] if rows else None
+
+    async def _audit_rows(self, path: Path, message_hex: str, count: int) -> list[Row]:
         deadline = time.monotonic() + AUDIT_WAIT_S
+        rows: list[Row] = []
         while True:
             if path.exists():
-                columns, rows = auditread.search(path, auditread.Query(message_id=message_hex))
-                if rows:
-                    return {c: str(x) for c, x in zip(columns, rows[-1], strict=True)}
+                columns, found = auditread.search(path, auditread.Query(message_id=message_hex))
+                rows = [{c: str(x) for c, x in zip(columns, r, strict=True)} for r in found]
+                if len(rows) >= count:
+                    return rows
             if time.monotonic() > deadline:
-                return None
+                return rows
             await asyncio.sleep(0.05)
+
+    def sender(self, code: str) -> Sender:
+        """Act as bureau ``code`` (the asker itself, or another), on a channel of its own."""
+        if code not in self._senders:
+            self._senders[code] = Sender.open(self.pki, code, self.gateway)
+        return self._senders[code]
+
+    async def fresh_entry(self, code: str, *, asker: str | None = None) -> Peer | DirectoryError:
+        """``code``'s directory entry fetched afresh through the gateway and verified as a
+        client that never met ``code`` does (a new directory pinned to the root): the
+        peer, or the DirectoryError that refused it. Nothing cached is used or changed."""
+        sender = self.sender(asker or self.identity.bureau)
+        directory = Directory.pinned(self.pki)
+        request = gateway_pb2.GetDirectoryRequest(bureaus=[code])
+        reply = await sender.stub.GetDirectory(request, timeout=self.timeout_s)
+        refused = DirectoryError(f"the gateway served no entry for {code}")
+        for entry in reply.entries:
+            try:
+                for peer in directory.add([entry.SerializeToString()]):
+                    if peer.bureau == code:
+                        return peer
+            except DirectoryError as exc:
+                refused = exc
+        return refused
 
     # ------------------------------------------------------------ sending
 
-    async def exchange(self, query: query_pb2.Query, to: str, *, tamper: bool = False) -> Exchange:
+    async def exchange(
+        self,
+        query: query_pb2.Query,
+        to: str,
+        *,
+        tamper: bool = False,
+        asker: str | None = None,
+        claim: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Exchange:
         """Seal ``query`` to ``to``, send it through the gateway's Query RPC, open the answer.
 
-        ``tamper`` flips one bit of the ciphertext after sealing and signing.
+        ``tamper`` flips one bit of the ciphertext after sealing and signing. ``asker``
+        sends as another bureau (on its own channel); ``claim`` seals with the sender's
+        keys a header naming ``claim`` as the sender (a spoof the gateway must refuse).
         """
-        await self.peers.resolve([to], timeout=self.timeout_s)
-        sealed = seal_query(self.identity, self.peers.get(to), query)
+        me = self.sender(asker or self.identity.bureau)
+        timeout_s = timeout_s or self.timeout_s
+        await me.peers.resolve([to], timeout=self.timeout_s)
+        identity = me.identity
+        if claim is not None:
+            identity = Identity.from_keys(claim, identity.signing_key, identity.encryption_key)
+        sealed = seal_query(identity, me.peers.get(to), query)
         if tamper:
             body = bytearray(sealed.envelope.sealed)
             body[len(body) // 2] ^= 0x01
@@ -209,15 +305,17 @@ class Observer:
         error: grpc.aio.AioRpcError | None = None
         try:
             wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
-            response = (await self.stub.Query(wire, timeout=self.timeout_s)).envelope
+            response = (await me.stub.Query(wire, timeout=timeout_s)).envelope
             elapsed = (time.perf_counter() - started) * 1000
-            answer = open_answer(sealed, response, self.peers.get(to), elapsed)
+            answer = open_answer(sealed, response, me.peers.get(to), elapsed)
         except grpc.aio.AioRpcError as exc:
             error = exc
             elapsed = (time.perf_counter() - started) * 1000
             answer = Answer(
                 to, failure_outcome(exc.code()), None, failure_detail(exc), elapsed, mid
             )
+        with contextlib.suppress(DirectoryError, grpc.aio.AioRpcError):  # to open it as `to`
+            await self.peers.resolve([sealed.header.sender], timeout=self.timeout_s)
         opened = self.open_as(to, sealed.envelope)
         row = await self.gateway_row(mid)
         return Exchange(sealed, answer, opened, row, error, await self.gateway_event(mid))

@@ -66,6 +66,8 @@ class Mode:
     name: str = HONEST
     variant: str = ""
     target: str = ""
+    sender: str = ""
+    """Attack only envelopes (and directory fetches) of this bureau; "" = anyone's."""
     to: str = ""
     source: str = ""
     as_: str = ""
@@ -92,6 +94,7 @@ class Mode:
             name=name,
             variant=str(data.get("variant", "")),
             target=str(data.get("target", "")),
+            sender=str(data.get("sender", "")),
             to=str(data.get("to", "")),
             source=str(data.get("source", "")),
             as_=str(data.get("as", "")),

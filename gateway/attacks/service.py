@@ -11,8 +11,9 @@ package is imported.
 
 Mode file: ``{"mode": NAME, "variant": V, "target": "DE", "to": "NL", "source": "IT",
 "as": "ES", "swap": {"bureau": "DE", "key": "encryption", "how": "altered",
-"source": "NL"}}``. Only envelopes addressed to ``target`` are attacked; every other
-call is served honestly. Modes:
+"source": "NL"}, "sender": "FR"}``. Only envelopes addressed to ``target`` are attacked,
+and with ``sender`` only that bureau's envelopes and directory fetches; every other call
+is served honestly. Modes:
 
 ``honest``
     the real gateway, unchanged (it still records what it relays, see below).
@@ -175,7 +176,8 @@ class AttackGateway(QueryAttacks, GatewayService):
                     reply.entries.append(
                         directory_pb2.SignedDirectoryEntry.FromString(path.read_bytes())
                     )
-        if swap:
+        peer = transport.peer_bureau(context) or ""
+        if swap and (not mode.sender or peer == mode.sender):
             for item in reply.entries:
                 try:
                     bureau = directory_pb2.DirectoryEntry.FromString(item.entry).bureau
@@ -184,7 +186,6 @@ class AttackGateway(QueryAttacks, GatewayService):
                 if bureau == swap["bureau"]:
                     item.CopyFrom(self._swapped(swap))
                     swapped = bureau
-        peer = transport.peer_bureau(context) or ""
         if swapped:
             self._applied("swap-key", swap.get("how", ""), sender=peer, recipient=swapped)
         if withheld:
@@ -219,6 +220,8 @@ class AttackGateway(QueryAttacks, GatewayService):
         self._event(action="received", **meta(header))
         self._sealed_to_attacker(header, item)
         if mode.name in {"honest", "swap-key"} or header.recipient != mode.target:
+            return None
+        if mode.sender and header.sender != mode.sender:
             return None
         if peer is None or header.sender != peer or header.kind != envelope.QUERY_REQUEST:
             return None
