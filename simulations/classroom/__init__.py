@@ -1,0 +1,1 @@
+"""The classroom: a live web view of a running network for trainers."""
