@@ -272,7 +272,7 @@ class AttackGateway(QueryAttacks, GatewayService):
                 bureau = parsed.recipient
             else:
                 self._event(rpc="MultiQuery", **meta(header))
-                result = await self._attack(mode, header, item, timeout)
+                result = await self._attack(mode, header, item, timeout, rpc="MultiQuery")
                 bureau = header.recipient
             response, code, detail = result
             delivery = gateway_pb2.Delivery(bureau=bureau)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -27,7 +28,7 @@ from ncbsim.simulations.classroom.attacks import (
     set_mode,
 )
 from ncbsim.simulations.network import Network
-from ncbsim.v2 import query_pb2
+from ncbsim.v2 import gateway_pb2, query_pb2
 from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
@@ -188,9 +189,15 @@ def test_a_restarted_gateway_keeps_classroom_mode(classroom: Network) -> None:
     assert attacks_enabled(classroom.workdir)
 
     async def work(obs: Observer) -> AttackOutcome:
+        # The nodes register with the new process on their own schedule (every few s).
+        deadline = time.monotonic() + 60
+        while TO not in (await obs.stub.Routes(gateway_pb2.RoutesRequest())).bureaus:
+            assert time.monotonic() < deadline, f"{TO} never registered again"
+            await asyncio.sleep(0.2)
         return await run_attack(obs, classroom.workdir, "flip-bit", ASKER, TO)
 
-    assert _observe(classroom, work).passed  # the new process attacks too
+    outcome = _observe(classroom, work)
+    assert outcome.passed, outcome.checks  # the new process attacks too
 
 
 # ------------------------------------------------------------------ a normal network
