@@ -102,10 +102,12 @@ class Run:
     record_from: int
     """Lines of the gateway's attack record before this attack."""
     caught_at: str
+    """Where it should be caught (``ATTACKS[name].caught_at``)."""
 
     def outcome(
         self, exchange: Exchange | None, caught: Caught | None, checks: list[tuple[str, bool]]
     ) -> AttackOutcome:
+        """The outcome of this run."""
         return AttackOutcome(
             self.name,
             self.asker,
@@ -162,6 +164,7 @@ def document(obs: Observer, to: str) -> tuple[query_pb2.Query, str]:
 
 
 def record_lines(workdir: Path) -> int:
+    """How many lines the gateway's attack record holds now (where a run starts reading)."""
     path = Workdir(workdir).gateway.attack_events
     try:
         return len(path.read_text().splitlines())
@@ -178,6 +181,7 @@ def _refusal(row: dict[str, str] | None) -> str:
 
 
 async def _flip_bit(run: Run) -> AttackOutcome:
+    """The gateway flips a bit of the sealed body; ``to``'s node refuses it."""
     set_mode(
         run.workdir,
         {"mode": "alter-request", "variant": "body", "target": run.to, "sender": run.asker},
@@ -216,6 +220,7 @@ async def _flip_bit(run: Run) -> AttackOutcome:
 
 
 async def _replay(run: Run) -> AttackOutcome:
+    """The gateway forwards the query twice; ``to``'s node refuses the copy."""
     set_mode(run.workdir, {"mode": "replay-request", "target": run.to, "sender": run.asker})
     try:
         ex = await run.obs.exchange(run.query, run.to, asker=run.asker)
@@ -264,6 +269,7 @@ def _entry_reason(exc: DirectoryError) -> str:
 
 
 async def _swap_key(run: Run) -> AttackOutcome:
+    """The gateway serves ``to``'s entry with its own key; the asker's client refuses it."""
     swap = {"bureau": run.to, "key": "encryption", "how": "altered"}
     set_mode(run.workdir, {"mode": "swap-key", "sender": run.asker, "swap": swap})
     try:
@@ -304,6 +310,7 @@ async def _swap_key(run: Run) -> AttackOutcome:
 
 
 async def _redirect(run: Run) -> AttackOutcome:
+    """The gateway delivers the query to a third bureau, whose node refuses it."""
     other = run.third()
     mode = {"mode": "reroute", "variant": "forward", "target": run.to, "to": other}
     set_mode(run.workdir, {**mode, "sender": run.asker})
@@ -344,6 +351,7 @@ async def _redirect(run: Run) -> AttackOutcome:
 
 
 async def _drop_answer(run: Run) -> AttackOutcome:
+    """The gateway discards the answer; the asker reports no answer, not a no-hit."""
     set_mode(
         run.workdir,
         {"mode": "drop", "variant": "hang", "target": run.to, "sender": run.asker},
@@ -386,6 +394,7 @@ async def _drop_answer(run: Run) -> AttackOutcome:
 
 
 async def _spoof_sender(run: Run) -> AttackOutcome:
+    """The asker claims another bureau's name in the header; the gateway refuses it."""
     claimed = run.third()
     ex = await run.obs.exchange(run.query, run.to, asker=run.asker, claim=claimed)
     mid = ex.sealed.header.message_hex
