@@ -90,6 +90,9 @@ class GatewayConfig:
     Gateway.Receipts; then the gateway deletes it. Queued copies are never deleted."""
     metrics_listen: str = "127.0.0.1:0"
     """Where Prometheus metrics are served (a loopback HOST:PORT), or ``off`` (ncbsim.metrics)."""
+    classroom_attacks: Path | None = None
+    """The attack mode file of a classroom-mode gateway (``ncbsim classroom`` only,
+    ncbsim.gateway.attacks); None, always outside the classroom: an honest gateway."""
 
     @property
     def mailbox_retention_ms(self) -> int:

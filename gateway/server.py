@@ -108,6 +108,15 @@ def add_to_server(service: GatewayService, server: Any) -> None:
     add_raw_servicer(server, gateway_pb2_grpc.add_GatewayServiceServicer_to_server, service)
 
 
+def _service(parts: GatewayParts) -> GatewayService:
+    """The honest service; the classroom-mode one only if the config names a mode file."""
+    if parts.config.classroom_attacks is None:
+        return GatewayService(parts)
+    from ncbsim.gateway.attacks import AttackGateway  # classroom mode: imported only then
+
+    return AttackGateway(parts, parts.config.classroom_attacks)
+
+
 async def serve(config: GatewayConfig) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     tls = config.pki.tls("gateway")
@@ -135,7 +144,7 @@ async def serve(config: GatewayConfig) -> None:
     parts = GatewayParts(
         config, router, audit, mailbox=mailbox, deliverer=deliverer, metrics=metrics, bus=bus
     )
-    service = GatewayService(parts)
+    service = _service(parts)
     served = await start_server(
         tls,
         config.listen,
@@ -161,6 +170,7 @@ async def serve(config: GatewayConfig) -> None:
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,
         metrics=endpoint.address if endpoint else "",
+        classroom_attacks=str(config.classroom_attacks or ""),
     )
     await deliverer.start()  # resumes every queued message: a worker per recipient
     await served.set_serving(True)
@@ -169,6 +179,7 @@ async def serve(config: GatewayConfig) -> None:
         role="gateway",
         address=served.address,
         metrics=endpoint.address if endpoint else "",
+        classroom_attacks=config.classroom_attacks is not None,
     )
     observed.started(bus, served.address)
     try:

@@ -68,6 +68,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "bureau.revoked": ("bureau", "reason"),
     "directory.refreshed": ("entries", "source"),
     "revocation.refreshed": ("revoked", "source"),
+    # The classroom-mode gateway (ncbsim classroom only) applied an attack
+    "attack.applied": ("attack", "variant", "sender", "recipient"),
     # Simulation scenario progress
     "scenario.phase": (
         "phase",

@@ -11,6 +11,10 @@
     WORKDIR/gateway/mailbox.sqlite     one-way envelopes the gateway accepted (sealed), their fate
     WORKDIR/gateway/gateway.log        the gateway's JSON log
     WORKDIR/gateway/ready.json         pid and address of a gateway started alone (``--dir``)
+    WORKDIR/gateway/attack.json        the attack a classroom-mode gateway applies now (only
+                                       under ``ncbsim classroom``; ncbsim.gateway.attacks)
+    WORKDIR/gateway/attack-events.jsonl   what that gateway did (metadata only)
+    WORKDIR/gateway/attack-capture.jsonl  the answers it relayed, as opaque sealed bytes
     WORKDIR/bureaus/FR/records.sqlite  FR's records
     WORKDIR/bureaus/FR/audit.sqlite    FR's node's hash-chained audit trail
     WORKDIR/bureaus/FR/replay.sqlite   FR's node's replay cache: the message ids it has seen
@@ -175,6 +179,21 @@ class GatewayDir:
     def ready(self) -> Path:
         """Where ``ncbsim gateway --dir DIR`` writes its pid and address by default."""
         return self.root / "ready.json"
+
+    @property
+    def attack_mode(self) -> Path:
+        """The mode file of a classroom-mode gateway (``--classroom-attacks``)."""
+        return self.root / "attack.json"
+
+    @property
+    def attack_events(self) -> Path:
+        """What a classroom-mode gateway did, as metadata (ncbsim.gateway.attacks)."""
+        return self.root / "attack-events.jsonl"
+
+    @property
+    def attack_capture(self) -> Path:
+        """The answers a classroom-mode gateway relayed, as opaque bytes, for its replays."""
+        return self.root / "attack-capture.jsonl"
 
     @property
     def files(self) -> GatewayFiles:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,8 @@ from ncbsim.client import (
     open_deliveries,
     seal_query,
 )
-from ncbsim.directory import Directory
-from ncbsim.errors import EnvelopeError
+from ncbsim.directory import Directory, Peer
+from ncbsim.errors import DirectoryError, EnvelopeError
 from ncbsim.eventbus import EventBus
 from ncbsim.events import Event
 from ncbsim.identity import Identity
@@ -57,6 +58,32 @@ Row = dict[str, str]
 
 
 # ---------------------------------------------------------------- gathering
+
+
+@dataclass(slots=True)
+class Sender:
+    """One bureau's side of the gateway: its identity, its own mTLS channel, and the
+    directory entries it verified (fetched through that channel, as its client would)."""
+
+    identity: Identity
+    channel: grpc.aio.Channel
+    stub: gateway_pb2_grpc.GatewayServiceStub
+    peers: Peers
+
+    @classmethod
+    def open(cls, pki: PkiDir, code: str, gateway: str) -> Sender:
+        """Act as ``code``: its keys and certificate from the work directory's PKI."""
+        identity = Identity.load(pki, code, now_ms=int(time.time() * 1000))
+        channel = transport.gateway_channel(gateway, pki.tls(code))
+        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
+        directory = Directory.pinned(pki)
+        peers = Peers(
+            directory,
+            stub,
+            revocations=RevocationFile(pki, directory),
+            max_age_s=PEER_MAX_AGE_S,
+        )
+        return cls(identity, channel, stub, peers)
 
 
 @dataclass(slots=True)
@@ -89,8 +116,9 @@ class Observer:
 
     It seals and sends through the gateway's real RPCs, opens requests as the answering
     node does (its identity from the work directory's PKI), and reads the gateway's and
-    the nodes' audit logs and the bureaus' record databases. Given a ``bus`` (party
-    ``client:<asker>``), it emits the client's events of every query it sends, as
+    the nodes' audit logs and the bureaus' record databases. Given ``buses`` (a bureau's
+    code to its client's bus, party ``client:<code>``), it emits the client's events of
+    every query it sends, on the bus of the bureau that sends it, as
     :class:`ncbsim.client.BureauClient` does.
     """
 
@@ -101,29 +129,32 @@ class Observer:
         gateway: str,
         *,
         timeout_s: float,
-        bus: EventBus | None = None,
+        buses: Callable[[str], EventBus] | None = None,
     ) -> None:
         self.workdir = workdir
         self.asker = asker
-        self.bus = bus
+        self.buses = buses
         self.timeout_s = timeout_s
         self.pki = PkiDir(workdir)
-        self.identity = Identity.load(self.pki, asker, now_ms=int(time.time() * 1000))
-        self.channel = transport.gateway_channel(gateway, self.pki.tls(asker))
-        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
-        directory = Directory.pinned(self.pki)
-        self.peers = Peers(
-            directory,
-            self.stub,
-            revocations=RevocationFile(self.pki, directory),
-            max_age_s=PEER_MAX_AGE_S,
+        self.gateway = gateway
+        own = Sender.open(self.pki, asker, gateway)
+        self.identity, self.channel, self.stub, self.peers = (
+            own.identity,
+            own.channel,
+            own.stub,
+            own.peers,
         )
+        self._senders = {asker: own}
         self._stores: dict[str, RecordStore] = {}
-        self._senders: dict[str, tuple[Identity, grpc.aio.Channel]] = {}
-        self._gateway = gateway
-        self.stream = NetworkObserver(workdir, kinds=["query."])
+        self.stream = NetworkObserver(workdir, kinds=["query.", "attack."])
         self._seen: dict[tuple[str, str], Event] = {}
+        self._attacks: dict[str, Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._fed = False
+
+    def bus(self, code: str) -> EventBus | None:
+        """The bus of bureau ``code``'s client events (None: none are emitted)."""
+        return self.buses(code) if self.buses is not None else None
 
     async def start_stream(self, timeout_s: float = STREAM_WAIT_S) -> bool:
         """Subscribe, as the operator, to every party's event stream (ncbsim.observe),
@@ -144,18 +175,38 @@ class Observer:
     async def _collect(self) -> None:
         while True:
             for event in await self.stream.next_batch(timeout=1.0):
-                self._seen[(event.party, event.message_id)] = event
+                self._keep(event)
+
+    def _keep(self, event: Event) -> None:
+        if event.kind == "attack.applied":  # kept apart: the query's own stays
+            self._attacks[event.message_id] = event
+        else:
+            self._seen[(event.party, event.message_id)] = event
 
     def note(self, event: Event) -> None:
         """Keep ``event``, received from a stream followed elsewhere (the classroom
         follows the network once for all its askers, and passes each event on)."""
-        self._seen[(event.party, event.message_id)] = event
+        self._fed = True
+        self._keep(event)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether events are being gathered (:meth:`start_stream`, or :meth:`note`)."""
+        return bool(self._tasks) or self._fed
 
     async def gateway_event(self, message_hex: str) -> Event | None:
         """The gateway's event for a message id, or None if none came in time."""
+        return await self._event(lambda: self._seen.get(("gateway", message_hex)))
+
+    async def attack_event(self, message_hex: str) -> Event | None:
+        """The ``attack.applied`` event of a classroom-mode gateway for a message id, or
+        None if none came in time (or the stream is not started)."""
+        return await self._event(lambda: self._attacks.get(message_hex))
+
+    async def _event(self, found: Callable[[], Event | None]) -> Event | None:
         deadline = time.monotonic() + AUDIT_WAIT_S
-        while (event := self._seen.get(("gateway", message_hex))) is None:
-            if time.monotonic() > deadline:
+        while (event := found()) is None:
+            if time.monotonic() > deadline or not self.streaming:
                 return None
             await asyncio.sleep(0.02)
         return event
@@ -165,9 +216,8 @@ class Observer:
         for task in reversed(self._tasks):  # the reader first, then the streams
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.channel.close()
-        for _, channel in self._senders.values():
-            await channel.close()
+        for sender in self._senders.values():
+            await sender.channel.close()
         for store in self._stores.values():
             store.close()
 
@@ -204,6 +254,12 @@ class Observer:
         """``code``'s node's audit row for a message id (outcome, reason, status ...)."""
         return await self._audit_row(Workdir(self.workdir).bureau(code).audit, message_hex)
 
+    async def node_rows(self, code: str, message_hex: str, count: int) -> list[Row]:
+        """``code``'s node's audit rows for a message id, oldest first, once there are
+        ``count`` of them (or what there is after the wait)."""
+        path = Workdir(self.workdir).bureau(code).audit
+        return await self._audit_rows(path, auditread.Query(message_id=message_hex), count)
+
     async def _audit_row(self, path: Path, message_hex: str) -> Row | None:
         rows = await self._audit_rows(path, auditread.Query(message_id=message_hex), 1)
         return rows[-1] if rows else None
@@ -230,18 +286,31 @@ class Observer:
                 return found
             await asyncio.sleep(0.05)
 
-    # ------------------------------------------------------------ sending
-
-    def _sender(self, code: str | None) -> tuple[Identity, gateway_pb2_grpc.GatewayServiceStub]:
-        """The identity and gateway stub to send as ``code`` (None: the asker)."""
-        if code is None or code == self.identity.bureau:
-            return self.identity, self.stub
+    def sender(self, code: str) -> Sender:
+        """Act as bureau ``code`` (the asker itself, or another), on a channel of its own."""
         if code not in self._senders:
-            identity = Identity.load(self.pki, code, now_ms=int(time.time() * 1000))
-            channel = transport.gateway_channel(self._gateway, self.pki.tls(code))
-            self._senders[code] = (identity, channel)
-        identity, channel = self._senders[code]
-        return identity, gateway_pb2_grpc.GatewayServiceStub(channel)
+            self._senders[code] = Sender.open(self.pki, code, self.gateway)
+        return self._senders[code]
+
+    async def fresh_entry(self, code: str, *, asker: str | None = None) -> Peer | DirectoryError:
+        """``code``'s directory entry fetched afresh through the gateway and verified as a
+        client that never met ``code`` does (a new directory pinned to the root): the
+        peer, or the DirectoryError that refused it. Nothing cached is used or changed."""
+        sender = self.sender(asker or self.identity.bureau)
+        directory = Directory.pinned(self.pki)
+        request = gateway_pb2.GetDirectoryRequest(bureaus=[code])
+        reply = await sender.stub.GetDirectory(request, timeout=self.timeout_s)
+        refused = DirectoryError(f"the gateway served no entry for {code}")
+        for entry in reply.entries:
+            try:
+                for peer in directory.add([entry.SerializeToString()]):
+                    if peer.bureau == code:
+                        return peer
+            except DirectoryError as exc:
+                refused = exc
+        return refused
+
+    # ------------------------------------------------------------ sending
 
     async def exchange(
         self,
@@ -249,16 +318,23 @@ class Observer:
         to: str,
         *,
         tamper: bool = False,
-        as_bureau: str | None = None,
+        asker: str | None = None,
+        claim: str | None = None,
+        timeout_s: float | None = None,
     ) -> Exchange:
         """Seal ``query`` to ``to``, send it through the gateway's Query RPC, open the answer.
 
-        ``tamper`` flips one bit of the ciphertext after sealing and signing. ``as_bureau``
-        sends as that bureau (its keys and TLS certificate) instead of the asker.
+        ``tamper`` flips one bit of the ciphertext after sealing and signing. ``asker``
+        sends as another bureau (on its own channel); ``claim`` seals with the sender's
+        keys a header naming ``claim`` as the sender (a spoof the gateway must refuse).
         """
-        identity, stub = self._sender(as_bureau)
-        await self.peers.resolve([to], timeout=self.timeout_s)
-        sealed = seal_query(identity, self.peers.get(to), query)
+        me = self.sender(asker or self.identity.bureau)
+        timeout_s = timeout_s or self.timeout_s
+        await me.peers.resolve([to], timeout=self.timeout_s)
+        identity = me.identity
+        if claim is not None:
+            identity = Identity.from_keys(claim, identity.signing_key, identity.encryption_key)
+        sealed = seal_query(identity, me.peers.get(to), query)
         if tamper:
             body = bytearray(sealed.envelope.sealed)
             body[len(body) // 2] ^= 0x01
@@ -266,20 +342,23 @@ class Observer:
         mid = sealed.header.message_hex
         started = time.perf_counter()
         error: grpc.aio.AioRpcError | None = None
-        emit_sealed(self.bus, [sealed])
+        bus = self.bus(me.identity.bureau)
+        emit_sealed(bus, [sealed])
         try:
             wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
-            response = (await stub.Query(wire, timeout=self.timeout_s)).envelope
+            response = (await me.stub.Query(wire, timeout=timeout_s)).envelope
             elapsed = (time.perf_counter() - started) * 1000
-            answer = open_answer(sealed, response, self.peers.get(to), elapsed)
-            emit_returned(self.bus, sealed, answer, "OK", response)
+            answer = open_answer(sealed, response, me.peers.get(to), elapsed)
+            emit_returned(bus, sealed, answer, "OK", response)
         except grpc.aio.AioRpcError as exc:
             error = exc
             elapsed = (time.perf_counter() - started) * 1000
             answer = Answer(
                 to, failure_outcome(exc.code()), None, failure_detail(exc), elapsed, mid
             )
-            emit_returned(self.bus, sealed, answer, exc.code().name)
+            emit_returned(bus, sealed, answer, exc.code().name)
+        with contextlib.suppress(DirectoryError, grpc.aio.AioRpcError):  # to open it as `to`
+            await self.peers.resolve([sealed.header.sender], timeout=self.timeout_s)
         opened = self.open_as(to, sealed.envelope)
         row = await self.gateway_row(mid)
         return Exchange(sealed, answer, opened, row, error, await self.gateway_event(mid))
@@ -294,14 +373,15 @@ class Observer:
         sealed = {r: seal_query(self.identity, self.peers.get(r), query, correlation) for r in to}
         request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
         started = time.perf_counter()
-        emit_sealed(self.bus, list(sealed.values()))
+        bus = self.bus(self.identity.bureau)
+        emit_sealed(bus, list(sealed.values()))
         try:
             reply = await self.stub.MultiQuery(request, timeout=deadline_s)
         except grpc.aio.AioRpcError as exc:
             outcome = failure_outcome(exc.code())
             failed = [Answer(r, outcome, None, failure_detail(exc)) for r in to]
             for answer in failed:
-                emit_returned(self.bus, sealed[answer.bureau], answer, exc.code().name)
+                emit_returned(bus, sealed[answer.bureau], answer, exc.code().name)
             return sealed, failed
         elapsed = (time.perf_counter() - started) * 1000
         answers = open_deliveries(sealed, reply.deliveries, self.peers.get, elapsed)
@@ -309,7 +389,7 @@ class Observer:
         for r, answer in answers.items():
             status = gateway_pb2.DeliveryStatus.Name(deliveries[r].status)
             status = status.removeprefix("DELIVERY_STATUS_")
-            emit_returned(self.bus, sealed[r], answer, status, deliveries[r].response)
+            emit_returned(bus, sealed[r], answer, status, deliveries[r].response)
         missing = Answer("", Outcome.NO_ANSWER, None, "missing from reply")
         merged = [answers.get(r, missing) for r in to]
         return sealed, [

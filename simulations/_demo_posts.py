@@ -235,7 +235,7 @@ async def step_notice(demo: Demo, step: Step) -> None:
     asker = demo.asker
     checker, to = _checker(demo)
     query = _query()
-    before = await demo.obs.exchange(query, to, as_bureau=checker)
+    before = await demo.obs.exchange(query, to, asker=checker)
     earlier = demo.notice  # replayed without a withdrawal: the earlier notice still stands
     if earlier is None:
         step.check(
@@ -328,7 +328,7 @@ async def step_border_check(demo: Demo, step: Step) -> None:
         return
     assert notice is not None
     query = _query()
-    ex = await demo.obs.exchange(query, to, as_bureau=checker)
+    ex = await demo.obs.exchange(query, to, asker=checker)
     demo.confirm(step, query, ex.sealed.envelope, ex.opened, ex.gateway_row, event=ex.gateway_event)
     step.check(
         f"{checker} got a hit on {to}'s record {notice.ref[:9]}…, made by the notice",
@@ -368,7 +368,7 @@ async def step_withdraw(demo: Demo, step: Step) -> None:
     step.check("every bureau deleted the subject's record", not holders)
     demo.notice = None
     query = _query()
-    ex = await demo.obs.exchange(query, to, as_bureau=checker)
+    ex = await demo.obs.exchange(query, to, asker=checker)
     step.check(
         f"{checker}'s same check at {to} is a no-hit again",
         ex.answer.outcome == Outcome.NO_HIT,

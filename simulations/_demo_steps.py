@@ -24,6 +24,7 @@ from rich.panel import Panel
 from ncbsim import envelope
 from ncbsim.client import BureauClient, Outcome
 from ncbsim.countries import GENERAL_SECRETARIAT
+from ncbsim.eventbus import EventBus
 from ncbsim.events import Event
 from ncbsim.node.admin import ControlChange, restrict
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
@@ -72,6 +73,7 @@ class Demo:
 
     ``bureaus`` are the network's bureaus; the query steps use those other than GS.
     ``attack_runner`` runs the ``attack:*`` steps (they are skipped without one).
+    ``buses`` gives a bureau's client-event bus (the classroom shows those events).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Demo:
         console: Console,
         *,
         attack_runner: AttackRunner | None = None,
+        buses: Callable[[str], EventBus] | None = None,
     ) -> None:
         self.network = network
         self.workdir = network.workdir
@@ -91,8 +94,13 @@ class Demo:
         self.config = config
         self.console = console
         self.attack_runner = attack_runner
+        self.buses = buses
         self.obs = o.Observer(
-            network.workdir, self.asker, network.gateway.address, timeout_s=config.timeout_s
+            network.workdir,
+            self.asker,
+            network.gateway.address,
+            timeout_s=config.timeout_s,
+            buses=buses,
         )
         self.notice: posts.PublishedNotice | None = None
         """The red notice of the ``notice`` step, for the border check and withdrawal."""
@@ -103,7 +111,10 @@ class Demo:
         """The asker as a bureau client (its mailer posts diffusions and notice requests)."""
         if self._client is None:
             pki = PkiDir(self.workdir)
-            self._client = BureauClient.open(pki, self.asker, self.network.gateway.address)
+            bus = self.buses(self.asker) if self.buses is not None else None
+            self._client = BureauClient.open(
+                pki, self.asker, self.network.gateway.address, bus=bus
+            )
         return self._client
 
     async def close(self) -> None:

@@ -58,6 +58,12 @@ class Manifest:
     hosts: list[Host]
     faultd: dict[str, Any] | None
 
+    @property
+    def classroom_attacks(self) -> bool:
+        """Whether its gateway is the classroom-mode one (``"classroom_attacks": true``,
+        written only by ``Network.start(..., attacks=True)``, i.e. ``ncbsim classroom``)."""
+        return self.data.get("classroom_attacks") is True
+
 
 def write(workdir: Path, data: dict[str, Any]) -> None:
     """Write WORKDIR/network.json."""

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,60 +32,16 @@ from ncbsim import private, processes
 from ncbsim.errors import ConfigError, NetworkError
 from ncbsim.simulations import manifest, supervise
 from ncbsim.simulations.manifest import Host, Proc
+from ncbsim.simulations.placement import LOOPBACK, Placement, plan_hosts
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.scenario import Scenario
 from ncbsim.simulations.supervise import Stopped
 from ncbsim.workdir import Workdir
 
+__all__ = ["LOOPBACK", "Network", "Placement", "plan_hosts"]
+# Placement and plan_hosts live in simulations/placement.py; the engines reach them here.
+
 log = structlog.get_logger()
-SOLO_HOSTS_UP_TO = 8
-"""Networks of up to this many bureaus get one host process per bureau."""
-
-
-class Placement:
-    """Where a network's processes run and listen. By default: here, on loopback.
-
-    The real-network mode (ncbsim.simulations.netns_engine) puts each process in a network
-    namespace of its own, with its own address, by overriding these.
-    """
-
-    def gateway_listen(self) -> str:
-        """The gateway's listening address."""
-        return "127.0.0.1:0"
-
-    def host_listen(self, index: int) -> str:
-        """The listening address of host ``index``'s nodes."""
-        return "127.0.0.1:0"
-
-    def command(self, index: int | None) -> list[str]:
-        """What to put before ``python -m ncbsim`` for host ``index`` (None: the gateway)."""
-        return []
-
-
-LOOPBACK = Placement()
-
-
-def plan_hosts(
-    bureaus: Sequence[str], *, hosts: int = 0, solo: Collection[str] = ()
-) -> list[list[str]]:
-    """Share ``bureaus`` among host processes.
-
-    Bureaus in ``solo`` (the targets of process faults) get a host of their own, so a
-    SIGKILL or SIGSTOP hits exactly the bureau it names. ``hosts`` is how many hosts the
-    others share; 0 chooses: one per bureau up to :data:`SOLO_HOSTS_UP_TO` bureaus,
-    else one per CPU (at least two), so the cores are used and no host is too big.
-    """
-    alone = [[b] for b in bureaus if b in solo]
-    rest = [b for b in bureaus if b not in solo]
-    if not rest:
-        return alone
-    if hosts <= 0:
-        small = len(bureaus) <= SOLO_HOSTS_UP_TO
-        hosts = len(rest) if small else max(2, os.cpu_count() or 1)
-    hosts = min(hosts, len(rest))
-    size = math.ceil(len(rest) / hosts)
-    shared = [rest[i : i + size] for i in range(0, len(rest), size)]
-    return alone + shared
 
 
 class Network:
@@ -107,8 +61,11 @@ class Network:
         faultd: Proc | None = None,
         links: Mapping[str, Mapping[str, str]] | None = None,
         trace_dir: Path | None = None,
+        attacks: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.attacks = attacks
+        """Its gateway is the classroom-mode one (``ncbsim classroom``; gateway/attacks)."""
         self.trace_dir = trace_dir
         """Where each process appends its spans (gateway.jsonl, host-N.jsonl); None: untraced."""
         self.placement = placement
@@ -159,6 +116,7 @@ class Network:
         faultd: Proc | None = None,
         links: Mapping[str, Mapping[str, str]] | None = None,
         trace_dir: Path | None = None,
+        attacks: bool = False,
     ) -> Network:
         """Prepare ``workdir``, start the gateway, then every host; wait until all serve.
 
@@ -173,7 +131,7 @@ class Network:
         where the processes run and listen (default: here, on loopback). ``faultd`` and
         ``links`` name the fault daemon and its proxies, for the manifest. With
         ``trace_dir`` every process appends its spans there (docs/traces.md), restarted
-        ones too.
+        ones too. ``attacks`` (``ncbsim classroom`` only) starts the classroom-mode gateway.
         """
         workdir = workdir.resolve()
         # Each process creates its file 0600, and missing folders 0700 (ncbsim.private).
@@ -203,6 +161,7 @@ class Network:
                 detach=detach,
                 placement=placement,
                 trace_file=supervise.trace_files(trace_dir, "gateway"),
+                attacks=attacks,
             )
             started.append(gw)
             info = supervise.wait_ready(
@@ -275,6 +234,7 @@ class Network:
             faultd=faultd,
             links=links,
             trace_dir=trace_dir,
+            attacks=attacks,
         )
         network.write_manifest()
         log.info("network_up", workdir=str(workdir), processes=len(network_hosts) + 1)
@@ -376,6 +336,7 @@ class Network:
                 placement=self.placement,
                 metrics_listen=old.metrics or "127.0.0.1:0",
                 trace_file=supervise.trace_files(self.trace_dir, "gateway"),
+                attacks=self.attacks,
             )
             self._children.append(child)
         info = supervise.wait_ready(
@@ -411,6 +372,8 @@ class Network:
             data["links"] = self.links
         if self.trace_dir is not None:
             data["trace_dir"] = str(self.trace_dir)
+        if self.attacks:
+            data["classroom_attacks"] = True
         manifest.write(self.workdir, data)
 
     @classmethod
@@ -429,6 +392,7 @@ class Network:
             faultd=Proc(**faultd) if faultd else None,
             links=data.get("links"),
             trace_dir=Path(data["trace_dir"]) if data.get("trace_dir") else None,
+            attacks=read.classroom_attacks,
         )
 
     def pids(self) -> list[int]:

@@ -87,13 +87,20 @@ def up(
     log_level: str,
     faults: bool,
     trace_dir: Path | None = None,
+    attacks: bool = False,
 ) -> Network:
     """Start ``scenario``'s network in ``workdir``; with ``faults``, every bureau's link
     to the gateway goes through the fault proxies of a fault daemon started first. With
-    ``trace_dir`` every process appends its spans there."""
+    ``trace_dir`` every process appends its spans there. ``attacks`` starts the gateway
+    in classroom mode (``ncbsim classroom`` only)."""
     if not faults:
         return Network.start(
-            workdir, scenario, detach=detach, log_level=log_level, trace_dir=trace_dir
+            workdir,
+            scenario,
+            detach=detach,
+            log_level=log_level,
+            trace_dir=trace_dir,
+            attacks=attacks,
         )
     workdir = workdir.resolve()
     files = Workdir(workdir)
@@ -139,6 +146,7 @@ def up(
             faultd=Proc("faultd", None, child.pid, control, str(flog)),
             links=links,
             trace_dir=trace_dir,
+            attacks=attacks,
         )
     except BaseException:
         if child.poll() is None:

@@ -181,10 +181,14 @@ def spawn_gateway(
     placement: Placement,
     metrics_listen: str = "127.0.0.1:0",
     trace_file: Path | None = None,
+    attacks: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start the gateway of ``workdir`` on ``listen`` (its metrics on ``metrics_listen``);
     it writes ``ready`` once it serves, and appends its spans to ``trace_file`` if one is
-    given."""
+    given. ``attacks`` (``ncbsim classroom`` only) makes it the classroom-mode gateway,
+    reading its attack from ``Workdir(workdir).gateway.attack_mode``."""
+    mode = Workdir(workdir).gateway.attack_mode
+    classroom = ["--classroom-attacks", str(mode)] if attacks else []
     return spawn(
         [
             "--log-level",
@@ -199,6 +203,7 @@ def spawn_gateway(
             "--metrics-listen",
             metrics_listen,
             *trace_option(trace_file),
+            *classroom,
         ],
         log_path,
         detach=detach,

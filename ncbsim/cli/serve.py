@@ -53,6 +53,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         max_queue_per_sender=args.max_queue_per_sender,
         mailbox_retention_h=args.retention_hours,
         metrics_listen=args.metrics_listen,
+        classroom_attacks=args.classroom_attacks,
     )
     _check_listen(config.listen)  # before the mailbox and audit are opened
     with traced("gateway", "gateway", args.trace_file):
@@ -193,6 +194,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         f"before the gateway deletes its row (default {DEFAULT_MAILBOX_RETENTION_H:g})",
     )
     add_trace_file_option(gw)
+    gw.add_argument(
+        "--classroom-attacks",
+        type=Path,
+        metavar="FILE",
+        help="for `ncbsim classroom` only: serve as the classroom-mode gateway, which attacks "
+        "on request; FILE (JSON, read on every call) names the attack, absent or "
+        '{"mode": "honest"} = honest. Never on a real network',
+    )
     gw.set_defaults(func=cmd_gateway, server=True)
 
     node = sub.add_parser("node", help="run one bureau's node in the foreground")

@@ -22,10 +22,8 @@ Every action is checked first (:mod:`ncbsim.simulations.classroom.inputs`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import itertools
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,23 +31,21 @@ from typing import Any
 import structlog
 
 from ncbsim.client import BureauClient
-from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import NcbsimError
 from ncbsim.eventbus import EventBus, Subscription
 from ncbsim.events import Event
 from ncbsim.mail import Mailer
-from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
-from ncbsim.posts import notice_draft
-from ncbsim.simulations import live_faults, manifest
+from ncbsim.simulations import lesson, live_faults, manifest
 from ncbsim.simulations._demo_observer import Exchange, Observer
-from ncbsim.simulations.classroom import inputs, views
+from ncbsim.simulations.classroom import attacks, inputs, views
+from ncbsim.simulations.classroom.attacks import AttackOutcome
 from ncbsim.simulations.classroom.hub import Hub
 from ncbsim.simulations.classroom.planted import planted
+from ncbsim.simulations.classroom.posting import notices
 from ncbsim.simulations.network import Network
 from ncbsim.simulations.observe_net import NetworkObserver
 from ncbsim.v2 import query_pb2
-from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
 
@@ -102,11 +98,15 @@ class Classroom:
         self._observers: dict[str, Observer] = {}
         self._clients: dict[str, BureauClient] = {}
         self._local: list[Subscription] = []
+        self._buses: dict[str, EventBus] = {}
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._planted: dict[str, list[dict[str, str]]] = {}
         self._faults: list[dict[str, Any]] = []
-        self._lock = asyncio.Lock()  # one action at a time: a room watches one thing
+        self.lock = asyncio.Lock()
+        """One action at a time: a room watches one thing happen."""
+        self.published: set[str] = set()
+        """Message ids of the exchanges already drawn for the page."""
 
     # ------------------------------------------------------------ life
 
@@ -130,16 +130,24 @@ class Classroom:
         for sub in self._local:
             sub.close()
 
-    def _bus(self, asker: str) -> EventBus:
-        bus = EventBus(f"client:{asker}")
-        self._local.append(bus.subscribe(loop=asyncio.get_running_loop()))
-        return bus
+    def client_bus(self, code: str) -> EventBus:
+        """The bus of the classroom's client acting as ``code`` (party ``client:<code>``),
+        whose events go to the page with the network's."""
+        if code not in self._buses:
+            bus = EventBus(f"client:{code}")
+            self._local.append(bus.subscribe(loop=asyncio.get_running_loop()))
+            self._buses[code] = bus
+        return self._buses[code]
+
+    def register(self, obs: Observer) -> None:
+        """Pass the network's events to ``obs`` too (an observer made elsewhere)."""
+        self._observers.setdefault(f"#{len(self._observers)}", obs)
 
     def observer(self, asker: str) -> Observer:
         """The sender of ``asker``'s queries (made on first use)."""
         if asker not in self._observers:
             self._observers[asker] = Observer(
-                self.workdir, asker, self.gateway, timeout_s=self.timeout_s, bus=self._bus(asker)
+                self.workdir, asker, self.gateway, timeout_s=self.timeout_s, buses=self.client_bus
             )
         return self._observers[asker]
 
@@ -147,7 +155,7 @@ class Classroom:
         """``asker``'s mailer (its client opened on first use)."""
         if asker not in self._clients:
             client = BureauClient.open(
-                PkiDir(self.workdir), asker, self.gateway, bus=self._bus(asker)
+                PkiDir(self.workdir), asker, self.gateway, bus=self.client_bus(asker)
             )
             self._clients[asker] = client
         return Mailer(self._clients[asker], strict=True)
@@ -211,38 +219,12 @@ class Classroom:
             {"id": f["id"], "fault": f["kind"], "targets": list(f["held"])} for f in self._faults
         ]
 
-    def notices(self) -> list[dict[str, str]]:
-        """The notices GS knows (none without a GS node)."""
-        path = Workdir(self.workdir).bureau(GENERAL_SECRETARIAT).inbox
-        if GENERAL_SECRETARIAT not in self.bureaus or not path.is_file():
-            return []
-        inbox = Inbox.read(path)
-        try:
-            rows = inbox.notices()
-        finally:
-            inbox.close()
-        return [
-            {
-                "notice_id": row.notice_id.hex(),
-                "requester": row.requested_by,
-                "state": row.status_name,
-                "label": f"{row.color_name} notice: {row.subject.surname.upper()} "
-                f"{row.subject.given_names}",
-            }
-            for row in rows
-        ]
-
     def attacks_enabled(self) -> bool:
         """Whether the gateway runs in classroom mode (attacks possible)."""
-        from ncbsim.simulations.classroom import attacks
-
         return attacks.attacks_enabled(self.workdir)
 
     def state(self) -> dict[str, Any]:
         """Everything the page needs to draw itself (``GET /api/state``, ``hello``)."""
-        from ncbsim.simulations import lesson
-        from ncbsim.simulations.classroom import attacks
-
         ring = len(self.bureaus) > LANES_MAX
         return {
             "scenario": self.scenario,
@@ -259,10 +241,15 @@ class Classroom:
             ],
             "faults_available": list(FAULT_TABLES),
             "planted": {code: self.planted(code) for code in self.bureaus},
-            "notices": self.notices(),
+            "notices": notices(self.workdir, self.bureaus),
             "lesson": {
                 "steps": [
-                    {"key": s.key, "title": s.title, "caption": s.caption} for s in lesson.LESSON
+                    {
+                        "key": s.key,
+                        "title": s.title,
+                        "caption": lesson.caption(s, **dict.fromkeys(lesson.fields(s), "…")),
+                    }
+                    for s in lesson.LESSON
                 ]
             },
             "dropped": self.stream.dropped,
@@ -270,7 +257,8 @@ class Classroom:
 
     # ------------------------------------------------------------ actions
 
-    def _publish_status(self, text: str, level: str = "info") -> None:
+    def publish_status(self, text: str, level: str = "info") -> None:
+        """A status line for the page (what an action did)."""
         self.hub.publish({"type": "status", "level": level, "text": text})
 
     async def query(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,7 +266,7 @@ class Classroom:
         asker = inputs.bureau(body, "from", self.bureaus)
         to = inputs.recipients(body, "to", self.bureaus, asker)
         query = inputs.query(body, today=dt.date.today())
-        async with self._lock:
+        async with self.lock:
             if len(to) == 1 and body.get("to") != inputs.ALL:
                 return await self._single(asker, to[0], query)
             return await self._multi(asker, to, query)
@@ -293,23 +281,36 @@ class Classroom:
         ex = await self.observer(asker).exchange(query, to)
         return self.publish_exchange(asker, to, query, ex)
 
+    def next_id(self) -> str:
+        """A new exchange record's id (``x7``)."""
+        return f"x{next(self._ids)}"
+
     def publish_exchange(
-        self, asker: str, to: str, query: query_pb2.Query, ex: Exchange, **extra: Any
+        self,
+        asker: str,
+        to: str,
+        query: query_pb2.Query,
+        ex: Exchange,
+        *,
+        record: Any = None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        """Draw one exchange for the page and push it; the record."""
-        record = views.exchange_record(
-            f"x{next(self._ids)}",
+        """Draw one exchange for the page and push it; the record. ``record``: the
+        recipient's record it matched (default: looked up by the answer's first match)."""
+        drawn = views.exchange_record(
+            self.next_id(),
             asker=asker,
             to=to,
             query=query,
             ex=ex,
-            record=self._record_of(ex),
+            record=record if record is not None else self._record_of(ex),
             gateway=self.gateway,
             sizes=self.sizes,
             **extra,
         )
-        self.hub.publish(record)
-        return record
+        self.published.add(ex.sealed.header.message_hex)
+        self.hub.publish(drawn)
+        return drawn
 
     async def _multi(self, asker: str, to: list[str], query: query_pb2.Query) -> dict[str, Any]:
         obs = self.observer(asker)
@@ -327,75 +328,6 @@ class Classroom:
         )
         return self.publish_exchange(asker, inputs.ALL, query, ex, answers=answers)
 
-    async def diffuse(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Post a diffusion (an alert) to the bureaus named, or ALL."""
-        asker = inputs.bureau(body, "from", self.bureaus)
-        to = inputs.recipients(body, "to", self.bureaus, asker)
-        subject = inputs.text(body, "subject", limit=120)
-        text = inputs.text(body, "text", required=False, limit=inputs.MAX_TEXT)
-        everyone = body.get("to") == inputs.ALL
-        mailer = await self.mailer(asker)
-        async with self._lock:
-            outcome = await mailer.diffuse(
-                [inputs.ALL] if everyone else to, subject, text, timeout_s=self.timeout_s
-            )
-        reply = {
-            "post_id": outcome.post_hex,
-            "recipients": len(outcome.copies),
-            "outcome": "stored" if outcome.stored else "not stored",
-        }
-        self._publish_status(
-            f"{asker} diffused an alert to {len(outcome.copies)} bureaus: {reply['outcome']}."
-        )
-        return reply
-
-    async def notice(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Ask GS for a red notice on a person; GS reviews and publishes it."""
-        if GENERAL_SECRETARIAT not in self.bureaus:
-            raise inputs.InputError("notices need a GS node; this network has none", "from")
-        asker = inputs.bureau(body, "from", self.bureaus)
-        subject = inputs.subject(body, today=dt.date.today())
-        summary = inputs.text(body, "summary", required=False, limit=200) or (
-            "Classroom exercise: arrest warrant"
-        )
-        mailer = await self.mailer(asker)
-        async with self._lock:
-            outcome = await mailer.post_notice_request(
-                notice_draft("red", subject, summary), timeout_s=self.timeout_s
-            )
-        notice_id = outcome.notice_id.hex()
-        state = await self._await_notice(notice_id, {"published", "refused"})
-        self._publish_status(f"{asker} asked GS for a red notice: GS {state or 'has not decided'}.")
-        self.hub.publish({"type": "notices", "notices": self.notices()})
-        return {"notice_id": notice_id, "state": state or "requested", "stored": outcome.stored}
-
-    async def withdraw(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Ask GS to withdraw a notice the bureau requested."""
-        asker = inputs.bureau(body, "from", self.bureaus)
-        notice_id = inputs.notice_id(body)
-        known = {n["notice_id"]: n for n in self.notices()}
-        if notice_id.hex() not in known:
-            raise inputs.InputError("notice_id: GS knows no such notice", "notice_id")
-        mailer = await self.mailer(asker)
-        async with self._lock:
-            outcome = await mailer.withdraw_notice(notice_id, timeout_s=self.timeout_s)
-        state = await self._await_notice(notice_id.hex(), {"withdrawn"})
-        self._publish_status(
-            f"{asker} asked GS to withdraw the notice: {state or 'not withdrawn (yet)'}."
-        )
-        self.hub.publish({"type": "notices", "notices": self.notices()})
-        return {"notice_id": notice_id.hex(), "state": state, "stored": outcome.stored}
-
-    async def _await_notice(self, notice_id: str, states: set[str]) -> str:
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):  # GS may be mid-write
-                for notice in self.notices():
-                    if notice["notice_id"] == notice_id and notice["state"] in states:
-                        return notice["state"]
-            await asyncio.sleep(0.05)
-        return ""
-
     async def fault(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Kill, pause, cut off (partition) or slow down a bureau, until healed."""
         kind = inputs.choice(body, "fault", FAULT_TABLES)
@@ -406,7 +338,7 @@ class Classroom:
         except NcbsimError as exc:
             raise inputs.InputError(str(exc), "fault") from None
         await self.refresh_faults()
-        self._publish_status(str(reply["detail"]))
+        self.publish_status(str(reply["detail"]))
         return {"detail": reply["detail"], "faults": self.faults(), "down": self.down()}
 
     async def heal(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -425,23 +357,21 @@ class Classroom:
         except NcbsimError as exc:
             raise inputs.InputError(str(exc), "bureau") from None
         await self.refresh_faults()
-        self._publish_status("; ".join(lines) or "nothing to heal")
+        self.publish_status("; ".join(lines) or "nothing to heal")
         return {"healed": lines, "faults": self.faults(), "down": self.down()}
 
     async def attack(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Run one attack (classroom mode only) and show where it was caught."""
-        from ncbsim.simulations.classroom import attacks
-
         name = inputs.choice(body, "name", attacks.ATTACKS)
         asker = inputs.bureau(body, "from", self.bureaus)
         to = inputs.bureau(body, "to", self.bureaus)
         if asker == to:
             raise inputs.InputError(f"to: {asker} cannot attack its own query to itself", "to")
-        async with self._lock:
+        async with self.lock:
             outcome = await attacks.run_attack(self.observer(asker), self.workdir, name, asker, to)
         return self.publish_attack(outcome)
 
-    def publish_attack(self, outcome: Any) -> dict[str, Any]:
+    def publish_attack(self, outcome: AttackOutcome) -> dict[str, Any]:
         """Draw an attack's outcome for the page (an exchange record when a query went
         out, else the record of what was refused before one could) and push it."""
         caught = None
@@ -453,7 +383,7 @@ class Classroom:
                 "text": outcome.caught.text,
             }
         checks = [[text, ok] for text, ok in outcome.checks]
-        if outcome.exchange is not None and outcome.query is not None:
+        if outcome.exchange is not None:
             return self.publish_exchange(
                 outcome.asker,
                 outcome.to,
@@ -466,7 +396,7 @@ class Classroom:
             )
         record = {
             "type": "exchange",
-            "id": f"x{next(self._ids)}",
+            "id": self.next_id(),
             "action": "attack",
             "attack": outcome.name,
             "from": outcome.asker,

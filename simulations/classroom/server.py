@@ -33,6 +33,8 @@ from aiohttp import web
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.simulations.classroom import inputs
 from ncbsim.simulations.classroom.hub import Hub
+from ncbsim.simulations.classroom.lessons import Lessons
+from ncbsim.simulations.classroom.posting import Posting
 from ncbsim.simulations.classroom.room import Classroom
 
 log = structlog.get_logger()
@@ -194,19 +196,20 @@ def make_app(room: Classroom, hub: Hub) -> web.Application:
     app = web.Application(client_max_size=inputs.MAX_BODY)
     app[ROOM] = room
     app[HUB] = hub
+    posting, lessons = Posting(room), Lessons(room)
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/api/state", state)
     app.router.add_get("/api/stream", stream)
     routes: dict[str, Callable[[Classroom], Action]] = {
         "query": lambda r: r.query,
-        "diffuse": lambda r: r.diffuse,
-        "notice": lambda r: r.notice,
-        "notice/withdraw": lambda r: r.withdraw,
+        "diffuse": lambda _: posting.diffuse,
+        "notice": lambda _: posting.notice,
+        "notice/withdraw": lambda _: posting.withdraw,
         "fault": lambda r: r.fault,
         "heal": lambda r: r.heal,
         "attack": lambda r: r.attack,
-        "lesson": lambda r: r.lesson,
+        "lesson": lambda _: lessons.run,
     }
     for path, pick in routes.items():
         app.router.add_post(f"/api/{path}", _action(path, pick))

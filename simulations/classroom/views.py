@@ -24,6 +24,7 @@ from typing import Any
 from ncbsim import envelope
 from ncbsim.client import Answer
 from ncbsim.node.records import Document, Person, Vehicle
+from ncbsim.posts import PostOutcome
 from ncbsim.simulations import _demo_views as dv
 from ncbsim.simulations._demo_observer import Exchange, Row
 from ncbsim.v2 import query_pb2
@@ -70,10 +71,14 @@ def hex_words(data: bytes, limit: int = HEX_BYTES) -> str:
 
 
 def requester_view(
-    asker: str, to: str, query: query_pb2.Query, answers: list[Answer]
+    asker: str,
+    to: str,
+    query: query_pb2.Query,
+    answers: list[Answer],
+    extra: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The asking bureau: its plaintext query, and every answer as it opened it."""
-    pairs = [("asks", to), *dv.query_fields(query)]
+    pairs = [("asks", to), *dv.query_fields(query), *(extra or [])]
     for answer in answers:
         prefix = f"{answer.bureau}: " if len(answers) > 1 else ""
         for key, value in dv.answer_fields(answer):
@@ -158,6 +163,7 @@ def exchange_record(
     caught: dict[str, str] | None = None,
     checks: list[list[Any]] | None = None,
     recipient_extra: list[tuple[str, str]] | None = None,
+    requester_extra: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """One exchange as the page gets it (``type: exchange``); ``answers``: every bureau's
     answer of a query to several (``ex`` is then the one whose views are drawn)."""
@@ -192,7 +198,7 @@ def exchange_record(
             "answer_sizes_seen": sorted(sizes.answers),
         },
         "views": {
-            "requester": requester_view(asker, to, query, every),
+            "requester": requester_view(asker, to, query, every, requester_extra),
             "gateway": gateway_view(sent, row, kind),
             "recipient": recipient_view(
                 ex.answer.bureau, ex.opened, record, ex.answer, recipient_extra
@@ -200,3 +206,67 @@ def exchange_record(
             "wire": wire_view(asker, gateway, request_bytes, response_bytes),
         },
     }
+
+
+POST_CANNOT_SEE = {
+    "diffusion": ["subject", "text", "attachments"],
+    "notice": ["the person named", "the summary", "the text"],
+    "notice_request": ["the person named", "the summary", "the text"],
+    "message": ["subject", "text", "attachments"],
+}
+_ROW_KEYS = ("sender", "recipient", "kind", "message_id", "request_bytes", "outcome", "status")
+"""What the gateway view of a post shows of the gateway's audit row: metadata only."""
+
+
+def post_record(
+    ident: str,
+    *,
+    asker: str,
+    to: str,
+    kind: str,
+    row: Row | None,
+    gateway: str,
+    requester: list[tuple[str, str]],
+    recipient: list[tuple[str, str]],
+    reply: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """One copy of a post (a diffusion, a notice or its request) as the page gets it."""
+    gateway_rows = [("audit", "no row")] if row is None else []
+    if row is not None:
+        gateway_rows = [(key.replace("_", " "), row[key]) for key in _ROW_KEYS if key in row]
+    size = int(row["request_bytes"]) if row and row.get("request_bytes", "").isdigit() else 0
+    return {
+        "type": "exchange",
+        "id": ident,
+        "action": "post",
+        "attack": None,
+        "from": asker,
+        "to": to,
+        "kind": kind,
+        "message_id": row.get("message_id", "") if row else "",
+        "correlation_id": row.get("correlation_id", "") if row else "",
+        "outcome": row.get("outcome", "") if row else "",
+        "recipients": [],
+        "caught": None,
+        "checks": [],
+        "sizes": None,
+        "views": {
+            "requester": {"party": asker, "rows": rows(requester + (reply or []))},
+            "gateway": {
+                "party": "gateway",
+                "rows": rows(gateway_rows),
+                "hex": "",
+                "hex_total": size,
+                "cannot_see": POST_CANNOT_SEE.get(kind, ["the message"]),
+            },
+            "recipient": {"party": to, "rows": rows(recipient)},
+            "wire": wire_view(asker, gateway, size, 0),
+        },
+    }
+
+
+def post_kind(post: PostOutcome | None, row: Row | None) -> str:
+    """A post's kind name (``diffusion``, ``notice``, ``notice_request``, ``message``)."""
+    if row is not None and row.get("kind"):
+        return row["kind"]
+    return envelope.kind_name(post.kind) if post is not None else "message"

@@ -1,5 +1,8 @@
 """The evil-gateway network, started once for the whole session (every attack runs against
-the same processes, as they would in the field), and its per-test reset to honest."""
+the same processes, as they would in the field), and its per-test reset to honest.
+
+Its gateway is the product's classroom-mode gateway (ncbsim.gateway.attacks), started
+through the real CLI: ``ncbsim gateway --classroom-attacks MODE_FILE``."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 from evil_net import (
-    EVIL,
     NODES,
     REQUESTERS,
     EvilNet,
@@ -21,6 +23,7 @@ from evil_net import (
 )
 
 from ncbsim import pki
+from ncbsim.gateway.attacks import attack_files
 from ncbsim.node import datagen
 from ncbsim.node.store import RecordStore
 
@@ -51,7 +54,9 @@ def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilNet]:
         gw_log = files / "gateway.log"
         gw = _spawn(
             [
-                str(EVIL),
+                "-m",
+                "ncbsim",
+                "gateway",
                 "--dir",
                 str(workdir),
                 "--listen",
@@ -60,17 +65,16 @@ def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilNet]:
                 str(files / "audit.sqlite"),
                 "--ready-file",
                 str(ready),
-                "--mode-file",
+                "--metrics-listen",
+                "off",
+                "--classroom-attacks",
                 str(mode_file),
-                "--events",
-                str(files / "events.jsonl"),
-                "--capture",
-                str(files / "capture.jsonl"),
             ],
             gw_log,
         )
         procs.append(gw)
         info = _wait_ready(gw, ready, gw_log)
+        events, capture = attack_files(mode_file)
         pending = []
         for code in NODES:
             node_ready = run / f"node-{code}.json"
@@ -102,8 +106,8 @@ def evil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvilNet]:
             address=info["address"],
             mode_file=mode_file,
             files=files,
-            events=files / "events.jsonl",
-            attacker_encryption_key_id=info["attacker_encryption_key_id"],
+            events=events,
+            capture=capture,
             known_document=known,
         )
     finally:

@@ -1,4 +1,5 @@
-"""The network the evil-gateway tests attack (``EvilNet``: the compromised gateway, real
+"""The network the evil-gateway tests attack (``EvilNet``: the compromised gateway, i.e.
+the product's classroom-mode gateway ``ncbsim gateway --classroom-attacks``, and real
 DE and NL nodes) and the requester's side of each attack: ask, read the node's audit log,
 read the gateway's event record."""
 
@@ -23,7 +24,6 @@ from ncbsim.client import Answer, BureauClient, Outcome
 from ncbsim.pki import PkiDir
 from ncbsim.v2 import query_pb2
 
-EVIL = Path(__file__).with_name("evil_gateway.py")
 NODES = ("DE", "NL")
 REQUESTERS = ("FR", "IT")
 READY_TIMEOUT_S = 30.0
@@ -37,8 +37,8 @@ class EvilNet:
     address: str
     mode_file: Path
     files: Path  # everything the evil gateway writes
-    events: Path
-    attacker_encryption_key_id: str
+    events: Path  # the gateway's attack record (metadata of what it did)
+    capture: Path  # the responses it relayed, as opaque bytes
     known_document: str  # a document DE holds (a hit)
 
     def set_mode(self, mode: str = "honest", **fields: Any) -> None:

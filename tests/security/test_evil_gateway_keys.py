@@ -1,13 +1,14 @@
 """A malicious gateway cannot make a bureau use a key it substituted, nor slip a forged or
 revoked sender past a node; and an honest gateway relays a hit.
 
-One network serves every attack: the compromised gateway (tests/security/evil_gateway.py,
-the real gateway service with its RPCs wrapped), real ``ncbsim node`` processes for DE
-and NL, and the real client (``ncbsim.client``, what ``ncbsim query`` runs) as FR and
-IT. Each test switches the gateway's behaviour through its mode file, then checks what a
-user relies on: the requester never takes a forged, altered, replayed or rerouted answer
-for a hit or a no-hit, the node refuses what was tampered with and says so in its audit
-log, a substituted key is never used, and nothing the gateway wrote holds a query.
+One network serves every attack: the compromised gateway (ncbsim.gateway.attacks, the real
+gateway service with its RPCs wrapped, run by ``ncbsim gateway --classroom-attacks``),
+real ``ncbsim node`` processes for DE and NL, and the real client (``ncbsim.client``, what
+``ncbsim query`` runs) as FR and IT. Each test switches the gateway's behaviour through
+its mode file, then checks what a user relies on: the requester never takes a forged,
+altered, replayed or rerouted answer for a hit or a no-hit, the node refuses what was
+tampered with and says so in its audit log, a substituted key is never used, and nothing
+the gateway wrote holds a query.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """A malicious gateway relaying queries cannot read, alter, forge, replay, reroute or
 silently drop them.
 
-One network serves every attack: the compromised gateway (tests/security/evil_gateway.py,
-the real gateway service with its RPCs wrapped), real ``ncbsim node`` processes for DE
-and NL, and the real client (``ncbsim.client``, what ``ncbsim query`` runs) as FR and
-IT. Each test switches the gateway's behaviour through its mode file, then checks what a
-user relies on: the requester never takes a forged, altered, replayed or rerouted answer
-for a hit or a no-hit, the node refuses what was tampered with and says so in its audit
-log, a substituted key is never used, and nothing the gateway wrote holds a query.
+One network serves every attack: the compromised gateway (ncbsim.gateway.attacks, the real
+gateway service with its RPCs wrapped, run by ``ncbsim gateway --classroom-attacks``),
+real ``ncbsim node`` processes for DE and NL, and the real client (``ncbsim.client``, what
+``ncbsim query`` runs) as FR and IT. Each test switches the gateway's behaviour through
+its mode file, then checks what a user relies on: the requester never takes a forged,
+altered, replayed or rerouted answer for a hit or a no-hit, the node refuses what was
+tampered with and says so in its audit log, a substituted key is never used, and nothing
+the gateway wrote holds a query.
 """
 
 from __future__ import annotations
@@ -265,10 +266,16 @@ def test_gateway_never_holds_a_query_in_clear(net: EvilNet) -> None:
         assert time.monotonic() < deadline, "the gateway's audit never recorded the query"
         time.sleep(0.05)
     assert answer.message_id in net.events.read_text()
-    assert (net.files / "capture.jsonl").stat().st_size > 0
+    assert net.capture.stat().st_size > 0
     # ...and nowhere holds the number, nor the known document's, in any encoding we know.
     written = [p for p in net.files.iterdir() if p.is_file() and p.name != "mode.json"]
-    assert {p.name for p in written} >= {"audit.sqlite", "gateway.log", "events.jsonl"}
+    assert {p.name for p in written} >= {
+        "audit.sqlite",
+        "mailbox.sqlite",
+        "gateway.log",
+        net.events.name,
+        net.capture.name,
+    }
     for secret in (CANARY, net.known_document):
         needles = [
             secret.encode(),

@@ -1,16 +1,21 @@
-"""What the compromised gateway makes up with its own keys: substituted directory entries,
-forged answers and forged queries. A mixin of ``EvilGateway``, which owns the state."""
+"""What the classroom-mode gateway makes up with its own keys: substituted directory
+entries, forged answers and forged queries. A mixin of
+:class:`~ncbsim.gateway.attacks.service.AttackGateway`, which owns the state.
+
+It holds no bureau's private keys: its own Ed25519 and X25519 keys and a fake root of
+its own are all it can sign or seal with (``leaked`` reads a bureau's keys from the PKI
+folder, to stand for keys an accomplice stole)."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from typing import Any
-
-from evil_modes import Mode
 
 from ncbsim import _crypto, envelope
 from ncbsim.directory import verify_entry
+from ncbsim.gateway.attacks.modes import Mode
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir, sign_entry
 from ncbsim.v2 import (
@@ -24,12 +29,13 @@ class Forger:
     """Forgeries a gateway without any bureau's private keys can attempt."""
 
     _pki_dir: PkiDir
-    _captured: dict[tuple[str, str], list[envelope.Envelope]]
+    _captured: dict[tuple[str, str], deque[envelope.Envelope]]
     signing: Any
     encryption: Any
     fake_root: Any
 
     def _entry_bytes(self, bureau: str) -> bytes:
+        """``bureau``'s root-signed directory entry, as the PKI folder holds it."""
         return self._pki_dir.entry_path(bureau).read_bytes()
 
     # ------------------------------------------------------------ directory
