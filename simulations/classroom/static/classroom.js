@@ -9,6 +9,7 @@ import { $ } from "./dom.js";
 import { installKeys } from "./keys.js";
 import { Lesson } from "./lesson.js";
 import { GATEWAY, arrowsFor, bureauOf, faultLabel, laneStatus, ringFor } from "./mapping.js";
+import { Reorder } from "./order.js";
 import { Player } from "./player.js";
 import { Ring } from "./ring.js";
 import { Stream } from "./stream.js";
@@ -16,7 +17,10 @@ import { ViewPanel } from "./views.js";
 
 const MAX_PICKED = 8;
 
-const stats = { fps: 0, events: 0, arrows: 0, dropped: 0, queued: 0, rows: 0 };
+// fps over the last second; events received; arrows drawn (lanes and ring); events dropped
+// (by the server's queue for this browser, and by the paused player's queue); and, for the
+// benchmark's own use, arrows queued, rows in the DOM and the last arrow's lag behind its event
+const stats = { fps: 0, events: 0, arrows: 0, dropped: 0, queued: 0, rows: 0, lag_ms: 0 };
 window.ncbsimStats = stats;
 
 let state = null;
@@ -32,6 +36,7 @@ const diagram = new Diagram({
   onSelect: (message, correlation) => views.selectByMessage(message, correlation),
 });
 const player = new Player(diagram, { onChange: showPlayer });
+const reorder = new Reorder((specs) => player.push(specs.filter((s) => diagram.canDraw(s))));
 const ring = new Ring($("#ring"), { onPick: (code) => togglePick(code) });
 const views = new ViewPanel($("#view-panel"), {
   onSelect: (x) => diagram.highlight(x ? [x.message_id] : [], x?.correlation_id),
@@ -113,7 +118,7 @@ function onEvents(events) {
     statusChanged = noteStatus(e) || statusChanged;
     for (const spec of arrowsFor(e)) if (diagram.canDraw(spec)) specs.push(spec);
   }
-  if (specs.length) player.push(specs);
+  reorder.add(specs);
   if (statusChanged) showStatus();
 }
 
@@ -161,6 +166,9 @@ function onMessage(msg) {
       break;
     case "lesson":
       lesson.update(msg);
+      break;
+    case "notices":
+      controls.setNotices(msg.notices ?? []);
       break;
     default:
       console.warn("classroom stream: unknown message type", msg.type);
@@ -233,6 +241,7 @@ function count(now) {
   stats.fps = frames.length;
   stats.arrows = player.drawn + ring.drawn;
   stats.dropped = serverDropped + player.dropped;
+  stats.lag_ms = player.lagMs;
   requestAnimationFrame(count);
 }
 requestAnimationFrame(count);

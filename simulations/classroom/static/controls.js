@@ -143,8 +143,7 @@ export class Controls {
     const f = form.elements;
     const body = { from: f.from.value, ...person(f) };
     await busy($("button[type=submit]", form), async () => {
-      const r = await postJson("/api/notice", body);
-      say("info", `Red notice requested by ${body.from}: GS publishes it (notice ${r.notice_id?.slice(0, 8) ?? "?"}).`);
+      await postJson("/api/notice", body); // the server's status message says what GS did
       await this.refresh();
     });
   }
@@ -153,7 +152,6 @@ export class Controls {
     const body = { from: button.dataset.from, notice_id: button.dataset.withdraw };
     await busy(button, async () => {
       await postJson("/api/notice/withdraw", body);
-      say("info", `Notice ${body.notice_id.slice(0, 8)} withdrawn by ${body.from}.`);
       await this.refresh();
     });
   }

@@ -85,7 +85,8 @@ export class Diagram {
       s("rect", { x: x - Math.min(60, this.step / 2 - 4), y: 4,
         width: Math.min(120, this.step - 8), height: 40, rx: 8 }),
       s("text", { x, y: 34, class: "lane-label",
-        style: gw ? `font-size: ${Math.min(22, Math.floor(this.step / 5.4))}px` : null },
+        // an attribute, not a style: the page's CSP allows no inline style
+        "font-size": gw ? Math.min(22, Math.floor(this.step / 5.4)) : null },
       gw ? "gateway" : code),
       word ? s("g", { class: "lane-status" },
         s("use", { href: "#i-bolt", x: x - 46, y: 50, width: 22, height: 24 }),

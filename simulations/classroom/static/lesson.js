@@ -113,7 +113,7 @@ export class Lesson {
       box.replaceChildren(
         h("h2", {}, `${this.index + 1}. ${title}`),
         h("p", {}, caption),
-        checksList(this.checks ?? [], "checks"),
+        ...checksList(this.checks ?? [], "checks"),
       );
       box.dataset.step = this.index;
     }
@@ -131,5 +131,5 @@ function checkItems(checks) {
 }
 
 function checksList(checks, cls) {
-  return checks.length ? h("ul", { class: cls }, ...checkItems(checks)) : null;
+  return checks.length ? [h("ul", { class: cls }, ...checkItems(checks))] : [];
 }

@@ -17,6 +17,7 @@ export class Player {
     this.pace = "normal";
     this.dropped = 0;
     this.drawn = 0;
+    this.lagMs = 0;
     this.current = null; // {g, start, duration}
     this.tick = this.tick.bind(this);
     this.frame = 0;
@@ -31,7 +32,15 @@ export class Player {
 
   /** Queue specs to draw; starts at once when playing and idle. */
   push(specs) {
-    for (const spec of specs) this.queue.push(spec);
+    for (const spec of specs) {
+      // the gateway writes its relay after the answer is back, so its event can come after
+      // the client's outcome: put the answer's arrow before an outcome still waiting
+      const early = spec.event === "query.relayed"
+        ? this.queue.findIndex((q) => q.event === "query.returned" && q.message === spec.message)
+        : -1;
+      if (early >= 0) this.queue.splice(early, 0, spec);
+      else this.queue.push(spec);
+    }
     const over = this.queue.length - QUEUE_MAX;
     if (over > 0) {
       this.queue.splice(0, over);
@@ -110,6 +119,8 @@ export class Player {
       }
       g = this.diagram.add(spec);
       this.drawn += 1;
+      // how long after the event happened its arrow started (ms; both clocks are this machine's)
+      if (spec.time) this.lagMs = Math.round(Date.now() - spec.time * 1000);
     }
     const duration = g.spec.mark ? this.duration / 2 : this.duration;
     this.current = { g, start: performance.now(), duration };

@@ -133,7 +133,10 @@ export class ViewPanel {
     ];
     if (recips.length > 1) parts.push(h("p", { class: "recipients" }, ...recips));
     head.replaceChildren(...parts);
-    caught.replaceChildren(...(x.caught ? [caughtBanner(x.caught)] : []));
+    const checks = (x.checks ?? []).map(([text, ok]) => h("li", { dataset: { passed: String(Boolean(ok)) } },
+      icon(ok ? "#i-tick" : "#i-cross"), String(text)));
+    caught.replaceChildren(...(x.caught ? [caughtBanner(x.caught)] : []),
+      ...(checks.length ? [h("ul", { class: "checks" }, ...checks)] : []));
     pad.replaceChildren(padding(x.sizes));
   }
 
