@@ -16,6 +16,7 @@ export function s(tag, attrs = {}, ...children) {
 function fill(el, attrs, children) {
   for (const [key, value] of Object.entries(attrs ?? {})) {
     if (value === undefined || value === null || value === false) continue;
+    if (key === "style") throw new Error("classroom page: no inline style (the server's CSP)");
     if (key === "dataset") Object.assign(el.dataset, value);
     else if (key === "text") el.textContent = value;
     else if (key.startsWith("on") && typeof value === "function") {
