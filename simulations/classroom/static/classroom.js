@@ -10,7 +10,7 @@ import { installKeys } from "./keys.js";
 import { Lesson } from "./lesson.js";
 import { GATEWAY, arrowsFor, bureauOf, faultLabel, laneStatus, ringFor } from "./mapping.js";
 import { Reorder } from "./order.js";
-import { Player } from "./player.js";
+import { CATCH_UP, Player } from "./player.js";
 import { Ring } from "./ring.js";
 import { Stream } from "./stream.js";
 import { ViewPanel } from "./views.js";
@@ -55,6 +55,7 @@ function applyState(s) {
   const ringLayout = s.layout === "ring";
   $("#stage").dataset.layout = ringLayout ? "ring" : "lanes";
   $("#ring-wrap").hidden = !ringLayout;
+  player.catchUp = ringLayout ? CATCH_UP.ring : CATCH_UP.lanes;
   if (ringLayout) {
     ring.setBureaus(s.bureaus ?? []);
     const known = new Set(s.bureaus ?? []);

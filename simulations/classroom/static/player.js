@@ -5,7 +5,9 @@
 
 export const PACES = { slow: 2400, normal: 900, fast: 300 };
 export const QUEUE_MAX = 400;
-const CATCH_UP = 6; // queued arrows beyond which each plays faster
+// queued arrows beyond which each plays faster: a lesson's query to every bureau plays at the
+// chosen pace; a busy network's lanes (the ring view sets a lower bound) stay near live
+export const CATCH_UP = { lanes: 30, ring: 6 };
 
 export class Player {
   constructor(diagram, { onChange } = {}) {
@@ -15,6 +17,7 @@ export class Player {
     this.replays = [];
     this.paused = false;
     this.pace = "normal";
+    this.catchUp = CATCH_UP.lanes;
     this.dropped = 0;
     this.drawn = 0;
     this.lagMs = 0;
@@ -25,9 +28,9 @@ export class Player {
 
   get duration() {
     const base = PACES[this.pace];
-    const backlog = this.queue.length;
-    if (backlog <= CATCH_UP) return base;
-    return Math.max(40, (base * CATCH_UP) / backlog);
+    const over = this.queue.length - this.catchUp;
+    // past the bound, the backlog drains in about a second
+    return over <= 0 ? base : Math.max(16, Math.min(base, 1000 / (over + 1)));
   }
 
   /** Queue specs to draw; starts at once when playing and idle. */

@@ -7,6 +7,7 @@ import { GATEWAY } from "./mapping.js";
 
 const FADE_MS = 2000;
 const MAX_ARCS = 1500;
+const FADE_STEPS = 8;
 
 const COLOURS = {
   query: "#1d4ed8", answer: "#047857", message: "#374151", diffusion: "#7c3aed",
@@ -97,18 +98,25 @@ export class Ring {
     this.arcs = this.arcs.filter((a) => now - a.born < FADE_MS);
     this.flashes = this.flashes.filter((f) => now - f.born < FADE_MS);
     // traffic
+    // one stroke per (kind, fade step), not per arc: hundreds of arcs cost a few strokes
     ctx.lineWidth = this.arcs.length > 200 ? 1.2 : 2;
+    const buckets = new Map();
     for (const arc of this.arcs) {
+      const step = Math.min(FADE_STEPS - 1, Math.floor(((now - arc.born) / FADE_MS) * FADE_STEPS));
+      const key = `${arc.kind}|${step}`;
+      let path = buckets.get(key);
+      if (!path) buckets.set(key, (path = new Path2D()));
       const p = this.pos.get(arc.from);
       const q = this.pos.get(arc.to);
-      const life = 1 - (now - arc.born) / FADE_MS;
-      ctx.globalAlpha = Math.max(0, life) * 0.85;
-      ctx.strokeStyle = COLOURS[arc.kind] ?? COLOURS.message;
-      ctx.setLineDash(DASH[arc.kind] ?? []);
-      ctx.beginPath();
-      ctx.moveTo(p.x, p.y);
-      ctx.quadraticCurveTo(centre.x, centre.y, q.x, q.y);
-      ctx.stroke();
+      path.moveTo(p.x, p.y);
+      path.quadraticCurveTo(centre.x, centre.y, q.x, q.y);
+    }
+    for (const [key, path] of buckets) {
+      const [kind, step] = key.split("|");
+      ctx.globalAlpha = 0.85 * (1 - Number(step) / FADE_STEPS);
+      ctx.strokeStyle = COLOURS[kind] ?? COLOURS.message;
+      ctx.setLineDash(DASH[kind] ?? []);
+      ctx.stroke(path);
     }
     ctx.setLineDash([]);
     ctx.globalAlpha = 1;
