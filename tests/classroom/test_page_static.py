@@ -8,9 +8,13 @@ trainer's keyboard rely on are there.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +171,117 @@ def test_files_stay_small() -> None:
     for asset in _assets():
         lines = asset.read_text(encoding="utf-8").count("\n")
         assert lines <= MAX_LINES, f"{asset.name}: {lines} lines"
+
+
+# ---------------------------------------------------------------- the page's pure modules
+# mapping.js (what each event draws) and order.js (arrows back in event order) hold no DOM;
+# they run under Node when this machine has it (the browser tests cover them anyway).
+
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed on this machine")
+
+
+def _node(script: str) -> Any:
+    """Run an ES module body with the static folder's modules importable; its JSON output."""
+    prelude = f"const dir = {json.dumps(STATIC.as_uri())};\n"
+    done = subprocess.run(
+        [str(NODE), "--input-type=module", "-e", prelude + script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _event(kind: str, party: str, /, **view: Any) -> Any:
+    """An event as the stream sends it (docs/events.md), of envelope m1, at time 1."""
+    return {"kind": kind, "party": party, "message_id": "m1", "correlation_id": "c1",
+            "time": 1.0, "view": view}  # fmt: skip
+
+
+@needs_node
+def test_a_query_draws_its_arrows_between_the_right_lanes() -> None:
+    """Sealed, opened, answered, relayed, returned: FR→gw, gw→DE, DE→gw, gw→FR, FR's badge."""
+    events = [
+        _event("query.sealed", "client:FR", recipient="DE", bytes=560),
+        _event("query.opened", "DE", sender="FR", bytes=560),
+        _event("query.answered", "DE", sender="FR", response_bytes=600),
+        _event("query.relayed", "gateway", sender="FR", recipient="DE", outcome="delivered"),
+        _event("query.returned", "client:FR", recipient="DE", outcome="hit"),
+        _event("query.relayed", "gateway", sender="FR", recipient="IT", outcome="no_answer"),
+        _event("query.refused", "DE", reason="unverified"),
+        _event("post.delivered", "gateway", sender="GS", recipient="IT", kind="notice"),
+        _event("post.delivered", "IT", sender="GS", recipient="IT", kind="notice"),
+        _event("fault.applied", "faultd", fault="pause", target="IT"),
+        _event("attack.applied", "gateway", attack="flip-bit", sender="FR", recipient="DE"),
+        _event("scenario.phase", "sim", phase="check"),
+    ]
+    drawn = _node(
+        f"const m = await import(dir + '/mapping.js');\n"
+        f"const out = {json.dumps(events)}.map((e) => m.arrowsFor(e).map((a) =>\n"
+        f"  [a.kind, a.from, a.to, a.message, Boolean(a.sealed), a.label]));\n"
+        f"console.log(JSON.stringify(out));"
+    )
+    shapes = [[tuple(a[:3]) for a in arrows] for arrows in drawn]
+    assert shapes == [
+        [("query", "FR", "gateway")],
+        [("query", "gateway", "DE")],
+        [("answer", "DE", "gateway")],
+        [("answer", "gateway", "FR")],
+        [("outcome", "FR", "FR")],
+        [("no_answer", "gateway", "gateway")],
+        [("refused", "DE", "DE")],
+        [("notice", "gateway", "IT"), ("receipt", "IT", "gateway")],
+        [],  # the node's own post.delivered: the gateway's already drew the copy
+        [("fault", "IT", "IT")],
+        [("attack", "gateway", "gateway")],
+        [],
+    ]
+    assert all(a[3] == "m1" for arrows in drawn for a in arrows)
+    assert drawn[0][0][4], "a query is sealed"
+    assert not drawn[7][1][4], "a receipt is not"
+    assert "unverified" in drawn[6][0][5]
+    assert "PAUSED" in drawn[9][0][5]
+
+
+@needs_node
+def test_lane_status_names_each_fault() -> None:
+    """A paused bureau reads PAUSED, a partitioned one CUT, one down with no fault DOWN."""
+    status = _node(
+        "const m = await import(dir + '/mapping.js');\n"
+        "console.log(JSON.stringify(m.laneStatus(\n"
+        "  [{fault: 'pause', targets: ['IT']}, {fault: 'partition', targets: ['ES']},\n"
+        "   {fault: 'slow', targets: ['NL']}], ['IT', 'ES', 'DE'])));"
+    )
+    assert status == {"IT": "PAUSED", "ES": "CUT", "NL": "SLOW", "DE": "DOWN"}
+
+
+@needs_node
+def test_arrows_are_put_back_in_the_order_things_happened() -> None:
+    """A late batch is sorted by time, and the client's outcome waits for the gateway's relay."""
+    order = _node(
+        "const { Reorder } = await import(dir + '/order.js');\n"
+        "const got = [];\n"
+        "const r = new Reorder((specs) => got.push(...specs.map((s) => s.event)),"
+        " { hold: 10, wait: 2000 });\n"
+        "const spec = (event, time) => ({ event, time, message: 'm1' });\n"
+        "r.add([spec('query.returned', 4), spec('query.sealed', 1), spec('query.opened', 2)]);\n"
+        "await new Promise((ok) => setTimeout(ok, 50));\n"
+        "r.add([spec('query.relayed', 3)]);\n"
+        "await new Promise((ok) => setTimeout(ok, 50));\n"
+        "console.log(JSON.stringify(got));"
+    )
+    assert order == ["query.sealed", "query.opened", "query.relayed", "query.returned"]
+
+
+@needs_node
+def test_hex_is_shown_in_two_byte_words() -> None:
+    """The gateway's hex reads as 4-digit words, 8 to a line."""
+    text = _node(
+        "globalThis.document = undefined;\n"
+        "const { hexWords } = await import(dir + '/views.js');\n"
+        "console.log(JSON.stringify(hexWords('00112233445566778899aabbccddeeff0011')));"
+    )
+    assert text == "0011 2233 4455 6677 8899 aabb ccdd eeff\n0011"
