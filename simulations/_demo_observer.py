@@ -183,6 +183,11 @@ class Observer:
         else:
             self._seen[(event.party, event.message_id)] = event
 
+    def fed(self) -> None:
+        """Say that events will come through :meth:`note` (a stream followed elsewhere):
+        the waits for an event then wait for it, as with :meth:`start_stream`."""
+        self._fed = True
+
     def note(self, event: Event) -> None:
         """Keep ``event``, received from a stream followed elsewhere (the classroom
         follows the network once for all its askers, and passes each event on)."""

@@ -112,9 +112,7 @@ class Demo:
         if self._client is None:
             pki = PkiDir(self.workdir)
             bus = self.buses(self.asker) if self.buses is not None else None
-            self._client = BureauClient.open(
-                pki, self.asker, self.network.gateway.address, bus=bus
-            )
+            self._client = BureauClient.open(pki, self.asker, self.network.gateway.address, bus=bus)
         return self._client
 
     async def close(self) -> None:

@@ -279,7 +279,8 @@ def _process(
         for target in reached:
             if target in held:
                 kind, by = held[target]
-                raise ConfigError(f"{target} is already {kind}ed by {by!r}")
+                done = {"kill": "killed", "pause": "paused"}.get(kind, f"held by {kind}")
+                raise ConfigError(f"{target} is already {done} by {by!r}")
         hit = _hold(network, fault, event)
         entries.append({"event": table, "started_ms": now_ms, "held": hit})
         _write(network.workdir, entries)

@@ -25,6 +25,7 @@ from ncbsim.simulations.classroom.attacks import AttackOutcome
 from ncbsim.simulations.classroom.room import Classroom
 from ncbsim.simulations.demo import DemoConfig
 from ncbsim.simulations.lesson import LESSON, caption, fields
+from ncbsim.simulations.network import Network
 
 _POST_KINDS = {"diffusion": "diffusion", "notice": "notice", "withdraw": "notice"}
 
@@ -82,7 +83,10 @@ class Lessons:
             {**head, "title": lesson.title, "caption": blank_caption(index), "state": "running"}
         )
         async with self.room.lock:
-            step = await self.demo().run_step(index)
+            demo = self.demo()
+            # A bureau killed and healed since runs under a new pid: read them afresh.
+            demo.network = self.room.network = Network.load(self.room.workdir)
+            step = await demo.run_step(index)
         records = [self._record(shown) for shown in step.shown]
         state = "skipped" if step.skipped else ("passed" if step.passed else "failed")
         message = {

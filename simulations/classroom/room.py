@@ -141,6 +141,7 @@ class Classroom:
 
     def register(self, obs: Observer) -> None:
         """Pass the network's events to ``obs`` too (an observer made elsewhere)."""
+        obs.fed()
         self._observers.setdefault(f"#{len(self._observers)}", obs)
 
     def observer(self, asker: str) -> Observer:
@@ -149,6 +150,7 @@ class Classroom:
             self._observers[asker] = Observer(
                 self.workdir, asker, self.gateway, timeout_s=self.timeout_s, buses=self.client_bus
             )
+            self._observers[asker].fed()
         return self._observers[asker]
 
     async def mailer(self, asker: str) -> Mailer:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -97,11 +98,27 @@ async def serve(
         shown = f"[{host}]" if ":" in host else host
         print(f"Classroom: http://{shown}:{port}/  (Ctrl-C stops)", file=out, flush=True)
         log.info("classroom_serving", address=f"{shown}:{port}", workdir=str(workdir))
-        await (until() if until is not None else asyncio.Event().wait())
+        await (until() if until is not None else _stopped())
     finally:
         hub.close()
         await runner.cleanup()
         await room.close()
+
+
+async def _stopped() -> None:
+    """Return on SIGINT (Ctrl-C) or SIGTERM. Handled by the loop itself: a shell starts a
+    background job with SIGINT ignored, so ``kill PID`` must not rely on Ctrl-C's path."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
 
 
 def run(config: ClassroomConfig, out: TextIO = sys.stdout) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ncbsim import envelope
-from ncbsim.client import Answer
+from ncbsim.client import Answer, Outcome
 from ncbsim.node.records import Document, Person, Vehicle
 from ncbsim.posts import PostOutcome
 from ncbsim.simulations import _demo_views as dv
@@ -53,6 +53,12 @@ class Sizes:
             self.queries.add(request_bytes)
         if response_bytes:
             self.answers.add(response_bytes)
+
+
+def best_outcome(answers: list[Answer]) -> str:
+    """A query's outcome over all its answers: a hit if any bureau hit, else the first's."""
+    hits = [a for a in answers if a.outcome in (Outcome.HIT, Outcome.RECORD)]
+    return (hits or answers)[0].outcome.value
 
 
 def rows(pairs: list[tuple[str, str]]) -> Rows:
@@ -184,7 +190,7 @@ def exchange_record(
         "kind": kind,
         "message_id": ex.sealed.header.message_hex,
         "correlation_id": ex.sealed.header.correlation_hex,
-        "outcome": ex.answer.outcome.value,
+        "outcome": best_outcome(every),
         "recipients": [
             {"bureau": a.bureau, "outcome": a.outcome.value, "ms": round(a.latency_ms, 1)}
             for a in every

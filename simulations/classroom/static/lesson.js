@@ -14,7 +14,7 @@ export class Lesson {
     this.root = $("#lesson");
     this.steps = [];
     this.index = -1; // the step shown; -1 before the start
-    this.results = new Map(); // step -> passed
+    this.results = new Map(); // step -> "passed" | "failed" | "skipped"
     this.running = false;
     $("#lesson-start").addEventListener("click", () => this.run(0));
     $("#lesson-next").addEventListener("click", () => this.next());
@@ -72,18 +72,18 @@ export class Lesson {
     }
     if (reply) {
       for (const x of reply.records ?? []) this.onExchange(x);
-      this.finish(n, reply.passed, reply.checks ?? []);
+      this.finish(n, reply.state ?? (reply.passed ? "passed" : "failed"), reply.checks ?? []);
     } else {
       this.root.dataset.state = "failed";
       this.render();
     }
   }
 
-  finish(n, passed, checks) {
-    this.results.set(n, Boolean(passed));
+  finish(n, state, checks) {
+    this.results.set(n, state);
     this.checks = checks;
     this.root.dataset.state = n === this.total - 1 ? "done" : "ready";
-    this.root.dataset.passed = String(Boolean(passed));
+    this.root.dataset.passed = String(state === "passed");
     this.render();
   }
 
@@ -92,8 +92,8 @@ export class Lesson {
     if (typeof msg.step !== "number") return;
     this.index = msg.step;
     if (msg.checks) this.checks = msg.checks;
-    if (msg.state === "passed" || msg.state === "failed") {
-      this.finish(msg.step, msg.state === "passed", msg.checks ?? []);
+    if (msg.state === "passed" || msg.state === "failed" || msg.state === "skipped") {
+      this.finish(msg.step, msg.state, msg.checks ?? []);
       return;
     }
     if (msg.state === "running") this.root.dataset.state = "running";
@@ -120,10 +120,12 @@ export class Lesson {
     $("#lesson-checks").replaceChildren(...checkItems(this.checks ?? []));
     $("#lesson-steps").replaceChildren(...this.steps.map((s, i) => h("li", {
       "aria-current": i === this.index ? "step" : null,
-      dataset: { passed: this.results.has(i) ? String(this.results.get(i)) : "" },
-    }, this.results.has(i) ? icon(this.results.get(i) ? "#i-tick" : "#i-cross") : "", s.title)));
+      dataset: { state: this.results.get(i) ?? "" },
+    }, this.results.has(i) ? icon(STATE_ICONS[this.results.get(i)]) : "", s.title)));
   }
 }
+
+const STATE_ICONS = { passed: "#i-tick", failed: "#i-cross", skipped: "#i-dash" };
 
 function checkItems(checks) {
   return checks.map(([text, ok]) => h("li", { dataset: { passed: String(Boolean(ok)) } },
