@@ -9,6 +9,7 @@ its PID at the end, whatever happened, and so is anything it left running.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -16,8 +17,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import ncbsim_pids
@@ -77,8 +81,9 @@ def start_classroom(workdir: Path, *args: str) -> Room:
     return room
 
 
-def stop_classroom(room: Room) -> None:
-    """SIGTERM the classroom by its PID (it stops its network), then anything left."""
+def stop_classroom(room: Room, *, network_too: bool = True) -> None:
+    """SIGTERM the classroom by its PID (it stops a network it started), then anything of
+    its folder left running (not with ``network_too`` false: a network it attached to)."""
     if room.proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(room.proc.pid, signal.SIGTERM)
@@ -88,10 +93,43 @@ def stop_classroom(room: Room) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(room.proc.pid, signal.SIGKILL)
             room.proc.wait()
-    for pid in ncbsim_pids(room.workdir):
+    for pid in ncbsim_pids(room.workdir) if network_too else []:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if room.reader is not None:
         room.reader.join(10)  # it ends with the output
     if room.proc.stdout is not None:
         room.proc.stdout.close()
+
+
+def call(room: Room, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
+    """GET ``path`` (no body) or POST ``body`` as JSON; (status, decoded JSON or text)."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        room.url + path.lstrip("/"),
+        data=data,
+        method="GET" if data is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, payload = response.status, response.read()
+            kind = response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, payload, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    return status, json.loads(payload) if "json" in kind else payload.decode()
+
+
+def planted(room: Room, code: str, kind: str) -> dict[str, str]:
+    """The first record of ``kind`` the page offers for ``code`` (sure to hit)."""
+    status, state = call(room, "/api/state")
+    assert status == 200
+    return next(p for p in state["planted"][code] if p["kind"] == kind)
+
+
+def query(room: Room, asker: str, to: str, item: dict[str, str]) -> dict[str, Any]:
+    """Send ``item`` (a planted record's fields) from ``asker`` to ``to``; the exchange."""
+    fields = {k: v for k, v in item.items() if k != "label"}
+    status, reply = call(room, "/api/query", {"from": asker, "to": to, **fields})
+    assert status == 200, reply
+    return reply

@@ -22,42 +22,9 @@ import urllib.request
 from typing import Any
 
 import pytest
-from room_support import Room
+from room_support import Room, call, planted, query
 
 pytestmark = pytest.mark.integration
-
-
-def call(room: Room, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
-    """GET ``path`` (no body) or POST ``body`` as JSON; (status, decoded JSON or text)."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(
-        room.url + path.lstrip("/"),
-        data=data,
-        method="GET" if data is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            status, payload = response.status, response.read()
-            kind = response.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        status, payload, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
-    return status, json.loads(payload) if "json" in kind else payload.decode()
-
-
-def planted(room: Room, code: str, kind: str) -> dict[str, str]:
-    """The first record of ``kind`` the page offers for ``code`` (sure to hit)."""
-    status, state = call(room, "/api/state")
-    assert status == 200
-    return next(p for p in state["planted"][code] if p["kind"] == kind)
-
-
-def query(room: Room, asker: str, to: str, item: dict[str, str]) -> dict[str, Any]:
-    """Send ``item`` (a planted record's fields) from ``asker`` to ``to``; the exchange."""
-    fields = {k: v for k, v in item.items() if k != "label"}
-    status, reply = call(room, "/api/query", {"from": asker, "to": to, **fields})
-    assert status == 200, reply
-    return reply
 
 
 def test_the_page_and_its_assets_come_from_ncbsim_alone(room: Room) -> None:
@@ -286,3 +253,28 @@ def test_serving_beyond_loopback_takes_an_explicit_flag() -> None:
         "ncbsim: --listen 0.0.0.0: the page shows plaintext from the bureaus' side; serving "
         "it beyond this machine takes --allow-remote"
     ]
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "down"),
+    [("pause", "pause", True), ("partition", "partition", True), ("slow", "latency", False)],
+)
+def test_a_fault_from_the_page_holds_a_bureau_until_healed(
+    room: Room, fault: str, kind: str, down: bool
+) -> None:
+    doc = planted(room, "NL", "document")
+    status, reply = call(room, "/api/fault", {"fault": fault, "bureau": "NL"})
+    assert status == 200, reply
+    try:
+        assert reply["down"] == (["NL"] if down else [])
+        assert [(f["fault"], f["targets"]) for f in reply["faults"]] == [(kind, ["NL"])]
+        ex = query(room, "FR", "NL", doc)
+        if down:
+            assert ex["outcome"] in {"no_answer", "failed"}  # never a false no-hit
+        else:  # 600 ms each way on NL's link, at least
+            assert ex["outcome"] == "hit"
+            assert ex["recipients"][0]["ms"] >= 1000
+    finally:
+        status, healed = call(room, "/api/heal", {"bureau": "NL"})
+    assert status == 200, healed
+    assert (healed["down"], healed["faults"]) == ([], [])
