@@ -25,7 +25,7 @@ def cmd_classroom(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``classroom`` on the ``ncbsim`` subparsers."""
-    from ncbsim.simulations.classroom.run import DEFAULT_PORT, DEFAULT_SCENARIO
+    from ncbsim.simulations.classroom import DEFAULT_PORT, DEFAULT_SCENARIO
 
     room = sub.add_parser(
         "classroom",

@@ -29,16 +29,13 @@ from aiohttp import web
 from ncbsim.errors import ConfigError
 from ncbsim.processes import sigterm_as_interrupt
 from ncbsim.simulations import operate
+from ncbsim.simulations.classroom import DEFAULT_PORT, DEFAULT_SCENARIO
 from ncbsim.simulations.classroom.hub import Hub
 from ncbsim.simulations.classroom.room import Classroom
 from ncbsim.simulations.classroom.server import make_app
 from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
-
-DEFAULT_PORT = 8024
-DEFAULT_SCENARIO = "red-notice"
-"""FR, DE, IT, ES, NL and the General Secretariat (GS), which publishes notices."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
