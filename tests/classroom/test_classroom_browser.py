@@ -8,9 +8,8 @@ DOM), each attack caught where it is caught, a killed bureau marked down, the le
 to its end, and a clear message for bad input with the form ready again. No test passes
 with a console error or an uncaught exception in the page.
 
-Chromium comes from Debian's ``chromium`` package (``.ci/run`` installs it); Playwright's
-own browser download is never used. Without it, and without root to install it, these
-tests skip, saying so.
+The browser and the ``page`` fixture are tests/classroom/conftest.py's: Debian's
+Chromium, never Playwright's own download; without it these tests skip, saying so.
 """
 
 from __future__ import annotations
@@ -18,11 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,70 +26,10 @@ from room_support import Room
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 720}
 WAIT_MS = 30_000
 # A document number no bureau holds, of letters no hex string has (N, R, Y, W, Q):
 # if it shows anywhere in the gateway's view, the view leaked plaintext.
 CANARY = "CANARYQW" + str(os.getpid() % 10_000).zfill(4)
-
-if not CHROMIUM.exists():
-    pytestmark = [  # type: ignore[assignment]
-        pytest.mark.integration,
-        pytest.mark.skip(
-            reason="Debian's chromium is not installed (apt-get install chromium; "
-            ".ci/run installs it when run as root)"
-        ),
-    ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, with a fresh profile; closed at the end."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as play:
-        launched = play.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture
-def page(browser: Any, room: Room) -> Iterator[Any]:
-    """The classroom page at 1280x720, connected to its stream; fails the test on any
-    console error or uncaught exception in the page."""
-    # bypass_csp: Playwright's waits evaluate strings, which the page's own policy
-    # (script-src 'self', no eval) would refuse; the page itself needs no such bypass.
-    context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
-    opened = context.new_page()
-    problems: list[str] = []
-    opened.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-
-    def console(msg: Any) -> None:
-        # A 4xx reply to a bad request is logged by the browser itself; the page's own
-        # errors are not "Failed to load resource".
-        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
-            problems.append(f"console: {msg.text}")
-
-    opened.on("console", console)
-    opened.goto(room.url)
-    opened.wait_for_selector("#conn[data-state=open]", timeout=WAIT_MS)
-    try:
-        yield opened
-    finally:
-        context.close()
-    assert problems == []
 
 
 def _state(room: Room) -> dict[str, Any]:
