@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "classroom"
 CHROMIUM = Path("/usr/bin/chromium")
-VIEWPORT = {"width": 1280, "height": 720}
+WIDTH, HEIGHT = 1280, 720
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 START_TIMEOUT_S = 300.0
 WAIT_MS = 60_000
@@ -110,6 +110,7 @@ def start(workdir: Path, scenario: str | None) -> Classroom:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not found.wait(0.2):
         if proc.poll() is not None or time.monotonic() > deadline:
+            stop(room)
             tail = "\n".join(room.lines[-30:])
             raise RuntimeError(f"ncbsim classroom did not start:\n{tail}")
     print(f"  {room.url} ({scenario or 'default scenario'})", flush=True)
@@ -192,7 +193,7 @@ class Shots:
 
     def take(self, name: str) -> None:
         path = self.out / f"{name}.png"
-        self.page.mouse.move(1279, 719)  # no hover effect on the picture
+        self.page.mouse.move(WIDTH - 1, HEIGHT - 1)  # no hover effect on the picture
         self.page.screenshot(path=str(path))
         shrink(path)
         self.taken.append(path)
@@ -339,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.chromium.exists():
         print(f"classroom_screens: no browser at {args.chromium} (apt-get install chromium)")
         return 2
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -346,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         browser = play.chromium.launch(executable_path=str(args.chromium), args=FLAGS)
         try:
             # bypass_csp: Playwright's waits evaluate strings; the page itself needs none.
-            context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
+            context = browser.new_context(
+                viewport={"width": WIDTH, "height": HEIGHT}, bypass_csp=True
+            )
             shots = Shots(context.new_page(), args.out)
             runs: list[tuple[str | None, Callable[[Shots], None]]] = []
             if args.only != "ring":
@@ -359,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                 with running(Path(tmp) / f"work{number}", scenario_arg) as room:
                     shots.open(room.url)
                     drive(shots)
+        except (RuntimeError, PlaywrightError) as exc:  # everything started is stopped
+            print(f"classroom_screens: {exc}", file=sys.stderr)
+            return 1
         finally:
             browser.close()
     print(f"{len(shots.taken)} screenshots in {args.out}")
