@@ -197,7 +197,7 @@ class Shots:
         self.page.screenshot(path=str(path))
         shrink(path)
         self.taken.append(path)
-        print(f"  {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KiB)", flush=True)
+        print(f"  {path} ({path.stat().st_size // 1024} KiB)", flush=True)
 
 
 def shrink(path: Path) -> None:
