@@ -191,16 +191,23 @@ def _action(name: str, pick: Callable[[Classroom], Action]) -> Any:
     return handler
 
 
+_GETS = {"/": page, "/static/{name}": static, "/api/state": state, "/api/stream": stream}
+ACTIONS = ("query", "diffuse", "notice", "notice/withdraw", "fault", "heal", "attack", "lesson")
+"""The actions, each a ``POST /api/<action>`` with a JSON body."""
+ROUTES: tuple[tuple[str, str], ...] = tuple(("GET", path) for path in _GETS) + tuple(
+    ("POST", f"/api/{action}") for action in ACTIONS
+)
+"""Every route the app serves, as (method, path): docs/classroom.md's table lists them."""
+
+
 def make_app(room: Classroom, hub: Hub) -> web.Application:
     """The application serving ``room`` and pushing ``hub``'s messages."""
     app = web.Application(client_max_size=inputs.MAX_BODY)
     app[ROOM] = room
     app[HUB] = hub
     posting, lessons = Posting(room), Lessons(room)
-    app.router.add_get("/", page)
-    app.router.add_get("/static/{name}", static)
-    app.router.add_get("/api/state", state)
-    app.router.add_get("/api/stream", stream)
+    for path, get in _GETS.items():
+        app.router.add_get(path, get)
     routes: dict[str, Callable[[Classroom], Action]] = {
         "query": lambda r: r.query,
         "diffuse": lambda _: posting.diffuse,
@@ -211,6 +218,6 @@ def make_app(room: Classroom, hub: Hub) -> web.Application:
         "attack": lambda r: r.attack,
         "lesson": lambda _: lessons.run,
     }
-    for path, pick in routes.items():
-        app.router.add_post(f"/api/{path}", _action(path, pick))
+    for path in ACTIONS:
+        app.router.add_post(f"/api/{path}", _action(path, routes[path]))
     return app

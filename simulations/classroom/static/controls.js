@@ -132,7 +132,8 @@ export class Controls {
     const f = form.elements;
     const raw = f.to.value.trim().toUpperCase();
     const to = !raw || raw === "ALL" ? "ALL" : raw.split(/[\s,;]+/).filter(Boolean);
-    const body = { from: f.from.value, to, ...person(f) };
+    const body = { from: f.from.value, to, subject: f.subject.value.trim() };
+    if (f.text.value.trim()) body.text = f.text.value.trim();
     await busy($("button[type=submit]", form), async () => {
       const r = await postJson("/api/diffuse", body);
       say("info", `Diffusion from ${body.from} to ${r.recipients} bureau(s): ${r.outcome}.`);

@@ -15,6 +15,7 @@ export class Lesson {
     this.steps = [];
     this.index = -1; // the step shown; -1 before the start
     this.results = new Map(); // step -> "passed" | "failed" | "skipped"
+    this.captions = new Map(); // step -> its caption as filled by the step that ran
     this.running = false;
     $("#lesson-start").addEventListener("click", () => this.run(0));
     $("#lesson-next").addEventListener("click", () => this.next());
@@ -60,6 +61,7 @@ export class Lesson {
     }
     this.index = n;
     this.running = true;
+    this.captions.delete(n);
     this.checks = [];
     this.root.dataset.state = "running";
     this.render();
@@ -72,15 +74,17 @@ export class Lesson {
     }
     if (reply) {
       for (const x of reply.records ?? []) this.onExchange(x);
-      this.finish(n, reply.state ?? (reply.passed ? "passed" : "failed"), reply.checks ?? []);
+      const state = reply.state ?? (reply.passed ? "passed" : "failed");
+      this.finish(n, state, reply.checks ?? [], reply.caption);
     } else {
       this.root.dataset.state = "failed";
       this.render();
     }
   }
 
-  finish(n, state, checks) {
+  finish(n, state, checks, caption) {
     this.results.set(n, state);
+    if (caption) this.captions.set(n, caption);
     this.checks = checks;
     this.root.dataset.state = n === this.total - 1 ? "done" : "ready";
     this.root.dataset.passed = String(state === "passed");
@@ -93,7 +97,7 @@ export class Lesson {
     this.index = msg.step;
     if (msg.checks) this.checks = msg.checks;
     if (msg.state === "passed" || msg.state === "failed" || msg.state === "skipped") {
-      this.finish(msg.step, msg.state, msg.checks ?? []);
+      this.finish(msg.step, msg.state, msg.checks ?? [], msg.caption);
       return;
     }
     if (msg.state === "running") this.root.dataset.state = "running";
@@ -103,7 +107,7 @@ export class Lesson {
   render(msg = {}) {
     const step = this.steps[this.index] ?? {};
     const title = msg.title ?? step.title ?? "";
-    const caption = msg.caption ?? step.caption ?? "";
+    const caption = msg.caption ?? this.captions.get(this.index) ?? step.caption ?? "";
     const total = msg.total ?? this.total;
     $("#lesson-progress").textContent = `${Math.max(0, this.index + 1)} / ${total}`;
     $("#lesson-start").textContent = this.index < 0 ? "Start" : "Restart";
