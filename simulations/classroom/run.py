@@ -78,7 +78,9 @@ async def serve(
 ) -> None:
     """Follow the network of ``workdir`` and serve the page until cancelled."""
     hub = Hub()
-    room = Classroom(workdir, hub, scenario=config.scenario, timeout_s=config.timeout_s)
+    # The scenario's name as the network's manifest has it (not the file given, nor the
+    # default of a classroom that attached to a network of another scenario).
+    room = Classroom(workdir, hub, timeout_s=config.timeout_s)
     await room.start()
     runner = web.AppRunner(make_app(room, hub), access_log=None, shutdown_timeout=2.0)
     await runner.setup()

@@ -40,9 +40,13 @@ def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Room]:
         stop_classroom(started)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, with a fresh profile; closed at the end."""
+    """Debian's Chromium, headless, with a fresh profile; closed at the end of the module.
+
+    Not shared by the whole session: Playwright's synchronous API keeps an event loop
+    running in this thread while it is open, and the tests of other modules that call
+    ``asyncio.run`` need none to be."""
     if not CHROMIUM.exists():
         pytest.skip(
             "Debian's chromium is not installed (apt-get install chromium; "

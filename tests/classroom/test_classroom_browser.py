@@ -178,7 +178,32 @@ def test_the_lesson_plays_to_its_end(page: Any) -> None:
         "[...document.querySelectorAll('#lesson-steps li')].map(li => li.dataset.state)"
     )
     assert states == ["passed"] * total, list(zip(states, _titles(page), strict=True))
-    assert page.locator("#caption").inner_text().strip()
+    caption = page.locator("#caption").inner_text()
+    assert caption.strip()
+    assert "…" not in caption  # the step's caption as it ran, every field filled
+
+
+def test_a_diffusion_and_a_red_notice_from_the_forms_reach_every_bureau(page: Any) -> None:
+    form = page.locator("#diffuse-form")
+    form.locator("select[name=from]").select_option("IT")
+    form.locator("[name=subject]").fill("Convoy of stolen cars heading north")
+    form.locator("button[type=submit]").click()
+    page.wait_for_selector(
+        "#messages .message.info:has-text('IT diffused an alert to 4 bureaus: stored')",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_selector("g.arrow[data-kind=diffusion][data-from=IT]", timeout=WAIT_MS)
+    notice = page.locator("#notice-form")
+    notice.locator("select[name=from]").select_option("NL")
+    notice.locator("[name=surname]").fill("Vasquez-Lind")
+    notice.locator("[name=given_names]").fill("Oriane")
+    notice.locator("[name=date_of_birth]").fill("1979-02-11")
+    notice.locator("button[type=submit]").click()
+    published = page.locator("#notices li:has-text('VASQUEZ-LIND')")
+    published.filter(has_text="published").wait_for(timeout=WAIT_MS)
+    page.wait_for_selector("g.arrow[data-kind=notice][data-from=gateway]", timeout=WAIT_MS)
+    published.locator("[data-withdraw]").click()
+    published.filter(has_text="withdrawn").wait_for(timeout=WAIT_MS)
 
 
 def _titles(page: Any) -> list[str]:
