@@ -417,7 +417,11 @@ def _bench(args: argparse.Namespace) -> int:
             scenario = _scenario(tmp)
             began = time.monotonic()
             up = True  # from here on, take it down whatever happens
-            _run([*NCBSIM, "up", str(scenario), "--workdir", str(workdir), "--detach"])
+            with (tmp / "up.log").open("wb") as log:  # its table of 197 rows: not here
+                _run(
+                    [*NCBSIM, "up", str(scenario), "--workdir", str(workdir), "--detach"],
+                    stdout=log,
+                )
             print(f"network up in {time.monotonic() - began:.0f} s ({workdir})", flush=True)
         gateway_pid = Network.load(workdir).gateway.pid
         warm = _phase(
