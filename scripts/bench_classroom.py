@@ -118,6 +118,7 @@ class CpuMeter:
 
 
 def _run(cmd: list[str], **kw: Any) -> None:
+    """Run an ncbsim command from the repository root; raise if it fails."""
     subprocess.run(cmd, check=True, cwd=ROOT, **kw)
 
 
@@ -163,6 +164,7 @@ def _load(
 
 
 def _finish_load(proc: subprocess.Popen[Any], out: Path, deadline: float) -> dict[str, Any]:
+    """Wait for the load process; its figures."""
     try:
         code = proc.wait(deadline)
     except subprocess.TimeoutExpired:
@@ -176,13 +178,14 @@ def _finish_load(proc: subprocess.Popen[Any], out: Path, deadline: float) -> dic
 
 def _open_classroom(workdir: Path, log: Path) -> tuple[subprocess.Popen[Any], str]:
     """``ncbsim classroom --workdir W --port 0``; its URL from its 'Classroom:' line."""
-    proc = subprocess.Popen(
-        [*NCBSIM, "classroom", "--workdir", str(workdir), "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=log.open("ab"),
-        text=True,
-    )
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            [*NCBSIM, "classroom", "--workdir", str(workdir), "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     assert proc.stdout is not None
     for line in proc.stdout:
         found = re.search(r"Classroom: (http://\S+)", line)
