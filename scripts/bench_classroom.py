@@ -112,6 +112,22 @@ class CpuMeter:
         return 100.0 * used / CLK_TCK / wall if wall > 0 else 0.0
 
 
+STOP = threading.Event()
+"""Set by Ctrl-C or SIGTERM: the run stops at the next :func:`_check`, cleaning up."""
+
+
+def _check() -> None:
+    """Stop here (KeyboardInterrupt) if Ctrl-C or SIGTERM came."""
+    if STOP.is_set():
+        raise KeyboardInterrupt
+
+
+def _pause(seconds: float) -> None:
+    """Sleep, but stop within a tenth of a second of Ctrl-C or SIGTERM."""
+    STOP.wait(seconds)
+    _check()
+
+
 def _run(cmd: list[str], **kw: Any) -> None:
     """Run an ncbsim command from the repository root; raise if it fails."""
     subprocess.run(cmd, check=True, cwd=ROOT, **kw)
@@ -208,7 +224,7 @@ def _open_page(stack: contextlib.ExitStack, url: str, lanes: str) -> tuple[Any, 
     opened = round(time.monotonic() - began, 2)
     tab.fill("#picker-codes", lanes)  # as a trainer picks lanes: type the codes, Enter
     tab.press("#picker-codes", "Enter")
-    time.sleep(2)  # the page settles: the hello state drawn, the ring laid out
+    _pause(2)  # the page settles: the hello state drawn, the ring laid out
     return tab, {"page_open_s": opened, "page_errors": errors}
 
 
@@ -230,7 +246,7 @@ def _phase(
                 result |= extra
                 meters["browser_cpu_pct"] = CpuMeter(_browser_pids())
             else:
-                time.sleep(2)
+                _pause(2)
             meters["classroom_cpu_pct"] = CpuMeter([classroom.pid])
         meters["gateway_cpu_pct"] = CpuMeter([gateway_pid])
         out = tmp / f"load-{index}.json"
@@ -238,7 +254,7 @@ def _phase(
         stack.callback(_stop, load)
         before: dict[str, Any] | None = None
         while load.poll() is None:
-            time.sleep(1.0)
+            _pause(1.0)
             now: dict[str, Any] = {}
             if tab is not None:
                 now = tab.evaluate("() => ({...window.ncbsimStats, t: performance.now()})")
@@ -293,6 +309,7 @@ def _bench(args: argparse.Namespace) -> int:
         )
         print(f"warm-up: {len(warm['single_ms'])} queries (not counted)", flush=True)
         for i, kind in enumerate(args.phases * args.rounds):
+            _check()
             result = _phase(
                 args, workdir=workdir, tmp=tmp, index=i + 1, kind=kind, gateway_pid=gateway_pid
             )
@@ -364,8 +381,11 @@ def main() -> int:
         return 2
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        STOP.set()
 
+    # Ctrl-C and SIGTERM only raise a flag, checked at safe points (_check): an exception
+    # raised inside a Playwright call leaves its driver hung, and nothing gets cleaned up.
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     return _bench(args)
 
