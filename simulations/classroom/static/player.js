@@ -1,13 +1,20 @@
 // player.js: the pace of the diagram. Arrows wait in a bounded queue and play one at a time
 // (pace: slow / normal / fast); pause holds them (the oldest are dropped past QUEUE_MAX, and
 // counted), step plays one, back takes the newest arrow back to the queue, replay re-animates
-// rows already drawn. A backlog plays faster so the picture never lags the network by much.
+// rows already drawn. A backlog plays faster so the picture never lags the network by much,
+// and one past FAST_FORWARD (while playing) skips to its newest arrows.
 
 export const PACES = { slow: 2400, normal: 900, fast: 300 };
 export const QUEUE_MAX = 400;
 // queued arrows beyond which each plays faster: a lesson's query to every bureau plays at the
 // chosen pace; a busy network's lanes (the ring view sets a lower bound) stay near live
 export const CATCH_UP = { lanes: 30, ring: 6 };
+// a backlog past FAST_FORWARD while playing (a query to ALL of 196 bureaus from a lane) skips
+// to its newest KEEP arrows, counted as dropped: drawing hundreds at ~15 ms each held the
+// page at a few frames a second and seconds behind, for arrows that scroll out unseen
+// (the diagram keeps 40 rows). Paused, the queue keeps up to QUEUE_MAX for stepping.
+export const FAST_FORWARD = 80;
+export const KEEP = 40;
 
 export class Player {
   constructor(diagram, { onChange } = {}) {
@@ -44,10 +51,11 @@ export class Player {
       if (early >= 0) this.queue.splice(early, 0, spec);
       else this.queue.push(spec);
     }
-    const over = this.queue.length - QUEUE_MAX;
+    const over = this.queue.length - (this.paused ? QUEUE_MAX : FAST_FORWARD);
     if (over > 0) {
-      this.queue.splice(0, over);
-      this.dropped += over;
+      const skip = this.paused ? over : this.queue.length - KEEP;
+      this.queue.splice(0, skip);
+      this.dropped += skip;
     }
     this.kick();
     this.onChange();

@@ -1,13 +1,19 @@
 // ring.js: the view of a large network (layout "ring"): every bureau a labelled dot on a
 // circle, the gateway in the centre, traffic as arcs through the centre that fade in ~2 s.
 // Drawn on one <canvas>, coalesced per animation frame, with a bounded list of live arcs, so
-// hundreds of events a second cost a redraw, not DOM nodes.
+// hundreds of events a second cost a redraw, not DOM nodes. The dots and labels change only
+// with the layout, the picks and the faults: they are drawn once on an offscreen canvas and
+// copied on each frame, not redrawn (~200 rotated labels a frame cost a busy page most of
+// its CPU, on the machine that runs the network).
 
 import { GATEWAY } from "./mapping.js";
 
 const FADE_MS = 2000;
 const MAX_ARCS = 1500;
 const FADE_STEPS = 8;
+// arcs fade in FADE_STEPS steps and events come in ~100 ms batches, so while only arcs are
+// live the ring is redrawn at most this often, not on every frame; a flash animates on each
+const ARC_FRAME_MS = 100;
 
 const COLOURS = {
   query: "#1d4ed8", answer: "#047857", message: "#374151", diffusion: "#7c3aed",
@@ -29,6 +35,8 @@ export class Ring {
     this.status = {};
     this.drawn = 0;
     this.frame = 0;
+    this.timer = 0;
+    this.lastDraw = -Infinity;
     this.draw = this.draw.bind(this);
     new ResizeObserver(() => this.layout()).observe(canvas.parentElement);
     canvas.addEventListener("click", (e) => this.click(e));
@@ -41,11 +49,13 @@ export class Ring {
 
   setPicked(codes) {
     this.picked = new Set(codes);
+    this.base = null;
     this.request();
   }
 
   setStatus(status) {
     this.status = { ...status };
+    this.base = null;
     this.request();
   }
 
@@ -58,6 +68,8 @@ export class Ring {
     this.canvas.style.width = `${size}px`;
     this.canvas.style.height = `${size}px`;
     this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    this.dpr = dpr;
+    this.base = null;
     this.size = size;
     const c = size / 2;
     const r = c - (this.bureaus.length > 60 ? 40 : 30);
@@ -87,11 +99,21 @@ export class Ring {
   }
 
   request() {
-    if (!this.frame) this.frame = requestAnimationFrame(this.draw);
+    if (this.frame || this.timer) return;
+    const wait = this.flashes.length ? 0 : this.lastDraw + ARC_FRAME_MS - performance.now();
+    if (wait > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = 0;
+        this.request();
+      }, wait);
+    } else {
+      this.frame = requestAnimationFrame(this.draw);
+    }
   }
 
   draw(now) {
     this.frame = 0;
+    this.lastDraw = now;
     const { ctx, size, centre } = this;
     if (!size) return;
     ctx.clearRect(0, 0, size, size);
@@ -120,6 +142,32 @@ export class Ring {
     }
     ctx.setLineDash([]);
     ctx.globalAlpha = 1;
+    if (!this.base) this.base = this.paintBase();
+    ctx.drawImage(this.base, 0, 0, size, size);
+    // refusals, faults, attacks: a red ring that widens and fades
+    for (const f of this.flashes) {
+      const p = this.pos.get(f.at);
+      const age = (now - f.born) / FADE_MS;
+      ctx.strokeStyle = COLOURS[f.kind] ?? COLOURS.refused;
+      ctx.globalAlpha = 1 - age;
+      ctx.lineWidth = 3;
+      ctx.beginPath();
+      ctx.arc(p.x, p.y, 8 + 18 * age, 0, 2 * Math.PI);
+      ctx.stroke();
+      cross(ctx, p.x, p.y, 6);
+    }
+    ctx.globalAlpha = 1;
+    if (this.arcs.length || this.flashes.length) this.request();
+  }
+
+  /** The gateway and the bureaus' dots and labels, on a canvas of their own. */
+  paintBase() {
+    const { size, centre, dpr } = this;
+    const base = document.createElement("canvas");
+    base.width = size * dpr;
+    base.height = size * dpr;
+    const ctx = base.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     // the gateway
     ctx.fillStyle = "#111827";
     ctx.beginPath();
@@ -164,20 +212,7 @@ export class Ring {
       ctx.restore();
       ctx.textAlign = "center";
     }
-    // refusals, faults, attacks: a red ring that widens and fades
-    for (const f of this.flashes) {
-      const p = this.pos.get(f.at);
-      const age = (now - f.born) / FADE_MS;
-      ctx.strokeStyle = COLOURS[f.kind] ?? COLOURS.refused;
-      ctx.globalAlpha = 1 - age;
-      ctx.lineWidth = 3;
-      ctx.beginPath();
-      ctx.arc(p.x, p.y, 8 + 18 * age, 0, 2 * Math.PI);
-      ctx.stroke();
-      cross(ctx, p.x, p.y, 6);
-    }
-    ctx.globalAlpha = 1;
-    if (this.arcs.length || this.flashes.length) this.request();
+    return base;
   }
 
   weight(code) {
