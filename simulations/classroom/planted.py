@@ -1,8 +1,10 @@
 """Records worth asking about: a few of each bureau's flagged records, for the page's list.
 
 A trainer who picks one of these is sure of a hit: each is a stolen document, a wanted
-person or a stolen vehicle that the bureau's own database holds. They are read from the
-bureau's records database, read-only, as the lesson's steps read theirs.
+person or a stolen vehicle that the bureau's own database holds, and that its owner has
+not restricted (a record with an ``allow`` or ``deny`` control would answer some bureaus
+no-hit). They are read from the bureau's records database, read-only, as the lesson's
+steps read theirs.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from ncbsim.workdir import Workdir
 
 PER_KIND = {"document": 3, "person": 2, "vehicle": 2}
 
+_OPEN = "ref NOT IN (SELECT ref FROM controls WHERE access != 'open')"
 _QUERIES = {
     "document": (
         "SELECT number, issuer, doc_type FROM documents WHERE status = 'stolen' "
-        "AND surname IS NOT NULL ORDER BY id LIMIT ?"
+        f"AND surname IS NOT NULL AND {_OPEN} ORDER BY id LIMIT ?"
     ),
     "person": (
         "SELECT surname, given_names, date_of_birth FROM persons WHERE flag = 'wanted' "
-        "ORDER BY id LIMIT ?"
+        f"AND {_OPEN} ORDER BY id LIMIT ?"
     ),
     "vehicle": (
-        "SELECT vin, make, model FROM vehicles WHERE status = 'stolen' ORDER BY id LIMIT ?"
+        f"SELECT vin, make, model FROM vehicles WHERE status = 'stolen' AND {_OPEN} "
+        "ORDER BY id LIMIT ?"
     ),
 }
 _DOC_TYPES = {"P": "passport", "I": "identity card", "V": "visa"}
