@@ -116,6 +116,10 @@ export class Diagram {
   resize() {
     const w = this.width;
     const h = Math.max(this.scroller.clientHeight - 4, this.count() * ROW + TOP_PAD * 2);
+    // Once the history is full its size stays the same: touch nothing (no relayout).
+    if (w === this.drawnW && h === this.drawnH) return;
+    this.drawnW = w;
+    this.drawnH = h;
     this.body.setAttribute("viewBox", `0 0 ${w} ${h}`);
     this.body.setAttribute("width", w);
     this.body.setAttribute("height", h);
@@ -135,8 +139,14 @@ export class Diagram {
     });
     g.spec = spec;
     this.rows.append(g);
-    while (this.count() > MAX_ROWS) this.rows.firstElementChild.remove();
-    this.renumber();
+    g.setAttribute("transform", `translate(0 ${TOP_PAD + g.dataset.row * ROW})`);
+    let trimmed = false;
+    while (this.count() > MAX_ROWS) {
+      this.rows.firstElementChild.remove();
+      trimmed = true;
+    }
+    if (trimmed) this.shift();
+    this.fade();
     this.build(g, spec);
     this.place(g);
     this.resize();
@@ -150,18 +160,25 @@ export class Diagram {
     if (!g) return null;
     g.remove();
     this.next -= 1;
-    this.renumber();
+    this.fade();
     this.resize();
     return g.spec;
   }
 
-  renumber() {
-    const rows = [...this.rows.children];
-    rows.forEach((g, i) => {
-      g.dataset.slot = i;
-      g.classList.toggle("old", rows.length - i > FADE_AFTER);
-      g.setAttribute("transform", `translate(0 ${TOP_PAD + i * ROW})`);
-    });
+  /** Each row sits at its own number's height; the container moves up as old rows leave,
+   * so adding a row touches one row and one transform, not every row (a busy network adds
+   * many a second). */
+  shift() {
+    const first = Number(this.rows.firstElementChild?.dataset.row ?? 0);
+    this.rows.setAttribute("transform", `translate(0 ${-first * ROW})`);
+  }
+
+  /** Rows older than the newest FADE_AFTER fade: only the two at the border can change. */
+  fade() {
+    const rows = this.rows.children;
+    const border = rows.length - FADE_AFTER;
+    if (border - 1 >= 0) rows[border - 1].classList.add("old");
+    if (border >= 0 && border < rows.length) rows[border].classList.remove("old");
   }
 
   /** Rows of one exchange: same message id or, for a multi-bureau query, correlation id. */

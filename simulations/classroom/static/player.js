@@ -15,6 +15,10 @@ export const CATCH_UP = { lanes: 30, ring: 6 };
 // (the diagram keeps 40 rows). Paused, the queue keeps up to QUEUE_MAX for stepping.
 export const FAST_FORWARD = 80;
 export const KEEP = 40;
+// An arrow moves at most this often (ms): 30 steps a second look smooth on a projector, and
+// the frames between them change nothing, so the browser paints half as often (it shares
+// the machine with the network it shows).
+export const STEP_MS = 33;
 
 export class Player {
   constructor(diagram, { onChange } = {}) {
@@ -145,6 +149,11 @@ export class Player {
     const cur = this.current;
     if (!cur) return;
     const t = Math.min(1, (now - cur.start) / cur.duration);
+    if (t < 1 && now - (cur.moved ?? 0) < STEP_MS && cur.g.isConnected) {
+      this.frame = requestAnimationFrame(this.tick);
+      return;
+    }
+    cur.moved = now;
     if (!cur.g.isConnected) {
       this.current = null;
     } else if (t >= 1) {
