@@ -10,8 +10,10 @@ STAMP  := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/ncbsim simulate
 
+# Two workers, each taking whole test files (--dist loadfile: a module's network fixture is
+# started once, by the worker that runs the module).
 test: $(STAMP) lint
-	$(BIN)/python -m pytest --durations=10
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
