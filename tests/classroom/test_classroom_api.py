@@ -182,7 +182,9 @@ def test_the_stream_pushes_a_querys_events_as_it_travels(room: Room) -> None:
                     seen.setdefault((event["party"], event["kind"]), time.monotonic())
         time.sleep(0.05)
     done.set()
-    stream.close()  # the reader's next read fails, which ends its loop (a daemon thread)
+    call(room, "/api/heal", {"all": True})  # a status line: the reader wakes and returns
+    reader.join(30)
+    stream.close()
     assert wanted <= set(seen), sorted(seen)
     assert any(m["type"] == "exchange" and m["message_id"] == mid for m in got)
     first = min(seen.values()) - sent
