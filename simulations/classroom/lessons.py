@@ -27,8 +27,6 @@ from ncbsim.simulations.demo import DemoConfig
 from ncbsim.simulations.lesson import LESSON, caption, fields
 from ncbsim.simulations.network import Network
 
-_POST_KINDS = {"diffusion": "diffusion", "notice": "notice", "withdraw": "notice"}
-
 
 def blank_caption(index: int) -> str:
     """Step ``index``'s caption before it ran: its fields left as ``…``."""
@@ -64,6 +62,11 @@ class Lessons:
             room.register(demo.obs)
             self._demo = demo
         return self._demo
+
+    async def close(self) -> None:
+        """Close the demo's channels (the server calls this as it stops)."""
+        if self._demo is not None:
+            await self._demo.close()
 
     async def attack(self, name: str, asker: str, to: str) -> AttackOutcome:
         """The demo's attack hook: run it, and show it at once with where it was caught."""
@@ -123,7 +126,7 @@ class Lessons:
             room.next_id(),
             asker=shown.asker,
             to=shown.to,
-            kind=_POST_KINDS.get(kind, kind),
+            kind=kind,
             row=shown.gateway_row,
             gateway=room.gateway,
             requester=extra.get("requester", []),

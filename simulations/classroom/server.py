@@ -206,6 +206,11 @@ def make_app(room: Classroom, hub: Hub) -> web.Application:
     app[ROOM] = room
     app[HUB] = hub
     posting, lessons = Posting(room), Lessons(room)
+
+    async def close_lessons(_: web.Application) -> None:
+        await lessons.close()
+
+    app.on_cleanup.append(close_lessons)
     for path, get in _GETS.items():
         app.router.add_get(path, get)
     routes: dict[str, Callable[[Classroom], Action]] = {
