@@ -190,7 +190,7 @@ def kem_seal(suite: int, public: bytes, *, info: bytes, plaintext: bytes) -> byt
     ``hpke.Suite.encrypt``, empty AAD): enc || ciphertext."""
     key = _kem_public(suite, public)
     try:
-        return _kem_suite(suite).encrypt(plaintext, key, info)  # type: ignore[arg-type]
+        return _kem_suite(suite).encrypt(plaintext, key, info)
     except ValueError as exc:
         raise CryptoFailure from exc
 
