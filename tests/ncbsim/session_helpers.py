@@ -62,16 +62,15 @@ class Pair:
     ) -> tuple[Opened, session.ServerSession, session.Covered | None]:
         """DE opens a request as its node would (header parsed on the way in)."""
         parsed = Header.parse(env.header) if header is None else header
-        return self.registry.open_request(
-            env, parsed, sender=self.peer("FR"), now_ms=self.now + at
-        )
+        return self.registry.open_request(env, parsed, sender=self.peer("FR"), now_ms=self.now + at)
 
     def ask(self, body: bytes = b"query", *, at: int = 0) -> tuple[bytes, session.Covered | None]:
         """One full round trip: FR's request, DE's answer, FR opens it."""
         sent = self.send(body, at=at)
         opened, held, covered = self.receive(sent.envelope, at=at)
-        reply = held.seal_response(b"answer:" + opened.plaintext, request=opened.header,
-                                   now_ms=self.now + at)
+        reply = held.seal_response(
+            b"answer:" + opened.plaintext, request=opened.header, now_ms=self.now + at
+        )
         return self.client.open_response(sent, reply, now_ms=self.now + at).plaintext, covered
 
 
@@ -81,7 +80,10 @@ def make_pair(suite: int, *, seed: bytes | None = None, now: int = NOW) -> Pair:
     registry = session.ServerSessions(de, suite=suite)
     opening = session.open_session(fr, de.as_peer(), suite=suite, now_ms=now)
     accept = registry.accept(
-        opening.envelope, opening.header, senders=senders(fr, de, it), now_ms=now,
+        opening.envelope,
+        opening.header,
+        senders=senders(fr, de, it),
+        now_ms=now,
         epoch_seed=seed,
     )
     client = session.finish_session(opening, accept, sender=fr, peer=de.as_peer(), now_ms=now)

@@ -47,21 +47,24 @@ def test_handshake_wire_form(pair: Pair) -> None:
     both are signed; the ephemeral private key is gone once the session is set up."""
     open_header = pair.opening.header
     assert (open_header.version, open_header.kind, open_header.seq) == (2, session.SESSION_OPEN, 0)
-    assert open_header.suite == pair.suite and len(open_header.session_id) == 16
+    assert open_header.suite == pair.suite
+    assert len(open_header.session_id) == 16
     ek = session_pb2.SessionOpen.FromString(pair.opening.envelope.sealed).ephemeral_key
     assert len(ek) == _crypto.KEM_PUBLIC_LEN[pair.suite]
     accept = Header.parse(pair.accept.header)
     assert accept.kind == session.SESSION_ACCEPT
     assert accept.correlation_id == open_header.message_id
     assert accept.recipient_key_id == _crypto.key_id(ek)
-    assert len(pair.accept.signature) == 64 and len(pair.opening.envelope.signature) == 64
+    assert len(pair.accept.signature) == 64
+    assert len(pair.opening.envelope.signature) == 64
     assert pair.opening._ek is None
 
 
 def test_request_and_response_wire_form(pair: Pair) -> None:
     """Requests and responses carry no signature, number their seq, and respond in kind."""
     sent = pair.send(b"q")
-    assert sent.envelope.signature == b"" and sent.envelope.checkpoint == b""
+    assert sent.envelope.signature == b""
+    assert sent.envelope.checkpoint == b""
     assert len(sent.envelope.sealed) == 1 + 16
     header = Header.parse(sent.envelope.header)
     assert header == sent.header
@@ -150,7 +153,8 @@ def test_covered_requests_carry_their_headers_and_digests() -> None:
         pair.receive(one.envelope)
     carrier = pair.send(b"last")
     _, _, covered = pair.receive(carrier.envelope)
-    assert covered is not None and covered.sender == "FR"
+    assert covered is not None
+    assert covered.sender == "FR"
     assert covered.session_id == pair.client.session_id
     assert [r.seq for r in covered.requests] == list(range(1, 33))
     first = covered.requests[0]
@@ -160,7 +164,7 @@ def test_covered_requests_carry_their_headers_and_digests() -> None:
     checkpoint = session.verify_checkpoint(
         covered.signed_checkpoint, pair.fr.signing_key.verify_key
     )
-    assert list(checkpoint.leaves)[0] == session.leaf(first.header, first.sealed_sha256)
+    assert next(iter(checkpoint.leaves)) == session.leaf(first.header, first.sealed_sha256)
     with pytest.raises(EnvelopeError):
         session.verify_checkpoint(covered.signed_checkpoint, pair.it.signing_key.verify_key)
 
@@ -174,14 +178,17 @@ def test_reordered_checkpoints_and_late_requests_are_taken() -> None:
         if one.seq not in (5, 33):
             pair.receive(one.envelope)
     *_, ahead = pair.receive(sent[64].envelope)
-    assert ahead is not None and (ahead.first_seq, ahead.last_seq) == (33, 64)
+    assert ahead is not None
+    assert (ahead.first_seq, ahead.last_seq) == (33, 64)
     assert len(ahead.requests) == 31  # 33 itself has not arrived
     *_, earlier = pair.receive(sent[32].envelope)  # carries 1-32, and 33 was covered by 65
-    assert earlier is not None and (earlier.first_seq, len(earlier.requests)) == (1, 31)
+    assert earlier is not None
+    assert (earlier.first_seq, len(earlier.requests)) == (1, 31)
     late = pair.registry.drain_covered()
     assert [(c.first_seq, [r.seq for r in c.requests]) for c in late] == [(33, [33])]
     *_, five = pair.receive(sent[4].envelope)
-    assert five is not None and [r.seq for r in five.requests] == [5]
+    assert five is not None
+    assert [r.seq for r in five.requests] == [5]
     assert (five.first_seq, five.last_seq) == (1, 32)
 
 
@@ -217,7 +224,8 @@ def test_epoch_time_bound_on_both_sides(pair: Pair) -> None:
     assert not pair.client.due_for_rekey(NOW + 49_999)
     assert pair.client.due_for_rekey(NOW + 50_000)
     sent = pair.send(at=59_999)
-    assert pair.client.usable(NOW + 59_999) and not pair.client.usable(NOW + 60_000)
+    assert pair.client.usable(NOW + 59_999)
+    assert not pair.client.usable(NOW + 60_000)
     with pytest.raises(SessionRefused):
         pair.send(at=60_000)
     with pytest.raises(SessionRefused) as refused:
@@ -257,7 +265,8 @@ def test_close_covers_the_rest_and_erases_both_sides(pair: Pair) -> None:
     closed, covered = pair.registry.close(
         close, Header.parse(close.header), sender=pair.peer("FR"), now_ms=NOW + 10
     )
-    assert covered is not None and (covered.first_seq, covered.last_seq) == (1, 5)
+    assert covered is not None
+    assert (covered.first_seq, covered.last_seq) == (1, 5)
     assert len(pair.registry) == 0
     pair.client.check_closed(close, closed, peer=pair.peer("DE"), now_ms=NOW + 10)
     assert pair.client.erased
@@ -304,9 +313,7 @@ def test_sender_key_rotated_out_ends_its_sessions() -> None:
     sent = pair.send()
     rotated = identity("FR").as_peer()
     with pytest.raises(SessionRefused):
-        pair.registry.open_request(
-            sent.envelope, sent.header, sender=rotated, now_ms=NOW
-        )
+        pair.registry.open_request(sent.envelope, sent.header, sender=rotated, now_ms=NOW)
     assert pair.registry.get("FR", pair.client.session_id) is None
 
 
@@ -320,7 +327,8 @@ def test_end_peer_ends_that_peers_sessions_only() -> None:
     pair.registry.accept(other.envelope, other.header, senders=lookup, now_ms=NOW)
     assert len(pair.registry) == 3
     assert pair.registry.end_peer("FR") == 2
-    assert len(pair.registry) == 1 and pair.client.usable(NOW)
+    assert len(pair.registry) == 1
+    assert pair.client.usable(NOW)
     with pytest.raises(SessionRefused):
         pair.receive(pair.send().envelope)
 
@@ -332,7 +340,8 @@ def test_sweep_erases_expired_sessions() -> None:
     assert held is not None
     assert pair.registry.sweep(NOW + 59_999) == 0
     assert pair.registry.sweep(NOW + 60_000) == 1
-    assert len(pair.registry) == 0 and held.erased
+    assert len(pair.registry) == 0
+    assert held.erased
 
 
 def test_ninth_session_of_a_peer_ends_its_oldest() -> None:
@@ -348,8 +357,10 @@ def test_ninth_session_of_a_peer_ends_its_oldest() -> None:
 
 def test_session_refused_maps_to_failed_precondition() -> None:
     """Both refusals are FAILED_PRECONDITION with their detail and reason code."""
-    for detail, reason in (("session unknown", "session_unknown"),
-                           ("checkpoint required", "checkpoint_required")):
+    for detail, reason in (
+        ("session unknown", "session_unknown"),
+        ("checkpoint required", "checkpoint_required"),
+    ):
         exc = SessionRefused(detail)
         assert status_for(exc) == (grpc.StatusCode.FAILED_PRECONDITION, detail)
         assert reason_for(exc) == reason == exc.reason
@@ -365,8 +376,9 @@ def _epoch_keys(pair: Pair) -> tuple[bytes, bytes]:
         for e in (pair.opening.envelope, pair.accept)
     ]
     transcript = hashlib.sha256(signed[0] + signed[1]).digest()
-    okm = _crypto.hkdf_sha256(salt=transcript, ikm=pair.seed, info=b"ncbsim/v2 epoch keys",
-                              length=64)
+    okm = _crypto.hkdf_sha256(
+        salt=transcript, ikm=pair.seed, info=b"ncbsim/v2 epoch keys", length=64
+    )
     return okm[:32], okm[32:]
 
 
@@ -377,7 +389,8 @@ def test_no_key_bytes_survive_the_end(how: str) -> None:
     keys = _epoch_keys(pair)
     pair.ask()
     held = pair.registry.get("FR", pair.client.session_id)
-    assert held is not None and not held.erased
+    assert held is not None
+    assert not held.erased
     for side in (pair.client, held):  # the walk below does find live keys
         assert any(isinstance(v, _crypto.AeadKey) and not v.erased for v in _walk(side))
     if how == "close":
@@ -399,7 +412,8 @@ def test_no_key_bytes_survive_the_end(how: str) -> None:
         found = held_bytes(side)
         assert not any(key in value for key in keys for value in found)
         assert not any(isinstance(v, _crypto.AeadKey) and not v.erased for v in _walk(side))
-    assert pair.client.erased and held.erased
+    assert pair.client.erased
+    assert held.erased
 
 
 def _walk(obj: object) -> list[object]:
