@@ -306,8 +306,9 @@ class ClientSession:
         if not 0 < ttl_ms <= envelope.MAX_TTL_MS:
             raise EnvelopeError
         seq = self.sent + 1
-        message_id = message_id or os.urandom(16)
-        correlation_id = correlation_id or os.urandom(16)
+        fresh = os.urandom(32)  # one call for both ids
+        message_id = message_id or fresh[:16]
+        correlation_id = correlation_id or fresh[16:]
         expires = now_ms + ttl_ms
         raw = self._template.render(message_id, now_ms, expires, correlation_id, seq)
         try:

@@ -83,6 +83,9 @@ def test_request_and_response_wire_form(pair: Pair) -> None:
         (b"\xff" * 16, 0, 0, b"", 0),
         (b"\x00" * 16, -5, 2**63 - 1, b"c" * 16, 10_000),
         (b"m" * 16, NOW, NOW + 30_000, b"\x00" * 16, 127),
+        (b"m" * 16, 2**35, 2**42 - 1, b"c" * 16, 128),
+        (b"m" * 16, 2**35 - 1, 2**42, b"c" * 16, 16_384),
+        (b"m" * 16, 16_383, 1, b"c" * 16, 2**64 - 1),
     ],
 )
 def test_header_template_writes_protobufs_canonical_bytes(
