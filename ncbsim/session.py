@@ -368,7 +368,13 @@ class ClientSession:
         set_bit(self._answered, seq)
         return Opened(header, plaintext)
 
-    def close(self, *, now_ms: int, message_id: bytes | None = None) -> Envelope:
+    def close(
+        self,
+        *,
+        now_ms: int,
+        message_id: bytes | None = None,
+        correlation_id: bytes | None = None,
+    ) -> Envelope:
         """The SESSION_CLOSE (§15.7): the final checkpoint, signed; no request after it."""
         self._closed = True
         checkpoint = self._checkpoint(now_ms) if self._uncovered.leaves else b""
@@ -376,7 +382,7 @@ class ClientSession:
             message_id or os.urandom(16),
             now_ms,
             now_ms + envelope.DEFAULT_TTL_MS,
-            os.urandom(16),
+            correlation_id or os.urandom(16),
             self.sent,
         )
         signature = _crypto.ed25519_sign(self._sender.signing_key, signed_bytes_v2(raw, b""))
