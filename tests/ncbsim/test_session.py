@@ -5,6 +5,7 @@ erasure. The attacks are in test_session_attacks.py."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import grpc
 import pytest
@@ -441,3 +442,15 @@ def test_epoch_keys_match_the_spec_derivation() -> None:
     reply = held.seal_response(b"world", request=opened.header, now_ms=NOW)
     nonce = b"\x00\x00\x00\x01" + (1).to_bytes(8, "big")
     assert _crypto.aead_open(k_response, nonce, reply.header, reply.sealed) == b"world"
+
+
+def test_ncbsim_uses_public_cryptography_apis_only() -> None:
+    """No module of the package reaches into cryptography's private bindings (the <51 pin
+    existed for one such call; protocol.md §5.1)."""
+    root = Path(session.__file__).parent
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "hazmat.bindings" in path.read_text() or "_rust" in path.read_text()
+    ]
+    assert offenders == []
