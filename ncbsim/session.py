@@ -159,7 +159,9 @@ def open_session(
 def finish_session(
     opening: Opening, accept: Envelope, *, sender: Identity, peer: Peer, now_ms: int
 ) -> ClientSession:
-    """Check B's SESSION_ACCEPT, derive the epoch keys and erase the ephemeral key."""
+    """Check B's SESSION_ACCEPT (§15.3), derive the epoch keys (§15.4) and erase the
+    ephemeral key. A refused ACCEPT (EnvelopeError) leaves the opening as it was, so a
+    forged one does not spoil the handshake; call :meth:`Opening.erase` on giving up."""
     sent = opening.header
     header = Header.parse(accept.header)
     check_header(
@@ -174,6 +176,7 @@ def finish_session(
         or header.recipient_key_id != _crypto.key_id(opening._ek_public)
         or header.seq != 0
         or sender.bureau != sent.sender
+        or accept.checkpoint
     ):
         raise EnvelopeError
     verify_envelope(peer.verify_key_for(header.sender_key_id, now_ms), accept)
