@@ -377,21 +377,22 @@ class ServerSessions:
             raise EnvelopeError
         session = self._session(header, sender, now_ms)
         seq = header.seq
-        if seq < 1:
+        if seq < 1 or (seq <= EPOCH_MAX_REQUESTS and bit(session._seen, seq)):
             raise EnvelopeError
-        if seq > EPOCH_MAX_REQUESTS:
-            raise SessionRefused(SessionRefused.UNKNOWN)
-        coverage = session._coverage
-        if seq >= coverage.next_uncovered + MAX_UNCOVERED:
-            raise SessionRefused(SessionRefused.CHECKPOINT_REQUIRED)
-        if bit(session._seen, seq):
-            raise EnvelopeError
+        # The AEAD opens before either bound is applied, so only a request its sender
+        # really sealed is refused as "session unknown" or "checkpoint required" (and
+        # audited so): one the gateway made up is the opaque error, audited unverified.
         try:
             plaintext = session._request_key.open(
                 REQUEST_NONCE + seq.to_bytes(8, "big"), request.header, request.sealed
             )
         except _crypto.CryptoFailure:
             raise EnvelopeError from None
+        if seq > EPOCH_MAX_REQUESTS:
+            raise SessionRefused(SessionRefused.UNKNOWN)
+        coverage = session._coverage
+        if seq >= coverage.next_uncovered + MAX_UNCOVERED:
+            raise SessionRefused(SessionRefused.CHECKPOINT_REQUIRED)
         set_bit(session._seen, seq)
         session._max_seen = max(session._max_seen, seq)
         try:
