@@ -154,7 +154,11 @@ def parse_request(request: object, message: type[_M]) -> _M | None:
 
 
 def flip(data: bytes, index: int) -> bytes:
-    """``data`` with the lowest bit of byte ``index`` (modulo its length) flipped."""
+    """``data`` with the lowest bit of byte ``index`` (modulo its length) flipped; an
+    empty field (a format 2 query's signature) becomes one byte, which its receiver
+    refuses as it refuses a flipped bit."""
+    if not data:
+        return b"\x01"
     out = bytearray(data)
     out[index % len(out)] ^= 0x01
     return bytes(out)
