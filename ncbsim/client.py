@@ -18,7 +18,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, padding, rpctrace, session, tracing, transport
-from ncbsim.client_sessions import HandshakeFailed, Sent, SessionPool
+from ncbsim.client_sessions import HandshakeError, Sent, SessionPool
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError, EnvelopeError, SessionRefused
@@ -456,7 +456,7 @@ def unopened(bureau: str, exc: BaseException, started: float) -> Answer:
     if isinstance(exc, grpc.aio.AioRpcError):
         detail = f"session not opened: {failure_detail(exc)}"
         return Answer(bureau, failure_outcome(exc.code()), None, detail, latency)
-    if isinstance(exc, HandshakeFailed):
+    if isinstance(exc, HandshakeError):
         outcome = Outcome.NO_ANSWER if exc.unreachable else Outcome.FAILED
         return Answer(bureau, outcome, None, exc.detail, latency)
     if isinstance(exc, SessionRefused):

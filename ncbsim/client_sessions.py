@@ -25,8 +25,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -81,7 +81,7 @@ Sealed = Callable[[list[session.SessionRequest]], None]
 """Told of every request sealed, before it is sent (``query.sealed``)."""
 
 
-class HandshakeFailed(Exception):
+class HandshakeError(Exception):
     """A session could not be opened with one peer of a MultiQuery of OPEN envelopes:
     ``unreachable`` if the peer did not answer, else it refused or its ACCEPT did not
     verify; ``detail`` says which, for the user. (One peer alone is opened with Query,
@@ -161,13 +161,14 @@ class SessionPool:
     ) -> dict[str, Held | BaseException]:
         """:meth:`acquire` for each of ``peers`` (distinct bureaus), the sessions missing
         opened together in one MultiQuery; a peer that could not be given one maps to its
-        error (:class:`HandshakeFailed`, ``grpc.aio.AioRpcError``), alone."""
+        error (:class:`HandshakeError`, ``grpc.aio.AioRpcError``), alone."""
         pending: dict[str, asyncio.Future[Held]] = {}
         result: dict[str, Held | BaseException] = {}
         missing = []
         for peer in peers:
             held = self._current(peer)
             if held is not None:
+                held.in_flight += 1  # now: it must not be closed while we wait for others
                 result[peer.bureau] = held
             elif peer.bureau in self._opening:
                 pending[peer.bureau] = self._opening[peer.bureau]
@@ -177,12 +178,12 @@ class SessionPool:
             pending.update(self._start(missing, timeout))
         for bureau, future in pending.items():
             try:
-                result[bureau] = await asyncio.shield(future)
-            except (grpc.aio.AioRpcError, HandshakeFailed, EnvelopeError) as exc:
+                opened = await asyncio.shield(future)
+            except (grpc.aio.AioRpcError, HandshakeError, EnvelopeError) as exc:
                 result[bureau] = exc
-        for held in result.values():
-            if isinstance(held, Held):
-                held.in_flight += 1
+            else:
+                opened.in_flight += 1
+                result[bureau] = opened
         return {peer.bureau: result[peer.bureau] for peer in peers}
 
     def release(self, held: Held) -> None:
@@ -209,11 +210,11 @@ class SessionPool:
         """Send ``body`` to ``peer`` in its session (Query) and make ``returned`` of what
         came back. If the node no longer holds the session, it is dropped and ``body``
         sent once more in a new one (``returned`` hears both). The error if no session
-        could be opened (``grpc.aio.AioRpcError``, :class:`HandshakeFailed`)."""
+        could be opened (``grpc.aio.AioRpcError``, :class:`HandshakeError`)."""
         for last in (False, True):
             try:
                 held = await self.acquire(peer, timeout)
-            except (grpc.aio.AioRpcError, HandshakeFailed, EnvelopeError) as exc:
+            except (grpc.aio.AioRpcError, HandshakeError, EnvelopeError) as exc:
                 return exc
             try:
                 request = held.session.seal_request(body, now_ms=now_ms())
@@ -241,7 +242,7 @@ class SessionPool:
                 return result
         raise AssertionError("the last attempt always returns")  # pragma: no cover
 
-    async def ask_many(  # noqa: PLR0913 - ask's arguments, and the correlation id
+    async def ask_many(
         self,
         peers: Sequence[Peer],
         body: bytes,
@@ -401,13 +402,15 @@ class SessionPool:
         }
         accepts: dict[str, envelope.Envelope | BaseException] = {}
         if len(peers) == 1:
-            (bureau, opening), = openings.items()
+            ((bureau, opening),) = openings.items()
             reply = await self._stub.Query(
                 gateway_pb2.QueryRequest(envelope=opening.envelope), timeout=timeout
             )
             accepts[bureau] = reply.envelope
         else:
-            request = gateway_pb2.MultiQueryRequest(envelopes=[o.envelope for o in openings.values()])
+            request = gateway_pb2.MultiQueryRequest(
+                envelopes=[o.envelope for o in openings.values()]
+            )
             multi = await self._stub.MultiQuery(request, timeout=timeout)
             for delivery in multi.deliveries:
                 if delivery.bureau not in openings or delivery.bureau in accepts:
@@ -416,13 +419,13 @@ class SessionPool:
                     accepts[delivery.bureau] = delivery.response
                 else:
                     no_answer = delivery.status == gateway_pb2.DELIVERY_STATUS_NO_ANSWER
-                    accepts[delivery.bureau] = HandshakeFailed(
+                    accepts[delivery.bureau] = HandshakeError(
                         f"session not opened: {delivery.detail}", unreachable=no_answer
                     )
         results: dict[str, session.ClientSession | BaseException] = {}
         by_code = {p.bureau: p for p in peers}
         for bureau, opening in openings.items():
-            accept = accepts.get(bureau, HandshakeFailed("missing from reply", unreachable=True))
+            accept = accepts.get(bureau, HandshakeError("missing from reply", unreachable=True))
             if isinstance(accept, BaseException):
                 results[bureau] = accept
                 continue
@@ -432,7 +435,7 @@ class SessionPool:
                     now_ms=self._now_ms(),
                 )  # fmt: skip
             except EnvelopeError:
-                results[bureau] = HandshakeFailed("session handshake did not verify")
+                results[bureau] = HandshakeError("session handshake did not verify")
         return results
 
     def _retire(self, held: Held, *, close: bool) -> None:

@@ -88,7 +88,7 @@ class NodeSessions:
     """A node's format-2 handling: one :class:`~ncbsim.session.ServerSessions` for its
     identity, and the gRPC edge around it (checks, audit, statuses, proofs)."""
 
-    def __init__(  # noqa: PLR0913 - the service's parts, each passed once
+    def __init__(
         self,
         identity: Identity,
         peers: Peers,
@@ -220,6 +220,8 @@ class NodeSessions:
             return await self._rejected(request, header, started, context)
         observed.opened(self._bus, header, request)
         self._record(covered)
+        for late in self.sessions.drain_covered():  # one this request came after
+            self._record(late)
         try:
             result = self._answer(query, opened.header.sender, header.message_hex)
             sealed = live.seal_response(

@@ -18,7 +18,7 @@ import grpc
 import pytest
 from support import query_for
 
-from ncbsim import envelope, session, transport
+from ncbsim import envelope, transport
 from ncbsim.client import BureauClient, Outcome, session_body
 from ncbsim.gateway.audit import read_all
 from ncbsim.node.store import RecordStore
