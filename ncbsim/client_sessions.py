@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import grpc
 import structlog
 
-from ncbsim import envelope, session
+from ncbsim import envelope, session, tracing
 from ncbsim.directory import Peer
 from ncbsim.errors import EnvelopeError, SessionRefused
 from ncbsim.identity import Identity
@@ -359,7 +359,10 @@ class SessionPool:
         self, peers: list[Peer], futures: dict[str, asyncio.Future[Held]], timeout: float
     ) -> None:
         try:
-            results = await self._handshakes(peers, timeout)
+            # Traced apart from the query it serves: its calls are not the query's own.
+            party = f"client:{self._identity.bureau}"
+            with tracing.span("ncbsim.session.open", party=party, recipients=len(peers)):
+                results = await self._handshakes(peers, timeout)
         except BaseException as exc:  # the call itself failed (or was cancelled): all fail
             results = dict.fromkeys((p.bureau for p in peers), exc)
         for peer in peers:

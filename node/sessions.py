@@ -230,9 +230,17 @@ class NodeSessions:
                 now_ms=self._clock.now_ms(),
             )
         except Exception:
-            log.exception("handle_failed", sender=header.sender, message_id=header.message_hex)
+            log.exception("handle_failed", sender=header.sender, **_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        log.debug(
+            "answered",
+            sender=header.sender,
+            query=query.WhichOneof("query"),
+            result=result.WhichOneof("result"),
+            seq=header.seq,
+            **_ids(header),
+        )
         return await self._release(context, request, header, started, sealed)
 
     async def _close(
@@ -280,7 +288,7 @@ class NodeSessions:
     ) -> NoReturn:
         """FAILED_PRECONDITION with the refusal's detail: the requester opens a new
         session (``session unknown``) or sends a checkpoint (``checkpoint required``)."""
-        log.info("session_refused", sender=header.sender, reason=exc.reason)
+        log.info("session_refused", sender=header.sender, reason=exc.reason, **_ids(header))
         status = grpc.StatusCode.FAILED_PRECONDITION
         await self._audited(request, header, started, status, exc.reason)
         await abort(context, status, exc.detail)
@@ -300,7 +308,7 @@ class NodeSessions:
             sender=header.sender,
             reason=reason,
             kind=envelope.kind_name(header.kind),
-            message_id=header.message_hex,
+            **_ids(header),
         )
         status = grpc.StatusCode.INVALID_ARGUMENT
         await self._audited(request, header, started, status, reason)
@@ -327,3 +335,8 @@ class NodeSessions:
                 last_seq=covered.last_seq,
                 elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             )
+
+
+def _ids(header: envelope.Header) -> dict[str, str]:
+    """The ids every log line about one envelope carries."""
+    return {"message_id": header.message_hex, "correlation_id": header.correlation_hex}

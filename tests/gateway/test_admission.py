@@ -68,8 +68,8 @@ def test_the_query_path_takes_format_2_sessions(kind: int) -> None:
     for bad in (session.SESSION_ACCEPT, session.SESSION_CLOSED, envelope.QUERY_RESPONSE):
         with pytest.raises(EnvelopeError):
             admission.admit_query("FR", forged_post(kind=bad, **fields), _Directory())
+    newer = forged_post(kind=kind, **{**fields, "version": 3})
     with pytest.raises(EnvelopeError):
-        newer = forged_post(kind=kind, **{**fields, "version": 3})
         admission.admit_query("FR", newer, _Directory())
     with pytest.raises(EnvelopeError):
         admission.check_header("FR", forged_post(**fields), envelope.ONE_WAY_KINDS)
