@@ -141,11 +141,6 @@ def open_answer(
     return classify(bureau, body, latency_ms, mid)
 
 
-def session_body(query: query_pb2.Query) -> bytes:
-    """``query`` as a format-2 request carries it: padded, with no response key."""
-    return padding.padded(query, padding.REQUEST_BYTES)
-
-
 def open_session_answer(
     request: session.SessionRequest, response: envelope.Envelope, latency_ms: float, now_ms: int
 ) -> Answer:
@@ -345,7 +340,7 @@ class BureauClient:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
         result = await self.sessions.ask(
             self.peers.get(to),
-            session_body(query),
+            padding.padded(query, padding.REQUEST_BYTES),  # format 2: no response key
             timeout=timeout,
             now_ms=self._clock_ms,
             sealed=lambda requests: emit_sealed(self.bus, requests),
@@ -436,7 +431,7 @@ class BureauClient:
         from the reply are missing here."""
         results = await self.sessions.ask_many(
             [self.peers.get(r) for r in recipients],
-            session_body(query),
+            padding.padded(query, padding.REQUEST_BYTES),  # format 2: no response key
             # One correlation id ties together the envelopes of one multi-bureau query.
             correlation_id=os.urandom(envelope.MESSAGE_ID_LEN),
             timeout=timeout,
@@ -452,16 +447,15 @@ class BureauClient:
 
 def unopened(bureau: str, exc: BaseException, started: float) -> Answer:
     """How a query to ``bureau`` counts when no session could be opened with it."""
-    latency = (time.perf_counter() - started) * 1000
+    outcome, detail = Outcome.FAILED, "session handshake did not verify"
     if isinstance(exc, grpc.aio.AioRpcError):
-        detail = f"session not opened: {failure_detail(exc)}"
-        return Answer(bureau, failure_outcome(exc.code()), None, detail, latency)
-    if isinstance(exc, HandshakeError):
+        outcome, detail = failure_outcome(exc.code()), f"session not opened: {failure_detail(exc)}"
+    elif isinstance(exc, HandshakeError):
         outcome = Outcome.NO_ANSWER if exc.unreachable else Outcome.FAILED
-        return Answer(bureau, outcome, None, exc.detail, latency)
-    if isinstance(exc, SessionRefused):
-        return Answer(bureau, Outcome.FAILED, None, "session ended", latency)
-    return Answer(bureau, Outcome.FAILED, None, "session handshake did not verify", latency)
+        detail = exc.detail
+    elif isinstance(exc, SessionRefused):
+        detail = "session ended"
+    return Answer(bureau, outcome, None, detail, (time.perf_counter() - started) * 1000)
 
 
 Sealed = envelope.SealedRequest | session.SessionRequest

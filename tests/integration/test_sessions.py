@@ -18,8 +18,8 @@ import grpc
 import pytest
 from support import query_for
 
-from ncbsim import envelope, transport
-from ncbsim.client import BureauClient, Outcome, session_body
+from ncbsim import envelope, padding, transport
+from ncbsim.client import BureauClient, Outcome
 from ncbsim.gateway.audit import read_all
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
@@ -57,6 +57,11 @@ def _rows(network: Network, bureau: str, sender: str) -> list[tuple[str, str, st
     finally:
         conn.close()
     return [(str(k), str(s), str(r)) for k, s, r in rows]
+
+
+def _body(network: Network) -> bytes:
+    """A query as a session request carries it (padded, no response key)."""
+    return padding.padded(_query(network, "DE"), padding.REQUEST_BYTES)
 
 
 def _kinds(network: Network, bureau: str, sender: str) -> list[str]:
@@ -187,9 +192,7 @@ def test_a_restarted_node_forces_a_new_session_and_refuses_old_requests(
             live = client.sessions.live("DE")
             assert live is not None
             now_ms = int(time.time() * 1000)
-            old = live.seal_request(
-                session_body(_query(network, "DE")), now_ms=now_ms, ttl_ms=120_000
-            ).envelope
+            old = live.seal_request(_body(network), now_ms=now_ms, ttl_ms=120_000).envelope
             assert await _to_node(network, "DE", old) == grpc.StatusCode.OK
             assert await _to_node(network, "DE", old) == grpc.StatusCode.INVALID_ARGUMENT
             host = network.host_of("DE")
@@ -233,7 +236,7 @@ def test_rotation_and_revocation_end_sessions(fresh_network: Network) -> None:
             assert _until(
                 lambda: _logged(network, "DE", "sessions_ended", reason="revoked", sender="IT")
             )
-            held = live.seal_request(session_body(_query(network, "DE")), now_ms=_now()).envelope
+            held = live.seal_request(_body(network), now_ms=_now()).envelope
             assert await _to_node(network, "DE", held) == grpc.StatusCode.INVALID_ARGUMENT
             answer = await it.query(_query(network, "DE"), "DE")
             assert answer.outcome == Outcome.FAILED, answer.detail
