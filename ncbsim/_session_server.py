@@ -47,6 +47,8 @@ from ncbsim.identity import Identity
 from ncbsim.v2 import session_pb2
 
 _REQUEST, _RESPONSE = envelope.QUERY_REQUEST, envelope.QUERY_RESPONSE
+_MAX_LATE = 1_024
+"""Covered items :meth:`ServerSessions.drain_covered` keeps for its caller, newest last."""
 
 
 def _parsed(env: Envelope, header: Header | None) -> Header:
@@ -402,7 +404,7 @@ class ServerSessions:
             )
             if request.checkpoint:
                 if covered is not None:
-                    self._late.append(covered)
+                    self._late = [*self._late[-(_MAX_LATE - 1) :], covered]
                 covered = session._take_checkpoint(
                     request.checkpoint, sender, before=seq, now_ms=now_ms
                 )

@@ -111,11 +111,28 @@ def check_header(
         raise EnvelopeError
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
+    """Protobuf base-128 varint; fast paths for a seq and for a millisecond time."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
+    if 0 < value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if 1 << 35 <= value < 1 << 42:  # Unix milliseconds from 1971 to 2109: six bytes
+        return bytes(
+            (
+                value & 0x7F | 0x80,
+                value >> 7 & 0x7F | 0x80,
+                value >> 14 & 0x7F | 0x80,
+                value >> 21 & 0x7F | 0x80,
+                value >> 28 & 0x7F | 0x80,
+                value >> 35,
+            )
+        )
     if value < 0:
         value += 1 << 64  # int64: two's complement, ten bytes
-    if value < 0x80:
-        return bytes((value,))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -182,6 +199,29 @@ class HeaderTemplate:
         seq: int,
     ) -> bytes:
         """The header's bytes, fields in number order, defaults omitted (§3.3)."""
+        if (
+            len(message_id) == 16
+            and len(correlation_id) == 16
+            and issued_at_ms > 0
+            and expires_at_ms > 0
+            and seq > 0
+        ):  # every request and response: no field left out
+            return b"".join(
+                (
+                    b"\x08\x02\x12\x10",
+                    message_id,
+                    self._middle,
+                    b"\x30",
+                    _varint(issued_at_ms),
+                    b"\x38",
+                    _varint(expires_at_ms),
+                    b"\x42\x10",
+                    correlation_id,
+                    self._tail,
+                    b"\x68",
+                    _varint(seq),
+                )
+            )
         return b"".join(
             (
                 b"\x08\x02",

@@ -206,7 +206,10 @@ def _seal(
         sender_key_id=sender.signing_key_id,
         recipient_key_id=recipient_key_id,
     ).SerializeToString()
-    sealed = _crypto.hpke_seal(recipient_key, info=info, aad=header, plaintext=plaintext)
+    try:
+        sealed = _crypto.hpke_seal(recipient_key, info=info, aad=header, plaintext=plaintext)
+    except _crypto.CryptoFailure:  # a small-order recipient key: no shared secret
+        raise EnvelopeError from None
     signature = _crypto.ed25519_sign(sender.signing_key, _signed_bytes(header, sealed))
     return Envelope(header=header, sealed=sealed, signature=signature)
 

@@ -159,7 +159,9 @@ def open_session(
 def finish_session(
     opening: Opening, accept: Envelope, *, sender: Identity, peer: Peer, now_ms: int
 ) -> ClientSession:
-    """Check B's SESSION_ACCEPT, derive the epoch keys and erase the ephemeral key."""
+    """Check B's SESSION_ACCEPT (§15.3), derive the epoch keys (§15.4) and erase the
+    ephemeral key. A refused ACCEPT (EnvelopeError) leaves the opening as it was, so a
+    forged one does not spoil the handshake; call :meth:`Opening.erase` on giving up."""
     sent = opening.header
     header = Header.parse(accept.header)
     check_header(
@@ -174,6 +176,7 @@ def finish_session(
         or header.recipient_key_id != _crypto.key_id(opening._ek_public)
         or header.seq != 0
         or sender.bureau != sent.sender
+        or accept.checkpoint
     ):
         raise EnvelopeError
     verify_envelope(peer.verify_key_for(header.sender_key_id, now_ms), accept)
@@ -306,8 +309,9 @@ class ClientSession:
         if not 0 < ttl_ms <= envelope.MAX_TTL_MS:
             raise EnvelopeError
         seq = self.sent + 1
-        message_id = message_id or os.urandom(16)
-        correlation_id = correlation_id or os.urandom(16)
+        fresh = os.urandom(32)  # one call for both ids
+        message_id = message_id or fresh[:16]
+        correlation_id = correlation_id or fresh[16:]
         expires = now_ms + ttl_ms
         raw = self._template.render(message_id, now_ms, expires, correlation_id, seq)
         try:
@@ -367,7 +371,13 @@ class ClientSession:
         set_bit(self._answered, seq)
         return Opened(header, plaintext)
 
-    def close(self, *, now_ms: int, message_id: bytes | None = None) -> Envelope:
+    def close(
+        self,
+        *,
+        now_ms: int,
+        message_id: bytes | None = None,
+        correlation_id: bytes | None = None,
+    ) -> Envelope:
         """The SESSION_CLOSE (§15.7): the final checkpoint, signed; no request after it."""
         self._closed = True
         checkpoint = self._checkpoint(now_ms) if self._uncovered.leaves else b""
@@ -375,7 +385,7 @@ class ClientSession:
             message_id or os.urandom(16),
             now_ms,
             now_ms + envelope.DEFAULT_TTL_MS,
-            os.urandom(16),
+            correlation_id or os.urandom(16),
             self.sent,
         )
         signature = _crypto.ed25519_sign(self._sender.signing_key, signed_bytes_v2(raw, b""))
