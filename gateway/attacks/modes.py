@@ -166,7 +166,9 @@ def flip(data: bytes, index: int) -> bytes:
 
 def tamper(item: envelope.Envelope, variant: str) -> envelope.Envelope:
     """A copy of ``item`` with one bit flipped where ``variant`` says (``body``,
-    ``header`` or ``signature``)."""
+    ``header`` or ``signature``). A format-2 request or response carries no signature
+    (docs/protocol.md §15.5): ``signature`` flips its authenticator instead, the AEAD
+    tag that ends ``sealed``."""
     header, sealed, signature = item.header, item.sealed, item.signature
     if variant == "body":
         sealed = flip(sealed, len(sealed) // 2)
@@ -175,6 +177,8 @@ def tamper(item: envelope.Envelope, variant: str) -> envelope.Envelope:
         # signature and the AEAD can tell.
         correlation = envelope_pb2.Header.FromString(header).correlation_id
         header = flip(header, header.find(correlation))
+    elif variant == "signature" and not signature:
+        sealed = flip(sealed, -1)
     elif variant == "signature":
         signature = flip(signature, 0)
     else:

@@ -125,6 +125,15 @@ def test_tampering_flips_exactly_one_bit_where_asked(variant: str) -> None:
     assert flip(b"\x00\x00", 3) == b"\x00\x01"
 
 
+def test_tampering_a_format_2_authenticator_flips_the_aead_tag() -> None:
+    """A format-2 request or response has no signature: ``signature`` flips the last bit
+    of ``sealed`` (its AEAD tag) instead, and nothing else."""
+    item = envelope.Envelope(header=b"\x08\x02", sealed=b"\x00" * 40)
+    out = tamper(item, "signature")
+    assert (out.header, out.signature) == (item.header, b"")
+    assert out.sealed == b"\x00" * 39 + b"\x01"
+
+
 def test_its_files_are_the_work_directory_s() -> None:
     """Beside WORKDIR/gateway/attack.json: the attack record and the capture file that
     Workdir names (and docs/files.md lists)."""

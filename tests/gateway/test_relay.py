@@ -37,9 +37,9 @@ from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc
         {"message_id": b""},
         {"correlation_id": b"\x02" * 15},
         {"correlation_id": b"\x02" * 4000},
-        {"version": 2},
+        {"version": 3},  # 1 and 2 (sessions) are relayed
     ],
-    ids=["message-id-17", "message-id-empty", "correlation-15", "correlation-4000", "version-2"],
+    ids=["message-id-17", "message-id-empty", "correlation-15", "correlation-4000", "version-3"],
 )
 def test_header_out_of_bounds_is_refused_before_it_is_audited(
     pki_dir: pki.PkiDir, tmp_path: Path, change: dict[str, object]

@@ -111,7 +111,7 @@ def test_audit_verify_search_and_tamper_detection(workdir: Path) -> None:
     at_node = _wait_for(node_log, 3, "--sender", "FR", "--kind", "query", "--since", since)
     assert {r["message_id"] for r in at_node} == {r["message_id"] for r in found}
     assert {(r["outcome"], r["reason"], r["status"]) for r in at_node} == {("answered", "", "OK")}
-    assert len(_wait_for(node_log, 1, "--sender", "IT")) == 1
+    assert len(_wait_for(node_log, 1, "--sender", "IT", "--kind", "query")) == 1
     assert asyncio.run(_call_node_directly(workdir)) == grpc.StatusCode.PERMISSION_DENIED
     refused = [r for r in _wait_for(node_log, 5, "--since", since) if r["outcome"] == "refused"]
     assert [(r["reason"], r["status"], r["sender"]) for r in refused] == [

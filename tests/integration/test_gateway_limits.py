@@ -229,7 +229,12 @@ def test_burst_exceeded_is_refused_with_a_retry_hint_and_others_are_served(net: 
     assert other in ANSWERED  # IT, at the same moment
 
     time.sleep(wait_ms / 1000)
-    assert asyncio.run(_answered(net, "FR")) in ANSWERED
+
+    async def again() -> grpc.StatusCode:
+        async with _client(net, "FR") as fr:  # one envelope, as the refused one was
+            return (await _send(fr, await _seal(fr)))[0]
+
+    assert asyncio.run(again()) == grpc.StatusCode.OK
 
     refused = _rows(net.gateway_audit, 1, sender="FR", status="RESOURCE_EXHAUSTED")
     assert [(r["rpc"], r["peer"], r["recipient"], r["outcome"]) for r in refused] == [
@@ -244,13 +249,14 @@ def test_burst_exceeded_is_refused_with_a_retry_hint_and_others_are_served(net: 
     expect="RESOURCE_EXHAUSTED naming the reset time + retry-after-ms until 00:00 UTC + audit",
 )
 def test_daily_quota_from_the_limits_file_is_refused_until_midnight(net: Net) -> None:
-    """NL's quota of 3 (from --limits): the 4th query fails, and the client's answer says
-    when the quota resets; the wait advertised runs to the next 00:00 UTC."""
+    """NL's quota of 3 envelopes (from --limits): its session's SESSION_OPEN and two
+    queries use it, the third query fails, and the client's answer says when the quota
+    resets; the wait advertised runs to the next 00:00 UTC."""
     day = datetime.now(UTC).date()
 
     async def four() -> tuple[list[Outcome], str, tuple[grpc.StatusCode, str, Trailers]]:
         async with _client(net, "NL") as nl:
-            outcomes = [(await nl.query(QUERY, "DE", timeout=5)).outcome for _ in range(3)]
+            outcomes = [(await nl.query(QUERY, "DE", timeout=5)).outcome for _ in range(2)]
             fourth = await nl.query(QUERY, "DE", timeout=5)
             outcomes.append(fourth.outcome)
             return outcomes, fourth.detail, await _send(nl, await _seal(nl))
@@ -259,15 +265,21 @@ def test_daily_quota_from_the_limits_file_is_refused_until_midnight(net: Net) ->
     now = datetime.now(UTC)
     if now.date() != day:
         pytest.skip("the UTC day changed during the test, so the quota was reset")
-    assert all(o in ANSWERED for o in outcomes[:3]), outcomes
-    assert outcomes[3] == Outcome.FAILED
+    assert all(o in ANSWERED for o in outcomes[:2]), outcomes
+    assert outcomes[2] == Outcome.FAILED
     tomorrow = datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp() + 86_400
     assert detail.startswith("RESOURCE_EXHAUSTED: daily quota of 3 queries for NL used; resets ")
     assert datetime.fromtimestamp(tomorrow, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") in detail
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     expected_ms = tomorrow * 1000 - time.time() * 1000
     assert abs(int(trailers["retry-after-ms"]) - expected_ms) < 10_000
-    assert len(_rows(net.gateway_audit, 2, sender="NL", status="RESOURCE_EXHAUSTED")) == 2
+    # The third query, the envelope sent after it, and the session's SESSION_CLOSE.
+    refused = _rows(net.gateway_audit, 3, sender="NL", status="RESOURCE_EXHAUSTED")
+    assert sorted(str(r["kind"]) for r in refused) == [
+        "query_request",
+        "query_request",
+        "session_close",
+    ]
 
 
 # ----------------------------------------------------------------------------- size

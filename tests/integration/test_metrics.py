@@ -81,7 +81,8 @@ def test_every_party_serves_a_page_the_prometheus_parser_reads(network: Network)
 
 
 def test_handled_counters_rise_by_exactly_the_queries_sent(network: Network) -> None:
-    """After N queries FR->DE, Query/OK at the gateway and Handle/OK at DE rose by N."""
+    """After N queries FR->DE from one client, Query/OK at the gateway and Handle/OK at
+    DE rose by N + 2: the queries, and the session's SESSION_OPEN and SESSION_CLOSE."""
     gateway, de = network.gateway.metrics, network.node("DE").metrics
     query = {"grpc_method": "Query", "grpc_code": "OK"}
     handle = {"grpc_method": "Handle", "grpc_code": "OK"}
@@ -94,8 +95,8 @@ def test_handled_counters_rise_by_exactly_the_queries_sent(network: Network) -> 
         metric_total(gateway, "grpc_server_handled_total", **query),
         metric_total(de, "grpc_server_handled_total", **handle),
     )
-    assert after[0] - before[0] == N
-    assert after[1] - before[1] == N
+    assert after[0] - before[0] == N + 2
+    assert after[1] - before[1] == N + 2
     assert metric_total(gateway, "grpc_client_handled_total", **handle) >= N
     assert metric_total(gateway, "ncbsim_relay_seconds_count") >= N
 

@@ -57,7 +57,8 @@ def test_one_query_is_one_trace_across_client_gateway_and_node(
     traced: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """`ncbsim query --trace-file`: node SERVER <- gateway CLIENT <- gateway SERVER <- client
-    CLIENT <- the client's ncbsim.query span, all in one trace, each file 0600."""
+    CLIENT <- the client's ncbsim.query span, all in one trace, each file 0600. The
+    session's handshake is in the same trace, under a span of its own."""
     workdir, traces = traced
     client_file = tmp_path / "client.jsonl"
     number = f"Q{os.urandom(5).hex().upper()}"
@@ -68,10 +69,11 @@ def test_one_query_is_one_trace_across_client_gateway_and_node(
     assert query.returncode == 0, query.stderr
     client = spans(client_file)
     root = one([s for s in client if s["name"] == "ncbsim.query"], "client query span")
-    call = one(
-        [s for s in client if s["name"] == f"{GATEWAY}/Query" and s["kind"] == "CLIENT"],
-        "client Query call",
-    )
+    calls = [s for s in client if s["name"] == f"{GATEWAY}/Query" and s["kind"] == "CLIENT"]
+    call = one([s for s in calls if s["parent_span_id"] == root["span_id"]], "client Query call")
+    handshake = one([s for s in client if s["name"] == "ncbsim.session.open"], "session open")
+    assert handshake["parent_span_id"] == root["span_id"]
+    assert [s["parent_span_id"] for s in calls].count(handshake["span_id"]) == 1
     trace_id = root["trace_id"]
     assert root["parent_span_id"] is None
     assert call["trace_id"] == trace_id
@@ -83,7 +85,13 @@ def test_one_query_is_one_trace_across_client_gateway_and_node(
     mine = [s for s in spans(traces / "gateway.jsonl") if s["trace_id"] == trace_id]
     # The client's directory look-ups (GetDirectory) are in the same trace, beside the Query.
     server = one(
-        [s for s in mine if s["kind"] == "SERVER" and s["name"] == f"{GATEWAY}/Query"],
+        [
+            s
+            for s in mine
+            if s["kind"] == "SERVER"
+            and s["name"] == f"{GATEWAY}/Query"
+            and s["parent_span_id"] == call["span_id"]
+        ],
         "gateway Query span",
     )
     assert server["parent_span_id"] == call["span_id"]
@@ -91,15 +99,27 @@ def test_one_query_is_one_trace_across_client_gateway_and_node(
     assert server["attributes"]["ncbsim.kind"] == "query_request"
     assert server["resource"]["service.name"] == "ncbsim-gateway"
     forward = one(
-        [s for s in mine if s["kind"] == "CLIENT" and s["name"] == f"{BUREAU}/Handle"],
+        [
+            s
+            for s in mine
+            if s["kind"] == "CLIENT"
+            and s["name"] == f"{BUREAU}/Handle"
+            and s["parent_span_id"] == server["span_id"]
+        ],
         "gateway Handle call",
     )
     assert forward["parent_span_id"] == server["span_id"]
 
     node = [s for s in spans(*host_files(traces)) if s["trace_id"] == trace_id]
-    handle = one([s for s in node if s["name"] == f"{BUREAU}/Handle"], "node Handle span")
+    handle = one(
+        [
+            s
+            for s in node
+            if s["name"] == f"{BUREAU}/Handle" and s["parent_span_id"] == forward["span_id"]
+        ],
+        "node Handle span",
+    )
     assert handle["kind"] == "SERVER"
-    assert handle["parent_span_id"] == forward["span_id"]
     assert handle["attributes"]["ncbsim.party"] == "FR"
     assert handle["attributes"]["ncbsim.peer"] == "gateway"
     assert handle["resource"]["service.name"] == "ncbsim-node"
@@ -113,7 +133,8 @@ def test_multi_query_has_a_gateway_client_span_per_recipient(
     traced: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A MultiQuery to three bureaus: under the gateway's SERVER span, three CLIENT spans,
-    each the parent of that bureau's node SERVER span."""
+    each the parent of that bureau's node SERVER span. (The sessions' OPENs went before,
+    in one MultiQuery of their own under the ``ncbsim.session.open`` span.)"""
     workdir, traces = traced
     client_file = tmp_path / "multi.jsonl"
     query = run_ncbsim(
@@ -121,20 +142,41 @@ def test_multi_query_has_a_gateway_client_span_per_recipient(
         "--number", "X123456", "--issuer", "FR", "--trace-file", str(client_file),
     )  # fmt: skip
     assert query.returncode == 0, query.stderr
-    root = one(
-        [s for s in spans(client_file) if s["name"] == "ncbsim.multi_query"], "multi_query span"
-    )
+    client = spans(client_file)
+    root = one([s for s in client if s["name"] == "ncbsim.multi_query"], "multi_query span")
     assert root["attributes"]["ncbsim.recipients"] == 3
+    call = one(
+        [
+            s
+            for s in client
+            if s["name"] == f"{GATEWAY}/MultiQuery" and s["parent_span_id"] == root["span_id"]
+        ],
+        "client MultiQuery call",
+    )
     mine = [s for s in spans(traces / "gateway.jsonl") if s["trace_id"] == root["trace_id"]]
-    server = one([s for s in mine if s["name"] == f"{GATEWAY}/MultiQuery"], "gateway MultiQuery")
+    server = one(
+        [
+            s
+            for s in mine
+            if s["name"] == f"{GATEWAY}/MultiQuery" and s["parent_span_id"] == call["span_id"]
+        ],
+        "gateway MultiQuery",
+    )
     assert server["attributes"]["ncbsim.recipients"] == 3
-    fanout = [s for s in mine if s["kind"] == "CLIENT" and s["name"] == f"{BUREAU}/Handle"]
+    fanout = [
+        s
+        for s in mine
+        if s["kind"] == "CLIENT"
+        and s["name"] == f"{BUREAU}/Handle"
+        and s["parent_span_id"] == server["span_id"]
+    ]
     assert len(fanout) == 3
-    assert {s["parent_span_id"] for s in fanout} == {server["span_id"]}
     nodes = [
         s
         for s in spans(*host_files(traces))
-        if s["trace_id"] == root["trace_id"] and s["name"] == f"{BUREAU}/Handle"
+        if s["trace_id"] == root["trace_id"]
+        and s["name"] == f"{BUREAU}/Handle"
+        and s["parent_span_id"] in {f["span_id"] for f in fanout}
     ]
     assert sorted(s["attributes"]["ncbsim.party"] for s in nodes) == ["FR", "IT", "NL"]
     assert {s["parent_span_id"] for s in nodes} == {s["span_id"] for s in fanout}
