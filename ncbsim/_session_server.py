@@ -42,7 +42,7 @@ from ncbsim._session_wire import (
 from ncbsim.checkpoints import Coverage, Covered, verify_checkpoint
 from ncbsim.directory import Peer
 from ncbsim.envelope import Envelope, Header, Opened
-from ncbsim.errors import DirectoryError, EnvelopeError, SessionRefused
+from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, SessionRefused
 from ncbsim.identity import Identity
 from ncbsim.v2 import session_pb2
 
@@ -377,17 +377,20 @@ class ServerSessions:
             raise EnvelopeError
         session = self._session(header, sender, now_ms)
         seq = header.seq
-        if seq < 1 or (seq <= EPOCH_MAX_REQUESTS and bit(session._seen, seq)):
+        if seq < 1:
             raise EnvelopeError
-        # The AEAD opens before either bound is applied, so only a request its sender
-        # really sealed is refused as "session unknown" or "checkpoint required" (and
-        # audited so): one the gateway made up is the opaque error, audited unverified.
+        # The AEAD opens before the seen-set and the bounds are read, so only a request
+        # its sender really sealed is refused as a replay, "session unknown" or
+        # "checkpoint required" (and audited so): one the gateway made up is the opaque
+        # error, audited unverified.
         try:
             plaintext = session._request_key.open(
                 REQUEST_NONCE + seq.to_bytes(8, "big"), request.header, request.sealed
             )
         except _crypto.CryptoFailure:
             raise EnvelopeError from None
+        if seq <= EPOCH_MAX_REQUESTS and bit(session._seen, seq):
+            raise Replayed
         if seq > EPOCH_MAX_REQUESTS:
             raise SessionRefused(SessionRefused.UNKNOWN)
         coverage = session._coverage

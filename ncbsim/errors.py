@@ -15,6 +15,7 @@ each also inherits, so ``except ValueError`` still catches it)::
     ├── IdentityError         the mTLS peer is not who the request claims to be
     │   └── RevokedError      the mTLS peer's certificate is on the revocation list
     ├── SessionRefused        a format 2 request for no live session, or past the checkpoint bound
+    ├── Replayed              a format 2 request whose seq its session already took
     ├── RoutingError          the recipient bureau is unknown or not registered
     ├── NetworkError          a simulated network's process failed to start or stop
     │   └── NoGatewayError    no gateway was started in the work dir (ncbsim.workdir)
@@ -96,6 +97,15 @@ class SessionRefused(NcbsimError):  # noqa: N818 - reads as the refusal it is
 
 
 _SESSION_DETAILS = frozenset({SessionRefused.UNKNOWN, SessionRefused.CHECKPOINT_REQUIRED})
+
+
+class Replayed(NcbsimError):  # noqa: N818 - reads as the refusal it is
+    """A format 2 request that opened under its session's key with a seq the session
+    already took (protocol.md §15.5): ALREADY_EXISTS, as a format 1 replay is. Raised only
+    after the AEAD opened, so a made-up envelope cannot pass for a replay."""
+
+    def __init__(self) -> None:
+        super().__init__("envelope already processed")
 
 
 class RoutingError(NcbsimError):
@@ -187,6 +197,7 @@ _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     RevokedError: grpc.StatusCode.UNAUTHENTICATED,
     RoutingError: grpc.StatusCode.NOT_FOUND,
     SessionRefused: grpc.StatusCode.FAILED_PRECONDITION,
+    Replayed: grpc.StatusCode.ALREADY_EXISTS,
     NetworkError: grpc.StatusCode.UNAVAILABLE,
     QueryError: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownCountry: grpc.StatusCode.INVALID_ARGUMENT,
@@ -206,6 +217,7 @@ _REASON: dict[type[NcbsimError], str] = {
     RevokedError: "revoked",
     RoutingError: "unknown_recipient",
     SessionRefused: "session_refused",
+    Replayed: "replay",
     NetworkError: "unavailable",
     QueryError: "bad_query",
     UnknownCountry: "unknown_country",

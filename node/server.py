@@ -115,6 +115,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             know_sender=self._know_sender,
             release=self._release,
             answer=self._answer,
+            on_replay=self._metrics.replay,
         )
         """Format 2 (query sessions, node/sessions.py): Handle routes version 2 there."""
 

@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError
 from ncbsim import envelope, padding, session
 from ncbsim.clock import Clock
 from ncbsim.directory import Peer
-from ncbsim.errors import DirectoryError, EnvelopeError, SessionRefused
+from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, SessionRefused
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.node import observed
@@ -102,8 +102,10 @@ class NodeSessions:
         release: Release,
         answer: AnswerQuery,
         proofs: ProofSink | None = None,
+        on_replay: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = session.ServerSessions(identity, suite=suite)
+        self._on_replay = on_replay
         self._peers = peers
         self._clock = clock
         self._clock_skew_ms = clock_skew_ms
@@ -216,6 +218,8 @@ class NodeSessions:
             query = query_pb2.Query.FromString(opened.plaintext)
         except SessionRefused as exc:
             await self._refused(request, header, started, context, exc)
+        except Replayed:
+            await self._replayed(request, header, started, context)
         except (EnvelopeError, DecodeError):
             return await self._rejected(request, header, started, context)
         observed.opened(self._bus, header, request)
@@ -292,6 +296,21 @@ class NodeSessions:
         status = grpc.StatusCode.FAILED_PRECONDITION
         await self._audited(request, header, started, status, exc.reason)
         await abort(context, status, exc.detail)
+
+    async def _replayed(
+        self,
+        request: envelope.Envelope,
+        header: envelope.Header,
+        started: float,
+        context: grpc.aio.ServicerContext,
+    ) -> NoReturn:
+        """ALREADY_EXISTS for a seq its session already took, audited ``replay``, as a
+        format 1 replay is (node/server.py)."""
+        self._on_replay()
+        log.warning("replayed_envelope", sender=header.sender, seq=header.seq, **_ids(header))
+        status = grpc.StatusCode.ALREADY_EXISTS
+        await self._audited(request, header, started, status, "replay")
+        await abort(context, status, "envelope already processed")
 
     async def _rejected(
         self,

@@ -183,7 +183,9 @@ def tamper(item: envelope.Envelope, variant: str) -> envelope.Envelope:
         signature = flip(signature, 0)
     else:
         raise ValueError(f"unknown variant {variant!r}")
-    return envelope.Envelope(header=header, sealed=sealed, signature=signature)
+    return envelope.Envelope(
+        header=header, sealed=sealed, signature=signature, checkpoint=item.checkpoint
+    )
 
 
 def meta(header: envelope.Header) -> dict[str, str]:

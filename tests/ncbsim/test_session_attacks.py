@@ -10,7 +10,7 @@ from session_helpers import NOW, Pair, identity, make_pair, senders
 from ncbsim import _crypto, session
 from ncbsim.checkpoints import sign_checkpoint
 from ncbsim.envelope import Envelope, Header
-from ncbsim.errors import EnvelopeError, SessionRefused
+from ncbsim.errors import EnvelopeError, Replayed, SessionRefused
 from ncbsim.v2 import envelope_pb2, session_pb2
 
 SESSION_FIELDS = ("sender", "session_id")
@@ -48,7 +48,7 @@ def _flipped(value: object) -> object:
 
 
 def _refused(pair: Pair, env: Envelope, *, at: int = 0) -> type[Exception]:
-    with pytest.raises((EnvelopeError, SessionRefused)) as caught:
+    with pytest.raises((EnvelopeError, SessionRefused, Replayed)) as caught:
         pair.receive(env, at=at)
     return caught.type
 
@@ -99,14 +99,14 @@ def test_request_sealed_tampering_refused(pair: Pair) -> None:
 @pytest.mark.attack(
     "deliver a session request twice",
     adversary="replayer",
-    expect="EnvelopeError (seq already seen); after the session ends, SessionRefused",
+    expect="Replayed (ALREADY_EXISTS, seq already taken); after the session ends, SessionRefused",
 )
 def test_request_replay_refused(pair: Pair) -> None:
     """A seq opens once; the same request again is refused, and after the end of the session
     (or a node restart: a fresh registry) it is session unknown."""
     sent = pair.send()
     pair.receive(sent.envelope)
-    assert _refused(pair, sent.envelope) is EnvelopeError
+    assert _refused(pair, sent.envelope) is Replayed
     restarted = session.ServerSessions(pair.de, suite=pair.suite)
     with pytest.raises(SessionRefused):
         restarted.open_request(sent.envelope, sent.header, sender=pair.peer("FR"), now_ms=NOW)
