@@ -32,6 +32,7 @@ from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
 from ncbsim.node.config import NodeConfig
 from ncbsim.node.hits import HitLog
+from ncbsim.node.proofs import ProofLog
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.keys import KeyWatch, entry_stamp
 from ncbsim.node.outbox import OutboxPoster
@@ -86,6 +87,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         *,
         clock_skew_ms: int = envelope.CLOCK_SKEW_MS,
         hits: HitLog | None = None,
+        proofs: ProofLog | None = None,
         clock: Clock | None = None,
         postbox: Postbox | None = None,
         metrics: NodeMetrics | None = None,
@@ -96,6 +98,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         self._clock = clock or Clock()
         self._postbox = postbox
         self._hits = hits
+        self._proofs = proofs  # format-2 checkpoints, recorded by the session dispatch
         self._identity = identity
         self._peers = peers
         self._store = store
@@ -320,7 +323,7 @@ async def run_node(
     async with contextlib.AsyncExitStack() as stack:
         loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
         identity = Identity.load(config.pki, config.bureau, now_ms=clock.now_ms())
-        replay, store, audit, hits, inbox = _open_files(stack, config)
+        replay, store, audit, hits, inbox, proofs = _open_files(stack, config)
         tls = config.pki.tls(config.bureau)
         metrics = NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
@@ -361,6 +364,7 @@ async def run_node(
             replay,
             clock_skew_ms=config.clock_skew_ms,
             hits=hits,
+            proofs=proofs,
             clock=clock,
             postbox=postbox,
             metrics=metrics,
@@ -436,7 +440,7 @@ async def run_node(
 
 def _open_files(
     stack: contextlib.AsyncExitStack[bool | None], config: NodeConfig
-) -> tuple[ReplayCache, RecordStore, NodeAuditLog, HitLog, Inbox]:
+) -> tuple[ReplayCache, RecordStore, NodeAuditLog, HitLog, Inbox, ProofLog]:
     """The bureau's databases, each closed again when ``stack`` closes."""
     replay = ReplayCache(config.files.replay, clock_skew_ms=config.clock_skew_ms)
     stack.callback(replay.close)
@@ -448,7 +452,9 @@ def _open_files(
     stack.callback(hits.close)
     inbox = Inbox(config.files.inbox)
     stack.callback(inbox.close)
-    return replay, store, audit, hits, inbox
+    proofs = ProofLog.open(config.files.proofs)
+    stack.callback(proofs.close)
+    return replay, store, audit, hits, inbox, proofs
 
 
 def _serve_metrics(stack: contextlib.AsyncExitStack, metrics: NodeMetrics, listen: str) -> str:
