@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, session
-from ncbsim.directory import parse_entry, verify_entry
+from ncbsim.directory import Peer, parse_entry, verify_entry
 from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.session import CoveredRequest
-from ncbsim.v2 import envelope_pb2
+from ncbsim.v2 import directory_pb2, envelope_pb2, session_pb2
 
 __all__ = ["FORMAT", "CheckedProof", "LoggedRequest", "build", "check"]
 
@@ -108,18 +108,49 @@ def check(proof: object, root_public_key: ec.EllipticCurvePublicKey) -> CheckedP
     check that failed.
     """
     fields = _fields(proof)
-    message_id, header_bytes = fields["message_id"], fields["header"]
-    sealed_sha256, signed = fields["sealed_sha256"], fields["signed_checkpoint"]
     seq = _seq(proof)
+    entry, peer = _entry(root_public_key, fields["sender_entry"])
+    header = _header(fields["header"], fields["message_id"], seq, peer)
+    checkpoint = _checkpoint(fields["signed_checkpoint"], header, entry, peer)
+    first, count = checkpoint.first_seq, len(checkpoint.leaves)
+    if not first <= seq < first + count:
+        raise _rejected(
+            f"the checkpoint does not cover seq {seq} (it covers {first} to {first + count - 1})"
+        )
+    if checkpoint.leaves[seq - first] != session.leaf(fields["header"], fields["sealed_sha256"]):
+        raise _rejected(
+            f"the checkpoint's leaf for seq {seq} is not that of the header and ciphertext digest"
+        )
+    return CheckedProof(
+        sender=header.sender,
+        recipient=header.recipient,
+        message_id=fields["message_id"],
+        session_id=header.session_id,
+        seq=seq,
+        issued_at_ms=header.issued_at_ms,
+        expires_at_ms=header.expires_at_ms,
+        signed_at_ms=checkpoint.signed_at_ms,
+        key_id=bytes(header.sender_key_id),
+        entry_serial=peer.serial,
+    )
+
+
+def _entry(
+    root: ec.EllipticCurvePublicKey, signed: bytes
+) -> tuple[directory_pb2.DirectoryEntry, Peer]:
+    """Check 1: the sender's entry is the root's. Its times are checked against the
+    checkpoint's (:func:`_checkpoint`), not against today: a proof outlives its entry."""
     try:
-        entry = parse_entry(root_public_key, fields["sender_entry"])
-        # The root's signature and the keys; the times are checked below, against the
-        # checkpoint's, not against today (a proof outlives the entry it was made with).
-        peer = verify_entry(root_public_key, fields["sender_entry"], now_ms=entry.not_before_ms)
+        entry = parse_entry(root, signed)
+        return entry, verify_entry(root, signed, now_ms=entry.not_before_ms)
     except DirectoryError as exc:
         raise _rejected(f"the sender's directory entry: {exc}") from None
+
+
+def _header(raw: bytes, message_id: bytes, seq: int, peer: Peer) -> envelope_pb2.Header:
+    """Check 2: a format-2 query request, the proof's, from the entry's bureau."""
     try:
-        header = envelope_pb2.Header.FromString(header_bytes)
+        header = envelope_pb2.Header.FromString(raw)
     except DecodeError:
         raise _rejected("the request header does not decode") from None
     if header.version != session.VERSION or header.kind != envelope.QUERY_REQUEST:
@@ -132,16 +163,31 @@ def check(proof: object, root_public_key: ec.EllipticCurvePublicKey) -> CheckedP
         raise _rejected(
             f"the header's sender {header.sender!r} is not the directory entry's {peer.bureau}"
         )
-    if header.sender_key_id == peer.signing_key_id:
-        key, current = peer.verify_key, True
-    elif peer.previous_verify_key is not None and header.sender_key_id == peer.previous_signing_key_id:
-        key, current = peer.previous_verify_key, False
+    return header
+
+
+def _checkpoint(
+    signed: bytes, header: envelope_pb2.Header, entry: directory_pb2.DirectoryEntry, peer: Peer
+) -> session_pb2.Checkpoint:
+    """Checks 3 and 4: signed by the key the header names, the sender's at the time, and
+    about the header's sender, recipient and session."""
+    current = header.sender_key_id == peer.signing_key_id
+    if current:
+        key = peer.verify_key
+    elif peer.previous_verify_key is not None and peer.signs_with(header.sender_key_id):
+        key = peer.previous_verify_key
     else:
-        raise _rejected(f"{peer.bureau}'s directory entry does not certify the key the header names")
+        raise _rejected(
+            f"{peer.bureau}'s directory entry does not certify the key the header names"
+        )
     try:
         checkpoint = session.verify_checkpoint(signed, key)
     except EnvelopeError:
-        raise _rejected(f"the checkpoint's signature does not verify with {peer.bureau}'s key") from None
+        raise _rejected(
+            f"the checkpoint's signature does not verify with {peer.bureau}'s key"
+        ) from None
+    if checkpoint.version != 1:
+        raise _rejected(f"the checkpoint's version {checkpoint.version} is not 1")
     signed_at = checkpoint.signed_at_ms
     if current and not entry.not_before_ms <= signed_at < entry.not_after_ms:
         raise _rejected(
@@ -151,39 +197,20 @@ def check(proof: object, root_public_key: ec.EllipticCurvePublicKey) -> CheckedP
         raise _rejected(
             f"the checkpoint was signed after {peer.bureau}'s rotated-out key was retired"
         )
-    if checkpoint.sender != header.sender:
-        raise _rejected("the checkpoint's sender is not the header's")
-    if checkpoint.recipient != header.recipient:
-        raise _rejected("the checkpoint's recipient is not the header's")
-    if checkpoint.session_id != header.session_id:
-        raise _rejected("the checkpoint's session is not the header's")
-    first, count = checkpoint.first_seq, len(checkpoint.leaves)
-    if not first <= seq < first + count:
-        raise _rejected(
-            f"the checkpoint does not cover seq {seq} (it covers {first} to {first + count - 1})"
-        )
-    if checkpoint.leaves[seq - first] != session.leaf(header_bytes, sealed_sha256):
-        raise _rejected(
-            f"the checkpoint's leaf for seq {seq} is not that of the header and ciphertext digest"
-        )
-    return CheckedProof(
-        sender=header.sender,
-        recipient=header.recipient,
-        message_id=message_id,
-        session_id=header.session_id,
-        seq=seq,
-        issued_at_ms=header.issued_at_ms,
-        expires_at_ms=header.expires_at_ms,
-        signed_at_ms=signed_at,
-        key_id=bytes(header.sender_key_id),
-        entry_serial=peer.serial,
-    )
+    for name, mine, theirs in (
+        ("sender", checkpoint.sender, header.sender),
+        ("recipient", checkpoint.recipient, header.recipient),
+        ("session", checkpoint.session_id, header.session_id),
+    ):
+        if mine != theirs:
+            raise _rejected(f"the checkpoint's {name} is not the header's")
+    return checkpoint
 
 
 def _fields(proof: object) -> dict[str, bytes]:
     """The proof's byte fields, decoded from hex; rejected if any is missing or malformed."""
     if not isinstance(proof, dict) or proof.get("format") != FORMAT:
-        raise _rejected(f"not a proof (no \"format\": {FORMAT!r})")
+        raise _rejected(f'not a proof (no "format": {FORMAT!r})')
     fields: dict[str, bytes] = {}
     for name in _HEX_FIELDS:
         value = proof.get(name)

@@ -8,11 +8,12 @@ bytes, and for each covered request the node received its seq, message id, heade
 the SHA-256 of its ciphertext. Never a plaintext, never a key: the header is what the
 gateway saw too, and the ciphertext is kept only as its digest.
 
-:func:`prove` (``ncbsim audit prove``) turns a message id into a proof that it checks
-before handing it out. :meth:`ProofLog.record` is one row per checkpoint (one every 32 queries or so of a busy
+:meth:`ProofLog.record` is one row per checkpoint (one every 32 queries or so of a busy
 session), awaited until committed through the log's group-commit writer thread: the
-event loop only queues the row. :func:`find_request` (and :meth:`ProofLog.find`) reads the
-file, read-only, from any process, and returns what :func:`ncbsim.proof.build` needs.
+event loop only queues the row. :func:`prove` (``ncbsim audit prove``) turns a message
+id into a proof, which it checks before handing it out. :func:`find_request` (and
+:meth:`ProofLog.find`) reads the file, read-only, from any process, and returns what
+:func:`ncbsim.proof.build` needs.
 Finding a message id scans the ``message_ids`` column (an auditor's occasional look-up,
 not a hot path); rows are small, the headers and checkpoint being stored after it.
 """
@@ -112,7 +113,7 @@ class ProofLog:
         )
 
     def find(self, message_id: bytes) -> LoggedRequest | None:
-        """The committed request with ``message_id`` and its checkpoint (see :func:`find_request`)."""
+        """The committed request with ``message_id`` and its checkpoint (:func:`find_request`)."""
         return find_request(self.path, message_id)
 
     def close(self) -> None:
@@ -170,6 +171,7 @@ def prove(pki: PkiDir, path: Path, message_id: bytes) -> dict[str, Any]:
     current signing key and the one it rotated out last. Raises NcbsimError ``no proof
     for message HEX: WHY`` when there is none to give.
     """
+
     def none(why: str) -> NcbsimError:
         return NcbsimError(f"no proof for message {message_id.hex()}: {why}")
 

@@ -32,11 +32,11 @@ from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
 from ncbsim.node.config import NodeConfig
 from ncbsim.node.hits import HitLog
-from ncbsim.node.proofs import ProofLog
 from ncbsim.node.inbox import Inbox
 from ncbsim.node.keys import KeyWatch, entry_stamp
 from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
+from ncbsim.node.proofs import ProofLog
 from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.store import RecordStore

@@ -52,9 +52,7 @@ def traffic(
         requester, directory.get(recipient), suite=session.DEFAULT_SUITE, now_ms=now_ms
     )
     server = session.ServerSessions(answerer, suite=session.DEFAULT_SUITE)
-    accept = server.accept(
-        opening.envelope, opening.header, senders=directory.get, now_ms=now_ms
-    )
+    accept = server.accept(opening.envelope, opening.header, senders=directory.get, now_ms=now_ms)
     client = session.finish_session(
         opening, accept, sender=requester, peer=directory.get(recipient), now_ms=now_ms
     )

@@ -38,7 +38,8 @@ async def _send(workdir: Path) -> list[str]:
 def sent(network: Network) -> list[str]:
     """The ids of DE's queries to FR, each covered by a checkpoint in FR's proof log."""
     ids = asyncio.run(_send(network.workdir))
-    assert len(set(ids)) == COUNT and all(ids)
+    assert len(set(ids)) == COUNT
+    assert all(ids)
     deadline = time.monotonic() + 30  # the node records checkpoints off the answer's path
     for message_id in (ids[0], ids[-1]):
         while _prove(network.workdir, message_id).returncode != 0:
@@ -112,7 +113,10 @@ def test_a_tampered_proof_is_rejected_in_one_line(
     assert checked.stderr.count("\n") == 1
     out.write_text("not json")
     checked = run_ncbsim("audit", "check-proof", out, "--workdir", network.workdir)
-    assert (checked.returncode, checked.stderr) == (1, "ncbsim: proof rejected: the file is not JSON\n")
+    assert (checked.returncode, checked.stderr) == (
+        1,
+        "ncbsim: proof rejected: the file is not JSON\n",
+    )
 
 
 def test_an_unknown_message_has_no_proof(network: Network, sent: list[str]) -> None:
@@ -126,7 +130,8 @@ def test_an_unknown_message_has_no_proof(network: Network, sent: list[str]) -> N
     wrong = run_ncbsim(
         "audit", "prove", "--workdir", network.workdir, "--as", "DE", "--message-id", sent[0]
     )
-    assert wrong.returncode == 2 and wrong.stderr.startswith(f"ncbsim: no proof for message {sent[0]}")
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith(f"ncbsim: no proof for message {sent[0]}")
     bad = _prove(network.workdir, "xyz")
     assert (bad.returncode, bad.stderr) == (2, "ncbsim: --message-id: not hex: 'xyz'\n")
 

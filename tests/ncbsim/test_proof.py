@@ -60,7 +60,9 @@ def test_the_traffic_was_covered_by_two_checkpoints(sent: Traffic) -> None:
     assert [r.seq for r in sent.requests()] == list(range(1, 41))
 
 
-def test_every_covered_request_has_a_proof_that_checks(module_pki: pki.PkiDir, sent: Traffic) -> None:
+def test_every_covered_request_has_a_proof_that_checks(
+    module_pki: pki.PkiDir, sent: Traffic
+) -> None:
     """Each request's proof shows DE sent it to FR, with its id, seq, session and times."""
     root = module_pki.root_public_key()
     for request in sent.requests():
@@ -73,7 +75,9 @@ def test_every_covered_request_has_a_proof_that_checks(module_pki: pki.PkiDir, s
         assert checked.session_id == sent.covered[0].session_id
         assert checked.issued_at_ms == header.issued_at_ms
         assert checked.key_id == header.sender_key_id
-        assert checked.describe().startswith(f"proof valid: DE sent message {request.message_id.hex()} to FR")
+        assert checked.describe().startswith(
+            f"proof valid: DE sent message {request.message_id.hex()} to FR"
+        )
 
 
 def test_a_proof_is_self_contained_json(module_pki: pki.PkiDir, sent: Traffic) -> None:
@@ -221,9 +225,7 @@ def test_a_checkpoint_of_another_batch_is_rejected(module_pki: pki.PkiDir, sent:
     _rejected(made, module_pki, "does not cover seq 6")
 
 
-def test_a_checkpoint_of_another_session_is_rejected(
-    module_pki: pki.PkiDir, sent: Traffic
-) -> None:
+def test_a_checkpoint_of_another_session_is_rejected(module_pki: pki.PkiDir, sent: Traffic) -> None:
     """A checkpoint of another session of the same pair, same seqs, is not this one's."""
     again = traffic(module_pki)
     made = _proof(module_pki, sent)

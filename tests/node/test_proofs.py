@@ -68,7 +68,9 @@ def test_one_chained_row_per_checkpoint(tmp_path: Path, sent: Traffic) -> None:
     assert verdict.entries == 2
 
 
-def test_the_chain_resumes_after_a_reopen(tmp_path: Path, sent: Traffic, module_pki: pki.PkiDir) -> None:
+def test_the_chain_resumes_after_a_reopen(
+    tmp_path: Path, sent: Traffic, module_pki: pki.PkiDir
+) -> None:
     """A restarted node appends to the same chain; both sessions' requests are found."""
     path = tmp_path / "proofs.sqlite"
     _record(path, sent)
@@ -77,7 +79,8 @@ def test_the_chain_resumes_after_a_reopen(tmp_path: Path, sent: Traffic, module_
     assert verify(path).entries == 3
     for request in (*sent.requests(), *again.requests()):
         found = find_request(path, request.message_id)
-        assert found is not None and found.request == request
+        assert found is not None
+        assert found.request == request
 
 
 def test_find_returns_the_request_and_its_checkpoint(tmp_path: Path, sent: Traffic) -> None:
@@ -142,16 +145,18 @@ def test_prove_says_why_there_is_no_proof(
     ``no proof for message HEX: WHY``."""
     path = tmp_path / "proofs.sqlite"
     wanted = bytes(16)
-    with pytest.raises(NcbsimError, match=f"^no proof for message {wanted.hex()}: there is no proof log"):
+    with pytest.raises(
+        NcbsimError, match=f"^no proof for message {wanted.hex()}: there is no proof log"
+    ):
         prove(pki_dir, path, wanted)
     mine = traffic(pki_dir, count=3)
     _record(path, mine)
-    with pytest.raises(NcbsimError, match="no checkpoint in .* covers it"):
+    with pytest.raises(NcbsimError, match=r"no checkpoint in \S+ covers it"):
         prove(pki_dir, path, wanted)
     from ncbsim import rekey
 
     rekey.rotate(pki_dir, "DE", grace_ms=0)
     rekey.rotate(pki_dir, "DE", grace_ms=0, force=True)
     message_id = mine.requests()[0].message_id
-    with pytest.raises(NcbsimError, match="proof rejected: .*does not certify the key"):
+    with pytest.raises(NcbsimError, match=r"proof rejected: .*does not certify the key"):
         prove(pki_dir, path, message_id)
