@@ -186,8 +186,6 @@ def _checkpoint(
         raise _rejected(
             f"the checkpoint's signature does not verify with {peer.bureau}'s key"
         ) from None
-    if checkpoint.version != 1:
-        raise _rejected(f"the checkpoint's version {checkpoint.version} is not 1")
     signed_at = checkpoint.signed_at_ms
     if current and not entry.not_before_ms <= signed_at < entry.not_after_ms:
         raise _rejected(

@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ncbsim import session
+from ncbsim import envelope, session
 from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir
-from ncbsim.v2 import envelope_pb2
 
 T0 = int(time.time() * 1000)
 """The traffic's clock, frozen: within the validity of a PKI made by the tests."""
@@ -69,7 +68,7 @@ def traffic(
     close = client.close(now_ms=now_ms)
     _, last = server.close(
         close,
-        envelope_pb2.Header.FromString(close.header),
+        envelope.unverified_header(close),
         sender=directory.get(sender),
         now_ms=now_ms,
     )

@@ -135,6 +135,12 @@ def _signed_by_it(made: Proof, pki_dir: pki.PkiDir) -> None:
     _with_signature(made, lambda _: it.signing_key.sign(message).signature)
 
 
+def _both_seqs(made: Proof, seq: int) -> None:
+    """The proof's seq and its header's, both changed alike."""
+    made["seq"] = seq
+    _header_field(made, seq=seq)
+
+
 Tamper = Callable[[Proof, pki.PkiDir], object]
 TAMPERINGS: dict[str, tuple[Tamper, str]] = {
     "header byte": (lambda p, _: p.update(header=_flip(p["header"], 40)), ""),
@@ -146,14 +152,8 @@ TAMPERINGS: dict[str, tuple[Tamper, str]] = {
     "digest byte": (lambda p, _: p.update(sealed_sha256=_flip(p["sealed_sha256"], 3)), "leaf"),
     "digest length": (lambda p, _: p.update(sealed_sha256=p["sealed_sha256"][:-2]), "digest"),
     "seq": (lambda p, _: p.update(seq=p["seq"] + 1), "seq 7 is not the header's"),
-    "seq and header seq": (
-        lambda p, _: (p.update(seq=p["seq"] + 1), _header_field(p, seq=p["seq"])),
-        "leaf for seq 7",
-    ),
-    "seq beyond the checkpoint": (
-        lambda p, _: (p.update(seq=33), _header_field(p, seq=33)),
-        "does not cover seq 33",
-    ),
+    "seq and header seq": (lambda p, _: _both_seqs(p, p["seq"] + 1), "leaf for seq 7"),
+    "seq beyond the checkpoint": (lambda p, _: _both_seqs(p, 33), "does not cover seq 33"),
     "message id": (lambda p, _: p.update(message_id=_flip(p["message_id"], 0)), "message id"),
     "checkpoint byte": (
         lambda p, _: p.update(signed_checkpoint=_flip(p["signed_checkpoint"], 60)),
@@ -235,7 +235,8 @@ def test_a_checkpoint_of_another_session_is_rejected(module_pki: pki.PkiDir, sen
 
 def test_non_object_is_rejected(module_pki: pki.PkiDir) -> None:
     """JSON that is not a proof object is rejected as such."""
-    for thing in ([], "proof", 3, None, {}):
+    things: list[object] = [[], "proof", 3, None, {}]
+    for thing in things:
         _rejected(thing, module_pki, "not a proof")
 
 
