@@ -19,6 +19,7 @@
     WORKDIR/bureaus/FR/audit.sqlite    FR's node's hash-chained audit trail
     WORKDIR/bureaus/FR/replay.sqlite   FR's node's replay cache: the message ids it has seen
     WORKDIR/bureaus/FR/hits.sqlite     FR's node's hit notifications (ncbsim.node.hits)
+    WORKDIR/bureaus/FR/proofs.sqlite   the checkpoints FR's node verified (ncbsim.node.proofs)
     WORKDIR/bureaus/FR/inbox.sqlite    what FR received one-way (decrypted), and its notices
     WORKDIR/bureaus/FR/node.log        the JSON log of FR's host, when FR has a host of its own
     WORKDIR/hosts/host-3.log           the JSON log of host 3, a host of several bureaus
@@ -81,6 +82,7 @@ _RECORDS = "records.sqlite"
 _AUDIT = "audit.sqlite"
 _REPLAY = "replay.sqlite"
 _HITS = "hits.sqlite"
+_PROOFS = "proofs.sqlite"
 _INBOX = "inbox.sqlite"
 _MAILBOX = "mailbox.sqlite"
 
@@ -94,6 +96,7 @@ class BureauFiles:
     replay: Path
     hits: Path
     inbox: Path
+    proofs: Path
 
     @classmethod
     def beside(cls, records: Path) -> BureauFiles:
@@ -141,6 +144,10 @@ class BureauDir:
         return self.root / _INBOX
 
     @property
+    def proofs(self) -> Path:
+        return self.root / _PROOFS
+
+    @property
     def log(self) -> Path:
         """The log of the bureau's host, when it has a host of its own."""
         return self.root / "node.log"
@@ -154,6 +161,7 @@ class BureauDir:
             replay=self.replay,
             hits=self.hits,
             inbox=self.inbox,
+            proofs=self.proofs,
         )
 
 

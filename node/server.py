@@ -36,6 +36,7 @@ from ncbsim.node.inbox import Inbox
 from ncbsim.node.keys import KeyWatch, entry_stamp
 from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
+from ncbsim.node.proofs import ProofLog
 from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.sessions import NodeSessions
@@ -87,6 +88,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         *,
         clock_skew_ms: int = envelope.CLOCK_SKEW_MS,
         hits: HitLog | None = None,
+        proofs: ProofLog | None = None,
         clock: Clock | None = None,
         postbox: Postbox | None = None,
         metrics: NodeMetrics | None = None,
@@ -116,6 +118,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             release=self._release,
             answer=self._answer,
             on_replay=self._metrics.replay,
+            proofs=proofs,
         )
         """Format 2 (query sessions, node/sessions.py): Handle routes version 2 there."""
 
@@ -338,7 +341,7 @@ async def run_node(
     async with contextlib.AsyncExitStack() as stack:
         loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
         identity = Identity.load(config.pki, config.bureau, now_ms=clock.now_ms())
-        replay, store, audit, hits, inbox = _open_files(stack, config)
+        replay, store, audit, hits, inbox, proofs = _open_files(stack, config)
         tls = config.pki.tls(config.bureau)
         metrics = NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
@@ -379,6 +382,7 @@ async def run_node(
             replay,
             clock_skew_ms=config.clock_skew_ms,
             hits=hits,
+            proofs=proofs,
             clock=clock,
             postbox=postbox,
             metrics=metrics,
@@ -457,7 +461,7 @@ async def run_node(
 
 def _open_files(
     stack: contextlib.AsyncExitStack[bool | None], config: NodeConfig
-) -> tuple[ReplayCache, RecordStore, NodeAuditLog, HitLog, Inbox]:
+) -> tuple[ReplayCache, RecordStore, NodeAuditLog, HitLog, Inbox, ProofLog]:
     """The bureau's databases, each closed again when ``stack`` closes."""
     replay = ReplayCache(config.files.replay, clock_skew_ms=config.clock_skew_ms)
     stack.callback(replay.close)
@@ -469,7 +473,9 @@ def _open_files(
     stack.callback(hits.close)
     inbox = Inbox(config.files.inbox)
     stack.callback(inbox.close)
-    return replay, store, audit, hits, inbox
+    proofs = ProofLog.open(config.files.proofs)
+    stack.callback(proofs.close)
+    return replay, store, audit, hits, inbox, proofs
 
 
 def _serve_metrics(stack: contextlib.AsyncExitStack, metrics: NodeMetrics, listen: str) -> str:

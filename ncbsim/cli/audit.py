@@ -1,4 +1,5 @@
-"""``ncbsim audit``: verify a gateway's or a node's audit log, or search it."""
+"""``ncbsim audit``: verify a gateway's or a node's audit log, or search it; prove who sent
+a format-2 query (``prove``) and check such a proof (``check-proof``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import json
 import sys
 from pathlib import Path
 
+from ncbsim.cli._common import add_bureau_options, add_workdir_option
 from ncbsim.errors import NcbsimError
 
-__all__ = ["add_parsers", "cmd_audit_search", "cmd_audit_verify"]
+__all__ = [
+    "add_parsers",
+    "cmd_audit_check_proof",
+    "cmd_audit_prove",
+    "cmd_audit_search",
+    "cmd_audit_verify",
+]
 
 
 def _parse_time_ms(text: str | None, option: str) -> int | None:
@@ -94,8 +102,56 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_prove(args: argparse.Namespace) -> int:
+    from ncbsim.node.proofs import prove
+    from ncbsim.workdir import Workdir, require_pki
+
+    try:
+        message_id = bytes.fromhex(args.message_id)
+    except ValueError:
+        raise NcbsimError(f"--message-id: not hex: {args.message_id!r}") from None
+    pki = require_pki(args.workdir)
+    bureau = pki.require_bureau(args.as_bureau)
+    made = prove(pki, Workdir(args.workdir).bureau(bureau).proofs, message_id)
+    text = json.dumps(made, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    from ncbsim.errors import cannot_write
+
+    try:
+        args.out.write_text(text)
+    except OSError as exc:
+        raise cannot_write(args.out, exc) from None
+    print(f"proof of message {message_id.hex()} written to {args.out}")
+    return 0
+
+
+def cmd_audit_check_proof(args: argparse.Namespace) -> int:
+    from ncbsim.pki import PkiDir
+    from ncbsim.proof import check
+
+    root = PkiDir(args.workdir).root_public_key()  # ca.crt, and nothing else of the PKI
+    try:
+        text = args.file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NcbsimError(f"{args.file}: cannot read: {exc}") from None
+    try:
+        proof = json.loads(text)
+    except ValueError:
+        print("ncbsim: proof rejected: the file is not JSON", file=sys.stderr)
+        return 1
+    try:
+        checked = check(proof, root)
+    except NcbsimError as exc:
+        print(f"ncbsim: {exc}", file=sys.stderr)
+        return 1
+    print(checked.describe())
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``audit verify`` and ``audit search`` on the ``ncbsim`` subparsers."""
+    """Register ``audit verify``, ``search``, ``prove`` and ``check-proof``."""
     audit = sub.add_parser("audit", help="verify or search a gateway's or a node's audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_sub.add_parser(
@@ -114,3 +170,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     search.add_argument("--limit", type=int, help="at most N entries")
     search.add_argument("--json", action="store_true", help="one JSON object per line")
     search.set_defaults(func=cmd_audit_search, server=False)
+    prove = audit_sub.add_parser(
+        "prove", help="the proof that a format-2 query a bureau received came from its sender"
+    )
+    add_bureau_options(prove, "the bureau that received the query (its proof log is read)")
+    prove.add_argument("--message-id", required=True, help="the query's message id (hex)")
+    prove.add_argument("--out", type=Path, help="write the proof (JSON) here, not to stdout")
+    prove.set_defaults(func=cmd_audit_prove, server=False)
+    check = audit_sub.add_parser(
+        "check-proof", help="verify a proof with the root certificate only; exit 1 if rejected"
+    )
+    check.add_argument("file", type=Path, help="a proof written by `ncbsim audit prove`")
+    add_workdir_option(check)
+    check.set_defaults(func=cmd_audit_check_proof, server=False)

@@ -36,6 +36,8 @@ COMMANDS = [
     ["hits"],
     ["audit", "verify"],
     ["audit", "search"],
+    ["audit", "prove"],
+    ["audit", "check-proof"],
 ]
 
 
@@ -208,8 +210,10 @@ WORKDIR_COMMANDS = {
     "inbox": ["inbox", "--as", "FR"],
     "notice list": ["notice", "list", "--as", "FR"],
     "record list": ["record", "list", "--as", "FR"],
+    "audit prove": ["audit", "prove", "--as", "FR", "--message-id", "00" * 16],
 }  # fmt: skip
-GATEWAY_COMMANDS = [c for c in WORKDIR_COMMANDS if c not in ("inbox", "notice list", "record list")]
+OFFLINE = ("inbox", "notice list", "record list", "audit prove")
+GATEWAY_COMMANDS = [c for c in WORKDIR_COMMANDS if c not in OFFLINE]
 # Commands on a running network's processes: they need its network.json.
 NETWORK_COMMANDS = {
     "status": ["status"],
@@ -227,7 +231,7 @@ def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 
 def _with_workdir(command: str, workdir: Path) -> list[str]:
     line = WORKDIR_COMMANDS[command]
-    at = 2 if line[0] in ("message", "notice", "record") else 1
+    at = 2 if line[0] in ("message", "notice", "record", "audit") else 1
     return [*line[:at], "--workdir", str(workdir), *line[at:]]
 
 

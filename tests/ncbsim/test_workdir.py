@@ -30,6 +30,7 @@ NAMED: dict[str, Path] = {
     "bureaus/FR/replay.sqlite": BUREAU.replay,
     "bureaus/FR/hits.sqlite": BUREAU.hits,
     "bureaus/FR/inbox.sqlite": BUREAU.inbox,
+    "bureaus/FR/proofs.sqlite": BUREAU.proofs,
     "bureaus/FR/node.log": BUREAU.log,
     "hosts/host-3.log": WD.host_log(3),
     "run/host-3.spec.json": WD.host_spec(3),
@@ -80,6 +81,7 @@ def test_a_bureau_folder_gives_its_node_every_file() -> None:
         replay=BUREAU.replay,
         hits=BUREAU.hits,
         inbox=BUREAU.inbox,
+        proofs=BUREAU.proofs,
     )
     assert WD.gateway.files == GatewayFiles(audit=WD.gateway.audit, mailbox=WD.gateway.mailbox)
 
@@ -93,6 +95,7 @@ def test_files_beside_a_moved_database_keep_their_names(tmp_path: Path) -> None:
     assert files.replay == records.parent / "replay.sqlite"
     assert files.hits == records.parent / "hits.sqlite"
     assert files.inbox == records.parent / "inbox.sqlite"
+    assert files.proofs == records.parent / "proofs.sqlite"
     assert BureauFiles.beside(BUREAU.records) == BUREAU.files
     audit = tmp_path / "g" / "trail.sqlite"
     assert GatewayFiles.beside(audit) == GatewayFiles(
