@@ -23,7 +23,7 @@ from ncbsim import _crypto, envelope, session
 from ncbsim.directory import Peer
 from ncbsim.errors import DirectoryError, EnvelopeError, SessionRefused
 from ncbsim.identity import Identity
-from ncbsim.v2 import query_pb2
+from ncbsim.v2 import query_pb2, session_pb2
 
 QUERY = query_pb2.Query(vehicle=query_pb2.VehicleQuery(plate="AB-123-CD")).SerializeToString()
 ANSWER = query_pb2.Answer(hits=query_pb2.Hits()).SerializeToString()
@@ -119,8 +119,8 @@ def _assert_refused(call: object) -> None:
     "mutated session requests (bit flips, truncation, extension, splices in the header, the "
     "AEAD body or the checkpoint), with and without a checkpoint",
     adversary="malicious gateway",
-    expect="EnvelopeError or SessionRefused; only header and body byte-identical open, and "
-    "only with the original checkpoint or none",
+    expect="EnvelopeError or SessionRefused; only header and body byte-identical (and no "
+    "signature) open, and only with the original checkpoint or none",
 )
 @settings(max_examples=200)
 @given(suite=SUITES, carrier=st.booleans(), data=st.data())
@@ -145,20 +145,39 @@ def test_mutated_session_request_opens_only_if_unchanged(
 
     if mutated is None:
         return
-    intact = (mutated.header, mutated.sealed) == (original.header, original.sealed) and (
-        mutated.checkpoint in {original.checkpoint, b""}
-    )
-    if intact:
+    if _request_intact(mutated, original):
         opened, _, _ = deliver()  # type: ignore[misc]
         assert opened.plaintext == QUERY
     else:
         _assert_refused(deliver)
 
 
+def _same_checkpoint(mutated: bytes, original: bytes) -> bool:
+    """Whether ``mutated`` is ``original``'s SignedCheckpoint (re-encoded or not), or none."""
+    if mutated in {original, b""}:
+        return True
+    try:
+        got = session_pb2.SignedCheckpoint.FromString(mutated)
+        want = session_pb2.SignedCheckpoint.FromString(original)
+    except DecodeError:
+        return False
+    return bool(original) and (got.checkpoint, got.signature) == (want.checkpoint, want.signature)
+
+
+def _request_intact(mutated: envelope.Envelope, original: envelope.Envelope) -> bool:
+    """What a session request's checks cover: header and body (the AEAD), no signature
+    (format 2 requests carry none), and the sender's checkpoint or none."""
+    return (
+        (mutated.header, mutated.sealed, mutated.signature)
+        == (original.header, original.sealed, original.signature)
+    ) and _same_checkpoint(mutated.checkpoint, original.checkpoint)
+
+
 @pytest.mark.attack(
     "mutated session answers to the requester: bit flips, truncation, extension, splices",
     adversary="malicious gateway",
-    expect="EnvelopeError for every mutation of header or body; only the original opens",
+    expect="EnvelopeError for every mutation of header or body, or an added signature or "
+    "checkpoint; only the original opens",
 )
 @settings(max_examples=150)
 @given(suite=SUITES, data=st.data())
@@ -173,7 +192,7 @@ def test_mutated_session_answer_opens_only_if_unchanged(suite: int, data: st.Dat
     mutated = _mutate(data.draw, original)
     if mutated is None:
         return
-    if (mutated.header, mutated.sealed) == (original.header, original.sealed):
+    if _parts(mutated)[:3] == _parts(original)[:3] and not mutated.checkpoint:
         assert held.client.open_response(request, mutated, now_ms=NOW + 13).plaintext == ANSWER
         return
     _assert_refused(lambda: held.client.open_response(request, mutated, now_ms=NOW + 13))

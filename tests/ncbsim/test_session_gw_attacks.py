@@ -24,7 +24,7 @@ from session_gw_helpers import (
 )
 
 from ncbsim import envelope, session
-from ncbsim.errors import SessionRefused
+from ncbsim.errors import EnvelopeError, SessionRefused
 
 pytestmark = pytest.mark.parametrize("suite", [1, 2], ids=["classic", "hybrid"])
 
@@ -160,7 +160,7 @@ def test_session_request_redirected_to_another_bureau_is_refused(pair: Pair) -> 
 
     _assert_rejected(lambda: at_it(sent.envelope))
     renamed = copy(sent.envelope, header=rewrite(sent.envelope.header, recipient="IT"))
-    with pytest.raises((SessionRefused, envelope.EnvelopeError)):  # type: ignore[attr-defined]
+    with pytest.raises((SessionRefused, EnvelopeError)):
         at_it(renamed)
     onto = rewrite(
         sent.envelope.header,
@@ -247,7 +247,7 @@ def test_replayed_open_gives_the_gateway_nothing_and_is_bounded(pair: Pair) -> N
     for opening in captured:
         try:
             restarted.accept(opening.envelope, opening.header, senders=senders, now_ms=NOW + 50)
-        except envelope.EnvelopeError:  # type: ignore[attr-defined]
+        except EnvelopeError:
             pass  # refusing past the bound is as good as evicting
         assert len(restarted) <= session.MAX_SESSIONS_PER_PEER
     # IT's sessions are not crowded out by FR's.
@@ -353,7 +353,7 @@ def test_forged_close_is_refused(pair: Pair) -> None:
         other_close,
         header=rewrite(other_close.header, session_id=pair.client.session_id),
     )
-    with pytest.raises((envelope.EnvelopeError, SessionRefused)):  # type: ignore[attr-defined]
+    with pytest.raises((EnvelopeError, SessionRefused)):
         at_de(moved)
     # Neither forgery ended the session at DE: the earlier request still opens there.
     assert pair.receive(pair.sent[0].envelope if pair.sent else pair.send().envelope)
@@ -391,6 +391,6 @@ def test_rogue_bureau_cannot_open_or_use_a_session_as_another(pair: Pair) -> Non
     as_fr_header = rewrite(request.envelope.header, sender="FR")
     _refused(lambda: pair.receive(copy(request.envelope, header=as_fr_header)))
     in_fr_session = rewrite(request.envelope.header, session_id=pair.client.session_id)
-    with pytest.raises((envelope.EnvelopeError, SessionRefused)):  # type: ignore[attr-defined]
+    with pytest.raises((EnvelopeError, SessionRefused)):
         pair.receive(copy(request.envelope, header=in_fr_session), sender=pair.it)
     assert pair.receive(pair.send().envelope)[0].plaintext == QUERY  # FR's is untouched
