@@ -87,6 +87,12 @@ class Header:
     sender_key_id: bytes
     recipient_key_id: bytes
     raw: bytes
+    suite: int = 0
+    """Format 2 (protocol.md §15.2): the session's suite; 0 in format 1."""
+    session_id: bytes = b""
+    """Format 2: the session; empty in format 1."""
+    seq: int = 0
+    """Format 2: the request's number in its session; 0 in format 1."""
 
     @classmethod
     def parse(cls, raw: bytes) -> Header:
@@ -107,6 +113,9 @@ class Header:
             sender_key_id=h.sender_key_id,
             recipient_key_id=h.recipient_key_id,
             raw=raw,
+            suite=h.suite,
+            session_id=h.session_id,
+            seq=h.seq,
         )
 
     @property

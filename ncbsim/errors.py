@@ -14,6 +14,7 @@ each also inherits, so ``except ValueError`` still catches it)::
     │   └── PathError         a check names a path no report holds (ncbsim.simulations.paths)
     ├── IdentityError         the mTLS peer is not who the request claims to be
     │   └── RevokedError      the mTLS peer's certificate is on the revocation list
+    ├── SessionRefused        a format 2 request for no live session, or past the checkpoint bound
     ├── RoutingError          the recipient bureau is unknown or not registered
     ├── NetworkError          a simulated network's process failed to start or stop
     │   └── NoGatewayError    no gateway was started in the work dir (ncbsim.workdir)
@@ -68,6 +69,33 @@ class IdentityError(NcbsimError):
 
 class RevokedError(IdentityError):
     """The caller's TLS certificate was revoked (``ncbsim pki revoke``)."""
+
+
+class SessionRefused(NcbsimError):  # noqa: N818 - reads as the refusal it is
+    """A query session refused a request (protocol.md §15.5, §15.6): FAILED_PRECONDITION.
+
+    The one distinguishable refusal of format 2. ``"session unknown"``: the recipient
+    holds no live session for it (never opened, closed, ended by a bound, a rotation or a
+    restart), so the requester opens a new one. ``"checkpoint required"``: the request is
+    more than 128 seqs beyond the last one a checkpoint covered. Neither says anything
+    about the envelope itself.
+    """
+
+    UNKNOWN = "session unknown"
+    CHECKPOINT_REQUIRED = "checkpoint required"
+
+    def __init__(self, detail: str = UNKNOWN) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        """``session_unknown`` or ``checkpoint_required``, for audit rows and metrics."""
+        known = self.detail in _SESSION_DETAILS
+        return self.detail.replace(" ", "_") if known else "session_refused"
+
+
+_SESSION_DETAILS = frozenset({SessionRefused.UNKNOWN, SessionRefused.CHECKPOINT_REQUIRED})
 
 
 class RoutingError(NcbsimError):
@@ -158,6 +186,7 @@ _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     IdentityError: grpc.StatusCode.PERMISSION_DENIED,
     RevokedError: grpc.StatusCode.UNAUTHENTICATED,
     RoutingError: grpc.StatusCode.NOT_FOUND,
+    SessionRefused: grpc.StatusCode.FAILED_PRECONDITION,
     NetworkError: grpc.StatusCode.UNAVAILABLE,
     QueryError: grpc.StatusCode.INVALID_ARGUMENT,
     UnknownCountry: grpc.StatusCode.INVALID_ARGUMENT,
@@ -176,6 +205,7 @@ _REASON: dict[type[NcbsimError], str] = {
     IdentityError: "identity_mismatch",
     RevokedError: "revoked",
     RoutingError: "unknown_recipient",
+    SessionRefused: "session_refused",
     NetworkError: "unavailable",
     QueryError: "bad_query",
     UnknownCountry: "unknown_country",

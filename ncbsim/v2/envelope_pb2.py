@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ncbsim/v2/envelope.proto\x12\tncbsim.v2\"\xec\x01\n\x06Header\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.ncbsim.v2.MessageKind\x12\x14\n\x0cissued_at_ms\x18\x06 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\x0c\x12\x15\n\rsender_key_id\x18\t \x01(\x0c\x12\x18\n\x10recipient_key_id\x18\n \x01(\x0c\"=\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0e\n\x06sealed\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c*\xdc\x01\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMESSAGE_KIND_QUERY_REQUEST\x10\x01\x12\x1f\n\x1bMESSAGE_KIND_QUERY_RESPONSE\x10\x02\x12\x1a\n\x16MESSAGE_KIND_DIFFUSION\x10\x03\x12\x1f\n\x1bMESSAGE_KIND_NOTICE_REQUEST\x10\x04\x12\x17\n\x13MESSAGE_KIND_NOTICE\x10\x05\x12\x18\n\x14MESSAGE_KIND_MESSAGE\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18ncbsim/v2/envelope.proto\x12\tncbsim.v2\"\x9c\x02\n\x06Header\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.ncbsim.v2.MessageKind\x12\x14\n\x0cissued_at_ms\x18\x06 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x07 \x01(\x03\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\x0c\x12\x15\n\rsender_key_id\x18\t \x01(\x0c\x12\x18\n\x10recipient_key_id\x18\n \x01(\x0c\x12\r\n\x05suite\x18\x0b \x01(\r\x12\x12\n\nsession_id\x18\x0c \x01(\x0c\x12\x0b\n\x03seq\x18\r \x01(\x04\"Q\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0e\n\x06sealed\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\x0c*\xdd\x02\n\x0bMessageKind\x12\x1c\n\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMESSAGE_KIND_QUERY_REQUEST\x10\x01\x12\x1f\n\x1bMESSAGE_KIND_QUERY_RESPONSE\x10\x02\x12\x1a\n\x16MESSAGE_KIND_DIFFUSION\x10\x03\x12\x1f\n\x1bMESSAGE_KIND_NOTICE_REQUEST\x10\x04\x12\x17\n\x13MESSAGE_KIND_NOTICE\x10\x05\x12\x18\n\x14MESSAGE_KIND_MESSAGE\x10\x06\x12\x1d\n\x19MESSAGE_KIND_SESSION_OPEN\x10\x07\x12\x1f\n\x1bMESSAGE_KIND_SESSION_ACCEPT\x10\x08\x12\x1e\n\x1aMESSAGE_KIND_SESSION_CLOSE\x10\t\x12\x1f\n\x1bMESSAGE_KIND_SESSION_CLOSED\x10\nb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v2.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGEKIND']._serialized_start=342
-  _globals['_MESSAGEKIND']._serialized_end=562
+  _globals['_MESSAGEKIND']._serialized_start=410
+  _globals['_MESSAGEKIND']._serialized_end=759
   _globals['_HEADER']._serialized_start=40
-  _globals['_HEADER']._serialized_end=276
-  _globals['_ENVELOPE']._serialized_start=278
-  _globals['_ENVELOPE']._serialized_end=339
+  _globals['_HEADER']._serialized_end=324
+  _globals['_ENVELOPE']._serialized_start=326
+  _globals['_ENVELOPE']._serialized_end=407
 # @@protoc_insertion_point(module_scope)

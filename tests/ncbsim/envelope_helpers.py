@@ -67,7 +67,10 @@ def _resign(
 
 
 def _flip(value: bytes | str | int) -> bytes | str | int:
-    """The value with the lowest bit of its first byte (or of the integer) flipped."""
+    """The value with the lowest bit of its first byte (or of the integer) flipped; an
+    empty (absent) field becomes one byte, as the format 2 fields are in a format 1 header."""
+    if value in (b"", ""):
+        return b"\x01" if isinstance(value, bytes) else "A"
     if isinstance(value, bytes):
         return bytes([value[0] ^ 1]) + value[1:]
     if isinstance(value, str):
