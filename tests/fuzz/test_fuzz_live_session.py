@@ -116,8 +116,7 @@ def test_node_handle_survives_mutated_session_requests(
 @pytest.mark.attack(
     "mutated SESSION_OPEN envelopes to a node's Bureau/Handle with the gateway's certificate",
     adversary="malicious gateway",
-    expect="INVALID_ARGUMENT unless header, body and signature are intact; never "
-    "INTERNAL/UNKNOWN",
+    expect="INVALID_ARGUMENT unless header, body and signature are intact; never INTERNAL/UNKNOWN",
 )
 @settings(max_examples=40)
 @given(data=st.data())

@@ -89,9 +89,11 @@ class Pair:
     def senders(self) -> Any:
         return _senders(self.fr, self.de, self.it)
 
-    def send(self, plaintext: bytes = QUERY, *, now: int = NOW + 10) -> session.SessionRequest:
+    def send(
+        self, plaintext: bytes = QUERY, *, now: int = NOW + 10, ttl_ms: int = 30_000
+    ) -> session.SessionRequest:
         """FR seals its next request in the session."""
-        request = self.client.seal_request(plaintext, now_ms=now)
+        request = self.client.seal_request(plaintext, now_ms=now, ttl_ms=ttl_ms)
         self.sent.append(request)
         return request
 

@@ -17,8 +17,8 @@ from session_gw_helpers import (
     handshake,
     leaf,
     make_pair,
-    signed_v2,
     sign_checkpoint,
+    signed_v2,
 )
 
 from ncbsim import _crypto, envelope, session
@@ -158,7 +158,7 @@ def test_forged_checkpoint_is_refused(pair: Pair, leaves: str) -> None:
     sent = [pair.send() for _ in range(3)]
     for item in sent:
         assert pair.receive(copy(item.envelope, checkpoint=b""))[2] is None
-    body = _checkpoint(_until_checkpoint(make_pair(pair.suite)))  # the shape of a real one
+    body = _checkpoint(_until_checkpoint(make_pair(pair.suite))[-1])  # a real one's shape
     body.sender, body.recipient = "FR", "DE"
     body.session_id = pair.client.session_id
     body.first_seq = 1
@@ -206,9 +206,7 @@ def test_closed_epoch_stays_closed_to_stolen_long_term_keys(pair: Pair) -> None:
     for stolen in (pair.de.encryption_key, pair.fr.encryption_key):
         for tried in (info, b""):
             with pytest.raises(_crypto.CryptoFailure):
-                _crypto.kem_open(
-                    _crypto.KEM_CLASSIC, stolen, info=tried, sealed=pair.accept.sealed
-                )
+                _crypto.kem_open(_crypto.KEM_CLASSIC, stolen, info=tried, sealed=pair.accept.sealed)
             with pytest.raises(_crypto.CryptoFailure):
                 _crypto.hpke_open(stolen, info=tried, aad=b"", sealed=pair.accept.sealed)
     with pytest.raises(EnvelopeError):  # the request, read as format 1 by DE's identity
