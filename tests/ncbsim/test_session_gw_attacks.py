@@ -11,7 +11,7 @@ import contextlib
 import os
 
 import pytest
-from envelope_helpers import NOW, _assert_rejected, _identity, _senders
+from envelope_helpers import NOW, _ask, _assert_rejected, _identity, _senders
 from session_gw_helpers import (
     ANSWER,
     QUERY,
@@ -396,3 +396,34 @@ def test_rogue_bureau_cannot_open_or_use_a_session_as_another(pair: Pair) -> Non
     with pytest.raises((EnvelopeError, SessionRefused)):
         pair.receive(copy(request.envelope, header=in_fr_session), sender=pair.it)
     assert pair.receive(pair.send().envelope)[0].plaintext == QUERY  # FR's is untouched
+
+
+# --------------------------------------------------------------------------- versions
+
+
+@pytest.mark.attack(
+    "cross the formats: a format 1 request relabelled version 2 and given to the session "
+    "path, a format 2 OPEN or request relabelled version 1 and given to the format 1 path",
+    adversary="malicious gateway",
+    expect="EnvelopeError or SessionRefused: the signature contexts ('ncbsim/v1 envelope', "
+    "'ncbsim/v2 envelope') and the AEAD keep each format's envelopes to their own path",
+)
+def test_envelopes_do_not_cross_formats(pair: Pair) -> None:
+    """No envelope of one format is taken by the other format's checks."""
+    v1 = _ask(pair.fr, pair.de)
+    relabelled = rewrite(
+        v1.envelope.header, version=2, suite=pair.suite, session_id=pair.client.session_id, seq=1
+    )
+    with pytest.raises((EnvelopeError, SessionRefused)):
+        pair.receive(copy(v1.envelope, header=relabelled, signature=b""))
+    _assert_rejected(lambda: pair.receive(copy(v1.envelope, header=relabelled)))
+    senders = _senders(pair.fr, pair.de, pair.it)
+    sent = pair.send()
+    for item in (pair.opening.envelope, sent.envelope):
+        as_v1 = copy(item, header=rewrite(item.header, version=1))
+        for candidate in (item, as_v1):
+            _assert_rejected(
+                lambda candidate=candidate: envelope.open_request(
+                    candidate, recipient=pair.de, senders=senders, now_ms=NOW + 11
+                )
+            )
