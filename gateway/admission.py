@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from ncbsim import envelope
+from ncbsim import envelope, session
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.errors import (
     ConfigError,
@@ -32,8 +32,11 @@ from ncbsim.pki import check_bureau_code
 from ncbsim.protocol import MAX_ENVELOPES_PER_CALL
 
 _Message = TypeVar("_Message", bound=Message)
-QUERY_KINDS = frozenset({envelope.QUERY_REQUEST})
-"""The kinds ``Query`` and ``MultiQuery`` relay (one-way kinds go to ``Post``)."""
+QUERY_KINDS = frozenset({envelope.QUERY_REQUEST, session.SESSION_OPEN, session.SESSION_CLOSE})
+"""The kinds ``Query`` and ``MultiQuery`` relay: a query, and a session's opening and
+closing (docs/protocol.md §15); one-way kinds go to ``Post``."""
+QUERY_VERSIONS = frozenset({envelope.VERSION, session.VERSION})
+"""Query envelopes may be format 1 or 2 (sessions); one-way envelopes are format 1."""
 
 
 class Directory(Protocol):
@@ -120,19 +123,22 @@ def meter_batch(
 
 
 def check_header(
-    peer: str | None, request: envelope.Envelope, kinds: Container[int]
+    peer: str | None,
+    request: envelope.Envelope,
+    kinds: Container[int],
+    versions: Container[int] = (envelope.VERSION,),
 ) -> envelope.Header:
     """The header of ``request`` if the caller may send it: IdentityError if there is no
     bureau certificate or the sender is not the caller, EnvelopeError if the header is
-    not version 1 with ids of the protocol's length, one of ``kinds`` and a recipient
-    that is a bureau code."""
+    not one of ``versions`` (default: 1) with ids of the protocol's length, one of
+    ``kinds`` and a recipient that is a bureau code."""
     if peer is None:
         raise IdentityError("a bureau certificate is required")
     header = envelope.unverified_header(request)
     if header.sender != peer:  # peer is a valid code, so this also bounds the sender
         raise IdentityError("header sender does not match the authenticated bureau")
     if (
-        header.version != envelope.VERSION
+        header.version not in versions
         or len(header.message_id) != envelope.MESSAGE_ID_LEN
         or len(header.correlation_id) != envelope.MESSAGE_ID_LEN
         or header.kind not in kinds
@@ -146,7 +152,7 @@ def admit_query(
     peer: str | None, request: envelope.Envelope, directory: Directory
 ) -> envelope.Header:
     """Check one query envelope against the caller's identity; raise a domain error if refused."""
-    header = check_header(peer, request, QUERY_KINDS)
+    header = check_header(peer, request, QUERY_KINDS, QUERY_VERSIONS)
     if not directory.known(header.recipient):
         raise RoutingError(f"unknown bureau {header.recipient!r}")
     return header

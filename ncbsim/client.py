@@ -1,7 +1,9 @@
 """A bureau's query client: seal, send through the gateway, verify and open the answer.
 
 Used by ``ncbsim query``, the simulator and the tests. It holds one mTLS channel to
-the gateway for its whole life, and verifies every directory entry it uses.
+the gateway for its whole life, and verifies every directory entry it uses. Its queries
+run in format-2 sessions (docs/protocol.md §15, :mod:`ncbsim.client_sessions`);
+:func:`seal_query` and :func:`open_answer` keep format 1 for the load users and the demo.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from enum import StrEnum
 import grpc
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, padding, rpctrace, tracing, transport
+from ncbsim import envelope, padding, rpctrace, session, tracing, transport
+from ncbsim.client_sessions import HandshakeError, Sent, SessionPool
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory, Peer
-from ncbsim.errors import DirectoryError, EnvelopeError
+from ncbsim.errors import DirectoryError, EnvelopeError, SessionRefused
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.peers import Peers, RevocationFile
@@ -135,6 +138,30 @@ def open_answer(
         body = query_pb2.Answer.FromString(opened.plaintext)
     except (EnvelopeError, DecodeError):
         return Answer(bureau, Outcome.FAILED, None, "response did not verify", latency_ms, mid)
+    return classify(bureau, body, latency_ms, mid)
+
+
+def session_body(query: query_pb2.Query) -> bytes:
+    """``query`` as a format-2 request carries it: padded, with no response key."""
+    return padding.padded(query, padding.REQUEST_BYTES)
+
+
+def open_session_answer(
+    request: session.SessionRequest, response: envelope.Envelope, latency_ms: float, now_ms: int
+) -> Answer:
+    """Open the answer to a format-2 ``request`` in its session and classify it; one that
+    does not open is :attr:`Outcome.FAILED`, as in :func:`open_answer`."""
+    bureau, mid = request.header.recipient, request.header.message_hex
+    try:
+        opened = request.session.open_response(request, response, now_ms=now_ms)
+        body = query_pb2.Answer.FromString(opened.plaintext)
+    except (EnvelopeError, DecodeError):
+        return Answer(bureau, Outcome.FAILED, None, "response did not verify", latency_ms, mid)
+    return classify(bureau, body, latency_ms, mid)
+
+
+def classify(bureau: str, body: query_pb2.Answer, latency_ms: float, mid: str) -> Answer:
+    """The :class:`Answer` an opened answer body makes."""
     which = body.WhichOneof("result")
     if which == "hits":
         outcome = Outcome.HIT if body.hits.matches else Outcome.NO_HIT
@@ -205,9 +232,12 @@ class BureauClient:
     bureaus shares one, so each entry is verified once, not once per bureau."""
     bus: EventBus | None = None
     """Hears ``query.sealed`` and ``query.returned`` (party ``client:XX``), if given."""
+    suite: int | None = None
+    """The session suite to open sessions of; None: the network's (``pki.suite``)."""
     _channel: grpc.aio.Channel = field(init=False)
     _stub: gateway_pb2_grpc.GatewayServiceStub = field(init=False)
     peers: Peers = field(init=False)
+    sessions: SessionPool = field(init=False)
 
     def __post_init__(self) -> None:
         bureau = self.identity.bureau
@@ -224,6 +254,8 @@ class BureauClient:
             revocations=RevocationFile(self.pki, directory),
             max_age_s=PEER_MAX_AGE_S,
         )
+        suite = self.suite if self.suite is not None else self.pki.suite
+        self.sessions = SessionPool(self.identity, self._stub, suite=suite, now_ms=self._clock_ms)
 
     @classmethod
     def open(
@@ -250,8 +282,13 @@ class BureauClient:
         """This client's time, or None for the wall clock (read by the envelope code)."""
         return self.clock.now_ms() if self.clock is not None else None
 
+    def _clock_ms(self) -> int:
+        """This client's time (the session code takes it always)."""
+        return self.clock.now_ms() if self.clock is not None else int(time.time() * 1000)
+
     async def close(self) -> None:
-        """Close the channel to the gateway."""
+        """Close every session (SESSION_CLOSE, briefly awaited), then the channel."""
+        await self.sessions.close()
         await self._channel.close()
 
     async def __aenter__(self) -> BureauClient:
@@ -306,30 +343,31 @@ class BureauClient:
             return Answer(to, Outcome.FAILED, None, self.unusable(to))
         except grpc.aio.AioRpcError as exc:
             return Answer(to, failure_outcome(exc.code()), None, f"gateway: {failure_detail(exc)}")
-        sealed = seal_query(self.identity, self.peers.get(to), query, now_ms=self._now_ms())
-        emit_sealed(self.bus, [sealed])
-        try:
-            reply = await self._stub.Query(
-                gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            latency = (time.perf_counter() - started) * 1000
-            failed = Answer(
-                to,
-                failure_outcome(code),
-                None,
-                failure_detail(exc),
-                latency,
-                sealed.header.message_hex,
-            )
-            emit_returned(self.bus, sealed, failed, code.name)
-            return failed
-        latency = (time.perf_counter() - started) * 1000
-        answer = open_answer(
-            sealed, reply.envelope, self.peers.get(to), latency, now_ms=self._now_ms()
+        result = await self.sessions.ask(
+            self.peers.get(to),
+            session_body(query),
+            timeout=timeout,
+            now_ms=self._clock_ms,
+            sealed=lambda requests: emit_sealed(self.bus, requests),
+            returned=lambda sent: self._returned(sent, started),
         )
-        emit_returned(self.bus, sealed, answer, "OK", reply.envelope)
+        return result if isinstance(result, Answer) else unopened(to, result, started)
+
+    def _returned(self, sent: Sent, started: float) -> Answer:
+        """The answer one request in a session came back with; ``query.returned``."""
+        latency = (time.perf_counter() - started) * 1000
+        to, mid = sent.request.header.recipient, sent.request.header.message_hex
+        if sent.response is not None:
+            answer = open_session_answer(sent.request, sent.response, latency, self._clock_ms())
+        elif sent.error is not None:
+            outcome, detail = failure_outcome(sent.error.code()), failure_detail(sent.error)
+            answer = Answer(to, outcome, None, detail, latency, mid)
+        else:
+            delivery = sent.delivery or gateway_pb2.Delivery()
+            no_answer = delivery.status == gateway_pb2.DELIVERY_STATUS_NO_ANSWER
+            outcome = Outcome.NO_ANSWER if no_answer else Outcome.FAILED
+            answer = Answer(to, outcome, None, delivery.detail, latency, mid)
+        emit_returned(self.bus, sent.request, answer, sent.status, sent.response)
         return answer
 
     async def multi_query(
@@ -392,40 +430,45 @@ class BureauClient:
     async def _send_multi(
         self, query: query_pb2.Query, recipients: list[str], started: float, timeout: float
     ) -> dict[str, Answer]:
-        """Seal ``query`` to each of ``recipients`` (all held), send them as one MultiQuery
-        and open the deliveries; bureaus missing from the reply are missing here."""
-        # One correlation id ties together the envelopes of one multi-bureau query.
-        correlation = os.urandom(envelope.MESSAGE_ID_LEN)
-        now_ms = self._now_ms()
-        sealed = {
-            r: seal_query(self.identity, self.peers.get(r), query, correlation, now_ms=now_ms)
-            for r in recipients
-        }
-        request = gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()])
-        emit_sealed(self.bus, list(sealed.values()))
-        try:
-            reply = await self._stub.MultiQuery(request, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            outcome = failure_outcome(exc.code())
-            failed = {r: Answer(r, outcome, None, failure_detail(exc)) for r in recipients}
-            for r, answer in failed.items():
-                emit_returned(self.bus, sealed[r], answer, exc.code().name)
-            return failed
-        latency = (time.perf_counter() - started) * 1000
-        answers = open_deliveries(
-            sealed, reply.deliveries, self.peers.get, latency, now_ms=self._now_ms
+        """Ask each of ``recipients`` (all held) in its session, as one MultiQuery (the
+        sessions missing opened first, in one MultiQuery too); a bureau whose node no
+        longer holds the session is asked again once, in a new one. Bureaus missing
+        from the reply are missing here."""
+        results = await self.sessions.ask_many(
+            [self.peers.get(r) for r in recipients],
+            session_body(query),
+            # One correlation id ties together the envelopes of one multi-bureau query.
+            correlation_id=os.urandom(envelope.MESSAGE_ID_LEN),
+            timeout=timeout,
+            now_ms=self._clock_ms,
+            sealed=lambda requests: emit_sealed(self.bus, requests),
+            returned=lambda sent: self._returned(sent, started),
         )
-        if self.bus is not None and self.bus.observed:
-            deliveries = {d.bureau: d for d in reply.deliveries}
-            for r, answer in answers.items():
-                delivery = deliveries[r]
-                status = gateway_pb2.DeliveryStatus.Name(delivery.status)
-                status = status.removeprefix("DELIVERY_STATUS_")
-                emit_returned(self.bus, sealed[r], answer, status, delivery.response)
-        return answers
+        return {
+            r: result if isinstance(result, Answer) else unopened(r, result, started)
+            for r, result in results.items()
+        }
 
 
-def emit_sealed(bus: EventBus | None, sealed: Sequence[envelope.SealedRequest]) -> None:
+def unopened(bureau: str, exc: BaseException, started: float) -> Answer:
+    """How a query to ``bureau`` counts when no session could be opened with it."""
+    latency = (time.perf_counter() - started) * 1000
+    if isinstance(exc, grpc.aio.AioRpcError):
+        detail = f"session not opened: {failure_detail(exc)}"
+        return Answer(bureau, failure_outcome(exc.code()), None, detail, latency)
+    if isinstance(exc, HandshakeError):
+        outcome = Outcome.NO_ANSWER if exc.unreachable else Outcome.FAILED
+        return Answer(bureau, outcome, None, exc.detail, latency)
+    if isinstance(exc, SessionRefused):
+        return Answer(bureau, Outcome.FAILED, None, "session ended", latency)
+    return Answer(bureau, Outcome.FAILED, None, "session handshake did not verify", latency)
+
+
+Sealed = envelope.SealedRequest | session.SessionRequest
+"""A query's envelope as the events tell it: format 1 or 2 (both have the same two fields)."""
+
+
+def emit_sealed(bus: EventBus | None, sealed: Sequence[Sealed]) -> None:
     """``query.sealed`` for each envelope of one query (several: one per recipient)."""
     if bus is None or not bus.observed:
         return
@@ -444,7 +487,7 @@ def emit_sealed(bus: EventBus | None, sealed: Sequence[envelope.SealedRequest]) 
 
 def emit_returned(
     bus: EventBus | None,
-    sealed: envelope.SealedRequest,
+    sealed: Sealed,
     answer: Answer,
     status: str,
     response: envelope.Envelope | None = None,

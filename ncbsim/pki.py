@@ -11,6 +11,7 @@
     DIR/bureaus/FR/encryption.key    FR's X25519 E2E encryption key (0600)
     DIR/directory/FR.entry           FR's public E2E keys, signed by the root
     DIR/revocations.list             the root's signed revocation list (after a revoke)
+    DIR/suite                        the network's session suite, ``classic`` or ``hybrid``
     DIR/bureaus/FR/previous/*.key    FR's keys replaced by ``pki rotate`` (grace period)
 
 ``ncbsim pki rotate`` and ``ncbsim pki revoke`` are in :mod:`ncbsim.rekey`.
@@ -46,6 +47,20 @@ CERT_VALIDITY = dt.timedelta(days=365)
 ENTRY_VALIDITY = dt.timedelta(days=365)
 
 _BUREAU_CODE = re.compile(r"^[A-Z]{2}$")
+SUITES = {"classic": 1, "hybrid": 2}
+"""The session suites a network may use, by name (protocol.md §15.1): the ids of
+:data:`ncbsim.session.SUITES`, repeated here because the PKI sits below the session code
+(a test keeps the two equal)."""
+DEFAULT_SUITE = "classic"
+
+
+def suite_id(name: str) -> int:
+    """The id of the suite called ``name``; PkiError naming the choices if there is none."""
+    try:
+        return SUITES[name]
+    except KeyError:
+        choices = " or ".join(SUITES)
+        raise PkiError(f"unknown suite {name!r}; choose {choices}") from None
 
 
 def check_bureau_code(code: str) -> str:
@@ -127,6 +142,29 @@ class PkiDir:
     def revocations(self) -> Path:
         """The root's signed revocation list; absent until the first revocation."""
         return self.root / "revocations.list"
+
+    @property
+    def suite_file(self) -> Path:
+        """The network's session suite by name; absent in a PKI older than sessions."""
+        return self.root / "suite"
+
+    @property
+    def suite(self) -> int:
+        """The id of the network's session suite (protocol.md §15.1): the one ``pki/suite``
+        names, classic if the file is absent (a PKI made before sessions). PkiError if it
+        names no suite."""
+        try:
+            name = self.suite_file.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return SUITES[DEFAULT_SUITE]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PkiError(f"cannot read the suite of the PKI at {self.root}: {exc}") from exc
+        return suite_id(name)
+
+    @property
+    def suite_name(self) -> str:
+        """The network's session suite by name (``classic`` or ``hybrid``)."""
+        return next(name for name, number in SUITES.items() if number == self.suite)
 
     def revocation_list(self) -> bytes | None:
         """The SignedRevocationList on disk, or None if nothing was ever revoked."""
@@ -353,12 +391,14 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool 
     write_file(pki.entry_path(code), sign_entry(ca_key, entry), private=False, atomic=True)
 
 
-def init(directory: Path, bureaus: list[str]) -> PkiDir:
-    """Create a complete PKI for a network of ``bureaus`` under ``directory``.
+def init(directory: Path, bureaus: list[str], *, suite: str = DEFAULT_SUITE) -> PkiDir:
+    """Create a complete PKI for a network of ``bureaus`` under ``directory``, whose
+    query sessions use ``suite`` (:data:`SUITES`, recorded in ``DIR/suite``).
 
-    Refuses, writing nothing, an empty list, a repeated code and a code that is not a
-    country's (:func:`check_country_code`: the same rule as scenario files).
+    Refuses, writing nothing, an unknown suite, an empty list, a repeated code and a code
+    that is not a country's (:func:`check_country_code`: the same rule as scenario files).
     """
+    suite_id(suite)
     if not bureaus:
         raise PkiError("no bureau codes given; a PKI needs at least one bureau, e.g. FR,DE,IT")
     for code in bureaus:
@@ -388,6 +428,7 @@ def init(directory: Path, bureaus: list[str]) -> PkiDir:
         )
         write_file(pki.party(name) / "tls.crt", cert, private=True)
         write_file(pki.party(name) / "tls.key", key, private=True)
+    write_file(pki.suite_file, f"{suite}\n".encode("ascii"), private=False)
     for code in bureaus:
         add_bureau(pki, code)
     return pki

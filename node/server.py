@@ -17,7 +17,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, padding, rpctrace, transport
+from ncbsim import envelope, padding, rpctrace, session, transport
 from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
@@ -38,6 +38,7 @@ from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
 from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
+from ncbsim.node.sessions import NodeSessions
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
@@ -90,6 +91,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         postbox: Postbox | None = None,
         metrics: NodeMetrics | None = None,
         bus: EventBus | None = None,
+        suite: int = session.DEFAULT_SUITE,
     ) -> None:
         self._metrics = metrics or NodeMetrics(identity.bureau)
         self._bus = bus if bus is not None else EventBus(identity.bureau)
@@ -102,6 +104,19 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         self._audit = audit
         self._replay = replay
         self._clock_skew_ms = clock_skew_ms
+        self.sessions = NodeSessions(
+            identity,
+            peers,
+            suite=suite,
+            clock=self._clock,
+            clock_skew_ms=clock_skew_ms,
+            bus=self._bus,
+            audited=self._audited,
+            know_sender=self._know_sender,
+            release=self._release,
+            answer=self._answer,
+        )
+        """Format 2 (query sessions, node/sessions.py): Handle routes version 2 there."""
 
     async def _audited(  # noqa: PLR0917 - positional on purpose: called on every envelope
         self,
@@ -138,6 +153,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
     def use_identity(self, identity: Identity) -> None:
         """Answer under ``identity`` from now on (after ``ncbsim pki rotate``)."""
         self._identity = identity
+        self.sessions.use_identity(identity)
         if self._postbox is not None:
             self._postbox.use_identity(identity)
 
@@ -195,6 +211,8 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         except (DecodeError, EnvelopeError):
             await self._audited(raw, None, started, grpc.StatusCode.INVALID_ARGUMENT, "undecodable")
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+        if header.version == session.VERSION:
+            return await self.sessions.handle(request, header, started, context)
         directory = self._peers.directory
         try:
             await self._know_sender(request, header, started, context)
@@ -234,13 +252,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             await self._audited(request, header, started, grpc.StatusCode.ALREADY_EXISTS, "replay")
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
         try:
-            result = answer(
-                self._store,
-                query,
-                requester=opened.header.sender,
-                message_id=header.message_hex,
-                on_hit=self._hits.record if self._hits is not None else None,
-            )
+            result = self._answer(query, opened.header.sender, header.message_hex)
         except Exception:
             log.exception("handle_failed", sender=header.sender, **_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
@@ -268,6 +280,11 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             correlation_id=header.correlation_hex,
         )
         return await self._release(context, request, header, started, sealed)
+
+    def _answer(self, query: query_pb2.Query, requester: str, message_id: str) -> query_pb2.Answer:
+        """The answer to one opened query (node/answer.py), either format."""
+        on_hit = self._hits.record if self._hits is not None else None
+        return answer(self._store, query, requester=requester, message_id=message_id, on_hit=on_hit)
 
     async def _release(
         self,
@@ -365,7 +382,9 @@ async def run_node(
             postbox=postbox,
             metrics=metrics,
             bus=bus,
+            suite=config.pki.suite,
         )
+        stack.push_async_callback(service.sessions.drain)
         served = await start_server(
             tls,
             config.listen,
@@ -413,6 +432,7 @@ async def run_node(
                 ).run(config.key_check_interval_s)
             ),
         ]
+        tasks.append(asyncio.create_task(service.sessions.run()))
         if outbox is not None:
             tasks.append(asyncio.create_task(outbox.run()))
         stack.push_async_callback(_cancel, tasks)

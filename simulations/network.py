@@ -117,6 +117,7 @@ class Network:
         links: Mapping[str, Mapping[str, str]] | None = None,
         trace_dir: Path | None = None,
         attacks: bool = False,
+        suite: str | None = None,
     ) -> Network:
         """Prepare ``workdir``, start the gateway, then every host; wait until all serve.
 
@@ -132,6 +133,7 @@ class Network:
         ``links`` name the fault daemon and its proxies, for the manifest. With
         ``trace_dir`` every process appends its spans there (docs/traces.md), restarted
         ones too. ``attacks`` (``ncbsim classroom`` only) starts the classroom-mode gateway.
+        ``suite`` names the query session suite of a new PKI (``pki init --suite``).
         """
         workdir = workdir.resolve()
         # Each process creates its file 0600, and missing folders 0700 (ncbsim.private).
@@ -139,7 +141,7 @@ class Network:
         files = Workdir(workdir)
         if files.manifest.exists():
             raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
-        prepare(workdir, scenario)
+        prepare(workdir, scenario, suite=suite)
         run = private.private_folder(files.run)
         files.live_faults.unlink(missing_ok=True)  # left by a network that crashed
         env_args = ["--log-level", log_level]

@@ -88,11 +88,13 @@ def up(
     faults: bool,
     trace_dir: Path | None = None,
     attacks: bool = False,
+    suite: str | None = None,
 ) -> Network:
     """Start ``scenario``'s network in ``workdir``; with ``faults``, every bureau's link
     to the gateway goes through the fault proxies of a fault daemon started first. With
     ``trace_dir`` every process appends its spans there. ``attacks`` starts the gateway
-    in classroom mode (``ncbsim classroom`` only)."""
+    in classroom mode (``ncbsim classroom`` only). ``suite`` names the query session
+    suite of a new PKI."""
     if not faults:
         return Network.start(
             workdir,
@@ -101,12 +103,14 @@ def up(
             log_level=log_level,
             trace_dir=trace_dir,
             attacks=attacks,
+            suite=suite,
         )
     workdir = workdir.resolve()
     files = Workdir(workdir)
     if files.manifest.exists():
         raise NetworkError(f"{workdir} already runs a network; run `ncbsim down` first")
-    prepare(workdir, scenario)  # PKI and records first: `pki init` wants an empty folder
+    # PKI and records first: `pki init` wants an empty folder
+    prepare(workdir, scenario, suite=suite)
     run = files.run
     run.mkdir(exist_ok=True)
     control = socket_path(run, files.faultd_socket.name)

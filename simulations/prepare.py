@@ -67,9 +67,16 @@ def _check_stamp(workdir: Path, scenario: Scenario) -> None:
 
 
 def prepare(
-    workdir: Path, scenario: Scenario, *, abort: threading.Event | None = None
+    workdir: Path,
+    scenario: Scenario,
+    *,
+    abort: threading.Event | None = None,
+    suite: str | None = None,
 ) -> pki.PkiDir:
     """Create the PKI and every bureau's records under ``workdir`` (reused if present).
+
+    ``suite`` names the query session suite of a new PKI (default classic); a PKI already
+    there keeps its own, and ConfigError says so if it is not ``suite``.
 
     Records are reused only if they were made with the scenario's seed and counts
     (``WORKDIR/records.json``), so a scenario always runs on its own data. Setting
@@ -78,10 +85,18 @@ def prepare(
     # Imported here, not above: ncbsim.simulations.network names the work directory's paths
     # and imports this module, to prepare a network before it starts one.
 
+    if suite is not None:
+        pki.suite_id(suite)  # an unknown name is refused before anything is written
     workdir.mkdir(parents=True, exist_ok=True)
     directory = pki.PkiDir(workdir)
     if not directory.ca_key.exists():
-        pki.init(workdir, list(scenario.bureaus))  # wants an empty folder: first
+        # wants an empty folder: first
+        pki.init(workdir, list(scenario.bureaus), suite=suite or pki.DEFAULT_SUITE)
+    elif suite is not None and directory.suite_name != suite:
+        raise ConfigError(
+            f"{workdir} holds a PKI of the {directory.suite_name} suite, not {suite}; "
+            "use a new --workdir for another suite"
+        )
     _check_stamp(workdir, scenario)
     missing = [b for b in scenario.bureaus if b not in directory.bureaus()]
     for code in missing:

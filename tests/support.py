@@ -25,10 +25,10 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ncbsim import envelope, mail, messages, pki
+from ncbsim import envelope, mail, messages, pki, session
 from ncbsim.client import BureauClient
 from ncbsim.directory import Directory
-from ncbsim.errors import QueueFull
+from ncbsim.errors import DirectoryError, EnvelopeError, QueueFull, SessionRefused
 from ncbsim.identity import Identity
 from ncbsim.node import datagen
 from ncbsim.node.audit import NodeAuditLog
@@ -219,6 +219,95 @@ class FakeGateway(gateway_pb2_grpc.GatewayServiceServicer):
         rows = [m for m in self.posted if m.sequence > request.after_sequence]
         page = rows[: self.page_size]
         return gateway_pb2.ReceiptsResponse(messages=page, more=len(rows) > len(page))
+
+
+class SessionsGateway(gateway_pb2_grpc.GatewayServiceServicer):
+    """Serves a PKI folder's directory and answers Query and MultiQuery as each recipient
+    bureau's node would in format 2: real :class:`~ncbsim.session.ServerSessions` (one per
+    bureau) accept OPENs, open requests (each answered no-hit) and take CLOSEs; a session
+    refusal is FAILED_PRECONDITION (a MultiQuery delivery REFUSED, detail the code name),
+    anything else INVALID_ARGUMENT, as the real gateway relays them. ``asked`` lists the
+    recipients of every request opened; ``kinds`` every envelope's kind, in order.
+    ``forget()`` drops every session, as a node restart does; ``now_ms`` is the nodes'
+    clock."""
+
+    def __init__(
+        self,
+        directory: pki.PkiDir,
+        *,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.pki = directory
+        self.now_ms = now_ms
+        self.asked: list[str] = []
+        self.kinds: list[str] = []
+        self.multi_calls = 0
+        self._nodes: dict[str, session.ServerSessions] = {}
+
+    def forget(self) -> None:
+        self._nodes.clear()
+
+    def _node(self, bureau: str, now_ms: int) -> session.ServerSessions:
+        if bureau not in self._nodes:
+            me = Identity.load(self.pki, bureau, now_ms=now_ms)
+            self._nodes[bureau] = session.ServerSessions(me, suite=self.pki.suite)
+        return self._nodes[bureau]
+
+    def handle(self, item: envelope.Envelope) -> envelope.Envelope:
+        """The recipient's reply to ``item``: SessionRefused or EnvelopeError if refused."""
+        now = self.now_ms()
+        header = envelope.unverified_header(item)
+        self.kinds.append(envelope.kind_name(header.kind))
+        senders = Directory.from_pki(self.pki).get
+        node = self._node(header.recipient, now)
+        try:
+            if header.kind == session.SESSION_OPEN:
+                return node.accept(item, header, senders=senders, now_ms=now)
+            sender = senders(header.sender)
+        except DirectoryError:
+            raise EnvelopeError from None
+        if header.kind == session.SESSION_CLOSE:
+            return node.close(item, header, sender=sender, now_ms=now)[0]
+        opened, live, _covered = node.open_request(item, header, sender=sender, now_ms=now)
+        self.asked.append(header.recipient)
+        answer = query_pb2.Answer(hits=query_pb2.Hits())
+        return live.seal_response(answer.SerializeToString(), request=opened.header, now_ms=now)
+
+    async def GetDirectory(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.GetDirectoryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetDirectoryResponse:
+        signed = self.pki.signed_entries(list(request.bureaus) or None)
+        return gateway_pb2.GetDirectoryResponse(
+            entries=[directory_pb2.SignedDirectoryEntry.FromString(s) for s in signed]
+        )
+
+    async def Query(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.QueryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.QueryResponse:
+        try:
+            return gateway_pb2.QueryResponse(envelope=self.handle(request.envelope))
+        except SessionRefused:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION")
+        except EnvelopeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def MultiQuery(  # noqa: N802 - gRPC method name
+        self, request: gateway_pb2.MultiQueryRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.MultiQueryResponse:
+        self.multi_calls += 1
+        deliveries = []
+        for item in request.envelopes:
+            delivery = gateway_pb2.Delivery(bureau=envelope.unverified_header(item).recipient)
+            try:
+                delivery.response.CopyFrom(self.handle(item))
+                delivery.status = gateway_pb2.DELIVERY_STATUS_DELIVERED
+            except (SessionRefused, EnvelopeError) as exc:
+                delivery.status = gateway_pb2.DELIVERY_STATUS_REFUSED
+                refused = isinstance(exc, SessionRefused)
+                delivery.detail = "FAILED_PRECONDITION" if refused else "INVALID_ARGUMENT"
+            deliveries.append(delivery)
+        return gateway_pb2.MultiQueryResponse(deliveries=deliveries)
 
 
 @contextlib.asynccontextmanager

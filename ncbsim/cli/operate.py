@@ -35,6 +35,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         log_level=args.child_log_level,
         faults=args.faults,
         trace_dir=args.trace_dir,
+        suite=args.suite,
     )
     # From here on a foreground network is ours to stop, however the command ends: a
     # Ctrl-C that lands before wait_for_shutdown installs its handlers is a stop request too.
@@ -190,6 +191,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="DIR",
         help="every process appends its OpenTelemetry spans to DIR as JSON lines: "
         "gateway.jsonl, host-N.jsonl (docs/traces.md)",
+    )
+    up.add_argument(
+        "--suite",
+        help="query session suite of a new PKI: classic (default) or hybrid (post-quantum); "
+        "a workdir's PKI keeps the suite it was made with",
     )
     up.set_defaults(func=cmd_up, server=False)
 

@@ -16,8 +16,11 @@ __all__ = ["add_parsers", "cmd_pki_init", "cmd_pki_revoke", "cmd_pki_rotate"]
 def cmd_pki_init(args: argparse.Namespace) -> int:
     from ncbsim import pki
 
-    directory = pki.init(args.dir, codes(args.bureaus))
-    print(f"PKI for {', '.join(directory.bureaus())} written to {args.dir}")
+    directory = pki.init(args.dir, codes(args.bureaus), suite=args.suite)
+    print(
+        f"PKI for {', '.join(directory.bureaus())} written to {args.dir} "
+        f"(query sessions: {args.suite} suite)"
+    )
     return 0
 
 
@@ -65,6 +68,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     init = pki_sub.add_parser("init", help="root CA, TLS certificates, E2E keys, directory")
     init.add_argument("--dir", type=Path, required=True, help="directory to create")
     init.add_argument("--bureaus", required=True, help="comma-separated codes, e.g. FR,DE,IT")
+    init.add_argument(
+        "--suite",
+        default="classic",
+        help="the network's query session cryptography: classic (X25519) or hybrid "
+        "(post-quantum X-Wing, MLKEM768-X25519); default classic (docs/protocol.md §15.1)",
+    )
     init.set_defaults(func=cmd_pki_init, server=False)
     revoke = pki_sub.add_parser(
         "revoke", help="revoke a bureau's keys and certificate; running parties refuse them"

@@ -101,6 +101,14 @@ def test_pki_init_refuses_what_a_scenario_refuses(
     assert not (tmp_path / "p").exists()
 
 
+def test_pki_init_refuses_an_unknown_suite(tmp_path: Path) -> None:
+    """`pki init --suite` takes classic or hybrid; anything else is one line, nothing
+    written."""
+    out = _ncbsim("pki", "init", "--dir", tmp_path / "p", "--bureaus", "FR", "--suite", "pq")
+    assert _one_line(out) == "ncbsim: unknown suite 'pq'; choose classic or hybrid"
+    assert not (tmp_path / "p").exists()
+
+
 def test_pki_init_accepts_the_general_secretariat_and_kosovo(tmp_path: Path) -> None:
     """GS (the General Secretariat) and XK (Kosovo) are bureau codes, as in scenarios."""
     out = _ncbsim("pki", "init", "--dir", tmp_path / "p", "--bureaus", "FR,GS,XK")

@@ -13,7 +13,7 @@ import os
 import pytest
 from gateway_support import FakeClock, fake_limiter, forged_post, now_ms
 
-from ncbsim import envelope
+from ncbsim import envelope, session
 from ncbsim.errors import EnvelopeError, IdentityError, RoutingError
 from ncbsim.gateway import admission
 from ncbsim.gateway.limits import LimitExceeded
@@ -53,6 +53,26 @@ def test_the_shared_header_check_takes_only_its_paths_kinds(kinds: object, kind:
     item = forged_post(kind=kind)
     with pytest.raises(EnvelopeError):
         admission.check_header("FR", item, kinds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kind", [envelope.QUERY_REQUEST, session.SESSION_OPEN, session.SESSION_CLOSE]
+)
+def test_the_query_path_takes_format_2_sessions(kind: int) -> None:
+    """Query and MultiQuery relay a session's OPEN, its requests and its CLOSE, in
+    format 2 (docs/protocol.md §15); the replies' kinds, and other versions, are refused,
+    and one-way envelopes stay format 1."""
+    fields = {"version": 2, "suite": 1, "session_id": os.urandom(16), "seq": 1}
+    item = forged_post(kind=kind, **fields)
+    assert admission.admit_query("FR", item, _Directory()).kind == kind
+    for bad in (session.SESSION_ACCEPT, session.SESSION_CLOSED, envelope.QUERY_RESPONSE):
+        with pytest.raises(EnvelopeError):
+            admission.admit_query("FR", forged_post(kind=bad, **fields), _Directory())
+    with pytest.raises(EnvelopeError):
+        newer = forged_post(kind=kind, **{**fields, "version": 3})
+        admission.admit_query("FR", newer, _Directory())
+    with pytest.raises(EnvelopeError):
+        admission.check_header("FR", forged_post(**fields), envelope.ONE_WAY_KINDS)
 
 
 def test_the_shared_header_check_binds_the_sender_to_the_caller() -> None:

@@ -10,22 +10,18 @@ the bureau was asked. An outage is the real thing: the server is stopped.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-import grpc
 import pytest
-from support import document_query
+from support import SessionsGateway, document_query
 
-from ncbsim import envelope, pki, rekey
+from ncbsim import pki, rekey
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
-from ncbsim.directory import Directory
 from ncbsim.errors import DirectoryError
-from ncbsim.identity import Identity
 from ncbsim.serving import Served, start_server
-from ncbsim.v2 import directory_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
+from ncbsim.v2 import gateway_pb2_grpc
 
 T = TypeVar("T")
 
@@ -33,48 +29,8 @@ BUREAUS = ["FR", "DE", "IT", "NL"]
 QUERY = document_query("X1234567", "FR")
 
 
-class AnsweringGateway(gateway_pb2_grpc.GatewayServiceServicer):
-    """Serves the directory from a PKI folder; each bureau answers no-hit to what it gets."""
-
-    def __init__(self, directory: pki.PkiDir) -> None:
-        self.pki = directory
-        self.asked: list[str] = []
-
-    async def GetDirectory(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.GetDirectoryRequest, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.GetDirectoryResponse:
-        signed = self.pki.signed_entries(list(request.bureaus) or None)
-        return gateway_pb2.GetDirectoryResponse(
-            entries=[directory_pb2.SignedDirectoryEntry.FromString(s) for s in signed]
-        )
-
-    async def MultiQuery(  # noqa: N802 - gRPC method name
-        self, request: gateway_pb2.MultiQueryRequest, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.MultiQueryResponse:
-        now = int(time.time() * 1000)
-        senders = Directory.from_pki(self.pki).get
-        deliveries = []
-        for env in request.envelopes:
-            bureau = envelope.unverified_header(env).recipient
-            self.asked.append(bureau)
-            me = Identity.load(self.pki, bureau, now_ms=now)
-            opened = envelope.open_request(env, recipient=me, senders=senders)
-            body = query_pb2.Query.FromString(opened.plaintext)
-            answer = query_pb2.Answer(hits=query_pb2.Hits())
-            response = envelope.seal_response(
-                answer.SerializeToString(),
-                sender=me,
-                request=opened.header,
-                response_key=body.response_key,
-            )
-            deliveries.append(
-                gateway_pb2.Delivery(
-                    bureau=bureau,
-                    status=gateway_pb2.DELIVERY_STATUS_DELIVERED,
-                    response=response,
-                )
-            )
-        return gateway_pb2.MultiQueryResponse(deliveries=deliveries)
+AnsweringGateway = SessionsGateway
+"""Each bureau answers no-hit to what it gets, in format 2 sessions (tests/support.py)."""
 
 
 @asynccontextmanager

@@ -198,3 +198,38 @@ def test_directory_entry_is_replaced_atomically(pki_dir: pki.PkiDir) -> None:
     assert _mode(path) == 0o644
     assert sorted(p.name for p in pki_dir.directory.iterdir()) == ["FR.entry"]
     assert pki_dir.signed_entries() == [path.read_bytes()]
+
+
+@pytest.mark.parametrize("suite", ["classic", "hybrid"])
+def test_init_records_the_network_suite(tmp_path: Path, suite: str) -> None:
+    """`pki init --suite` writes the suite's name to DIR/suite; PkiDir.suite reads its id."""
+    made = pki.init(tmp_path / "p", ["FR"], suite=suite)
+    assert (tmp_path / "p" / "suite").read_text() == f"{suite}\n"
+    assert made.suite == pki.SUITES[suite]
+    assert made.suite_name == suite
+
+
+def test_a_pki_without_a_suite_file_is_classic(pki_dir: pki.PkiDir) -> None:
+    """A PKI made before sessions (no suite file) keeps working, as a classic network."""
+    pki_dir.suite_file.unlink()
+    assert pki_dir.suite == pki.SUITES["classic"] == 1
+
+
+def test_an_unknown_suite_is_refused_and_nothing_written(tmp_path: Path) -> None:
+    """An unknown suite name is refused before anything is written; so is a suite file
+    that names none."""
+    with pytest.raises(PkiError, match="unknown suite 'quantum'; choose classic or hybrid"):
+        pki.init(tmp_path / "p", ["FR"], suite="quantum")
+    assert not (tmp_path / "p").exists()
+    made = pki.init(tmp_path / "q", ["FR"])
+    made.suite_file.write_text("rot13\n")
+    with pytest.raises(PkiError, match="unknown suite 'rot13'"):
+        _ = made.suite
+
+
+def test_the_pki_suites_are_the_session_suites() -> None:
+    """The suites `pki init` offers are those of the session protocol, with the same ids."""
+    from ncbsim import session
+
+    assert pki.SUITES == session.SUITES
+    assert pki.SUITES[pki.DEFAULT_SUITE] == session.DEFAULT_SUITE
