@@ -427,3 +427,25 @@ def test_envelopes_do_not_cross_formats(pair: Pair) -> None:
                     candidate, recipient=pair.de, senders=senders, now_ms=NOW + 11
                 )
             )
+
+
+@pytest.mark.attack(
+    "send the node requests made up under a live session's header (copied, with another seq "
+    "and random bytes for the body), beyond the checkpoint bound or the epoch's 10,000",
+    adversary="malicious gateway",
+    expect="refused (EnvelopeError or SessionRefused); the session is unharmed: its genuine "
+    "requests, those seqs included, still open",
+)
+def test_made_up_requests_in_a_live_session_harm_nothing(pair: Pair) -> None:
+    """Whatever the gateway sends under FR's session id, FR's own requests still open."""
+    sent = pair.send()
+    for seq in (1, 2, session.MAX_UNCOVERED + 1, session.EPOCH_MAX_REQUESTS + 1):
+        made_up = copy(
+            sent.envelope,
+            header=rewrite(sent.envelope.header, seq=seq, message_id=os.urandom(16)),
+            sealed=os.urandom(len(sent.envelope.sealed)),
+        )
+        with pytest.raises((EnvelopeError, SessionRefused)):
+            pair.receive(made_up)
+    assert pair.receive(sent.envelope)[0].plaintext == QUERY
+    assert pair.receive(pair.send().envelope)[0].plaintext == QUERY  # seq 2, made up above
