@@ -142,7 +142,10 @@ def _intact(raw: bytes, original: envelope.Envelope) -> bool | None:
 
 @st.composite
 def _mutated(draw: st.DrawFn, data: bytes) -> bytes:
-    """``data`` with bit flips, truncated, extended, spliced, or replaced by random bytes."""
+    """``data`` with bit flips, truncated, extended, spliced, or replaced by random bytes
+    (empty ``data``, such as a format 2 request's signature: random bytes, maybe none)."""
+    if not data:
+        return draw(st.binary(max_size=512))
     how = draw(st.sampled_from(["flip", "truncate", "extend", "splice", "replace"]))
     if how == "flip":
         buf = bytearray(data)
@@ -169,6 +172,20 @@ def _mutated_envelope(draw: st.DrawFn, wire_bytes: bytes) -> bytes:
     fields = {"header": original.header, "sealed": original.sealed, "signature": original.signature}
     fields[part] = draw(_mutated(fields[part]))
     return envelope.Envelope(**fields).SerializeToString()
+
+
+@st.composite
+def _mutated_session_envelope(draw: st.DrawFn, wire_bytes: bytes) -> bytes:
+    """A format 2 envelope's wire bytes, mutated as a whole or in one of its four fields
+    (a session request has an empty signature and maybe a checkpoint)."""
+    original = envelope.Envelope.FromString(wire_bytes)
+    part = draw(st.sampled_from(["wire", "header", "sealed", "signature", "checkpoint"]))
+    if part == "wire":
+        return draw(_mutated(wire_bytes))
+    mutated = envelope.Envelope()
+    mutated.CopyFrom(original)
+    setattr(mutated, part, draw(_mutated(getattr(original, part))))
+    return mutated.SerializeToString()
 
 
 TEXT = st.one_of(

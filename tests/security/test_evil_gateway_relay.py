@@ -33,17 +33,23 @@ from ncbsim.gateway.audit import read_all
 
 pytestmark = pytest.mark.integration
 
+SESSION_VARIANTS = ["body", "header"]
+"""Where the gateway flips a bit of a query or an answer. The client asks in format 2
+sessions (docs/protocol.md §15), whose queries and answers carry no signature: the AEAD
+over header and body is what a flip breaks. Flipping a format 1 signature is checked in
+tests/ncbsim/test_envelope.py, a checkpoint's in tests/ncbsim/test_session_gw_epochs.py."""
+
 
 # --------------------------------------------------------------------------- tampering
 
 
 @pytest.mark.attack(
-    "the gateway flips one bit of a query (sealed body, header or signature) before "
+    "the gateway flips one bit of a query (its AEAD-sealed body, or its header) before "
     "forwarding it to the node",
     adversary="malicious gateway",
     expect="node INVALID_ARGUMENT 'envelope rejected' + audit 'unverified'; requester FAILED",
 )
-@pytest.mark.parametrize("variant", ["body", "header", "signature"])
+@pytest.mark.parametrize("variant", SESSION_VARIANTS)
 def test_altered_request_is_refused_by_the_node(net: EvilNet, variant: str) -> None:
     net.set_mode("alter-request", target="DE", variant=variant)
     answer = _ask(net, _doc(net.known_document))
@@ -59,12 +65,12 @@ def test_altered_request_is_refused_by_the_node(net: EvilNet, variant: str) -> N
 
 
 @pytest.mark.attack(
-    "the gateway flips one bit of the node's answer (sealed body, header or signature) "
+    "the gateway flips one bit of the node's answer (its AEAD-sealed body, or its header) "
     "before returning it",
     adversary="malicious gateway",
     expect="requester FAILED 'response did not verify' (never a hit or no-hit)",
 )
-@pytest.mark.parametrize("variant", ["body", "header", "signature"])
+@pytest.mark.parametrize("variant", SESSION_VARIANTS)
 def test_altered_response_is_refused_by_the_requester(net: EvilNet, variant: str) -> None:
     net.set_mode("alter-response", target="DE", variant=variant)
     answer = _ask(net, _doc(net.known_document))  # the genuine answer is a hit
@@ -113,9 +119,10 @@ def test_replayed_response_is_refused_by_the_requester(net: EvilNet, variant: st
 
 
 @pytest.mark.attack(
-    "the gateway forwards the same query twice to the node",
+    "the gateway forwards the same query (a format 2 session request) twice to the node",
     adversary="malicious gateway",
-    expect="answered once; the second delivery ALREADY_EXISTS + audit 'replay'",
+    expect="answered once; the second delivery INVALID_ARGUMENT + audit 'unverified' (its seq "
+    "was seen in the session)",
 )
 def test_request_forwarded_twice_is_answered_once(net: EvilNet) -> None:
     before = len(net.event_lines())
@@ -123,11 +130,11 @@ def test_request_forwarded_twice_is_answered_once(net: EvilNet) -> None:
     answer = _ask(net, _doc(net.known_document))
     assert answer.outcome == Outcome.HIT  # the genuine answer, once
     [event] = [e for e in _new_events(net, before) if e.get("action") == "replayed-request"]
-    assert (event["first"], event["second"]) == ("OK", "ALREADY_EXISTS")
+    assert (event["first"], event["second"]) == ("OK", "INVALID_ARGUMENT")
     rows = _node_audit(net, "DE", answer.message_id, count=2)
     assert [(r["outcome"], r["reason"], r["status"]) for r in rows] == [
         ("answered", "", "OK"),
-        ("refused", "replay", "ALREADY_EXISTS"),
+        ("refused", "unverified", "INVALID_ARGUMENT"),
     ]
 
 
@@ -138,20 +145,27 @@ def test_request_forwarded_twice_is_answered_once(net: EvilNet) -> None:
     "the gateway delivers a query addressed to DE to NL's node, unchanged or with the "
     "header's recipient rewritten to NL",
     adversary="malicious gateway",
-    expect="NL's node INVALID_ARGUMENT + audit 'unverified'; requester FAILED; DE never sees it",
+    expect="NL's node refuses it: unchanged, INVALID_ARGUMENT + audit 'unverified'; rewritten, "
+    "FAILED_PRECONDITION + audit 'session_unknown' (NL holds no such session); requester "
+    "FAILED; DE never sees it",
 )
 @pytest.mark.parametrize("variant", ["forward", "rewrite"])
 def test_rerouted_query_is_refused_by_the_wrong_bureau(net: EvilNet, variant: str) -> None:
     net.set_mode("reroute", target="DE", to="NL", variant=variant)
     answer = _ask(net, _doc(net.known_document))
     _assert_failed_not_answered(answer)
-    assert answer.detail.startswith("INVALID_ARGUMENT"), answer
+    status, reason = (
+        ("INVALID_ARGUMENT", "unverified")
+        if variant == "forward"
+        else ("FAILED_PRECONDITION", "session_unknown")
+    )
+    assert answer.detail.startswith(status), answer
     [row] = _node_audit(net, "NL", answer.message_id)
     assert (row["sender"], row["recipient"], row["reason"], row["status"]) == (
         "FR",
         "DE" if variant == "forward" else "NL",
-        "unverified",
-        "INVALID_ARGUMENT",
+        reason,
+        status,
     )
     net.set_mode("honest")
     assert _node_never_saw(net, "DE", answer.message_id)
