@@ -24,7 +24,7 @@ from session_gw_helpers import (
 )
 
 from ncbsim import envelope, session
-from ncbsim.errors import EnvelopeError, SessionRefused
+from ncbsim.errors import EnvelopeError, Replayed, SessionRefused
 
 pytestmark = pytest.mark.parametrize("suite", [1, 2], ids=["classic", "hybrid"])
 
@@ -47,14 +47,15 @@ def _refused(call: object, detail: str = "session unknown") -> None:
 @pytest.mark.attack(
     "replay a session request to its node within the live session",
     adversary="malicious gateway",
-    expect="the first delivery opens; the replay EnvelopeError (seq already seen)",
+    expect="the first delivery opens; the replay Replayed (ALREADY_EXISTS: seq already taken)",
 )
 def test_request_replayed_in_its_session_is_refused(pair: Pair) -> None:
-    """A request opens once; the same envelope again is refused, opaquely."""
+    """A request opens once; the same envelope again is refused as a replay."""
     sent = pair.send()
     opened, _, _ = pair.receive(sent.envelope)
     assert opened.plaintext == QUERY
-    _assert_rejected(lambda: pair.receive(sent.envelope, now=NOW + 20))
+    with pytest.raises(Replayed):
+        pair.receive(sent.envelope, now=NOW + 20)
     assert pair.receive(pair.send().envelope)[0].plaintext == QUERY  # the session goes on
 
 
