@@ -176,7 +176,8 @@ def test_a_multi_query_opens_the_missing_sessions_in_one_call(network: Network) 
 @pytest.mark.attack(
     "replay a format-2 request within its session, and after the node restarted",
     adversary="replayer",
-    expect="INVALID_ARGUMENT (seq seen); after a restart FAILED_PRECONDITION session_unknown",
+    expect="ALREADY_EXISTS + audit 'replay' (seq taken); after a restart FAILED_PRECONDITION "
+    "session_unknown",
 )
 def test_a_restarted_node_forces_a_new_session_and_refuses_old_requests(
     fresh_network: Network,
@@ -194,7 +195,7 @@ def test_a_restarted_node_forces_a_new_session_and_refuses_old_requests(
             now_ms = int(time.time() * 1000)
             old = live.seal_request(_body(network), now_ms=now_ms, ttl_ms=120_000).envelope
             assert await _to_node(network, "DE", old) == grpc.StatusCode.OK
-            assert await _to_node(network, "DE", old) == grpc.StatusCode.INVALID_ARGUMENT
+            assert await _to_node(network, "DE", old) == grpc.StatusCode.ALREADY_EXISTS
             host = network.host_of("DE")
             network.kill_host(host)
             await asyncio.to_thread(network.restart_host, host)
@@ -206,7 +207,7 @@ def test_a_restarted_node_forces_a_new_session_and_refuses_old_requests(
 
     asyncio.run(scenario())
     rows = _rows(network, "DE", "FR")
-    assert ("query_request", "INVALID_ARGUMENT", "unverified") in rows
+    assert ("query_request", "ALREADY_EXISTS", "replay") in rows
     assert ("query_request", "FAILED_PRECONDITION", "session_unknown") in rows
     assert [k for k, _s, _r in rows].count("session_open") == 2
 

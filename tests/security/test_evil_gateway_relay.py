@@ -121,8 +121,8 @@ def test_replayed_response_is_refused_by_the_requester(net: EvilNet, variant: st
 @pytest.mark.attack(
     "the gateway forwards the same query (a format 2 session request) twice to the node",
     adversary="malicious gateway",
-    expect="answered once; the second delivery INVALID_ARGUMENT + audit 'unverified' (its seq "
-    "was seen in the session)",
+    expect="answered once; the second delivery ALREADY_EXISTS + audit 'replay' (its seq was "
+    "taken in the session)",
 )
 def test_request_forwarded_twice_is_answered_once(net: EvilNet) -> None:
     before = len(net.event_lines())
@@ -130,11 +130,11 @@ def test_request_forwarded_twice_is_answered_once(net: EvilNet) -> None:
     answer = _ask(net, _doc(net.known_document))
     assert answer.outcome == Outcome.HIT  # the genuine answer, once
     [event] = [e for e in _new_events(net, before) if e.get("action") == "replayed-request"]
-    assert (event["first"], event["second"]) == ("OK", "INVALID_ARGUMENT")
+    assert (event["first"], event["second"]) == ("OK", "ALREADY_EXISTS")
     rows = _node_audit(net, "DE", answer.message_id, count=2)
     assert [(r["outcome"], r["reason"], r["status"]) for r in rows] == [
         ("answered", "", "OK"),
-        ("refused", "unverified", "INVALID_ARGUMENT"),
+        ("refused", "replay", "ALREADY_EXISTS"),
     ]
 
 

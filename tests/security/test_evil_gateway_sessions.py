@@ -60,8 +60,8 @@ def _now() -> int:
 @pytest.mark.attack(
     "the gateway forwards a format 2 session request to the node a second time",
     adversary="malicious gateway",
-    expect="answered once; the replay INVALID_ARGUMENT 'envelope rejected' + audit "
-    "'unverified' (its seq was seen in the session)",
+    expect="answered once; the replay ALREADY_EXISTS 'envelope already processed' + audit "
+    "'replay' (its seq was taken in the session)",
 )
 def test_replayed_session_request_is_refused_and_audited(net: EvilNet) -> None:
     with gateway_line(net.workdir, node_address(net.workdir, "DE"), to="DE") as line:
@@ -69,13 +69,16 @@ def test_replayed_session_request_is_refused_and_audited(net: EvilNet) -> None:
         request = held.seal_request(QUERY, now_ms=_now())
         _answered(line, held, request)
         again = line.handle(request.envelope)
-        assert (again.code, again.detail) == (grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
+        assert (again.code, again.detail) == (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "envelope already processed",
+        )
         later = held.seal_request(QUERY, now_ms=_now())
         _answered(line, held, later)  # the session goes on
     audit = net.workdir / "bureaus" / "DE" / "audit.sqlite"
     assert _outcomes(_rows(audit, request.header.message_id, count=2)) == [
         ("answered", "", "OK"),
-        ("refused", "unverified", "INVALID_ARGUMENT"),
+        ("refused", "replay", "ALREADY_EXISTS"),
     ]
 
 
