@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -56,8 +57,16 @@ def check_route_address(address: str) -> None:
 class Router:
     """Registered bureau nodes, keyed by bureau code."""
 
-    def __init__(self, tls: TlsFiles, *, interceptors: transport.ClientInterceptors = ()) -> None:
+    def __init__(
+        self,
+        tls: TlsFiles,
+        *,
+        interceptors: transport.ClientInterceptors = (),
+        meter: Callable[[grpc.aio.Channel], grpc.aio.Channel] | None = None,
+    ) -> None:
         self._tls = tls
+        # Metrics without an interceptor's cost (Metrics.metered): the stubs are only awaited.
+        self._meter = meter
         # On every channel to a node: traces (outermost), then the caller's (metrics).
         self._interceptors = [*rpctrace.client_interceptors("gateway"), *interceptors]
         self._routes: dict[str, Route] = {}
@@ -78,9 +87,10 @@ class Router:
         channel = transport.bureau_channel(
             address, self._tls, bureau, interceptors=self._interceptors
         )
-        self._routes[bureau] = Route(
-            bureau, address, channel, bureau_pb2_grpc.BureauServiceStub(channel)
+        stub = bureau_pb2_grpc.BureauServiceStub(
+            self._meter(channel) if self._meter is not None else channel
         )
+        self._routes[bureau] = Route(bureau, address, channel, stub)
         if current is not None:
             await current.channel.close()
         # Connect now, so the TLS handshake is not paid by the first query.

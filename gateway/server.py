@@ -122,7 +122,7 @@ async def serve(config: GatewayConfig) -> None:
     tls = config.pki.tls("gateway")
     metrics = GatewayMetrics()
     bus = EventBus("gateway")
-    router = Router(tls, interceptors=metrics.client_interceptors())
+    router = Router(tls, meter=metrics.metered)
     audit = AuditLog(config.files.audit)
     mailbox = await Mailbox.open(
         config.files.mailbox,
