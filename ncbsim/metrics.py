@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -208,6 +208,7 @@ class Metrics:
             self.client_sent,
         )
         self._children: dict[tuple[str, tuple[str, str, str]], Children] = {}
+        self._envelope_children: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------- interceptors
 
@@ -239,7 +240,12 @@ class Metrics:
 
     def envelope(self, kind: str, outcome: str) -> None:
         """One envelope of ``kind`` (``query_request``, ``notice``...) ended as ``outcome``."""
-        self._envelopes.labels(kind_label(kind), outcome).inc()
+        child = self._envelope_children.get((kind, outcome))
+        if child is None:  # each (kind, outcome) looked up once: a bounded set of codes
+            child = self._envelopes.labels(kind_label(kind), outcome)
+            if not kind.startswith("unknown"):
+                self._envelope_children[(kind, outcome)] = child
+        child.inc()
 
     def refused(self, rpc: str, reason: str) -> None:
         """``rpc`` refused a request for ``reason`` (:func:`~ncbsim.errors.reason_for`)."""
