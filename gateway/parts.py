@@ -69,8 +69,10 @@ def audit_row(
     status: grpc.StatusCode,
     started: float,
     response: envelope.Envelope | None = None,
+    response_bytes: int | None = None,
 ) -> AuditRecord:
-    """The audit row of one envelope (or of a request with no envelope to show)."""
+    """The audit row of one envelope (or of a request with no envelope to show); the
+    answer's size is ``response_bytes`` if given, else that of ``response``."""
     elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
     parties: tuple[str, str, str, str, str, int, int] = ("", "", "", "", "", 0, 0)
     if header is not None:
@@ -94,7 +96,9 @@ def audit_row(
         peer,
         *parties,
         request_bytes,
-        response.ByteSize() if response is not None else 0,
+        response_bytes
+        if response_bytes is not None
+        else (response.ByteSize() if response is not None else 0),
         outcome,
         status.name,
         elapsed_ms,

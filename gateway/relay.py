@@ -22,6 +22,7 @@ from functools import partial
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, tracing, transport
 from ncbsim.auditlog import AuditWriteError
@@ -74,6 +75,30 @@ class _Relayed:
     outcome: str  # "delivered", "no_answer" or "refused"
     registered: bool
     detail: str = ""  # why an answer was held back, if it was
+    raw: bytes | None = None
+    """The node's answer as it came (a serialized HandleResponse, which is also a
+    QueryResponse), when it was relayed unparsed; ``response`` is then None."""
+
+
+def _answer(raw: bytes) -> tuple[int, envelope.Envelope | None]:
+    """The size of the envelope a node's serialized HandleResponse holds, and the envelope
+    itself only if it had to be parsed: a response that is exactly one envelope in
+    field 1 (as a node sends it) is relayed as it came, unparsed. DecodeError if it is
+    not a HandleResponse."""
+    size = wrapped_size(raw)
+    if size is not None:
+        return size, None
+    response = bureau_pb2.HandleResponse.FromString(raw).envelope
+    return response.ByteSize(), response
+
+
+def _handle_request(request: bytes, item: envelope.Envelope, size: int) -> bytes:
+    """The HandleRequest to relay ``item`` in: the Query's own bytes when they are exactly
+    that envelope in field 1 (a QueryRequest and a HandleRequest are then the same bytes),
+    else the envelope alone, serialized again (never any other field of the request)."""
+    if wrapped_size(request) == size:
+        return request
+    return bureau_pb2.HandleRequest(envelope=item).SerializeToString()
 
 
 class QueryRelay:
@@ -96,23 +121,35 @@ class QueryRelay:
         *,
         timeout: float,
         started: float,
+        wire: bytes | None = None,
     ) -> _Relayed:
         """Forward one admitted envelope to its recipient's node, audit it, classify it.
 
         No route, a deadline, an unreachable or cancelled node are ``no_answer``; any
         other status from the node is ``refused``. Query and MultiQuery both relay here.
+        With ``wire`` (the serialized HandleRequest: a Query's), the request and the
+        answer are relayed as bytes, neither parsed nor serialized again (:func:`_answer`).
         Returns once the audit row is committed; if it cannot be, the answer is held
         back (``no_answer``, UNAVAILABLE).
         """
         response: envelope.Envelope | None = None
+        raw: bytes | None = None
+        response_bytes = 0
         registered = True
         relay_started = time.perf_counter()
         try:
             route = self._parts.router.get(header.recipient)
-            handled = await route.stub.Handle(
-                bureau_pb2.HandleRequest(envelope=request), timeout=timeout
-            )
-            response = handled.envelope
+            if wire is not None and route.handle_raw is not None:
+                raw = await route.handle_raw(wire, timeout=timeout)
+                response_bytes, response = _answer(raw)
+                if response is not None:
+                    raw = None
+            else:
+                handled = await route.stub.Handle(
+                    bureau_pb2.HandleRequest(envelope=request), timeout=timeout
+                )
+                response = handled.envelope
+                response_bytes = response.ByteSize()
             code, outcome = grpc.StatusCode.OK, "delivered"
         except RoutingError:
             registered = False
@@ -120,6 +157,9 @@ class QueryRelay:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             outcome = "no_answer" if code in _NO_ANSWER else "refused"
+        except DecodeError:  # what grpc says of an answer its deserializer cannot read
+            raw, response_bytes = None, 0
+            code, outcome = grpc.StatusCode.INTERNAL, "refused"
         self._parts.metrics.relay(header, outcome, time.perf_counter() - relay_started)
         row = audit_row(
             rpc,
@@ -129,7 +169,7 @@ class QueryRelay:
             outcome=outcome,
             status=code,
             started=started,
-            response=response,
+            response_bytes=response_bytes,
         )
         try:
             await self._parts.audit.commit(row)
@@ -140,7 +180,7 @@ class QueryRelay:
             observed.relayed(self._parts.bus, held)
             return _Relayed(None, grpc.StatusCode.UNAVAILABLE, "no_answer", registered, detail)
         observed.relayed(self._parts.bus, row)
-        if response is None:
+        if response is None and raw is None:
             log.info(
                 "relay_failed",
                 rpc=rpc,
@@ -159,12 +199,17 @@ class QueryRelay:
                 message_id=header.message_hex,
                 correlation_id=header.correlation_hex,
             )
-        return _Relayed(response, code, outcome, registered)
+        return _Relayed(response, code, outcome, registered, raw=raw)
 
     async def query(
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.QueryResponse:
-        """Relay one envelope and answer with the recipient's, or end with why not."""
+    ) -> gateway_pb2.QueryResponse | bytes:
+        """Relay one envelope and answer with the recipient's, or end with why not.
+
+        The request is parsed once (for its header); the envelope goes to the node in the
+        request's own bytes and the answer comes back as the node's bytes, when each is
+        exactly one envelope (a QueryRequest and a HandleRequest, a HandleResponse and a
+        QueryResponse, are the same bytes then)."""
         parts = self._parts
         started = time.perf_counter()
         peer = transport.peer_bureau(context)
@@ -198,7 +243,10 @@ class QueryRelay:
             header,
             timeout=self._timeout(context, parts.config.query_margin_ms, 0.1),
             started=started,
+            wire=_handle_request(request, item, size),
         )
+        if relayed.raw is not None:
+            return relayed.raw
         if relayed.response is None:
             if relayed.detail:
                 detail = relayed.detail

@@ -69,7 +69,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
 
     async def Query(  # noqa: N802 - gRPC method name
         self, request: bytes, context: grpc.aio.ServicerContext
-    ) -> gateway_pb2.QueryResponse:
+    ) -> gateway_pb2.QueryResponse | bytes:
         return await self._queries.query(request, context)
 
     async def MultiQuery(  # noqa: N802 - gRPC method name
@@ -105,7 +105,12 @@ class GatewayService(gateway_pb2_grpc.GatewayServiceServicer):  # type: ignore[m
 
 def add_to_server(service: GatewayService, server: Any) -> None:
     """Register ``service`` on ``server``; every Gateway RPC receives its request raw."""
-    add_raw_servicer(server, gateway_pb2_grpc.add_GatewayServiceServicer_to_server, service)
+    add_raw_servicer(
+        server,
+        gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
+        service,
+        raw_responses=("Query",),  # a node's answer relayed as it came (gateway.relay)
+    )
 
 
 def _service(parts: GatewayParts) -> GatewayService:
@@ -122,7 +127,7 @@ async def serve(config: GatewayConfig) -> None:
     tls = config.pki.tls("gateway")
     metrics = GatewayMetrics()
     bus = EventBus("gateway")
-    router = Router(tls, interceptors=metrics.client_interceptors())
+    router = Router(tls, meter=metrics.metered)
     audit = AuditLog(config.files.audit)
     mailbox = await Mailbox.open(
         config.files.mailbox,

@@ -39,7 +39,13 @@ from ncbsim.load.bench_measure import (
     crypto_costs,
     run_batch,
 )
-from ncbsim.load.bench_report import Batch, render, summarize, summarize_observed
+from ncbsim.load.bench_report import (
+    Batch,
+    ops_per_query,
+    render,
+    summarize,
+    summarize_observed,
+)
 
 if TYPE_CHECKING:
     from ncbsim.client import BureauClient
@@ -49,6 +55,10 @@ if TYPE_CHECKING:
     from ncbsim.v2 import envelope_pb2, query_pb2
 
 QUERY_POOL = 1000  # distinct document checks, sent in turn
+CLIENT_PROTOCOL = 1
+"""The envelope format :meth:`ncbsim.client.BureauClient.query` speaks, which the crypto
+of :data:`ncbsim.load.bench_report.CRYPTO_OPS` is counted for."""
+SUITES = ("classic", "hybrid")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,6 +75,8 @@ class BenchConfig:
     crypto_iterations: int = 2000  # per operation and repeat
     observe: bool = False
     """Also measure ncbsim with the operator observing the gateway and DE's node."""
+    suite: str = "classic"
+    """The network's query session suite (``pki init --suite``): classic or hybrid."""
 
     def __post_init__(self) -> None:
         from ncbsim.errors import ConfigError
@@ -78,6 +90,8 @@ class BenchConfig:
             raise ConfigError("--hit-ratio must lie between 0 and 1")
         if self.documents < 10:
             raise ConfigError("--documents must be at least 10")
+        if self.suite not in SUITES:
+            raise ConfigError(f"--suite must be one of {', '.join(SUITES)}")
 
 
 QUICK = BenchConfig(
@@ -266,9 +280,8 @@ async def measure(
         if floor is not None:
             floor.stop()
     progress("timing the crypto in process")
-    report = summarize(
-        batches, crypto_us=crypto_costs(requests[0], config.crypto_iterations), orders=orders
-    )
+    crypto_us = crypto_costs(requests[0], config.crypto_iterations, ops_per_query(CLIENT_PROTOCOL))
+    report = summarize(batches, crypto_us=crypto_us, orders=orders, protocol=CLIENT_PROTOCOL)
     report["ncbsim"]["outcomes"] = dict(sorted(ncbsim_side.outcomes.items()))
     if observers is not None and observed_side is not None:
         report["observe"] = summarize_observed(
@@ -322,7 +335,7 @@ def run(
             bureaus=(REQUESTER, RESPONDER),
             records=Records(documents=config.documents, persons=50, vehicles=50),
         )
-        network = Network.start(folder, scenario, log_level=log_level)
+        network = Network.start(folder, scenario, log_level=log_level, suite=config.suite)
         try:
             report = asyncio.run(measure(network, config, log_level=log_level, progress=progress))
         finally:
@@ -380,6 +393,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also measure ncbsim with the operator observing the gateway and DE's node "
         "(Observe, every event read): the report gives observed / plain ncbsim",
+    )
+    parser.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=None,
+        help=f"the network's query session suite (default {default.suite})",
     )
     parser.add_argument("--workdir", type=Path, help="keep the network's files here")
 

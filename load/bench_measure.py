@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -214,24 +214,40 @@ def _per_op_us(operation: Callable[[], object], iterations: int) -> float:
     return sorted(samples)[len(samples) // 2]
 
 
-def crypto_costs(request: envelope_pb2.Envelope, iterations: int) -> dict[str, float]:
-    """Time each primitive a query uses, in process, at the size of a real request (µs)."""
+def crypto_costs(
+    request: envelope_pb2.Envelope, iterations: int, ops: Iterable[str] | None = None
+) -> dict[str, float]:
+    """Time each primitive a query uses, in process, at the size of a real request (µs).
+
+    ``ops`` names the operations to time (default: every one known here): format 1's
+    public-key operations, and the AEAD seal and open of format 2's sessions, with a
+    key set up once as a session holds it.
+    """
     from ncbsim import _crypto, envelope
 
     recipient = _crypto.x25519_generate()
     public = recipient.public_key()
     signer = _crypto.ed25519_generate()
     header = request.header
-    plaintext = os.urandom(len(request.sealed) - 48)  # enc (32) and tag (16) are added
+    plaintext = os.urandom(max(len(request.sealed) - 48, 0))  # enc (32) and tag (16) are added
     info = envelope.REQUEST_INFO
     sealed = _crypto.hpke_seal(public, info=info, aad=header, plaintext=plaintext)
     signed = envelope.SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + sealed
     signature = _crypto.ed25519_sign(signer, signed)
+    aead = _crypto.AeadKey(os.urandom(_crypto.AEAD_KEY_LEN))
+    nonce = os.urandom(12)
+    aead_sealed = aead.seal(nonce, header, plaintext)
     operations: dict[str, Callable[[], object]] = {
         "x25519_keygen": envelope.new_response_key,
         "hpke_seal": lambda: _crypto.hpke_seal(public, info=info, aad=header, plaintext=plaintext),
         "ed25519_sign": lambda: _crypto.ed25519_sign(signer, signed),
         "ed25519_verify": lambda: _crypto.ed25519_verify(signer.verify_key, signed, signature),
         "hpke_open": lambda: _crypto.hpke_open(recipient, info=info, aad=header, sealed=sealed),
+        "aead_seal": lambda: aead.seal(nonce, header, plaintext),
+        "aead_open": lambda: aead.open(nonce, header, aead_sealed),
     }
-    return {name: _per_op_us(op, iterations) for name, op in operations.items()}
+    wanted = list(operations) if ops is None else list(ops)
+    unknown = set(wanted) - operations.keys()
+    if unknown:
+        raise ValueError(f"no timing for {sorted(unknown)}")
+    return {name: _per_op_us(operations[name], iterations) for name in wanted}

@@ -16,16 +16,66 @@ SEQ_P50_GOAL = 1.25  # ncbsim ÷ floor, at most
 C32_THROUGHPUT_GOAL = 0.8  # ncbsim ÷ floor, at least
 ROLES = ("client", "relay", "server")  # for ncbsim: this process, the gateway, DE's node
 
-# Crypto one document check pays on its sequential path (see ncbsim/envelope.py):
-# the client makes a response key, seals and signs the request; the node verifies and
-# opens it, then seals and signs the response; the client verifies and opens that.
-CRYPTO_PER_QUERY = {
-    "x25519_keygen": 1,
-    "hpke_seal": 2,
-    "ed25519_sign": 2,
-    "ed25519_verify": 2,
-    "hpke_open": 2,
+OVERHEAD_GOAL_MS = 0.10  # ncbsim's own CPU per call beyond the floor and the crypto, at most
+PROCESSES = {"client": "client", "gateway": "relay", "node": "server"}
+"""Each process of ncbsim and the floor's process in the same place (its CPU role)."""
+
+# The crypto each process does for one document check on its sequential path, by the
+# envelope format the client speaks (see ncbsim/envelope.py and docs/protocol.md §15).
+# Format 1: the client makes a response key, seals and signs the request; the node
+# verifies and opens it, then seals and signs the response; the client verifies and
+# opens that. Format 2, steady state: one AEAD seal and open each way, and one Ed25519
+# signature per CHECKPOINT_EVERY (32) requests over the session's checkpoint. The
+# gateway does no crypto of its own (mTLS is the floor's too).
+CRYPTO_OPS: dict[int, dict[str, dict[str, float]]] = {
+    1: {
+        "client": {
+            "x25519_keygen": 1,
+            "hpke_seal": 1,
+            "ed25519_sign": 1,
+            "ed25519_verify": 1,
+            "hpke_open": 1,
+        },
+        "gateway": {},
+        "node": {"ed25519_verify": 1, "hpke_open": 1, "hpke_seal": 1, "ed25519_sign": 1},
+    },
+    2: {
+        "client": {"aead_seal": 1, "aead_open": 1, "ed25519_sign": 1 / 32},
+        "gateway": {},
+        "node": {"aead_open": 1, "aead_seal": 1, "ed25519_verify": 1 / 32},
+    },
 }
+
+
+def ops_per_query(protocol: int) -> dict[str, float]:
+    """Every process's operations of one query added up, by operation."""
+    total: dict[str, float] = {}
+    for ops in CRYPTO_OPS[protocol].values():
+        for op, count in ops.items():
+            total[op] = total.get(op, 0) + count
+    return total
+
+
+def crypto_ms(ops: dict[str, float], crypto_us: dict[str, float]) -> float:
+    """The time of ``ops`` (operation -> count) at ``crypto_us`` each, in ms."""
+    return sum(crypto_us[op] * count for op, count in ops.items()) / 1000
+
+
+def overhead(
+    ncbsim: dict[str, Any], floor: dict[str, Any], crypto_us: dict[str, float], protocol: int
+) -> dict[str, float]:
+    """ncbsim's own CPU per call in each process: its CPU per call less the floor's in the
+    same place less the crypto that process does per query (ms). ``ncbsim`` and ``floor``
+    are the figures of one mode (:func:`mode_figures`)."""
+    return {
+        process: round(
+            ncbsim["cpu_ms_per_call"][role]
+            - floor["cpu_ms_per_call"][role]
+            - crypto_ms(CRYPTO_OPS[protocol][process], crypto_us),
+            4,
+        )
+        for process, role in PROCESSES.items()
+    }
 
 
 # ----------------------------------------------------------------------------- figures
@@ -111,9 +161,14 @@ def _round_figures(batches: Sequence[Batch], side: str, index: int) -> dict[str,
 
 
 def summarize(
-    batches: Sequence[Batch], *, crypto_us: dict[str, float], orders: Sequence[Sequence[str]]
+    batches: Sequence[Batch],
+    *,
+    crypto_us: dict[str, float],
+    orders: Sequence[Sequence[str]],
+    protocol: int = 1,
 ) -> dict[str, Any]:
-    """The ratios, goals, per-side figures, per-round figures and crypto bounds."""
+    """The ratios, goals, per-side figures, per-round figures, crypto bounds and ncbsim's
+    own cost per process; ``protocol`` is the envelope format the client spoke."""
     figures = {
         side: {
             mode: mode_figures([b for b in batches if b.side == side and b.mode == mode])
@@ -124,7 +179,9 @@ def summarize(
     ncb, flo = figures["ncbsim"], figures["floor"]
     seq_p50 = _round4(ncb["seq"]["p50_ms"] / flo["seq"]["p50_ms"])
     c32_tput = _round4(ncb["c32"]["calls_per_s"] / flo["c32"]["calls_per_s"])
-    crypto_ms = sum(crypto_us[op] * n for op, n in CRYPTO_PER_QUERY.items()) / 1000
+    per_query = ops_per_query(protocol)
+    query_crypto_ms = crypto_ms(per_query, crypto_us)
+    own = {mode: overhead(ncb[mode], flo[mode], crypto_us, protocol) for mode in ("seq", "c32")}
     rounds: list[dict[str, Any]] = []
     for index, order in enumerate(orders):
         ncb_round = _round_figures(batches, "ncbsim", index)
@@ -149,10 +206,18 @@ def summarize(
         "goals": {
             "seq_p50_ratio": _goal(seq_p50, SEQ_P50_GOAL, at_most=True),
             "c32_throughput_ratio": _goal(c32_tput, C32_THROUGHPUT_GOAL, at_most=False),
+            "overhead_ms_per_call": {
+                process: _goal(value, OVERHEAD_GOAL_MS, at_most=True)
+                for process, value in own["seq"].items()
+            },
         },
-        "crypto_bound_seq_p50_ratio": _round4(crypto_bound_seq(flo["seq"]["p50_ms"], crypto_ms)),
+        "overhead_ms_per_call": own,
+        "protocol": protocol,
+        "crypto_bound_seq_p50_ratio": _round4(
+            crypto_bound_seq(flo["seq"]["p50_ms"], query_crypto_ms)
+        ),
         "crypto_bound_c32_throughput_ratio": _round4(
-            crypto_bound_throughput(flo["c32"]["cpu_ms_per_call"]["total"], crypto_ms)
+            crypto_bound_throughput(flo["c32"]["cpu_ms_per_call"]["total"], query_crypto_ms)
         ),
         "ncbsim": ncb,
         "floor": flo,
@@ -167,8 +232,9 @@ def summarize(
         },
         "crypto": {
             "us_per_op": {op: round(us, 2) for op, us in crypto_us.items()},
-            "ops_per_query": CRYPTO_PER_QUERY,
-            "ms_per_query": round(crypto_ms, 4),
+            "ops_per_query": per_query,
+            "ops_per_process": CRYPTO_OPS[protocol],
+            "ms_per_query": round(query_crypto_ms, 4),
         },
     }
 
@@ -212,6 +278,31 @@ def render_observed(report: dict[str, Any], console: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- the tables
+
+
+def render_overhead(report: dict[str, Any], console: Any) -> None:
+    """ncbsim's own CPU per call in each process, against its goal."""
+    from rich import box
+    from rich.table import Table
+
+    own, goals = report["overhead_ms_per_call"], report["goals"]["overhead_ms_per_call"]
+    conc = report["parameters"]["concurrency"]
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"ncbsim's own CPU per call in ms: its CPU less the floor's less its crypto "
+        f"(envelope format {report['protocol']})",
+    )
+    for column in ("process", "sequential", f"c{conc}", "goal", "met"):
+        table.add_column(column, justify="left" if column == "process" else "right")
+    for process, goal in goals.items():
+        table.add_row(
+            process,
+            f"{own['seq'][process]:.3f}",
+            f"{own['c32'][process]:.3f}",
+            goal["goal"],
+            "[green]yes[/]" if goal["met"] else "[red]no[/]",
+        )
+    console.print(table)
 
 
 def _spread(values: Sequence[float], digits: int) -> str:
@@ -282,9 +373,10 @@ def render(report: dict[str, Any], console: Any) -> None:
         ratios.add_row(key, f"{report[key]:.3f}", "", "", "", "", "")
     console.print(ratios)
 
+    render_overhead(report, console)
     crypto = report["crypto"]
     counts = crypto["ops_per_query"]
-    ops = ", ".join(f"{counts[op]} x {op} {us:.1f} µs" for op, us in crypto["us_per_op"].items())
+    ops = ", ".join(f"{counts[op]:g} x {op} {us:.1f} µs" for op, us in crypto["us_per_op"].items())
     console.print(
         f"Crypto per query on the sequential path: {crypto['ms_per_query']:.3f} ms ({ops}). "
         f"Added to the floor's p50 of {report['floor']['seq']['p50_ms']:.3f} ms it allows at "

@@ -77,26 +77,51 @@ def _server_code(exc: BaseException | None, context: grpc.aio.ServicerContext) -
     return "Unknown"
 
 
+class Children:
+    """The labelled children of one method's families on one side (server or client),
+    looked up once: ``labels()`` takes a lock and hashes its values on every call, so the
+    interceptors keep these instead (:meth:`ncbsim.metrics.Metrics.children`)."""
+
+    __slots__ = ("_by_code", "_handled", "_labels", "received", "seconds", "sent", "started")
+
+    def __init__(self, metrics: Metrics, side: str, labels: _Labels) -> None:
+        family = metrics.server_families if side == "server" else metrics.client_families
+        started, handled, seconds, received, sent = family
+        self._labels = labels
+        self._handled = handled
+        self._by_code: dict[str, Any] = {}
+        self.started = started.labels(*labels)
+        self.seconds = seconds.labels(*labels)
+        self.received = received.labels(*labels)
+        self.sent = sent.labels(*labels)
+
+    def handled(self, code: str) -> Any:
+        """The ``*_handled_total`` child of ``code``."""
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code[code] = self._handled.labels(*self._labels, code)
+        return child
+
+
 class _ServerCall:
-    """One server call's labels, start time and the families it counts in."""
+    """One server call's start time and the children it counts in."""
 
-    __slots__ = ("labels", "metrics", "started")
+    __slots__ = ("children", "started")
 
-    def __init__(self, metrics: Metrics, labels: _Labels) -> None:
-        self.metrics = metrics
-        self.labels = labels
+    def __init__(self, children: Children) -> None:
+        self.children = children
         self.started = time.perf_counter()
-        metrics.server_started.labels(*labels).inc()
+        children.started.inc()
 
     def received(self) -> None:
-        self.metrics.server_received.labels(*self.labels).inc()
+        self.children.received.inc()
 
     def sent(self) -> None:
-        self.metrics.server_sent.labels(*self.labels).inc()
+        self.children.sent.inc()
 
     def ended(self, code: str) -> None:
-        self.metrics.server_handled.labels(*self.labels, code).inc()
-        self.metrics.server_seconds.labels(*self.labels).observe(time.perf_counter() - self.started)
+        self.children.handled(code).inc()
+        self.children.seconds.observe(time.perf_counter() - self.started)
 
 
 class _Writes:
@@ -124,10 +149,15 @@ async def _counted(requests: AsyncIterator[Any], call: _ServerCall) -> AsyncIter
 
 
 class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Fills the ``grpc_server_*`` families of one party's :class:`~ncbsim.metrics.Metrics`."""
+    """Fills the ``grpc_server_*`` families of one party's :class:`~ncbsim.metrics.Metrics`.
+
+    Each method's wrapped handler is made once and kept, as long as the server hands
+    the same handler for it (it does: a method's handler is registered once).
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -137,22 +167,27 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         handler = await continuation(details)
         if handler is None:  # no such method: gRPC answers UNIMPLEMENTED itself
             return None
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         service, method = split_method(details.method)
         kind = grpc_type(handler.request_streaming, handler.response_streaming)
-        labels = (kind, service, method)
+        children = self._metrics.children("server", (kind, service, method))
         wrap = {
             "unary": self._unary_unary,
             "server_stream": self._unary_stream,
             "client_stream": self._stream_unary,
             "bidi_stream": self._stream_stream,
         }[kind]
-        return wrap(handler, labels)
+        wrapped = wrap(handler, children)
+        self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
 
-    def _unary_unary(self, handler: Any, labels: _Labels) -> grpc.RpcMethodHandler:
-        inner, metrics = handler.unary_unary, self._metrics
+    def _unary_unary(self, handler: Any, children: Children) -> grpc.RpcMethodHandler:
+        inner = handler.unary_unary
 
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = _ServerCall(metrics, labels)
+            call = _ServerCall(children)
             call.received()
             response = await _finish(call, context, inner(request, context))
             call.sent()
@@ -162,11 +197,11 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             behavior, handler.request_deserializer, handler.response_serializer
         )
 
-    def _unary_stream(self, handler: Any, labels: _Labels) -> grpc.RpcMethodHandler:
-        inner, metrics = handler.unary_stream, self._metrics
+    def _unary_stream(self, handler: Any, children: Children) -> grpc.RpcMethodHandler:
+        inner = handler.unary_stream
 
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = _ServerCall(metrics, labels)
+            call = _ServerCall(children)
             call.received()
             result = inner(request, _Writes(context, call))
             async for response in _stream(call, context, result):
@@ -176,11 +211,11 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             behavior, handler.request_deserializer, handler.response_serializer
         )
 
-    def _stream_unary(self, handler: Any, labels: _Labels) -> grpc.RpcMethodHandler:
-        inner, metrics = handler.stream_unary, self._metrics
+    def _stream_unary(self, handler: Any, children: Children) -> grpc.RpcMethodHandler:
+        inner = handler.stream_unary
 
         async def behavior(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-            call = _ServerCall(metrics, labels)
+            call = _ServerCall(children)
             response = await _finish(call, context, inner(_counted(requests, call), context))
             call.sent()
             return response
@@ -189,13 +224,13 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             behavior, handler.request_deserializer, handler.response_serializer
         )
 
-    def _stream_stream(self, handler: Any, labels: _Labels) -> grpc.RpcMethodHandler:
-        inner, metrics = handler.stream_stream, self._metrics
+    def _stream_stream(self, handler: Any, children: Children) -> grpc.RpcMethodHandler:
+        inner = handler.stream_stream
 
         async def behavior(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[Any]:
-            call = _ServerCall(metrics, labels)
+            call = _ServerCall(children)
             result = inner(_counted(requests, call), _Writes(context, call))
             async for response in _stream(call, context, result):
                 yield response
@@ -243,21 +278,24 @@ async def _stream(
 
 
 class _ClientCall:
-    __slots__ = ("labels", "metrics", "started")
+    __slots__ = ("children", "started")
 
-    def __init__(self, metrics: Metrics, details: grpc.aio.ClientCallDetails, kind: str) -> None:
-        self.metrics = metrics
-        self.labels = (kind, *split_method(details.method))
+    def __init__(self, children: Children) -> None:
+        self.children = children
         self.started = time.perf_counter()
-        metrics.client_started.labels(*self.labels).inc()
-        metrics.client_sent.labels(*self.labels).inc()
+        children.started.inc()
+        children.sent.inc()
 
     def received(self) -> None:
-        self.metrics.client_received.labels(*self.labels).inc()
+        self.children.received.inc()
 
     def ended(self, code: grpc.StatusCode) -> None:
-        self.metrics.client_handled.labels(*self.labels, GO_CODES.get(code, "Unknown")).inc()
-        self.metrics.client_seconds.labels(*self.labels).observe(time.perf_counter() - self.started)
+        self.children.handled(GO_CODES.get(code, "Unknown")).inc()
+        self.children.seconds.observe(time.perf_counter() - self.started)
+
+
+def _client_children(metrics: Metrics, method: str | bytes, kind: str) -> Children:
+    return metrics.children("client", (kind, *split_method(method)))
 
 
 class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -267,7 +305,7 @@ class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        call = _ClientCall(self._metrics, client_call_details, "unary")
+        call = _ClientCall(_client_children(self._metrics, client_call_details.method, "unary"))
         rpc = await continuation(client_call_details, request)
         try:
             await rpc  # the caller awaits the same call again: it gets the same outcome
@@ -289,7 +327,9 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        call = _ClientCall(self._metrics, client_call_details, "server_stream")
+        call = _ClientCall(
+            _client_children(self._metrics, client_call_details.method, "server_stream")
+        )
         rpc = await continuation(client_call_details, request)
         return _responses(rpc, call)
 
@@ -312,3 +352,92 @@ async def _responses(rpc: Any, call: _ClientCall) -> AsyncIterator[Any]:
 def client_interceptors(metrics: Metrics) -> list[grpc.aio.ClientInterceptor]:
     """The client interceptors of one party's channels."""
     return [_UnaryUnary(metrics), _UnaryStream(metrics)]
+
+
+class _MeteredUnaryUnary:
+    """A unary-unary method of a :class:`MeteredChannel`: each call is a coroutine that
+    awaits the real call and counts it as :class:`_UnaryUnary` does."""
+
+    __slots__ = ("_children", "_inner")
+
+    def __init__(self, inner: Any, children: Children) -> None:
+        self._inner = inner
+        self._children = children
+
+    def __call__(self, request: Any, **kwargs: Any) -> Awaitable[Any]:
+        return self._call(request, kwargs)
+
+    async def _call(self, request: Any, kwargs: dict[str, Any]) -> Any:
+        call = _ClientCall(self._children)
+        try:
+            response = await self._inner(request, **kwargs)
+        except grpc.aio.AioRpcError as exc:
+            call.ended(exc.code())
+            raise
+        except asyncio.CancelledError:
+            call.ended(grpc.StatusCode.CANCELLED)
+            raise
+        call.received()
+        call.ended(grpc.StatusCode.OK)
+        return response
+
+
+class _MeteredUnaryStream:
+    """A unary-stream method of a :class:`MeteredChannel`: its responses, counted."""
+
+    __slots__ = ("_children", "_inner")
+
+    def __init__(self, inner: Any, children: Children) -> None:
+        self._inner = inner
+        self._children = children
+
+    def __call__(self, request: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        call = _ClientCall(self._children)
+        return _responses(self._inner(request, **kwargs), call)
+
+
+class MeteredChannel(grpc.aio.Channel):  # type: ignore[misc]
+    """A channel whose unary-unary and unary-stream calls fill the ``grpc_client_*``
+    families as the client interceptors do, with none of grpc.aio's interceptor
+    machinery (an intercepted call costs a task and a wrapper call object of its own).
+
+    A call of a stub made on it is a coroutine (or, streaming, an async iterator), not
+    a grpc.aio call object: for callers that only await it. Everything else, streaming
+    from the client included (not counted: ncbsim has no such RPC), is the channel's.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, metrics: Metrics) -> None:
+        self._channel = channel
+        self._metrics = metrics
+
+    async def __aenter__(self) -> MeteredChannel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._channel.close()
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        inner = self._channel.unary_unary(method, *args, **kwargs)
+        return _MeteredUnaryUnary(inner, _client_children(self._metrics, method, "unary"))
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        inner = self._channel.unary_stream(method, *args, **kwargs)
+        return _MeteredUnaryStream(inner, _client_children(self._metrics, method, "server_stream"))
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_unary(method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_stream(method, *args, **kwargs)

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -34,7 +34,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ncbsim._grpc_metrics import GO_CODES, ServerMetricsInterceptor, client_interceptors
+from ncbsim._grpc_metrics import (
+    GO_CODES,
+    Children,
+    MeteredChannel,
+    ServerMetricsInterceptor,
+    client_interceptors,
+)
 from ncbsim.config import metrics_listen_address
 from ncbsim.envelope import kind_name
 from ncbsim.errors import ConfigError
@@ -187,8 +193,33 @@ class Metrics:
             registry=reg,
         )
         self._audit_lag.set_function(lambda: 0.0)
+        self.server_families = (
+            self.server_started,
+            self.server_handled,
+            self.server_seconds,
+            self.server_received,
+            self.server_sent,
+        )
+        self.client_families = (
+            self.client_started,
+            self.client_handled,
+            self.client_seconds,
+            self.client_received,
+            self.client_sent,
+        )
+        self._children: dict[tuple[str, tuple[str, str, str]], Children] = {}
+        self._envelope_children: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------- interceptors
+
+    def children(self, side: str, labels: tuple[str, str, str]) -> Children:
+        """The labelled children of one method on ``side`` ("server" or "client"),
+        made once: ``labels`` is (grpc_type, grpc_service, grpc_method)."""
+        key = (side, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = Children(self, side, labels)
+        return found
 
     def server_interceptor(self) -> grpc.aio.ServerInterceptor:
         """The interceptor that fills the ``grpc_server_*`` families."""
@@ -199,11 +230,22 @@ class Metrics:
         that fill the ``grpc_client_*`` families."""
         return client_interceptors(self)
 
+    def metered(self, channel: grpc.aio.Channel) -> grpc.aio.Channel:
+        """``channel`` counted in the ``grpc_client_*`` families without a grpc.aio
+        interceptor (:class:`~ncbsim._grpc_metrics.MeteredChannel`): for the stubs of a
+        hot path whose callers only await their calls."""
+        return MeteredChannel(channel, self)
+
     # ------------------------------------------------------------- sites
 
     def envelope(self, kind: str, outcome: str) -> None:
         """One envelope of ``kind`` (``query_request``, ``notice``...) ended as ``outcome``."""
-        self._envelopes.labels(kind_label(kind), outcome).inc()
+        child = self._envelope_children.get((kind, outcome))
+        if child is None:  # each (kind, outcome) looked up once: a bounded set of codes
+            child = self._envelopes.labels(kind_label(kind), outcome)
+            if not kind.startswith("unknown"):
+                self._envelope_children[(kind, outcome)] = child
+        child.inc()
 
     def refused(self, rpc: str, reason: str) -> None:
         """``rpc`` refused a request for ``reason`` (:func:`~ncbsim.errors.reason_for`)."""

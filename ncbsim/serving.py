@@ -7,7 +7,7 @@ import errno
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -153,8 +153,23 @@ class _Captured:
         self.service, self.handlers = service, handlers
 
 
+def _bytes_or(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes]:
+    """A response serializer that passes bytes (a response already serialized) through."""
+
+    def serializer(response: Any) -> bytes:
+        if isinstance(response, bytes) or serialize is None:
+            return bytes(response)
+        return serialize(response)
+
+    return serializer
+
+
 def add_raw_servicer(
-    server: grpc.aio.Server, add_to_server: Callable[[Any, Any], None], servicer: object
+    server: grpc.aio.Server,
+    add_to_server: Callable[[Any, Any], None],
+    servicer: object,
+    *,
+    raw_responses: Collection[str] = (),
 ) -> list[str]:
     """Register ``servicer`` so that each of its RPCs receives the request as raw bytes.
 
@@ -163,7 +178,9 @@ def add_raw_servicer(
     deserializer is dropped, so a request that is not a valid protobuf reaches the
     handler, which parses it and answers INVALID_ARGUMENT (and audits it) instead of
     gRPC answering UNKNOWN with the parser's exception text. The handler still parses
-    each request exactly once. Returns the method names.
+    each request exactly once. A method named in ``raw_responses`` may also return its
+    response already serialized (bytes), say one relayed as it came. Returns the method
+    names.
     """
     captured = _Captured()
     add_to_server(servicer, captured)
@@ -173,6 +190,8 @@ def add_raw_servicer(
         name: handler._replace(request_deserializer=None)
         for name, handler in captured.handlers.items()
     }
+    for name in raw_responses:
+        raw[name] = raw[name]._replace(response_serializer=_bytes_or(raw[name].response_serializer))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(captured.service, raw),))
     server.add_registered_method_handlers(captured.service, raw)
     return list(raw)

@@ -235,7 +235,12 @@ class AttackGateway(QueryAttacks, GatewayService):
         item = parsed.envelope if parsed is not None else None
         header = self._targeted(mode, transport.peer_bureau(context), item)
         if item is None or header is None:
-            reply: gateway_pb2.QueryResponse = await super().Query(cast(Any, request), context)
+            relayed_reply = await super().Query(cast(Any, request), context)
+            reply = (  # the honest relay may hand the node's answer on as bytes
+                gateway_pb2.QueryResponse.FromString(relayed_reply)
+                if isinstance(relayed_reply, bytes)
+                else relayed_reply
+            )
             if item is not None:  # admitted by the real gateway, so the header parses
                 relayed = envelope.unverified_header(item)
                 self._capture(relayed, reply.envelope)

@@ -67,6 +67,7 @@ class _Node:
 @dataclass
 class _Route:
     stub: _Node
+    handle_raw: Any = None  # no raw Handle: the relay sends and reads messages
 
 
 class _Router:
@@ -84,6 +85,7 @@ class _Gateway:
     service: GatewayService
     audit_path: Path
     directory: pki.PkiDir
+    audit: AuditLog | None = None
 
 
 @pytest.fixture
@@ -188,3 +190,97 @@ def test_a_fan_out_keeps_a_fifth_of_the_callers_deadline_for_its_reply(
     )
     asyncio.run(gateway.service.MultiQuery(request.SerializeToString(), _TwoSeconds()))
     assert _Node.timeouts == pytest.approx([1.6, 1.6], abs=0.05)
+
+
+class _RawNode:
+    """Bureau.Handle as bytes: notes each request as it came, answers ``answer``."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+
+    async def __call__(self, request: bytes, timeout: float) -> bytes:
+        self.requests.append(request)
+        return self.answer
+
+
+class _RawRouter:
+    def __init__(self, node: _RawNode) -> None:
+        self.node = node
+
+    def get(self, bureau: str) -> _Route:
+        return _Route(_Node(), self.node)
+
+    def drop(self, bureau: str) -> None:
+        pass
+
+
+def _raw_gateway(pki_dir: pki.PkiDir, tmp_path: Path, answer: bytes) -> tuple[_Gateway, _RawNode]:
+    config = GatewayConfig(pki=pki_dir, files=GatewayFiles.beside(tmp_path / "audit.sqlite"))
+    audit = AuditLog(config.files.audit, batch_wait_s=3600.0)
+    node = _RawNode(answer)
+    router: Any = _RawRouter(node)
+    service = GatewayService(GatewayParts(config, router, audit))
+    return _Gateway(service, config.files.audit, pki_dir, audit), node
+
+
+def test_a_query_is_relayed_as_bytes_and_its_answer_too(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
+    """A Query that is exactly one envelope goes to the node in its own bytes (a
+    HandleRequest is the same bytes) and the node's answer comes back as it came, with
+    its size audited."""
+    answer = bureau_pb2.HandleResponse(envelope=ANSWER).SerializeToString()
+    gateway, node = _raw_gateway(pki_dir, tmp_path, answer)
+    sealed = _sealed(gateway, "DE")
+    raw = gateway_pb2.QueryRequest(envelope=sealed.envelope).SerializeToString()
+    try:
+        reply = asyncio.run(gateway.service.Query(raw, _Context()))
+    finally:
+        gateway.audit.close()
+    assert reply == answer
+    assert gateway_pb2.QueryResponse.FromString(reply).envelope == ANSWER
+    assert node.requests == [raw]
+    assert bureau_pb2.HandleRequest.FromString(node.requests[0]).envelope == sealed.envelope
+    [row] = read_all(gateway.audit_path)
+    assert (row.outcome, row.response_bytes) == ("delivered", ANSWER.ByteSize())
+
+
+def test_a_query_with_more_than_its_envelope_sends_the_envelope_alone(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
+    """Bytes beyond the envelope in a Query (an unknown field) never reach the node: the
+    envelope is serialized again on its own. And a node's answer with more than its
+    envelope is parsed and sent back as the envelope alone."""
+    extra = b"\x12\x03abc"  # field 2, three bytes: no field of a QueryRequest
+    answer = bureau_pb2.HandleResponse(envelope=ANSWER).SerializeToString() + extra
+    gateway, node = _raw_gateway(pki_dir, tmp_path, answer)
+    sealed = _sealed(gateway, "DE")
+    raw = gateway_pb2.QueryRequest(envelope=sealed.envelope).SerializeToString() + extra
+    try:
+        reply = asyncio.run(gateway.service.Query(raw, _Context()))
+    finally:
+        gateway.audit.close()
+    assert node.requests == [bureau_pb2.HandleRequest(envelope=sealed.envelope).SerializeToString()]
+    assert isinstance(reply, gateway_pb2.QueryResponse)
+    assert (
+        reply.SerializeToString() == gateway_pb2.QueryResponse(envelope=ANSWER).SerializeToString()
+    )
+
+
+def test_an_answer_that_is_no_handle_response_is_refused(
+    pki_dir: pki.PkiDir, tmp_path: Path
+) -> None:
+    """A node's answer that does not parse is not relayed: the caller gets INTERNAL, as
+    when gRPC's deserializer fails, and the row says refused."""
+    gateway, _ = _raw_gateway(pki_dir, tmp_path, b"\xff\xff\xff\xff\x00garbage")
+    raw = gateway_pb2.QueryRequest(envelope=_sealed(gateway, "DE").envelope).SerializeToString()
+    try:
+        with pytest.raises(_AbortedError) as refused:
+            asyncio.run(gateway.service.Query(raw, _Context()))
+    finally:
+        gateway.audit.close()
+    assert refused.value.code == grpc.StatusCode.INTERNAL
+    assert [(r.outcome, r.status) for r in read_all(gateway.audit_path)] == [
+        ("refused", "INTERNAL")
+    ]

@@ -15,10 +15,13 @@ from ncbsim.cli import build_parser
 from ncbsim.errors import ConfigError
 from ncbsim.load.bench import QUICK, BenchConfig, config_from_args
 from ncbsim.load.bench_report import (
+    CRYPTO_OPS,
     Batch,
     crypto_bound_seq,
     crypto_bound_throughput,
     mode_figures,
+    ops_per_query,
+    overhead,
     percentile,
     summarize,
     summarize_observed,
@@ -94,6 +97,62 @@ def test_summarize_ratios_and_goals() -> None:
     assert report["stability"]["c32_throughput_ratio"] == {"min": 0.9, "median": 0.9, "max": 0.9}
 
 
+def test_overhead_is_cpu_beyond_floor_and_crypto_per_process() -> None:
+    """overhead_ms_per_call: each process's CPU per call less the floor's in the same
+    place less the crypto that process does, counted by the client's envelope format."""
+    ncb = {"cpu_ms_per_call": {"client": 1.0, "relay": 0.9, "server": 1.2}}
+    flo = {"cpu_ms_per_call": {"client": 0.4, "relay": 0.7, "server": 0.5}}
+    own = overhead(ncb, flo, CRYPTO_US, protocol=1)
+    # client: keygen 30 + seal 85 + sign 25 + verify 62 + open 47 = 249 µs
+    assert own["client"] == pytest.approx(1.0 - 0.4 - 0.249, abs=1e-4)
+    assert own["gateway"] == pytest.approx(0.2, abs=1e-4)
+    # node: verify 62 + open 47 + seal 85 + sign 25 = 219 µs
+    assert own["node"] == pytest.approx(1.2 - 0.5 - 0.219, abs=1e-4)
+    # Format 2, steady state: AEAD both ways, a signature per 32 requests.
+    aead = {**CRYPTO_US, "aead_seal": 4.0, "aead_open": 3.0}
+    own2 = overhead(ncb, flo, aead, protocol=2)
+    assert own2["client"] == pytest.approx(0.6 - (4.0 + 3.0 + 25.0 / 32) / 1000, abs=1e-4)
+    assert own2["node"] == pytest.approx(0.7 - (3.0 + 4.0 + 62.0 / 32) / 1000, abs=1e-4)
+    # The per-process tables add up to the per-query counts the bounds use.
+    assert ops_per_query(1) == {
+        "x25519_keygen": 1,
+        "hpke_seal": 2,
+        "ed25519_sign": 2,
+        "ed25519_verify": 2,
+        "hpke_open": 2,
+    }
+    assert set(CRYPTO_OPS) == {1, 2}
+    assert all(not ops["gateway"] for ops in CRYPTO_OPS.values())
+
+
+def test_summary_judges_overhead_goal_per_process() -> None:
+    """goals.overhead_ms_per_call holds one goal per process, judged on the sequential run."""
+    batches = []
+    for mode, wall in (("seq", 0.01), ("c32", 0.1)):
+        for side in ("ncbsim", "floor"):
+            batches.append(_batch(side, mode, 0, [1.0] * 10, wall))
+    report = summarize(batches, crypto_us=CRYPTO_US, orders=[("ncbsim", "floor")])
+    goals = report["goals"]["overhead_ms_per_call"]
+    # Same CPU on both sides: the gateway's own cost is 0; client and node go below 0
+    # by their crypto.
+    assert goals["gateway"] == {"goal": "<= 0.1", "value": 0.0, "met": True}
+    assert goals["client"]["value"] == pytest.approx(-0.249, abs=1e-4)
+    assert report["crypto"]["ops_per_process"]["node"]["hpke_seal"] == 1
+
+
+def test_crypto_costs_time_each_named_operation() -> None:
+    """The crypto timings cover the operations asked for, format 2's AEAD included."""
+    from ncbsim.load.bench_measure import crypto_costs
+    from ncbsim.v2 import envelope_pb2
+
+    request = envelope_pb2.Envelope(header=b"h" * 80, sealed=b"s" * 400, signature=b"g" * 64)
+    costs = crypto_costs(request, 3, ops_per_query(2))
+    assert set(costs) == {"aead_seal", "aead_open", "ed25519_sign", "ed25519_verify"}
+    assert all(us > 0 for us in costs.values())
+    with pytest.raises(ValueError, match="no timing"):
+        crypto_costs(request, 1, ["rot13"])
+
+
 def test_options_override_the_preset() -> None:
     """--quick picks the quick preset; explicit options override either preset."""
     parser = build_parser()
@@ -101,13 +160,22 @@ def test_options_override_the_preset() -> None:
     assert quick == dataclasses.replace(QUICK, rounds=3)
     full = config_from_args(parser.parse_args(["bench", "--concurrency", "8", "--hit-ratio", "0"]))
     assert (full.concurrency, full.hit_ratio, full.rounds) == (8, 0.0, BenchConfig().rounds)
+    assert full.suite == "classic"
+    hybrid = config_from_args(parser.parse_args(["bench", "--quick", "--suite", "hybrid"]))
+    assert hybrid.suite == "hybrid"
 
 
 @pytest.mark.parametrize(
     "options",
-    [{"rounds": 0}, {"hit_ratio": 1.5}, {"c32_calls": 4, "concurrency": 8}, {"documents": 1}],
+    [
+        {"rounds": 0},
+        {"hit_ratio": 1.5},
+        {"c32_calls": 4, "concurrency": 8},
+        {"documents": 1},
+        {"suite": "rot13"},
+    ],
 )
-def test_config_rejects_bad_values(options: dict[str, float]) -> None:
+def test_config_rejects_bad_values(options: dict[str, object]) -> None:
     """Impossible settings are refused before anything starts."""
     with pytest.raises(ConfigError):
         BenchConfig(**options)  # type: ignore[arg-type]
@@ -166,7 +234,15 @@ def test_quick_bench_prints_one_json_object_and_leaves_nothing(tmp_path: Path) -
         assert abs(payload["ncbsim"][key] - payload["floor"][key]) <= 1
     assert [r["order"] for r in report["rounds"]] == [["ncbsim", "floor"], ["floor", "ncbsim"]]
     assert report["crypto_bound_seq_p50_ratio"] > 1 > report["crypto_bound_c32_throughput_ratio"]
-    assert set(report["goals"]) == {"seq_p50_ratio", "c32_throughput_ratio"}
+    assert set(report["goals"]) == {"seq_p50_ratio", "c32_throughput_ratio", "overhead_ms_per_call"}
+    assert report["protocol"] == 1
+    for mode in ("seq", "c32"):
+        own, cpu, floor = report["overhead_ms_per_call"][mode], ncb[mode], flo[mode]
+        assert set(own) == {"client", "gateway", "node"}
+        # The gateway does no crypto: its own cost is all its CPU beyond the relay's.
+        assert own["gateway"] == pytest.approx(
+            cpu["cpu_ms_per_call"]["relay"] - floor["cpu_ms_per_call"]["relay"], abs=1e-3
+        )
 
     assert _cmdlines_mentioning(str(tmp_path)) == []
     assert list(tmp_path.glob("ncbsim-bench-*")) == []

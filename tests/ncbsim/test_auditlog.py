@@ -269,3 +269,176 @@ def test_a_writer_that_dies_fails_every_commit_instead_of_hanging(tmp_path: Path
     assert _stored(path) == []
     assert len(log._pending) == 0
     assert verify(path).intact
+
+
+def _head(path: Path) -> dict[str, Any]:
+    import json
+
+    from ncbsim.auditlog import head_path
+
+    try:
+        return dict(json.loads(head_path(path).read_text()))
+    except FileNotFoundError:  # not written yet
+        return {"seq": 0}
+
+
+def test_an_idle_logs_commits_run_on_the_loop_and_the_head_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the writer idle, a commit is one transaction run on the event loop, handed to
+    no thread; the head file still catches up with it within its interval."""
+    handed: list[int] = []
+    hand_over = ChainedLog._hand_over
+
+    def counted(self: ChainedLog, rows: Any, loop: Any, waiter: Any) -> None:
+        handed.append(len(rows))
+        hand_over(self, rows, loop, waiter)
+
+    monkeypatch.setattr(ChainedLog, "_hand_over", counted)
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    async def main() -> list[int]:
+        while log._conn is None:  # the writer opens the file first
+            await asyncio.sleep(0.01)
+        loop_thread = threading.get_ident()
+        threads: list[int] = []
+        write = log._write
+
+        def watched(conn: sqlite3.Connection, batch: list[Any]) -> Any:
+            threads.append(threading.get_ident())
+            return write(conn, batch)
+
+        log._write = watched  # type: ignore[method-assign]
+        for i in range(5):
+            await asyncio.wait_for(log.commit(_row(i)), BOUND_S)
+            assert _stored(path)[-1] == _row(i)[0]
+        deadline = asyncio.get_running_loop().time() + BOUND_S
+        while _head(path)["seq"] != 5:
+            assert asyncio.get_running_loop().time() < deadline, "the head never caught up"
+            await asyncio.sleep(0.01)
+        return [t == loop_thread for t in threads]
+
+    try:
+        assert asyncio.run(main()) == [True] * 5
+    finally:
+        log.close()
+    assert handed == []
+    assert verify(path).intact
+
+
+def test_a_commit_goes_to_the_writer_while_it_holds_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the writer thread holds the log (writing a batch), a commit does not wait on
+    the loop for it: it is handed to the writer, and returns once that commits."""
+    handed: list[int] = []
+    hand_over = ChainedLog._hand_over
+
+    def counted(self: ChainedLog, rows: Any, loop: Any, waiter: Any) -> None:
+        handed.append(len(rows))
+        hand_over(self, rows, loop, waiter)
+
+    monkeypatch.setattr(ChainedLog, "_hand_over", counted)
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    async def main() -> None:
+        while log._conn is None:
+            await asyncio.sleep(0.01)
+        log._lock.acquire()  # as the writer does for a batch
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, log._lock.release)
+        await asyncio.wait_for(log.commit(_row(0)), BOUND_S)
+        assert handed == [1]
+        await asyncio.wait_for(log.commit(_row(1)), BOUND_S)  # the loop's again
+        assert handed == [1]
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert _stored(path) == [_row(0)[0], _row(1)[0]]
+    assert verify(path).intact
+    assert _head(path)["seq"] == 2
+
+
+def test_a_row_the_loop_cannot_chain_stops_the_log(tmp_path: Path) -> None:
+    """A row the loop's batch cannot chain (bytes) fails as the writer's death does: that
+    commit and every later one raise AuditWriteError, none hangs, nothing is written."""
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR)
+
+    async def main() -> None:
+        while log._conn is None:
+            await asyncio.sleep(0.01)
+        with pytest.raises(AuditWriteError, match="stopped"):
+            await asyncio.wait_for(log.commit((1_700_000_000_000, b"FR", 0.5)), BOUND_S)
+        with pytest.raises(AuditWriteError, match="stopped"):
+            await asyncio.wait_for(log.commit(_row(2)), BOUND_S)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert _stored(path) == []
+    assert verify(path).intact
+
+
+def test_full_sync_commits_never_run_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With synchronous=FULL every commit waits for an fsync: it goes to the writer
+    thread, never blocking the event loop."""
+    handed: list[int] = []
+    hand_over = ChainedLog._hand_over
+
+    def counted(self: ChainedLog, rows: Any, loop: Any, waiter: Any) -> None:
+        handed.append(len(rows))
+        hand_over(self, rows, loop, waiter)
+
+    monkeypatch.setattr(ChainedLog, "_hand_over", counted)
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, synchronous="FULL")
+
+    async def main() -> None:
+        while log._conn is None:
+            await asyncio.sleep(0.01)
+        for i in range(3):
+            await asyncio.wait_for(log.commit(_row(i)), BOUND_S)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert handed == [1, 1, 1]
+    assert _stored(path) == [_row(i)[0] for i in range(3)]
+
+
+def test_the_writer_checkpoints_the_wal_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's automatic checkpoint is off on the log's connection (it would run inside a
+    commit on the loop); the writer copies the WAL back once it holds enough rows."""
+    import ncbsim.auditlog as auditlog
+
+    monkeypatch.setattr(auditlog, "CHECKPOINT_ROWS", 10)
+    path = tmp_path / "audit.sqlite"
+    log = ChainedLog(path, COLUMNS, batch_wait_s=AN_HOUR, head_interval_s=0.01)
+
+    async def main() -> None:
+        while log._conn is None:
+            await asyncio.sleep(0.01)
+        assert log._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        await asyncio.wait_for(asyncio.gather(*(log.commit(_row(i)) for i in range(20))), BOUND_S)
+        deadline = asyncio.get_running_loop().time() + BOUND_S
+        while log._uncheckpointed:
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint"
+            await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.close()
+    assert len(_stored(path)) == 20
+    assert verify(path).intact
