@@ -37,6 +37,7 @@ from ncbsim.load.bench_measure import (
     Observers,
     Side,
     crypto_costs,
+    query_format1,
     run_batch,
 )
 from ncbsim.load.bench_report import (
@@ -48,16 +49,17 @@ from ncbsim.load.bench_report import (
 )
 
 if TYPE_CHECKING:
-    from ncbsim.client import BureauClient
+    from ncbsim.client import Answer, BureauClient
     from ncbsim.load.floor import Fields, FloorProcesses
     from ncbsim.pki import PkiDir
     from ncbsim.simulations.network import Network
     from ncbsim.v2 import envelope_pb2, query_pb2
 
 QUERY_POOL = 1000  # distinct document checks, sent in turn
-CLIENT_PROTOCOL = 1
-"""The envelope format :meth:`ncbsim.client.BureauClient.query` speaks, which the crypto
-of :data:`ncbsim.load.bench_report.CRYPTO_OPS` is counted for."""
+FORMATS = (1, 2)
+"""Envelope formats the ncbsim side can speak: 2, the query sessions
+:meth:`ncbsim.client.BureauClient.query` uses (protocol.md §15), or 1, a public-key seal
+and signature per query (§6), for a comparison on the same build."""
 SUITES = ("classic", "hybrid")
 
 
@@ -77,6 +79,8 @@ class BenchConfig:
     """Also measure ncbsim with the operator observing the gateway and DE's node."""
     suite: str = "classic"
     """The network's query session suite (``pki init --suite``): classic or hybrid."""
+    envelope_format: int = 2
+    """The envelope format of ncbsim's queries (:data:`FORMATS`)."""
 
     def __post_init__(self) -> None:
         from ncbsim.errors import ConfigError
@@ -92,6 +96,8 @@ class BenchConfig:
             raise ConfigError("--documents must be at least 10")
         if self.suite not in SUITES:
             raise ConfigError(f"--suite must be one of {', '.join(SUITES)}")
+        if self.envelope_format not in FORMATS:
+            raise ConfigError("--format must be 1 or 2")
 
 
 QUICK = BenchConfig(
@@ -145,32 +151,57 @@ def _queries(network: Network, config: BenchConfig, seed: int) -> list[tuple[que
 
 
 async def _probe(
-    client: BureauClient, pki: PkiDir, queries: Sequence[tuple[query_pb2.Query, str]]
+    client: BureauClient,
+    queries: Sequence[tuple[query_pb2.Query, str]],
+    envelope_format: int,
 ) -> tuple[list[envelope_pb2.Envelope], list[envelope_pb2.Envelope]]:
-    """Send ``queries`` the way the client does, keeping the envelopes to learn their sizes."""
-    from ncbsim import transport
-    from ncbsim.client import open_answer, seal_query
+    """Send ``queries`` the way the ncbsim side does (in ``envelope_format``), keeping the
+    envelopes to learn their sizes."""
     from ncbsim.errors import NetworkError
-    from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
+
+    requests, responses = [], []
+    for query, expected in queries:
+        if envelope_format == 1:
+            answer, request, response = await query_format1(client, query)
+        else:
+            answer, request, response = await _query_in_session(client, query)
+        if answer.outcome.value != expected or response is None:
+            raise NetworkError(f"warm-up query answered {answer.outcome.value}: {answer.detail}")
+        requests.append(request)
+        responses.append(response)
+    return requests, responses
+
+
+async def _query_in_session(
+    client: BureauClient, query: query_pb2.Query
+) -> tuple[Answer, envelope_pb2.Envelope, envelope_pb2.Envelope | None]:
+    """One query in FR's session with DE, as ``BureauClient.query`` sends it, with the
+    envelopes that went each way."""
+    import time
+
+    from ncbsim import padding
+    from ncbsim.client import Answer, Outcome, open_session_answer
+    from ncbsim.client_sessions import Sent
+
+    def now_ms() -> int:
+        return int(time.time() * 1000)
 
     await client.peers.resolve([RESPONDER], timeout=CALL_TIMEOUT_S)
-    peer = client.peers.get(RESPONDER)
-    requests, responses = [], []
-    channel = transport.gateway_channel(client.gateway, pki.tls(REQUESTER))
-    try:
-        stub = gateway_pb2_grpc.GatewayServiceStub(channel)
-        for query, expected in queries:
-            sealed = seal_query(client.identity, peer, query)
-            wire = gateway_pb2.QueryRequest(envelope=sealed.envelope)
-            response = (await stub.Query(wire, timeout=CALL_TIMEOUT_S)).envelope
-            answer = open_answer(sealed, response, peer)
-            if answer.outcome.value != expected:
-                raise NetworkError(f"warm-up query answered {answer.outcome.value}")
-            requests.append(sealed.envelope)
-            responses.append(response)
-    finally:
-        await channel.close()
-    return requests, responses
+    sent = await client.sessions.ask(
+        client.peers.get(RESPONDER),
+        padding.padded(query, padding.REQUEST_BYTES),
+        timeout=CALL_TIMEOUT_S,
+        now_ms=now_ms,
+        sealed=lambda _requests: None,
+        returned=lambda sent: sent,
+    )
+    if not isinstance(sent, Sent):
+        raise sent
+    if sent.response is None:
+        failed = Answer(RESPONDER, Outcome.FAILED, None, sent.status)
+        return failed, sent.request.envelope, None
+    answer = open_session_answer(sent.request, sent.response, 0.0, now_ms())
+    return answer, sent.request.envelope, sent.response
 
 
 def _observers(network: Network, pki: PkiDir) -> Observers:
@@ -251,9 +282,12 @@ async def measure(
     observed_side: NcbsimSide | None = None
     try:
         progress("warming up ncbsim and measuring its envelopes")
-        requests, responses = await _probe(client, pki, queries[: config.warmup_calls])
+        fmt = config.envelope_format
+        requests, responses = await _probe(client, queries[: config.warmup_calls], fmt)
         pids = {"client": os.getpid(), "relay": network.gateway.pid}
-        ncbsim_side = NcbsimSide(client, queries, {**pids, "server": network.node(RESPONDER).pid})
+        ncbsim_side = NcbsimSide(
+            client, queries, {**pids, "server": network.node(RESPONDER).pid}, envelope_format=fmt
+        )
         await _warm(ncbsim_side, config)
         if ncbsim_side.outcomes.keys() - {"hit", "no_hit"}:
             raise NetworkError(f"ncbsim warm-up failed: {ncbsim_side.outcomes}")
@@ -269,7 +303,9 @@ async def measure(
 
         sides: list[Side] = [ncbsim_side, floor_side]
         if config.observe:
-            observed_side = NcbsimSide(client, queries, ncbsim_side.pids, name="observed")
+            observed_side = NcbsimSide(
+                client, queries, ncbsim_side.pids, name="observed", envelope_format=fmt
+            )
             observers = _observers(network, pki)
             sides.append(observed_side)
         batches, orders = await _rounds(sides, config, progress, observers)
@@ -280,8 +316,9 @@ async def measure(
         if floor is not None:
             floor.stop()
     progress("timing the crypto in process")
-    crypto_us = crypto_costs(requests[0], config.crypto_iterations, ops_per_query(CLIENT_PROTOCOL))
-    report = summarize(batches, crypto_us=crypto_us, orders=orders, protocol=CLIENT_PROTOCOL)
+    fmt = config.envelope_format
+    crypto_us = crypto_costs(requests[0], config.crypto_iterations, ops_per_query(fmt))
+    report = summarize(batches, crypto_us=crypto_us, orders=orders, protocol=fmt)
     report["ncbsim"]["outcomes"] = dict(sorted(ncbsim_side.outcomes.items()))
     if observers is not None and observed_side is not None:
         report["observe"] = summarize_observed(
@@ -399,6 +436,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SUITES,
         default=None,
         help=f"the network's query session suite (default {default.suite})",
+    )
+    parser.add_argument(
+        "--format",
+        dest="envelope_format",
+        type=int,
+        choices=FORMATS,
+        default=None,
+        help="envelope format of ncbsim's queries: 2, query sessions (protocol.md §15), or "
+        f"1, a public-key seal and signature per query (default {default.envelope_format})",
     )
     parser.add_argument("--workdir", type=Path, help="keep the network's files here")
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     import grpc
 
-    from ncbsim.client import BureauClient
+    from ncbsim.client import Answer, BureauClient
     from ncbsim.load.floor import FloorProcesses
     from ncbsim.pki import PkiDir
     from ncbsim.v2 import envelope_pb2, gateway_pb2, gateway_pb2_grpc, query_pb2
@@ -52,6 +52,8 @@ class NcbsimSide:
     queries: list[tuple[query_pb2.Query, str]]  # (query, the outcome it must get)
     pids: dict[str, int]
     name: str = "ncbsim"
+    envelope_format: int = 2
+    """2: ``BureauClient.query`` (query sessions); 1: :func:`query_format1`."""
     outcomes: dict[str, int] = field(default_factory=dict)
     _next: int = 0
 
@@ -59,10 +61,42 @@ class NcbsimSide:
         """Send the next query; it succeeds if it hits exactly when it should."""
         query, expected = self.queries[self._next % len(self.queries)]
         self._next += 1
-        answer = await self.client.query(query, RESPONDER, timeout=CALL_TIMEOUT_S)
+        if self.envelope_format == 1:
+            answer, _request, _response = await query_format1(self.client, query)
+        else:
+            answer = await self.client.query(query, RESPONDER, timeout=CALL_TIMEOUT_S)
         outcome = answer.outcome.value
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         return outcome == expected
+
+
+async def query_format1(
+    client: BureauClient, query: query_pb2.Query
+) -> tuple[Answer, envelope_pb2.Envelope, envelope_pb2.Envelope | None]:
+    """One query from FR to DE in envelope format 1 (protocol.md §6): sealed with HPKE to
+    DE's directory key and signed, answered to a fresh response key, on the client's
+    channel. What ``BureauClient.query`` did before query sessions, kept for comparing
+    the two formats in one build; returns the answer and the envelopes each way."""
+    import time
+
+    import grpc
+
+    from ncbsim.client import Answer, failure_detail, failure_outcome, open_answer, seal_query
+    from ncbsim.v2 import gateway_pb2
+
+    started = time.perf_counter()
+    await client.peers.resolve([RESPONDER], timeout=CALL_TIMEOUT_S)
+    peer = client.peers.get(RESPONDER)
+    sealed = seal_query(client.identity, peer, query)
+    try:
+        reply = await client.stub.Query(
+            gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=CALL_TIMEOUT_S
+        )
+    except grpc.aio.AioRpcError as exc:
+        failed = Answer(RESPONDER, failure_outcome(exc.code()), None, failure_detail(exc))
+        return failed, sealed.envelope, None
+    latency = (time.perf_counter() - started) * 1000
+    return open_answer(sealed, reply.envelope, peer, latency), sealed.envelope, reply.envelope
 
 
 @dataclass(slots=True)
@@ -229,7 +263,9 @@ def crypto_costs(
     public = recipient.public_key()
     signer = _crypto.ed25519_generate()
     header = request.header
-    plaintext = os.urandom(max(len(request.sealed) - 48, 0))  # enc (32) and tag (16) are added
+    # Format 1 adds enc (32 bytes) and a tag (16) to the plaintext; format 2 the tag only.
+    overhead = 48 if request.signature else 16
+    plaintext = os.urandom(max(len(request.sealed) - overhead, 0))
     info = envelope.REQUEST_INFO
     sealed = _crypto.hpke_seal(public, info=info, aad=header, plaintext=plaintext)
     signed = envelope.SIGNATURE_CONTEXT + len(header).to_bytes(4, "big") + header + sealed
