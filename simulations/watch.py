@@ -290,7 +290,8 @@ class WatchModel:
             self._last.append(event)
             view = event.view
             kind = event.kind
-            if kind == "query.relayed":
+            if kind == "query.relayed" and view.get("kind", "query_request") == "query_request":
+                # A session's OPEN and CLOSE are relayed too (protocol.md §15): not queries.
                 self._queries_total += 1
                 elapsed = view.get("elapsed_ms")
                 ms = float(elapsed) if isinstance(elapsed, int | float) else None

@@ -383,7 +383,15 @@ def test_workdir_names_every_file_a_running_network_writes(network: Network) -> 
     for code in (p.bureau for p in network.procs if p.bureau is not None):
         bureau = files.bureau(code)
         # The small scenario gives each bureau a host of its own: its log is in its folder.
-        named = {bureau.records, bureau.audit, bureau.replay, bureau.hits, bureau.inbox, bureau.log}
+        named = {
+            bureau.records,
+            bureau.audit,
+            bureau.replay,
+            bureau.hits,
+            bureau.inbox,
+            bureau.proofs,
+            bureau.log,
+        }
         for path in named:
             assert path.is_file(), path
         on_disk = {

@@ -228,14 +228,16 @@ def test_quick_bench_prints_one_json_object_and_leaves_nothing(tmp_path: Path) -
     # Real lookups: some queries hit DE's records, the rest do not, none fail.
     assert set(ncb["outcomes"]) == {"hit", "no_hit"}
     assert sum(ncb["outcomes"].values()) == ncb["seq"]["calls"] + ncb["c32"]["calls"]
-    # Both sides carry envelopes of the same size.
+    # Both sides carry envelopes of the same size: within a few bytes, since the floor
+    # carries a session request's checkpoint bytes (about one request in 32 has one) in
+    # every envelope's signature field, with that field's own tag and length.
     payload = report["payload"]
     for key in ("request_bytes", "response_bytes"):
-        assert abs(payload["ncbsim"][key] - payload["floor"][key]) <= 1
+        assert abs(payload["ncbsim"][key] - payload["floor"][key]) <= 4
     assert [r["order"] for r in report["rounds"]] == [["ncbsim", "floor"], ["floor", "ncbsim"]]
     assert report["crypto_bound_seq_p50_ratio"] > 1 > report["crypto_bound_c32_throughput_ratio"]
     assert set(report["goals"]) == {"seq_p50_ratio", "c32_throughput_ratio", "overhead_ms_per_call"}
-    assert report["protocol"] == 1
+    assert report["protocol"] == 2
     for mode in ("seq", "c32"):
         own, cpu, floor = report["overhead_ms_per_call"][mode], ncb[mode], flo[mode]
         assert set(own) == {"client", "gateway", "node"}

@@ -302,7 +302,9 @@ def test_up_removes_the_socket_folder_of_a_fault_daemon_that_never_started(
         raise NetworkError("fault daemon (pid 1) not ready in time")
 
     monkeypatch.setattr(operate, "socket_path", socket_path)
-    monkeypatch.setattr(operate, "prepare", lambda workdir, scenario: workdir.mkdir(parents=True))
+    monkeypatch.setattr(
+        operate, "prepare", lambda workdir, scenario, **_kw: workdir.mkdir(parents=True)
+    )
     monkeypatch.setattr(operate, "start_process", never_ready)
     deep = tmp_path / ("d" * 100)
     with pytest.raises(NetworkError, match="not ready in time"):
