@@ -70,7 +70,7 @@ class UserSessions:
         now_ms: Callable[[], int] = wall_ms,
     ) -> None:
         self._identity = identity
-        self._stub = stub
+        self.stub = stub
         self.suite = suite
         self.timeout_s = timeout_s
         self.now_ms = now_ms
@@ -118,13 +118,13 @@ class UserSessions:
         try:
             if len(openings) == 1:
                 ((bureau, opening),) = openings.items()
-                reply = self._stub.Query(
+                reply = self.stub.Query(
                     gateway_pb2.QueryRequest(envelope=opening.envelope), timeout=self.timeout_s
                 )
                 accepts[bureau] = reply.envelope
                 size = reply.ByteSize()
             else:
-                multi = self._stub.MultiQuery(
+                multi = self.stub.MultiQuery(
                     gateway_pb2.MultiQueryRequest(
                         envelopes=[o.envelope for o in openings.values()]
                     ),
@@ -192,7 +192,7 @@ class UserSessions:
             if not live.usable(self.now_ms()):
                 return
             close = live.close(now_ms=self.now_ms())
-            reply = self._stub.Query(
+            reply = self.stub.Query(
                 gateway_pb2.QueryRequest(envelope=close), timeout=CLOSE_TIMEOUT_S
             )
             live.check_closed(close, reply.envelope, peer=peer, now_ms=self.now_ms())
