@@ -1,14 +1,19 @@
-"""A locust user that is a real bureau: its own keys, fresh sealed envelopes, verified answers.
+"""A locust user that is a real bureau: its own keys, query sessions, verified answers.
 
 Each user loads one requester bureau's certificate and E2E keys from the plan's
 PKI, fetches the targets' directory entries through the gateway and verifies
-them against the pinned root, as a bureau does. That fetch is the user's
-warm-up (it also opens the user's TLS connection): it is reported as
-``directory`` with request type :data:`ncbsim.load.slo.WARM_UP`, which the SLO gate
-does not judge. Every request is sealed afresh
-(new message id, new response key), so a recipient never sees a replay. Every
-response is verified and opened; one that does not verify, or that gives the
-wrong answer for the corpus item, is reported as a failure.
+them against the pinned root, as a bureau does, then opens one query session
+(envelope format 2, docs/protocol.md §15) with every target, in one MultiQuery of
+SESSION_OPEN envelopes. Both are the user's warm-up (the fetch also opens the user's
+TLS connection), reported as ``directory`` and ``session`` with request type
+:data:`ncbsim.load.slo.WARM_UP`, which the SLO gate does not judge; so is every later
+handshake (a rekey, a session the node no longer holds), made before the check that
+needs it is timed. Every check is sealed in its bureau's session, as
+:class:`ncbsim.client.BureauClient` does: one AEAD seal, one AEAD open, no key pair and
+no signature per query. Every response is opened in its session; one that does not
+open, or that gives the wrong answer for the corpus item, is reported as a failure.
+A check whose session the node no longer holds (FAILED_PRECONDITION) is sent once more
+in a new session, and judged on that answer. On stop, each session is closed.
 """
 
 from __future__ import annotations
@@ -16,17 +21,23 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ncbsim.client import open_answer, seal_query
+import grpc
+
+from ncbsim import padding
+from ncbsim.client import open_session_answer
 from ncbsim.directory import Directory, Peer
-from ncbsim.errors import DirectoryError
+from ncbsim.errors import DirectoryError, SessionRefused
 from ncbsim.identity import Identity
 from ncbsim.load.grpc_user import Call, GrpcUser
 from ncbsim.load.plan import Item, LoadPlan
 from ncbsim.load.slo import WARM_UP
+from ncbsim.load.user_sessions import UserSessions, delivery_refused, refused, wall_ms
 from ncbsim.pki import GATEWAY_NAME, PkiDir
+from ncbsim.session import SessionRequest
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
 _plans: dict[str, LoadPlan] = {}
@@ -46,7 +57,8 @@ class BureauUser(GrpcUser):
     _numbering: ClassVar[itertools.count[int]] = itertools.count()
 
     def on_start(self) -> None:
-        """Become a bureau: load keys, connect, verify the targets' directory entries."""
+        """Become a bureau: load keys, connect, verify the targets' directory entries,
+        open a session with each target."""
         options = self.environment.parsed_options
         self.plan = _plan(options.plan)
         runner = self.environment.runner
@@ -60,6 +72,10 @@ class BureauUser(GrpcUser):
         self.gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
         self.peers = self._verified_peers(Directory.pinned(directory))
         self.rng = random.Random()
+        self.sessions = UserSessions(
+            self.identity, self.gateway, suite=directory.suite, timeout_s=self.plan.deadline_s
+        )
+        self._ensure(list(self.peers.values()))
 
     def _verified_peers(self, directory: Directory) -> dict[str, Peer]:
         with self.call("directory", request_type=WARM_UP) as call:
@@ -84,49 +100,131 @@ class BureauUser(GrpcUser):
             call.fail(f"{bureau}: no verified directory entry")
         return peer
 
+    def _ensure(self, peers: Sequence[Peer]) -> None:
+        """Open the sessions ``peers`` need (none held, ended, or due for rekey) in one
+        call, reported as warm-up ``session``; the sessions they replace are closed."""
+        needed = self.sessions.needed(peers)
+        if not needed:
+            return
+        with self.call("session", request_type=WARM_UP) as call:
+            call.response_length, failed = self.sessions.open(needed)
+            if failed:
+                call.fail("; ".join(failed.values()))
+
+    def _seal(
+        self, call: Call, peer: Peer, body: bytes, correlation: bytes | None = None
+    ) -> SessionRequest | None:
+        """``body`` sealed in ``peer``'s session, or None (the call failed) if there is none."""
+        live = self.sessions.get(peer.bureau)
+        if live is None:
+            call.fail(f"{peer.bureau}: no session")
+            return None
+        try:
+            return live.seal_request(body, now_ms=wall_ms(), correlation_id=correlation)
+        except SessionRefused:
+            call.fail(f"{peer.bureau}: session ended")
+            return None
+
     def send_query(self, kind: str) -> None:
         """One check of ``kind`` (document, person, vehicle or fetch) to one bureau."""
         item = self._pick(kind)
+        if item.to in self.peers:
+            self._ensure([self.peers[item.to]])  # a handshake is warm-up, not the check's
         with self.call(kind) as call:
             peer = self._peer(call, item.to)
             if peer is None:
                 return
-            sealed = seal_query(self.identity, peer, item.request())
-            reply = self.gateway.Query(
-                gateway_pb2.QueryRequest(envelope=sealed.envelope), timeout=self.plan.deadline_s
-            )
-            call.response_length = reply.ByteSize()
-            reason = item.mismatch(open_answer(sealed, reply.envelope, peer))
-            if reason:
-                call.fail(reason)
-
-    def send_multi(self) -> None:
-        """One document checked at every target bureau at once (a merged reply)."""
-        item = self._pick("multi")
-        with self.call("multi") as call:
-            correlation = self.rng.randbytes(16)
-            sealed = {
-                b: seal_query(self.identity, p, item.request(), correlation)
-                for b, p in self.peers.items()
-            }
-            reply = self.gateway.MultiQuery(
-                gateway_pb2.MultiQueryRequest(envelopes=[s.envelope for s in sealed.values()]),
-                timeout=self.plan.deadline_s,
-            )
-            call.response_length = reply.ByteSize()
-            answered = {d.bureau: d for d in reply.deliveries if d.bureau in sealed}
-            for bureau, request in sealed.items():
-                delivery = answered.get(bureau)
-                if delivery is None or delivery.status != gateway_pb2.DELIVERY_STATUS_DELIVERED:
-                    call.fail(f"{bureau}: no answer in the merged reply")
+            body = padding.padded(item.request(), padding.REQUEST_BYTES)  # no response key
+            for last in (False, True):
+                request = self._seal(call, peer, body)
+                if request is None:
                     return
-                answer = open_answer(request, delivery.response, self.peers[bureau])
-                # The owner must find its document; every other bureau must not.
-                expected = Item(bureau, item.query, item.expect if bureau == item.to else None)
-                reason = expected.mismatch(answer)
+                try:
+                    reply = self.gateway.Query(
+                        gateway_pb2.QueryRequest(envelope=request.envelope),
+                        timeout=self.plan.deadline_s,
+                    )
+                except grpc.RpcError as exc:
+                    if last or not refused(exc):
+                        raise
+                    # The node no longer holds the session: a new one, and the check again.
+                    self.sessions.drop(peer.bureau)
+                    self._ensure([peer])
+                    continue
+                call.response_length = reply.ByteSize()
+                answer = open_session_answer(request, reply.envelope, 0.0, wall_ms())
+                reason = item.mismatch(answer)
                 if reason:
                     call.fail(reason)
+                return
+
+    def send_multi(self) -> None:
+        """One document checked at every target bureau at once (a merged reply), each
+        bureau's request in its own session."""
+        item = self._pick("multi")
+        self._ensure(list(self.peers.values()))
+        with self.call("multi") as call:
+            correlation = self.rng.randbytes(16)
+            body = padding.padded(item.request(), padding.REQUEST_BYTES)
+            pending = list(self.peers.values())
+            for last in (False, True):
+                requests: dict[str, SessionRequest] = {}
+                for peer in pending:
+                    request = self._seal(call, peer, body, correlation)
+                    if request is None:
+                        return
+                    requests[peer.bureau] = request
+                reply = self.gateway.MultiQuery(
+                    gateway_pb2.MultiQueryRequest(
+                        envelopes=[r.envelope for r in requests.values()]
+                    ),
+                    timeout=self.plan.deadline_s,
+                )
+                call.response_length += reply.ByteSize()
+                answered: dict[str, gateway_pb2.Delivery] = {}
+                for delivery in reply.deliveries:
+                    answered.setdefault(delivery.bureau, delivery)
+                retry = [
+                    self.peers[b]
+                    for b in requests
+                    if not last and b in answered and delivery_refused(answered[b])
+                ]
+                again = {p.bureau for p in retry}
+                for bureau, request in requests.items():
+                    if bureau in again:
+                        continue
+                    reason = self._multi_mismatch(item, request, answered.get(bureau))
+                    if reason:
+                        call.fail(reason)
+                        return
+                if not retry:
                     return
+                # Those nodes no longer hold the session: new ones, and their checks again.
+                for peer in retry:
+                    self.sessions.drop(peer.bureau)
+                self._ensure(retry)
+                pending = retry
+
+    @staticmethod
+    def _multi_mismatch(
+        item: Item, request: SessionRequest, delivery: gateway_pb2.Delivery | None
+    ) -> str | None:
+        """Why one bureau's part of a merged reply is wrong, or None."""
+        bureau = request.header.recipient
+        if delivery is None or delivery.status != gateway_pb2.DELIVERY_STATUS_DELIVERED:
+            detail = f" ({delivery.detail})" if delivery is not None and delivery.detail else ""
+            return f"{bureau}: no answer in the merged reply{detail}"
+        answer = open_session_answer(request, delivery.response, 0.0, wall_ms())
+        # The owner must find its document; every other bureau must not.
+        expected = Item(bureau, item.query, item.expect if bureau == item.to else None)
+        return expected.mismatch(answer)
+
+    def on_stop(self) -> None:
+        """Close every session (SESSION_CLOSE, best effort), then the channels."""
+        sessions: UserSessions | None = getattr(self, "sessions", None)
+        if sessions is not None:
+            sessions.close_all()
+        super().on_stop()
 
 
 def name_target(environment: Any, **_kwargs: Any) -> None:

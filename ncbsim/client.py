@@ -3,7 +3,7 @@
 Used by ``ncbsim query``, the simulator and the tests. It holds one mTLS channel to
 the gateway for its whole life, and verifies every directory entry it uses. Its queries
 run in format-2 sessions (docs/protocol.md §15, :mod:`ncbsim.client_sessions`);
-:func:`seal_query` and :func:`open_answer` keep format 1 for the load users and the demo.
+:func:`seal_query` and :func:`open_answer` keep format 1 for the demo, the bench and the tests.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def seal_query(
     """Seal ``query`` to ``recipient`` as ``identity``, with a fresh response key.
 
     Every call makes a new message id, so no two envelopes are alike. Pure and
-    synchronous: the asyncio client and the locust load users share it. ``ttl_ms``
+    synchronous (format 1: the demo, ``ncbsim bench --format 1`` and tests). ``ttl_ms``
     and ``now_ms`` set the envelope's lifetime and issue time (tests use them).
     """
     key, public = envelope.new_response_key()

@@ -119,8 +119,11 @@ def _assert_outputs_agree(
 
 
 def _assert_warm_up_apart(verdict: dict[str, Any], users: int) -> None:
-    """Each user's directory fetch is listed as warm-up, outside every judged figure."""
+    """Each user's directory fetch and its opening of sessions (one call: too short a run
+    for a rekey) are listed as warm-up, outside every judged figure."""
     assert verdict["warm_up"]["directory"]["requests"] == users
+    assert verdict["warm_up"]["session"]["requests"] == users
+    assert verdict["warm_up"]["session"]["failures"] == 0
     assert set(verdict["requests"]) <= TASKS
     assert verdict["overall"]["requests"] == sum(
         m["requests"] for m in verdict["requests"].values()
@@ -132,6 +135,7 @@ def test_load_on_its_own_network_judges_every_shipped_slo_line(
 ) -> None:
     """The default run brings up quickstart and judges each shipped line, whatever the speed."""
     out, net, junit_path = tmp_path / "out", tmp_path / "net", tmp_path / "junit.xml"
+    started_ms = int(time.time() * 1000)
     result = _load(
         "--duration", "5s", "--spawn-rate", "10", "--workdir", str(net), "--out", str(out),
         "--junit", str(junit_path), *PATIENT,
@@ -151,8 +155,34 @@ def test_load_on_its_own_network_judges_every_shipped_slo_line(
     assert verdict["overall"]["failures"] == 0  # every answer was the one owed
     assert LoadPlan.read(out / "plan.json").deadline_s == 60
     _assert_warm_up_apart(verdict, users=10)
-    assert _csv_names(out) <= {*TASKS, "directory", "Aggregated"}
+    assert _csv_names(out) <= {*TASKS, "directory", "session", "Aggregated"}
     assert "Aggregated" in _csv_names(out)
+    _assert_checks_ran_in_sessions(LoadPlan.read(out / "plan.json"), Workdir(net), started_ms)
+
+
+def _assert_checks_ran_in_sessions(plan: LoadPlan, work: Workdir, since_ms: int) -> None:
+    """Every target node's audit shows each user open one session with it (its first
+    envelope there) and its checks answered in it (format 2: a request with no session
+    would be refused)."""
+    for target in plan.targets:
+        with sqlite3.connect(work.bureau(target).audit) as db:
+            rows = db.execute(
+                "SELECT sender, kind, status FROM audit WHERE at_ms >= ? ORDER BY seq",
+                (since_ms,),
+            ).fetchall()
+        by_sender: dict[str, list[tuple[str, str]]] = {}
+        for sender, kind, status in rows:
+            if sender in plan.requesters:
+                by_sender.setdefault(sender, []).append((kind, status))
+        assert set(by_sender) == set(plan.requesters), target
+        for sender, handled in by_sender.items():
+            kinds = [kind for kind, _status in handled]
+            assert handled[0] == ("session_open", "OK"), (target, sender, handled[:3])
+            assert kinds.count("session_open") == 1, (target, sender)
+            assert {kind for kind, status in handled if status != "OK"} == set(), handled
+            assert set(kinds) <= {"session_open", "query_request", "session_close"}
+            assert kinds.count("session_close") <= 1  # said on stop, best effort
+        assert any("query_request" in {k for k, _ in h} for h in by_sender.values()), target
 
 
 def test_an_impossible_slo_breaches_and_exits_non_zero(
@@ -203,15 +233,19 @@ def test_distributed_mode_combines_every_workers_figures(
         rows = [
             row
             for row in db.execute(
-                "SELECT sender, COUNT(*) FROM audit WHERE at_ms >= ? GROUP BY sender",
+                "SELECT sender, kind, COUNT(*) FROM audit WHERE at_ms >= ? GROUP BY sender, kind",
                 (started_ms,),
             )
             if row[0] in requesters
         ]
-    assert {sender for sender, _ in rows} == set(requesters)
+    assert {sender for sender, _, _ in rows} == set(requesters)
     counts = {name: figures["requests"] for name, figures in verdict["requests"].items()}
     relayed = sum(counts.get(k, 0) for k in ("document", "person", "vehicle", "fetch"))
-    assert sum(n for _, n in rows) == relayed + counts.get("multi", 0) * len(targets)
+    requests = sum(n for _, kind, n in rows if kind == "query_request")
+    assert requests == relayed + counts.get("multi", 0) * len(targets)
+    # Each user opened its session with every target in its one warm-up call.
+    opened = sum(n for _, kind, n in rows if kind == "session_open")
+    assert opened == verdict["warm_up"]["session"]["requests"] * len(targets)
     assert {"worker-1.log", "worker-2.log"} <= {p.name for p in out.iterdir()}
 
 
