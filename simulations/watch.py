@@ -59,6 +59,9 @@ SLOWING = frozenset({"latency", "bandwidth", "slice", "loss"})
 GATEWAY = "gateway"
 SERVING_HEALTH = "SERVING"
 
+_SESSION_KINDS = frozenset({"session_open", "session_close"})
+"""Envelope kinds (``envelope.kind_name``) the gateway relays that are not queries."""
+
 
 class State(enum.StrEnum):
     """What a bureau (or the gateway) is doing, most severe first when several hold."""
@@ -290,7 +293,7 @@ class WatchModel:
             self._last.append(event)
             view = event.view
             kind = event.kind
-            if kind == "query.relayed" and view.get("kind", "query_request") == "query_request":
+            if kind == "query.relayed" and view.get("kind") not in _SESSION_KINDS:
                 # A session's OPEN and CLOSE are relayed too (protocol.md §15): not queries.
                 self._queries_total += 1
                 elapsed = view.get("elapsed_ms")
