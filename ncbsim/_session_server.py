@@ -35,6 +35,7 @@ from ncbsim._session_wire import (
     bit,
     check_header,
     epoch_keys,
+    nonce,
     set_bit,
     signed_bytes_v2,
     verify_envelope,
@@ -147,8 +148,7 @@ class ServerSession:
             message_id or os.urandom(16), now_ms, now_ms + ttl_ms, request.message_id, seq
         )
         try:
-            nonce = RESPONSE_NONCE + seq.to_bytes(8, "big")
-            sealed = self._response_key.seal(nonce, raw, plaintext)
+            sealed = self._response_key.seal(nonce(RESPONSE_NONCE, seq), raw, plaintext)
         except _crypto.CryptoFailure:  # the session ended meanwhile: its keys are gone
             raise EnvelopeError from None
         set_bit(self._answered, seq)
@@ -385,14 +385,14 @@ class ServerSessions:
         # error, audited unverified.
         try:
             plaintext = session._request_key.open(
-                REQUEST_NONCE + seq.to_bytes(8, "big"), request.header, request.sealed
+                nonce(REQUEST_NONCE, seq), request.header, request.sealed
             )
         except _crypto.CryptoFailure:
             raise EnvelopeError from None
-        if seq <= EPOCH_MAX_REQUESTS and bit(session._seen, seq):
-            raise Replayed
         if seq > EPOCH_MAX_REQUESTS:
             raise SessionRefused(SessionRefused.UNKNOWN)
+        if bit(session._seen, seq):
+            raise Replayed
         coverage = session._coverage
         if seq >= coverage.next_uncovered + MAX_UNCOVERED:
             raise SessionRefused(SessionRefused.CHECKPOINT_REQUIRED)

@@ -48,6 +48,11 @@ RESPONSE_NONCE = b"\x00\x00\x00\x01"
 """The first 4 bytes of a response's nonce."""
 
 
+def nonce(prefix: bytes, seq: int) -> bytes:
+    """The AEAD nonce of ``seq`` in one direction: ``prefix`` (4 bytes) || u64be(seq)."""
+    return prefix + seq.to_bytes(8, "big")
+
+
 def bit(bits: bytearray, seq: int) -> bool:
     """Whether ``seq`` is in the bitmap."""
     return bool(bits[seq >> 3] & (1 << (seq & 7)))

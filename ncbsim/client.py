@@ -273,10 +273,6 @@ class BureauClient:
         """The gateway stub on this client's channel (the mailer posts through it)."""
         return self._stub
 
-    def _now_ms(self) -> int | None:
-        """This client's time, or None for the wall clock (read by the envelope code)."""
-        return self.clock.now_ms() if self.clock is not None else None
-
     def _clock_ms(self) -> int:
         """This client's time (the session code takes it always)."""
         return self.clock.now_ms() if self.clock is not None else int(time.time() * 1000)

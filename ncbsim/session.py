@@ -46,6 +46,7 @@ from ncbsim._session_wire import (
     bit,
     check_header,
     epoch_keys,
+    nonce,
     set_bit,
     signed_bytes_v2,
     verify_envelope,
@@ -315,7 +316,7 @@ class ClientSession:
         expires = now_ms + ttl_ms
         raw = self._template.render(message_id, now_ms, expires, correlation_id, seq)
         try:
-            sealed = self._request_key.seal(REQUEST_NONCE + seq.to_bytes(8, "big"), raw, plaintext)
+            sealed = self._request_key.seal(nonce(REQUEST_NONCE, seq), raw, plaintext)
         except _crypto.CryptoFailure:
             raise SessionRefused(SessionRefused.UNKNOWN) from None
         checkpoint = b""
@@ -364,7 +365,7 @@ class ClientSession:
             raise EnvelopeError
         try:
             plaintext = self._response_key.open(
-                RESPONSE_NONCE + seq.to_bytes(8, "big"), response.header, response.sealed
+                nonce(RESPONSE_NONCE, seq), response.header, response.sealed
             )
         except _crypto.CryptoFailure:
             raise EnvelopeError from None

@@ -39,7 +39,7 @@ from ncbsim.node.postbox import Postbox
 from ncbsim.node.proofs import ProofLog
 from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
-from ncbsim.node.sessions import NodeSessions
+from ncbsim.node.sessions import NodeSessions, log_ids
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
@@ -106,6 +106,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         self._audit = audit
         self._replay = replay
         self._clock_skew_ms = clock_skew_ms
+        # Format 2 (query sessions, node/sessions.py): Handle routes version 2 there.
         self.sessions = NodeSessions(
             identity,
             peers,
@@ -120,7 +121,6 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             on_replay=self._metrics.replay,
             proofs=proofs,
         )
-        """Format 2 (query sessions, node/sessions.py): Handle routes version 2 there."""
 
     async def _audited(  # noqa: PLR0917 - positional on purpose: called on every envelope
         self,
@@ -186,7 +186,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         held = header.sender in directory
         if held and directory.get(header.sender).signs_with(header.sender_key_id):
             return
-        with structlog.contextvars.bound_contextvars(**_ids(header)):
+        with structlog.contextvars.bound_contextvars(**log_ids(header)):
             try:
                 await self._peers.resolve([header.sender], refresh=held)
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
@@ -234,7 +234,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             # The caller learns nothing; the audit says whether the key was revoked.
             revoked = directory.revoked.key_revoked(header.sender_key_id)
             reason = "revoked" if revoked else "unverified"
-            log.warning("envelope_rejected", sender=header.sender, reason=reason, **_ids(header))
+            log.warning("envelope_rejected", sender=header.sender, reason=reason, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, reason)
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "envelope rejected")
         observed.opened(self._bus, header, request)
@@ -247,18 +247,18 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             )
         except NcbsimError:
             # Fail closed: without the cache we cannot promise to answer only once.
-            log.exception("replay_cache_failed", sender=header.sender, **_ids(header))
+            log.exception("replay_cache_failed", sender=header.sender, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         if not first:
             self._metrics.replay()
-            log.warning("replayed_envelope", sender=header.sender, **_ids(header))
+            log.warning("replayed_envelope", sender=header.sender, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.ALREADY_EXISTS, "replay")
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
         try:
             result = self._answer(query, opened.header.sender, header.message_hex)
         except Exception:
-            log.exception("handle_failed", sender=header.sender, **_ids(header))
+            log.exception("handle_failed", sender=header.sender, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         try:
@@ -270,7 +270,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
                 now_ms=self._clock.now_ms(),
             )
         except EnvelopeError:
-            log.warning("bad_response_key", sender=header.sender, **_ids(header))
+            log.warning("bad_response_key", sender=header.sender, **log_ids(header))
             await self._audited(
                 request, header, started, grpc.StatusCode.INVALID_ARGUMENT, "bad_response_key"
             )
@@ -304,11 +304,6 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         except AuditWriteError:
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         return bureau_pb2.HandleResponse(envelope=sealed)
-
-
-def _ids(header: envelope.Header) -> dict[str, str]:
-    """The ids every log line about one envelope carries."""
-    return {"message_id": header.message_hex, "correlation_id": header.correlation_hex}
 
 
 async def run_node(

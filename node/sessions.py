@@ -234,7 +234,7 @@ class NodeSessions:
                 now_ms=self._clock.now_ms(),
             )
         except Exception:
-            log.exception("handle_failed", sender=header.sender, **_ids(header))
+            log.exception("handle_failed", sender=header.sender, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
             await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         log.debug(
@@ -243,7 +243,7 @@ class NodeSessions:
             query=query.WhichOneof("query"),
             result=result.WhichOneof("result"),
             seq=header.seq,
-            **_ids(header),
+            **log_ids(header),
         )
         return await self._release(context, request, header, started, sealed)
 
@@ -292,7 +292,7 @@ class NodeSessions:
     ) -> NoReturn:
         """FAILED_PRECONDITION with the refusal's detail: the requester opens a new
         session (``session unknown``) or sends a checkpoint (``checkpoint required``)."""
-        log.info("session_refused", sender=header.sender, reason=exc.reason, **_ids(header))
+        log.info("session_refused", sender=header.sender, reason=exc.reason, **log_ids(header))
         status = grpc.StatusCode.FAILED_PRECONDITION
         await self._audited(request, header, started, status, exc.reason)
         await abort(context, status, exc.detail)
@@ -307,7 +307,7 @@ class NodeSessions:
         """ALREADY_EXISTS for a seq its session already took, audited ``replay``, as a
         format 1 replay is (node/server.py)."""
         self._on_replay()
-        log.warning("replayed_envelope", sender=header.sender, seq=header.seq, **_ids(header))
+        log.warning("replayed_envelope", sender=header.sender, seq=header.seq, **log_ids(header))
         status = grpc.StatusCode.ALREADY_EXISTS
         await self._audited(request, header, started, status, "replay")
         await abort(context, status, "envelope already processed")
@@ -327,7 +327,7 @@ class NodeSessions:
             sender=header.sender,
             reason=reason,
             kind=envelope.kind_name(header.kind),
-            **_ids(header),
+            **log_ids(header),
         )
         status = grpc.StatusCode.INVALID_ARGUMENT
         await self._audited(request, header, started, status, reason)
@@ -356,6 +356,6 @@ class NodeSessions:
             )
 
 
-def _ids(header: envelope.Header) -> dict[str, str]:
+def log_ids(header: envelope.Header) -> dict[str, str]:
     """The ids every log line about one envelope carries."""
     return {"message_id": header.message_hex, "correlation_id": header.correlation_hex}
