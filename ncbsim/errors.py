@@ -13,7 +13,8 @@ each also inherits, so ``except ValueError`` still catches it)::
     │   ├── CheckError        a check expression is not valid (ncbsim.simulations.checks)
     │   └── PathError         a check names a path no report holds (ncbsim.simulations.paths)
     ├── IdentityError         the mTLS peer is not who the request claims to be
-    │   └── RevokedError      the mTLS peer's certificate is on the revocation list
+    │   ├── RevokedError      the mTLS peer's certificate is on the revocation list
+    │   └── RightsError       a bureau's user asked beyond the rights its bureau signed
     ├── SessionRefused        a format 2 request for no live session, or past the checkpoint bound
     ├── Replayed              a format 2 request whose seq its session already took
     ├── RoutingError          the recipient bureau is unknown or not registered
@@ -24,7 +25,8 @@ each also inherits, so ``except ValueError`` still catches it)::
     ├── MrzError              an MRZ or an MRZ field cannot be written or read        ValueError
     ├── StoreClosedError      a record store was used after it was closed
     └── LimitExceeded         a rate limit, daily quota or size limit was exceeded
-        └── QueueFull         every recipient's queue was full (back-pressure)
+        ├── QueueFull         every recipient's queue was full (back-pressure)
+        └── QuotaExceeded     a requesting bureau's daily biometric searches are used up
 
 Expected failures are these classes. Anything else is a bug: servers log it and the
 caller gets a generic INTERNAL status with no detail (see :func:`status_for`).
@@ -70,6 +72,11 @@ class IdentityError(NcbsimError):
 
 class RevokedError(IdentityError):
     """The caller's TLS certificate was revoked (``ncbsim pki revoke``)."""
+
+
+class RightsError(IdentityError):
+    """A bureau's user asked for more than its bureau-signed rights allow (a query kind,
+    a message kind, full records): PERMISSION_DENIED, audit reason ``rights``."""
 
 
 class SessionRefused(NcbsimError):  # noqa: N818 - reads as the refusal it is
@@ -159,6 +166,12 @@ class LimitExceeded(NcbsimError):  # noqa: N818 - reads as the status it becomes
         return ((RETRY_AFTER_KEY, value), (PUSHBACK_KEY, value))
 
 
+class QuotaExceeded(LimitExceeded):
+    """A daily cap is used up at the recipient bureau: a requesting bureau's daily
+    biometric searches (Prüm): RESOURCE_EXHAUSTED, audit reason ``daily_cap``, with
+    ``retry_after_ms`` until the next UTC day."""
+
+
 QUEUE_FULL_KEY = "ncbsim-queue-full"
 """Trailing metadata ("1") on a Post refused because every recipient's queue is full."""
 
@@ -195,6 +208,8 @@ _STATUS: dict[type[NcbsimError], grpc.StatusCode] = {
     ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
     IdentityError: grpc.StatusCode.PERMISSION_DENIED,
     RevokedError: grpc.StatusCode.UNAUTHENTICATED,
+    RightsError: grpc.StatusCode.PERMISSION_DENIED,
+    QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     RoutingError: grpc.StatusCode.NOT_FOUND,
     SessionRefused: grpc.StatusCode.FAILED_PRECONDITION,
     Replayed: grpc.StatusCode.ALREADY_EXISTS,
@@ -215,6 +230,8 @@ _REASON: dict[type[NcbsimError], str] = {
     ConfigError: "invalid_argument",
     IdentityError: "identity_mismatch",
     RevokedError: "revoked",
+    RightsError: "rights",
+    QuotaExceeded: "daily_cap",
     RoutingError: "unknown_recipient",
     SessionRefused: "session_refused",
     Replayed: "replay",

@@ -25,55 +25,56 @@ _sym_db = _symbol_database.Default()
 from ncbsim.v2 import directory_pb2 as ncbsim_dot_v2_dot_directory__pb2
 from ncbsim.v2 import envelope_pb2 as ncbsim_dot_v2_dot_envelope__pb2
 from ncbsim.v2 import messages_pb2 as ncbsim_dot_v2_dot_messages__pb2
+from ncbsim.v2 import users_pb2 as ncbsim_dot_v2_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v2/gateway.proto\x12\tncbsim.v2\x1a\x19ncbsim/v2/directory.proto\x1a\x18ncbsim/v2/envelope.proto\x1a\x18ncbsim/v2/messages.proto\"5\n\x0cQueryRequest\x12%\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x13.ncbsim.v2.Envelope\"6\n\rQueryResponse\x12%\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x13.ncbsim.v2.Envelope\";\n\x11MultiQueryRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v2.Envelope\"\x90\x01\n\x08\x44\x65livery\x12\x0e\n\x06\x62ureau\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.ncbsim.v2.DeliveryStatus\x12%\n\x08response\x18\x03 \x01(\x0b\x32\x13.ncbsim.v2.Envelope\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\r\"=\n\x12MultiQueryResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ncbsim.v2.Delivery\"&\n\x13GetDirectoryRequest\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"~\n\x14GetDirectoryResponse\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.ncbsim.v2.SignedDirectoryEntry\x12\x34\n\x0brevocations\x18\x02 \x01(\x0b\x32\x1f.ncbsim.v2.SignedRevocationList\"\"\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x12\n\x10RegisterResponse\"\x0f\n\rRoutesRequest\"!\n\x0eRoutesResponse\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"5\n\x0bPostRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v2.Envelope\"\x94\x01\n\nPostResult\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x11\n\trecipient\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.ncbsim.v2.PostStatus\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"6\n\x0cPostResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.ncbsim.v2.PostResult\"8\n\x0fReceiptsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\xba\x02\n\rPostedMessage\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0f\n\x07post_id\x18\x03 \x01(\x0c\x12\x11\n\trecipient\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.ncbsim.v2.MessageKind\x12&\n\x05state\x18\x06 \x01(\x0e\x32\x17.ncbsim.v2.MessageState\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x07 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x08 \x01(\x03\x12\x15\n\rsettled_at_ms\x18\t \x01(\x03\x12\x10\n\x08\x61ttempts\x18\n \x01(\r\x12)\n\x07receipt\x18\x0b \x01(\x0b\x32\x18.ncbsim.v2.SignedReceipt\x12\x0e\n\x06\x64\x65tail\x18\x0c \x01(\t\"L\n\x10ReceiptsResponse\x12*\n\x08messages\x18\x01 \x03(\x0b\x32\x18.ncbsim.v2.PostedMessage\x12\x0c\n\x04more\x18\x02 \x01(\x08*\x8c\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_NO_ANSWER\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATUS_REFUSED\x10\x03*z\n\nPostStatus\x12\x1b\n\x17POST_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14POST_STATUS_ACCEPTED\x10\x01\x12\x19\n\x15POST_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16POST_STATUS_QUEUE_FULL\x10\x03*\x9b\x01\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MESSAGE_STATE_QUEUED\x10\x01\x12\x1b\n\x17MESSAGE_STATE_DELIVERED\x10\x02\x12\x19\n\x15MESSAGE_STATE_EXPIRED\x10\x03\x12\x1a\n\x16MESSAGE_STATE_REJECTED\x10\x04\x32\xea\x03\n\x0eGatewayService\x12:\n\x05Query\x12\x17.ncbsim.v2.QueryRequest\x1a\x18.ncbsim.v2.QueryResponse\x12I\n\nMultiQuery\x12\x1c.ncbsim.v2.MultiQueryRequest\x1a\x1d.ncbsim.v2.MultiQueryResponse\x12O\n\x0cGetDirectory\x12\x1e.ncbsim.v2.GetDirectoryRequest\x1a\x1f.ncbsim.v2.GetDirectoryResponse\x12\x43\n\x08Register\x12\x1a.ncbsim.v2.RegisterRequest\x1a\x1b.ncbsim.v2.RegisterResponse\x12=\n\x06Routes\x12\x18.ncbsim.v2.RoutesRequest\x1a\x19.ncbsim.v2.RoutesResponse\x12\x37\n\x04Post\x12\x16.ncbsim.v2.PostRequest\x1a\x17.ncbsim.v2.PostResponse\x12\x43\n\x08Receipts\x12\x1a.ncbsim.v2.ReceiptsRequest\x1a\x1b.ncbsim.v2.ReceiptsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17ncbsim/v2/gateway.proto\x12\tncbsim.v2\x1a\x19ncbsim/v2/directory.proto\x1a\x18ncbsim/v2/envelope.proto\x1a\x18ncbsim/v2/messages.proto\x1a\x15ncbsim/v2/users.proto\"5\n\x0cQueryRequest\x12%\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x13.ncbsim.v2.Envelope\"6\n\rQueryResponse\x12%\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x13.ncbsim.v2.Envelope\";\n\x11MultiQueryRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v2.Envelope\"\x90\x01\n\x08\x44\x65livery\x12\x0e\n\x06\x62ureau\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.ncbsim.v2.DeliveryStatus\x12%\n\x08response\x18\x03 \x01(\x0b\x32\x13.ncbsim.v2.Envelope\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\r\"=\n\x12MultiQueryResponse\x12\'\n\ndeliveries\x18\x01 \x03(\x0b\x32\x13.ncbsim.v2.Delivery\"&\n\x13GetDirectoryRequest\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"\xe4\x01\n\x14GetDirectoryResponse\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.ncbsim.v2.SignedDirectoryEntry\x12\x34\n\x0brevocations\x18\x02 \x01(\x0b\x32\x1f.ncbsim.v2.SignedRevocationList\x12)\n\x05users\x18\x03 \x03(\x0b\x32\x1a.ncbsim.v2.SignedUserEntry\x12\x39\n\x10user_revocations\x18\x04 \x03(\x0b\x32\x1f.ncbsim.v2.SignedUserRevocation\"\"\n\x0fRegisterRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\x12\n\x10RegisterResponse\"\x0f\n\rRoutesRequest\"!\n\x0eRoutesResponse\x12\x0f\n\x07\x62ureaus\x18\x01 \x03(\t\"5\n\x0bPostRequest\x12&\n\tenvelopes\x18\x01 \x03(\x0b\x32\x13.ncbsim.v2.Envelope\"\x94\x01\n\nPostResult\x12\x12\n\nmessage_id\x18\x01 \x01(\x0c\x12\x11\n\trecipient\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.ncbsim.v2.PostStatus\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\"6\n\x0cPostResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.ncbsim.v2.PostResult\"8\n\x0fReceiptsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\xba\x02\n\rPostedMessage\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\x0c\x12\x0f\n\x07post_id\x18\x03 \x01(\x0c\x12\x11\n\trecipient\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.ncbsim.v2.MessageKind\x12&\n\x05state\x18\x06 \x01(\x0e\x32\x17.ncbsim.v2.MessageState\x12\x16\n\x0e\x61\x63\x63\x65pted_at_ms\x18\x07 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x08 \x01(\x03\x12\x15\n\rsettled_at_ms\x18\t \x01(\x03\x12\x10\n\x08\x61ttempts\x18\n \x01(\r\x12)\n\x07receipt\x18\x0b \x01(\x0b\x32\x18.ncbsim.v2.SignedReceipt\x12\x0e\n\x06\x64\x65tail\x18\x0c \x01(\t\"L\n\x10ReceiptsResponse\x12*\n\x08messages\x18\x01 \x03(\x0b\x32\x18.ncbsim.v2.PostedMessage\x12\x0c\n\x04more\x18\x02 \x01(\x08*\x8c\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x44\x45LIVERY_STATUS_DELIVERED\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_NO_ANSWER\x10\x02\x12\x1b\n\x17\x44\x45LIVERY_STATUS_REFUSED\x10\x03*z\n\nPostStatus\x12\x1b\n\x17POST_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14POST_STATUS_ACCEPTED\x10\x01\x12\x19\n\x15POST_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16POST_STATUS_QUEUE_FULL\x10\x03*\x9b\x01\n\x0cMessageState\x12\x1d\n\x19MESSAGE_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MESSAGE_STATE_QUEUED\x10\x01\x12\x1b\n\x17MESSAGE_STATE_DELIVERED\x10\x02\x12\x19\n\x15MESSAGE_STATE_EXPIRED\x10\x03\x12\x1a\n\x16MESSAGE_STATE_REJECTED\x10\x04\x32\xea\x03\n\x0eGatewayService\x12:\n\x05Query\x12\x17.ncbsim.v2.QueryRequest\x1a\x18.ncbsim.v2.QueryResponse\x12I\n\nMultiQuery\x12\x1c.ncbsim.v2.MultiQueryRequest\x1a\x1d.ncbsim.v2.MultiQueryResponse\x12O\n\x0cGetDirectory\x12\x1e.ncbsim.v2.GetDirectoryRequest\x1a\x1f.ncbsim.v2.GetDirectoryResponse\x12\x43\n\x08Register\x12\x1a.ncbsim.v2.RegisterRequest\x1a\x1b.ncbsim.v2.RegisterResponse\x12=\n\x06Routes\x12\x18.ncbsim.v2.RoutesRequest\x1a\x19.ncbsim.v2.RoutesResponse\x12\x37\n\x04Post\x12\x16.ncbsim.v2.PostRequest\x1a\x17.ncbsim.v2.PostResponse\x12\x43\n\x08Receipts\x12\x1a.ncbsim.v2.ReceiptsRequest\x1a\x1b.ncbsim.v2.ReceiptsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v2.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYSTATUS']._serialized_start=1491
-  _globals['_DELIVERYSTATUS']._serialized_end=1631
-  _globals['_POSTSTATUS']._serialized_start=1633
-  _globals['_POSTSTATUS']._serialized_end=1755
-  _globals['_MESSAGESTATE']._serialized_start=1758
-  _globals['_MESSAGESTATE']._serialized_end=1913
-  _globals['_QUERYREQUEST']._serialized_start=117
-  _globals['_QUERYREQUEST']._serialized_end=170
-  _globals['_QUERYRESPONSE']._serialized_start=172
-  _globals['_QUERYRESPONSE']._serialized_end=226
-  _globals['_MULTIQUERYREQUEST']._serialized_start=228
-  _globals['_MULTIQUERYREQUEST']._serialized_end=287
-  _globals['_DELIVERY']._serialized_start=290
-  _globals['_DELIVERY']._serialized_end=434
-  _globals['_MULTIQUERYRESPONSE']._serialized_start=436
-  _globals['_MULTIQUERYRESPONSE']._serialized_end=497
-  _globals['_GETDIRECTORYREQUEST']._serialized_start=499
-  _globals['_GETDIRECTORYREQUEST']._serialized_end=537
-  _globals['_GETDIRECTORYRESPONSE']._serialized_start=539
-  _globals['_GETDIRECTORYRESPONSE']._serialized_end=665
-  _globals['_REGISTERREQUEST']._serialized_start=667
-  _globals['_REGISTERREQUEST']._serialized_end=701
-  _globals['_REGISTERRESPONSE']._serialized_start=703
-  _globals['_REGISTERRESPONSE']._serialized_end=721
-  _globals['_ROUTESREQUEST']._serialized_start=723
-  _globals['_ROUTESREQUEST']._serialized_end=738
-  _globals['_ROUTESRESPONSE']._serialized_start=740
-  _globals['_ROUTESRESPONSE']._serialized_end=773
-  _globals['_POSTREQUEST']._serialized_start=775
-  _globals['_POSTREQUEST']._serialized_end=828
-  _globals['_POSTRESULT']._serialized_start=831
-  _globals['_POSTRESULT']._serialized_end=979
-  _globals['_POSTRESPONSE']._serialized_start=981
-  _globals['_POSTRESPONSE']._serialized_end=1035
-  _globals['_RECEIPTSREQUEST']._serialized_start=1037
-  _globals['_RECEIPTSREQUEST']._serialized_end=1093
-  _globals['_POSTEDMESSAGE']._serialized_start=1096
-  _globals['_POSTEDMESSAGE']._serialized_end=1410
-  _globals['_RECEIPTSRESPONSE']._serialized_start=1412
-  _globals['_RECEIPTSRESPONSE']._serialized_end=1488
-  _globals['_GATEWAYSERVICE']._serialized_start=1916
-  _globals['_GATEWAYSERVICE']._serialized_end=2406
+  _globals['_DELIVERYSTATUS']._serialized_start=1617
+  _globals['_DELIVERYSTATUS']._serialized_end=1757
+  _globals['_POSTSTATUS']._serialized_start=1759
+  _globals['_POSTSTATUS']._serialized_end=1881
+  _globals['_MESSAGESTATE']._serialized_start=1884
+  _globals['_MESSAGESTATE']._serialized_end=2039
+  _globals['_QUERYREQUEST']._serialized_start=140
+  _globals['_QUERYREQUEST']._serialized_end=193
+  _globals['_QUERYRESPONSE']._serialized_start=195
+  _globals['_QUERYRESPONSE']._serialized_end=249
+  _globals['_MULTIQUERYREQUEST']._serialized_start=251
+  _globals['_MULTIQUERYREQUEST']._serialized_end=310
+  _globals['_DELIVERY']._serialized_start=313
+  _globals['_DELIVERY']._serialized_end=457
+  _globals['_MULTIQUERYRESPONSE']._serialized_start=459
+  _globals['_MULTIQUERYRESPONSE']._serialized_end=520
+  _globals['_GETDIRECTORYREQUEST']._serialized_start=522
+  _globals['_GETDIRECTORYREQUEST']._serialized_end=560
+  _globals['_GETDIRECTORYRESPONSE']._serialized_start=563
+  _globals['_GETDIRECTORYRESPONSE']._serialized_end=791
+  _globals['_REGISTERREQUEST']._serialized_start=793
+  _globals['_REGISTERREQUEST']._serialized_end=827
+  _globals['_REGISTERRESPONSE']._serialized_start=829
+  _globals['_REGISTERRESPONSE']._serialized_end=847
+  _globals['_ROUTESREQUEST']._serialized_start=849
+  _globals['_ROUTESREQUEST']._serialized_end=864
+  _globals['_ROUTESRESPONSE']._serialized_start=866
+  _globals['_ROUTESRESPONSE']._serialized_end=899
+  _globals['_POSTREQUEST']._serialized_start=901
+  _globals['_POSTREQUEST']._serialized_end=954
+  _globals['_POSTRESULT']._serialized_start=957
+  _globals['_POSTRESULT']._serialized_end=1105
+  _globals['_POSTRESPONSE']._serialized_start=1107
+  _globals['_POSTRESPONSE']._serialized_end=1161
+  _globals['_RECEIPTSREQUEST']._serialized_start=1163
+  _globals['_RECEIPTSREQUEST']._serialized_end=1219
+  _globals['_POSTEDMESSAGE']._serialized_start=1222
+  _globals['_POSTEDMESSAGE']._serialized_end=1536
+  _globals['_RECEIPTSRESPONSE']._serialized_start=1538
+  _globals['_RECEIPTSRESPONSE']._serialized_end=1614
+  _globals['_GATEWAYSERVICE']._serialized_start=2042
+  _globals['_GATEWAYSERVICE']._serialized_end=2532
 # @@protoc_insertion_point(module_scope)

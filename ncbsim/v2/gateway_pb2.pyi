@@ -1,6 +1,7 @@
 from ncbsim.v2 import directory_pb2 as _directory_pb2
 from ncbsim.v2 import envelope_pb2 as _envelope_pb2
 from ncbsim.v2 import messages_pb2 as _messages_pb2
+from ncbsim.v2 import users_pb2 as _users_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -90,12 +91,16 @@ class GetDirectoryRequest(_message.Message):
     def __init__(self, bureaus: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetDirectoryResponse(_message.Message):
-    __slots__ = ("entries", "revocations")
+    __slots__ = ("entries", "revocations", "users", "user_revocations")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    USER_REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[_directory_pb2.SignedDirectoryEntry]
     revocations: _directory_pb2.SignedRevocationList
-    def __init__(self, entries: _Optional[_Iterable[_Union[_directory_pb2.SignedDirectoryEntry, _Mapping]]] = ..., revocations: _Optional[_Union[_directory_pb2.SignedRevocationList, _Mapping]] = ...) -> None: ...
+    users: _containers.RepeatedCompositeFieldContainer[_users_pb2.SignedUserEntry]
+    user_revocations: _containers.RepeatedCompositeFieldContainer[_users_pb2.SignedUserRevocation]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_directory_pb2.SignedDirectoryEntry, _Mapping]]] = ..., revocations: _Optional[_Union[_directory_pb2.SignedRevocationList, _Mapping]] = ..., users: _Optional[_Iterable[_Union[_users_pb2.SignedUserEntry, _Mapping]]] = ..., user_revocations: _Optional[_Iterable[_Union[_users_pb2.SignedUserRevocation, _Mapping]]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("address",)

@@ -25,33 +25,45 @@ _sym_db = _symbol_database.Default()
 from ncbsim.v2 import records_pb2 as ncbsim_dot_v2_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ncbsim/v2/query.proto\x12\tncbsim.v2\x1a\x17ncbsim/v2/records.proto\"\xe3\x01\n\x05Query\x12\x14\n\x0cresponse_key\x18\x01 \x01(\x0c\x12,\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x18.ncbsim.v2.DocumentQueryH\x00\x12(\n\x06person\x18\x03 \x01(\x0b\x32\x16.ncbsim.v2.PersonQueryH\x00\x12*\n\x07vehicle\x18\x04 \x01(\x0b\x32\x17.ncbsim.v2.VehicleQueryH\x00\x12&\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x15.ncbsim.v2.FetchQueryH\x00\x12\x0f\n\x07padding\x18\x0f \x01(\x0c\x42\x07\n\x05query\"/\n\rDocumentQuery\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\"J\n\x0bPersonQuery\x12\x0f\n\x07surname\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\"*\n\x0cVehicleQuery\x12\x0b\n\x03vin\x18\x01 \x01(\t\x12\r\n\x05plate\x18\x02 \x01(\t\"\x19\n\nFetchQuery\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\xbb\x01\n\x06\x41nswer\x12\x1f\n\x04hits\x18\x01 \x01(\x0b\x32\x0f.ncbsim.v2.HitsH\x00\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x11.ncbsim.v2.RecordH\x00\x12(\n\tnot_found\x18\x03 \x01(\x0b\x32\x13.ncbsim.v2.NotFoundH\x00\x12&\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.ncbsim.v2.QueryErrorH\x00\x12\x0f\n\x07padding\x18\x0f \x01(\x0c\x42\x08\n\x06result\")\n\x04Hits\x12!\n\x07matches\x18\x01 \x03(\x0b\x32\x10.ncbsim.v2.Match\"s\n\x05Match\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.ncbsim.v2.RecordKind\x12\r\n\x05score\x18\x03 \x01(\x02\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v2.HandlingCode\"\xb8\x01\n\x06Record\x12-\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x19.ncbsim.v2.TravelDocumentH\x00\x12#\n\x06person\x18\x02 \x01(\x0b\x32\x11.ncbsim.v2.PersonH\x00\x12%\n\x07vehicle\x18\x03 \x01(\x0b\x32\x12.ncbsim.v2.VehicleH\x00\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v2.HandlingCodeB\x08\n\x06record\"\n\n\x08NotFound\"\x1d\n\nQueryError\x12\x0f\n\x07message\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15ncbsim/v2/query.proto\x12\tncbsim.v2\x1a\x17ncbsim/v2/records.proto\"\xbf\x02\n\x05Query\x12\x14\n\x0cresponse_key\x18\x01 \x01(\x0c\x12,\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x18.ncbsim.v2.DocumentQueryH\x00\x12(\n\x06person\x18\x03 \x01(\x0b\x32\x16.ncbsim.v2.PersonQueryH\x00\x12*\n\x07vehicle\x18\x04 \x01(\x0b\x32\x17.ncbsim.v2.VehicleQueryH\x00\x12&\n\x05\x66\x65tch\x18\x05 \x01(\x0b\x32\x15.ncbsim.v2.FetchQueryH\x00\x12.\n\tbiometric\x18\x06 \x01(\x0b\x32\x19.ncbsim.v2.BiometricQueryH\x00\x12*\n\x07\x63onfirm\x18\x07 \x01(\x0b\x32\x17.ncbsim.v2.ConfirmQueryH\x00\x12\x0f\n\x07padding\x18\x0f \x01(\x0c\x42\x07\n\x05query\"/\n\rDocumentQuery\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x0e\n\x06issuer\x18\x02 \x01(\t\"J\n\x0bPersonQuery\x12\x0f\n\x07surname\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\"*\n\x0cVehicleQuery\x12\x0b\n\x03vin\x18\x01 \x01(\t\x12\r\n\x05plate\x18\x02 \x01(\t\"\x19\n\nFetchQuery\x12\x0b\n\x03ref\x18\x01 \x01(\t\"a\n\x0e\x42iometricQuery\x12%\n\x08modality\x18\x01 \x01(\x0e\x32\x13.ncbsim.v2.Modality\x12\x10\n\x08template\x18\x02 \x01(\x0c\x12\x16\n\x0emax_candidates\x18\x03 \x01(\r\"T\n\x0c\x43onfirmQuery\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12%\n\x08modality\x18\x02 \x01(\x0e\x32\x13.ncbsim.v2.Modality\x12\x10\n\x08template\x18\x03 \x01(\x0c\"\x99\x02\n\x06\x41nswer\x12\x1f\n\x04hits\x18\x01 \x01(\x0b\x32\x0f.ncbsim.v2.HitsH\x00\x12#\n\x06record\x18\x02 \x01(\x0b\x32\x11.ncbsim.v2.RecordH\x00\x12(\n\tnot_found\x18\x03 \x01(\x0b\x32\x13.ncbsim.v2.NotFoundH\x00\x12&\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.ncbsim.v2.QueryErrorH\x00\x12+\n\ncandidates\x18\x05 \x01(\x0b\x32\x15.ncbsim.v2.CandidatesH\x00\x12/\n\x0c\x63onfirmation\x18\x06 \x01(\x0b\x32\x17.ncbsim.v2.ConfirmationH\x00\x12\x0f\n\x07padding\x18\x0f \x01(\x0c\x42\x08\n\x06result\")\n\x04Hits\x12!\n\x07matches\x18\x01 \x03(\x0b\x32\x10.ncbsim.v2.Match\"s\n\x05Match\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.ncbsim.v2.RecordKind\x12\r\n\x05score\x18\x03 \x01(\x02\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v2.HandlingCode\"\xb8\x01\n\x06Record\x12-\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x19.ncbsim.v2.TravelDocumentH\x00\x12#\n\x06person\x18\x02 \x01(\x0b\x32\x11.ncbsim.v2.PersonH\x00\x12%\n\x07vehicle\x18\x03 \x01(\x0b\x32\x12.ncbsim.v2.VehicleH\x00\x12)\n\x08handling\x18\x04 \x01(\x0e\x32\x17.ncbsim.v2.HandlingCodeB\x08\n\x06record\"\n\n\x08NotFound\"6\n\nCandidates\x12(\n\ncandidates\x18\x01 \x03(\x0b\x32\x14.ncbsim.v2.Candidate\"5\n\tCandidate\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\r\"S\n\x0c\x43onfirmation\x12\x11\n\tconfirmed\x18\x01 \x01(\x08\x12\r\n\x05score\x18\x02 \x01(\x02\x12!\n\x06record\x18\x03 \x01(\x0b\x32\x11.ncbsim.v2.Record\"\x1d\n\nQueryError\x12\x0f\n\x07message\x18\x01 \x01(\t*Q\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x18\n\x14MODALITY_FINGERPRINT\x10\x01\x12\x11\n\rMODALITY_FACE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ncbsim.v2.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MODALITY']._serialized_start=1634
+  _globals['_MODALITY']._serialized_end=1715
   _globals['_QUERY']._serialized_start=62
-  _globals['_QUERY']._serialized_end=289
-  _globals['_DOCUMENTQUERY']._serialized_start=291
-  _globals['_DOCUMENTQUERY']._serialized_end=338
-  _globals['_PERSONQUERY']._serialized_start=340
-  _globals['_PERSONQUERY']._serialized_end=414
-  _globals['_VEHICLEQUERY']._serialized_start=416
-  _globals['_VEHICLEQUERY']._serialized_end=458
-  _globals['_FETCHQUERY']._serialized_start=460
-  _globals['_FETCHQUERY']._serialized_end=485
-  _globals['_ANSWER']._serialized_start=488
-  _globals['_ANSWER']._serialized_end=675
-  _globals['_HITS']._serialized_start=677
-  _globals['_HITS']._serialized_end=718
-  _globals['_MATCH']._serialized_start=720
-  _globals['_MATCH']._serialized_end=835
-  _globals['_RECORD']._serialized_start=838
-  _globals['_RECORD']._serialized_end=1022
-  _globals['_NOTFOUND']._serialized_start=1024
-  _globals['_NOTFOUND']._serialized_end=1034
-  _globals['_QUERYERROR']._serialized_start=1036
-  _globals['_QUERYERROR']._serialized_end=1065
+  _globals['_QUERY']._serialized_end=381
+  _globals['_DOCUMENTQUERY']._serialized_start=383
+  _globals['_DOCUMENTQUERY']._serialized_end=430
+  _globals['_PERSONQUERY']._serialized_start=432
+  _globals['_PERSONQUERY']._serialized_end=506
+  _globals['_VEHICLEQUERY']._serialized_start=508
+  _globals['_VEHICLEQUERY']._serialized_end=550
+  _globals['_FETCHQUERY']._serialized_start=552
+  _globals['_FETCHQUERY']._serialized_end=577
+  _globals['_BIOMETRICQUERY']._serialized_start=579
+  _globals['_BIOMETRICQUERY']._serialized_end=676
+  _globals['_CONFIRMQUERY']._serialized_start=678
+  _globals['_CONFIRMQUERY']._serialized_end=762
+  _globals['_ANSWER']._serialized_start=765
+  _globals['_ANSWER']._serialized_end=1046
+  _globals['_HITS']._serialized_start=1048
+  _globals['_HITS']._serialized_end=1089
+  _globals['_MATCH']._serialized_start=1091
+  _globals['_MATCH']._serialized_end=1206
+  _globals['_RECORD']._serialized_start=1209
+  _globals['_RECORD']._serialized_end=1393
+  _globals['_NOTFOUND']._serialized_start=1395
+  _globals['_NOTFOUND']._serialized_end=1405
+  _globals['_CANDIDATES']._serialized_start=1407
+  _globals['_CANDIDATES']._serialized_end=1461
+  _globals['_CANDIDATE']._serialized_start=1463
+  _globals['_CANDIDATE']._serialized_end=1516
+  _globals['_CONFIRMATION']._serialized_start=1518
+  _globals['_CONFIRMATION']._serialized_end=1601
+  _globals['_QUERYERROR']._serialized_start=1603
+  _globals['_QUERYERROR']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)
