@@ -45,7 +45,7 @@ def _kinds(text: str | None, option: str) -> frozenset[int] | None:
 
 def _rights(args: argparse.Namespace) -> Rights:
     """The role's default rights with the options given laid over them."""
-    rights = Rights.from_proto(users.role_rights(args.role))
+    rights = Rights.from_proto(users.role_rights(users.check_role(args.role)))
     changes: dict[str, object] = {}
     if args.kinds is not None:
         kinds = frozenset(k.strip().lower() for k in args.kinds.split(",") if k.strip())
@@ -58,9 +58,9 @@ def _rights(args: argparse.Namespace) -> Rights:
         if kinds_ is not None:
             changes[field] = kinds_
     if args.rate is not None:
-        changes["rate_per_s"] = args.rate
+        changes["rate_per_s"] = _whole(args.rate, "--rate")
     if args.daily is not None:
-        changes["daily_limit"] = args.daily
+        changes["daily_limit"] = _whole(args.daily, "--daily")
     if args.full_records is not None:
         changes["full_records"] = args.full_records
     return dataclasses.replace(rights, **changes)  # type: ignore[arg-type]
@@ -146,13 +146,14 @@ def cmd_user_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
+def _whole(text: str, option: str) -> int:
+    """A whole number of 0 or more from an option, or a one-line ConfigError."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        raise ConfigError(f"{option}: not a whole number: {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+        raise ConfigError(f"{option}: must be 0 or more, not {value}")
     return value
 
 
@@ -176,14 +177,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _where(add)
     add.add_argument("--bureau", required=True, type=str.upper, help="its bureau, e.g. FR")
     add.add_argument("--name", required=True, help="its name under the bureau: cdg-border-12")
-    add.add_argument("--role", required=True, choices=ROLES, help="sets the default rights")
+    add.add_argument("--role", required=True, help=f"sets the default rights: {', '.join(ROLES)}")
     add.add_argument(
         "--kinds", help=f"query kinds it may ask, comma-separated ({','.join(QUERY_KINDS)}; none)"
     )
     add.add_argument("--receive", help="message kinds it may receive: diffusion,message,notice")
     add.add_argument("--send", help="message kinds it may send: message,diffusion (or none)")
-    add.add_argument("--rate", type=_positive, help="its own rate limit, envelopes a second")
-    add.add_argument("--daily", type=_positive, help="envelopes a UTC day (0: no daily limit)")
+    add.add_argument("--rate", help="its own rate limit, envelopes a second")
+    add.add_argument("--daily", help="envelopes a UTC day (0: no daily limit)")
     records = add.add_mutually_exclusive_group()
     records.add_argument(
         "--full-records",
