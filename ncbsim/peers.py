@@ -117,9 +117,9 @@ class Peers:
         ]
         if missing:
             # a user's entry is checked against its bureau's: ask for both
-            bureaus_too = (bureau_of(c) for c in missing if is_user(c))
-            ask = [*missing, *(b for b in bureaus_too if b not in self.directory)]
-            await self._fetch(list(dict.fromkeys(ask)), timeout)
+            bureaus_too = dict.fromkeys(bureau_of(c) for c in missing if is_user(c))
+            extra = [b for b in bureaus_too if b not in self.directory and b not in missing]
+            await self._fetch([*missing, *extra], timeout)
             for code in missing:
                 if refresh or code not in self.directory:
                     self._missed[code] = now
