@@ -64,6 +64,13 @@ class Answer:
             return []
         return list(self.response.hits.matches)
 
+    @property
+    def candidates(self) -> list[query_pb2.Candidate]:
+        """A biometric search's candidate list, best first (empty unless a hit)."""
+        if self.response is None or not self.response.HasField("candidates"):
+            return []
+        return list(self.response.candidates.candidates)
+
 
 def failure_outcome(code: grpc.StatusCode) -> Outcome:
     """How a failed gateway call counts: unreachable or too slow is no answer, else failed."""
@@ -160,6 +167,10 @@ def classify(bureau: str, body: query_pb2.Answer, latency_ms: float, mid: str) -
     which = body.WhichOneof("result")
     if which == "hits":
         outcome = Outcome.HIT if body.hits.matches else Outcome.NO_HIT
+    elif which == "candidates":  # a biometric search: a candidate list, or none
+        outcome = Outcome.HIT if body.candidates.candidates else Outcome.NO_HIT
+    elif which == "confirmation":  # its step 2: the person, or not confirmed
+        outcome = Outcome.RECORD if body.confirmation.confirmed else Outcome.NOT_FOUND
     elif which == "record":
         outcome = Outcome.RECORD
     elif which == "not_found":

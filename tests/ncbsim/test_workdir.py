@@ -82,6 +82,7 @@ def test_a_bureau_folder_gives_its_node_every_file() -> None:
         hits=BUREAU.hits,
         inbox=BUREAU.inbox,
         proofs=BUREAU.proofs,
+        caps=BUREAU.caps,
     )
     assert WD.gateway.files == GatewayFiles(audit=WD.gateway.audit, mailbox=WD.gateway.mailbox)
 
