@@ -19,12 +19,23 @@ from ncbsim.v2 import query_pb2
 __all__ = ["confirm", "read_probe", "search"]
 
 
+_WIRE = {
+    biometrics.FINGERPRINT: query_pb2.MODALITY_FINGERPRINT,
+    biometrics.FACE: query_pb2.MODALITY_FACE,
+}
+
+
+def _wire(modality: str) -> query_pb2.Modality:
+    biometrics.to_wire(modality)  # QueryError for an unknown modality
+    return _WIRE[modality]
+
+
 def search(modality: str, probe: bytes, max_candidates: int = 0) -> query_pb2.Query:
     """A 1:N search of the owner's ``modality`` collection with ``probe`` (step 1);
     ``max_candidates`` 0 asks for the owner's default."""
     return query_pb2.Query(
         biometric=query_pb2.BiometricQuery(
-            modality=biometrics.to_wire(modality),
+            modality=_wire(modality),
             template=probe,
             max_candidates=max_candidates,
         )
@@ -34,9 +45,7 @@ def search(modality: str, probe: bytes, max_candidates: int = 0) -> query_pb2.Qu
 def confirm(ref: str, modality: str, probe: bytes) -> query_pb2.Query:
     """The hit confirmation (step 2) of candidate ``ref`` with ``probe``."""
     return query_pb2.Query(
-        confirm=query_pb2.ConfirmQuery(
-            ref=ref, modality=biometrics.to_wire(modality), template=probe
-        )
+        confirm=query_pb2.ConfirmQuery(ref=ref, modality=_wire(modality), template=probe)
     )
 
 

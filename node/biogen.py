@@ -114,7 +114,13 @@ def enrol(conn: sqlite3.Connection, bureau: str, seed: int, count: int) -> int:
 
 
 def capture(
-    bureau: str, seed: int, person_ref: str, modality: str, quality: str, rng: np.random.Generator
+    bureau: str,
+    seed: int,
+    person_ref: str,
+    *,
+    modality: str,
+    quality: str,
+    rng: np.random.Generator,
 ) -> bytes:
     """A new capture of a bureau's enrolled person at ``quality``, as probe bytes: the
     simulator playing the camera or the scanner (``ncbsim record probe``, traffic)."""
@@ -122,7 +128,9 @@ def capture(
     return biometrics.encode(biometrics.sample(template, quality, rng))
 
 
-def stranger(seed: int, name: str, modality: str, quality: str, rng: np.random.Generator) -> bytes:
+def stranger(
+    seed: int, name: str, *, modality: str, quality: str, rng: np.random.Generator
+) -> bytes:
     """A capture of a subject no bureau enrolled (``"nobody/NAME"``): a true no-hit."""
     template = biometrics.subject_template(seed, f"nobody/{name}", modality)
     return biometrics.encode(biometrics.sample(template, quality, rng))

@@ -104,9 +104,14 @@ class Collection:
         return {kind: len(index) for kind, index in self.indexes.items()}
 
 
-def _handling(control: Control) -> int:
-    # Wire values: H0..H3 are 1..4; 0 (UNSPECIFIED) is none attached (as node/answer.py).
-    return 0 if control.handling is None else control.handling + 1
+# The wire handling codes, as node/answer.py sends them; None: the owner attached none.
+_HANDLING = {
+    None: records_pb2.HANDLING_CODE_UNSPECIFIED,
+    0: records_pb2.HANDLING_CODE_H0,
+    1: records_pb2.HANDLING_CODE_H1,
+    2: records_pb2.HANDLING_CODE_H2,
+    3: records_pb2.HANDLING_CODE_H3,
+}
 
 
 class BiometricAnswerer:
@@ -180,9 +185,7 @@ class BiometricAnswerer:
                 if len(released) >= limit:
                     break
                 hits.notify(control, person_ref, modality, "hit")
-                released.append(
-                    query_pb2.Candidate(ref=ref, score=score, rank=len(released) + 1)
-                )
+                released.append(query_pb2.Candidate(ref=ref, score=score, rank=len(released) + 1))
             if len(released) >= limit or len(found) < asked or asked == len(index):
                 break
             wide *= 4
@@ -213,7 +216,8 @@ class BiometricAnswerer:
             )
         hits.notify(control, person_ref, "confirm", "released")
         record = query_pb2.Record(
-            person=records_pb2.Person(**dataclasses.asdict(person)), handling=_handling(control)
+            person=records_pb2.Person(**dataclasses.asdict(person)),
+            handling=_HANDLING[control.handling],
         )
         return query_pb2.Answer(
             confirmation=query_pb2.Confirmation(confirmed=True, score=score, record=record)

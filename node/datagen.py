@@ -49,8 +49,8 @@ from typing import TypeVar
 
 from ncbsim import private
 from ncbsim.countries import INTERPOL_MEMBERS, Country, country
-from ncbsim.node._romanize import Names, romanize
 from ncbsim.node import biogen
+from ncbsim.node._romanize import Names, romanize
 from ncbsim.node._tables import (
     ADULT_CIRCUMSTANCES,
     CHILD_CIRCUMSTANCES,
@@ -425,9 +425,9 @@ def generate(
     The same ``(bureau, seed)`` and counts always give the same contents, whatever the
     number of ``workers`` (processes; default: one per CPU, up to 8). Records are made in
     chunks of :data:`CHUNK`, each from its own seeded generator, so chunks can be made in
-    parallel and still come out the same. The first ``biometrics`` persons get a
-    fingerprint and a face each (:mod:`ncbsim.node.biogen`). Raises ``FileExistsError`` if ``db_path``
-    exists and ``UnknownCountry`` for an unknown bureau.
+    parallel and still come out the same. The first ``biometrics`` persons are enrolled
+    (:mod:`ncbsim.node.biogen`). Raises ``FileExistsError`` if ``db_path`` exists and
+    ``UnknownCountry`` for an unknown bureau.
     """
     started = time.perf_counter()
     home = country(bureau)

@@ -8,7 +8,8 @@ over its daily biometric cap (:class:`~ncbsim.errors.QuotaExceeded`, RESOURCE_EX
 retry-after until midnight UTC), a user beyond its rights
 (:class:`~ncbsim.errors.RightsError`, PERMISSION_DENIED). Each is audited with its reason
 (``bad_query``, ``daily_cap``, ``rights``) before the refusal goes out; the detail names
-no query term.
+no query term. Anything else the answer path raises is a bug: logged, audited
+``internal`` and refused INTERNAL with no detail, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 import grpc
+import structlog
 
 from ncbsim import envelope
 from ncbsim.errors import IdentityError, LimitExceeded, QueryError, reason_for, status_for
@@ -24,11 +26,13 @@ from ncbsim.serving import abort
 
 __all__ = ["REFUSED", "refuse"]
 
+log = structlog.get_logger()
+
 REFUSED = (QueryError, LimitExceeded, IdentityError)
 """What the answer path raises to refuse a query rather than answer it."""
 
 
-async def refuse(  # noqa: PLR0913, PLR0917 - the shape of the handlers' own refusals
+async def refuse(  # noqa: PLR0917 - the shape of the handlers' own refusals
     audited: Callable[..., Awaitable[None]],
     request: envelope.Envelope,
     header: envelope.Header,
@@ -36,7 +40,13 @@ async def refuse(  # noqa: PLR0913, PLR0917 - the shape of the handlers' own ref
     context: grpc.aio.ServicerContext,
     exc: Exception,
 ) -> NoReturn:
-    """Audit the refusal of an opened query with ``exc``'s reason, then abort the call."""
+    """Audit the refusal of an opened query with ``exc``'s reason, then abort the call
+    (INTERNAL, logged, for an exception that is not one of :data:`REFUSED`)."""
+    if not isinstance(exc, REFUSED):
+        ids = {"message_id": header.message_hex, "correlation_id": header.correlation_hex}
+        log.error("handle_failed", sender=header.sender, exc_info=exc, **ids)
+        await audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
+        await abort(context, grpc.StatusCode.INTERNAL, "internal error")
     status, detail = status_for(exc)
     await audited(request, header, started, status, reason_for(exc))
     trailers = exc.trailing_metadata() if isinstance(exc, LimitExceeded) else ()

@@ -27,8 +27,7 @@ from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.metrics import NodeMetrics
 from ncbsim.metrics import serve as serve_metrics
-from ncbsim.node import observed
-from ncbsim.node import biometric_answer
+from ncbsim.node import biometric_answer, observed
 from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
 from ncbsim.node.config import NodeConfig
@@ -38,7 +37,7 @@ from ncbsim.node.keys import KeyWatch, entry_stamp
 from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
 from ncbsim.node.proofs import ProofLog
-from ncbsim.node.refusals import REFUSED, refuse
+from ncbsim.node.refusals import refuse
 from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.sessions import NodeSessions, log_ids
@@ -261,12 +260,8 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
         try:
             result = self._answer(query, opened.header.sender, header.message_hex)
-        except REFUSED as exc:  # the owner refuses it: a bad probe, a daily cap, rights
+        except Exception as exc:  # refused (a bad probe, a daily cap, rights), or a bug
             await refuse(self._audited, request, header, started, context, exc)
-        except Exception:
-            log.exception("handle_failed", sender=header.sender, **log_ids(header))
-            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         try:
             sealed = envelope.seal_response(
                 padding.padded(result, padding.RESPONSE_BYTES),

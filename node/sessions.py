@@ -41,7 +41,7 @@ from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, SessionRefuse
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.node import observed
-from ncbsim.node.refusals import REFUSED, refuse
+from ncbsim.node.refusals import refuse
 from ncbsim.peers import Peers
 from ncbsim.serving import abort
 from ncbsim.v2 import bureau_pb2, query_pb2
@@ -234,12 +234,8 @@ class NodeSessions:
                 request=opened.header,
                 now_ms=self._clock.now_ms(),
             )
-        except REFUSED as exc:  # the owner refuses it: a bad probe, a daily cap, rights
+        except Exception as exc:  # refused (a bad probe, a daily cap, rights), or a bug
             await refuse(self._audited, request, header, started, context, exc)
-        except Exception:
-            log.exception("handle_failed", sender=header.sender, **log_ids(header))
-            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
         log.debug(
             "answered",
             sender=header.sender,

@@ -217,7 +217,9 @@ def request(args: argparse.Namespace, *, today: dt.date) -> query_pb2.Query:
         return biosearch.search(args.kind, probe, max_candidates(args.max))
     if args.kind == "confirm":
         ref = reference(args.ref)
-        return biosearch.confirm(ref, args.modality, biosearch.read_probe(args.probe, args.modality))
+        return biosearch.confirm(
+            ref, args.modality, biosearch.read_probe(args.probe, args.modality)
+        )
     return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=reference(args.ref)))
 
 

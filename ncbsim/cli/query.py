@@ -128,7 +128,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     query.set_defaults(func=cmd_query, server=False)
 
 
-def _biometric_parsers(kinds: argparse._SubParsersAction[argparse.ArgumentParser], output: argparse.ArgumentParser) -> None:
+def _biometric_parsers(
+    kinds: argparse._SubParsersAction[argparse.ArgumentParser], output: argparse.ArgumentParser
+) -> None:
     """``fingerprint``, ``face`` (a 1:N search: a candidate list) and ``confirm`` (step 2)."""
     from ncbsim import biometrics
 

@@ -104,7 +104,13 @@ def cmd_node(args: argparse.Namespace) -> int:
     )
     if not db.exists():  # only once the options are known to be good
         datagen.generate(
-            db, args.bureau, seed=args.seed, documents=2000, persons=500, vehicles=500, biometrics=100
+            db,
+            args.bureau,
+            seed=args.seed,
+            documents=2000,
+            persons=500,
+            vehicles=500,
+            biometrics=100,
         )
     with traced("node", args.bureau, args.trace_file):
         asyncio.run(serve(config))

@@ -66,7 +66,7 @@ _TOP_KEYS = (
     "name", "description", "bureaus", "seed", "records", "traffic", "messages", "engine",
     "events", "checks",
 )  # fmt: skip
-_RECORD_KEYS = ("documents", "persons", "vehicles", "planted")
+_RECORD_KEYS = ("documents", "persons", "vehicles", "planted", "biometrics")
 _TRAFFIC_KEYS = (
     "duration_s", "rate_per_s", "hit_ratio", "fetch_ratio", "deadline_ms", "max_in_flight",
     "requesters", "mix",

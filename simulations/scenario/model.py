@@ -36,10 +36,18 @@ class Records:
     persons: int = 500
     vehicles: int = 500
     planted: int = 20
+    biometrics: int = 0
+    """Persons enrolled with a fingerprint and a face each (ncbsim.node.biogen)."""
 
     def __post_init__(self) -> None:
         for name in ("documents", "persons", "vehicles", "planted"):
             _int(f"records.{name}", getattr(self, name), ge=1)
+        _int("records.biometrics", self.biometrics, ge=0)
+        if self.biometrics > self.persons:
+            raise _Invalid(
+                "records.biometrics",
+                f"expected at most the bureau's {self.persons} persons, got {self.biometrics}",
+            )
         if self.planted > self.documents + self.persons + self.vehicles:
             raise _Invalid(
                 "records.planted",
