@@ -56,6 +56,14 @@ class Records:
             )
 
 
+_MIX = ("document", "person", "vehicle", "multi", "fingerprint", "face")
+BIOMETRIC_QUALITIES = {
+    "fingerprint": ("rolled", "plain", "latent"),
+    "face": ("enrolment", "border", "cctv"),
+}
+"""Capture qualities of traffic's probes (ncbsim.biometrics.QUALITIES, checked by a test)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Mix:
     """Relative weights of the query kinds; ``multi`` is a document query to ALL bureaus."""
@@ -64,22 +72,22 @@ class Mix:
     person: float = 3
     vehicle: float = 2
     multi: float = 0.2
+    fingerprint: float = 0
+    """A 1:N fingerprint search of one bureau (needs ``records.biometrics``)."""
+    face: float = 0
+    """A 1:N face search of one bureau (needs ``records.biometrics``)."""
 
     def __post_init__(self) -> None:
-        for name in ("document", "person", "vehicle", "multi"):
+        for name in _MIX:
             _number(f"traffic.mix.{name}", getattr(self, name), ge=0)
         if not any(self.weights().values()):
             raise _Invalid("traffic.mix", "expected at least one weight > 0, all are 0")
-        _as_float(self, "document", "person", "vehicle", "multi")
+        _as_float(self, *_MIX)
 
     def weights(self) -> dict[str, float]:
-        """Kind -> weight, in a fixed order (document, person, vehicle, multi)."""
-        return {
-            "document": self.document,
-            "person": self.person,
-            "vehicle": self.vehicle,
-            "multi": self.multi,
-        }
+        """Kind -> weight, in a fixed order (document, person, vehicle, multi, fingerprint,
+        face): zero weights at the end change no draw of the kinds before them."""
+        return {name: getattr(self, name) for name in _MIX}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,8 +102,15 @@ class Traffic:
     max_in_flight: int = 64
     requesters: tuple[str, ...] = ()
     mix: Mix = field(default_factory=Mix)
+    fingerprint_quality: str = "plain"
+    """The capture quality of fingerprint probes: rolled, plain or latent."""
+    face_quality: str = "border"
+    """The capture quality of face probes: enrolment, border or cctv."""
 
     def __post_init__(self) -> None:
+        for modality, qualities in BIOMETRIC_QUALITIES.items():
+            key = f"{modality}_quality"
+            _choice(f"traffic.{key}", getattr(self, key), qualities)
         _number("traffic.duration_s", self.duration_s, gt=0)
         _number("traffic.rate_per_s", self.rate_per_s, gt=0)
         _number("traffic.hit_ratio", self.hit_ratio, ge=0, le=1)
