@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parsers", "cmd_bench", "cmd_load"]
+__all__ = ["add_parsers", "cmd_bench", "cmd_bench_biometrics", "cmd_load"]
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -21,6 +21,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ncbsim.load import bench
 
     return bench.cli(args)
+
+
+def cmd_bench_biometrics(args: argparse.Namespace) -> int:
+    from ncbsim.load import bench_biometrics
+
+    return bench_biometrics.cli(args)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,3 +42,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(func=cmd_bench, server=False)
+    # `ncbsim bench biometrics`: an optional sub-command, so plain `ncbsim bench ...` is unchanged.
+    targets = bench_parser.add_subparsers(dest="bench_target", metavar="{biometrics}")
+    biometrics = targets.add_parser(
+        "biometrics", help="accuracy (FMR, FNMR, DET) and 1:N search speed of the biometric model"
+    )
+    from ncbsim.load import bench_biometrics
+
+    bench_biometrics.add_arguments(biometrics)
+    biometrics.set_defaults(func=cmd_bench_biometrics, server=False)
