@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ncbsim import biometrics
+from ncbsim.client import Answer
 from ncbsim.errors import ConfigError
 from ncbsim.v2 import query_pb2
 
-__all__ = ["confirm", "read_probe", "search"]
+__all__ = ["candidates", "confirm", "read_probe", "search"]
 
 
 _WIRE = {
@@ -47,6 +48,13 @@ def confirm(ref: str, modality: str, probe: bytes) -> query_pb2.Query:
     return query_pb2.Query(
         confirm=query_pb2.ConfirmQuery(ref=ref, modality=_wire(modality), template=probe)
     )
+
+
+def candidates(answer: Answer) -> list[query_pb2.Candidate]:
+    """The candidate list of an answer to a search, best first (empty for any other)."""
+    if answer.response is None or not answer.response.HasField("candidates"):
+        return []
+    return list(answer.response.candidates.candidates)
 
 
 def read_probe(path: Path, modality: str, option: str = "--probe") -> bytes:

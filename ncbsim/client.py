@@ -64,13 +64,6 @@ class Answer:
             return []
         return list(self.response.hits.matches)
 
-    @property
-    def candidates(self) -> list[query_pb2.Candidate]:
-        """A biometric search's candidate list, best first (empty unless a hit)."""
-        if self.response is None or not self.response.HasField("candidates"):
-            return []
-        return list(self.response.candidates.candidates)
-
 
 def failure_outcome(code: grpc.StatusCode) -> Outcome:
     """How a failed gateway call counts: unreachable or too slow is no answer, else failed."""

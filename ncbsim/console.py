@@ -15,6 +15,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from ncbsim import biosearch
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.countries import country
 from ncbsim.errors import DirectoryError, UnknownCountry
@@ -182,7 +183,7 @@ def second_steps(query: query_pb2.Query, answer: Answer) -> list[query_pb2.Query
                     ref=c.ref, modality=search.modality, template=search.template
                 )
             )
-            for c in answer.candidates
+            for c in biosearch.candidates(answer)
         ]
     return [query_pb2.Query(fetch=query_pb2.FetchQuery(ref=m.ref)) for m in answer.matches]
 
@@ -199,9 +200,10 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         data["detail"] = answer.detail
     if answer.matches:
         data["matches"] = [_match_dict(m) for m in answer.matches]
-    if answer.candidates:
+    if biosearch.candidates(answer):
         data["candidates"] = [
-            {"rank": c.rank, "ref": c.ref, "score": round(c.score, 3)} for c in answer.candidates
+            {"rank": c.rank, "ref": c.ref, "score": round(c.score, 3)}
+            for c in biosearch.candidates(answer)
         ]
     if answer.response is not None and answer.response.HasField("confirmation"):
         confirmation = answer.response.confirmation
@@ -287,8 +289,10 @@ def _answers_table(answers: list[Answer], *, step2: bool = False) -> Table:
         table.add_column(column, justify="right" if column == "ms" else "left")
     for answer in answers:
         refs = ", ".join(_with_handling(m.ref, m.handling) for m in answer.matches)
-        if answer.candidates:
-            refs = "\n".join(f"{c.rank}. {c.ref}  {c.score:.3f}" for c in answer.candidates)
+        if biosearch.candidates(answer):
+            refs = "\n".join(
+                f"{c.rank}. {c.ref}  {c.score:.3f}" for c in biosearch.candidates(answer)
+            )
         confirming = answer.response is not None and answer.response.HasField("confirmation")
         if confirming and answer.response is not None:
             confirmation = answer.response.confirmation

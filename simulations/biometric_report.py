@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ncbsim import biosearch
 from ncbsim.client import Outcome
 from ncbsim.simulations.outcomes import ANSWERED, Sent
 from ncbsim.simulations.schema import BIOMETRIC_KINDS
@@ -38,7 +39,7 @@ def summary(items: Sequence[Sent], kinds: Sequence[str]) -> dict[str, dict[str, 
                 if answer.outcome.value not in ANSWERED:
                     continue
                 planted = s.planned.expect_hit.get(answer.bureau)
-                refs = [c.ref for c in answer.candidates]
+                refs = [c.ref for c in biosearch.candidates(answer)]
                 if planted is None:
                     strangers += 1
                     false_candidates += bool(refs)

@@ -334,7 +334,7 @@ def second_step(
     (else the first), or for a biometric search the confirmation of that candidate with
     the search's own probe (``confirm``)."""
     if query.WhichOneof("query") == "biometric":
-        refs = [c.ref for c in answer.candidates]
+        refs = [c.ref for c in biosearch.candidates(answer)]
         ref = planted if planted in refs else refs[0]
         search = query.biometric
         confirm = query_pb2.ConfirmQuery(

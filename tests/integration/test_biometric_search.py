@@ -93,14 +93,14 @@ def test_a_search_ranks_the_planted_subject_first_and_step_2_confirms_it(
         [biosearch.search(modality, probe), biosearch.search(modality, probe, max_candidates=10)],
     )
     assert search.outcome == Outcome.HIT, search.detail
-    candidates = search.candidates
+    candidates = biosearch.candidates(search)
     assert candidates[0].ref == ref
     assert [c.rank for c in candidates] == list(range(1, len(candidates) + 1))
     assert len(candidates) <= biometrics.DEFAULT_CANDIDATES
     assert all(c.score >= biometrics.THRESHOLDS[modality]["search"] - 1e-6 for c in candidates)
     assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
-    assert len(wide.candidates) <= biometrics.MAX_CANDIDATES
-    assert wide.candidates[0].ref == ref
+    assert len(biosearch.candidates(wide)) <= biometrics.MAX_CANDIDATES
+    assert biosearch.candidates(wide)[0].ref == ref
 
     (confirmed,) = _ask(network, "FR", [biosearch.confirm(ref, modality, probe)])
     assert confirmed.outcome == Outcome.RECORD
