@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbsim import biometrics
 from ncbsim.simulations.scenario.events import ALL, POST_KINDS, Event, FaultEvent, QueryEvent
 from ncbsim.simulations.scenario.timeline import check_scenario
 from ncbsim.simulations.scenario.values import (
@@ -57,11 +58,6 @@ class Records:
 
 
 _MIX = ("document", "person", "vehicle", "multi", "fingerprint", "face")
-BIOMETRIC_QUALITIES = {
-    "fingerprint": ("rolled", "plain", "latent"),
-    "face": ("enrolment", "border", "cctv"),
-}
-"""Capture qualities of traffic's probes (ncbsim.biometrics.QUALITIES, checked by a test)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -108,7 +104,7 @@ class Traffic:
     """The capture quality of face probes: enrolment, border or cctv."""
 
     def __post_init__(self) -> None:
-        for modality, qualities in BIOMETRIC_QUALITIES.items():
+        for modality, qualities in biometrics.QUALITIES.items():
             key = f"{modality}_quality"
             _choice(f"traffic.{key}", getattr(self, key), qualities)
         _number("traffic.duration_s", self.duration_s, gt=0)
