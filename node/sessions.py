@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError
 from ncbsim import envelope, padding, session
 from ncbsim.clock import Clock
 from ncbsim.directory import Peer
-from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, SessionRefused
+from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, RightsError, SessionRefused
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.node import observed
@@ -233,6 +233,8 @@ class NodeSessions:
                 request=opened.header,
                 now_ms=self._clock.now_ms(),
             )
+        except RightsError:
+            await self.rights_refused(request, header, started, context)
         except Exception:
             log.exception("handle_failed", sender=header.sender, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
@@ -296,6 +298,20 @@ class NodeSessions:
         status = grpc.StatusCode.FAILED_PRECONDITION
         await self._audited(request, header, started, status, exc.reason)
         await abort(context, status, exc.detail)
+
+    async def rights_refused(
+        self,
+        request: envelope.Envelope,
+        header: envelope.Header,
+        started: float,
+        context: grpc.aio.ServicerContext,
+    ) -> NoReturn:
+        """PERMISSION_DENIED for a user's query beyond its rights (node/rights.py),
+        audited ``rights``, in either format; the detail does not name the query's kind."""
+        log.warning("rights_refused", sender=header.sender, **log_ids(header))
+        status = grpc.StatusCode.PERMISSION_DENIED
+        await self._audited(request, header, started, status, "rights")
+        await abort(context, status, "the query is outside the rights the user's bureau signed")
 
     async def _replayed(
         self,
