@@ -253,14 +253,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             log.warning("replayed_envelope", sender=header.sender, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.ALREADY_EXISTS, "replay")
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
-        try:
-            result = self._answer(query, opened.header.sender, header.message_hex)
-        except RightsError:
-            await self.sessions.rights_refused(request, header, started, context)
-        except Exception:
-            log.exception("handle_failed", sender=header.sender, **log_ids(header))
-            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        result = await self._answer_or_refuse(query, request, header, started, context)
         try:
             sealed = envelope.seal_response(
                 padding.padded(result, padding.RESPONSE_BYTES),
@@ -284,6 +277,24 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             correlation_id=header.correlation_hex,
         )
         return await self._release(context, request, header, started, sealed)
+
+    async def _answer_or_refuse(
+        self,
+        query: query_pb2.Query,
+        request: envelope.Envelope,
+        header: envelope.Header,
+        started: float,
+        context: grpc.aio.ServicerContext,
+    ) -> query_pb2.Answer:
+        """Format 1's answer to an opened query, or its refusal (rights, internal)."""
+        try:
+            return self._answer(query, header.sender, header.message_hex)
+        except RightsError:
+            await self.sessions.rights_refused(request, header, started, context)
+        except Exception:
+            log.exception("handle_failed", sender=header.sender, **log_ids(header))
+            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
+            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
 
     def _answer(self, query: query_pb2.Query, requester: str, message_id: str) -> query_pb2.Answer:
         """The answer to one opened query (node/answer.py), either format: RightsError if
