@@ -11,11 +11,11 @@ it) and logs an info line ``record_hit``.
 An event holds who asked (the requester principal: a bureau, ``FR``, or the user of a
 bureau who asked, ``FR/cdg-border-12``, docs/users.md), when, which reference, the
 record's kind, the query's kind and outcome, and the message id. Never the query's
-terms: the reference is the only part of the query it keeps. The outcome is ``hit`` (step 1 match), ``released`` (step 2
-returned the record) or ``withheld`` (the record matched or was fetched, but its access
-restriction hid it from the requester, who saw no-hit or not-found). A withheld event
-tells the owner that a bureau it excluded looked for the record; the requester cannot
-tell that anything was recorded.
+terms: the reference is the only part of the query it keeps. The outcome is ``hit``
+(step 1 match), ``released`` (step 2 returned the record) or ``withheld`` (the record
+matched or was fetched, but its access restriction hid it from the requester, who saw
+no-hit or not-found). A withheld event tells the owner that a bureau it excluded looked
+for the record; the requester cannot tell that anything was recorded.
 
 :meth:`HitLog.record` only appends to a queue (a writer thread inserts in batches), so
 it is safe to call on the node's event loop. :func:`read_hits` reads the file from
