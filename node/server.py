@@ -39,6 +39,7 @@ from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.sessions import NodeSessions, log_ids
 from ncbsim.node.store import RecordStore
+from ncbsim.node.user_revocations import UserRevocations
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.processes import stop_on_signals
@@ -403,6 +404,7 @@ async def run_node(
             suite=config.pki.suite,
         )
         stack.push_async_callback(service.sessions.drain)
+        service.sessions.revocations = UserRevocations(config.pki, peers.directory)
         served = await start_server(
             tls,
             config.listen,
