@@ -10,10 +10,17 @@ names the keys it replaced and how long they stay acceptable (the grace period).
 Revocation (``ncbsim pki revoke``): the root's signed list (:mod:`ncbsim.revocation`)
 names revoked entries and keys; a directory drops them at once and refuses them
 from then on, and never accepts an older list than the one it holds.
+
+A directory holds a bureau's users too (docs/users.md): each ``SignedUserEntry`` is
+verified against its bureau's entry held here (:func:`ncbsim.users.verify_user`), and
+:meth:`Directory.get` serves a user ``FR/x`` as a :class:`Peer` whose ``bureau`` is the
+principal and whose ``rights`` are set. A user is refused once its bureau revokes it
+(``SignedUserRevocation``) or once its bureau is revoked or gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterable
@@ -25,13 +32,23 @@ from google.protobuf.message import DecodeError
 from ncbsim import _crypto
 from ncbsim.errors import DirectoryError, PkiError
 from ncbsim.pki import DIRECTORY_CONTEXT, PkiDir, check_bureau_code
+from ncbsim.principal import bureau_of, is_user
 from ncbsim.revocation import NONE, Revoked, verify_list
+from ncbsim.users import (
+    Rights,
+    User,
+    entry_principal,
+    revocation_principal,
+    verify_user,
+    verify_user_revocation,
+)
 from ncbsim.v2 import directory_pb2
 
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """A bureau's public E2E keys from a verified directory entry."""
+    """A bureau's public E2E keys from a verified directory entry, or a user's from its
+    bureau-signed entry (then ``bureau`` is the principal ``FR/x`` and ``rights`` is set)."""
 
     bureau: str
     verify_key: _crypto.VerifyKey
@@ -47,6 +64,8 @@ class Peer:
     previous_until_ms: int = 0
     requester_only: bool = False
     """The bureau sends queries but runs no node to answer them."""
+    rights: Rights | None = None
+    """A user's rights, as its bureau signed them; None for a bureau."""
 
     def verify_key_for(self, key_id: bytes, now_ms: int) -> _crypto.VerifyKey | None:
         """The signing key with id ``key_id``: the current one, or the previous one
@@ -145,6 +164,19 @@ def verify_entry(
     )
 
 
+def _user_peer(user: User) -> Peer:
+    return Peer(
+        bureau=user.principal,
+        verify_key=user.verify_key,
+        encryption_key=user.encryption_key,
+        signing_key_id=user.signing_key_id,
+        encryption_key_id=user.encryption_key_id,
+        not_after_ms=user.not_after_ms,
+        serial=user.serial,
+        rights=user.rights,
+    )
+
+
 class Directory:
     """Peers this party trusts, each verified against the pinned root."""
 
@@ -152,6 +184,10 @@ class Directory:
         self._root = root
         self._peers: dict[str, Peer] = {}
         self._verified: dict[bytes, Peer] = {}
+        self._users: dict[str, tuple[User, Peer]] = {}
+        self._verified_users: dict[bytes, User] = {}
+        self._users_revoked: dict[str, int] = {}
+        """The highest serial each bureau revoked of each of its users."""
         self.revoked = NONE
         """The newest revocation list this directory has verified."""
 
@@ -177,6 +213,12 @@ class Directory:
             except DirectoryError:
                 if not directory.revoked.sequence:
                     raise
+        for revocation in pki.signed_user_revocations():
+            with contextlib.suppress(DirectoryError):  # its bureau is gone: so are its users
+                directory.add_users([], [revocation])
+        for signed in pki.signed_users():
+            with contextlib.suppress(DirectoryError):  # revoked, expired or not its bureau's
+                directory.add_users([signed])
         return directory
 
     def apply_revocations(self, signed_list: bytes) -> bool:
@@ -227,15 +269,86 @@ class Directory:
             added.append(peer)
         return added
 
+    def add_users(
+        self, signed_users: Iterable[bytes], signed_revocations: Iterable[bytes] = ()
+    ) -> list[Peer]:
+        """Verify and remember user revocations, then user entries, each against its
+        bureau's entry held here; raises DirectoryError on the first bad one (a bureau
+        signing for another, a revoked or expired user, a bureau not held)."""
+        now_ms = int(time.time() * 1000)
+        for signed in signed_revocations:
+            claimed = revocation_principal(signed)
+            user, serial = verify_user_revocation(self._bureau_peer(claimed), signed)
+            if serial > self._users_revoked.get(user, 0):
+                self._users_revoked[user] = serial
+            held = self._users.get(user)
+            if held is not None and held[0].serial <= serial:
+                del self._users[user]
+        added = []
+        for signed in signed_users:
+            claimed = entry_principal(signed)
+            bureau = self._bureau_peer(claimed)
+            user_ = self._verified_users.get(signed)
+            if user_ is None or user_.not_after_ms <= now_ms:
+                user_ = verify_user(bureau, signed, now_ms=now_ms)
+                self._verified_users[signed] = user_
+            elif bureau.verify_key_for(user_.issuer_key_id, now_ms) is None:
+                raise DirectoryError(f"user entry for {claimed} not signed by {bureau.bureau}")
+            if self._users_revoked.get(user_.principal, 0) >= user_.serial:
+                raise DirectoryError(f"{user_.principal} is revoked by {user_.bureau}")
+            current = self._users.get(user_.principal)
+            if current is not None and current[0].serial > user_.serial:
+                continue  # an older entry never displaces a newer one
+            peer = _user_peer(user_)
+            self._users[user_.principal] = (user_, peer)
+            added.append(peer)
+        return added
+
+    def _bureau_peer(self, user: str) -> Peer:
+        bureau = bureau_of(user)
+        try:
+            return self._peers[bureau]
+        except KeyError:
+            raise DirectoryError(
+                f"no verified directory entry for {bureau}, the bureau of {user}"
+            ) from None
+
+    def user(self, principal: str) -> User:
+        """The verified user ``FR/x``: DirectoryError if none is held, or it is revoked,
+        expired, or its bureau is revoked or no longer certifies the key that signed it."""
+        held = self._users.get(principal)
+        if held is None:
+            if principal in self._users_revoked:
+                raise DirectoryError(f"{principal} is revoked by {bureau_of(principal)}")
+            raise DirectoryError(f"no verified directory entry for {principal}")
+        user = held[0]
+        now_ms = int(time.time() * 1000)
+        bureau = self._bureau_peer(principal)
+        if user.not_after_ms <= now_ms:
+            raise DirectoryError(f"the entry of {principal} is outside its validity")
+        if bureau.verify_key_for(user.issuer_key_id, now_ms) is None:
+            raise DirectoryError(
+                f"{user.bureau} no longer certifies the key that signed {principal}"
+            )
+        return user
+
     def get(self, bureau: str) -> Peer:
-        """The verified peer for ``bureau``, or DirectoryError."""
+        """The verified peer for ``bureau`` (a bureau code or a user ``FR/x``), or
+        DirectoryError."""
+        if is_user(bureau):
+            self.user(bureau)
+            return self._users[bureau][1]
         try:
             return self._peers[bureau]
         except KeyError:
             raise DirectoryError(f"no verified directory entry for {bureau}") from None
 
     def __contains__(self, bureau: object) -> bool:
-        return bureau in self._peers
+        return bureau in self._peers or bureau in self._users
+
+    def users(self) -> list[str]:
+        """Principals of every user held (revoked ones left out), sorted."""
+        return sorted(self._users)
 
     def bureaus(self) -> list[str]:
         """Codes of every verified peer, sorted."""

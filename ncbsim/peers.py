@@ -4,6 +4,10 @@ The gateway only carries directory entries; each one is verified here against th
 pinned root (see :mod:`ncbsim.directory`), so a gateway that swaps a key is caught.
 Every directory reply also carries the gateway's newest revocation list, which is
 verified the same way and adopted only if it is newer than the one held.
+
+A user ``FR/x`` resolves the same way: its entry (and its bureau's, if missing) is fetched
+and verified against its bureau's entry (docs/users.md); the reply's user revocations,
+each signed by its bureau, are applied before it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import structlog
 from ncbsim.directory import Directory, Peer
 from ncbsim.errors import DirectoryError
 from ncbsim.pki import PkiDir
+from ncbsim.principal import bureau_of, is_user
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc
 
 _MISS_BACKOFF_S = 5.0
@@ -111,7 +116,10 @@ class Peers:
             and now - self._missed.get(c, float("-inf")) >= _MISS_BACKOFF_S
         ]
         if missing:
-            await self._fetch(missing, timeout)
+            # a user's entry is checked against its bureau's: ask for both
+            bureaus_too = (bureau_of(c) for c in missing if is_user(c))
+            ask = [*missing, *(b for b in bureaus_too if b not in self.directory)]
+            await self._fetch(list(dict.fromkeys(ask)), timeout)
             for code in missing:
                 if refresh or code not in self.directory:
                     self._missed[code] = now
@@ -141,4 +149,17 @@ class Peers:
             except DirectoryError as exc:
                 # A gateway that substitutes a key lands here; the entry is never used.
                 log.warning("directory_entry_refused", reason=str(exc))
+        for signed in reply.user_revocations:
+            try:
+                self.directory.add_users([], [signed.SerializeToString()])
+            except DirectoryError as exc:
+                log.warning("user_revocation_refused", reason=str(exc))
+        for signed in reply.users:
+            try:
+                for peer in self.directory.add_users([signed.SerializeToString()]):
+                    self._fetched[peer.bureau] = now
+                verified += 1
+            except DirectoryError as exc:
+                # A gateway serving a user no bureau vouches for lands here: never used.
+                log.warning("user_entry_refused", reason=str(exc))
         log.debug("directory_fetched", asked=len(bureaus), verified=verified)

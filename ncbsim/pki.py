@@ -7,12 +7,16 @@
     DIR/gateway/tls.{crt,key}        gateway: server and client auth, SAN gateway.ncbsim
     DIR/operator/tls.{crt,key}       control plane (health checks, ncbsim up), SAN operator.ncbsim
     DIR/bureaus/FR/tls.{crt,key}     bureau FR: SAN fr.bureau.ncbsim, CN FR
+    DIR/bureaus/FR/ca.{crt,key}      FR's CA for its users (ncbsim.bureau_ca, docs/users.md)
     DIR/bureaus/FR/signing.key       FR's Ed25519 E2E signing key (0600)
     DIR/bureaus/FR/encryption.key    FR's X25519 E2E encryption key (0600)
     DIR/directory/FR.entry           FR's public E2E keys, signed by the root
     DIR/revocations.list             the root's signed revocation list (after a revoke)
     DIR/suite                        the network's session suite, ``classic`` or ``hybrid``
     DIR/bureaus/FR/previous/*.key    FR's keys replaced by ``pki rotate`` (grace period)
+    DIR/bureaus/FR/users/NAME/       user FR/NAME's TLS and E2E keys (``ncbsim user add``)
+    DIR/users/FR/NAME.entry          FR/NAME's public entry, signed by FR (ncbsim.users)
+    DIR/users/FR/NAME.revoked        FR's signed revocation of FR/NAME (``ncbsim user revoke``)
 
 ``ncbsim pki rotate`` and ``ncbsim pki revoke`` are in :mod:`ncbsim.rekey`.
 
@@ -33,10 +37,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ncbsim import _crypto
+from ncbsim import _crypto, bureau_ca
 from ncbsim import private as private_files
 from ncbsim.countries import country
 from ncbsim.errors import PkiError, UnknownCountry
+from ncbsim.principal import is_user, split
 from ncbsim.v2 import directory_pb2
 
 GATEWAY_NAME = "gateway.ncbsim"
@@ -130,10 +135,54 @@ class PkiDir:
         return self.root / "directory"
 
     def party(self, name: str) -> Path:
-        """Folder of 'gateway', 'operator' or a bureau code."""
+        """Folder of 'gateway', 'operator', a bureau code or a user ``FR/name``."""
         if name in ("gateway", "operator"):
             return self.root / name
+        if is_user(name):
+            bureau, user = split(name)
+            return self.root / "bureaus" / bureau / "users" / user
         return self.root / "bureaus" / check_bureau_code(name)
+
+    def bureau_ca(self, bureau: str) -> tuple[Path, Path]:
+        """Paths of bureau ``bureau``'s CA certificate and key (they certify its users)."""
+        folder = self.party(check_bureau_code(bureau))
+        return folder / "ca.crt", folder / "ca.key"
+
+    @property
+    def users_dir(self) -> Path:
+        """The users' part of the directory: ``users/FR/NAME.{entry,revoked}``."""
+        return self.root / "users"
+
+    def user_entry_path(self, user: str) -> Path:
+        """The SignedUserEntry file of user ``FR/name``."""
+        bureau, name = split(user)
+        if not name:
+            raise PkiError(f"not a user: {user!r} (write FR/cdg-border-12)")
+        return self.users_dir / bureau / f"{name}.entry"
+
+    def user_revocation_path(self, user: str) -> Path:
+        """The SignedUserRevocation file of user ``FR/name`` (absent unless revoked)."""
+        return self.user_entry_path(user).with_suffix(".revoked")
+
+    def users(self, bureau: str | None = None) -> list[str]:
+        """Principals of every user with an entry on disk (of ``bureau`` only, if given),
+        sorted."""
+        pattern = f"{check_bureau_code(bureau)}/*.entry" if bureau else "*/*.entry"
+        return sorted(f"{p.parent.name}/{p.stem}" for p in self.users_dir.glob(pattern))
+
+    def signed_users(self, users: list[str] | None = None) -> list[bytes]:
+        """Serialized SignedUserEntry files, for every user or the named ones."""
+        found = []
+        for user in self.users() if users is None else users:
+            try:
+                found.append(self.user_entry_path(user).read_bytes())
+            except FileNotFoundError:
+                continue
+        return found
+
+    def signed_user_revocations(self) -> list[bytes]:
+        """Serialized SignedUserRevocation files, every one on disk."""
+        return [p.read_bytes() for p in sorted(self.users_dir.glob("*/*.revoked"))]
 
     def entry_path(self, bureau: str) -> Path:
         return self.directory / f"{check_bureau_code(bureau)}.entry"
@@ -196,7 +245,8 @@ class PkiDir:
         )
 
     def tls(self, name: str) -> TlsFiles:
-        """TLS material for 'gateway', 'operator' or a bureau code."""
+        """TLS material for 'gateway', 'operator', a bureau code or a user ``FR/name``
+        (whose ``cert`` is its chain: its own certificate, then its bureau CA's)."""
         folder = self.party(name)
         try:
             return TlsFiles(
@@ -219,8 +269,9 @@ class PkiDir:
         return key
 
     def signed_entries(self, bureaus: list[str] | None = None) -> list[bytes]:
-        """Serialized SignedDirectoryEntry files, for every bureau or the named ones."""
-        codes = bureaus or self.bureaus()
+        """Serialized SignedDirectoryEntry files, for every bureau or the named ones (users
+        named among them are left to :meth:`signed_users`)."""
+        codes = [c for c in bureaus if not is_user(c)] if bureaus else self.bureaus()
         return [self.entry_path(c).read_bytes() for c in codes if self.entry_path(c).exists()]
 
 
@@ -324,7 +375,8 @@ def _root(now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificat
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + CERT_VALIDITY * 5)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # path length 1: the root certifies each bureau's CA, which certifies its users
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -359,7 +411,8 @@ def load_root(pki: PkiDir) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate
 
 
 def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool = False) -> None:
-    """Issue TLS certificate, E2E keys and a root-signed directory entry for one bureau.
+    """Issue TLS certificate, E2E keys, a root-signed directory entry and the CA that
+    certifies its users (:mod:`ncbsim.bureau_ca`) for one bureau.
 
     ``requester_only`` marks a bureau that sends queries but runs no node (the signed
     entry says so, so a query to ALL leaves it out without asking the gateway).
@@ -374,6 +427,15 @@ def add_bureau(pki: PkiDir, code: str, *, serial: int = 1, requester_only: bool 
     )
     write_file(folder / "tls.crt", cert, private=True)
     write_file(folder / "tls.key", key, private=True)
+    ca_cert_path, ca_key_path = pki.bureau_ca(code)
+    try:
+        bureau_ca.check_root_allows_bureau_cas(ca_cert, pki.root)
+    except PkiError:
+        pass  # a PKI made before users: its bureaus get no CA (``user add`` says why)
+    else:
+        bureau_cert, bureau_key = bureau_ca.issue_bureau_ca(ca_key, ca_cert, code, now=now)
+        write_file(ca_cert_path, bureau_cert, private=True)
+        write_file(ca_key_path, bureau_key, private=True)
     signing = _crypto.ed25519_generate()
     encryption = _crypto.x25519_generate()
     write_file(folder / "signing.key", _crypto.private_key_to_pem(signing), private=True)

@@ -25,7 +25,7 @@ PRIVATE_FILES = {
     *(
         f"bureaus/{code}/{name}"
         for code in BUREAUS
-        for name in ("tls.key", "signing.key", "encryption.key")
+        for name in ("tls.key", "ca.key", "signing.key", "encryption.key")
     ),
 }
 
@@ -72,7 +72,7 @@ def test_private_keys_are_0600_under_permissive_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     keys = list(network.root.rglob("*.key"))
-    assert len(keys) == 6
+    assert len(keys) == 7
     assert {_mode(path) for path in keys} == {0o600}
 
 
