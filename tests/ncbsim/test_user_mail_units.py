@@ -38,7 +38,7 @@ def test_as_takes_a_user_only_where_the_command_acts_as_one() -> None:
     assert acting_as(user) == "FR/cdg-border-12"
     with pytest.raises(ConfigError, match="acts as a bureau; give FR"):
         acting_as(argparse.Namespace(as_bureau="FR/cdg-border-12"))
-    with pytest.raises(ConfigError, match="^--as: not a bureau or user"):
+    with pytest.raises(ConfigError, match=r"^--as: not a bureau or user"):
         acting_as(argparse.Namespace(as_bureau="FR/Bad Name", as_users=True))
 
 
