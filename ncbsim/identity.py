@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ncbsim import _crypto, principal
+from ncbsim import _crypto, principal, users
 from ncbsim.directory import Peer, verify_entry
 from ncbsim.errors import DirectoryError, PkiError
 from ncbsim.pki import PkiDir
@@ -114,15 +114,12 @@ def load_user(pki: PkiDir, user: str, *, now_ms: int) -> Identity:
     """Load user ``FR/x``'s keys from ``pki/bureaus/FR/users/x`` and check them against
     its entry, verified against FR's root-verified entry; PkiError if they do not match,
     or if FR revoked the user (``pki/users/FR/x.revoked``)."""
-    from ncbsim import users
-
-    bureau, name = principal.split(user)
+    bureau = principal.bureau_of(user)
     folder = pki.party(user)
-    listing = pki.root / "users" / bureau
     try:
         signing = _crypto.signing_key_from_pem((folder / "signing.key").read_bytes())
         encryption = _crypto.x25519_from_pem((folder / "encryption.key").read_bytes())
-        signed = (listing / f"{name}.entry").read_bytes()
+        signed = pki.user_entry_path(user).read_bytes()
         bureau_entry = pki.entry_path(bureau).read_bytes()
     except (FileNotFoundError, _crypto.CryptoFailure, ValueError) as exc:
         raise PkiError(f"cannot load the E2E keys of {user} from {folder}") from exc
@@ -139,7 +136,7 @@ def load_user(pki: PkiDir, user: str, *, now_ms: int) -> Identity:
         identity.encryption_key_id,
     ):
         raise PkiError(f"the keys of {user} do not match its entry")
-    revoked = listing / f"{name}.revoked"
+    revoked = pki.user_revocation_path(user)
     if revoked.is_file():
         try:
             _, serial = users.verify_user_revocation(bureau_peer, revoked.read_bytes())
