@@ -220,7 +220,7 @@ async def run_query(
         fetched: list[Answer] = []
         if args.fetch:
             for answer in answers:
-                for match in answer.matches:
+                for match in (m for m in answer.matches if m.ref):  # hit-only: no refs
                     step2 = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=match.ref))
                     fetched.append(await client.query(step2, answer.bureau, timeout=args.timeout))
     if args.json:
