@@ -6,7 +6,14 @@ the caller's mTLS identity and the protocol's rules before it is relayed
 :func:`admit_posts`). Queries and posts share one header check (:func:`check_header`)
 and differ only in the kinds they take and the one-way rules. A refusal is a domain
 error (:mod:`ncbsim.errors`) that the RPC turns into its status. The directory, the
-rate limiter and the time are passed in, so every rule is tested without a server.
+users' book, the rate limiter and the time are passed in, so every rule is tested
+without a server.
+
+A caller may be a bureau's user (``FR/x``, docs/users.md). Its bureau-signed rights
+decide what it may do here: no query kinds, no query envelopes (RightsError); a one-way
+copy only of a kind in its ``send_kinds``; a copy to a user only of a kind in that
+user's ``receive_kinds``; its own rate and daily limit. A query's recipient is always a
+bureau; a copy's may be a user, routed to its bureau's node.
 """
 
 from __future__ import annotations
@@ -24,12 +31,16 @@ from ncbsim.errors import (
     EnvelopeError,
     IdentityError,
     PkiError,
+    RevokedError,
+    RightsError,
     RoutingError,
 )
 from ncbsim.gateway.copies import Incoming
-from ncbsim.gateway.limits import RateLimiter, check_size
+from ncbsim.gateway.limits import BureauLimit, RateLimiter, check_size, user_limit
 from ncbsim.pki import check_bureau_code
+from ncbsim.principal import bureau_of, check_principal, is_user
 from ncbsim.protocol import MAX_ENVELOPES_PER_CALL
+from ncbsim.users import Rights, User
 
 _Message = TypeVar("_Message", bound=Message)
 QUERY_KINDS = frozenset({envelope.QUERY_REQUEST, session.SESSION_OPEN, session.SESSION_CLOSE})
@@ -49,6 +60,38 @@ class Directory(Protocol):
     def send_only(self, bureau: str) -> bool:
         """Whether ``bureau`` runs no node to deliver to."""
         ...
+
+
+class Users(Protocol):
+    """What admission asks of the users' book (a :class:`~ncbsim.gateway.user_files.UserFiles`)."""
+
+    def user(self, principal: str) -> User:
+        """The current user ``FR/x``: RevokedError if revoked, DirectoryError if unknown."""
+        ...
+
+
+def _rights(users: Users | None, principal: str) -> Rights:
+    """The rights of a user caller (checked already by the credentials step)."""
+    if users is None:
+        raise IdentityError(f"{principal}: this gateway serves no users")
+    try:
+        return users.user(principal).rights
+    except DirectoryError as exc:
+        raise IdentityError(str(exc)) from None
+
+
+def limit_for(peer: str, users: Users | None) -> BureauLimit | None:
+    """A user's own limit from its rights; None for a bureau (the limiter's own)."""
+    return user_limit(_rights(users, peer)) if is_user(peer) else None
+
+
+def is_principal(value: str) -> bool:
+    """Whether ``value`` is a well-formed bureau code or user ``FR/x``."""
+    try:
+        check_principal(value)
+    except PkiError:
+        return False
+    return True
 
 
 def is_code(value: str) -> bool:
@@ -114,12 +157,13 @@ def meter_batch(
     *,
     max_bytes: int,
     limiter: RateLimiter,
+    users: Users | None = None,
 ) -> None:
     """:func:`check_batch`, then count every envelope against the caller's limit (before
-    admission: refusals count too), or raise for the whole call."""
+    admission: refusals count too; a user's from its rights), or raise for the whole call."""
     check_batch(items, request_bytes, max_bytes)
     if peer is not None:
-        limiter.take(peer, len(items))
+        limiter.take(peer, len(items), limit=limit_for(peer, users))
 
 
 def check_header(
@@ -127,32 +171,42 @@ def check_header(
     request: envelope.Envelope,
     kinds: Container[int],
     versions: Container[int] = (envelope.VERSION,),
+    *,
+    user_recipient: bool = False,
 ) -> envelope.Header:
     """The header of ``request`` if the caller may send it: IdentityError if there is no
-    bureau certificate or the sender is not the caller, EnvelopeError if the header is
-    not one of ``versions`` (default: 1) with ids of the protocol's length, one of
-    ``kinds`` and a recipient that is a bureau code."""
+    bureau or user certificate or the sender is not the caller, EnvelopeError if the
+    header is not one of ``versions`` (default: 1) with ids of the protocol's length, one
+    of ``kinds`` and a recipient that is a bureau code (or a user, if ``user_recipient``)."""
     if peer is None:
         raise IdentityError("a bureau certificate is required")
     header = envelope.unverified_header(request)
-    if header.sender != peer:  # peer is a valid code, so this also bounds the sender
-        raise IdentityError("header sender does not match the authenticated bureau")
+    if header.sender != peer:  # peer is a valid principal, so this also bounds the sender
+        raise IdentityError("header sender does not match the authenticated bureau or user")
+    recipient_ok = is_principal if user_recipient else is_code
     if (
         header.version not in versions
         or len(header.message_id) != envelope.MESSAGE_ID_LEN
         or len(header.correlation_id) != envelope.MESSAGE_ID_LEN
         or header.kind not in kinds
-        or not is_code(header.recipient)
+        or not recipient_ok(header.recipient)
     ):
         raise EnvelopeError
     return header
 
 
 def admit_query(
-    peer: str | None, request: envelope.Envelope, directory: Directory
+    peer: str | None,
+    request: envelope.Envelope,
+    directory: Directory,
+    users: Users | None = None,
 ) -> envelope.Header:
-    """Check one query envelope against the caller's identity; raise a domain error if refused."""
+    """Check one query envelope against the caller's identity; raise a domain error if
+    refused. A user whose bureau granted it no query kinds may not send one (RightsError;
+    the recipient checks the kind itself, which only it can see)."""
     header = check_header(peer, request, QUERY_KINDS, QUERY_VERSIONS)
+    if is_user(header.sender) and not _rights(users, header.sender).query_kinds:
+        raise RightsError(f"{header.sender} may not query: its bureau granted no query kinds")
     if not directory.known(header.recipient):
         raise RoutingError(f"unknown bureau {header.recipient!r}")
     return header
@@ -166,11 +220,12 @@ def admit_queries(
     max_bytes: int,
     limiter: RateLimiter,
     directory: Directory,
+    users: Users | None = None,
 ) -> list[tuple[envelope.Envelope, envelope.Header]]:
     """Size, meter and admit every envelope of a MultiQuery (distinct recipients), or
     raise for the whole call."""
-    meter_batch(peer, items, request_bytes, max_bytes=max_bytes, limiter=limiter)
-    admitted = [(item, admit_query(peer, item, directory)) for item in items]
+    meter_batch(peer, items, request_bytes, max_bytes=max_bytes, limiter=limiter, users=users)
+    admitted = [(item, admit_query(peer, item, directory, users)) for item in items]
     recipients = [h.recipient for _, h in admitted]
     if len(set(recipients)) != len(recipients):
         raise EnvelopeError
@@ -178,12 +233,19 @@ def admit_queries(
 
 
 def admit_post(
-    peer: str | None, request: envelope.Envelope, now_ms: int, directory: Directory
+    peer: str | None,
+    request: envelope.Envelope,
+    now_ms: int,
+    directory: Directory,
+    users: Users | None = None,
 ) -> envelope.Header:
-    """Check one envelope of a Post against the caller and the one-way rules."""
-    header = check_header(peer, request, envelope.ONE_WAY_KINDS)
+    """Check one envelope of a Post against the caller, its rights (a user's) and the
+    one-way rules."""
+    header = check_header(peer, request, envelope.ONE_WAY_KINDS, user_recipient=True)
     if header.recipient == header.sender:
         raise ConfigError("a bureau cannot post to itself")
+    if is_user(header.sender) and not _rights(users, header.sender).may_send(header.kind):
+        raise RightsError(f"{header.sender} may not send {envelope.kind_name(header.kind)}")
     if header.kind == envelope.NOTICE and peer != GENERAL_SECRETARIAT:
         raise IdentityError(f"only {GENERAL_SECRETARIAT} may post notices")
     if header.kind == envelope.NOTICE_REQUEST and header.recipient != GENERAL_SECRETARIAT:
@@ -200,11 +262,29 @@ def admit_post(
         raise ConfigError(
             f"the envelope expires more than {envelope.MAX_TTL_MS // 3_600_000} h from now"
         )
-    if not directory.known(header.recipient):
-        raise RoutingError(f"unknown bureau {header.recipient!r}")
-    if directory.send_only(header.recipient):
-        raise DirectoryError(f"{header.recipient} only sends: it runs no node to deliver to")
+    node = bureau_of(header.recipient)  # a copy to a user goes to its bureau's node
+    if not directory.known(node):
+        raise RoutingError(f"unknown bureau {node!r}")
+    if directory.send_only(node):
+        raise DirectoryError(f"{node} only sends: it runs no node to deliver to")
+    if is_user(header.recipient):
+        _check_user_recipient(users, header)
     return header
+
+
+def _check_user_recipient(users: Users | None, header: envelope.Header) -> None:
+    """A copy to a user: the user is known, not revoked, and may receive its kind."""
+    recipient = header.recipient
+    if users is None:
+        raise RoutingError(f"unknown user {recipient!r}")
+    try:
+        rights = users.user(recipient).rights
+    except RevokedError as exc:
+        raise DirectoryError(str(exc)) from None
+    except DirectoryError:
+        raise RoutingError(f"unknown user {recipient!r}") from None
+    if not rights.may_receive(header.kind):
+        raise RightsError(f"{recipient} may not receive {envelope.kind_name(header.kind)}")
 
 
 def admit_posts(
@@ -216,13 +296,14 @@ def admit_posts(
     limiter: RateLimiter,
     directory: Directory,
     clock_ms: Callable[[], int],
+    users: Users | None = None,
 ) -> list[Incoming]:
     """Size, meter and admit every envelope of a Post, or raise for the whole call."""
-    meter_batch(peer, items, request_bytes, max_bytes=max_bytes, limiter=limiter)
+    meter_batch(peer, items, request_bytes, max_bytes=max_bytes, limiter=limiter, users=users)
     now_ms = clock_ms()
     admitted = []
     for item in items:
-        header = admit_post(peer, item, now_ms, directory)
+        header = admit_post(peer, item, now_ms, directory, users)
         data = item.SerializeToString()
         admitted.append(Incoming(header, data, envelope.envelope_digest(item)))
     return admitted

@@ -2,10 +2,12 @@
 
 A control request is parsed and held to the envelope size limit like any other, and
 metered in the gateway's control bucket (:func:`control_request`; :func:`bureau_request`
-for Register and ``Receipts``, which only a bureau may call), so a bureau's queries never
-cost it its route or its keys. GetDirectory serves the root-signed entries (revoked ones
-left out) and the revocation list; Register records the caller's node address (IP:port
-only) and wakes delivery to it; Routes lists the bureaus with a registered node.
+for Register, which only a bureau may call, and ``Receipts``, which a bureau's users may
+call too), so a bureau's queries never cost it its route or its keys. GetDirectory serves
+the root-signed entries (revoked ones left out), the revocation list, the users the
+bureaus signed (verified) and their revocations; Register records the caller's node
+address (IP:port only) and wakes delivery to it; Routes lists the bureaus with a
+registered node.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ncbsim import transport
 from ncbsim.errors import ConfigError, EnvelopeError, IdentityError, NcbsimError, RoutingError
 from ncbsim.gateway.admission import parse
 from ncbsim.gateway.parts import GatewayParts
+from ncbsim.principal import is_user
 from ncbsim.v2 import gateway_pb2
 
 _Message = TypeVar("_Message", bound=Message)
@@ -35,7 +38,7 @@ async def control_request(
     """Parse a directory or routing request, metered in its own bucket (so queries
     never cost a bureau its route or keys), or refuse and audit it."""
     started = time.perf_counter()
-    peer = transport.peer_bureau(context)
+    peer = transport.peer_principal(context)
     try:
         parts.check_credentials(peer, context)
         parsed = parse(raw, message, max_bytes=parts.max_bytes)
@@ -55,12 +58,14 @@ async def bureau_request(
     context: grpc.aio.ServicerContext,
     *,
     only: str,
+    users_too: bool = False,
 ) -> tuple[_Message, str]:
-    """:func:`control_request` for an RPC only a bureau may call: anyone else is refused
-    (IdentityError ``only a bureau can {only}``) and audited."""
+    """:func:`control_request` for an RPC only a bureau (or, ``users_too``, a bureau's
+    user) may call: anyone else is refused (IdentityError ``only a bureau can {only}``)
+    and audited."""
     started = time.perf_counter()
     parsed, peer = await control_request(parts, rpc, raw, message, context)
-    if peer is None:
+    if peer is None or (is_user(peer) and not users_too):
         error = IdentityError(f"only a bureau can {only}")
         await parts.refuse(context, rpc, None, error, started=started, refused=[(len(raw), None)])
     return parsed, peer
@@ -75,12 +80,20 @@ class ControlPlane:
     async def get_directory(
         self, request: bytes, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetDirectoryResponse:
-        """The entries asked for (all when none) and the revocation list, if any."""
+        """The entries asked for (all when none) and the revocation list, if any; the
+        users asked for (all when none; each verified against its bureau) and every
+        user revocation."""
         directory = self._parts.directory
         parsed, _ = await control_request(
             self._parts, "GetDirectory", request, gateway_pb2.GetDirectoryRequest, context
         )
-        reply = gateway_pb2.GetDirectoryResponse(entries=directory.entries(list(parsed.bureaus)))
+        asked = list(parsed.bureaus)
+        bureaus = [a for a in asked if not is_user(a)]
+        reply = gateway_pb2.GetDirectoryResponse(
+            entries=directory.entries(bureaus) if bureaus or not asked else [],
+            users=self._parts.users.signed(asked),
+            user_revocations=self._parts.users.revocations(),
+        )
         revocations = directory.revocation_list()
         if revocations is not None:
             reply.revocations.CopyFrom(revocations)

@@ -57,6 +57,7 @@ from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
 from ncbsim.gateway.writer import run_to_end
 from ncbsim.metrics import GatewayMetrics
+from ncbsim.principal import bureau_of, is_user
 from ncbsim.protocol import MAX_BATCH_BYTES
 from ncbsim.v2 import bureau_pb2
 
@@ -175,12 +176,16 @@ class Deliverer:
         worker.task = asyncio.create_task(self._work(bureau, worker), name=f"deliver-{bureau}")
 
     def kick(self, bureau: str) -> None:
-        """``bureau`` (re)registered its node: deliver now if it has queued copies."""
+        """``bureau`` (re)registered its node: deliver now if it has queued copies, and
+        what waits for its users (queued under their principals ``FR/x``)."""
         worker = self._workers.get(bureau)
         if worker is not None:
             worker.kick.set()
         elif self._mailbox.queued(bureau) > 0:
             self.wake(bureau)
+        for recipient, other in self._workers.items():
+            if is_user(recipient) and bureau_of(recipient) == bureau:
+                other.kick.set()
 
     def running(self) -> list[str]:
         """Recipients with a worker, sorted (for tests and tools)."""

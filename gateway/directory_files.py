@@ -71,6 +71,9 @@ class DirectoryFiles:
         self._send_only: frozenset[str] = frozenset()
         self.revoked: Revoked = NONE
         """The newest revocation list on disk that the root signed."""
+        self.generation = 0
+        """Grows each time an entry or the revocation list changed on disk (the users'
+        book, :mod:`ncbsim.gateway.user_files`, checks its users again then)."""
 
     def entries(self, bureaus: list[str]) -> list[directory_pb2.SignedDirectoryEntry]:
         """Entries for ``bureaus`` (all when empty), revoked ones left out."""
@@ -133,6 +136,7 @@ class DirectoryFiles:
         if self._stamp is None or stamp[0] != self._stamp[0]:
             self._load_entries(folder, stamp[0])
         self._stamp = stamp
+        self.generation += 1
 
     def _load_entries(self, folder: Path, stamps: tuple[_FileStamp, ...]) -> None:
         entries: dict[str, directory_pb2.SignedDirectoryEntry] = {}

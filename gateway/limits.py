@@ -21,6 +21,10 @@ Per-bureau overrides come from a TOML file (:func:`load_overrides`)::
     rate = 50             # envelopes per second, sustained
     burst = 100           # envelopes at once
     daily_quota = 50000   # envelopes per UTC day
+
+A bureau's user (``FR/x``, docs/users.md) is held to the rate and daily limit its bureau
+signed in its rights (:func:`user_limit`), keyed by the user's principal: its traffic
+does not eat its bureau's own budget.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 
 from ncbsim.errors import PUSHBACK_KEY, RETRY_AFTER_KEY, ConfigError, LimitExceeded, PkiError
 from ncbsim.pki import check_bureau_code
+from ncbsim.users import Rights
 
 __all__ = [
     "PUSHBACK_KEY",
@@ -44,11 +49,14 @@ __all__ = [
     "RateLimiter",
     "check_size",
     "load_overrides",
+    "user_limit",
     "wrapped_size",
 ]
 
 DAY_MS = 86_400_000
 _EPSILON = 1e-6
+NO_DAILY_LIMIT = 2**62
+"""The daily quota of a user whose rights set none (``daily_limit`` 0)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -66,6 +74,16 @@ class BureauLimit:
             raise ConfigError("burst must be at least 1")
         if self.daily_quota < 1:
             raise ConfigError("daily quota must be at least 1")
+
+
+def user_limit(rights: Rights) -> BureauLimit:
+    """A user's limit from the rights its bureau signed: ``rate_per_s`` sustained, a
+    burst of two seconds' worth, ``daily_limit`` envelopes a UTC day (0: no daily limit)."""
+    return BureauLimit(
+        rate_per_s=float(rights.rate_per_s),
+        burst=max(2 * rights.rate_per_s, 1),
+        daily_quota=rights.daily_limit or NO_DAILY_LIMIT,
+    )
 
 
 def check_size(size: int, maximum: int) -> None:
@@ -135,9 +153,11 @@ class RateLimiter:
         """The limits that apply to ``bureau``."""
         return self._overrides.get(bureau, self._default)
 
-    def take(self, bureau: str, count: int = 1) -> None:
-        """Count ``count`` envelopes from ``bureau``, or raise LimitExceeded counting none."""
-        limit = self._overrides.get(bureau, self._default)
+    def take(self, bureau: str, count: int = 1, *, limit: BureauLimit | None = None) -> None:
+        """Count ``count`` envelopes from ``bureau``, or raise LimitExceeded counting none.
+        ``limit`` replaces the configured one (a user's, from its rights)."""
+        if limit is None:
+            limit = self._overrides.get(bureau, self._default)
         now = self._monotonic()
         wall_ms = self._wall_ms()
         day = wall_ms // DAY_MS

@@ -27,10 +27,17 @@ import structlog
 
 from ncbsim import envelope, transport
 from ncbsim.auditlog import AuditWriteError
-from ncbsim.errors import NcbsimError, RevokedError, reason_for, status_for
+from ncbsim.errors import (
+    DirectoryError,
+    IdentityError,
+    NcbsimError,
+    RevokedError,
+    reason_for,
+    status_for,
+)
 from ncbsim.eventbus import EventBus
 from ncbsim.gateway import observed
-from ncbsim.gateway.admission import id_hex, is_code, parse, refused_rows
+from ncbsim.gateway.admission import id_hex, is_principal, parse, refused_rows
 from ncbsim.gateway.audit import AuditLog, AuditRecord
 from ncbsim.gateway.config import CONTROL_DAILY_QUOTA, GatewayConfig
 from ncbsim.gateway.delivery import Deliverer
@@ -38,7 +45,9 @@ from ncbsim.gateway.directory_files import DirectoryFiles
 from ncbsim.gateway.limits import BureauLimit, LimitExceeded, RateLimiter
 from ncbsim.gateway.mailbox import Mailbox
 from ncbsim.gateway.router import Router
+from ncbsim.gateway.user_files import UserFiles
 from ncbsim.metrics import GatewayMetrics
+from ncbsim.principal import is_user
 from ncbsim.serving import abort
 from ncbsim.v2 import gateway_pb2
 
@@ -80,8 +89,8 @@ def audit_row(
         sender, recipient = header.sender, header.recipient
         if outcome == "refused":  # maybe never admitted: copy only well-formed values
             ids = id_hex(header.message_id), id_hex(header.correlation_id)
-            sender = sender if is_code(sender) else ""
-            recipient = recipient if is_code(recipient) else ""
+            sender = sender if is_principal(sender) else ""
+            recipient = recipient if is_principal(recipient) else ""
         parties = (
             *ids,
             sender,
@@ -134,6 +143,13 @@ class GatewayParts:
             metrics=self.metrics,
             bus=self.bus,
         )
+        self.users = UserFiles(
+            config.pki,
+            self.directory,
+            refresh_s=config.directory_refresh_ms / 1000,
+            on_refused=self._user_entry_refused,
+        )
+        """The bureaus' users, each verified against its bureau (docs/users.md)."""
         default = BureauLimit(
             rate_per_s=config.rate_per_s, burst=config.burst, daily_quota=config.daily_quota
         )
@@ -169,6 +185,42 @@ class GatewayParts:
             fingerprint = transport.peer_certificate_sha256(context)
             if fingerprint is None or revoked.cert_revoked(peer, fingerprint):
                 raise RevokedError(f"the certificate of {peer} is revoked")
+        if peer is not None and is_user(peer):
+            self._check_user(peer, context)
+
+    def _check_user(self, peer: str, context: grpc.aio.ServicerContext) -> None:
+        """A user calls only with a current entry of its bureau (RevokedError once it or
+        its bureau is revoked) binding the very certificate it presents."""
+        try:
+            user = self.users.user(peer)
+        except RevokedError:
+            raise
+        except DirectoryError as exc:
+            raise IdentityError(str(exc)) from None
+        if transport.peer_certificate_sha256(context) != user.tls_cert_sha256:
+            raise IdentityError(f"the certificate of {peer} is not the one its entry binds")
+
+    def _user_entry_refused(self, user: str, reason: str) -> None:
+        """Audit a user entry that did not verify against its bureau (never served)."""
+        row = AuditRecord(
+            int(time.time() * 1000),
+            "LoadUsers",
+            "",
+            "",
+            "",
+            user if is_principal(user) else "",
+            "",
+            "user_entry",
+            0,
+            0,
+            0,
+            0,
+            "user_entry_refused",
+            grpc.StatusCode.PERMISSION_DENIED.name,
+            0.0,
+        )
+        self.audit.record(row)
+        self.metrics.refusal("LoadUsers", "user_entry_refused", [None], limited=False)
 
     async def audit_refused(self, rows: Sequence[AuditRecord]) -> None:
         """Commit the rows of a refusal before it is sent; a refusal carries nothing, so
@@ -208,7 +260,7 @@ class GatewayParts:
         operator may watch the gateway's event stream."""
         row = audit_row(
             "Observe",
-            transport.peer_bureau(context) or "",
+            transport.peer_principal(context) or "",
             0,
             None,
             outcome="refused",
@@ -234,7 +286,7 @@ class GatewayParts:
         parsed; or refuse the call, auditing one row per envelope (a single row for a
         request too odd to list). ``started`` is the call's start, if it was taken."""
         started = time.perf_counter() if started is None else started
-        peer = transport.peer_bureau(context)
+        peer = transport.peer_principal(context)
         items: Sequence[envelope.Envelope] = ()
         try:
             self.check_credentials(peer, context)

@@ -104,6 +104,7 @@ class PostOffice:
             max_bytes=parts.max_bytes,
             limiter=parts.limiter,
             directory=parts.directory,
+            users=parts.users,
             clock_ms=_now_ms,
         )
         peer, admitted = await parts.admit_call(
@@ -180,6 +181,7 @@ class PostOffice:
             gateway_pb2.ReceiptsRequest,
             context,
             only="list its receipts",
+            users_too=True,
         )
         try:
             mailbox = self._mailbox_or_refuse()

@@ -32,6 +32,7 @@ from ncbsim.gateway.admission import (
     admit_queries,
     admit_query,
     header_or_none,
+    limit_for,
     parse,
 )
 from ncbsim.gateway.limits import check_size, wrapped_size
@@ -212,7 +213,7 @@ class QueryRelay:
         QueryResponse, are the same bytes then)."""
         parts = self._parts
         started = time.perf_counter()
-        peer = transport.peer_bureau(context)
+        peer = transport.peer_principal(context)
         size = len(request)  # then the envelope's size, as MultiQuery's rows record it
         try:
             parts.check_credentials(peer, context)
@@ -229,8 +230,8 @@ class QueryRelay:
             await parts.refuse(context, "Query", peer, exc, started=started, refused=[(size, None)])
         try:
             if peer is not None:  # metered before admission: refusals count too
-                parts.limiter.take(peer)
-            header = admit_query(peer, item, parts.directory)
+                parts.limiter.take(peer, limit=limit_for(peer, parts.users))
+            header = admit_query(peer, item, parts.directory, parts.users)
         except NcbsimError as exc:
             refused = [(size, header_or_none(item))]
             await parts.refuse(context, "Query", peer, exc, started=started, refused=refused)
@@ -269,6 +270,7 @@ class QueryRelay:
             max_bytes=parts.max_bytes,
             limiter=parts.limiter,
             directory=parts.directory,
+            users=parts.users,
         )
         peer, admitted = await parts.admit_call(
             context, "MultiQuery", request, gateway_pb2.MultiQueryRequest, admit

@@ -20,6 +20,7 @@ from ncbsim import rpctrace, transport
 from ncbsim.config import check_address
 from ncbsim.errors import ConfigError, RoutingError
 from ncbsim.pki import TlsFiles
+from ncbsim.principal import bureau_of
 from ncbsim.v2 import bureau_pb2_grpc
 
 log = structlog.get_logger()
@@ -118,15 +119,15 @@ class Router:
         return True
 
     def get(self, bureau: str) -> Route:
-        """The route to ``bureau`` or RoutingError."""
+        """The route to ``bureau`` (a user ``FR/x``'s is its bureau's) or RoutingError."""
         try:
-            return self._routes[bureau]
+            return self._routes[bureau_of(bureau)]
         except KeyError:
             raise RoutingError(f"bureau {bureau} has no registered node") from None
 
     def has_route(self, bureau: str) -> bool:
-        """True if ``bureau`` has registered a route."""
-        return bureau in self._routes
+        """True if ``bureau`` (or a user's bureau) has registered a route."""
+        return bureau_of(bureau) in self._routes
 
     def bureaus(self) -> list[str]:
         """Registered bureau codes, sorted."""

@@ -149,6 +149,7 @@ async def serve(config: GatewayConfig) -> None:
     parts = GatewayParts(
         config, router, audit, mailbox=mailbox, deliverer=deliverer, metrics=metrics, bus=bus
     )
+    parts.users.refresh(force=True)  # audits, at start, any user entry that does not verify
     service = _service(parts)
     served = await start_server(
         tls,

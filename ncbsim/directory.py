@@ -288,19 +288,19 @@ class Directory:
         for signed in signed_users:
             claimed = entry_principal(signed)
             bureau = self._bureau_peer(claimed)
-            user_ = self._verified_users.get(signed)
-            if user_ is None or user_.not_after_ms <= now_ms:
-                user_ = verify_user(bureau, signed, now_ms=now_ms)
-                self._verified_users[signed] = user_
-            elif bureau.verify_key_for(user_.issuer_key_id, now_ms) is None:
+            found = self._verified_users.get(signed)
+            if found is None or found.not_after_ms <= now_ms:
+                found = verify_user(bureau, signed, now_ms=now_ms)
+                self._verified_users[signed] = found
+            elif bureau.verify_key_for(found.issuer_key_id, now_ms) is None:
                 raise DirectoryError(f"user entry for {claimed} not signed by {bureau.bureau}")
-            if self._users_revoked.get(user_.principal, 0) >= user_.serial:
-                raise DirectoryError(f"{user_.principal} is revoked by {user_.bureau}")
-            current = self._users.get(user_.principal)
-            if current is not None and current[0].serial > user_.serial:
+            if self._users_revoked.get(found.principal, 0) >= found.serial:
+                raise DirectoryError(f"{found.principal} is revoked by {found.bureau}")
+            current = self._users.get(found.principal)
+            if current is not None and current[0].serial > found.serial:
                 continue  # an older entry never displaces a newer one
-            peer = _user_peer(user_)
-            self._users[user_.principal] = (user_, peer)
+            peer = _user_peer(found)
+            self._users[found.principal] = (found, peer)
             added.append(peer)
         return added
 
@@ -345,6 +345,10 @@ class Directory:
 
     def __contains__(self, bureau: object) -> bool:
         return bureau in self._peers or bureau in self._users
+
+    def revoked_user_serial(self, principal: str) -> int:
+        """The highest serial of ``principal`` its bureau revoked (0: none)."""
+        return self._users_revoked.get(principal, 0)
 
     def users(self) -> list[str]:
         """Principals of every user held (revoked ones left out), sorted."""

@@ -2,7 +2,9 @@
 
 Every server requires a client certificate signed by the pinned root. A peer is
 identified by the DNS SAN of its certificate: ``gateway.ncbsim``,
-``operator.ncbsim`` or ``xx.bureau.ncbsim`` for bureau XX.
+``operator.ncbsim``, ``xx.bureau.ncbsim`` for bureau XX, or ``name.xx.user.ncbsim`` for
+user ``XX/name``, whose certificate its bureau's CA issued under the root
+(docs/users.md; the CA's name constraints make the handshake refuse any other name).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ncbsim.pki import GATEWAY_NAME, TlsFiles, bureau_dns_name, bureau_from_dns_name
+from ncbsim.principal import principal_from_dns_name
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 _SAN_PROPERTY = "x509_subject_alternative_name"
@@ -140,12 +143,23 @@ def peer_bureau(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+def peer_principal(context: grpc.aio.ServicerContext) -> str | None:
+    """The principal the mTLS client certificate names: a bureau ``FR`` or a user
+    ``FR/name``; None for anyone else (gateway, operator). Only :func:`peer_bureau` may
+    Register a node."""
+    for name in peer_names(context):
+        found = bureau_from_dns_name(name) or principal_from_dns_name(name)
+        if found is not None:
+            return found
+    return None
+
+
 def peer_certificate_sha256(context: grpc.aio.ServicerContext) -> bytes | None:
     """SHA-256 of the DER encoding of the client's certificate, or None.
 
     It reads the PEM certificate out of ``auth_context()``, which copies every property:
-    call it only when the answer matters (a bureau with a revoked certificate), not on
-    every request.
+    call it only when the answer matters (a bureau with a revoked certificate, a user
+    whose entry binds its certificate), not on every bureau's request.
     """
     pems = context.auth_context().get("x509_pem_cert") or []
     if not pems:

@@ -36,6 +36,7 @@ from ncbsim.cli import (
     records,
     serve,
     simulate,
+    users,
     watch,
 )
 from ncbsim.config import log_level_from_env
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The order of `ncbsim --help`: the commands a user needs first, the simulator's last.
     pki.add_parsers(sub)
+    users.add_parsers(sub)
     serve.add_parsers(sub)
     operate.add_parsers(sub)
     watch.add_parsers(sub)
