@@ -244,12 +244,14 @@ def test_a_diffusion_to_a_partner_user_is_kept_sealed_for_it(net: Network) -> No
     ]
     own = _ncbsim("inbox", "--workdir", str(net.workdir), "--as", "NG", "--json")
     assert CANARY not in own.stdout
-    receipts = _ncbsim("receipts", "--workdir", str(net.workdir), "--as", "GH", "--json")
-    assert receipts.returncode == 0, receipts.stdout + receipts.stderr
-    copies = json.loads(receipts.stdout)["copies"]
-    assert [(c["recipient"], c["state"], c["verified"]) for c in copies] == [
-        ("NG/ngo-x", "delivered", True)
-    ]
+    def copies() -> list[tuple[str, str, bool]]:
+        listed = _ncbsim("receipts", "--workdir", str(net.workdir), "--as", "GH", "--json")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        rows = json.loads(listed.stdout)["copies"]
+        return [(c["recipient"], c["state"], c["receipt_verified"]) for c in rows]
+
+    _wait("the gateway to settle GH's copy", lambda: copies()[0][1] != "queued")
+    assert copies() == [("NG/ngo-x", "delivered", True)]
     sealed, _ = kept()[0]
     assert envelope.unverified_header(envelope.Envelope.FromString(sealed)).sender == "GH"
 
