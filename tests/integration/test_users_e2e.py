@@ -244,6 +244,7 @@ def test_a_diffusion_to_a_partner_user_is_kept_sealed_for_it(net: Network) -> No
     ]
     own = _ncbsim("inbox", "--workdir", str(net.workdir), "--as", "NG", "--json")
     assert CANARY not in own.stdout
+
     def copies() -> list[tuple[str, str, bool]]:
         listed = _ncbsim("receipts", "--workdir", str(net.workdir), "--as", "GH", "--json")
         assert listed.returncode == 0, listed.stdout + listed.stderr
