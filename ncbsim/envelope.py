@@ -441,9 +441,9 @@ def check_message(
     header: Header | None = None,
     clock_skew_ms: int = CLOCK_SKEW_MS,
 ) -> Header:
-    """The verified header of a one-way envelope to ``recipient`` sealed to the key with
-    id ``recipient_key_id``, without opening it: :func:`open_message`'s checks but the
-    decryption. A node keeps a copy for one of its users (``NG/x``) this way."""
+    """The verified header of a one-way envelope to ``recipient``, sealed to key
+    ``recipient_key_id``: :func:`open_message`'s checks without opening it (a node keeps
+    a copy for one of its users, ``NG/x``, this way)."""
     if header is None or header.raw != envelope.header:
         header = Header.parse(envelope.header)
     if header.kind not in ONE_WAY_KINDS or len(header.correlation_id) != MESSAGE_ID_LEN:
