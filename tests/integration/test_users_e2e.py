@@ -11,6 +11,7 @@ one client to outlive a revocation, over real mTLS with the user's own certifica
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -29,7 +30,7 @@ from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
 from ncbsim.simulations import scenario as scenarios
 from ncbsim.simulations.network import Network
-from ncbsim.users import issue_user, revoke_user
+from ncbsim.users import Rights, issue_user, revoke_user, role_rights
 from ncbsim.v2 import gateway_pb2, query_pb2
 from ncbsim.workdir import find_gateway
 
@@ -57,6 +58,8 @@ USERS = {
     "FR/cdg-border-13": "border",
     "NG/ngo-x": "partner",
 }
+HIT_ONLY = {"FR/cdg-border-12"}
+"""Issued ``--hit-only``: hit or no-hit, no reference, no step 2."""
 
 
 def _ncbsim(*args: str) -> subprocess.CompletedProcess[str]:
@@ -89,7 +92,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
         pki = PkiDir(network.workdir)
         for user, role in USERS.items():
             bureau, name = user.split("/")
-            issue_user(pki, bureau, name, role, now_ms=now)
+            rights = Rights.from_proto(role_rights(role))
+            if user in HIT_ONLY:
+                rights = dataclasses.replace(rights, full_records=False)
+            issue_user(pki, bureau, name, role, rights=rights, now_ms=now)
         yield network
     finally:
         network.stop()

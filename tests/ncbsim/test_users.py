@@ -48,7 +48,7 @@ def test_role_defaults_are_the_documented_ones() -> None:
     """Each role's default rights are those docs/users.md lists."""
     border = users.Rights.from_proto(users.role_rights("border"))
     assert border.query_kinds == {"document", "vehicle", "fingerprint", "face"}
-    assert not border.full_records
+    assert border.full_records  # it must be able to confirm a hit before acting on it
     assert border.send_kinds == frozenset()
     assert border.receive_kinds == {envelope_pb2.MESSAGE_KIND_DIFFUSION}
     assert (border.rate_per_s, border.daily_limit) == (5, 5_000)
@@ -221,7 +221,7 @@ def test_tampered_or_expired_entry_is_refused(pki_dir: pki.PkiDir) -> None:
     signed = pki_dir.user_entry_path(BORDER).read_bytes()
     outer = users_pb2.SignedUserEntry.FromString(signed)
     entry = _entry(signed)
-    entry.rights.full_records = True
+    entry.rights.query_kinds.append("person")  # a border officer searching names
     outer.entry = entry.SerializeToString()
     with pytest.raises(DirectoryError, match="not signed by FR"):
         users.verify_user(peer, outer.SerializeToString(), now_ms=_now())

@@ -4,6 +4,7 @@ key through its bureau-signed entry, and held to the rights its bureau signed.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from ncbsim.node.replay import ReplayCache
 from ncbsim.node.server import BureauService
 from ncbsim.node.store import RecordStore
 from ncbsim.peers import Peers
-from ncbsim.users import issue_user
+from ncbsim.users import Rights, issue_user, role_rights
 from ncbsim.v2 import bureau_pb2, query_pb2, records_pb2
 
 
@@ -71,7 +72,8 @@ def node(pki_dir: pki.PkiDir, tmp_path: Path) -> Iterator[_Node]:
     db = tmp_path / "records.sqlite"
     datagen.generate(db, "DE", seed=1, documents=30, persons=10, vehicles=5)
     now = int(time.time() * 1000)
-    issue_user(pki_dir, "FR", "cdg-border-12", "border", now_ms=now)
+    hit_only = dataclasses.replace(Rights.from_proto(role_rights("border")), full_records=False)
+    issue_user(pki_dir, "FR", "cdg-border-12", "border", rights=hit_only, now_ms=now)
     issue_user(pki_dir, "FR", "inv-7", "investigator", now_ms=now)
     verified = Directory.from_pki(pki_dir)
     store = RecordStore(db)
