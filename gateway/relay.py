@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 
 from ncbsim import envelope, tracing, transport
 from ncbsim.auditlog import AuditWriteError
-from ncbsim.errors import NcbsimError, RoutingError
+from ncbsim.errors import PUSHBACK_KEY, RETRY_AFTER_KEY, NcbsimError, RoutingError
 from ncbsim.gateway import observed
 from ncbsim.gateway.admission import (
     admit_queries,
@@ -67,6 +67,26 @@ def reply_timeout(
     return max(budget - margin, 0.001)
 
 
+_RETRY_KEYS = frozenset({RETRY_AFTER_KEY, PUSHBACK_KEY})
+_MAX_DETAIL = 200
+
+
+def _refusal(exc: grpc.aio.AioRpcError) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What a node's refusal tells its requester, passed on as it came: the detail (the
+    node writes it for the requester and names no query term; printable and bounded
+    here, or dropped) and the retry trailers. Nothing the gateway learns from it is new:
+    the node sent it to the gateway in the clear."""
+    detail = exc.details() or ""
+    if len(detail) > _MAX_DETAIL or not detail.isprintable():
+        detail = ""
+    trailers = tuple(
+        (str(key), str(value))
+        for key, value in exc.trailing_metadata() or ()
+        if key in _RETRY_KEYS and isinstance(value, str)
+    )
+    return detail, trailers
+
+
 @dataclass(frozen=True, slots=True)
 class _Relayed:
     """What became of one admitted envelope."""
@@ -76,6 +96,8 @@ class _Relayed:
     outcome: str  # "delivered", "no_answer" or "refused"
     registered: bool
     detail: str = ""  # why an answer was held back, if it was
+    trailers: tuple[tuple[str, str], ...] = ()
+    """A refusing node's retry trailers (a daily cap's ``retry-after-ms``), passed on."""
     raw: bytes | None = None
     """The node's answer as it came (a serialized HandleResponse, which is also a
     QueryResponse), when it was relayed unparsed; ``response`` is then None."""
@@ -138,6 +160,8 @@ class QueryRelay:
         response_bytes = 0
         registered = True
         relay_started = time.perf_counter()
+        refusal = ""
+        trailers: tuple[tuple[str, str], ...] = ()
         try:
             route = self._parts.router.get(header.recipient)
             if wire is not None and route.handle_raw is not None:
@@ -158,6 +182,8 @@ class QueryRelay:
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             outcome = "no_answer" if code in _NO_ANSWER else "refused"
+            if outcome == "refused":
+                refusal, trailers = _refusal(exc)
         except DecodeError:  # what grpc says of an answer its deserializer cannot read
             raw, response_bytes = None, 0
             code, outcome = grpc.StatusCode.INTERNAL, "refused"
@@ -200,7 +226,7 @@ class QueryRelay:
                 message_id=header.message_hex,
                 correlation_id=header.correlation_hex,
             )
-        return _Relayed(response, code, outcome, registered, raw=raw)
+        return _Relayed(response, code, outcome, registered, refusal, trailers, raw)
 
     async def query(
         self, request: bytes, context: grpc.aio.ServicerContext
@@ -257,7 +283,7 @@ class QueryRelay:
                 detail = f"no answer from {header.recipient}"
             else:
                 detail = relayed.code.name
-            await abort(context, relayed.code, detail)
+            await abort(context, relayed.code, detail, relayed.trailers)
         return gateway_pb2.QueryResponse(envelope=relayed.response)
 
     async def multi_query(

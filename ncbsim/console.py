@@ -186,9 +186,7 @@ def second_steps(query: query_pb2.Query, answer: Answer) -> list[query_pb2.Query
             for c in biosearch.candidates(answer)
             if c.ref  # a hit-only user's candidates carry none
         ]
-    return [
-        query_pb2.Query(fetch=query_pb2.FetchQuery(ref=m.ref)) for m in answer.matches if m.ref
-    ]
+    return [query_pb2.Query(fetch=query_pb2.FetchQuery(ref=m.ref)) for m in answer.matches if m.ref]
 
 
 def answer_dict(answer: Answer) -> dict[str, Any]:

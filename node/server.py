@@ -21,7 +21,7 @@ from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
-from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError, RightsError
+from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.metrics import NodeMetrics

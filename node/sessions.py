@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError
 from ncbsim import envelope, padding, session
 from ncbsim.clock import Clock
 from ncbsim.directory import Peer
-from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, RightsError, SessionRefused
+from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, SessionRefused
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.node import observed

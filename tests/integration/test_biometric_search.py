@@ -191,6 +191,7 @@ def test_the_daily_cap_refuses_a_bureau_and_survives_a_restart(fresh_network: Ne
     assert first.outcome == second.outcome == Outcome.HIT
     assert third.outcome == Outcome.FAILED
     assert third.detail.startswith("RESOURCE_EXHAUSTED"), third.detail
+    assert "daily cap of 2 biometric searches" in third.detail  # the node's, relayed
     assert confirm.outcome == Outcome.RECORD  # a confirmation is no search
     rows = _audit_rows(net, third.message_id)
     assert [(r["outcome"], r["reason"], r["status"]) for r in rows] == [
