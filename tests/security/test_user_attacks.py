@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import random
 
 import pytest
-from support import document_query, uncontrolled_documents
+from support import document_query, fetch_query, person_query, uncontrolled_documents
 from user_net import (
     Code,
+    Result,
     admitted,
     as_principal,
     ask,
@@ -36,12 +38,15 @@ from user_net import (
     still_served,
     wait_for,
     wait_gateway_rows,
+    wait_node_rows,
 )
 
 from ncbsim import _crypto, bureau_ca, envelope, users
+from ncbsim.client import Outcome
 from ncbsim.gateway.audit import AuditRecord
 from ncbsim.identity import Identity
-from ncbsim.node.store import Document, RecordStore
+from ncbsim.node.records import NO_CONTROL
+from ncbsim.node.store import Document, Person, RecordStore
 from ncbsim.pki import PkiDir, TlsFiles
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import envelope_pb2, gateway_pb2, users_pb2
@@ -361,3 +366,111 @@ def _readdressed(item: envelope.Envelope, recipient: str) -> envelope.Envelope:
     return envelope.Envelope(
         header=header.SerializeToString(), sealed=item.sealed, signature=item.signature
     )
+
+
+# ------------------------------------------------------------------ rights at the owner's node
+
+
+@pytest.fixture(scope="module")
+def de_person(network: Network) -> Person:
+    """One of DE's persons with no owner control on it."""
+    store = RecordStore(Workdir(network.workdir).bureau("DE").records)
+    try:
+        people = store.sample("person", 40, random.Random(5))
+        return next(p for p in people if store.control(p.ref) == NO_CONTROL)
+    finally:
+        store.close()
+
+
+def _refused_by_owner(crew: Network, sealed: envelope.SealedRequest, done: Result) -> None:
+    """Refused PERMISSION_DENIED by DE's node (the gateway let it through), audited
+    ``rights`` there."""
+    assert done.code == Code.PERMISSION_DENIED, done
+    message_id = sealed.header.message_hex
+    rows = wait_node_rows(crew, "DE", message_id=message_id)
+    assert [(r["outcome"], r["reason"], r["status"]) for r in rows] == [
+        ("refused", "rights", "PERMISSION_DENIED")
+    ]
+    relayed = gateway_rows(crew, lambda r: r.message_id == message_id)
+    assert [r.status for r in relayed] == ["PERMISSION_DENIED"]  # relayed, not refused there
+
+
+@pytest.mark.attack(
+    "a border officer (no person queries) searches another bureau's persons",
+    adversary="rogue user",
+    expect=(
+        "PERMISSION_DENIED by the owner's node (the gateway cannot see the kind) + node audit "
+        "reason rights; the detail names neither the kind nor the person; FR and FR's "
+        "investigator still search persons"
+    ),
+)
+def test_a_border_officer_may_not_search_persons(
+    crew: Network, de_document: Document, de_person: Person
+) -> None:
+    """FR/pax-border-1's person query is sealed, so only DE can refuse it: it does."""
+    query = person_query(de_person.surname, date_of_birth=de_person.date_of_birth)
+    sealed = sealed_query(crew, identity(crew, BORDER), "DE", query)
+    done = as_principal(crew, BORDER, "Query", gateway_pb2.QueryRequest(envelope=sealed.envelope))
+    _refused_by_owner(crew, sealed, done)
+    assert_discreet(
+        done.detail, "person", de_person.surname, de_person.ref, *secrets_of(crew, BORDER)
+    )
+    for who in ("FR", INVESTIGATOR):
+        assert ask(crew, who, "DE", query).matches  # the record is there for those allowed
+    assert ask(crew, BORDER, "DE", document_query(de_document.number, "DE")).matches
+
+
+@pytest.mark.attack(
+    "a hit-only user (a border officer) fetches a full record (step 2) with a reference "
+    "a colleague got",
+    adversary="rogue user",
+    expect=(
+        "its own hits carry no reference; the fetch PERMISSION_DENIED by the owner's node + "
+        "node audit reason rights; the detail names no record; the investigator still fetches"
+    ),
+)
+def test_a_hit_only_user_may_not_fetch(crew: Network, de_document: Document) -> None:
+    """FR/pax-border-1 gets a hit without a reference, and its fetch of one is refused."""
+    own = ask(crew, BORDER, "DE", document_query(de_document.number, "DE"))
+    assert [m.ref for m in own.matches] == [""] * len(own.matches)
+    assert own.matches
+    sealed = sealed_query(crew, identity(crew, BORDER), "DE", fetch_query(de_document.ref))
+    done = as_principal(crew, BORDER, "Query", gateway_pb2.QueryRequest(envelope=sealed.envelope))
+    _refused_by_owner(crew, sealed, done)
+    assert_discreet(done.detail, de_document.ref, de_document.number, *secrets_of(crew, BORDER))
+    fetched = ask(crew, INVESTIGATOR, "DE", fetch_query(de_document.ref))
+    assert fetched.outcome == Outcome.RECORD
+
+
+@pytest.mark.attack(
+    "a revoked user's envelope handed straight to a node that answered that user before "
+    "(a relay that skips the gateway's checks)",
+    adversary="rogue user",
+    expect=(
+        "the node refuses it once it has read its bureau's revocation (within its check "
+        "interval), audited; FR's other users still answered"
+    ),
+)
+def test_a_node_that_knew_a_revoked_user_refuses_it(crew: Network, de_document: Document) -> None:
+    """DE answered FR/pax-border-8; FR revokes it; DE refuses its next envelope."""
+    user = "FR/pax-border-8"
+    issue(crew, user, "border", rights=_rights("border"))
+    wait_for("the gateway to admit the user", lambda: admitted(crew, user))
+    assert ask(crew, user, "DE", document_query(de_document.number, "DE")).matches
+    users.revoke_user(PkiDir(crew.workdir), "FR", user.partition("/")[2], now_ms=now_ms())
+    keys = identity(crew, user)
+    outcomes: list[Result] = []
+
+    def refused() -> bool:
+        sealed = sealed_query(crew, keys, "DE", document_query(de_document.number, "DE"))
+        outcomes.append(handle_as_gateway(crew, "DE", sealed.envelope))
+        return outcomes[-1].code != Code.OK
+
+    wait_for("DE to drop the revoked user", refused)
+    last = outcomes[-1]
+    assert last.code in (Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED)
+    assert_discreet(last.detail, de_document.number, de_document.ref, *secrets_of(crew, user))
+    rows = node_rows(crew, "DE", sender=user)
+    assert rows[-1]["outcome"] != "answered"
+    assert ask(crew, BORDER, "DE", document_query(de_document.number, "DE")).matches
+    assert ask(crew, INVESTIGATOR, "DE", document_query(de_document.number, "DE")).matches
