@@ -160,6 +160,10 @@ def classify(bureau: str, body: query_pb2.Answer, latency_ms: float, mid: str) -
     which = body.WhichOneof("result")
     if which == "hits":
         outcome = Outcome.HIT if body.hits.matches else Outcome.NO_HIT
+    elif which == "candidates":  # a biometric search: a candidate list, or none
+        outcome = Outcome.HIT if body.candidates.candidates else Outcome.NO_HIT
+    elif which == "confirmation":  # its step 2: the person, or not confirmed
+        outcome = Outcome.RECORD if body.confirmation.confirmed else Outcome.NOT_FOUND
     elif which == "record":
         outcome = Outcome.RECORD
     elif which == "not_found":

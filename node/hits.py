@@ -38,7 +38,7 @@ __all__ = ["HIT_COLUMNS", "HitEvent", "HitLog", "Outcome", "QueryKind", "event_d
 
 log = structlog.get_logger()
 
-QueryKind = Literal["document", "person", "vehicle", "fetch"]
+QueryKind = Literal["document", "person", "vehicle", "fetch", "fingerprint", "face", "confirm"]
 Outcome = Literal["hit", "released", "withheld"]
 
 HIT_COLUMNS = (
@@ -61,7 +61,7 @@ class HitEvent:
     requester: str
     ref: str
     record_kind: str  # document, person or vehicle
-    query_kind: str  # document, person, vehicle (step 1) or fetch (step 2)
+    query_kind: str  # document, person, vehicle, fingerprint, face (step 1); fetch, confirm
     outcome: str  # hit, released or withheld
     message_id: str  # hex, as in the audit logs; empty if the caller gave none
 

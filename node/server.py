@@ -27,7 +27,7 @@ from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.metrics import NodeMetrics
 from ncbsim.metrics import serve as serve_metrics
-from ncbsim.node import observed
+from ncbsim.node import biometric_answer, observed
 from ncbsim.node.answer import answer
 from ncbsim.node.audit import NodeAuditLog, audit_record
 from ncbsim.node.config import NodeConfig
@@ -37,6 +37,7 @@ from ncbsim.node.keys import KeyWatch, entry_stamp
 from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
 from ncbsim.node.proofs import ProofLog
+from ncbsim.node.refusals import refuse
 from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.sessions import NodeSessions, log_ids
@@ -94,7 +95,9 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         metrics: NodeMetrics | None = None,
         bus: EventBus | None = None,
         suite: int = session.DEFAULT_SUITE,
+        biometrics: biometric_answer.BiometricAnswerer | None = None,
     ) -> None:
+        self._biometrics = biometrics
         self._metrics = metrics or NodeMetrics(identity.bureau)
         self._bus = bus if bus is not None else EventBus(identity.bureau)
         self._clock = clock or Clock()
@@ -257,10 +260,8 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
         try:
             result = self._answer(query, opened.header.sender, header.message_hex)
-        except Exception:
-            log.exception("handle_failed", sender=header.sender, **log_ids(header))
-            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as exc:  # refused (a bad probe, a daily cap, rights), or a bug
+            await refuse(self._audited, request, header, started, context, exc)
         try:
             sealed = envelope.seal_response(
                 padding.padded(result, padding.RESPONSE_BYTES),
@@ -288,6 +289,11 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
     def _answer(self, query: query_pb2.Query, requester: str, message_id: str) -> query_pb2.Answer:
         """The answer to one opened query (node/answer.py), either format."""
         on_hit = self._hits.record if self._hits is not None else None
+        if self._biometrics is not None and query.WhichOneof("query") in biometric_answer.KINDS:
+            now_ms = self._clock.now_ms()
+            return self._biometrics.answer(
+                query, requester=requester, message_id=message_id, on_hit=on_hit, now_ms=now_ms
+            )
         return answer(self._store, query, requester=requester, message_id=message_id, on_hit=on_hit)
 
     async def _release(
@@ -337,6 +343,10 @@ async def run_node(
         loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
         identity = Identity.load(config.pki, config.bureau, now_ms=clock.now_ms())
         replay, store, audit, hits, inbox, proofs = _open_files(stack, config)
+        biometrics = biometric_answer.BiometricAnswerer.open(
+            store, config.files.caps, config.biometric_daily_cap
+        )
+        stack.callback(biometrics.close)
         tls = config.pki.tls(config.bureau)
         metrics = NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
@@ -383,6 +393,7 @@ async def run_node(
             metrics=metrics,
             bus=bus,
             suite=config.pki.suite,
+            biometrics=biometrics,
         )
         stack.push_async_callback(service.sessions.drain)
         served = await start_server(

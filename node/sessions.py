@@ -41,6 +41,7 @@ from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, SessionRefuse
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.node import observed
+from ncbsim.node.refusals import refuse
 from ncbsim.peers import Peers
 from ncbsim.serving import abort
 from ncbsim.v2 import bureau_pb2, query_pb2
@@ -233,10 +234,8 @@ class NodeSessions:
                 request=opened.header,
                 now_ms=self._clock.now_ms(),
             )
-        except Exception:
-            log.exception("handle_failed", sender=header.sender, **log_ids(header))
-            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as exc:  # refused (a bad probe, a daily cap, rights), or a bug
+            await refuse(self._audited, request, header, started, context, exc)
         log.debug(
             "answered",
             sender=header.sender,

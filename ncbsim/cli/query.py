@@ -1,4 +1,5 @@
-"""``ncbsim query``: query a running network as one bureau (step 1, and step 2 ``fetch``).
+"""``ncbsim query``: query a running network as one bureau (step 1, and step 2 ``fetch``;
+biometric searches ``fingerprint`` and ``face``, and their step 2 ``confirm``).
 
 Every value is checked by :mod:`ncbsim.simulations.query_input` before anything is sent; the
 query itself runs in :func:`ncbsim.console.run_query`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 from ncbsim.cli._common import add_bureau_options
 from ncbsim.cli._events import add_events_option, client_events
@@ -59,7 +61,8 @@ def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``query`` and its kinds (document, person, vehicle, fetch)."""
+    """Register ``query`` and its kinds (document, person, vehicle, fetch, fingerprint,
+    face, confirm)."""
     query = sub.add_parser(
         "query",
         help="query a running network as one bureau",
@@ -121,4 +124,43 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="a reference from a step-1 hit: 20 characters a-z and 2-7 (N and 32 hex "
         "digits for the person record of a notice)",
     )
+    _biometric_parsers(kinds, output)
     query.set_defaults(func=cmd_query, server=False)
+
+
+def _biometric_parsers(
+    kinds: argparse._SubParsersAction[argparse.ArgumentParser], output: argparse.ArgumentParser
+) -> None:
+    """``fingerprint``, ``face`` (a 1:N search: a candidate list) and ``confirm`` (step 2)."""
+    from ncbsim import biometrics
+
+    for modality in biometrics.MODALITIES:
+        search = kinds.add_parser(
+            modality,
+            parents=[output],
+            help=f"1:N {modality} search with a probe: a ranked candidate list (--fetch "
+            "confirms each candidate)",
+        )
+        search.add_argument(
+            "--probe",
+            type=Path,
+            required=True,
+            help=f"the probe: {biometrics.DIMS[modality]} int8 bytes, as `ncbsim record "
+            "probe` writes them",
+        )
+        search.add_argument(
+            "--max",
+            type=int,
+            default=0,
+            help=f"candidates wanted, 1 to {biometrics.MAX_CANDIDATES} (the owner's cap); "
+            f"default the owner's {biometrics.DEFAULT_CANDIDATES}",
+        )
+    confirm = kinds.add_parser(
+        "confirm",
+        parents=[output],
+        help="step 2 of a biometric hit: the owner compares the probe with one candidate "
+        "and, if it holds, releases the person",
+    )
+    confirm.add_argument("--ref", required=True, help="a candidate's reference from step 1")
+    confirm.add_argument("--modality", required=True, choices=biometrics.MODALITIES)
+    confirm.add_argument("--probe", type=Path, required=True, help="the probe searched with")

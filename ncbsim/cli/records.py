@@ -1,4 +1,6 @@
-"""``ncbsim record list``, ``record restrict`` and ``hits``: the owner's side of its records.
+"""``ncbsim record list``, ``record restrict`` and ``hits``: the owner's side of its records
+(``record enrolled`` and ``record probe``, for biometrics, are in
+:mod:`ncbsim.cli.biometric_records`).
 
 ``record list`` shows records worth querying from the bureau's own record database
 (read-only: it never writes), so a user knows what a query will hit.
@@ -20,6 +22,7 @@ import shlex
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from ncbsim.cli import biometric_records
 from ncbsim.cli._common import add_bureau_options
 from ncbsim.countries import INTERPOL_MEMBERS, alpha2_of
 from ncbsim.errors import NcbsimError, UnknownCountry
@@ -330,3 +333,4 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     rs.add_argument("--json", action="store_true", help="print the result as JSON")
     rs.set_defaults(func=cmd_record_restrict, server=False)
+    biometric_records.add_parsers(actions)
