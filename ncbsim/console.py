@@ -184,8 +184,11 @@ def second_steps(query: query_pb2.Query, answer: Answer) -> list[query_pb2.Query
                 )
             )
             for c in biosearch.candidates(answer)
+            if c.ref  # a hit-only user's candidates carry none
         ]
-    return [query_pb2.Query(fetch=query_pb2.FetchQuery(ref=m.ref)) for m in answer.matches]
+    return [
+        query_pb2.Query(fetch=query_pb2.FetchQuery(ref=m.ref)) for m in answer.matches if m.ref
+    ]
 
 
 def answer_dict(answer: Answer) -> dict[str, Any]:
@@ -204,6 +207,7 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         data["candidates"] = [
             {"rank": c.rank, "ref": c.ref, "score": round(c.score, 3)}
             for c in biosearch.candidates(answer)
+            if c.ref  # a hit-only user's candidates carry none
         ]
     if answer.response is not None and answer.response.HasField("confirmation"):
         confirmation = answer.response.confirmation

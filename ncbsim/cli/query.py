@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
-from ncbsim.cli._common import add_bureau_options
+from ncbsim.cli._common import acting_as, add_bureau_options
 from ncbsim.cli._events import add_events_option, client_events
 from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.workdir import find_gateway
@@ -25,15 +25,16 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ncbsim.simulations import query_input
 
     # Formats first: a query that cannot be right is refused before anything is read or sent.
+    who = acting_as(args)  # a bureau, or one of its users (docs/users.md)
     to = query_input.recipients(args.to)
     request = query_input.request(args, today=dt.date.today())
-    gateway = find_gateway(args.workdir, args.as_bureau)
+    gateway = find_gateway(args.workdir, who.partition("/")[0])  # a user: its bureau's link
 
     async def run() -> int:
         async with client_events(args) as bus:
             return await run_query(args, request, to, gateway=gateway, bus=bus)
 
-    with traced("client", f"client:{args.as_bureau}", args.trace_file):
+    with traced("client", f"client:{who}", args.trace_file):
         return asyncio.run(run())
 
 
@@ -69,7 +70,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Query a running network as one bureau. Every value is checked before "
         "anything is sent; a value that cannot be right exits 2 saying what is expected.",
     )
-    add_bureau_options(query, "requester")
+    add_bureau_options(query, "requester", users=True)
     query.add_argument(
         "--to",
         required=True,
