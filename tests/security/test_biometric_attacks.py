@@ -182,6 +182,7 @@ def test_a_probe_past_the_gateways_size_cap_is_refused_unread(network: Network) 
     assert bad.detail.startswith("RESOURCE_EXHAUSTED"), bad.detail
     rows = wait_gateway_rows(network, over_cap, count=before + 1)
     assert rows[-1].request_bytes > GATEWAY_CAP
+    assert_discreet(bad.detail, huge[:16].hex(), subject.ref)
     _still_searched(network, "FR", subject, "fingerprint")
     assert not node_rows(network, OWNER, message_id=bad.message_id)  # never relayed
 
@@ -194,7 +195,12 @@ def bio_users(network: Network) -> Network:
     """FR's border officer (fingerprint and face, hits only) and an investigator its bureau
     let search documents only; both admitted by the gateway."""
     border = users.Rights.from_proto(users.role_rights("border"))
-    issue(network, BORDER, "border", rights=dataclasses.replace(border, rate_per_s=100))
+    issue(
+        network,
+        BORDER,
+        "border",
+        rights=dataclasses.replace(border, rate_per_s=100, full_records=False),
+    )
     docs = users.Rights.from_proto(users.role_rights("investigator"))
     issue(
         network,

@@ -178,7 +178,7 @@ def ask(network: Network, principal: str, to: str, query: query_pb2.Query) -> An
     )
     assert done.code == Code.OK, f"{principal} -> {to}: {done.code} {done.detail}"
     answer = open_answer(sealed, done.reply.envelope, directory.get(to))
-    assert answer.outcome in (Outcome.HIT, Outcome.NO_HIT), answer
+    assert answer.outcome in (Outcome.HIT, Outcome.NO_HIT, Outcome.RECORD), answer
     return answer
 
 
