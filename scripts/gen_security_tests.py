@@ -26,6 +26,7 @@ OUTPUT = ROOT / "docs" / "security-tests.md"
 ADVERSARIES = (
     "malicious gateway",
     "rogue bureau",
+    "rogue user",
     "network attacker",
     "replayer",
     "leaked key",
