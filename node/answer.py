@@ -28,7 +28,7 @@ from collections.abc import Callable
 import structlog
 
 from ncbsim.errors import QueryError
-from ncbsim.node.hits import HitEvent
+from ncbsim.node.hits import HitEvent, tell
 from ncbsim.node.records import Control, Document, Match, Person, Vehicle
 from ncbsim.node.store import MAX_CANDIDATES, RecordStore
 from ncbsim.principal import bureau_of
@@ -115,11 +115,7 @@ class _Context:
             outcome=outcome,
             message_id=self.message_id,
         )
-        try:
-            self.on_hit(event)
-        except Exception:
-            # The requester must not learn of the notification, even from a failure.
-            log.exception("hit_notification_failed", ref=ref, message_id=self.message_id)
+        tell(self.on_hit, event)
 
     def hits(
         self, matches: list[Match], query_kind: str, limit: int | None = None

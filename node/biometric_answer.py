@@ -44,7 +44,7 @@ from ncbsim import biometrics
 from ncbsim.errors import QueryError
 from ncbsim.node.biometric_index import Backend, BiometricIndex
 from ncbsim.node.caps import CapLedger
-from ncbsim.node.hits import HitEvent
+from ncbsim.node.hits import HitEvent, tell
 from ncbsim.node.records import Control, Person
 from ncbsim.node.store import RecordStore
 from ncbsim.principal import bureau_of
@@ -257,8 +257,4 @@ class _Hits:
             outcome=outcome,
             message_id=self.message_id,
         )
-        try:
-            self.on_hit(event)
-        except Exception:
-            # The requester must not learn of the notification, even from a failure.
-            log.exception("hit_notification_failed", ref=person_ref, message_id=self.message_id)
+        tell(self.on_hit, event)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,7 +36,16 @@ import structlog
 from ncbsim.auditlog import TABLE, ChainedLog
 from ncbsim.errors import NcbsimError
 
-__all__ = ["HIT_COLUMNS", "HitEvent", "HitLog", "Outcome", "QueryKind", "event_dict", "read_hits"]
+__all__ = [
+    "HIT_COLUMNS",
+    "HitEvent",
+    "HitLog",
+    "Outcome",
+    "QueryKind",
+    "event_dict",
+    "read_hits",
+    "tell",
+]
 
 log = structlog.get_logger()
 
@@ -77,6 +87,15 @@ class HitEvent:
             self.outcome,
             self.message_id,
         )
+
+
+def tell(on_hit: Callable[[HitEvent], None], event: HitEvent) -> None:
+    """Hand ``event`` to the owner's ``on_hit``. A failure is logged, never raised: the
+    requester must not learn of the notification, even from a failure."""
+    try:
+        on_hit(event)
+    except Exception:
+        log.exception("hit_notification_failed", ref=event.ref, message_id=event.message_id)
 
 
 class HitLog:
