@@ -39,6 +39,7 @@ from ncbsim.mail import Mailer
 from ncbsim.messages import color as color_value
 from ncbsim.node.inbox import Inbox, NoticeRow
 from ncbsim.posts import PostOutcome
+from ncbsim.principal import bureau_of, is_user
 from ncbsim.simulations.message_plan import MessagePlan, PlannedPost
 from ncbsim.simulations.message_report import (
     CopyRecord,
@@ -100,8 +101,10 @@ class Messenger:
             for p in message_plan.posts
             if p.kind == "notice" and p.notice is not None
         }
-        self._locks = {code: asyncio.Lock() for code in scenario.bureaus}
-        self._orders = dict.fromkeys(scenario.bureaus, 0)
+        self._users = [u.principal for u in scenario.users]
+        parties = [*scenario.bureaus, *self._users]  # who may send: bureaus and users
+        self._locks = {code: asyncio.Lock() for code in parties}
+        self._orders = dict.fromkeys(parties, 0)
         self._inboxes = Inboxes()
         self.drain_s = 0.0
         self.notice_posts: dict[bytes, PostRecord] = {}  # GS's notice posts, by post id
@@ -313,13 +316,16 @@ class Messenger:
         """
         bureaus = list(self.scenario.bureaus)
         if not final:
-            unsettled = {c.recipient for _, c in self._copies() if not c.fate}
+            unsettled = {bureau_of(c.recipient) for _, c in self._copies() if not c.fate}
             bureaus = [b for b in bureaus if b in unsettled]
-        inboxes = await asyncio.to_thread(read_inboxes, self.workdir, bureaus, full=final)
+        inboxes = await asyncio.to_thread(
+            read_inboxes, self.workdir, bureaus, full=final, users=self._users
+        )
         held = {
             code: {(i.sender, i.message_id): i.processed_at_ms for i in items}
             for code, items in inboxes.items.items()
         }
+        held.update(inboxes.user_mail)  # a user's copies, kept for it by its bureau's node
         for record, copy in self._copies():
             processed = held.get(copy.recipient, {}).get((record.post.sender, copy.message_id))
             if processed is not None:
@@ -389,7 +395,16 @@ class Messenger:
             "drain_s": self.drain_s,
             "notices": notice_table(self.notice_ids, self.records, self._inboxes),
             "notice_copies": {"recipients": len(gs_copies), **self._fates(gs_copies)},
+            **self._to_users(copies),
         }
+
+    def _to_users(self, copies: Sequence[CopyRecord]) -> dict[str, Any]:
+        """``users``: the copies addressed to the scenario's users (also in the totals),
+        and their fates; nothing for a scenario without users."""
+        if not self._users:
+            return {}
+        mine = [c for c in copies if is_user(c.recipient)]
+        return {"users": {"recipients": len(mine), **self._fates(mine)}}
 
     def probes(self) -> list[str]:
         """Strings of the posts none may reach the gateway's files: each text's unique

@@ -38,7 +38,7 @@ __all__ = [
 
 Ctx = tuple[str, ...]  # the concrete path walked so far, in report.json terms
 
-COUNT_KEYS = ("sent", "answered", "hit", "no_hit", "no_answer", "failed")
+COUNT_KEYS = ("sent", "answered", "hit", "no_hit", "no_answer", "failed", "refused")
 """The keys of every table of pair counts, in order."""
 LATENCY_KEYS = ("p50", "p95", "p99", "max")
 """The keys of every latency table but the messages' one."""
@@ -181,7 +181,9 @@ _COUNT_DOCS = {
     "hit": "answered with a match (a step-2 fetch that returned the record too)",
     "no_hit": "answered without a match (a fetch of an unknown reference too)",
     "no_answer": "pairs the deadline passed without an answer",
-    "failed": "pairs that ended in an error",
+    "failed": "pairs that ended in an error (refusals aside)",
+    "refused": "pairs refused PERMISSION_DENIED: a user's query beyond the rights its bureau"
+    " signed, refused by the gateway or the owner",
 }
 
 
