@@ -272,6 +272,7 @@ def evaluate(
         scenario=scenario.name,
         bureaus=list(scenario.bureaus),
         kinds=schema.kinds(scenario),
+        users={u.principal: u.role for u in scenario.users},
         queries=result.queries,
         faults=result.faults,
         run_end_s=result.run_end_s,

@@ -11,7 +11,7 @@ party follows. docs/scenarios.md, "Users".
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +30,6 @@ __all__ = [
     "check_users",
     "principals",
     "read_users",
-    "role_of",
-    "roles",
 ]
 
 USER_KEYS = ("bureau", "name", "role", "kinds")
@@ -126,14 +124,3 @@ def check_principal_ref(key: str, ref: str, s: Scenario, *, users: bool = True) 
 def principals(s: Scenario) -> list[str]:
     """Every declared user's principal, in the file's order."""
     return [u.principal for u in s.users]
-
-
-def roles(s: Scenario) -> list[str]:
-    """The roles of the scenario's users, in :data:`ROLES` order (the report's ``roles``)."""
-    held = {u.role for u in s.users}
-    return [r for r in ROLES if r in held]
-
-
-def role_of(users: Sequence[UserSpec]) -> dict[str, str]:
-    """Principal -> role of ``users``."""
-    return {u.principal: u.role for u in users}
