@@ -15,9 +15,11 @@ from ncbsim.rights import DIFFUSION, MESSAGE
 from ncbsim.simulations import paths as report_paths
 from ncbsim.simulations import report as reports
 from ncbsim.simulations import scenario
-from ncbsim.simulations.outcomes import AnswerRecord, QueryRecord, outcome_of
+from ncbsim.simulations.outcomes import AnswerRecord, QueryRecord, Sent, outcome_of
 from ncbsim.simulations.prepare import issue_users
 from ncbsim.simulations.scenario import ScenarioError, UserSpec
+from ncbsim.simulations.simulate import planted_summary
+from ncbsim.simulations.traffic import Planned
 from ncbsim.v2 import query_pb2, users_pb2
 
 HEAD = 'bureaus = ["NG", "GH", "SN"]\n[traffic]\nduration_s = 20\n'
@@ -285,3 +287,17 @@ def test_users_are_issued_once_and_again_when_their_rights_change(tmp_path: Path
     assert issue_users(directory, changed) == ["GH/prosecutor-accra"]
     assert entry("GH/prosecutor-accra").serial == entry("NG/ngo-lagos").serial + 1
     assert list(entry("GH/prosecutor-accra").rights.query_kinds) == ["document"]
+
+
+def _answered(ref: str, outcome: Outcome = Outcome.HIT) -> Sent:
+    """NG/border's query to GH for planted record GH-P-1, answered with one match ``ref``."""
+    planned = Planned("q", "NG/border", ["GH"], query_pb2.Query(), {"GH": "GH-P-1"}, kind="person")
+    hits = query_pb2.Answer(hits=query_pb2.Hits(matches=[query_pb2.Match(ref=ref)]))
+    return Sent(planned, [Answer("GH", outcome, hits)])
+
+
+def test_a_hit_only_users_hit_counts_as_the_planted_record_found() -> None:
+    """A hit whose references are withheld (a hit-only user) found the planted record; a
+    hit on another reference did not."""
+    summary = planted_summary([_answered(""), _answered("GH-P-1"), _answered("GH-P-2")])
+    assert summary == {"queries": 3, "hit": 2, "missed": 1, "unanswered": 0}
