@@ -297,7 +297,9 @@ class Messenger:
             await self._notice_copies()
             await self._settle(final=False)
             down = self._down()
-            waiting = [c for _, c in self._copies() if not c.fate and c.recipient not in down]
+            waiting = [
+                c for _, c in self._copies() if not c.fate and bureau_of(c.recipient) not in down
+            ]
             outbox = self._outbox > 0 and GENERAL_SECRETARIAT not in down
             if (not waiting and not outbox) or GATEWAY_DOWN in down:
                 break
@@ -338,7 +340,8 @@ class Messenger:
             for _, copy in self._copies():
                 if copy.fate:
                     continue
-                waiting = copy.recipient in down and copy.gateway_state != "delivered"
+                down_now = bureau_of(copy.recipient) in down  # a user's copy waits for its node
+                waiting = down_now and copy.gateway_state != "delivered"
                 # Stored and waiting for its recipient, or in the mailbox of a gateway
                 # that is down: not lost. Anything else unaccounted for is.
                 copy.fate = "pending" if waiting or GATEWAY_DOWN in down else "lost"
