@@ -92,7 +92,9 @@ def _fault(fault: FaultRecord, queries: Sequence[QueryRecord], run_end_s: float)
     end = run_end_s if fault.end_s is None else fault.end_s
     during = [q for q in queries if q.sent_s >= fault.start_s and q.done_s <= end]
     inside = [
-        q for q in queries if fault.start_s <= q.sent_s < end and q.requester not in fault.bureaus
+        q
+        for q in queries
+        if fault.start_s <= q.sent_s < end and bureau_of(q.requester) not in fault.bureaus
     ]
     after = (
         []
