@@ -17,7 +17,7 @@ from enum import StrEnum
 import grpc
 from google.protobuf.message import DecodeError
 
-from ncbsim import envelope, padding, rpctrace, session, tracing, transport
+from ncbsim import envelope, padding, principal, rpctrace, session, tracing, transport
 from ncbsim.client_sessions import HandshakeError, Sent, SessionPool
 from ncbsim.clock import Clock
 from ncbsim.directory import Directory, Peer
@@ -160,6 +160,10 @@ def classify(bureau: str, body: query_pb2.Answer, latency_ms: float, mid: str) -
     which = body.WhichOneof("result")
     if which == "hits":
         outcome = Outcome.HIT if body.hits.matches else Outcome.NO_HIT
+    elif which == "candidates":  # a biometric search: a candidate list, or none
+        outcome = Outcome.HIT if body.candidates.candidates else Outcome.NO_HIT
+    elif which == "confirmation":  # its step 2: the person, or not confirmed
+        outcome = Outcome.RECORD if body.confirmation.confirmed else Outcome.NOT_FOUND
     elif which == "record":
         outcome = Outcome.RECORD
     elif which == "not_found":
@@ -303,13 +307,10 @@ class BureauClient:
         return list(dict.fromkeys(to))
 
     def members(self) -> list[str]:
-        """What ``ALL`` means from the verified entries held now, without asking anyone."""
-        directory = self.peers.directory
-        return [
-            code
-            for code in directory.bureaus()
-            if code != self.identity.bureau and not directory.get(code).requester_only
-        ]
+        """What ``ALL`` means from the verified entries held now, without asking anyone
+        (a user's ALL leaves out its own bureau too)."""
+        me, directory = principal.bureau_of(self.identity.bureau), self.peers.directory
+        return [c for c in directory.bureaus() if c != me and not directory.get(c).requester_only]
 
     def unusable(self, bureau: str) -> str:
         """Why a query cannot be sealed to ``bureau``, whose entry is not held."""

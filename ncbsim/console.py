@@ -15,6 +15,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from ncbsim import biosearch
 from ncbsim.client import ALL, Answer, BureauClient, Outcome
 from ncbsim.countries import country
 from ncbsim.errors import DirectoryError, UnknownCountry
@@ -161,6 +162,35 @@ def record_view(bureau: str, record: query_pb2.Record) -> Group:
     return Group(heading, Padding(grid, (0, 0, 0, 2), expand=False))
 
 
+def released(answer: Answer) -> query_pb2.Record | None:
+    """The record an answer released: a fetch's, or a confirmed candidate's person."""
+    response = answer.response
+    if response is not None and response.HasField("record"):
+        return response.record
+    if response is not None and response.confirmation.HasField("record"):
+        return response.confirmation.record
+    return None
+
+
+def second_steps(query: query_pb2.Query, answer: Answer) -> list[query_pb2.Query]:
+    """Step 2 for every hit of ``answer`` to ``query``: a fetch of each match, or the
+    confirmation of each candidate with the search's own probe."""
+    if query.WhichOneof("query") == "biometric":
+        search = query.biometric
+        return [
+            query_pb2.Query(
+                confirm=query_pb2.ConfirmQuery(
+                    ref=c.ref, modality=search.modality, template=search.template
+                )
+            )
+            for c in biosearch.candidates(answer)
+            if c.ref  # a hit-only user's candidates carry none
+        ]
+    return [
+        query_pb2.Query(fetch=query_pb2.FetchQuery(ref=m.ref)) for m in answer.matches if m.ref
+    ]
+
+
 def answer_dict(answer: Answer) -> dict[str, Any]:
     """An answer as plain JSON-ready data."""
     data: dict[str, Any] = {
@@ -173,8 +203,17 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         data["detail"] = answer.detail
     if answer.matches:
         data["matches"] = [_match_dict(m) for m in answer.matches]
-    if answer.response is not None and answer.response.HasField("record"):
-        record = answer.response.record
+    if biosearch.candidates(answer):
+        data["candidates"] = [
+            {"rank": c.rank, "ref": c.ref, "score": round(c.score, 3)}
+            for c in biosearch.candidates(answer)
+            if c.ref  # a hit-only user's candidates carry none
+        ]
+    if answer.response is not None and answer.response.HasField("confirmation"):
+        confirmation = answer.response.confirmation
+        data["confirmed"] = confirmation.confirmed
+        data["score"] = round(confirmation.score, 3)
+    if (record := released(answer)) is not None:
         data["record"] = MessageToDict(record, preserving_proto_field_name=True)
         data["record"].pop("handling", None)
         if code := handling_code(record.handling):
@@ -220,9 +259,8 @@ async def run_query(
         fetched: list[Answer] = []
         if args.fetch:
             for answer in answers:
-                for match in answer.matches:
-                    step2 = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=match.ref))
-                    fetched.append(await client.query(step2, answer.bureau, timeout=args.timeout))
+                for second in second_steps(query, answer):
+                    fetched.append(await client.query(second, answer.bureau, timeout=args.timeout))
     if args.json:
         print(
             json.dumps(
@@ -255,10 +293,18 @@ def _answers_table(answers: list[Answer], *, step2: bool = False) -> Table:
         table.add_column(column, justify="right" if column == "ms" else "left")
     for answer in answers:
         refs = ", ".join(_with_handling(m.ref, m.handling) for m in answer.matches)
-        if answer.response is not None and answer.response.HasField("record"):
-            released = answer.response.record
-            if kind := released.WhichOneof("record"):
-                refs = _with_handling(getattr(released, kind).ref, released.handling)
+        if biosearch.candidates(answer):
+            refs = "\n".join(
+                f"{c.rank}. {c.ref}  {c.score:.3f}" for c in biosearch.candidates(answer)
+            )
+        confirming = answer.response is not None and answer.response.HasField("confirmation")
+        if confirming and answer.response is not None:
+            confirmation = answer.response.confirmation
+            said = "confirmed" if confirmation.confirmed else "not confirmed"
+            refs = f"{said}, score {confirmation.score:.3f}"
+        if (record := released(answer)) is not None and (kind := record.WhichOneof("record")):
+            person = _with_handling(getattr(record, kind).ref, record.handling)
+            refs = f"{refs}: person {person}" if confirming else person
         table.add_row(
             answer.bureau,
             f"[{_STYLE[answer.outcome]}]{answer.outcome.value.replace('_', '-')}[/]",
@@ -278,6 +324,6 @@ def _print_human(
         console.print("\n[bold]step 2[/]: the records behind the hits")
         console.print(_answers_table(fetched, step2=True))
     for answer in [*answers, *fetched]:
-        if answer.response is not None and answer.response.HasField("record"):
+        if (record := released(answer)) is not None:
             console.print()
-            console.print(record_view(answer.bureau, answer.response.record))
+            console.print(record_view(answer.bureau, record))

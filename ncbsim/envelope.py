@@ -431,6 +431,40 @@ def seal_message(
     )
 
 
+def check_message(
+    envelope: Envelope,
+    *,
+    recipient: str,
+    recipient_key_id: bytes,
+    senders: Callable[[str], Peer],
+    now_ms: int,
+    header: Header | None = None,
+    clock_skew_ms: int = CLOCK_SKEW_MS,
+) -> Header:
+    """The verified header of a one-way envelope to ``recipient``, sealed to key
+    ``recipient_key_id``: :func:`open_message`'s checks without opening it (a node keeps
+    a copy for one of its users, ``NG/x``, this way)."""
+    if header is None or header.raw != envelope.header:
+        header = Header.parse(envelope.header)
+    if header.kind not in ONE_WAY_KINDS or len(header.correlation_id) != MESSAGE_ID_LEN:
+        raise EnvelopeError
+    try:
+        sender = senders(header.sender)
+    except DirectoryError:
+        raise EnvelopeError from None
+    _check(
+        envelope,
+        header,
+        recipient=recipient,
+        kind=header.kind,
+        sender=sender,
+        recipient_key_id=recipient_key_id,
+        now_ms=now_ms,
+        clock_skew_ms=clock_skew_ms,
+    )
+    return header
+
+
 def open_message(
     envelope: Envelope,
     *,
@@ -446,26 +480,19 @@ def open_message(
     :data:`ONE_WAY_KINDS`; the post id must be 16 bytes. The caller looks at
     ``header.kind`` to parse the body (:func:`ncbsim.messages.unpack`).
     """
+    now_ms = _now_ms() if now_ms is None else now_ms
     if header is None or header.raw != envelope.header:
         header = Header.parse(envelope.header)
-    if header.kind not in ONE_WAY_KINDS or len(header.correlation_id) != MESSAGE_ID_LEN:
-        raise EnvelopeError
-    try:
-        sender = senders(header.sender)
-    except DirectoryError:
-        raise EnvelopeError from None
-    now_ms = _now_ms() if now_ms is None else now_ms
     key = recipient.decryption_key(header.recipient_key_id, now_ms)
     if key is None:
         raise EnvelopeError
-    _check(
+    header = check_message(
         envelope,
-        header,
         recipient=recipient.bureau,
-        kind=header.kind,
-        sender=sender,
         recipient_key_id=header.recipient_key_id,
+        senders=senders,
         now_ms=now_ms,
+        header=header,
         clock_skew_ms=clock_skew_ms,
     )
     try:

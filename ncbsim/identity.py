@@ -1,19 +1,24 @@
-"""A bureau's own identity: its private E2E keys and the public entry that certifies them."""
+"""A party's own identity: its private E2E keys and the public entry that certifies them.
+
+The party is a bureau (``FR``, certified by the root) or one of its users
+(``FR/cdg-border-12``, certified by its bureau: docs/users.md).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from ncbsim import _crypto
+from ncbsim import _crypto, principal, users
 from ncbsim.directory import Peer, verify_entry
-from ncbsim.errors import PkiError
+from ncbsim.errors import DirectoryError, PkiError
 from ncbsim.pki import PkiDir
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Private E2E keys of one bureau. Never logged, never serialized off the machine."""
+    """Private E2E keys of one bureau or user (``bureau`` is the principal). Never
+    logged, never serialized off the machine."""
 
     bureau: str
     signing_key: _crypto.SigningKey
@@ -55,7 +60,10 @@ class Identity:
 
     @classmethod
     def load(cls, pki: PkiDir, bureau: str, *, now_ms: int) -> Identity:
-        """Load ``bureau``'s keys and check they match its root-signed directory entry."""
+        """Load ``bureau``'s keys and check they match its root-signed directory entry;
+        for a user (``FR/x``), its entry signed by its bureau (:func:`load_user`)."""
+        if principal.is_user(bureau):
+            return load_user(pki, bureau, now_ms=now_ms)
         folder = pki.party(bureau)
         try:
             signing = _crypto.signing_key_from_pem((folder / "signing.key").read_bytes())
@@ -100,3 +108,40 @@ class Identity:
             not_after_ms=not_after_ms,
             serial=0,
         )
+
+
+def load_user(pki: PkiDir, user: str, *, now_ms: int) -> Identity:
+    """Load user ``FR/x``'s keys from ``pki/bureaus/FR/users/x`` and check them against
+    its entry, verified against FR's root-verified entry; PkiError if they do not match,
+    or if FR revoked the user (``pki/users/FR/x.revoked``)."""
+    bureau = principal.bureau_of(user)
+    folder = pki.party(user)
+    try:
+        signing = _crypto.signing_key_from_pem((folder / "signing.key").read_bytes())
+        encryption = _crypto.x25519_from_pem((folder / "encryption.key").read_bytes())
+        signed = pki.user_entry_path(user).read_bytes()
+        bureau_entry = pki.entry_path(bureau).read_bytes()
+    except (FileNotFoundError, _crypto.CryptoFailure, ValueError) as exc:
+        raise PkiError(f"cannot load the E2E keys of {user} from {folder}") from exc
+    identity = Identity.from_keys(user, signing, encryption)
+    bureau_peer = verify_entry(pki.root_public_key(), bureau_entry, now_ms=now_ms)
+    try:
+        entry = users.verify_user(bureau_peer, signed, now_ms=now_ms)
+    except DirectoryError as exc:
+        raise PkiError(f"the entry of {user} does not verify: {exc}") from None
+    if entry.principal != user:
+        raise PkiError(f"the entry filed for {user} names {entry.principal}")
+    if (entry.signing_key_id, entry.encryption_key_id) != (
+        identity.signing_key_id,
+        identity.encryption_key_id,
+    ):
+        raise PkiError(f"the keys of {user} do not match its entry")
+    revoked = pki.user_revocation_path(user)
+    if revoked.is_file():
+        try:
+            _, serial = users.verify_user_revocation(bureau_peer, revoked.read_bytes())
+        except DirectoryError:
+            serial = -1  # not signed by its bureau: no revocation
+        if serial == entry.serial:
+            raise PkiError(f"{bureau} revoked {user}")
+    return identity

@@ -50,6 +50,7 @@ from ncbsim.posts import (
     notice_draft,
     ttl_checked,
 )
+from ncbsim.principal import bureau_of
 from ncbsim.protocol import MAX_BATCH_BYTES, MAX_ENVELOPES_PER_CALL
 from ncbsim.retry import retry
 from ncbsim.v2 import gateway_pb2, gateway_pb2_grpc, messages_pb2
@@ -83,7 +84,8 @@ def _batches(
 
 @dataclass(slots=True)
 class Mailer:
-    """Posts one-way messages as ``client``'s bureau, through ``client``'s gateway channel.
+    """Posts one-way messages as ``client``'s bureau (or user: ``client.identity.bureau``
+    is then ``FR/x``, who signs them), through ``client``'s gateway channel.
 
     ``client.clock``, when set, dates the envelopes (the simulator skews it).
     """
@@ -98,7 +100,7 @@ class Mailer:
 
     @property
     def bureau(self) -> str:
-        """The sending bureau's code."""
+        """The sender: a bureau's code, or a user's principal (``FR/x``)."""
         return self.client.identity.bureau
 
     def _now_ms(self) -> int:
@@ -427,13 +429,15 @@ class Mailer:
         ]
 
     async def _signers(self, codes: set[str], deadline: float) -> dict[str, Peer]:
-        """Verified entries of ``codes``; a bureau not in the directory is left out."""
+        """The verified entry that signs each recipient's receipts: its own, or for a
+        user (``NG/x``) its bureau's; a recipient whose signer is not in the directory is
+        left out."""
         peers = self.client.peers
         found: dict[str, Peer] = {}
         for code in sorted(codes):
             try:
                 (peer,), _ = await self._call(
-                    functools.partial(_resolve, peers, [code]), deadline, "GetDirectory"
+                    functools.partial(_resolve, peers, [bureau_of(code)]), deadline, "GetDirectory"
                 )
             except DirectoryError:
                 continue

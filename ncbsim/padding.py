@@ -19,6 +19,11 @@ REQUEST_BYTES = 256
 """Smallest padded Query: a query with three 64-character fields fits."""
 RESPONSE_BYTES = 1024
 """Smallest padded Answer: five matches, and any record, fit."""
+BIOMETRIC_REQUEST_BYTES = 1024
+"""Smallest padded biometric Query (a search or a confirmation, of either modality): a
+512-byte face probe does not fit 512 bytes, so every biometric request takes 1,024 and a
+fingerprint search looks like a face search or a confirmation."""
+_BIOMETRIC_KINDS = frozenset({"biometric", "confirm"})
 
 PADDING_FIELD = 15
 _TAG = bytes([PADDING_FIELD << 3 | 2])  # field 15, wire type 2 (length-delimited): 0x7a
@@ -52,10 +57,20 @@ def target_size(natural: int, minimum: int) -> int:
     return target
 
 
+def minimum_for(message: Message) -> int:
+    """The smallest size of ``message``'s kind: :data:`BIOMETRIC_REQUEST_BYTES` for a
+    biometric ``Query``, else 0 (the caller's minimum applies)."""
+    oneof = message.DESCRIPTOR.oneofs_by_name.get("query")
+    if oneof is not None and message.WhichOneof("query") in _BIOMETRIC_KINDS:
+        return BIOMETRIC_REQUEST_BYTES
+    return 0
+
+
 def padded(message: Message, minimum: int) -> bytes:
     """``message`` serialized to exactly :func:`target_size` bytes.
 
     ``message`` must have a ``bytes padding = 15`` field; any value it holds is dropped.
+    A biometric ``Query`` is padded to at least :data:`BIOMETRIC_REQUEST_BYTES`.
     The padding is appended as that field: tag, length, zero bytes (the body is
     encrypted, so their value is moot). The length prefix takes as many bytes as the
     space left needs; where one byte fewer would leave a byte over (127 bytes of padding
@@ -65,6 +80,7 @@ def padded(message: Message, minimum: int) -> bytes:
     field = message.DESCRIPTOR.fields_by_name.get("padding")
     if field is None or field.number != PADDING_FIELD:
         raise TypeError(f"{message.DESCRIPTOR.full_name} has no padding field 15")
+    minimum = max(minimum, minimum_for(message))
     message.ClearField("padding")
     body = message.SerializeToString()
     room = target_size(len(body), minimum) - len(body) - len(_TAG)

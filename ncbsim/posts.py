@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from ncbsim import envelope, messages, receipts
+from ncbsim import envelope, messages, principal, receipts
 from ncbsim.client import ALL
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Peer
-from ncbsim.errors import ConfigError, EnvelopeError
+from ncbsim.errors import ConfigError, EnvelopeError, PkiError
 from ncbsim.v2 import gateway_pb2, messages_pb2
 
 CopyStatus = Literal["accepted", "duplicate", "queue_full", "failed"]
@@ -129,17 +129,34 @@ class Delivered:
 
 
 def addressees(sender: str, kind: int, to: Sequence[str]) -> list[str]:
-    """``to`` as upper-case codes, or ConfigError if it cannot be a post's address."""
-    codes = [c.strip().upper() for c in to if c.strip()]
+    """``to`` as principals, bureau codes upper case, or ConfigError if it cannot be a
+    post's address. A diffusion or a case message may name a bureau's user (``NG/x``):
+    its bureau's node keeps the copy for it, sealed to the user (docs/users.md)."""
+    codes = [_addressee(c) for c in to if c.strip()]
     if not codes:
         raise ConfigError("no recipient given")
     if ALL in codes and codes != [ALL]:
         raise ConfigError("ALL stands alone: give ALL or a list of bureaus")
     if sender in codes:
         raise ConfigError(f"{sender} cannot send to itself")
+    users = [c for c in codes if principal.is_user(c)]
+    if users and kind not in (envelope.DIFFUSION, envelope.MESSAGE):
+        raise ConfigError(f"only diffusions and case messages go to users, not to {users[0]}")
     if kind == envelope.NOTICE_REQUEST and codes != [GENERAL_SECRETARIAT]:
         raise ConfigError("a notice request goes to GS only")
     return codes
+
+
+def _addressee(text: str) -> str:
+    """One recipient as typed: ``ALL``, a bureau or a user, its bureau part upper case."""
+    bureau, slash, name = text.strip().partition("/")
+    value = bureau.upper() + slash + name
+    if value == ALL:
+        return value
+    try:
+        return principal.check_principal(value)
+    except PkiError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def attachment(name: str, data: bytes, media_type: str = "") -> messages_pb2.Attachment:

@@ -2,7 +2,8 @@
 
 A receipt names the envelope by message id, post id and digest
 (:func:`ncbsim.envelope.envelope_digest`), the two parties and when the recipient first
-processed it, and is signed with the recipient's Ed25519 directory key. The gateway
+processed it, and is signed with the recipient's Ed25519 directory key (a copy kept for
+one of a bureau's users, ``NG/x``, with its bureau's). The gateway
 stores it and hands it to the sender (Gateway.Receipts), which verifies it against the
 recipient's directory entry: a gateway can withhold a receipt but not forge one, so
 "delivered" is the recipient's word, not the gateway's (protocol.md §14.4).
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from ncbsim import _crypto
+from ncbsim import _crypto, principal
 from ncbsim.directory import Peer
 from ncbsim.envelope import MESSAGE_ID_LEN, Header
 from ncbsim.errors import EnvelopeError
@@ -51,9 +52,14 @@ def sign(
 ) -> SignedReceipt:
     """``identity``'s receipt for the envelope with ``header`` and digest ``envelope_sha256``.
 
-    ``header`` must be the verified header of an envelope addressed to ``identity``.
+    ``header`` must be the verified header of an envelope addressed to ``identity``, or
+    to one of its users (``NG/x``): a bureau signs for the copies it keeps for them.
     """
-    if header.recipient != identity.bureau or len(envelope_sha256) != DIGEST_LEN:
+    if (
+        principal.is_user(identity.bureau)
+        or principal.bureau_of(header.recipient) != identity.bureau
+        or len(envelope_sha256) != DIGEST_LEN
+    ):
         raise EnvelopeError
     body = messages_pb2.DeliveryReceipt(
         version=VERSION,
@@ -97,13 +103,14 @@ def parse(signed: SignedReceipt) -> Receipt:
 
 
 def verify(signed: SignedReceipt, *, signer: Peer, now_ms: int) -> Receipt:
-    """The receipt, if ``signer`` (the recipient's verified entry) signed it; else EnvelopeError.
+    """The receipt, if ``signer`` (the recipient's verified entry; for a copy addressed to
+    a user ``NG/x``, its bureau's) signed it; else EnvelopeError.
 
     A receipt signed with a key ``signer`` rotated out verifies only within that key's
     grace period, judged at ``now_ms``.
     """
     receipt = parse(signed)
-    if receipt.recipient != signer.bureau:
+    if principal.bureau_of(receipt.recipient) != signer.bureau or principal.is_user(signer.bureau):
         raise EnvelopeError
     key = signer.verify_key_for(receipt.signing_key_id, now_ms)
     if key is None:

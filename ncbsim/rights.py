@@ -131,9 +131,12 @@ class Rights:
 
 
 _DEFAULTS = {
+    # A border officer checks documents, vehicles and faces, never names; it sees the
+    # owner's reference and may confirm a hit (step 2), since a hit must be confirmed with
+    # the owner before anyone acts on it. ``--hit-only`` narrows a post to hit or no-hit.
     "border": Rights(
         query_kinds=frozenset({"document", "vehicle", "fingerprint", "face"}),
-        full_records=False,
+        full_records=True,
         receive_kinds=frozenset({DIFFUSION}),
         send_kinds=frozenset(),
         rate_per_s=5,

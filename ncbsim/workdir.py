@@ -20,6 +20,7 @@
     WORKDIR/bureaus/FR/replay.sqlite   FR's node's replay cache: the message ids it has seen
     WORKDIR/bureaus/FR/hits.sqlite     FR's node's hit notifications (ncbsim.node.hits)
     WORKDIR/bureaus/FR/proofs.sqlite   the checkpoints FR's node verified (ncbsim.node.proofs)
+    WORKDIR/bureaus/FR/caps.sqlite     biometric searches each bureau made at FR today (Prüm cap)
     WORKDIR/bureaus/FR/inbox.sqlite    what FR received one-way (decrypted), and its notices
     WORKDIR/bureaus/FR/node.log        the JSON log of FR's host, when FR has a host of its own
     WORKDIR/hosts/host-3.log           the JSON log of host 3, a host of several bureaus
@@ -83,6 +84,7 @@ _AUDIT = "audit.sqlite"
 _REPLAY = "replay.sqlite"
 _HITS = "hits.sqlite"
 _PROOFS = "proofs.sqlite"
+_CAPS = "caps.sqlite"
 _INBOX = "inbox.sqlite"
 _MAILBOX = "mailbox.sqlite"
 
@@ -97,6 +99,7 @@ class BureauFiles:
     hits: Path
     inbox: Path
     proofs: Path
+    caps: Path
 
     @classmethod
     def beside(cls, records: Path) -> BureauFiles:
@@ -148,6 +151,10 @@ class BureauDir:
         return self.root / _PROOFS
 
     @property
+    def caps(self) -> Path:
+        return self.root / _CAPS
+
+    @property
     def log(self) -> Path:
         """The log of the bureau's host, when it has a host of its own."""
         return self.root / "node.log"
@@ -162,6 +169,7 @@ class BureauDir:
             hits=self.hits,
             inbox=self.inbox,
             proofs=self.proofs,
+            caps=self.caps,
         )
 
 

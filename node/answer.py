@@ -12,6 +12,10 @@ give without the record), and step 2 answers NotFound, the same bytes as for a
 reference never issued, after the same lookups. Released matches and records carry
 their handling code. Every hit by another bureau on a notify-flagged record, withheld
 or not, is passed to ``on_hit`` as a :class:`ncbsim.node.hits.HitEvent`.
+
+The requester is a principal (``FR`` or ``FR/cdg-border-12``, docs/users.md): the lists
+name bureaus, so a user sees what its bureau may see, and a hit names the requester as
+it is, bureau and user. What a user may ask at all is node/rights.py's, checked first.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ncbsim.errors import QueryError
 from ncbsim.node.hits import HitEvent
 from ncbsim.node.records import Control, Document, Match, Person, Vehicle
 from ncbsim.node.store import MAX_CANDIDATES, RecordStore
+from ncbsim.principal import bureau_of
 from ncbsim.v2 import query_pb2, records_pb2
 
 log = structlog.get_logger()
@@ -80,7 +85,8 @@ def _kind_of(record: Document | Person | Vehicle) -> str:
 
 @dataclasses.dataclass(slots=True)
 class _Context:
-    """Who asks, and where hits on flagged records go."""
+    """Who asks (``bureau``: the bureau answering for ``requester``), and where hits on
+    flagged records go."""
 
     store: RecordStore
     requester: str | None
@@ -88,6 +94,7 @@ class _Context:
     on_hit: OnHit | None
     clock: Callable[[], float]
     owner: str = ""
+    bureau: str | None = None
 
     def notify(
         self, control: Control, ref: str, record_kind: str, query_kind: str, outcome: str
@@ -96,7 +103,7 @@ class _Context:
             self.on_hit is None
             or not control.notify
             or self.requester is None
-            or self.requester == self.owner
+            or self.bureau == self.owner
         ):
             return
         event = HitEvent(
@@ -120,7 +127,7 @@ class _Context:
         released: list[query_pb2.Match] = []
         for m in matches:
             control = self.store.control(m.ref)
-            if not control.visible_to(self.requester, self.owner):
+            if not control.visible_to(self.bureau, self.owner):
                 self.notify(control, m.ref, m.kind, query_kind, "withheld")
                 continue
             if limit is not None and len(released) >= limit:
@@ -142,7 +149,7 @@ class _Context:
         record = self.store.fetch_full(ref)
         if record is None:
             return query_pb2.Answer(not_found=query_pb2.NotFound())
-        if not control.visible_to(self.requester, self.owner):
+        if not control.visible_to(self.bureau, self.owner):
             self.notify(control, ref, _kind_of(record), "fetch", "withheld")
             # Indistinguishable from a reference never issued: the very same body.
             return query_pb2.Answer(not_found=query_pb2.NotFound())
@@ -161,13 +168,15 @@ def answer(
 ) -> query_pb2.Answer:
     """Run one query against ``store`` for ``requester``. Unusable queries get an error body.
 
-    ``requester`` is the authenticated sender bureau (alpha-2). It sees the records its
-    owner lets it see; the owner itself sees all of them. ``None`` (nobody
+    ``requester`` is the authenticated sender: a bureau (alpha-2) or one of its users
+    (``FR/x``), who sees the records the owner lets its bureau see; the owner itself
+    (and its own users) sees all of them. ``None`` (nobody
     authenticated) sees only unrestricted records. ``on_hit`` is called for every hit
     by another bureau on a notify-flagged record, with ``message_id`` (hex) and the
     time from ``clock``; it must return at once (the node passes ``HitLog.record``).
     """
-    context = _Context(store, requester, message_id, on_hit, clock)
+    bureau = bureau_of(requester) if requester is not None else None
+    context = _Context(store, requester, message_id, on_hit, clock, bureau=bureau)
     try:
         context.owner = store.bureau
         return _answer(context, request)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ncbsim.config import check_address, metrics_listen_address
 from ncbsim.errors import ConfigError
+from ncbsim.node.caps import DEFAULT_DAILY_CAP
 from ncbsim.pki import PkiDir, check_bureau_code
 from ncbsim.workdir import BureauFiles
 
@@ -40,6 +41,9 @@ class NodeConfig:
     """The node's clock offset at start (a clock-skew fault; ncbsim.clock)."""
     metrics_listen: str = "127.0.0.1:0"
     """Where this node's Prometheus metrics are served (a loopback HOST:PORT), or ``off``."""
+    biometric_daily_cap: int = DEFAULT_DAILY_CAP
+    """Biometric searches each requesting bureau may make here a UTC day (Prüm;
+    ncbsim.node.caps)."""
 
     def __post_init__(self) -> None:
         check_bureau_code(self.bureau)
@@ -52,5 +56,7 @@ class NodeConfig:
             raise ConfigError("register_interval_s must be positive")
         if self.key_check_interval_s <= 0:
             raise ConfigError("key_check_interval_s must be positive")
+        if self.biometric_daily_cap < 0:
+            raise ConfigError("biometric_daily_cap cannot be negative")
         if not 0 <= self.clock_skew_ms <= MAX_CLOCK_SKEW_MS:
             raise ConfigError(f"clock_skew_ms must be between 0 and {MAX_CLOCK_SKEW_MS}")

@@ -49,6 +49,7 @@ from typing import TypeVar
 
 from ncbsim import private
 from ncbsim.countries import INTERPOL_MEMBERS, Country, country
+from ncbsim.node import biogen
 from ncbsim.node._romanize import Names, romanize
 from ncbsim.node._tables import (
     ADULT_CIRCUMSTANCES,
@@ -274,6 +275,7 @@ class GenerationSummary:
     persons: int
     vehicles: int
     document_statuses: dict[str, int] = field(default_factory=dict)
+    biometrics: int = 0
     seconds: float = 0.0
 
 
@@ -415,6 +417,7 @@ def generate(
     documents: int,
     persons: int,
     vehicles: int,
+    biometrics: int = 0,
     workers: int | None = None,
 ) -> GenerationSummary:
     """Write a new record database for ``bureau`` (alpha-2) at ``db_path``.
@@ -422,13 +425,16 @@ def generate(
     The same ``(bureau, seed)`` and counts always give the same contents, whatever the
     number of ``workers`` (processes; default: one per CPU, up to 8). Records are made in
     chunks of :data:`CHUNK`, each from its own seeded generator, so chunks can be made in
-    parallel and still come out the same. Raises ``FileExistsError`` if ``db_path``
-    exists and ``UnknownCountry`` for an unknown bureau.
+    parallel and still come out the same. The first ``biometrics`` persons are enrolled
+    (:mod:`ncbsim.node.biogen`). Raises ``FileExistsError`` if ``db_path`` exists and
+    ``UnknownCountry`` for an unknown bureau.
     """
     started = time.perf_counter()
     home = country(bureau)
-    if min(documents, persons, vehicles) < 0:
+    if min(documents, persons, vehicles, biometrics) < 0:
         raise ValueError("record counts cannot be negative")
+    if biometrics > persons:
+        raise ValueError(f"cannot enrol biometrics of {biometrics} persons out of {persons}")
     db_path = Path(db_path)
     if db_path.exists():
         raise FileExistsError(f"{db_path} already exists")
@@ -449,7 +455,7 @@ def generate(
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("PRAGMA cache_size = -262144")
         conn.execute("PRAGMA temp_store = MEMORY")
-        conn.executescript(TABLES_DDL + CONTROLS_DDL)
+        conn.executescript(TABLES_DDL + CONTROLS_DDL + biogen.BIOMETRICS_DDL)
         conn.execute("BEGIN")
         meta = {
             "schema_version": str(SCHEMA_VERSION),
@@ -459,6 +465,7 @@ def generate(
             "documents": str(documents),
             "persons": str(persons),
             "vehicles": str(vehicles),
+            "biometrics": str(biometrics),
         }
         conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
         for (kind, index, _), rows in zip(
@@ -472,6 +479,7 @@ def generate(
             conn.executemany(_INSERTS[kind], rows)
             refs = [row[0] for row in rows]
             conn.executemany(_INSERT_CONTROL, _controls(kind, home.alpha2, seed, index, refs))
+        biogen.enrol(conn, home.alpha2, seed, biometrics)
         for statement in INDEXES_DDL.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -489,6 +497,7 @@ def generate(
         documents=documents,
         persons=persons,
         vehicles=vehicles,
+        biometrics=biometrics,
         document_statuses={status: statuses[status] for status in DOCUMENT_STATUSES},
         seconds=time.perf_counter() - started,
     )

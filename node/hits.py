@@ -8,13 +8,14 @@ its own hash-chained SQLite file (``WORKDIR/bureaus/XX/hits.sqlite``, WAL; the s
 chain as the audit logs, see :mod:`ncbsim.auditlog`, so ``ncbsim audit verify`` checks
 it) and logs an info line ``record_hit``.
 
-An event holds who asked, when, which reference, the record's kind, the query's kind
-and outcome, and the message id. Never the query's terms: the reference is the only
-part of the query it keeps. The outcome is ``hit`` (step 1 match), ``released`` (step 2
-returned the record) or ``withheld`` (the record matched or was fetched, but its access
-restriction hid it from the requester, who saw no-hit or not-found). A withheld event
-tells the owner that a bureau it excluded looked for the record; the requester cannot
-tell that anything was recorded.
+An event holds who asked (the requester principal: a bureau, ``FR``, or the user of a
+bureau who asked, ``FR/cdg-border-12``, docs/users.md), when, which reference, the
+record's kind, the query's kind and outcome, and the message id. Never the query's
+terms: the reference is the only part of the query it keeps. The outcome is ``hit``
+(step 1 match), ``released`` (step 2 returned the record) or ``withheld`` (the record
+matched or was fetched, but its access restriction hid it from the requester, who saw
+no-hit or not-found). A withheld event tells the owner that a bureau it excluded looked
+for the record; the requester cannot tell that anything was recorded.
 
 :meth:`HitLog.record` only appends to a queue (a writer thread inserts in batches), so
 it is safe to call on the node's event loop. :func:`read_hits` reads the file from
@@ -38,7 +39,7 @@ __all__ = ["HIT_COLUMNS", "HitEvent", "HitLog", "Outcome", "QueryKind", "event_d
 
 log = structlog.get_logger()
 
-QueryKind = Literal["document", "person", "vehicle", "fetch"]
+QueryKind = Literal["document", "person", "vehicle", "fetch", "fingerprint", "face", "confirm"]
 Outcome = Literal["hit", "released", "withheld"]
 
 HIT_COLUMNS = (
@@ -61,7 +62,7 @@ class HitEvent:
     requester: str
     ref: str
     record_kind: str  # document, person or vehicle
-    query_kind: str  # document, person, vehicle (step 1) or fetch (step 2)
+    query_kind: str  # document, person, vehicle, fingerprint, face (step 1); fetch, confirm
     outcome: str  # hit, released or withheld
     message_id: str  # hex, as in the audit logs; empty if the caller gave none
 
@@ -143,9 +144,14 @@ def read_hits(
     if ref:
         where.append("ref = ?")
         params.append(ref)
-    if requester:
-        where.append("requester = ?")
-        params.append(requester.upper())
+    if requester:  # a user (FR/x): its hits; a bureau (FR): its own and its users'
+        bureau, slash, name = requester.partition("/")
+        if slash:
+            where.append("requester = ?")
+            params.append(f"{bureau.upper()}/{name}")
+        else:
+            where.append("(requester = ? OR requester LIKE ?)")
+            params.extend((bureau.upper(), bureau.upper() + "/%"))
     sql = f"SELECT {', '.join(_NAMES)} FROM {TABLE}"
     if where:
         sql += " WHERE " + " AND ".join(where)

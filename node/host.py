@@ -47,6 +47,7 @@ import structlog
 
 from ncbsim.clock import Clock
 from ncbsim.errors import ConfigError, NcbsimError
+from ncbsim.node.caps import DEFAULT_DAILY_CAP
 from ncbsim.node.config import NodeConfig
 from ncbsim.pki import PkiDir
 from ncbsim.workdir import BureauFiles
@@ -63,6 +64,7 @@ _BUREAU_KEYS = frozenset(
         "clock_offset_ms",
         "clock_skew_ms",
         "metrics_listen",
+        "biometric_daily_cap",
     }
 )
 _CONTROL_LINE_LIMIT = 64 * 1024
@@ -142,6 +144,7 @@ def load_spec(path: Path, pki: PkiDir, *, metrics_listen: str = "127.0.0.1:0") -
                 clock_offset_ms=_int(item, "clock_offset_ms", where, 0),
                 clock_skew_ms=_int(item, "clock_skew_ms", where, 30_000),
                 metrics_listen=_text(item, "metrics_listen", where) or metrics_listen,
+                biometric_daily_cap=_int(item, "biometric_daily_cap", where, DEFAULT_DAILY_CAP),
             )
         except NcbsimError as exc:  # PkiError for a bad code, ConfigError for the rest
             raise ConfigError(f"{where} ({code}): {exc}") from None

@@ -16,6 +16,11 @@ One SQLite file per bureau, ``WORKDIR/bureaus/XX/inbox.sqlite`` (WAL,
 - ``outbox``: at GS, the sealed Notice envelopes decided but not yet accepted by the
   gateway (ncbsim.node.notices). A row is written in the transaction that records the decision
   and deleted once the gateway accepted the envelope.
+- ``user_mail``: copies addressed to the bureau's users (``NG/x``, docs/users.md), kept
+  as they came, sealed to the user: the node verified the sender's signature but cannot
+  open them; ``ncbsim inbox --as NG/x`` does, with the user's key. Keyed and answered
+  like ``messages`` (dedup, receipt); they count in :meth:`Inbox.duplicates_processed`
+  through ``processed``, not in :meth:`Inbox.count` nor in the bureau's own items.
 
 The node is the only writer, and uses the inbox from its event loop only. The CLI and
 the simulator read it while the node runs through :meth:`Inbox.read` (read-only).
@@ -72,6 +77,18 @@ CREATE TABLE IF NOT EXISTS notices (
     updated_at_ms   INTEGER NOT NULL,
     record_ref      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS user_mail (
+    recipient       TEXT NOT NULL,
+    sender          TEXT NOT NULL,
+    message_id      BLOB NOT NULL,
+    kind            INTEGER NOT NULL,
+    processed_at_ms INTEGER NOT NULL,
+    envelope        BLOB NOT NULL,
+    envelope_sha256 BLOB NOT NULL,
+    receipt         BLOB NOT NULL,
+    PRIMARY KEY (sender, message_id)
+);
+CREATE INDEX IF NOT EXISTS user_mail_recipient ON user_mail (recipient);
 CREATE TABLE IF NOT EXISTS outbox (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     recipient     TEXT NOT NULL,
@@ -256,10 +273,13 @@ class Inbox:
     # ------------------------------------------------------------ messages
 
     def stored(self, sender: str, message_id: bytes) -> Stored | None:
-        """The digest and receipt of ``(sender, message_id)`` if it was processed before."""
+        """The digest and receipt of ``(sender, message_id)`` if it was processed before
+        (for the bureau, or kept for one of its users)."""
         row = self._conn.execute(
-            "SELECT envelope_sha256, receipt FROM messages WHERE sender = ? AND message_id = ?",
-            (sender, message_id),
+            "SELECT envelope_sha256, receipt FROM messages WHERE sender = ? AND message_id = ? "
+            "UNION ALL SELECT envelope_sha256, receipt FROM user_mail "
+            "WHERE sender = ? AND message_id = ?",
+            (sender, message_id, sender, message_id),
         ).fetchone()
         if row is None:
             return None
@@ -302,6 +322,45 @@ class Inbox:
             "INSERT INTO processed (sender, message_id, processed_at_ms) VALUES (?, ?, ?)",
             (sender, message_id, processed_at_ms),
         )
+
+    def add_user_mail(  # noqa: PLR0917 - one column each, as add
+        self,
+        recipient: str,
+        sender: str,
+        message_id: bytes,
+        kind: int,
+        processed_at_ms: int,
+        sealed: bytes,
+        envelope_sha256: bytes,
+        receipt: messages_pb2.SignedReceipt,
+    ) -> None:
+        """Keep one copy for user ``recipient``, unopened (inside :meth:`transaction`)."""
+        self._conn.execute(
+            "INSERT INTO user_mail (recipient, sender, message_id, kind, processed_at_ms, "
+            "envelope, envelope_sha256, receipt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                recipient,
+                sender,
+                message_id,
+                kind,
+                processed_at_ms,
+                sealed,
+                envelope_sha256,
+                receipt.SerializeToString(),
+            ),
+        )
+        self._conn.execute(
+            "INSERT INTO processed (sender, message_id, processed_at_ms) VALUES (?, ?, ?)",
+            (sender, message_id, processed_at_ms),
+        )
+
+    def user_mail(self, recipient: str) -> list[tuple[bytes, int]]:
+        """The sealed copies kept for user ``recipient`` and when each was taken, in order."""
+        rows = self._conn.execute(
+            "SELECT envelope, processed_at_ms FROM user_mail WHERE recipient = ? ORDER BY rowid",
+            (recipient,),
+        ).fetchall()
+        return [(bytes(sealed), int(at)) for sealed, at in rows]
 
     def items(self, kind: int | None = None) -> list[InboxItem]:
         """Every processed envelope (of ``kind``, if given), in processing order.

@@ -30,6 +30,13 @@ raised while being processed: an EnvelopeError, ValueError or DecodeError; failu
 I/O, such as ``sqlite3.OperationalError``, stop the batch instead, to be retried). One
 node audit row per envelope; ids, parties, kinds and sizes only, never content.
 
+A copy addressed to one of this bureau's users (``NG/x``, docs/users.md) is sealed to
+the user, not to the node: the node checks it against the user's verified entry (sender's
+signature, validity, sealed to the user's current key; else REJECTED as above, or
+``no_user`` for a user its directory does not hold, unknown or revoked) and the user's
+``receive_kinds`` (else REJECTED ``rights``), then keeps it unopened in the inbox's
+``user_mail`` and signs the receipt as the bureau; ``ncbsim inbox --as NG/x`` opens it.
+
 A sender's entry that is missing, or does not name the envelope's signing key, even
 after asking the gateway, stops the batch too (the directory may be behind, or Peers
 in its back-off after a miss): the gateway delivers again until the TTL.
@@ -66,6 +73,7 @@ from ncbsim.node.inbox import Inbox
 from ncbsim.node.outbox import OutboxPoster
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
+from ncbsim.principal import bureau_of, is_user
 from ncbsim.serving import abort
 from ncbsim.v2 import bureau_pb2, messages_pb2
 
@@ -188,8 +196,8 @@ class Postbox:
                 header: envelope.Header | None = envelope.unverified_header(sealed)
             except EnvelopeError:
                 header = None
-            mine = header is not None and header.recipient == self._identity.bureau
-            if mine and header is not None and not await self._know_sender(header):
+            mine = header is not None and bureau_of(header.recipient) == self._identity.bureau
+            if mine and header is not None and not await self._know_parties(header):
                 break
             items.append(_Item(sealed, header))
         if self._is_gs and any(
@@ -206,6 +214,20 @@ class Postbox:
                 )
                 del items[first:]
         return items
+
+    async def _know_parties(self, header: envelope.Header) -> bool:
+        """:meth:`_know_sender`, and for a copy to one of our users, that user's entry
+        (one the gateway does not have is decided in phase 2: ``no_user``)."""
+        user = header.recipient
+        if is_user(user) and user not in self._peers.directory:
+            try:
+                await self._peers.resolve([user])
+            except DirectoryError:
+                pass
+            except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                log.warning("directory_unavailable", recipient=user, error=str(exc))
+                return False
+        return await self._know_sender(header)
 
     async def _know_sender(self, header: envelope.Header) -> bool:
         """Hold a sender's entry that names the envelope's signing key; False (stop the
@@ -299,7 +321,10 @@ class Postbox:
         header = item.header
         if header is None:
             return self._rejected(item, "undecodable")
-        if header.recipient != self._identity.bureau:
+        to_user = header.recipient != self._identity.bureau
+        if to_user and not (
+            is_user(header.recipient) and bureau_of(header.recipient) == self._identity.bureau
+        ):
             return self._rejected(item, "wrong_recipient")
         digest = envelope.envelope_digest(item.sealed)
         stored = self._inbox.stored(header.sender, header.message_id)
@@ -311,6 +336,8 @@ class Postbox:
                 message_id=header.message_id, status=DUPLICATE, receipt=stored.receipt
             )
             return _Outcome(item, result)
+        if to_user:
+            return self._keep_for_user(item, header, digest, now_ms)
         try:
             opened = envelope.open_message(
                 item.sealed,
@@ -321,11 +348,7 @@ class Postbox:
                 clock_skew_ms=self._clock_skew_ms,
             )
         except EnvelopeError:
-            if self._peers.directory.revoked.key_revoked(header.sender_key_id):
-                return self._rejected(item, "revoked")
-            return self._rejected(
-                item, "expired" if header.expires_at_ms <= now_ms else "unverified"
-            )
+            return self._unopened(item, header, now_ms)
         header = opened.header
         try:
             body = messages.unpack(header.kind, opened.plaintext)
@@ -356,6 +379,51 @@ class Postbox:
             message_id=header.message_id, status=PROCESSED, receipt=receipt
         )
         return _Outcome(item, result, decided=decided)
+
+    def _unopened(self, item: _Item, header: envelope.Header, now_ms: int) -> _Outcome:
+        """The rejection of a copy that did not verify: ``revoked``, ``expired`` or
+        ``unverified``."""
+        if self._peers.directory.revoked.key_revoked(header.sender_key_id):
+            return self._rejected(item, "revoked")
+        return self._rejected(item, "expired" if header.expires_at_ms <= now_ms else "unverified")
+
+    def _keep_for_user(
+        self, item: _Item, header: envelope.Header, digest: bytes, now_ms: int
+    ) -> _Outcome:
+        """Verify a copy to one of our users and keep it unopened (module docstring)."""
+        try:
+            user = self._peers.get(header.recipient)
+        except DirectoryError:
+            return self._rejected(item, "no_user")
+        try:
+            header = envelope.check_message(
+                item.sealed,
+                recipient=user.bureau,
+                recipient_key_id=user.encryption_key_id,
+                senders=self._peers.get,
+                now_ms=now_ms,
+                header=header,
+                clock_skew_ms=self._clock_skew_ms,
+            )
+        except EnvelopeError:
+            return self._unopened(item, header, now_ms)
+        if user.rights is None or not user.rights.may_receive(header.kind):
+            return self._rejected(item, "rights")
+        receipt = receipts.sign(self._identity, header, digest, now_ms)
+        self._inbox.add_user_mail(
+            header.recipient,
+            header.sender,
+            header.message_id,
+            header.kind,
+            now_ms,
+            item.sealed.SerializeToString(),
+            digest,
+            receipt,
+        )
+        result = bureau_pb2.DeliverResult(
+            message_id=header.message_id, status=PROCESSED, receipt=receipt
+        )
+        return _Outcome(item, result)
 
     def _decide(
         self, header: envelope.Header, request: messages_pb2.NoticeRequest, now_ms: int

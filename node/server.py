@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import grpc
 import structlog
@@ -22,25 +21,26 @@ from ncbsim.auditlog import AuditWriteError, ChainedLog
 from ncbsim.clock import Clock
 from ncbsim.countries import GENERAL_SECRETARIAT
 from ncbsim.directory import Directory
-from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError
+from ncbsim.errors import DirectoryError, EnvelopeError, NcbsimError, RightsError
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.metrics import NodeMetrics
-from ncbsim.metrics import serve as serve_metrics
-from ncbsim.node import observed
+from ncbsim.node import biometric_answer, observed, rights
+from ncbsim.node._lifecycle import cancel, open_files, serve_metrics_until
 from ncbsim.node.answer import answer
-from ncbsim.node.audit import NodeAuditLog, audit_record
+from ncbsim.node.audit import audit_record
 from ncbsim.node.config import NodeConfig
 from ncbsim.node.hits import HitLog
-from ncbsim.node.inbox import Inbox
 from ncbsim.node.keys import KeyWatch, entry_stamp
 from ncbsim.node.outbox import OutboxPoster
 from ncbsim.node.postbox import Postbox
 from ncbsim.node.proofs import ProofLog
+from ncbsim.node.refusals import refuse
 from ncbsim.node.registration import register_loop
 from ncbsim.node.replay import ReplayCache
 from ncbsim.node.sessions import NodeSessions, log_ids
 from ncbsim.node.store import RecordStore
+from ncbsim.node.user_revocations import UserRevocations
 from ncbsim.peers import Peers
 from ncbsim.pki import GATEWAY_NAME
 from ncbsim.processes import stop_on_signals
@@ -94,7 +94,9 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         metrics: NodeMetrics | None = None,
         bus: EventBus | None = None,
         suite: int = session.DEFAULT_SUITE,
+        biometrics: biometric_answer.BiometricAnswerer | None = None,
     ) -> None:
+        self._biometrics = biometrics
         self._metrics = metrics or NodeMetrics(identity.bureau)
         self._bus = bus if bus is not None else EventBus(identity.bureau)
         self._clock = clock or Clock()
@@ -257,10 +259,8 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             await abort(context, grpc.StatusCode.ALREADY_EXISTS, "envelope already processed")
         try:
             result = self._answer(query, opened.header.sender, header.message_hex)
-        except Exception:
-            log.exception("handle_failed", sender=header.sender, **log_ids(header))
-            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as exc:  # refused (a bad probe, a daily cap, rights), or a bug
+            await refuse(self._audited, request, header, started, context, exc)
         try:
             sealed = envelope.seal_response(
                 padding.padded(result, padding.RESPONSE_BYTES),
@@ -286,9 +286,22 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
         return await self._release(context, request, header, started, sealed)
 
     def _answer(self, query: query_pb2.Query, requester: str, message_id: str) -> query_pb2.Answer:
-        """The answer to one opened query (node/answer.py), either format."""
+        """The answer to one opened query (node/answer.py), either format: RightsError if
+        the requester is a user asking beyond its rights, no references if it is hit-only
+        (node/rights.py)."""
+        held = self._peers.get(requester).rights  # verified with the envelope just now
+        rights.check_query(held, query)
         on_hit = self._hits.record if self._hits is not None else None
-        return answer(self._store, query, requester=requester, message_id=message_id, on_hit=on_hit)
+        if self._biometrics is not None and query.WhichOneof("query") in biometric_answer.KINDS:
+            now_ms = self._clock.now_ms()
+            result = self._biometrics.answer(
+                query, requester=requester, message_id=message_id, on_hit=on_hit, now_ms=now_ms
+            )
+        else:
+            result = answer(
+                self._store, query, requester=requester, message_id=message_id, on_hit=on_hit
+            )
+        return rights.without_refs(result) if rights.hit_only(held) else result
 
     async def _release(
         self,
@@ -336,7 +349,11 @@ async def run_node(
     async with contextlib.AsyncExitStack() as stack:
         loaded_from = entry_stamp(config.pki, config.bureau)  # before loading: see KeyWatch
         identity = Identity.load(config.pki, config.bureau, now_ms=clock.now_ms())
-        replay, store, audit, hits, inbox, proofs = _open_files(stack, config)
+        replay, store, audit, hits, inbox, proofs = open_files(stack, config)
+        biometrics = biometric_answer.BiometricAnswerer.open(
+            store, config.files.caps, config.biometric_daily_cap
+        )
+        stack.callback(biometrics.close)
         tls = config.pki.tls(config.bureau)
         metrics = NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
@@ -383,8 +400,10 @@ async def run_node(
             metrics=metrics,
             bus=bus,
             suite=config.pki.suite,
+            biometrics=biometrics,
         )
         stack.push_async_callback(service.sessions.drain)
+        service.sessions.revocations = UserRevocations(config.pki, peers.directory)
         served = await start_server(
             tls,
             config.listen,
@@ -402,7 +421,7 @@ async def run_node(
             on_denied=observed.denied_hook(bus, audit),
         )
         stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop
-        metrics_address = _serve_metrics(stack, metrics, config.metrics_listen)
+        metrics_address = serve_metrics_until(stack, metrics, config.metrics_listen)
         log.info(
             "node_listening",
             address=served.address,
@@ -435,7 +454,7 @@ async def run_node(
         tasks.append(asyncio.create_task(service.sessions.run()))
         if outbox is not None:
             tasks.append(asyncio.create_task(outbox.run()))
-        stack.push_async_callback(_cancel, tasks)
+        stack.push_async_callback(cancel, tasks)
         stack.callback(log.info, "node_stopping")
         stack.callback(observed.stopped, bus)
         stopping = asyncio.create_task(stop.wait())
@@ -451,42 +470,7 @@ async def run_node(
                     on_ready(served.address, metrics_address)
             await stopping
         finally:
-            await _cancel([ready, stopping])
-
-
-def _open_files(
-    stack: contextlib.AsyncExitStack[bool | None], config: NodeConfig
-) -> tuple[ReplayCache, RecordStore, NodeAuditLog, HitLog, Inbox, ProofLog]:
-    """The bureau's databases, each closed again when ``stack`` closes."""
-    replay = ReplayCache(config.files.replay, clock_skew_ms=config.clock_skew_ms)
-    stack.callback(replay.close)
-    store = RecordStore(config.files.records)
-    stack.callback(store.close)
-    audit = NodeAuditLog(config.files.audit)
-    stack.callback(audit.close)
-    hits = HitLog(config.files.hits)
-    stack.callback(hits.close)
-    inbox = Inbox(config.files.inbox)
-    stack.callback(inbox.close)
-    proofs = ProofLog.open(config.files.proofs)
-    stack.callback(proofs.close)
-    return replay, store, audit, hits, inbox, proofs
-
-
-def _serve_metrics(stack: contextlib.AsyncExitStack, metrics: NodeMetrics, listen: str) -> str:
-    """Serve ``metrics`` on ``listen`` until ``stack`` closes; its address ("" if off)."""
-    endpoint = serve_metrics(metrics, listen)
-    if endpoint is None:
-        return ""
-    stack.callback(endpoint.close)
-    return endpoint.address
-
-
-async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until they have ended."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel([ready, stopping])
 
 
 async def serve(config: NodeConfig) -> None:

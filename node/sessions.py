@@ -37,10 +37,12 @@ from google.protobuf.message import DecodeError
 from ncbsim import envelope, padding, session
 from ncbsim.clock import Clock
 from ncbsim.directory import Peer
-from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, SessionRefused
+from ncbsim.errors import DirectoryError, EnvelopeError, Replayed, RightsError, SessionRefused
 from ncbsim.eventbus import EventBus
 from ncbsim.identity import Identity
 from ncbsim.node import observed
+from ncbsim.node.refusals import refuse
+from ncbsim.node.user_revocations import UserRevocations
 from ncbsim.peers import Peers
 from ncbsim.serving import abort
 from ncbsim.v2 import bureau_pb2, query_pb2
@@ -116,7 +118,9 @@ class NodeSessions:
         self._answer = answer
         self.proofs = proofs
         """Set by whoever opens the proof log; None: checkpoints are verified, not kept."""
-        self._senders: set[str] = set()  # bureaus that opened a session since the last sweep
+        self.revocations: UserRevocations | None = None
+        """Set by run_node: the users revoked since the last sweep are dropped first."""
+        self._senders: set[str] = set()  # principals that opened a session since the last sweep
         self._recording: set[asyncio.Task[None]] = set()
 
     def use_identity(self, identity: Identity) -> None:
@@ -129,8 +133,11 @@ class NodeSessions:
 
     def sweep(self) -> int:
         """Erase ended sessions, and end those of every sender the directory no longer
-        holds (revoked: :meth:`ncbsim.directory.Directory.apply_revocations` dropped it).
-        Returns how many sessions ended."""
+        holds (revoked: :meth:`ncbsim.directory.Directory.apply_revocations` dropped it,
+        or for a user, a revocation by its bureau, node/user_revocations.py). Returns
+        how many sessions ended."""
+        if self.revocations is not None:
+            self.revocations.check()
         ended = 0
         directory = self._peers.directory
         for sender in list(self._senders):
@@ -233,10 +240,8 @@ class NodeSessions:
                 request=opened.header,
                 now_ms=self._clock.now_ms(),
             )
-        except Exception:
-            log.exception("handle_failed", sender=header.sender, **log_ids(header))
-            await self._audited(request, header, started, grpc.StatusCode.INTERNAL, "internal")
-            await abort(context, grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as exc:  # refused (a bad probe, a daily cap, rights), or a bug
+            await refuse(self._audited, request, header, started, context, exc)
         log.debug(
             "answered",
             sender=header.sender,

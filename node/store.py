@@ -348,6 +348,19 @@ class RecordStore:
             for kind, (table, _) in _TABLES.items()
         }
 
+    def enrolled(self) -> list[tuple[str, str, str, bytes]]:
+        """Every enrolled biometric template: ``(ref, person_ref, modality, template)``,
+        in enrolment order (none for a database made before biometrics existed)."""
+        try:
+            rows = self._conn().execute(
+                "SELECT ref, person_ref, modality, template FROM biometrics ORDER BY rowid"
+            )
+            return [(str(a), str(b), str(c), bytes(d)) for a, b, c, d in rows]
+        except sqlite3.OperationalError as exc:
+            if "no such table: biometrics" in str(exc):
+                return []
+            raise
+
     def meta(self) -> dict[str, str]:
         """What the generator recorded about this database (bureau, seed, schema version)."""
         return dict(self._conn().execute("SELECT key, value FROM meta").fetchall())

@@ -51,7 +51,8 @@ def describe(s: scenarios.Scenario) -> list[str]:
         f"scenario: {s.name}" + (f" ({s.path})" if s.path is not None else ""),
         f"bureaus: {len(s.bureaus)} ({_codes(s.bureaus)}) and a gateway, real processes on {where}",
         f"records per bureau: {r.documents} documents, {r.persons} persons,"
-        f" {r.vehicles} vehicles; {r.planted} planted",
+        f" {r.vehicles} vehicles; {r.planted} planted"
+        + (f"; {r.biometrics} persons enrolled (fingerprint, face)" if r.biometrics else ""),
         f"traffic: {t.duration_s:g} s at {t.rate_per_s:g} queries/s from {senders};"
         f" kinds {', '.join(schema.kinds(s))}; deadline {t.deadline_ms} ms",
     ]

@@ -53,8 +53,7 @@ from ncbsim.simulations.progress import Progress
 from ncbsim.simulations.proxy import Link
 from ncbsim.simulations.scenario import PROCESS_FAULTS, QueryEvent, Scenario
 from ncbsim.simulations.schema import posts
-from ncbsim.simulations.traffic import Planned, Planner, open_stores
-from ncbsim.v2 import query_pb2
+from ncbsim.simulations.traffic import Planned, Planner, open_stores, second_step
 
 log = structlog.get_logger()
 
@@ -435,19 +434,21 @@ class Engine:
             self.result.recorder.queried(item.requester, item.kind, sent_s, latency, answers)
             fetched = None
             if item.fetch and answers[0].outcome == Outcome.HIT:
-                refs = [m.ref for m in answers[0].matches]
                 planted = item.expect_hit.get(answers[0].bureau)
-                ref = planted if planted in refs else refs[0]
-                step2 = query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref))
+                step2, step2_kind = second_step(item.query, answers[0], planted)
                 fetch_s = self.now_s()
                 started = time.perf_counter()
                 with tracing.span("ncbsim.sim.query", party="sim", root=True):
                     trace_id = tracing.current_trace_id()
                     fetched = await client.query(step2, answers[0].bureau, timeout=timeout)
                 latency = (time.perf_counter() - started) * 1000
-                label = f"{item.label}/fetch"
-                self._record(label, "fetch", item.requester, fetch_s, latency, [fetched], trace_id)
-                self.result.recorder.queried(item.requester, "fetch", fetch_s, latency, [fetched])
+                label = f"{item.label}/{step2_kind}"
+                self._record(
+                    label, step2_kind, item.requester, fetch_s, latency, [fetched], trace_id
+                )
+                self.result.recorder.queried(
+                    item.requester, step2_kind, fetch_s, latency, [fetched]
+                )
             self.result.sent.append(Sent(item, answers, fetched, sent_s, self.now_s()))
         finally:
             self._in_flight -= 1

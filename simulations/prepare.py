@@ -27,8 +27,8 @@ from ncbsim.v2 import users_pb2
 from ncbsim.workdir import STAMP, Workdir
 
 
-def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
-    path, bureau, seed, documents, persons, vehicles = args
+def _generate(args: tuple[Path, str, int, int, int, int, int]) -> str:
+    path, bureau, seed, documents, persons, vehicles, biometrics = args
     datagen.generate(
         path,
         bureau,
@@ -36,6 +36,7 @@ def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
         documents=documents,
         persons=persons,
         vehicles=vehicles,
+        biometrics=biometrics,
         workers=1,  # already one bureau per pool worker
     )
     return bureau
@@ -43,12 +44,15 @@ def _generate(args: tuple[Path, str, int, int, int, int]) -> str:
 
 def _stamp(scenario: Scenario) -> dict[str, int]:
     records = scenario.records
-    return {
+    stamp = {
         "seed": scenario.seed,
         "documents": records.documents,
         "persons": records.persons,
         "vehicles": records.vehicles,
     }
+    if records.biometrics:  # only then: records made before biometrics still match
+        stamp["biometrics"] = records.biometrics
+    return stamp
 
 
 def _check_stamp(workdir: Path, scenario: Scenario) -> None:
@@ -159,6 +163,7 @@ def prepare(
             scenario.records.documents,
             scenario.records.persons,
             scenario.records.vehicles,
+            scenario.records.biometrics,
         )
         for b in scenario.bureaus
         if not Workdir(workdir).bureau(b).records.exists()

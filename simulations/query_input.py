@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import re
 
+from ncbsim import biometrics, biosearch
 from ncbsim.client import ALL
 from ncbsim.countries import GENERAL_SECRETARIAT, alpha2_of, country
 from ncbsim.errors import ConfigError, UnknownCountry
@@ -30,6 +31,7 @@ __all__ = [
     "date_of_birth",
     "document_number",
     "issuer",
+    "max_candidates",
     "name",
     "plate",
     "recipients",
@@ -185,7 +187,8 @@ def reference(text: str) -> str:
 
 
 def request(args: argparse.Namespace, *, today: dt.date) -> query_pb2.Query:
-    """The step-1 (or step-2) query ``ncbsim query`` describes, every field checked."""
+    """The step-1 (or step-2) query ``ncbsim query`` describes, every field checked (a
+    biometric probe's size too: :func:`ncbsim.biosearch.read_probe`)."""
     if args.kind == "document":
         return query_pb2.Query(
             document=query_pb2.DocumentQuery(
@@ -209,4 +212,22 @@ def request(args: argparse.Namespace, *, today: dt.date) -> query_pb2.Query:
                 plate=plate(args.plate) if args.plate.strip() else "",
             )
         )
+    if args.kind in biometrics.MODALITIES:
+        probe = biosearch.read_probe(args.probe, args.kind)
+        return biosearch.search(args.kind, probe, max_candidates(args.max))
+    if args.kind == "confirm":
+        ref = reference(args.ref)
+        return biosearch.confirm(
+            ref, args.modality, biosearch.read_probe(args.probe, args.modality)
+        )
     return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=reference(args.ref)))
+
+
+def max_candidates(value: int) -> int:
+    """``--max``: candidates wanted, 1 to the owners' cap (0: the owner's default)."""
+    if not 0 <= value <= biometrics.MAX_CANDIDATES:
+        raise ConfigError(
+            f"--max: from 1 to {biometrics.MAX_CANDIDATES} candidates (an owner returns no "
+            f"more, Prüm), got {value}"
+        )
+    return value

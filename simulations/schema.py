@@ -45,7 +45,9 @@ COUNT_KEYS = ("sent", "answered", "hit", "no_hit", "no_answer", "failed", "refus
 LATENCY_KEYS = ("p50", "p95", "p99", "max")
 """The keys of every latency table but the messages' one."""
 MESSAGE_LATENCY_KEYS = ("p50", "p99", "max")
-KIND_ORDER = ("document", "person", "vehicle", "multi", "fetch")
+KIND_ORDER = ("document", "person", "vehicle", "multi", "fetch", "fingerprint", "face", "confirm")
+BIOMETRIC_KINDS = ("fingerprint", "face")
+"""Biometric searches: a candidate list, confirmed by a step-2 ``confirm``."""
 """Every query kind a report may hold, in the order the report lists them."""
 FATES = ("delivered", "expired", "rejected", "pending", "lost")
 _ALL = "ALL"
@@ -127,19 +129,32 @@ def kinds(s: Scenario) -> tuple[str, ...]:
     Every kind of ``traffic.mix`` with a weight above 0; ``person`` always (the canary
     query that checks the gateway's files is a person search); ``fetch`` if hit queries
     may be followed by a step-2 fetch; and the kinds of the timeline's queries (one to
-    several bureaus, or ALL, is ``multi``).
+    several bureaus, or ALL, is ``multi``); ``confirm`` if biometric hits may be
+    confirmed.
     """
     weights = s.traffic.mix.weights()
     found = {k for k, w in weights.items() if w > 0} | {"person"}
     single = any(weights[k] > 0 for k in ("document", "person", "vehicle"))
     if single and s.traffic.hit_ratio > 0 and s.traffic.fetch_ratio > 0:
         found.add("fetch")
+    if biometric_kinds(s) and s.traffic.hit_ratio > 0 and s.traffic.fetch_ratio > 0:
+        found.add("confirm")
     for event in s.queries():
         query = event.query
         found.add("multi" if query.to == (_ALL,) or len(query.to) > 1 else query.kind)
         if query.fetch:
             found.add("fetch")
     return tuple(k for k in KIND_ORDER if k in found)
+
+
+def biometric_kinds(s: Scenario) -> tuple[str, ...]:
+    """The biometric searches the scenario sends (the report's ``biometric`` has each)."""
+    weights = s.traffic.mix.weights()
+    return tuple(k for k in BIOMETRIC_KINDS if weights[k] > 0)
+
+
+def _biometric(s: Scenario, ctx: Ctx) -> Sequence[str]:
+    return biometric_kinds(s)
 
 
 def posts(s: Scenario) -> bool:
@@ -449,9 +464,43 @@ REPORT = Table(
             " of each process's RSS, sampled every 0.5 s",
             "MiB",
         ),
+        "biometric": When(
+            "a scenario whose traffic.mix has fingerprint or face searches",
+            "this scenario sends no biometric search (traffic.mix.fingerprint and face are 0)",
+            lambda s, ctx: bool(biometric_kinds(s)),
+            Each(
+                "<modality>",
+                "fingerprint or face, if the scenario sends it",
+                _biometric,
+                Table(
+                    {
+                        "searches": Leaf(
+                            "answered searches aimed at an enrolled subject (planted)", QUERIES
+                        ),
+                        "found": Leaf("of those, with the subject in the candidate list", QUERIES),
+                        "first": Leaf("of those, with the subject ranked first", QUERIES),
+                        "rank1": Leaf("first / searches (0 when none): the rank-1 rate", "share"),
+                        "strangers": Leaf(
+                            "answered searches of a subject enrolled nowhere", QUERIES
+                        ),
+                        "false_candidates": Leaf(
+                            "of those, with a candidate all the same (a false match at the"
+                            " search threshold, for step 2 to turn down)",
+                            QUERIES,
+                        ),
+                        "confirmed": Leaf(
+                            "step-2 confirmations of a planted subject that released its person",
+                            QUERIES,
+                        ),
+                    }
+                ),
+            ),
+        ),
         "planted": Table(
             {
-                "queries": Leaf("pairs aimed at a planted record", PAIRS),
+                "queries": Leaf(
+                    "pairs aimed at a planted record (biometric searches: see biometric)", PAIRS
+                ),
                 "hit": Leaf("of those, answered with the planted record", PAIRS),
                 "missed": Leaf("answered without it (wrong)", PAIRS),
                 "unanswered": Leaf("not answered (no_answer or failed)", PAIRS),

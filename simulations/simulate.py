@@ -26,8 +26,8 @@ from ncbsim.client import ALL, Answer, Outcome
 from ncbsim.errors import NcbsimError
 from ncbsim.gateway.audit import read_all
 from ncbsim.processes import cancel_on_sigterm
+from ncbsim.simulations import biometric_report, junit, message_report, rundir, schema
 from ncbsim.simulations import checks as expressions
-from ncbsim.simulations import junit, message_report, rundir, schema
 from ncbsim.simulations import paths as report_paths
 from ncbsim.simulations import report as reports
 from ncbsim.simulations import scenario as scenarios
@@ -110,6 +110,8 @@ def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
     checks: list[Check] = []
     missed, false_hits, unanswered_planted, planted_total = [], [], 0, 0
     for s in sent:
+        if biometric_report.is_biometric(s):  # right by degrees: see the report's biometric
+            continue
         for a in s.answers:
             planted = s.planned.expect_hit.get(a.bureau)
             if planted is not None:
@@ -137,7 +139,13 @@ def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
             f"{len(false_hits)} wrong" + (f": {false_hits[:5]}" if false_hits else ""),
         )
     )
-    fetches = [s for s in sent if s.fetched is not None and _answered(s.fetched.outcome)]
+    fetches = [
+        s
+        for s in sent
+        if s.fetched is not None
+        and _answered(s.fetched.outcome)
+        and not biometric_report.is_biometric(s)
+    ]
     good = [
         s
         for s in fetches
@@ -226,6 +234,8 @@ def planted_summary(sent: list[Sent]) -> dict[str, int]:
     """Answers to queries aimed at a planted record: how many, hit, missed, unanswered."""
     queries = hit = unanswered = 0
     for s in sent:
+        if biometric_report.is_biometric(s):  # the report's biometric table counts it
+            continue
         for a in s.answers:
             ref = s.planned.expect_hit.get(a.bureau)
             if ref is None:
@@ -279,6 +289,8 @@ def evaluate(
         timings=result.timings,
         extra={**result.extra, "planted": planted_summary(result.sent), "explicit": explicit},
     )
+    if modalities := schema.biometric_kinds(scenario):
+        report["biometric"] = biometric_report.summary(result.sent, modalities)
     for event in scenario.faults():
         if event.target == scenarios.GATEWAY and event.id in report["faults"]:
             report["faults"][event.id]["target"] = scenarios.GATEWAY

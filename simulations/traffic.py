@@ -3,6 +3,12 @@
 The plan is drawn from the scenario's seed. A planted query targets a record the
 recipient really holds (read from its database, as ground truth); every other
 query is checked against that database to be a true no-hit before it is sent.
+
+A planted biometric search (``fingerprint``, ``face``) is a new capture, at the scenario's
+quality, of a subject the recipient enrolled (:func:`ncbsim.node.biogen.capture`); its
+"no-hit" is a capture of a subject enrolled nowhere. Biometrics are not exact: a planted
+search may miss its subject and a stranger may draw a candidate, at the rates
+docs/biometrics.md measures; the report counts both (``biometric``).
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ncbsim.client import ALL
+import numpy as np
+
+from ncbsim import biosearch
+from ncbsim.client import ALL, Answer
+from ncbsim.node import biogen
 from ncbsim.node import vin as vins
 from ncbsim.node.answer import answer as oracle_answer
 from ncbsim.node.records import Document, Person, Vehicle
@@ -23,6 +33,8 @@ from ncbsim.simulations.scenario import ExplicitQuery, Scenario
 from ncbsim.v2 import query_pb2
 
 _KINDS = ("document", "person", "vehicle")
+BIOMETRIC = ("fingerprint", "face")
+_MIDDLE = {"fingerprint": "plain", "face": "border"}
 _ALNUM = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 
 
@@ -60,6 +72,8 @@ class Drawer:
     def __init__(self, stores: dict[str, RecordStore], rng: random.Random) -> None:
         self.stores = stores
         self.rng = rng
+        self.qualities = dict(_MIDDLE)
+        """The capture quality of each modality's probes."""
 
     def _no_hit(self, target: str, query: query_pb2.Query) -> bool:
         # Asked as the owner, who sees every record: a true no-hit for any requester.
@@ -73,12 +87,43 @@ class Drawer:
                 return query
         raise RuntimeError(f"could not draw a no-hit query for {target}")
 
+    def quality(self, modality: str) -> str:
+        """The capture quality of ``modality``'s probes (the middle one unless set)."""
+        return self.qualities[modality]
+
+    def _capture_rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.rng.getrandbits(64))
+
+    def _planted_biometric(self, modality: str, target: str) -> tuple[query_pb2.Query, str]:
+        """A capture of a subject ``target`` enrolled, whom every bureau may see."""
+        store = self.stores[target]
+        enrolled = [(ref, person) for ref, person, kind, _ in store.enrolled() if kind == modality]
+        if not enrolled:
+            raise RuntimeError(f"{target} enrolled no {modality}: set records.biometrics")
+        ref, person = self.rng.choice(enrolled)
+        while store.control(person).restricted:
+            ref, person = self.rng.choice(enrolled)
+        seed = int(store.meta()["seed"])
+        probe = biogen.capture(
+            target,
+            seed,
+            person,
+            modality=modality,
+            quality=self.quality(modality),
+            rng=self._capture_rng(),
+        )
+        return biosearch.search(modality, probe), ref
+
     def planted(self, kind: str, target: str) -> tuple[query_pb2.Query, str, list[str]]:
         """A query for a record ``target`` really holds: (query, ref, plaintext probes).
 
         The record is one every bureau may see: a restricted record is, rightly, a
-        no-hit for the bureaus it is withheld from, so it is never planted.
+        no-hit for the bureaus it is withheld from, so it is never planted. For a
+        biometric search the ref is the enrolled template's.
         """
+        if kind in BIOMETRIC:
+            query, ref = self._planted_biometric(kind, target)
+            return query, ref, []
         store = self.stores[target]
         record = store.sample(kind, 1, self.rng)[0]
         while store.control(record.ref).restricted:
@@ -106,6 +151,13 @@ class Drawer:
     def absent(self, kind: str, target: str) -> tuple[query_pb2.Query, list[str]]:
         """A realistic query for a record ``target`` does not hold."""
         rng = self.rng
+        if kind in BIOMETRIC:
+            seed = int(self.stores[target].meta()["seed"])
+            name = f"{rng.getrandbits(48):012x}"
+            probe = biogen.stranger(
+                seed, name, modality=kind, quality=self.quality(kind), rng=self._capture_rng()
+            )
+            return biosearch.search(kind, probe), []
         if kind == "document":
 
             def make() -> query_pb2.Query:
@@ -148,6 +200,8 @@ class Planner(Drawer):
     def __init__(self, scenario: Scenario, stores: dict[str, RecordStore]) -> None:
         super().__init__(stores, random.Random(scenario.seed))
         self.scenario = scenario
+        traffic = scenario.traffic
+        self.qualities = {"fingerprint": traffic.fingerprint_quality, "face": traffic.face_quality}
         self._pools: dict[tuple[str, str], list[tuple[query_pb2.Query, str, list[str]]]] = {}
 
     def pool(self, bureau: str, kind: str) -> list[tuple[query_pb2.Query, str, list[str]]]:
@@ -159,13 +213,14 @@ class Planner(Drawer):
         key = (bureau, kind)
         if key not in self._pools:
             mix = self.scenario.traffic.mix.weights()
-            kinds = {k: mix.get(k, 0.0) for k in _KINDS}
+            kinds = {k: mix.get(k, 0.0) for k in (*_KINDS, *BIOMETRIC)}
             kinds["document"] += mix.get("multi", 0.0)
             total = sum(kinds.values()) or 1.0
             size = max(1, math.ceil(self.scenario.records.planted * kinds[kind] / total))
             # Its own generator: the pool does not depend on when it is first needed.
             rng = random.Random(f"{self.scenario.seed}:{bureau}:{kind}")
             drawer = Drawer(self.stores, rng)
+            drawer.qualities = self.qualities
             self._pools[key] = [drawer.planted(kind, bureau) for _ in range(size)]
         return self._pools[key]
 
@@ -271,3 +326,22 @@ def open_stores(workdir: Path, scenario: Scenario) -> dict[str, RecordStore]:
     from ncbsim.workdir import Workdir
 
     return {b: RecordStore(Workdir(workdir).bureau(b).records) for b in scenario.bureaus}
+
+
+def second_step(
+    query: query_pb2.Query, answer: Answer, planted: str | None
+) -> tuple[query_pb2.Query, str]:
+    """Step 2 after a hit, and its kind: the fetch of the planted reference if it came back
+    (else the first), or for a biometric search the confirmation of that candidate with
+    the search's own probe (``confirm``)."""
+    if query.WhichOneof("query") == "biometric":
+        refs = [c.ref for c in biosearch.candidates(answer)]
+        ref = planted if planted in refs else refs[0]
+        search = query.biometric
+        confirm = query_pb2.ConfirmQuery(
+            ref=ref, modality=search.modality, template=search.template
+        )
+        return query_pb2.Query(confirm=confirm), "confirm"
+    refs = [m.ref for m in answer.matches]
+    ref = planted if planted in refs else refs[0]
+    return query_pb2.Query(fetch=query_pb2.FetchQuery(ref=ref)), "fetch"

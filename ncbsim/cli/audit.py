@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ncbsim.cli._common import add_bureau_options, add_workdir_option
+from ncbsim.cli._common import add_bureau_options, add_workdir_option, principal_text
 from ncbsim.errors import NcbsimError
 
 __all__ = [
@@ -161,8 +161,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     verify.set_defaults(func=cmd_audit_verify, server=False)
     search = audit_sub.add_parser("search", help="list matching entries, oldest first")
     search.add_argument("path", type=Path, help="e.g. WORKDIR/bureaus/DE/audit.sqlite")
-    search.add_argument("--sender", type=str.upper, help="bureau code")
-    search.add_argument("--recipient", type=str.upper, help="bureau code")
+    search.add_argument(
+        "--sender", type=principal_text, help="bureau code, or a bureau's user (FR/cdg-border-12)"
+    )
+    search.add_argument(
+        "--recipient", type=principal_text, help="bureau code, or a bureau's user (NG/ngo-x)"
+    )
     search.add_argument("--kind", help="query_request, query_response, or a prefix such as query")
     search.add_argument("--message-id", help="message id (hex)")
     search.add_argument("--since", help="ISO 8601, e.g. 2026-01-31T09:00:00Z (naive is UTC)")

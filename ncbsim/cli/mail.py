@@ -24,7 +24,7 @@ from typing import TypeVar
 import grpc
 
 from ncbsim import envelope, mail, messages, posts
-from ncbsim.cli._common import add_bureau_options
+from ncbsim.cli._common import acting_as, add_bureau_options, principal_text
 from ncbsim.cli._events import add_events_option, client_events
 from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.cli.mail_views import (
@@ -43,6 +43,7 @@ from ncbsim.durations import parse_duration
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
+from ncbsim.principal import bureau_of, is_user
 from ncbsim.v2 import messages_pb2
 from ncbsim.workdir import Workdir, find_gateway, require_pki
 
@@ -122,9 +123,10 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
     """Run ``diffuse``, ``notice request``, ``notice withdraw`` or ``message send``."""
     ttl = ttl_ms(args.ttl)
     timeout_s = args.timeout
+    who = acting_as(args)  # a bureau, or (diffuse, message) one of its users
     async with (
         client_events(args) as bus,
-        BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway, bus=bus) as client,
+        BureauClient.open(PkiDir(args.workdir), who, gateway, bus=bus) as client,
     ):
         mailer = mail.Mailer(client, strict=True)
         what = args.send
@@ -176,9 +178,16 @@ async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
 
 
 def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
-    """The thread of the message ``post_id`` that ``bureau`` received (for --reply-to)."""
+    """The thread of the message ``post_id`` that ``bureau`` (or a user) received (for
+    --reply-to)."""
     path = Workdir(workdir).bureau(bureau).inbox
-    if path.is_file():
+    if is_user(bureau):
+        from ncbsim.cli.mail_users import user_inbox
+
+        for item in user_inbox(workdir, bureau, envelope.MESSAGE)[0]:
+            if item.post_id == post_id and isinstance(item.body, messages_pb2.CaseMessage):
+                return item.body.thread
+    elif path.is_file():
         inbox = Inbox.read(path)
         try:
             for item in inbox.items(envelope.MESSAGE):
@@ -197,7 +206,7 @@ def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
 
 async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
     """Run ``ncbsim receipts``: exit 1 if a delivered copy's receipt does not verify."""
-    async with BureauClient.open(PkiDir(args.workdir), args.as_bureau, gateway) as client:
+    async with BureauClient.open(PkiDir(args.workdir), acting_as(args), gateway) as client:
         try:
             listed = await mail.Mailer(client).receipts(args.after, timeout_s=args.timeout)
         except grpc.aio.AioRpcError as exc:
@@ -231,7 +240,14 @@ _Row = TypeVar("_Row")
 def show_inbox(args: argparse.Namespace) -> int:
     """Run ``ncbsim inbox``: what the bureau received, decrypted, in processing order."""
     kind = INBOX_KINDS[args.kind] if args.kind else None
-    items = _read_inbox(args, lambda inbox: inbox.items(kind))
+    if is_user(acting_as(args)):  # its copies, kept by its bureau's node, opened here
+        from ncbsim.cli.mail_users import user_inbox
+
+        items, unopened = user_inbox(args.workdir, args.as_bureau, kind)
+        if unopened:
+            print(f"ncbsim: {unopened} copies for {args.as_bureau} did not open", file=sys.stderr)
+    else:
+        items = _read_inbox(args, lambda inbox: inbox.items(kind))
     if args.json:
         return _print_json(args.as_bureau, "items", [item_dict(item) for item in items])
     print_inbox(args.as_bureau, items)
@@ -281,13 +297,14 @@ def show_notices(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    gateway = find_gateway(args.workdir, args.as_bureau)
+    gateway = find_gateway(args.workdir, bureau_of(acting_as(args)))  # a user: its bureau's
     with traced("client", f"client:{args.as_bureau}", args.trace_file):
         return asyncio.run(run_send(args, gateway=gateway))
 
 
 def cmd_receipts(args: argparse.Namespace) -> int:
-    return asyncio.run(run_receipts(args, gateway=find_gateway(args.workdir, args.as_bureau)))
+    gateway = find_gateway(args.workdir, bureau_of(acting_as(args)))
+    return asyncio.run(run_receipts(args, gateway=gateway))
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
@@ -304,10 +321,16 @@ def cmd_notice_list(args: argparse.Namespace) -> int:
 
 
 def _as_bureau(
-    parser: argparse.ArgumentParser, role: str, *, send: bool, gateway: bool = True
+    parser: argparse.ArgumentParser,
+    role: str,
+    *,
+    send: bool,
+    gateway: bool = True,
+    users: bool = False,
 ) -> None:
-    """--workdir, --as and --json; --ttl to post, --timeout to call the gateway."""
-    add_bureau_options(parser, role)
+    """--workdir, --as (a user too, with ``users``) and --json; --ttl to post, --timeout
+    to call the gateway."""
+    add_bureau_options(parser, role, users=users)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     if send:
         add_events_option(parser)
@@ -347,8 +370,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     diffuse = sub.add_parser(
         "diffuse", help="alert some bureaus or ALL (GS gets a copy); delivered even if down"
     )
-    _as_bureau(diffuse, "sending bureau", send=True)
-    diffuse.add_argument("--to", required=True, type=str.upper, help="bureaus, e.g. NG,GH, or ALL")
+    _as_bureau(diffuse, "sender", send=True, users=True)
+    diffuse.add_argument(
+        "--to", required=True, help="bureaus or users, e.g. NG,GH or NG/ngo-x, or ALL"
+    )
     diffuse.add_argument("--subject", required=True)
     diffuse.add_argument("--text", required=True)
     diffuse.add_argument(
@@ -386,8 +411,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     message = sub.add_parser("message", help="case messages from one bureau to another")
     message_sub = message.add_subparsers(dest="message_command", required=True, metavar="ACTION")
     send = message_sub.add_parser("send", help="send a message in a case thread")
-    _as_bureau(send, "sending bureau", send=True)
-    send.add_argument("--to", required=True, type=str.upper, help="one bureau")
+    _as_bureau(send, "sender", send=True, users=True)
+    send.add_argument(
+        "--to", required=True, type=principal_text, help="one bureau, or a user (NG/ngo-x)"
+    )
     send.add_argument("--text", required=True)
     send.add_argument("--subject", default="")
     send.add_argument("--thread", default="", help="case thread (default: start a new one)")
@@ -396,13 +423,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     send.set_defaults(func=cmd_send, send="message", server=False)
 
     inbox = sub.add_parser("inbox", help="what a bureau received, decrypted, in order")
-    _as_bureau(inbox, "receiving bureau", send=False, gateway=False)
+    _as_bureau(inbox, "receiver", send=False, gateway=False, users=True)
     inbox.add_argument("--kind", choices=["diffusion", "message", "notice", "notice-request"])
     inbox.set_defaults(func=cmd_inbox, server=False)
 
     receipts = sub.add_parser(
         "receipts", help="each copy a bureau sent: queued, delivered (signed receipt) or expired"
     )
-    _as_bureau(receipts, "sending bureau", send=False)
+    _as_bureau(receipts, "sender", send=False, users=True)
     receipts.add_argument("--after", type=int, default=0, help="only sequences above this")
     receipts.set_defaults(func=cmd_receipts, server=False)

@@ -1,4 +1,5 @@
-"""``ncbsim query``: query a running network as one bureau (step 1, and step 2 ``fetch``).
+"""``ncbsim query``: query a running network as one bureau (step 1, and step 2 ``fetch``;
+biometric searches ``fingerprint`` and ``face``, and their step 2 ``confirm``).
 
 Every value is checked by :mod:`ncbsim.simulations.query_input` before anything is sent; the
 query itself runs in :func:`ncbsim.console.run_query`.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+from pathlib import Path
 
-from ncbsim.cli._common import add_bureau_options
+from ncbsim.cli._common import acting_as, add_bureau_options
 from ncbsim.cli._events import add_events_option, client_events
 from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.workdir import find_gateway
@@ -23,15 +25,16 @@ def cmd_query(args: argparse.Namespace) -> int:
     from ncbsim.simulations import query_input
 
     # Formats first: a query that cannot be right is refused before anything is read or sent.
+    who = acting_as(args)  # a bureau, or one of its users (docs/users.md)
     to = query_input.recipients(args.to)
     request = query_input.request(args, today=dt.date.today())
-    gateway = find_gateway(args.workdir, args.as_bureau)
+    gateway = find_gateway(args.workdir, who.partition("/")[0])  # a user: its bureau's link
 
     async def run() -> int:
         async with client_events(args) as bus:
             return await run_query(args, request, to, gateway=gateway, bus=bus)
 
-    with traced("client", f"client:{args.as_bureau}", args.trace_file):
+    with traced("client", f"client:{who}", args.trace_file):
         return asyncio.run(run())
 
 
@@ -59,14 +62,15 @@ def _output_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``query`` and its kinds (document, person, vehicle, fetch)."""
+    """Register ``query`` and its kinds (document, person, vehicle, fetch, fingerprint,
+    face, confirm)."""
     query = sub.add_parser(
         "query",
         help="query a running network as one bureau",
         description="Query a running network as one bureau. Every value is checked before "
         "anything is sent; a value that cannot be right exits 2 saying what is expected.",
     )
-    add_bureau_options(query, "requester")
+    add_bureau_options(query, "requester", users=True)
     query.add_argument(
         "--to",
         required=True,
@@ -121,4 +125,43 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="a reference from a step-1 hit: 20 characters a-z and 2-7 (N and 32 hex "
         "digits for the person record of a notice)",
     )
+    _biometric_parsers(kinds, output)
     query.set_defaults(func=cmd_query, server=False)
+
+
+def _biometric_parsers(
+    kinds: argparse._SubParsersAction[argparse.ArgumentParser], output: argparse.ArgumentParser
+) -> None:
+    """``fingerprint``, ``face`` (a 1:N search: a candidate list) and ``confirm`` (step 2)."""
+    from ncbsim import biometrics
+
+    for modality in biometrics.MODALITIES:
+        search = kinds.add_parser(
+            modality,
+            parents=[output],
+            help=f"1:N {modality} search with a probe: a ranked candidate list (--fetch "
+            "confirms each candidate)",
+        )
+        search.add_argument(
+            "--probe",
+            type=Path,
+            required=True,
+            help=f"the probe: {biometrics.DIMS[modality]} int8 bytes, as `ncbsim record "
+            "probe` writes them",
+        )
+        search.add_argument(
+            "--max",
+            type=int,
+            default=0,
+            help=f"candidates wanted, 1 to {biometrics.MAX_CANDIDATES} (the owner's cap); "
+            f"default the owner's {biometrics.DEFAULT_CANDIDATES}",
+        )
+    confirm = kinds.add_parser(
+        "confirm",
+        parents=[output],
+        help="step 2 of a biometric hit: the owner compares the probe with one candidate "
+        "and, if it holds, releases the person",
+    )
+    confirm.add_argument("--ref", required=True, help="a candidate's reference from step 1")
+    confirm.add_argument("--modality", required=True, choices=biometrics.MODALITIES)
+    confirm.add_argument("--probe", type=Path, required=True, help="the probe searched with")

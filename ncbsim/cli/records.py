@@ -1,4 +1,6 @@
-"""``ncbsim record list``, ``record restrict`` and ``hits``: the owner's side of its records.
+"""``ncbsim record list``, ``record restrict`` and ``hits``: the owner's side of its records
+(``record enrolled`` and ``record probe``, for biometrics, are in
+:mod:`ncbsim.cli.biometric_records`).
 
 ``record list`` shows records worth querying from the bureau's own record database
 (read-only: it never writes), so a user knows what a query will hit.
@@ -20,7 +22,8 @@ import shlex
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from ncbsim.cli._common import add_bureau_options
+from ncbsim.cli import biometric_records
+from ncbsim.cli._common import add_bureau_options, principal_text
 from ncbsim.countries import INTERPOL_MEMBERS, alpha2_of
 from ncbsim.errors import NcbsimError, UnknownCountry
 from ncbsim.node.admin import ControlChange, list_hits, list_records, restrict
@@ -265,7 +268,10 @@ def cmd_hits(args: argparse.Namespace) -> int:
         )
     console = Console()
     console.print(table)
-    console.print(f"{len(events)} hit notifications")
+    by_users = sum("/" in e.requester for e in events)
+    console.print(f"{len(events)} hit notifications", end="")
+    # A requester BUREAU/USER is the user of that bureau who asked (docs/users.md).
+    console.print(f" ({by_users} by a bureau's user, shown as BUREAU/USER)" if by_users else "")
     return 0
 
 
@@ -274,7 +280,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     hits = sub.add_parser("hits", help="list hit notifications on a bureau's flagged records")
     add_bureau_options(hits, "owner")
     hits.add_argument("--ref", help="only hits on this reference")
-    hits.add_argument("--requester", type=str.upper, help="only hits by this bureau")
+    hits.add_argument(
+        "--requester",
+        type=principal_text,
+        help="only hits by this bureau and its users (FR), or by one user (FR/cdg-border-12)",
+    )
     hits.add_argument(
         "--limit", type=int, help=f"at most this many, 1 to {MAX_LIMIT} (oldest first)"
     )
@@ -330,3 +340,4 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     rs.add_argument("--json", action="store_true", help="print the result as JSON")
     rs.set_defaults(func=cmd_record_restrict, server=False)
+    biometric_records.add_parsers(actions)

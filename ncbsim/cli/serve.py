@@ -97,12 +97,21 @@ def cmd_node(args: argparse.Namespace) -> int:
         files=files,
         gateway=gateway,
         clock_skew_ms=args.clock_skew_ms,
+        biometric_daily_cap=args.biometric_daily_cap,
         listen=args.listen,
         ready_file=args.ready_file,
         metrics_listen=args.metrics_listen,
     )
     if not db.exists():  # only once the options are known to be good
-        datagen.generate(db, args.bureau, seed=args.seed, documents=2000, persons=500, vehicles=500)
+        datagen.generate(
+            db,
+            args.bureau,
+            seed=args.seed,
+            documents=2000,
+            persons=500,
+            vehicles=500,
+            biometrics=100,
+        )
     with traced("node", args.bureau, args.trace_file):
         asyncio.run(serve(config))
     return 0
@@ -219,6 +228,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=int,
         default=30_000,
         help="how far ahead a sender's clock may be, in ms (default 30000)",
+    )
+    node.add_argument(
+        "--biometric-daily-cap",
+        type=int,
+        default=500,
+        help="biometric searches each requesting bureau may make here a UTC day (Prüm; "
+        "default 500); beyond it RESOURCE_EXHAUSTED until midnight UTC",
     )
     node.add_argument("--seed", type=int, default=1, help="seed if records must be generated")
     node.add_argument("--ready-file", type=Path, help="write pid and address here once serving")

@@ -67,12 +67,12 @@ _TOP_KEYS = (
     "name", "description", "bureaus", "seed", "records", "traffic", "messages", "engine",
     "users", "events", "checks",
 )  # fmt: skip
-_RECORD_KEYS = ("documents", "persons", "vehicles", "planted")
+_RECORD_KEYS = ("documents", "persons", "vehicles", "planted", "biometrics")
 _TRAFFIC_KEYS = (
     "duration_s", "rate_per_s", "hit_ratio", "fetch_ratio", "deadline_ms", "max_in_flight",
-    "requesters", "mix",
+    "requesters", "mix", "fingerprint_quality", "face_quality",
 )  # fmt: skip
-_MIX_KEYS = ("document", "person", "vehicle", "multi")
+_MIX_KEYS = ("document", "person", "vehicle", "multi", "fingerprint", "face")
 _ENGINE_KEYS = ("hosts", "proxy", "mode", "startup_timeout_s")
 _EVENT_KEYS = ("at_s", "id", *EVENT_KINDS[:3], "expect", *MESSAGE_EVENTS)
 _FAULT_KEYS = ("bureaus", "target", "duration_s", "settle_s", "direction")

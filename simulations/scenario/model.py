@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ncbsim import biometrics
 from ncbsim.simulations.scenario.events import ALL, POST_KINDS, Event, FaultEvent, QueryEvent
 from ncbsim.simulations.scenario.timeline import check_scenario
 from ncbsim.simulations.scenario.users import UserSpec
@@ -37,16 +38,27 @@ class Records:
     persons: int = 500
     vehicles: int = 500
     planted: int = 20
+    biometrics: int = 0
+    """Persons enrolled with a fingerprint and a face each (ncbsim.node.biogen)."""
 
     def __post_init__(self) -> None:
         for name in ("documents", "persons", "vehicles", "planted"):
             _int(f"records.{name}", getattr(self, name), ge=1)
+        _int("records.biometrics", self.biometrics, ge=0)
+        if self.biometrics > self.persons:
+            raise _Invalid(
+                "records.biometrics",
+                f"expected at most the bureau's {self.persons} persons, got {self.biometrics}",
+            )
         if self.planted > self.documents + self.persons + self.vehicles:
             raise _Invalid(
                 "records.planted",
                 f"expected at most the bureau's {self.documents + self.persons + self.vehicles}"
                 f" records, got {self.planted}",
             )
+
+
+_MIX = ("document", "person", "vehicle", "multi", "fingerprint", "face")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -57,22 +69,22 @@ class Mix:
     person: float = 3
     vehicle: float = 2
     multi: float = 0.2
+    fingerprint: float = 0
+    """A 1:N fingerprint search of one bureau (needs ``records.biometrics``)."""
+    face: float = 0
+    """A 1:N face search of one bureau (needs ``records.biometrics``)."""
 
     def __post_init__(self) -> None:
-        for name in ("document", "person", "vehicle", "multi"):
+        for name in _MIX:
             _number(f"traffic.mix.{name}", getattr(self, name), ge=0)
         if not any(self.weights().values()):
             raise _Invalid("traffic.mix", "expected at least one weight > 0, all are 0")
-        _as_float(self, "document", "person", "vehicle", "multi")
+        _as_float(self, *_MIX)
 
     def weights(self) -> dict[str, float]:
-        """Kind -> weight, in a fixed order (document, person, vehicle, multi)."""
-        return {
-            "document": self.document,
-            "person": self.person,
-            "vehicle": self.vehicle,
-            "multi": self.multi,
-        }
+        """Kind -> weight, in a fixed order (document, person, vehicle, multi, fingerprint,
+        face): zero weights at the end change no draw of the kinds before them."""
+        return {name: getattr(self, name) for name in _MIX}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,8 +99,15 @@ class Traffic:
     max_in_flight: int = 64
     requesters: tuple[str, ...] = ()
     mix: Mix = field(default_factory=Mix)
+    fingerprint_quality: str = "plain"
+    """The capture quality of fingerprint probes: rolled, plain or latent."""
+    face_quality: str = "border"
+    """The capture quality of face probes: enrolment, border or cctv."""
 
     def __post_init__(self) -> None:
+        for modality, qualities in biometrics.QUALITIES.items():
+            key = f"{modality}_quality"
+            _choice(f"traffic.{key}", getattr(self, key), qualities)
         _number("traffic.duration_s", self.duration_s, gt=0)
         _number("traffic.rate_per_s", self.rate_per_s, gt=0)
         _number("traffic.hit_ratio", self.hit_ratio, ge=0, le=1)

@@ -45,6 +45,12 @@ def check_scenario(s: Scenario, events: list[Event]) -> None:
     _codes("bureaus", s.bureaus)
     for code in s.bureaus:
         _bureau_code("bureaus", code)
+    for modality in ("fingerprint", "face"):
+        if getattr(s.traffic.mix, modality) > 0 and not s.records.biometrics:
+            raise _Invalid(
+                f"traffic.mix.{modality}",
+                "biometric searches need enrolled persons: set records.biometrics",
+            )
     for code in s.traffic.requesters:
         if code not in s.bureaus:
             raise _Invalid("traffic.requesters", f"{code!r} is not one of the scenario's bureaus")

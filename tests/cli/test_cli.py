@@ -210,9 +210,11 @@ WORKDIR_COMMANDS = {
     "inbox": ["inbox", "--as", "FR"],
     "notice list": ["notice", "list", "--as", "FR"],
     "record list": ["record", "list", "--as", "FR"],
+    "record enrolled": ["record", "enrolled", "--as", "FR"],
+    "record probe": ["record", "probe", "--bureau", "FR", "--ref", "a" * 20, "--out", "p.bin"],
     "audit prove": ["audit", "prove", "--as", "FR", "--message-id", "00" * 16],
 }  # fmt: skip
-OFFLINE = ("inbox", "notice list", "record list", "audit prove")
+OFFLINE = ("inbox", "notice list", "record list", "record enrolled", "record probe", "audit prove")
 GATEWAY_COMMANDS = [c for c in WORKDIR_COMMANDS if c not in OFFLINE]
 # Commands on a running network's processes: they need its network.json.
 NETWORK_COMMANDS = {

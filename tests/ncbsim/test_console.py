@@ -118,3 +118,46 @@ def test_an_owners_text_is_shown_as_text_never_as_markup() -> None:
     """A bureau's value that looks like console markup is printed as it is."""
     odd = query_pb2.Record(person=records_pb2.Person(ref="r", surname="[bold red]Doe[/]"))
     assert any("[bold red]Doe[/]" in line for line in _rendered(odd))
+
+
+def test_a_candidate_list_and_a_confirmation_are_shown_and_dumped() -> None:
+    """Candidates print as rank. ref score; a confirmation says so, with the person."""
+    from ncbsim.client import Answer, Outcome
+    from ncbsim.console import answer_dict, released, second_steps
+
+    candidates = query_pb2.Answer(
+        candidates=query_pb2.Candidates(
+            candidates=[
+                query_pb2.Candidate(ref="a" * 20, score=0.71, rank=1),
+                query_pb2.Candidate(ref="b" * 20, score=0.4, rank=2),
+            ]
+        )
+    )
+    hit = Answer("DE", Outcome.HIT, candidates)
+    assert answer_dict(hit)["candidates"] == [
+        {"rank": 1, "ref": "a" * 20, "score": 0.71},
+        {"rank": 2, "ref": "b" * 20, "score": 0.4},
+    ]
+    search = query_pb2.Query(
+        biometric=query_pb2.BiometricQuery(modality=query_pb2.MODALITY_FACE, template=b"\x01")
+    )
+    steps = second_steps(search, hit)
+    assert [(s.confirm.ref, s.confirm.modality, s.confirm.template) for s in steps] == [
+        ("a" * 20, query_pb2.MODALITY_FACE, b"\x01"),
+        ("b" * 20, query_pb2.MODALITY_FACE, b"\x01"),
+    ]
+    person = query_pb2.Record(person=records_pb2.Person(ref="p" * 20, surname="Wieloch"))
+    confirmed = Answer(
+        "DE",
+        Outcome.RECORD,
+        query_pb2.Answer(
+            confirmation=query_pb2.Confirmation(confirmed=True, score=0.71, record=person)
+        ),
+    )
+    data = answer_dict(confirmed)
+    assert (data["confirmed"], data["score"], data["record"]["person"]["surname"]) == (
+        True,
+        0.71,
+        "Wieloch",
+    )
+    assert released(confirmed) == person

@@ -31,6 +31,7 @@ NAMED: dict[str, Path] = {
     "bureaus/FR/hits.sqlite": BUREAU.hits,
     "bureaus/FR/inbox.sqlite": BUREAU.inbox,
     "bureaus/FR/proofs.sqlite": BUREAU.proofs,
+    "bureaus/FR/caps.sqlite": BUREAU.caps,
     "bureaus/FR/node.log": BUREAU.log,
     "hosts/host-3.log": WD.host_log(3),
     "run/host-3.spec.json": WD.host_spec(3),
@@ -82,6 +83,7 @@ def test_a_bureau_folder_gives_its_node_every_file() -> None:
         hits=BUREAU.hits,
         inbox=BUREAU.inbox,
         proofs=BUREAU.proofs,
+        caps=BUREAU.caps,
     )
     assert WD.gateway.files == GatewayFiles(audit=WD.gateway.audit, mailbox=WD.gateway.mailbox)
 

@@ -57,7 +57,10 @@ def shortened(name: str, folder: Path) -> Path:
             if key in event:
                 event[key] = round(event[key] * factor, 3)
     planted = data.get("records", {}).get("planted", 20)
+    enrolled = min(data.get("records", {}).get("biometrics", 0), 40)
     data["records"] = {"documents": 200, "persons": 80, "vehicles": 80, "planted": min(planted, 8)}
+    if enrolled:  # biometric traffic needs enrolled persons
+        data["records"]["biometrics"] = enrolled
     if data["bureaus"] == scenario.ALL_MEMBERS:
         data["bureaus"] = ["FR", "DE", "IT", "ES", "NL", "BE"]
     if "messages" in data:

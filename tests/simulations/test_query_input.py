@@ -236,3 +236,28 @@ def test_every_generated_record_passes(generated: list[Path]) -> None:
             query_input.reference(ref)
         checked += len(docs) + len(persons) + len(vehicles)
     assert checked == len(BUREAUS) * 250
+
+
+def test_a_biometric_search_reads_and_checks_its_probe(tmp_path: Path) -> None:
+    """face/fingerprint: the probe file must be the modality's size and not all zero; --max
+    from 0 (the owner's default) to the owners' cap."""
+    face, short, zero = tmp_path / "face.bin", tmp_path / "short.bin", tmp_path / "zero.bin"
+    face.write_bytes(bytes([5]) * 512)
+    short.write_bytes(bytes([5]) * 256)
+    zero.write_bytes(bytes(512))
+    search = query_input.request(argparse.Namespace(kind="face", probe=face, max=7), today=TODAY)
+    assert search.biometric.template == face.read_bytes()
+    assert search.biometric.max_candidates == 7
+    confirm = query_input.request(
+        argparse.Namespace(kind="confirm", ref="a" * 20, modality="face", probe=face), today=TODAY
+    )
+    assert confirm.confirm.ref == "a" * 20
+    for path, says in (
+        (short, "--probe: a face probe is 512 bytes"),
+        (zero, "is all zero"),
+        (tmp_path / "missing.bin", "--probe: cannot read"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            query_input.request(argparse.Namespace(kind="face", probe=path, max=0), today=TODAY)
+    with pytest.raises(ConfigError, match="--max: from 1 to 10"):
+        query_input.request(argparse.Namespace(kind="face", probe=face, max=11), today=TODAY)

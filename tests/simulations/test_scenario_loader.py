@@ -86,7 +86,14 @@ def test_minimal_scenario_gets_every_default_and_the_file_stem_as_name(tmp_path:
     assert s.seed == 1
     assert s.records == Records()
     assert s.traffic == Traffic()
-    assert s.traffic.mix.weights() == {"document": 5, "person": 3, "vehicle": 2, "multi": 0.2}
+    assert s.traffic.mix.weights() == {
+        "document": 5,
+        "person": 3,
+        "vehicle": 2,
+        "multi": 0.2,
+        "fingerprint": 0,
+        "face": 0,
+    }
     assert s.engine == EngineSettings(
         hosts=0, proxy="auto", mode="loopback", startup_timeout_s=120.0
     )

@@ -208,8 +208,15 @@ def test_every_checkable_path_of_a_builtin_scenario_loads(name: str) -> None:
 def test_kinds_follow_the_mix_the_canary_and_the_timeline() -> None:
     """person always (the canary); fetch only with hits to fetch; a timeline query to
     several bureaus adds multi."""
-    border = scenario.load("border-check")  # documents only, fetch_ratio 0.5
-    assert schema.kinds(border) == ("document", "person", "fetch")
+    border = scenario.load("border-check")  # documents, fingerprints, faces; fetch_ratio 0.5
+    assert schema.kinds(border) == (
+        "document",
+        "person",
+        "fetch",
+        "fingerprint",
+        "face",
+        "confirm",
+    )
     data: dict[str, Any] = {
         "bureaus": ["FR", "DE", "IT"],
         "traffic": {"hit_ratio": 0, "mix": {"document": 1, "person": 0, "vehicle": 0, "multi": 0}},
