@@ -2,7 +2,8 @@
 
 :func:`validate` loads the scenario, which checks every key and every check's report
 paths (simulations/scenario/, simulations/paths.py), and describes it in plain lines:
-the bureaus, the records, the traffic, the messages, the timeline and the checks.
+the bureaus, the records, the traffic, the messages, the users, the timeline and the
+checks.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def describe(s: scenarios.Scenario) -> list[str]:
         )
     elif schema.posts(s):
         lines.append(f"messages: the timeline's posts only, drained for at most {m.drain_s:g} s")
+    if s.users:
+        roles = {u.role: sum(v.role == u.role for v in s.users) for u in s.users}
+        counted = ", ".join(f"{n} {role}" for role, n in roles.items())
+        lines.append(f"users: {len(s.users)} ({counted}), each issued by its bureau")
     lines.append(f"events: {len(s.events)}")
     lines += [f"  {_event(e)}" for e in s.events]
     lines.append(f"checks: {len(s.checks)} of the scenario's, and the built-in ones")

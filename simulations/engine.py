@@ -32,6 +32,7 @@ from ncbsim.clock import Clock
 from ncbsim.directory import Directory
 from ncbsim.events import ViewValue
 from ncbsim.pki import PkiDir
+from ncbsim.principal import bureau_of
 from ncbsim.processes import terminate
 from ncbsim.simulations import message_plan, messaging, run_events
 from ncbsim.simulations import network as net
@@ -45,6 +46,7 @@ from ncbsim.simulations.outcomes import (
     RunResult,
     Sent,
     counts,
+    outcome_of,
 )
 from ncbsim.simulations.prepare import prepare
 from ncbsim.simulations.progress import Progress
@@ -313,11 +315,12 @@ class Engine:
         if self.messenger is not None:
             requesters.update(dict.fromkeys(self.messenger.senders()))
         shared = Directory.pinned(pki)  # each entry verified once, not once per requester
-        for code in requesters:
-            link = self.links.get(code)
+        for code in requesters:  # a bureau, or one of its users (FR/x) on its link and clock
+            bureau = bureau_of(code)
+            link = self.links.get(bureau)
             address = link.to_gateway.address if link and link.to_gateway else gateway
             self.clients[code] = BureauClient.open(
-                pki, code, address, clock=self.clocks[code], directory=shared
+                pki, code, address, clock=self.clocks[bureau], directory=shared
             )
         # Warm up as running bureaus are: directory verified, channel connected.
         limit = asyncio.Semaphore(_WARMUP_CONCURRENCY)
@@ -462,7 +465,7 @@ class Engine:
         trace_id: str = "",
     ) -> None:
         records = tuple(
-            AnswerRecord(a.bureau, a.outcome.value, round(a.latency_ms or latency_ms, 2))
+            AnswerRecord(a.bureau, outcome_of(a), round(a.latency_ms or latency_ms, 2))
             for a in answers
         )
         query = QueryRecord(

@@ -2,9 +2,9 @@
 accounting of the report's ``messages`` table.
 
 :class:`PostRecord` and :class:`CopyRecord` hold what the gateway answered and, after the
-drain, each copy's fate. :func:`read_inboxes` reads every bureau's inbox read-only;
-:func:`out_of_order` and :func:`notice_table` count from that reading, and
-:func:`scan_gateway` looks for the posts' text in the gateway's files.
+drain, each copy's fate. :func:`read_inboxes` reads every bureau's inbox read-only (with
+the copies its node keeps for its users); :func:`out_of_order` and :func:`notice_table`
+count from that reading, and :func:`scan_gateway` looks for the posts' text in the gateway's files.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from ncbsim import envelope
 from ncbsim.countries import GENERAL_SECRETARIAT
-from ncbsim.errors import NcbsimError
+from ncbsim.errors import EnvelopeError, NcbsimError
 from ncbsim.node.inbox import Inbox, InboxItem, NoticeRow
+from ncbsim.principal import bureau_of
 from ncbsim.simulations.message_plan import PlannedPost
 from ncbsim.v2 import messages_pb2
 from ncbsim.workdir import Workdir
@@ -57,15 +60,33 @@ class PostRecord:
 
 @dataclass(slots=True)
 class Inboxes:
-    """What every bureau's inbox held at one reading."""
+    """What every bureau's inbox held at one reading, and the copies its node keeps for
+    its users (``user_mail``: principal -> (sender, message id) -> processed at, ms)."""
 
     items: dict[str, list[InboxItem]] = field(default_factory=dict)
     notices: dict[str, list[NoticeRow]] = field(default_factory=dict)
     duplicates: int = 0
+    user_mail: dict[str, dict[tuple[str, bytes], int]] = field(default_factory=dict)
 
 
-def read_inboxes(workdir: Path, bureaus: Sequence[str], *, full: bool) -> Inboxes:
-    """Read each bureau's inbox read-only (a node that never received anything has none)."""
+def _user_mail(inbox: Inbox, user: str) -> dict[tuple[str, bytes], int]:
+    """The copies ``inbox``'s node keeps for ``user``, by (sender, message id), read from
+    their headers (the node cannot open them: they are sealed to the user)."""
+    kept: dict[tuple[str, bytes], int] = {}
+    for sealed, processed_at_ms in inbox.user_mail(user):
+        try:
+            header = envelope.unverified_header(envelope.Envelope.FromString(sealed))
+        except (DecodeError, EnvelopeError):
+            continue
+        kept[(header.sender, header.message_id)] = processed_at_ms
+    return kept
+
+
+def read_inboxes(
+    workdir: Path, bureaus: Sequence[str], *, full: bool, users: Sequence[str] = ()
+) -> Inboxes:
+    """Read each bureau's inbox read-only (a node that never received anything has none),
+    with the copies kept for those of ``users`` (principals) under these bureaus."""
     out = Inboxes()
     for code in bureaus:
         try:
@@ -74,6 +95,9 @@ def read_inboxes(workdir: Path, bureaus: Sequence[str], *, full: bool) -> Inboxe
             continue
         try:
             out.items[code] = inbox.items()
+            for user in users:
+                if bureau_of(user) == code:
+                    out.user_mail[user] = _user_mail(inbox, user)
             if full:
                 out.notices[code] = inbox.notices()
                 out.duplicates += inbox.duplicates_processed()

@@ -39,6 +39,7 @@ from ncbsim.mail import Mailer
 from ncbsim.messages import color as color_value
 from ncbsim.node.inbox import Inbox, NoticeRow
 from ncbsim.posts import PostOutcome
+from ncbsim.principal import bureau_of, is_user
 from ncbsim.simulations.message_plan import MessagePlan, PlannedPost
 from ncbsim.simulations.message_report import (
     CopyRecord,
@@ -100,8 +101,10 @@ class Messenger:
             for p in message_plan.posts
             if p.kind == "notice" and p.notice is not None
         }
-        self._locks = {code: asyncio.Lock() for code in scenario.bureaus}
-        self._orders = dict.fromkeys(scenario.bureaus, 0)
+        self._users = [u.principal for u in scenario.users]
+        parties = [*scenario.bureaus, *self._users]  # who may send: bureaus and users
+        self._locks = {code: asyncio.Lock() for code in parties}
+        self._orders = dict.fromkeys(parties, 0)
         self._inboxes = Inboxes()
         self.drain_s = 0.0
         self.notice_posts: dict[bytes, PostRecord] = {}  # GS's notice posts, by post id
@@ -294,7 +297,9 @@ class Messenger:
             await self._notice_copies()
             await self._settle(final=False)
             down = self._down()
-            waiting = [c for _, c in self._copies() if not c.fate and c.recipient not in down]
+            waiting = [
+                c for _, c in self._copies() if not c.fate and bureau_of(c.recipient) not in down
+            ]
             outbox = self._outbox > 0 and GENERAL_SECRETARIAT not in down
             if (not waiting and not outbox) or GATEWAY_DOWN in down:
                 break
@@ -313,13 +318,16 @@ class Messenger:
         """
         bureaus = list(self.scenario.bureaus)
         if not final:
-            unsettled = {c.recipient for _, c in self._copies() if not c.fate}
+            unsettled = {bureau_of(c.recipient) for _, c in self._copies() if not c.fate}
             bureaus = [b for b in bureaus if b in unsettled]
-        inboxes = await asyncio.to_thread(read_inboxes, self.workdir, bureaus, full=final)
+        inboxes = await asyncio.to_thread(
+            read_inboxes, self.workdir, bureaus, full=final, users=self._users
+        )
         held = {
             code: {(i.sender, i.message_id): i.processed_at_ms for i in items}
             for code, items in inboxes.items.items()
         }
+        held.update(inboxes.user_mail)  # a user's copies, kept for it by its bureau's node
         for record, copy in self._copies():
             processed = held.get(copy.recipient, {}).get((record.post.sender, copy.message_id))
             if processed is not None:
@@ -332,7 +340,8 @@ class Messenger:
             for _, copy in self._copies():
                 if copy.fate:
                     continue
-                waiting = copy.recipient in down and copy.gateway_state != "delivered"
+                down_now = bureau_of(copy.recipient) in down  # a user's copy waits for its node
+                waiting = down_now and copy.gateway_state != "delivered"
                 # Stored and waiting for its recipient, or in the mailbox of a gateway
                 # that is down: not lost. Anything else unaccounted for is.
                 copy.fate = "pending" if waiting or GATEWAY_DOWN in down else "lost"
@@ -389,7 +398,16 @@ class Messenger:
             "drain_s": self.drain_s,
             "notices": notice_table(self.notice_ids, self.records, self._inboxes),
             "notice_copies": {"recipients": len(gs_copies), **self._fates(gs_copies)},
+            **self._to_users(copies),
         }
+
+    def _to_users(self, copies: Sequence[CopyRecord]) -> dict[str, Any]:
+        """``users``: the copies addressed to the scenario's users (also in the totals),
+        and their fates; nothing for a scenario without users."""
+        if not self._users:
+            return {}
+        mine = [c for c in copies if is_user(c.recipient)]
+        return {"users": {"recipients": len(mine), **self._fates(mine)}}
 
     def probes(self) -> list[str]:
         """Strings of the posts none may reach the gateway's files: each text's unique

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ncbsim.client import Answer
+from ncbsim.client import Answer, Outcome
 from ncbsim.events import Event
 from ncbsim.simulations import run_events
 from ncbsim.simulations.schema import COUNT_KEYS, LATENCY_KEYS
@@ -24,6 +24,7 @@ from ncbsim.simulations.traffic import Planned
 
 __all__ = [
     "ANSWERED",
+    "REFUSED",
     "AnswerRecord",
     "FaultRecord",
     "QueryRecord",
@@ -33,6 +34,9 @@ __all__ = [
 
 #: The outcomes (``ncbsim.client.Outcome`` values) that mean the bureau did answer.
 ANSWERED = frozenset({"hit", "no_hit", "record", "not_found"})
+REFUSED = "refused"
+"""A pair refused PERMISSION_DENIED: a user's query beyond the rights its bureau signed,
+refused by the gateway or by the owner (docs/users.md). Expected by policy: not failed."""
 _HIT = frozenset({"hit", "record"})
 _NO_HIT = frozenset({"no_hit", "not_found"})
 
@@ -42,7 +46,7 @@ class AnswerRecord:
     """How one bureau answered one query."""
 
     bureau: str
-    outcome: str  # ncbsim.client.Outcome values: hit no_hit record not_found error no_answer failed
+    outcome: str  # outcome_of: hit no_hit record not_found error no_answer failed refused
     latency_ms: float
 
 
@@ -52,7 +56,7 @@ class QueryRecord:
 
     label: str  # "document-12", "fetch-12", "multi-3", or an explicit event id
     kind: str  # document | person | vehicle | multi | fetch
-    requester: str
+    requester: str  # a bureau, or one of its users (FR/x)
     sent_s: float  # seconds since traffic start
     done_s: float
     latency_ms: float
@@ -74,14 +78,23 @@ class FaultRecord:
     settle_s: float = 2.0
 
 
+def outcome_of(answer: Answer) -> str:
+    """How the report counts one answer: its outcome's value, or :data:`REFUSED` for a
+    call that failed PERMISSION_DENIED (the gateway's or the owner's refusal of a user)."""
+    if answer.outcome == Outcome.FAILED and "PERMISSION_DENIED" in answer.detail:
+        return REFUSED
+    return answer.outcome.value
+
+
 def counts(answers: Iterable[AnswerRecord]) -> dict[str, int]:
     """Tally answers: each (query, recipient) pair counts once (unit: pairs).
 
     ``sent`` is the number of pairs; ``hit`` counts hit and record (a step-2 fetch that
     returned the record), ``no_hit`` counts no_hit and not_found, ``answered`` is their
-    sum, and ``failed`` is every other outcome but no_answer (error and failed).
+    sum, ``refused`` counts :data:`REFUSED`, and ``failed`` is every other outcome but
+    no_answer (error and failed).
     """
-    sent = hit = no_hit = no_answer = 0
+    sent = hit = no_hit = no_answer = refused = 0
     for answer in answers:
         sent += 1
         if answer.outcome in _HIT:
@@ -90,13 +103,16 @@ def counts(answers: Iterable[AnswerRecord]) -> dict[str, int]:
             no_hit += 1
         elif answer.outcome == "no_answer":
             no_answer += 1
+        elif answer.outcome == REFUSED:
+            refused += 1
     values = {
         "sent": sent,
         "answered": hit + no_hit,
         "hit": hit,
         "no_hit": no_hit,
         "no_answer": no_answer,
-        "failed": sent - hit - no_hit - no_answer,
+        "failed": sent - hit - no_hit - no_answer - refused,
+        "refused": refused,
     }
     return {key: values[key] for key in COUNT_KEYS}  # the schema's keys, in its order
 

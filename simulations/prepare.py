@@ -1,7 +1,10 @@
-"""Prepare a network's work directory: its PKI and every bureau's records.
+"""Prepare a network's work directory: its PKI, the scenario's users and every bureau's
+records.
 
 Records are made once for a scenario's seed and counts, and reused while they match
 (``WORKDIR/records.json``); many bureaus' records are made in parallel, one process each.
+Each user of the scenario (``[[users]]``) is issued by its bureau (ncbsim.users), and
+issued again only if its entry no longer says what the scenario does.
 """
 
 from __future__ import annotations
@@ -10,13 +13,17 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from ncbsim import pki, private
+from google.protobuf.message import DecodeError
+
+from ncbsim import pki, private, users
 from ncbsim.errors import ConfigError, NetworkError
 from ncbsim.node import datagen
-from ncbsim.simulations.scenario import Scenario
+from ncbsim.simulations.scenario import Scenario, UserSpec
+from ncbsim.v2 import users_pb2
 from ncbsim.workdir import STAMP, Workdir
 
 
@@ -70,6 +77,37 @@ def _check_stamp(workdir: Path, scenario: Scenario) -> None:
         )
 
 
+def _issued(directory: pki.PkiDir, user: UserSpec, now_ms: int) -> bool:
+    """Whether ``user`` holds a current entry with the scenario's role and rights (and its
+    keys): then it is not issued again."""
+    path = directory.user_entry_path(user.principal)
+    if not (path.is_file() and (directory.party(user.principal) / "tls.key").is_file()):
+        return False
+    try:
+        signed = users_pb2.SignedUserEntry.FromString(path.read_bytes())
+        entry = users_pb2.UserEntry.FromString(signed.entry)
+        rights = users.Rights.from_proto(entry.rights)
+    except (OSError, DecodeError, ConfigError):
+        return False
+    revoked = directory.user_revocation_path(user.principal).exists()
+    fresh = entry.not_after_ms > now_ms + 3_600_000  # an hour left at least
+    return entry.role == user.role and rights == user.rights() and fresh and not revoked
+
+
+def issue_users(directory: pki.PkiDir, specs: tuple[UserSpec, ...]) -> list[str]:
+    """Issue each user its bureau does not already hold as specified; the principals issued."""
+    now_ms = int(time.time() * 1000)
+    issued = []
+    for user in specs:
+        if _issued(directory, user, now_ms):
+            continue
+        users.issue_user(
+            directory, user.bureau, user.name, user.role, rights=user.rights(), now_ms=now_ms
+        )
+        issued.append(user.principal)
+    return issued
+
+
 def prepare(
     workdir: Path,
     scenario: Scenario,
@@ -105,6 +143,7 @@ def prepare(
     missing = [b for b in scenario.bureaus if b not in directory.bureaus()]
     for code in missing:
         pki.add_bureau(directory, code)
+    issue_users(directory, scenario.users)
     # Folders an older version made readable by anyone are tightened, and the
     # certificates it wrote 0644 in them (the other files are, as their owners open them).
     for folder in (

@@ -16,13 +16,15 @@ table.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ncbsim.principal import bureau_of
+from ncbsim.rights import ROLES
 from ncbsim.simulations.outcomes import (
     ANSWERED,
     AnswerRecord,
@@ -90,7 +92,9 @@ def _fault(fault: FaultRecord, queries: Sequence[QueryRecord], run_end_s: float)
     end = run_end_s if fault.end_s is None else fault.end_s
     during = [q for q in queries if q.sent_s >= fault.start_s and q.done_s <= end]
     inside = [
-        q for q in queries if fault.start_s <= q.sent_s < end and q.requester not in fault.bureaus
+        q
+        for q in queries
+        if fault.start_s <= q.sent_s < end and bureau_of(q.requester) not in fault.bureaus
     ]
     after = (
         []
@@ -158,6 +162,7 @@ def build(
     timings: dict[str, float],
     extra: dict[str, Any],
     kinds: Sequence[str] = (),
+    users: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The run's report, without ``checks`` and ``passed`` (the caller adds those).
 
@@ -170,6 +175,9 @@ def build(
     ``faults`` (by id: definition, ``during``/``others``/``after`` counts and
     ``recovered_s``), then every entry of ``timings`` (seconds, rounded to 3 decimals)
     and of ``extra``, as given. A fault that never healed runs until ``run_end_s``.
+
+    ``users`` (principal -> role) are the scenario's users: a user's queries count in its
+    bureau's ``as_requester``, and, if there are users, in ``users`` and ``roles.<role>``.
     """
     answers = [a for q in queries for a in q.answers]
     per_bureau: dict[str, Any] = {}
@@ -180,7 +188,7 @@ def build(
                 "queries": counts(mine),
                 "latency_ms": latency([a.latency_ms for a in mine]),
             },
-            "as_requester": _stats([q for q in queries if q.requester == code]),
+            "as_requester": _stats([q for q in queries if bureau_of(q.requester) == code]),
         }
     sent_kinds = {q.kind for q in queries} - set(kinds)
     report: dict[str, Any] = {
@@ -194,6 +202,7 @@ def build(
             kind: _stats([q for q in queries if q.kind == kind])
             for kind in sorted({*kinds, *sent_kinds}, key=_kind_key)
         },
+        **_users(queries, users or {}),
         "faults": {
             f.id: _fault(f, queries, run_end_s)
             for f in sorted(faults, key=lambda f: (f.start_s, f.id))
@@ -203,6 +212,20 @@ def build(
     report.update({k: round(v, 3) for k, v in timings.items()})
     report.update(extra)
     return report
+
+
+def _users(queries: Sequence[QueryRecord], users: Mapping[str, str]) -> dict[str, Any]:
+    """``users`` and ``roles``: the queries the scenario's users sent, all and by role
+    (each role of ``users``, whether it sent or not); nothing without users."""
+    if not users:
+        return {}
+    roles = [r for r in ROLES if r in users.values()]
+    return {
+        "users": _stats([q for q in queries if q.requester in users]),
+        "roles": {
+            role: _stats([q for q in queries if users.get(q.requester) == role]) for role in roles
+        },
+    }
 
 
 def check_view(report: dict[str, Any]) -> dict[str, Any]:
@@ -221,8 +244,9 @@ def check_view(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _counts_row(c: dict[str, Any]) -> list[str]:
-    """Pairs sent, answered, hit, no-answer and failed (no-hit is answered - hit)."""
-    return [str(c.get(k, 0)) for k in COUNT_KEYS if k != "no_hit"]
+    """Pairs sent, answered, hit, no-answer and failed (no-hit is answered - hit; refused
+    pairs are in the queries table and the users' line)."""
+    return [str(c.get(k, 0)) for k in COUNT_KEYS if k not in ("no_hit", "refused")]
 
 
 def _ms(value: Any) -> str:
@@ -401,6 +425,25 @@ def _messages_lines(messages: Any) -> list[str]:
     return lines
 
 
+def _users_lines(report: dict[str, Any]) -> list[str]:
+    """The users' queries: how many, answered and refused, in all and by role."""
+    users = report.get("users")
+    if not isinstance(users, dict):
+        return []
+
+    def line(label: str, entry: dict[str, Any]) -> str:
+        q = entry.get("queries", {})
+        return (
+            f"{label}: {entry.get('requests', 0)} queries, {q.get('sent', 0)} pairs;"
+            f" {q.get('answered', 0)} answered, {q.get('refused', 0)} refused,"
+            f" {q.get('no_answer', 0) + q.get('failed', 0)} unanswered"
+        )
+
+    lines = [line("users", users)]
+    lines += [f"  {line(role, entry)}" for role, entry in report.get("roles", {}).items()]
+    return lines
+
+
 def print_summary(console: Console, report: dict[str, Any]) -> None:
     """Print the report for a person, readable in an 80-column terminal.
 
@@ -430,6 +473,8 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             console.print(f"... and {hidden} more bureaus (all in report.json)")
     if report.get("faults"):
         console.print(_faults_table(report["faults"]))
+    for line in _users_lines(report):
+        console.print(line)
     for line in _messages_lines(report.get("messages")):
         console.print(line)
     if report.get("checks"):

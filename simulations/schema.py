@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ncbsim.rights import ROLES
+
 if TYPE_CHECKING:
     from ncbsim.simulations.scenario import Scenario
 
@@ -38,7 +40,7 @@ __all__ = [
 
 Ctx = tuple[str, ...]  # the concrete path walked so far, in report.json terms
 
-COUNT_KEYS = ("sent", "answered", "hit", "no_hit", "no_answer", "failed")
+COUNT_KEYS = ("sent", "answered", "hit", "no_hit", "no_answer", "failed", "refused")
 """The keys of every table of pair counts, in order."""
 LATENCY_KEYS = ("p50", "p95", "p99", "max")
 """The keys of every latency table but the messages' one."""
@@ -180,6 +182,18 @@ def _queries(s: Scenario, ctx: Ctx) -> Sequence[str]:
     return [e.id for e in s.queries()]
 
 
+def _roles(s: Scenario, ctx: Ctx) -> Sequence[str]:
+    held = {u.role for u in s.users}
+    return [r for r in ROLES if r in held]
+
+
+def _has_users(s: Scenario, ctx: Ctx) -> bool:
+    return bool(s.users)
+
+
+_NO_USERS = "this scenario declares no users ([[users]])"
+
+
 def _observed(s: Scenario, ctx: Ctx) -> Sequence[str]:
     return observed_parties(s.bureaus)
 
@@ -196,7 +210,9 @@ _COUNT_DOCS = {
     "hit": "answered with a match (a step-2 fetch that returned the record too)",
     "no_hit": "answered without a match (a fetch of an unknown reference too)",
     "no_answer": "pairs the deadline passed without an answer",
-    "failed": "pairs that ended in an error",
+    "failed": "pairs that ended in an error (refusals aside)",
+    "refused": "pairs refused PERMISSION_DENIED: a user's query beyond the rights its bureau"
+    " signed, refused by the gateway or the owner",
 }
 
 
@@ -268,6 +284,13 @@ _FAULT = Table(
     }
 )
 
+
+def _copies(doc: str, of: str) -> Table:
+    """Some copies (also in the messages' totals) and their fates."""
+    fates: dict[str, Node] = {f: Leaf(f"of {of}: {f}", "copies") for f in FATES}
+    return Table({"recipients": Leaf(f"{doc} (also in the totals above)", "copies"), **fates})
+
+
 _MESSAGES = Table(
     {
         "sent": Leaf(
@@ -328,15 +351,14 @@ _MESSAGES = Table(
                 }
             ),
         ),
-        "notice_copies": Table(
-            {
-                "recipients": Leaf(
-                    "GS's copies of the notices it published, refused or withdrawn (also in"
-                    " the totals above)",
-                    "copies",
-                ),
-                **{f: Leaf(f"of GS's notice copies: {f}", "copies") for f in FATES},
-            }
+        "users": When(
+            "a scenario with [[users]]",
+            _NO_USERS,
+            _has_users,
+            _copies("copies addressed to the scenario's users", "the users' copies"),
+        ),
+        "notice_copies": _copies(
+            "GS's copies of the notices it published, refused or withdrawn", "GS's notice copies"
         ),
     }
 )
@@ -355,11 +377,28 @@ REPORT = Table(
             Table(
                 {
                     "as_recipient": _stats("sent to it", pairs_latency=True, requests=False),
-                    "as_requester": _stats("it sent"),
+                    "as_requester": _stats("it and its users sent"),
                 }
             ),
         ),
         "kinds": Each("<kind>", "a kind this scenario sends", _kinds, _stats("of this kind")),
+        "users": When(
+            "a scenario with [[users]]",
+            _NO_USERS,
+            _has_users,
+            _stats("its users sent (also in their bureau's as_requester)"),
+        ),
+        "roles": When(
+            "a scenario with [[users]]",
+            _NO_USERS,
+            _has_users,
+            Each(
+                "<role>",
+                "a role of the scenario's users",
+                _roles,
+                _stats("users of this role sent"),
+            ),
+        ),
         "faults": Each("<id>", "a fault event id", _faults, _FAULT),
         "slowest_queries": Leaf(
             "the 10 slowest queries, slowest first: label, kind, requester, recipients,"

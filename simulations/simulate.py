@@ -22,7 +22,7 @@ import structlog
 from rich.console import Console
 
 from ncbsim import tracing
-from ncbsim.client import ALL, Outcome
+from ncbsim.client import ALL, Answer, Outcome
 from ncbsim.errors import NcbsimError
 from ncbsim.gateway.audit import read_all
 from ncbsim.processes import cancel_on_sigterm
@@ -32,7 +32,7 @@ from ncbsim.simulations import paths as report_paths
 from ncbsim.simulations import report as reports
 from ncbsim.simulations import scenario as scenarios
 from ncbsim.simulations.engine import Engine
-from ncbsim.simulations.outcomes import ANSWERED, RunResult, Sent
+from ncbsim.simulations.outcomes import ANSWERED, RunResult, Sent, outcome_of
 from ncbsim.workdir import Workdir
 
 log = structlog.get_logger()
@@ -92,6 +92,13 @@ def multi_bureau_check(sent: Sequence[Sent]) -> Check | None:
     )
 
 
+def _found(ref: str, answer: Answer) -> bool:
+    """Whether ``answer`` found the planted record ``ref``: among its matches, or a hit
+    whose references are all withheld (a hit-only user's answer: docs/users.md)."""
+    refs = {m.ref for m in answer.matches}
+    return ref in refs or (answer.outcome == Outcome.HIT and refs == {""})
+
+
 def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
     """What every run must show, whatever its faults: no wrong answer, no plaintext leak.
 
@@ -111,7 +118,7 @@ def builtin_checks(sent: list[Sent], workdir: Path) -> list[Check]:
                 planted_total += 1
                 if not _answered(a.outcome):
                     unanswered_planted += 1
-                elif planted not in {m.ref for m in a.matches}:
+                elif not _found(planted, a):
                     missed.append(f"{s.planned.label}@{a.bureau}")
             elif a.outcome == Outcome.HIT:
                 false_hits.append(f"{s.planned.label}@{a.bureau}")
@@ -236,7 +243,7 @@ def planted_summary(sent: list[Sent]) -> dict[str, int]:
             queries += 1
             if not _answered(a.outcome):
                 unanswered += 1
-            elif ref in {m.ref for m in a.matches}:
+            elif _found(ref, a):
                 hit += 1
     return {
         "queries": queries,
@@ -252,11 +259,11 @@ def _explicit(sent: list[Sent]) -> dict[str, dict[str, Any]]:
     for s in sent:
         if not s.planned.explicit:
             continue
-        outcomes = sorted({a.outcome.value for a in s.answers})
+        outcomes = sorted({outcome_of(a) for a in s.answers})
         expected = s.planned.expect_hit
         owner = next((b for b, ref in expected.items() if ref is not None), next(iter(expected)))
         first = next((a for a in s.answers if a.bureau == owner), s.answers[0])
-        outcome = s.fetched.outcome.value if s.fetched is not None else first.outcome.value
+        outcome = outcome_of(s.fetched if s.fetched is not None else first)
         out[s.planned.label] = {
             "outcome": outcome,
             "outcomes": outcomes,
@@ -275,6 +282,7 @@ def evaluate(
         scenario=scenario.name,
         bureaus=list(scenario.bureaus),
         kinds=schema.kinds(scenario),
+        users={u.principal: u.role for u in scenario.users},
         queries=result.queries,
         faults=result.faults,
         run_end_s=result.run_end_s,

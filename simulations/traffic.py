@@ -295,7 +295,8 @@ class Planner(Drawer):
     ) -> Planned:
         """A query of the timeline: planted (a hit) or absent (a no-hit) at its one target."""
         to = list(spec.to)
-        targets = [b for b in self.scenario.bureaus if b != spec.requester] if to == [ALL] else to
+        own = spec.requester.partition("/")[0]  # a user's ALL leaves out its own bureau
+        targets = [b for b in self.scenario.bureaus if b != own] if to == [ALL] else to
         # With ALL the planted record belongs to a bureau drawn from the seed.
         owner = self.rng.choice(targets) if to == [ALL] else targets[0]
         if spec.planted:

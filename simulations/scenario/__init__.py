@@ -6,6 +6,7 @@ docs/scenarios.md documents every key. The package's modules, each one job:
 - :mod:`.events`: the timeline's event types, one per kind (:data:`Event` is their union);
 - :mod:`.model`: the scenario and its parts, frozen dataclasses that validate themselves;
 - :mod:`.timeline`: rules across a scenario's parts, and the timeline's semantics;
+- :mod:`.users`: the users its bureaus issue (``[[users]]``), who may query and be posted to;
 - :mod:`.loader`: reading a file or a table into a :class:`Scenario`.
 
 :func:`load` reads a file and :func:`from_dict` validates a table; both raise
@@ -64,6 +65,7 @@ from ncbsim.simulations.scenario.model import (
     Scenario,
     Traffic,
 )
+from ncbsim.simulations.scenario.users import UserSpec
 from ncbsim.simulations.scenario.values import ScenarioError
 
 __all__ = [
@@ -102,6 +104,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Traffic",
+    "UserSpec",
     "WithdrawEvent",
     "Withdrawal",
     "builtin_names",

@@ -38,7 +38,8 @@ from ncbsim.simulations.scenario.values import (
 
 DIRECTIONS = ("to-bureau", "from-bureau", "both")
 QUERY_KINDS = ("document", "person", "vehicle")
-EXPECTS = ("hit", "no_hit", "no_answer", "record", "not_found")
+EXPECTS = ("hit", "no_hit", "no_answer", "record", "not_found", "refused")
+"""What a timeline query may expect; ``refused``: PERMISSION_DENIED (a user beyond its rights)."""
 FETCH_EXPECTS = frozenset({"record", "not_found"})
 ALL = "ALL"
 GATEWAY = "gateway"
@@ -64,7 +65,9 @@ def _recipients(key: str, to: tuple[str, ...], sender: str) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Post:
-    """A diffusion or a case message the timeline sends. ``to`` is bureaus or ``("ALL",)``."""
+    """A diffusion or a case message the timeline sends. ``to`` is bureaus and users
+    (``NG/x``, kept by node NG for that user), or ``("ALL",)``; ``sender`` a bureau or a
+    user."""
 
     kind: str
     sender: str
@@ -138,7 +141,8 @@ class Withdrawal:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ExplicitQuery:
-    """A query the timeline sends at a given time. ``to`` is bureaus, or ``("ALL",)``.
+    """A query the timeline sends at a given time. ``to`` is bureaus, or ``("ALL",)``;
+    ``requester`` a bureau or one of its users (``NG/x``), who queries other bureaus.
 
     ``notice`` names a notice event: the query is a person search for its subject.
     """
@@ -162,8 +166,17 @@ class ExplicitQuery:
             raise _Invalid("query.to", 'expected at least one bureau, or ["ALL"]')
         if ALL in self.to and len(self.to) > 1:
             raise _Invalid("query.to", '"ALL" stands alone: to = ["ALL"]')
-        if self.requester in self.to:
-            raise _Invalid("query.to", f"a bureau does not query itself ({self.requester!r})")
+        own = self.requester.partition("/")[0]  # a user's bureau answers for it
+        if own in self.to:
+            who = (
+                "a user queries other bureaus, not its own"
+                if own != self.requester
+                else ("a bureau does not query itself")
+            )
+            raise _Invalid("query.to", f"{who} ({own!r})")
+        for code in self.to:
+            if "/" in code:
+                raise _Invalid("query.to", f"a query goes to bureaus; users answer none ({code!r})")
 
 
 def _check_when(at_s: object, event_id: object) -> None:

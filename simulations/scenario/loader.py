@@ -48,6 +48,7 @@ from ncbsim.simulations.scenario.model import (
     Scenario,
     Traffic,
 )
+from ncbsim.simulations.scenario.users import read_users
 from ncbsim.simulations.scenario.values import (
     ScenarioError,
     _choice,
@@ -64,7 +65,7 @@ _FAULT_NAMES = tuple(sorted(FAULTS))
 
 _TOP_KEYS = (
     "name", "description", "bureaus", "seed", "records", "traffic", "messages", "engine",
-    "events", "checks",
+    "users", "events", "checks",
 )  # fmt: skip
 _RECORD_KEYS = ("documents", "persons", "vehicles", "planted", "biometrics")
 _TRAFFIC_KEYS = (
@@ -328,6 +329,7 @@ def _build(data: Mapping[str, Any], path: Path | None, default_name: str) -> Sce
     traffic = _read_traffic(data.get("traffic", {}))
     messages = _read_messages(data.get("messages", {}))
     engine = _read_engine(data.get("engine", {}))
+    users = read_users(data.get("users", []))
     events: list[Event] = []
     for i, item in enumerate(_array("events", data.get("events", []))):
         try:
@@ -348,6 +350,7 @@ def _build(data: Mapping[str, Any], path: Path | None, default_name: str) -> Sce
         traffic=traffic,
         messages=messages,
         engine=engine,
+        users=users,
         events=tuple(events),
         checks=tuple(specs),
     )

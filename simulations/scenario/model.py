@@ -13,6 +13,7 @@ from pathlib import Path
 from ncbsim import biometrics
 from ncbsim.simulations.scenario.events import ALL, POST_KINDS, Event, FaultEvent, QueryEvent
 from ncbsim.simulations.scenario.timeline import check_scenario
+from ncbsim.simulations.scenario.users import UserSpec
 from ncbsim.simulations.scenario.values import (
     _as_float,
     _choice,
@@ -212,6 +213,7 @@ class Scenario:
     traffic: Traffic = field(default_factory=Traffic)
     messages: Messages = field(default_factory=Messages)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    users: tuple[UserSpec, ...] = ()
     events: tuple[Event, ...] = ()
     checks: tuple[CheckSpec, ...] = ()
 

@@ -26,6 +26,7 @@ from ncbsim.simulations.scenario.events import (
     QueryEvent,
     WithdrawEvent,
 )
+from ncbsim.simulations.scenario.users import check_principal_ref, check_users
 from ncbsim.simulations.scenario.values import _bureau_code, _codes, _fmt, _int, _Invalid, _str
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def check_scenario(s: Scenario, events: list[Event]) -> None:
             "engine.hosts",
             f"expected at most one host per bureau ({len(s.bureaus)}), got {s.engine.hosts}",
         )
+    check_users(s)
     _check_events(s, events)
     for i, spec in enumerate(s.checks):
         _check_check(f"checks[{i}]", spec, s)
@@ -96,10 +98,7 @@ def _check_events(s: Scenario, events: list[Event]) -> None:
                 )
         if isinstance(e, QueryEvent):
             q = e.query
-            if q.requester not in s.bureaus:
-                raise _Invalid(
-                    f"{where}.query.from", f"{q.requester!r} is not one of the scenario's bureaus"
-                )
+            check_principal_ref(f"{where}.query.from", q.requester, s)
             for code in q.to:
                 if code != ALL and code not in s.bureaus:
                     raise _Invalid(
@@ -111,7 +110,8 @@ def _check_events(s: Scenario, events: list[Event]) -> None:
 
 
 def _check_message_event(s: Scenario, where: str, e: Event) -> None:
-    """A post's bureaus are the scenario's; a notice needs GS to review it."""
+    """A post's parties are the scenario's bureaus or users; a notice needs GS to review it
+    (and comes from a bureau)."""
     post = e.post if isinstance(e, PostEvent) else None
     if post is not None:
         sender = post.sender
@@ -119,11 +119,10 @@ def _check_message_event(s: Scenario, where: str, e: Event) -> None:
         sender = e.notice.requester
     else:
         return
-    if sender not in s.bureaus:
-        raise _Invalid(f"{where}.{e.kind}.from", f"{sender!r} is not one of the scenario's bureaus")
+    check_principal_ref(f"{where}.{e.kind}.from", sender, s, users=post is not None)
     for code in post.to if post else ():
-        if code != ALL and code not in s.bureaus:
-            raise _Invalid(f"{where}.{e.kind}.to", f"{code!r} is not one of the scenario's bureaus")
+        if code != ALL:
+            check_principal_ref(f"{where}.{e.kind}.to", code, s)
     if isinstance(e, NoticeEvent) and GENERAL_SECRETARIAT not in s.bureaus:
         raise _Invalid(
             f"{where}.notice",

@@ -144,3 +144,31 @@ def test_builtin_scenario_report_is_the_schemas(tmp_path: Path, name: str) -> No
     )
     returned = [e for e in events if e.kind == "query.returned"]
     assert len(returned) == report["queries"]["sent"]  # one per (query, recipient) pair
+    if name == "epervier":
+        _epervier_partners(report)
+
+
+def _epervier_partners(report: dict[str, Any]) -> None:
+    """Epervier with its partners: the partners' checks and the timeline's passed (those on
+    latency are the busy machine's business), the partners' two searches and the
+    prosecutor's vehicle search were refused, no bureau's query was, and the alert reached
+    the fifteen partners once."""
+    passed = {c["name"]: c["passed"] for c in report["checks"]}
+    for name in (
+        "the alert reached every partner once",
+        "the partners' queries were all refused",
+        "no bureau query was refused, only users beyond their rights",
+        "timeline queries answered as expected",
+    ):
+        assert passed[name], (name, report["checks"])
+    assert report["roles"]["partner"]["queries"]["sent"] == 2
+    assert report["roles"]["partner"]["queries"]["refused"] == 2
+    assert report["roles"]["investigator"]["queries"]["refused"] == 1  # outside its kinds
+    assert report["roles"]["investigator"]["queries"]["hit"] == 2  # the check, then the record
+    assert report["queries"]["refused"] == report["users"]["queries"]["refused"] == 3
+    assert [report["explicit"][e]["outcome"] for e in ("ngo_search", "prosecutor_check")] == [
+        "refused",
+        "record",
+    ]
+    assert report["messages"]["users"]["recipients"] == 15
+    assert report["messages"]["users"]["delivered"] == 15

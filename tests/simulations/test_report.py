@@ -66,10 +66,15 @@ def build(queries: list[QueryRecord], faults: list[FaultRecord], **extra: Any) -
 
 
 def test_counts_fold_outcomes_like_the_core_report() -> None:
-    """hit+record are hits, no_hit+not_found no-hits, error+failed failed; sent counts all."""
-    outcomes = ["hit", "record", "no_hit", "not_found", "no_answer", "error", "failed", "hit"]
+    """hit+record are hits, no_hit+not_found no-hits, error+failed failed, refused apart;
+    sent counts all."""
+    outcomes = [
+        "hit", "record", "no_hit", "not_found", "no_answer", "error", "failed", "hit", "refused",
+    ]  # fmt: skip
     c = counts(AnswerRecord("FR", o, 1.0) for o in outcomes)
-    assert c == {"sent": 8, "answered": 5, "hit": 3, "no_hit": 2, "no_answer": 1, "failed": 2}
+    assert c == {
+        "sent": 9, "answered": 5, "hit": 3, "no_hit": 2, "no_answer": 1, "failed": 2, "refused": 1,
+    }  # fmt: skip
 
 
 def test_latency_percentiles_and_empty() -> None:
@@ -111,6 +116,7 @@ def test_core_schema_then_breakdowns_in_order() -> None:
         "no_hit": 1,
         "no_answer": 1,
         "failed": 0,
+        "refused": 0,
     }
     assert report["latency_ms"]["max"] == 30.0
     assert report["latency_ms"]["p50"] == 20.0
@@ -227,6 +233,7 @@ def test_fault_windows_during_others_after_recovered() -> None:
         "no_hit": 0,
         "no_answer": 2,
         "failed": 0,
+        "refused": 0,
     }
     assert fault["during"]["latency_ms"]["max"] > 0
     assert fault["others"]["sent"] == 3

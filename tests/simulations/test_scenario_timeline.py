@@ -262,7 +262,7 @@ def test_bad_check_expressions_are_refused_at_load(
         (  # the typo of issue 15: found when the file loads, not after the run
             "queries.faild == 0",
             "queries.faild: 'faild' is not a key of queries; expected one of sent, answered,"
-            " hit, no_hit, no_answer, failed; did you mean queries.failed?",
+            " hit, no_hit, no_answer, failed, refused; did you mean queries.failed?",
         ),
         (
             "latency_ms.p999 < 300",

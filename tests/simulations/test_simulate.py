@@ -148,7 +148,7 @@ def test_validate_refuses_a_typo_in_one_line_with_exit_2(tmp_path: Path) -> None
     assert out.stdout == ""
     assert out.stderr == (
         f"ncbsim: {path}: checks[0].expect: queries.faild: 'faild' is not a key of queries;"
-        " expected one of sent, answered, hit, no_hit, no_answer, failed;"
+        " expected one of sent, answered, hit, no_hit, no_answer, failed, refused;"
         " did you mean queries.failed?\n"
     )
 
