@@ -14,11 +14,11 @@ of six bureaus makes five pairs. ``queries.*`` counts pairs; ``requests`` counts
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ncbsim.rights import ROLES
+from ncbsim.simulations.schema_nodes import Ctx, Each, Leaf, Node, Table, When
 
 if TYPE_CHECKING:
     from ncbsim.simulations.scenario import Scenario
@@ -29,6 +29,7 @@ __all__ = [
     "LATENCY_KEYS",
     "MESSAGE_LATENCY_KEYS",
     "REPORT",
+    "Ctx",
     "Each",
     "Leaf",
     "Node",
@@ -38,17 +39,15 @@ __all__ = [
     "posts",
 ]
 
-Ctx = tuple[str, ...]  # the concrete path walked so far, in report.json terms
-
 COUNT_KEYS = ("sent", "answered", "hit", "no_hit", "no_answer", "failed", "refused")
 """The keys of every table of pair counts, in order."""
 LATENCY_KEYS = ("p50", "p95", "p99", "max")
 """The keys of every latency table but the messages' one."""
 MESSAGE_LATENCY_KEYS = ("p50", "p99", "max")
 KIND_ORDER = ("document", "person", "vehicle", "multi", "fetch", "fingerprint", "face", "confirm")
+"""Every query kind a report may hold, in the order the report lists them."""
 BIOMETRIC_KINDS = ("fingerprint", "face")
 """Biometric searches: a candidate list, confirmed by a step-2 ``confirm``."""
-"""Every query kind a report may hold, in the order the report lists them."""
 FATES = ("delivered", "expired", "rejected", "pending", "lost")
 _ALL = "ALL"
 _GATEWAY = "gateway"
@@ -66,58 +65,6 @@ def observed_parties(bureaus: Sequence[str]) -> list[str]:
     of a network of at most :data:`NODES_OBSERVED_UP_TO` bureaus."""
     nodes = list(bureaus) if len(bureaus) <= NODES_OBSERVED_UP_TO else []
     return [_GATEWAY, *nodes]
-
-
-# ---------------------------------------------------------------- the node types
-
-
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """A value of the report: its meaning, its unit and its type."""
-
-    doc: str
-    unit: str
-    type: str = "number"  # number, bool, text or list: checks read numbers and bools
-    nullable: bool = False
-    optional: bool = False  # present only when something happened at run time
-    after_checks: bool = False  # written once the checks have run
-
-    @property
-    def checkable(self) -> bool:
-        """Whether a check expression can read it."""
-        return self.type in ("number", "bool") and not self.after_checks
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """A table with fixed keys. ``group`` names keys the docs show as one row."""
-
-    fields: Mapping[str, Node]
-    group: tuple[str, str, str] | None = None  # (placeholder, doc, unit) for the grouped keys
-    grouped: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Each:
-    """A table keyed by what the scenario names: its bureaus, its fault ids, its kinds."""
-
-    placeholder: str
-    what: str
-    ids: Callable[[Scenario, Ctx], Sequence[str]]
-    item: Node
-
-
-@dataclass(frozen=True, slots=True)
-class When:
-    """A part of the report that only some scenarios have."""
-
-    condition: str  # for the docs: "a scenario that posts messages"
-    why_not: str  # for a refused check: why this scenario's report has none
-    exists: Callable[[Scenario, Ctx], bool]
-    node: Node
-
-
-Node = Leaf | Table | Each | When
 
 
 # ---------------------------------------------------------------- what a scenario makes exist

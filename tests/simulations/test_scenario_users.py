@@ -17,8 +17,8 @@ from ncbsim.simulations import report as reports
 from ncbsim.simulations import scenario
 from ncbsim.simulations.outcomes import AnswerRecord, QueryRecord, Sent, outcome_of
 from ncbsim.simulations.prepare import issue_users
+from ncbsim.simulations.run_checks import planted_summary
 from ncbsim.simulations.scenario import ScenarioError, UserSpec
-from ncbsim.simulations.simulate import planted_summary
 from ncbsim.simulations.traffic import Planned
 from ncbsim.v2 import query_pb2, users_pb2
 

@@ -18,7 +18,7 @@ from ncbsim.errors import NcbsimError
 from ncbsim.simulations import describe, junit, rundir, scenario, schema
 from ncbsim.simulations import paths as report_paths
 from ncbsim.simulations.outcomes import RunResult, Sent
-from ncbsim.simulations.simulate import multi_bureau_check
+from ncbsim.simulations.run_checks import multi_bureau_check
 from ncbsim.simulations.traffic import Planned
 from ncbsim.v2 import query_pb2
 
