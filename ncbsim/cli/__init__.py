@@ -39,6 +39,7 @@ from ncbsim.cli import (
     users,
     watch,
 )
+from ncbsim.cli._common import acting_as
 from ncbsim.config import log_level_from_env
 from ncbsim.errors import NcbsimError
 
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args.log_level = args.log_level or log_level_from_env("info" if args.server else "warning")
     logsetup.configure(args.log_level, role=role)
     try:
+        if getattr(args, "as_users", None) is False:  # a command that acts as a bureau only
+            acting_as(args)
         result: int = args.func(args)
     except NcbsimError as exc:
         print(f"ncbsim: {exc}", file=sys.stderr)

@@ -64,8 +64,9 @@ def add_bureau_options(parser: argparse.ArgumentParser, role: str, *, users: boo
     value with :func:`acting_as`.
     """
     add_workdir_option(parser)
-    if not users:
-        parser.add_argument("--as", dest="as_bureau", required=True, type=str.upper, help=role)
+    if not users:  # main() refuses a user here in one line (acting_as)
+        parser.add_argument("--as", dest="as_bureau", required=True, type=principal_text, help=role)
+        parser.set_defaults(as_users=False)
         return
     parser.add_argument(
         "--as",

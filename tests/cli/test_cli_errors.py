@@ -132,3 +132,22 @@ def test_node_on_a_busy_port_says_so_in_one_line(pki_root: Path, busy_port: int)
     )  # fmt: skip
     assert _one_line(out) == f"ncbsim: 127.0.0.1:{busy_port}: address in use; {HINT}"
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("FR/cdg-border-12", "--as FR/cdg-border-12: this command acts as a bureau; give FR"),
+        ("fr/x", "--as FR/x: this command acts as a bureau; give FR"),
+        ("F1", "--as: not a bureau or user: 'F1' (write FR or FR/cdg-border-12)"),
+    ],
+)
+def test_a_bureau_only_command_refuses_a_user_in_one_line(
+    pki_root: Path, value: str, expected: str
+) -> None:
+    """A command that acts as a bureau (here: setting a record's controls) says so when
+    `--as` names one of its users, before it reads anything of the bureau's."""
+    out = _ncbsim(
+        "record", "restrict", "--workdir", pki_root, "--as", value, "--ref", "R", "--notify"
+    )
+    assert _one_line(out) == f"ncbsim: {expected}"
