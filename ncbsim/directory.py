@@ -346,6 +346,15 @@ class Directory:
     def __contains__(self, bureau: object) -> bool:
         return bureau in self._peers or bureau in self._users
 
+    def sender_revoked(self, sender: str, key_id: bytes) -> bool:
+        """Whether an envelope from ``sender`` signed with ``key_id`` failed for a
+        revocation (the audit's reason, never the caller's): the key is on the root's
+        list, or ``sender`` is a user its bureau revoked and holds no newer entry for."""
+        if self.revoked.key_revoked(key_id):
+            return True
+        held = sender in self._users
+        return is_user(sender) and not held and self.revoked_user_serial(sender) > 0
+
     def revoked_user_serial(self, principal: str) -> int:
         """The highest serial of ``principal`` its bureau revoked (0: none)."""
         return self._users_revoked.get(principal, 0)

@@ -234,7 +234,7 @@ class BureauService(bureau_pb2_grpc.BureauServiceServicer):  # type: ignore[misc
             query = query_pb2.Query.FromString(opened.plaintext)
         except (EnvelopeError, DirectoryError, DecodeError):
             # The caller learns nothing; the audit says whether the key was revoked.
-            revoked = directory.revoked.key_revoked(header.sender_key_id)
+            revoked = directory.sender_revoked(header.sender, header.sender_key_id)
             reason = "revoked" if revoked else "unverified"
             log.warning("envelope_rejected", sender=header.sender, reason=reason, **log_ids(header))
             await self._audited(request, header, started, grpc.StatusCode.INVALID_ARGUMENT, reason)

@@ -325,7 +325,7 @@ class NodeSessions:
         context: grpc.aio.ServicerContext,
     ) -> NoReturn:
         """The opaque refusal; the audit says whether the sender's key was revoked."""
-        revoked = self._peers.directory.revoked.key_revoked(header.sender_key_id)
+        revoked = self._peers.directory.sender_revoked(header.sender, header.sender_key_id)
         reason = "revoked" if revoked else "unverified"
         log.warning(
             "envelope_rejected",

@@ -446,7 +446,7 @@ def test_a_hit_only_user_may_not_fetch(crew: Network, de_document: Document) -> 
     adversary="rogue user",
     expect=(
         "INVALID_ARGUMENT 'envelope rejected' from the node once it has read the bureau's "
-        "revocation (within its check interval) + node audit reason unverified; FR's other "
+        "revocation (within its check interval) + node audit reason revoked; FR's other "
         "users still answered"
     ),
 )
@@ -471,7 +471,7 @@ def test_a_node_that_knew_a_revoked_user_refuses_it(crew: Network, de_document: 
     # The node no longer holds the user: it cannot verify its envelope (as for a sender
     # it never knew), whatever relayed it.
     rows = node_rows(crew, "DE", sender=user)
-    assert [(r["outcome"], r["reason"]) for r in rows[-1:]] == [("refused", "unverified")]
+    assert [(r["outcome"], r["reason"]) for r in rows[-1:]] == [("refused", "revoked")]
     assert [r["outcome"] for r in rows[:-1]] == ["answered"] * (len(rows) - 1)
     again = sealed_query(crew, keys, "DE", document_query(de_document.number, "DE"))
     assert handle_as_gateway(crew, "DE", again.envelope).code == Code.INVALID_ARGUMENT
