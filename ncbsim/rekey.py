@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ncbsim import _crypto
+from ncbsim import _crypto, users
 from ncbsim.directory import parse_entry
 from ncbsim.errors import PkiError
 from ncbsim.pki import (
@@ -135,12 +135,16 @@ def rotate(
     old identity or the new one.
 
     A rotation while the previous one's grace period runs would cut that period short
-    (its keys are replaced), so it is refused unless ``force``.
+    (its keys are replaced), so it is refused unless ``force``. The bureau's users are
+    carried over: their entries and revocations are signed again with the new key
+    (:func:`ncbsim.users.resign_users`).
     """
     if grace_ms < 0:
         raise PkiError("the grace period must not be negative")
     with _locked(pki):
-        return _rotate(pki, code, grace_ms=grace_ms, tls=tls, force=force)
+        rotated = _rotate(pki, code, grace_ms=grace_ms, tls=tls, force=force)
+    users.resign_users(pki, code)  # its users' entries, now under the new key
+    return rotated
 
 
 def _rotate(pki: PkiDir, code: str, *, grace_ms: int, tls: bool, force: bool) -> Rotated:

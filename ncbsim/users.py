@@ -364,6 +364,55 @@ def revoke_user(pki: PkiDir, bureau: str, name: str, *, now_ms: int) -> int:
     return serial
 
 
+def resign_users(pki: PkiDir, bureau: str) -> list[str]:
+    """Sign every user entry and user revocation of ``bureau`` again with its current
+    signing key: ``pki rotate`` calls it, so a rotation carries the bureau's users over
+    (their keys, certificates and rights unchanged) instead of leaving their entries to
+    lapse with the old key's grace period. A user's new entry takes the next serial; a
+    revoked user stays revoked (its revocation is signed again, its entry is not).
+    Returns the principals whose entries were signed again."""
+    bureau_key = _bureau_signing_key(pki, bureau)
+    issuer = _crypto.key_id(bytes(bureau_key.verify_key))
+    folder = pki.users_dir / bureau
+    resigned = []
+    with _locked(pki):
+        for path in sorted(folder.glob("*.revoked")):
+            outer = users_pb2.SignedUserRevocation.FromString(path.read_bytes())
+            revocation = users_pb2.UserRevocation.FromString(outer.revocation)
+            revocation.issuer_key_id = issuer
+            body = revocation.SerializeToString()
+            signature = _crypto.ed25519_sign(bureau_key, REVOCATION_CONTEXT + body)
+            signed = users_pb2.SignedUserRevocation(revocation=body, signature=signature)
+            write_file(path, signed.SerializeToString(), private=False, atomic=True)
+        for path in sorted(folder.glob("*.entry")):
+            entry = users_pb2.UserEntry.FromString(
+                users_pb2.SignedUserEntry.FromString(path.read_bytes()).entry
+            )
+            user = principal(bureau, entry.name)
+            if _revoked_serial(pki, user) >= entry.serial:
+                continue
+            entry.serial += 1
+            entry.issuer_key_id = issuer
+            body = entry.SerializeToString()
+            signed_entry = users_pb2.SignedUserEntry(
+                entry=body, signature=_crypto.ed25519_sign(bureau_key, ENTRY_CONTEXT + body)
+            )
+            write_file(path, signed_entry.SerializeToString(), private=False, atomic=True)
+            resigned.append(user)
+    return resigned
+
+
+def _revoked_serial(pki: PkiDir, user: str) -> int:
+    """The serial up to which ``user`` is revoked on disk (0: not revoked)."""
+    try:
+        outer = users_pb2.SignedUserRevocation.FromString(
+            pki.user_revocation_path(user).read_bytes()
+        )
+    except FileNotFoundError:
+        return 0
+    return users_pb2.UserRevocation.FromString(outer.revocation).serial
+
+
 # ----------------------------------------------------------------------------- listing
 
 

@@ -395,3 +395,25 @@ def test_peers_resolve_a_user_and_its_bureau(pki_dir: pki.PkiDir) -> None:
     with pytest.raises(DirectoryError, match="revoked"):
         peers.get(BORDER)
     assert peers.get("FR").bureau == "FR"
+
+
+def test_a_rotation_carries_the_bureaus_users_over(pki_dir: pki.PkiDir) -> None:
+    """`pki rotate` signs FR's users again with its new key (same keys, same rights, the
+    next serial), so they outlive the old key's grace period; a revoked user stays so."""
+    kept = users.issue_user(pki_dir, "FR", "cdg-border-12", "border", now_ms=_now())
+    users.issue_user(pki_dir, "FR", "gone-1", "partner", now_ms=_now())
+    users.revoke_user(pki_dir, "FR", "gone-1", now_ms=_now())
+    rekey.rotate(pki_dir, "FR", grace_ms=0)  # the old key is refused at once
+
+    directory = Directory.from_pki(pki_dir)
+    peer = directory.get(BORDER)
+    assert (peer.signing_key_id, peer.encryption_key_id) == (
+        kept.signing_key_id,
+        kept.encryption_key_id,
+    )
+    assert peer.rights == kept.rights
+    assert directory.user(BORDER).serial == kept.serial + 1
+    with pytest.raises(DirectoryError, match="revoked"):
+        directory.get("FR/gone-1")
+    revoked = pki_dir.user_revocation_path("FR/gone-1").read_bytes()
+    assert users.verify_user_revocation(directory.get("FR"), revoked) == ("FR/gone-1", 1)
