@@ -132,6 +132,17 @@ LESSON: tuple[LessonStep, ...] = (
         "and says how close the match is; the officer decides.",
     ),
     LessonStep(
+        "biometric",
+        "Border camera: a face search and its confirmation",
+        "A border camera photographs a traveller and {asker} searches {owner}'s faces. "
+        "{owner} returns {count}, best first: candidate 1 is {ref}, score {score}. "
+        "Step 2 sends the photo back for a 1:1 check: {owner} {confirmed} and releases "
+        "{person}.",
+        "Under the Prüm rules a candidate is only a reference until its owner confirms it, "
+        "and the owner caps both the list and each bureau's daily searches. The gateway "
+        "relays a 1,024-byte sealed request and never sees the face.",
+    ),
+    LessonStep(
         "restricted",
         "Step-2 fetch denied by the owner's restriction",
         "{owner} restricts its record {ref}: every bureau but {asker} may see it (the "
@@ -247,5 +258,6 @@ LESSON: tuple[LessonStep, ...] = (
         _ATTACKS,
     ),
 )
-"""The lesson, in order: the five query steps, then diffusion, red notice, border check,
+"""The lesson, in order: the query steps (a biometric search after the document and
+person checks), then diffusion, red notice, border check,
 withdrawal, then the attacks (the bit flip is the ``tampered`` step)."""
