@@ -47,7 +47,9 @@ __all__ = [
     "Subject",
     "border_user",
     "camera",
+    "has_faces",
     "in_gateway_files",
+    "owner_of",
     "pick_subject",
     "released",
     "step_biometric",
@@ -95,6 +97,17 @@ def pick_subject(
         wanted = (r for r in rows if _flag(store.fetch(r[1])) == "wanted")
         ref, person_ref = next(wanted, rows[0])
     return Subject(owner, ref, person_ref, seed, len(rows))
+
+
+def owner_of(demo: Demo) -> str:
+    """The bureau whose faces the lesson searches."""
+    return demo.members[1]
+
+
+def has_faces(demo: Demo) -> bool:
+    """Whether that bureau enrolled any face (the step is skipped otherwise)."""
+    store = demo.obs.store(owner_of(demo))
+    return any(m == biometrics.FACE for _, _, m, _ in store.enrolled())
 
 
 def _flag(record: object) -> str:
@@ -176,7 +189,7 @@ def _person_text(person: records_pb2.Person | None) -> str:
 
 async def step_biometric(demo: Demo, step: Step) -> None:
     """A face search as a border officer; candidate 1 confirmed 1:1, the person released."""
-    owner = demo.members[1]
+    owner = owner_of(demo)
     modality = biometrics.FACE
     subject = pick_subject(demo.obs.store(owner), owner, modality)
     if not step.check(f"{owner} has enrolled faces to search (records.biometrics)", subject):

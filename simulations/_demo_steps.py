@@ -324,6 +324,7 @@ class Demo:
         has = {
             "gs": GENERAL_SECRETARIAT in self.bureaus,
             "attacks": self.attack_runner is not None,
+            "biometrics": "biometrics" in lesson.needs and bio.has_faces(self),
         }
         return next((NEEDS[n] for n in sorted(lesson.needs) if not has[n]), "")
 

@@ -30,9 +30,11 @@ def test_the_lesson_is_in_the_order_the_brief_gives() -> None:
 
 
 def test_needs_match_what_each_step_uses() -> None:
-    """Query steps need nothing, the one-way steps a GS node, the attacks a classroom gateway."""
+    """Query steps need nothing but the face search (enrolled faces), the one-way steps a GS
+    node, the attacks a classroom gateway."""
     needs = {step.key: step.needs for step in lesson.LESSON}
-    assert all(needs[key] == frozenset() for key in QUERY_STEPS)
+    assert all(needs[key] == frozenset() for key in QUERY_STEPS if key != "biometric")
+    assert needs["biometric"] == {"biometrics"}
     assert all(needs[key] == {"gs"} for key in ("diffusion", "notice", "border-check", "withdraw"))
     assert all(needs[f"attack:{name}"] == {"attacks"} for name in ATTACKS)
     assert [step.attack for step in lesson.LESSON if step.attack] == list(ATTACKS)
@@ -126,4 +128,5 @@ def test_the_trainers_guide_has_every_step() -> None:
     assert "*asker* searches *owner*'s faces" in guide
     assert guide.count("(needs a GS node)") == 4
     assert guide.count("(needs a classroom-mode gateway)") == 5
+    assert guide.count("(needs enrolled faces)") == 1
     assert lesson.NEED_NAMES.keys() == lesson.NEEDS.keys()
