@@ -1,23 +1,21 @@
-"""The lesson's query steps as ``ncbsim demo`` runs them (ncbsim.simulations.demo), and
-their checks; :class:`Demo` runs any step of the lesson by its index.
+"""The lesson's first query steps as ``ncbsim demo`` runs them (ncbsim.simulations.demo),
+and their checks; :class:`Demo` runs any step of the lesson by its index.
 
 Each step is sent through the gateway's real RPCs and shows what each party saw
 (ncbsim.simulations._demo_views), then checks that things went as narrated. Titles and
 captions come from the lesson script (ncbsim.simulations.lesson), shared with the
-classroom; the one-way steps (diffusion, notices) and the attacks are
-ncbsim.simulations._demo_posts's.
+classroom. The biometric search is ncbsim.simulations._demo_bio's, the bureau down and the
+tampered envelope ncbsim.simulations._demo_failures's, the one-way steps (diffusion,
+notices) and the attacks ncbsim.simulations._demo_posts's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-import grpc
 from rich.console import Console
 from rich.panel import Panel
 
@@ -29,6 +27,8 @@ from ncbsim.events import Event
 from ncbsim.node.admin import ControlChange, restrict
 from ncbsim.node.matching import DEFAULT_THRESHOLD, name_key, name_similarity
 from ncbsim.pki import PkiDir
+from ncbsim.simulations import _demo_bio as bio
+from ncbsim.simulations import _demo_failures as failures
 from ncbsim.simulations import _demo_observer as o
 from ncbsim.simulations import _demo_posts as posts
 from ncbsim.simulations import _demo_views as v
@@ -49,10 +49,6 @@ STEPS = len(LESSON)
 
 def _document(number: str, issuer: str) -> query_pb2.Query:
     return query_pb2.Query(document=query_pb2.DocumentQuery(number=number, issuer=issuer))
-
-
-def _outcome(row: o.Row | None) -> str:
-    return "no row" if row is None else row["outcome"]
 
 
 def misspell(surname: str) -> str:
@@ -321,127 +317,6 @@ class Demo:
         self.exchanged(step, bogus_query, bogus)
         self.show(step, self.views(shown), owner=owner, ref=ref, asker=self.asker)
 
-    async def step_down(self, step: Step) -> None:
-        """A query to every other bureau while one is stopped: it is no-answer."""
-        to = [b for b in self.members if b != self.asker]
-        holder, down = to[0], to[-1]
-        pid = self.network.node(down).pid
-        shared = [p.bureau for p in self.network.procs if p.pid == pid and p.bureau != down]
-        if not step.check(f"{down}'s node runs in a process of its own", not shared):
-            return
-        rows = self.obs.pick(
-            holder,
-            "SELECT ref, number, issuer FROM documents WHERE status = 'lost' ORDER BY id LIMIT 1",
-        )
-        if not step.check(f"{holder} holds a lost document to ask about", rows):
-            return
-        ref, number, issuer = rows[0]
-        query = _document(number, issuer)
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            sealed, answers = await self.obs.multi(query, to, deadline_s=self.config.deadline_s)
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        by = {a.bureau: a for a in answers}
-        rows_by = {r: await self.obs.gateway_row(sealed[r].header.message_hex) for r in to}
-        opened = self.obs.open_as(holder, sealed[holder].envelope)
-        event = await self.obs.gateway_event(sealed[holder].header.message_hex)
-        self.confirm(step, query, sealed[holder].envelope, opened, rows_by[holder], event=event)
-        step.check(
-            f"{down} (stopped) listed as no-answer within {self.config.deadline_s:g} s",
-            by[down].outcome == Outcome.NO_ANSWER,
-        )
-        step.check(
-            f"gateway audit: {down} no_answer",
-            _outcome(rows_by[down]) == "no_answer",
-        )
-        answered = {Outcome.HIT, Outcome.NO_HIT}
-        step.check(
-            "every other bureau answered",
-            all(by[b].outcome in answered for b in to if b != down),
-        )
-        step.check(f"{holder} answered hit", ref in [m.ref for m in by[holder].matches])
-        routed = [
-            (r, f"{len(sealed[r].envelope.sealed)} B, {_outcome(row)}")
-            for r, row in rows_by.items()
-        ]
-        for r in to:  # the frozen node opened nothing: it never saw its copy
-            seen = self.obs.open_as(r, sealed[r].envelope) if r != down else None
-            first = r == holder
-            ex = o.Exchange(sealed[r], by[r], seen, rows_by[r], None, event if first else None)
-            per_bureau = [("per bureau", ""), *routed] if first else []
-            self.exchanged(step, query, ex, ref if first else "", gateway=per_bureau)
-        self.show(
-            step,
-            (
-                v.asker_panel(self.asker, query, ", ".join(to)),
-                v.gateway_panel(
-                    sealed[holder].envelope,
-                    rows_by[holder],
-                    [("per bureau", "")],
-                    routed,
-                    event=event,
-                ),
-                v.answerer_panel(
-                    holder,
-                    opened,
-                    self.obs.record(holder, ref),
-                    [(down, "stopped: sees nothing")],
-                ),
-                v.reply_panel(self.asker, "all", v.merged_reply(answers)),
-            ),
-            asker=self.asker,
-            deadline=f"{self.config.deadline_s:g}",
-            down=down,
-            pid=pid,
-        )
-
-    async def step_tampered(self, step: Step) -> None:
-        """One flipped ciphertext bit; the gateway relays it, the node refuses it."""
-        to = self.members[1]
-        query = _document("X0000000", to)
-        ex = await self.obs.exchange(query, to, tamper=True)
-        code = ex.error.code() if ex.error is not None else grpc.StatusCode.OK
-        node = await self.obs.node_row(to, ex.sealed.header.message_hex)
-        self.confirm(
-            step, None, ex.sealed.envelope, ex.opened, ex.gateway_row, event=ex.gateway_event
-        )
-        step.check(
-            f"{self.asker} got the refusal: INVALID_ARGUMENT",
-            code == grpc.StatusCode.INVALID_ARGUMENT and ex.answer.outcome == Outcome.FAILED,
-        )
-        step.check(
-            f"{to}'s node audit: refused, reason unverified",
-            node is not None and (node["outcome"], node["reason"]) == ("refused", "unverified"),
-        )
-        step.check("the envelope does not open with the recipient's key", ex.opened is None)
-        step.check(
-            "the gateway relayed it to the node: it cannot tell",
-            _outcome(ex.gateway_row) == "refused" and node is not None,
-        )
-        node_pairs = (
-            [("audit", "no row!")]
-            if node is None
-            else [
-                ("audit", f"{node['outcome']}, reason {node['reason']}"),
-                ("status", node["status"]),
-            ]
-        )
-        error = (
-            [("answer", "refused"), ("status", code.name)]
-            if ex.error is not None
-            else v.answer_fields(ex.answer)
-        )
-        shown = self.exchanged(
-            step,
-            query,
-            ex,
-            requester=[("tampered", "1 bit of ciphertext flipped")],
-            recipient=node_pairs,
-            reply=error,
-        )
-        self.show(step, self.views(shown), asker=self.asker, to=to)
-
     # ------------------------------------------------------------ running steps
 
     def unmet(self, lesson: LessonStep) -> str:
@@ -449,6 +324,7 @@ class Demo:
         has = {
             "gs": GENERAL_SECRETARIAT in self.bureaus,
             "attacks": self.attack_runner is not None,
+            "biometrics": "biometrics" in lesson.needs and bio.has_faces(self),
         }
         return next((NEEDS[n] for n in sorted(lesson.needs) if not has[n]), "")
 
@@ -481,9 +357,15 @@ class Demo:
             "document": self.step_document,
             "person": self.step_person,
             "restricted": self.step_restricted,
-            "down": self.step_down,
-            "tampered": self.step_tampered,
         }
+        elsewhere = {
+            "biometric": bio.step_biometric,
+            "down": failures.step_down,
+            "tampered": failures.step_tampered,
+        }
+        if lesson.key in elsewhere:
+            run = elsewhere[lesson.key]
+            return lambda step: run(self, step)
         if lesson.key in own:
             return own[lesson.key]
         return lambda step: posts.run(self, lesson, step)

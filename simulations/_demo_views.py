@@ -18,12 +18,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ncbsim import envelope
+from ncbsim import biometrics, envelope
 from ncbsim.client import (
     Answer,
     Outcome,
 )
 from ncbsim.envelope import Header
+from ncbsim.errors import NcbsimError
 from ncbsim.events import Event
 from ncbsim.node.records import Control, Document, Person, Vehicle
 from ncbsim.simulations._demo_observer import Exchange, Row
@@ -98,7 +99,54 @@ def query_fields(query: query_pb2.Query) -> list[tuple[str, str]]:
         return [("kind", "vehicle (step 1)"), ("vin", query.vehicle.vin)]
     if which == "fetch":
         return [("kind", "fetch (step 2)"), ("ref", query.fetch.ref)]
+    if which in ("biometric", "confirm"):
+        return biometric_fields(query)
     return [("kind", "(empty query)")]
+
+
+def biometric_fields(query: query_pb2.Query) -> list[tuple[str, str]]:
+    """A biometric search's or confirmation's fields: the probe is biometric data, so its
+    size is shown, never its bytes."""
+    if query.WhichOneof("query") == "biometric":
+        search = query.biometric
+        asked = search.max_candidates or biometrics.DEFAULT_CANDIDATES
+        return [
+            ("kind", f"{_modality(search.modality)} search (step 1)"),
+            ("probe", f"{len(search.template)} bytes, not shown"),
+            ("max", f"{asked} candidates"),
+        ]
+    confirm = query.confirm
+    return [
+        ("kind", f"{_modality(confirm.modality)} confirm (step 2)"),
+        ("ref", confirm.ref),
+        ("probe", f"{len(confirm.template)} bytes, not shown"),
+    ]
+
+
+def _modality(wire: int) -> str:
+    try:
+        return biometrics.from_wire(wire)
+    except NcbsimError:
+        return "biometric"
+
+
+def confirmation_text(confirmation: query_pb2.Confirmation | None) -> str:
+    """``confirmed, score 0.712`` or ``not confirmed, score 0.120``."""
+    if confirmation is None:
+        return "no answer"
+    word = "confirmed" if confirmation.confirmed else "not confirmed"
+    return f"{word}, score {confirmation.score:.3f}"
+
+
+def candidate_table(candidates: Iterable[query_pb2.Candidate]) -> Table:
+    """A candidate list: rank, reference and score, best first."""
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False, expand=True)
+    table.add_column("#", justify="right")
+    table.add_column("candidate ref", no_wrap=True)
+    table.add_column("score", justify="right")
+    for c in candidates:
+        table.add_row(str(c.rank), Text(c.ref or "(hit only)"), f"{c.score:.3f}")
+    return table
 
 
 def record_fields(record: Document | Person | Vehicle) -> list[tuple[str, str]]:
@@ -152,6 +200,13 @@ def answer_fields(answer: Answer) -> list[tuple[str, str]]:
     for match in answer.matches:
         pairs += [("ref", match.ref), ("score", f"{match.score:.3f}")]
     response = answer.response
+    if response is not None and response.HasField("candidates"):
+        for c in response.candidates.candidates:
+            pairs.append((f"#{c.rank}", f"{c.ref or '(hit only)'} {c.score:.3f}"))
+    if response is not None and response.HasField("confirmation"):
+        pairs.append(("step 2", confirmation_text(response.confirmation)))
+        if response.confirmation.record.WhichOneof("record"):
+            pairs.append(("record", str(response.confirmation.record.WhichOneof("record"))))
     if response is not None and response.HasField("record"):
         pairs.append(("record", str(response.record.WhichOneof("record") or "")))
     if answer.detail:

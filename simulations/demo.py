@@ -2,9 +2,10 @@
 
 It starts the scenario's gateway and bureau nodes as real processes (mTLS on loopback),
 then walks through the lesson script (ncbsim.simulations.lesson, shared with the
-classroom): queries, a diffusion, a red notice that GS reviews and publishes, a border
-check that hits it and its withdrawal, each sent by the first bureau of the scenario
-through the gateway's real RPCs. Each step shows what each party sees, taken from what
+classroom): queries, a border officer's face search and its confirmation, a diffusion, a
+red notice that GS reviews and publishes, a border check that hits it and its withdrawal,
+each sent by the first bureau of the scenario (or one of its users) through the gateway's
+real RPCs. Each step shows what each party sees, taken from what
 really happened:
 
 - the asking bureau: the plaintext query (or post) it sealed;
@@ -20,8 +21,9 @@ really happened:
 Every step checks that things went as narrated and prints PASS or FAIL. A step the
 network cannot run is skipped and says why: the notice steps need a GS node (the default
 scenario, ``red-notice``, has one), the attacks a classroom-mode gateway (``ncbsim
-classroom``). The command exits 0 only if every step that ran passed. The network is
-stopped at the end, on Ctrl-C and on error.
+classroom``), the face search enrolled faces (``records.biometrics``). The command exits
+0 only if every step that ran passed. The network is stopped at the end, on Ctrl-C and on
+error.
 """
 
 from __future__ import annotations

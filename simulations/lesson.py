@@ -7,8 +7,9 @@ step. The demo runs the steps (``ncbsim.simulations._demo_steps``); the classroo
 the same ones. Pure data and two small helpers: no I/O.
 
 A step may need something of the network (:data:`NEEDS`): a General Secretariat node for
-notices (``gs``), a classroom-mode gateway for attacks (``attacks``); without it the step
-is skipped, neither passed nor failed.
+notices (``gs``), a classroom-mode gateway for attacks (``attacks``), enrolled faces for
+the face search (``biometrics``); without it the step is skipped, neither passed nor
+failed.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ __all__ = ["LESSON", "NEEDS", "LessonStep", "caption", "fields", "index_of", "tr
 NEEDS = {
     "gs": "the scenario has no GS node",
     "attacks": "no classroom-mode gateway: attacks need `ncbsim classroom`",
+    "biometrics": "the scenario enrols no faces (its records.biometrics is 0)",
 }
 """What a step may need, and the reason it is skipped without it."""
-NEED_NAMES = {"gs": "a GS node", "attacks": "a classroom-mode gateway"}
+NEED_NAMES = {
+    "gs": "a GS node",
+    "attacks": "a classroom-mode gateway",
+    "biometrics": "enrolled faces",
+}
 """What a step may need, in words (the trainer's guide)."""
 
 MAX_CAPTION = 320
@@ -111,6 +117,7 @@ def trainer_guide() -> str:
 
 
 _GS = frozenset({"gs"})
+_FACES = frozenset({"biometrics"})
 _ATTACKS = frozenset({"attacks"})
 
 LESSON: tuple[LessonStep, ...] = (
@@ -130,6 +137,18 @@ LESSON: tuple[LessonStep, ...] = (
         "still hits, with a score.",
         "Officers mistype names all the time. The answering bureau matches names fuzzily "
         "and says how close the match is; the officer decides.",
+    ),
+    LessonStep(
+        "biometric",
+        "Border camera: a face search and its confirmation",
+        "A border camera photographs a traveller and {asker} searches {owner}'s faces. "
+        "{owner} returns {count}, best first: candidate 1 is {ref}, score {score}. "
+        "Step 2 sends the photo back for a 1:1 check: {owner} {confirmed} and releases "
+        "{person}.",
+        "Under the Prüm rules a candidate is only a reference until its owner confirms it, "
+        "and the owner caps both the list and each bureau's daily searches. The gateway "
+        "relays a 1,024-byte sealed request and never sees the face.",
+        _FACES,
     ),
     LessonStep(
         "restricted",
@@ -247,5 +266,6 @@ LESSON: tuple[LessonStep, ...] = (
         _ATTACKS,
     ),
 )
-"""The lesson, in order: the five query steps, then diffusion, red notice, border check,
+"""The lesson, in order: the query steps (a biometric search after the document and
+person checks), then diffusion, red notice, border check,
 withdrawal, then the attacks (the bit flip is the ``tampered`` step)."""

@@ -10,7 +10,8 @@ An aiohttp application in the same event loop as the classroom's gRPC clients
 - ``GET /api/stream`` server-sent events: ``hello`` with the state, then batches of
   events, exchanges, status lines and lesson steps, from the browser's own bounded
   queue (:mod:`ncbsim.simulations.classroom.hub`);
-- ``POST /api/query``, ``/api/diffuse``, ``/api/notice``, ``/api/notice/withdraw``,
+- ``POST /api/query``, ``/api/face`` (a border camera's face search and its
+  confirmation), ``/api/diffuse``, ``/api/notice``, ``/api/notice/withdraw``,
   ``/api/fault``, ``/api/heal``, ``/api/attack``, ``/api/lesson``.
 
 A request the classroom refuses gets HTTP 400 (409 for an attack on a network not in
@@ -32,6 +33,7 @@ from aiohttp import web
 
 from ncbsim.errors import ConfigError, NcbsimError
 from ncbsim.simulations.classroom import inputs
+from ncbsim.simulations.classroom.faces import FaceSearch
 from ncbsim.simulations.classroom.hub import Hub
 from ncbsim.simulations.classroom.lessons import Lessons
 from ncbsim.simulations.classroom.posting import Posting
@@ -192,7 +194,17 @@ def _action(name: str, pick: Callable[[Classroom], Action]) -> Any:
 
 
 _GETS = {"/": page, "/static/{name}": static, "/api/state": state, "/api/stream": stream}
-ACTIONS = ("query", "diffuse", "notice", "notice/withdraw", "fault", "heal", "attack", "lesson")
+ACTIONS = (
+    "query",
+    "face",
+    "diffuse",
+    "notice",
+    "notice/withdraw",
+    "fault",
+    "heal",
+    "attack",
+    "lesson",
+)
 """The actions, each a ``POST /api/<action>`` with a JSON body."""
 ROUTES: tuple[tuple[str, str], ...] = tuple(("GET", path) for path in _GETS) + tuple(
     ("POST", f"/api/{action}") for action in ACTIONS
@@ -205,7 +217,7 @@ def make_app(room: Classroom, hub: Hub) -> web.Application:
     app = web.Application(client_max_size=inputs.MAX_BODY)
     app[ROOM] = room
     app[HUB] = hub
-    posting, lessons = Posting(room), Lessons(room)
+    posting, lessons, faces = Posting(room), Lessons(room), FaceSearch(room)
 
     async def close_lessons(_: web.Application) -> None:
         await lessons.close()
@@ -215,6 +227,7 @@ def make_app(room: Classroom, hub: Hub) -> web.Application:
         app.router.add_get(path, get)
     routes: dict[str, Callable[[Classroom], Action]] = {
         "query": lambda r: r.query,
+        "face": lambda _: faces.search,
         "diffuse": lambda _: posting.diffuse,
         "notice": lambda _: posting.notice,
         "notice/withdraw": lambda _: posting.withdraw,

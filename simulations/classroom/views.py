@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ncbsim import envelope
+from ncbsim import biometrics, biosearch, envelope
 from ncbsim.client import Answer, Outcome
 from ncbsim.node.records import Document, Person, Vehicle
 from ncbsim.posts import PostOutcome
@@ -36,6 +36,8 @@ CANNOT_SEE = {
     "person": ["surname", "given names", "date of birth", "the answer"],
     "vehicle": ["VIN", "plate", "the answer"],
     "fetch": ["record reference", "the record", "the answer"],
+    "biometric": ["the probe (a face or a fingerprint)", "its modality", "the candidates"],
+    "confirm": ["the probe", "the candidate's reference", "whether it was confirmed"],
 }
 Rows = list[list[str]]
 
@@ -67,8 +69,44 @@ def rows(pairs: list[tuple[str, str]]) -> Rows:
 
 
 def query_kind(query: query_pb2.Query) -> str:
-    """``document``, ``person``, ``vehicle`` or ``fetch``."""
+    """``document``, ``person``, ``vehicle``, ``fetch``, ``biometric`` or ``confirm``."""
     return query.WhichOneof("query") or "empty"
+
+
+def biometric_view(query: query_pb2.Query, answer: Answer) -> dict[str, Any] | None:
+    """What the page draws of a biometric search (its candidate list, with the threshold
+    and the owner's cap) or of a confirmation (its outcome); None for any other query.
+    Refs, scores and ranks only: a probe is biometric data, and its bytes are never here."""
+    which = query.WhichOneof("query")
+    if which not in ("biometric", "confirm"):
+        return None
+    asked = getattr(query, which)
+    modality = biometrics.from_wire(asked.modality)
+    block: dict[str, Any] = {
+        "modality": modality,
+        "threshold": biometrics.THRESHOLDS[modality]["search"],
+        "confirm_threshold": biometrics.THRESHOLDS[modality]["confirm"],
+        "cap": biometrics.MAX_CANDIDATES,
+        "probe_bytes": len(asked.template),
+    }
+    if which == "biometric":
+        block["asked"] = query.biometric.max_candidates or biometrics.DEFAULT_CANDIDATES
+        block["candidates"] = [
+            {"rank": c.rank, "ref": c.ref, "score": round(c.score, 3)}
+            for c in biosearch.candidates(answer)
+        ]
+        return block
+    response = answer.response
+    done = response is not None and response.HasField("confirmation")
+    confirmation = response.confirmation if done and response is not None else None
+    block["confirmation"] = {
+        "ref": query.confirm.ref,
+        "answered": confirmation is not None,
+        "confirmed": bool(confirmation and confirmation.confirmed),
+        "score": round(confirmation.score, 3) if confirmation is not None else None,
+        "released": bool(confirmation and confirmation.record.WhichOneof("record")),
+    }
+    return block
 
 
 def hex_words(data: bytes, limit: int = HEX_BYTES) -> str:
@@ -170,9 +208,12 @@ def exchange_record(
     checks: list[list[Any]] | None = None,
     recipient_extra: list[tuple[str, str]] | None = None,
     requester_extra: list[tuple[str, str]] | None = None,
+    biometric: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One exchange as the page gets it (``type: exchange``); ``answers``: every bureau's
-    answer of a query to several (``ex`` is then the one whose views are drawn)."""
+    answer of a query to several (``ex`` is then the one whose views are drawn).
+    ``biometric``: the candidate list and confirmation drawn (default: this exchange's,
+    :func:`biometric_view`; the requester's panel alone shows it)."""
     sent = ex.sealed.envelope
     row = ex.gateway_row
     response_bytes = int(row["response_bytes"]) if row and row.get("response_bytes") else 0
@@ -197,6 +238,7 @@ def exchange_record(
         ],
         "caught": caught,
         "checks": checks or [],
+        "biometric": biometric if biometric is not None else biometric_view(query, ex.answer),
         "sizes": {
             "request_bytes": request_bytes,
             "response_bytes": response_bytes,

@@ -279,3 +279,53 @@ def test_a_fault_from_the_page_holds_a_bureau_until_healed(
         status, healed = call(room, "/api/heal", {"bureau": "NL"})
     assert status == 200, healed
     assert (healed["down"], healed["faults"]) == ([], [])
+
+
+def test_a_face_search_lists_candidates_and_confirms_the_first(room: Room) -> None:
+    """POST /api/face: FR searches DE's faces with a capture the server takes of one of DE's
+    enrolled persons; the candidate list (refs, scores, ranks, threshold and cap) and the
+    confirmation of candidate 1 come back; the gateway's view holds none of it, and the
+    requester's shows the probe's size, never its bytes."""
+    status, x = call(room, "/api/face", {"from": "FR", "to": "DE"})
+    assert status == 200, x
+    assert (x["from"], x["to"], x["kind"]) == ("FR", "DE", "confirm")
+    bio = x["biometric"]
+    assert (bio["modality"], bio["threshold"], bio["confirm_threshold"]) == ("face", 0.27, 0.34)
+    assert (bio["asked"], bio["cap"], bio["probe_bytes"]) == (5, 10, 512)
+    listed = bio["candidates"]
+    assert 1 <= len(listed) <= 5
+    assert [c["rank"] for c in listed] == list(range(1, len(listed) + 1))
+    scores = [c["score"] for c in listed]
+    assert scores == sorted(scores, reverse=True)
+    assert min(scores) >= 0.27
+    confirmation = bio["confirmation"]
+    assert confirmation["ref"] == listed[0]["ref"]
+    assert confirmation["confirmed"] is True  # a border photo of an enrolled person
+    assert confirmation["score"] >= 0.34
+    assert confirmation["released"] is True
+    assert x["outcome"] == "record"
+    gateway = json.dumps(x["views"]["gateway"])
+    assert listed[0]["ref"] not in gateway
+    assert "the probe" in x["views"]["gateway"]["cannot_see"]
+    requester = dict(map(tuple, x["views"]["requester"]["rows"]))
+    assert requester["probe"] == "512 bytes, not shown"
+    assert requester["step 2"].startswith("confirmed, score 0.")
+    # Search and confirmation are padded to one size on the wire.
+    assert x["sizes"]["request_bytes"] in x["sizes"]["query_sizes_seen"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"from": "FR", "to": "FR"}, "cannot search its own faces"),
+        ({"from": "FR", "to": "XX"}, "to: XX is not a bureau"),
+        ({"from": "FR"}, "to: required"),
+    ],
+)
+def test_a_face_search_the_room_cannot_run_is_a_clear_sentence(
+    room: Room, body: dict[str, str], says: str
+) -> None:
+    """A face search of oneself or of no bureau is a 400 that says why."""
+    status, reply = call(room, "/api/face", body)
+    assert status == 400
+    assert says in reply["error"]

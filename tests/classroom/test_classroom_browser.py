@@ -216,3 +216,48 @@ def _state_steps(page: Any) -> list[Any]:
         "fetch('/api/state').then(r => r.json()).then(s => s.lesson.steps)"
     )
     return steps
+
+
+def test_a_face_search_from_the_form_draws_the_candidate_list_and_its_confirmation(
+    page: Any,
+) -> None:
+    """The face search form: the requester's view draws the candidate list (rank, ref,
+    score, the threshold and the cap) and the confirmation of candidate 1; the gateway's
+    view has neither, and the arrows run between FR's and DE's lanes."""
+    before = _exchanges(page)
+    form = page.locator("#face-form")
+    form.locator("select[name=from]").select_option("FR")
+    form.locator("select[name=to]").select_option("DE")
+    form.locator("button[type=submit]").click()
+    page.wait_for_selector(
+        "#messages .message.info:has-text('Face search FR → DE')", timeout=WAIT_MS
+    )
+    page.wait_for_function(
+        f"document.querySelectorAll('[data-exchange]').length >= {before + 2}", timeout=WAIT_MS
+    )
+    page.locator("#view-requester").click()
+    requester = page.locator("section[data-view=requester]")
+    table = requester.locator("table.candidates")
+    table.wait_for(timeout=WAIT_MS)
+    assert "score ≥ 0.27, 5 asked, the owner's cap 10" in table.locator("caption").inner_text()
+    rows = table.locator("tbody tr")
+    assert 1 <= rows.count() <= 5
+    first = rows.nth(0).locator("td").all_text_contents()
+    assert first[0] == "1"
+    assert re.fullmatch(r"[a-z2-7]{20}", first[1])
+    assert re.fullmatch(r"0\.\d{3}", first[2])
+    confirmation = requester.locator("p.confirmation")
+    assert confirmation.get_attribute("data-confirmed") == "true"
+    text = confirmation.inner_text()
+    assert f"Step 2: {first[1]} confirmed, score 0." in text
+    assert "the owner released the person" in text
+    assert "512 bytes of template, sealed; never shown" in requester.inner_text()
+    page.locator("#view-gateway").click()
+    gateway = page.locator("section[data-view=gateway]").text_content()
+    assert first[1] not in gateway
+    assert not page.locator("section[data-view=gateway] table.candidates").count()
+    page.wait_for_selector(
+        "g.arrow[data-kind=answer][data-from=gateway][data-to=FR]",
+        state="attached",
+        timeout=WAIT_MS,
+    )

@@ -247,6 +247,34 @@ def test_a_query_draws_its_arrows_between_the_right_lanes() -> None:
 
 
 @needs_node
+def test_a_users_envelopes_run_on_its_bureaus_lane() -> None:
+    """A border officer FR/cdg-border-12 acts through FR: its query leaves FR's lane, its
+    answer comes back to FR's, and the ring draws the same."""
+    user = "FR/cdg-border-12"
+    events = [
+        _event("query.sealed", f"client:{user}", recipient="DE", bytes=1239),
+        _event("query.relayed", "gateway", sender=user, recipient="DE", outcome="delivered"),
+        _event("query.returned", f"client:{user}", recipient="DE", outcome="hit"),
+    ]
+    drawn = _node(
+        f"const m = await import(dir + '/mapping.js');\n"
+        f"const es = {json.dumps(events)};\n"
+        f"const arrows = es.map((e) => m.arrowsFor(e).map((a) => [a.kind, a.from, a.to]));\n"
+        f"const ring = es.slice(0, 2).map((e) => m.ringFor(e));\n"
+        f"console.log(JSON.stringify({{arrows, ring}}));"
+    )
+    assert drawn["arrows"] == [
+        [["query", "FR", "gateway"]],
+        [["answer", "gateway", "FR"]],
+        [["outcome", "FR", "FR"]],
+    ]
+    assert drawn["ring"] == [
+        {"from": "FR", "to": "DE", "kind": "query"},
+        {"from": "DE", "to": "FR", "kind": "answer"},
+    ]
+
+
+@needs_node
 def test_lane_status_names_each_fault() -> None:
     """A paused bureau reads PAUSED, a partitioned one CUT, one down with no fault DOWN."""
     status = _node(

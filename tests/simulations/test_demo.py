@@ -168,7 +168,7 @@ def test_demo_passes_every_step(demo: DemoRun) -> None:
     assert "FAIL" not in demo.out
     assert demo.out.count("PASS") >= 45
     assert f"skipped: {lesson.NEEDS['attacks']}" in demo.out
-    assert "9 of 9 steps behaved as narrated; 5 of 14 skipped." in demo.out
+    assert "10 of 10 steps behaved as narrated; 5 of 15 skipped." in demo.out
 
 
 @pytest.mark.integration
@@ -213,6 +213,50 @@ def test_each_step_records_what_it_showed(demo: DemoRun) -> None:
     assert (check.asker, check.to) == ("ES", "DE")
     assert check.record is not None
     assert all(not s.shown for s in demo.steps if s.key in ATTACKS)
+    search, confirm = by["biometric"].shown
+    assert (search.asker, search.to) == ("FR/cdg-border-12", "DE")
+    assert search.query is not None
+    assert search.query.WhichOneof("query") == "biometric"
+    assert confirm.query is not None
+    assert confirm.query.WhichOneof("query") == "confirm"
+    assert search.record is not None
+    assert search.record == confirm.record
+
+
+_CANDIDATE = re.compile(r"│ +(\d+) +([a-z2-7]{20}) +(0\.\d{3}) │")
+
+
+@pytest.mark.integration
+def test_the_face_search_prints_its_candidate_list_and_confirmation(demo: DemoRun) -> None:
+    """The biometric step searched DE's faces as FR's border officer, printed the candidate
+    list (rank, ref, score) with the threshold and cap, confirmed candidate 1 in step 2 and
+    released the traveller; the probe itself was never printed."""
+    step = next(s for s in demo.steps if s.key == "biometric")
+    assert step.passed, step.checks
+    start = demo.out.index(f" {step.numbered} ")
+    out = demo.out[start : demo.out.index("  PASS", start)]
+    print(out)
+    listed = _CANDIDATE.findall(out)
+    assert listed, out
+    assert [int(rank) for rank, _, _ in listed] == list(range(1, len(listed) + 1))
+    scores = [float(score) for _, _, score in listed]
+    assert scores == sorted(scores, reverse=True)
+    assert min(scores) >= 0.27
+    first_ref = listed[0][1]
+    assert f"candidate 1 is {first_ref}, score {listed[0][2]}" in step.caption
+    assert "DE confirms it and releases" in step.caption
+    assert "FR/cdg-border-12 searches DE's faces" in step.caption
+    for words in (
+        "face search (step 1)",
+        "512 bytes, not shown",
+        "threshold   0.27; step 2 0.34",
+        "cap         5 asked, 10 at most",
+        "step 2      confirmed, score 0.",
+        "1,072 bytes",
+    ):
+        assert words in out, words
+    [checked] = [text for text, _ in step.checks if text.startswith("step 2:")]
+    assert checked == f"step 2: DE confirmed {first_ref}, released the traveller"
 
 
 @pytest.mark.integration
@@ -236,7 +280,7 @@ def test_an_attack_step_runs_through_the_attack_runner(demo: DemoRun) -> None:
 @pytest.mark.integration
 def test_run_step_refuses_a_step_past_the_end(demo: DemoRun) -> None:
     """Asking for a step the lesson does not have is an IndexError that says the range."""
-    assert demo.bad_index == "the lesson has steps 0 to 13; there is no step 14"
+    assert demo.bad_index == "the lesson has steps 0 to 14; there is no step 15"
 
 
 @pytest.mark.integration

@@ -6,15 +6,16 @@ import re
 
 import pytest
 
-from ncbsim.simulations import _demo_posts, _demo_steps, lesson
+from ncbsim.simulations import _demo_bio, _demo_failures, _demo_posts, _demo_steps, lesson
 from ncbsim.simulations._demo_record import Shown, Step
 
-QUERY_STEPS = ("document", "person", "restricted", "down", "tampered")
+QUERY_STEPS = ("document", "person", "biometric", "restricted", "down", "tampered")
 ATTACKS = ("replay", "swap-key", "redirect", "drop-answer", "spoof-sender")
 
 
 def test_the_lesson_is_in_the_order_the_brief_gives() -> None:
-    """The five query steps, then diffusion, notice, border check, withdrawal, attacks."""
+    """The query steps (the biometric search after the document and person checks), then
+    diffusion, notice, border check, withdrawal, attacks."""
     keys = [step.key for step in lesson.LESSON]
     assert keys == [
         *QUERY_STEPS,
@@ -29,9 +30,11 @@ def test_the_lesson_is_in_the_order_the_brief_gives() -> None:
 
 
 def test_needs_match_what_each_step_uses() -> None:
-    """Query steps need nothing, the one-way steps a GS node, the attacks a classroom gateway."""
+    """Query steps need nothing but the face search (enrolled faces), the one-way steps a GS
+    node, the attacks a classroom gateway."""
     needs = {step.key: step.needs for step in lesson.LESSON}
-    assert all(needs[key] == frozenset() for key in QUERY_STEPS)
+    assert all(needs[key] == frozenset() for key in QUERY_STEPS if key != "biometric")
+    assert needs["biometric"] == {"biometrics"}
     assert all(needs[key] == {"gs"} for key in ("diffusion", "notice", "border-check", "withdraw"))
     assert all(needs[f"attack:{name}"] == {"attacks"} for name in ATTACKS)
     assert [step.attack for step in lesson.LESSON if step.attack] == list(ATTACKS)
@@ -78,7 +81,7 @@ def test_a_malformed_step_is_refused_when_written() -> None:
 
 def test_index_of_names_the_missing_step() -> None:
     """index_of finds a step by key, and says which key it lacks."""
-    assert lesson.index_of("notice") == 6
+    assert lesson.index_of("notice") == 7
     with pytest.raises(KeyError, match="no step 'teleport'"):
         lesson.index_of("teleport")
 
@@ -87,9 +90,10 @@ def test_every_step_has_code_that_runs_it() -> None:
     """Every key is a query step of the demo's, a one-way step or an attack: none is left
     without code (a new script step without code would fail in front of the room)."""
     posts = {name.removeprefix("step_").replace("_", "-") for name in dir(_demo_posts)}
+    query_modules = (_demo_steps.Demo, _demo_bio, _demo_failures)
     for step in lesson.LESSON:
         assert (
-            (step.key in QUERY_STEPS and hasattr(_demo_steps.Demo, f"step_{step.key}"))
+            (step.key in QUERY_STEPS and any(hasattr(m, f"step_{step.key}") for m in query_modules))
             or step.key in posts
             or step.attack is not None
         ), step.key
@@ -97,10 +101,10 @@ def test_every_step_has_code_that_runs_it() -> None:
 
 def test_a_skipped_step_neither_passes_nor_fails() -> None:
     """A skipped step has not run: not passed, and no checks to fail."""
-    step = Step("notice", "A red notice", 7, skipped=lesson.NEEDS["gs"])
+    step = Step("notice", "A red notice", 8, skipped=lesson.NEEDS["gs"])
     assert not step.ran
     assert not step.passed
-    assert step.numbered == "7. A red notice"
+    assert step.numbered == "8. A red notice"
     ran = Step("document", "Passport check", 1)
     assert not ran.passed  # no check yet
     ran.check("a hit", True)
@@ -121,6 +125,8 @@ def test_the_trainers_guide_has_every_step() -> None:
         assert f"{number}. **{step.title}**" in guide
         assert f"   - Say: {step.say}" in guide
     assert "A border officer of *asker* checks a passport issued by *issuer*." in guide
+    assert "*asker* searches *owner*'s faces" in guide
     assert guide.count("(needs a GS node)") == 4
     assert guide.count("(needs a classroom-mode gateway)") == 5
+    assert guide.count("(needs enrolled faces)") == 1
     assert lesson.NEED_NAMES.keys() == lesson.NEEDS.keys()

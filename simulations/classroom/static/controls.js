@@ -1,5 +1,5 @@
 // controls.js: the trainer's actions in the side panel: the query form (with planted records
-// so a hit is sure), diffusions, red notices and their withdrawal, attacks and faults. Each
+// so a hit is sure), a border camera's face search, diffusions, red notices and their withdrawal, attacks and faults. Each
 // posts one /api call through api.busy(), so a failure becomes a message and never leaves a
 // control disabled.
 
@@ -27,6 +27,10 @@ export class Controls {
     this.query.addEventListener("submit", (e) => {
       e.preventDefault();
       this.sendQuery();
+    });
+    $("#face-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.searchFaces(e.target);
     });
     $("#diffuse-form").addEventListener("submit", (e) => {
       e.preventDefault();
@@ -67,6 +71,7 @@ export class Controls {
       if (!sel.dataset.touched && bureaus[i]) sel.value = bureaus[i];
     };
     pick(this.query.elements.to, 1);
+    pick($("#face-form").elements.to, 1);
     pick($("#attack-to"), 1);
     this.fillPlanted();
     this.setNotices(state.notices ?? []);
@@ -124,6 +129,20 @@ export class Controls {
       const x = await postJson("/api/query", body);
       this.hooks.onExchange(x);
       say("info", `Query ${x.from} → ${x.to} (${x.kind}): ${outcomeWord(x.outcome)}.`);
+    });
+  }
+
+  // ------------------------------------------------------------ face search
+  async searchFaces(form) {
+    const body = { from: form.elements.from.value, to: form.elements.to.value };
+    await busy($("button[type=submit]", form), async () => {
+      const x = await postJson("/api/face", body);
+      this.hooks.onExchange(x);
+      const b = x.biometric ?? {};
+      const n = (b.candidates ?? []).length;
+      const c = b.confirmation;
+      say("info", `Face search ${x.from} → ${x.to}: ${n} candidate(s)` +
+        (c ? `; candidate 1 ${c.confirmed ? "confirmed" : "not confirmed"}.` : "."));
     });
   }
 

@@ -43,6 +43,7 @@ export function installKeys(actions) {
     4: () => actions.view("wire"),
     v: actions.cycle,
     q: () => focusPart("#send-panel", "#query-form select[name=from]"),
+    b: () => focusPart("#face-form", "select[name=from]"),
     d: () => focusPart("#diffuse-form", "select[name=from]"),
     o: () => focusPart("#notice-form", "select[name=from]"),
     a: () => focusPart("#attack-panel", "[data-attack]:not(:disabled), #attack-from"),

@@ -4,10 +4,16 @@
 
 export const GATEWAY = "gateway";
 
-/** The bureau a party acts as: "client:FR" and "FR" are both FR; others are themselves. */
+/** The bureau a party acts as: "client:FR", "FR" and a user of FR's ("client:FR/cdg-border-12")
+ * are all FR's lane; others are themselves. */
 export function bureauOf(party) {
   if (!party) return "";
-  return party.startsWith("client:") ? party.slice("client:".length) : party;
+  return laneOf(party.startsWith("client:") ? party.slice("client:".length) : party);
+}
+
+/** The lane of a principal: a user "FR/cdg-border-12" acts through FR's. */
+export function laneOf(principal) {
+  return principal ? String(principal).split("/")[0] : principal;
 }
 
 /** Arrow kinds (data-kind) of envelopes, and the marks drawn on one lane. */
@@ -77,12 +83,12 @@ export function arrowsFor(event) {
       })];
     case "query.relayed":
       if (v.outcome === "delivered") {
-        return [arrow(event, "answer", GATEWAY, v.sender, {
+        return [arrow(event, "answer", GATEWAY, laneOf(v.sender), {
           label: `from ${v.recipient ?? "?"} ${v.response_bytes ? `${v.response_bytes} B` : ""}`,
         })];
       }
       if (v.outcome === "refused") {
-        return [mark(event, "refused", v.recipient, `refused (${v.status ?? "?"})`)];
+        return [mark(event, "refused", laneOf(v.recipient), `refused (${v.status ?? "?"})`)];
       }
       return [mark(event, "no_answer", GATEWAY, `no answer from ${v.recipient ?? "?"}`)];
     case "query.refused":
@@ -106,8 +112,10 @@ export function arrowsFor(event) {
     case "post.delivered":
       if (party !== GATEWAY) return [];
       return [
-        arrow(event, postKind(v.kind), GATEWAY, v.recipient, { label: `from ${v.sender ?? "?"}` }),
-        arrow(event, "receipt", v.recipient, GATEWAY, { label: "receipt" }),
+        arrow(event, postKind(v.kind), GATEWAY, laneOf(v.recipient), {
+          label: `from ${v.sender ?? "?"}`,
+        }),
+        arrow(event, "receipt", laneOf(v.recipient), GATEWAY, { label: "receipt" }),
       ];
     case "fault.applied":
       return [mark(event, "fault", v.target, `${v.fault ?? "fault"}: ${faultLabel(v.fault)}`, {
@@ -151,13 +159,15 @@ export function ringFor(event) {
   const me = bureauOf(event.party);
   switch (event.kind) {
     case "query.sealed":
-      return v.recipient ? { from: me, to: v.recipient, kind: "query" } : null;
+      return v.recipient ? { from: me, to: laneOf(v.recipient), kind: "query" } : null;
     case "query.relayed":
-      if (v.outcome === "delivered") return { from: v.recipient, to: v.sender, kind: "answer" };
-      return { at: v.outcome === "refused" ? v.recipient : GATEWAY, kind: "refused" };
+      if (v.outcome === "delivered") {
+        return { from: laneOf(v.recipient), to: laneOf(v.sender), kind: "answer" };
+      }
+      return { at: v.outcome === "refused" ? laneOf(v.recipient) : GATEWAY, kind: "refused" };
     case "post.delivered":
       if (event.party !== GATEWAY) return null;
-      return { from: v.sender, to: v.recipient, kind: postKind(v.kind) };
+      return { from: laneOf(v.sender), to: laneOf(v.recipient), kind: postKind(v.kind) };
     case "query.refused":
     case "post.refused":
     case "post.rejected":

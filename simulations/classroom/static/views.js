@@ -96,7 +96,10 @@ export class ViewPanel {
     this.renderHead(x);
     for (const view of VIEWS) {
       const sec = $(`section[data-view="${view}"]`, this.root);
-      sec.replaceChildren(...(x ? this.section(view, x.views?.[view] ?? {}) : empty(view)));
+      const parts = x ? this.section(view, x.views?.[view] ?? {}) : empty(view);
+      // The candidate list is the requester's: the gateway never sees it.
+      if (x?.biometric && view === "requester") parts.splice(1, 0, biometricBlock(x.biometric));
+      sec.replaceChildren(...parts);
     }
   }
 
@@ -149,6 +152,36 @@ export class ViewPanel {
     if (v.cannot_see?.length) parts.push(cannotSee(v.cannot_see));
     return parts;
   }
+}
+
+/** A biometric search's candidate list (rank, ref, score; threshold and cap) and its
+ * step-2 confirmation. Refs, scores and ranks only: the probe itself never reaches the page. */
+export function biometricBlock(b) {
+  const parts = [];
+  const list = b.candidates;
+  if (list) {
+    parts.push(h("table", { class: "candidates" },
+      h("caption", {}, `${b.modality} candidates: score ≥ ${b.threshold.toFixed(2)}, ` +
+        `${b.asked} asked, the owner's cap ${b.cap}`),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "rank"),
+        h("th", { scope: "col" }, "candidate ref"), h("th", { scope: "col" }, "score"))),
+      h("tbody", {}, ...(list.length ? list.map((c) => h("tr", { dataset: { rank: c.rank } },
+        h("td", {}, String(c.rank)), h("td", { class: "ref" }, c.ref || "(hit only)"),
+        h("td", {}, Number(c.score).toFixed(3))))
+        : [h("tr", {}, h("td", { colspan: "3" }, "no candidate above the threshold"))]))));
+  }
+  const c = b.confirmation;
+  if (c) {
+    const ok = c.confirmed;
+    const text = !c.answered ? `Step 2 for ${c.ref}: no answer`
+      : `Step 2: ${c.ref} ${ok ? "confirmed" : "not confirmed"}, score ${Number(c.score).toFixed(3)}` +
+        ` (confirm at ${b.confirm_threshold.toFixed(2)})${c.released ? "; the owner released the person" : ""}`;
+    parts.push(h("p", { class: `confirmation ${ok ? "confirmed" : "unconfirmed"}`,
+      dataset: { confirmed: String(Boolean(ok)) } }, icon(ok ? "#i-tick" : "#i-cross"), text));
+  }
+  parts.push(h("p", { class: "muted" },
+    `Probe: ${b.probe_bytes} bytes of template, sealed; never shown.`));
+  return h("div", { class: "biometric" }, ...parts);
 }
 
 function empty(view) {
