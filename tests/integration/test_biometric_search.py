@@ -1,4 +1,5 @@
-"""Biometric searches end to end: FR searches DE's fingerprints and faces through the gateway.
+"""Biometric searches end to end: FR's border officer searches DE's fingerprints and faces
+through the gateway.
 
 Real processes (the small scenario, 30 persons enrolled per bureau), real mTLS, queries
 sealed in format-2 sessions. The probes are new captures of DE's enrolled subjects
@@ -8,6 +9,7 @@ sealed in format-2 sessions. The probes are new captures of DE's enrolled subjec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from ncbsim.node.records import NO_CONTROL
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import Network
+from ncbsim.users import Rights, issue_user, role_rights
 from ncbsim.v2 import query_pb2
 from ncbsim.workdir import Workdir
 
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.integration
 
 OWNER = "DE"
 QUALITY = {"fingerprint": "plain", "face": "border"}
+BORDER = "FR/cdg-border-12"
+"""A border officer FR issued (role ``border``: documents, vehicles, fingerprints, faces)."""
 
 
 def _subject(network: Network, modality: str, nth: int = 0) -> tuple[str, str, int]:
@@ -81,15 +86,38 @@ def _audit_rows(network: Network, message_id: str) -> list[dict[str, object]]:
         time.sleep(0.05)
 
 
+@pytest.fixture(scope="module")
+def border(network: Network) -> str:
+    """FR's border officer, issued on the running network and admitted by its gateway."""
+    # The role's rights, at a rate a test's bursts of one-shot clients fit in (each opens
+    # and closes a session: three envelopes for one query).
+    rights = dataclasses.replace(Rights.from_proto(role_rights("border")), rate_per_s=50)
+    issue_user(
+        PkiDir(network.workdir), "FR", "cdg-border-12", "border", rights=rights, now_ms=_now_ms()
+    )
+    deadline = time.monotonic() + 30
+    while True:  # the gateway rereads users/ within its refresh interval
+        (answer,) = _ask(network, BORDER, [query_pb2.Query(fetch=query_pb2.FetchQuery(ref="x"))])
+        if answer.outcome != Outcome.FAILED or time.monotonic() > deadline:
+            assert answer.outcome == Outcome.NOT_FOUND, answer.detail
+            return BORDER
+        time.sleep(0.1)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @pytest.mark.parametrize("modality", biometrics.MODALITIES)
 def test_a_search_ranks_the_planted_subject_first_and_step_2_confirms_it(
-    network: Network, modality: str
+    network: Network, border: str, modality: str
 ) -> None:
-    """FR's probe of a DE subject: a ranked list, the subject first; confirm releases the person."""
+    """A border officer of FR probes a DE subject: a ranked list within the caps, the
+    subject first; step 2 confirms it and releases the person."""
     ref, person, probe = _probe(network, modality)
     search, wide = _ask(
         network,
-        "FR",
+        border,
         [biosearch.search(modality, probe), biosearch.search(modality, probe, max_candidates=10)],
     )
     assert search.outcome == Outcome.HIT, search.detail
@@ -102,7 +130,7 @@ def test_a_search_ranks_the_planted_subject_first_and_step_2_confirms_it(
     assert len(biosearch.candidates(wide)) <= biometrics.MAX_CANDIDATES
     assert biosearch.candidates(wide)[0].ref == ref
 
-    (confirmed,) = _ask(network, "FR", [biosearch.confirm(ref, modality, probe)])
+    (confirmed,) = _ask(network, border, [biosearch.confirm(ref, modality, probe)])
     assert confirmed.outcome == Outcome.RECORD
     assert confirmed.response is not None
     confirmation = confirmed.response.confirmation

@@ -125,8 +125,13 @@ def test_reflection_v1_lists_and_describes_the_services(
             for data in reply.file_descriptor_response.file_descriptor_proto
         ]
         pool = descriptor_pool.DescriptorPool()
-        for proto in reversed(protos):  # dependencies after the file: add them first
-            pool.Add(proto)
+        added: set[str] = set()
+        while len(added) < len(protos):  # each file once its dependencies are in
+            ready = [p for p in protos if p.name not in added and set(p.dependency) <= added]
+            assert ready, "the reply lacks a file another one depends on"
+            for proto in ready:
+                pool.Add(proto)
+                added.add(proto.name)
         found = pool.FindServiceByName(service)
         assert found.file.name == ours.name
         expected = ours.pool.FindServiceByName(service)

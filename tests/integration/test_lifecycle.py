@@ -69,11 +69,11 @@ def test_simulate_passes_and_writes_the_report(tmp_path: Path) -> None:
     assert report["scenario"] == "small"
     assert report["bureaus"] == ["FR", "DE", "IT", "NL"]
     q = report["queries"]
-    assert set(q) == {"sent", "answered", "hit", "no_hit", "no_answer", "failed"}
+    assert set(q) == {"sent", "answered", "hit", "no_hit", "no_answer", "failed", "refused"}
     assert q["answered"] == q["sent"] > 0
     assert q["hit"] > 0
     assert q["no_hit"] > 0
-    assert q["failed"] == q["no_answer"] == 0
+    assert q["failed"] == q["no_answer"] == q["refused"] == 0
     assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert report["passed"] is True
     assert all(c["passed"] for c in report["checks"])

@@ -379,7 +379,7 @@ def test_workdir_names_every_file_a_running_network_writes(network: Network) -> 
     and every file of a bureau's or the gateway's folder is one Workdir names (keys,
     certificates, a log's head and SQLite's side files aside)."""
     files = Workdir(network.workdir)
-    pki_files = {"tls.crt", "tls.key", "signing.key", "encryption.key"}
+    pki_files = {"tls.crt", "tls.key", "signing.key", "encryption.key", "ca.crt", "ca.key"}
     for code in (p.bureau for p in network.procs if p.bureau is not None):
         bureau = files.bureau(code)
         # The small scenario gives each bureau a host of its own: its log is in its folder.
@@ -390,6 +390,7 @@ def test_workdir_names_every_file_a_running_network_writes(network: Network) -> 
             bureau.hits,
             bureau.inbox,
             bureau.proofs,
+            bureau.caps,
             bureau.log,
         }
         for path in named:
