@@ -214,7 +214,7 @@ def bio_users(network: Network) -> Network:
 
 
 @pytest.mark.attack(
-    "a hit-only user (a border officer) confirms a biometric candidate (step 2) to get the "
+    "a hit-only user (a kiosk issued --hit-only) confirms a biometric candidate (step 2) to get the "
     "person's record",
     adversary="rogue user",
     expect=(

@@ -419,7 +419,7 @@ def test_a_border_officer_may_not_search_persons(
 
 
 @pytest.mark.attack(
-    "a hit-only user (a border officer) fetches a full record (step 2) with a reference "
+    "a hit-only user (a kiosk issued --hit-only) fetches a full record (step 2) with a reference "
     "a colleague got",
     adversary="rogue user",
     expect=(
