@@ -50,13 +50,8 @@ class BiometricIndex:
         self._refs: list[str] = []
         self._rows: dict[str, int] = {}
         self._blocks: list[npt.NDArray[np.float32]] = []
-        self._faiss: Any = None
-        if backend == "faiss":
-            import faiss
-
-            self._faiss = faiss.IndexScalarQuantizer(
-                self.dims, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
-            )
+        self._faiss: Any = None  # made on the first add: a node with nothing enrolled
+        # never loads faiss (about 15 MiB a process)
 
     def __len__(self) -> int:
         return len(self._refs)
@@ -81,7 +76,15 @@ class BiometricIndex:
         fresh = set(refs)
         if len(fresh) != len(refs) or not fresh.isdisjoint(self._rows):
             raise ValueError("a reference is enrolled twice")
-        if self._faiss is not None:
+        if self.backend == "faiss":
+            if self._faiss is None:
+                import faiss
+
+                self._faiss = faiss.IndexScalarQuantizer(
+                    self.dims,
+                    faiss.ScalarQuantizer.QT_8bit_direct_signed,
+                    faiss.METRIC_INNER_PRODUCT,
+                )
             self._faiss.add(_codes(rows))
         self._append_blocks(rows)
         for ref in refs:
