@@ -214,8 +214,8 @@ def bio_users(network: Network) -> Network:
 
 
 @pytest.mark.attack(
-    "a hit-only user (a kiosk issued --hit-only) confirms a biometric candidate (step 2) to get the "
-    "person's record",
+    "a hit-only user (a kiosk issued --hit-only) confirms a biometric candidate (step 2) "
+    "to get the person's record",
     adversary="rogue user",
     expect=(
         "its search's candidates carry no reference; the confirmation PERMISSION_DENIED + "
