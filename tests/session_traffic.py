@@ -16,9 +16,6 @@ from ncbsim.directory import Directory
 from ncbsim.identity import Identity
 from ncbsim.pki import PkiDir
 
-T0 = int(time.time() * 1000)
-"""The traffic's clock, frozen: within the validity of a PKI made by the tests."""
-
 
 @dataclass(frozen=True)
 class Traffic:
@@ -27,6 +24,9 @@ class Traffic:
     sender: str
     recipient: str
     covered: list[session.Covered]
+    now_ms: int
+    """The traffic's clock, frozen for all of it: by default when it was made, so within
+    the validity of the PKI it was made with."""
 
     def requests(self) -> list[session.CoveredRequest]:
         """Every covered request the recipient received, in seq order."""
@@ -39,11 +39,13 @@ def traffic(
     sender: str = "DE",
     recipient: str = "FR",
     count: int = 40,
-    now_ms: int = T0,
+    now_ms: int | None = None,
     skip: frozenset[int] = frozenset(),
 ) -> Traffic:
     """``count`` requests from ``sender`` to ``recipient`` in one session, then its close;
-    the requests whose seq is in ``skip`` are sent but never reach the recipient."""
+    the requests whose seq is in ``skip`` are sent but never reach the recipient. The clock
+    is frozen at ``now_ms``, by default the time of the call."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     directory = Directory.from_pki(pki)
     requester = Identity.load(pki, sender, now_ms=now_ms)
     answerer = Identity.load(pki, recipient, now_ms=now_ms)
@@ -74,4 +76,4 @@ def traffic(
     )
     if last is not None:
         covered.append(last)
-    return Traffic(sender, recipient, covered)
+    return Traffic(sender, recipient, covered, now_ms)

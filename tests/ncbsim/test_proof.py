@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from session_traffic import T0, Traffic, traffic
+from session_traffic import Traffic, traffic
 
 from ncbsim import pki, proof, rekey
 from ncbsim.errors import NcbsimError
@@ -130,7 +131,7 @@ def _with_signature(made: Proof, edit: Callable[[bytes], bytes]) -> None:
 def _signed_by_it(made: Proof, pki_dir: pki.PkiDir) -> None:
     """Re-sign the checkpoint with IT's key: a valid signature, by the wrong bureau."""
     signed = _signed(made)
-    it = Identity.load(pki_dir, "IT", now_ms=T0)
+    it = Identity.load(pki_dir, "IT", now_ms=int(time.time() * 1000))
     message = b"ncbsim/v2 checkpoint\x00" + signed.checkpoint
     _with_signature(made, lambda _: it.signing_key.sign(message).signature)
 
@@ -256,7 +257,7 @@ def test_a_rotated_out_key_proves_what_it_signed_before_its_retirement(
     """DE's new entry names its old key: a checkpoint the old key signed before the grace
     period ended proves; one dated after it does not."""
     before = traffic(pki_dir)
-    after = traffic(pki_dir, now_ms=T0 + 3_600_000)  # signed with the old key, an hour on
+    after = traffic(pki_dir, now_ms=before.now_ms + 3_600_000)  # the old key, an hour on
     rekey.rotate(pki_dir, "DE", grace_ms=60_000)
     checked = proof.check(_proof(pki_dir, before), pki_dir.root_public_key())
     assert checked.sender == "DE"

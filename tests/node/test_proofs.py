@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from session_traffic import T0, Traffic, traffic
+from session_traffic import Traffic, traffic
 
 from ncbsim import pki, proof
 from ncbsim.auditread import verify
@@ -24,9 +24,12 @@ def sent(module_pki: pki.PkiDir) -> Traffic:
     return traffic(module_pki)
 
 
-def _record(path: Path, sent: Traffic, *, now_ms: int = T0) -> None:
+def _record(path: Path, sent: Traffic, *, now_ms: int | None = None) -> None:
+    """The proof log of ``sent``, its clock at ``now_ms`` (default: the traffic's)."""
+    at_ms = sent.now_ms if now_ms is None else now_ms
+
     async def run() -> None:
-        log = ProofLog.open(path, now_ms=lambda: now_ms)
+        log = ProofLog.open(path, now_ms=lambda: at_ms)
         try:
             await asyncio.gather(*(log.record(c) for c in sent.covered))
         finally:
@@ -49,7 +52,7 @@ def test_one_chained_row_per_checkpoint(tmp_path: Path, sent: Traffic) -> None:
     rows = _rows(path)
     assert len(rows) == len(sent.covered) == 2
     first = rows[0]
-    assert first["at_ms"] == T0
+    assert first["at_ms"] == sent.now_ms
     assert first["sender"] == "DE"
     assert first["session_id"] == sent.covered[0].session_id.hex()
     assert (first["first_seq"], first["last_seq"]) == (1, 32)
@@ -75,7 +78,7 @@ def test_the_chain_resumes_after_a_reopen(
     path = tmp_path / "proofs.sqlite"
     _record(path, sent)
     again = traffic(module_pki, count=5)
-    _record(path, again, now_ms=T0 + 1)
+    _record(path, again, now_ms=sent.now_ms + 1)
     assert verify(path).entries == 3
     for request in (*sent.requests(), *again.requests()):
         found = find_request(path, request.message_id)
