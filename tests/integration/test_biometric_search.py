@@ -8,17 +8,15 @@ sealed in format-2 sessions. The probes are new captures of DE's enrolled subjec
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from biometric_net import OWNER, ask, set_daily_cap
 
 from ncbsim import auditread, biometrics, biosearch
-from ncbsim.client import Answer, BureauClient, Outcome
+from ncbsim.client import Outcome
 from ncbsim.node import biogen
 from ncbsim.node.records import NO_CONTROL
 from ncbsim.node.store import RecordStore
@@ -30,7 +28,6 @@ from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
-OWNER = "DE"
 QUALITY = {"fingerprint": "plain", "face": "border"}
 BORDER = "FR/cdg-border-12"
 """A border officer FR issued (role ``border``: documents, vehicles, fingerprints, faces)."""
@@ -63,17 +60,6 @@ def _probe(
     return ref, person, probe
 
 
-def _ask(network: Network, requester: str, queries: list[query_pb2.Query]) -> list[Answer]:
-    """Each query sent to DE in turn as ``requester``, through the gateway."""
-
-    async def run() -> list[Answer]:
-        client = BureauClient.open(PkiDir(network.workdir), requester, network.gateway.address)
-        async with client:
-            return [await client.query(q, OWNER, timeout=10) for q in queries]
-
-    return asyncio.run(run())
-
-
 def _audit_rows(network: Network, message_id: str) -> list[dict[str, object]]:
     """DE's node audit rows of ``message_id`` (waiting briefly for the commit)."""
     audit = Workdir(network.workdir).bureau(OWNER).audit
@@ -97,7 +83,7 @@ def border(network: Network) -> str:
     )
     deadline = time.monotonic() + 30
     while True:  # the gateway rereads users/ within its refresh interval
-        (answer,) = _ask(network, BORDER, [query_pb2.Query(fetch=query_pb2.FetchQuery(ref="x"))])
+        (answer,) = ask(network, BORDER, [query_pb2.Query(fetch=query_pb2.FetchQuery(ref="x"))])
         if answer.outcome != Outcome.FAILED or time.monotonic() > deadline:
             assert answer.outcome == Outcome.NOT_FOUND, answer.detail
             return BORDER
@@ -115,7 +101,7 @@ def test_a_search_ranks_the_planted_subject_first_and_step_2_confirms_it(
     """A border officer of FR probes a DE subject: a ranked list within the caps, the
     subject first; step 2 confirms it and releases the person."""
     ref, person, probe = _probe(network, modality)
-    search, wide = _ask(
+    search, wide = ask(
         network,
         border,
         [biosearch.search(modality, probe), biosearch.search(modality, probe, max_candidates=10)],
@@ -130,7 +116,7 @@ def test_a_search_ranks_the_planted_subject_first_and_step_2_confirms_it(
     assert len(biosearch.candidates(wide)) <= biometrics.MAX_CANDIDATES
     assert biosearch.candidates(wide)[0].ref == ref
 
-    (confirmed,) = _ask(network, border, [biosearch.confirm(ref, modality, probe)])
+    (confirmed,) = ask(network, border, [biosearch.confirm(ref, modality, probe)])
     assert confirmed.outcome == Outcome.RECORD
     assert confirmed.response is not None
     confirmation = confirmed.response.confirmation
@@ -148,7 +134,7 @@ def test_a_stranger_gets_no_candidate_and_another_subject_is_not_confirmed(
     stranger = biogen.stranger(
         7, "integration", modality="face", quality="border", rng=np.random.default_rng(3)
     )
-    search, confirm = _ask(
+    search, confirm = ask(
         network,
         "FR",
         [biosearch.search("face", stranger), biosearch.confirm(ref_a, "face", probe_b)],
@@ -176,7 +162,7 @@ def test_a_stranger_gets_no_candidate_and_another_subject_is_not_confirmed(
 def test_a_bad_probe_is_refused_and_audited(network: Network, label: str, probe: bytes) -> None:
     """A face probe that is not 512 non-zero bytes: INVALID_ARGUMENT, audited; DE goes on."""
     _, _, good = _probe(network, "face")
-    bad, after = _ask(
+    bad, after = ask(
         network, "FR", [biosearch.search("face", probe), biosearch.search("face", good)]
     )
     assert bad.outcome == Outcome.FAILED, label
@@ -188,19 +174,6 @@ def test_a_bad_probe_is_refused_and_audited(network: Network, label: str, probe:
     assert after.outcome == Outcome.HIT
 
 
-def _set_cap(network: Network, cap: int) -> None:
-    """Restart DE's host with ``cap`` biometric searches a bureau a day (host spec key)."""
-    host = network.host_of(OWNER)
-    network.stop_host(host)
-    spec_path = Path(host.spec)
-    spec = json.loads(spec_path.read_text())
-    for item in spec["bureaus"]:
-        if item["bureau"] == OWNER:
-            item["biometric_daily_cap"] = cap
-    spec_path.write_text(json.dumps(spec, indent=2) + "\n")
-    network.restart_host(host)
-
-
 @pytest.mark.attack(
     "a bureau searches another's biometrics beyond the owner's daily cap, also across a restart",
     adversary="rogue bureau",
@@ -210,10 +183,10 @@ def test_the_daily_cap_refuses_a_bureau_and_survives_a_restart(fresh_network: Ne
     """Cap 2: FR's third search is RESOURCE_EXHAUSTED (audited), IT still searches, FR still
     confirms; after DE restarts FR is still refused."""
     net = fresh_network
-    _set_cap(net, 2)
+    set_daily_cap(net, 2)
     ref, _, probe = _probe(net, "fingerprint")
     search = biosearch.search("fingerprint", probe)
-    first, second, third, confirm = _ask(
+    first, second, third, confirm = ask(
         net, "FR", [search, search, search, biosearch.confirm(ref, "fingerprint", probe)]
     )
     assert first.outcome == second.outcome == Outcome.HIT
@@ -225,11 +198,11 @@ def test_the_daily_cap_refuses_a_bureau_and_survives_a_restart(fresh_network: Ne
     assert [(r["outcome"], r["reason"], r["status"]) for r in rows] == [
         ("refused", "daily_cap", "RESOURCE_EXHAUSTED")
     ]
-    (other,) = _ask(net, "IT", [search])
+    (other,) = ask(net, "IT", [search])
     assert other.outcome == Outcome.HIT  # the cap is per requesting bureau
 
-    _set_cap(net, 2)  # a restart: the day's counts are on disk
-    again, it_again = _ask(net, "FR", [search]) + _ask(net, "IT", [search])
+    set_daily_cap(net, 2)  # a restart: the day's counts are on disk
+    again, it_again = ask(net, "FR", [search]) + ask(net, "IT", [search])
     assert again.outcome == Outcome.FAILED
     assert again.detail.startswith("RESOURCE_EXHAUSTED"), again.detail
     assert it_again.outcome == Outcome.HIT  # IT's second search of the day

@@ -12,13 +12,11 @@ the next search.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from biometric_net import OWNER, ask, set_daily_cap
 from user_net import (
     admitted,
     assert_discreet,
@@ -32,19 +30,17 @@ from user_net import (
 )
 
 from ncbsim import biosearch, users
-from ncbsim.client import Answer, BureauClient, Outcome
+from ncbsim.client import Answer, Outcome
 from ncbsim.gateway.audit import AuditRecord
 from ncbsim.node import biogen
 from ncbsim.node.records import NO_CONTROL
 from ncbsim.node.store import RecordStore
-from ncbsim.pki import PkiDir
 from ncbsim.simulations.network import Network
 from ncbsim.v2 import query_pb2
 from ncbsim.workdir import Workdir
 
 pytestmark = pytest.mark.integration
 
-OWNER = "DE"
 QUALITY = {"fingerprint": "plain", "face": "border"}
 BORDER = "FR/gare-border-2"
 NO_FACE = "FR/inv-docs-2"
@@ -84,17 +80,6 @@ def _subject(network: Network, modality: str, nth: int = 0) -> Subject:
     return Subject(ref, person, probe)
 
 
-def _ask(network: Network, requester: str, queries: list[query_pb2.Query]) -> list[Answer]:
-    """Each query sent to DE in turn as ``requester`` (a bureau or a user), in a session."""
-
-    async def run() -> list[Answer]:
-        client = BureauClient.open(PkiDir(network.workdir), requester, network.gateway.address)
-        async with client:
-            return [await client.query(q, OWNER, timeout=15) for q in queries]
-
-    return asyncio.run(run())
-
-
 def _refused_by_owner(network: Network, answer: Answer, status: str, reason: str) -> None:
     assert answer.outcome == Outcome.FAILED, answer
     assert answer.detail.startswith(status), answer.detail
@@ -104,7 +89,7 @@ def _refused_by_owner(network: Network, answer: Answer, status: str, reason: str
 
 def _still_searched(network: Network, requester: str, subject: Subject, modality: str) -> None:
     """The owner still answers ``requester``'s genuine search, with the subject first."""
-    (answer,) = _ask(network, requester, [biosearch.search(modality, subject.probe)])
+    (answer,) = ask(network, requester, [biosearch.search(modality, subject.probe)])
     assert answer.outcome == Outcome.HIT, answer.detail
     assert biosearch.candidates(answer)[0].ref in (subject.ref, "")  # "" for a hit-only user
 
@@ -154,7 +139,7 @@ def _wrong_modality(name: str, network: Network) -> query_pb2.Query:
 def test_a_probe_of_the_wrong_modality_is_refused(network: Network, name: str) -> None:
     """The owner decodes the probe for the modality named: anything else is refused."""
     subject = _subject(network, "face")
-    (bad,) = _ask(network, "FR", [_wrong_modality(name, network)])
+    (bad,) = ask(network, "FR", [_wrong_modality(name, network)])
     _refused_by_owner(network, bad, "INVALID_ARGUMENT", "bad_query")
     assert_discreet(bad.detail, subject.ref, subject.person, subject.probe[:16].hex())
     _still_searched(network, "FR", subject, "face")
@@ -177,7 +162,7 @@ def test_a_probe_past_the_gateways_size_cap_is_refused_unread(network: Network) 
         return r.peer == "FR" and r.outcome == "refused" and r.status == "RESOURCE_EXHAUSTED"
 
     before = len(gateway_rows(network, over_cap))
-    (bad,) = _ask(network, "FR", [biosearch.search("fingerprint", huge)])
+    (bad,) = ask(network, "FR", [biosearch.search("fingerprint", huge)])
     assert bad.outcome == Outcome.FAILED, bad
     assert bad.detail.startswith("RESOURCE_EXHAUSTED"), bad.detail
     rows = wait_gateway_rows(network, over_cap, count=before + 1)
@@ -225,7 +210,7 @@ def bio_users(network: Network) -> Network:
 def test_a_hit_only_user_cannot_confirm_a_candidate(bio_users: Network) -> None:
     """FR/gare-border-2 learns DE holds a match, never which, and cannot ask for it."""
     subject = _subject(bio_users, "fingerprint")
-    search, confirm = _ask(
+    search, confirm = ask(
         bio_users,
         BORDER,
         [
@@ -237,7 +222,7 @@ def test_a_hit_only_user_cannot_confirm_a_candidate(bio_users: Network) -> None:
     assert [c.ref for c in biosearch.candidates(search)] == [""] * len(biosearch.candidates(search))
     _refused_by_owner(bio_users, confirm, "PERMISSION_DENIED", "rights")
     assert_discreet(confirm.detail, subject.ref, subject.person, *secrets_of(bio_users, BORDER))
-    (fr,) = _ask(bio_users, "FR", [biosearch.confirm(subject.ref, "fingerprint", subject.probe)])
+    (fr,) = ask(bio_users, "FR", [biosearch.confirm(subject.ref, "fingerprint", subject.probe)])
     assert fr.outcome == Outcome.RECORD
     _still_searched(bio_users, BORDER, subject, "fingerprint")
 
@@ -253,29 +238,16 @@ def test_a_hit_only_user_cannot_confirm_a_candidate(bio_users: Network) -> None:
 def test_a_user_without_biometric_rights_cannot_search(bio_users: Network) -> None:
     """FR/inv-docs-2 may query documents only: its face search is refused by DE."""
     subject = _subject(bio_users, "face")
-    (bad,) = _ask(bio_users, NO_FACE, [biosearch.search("face", subject.probe)])
+    (bad,) = ask(bio_users, NO_FACE, [biosearch.search("face", subject.probe)])
     _refused_by_owner(bio_users, bad, "PERMISSION_DENIED", "rights")
     assert_discreet(bad.detail, subject.ref, "face", *secrets_of(bio_users, NO_FACE))
     doc = query_pb2.Query(document=query_pb2.DocumentQuery(number="X0", issuer=OWNER))
-    (fine,) = _ask(bio_users, NO_FACE, [doc])
+    (fine,) = ask(bio_users, NO_FACE, [doc])
     assert fine.outcome == Outcome.NO_HIT, fine.detail
     _still_searched(bio_users, "FR", subject, "face")
 
 
 # ----------------------------------------------------------------------------- the daily cap
-
-
-def _set_cap(network: Network, cap: int) -> None:
-    """Restart DE's host with ``cap`` biometric searches a bureau a day (its spec key)."""
-    host = network.host_of(OWNER)
-    network.stop_host(host)
-    spec_path = Path(host.spec)
-    spec = json.loads(spec_path.read_text())
-    for item in spec["bureaus"]:
-        if item["bureau"] == OWNER:
-            item["biometric_daily_cap"] = cap
-    spec_path.write_text(json.dumps(spec, indent=2) + "\n")
-    network.restart_host(host)
 
 
 @pytest.mark.attack(
@@ -295,19 +267,19 @@ def test_a_bureaus_users_share_its_daily_cap(fresh_network: Network) -> None:
     for user in (first, second):
         issue(net, user, "border")
         wait_for(f"the gateway to admit {user}", lambda user=user: admitted(net, user))
-    _set_cap(net, 2)
+    set_daily_cap(net, 2)
     subject = _subject(net, "fingerprint")
     search = biosearch.search("fingerprint", subject.probe)
-    used = _ask(net, first, [search, search])
+    used = ask(net, first, [search, search])
     assert [a.outcome for a in used] == [Outcome.HIT, Outcome.HIT]
     for who in (second, "FR", first):
-        (over,) = _ask(net, who, [search])
+        (over,) = ask(net, who, [search])
         _refused_by_owner(net, over, "RESOURCE_EXHAUSTED", "daily_cap")
         assert_discreet(over.detail, subject.ref, subject.person)
-    (it,) = _ask(net, "IT", [search])
+    (it,) = ask(net, "IT", [search])
     assert it.outcome == Outcome.HIT
-    _set_cap(net, 2)  # a restart: the day's counts are on disk
-    (again,) = _ask(net, second, [search])
+    set_daily_cap(net, 2)  # a restart: the day's counts are on disk
+    (again,) = ask(net, second, [search])
     _refused_by_owner(net, again, "RESOURCE_EXHAUSTED", "daily_cap")
-    (it_again,) = _ask(net, "IT", [search])
+    (it_again,) = ask(net, "IT", [search])
     assert it_again.outcome == Outcome.HIT
