@@ -1,0 +1,118 @@
+"""A deployed bureau's records: made once from the deployment's seed and counts, then kept.
+
+A bureau pod owns a volume (``/var/lib/ncbsim``) that outlives the pod. Its records are
+made there at the pod's first start and reused at every later start, so a pod that is
+killed, moved or upgraded comes back with the same records, audit trail and inbox. The
+same function makes the load harness's local copy of the targets' records
+(:mod:`ncbsim.load.deployed`): :mod:`ncbsim.node.datagen` gives the same records for the
+same bureau, seed and counts, wherever and in however many processes it runs.
+
+Each bureau's folder holds ``records.json``, the seed and counts its records were made
+with. A folder whose stamp names other figures is refused (the deployment changed under
+a volume that holds another network's data: delete the volume, or render with the old
+figures), never silently regenerated: the folder also holds the bureau's audit trail.
+A database is written under a temporary name and renamed when complete, so a pod killed
+while generating starts over cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ncbsim import private
+from ncbsim.errors import ConfigError
+from ncbsim.node import datagen
+from ncbsim.workdir import BureauDir
+
+__all__ = ["RecordCounts", "ensure_records"]
+
+STAMP = "records.json"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordCounts:
+    """The seed and per-bureau counts a deployment's records are made with."""
+
+    seed: int
+    documents: int
+    persons: int
+    vehicles: int
+    biometrics: int = 0
+
+
+def _generate(job: tuple[Path, str, RecordCounts]) -> str:
+    folder, bureau, counts = job
+    final = BureauDir(folder).records
+    partial = final.with_name(final.name + ".partial")
+    partial.unlink(missing_ok=True)  # a pod killed while generating left it
+    datagen.generate(
+        partial,
+        bureau,
+        seed=counts.seed,
+        documents=counts.documents,
+        persons=counts.persons,
+        vehicles=counts.vehicles,
+        biometrics=counts.biometrics,
+        workers=1,  # already one bureau per pool worker
+    )
+    os.replace(partial, final)
+    private.write_text(folder / STAMP, json.dumps({"bureau": bureau, **asdict(counts)}) + "\n")
+    return bureau
+
+
+def _check(folder: Path, bureau: str, counts: RecordCounts) -> bool:
+    """Whether ``folder`` already holds ``bureau``'s records made with ``counts``."""
+    stamp = folder / STAMP
+    records = BureauDir(folder).records
+    if not stamp.exists():
+        if records.exists():
+            raise ConfigError(f"{records} has no {STAMP}: records of unknown origin")
+        return False
+    try:
+        have = json.loads(stamp.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{stamp}: unreadable ({exc})") from None
+    want = {"bureau": bureau, **asdict(counts)}
+    if have != want:
+        differ = ", ".join(
+            f"{k} {have.get(k)} (not {v})" for k, v in want.items() if have.get(k) != v
+        )
+        raise ConfigError(f"{folder} holds records made with {differ}; delete the volume first")
+    if not records.exists():
+        raise ConfigError(f"{stamp} is there but {records} is not; delete the volume first")
+    return True
+
+
+def ensure_records(
+    folders: dict[str, Path], counts: RecordCounts, *, processes: int | None = None
+) -> dict[str, str]:
+    """Make each bureau's records in its folder unless they are there already.
+
+    ``folders`` maps a bureau code to its folder. Returns, per bureau, ``"generated"`` or
+    ``"reused"``. Several bureaus are generated in parallel, one spawned process each, up
+    to ``processes`` (default: the CPUs this process may use).
+    """
+    todo = []
+    done: dict[str, str] = {}
+    for bureau, folder in sorted(folders.items()):
+        private.private_folder(folder)  # makes it, 0700
+        if _check(folder, bureau, counts):
+            done[bureau] = "reused"
+        else:
+            todo.append((folder, bureau, counts))
+    workers = min(len(todo), processes or len(os.sched_getaffinity(0)))
+    if workers <= 1:
+        for job in todo:
+            done[_generate(job)] = "generated"
+    else:
+        # Spawn, never fork: the caller may hold gRPC threads.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            for bureau in pool.map(_generate, todo):
+                done[bureau] = "generated"
+    return dict(sorted(done.items()))
