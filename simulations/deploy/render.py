@@ -83,8 +83,9 @@ class Options:
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """What a render wrote: files, objects by kind, and each bundle's size in bytes."""
+    """What a render wrote: where, its files, objects by kind, each bundle's size in bytes."""
 
+    out: Path
     deployment: Deployment
     files: list[Path]
     kinds: dict[str, int]
@@ -252,4 +253,4 @@ def render(options: Options) -> Rendered:
     sizes = {"configmap/ncbsim-deployment": len(deployment_json.encode())}
     sizes["configmap/ncbsim-public"] = len(public)
     sizes |= {f"secret/ncbsim-keys-{pod}": len(data) for pod, data in keys.items()}
-    return Rendered(dep, written, dict(sorted(kinds.items())), sizes)
+    return Rendered(out, dep, written, dict(sorted(kinds.items())), sizes)
