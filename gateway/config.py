@@ -90,6 +90,12 @@ class GatewayConfig:
     Gateway.Receipts; then the gateway deletes it. Queued copies are never deleted."""
     metrics_listen: str = "127.0.0.1:0"
     """Where Prometheus metrics are served (a loopback HOST:PORT), or ``off`` (ncbsim.metrics)."""
+    metrics_any_address: bool = False
+    """Allow ``metrics_listen`` on any address, not only loopback (a pod: its
+    NetworkPolicy decides who scrapes; docs/metrics.md)."""
+    health_listen: str | None = None
+    """A plaintext HOST:PORT answering only ``grpc.health.v1.Health`` (the kubelet's gRPC
+    probe has no TLS; ncbsim.serving.start_health_port); None: no such port."""
     classroom_attacks: Path | None = None
     """The attack mode file of a classroom-mode gateway (``ncbsim classroom`` only,
     ncbsim.gateway.attacks); None, always outside the classroom: an honest gateway."""
@@ -99,11 +105,16 @@ class GatewayConfig:
         """:attr:`mailbox_retention_h` in milliseconds."""
         return round(self.mailbox_retention_h * 3_600_000)
 
+    def _check_addresses(self) -> None:
+        check_address(self.listen)
+        metrics_listen_address(self.metrics_listen, any_address=self.metrics_any_address)
+        if self.health_listen is not None:
+            check_address(self.health_listen)
+
     def __post_init__(self) -> None:
         from ncbsim.transport import MAX_MESSAGE_BYTES
 
-        check_address(self.listen)
-        metrics_listen_address(self.metrics_listen)
+        self._check_addresses()
         if self.default_deadline_ms <= 0 or self.fanout_margin_ms < 0:
             raise ConfigError("deadlines must be positive")
         if not 0 <= self.query_margin_ms < self.default_deadline_ms:

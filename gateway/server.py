@@ -46,6 +46,7 @@ from ncbsim.metrics import GatewayMetrics
 from ncbsim.metrics import serve as serve_metrics
 from ncbsim.serving import (
     add_raw_servicer,
+    start_health_port,
     start_server,
     wait_for_shutdown,
     write_ready_file,
@@ -161,7 +162,10 @@ async def serve(config: GatewayConfig) -> None:
         bus=bus,
         on_denied=parts.observe_denied,
     )
-    endpoint = serve_metrics(metrics, config.metrics_listen)
+    endpoint = serve_metrics(metrics, config.metrics_listen, any_address=config.metrics_any_address)
+    probe = None
+    if config.health_listen is not None:  # plaintext, for the kubelet: health alone
+        probe = await start_health_port(served.health, config.health_listen)
     log.info(
         "gateway_listening",
         address=served.address,
@@ -176,6 +180,7 @@ async def serve(config: GatewayConfig) -> None:
         max_queue=config.max_queue,
         max_queue_per_sender=config.max_queue_per_sender,
         metrics=endpoint.address if endpoint else "",
+        health=probe.address if probe else "",
         classroom_attacks=str(config.classroom_attacks or ""),
     )
     await deliverer.start()  # resumes every queued message: a worker per recipient
@@ -185,6 +190,7 @@ async def serve(config: GatewayConfig) -> None:
         role="gateway",
         address=served.address,
         metrics=endpoint.address if endpoint else "",
+        health=probe.address if probe else "",
         classroom_attacks=config.classroom_attacks is not None,
     )
     observed.started(bus, served.address)
@@ -193,7 +199,9 @@ async def serve(config: GatewayConfig) -> None:
     finally:
         log.info("gateway_stopping")
         observed.stopped(bus)
-        await served.drain(grace=2)
+        await served.drain(grace=2)  # the probe port, too, says NOT_SERVING meanwhile
+        if probe is not None:
+            await probe.stop()
         if endpoint is not None:
             endpoint.close()
         await deliverer.stop()

@@ -40,11 +40,13 @@ METRICS_OFF = "off"
 """``--metrics-listen off``: serve no metrics."""
 
 
-def metrics_listen_address(listen: str) -> tuple[str, int] | None:
+def metrics_listen_address(listen: str, *, any_address: bool = False) -> tuple[str, int] | None:
     """``--metrics-listen``: ``(host, port)`` to serve on, or None for ``off``.
 
     ConfigError (one line) for anything but a loopback address: the page tells the
-    network's traffic by bureau and method, for the operator of this machine only.
+    network's traffic by bureau and method, for the operator of this machine only. With
+    ``any_address`` (``--metrics-any-address``, in a pod) any address is allowed: there
+    the pod's NetworkPolicy, not the bind address, decides who may scrape.
     """
     if listen.strip().lower() == METRICS_OFF:
         return None
@@ -58,9 +60,10 @@ def metrics_listen_address(listen: str) -> tuple[str, int] | None:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
-    if not loopback:
+    if not loopback and not any_address:
         raise ConfigError(
             f"--metrics-listen {listen}: metrics are served on loopback only "
-            "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT), or 'off'"
+            "(127.0.0.1:PORT, [::1]:PORT or localhost:PORT), or 'off'; "
+            "--metrics-any-address allows any (in a pod, behind a NetworkPolicy)"
         )
     return host, int(port_text)

@@ -236,15 +236,16 @@ async def run_query(
     query: query_pb2.Query,
     to: list[str],
     *,
+    pki: PkiDir,
     gateway: str,
     bus: EventBus | None = None,
 ) -> int:
-    """Run ``ncbsim query`` with a checked ``query`` and recipients ``to``.
+    """Run ``ncbsim query`` with a checked ``query`` and recipients ``to``, as
+    ``args.as_bureau`` whose keys are in ``pki``, through ``gateway``.
 
     Exit 0 when every bureau answered, 1 otherwise (a no-answer, a failure, an error, or
     ``ALL`` that cannot be expanded because the gateway is down and no directory is held).
     """
-    pki = PkiDir(args.workdir)
     async with BureauClient.open(pki, args.as_bureau, gateway, bus=bus) as client:
         try:
             if len(to) == 1 and to != [ALL]:

@@ -17,7 +17,7 @@ every family.
 Labels hold only short codes: a method name, a status code, an envelope kind, an outcome,
 a refusal reason (:func:`ncbsim.errors.reason_for`), a bureau code. Never a payload, a
 query term, a name or a key. The endpoint listens on loopback only
-(:func:`ncbsim.config.metrics_listen_address`).
+(:func:`ncbsim.config.metrics_listen_address`), unless ``--metrics-any-address`` (a pod).
 """
 
 from __future__ import annotations
@@ -427,18 +427,22 @@ class Endpoint:
         self.thread.join(timeout=5)
 
 
-def serve(metrics: Metrics, listen: str) -> Endpoint | None:
-    """Serve ``metrics`` on ``listen`` (loopback HOST:PORT, port 0: any; ``off``: None).
+def serve(
+    metrics: Metrics | CollectorRegistry, listen: str, *, any_address: bool = False
+) -> Endpoint | None:
+    """Serve ``metrics`` (a party's, or any registry) on ``listen`` (loopback HOST:PORT,
+    any address with ``any_address``; port 0: any free one; ``off``: None).
 
     prometheus_client's own HTTP server, in a daemon thread: ``/metrics`` (and ``/``)
     answer the text format, gzipped when asked.
     """
-    where = metrics_listen_address(listen)
+    where = metrics_listen_address(listen, any_address=any_address)
     if where is None:
         return None
     host, port = where
+    registry = metrics.registry if isinstance(metrics, Metrics) else metrics
     try:
-        server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+        server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on {listen}: {exc.strerror or exc}") from None
     bound = server.server_address[1]

@@ -1,4 +1,5 @@
-"""What every ncbsim server shares: mTLS port, health and reflection, ready file, shutdown."""
+"""What every ncbsim server shares: mTLS port, health and reflection, ready file, shutdown;
+and, in a pod, a plaintext port answering health alone (:func:`start_health_port`)."""
 
 from __future__ import annotations
 
@@ -137,6 +138,40 @@ async def start_server(
         health=health_servicer,
         services=tuple(service_names),
     )
+
+
+@dataclass(slots=True)
+class HealthPort:
+    """A running plaintext port that answers ``grpc.health.v1.Health`` and nothing else."""
+
+    server: grpc.aio.Server
+    address: str
+
+    async def stop(self, grace: float = 0) -> None:
+        """Stop answering and free the port."""
+        await self.server.stop(grace)
+
+
+async def start_health_port(servicer: health.aio.HealthServicer, listen: str) -> HealthPort:
+    """Serve ``servicer`` alone, without TLS, on ``listen`` (HOST:PORT, port 0: any).
+
+    For the kubelet's gRPC probe, which speaks no TLS and holds no client certificate. It
+    shares the statuses of the mTLS server's own servicer (``Served.health``, or a host's),
+    so both ports say the same; no program service is registered on it, so a call to one
+    is UNIMPLEMENTED, and it offers no reflection. Health tells only whether a party
+    serves, which a pod's NetworkPolicy may show to whoever probes it.
+    """
+    problem = listen_problem(listen)
+    if problem is not None:
+        raise ConfigError(f"cannot serve health on {listen}: {problem}")
+    server = grpc.aio.server(options=transport.server_options())
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot serve health on {listen}") from exc
+    await server.start()
+    return HealthPort(server, f"{listen.rpartition(':')[0]}:{port}")
 
 
 class _Captured:

@@ -44,9 +44,10 @@ its bureau's files as one :class:`BureauFiles` value, the gateway its own as one
 :class:`GatewayFiles`. Who may read which file: docs/files.md.
 
 ``query``, the messaging commands, ``inbox`` and ``receipts`` take ``--workdir``: the
-folder ``ncbsim up`` filled. When it is not usable, the error says which of three things
-is wrong: the folder does not exist, it holds no PKI, or it holds a PKI but no gateway was
-started there.
+folder ``ncbsim up`` filled (all but ``inbox`` may take ``--gateway`` and ``--pki`` of a
+network run elsewhere instead: ncbsim.cli._common.client_network). When it is not
+usable, the error says which of three things is wrong: the folder does not exist, it holds
+no PKI, or it holds a PKI but no gateway was started there.
 """
 
 from __future__ import annotations

@@ -40,9 +40,12 @@ def open_files(
     return replay, store, audit, hits, inbox, proofs
 
 
-def serve_metrics_until(stack: contextlib.AsyncExitStack, metrics: NodeMetrics, listen: str) -> str:
-    """Serve ``metrics`` on ``listen`` until ``stack`` closes; its address ("" if off)."""
-    endpoint = serve_metrics(metrics, listen)
+def serve_metrics_until(
+    stack: contextlib.AsyncExitStack, metrics: NodeMetrics, listen: str, *, any_address: bool
+) -> str:
+    """Serve ``metrics`` on ``listen`` (any address only with ``any_address``) until
+    ``stack`` closes; its address ("" if off)."""
+    endpoint = serve_metrics(metrics, listen, any_address=any_address)
     if endpoint is None:
         return ""
     stack.callback(endpoint.close)

@@ -15,9 +15,21 @@ The spec (JSON) names the gateway and each bureau::
 Only ``bureau`` and ``db`` are required; ``advertise`` is the address registered with the
 gateway (a fault proxy) and ``gateway`` a per-bureau way to the gateway (null: the
 top-level one); ``metrics_listen`` where its Prometheus metrics are served (default the
-host's ``--metrics-listen``: each node has an endpoint of its own). The ready file appears
-once every bureau is registered and serving: ``{"role": "host", "pid": N, "bureaus":
-{"FR": "127.0.0.1:port", ...}, "metrics": {"FR": "127.0.0.1:port", ...}}``. If a bureau
+host's ``--metrics-listen``: each node has an endpoint of its own; ``"off"``: none, say
+when ``--pod-metrics-listen`` serves them all). In a pod a bureau says ``"listen":
+"0.0.0.0:7700", "advertise": "auto"``: it registers this machine's address toward the
+gateway with its bound port (ncbsim.node.advertise); without ``advertise`` a node
+registers its bound address as it is, ``0.0.0.0:7700`` included, which only a gateway on
+the same machine reaches.
+
+For a pod (node/host_probes.py): ``--health-listen HOST:PORT`` serves a plaintext
+``grpc.health.v1.Health`` alone (``""`` once every bureau serves, ``ncbsim.bureau.XX``
+each, NOT_SERVING once the host stops);
+``--pod-metrics-listen HOST:PORT`` serves every bureau's metrics on one page, labelled
+``bureau="XX"``; ``--metrics-any-address`` lets the metrics bind a non-loopback address.
+The ready file appears once every bureau serves: ``{"role": "host", "pid": N, "bureaus":
+{"FR": "127.0.0.1:port", ...}, "metrics": {"FR": "127.0.0.1:port", ...}, "health":
+"HOST:PORT", "pod_metrics": "HOST:PORT"}`` (the last two "" unless asked). If a bureau
 cannot start (or fails later), the host stops them all and exits 1, after a log line
 naming the bureau and the reason. SIGTERM or SIGINT stops every node cleanly (exit 0).
 
@@ -38,10 +50,10 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -51,6 +63,9 @@ from ncbsim.node.caps import DEFAULT_DAILY_CAP
 from ncbsim.node.config import NodeConfig
 from ncbsim.pki import PkiDir
 from ncbsim.workdir import BureauFiles
+
+if TYPE_CHECKING:
+    from ncbsim.node.host_probes import HostProbes
 
 log = structlog.get_logger()
 
@@ -92,14 +107,20 @@ def _text(item: Mapping[str, Any], key: str, where: str, *, required: bool = Fal
     return value
 
 
-def load_spec(path: Path, pki: PkiDir, *, metrics_listen: str = "127.0.0.1:0") -> list[NodeConfig]:
+def load_spec(
+    path: Path,
+    pki: PkiDir,
+    *,
+    metrics_listen: str = "127.0.0.1:0",
+    metrics_any_address: bool = False,
+) -> list[NodeConfig]:
     """Read and validate a host spec: one NodeConfig per bureau.
 
     Raises ConfigError naming the file and the key, and what was expected, for a file
     that is not JSON, a missing or unknown key, a value of the wrong type, a duplicate
     bureau, a bureau the PKI holds no keys for, or a database that does not exist.
     ``metrics_listen`` is where a bureau without ``metrics_listen`` of its own serves
-    its metrics (``off``: nowhere).
+    its metrics (``off``: nowhere); ``metrics_any_address`` allows either on any address.
     """
     try:
         data = json.loads(path.read_text())
@@ -144,6 +165,7 @@ def load_spec(path: Path, pki: PkiDir, *, metrics_listen: str = "127.0.0.1:0") -
                 clock_offset_ms=_int(item, "clock_offset_ms", where, 0),
                 clock_skew_ms=_int(item, "clock_skew_ms", where, 30_000),
                 metrics_listen=_text(item, "metrics_listen", where) or metrics_listen,
+                metrics_any_address=metrics_any_address,
                 biometric_daily_cap=_int(item, "biometric_daily_cap", where, DEFAULT_DAILY_CAP),
             )
         except NcbsimError as exc:  # PkiError for a bad code, ConfigError for the rest
@@ -159,8 +181,11 @@ def load_spec(path: Path, pki: PkiDir, *, metrics_listen: str = "127.0.0.1:0") -
 class Host:
     """The bureaus of one host process: their configs, clocks and bound addresses."""
 
-    def __init__(self, configs: list[NodeConfig]) -> None:
+    def __init__(
+        self, configs: list[NodeConfig], on_node_ready: Callable[[str], None] | None = None
+    ) -> None:
         self.configs = {config.bureau: config for config in configs}
+        self._on_node_ready = on_node_ready
         self.clocks = {config.bureau: Clock(offset_ms=config.clock_offset_ms) for config in configs}
         self.addresses: dict[str, str] = {}
         self.metrics: dict[str, str] = {}
@@ -172,6 +197,8 @@ class Host:
         the last one sets ``all_ready``."""
         self.addresses[bureau] = address
         self.metrics[bureau] = metrics
+        if self._on_node_ready is not None:
+            self._on_node_ready(bureau)
         if len(self.addresses) == len(self.configs):
             self.all_ready.set()
 
@@ -249,20 +276,39 @@ async def run_host(
     ready_file: Path | None = None,
     control: Path | None = None,
     stop: asyncio.Event | None = None,
+    health_listen: str | None = None,
+    pod_metrics_listen: str | None = None,
+    metrics_any_address: bool = False,
 ) -> int:
     """Run every bureau of ``configs`` until ``stop`` is set (default: SIGINT or SIGTERM).
 
     All nodes start at once. Writes ``ready_file`` when every one serves. Returns 0
     after a clean stop, 1 if a node failed (the others are then stopped too).
+    ``health_listen`` and ``pod_metrics_listen`` serve the pod's probe and metrics
+    (node/host_probes.py). ConfigError if one of their ports cannot be had.
     """
     from ncbsim.directory import Directory
+    from ncbsim.metrics import NodeMetrics
+    from ncbsim.node.host_probes import HostProbes
     from ncbsim.node.server import run_node  # gRPC: imported only when a host runs
     from ncbsim.processes import stop_on_signals
 
     if stop is None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-    host = Host(configs)
+    metrics = {config.bureau: NodeMetrics(config.bureau) for config in configs}
+    probes = HostProbes(metrics)
+    host = Host(configs, on_node_ready=probes.bureau_serving)
+    try:
+        await probes.start(
+            stop,
+            health_listen=health_listen,
+            pod_metrics_listen=pod_metrics_listen,
+            any_address=metrics_any_address,
+        )
+    except BaseException:
+        await probes.close()
+        raise
     server = None
     if control is not None:
         # Created 0600 under a tight umask: no moment when another user could connect.
@@ -284,14 +330,16 @@ async def run_host(
                 clock=host.clocks[code],
                 on_ready=partial(host.node_ready, code),
                 directory=directories[config.pki.root],
+                metrics=metrics[code],
             ),
             name=f"node-{code}",
         )
         for code, config in host.configs.items()
     }
     try:
-        failed = await _supervise(host, nodes, stop, ready_file)
+        failed = await _supervise(host, nodes, stop, ready_file, probes)
     finally:
+        await probes.close()
         for task in nodes.values():
             task.cancel()
         await asyncio.gather(*nodes.values(), return_exceptions=True)
@@ -310,6 +358,7 @@ async def _supervise(
     nodes: Mapping[str, asyncio.Task[None]],
     stop: asyncio.Event,
     ready_file: Path | None,
+    probes: HostProbes,
 ) -> list[str]:
     """Write the ready file when all nodes serve; stop all when one fails or ``stop`` is
     set. Returns the bureaus that failed, once every node has ended."""
@@ -325,11 +374,13 @@ async def _supervise(
         while not stop.is_set():
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if ready in done:
+                await probes.all_serving()
                 write_ready_file(
                     ready_file,
                     role="host",
                     bureaus=dict(host.addresses),
                     metrics=dict(host.metrics),
+                    **probes.addresses(),
                 )
                 log.info("host_ready", bureaus=len(nodes), seconds=round(loop.time() - started, 3))
             for code, task in nodes.items():
@@ -370,14 +421,35 @@ def cmd_host(args: argparse.Namespace) -> int:
     """``ncbsim host``: run the bureaus of a spec in this process."""
     from ncbsim import tracing
     from ncbsim.config import metrics_listen_address
+    from ncbsim.node.host_probes import check_health_listen
 
-    metrics_listen_address(args.metrics_listen)  # a bad option is named as such, in one line
-    configs = load_spec(args.spec, PkiDir(args.dir), metrics_listen=args.metrics_listen)
+    # A bad option is named as such, in one line, before anything starts.
+    any_address = args.metrics_any_address
+    metrics_listen_address(args.metrics_listen, any_address=any_address)
+    if args.pod_metrics_listen is not None:
+        metrics_listen_address(args.pod_metrics_listen, any_address=any_address)
+    if args.health_listen is not None:
+        check_health_listen(args.health_listen)
+    configs = load_spec(
+        args.spec,
+        PkiDir(args.dir),
+        metrics_listen=args.metrics_listen,
+        metrics_any_address=any_address,
+    )
     # One trace file for the whole process; each span names its bureau (ncbsim.party).
     party = configs[0].bureau if len(configs) == 1 else "host"
     traced = tracing.setup("node", party, args.trace_file)
     try:
-        return asyncio.run(run_host(configs, ready_file=args.ready_file, control=args.control))
+        return asyncio.run(
+            run_host(
+                configs,
+                ready_file=args.ready_file,
+                control=args.control,
+                health_listen=args.health_listen,
+                pod_metrics_listen=args.pod_metrics_listen,
+                metrics_any_address=any_address,
+            )
+        )
     finally:
         if traced is not None:
             traced.shutdown()
@@ -401,6 +473,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         default="127.0.0.1:0",
         help="loopback HOST:PORT of each bureau's Prometheus metrics (port 0: any), unless "
         "its spec says metrics_listen; 'off': none (docs/metrics.md)",
+    )
+    pod = host.add_argument_group("in a pod (node/host_probes.py)")
+    pod.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        help="answer grpc.health.v1.Health, and nothing else, without TLS here (the "
+        "kubelet's probe; any address): '' once every bureau serves, ncbsim.bureau.XX each",
+    )
+    pod.add_argument(
+        "--pod-metrics-listen",
+        metavar="HOST:PORT",
+        help="serve every bureau's metrics on one page, each sample labelled bureau=XX",
+    )
+    pod.add_argument(
+        "--metrics-any-address",
+        action="store_true",
+        help="allow the metrics options on any address, not only loopback: in a pod, whose "
+        "NetworkPolicy decides who scrapes (docs/metrics.md)",
     )
     host.add_argument(
         "--trace-file",

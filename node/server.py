@@ -27,6 +27,7 @@ from ncbsim.identity import Identity
 from ncbsim.metrics import NodeMetrics
 from ncbsim.node import biometric_answer, observed, rights
 from ncbsim.node._lifecycle import cancel, open_files, serve_metrics_until
+from ncbsim.node.advertise import address_source
 from ncbsim.node.answer import answer
 from ncbsim.node.audit import audit_record
 from ncbsim.node.config import NodeConfig
@@ -327,6 +328,7 @@ async def run_node(
     on_ready: Callable[[str, str], None] | None = None,
     directory: Directory | None = None,
     bus: EventBus | None = None,
+    metrics: NodeMetrics | None = None,
 ) -> None:
     """Run a bureau node until ``stop`` is set, then shut it down cleanly.
 
@@ -339,8 +341,9 @@ async def run_node(
     in one event loop (ncbsim.node.host). ``directory`` may be shared by the nodes of one host
     (all pinned to the same root): each entry is then verified once for all of them,
     not once per node. ``bus`` is the bureau's event stream (default: one of its own),
-    served to the operator by ``Observe``. Raises if the node cannot start (keys,
-    databases, port); whatever was opened by then is closed again.
+    served to the operator by ``Observe``. ``metrics`` is its registry (default: one of
+    its own; a host passes it to serve all its nodes on one endpoint). Raises if the node
+    cannot start (keys, databases, port); whatever was opened by then is closed again.
     """
     clock = clock if clock is not None else Clock(offset_ms=config.clock_offset_ms)
     bus = bus if bus is not None else EventBus(config.bureau)
@@ -355,7 +358,7 @@ async def run_node(
         )
         stack.callback(biometrics.close)
         tls = config.pki.tls(config.bureau)
-        metrics = NodeMetrics(config.bureau)
+        metrics = metrics if metrics is not None else NodeMetrics(config.bureau)
         metrics.watch_audit(audit)
         metrics.watch_events(bus)
         gateway_channel = transport.gateway_channel(
@@ -421,7 +424,9 @@ async def run_node(
             on_denied=observed.denied_hook(bus, audit),
         )
         stack.push_async_callback(served.drain, 2)  # NOT_SERVING first, then stop
-        metrics_address = serve_metrics_until(stack, metrics, config.metrics_listen)
+        metrics_address = serve_metrics_until(
+            stack, metrics, config.metrics_listen, any_address=config.metrics_any_address
+        )
         log.info(
             "node_listening",
             address=served.address,
@@ -435,7 +440,7 @@ async def run_node(
             asyncio.create_task(
                 register_loop(
                     gateway,
-                    config.advertise or served.address,
+                    address_source(config.advertise, config.gateway, served.address),
                     config.register_interval_s,
                     registered,
                 )

@@ -6,12 +6,16 @@ import argparse
 from pathlib import Path
 
 from ncbsim import principal
+from ncbsim.config import check_address
 from ncbsim.errors import ConfigError, PkiError
+from ncbsim.pki import PkiDir
+from ncbsim.workdir import find_gateway
 
 __all__ = [
     "acting_as",
     "add_bureau_options",
     "add_workdir_option",
+    "client_network",
     "codes",
     "principal_text",
     "principals",
@@ -56,14 +60,64 @@ def add_workdir_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, required=True, help="workdir of `ncbsim up`")
 
 
-def add_bureau_options(parser: argparse.ArgumentParser, role: str, *, users: bool = False) -> None:
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    """``--workdir`` of a network brought up here, or ``--gateway`` and ``--pki`` of one
+    reached from outside (a deployed network); :func:`client_network` checks them."""
+    parser.add_argument(
+        "--workdir", type=Path, help="workdir of `ncbsim up` (or give --gateway and --pki)"
+    )
+    parser.add_argument(
+        "--gateway",
+        metavar="HOST:PORT",
+        help="instead of --workdir: the gateway of a network run elsewhere, e.g. a deployed "
+        "one (with --pki)",
+    )
+    parser.add_argument(
+        "--pki",
+        type=Path,
+        metavar="DIR",
+        help="with --gateway: the PKI folder holding the acting bureau's keys",
+    )
+
+
+def client_network(args: argparse.Namespace, bureau: str) -> tuple[PkiDir, str]:
+    """The PKI and the gateway address a client command acting as ``bureau`` uses:
+    ``--workdir``'s (the way ``bureau`` reaches its gateway), or ``--pki`` and
+    ``--gateway``. ConfigError (one line, exit 2) unless exactly one of the two is given.
+    """
+    workdir, pki, gateway = args.workdir, args.pki, args.gateway
+    if workdir is not None:
+        if pki is not None or gateway is not None:
+            raise ConfigError("give --workdir, or --gateway and --pki, not both")
+        return PkiDir(workdir), find_gateway(workdir, bureau)
+    if pki is None or gateway is None:
+        raise ConfigError(
+            "give --workdir of `ncbsim up`, or --gateway HOST:PORT and --pki DIR "
+            "of a network run elsewhere"
+        )
+    try:
+        check_address(gateway)
+    except ConfigError as exc:
+        raise ConfigError(f"--gateway: {exc}") from None
+    if not PkiDir(pki).ca_cert.is_file():
+        raise ConfigError(f"--pki {pki}: no PKI there (no ca.crt)")
+    return PkiDir(pki), gateway
+
+
+def add_bureau_options(
+    parser: argparse.ArgumentParser, role: str, *, users: bool = False, remote: bool = False
+) -> None:
     """``--workdir`` of a network and ``--as``, the bureau of it acting (``role``: its help).
 
     With ``users``, ``--as`` may also name one of a bureau's users (``FR/cdg-border-12``,
     docs/users.md): only the bureau part is upper-cased, and the command checks the
-    value with :func:`acting_as`.
+    value with :func:`acting_as`. With ``remote`` (a command that only talks to the
+    gateway), ``--gateway`` and ``--pki`` may stand for ``--workdir`` (:func:`client_network`).
     """
-    add_workdir_option(parser)
+    if remote:
+        add_network_options(parser)
+    else:
+        add_workdir_option(parser)
     if not users:  # main() refuses a user here in one line (acting_as)
         parser.add_argument("--as", dest="as_bureau", required=True, type=principal_text, help=role)
         parser.set_defaults(as_users=False)

@@ -24,7 +24,7 @@ from typing import TypeVar
 import grpc
 
 from ncbsim import envelope, mail, messages, posts
-from ncbsim.cli._common import acting_as, add_bureau_options, principal_text
+from ncbsim.cli._common import acting_as, add_bureau_options, client_network, principal_text
 from ncbsim.cli._events import add_events_option, client_events
 from ncbsim.cli._trace import add_trace_file_option, traced
 from ncbsim.cli.mail_views import (
@@ -45,7 +45,7 @@ from ncbsim.node.inbox import Inbox
 from ncbsim.pki import PkiDir
 from ncbsim.principal import bureau_of, is_user
 from ncbsim.v2 import messages_pb2
-from ncbsim.workdir import Workdir, find_gateway, require_pki
+from ncbsim.workdir import Workdir, require_pki
 
 __all__ = [
     "INBOX_KINDS",
@@ -119,14 +119,14 @@ def read_person(path: Path) -> messages_pb2.NoticeSubject:
 # --------------------------------------------------------------------------- sending
 
 
-async def run_send(args: argparse.Namespace, *, gateway: str) -> int:
+async def run_send(args: argparse.Namespace, *, pki: PkiDir, gateway: str) -> int:
     """Run ``diffuse``, ``notice request``, ``notice withdraw`` or ``message send``."""
     ttl = ttl_ms(args.ttl)
     timeout_s = args.timeout
     who = acting_as(args)  # a bureau, or (diffuse, message) one of its users
     async with (
         client_events(args) as bus,
-        BureauClient.open(PkiDir(args.workdir), who, gateway, bus=bus) as client,
+        BureauClient.open(pki, who, gateway, bus=bus) as client,
     ):
         mailer = mail.Mailer(client, strict=True)
         what = args.send
@@ -204,9 +204,9 @@ def _thread_of(workdir: Path, bureau: str, post_id: bytes) -> str:
 # --------------------------------------------------------------------------- receipts
 
 
-async def run_receipts(args: argparse.Namespace, *, gateway: str) -> int:
+async def run_receipts(args: argparse.Namespace, *, pki: PkiDir, gateway: str) -> int:
     """Run ``ncbsim receipts``: exit 1 if a delivered copy's receipt does not verify."""
-    async with BureauClient.open(PkiDir(args.workdir), acting_as(args), gateway) as client:
+    async with BureauClient.open(pki, acting_as(args), gateway) as client:
         try:
             listed = await mail.Mailer(client).receipts(args.after, timeout_s=args.timeout)
         except grpc.aio.AioRpcError as exc:
@@ -297,14 +297,19 @@ def show_notices(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    gateway = find_gateway(args.workdir, bureau_of(acting_as(args)))  # a user: its bureau's
+    pki, gateway = client_network(args, bureau_of(acting_as(args)))  # a user: its bureau's
+    if getattr(args, "reply_to", None) and args.workdir is None:
+        raise ConfigError(
+            "--reply-to finds the thread in the inbox of --workdir; with --gateway and --pki "
+            "give the thread with --thread"
+        )
     with traced("client", f"client:{args.as_bureau}", args.trace_file):
-        return asyncio.run(run_send(args, gateway=gateway))
+        return asyncio.run(run_send(args, pki=pki, gateway=gateway))
 
 
 def cmd_receipts(args: argparse.Namespace) -> int:
-    gateway = find_gateway(args.workdir, bureau_of(acting_as(args)))
-    return asyncio.run(run_receipts(args, gateway=gateway))
+    pki, gateway = client_network(args, bureau_of(acting_as(args)))
+    return asyncio.run(run_receipts(args, pki=pki, gateway=gateway))
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
@@ -330,7 +335,7 @@ def _as_bureau(
 ) -> None:
     """--workdir, --as (a user too, with ``users``) and --json; --ttl to post, --timeout
     to call the gateway."""
-    add_bureau_options(parser, role, users=users)
+    add_bureau_options(parser, role, users=users, remote=gateway)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     if send:
         add_events_option(parser)

@@ -12,10 +12,9 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
-from ncbsim.cli._common import acting_as, add_bureau_options
+from ncbsim.cli._common import acting_as, add_bureau_options, client_network
 from ncbsim.cli._events import add_events_option, client_events
 from ncbsim.cli._trace import add_trace_file_option, traced
-from ncbsim.workdir import find_gateway
 
 __all__ = ["add_parsers", "cmd_query"]
 
@@ -28,11 +27,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     who = acting_as(args)  # a bureau, or one of its users (docs/users.md)
     to = query_input.recipients(args.to)
     request = query_input.request(args, today=dt.date.today())
-    gateway = find_gateway(args.workdir, who.partition("/")[0])  # a user: its bureau's link
+    pki, gateway = client_network(args, who.partition("/")[0])  # a user: its bureau's link
 
     async def run() -> int:
         async with client_events(args) as bus:
-            return await run_query(args, request, to, gateway=gateway, bus=bus)
+            return await run_query(args, request, to, pki=pki, gateway=gateway, bus=bus)
 
     with traced("client", f"client:{who}", args.trace_file):
         return asyncio.run(run())
@@ -70,7 +69,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Query a running network as one bureau. Every value is checked before "
         "anything is sent; a value that cannot be right exits 2 saying what is expected.",
     )
-    add_bureau_options(query, "requester", users=True)
+    add_bureau_options(query, "requester", users=True, remote=True)
     query.add_argument(
         "--to",
         required=True,

@@ -53,21 +53,25 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         max_queue_per_sender=args.max_queue_per_sender,
         mailbox_retention_h=args.retention_hours,
         metrics_listen=args.metrics_listen,
+        metrics_any_address=args.metrics_any_address,
+        health_listen=args.health_listen,
         classroom_attacks=args.classroom_attacks,
     )
     _check_listen(config.listen)  # before the mailbox and audit are opened
+    if config.health_listen is not None:
+        _check_listen(config.health_listen, "--health-listen")
     with traced("gateway", "gateway", args.trace_file):
         asyncio.run(serve(config))
     return 0
 
 
-def _check_listen(listen: str) -> None:
+def _check_listen(listen: str, option: str = "--listen") -> None:
     """Refuse a --listen address that cannot be bound, in one line, before gRPC tries."""
     from ncbsim.serving import listen_problem
 
     problem = listen_problem(listen)
     if problem is not None:
-        raise NcbsimError(f"{listen}: {problem}; pass --listen HOST:PORT (port 0 picks a free one)")
+        raise NcbsimError(f"{listen}: {problem}; pass {option} HOST:PORT (port 0 picks a free one)")
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -101,6 +105,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         listen=args.listen,
         ready_file=args.ready_file,
         metrics_listen=args.metrics_listen,
+        metrics_any_address=args.metrics_any_address,
+        advertise=args.advertise,
     )
     if not db.exists():  # only once the options are known to be good
         datagen.generate(
@@ -125,6 +131,27 @@ def _add_metrics_option(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics here, loopback only (port 0: any; the ready file "
         "and network.json say which); 'off': none (docs/metrics.md)",
     )
+    add_metrics_any_address_option(parser)
+
+
+def add_metrics_any_address_option(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-any-address``: the opt-in to metrics on a non-loopback address."""
+    parser.add_argument(
+        "--metrics-any-address",
+        action="store_true",
+        help="allow --metrics-listen on any address, not only loopback: in a pod, whose "
+        "NetworkPolicy decides who scrapes (docs/metrics.md)",
+    )
+
+
+def add_health_listen_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--health-listen``: a plaintext port answering grpc.health.v1.Health alone."""
+    parser.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        help=f"also answer grpc.health.v1.Health, and nothing else, without TLS here (the "
+        f"kubelet's gRPC probe; any address; port 0: any): {what}",
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -135,6 +162,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     gw.add_argument("--audit", type=Path, help="audit database (default DIR/gateway/audit.sqlite)")
     gw.add_argument("--ready-file", type=Path, help="write pid and address here once serving")
     _add_metrics_option(gw)
+    add_health_listen_option(gw, '"" and ncbsim.v2.GatewayService')
     gw.add_argument(
         "--mailbox",
         type=Path,
@@ -218,6 +246,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     node.add_argument("--bureau", required=True, type=str.upper, help="bureau code, e.g. FR")
     node.add_argument("--gateway", help="gateway host:port (default: found in DIR)")
     node.add_argument("--listen", default="127.0.0.1:0", help="host:port (port 0: any)")
+    node.add_argument(
+        "--advertise",
+        metavar="HOST:PORT|auto",
+        help="the address registered with the gateway (default: the bound one); 'auto': "
+        "this machine's address toward the gateway with the bound port (in a pod)",
+    )
     node.add_argument("--db", type=Path, help="records (default DIR/bureaus/XX/records.sqlite)")
     node.add_argument("--audit", type=Path, help="audit log (default: audit.sqlite next to --db)")
     node.add_argument(

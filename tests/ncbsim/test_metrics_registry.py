@@ -191,3 +191,15 @@ def test_the_endpoint_serves_the_party_registry_over_http() -> None:
     assert any(s.labels == {"rpc": "Handle", "reason": "replay"} and s.value == 1 for s in refusals)
     assert "grpc_server_handled" in families
     assert metrics.serve(node, "off") is None
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:9100", "192.0.2.1:9100", "[::]:9100"])
+def test_any_address_is_allowed_only_when_opted_in(listen: str) -> None:
+    """``--metrics-any-address`` (a pod) lets a non-loopback address through; without it
+    the same address stays a one-line error naming the opt-in."""
+    host = listen.rsplit(":", 1)[0]
+    assert config.metrics_listen_address(listen, any_address=True) == (host.strip("[]"), 9100)
+    with pytest.raises(ConfigError, match="--metrics-any-address"):
+        config.metrics_listen_address(listen)
+    with pytest.raises(ConfigError):
+        config.metrics_listen_address("9100", any_address=True)
