@@ -3,7 +3,10 @@
 One command does the whole load test:
 
 1. Bring up the scenario's network in a work directory, or use the running one at
-   ``--target`` (a work directory of ``ncbsim up``).
+   ``--target`` (a work directory of ``ncbsim up``, or a rendered deployment's folder with
+   ``--gateway``: :mod:`ncbsim.load.deployed` makes its plan). With ``--plan`` (no
+   ``--join``) the run is a master on a ready plan: there is no network to start, and
+   step 2 is only the wait for the gateway.
 2. Issue keys for one requester bureau per user and draw the query corpus from
    the nodes' records (:mod:`ncbsim.load.plan`), then wait until the gateway serves the
    requesters' directory entries.
@@ -88,7 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run locust distributed: a master and N worker processes (default 0: one process)",
     )
     parser.add_argument(
-        "--target", type=Path, help="use the running network in this workdir of `ncbsim up`"
+        "--target",
+        type=Path,
+        help="use the running network in this workdir of `ncbsim up`, or the deployment "
+        "`ncbsim deploy render` wrote here (with --gateway)",
     )
     parser.add_argument(
         "--workdir", type=Path, help="bring the network up here (default: a temporary folder)"
@@ -122,9 +128,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="start --workers N workers here for the master at HOST:PORT, and nothing else",
     )
-    spread.add_argument("--plan", type=Path, help="with --join: the master's plan.json, copied")
-    spread.add_argument("--gateway", help="with --join: the gateway address as seen from here")
-    spread.add_argument("--pki", type=Path, help="with --join: the PKI folder as copied here")
+    spread.add_argument(
+        "--plan",
+        type=Path,
+        help="with --join: the master's plan.json, copied; alone: run the master on this plan",
+    )
+    spread.add_argument(
+        "--gateway",
+        help="the gateway as seen from here: a deployment's (--target), or the plan's override",
+    )
+    spread.add_argument("--pki", type=Path, help="with --plan: the PKI folder as copied here")
 
 
 def _free_port() -> int:
