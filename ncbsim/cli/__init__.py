@@ -16,6 +16,7 @@ holds their ``cmd_*`` handlers:
 - :mod:`~ncbsim.cli.audit`: ``audit verify``, ``audit search``
 - :mod:`~ncbsim.cli.load`: ``load``, ``bench``
 - :mod:`~ncbsim.cli.records`: ``hits``, ``record list``, ``record restrict``
+- :mod:`~ncbsim.cli.deploy`: ``deploy render``, ``apply``, ``status``, ``down``, ``unpack``
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ncbsim import private
 from ncbsim.cli import (
     audit,
     classroom,
+    deploy,
     load,
     mail,
     operate,
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_parsers(sub)
     simulate.add_demo_parser(sub)
     classroom.add_parsers(sub)
+    deploy.add_parsers(sub)
     records.add_parsers(sub)
     serve.add_host_parser(sub)
     operate.add_faultd_parser(sub)
