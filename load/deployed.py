@@ -19,48 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from ncbsim.errors import ConfigError
 from ncbsim.load.plan import LoadPlan, build_corpus
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
+from ncbsim.simulations.deploy.model import Deployment
 from ncbsim.simulations.prepare import RecordJob, generate_records
 
 _STAMP = "records.json"
-
-
-class _Records(Protocol):
-    @property
-    def documents(self) -> int: ...
-    @property
-    def persons(self) -> int: ...
-    @property
-    def vehicles(self) -> int: ...
-    @property
-    def biometrics(self) -> int: ...
-
-
-class _Load(Protocol):
-    @property
-    def requesters(self) -> Sequence[str]: ...
-    @property
-    def targets(self) -> Sequence[str]: ...
-
-
-class Deployment(Protocol):
-    """What a load plan reads of a deployment (``deployment.json``)."""
-
-    @property
-    def scenario(self) -> str: ...
-    @property
-    def seed(self) -> int: ...
-    @property
-    def records(self) -> _Records: ...
-    @property
-    def load(self) -> _Load: ...
 
 
 def _stamp(deployment: Deployment) -> dict[str, int]:
@@ -124,7 +92,7 @@ def plan_for_deployment(
     """
     if users < 1:
         raise ConfigError("--users must be at least 1")
-    requesters = list(deployment.load.requesters)[:users]
+    requesters = list(deployment.load_test.requesters)[:users]
     if not requesters:
         raise ConfigError(f"deployment {deployment.scenario}: load.requesters is empty")
     directory = PkiDir(pki_dir)
@@ -133,7 +101,7 @@ def plan_for_deployment(
             raise ConfigError(
                 f"{pki_dir}: no keys of requester {code}; render the deployment again"
             )
-    targets = sorted(deployment.load.targets)
+    targets = sorted(deployment.load_test.targets)
     paths = cached_records(deployment, cache, targets)
     stores = {b: RecordStore(p) for b, p in paths.items()}
     try:
@@ -155,11 +123,9 @@ def plan_for_deployment(
 
 def write_plan(args: argparse.Namespace, out: Path) -> LoadPlan:
     """``--target DIR`` of a rendered deployment: its plan, written to ``out/plan.json``."""
-    from ncbsim.simulations.deploy.model import Deployment as Model
-
     target: Path = args.target.resolve()
     plan = plan_for_deployment(
-        Model.load(target / "deployment.json"),
+        Deployment.load(target / "deployment.json"),
         target / "pki",
         args.gateway,
         target / "load-cache",

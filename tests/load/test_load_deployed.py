@@ -26,56 +26,13 @@ from typing import Any
 import pytest
 from support import run_ncbsim
 
-from ncbsim import pki
 from ncbsim.load.deployed import plan_for_deployment
-from ncbsim.load.plan import LoadPlan, requester_codes
+from ncbsim.load.plan import LoadPlan
 from ncbsim.node import datagen
 from ncbsim.node.store import RecordStore
-from ncbsim.simulations import scenario
-
-
-@dataclass(frozen=True)
-class _Records:
-    documents: int
-    persons: int
-    vehicles: int
-    biometrics: int
-
-
-@dataclass(frozen=True)
-class _Load:
-    requesters: list[str]
-    targets: list[str]
-
-
-@dataclass(frozen=True)
-class _Group:
-    name: str
-    bureaus: list[str]
-
-
-@dataclass(frozen=True)
-class Deployment:  # TEMPORARY until i21-render: the contract's deployment.json
-    scenario: str
-    seed: int
-    records: _Records
-    load: _Load
-    groups: list[_Group]
-
+from ncbsim.simulations.deploy.model import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.load]
-
-
-def _read(path: Path) -> Deployment:
-    d = json.loads(path.read_text())
-    return Deployment(
-        d["scenario"],
-        d["seed"],
-        _Records(**d["records"]),
-        _Load(d["load"]["requesters"], d["load"]["targets"]),
-        [_Group(**g) for g in d["groups"]],
-    )
-
 
 READY_S = 60.0  # readiness, not speed
 NO_FAILED_REQUEST = "[overall]\nmax_failure_ratio = 0\n"
@@ -126,30 +83,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _render(root: Path) -> Deployment:
     """``ncbsim deploy render quickstart --out ROOT``: its PKI and deployment.json."""
-    quick = scenario.load("quickstart")
-    bureaus = sorted(quick.bureaus)
-    directory = pki.init(root / "pki", bureaus)
-    requesters = requester_codes(bureaus, 3)
-    for code in requesters:
-        pki.add_bureau(directory, code, requester_only=True)
-    r = quick.records
-    (root / "deployment.json").write_text(
-        json.dumps(
-            {
-                "scenario": "quickstart",
-                "seed": quick.seed,
-                "records": {
-                    "documents": r.documents,
-                    "persons": r.persons,
-                    "vehicles": r.vehicles,
-                    "biometrics": r.biometrics,
-                },
-                "groups": [{"name": "bureaus-0", "bureaus": bureaus}],
-                "load": {"requesters": requesters, "targets": bureaus},
-            }
-        )
-    )
-    return _read(root / "deployment.json")
+    result = run_ncbsim("deploy", "render", "quickstart", "--out", root, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Deployment.load(root / "deployment.json")
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +172,7 @@ def _answered(deployed: Deployed, requesters: list[str]) -> dict[str, int]:
     """Per load target, the envelopes from ``requesters`` its node answered (its audit)."""
     counts = {}
     marks = ",".join("?" * len(requesters))
-    for code in deployed.deployment.load.targets:
+    for code in deployed.deployment.load_test.targets:
         with sqlite3.connect(deployed.pods / code / "audit.sqlite") as db:
             (counts[code],) = db.execute(
                 f"SELECT COUNT(*) FROM audit WHERE outcome = 'answered' AND sender IN ({marks})",
@@ -252,8 +188,8 @@ def test_the_plan_is_the_same_wherever_it_is_made(deployed: Deployed, tmp_path: 
     first.save(tmp_path / "a.json")
     second.save(tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    assert first.requesters == list(deployed.deployment.load.requesters)[:2]
-    assert first.targets == sorted(deployed.deployment.load.targets)
+    assert first.requesters == list(deployed.deployment.load_test.requesters)[:2]
+    assert first.targets == sorted(deployed.deployment.load_test.targets)
     planted = [i for items in first.corpus.values() for i in items if i.expect is not None]
     assert planted
     stores = {b: RecordStore(deployed.pods / b / "records.sqlite") for b in first.targets}
