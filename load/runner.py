@@ -3,7 +3,10 @@
 One command does the whole load test:
 
 1. Bring up the scenario's network in a work directory, or use the running one at
-   ``--target`` (a work directory of ``ncbsim up``).
+   ``--target`` (a work directory of ``ncbsim up``, or a rendered deployment's folder with
+   ``--gateway``: :mod:`ncbsim.load.deployed` makes its plan). With ``--plan`` (no
+   ``--join``) the run is a master on a ready plan: there is no network to start, and
+   step 2 is only the wait for the gateway.
 2. Issue keys for one requester bureau per user and draw the query corpus from
    the nodes' records (:mod:`ncbsim.load.plan`), then wait until the gateway serves the
    requesters' directory entries.
@@ -36,11 +39,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ncbsim.config import check_address
 from ncbsim.durations import parse_duration
 from ncbsim.errors import ConfigError, NetworkError, cannot_write
 from ncbsim.load import report
+
+if TYPE_CHECKING:
+    from ncbsim.load.plan import LoadPlan
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 _GRACE_S = 60  # beyond the run time: spawning users, stopping them, writing reports
@@ -84,7 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run locust distributed: a master and N worker processes (default 0: one process)",
     )
     parser.add_argument(
-        "--target", type=Path, help="use the running network in this workdir of `ncbsim up`"
+        "--target",
+        type=Path,
+        help="use the running network in this workdir of `ncbsim up`, or the deployment "
+        "`ncbsim deploy render` wrote here (with --gateway)",
     )
     parser.add_argument(
         "--workdir", type=Path, help="bring the network up here (default: a temporary folder)"
@@ -118,9 +128,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="start --workers N workers here for the master at HOST:PORT, and nothing else",
     )
-    spread.add_argument("--plan", type=Path, help="with --join: the master's plan.json, copied")
-    spread.add_argument("--gateway", help="with --join: the gateway address as seen from here")
-    spread.add_argument("--pki", type=Path, help="with --join: the PKI folder as copied here")
+    spread.add_argument(
+        "--plan",
+        type=Path,
+        help="with --join: the master's plan.json, copied; alone: run the master on this plan",
+    )
+    spread.add_argument(
+        "--gateway",
+        help="the gateway as seen from here: a deployment's (--target), or the plan's override",
+    )
+    spread.add_argument("--pki", type=Path, help="with --plan: the PKI folder as copied here")
 
 
 def _free_port() -> int:
@@ -128,6 +145,11 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _deployment(args: argparse.Namespace) -> bool:
+    """Whether ``--target`` is a rendered deployment (not a workdir of ``ncbsim up``)."""
+    return args.target is not None and (args.target / "deployment.json").is_file()
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -144,8 +166,20 @@ def _check(args: argparse.Namespace) -> int:
         raise ConfigError("--deadline must be a number of seconds > 0")
     if args.workers < 0 or args.remote_workers < 0:
         raise ConfigError("--workers and --remote-workers must be 0 or more")
-    if args.join is None and (args.plan or args.gateway or args.pki):
-        raise ConfigError("--plan, --gateway and --pki go with --join")
+    if args.join is None:
+        if args.plan is not None and args.target is not None:
+            raise ConfigError("--plan runs a ready plan and --target makes one: not both")
+        if args.pki is not None and args.plan is None:
+            raise ConfigError("--pki goes with --plan or --join")
+        if args.gateway is not None and args.plan is None and args.target is None:
+            raise ConfigError("--gateway goes with --target, --plan or --join")
+    if args.gateway is not None:
+        check_address(args.gateway)
+    if _deployment(args) and not args.gateway:
+        raise ConfigError(
+            f"{args.target} holds a rendered deployment: say where its gateway is reachable "
+            "from here with --gateway HOST:PORT"
+        )
     if args.join is not None and args.junit is not None:
         raise ConfigError("--junit goes with the master, which judges; not with --join")
     check_address(args.master_bind)
@@ -160,6 +194,8 @@ def _network(args: argparse.Namespace) -> Iterator[tuple[Path, str, list[str], s
     from ncbsim.simulations.network import Network
 
     if args.target is not None:
+        if args.gateway is not None:
+            raise ConfigError("--gateway goes with a rendered deployment, not a workdir of up")
         net = Network.load(args.target)
         bureaus = sorted(p.bureau for p in net.procs if p.bureau)
         yield net.workdir, net.gateway.address, bureaus, net.scenario
@@ -327,14 +363,10 @@ def _start_workers(
     return workers
 
 
-def join(args: argparse.Namespace, out: Path) -> int:
-    """``--join``: run this machine's share of workers for a master elsewhere."""
+def _ready_plan(args: argparse.Namespace, out: Path) -> LoadPlan:
+    """``--plan``, with ``--gateway`` and ``--pki`` as seen from here, as ``out/plan.json``."""
     from ncbsim.load.plan import LoadPlan
 
-    if args.plan is None:
-        raise ConfigError("--join needs --plan: a copy of the master's plan.json")
-    host, _, port = args.join.rpartition(":")
-    check_address(args.join)
     plan = LoadPlan.read(args.plan)
     local = LoadPlan(
         gateway=args.gateway or plan.gateway,
@@ -346,8 +378,18 @@ def join(args: argparse.Namespace, out: Path) -> int:
         deadline_s=plan.deadline_s,
         scenario=plan.scenario,
     )
+    local.save(out / "plan.json")
+    return local
+
+
+def join(args: argparse.Namespace, out: Path) -> int:
+    """``--join``: run this machine's share of workers for a master elsewhere."""
+    if args.plan is None:
+        raise ConfigError("--join needs --plan: a copy of the master's plan.json")
+    host, _, port = args.join.rpartition(":")
+    check_address(args.join)
+    _ready_plan(args, out)
     path = out / "plan.json"
-    local.save(path)
     count = max(args.workers, 1)
     print(f"joining {args.join} with {count} workers (logs in {out})", flush=True)
     common = ["--plan", str(path), "--user-rate", str(args.user_rate), "--loglevel", "WARNING"]
@@ -373,6 +415,17 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+def _announce(targets: list[str], gateway: str, args: argparse.Namespace, seconds: int) -> None:
+    """Say what the run is and what it is aimed at."""
+    total = args.workers + args.remote_workers
+    mode = f"distributed, {total} workers" if total else "one process"
+    print(
+        f"locust: {args.users} users at {args.user_rate:g} checks/s each, {seconds}s, "
+        f"{mode}, against {', '.join(targets)} via {gateway}",
+        flush=True,
+    )
+
+
 def cli(args: argparse.Namespace) -> int:
     """Run ``ncbsim load``."""
     seconds = _check(args)
@@ -385,16 +438,25 @@ def cli(args: argparse.Namespace) -> int:
             raise cannot_write(out, exc) from None
         return join(args, out)
     report.begin(out, args.junit)  # nothing of a previous run stands until this one judges
-    with _network(args) as (workdir, gateway, targets, scenario):
-        plan = prepare(workdir, gateway, targets, args, out, scenario=scenario)
-        total = args.workers + args.remote_workers
-        mode = f"distributed, {total} workers" if total else "one process"
-        print(
-            f"locust: {args.users} users at {args.user_rate:g} checks/s each, {seconds}s, "
-            f"{mode}, against {', '.join(targets)} via {gateway}",
-            flush=True,
-        )
-        code = run_locust(plan, args, seconds, out)
+    if args.plan is not None or _deployment(args):
+        from ncbsim.load import deployed
+
+        # A master on a ready plan, or a deployed network's: no network to start.
+        plan = _ready_plan(args, out) if args.plan is not None else deployed.write_plan(args, out)
+        total = max(args.workers + args.remote_workers, 1)
+        if plan.workers != total:  # each worker numbers its users by the plan's count
+            raise ConfigError(
+                f"{args.plan}: a plan for {plan.workers} locust workers, not {total} "
+                "(--workers + --remote-workers)"
+            )
+        _await_directory(Path(plan.pki_dir), plan.gateway, plan.requesters)
+        _announce(plan.targets, plan.gateway, args, seconds)
+        code = run_locust(out / "plan.json", args, seconds, out)
+    else:
+        with _network(args) as (workdir, gateway, targets, scenario):
+            path = prepare(workdir, gateway, targets, args, out, scenario=scenario)
+            _announce(targets, gateway, args, seconds)
+            code = run_locust(path, args, seconds, out)
     data = report.finish(out, code, args.junit)
     if data is not None:
         overall = data["overall"]

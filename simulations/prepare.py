@@ -26,8 +26,38 @@ from ncbsim.simulations.scenario import Scenario, UserSpec
 from ncbsim.v2 import users_pb2
 from ncbsim.workdir import STAMP, Workdir
 
+RecordJob = tuple[Path, str, int, int, int, int, int]
+"""(database, bureau, seed, documents, persons, vehicles, biometrics): one bureau's records."""
 
-def _generate(args: tuple[Path, str, int, int, int, int, int]) -> str:
+
+def generate_records(todo: list[RecordJob], *, abort: threading.Event | None = None) -> None:
+    """Make each job's records, in parallel (one process a bureau) when there are several.
+
+    Setting ``abort`` stops the generation after the bureaus under way (NetworkError).
+    """
+    if len(todo) == 1:
+        _generate(todo[0])
+    elif todo:
+        # Spawn, never fork: the caller may have gRPC threads running (a test process, a
+        # client), and a child forked while one is inside gRPC can hang or crash.
+        with ProcessPoolExecutor(
+            max_workers=min(len(todo), os.cpu_count() or 1),
+            mp_context=multiprocessing.get_context("spawn"),
+        ) as pool:
+            pending = {pool.submit(_generate, item) for item in todo}
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # a generator's error surfaces here
+                if abort is not None and abort.is_set():
+                    # Those not started never will; those under way finish (datagen
+                    # removes a database it could not complete).
+                    for future in pending:
+                        future.cancel()
+                    raise NetworkError("record generation interrupted")
+
+
+def _generate(args: RecordJob) -> str:
     path, bureau, seed, documents, persons, vehicles, biometrics = args
     datagen.generate(
         path,
@@ -168,24 +198,5 @@ def prepare(
         for b in scenario.bureaus
         if not Workdir(workdir).bureau(b).records.exists()
     ]
-    if len(todo) == 1:
-        _generate(todo[0])
-    elif todo:
-        # Spawn, never fork: the caller may have gRPC threads running (a test process, a
-        # client), and a child forked while one is inside gRPC can hang or crash.
-        with ProcessPoolExecutor(
-            max_workers=min(len(todo), os.cpu_count() or 1),
-            mp_context=multiprocessing.get_context("spawn"),
-        ) as pool:
-            pending = {pool.submit(_generate, item) for item in todo}
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()  # a generator's error surfaces here
-                if abort is not None and abort.is_set():
-                    # Those not started never will; those under way finish (datagen
-                    # removes a database it could not complete).
-                    for future in pending:
-                        future.cancel()
-                    raise NetworkError("record generation interrupted")
+    generate_records(todo, abort=abort)
     return directory

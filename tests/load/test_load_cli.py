@@ -307,7 +307,10 @@ def _free_port() -> int:
         (["--deadline", "0"], "--deadline must be a number of seconds > 0"),
         (["--slo", "/nonexistent/slo.toml"], "no such SLO file"),
         (["--target", "/nonexistent"], "no running network"),
-        (["--plan", "plan.json"], "--plan, --gateway and --pki go with --join"),
+        (["--pki", "pki"], "--pki goes with --plan or --join"),
+        (["--gateway", "127.0.0.1:1"], "--gateway goes with --target, --plan or --join"),
+        (["--plan", "p.json", "--target", "t"], "--plan runs a ready plan and --target makes one"),
+        (["--plan", "/nonexistent/plan.json"], "no load plan"),
         (["--join", "127.0.0.1:1"], "--join needs --plan"),
         (["--master-bind", "anywhere"], "not a host:port address"),
         (
