@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint stubs security-docs load-gate bench-members bench-messages clean
+.PHONY: run test k8s-smoke lint stubs security-docs load-gate bench-members bench-messages clean
 
 run: $(STAMP)
 	$(BIN)/ncbsim simulate
@@ -13,7 +13,12 @@ run: $(STAMP)
 # Two workers, each taking whole test files (--dist loadfile: a module's network fixture is
 # started once, by the worker that runs the module).
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=10 --ignore=tests/deploy_smoke
+
+# The rendered Kubernetes manifests played in containers with podman (docs/deploy.md):
+# needs podman and the image of `make image`, so it is not part of `make test`.
+k8s-smoke: $(STAMP) image
+	$(BIN)/python -m pytest tests/deploy_smoke -p no:cacheprovider --durations=0
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,7 +16,8 @@ holds their ``cmd_*`` handlers:
 - :mod:`~ncbsim.cli.audit`: ``audit verify``, ``audit search``
 - :mod:`~ncbsim.cli.load`: ``load``, ``bench``
 - :mod:`~ncbsim.cli.records`: ``hits``, ``record list``, ``record restrict``
-- :mod:`~ncbsim.cli.deploy`: ``deploy render``, ``apply``, ``status``, ``down``, ``unpack``
+- :mod:`~ncbsim.cli.deploy`: ``deploy render``, ``apply``, ``status``, ``down``, ``unpack``;
+  :mod:`~ncbsim.cli.deploy_run`: ``deploy run`` (a pod's command), ``deploy probe``
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ncbsim.cli import (
     audit,
     classroom,
     deploy,
+    deploy_run,
     load,
     mail,
     operate,
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_parsers(sub)
     simulate.add_demo_parser(sub)
     classroom.add_parsers(sub)
-    deploy.add_parsers(sub)
+    deploy_run.add_parsers(deploy.add_parsers(sub))
     records.add_parsers(sub)
     serve.add_host_parser(sub)
     operate.add_faultd_parser(sub)
