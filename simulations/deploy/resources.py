@@ -15,12 +15,17 @@ and after 40 document queries per hosted bureau, CPU from /proc/PID/stat)::
     datagen, one bureau     6000/2000/2000/0             98 peak                  2.2
     per query (document)    host 1.5-1.75 ms CPU, gateway 1.6-2.3 ms CPU
 
+Cross-check: the README's all-members run (196 bureaus in two hosts and a gateway) peaks
+at 679-730 MiB for the whole tree, about 2.4 MiB a bureau beyond the three processes.
+
 So a host costs about 86 MiB, plus about 2 MiB a bureau, plus 14 MiB once biometrics
 are enrolled (numpy and the index); its records stay in SQLite on the volume (about
 2.6 MiB a bureau at 10,000 records). The formula below adds 25% to the measured memory
 for the request and doubles that for the limit (record generation at first start, query
 bursts). CPU: a request of 50m plus 10m a bureau (idle nodes; 20 queries/s cost about
-35m), a limit of one core, which keeps start-up near the measured second.
+35m), a limit of one core, which keeps start-up near the measured second. The memory
+limit also covers the first start's record generation, as long as the pod generates one
+bureau at a time (98 MiB peak each, measured above).
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ COMMANDS = [
     ["audit", "search"],
     ["audit", "prove"],
     ["audit", "check-proof"],
+    ["deploy", "render"],
+    ["deploy", "apply"],
+    ["deploy", "status"],
+    ["deploy", "down"],
+    ["deploy", "unpack"],
 ]
 
 

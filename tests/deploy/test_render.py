@@ -80,6 +80,11 @@ def test_every_object_validates_and_is_counted(rendered: Render, name: str) -> N
     if name == "all-members":
         assert len(done.deployment.bureaus) == 196
         assert groups == 66  # 196 bureaus, 3 a pod
+        # Every member runs a node: the requesters are other ISO 3166 codes.
+        assert not set(done.deployment.load_test.requesters) & set(done.deployment.bureaus)
+    dep = done.deployment
+    assert dep.load_test.targets == tuple(sorted(dep.bureaus)[:8])
+    assert len(dep.load_test.requesters) == 10
 
 
 def test_schema_validation_can_fail(rendered: Render) -> None:
@@ -291,6 +296,20 @@ def test_render_files_are_private_and_rerender_keeps_keys(tmp_path: Path) -> Non
     assert [g.name for g in third.deployment.groups] == ["bureaus-0"]
     assert sorted(p.name for p in (out / "k8s").glob("30-*.yaml")) == ["30-bureaus-0.yaml"]
     assert Deployment.load(out / "deployment.json") == third.deployment
+
+
+def test_gateway_service_type_is_chosen(tmp_path: Path) -> None:
+    """--gateway-service-type makes the gateway's Service a NodePort; an unknown type is
+    refused before anything is written."""
+    done = render.render(
+        render.Options(scenario="quickstart", out=tmp_path / "d", gateway_service_type="NodePort")
+    )
+    service = _by(_all(done.out), "Service")["gateway"]
+    kubernetes_validate.validate(service, K8S_VERSION, strict=True)
+    assert service["spec"]["type"] == "NodePort"
+    with pytest.raises(ConfigError, match="choose ClusterIP, NodePort, LoadBalancer"):
+        render.Options(scenario="quickstart", out=tmp_path / "e", gateway_service_type="Ingress")
+    assert not (tmp_path / "e").exists()
 
 
 def test_a_pki_of_another_network_is_refused(tmp_path: Path) -> None:
