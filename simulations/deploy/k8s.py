@@ -278,9 +278,11 @@ def group_objects(dep: Deployment, group: Group, bundle: bytes) -> list[Obj]:
     ]
 
 
-def load_objects(dep: Deployment, bundle: bytes) -> list[Obj]:
-    """Secret, the master's Service, and the master and worker Pods (restartPolicy Never:
-    a load run is run once; ``deploy apply --load`` deletes the old pods first)."""
+def load_objects(dep: Deployment, bundle: bytes) -> tuple[list[Obj], list[Obj]]:
+    """The master's (Secret, Service, Pod) and the workers' (Pods); restartPolicy Never:
+    a load run is run once, and ``deploy apply --load`` deletes the old pods first. Two
+    lists, for two files: an engine without Services (podman) names the master's pod
+    apart from the workers'."""
     load = dep.load_test
     objects: list[Obj] = [
         secret(dep, "load", bundle, "load-master"),
@@ -294,6 +296,7 @@ def load_objects(dep: Deployment, bundle: bytes) -> list[Obj]:
             },
         },
     ]
+    workers: list[Obj] = []
     pods = [("load-master", "load-master")]
     pods += [(f"load-worker-{i}", "load-worker") for i in range(load.workers)]
     for name, component in pods:
@@ -307,15 +310,9 @@ def load_objects(dep: Deployment, bundle: bytes) -> list[Obj]:
         )
         # Every load pod mounts the one Secret of the requesters' keys.
         spec = _pod_spec(dep, "load", container, persistent=False, restart="Never")
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": _meta(name, dep, component),
-                "spec": spec,
-            }
-        )
-    return objects
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, dep, component)}
+        (objects if master else workers).append({**pod, "spec": spec})
+    return objects, workers
 
 
 def _policy(dep: Deployment, name: str, selector: Obj, ingress: list[Obj]) -> Obj:

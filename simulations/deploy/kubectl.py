@@ -46,6 +46,9 @@ class Kubectl:
         return [*cmd, f"--request-timeout={REQUEST_TIMEOUT}", *args]
 
 
+LOAD_FILES = ("40-load-master.yaml", "41-load-workers.yaml")
+"""The load run's manifests: the master (Secret, Service, Pod), then its workers."""
+
 def find_kubectl() -> str:
     """kubectl's path; NcbsimError saying so if it is not on PATH."""
     path = shutil.which("kubectl")
@@ -98,7 +101,8 @@ def apply_commands(kubectl: Kubectl, out: Path, dep: Deployment, *, load: bool) 
                 "delete", "pod", "-n", dep.namespace, "-l", LOAD_PODS, "--ignore-not-found"
             )
         )
-        steps.append(kubectl.command("apply", "-f", str(folder / "40-load.yaml")))
+        for name in LOAD_FILES:
+            steps.append(kubectl.command("apply", "-f", str(folder / name)))
     return steps
 
 

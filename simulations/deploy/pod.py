@@ -115,7 +115,10 @@ def bureaus_argv(deployment: Deployment, group: str, pki: Path, data: Path, run:
     """Make (or reuse) the group's records, write its host spec, and return the argv of
     ``ncbsim host`` serving them. ConfigError for a group the deployment does not have."""
     bureaus = sorted(deployment.group(group).bureaus)
-    outcome = ensure_records({code: data / code for code in bureaus}, counts(deployment))
+    # One bureau at a time: a generator peaks near 100 MiB, and the pod's memory limit
+    # (resources.py) is sized for the servers, not for K generators at once.
+    folders = {code: data / code for code in bureaus}
+    outcome = ensure_records(folders, counts(deployment), processes=1)
     for state in ("generated", "reused"):
         which = [code for code, got in outcome.items() if got == state]
         if which:

@@ -222,7 +222,9 @@ def render(options: Options) -> Rendered:
     }
     for group in dep.groups:
         files[f"30-{group.name}.yaml"] = k8s.group_objects(dep, group, keys[group.name])
-    files["40-load.yaml"] = k8s.load_objects(dep, keys["load"])
+    files["40-load-master.yaml"], files["41-load-workers.yaml"] = k8s.load_objects(
+        dep, keys["load"]
+    )
 
     written = [out / "deployment.json"]
     dep.save(written[0])

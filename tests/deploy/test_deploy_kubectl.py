@@ -91,13 +91,14 @@ def test_dry_run_prints_the_commands_in_order(rendered: Render) -> None:
         "20-gateway.yaml",
         "30-bureaus-0.yaml",
         "30-bureaus-1.yaml",
-        "40-load.yaml",
+        "40-load-master.yaml",
+        "41-load-workers.yaml",
     ]
     delete = lines.index(next(line for line in lines if " delete pod " in line))
-    assert delete == len(lines) - 2
+    assert delete == len(lines) - 3
     assert "'app.kubernetes.io/component in (load-master,load-worker)'" in lines[delete]
     plain = run_ncbsim("deploy", "apply", out, "--dry-run").stdout
-    assert "40-load.yaml" not in plain
+    assert "40-load" not in plain and "41-load" not in plain
     assert " delete " not in plain
 
 

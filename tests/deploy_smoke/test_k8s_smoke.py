@@ -241,7 +241,7 @@ def test_every_pod_serves_and_holds_only_its_own_keys(deployed: Deployed) -> Non
     assert len(deployed.deployment.groups) == 2
     first = deployed.deployment.groups[0]
     listing = deployed.podman.run(
-        "exec", f"{first.name}-pod-0-bureaus", "find", "/run/ncbsim/pki", "-name", "*.key"
+        "exec", f"{first.name}-pod-0-ncbsim", "find", "/run/ncbsim/pki", "-name", "*.key"
     ).stdout.split()
     owners = {Path(p).relative_to("/run/ncbsim/pki").parts[:2] for p in listing}
     assert owners == {("bureaus", code) for code in first.bureaus}, listing
@@ -273,7 +273,7 @@ def test_a_killed_bureau_pod_restarts_with_its_records(deployed: Deployed) -> No
     deployed.probe(f"{pod}:{deployed.deployment.pod.health_port}", 300)
 
     assert (_digest(records), records.stat().st_ino) == before
-    logs = deployed.podman.logs(f"{pod}-bureaus")
+    logs = deployed.podman.logs(f"{pod}-ncbsim")
     assert logs.count("records_generated") == 1, logs[-3000:]
     assert "records_reused" in logs, logs[-3000:]
     assert ref in _query(deployed, requester, number, issuer, "FR")
@@ -287,7 +287,7 @@ def test_a_killed_bureau_pod_restarts_with_its_records(deployed: Deployed) -> No
 def test_the_rendered_load_pods_judge_the_containers_gateway(deployed: Deployed) -> None:
     deployed.play("40-load-master.yaml", alias=deployed.deployment.load.service)
     deployed.play("41-load-workers.yaml")
-    master = "load-master-load-master"
+    master = "load-master-ncbsim"
     state = deployed.podman.run("wait", "--condition", "exited", master, timeout=600).stdout.strip()
     logs = deployed.podman.logs(master)
     assert state in ("0", "1"), f"no verdict (exit {state}):\n{logs[-4000:]}"
