@@ -30,18 +30,25 @@ RecordJob = tuple[Path, str, int, int, int, int, int]
 """(database, bureau, seed, documents, persons, vehicles, biometrics): one bureau's records."""
 
 
-def generate_records(todo: list[RecordJob], *, abort: threading.Event | None = None) -> None:
-    """Make each job's records, in parallel (one process a bureau) when there are several.
+def generate_records(
+    todo: list[RecordJob],
+    *,
+    abort: threading.Event | None = None,
+    processes: int | None = None,
+) -> None:
+    """Make each job's records, in parallel (one process a bureau, up to ``processes``,
+    default one per CPU) when there are several; ``processes=1``: here, one after another.
 
     Setting ``abort`` stops the generation after the bureaus under way (NetworkError).
     """
-    if len(todo) == 1:
-        _generate(todo[0])
+    if len(todo) == 1 or processes == 1:
+        for job in todo:
+            _generate(job)
     elif todo:
         # Spawn, never fork: the caller may have gRPC threads running (a test process, a
         # client), and a child forked while one is inside gRPC can hang or crash.
         with ProcessPoolExecutor(
-            max_workers=min(len(todo), os.cpu_count() or 1),
+            max_workers=min(len(todo), processes or os.cpu_count() or 1),
             mp_context=multiprocessing.get_context("spawn"),
         ) as pool:
             pending = {pool.submit(_generate, item) for item in todo}

@@ -32,6 +32,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         load_users=args.load_users,
         load_workers=args.load_workers,
         load_targets=args.load_targets,
+        load_duration=args.load_duration,
+        load_user_rate=args.load_user_rate,
         suite=args.suite,
         gateway_service_type=args.gateway_service_type,
     )
@@ -153,6 +155,16 @@ def add_parsers(
     )
     render.add_argument(
         "--load-targets", type=_positive, default=8, metavar="T", help="bureaus the load asks (8)"
+    )
+    render.add_argument(
+        "--load-duration", default="60s", metavar="D", help="how long a load run lasts (60s)"
+    )
+    render.add_argument(
+        "--load-user-rate",
+        type=float,
+        default=10.0,
+        metavar="R",
+        help="checks a second each load user sends (10)",
     )
     render.add_argument("--suite", help="session suite of a new PKI (classic or hybrid)")
     render.add_argument(

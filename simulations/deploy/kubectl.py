@@ -49,6 +49,7 @@ class Kubectl:
 LOAD_FILES = ("40-load-master.yaml", "41-load-workers.yaml")
 """The load run's manifests: the master (Secret, Service, Pod), then its workers."""
 
+
 def find_kubectl() -> str:
     """kubectl's path; NcbsimError saying so if it is not on PATH."""
     path = shutil.which("kubectl")

@@ -18,15 +18,13 @@ while generating starts over cleanly.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ncbsim import private
 from ncbsim.errors import ConfigError
-from ncbsim.node import datagen
+from ncbsim.simulations.prepare import RecordJob, generate_records
 from ncbsim.workdir import BureauDir
 
 __all__ = ["RecordCounts", "ensure_records"]
@@ -45,24 +43,21 @@ class RecordCounts:
     biometrics: int = 0
 
 
-def _generate(job: tuple[Path, str, RecordCounts]) -> str:
-    folder, bureau, counts = job
+def _partial(folder: Path) -> Path:
     final = BureauDir(folder).records
-    partial = final.with_name(final.name + ".partial")
+    return final.with_name(final.name + ".partial")
+
+
+def _job(folder: Path, bureau: str, counts: RecordCounts) -> RecordJob:
+    partial = _partial(folder)
     partial.unlink(missing_ok=True)  # a pod killed while generating left it
-    datagen.generate(
-        partial,
-        bureau,
-        seed=counts.seed,
-        documents=counts.documents,
-        persons=counts.persons,
-        vehicles=counts.vehicles,
-        biometrics=counts.biometrics,
-        workers=1,  # already one bureau per pool worker
-    )
-    os.replace(partial, final)
+    return (partial, bureau, counts.seed, counts.documents, counts.persons, counts.vehicles,
+            counts.biometrics)  # fmt: skip
+
+
+def _complete(folder: Path, bureau: str, counts: RecordCounts) -> None:
+    os.replace(_partial(folder), BureauDir(folder).records)
     private.write_text(folder / STAMP, json.dumps({"bureau": bureau, **asdict(counts)}) + "\n")
-    return bureau
 
 
 def _check(folder: Path, bureau: str, counts: RecordCounts) -> bool:
@@ -95,24 +90,19 @@ def ensure_records(
 
     ``folders`` maps a bureau code to its folder. Returns, per bureau, ``"generated"`` or
     ``"reused"``. Several bureaus are generated in parallel, one spawned process each, up
-    to ``processes`` (default: the CPUs this process may use).
+    to ``processes`` (default one per CPU; 1: one after another, in this process).
     """
-    todo = []
+    todo: dict[str, Path] = {}
     done: dict[str, str] = {}
     for bureau, folder in sorted(folders.items()):
         private.private_folder(folder)  # makes it, 0700
         if _check(folder, bureau, counts):
             done[bureau] = "reused"
         else:
-            todo.append((folder, bureau, counts))
-    workers = min(len(todo), processes or len(os.sched_getaffinity(0)))
-    if workers <= 1:
-        for job in todo:
-            done[_generate(job)] = "generated"
-    else:
-        # Spawn, never fork: the caller may hold gRPC threads.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for bureau in pool.map(_generate, todo):
-                done[bureau] = "generated"
+            todo[bureau] = folder
+    jobs = [_job(folder, bureau, counts) for bureau, folder in todo.items()]
+    generate_records(jobs, processes=processes)
+    for bureau, folder in todo.items():
+        _complete(folder, bureau, counts)
+        done[bureau] = "generated"
     return dict(sorted(done.items()))

@@ -24,6 +24,7 @@ import yaml
 import ncbsim
 from ncbsim import pki, private
 from ncbsim.countries import GENERAL_SECRETARIAT, INTERPOL_MEMBERS
+from ncbsim.durations import parse_duration
 from ncbsim.errors import ConfigError
 from ncbsim.simulations import prepare
 from ncbsim.simulations.deploy import bundle, compose, k8s
@@ -58,6 +59,8 @@ class Options:
     load_users: int = 10
     load_workers: int = 2
     load_targets: int = 8
+    load_duration: str = "60s"
+    load_user_rate: float = 10.0
     suite: str | None = None
     gateway_service_type: str = "ClusterIP"
 
@@ -72,6 +75,9 @@ class Options:
         ):
             if value < 1:
                 raise ConfigError(f"{flag} must be at least 1, not {value}")
+        parse_duration(self.load_duration, option="--load-duration")
+        if not self.load_user_rate > 0:
+            raise ConfigError(f"--load-user-rate must be above 0, not {self.load_user_rate}")
         if self.gateway_service_type not in SERVICE_TYPES:
             raise ConfigError(
                 f"--gateway-service-type {self.gateway_service_type!r}: choose "
@@ -168,6 +174,8 @@ def build(options: Options, scenario: Scenario, directory: pki.PkiDir) -> Deploy
             targets=tuple(sorted(scenario.bureaus)[: options.load_targets]),
             workers=options.load_workers,
             users=options.load_users,
+            user_rate=options.load_user_rate,
+            duration=options.load_duration,
         ),
     )
 

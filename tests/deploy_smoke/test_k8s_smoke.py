@@ -250,7 +250,7 @@ def test_every_pod_serves_and_holds_only_its_own_keys(deployed: Deployed) -> Non
 
 def test_a_client_container_query_is_answered_with_a_hit(deployed: Deployed) -> None:
     number, issuer, ref = _planted_document(deployed, "FR")
-    requester = deployed.deployment.load.requesters[0]
+    requester = deployed.deployment.load_test.requesters[0]
     out = _query(deployed, requester, number, issuer, "FR")
     assert ref in out, out
 
@@ -262,7 +262,7 @@ def test_a_killed_bureau_pod_restarts_with_its_records(deployed: Deployed) -> No
     records = data / "FR" / "records.sqlite"
     before = (_digest(records), records.stat().st_ino)
     number, issuer, ref = _planted_document(deployed, "FR")
-    requester = deployed.deployment.load.requesters[0]
+    requester = deployed.deployment.load_test.requesters[0]
     assert ref in _query(deployed, requester, number, issuer, "FR")
     audit = data / "FR" / "audit.sqlite"
     with sqlite3.connect(f"file:{audit}?mode=ro", uri=True) as db:
@@ -285,7 +285,7 @@ def test_a_killed_bureau_pod_restarts_with_its_records(deployed: Deployed) -> No
 
 
 def test_the_rendered_load_pods_judge_the_containers_gateway(deployed: Deployed) -> None:
-    deployed.play("40-load-master.yaml", alias=deployed.deployment.load.service)
+    deployed.play("40-load-master.yaml", alias=deployed.deployment.load_test.service)
     deployed.play("41-load-workers.yaml")
     master = "load-master-ncbsim"
     state = deployed.podman.run("wait", "--condition", "exited", master, timeout=600).stdout.strip()
