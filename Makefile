@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test k8s-smoke lint stubs security-docs load-gate bench-members bench-messages clean
+.PHONY: run test k8s-smoke lint image stubs security-docs load-gate bench-members bench-messages clean
 
 run: $(STAMP)
 	$(BIN)/ncbsim simulate
@@ -40,6 +40,12 @@ bench-members: $(STAMP)
 # bureaus, envelopes the gateway accepts a second. About 40 s on 2 cores.
 bench-messages: $(STAMP)
 	$(BIN)/python scripts/bench_messages.py
+
+# The container image localhost/ncbsim:<version> (and :latest) from Debian packages and PyPI
+# alone, plus build/image/ncbsim-<version>.oci.tar; rebuilt only when its inputs changed
+# unless FORCE=1. Needs root, mmdebstrap and podman (scripts/build_image.py, docs/deploy.md).
+image: $(STAMP)
+	$(BIN)/python scripts/build_image.py $(if $(filter 1,$(FORCE)),--force)
 
 stubs: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
