@@ -116,14 +116,18 @@ def _pod_spec(dep: Deployment, pod: str, container: Obj, *, persistent: bool, re
     }
 
 
-def _container(dep: Deployment, args: list[str], ports: list[Obj], sizing: Obj) -> Obj:
+def _container(dep: Deployment, args: list[str], sizing: Obj) -> Obj:
+    """One container. It declares no ``ports``: Kubernetes does not need them (a pod's
+    ports are reachable whether declared or not; the Services and NetworkPolicies name
+    ports by number), and podman 4.3's ``kube play`` publishes every declared
+    ``containerPort`` on the host's every interface (it defaults a missing ``hostPort``
+    to the ``containerPort``), which a test network must not do."""
     return {
         "name": "ncbsim",
         "image": dep.image,
         "imagePullPolicy": "IfNotPresent",
         "args": args,
         "env": ENV,
-        "ports": ports,
         "resources": sizing,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -226,13 +230,8 @@ def config_maps(dep: Deployment, deployment_json: str, public_json: str) -> list
 def gateway_objects(dep: Deployment, bundle: bytes, service_type: str) -> list[Obj]:
     """Secret, PVC, Deployment and Service of the gateway."""
     gw = dep.gateway
-    ports = [
-        {"name": "grpc", "containerPort": gw.port, "protocol": "TCP"},
-        {"name": "health", "containerPort": gw.health_port, "protocol": "TCP"},
-        {"name": "metrics", "containerPort": gw.metrics_port, "protocol": "TCP"},
-    ]
     container = _probed(
-        _container(dep, run_args("gateway"), ports, resources.gateway().to_k8s()), gw.health_port
+        _container(dep, run_args("gateway"), resources.gateway().to_k8s()), gw.health_port
     )
     spec = _pod_spec(dep, "gateway", container, persistent=True, restart="Always")
     service = {
@@ -242,7 +241,7 @@ def gateway_objects(dep: Deployment, bundle: bytes, service_type: str) -> list[O
         "spec": {
             "type": service_type,
             "selector": labels("gateway"),
-            "ports": [{"name": "grpc", "port": gw.port, "targetPort": "grpc", "protocol": "TCP"}],
+            "ports": [{"name": "grpc", "port": gw.port, "targetPort": gw.port, "protocol": "TCP"}],
         },
     }
     return [
@@ -256,17 +255,9 @@ def gateway_objects(dep: Deployment, bundle: bytes, service_type: str) -> list[O
 def group_objects(dep: Deployment, group: Group, bundle: bytes) -> list[Obj]:
     """Secret, PVC and Deployment of one pod of bureaus."""
     pod = dep.pod
-    ports = [
-        {"name": f"grpc-{code.lower()}", "containerPort": dep.port_of(code), "protocol": "TCP"}
-        for code in group.bureaus
-    ]
-    ports += [
-        {"name": "health", "containerPort": pod.health_port, "protocol": "TCP"},
-        {"name": "metrics", "containerPort": pod.metrics_port, "protocol": "TCP"},
-    ]
     sizing = resources.bureaus(len(group.bureaus), biometrics=dep.records.biometrics > 0)
     container = _probed(
-        _container(dep, run_args("bureaus", group.name), ports, sizing.to_k8s()), pod.health_port
+        _container(dep, run_args("bureaus", group.name), sizing.to_k8s()), pod.health_port
     )
     spec = _pod_spec(dep, group.name, container, persistent=True, restart="Always")
     records = dep.records.documents + dep.records.persons + dep.records.vehicles
@@ -292,7 +283,9 @@ def load_objects(dep: Deployment, bundle: bytes) -> tuple[list[Obj], list[Obj]]:
             "metadata": _meta(load.service, dep, "load-master"),
             "spec": {
                 "selector": labels("load-master"),
-                "ports": [{"name": "master", "port": load.master_port, "targetPort": "master"}],
+                "ports": [
+                    {"name": "master", "port": load.master_port, "targetPort": load.master_port}
+                ],
             },
         },
     ]
@@ -301,13 +294,7 @@ def load_objects(dep: Deployment, bundle: bytes) -> tuple[list[Obj], list[Obj]]:
     pods += [(f"load-worker-{i}", "load-worker") for i in range(load.workers)]
     for name, component in pods:
         master = component == "load-master"
-        ports = [{"name": "master", "containerPort": load.master_port, "protocol": "TCP"}]
-        container = _container(
-            dep,
-            run_args(component),
-            ports if master else [],
-            resources.load(master=master).to_k8s(),
-        )
+        container = _container(dep, run_args(component), resources.load(master=master).to_k8s())
         # Every load pod mounts the one Secret of the requesters' keys.
         spec = _pod_spec(dep, "load", container, persistent=False, restart="Never")
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, dep, component)}

@@ -91,7 +91,8 @@ def apply_commands(kubectl: Kubectl, out: Path, dep: Deployment, *, load: bool) 
     folder = out / "k8s"
     steps = [
         kubectl.command("apply", "-f", str(folder / "00-namespace.yaml")),
-        kubectl.command("apply", "-f", str(folder / "10-config.yaml")),
+        kubectl.command("apply", "-f", str(folder / "10-deployment.yaml")),
+        kubectl.command("apply", "-f", str(folder / "11-public.yaml")),
         kubectl.command("apply", "-f", str(folder / "20-gateway.yaml")),
     ]
     for group in dep.groups:

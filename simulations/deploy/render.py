@@ -222,10 +222,13 @@ def render(options: Options) -> Rendered:
         root, bundle.slice_paths(root, "load", dep.load_test.requesters)
     )
     deployment_json = json.dumps(dep.to_json(), indent=2) + "\n"
+    deployment_map, public_map = k8s.config_maps(dep, deployment_json, public.decode())
 
     files: dict[str, list[dict[str, Any]]] = {
         "00-namespace.yaml": [k8s.namespace(dep), *k8s.network_policies(dep)],
-        "10-config.yaml": k8s.config_maps(dep, deployment_json, public.decode()),
+        # One ConfigMap a file: podman's --configmap takes a file of one.
+        "10-deployment.yaml": [deployment_map],
+        "11-public.yaml": [public_map],
         "20-gateway.yaml": k8s.gateway_objects(dep, keys["gateway"], options.gateway_service_type),
     }
     for group in dep.groups:

@@ -33,11 +33,11 @@ import pytest
 import yaml
 from pods import Podman, free_subnet
 
+import ncbsim
 from ncbsim.auditlog import TABLE
 from ncbsim.node.store import RecordStore
 from ncbsim.simulations.deploy.model import Deployment
 from ncbsim.simulations.deploy.pod import counts
-from ncbsim.simulations.deploy.podman import image_archive
 from ncbsim.simulations.deploy.records import ensure_records
 
 pytestmark = pytest.mark.timeout(1500)
@@ -75,7 +75,7 @@ class Deployed:
             "--network",
             network,
             "--configmap",
-            str(self.k8s("10-config.yaml")),
+            f"{self.k8s('10-deployment.yaml')},{self.k8s('11-public.yaml')}",
             str(self.k8s(manifest)),
         )
 
@@ -161,7 +161,7 @@ def _ncbsim(*args: str) -> subprocess.CompletedProcess[str]:
 def _bundle(manifest: Path, kind: str, key: str) -> bytes:
     """The bundle a manifest's Secret (base64 ``data``) or ConfigMap holds under ``key``."""
     for doc in yaml.safe_load_all(manifest.read_text()):
-        if doc and doc.get("kind") == kind:
+        if doc and doc.get("kind") == kind and key in doc.get("data", {}):
             if kind == "Secret":
                 return base64.b64decode(doc["data"][key])
             return str(doc["data"][key]).encode()
@@ -170,7 +170,7 @@ def _bundle(manifest: Path, kind: str, key: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def deployed() -> Iterator[Deployed]:
-    archive = image_archive()
+    archive = ROOT / "build" / "image" / f"ncbsim-{ncbsim.__version__}.oci.tar"
     if not archive.is_file():
         pytest.fail(f"{archive} is missing: run `make image` first (make k8s-smoke does)")
     work = Path(tempfile.mkdtemp(prefix="ncbsim-smoke-", dir="/var/tmp"))
@@ -191,7 +191,7 @@ def deployed() -> Iterator[Deployed]:
         client = work / "client"
         client.mkdir()
         (client / "public.json").write_bytes(
-            _bundle(out / "k8s" / "10-config.yaml", "ConfigMap", "public.json")
+            _bundle(out / "k8s" / "11-public.yaml", "ConfigMap", "public.json")
         )
         (client / "keys.json").write_bytes(
             _bundle(out / "k8s" / "40-load-master.yaml", "Secret", "keys.json")
