@@ -61,12 +61,21 @@ def run_args(role: str, group: str | None = None) -> list[str]:
     ]
 
 
-def volumes(pod: str, *, persistent: bool) -> list[Obj]:
-    """The volumes of pod ``pod``: config, public PKI, its keys, its data, a memory tmpfs."""
+def _scratch(instance: str) -> dict[str, str]:
+    """The names of a pod's own ``emptyDir`` volumes, by their role. They carry the pod's
+    name: podman 4.3's ``kube play`` makes an emptyDir a podman volume *named after it*,
+    so two pods with an emptyDir ``run`` would share one (and each other's keys)."""
+    return {role: f"{role}-{instance}" for role in ("data", "run", "tmp")}
+
+
+def volumes(pod: str, *, persistent: bool, instance: str) -> list[Obj]:
+    """The volumes of pod ``instance`` (of Secret ``pod``): config, public PKI, its keys,
+    its data, a memory tmpfs for its unpacked keys, a scratch /tmp."""
+    own = _scratch(instance)
     data: Obj = (
         {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{pod}"}}
         if persistent
-        else {"name": "data", "emptyDir": {}}
+        else {"name": own["data"], "emptyDir": {}}
     )
     return [
         {"name": "deployment", "configMap": {"name": "ncbsim-deployment"}},
@@ -74,19 +83,24 @@ def volumes(pod: str, *, persistent: bool) -> list[Obj]:
         # optional: false explicitly: podman 4.3.1 dereferences a nil pointer without it.
         {"name": "keys", "secret": {"secretName": f"ncbsim-keys-{pod}", "optional": False}},
         data,
-        {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": own["run"], "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        {"name": own["tmp"], "emptyDir": {"sizeLimit": "64Mi"}},
     ]
 
 
-MOUNTS: list[Obj] = [
-    {"name": "deployment", "mountPath": "/etc/ncbsim/deployment", "readOnly": True},
-    {"name": "public", "mountPath": "/etc/ncbsim/public", "readOnly": True},
-    {"name": "keys", "mountPath": "/etc/ncbsim/keys", "readOnly": True},
-    {"name": "data", "mountPath": DATA},
-    {"name": "run", "mountPath": "/run/ncbsim"},
-    {"name": "tmp", "mountPath": TMP},
-]
+def mounts(*, persistent: bool, instance: str) -> list[Obj]:
+    """Where the container of pod ``instance`` mounts its volumes (:func:`volumes`)."""
+    own = _scratch(instance)
+    return [
+        {"name": "deployment", "mountPath": "/etc/ncbsim/deployment", "readOnly": True},
+        {"name": "public", "mountPath": "/etc/ncbsim/public", "readOnly": True},
+        {"name": "keys", "mountPath": "/etc/ncbsim/keys", "readOnly": True},
+        {"name": "data" if persistent else own["data"], "mountPath": DATA},
+        {"name": own["run"], "mountPath": "/run/ncbsim"},
+        {"name": own["tmp"], "mountPath": TMP},
+    ]
+
+
 ENV: list[Obj] = [
     {"name": "PYTHONUNBUFFERED", "value": "1"},
     {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
@@ -98,7 +112,18 @@ def _grpc_probe(port: int, *, period: int, failures: int) -> Obj:
     return {"grpc": {"port": port}, "periodSeconds": period, "failureThreshold": failures}
 
 
-def _pod_spec(dep: Deployment, pod: str, container: Obj, *, persistent: bool, restart: str) -> Obj:
+def _pod_spec(
+    dep: Deployment,
+    pod: str,
+    container: Obj,
+    *,
+    persistent: bool,
+    restart: str,
+    instance: str | None = None,
+) -> Obj:
+    """Pod ``instance`` (default ``pod``) of Secret and volume ``pod``, running ``container``."""
+    instance = instance or pod
+    container = {**container, "volumeMounts": mounts(persistent=persistent, instance=instance)}
     return {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -112,7 +137,7 @@ def _pod_spec(dep: Deployment, pod: str, container: Obj, *, persistent: bool, re
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": volumes(pod, persistent=persistent),
+        "volumes": volumes(pod, persistent=persistent, instance=instance),
     }
 
 
@@ -135,7 +160,6 @@ def _container(dep: Deployment, args: list[str], sizing: Obj) -> Obj:
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": MOUNTS,
     }
 
 
@@ -296,7 +320,7 @@ def load_objects(dep: Deployment, bundle: bytes) -> tuple[list[Obj], list[Obj]]:
         master = component == "load-master"
         container = _container(dep, run_args(component), resources.load(master=master).to_k8s())
         # Every load pod mounts the one Secret of the requesters' keys.
-        spec = _pod_spec(dep, "load", container, persistent=False, restart="Never")
+        spec = _pod_spec(dep, "load", container, persistent=False, restart="Never", instance=name)
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": _meta(name, dep, component)}
         (objects if master else workers).append({**pod, "spec": spec})
     return objects, workers

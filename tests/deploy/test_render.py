@@ -147,6 +147,7 @@ def test_pods_are_hardened_probed_and_scraped(rendered: Render) -> None:
     done = rendered("quickstart")
     dep = done.deployment
     objects = _all(done.out)
+    seen_scratch: set[str] = set()
     for name, spec in _pod_specs(objects).items():
         assert spec["securityContext"] == {
             "runAsNonRoot": True,
@@ -167,7 +168,13 @@ def test_pods_are_hardened_probed_and_scraped(rendered: Render) -> None:
             "secretName": f"ncbsim-keys-{pod}",
             "optional": False,
         }
-        assert volumes["run"]["emptyDir"]["medium"] == "Memory"
+        assert volumes[f"run-{name}"]["emptyDir"]["medium"] == "Memory"
+        # Each pod's emptyDirs carry its name: podman 4.3 makes an emptyDir a podman volume
+        # named after it, shared by every pod that names one alike (k8s._scratch).
+        scratch = [v["name"] for v in spec["volumes"] if "emptyDir" in v]
+        assert all(v.endswith(f"-{name}") for v in scratch), scratch
+        assert not set(scratch) & seen_scratch
+        seen_scratch.update(scratch)
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {
             "/etc/ncbsim/keys",
