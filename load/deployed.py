@@ -42,7 +42,9 @@ def _stamp(deployment: Deployment) -> dict[str, int]:
     }
 
 
-def cached_records(deployment: Deployment, cache: Path, bureaus: list[str]) -> dict[str, Path]:
+def cached_records(
+    deployment: Deployment, cache: Path, bureaus: list[str], *, processes: int | None = None
+) -> dict[str, Path]:
     """Each of ``bureaus``' records as its pod made them, made again into ``cache`` if needed.
 
     Records of another seed or other counts (a stamp that does not match) are removed
@@ -69,7 +71,7 @@ def cached_records(deployment: Deployment, cache: Path, bureaus: list[str]) -> d
             todo.append((path, bureau, deployment.seed, *counts))
     if todo:
         print(f"making the records of {len(todo)} bureaus into {cache}", flush=True)
-    generate_records(todo)
+    generate_records(todo, processes=processes)
     return paths
 
 
@@ -83,12 +85,15 @@ def plan_for_deployment(
     seed: int,
     workers: int,
     deadline_s: float,
+    processes: int | None = None,
 ) -> LoadPlan:
     """The load plan against ``deployment``'s gateway at ``gateway``.
 
     ``users`` users take the deployment's requesters in order (sharing them round-robin
     beyond); ``pki_dir`` must hold their keys (the operator's PKI, or a load pod's slice);
-    ``workers`` is the number of locust worker processes that will run the users.
+    ``workers`` is the number of locust worker processes that will run the users;
+    ``processes`` how many make the records at once (default one per CPU; a pod with a
+    memory limit passes 1).
     """
     if users < 1:
         raise ConfigError("--users must be at least 1")
@@ -102,7 +107,7 @@ def plan_for_deployment(
                 f"{pki_dir}: no keys of requester {code}; render the deployment again"
             )
     targets = sorted(deployment.load_test.targets)
-    paths = cached_records(deployment, cache, targets)
+    paths = cached_records(deployment, cache, targets, processes=processes)
     stores = {b: RecordStore(p) for b, p in paths.items()}
     try:
         corpus = build_corpus(stores, seed)

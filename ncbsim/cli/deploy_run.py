@@ -45,6 +45,7 @@ def _load_argv(role: str, deployment: object, pki: Path, data: Path) -> list[str
         seed=load.seed,
         workers=load.workers,
         deadline_s=LOAD_DEADLINE_S,
+        processes=1,  # a generator peaks near 100 MiB: one at a time, inside the pod's limit
     )
     path = data / "plan.json"
     plan.save(path)

@@ -142,7 +142,15 @@ class Deployed:
         return proc.stdout
 
     def probe(self, address: str, wait_s: float) -> None:
-        self.container("deploy", "probe", address, "--wait", str(wait_s), timeout=wait_s + 60)
+        """Wait until the health port at ``address`` (``POD:PORT``) serves; on failure the
+        pods' states and that pod's log say why."""
+        try:
+            self.container("deploy", "probe", address, "--wait", str(wait_s), timeout=wait_s + 60)
+        except AssertionError as exc:
+            pod = address.rsplit(":", 1)[0]
+            states = self.podman.run("ps", "--all", "--format", "{{.Names}} {{.Status}}")
+            log = self.podman.logs(f"{pod}-ncbsim")[-6000:]
+            raise AssertionError(f"{exc}\n{states.stdout}\n{pod}'s log:\n{log}") from None
 
     def volume(self, name: str) -> Path:
         return Path(self.podman.json("volume", "inspect", name)[0]["Mountpoint"])
@@ -234,7 +242,7 @@ def _planted_document(deployed: Deployed, bureau: str) -> tuple[str, str, str]:
 def _query(deployed: Deployed, requester: str, number: str, issuer: str, to: str) -> str:
     return deployed.client_sh(
         f"ncbsim query --gateway gateway:{deployed.deployment.gateway.port} --pki /tmp/pki "
-        f"--as {requester} --to {to} document --number {number} --country {issuer}"
+        f"--as {requester} --to {to} document --number {number} --issuer {issuer}"
     )
 
 
@@ -276,7 +284,13 @@ def test_a_killed_bureau_pod_restarts_with_its_records(deployed: Deployed) -> No
     with sqlite3.connect(f"file:{audit}?mode=ro", uri=True) as db:
         rows_before = db.execute("SELECT COUNT(*) FROM " + TABLE).fetchone()[0]
 
-    deployed.podman.run("pod", "kill", pod)
+    members = deployed.podman.run(
+        "ps", "--all", "--filter", f"pod={pod}", "--format", "{{.Names}}"
+    ).stdout.split()
+    deployed.podman.run("pod", "kill", pod)  # SIGKILL to every process of the pod
+    # Kill returns once the signals are sent: restart only once all are down, or the
+    # infra container (the pod's network) would die under the restarted pod.
+    deployed.podman.run("wait", "--condition", "exited", *members, timeout=120)
     deployed.podman.run("pod", "start", pod)
     deployed.probe(f"{pod}:{deployed.deployment.pod.health_port}", 300)
 
