@@ -312,8 +312,13 @@ def test_the_rendered_load_pods_judge_the_containers_gateway(deployed: Deployed)
     master = "load-master-ncbsim"
     state = deployed.podman.run("wait", "--condition", "exited", master, timeout=600).stdout.strip()
     logs = deployed.podman.logs(master)
+    # The exit code is the verdict on load/slo.toml. Its latency lines depend on how busy
+    # this machine is; its failure lines do not: every check answered, and answered right.
     assert state in ("0", "1"), f"no verdict (exit {state}):\n{logs[-4000:]}"
-    assert "verdict" in logs.lower(), logs[-4000:]
+    assert ("SLO met" in logs) == (state == "0"), logs[-4000:]
+    failures = [line for line in logs.splitlines() if "failure_ratio" in line]
+    assert failures, logs[-4000:]
+    assert all("PASS" in line for line in failures), "\n".join(failures)
 
 
 def test_ncbsim_load_target_from_a_client_container(deployed: Deployed) -> None:
