@@ -18,7 +18,7 @@ test: $(STAMP) lint
 # The rendered Kubernetes manifests played in containers with podman (docs/deploy.md):
 # needs podman and the image of `make image`, so it is not part of `make test`.
 k8s-smoke: $(STAMP) image
-	$(BIN)/python -m pytest tests/deploy_smoke -p no:cacheprovider --durations=0
+	$(BIN)/python -m pytest tests/deploy_smoke -p no:cacheprovider --durations=0 -rP
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -46,12 +46,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "quickstart"  # five bureaus: two pods of three and two
 PER_POD = 3
 REQUESTER_WAIT_S = 240
-# The smoke test asserts behaviour, not speed: the machine runs every container at once.
-LENIENT_SLO = """
-[overall]
-p99_ms = 10000
-max_failure_ratio = 0
-"""
 
 
 @dataclass
@@ -326,16 +320,22 @@ def test_ncbsim_load_target_from_a_client_container(deployed: Deployed) -> None:
     target = deployed.work / "target"
     target.mkdir()
     shutil.copy(deployed.out / "deployment.json", target / "deployment.json")
-    (target / "slo.toml").write_text(LENIENT_SLO)
     subprocess.run(["chown", "-R", "10001:10001", str(target)], check=True)
     port = deployed.deployment.gateway.port
+    # The shipped SLO (load/slo.toml): its verdict is printed (make k8s-smoke shows it);
+    # its latency lines depend on how busy this machine is, so the test asserts what does
+    # not: a verdict was reached, it matches the exit code, and no check failed.
     out = deployed.client_sh(
-        "mkdir -p /tmp/t && cp /target/* /tmp/t/ && "
-        "mv /tmp/pki /tmp/t/pki && "
-        f"ncbsim load --target /tmp/t --gateway gateway:{port} --users 2 --duration 15s "
-        "--slo /tmp/t/slo.toml --out /tmp/t/report && cat /tmp/t/report/verdict.json",
+        "mkdir -p /tmp/t && cp /target/* /tmp/t/ && mv /tmp/pki /tmp/t/pki && "
+        f"ncbsim load --target /tmp/t --gateway gateway:{port} --users 2 --duration 20s "
+        "--out /tmp/t/report; echo EXIT=$? && cat /tmp/t/report/verdict.json",
         timeout=600,
         mounts=(f"{target}:/target:ro",),
     )
-    verdict = json.loads(out[out.index("{") :])
-    assert verdict["passed"] is True, verdict
+    print(out[: out.index("EXIT=")])
+    code = int(out[out.index("EXIT=") + 5 :].split()[0])
+    verdict = json.loads(out[out.index("EXIT=") :].split("\n", 1)[1])
+    assert code == (0 if verdict["passed"] else 1), out
+    assert verdict["overall"]["requests"] > 0, verdict
+    assert verdict["overall"]["failures"] == 0, verdict
+    assert verdict["user_exceptions"] == 0, verdict
