@@ -185,7 +185,7 @@ def deployed() -> Iterator[Deployed]:
         out = work / "deploy"
         render = _ncbsim(
             "deploy", "render", SCENARIO, "--out", str(out), "--image", image,
-            "--bureaus-per-pod", str(PER_POD), "--load-users", "2", "--load-workers", "1",
+            "--bureaus-per-pod", str(PER_POD), "--load-users", "10", "--load-workers", "1",
             "--load-duration", "15s",
         )  # fmt: skip
         assert render.returncode == 0, render.stderr
@@ -327,7 +327,7 @@ def test_ncbsim_load_target_from_a_client_container(deployed: Deployed) -> None:
     # not: a verdict was reached, it matches the exit code, and no check failed.
     out = deployed.client_sh(
         "mkdir -p /tmp/t && cp /target/* /tmp/t/ && mv /tmp/pki /tmp/t/pki && "
-        f"ncbsim load --target /tmp/t --gateway gateway:{port} --users 2 --duration 20s "
+        f"ncbsim load --target /tmp/t --gateway gateway:{port} --users 10 --duration 20s "
         "--out /tmp/t/report; echo EXIT=$? && cat /tmp/t/report/verdict.json",
         timeout=600,
         mounts=(f"{target}:/target:ro",),
