@@ -7,16 +7,14 @@ import asyncio
 import base64
 import json
 import os
-import signal
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from spawned import spawn, stop, wait_ready
 from support import document_query
 
 from ncbsim import pki
@@ -24,8 +22,6 @@ from ncbsim.client import BureauClient, Outcome
 from ncbsim.errors import ConfigError
 from ncbsim.node import datagen
 from ncbsim.simulations.deploy import bundle
-
-READY_TIMEOUT_S = 60.0
 
 
 def _bundle(files: dict[str, bytes], version: int = 1) -> bytes:
@@ -122,29 +118,6 @@ def test_slices_hold_no_root_key_and_no_users_ca_key(tmp_path: Path) -> None:
         bundle.slice_paths(root, "group", ["NL"])
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ncbsim", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
-        )
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode}: {log.read_text()[-2000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"not ready after {READY_TIMEOUT_S}s: {log.read_text()[-2000:]}")
-
-
 def _unpacked(tmp_path: Path, root: Path, name: str, role: str, codes: list[str]) -> Path:
     files = []
     for part, paths in (
@@ -188,7 +161,7 @@ def test_gateway_and_host_run_from_their_slices_alone(tmp_path: Path) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         glog = run / "gateway.log"
-        gateway = _spawn(
+        gateway = spawn(
             [
                 "gateway",
                 "--dir",
@@ -201,7 +174,7 @@ def test_gateway_and_host_run_from_their_slices_alone(tmp_path: Path) -> None:
             glog,
         )
         procs.append(gateway)
-        address = _wait_ready(gateway, run / "gateway.json", glog)["address"]
+        address = wait_ready(gateway, run / "gateway.json", glog)["address"]
         spec = {
             "gateway": address,
             "bureaus": [
@@ -211,7 +184,7 @@ def test_gateway_and_host_run_from_their_slices_alone(tmp_path: Path) -> None:
         }
         (run / "spec.json").write_text(json.dumps(spec))
         hlog = run / "host.log"
-        host = _spawn(
+        host = spawn(
             [
                 "host",
                 "--dir",
@@ -224,7 +197,7 @@ def test_gateway_and_host_run_from_their_slices_alone(tmp_path: Path) -> None:
             hlog,
         )
         procs.append(host)
-        _wait_ready(host, run / "host.json", hlog)
+        wait_ready(host, run / "host.json", hlog)
 
         async def ask() -> list[Outcome]:
             outcomes = []
@@ -241,10 +214,4 @@ def test_gateway_and_host_run_from_their_slices_alone(tmp_path: Path) -> None:
         assert asyncio.run(ask()) == [Outcome.HIT, Outcome.HIT]
     finally:
         for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc, timeout_s=15)

@@ -11,19 +11,16 @@ judge another. Only behaviour is asserted: every answer owed, no failed request.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from spawned import spawn, stop, wait_ready
 from support import run_ncbsim
 
 from ncbsim.load.deployed import plan_for_deployment
@@ -34,7 +31,6 @@ from ncbsim.simulations.deploy.model import Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.load]
 
-READY_S = 60.0  # readiness, not speed
 NO_FAILED_REQUEST = "[overall]\nmax_failure_ratio = 0\n"
 
 
@@ -46,39 +42,6 @@ class Deployed:
     deployment: Deployment
     gateway: str
     pods: Path  # the stand-in pods' volumes: pods/XX/records.sqlite
-
-
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ncbsim", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
-        )
-
-
-def _ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode}: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"not ready after {READY_S}s: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _render(root: Path) -> Deployment:
@@ -111,7 +74,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         )
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        gateway = _spawn(
+        gateway = spawn(
             [
                 "gateway",
                 "--dir",
@@ -128,11 +91,11 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             run / "gateway.log",
         )
         procs.append(gateway)
-        address = str(_ready(gateway, run / "gateway.json", run / "gateway.log")["address"])
+        address = str(wait_ready(gateway, run / "gateway.json", run / "gateway.log")["address"])
         spec = run / "host.json"
         entries = [{"bureau": b, "db": str(pods / b / "records.sqlite")} for b in bureaus]
         spec.write_text(json.dumps({"gateway": address, "bureaus": entries}))
-        host = _spawn(
+        host = spawn(
             [
                 "host",
                 "--dir",
@@ -147,11 +110,11 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             run / "host.log",
         )
         procs.append(host)
-        _ready(host, run / "host.json.ready", run / "host.log")
+        wait_ready(host, run / "host.json.ready", run / "host.log")
         yield Deployed(root, deployment, address, pods)
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
 
 
 def _plan(deployed: Deployed, cache: Path | None = None, *, workers: int = 1) -> LoadPlan:

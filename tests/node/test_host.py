@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spawned import spawn, stop, wait_ready
 from support import document_query
 
 from ncbsim import pki as pkimod
@@ -46,39 +46,6 @@ class Net:
     log: Path
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ncbsim", "--log-level", "debug", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
-        )
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if ready.exists():
-            data: dict[str, Any] = json.loads(ready.read_text())
-            return data
-        if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode}: {log.read_text()[-2000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"not ready after {READY_TIMEOUT_S}s: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _db(root: Path, code: str) -> Path:
     return root / "bureaus" / code / "records.sqlite"
 
@@ -98,8 +65,10 @@ def _start_host(net_root: Path, name: str, spec: Path) -> tuple[subprocess.Popen
     """Start ``ncbsim host`` on ``spec``; returns it and its log."""
     run = net_root / "run"
     log = run / f"{name}.log"
-    host = _spawn(
+    host = spawn(
         [
+            "--log-level",
+            "debug",
             "host",
             "--dir",
             str(net_root),
@@ -130,8 +99,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         glog = run / "gateway.log"
-        gateway = _spawn(
+        gateway = spawn(
             [
+                "--log-level",
+                "debug",
                 "gateway",
                 "--dir",
                 str(root),
@@ -143,15 +114,15 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             glog,
         )
         procs.append(gateway)
-        address = _wait_ready(gateway, run / "gateway.json", glog)["address"]
+        address = wait_ready(gateway, run / "gateway.json", glog)["address"]
         spec = _spec(root, "main", address, [_entry(root, code) for code in HOSTED])
         host, log = _start_host(root, "main", spec)
         procs.append(host)
-        ready = _wait_ready(host, run / "main.ready.json", log)
+        ready = wait_ready(host, run / "main.ready.json", log)
         yield Net(root, pki, address, host, ready, run / "main.sock", log)
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
 
 
 def _document(root: Path, code: str) -> query_pb2.Query:
@@ -346,7 +317,7 @@ def test_sigterm_stops_the_host_cleanly(net: Net) -> None:
     spec = _spec(net.root, "solo", net.gateway, [_entry(net.root, "ES")])
     host, log = _start_host(net.root, "solo", spec)
     try:
-        ready = _wait_ready(host, net.root / "run" / "solo.ready.json", log)
+        ready = wait_ready(host, net.root / "run" / "solo.ready.json", log)
         sock = net.root / "run" / "solo.sock"
         assert sock.exists()
         assert list(ready["bureaus"]) == ["ES"]
@@ -355,7 +326,7 @@ def test_sigterm_stops_the_host_cleanly(net: Net) -> None:
         assert not sock.exists()
         assert '"node_stopping"' in log.read_text()
     finally:
-        _stop(host)
+        stop(host)
 
 
 @pytest.mark.integration
@@ -372,7 +343,7 @@ def test_a_bureau_that_cannot_start_stops_the_host(net: Net) -> None:
     try:
         assert host.wait(timeout=READY_TIMEOUT_S) == 1
     finally:
-        _stop(host)
+        stop(host)
     failures = [
         json.loads(line)
         for line in log.read_text().splitlines()
