@@ -76,30 +76,7 @@ class Deployed:
     def container(self, *args: str, mounts: tuple[str, ...] = (), timeout: float = 300) -> str:
         """Run ``ncbsim ARGS`` in a throwaway client container on the test network; its
         output (AssertionError with it when it fails)."""
-        volume_args = [f"--volume={m}" for m in mounts]
-        proc = self.podman.run(
-            "run",
-            "--rm",
-            "--network",
-            self.network,
-            "--read-only",
-            "--tmpfs",
-            "/tmp:rw,size=256m",
-            "--env",
-            "HOME=/tmp",
-            "--env",
-            "MPLCONFIGDIR=/tmp/matplotlib",
-            *volume_args,
-            self.image,
-            *args,
-            check=False,
-            timeout=timeout,
-        )
-        if proc.returncode != 0:
-            raise AssertionError(
-                f"ncbsim {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc.stdout
+        return self._client(list(args), mounts, timeout, f"ncbsim {' '.join(args)}")
 
     def client_sh(self, script: str, timeout: float = 300, mounts: tuple[str, ...] = ()) -> str:
         """Run a shell script in a client container holding the client's bundles at
@@ -108,31 +85,23 @@ class Deployed:
             "ncbsim deploy unpack --bundle /client/public.json --bundle /client/keys.json "
             "--to /tmp/pki >/dev/null && "
         )
+        argv = ["--entrypoint", "sh", "-c", unpack + script]
+        return self._client(argv, (f"{self.client}:/client:ro", *mounts), timeout, script)
+
+    def _client(self, argv: list[str], mounts: tuple[str, ...], timeout: float, what: str) -> str:
+        """A read-only client container of the image, its /tmp in memory; ``argv`` after
+        the image (an ``--entrypoint X`` pair first goes before it)."""
+        options = argv[:2] if argv[:1] == ["--entrypoint"] else []
         proc = self.podman.run(
-            "run",
-            "--rm",
-            "--network",
-            self.network,
-            "--read-only",
-            "--tmpfs",
-            "/tmp:rw,size=256m",
-            "--env",
-            "HOME=/tmp",
-            "--env",
-            "MPLCONFIGDIR=/tmp/matplotlib",
-            f"--volume={self.client}:/client:ro",
-            *[f"--volume={m}" for m in mounts],
-            "--entrypoint",
-            "sh",
-            self.image,
-            "-c",
-            unpack + script,
-            check=False,
-            timeout=timeout,
-        )
+            "run", "--rm", "--network", self.network, "--read-only",
+            "--tmpfs", "/tmp:rw,size=256m", "--env", "HOME=/tmp",
+            "--env", "MPLCONFIGDIR=/tmp/matplotlib",
+            *[f"--volume={m}" for m in mounts], *options, self.image, *argv[len(options):],
+            check=False, timeout=timeout,
+        )  # fmt: skip
         if proc.returncode != 0:
             output = f"{proc.stdout}\n{proc.stderr}"
-            raise AssertionError(f"{script} exited {proc.returncode}:\n{output}")
+            raise AssertionError(f"{what} exited {proc.returncode}:\n{output}")
         return proc.stdout
 
     def probe(self, address: str, wait_s: float) -> None:
