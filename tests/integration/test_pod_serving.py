@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from spawned import stop
 from support import document_query, run_ncbsim, scrape_metrics
 
 from ncbsim import pki as pkimod
@@ -51,17 +52,6 @@ class Pod:
     gateway: dict[str, Any]
     host: dict[str, Any]
     gateway_log: Path
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after a while; always reaped."""
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def _start(
@@ -95,7 +85,7 @@ def _start(
             late=f"{name} not ready: {log.read_text()[-2000:]}",
         )
     except BaseException:
-        _stop(child)
+        stop(child, timeout_s=TIMEOUT_S)
         raise
     return child, data, log
 
@@ -175,7 +165,7 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
         yield Pod(root, pki, gateway, host, gateway_log)
     finally:
         for child in reversed(children):
-            _stop(child)
+            stop(child, timeout_s=TIMEOUT_S)
 
 
 def _local(address: str) -> str:
@@ -339,7 +329,7 @@ def test_a_node_with_advertise_auto_is_queried_through_the_gateway(pod: Pod) -> 
         ]
         assert routes == [_local(ready["address"])]
     finally:
-        _stop(child)
+        stop(child, timeout_s=TIMEOUT_S)
 
 
 def test_host_health_turns_not_serving_when_it_stops(pod: Pod) -> None:
@@ -357,7 +347,7 @@ def test_host_health_turns_not_serving_when_it_stops(pod: Pod) -> None:
             child.send_signal(signal.SIGTERM)
             assert [next(s).status for s in streams] == [NOT_SERVING, NOT_SERVING]
     finally:
-        _stop(child)
+        stop(child, timeout_s=TIMEOUT_S)
 
 
 def test_gateway_health_port_turns_not_serving_when_it_stops(tmp_path: Path) -> None:
@@ -387,4 +377,4 @@ def test_gateway_health_port_turns_not_serving_when_it_stops(tmp_path: Path) -> 
             child.send_signal(signal.SIGTERM)
             assert next(stream).status == NOT_SERVING
     finally:
-        _stop(child)
+        stop(child, timeout_s=TIMEOUT_S)
