@@ -279,6 +279,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def add_host_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``host``: many bureau nodes in one process (the simulator's hosts)."""
-    from ncbsim.node import host
+    from ncbsim.cli import host
 
     host.add_parsers(sub)
