@@ -4,8 +4,9 @@ A deployed network's records are made in its pods, from the deployment's seed an
 (``ncbsim deploy run bureaus``): :mod:`ncbsim.node.datagen` gives the same records for the
 same bureau, seed and counts wherever it runs. So the query corpus is drawn from those
 same records, made again here, in a local cache (``CACHE/XX/records.sqlite``, the load
-targets only). The cache is reused while its stamp (``CACHE/records.json``: seed and
-counts) matches the deployment, and made again when it does not.
+targets only), by the code the pods make them with (:mod:`ncbsim.simulations.deploy.records`).
+A bureau's cache is reused while its stamp (``CACHE/XX/records.json``: seed and counts)
+matches the deployment, and made again when it does not.
 
 The requesters are the deployment's (``load.requesters``): their keys were issued when it
 was rendered, and the deployed gateway serves only those. Nothing here issues a key.
@@ -17,7 +18,6 @@ for byte, so each locust pod of the cluster can make the plan itself.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -26,53 +26,31 @@ from ncbsim.load.plan import LoadPlan, build_corpus
 from ncbsim.node.store import RecordStore
 from ncbsim.pki import PkiDir
 from ncbsim.simulations.deploy.model import Deployment
-from ncbsim.simulations.prepare import RecordJob, generate_records
-
-_STAMP = "records.json"
-
-
-def _stamp(deployment: Deployment) -> dict[str, int]:
-    records = deployment.records
-    return {
-        "seed": deployment.seed,
-        "documents": records.documents,
-        "persons": records.persons,
-        "vehicles": records.vehicles,
-        "biometrics": records.biometrics,
-    }
+from ncbsim.simulations.deploy.pod import record_counts
+from ncbsim.simulations.deploy.records import ensure_records, holds
+from ncbsim.workdir import BureauDir
 
 
 def cached_records(
     deployment: Deployment, cache: Path, bureaus: list[str], *, processes: int | None = None
 ) -> dict[str, Path]:
-    """Each of ``bureaus``' records as its pod made them, made again into ``cache`` if needed.
-
-    Records of another seed or other counts (a stamp that does not match) are removed
-    first; the missing ones are made in parallel, one process a bureau.
+    """Each of ``bureaus``' records as its pod made them, made again into ``cache/XX`` if
+    needed, by the pods' own code (:func:`ensure_records`: a stamp per bureau, written
+    once its database is complete). A bureau's cache made with other figures is removed
+    first: unlike a pod's volume, it holds nothing but records.
     """
-    stamp_path = cache / _STAMP
-    want = _stamp(deployment)
-    try:
-        have = json.loads(stamp_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        have = None
-    if have != want:
-        for old in cache.glob("*/records.sqlite"):
-            shutil.rmtree(old.parent)
-    cache.mkdir(parents=True, exist_ok=True)
-    stamp_path.write_text(json.dumps(want) + "\n", encoding="utf-8")
-    paths = {b: cache / b / "records.sqlite" for b in bureaus}
-    records = deployment.records
-    todo: list[RecordJob] = []
-    for bureau, path in paths.items():
-        if not path.is_file():
-            path.parent.mkdir(exist_ok=True)
-            counts = (records.documents, records.persons, records.vehicles, records.biometrics)
-            todo.append((path, bureau, deployment.seed, *counts))
-    if todo:
-        print(f"making the records of {len(todo)} bureaus into {cache}", flush=True)
-    generate_records(todo, processes=processes)
-    return paths
+    counts = record_counts(deployment)
+    folders = {code: cache / code for code in bureaus}
+    missing = 0
+    for code, folder in folders.items():
+        held = holds(folder, code, counts)
+        if held is None:
+            shutil.rmtree(folder)
+        missing += not held
+    if missing:
+        print(f"making the records of {missing} bureaus into {cache}", flush=True)
+    ensure_records(folders, counts, processes=processes)
+    return {code: BureauDir(folder).records for code, folder in folders.items()}
 
 
 def plan_for_deployment(

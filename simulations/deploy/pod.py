@@ -35,7 +35,7 @@ from ncbsim.simulations.deploy.model import Deployment
 from ncbsim.simulations.deploy.records import RecordCounts, ensure_records
 from ncbsim.workdir import BureauDir
 
-__all__ = ["bureaus_argv", "counts", "exec_ncbsim", "gateway_argv", "unpack_pki"]
+__all__ = ["bureaus_argv", "exec_ncbsim", "gateway_argv", "record_counts", "unpack_pki"]
 
 log = structlog.get_logger()
 
@@ -52,7 +52,7 @@ def unpack_pki(bundles: Sequence[Path], pki: Path) -> int:
     return written
 
 
-def counts(deployment: Deployment) -> RecordCounts:
+def record_counts(deployment: Deployment) -> RecordCounts:
     """The seed and counts every bureau of ``deployment`` makes its records with."""
     records = deployment.records
     return RecordCounts(
@@ -118,7 +118,7 @@ def bureaus_argv(deployment: Deployment, group: str, pki: Path, data: Path, run:
     # One bureau at a time: a generator peaks near 100 MiB, and the pod's memory limit
     # (resources.py) is sized for the servers, not for K generators at once.
     folders = {code: data / code for code in bureaus}
-    outcome = ensure_records(folders, counts(deployment), processes=1)
+    outcome = ensure_records(folders, record_counts(deployment), processes=1)
     for state in ("generated", "reused"):
         which = [code for code, got in outcome.items() if got == state]
         if which:

@@ -27,7 +27,7 @@ from ncbsim.errors import ConfigError
 from ncbsim.simulations.prepare import RecordJob, generate_records
 from ncbsim.workdir import BureauDir
 
-__all__ = ["RecordCounts", "ensure_records"]
+__all__ = ["RecordCounts", "ensure_records", "holds"]
 
 STAMP = "records.json"
 
@@ -81,6 +81,16 @@ def _check(folder: Path, bureau: str, counts: RecordCounts) -> bool:
     if not records.exists():
         raise ConfigError(f"{stamp} is there but {records} is not; delete the volume first")
     return True
+
+
+def holds(folder: Path, bureau: str, counts: RecordCounts) -> bool | None:
+    """Whether ``folder`` holds ``bureau``'s complete records made with ``counts``: True,
+    False if it holds nothing yet, None if it holds something else (other figures, or
+    records of unknown origin), which :func:`ensure_records` would refuse."""
+    try:
+        return _check(folder, bureau, counts)
+    except ConfigError:
+        return None
 
 
 def ensure_records(

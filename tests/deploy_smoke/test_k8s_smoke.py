@@ -37,7 +37,7 @@ import ncbsim
 from ncbsim.auditlog import TABLE
 from ncbsim.node.store import RecordStore
 from ncbsim.simulations.deploy.model import Deployment
-from ncbsim.simulations.deploy.pod import counts
+from ncbsim.simulations.deploy.pod import record_counts
 from ncbsim.simulations.deploy.records import ensure_records
 
 pytestmark = pytest.mark.timeout(1500)
@@ -190,7 +190,7 @@ def _planted_document(deployed: Deployed, bureau: str) -> tuple[str, str, str]:
     """(number, issuer, ref) of a document ``bureau`` holds and shows to every bureau,
     from a copy of its records made here from the deployment's seed and counts."""
     folder = deployed.work / "records" / bureau
-    ensure_records({bureau: folder}, counts(deployed.deployment))
+    ensure_records({bureau: folder}, record_counts(deployed.deployment))
     store = RecordStore(folder / "records.sqlite")
     try:
         rng = random.Random(7)

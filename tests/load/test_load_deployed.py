@@ -197,7 +197,7 @@ def test_load_targets_the_deployed_gateway(deployed: Deployed, tmp_path: Path) -
     assert verdict["overall"]["failures"] == 0
     plan = LoadPlan.read(out / "plan.json")
     assert plan.gateway == deployed.gateway
-    assert (deployed.root / "load-cache" / "records.json").is_file()
+    assert all((deployed.root / "load-cache" / b / "records.json").is_file() for b in plan.targets)
     answered = _answered(deployed, plan.requesters)
     assert all(answered.values()), answered
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ncbsim.errors import ConfigError
-from ncbsim.simulations.deploy.records import RecordCounts, ensure_records
+from ncbsim.simulations.deploy.records import RecordCounts, ensure_records, holds
 
 COUNTS = RecordCounts(seed=5, documents=60, persons=30, vehicles=20, biometrics=4)
 
@@ -59,3 +59,12 @@ def test_a_generation_cut_short_starts_over(tmp_path: Path) -> None:
     assert ensure_records({"FR": folder}, COUNTS) == {"FR": "generated"}
     assert not (folder / "records.sqlite.partial").exists()
     assert (folder / "records.sqlite").stat().st_size > 0
+
+
+def test_holds_tells_made_from_missing_from_something_else(tmp_path: Path) -> None:
+    folder = tmp_path / "FR"
+    assert holds(folder, "FR", COUNTS) is False
+    ensure_records({"FR": folder}, COUNTS)
+    assert holds(folder, "FR", COUNTS) is True
+    assert holds(folder, "FR", dataclasses.replace(COUNTS, seed=6)) is None
+    assert holds(folder, "DE", COUNTS) is None
